@@ -1,0 +1,197 @@
+"""The `billing-kernel` command line: thin commands over BillingService."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+
+from billing_kernel.config import get_settings
+from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.domain.summary import OrgBillingSummary
+from billing_kernel.errors import BillingError
+from billing_kernel.service import BillingService
+from billing_kernel.store import migrate as migrations
+from billing_kernel.store.database import Database
+
+app = typer.Typer(
+    help="billing-kernel: plans, org billing state and monthly usage.", no_args_is_help=True
+)
+plans_app = typer.Typer(help="Plans.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+members_app = typer.Typer(help="Organization members (seats).", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage.", no_args_is_help=True)
+app.add_typer(plans_app, name="plans")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(members_app, name="members")
+app.add_typer(usage_app, name="usage")
+
+T = TypeVar("T")
+
+
+def _with_service(work: Callable[[BillingService], Awaitable[T]]) -> T:
+    """Run `work` against the configured database; a BillingError becomes exit code 1."""
+
+    async def main() -> T:
+        settings = get_settings()
+        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        try:
+            return await work(BillingService(database, settings))
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(main())
+    except BillingError as exc:
+        typer.secho(f"error: {exc.message}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from exc
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the schema (and seed the default plans) on BILLING_DATABASE_URL."""
+    migrations.upgrade(get_settings().database_url)
+    typer.echo("database is up to date")
+
+
+@plans_app.command("list")
+def plans_list() -> None:
+    """List the active plans with what each includes."""
+    plans = _with_service(lambda service: service.list_plans())
+    for plan in plans:
+        typer.echo(f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month")
+        for term in plan.metrics.values():
+            included = (
+                "unlimited" if term.included_quantity is None else (f"{term.included_quantity:,}")
+            )
+            per = "" if term.overage_unit_size == 1 else f" per {term.overage_unit_size:,}"
+            typer.echo(
+                f"    {term.metric:<14} {included:>12} included, then "
+                f"{term.overage_unit_price.normalize():f}{per}"
+            )
+
+
+@orgs_app.command("create")
+def orgs_create(
+    org_id: str,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    plan: Annotated[str | None, typer.Option(help="Plan slug (default: the default plan).")] = None,
+) -> None:
+    """Create an org and seed its billing state (trial on the default plan)."""
+    state = _with_service(lambda service: service.create_org(org_id, name=name, plan_slug=plan))
+    typer.echo(
+        f"org {state.org_id}: plan {state.plan_slug}, status {state.status.value}, "
+        f"trial ends {state.trial_ends_at:%Y-%m-%d}"
+        if state.trial_ends_at
+        else ""
+    )
+
+
+@members_app.command("add")
+def members_add(
+    org_id: str,
+    user_id: str,
+    role: Annotated[MemberRole, typer.Option(help="Role in the org.")] = MemberRole.MEMBER,
+    email: Annotated[str | None, typer.Option(help="The user's email.")] = None,
+) -> None:
+    """Add a user to an org (or change their role)."""
+    seats = _with_service(lambda s: s.add_org_member(org_id, user_id, role, email=email))
+    typer.echo(f"{user_id} is {role.value} of {org_id}; {seats} seat(s)")
+
+
+@members_app.command("remove")
+def members_remove(org_id: str, user_id: str) -> None:
+    """Remove a user from an org."""
+    seats = _with_service(lambda service: service.remove_org_member(org_id, user_id))
+    typer.echo(f"{user_id} removed from {org_id}; {seats} seat(s)")
+
+
+@usage_app.command("record")
+def usage_record(
+    org_id: str,
+    metric: str,
+    quantity: int,
+    key: Annotated[str | None, typer.Option(help="Idempotency key (default: a new one).")] = None,
+    at: Annotated[
+        datetime | None, typer.Option(help="Event time, ISO 8601 with offset (default: now).")
+    ] = None,
+) -> None:
+    """Record usage for an org, exactly once per idempotency key."""
+    idempotency_key = key or uuid.uuid4().hex
+    result = _with_service(
+        lambda s: s.record_usage(
+            org_id, metric, quantity, idempotency_key=idempotency_key, occurred_at=at
+        )
+    )
+    typer.echo(
+        f"{result.status.value}: {quantity:,} {metric} for {org_id} "
+        f"in {result.event.period.key:%B %Y} (key {idempotency_key})"
+    )
+
+
+@app.command()
+def summary(org_id: str) -> None:
+    """Show an org's plan, billing state and usage this month."""
+    typer.echo(render_summary(_with_service(lambda s: s.build_org_billing_summary(org_id))))
+
+
+@app.command()
+def demo() -> None:
+    """Seed a demo org with members and usage (idempotent) and show its summary."""
+
+    async def seed(service: BillingService) -> OrgBillingSummary:
+        await service.create_org("demo-org", name="Demo Org", plan_slug="starter")
+        for user_id, role in (
+            ("demo-owner", MemberRole.OWNER),
+            ("demo-admin", MemberRole.ADMIN),
+            ("demo-member", MemberRole.MEMBER),
+        ):
+            await service.add_org_member("demo-org", user_id, role)
+        month = datetime.now(UTC).strftime("%Y-%m")
+        for metric, quantity in (("tokens", 845_000), ("playbook_runs", 173)):
+            await service.record_usage(
+                "demo-org", metric, quantity, idempotency_key=f"demo-{month}-{metric}"
+            )
+        return await service.build_org_billing_summary("demo-org")
+
+    typer.echo(render_summary(_with_service(seed)))
+
+
+def render_summary(summary: OrgBillingSummary) -> str:
+    """A plain-text table of an org's billing summary."""
+    plan, state, period = summary.plan, summary.state, summary.period
+    lines = [
+        f"org        {summary.org_id}",
+        f"plan       {plan.name} ({plan.slug}), {plan.currency} {plan.monthly_price}/month",
+        f"status     {state.status.value}"
+        + (
+            f", {summary.trial_days_left} day(s) of trial left"
+            if summary.trial_days_left is not None
+            else ""
+        ),
+        f"period     {period.start:%Y-%m-%d} to {period.last_day:%Y-%m-%d} "
+        f"({period.days_left(summary.generated_at)} day(s) left)",
+        "",
+        f"{'metric':<16}{'used':>14}{'included':>14}{'used %':>9}  note",
+    ]
+    for line in summary.usage:
+        included = "unlimited" if line.limit is None else f"{line.limit:,}"
+        percent = "-" if line.percent_used is None else f"{line.percent_used}%"
+        notes = []
+        if line.soft_limit_exceeded:
+            notes.append(
+                f"over limit by {line.overage_quantity:,}, est. "
+                f"{plan.currency} {line.overage_amount}"
+            )
+        if line.peak is not None:
+            notes.append(f"peak {line.peak:,}")
+        lines.append(
+            f"{line.metric.key:<16}{line.used:>14,}{included:>14}{percent:>9}  " + "; ".join(notes)
+        )
+    lines.append("")
+    lines.append("soft limit exceeded" if summary.any_soft_limit_exceeded else "within all limits")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""An org's billing state: its plan, lifecycle status and trial."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from billing_kernel.domain.periods import ensure_utc
+
+
+class BillingStatus(StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+
+
+class MemberRole(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBillingState:
+    org_id: str
+    plan_slug: str
+    status: BillingStatus
+    trial_ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def trial_days_left(self, now: datetime) -> int | None:
+        """Days until the trial ends (0 once it has), or None when the org is not in trial."""
+        if self.status is not BillingStatus.TRIAL or self.trial_ends_at is None:
+            return None
+        remaining = self.trial_ends_at - ensure_utc(now)
+        if remaining <= timedelta(0):
+            return 0
+        return math.ceil(remaining / timedelta(days=1))
+
+
+def new_trial_state(org_id: str, plan_slug: str, now: datetime, trial_days: int) -> OrgBillingState:
+    """The state a new org is seeded with: the default plan, in trial for `trial_days`."""
+    now = ensure_utc(now)
+    return OrgBillingState(
+        org_id=org_id,
+        plan_slug=plan_slug,
+        status=BillingStatus.TRIAL,
+        trial_ends_at=now + timedelta(days=trial_days),
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,42 @@
+"""Metrics are data: a key per counter and per plan limit, so a deployment can add its own."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+TOKENS = "tokens"
+PLAYBOOK_RUNS = "playbook_runs"
+SEATS = "seats"
+
+METRIC_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class Aggregation(StrEnum):
+    """How a metric's usage in a period is computed."""
+
+    SUM = "sum"
+    """The sum of the quantities of accepted usage events."""
+    SEATS = "seats"
+    """The number of org members; the counter keeps the period's peak."""
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    name: str
+    unit: str
+    aggregation: Aggregation = Aggregation.SUM
+
+    @property
+    def is_recordable(self) -> bool:
+        """Whether usage events may be recorded against it (seats follow membership)."""
+        return self.aggregation is Aggregation.SUM
+
+
+DEFAULT_METRICS: tuple[Metric, ...] = (
+    Metric(TOKENS, "LLM tokens", "tokens"),
+    Metric(PLAYBOOK_RUNS, "Playbook runs", "runs"),
+    Metric(SEATS, "Seats", "seats", Aggregation.SEATS),
+)

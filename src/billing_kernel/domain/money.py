@@ -1,0 +1,26 @@
+"""Money: `Decimal` only, rounded to the currency's cents in exactly one place.
+
+Overage is priced per block of `unit_size` units (for example 0.02 USD per 1,000 tokens) and
+charged proportionally for a partial block: 1,500 tokens over at 0.02/1k cost 0.03. The exact
+amount of each charge line is rounded once, half up, to cents by `round_money`; totals are sums
+of rounded lines, so an invoice always adds up.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def round_money(amount: Decimal) -> Decimal:
+    """The one rounding rule for money: half up, to cents."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def overage_amount(overage_quantity: int, unit_price: Decimal, unit_size: int) -> Decimal:
+    """The charge, in cents, for `overage_quantity` units priced at `unit_price` per `unit_size`."""
+    if overage_quantity <= 0 or unit_price == 0:
+        return ZERO
+    return round_money(Decimal(overage_quantity) * unit_price / Decimal(unit_size))

@@ -1,0 +1,66 @@
+"""Billing periods: calendar months in UTC, half-open `[start, end)`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+
+def ensure_utc(moment: datetime) -> datetime:
+    """Return `moment` in UTC; a naive datetime is refused, never guessed."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"datetime {moment.isoformat()} has no timezone; UTC is required")
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingPeriod:
+    """One calendar month in UTC. `start` is included, `end` is not."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def containing(cls, moment: datetime) -> BillingPeriod:
+        """The month that `moment` falls in."""
+        utc = ensure_utc(moment)
+        return cls.starting(date(utc.year, utc.month, 1))
+
+    @classmethod
+    def starting(cls, first_day: date) -> BillingPeriod:
+        """The month whose first day is `first_day`."""
+        if first_day.day != 1:
+            raise ValueError(f"a billing period starts on the first of a month, not {first_day}")
+        start = datetime(first_day.year, first_day.month, 1, tzinfo=UTC)
+        if first_day.month == 12:
+            end = datetime(first_day.year + 1, 1, 1, tzinfo=UTC)
+        else:
+            end = datetime(first_day.year, first_day.month + 1, 1, tzinfo=UTC)
+        return cls(start=start, end=end)
+
+    @property
+    def key(self) -> date:
+        """The first day of the month: how the period is stored."""
+        return self.start.date()
+
+    @property
+    def last_day(self) -> date:
+        """The last calendar day inside the period."""
+        return (self.end - timedelta(days=1)).date()
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= ensure_utc(moment) < self.end
+
+    def previous(self) -> BillingPeriod:
+        return BillingPeriod.containing(self.start - timedelta(microseconds=1))
+
+    def next(self) -> BillingPeriod:
+        return BillingPeriod.containing(self.end)
+
+    def days_left(self, now: datetime) -> int:
+        """Whole or partial days from `now` to the end of the period (0 once it has ended)."""
+        remaining = self.end - ensure_utc(now)
+        if remaining <= timedelta(0):
+            return 0
+        return math.ceil(remaining / timedelta(days=1))

@@ -1,0 +1,119 @@
+"""The org billing summary: plan, state, period and per-metric usage against effective limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from billing_kernel.domain.billing_state import OrgBillingState
+from billing_kernel.domain.metrics import Aggregation, Metric
+from billing_kernel.domain.money import ZERO, overage_amount
+from billing_kernel.domain.periods import BillingPeriod
+from billing_kernel.domain.plans import Plan, effective_limit
+from billing_kernel.domain.quota import limit_exceeded, percent_used, remaining
+
+
+@dataclass(frozen=True, slots=True)
+class MetricUsage:
+    """One metric's usage in the period against the org's effective limit."""
+
+    metric: Metric
+    used: int
+    limit: int | None
+    remaining: int | None
+    percent_used: Decimal | None
+    soft_limit_exceeded: bool
+    overage_quantity: int
+    overage_amount: Decimal
+    peak: int | None = None
+    """For seats: the highest member count in the period (overage is charged on it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBillingSummary:
+    org_id: str
+    plan: Plan
+    state: OrgBillingState
+    period: BillingPeriod
+    usage: tuple[MetricUsage, ...]
+    generated_at: datetime
+
+    @property
+    def any_soft_limit_exceeded(self) -> bool:
+        return any(line.soft_limit_exceeded for line in self.usage)
+
+    @property
+    def estimated_overage(self) -> Decimal:
+        """Sum of the rounded overage lines so far this period, in the plan's currency."""
+        return sum((line.overage_amount for line in self.usage), ZERO)
+
+    @property
+    def trial_days_left(self) -> int | None:
+        return self.state.trial_days_left(self.generated_at)
+
+    def metric(self, key: str) -> MetricUsage:
+        return next(line for line in self.usage if line.metric.key == key)
+
+
+def metric_usage(
+    metric: Metric,
+    used: int,
+    plan: Plan,
+    overrides: Mapping[str, int | None],
+    peak: int | None = None,
+) -> MetricUsage:
+    limit = effective_limit(plan, metric.key, overrides)
+    billed = used if peak is None else max(peak, used)
+    overage = 0 if limit is None else max(billed - limit, 0)
+    terms = plan.allowance(metric.key)
+    return MetricUsage(
+        metric=metric,
+        used=used,
+        limit=limit,
+        remaining=remaining(used, limit),
+        percent_used=percent_used(used, limit),
+        soft_limit_exceeded=limit_exceeded(used, limit),
+        overage_quantity=overage,
+        overage_amount=overage_amount(overage, terms.overage_unit_price, terms.overage_unit_size),
+        peak=None if peak is None else max(peak, used),
+    )
+
+
+def build_summary(
+    *,
+    plan: Plan,
+    state: OrgBillingState,
+    period: BillingPeriod,
+    catalogue: Sequence[Metric],
+    counters: Mapping[str, int],
+    seat_count: int,
+    overrides: Mapping[str, int | None],
+    now: datetime,
+) -> OrgBillingSummary:
+    """Combine everything the kernel knows about an org's period into one summary.
+
+    `counters` holds the period's stored counters by metric key; for seats metrics that is the
+    period's recorded peak, while `seat_count` is the live member count.
+    """
+    lines = tuple(
+        metric_usage(metric, seat_count, plan, overrides, peak=counters.get(metric.key, 0))
+        if metric.aggregation is Aggregation.SEATS
+        else metric_usage(metric, counters.get(metric.key, 0), plan, overrides)
+        for metric in catalogue
+    )
+    return OrgBillingSummary(
+        org_id=state.org_id, plan=plan, state=state, period=period, usage=lines, generated_at=now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """An org's usage in one period: per metric, the amount used (for seats, the current
+    member count) and, for seats, the period's peak."""
+
+    org_id: str
+    period: BillingPeriod
+    used: Mapping[str, int]
+    peaks: Mapping[str, int]

@@ -1,0 +1,79 @@
+"""The kernel's one error model.
+
+Every failure a caller can cause is a `BillingError` subclass with a stable machine-readable
+`code` and the HTTP status it maps to. The HTTP layer renders them as RFC 9457 problem details;
+the CLI prints `message`. This module imports only the standard library, so the pure domain may
+raise these too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class BillingError(Exception):
+    """Base of every error the kernel reports to its callers."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "billing_error"
+    title: ClassVar[str] = "Billing request failed"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Mapping[str, Any] = details
+
+
+class InvalidInput(BillingError):
+    """A value is malformed or out of range; nothing was written."""
+
+    status = 422
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class UnknownMetric(InvalidInput):
+    """The metric is not in the deployment's metric catalogue."""
+
+    code = "unknown_metric"
+    title = "Unknown metric"
+
+
+class NotFound(BillingError):
+    """Base for things that do not exist (or that the caller may not see)."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class OrgNotFound(NotFound):
+    code = "org_not_found"
+    title = "Organization not found"
+
+
+class PlanNotFound(NotFound):
+    code = "plan_not_found"
+    title = "Plan not found"
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    title = "Member not found"
+
+
+class PlanInactive(BillingError):
+    """The plan exists but is no longer offered."""
+
+    status = 409
+    code = "plan_inactive"
+    title = "Plan is not active"
+
+
+class IdempotencyConflict(BillingError):
+    """An idempotency key was reused with a different payload; nothing was written."""
+
+    status = 409
+    code = "idempotency_conflict"
+    title = "Idempotency key reused with a different payload"

@@ -1,0 +1,458 @@
+"""BillingService: the kernel's public operations, each one transaction.
+
+Routes, dashboard pages, the CLI and the in-process SDK backend call these methods and nothing
+below them. The service validates with the pure domain, reads and writes through the store's
+repositories, and raises only `billing_kernel.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
+from billing_kernel.domain.billing_state import MemberRole, OrgBillingState, new_trial_state
+from billing_kernel.domain.metrics import Aggregation, Metric
+from billing_kernel.domain.periods import BillingPeriod
+from billing_kernel.domain.plans import Plan, effective_limit
+from billing_kernel.domain.quota import QuotaDecision, decide
+from billing_kernel.domain.summary import OrgBillingSummary, PeriodUsage, build_summary
+from billing_kernel.domain.usage import (
+    EventTimeWindow,
+    UsageEvent,
+    counter_increments,
+    new_usage_event,
+    validate_id,
+    validate_quantity,
+)
+from billing_kernel.errors import (
+    BillingError,
+    IdempotencyConflict,
+    InvalidInput,
+    MemberNotFound,
+    OrgNotFound,
+    PlanInactive,
+    PlanNotFound,
+)
+from billing_kernel.store.database import Database
+from billing_kernel.store.orgs import OrgRepository
+from billing_kernel.store.plans import PlanRepository
+from billing_kernel.store.usage import UsageRepository
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordStatus(StrEnum):
+    ACCEPTED = "accepted"
+    """The event was new and has been counted."""
+    DUPLICATE = "duplicate"
+    """The key was seen before with the same payload; nothing changed."""
+    CONFLICT = "conflict"
+    """The key was seen before with a different payload; nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecordResult:
+    status: RecordStatus
+    event: UsageEvent
+
+
+class _Unit:
+    """The repositories of one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.plans = PlanRepository(conn)
+        self.orgs = OrgRepository(conn)
+        self.usage = UsageRepository(conn)
+
+
+class BillingService:
+    """Plans, org billing state, usage and quota decisions. Safe to share across tasks."""
+
+    def __init__(
+        self, database: Database, settings: Settings, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._db = database
+        self._settings = settings
+        self._clock = clock
+        self._window = EventTimeWindow(
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            max_age=timedelta(days=settings.max_event_age_days),
+        )
+        self._warned_default_plan = False
+        self.tracking_failures = 0
+        """How many best-effort `update_usage_counters` calls failed (and were swallowed)."""
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Unit]:
+        async with self._db.transaction() as conn:
+            yield _Unit(conn)
+
+    # --- plans -----------------------------------------------------------------------------
+
+    async def get_default_plan(self) -> Plan:
+        """The plan new orgs start on: BILLING_DEFAULT_PLAN_SLUG, else internal-dev."""
+        async with self._transaction() as unit:
+            return await self._default_plan(unit)
+
+    async def list_plans(self) -> list[Plan]:
+        """Active plans, cheapest first."""
+        async with self._transaction() as unit:
+            return await unit.plans.list_plans(active_only=True)
+
+    async def get_plan_by_slug(self, slug: str) -> Plan:
+        """The plan, active or not; PlanNotFound if there is none."""
+        async with self._transaction() as unit:
+            plan = await unit.plans.get_plan(slug)
+        if plan is None:
+            raise PlanNotFound(f"no plan with slug {slug!r}", plan_slug=slug)
+        return plan
+
+    async def list_metrics(self) -> list[Metric]:
+        async with self._transaction() as unit:
+            return await unit.plans.list_metrics()
+
+    async def _default_plan(self, unit: _Unit) -> Plan:
+        slug = self._settings.default_plan_slug
+        plan = await unit.plans.get_plan(slug)
+        if plan is not None and plan.is_active:
+            return plan
+        if not self._warned_default_plan:
+            self._warned_default_plan = True
+            logger.warning(
+                "default plan %r is %s; new orgs get %r instead",
+                slug,
+                "inactive" if plan else "unknown",
+                FALLBACK_PLAN_SLUG,
+            )
+        fallback = await unit.plans.get_plan(FALLBACK_PLAN_SLUG)
+        if fallback is None:
+            raise PlanNotFound(
+                f"neither the default plan {slug!r} nor {FALLBACK_PLAN_SLUG!r} "
+                "exists; run `billing-kernel migrate`",
+                plan_slug=slug,
+            )
+        return fallback
+
+    @staticmethod
+    async def _active_plan(unit: _Unit, slug: str) -> Plan:
+        plan = await unit.plans.get_plan(slug)
+        if plan is None:
+            raise PlanNotFound(f"no plan with slug {slug!r}", plan_slug=slug)
+        if not plan.is_active:
+            raise PlanInactive(f"plan {slug!r} is no longer offered", plan_slug=slug)
+        return plan
+
+    # --- orgs and members ------------------------------------------------------------------
+
+    async def create_org(
+        self, org_id: str, *, name: str | None = None, plan_slug: str | None = None
+    ) -> OrgBillingState:
+        """Create the org (or rename it) and seed its billing state if it has none."""
+        validate_id(org_id, "org_id")
+        now = self._clock()
+        async with self._transaction() as unit:
+            plan = await (
+                self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
+            )
+            await unit.orgs.save_org(org_id, name, now)
+            await unit.orgs.seed_billing_states(
+                [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
+            )
+            return await self._require_state(unit, org_id)
+
+    async def add_org_member(
+        self,
+        org_id: str,
+        user_id: str,
+        role: MemberRole = MemberRole.MEMBER,
+        *,
+        email: str | None = None,
+    ) -> int:
+        """Put the user in the org with `role` (or change their role); returns the seat count.
+
+        The period's seat peak is raised in the same transaction.
+        """
+        validate_id(user_id, "user_id")
+        now = self._clock()
+        async with self._transaction() as unit:
+            await self._lock_existing_org(unit, org_id)
+            await unit.orgs.ensure_user(user_id, email, now)
+            await unit.orgs.put_member(org_id, user_id, MemberRole(role), now)
+            seats = await unit.orgs.count_members(org_id)
+            period = BillingPeriod.containing(now)
+            for metric in await unit.plans.list_metrics():
+                if metric.aggregation is Aggregation.SEATS:
+                    await unit.usage.raise_to_at_least((org_id, period.key, metric.key), seats, now)
+            return seats
+
+    async def remove_org_member(self, org_id: str, user_id: str) -> int:
+        """Take the user out of the org; returns the seat count. The period's peak stays."""
+        async with self._transaction() as unit:
+            await self._lock_existing_org(unit, org_id)
+            if not await unit.orgs.remove_member(org_id, user_id):
+                raise MemberNotFound(
+                    f"user {user_id!r} is not a member of org {org_id!r}",
+                    org_id=org_id,
+                    user_id=user_id,
+                )
+            return await unit.orgs.count_members(org_id)
+
+    async def list_org_members(self, org_id: str) -> list[tuple[str, MemberRole]]:
+        async with self._transaction() as unit:
+            await self._require_org(unit, org_id)
+            return await unit.orgs.list_members(org_id)
+
+    @staticmethod
+    async def _lock_existing_org(unit: _Unit, org_id: str) -> None:
+        if not await unit.orgs.lock_org(org_id):
+            raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    @staticmethod
+    async def _require_org(unit: _Unit, org_id: str) -> None:
+        if not await unit.orgs.existing_org_ids([org_id]):
+            raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    # --- billing state ---------------------------------------------------------------------
+
+    async def get_org_billing_state(self, org_id: str) -> OrgBillingState:
+        """The org's billing state, seeded on first use (default plan, in trial)."""
+        async with self._transaction() as unit:
+            return await self._ensure_state(unit, org_id)
+
+    async def set_org_plan(self, org_id: str, plan_slug: str) -> OrgBillingState:
+        """Move the org to an active plan; an unknown or inactive plan is refused."""
+        async with self._transaction() as unit:
+            plan = await self._active_plan(unit, plan_slug)
+            await self._ensure_state(unit, org_id)
+            await unit.orgs.set_plan(org_id, plan.slug, self._clock())
+            return await self._require_state(unit, org_id)
+
+    async def set_org_limit_override(
+        self, org_id: str, metric: str, included_quantity: int | None
+    ) -> None:
+        """Give the org its own limit for `metric` (None: unlimited), replacing the plan's."""
+        async with self._transaction() as unit:
+            await self._ensure_state(unit, org_id)
+            if metric not in {m.key for m in await unit.plans.list_metrics()}:
+                raise InvalidInput(f"unknown metric {metric!r}", field="metric")
+            if included_quantity is not None:
+                validate_quantity(included_quantity)
+            await unit.orgs.set_limit_override(org_id, metric, included_quantity, self._clock())
+
+    async def clear_org_limit_override(self, org_id: str, metric: str) -> None:
+        """Return the org to its plan's limit for `metric`."""
+        async with self._transaction() as unit:
+            await self._require_org(unit, org_id)
+            await unit.orgs.clear_limit_override(org_id, metric)
+
+    async def _ensure_state(self, unit: _Unit, org_id: str) -> OrgBillingState:
+        state = await unit.orgs.get_billing_state(org_id)
+        if state is not None:
+            return state
+        await self._require_org(unit, org_id)
+        plan = await self._default_plan(unit)
+        await unit.orgs.seed_billing_states(
+            [new_trial_state(org_id, plan.slug, self._clock(), self._settings.trial_days)]
+        )
+        return await self._require_state(unit, org_id)
+
+    @staticmethod
+    async def _require_state(unit: _Unit, org_id: str) -> OrgBillingState:
+        state = await unit.orgs.get_billing_state(org_id)
+        if state is None:  # only if the org vanished in between
+            raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+        return state
+
+    # --- usage -----------------------------------------------------------------------------
+
+    async def record_usage(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str,
+        occurred_at: datetime | None = None,
+    ) -> UsageRecordResult:
+        """Count `quantity` of `metric` for the org, exactly once per idempotency key.
+
+        The event time (default: now) decides the period. The same key with the same payload
+        again is a no-op reported as DUPLICATE; with a different payload it raises
+        IdempotencyConflict. Invalid input raises InvalidInput. Nothing is written on error.
+        An org the kernel has not seen is created and seeded, unless BILLING_AUTO_CREATE_ORGS
+        is false, in which case OrgNotFound is raised.
+        """
+        async with self._transaction() as unit:
+            event = new_usage_event(
+                org_id=org_id,
+                metric=metric,
+                quantity=quantity,
+                idempotency_key=idempotency_key,
+                occurred_at=occurred_at,
+                received_at=self._clock(),
+                catalogue={m.key: m for m in await unit.plans.list_metrics()},
+                window=self._window,
+            )
+            [status] = await self._ingest(unit, [event])
+            if status is RecordStatus.CONFLICT:
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was already used for org {org_id!r} "
+                    "with a different metric, quantity or event time",
+                    org_id=org_id,
+                    idempotency_key=idempotency_key,
+                )
+            return UsageRecordResult(status=status, event=event)
+
+    async def _ingest(self, unit: _Unit, events: Sequence[UsageEvent]) -> list[RecordStatus]:
+        """Insert new events and add them to their counters, set-based; one status per event."""
+        now = self._clock()
+        await self._ensure_orgs_for_usage(unit, {e.org_id for e in events}, now)
+        inserted = await unit.usage.insert_events(events)
+        await unit.usage.add_to_counters(
+            counter_increments(e for e in events if (e.org_id, e.idempotency_key) in inserted),
+            now,
+        )
+        repeated = [
+            (e.org_id, e.idempotency_key)
+            for e in events
+            if (e.org_id, e.idempotency_key) not in inserted
+        ]
+        stored = await unit.usage.get_events(repeated)
+        statuses = []
+        first_seen: set[tuple[str, str]] = set()
+        for e in events:
+            key = (e.org_id, e.idempotency_key)
+            if key in inserted and key not in first_seen:
+                first_seen.add(key)
+                statuses.append(RecordStatus.ACCEPTED)
+            elif e.is_replay_of(stored.get(key) or _first(events, key)):
+                statuses.append(RecordStatus.DUPLICATE)
+            else:
+                statuses.append(RecordStatus.CONFLICT)
+        return statuses
+
+    async def _ensure_orgs_for_usage(self, unit: _Unit, org_ids: set[str], now: datetime) -> None:
+        missing = org_ids - await unit.orgs.existing_org_ids(org_ids)
+        if not missing:
+            return
+        if not self._settings.auto_create_orgs:
+            raise OrgNotFound(
+                f"unknown org {sorted(missing)[0]!r} (BILLING_AUTO_CREATE_ORGS is false)",
+                org_id=sorted(missing)[0],
+            )
+        plan = await self._default_plan(unit)
+        await unit.orgs.ensure_orgs(missing, now)
+        await unit.orgs.seed_billing_states(
+            new_trial_state(org_id, plan.slug, now, self._settings.trial_days) for org_id in missing
+        )
+
+    async def update_usage_counters(
+        self,
+        org_id: str,
+        increments: Mapping[str, int],
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> bool:
+        """Best effort: record each metric's increment, and never raise into the caller.
+
+        Returns whether everything was recorded. A failure is logged and counted in
+        `tracking_failures`. With `idempotency_key`, each metric's event is keyed
+        `"{idempotency_key}:{metric}"`, so a retried call counts once.
+        """
+        base_key = idempotency_key or uuid.uuid4().hex
+        try:
+            for metric, quantity in increments.items():
+                await self.record_usage(
+                    org_id,
+                    metric,
+                    quantity,
+                    idempotency_key=f"{base_key}:{metric}",
+                    occurred_at=occurred_at,
+                )
+        except Exception as exc:  # best-effort by contract: the product must not fail
+            self.tracking_failures += 1
+            level = logging.WARNING if isinstance(exc, BillingError) else logging.ERROR
+            logger.log(
+                level,
+                "usage for org %r not recorded: %s",
+                org_id,
+                exc,
+                exc_info=not isinstance(exc, BillingError),
+            )
+            return False
+        return True
+
+    async def get_org_usage_for_current_period(self, org_id: str) -> PeriodUsage:
+        """What the org has used in the current calendar month (UTC)."""
+        period = BillingPeriod.containing(self._clock())
+        async with self._transaction() as unit:
+            await self._require_org(unit, org_id)
+            return await self._period_usage(unit, org_id, period)
+
+    @staticmethod
+    async def _period_usage(unit: _Unit, org_id: str, period: BillingPeriod) -> PeriodUsage:
+        counters = await unit.usage.counters_for_period(org_id, period.key)
+        seats = await unit.orgs.count_members(org_id)
+        used: dict[str, int] = {}
+        peaks: dict[str, int] = {}
+        for metric in await unit.plans.list_metrics():
+            if metric.aggregation is Aggregation.SEATS:
+                used[metric.key] = seats
+                peaks[metric.key] = max(seats, counters.get(metric.key, 0))
+            else:
+                used[metric.key] = counters.get(metric.key, 0)
+        return PeriodUsage(org_id=org_id, period=period, used=used, peaks=peaks)
+
+    # --- summary and quota -----------------------------------------------------------------
+
+    async def build_org_billing_summary(self, org_id: str) -> OrgBillingSummary:
+        """Plan, state, period, and each metric's usage against the org's effective limit."""
+        now = self._clock()
+        period = BillingPeriod.containing(now)
+        async with self._transaction() as unit:
+            state = await self._ensure_state(unit, org_id)
+            plan = await unit.plans.get_plan(state.plan_slug)
+            if plan is None:  # prevented by the foreign key
+                raise PlanNotFound(f"org {org_id!r} is on missing plan {state.plan_slug!r}")
+            return build_summary(
+                plan=plan,
+                state=state,
+                period=period,
+                catalogue=await unit.plans.list_metrics(),
+                counters=await unit.usage.counters_for_period(org_id, period.key),
+                seat_count=await unit.orgs.count_members(org_id),
+                overrides=await unit.orgs.get_limit_overrides(org_id),
+                now=now,
+            )
+
+    async def check_org_quota(self, org_id: str, metric: str, amount: int = 1) -> QuotaDecision:
+        """May the org use `amount` more of `metric`? Soft limits: always allowed, and says
+        whether the limit is or would be exceeded."""
+        requested = validate_quantity(amount)
+        period = BillingPeriod.containing(self._clock())
+        async with self._transaction() as unit:
+            state = await self._ensure_state(unit, org_id)
+            if metric not in {m.key for m in await unit.plans.list_metrics()}:
+                raise InvalidInput(f"unknown metric {metric!r}", field="metric")
+            plan = await unit.plans.get_plan(state.plan_slug)
+            assert plan is not None  # the foreign key keeps it
+            usage = await self._period_usage(unit, org_id, period)
+            limit = effective_limit(plan, metric, await unit.orgs.get_limit_overrides(org_id))
+            return decide(metric, usage.used[metric], limit, requested)
+
+
+def _first(events: Sequence[UsageEvent], key: tuple[str, str]) -> UsageEvent:
+    return next(e for e in events if (e.org_id, e.idempotency_key) == key)

@@ -1,0 +1,96 @@
+"""The engine, its transactions, and the little that differs between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+USER_ROLE = "billing_user"
+"""The PostgreSQL role whose queries row-level security confines to the acting user's orgs."""
+USER_SETTING = "billing.user_id"
+"""The transaction-local setting that names the acting user to the RLS policies."""
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with the kernel's async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, enforced foreign keys, and `BEGIN IMMEDIATE` so that a transaction takes the write
+    lock up front instead of failing to upgrade a read lock halfway through."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """One database: an async engine and the transactions the service runs in."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = async_url(url)
+        self.dialect_name = self.url.get_backend_name()
+        options: dict[str, Any] = {"echo": echo}
+        if self.is_postgresql:
+            options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.dialect_name == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect_name == "postgresql"
+
+    @asynccontextmanager
+    async def transaction(
+        self, *, acting_user: str | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        With `acting_user` on PostgreSQL, the transaction runs as the RLS-confined role with that
+        user named, so it sees only the orgs the user is a member of. Without it, the transaction
+        runs as the kernel's own (owner) role, which row-level security does not restrict.
+        """
+        async with self.engine.begin() as conn:
+            if acting_user is not None and self.is_postgresql:
+                await conn.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
+                await conn.execute(
+                    text("SELECT set_config(:name, :value, true)"),
+                    {"name": USER_SETTING, "value": acting_user},
+                )
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that supports ON CONFLICT on the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

@@ -1,0 +1,138 @@
+"""Plans, their per-metric terms, and the metric catalogue."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import Row, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_kernel.domain.metrics import Aggregation, Metric
+from billing_kernel.domain.plans import Plan, PlanMetric
+from billing_kernel.store.database import upsert
+from billing_kernel.store.tables import metrics, plan_metrics, plans
+
+
+class PlanRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def list_metrics(self) -> list[Metric]:
+        """The metric catalogue, in display order."""
+        result = await self._conn.execute(
+            select(metrics).order_by(metrics.c.position, metrics.c.key)
+        )
+        return [
+            Metric(key=r.key, name=r.name, unit=r.unit, aggregation=Aggregation(r.aggregation))
+            for r in result
+        ]
+
+    async def save_metric(self, metric: Metric, now: datetime) -> None:
+        """Add a metric to the catalogue, or update its name and unit."""
+        stmt = upsert(self._conn, metrics).values(
+            key=metric.key,
+            name=metric.name,
+            unit=metric.unit,
+            aggregation=metric.aggregation.value,
+            created_at=now,
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[metrics.c.key],
+                set_={"name": stmt.excluded.name, "unit": stmt.excluded.unit},
+            )
+        )
+
+    async def list_plans(self, *, active_only: bool = True) -> list[Plan]:
+        query = select(plans).order_by(plans.c.monthly_price, plans.c.slug)
+        if active_only:
+            query = query.where(plans.c.is_active.is_(True))
+        return await self._with_terms(list(await self._conn.execute(query)))
+
+    async def get_plan(self, slug: str) -> Plan | None:
+        rows = list(await self._conn.execute(select(plans).where(plans.c.slug == slug)))
+        found = await self._with_terms(rows)
+        return found[0] if found else None
+
+    async def _with_terms(self, rows: list[Row[tuple[object, ...]]]) -> list[Plan]:
+        if not rows:
+            return []
+        slugs = [r.slug for r in rows]
+        terms: dict[str, dict[str, PlanMetric]] = defaultdict(dict)
+        result = await self._conn.execute(
+            select(plan_metrics)
+            .join(metrics, metrics.c.key == plan_metrics.c.metric)
+            .where(plan_metrics.c.plan_slug.in_(slugs))
+            .order_by(metrics.c.position, metrics.c.key)
+        )
+        for t in result:
+            terms[t.plan_slug][t.metric] = PlanMetric(
+                metric=t.metric,
+                included_quantity=t.included_quantity,
+                overage_unit_price=t.overage_unit_price,
+                overage_unit_size=t.overage_unit_size,
+            )
+        return [
+            Plan(
+                slug=r.slug,
+                name=r.name,
+                description=r.description,
+                currency=r.currency,
+                monthly_price=r.monthly_price,
+                is_active=r.is_active,
+                metrics=terms[r.slug],
+            )
+            for r in rows
+        ]
+
+    async def save_plan(self, plan: Plan, now: datetime) -> None:
+        """Create or replace a plan and all of its per-metric terms."""
+        stmt = upsert(self._conn, plans).values(
+            slug=plan.slug,
+            name=plan.name,
+            description=plan.description,
+            currency=plan.currency,
+            monthly_price=plan.monthly_price,
+            is_active=plan.is_active,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[plans.c.slug],
+                set_={
+                    column: stmt.excluded[column]
+                    for column in (
+                        "name",
+                        "description",
+                        "currency",
+                        "monthly_price",
+                        "is_active",
+                        "updated_at",
+                    )
+                },
+            )
+        )
+        await self._conn.execute(delete(plan_metrics).where(plan_metrics.c.plan_slug == plan.slug))
+        if plan.metrics:
+            await self._conn.execute(
+                plan_metrics.insert(),
+                [
+                    {
+                        "plan_slug": plan.slug,
+                        "metric": term.metric,
+                        "included_quantity": term.included_quantity,
+                        "overage_unit_price": term.overage_unit_price,
+                        "overage_unit_size": term.overage_unit_size,
+                    }
+                    for term in plan.metrics.values()
+                ],
+            )
+
+    async def set_plan_active(self, slug: str, is_active: bool, now: datetime) -> bool:
+        """Offer or withdraw a plan; False when there is no such plan."""
+        result = await self._conn.execute(
+            update(plans).where(plans.c.slug == slug).values(is_active=is_active, updated_at=now)
+        )
+        return result.rowcount > 0

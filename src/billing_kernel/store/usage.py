@@ -1,0 +1,147 @@
+"""Usage events and the per-period counters they add to, by set-based atomic SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import case, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_kernel.domain.usage import CounterKey, UsageEvent
+from billing_kernel.store.database import upsert
+from billing_kernel.store.tables import usage_counters, usage_events
+
+EventKey = tuple[str, str]
+"""(org_id, idempotency_key)"""
+
+
+class UsageRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def insert_events(self, events: Sequence[UsageEvent]) -> set[EventKey]:
+        """Insert the events whose keys are new; returns the keys that were inserted.
+
+        One statement for the whole batch. A key already stored (or repeated in the batch) is
+        skipped by the unique primary key, so concurrent senders of one key insert it once.
+        """
+        if not events:
+            return set()
+        stmt = (
+            upsert(self._conn, usage_events)
+            .on_conflict_do_nothing(
+                index_elements=[usage_events.c.org_id, usage_events.c.idempotency_key]
+            )
+            .returning(usage_events.c.org_id, usage_events.c.idempotency_key)
+        )
+        result = await self._conn.execute(
+            stmt,
+            [
+                {
+                    "org_id": e.org_id,
+                    "idempotency_key": e.idempotency_key,
+                    "metric": e.metric,
+                    "quantity": e.quantity,
+                    "occurred_at": e.occurred_at,
+                    "received_at": e.received_at,
+                    "period_start": e.period.key,
+                }
+                for e in events
+            ],
+        )
+        return {(org_id, key) for org_id, key in result}
+
+    async def get_events(self, keys: Sequence[EventKey]) -> dict[EventKey, UsageEvent]:
+        """The stored events for `keys` (those that exist)."""
+        if not keys:
+            return {}
+        result = await self._conn.execute(
+            select(usage_events).where(
+                tuple_(usage_events.c.org_id, usage_events.c.idempotency_key).in_(list(keys))
+            )
+        )
+        return {
+            (r.org_id, r.idempotency_key): UsageEvent(
+                org_id=r.org_id,
+                metric=r.metric,
+                quantity=r.quantity,
+                idempotency_key=r.idempotency_key,
+                occurred_at=r.occurred_at,
+                received_at=r.received_at,
+            )
+            for r in result
+        }
+
+    async def add_to_counters(self, increments: Mapping[CounterKey, int], now: datetime) -> None:
+        """Add to each counter in one atomic upsert (`quantity = quantity + excluded.quantity`).
+
+        Callers pass the increments in a stable order so that concurrent batches lock counter
+        rows in the same order and cannot deadlock.
+        """
+        if not increments:
+            return
+        stmt = upsert(self._conn, usage_counters)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[
+                usage_counters.c.org_id,
+                usage_counters.c.period_start,
+                usage_counters.c.metric,
+            ],
+            set_={
+                "quantity": usage_counters.c.quantity + stmt.excluded.quantity,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        await self._conn.execute(
+            stmt,
+            [
+                {
+                    "org_id": org_id,
+                    "period_start": period_start,
+                    "metric": metric,
+                    "quantity": quantity,
+                    "updated_at": now,
+                }
+                for (org_id, period_start, metric), quantity in increments.items()
+            ],
+        )
+
+    async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> None:
+        """Set a counter to `value` if that is higher (a peak), atomically."""
+        org_id, period_start, metric = key
+        stmt = upsert(self._conn, usage_counters).values(
+            org_id=org_id,
+            period_start=period_start,
+            metric=metric,
+            quantity=value,
+            updated_at=now,
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[
+                    usage_counters.c.org_id,
+                    usage_counters.c.period_start,
+                    usage_counters.c.metric,
+                ],
+                set_={
+                    "quantity": case(
+                        (
+                            stmt.excluded.quantity > usage_counters.c.quantity,
+                            stmt.excluded.quantity,
+                        ),
+                        else_=usage_counters.c.quantity,
+                    ),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+
+    async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
+        """The org's counters for one period, by metric."""
+        result = await self._conn.execute(
+            select(usage_counters.c.metric, usage_counters.c.quantity).where(
+                usage_counters.c.org_id == org_id, usage_counters.c.period_start == period_start
+            )
+        )
+        return dict(result.tuples().all())
