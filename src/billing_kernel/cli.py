@@ -189,9 +189,10 @@ def render_summary(summary: OrgBillingSummary) -> str:
             )
         if line.peak is not None:
             notes.append(f"peak {line.peak:,}")
-        lines.append(
-            f"{line.metric.key:<16}{line.used:>14,}{included:>14}{percent:>9}  " + "; ".join(notes)
+        row = f"{line.metric.key:<16}{line.used:>14,}{included:>14}{percent:>9}  " + "; ".join(
+            notes
         )
+        lines.append(row.rstrip())
     lines.append("")
     lines.append("soft limit exceeded" if summary.any_soft_limit_exceeded else "within all limits")
     return "\n".join(lines)

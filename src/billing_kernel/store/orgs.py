@@ -158,7 +158,7 @@ class OrgRepository:
                 org_limit_overrides.c.org_id == org_id
             )
         )
-        return dict(result.tuples().all())
+        return dict(result.all())
 
     async def set_limit_override(
         self, org_id: str, metric: str, included_quantity: int | None, now: datetime

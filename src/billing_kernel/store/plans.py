@@ -45,10 +45,12 @@ class PlanRepository:
         )
 
     async def list_plans(self, *, active_only: bool = True) -> list[Plan]:
-        query = select(plans).order_by(plans.c.monthly_price, plans.c.slug)
+        """Plans, cheapest first (sorted here: SQLite keeps money as text)."""
+        query = select(plans).order_by(plans.c.slug)
         if active_only:
             query = query.where(plans.c.is_active.is_(True))
-        return await self._with_terms(list(await self._conn.execute(query)))
+        found = await self._with_terms(list(await self._conn.execute(query)))
+        return sorted(found, key=lambda plan: plan.monthly_price)
 
     async def get_plan(self, slug: str) -> Plan | None:
         rows = list(await self._conn.execute(select(plans).where(plans.c.slug == slug)))

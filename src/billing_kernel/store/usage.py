@@ -144,4 +144,4 @@ class UsageRepository:
                 usage_counters.c.org_id == org_id, usage_counters.c.period_start == period_start
             )
         )
-        return dict(result.tuples().all())
+        return dict(result.all())

@@ -202,6 +202,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        # The policies depend on the function and on org_members: they go first.
+        op.execute("DROP POLICY IF EXISTS users_co_members ON users")
+        op.execute("DROP FUNCTION IF EXISTS billing_user_org_ids() CASCADE")
     with op.batch_alter_table("usage_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_usage_events_org_id_period_start_metric"))
 
@@ -218,8 +222,6 @@ def downgrade() -> None:
     op.drop_table("plans")
     op.drop_table("orgs")
     op.drop_table("metrics")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS billing_user_org_ids()")
 
 
 # The default metric catalogue and the plans of the reference design, in USD.

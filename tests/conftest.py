@@ -1,0 +1,149 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database, both migrated.
+
+The PostgreSQL database is created for the run and dropped after it, on the server named by
+BILLING_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432). Without a reachable
+server the PostgreSQL tests are skipped, except under CI=true, where that fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from billing_kernel.config import Settings
+from billing_kernel.service import BillingService
+from billing_kernel.store import migrate
+from billing_kernel.store.database import Database
+from billing_kernel.store.tables import metadata, usage_counters
+
+DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432"
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _server_url() -> str:
+    return os.environ.get("BILLING_TEST_POSTGRES_URL", DEFAULT_TEST_SERVER)
+
+
+async def _admin(sql: str) -> None:
+    url = make_url(_server_url()).set(database="postgres")
+    conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "billing.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    return url
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for the block, dropped after it."""
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL at {_server_url()} is not usable: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield make_url(_server_url()).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with scratch_postgres_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test that uses this runs once on SQLite and once on PostgreSQL."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url, pool_size=20)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def pg_database(postgres_url: str) -> AsyncIterator[Database]:
+    db = Database(postgres_url, pool_size=20)
+    yield db
+    await db.dispose()
+
+
+class Clock:
+    """The service's clock, set by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 5, 15, 12, 0, tzinfo=UTC))
+
+
+def make_service(database: Database, clock: Clock, **settings: object) -> BillingService:
+    return BillingService(
+        database,
+        Settings(database_url=str(database.url), **settings),
+        clock=clock,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def service(database: Database, clock: Clock) -> BillingService:
+    return make_service(database, clock)
+
+
+def new_id(prefix: str = "org") -> str:
+    """An id no other test uses, so tests share one database without interfering."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def row_counts(database: Database) -> dict[str, int]:
+    """Rows per table and the sum of all counters: equal before and after means nothing written."""
+    async with database.transaction() as conn:
+        counts = {
+            table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for table in metadata.sorted_tables
+        }
+        counts["sum(usage_counters.quantity)"] = (
+            await conn.execute(select(func.coalesce(func.sum(usage_counters.c.quantity), 0)))
+        ).scalar_one()
+    return counts

@@ -1,0 +1,76 @@
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.domain.periods import BillingPeriod
+
+MICRO = timedelta(microseconds=1)
+
+
+def test_last_microsecond_of_a_month_and_first_of_the_next_are_different_periods() -> None:
+    last = datetime(2026, 4, 30, 23, 59, 59, 999_999, tzinfo=UTC)
+    assert BillingPeriod.containing(last).key == date(2026, 4, 1)
+    assert BillingPeriod.containing(last + MICRO).key == date(2026, 5, 1)
+
+
+def test_december_rolls_into_january_of_the_next_year() -> None:
+    december = BillingPeriod.containing(datetime(2025, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+    assert (december.start, december.end) == (
+        datetime(2025, 12, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert december.next().key == date(2026, 1, 1)
+    assert december.next().previous() == december
+
+
+def test_leap_february_has_29_days_and_ordinary_february_28() -> None:
+    assert BillingPeriod.starting(date(2024, 2, 1)).last_day == date(2024, 2, 29)
+    assert BillingPeriod.starting(date(2025, 2, 1)).last_day == date(2025, 2, 28)
+    assert BillingPeriod.containing(datetime(2024, 2, 29, 23, 59, tzinfo=UTC)).key == date(
+        2024, 2, 1
+    )
+
+
+def test_time_in_another_zone_is_placed_by_its_utc_instant() -> None:
+    # 23:30 on 31 May in New York (UTC-4) is already June in UTC.
+    new_york = timezone(timedelta(hours=-4))
+    moment = datetime(2026, 5, 31, 23, 30, tzinfo=new_york)
+    assert BillingPeriod.containing(moment).key == date(2026, 6, 1)
+
+
+def test_naive_datetimes_are_refused_not_guessed() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        BillingPeriod.containing(datetime(2026, 5, 1))  # noqa: DTZ001
+
+
+def test_a_period_starts_on_the_first() -> None:
+    with pytest.raises(ValueError, match="first of a month"):
+        BillingPeriod.starting(date(2026, 5, 2))
+
+
+def test_days_left_counts_partial_days_and_stops_at_zero() -> None:
+    may = BillingPeriod.starting(date(2026, 5, 1))
+    assert may.days_left(datetime(2026, 5, 1, tzinfo=UTC)) == 31
+    assert may.days_left(datetime(2026, 5, 31, 23, 0, tzinfo=UTC)) == 1
+    assert may.days_left(datetime(2026, 6, 2, tzinfo=UTC)) == 0
+
+
+moments = st.datetimes(
+    min_value=datetime(1970, 1, 1),  # noqa: DTZ001 (hypothesis bounds are naive)
+    max_value=datetime(9998, 12, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+
+
+@given(moments)
+def test_every_moment_lies_in_exactly_its_half_open_month(moment: datetime) -> None:
+    period = BillingPeriod.containing(moment)
+    assert period.contains(moment)
+    assert period.start <= moment < period.end
+    assert not period.next().contains(moment)
+    assert not period.previous().contains(moment)
+    assert period.start.day == 1
+    assert period.next().start == period.end
+    assert BillingPeriod.containing(period.end - MICRO) == period

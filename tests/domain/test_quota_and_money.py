@@ -1,0 +1,90 @@
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.domain.money import overage_amount, round_money
+from billing_kernel.domain.plans import Plan, PlanMetric, effective_limit
+from billing_kernel.domain.quota import Enforcement, decide, percent_used
+
+
+@pytest.mark.parametrize(
+    ("used", "limit", "expected"),
+    [
+        (0, 1000, Decimal("0.0")),
+        (799, 1000, Decimal("79.9")),
+        (800, 1000, Decimal("80.0")),
+        (9999, 10000, Decimal("99.9")),
+        (99_995, 100_000, Decimal("99.9")),  # floored: never shows 100 % before it is reached
+        (1000, 1000, Decimal("100.0")),
+        (1500, 1000, Decimal("150.0")),
+        (5, None, None),  # unlimited: no bar
+        (5, 0, None),  # nothing included: no bar
+    ],
+)
+def test_percent_used(used: int, limit: int | None, expected: Decimal | None) -> None:
+    assert percent_used(used, limit) == expected
+
+
+def test_decision_is_soft_and_says_whether_the_limit_is_or_would_be_exceeded() -> None:
+    within = decide("tokens", used=900, limit=1000, requested=100)
+    assert (within.allowed, within.soft_limit_exceeded, within.would_exceed) == (True, False, False)
+    assert within.remaining == 100
+    assert within.enforcement is Enforcement.SOFT
+
+    crossing = decide("tokens", used=900, limit=1000, requested=101)
+    assert (crossing.allowed, crossing.soft_limit_exceeded, crossing.would_exceed) == (
+        True,
+        False,
+        True,
+    )
+
+    over = decide("tokens", used=1200, limit=1000, requested=1)
+    assert (over.allowed, over.soft_limit_exceeded, over.remaining) == (True, True, 0)
+
+    unlimited = decide("tokens", used=10**15, limit=None, requested=10**12)
+    assert (unlimited.soft_limit_exceeded, unlimited.would_exceed, unlimited.remaining) == (
+        False,
+        False,
+        None,
+    )
+
+
+def test_overage_is_charged_per_block_proportionally_and_rounded_half_up_once() -> None:
+    per_1k = Decimal("0.02")
+    assert overage_amount(1500, per_1k, 1000) == Decimal("0.03")
+    assert overage_amount(250, per_1k, 1000) == Decimal("0.01")  # 0.005 rounds half up
+    assert overage_amount(249, per_1k, 1000) == Decimal("0.00")
+    assert overage_amount(3, Decimal("15.00"), 1) == Decimal("45.00")
+    assert overage_amount(0, per_1k, 1000) == Decimal("0.00")
+    assert overage_amount(10**12, Decimal("0"), 1000) == Decimal("0.00")
+
+
+@given(
+    quantity=st.integers(min_value=0, max_value=10**15),
+    cents_per_block=st.integers(min_value=0, max_value=10**6),
+    block=st.sampled_from([1, 1000, 1_000_000]),
+)
+def test_overage_amount_is_exact_to_the_cent(
+    quantity: int, cents_per_block: int, block: int
+) -> None:
+    price = Decimal(cents_per_block) / 10_000  # down to 1/100 of a cent per block
+    amount = overage_amount(quantity, price, block)
+    exact = Decimal(quantity) * price / block
+    assert amount == round_money(amount)
+    assert abs(amount - exact) <= Decimal("0.005")
+
+
+def test_effective_limit_prefers_the_org_override_and_none_lifts_it() -> None:
+    plan = Plan(
+        slug="p",
+        name="P",
+        currency="USD",
+        monthly_price=Decimal("1.00"),
+        metrics={"tokens": PlanMetric("tokens", 1000)},
+    )
+    assert effective_limit(plan, "tokens", {}) == 1000
+    assert effective_limit(plan, "tokens", {"tokens": 5000}) == 5000
+    assert effective_limit(plan, "tokens", {"tokens": None}) is None
+    assert effective_limit(plan, "custom_metric", {}) is None  # not in the plan: unlimited

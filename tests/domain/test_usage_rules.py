@@ -1,0 +1,143 @@
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.domain.metrics import DEFAULT_METRICS
+from billing_kernel.domain.usage import (
+    MAX_EVENT_QUANTITY,
+    EventTimeWindow,
+    counter_increments,
+    new_usage_event,
+)
+from billing_kernel.errors import InvalidInput, UnknownMetric
+
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+CATALOGUE = {m.key: m for m in DEFAULT_METRICS}
+WINDOW = EventTimeWindow(max_clock_skew=timedelta(minutes=5), max_age=timedelta(days=35))
+
+
+def event(**overrides: Any):  # type: ignore[no-untyped-def]
+    fields: dict[str, Any] = {
+        "org_id": "org-1",
+        "metric": "tokens",
+        "quantity": 10,
+        "idempotency_key": "k-1",
+        "occurred_at": None,
+    }
+    fields.update(overrides)
+    return new_usage_event(**fields, received_at=NOW, catalogue=CATALOGUE, window=WINDOW)
+
+
+def test_a_valid_event_defaults_its_time_to_the_receive_time() -> None:
+    accepted = event()
+    assert accepted.occurred_at == NOW
+    assert not accepted.occurred_at_given
+    assert accepted.period.key == date(2026, 5, 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("quantity", -1, "negative"),
+        ("quantity", 1.5, "whole number"),
+        ("quantity", 2.0, "whole number"),
+        ("quantity", "10", "whole number"),
+        ("quantity", True, "whole number"),
+        ("quantity", MAX_EVENT_QUANTITY + 1, "per-event maximum"),
+        ("metric", "seats", "counted from org members"),
+        ("org_id", "", "non-empty"),
+        ("org_id", " padded", "leading or trailing"),
+        ("org_id", "x" * 65, "longer than 64"),
+        ("org_id", "tab\there", "control characters"),
+        ("org_id", 42, "string"),
+        ("idempotency_key", "k" * 256, "longer than 255"),
+        ("occurred_at", NOW + timedelta(minutes=5, seconds=1), "in the future"),
+        ("occurred_at", NOW - timedelta(days=35, seconds=1), "older than 35 days"),
+        ("occurred_at", datetime(2026, 5, 15, 12, 0), "timezone"),  # noqa: DTZ001
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as refused:
+        event(**{field: value})
+    assert refused.value.details["field"] == field
+
+
+def test_unknown_metric_names_the_known_ones() -> None:
+    with pytest.raises(UnknownMetric, match="known metrics: playbook_runs, tokens"):
+        event(metric="gpu_seconds")
+
+
+def test_the_edges_of_the_time_window_are_accepted() -> None:
+    assert event(occurred_at=NOW + timedelta(minutes=5)).occurred_at_given
+    assert event(occurred_at=NOW - timedelta(days=35)).period.key == date(2026, 4, 1)
+
+
+def test_replay_compares_metric_quantity_and_a_given_event_time() -> None:
+    at = NOW - timedelta(hours=1)
+    stored = event(occurred_at=at)
+    assert event(occurred_at=at).is_replay_of(stored)
+    assert event().is_replay_of(stored)  # no time given: the stored one stands
+    assert not event(occurred_at=at - timedelta(seconds=1)).is_replay_of(stored)
+    assert not event(quantity=11).is_replay_of(stored)
+    assert not event(metric="playbook_runs").is_replay_of(stored)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["tokens", "playbook_runs"]),
+            st.integers(0, 10**6),
+            st.integers(0, 35),
+        ),
+        max_size=50,
+    )
+)
+def test_counter_increments_sum_per_org_period_and_metric(
+    rows: list[tuple[str, str, int, int]],
+) -> None:
+    events = [
+        event(
+            org_id=org,
+            metric=metric,
+            quantity=q,
+            idempotency_key=f"k{i}",
+            occurred_at=NOW - timedelta(days=days),
+        )
+        for i, (org, metric, q, days) in enumerate(rows)
+    ]
+    increments = counter_increments(events)
+    assert sum(increments.values()) == sum(q for _, _, q, _ in rows)
+    assert list(increments) == sorted(increments)
+    for (org, period, metric), total in increments.items():
+        assert total == sum(
+            e.quantity
+            for e in events
+            if (e.org_id, e.period.key, e.metric) == (org, period, metric)
+        )
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(),
+        st.text(),
+        st.integers(),
+        st.decimals(allow_nan=False),
+    )
+)
+def test_only_whole_numbers_in_range_are_quantities(value: object) -> None:
+    valid = (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (0 <= value <= MAX_EVENT_QUANTITY)
+    )
+    if valid:
+        assert event(quantity=value).quantity == value
+    else:
+        with pytest.raises(InvalidInput):
+            event(quantity=value)

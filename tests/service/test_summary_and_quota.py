@@ -1,0 +1,121 @@
+from decimal import Decimal
+
+import pytest
+
+from billing_kernel.domain.quota import Enforcement
+from billing_kernel.errors import InvalidInput, OrgNotFound
+from billing_kernel.service import BillingService
+from tests.conftest import new_id
+
+pytestmark = pytest.mark.anyio
+
+
+async def starter_org(service: BillingService, *, tokens: int, runs: int, members: int) -> str:
+    org_id = new_id()
+    await service.create_org(org_id, plan_slug="starter")
+    await service.record_usage(org_id, "tokens", tokens, idempotency_key="t")
+    await service.record_usage(org_id, "playbook_runs", runs, idempotency_key="r")
+    for n in range(members):
+        await service.add_org_member(org_id, f"user-{n}")
+    return org_id
+
+
+async def test_summary_reports_usage_against_limits_at_50_85_and_120_percent(
+    service: BillingService, clock: object
+) -> None:
+    # Starter includes 1,000,000 tokens, 200 runs and 3 seats.
+    org_id = await starter_org(service, tokens=500_000, runs=170, members=4)
+    summary = await service.build_org_billing_summary(org_id)
+
+    assert summary.plan.slug == "starter"
+    assert summary.state.status.value == "trial"
+    assert summary.trial_days_left == 30
+    assert summary.period.contains(summary.generated_at)
+
+    tokens, runs, seats = (summary.metric(k) for k in ("tokens", "playbook_runs", "seats"))
+    assert (tokens.used, tokens.limit, tokens.percent_used, tokens.remaining) == (
+        500_000,
+        1_000_000,
+        Decimal("50.0"),
+        500_000,
+    )
+    assert (runs.percent_used, runs.soft_limit_exceeded) == (Decimal("85.0"), False)
+    assert (seats.used, seats.limit, seats.percent_used, seats.soft_limit_exceeded) == (
+        4,
+        3,
+        Decimal("133.3"),
+        True,
+    )
+    assert seats.overage_amount == Decimal("15.00")
+    assert summary.any_soft_limit_exceeded
+    assert summary.estimated_overage == Decimal("15.00")
+
+
+async def test_overage_is_priced_to_the_cent(service: BillingService) -> None:
+    org_id = await starter_org(service, tokens=1_200_250, runs=203, members=0)
+    summary = await service.build_org_billing_summary(org_id)
+    # 200,250 tokens at 0.02 per 1k = 4.005 -> 4.01; 3 runs at 0.25 = 0.75.
+    assert summary.metric("tokens").overage_quantity == 200_250
+    assert summary.metric("tokens").overage_amount == Decimal("4.01")
+    assert summary.metric("playbook_runs").overage_amount == Decimal("0.75")
+    assert summary.estimated_overage == Decimal("4.76")
+
+
+async def test_limit_overrides_replace_the_plan_limit_per_org(service: BillingService) -> None:
+    org_id = await starter_org(service, tokens=1_500_000, runs=0, members=0)
+    await service.set_org_limit_override(org_id, "tokens", 3_000_000)
+    tokens = (await service.build_org_billing_summary(org_id)).metric("tokens")
+    assert (tokens.limit, tokens.percent_used, tokens.soft_limit_exceeded) == (
+        3_000_000,
+        Decimal("50.0"),
+        False,
+    )
+    await service.set_org_limit_override(org_id, "tokens", None)
+    tokens = (await service.build_org_billing_summary(org_id)).metric("tokens")
+    assert (tokens.limit, tokens.percent_used, tokens.overage_amount) == (
+        None,
+        None,
+        Decimal("0.00"),
+    )
+    await service.clear_org_limit_override(org_id, "tokens")
+    assert (await service.build_org_billing_summary(org_id)).metric("tokens").limit == 1_000_000
+    with pytest.raises(InvalidInput, match="unknown metric"):
+        await service.set_org_limit_override(org_id, "gpu_hours", 5)
+
+
+async def test_quota_check_is_soft_and_reports_what_the_request_would_do(
+    service: BillingService,
+) -> None:
+    org_id = await starter_org(service, tokens=999_000, runs=200, members=2)
+    fits = await service.check_org_quota(org_id, "tokens", 1_000)
+    assert (fits.used, fits.limit, fits.remaining, fits.would_exceed) == (
+        999_000,
+        1_000_000,
+        1_000,
+        False,
+    )
+    crosses = await service.check_org_quota(org_id, "tokens", 1_001)
+    assert (crosses.allowed, crosses.would_exceed, crosses.enforcement) == (
+        True,
+        True,
+        Enforcement.SOFT,
+    )
+    runs = await service.check_org_quota(org_id, "playbook_runs")
+    assert (runs.used, runs.soft_limit_exceeded, runs.would_exceed, runs.allowed) == (
+        200,
+        False,
+        True,
+        True,
+    )
+    seats = await service.check_org_quota(org_id, "seats", 1)
+    assert (seats.used, seats.remaining, seats.would_exceed) == (2, 1, False)
+
+
+async def test_quota_check_refuses_bad_input(service: BillingService) -> None:
+    org_id = await starter_org(service, tokens=1, runs=1, members=0)
+    with pytest.raises(InvalidInput, match="unknown metric"):
+        await service.check_org_quota(org_id, "gpu_hours", 1)
+    with pytest.raises(InvalidInput, match="negative"):
+        await service.check_org_quota(org_id, "tokens", -1)
+    with pytest.raises(OrgNotFound):
+        await service.check_org_quota(new_id(), "tokens", 1)

@@ -1,0 +1,74 @@
+"""The command line, run as a user would: a real process on a real database."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import new_id
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cli_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cli.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BILLING_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "billing_kernel", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
+    org_id = new_id()
+    assert run(cli_database_url, "migrate").returncode == 0
+    created = run(cli_database_url, "orgs", "create", org_id, "--name", "Acme", "--plan", "starter")
+    assert created.returncode == 0, created.stderr
+    assert "status trial" in created.stdout
+    assert (
+        run(cli_database_url, "members", "add", org_id, "alice", "--role", "owner").returncode == 0
+    )
+    first = run(cli_database_url, "usage", "record", org_id, "tokens", "1234567", "--key", "e1")
+    again = run(cli_database_url, "usage", "record", org_id, "tokens", "1234567", "--key", "e1")
+    assert first.stdout.startswith("accepted"), first.stderr
+    assert again.stdout.startswith("duplicate")
+    run(cli_database_url, "usage", "record", org_id, "playbook_runs", "3", "--key", "r1")
+
+    summary = run(cli_database_url, "summary", org_id)
+    assert summary.returncode == 0, summary.stderr
+    out = summary.stdout
+    assert "Starter (starter), USD 49.00/month" in out
+    assert "trial, 30 day(s) of trial left" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[5:] if line.strip()}
+    assert rows["tokens"][:3] == ["1,234,567", "1,000,000", "123.4%"]
+    assert rows["playbook_runs"][:3] == ["3", "200", "1.5%"]
+    assert rows["seats"][:3] == ["1", "3", "33.3%"]
+    assert "over limit by 234,567, est. USD 4.69" in out
+    assert "soft limit exceeded" in out
+
+
+def test_errors_are_one_clear_line_and_exit_1(cli_database_url: str) -> None:
+    run(cli_database_url, "migrate")
+    bad = run(cli_database_url, "usage", "record", new_id(), "tokens", "--", "-5")
+    assert (bad.returncode, bad.stderr.strip()) == (1, "error: quantity must not be negative")
+    missing = run(cli_database_url, "summary", "no-such-org")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "error: no org 'no-such-org'")
+
+
+def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
+    run(cli_database_url, "migrate")
+    listed = run(cli_database_url, "plans", "list")
+    assert listed.returncode == 0
+    for name in ("internal-dev", "starter", "growth", "enterprise"):
+        assert name in listed.stdout
+    assert "1,000,000 included, then 0.02 per 1,000" in listed.stdout
