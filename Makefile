@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Dev mode: a built-in JWT secret, so the printed token works. Never use it in production.
+run: export BILLING_DEV_MODE ?= true
 run: $(STAMP)
 	$(BIN)/billing-kernel migrate
 	$(BIN)/billing-kernel demo
+	$(BIN)/billing-kernel serve --host 127.0.0.1 --port 8000
 
 test: lint typecheck pytest
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
+import uvicorn
 
+from billing_kernel.auth.api_keys import parse_scopes
+from billing_kernel.auth.tokens import issue_token
 from billing_kernel.config import get_settings
 from billing_kernel.domain.billing_state import MemberRole
 from billing_kernel.domain.summary import OrgBillingSummary
@@ -25,6 +28,8 @@ plans_app = typer.Typer(help="Plans.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 members_app = typer.Typer(help="Organization members (seats).", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage.", no_args_is_help=True)
+keys_app = typer.Typer(help="Service API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="api-keys")
 app.add_typer(plans_app, name="plans")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(members_app, name="members")
@@ -140,8 +145,111 @@ def summary(org_id: str) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (uvicorn). Refuses to start with unsafe settings."""
+    settings = get_settings()
+    problems = settings.problems_for_serving()
+    if problems:
+        typer.secho(
+            "error: refusing to start: " + "; ".join(problems), err=True, fg=typer.colors.RED
+        )
+        raise typer.Exit(code=1)
+    base = f"http://{host}:{port}"
+    typer.echo(f"API:      {base}/api/v1   (OpenAPI docs: {base}/docs)")
+    uvicorn.run(
+        "billing_kernel.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="The user id (`sub`).")],
+    org: Annotated[
+        str | None,
+        typer.Option(help="Also make the user a member of this org, creating what is missing."),
+    ] = None,
+    role: Annotated[MemberRole, typer.Option(help="Role in --org.")] = MemberRole.MEMBER,
+    hours: Annotated[int, typer.Option(help="Validity.")] = 24,
+) -> None:
+    """Print a user JWT signed with the configured secret, for trying the API."""
+    settings = get_settings()
+    secret = settings.signing_secret()
+    if not secret:
+        typer.secho(
+            "error: set BILLING_JWT_SECRET (or BILLING_DEV_MODE=true)",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=1)
+    if org is not None:
+
+        async def join(service: BillingService) -> None:
+            await service.create_org(org)
+            await service.add_org_member(org, user, role)
+
+        _with_service(join)
+    typer.echo(issue_token(secret, user, datetime.now(UTC), timedelta(hours=hours)))
+
+
+@keys_app.command("create")
+def api_keys_create(
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: usage:write, quota:check, billing:admin.")
+    ],
+    org: Annotated[str | None, typer.Option(help="Restrict the key to one org.")] = None,
+    name: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+) -> None:
+    """Create a service API key. The key is printed once and never stored in clear."""
+    try:
+        granted = parse_scopes(s for s in scopes.split(",") if s.strip())
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from exc
+    key, plaintext = _with_service(lambda s: s.create_api_key(granted, org_id=org, name=name))
+    typer.echo(plaintext)
+    typer.secho(
+        f"key id {key.key_id}; scopes {' '.join(sorted(key.scopes))}; "
+        f"{'org ' + key.org_id if key.org_id else 'every org'}. Store it now: it is "
+        "not shown again.",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def api_keys_list() -> None:
+    """List API keys (never their secrets)."""
+    for key in _with_service(lambda s: s.list_api_keys()):
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.key_id}  {state:<18} {' '.join(sorted(key.scopes)):<40} "
+            f"{key.org_id or '(every org)'}  {key.name or ''}".rstrip()
+        )
+
+
+@keys_app.command("revoke")
+def api_keys_revoke(key_id: str) -> None:
+    """Revoke an API key at once."""
+    _with_service(lambda s: s.revoke_api_key(key_id))
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command()
 def demo() -> None:
-    """Seed a demo org with members and usage (idempotent) and show its summary."""
+    """Seed a demo org with members and usage (idempotent) and show its summary; in dev mode,
+    also print a token for its owner."""
 
     async def seed(service: BillingService) -> OrgBillingSummary:
         await service.create_org("demo-org", name="Demo Org", plan_slug="starter")
@@ -159,6 +267,17 @@ def demo() -> None:
         return await service.build_org_billing_summary("demo-org")
 
     typer.echo(render_summary(_with_service(seed)))
+    settings = get_settings()
+    if settings.dev_mode:
+        owner_token = issue_token(
+            settings.signing_secret(), "demo-owner", datetime.now(UTC), timedelta(days=7)
+        )
+        typer.echo(
+            "\nA dev token for demo-owner (owner of demo-org), valid 7 days:\n"
+            f"  export TOKEN={owner_token}\n"
+            '  curl -H "Authorization: Bearer $TOKEN" '
+            "http://127.0.0.1:8000/api/v1/billing/org/summary"
+        )
 
 
 def render_summary(summary: OrgBillingSummary) -> str:

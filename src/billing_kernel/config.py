@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FALLBACK_PLAN_SLUG = "internal-dev"
+DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
+"""Signs tokens in dev mode when no secret is set; refused outside dev mode."""
+MIN_JWT_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -37,6 +40,43 @@ class Settings(BaseSettings):
         default=35, ge=1, le=366, description="How old an event time may be."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL pool size.")
+
+    dev_mode: bool = Field(
+        default=False,
+        description="Development conveniences: a built-in JWT secret, dev hints on pages.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret that user tokens are signed with."
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        description="Identity provider's JWKS URL; when set, user tokens are RS256/ES256 "
+        "tokens verified with its public keys instead of the secret.",
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of user tokens.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of user tokens.")
+    auth_cookie: str = Field(
+        default="billing-auth-token", description="Cookie that may carry the user token."
+    )
+
+    def signing_secret(self) -> str:
+        """The HS256 secret in force: the configured one, or the dev secret in dev mode."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return DEV_JWT_SECRET if self.dev_mode else ""
+
+    def problems_for_serving(self) -> list[str]:
+        """Why the server must not start with these settings (empty when it may)."""
+        if self.dev_mode or self.jwks_url:
+            return []
+        secret = self.signing_secret()
+        if not secret:
+            return ["BILLING_JWT_SECRET is not set (or set BILLING_JWKS_URL)"]
+        if secret == DEV_JWT_SECRET:
+            return ["BILLING_JWT_SECRET is the built-in development secret"]
+        if len(secret) < MIN_JWT_SECRET_LENGTH:
+            return [f"BILLING_JWT_SECRET is shorter than {MIN_JWT_SECRET_LENGTH} characters"]
+        return []
 
 
 @lru_cache(maxsize=1)

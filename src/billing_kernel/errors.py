@@ -77,3 +77,40 @@ class IdempotencyConflict(BillingError):
     status = 409
     code = "idempotency_conflict"
     title = "Idempotency key reused with a different payload"
+
+
+class Unauthenticated(BillingError):
+    """No credentials, or credentials that do not verify."""
+
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(BillingError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class OrgAmbiguous(BillingError):
+    """The request does not say which org it is about, and the caller has several (or none)."""
+
+    status = 400
+    code = "org_required"
+    title = "Which org?"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    title = "API key not found"
+
+
+class ConfigurationError(BillingError):
+    """The kernel's settings are unsafe or inconsistent; it will not start."""
+
+    status = 500
+    code = "configuration_error"
+    title = "Configuration error"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,14 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from billing_kernel.auth.api_keys import (
+    ApiKey,
+    hash_secret,
+    new_key_material,
+    secret_matches,
+    split_key,
+)
+from billing_kernel.auth.principal import Scope, Service
 from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
 from billing_kernel.domain.billing_state import MemberRole, OrgBillingState, new_trial_state
 from billing_kernel.domain.metrics import Aggregation, Metric
@@ -33,6 +41,7 @@ from billing_kernel.domain.usage import (
     validate_quantity,
 )
 from billing_kernel.errors import (
+    ApiKeyNotFound,
     BillingError,
     IdempotencyConflict,
     InvalidInput,
@@ -40,7 +49,9 @@ from billing_kernel.errors import (
     OrgNotFound,
     PlanInactive,
     PlanNotFound,
+    Unauthenticated,
 )
+from billing_kernel.store.api_keys import ApiKeyRepository
 from billing_kernel.store.database import Database
 from billing_kernel.store.orgs import OrgRepository
 from billing_kernel.store.plans import PlanRepository
@@ -60,12 +71,40 @@ class RecordStatus(StrEnum):
     """The key was seen before with the same payload; nothing changed."""
     CONFLICT = "conflict"
     """The key was seen before with a different payload; nothing changed."""
+    REFUSED = "refused"
+    """The event was not counted; its error says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageInput:
+    """One usage event as a caller sent it, before validation."""
+
+    org_id: object
+    metric: object
+    quantity: object
+    idempotency_key: object
+    occurred_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRecordResult:
     status: RecordStatus
     event: UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOutcome:
+    status: RecordStatus
+    event: UsageEvent | None
+    error: BillingError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatchResult:
+    outcomes: tuple[UsageOutcome, ...]
+
+    def count(self, status: RecordStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)
 
 
 class _Unit:
@@ -75,15 +114,22 @@ class _Unit:
         self.plans = PlanRepository(conn)
         self.orgs = OrgRepository(conn)
         self.usage = UsageRepository(conn)
+        self.api_keys = ApiKeyRepository(conn)
 
 
 class BillingService:
     """Plans, org billing state, usage and quota decisions. Safe to share across tasks."""
 
     def __init__(
-        self, database: Database, settings: Settings, *, clock: Callable[[], datetime] = utc_now
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        acting_user: str | None = None,
     ) -> None:
         self._db = database
+        self._acting_user = acting_user
         self._settings = settings
         self._clock = clock
         self._window = EventTimeWindow(
@@ -94,9 +140,14 @@ class BillingService:
         self.tracking_failures = 0
         """How many best-effort `update_usage_counters` calls failed (and were swallowed)."""
 
+    def for_user(self, user_id: str) -> BillingService:
+        """The same service, with every transaction confined to the user's orgs by row-level
+        security (on PostgreSQL). Used for requests made by a signed-in user."""
+        return BillingService(self._db, self._settings, clock=self._clock, acting_user=user_id)
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Unit]:
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(acting_user=self._acting_user) as conn:
             yield _Unit(conn)
 
     # --- plans -----------------------------------------------------------------------------
@@ -172,6 +223,32 @@ class BillingService:
             )
             return await self._require_state(unit, org_id)
 
+    async def put_org(
+        self, org_id: str, *, name: str | None = None, plan_slug: str | None = None
+    ) -> OrgBillingState:
+        """Create or update the org: its name, and its plan when `plan_slug` is given."""
+        validate_id(org_id, "org_id")
+        now = self._clock()
+        async with self._transaction() as unit:
+            plan = await (
+                self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
+            )
+            await unit.orgs.save_org(org_id, name, now)
+            await unit.orgs.seed_billing_states(
+                [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
+            )
+            state = await self._require_state(unit, org_id)
+            if plan_slug and state.plan_slug != plan.slug:
+                await unit.orgs.set_plan(org_id, plan.slug, now)
+                state = await self._require_state(unit, org_id)
+            return state
+
+    async def get_org(self, org_id: str) -> tuple[str | None, OrgBillingState]:
+        """The org's name and billing state (seeded if missing)."""
+        async with self._transaction() as unit:
+            name = await unit.orgs.org_name(org_id)
+            return name, await self._ensure_state(unit, org_id)
+
     async def add_org_member(
         self,
         org_id: str,
@@ -223,6 +300,57 @@ class BillingService:
     async def _require_org(unit: _Unit, org_id: str) -> None:
         if not await unit.orgs.existing_org_ids([org_id]):
             raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    async def memberships(self, user_id: str) -> dict[str, MemberRole]:
+        """The orgs `user_id` is a member of, with the role in each."""
+        async with self._transaction() as unit:
+            return await unit.orgs.memberships_of(user_id)
+
+    # --- API keys --------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, scopes: Iterable[Scope], *, org_id: str | None = None, name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new service key; returns it and its plaintext, which is never shown again."""
+        granted = frozenset(scopes)
+        if not granted:
+            raise InvalidInput("an API key needs at least one scope", field="scopes")
+        if org_id is not None:
+            validate_id(org_id, "org_id")
+        key_id, secret, plaintext = new_key_material()
+        key = ApiKey(
+            key_id=key_id,
+            secret_hash=hash_secret(secret),
+            scopes=granted,
+            org_id=org_id,
+            name=name,
+            created_at=self._clock(),
+        )
+        async with self._transaction() as unit:
+            await unit.api_keys.add(key)
+        return key, plaintext
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._transaction() as unit:
+            return await unit.api_keys.list_all()
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key at once; requests with it are refused from now on."""
+        async with self._transaction() as unit:
+            if not await unit.api_keys.revoke(key_id, self._clock()):
+                raise ApiKeyNotFound(f"no API key {key_id!r}", key_id=key_id)
+
+    async def authenticate_api_key(self, plaintext: str) -> Service:
+        """The service a key belongs to; Unauthenticated for a malformed, unknown or revoked
+        key (one message for all, so the answer tells an attacker nothing)."""
+        parts = split_key(plaintext)
+        if parts is not None:
+            key_id, secret = parts
+            async with self._transaction() as unit:
+                key = await unit.api_keys.get(key_id)
+            if key is not None and secret_matches(key, secret) and not key.is_revoked:
+                return Service(key_id=key.key_id, scopes=key.scopes, org_id=key.org_id)
+        raise Unauthenticated("the API key is not valid (unknown, malformed or revoked)")
 
     # --- billing state ---------------------------------------------------------------------
 
@@ -294,31 +422,81 @@ class BillingService:
         An org the kernel has not seen is created and seeded, unless BILLING_AUTO_CREATE_ORGS
         is false, in which case OrgNotFound is raised.
         """
-        async with self._transaction() as unit:
-            event = new_usage_event(
-                org_id=org_id,
-                metric=metric,
-                quantity=quantity,
-                idempotency_key=idempotency_key,
-                occurred_at=occurred_at,
-                received_at=self._clock(),
-                catalogue={m.key: m for m in await unit.plans.list_metrics()},
-                window=self._window,
+        [outcome] = (
+            await self.record_usage_batch(
+                [UsageInput(org_id, metric, quantity, idempotency_key, occurred_at)]
             )
-            [status] = await self._ingest(unit, [event])
-            if status is RecordStatus.CONFLICT:
-                raise IdempotencyConflict(
-                    f"idempotency key {idempotency_key!r} was already used for org {org_id!r} "
-                    "with a different metric, quantity or event time",
-                    org_id=org_id,
-                    idempotency_key=idempotency_key,
+        ).outcomes
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.event is not None
+        return UsageRecordResult(status=outcome.status, event=outcome.event)
+
+    async def record_usage_batch(self, inputs: Sequence[UsageInput]) -> UsageBatchResult:
+        """Judge each event alone and count the valid ones, all in one transaction.
+
+        Each outcome is ACCEPTED, DUPLICATE or REFUSED (with the error that says why: invalid
+        input, unknown org when auto-creation is off, or an idempotency conflict). Refused
+        events write nothing; the others are committed together, by set-based statements.
+        """
+        outcomes: list[UsageOutcome | None] = [None] * len(inputs)
+        async with self._transaction() as unit:
+            received_at = self._clock()
+            catalogue = {m.key: m for m in await unit.plans.list_metrics()}
+            valid: list[tuple[int, UsageEvent]] = []
+            for index, raw in enumerate(inputs):
+                try:
+                    event = new_usage_event(
+                        org_id=raw.org_id,
+                        metric=raw.metric,
+                        quantity=raw.quantity,
+                        idempotency_key=raw.idempotency_key,
+                        occurred_at=raw.occurred_at,
+                        received_at=received_at,
+                        catalogue=catalogue,
+                        window=self._window,
+                    )
+                except BillingError as exc:
+                    outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
+                else:
+                    valid.append((index, event))
+            unknown = await self._ensure_orgs_for_usage(
+                unit, {event.org_id for _, event in valid}, received_at
+            )
+            for index, event in valid:
+                if event.org_id in unknown:
+                    outcomes[index] = UsageOutcome(
+                        RecordStatus.REFUSED,
+                        event,
+                        OrgNotFound(
+                            f"unknown org {event.org_id!r} (BILLING_AUTO_CREATE_ORGS is false)",
+                            org_id=event.org_id,
+                        ),
+                    )
+            countable = [(i, e) for i, e in valid if e.org_id not in unknown]
+            statuses = await self._ingest(unit, [event for _, event in countable])
+            for (index, event), status in zip(countable, statuses, strict=True):
+                error = (
+                    None
+                    if status is not RecordStatus.CONFLICT
+                    else IdempotencyConflict(
+                        f"idempotency key {event.idempotency_key!r} was already used for org "
+                        f"{event.org_id!r} with a different metric, quantity or event time",
+                        org_id=event.org_id,
+                        idempotency_key=event.idempotency_key,
+                    )
                 )
-            return UsageRecordResult(status=status, event=event)
+                outcomes[index] = UsageOutcome(
+                    RecordStatus.REFUSED if error else status, event, error
+                )
+        return UsageBatchResult(tuple(o for o in outcomes if o is not None))
 
     async def _ingest(self, unit: _Unit, events: Sequence[UsageEvent]) -> list[RecordStatus]:
-        """Insert new events and add them to their counters, set-based; one status per event."""
+        """Insert new events and add them to their counters, set-based; one status per event
+        (ACCEPTED, DUPLICATE, or CONFLICT for a reused key with a different payload)."""
+        if not events:
+            return []
         now = self._clock()
-        await self._ensure_orgs_for_usage(unit, {e.org_id for e in events}, now)
         inserted = await unit.usage.insert_events(events)
         await unit.usage.add_to_counters(
             counter_increments(e for e in events if (e.org_id, e.idempotency_key) in inserted),
@@ -343,20 +521,19 @@ class BillingService:
                 statuses.append(RecordStatus.CONFLICT)
         return statuses
 
-    async def _ensure_orgs_for_usage(self, unit: _Unit, org_ids: set[str], now: datetime) -> None:
+    async def _ensure_orgs_for_usage(
+        self, unit: _Unit, org_ids: set[str], now: datetime
+    ) -> set[str]:
+        """Create and seed the orgs not seen before, if allowed; returns those left unknown."""
         missing = org_ids - await unit.orgs.existing_org_ids(org_ids)
-        if not missing:
-            return
-        if not self._settings.auto_create_orgs:
-            raise OrgNotFound(
-                f"unknown org {sorted(missing)[0]!r} (BILLING_AUTO_CREATE_ORGS is false)",
-                org_id=sorted(missing)[0],
-            )
+        if not missing or not self._settings.auto_create_orgs:
+            return missing
         plan = await self._default_plan(unit)
         await unit.orgs.ensure_orgs(missing, now)
         await unit.orgs.seed_billing_states(
             new_trial_state(org_id, plan.slug, now, self._settings.trial_days) for org_id in missing
         )
+        return set()
 
     async def update_usage_counters(
         self,

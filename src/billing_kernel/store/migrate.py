@@ -6,6 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from billing_kernel.store.database import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -24,3 +29,17 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision(database_url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+
+
+async def schema_is_current(database: Database, head: str | None) -> bool:
+    """Whether the database answers and its schema is at `head` (the readiness check)."""
+    try:
+        async with database.engine.connect() as conn:
+            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except (SQLAlchemyError, OSError):
+        return False
+    return current == head

@@ -41,6 +41,11 @@ class OrgRepository:
             )
         )
 
+    async def org_name(self, org_id: str) -> str | None:
+        return (
+            await self._conn.execute(select(orgs.c.name).where(orgs.c.org_id == org_id))
+        ).scalar_one_or_none()
+
     async def existing_org_ids(self, org_ids: Iterable[str]) -> set[str]:
         result = await self._conn.execute(
             select(orgs.c.org_id).where(orgs.c.org_id.in_(set(org_ids)))
@@ -92,6 +97,13 @@ class OrgRepository:
             .order_by(org_members.c.user_id)
         )
         return [(user_id, MemberRole(role)) for user_id, role in result]
+
+    async def memberships_of(self, user_id: str) -> dict[str, MemberRole]:
+        """The orgs the user belongs to, with their role in each."""
+        result = await self._conn.execute(
+            select(org_members.c.org_id, org_members.c.role).where(org_members.c.user_id == user_id)
+        )
+        return {org_id: MemberRole(role) for org_id, role in result}
 
     async def count_members(self, org_id: str) -> int:
         result = await self._conn.execute(

@@ -148,6 +148,18 @@ usage_events = Table(
     Index(None, "org_id", "period_start", "metric"),
 )
 
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 of the secret part, hex
+    Column("scopes", String(200), nullable=False),  # space-separated
+    Column("org_id", String(ID), nullable=True),  # NULL: valid for every org
+    Column("name", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
 ORG_SCOPED_TABLES = (
     orgs,
     org_members,

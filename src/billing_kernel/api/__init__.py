@@ -1,0 +1,1 @@
+"""The HTTP API: `create_app()` builds it; routes are thin layers over BillingService."""

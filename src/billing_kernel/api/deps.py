@@ -1,0 +1,150 @@
+"""Request dependencies: the service, the caller, and the org a request is about."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from billing_kernel.auth.api_keys import looks_like_api_key
+from billing_kernel.auth.principal import ADMIN_ROLES, Principal, Scope, Service, User
+from billing_kernel.auth.tokens import TokenVerifier
+from billing_kernel.config import Settings
+from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.errors import Forbidden, OrgAmbiguous, OrgNotFound, Unauthenticated
+from billing_kernel.service import BillingService
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A user JWT, or a service API key (`bk_...`). Users may send the JWT in the "
+    "auth cookie instead.",
+)
+
+
+def get_service(request: Request) -> BillingService:
+    service: BillingService = request.app.state.service
+    return service
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+ServiceDep = Annotated[BillingService, Depends(get_service)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+async def get_principal(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> Principal:
+    """The caller: a service by its API key, or a user by their JWT (bearer or cookie)."""
+    token = credentials.credentials if credentials else request.cookies.get(settings.auth_cookie)
+    if not token:
+        raise Unauthenticated(
+            "no credentials: send `Authorization: Bearer <token or API key>` or the "
+            f"`{settings.auth_cookie}` cookie"
+        )
+    if looks_like_api_key(token):
+        return await service.authenticate_api_key(token)
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(token)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OrgHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Org-Id",
+        description="The org the request is about. Required for service keys; for a user, "
+        "optional when they belong to exactly one org.",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgAccess:
+    """The org a request is about, who is asking, and the service to ask with (for a user,
+    confined to their orgs by row-level security)."""
+
+    org_id: str
+    principal: Principal
+    role: MemberRole | None
+    service: BillingService
+
+
+def org_access(
+    *, scopes: Collection[Scope], roles: Collection[MemberRole] = tuple(MemberRole)
+) -> Callable[..., Awaitable[OrgAccess]]:
+    """A dependency granting access to the request's org to services with one of `scopes`
+    and to members with one of `roles`."""
+
+    async def dependency(
+        principal: PrincipalDep, service: ServiceDep, x_org_id: OrgHeader = None
+    ) -> OrgAccess:
+        if isinstance(principal, Service):
+            if not x_org_id:
+                raise OrgAmbiguous("a service key must name the org in the X-Org-Id header")
+            require_scope(principal, scopes)
+            if not principal.may_act_for(x_org_id):
+                raise Forbidden(f"this API key is restricted to org {principal.org_id!r}")
+            return OrgAccess(x_org_id, principal, None, service)
+        org_id, role = await _user_org(service, principal, x_org_id)
+        if role not in roles:
+            allowed = " or ".join(sorted(r.value for r in roles))
+            raise Forbidden(f"this needs the {allowed} role in the org; you are {role.value}")
+        return OrgAccess(org_id, principal, role, service.for_user(principal.user_id))
+
+    return dependency
+
+
+async def _user_org(
+    service: BillingService, user: User, requested: str | None
+) -> tuple[str, MemberRole]:
+    memberships = await service.memberships(user.user_id)
+    if requested is not None:
+        if requested not in memberships:  # the same answer as for an org that does not exist
+            raise OrgNotFound(f"no org {requested!r}", org_id=requested)
+        return requested, memberships[requested]
+    if len(memberships) == 1:
+        [(org_id, role)] = memberships.items()
+        return org_id, role
+    if not memberships:
+        raise OrgNotFound("you are not a member of any org")
+    raise OrgAmbiguous(
+        f"you belong to {len(memberships)} orgs; name one in the X-Org-Id header",
+        orgs=sorted(memberships),
+    )
+
+
+def require_scope(service: Service, scopes: Collection[Scope]) -> None:
+    if not service.scopes & set(scopes):
+        needed = " or ".join(sorted(scopes))
+        raise Forbidden(f"this API key lacks the {needed} scope")
+
+
+def service_key(*scopes: Scope) -> Callable[..., Awaitable[Service]]:
+    """A dependency admitting only service keys with one of `scopes`."""
+
+    async def dependency(principal: PrincipalDep) -> Service:
+        if not isinstance(principal, Service):
+            raise Forbidden("this needs a service API key")
+        require_scope(principal, scopes)
+        return principal
+
+    return dependency
+
+
+READ_SCOPES = (Scope.QUOTA_CHECK, Scope.BILLING_ADMIN)
+MemberAccess = Annotated[OrgAccess, Depends(org_access(scopes=READ_SCOPES))]
+AdminAccess = Annotated[
+    OrgAccess, Depends(org_access(scopes=(Scope.BILLING_ADMIN,), roles=ADMIN_ROLES))
+]
+UsageWriter = Annotated[Service, Depends(service_key(Scope.USAGE_WRITE))]
+OrgAdmin = Annotated[Service, Depends(service_key(Scope.BILLING_ADMIN))]

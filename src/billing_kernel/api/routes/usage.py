@@ -1,0 +1,60 @@
+"""Usage ingestion: batches of events, each counted exactly once."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from billing_kernel.api.deps import ServiceDep, UsageWriter
+from billing_kernel.api.problems import problem_responses
+from billing_kernel.api.schemas import EventError, EventResultOut, UsageBatchIn, UsageBatchOut
+from billing_kernel.errors import Forbidden
+from billing_kernel.service import RecordStatus, UsageInput
+
+router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
+
+
+@router.post(
+    "/events",
+    summary="Send a batch of usage events",
+    responses=problem_responses(401, 403, 422),
+)
+async def ingest_events(body: UsageBatchIn, key: UsageWriter, service: ServiceDep) -> UsageBatchOut:
+    """Up to 1,000 events; needs a service key with `usage:write`.
+
+    **What is atomic.** A batch that is not valid JSON of this shape (a missing field, a
+    wrong JSON type such as a quantity of `1.5` or `"10"`, more than 1,000 events) is refused
+    whole with 422 and writes nothing. Otherwise each event is judged alone: it is
+    `accepted` (counted), `duplicate` (its idempotency key was seen with the same payload;
+    counted once already) or `refused` with an error code (`invalid_input`,
+    `unknown_metric`, `org_not_found` when auto-creation is off, `idempotency_conflict`).
+    The accepted events of a batch are committed together in one transaction; a refused
+    event writes nothing. Resending a whole batch is always safe.
+    """
+    foreign = sorted({e.org_id for e in body.events if not key.may_act_for(e.org_id)})
+    if foreign:
+        raise Forbidden(
+            f"this API key is restricted to org {key.org_id!r}; the batch names {foreign[0]!r}"
+        )
+    result = await service.record_usage_batch(
+        [
+            UsageInput(e.org_id, e.metric, e.quantity, e.idempotency_key, e.occurred_at)
+            for e in body.events
+        ]
+    )
+    return UsageBatchOut(
+        accepted=result.count(RecordStatus.ACCEPTED),
+        duplicates=result.count(RecordStatus.DUPLICATE),
+        refused=result.count(RecordStatus.REFUSED),
+        results=[
+            EventResultOut(
+                index=index,
+                org_id=sent.org_id,
+                idempotency_key=sent.idempotency_key,
+                status=outcome.status,
+                error=None
+                if outcome.error is None
+                else EventError(code=outcome.error.code, detail=outcome.error.message),
+            )
+            for index, (sent, outcome) in enumerate(zip(body.events, result.outcomes, strict=True))
+        ],
+    )

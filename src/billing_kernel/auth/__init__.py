@@ -1,0 +1,1 @@
+"""Who is calling: users with JWTs, services with API keys, and what each may do."""
