@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -21,9 +22,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from billing_kernel.config import Settings
+from billing_kernel.domain.plans import Plan, PlanMetric
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
+from billing_kernel.store.plans import PlanRepository
 from billing_kernel.store.tables import metadata, usage_counters
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -129,6 +132,21 @@ def make_service(database: Database, clock: Clock, **settings: object) -> Billin
 @pytest.fixture
 def service(database: Database, clock: Clock) -> BillingService:
     return make_service(database, clock)
+
+
+async def save_plan(database: Database, now: datetime, *, active: bool = True) -> Plan:
+    """A new plan of the test's own (tokens only: 500 included, then 0.50 per 1,000)."""
+    plan = Plan(
+        slug=new_id("plan"),
+        name="Custom",
+        currency="USD",
+        monthly_price=Decimal("9.99"),
+        is_active=active,
+        metrics={"tokens": PlanMetric("tokens", 500, Decimal("0.5"), 1000)},
+    )
+    async with database.transaction() as conn:
+        await PlanRepository(conn).save_plan(plan, now)
+    return plan
 
 
 def new_id(prefix: str = "org") -> str:

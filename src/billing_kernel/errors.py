@@ -33,13 +33,6 @@ class InvalidInput(BillingError):
     title = "Invalid input"
 
 
-class UnknownMetric(InvalidInput):
-    """The metric is not in the deployment's metric catalogue."""
-
-    code = "unknown_metric"
-    title = "Unknown metric"
-
-
 class NotFound(BillingError):
     """Base for things that do not exist (or that the caller may not see)."""
 
@@ -51,6 +44,13 @@ class NotFound(BillingError):
 class OrgNotFound(NotFound):
     code = "org_not_found"
     title = "Organization not found"
+
+
+class UnknownMetric(NotFound):
+    """The metric is not in the deployment's metric catalogue."""
+
+    code = "unknown_metric"
+    title = "Unknown metric"
 
 
 class PlanNotFound(NotFound):

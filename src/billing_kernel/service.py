@@ -50,6 +50,7 @@ from billing_kernel.errors import (
     PlanInactive,
     PlanNotFound,
     Unauthenticated,
+    UnknownMetric,
 )
 from billing_kernel.store.api_keys import ApiKeyRepository
 from billing_kernel.store.database import Database
@@ -374,7 +375,7 @@ class BillingService:
         async with self._transaction() as unit:
             await self._ensure_state(unit, org_id)
             if metric not in {m.key for m in await unit.plans.list_metrics()}:
-                raise InvalidInput(f"unknown metric {metric!r}", field="metric")
+                raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
             if included_quantity is not None:
                 validate_quantity(included_quantity)
             await unit.orgs.set_limit_override(org_id, metric, included_quantity, self._clock())
@@ -496,29 +497,24 @@ class BillingService:
         (ACCEPTED, DUPLICATE, or CONFLICT for a reused key with a different payload)."""
         if not events:
             return []
-        now = self._clock()
-        inserted = await unit.usage.insert_events(events)
+        first: dict[tuple[str, str], UsageEvent] = {}
+        for event in events:  # a key repeated inside the batch is judged against its first use
+            first.setdefault((event.org_id, event.idempotency_key), event)
+        inserted = await unit.usage.insert_events(list(first.values()))
         await unit.usage.add_to_counters(
-            counter_increments(e for e in events if (e.org_id, e.idempotency_key) in inserted),
-            now,
+            counter_increments(e for key, e in first.items() if key in inserted), self._clock()
         )
-        repeated = [
-            (e.org_id, e.idempotency_key)
-            for e in events
-            if (e.org_id, e.idempotency_key) not in inserted
-        ]
-        stored = await unit.usage.get_events(repeated)
+        stored = await unit.usage.get_events([key for key in first if key not in inserted])
         statuses = []
-        first_seen: set[tuple[str, str]] = set()
-        for e in events:
-            key = (e.org_id, e.idempotency_key)
-            if key in inserted and key not in first_seen:
-                first_seen.add(key)
+        for event in events:
+            key = (event.org_id, event.idempotency_key)
+            if key in inserted and event is first[key]:
                 statuses.append(RecordStatus.ACCEPTED)
-            elif e.is_replay_of(stored.get(key) or _first(events, key)):
-                statuses.append(RecordStatus.DUPLICATE)
-            else:
-                statuses.append(RecordStatus.CONFLICT)
+                continue
+            original = first[key] if key in inserted else stored.get(key, first[key])
+            statuses.append(
+                RecordStatus.DUPLICATE if event.is_replay_of(original) else RecordStatus.CONFLICT
+            )
         return statuses
 
     async def _ensure_orgs_for_usage(
@@ -623,13 +619,9 @@ class BillingService:
         async with self._transaction() as unit:
             state = await self._ensure_state(unit, org_id)
             if metric not in {m.key for m in await unit.plans.list_metrics()}:
-                raise InvalidInput(f"unknown metric {metric!r}", field="metric")
+                raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
             plan = await unit.plans.get_plan(state.plan_slug)
             assert plan is not None  # the foreign key keeps it
             usage = await self._period_usage(unit, org_id, period)
             limit = effective_limit(plan, metric, await unit.orgs.get_limit_overrides(org_id))
             return decide(metric, usage.used[metric], limit, requested)
-
-
-def _first(events: Sequence[UsageEvent], key: tuple[str, str]) -> UsageEvent:
-    return next(e for e in events if (e.org_id, e.idempotency_key) == key)

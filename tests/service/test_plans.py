@@ -3,12 +3,10 @@ from decimal import Decimal
 
 import pytest
 
-from billing_kernel.domain.plans import Plan, PlanMetric
 from billing_kernel.errors import PlanInactive, PlanNotFound
 from billing_kernel.service import BillingService
 from billing_kernel.store.database import Database
-from billing_kernel.store.plans import PlanRepository
-from tests.conftest import Clock, make_service, new_id
+from tests.conftest import Clock, make_service, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -19,20 +17,6 @@ SEEDED = {
     "growth": ("199.00", 5_000_000, 1_000, 10, "0.015", "0.20", "12.00"),
     "enterprise": ("599.00", 20_000_000, 5_000, 50, "0.01", "0.15", "10.00"),
 }
-
-
-async def save_plan(database: Database, clock: Clock, *, active: bool = True) -> Plan:
-    plan = Plan(
-        slug=new_id("plan"),
-        name="Custom",
-        currency="USD",
-        monthly_price=Decimal("9.99"),
-        is_active=active,
-        metrics={"tokens": PlanMetric("tokens", 500, Decimal("0.5"), 1000)},
-    )
-    async with database.transaction() as conn:
-        await PlanRepository(conn).save_plan(plan, clock())
-    return plan
 
 
 async def test_the_migration_seeds_the_four_reference_plans_exactly(
@@ -61,7 +45,7 @@ async def test_the_migration_seeds_the_four_reference_plans_exactly(
 async def test_plans_are_listed_cheapest_first_and_inactive_ones_are_hidden(
     service: BillingService, database: Database, clock: Clock
 ) -> None:
-    hidden = await save_plan(database, clock, active=False)
+    hidden = await save_plan(database, clock(), active=False)
     listed = await service.list_plans()
     assert hidden.slug not in {p.slug for p in listed}
     prices = [p.monthly_price for p in listed]
@@ -85,7 +69,7 @@ async def test_an_unusable_default_plan_falls_back_to_internal_dev_with_one_warn
     database: Database, clock: Clock, caplog: pytest.LogCaptureFixture, configured: str
 ) -> None:
     slug = (
-        (await save_plan(database, clock, active=False)).slug
+        (await save_plan(database, clock(), active=False)).slug
         if configured == "inactive"
         else configured
     )
@@ -104,7 +88,7 @@ async def test_set_org_plan_refuses_unknown_and_inactive_plans_and_changes_nothi
 ) -> None:
     org_id = new_id()
     await service.create_org(org_id)
-    inactive = await save_plan(database, clock, active=False)
+    inactive = await save_plan(database, clock(), active=False)
     with pytest.raises(PlanNotFound):
         await service.set_org_plan(org_id, "no-such-plan")
     with pytest.raises(PlanInactive):

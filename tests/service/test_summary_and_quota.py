@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 
 from billing_kernel.domain.quota import Enforcement
-from billing_kernel.errors import InvalidInput, OrgNotFound
+from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.service import BillingService
 from tests.conftest import new_id
 
@@ -79,7 +79,7 @@ async def test_limit_overrides_replace_the_plan_limit_per_org(service: BillingSe
     )
     await service.clear_org_limit_override(org_id, "tokens")
     assert (await service.build_org_billing_summary(org_id)).metric("tokens").limit == 1_000_000
-    with pytest.raises(InvalidInput, match="unknown metric"):
+    with pytest.raises(UnknownMetric, match="unknown metric"):
         await service.set_org_limit_override(org_id, "gpu_hours", 5)
 
 
@@ -113,7 +113,7 @@ async def test_quota_check_is_soft_and_reports_what_the_request_would_do(
 
 async def test_quota_check_refuses_bad_input(service: BillingService) -> None:
     org_id = await starter_org(service, tokens=1, runs=1, members=0)
-    with pytest.raises(InvalidInput, match="unknown metric"):
+    with pytest.raises(UnknownMetric, match="unknown metric"):
         await service.check_org_quota(org_id, "gpu_hours", 1)
     with pytest.raises(InvalidInput, match="negative"):
         await service.check_org_quota(org_id, "tokens", -1)

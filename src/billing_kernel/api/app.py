@@ -8,7 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from billing_kernel import __version__
-from billing_kernel.api.problems import RequestIdMiddleware, install_problem_handlers
+from billing_kernel.api.problems import (
+    RequestIdMiddleware,
+    install_problem_handlers,
+    problem_responses,
+)
 from billing_kernel.api.routes import billing, health, orgs, usage
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.config import Settings, get_settings
@@ -56,5 +60,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     for module in (billing, usage, orgs, health):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=problem_responses(400, 500))
     return app

@@ -62,8 +62,8 @@ OrgHeader = Annotated[
     str | None,
     Header(
         alias="X-Org-Id",
-        description="The org the request is about. Required for service keys; for a user, "
-        "optional when they belong to exactly one org.",
+        description="The org the request is about. For a user, optional when they belong to "
+        "exactly one org; for a service key, optional when the key is restricted to one org.",
     ),
 ]
 
@@ -89,6 +89,7 @@ def org_access(
         principal: PrincipalDep, service: ServiceDep, x_org_id: OrgHeader = None
     ) -> OrgAccess:
         if isinstance(principal, Service):
+            x_org_id = x_org_id or principal.org_id  # a key for one org needs no header
             if not x_org_id:
                 raise OrgAmbiguous("a service key must name the org in the X-Org-Id header")
             require_scope(principal, scopes)

@@ -10,8 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_kernel.errors import BillingError
@@ -45,10 +47,23 @@ class Problem(BaseModel):
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem-details answers."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return {
-        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "A problem."}
+        status: {"model": Problem, "content": content, "description": _DESCRIPTIONS[status]}
         for status in statuses
     }
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: the org is not named (`org_required`), or the body is not parseable.",
+    401: "No credentials, or credentials that do not verify (`unauthenticated`).",
+    403: "The caller may not do this (`forbidden`).",
+    404: "Not found; also the answer for an org the caller is not a member of.",
+    409: "Conflicts with the current state (`plan_inactive`, `idempotency_conflict`).",
+    422: "Invalid request: each bad field is listed in `errors`.",
+    500: "The kernel failed; quote `request_id`.",
+    503: "Not ready.",
+}
 
 
 def _problem(
@@ -113,15 +128,26 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names only the first route's methods for a path
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
     return _problem(
         request,
         exc.status_code,
         codes.get(exc.status_code, "http_error"),
         str(exc.detail),
         str(exc.detail),
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return methods
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 
 from billing_kernel.domain.billing_state import BillingStatus, MemberRole
 from billing_kernel.domain.plans import Plan
@@ -30,7 +37,27 @@ MoneyText = Annotated[
 ]
 
 
-class Strict(BaseModel):
+def _text_only(value: object) -> object:
+    """Times are RFC 3339 strings in this API; a number is not taken for a Unix time."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with a time zone")
+    return value
+
+
+def _whole_number(value: object) -> object:
+    """A JSON integer, or a number with no fraction (JSON Schema's `integer` admits 2.0).
+    Strings, booleans and fractions are refused rather than coerced."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -149,7 +176,7 @@ class SummaryOut(BaseModel):
         )
 
 
-class PlanChangeIn(Strict):
+class PlanChangeIn(StrictBody):
     plan_slug: str = Field(description="Slug of an active plan.", examples=["growth"])
 
 
@@ -159,9 +186,9 @@ class PlanChangeOut(BaseModel):
     status: BillingStatus
 
 
-class CheckIn(Strict):
+class CheckIn(StrictBody):
     metric: str = Field(examples=["tokens"])
-    amount: StrictInt = Field(
+    amount: WholeNumber = Field(
         default=1, ge=0, le=MAX_EVENT_QUANTITY, description="How much more the org would use."
     )
 
@@ -192,17 +219,17 @@ class CheckOut(BaseModel):
         )
 
 
-class UsageEventIn(Strict):
+class UsageEventIn(StrictBody):
     """One usage event. The JSON types are checked for the whole batch; the values (id
     lengths, quantity range, metric, event time) are judged per event."""
 
     org_id: str = Field(description="The product's org id, 1-64 characters.")
     metric: str = Field(examples=["tokens"])
-    quantity: StrictInt = Field(description=f"A whole number from 0 to {MAX_EVENT_QUANTITY}.")
+    quantity: WholeNumber = Field(description=f"A whole number from 0 to {MAX_EVENT_QUANTITY}.")
     idempotency_key: str = Field(
         description="1-255 characters, unique per org: a repeat counts once."
     )
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_text_only)] | None = Field(
         default=None,
         description="When the usage happened (decides the month); default: when received. "
         "At most 5 minutes ahead and 35 days back.",
@@ -212,7 +239,7 @@ class UsageEventIn(Strict):
 MAX_BATCH = 1000
 
 
-class UsageBatchIn(Strict):
+class UsageBatchIn(StrictBody):
     events: list[UsageEventIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
@@ -236,7 +263,7 @@ class UsageBatchOut(BaseModel):
     results: list[EventResultOut]
 
 
-class OrgIn(Strict):
+class OrgIn(StrictBody):
     name: str | None = Field(default=None, max_length=200)
     plan_slug: str | None = Field(default=None, description="Move the org to this plan.")
 
@@ -249,7 +276,7 @@ class OrgOut(BaseModel):
     trial_ends_at: datetime | None
 
 
-class MemberIn(Strict):
+class MemberIn(StrictBody):
     role: MemberRole = MemberRole.MEMBER
     email: str | None = Field(default=None, max_length=320)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -15,6 +16,9 @@ MAX_EVENT_QUANTITY = 10**12
 MAX_ID_LENGTH = 64
 """Org and user ids are the product's own, up to this many characters."""
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+ID_PATTERN_TEXT = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+"""What an id or key may be: no control characters, no leading or trailing white space."""
+ID_PATTERN = re.compile(ID_PATTERN_TEXT)
 
 
 def validate_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> str:
@@ -27,7 +31,7 @@ def validate_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> st
         )
     if len(value) > max_length:
         raise InvalidInput(f"{what} is longer than {max_length} characters", field=what)
-    if not value.isprintable():
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidInput(f"{what} contains control characters", field=what)
     return value
 

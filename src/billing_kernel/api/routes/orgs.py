@@ -11,14 +11,21 @@ from billing_kernel.api.deps import OrgAdmin, ServiceDep
 from billing_kernel.api.problems import problem_responses
 from billing_kernel.api.schemas import MemberIn, MemberOut, MembersOut, OrgIn, OrgOut
 from billing_kernel.auth.principal import Service
+from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.errors import Forbidden, MemberNotFound
 
 router = APIRouter(
     prefix="/api/v1/orgs", tags=["orgs"], responses=problem_responses(401, 403, 404, 422)
 )
 
-OrgId = Annotated[str, Path(description="The product's org id.", max_length=64)]
-UserId = Annotated[str, Path(description="The product's user id.", max_length=64)]
+OrgId = Annotated[
+    str,
+    Path(description="The product's org id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
+]
+UserId = Annotated[
+    str,
+    Path(description="The product's user id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
+]
 
 
 def _check_org(key: Service, org_id: str) -> None:

@@ -1,0 +1,70 @@
+"""The API through its ASGI app (httpx), on both databases, with real tokens and keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from billing_kernel.api.app import create_app
+from billing_kernel.auth.principal import Scope
+from billing_kernel.config import Settings
+from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.service import BillingService
+from billing_kernel.store.database import Database
+from tests.conftest import new_id
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def user_token(user_id: str, *, secret: str = SECRET, **claims: Any) -> str:
+    now = datetime.now(UTC)
+    payload: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + timedelta(hours=1)}
+    payload.update(claims)
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Api:
+    """A client of the app, and the service behind it for arranging data."""
+
+    client: httpx.AsyncClient
+    service: BillingService
+    database: Database
+
+    async def key(self, *scopes: Scope, org_id: str | None = None) -> dict[str, str]:
+        _, plaintext = await self.service.create_api_key(scopes, org_id=org_id)
+        return bearer(plaintext)
+
+    async def member(
+        self, org_id: str, role: MemberRole = MemberRole.MEMBER, *, plan: str = "starter"
+    ) -> dict[str, str]:
+        """A new user in `org_id` (created if needed), and their bearer header."""
+        await self.service.create_org(org_id, plan_slug=plan)
+        user_id = new_id("user")
+        await self.service.add_org_member(org_id, user_id, role)
+        return bearer(user_token(user_id))
+
+
+def app_for(database: Database, **settings: Any) -> httpx.AsyncClient:
+    config = Settings(database_url=str(database.url), jwt_secret=SECRET, **settings)
+    app = create_app(config, database=database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://kernel.test")
+
+
+@pytest.fixture
+async def api(database: Database) -> AsyncIterator[Api]:
+    async with app_for(database) as client:
+        yield Api(
+            client, BillingService(database, Settings(database_url=str(database.url))), database
+        )

@@ -1,0 +1,205 @@
+"""The authentication and authorization matrix."""
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from billing_kernel.api.app import create_app
+from billing_kernel.auth.principal import Scope
+from billing_kernel.config import DEV_JWT_SECRET, Settings
+from billing_kernel.errors import ConfigurationError
+from billing_kernel.store.database import Database
+from tests.api.conftest import SECRET, Api, app_for, bearer, user_token
+from tests.conftest import new_id
+
+pytestmark = pytest.mark.anyio
+
+SUMMARY = "/api/v1/billing/org/summary"
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    """A token with `alg: none`, built by hand."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+async def send_one_event(api: Api, headers: dict[str, str], org_id: str) -> httpx.Response:
+    event = {"org_id": org_id, "metric": "tokens", "quantity": 1, "idempotency_key": "x"}
+    return await api.client.post("/api/v1/usage/events", headers=headers, json={"events": [event]})
+
+
+async def expect_401(api: Api, headers: dict[str, str], says: str) -> None:
+    response = await api.client.get(SUMMARY, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["code"] == "unauthenticated"
+    assert says in response.json()["detail"]
+
+
+async def test_no_credentials(api: Api) -> None:
+    await expect_401(api, {}, "no credentials")
+
+
+async def test_bad_tokens_are_refused(api: Api) -> None:
+    org_id = new_id()
+    await api.member(org_id)
+    user_id = (await api.service.list_org_members(org_id))[0][0]
+    now = datetime.now(UTC)
+    await expect_401(api, bearer(user_token(user_id, exp=now - timedelta(minutes=1))), "expired")
+    await expect_401(
+        api, bearer(user_token(user_id, nbf=now + timedelta(minutes=5))), "not valid yet"
+    )
+    await expect_401(api, bearer(user_token(user_id, secret="another-secret-" * 4)), "not valid")
+    await expect_401(
+        api, bearer(unsigned({"sub": user_id, "exp": now.timestamp() + 600})), "not valid"
+    )
+    await expect_401(api, bearer("not.a.token"), "not valid")
+    no_expiry = jwt.encode({"sub": user_id}, SECRET, algorithm="HS256")
+    await expect_401(api, bearer(no_expiry), "exp")
+    await expect_401(api, bearer(user_token("")), "subject")
+    # and the same user with a good token gets in
+    assert (await api.client.get(SUMMARY, headers=bearer(user_token(user_id)))).status_code == 200
+
+
+async def test_the_token_may_come_in_the_auth_cookie(api: Api) -> None:
+    org_id = new_id()
+    headers = await api.member(org_id)
+    token = headers["Authorization"].removeprefix("Bearer ")
+    api.client.cookies.set("billing-auth-token", token)
+    response = await api.client.get(SUMMARY)
+    assert (response.status_code, response.json()["org_id"]) == (200, org_id)
+
+
+async def test_bad_and_revoked_api_keys_are_refused(api: Api) -> None:
+    org_id = new_id()
+    await api.service.create_org(org_id)
+    key, plaintext = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    headers = {**bearer(plaintext), "X-Org-Id": org_id}
+    assert (await api.client.get(SUMMARY, headers=headers)).status_code == 200
+    tampered = plaintext[:-2] + ("aa" if not plaintext.endswith("aa") else "bb")
+    await expect_401(api, {**bearer(tampered), "X-Org-Id": org_id}, "API key is not valid")
+    await expect_401(api, {**bearer("bk_nonsense"), "X-Org-Id": org_id}, "API key is not valid")
+    await api.service.revoke_api_key(key.key_id)
+    await expect_401(api, headers, "API key is not valid")
+
+
+async def test_a_key_restricted_to_one_org_cannot_act_for_another(api: Api) -> None:
+    mine, theirs = new_id(), new_id()
+    for org_id in (mine, theirs):
+        await api.service.create_org(org_id)
+    key = await api.key(Scope.QUOTA_CHECK, Scope.USAGE_WRITE, org_id=mine)
+    assert (await api.client.get(SUMMARY, headers={**key, "X-Org-Id": mine})).status_code == 200
+    refused = await api.client.get(SUMMARY, headers={**key, "X-Org-Id": theirs})
+    assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+    events = await send_one_event(api, key, theirs)
+    assert events.status_code == 403
+
+
+async def test_users_cannot_send_usage_or_manage_orgs(api: Api) -> None:
+    org_id = new_id()
+    headers = await api.member(org_id, plan="starter")
+    events = await send_one_event(api, headers, org_id)
+    assert (events.status_code, events.json()["code"]) == (403, "forbidden")
+    assert (
+        await api.client.put(f"/api/v1/orgs/{org_id}", json={}, headers=headers)
+    ).status_code == 403
+
+
+def test_outside_dev_mode_the_app_refuses_a_missing_default_or_short_secret() -> None:
+    for secret, says in (
+        (None, "not set"),
+        (DEV_JWT_SECRET, "development secret"),
+        ("short", "shorter than 32"),
+    ):
+        with pytest.raises(ConfigurationError, match=says):
+            create_app(Settings(jwt_secret=secret))  # type: ignore[arg-type]
+    create_app(Settings(dev_mode=True))  # dev mode: the built-in secret is fine
+    create_app(Settings(jwks_url="http://127.0.0.1:9/jwks.json"))  # keys from the provider
+
+
+class JwksServer:
+    """An identity provider's JWKS endpoint on a real local HTTP server."""
+
+    def __init__(self) -> None:
+        self.rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ec_key = ec.generate_private_key(ec.SECP256R1())
+        keys = [
+            {
+                **json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa_key.public_key())),
+                "kid": "rsa-1",
+                "alg": "RS256",
+                "use": "sig",
+            },
+            {
+                **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.ec_key.public_key())),
+                "kid": "ec-1",
+                "alg": "ES256",
+                "use": "sig",
+            },
+        ]
+        body = json.dumps({"keys": keys}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, user_id: str, alg: str, **claims: Any) -> str:
+        now = datetime.now(UTC)
+        payload = {
+            "sub": user_id,
+            "exp": now + timedelta(hours=1),
+            "aud": "authenticated",
+            **claims,
+        }
+        key, kid = (self.rsa_key, "rsa-1") if alg == "RS256" else (self.ec_key, "ec-1")
+        return jwt.encode(payload, key, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.server.shutdown()
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_identity_provider_tokens_are_verified_with_its_jwks(
+    database: Database, api: Api, jwks: JwksServer, alg: str
+) -> None:
+    org_id = new_id()
+    await api.service.create_org(org_id)
+    user_id = new_id("user")
+    await api.service.add_org_member(org_id, user_id)
+    async with app_for(database, jwks_url=jwks.url, jwt_audience="authenticated") as client:
+        ok = await client.get(SUMMARY, headers=bearer(jwks.token(user_id, alg)))
+        assert (ok.status_code, ok.json()["org_id"]) == (200, org_id)
+        wrong_audience = await client.get(
+            SUMMARY, headers=bearer(jwks.token(user_id, alg, aud="someone-else"))
+        )
+        assert wrong_audience.status_code == 401
+        # An HS256 token signed with the old shared secret is not accepted any more.
+        hs256 = await client.get(SUMMARY, headers=bearer(user_token(user_id)))
+        assert hs256.status_code == 401

@@ -1,0 +1,85 @@
+"""One error model everywhere, request ids, and the health checks."""
+
+import logging
+
+import pytest
+
+from billing_kernel.auth.principal import Scope
+from billing_kernel.store.database import Database
+from tests.api.conftest import Api, app_for
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
+    missing = await api.client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["code"] == "not_found"
+    wrong_method = await api.client.delete("/api/v1/billing/plans")
+    assert (wrong_method.status_code, wrong_method.json()["code"]) == (405, "method_not_allowed")
+
+
+async def test_the_request_id_is_echoed_or_made(api: Api) -> None:
+    given = await api.client.get("/healthz", headers={"X-Request-Id": "trace-123"})
+    assert given.headers["x-request-id"] == "trace-123"
+    made = await api.client.get("/api/v1/billing/plans")
+    assert len(made.headers["x-request-id"]) == 32
+    assert made.json()["request_id"] == made.headers["x-request-id"]
+
+
+async def test_a_failure_inside_is_a_500_problem_with_a_logged_request_id(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, key = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    broken = Database("postgresql://postgres@127.0.0.1:9/billing")  # nothing listens on 9
+    try:
+        async with app_for(broken) as client:
+            with caplog.at_level(logging.ERROR, logger="billing_kernel.api"):
+                response = await client.get(
+                    "/api/v1/billing/plans", headers={"Authorization": f"Bearer {key}"}
+                )
+    finally:
+        await broken.dispose()
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["code"] == "internal_error"
+    assert "Traceback" not in response.text
+    assert "127.0.0.1:9" not in response.text
+    assert response.headers["x-request-id"] == problem["request_id"]
+    assert any(problem["request_id"] in record.getMessage() for record in caplog.records)
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    assert (await api.client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_not_ready_when_the_database_is_unreachable() -> None:
+    broken = Database("postgresql://postgres@127.0.0.1:9/billing")
+    try:
+        async with app_for(broken) as client:
+            response = await client.get("/readyz")
+    finally:
+        await broken.dispose()
+    assert (response.status_code, response.json()["code"]) == (503, "not_ready")
+
+
+async def test_openapi_documents_every_route_and_problem(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in (
+        "/api/v1/billing/plans",
+        "/api/v1/billing/org/summary",
+        "/api/v1/billing/org/plan",
+        "/api/v1/billing/org/check",
+        "/api/v1/usage/events",
+        "/api/v1/orgs/{org_id}",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in paths, path
+    summary = paths["/api/v1/billing/org/summary"]["get"]
+    assert "application/problem+json" in summary["responses"]["401"]["content"]
+    assert summary["description"]
+    assert (await api.client.get("/docs")).status_code == 200
