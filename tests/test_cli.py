@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tests.conftest import new_id
@@ -17,8 +18,10 @@ def cli_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BILLING_DATABASE_URL": url}
+def run(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BILLING_DATABASE_URL": url, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "billing_kernel", *args],
         env=env,
@@ -72,3 +75,65 @@ def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
     for name in ("internal-dev", "starter", "growth", "enterprise"):
         assert name in listed.stdout
     assert "1,000,000 included, then 0.02 per 1,000" in listed.stdout
+
+
+def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'token.db'}"
+    secret = "a-secret-for-this-test-only-0123456789abcdef"
+    run(url, "migrate")
+    printed = run(
+        url,
+        "token",
+        "--user",
+        "alice",
+        "--org",
+        "acme",
+        "--role",
+        "admin",
+        env={"BILLING_JWT_SECRET": secret},
+    )
+    assert printed.returncode == 0, printed.stderr
+    claims = jwt.decode(printed.stdout.strip(), secret, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["exp"] - claims["iat"] == 24 * 3600
+    summary = run(url, "summary", "acme")
+    assert "seats                        1" in summary.stdout
+    no_secret = run(url, "token", "--user", "alice", env={"BILLING_JWT_SECRET": ""})
+    assert no_secret.returncode == 1
+    assert "BILLING_JWT_SECRET" in no_secret.stderr
+
+
+def test_api_keys_are_shown_once_listed_without_secrets_and_revoked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    run(url, "migrate")
+    created = run(
+        url,
+        "api-keys",
+        "create",
+        "--scopes",
+        "usage:write,quota:check",
+        "--org",
+        "acme",
+        "--name",
+        "backend",
+    )
+    assert created.returncode == 0, created.stderr
+    plaintext = created.stdout.strip()
+    assert plaintext.startswith("bk_")
+    key_id = plaintext[3:19]
+    listed = run(url, "api-keys", "list").stdout
+    assert key_id in listed
+    assert "quota:check usage:write" in listed
+    assert plaintext[20:] not in listed
+    assert run(url, "api-keys", "revoke", key_id).returncode == 0
+    assert "revoked" in run(url, "api-keys", "list").stdout
+    unknown_scope = run(url, "api-keys", "create", "--scopes", "everything")
+    assert unknown_scope.returncode == 1
+    assert "unknown scope 'everything'" in unknown_scope.stderr
+
+
+def test_serve_refuses_to_start_without_a_real_secret(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    refused = run(url, "serve", "--port", "9", env={"BILLING_JWT_SECRET": ""})
+    assert refused.returncode == 1
+    assert "refusing to start: BILLING_JWT_SECRET is not set" in refused.stderr

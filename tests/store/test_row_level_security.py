@@ -5,7 +5,9 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.errors import OrgNotFound
 from billing_kernel.store.database import Database
+from billing_kernel.store.orgs import OrgRepository
 from billing_kernel.store.tables import ORG_SCOPED_TABLES, org_members, usage_events, users
 from tests.conftest import Clock, make_service, new_id
 
@@ -66,3 +68,33 @@ async def test_the_user_role_cannot_write(pg_database: Database, clock: Clock) -
                     period_start=clock.now.date(),
                 )
             )
+
+
+async def test_service_calls_for_a_user_run_confined_to_their_orgs(
+    pg_database: Database, clock: Clock
+) -> None:
+    org_a, org_b, user_a, _ = await two_orgs(pg_database, clock)
+    as_user_a = make_service(pg_database, clock).for_user(user_a)
+    assert (await as_user_a.build_org_billing_summary(org_a)).org_id == org_a
+    with pytest.raises(OrgNotFound):  # the rows of org B are invisible, not merely refused
+        await as_user_a.get_org_usage_for_current_period(org_b)
+    with pytest.raises(OrgNotFound):
+        await as_user_a.check_org_quota(org_b, "tokens", 1)
+
+
+async def test_a_user_seeds_and_changes_only_their_own_orgs_state(
+    pg_database: Database, clock: Clock
+) -> None:
+    org_id, user_id = new_id(), new_id("user")
+    service = make_service(pg_database, clock)
+    async with pg_database.transaction() as conn:  # an org that has no billing state yet
+        await OrgRepository(conn).ensure_orgs([org_id], clock())
+    await service.add_org_member(org_id, user_id, MemberRole.OWNER)
+    as_user = service.for_user(user_id)
+    assert (await as_user.get_org_billing_state(org_id)).status.value == "trial"
+    assert (await as_user.set_org_plan(org_id, "growth")).plan_slug == "growth"
+    other = new_id()
+    await service.create_org(other)
+    with pytest.raises(OrgNotFound):
+        await as_user.set_org_plan(other, "growth")
+    assert (await service.get_org_billing_state(other)).plan_slug == "internal-dev"
