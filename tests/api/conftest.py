@@ -18,8 +18,7 @@ from billing_kernel.domain.billing_state import MemberRole
 from billing_kernel.service import BillingService
 from billing_kernel.store.database import Database
 from tests.conftest import new_id
-
-SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+from tests.live import SECRET
 
 
 def user_token(user_id: str, *, secret: str = SECRET, **claims: Any) -> str:

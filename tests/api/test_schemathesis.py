@@ -5,74 +5,23 @@ on PostgreSQL; bounded so that it finishes in well under a minute."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.api.conftest import SECRET, user_token
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def kernel_command(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "billing_kernel", *args],
-        env={**os.environ, "BILLING_DATABASE_URL": url, "BILLING_JWT_SECRET": SECRET},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+from tests.api.conftest import user_token
+from tests.live import KernelServer, kernel_command
 
 
 @pytest.fixture(scope="module")
 def live_kernel(postgres_url: str) -> Iterator[str]:
     """`billing-kernel serve` in its own process, on a free port."""
-    port = free_port()
-    env = {**os.environ, "BILLING_DATABASE_URL": postgres_url, "BILLING_JWT_SECRET": SECRET}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "billing_kernel",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(
-                f"the server did not start: {process.stderr.read() if process.stderr else ''}"
-            )
-        time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    server = KernelServer(postgres_url).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +29,16 @@ def credentials(live_kernel: str, postgres_url: str) -> dict[str, str]:
     """A key with every scope for one org, and a user who owns that org: requests that
     name no org are about it."""
     key = kernel_command(
+        postgres_url,
         "api-keys",
         "create",
         "--org",
         "fuzz-org",
         "--scopes",
         "usage:write,quota:check,billing:admin",
-        url=postgres_url,
-    ).stdout.strip()
+    )
     kernel_command(
-        "token", "--user", "fuzz-owner", "--org", "fuzz-org", "--role", "owner", url=postgres_url
+        postgres_url, "token", "--user", "fuzz-owner", "--org", "fuzz-org", "--role", "owner"
     )
     return {"key": key, "user": user_token("fuzz-owner")}
 

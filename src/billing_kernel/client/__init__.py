@@ -1,0 +1,45 @@
+"""The usage-tracking SDK: report usage from the product without ever slowing or failing it.
+
+```python
+from billing_kernel.client import UsageTracker
+
+tracker = UsageTracker("http://billing.internal:8000", api_key, spool_dir="/var/lib/app/usage")
+tracker.track("acme", "tokens", 1532)
+tracker.track_llm_usage("acme", openai_response)
+with tracker.run("acme", run_id=run.id):
+    ...
+```
+
+See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` for what
+`stats()` reports; transports are injectable (`transport=`) for tests and for embedding the
+kernel in-process (`AsyncUsageTracker.in_process(service)`).
+"""
+
+from billing_kernel.client.core import TrackerStats
+from billing_kernel.client.errors import SpoolBusyError, TrackerError, TransportError
+from billing_kernel.client.integrations import llm_tokens
+from billing_kernel.client.tracker import AsyncUsageTracker, UsageTracker
+from billing_kernel.client.transport import (
+    AsyncHttpTransport,
+    AsyncTransport,
+    EventResult,
+    HttpTransport,
+    InProcessTransport,
+    Transport,
+)
+
+__all__ = [
+    "AsyncHttpTransport",
+    "AsyncTransport",
+    "AsyncUsageTracker",
+    "EventResult",
+    "HttpTransport",
+    "InProcessTransport",
+    "SpoolBusyError",
+    "TrackerError",
+    "TrackerStats",
+    "Transport",
+    "TransportError",
+    "UsageTracker",
+    "llm_tokens",
+]

@@ -1,0 +1,185 @@
+"""One-line hooks for the two things a product tracks: LLM tokens and playbook runs."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+TOKENS = "tokens"
+PLAYBOOK_RUNS = "playbook_runs"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C")
+
+_ANTHROPIC_PARTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+_OPENAI_PARTS = ("prompt_tokens", "completion_tokens")
+
+
+def _field(source: Any, name: str) -> Any:
+    if isinstance(source, dict):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def llm_tokens(response: Any) -> int | None:
+    """The tokens a model call used, from its response (object or dict), or None.
+
+    Reads OpenAI-compatible chat completions and their final streaming chunk
+    (`usage.total_tokens`, else prompt + completion), the Responses API (`usage.total_tokens`,
+    else input + output, also inside a `response.completed` stream event), and Anthropic-style
+    usage (input + output + cache creation + cache reads).
+    """
+    usage = _field(response, "usage")
+    if usage is None and _field(response, "response") is not None:
+        usage = _field(_field(response, "response"), "usage")
+    if usage is None:
+        return None
+    total = _whole(_field(usage, "total_tokens"))
+    if total is not None:
+        return total
+    for names in (_ANTHROPIC_PARTS, _OPENAI_PARTS):
+        parts = [_whole(_field(usage, name)) for name in names]
+        if any(part is not None for part in parts):
+            return sum(part or 0 for part in parts)
+    return None
+
+
+def _call_arguments(function: Callable[..., Any], args: Any, kwargs: Any) -> dict[str, Any]:
+    bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+class TrackingHelpers:
+    """Methods both trackers get: they all end in `track()`, so they never raise either."""
+
+    track: Callable[..., None]
+
+    def track_llm_usage(
+        self,
+        org_id: str,
+        response: Any,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Track the tokens of a model response. A response with an `id` is keyed by it, so
+        tracking the same response twice counts it once."""
+        try:
+            tokens = llm_tokens(response)
+            if tokens is None:
+                self.track(org_id, TOKENS, None)  # counted as refused, logged once
+                return
+            response_id = _field(response, "id")
+            if idempotency_key is None and isinstance(response_id, str) and response_id:
+                idempotency_key = f"llm:{response_id}"[:255]
+            self.track(
+                org_id, TOKENS, tokens, idempotency_key=idempotency_key, occurred_at=occurred_at
+            )
+        except Exception:  # reading an odd response object must not fail the product
+            self.track(org_id, TOKENS, None)
+
+    def track_llm_stream(self, org_id: str, chunks: Iterable[C]) -> Iterator[C]:
+        """Pass a streamed response through, tracking the usage its final chunk reports
+        (OpenAI: `stream_options={"include_usage": True}`)."""
+        last_with_usage: Any = None
+        for chunk in chunks:
+            if llm_tokens(chunk) is not None:
+                last_with_usage = chunk
+            yield chunk
+        if last_with_usage is not None:
+            self.track_llm_usage(org_id, last_with_usage)
+
+    async def track_llm_astream(self, org_id: str, chunks: AsyncIterable[C]) -> AsyncIterator[C]:
+        """`track_llm_stream` for async streams."""
+        last_with_usage: Any = None
+        async for chunk in chunks:
+            if llm_tokens(chunk) is not None:
+                last_with_usage = chunk
+            yield chunk
+        if last_with_usage is not None:
+            self.track_llm_usage(org_id, last_with_usage)
+
+    def tracks_llm_usage(
+        self, org_param: str = "org_id"
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function (sync or async) that returns a model response: its tokens are
+        tracked for the org passed in the argument named `org_param`."""
+
+        def decorate(function: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(function):
+
+                @functools.wraps(function)
+                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    response = await function(*args, **kwargs)
+                    org_id = _call_arguments(function, args, kwargs).get(org_param)
+                    self.track_llm_usage(org_id, response)  # type: ignore[arg-type]
+                    return response
+
+                return async_wrapper  # type: ignore[return-value]
+
+            @functools.wraps(function)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                response = function(*args, **kwargs)
+                org_id = _call_arguments(function, args, kwargs).get(org_param)
+                self.track_llm_usage(org_id, response)  # type: ignore[arg-type]
+                return response
+
+            return wrapper
+
+        return decorate
+
+    @contextmanager
+    def run(self, org_id: str, run_id: str | None = None) -> Iterator[None]:
+        """Count one playbook run when the block starts, keyed by `run_id` so that a retried
+        run counts once."""
+        self._count_run(org_id, run_id)
+        yield
+
+    def tracks_run(
+        self, org_param: str = "org_id", run_param: str = "run_id"
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function (sync or async) that executes a run: one playbook run is
+        counted when it is called, for the org and run id in the named arguments."""
+
+        def decorate(function: Callable[P, R]) -> Callable[P, R]:
+            def count(args: Any, kwargs: Any) -> None:
+                arguments = _call_arguments(function, args, kwargs)
+                self._count_run(arguments.get(org_param), arguments.get(run_param))
+
+            if inspect.iscoroutinefunction(function):
+
+                @functools.wraps(function)
+                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    count(args, kwargs)
+                    return await function(*args, **kwargs)
+
+                return async_wrapper  # type: ignore[return-value]
+
+            @functools.wraps(function)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                count(args, kwargs)
+                return function(*args, **kwargs)
+
+            return wrapper
+
+        return decorate
+
+    def _count_run(self, org_id: Any, run_id: Any) -> None:
+        key = f"run:{run_id}" if run_id is not None else f"run:{uuid.uuid4().hex}"
+        self.track(org_id, PLAYBOOK_RUNS, 1, idempotency_key=key[:255])

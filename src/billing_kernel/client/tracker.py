@@ -1,0 +1,331 @@
+"""UsageTracker (threads) and AsyncUsageTracker (asyncio): `track()` returns at once, never
+raises, and every event it accepted reaches the kernel exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from billing_kernel.client.core import Core, TrackerStats, wire
+from billing_kernel.client.errors import TransportError
+from billing_kernel.client.events import Event
+from billing_kernel.client.integrations import TrackingHelpers
+from billing_kernel.client.transport import (
+    AsyncHttpTransport,
+    AsyncTransport,
+    EventResult,
+    HttpTransport,
+    InProcessTransport,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from billing_kernel.service import BillingService
+
+logger = logging.getLogger("billing_kernel.client")
+
+DEFAULTS: dict[str, Any] = {
+    "max_batch": 500,
+    "max_delay": 1.0,
+    "max_queue": 100_000,
+    "max_spool_bytes": 512 * 1024 * 1024,
+    "backoff_base": 0.2,
+    "backoff_cap": 30.0,
+}
+
+
+class UsageTracker(TrackingHelpers):
+    """Reports usage to a billing kernel from a background thread.
+
+    ```python
+    tracker = UsageTracker("https://billing.internal", api_key, spool_dir="/var/lib/app/usage")
+    tracker.track("acme", "tokens", 1532)            # returns at once, never raises
+    with tracker.run("acme", run_id="run-42"):       # one playbook run, counted once
+        ...
+    tracker.close()                                  # or let interpreter exit drain it
+    ```
+
+    Events are batched (up to `max_batch`, or every `max_delay` seconds) and sent with
+    retries (capped exponential backoff with jitter) until the kernel answers for them. With
+    `spool_dir`, each event is written to disk before `track()` returns and removed only once
+    the kernel has counted it, so a crash or kill loses nothing: the next tracker on the same
+    directory sends what is left. Without it, up to `max_queue` events wait in memory.
+    When the buffer (or the spool's `max_spool_bytes`) is full, new events are dropped and
+    counted in `stats().dropped`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        spool_dir: str | Path | None = None,
+        transport: Transport | None = None,
+        timeout: float = 10.0,
+        drain_on_exit: float = 5.0,
+        **tuning: Any,
+    ) -> None:
+        options = {**DEFAULTS, **tuning}
+        if transport is None:
+            if not base_url or not api_key:
+                raise ValueError("give base_url and api_key, or a transport")
+            transport = HttpTransport(base_url, api_key, timeout=timeout)
+        self._transport = transport
+        self._max_delay: float = options.pop("max_delay")
+        self._core = Core(spool_dir=spool_dir, **options)
+        self._cond = threading.Condition()
+        self._core.wake = self._wake
+        self._flushing = 0
+        self._closing = False
+        self._abandon = False
+        self._drain_on_exit = drain_on_exit
+        self._thread = threading.Thread(target=self._run, name="billing-usage-sender", daemon=True)
+        self._thread.start()
+        atexit.register(self._at_exit)
+
+    def track(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Record `quantity` of `metric` for the org. Returns at once; never raises.
+
+        Give `idempotency_key` when the same usage might be tracked twice (a retried job);
+        otherwise each call gets a unique key. `occurred_at` (aware) defaults to now.
+        """
+        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+
+    def stats(self) -> TrackerStats:
+        return self._core.stats()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything tracked so far; True if nothing is left pending."""
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._core.buffer.pending() == 0, timeout)
+            finally:
+                self._flushing -= 1
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush (up to `timeout`), stop the sender and release the spool. True if drained.
+
+        Without a spool, events still unsent are lost (and counted as dropped); with one,
+        they stay on disk for the next tracker.
+        """
+        drained = self.flush(timeout)
+        with self._cond:
+            self._closing = self._abandon = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        left = self._core.buffer.pending()
+        if left and not self._core.spooled:
+            self._core.count("dropped", left)
+            logger.error("usage tracker closed with %d unsent event(s)", left)
+        self._transport.close()
+        self._core.buffer.close()
+        atexit.unregister(self._at_exit)
+        return drained
+
+    def __enter__(self) -> UsageTracker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(self._drain_on_exit)
+
+    def _at_exit(self) -> None:
+        self.close(self._drain_on_exit)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _urgent(self) -> bool:
+        pending = self._core.buffer.pending()
+        return pending > 0 and (
+            self._flushing > 0 or self._closing or pending >= self._core.max_batch
+        )
+
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            with self._cond:
+                if self._abandon:
+                    return
+                if not self._urgent():
+                    self._cond.wait(self._max_delay)
+            while self._core.buffer.pending() and not self._abandon:
+                batch = self._core.next_batch()
+                try:
+                    self._core.buffer.sync()
+                    events = wire(batch)
+                    results = self._transport.send(events) if events else []
+                except Exception as exc:
+                    if isinstance(exc, TransportError) and not exc.retryable:
+                        self._core.give_up(batch, exc)
+                        continue
+                    self._core.count("retried")
+                    self._core.log_once(
+                        f"send:{type(exc).__name__}",
+                        logging.WARNING,
+                        "usage delivery failed, will retry: %s",
+                        exc,
+                    )
+                    delay = self._core.retry_delay(attempt, getattr(exc, "retry_after", None))
+                    attempt += 1
+                    with self._cond:
+                        self._cond.wait_for(lambda: self._abandon, delay)
+                    continue
+                attempt = 0
+                self._core.settle(batch, results)
+                with self._cond:
+                    self._cond.notify_all()
+
+
+class AsyncUsageTracker(TrackingHelpers):
+    """The asyncio tracker: the same `track()` (a plain, non-blocking call) and guarantees,
+    with the sender as a task on the running loop. Create it inside the loop (e.g. at app
+    start-up) and `await tracker.aclose()` at shutdown. `AsyncUsageTracker.in_process(service)`
+    writes through a BillingService in the same process instead of HTTP."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        spool_dir: str | Path | None = None,
+        transport: AsyncTransport | None = None,
+        timeout: float = 10.0,
+        **tuning: Any,
+    ) -> None:
+        options = {**DEFAULTS, **tuning}
+        if transport is None:
+            if not base_url or not api_key:
+                raise ValueError("give base_url and api_key, or a transport")
+            transport = AsyncHttpTransport(base_url, api_key, timeout=timeout)
+        self._transport = transport
+        self._max_delay: float = options.pop("max_delay")
+        self._core = Core(spool_dir=spool_dir, **options)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._core.wake = self._wake
+        self._flushing = 0
+        self._closing = False
+        self._task = self._loop.create_task(self._run(), name="billing-usage-sender")
+
+    @classmethod
+    def in_process(cls, service: BillingService, **options: Any) -> AsyncUsageTracker:
+        """A tracker that records through `service` directly (no HTTP)."""
+        return cls(transport=InProcessTransport(service), **options)
+
+    def track(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Record usage; returns at once and never raises (see UsageTracker.track)."""
+        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+
+    def stats(self) -> TrackerStats:
+        return self._core.stats()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Send everything tracked so far; True if nothing is left pending."""
+        self._flushing += 1
+        self._wakeup.set()
+        try:
+            async with self._progress:
+                await asyncio.wait_for(
+                    self._progress.wait_for(lambda: self._core.buffer.pending() == 0), timeout
+                )
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._flushing -= 1
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """Flush (up to `timeout`), stop the sender and release the spool. True if drained."""
+        drained = await self.flush(timeout)
+        self._closing = True
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        left = self._core.buffer.pending()
+        if left and not self._core.spooled:
+            self._core.count("dropped", left)
+            logger.error("usage tracker closed with %d unsent event(s)", left)
+        await self._transport.aclose()
+        self._core.buffer.close()
+        return drained
+
+    async def __aenter__(self) -> AsyncUsageTracker:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose(5.0)
+
+    def _wake(self) -> None:
+        if threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        else:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            pending = self._core.buffer.pending()
+            if not (pending and (self._flushing or pending >= self._core.max_batch)):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._max_delay)
+            self._wakeup.clear()
+            while self._core.buffer.pending():
+                batch, results, error = await self._attempt()
+                if error is None:
+                    attempt = 0
+                    self._core.settle(batch, results)
+                    async with self._progress:
+                        self._progress.notify_all()
+                elif isinstance(error, TransportError) and not error.retryable and batch:
+                    self._core.give_up(batch, error)
+                else:
+                    self._core.count("retried")
+                    self._core.log_once(
+                        f"send:{type(error).__name__}",
+                        logging.WARNING,
+                        "usage delivery failed, will retry: %s",
+                        error,
+                    )
+                    await asyncio.sleep(
+                        self._core.retry_delay(attempt, getattr(error, "retry_after", None))
+                    )
+                    attempt += 1
+
+    async def _attempt(self) -> tuple[list[Event], list[EventResult], Exception | None]:
+        batch: list[Event] = []
+        try:
+            if self._core.spooled:  # file reads and fsync: off the loop
+                batch = await asyncio.to_thread(self._core.next_batch)
+                await asyncio.to_thread(self._core.buffer.sync)
+            else:
+                batch = self._core.next_batch()
+            events = wire(batch)
+            return batch, (await self._transport.send(events) if events else []), None
+        except Exception as exc:
+            return batch, [], exc

@@ -1,0 +1,163 @@
+"""How batches reach the kernel: over HTTP, or straight through an in-process BillingService.
+
+A transport sends a list of wire events and returns one status per event (`accepted`,
+`duplicate` or `refused`), or raises TransportError. Tests may pass their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from billing_kernel.client.errors import TransportError
+
+if TYPE_CHECKING:
+    from billing_kernel.service import BillingService
+
+EVENTS_PATH = "/api/v1/usage/events"
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    status: str
+    """accepted, duplicate or refused"""
+    error_code: str | None = None
+
+
+class Transport(Protocol):
+    def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _results(response: httpx.Response, sent: int) -> list[EventResult]:
+    """Per-event results from a response, or TransportError saying whether to retry."""
+    status = response.status_code
+    if status == 200:
+        try:
+            results = response.json()["results"]
+            parsed = [EventResult(r["status"], (r.get("error") or {}).get("code")) for r in results]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransportError(
+                f"unreadable answer from the kernel: {exc}", retryable=True
+            ) from None
+        if len(parsed) != sent:
+            raise TransportError(
+                "the kernel answered for a different number of events", retryable=True
+            )
+        return parsed
+    retry_after = None
+    if "retry-after" in response.headers:
+        try:
+            retry_after = float(response.headers["retry-after"])
+        except ValueError:
+            retry_after = None
+    detail = response.text[:300]
+    # 401/403 are retried: the key may be fixed or the kernel restored; the events must wait.
+    retryable = status in (401, 403, 408, 409, 425, 429) or status >= 500
+    raise TransportError(
+        f"kernel answered {status}: {detail}", retryable=retryable, retry_after=retry_after
+    )
+
+
+_NETWORK_ERRORS = (httpx.TransportError,)
+
+
+class HttpTransport:
+    """Sends batches to a kernel's `POST /api/v1/usage/events` with a service API key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._client = client or httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "billing-kernel-sdk"},
+        )
+
+    def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
+        try:
+            response = self._client.post(EVENTS_PATH, json={"events": list(events)})
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
+        return _results(response, len(events))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class AsyncHttpTransport:
+    """The asyncio counterpart of HttpTransport."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._client = client or httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "billing-kernel-sdk"},
+        )
+
+    async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
+        try:
+            response = await self._client.post(EVENTS_PATH, json={"events": list(events)})
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
+        return _results(response, len(events))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class InProcessTransport:
+    """Records batches through a BillingService in the same process (a monolith that embeds
+    the kernel): the same guarantees as HTTP, without the network."""
+
+    def __init__(self, service: BillingService) -> None:
+        self._service = service
+
+    async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
+        from billing_kernel.service import UsageInput
+
+        try:
+            result = await self._service.record_usage_batch(
+                [
+                    UsageInput(
+                        e["org_id"],
+                        e["metric"],
+                        e["quantity"],
+                        e["idempotency_key"],
+                        datetime.fromisoformat(e["occurred_at"]),
+                    )
+                    for e in events
+                ]
+            )
+        except Exception as exc:  # the database is down or failing: keep the events
+            raise TransportError(f"could not record usage: {exc!r}", retryable=True) from None
+        return [
+            EventResult(o.status.value, None if o.error is None else o.error.code)
+            for o in result.outcomes
+        ]
+
+    async def aclose(self) -> None:
+        pass

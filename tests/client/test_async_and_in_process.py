@@ -1,0 +1,102 @@
+"""AsyncUsageTracker, and the in-process backend writing through a real BillingService."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from billing_kernel.client import AsyncUsageTracker, TransportError
+from billing_kernel.config import Settings
+from billing_kernel.service import BillingService
+from billing_kernel.store.database import Database
+from tests.client.fakes import FakeAsyncTransport, FakeKernel
+from tests.conftest import new_id
+
+pytestmark = pytest.mark.anyio
+FAST = {"max_delay": 0.01, "backoff_base": 0.001, "backoff_cap": 0.01}
+
+
+async def test_async_tracker_sends_everything_once_even_from_other_threads() -> None:
+    kernel = FakeKernel()
+    kernel.failures = [TransportError("down", retryable=True)] * 2
+    kernel.lose_answers = 1
+    async with AsyncUsageTracker(
+        transport=FakeAsyncTransport(kernel), max_batch=50, **FAST
+    ) as tracker:
+        for n in range(500):
+            tracker.track("acme", "tokens", n)
+        worker = threading.Thread(
+            target=lambda: [tracker.track("beta", "tokens", 1) for _ in range(200)]
+        )
+        worker.start()
+        worker.join()
+        assert await tracker.flush(10)
+        stats = tracker.stats()
+    assert kernel.totals() == {"acme": sum(range(500)), "beta": 200}
+    assert stats.accepted == 700
+    assert stats.retried == 3
+
+
+async def test_async_tracker_with_a_spool_resumes_after_a_restart(tmp_path: Path) -> None:
+    down = FakeKernel()
+    down.failures = [TransportError("down", retryable=True)] * 10**6
+    first = AsyncUsageTracker(
+        transport=FakeAsyncTransport(down), spool_dir=tmp_path, **{**FAST, "backoff_cap": 60}
+    )
+    for n in range(120):
+        first.track("acme", "tokens", n)
+    assert await first.aclose(timeout=0.05) is False
+    kernel = FakeKernel()
+    async with AsyncUsageTracker(
+        transport=FakeAsyncTransport(kernel), spool_dir=tmp_path, **FAST
+    ) as second:
+        assert await second.flush(10)
+    assert kernel.totals() == {"acme": sum(range(120))}
+
+
+@pytest.fixture
+def live_service(database: Database) -> BillingService:
+    """A service on the real clock: the tracker stamps events with the real time."""
+    return BillingService(database, Settings(database_url=str(database.url)))
+
+
+async def test_in_process_backend_counts_through_the_billing_service(
+    live_service: BillingService,
+) -> None:
+    service = live_service
+    org_id = new_id()
+    async with AsyncUsageTracker.in_process(service, **FAST) as tracker:
+        for n in range(300):
+            tracker.track(org_id, "tokens", 7, idempotency_key=f"k{n % 250}")
+        with tracker.run(org_id, run_id="run-1"):
+            pass
+        with tracker.run(org_id, run_id="run-1"):  # a retried run counts once
+            pass
+        tracker.track(org_id, "gpu_hours", 1)  # the kernel refuses an unknown metric
+        assert await tracker.flush(10)
+        stats = tracker.stats()
+    usage = await service.get_org_usage_for_current_period(org_id)
+    assert usage.used["tokens"] == 250 * 7
+    assert usage.used["playbook_runs"] == 1
+    # Repeated keys carry a later time than their first use: conflicts, counted once.
+    assert (stats.sent, stats.conflicts, stats.refused) == (251, 51, 1)
+
+
+async def test_in_process_backend_keeps_events_while_the_database_is_down(
+    database_url: str,
+) -> None:
+    broken = Database("postgresql://postgres@127.0.0.1:9/billing")
+    tracker = AsyncUsageTracker.in_process(
+        BillingService(broken, Settings(database_url=database_url)), **FAST
+    )
+    org_id = new_id()
+    for _ in range(10):
+        tracker.track(org_id, "tokens", 3)
+    await asyncio.sleep(0.2)
+    assert tracker.stats().retried > 0
+    assert tracker.stats().pending == 10
+    assert await tracker.aclose(timeout=0.05) is False
+    await broken.dispose()

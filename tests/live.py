@@ -1,0 +1,95 @@
+"""A real `billing-kernel serve` process for tests that talk to the kernel over the network."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kernel_env(database_url: str) -> dict[str, str]:
+    return {**os.environ, "BILLING_DATABASE_URL": database_url, "BILLING_JWT_SECRET": SECRET}
+
+
+def kernel_command(database_url: str, *args: str) -> str:
+    """Run a `billing-kernel` command; its standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "billing_kernel", *args],
+        env=kernel_env(database_url),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+class KernelServer:
+    """`billing-kernel serve` on a fixed port, which can be killed and started again."""
+
+    def __init__(self, database_url: str, port: int | None = None) -> None:
+        self.database_url = database_url
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, *, wait: bool = True) -> KernelServer:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "billing_kernel",
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env=kernel_env(self.database_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.process is not None
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the kernel did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, requests in flight are cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
