@@ -1,0 +1,167 @@
+"""Exactly-once delivery against a real kernel server on PostgreSQL, through outages,
+restarts, a killed client process, and a network that fails on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from billing_kernel.client import UsageTracker
+from billing_kernel.config import Settings
+from billing_kernel.service import BillingService
+from billing_kernel.store.database import Database
+from tests.client.faulty_proxy import FaultyProxy
+from tests.conftest import new_id
+from tests.live import KernelServer, kernel_command
+
+FAST_RETRIES = {"max_delay": 0.05, "backoff_base": 0.05, "backoff_cap": 1.0, "max_batch": 200}
+
+
+@pytest.fixture(scope="module")
+def api_key(postgres_url: str) -> str:
+    return kernel_command(postgres_url, "api-keys", "create", "--scopes", "usage:write")
+
+
+@pytest.fixture
+def server(postgres_url: str) -> Iterator[KernelServer]:
+    kernel = KernelServer(postgres_url)
+    yield kernel
+    kernel.stop()
+
+
+def counted(postgres_url: str, org_ids: list[str], metric: str = "tokens") -> dict[str, int]:
+    """What the kernel's database holds for each org this month."""
+
+    async def read() -> dict[str, int]:
+        database = Database(postgres_url)
+        service = BillingService(database, Settings(database_url=postgres_url))
+        try:
+            return {
+                org_id: (await service.get_org_usage_for_current_period(org_id)).used[metric]
+                for org_id in org_ids
+            }
+        finally:
+            await database.dispose()
+
+    return asyncio.run(read())
+
+
+def test_events_tracked_while_the_kernel_is_down_arrive_once_it_is_up(
+    server: KernelServer, api_key: str, postgres_url: str
+) -> None:
+    orgs = [new_id() for _ in range(3)]
+    tracker = UsageTracker(server.url, api_key, **FAST_RETRIES)
+    for n in range(3_000):
+        tracker.track(orgs[n % 3], "tokens", n)
+    time.sleep(10)  # the kernel comes up 10 s later
+    server.start()
+    assert tracker.flush(60)
+    stats = tracker.stats()
+    tracker.close()
+    assert counted(postgres_url, orgs) == {
+        org: sum(n for n in range(3_000) if n % 3 == i) for i, org in enumerate(orgs)
+    }
+    assert stats.retried > 0
+    assert (stats.sent, stats.dropped) == (3_000, 0)
+
+
+def test_a_kernel_killed_and_restarted_mid_stream_of_20000_events_counts_each_once(
+    server: KernelServer, api_key: str, postgres_url: str, tmp_path: Path
+) -> None:
+    server.start()
+    orgs = [new_id() for _ in range(4)]
+    tracker = UsageTracker(server.url, api_key, spool_dir=tmp_path, **FAST_RETRIES)
+
+    def stream() -> None:
+        for n in range(20_000):
+            tracker.track(orgs[n % 4], "tokens", 1 + n % 7)
+            if n % 50 == 0:
+                time.sleep(0.005)  # about 2.5 s of traffic
+
+    producer = threading.Thread(target=stream)
+    producer.start()
+    time.sleep(1.0)
+    server.kill()  # SIGKILL, batches in flight are cut
+    time.sleep(1.0)
+    server.start()
+    producer.join()
+    assert tracker.flush(120)
+    stats = tracker.stats()
+    tracker.close()
+    expected = {
+        org: sum(1 + n % 7 for n in range(20_000) if n % 4 == i) for i, org in enumerate(orgs)
+    }
+    assert counted(postgres_url, orgs) == expected
+    assert stats.accepted == 20_000
+    assert stats.sent + stats.duplicates == 20_000
+    assert stats.dropped == 0
+
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    from billing_kernel.client import UsageTracker
+    url, key, spool, org = sys.argv[1:5]
+    tracker = UsageTracker(url, key, spool_dir=spool, max_delay=0.05, max_batch=100)
+    for n in range(5_000):
+        tracker.track(org, "tokens", 3)
+    print("tracked", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_client_killed_after_track_returned_loses_nothing(
+    server: KernelServer, api_key: str, postgres_url: str, tmp_path: Path
+) -> None:
+    server.start()
+    org = new_id()
+    spool = tmp_path / "spool"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, server.url, api_key, str(spool), org],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "tracked"
+    child.send_signal(signal.SIGKILL)  # no atexit, no flush: only the spool survives
+    child.wait(10)
+    with UsageTracker(server.url, api_key, spool_dir=spool, **FAST_RETRIES) as heir:
+        resumed = heir.stats().pending
+        assert heir.flush(60)
+    assert counted(postgres_url, [org]) == {org: 15_000}
+    assert 0 < resumed <= 5_000
+
+
+def test_500s_429s_and_answers_lost_after_commit_still_count_exactly(
+    server: KernelServer, api_key: str, postgres_url: str
+) -> None:
+    server.start()
+    proxy = FaultyProxy(server.url, error_500=0.15, error_429=0.1, drop_after_commit=0.2)
+    orgs = [new_id() for _ in range(2)]
+    try:
+        tracker = UsageTracker(
+            proxy.url, api_key, **{**FAST_RETRIES, "max_batch": 100, "backoff_cap": 0.3}
+        )
+        for n in range(4_000):
+            tracker.track(orgs[n % 2], "tokens", n % 11)
+        assert tracker.flush(120)
+        stats = tracker.stats()
+        tracker.close()
+    finally:
+        proxy.close()
+    assert counted(postgres_url, orgs) == {
+        org: sum(n % 11 for n in range(4_000) if n % 2 == i) for i, org in enumerate(orgs)
+    }
+    assert min(proxy.seen.values()) > 0  # every kind of fault happened
+    assert stats.duplicates > 0  # resent after a lost answer, counted once
+    assert stats.sent + stats.duplicates == 4_000
