@@ -218,6 +218,7 @@ class Spool:
         ends: dict[int, int] = {}
         for item in settled:
             ends[item.segment] = item.end
+        finished, progressed = [], []
         with self._lock:
             self._pending -= len(settled)
             for segment in list(self._segments):
@@ -228,30 +229,32 @@ class Spool:
                 else:
                     continue
                 if segment is not self._writer and segment.acked >= segment.size:
-                    self._remove(segment)
+                    self._segments.remove(segment)
+                    self._bytes -= segment.size
+                    finished.append(segment)
                 else:
-                    self._write_ack(segment)
+                    progressed.append((segment, segment.acked))
+        for segment, acked in progressed:  # file work outside the lock that track() takes
+            self._write_ack(segment, acked)
+        for segment in finished:
+            for path in (segment.log(self._dir), segment.ack_file(self._dir)):
+                path.unlink(missing_ok=True)
 
-    def _write_ack(self, segment: _Segment) -> None:
+    def _write_ack(self, segment: _Segment, acked: int) -> None:
         path = segment.ack_file(self._dir)
         temporary = path.with_suffix(".ack.tmp")
-        temporary.write_text(str(segment.acked))
+        temporary.write_text(str(acked))
         os.replace(temporary, path)
-
-    def _remove(self, segment: _Segment) -> None:
-        self._segments.remove(segment)
-        self._bytes -= segment.size
-        for path in (segment.log(self._dir), segment.ack_file(self._dir)):
-            path.unlink(missing_ok=True)
 
     def pending(self) -> int:
         return self._pending
 
     def sync(self) -> None:
         with self._lock:
-            if self._dirty:
-                os.fsync(self._write_fd)
-                self._dirty = False
+            dirty, fd = self._dirty, self._write_fd
+            self._dirty = False
+        if dirty:  # outside the lock: track() keeps appending while the disk catches up
+            os.fsync(fd)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,53 @@
+"""Shared by the benchmarks: percentiles, the results table, and bench/results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import resource
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def cpu_seconds() -> float:
+    """CPU time used by this process so far (user + system): the load generator's own cost."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def row(
+    name: str, unit: str, kernel: float, baseline: float, setup: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unit": unit,
+        "kernel": round(kernel, 3),
+        "baseline": round(baseline, 3),
+        "ratio": round(kernel / baseline, 4) if baseline else None,
+        "setup": setup,
+    }
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    """Print the table and merge the rows into bench/results/latest.json (by name)."""
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'benchmark':<{width}}  {'unit':<8} {'kernel':>12} {'baseline':>12} {'ratio':>9}")
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.4f}"
+        print(
+            f"{r['name']:<{width}}  {r['unit']:<8} {r['kernel']:>12,.3f} "
+            f"{r['baseline']:>12,.3f} {ratio:>9}"
+        )
+    RESULTS.parent.mkdir(exist_ok=True)
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    names = {r["name"] for r in rows}
+    merged = [r for r in existing if r["name"] not in names] + rows
+    RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
