@@ -165,3 +165,34 @@ def test_500s_429s_and_answers_lost_after_commit_still_count_exactly(
     assert min(proxy.seen.values()) > 0  # every kind of fault happened
     assert stats.duplicates > 0  # resent after a lost answer, counted once
     assert stats.sent + stats.duplicates == 4_000
+
+
+EXITING = textwrap.dedent("""
+    import asyncio, sys
+    from billing_kernel.client import AsyncUsageTracker, UsageTracker
+    url, key, org, kind = sys.argv[1:5]
+    if kind == "sync":
+        tracker = UsageTracker(url, key, max_delay=30, max_batch=10_000)
+        for n in range(1_000):
+            tracker.track(org, "tokens", 2)
+    else:
+        async def main():
+            global tracker
+            tracker = AsyncUsageTracker(url, key, max_delay=30, max_batch=10_000)
+            for n in range(1_000):
+                tracker.track(org, "tokens", 2)
+        asyncio.run(main())
+    # no flush, no close: the interpreter exits with everything still queued in memory
+""")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_clean_interpreter_exit_drains_the_tracker(
+    server: KernelServer, api_key: str, postgres_url: str, kind: str
+) -> None:
+    server.start()
+    org = new_id()
+    subprocess.run(
+        [sys.executable, "-c", EXITING, server.url, api_key, org, kind], check=True, timeout=60
+    )
+    assert counted(postgres_url, [org]) == {org: 2_000}

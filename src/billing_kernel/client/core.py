@@ -9,11 +9,13 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from billing_kernel.client.buffer import Buffer, MemoryBuffer, Spool
+from billing_kernel.client.errors import TransportError
 from billing_kernel.client.events import Event, to_micros
 from billing_kernel.client.transport import EventResult
 from billing_kernel.domain.usage import MAX_EVENT_QUANTITY, MAX_IDEMPOTENCY_KEY_LENGTH, validate_id
@@ -190,6 +192,49 @@ class Core:
             self._counts["refused"] += tally["refused"]
             self._counts["dropped"] += skipped
         self.buffer.ack(len(batch))
+
+    def deliver(
+        self, send: Callable[[list[dict[str, object]]], list[EventResult]], attempt: int
+    ) -> float | None:
+        """Send the oldest batch once. None when it was settled; else how long to wait
+        before the next attempt."""
+        batch = self.next_batch()
+        try:
+            self.buffer.sync()
+            events = wire(batch)
+            results = send(events) if events else []
+        except Exception as exc:
+            return self.failed(batch, exc, attempt)
+        self.settle(batch, results)
+        return None
+
+    def failed(self, batch: list[Event], error: Exception, attempt: int) -> float | None:
+        """A delivery failed: give the batch up if the kernel will never take it (None), or
+        count a retry and say how long to wait."""
+        if isinstance(error, TransportError) and not error.retryable and batch:
+            self.give_up(batch, error)
+            return None
+        self.count("retried")
+        self.log_once(
+            f"send:{type(error).__name__}",
+            logging.WARNING,
+            "usage delivery failed, will retry: %s",
+            error,
+        )
+        return self.retry_delay(attempt, getattr(error, "retry_after", None))
+
+    def drain(
+        self, send: Callable[[list[dict[str, object]]], list[EventResult]], seconds: float
+    ) -> bool:
+        """Deliver in the calling thread for up to `seconds` (at interpreter exit)."""
+        deadline = time.monotonic() + seconds
+        attempt = 0
+        while self.buffer.pending() and time.monotonic() < deadline:
+            delay = self.deliver(send, attempt)
+            attempt = 0 if delay is None else attempt + 1
+            if delay is not None:
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+        return self.buffer.pending() == 0
 
     def give_up(self, batch: list[Event], reason: Exception) -> None:
         """The kernel will never take this batch as it is: count its events as refused."""

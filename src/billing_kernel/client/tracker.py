@@ -8,12 +8,12 @@ import atexit
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from billing_kernel.client.core import Core, TrackerStats, wire
-from billing_kernel.client.errors import TransportError
 from billing_kernel.client.events import Event
 from billing_kernel.client.integrations import TrackingHelpers
 from billing_kernel.client.transport import (
@@ -166,31 +166,14 @@ class UsageTracker(TrackingHelpers):
                 if not self._urgent():
                     self._cond.wait(self._max_delay)
             while self._core.buffer.pending() and not self._abandon:
-                batch = self._core.next_batch()
-                try:
-                    self._core.buffer.sync()
-                    events = wire(batch)
-                    results = self._transport.send(events) if events else []
-                except Exception as exc:
-                    if isinstance(exc, TransportError) and not exc.retryable:
-                        self._core.give_up(batch, exc)
-                        continue
-                    self._core.count("retried")
-                    self._core.log_once(
-                        f"send:{type(exc).__name__}",
-                        logging.WARNING,
-                        "usage delivery failed, will retry: %s",
-                        exc,
-                    )
-                    delay = self._core.retry_delay(attempt, getattr(exc, "retry_after", None))
-                    attempt += 1
-                    with self._cond:
-                        self._cond.wait_for(lambda: self._abandon, delay)
-                    continue
-                attempt = 0
-                self._core.settle(batch, results)
+                delay = self._core.deliver(self._transport.send, attempt)
                 with self._cond:
-                    self._cond.notify_all()
+                    if delay is None:
+                        attempt = 0
+                        self._cond.notify_all()
+                    else:
+                        attempt += 1
+                        self._cond.wait_for(lambda: self._abandon, delay)
 
 
 class AsyncUsageTracker(TrackingHelpers):
@@ -207,6 +190,7 @@ class AsyncUsageTracker(TrackingHelpers):
         spool_dir: str | Path | None = None,
         transport: AsyncTransport | None = None,
         timeout: float = 10.0,
+        drain_on_exit: float = 5.0,
         **tuning: Any,
     ) -> None:
         options = {**DEFAULTS, **tuning}
@@ -225,6 +209,13 @@ class AsyncUsageTracker(TrackingHelpers):
         self._flushing = 0
         self._closing = False
         self._task = self._loop.create_task(self._run(), name="billing-usage-sender")
+        self._drain_on_exit = drain_on_exit
+        self._exit_transport: Callable[[], Transport] | None = (
+            (lambda: HttpTransport(base_url, api_key, timeout=timeout))
+            if isinstance(transport, AsyncHttpTransport) and base_url and api_key
+            else None
+        )
+        atexit.register(self._at_exit)
 
     @classmethod
     def in_process(cls, service: BillingService, **options: Any) -> AsyncUsageTracker:
@@ -273,7 +264,21 @@ class AsyncUsageTracker(TrackingHelpers):
             logger.error("usage tracker closed with %d unsent event(s)", left)
         await self._transport.aclose()
         self._core.buffer.close()
+        atexit.unregister(self._at_exit)
         return drained
+
+    def _at_exit(self) -> None:
+        """The loop is gone by now: deliver what is left from this thread, over HTTP."""
+        if self._core.buffer.pending() and self._exit_transport is not None:
+            transport = self._exit_transport()
+            try:
+                self._core.drain(transport.send, self._drain_on_exit)
+            finally:
+                transport.close()
+        left = self._core.buffer.pending()
+        if left and not self._core.spooled:
+            logger.error("usage tracker exited with %d unsent event(s)", left)
+        self._core.buffer.close()
 
     async def __aenter__(self) -> AsyncUsageTracker:
         return self
@@ -302,20 +307,11 @@ class AsyncUsageTracker(TrackingHelpers):
                     self._core.settle(batch, results)
                     async with self._progress:
                         self._progress.notify_all()
-                elif isinstance(error, TransportError) and not error.retryable and batch:
-                    self._core.give_up(batch, error)
                 else:
-                    self._core.count("retried")
-                    self._core.log_once(
-                        f"send:{type(error).__name__}",
-                        logging.WARNING,
-                        "usage delivery failed, will retry: %s",
-                        error,
-                    )
-                    await asyncio.sleep(
-                        self._core.retry_delay(attempt, getattr(error, "retry_after", None))
-                    )
-                    attempt += 1
+                    delay = self._core.failed(batch, error, attempt)
+                    if delay is not None:
+                        attempt += 1
+                        await asyncio.sleep(delay)
 
     async def _attempt(self) -> tuple[list[Event], list[EventResult], Exception | None]:
         batch: list[Event] = []
