@@ -67,15 +67,17 @@ def test_invalid_arguments_are_counted_and_logged_once_per_kind(
 ) -> None:
     kernel = FakeKernel()
     with caplog.at_level(logging.WARNING, logger="billing_kernel.client"), tracker(kernel) as t:
-        for _ in range(5):
-            t.track("acme", "tokens", -1)
+        for n in range(5):
+            t.track("acme", "tokens", -1 - n)  # each value differs; the kind does not
             t.track("", "tokens", 1)
             t.track("acme", "tokens", 1.5)  # type: ignore[arg-type]
             t.track("acme", "tokens", 1, occurred_at=datetime(2026, 1, 1))  # noqa: DTZ001
         t.flush(10)
         stats = t.stats()
     assert (stats.refused, stats.accepted) == (20, 0)
-    assert len(caplog.records) == 4
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 3  # one per argument that was wrong: quantity, org_id, occurred_at
+    assert any("quantity -1 is out of range" in m for m in logged)
 
 
 def test_a_full_memory_buffer_drops_the_newest_and_counts_them() -> None:

@@ -101,7 +101,7 @@ class Core:
             event = self._event(org_id, metric, quantity, idempotency_key, occurred_at)
         except Exception as exc:  # invalid arguments: counted and logged, never raised
             self.count("refused")
-            self.log_once(f"invalid:{exc}", logging.WARNING, "usage not tracked: %s", exc)
+            self.log_once(f"invalid:{_kind(exc)}", logging.WARNING, "usage not tracked: %s", exc)
             return
         try:
             with self._lock:
@@ -133,11 +133,11 @@ class Core:
         self, org_id: object, metric: object, quantity: object, key: object, occurred: object
     ) -> Event:
         if not isinstance(metric, str) or not 0 < len(metric) <= 64:
-            raise ValueError(f"metric must be a non-empty string, not {metric!r:.80}")
+            raise _Invalid("metric", f"metric must be a non-empty string, not {metric!r:.80}")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
-            raise ValueError(f"quantity must be a whole number, not {quantity!r:.80}")
+            raise _Invalid("quantity", f"quantity must be a whole number, not {quantity!r:.80}")
         if not 0 <= quantity <= MAX_EVENT_QUANTITY:
-            raise ValueError(f"quantity {quantity} is out of range")
+            raise _Invalid("quantity", f"quantity {quantity} is out of range")
         if key is None:
             key = f"{self._key_prefix}-{next(self._sequence)}"
         else:
@@ -147,7 +147,7 @@ class Core:
         elif isinstance(occurred, datetime):
             micros = to_micros(occurred)
         else:
-            raise ValueError(f"occurred_at must be a datetime, not {occurred!r:.80}")
+            raise _Invalid("occurred_at", f"occurred_at must be a datetime, not {occurred!r:.80}")
         return Event(validate_id(org_id, "org_id"), metric, quantity, key, micros)
 
     def count(self, name: str, amount: int = 1) -> None:
@@ -247,6 +247,19 @@ class Core:
         base, cap = self._backoff
         delay = min(cap, base * 2**attempt) * self._jitter.uniform(0.5, 1.0)
         return float(min(cap, max(delay, retry_after or 0.0)))
+
+
+class _Invalid(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _kind(error: Exception) -> str:
+    """Which argument was wrong: logging is once per kind, not once per bad value."""
+    details = getattr(error, "details", None)
+    field = getattr(error, "field", None) or (details or {}).get("field")
+    return str(field or type(error).__name__)
 
 
 def wire(batch: list[Event]) -> list[dict[str, object]]:
