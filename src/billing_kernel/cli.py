@@ -160,7 +160,8 @@ def serve(
         )
         raise typer.Exit(code=1)
     base = f"http://{host}:{port}"
-    typer.echo(f"API:      {base}/api/v1   (OpenAPI docs: {base}/docs)")
+    typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
+    typer.echo(f"Dashboard: {base}/app/billing")
     uvicorn.run(
         "billing_kernel.api.app:create_app",
         factory=True,
@@ -259,11 +260,24 @@ def demo() -> None:
             ("demo-member", MemberRole.MEMBER),
         ):
             await service.add_org_member("demo-org", user_id, role)
-        month = datetime.now(UTC).strftime("%Y-%m")
-        for metric, quantity in (("tokens", 845_000), ("playbook_runs", 173)):
-            await service.record_usage(
-                "demo-org", metric, quantity, idempotency_key=f"demo-{month}-{metric}"
-            )
+        # A working day's worth of usage on each day of this month so far (keys make it
+        # idempotent: a second `make run` on the same day adds nothing).
+        now = datetime.now(UTC)
+        for day in range(1, now.day + 1):
+            at = now.replace(day=day, hour=12, minute=0, second=0, microsecond=0)
+            weekday = at.weekday() < 5
+            usage = {
+                "tokens": (40_000 if weekday else 9_000) + 1_500 * (day % 7),
+                "playbook_runs": (9 if weekday else 2) + day % 3,
+            }
+            for metric, quantity in usage.items():
+                await service.record_usage(
+                    "demo-org",
+                    metric,
+                    quantity,
+                    idempotency_key=f"demo-{at:%Y-%m-%d}-{metric}",
+                    occurred_at=min(at, now),
+                )
         return await service.build_org_billing_summary("demo-org")
 
     typer.echo(render_summary(_with_service(seed)))
@@ -273,7 +287,9 @@ def demo() -> None:
             settings.signing_secret(), "demo-owner", datetime.now(UTC), timedelta(days=7)
         )
         typer.echo(
-            "\nA dev token for demo-owner (owner of demo-org), valid 7 days:\n"
+            "\nThe billing page of demo-org, signed in as its owner (dev mode):\n"
+            f"  http://127.0.0.1:8000/app/login?token={owner_token}\n"
+            "\nA dev token for demo-owner, valid 7 days:\n"
             f"  export TOKEN={owner_token}\n"
             '  curl -H "Authorization: Bearer $TOKEN" '
             "http://127.0.0.1:8000/api/v1/billing/org/summary"

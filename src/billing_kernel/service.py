@@ -31,7 +31,13 @@ from billing_kernel.domain.metrics import Aggregation, Metric
 from billing_kernel.domain.periods import BillingPeriod
 from billing_kernel.domain.plans import Plan, effective_limit
 from billing_kernel.domain.quota import QuotaDecision, decide
-from billing_kernel.domain.summary import OrgBillingSummary, PeriodUsage, build_summary
+from billing_kernel.domain.summary import (
+    OrgBillingSummary,
+    OrgDashboard,
+    PeriodUsage,
+    build_summary,
+    days_so_far,
+)
 from billing_kernel.domain.usage import (
     EventTimeWindow,
     UsageEvent,
@@ -593,23 +599,63 @@ class BillingService:
 
     async def build_org_billing_summary(self, org_id: str) -> OrgBillingSummary:
         """Plan, state, period, and each metric's usage against the org's effective limit."""
+        async with self._transaction() as unit:
+            return await self._summary(unit, org_id)
+
+    async def _summary(self, unit: _Unit, org_id: str) -> OrgBillingSummary:
         now = self._clock()
         period = BillingPeriod.containing(now)
+        state = await self._ensure_state(unit, org_id)
+        plan = await unit.plans.get_plan(state.plan_slug)
+        if plan is None:  # prevented by the foreign key
+            raise PlanNotFound(f"org {org_id!r} is on missing plan {state.plan_slug!r}")
+        return build_summary(
+            plan=plan,
+            state=state,
+            period=period,
+            catalogue=await unit.plans.list_metrics(),
+            counters=await unit.usage.counters_for_period(org_id, period.key),
+            seat_count=await unit.orgs.count_members(org_id),
+            overrides=await unit.orgs.get_limit_overrides(org_id),
+            now=now,
+        )
+
+    async def build_org_dashboard(
+        self, org_id: str, *, months: int = 6, include_plans: bool = False
+    ) -> OrgDashboard:
+        """The summary, this month's usage per day, the previous `months` months' totals and,
+        for admins, the plans on offer: one transaction, for the billing page."""
         async with self._transaction() as unit:
-            state = await self._ensure_state(unit, org_id)
-            plan = await unit.plans.get_plan(state.plan_slug)
-            if plan is None:  # prevented by the foreign key
-                raise PlanNotFound(f"org {org_id!r} is on missing plan {state.plan_slug!r}")
-            return build_summary(
-                plan=plan,
-                state=state,
-                period=period,
-                catalogue=await unit.plans.list_metrics(),
-                counters=await unit.usage.counters_for_period(org_id, period.key),
-                seat_count=await unit.orgs.count_members(org_id),
-                overrides=await unit.orgs.get_limit_overrides(org_id),
-                now=now,
+            summary = await self._summary(unit, org_id)
+            period = oldest = summary.period
+            for _ in range(months):
+                oldest = oldest.previous()
+            per_day = await unit.usage.daily_totals(org_id, period.key)
+            past = await unit.usage.counters_between(org_id, oldest.key, period.key)
+            plans = await unit.plans.list_plans() if include_plans else []
+        days = days_so_far(period, summary.generated_at)
+        recordable = [line.metric.key for line in summary.usage if line.peak is None]
+        history = []
+        month = oldest
+        while month != period:
+            history.append(
+                (
+                    month,
+                    {
+                        line.metric.key: past.get((month.key, line.metric.key), 0)
+                        for line in summary.usage
+                    },
+                )
             )
+            month = month.next()
+        return OrgDashboard(
+            summary=summary,
+            daily={
+                key: tuple((day, per_day.get((day, key), 0)) for day in days) for key in recordable
+            },
+            history=tuple(history),
+            plans=tuple(plans),
+        )
 
     async def check_org_quota(self, org_id: str, metric: str, amount: int = 1) -> QuotaDecision:
         """May the org use `amount` more of `metric`? Soft limits: always allowed, and says

@@ -1,3 +1,4 @@
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -5,7 +6,7 @@ import pytest
 from billing_kernel.domain.quota import Enforcement
 from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.service import BillingService
-from tests.conftest import new_id
+from tests.conftest import Clock, new_id
 
 pytestmark = pytest.mark.anyio
 
@@ -119,3 +120,38 @@ async def test_quota_check_refuses_bad_input(service: BillingService) -> None:
         await service.check_org_quota(org_id, "tokens", -1)
     with pytest.raises(OrgNotFound):
         await service.check_org_quota(new_id(), "tokens", 1)
+
+
+async def test_the_dashboard_has_daily_usage_and_previous_months(
+    service: BillingService, clock: Clock
+) -> None:
+    org_id = new_id()
+    await service.create_org(org_id, plan_slug="starter")
+    start = clock.now  # 15 May 2026, 12:00 UTC
+    await service.record_usage(
+        org_id, "tokens", 100, idempotency_key="a", occurred_at=start - timedelta(days=3)
+    )
+    await service.record_usage(
+        org_id, "tokens", 50, idempotency_key="b", occurred_at=start - timedelta(days=3, hours=1)
+    )
+    await service.record_usage(org_id, "tokens", 7, idempotency_key="c")
+    await service.record_usage(
+        org_id, "playbook_runs", 2, idempotency_key="d", occurred_at=start - timedelta(days=20)
+    )  # April
+    dashboard = await service.build_org_dashboard(org_id, include_plans=True)
+    tokens = dict(dashboard.daily["tokens"])
+    assert len(tokens) == 15  # 1 to 15 May
+    assert (tokens[date(2026, 5, 12)], tokens[date(2026, 5, 15)]) == (150, 7)
+    assert sum(tokens.values()) == 157
+    assert "seats" not in dashboard.daily
+    assert [month.key for month, _ in dashboard.history] == [
+        date(2025, 11, 1),
+        date(2025, 12, 1),
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+        date(2026, 3, 1),
+        date(2026, 4, 1),
+    ]
+    assert dashboard.history[-1][1]["playbook_runs"] == 2
+    assert [plan.slug for plan in dashboard.plans][:2] == ["internal-dev", "starter"]
+    assert (await service.build_org_dashboard(org_id)).plans == ()

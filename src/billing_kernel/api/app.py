@@ -16,6 +16,7 @@ from billing_kernel.api.problems import (
 from billing_kernel.api.routes import billing, health, orgs, usage
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.config import Settings, get_settings
+from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.errors import ConfigurationError
 from billing_kernel.service import BillingService
 from billing_kernel.store.database import Database
@@ -61,4 +62,5 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(RequestIdMiddleware)
     for module in (billing, usage, orgs, health):
         app.include_router(module.router, responses=problem_responses(400, 500))
+    app.include_router(dashboard_routes.router)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_kernel.auth.api_keys import looks_like_api_key
-from billing_kernel.auth.principal import ADMIN_ROLES, Principal, Scope, Service, User
+from billing_kernel.auth.principal import ADMIN_ROLES, Principal, Scope, Service
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.config import Settings
 from billing_kernel.domain.billing_state import MemberRole
@@ -96,7 +96,7 @@ def org_access(
             if not principal.may_act_for(x_org_id):
                 raise Forbidden(f"this API key is restricted to org {principal.org_id!r}")
             return OrgAccess(x_org_id, principal, None, service)
-        org_id, role = await _user_org(service, principal, x_org_id)
+        org_id, role = user_org(await service.memberships(principal.user_id), x_org_id)
         if role not in roles:
             allowed = " or ".join(sorted(r.value for r in roles))
             raise Forbidden(f"this needs the {allowed} role in the org; you are {role.value}")
@@ -105,10 +105,10 @@ def org_access(
     return dependency
 
 
-async def _user_org(
-    service: BillingService, user: User, requested: str | None
+def user_org(
+    memberships: Mapping[str, MemberRole], requested: str | None
 ) -> tuple[str, MemberRole]:
-    memberships = await service.memberships(user.user_id)
+    """The org a user's request is about, and their role in it."""
     if requested is not None:
         if requested not in memberships:  # the same answer as for an org that does not exist
             raise OrgNotFound(f"no org {requested!r}", org_id=requested)

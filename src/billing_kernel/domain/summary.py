@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from billing_kernel.domain.billing_state import OrgBillingState
@@ -117,3 +117,23 @@ class PeriodUsage:
     period: BillingPeriod
     used: Mapping[str, int]
     peaks: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgDashboard:
+    """Everything the billing page shows, gathered in one service call."""
+
+    summary: OrgBillingSummary
+    daily: Mapping[str, tuple[tuple[date, int], ...]]
+    """Per metric: each day of the current period up to today, with the usage that day."""
+    history: tuple[tuple[BillingPeriod, Mapping[str, int]], ...]
+    """The previous months' totals per metric, oldest first (for seats: the peak)."""
+    plans: tuple[Plan, ...]
+    """The active plans, for admins and owners; empty for members."""
+
+
+def days_so_far(period: BillingPeriod, now: datetime) -> list[date]:
+    """The days of `period` up to and including today (all of them for a past period)."""
+    last = min(period.last_day, now.date())
+    first = period.key
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import case, select, tuple_
+from sqlalchemy import case, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_kernel.domain.usage import CounterKey, UsageEvent
@@ -136,6 +136,39 @@ class UsageRepository:
                 },
             )
         )
+
+    async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
+        """The org's accepted usage in one period, summed per UTC day and metric."""
+        occurred = usage_events.c.occurred_at
+        day = (
+            func.date(func.timezone("UTC", occurred))
+            if self._conn.dialect.name == "postgresql"
+            else func.date(occurred)  # SQLite stores UTC text
+        )
+        result = await self._conn.execute(
+            select(day.label("day"), usage_events.c.metric, func.sum(usage_events.c.quantity))
+            .where(usage_events.c.org_id == org_id, usage_events.c.period_start == period_start)
+            .group_by(day, usage_events.c.metric)
+        )
+        return {
+            (value if isinstance(value, date) else date.fromisoformat(value), metric): int(total)
+            for value, metric, total in result
+        }
+
+    async def counters_between(
+        self, org_id: str, first: date, end: date
+    ) -> dict[tuple[date, str], int]:
+        """The org's counters for the periods starting in `[first, end)`."""
+        result = await self._conn.execute(
+            select(
+                usage_counters.c.period_start, usage_counters.c.metric, usage_counters.c.quantity
+            ).where(
+                usage_counters.c.org_id == org_id,
+                usage_counters.c.period_start >= first,
+                usage_counters.c.period_start < end,
+            )
+        )
+        return {(period, metric): quantity for period, metric, quantity in result}
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""

@@ -1,0 +1,89 @@
+"""Server time of the billing page (`GET /app/billing`, one service call and one render)
+next to the summary service call alone, in the same run, on SQLite and PostgreSQL.
+
+Usage: python bench/dashboard_page.py [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from billing_kernel.api.app import create_app
+from billing_kernel.auth.tokens import issue_token
+from billing_kernel.config import Settings
+from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.service import BillingService
+from billing_kernel.store import migrate
+from billing_kernel.store.database import Database
+from common import percentile, report, row
+
+SECRET = "bench-secret-0123456789-0123456789-0123456789"
+CALLS = 300
+
+
+async def measure(url: str) -> tuple[list[float], list[float]]:
+    settings = Settings(database_url=url, jwt_secret=SECRET)
+    database = Database(url)
+    service = BillingService(database, settings)
+    org, user = f"org-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}"
+    await service.create_org(org, plan_slug="starter")
+    await service.add_org_member(org, user, MemberRole.OWNER)
+    for n in range(200):
+        await service.record_usage(org, "tokens", 1_000 + n, idempotency_key=f"k{n}")
+    app = create_app(settings, database=database)
+    token = issue_token(SECRET, user, datetime.now(UTC), timedelta(hours=1))
+    page_times, summary_times = [], []
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bench"
+    ) as client:
+        for _ in range(20):  # warm up
+            await client.get("/app/billing", cookies={"billing-auth-token": token})
+        for _ in range(CALLS):
+            start = time.perf_counter()
+            response = await client.get("/app/billing", cookies={"billing-auth-token": token})
+            page_times.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200
+            start = time.perf_counter()
+            await service.for_user(user).build_org_billing_summary(org)
+            summary_times.append((time.perf_counter() - start) * 1000)
+    await database.dispose()
+    return page_times, summary_times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": args.postgres}
+        for name, url in targets.items():
+            migrate.upgrade(url)
+            page, summary = asyncio.run(measure(url))
+            for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
+                rows.append(
+                    row(
+                        f"dashboard page {stat} vs summary call ({name})",
+                        "ms",
+                        percentile(page, fraction),
+                        percentile(summary, fraction),
+                        {
+                            "database": name,
+                            "calls": CALLS,
+                            "client": "in-process ASGI (no network)",
+                            "baseline": "BillingService.build_org_billing_summary as the user",
+                        },
+                    )
+                )
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""GET /app/billing: the signed-in user's billing page. One service call, one render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.templating import Jinja2Templates
+
+from billing_kernel.api.deps import ServiceDep, SettingsDep, bearer, get_principal, user_org
+from billing_kernel.auth.principal import ADMIN_ROLES, User
+from billing_kernel.dashboard import view
+from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals.update(
+    level=view.level,
+    count=view.count,
+    compact=view.compact,
+    money=view.money,
+    long_date=view.long_date,
+    month_name=view.month_name,
+    bar_width=view.bar_width,
+    chart_bars=view.chart_bars,
+    CHART_WIDTH=view.CHART_WIDTH,
+    CHART_HEIGHT=view.CHART_HEIGHT,
+)
+
+
+def _message(
+    request: Request, status: int, title: str, text: str, dev_hint: bool = False
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "message.html",
+        {
+            "title": title,
+            "text": text,
+            "dev_hint": dev_hint,
+            "cookie": request.app.state.settings.auth_cookie,
+        },
+        status_code=status,
+    )
+
+
+@router.get("/app/billing", response_class=HTMLResponse)
+async def billing_page(
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    org: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    credentials: HTTPAuthorizationCredentials | None = await bearer(request)
+    try:
+        caller = await get_principal(request, service, settings, credentials)
+    except Unauthenticated as exc:
+        return _message(
+            request,
+            401,
+            "Sign in to see billing",
+            f"You are not signed in ({exc.message}).",
+            dev_hint=settings.dev_mode,
+        )
+    if not isinstance(caller, User):
+        return _message(
+            request,
+            403,
+            "Not for API keys",
+            "The billing page is for signed-in people, not service keys.",
+        )
+    try:
+        memberships = await service.memberships(caller.user_id)
+        # Several orgs and none chosen: the first, with a switcher on the page.
+        org_id, role = user_org(memberships, org or min(memberships, default=None))
+        dashboard = await service.for_user(caller.user_id).build_org_dashboard(
+            org_id, include_plans=role in ADMIN_ROLES
+        )
+    except OrgNotFound:
+        return _message(
+            request,
+            404,
+            "No such organization",
+            "There is no organization by that name that you belong to.",
+        )
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    context: dict[str, Any] = {
+        "dashboard": dashboard,
+        "summary": dashboard.summary,
+        "role": role,
+        "orgs": sorted(memberships),
+        "user_id": caller.user_id,
+    }
+    return templates.TemplateResponse(request, "billing.html", context)
+
+
+@router.get("/app/login")
+async def dev_login(request: Request, settings: SettingsDep, token: str = "") -> Response:
+    """Dev mode only: put a token in the auth cookie and go to the billing page (the link
+    `make run` prints). Outside dev mode there is no such page."""
+    if not settings.dev_mode or not token:
+        return _message(request, 404, "Not found", "There is no such page.")
+    response = RedirectResponse("/app/billing", status_code=303)
+    response.set_cookie(
+        settings.auth_cookie, token, httponly=True, samesite="lax", max_age=7 * 24 * 3600
+    )
+    return response

@@ -1,0 +1,199 @@
+"""The billing page in a real browser (Debian's chromium, driven by Playwright) against a real
+kernel server on PostgreSQL. Each test saves a screenshot under test-output/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from billing_kernel.config import Settings
+from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.service import BillingService
+from billing_kernel.store.database import Database
+from tests.api.conftest import user_token
+from tests.conftest import new_id
+from tests.live import KernelServer
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).parents[2] / "test-output" / "screenshots"
+GREEN, YELLOW, RED = "rgb(26, 127, 55)", "rgb(212, 167, 44)", "rgb(207, 34, 46)"
+
+
+async def seed(url: str) -> dict[str, str]:
+    """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere."""
+    database = Database(url)
+    service = BillingService(database, Settings(database_url=url))
+    ids = {
+        "a": new_id("org-a"),
+        "b": new_id("org-b"),
+        "owner": new_id("owner"),
+        "member": new_id("member"),
+        "both": new_id("both"),
+    }
+    try:
+        await service.create_org(ids["a"], plan_slug="starter")
+        await service.create_org(ids["b"], plan_slug="growth")
+        await service.add_org_member(ids["a"], ids["owner"], MemberRole.OWNER)
+        await service.add_org_member(ids["a"], ids["member"])
+        await service.add_org_member(ids["a"], ids["both"])
+        await service.add_org_member(ids["b"], ids["both"])
+        for n in range(3):
+            await service.add_org_member(ids["a"], f"{ids['a']}-seat-{n}")
+        await service.set_org_limit_override(ids["a"], "seats", 5)  # 6 members: 120 %
+        await service.record_usage(ids["a"], "tokens", 500_000, idempotency_key="t")
+        await service.record_usage(ids["a"], "playbook_runs", 170, idempotency_key="r")
+        await service.record_usage(ids["b"], "tokens", 4_321_987, idempotency_key="t")
+    finally:
+        await database.dispose()
+    return ids
+
+
+@pytest.fixture(scope="module")
+def kernel(postgres_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    # Playwright's sync API keeps an event loop on this thread: seed from another one.
+    with ThreadPoolExecutor(1) as worker:
+        ids = worker.submit(asyncio.run, seed(postgres_url)).result()
+    server = KernelServer(postgres_url).start()
+    yield server.url, ids
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def open_page(
+    browser: Browser, base: str, user_id: str | None, path: str = "/app/billing", width: int = 1100
+) -> tuple[Page, int]:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    if user_id is not None:
+        context.add_cookies(
+            [{"name": "billing-auth-token", "value": user_token(user_id), "url": base}]
+        )
+    page = context.new_page()
+    response = page.goto(base + path)
+    assert response is not None
+    return page, response.status
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def test_the_page_shows_plan_bars_status_trial_and_chart(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, status = open_page(browser, base, ids["owner"])
+    screenshot(page, "billing-owner")
+    assert status == 200
+    assert page.get_by_test_id("plan").inner_text() == "Starter"
+    assert "$49.00 per month" in page.content()
+    assert page.get_by_test_id("status").inner_text() == "Trial: 30 days left in trial"
+    expected = {
+        "tokens": ("50.0%", "within limit", GREEN),
+        "playbook_runs": ("85.0%", "near limit", YELLOW),
+        "seats": ("120.0%", "at or over limit", RED),
+    }
+    for metric, (percent, word, colour) in expected.items():
+        block = page.get_by_test_id(f"metric-{metric}")
+        assert block.get_by_test_id("percent").inner_text() == percent
+        assert block.get_by_test_id("level").inner_text() == word
+        fill = block.locator(".fill")
+        assert fill.evaluate("e => getComputedStyle(e).backgroundColor") == colour
+        bar = block.get_by_role("progressbar")
+        assert percent in (bar.get_attribute("aria-valuetext") or "")
+    assert (
+        page.get_by_test_id("metric-tokens")
+        .get_by_role("progressbar")
+        .get_attribute("aria-valuenow")
+        == "500000"
+    )
+    assert "500,000 / 1,000,000 tokens" in page.get_by_test_id("metric-tokens").inner_text()
+    chart = page.get_by_test_id("chart-tokens")
+    heights = [
+        float(h)
+        for h in chart.locator("rect").evaluate_all(
+            "rects => rects.map(r => r.getAttribute('height'))"
+        )
+    ]
+    assert max(heights) > 0
+    assert "Limits are soft" in page.get_by_test_id("limits-note").inner_text()
+    assert page.get_by_test_id("history").locator("tbody tr").count() == 6
+    assert "(current)" in page.get_by_test_id("plans").inner_text()
+
+
+def test_a_member_sees_no_plan_list(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:
+    base, ids = kernel
+    page, status = open_page(browser, base, ids["member"])
+    screenshot(page, "billing-member")
+    assert status == 200
+    assert page.get_by_test_id("plans").count() == 0
+
+
+def test_a_user_of_org_a_never_sees_org_b(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, status = open_page(browser, base, ids["owner"], f"/app/billing?org={ids['b']}")
+    screenshot(page, "billing-other-org")
+    assert status == 404
+    assert "No such organization" in page.content()
+    assert "4,321,987" not in page.content()
+    assert ids["b"] not in page.inner_text("body")
+
+
+def test_a_user_in_two_orgs_can_switch(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["both"])
+    first = min(ids["a"], ids["b"])
+    assert page.locator("[aria-current=page]").inner_text() == first
+    page.get_by_role("link", name=max(ids["a"], ids["b"])).click()
+    screenshot(page, "billing-switched")
+    assert "4,321,987" in page.get_by_test_id("metric-tokens").inner_text()
+
+
+def test_without_a_token_the_page_says_so(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, _ = kernel
+    page, status = open_page(browser, base, None)
+    screenshot(page, "billing-signed-out")
+    assert status == 401
+    assert "Sign in to see billing" in page.content()
+    assert "Traceback" not in page.content()
+
+
+def test_it_fits_a_phone(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["owner"], width=390)
+    screenshot(page, "billing-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
