@@ -547,20 +547,22 @@ class BillingService:
     ) -> bool:
         """Best effort: record each metric's increment, and never raise into the caller.
 
-        Returns whether everything was recorded. A failure is logged and counted in
-        `tracking_failures`. With `idempotency_key`, each metric's event is keyed
-        `"{idempotency_key}:{metric}"`, so a retried call counts once.
+        One transaction; each metric is judged alone, as in a batch. Returns whether all were
+        recorded; a failure is logged and counted in `tracking_failures`. With
+        `idempotency_key`, each metric's event is keyed `"{idempotency_key}:{metric}"`, so a
+        retried call counts once.
         """
         base_key = idempotency_key or uuid.uuid4().hex
         try:
-            for metric, quantity in increments.items():
-                await self.record_usage(
-                    org_id,
-                    metric,
-                    quantity,
-                    idempotency_key=f"{base_key}:{metric}",
-                    occurred_at=occurred_at,
-                )
+            result = await self.record_usage_batch(
+                [
+                    UsageInput(org_id, metric, quantity, f"{base_key}:{metric}", occurred_at)
+                    for metric, quantity in increments.items()
+                ]
+            )
+            errors = [outcome.error for outcome in result.outcomes if outcome.error]
+            if errors:
+                raise errors[0]
         except Exception as exc:  # best-effort by contract: the product must not fail
             self.tracking_failures += 1
             level = logging.WARNING if isinstance(exc, BillingError) else logging.ERROR

@@ -24,6 +24,9 @@ from billing_kernel.client.events import Event
 
 logger = logging.getLogger("billing_kernel.client")
 
+MAX_LINE_BYTES = 1024
+"""More than a spooled event's line can take (ids of 64 and keys of 255 characters)."""
+
 
 class Buffer(Protocol):
     def append(self, event: Event) -> bool:
@@ -195,7 +198,7 @@ class Spool:
             offset = start if segment.number == start_segment else segment.acked
             with open(segment.log(self._dir), "rb") as file:
                 file.seek(offset)
-                data = file.read()
+                data = file.read(wanted * MAX_LINE_BYTES)  # enough for `wanted` lines
             for raw in data.splitlines(keepends=True):
                 if not raw.endswith(b"\n"):
                     break  # being written, or torn by a crash: not an event (yet)
@@ -263,9 +266,10 @@ class Spool:
                 os.close(self._write_fd)
                 self._write_fd = -1
             writer = self._writer
-            if writer is not None and writer.size == 0:
+            if writer is not None and writer.acked >= writer.size:  # nothing left to send
                 self._segments.remove(writer)
-                writer.log(self._dir).unlink(missing_ok=True)
+                for path in (writer.log(self._dir), writer.ack_file(self._dir)):
+                    path.unlink(missing_ok=True)
             os.close(self._lock_fd)
 
 

@@ -1,0 +1,58 @@
+"""The spool on its own: order, segment roll-over, resuming, and torn or corrupt lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from billing_kernel.client.buffer import Spool
+from billing_kernel.client.events import Event
+
+
+def event(n: int) -> Event:
+    return Event("acme", "tokens", n, f"key-{n}", 1_790_000_000_000_000 + n)
+
+
+def drain(spool: Spool, batch: int) -> list[int]:
+    seen = []
+    while spool.pending():
+        peeked = spool.peek(batch)
+        seen += [e.quantity for e in peeked if e.idempotency_key]
+        spool.ack(len(peeked))
+    return seen
+
+
+def test_events_come_back_in_order_across_many_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**7, segment_bytes=2_000)
+    for n in range(1_000):
+        assert spool.append(event(n))
+    assert len(list(tmp_path.glob("seg-*.log"))) > 20
+    assert drain(spool, 64) == list(range(1_000))
+    spool.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lock"]
+
+
+def test_a_new_spool_resumes_after_the_acknowledged_offset(tmp_path: Path) -> None:
+    first = Spool(tmp_path, max_bytes=10**7, segment_bytes=3_000)
+    for n in range(300):
+        first.append(event(n))
+    first.ack(len(first.peek(120)))
+    first.close()  # as if the process stopped here
+    second = Spool(tmp_path, max_bytes=10**7)
+    assert second.pending() == 180
+    for n in range(300, 310):
+        second.append(event(n))
+    assert drain(second, 50) == list(range(120, 310))
+    second.close()
+
+
+def test_a_torn_last_line_is_not_an_event_and_a_corrupt_one_is_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**7)
+    spool.append(event(1))
+    spool.close()
+    segment = next(tmp_path.glob("seg-*.log"))
+    with open(segment, "ab") as file:
+        file.write(b"not json\n")
+        file.write(b'["acme","tokens",2,"key-2",1')  # torn: no end of line
+    resumed = Spool(tmp_path, max_bytes=10**7)
+    assert drain(resumed, 10) == [1]
+    resumed.close()
