@@ -38,7 +38,10 @@ pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	cd bench && ../$(BIN)/python track_overhead.py && ../$(BIN)/python dashboard_page.py
+	cd bench && export PYTHONPATH=.. \
+	  && ../$(BIN)/python kernel_vs_raw.py \
+	  && ../$(BIN)/python track_overhead.py \
+	  && ../$(BIN)/python dashboard_page.py
 
 clean:
 	rm -rf $(VENV) billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         default=35, ge=1, le=366, description="How old an event time may be."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL pool size.")
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a server keeps a verified API key in memory; a revoked key is "
+        "refused by every server within this time (at once by the one that revoked it).",
+    )
 
     dev_mode: bool = Field(
         default=False,

@@ -8,10 +8,11 @@ repositories, and raises only `billing_kernel.errors` exceptions.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -29,7 +30,7 @@ from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
 from billing_kernel.domain.billing_state import MemberRole, OrgBillingState, new_trial_state
 from billing_kernel.domain.metrics import Aggregation, Metric
 from billing_kernel.domain.periods import BillingPeriod
-from billing_kernel.domain.plans import Plan, effective_limit
+from billing_kernel.domain.plans import Plan
 from billing_kernel.domain.quota import QuotaDecision, decide
 from billing_kernel.domain.summary import (
     OrgBillingSummary,
@@ -114,6 +115,19 @@ class UsageBatchResult:
         return sum(1 for outcome in self.outcomes if outcome.status is status)
 
 
+CATALOGUE_TTL_SECONDS = 10.0
+"""How long the metric catalogue is kept in memory: a new metric is seen within this."""
+
+
+@dataclass
+class _Shared:
+    """What one service and its per-user views keep between calls."""
+
+    warned_default_plan: bool = False
+    catalogue: tuple[float, list[Metric]] | None = None
+    api_keys: dict[str, tuple[float, ApiKey]] = field(default_factory=dict)
+
+
 class _Unit:
     """The repositories of one transaction."""
 
@@ -134,6 +148,7 @@ class BillingService:
         *,
         clock: Callable[[], datetime] = utc_now,
         acting_user: str | None = None,
+        shared: _Shared | None = None,
     ) -> None:
         self._db = database
         self._acting_user = acting_user
@@ -143,14 +158,16 @@ class BillingService:
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
             max_age=timedelta(days=settings.max_event_age_days),
         )
-        self._warned_default_plan = False
+        self._shared = shared or _Shared()
         self.tracking_failures = 0
         """How many best-effort `update_usage_counters` calls failed (and were swallowed)."""
 
     def for_user(self, user_id: str) -> BillingService:
         """The same service, with every transaction confined to the user's orgs by row-level
         security (on PostgreSQL). Used for requests made by a signed-in user."""
-        return BillingService(self._db, self._settings, clock=self._clock, acting_user=user_id)
+        return BillingService(
+            self._db, self._settings, clock=self._clock, acting_user=user_id, shared=self._shared
+        )
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Unit]:
@@ -179,15 +196,25 @@ class BillingService:
 
     async def list_metrics(self) -> list[Metric]:
         async with self._transaction() as unit:
-            return await unit.plans.list_metrics()
+            return await self._metrics(unit)
+
+    async def _metrics(self, unit: _Unit) -> list[Metric]:
+        """The metric catalogue, read at most every CATALOGUE_TTL_SECONDS (it is on every
+        hot path and changes only when an operator adds a metric)."""
+        cached = self._shared.catalogue
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        metrics = await unit.plans.list_metrics()
+        self._shared.catalogue = (time.monotonic() + CATALOGUE_TTL_SECONDS, metrics)
+        return metrics
 
     async def _default_plan(self, unit: _Unit) -> Plan:
         slug = self._settings.default_plan_slug
         plan = await unit.plans.get_plan(slug)
         if plan is not None and plan.is_active:
             return plan
-        if not self._warned_default_plan:
-            self._warned_default_plan = True
+        if not self._shared.warned_default_plan:
+            self._shared.warned_default_plan = True
             logger.warning(
                 "default plan %r is %s; new orgs get %r instead",
                 slug,
@@ -276,7 +303,7 @@ class BillingService:
             await unit.orgs.put_member(org_id, user_id, MemberRole(role), now)
             seats = await unit.orgs.count_members(org_id)
             period = BillingPeriod.containing(now)
-            for metric in await unit.plans.list_metrics():
+            for metric in await self._metrics(unit):
                 if metric.aggregation is Aggregation.SEATS:
                     await unit.usage.raise_to_at_least((org_id, period.key, metric.key), seats, now)
             return seats
@@ -337,6 +364,21 @@ class BillingService:
             await unit.api_keys.add(key)
         return key, plaintext
 
+    async def _api_key(self, key_id: str) -> ApiKey | None:
+        """The key, from memory for up to BILLING_API_KEY_CACHE_SECONDS after it was read."""
+        cache = self._shared.api_keys
+        cached = cache.get(key_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with self._transaction() as unit:
+            key = await unit.api_keys.get(key_id)
+        ttl = self._settings.api_key_cache_seconds
+        if key is not None and ttl > 0:
+            if len(cache) >= 10_000:
+                cache.clear()
+            cache[key_id] = (time.monotonic() + ttl, key)
+        return key
+
     async def list_api_keys(self) -> list[ApiKey]:
         async with self._transaction() as unit:
             return await unit.api_keys.list_all()
@@ -346,6 +388,7 @@ class BillingService:
         async with self._transaction() as unit:
             if not await unit.api_keys.revoke(key_id, self._clock()):
                 raise ApiKeyNotFound(f"no API key {key_id!r}", key_id=key_id)
+        self._shared.api_keys.pop(key_id, None)
 
     async def authenticate_api_key(self, plaintext: str) -> Service:
         """The service a key belongs to; Unauthenticated for a malformed, unknown or revoked
@@ -353,8 +396,7 @@ class BillingService:
         parts = split_key(plaintext)
         if parts is not None:
             key_id, secret = parts
-            async with self._transaction() as unit:
-                key = await unit.api_keys.get(key_id)
+            key = await self._api_key(key_id)
             if key is not None and secret_matches(key, secret) and not key.is_revoked:
                 return Service(key_id=key.key_id, scopes=key.scopes, org_id=key.org_id)
         raise Unauthenticated("the API key is not valid (unknown, malformed or revoked)")
@@ -380,7 +422,7 @@ class BillingService:
         """Give the org its own limit for `metric` (None: unlimited), replacing the plan's."""
         async with self._transaction() as unit:
             await self._ensure_state(unit, org_id)
-            if metric not in {m.key for m in await unit.plans.list_metrics()}:
+            if metric not in {m.key for m in await self._metrics(unit)}:
                 raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
             if included_quantity is not None:
                 validate_quantity(included_quantity)
@@ -449,7 +491,7 @@ class BillingService:
         outcomes: list[UsageOutcome | None] = [None] * len(inputs)
         async with self._transaction() as unit:
             received_at = self._clock()
-            catalogue = {m.key: m for m in await unit.plans.list_metrics()}
+            catalogue = {m.key: m for m in await self._metrics(unit)}
             valid: list[tuple[int, UsageEvent]] = []
             for index, raw in enumerate(inputs):
                 try:
@@ -583,13 +625,12 @@ class BillingService:
             await self._require_org(unit, org_id)
             return await self._period_usage(unit, org_id, period)
 
-    @staticmethod
-    async def _period_usage(unit: _Unit, org_id: str, period: BillingPeriod) -> PeriodUsage:
+    async def _period_usage(self, unit: _Unit, org_id: str, period: BillingPeriod) -> PeriodUsage:
         counters = await unit.usage.counters_for_period(org_id, period.key)
         seats = await unit.orgs.count_members(org_id)
         used: dict[str, int] = {}
         peaks: dict[str, int] = {}
-        for metric in await unit.plans.list_metrics():
+        for metric in await self._metrics(unit):
             if metric.aggregation is Aggregation.SEATS:
                 used[metric.key] = seats
                 peaks[metric.key] = max(seats, counters.get(metric.key, 0))
@@ -615,7 +656,7 @@ class BillingService:
             plan=plan,
             state=state,
             period=period,
-            catalogue=await unit.plans.list_metrics(),
+            catalogue=await self._metrics(unit),
             counters=await unit.usage.counters_for_period(org_id, period.key),
             seat_count=await unit.orgs.count_members(org_id),
             overrides=await unit.orgs.get_limit_overrides(org_id),
@@ -665,11 +706,14 @@ class BillingService:
         requested = validate_quantity(amount)
         period = BillingPeriod.containing(self._clock())
         async with self._transaction() as unit:
-            state = await self._ensure_state(unit, org_id)
-            if metric not in {m.key for m in await unit.plans.list_metrics()}:
+            catalogue = {m.key: m for m in await self._metrics(unit)}
+            if metric not in catalogue:
                 raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
-            plan = await unit.plans.get_plan(state.plan_slug)
-            assert plan is not None  # the foreign key keeps it
-            usage = await self._period_usage(unit, org_id, period)
-            limit = effective_limit(plan, metric, await unit.orgs.get_limit_overrides(org_id))
-            return decide(metric, usage.used[metric], limit, requested)
+            inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
+            if inputs is None:  # first touch: seed the state, then ask again
+                await self._ensure_state(unit, org_id)
+                inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
+                assert inputs is not None
+            seats = catalogue[metric].aggregation is Aggregation.SEATS
+            used = inputs.members if seats else inputs.counted
+            return decide(metric, used, inputs.limit, requested)

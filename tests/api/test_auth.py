@@ -1,5 +1,6 @@
 """The authentication and authorization matrix."""
 
+import asyncio
 import base64
 import json
 import threading
@@ -17,6 +18,7 @@ from billing_kernel.api.app import create_app
 from billing_kernel.auth.principal import Scope
 from billing_kernel.config import DEV_JWT_SECRET, Settings
 from billing_kernel.errors import ConfigurationError
+from billing_kernel.service import BillingService
 from billing_kernel.store.database import Database
 from tests.api.conftest import SECRET, Api, app_for, bearer, user_token
 from tests.conftest import new_id
@@ -92,8 +94,26 @@ async def test_bad_and_revoked_api_keys_are_refused(api: Api) -> None:
     tampered = plaintext[:-2] + ("aa" if not plaintext.endswith("aa") else "bb")
     await expect_401(api, {**bearer(tampered), "X-Org-Id": org_id}, "API key is not valid")
     await expect_401(api, {**bearer("bk_nonsense"), "X-Org-Id": org_id}, "API key is not valid")
-    await api.service.revoke_api_key(key.key_id)
+    # The server keeps a verified key for BILLING_API_KEY_CACHE_SECONDS; revoking through
+    # the server's own service takes effect at once...
+    served_by: BillingService = api.client._transport.app.state.service  # type: ignore[attr-defined]
+    await served_by.revoke_api_key(key.key_id)
     await expect_401(api, headers, "API key is not valid")
+
+
+async def test_a_key_revoked_elsewhere_is_refused_once_the_cache_lapses(
+    database: Database, api: Api
+) -> None:
+    org_id = new_id()
+    await api.service.create_org(org_id)
+    key, plaintext = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    headers = {**bearer(plaintext), "X-Org-Id": org_id}
+    async with app_for(database, api_key_cache_seconds=0.3) as client:
+        assert (await client.get(SUMMARY, headers=headers)).status_code == 200
+        await api.service.revoke_api_key(key.key_id)  # another server, or the CLI
+        assert (await client.get(SUMMARY, headers=headers)).status_code == 200  # cached
+        await asyncio.sleep(0.35)
+        assert (await client.get(SUMMARY, headers=headers)).status_code == 401
 
 
 async def test_a_key_restricted_to_one_org_cannot_act_for_another(api: Api) -> None:

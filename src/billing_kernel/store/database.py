@@ -57,7 +57,9 @@ class Database:
         self.dialect_name = self.url.get_backend_name()
         options: dict[str, Any] = {"echo": echo}
         if self.is_postgresql:
-            options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+            # No pre-ping: it costs a round trip per checkout. A connection that died with a
+            # database restart fails its request once (a 500 callers retry) and is replaced.
+            options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect_name == "sqlite":
             _configure_sqlite(self.engine)

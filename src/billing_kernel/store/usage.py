@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import case, func, select, tuple_
@@ -10,10 +11,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_kernel.domain.usage import CounterKey, UsageEvent
 from billing_kernel.store.database import upsert
-from billing_kernel.store.tables import usage_counters, usage_events
+from billing_kernel.store.tables import (
+    org_billing_state,
+    org_limit_overrides,
+    org_members,
+    plan_metrics,
+    usage_counters,
+    usage_events,
+)
 
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaInputs:
+    limit: int | None
+    """The effective limit: the org's override, else the plan's term, else none."""
+    counted: int
+    """The metric's counter this period (for seats: the peak)."""
+    members: int
 
 
 class UsageRepository:
@@ -169,6 +186,54 @@ class UsageRepository:
             )
         )
         return {(period, metric): quantity for period, metric, quantity in result}
+
+    async def quota_inputs(
+        self, org_id: str, period_start: date, metric: str
+    ) -> QuotaInputs | None:
+        """What a quota decision needs, in one statement; None when the org has no billing
+        state yet."""
+        state = org_billing_state
+        members = (
+            select(func.count())
+            .select_from(org_members)
+            .where(org_members.c.org_id == state.c.org_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                plan_metrics.c.metric.label("plan_term"),
+                plan_metrics.c.included_quantity.label("plan_included"),
+                org_limit_overrides.c.metric.label("override"),
+                org_limit_overrides.c.included_quantity.label("override_included"),
+                func.coalesce(usage_counters.c.quantity, 0).label("counted"),
+                members.label("members"),
+            )
+            .select_from(state)
+            .outerjoin(
+                plan_metrics,
+                (plan_metrics.c.plan_slug == state.c.plan_slug) & (plan_metrics.c.metric == metric),
+            )
+            .outerjoin(
+                org_limit_overrides,
+                (org_limit_overrides.c.org_id == state.c.org_id)
+                & (org_limit_overrides.c.metric == metric),
+            )
+            .outerjoin(
+                usage_counters,
+                (usage_counters.c.org_id == state.c.org_id)
+                & (usage_counters.c.period_start == period_start)
+                & (usage_counters.c.metric == metric),
+            )
+            .where(state.c.org_id == org_id)
+        )
+        found = (await self._conn.execute(query)).first()
+        if found is None:
+            return None
+        if found.override is not None:
+            limit = found.override_included
+        else:
+            limit = found.plan_included if found.plan_term is not None else None
+        return QuotaInputs(limit=limit, counted=found.counted, members=found.members)
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""

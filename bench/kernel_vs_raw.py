@@ -1,0 +1,443 @@
+"""The kernel over HTTP next to what PostgreSQL does through asyncpg with no kernel at all,
+measured in the same run: batched and single-event ingestion, duplicates, quota checks,
+summaries, and the same after the database has grown.
+
+Usage: python bench/kernel_vs_raw.py [--server URL-of-PostgreSQL-server] [--growth-events N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+from tests.live import KernelServer, kernel_command
+
+from billing_kernel.domain.periods import BillingPeriod
+from billing_kernel.store import migrate
+from common import cpu_seconds, percentile, report, row
+
+DB_NAME = "billing_bench"
+BATCH = 1_000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Load:
+    """Runs `work` `total` times with `concurrency` in flight; latencies in ms."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.seconds = 0.0
+        self.cpu = 0.0
+
+    @classmethod
+    async def run(
+        cls, work: Callable[[int], Awaitable[None]], total: int, concurrency: int
+    ) -> Load:
+        load = cls()
+        queue = iter(range(total))
+
+        async def worker() -> None:
+            for n in queue:
+                start = time.perf_counter()
+                await work(n)
+                load.latencies.append((time.perf_counter() - start) * 1000)
+
+        cpu, started = cpu_seconds(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        load.seconds = time.perf_counter() - started
+        load.cpu = cpu_seconds() - cpu
+        return load
+
+    def rate(self, per_call: int = 1) -> float:
+        return len(self.latencies) * per_call / self.seconds
+
+    def p(self, fraction: float) -> float:
+        return percentile(self.latencies, fraction)
+
+
+AT = now().isoformat()
+"""One event time for the run: a resent key then matches its first payload exactly."""
+
+
+def events(org: str, count: int, keys: Callable[[int], str]) -> list[dict[str, Any]]:
+    at = AT
+    return [
+        {
+            "org_id": org,
+            "metric": "tokens",
+            "quantity": 1 + n % 13,
+            "idempotency_key": keys(n),
+            "occurred_at": at,
+        }
+        for n in range(count)
+    ]
+
+
+RAW_EVENTS = """
+INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
+                          received_at, period_start)
+SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
+                     $5::timestamptz[], $6::timestamptz[], $7::date[])
+ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key, quantity
+"""
+RAW_COUNTERS = """
+INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (org_id, period_start, metric)
+DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity,
+              updated_at = excluded.updated_at
+"""
+
+
+async def raw_ingest(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
+    """The kernel's writes, hand-written: events set-based, then the counter, one transaction."""
+    moment = now()
+    period = BillingPeriod.containing(moment).key
+    async with pool.acquire() as conn, conn.transaction():
+        inserted = await conn.fetch(
+            RAW_EVENTS,
+            [e["org_id"] for e in batch],
+            [e["idempotency_key"] for e in batch],
+            [e["metric"] for e in batch],
+            [e["quantity"] for e in batch],
+            [moment] * len(batch),
+            [moment] * len(batch),
+            [period] * len(batch),
+        )
+        if inserted:
+            await conn.execute(
+                RAW_COUNTERS,
+                batch[0]["org_id"],
+                period,
+                "tokens",
+                sum(r["quantity"] for r in inserted),
+                moment,
+            )
+
+
+class Bench:
+    def __init__(self, server: KernelServer, dsn: str, key: str) -> None:
+        self.server = server
+        self.dsn = dsn
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.rows: list[dict[str, Any]] = []
+        self.client = httpx.AsyncClient(
+            base_url=server.url,
+            headers=self.headers,
+            timeout=60,
+            limits=httpx.Limits(max_connections=128),
+        )
+        self.pool: asyncpg.Pool | None = None
+
+    async def __aenter__(self) -> Bench:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=64, max_size=64)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        assert self.pool is not None
+        await self.pool.close()
+
+    async def org(self) -> str:
+        org = f"bench-{uuid.uuid4().hex[:10]}"
+        response = await self.client.post(
+            "/api/v1/usage/events", json={"events": events(org, 1, lambda n: f"seed-{n}")}
+        )
+        response.raise_for_status()
+        return org
+
+    def add(
+        self, name: str, unit: str, kernel: float, baseline: float, setup: dict[str, Any]
+    ) -> None:
+        self.rows.append(
+            row(
+                name,
+                unit,
+                kernel,
+                baseline,
+                {"database": "PostgreSQL 15", "server_workers": 1, **setup},
+            )
+        )
+
+    async def batched(self, label: str = "", batches: int = 30, concurrency: int = 2) -> None:
+        org_k, org_r = await self.org(), await self.org()
+        bodies_k = [events(org_k, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
+        bodies_r = [events(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
+
+        async def kernel(n: int) -> None:
+            r = await self.client.post("/api/v1/usage/events", json={"events": bodies_k[n]})
+            assert r.json()["accepted"] == BATCH
+
+        assert self.pool is not None
+        pool = self.pool
+        k = await Load.run(kernel, batches, concurrency)
+        r = await Load.run(lambda n: raw_ingest(pool, bodies_r[n]), batches, concurrency)
+        self.add(
+            f"batched ingestion{label}",
+            "events/s",
+            k.rate(BATCH),
+            r.rate(BATCH),
+            {
+                "batch": BATCH,
+                "events": batches * BATCH,
+                "concurrency": concurrency,
+                "generator_cpu_s": round(k.cpu, 2),
+            },
+        )
+        self.last_batched = k
+
+    async def duplicates(self, batches: int = 20) -> None:
+        org_k, org_r = await self.org(), await self.org()
+        half = BATCH // 2
+
+        def body(org: str, b: int) -> list[dict[str, Any]]:  # half of each batch seen before
+            return events(org, BATCH, lambda n: f"{b}-{n}" if n < half else f"{b + 1}-{n}")
+
+        assert self.pool is not None
+        pool = self.pool
+        for b in range(batches):  # the first halves, already stored
+            await self.client.post(
+                "/api/v1/usage/events",
+                json={"events": events(org_k, half, lambda n, b=b: f"{b}-{n}")},
+            )
+            await raw_ingest(pool, events(org_r, half, lambda n, b=b: f"{b}-{n}"))
+        ks = [body(org_k, b) for b in range(batches)]
+        rs = [body(org_r, b) for b in range(batches)]
+
+        async def kernel(n: int) -> None:
+            r = await self.client.post("/api/v1/usage/events", json={"events": ks[n]})
+            assert r.json()["duplicates"] == half
+
+        k = await Load.run(kernel, batches, 2)
+        r = await Load.run(lambda n: raw_ingest(pool, rs[n]), batches, 2)
+        self.add(
+            "duplicate-heavy ingestion (half seen)",
+            "events/s",
+            k.rate(BATCH),
+            r.rate(BATCH),
+            {
+                "batch": BATCH,
+                "events": batches * BATCH,
+                "concurrency": 2,
+                "generator_cpu_s": round(k.cpu, 2),
+            },
+        )
+
+    async def single(self, total: int = 3_000, concurrency: int = 32) -> None:
+        org_k, org_r = await self.org(), await self.org()
+        prefix = uuid.uuid4().hex[:6]
+
+        async def kernel(n: int) -> None:
+            r = await self.client.post(
+                "/api/v1/usage/events", json={"events": events(org_k, 1, lambda _: f"{prefix}-{n}")}
+            )
+            assert r.status_code == 200
+
+        assert self.pool is not None
+        pool = self.pool
+        k = await Load.run(kernel, total, concurrency)
+        r = await Load.run(
+            lambda n: raw_ingest(pool, events(org_r, 1, lambda _: f"s-{n}")), total, concurrency
+        )
+        self.add(
+            "single-event ingestion",
+            "events/s",
+            k.rate(),
+            r.rate(),
+            {
+                "events": total,
+                "concurrency": concurrency,
+                "requests": total,
+                "generator_cpu_s": round(k.cpu, 2),
+            },
+        )
+
+    async def checks(
+        self, label: str = "", levels: tuple[int, ...] = (1, 16, 64), total: int = 2_000
+    ) -> dict[int, Load]:
+        org = await self.org()
+        period = BillingPeriod.containing(now()).key
+        headers = {"X-Org-Id": org}
+        assert self.pool is not None
+        pool = self.pool
+
+        async def kernel(_: int) -> None:
+            r = await self.client.post(
+                "/api/v1/billing/org/check",
+                headers=headers,
+                json={"metric": "tokens", "amount": 10},
+            )
+            assert r.status_code == 200
+
+        async def raw(_: int) -> None:
+            async with pool.acquire() as conn:
+                await conn.fetchval(
+                    "SELECT quantity FROM usage_counters WHERE org_id = $1 AND period_start = $2"
+                    " AND metric = $3",
+                    org,
+                    period,
+                    "tokens",
+                )
+
+        loads = {}
+        for concurrency in levels:
+            k = await Load.run(kernel, total, concurrency)
+            r = await Load.run(raw, total, concurrency)
+            loads[concurrency] = k
+            setup = {
+                "requests": total,
+                "concurrency": concurrency,
+                "generator_cpu_s": round(k.cpu, 2),
+            }
+            self.add(f"quota check p50, c={concurrency}{label}", "ms", k.p(0.5), r.p(0.5), setup)
+            self.add(f"quota check p99, c={concurrency}{label}", "ms", k.p(0.99), r.p(0.99), setup)
+            self.add(
+                f"quota check rate, c={concurrency}{label}", "req/s", k.rate(), r.rate(), setup
+            )
+        return loads
+
+    async def summary(self, total: int = 1_000) -> None:
+        org = await self.org()
+        period: date = BillingPeriod.containing(now()).key
+        assert self.pool is not None
+        pool = self.pool
+
+        async def kernel(_: int) -> None:
+            r = await self.client.get("/api/v1/billing/org/summary", headers={"X-Org-Id": org})
+            assert r.status_code == 200
+
+        async def raw(_: int) -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                state = await conn.fetchrow(
+                    "SELECT * FROM org_billing_state WHERE org_id = $1", org
+                )
+                await conn.fetchrow("SELECT * FROM plans WHERE slug = $1", state["plan_slug"])
+                await conn.fetch(
+                    "SELECT * FROM plan_metrics WHERE plan_slug = $1", state["plan_slug"]
+                )
+                await conn.fetch("SELECT * FROM metrics ORDER BY position")
+                await conn.fetch(
+                    "SELECT metric, quantity FROM usage_counters "
+                    "WHERE org_id = $1 AND period_start = $2",
+                    org,
+                    period,
+                )
+                await conn.fetchval("SELECT count(*) FROM org_members WHERE org_id = $1", org)
+                await conn.fetch("SELECT * FROM org_limit_overrides WHERE org_id = $1", org)
+
+        k = await Load.run(kernel, total, 1)
+        r = await Load.run(raw, total, 1)
+        setup = {"requests": total, "concurrency": 1, "generator_cpu_s": round(k.cpu, 2)}
+        self.add("summary p50", "ms", k.p(0.5), r.p(0.5), setup)
+        self.add("summary p99", "ms", k.p(0.99), r.p(0.99), setup)
+
+
+async def grow(dsn: str, total: int, orgs: int) -> float:
+    """Store `total` events over `orgs` orgs (and their counters) with set-based SQL."""
+    started = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO orgs (org_id, created_at)
+            SELECT 'grown-' || n, now() FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+        """,
+            orgs,
+        )
+        await conn.execute(
+            """
+            INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
+                                      received_at, period_start)
+            SELECT 'grown-' || (n % $2 + 1), 'g-' || n, 'tokens', 1 + n % 13,
+                   now() - (n % 30) * interval '1 day', now(),
+                   date_trunc('month', now() - (n % 30) * interval '1 day')::date
+            FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+        """,
+            total,
+            orgs,
+        )
+        await conn.execute("""
+            INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
+            SELECT org_id, period_start, metric, sum(quantity), now() FROM usage_events
+            WHERE org_id LIKE 'grown-%' GROUP BY org_id, period_start, metric
+            ON CONFLICT (org_id, period_start, metric) DO UPDATE SET quantity = excluded.quantity
+        """)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def run(server_url: str, growth_events: int) -> list[dict[str, Any]]:
+    admin = await asyncpg.connect(f"{server_url}/postgres")
+    await admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+    await admin.close()
+    dsn = f"{server_url}/{DB_NAME}"
+    await asyncio.to_thread(migrate.upgrade, dsn)
+    key = await asyncio.to_thread(
+        kernel_command,
+        dsn,
+        "api-keys",
+        "create",
+        "--scopes",
+        "usage:write,quota:check,billing:admin",
+    )
+    server = await asyncio.to_thread(KernelServer(dsn).start)
+    try:
+        async with Bench(server, dsn, key) as bench:
+            await bench.batched()
+            empty_batched = bench.last_batched
+            await bench.duplicates()
+            await bench.single()
+            empty_checks = await bench.checks()
+            await bench.summary()
+            if growth_events:
+                seconds = await grow(dsn, growth_events, 10_000)
+                print(f"stored {growth_events:,} events over 10,000 orgs in {seconds:.0f} s")
+                await bench.batched(label=" (grown)")
+                grown_checks = await bench.checks(label=" (grown)", levels=(16,))
+                setup = {"stored_events": growth_events, "stored_orgs": 10_000}
+                bench.add(
+                    "growth: batched ingestion, grown / empty",
+                    "events/s",
+                    bench.last_batched.rate(BATCH),
+                    empty_batched.rate(BATCH),
+                    setup,
+                )
+                bench.add(
+                    "growth: check p99 c=16, empty / grown",
+                    "ms",
+                    empty_checks[16].p(0.99),
+                    grown_checks[16].p(0.99),
+                    setup,
+                )
+            return bench.rows
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--server",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server; the benchmark creates its own database",
+    )
+    parser.add_argument("--growth-events", type=int, default=10_000_000)
+    args = parser.parse_args()
+    report(asyncio.run(run(args.server, args.growth_events)))
+
+
+if __name__ == "__main__":
+    main()
