@@ -46,6 +46,7 @@ from billing_kernel.domain.usage import (
     new_usage_event,
     validate_id,
     validate_quantity,
+    validate_text,
 )
 from billing_kernel.errors import (
     ApiKeyNotFound,
@@ -63,7 +64,7 @@ from billing_kernel.store.api_keys import ApiKeyRepository
 from billing_kernel.store.database import Database
 from billing_kernel.store.orgs import OrgRepository
 from billing_kernel.store.plans import PlanRepository
-from billing_kernel.store.usage import UsageRepository
+from billing_kernel.store.usage import QuotaInputs, UsageRepository
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class BillingService:
 
     @staticmethod
     async def _active_plan(unit: _Unit, slug: str) -> Plan:
+        validate_id(slug, "plan_slug")
         plan = await unit.plans.get_plan(slug)
         if plan is None:
             raise PlanNotFound(f"no plan with slug {slug!r}", plan_slug=slug)
@@ -251,7 +253,7 @@ class BillingService:
             plan = await (
                 self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
             )
-            await unit.orgs.save_org(org_id, name, now)
+            await unit.orgs.save_org(org_id, validate_text(name, "name", 200), now)
             await unit.orgs.seed_billing_states(
                 [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
             )
@@ -267,7 +269,7 @@ class BillingService:
             plan = await (
                 self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
             )
-            await unit.orgs.save_org(org_id, name, now)
+            await unit.orgs.save_org(org_id, validate_text(name, "name", 200), now)
             await unit.orgs.seed_billing_states(
                 [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
             )
@@ -299,7 +301,7 @@ class BillingService:
         now = self._clock()
         async with self._transaction() as unit:
             await self._lock_existing_org(unit, org_id)
-            await unit.orgs.ensure_user(user_id, email, now)
+            await unit.orgs.ensure_user(user_id, validate_text(email, "email", 320), now)
             await unit.orgs.put_member(org_id, user_id, MemberRole(role), now)
             seats = await unit.orgs.count_members(org_id)
             period = BillingPeriod.containing(now)
@@ -705,6 +707,16 @@ class BillingService:
         whether the limit is or would be exceeded."""
         requested = validate_quantity(amount)
         period = BillingPeriod.containing(self._clock())
+        if self._acting_user is None:
+            # The hot path: one autocommit statement, no BEGIN/COMMIT round trips.
+            async with self._db.read_only() as conn:
+                unit = _Unit(conn)
+                catalogue = {m.key: m for m in await self._metrics(unit)}
+                if metric not in catalogue:
+                    raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
+                inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
+            if inputs is not None:
+                return _decision(catalogue[metric], inputs, requested)
         async with self._transaction() as unit:
             catalogue = {m.key: m for m in await self._metrics(unit)}
             if metric not in catalogue:
@@ -714,6 +726,9 @@ class BillingService:
                 await self._ensure_state(unit, org_id)
                 inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
                 assert inputs is not None
-            seats = catalogue[metric].aggregation is Aggregation.SEATS
-            used = inputs.members if seats else inputs.counted
-            return decide(metric, used, inputs.limit, requested)
+            return _decision(catalogue[metric], inputs, requested)
+
+
+def _decision(metric: Metric, inputs: QuotaInputs, requested: int) -> QuotaDecision:
+    used = inputs.members if metric.aggregation is Aggregation.SEATS else inputs.counted
+    return decide(metric.key, used, inputs.limit, requested)

@@ -61,7 +61,17 @@ async def test_create_org_refuses_a_bad_id(service: BillingService, database: Da
     before = await row_counts(database)
     with pytest.raises(InvalidInput, match="longer than 64"):
         await service.create_org("o" * 65)
-    assert await row_counts(database) == before
+    with pytest.raises(InvalidInput, match="name contains control characters"):
+        await service.create_org(new_id(), name="nul\x00byte")
+    org_id = new_id()
+    await service.create_org(org_id)
+    with pytest.raises(InvalidInput, match="email contains control characters"):
+        await service.add_org_member(org_id, "u1", email="a\x00@example.com")
+    assert await row_counts(database) == {
+        **before,
+        "orgs": before["orgs"] + 1,
+        "org_billing_state": before["org_billing_state"] + 1,
+    }
 
 
 async def test_members_are_seats_and_the_period_peak_is_kept(

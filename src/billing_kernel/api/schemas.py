@@ -19,7 +19,7 @@ from billing_kernel.domain.billing_state import BillingStatus, MemberRole
 from billing_kernel.domain.plans import Plan
 from billing_kernel.domain.quota import Enforcement, QuotaDecision
 from billing_kernel.domain.summary import MetricUsage, OrgBillingSummary
-from billing_kernel.domain.usage import MAX_EVENT_QUANTITY
+from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_EVENT_QUANTITY
 from billing_kernel.service import RecordStatus
 
 
@@ -55,6 +55,12 @@ def _whole_number(value: object) -> object:
 
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+Slug = Annotated[str, Field(max_length=64, pattern=ID_PATTERN_TEXT)]
+"""An identifier: no control characters, no leading or trailing white space."""
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Free text without control characters."""
 
 
 class StrictBody(BaseModel):
@@ -177,7 +183,7 @@ class SummaryOut(BaseModel):
 
 
 class PlanChangeIn(StrictBody):
-    plan_slug: str = Field(description="Slug of an active plan.", examples=["growth"])
+    plan_slug: Slug = Field(description="Slug of an active plan.", examples=["growth"])
 
 
 class PlanChangeOut(BaseModel):
@@ -264,8 +270,8 @@ class UsageBatchOut(BaseModel):
 
 
 class OrgIn(StrictBody):
-    name: str | None = Field(default=None, max_length=200)
-    plan_slug: str | None = Field(default=None, description="Move the org to this plan.")
+    name: Text | None = Field(default=None, max_length=200)
+    plan_slug: Slug | None = Field(default=None, description="Move the org to this plan.")
 
 
 class OrgOut(BaseModel):
@@ -278,7 +284,7 @@ class OrgOut(BaseModel):
 
 class MemberIn(StrictBody):
     role: MemberRole = MemberRole.MEMBER
-    email: str | None = Field(default=None, max_length=320)
+    email: Text | None = Field(default=None, max_length=320)
 
 
 class MemberOut(BaseModel):

@@ -36,6 +36,18 @@ def validate_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> st
     return value
 
 
+def validate_text(value: str | None, what: str, max_length: int) -> str | None:
+    """Optional free text (a name, an email): at most `max_length` characters, no control
+    characters (PostgreSQL cannot even store a NUL)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidInput(f"{what} must be text of at most {max_length} characters", field=what)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidInput(f"{what} contains control characters", field=what)
+    return value
+
+
 def validate_quantity(value: object) -> int:
     """A whole number of units from 0 to MAX_EVENT_QUANTITY, or InvalidInput."""
     if isinstance(value, bool) or not isinstance(value, int):
