@@ -135,7 +135,8 @@ class Bench:
             base_url=server.url,
             headers=self.headers,
             timeout=60,
-            limits=httpx.Limits(max_connections=128),
+            # Shorter than uvicorn's 5 s keep-alive: never reuse a connection it closed.
+            limits=httpx.Limits(max_connections=128, keepalive_expiry=1.0),
         )
         self.pool: asyncpg.Pool | None = None
 

@@ -707,16 +707,6 @@ class BillingService:
         whether the limit is or would be exceeded."""
         requested = validate_quantity(amount)
         period = BillingPeriod.containing(self._clock())
-        if self._acting_user is None:
-            # The hot path: one autocommit statement, no BEGIN/COMMIT round trips.
-            async with self._db.read_only() as conn:
-                unit = _Unit(conn)
-                catalogue = {m.key: m for m in await self._metrics(unit)}
-                if metric not in catalogue:
-                    raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
-                inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
-            if inputs is not None:
-                return _decision(catalogue[metric], inputs, requested)
         async with self._transaction() as unit:
             catalogue = {m.key: m for m in await self._metrics(unit)}
             if metric not in catalogue:

@@ -87,13 +87,6 @@ class Database:
                 )
             yield conn
 
-    @asynccontextmanager
-    async def read_only(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in autocommit for reads by the kernel's own role: each statement is
-        one round trip, with no BEGIN and COMMIT around it."""
-        async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-
     async def dispose(self) -> None:
         await self.engine.dispose()
 
