@@ -157,13 +157,6 @@ class OrgRepository:
             .values(plan_slug=plan_slug, updated_at=now)
         )
 
-    async def set_status(self, org_id: str, status: BillingStatus, now: datetime) -> None:
-        await self._conn.execute(
-            update(org_billing_state)
-            .where(org_billing_state.c.org_id == org_id)
-            .values(status=status.value, updated_at=now)
-        )
-
     async def get_limit_overrides(self, org_id: str) -> dict[str, int | None]:
         result = await self._conn.execute(
             select(org_limit_overrides.c.metric, org_limit_overrides.c.included_quantity).where(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_kernel.domain.metrics import Aggregation, Metric
@@ -27,22 +27,6 @@ class PlanRepository:
             Metric(key=r.key, name=r.name, unit=r.unit, aggregation=Aggregation(r.aggregation))
             for r in result
         ]
-
-    async def save_metric(self, metric: Metric, now: datetime) -> None:
-        """Add a metric to the catalogue, or update its name and unit."""
-        stmt = upsert(self._conn, metrics).values(
-            key=metric.key,
-            name=metric.name,
-            unit=metric.unit,
-            aggregation=metric.aggregation.value,
-            created_at=now,
-        )
-        await self._conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[metrics.c.key],
-                set_={"name": stmt.excluded.name, "unit": stmt.excluded.unit},
-            )
-        )
 
     async def list_plans(self, *, active_only: bool = True) -> list[Plan]:
         """Plans, cheapest first (sorted here: SQLite keeps money as text)."""
@@ -131,10 +115,3 @@ class PlanRepository:
                     for term in plan.metrics.values()
                 ],
             )
-
-    async def set_plan_active(self, slug: str, is_active: bool, now: datetime) -> bool:
-        """Offer or withdraw a plan; False when there is no such plan."""
-        result = await self._conn.execute(
-            update(plans).where(plans.c.slug == slug).values(is_active=is_active, updated_at=now)
-        )
-        return result.rowcount > 0
