@@ -9,6 +9,7 @@ from billing_kernel.domain.metrics import DEFAULT_METRICS
 from billing_kernel.domain.usage import (
     MAX_EVENT_QUANTITY,
     EventTimeWindow,
+    UsageEvent,
     counter_increments,
     new_usage_event,
 )
@@ -141,3 +142,9 @@ def test_only_whole_numbers_in_range_are_quantities(value: object) -> None:
     else:
         with pytest.raises(InvalidInput):
             event(quantity=value)
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_the_cheap_period_start_is_the_periods_key(moment: datetime) -> None:
+    stored = UsageEvent("o", "tokens", 1, "k", moment, moment)
+    assert stored.period_start == stored.period.key

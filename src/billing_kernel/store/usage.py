@@ -62,7 +62,7 @@ class UsageRepository:
                     "quantity": e.quantity,
                     "occurred_at": e.occurred_at,
                     "received_at": e.received_at,
-                    "period_start": e.period.key,
+                    "period_start": e.period_start,
                 }
                 for e in events
             ],
