@@ -246,38 +246,36 @@ class BillingService:
     async def create_org(
         self, org_id: str, *, name: str | None = None, plan_slug: str | None = None
     ) -> OrgBillingState:
-        """Create the org (or rename it) and seed its billing state if it has none."""
-        validate_id(org_id, "org_id")
-        now = self._clock()
+        """Create the org (or rename it) and seed its billing state if it has none; an
+        existing state, plan included, is kept."""
         async with self._transaction() as unit:
-            plan = await (
-                self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
-            )
-            await unit.orgs.save_org(org_id, validate_text(name, "name", 200), now)
-            await unit.orgs.seed_billing_states(
-                [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
-            )
-            return await self._require_state(unit, org_id)
+            state, _ = await self._save_org(unit, org_id, name, plan_slug)
+            return state
 
     async def put_org(
         self, org_id: str, *, name: str | None = None, plan_slug: str | None = None
     ) -> OrgBillingState:
         """Create or update the org: its name, and its plan when `plan_slug` is given."""
-        validate_id(org_id, "org_id")
-        now = self._clock()
         async with self._transaction() as unit:
-            plan = await (
-                self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit)
-            )
-            await unit.orgs.save_org(org_id, validate_text(name, "name", 200), now)
-            await unit.orgs.seed_billing_states(
-                [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
-            )
-            state = await self._require_state(unit, org_id)
+            state, plan = await self._save_org(unit, org_id, name, plan_slug)
             if plan_slug and state.plan_slug != plan.slug:
-                await unit.orgs.set_plan(org_id, plan.slug, now)
+                await unit.orgs.set_plan(org_id, plan.slug, self._clock())
                 state = await self._require_state(unit, org_id)
             return state
+
+    async def _save_org(
+        self, unit: _Unit, org_id: str, name: str | None, plan_slug: str | None
+    ) -> tuple[OrgBillingState, Plan]:
+        """Create or rename the org and seed its state (on `plan_slug`, else the default plan)
+        if it has none; the state and the plan asked for."""
+        validate_id(org_id, "org_id")
+        now = self._clock()
+        plan = await (self._active_plan(unit, plan_slug) if plan_slug else self._default_plan(unit))
+        await unit.orgs.save_org(org_id, validate_text(name, "name", 200), now)
+        await unit.orgs.seed_billing_states(
+            [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
+        )
+        return await self._require_state(unit, org_id), plan
 
     async def get_org(self, org_id: str) -> tuple[str | None, OrgBillingState]:
         """The org's name and billing state (seeded if missing)."""

@@ -40,6 +40,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def _endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str]:
+    if not base_url or not api_key:
+        raise ValueError("give base_url and api_key, or a transport")
+    return base_url, api_key
+
+
+def _core(spool_dir: str | Path | None, tuning: dict[str, Any]) -> tuple[float, Core]:
+    """The batching delay, and the shared core built with the rest of the tuning."""
+    options = {**DEFAULTS, **tuning}
+    max_delay = float(options.pop("max_delay"))
+    return max_delay, Core(spool_dir=spool_dir, **options)
+
+
 class UsageTracker(TrackingHelpers):
     """Reports usage to a billing kernel from a background thread.
 
@@ -71,14 +84,8 @@ class UsageTracker(TrackingHelpers):
         drain_on_exit: float = 5.0,
         **tuning: Any,
     ) -> None:
-        options = {**DEFAULTS, **tuning}
-        if transport is None:
-            if not base_url or not api_key:
-                raise ValueError("give base_url and api_key, or a transport")
-            transport = HttpTransport(base_url, api_key, timeout=timeout)
-        self._transport = transport
-        self._max_delay: float = options.pop("max_delay")
-        self._core = Core(spool_dir=spool_dir, **options)
+        self._transport = transport or HttpTransport(*_endpoint(base_url, api_key), timeout=timeout)
+        self._max_delay, self._core = _core(spool_dir, tuning)
         self._cond = threading.Condition()
         self._core.wake = self._wake
         self._flushing = 0
@@ -193,14 +200,10 @@ class AsyncUsageTracker(TrackingHelpers):
         drain_on_exit: float = 5.0,
         **tuning: Any,
     ) -> None:
-        options = {**DEFAULTS, **tuning}
-        if transport is None:
-            if not base_url or not api_key:
-                raise ValueError("give base_url and api_key, or a transport")
-            transport = AsyncHttpTransport(base_url, api_key, timeout=timeout)
-        self._transport = transport
-        self._max_delay: float = options.pop("max_delay")
-        self._core = Core(spool_dir=spool_dir, **options)
+        self._transport = transport or AsyncHttpTransport(
+            *_endpoint(base_url, api_key), timeout=timeout
+        )
+        self._max_delay, self._core = _core(spool_dir, tuning)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()

@@ -38,15 +38,8 @@ async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdmin, service: ServiceDep
     """Creates the org (default plan, in trial) if it is new; sets its name, and its plan when
     `plan_slug` is given. Idempotent."""
     _check_org(key, org_id)
-    state = await service.put_org(org_id, name=body.name, plan_slug=body.plan_slug)
-    name, _ = await service.get_org(org_id)
-    return OrgOut(
-        org_id=org_id,
-        name=name,
-        plan_slug=state.plan_slug,
-        status=state.status,
-        trial_ends_at=state.trial_ends_at,
-    )
+    await service.put_org(org_id, name=body.name, plan_slug=body.plan_slug)
+    return await get_org(org_id, key, service)
 
 
 @router.get("/{org_id}", summary="An org and its billing state")
