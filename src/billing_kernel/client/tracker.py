@@ -215,7 +215,7 @@ class AsyncUsageTracker(TrackingHelpers):
         self._drain_on_exit = drain_on_exit
         self._exit_transport: Callable[[], Transport] | None = (
             (lambda: HttpTransport(base_url, api_key, timeout=timeout))
-            if isinstance(transport, AsyncHttpTransport) and base_url and api_key
+            if isinstance(self._transport, AsyncHttpTransport) and base_url and api_key
             else None
         )
         atexit.register(self._at_exit)
