@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from billing_kernel.client.buffer import Spool
 from billing_kernel.client.events import Event
 
@@ -13,20 +15,29 @@ def event(n: int) -> Event:
 
 
 def drain(spool: Spool, batch: int) -> list[int]:
-    seen = []
-    while spool.pending():
+    seen: list[int] = []
+    for _ in range(10_000):  # bounded: a broken reader fails here instead of hanging
+        if not spool.pending():
+            return seen
         peeked = spool.peek(batch)
         seen += [e.quantity for e in peeked if e.idempotency_key]
         spool.ack(len(peeked))
-    return seen
+    raise AssertionError(f"the spool did not drain: {spool.pending()} pending")
 
 
-def test_events_come_back_in_order_across_many_segments(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=10**7, segment_bytes=2_000)
+@pytest.mark.parametrize(
+    ("segment_bytes", "batch"),
+    [(2_000, 64), (2_000, 1), (4 * 1024 * 1024, 3), (4 * 1024 * 1024, 500)],
+)
+def test_events_come_back_in_order_across_segments_and_partial_reads(
+    tmp_path: Path, segment_bytes: int, batch: int
+) -> None:
+    # Small batches in a large segment read a bounded chunk that ends mid-line.
+    spool = Spool(tmp_path, max_bytes=10**7, segment_bytes=segment_bytes)
     for n in range(1_000):
         assert spool.append(event(n))
-    assert len(list(tmp_path.glob("seg-*.log"))) > 20
-    assert drain(spool, 64) == list(range(1_000))
+    assert (len(list(tmp_path.glob("seg-*.log"))) > 20) == (segment_bytes == 2_000)
+    assert drain(spool, batch) == list(range(1_000))
     spool.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lock"]
 

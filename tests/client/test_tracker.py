@@ -168,19 +168,30 @@ def test_track_never_raises_whatever_the_inputs_and_the_transport(
         kernel.failures = [TransportError("x", retryable=False)]
     elif failure == "crash":
         kernel.failures = [RuntimeError("transport bug")]  # type: ignore[list-item]
-    t = _shared.get("tracker") or _shared.setdefault("tracker", tracker(kernel))
-    t._transport = FakeTransport(kernel)  # type: ignore[attr-defined]
-    t.track(org_id, metric, quantity, idempotency_key=key, occurred_at=at)  # type: ignore[arg-type]
-    t.track_llm_usage(org_id, quantity)  # type: ignore[arg-type]
-    with t.run(org_id, run_id=key):  # type: ignore[arg-type]
-        pass
-    stats = t.stats()
-    assert stats.accepted + stats.refused + stats.dropped >= 3
+    chaotic = _shared.get("tracker") or _shared.setdefault("tracker", tracker(kernel))
+    chaotic._transport = FakeTransport(kernel)  # type: ignore[attr-defined]
+    # A tracker whose sender stays idle, so that every count below comes from these calls.
+    idle = _shared.get("idle") or _shared.setdefault(
+        "idle", tracker(FakeKernel(), max_delay=3600, max_batch=10**9)
+    )
+    before = idle.stats()
+    for t in (chaotic, idle):
+        t.track(org_id, metric, quantity, idempotency_key=key, occurred_at=at)  # type: ignore[arg-type]
+        t.track_llm_usage(org_id, quantity)  # type: ignore[arg-type]
+        with t.run(org_id, run_id=key):  # type: ignore[arg-type]
+            pass
+    after = idle.stats()
+    # Each call is accounted for exactly once: taken, refused, or dropped.
+    assert (after.accepted + after.refused + after.dropped) - (
+        before.accepted + before.refused + before.dropped
+    ) == 3
+    assert after.pending - before.pending == after.accepted - before.accepted
 
 
 _shared: dict[str, UsageTracker] = {}
 
 
 def teardown_module() -> None:
-    if "tracker" in _shared:
-        _shared.pop("tracker").close(timeout=1)
+    for shared in _shared.values():
+        shared.close(timeout=1)
+    _shared.clear()

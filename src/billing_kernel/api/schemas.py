@@ -17,7 +17,7 @@ from pydantic import (
 
 from billing_kernel.domain.billing_state import BillingStatus, MemberRole
 from billing_kernel.domain.plans import Plan
-from billing_kernel.domain.quota import Enforcement, QuotaDecision
+from billing_kernel.domain.quota import Enforcement
 from billing_kernel.domain.summary import MetricUsage, OrgBillingSummary
 from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_EVENT_QUANTITY
 from billing_kernel.service import RecordStatus
@@ -67,7 +67,13 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class PlanTermsOut(BaseModel):
+class FromDomain(BaseModel):
+    """A response body read straight off a domain object's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PlanTermsOut(FromDomain):
     metric: str
     included_quantity: int | None = Field(description="Included per month; null: unlimited.")
     overage_unit_price: MoneyText
@@ -85,6 +91,7 @@ class PlanOut(BaseModel):
 
     @classmethod
     def of(cls, plan: Plan) -> PlanOut:
+        terms = [PlanTermsOut.model_validate(t) for t in plan.metrics.values()]
         return cls(
             slug=plan.slug,
             name=plan.name,
@@ -92,15 +99,7 @@ class PlanOut(BaseModel):
             currency=plan.currency,
             monthly_price=plan.monthly_price,
             is_active=plan.is_active,
-            metrics=[
-                PlanTermsOut(
-                    metric=t.metric,
-                    included_quantity=t.included_quantity,
-                    overage_unit_price=t.overage_unit_price,
-                    overage_unit_size=t.overage_unit_size,
-                )
-                for t in plan.metrics.values()
-            ],
+            metrics=terms,
         )
 
 
@@ -199,7 +198,7 @@ class CheckIn(StrictBody):
     )
 
 
-class CheckOut(BaseModel):
+class CheckOut(FromDomain):
     metric: str
     requested: int
     used: int
@@ -209,20 +208,6 @@ class CheckOut(BaseModel):
     would_exceed: bool = Field(description="Usage plus the amount would be beyond the limit.")
     allowed: bool = Field(description="Always true while limits are soft.")
     enforcement: Enforcement
-
-    @classmethod
-    def of(cls, decision: QuotaDecision) -> CheckOut:
-        return cls(
-            metric=decision.metric,
-            requested=decision.requested,
-            used=decision.used,
-            limit=decision.limit,
-            remaining=decision.remaining,
-            soft_limit_exceeded=decision.soft_limit_exceeded,
-            would_exceed=decision.would_exceed,
-            allowed=decision.allowed,
-            enforcement=decision.enforcement,
-        )
 
 
 class UsageEventIn(StrictBody):

@@ -60,6 +60,6 @@ async def check_quota(body: CheckIn, access: MemberAccess) -> CheckOut:
     """Whether the org may use `amount` more of `metric`. Limits are soft in this version:
     `allowed` is always true, and `soft_limit_exceeded` / `would_exceed` say where usage
     stands. Members of the org, or service keys with `quota:check` or `billing:admin`."""
-    return CheckOut.of(
+    return CheckOut.model_validate(
         await access.service.check_org_quota(access.org_id, body.metric, body.amount)
     )
