@@ -2,7 +2,10 @@
 measured in the same run: batched and single-event ingestion, duplicates, quota checks,
 summaries, and the same after the database has grown.
 
-Usage: python bench/kernel_vs_raw.py [--server URL-of-PostgreSQL-server] [--growth-events N]
+The kernel's requests come from `loadgen.LoadClient` (keep-alive HTTP/1.1, bodies encoded
+before the clock starts), so the generator's own CPU stays small next to the server's.
+
+Usage: python bench/kernel_vs_raw.py [--server URL] [--growth-events N] [--workers N]
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
-import httpx
 from tests.live import KernelServer, kernel_command
 
 from billing_kernel.domain.periods import BillingPeriod
 from billing_kernel.store import migrate
 from common import cpu_seconds, percentile, report, row
+from loadgen import LoadClient
 
 DB_NAME = "billing_bench"
 BATCH = 1_000
+WORKERS = 2
+"""One uvicorn worker per core, the documented way to run the kernel for throughput."""
 
 
 def now() -> datetime:
@@ -125,36 +130,59 @@ async def raw_ingest(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
             )
 
 
+INGEST = "/api/v1/usage/events"
+
+
 class Bench:
     def __init__(self, server: KernelServer, dsn: str, key: str) -> None:
         self.server = server
         self.dsn = dsn
         self.headers = {"Authorization": f"Bearer {key}"}
         self.rows: list[dict[str, Any]] = []
-        self.client = httpx.AsyncClient(
-            base_url=server.url,
-            headers=self.headers,
-            timeout=60,
-            # Shorter than uvicorn's 5 s keep-alive: never reuse a connection it closed.
-            limits=httpx.Limits(max_connections=128, keepalive_expiry=1.0),
-        )
         self.pool: asyncpg.Pool | None = None
 
     async def __aenter__(self) -> Bench:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=64, max_size=64)
+        # Idle connections close after a second, so that the baseline's 64 and the kernel's
+        # pools never hold more than PostgreSQL's default 100 connections between them.
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=0, max_size=64, max_inactive_connection_lifetime=1.0
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()
         assert self.pool is not None
         await self.pool.close()
 
+    def http(self, connections: int) -> LoadClient:
+        """Fresh connections for each measurement: idle ones are closed by the server's
+        keep-alive timeout between phases."""
+        return LoadClient(self.server.url, self.headers, connections)
+
+    async def pair(
+        self,
+        http: LoadClient,
+        kernel: Callable[[int], Awaitable[None]],
+        raw: Callable[[int], Awaitable[None]],
+        total: int,
+        concurrency: int,
+    ) -> tuple[Load, Load]:
+        """The kernel, then the baseline, at the same concurrency; each side's connections
+        are opened before its clock starts."""
+        assert self.pool is not None
+        pool = self.pool
+        await asyncio.gather(*(http.call("GET", "/readyz") for _ in range(concurrency)))
+        k = await Load.run(kernel, total, concurrency)
+        await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(concurrency)))
+        r = await Load.run(raw, total, concurrency)
+        return k, r
+
     async def org(self) -> str:
         org = f"bench-{uuid.uuid4().hex[:10]}"
-        response = await self.client.post(
-            "/api/v1/usage/events", json={"events": events(org, 1, lambda n: f"seed-{n}")}
-        )
-        response.raise_for_status()
+        async with self.http(1) as http:
+            answer = await http.call(
+                "POST", INGEST, {"events": events(org, 1, lambda n: f"seed-{n}")}
+            )
+        assert answer.status == 200, answer.body
         return org
 
     def add(
@@ -166,23 +194,35 @@ class Bench:
                 unit,
                 kernel,
                 baseline,
-                {"database": "PostgreSQL 15", "server_workers": 1, **setup},
+                {
+                    "database": "PostgreSQL 15",
+                    "server_workers": self.server.workers,
+                    "client": "loadgen.LoadClient, keep-alive HTTP/1.1",
+                    **setup,
+                },
             )
         )
 
     async def batched(self, label: str = "", batches: int = 30, concurrency: int = 2) -> None:
         org_k, org_r = await self.org(), await self.org()
-        bodies_k = [events(org_k, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
         bodies_r = [events(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
-
-        async def kernel(n: int) -> None:
-            r = await self.client.post("/api/v1/usage/events", json={"events": bodies_k[n]})
-            assert r.json()["accepted"] == BATCH
-
         assert self.pool is not None
         pool = self.pool
-        k = await Load.run(kernel, batches, concurrency)
-        r = await Load.run(lambda n: raw_ingest(pool, bodies_r[n]), batches, concurrency)
+        async with self.http(concurrency) as http:
+            requests = [
+                http.encode(
+                    "POST", INGEST, {"events": events(org_k, BATCH, lambda n, b=b: f"{b}-{n}")}
+                )
+                for b in range(batches)
+            ]
+
+            async def kernel(n: int) -> None:
+                answer = await http.send(requests[n])
+                assert answer.json()["accepted"] == BATCH, answer.body[:300]
+
+            k, r = await self.pair(
+                http, kernel, lambda n: raw_ingest(pool, bodies_r[n]), batches, concurrency
+            )
         self.add(
             f"batched ingestion{label}",
             "events/s",
@@ -206,21 +246,21 @@ class Bench:
 
         assert self.pool is not None
         pool = self.pool
-        for b in range(batches):  # the first halves, already stored
-            await self.client.post(
-                "/api/v1/usage/events",
-                json={"events": events(org_k, half, lambda n, b=b: f"{b}-{n}")},
-            )
-            await raw_ingest(pool, events(org_r, half, lambda n, b=b: f"{b}-{n}"))
-        ks = [body(org_k, b) for b in range(batches)]
         rs = [body(org_r, b) for b in range(batches)]
+        async with self.http(2) as http:
+            for b in range(batches):  # the first halves, already stored
+                first = {"events": events(org_k, half, lambda n, b=b: f"{b}-{n}")}
+                assert (await http.call("POST", INGEST, first)).status == 200
+                await raw_ingest(pool, events(org_r, half, lambda n, b=b: f"{b}-{n}"))
+            requests = [
+                http.encode("POST", INGEST, {"events": body(org_k, b)}) for b in range(batches)
+            ]
 
-        async def kernel(n: int) -> None:
-            r = await self.client.post("/api/v1/usage/events", json={"events": ks[n]})
-            assert r.json()["duplicates"] == half
+            async def kernel(n: int) -> None:
+                answer = await http.send(requests[n])
+                assert answer.json()["duplicates"] == half, answer.body[:300]
 
-        k = await Load.run(kernel, batches, 2)
-        r = await Load.run(lambda n: raw_ingest(pool, rs[n]), batches, 2)
+            k, r = await self.pair(http, kernel, lambda n: raw_ingest(pool, rs[n]), batches, 2)
         self.add(
             "duplicate-heavy ingestion (half seen)",
             "events/s",
@@ -236,20 +276,25 @@ class Bench:
 
     async def single(self, total: int = 3_000, concurrency: int = 32) -> None:
         org_k, org_r = await self.org(), await self.org()
-        prefix = uuid.uuid4().hex[:6]
-
-        async def kernel(n: int) -> None:
-            r = await self.client.post(
-                "/api/v1/usage/events", json={"events": events(org_k, 1, lambda _: f"{prefix}-{n}")}
-            )
-            assert r.status_code == 200
-
         assert self.pool is not None
         pool = self.pool
-        k = await Load.run(kernel, total, concurrency)
-        r = await Load.run(
-            lambda n: raw_ingest(pool, events(org_r, 1, lambda _: f"s-{n}")), total, concurrency
-        )
+        async with self.http(concurrency) as http:
+            requests = [
+                http.encode("POST", INGEST, {"events": events(org_k, 1, lambda _, n=n: f"s-{n}")})
+                for n in range(total)
+            ]
+
+            async def kernel(n: int) -> None:
+                answer = await http.send(requests[n])
+                assert answer.json()["accepted"] == 1, answer.body
+
+            k, r = await self.pair(
+                http,
+                kernel,
+                lambda n: raw_ingest(pool, events(org_r, 1, lambda _: f"s-{n}")),
+                total,
+                concurrency,
+            )
         self.add(
             "single-event ingestion",
             "events/s",
@@ -268,17 +313,19 @@ class Bench:
     ) -> dict[int, Load]:
         org = await self.org()
         period = BillingPeriod.containing(now()).key
-        headers = {"X-Org-Id": org}
         assert self.pool is not None
         pool = self.pool
+        http = self.http(max(levels))
+        request = http.encode(
+            "POST",
+            "/api/v1/billing/org/check",
+            {"metric": "tokens", "amount": 10},
+            headers={"X-Org-Id": org},
+        )
 
         async def kernel(_: int) -> None:
-            r = await self.client.post(
-                "/api/v1/billing/org/check",
-                headers=headers,
-                json={"metric": "tokens", "amount": 10},
-            )
-            assert r.status_code == 200
+            answer = await http.send(request)
+            assert answer.status == 200, answer.body
 
         async def raw(_: int) -> None:
             async with pool.acquire() as conn:
@@ -292,8 +339,8 @@ class Bench:
 
         loads = {}
         for concurrency in levels:
-            k = await Load.run(kernel, total, concurrency)
-            r = await Load.run(raw, total, concurrency)
+            async with http:
+                k, r = await self.pair(http, kernel, raw, total, concurrency)
             loads[concurrency] = k
             setup = {
                 "requests": total,
@@ -312,10 +359,12 @@ class Bench:
         period: date = BillingPeriod.containing(now()).key
         assert self.pool is not None
         pool = self.pool
+        http = self.http(1)
+        request = http.encode("GET", "/api/v1/billing/org/summary", headers={"X-Org-Id": org})
 
         async def kernel(_: int) -> None:
-            r = await self.client.get("/api/v1/billing/org/summary", headers={"X-Org-Id": org})
-            assert r.status_code == 200
+            answer = await http.send(request)
+            assert answer.status == 200, answer.body
 
         async def raw(_: int) -> None:
             async with pool.acquire() as conn, conn.transaction():
@@ -336,8 +385,8 @@ class Bench:
                 await conn.fetchval("SELECT count(*) FROM org_members WHERE org_id = $1", org)
                 await conn.fetch("SELECT * FROM org_limit_overrides WHERE org_id = $1", org)
 
-        k = await Load.run(kernel, total, 1)
-        r = await Load.run(raw, total, 1)
+        async with http:
+            k, r = await self.pair(http, kernel, raw, total, 1)
         setup = {"requests": total, "concurrency": 1, "generator_cpu_s": round(k.cpu, 2)}
         self.add("summary p50", "ms", k.p(0.5), r.p(0.5), setup)
         self.add("summary p99", "ms", k.p(0.99), r.p(0.99), setup)
@@ -379,7 +428,7 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
     return time.perf_counter() - started
 
 
-async def run(server_url: str, growth_events: int) -> list[dict[str, Any]]:
+async def run(server_url: str, growth_events: int, workers: int) -> list[dict[str, Any]]:
     admin = await asyncpg.connect(f"{server_url}/postgres")
     await admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
@@ -394,7 +443,7 @@ async def run(server_url: str, growth_events: int) -> list[dict[str, Any]]:
         "--scopes",
         "usage:write,quota:check,billing:admin",
     )
-    server = await asyncio.to_thread(KernelServer(dsn).start)
+    server = await asyncio.to_thread(KernelServer(dsn, workers=workers).start)
     try:
         async with Bench(server, dsn, key) as bench:
             await bench.batched()
@@ -424,6 +473,12 @@ async def run(server_url: str, growth_events: int) -> list[dict[str, Any]]:
                     setup,
                 )
             return bench.rows
+    except BaseException:
+        server.stop()
+        assert server.process is not None
+        assert server.process.stderr is not None
+        print("the kernel's log:\n" + server.process.stderr.read()[-4000:])
+        raise
     finally:
         server.stop()
 
@@ -436,8 +491,9 @@ def main() -> None:
         help="PostgreSQL server; the benchmark creates its own database",
     )
     parser.add_argument("--growth-events", type=int, default=10_000_000)
+    parser.add_argument("--workers", type=int, default=WORKERS, help="kernel server processes")
     args = parser.parse_args()
-    report(asyncio.run(run(args.server, args.growth_events)))
+    report(asyncio.run(run(args.server, args.growth_events, args.workers)))
 
 
 if __name__ == "__main__":

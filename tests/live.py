@@ -39,8 +39,9 @@ def kernel_command(database_url: str, *args: str) -> str:
 class KernelServer:
     """`billing-kernel serve` on a fixed port, which can be killed and started again."""
 
-    def __init__(self, database_url: str, port: int | None = None) -> None:
+    def __init__(self, database_url: str, port: int | None = None, workers: int = 1) -> None:
         self.database_url = database_url
+        self.workers = workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
@@ -54,6 +55,8 @@ class KernelServer:
                 "serve",
                 "--port",
                 str(self.port),
+                "--workers",
+                str(self.workers),
                 "--log-level",
                 "warning",
             ],

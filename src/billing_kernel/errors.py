@@ -108,6 +108,16 @@ class ApiKeyNotFound(NotFound):
     title = "API key not found"
 
 
+class DatabaseUnavailable(BillingError):
+    """The database could not serve the request just now (no connection, too many clients,
+    a lock wait that timed out, a serialization failure); nothing was written. Retrying after
+    a moment is safe: usage is counted once per idempotency key."""
+
+    status = 503
+    code = "database_unavailable"
+    title = "Database unavailable"
+
+
 class ConfigurationError(BillingError):
     """The kernel's settings are unsafe or inconsistent; it will not start."""
 

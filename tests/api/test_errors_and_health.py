@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from billing_kernel.auth.principal import Scope
 from billing_kernel.store.database import Database
@@ -29,25 +30,46 @@ async def test_the_request_id_is_echoed_or_made(api: Api) -> None:
 
 
 async def test_a_failure_inside_is_a_500_problem_with_a_logged_request_id(
-    api: Api, caplog: pytest.LogCaptureFixture
+    api: Api, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, key = await api.service.create_api_key([Scope.QUOTA_CHECK])
-    broken = Database("postgresql://postgres@127.0.0.1:9/billing")  # nothing listens on 9
+    # A server that answers, but a database with none of the kernel's tables: not momentary.
+    unmigrated = Database(make_url(postgres_url).set(database="postgres"))
     try:
-        async with app_for(broken) as client:
+        async with app_for(unmigrated) as client:
             with caplog.at_level(logging.ERROR, logger="billing_kernel.api"):
                 response = await client.get(
                     "/api/v1/billing/plans", headers={"Authorization": f"Bearer {key}"}
                 )
     finally:
-        await broken.dispose()
+        await unmigrated.dispose()
     assert response.status_code == 500
     problem = response.json()
     assert problem["code"] == "internal_error"
     assert "Traceback" not in response.text
-    assert "127.0.0.1:9" not in response.text
+    assert "api_keys" not in response.text
     assert response.headers["x-request-id"] == problem["request_id"]
     assert any(problem["request_id"] in record.getMessage() for record in caplog.records)
+
+
+async def test_an_unreachable_database_is_a_503_the_caller_may_retry(api: Api) -> None:
+    _, key = await api.service.create_api_key([Scope.USAGE_WRITE])
+    broken = Database("postgresql://postgres@127.0.0.1:9/billing")  # nothing listens on 9
+    event = {"org_id": "org-a", "metric": "tokens", "quantity": 1, "idempotency_key": "k"}
+    try:
+        async with app_for(broken) as client:
+            response = await client.post(
+                "/api/v1/usage/events",
+                json={"events": [event]},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+    finally:
+        await broken.dispose()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    problem = response.json()
+    assert problem["code"] == "database_unavailable"
+    assert "127.0.0.1" not in response.text
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -61,6 +61,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     for module in (billing, usage, orgs, health):
-        app.include_router(module.router, responses=problem_responses(400, 500))
+        app.include_router(module.router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)
     return app

@@ -62,7 +62,8 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (`plan_inactive`, `idempotency_conflict`).",
     422: "Invalid request: each bad field is listed in `errors`.",
     500: "The kernel failed; quote `request_id`.",
-    503: "Not ready.",
+    503: "Momentarily unavailable (`database_unavailable`, `not_ready`): retry after "
+    "`Retry-After` seconds; nothing was written.",
 }
 
 
@@ -105,6 +106,8 @@ async def _billing_error(request: Request, exc: Exception) -> JSONResponse:
     if "field" in exc.details:
         errors = [FieldProblem(location=str(exc.details["field"]), message=exc.message)]
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 503:
+        headers = {"Retry-After": "1"}
     return _problem(request, exc.status, exc.code, exc.title, exc.message, errors, headers)
 
 

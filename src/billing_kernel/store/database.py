@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,7 +10,12 @@ from typing import Any
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from billing_kernel.errors import DatabaseUnavailable
+
+logger = logging.getLogger("billing_kernel.store")
 
 USER_ROLE = "billing_user"
 """The PostgreSQL role whose queries row-level security confines to the acting user's orgs."""
@@ -17,6 +23,25 @@ USER_SETTING = "billing.user_id"
 """The transaction-local setting that names the acting user to the RLS policies."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
+"""PostgreSQL errors worth retrying: connection exceptions, insufficient resources (too many
+clients), server shutting down or starting, serialization failures and deadlocks."""
+_SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database failure is momentary, so the caller may simply retry."""
+    if isinstance(exc, OSError):  # the server refused or dropped the connection
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(state, str):
+        return state.startswith(_TRANSIENT_SQLSTATES)
+    return getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES
 
 
 def async_url(url: str | URL) -> URL:
@@ -77,15 +102,27 @@ class Database:
         With `acting_user` on PostgreSQL, the transaction runs as the RLS-confined role with that
         user named, so it sees only the orgs the user is a member of. Without it, the transaction
         runs as the kernel's own (owner) role, which row-level security does not restrict.
+
+        A momentary database failure (see `is_transient`) is raised as DatabaseUnavailable,
+        which callers may retry; the transaction wrote nothing.
         """
-        async with self.engine.begin() as conn:
-            if acting_user is not None and self.is_postgresql:
-                await conn.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
-                await conn.execute(
-                    text("SELECT set_config(:name, :value, true)"),
-                    {"name": USER_SETTING, "value": acting_user},
-                )
-            yield conn
+        try:
+            async with self.engine.begin() as conn:
+                if acting_user is not None and self.is_postgresql:
+                    await conn.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
+                    await conn.execute(
+                        text("SELECT set_config(:name, :value, true)"),
+                        {"name": USER_SETTING, "value": acting_user},
+                    )
+                yield conn
+        except (DBAPIError, OSError) as exc:
+            if not is_transient(exc):
+                raise
+            # The reason names hosts and roles: it goes to the log, not to the caller.
+            logger.warning("database unavailable: %s", getattr(exc, "orig", None) or exc)
+            raise DatabaseUnavailable(
+                "the database is momentarily unavailable; retry shortly"
+            ) from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()

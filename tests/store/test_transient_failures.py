@@ -1,0 +1,59 @@
+"""Momentary database failures surface as DatabaseUnavailable (HTTP 503, safe to retry), with
+real failures from real servers: a role with no connections left, a locked SQLite file."""
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from billing_kernel.errors import DatabaseUnavailable
+from billing_kernel.store.database import Database, is_transient
+from tests.conftest import _admin
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_too_many_clients_is_unavailable_not_a_crash(postgres_url: str) -> None:
+    role = f"billing_limited_{uuid.uuid4().hex[:8]}"
+    await _admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+    database = Database(make_url(postgres_url).set(username=role))
+    try:
+        with pytest.raises(DatabaseUnavailable) as raised:
+            async with database.transaction():
+                pass
+        assert raised.value.status == 503
+        assert role not in raised.value.message  # the reason is logged, not told
+    finally:
+        await database.dispose()
+        await _admin(f'DROP ROLE "{role}"')
+
+
+async def test_a_missing_table_is_not_transient(postgres_url: str) -> None:
+    database = Database(make_url(postgres_url).set(database="postgres"))
+    try:
+        with pytest.raises(ProgrammingError) as raised:
+            async with database.transaction() as conn:
+                await conn.execute(text("SELECT * FROM usage_events"))
+        assert not is_transient(raised.value)
+    finally:
+        await database.dispose()
+
+
+def test_a_locked_sqlite_file_is_transient(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")  # holds the write lock
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with pytest.raises(OperationalError) as raised, engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert is_transient(raised.value)
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
