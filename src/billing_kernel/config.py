@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     max_event_age_days: int = Field(
         default=35, ge=1, le=366, description="How old an event time may be."
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL pool size.")
+    db_pool_size: int = Field(
+        default=10, ge=1, le=200, description="PostgreSQL connections per process."
+    )
     api_key_cache_seconds: float = Field(
         default=5.0,
         ge=0,

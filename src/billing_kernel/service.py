@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -82,6 +83,22 @@ class RecordStatus(StrEnum):
     """The key was seen before with a different payload; nothing changed."""
     REFUSED = "refused"
     """The event was not counted; its error says why."""
+
+
+class RawUsage(Protocol):
+    """What `record_usage_batch` reads of each event: a UsageInput, or any object with these
+    attributes (the HTTP layer passes its parsed request bodies as they are)."""
+
+    @property
+    def org_id(self) -> object: ...
+    @property
+    def metric(self) -> object: ...
+    @property
+    def quantity(self) -> object: ...
+    @property
+    def idempotency_key(self) -> object: ...
+    @property
+    def occurred_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +190,12 @@ class BillingService:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[_Unit]:
         async with self._db.transaction(acting_user=self._acting_user) as conn:
+            yield _Unit(conn)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[_Unit]:
+        """For reads that need no common snapshot and write nothing (see Database.read)."""
+        async with self._db.read(acting_user=self._acting_user) as conn:
             yield _Unit(conn)
 
     # --- plans -----------------------------------------------------------------------------
@@ -337,7 +360,7 @@ class BillingService:
 
     async def memberships(self, user_id: str) -> dict[str, MemberRole]:
         """The orgs `user_id` is a member of, with the role in each."""
-        async with self._transaction() as unit:
+        async with self._read() as unit:
             return await unit.orgs.memberships_of(user_id)
 
     # --- API keys --------------------------------------------------------------------------
@@ -370,7 +393,7 @@ class BillingService:
         cached = cache.get(key_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        async with self._transaction() as unit:
+        async with self._read() as unit:
             key = await unit.api_keys.get(key_id)
         ttl = self._settings.api_key_cache_seconds
         if key is not None and ttl > 0:
@@ -481,7 +504,7 @@ class BillingService:
         assert outcome.event is not None
         return UsageRecordResult(status=outcome.status, event=outcome.event)
 
-    async def record_usage_batch(self, inputs: Sequence[UsageInput]) -> UsageBatchResult:
+    async def record_usage_batch(self, inputs: Sequence[RawUsage]) -> UsageBatchResult:
         """Judge each event alone and count the valid ones, all in one transaction.
 
         Each outcome is ACCEPTED, DUPLICATE or REFUSED (with the error that says why: invalid
@@ -705,16 +728,17 @@ class BillingService:
         whether the limit is or would be exceeded."""
         requested = validate_quantity(amount)
         period = BillingPeriod.containing(self._clock())
-        async with self._transaction() as unit:
+        async with self._read() as unit:
             catalogue = {m.key: m for m in await self._metrics(unit)}
             if metric not in catalogue:
                 raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
             inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
-            if inputs is None:  # first touch: seed the state, then ask again
+        if inputs is None:  # first touch: seed the state, then ask again
+            async with self._transaction() as unit:
                 await self._ensure_state(unit, org_id)
                 inputs = await unit.usage.quota_inputs(org_id, period.key, metric)
-                assert inputs is not None
-            return _decision(catalogue[metric], inputs, requested)
+        assert inputs is not None
+        return _decision(catalogue[metric], inputs, requested)
 
 
 def _decision(metric: Metric, inputs: QuotaInputs, requested: int) -> QuotaDecision:

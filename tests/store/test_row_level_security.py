@@ -98,3 +98,17 @@ async def test_a_user_seeds_and_changes_only_their_own_orgs_state(
     with pytest.raises(OrgNotFound):
         await as_user.set_org_plan(other, "growth")
     assert (await service.get_org_billing_state(other)).plan_slug == "internal-dev"
+
+
+async def test_reads_skip_the_transaction_only_for_the_kernels_own_role(
+    pg_database: Database, clock: Clock
+) -> None:
+    org_a, _, user_a, _ = await two_orgs(pg_database, clock)
+    xid = text("SELECT pg_current_xact_id()::text")
+    async with pg_database.read() as conn:  # autocommit: each statement is its own transaction
+        assert (await conn.execute(xid)).scalar_one() != (await conn.execute(xid)).scalar_one()
+        assert (await conn.execute(text("SELECT current_user"))).scalar_one() == "postgres"
+    async with pg_database.read(acting_user=user_a) as conn:  # confined: one transaction
+        assert (await conn.execute(xid)).scalar_one() == (await conn.execute(xid)).scalar_one()
+        assert (await conn.execute(text("SELECT current_user"))).scalar_one() == "billing_user"
+        assert set((await conn.execute(select(usage_events.c.org_id))).scalars()) == {org_a}

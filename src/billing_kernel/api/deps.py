@@ -24,12 +24,14 @@ bearer = HTTPBearer(
 )
 
 
-def get_service(request: Request) -> BillingService:
+# The two are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+# thread, a thread hop on every request for what is an attribute read.
+async def get_service(request: Request) -> BillingService:
     service: BillingService = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

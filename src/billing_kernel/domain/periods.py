@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 def ensure_utc(moment: datetime) -> datetime:
     """Return `moment` in UTC; a naive datetime is refused, never guessed."""
+    if moment.tzinfo is UTC:  # the common case, on the ingest path: nothing to convert
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"datetime {moment.isoformat()} has no timezone; UTC is required")
     return moment.astimezone(UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_kernel.domain.billing_state import BillingStatus, MemberRole, OrgBillingState
@@ -17,6 +17,11 @@ from billing_kernel.store.tables import (
     orgs,
     users,
 )
+
+_EXISTING_ORG_IDS = select(orgs.c.org_id).where(
+    orgs.c.org_id.in_(bindparam("org_ids", expanding=True))
+)
+"""Built once: every batch asks it."""
 
 
 class OrgRepository:
@@ -47,9 +52,7 @@ class OrgRepository:
         ).scalar_one_or_none()
 
     async def existing_org_ids(self, org_ids: Iterable[str]) -> set[str]:
-        result = await self._conn.execute(
-            select(orgs.c.org_id).where(orgs.c.org_id.in_(set(org_ids)))
-        )
+        result = await self._conn.execute(_EXISTING_ORG_IDS, {"org_ids": list(set(org_ids))})
         return set(result.scalars())
 
     async def lock_org(self, org_id: str) -> bool:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Select, bindparam, case, func, select, text, tuple_
+from sqlalchemy import Date, Insert, Select, bindparam, case, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing_kernel.domain.usage import CounterKey, UsageEvent
-from billing_kernel.store.database import upsert
+from billing_kernel.store.database import upsert, upsert_for
 from billing_kernel.store.tables import (
     org_billing_state,
     org_limit_overrides,
@@ -104,6 +105,23 @@ def _quota_inputs_query() -> Select[Any]:
 _QUOTA_INPUTS = _quota_inputs_query()
 
 
+@functools.cache
+def _add_to_counters(dialect_name: str) -> Insert:
+    """Built once per dialect: it runs with every batch."""
+    stmt = upsert_for(dialect_name, usage_counters)
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            usage_counters.c.org_id,
+            usage_counters.c.period_start,
+            usage_counters.c.metric,
+        ],
+        set_={
+            "quantity": usage_counters.c.quantity + stmt.excluded.quantity,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
 class UsageRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -189,20 +207,8 @@ class UsageRepository:
         """
         if not increments:
             return
-        stmt = upsert(self._conn, usage_counters)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[
-                usage_counters.c.org_id,
-                usage_counters.c.period_start,
-                usage_counters.c.metric,
-            ],
-            set_={
-                "quantity": usage_counters.c.quantity + stmt.excluded.quantity,
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
         await self._conn.execute(
-            stmt,
+            _add_to_counters(self._conn.dialect.name),
             [
                 {
                     "org_id": org_id,

@@ -9,7 +9,7 @@ from billing_kernel.api.deps import ServiceDep, UsageWriter
 from billing_kernel.api.problems import problem_responses
 from billing_kernel.api.schemas import UsageBatchIn, UsageBatchOut
 from billing_kernel.errors import Forbidden
-from billing_kernel.service import RecordStatus, UsageInput
+from billing_kernel.service import RecordStatus
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
@@ -37,12 +37,7 @@ async def ingest_events(body: UsageBatchIn, key: UsageWriter, service: ServiceDe
         raise Forbidden(
             f"this API key is restricted to org {key.org_id!r}; the batch names {foreign[0]!r}"
         )
-    result = await service.record_usage_batch(
-        [
-            UsageInput(e.org_id, e.metric, e.quantity, e.idempotency_key, e.occurred_at)
-            for e in body.events
-        ]
-    )
+    result = await service.record_usage_batch(body.events)
     # Built as plain JSON: validating 1,000 result models again would cost more than the
     # database work. The shape is UsageBatchOut, as documented.
     return JSONResponse(
