@@ -38,10 +38,7 @@ pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	cd bench && export PYTHONPATH=.. \
-	  && ../$(BIN)/python kernel_vs_raw.py \
-	  && ../$(BIN)/python track_overhead.py \
-	  && ../$(BIN)/python dashboard_page.py
+	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py
 
 clean:
 	rm -rf $(VENV) billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 RESULTS = Path(__file__).parent / "results" / "latest.json"
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
+DB_NAME = "billing_bench"
+
+
+def server_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server",
+        default=DEFAULT_SERVER,
+        help=f"PostgreSQL server; the benchmark makes its own database there, {DB_NAME!r}",
+    )
+
+
+async def fresh_database(server_url: str) -> str:
+    """An empty database for the run (dropped and made anew); its URL."""
+    admin = await asyncpg.connect(f"{server_url}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+    finally:
+        await admin.close()
+    return f"{server_url}/{DB_NAME}"
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:

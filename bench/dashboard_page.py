@@ -1,7 +1,7 @@
 """Server time of the billing page (`GET /app/billing`, one service call and one render)
 next to the summary service call alone, in the same run, on SQLite and PostgreSQL.
 
-Usage: python bench/dashboard_page.py [--postgres URL]
+Usage: python bench/dashboard_page.py [--server URL-of-PostgreSQL-server]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,7 @@ from billing_kernel.domain.billing_state import MemberRole
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
-from common import percentile, report, row
+from common import fresh_database, percentile, report, row, server_argument
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 CALLS = 300
@@ -57,13 +58,11 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
     return page_times, summary_times
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    args = parser.parse_args()
+def collect(postgres_url: str) -> list[dict[str, Any]]:
+    """The rows; `postgres_url` names a database this may migrate and write to."""
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": args.postgres}
+        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": postgres_url}
         for name, url in targets.items():
             migrate.upgrade(url)
             page, summary = asyncio.run(measure(url))
@@ -82,7 +81,13 @@ def main() -> None:
                         },
                     )
                 )
-    report(rows)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    server_argument(parser)
+    report(collect(asyncio.run(fresh_database(parser.parse_args().server))))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ from tests.live import KernelServer, kernel_command
 
 from billing_kernel.domain.periods import BillingPeriod
 from billing_kernel.store import migrate
-from common import cpu_seconds, percentile, report, row
+from common import cpu_seconds, fresh_database, percentile, report, row, server_argument
 from loadgen import LoadClient
 
-DB_NAME = "billing_bench"
 BATCH = 1_000
 WORKERS = 2
 """One uvicorn worker per core, the documented way to run the kernel for throughput."""
@@ -337,10 +336,17 @@ class Bench:
                     "tokens",
                 )
 
+        health = http.encode("GET", "/healthz")
+
+        async def floor(_: int) -> None:  # an HTTP answer with no work behind it
+            answer = await http.send(health)
+            assert answer.status == 200, answer.body
+
         loads = {}
         for concurrency in levels:
             async with http:
                 k, r = await self.pair(http, kernel, raw, total, concurrency)
+                bare = await Load.run(floor, total, concurrency)
             loads[concurrency] = k
             setup = {
                 "requests": total,
@@ -351,6 +357,13 @@ class Bench:
             self.add(f"quota check p99, c={concurrency}{label}", "ms", k.p(0.99), r.p(0.99), setup)
             self.add(
                 f"quota check rate, c={concurrency}{label}", "req/s", k.rate(), r.rate(), setup
+            )
+            self.add(
+                f"HTTP floor p99 (GET /healthz), c={concurrency}{label}",
+                "ms",
+                bare.p(0.99),
+                r.p(0.99),
+                setup | {"note": "uvicorn + FastAPI answering with no database work"},
             )
         return loads
 
@@ -428,12 +441,8 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
     return time.perf_counter() - started
 
 
-async def run(server_url: str, growth_events: int, workers: int) -> list[dict[str, Any]]:
-    admin = await asyncpg.connect(f"{server_url}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
-    await admin.close()
-    dsn = f"{server_url}/{DB_NAME}"
+async def run(dsn: str, growth_events: int, workers: int) -> list[dict[str, Any]]:
+    """The rows, measured on `dsn`, an empty database."""
     await asyncio.to_thread(migrate.upgrade, dsn)
     key = await asyncio.to_thread(
         kernel_command,
@@ -485,15 +494,18 @@ async def run(server_url: str, growth_events: int, workers: int) -> list[dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--server",
-        default="postgresql://postgres@127.0.0.1:5432",
-        help="PostgreSQL server; the benchmark creates its own database",
-    )
-    parser.add_argument("--growth-events", type=int, default=10_000_000)
-    parser.add_argument("--workers", type=int, default=WORKERS, help="kernel server processes")
+    arguments(parser)
     args = parser.parse_args()
-    report(asyncio.run(run(args.server, args.growth_events, args.workers)))
+    dsn = asyncio.run(fresh_database(args.server))
+    report(asyncio.run(run(dsn, args.growth_events, args.workers)))
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    server_argument(parser)
+    parser.add_argument(
+        "--growth-events", type=int, default=10_000_000, help="events stored for the growth rows"
+    )
+    parser.add_argument("--workers", type=int, default=WORKERS, help="kernel server processes")
 
 
 if __name__ == "__main__":

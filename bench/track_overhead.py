@@ -1,7 +1,7 @@
 """What `track()` costs the product's hot path, next to the seed's approach: an awaited
 database write per call (`BillingService.update_usage_counters`), measured in the same run.
 
-Usage: python bench/track_overhead.py [--postgres URL]
+Usage: python bench/track_overhead.py [--server URL-of-PostgreSQL-server]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from billing_kernel.config import Settings
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
-from common import cpu_seconds, percentile, report, row
+from common import cpu_seconds, fresh_database, percentile, report, row, server_argument
 
 TRACK_CALLS = 100_000
 DB_CALLS = 2_000
@@ -70,22 +70,16 @@ async def time_awaited_writes(url: str) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="an existing, migrated or migratable PostgreSQL database",
-    )
-    args = parser.parse_args()
+def collect(postgres_url: str) -> list[dict[str, Any]]:
+    """The rows; `postgres_url` names a database this may migrate and write to."""
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         sqlite_url = f"sqlite:///{scratch}/bench.db"
         migrate.upgrade(sqlite_url)
-        migrate.upgrade(args.postgres)
+        migrate.upgrade(postgres_url)
         baselines = {
             "SQLite": asyncio.run(time_awaited_writes(sqlite_url)),
-            "PostgreSQL": asyncio.run(time_awaited_writes(args.postgres)),
+            "PostgreSQL": asyncio.run(time_awaited_writes(postgres_url)),
         }
         cpu_before = cpu_seconds()
         memory = time_track(None)
@@ -109,7 +103,13 @@ def main() -> None:
                         },
                     )
                 )
-    report(rows)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    server_argument(parser)
+    report(collect(asyncio.run(fresh_database(parser.parse_args().server))))
 
 
 if __name__ == "__main__":

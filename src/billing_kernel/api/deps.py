@@ -24,16 +24,25 @@ bearer = HTTPBearer(
 )
 
 
-# The two are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
-# thread, a thread hop on every request for what is an attribute read.
-async def get_service(request: Request) -> BillingService:
+def service_of(request: Request) -> BillingService:
     service: BillingService = request.app.state.service
     return service
 
 
-async def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+# `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread
+# hop on every request for what is an attribute read. The dependencies on the hot paths read
+# app.state themselves: each dependency FastAPI resolves costs time on every request.
+async def get_service(request: Request) -> BillingService:
+    return service_of(request)
+
+
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
 
 
 ServiceDep = Annotated[BillingService, Depends(get_service)]
@@ -42,11 +51,10 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 async def get_principal(
     request: Request,
-    service: ServiceDep,
-    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
     """The caller: a service by its API key, or a user by their JWT (bearer or cookie)."""
+    settings = settings_of(request)
     token = credentials.credentials if credentials else request.cookies.get(settings.auth_cookie)
     if not token:
         raise Unauthenticated(
@@ -54,7 +62,7 @@ async def get_principal(
             f"`{settings.auth_cookie}` cookie"
         )
     if looks_like_api_key(token):
-        return await service.authenticate_api_key(token)
+        return await service_of(request).authenticate_api_key(token)
     verifier: TokenVerifier = request.app.state.verifier
     return await verifier.verify(token)
 
@@ -88,8 +96,9 @@ def org_access(
     and to members with one of `roles`."""
 
     async def dependency(
-        principal: PrincipalDep, service: ServiceDep, x_org_id: OrgHeader = None
+        request: Request, principal: PrincipalDep, x_org_id: OrgHeader = None
     ) -> OrgAccess:
+        service = service_of(request)
         if isinstance(principal, Service):
             x_org_id = x_org_id or principal.org_id  # a key for one org needs no header
             if not x_org_id:

@@ -56,7 +56,7 @@ async def billing_page(
 ) -> Response:
     credentials: HTTPAuthorizationCredentials | None = await bearer(request)
     try:
-        caller = await get_principal(request, service, settings, credentials)
+        caller = await get_principal(request, credentials)
     except Unauthenticated as exc:
         return _message(
             request,

@@ -1,0 +1,36 @@
+"""`make bench`: every benchmark in one run, one table, and bench/results/latest.json.
+
+The kernel against the raw database (ingestion, checks, summary, growth), what `track()` costs
+the product next to an awaited write, and the billing page next to the summary call, all on one
+fresh PostgreSQL database (and a scratch SQLite file for the in-process rows).
+
+Usage: python bench/run.py [--server URL] [--growth-events N] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import dashboard_page
+import kernel_vs_raw
+import track_overhead
+from common import fresh_database, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    kernel_vs_raw.arguments(parser)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    dsn = asyncio.run(fresh_database(args.server))
+    rows = asyncio.run(kernel_vs_raw.run(dsn, args.growth_events, args.workers))
+    rows += track_overhead.collect(dsn)
+    rows += dashboard_page.collect(dsn)
+    report(rows)
+    print(f"make bench took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
