@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,11 +20,18 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
-from tests.live import KernelServer, kernel_command
+from tests.live import KernelServer, connections_per_worker, kernel_command
 
 from billing_kernel.domain.periods import BillingPeriod
 from billing_kernel.store import migrate
-from common import cpu_seconds, fresh_database, percentile, report, row, server_argument
+from common import (
+    cpu_seconds,
+    fresh_database,
+    percentile,
+    report,
+    row,
+    server_argument,
+)
 from loadgen import LoadClient
 
 BATCH = 1_000
@@ -56,10 +64,15 @@ class Load:
                 await work(n)
                 load.latencies.append((time.perf_counter() - start) * 1000)
 
-        cpu, started = cpu_seconds(), time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        load.seconds = time.perf_counter() - started
-        load.cpu = cpu_seconds() - cpu
+        gc.collect()
+        gc.disable()  # the generator's own collections must not show up as the server's latency
+        try:
+            cpu, started = cpu_seconds(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            load.seconds = time.perf_counter() - started
+            load.cpu = cpu_seconds() - cpu
+        finally:
+            gc.enable()
         return load
 
     def rate(self, per_call: int = 1) -> float:
@@ -164,16 +177,33 @@ class Bench:
         raw: Callable[[int], Awaitable[None]],
         total: int,
         concurrency: int,
+        warmup: int = 0,
     ) -> tuple[Load, Load]:
         """The kernel, then the baseline, at the same concurrency; each side's connections
-        are opened before its clock starts."""
+        are opened before its clock starts. With `warmup`, read-only work runs that many times
+        untimed first, so that statements are prepared on every connection in use."""
         assert self.pool is not None
         pool = self.pool
         await asyncio.gather(*(http.call("GET", "/readyz") for _ in range(concurrency)))
+        await Load.run(kernel, warmup, concurrency)
         k = await Load.run(kernel, total, concurrency)
         await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(concurrency)))
+        await Load.run(raw, warmup, concurrency)
         r = await Load.run(raw, total, concurrency)
         return k, r
+
+    def split(self) -> list[int]:
+        """The client connections each server worker holds (uvicorn's workers share one
+        listening socket, and whichever is awake first accepts)."""
+        assert self.server.process is not None
+        return connections_per_worker(self.server.process.pid, self.server.port)
+
+    async def settle(self) -> None:
+        """Vacuum, analyze and checkpoint after writing, so that autovacuum and checkpoint
+        writes do not land on whichever side happens to be measured next."""
+        assert self.pool is not None
+        await self.pool.execute("VACUUM ANALYZE")
+        await self.pool.execute("CHECKPOINT")
 
     async def org(self) -> str:
         org = f"bench-{uuid.uuid4().hex[:10]}"
@@ -204,6 +234,7 @@ class Bench:
 
     async def batched(self, label: str = "", batches: int = 30, concurrency: int = 2) -> None:
         org_k, org_r = await self.org(), await self.org()
+        await self.settle()
         bodies_r = [events(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
         assert self.pool is not None
         pool = self.pool
@@ -254,6 +285,7 @@ class Bench:
             requests = [
                 http.encode("POST", INGEST, {"events": body(org_k, b)}) for b in range(batches)
             ]
+            await self.settle()
 
             async def kernel(n: int) -> None:
                 answer = await http.send(requests[n])
@@ -275,6 +307,7 @@ class Bench:
 
     async def single(self, total: int = 3_000, concurrency: int = 32) -> None:
         org_k, org_r = await self.org(), await self.org()
+        await self.settle()
         assert self.pool is not None
         pool = self.pool
         async with self.http(concurrency) as http:
@@ -311,20 +344,17 @@ class Bench:
         self, label: str = "", levels: tuple[int, ...] = (1, 16, 64), total: int = 2_000
     ) -> dict[int, Load]:
         org = await self.org()
+        await self.settle()
         period = BillingPeriod.containing(now()).key
         assert self.pool is not None
         pool = self.pool
-        http = self.http(max(levels))
+        http = self.http(1)  # to encode with; each level opens its own connections below
         request = http.encode(
             "POST",
             "/api/v1/billing/org/check",
             {"metric": "tokens", "amount": 10},
             headers={"X-Org-Id": org},
         )
-
-        async def kernel(_: int) -> None:
-            answer = await http.send(request)
-            assert answer.status == 200, answer.body
 
         async def raw(_: int) -> None:
             async with pool.acquire() as conn:
@@ -337,20 +367,27 @@ class Bench:
                 )
 
         health = http.encode("GET", "/healthz")
-
-        async def floor(_: int) -> None:  # an HTTP answer with no work behind it
-            answer = await http.send(health)
-            assert answer.status == 200, answer.body
-
         loads = {}
         for concurrency in levels:
-            async with http:
-                k, r = await self.pair(http, kernel, raw, total, concurrency)
+            # One keep-alive connection per concurrent client, as the clients of a service hold.
+            async with self.http(concurrency) as clients:
+
+                async def kernel(_: int, clients: LoadClient = clients) -> None:
+                    answer = await clients.send(request)
+                    assert answer.status == 200, answer.body
+
+                async def floor(_: int, clients: LoadClient = clients) -> None:
+                    answer = await clients.send(health)  # an HTTP answer with no work behind it
+                    assert answer.status == 200, answer.body
+
+                split = self.split()
+                k, r = await self.pair(clients, kernel, raw, total, concurrency, warmup=total // 10)
                 bare = await Load.run(floor, total, concurrency)
             loads[concurrency] = k
             setup = {
                 "requests": total,
                 "concurrency": concurrency,
+                "connections_per_worker": split,
                 "generator_cpu_s": round(k.cpu, 2),
             }
             self.add(f"quota check p50, c={concurrency}{label}", "ms", k.p(0.5), r.p(0.5), setup)
@@ -369,6 +406,7 @@ class Bench:
 
     async def summary(self, total: int = 1_000) -> None:
         org = await self.org()
+        await self.settle()
         period: date = BillingPeriod.containing(now()).key
         assert self.pool is not None
         pool = self.pool
@@ -399,7 +437,7 @@ class Bench:
                 await conn.fetch("SELECT * FROM org_limit_overrides WHERE org_id = $1", org)
 
         async with http:
-            k, r = await self.pair(http, kernel, raw, total, 1)
+            k, r = await self.pair(http, kernel, raw, total, 1, warmup=total // 10)
         setup = {"requests": total, "concurrency": 1, "generator_cpu_s": round(k.cpu, 2)}
         self.add("summary p50", "ms", k.p(0.5), r.p(0.5), setup)
         self.add("summary p99", "ms", k.p(0.99), r.p(0.99), setup)
@@ -435,7 +473,7 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
             WHERE org_id LIKE 'grown-%' GROUP BY org_id, period_start, metric
             ON CONFLICT (org_id, period_start, metric) DO UPDATE SET quantity = excluded.quantity
         """)
-        await conn.execute("ANALYZE")
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     return time.perf_counter() - started

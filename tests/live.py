@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -34,6 +35,46 @@ def kernel_command(database_url: str, *args: str) -> str:
         check=True,
         timeout=60,
     ).stdout.strip()
+
+
+def _tcp_sockets(port: int, state: str) -> set[str]:
+    """The inodes (as `socket:[n]`) of local TCP sockets on `port` in `state` (Linux /proc;
+    01 established, 0A listening)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The processes of a `serve` command that answer requests: its workers, or itself."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    workers = [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return workers or [server_pid]
+
+
+def connections_per_worker(server_pid: int, port: int) -> list[int]:
+    """How many established client connections each worker holds, most first."""
+    established = _tcp_sockets(port, "01")
+    counts = []
+    for pid in worker_pids(server_pid):
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                held += fd.readlink().name in established
+            except OSError:  # closed meanwhile
+                continue
+        counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 class KernelServer:
@@ -70,10 +111,12 @@ class KernelServer:
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
+        """Until the kernel answers /readyz and every worker listens."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+                if ready and len(_tcp_sockets(self.port, "0A")) >= self.workers:
                     return
             except httpx.TransportError:
                 pass

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
-import uvicorn
 
+from billing_kernel.api import serving
 from billing_kernel.auth.api_keys import parse_scopes
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.config import get_settings
@@ -148,7 +148,9 @@ def summary(org_id: str) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes, each accepting on its own socket.")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (uvicorn). Refuses to start with unsafe settings."""
@@ -162,17 +164,7 @@ def serve(
     base = f"http://{host}:{port}"
     typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
     typer.echo(f"Dashboard: {base}/app/billing")
-    uvicorn.run(
-        "billing_kernel.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    serving.serve(host, port, workers, log_level)
 
 
 @app.command()

@@ -1,0 +1,122 @@
+"""Running the API under uvicorn: one process, or several that each accept on their own socket.
+
+uvicorn's own workers share one listening socket, and whichever worker is awake first accepts
+every connection waiting: clients that keep their connections open (every SDK, every proxy
+with an upstream pool) can all land on one worker while the others idle. Measured with 16
+keep-alive clients and two workers: all 16 on one worker, half the machine unused. Here each
+worker binds its own socket with SO_REUSEPORT, and the operating system spreads new
+connections over the workers' sockets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import types
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import uvicorn
+
+APP = "billing_kernel.api.app:create_app"
+RESTART_PAUSE_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 15.0
+
+
+def uvicorn_options(host: str, port: int, log_level: str) -> dict[str, Any]:
+    return {
+        "app": APP,
+        "factory": True,
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` that other processes of this user may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _worker(options: dict[str, Any]) -> None:
+    """One worker process: its own socket, its own event loop, the whole app."""
+    # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which then
+    # stops each worker once (a second signal would make uvicorn drop requests in flight).
+    os.setpgrp()
+    _stop_when_orphaned()
+    sock = listening_socket(options["host"], options["port"])
+    uvicorn.Server(uvicorn.Config(**options)).run(sockets=[sock])
+
+
+def _stop_when_orphaned() -> None:
+    """Shut down gracefully if the supervisor dies without stopping us (SIGKILL, OOM)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve until SIGINT or SIGTERM; a worker that dies is replaced."""
+    options = uvicorn_options(host, port, log_level)
+    if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        uvicorn.run(**options, workers=workers)
+        return
+    # Held, never listened on: the port is checked free before any worker starts, and stays
+    # this user's while workers come and go.
+    with listening_socket(host, port):
+        _supervise(options, workers)
+
+
+def _supervise(options: dict[str, Any], workers: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def stop(_signum: int, _frame: types.FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def start() -> BaseProcess:
+        process = context.Process(target=_worker, args=(options,), name="billing-kernel-worker")
+        process.start()
+        return process
+
+    running = [start() for _ in range(workers)]
+    try:
+        while not stopping:
+            wait([p.sentinel for p in running], timeout=0.5)
+            for index, process in enumerate(running):
+                if not process.is_alive() and not stopping:
+                    process.join()
+                    time.sleep(RESTART_PAUSE_SECONDS)  # a worker failing at once must not spin
+                    running[index] = start()
+    finally:
+        for process in running:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for process in running:
+            process.join(STOP_TIMEOUT_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
