@@ -164,7 +164,11 @@ def serve(
     base = f"http://{host}:{port}"
     typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
     typer.echo(f"Dashboard: {base}/app/billing")
-    serving.serve(host, port, workers, log_level)
+    try:
+        serving.serve(host, port, workers, log_level)
+    except OSError as exc:
+        typer.secho(f"error: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
 
 
 @app.command()

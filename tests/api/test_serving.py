@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.live import KernelServer, connections_per_worker, worker_pids
+from tests.live import KernelServer, connections_per_worker, kernel_env, worker_pids
 
 
 @pytest.fixture
@@ -85,6 +87,19 @@ def test_stopping_the_server_stops_every_worker(postgres_url: str, stop: signal.
     server.process.send_signal(stop)
     assert server.process.wait(timeout=30) == 0
     eventually(lambda: not any(alive(pid) for pid in workers))
+
+
+def test_a_second_server_on_the_same_port_is_refused(two_workers: KernelServer) -> None:
+    command = ["serve", "--workers", "2", "--port", str(two_workers.port)]
+    second = subprocess.run(
+        [sys.executable, "-m", "billing_kernel", *command],
+        env=kernel_env(two_workers.database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{two_workers.port}" in second.stderr
 
 
 def test_workers_of_a_killed_supervisor_shut_down(postgres_url: str) -> None:

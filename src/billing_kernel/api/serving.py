@@ -41,10 +41,21 @@ def uvicorn_options(host: str, port: int, log_level: str) -> dict[str, Any]:
     }
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError if something already listens on `host:port`. A plain bind, as uvicorn
+    makes: with SO_REUSEPORT alone, a second server on the port would silently join this one."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to `host:port` that other processes of this user may bind too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -74,7 +85,9 @@ def _stop_when_orphaned() -> None:
 
 
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve until SIGINT or SIGTERM; a worker that dies is replaced."""
+    """Serve until SIGINT or SIGTERM; a worker that dies is replaced. OSError if the port is
+    taken."""
+    check_port_free(host, port)
     options = uvicorn_options(host, port, log_level)
     if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(**options, workers=workers)
