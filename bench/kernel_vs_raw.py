@@ -152,6 +152,7 @@ class Bench:
         self.headers = {"Authorization": f"Bearer {key}"}
         self.rows: list[dict[str, Any]] = []
         self.pool: asyncpg.Pool | None = None
+        self.database = "PostgreSQL"
 
     async def __aenter__(self) -> Bench:
         # Idle connections close after a second, so that the baseline's 64 and the kernel's
@@ -159,6 +160,7 @@ class Bench:
         self.pool = await asyncpg.create_pool(
             self.dsn, min_size=0, max_size=64, max_inactive_connection_lifetime=1.0
         )
+        self.database = "PostgreSQL " + await self.pool.fetchval("SHOW server_version")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -193,8 +195,8 @@ class Bench:
         return k, r
 
     def split(self) -> list[int]:
-        """The client connections each server worker holds (uvicorn's workers share one
-        listening socket, and whichever is awake first accepts)."""
+        """The client connections each server worker holds: how the operating system spread
+        them over the workers' sockets."""
         assert self.server.process is not None
         return connections_per_worker(self.server.process.pid, self.server.port)
 
@@ -224,7 +226,7 @@ class Bench:
                 kernel,
                 baseline,
                 {
-                    "database": "PostgreSQL 15",
+                    "database": self.database,
                     "server_workers": self.server.workers,
                     "client": "loadgen.LoadClient, keep-alive HTTP/1.1",
                     **setup,
