@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,10 +46,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # What is alive now (modules, the app, compiled statements) lives as long as the
-        # process: keep it out of the collector's full passes, which otherwise walk it on
-        # the request path and set the tail latency.
-        gc.freeze()
         yield
         if owned:
             await db.dispose()
