@@ -83,11 +83,9 @@ class LoadClient:
         try:
             answer = await connection.exchange(request)
         except BaseException:
-            connection.writer.close()  # its state is unknown: replace it
-            connection = _Connection(*await asyncio.open_connection(self.host, self.port))
+            connection.writer.close()  # its state is unknown: never reused (the run fails)
             raise
-        finally:
-            self._idle.put_nowait(connection)
+        self._idle.put_nowait(connection)
         return answer
 
     async def call(
