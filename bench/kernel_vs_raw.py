@@ -382,8 +382,8 @@ class Bench:
                     answer = await clients.send(health)  # an HTTP answer with no work behind it
                     assert answer.status == 200, answer.body
 
-                split = self.split()
                 k, r = await self.pair(clients, kernel, raw, total, concurrency, warmup=total // 10)
+                split = self.split()  # now that every connection has been accepted and served
                 bare = await Load.run(floor, total, concurrency)
             loads[concurrency] = k
             setup = {
