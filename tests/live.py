@@ -53,12 +53,14 @@ def _tcp_sockets(port: int, state: str) -> set[str]:
 
 def worker_pids(server_pid: int) -> list[int]:
     """The processes of a `serve` command that answer requests: its workers, or itself."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    workers = [
-        int(pid)
-        for pid in children
-        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
+    workers = []
+    for pid in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # it exited in between
+            continue
+        if b"resource_tracker" not in command:
+            workers.append(int(pid))
     return workers or [server_pid]
 
 
