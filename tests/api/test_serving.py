@@ -81,12 +81,15 @@ def test_a_worker_that_dies_is_replaced(two_workers: KernelServer) -> None:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_server_stops_every_worker(postgres_url: str, stop: signal.Signals) -> None:
     server = KernelServer(postgres_url, workers=2).start()
-    assert server.process is not None
-    workers = worker_pids(server.process.pid)
-    assert len(workers) == 2
-    server.process.send_signal(stop)
-    assert server.process.wait(timeout=30) == 0
-    eventually(lambda: not any(alive(pid) for pid in workers))
+    try:
+        assert server.process is not None
+        workers = worker_pids(server.process.pid)
+        assert len(workers) == 2
+        server.process.send_signal(stop)
+        assert server.process.wait(timeout=30) == 0
+        eventually(lambda: not any(alive(pid) for pid in workers))
+    finally:
+        server.stop()
 
 
 def test_a_second_server_on_the_same_port_is_refused(two_workers: KernelServer) -> None:
@@ -107,4 +110,8 @@ def test_workers_of_a_killed_supervisor_shut_down(postgres_url: str) -> None:
     assert server.process is not None
     workers = worker_pids(server.process.pid)
     server.kill()
-    eventually(lambda: not any(alive(pid) for pid in workers))
+    try:
+        eventually(lambda: not any(alive(pid) for pid in workers))
+    finally:
+        for pid in filter(alive, workers):  # only if the test failed
+            os.kill(pid, signal.SIGKILL)
