@@ -32,6 +32,20 @@ async def test_too_many_clients_is_unavailable_not_a_crash(postgres_url: str) ->
         await _admin(f'DROP ROLE "{role}"')
 
 
+async def test_a_full_pool_waits_then_is_unavailable_never_grows(postgres_url: str) -> None:
+    database = Database(postgres_url, pool_size=1, pool_timeout=0.3)
+    try:
+        async with database.transaction() as held:
+            await held.execute(text("SELECT 1"))
+            with pytest.raises(DatabaseUnavailable):  # no overflow connection beside the one
+                async with database.transaction():
+                    pass
+        async with database.transaction() as conn:  # free again once returned
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await database.dispose()
+
+
 async def test_a_missing_table_is_not_transient(postgres_url: str) -> None:
     database = Database(make_url(postgres_url).set(database="postgres"))
     try:

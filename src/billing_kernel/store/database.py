@@ -78,7 +78,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """One database: an async engine and the transactions the service runs in."""
 
-    def __init__(self, url: str | URL, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        echo: bool = False,
+    ) -> None:
         self.url = async_url(url)
         self.dialect_name = self.url.get_backend_name()
         options: dict[str, Any] = {"echo": echo}
@@ -87,12 +94,14 @@ class Database:
             # database restart fails its request once (a 503 callers retry) and is replaced.
             # No overflow: connections beyond the pool would be closed on return and opened
             # again under sustained load (p99 of checks at concurrency 16: 49 -> 20 ms); a
-            # request waits for a free connection instead, up to 30 s, and is then a 503.
+            # request waits for a free connection instead, up to `pool_timeout` seconds, and
+            # is then a 503.
             # LIFO: at low concurrency the same few connections serve, with their prepared
             # statements warm, instead of each pooled connection preparing them in turn.
             options |= {
                 "pool_size": pool_size,
                 "max_overflow": 0,
+                "pool_timeout": pool_timeout,
                 "pool_recycle": 1800,
                 "pool_use_lifo": True,
             }
