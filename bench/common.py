@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import resource
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ def server_argument(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SERVER,
         help=f"PostgreSQL server; the benchmark makes its own database there, {DB_NAME!r}",
     )
+
+
+def run_alone(collect: Callable[[str], list[dict[str, Any]]], description: str | None) -> None:
+    """A benchmark script run by itself: its rows on a fresh database, and the table."""
+    parser = argparse.ArgumentParser(description=description)
+    server_argument(parser)
+    report(collect(asyncio.run(fresh_database(parser.parse_args().server))))
 
 
 async def fresh_database(server_url: str) -> str:

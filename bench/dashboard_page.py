@@ -6,7 +6,6 @@ Usage: python bench/dashboard_page.py [--server URL-of-PostgreSQL-server]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -23,7 +22,7 @@ from billing_kernel.domain.billing_state import MemberRole
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
-from common import fresh_database, percentile, report, row, server_argument
+from common import percentile, row, run_alone
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 CALLS = 300
@@ -84,11 +83,5 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    server_argument(parser)
-    report(collect(asyncio.run(fresh_database(parser.parse_args().server))))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(collect, __doc__)

@@ -6,7 +6,6 @@ Usage: python bench/track_overhead.py [--server URL-of-PostgreSQL-server]
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import tempfile
@@ -21,7 +20,7 @@ from billing_kernel.config import Settings
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
-from common import cpu_seconds, fresh_database, percentile, report, row, server_argument
+from common import cpu_seconds, percentile, row, run_alone
 
 TRACK_CALLS = 100_000
 DB_CALLS = 2_000
@@ -106,11 +105,5 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    server_argument(parser)
-    report(collect(asyncio.run(fresh_database(parser.parse_args().server))))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(collect, __doc__)
