@@ -1,13 +1,19 @@
 """One error model everywhere, request ids, and the health checks."""
 
 import logging
+import uuid
 
+import anyio.to_thread
 import pytest
 from sqlalchemy.engine import make_url
 
 from billing_kernel.auth.principal import Scope
+from billing_kernel.config import Settings
+from billing_kernel.service import BillingService
+from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
 from tests.api.conftest import Api, app_for
+from tests.conftest import _admin
 
 pytestmark = pytest.mark.anyio
 
@@ -70,6 +76,49 @@ async def test_an_unreachable_database_is_a_503_the_caller_may_retry(api: Api) -
     problem = response.json()
     assert problem["code"] == "database_unavailable"
     assert "127.0.0.1" not in response.text
+
+
+async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_once(
+    postgres_url: str,
+) -> None:
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    await _admin(f'CREATE DATABASE "{name}"')
+    database = Database(url)
+    try:
+        await anyio.to_thread.run_sync(migrate.upgrade, url)
+        service = BillingService(database, Settings(database_url=url))
+        _, key = await service.create_api_key([Scope.USAGE_WRITE])
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def batch(key: str, quantity: int) -> dict[str, object]:
+            event = {"org_id": "org-a", "metric": "tokens", "quantity": quantity}
+            return {"events": [{**event, "idempotency_key": key}]}
+
+        async with app_for(database) as client:
+            first = await client.post("/api/v1/usage/events", json=batch("k1", 5), headers=headers)
+            assert first.json()["accepted"] == 1  # the key is now verified and kept in memory
+            await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await database.engine.dispose()  # the next request must open a new connection
+            refused = await client.post(
+                "/api/v1/usage/events", json=batch("k2", 7), headers=headers
+            )
+            not_ready = await client.get("/readyz")
+            await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            retried = await client.post(
+                "/api/v1/usage/events", json=batch("k2", 7), headers=headers
+            )
+        assert refused.status_code == 503, refused.text  # SQLSTATE 55000, not a 500
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["code"] == "database_unavailable"
+        assert name not in refused.text
+        assert not_ready.status_code == 503
+        assert retried.json()["accepted"] == 1
+        usage = await service.get_org_usage_for_current_period("org-a")
+        assert usage.used["tokens"] == 12
+    finally:
+        await database.dispose()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_health_and_readiness(api: Api) -> None:

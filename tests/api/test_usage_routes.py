@@ -1,6 +1,7 @@
 """POST /api/v1/usage/events."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,3 +204,57 @@ async def test_the_first_event_of_a_new_org_creates_it(api: Api) -> None:
     await api.client.post(EVENTS, json={"events": [event(org_id, "a", 12)]}, headers=writer)
     state = await api.service.get_org_billing_state(org_id)
     assert (state.plan_slug, state.status.value) == ("internal-dev", "trial")
+
+
+POISON = [
+    ("org_id", "a\ud800b"),
+    ("org_id", "\udc00"),
+    ("idempotency_key", "a\udc00"),
+    ("occurred_at", "0001-01-01T00:00:00+01:00"),
+    ("occurred_at", "9999-12-31T23:59:59-01:00"),
+]
+"""Valid JSON of the right types that no database can store or no calendar can hold."""
+
+
+async def test_poison_values_are_refused_per_event_and_the_good_events_counted(api: Api) -> None:
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    sent = [
+        {**event(org_id, f"poison-{i}", 5), field: value} for i, (field, value) in enumerate(POISON)
+    ]
+    sent.insert(2, event(org_id, "good-1", 100))
+    sent.append(event(org_id, "good-2", 20))
+    await api.client.post(EVENTS, json={"events": [event(org_id, "seed", 0)]}, headers=writer)
+    before = await row_counts(api.database)
+    # JSON escapes, as a client writes them: "\ud800" is valid JSON, but not Unicode text.
+    body = json.dumps({"events": sent}).encode()
+    response = await api.client.post(
+        EVENTS, content=body, headers={**writer, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    answer = json.loads(response.content)
+    assert (answer["accepted"], answer["refused"]) == (2, len(POISON))
+    for result, original in zip(answer["results"], sent, strict=True):
+        # Each result echoes the event exactly as sent, lone surrogates included.
+        assert (result["org_id"], result["idempotency_key"]) == (
+            original["org_id"],
+            original["idempotency_key"],
+        )
+        good = original["idempotency_key"].startswith("good")
+        assert result["status"] == ("accepted" if good else "refused")
+        if not good:
+            assert result["error"]["code"] == "invalid_input"
+    assert await tokens_used(api, org_id) == 120
+    after = await row_counts(api.database)
+    assert after["usage_events"] == before["usage_events"] + 2
+    assert after["orgs"] == before["orgs"]
+
+
+async def test_a_problem_that_quotes_a_lone_surrogate_is_still_an_answer(api: Api) -> None:
+    writer = await api.key(Scope.USAGE_WRITE)
+    body = b'{"events": [], "\\udc00": 1}'
+    response = await api.client.post(
+        EVENTS, content=body, headers={**writer, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"

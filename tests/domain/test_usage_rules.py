@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -12,6 +12,8 @@ from billing_kernel.domain.usage import (
     UsageEvent,
     counter_increments,
     new_usage_event,
+    validate_occurred_at,
+    validate_text,
 )
 from billing_kernel.errors import InvalidInput, UnknownMetric
 
@@ -58,6 +60,17 @@ def test_a_valid_event_defaults_its_time_to_the_receive_time() -> None:
         ("occurred_at", NOW + timedelta(minutes=5, seconds=1), "in the future"),
         ("occurred_at", NOW - timedelta(days=35, seconds=1), "older than 35 days"),
         ("occurred_at", datetime(2026, 5, 15, 12, 0), "timezone"),  # noqa: DTZ001
+        ("occurred_at", "2026-05-15T12:00:00Z", "a datetime with a timezone"),
+        # Valid JSON, but a lone surrogate is not Unicode text: no database can store it.
+        ("org_id", "a\ud800b", "lone UTF-16 surrogate"),
+        ("idempotency_key", "a\udc00", "lone UTF-16 surrogate"),
+        # The offset moves the UTC instant out of the calendar.
+        ("occurred_at", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), "years 1 to"),
+        (
+            "occurred_at",
+            datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=1))),
+            "years 1 to 9999",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(field: str, value: object, message: str) -> None:
@@ -148,3 +161,62 @@ def test_only_whole_numbers_in_range_are_quantities(value: object) -> None:
 def test_the_cheap_period_start_is_the_periods_key(moment: datetime) -> None:
     stored = UsageEvent("o", "tokens", 1, "k", moment, moment)
     assert stored.period_start == stored.period.key
+
+
+def test_free_text_with_a_lone_surrogate_is_refused_and_real_unicode_kept() -> None:
+    assert validate_text("Zoë 🚀 Ünïcode", "name", 200) == "Zoë 🚀 Ünïcode"
+    with pytest.raises(InvalidInput, match="surrogate") as refused:
+        validate_text("Zo\udceb", "name", 200)
+    assert refused.value.details["field"] == "name"
+
+
+YEAR_1 = datetime.min  # noqa: DTZ901 (wall-clock arithmetic: naive on purpose)
+CALENDAR = datetime.max - YEAR_1  # noqa: DTZ901
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
+"""Every offset an RFC 3339 time can carry and the API's parser accepts (up to ±23:59)."""
+
+
+def since_year_1(wall: datetime, offset: timezone) -> timedelta:
+    """The UTC instant of `wall` at `offset`, as exact time since 0001-01-01T00:00 UTC."""
+    return (wall - YEAR_1) - offset.utcoffset(None)
+
+
+@given(st.datetimes(), OFFSETS)
+def test_any_aware_time_is_its_utc_instant_or_refused_at_the_calendar_edge(
+    wall: datetime, offset: timezone
+) -> None:
+    moment = wall.replace(tzinfo=offset)
+    instant = since_year_1(wall, offset)
+    if timedelta(0) <= instant <= CALENDAR:
+        utc = validate_occurred_at(moment)
+        assert utc.tzinfo is UTC
+        assert utc == moment
+        assert utc.replace(tzinfo=None) == YEAR_1 + instant
+    else:
+        with pytest.raises(InvalidInput, match="years 1 to 9999") as refused:
+            validate_occurred_at(moment)
+        assert refused.value.details["field"] == "occurred_at"
+
+
+@given(
+    st.one_of(
+        st.datetimes(),
+        st.datetimes(  # near the receive time too, where the window's edges are
+            NOW.replace(tzinfo=None) - timedelta(days=37),
+            NOW.replace(tzinfo=None) + timedelta(days=2),
+        ),
+    ),
+    OFFSETS,
+)
+def test_any_event_time_is_counted_in_the_window_or_refused_per_event(
+    wall: datetime, offset: timezone
+) -> None:
+    moment = wall.replace(tzinfo=offset)
+    instant = since_year_1(wall, offset)
+    now = NOW.replace(tzinfo=None) - YEAR_1
+    if now - timedelta(days=35) <= instant <= now + timedelta(minutes=5):
+        assert event(occurred_at=moment).occurred_at == moment
+    else:
+        with pytest.raises(InvalidInput) as refused:
+            event(occurred_at=moment)
+        assert refused.value.details["field"] == "occurred_at"

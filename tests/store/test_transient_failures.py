@@ -32,6 +32,47 @@ async def test_too_many_clients_is_unavailable_not_a_crash(postgres_url: str) ->
         await _admin(f'DROP ROLE "{role}"')
 
 
+@pytest.mark.parametrize("how", ["transaction", "read"])
+async def test_a_database_that_accepts_no_connections_now_is_unavailable(
+    postgres_url: str, how: str
+) -> None:
+    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # SQLSTATE 55000
+    database = Database(make_url(postgres_url).set(database=name))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with getattr(database, how)():
+                pass
+    finally:
+        await database.dispose()
+        await _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_a_database_that_does_not_exist_is_unavailable_not_a_crash(
+    postgres_url: str,
+) -> None:
+    database = Database(make_url(postgres_url).set(database=f"missing_{uuid.uuid4().hex[:8]}"))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with database.read():
+                pass
+    finally:
+        await database.dispose()
+
+
+async def test_a_statement_timeout_is_momentary(postgres_url: str) -> None:
+    database = Database(postgres_url)
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(text("SET statement_timeout = 50"))
+        with pytest.raises(DatabaseUnavailable):  # SQLSTATE 57014
+            async with database.transaction() as conn:
+                await conn.execute(text("SELECT pg_sleep(1)"))
+    finally:
+        await database.dispose()
+
+
 async def test_a_full_pool_waits_then_is_unavailable_never_grows(postgres_url: str) -> None:
     database = Database(postgres_url, pool_size=1, pool_timeout=0.3)
     try:

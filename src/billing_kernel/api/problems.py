@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billing_kernel.api.responses import EscapedJSONResponse
 from billing_kernel.errors import BillingError
 
 logger = logging.getLogger("billing_kernel.api")
@@ -75,7 +76,7 @@ def _problem(
     detail: str,
     errors: list[FieldProblem] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
+) -> EscapedJSONResponse:
     body = Problem(
         type=f"urn:billing-kernel:{code}",
         title=title,
@@ -88,7 +89,7 @@ def _problem(
     )
     # Set here too: a 500 is sent from outside RequestIdMiddleware.
     headers = {**(headers or {}), REQUEST_ID_HEADER: body.request_id}
-    return JSONResponse(
+    return EscapedJSONResponse(  # a detail may quote what the caller sent
         body.model_dump(exclude_none=True),
         status_code=status,
         media_type=PROBLEM_JSON,

@@ -33,7 +33,7 @@ def validate_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> st
         raise InvalidInput(f"{what} is longer than {max_length} characters", field=what)
     if not ID_PATTERN.fullmatch(value):
         raise InvalidInput(f"{what} contains control characters", field=what)
-    return value
+    return _storable(value, what)
 
 
 def validate_text(value: str | None, what: str, max_length: int) -> str | None:
@@ -45,7 +45,32 @@ def validate_text(value: str | None, what: str, max_length: int) -> str | None:
         raise InvalidInput(f"{what} must be text of at most {max_length} characters", field=what)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise InvalidInput(f"{what} contains control characters", field=what)
+    return _storable(value, what)
+
+
+def _storable(value: str, what: str) -> str:
+    """`value` if it is Unicode text a database can store. JSON can carry a lone UTF-16
+    surrogate (`"\\ud800"`), which no UTF-8 column (PostgreSQL's or SQLite's) can hold."""
+    if not value.isascii():  # the common case costs one C-level scan
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                f"{what} contains a lone UTF-16 surrogate, which is not Unicode text",
+                field=what,
+            ) from None
     return value
+
+
+def validate_occurred_at(value: object) -> datetime:
+    """An event time as a UTC datetime: it must be a datetime with a timezone whose UTC
+    instant is inside the calendar (an offset can push year 1 or 9999 out of it)."""
+    if not isinstance(value, datetime):
+        raise InvalidInput("occurred_at must be a datetime with a timezone", field="occurred_at")
+    try:
+        return ensure_utc(value)
+    except ValueError as exc:
+        raise InvalidInput(f"occurred_at is not usable: {exc}", field="occurred_at") from None
 
 
 def validate_quantity(value: object) -> int:
@@ -84,12 +109,8 @@ class EventTimeWindow:
     max_age: timedelta
 
     def check(self, occurred_at: datetime, received_at: datetime) -> datetime:
-        try:
-            occurred = ensure_utc(occurred_at)
-        except (ValueError, AttributeError) as exc:
-            raise InvalidInput(
-                "occurred_at must be a datetime with a timezone", field="occurred_at"
-            ) from exc
+        """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
+        occurred = validate_occurred_at(occurred_at)
         if occurred > received_at + self.max_clock_skew:
             raise InvalidInput(
                 f"occurred_at {occurred.isoformat()} is in the future "

@@ -25,9 +25,21 @@ USER_SETTING = "billing.user_id"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-_TRANSIENT_SQLSTATES = ("08", "53", "57P", "40001", "40P01")
-"""PostgreSQL errors worth retrying: connection exceptions, insufficient resources (too many
-clients), server shutting down or starting, serialization failures and deadlocks."""
+_TRANSIENT_SQLSTATES = (
+    "08",  # connection exception: refused, lost, or failed while connecting
+    "53",  # insufficient resources: too many clients, out of memory, disk full
+    "57P",  # operator intervention: shutting down, starting up, database dropped
+    "57014",  # query_canceled: statement_timeout under load, or a cancel request
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "40003",  # statement_completion_unknown: the connection broke during COMMIT
+    "55P03",  # lock_not_available: lock_timeout
+    "25006",  # read_only_sql_transaction: a demoted primary during failover, or maintenance
+)
+"""PostgreSQL errors inside a transaction that a retry may not meet again (SQLSTATE classes
+and codes, from PostgreSQL's table of error codes). Anything else, such as a missing table
+(42P01) or a value it cannot store (22xxx), is a fault to fix, not to retry. A failure to
+connect at all is momentary whatever its code (see `_connection`)."""
 _SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
 
 
@@ -128,7 +140,11 @@ class Database:
         A momentary database failure (see `is_transient`) is raised as DatabaseUnavailable,
         which callers may retry; the transaction wrote nothing.
         """
-        async with _unavailable_if_transient(), self.engine.begin() as conn:
+        async with (
+            _unavailable_if_transient(),
+            _connection(self.engine) as conn,
+            conn.begin(),
+        ):
             if acting_user is not None and self.is_postgresql:
                 await conn.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
                 await conn.execute(
@@ -147,11 +163,27 @@ class Database:
             async with self.transaction(acting_user=acting_user) as conn:
                 yield conn
             return
-        async with _unavailable_if_transient(), self._autocommit.connect() as conn:
+        async with _unavailable_if_transient(), _connection(self._autocommit) as conn:
             yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection from the pool. Failing to get one is DatabaseUnavailable whatever the
+    reason (refused, too many clients, a database that does not accept connections now
+    (55000), starting up, a wrong password, no free pooled connection): nothing was done,
+    and `/readyz` answers 503 for the same state, so callers wait and retry."""
+    try:
+        conn = await engine.connect()
+    except (DBAPIError, OSError, PoolTimeout) as exc:
+        raise _unavailable("cannot connect to the database", exc) from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager
@@ -162,9 +194,13 @@ async def _unavailable_if_transient() -> AsyncIterator[None]:
     except (DBAPIError, OSError, PoolTimeout) as exc:
         if not is_transient(exc):
             raise
-        # The reason names hosts and roles: it goes to the log, not to the caller.
-        logger.warning("database unavailable: %s", getattr(exc, "orig", None) or exc)
-        raise DatabaseUnavailable("the database is momentarily unavailable; retry shortly") from exc
+        raise _unavailable("database unavailable", exc) from exc
+
+
+def _unavailable(what: str, exc: BaseException) -> DatabaseUnavailable:
+    # The reason names hosts and roles: it goes to the log, not to the caller.
+    logger.warning("%s: %s", what, getattr(exc, "orig", None) or exc)
+    return DatabaseUnavailable("the database is momentarily unavailable; retry shortly")
 
 
 def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:

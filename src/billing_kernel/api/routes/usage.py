@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from billing_kernel.api.deps import ServiceDep, UsageWriter
 from billing_kernel.api.problems import problem_responses
+from billing_kernel.api.responses import EscapedJSONResponse
 from billing_kernel.api.schemas import UsageBatchIn, UsageBatchOut
 from billing_kernel.errors import Forbidden
 from billing_kernel.service import RecordStatus
@@ -20,7 +20,9 @@ router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
     response_model=UsageBatchOut,
     responses=problem_responses(401, 403, 422),
 )
-async def ingest_events(body: UsageBatchIn, key: UsageWriter, service: ServiceDep) -> JSONResponse:
+async def ingest_events(
+    body: UsageBatchIn, key: UsageWriter, service: ServiceDep
+) -> EscapedJSONResponse:
     """Up to 1,000 events; needs a service key with `usage:write`.
 
     **What is atomic.** A batch that is not valid JSON of this shape (a missing field, a
@@ -39,8 +41,9 @@ async def ingest_events(body: UsageBatchIn, key: UsageWriter, service: ServiceDe
         )
     result = await service.record_usage_batch(body.events)
     # Built as plain JSON: validating 1,000 result models again would cost more than the
-    # database work. The shape is UsageBatchOut, as documented.
-    return JSONResponse(
+    # database work. The shape is UsageBatchOut, as documented. Escaped: a refused id is
+    # echoed as sent, even one that is not Unicode text.
+    return EscapedJSONResponse(
         {
             "accepted": result.count(RecordStatus.ACCEPTED),
             "duplicates": result.count(RecordStatus.DUPLICATE),
