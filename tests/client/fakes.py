@@ -17,6 +17,9 @@ class FakeKernel:
         self.batches: list[int] = []
         self.failures: list[TransportError] = []  # raised, in order, before answering
         self.lose_answers = 0  # count the batch, then fail as if the answer was lost
+        self.fails_on: set[str] = set()  # keys whose batch the kernel answers with a 500
+        self.malformed: set[str] = set()  # keys whose batch it refuses whole (422)
+        self.requests = 0
         self.lock = threading.Lock()
 
     def totals(self, metric: str = "tokens") -> dict[str, int]:
@@ -28,8 +31,16 @@ class FakeKernel:
 
     def answer(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
         with self.lock:
+            self.requests += 1
             if self.failures:
                 raise self.failures.pop(0)
+            keys = {event["idempotency_key"] for event in events}
+            if keys & self.fails_on:
+                raise TransportError(
+                    "kernel answered 500: internal_error", retryable=True, status=500
+                )
+            if keys & self.malformed:
+                raise TransportError("kernel answered 422: malformed", retryable=False, status=422)
             self.batches.append(len(events))
             results = []
             for event in events:

@@ -67,3 +67,31 @@ def test_a_torn_last_line_is_not_an_event_and_a_corrupt_one_is_skipped(tmp_path:
     resumed = Spool(tmp_path, max_bytes=10**7)
     assert drain(resumed, 10) == [1]
     resumed.close()
+
+
+def test_a_line_whose_time_no_calendar_holds_is_skipped_not_sent_for_ever(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10**7)
+    spool.append(event(1))
+    spool.append(Event("acme", "tokens", 2, "key-2", -62_135_600_400_000_000))  # year 0 in UTC
+    spool.append(event(3))
+    assert drain(spool, 10) == [1, 3]
+    spool.close()
+
+
+def test_events_set_aside_are_kept_in_the_spool_directory_across_restarts(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10**7)
+    spool.set_aside([event(4)], "kernel answered 500")
+    spool.close()
+    resumed = Spool(tmp_path, max_bytes=10**7)
+    [kept] = resumed.dead_letters()
+    assert (kept["idempotency_key"], kept["quantity"], kept["error"]) == (
+        "key-4",
+        4,
+        "kernel answered 500",
+    )
+    assert resumed.pending() == 0  # set aside is not queued: nothing is sent again by itself
+    resumed.close()

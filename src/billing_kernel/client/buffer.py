@@ -2,7 +2,8 @@
 
 Both keep events in order and let the one sender look at the oldest ones (`peek`) and
 remove them once the server has acknowledged them (`ack`), so an event leaves the buffer
-only after it was counted (or refused) by the kernel.
+only after it was counted (or refused) by the kernel, or was set aside (`set_aside`)
+because the kernel fails on it while it takes other events.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -20,12 +22,14 @@ from pathlib import Path
 from typing import Protocol
 
 from billing_kernel.client.errors import SpoolBusyError
-from billing_kernel.client.events import Event
+from billing_kernel.client.events import Event, occurred_at
 
 logger = logging.getLogger("billing_kernel.client")
 
 MAX_LINE_BYTES = 1024
 """More than a spooled event's line can take (ids of 64 and keys of 255 characters)."""
+DEAD_LETTER_FILE = "dead-letter.jsonl"
+"""In a spool directory: the events set aside, one JSON object a line (see `set_aside`)."""
 
 
 class Buffer(Protocol):
@@ -47,7 +51,21 @@ class Buffer(Protocol):
         """Make what was appended durable (a no-op in memory)."""
         ...
 
+    def set_aside(self, events: list[Event], reason: str) -> None:
+        """Keep `events` apart from the queue, durably where the buffer is (they are still
+        in the queue until acknowledged)."""
+        ...
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        """What was set aside: each event as sent, with `error` and `set_aside_at`."""
+        ...
+
     def close(self) -> None: ...
+
+
+def dead_letter(event: Event, reason: str) -> dict[str, object]:
+    """An event set aside, as kept: its wire form, why, and when."""
+    return {**event.wire(), "error": reason, "set_aside_at": time.time()}
 
 
 class MemoryBuffer:
@@ -56,6 +74,7 @@ class MemoryBuffer:
     def __init__(self, max_events: int) -> None:
         self._events: deque[Event] = deque()
         self._max = max_events
+        self._dead: list[dict[str, object]] = []
 
     def append(self, event: Event) -> bool:
         if len(self._events) >= self._max:
@@ -75,6 +94,12 @@ class MemoryBuffer:
 
     def sync(self) -> None:
         pass
+
+    def set_aside(self, events: list[Event], reason: str) -> None:
+        self._dead.extend(dead_letter(event, reason) for event in events)
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        return list(self._dead)
 
     def close(self) -> None:
         pass
@@ -205,7 +230,8 @@ class Spool:
                 offset += len(raw)
                 try:
                     event = Event(*json.loads(raw))
-                except (ValueError, TypeError):
+                    occurred_at(event.occurred_us)  # a time no calendar holds cannot be sent
+                except (ValueError, TypeError, OverflowError):
                     logger.error("spool %s: skipping a corrupt line", self._dir)
                     self._peeked.append(_Peeked(_SKIP, segment.number, offset))
                     continue
@@ -258,6 +284,22 @@ class Spool:
             self._dirty = False
         if dirty:  # outside the lock: track() keeps appending while the disk catches up
             os.fsync(fd)
+
+    def set_aside(self, events: list[Event], reason: str) -> None:
+        lines = "".join(json.dumps(dead_letter(e, reason)) + "\n" for e in events).encode()
+        fd = os.open(self._dir / DEAD_LETTER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, lines)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        path = self._dir / DEAD_LETTER_FILE
+        if not path.exists():
+            return []
+        with open(path, "rb") as file:
+            return [json.loads(line) for line in file if line.endswith(b"\n")]
 
     def close(self) -> None:
         with self._lock:

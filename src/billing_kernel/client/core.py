@@ -10,15 +10,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from billing_kernel.client.buffer import Buffer, MemoryBuffer, Spool
 from billing_kernel.client.errors import TransportError
 from billing_kernel.client.events import Event, to_micros
 from billing_kernel.client.transport import EventResult
-from billing_kernel.domain.usage import MAX_EVENT_QUANTITY, MAX_IDEMPOTENCY_KEY_LENGTH, validate_id
+from billing_kernel.domain.usage import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    validate_id,
+    validate_occurred_at,
+    validate_quantity,
+)
 
 logger = logging.getLogger("billing_kernel.client")
 
@@ -45,8 +49,16 @@ class TrackerStats:
     a retried run tracked later). The first was counted; these were not."""
     refused: int
     """Events with invalid arguments, or refused by the kernel."""
+    dead_lettered: int
+    """Events set aside because the kernel failed on each of them alone while it took the
+    others (see `dead_letters()`); they no longer hold up the queue."""
+    unauthorized: int
+    """Deliveries the kernel refused for the API key (401/403). The events wait for a
+    key that works; `last_error` says what the kernel answered."""
     pending: int
     """Events waiting to be sent now."""
+    last_error: str | None
+    """Why the last delivery failed; None once one succeeds."""
 
 
 STAT_NAMES = (
@@ -58,7 +70,56 @@ STAT_NAMES = (
     "dropped",
     "conflicts",
     "refused",
+    "dead_lettered",
+    "unauthorized",
 )
+
+ISOLATE_AFTER = 3
+"""Answers of 500 to the same batch before it is split to find the events the kernel fails
+on. Only a 500 (the kernel answered, and failed on this request) counts: 503, 502, 504,
+429 and network errors say the kernel is momentarily unavailable, and are retried as
+they are."""
+AUTH_LOG_SECONDS = 60.0
+"""A refused API key is logged at the first refusal, then at most this often."""
+
+
+@dataclass
+class _Isolation:
+    """The oldest batch, which the kernel keeps failing on, being delivered in parts
+    (halves, then halves of halves) to find the events it fails on alone.
+
+    An event is set aside only if the kernel failed on it alone after it had answered
+    another part: before that, the kernel may have been failing on everything."""
+
+    batch: list[Event]
+    parts: list[tuple[int, int]]
+    """`[start, end)` ranges of `batch` still to deliver, oldest first."""
+    suspects: list[tuple[int, str]] = field(default_factory=list)
+    """Positions in `batch` of events the kernel failed on alone, with its answer."""
+    answered: bool = False
+    """The kernel answered some part: it works, so a suspect from now on is the event."""
+
+    def current(self) -> list[Event]:
+        start, end = self.parts[0]
+        return self.batch[start:end]
+
+    def split_current(self, answer: str) -> None:
+        """Deliver the current part as two halves; a single event becomes a suspect."""
+        start, end = self.parts.pop(0)
+        if end - start == 1:
+            self.suspects.append((start, answer))
+        else:
+            middle = (start + end) // 2
+            self.parts[0:0] = [(start, middle), (middle, end)]
+
+    def current_answered(self) -> None:
+        """The kernel answered the current part. Suspects from before its first answer
+        are sent alone again: they may have failed with the kernel, not by themselves."""
+        self.parts.pop(0)
+        if not self.answered:
+            self.answered = True
+            self.parts.extend((position, position + 1) for position, _ in self.suspects)
+            self.suspects.clear()
 
 
 class Core:
@@ -71,6 +132,7 @@ class Core:
         max_spool_bytes: int,
         backoff_base: float,
         backoff_cap: float,
+        isolate_after: int = ISOLATE_AFTER,
     ) -> None:
         self.buffer: Buffer = (
             Spool(spool_dir, max_bytes=max_spool_bytes)
@@ -86,6 +148,15 @@ class Core:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(STAT_NAMES, 0)
         self._logged: set[str] = set()
+        self._checked_metrics: set[str] = set()
+        self._isolate_after = isolate_after
+        self._isolation: _Isolation | None = None
+        self._attempt = 0
+        """Deliveries failed in a row (the backoff's exponent); 0 after a success."""
+        self._failures_here = 0
+        """500 answers in a row to what is being sent now (the batch, or one part of it)."""
+        self._last_error: str | None = None
+        self._auth_logged_at: float | None = None
         self.wake = _nothing
         """Called (from any thread) when a full batch is waiting."""
 
@@ -132,23 +203,24 @@ class Core:
     def _event(
         self, org_id: object, metric: object, quantity: object, key: object, occurred: object
     ) -> Event:
-        if not isinstance(metric, str) or not 0 < len(metric) <= 64:
-            raise _Invalid("metric", f"metric must be a non-empty string, not {metric!r:.80}")
-        if isinstance(quantity, bool) or not isinstance(quantity, int):
-            raise _Invalid("quantity", f"quantity must be a whole number, not {quantity!r:.80}")
-        if not 0 <= quantity <= MAX_EVENT_QUANTITY:
-            raise _Invalid("quantity", f"quantity {quantity} is out of range")
+        """The event, checked by the kernel's own rules for each field (whether the metric
+        exists, and the event time's window, are the kernel's to judge)."""
         if key is None:
             key = f"{self._key_prefix}-{next(self._sequence)}"
         else:
             key = validate_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-        if occurred is None:
-            micros = time.time_ns() // 1000
-        elif isinstance(occurred, datetime):
-            micros = to_micros(occurred)
+        micros = (
+            time.time_ns() // 1000
+            if occurred is None
+            else to_micros(validate_occurred_at(occurred))
+        )
+        if isinstance(metric, str) and metric in self._checked_metrics:
+            name = metric  # a handful of names: each is checked once
         else:
-            raise _Invalid("occurred_at", f"occurred_at must be a datetime, not {occurred!r:.80}")
-        return Event(validate_id(org_id, "org_id"), metric, quantity, key, micros)
+            name = validate_id(metric, "metric")
+            if len(self._checked_metrics) < 1000:
+                self._checked_metrics.add(name)
+        return Event(validate_id(org_id, "org_id"), name, validate_quantity(quantity), key, micros)
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -156,7 +228,9 @@ class Core:
 
     def stats(self) -> TrackerStats:
         with self._lock:
-            return TrackerStats(**self._counts, pending=self.buffer.pending())
+            return TrackerStats(
+                **self._counts, pending=self.buffer.pending(), last_error=self._last_error
+            )
 
     def log_once(self, kind: str, level: int, message: str, *args: object) -> None:
         """Log the first occurrence of each kind of problem only (tracking is hot)."""
@@ -167,6 +241,9 @@ class Core:
     # --- the sender's side ---------------------------------------------------------------
 
     def next_batch(self) -> list[Event]:
+        """What to send now: the oldest events, or the part of them being isolated."""
+        if self._isolation is not None:
+            return self._isolation.current()
         return self.buffer.peek(self.max_batch)
 
     def settle(self, batch: list[Event], results: list[EventResult]) -> None:
@@ -191,68 +268,152 @@ class Core:
             self._counts["conflicts"] += tally["conflict"]
             self._counts["refused"] += tally["refused"]
             self._counts["dropped"] += skipped
-        self.buffer.ack(len(batch))
+            self._last_error = None
+        self._attempt = self._failures_here = 0
+        self._auth_logged_at = None
+        self._done_with(batch)
 
-    def deliver(
-        self, send: Callable[[list[dict[str, object]]], list[EventResult]], attempt: int
-    ) -> float | None:
-        """Send the oldest batch once. None when it was settled; else how long to wait
-        before the next attempt."""
+    def deliver(self, send: Callable[[list[dict[str, object]]], list[EventResult]]) -> float | None:
+        """Send what is due once. None when it was settled; else how long to wait before
+        the next attempt."""
         batch = self.next_batch()
         try:
             self.buffer.sync()
             events = wire(batch)
             results = send(events) if events else []
         except Exception as exc:
-            return self.failed(batch, exc, attempt)
+            return self.failed(batch, exc)
         self.settle(batch, results)
         return None
 
-    def failed(self, batch: list[Event], error: Exception, attempt: int) -> float | None:
-        """A delivery failed: give the batch up if the kernel will never take it (None), or
-        count a retry and say how long to wait."""
-        if isinstance(error, TransportError) and not error.retryable and batch:
+    def failed(self, batch: list[Event], error: Exception) -> float | None:
+        """A delivery failed. None when `batch` was settled all the same (the kernel will
+        never take its one event); else how long to wait before the next attempt, which
+        may send a smaller part of it (see `_Isolation`)."""
+        with self._lock:
+            self._last_error = str(error) or type(error).__name__
+        status = error.status if isinstance(error, TransportError) else None
+        final = isinstance(error, TransportError) and not error.retryable
+        if final and len(batch) == 1:
             self.give_up(batch, error)
             return None
         self.count("retried")
-        self.log_once(
-            f"send:{type(error).__name__}",
-            logging.WARNING,
-            "usage delivery failed, will retry: %s",
-            error,
+        self._attempt += 1
+        if status in (401, 403):
+            self._refused_credentials(error)
+        else:
+            self.log_once(
+                f"send:{type(error).__name__}:{status}",
+                logging.WARNING,
+                "usage delivery failed, will retry: %s",
+                error,
+            )
+        retry_after = getattr(error, "retry_after", None)
+        if final or status == 500:
+            self._failures_here += 1
+            if final or self._failures_here >= self._isolate_after:
+                self._isolate_part(batch, str(error))
+                if self._isolation is not None:
+                    return 0.0  # the next part, at once
+            elif self._isolation is not None:  # quick retries while narrowing down
+                return self.retry_delay(self._failures_here - 1, retry_after)
+        return self.retry_delay(self._attempt - 1, retry_after)
+
+    def _isolate_part(self, batch: list[Event], answer: str) -> None:
+        """Deliver `batch` (what was just sent) in halves from now on."""
+        self._failures_here = 0
+        if self._isolation is None:
+            self._isolation = _Isolation(batch, [(0, len(batch))])
+            logger.warning(
+                "the kernel keeps failing on a batch of %d usage event(s); delivering it in "
+                "parts to find the events it fails on",
+                len(batch),
+            )
+        self._isolation.split_current(answer)
+        self._finish_isolation()
+
+    def _done_with(self, batch: list[Event]) -> None:
+        """The kernel answered for `batch` (all that was sent, or the current part)."""
+        isolation = self._isolation
+        if isolation is None:
+            self.buffer.ack(len(batch))
+            return
+        isolation.current_answered()
+        self._finish_isolation()
+
+    def _finish_isolation(self) -> None:
+        """Once every part was delivered or suspected: set the suspects aside and forget
+        the batch, unless the kernel answered no part at all. Then it fails on every
+        request, not on these events: they are kept, and the whole batch is retried."""
+        isolation = self._isolation
+        if isolation is None or isolation.parts:
+            return
+        self._isolation = None
+        if isolation.suspects and not isolation.answered:
+            self.log_once(
+                "isolation:unanswered",
+                logging.ERROR,
+                "the kernel fails on every usage event sent alone; keeping them all and "
+                "retrying: %s",
+                self._last_error,
+            )
+            return
+        for position, answer in isolation.suspects:
+            self._set_aside(isolation.batch[position], answer)
+        self.buffer.ack(len(isolation.batch))
+
+    def _set_aside(self, event: Event, answer: str) -> None:
+        self.buffer.set_aside([event], answer)
+        self.count("dead_lettered")
+        logger.error(
+            "usage event set aside: the kernel failed on it alone %d times while it took "
+            "others; org %r, idempotency key %r, kept in %s. Its answer: %s",
+            self._isolate_after,
+            event.org_id,
+            event.idempotency_key,
+            "the spool's dead-letter file" if self.spooled else "dead_letters()",
+            answer,
         )
-        return self.retry_delay(attempt, getattr(error, "retry_after", None))
+
+    @property
+    def refusals(self) -> int:
+        """Deliveries refused for the API key so far (stats().unauthorized)."""
+        return self._counts["unauthorized"]
+
+    def _refused_credentials(self, error: Exception) -> None:
+        self.count("unauthorized")
+        now = time.monotonic()
+        if self._auth_logged_at is None or now - self._auth_logged_at >= AUTH_LOG_SECONDS:
+            self._auth_logged_at = now
+            logger.error(
+                "the kernel refused the tracker's API key; usage is kept and sent once a "
+                "key works (a service key with usage:write): %s",
+                error,
+            )
 
     def drain(
         self, send: Callable[[list[dict[str, object]]], list[EventResult]], seconds: float
     ) -> bool:
         """Deliver in the calling thread for up to `seconds` (at interpreter exit)."""
         deadline = time.monotonic() + seconds
-        attempt = 0
         while self.buffer.pending() and time.monotonic() < deadline:
-            delay = self.deliver(send, attempt)
-            attempt = 0 if delay is None else attempt + 1
+            delay = self.deliver(send)
             if delay is not None:
                 time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
         return self.buffer.pending() == 0
 
     def give_up(self, batch: list[Event], reason: Exception) -> None:
-        """The kernel will never take this batch as it is: count its events as refused."""
+        """The kernel will never take this event as it is: count it as refused."""
         logger.error("giving up on %d usage event(s): %s", len(batch), reason)
         self.count("refused", len(batch))
-        self.buffer.ack(len(batch))
+        self._failures_here = 0
+        self._done_with(batch)
 
     def retry_delay(self, attempt: int, retry_after: float | None) -> float:
         """Capped exponential backoff with jitter; a server's Retry-After is honoured."""
         base, cap = self._backoff
         delay = min(cap, base * 2**attempt) * self._jitter.uniform(0.5, 1.0)
         return float(min(cap, max(delay, retry_after or 0.0)))
-
-
-class _Invalid(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def _kind(error: Exception) -> str:

@@ -17,9 +17,18 @@ class TransportError(TrackerError):
 
     `retryable` batches are sent again later (network errors, timeouts, 429, 5xx, 401/403
     while credentials are fixed); others are given up and their events counted as refused.
+    `status` is the kernel's HTTP status when it answered (None when it could not be reached).
     """
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,7 @@ class UsageTracker(TrackingHelpers):
         self._cond = threading.Condition()
         self._core.wake = self._wake
         self._flushing = 0
+        self._flush_calls = 0
         self._closing = False
         self._abandon = False
         self._drain_on_exit = drain_on_exit
@@ -116,14 +118,29 @@ class UsageTracker(TrackingHelpers):
         return self._core.stats()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything tracked so far; True if nothing is left pending."""
+        """Send everything tracked so far; True if nothing is left pending.
+
+        A sender waiting to retry tries at once. If the kernel refuses the API key meanwhile,
+        flush() returns False then, without waiting out `timeout`: `stats().last_error` says
+        what the kernel answered, and the events are kept for a key that works."""
         with self._cond:
             self._flushing += 1
+            self._flush_calls += 1
+            refusals = self._core.refusals
             self._cond.notify_all()
             try:
-                return self._cond.wait_for(lambda: self._core.buffer.pending() == 0, timeout)
+                self._cond.wait_for(
+                    lambda: self._core.buffer.pending() == 0 or self._core.refusals > refusals,
+                    timeout,
+                )
+                return self._core.buffer.pending() == 0
             finally:
                 self._flushing -= 1
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        """The events set aside because the kernel failed on each alone (see docs/sdk.md):
+        each as it was sent, with `error` and `set_aside_at` (Unix time)."""
+        return self._core.buffer.dead_letters()
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush (up to `timeout`), stop the sender and release the spool. True if drained.
@@ -164,8 +181,11 @@ class UsageTracker(TrackingHelpers):
             self._flushing > 0 or self._closing or pending >= self._core.max_batch
         )
 
+    def _retry_now(self, flushes_before: int) -> bool:
+        """Stop waiting to retry: the tracker is closing, or flush() was called since."""
+        return self._abandon or self._flush_calls != flushes_before
+
     def _run(self) -> None:
-        attempt = 0
         while True:
             with self._cond:
                 if self._abandon:
@@ -173,14 +193,12 @@ class UsageTracker(TrackingHelpers):
                 if not self._urgent():
                     self._cond.wait(self._max_delay)
             while self._core.buffer.pending() and not self._abandon:
-                delay = self._core.deliver(self._transport.send, attempt)
+                flushes = self._flush_calls
+                delay = self._core.deliver(self._transport.send)
                 with self._cond:
-                    if delay is None:
-                        attempt = 0
-                        self._cond.notify_all()
-                    else:
-                        attempt += 1
-                        self._cond.wait_for(lambda: self._abandon, delay)
+                    self._cond.notify_all()  # progress, or a refusal flush() reports
+                    if delay is not None:
+                        self._cond.wait_for(partial(self._retry_now, flushes), delay)
 
 
 class AsyncUsageTracker(TrackingHelpers):
@@ -207,6 +225,7 @@ class AsyncUsageTracker(TrackingHelpers):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
+        self._flush_requested = asyncio.Event()
         self._progress = asyncio.Condition()
         self._core.wake = self._wake
         self._flushing = 0
@@ -241,19 +260,29 @@ class AsyncUsageTracker(TrackingHelpers):
         return self._core.stats()
 
     async def flush(self, timeout: float | None = None) -> bool:
-        """Send everything tracked so far; True if nothing is left pending."""
+        """Send everything tracked so far; True if nothing is left pending. Returns False
+        as soon as the kernel refuses the API key (see UsageTracker.flush)."""
         self._flushing += 1
         self._wakeup.set()
+        self._flush_requested.set()
+        refusals = self._core.refusals
         try:
             async with self._progress:
                 await asyncio.wait_for(
-                    self._progress.wait_for(lambda: self._core.buffer.pending() == 0), timeout
+                    self._progress.wait_for(
+                        lambda: self._core.buffer.pending() == 0 or self._core.refusals > refusals
+                    ),
+                    timeout,
                 )
-            return True
         except TimeoutError:
-            return False
+            pass
         finally:
             self._flushing -= 1
+        return self._core.buffer.pending() == 0
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        """The events set aside (see UsageTracker.dead_letters)."""
+        return self._core.buffer.dead_letters()
 
     async def aclose(self, timeout: float | None = None) -> bool:
         """Flush (up to `timeout`), stop the sender and release the spool. True if drained."""
@@ -296,7 +325,6 @@ class AsyncUsageTracker(TrackingHelpers):
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def _run(self) -> None:
-        attempt = 0
         while True:
             pending = self._core.buffer.pending()
             if not (pending and (self._flushing or pending >= self._core.max_batch)):
@@ -304,17 +332,18 @@ class AsyncUsageTracker(TrackingHelpers):
                     await asyncio.wait_for(self._wakeup.wait(), self._max_delay)
             self._wakeup.clear()
             while self._core.buffer.pending():
+                self._flush_requested.clear()  # a flush() from now on cuts the wait short
                 batch, results, error = await self._attempt()
+                delay = None
                 if error is None:
-                    attempt = 0
                     self._core.settle(batch, results)
-                    async with self._progress:
-                        self._progress.notify_all()
                 else:
-                    delay = self._core.failed(batch, error, attempt)
-                    if delay is not None:
-                        attempt += 1
-                        await asyncio.sleep(delay)
+                    delay = self._core.failed(batch, error)
+                async with self._progress:  # progress, or a refusal flush() reports
+                    self._progress.notify_all()
+                if delay is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._flush_requested.wait(), delay)
 
     async def _attempt(self) -> tuple[list[Event], list[EventResult], Exception | None]:
         batch: list[Event] = []

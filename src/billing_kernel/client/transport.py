@@ -66,7 +66,10 @@ def _results(response: httpx.Response, sent: int) -> list[EventResult]:
     # 401/403 are retried: the key may be fixed or the kernel restored; the events must wait.
     retryable = status in (401, 403, 408, 409, 425, 429) or status >= 500
     raise TransportError(
-        f"kernel answered {status}: {detail}", retryable=retryable, retry_after=retry_after
+        f"kernel answered {status}: {detail}",
+        retryable=retryable,
+        retry_after=retry_after,
+        status=status,
     )
 
 
@@ -137,6 +140,7 @@ class InProcessTransport:
         self._service = service
 
     async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
+        from billing_kernel.errors import DatabaseUnavailable
         from billing_kernel.service import UsageInput
 
         try:
@@ -152,8 +156,14 @@ class InProcessTransport:
                     for e in events
                 ]
             )
-        except Exception as exc:  # the database is down or failing: keep the events
-            raise TransportError(f"could not record usage: {exc!r}", retryable=True) from None
+        except DatabaseUnavailable as exc:  # momentary: keep the events, as HTTP's 503
+            raise TransportError(
+                f"could not record usage: {exc!r}", retryable=True, status=503
+            ) from None
+        except Exception as exc:  # the kernel failed on this batch, as HTTP's 500
+            raise TransportError(
+                f"could not record usage: {exc!r}", retryable=True, status=500
+            ) from None
         return [
             EventResult(o.status.value, None if o.error is None else o.error.code)
             for o in result.outcomes
