@@ -15,6 +15,7 @@ from billing_kernel.auth.api_keys import parse_scopes
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.config import get_settings
 from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.domain.money import money_text
 from billing_kernel.domain.summary import OrgBillingSummary
 from billing_kernel.errors import BillingError
 from billing_kernel.service import BillingService
@@ -297,7 +298,8 @@ def render_summary(summary: OrgBillingSummary) -> str:
     plan, state, period = summary.plan, summary.state, summary.period
     lines = [
         f"org        {summary.org_id}",
-        f"plan       {plan.name} ({plan.slug}), {plan.currency} {plan.monthly_price}/month",
+        f"plan       {plan.name} ({plan.slug}), {plan.currency} {money_text(plan.monthly_price)}"
+        "/month",
         f"status     {state.status.value}"
         + (
             f", {summary.trial_days_left} day(s) of trial left"
@@ -316,7 +318,7 @@ def render_summary(summary: OrgBillingSummary) -> str:
         if line.soft_limit_exceeded:
             notes.append(
                 f"over limit by {line.overage_quantity:,}, est. "
-                f"{plan.currency} {line.overage_amount}"
+                f"{plan.currency} {money_text(line.overage_amount)}"
             )
         if line.peak is not None:
             notes.append(f"peak {line.peak:,}")

@@ -29,9 +29,9 @@ from billing_kernel.auth.api_keys import (
 from billing_kernel.auth.principal import Scope, Service
 from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
 from billing_kernel.domain.billing_state import MemberRole, OrgBillingState, new_trial_state
-from billing_kernel.domain.metrics import Aggregation, Metric
+from billing_kernel.domain.metrics import Aggregation, Metric, used_and_peak
 from billing_kernel.domain.periods import BillingPeriod
-from billing_kernel.domain.plans import Plan
+from billing_kernel.domain.plans import Plan, limit_after_overrides
 from billing_kernel.domain.quota import QuotaDecision, decide
 from billing_kernel.domain.summary import (
     OrgBillingSummary,
@@ -654,11 +654,9 @@ class BillingService:
         used: dict[str, int] = {}
         peaks: dict[str, int] = {}
         for metric in await self._metrics(unit):
-            if metric.aggregation is Aggregation.SEATS:
-                used[metric.key] = seats
-                peaks[metric.key] = max(seats, counters.get(metric.key, 0))
-            else:
-                used[metric.key] = counters.get(metric.key, 0)
+            used[metric.key], peak = used_and_peak(metric, counters.get(metric.key, 0), seats)
+            if peak is not None:
+                peaks[metric.key] = peak
         return PeriodUsage(org_id=org_id, period=period, used=used, peaks=peaks)
 
     # --- summary and quota -----------------------------------------------------------------
@@ -742,5 +740,6 @@ class BillingService:
 
 
 def _decision(metric: Metric, inputs: QuotaInputs, requested: int) -> QuotaDecision:
-    used = inputs.members if metric.aggregation is Aggregation.SEATS else inputs.counted
-    return decide(metric.key, used, inputs.limit, requested)
+    used, _ = used_and_peak(metric, inputs.counted, inputs.members)
+    limit = limit_after_overrides(inputs.plan_included, metric.key, inputs.overrides)
+    return decide(metric.key, used, limit, requested)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.domain.money import overage_amount, round_money
+from billing_kernel.domain.money import money_text, overage_amount, round_money
 from billing_kernel.domain.plans import Plan, PlanMetric, effective_limit
 from billing_kernel.domain.quota import Enforcement, decide, percent_used
 
@@ -88,3 +88,24 @@ def test_effective_limit_prefers_the_org_override_and_none_lifts_it() -> None:
     assert effective_limit(plan, "tokens", {"tokens": 5000}) == 5000
     assert effective_limit(plan, "tokens", {"tokens": None}) is None
     assert effective_limit(plan, "custom_metric", {}) is None  # not in the plan: unlimited
+
+
+@pytest.mark.parametrize(
+    ("amount", "thousands", "written"),
+    [
+        ("49", False, "49.00"),
+        ("49.00", False, "49.00"),
+        ("0.1", False, "0.10"),
+        ("0.015", False, "0.015"),  # a unit price keeps its digits: never a cent off
+        ("0.0150", False, "0.015"),
+        ("1E+3", False, "1000.00"),
+        ("-3.5", False, "-3.50"),
+        ("1234.5", True, "1,234.50"),
+        ("1234567.125", True, "1,234,567.125"),
+        ("999.99", True, "999.99"),
+    ],
+)
+def test_money_is_written_with_two_decimals_or_all_it_has(
+    amount: str, thousands: bool, written: str
+) -> None:
+    assert money_text(Decimal(amount), thousands=thousands) == written

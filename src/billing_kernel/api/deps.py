@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Security
+from fastapi import Depends, Header, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billing_kernel.auth.api_keys import looks_like_api_key
@@ -14,6 +14,7 @@ from billing_kernel.auth.principal import ADMIN_ROLES, Principal, Scope, Service
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.config import Settings
 from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.errors import Forbidden, OrgAmbiguous, OrgNotFound, Unauthenticated
 from billing_kernel.service import BillingService
 
@@ -104,8 +105,7 @@ def org_access(
             if not x_org_id:
                 raise OrgAmbiguous("a service key must name the org in the X-Org-Id header")
             require_scope(principal, scopes)
-            if not principal.may_act_for(x_org_id):
-                raise Forbidden(f"this API key is restricted to org {principal.org_id!r}")
+            principal.require_org(x_org_id)
             return OrgAccess(x_org_id, principal, None, service)
         org_id, role = user_org(await service.memberships(principal.user_id), x_org_id)
         if role not in roles:
@@ -160,3 +160,17 @@ AdminAccess = Annotated[
 ]
 UsageWriter = Annotated[Service, Depends(service_key(Scope.USAGE_WRITE))]
 OrgAdmin = Annotated[Service, Depends(service_key(Scope.BILLING_ADMIN))]
+
+OrgId = Annotated[
+    str,
+    Path(description="The product's org id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
+]
+
+
+async def _org_admin_of_path(org_id: OrgId, key: OrgAdmin) -> Service:
+    key.require_org(org_id)
+    return key
+
+
+OrgAdminOfPath = Annotated[Service, Depends(_org_admin_of_path)]
+"""A `billing:admin` key that may act for the org named in the path."""

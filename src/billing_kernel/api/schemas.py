@@ -16,19 +16,12 @@ from pydantic import (
 )
 
 from billing_kernel.domain.billing_state import BillingStatus, MemberRole
+from billing_kernel.domain.money import money_text
 from billing_kernel.domain.plans import Plan
 from billing_kernel.domain.quota import Enforcement
 from billing_kernel.domain.summary import MetricUsage, OrgBillingSummary
 from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_EVENT_QUANTITY
 from billing_kernel.service import RecordStatus
-
-
-def money_text(amount: Decimal) -> str:
-    """At least two decimals, more only when the amount has them: 49.00, 0.015."""
-    exponent = amount.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)
-    return f"{amount:.{max(2, -exponent)}f}"
-
 
 MoneyText = Annotated[
     Decimal,

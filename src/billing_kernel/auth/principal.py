@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.errors import Forbidden
 
 
 class Scope(StrEnum):
@@ -39,6 +40,13 @@ class Service:
 
     def may_act_for(self, org_id: str) -> bool:
         return self.org_id is None or self.org_id == org_id
+
+    def require_org(self, org_id: str) -> None:
+        """Forbidden unless the key may act for `org_id`: the one check of a key's org."""
+        if not self.may_act_for(org_id):
+            raise Forbidden(
+                f"this API key is restricted to org {self.org_id!r}; the request names {org_id!r}"
+            )
 
 
 Principal = User | Service

@@ -8,6 +8,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from billing_kernel.domain.money import money_text
+
 WARNING_PERCENT = Decimal(80)
 LIMIT_PERCENT = Decimal(100)
 CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
@@ -54,7 +56,8 @@ def compact(value: int) -> str:
 def money(amount: Decimal, currency: str) -> str:
     """'$49.00'; a currency without a sign here is written as its code: 'CHF 49.00'."""
     sign = CURRENCY_SIGNS.get(currency)
-    return f"{sign}{amount:,.2f}" if sign else f"{currency} {amount:,.2f}"
+    digits = money_text(amount, thousands=True)
+    return f"{sign}{digits}" if sign else f"{currency} {digits}"
 
 
 def long_date(day: date) -> str:

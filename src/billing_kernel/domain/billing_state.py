@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from billing_kernel.domain.periods import ensure_utc
+from billing_kernel.domain.periods import days_until, ensure_utc
 
 
 class BillingStatus(StrEnum):
@@ -36,10 +35,7 @@ class OrgBillingState:
         """Days until the trial ends (0 once it has), or None when the org is not in trial."""
         if self.status is not BillingStatus.TRIAL or self.trial_ends_at is None:
             return None
-        remaining = self.trial_ends_at - ensure_utc(now)
-        if remaining <= timedelta(0):
-            return 0
-        return math.ceil(remaining / timedelta(days=1))
+        return days_until(self.trial_ends_at, now)
 
 
 def new_trial_state(org_id: str, plan_slug: str, now: datetime, trial_days: int) -> OrgBillingState:

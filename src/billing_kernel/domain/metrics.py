@@ -35,6 +35,15 @@ class Metric:
         return self.aggregation is Aggregation.SUM
 
 
+def used_and_peak(metric: Metric, counter: int, members: int) -> tuple[int, int | None]:
+    """How much of `metric` the org uses now, and for seats the period's peak. A seats metric
+    is used by the live member count; its counter keeps the highest count of the period,
+    which is never below today's. Any other metric is its counter, with no peak."""
+    if metric.aggregation is Aggregation.SEATS:
+        return members, max(members, counter)
+    return counter, None
+
+
 DEFAULT_METRICS: tuple[Metric, ...] = (
     Metric(TOKENS, "LLM tokens", "tokens"),
     Metric(PLAYBOOK_RUNS, "Playbook runs", "runs"),

@@ -19,6 +19,15 @@ def round_money(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def money_text(amount: Decimal, *, thousands: bool = False) -> str:
+    """How an amount is written: at least two decimals, more only when it has them (a unit
+    price such as 0.015), never rounded away: '49.00', '0.015', with `thousands`
+    '1,234.50'. The API, the CLI and the billing page all write money with it."""
+    exponent = amount.normalize().as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"{amount:{',' if thousands else ''}.{places}f}"
+
+
 def overage_amount(overage_quantity: int, unit_price: Decimal, unit_size: int) -> Decimal:
     """The charge, in cents, for `overage_quantity` units priced at `unit_price` per `unit_size`."""
     if overage_quantity <= 0 or unit_price == 0:

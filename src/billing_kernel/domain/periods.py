@@ -22,6 +22,14 @@ def ensure_utc(moment: datetime) -> datetime:
         ) from None
 
 
+def days_until(end: datetime, now: datetime) -> int:
+    """Whole or partial days from `now` to `end`: 1 for a second left, 0 once `end` passed."""
+    remaining = end - ensure_utc(now)
+    if remaining <= timedelta(0):
+        return 0
+    return math.ceil(remaining / timedelta(days=1))
+
+
 @dataclass(frozen=True, slots=True)
 class BillingPeriod:
     """One calendar month in UTC. `start` is included, `end` is not."""
@@ -68,7 +76,4 @@ class BillingPeriod:
 
     def days_left(self, now: datetime) -> int:
         """Whole or partial days from `now` to the end of the period (0 once it has ended)."""
-        remaining = self.end - ensure_utc(now)
-        if remaining <= timedelta(0):
-            return 0
-        return math.ceil(remaining / timedelta(days=1))
+        return days_until(self.end, now)

@@ -37,10 +37,16 @@ class Plan:
 
 
 def effective_limit(plan: Plan, metric: str, overrides: Mapping[str, int | None]) -> int | None:
-    """The org's limit for `metric`: its override if it has one, else the plan's allowance.
+    """The org's limit for `metric` on `plan` (see `limit_after_overrides`)."""
+    return limit_after_overrides(plan.allowance(metric).included_quantity, metric, overrides)
 
-    An override of None lifts the limit for that org.
-    """
+
+def limit_after_overrides(
+    plan_included: int | None, metric: str, overrides: Mapping[str, int | None]
+) -> int | None:
+    """The org's limit for `metric`: its override if it has one, else what its plan
+    includes (None: unlimited, also for a metric the plan does not name). An override of
+    None lifts the limit for that org."""
     if metric in overrides:
         return overrides[metric]
-    return plan.allowance(metric).included_quantity
+    return plan_included

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from billing_kernel.domain.billing_state import OrgBillingState
-from billing_kernel.domain.metrics import Aggregation, Metric
+from billing_kernel.domain.metrics import Metric, used_and_peak
 from billing_kernel.domain.money import ZERO, overage_amount
 from billing_kernel.domain.periods import BillingPeriod
 from billing_kernel.domain.plans import Plan, effective_limit
@@ -64,8 +64,10 @@ def metric_usage(
     overrides: Mapping[str, int | None],
     peak: int | None = None,
 ) -> MetricUsage:
+    """One metric's line: `used` against the org's limit; overage is on the `peak` for seats
+    (see `used_and_peak`)."""
     limit = effective_limit(plan, metric.key, overrides)
-    billed = used if peak is None else max(peak, used)
+    billed = used if peak is None else peak
     overage = 0 if limit is None else max(billed - limit, 0)
     terms = plan.allowance(metric.key)
     return MetricUsage(
@@ -77,7 +79,7 @@ def metric_usage(
         soft_limit_exceeded=limit_exceeded(used, limit),
         overage_quantity=overage,
         overage_amount=overage_amount(overage, terms.overage_unit_price, terms.overage_unit_size),
-        peak=None if peak is None else max(peak, used),
+        peak=peak,
     )
 
 
@@ -98,10 +100,9 @@ def build_summary(
     period's recorded peak, while `seat_count` is the live member count.
     """
     lines = tuple(
-        metric_usage(metric, seat_count, plan, overrides, peak=counters.get(metric.key, 0))
-        if metric.aggregation is Aggregation.SEATS
-        else metric_usage(metric, counters.get(metric.key, 0), plan, overrides)
+        metric_usage(metric, used, plan, overrides, peak)
         for metric in catalogue
+        for used, peak in [used_and_peak(metric, counters.get(metric.key, 0), seat_count)]
     )
     return OrgBillingSummary(
         org_id=state.org_id, plan=plan, state=state, period=period, usage=lines, generated_at=now

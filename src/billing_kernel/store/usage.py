@@ -55,8 +55,12 @@ _PG_GET_EVENTS = text("""
 
 @dataclass(frozen=True, slots=True)
 class QuotaInputs:
-    limit: int | None
-    """The effective limit: the org's override, else the plan's term, else none."""
+    """What a quota decision reads, as stored; the rules that combine it are the domain's."""
+
+    plan_included: int | None
+    """What the org's plan includes of the metric (None: unlimited, or not in the plan)."""
+    overrides: Mapping[str, int | None]
+    """The org's own limit for the metric, if it has one (None: unlimited)."""
     counted: int
     """The metric's counter this period (for seats: the peak)."""
     members: int
@@ -75,7 +79,6 @@ def _quota_inputs_query() -> Select[Any]:
     )
     return (
         select(
-            plan_metrics.c.metric.label("plan_term"),
             plan_metrics.c.included_quantity.label("plan_included"),
             org_limit_overrides.c.metric.label("override"),
             org_limit_overrides.c.included_quantity.label("override_included"),
@@ -296,11 +299,12 @@ class UsageRepository:
         ).first()
         if found is None:
             return None
-        if found.override is not None:
-            limit = found.override_included
-        else:
-            limit = found.plan_included if found.plan_term is not None else None
-        return QuotaInputs(limit=limit, counted=found.counted, members=found.members)
+        return QuotaInputs(
+            plan_included=found.plan_included,
+            overrides={} if found.override is None else {found.override: found.override_included},
+            counted=found.counted,
+            members=found.members,
+        )
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""

@@ -7,44 +7,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from billing_kernel.api.deps import OrgAdmin, ServiceDep
+from billing_kernel.api.deps import OrgAdminOfPath, OrgId, ServiceDep
 from billing_kernel.api.problems import problem_responses
 from billing_kernel.api.schemas import MemberIn, MemberOut, MembersOut, OrgIn, OrgOut
-from billing_kernel.auth.principal import Service
 from billing_kernel.domain.usage import ID_PATTERN_TEXT, MAX_ID_LENGTH
-from billing_kernel.errors import Forbidden, MemberNotFound
+from billing_kernel.errors import MemberNotFound
 
 router = APIRouter(
     prefix="/api/v1/orgs", tags=["orgs"], responses=problem_responses(401, 403, 404, 422)
 )
 
-OrgId = Annotated[
-    str,
-    Path(description="The product's org id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
-]
 UserId = Annotated[
     str,
     Path(description="The product's user id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
 ]
 
 
-def _check_org(key: Service, org_id: str) -> None:
-    if not key.may_act_for(org_id):
-        raise Forbidden(f"this API key is restricted to org {key.org_id!r}")
-
-
 @router.put("/{org_id}", summary="Create or update an org", responses=problem_responses(409))
-async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdmin, service: ServiceDep) -> OrgOut:
+async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, service: ServiceDep) -> OrgOut:
     """Creates the org (default plan, in trial) if it is new; sets its name, and its plan when
     `plan_slug` is given. Idempotent."""
-    _check_org(key, org_id)
     await service.put_org(org_id, name=body.name, plan_slug=body.plan_slug)
     return await get_org(org_id, key, service)
 
 
 @router.get("/{org_id}", summary="An org and its billing state")
-async def get_org(org_id: OrgId, key: OrgAdmin, service: ServiceDep) -> OrgOut:
-    _check_org(key, org_id)
+async def get_org(org_id: OrgId, key: OrgAdminOfPath, service: ServiceDep) -> OrgOut:
     name, state = await service.get_org(org_id)
     return OrgOut(
         org_id=org_id,
@@ -56,8 +44,7 @@ async def get_org(org_id: OrgId, key: OrgAdmin, service: ServiceDep) -> OrgOut:
 
 
 @router.get("/{org_id}/members", summary="An org's members")
-async def list_members(org_id: OrgId, key: OrgAdmin, service: ServiceDep) -> MembersOut:
-    _check_org(key, org_id)
+async def list_members(org_id: OrgId, key: OrgAdminOfPath, service: ServiceDep) -> MembersOut:
     members = await service.list_org_members(org_id)
     return MembersOut(
         org_id=org_id,
@@ -68,10 +55,9 @@ async def list_members(org_id: OrgId, key: OrgAdmin, service: ServiceDep) -> Mem
 
 @router.put("/{org_id}/members/{user_id}", summary="Add a member or change their role")
 async def put_member(
-    org_id: OrgId, user_id: UserId, body: MemberIn, key: OrgAdmin, service: ServiceDep
+    org_id: OrgId, user_id: UserId, body: MemberIn, key: OrgAdminOfPath, service: ServiceDep
 ) -> MembersOut:
     """Idempotent. The org must exist. Seats follow membership, and the month's peak is kept."""
-    _check_org(key, org_id)
     await service.add_org_member(org_id, user_id, body.role, email=body.email)
     return await list_members(org_id, key, service)
 
@@ -83,10 +69,9 @@ async def put_member(
     response_class=Response,
 )
 async def delete_member(
-    org_id: OrgId, user_id: UserId, key: OrgAdmin, service: ServiceDep
+    org_id: OrgId, user_id: UserId, key: OrgAdminOfPath, service: ServiceDep
 ) -> Response:
     """Idempotent: removing someone who is not a member also answers 204."""
-    _check_org(key, org_id)
     with suppress(MemberNotFound):
         await service.remove_org_member(org_id, user_id)
     return Response(status_code=204)
