@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import pytest
@@ -161,6 +161,37 @@ def test_only_whole_numbers_in_range_are_quantities(value: object) -> None:
 def test_the_cheap_period_start_is_the_periods_key(moment: datetime) -> None:
     stored = UsageEvent("o", "tokens", 1, "k", moment, moment)
     assert stored.period_start == stored.period.key
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("x" * 201, r"^name must be text of at most 200 characters$"),
+        (42, r"^name must be text of at most 200 characters$"),
+        ("line\nbreak", "^name contains control characters$"),
+        ("del\x7f", "^name contains control characters$"),
+    ],
+)
+def test_free_text_is_at_most_its_length_and_has_no_control_characters(
+    value: object, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message) as refused:
+        validate_text(value, "name", 200)  # type: ignore[arg-type]
+    assert refused.value.details["field"] == "name"
+    assert validate_text("x" * 200, "name", 200) == "x" * 200
+    assert validate_text(None, "name", 200) is None
+    assert validate_text("tab-free, spaces kept ", "name", 200) == "tab-free, spaces kept "
+
+
+def test_a_time_whose_zone_gives_no_offset_is_refused_like_a_naive_one() -> None:
+    class Unknown(tzinfo):
+        def utcoffset(self, dt: datetime | None) -> None:
+            return None
+
+    with pytest.raises(InvalidInput, match="no timezone"):
+        validate_occurred_at(datetime(2026, 5, 15, tzinfo=Unknown()))
+    with pytest.raises(InvalidInput, match=r"^occurred_at must be a datetime with a timezone$"):
+        validate_occurred_at("2026-05-15T12:00:00Z")
 
 
 def test_free_text_with_a_lone_surrogate_is_refused_and_real_unicode_kept() -> None:

@@ -24,7 +24,8 @@ def money_text(amount: Decimal, *, thousands: bool = False) -> str:
     price such as 0.015), never rounded away: '49.00', '0.015', with `thousands`
     '1,234.50'. The API, the CLI and the billing page all write money with it."""
     exponent = amount.normalize().as_tuple().exponent
-    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    assert isinstance(exponent, int), "money is a finite Decimal"
+    places = max(2, -exponent)
     return f"{amount:{',' if thousands else ''}.{places}f}"
 
 

@@ -24,10 +24,7 @@ def ensure_utc(moment: datetime) -> datetime:
 
 def days_until(end: datetime, now: datetime) -> int:
     """Whole or partial days from `now` to `end`: 1 for a second left, 0 once `end` passed."""
-    remaining = end - ensure_utc(now)
-    if remaining <= timedelta(0):
-        return 0
-    return math.ceil(remaining / timedelta(days=1))
+    return max(0, math.ceil((end - ensure_utc(now)) / timedelta(days=1)))
 
 
 @dataclass(frozen=True, slots=True)

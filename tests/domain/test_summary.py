@@ -1,0 +1,170 @@
+"""The billing summary's lines, trial state and the small rules they rest on: pure, no
+database. Each figure is worked out by hand in the test."""
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from billing_kernel.domain.billing_state import BillingStatus, new_trial_state
+from billing_kernel.domain.metrics import DEFAULT_METRICS, Aggregation, Metric, used_and_peak
+from billing_kernel.domain.periods import BillingPeriod, days_until
+from billing_kernel.domain.plans import Plan, PlanMetric, limit_after_overrides
+from billing_kernel.domain.summary import build_summary, days_so_far, metric_usage
+
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+TOKENS, RUNS, SEATS = DEFAULT_METRICS
+PLAN = Plan(
+    slug="starter",
+    name="Starter",
+    currency="USD",
+    monthly_price=Decimal("49.00"),
+    metrics={
+        "tokens": PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000),
+        "playbook_runs": PlanMetric("playbook_runs", 200, Decimal("0.25"), 1),
+        "seats": PlanMetric("seats", 3, Decimal("15.00"), 1),
+    },
+)
+
+
+def test_a_line_under_its_limit_has_no_overage() -> None:
+    line = metric_usage(TOKENS, 250_000, PLAN, {})
+    assert (line.used, line.limit, line.remaining) == (250_000, 1_000_000, 750_000)
+    assert line.percent_used == Decimal("25.0")
+    assert not line.soft_limit_exceeded
+    assert (line.overage_quantity, line.overage_amount) == (0, Decimal("0.00"))
+    assert line.peak is None
+
+
+def test_a_line_over_its_limit_charges_the_overage_per_block() -> None:
+    line = metric_usage(TOKENS, 1_234_567, PLAN, {})
+    assert line.overage_quantity == 234_567
+    assert line.overage_amount == Decimal("4.69")  # 234.567 blocks x 0.02, half up
+    assert line.remaining == 0
+    assert line.soft_limit_exceeded
+    assert line.percent_used == Decimal("123.4")  # floored
+
+
+def test_exactly_at_the_limit_is_not_over() -> None:
+    line = metric_usage(RUNS, 200, PLAN, {})
+    assert (line.soft_limit_exceeded, line.overage_quantity, line.remaining) == (False, 0, 0)
+    assert line.percent_used == Decimal("100.0")
+
+
+def test_an_override_replaces_the_plans_limit_and_none_lifts_it() -> None:
+    raised = metric_usage(RUNS, 250, PLAN, {"playbook_runs": 300})
+    assert (raised.limit, raised.overage_quantity, raised.remaining) == (300, 0, 50)
+    lifted = metric_usage(RUNS, 10**9, PLAN, {"playbook_runs": None})
+    assert (lifted.limit, lifted.remaining, lifted.percent_used) == (None, None, None)
+    assert (lifted.overage_quantity, lifted.soft_limit_exceeded) == (0, False)
+
+
+def test_seats_are_charged_on_the_peak_not_on_todays_count() -> None:
+    line = metric_usage(SEATS, 2, PLAN, {}, peak=5)
+    assert (line.used, line.peak, line.limit) == (2, 5, 3)
+    assert line.overage_quantity == 2  # peak 5 over 3 included
+    assert line.overage_amount == Decimal("30.00")
+    assert not line.soft_limit_exceeded  # today's 2 seats are within the 3
+
+
+def test_used_and_peak_of_seats_and_of_other_metrics() -> None:
+    assert used_and_peak(SEATS, counter=5, members=2) == (2, 5)
+    assert used_and_peak(SEATS, counter=1, members=4) == (4, 4)  # the peak is never below today
+    assert used_and_peak(TOKENS, counter=700, members=4) == (700, None)
+    custom = Metric("gpu_seconds", "GPU seconds", "s", Aggregation.SUM)
+    assert used_and_peak(custom, counter=0, members=9) == (0, None)
+
+
+def test_limit_after_overrides_takes_the_orgs_own_limit_for_that_metric_only() -> None:
+    assert limit_after_overrides(200, "playbook_runs", {}) == 200
+    assert limit_after_overrides(200, "playbook_runs", {"playbook_runs": 0}) == 0
+    assert limit_after_overrides(200, "playbook_runs", {"playbook_runs": None}) is None
+    assert limit_after_overrides(200, "playbook_runs", {"tokens": 5}) == 200
+    assert limit_after_overrides(None, "playbook_runs", {}) is None
+
+
+def test_the_summary_has_a_line_per_metric_and_adds_the_rounded_overage() -> None:
+    state = new_trial_state("acme", "starter", NOW - timedelta(days=10), trial_days=30)
+    summary = build_summary(
+        plan=PLAN,
+        state=state,
+        period=BillingPeriod.containing(NOW),
+        catalogue=DEFAULT_METRICS,
+        counters={"tokens": 1_234_567, "playbook_runs": 201, "seats": 5},
+        seat_count=2,
+        overrides={"playbook_runs": 200},
+        now=NOW,
+    )
+    assert [line.metric.key for line in summary.usage] == ["tokens", "playbook_runs", "seats"]
+    assert summary.metric("tokens").overage_amount == Decimal("4.69")
+    assert summary.metric("playbook_runs").overage_amount == Decimal("0.25")
+    assert (summary.metric("seats").used, summary.metric("seats").peak) == (2, 5)
+    assert summary.estimated_overage == Decimal("34.94")  # 4.69 + 0.25 + 30.00
+    assert summary.any_soft_limit_exceeded
+    assert summary.trial_days_left == 20
+    assert (summary.org_id, summary.plan, summary.generated_at) == ("acme", PLAN, NOW)
+
+
+def test_a_summary_within_every_limit_owes_nothing() -> None:
+    summary = build_summary(
+        plan=PLAN,
+        state=new_trial_state("acme", "starter", NOW, trial_days=30),
+        period=BillingPeriod.containing(NOW),
+        catalogue=DEFAULT_METRICS,
+        counters={},
+        seat_count=0,
+        overrides={},
+        now=NOW,
+    )
+    assert [line.used for line in summary.usage] == [0, 0, 0]
+    assert summary.metric("seats").peak == 0
+    assert summary.estimated_overage == Decimal("0.00")
+    assert not summary.any_soft_limit_exceeded
+
+
+def test_a_new_org_is_in_trial_for_the_given_days_from_now_in_utc() -> None:
+    state = new_trial_state("acme", "starter", NOW.astimezone(timezone(timedelta(hours=-5))), 14)
+    assert (state.org_id, state.plan_slug, state.status) == ("acme", "starter", BillingStatus.TRIAL)
+    assert state.trial_ends_at == NOW + timedelta(days=14)
+    assert state.trial_ends_at.tzinfo is UTC
+    assert state.created_at == state.updated_at == NOW
+    assert state.created_at.tzinfo is UTC  # given in New York time, stored in UTC
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "left"),
+    [
+        (timedelta(0), 14),
+        (timedelta(days=13, hours=23), 1),  # part of a day left counts as a day
+        (timedelta(days=14) - timedelta(microseconds=1), 1),
+        (timedelta(days=14), 0),
+        (timedelta(days=20), 0),
+    ],
+)
+def test_trial_days_left_count_part_days_and_stop_at_zero(elapsed: timedelta, left: int) -> None:
+    state = new_trial_state("acme", "starter", NOW, trial_days=14)
+    assert state.trial_days_left(NOW + elapsed) == left
+
+
+def test_only_an_org_in_trial_has_trial_days_left() -> None:
+    state = new_trial_state("acme", "starter", NOW, trial_days=14)
+    assert replace(state, status=BillingStatus.ACTIVE).trial_days_left(NOW) is None
+    assert replace(state, trial_ends_at=None).trial_days_left(NOW) is None
+
+
+def test_days_until_counts_part_days() -> None:
+    end = datetime(2026, 6, 1, tzinfo=UTC)
+    assert days_until(end, end - timedelta(seconds=1)) == 1
+    assert days_until(end, end - timedelta(days=1)) == 1
+    assert days_until(end, end - timedelta(days=1, seconds=1)) == 2
+    assert days_until(end, end) == 0
+    assert days_until(end, end + timedelta(days=3)) == 0
+
+
+def test_days_so_far_runs_from_the_first_to_today_or_the_periods_last_day() -> None:
+    may = BillingPeriod.containing(NOW)
+    assert days_so_far(may, NOW) == [date(2026, 5, d) for d in range(1, 16)]
+    assert days_so_far(may, datetime(2026, 5, 1, tzinfo=UTC)) == [date(2026, 5, 1)]
+    april = may.previous()
+    assert days_so_far(april, NOW) == [date(2026, 4, d) for d in range(1, 31)]
