@@ -1,19 +1,25 @@
 """One error model everywhere, request ids, and the health checks."""
 
+import json
 import logging
 import uuid
+from pathlib import Path
 
 import anyio.to_thread
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from billing_kernel.api.app import create_app
 from billing_kernel.auth.principal import Scope
 from billing_kernel.config import Settings
+from billing_kernel.errors import InvalidInput
 from billing_kernel.service import BillingService
 from billing_kernel.store import migrate
 from billing_kernel.store.database import Database
 from tests.api.conftest import Api, app_for
 from tests.conftest import _admin
+from tests.live import SECRET
 
 pytestmark = pytest.mark.anyio
 
@@ -119,6 +125,29 @@ async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_onc
     finally:
         await database.dispose()
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_problem_whose_detail_holds_a_lone_surrogate_is_sent_escaped(
+    tmp_path: Path,
+) -> None:
+    """Every problem detail goes out ASCII-escaped, so one that quotes what a caller sent
+    cannot fail to encode, whatever the message does with the value."""
+    database = Database(f"sqlite:///{tmp_path / 'unused.db'}")
+    app = create_app(Settings(database_url=str(database.url), jwt_secret=SECRET), database=database)
+
+    async def refuse() -> None:
+        raise InvalidInput("no org named a\ud800b", field="org_id")
+
+    app.add_api_route("/test/refuse", refuse)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://kernel.test") as client:
+            response = await client.get("/test/refuse")
+    finally:
+        await database.dispose()
+    assert response.status_code == 422
+    assert response.content.isascii()
+    assert json.loads(response.content)["detail"] == "no org named a\ud800b"
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -240,6 +240,24 @@ def test_a_refused_key_is_reported_at_once_logged_rarely_and_the_events_kept(
     assert kernel.totals() == {"acme": 10}
 
 
+def test_a_refused_key_is_logged_again_once_the_interval_has_passed(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("billing_kernel.client.core.AUTH_LOG_SECONDS", 0.2)
+    kernel = FakeKernel()
+    kernel.failures = [TransportError("kernel answered 401", retryable=True, status=401)]
+    kernel.failures *= 10**6
+    with caplog.at_level(logging.ERROR, logger="billing_kernel.client"):
+        t = tracker(kernel, backoff_cap=0.01)
+        t.track("acme", "tokens", 1)
+        time.sleep(1.0)
+        refusals = t.stats().unauthorized
+        t.close(0.1)
+    said = [r for r in caplog.records if "refused the tracker's API key" in r.getMessage()]
+    assert refusals > 20  # refused many times...
+    assert 2 <= len(said) <= 6  # ...said once per interval of 0.2 s, not once per refusal
+
+
 @pytest.mark.anyio
 async def test_a_wrong_key_against_a_real_kernel_is_reported_within_a_second(
     database: Database,

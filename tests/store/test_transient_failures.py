@@ -61,14 +61,17 @@ async def test_a_database_that_does_not_exist_is_unavailable_not_a_crash(
         await database.dispose()
 
 
+async def _sleep_past_a_statement_timeout(database: Database) -> None:
+    async with database.transaction() as conn:
+        await conn.execute(text("SET LOCAL statement_timeout = 50"))
+        await conn.execute(text("SELECT pg_sleep(1)"))  # SQLSTATE 57014
+
+
 async def test_a_statement_timeout_is_momentary(postgres_url: str) -> None:
     database = Database(postgres_url)
     try:
-        async with database.transaction() as conn:
-            await conn.execute(text("SET statement_timeout = 50"))
-        with pytest.raises(DatabaseUnavailable):  # SQLSTATE 57014
-            async with database.transaction() as conn:
-                await conn.execute(text("SELECT pg_sleep(1)"))
+        with pytest.raises(DatabaseUnavailable):
+            await _sleep_past_a_statement_timeout(database)
     finally:
         await database.dispose()
 
