@@ -18,10 +18,10 @@ import httpx
 from billing_kernel.api.app import create_app
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.config import Settings
-from billing_kernel.domain.billing_state import MemberRole
-from billing_kernel.service import BillingService
-from billing_kernel.store import migrate
-from billing_kernel.store.database import Database
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from common import percentile, row, run_alone
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
@@ -31,12 +31,12 @@ CALLS = 300
 async def measure(url: str) -> tuple[list[float], list[float]]:
     settings = Settings(database_url=url, jwt_secret=SECRET)
     database = Database(url)
-    service = BillingService(database, settings)
+    kernel = Kernel(database, settings)
     org, user = f"org-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}"
-    await service.create_org(org, plan_slug="starter")
-    await service.add_org_member(org, user, MemberRole.OWNER)
+    await kernel.orgs.create(org, plan_slug="starter")
+    await kernel.members.add(org, user, MemberRole.OWNER)
     for n in range(200):
-        await service.record_usage(org, "tokens", 1_000 + n, idempotency_key=f"k{n}")
+        await kernel.usage.record(org, "tokens", 1_000 + n, idempotency_key=f"k{n}")
     app = create_app(settings, database=database)
     token = issue_token(SECRET, user, datetime.now(UTC), timedelta(hours=1))
     page_times, summary_times = [], []
@@ -51,7 +51,7 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
             page_times.append((time.perf_counter() - start) * 1000)
             assert response.status_code == 200
             start = time.perf_counter()
-            await service.for_user(user).build_org_billing_summary(org)
+            await kernel.for_user(user).summary.summary(org)
             summary_times.append((time.perf_counter() - start) * 1000)
     await database.dispose()
     return page_times, summary_times
@@ -76,7 +76,7 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
                             "database": name,
                             "calls": CALLS,
                             "client": "in-process ASGI (no network)",
-                            "baseline": "BillingService.build_org_billing_summary as the user",
+                            "baseline": "Kernel.build_org_billing_summary as the user",
                         },
                     )
                 )

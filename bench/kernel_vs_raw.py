@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 from tests.live import KernelServer, connections_per_worker, kernel_command
 
-from billing_kernel.domain.periods import BillingPeriod
-from billing_kernel.store import migrate
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db import migrate
 from common import (
     cpu_seconds,
     fresh_database,

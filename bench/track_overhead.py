@@ -1,5 +1,5 @@
 """What `track()` costs the product's hot path, next to the seed's approach: an awaited
-database write per call (`BillingService.update_usage_counters`), measured in the same run.
+database write per call (`Kernel.update_usage_counters`), measured in the same run.
 
 Usage: python bench/track_overhead.py [--server URL-of-PostgreSQL-server]
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 from billing_kernel.client import EventResult, UsageTracker
 from billing_kernel.config import Settings
-from billing_kernel.service import BillingService
-from billing_kernel.store import migrate
-from billing_kernel.store.database import Database
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
 from common import cpu_seconds, percentile, row, run_alone
 
 TRACK_CALLS = 100_000
@@ -56,14 +56,14 @@ def time_track(spool_dir: Path | None) -> list[float]:
 
 async def time_awaited_writes(url: str) -> list[float]:
     database = Database(url)
-    service = BillingService(database, Settings(database_url=url))
+    kernel = Kernel(database, Settings(database_url=url))
     org = f"org-{uuid.uuid4().hex[:8]}"
     for _ in range(50):  # warm up, and create the org
-        await service.update_usage_counters(org, {"tokens": 1})
+        await kernel.usage.update_counters(org, {"tokens": 1})
     samples = []
     for _ in range(DB_CALLS):
         start = time.perf_counter_ns()
-        await service.update_usage_counters(org, {"tokens": 1})
+        await kernel.usage.update_counters(org, {"tokens": 1})
         samples.append((time.perf_counter_ns() - start) / 1000)
     await database.dispose()
     return samples
@@ -97,7 +97,7 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
                             "database": database,
                             "track_calls": TRACK_CALLS,
                             "baseline_calls": DB_CALLS,
-                            "baseline": "await BillingService.update_usage_counters per call",
+                            "baseline": "await Kernel.update_usage_counters per call",
                             "tracker_cpu_seconds": round(generator_cpu, 2),
                         },
                     )

@@ -22,12 +22,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from billing_kernel.config import Settings
-from billing_kernel.domain.plans import Plan, PlanMetric
-from billing_kernel.service import BillingService
-from billing_kernel.store import migrate
-from billing_kernel.store.database import Database
-from billing_kernel.store.plans import PlanRepository
-from billing_kernel.store.tables import metadata, usage_counters
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.db.tables import metadata, usage_counters
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.kernel import Kernel
+from billing_kernel.plans.repository import PlanRepository
+from billing_kernel.plans.rules import Plan, PlanMetric
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432"
 BACKENDS = ["sqlite", "postgres"]
@@ -121,8 +122,8 @@ def clock() -> Clock:
     return Clock(datetime(2026, 5, 15, 12, 0, tzinfo=UTC))
 
 
-def make_service(database: Database, clock: Clock, **settings: object) -> BillingService:
-    return BillingService(
+def make_kernel(database: Database, clock: Clock, **settings: object) -> Kernel:
+    return Kernel(
         database,
         Settings(database_url=str(database.url), **settings),
         clock=clock,  # type: ignore[arg-type]
@@ -130,8 +131,8 @@ def make_service(database: Database, clock: Clock, **settings: object) -> Billin
 
 
 @pytest.fixture
-def service(database: Database, clock: Clock) -> BillingService:
-    return make_service(database, clock)
+def kernel(database: Database, clock: Clock) -> Kernel:
+    return make_kernel(database, clock)
 
 
 async def save_plan(database: Database, now: datetime, *, active: bool = True) -> Plan:
@@ -145,7 +146,7 @@ async def save_plan(database: Database, now: datetime, *, active: bool = True) -
         metrics={"tokens": PlanMetric("tokens", 500, Decimal("0.5"), 1000)},
     )
     async with database.transaction() as conn:
-        await PlanRepository(conn).save_plan(plan, now)
+        await PlanRepository(UnitOfWork(conn)).save_plan(plan, now)
     return plan
 
 

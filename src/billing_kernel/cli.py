@@ -1,4 +1,4 @@
-"""The `billing-kernel` command line: thin commands over BillingService."""
+"""The `billing-kernel` command line: thin commands over the kernel's services."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from billing_kernel.api import serving
-from billing_kernel.auth.api_keys import parse_scopes
+from billing_kernel import server
+from billing_kernel.auth.rules import parse_scopes
 from billing_kernel.auth.tokens import issue_token
+from billing_kernel.common.money import money_text
 from billing_kernel.config import get_settings
-from billing_kernel.domain.billing_state import MemberRole
-from billing_kernel.domain.money import money_text
-from billing_kernel.domain.summary import OrgBillingSummary
+from billing_kernel.db import migrate as migrations
+from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
-from billing_kernel.service import BillingService
-from billing_kernel.store import migrate as migrations
-from billing_kernel.store.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
+from billing_kernel.summary.rules import OrgBillingSummary
 
 app = typer.Typer(
     help="billing-kernel: plans, org billing state and monthly usage.", no_args_is_help=True
@@ -39,16 +39,15 @@ app.add_typer(usage_app, name="usage")
 T = TypeVar("T")
 
 
-def _with_service(work: Callable[[BillingService], Awaitable[T]]) -> T:
+def _with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
     """Run `work` against the configured database; a BillingError becomes exit code 1."""
 
     async def main() -> T:
-        settings = get_settings()
-        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        kernel = Kernel.open(get_settings())
         try:
-            return await work(BillingService(database, settings))
+            return await work(kernel)
         finally:
-            await database.dispose()
+            await kernel.aclose()
 
     try:
         return asyncio.run(main())
@@ -67,7 +66,7 @@ def migrate() -> None:
 @plans_app.command("list")
 def plans_list() -> None:
     """List the active plans with what each includes."""
-    plans = _with_service(lambda service: service.list_plans())
+    plans = _with_kernel(lambda kernel: kernel.plans.list_active())
     for plan in plans:
         typer.echo(f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month")
         for term in plan.metrics.values():
@@ -88,7 +87,7 @@ def orgs_create(
     plan: Annotated[str | None, typer.Option(help="Plan slug (default: the default plan).")] = None,
 ) -> None:
     """Create an org and seed its billing state (trial on the default plan)."""
-    state = _with_service(lambda service: service.create_org(org_id, name=name, plan_slug=plan))
+    state = _with_kernel(lambda kernel: kernel.orgs.create(org_id, name=name, plan_slug=plan))
     typer.echo(
         f"org {state.org_id}: plan {state.plan_slug}, status {state.status.value}, "
         f"trial ends {state.trial_ends_at:%Y-%m-%d}"
@@ -105,14 +104,14 @@ def members_add(
     email: Annotated[str | None, typer.Option(help="The user's email.")] = None,
 ) -> None:
     """Add a user to an org (or change their role)."""
-    seats = _with_service(lambda s: s.add_org_member(org_id, user_id, role, email=email))
+    seats = _with_kernel(lambda kernel: kernel.members.add(org_id, user_id, role, email=email))
     typer.echo(f"{user_id} is {role.value} of {org_id}; {seats} seat(s)")
 
 
 @members_app.command("remove")
 def members_remove(org_id: str, user_id: str) -> None:
     """Remove a user from an org."""
-    seats = _with_service(lambda service: service.remove_org_member(org_id, user_id))
+    seats = _with_kernel(lambda kernel: kernel.members.remove(org_id, user_id))
     typer.echo(f"{user_id} removed from {org_id}; {seats} seat(s)")
 
 
@@ -128,8 +127,8 @@ def usage_record(
 ) -> None:
     """Record usage for an org, exactly once per idempotency key."""
     idempotency_key = key or uuid.uuid4().hex
-    result = _with_service(
-        lambda s: s.record_usage(
+    result = _with_kernel(
+        lambda kernel: kernel.usage.record(
             org_id, metric, quantity, idempotency_key=idempotency_key, occurred_at=at
         )
     )
@@ -142,7 +141,7 @@ def usage_record(
 @app.command()
 def summary(org_id: str) -> None:
     """Show an org's plan, billing state and usage this month."""
-    typer.echo(render_summary(_with_service(lambda s: s.build_org_billing_summary(org_id))))
+    typer.echo(render_summary(_with_kernel(lambda kernel: kernel.summary.summary(org_id))))
 
 
 @app.command()
@@ -166,7 +165,7 @@ def serve(
     typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
     typer.echo(f"Dashboard: {base}/app/billing")
     try:
-        serving.serve(host, port, workers, log_level)
+        server.serve(host, port, workers, log_level)
     except OSError as exc:
         typer.secho(f"error: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from None
@@ -194,11 +193,11 @@ def token(
         raise typer.Exit(code=1)
     if org is not None:
 
-        async def join(service: BillingService) -> None:
-            await service.create_org(org)
-            await service.add_org_member(org, user, role)
+        async def join(kernel: Kernel) -> None:
+            await kernel.orgs.create(org)
+            await kernel.members.add(org, user, role)
 
-        _with_service(join)
+        _with_kernel(join)
     typer.echo(issue_token(secret, user, datetime.now(UTC), timedelta(hours=hours)))
 
 
@@ -216,7 +215,9 @@ def api_keys_create(
     except ValueError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from exc
-    key, plaintext = _with_service(lambda s: s.create_api_key(granted, org_id=org, name=name))
+    key, plaintext = _with_kernel(
+        lambda kernel: kernel.api_keys.create(granted, org_id=org, name=name)
+    )
     typer.echo(plaintext)
     typer.secho(
         f"key id {key.key_id}; scopes {' '.join(sorted(key.scopes))}; "
@@ -229,7 +230,7 @@ def api_keys_create(
 @keys_app.command("list")
 def api_keys_list() -> None:
     """List API keys (never their secrets)."""
-    for key in _with_service(lambda s: s.list_api_keys()):
+    for key in _with_kernel(lambda kernel: kernel.api_keys.list_all()):
         state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
         typer.echo(
             f"{key.key_id}  {state:<18} {' '.join(sorted(key.scopes)):<40} "
@@ -240,7 +241,7 @@ def api_keys_list() -> None:
 @keys_app.command("revoke")
 def api_keys_revoke(key_id: str) -> None:
     """Revoke an API key at once."""
-    _with_service(lambda s: s.revoke_api_key(key_id))
+    _with_kernel(lambda kernel: kernel.api_keys.revoke(key_id))
     typer.echo(f"revoked {key_id}")
 
 
@@ -249,44 +250,16 @@ def demo() -> None:
     """Seed a demo org with members and usage (idempotent) and show its summary; in dev mode,
     also print a token for its owner."""
 
-    async def seed(service: BillingService) -> OrgBillingSummary:
-        await service.create_org("demo-org", name="Demo Org", plan_slug="starter")
-        for user_id, role in (
-            ("demo-owner", MemberRole.OWNER),
-            ("demo-admin", MemberRole.ADMIN),
-            ("demo-member", MemberRole.MEMBER),
-        ):
-            await service.add_org_member("demo-org", user_id, role)
-        # A working day's worth of usage on each day of this month so far (keys make it
-        # idempotent: a second `make run` on the same day adds nothing).
-        now = datetime.now(UTC)
-        for day in range(1, now.day + 1):
-            at = now.replace(day=day, hour=12, minute=0, second=0, microsecond=0)
-            weekday = at.weekday() < 5
-            usage = {
-                "tokens": (40_000 if weekday else 9_000) + 1_500 * (day % 7),
-                "playbook_runs": (9 if weekday else 2) + day % 3,
-            }
-            for metric, quantity in usage.items():
-                await service.record_usage(
-                    "demo-org",
-                    metric,
-                    quantity,
-                    idempotency_key=f"demo-{at:%Y-%m-%d}-{metric}",
-                    occurred_at=min(at, now),
-                )
-        return await service.build_org_billing_summary("demo-org")
-
-    typer.echo(render_summary(_with_service(seed)))
+    typer.echo(render_summary(_with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
     settings = get_settings()
     if settings.dev_mode:
         owner_token = issue_token(
-            settings.signing_secret(), "demo-owner", datetime.now(UTC), timedelta(days=7)
+            settings.signing_secret(), DEMO_OWNER, datetime.now(UTC), timedelta(days=7)
         )
         typer.echo(
-            "\nThe billing page of demo-org, signed in as its owner (dev mode):\n"
+            f"\nThe billing page of {DEMO_ORG}, signed in as its owner (dev mode):\n"
             f"  http://127.0.0.1:8000/app/login?token={owner_token}\n"
-            "\nA dev token for demo-owner, valid 7 days:\n"
+            f"\nA dev token for {DEMO_OWNER}, valid 7 days:\n"
             f"  export TOKEN={owner_token}\n"
             '  curl -H "Authorization: Bearer $TOKEN" '
             "http://127.0.0.1:8000/api/v1/billing/org/summary"

@@ -12,11 +12,11 @@ import jwt
 import pytest
 
 from billing_kernel.api.app import create_app
-from billing_kernel.auth.principal import Scope
+from billing_kernel.auth.rules import Scope
 from billing_kernel.config import Settings
-from billing_kernel.domain.billing_state import MemberRole
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from tests.conftest import new_id
 from tests.live import SECRET
 
@@ -37,20 +37,20 @@ class Api:
     """A client of the app, and the service behind it for arranging data."""
 
     client: httpx.AsyncClient
-    service: BillingService
+    kernel: Kernel
     database: Database
 
     async def key(self, *scopes: Scope, org_id: str | None = None) -> dict[str, str]:
-        _, plaintext = await self.service.create_api_key(scopes, org_id=org_id)
+        _, plaintext = await self.kernel.api_keys.create(scopes, org_id=org_id)
         return bearer(plaintext)
 
     async def member(
         self, org_id: str, role: MemberRole = MemberRole.MEMBER, *, plan: str = "starter"
     ) -> dict[str, str]:
         """A new user in `org_id` (created if needed), and their bearer header."""
-        await self.service.create_org(org_id, plan_slug=plan)
+        await self.kernel.orgs.create(org_id, plan_slug=plan)
         user_id = new_id("user")
-        await self.service.add_org_member(org_id, user_id, role)
+        await self.kernel.members.add(org_id, user_id, role)
         return bearer(user_token(user_id))
 
 
@@ -64,6 +64,4 @@ def app_for(database: Database, **settings: Any) -> httpx.AsyncClient:
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[Api]:
     async with app_for(database) as client:
-        yield Api(
-            client, BillingService(database, Settings(database_url=str(database.url))), database
-        )
+        yield Api(client, Kernel(database, Settings(database_url=str(database.url))), database)

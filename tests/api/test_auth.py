@@ -15,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from billing_kernel.api.app import create_app
-from billing_kernel.auth.principal import Scope
+from billing_kernel.auth.rules import Scope
 from billing_kernel.config import DEV_JWT_SECRET, Settings
+from billing_kernel.db.database import Database
 from billing_kernel.errors import ConfigurationError
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.kernel import Kernel
 from tests.api.conftest import SECRET, Api, app_for, bearer, user_token
 from tests.conftest import new_id
 
@@ -58,7 +58,7 @@ async def test_no_credentials(api: Api) -> None:
 async def test_bad_tokens_are_refused(api: Api) -> None:
     org_id = new_id()
     await api.member(org_id)
-    user_id = (await api.service.list_org_members(org_id))[0][0]
+    user_id = (await api.kernel.members.of_org(org_id))[0][0]
     now = datetime.now(UTC)
     await expect_401(api, bearer(user_token(user_id, exp=now - timedelta(minutes=1))), "expired")
     await expect_401(
@@ -87,8 +87,8 @@ async def test_the_token_may_come_in_the_auth_cookie(api: Api) -> None:
 
 async def test_bad_and_revoked_api_keys_are_refused(api: Api) -> None:
     org_id = new_id()
-    await api.service.create_org(org_id)
-    key, plaintext = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    await api.kernel.orgs.create(org_id)
+    key, plaintext = await api.kernel.api_keys.create([Scope.QUOTA_CHECK])
     headers = {**bearer(plaintext), "X-Org-Id": org_id}
     assert (await api.client.get(SUMMARY, headers=headers)).status_code == 200
     tampered = plaintext[:-2] + ("aa" if not plaintext.endswith("aa") else "bb")
@@ -96,8 +96,8 @@ async def test_bad_and_revoked_api_keys_are_refused(api: Api) -> None:
     await expect_401(api, {**bearer("bk_nonsense"), "X-Org-Id": org_id}, "API key is not valid")
     # The server keeps a verified key for BILLING_API_KEY_CACHE_SECONDS; revoking through
     # the server's own service takes effect at once...
-    served_by: BillingService = api.client._transport.app.state.service  # type: ignore[attr-defined]
-    await served_by.revoke_api_key(key.key_id)
+    served_by: Kernel = api.client._transport.app.state.kernel  # type: ignore[attr-defined]
+    await served_by.api_keys.revoke(key.key_id)
     await expect_401(api, headers, "API key is not valid")
 
 
@@ -105,12 +105,12 @@ async def test_a_key_revoked_elsewhere_is_refused_once_the_cache_lapses(
     database: Database, api: Api
 ) -> None:
     org_id = new_id()
-    await api.service.create_org(org_id)
-    key, plaintext = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    await api.kernel.orgs.create(org_id)
+    key, plaintext = await api.kernel.api_keys.create([Scope.QUOTA_CHECK])
     headers = {**bearer(plaintext), "X-Org-Id": org_id}
     async with app_for(database, api_key_cache_seconds=0.3) as client:
         assert (await client.get(SUMMARY, headers=headers)).status_code == 200
-        await api.service.revoke_api_key(key.key_id)  # another server, or the CLI
+        await api.kernel.api_keys.revoke(key.key_id)  # another server, or the CLI
         assert (await client.get(SUMMARY, headers=headers)).status_code == 200  # cached
         await asyncio.sleep(0.35)
         assert (await client.get(SUMMARY, headers=headers)).status_code == 401
@@ -119,7 +119,7 @@ async def test_a_key_revoked_elsewhere_is_refused_once_the_cache_lapses(
 async def test_a_key_restricted_to_one_org_cannot_act_for_another(api: Api) -> None:
     mine, theirs = new_id(), new_id()
     for org_id in (mine, theirs):
-        await api.service.create_org(org_id)
+        await api.kernel.orgs.create(org_id)
     key = await api.key(Scope.QUOTA_CHECK, Scope.USAGE_WRITE, org_id=mine)
     assert (await api.client.get(SUMMARY, headers={**key, "X-Org-Id": mine})).status_code == 200
     refused = await api.client.get(SUMMARY, headers={**key, "X-Org-Id": theirs})
@@ -210,9 +210,9 @@ async def test_identity_provider_tokens_are_verified_with_its_jwks(
     database: Database, api: Api, jwks: JwksServer, alg: str
 ) -> None:
     org_id = new_id()
-    await api.service.create_org(org_id)
+    await api.kernel.orgs.create(org_id)
     user_id = new_id("user")
-    await api.service.add_org_member(org_id, user_id)
+    await api.kernel.members.add(org_id, user_id)
     async with app_for(database, jwks_url=jwks.url, jwt_audience="authenticated") as client:
         ok = await client.get(SUMMARY, headers=bearer(jwks.token(user_id, alg)))
         assert (ok.status_code, ok.json()["org_id"]) == (200, org_id)

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing_kernel.auth.principal import Scope
-from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.auth.rules import Scope
+from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import Api, bearer, user_token
 from tests.conftest import new_id, save_plan
 
@@ -31,7 +31,7 @@ async def test_plans_list_the_active_plans_with_money_as_decimal_strings(api: Ap
 async def test_summary_of_the_users_only_org(api: Api) -> None:
     org_id = new_id()
     headers = await api.member(org_id)
-    await api.service.record_usage(org_id, "tokens", 850_000, idempotency_key="t")
+    await api.kernel.usage.record(org_id, "tokens", 850_000, idempotency_key="t")
     response = await api.client.get("/api/v1/billing/org/summary", headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -47,8 +47,8 @@ async def test_a_user_in_several_orgs_must_name_one(api: Api) -> None:
     first, second = new_id(), new_id()
     user_id = new_id("user")
     for org_id in (first, second):
-        await api.service.create_org(org_id)
-        await api.service.add_org_member(org_id, user_id)
+        await api.kernel.orgs.create(org_id)
+        await api.kernel.members.add(org_id, user_id)
     headers = bearer(user_token(user_id))
     ambiguous = await api.client.get("/api/v1/billing/org/summary", headers=headers)
     assert ambiguous.status_code == 400
@@ -63,7 +63,7 @@ async def test_a_user_in_several_orgs_must_name_one(api: Api) -> None:
 async def test_another_orgs_summary_looks_exactly_like_a_missing_org(api: Api) -> None:
     headers = await api.member(new_id())
     other = new_id()
-    await api.service.create_org(other)
+    await api.kernel.orgs.create(other)
     foreign = await api.client.get(
         "/api/v1/billing/org/summary", headers={**headers, "X-Org-Id": other}
     )
@@ -79,7 +79,7 @@ async def test_another_orgs_summary_looks_exactly_like_a_missing_org(api: Api) -
 
 async def test_service_keys_name_the_org_and_need_a_read_scope(api: Api) -> None:
     org_id = new_id()
-    await api.service.create_org(org_id)
+    await api.kernel.orgs.create(org_id)
     reader = await api.key(Scope.QUOTA_CHECK)
     ok = await api.client.get("/api/v1/billing/org/summary", headers={**reader, "X-Org-Id": org_id})
     assert ok.status_code == 200
@@ -109,7 +109,7 @@ async def test_only_owners_and_admins_change_the_plan(
     response = await api.client.post(
         "/api/v1/billing/org/plan", json={"plan_slug": "growth"}, headers=headers
     )
-    state = await api.service.get_org_billing_state(org_id)
+    state = await api.kernel.orgs.billing_state(org_id)
     if allowed:
         assert response.status_code == 200, response.text
         assert response.json() == {"org_id": org_id, "plan_slug": "growth", "status": "trial"}
@@ -122,7 +122,7 @@ async def test_only_owners_and_admins_change_the_plan(
 
 async def test_plan_change_by_an_admin_key_and_its_refusals(api: Api) -> None:
     org_id = new_id()
-    await api.service.create_org(org_id)
+    await api.kernel.orgs.create(org_id)
     admin = {**(await api.key(Scope.BILLING_ADMIN)), "X-Org-Id": org_id}
     changed = await api.client.post(
         "/api/v1/billing/org/plan", json={"plan_slug": "enterprise"}, headers=admin
@@ -146,13 +146,13 @@ async def test_plan_change_by_an_admin_key_and_its_refusals(api: Api) -> None:
     assert malformed.status_code == 422
     locations = {e["location"] for e in malformed.json()["errors"]}
     assert locations == {"body.plan_slug", "body.plan"}
-    assert (await api.service.get_org_billing_state(org_id)).plan_slug == "enterprise"
+    assert (await api.kernel.orgs.billing_state(org_id)).plan_slug == "enterprise"
 
 
 async def test_quota_check(api: Api) -> None:
     org_id = new_id()
     headers = await api.member(org_id)
-    await api.service.record_usage(org_id, "playbook_runs", 199, idempotency_key="r")
+    await api.kernel.usage.record(org_id, "playbook_runs", 199, idempotency_key="r")
     response = await api.client.post(
         "/api/v1/billing/org/check",
         json={"metric": "playbook_runs", "amount": 2},

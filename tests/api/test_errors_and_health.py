@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from billing_kernel.api.app import create_app
-from billing_kernel.auth.principal import Scope
+from billing_kernel.auth.rules import Scope
 from billing_kernel.config import Settings
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
-from billing_kernel.service import BillingService
-from billing_kernel.store import migrate
-from billing_kernel.store.database import Database
+from billing_kernel.kernel import Kernel
 from tests.api.conftest import Api, app_for
 from tests.conftest import _admin
 from tests.live import SECRET
@@ -44,7 +44,7 @@ async def test_the_request_id_is_echoed_or_made(api: Api) -> None:
 async def test_a_failure_inside_is_a_500_problem_with_a_logged_request_id(
     api: Api, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, key = await api.service.create_api_key([Scope.QUOTA_CHECK])
+    _, key = await api.kernel.api_keys.create([Scope.QUOTA_CHECK])
     # A server that answers, but a database with none of the kernel's tables: not momentary.
     unmigrated = Database(make_url(postgres_url).set(database="postgres"))
     try:
@@ -65,7 +65,7 @@ async def test_a_failure_inside_is_a_500_problem_with_a_logged_request_id(
 
 
 async def test_an_unreachable_database_is_a_503_the_caller_may_retry(api: Api) -> None:
-    _, key = await api.service.create_api_key([Scope.USAGE_WRITE])
+    _, key = await api.kernel.api_keys.create([Scope.USAGE_WRITE])
     broken = Database("postgresql://postgres@127.0.0.1:9/billing")  # nothing listens on 9
     event = {"org_id": "org-a", "metric": "tokens", "quantity": 1, "idempotency_key": "k"}
     try:
@@ -93,8 +93,8 @@ async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_onc
     database = Database(url)
     try:
         await anyio.to_thread.run_sync(migrate.upgrade, url)
-        service = BillingService(database, Settings(database_url=url))
-        _, key = await service.create_api_key([Scope.USAGE_WRITE])
+        kernel = Kernel(database, Settings(database_url=url))
+        _, key = await kernel.api_keys.create([Scope.USAGE_WRITE])
         headers = {"Authorization": f"Bearer {key}"}
 
         def batch(key: str, quantity: int) -> dict[str, object]:
@@ -120,7 +120,7 @@ async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_onc
         assert name not in refused.text
         assert not_ready.status_code == 503
         assert retried.json()["accepted"] == 1
-        usage = await service.get_org_usage_for_current_period("org-a")
+        usage = await kernel.summary.period_usage("org-a")
         assert usage.used["tokens"] == 12
     finally:
         await database.dispose()

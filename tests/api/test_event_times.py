@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.api.schemas import UsageEventIn
-from billing_kernel.domain.metrics import DEFAULT_METRICS
-from billing_kernel.domain.usage import EventTimeWindow, new_usage_event
 from billing_kernel.errors import InvalidInput
+from billing_kernel.metrics.rules import DEFAULT_METRICS
+from billing_kernel.usage.rules import EventTimeWindow, new_usage_event
+from billing_kernel.usage.schemas import UsageEventIn
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 WINDOW = EventTimeWindow(max_clock_skew=timedelta(minutes=5), max_age=timedelta(days=35))

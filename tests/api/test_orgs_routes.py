@@ -2,7 +2,7 @@
 
 import pytest
 
-from billing_kernel.auth.principal import Scope
+from billing_kernel.auth.rules import Scope
 from tests.api.conftest import Api
 from tests.conftest import new_id
 
@@ -43,7 +43,7 @@ async def test_members_are_put_and_removed_idempotently_and_count_as_seats(api: 
     assert (await api.client.delete(f"{base}/bob", headers=admin)).status_code == 204
     listed = await api.client.get(base, headers=admin)
     assert listed.json()["seats"] == 1
-    usage = await api.service.get_org_usage_for_current_period(org_id)
+    usage = await api.kernel.summary.period_usage(org_id)
     assert (usage.used["seats"], usage.peaks["seats"]) == (1, 2)
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from billing_kernel.auth.principal import Scope
-from billing_kernel.store.database import Database
+from billing_kernel.auth.rules import Scope
+from billing_kernel.db.database import Database
 from tests.api.conftest import Api, app_for
 from tests.conftest import new_id, row_counts
 
@@ -27,7 +27,7 @@ def event(org_id: str, key: str, quantity: Any = 10, **fields: Any) -> dict[str,
 
 
 async def tokens_used(api: Api, org_id: str) -> int:
-    return (await api.service.get_org_usage_for_current_period(org_id)).used["tokens"]
+    return (await api.kernel.summary.period_usage(org_id)).used["tokens"]
 
 
 async def test_a_batch_is_counted_and_answered_per_event(api: Api) -> None:
@@ -175,7 +175,7 @@ async def test_1000_events_are_one_batch(api: Api) -> None:
 
 async def test_with_auto_create_off_unknown_orgs_are_refused(api: Api, database: Database) -> None:
     known = new_id()
-    await api.service.create_org(known)
+    await api.kernel.orgs.create(known)
     writer = await api.key(Scope.USAGE_WRITE)
     unknown = new_id()
     async with app_for(database, auto_create_orgs=False) as client:
@@ -195,14 +195,14 @@ async def test_with_auto_create_off_unknown_orgs_are_refused(api: Api, database:
     assert body["results"][1]["error"]["code"] == "org_not_found"
     assert await tokens_used(api, known) == 1
     with pytest.raises(Exception, match="no org"):
-        await api.service.get_org_billing_state(unknown)
+        await api.kernel.orgs.billing_state(unknown)
 
 
 async def test_the_first_event_of_a_new_org_creates_it(api: Api) -> None:
     org_id = new_id()
     writer = await api.key(Scope.USAGE_WRITE)
     await api.client.post(EVENTS, json={"events": [event(org_id, "a", 12)]}, headers=writer)
-    state = await api.service.get_org_billing_state(org_id)
+    state = await api.kernel.orgs.billing_state(org_id)
     assert (state.plan_slug, state.status.value) == ("internal-dev", "trial")
 
 

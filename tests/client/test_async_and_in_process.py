@@ -1,4 +1,4 @@
-"""AsyncUsageTracker, and the in-process backend writing through a real BillingService."""
+"""AsyncUsageTracker, and the in-process backend writing through a real Kernel."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 
 from billing_kernel.client import AsyncUsageTracker, TransportError
 from billing_kernel.config import Settings
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.usage.in_process import in_process_tracker
 from tests.client.fakes import FakeAsyncTransport, FakeKernel
 from tests.conftest import new_id
 
@@ -58,17 +59,17 @@ async def test_async_tracker_with_a_spool_resumes_after_a_restart(tmp_path: Path
 
 
 @pytest.fixture
-def live_service(database: Database) -> BillingService:
+def live_service(database: Database) -> Kernel:
     """A service on the real clock: the tracker stamps events with the real time."""
-    return BillingService(database, Settings(database_url=str(database.url)))
+    return Kernel(database, Settings(database_url=str(database.url)))
 
 
 async def test_in_process_backend_counts_through_the_billing_service(
-    live_service: BillingService,
+    live_service: Kernel,
 ) -> None:
-    service = live_service
+    kernel = live_service
     org_id = new_id()
-    async with AsyncUsageTracker.in_process(service, **FAST) as tracker:
+    async with in_process_tracker(kernel.usage, **FAST) as tracker:
         for n in range(300):
             tracker.track(org_id, "tokens", 7, idempotency_key=f"k{n % 250}")
         with tracker.run(org_id, run_id="run-1"):
@@ -78,7 +79,7 @@ async def test_in_process_backend_counts_through_the_billing_service(
         tracker.track(org_id, "gpu_hours", 1)  # the kernel refuses an unknown metric
         assert await tracker.flush(10)
         stats = tracker.stats()
-    usage = await service.get_org_usage_for_current_period(org_id)
+    usage = await kernel.summary.period_usage(org_id)
     assert usage.used["tokens"] == 250 * 7
     assert usage.used["playbook_runs"] == 1
     # Repeated keys carry a later time than their first use: conflicts, counted once.
@@ -89,9 +90,7 @@ async def test_in_process_backend_keeps_events_while_the_database_is_down(
     database_url: str,
 ) -> None:
     broken = Database("postgresql://postgres@127.0.0.1:9/billing")
-    tracker = AsyncUsageTracker.in_process(
-        BillingService(broken, Settings(database_url=database_url)), **FAST
-    )
+    tracker = in_process_tracker(Kernel(broken, Settings(database_url=database_url)).usage, **FAST)
     org_id = new_id()
     for _ in range(10):
         tracker.track(org_id, "tokens", 3)

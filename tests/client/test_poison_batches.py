@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import text
 
 from billing_kernel.api.app import create_app
-from billing_kernel.auth.principal import Scope
+from billing_kernel.auth.rules import Scope
 from billing_kernel.client import AsyncHttpTransport, AsyncUsageTracker, TransportError
 from billing_kernel.client.buffer import DEAD_LETTER_FILE
 from billing_kernel.config import Settings
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
 from tests.client.fakes import FakeKernel
 from tests.client.test_tracker import tracker
 from tests.conftest import new_id
@@ -66,7 +66,7 @@ async def failing_kernel(database: Database) -> AsyncIterator[tuple[httpx.AsyncC
         for statement in _TRIGGERS[database.dialect_name]:
             await conn.execute(text(statement))
     settings = Settings(database_url=str(database.url), jwt_secret=SECRET)
-    _, key = await BillingService(database, settings).create_api_key([Scope.USAGE_WRITE])
+    _, key = await Kernel(database, settings).api_keys.create([Scope.USAGE_WRITE])
     app = create_app(settings, database=database)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
@@ -103,9 +103,8 @@ async def test_one_event_the_kernel_fails_on_is_set_aside_and_the_rest_delivered
         dead = tracker.dead_letters()
         await tracker.aclose(5)
 
-    used = await BillingService(
-        database, Settings(database_url=str(database.url))
-    ).get_org_usage_for_current_period(org_id)
+    kernel = Kernel(database, Settings(database_url=str(database.url)))
+    used = await kernel.summary.period_usage(org_id)
     assert used.used["tokens"] == sum(range(1, 61))  # each good event once, not the poison
     assert (stats.sent, stats.dead_lettered, stats.pending) == (60, 1, 0)
     assert stats.duplicates == 0  # parts that got through were never sent again

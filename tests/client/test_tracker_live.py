@@ -18,8 +18,8 @@ import pytest
 
 from billing_kernel.client import UsageTracker
 from billing_kernel.config import Settings
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
 from tests.client.faulty_proxy import FaultyProxy
 from tests.conftest import new_id
 from tests.live import KernelServer, kernel_command
@@ -44,10 +44,10 @@ def counted(postgres_url: str, org_ids: list[str], metric: str = "tokens") -> di
 
     async def read() -> dict[str, int]:
         database = Database(postgres_url)
-        service = BillingService(database, Settings(database_url=postgres_url))
+        kernel = Kernel(database, Settings(database_url=postgres_url))
         try:
             return {
-                org_id: (await service.get_org_usage_for_current_period(org_id)).used[metric]
+                org_id: (await kernel.summary.period_usage(org_id)).used[metric]
                 for org_id in org_ids
             }
         finally:

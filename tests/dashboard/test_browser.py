@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from billing_kernel.config import Settings
-from billing_kernel.domain.billing_state import MemberRole
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import user_token
 from tests.conftest import new_id
 from tests.live import KernelServer
@@ -28,7 +28,7 @@ GREEN, YELLOW, RED = "rgb(26, 127, 55)", "rgb(212, 167, 44)", "rgb(207, 34, 46)"
 async def seed(url: str) -> dict[str, str]:
     """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere."""
     database = Database(url)
-    service = BillingService(database, Settings(database_url=url))
+    kernel = Kernel(database, Settings(database_url=url))
     ids = {
         "a": new_id("org-a"),
         "b": new_id("org-b"),
@@ -37,18 +37,18 @@ async def seed(url: str) -> dict[str, str]:
         "both": new_id("both"),
     }
     try:
-        await service.create_org(ids["a"], plan_slug="starter")
-        await service.create_org(ids["b"], plan_slug="growth")
-        await service.add_org_member(ids["a"], ids["owner"], MemberRole.OWNER)
-        await service.add_org_member(ids["a"], ids["member"])
-        await service.add_org_member(ids["a"], ids["both"])
-        await service.add_org_member(ids["b"], ids["both"])
+        await kernel.orgs.create(ids["a"], plan_slug="starter")
+        await kernel.orgs.create(ids["b"], plan_slug="growth")
+        await kernel.members.add(ids["a"], ids["owner"], MemberRole.OWNER)
+        await kernel.members.add(ids["a"], ids["member"])
+        await kernel.members.add(ids["a"], ids["both"])
+        await kernel.members.add(ids["b"], ids["both"])
         for n in range(3):
-            await service.add_org_member(ids["a"], f"{ids['a']}-seat-{n}")
-        await service.set_org_limit_override(ids["a"], "seats", 5)  # 6 members: 120 %
-        await service.record_usage(ids["a"], "tokens", 500_000, idempotency_key="t")
-        await service.record_usage(ids["a"], "playbook_runs", 170, idempotency_key="r")
-        await service.record_usage(ids["b"], "tokens", 4_321_987, idempotency_key="t")
+            await kernel.members.add(ids["a"], f"{ids['a']}-seat-{n}")
+        await kernel.quota.set_override(ids["a"], "seats", 5)  # 6 members: 120 %
+        await kernel.usage.record(ids["a"], "tokens", 500_000, idempotency_key="t")
+        await kernel.usage.record(ids["a"], "playbook_runs", 170, idempotency_key="r")
+        await kernel.usage.record(ids["b"], "tokens", 4_321_987, idempotency_key="t")
     finally:
         await database.dispose()
     return ids

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.domain.periods import BillingPeriod
+from billing_kernel.common.periods import BillingPeriod
 
 MICRO = timedelta(microseconds=1)
 

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.domain.money import money_text, overage_amount, round_money
-from billing_kernel.domain.plans import Plan, PlanMetric, effective_limit
-from billing_kernel.domain.quota import Enforcement, decide, percent_used
+from billing_kernel.common.money import money_text, overage_amount, round_money
+from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.quota.rules import Enforcement, decide, effective_limit, percent_used
 
 
 @pytest.mark.parametrize(

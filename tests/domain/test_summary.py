@@ -7,11 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from billing_kernel.domain.billing_state import BillingStatus, new_trial_state
-from billing_kernel.domain.metrics import DEFAULT_METRICS, Aggregation, Metric, used_and_peak
-from billing_kernel.domain.periods import BillingPeriod, days_until
-from billing_kernel.domain.plans import Plan, PlanMetric, limit_after_overrides
-from billing_kernel.domain.summary import build_summary, days_so_far, metric_usage
+from billing_kernel.common.periods import BillingPeriod, days_until
+from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, used_and_peak
+from billing_kernel.orgs.rules import BillingStatus, new_trial_state
+from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.quota.rules import limit_after_overrides
+from billing_kernel.summary.rules import build_summary, days_so_far, metric_usage
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 TOKENS, RUNS, SEATS = DEFAULT_METRICS

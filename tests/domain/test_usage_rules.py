@@ -5,17 +5,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.domain.metrics import DEFAULT_METRICS
-from billing_kernel.domain.usage import (
+from billing_kernel.common.validation import (
     MAX_EVENT_QUANTITY,
-    EventTimeWindow,
-    UsageEvent,
-    counter_increments,
-    new_usage_event,
     validate_occurred_at,
     validate_text,
 )
 from billing_kernel.errors import InvalidInput, UnknownMetric
+from billing_kernel.metrics.rules import DEFAULT_METRICS
+from billing_kernel.usage.rules import (
+    EventTimeWindow,
+    UsageEvent,
+    counter_increments,
+    new_usage_event,
+)
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 CATALOGUE = {m.key: m for m in DEFAULT_METRICS}

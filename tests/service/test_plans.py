@@ -3,10 +3,10 @@ from decimal import Decimal
 
 import pytest
 
+from billing_kernel.db.database import Database
 from billing_kernel.errors import PlanInactive, PlanNotFound
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
-from tests.conftest import Clock, make_service, new_id, save_plan
+from billing_kernel.kernel import Kernel
+from tests.conftest import Clock, make_kernel, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -20,9 +20,9 @@ SEEDED = {
 
 
 async def test_the_migration_seeds_the_four_reference_plans_exactly(
-    service: BillingService,
+    kernel: Kernel,
 ) -> None:
-    plans = {plan.slug: plan for plan in await service.list_plans()}
+    plans = {plan.slug: plan for plan in await kernel.plans.list_active()}
     assert set(SEEDED) <= set(plans)
     for slug, (price, tokens, runs, seats, per_1k, per_run, per_seat) in SEEDED.items():
         plan = plans[slug]
@@ -43,25 +43,25 @@ async def test_the_migration_seeds_the_four_reference_plans_exactly(
 
 
 async def test_plans_are_listed_cheapest_first_and_inactive_ones_are_hidden(
-    service: BillingService, database: Database, clock: Clock
+    kernel: Kernel, database: Database, clock: Clock
 ) -> None:
     hidden = await save_plan(database, clock(), active=False)
-    listed = await service.list_plans()
+    listed = await kernel.plans.list_active()
     assert hidden.slug not in {p.slug for p in listed}
     prices = [p.monthly_price for p in listed]
     assert prices == sorted(prices)
-    assert (await service.get_plan_by_slug(hidden.slug)).is_active is False
+    assert (await kernel.plans.get(hidden.slug)).is_active is False
 
 
-async def test_get_plan_by_slug_refuses_an_unknown_slug(service: BillingService) -> None:
-    assert (await service.get_plan_by_slug("growth")).name == "Growth"
+async def test_get_plan_by_slug_refuses_an_unknown_slug(kernel: Kernel) -> None:
+    assert (await kernel.plans.get("growth")).name == "Growth"
     with pytest.raises(PlanNotFound, match="no-such-plan"):
-        await service.get_plan_by_slug("no-such-plan")
+        await kernel.plans.get("no-such-plan")
 
 
 async def test_default_plan_follows_the_setting(database: Database, clock: Clock) -> None:
-    service = make_service(database, clock, default_plan_slug="growth")
-    assert (await service.get_default_plan()).slug == "growth"
+    kernel = make_kernel(database, clock, default_plan_slug="growth")
+    assert (await kernel.plans.default()).slug == "growth"
 
 
 @pytest.mark.parametrize("configured", ["no-such-plan", "inactive"])
@@ -73,30 +73,30 @@ async def test_an_unusable_default_plan_falls_back_to_internal_dev_with_one_warn
         if configured == "inactive"
         else configured
     )
-    service = make_service(database, clock, default_plan_slug=slug)
-    with caplog.at_level(logging.WARNING, logger="billing_kernel.service"):
-        assert (await service.get_default_plan()).slug == "internal-dev"
+    kernel = make_kernel(database, clock, default_plan_slug=slug)
+    with caplog.at_level(logging.WARNING, logger="billing_kernel.plans"):
+        assert (await kernel.plans.default()).slug == "internal-dev"
         org_id = new_id()
-        await service.create_org(org_id)
-        assert (await service.get_org_billing_state(org_id)).plan_slug == "internal-dev"
+        await kernel.orgs.create(org_id)
+        assert (await kernel.orgs.billing_state(org_id)).plan_slug == "internal-dev"
     warnings = [r for r in caplog.records if slug in r.getMessage()]
     assert len(warnings) == 1
 
 
 async def test_set_org_plan_refuses_unknown_and_inactive_plans_and_changes_nothing(
-    service: BillingService, database: Database, clock: Clock
+    kernel: Kernel, database: Database, clock: Clock
 ) -> None:
     org_id = new_id()
-    await service.create_org(org_id)
+    await kernel.orgs.create(org_id)
     inactive = await save_plan(database, clock(), active=False)
     with pytest.raises(PlanNotFound):
-        await service.set_org_plan(org_id, "no-such-plan")
+        await kernel.orgs.set_plan(org_id, "no-such-plan")
     with pytest.raises(PlanInactive):
-        await service.set_org_plan(org_id, inactive.slug)
-    assert (await service.get_org_billing_state(org_id)).plan_slug == "internal-dev"
+        await kernel.orgs.set_plan(org_id, inactive.slug)
+    assert (await kernel.orgs.billing_state(org_id)).plan_slug == "internal-dev"
 
     clock.advance(hours=1)
-    state = await service.set_org_plan(org_id, "growth")
+    state = await kernel.orgs.set_plan(org_id, "growth")
     assert state.plan_slug == "growth"
     assert state.updated_at == clock.now
-    assert (await service.build_org_billing_summary(org_id)).plan.slug == "growth"
+    assert (await kernel.summary.summary(org_id)).plan.slug == "growth"

@@ -3,30 +3,30 @@ from decimal import Decimal
 
 import pytest
 
-from billing_kernel.domain.quota import Enforcement
 from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
-from billing_kernel.service import BillingService
+from billing_kernel.kernel import Kernel
+from billing_kernel.quota.rules import Enforcement
 from tests.conftest import Clock, new_id
 
 pytestmark = pytest.mark.anyio
 
 
-async def starter_org(service: BillingService, *, tokens: int, runs: int, members: int) -> str:
+async def starter_org(kernel: Kernel, *, tokens: int, runs: int, members: int) -> str:
     org_id = new_id()
-    await service.create_org(org_id, plan_slug="starter")
-    await service.record_usage(org_id, "tokens", tokens, idempotency_key="t")
-    await service.record_usage(org_id, "playbook_runs", runs, idempotency_key="r")
+    await kernel.orgs.create(org_id, plan_slug="starter")
+    await kernel.usage.record(org_id, "tokens", tokens, idempotency_key="t")
+    await kernel.usage.record(org_id, "playbook_runs", runs, idempotency_key="r")
     for n in range(members):
-        await service.add_org_member(org_id, f"user-{n}")
+        await kernel.members.add(org_id, f"user-{n}")
     return org_id
 
 
 async def test_summary_reports_usage_against_limits_at_50_85_and_120_percent(
-    service: BillingService, clock: object
+    kernel: Kernel, clock: object
 ) -> None:
     # Starter includes 1,000,000 tokens, 200 runs and 3 seats.
-    org_id = await starter_org(service, tokens=500_000, runs=170, members=4)
-    summary = await service.build_org_billing_summary(org_id)
+    org_id = await starter_org(kernel, tokens=500_000, runs=170, members=4)
+    summary = await kernel.summary.summary(org_id)
 
     assert summary.plan.slug == "starter"
     assert summary.state.status.value == "trial"
@@ -52,9 +52,9 @@ async def test_summary_reports_usage_against_limits_at_50_85_and_120_percent(
     assert summary.estimated_overage == Decimal("15.00")
 
 
-async def test_overage_is_priced_to_the_cent(service: BillingService) -> None:
-    org_id = await starter_org(service, tokens=1_200_250, runs=203, members=0)
-    summary = await service.build_org_billing_summary(org_id)
+async def test_overage_is_priced_to_the_cent(kernel: Kernel) -> None:
+    org_id = await starter_org(kernel, tokens=1_200_250, runs=203, members=0)
+    summary = await kernel.summary.summary(org_id)
     # 200,250 tokens at 0.02 per 1k = 4.005 -> 4.01; 3 runs at 0.25 = 0.75.
     assert summary.metric("tokens").overage_quantity == 200_250
     assert summary.metric("tokens").overage_amount == Decimal("4.01")
@@ -62,83 +62,83 @@ async def test_overage_is_priced_to_the_cent(service: BillingService) -> None:
     assert summary.estimated_overage == Decimal("4.76")
 
 
-async def test_limit_overrides_replace_the_plan_limit_per_org(service: BillingService) -> None:
-    org_id = await starter_org(service, tokens=1_500_000, runs=0, members=0)
-    await service.set_org_limit_override(org_id, "tokens", 3_000_000)
-    tokens = (await service.build_org_billing_summary(org_id)).metric("tokens")
+async def test_limit_overrides_replace_the_plan_limit_per_org(kernel: Kernel) -> None:
+    org_id = await starter_org(kernel, tokens=1_500_000, runs=0, members=0)
+    await kernel.quota.set_override(org_id, "tokens", 3_000_000)
+    tokens = (await kernel.summary.summary(org_id)).metric("tokens")
     assert (tokens.limit, tokens.percent_used, tokens.soft_limit_exceeded) == (
         3_000_000,
         Decimal("50.0"),
         False,
     )
-    await service.set_org_limit_override(org_id, "tokens", None)
-    tokens = (await service.build_org_billing_summary(org_id)).metric("tokens")
+    await kernel.quota.set_override(org_id, "tokens", None)
+    tokens = (await kernel.summary.summary(org_id)).metric("tokens")
     assert (tokens.limit, tokens.percent_used, tokens.overage_amount) == (
         None,
         None,
         Decimal("0.00"),
     )
-    await service.clear_org_limit_override(org_id, "tokens")
-    assert (await service.build_org_billing_summary(org_id)).metric("tokens").limit == 1_000_000
+    await kernel.quota.clear_override(org_id, "tokens")
+    assert (await kernel.summary.summary(org_id)).metric("tokens").limit == 1_000_000
     with pytest.raises(UnknownMetric, match="unknown metric"):
-        await service.set_org_limit_override(org_id, "gpu_hours", 5)
+        await kernel.quota.set_override(org_id, "gpu_hours", 5)
 
 
 async def test_quota_check_is_soft_and_reports_what_the_request_would_do(
-    service: BillingService,
+    kernel: Kernel,
 ) -> None:
-    org_id = await starter_org(service, tokens=999_000, runs=200, members=2)
-    fits = await service.check_org_quota(org_id, "tokens", 1_000)
+    org_id = await starter_org(kernel, tokens=999_000, runs=200, members=2)
+    fits = await kernel.quota.check(org_id, "tokens", 1_000)
     assert (fits.used, fits.limit, fits.remaining, fits.would_exceed) == (
         999_000,
         1_000_000,
         1_000,
         False,
     )
-    crosses = await service.check_org_quota(org_id, "tokens", 1_001)
+    crosses = await kernel.quota.check(org_id, "tokens", 1_001)
     assert (crosses.allowed, crosses.would_exceed, crosses.enforcement) == (
         True,
         True,
         Enforcement.SOFT,
     )
-    runs = await service.check_org_quota(org_id, "playbook_runs")
+    runs = await kernel.quota.check(org_id, "playbook_runs")
     assert (runs.used, runs.soft_limit_exceeded, runs.would_exceed, runs.allowed) == (
         200,
         False,
         True,
         True,
     )
-    seats = await service.check_org_quota(org_id, "seats", 1)
+    seats = await kernel.quota.check(org_id, "seats", 1)
     assert (seats.used, seats.remaining, seats.would_exceed) == (2, 1, False)
 
 
-async def test_quota_check_refuses_bad_input(service: BillingService) -> None:
-    org_id = await starter_org(service, tokens=1, runs=1, members=0)
+async def test_quota_check_refuses_bad_input(kernel: Kernel) -> None:
+    org_id = await starter_org(kernel, tokens=1, runs=1, members=0)
     with pytest.raises(UnknownMetric, match="unknown metric"):
-        await service.check_org_quota(org_id, "gpu_hours", 1)
+        await kernel.quota.check(org_id, "gpu_hours", 1)
     with pytest.raises(InvalidInput, match="negative"):
-        await service.check_org_quota(org_id, "tokens", -1)
+        await kernel.quota.check(org_id, "tokens", -1)
     with pytest.raises(OrgNotFound):
-        await service.check_org_quota(new_id(), "tokens", 1)
+        await kernel.quota.check(new_id(), "tokens", 1)
 
 
 async def test_the_dashboard_has_daily_usage_and_previous_months(
-    service: BillingService, clock: Clock
+    kernel: Kernel, clock: Clock
 ) -> None:
     org_id = new_id()
-    await service.create_org(org_id, plan_slug="starter")
+    await kernel.orgs.create(org_id, plan_slug="starter")
     start = clock.now  # 15 May 2026, 12:00 UTC
-    await service.record_usage(
+    await kernel.usage.record(
         org_id, "tokens", 100, idempotency_key="a", occurred_at=start - timedelta(days=3)
     )
-    await service.record_usage(
+    await kernel.usage.record(
         org_id, "tokens", 50, idempotency_key="b", occurred_at=start - timedelta(days=3, hours=1)
     )
-    await service.record_usage(org_id, "tokens", 7, idempotency_key="c")
-    await service.record_usage(
+    await kernel.usage.record(org_id, "tokens", 7, idempotency_key="c")
+    await kernel.usage.record(
         org_id, "playbook_runs", 2, idempotency_key="d", occurred_at=start - timedelta(days=20)
     )  # April
-    dashboard = await service.build_org_dashboard(org_id, include_plans=True)
+    dashboard = await kernel.summary.dashboard(org_id, include_plans=True)
     tokens = dict(dashboard.daily["tokens"])
     assert len(tokens) == 15  # 1 to 15 May
     assert (tokens[date(2026, 5, 12)], tokens[date(2026, 5, 15)]) == (150, 7)
@@ -154,4 +154,4 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
     ]
     assert dashboard.history[-1][1]["playbook_runs"] == 2
     assert [plan.slug for plan in dashboard.plans][:2] == ["internal-dev", "starter"]
-    assert (await service.build_org_dashboard(org_id)).plans == ()
+    assert (await kernel.summary.dashboard(org_id)).plans == ()

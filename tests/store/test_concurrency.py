@@ -6,10 +6,12 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from billing_kernel.service import BillingService, RecordStatus
-from billing_kernel.store.database import Database
-from billing_kernel.store.orgs import OrgRepository
-from billing_kernel.store.tables import org_billing_state, orgs, usage_events
+from billing_kernel.db.database import Database
+from billing_kernel.db.tables import org_billing_state, orgs, usage_events
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.repository import OrgRepository
+from billing_kernel.usage.rules import RecordStatus
 from tests.conftest import Clock, new_id
 
 pytestmark = pytest.mark.anyio
@@ -21,61 +23,59 @@ async def count_rows(database: Database, table: object, org_id: str) -> int:
         return int((await conn.execute(query)).scalar_one())
 
 
-async def test_200_concurrent_records_sum_exactly(
-    service: BillingService, database: Database
-) -> None:
+async def test_200_concurrent_records_sum_exactly(kernel: Kernel, database: Database) -> None:
     org_id = new_id()
-    await service.create_org(org_id)
+    await kernel.orgs.create(org_id)
     quantities = [1 + (n * 7919) % 10_000 for n in range(200)]
     results = await asyncio.gather(
         *(
-            service.record_usage(org_id, "tokens", q, idempotency_key=f"k{n}")
+            kernel.usage.record(org_id, "tokens", q, idempotency_key=f"k{n}")
             for n, q in enumerate(quantities)
         )
     )
     assert all(r.status is RecordStatus.ACCEPTED for r in results)
-    usage = await service.get_org_usage_for_current_period(org_id)
+    usage = await kernel.summary.period_usage(org_id)
     assert usage.used["tokens"] == sum(quantities)
     assert await count_rows(database, usage_events, org_id) == 200
 
 
 async def test_concurrent_senders_of_one_key_count_it_once(
-    service: BillingService, database: Database
+    kernel: Kernel, database: Database
 ) -> None:
     org_id = new_id()
     results = await asyncio.gather(
         *(
-            service.record_usage(org_id, "tokens", 250, idempotency_key="the-same-key")
+            kernel.usage.record(org_id, "tokens", 250, idempotency_key="the-same-key")
             for _ in range(50)
         )
     )
     statuses = [r.status for r in results]
     assert statuses.count(RecordStatus.ACCEPTED) == 1
     assert statuses.count(RecordStatus.DUPLICATE) == 49
-    assert (await service.get_org_usage_for_current_period(org_id)).used["tokens"] == 250
+    assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 250
 
 
 async def test_concurrent_first_touch_of_an_org_seeds_exactly_one_state(
-    service: BillingService, database: Database, clock: Clock
+    kernel: Kernel, database: Database, clock: Clock
 ) -> None:
     org_id = new_id()
     async with database.transaction() as conn:
-        await OrgRepository(conn).ensure_orgs([org_id], clock())
-    states = await asyncio.gather(*(service.get_org_billing_state(org_id) for _ in range(50)))
+        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock())
+    states = await asyncio.gather(*(kernel.orgs.billing_state(org_id) for _ in range(50)))
     assert len(set(states)) == 1
     assert await count_rows(database, org_billing_state, org_id) == 1
 
 
 async def test_concurrent_first_events_of_a_new_org_create_it_once(
-    service: BillingService, database: Database
+    kernel: Kernel, database: Database
 ) -> None:
     org_id = new_id()
     await asyncio.gather(
         *(
-            service.record_usage(org_id, "playbook_runs", 1, idempotency_key=f"run-{n}")
+            kernel.usage.record(org_id, "playbook_runs", 1, idempotency_key=f"run-{n}")
             for n in range(50)
         )
     )
-    assert (await service.get_org_usage_for_current_period(org_id)).used["playbook_runs"] == 50
+    assert (await kernel.summary.period_usage(org_id)).used["playbook_runs"] == 50
     assert await count_rows(database, orgs, org_id) == 1
     assert await count_rows(database, org_billing_state, org_id) == 1

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from billing_kernel.store import migrate
-from billing_kernel.store.database import Database
-from billing_kernel.store.tables import plans
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.db.tables import plans
 from tests.conftest import scratch_postgres_database
 
 

@@ -4,24 +4,25 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
-from billing_kernel.domain.billing_state import MemberRole
+from billing_kernel.db.database import Database
+from billing_kernel.db.tables import ORG_SCOPED_TABLES, org_members, usage_events, users
+from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import OrgNotFound
-from billing_kernel.store.database import Database
-from billing_kernel.store.orgs import OrgRepository
-from billing_kernel.store.tables import ORG_SCOPED_TABLES, org_members, usage_events, users
-from tests.conftest import Clock, make_service, new_id
+from billing_kernel.members.rules import MemberRole
+from billing_kernel.orgs.repository import OrgRepository
+from tests.conftest import Clock, make_kernel, new_id
 
 pytestmark = pytest.mark.anyio
 
 
 async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str]:
-    service = make_service(database, clock)
+    kernel = make_kernel(database, clock)
     org_a, org_b, user_a, user_b = new_id("a"), new_id("b"), new_id("user-a"), new_id("user-b")
     for org_id, user_id in ((org_a, user_a), (org_b, user_b)):
-        await service.create_org(org_id)
-        await service.add_org_member(org_id, user_id, MemberRole.OWNER)
-        await service.record_usage(org_id, "tokens", 100, idempotency_key="k")
-        await service.set_org_limit_override(org_id, "tokens", 5)
+        await kernel.orgs.create(org_id)
+        await kernel.members.add(org_id, user_id, MemberRole.OWNER)
+        await kernel.usage.record(org_id, "tokens", 100, idempotency_key="k")
+        await kernel.quota.set_override(org_id, "tokens", 5)
     return org_a, org_b, user_a, user_b
 
 
@@ -74,30 +75,30 @@ async def test_service_calls_for_a_user_run_confined_to_their_orgs(
     pg_database: Database, clock: Clock
 ) -> None:
     org_a, org_b, user_a, _ = await two_orgs(pg_database, clock)
-    as_user_a = make_service(pg_database, clock).for_user(user_a)
-    assert (await as_user_a.build_org_billing_summary(org_a)).org_id == org_a
+    as_user_a = make_kernel(pg_database, clock).for_user(user_a)
+    assert (await as_user_a.summary.summary(org_a)).org_id == org_a
     with pytest.raises(OrgNotFound):  # the rows of org B are invisible, not merely refused
-        await as_user_a.get_org_usage_for_current_period(org_b)
+        await as_user_a.summary.period_usage(org_b)
     with pytest.raises(OrgNotFound):
-        await as_user_a.check_org_quota(org_b, "tokens", 1)
+        await as_user_a.quota.check(org_b, "tokens", 1)
 
 
 async def test_a_user_seeds_and_changes_only_their_own_orgs_state(
     pg_database: Database, clock: Clock
 ) -> None:
     org_id, user_id = new_id(), new_id("user")
-    service = make_service(pg_database, clock)
+    kernel = make_kernel(pg_database, clock)
     async with pg_database.transaction() as conn:  # an org that has no billing state yet
-        await OrgRepository(conn).ensure_orgs([org_id], clock())
-    await service.add_org_member(org_id, user_id, MemberRole.OWNER)
-    as_user = service.for_user(user_id)
-    assert (await as_user.get_org_billing_state(org_id)).status.value == "trial"
-    assert (await as_user.set_org_plan(org_id, "growth")).plan_slug == "growth"
+        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock())
+    await kernel.members.add(org_id, user_id, MemberRole.OWNER)
+    as_user = kernel.for_user(user_id)
+    assert (await as_user.orgs.billing_state(org_id)).status.value == "trial"
+    assert (await as_user.orgs.set_plan(org_id, "growth")).plan_slug == "growth"
     other = new_id()
-    await service.create_org(other)
+    await kernel.orgs.create(other)
     with pytest.raises(OrgNotFound):
-        await as_user.set_org_plan(other, "growth")
-    assert (await service.get_org_billing_state(other)).plan_slug == "internal-dev"
+        await as_user.orgs.set_plan(other, "growth")
+    assert (await kernel.orgs.billing_state(other)).plan_slug == "internal-dev"
 
 
 async def test_reads_skip_the_transaction_only_for_the_kernels_own_role(

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from billing_kernel.db.database import Database, is_transient
 from billing_kernel.errors import DatabaseUnavailable
-from billing_kernel.store.database import Database, is_transient
 from tests.conftest import _admin
 
 pytestmark = pytest.mark.anyio

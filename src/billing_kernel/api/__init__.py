@@ -1,1 +1,2 @@
-"""The HTTP API: `create_app()` builds it; routes are thin layers over BillingService."""
+"""The HTTP API: `create_app()` mounts every capability's routes, the billing page and the
+health checks."""

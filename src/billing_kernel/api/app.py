@@ -8,19 +8,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from billing_kernel import __version__
-from billing_kernel.api.problems import (
+from billing_kernel.api import health
+from billing_kernel.auth.tokens import TokenVerifier
+from billing_kernel.config import Settings, get_settings
+from billing_kernel.dashboard import routes as dashboard_routes
+from billing_kernel.db.database import Database
+from billing_kernel.db.migrate import head_revision
+from billing_kernel.errors import ConfigurationError
+from billing_kernel.kernel import Kernel
+from billing_kernel.members import routes as member_routes
+from billing_kernel.orgs import routes as org_routes
+from billing_kernel.plans import routes as plan_routes
+from billing_kernel.quota import routes as quota_routes
+from billing_kernel.summary import routes as summary_routes
+from billing_kernel.usage import routes as usage_routes
+from billing_kernel.web.problems import (
     RequestIdMiddleware,
     install_problem_handlers,
     problem_responses,
 )
-from billing_kernel.api.routes import billing, health, orgs, usage
-from billing_kernel.auth.tokens import TokenVerifier
-from billing_kernel.config import Settings, get_settings
-from billing_kernel.dashboard import routes as dashboard_routes
-from billing_kernel.errors import ConfigurationError
-from billing_kernel.service import BillingService
-from billing_kernel.store.database import Database
-from billing_kernel.store.migrate import head_revision
 
 DESCRIPTION = """\
 Plans, per-org monthly usage and quota decisions.
@@ -42,25 +48,34 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     if problems:
         raise ConfigurationError("refusing to start: " + "; ".join(problems))
     owned = database is None
-    db = database or Database(settings.database_url, pool_size=settings.db_pool_size)
+    kernel = Kernel.open(settings) if database is None else Kernel(database, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         if owned:
-            await db.dispose()
+            await kernel.aclose()
 
     app = FastAPI(
         title="billing-kernel", version=__version__, description=DESCRIPTION, lifespan=lifespan
     )
     app.state.settings = settings
-    app.state.database = db
-    app.state.service = BillingService(db, settings)
+    app.state.database = kernel.database
+    app.state.kernel = kernel
     app.state.verifier = TokenVerifier(settings)
     app.state.schema_head = head_revision(settings.database_url)
     install_problem_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (billing, usage, orgs, health):
-        app.include_router(module.router, responses=problem_responses(400, 500, 503))
+    for router in (
+        plan_routes.router,
+        summary_routes.router,
+        org_routes.plan_router,
+        quota_routes.router,
+        usage_routes.router,
+        org_routes.router,
+        member_routes.router,
+        health.router,
+    ):
+        app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)
     return app

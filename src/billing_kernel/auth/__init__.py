@@ -1,1 +1,2 @@
-"""Who is calling: users with JWTs, services with API keys, and what each may do."""
+"""Who is calling: users with JWTs (`tokens`), backends with API keys (`service`,
+`repository`), and what each may do (`rules`)."""

@@ -9,9 +9,9 @@ from typing import Any
 import anyio.to_thread
 import jwt
 
-from billing_kernel.auth.principal import User
+from billing_kernel.auth.rules import User
+from billing_kernel.common.validation import validate_id
 from billing_kernel.config import Settings
-from billing_kernel.domain.usage import validate_id
 from billing_kernel.errors import InvalidInput, Unauthenticated
 
 LEEWAY = timedelta(seconds=10)

@@ -12,7 +12,7 @@ with tracker.run("acme", run_id=run.id):
 
 See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` for what
 `stats()` reports; transports are injectable (`transport=`) for tests and for embedding the
-kernel in-process (`AsyncUsageTracker.in_process(service)`).
+kernel in-process (`billing_kernel.usage.in_process`).
 """
 
 from billing_kernel.client.core import TrackerStats
@@ -24,7 +24,6 @@ from billing_kernel.client.transport import (
     AsyncTransport,
     EventResult,
     HttpTransport,
-    InProcessTransport,
     Transport,
 )
 
@@ -34,7 +33,6 @@ __all__ = [
     "AsyncUsageTracker",
     "EventResult",
     "HttpTransport",
-    "InProcessTransport",
     "SpoolBusyError",
     "TrackerError",
     "TrackerStats",

@@ -17,7 +17,7 @@ from billing_kernel.client.buffer import Buffer, MemoryBuffer, Spool
 from billing_kernel.client.errors import TransportError
 from billing_kernel.client.events import Event, to_micros
 from billing_kernel.client.transport import EventResult
-from billing_kernel.domain.usage import (
+from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     validate_id,
     validate_occurred_at,

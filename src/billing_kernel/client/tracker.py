@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from billing_kernel.client.core import Core, TrackerStats, wire
 from billing_kernel.client.events import Event
@@ -22,12 +22,8 @@ from billing_kernel.client.transport import (
     AsyncTransport,
     EventResult,
     HttpTransport,
-    InProcessTransport,
     Transport,
 )
-
-if TYPE_CHECKING:
-    from billing_kernel.service import BillingService
 
 logger = logging.getLogger("billing_kernel.client")
 
@@ -204,8 +200,8 @@ class UsageTracker(TrackingHelpers):
 class AsyncUsageTracker(TrackingHelpers):
     """The asyncio tracker: the same `track()` (a plain, non-blocking call) and guarantees,
     with the sender as a task on the running loop. Create it inside the loop (e.g. at app
-    start-up) and `await tracker.aclose()` at shutdown. `AsyncUsageTracker.in_process(service)`
-    writes through a BillingService in the same process instead of HTTP."""
+    start-up) and `await tracker.aclose()` at shutdown. A kernel in the same process
+    has its own transport: `billing_kernel.usage.in_process.in_process_tracker(kernel.usage)`."""
 
     def __init__(
         self,
@@ -238,11 +234,6 @@ class AsyncUsageTracker(TrackingHelpers):
             else None
         )
         atexit.register(self._at_exit)
-
-    @classmethod
-    def in_process(cls, service: BillingService, **options: Any) -> AsyncUsageTracker:
-        """A tracker that records through `service` directly (no HTTP)."""
-        return cls(transport=InProcessTransport(service), **options)
 
     def track(
         self,

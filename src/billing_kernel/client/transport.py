@@ -1,4 +1,5 @@
-"""How batches reach the kernel: over HTTP, or straight through an in-process BillingService.
+"""How batches reach the kernel: over HTTP (a kernel in the same process has a transport of
+its own, `billing_kernel.usage.in_process`).
 
 A transport sends a list of wire events and returns one status per event (`accepted`,
 `duplicate` or `refused`), or raises TransportError. Tests may pass their own.
@@ -8,15 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from billing_kernel.client.errors import TransportError
-
-if TYPE_CHECKING:
-    from billing_kernel.service import BillingService
 
 EVENTS_PATH = "/api/v1/usage/events"
 
@@ -130,44 +127,3 @@ class AsyncHttpTransport:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-class InProcessTransport:
-    """Records batches through a BillingService in the same process (a monolith that embeds
-    the kernel): the same guarantees as HTTP, without the network."""
-
-    def __init__(self, service: BillingService) -> None:
-        self._service = service
-
-    async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
-        from billing_kernel.errors import DatabaseUnavailable
-        from billing_kernel.service import UsageInput
-
-        try:
-            result = await self._service.record_usage_batch(
-                [
-                    UsageInput(
-                        e["org_id"],
-                        e["metric"],
-                        e["quantity"],
-                        e["idempotency_key"],
-                        datetime.fromisoformat(e["occurred_at"]),
-                    )
-                    for e in events
-                ]
-            )
-        except DatabaseUnavailable as exc:  # momentary: keep the events, as HTTP's 503
-            raise TransportError(
-                f"could not record usage: {exc!r}", retryable=True, status=503
-            ) from None
-        except Exception as exc:  # the kernel failed on this batch, as HTTP's 500
-            raise TransportError(
-                f"could not record usage: {exc!r}", retryable=True, status=500
-            ) from None
-        return [
-            EventResult(o.status.value, None if o.error is None else o.error.code)
-            for o in result.outcomes
-        ]
-
-    async def aclose(self) -> None:
-        pass

@@ -10,10 +10,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
-from billing_kernel.api.deps import ServiceDep, SettingsDep, bearer, get_principal, user_org
-from billing_kernel.auth.principal import ADMIN_ROLES, User
+from billing_kernel.auth.rules import User
 from billing_kernel.dashboard import view
 from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
+from billing_kernel.members.rules import ADMIN_ROLES
+from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -50,7 +51,7 @@ def _message(
 @router.get("/app/billing", response_class=HTMLResponse)
 async def billing_page(
     request: Request,
-    service: ServiceDep,
+    kernel: KernelDep,
     settings: SettingsDep,
     org: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
@@ -73,10 +74,10 @@ async def billing_page(
             "The billing page is for signed-in people, not service keys.",
         )
     try:
-        memberships = await service.memberships(caller.user_id)
+        memberships = await kernel.members.memberships(caller.user_id)
         # Several orgs and none chosen: the first, with a switcher on the page.
         org_id, role = user_org(memberships, org or min(memberships, default=None))
-        dashboard = await service.for_user(caller.user_id).build_org_dashboard(
+        dashboard = await kernel.for_user(caller.user_id).summary.dashboard(
             org_id, include_plans=role in ADMIN_ROLES
         )
     except OrgNotFound:

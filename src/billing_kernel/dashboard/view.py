@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.domain.money import money_text
+from billing_kernel.common.money import money_text
 
 WARNING_PERCENT = Decimal(80)
 LIMIT_PERCENT = Decimal(100)

@@ -1,0 +1,170 @@
+"""The schema. Every org-scoped table leads its primary key with `org_id`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from billing_kernel.db.types import Money, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 64  # the product's own org and user ids
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("aggregation", String(16), nullable=False),
+    Column("position", Integer, nullable=False, default=100),  # display order
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("aggregation IN ('sum', 'seats')", name="aggregation"),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("slug", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("currency", String(3), nullable=False),
+    Column("monthly_price", Money(12, 2), nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+plan_metrics = Table(
+    "plan_metrics",
+    metadata,
+    Column("plan_slug", String(64), ForeignKey("plans.slug", ondelete="CASCADE"), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    # NULL: unlimited. 0: nothing included.
+    Column("included_quantity", BigInteger, nullable=True),
+    Column("overage_unit_price", Money(18, 6), nullable=False),
+    Column("overage_unit_size", BigInteger, nullable=False, default=1),
+    CheckConstraint("included_quantity IS NULL OR included_quantity >= 0", name="included"),
+    CheckConstraint("overage_unit_size > 0", name="unit_size"),
+)
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("org_id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(ID), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+org_members = Table(
+    "org_members",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "user_id", String(ID), ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
+    Index(None, "user_id"),
+)
+
+org_billing_state = Table(
+    "org_billing_state",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("plan_slug", String(64), ForeignKey("plans.slug"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trial_ends_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('trial', 'active', 'past_due', 'canceled')", name="status"),
+)
+
+org_limit_overrides = Table(
+    "org_limit_overrides",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    # NULL lifts the limit for this org.
+    Column("included_quantity", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("included_quantity IS NULL OR included_quantity >= 0", name="included"),
+)
+
+usage_counters = Table(
+    "usage_counters",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    # For sum metrics: the sum of accepted events. For seats: the period's peak member count.
+    Column("quantity", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("quantity >= 0", name="quantity"),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("period_start", Date, nullable=False),
+    CheckConstraint("quantity >= 0", name="quantity"),
+    Index(None, "org_id", "period_start", "metric"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 of the secret part, hex
+    Column("scopes", String(200), nullable=False),  # space-separated
+    Column("org_id", String(ID), nullable=True),  # NULL: valid for every org
+    Column("name", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+ORG_SCOPED_TABLES = (
+    orgs,
+    org_members,
+    org_billing_state,
+    org_limit_overrides,
+    usage_counters,
+    usage_events,
+)

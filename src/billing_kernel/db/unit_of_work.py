@@ -1,0 +1,64 @@
+"""The unit of work: one transaction that several services write through.
+
+A service method takes `uow: UnitOfWork | None = None`. Given one, it joins it: its writes
+commit or roll back with everything else in that unit. Without one, it opens its own and
+commits when it returns. So only the edge (a request, a CLI command, a job) decides where a
+transaction starts and ends:
+
+    async with kernel.transaction() as uow:
+        await kernel.usage.record_batch(events, uow=uow)
+        await kernel.orgs.set_plan(org_id, "pro", uow=uow)   # both, or neither
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing_kernel.db.database import Database
+
+
+class UnitOfWork:
+    """One open transaction (or, from `Transactions.read`, a connection for reads only).
+    Repositories are built on it; services pass it on to each other."""
+
+    __slots__ = ("connection", "writable")
+
+    def __init__(self, connection: AsyncConnection, *, writable: bool = True) -> None:
+        self.connection = connection
+        self.writable = writable
+
+
+class Transactions:
+    """Where a service's work runs: the caller's unit of work, or a new one on `database`,
+    confined to `acting_user`'s orgs by row-level security when it is set (PostgreSQL)."""
+
+    __slots__ = ("acting_user", "database")
+
+    def __init__(self, database: Database, *, acting_user: str | None = None) -> None:
+        self.database = database
+        self.acting_user = acting_user
+
+    @asynccontextmanager
+    async def begin(self, uow: UnitOfWork | None = None) -> AsyncIterator[UnitOfWork]:
+        """Join `uow`, or run in a new transaction: committed when the block ends, rolled back
+        if it raises (see `Database.transaction`)."""
+        if uow is not None:
+            if not uow.writable:
+                raise RuntimeError("a write was asked of a read-only unit of work")
+            yield uow
+            return
+        async with self.database.transaction(acting_user=self.acting_user) as conn:
+            yield UnitOfWork(conn)
+
+    @asynccontextmanager
+    async def read(self, uow: UnitOfWork | None = None) -> AsyncIterator[UnitOfWork]:
+        """Join `uow`, or read on a connection of its own that must not write (see
+        `Database.read`: autocommit on PostgreSQL for the kernel's own role)."""
+        if uow is not None:
+            yield uow
+            return
+        async with self.database.read(acting_user=self.acting_user) as conn:
+            yield UnitOfWork(conn, writable=False)

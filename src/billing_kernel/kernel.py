@@ -1,0 +1,103 @@
+"""The kernel: every capability's service, built in one place for the HTTP app, the billing
+page, the CLI and the in-process SDK transport.
+
+    kernel = Kernel(Database(url), settings)
+    await kernel.usage.record("acme", "tokens", 1532, idempotency_key="req-1")
+    summary = await kernel.summary.summary("acme")
+
+Each service method runs in a transaction of its own, or in the caller's unit of work when
+it is given one (`async with kernel.transaction() as uow: ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
+from billing_kernel.config import Settings
+from billing_kernel.db.database import Database
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.members.service import MemberService
+from billing_kernel.metrics.service import CatalogueCache, MetricService
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.plans.service import DefaultPlanNotice, PlanService
+from billing_kernel.quota.service import QuotaService
+from billing_kernel.summary.service import SummaryService
+from billing_kernel.usage.service import UsageService
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _ProcessState:
+    """What a kernel and its per-user views keep between calls."""
+
+    catalogue: CatalogueCache = field(default_factory=CatalogueCache)
+    api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
+    default_plan_notice: DefaultPlanNotice = field(default_factory=DefaultPlanNotice)
+
+
+class Kernel:
+    """The services of one deployment. Safe to share across tasks."""
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        acting_user: str | None = None,
+        _state: _ProcessState | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self._clock = clock
+        self._state = _state or _ProcessState()
+        self._tx = tx = Transactions(database, acting_user=acting_user)
+        state = self._state
+        self.metrics = MetricService(tx, state.catalogue)
+        self.plans = PlanService(tx, settings, state.default_plan_notice)
+        self.orgs = OrgService(tx, settings, clock, self.plans)
+        self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs)
+        self.members = MemberService(tx, clock, self.orgs, self.usage)
+        self.quota = QuotaService(tx, clock, self.metrics, self.orgs)
+        self.summary = SummaryService(
+            tx,
+            clock,
+            metrics=self.metrics,
+            plans=self.plans,
+            orgs=self.orgs,
+            members=self.members,
+            usage=self.usage,
+            quota=self.quota,
+        )
+        self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Kernel:
+        """A kernel on a database pool of its own (BILLING_DATABASE_URL, BILLING_DB_POOL_SIZE),
+        as the HTTP app and the CLI run it; `aclose()` closes the pool."""
+        return cls(Database(settings.database_url, pool_size=settings.db_pool_size), settings)
+
+    async def aclose(self) -> None:
+        """Close the database pool (for a kernel from `open`)."""
+        await self.database.dispose()
+
+    def for_user(self, user_id: str) -> Kernel:
+        """The same kernel, with every transaction confined to the user's orgs by row-level
+        security (on PostgreSQL). Used for requests made by a signed-in user."""
+        return Kernel(
+            self.database, self.settings, clock=self._clock, acting_user=user_id, _state=self._state
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work for several service calls: committed when the block ends, rolled
+        back, with every call's writes, if it raises."""
+        async with self._tx.begin() as uow:
+            yield uow

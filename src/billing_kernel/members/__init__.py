@@ -1,0 +1,1 @@
+"""Members of an org and their roles; seats are counted from them."""

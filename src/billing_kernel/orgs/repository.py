@@ -1,0 +1,104 @@
+"""Orgs and their billing state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import bindparam, select, update
+
+from billing_kernel.db.database import upsert
+from billing_kernel.db.tables import org_billing_state, orgs
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.orgs.rules import BillingStatus, OrgBillingState
+
+_EXISTING_ORG_IDS = select(orgs.c.org_id).where(
+    orgs.c.org_id.in_(bindparam("org_ids", expanding=True))
+)
+"""Built once: every batch asks it."""
+
+
+class OrgRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._conn = uow.connection
+
+    async def ensure_orgs(self, org_ids: Iterable[str], now: datetime) -> None:
+        """Create each org that does not exist yet (safe under concurrency)."""
+        rows = [{"org_id": org_id, "created_at": now} for org_id in sorted(set(org_ids))]
+        if rows:
+            await self._conn.execute(
+                upsert(self._conn, orgs).on_conflict_do_nothing(index_elements=[orgs.c.org_id]),
+                rows,
+            )
+
+    async def save_org(self, org_id: str, name: str | None, now: datetime) -> None:
+        """Create the org, or rename it."""
+        stmt = upsert(self._conn, orgs).values(org_id=org_id, name=name, created_at=now)
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[orgs.c.org_id], set_={"name": stmt.excluded.name}
+            )
+        )
+
+    async def org_name(self, org_id: str) -> str | None:
+        return (
+            await self._conn.execute(select(orgs.c.name).where(orgs.c.org_id == org_id))
+        ).scalar_one_or_none()
+
+    async def existing_org_ids(self, org_ids: Iterable[str]) -> set[str]:
+        result = await self._conn.execute(_EXISTING_ORG_IDS, {"org_ids": list(set(org_ids))})
+        return set(result.scalars())
+
+    async def lock_org(self, org_id: str) -> bool:
+        """Serialize membership changes of one org (a row lock on PostgreSQL; SQLite's
+        transactions already hold the database write lock). False if the org does not exist."""
+        query = select(orgs.c.org_id).where(orgs.c.org_id == org_id)
+        if self._conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return (await self._conn.execute(query)).first() is not None
+
+    async def get_billing_state(self, org_id: str) -> OrgBillingState | None:
+        row = (
+            await self._conn.execute(
+                select(org_billing_state).where(org_billing_state.c.org_id == org_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return OrgBillingState(
+            org_id=row.org_id,
+            plan_slug=row.plan_slug,
+            status=BillingStatus(row.status),
+            trial_ends_at=row.trial_ends_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def seed_billing_states(self, states: Iterable[OrgBillingState]) -> None:
+        """Insert each state whose org has none yet; an existing state is left as it is, so
+        concurrent first touches of one org leave exactly one row."""
+        rows = [
+            {
+                "org_id": s.org_id,
+                "plan_slug": s.plan_slug,
+                "status": s.status.value,
+                "trial_ends_at": s.trial_ends_at,
+                "created_at": s.created_at,
+                "updated_at": s.updated_at,
+            }
+            for s in sorted(states, key=lambda s: s.org_id)
+        ]
+        if rows:
+            await self._conn.execute(
+                upsert(self._conn, org_billing_state).on_conflict_do_nothing(
+                    index_elements=[org_billing_state.c.org_id]
+                ),
+                rows,
+            )
+
+    async def set_plan(self, org_id: str, plan_slug: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(org_billing_state)
+            .where(org_billing_state.c.org_id == org_id)
+            .values(plan_slug=plan_slug, updated_at=now)
+        )

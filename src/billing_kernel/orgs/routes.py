@@ -1,0 +1,44 @@
+"""Orgs, pushed by the product's backend (a `billing:admin` key), and plan changes by the
+org's owners and admins."""
+
+from __future__ import annotations
+
+from billing_kernel.orgs.schemas import OrgIn, OrgOut, PlanChangeIn, PlanChangeOut
+from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdminOfPath, OrgId
+from billing_kernel.web.problems import problem_responses
+from billing_kernel.web.routers import billing_router, orgs_router
+
+router = orgs_router()
+plan_router = billing_router()
+
+
+@plan_router.post(
+    "/org/plan",
+    summary="Move the current org to another plan",
+    responses=problem_responses(400, 403, 404, 409),
+)
+async def change_plan(body: PlanChangeIn, access: AdminAccess) -> PlanChangeOut:
+    """Owners and admins of the org, or service keys with `billing:admin`. An unknown plan
+    is 404 `plan_not_found`; a withdrawn one is 409 `plan_inactive`."""
+    state = await access.kernel.orgs.set_plan(access.org_id, body.plan_slug)
+    return PlanChangeOut(org_id=state.org_id, plan_slug=state.plan_slug, status=state.status)
+
+
+@router.put("/{org_id}", summary="Create or update an org", responses=problem_responses(409))
+async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
+    """Creates the org (default plan, in trial) if it is new; sets its name, and its plan when
+    `plan_slug` is given. Idempotent."""
+    await kernel.orgs.put(org_id, name=body.name, plan_slug=body.plan_slug)
+    return await get_org(org_id, key, kernel)
+
+
+@router.get("/{org_id}", summary="An org and its billing state")
+async def get_org(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
+    name, state = await kernel.orgs.get(org_id)
+    return OrgOut(
+        org_id=org_id,
+        name=name,
+        plan_slug=state.plan_slug,
+        status=state.status,
+        trial_ends_at=state.trial_ends_at,
+    )

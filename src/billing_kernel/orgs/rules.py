@@ -1,0 +1,45 @@
+"""An org's billing state: its plan, lifecycle status and trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from billing_kernel.common.periods import days_until, ensure_utc
+
+
+class BillingStatus(StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBillingState:
+    org_id: str
+    plan_slug: str
+    status: BillingStatus
+    trial_ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def trial_days_left(self, now: datetime) -> int | None:
+        """Days until the trial ends (0 once it has), or None when the org is not in trial."""
+        if self.status is not BillingStatus.TRIAL or self.trial_ends_at is None:
+            return None
+        return days_until(self.trial_ends_at, now)
+
+
+def new_trial_state(org_id: str, plan_slug: str, now: datetime, trial_days: int) -> OrgBillingState:
+    """The state a new org is seeded with: the default plan, in trial for `trial_days`."""
+    now = ensure_utc(now)
+    return OrgBillingState(
+        org_id=org_id,
+        plan_slug=plan_slug,
+        status=BillingStatus.TRIAL,
+        trial_ends_at=now + timedelta(days=trial_days),
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,144 @@
+"""Orgs and their billing state: created on first touch, on the default plan, in trial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from billing_kernel.common.validation import validate_id, validate_text
+from billing_kernel.config import Settings
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import OrgNotFound
+from billing_kernel.orgs.repository import OrgRepository
+from billing_kernel.orgs.rules import OrgBillingState, new_trial_state
+from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.service import PlanService
+
+MAX_NAME_LENGTH = 200
+
+
+class OrgService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        plans: PlanService,
+    ) -> None:
+        self._tx = transactions
+        self._settings = settings
+        self._clock = clock
+        self._plans = plans
+
+    async def create(
+        self,
+        org_id: str,
+        *,
+        name: str | None = None,
+        plan_slug: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> OrgBillingState:
+        """Create the org (or rename it) and seed its billing state if it has none; an
+        existing state, plan included, is kept."""
+        async with self._tx.begin(uow) as unit:
+            state, _ = await self._save(unit, org_id, name, plan_slug)
+            return state
+
+    async def put(
+        self,
+        org_id: str,
+        *,
+        name: str | None = None,
+        plan_slug: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> OrgBillingState:
+        """Create or update the org: its name, and its plan when `plan_slug` is given."""
+        async with self._tx.begin(uow) as unit:
+            state, plan = await self._save(unit, org_id, name, plan_slug)
+            if plan_slug and state.plan_slug != plan.slug:
+                await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
+                state = await self._require_state(unit, org_id)
+            return state
+
+    async def _save(
+        self, unit: UnitOfWork, org_id: str, name: str | None, plan_slug: str | None
+    ) -> tuple[OrgBillingState, Plan]:
+        """Create or rename the org and seed its state (on `plan_slug`, else the default plan)
+        if it has none; the state and the plan asked for."""
+        validate_id(org_id, "org_id")
+        now = self._clock()
+        plan = await (
+            self._plans.get_active(plan_slug, unit) if plan_slug else self._plans.default(unit)
+        )
+        orgs = OrgRepository(unit)
+        await orgs.save_org(org_id, validate_text(name, "name", MAX_NAME_LENGTH), now)
+        await orgs.seed_billing_states(
+            [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
+        )
+        return await self._require_state(unit, org_id), plan
+
+    async def get(
+        self, org_id: str, uow: UnitOfWork | None = None
+    ) -> tuple[str | None, OrgBillingState]:
+        """The org's name and billing state (seeded if missing)."""
+        async with self._tx.begin(uow) as unit:
+            name = await OrgRepository(unit).org_name(org_id)
+            return name, await self.billing_state(org_id, unit)
+
+    async def billing_state(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingState:
+        """The org's billing state, seeded on first use (default plan, in trial); OrgNotFound
+        for an org that does not exist."""
+        async with self._tx.begin(uow) as unit:
+            orgs = OrgRepository(unit)
+            state = await orgs.get_billing_state(org_id)
+            if state is not None:
+                return state
+            await self.require(org_id, unit)
+            plan = await self._plans.default(unit)
+            await orgs.seed_billing_states(
+                [new_trial_state(org_id, plan.slug, self._clock(), self._settings.trial_days)]
+            )
+            return await self._require_state(unit, org_id)
+
+    async def set_plan(
+        self, org_id: str, plan_slug: str, uow: UnitOfWork | None = None
+    ) -> OrgBillingState:
+        """Move the org to an active plan; an unknown or inactive plan is refused."""
+        async with self._tx.begin(uow) as unit:
+            plan = await self._plans.get_active(plan_slug, unit)
+            await self.billing_state(org_id, unit)
+            await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
+            return await self._require_state(unit, org_id)
+
+    async def require(self, org_id: str, uow: UnitOfWork | None = None) -> None:
+        """OrgNotFound unless the org exists."""
+        async with self._tx.read(uow) as unit:
+            if not await OrgRepository(unit).existing_org_ids([org_id]):
+                raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    async def lock(self, org_id: str, uow: UnitOfWork) -> None:
+        """Hold the org until `uow` ends, so that its members change one transaction at a
+        time; OrgNotFound unless it exists."""
+        if not await OrgRepository(uow).lock_org(org_id):
+            raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    async def admit(self, org_ids: set[str], now: datetime, uow: UnitOfWork) -> set[str]:
+        """Create and seed the orgs not seen before, if BILLING_AUTO_CREATE_ORGS allows;
+        returns those left unknown (usage for them is refused)."""
+        orgs = OrgRepository(uow)
+        missing = org_ids - await orgs.existing_org_ids(org_ids)
+        if not missing or not self._settings.auto_create_orgs:
+            return missing
+        plan = await self._plans.default(uow)
+        await orgs.ensure_orgs(missing, now)
+        await orgs.seed_billing_states(
+            new_trial_state(org_id, plan.slug, now, self._settings.trial_days) for org_id in missing
+        )
+        return set()
+
+    @staticmethod
+    async def _require_state(unit: UnitOfWork, org_id: str) -> OrgBillingState:
+        state = await OrgRepository(unit).get_billing_state(org_id)
+        if state is None:  # only if the org vanished in between
+            raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+        return state

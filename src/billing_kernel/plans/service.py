@@ -1,0 +1,79 @@
+"""Plans: the ones on offer, the default for new orgs, and the one an org may move to."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from billing_kernel.common.validation import validate_id
+from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import PlanInactive, PlanNotFound
+from billing_kernel.plans.repository import PlanRepository
+from billing_kernel.plans.rules import Plan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DefaultPlanNotice:
+    """Whether the operator was told that the configured default plan is unusable (once per
+    process, not on every new org)."""
+
+    given: bool = False
+
+
+class PlanService:
+    def __init__(
+        self, transactions: Transactions, settings: Settings, notice: DefaultPlanNotice
+    ) -> None:
+        self._tx = transactions
+        self._settings = settings
+        self._notice = notice
+
+    async def list_active(self, uow: UnitOfWork | None = None) -> list[Plan]:
+        """Active plans, cheapest first."""
+        async with self._tx.read(uow) as unit:
+            return await PlanRepository(unit).list_plans(active_only=True)
+
+    async def get(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
+        """The plan, active or not; PlanNotFound if there is none."""
+        async with self._tx.read(uow) as unit:
+            plan = await PlanRepository(unit).get_plan(slug)
+        if plan is None:
+            raise PlanNotFound(f"no plan with slug {slug!r}", plan_slug=slug)
+        return plan
+
+    async def get_active(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
+        """The plan an org may be put on now: PlanNotFound, or PlanInactive for one that is
+        no longer offered."""
+        validate_id(slug, "plan_slug")
+        plan = await self.get(slug, uow)
+        if not plan.is_active:
+            raise PlanInactive(f"plan {slug!r} is no longer offered", plan_slug=slug)
+        return plan
+
+    async def default(self, uow: UnitOfWork | None = None) -> Plan:
+        """The plan new orgs start on: BILLING_DEFAULT_PLAN_SLUG, else internal-dev."""
+        slug = self._settings.default_plan_slug
+        async with self._tx.read(uow) as unit:
+            plans = PlanRepository(unit)
+            plan = await plans.get_plan(slug)
+            if plan is not None and plan.is_active:
+                return plan
+            if not self._notice.given:
+                self._notice.given = True
+                logger.warning(
+                    "default plan %r is %s; new orgs get %r instead",
+                    slug,
+                    "inactive" if plan else "unknown",
+                    FALLBACK_PLAN_SLUG,
+                )
+            fallback = await plans.get_plan(FALLBACK_PLAN_SLUG)
+        if fallback is None:
+            raise PlanNotFound(
+                f"neither the default plan {slug!r} nor {FALLBACK_PLAN_SLUG!r} "
+                "exists; run `billing-kernel migrate`",
+                plan_slug=slug,
+            )
+        return fallback

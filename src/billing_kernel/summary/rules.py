@@ -1,0 +1,175 @@
+"""The org billing summary: plan, state, period and per-metric usage against effective limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from billing_kernel.common.money import ZERO, overage_amount
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.metrics.rules import Metric, used_and_peak
+from billing_kernel.orgs.rules import OrgBillingState
+from billing_kernel.plans.rules import Plan
+from billing_kernel.quota.rules import effective_limit, limit_exceeded, percent_used, remaining
+
+
+@dataclass(frozen=True, slots=True)
+class MetricUsage:
+    """One metric's usage in the period against the org's effective limit."""
+
+    metric: Metric
+    used: int
+    limit: int | None
+    remaining: int | None
+    percent_used: Decimal | None
+    soft_limit_exceeded: bool
+    overage_quantity: int
+    overage_amount: Decimal
+    peak: int | None = None
+    """For seats: the highest member count in the period (overage is charged on it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBillingSummary:
+    org_id: str
+    plan: Plan
+    state: OrgBillingState
+    period: BillingPeriod
+    usage: tuple[MetricUsage, ...]
+    generated_at: datetime
+
+    @property
+    def any_soft_limit_exceeded(self) -> bool:
+        return any(line.soft_limit_exceeded for line in self.usage)
+
+    @property
+    def estimated_overage(self) -> Decimal:
+        """Sum of the rounded overage lines so far this period, in the plan's currency."""
+        return sum((line.overage_amount for line in self.usage), ZERO)
+
+    @property
+    def trial_days_left(self) -> int | None:
+        return self.state.trial_days_left(self.generated_at)
+
+    def metric(self, key: str) -> MetricUsage:
+        return next(line for line in self.usage if line.metric.key == key)
+
+
+def metric_usage(
+    metric: Metric,
+    used: int,
+    plan: Plan,
+    overrides: Mapping[str, int | None],
+    peak: int | None = None,
+) -> MetricUsage:
+    """One metric's line: `used` against the org's limit; overage is on the `peak` for seats
+    (see `used_and_peak`)."""
+    limit = effective_limit(plan, metric.key, overrides)
+    billed = used if peak is None else peak
+    overage = 0 if limit is None else max(billed - limit, 0)
+    terms = plan.allowance(metric.key)
+    return MetricUsage(
+        metric=metric,
+        used=used,
+        limit=limit,
+        remaining=remaining(used, limit),
+        percent_used=percent_used(used, limit),
+        soft_limit_exceeded=limit_exceeded(used, limit),
+        overage_quantity=overage,
+        overage_amount=overage_amount(overage, terms.overage_unit_price, terms.overage_unit_size),
+        peak=peak,
+    )
+
+
+def build_summary(
+    *,
+    plan: Plan,
+    state: OrgBillingState,
+    period: BillingPeriod,
+    catalogue: Sequence[Metric],
+    counters: Mapping[str, int],
+    seat_count: int,
+    overrides: Mapping[str, int | None],
+    now: datetime,
+) -> OrgBillingSummary:
+    """Combine everything the kernel knows about an org's period into one summary.
+
+    `counters` holds the period's stored counters by metric key; for seats metrics that is the
+    period's recorded peak, while `seat_count` is the live member count.
+    """
+    lines = tuple(
+        metric_usage(metric, used, plan, overrides, peak)
+        for metric in catalogue
+        for used, peak in [used_and_peak(metric, counters.get(metric.key, 0), seat_count)]
+    )
+    return OrgBillingSummary(
+        org_id=state.org_id, plan=plan, state=state, period=period, usage=lines, generated_at=now
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """An org's usage in one period: per metric, the amount used (for seats, the current
+    member count) and, for seats, the period's peak."""
+
+    org_id: str
+    period: BillingPeriod
+    used: Mapping[str, int]
+    peaks: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OrgDashboard:
+    """Everything the billing page shows, gathered in one service call."""
+
+    summary: OrgBillingSummary
+    daily: Mapping[str, tuple[tuple[date, int], ...]]
+    """Per metric: each day of the current period up to today, with the usage that day."""
+    history: tuple[tuple[BillingPeriod, Mapping[str, int]], ...]
+    """The previous months' totals per metric, oldest first (for seats: the peak)."""
+    plans: tuple[Plan, ...]
+    """The active plans, for admins and owners; empty for members."""
+
+
+def days_so_far(period: BillingPeriod, now: datetime) -> list[date]:
+    """The days of `period` up to and including today (all of them for a past period)."""
+    last = min(period.last_day, now.date())
+    first = period.key
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def build_dashboard(
+    summary: OrgBillingSummary,
+    *,
+    oldest: BillingPeriod,
+    per_day: Mapping[tuple[date, str], int],
+    past: Mapping[tuple[date, str], int],
+    plans: Sequence[Plan],
+) -> OrgDashboard:
+    """The billing page's data: `summary`, each recordable metric's usage per day so far
+    (`per_day` by day and metric), and each month's totals from `oldest` up to the summary's
+    period (`past` by period start and metric; a month with no counter shows 0)."""
+    period = summary.period
+    days = days_so_far(period, summary.generated_at)
+    recordable = [line.metric.key for line in summary.usage if line.peak is None]
+    history = []
+    month = oldest
+    while month != period:
+        history.append(
+            (
+                month,
+                {
+                    line.metric.key: past.get((month.key, line.metric.key), 0)
+                    for line in summary.usage
+                },
+            )
+        )
+        month = month.next()
+    return OrgDashboard(
+        summary=summary,
+        daily={key: tuple((day, per_day.get((day, key), 0)) for day in days) for key in recordable},
+        history=tuple(history),
+        plans=tuple(plans),
+    )

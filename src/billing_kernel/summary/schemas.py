@@ -1,0 +1,92 @@
+"""The org billing summary as the API shows it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.schemas import PlanOut
+from billing_kernel.quota.rules import Enforcement
+from billing_kernel.summary.rules import MetricUsage, OrgBillingSummary
+from billing_kernel.web.schemas import (
+    MoneyText,
+)
+
+
+class PeriodOut(BaseModel):
+    start: date = Field(description="First day of the calendar month (UTC).")
+    end: date = Field(description="First day of the next month: the period is [start, end).")
+    days_left: int
+
+
+class MetricUsageOut(BaseModel):
+    metric: str
+    name: str
+    unit: str
+    used: int
+    limit: int | None = Field(description="Effective limit after overrides; null: unlimited.")
+    remaining: int | None
+    percent_used: float | None = Field(
+        description="Floored to 0.1; null for an unlimited or zero limit."
+    )
+    soft_limit_exceeded: bool
+    overage_quantity: int
+    overage_amount: MoneyText
+    peak: int | None = Field(default=None, description="Seats: the period's highest count.")
+
+    @classmethod
+    def of(cls, line: MetricUsage) -> MetricUsageOut:
+        return cls(
+            metric=line.metric.key,
+            name=line.metric.name,
+            unit=line.metric.unit,
+            used=line.used,
+            limit=line.limit,
+            remaining=line.remaining,
+            percent_used=None if line.percent_used is None else float(line.percent_used),
+            soft_limit_exceeded=line.soft_limit_exceeded,
+            overage_quantity=line.overage_quantity,
+            overage_amount=line.overage_amount,
+            peak=line.peak,
+        )
+
+
+class SummaryOut(BaseModel):
+    org_id: str
+    plan: PlanOut
+    status: BillingStatus
+    trial_ends_at: datetime | None
+    trial_days_left: int | None
+    period: PeriodOut
+    usage: list[MetricUsageOut]
+    any_soft_limit_exceeded: bool
+    estimated_overage: MoneyText
+    currency: str
+    enforcement: Enforcement
+    generated_at: datetime
+
+    @classmethod
+    def of(cls, summary: OrgBillingSummary) -> SummaryOut:
+        return cls(
+            org_id=summary.org_id,
+            plan=PlanOut.of(summary.plan),
+            status=summary.state.status,
+            trial_ends_at=summary.state.trial_ends_at,
+            trial_days_left=summary.trial_days_left,
+            period=PeriodOut(
+                start=summary.period.key,
+                end=summary.period.end.date(),
+                days_left=summary.period.days_left(summary.generated_at),
+            ),
+            usage=[MetricUsageOut.of(line) for line in summary.usage],
+            any_soft_limit_exceeded=summary.any_soft_limit_exceeded,
+            estimated_overage=summary.estimated_overage,
+            currency=summary.plan.currency,
+            enforcement=Enforcement.SOFT,
+            generated_at=summary.generated_at,
+        )

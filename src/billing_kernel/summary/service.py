@@ -1,0 +1,102 @@
+"""An org's billing summary and the billing page's data: read from every capability in one
+transaction, combined by the pure rules in `summary.rules`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.members.service import MemberService
+from billing_kernel.metrics.rules import used_and_peak
+from billing_kernel.metrics.service import MetricService
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.plans.service import PlanService
+from billing_kernel.quota.service import QuotaService
+from billing_kernel.summary.rules import (
+    OrgBillingSummary,
+    OrgDashboard,
+    PeriodUsage,
+    build_dashboard,
+    build_summary,
+)
+from billing_kernel.usage.service import UsageService
+
+
+class SummaryService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        clock: Callable[[], datetime],
+        *,
+        metrics: MetricService,
+        plans: PlanService,
+        orgs: OrgService,
+        members: MemberService,
+        usage: UsageService,
+        quota: QuotaService,
+    ) -> None:
+        self._tx = transactions
+        self._clock = clock
+        self._metrics = metrics
+        self._plans = plans
+        self._orgs = orgs
+        self._members = members
+        self._usage = usage
+        self._quota = quota
+
+    async def period_usage(self, org_id: str, uow: UnitOfWork | None = None) -> PeriodUsage:
+        """What the org has used in the current calendar month (UTC)."""
+        period = BillingPeriod.containing(self._clock())
+        async with self._tx.begin(uow) as unit:
+            await self._orgs.require(org_id, unit)
+            counters = await self._usage.counters(org_id, period, unit)
+            seats = await self._members.seat_count(org_id, unit)
+            used: dict[str, int] = {}
+            peaks: dict[str, int] = {}
+            for metric in await self._metrics.catalogue(unit):
+                used[metric.key], peak = used_and_peak(metric, counters.get(metric.key, 0), seats)
+                if peak is not None:
+                    peaks[metric.key] = peak
+        return PeriodUsage(org_id=org_id, period=period, used=used, peaks=peaks)
+
+    async def summary(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingSummary:
+        """Plan, state, period, and each metric's usage against the org's effective limit."""
+        now = self._clock()
+        period = BillingPeriod.containing(now)
+        async with self._tx.begin(uow) as unit:
+            state = await self._orgs.billing_state(org_id, unit)
+            return build_summary(
+                plan=await self._plans.get(state.plan_slug, unit),
+                state=state,
+                period=period,
+                catalogue=await self._metrics.catalogue(unit),
+                counters=await self._usage.counters(org_id, period, unit),
+                seat_count=await self._members.seat_count(org_id, unit),
+                overrides=await self._quota.overrides(org_id, unit),
+                now=now,
+            )
+
+    async def dashboard(
+        self,
+        org_id: str,
+        *,
+        months: int = 6,
+        include_plans: bool = False,
+        uow: UnitOfWork | None = None,
+    ) -> OrgDashboard:
+        """The summary, this month's usage per day, the previous `months` months' totals and,
+        for admins, the plans on offer: one transaction, for the billing page."""
+        async with self._tx.begin(uow) as unit:
+            summary = await self.summary(org_id, unit)
+            oldest = summary.period
+            for _ in range(months):
+                oldest = oldest.previous()
+            return build_dashboard(
+                summary,
+                oldest=oldest,
+                per_day=await self._usage.daily_totals(org_id, summary.period, unit),
+                past=await self._usage.counters_between(org_id, oldest, summary.period, unit),
+                plans=await self._plans.list_active(unit) if include_plans else [],
+            )

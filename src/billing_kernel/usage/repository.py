@@ -1,0 +1,244 @@
+"""Usage events and the per-period counters they add to, by set-based atomic SQL."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import Insert, case, func, select, text, tuple_
+
+from billing_kernel.db.database import upsert, upsert_for
+from billing_kernel.db.tables import usage_counters, usage_events
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.usage.rules import CounterKey, UsageEvent
+
+EventKey = tuple[str, str]
+"""(org_id, idempotency_key)"""
+
+# On PostgreSQL a batch travels as one array per column and is unnested by the server: a few
+# parameters instead of seven per event, and one statement text for every batch size.
+_PG_INSERT_EVENTS = text("""
+    INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
+                              received_at, period_start)
+    SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
+                         CAST(:metric AS varchar[]), CAST(:quantity AS bigint[]),
+                         CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
+                         CAST(:period_start AS date[]))
+    ON CONFLICT (org_id, idempotency_key) DO NOTHING
+    RETURNING org_id, idempotency_key
+""")
+_PG_GET_EVENTS = text("""
+    SELECT e.org_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at
+    FROM usage_events e
+    JOIN unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]))
+         AS k(org_id, idempotency_key)
+      ON e.org_id = k.org_id AND e.idempotency_key = k.idempotency_key
+""").columns(
+    usage_events.c.org_id,
+    usage_events.c.idempotency_key,
+    usage_events.c.metric,
+    usage_events.c.quantity,
+    usage_events.c.occurred_at,
+    usage_events.c.received_at,
+)
+
+
+@functools.cache
+def _add_to_counters(dialect_name: str) -> Insert:
+    """Built once per dialect: it runs with every batch."""
+    stmt = upsert_for(dialect_name, usage_counters)
+    return stmt.on_conflict_do_update(
+        index_elements=[
+            usage_counters.c.org_id,
+            usage_counters.c.period_start,
+            usage_counters.c.metric,
+        ],
+        set_={
+            "quantity": usage_counters.c.quantity + stmt.excluded.quantity,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    ).returning(
+        usage_counters.c.org_id,
+        usage_counters.c.period_start,
+        usage_counters.c.metric,
+        usage_counters.c.quantity,
+    )
+
+
+class UsageRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._conn = uow.connection
+
+    async def insert_events(self, events: Sequence[UsageEvent]) -> set[EventKey]:
+        """Insert the events whose keys are new; returns the keys that were inserted.
+
+        One statement for the whole batch. A key already stored (or repeated in the batch) is
+        skipped by the unique primary key, so concurrent senders of one key insert it once.
+        """
+        if not events:
+            return set()
+        if self._conn.dialect.name == "postgresql":
+            result = await self._conn.execute(
+                _PG_INSERT_EVENTS,
+                {
+                    "org_id": [e.org_id for e in events],
+                    "idempotency_key": [e.idempotency_key for e in events],
+                    "metric": [e.metric for e in events],
+                    "quantity": [e.quantity for e in events],
+                    "occurred_at": [e.occurred_at for e in events],
+                    "received_at": [e.received_at for e in events],
+                    "period_start": [e.period_start for e in events],
+                },
+            )
+            return {(org_id, key) for org_id, key in result}
+        stmt = (
+            upsert(self._conn, usage_events)
+            .on_conflict_do_nothing(
+                index_elements=[usage_events.c.org_id, usage_events.c.idempotency_key]
+            )
+            .returning(usage_events.c.org_id, usage_events.c.idempotency_key)
+        )
+        result = await self._conn.execute(
+            stmt,
+            [
+                {
+                    "org_id": e.org_id,
+                    "idempotency_key": e.idempotency_key,
+                    "metric": e.metric,
+                    "quantity": e.quantity,
+                    "occurred_at": e.occurred_at,
+                    "received_at": e.received_at,
+                    "period_start": e.period_start,
+                }
+                for e in events
+            ],
+        )
+        return {(org_id, key) for org_id, key in result}
+
+    async def get_events(self, keys: Sequence[EventKey]) -> dict[EventKey, UsageEvent]:
+        """The stored events for `keys` (those that exist)."""
+        if not keys:
+            return {}
+        if self._conn.dialect.name == "postgresql":
+            result = await self._conn.execute(
+                _PG_GET_EVENTS,
+                {"org_id": [k[0] for k in keys], "idempotency_key": [k[1] for k in keys]},
+            )
+        else:
+            result = await self._conn.execute(
+                select(usage_events).where(
+                    tuple_(usage_events.c.org_id, usage_events.c.idempotency_key).in_(list(keys))
+                )
+            )
+        return {
+            (r.org_id, r.idempotency_key): UsageEvent(
+                org_id=r.org_id,
+                metric=r.metric,
+                quantity=r.quantity,
+                idempotency_key=r.idempotency_key,
+                occurred_at=r.occurred_at,
+                received_at=r.received_at,
+            )
+            for r in result
+        }
+
+    async def add_to_counters(
+        self, increments: Mapping[CounterKey, int], now: datetime
+    ) -> dict[CounterKey, int]:
+        """Add to each counter in one atomic upsert (`quantity = quantity + excluded.quantity`);
+        returns each counter's new total, as this transaction sees it.
+
+        Callers pass the increments in a stable order so that concurrent batches lock counter
+        rows in the same order and cannot deadlock.
+        """
+        if not increments:
+            return {}
+        result = await self._conn.execute(
+            _add_to_counters(self._conn.dialect.name),
+            [
+                {
+                    "org_id": org_id,
+                    "period_start": period_start,
+                    "metric": metric,
+                    "quantity": quantity,
+                    "updated_at": now,
+                }
+                for (org_id, period_start, metric), quantity in increments.items()
+            ],
+        )
+        return {(org_id, start, metric): total for org_id, start, metric, total in result}
+
+    async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> int:
+        """Set a counter to `value` if that is higher (a peak), atomically; returns the
+        counter's new value."""
+        org_id, period_start, metric = key
+        stmt = upsert(self._conn, usage_counters).values(
+            org_id=org_id,
+            period_start=period_start,
+            metric=metric,
+            quantity=value,
+            updated_at=now,
+        )
+        result = await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[
+                    usage_counters.c.org_id,
+                    usage_counters.c.period_start,
+                    usage_counters.c.metric,
+                ],
+                set_={
+                    "quantity": case(
+                        (
+                            stmt.excluded.quantity > usage_counters.c.quantity,
+                            stmt.excluded.quantity,
+                        ),
+                        else_=usage_counters.c.quantity,
+                    ),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            ).returning(usage_counters.c.quantity)
+        )
+        return int(result.scalar_one())
+
+    async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
+        """The org's accepted usage in one period, summed per UTC day and metric."""
+        occurred = usage_events.c.occurred_at
+        day = (
+            func.date(func.timezone("UTC", occurred))
+            if self._conn.dialect.name == "postgresql"
+            else func.date(occurred)  # SQLite stores UTC text
+        )
+        result = await self._conn.execute(
+            select(day.label("day"), usage_events.c.metric, func.sum(usage_events.c.quantity))
+            .where(usage_events.c.org_id == org_id, usage_events.c.period_start == period_start)
+            .group_by(day, usage_events.c.metric)
+        )
+        return {
+            (value if isinstance(value, date) else date.fromisoformat(value), metric): int(total)
+            for value, metric, total in result
+        }
+
+    async def counters_between(
+        self, org_id: str, first: date, end: date
+    ) -> dict[tuple[date, str], int]:
+        """The org's counters for the periods starting in `[first, end)`."""
+        result = await self._conn.execute(
+            select(
+                usage_counters.c.period_start, usage_counters.c.metric, usage_counters.c.quantity
+            ).where(
+                usage_counters.c.org_id == org_id,
+                usage_counters.c.period_start >= first,
+                usage_counters.c.period_start < end,
+            )
+        )
+        return {(period, metric): quantity for period, metric, quantity in result}
+
+    async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
+        """The org's counters for one period, by metric."""
+        result = await self._conn.execute(
+            select(usage_counters.c.metric, usage_counters.c.quantity).where(
+                usage_counters.c.org_id == org_id, usage_counters.c.period_start == period_start
+            )
+        )
+        return dict(result.all())

@@ -1,0 +1,188 @@
+"""Usage events and the rules an event must pass before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from billing_kernel.common.periods import BillingPeriod, ensure_utc
+from billing_kernel.common.validation import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    validate_id,
+    validate_occurred_at,
+    validate_quantity,
+)
+from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
+from billing_kernel.metrics.rules import Metric
+
+
+class RecordStatus(StrEnum):
+    ACCEPTED = "accepted"
+    """The event was new and has been counted."""
+    DUPLICATE = "duplicate"
+    """The key was seen before with the same payload; nothing changed."""
+    CONFLICT = "conflict"
+    """The key was seen before with a different payload; nothing changed."""
+    REFUSED = "refused"
+    """The event was not counted; its error says why."""
+
+
+class UsageReportLike(Protocol):
+    """What `UsageService.record_batch` reads of each event: a UsageReport, or any object
+    with these attributes (the HTTP layer passes its parsed request bodies as they are)."""
+
+    @property
+    def org_id(self) -> object: ...
+    @property
+    def metric(self) -> object: ...
+    @property
+    def quantity(self) -> object: ...
+    @property
+    def idempotency_key(self) -> object: ...
+    @property
+    def occurred_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """One usage event as a caller sent it, before validation."""
+
+    org_id: object
+    metric: object
+    quantity: object
+    idempotency_key: object
+    occurred_at: datetime | None = None
+
+
+def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:
+    """The catalogue entry for `key` if events may be recorded against it."""
+    if not isinstance(key, str) or key not in catalogue:
+        known = ", ".join(sorted(m.key for m in catalogue.values() if m.is_recordable))
+        raise UnknownMetric(f"unknown metric {key!r}; known metrics: {known}", field="metric")
+    metric = catalogue[key]
+    if not metric.is_recordable:
+        raise InvalidInput(
+            f"metric {key!r} is counted from org members and cannot be recorded as usage",
+            field="metric",
+        )
+    return metric
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeWindow:
+    """How far from the receive time an event time may be."""
+
+    max_clock_skew: timedelta
+    max_age: timedelta
+
+    def check(self, occurred_at: datetime, received_at: datetime) -> datetime:
+        """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
+        occurred = validate_occurred_at(occurred_at)
+        if occurred > received_at + self.max_clock_skew:
+            raise InvalidInput(
+                f"occurred_at {occurred.isoformat()} is in the future "
+                f"(more than {int(self.max_clock_skew.total_seconds())} s ahead)",
+                field="occurred_at",
+            )
+        if occurred < received_at - self.max_age:
+            raise InvalidInput(
+                f"occurred_at {occurred.isoformat()} is older than {self.max_age.days} days",
+                field="occurred_at",
+            )
+        return occurred
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One validated unit of reported usage. `(org_id, idempotency_key)` identifies it."""
+
+    org_id: str
+    metric: str
+    quantity: int
+    idempotency_key: str
+    occurred_at: datetime
+    received_at: datetime
+    occurred_at_given: bool = True
+
+    @property
+    def period(self) -> BillingPeriod:
+        """The event time, not the receive time, decides the period."""
+        return BillingPeriod.containing(self.occurred_at)
+
+    @property
+    def period_start(self) -> date:
+        """`period.key`, cheaply: `occurred_at` is already UTC (this is on the ingest path)."""
+        return date(self.occurred_at.year, self.occurred_at.month, 1)
+
+    def is_replay_of(self, stored: UsageEvent) -> bool:
+        """Whether `self` repeats `stored`: same metric and quantity, and the same event time
+        when the caller gave one (a time the kernel stamped is not part of the payload)."""
+        return (
+            self.metric == stored.metric
+            and self.quantity == stored.quantity
+            and (not self.occurred_at_given or self.occurred_at == stored.occurred_at)
+        )
+
+
+def new_usage_event(
+    *,
+    org_id: object,
+    metric: object,
+    quantity: object,
+    idempotency_key: object,
+    occurred_at: datetime | None,
+    received_at: datetime,
+    catalogue: Mapping[str, Metric],
+    window: EventTimeWindow,
+) -> UsageEvent:
+    """Validate raw event fields; raises InvalidInput (or UnknownMetric) naming the bad field."""
+    received = ensure_utc(received_at)
+    return UsageEvent(
+        org_id=validate_id(org_id, "org_id"),
+        metric=validate_metric(metric, catalogue).key,
+        quantity=validate_quantity(quantity),
+        idempotency_key=validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH),
+        occurred_at=received if occurred_at is None else window.check(occurred_at, received),
+        received_at=received,
+        occurred_at_given=occurred_at is not None,
+    )
+
+
+CounterKey = tuple[str, date, str]
+"""(org_id, period start, metric): one usage counter row."""
+
+
+def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
+    """The amount to add to each counter for `events`, in a stable (deadlock-free) order."""
+    totals: dict[CounterKey, int] = {}
+    for event in events:
+        key = (event.org_id, event.period_start, event.metric)
+        totals[key] = totals.get(key, 0) + event.quantity
+    return dict(sorted(totals.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecordResult:
+    status: RecordStatus
+    event: UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOutcome:
+    status: RecordStatus
+    event: UsageEvent | None
+    error: BillingError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatchResult:
+    outcomes: tuple[UsageOutcome, ...]
+    """One per event sent, in the order sent."""
+    totals: Mapping[CounterKey, int] = field(default_factory=dict)
+    """The new total of each counter the batch added to, as its transaction left it."""
+
+    def count(self, status: RecordStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)

@@ -1,0 +1,60 @@
+"""Usage batches as the API takes and answers them."""
+
+from __future__ import annotations
+
+from pydantic import (
+    BaseModel,
+    Field,
+)
+
+from billing_kernel.common.validation import MAX_EVENT_QUANTITY
+from billing_kernel.usage.rules import RecordStatus
+from billing_kernel.web.schemas import (
+    DateTimeText,
+    StrictBody,
+    WholeNumber,
+)
+
+
+class UsageEventIn(StrictBody):
+    """One usage event. The JSON types are checked for the whole batch; the values (id
+    lengths, quantity range, metric, event time) are judged per event."""
+
+    org_id: str = Field(description="The product's org id, 1-64 characters.")
+    metric: str = Field(examples=["tokens"])
+    quantity: WholeNumber = Field(description=f"A whole number from 0 to {MAX_EVENT_QUANTITY}.")
+    idempotency_key: str = Field(
+        description="1-255 characters, unique per org: a repeat counts once."
+    )
+    occurred_at: DateTimeText | None = Field(
+        default=None,
+        description="When the usage happened (decides the month); default: when received. "
+        "At most 5 minutes ahead and 35 days back.",
+    )
+
+
+MAX_BATCH = 1000
+
+
+class UsageBatchIn(StrictBody):
+    events: list[UsageEventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EventError(BaseModel):
+    code: str
+    detail: str
+
+
+class EventResultOut(BaseModel):
+    index: int = Field(description="Position of the event in the request.")
+    org_id: str
+    idempotency_key: str
+    status: RecordStatus = Field(description="accepted, duplicate or refused.")
+    error: EventError | None = Field(default=None, description="Why it was refused.")
+
+
+class UsageBatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    refused: int
+    results: list[EventResultOut]

@@ -1,0 +1,248 @@
+"""Recording usage: each event counted exactly once per idempotency key, by set-based SQL."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.config import Settings
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
+from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.service import MetricService
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.usage.repository import UsageRepository
+from billing_kernel.usage.rules import (
+    CounterKey,
+    EventTimeWindow,
+    RecordStatus,
+    UsageBatchResult,
+    UsageEvent,
+    UsageOutcome,
+    UsageRecordResult,
+    UsageReport,
+    UsageReportLike,
+    counter_increments,
+    new_usage_event,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class UsageService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        settings: Settings,
+        clock: Callable[[], datetime],
+        metrics: MetricService,
+        orgs: OrgService,
+    ) -> None:
+        self._tx = transactions
+        self._clock = clock
+        self._metrics = metrics
+        self._orgs = orgs
+        self._window = EventTimeWindow(
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            max_age=timedelta(days=settings.max_event_age_days),
+        )
+        self.tracking_failures = 0
+        """How many best-effort `update_counters` calls failed (and were swallowed)."""
+
+    async def record(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str,
+        occurred_at: datetime | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> UsageRecordResult:
+        """Count `quantity` of `metric` for the org, exactly once per idempotency key.
+
+        The event time (default: now) decides the period. The same key with the same payload
+        again is a no-op reported as DUPLICATE; with a different payload it raises
+        IdempotencyConflict. Invalid input raises InvalidInput. Nothing is written on error.
+        An org the kernel has not seen is created and seeded, unless BILLING_AUTO_CREATE_ORGS
+        is false, in which case OrgNotFound is raised.
+        """
+        result = await self.record_batch(
+            [UsageReport(org_id, metric, quantity, idempotency_key, occurred_at)], uow=uow
+        )
+        [outcome] = result.outcomes
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.event is not None
+        return UsageRecordResult(status=outcome.status, event=outcome.event)
+
+    async def record_batch(
+        self, reports: Sequence[UsageReportLike], *, uow: UnitOfWork | None = None
+    ) -> UsageBatchResult:
+        """Judge each event alone and count the valid ones, all in one transaction.
+
+        Each outcome is ACCEPTED, DUPLICATE or REFUSED (with the error that says why: invalid
+        input, unknown org when auto-creation is off, or an idempotency conflict). Refused
+        events write nothing; the others are committed together, by set-based statements.
+        The result also holds each touched counter's new total.
+        """
+        outcomes: list[UsageOutcome | None] = [None] * len(reports)
+        async with self._tx.begin(uow) as unit:
+            received_at = self._clock()
+            catalogue = await self._metrics.by_key(unit)
+            valid: list[tuple[int, UsageEvent]] = []
+            for index, raw in enumerate(reports):
+                try:
+                    event = new_usage_event(
+                        org_id=raw.org_id,
+                        metric=raw.metric,
+                        quantity=raw.quantity,
+                        idempotency_key=raw.idempotency_key,
+                        occurred_at=raw.occurred_at,
+                        received_at=received_at,
+                        catalogue=catalogue,
+                        window=self._window,
+                    )
+                except BillingError as exc:
+                    outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
+                else:
+                    valid.append((index, event))
+            unknown = await self._orgs.admit(
+                {event.org_id for _, event in valid}, received_at, unit
+            )
+            for index, event in valid:
+                if event.org_id in unknown:
+                    outcomes[index] = UsageOutcome(
+                        RecordStatus.REFUSED,
+                        event,
+                        OrgNotFound(
+                            f"unknown org {event.org_id!r} (BILLING_AUTO_CREATE_ORGS is false)",
+                            org_id=event.org_id,
+                        ),
+                    )
+            countable = [(i, e) for i, e in valid if e.org_id not in unknown]
+            statuses, totals = await self._ingest(unit, [event for _, event in countable])
+            for (index, event), status in zip(countable, statuses, strict=True):
+                error = (
+                    None
+                    if status is not RecordStatus.CONFLICT
+                    else IdempotencyConflict(
+                        f"idempotency key {event.idempotency_key!r} was already used for org "
+                        f"{event.org_id!r} with a different metric, quantity or event time",
+                        org_id=event.org_id,
+                        idempotency_key=event.idempotency_key,
+                    )
+                )
+                outcomes[index] = UsageOutcome(
+                    RecordStatus.REFUSED if error else status, event, error
+                )
+        return UsageBatchResult(tuple(o for o in outcomes if o is not None), totals)
+
+    async def _ingest(
+        self, unit: UnitOfWork, events: Sequence[UsageEvent]
+    ) -> tuple[list[RecordStatus], dict[CounterKey, int]]:
+        """Insert new events and add them to their counters, set-based; one status per event
+        (ACCEPTED, DUPLICATE, or CONFLICT for a reused key with a different payload), and the
+        new totals of the counters added to."""
+        if not events:
+            return [], {}
+        usage = UsageRepository(unit)
+        first: dict[tuple[str, str], UsageEvent] = {}
+        for event in events:  # a key repeated inside the batch is judged against its first use
+            first.setdefault((event.org_id, event.idempotency_key), event)
+        inserted = await usage.insert_events(list(first.values()))
+        totals = await usage.add_to_counters(
+            counter_increments(e for key, e in first.items() if key in inserted), self._clock()
+        )
+        stored = await usage.get_events([key for key in first if key not in inserted])
+        statuses = []
+        for event in events:
+            key = (event.org_id, event.idempotency_key)
+            if key in inserted and event is first[key]:
+                statuses.append(RecordStatus.ACCEPTED)
+                continue
+            original = first[key] if key in inserted else stored.get(key, first[key])
+            statuses.append(
+                RecordStatus.DUPLICATE if event.is_replay_of(original) else RecordStatus.CONFLICT
+            )
+        return statuses, totals
+
+    async def update_counters(
+        self,
+        org_id: str,
+        increments: Mapping[str, int],
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> bool:
+        """Best effort: record each metric's increment, and never raise into the caller.
+
+        One transaction; each metric is judged alone, as in a batch. Returns whether all were
+        recorded; a failure is logged and counted in `tracking_failures`. With
+        `idempotency_key`, each metric's event is keyed `"{idempotency_key}:{metric}"`, so a
+        retried call counts once.
+        """
+        base_key = idempotency_key or uuid.uuid4().hex
+        try:
+            result = await self.record_batch(
+                [
+                    UsageReport(org_id, metric, quantity, f"{base_key}:{metric}", occurred_at)
+                    for metric, quantity in increments.items()
+                ]
+            )
+            errors = [outcome.error for outcome in result.outcomes if outcome.error]
+            if errors:
+                raise errors[0]
+        except Exception as exc:  # best-effort by contract: the product must not fail
+            self.tracking_failures += 1
+            level = logging.WARNING if isinstance(exc, BillingError) else logging.ERROR
+            logger.log(
+                level,
+                "usage for org %r not recorded: %s",
+                org_id,
+                exc,
+                exc_info=not isinstance(exc, BillingError),
+            )
+            return False
+        return True
+
+    async def record_seats(
+        self, org_id: str, seats: int, now: datetime, uow: UnitOfWork
+    ) -> dict[str, int]:
+        """Raise each seats metric's peak for the period of `now` to `seats` if that is higher;
+        returns each seats metric's peak after the change."""
+        period = BillingPeriod.containing(now)
+        usage = UsageRepository(uow)
+        return {
+            metric.key: await usage.raise_to_at_least((org_id, period.key, metric.key), seats, now)
+            for metric in await self._metrics.catalogue(uow)
+            if metric.aggregation is Aggregation.SEATS
+        }
+
+    async def counters(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """The org's counters for one period, by metric (for seats: the period's peak)."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).counters_for_period(org_id, period.key)
+
+    async def daily_totals(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[tuple[date, str], int]:
+        """The org's accepted usage in one period, summed per UTC day and metric."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).daily_totals(org_id, period.key)
+
+    async def counters_between(
+        self,
+        org_id: str,
+        first: BillingPeriod,
+        end: BillingPeriod,
+        uow: UnitOfWork | None = None,
+    ) -> dict[tuple[date, str], int]:
+        """The org's counters for the periods from `first` up to, not including, `end`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).counters_between(org_id, first.key, end.key)

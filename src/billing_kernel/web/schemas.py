@@ -1,0 +1,67 @@
+"""What request and response bodies share: money as a decimal string (`"49.00"`, never a
+JSON number), whole numbers that are not coerced, ids and free text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
+
+from billing_kernel.common.money import money_text
+from billing_kernel.common.validation import ID_PATTERN_TEXT
+
+MoneyText = Annotated[
+    Decimal,
+    PlainSerializer(money_text, return_type=str),
+    Field(description='A decimal amount as a string, e.g. "49.00".'),
+]
+
+
+def _text_only(value: object) -> object:
+    """Times are RFC 3339 strings in this API; a number is not taken for a Unix time."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with a time zone")
+    return value
+
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+"""An RFC 3339 date-time with a time zone, sent as a string."""
+
+
+def _whole_number(value: object) -> object:
+    """A JSON integer, or a number with no fraction (JSON Schema's `integer` admits 2.0).
+    Strings, booleans and fractions are refused rather than coerced."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
+Slug = Annotated[str, Field(max_length=64, pattern=ID_PATTERN_TEXT)]
+"""An identifier: no control characters, no leading or trailing white space."""
+
+
+Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""Free text without control characters."""
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FromDomain(BaseModel):
+    """A response body read straight off a domain object's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
