@@ -1,5 +1,5 @@
 # make run   - a fresh machine to a running kernel on the embedded SQLite default
-# make test  - lint, type checks and every test on SQLite and PostgreSQL
+# make test  - lint (with the import contracts), type checks and every test on SQLite and PostgreSQL
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -25,6 +25,7 @@ test: lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
