@@ -4,14 +4,23 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The usage-tracking SDK is tested in a venv of its own: the SDK and its test tools, no server.
+SDK_VENV  := .venv-sdk
+SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest sdk-test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./sdk -e '.[dev]'
 	touch $(STAMP)
+
+$(SDK_STAMP): sdk/pyproject.toml
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SDK_VENV)/bin/python -m pip install --quiet -e './sdk[test]'
+	touch $(SDK_STAMP)
 
 # Dev mode: a built-in JWT secret, so the printed token works. Never use it in production.
 run: export BILLING_DEV_MODE ?= true
@@ -20,11 +29,11 @@ run: $(STAMP)
 	$(BIN)/billing-kernel demo
 	$(BIN)/billing-kernel serve --host 127.0.0.1 --port 8000
 
-test: lint typecheck pytest
+test: lint typecheck pytest sdk-test
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench sdk
+	$(BIN)/ruff format --check src tests bench sdk
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
@@ -38,8 +47,11 @@ $(CHROMIUM):
 pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
+sdk-test: $(SDK_STAMP)
+	cd sdk && ../$(SDK_VENV)/bin/pytest
+
 bench: $(STAMP)
 	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py
 
 clean:
-	rm -rf $(VENV) billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

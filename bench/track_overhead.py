@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from billing_kernel.client import EventResult, UsageTracker
 from billing_kernel.config import Settings
 from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
+from billing_kernel_sdk import EventResult, UsageTracker
 from common import cpu_seconds, percentile, row, run_alone
 
 TRACK_CALLS = 100_000

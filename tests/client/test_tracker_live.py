@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from billing_kernel.client import UsageTracker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
+from billing_kernel_sdk import UsageTracker
 from tests.client.faulty_proxy import FaultyProxy
 from tests.conftest import new_id
 from tests.live import KernelServer, kernel_command
@@ -109,7 +109,7 @@ def test_a_kernel_killed_and_restarted_mid_stream_of_20000_events_counts_each_on
 
 CLIENT = textwrap.dedent("""
     import sys, time
-    from billing_kernel.client import UsageTracker
+    from billing_kernel_sdk import UsageTracker
     url, key, spool, org = sys.argv[1:5]
     tracker = UsageTracker(url, key, spool_dir=spool, max_delay=0.05, max_batch=100)
     for n in range(5_000):
@@ -169,7 +169,7 @@ def test_500s_429s_and_answers_lost_after_commit_still_count_exactly(
 
 EXITING = textwrap.dedent("""
     import asyncio, sys
-    from billing_kernel.client import AsyncUsageTracker, UsageTracker
+    from billing_kernel_sdk import AsyncUsageTracker, UsageTracker
     url, key, org, kind = sys.argv[1:5]
     if kind == "sync":
         tracker = UsageTracker(url, key, max_delay=30, max_batch=10_000)

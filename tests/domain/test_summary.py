@@ -12,7 +12,7 @@ from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, u
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.quota.rules import limit_after_overrides
-from billing_kernel.summary.rules import build_summary, days_so_far, metric_usage
+from billing_kernel.summary.rules import build_dashboard, build_summary, days_so_far, metric_usage
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 TOKENS, RUNS, SEATS = DEFAULT_METRICS
@@ -169,3 +169,38 @@ def test_days_so_far_runs_from_the_first_to_today_or_the_periods_last_day() -> N
     assert days_so_far(may, datetime(2026, 5, 1, tzinfo=UTC)) == [date(2026, 5, 1)]
     april = may.previous()
     assert days_so_far(april, NOW) == [date(2026, 4, d) for d in range(1, 31)]
+
+
+def test_the_dashboard_has_each_day_so_far_and_each_past_month_with_zeros_filled() -> None:
+    summary = build_summary(
+        plan=PLAN,
+        state=new_trial_state("acme", "starter", NOW, trial_days=30),
+        period=BillingPeriod.containing(NOW),
+        catalogue=DEFAULT_METRICS,
+        counters={"tokens": 30},
+        seat_count=2,
+        overrides={},
+        now=NOW,
+    )
+    march = BillingPeriod.starting(date(2026, 3, 1))
+    dashboard = build_dashboard(
+        summary,
+        oldest=march,
+        per_day={(date(2026, 5, 2), "tokens"): 10, (date(2026, 5, 15), "tokens"): 20},
+        past={(date(2026, 3, 1), "tokens"): 7, (date(2026, 4, 1), "seats"): 4},
+        plans=[PLAN],
+    )
+    assert set(dashboard.daily) == {"tokens", "playbook_runs"}  # seats follow members, no days
+    tokens = dict(dashboard.daily["tokens"])
+    assert list(tokens) == [date(2026, 5, day) for day in range(1, 16)]  # up to today
+    assert (tokens[date(2026, 5, 2)], tokens[date(2026, 5, 15)], tokens[date(2026, 5, 1)]) == (
+        10,
+        20,
+        0,
+    )
+    assert dashboard.history == (
+        (march, {"tokens": 7, "playbook_runs": 0, "seats": 0}),
+        (march.next(), {"tokens": 0, "playbook_runs": 0, "seats": 4}),
+    )
+    assert dashboard.plans == (PLAN,)
+    assert dashboard.summary is summary

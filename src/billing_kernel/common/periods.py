@@ -6,20 +6,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from billing_kernel_sdk.fields import ensure_utc
 
-def ensure_utc(moment: datetime) -> datetime:
-    """Return `moment` in UTC. ValueError for a naive datetime (refused, never guessed) and
-    for one whose UTC instant is outside the calendar (`0001-01-01T00:00:00+01:00`)."""
-    if moment.tzinfo is UTC:  # the common case, on the ingest path: nothing to convert
-        return moment
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"datetime {moment.isoformat()} has no timezone; UTC is required")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(
-            f"datetime {moment.isoformat()} is outside the years 1 to 9999 in UTC"
-        ) from None
+__all__ = ["BillingPeriod", "days_until", "ensure_utc"]
 
 
 def days_until(end: datetime, now: datetime) -> int:

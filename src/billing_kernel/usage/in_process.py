@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from billing_kernel.client import AsyncUsageTracker, EventResult, TransportError
 from billing_kernel.errors import DatabaseUnavailable
 from billing_kernel.usage.rules import UsageReport
 from billing_kernel.usage.service import UsageService
+from billing_kernel_sdk import AsyncUsageTracker, EventResult, TransportError
 
 
 class InProcessTransport:

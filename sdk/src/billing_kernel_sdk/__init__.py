@@ -1,7 +1,7 @@
 """The usage-tracking SDK: report usage from the product without ever slowing or failing it.
 
 ```python
-from billing_kernel.client import UsageTracker
+from billing_kernel_sdk import UsageTracker
 
 tracker = UsageTracker("http://billing.internal:8000", api_key, spool_dir="/var/lib/app/usage")
 tracker.track("acme", "tokens", 1532)
@@ -15,17 +15,19 @@ See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` fo
 kernel in-process (`billing_kernel.usage.in_process`).
 """
 
-from billing_kernel.client.core import TrackerStats
-from billing_kernel.client.errors import SpoolBusyError, TrackerError, TransportError
-from billing_kernel.client.integrations import llm_tokens
-from billing_kernel.client.tracker import AsyncUsageTracker, UsageTracker
-from billing_kernel.client.transport import (
+from billing_kernel_sdk.delivery import TrackerStats
+from billing_kernel_sdk.errors import SpoolBusyError, TrackerError, TransportError
+from billing_kernel_sdk.integrations import llm_tokens
+from billing_kernel_sdk.tracker import AsyncUsageTracker, UsageTracker
+from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,
     EventResult,
     HttpTransport,
     Transport,
 )
+
+__version__ = "0.1.0"
 
 __all__ = [
     "AsyncHttpTransport",
@@ -39,5 +41,6 @@ __all__ = [
     "Transport",
     "TransportError",
     "UsageTracker",
+    "__version__",
     "llm_tokens",
 ]

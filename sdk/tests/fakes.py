@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from billing_kernel.client import EventResult, TransportError
+from billing_kernel_sdk import EventResult, TransportError
 
 
 class FakeKernel:

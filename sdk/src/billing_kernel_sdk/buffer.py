@@ -21,10 +21,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
-from billing_kernel.client.errors import SpoolBusyError
-from billing_kernel.client.events import Event, occurred_at
+from billing_kernel_sdk.errors import SpoolBusyError
+from billing_kernel_sdk.events import Event, occurred_at
 
-logger = logging.getLogger("billing_kernel.client")
+logger = logging.getLogger("billing_kernel_sdk")
 
 MAX_LINE_BYTES = 1024
 """More than a spooled event's line can take (ids of 64 and keys of 255 characters)."""

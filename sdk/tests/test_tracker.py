@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing_kernel.client import SpoolBusyError, TransportError, UsageTracker
-from tests.client.fakes import FakeKernel, FakeTransport
+from billing_kernel_sdk import SpoolBusyError, TransportError, UsageTracker
+from tests.fakes import FakeKernel, FakeTransport
 
 FAST = {"max_delay": 0.01, "backoff_base": 0.001, "backoff_cap": 0.01}
 
@@ -66,7 +66,7 @@ def test_invalid_arguments_are_counted_and_logged_once_per_kind(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     kernel = FakeKernel()
-    with caplog.at_level(logging.WARNING, logger="billing_kernel.client"), tracker(kernel) as t:
+    with caplog.at_level(logging.WARNING, logger="billing_kernel_sdk"), tracker(kernel) as t:
         for n in range(5):
             t.track("acme", "tokens", -1 - n)  # each value differs; the kind does not
             t.track("", "tokens", 1)

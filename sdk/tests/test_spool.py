@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from billing_kernel.client.buffer import Spool
-from billing_kernel.client.events import Event
+from billing_kernel_sdk.buffer import Spool
+from billing_kernel_sdk.events import Event
 
 
 def event(n: int) -> Event:

@@ -13,18 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from billing_kernel.client.buffer import Buffer, MemoryBuffer, Spool
-from billing_kernel.client.errors import TransportError
-from billing_kernel.client.events import Event, to_micros
-from billing_kernel.client.transport import EventResult
-from billing_kernel.common.validation import (
+from billing_kernel_sdk.buffer import Buffer, MemoryBuffer, Spool
+from billing_kernel_sdk.errors import TransportError
+from billing_kernel_sdk.events import Event, to_micros
+from billing_kernel_sdk.fields import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
-    validate_id,
-    validate_occurred_at,
-    validate_quantity,
+    check_id,
+    check_occurred_at,
+    check_quantity,
 )
+from billing_kernel_sdk.transport import EventResult
 
-logger = logging.getLogger("billing_kernel.client")
+logger = logging.getLogger("billing_kernel_sdk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class _Isolation:
             self.suspects.clear()
 
 
-class Core:
+class Delivery:
     def __init__(
         self,
         *,
@@ -203,24 +203,22 @@ class Core:
     def _event(
         self, org_id: object, metric: object, quantity: object, key: object, occurred: object
     ) -> Event:
-        """The event, checked by the kernel's own rules for each field (whether the metric
-        exists, and the event time's window, are the kernel's to judge)."""
+        """The event, checked by the rules the kernel applies to each field (`fields`);
+        whether the metric exists, and the event time's window, are the kernel's to judge."""
         if key is None:
             key = f"{self._key_prefix}-{next(self._sequence)}"
         else:
-            key = validate_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+            key = check_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
         micros = (
-            time.time_ns() // 1000
-            if occurred is None
-            else to_micros(validate_occurred_at(occurred))
+            time.time_ns() // 1000 if occurred is None else to_micros(check_occurred_at(occurred))
         )
         if isinstance(metric, str) and metric in self._checked_metrics:
             name = metric  # a handful of names: each is checked once
         else:
-            name = validate_id(metric, "metric")
+            name = check_id(metric, "metric")
             if len(self._checked_metrics) < 1000:
                 self._checked_metrics.add(name)
-        return Event(validate_id(org_id, "org_id"), name, validate_quantity(quantity), key, micros)
+        return Event(check_id(org_id, "org_id"), name, check_quantity(quantity), key, micros)
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -418,9 +416,7 @@ class Core:
 
 def _kind(error: Exception) -> str:
     """Which argument was wrong: logging is once per kind, not once per bad value."""
-    details = getattr(error, "details", None)
-    field = getattr(error, "field", None) or (details or {}).get("field")
-    return str(field or type(error).__name__)
+    return str(getattr(error, "field", None) or type(error).__name__)
 
 
 def wire(batch: list[Event]) -> list[dict[str, object]]:

@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from billing_kernel.client.core import Core, TrackerStats, wire
-from billing_kernel.client.events import Event
-from billing_kernel.client.integrations import TrackingHelpers
-from billing_kernel.client.transport import (
+from billing_kernel_sdk.delivery import Delivery, TrackerStats, wire
+from billing_kernel_sdk.events import Event
+from billing_kernel_sdk.integrations import TrackingHelpers
+from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,
     EventResult,
@@ -25,7 +25,7 @@ from billing_kernel.client.transport import (
     Transport,
 )
 
-logger = logging.getLogger("billing_kernel.client")
+logger = logging.getLogger("billing_kernel_sdk")
 
 DEFAULTS: dict[str, Any] = {
     "max_batch": 500,
@@ -43,11 +43,11 @@ def _endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str]:
     return base_url, api_key
 
 
-def _core(spool_dir: str | Path | None, tuning: dict[str, Any]) -> tuple[float, Core]:
+def _delivery(spool_dir: str | Path | None, tuning: dict[str, Any]) -> tuple[float, Delivery]:
     """The batching delay, and the shared core built with the rest of the tuning."""
     options = {**DEFAULTS, **tuning}
     max_delay = float(options.pop("max_delay"))
-    return max_delay, Core(spool_dir=spool_dir, **options)
+    return max_delay, Delivery(spool_dir=spool_dir, **options)
 
 
 class UsageTracker(TrackingHelpers):
@@ -82,7 +82,7 @@ class UsageTracker(TrackingHelpers):
         **tuning: Any,
     ) -> None:
         self._transport = transport or HttpTransport(*_endpoint(base_url, api_key), timeout=timeout)
-        self._max_delay, self._core = _core(spool_dir, tuning)
+        self._max_delay, self._core = _delivery(spool_dir, tuning)
         self._cond = threading.Condition()
         self._core.wake = self._wake
         self._flushing = 0
@@ -217,7 +217,7 @@ class AsyncUsageTracker(TrackingHelpers):
         self._transport = transport or AsyncHttpTransport(
             *_endpoint(base_url, api_key), timeout=timeout
         )
-        self._max_delay, self._core = _core(spool_dir, tuning)
+        self._max_delay, self._core = _delivery(spool_dir, tuning)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()

@@ -13,8 +13,8 @@ from typing import Any
 import openai
 import pytest
 
-from billing_kernel.client import UsageTracker, llm_tokens
-from tests.client.fakes import FakeKernel, FakeTransport
+from billing_kernel_sdk import UsageTracker, llm_tokens
+from tests.fakes import FakeKernel, FakeTransport
 
 CHAT = {
     "id": "chatcmpl-abc",

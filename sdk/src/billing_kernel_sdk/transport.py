@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from billing_kernel.client.errors import TransportError
+from billing_kernel_sdk.errors import TransportError
 
 EVENTS_PATH = "/api/v1/usage/events"
 

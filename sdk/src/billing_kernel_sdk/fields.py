@@ -1,0 +1,91 @@
+"""What each field of a usage event may hold: the one definition, used by `track()` before an
+event is queued and by the kernel when it judges what arrives (so the SDK never queues an
+event the kernel would refuse for its form). Standard library only."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+MAX_EVENT_QUANTITY = 10**12
+"""The largest quantity one event may carry; anything above is taken for a bug upstream."""
+MAX_ID_LENGTH = 64
+"""Org and user ids are the product's own, up to this many characters."""
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+ID_PATTERN_TEXT = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+"""What an id or key may be: no control characters, no leading or trailing white space."""
+ID_PATTERN = re.compile(ID_PATTERN_TEXT)
+
+
+class FieldError(ValueError):
+    """A field's value is not one an event may carry; `field` names it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> str:
+    """A non-empty printable string of at most `max_length` characters, or FieldError."""
+    if not isinstance(value, str):
+        raise FieldError(f"{what} must be a string", what)
+    if not value or value.strip() != value:
+        raise FieldError(f"{what} must be non-empty, without leading or trailing spaces", what)
+    if len(value) > max_length:
+        raise FieldError(f"{what} is longer than {max_length} characters", what)
+    if not ID_PATTERN.fullmatch(value):
+        raise FieldError(f"{what} contains control characters", what)
+    return check_storable(value, what)
+
+
+def check_storable(value: str, what: str) -> str:
+    """`value` if it is Unicode text a database can store. JSON can carry a lone UTF-16
+    surrogate (`"\\ud800"`), which no UTF-8 column (PostgreSQL's or SQLite's) can hold."""
+    if not value.isascii():  # the common case costs one C-level scan
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FieldError(
+                f"{what} contains a lone UTF-16 surrogate, which is not Unicode text", what
+            ) from None
+    return value
+
+
+def check_quantity(value: object) -> int:
+    """A whole number of units from 0 to MAX_EVENT_QUANTITY, or FieldError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError("quantity must be a whole number", "quantity")
+    if value < 0:
+        raise FieldError("quantity must not be negative", "quantity")
+    if value > MAX_EVENT_QUANTITY:
+        raise FieldError(
+            f"quantity {value} is above the per-event maximum of {MAX_EVENT_QUANTITY}",
+            "quantity",
+        )
+    return value
+
+
+def ensure_utc(moment: datetime) -> datetime:
+    """Return `moment` in UTC. ValueError for a naive datetime (refused, never guessed) and
+    for one whose UTC instant is outside the calendar (`0001-01-01T00:00:00+01:00`)."""
+    if moment.tzinfo is UTC:  # the common case, on the ingest path: nothing to convert
+        return moment
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"datetime {moment.isoformat()} has no timezone; UTC is required")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"datetime {moment.isoformat()} is outside the years 1 to 9999 in UTC"
+        ) from None
+
+
+def check_occurred_at(value: object) -> datetime:
+    """An event time as a UTC datetime: it must be a datetime with a timezone whose UTC
+    instant is inside the calendar (an offset can push year 1 or 9999 out of it)."""
+    if not isinstance(value, datetime):
+        raise FieldError("occurred_at must be a datetime with a timezone", "occurred_at")
+    try:
+        return ensure_utc(value)
+    except ValueError as exc:
+        raise FieldError(f"occurred_at is not usable: {exc}", "occurred_at") from None
