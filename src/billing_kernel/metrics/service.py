@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import UnknownMetric
 from billing_kernel.metrics.repository import MetricRepository
 from billing_kernel.metrics.rules import Metric
 
@@ -36,6 +37,13 @@ class MetricService:
             metrics = await MetricRepository(unit).list_metrics()
         cache.metrics, cache.fresh_until = metrics, time.monotonic() + CATALOGUE_TTL_SECONDS
         return metrics
+
+    async def get(self, key: str, uow: UnitOfWork | None = None) -> Metric:
+        """The metric named `key`; UnknownMetric if the catalogue has none."""
+        for metric in await self.catalogue(uow):
+            if metric.key == key:
+                return metric
+        raise UnknownMetric(f"unknown metric {key!r}", field="metric")
 
     async def by_key(self, uow: UnitOfWork | None = None) -> dict[str, Metric]:
         """The catalogue as a mapping from metric key to metric."""

@@ -8,7 +8,6 @@ from datetime import datetime
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_quantity
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import UnknownMetric
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
@@ -35,16 +34,14 @@ class QuotaService:
         requested = validate_quantity(amount)
         period = BillingPeriod.containing(self._clock())
         async with self._tx.read() as unit:
-            catalogue = await self._metrics.by_key(unit)
-            if metric not in catalogue:
-                raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
+            checked = await self._metrics.get(metric, unit)
             inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
         if inputs is None:  # first touch: seed the state, then ask again
             async with self._tx.begin() as unit:
                 await self._orgs.billing_state(org_id, unit)
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
         assert inputs is not None
-        return _decision(catalogue[metric], inputs, requested)
+        return _decision(checked, inputs, requested)
 
     async def overrides(self, org_id: str, uow: UnitOfWork | None = None) -> dict[str, int | None]:
         """The org's own limits, by metric (None: unlimited)."""
@@ -61,8 +58,7 @@ class QuotaService:
         """Give the org its own limit for `metric` (None: unlimited), replacing the plan's."""
         async with self._tx.begin(uow) as unit:
             await self._orgs.billing_state(org_id, unit)
-            if metric not in await self._metrics.by_key(unit):
-                raise UnknownMetric(f"unknown metric {metric!r}", field="metric")
+            await self._metrics.get(metric, unit)
             if included_quantity is not None:
                 validate_quantity(included_quantity)
             await QuotaRepository(unit).set_limit_override(
