@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
@@ -197,3 +197,40 @@ def test_it_fits_a_phone(browser: Browser, kernel: tuple[str, dict[str, str]]) -
     page, _ = open_page(browser, base, ids["owner"], width=390)
     screenshot(page, "billing-phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_interactive_docs_work_with_no_network_beyond_the_kernel(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    """/docs loads Swagger UI's script and styles from the kernel itself: with every request
+    to any other host refused, the page still lists every operation."""
+    base, _ = kernel
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    elsewhere: list[str] = []
+
+    def only_the_kernel(route: Route) -> None:
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_the_kernel)
+    page = context.new_page()
+    response = page.goto(base + "/docs")
+    assert response is not None
+    assert response.status == 200
+    page.wait_for_selector(".opblock", timeout=15_000)
+    screenshot(page, "api-docs")
+    spec = page.request.get(base + "/openapi.json").json()
+    operations = {
+        operation["operationId"]
+        for methods in spec["paths"].values()
+        for operation in methods.values()
+    }
+    shown = set(page.locator(".opblock").evaluate_all("els => els.map(e => e.id)"))
+    assert len(shown) == len(operations) >= 12
+    for operation in operations:
+        assert any(element_id.endswith(operation) for element_id in shown), operation
+    assert elsewhere == []
+    context.close()

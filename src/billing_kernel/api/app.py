@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from billing_kernel import __version__
 from billing_kernel.api import health
@@ -40,6 +41,9 @@ in exactly one org may leave it out).
 """
 
 
+DOCS_ASSETS_URL = "/docs-assets"
+
+
 def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
     """The API. Refuses to build with unsafe settings (a missing or default JWT secret
     outside dev mode). A `database` passed in stays the caller's to dispose."""
@@ -56,8 +60,14 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         if owned:
             await kernel.aclose()
 
-    app = FastAPI(
-        title="billing-kernel", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    # /docs and /redoc with their scripts and styles served from here, not from a CDN: the
+    # interactive docs work on an offline or locked-down host.
+    app = FastAPIOffline(
+        title="billing-kernel",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
     )
     app.state.settings = settings
     app.state.database = kernel.database

@@ -23,13 +23,16 @@ class NotReady(BillingError):
     title = "Not ready"
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", operation_id="getHealth", summary="The process is up")
 async def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
 
 @router.get(
-    "/readyz", summary="The database answers and is migrated", responses=problem_responses(503)
+    "/readyz",
+    operation_id="getReadiness",
+    summary="The database answers and is migrated",
+    responses=problem_responses(503),
 )
 async def readyz(request: Request) -> HealthOut:
     if not await schema_is_current(request.app.state.database, request.app.state.schema_head):

@@ -22,7 +22,7 @@ UserId = Annotated[
 ]
 
 
-@router.get("/{org_id}/members", summary="An org's members")
+@router.get("/{org_id}/members", operation_id="listOrgMembers", summary="An org's members")
 async def list_members(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> MembersOut:
     members = await kernel.members.of_org(org_id)
     return MembersOut(
@@ -32,7 +32,11 @@ async def list_members(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) ->
     )
 
 
-@router.put("/{org_id}/members/{user_id}", summary="Add a member or change their role")
+@router.put(
+    "/{org_id}/members/{user_id}",
+    operation_id="putOrgMember",
+    summary="Add a member or change their role",
+)
 async def put_member(
     org_id: OrgId, user_id: UserId, body: MemberIn, key: OrgAdminOfPath, kernel: KernelDep
 ) -> MembersOut:
@@ -43,6 +47,7 @@ async def put_member(
 
 @router.delete(
     "/{org_id}/members/{user_id}",
+    operation_id="removeOrgMember",
     summary="Remove a member",
     status_code=204,
     response_class=Response,

@@ -14,6 +14,7 @@ plan_router = billing_router()
 
 @plan_router.post(
     "/org/plan",
+    operation_id="changeOrgPlan",
     summary="Move the current org to another plan",
     responses=problem_responses(400, 403, 404, 409),
 )
@@ -24,7 +25,12 @@ async def change_plan(body: PlanChangeIn, access: AdminAccess) -> PlanChangeOut:
     return PlanChangeOut(org_id=state.org_id, plan_slug=state.plan_slug, status=state.status)
 
 
-@router.put("/{org_id}", summary="Create or update an org", responses=problem_responses(409))
+@router.put(
+    "/{org_id}",
+    operation_id="putOrg",
+    summary="Create or update an org",
+    responses=problem_responses(409),
+)
 async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
     """Creates the org (default plan, in trial) if it is new; sets its name, and its plan when
     `plan_slug` is given. Idempotent."""
@@ -32,7 +38,7 @@ async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: Kerne
     return await get_org(org_id, key, kernel)
 
 
-@router.get("/{org_id}", summary="An org and its billing state")
+@router.get("/{org_id}", operation_id="getOrg", summary="An org and its billing state")
 async def get_org(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
     name, state = await kernel.orgs.get(org_id)
     return OrgOut(

@@ -12,6 +12,7 @@ router = billing_router()
 
 @router.post(
     "/org/check",
+    operation_id="checkQuota",
     summary="Quota decision for the current org",
     responses=problem_responses(400, 403, 404),
 )

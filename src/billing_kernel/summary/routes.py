@@ -12,6 +12,7 @@ router = billing_router()
 
 @router.get(
     "/org/summary",
+    operation_id="getOrgSummary",
     summary="The current org's billing summary",
     responses=problem_responses(400, 403, 404),
 )

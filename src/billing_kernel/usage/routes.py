@@ -15,6 +15,7 @@ router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
 @router.post(
     "/events",
+    operation_id="recordUsageEvents",
     summary="Send a batch of usage events",
     response_model=UsageBatchOut,
     responses=problem_responses(401, 403, 422),
