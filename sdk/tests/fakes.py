@@ -10,7 +10,8 @@ from billing_kernel_sdk import EventResult, TransportError
 
 
 class FakeKernel:
-    """Counts like the kernel: once per (org, key); a repeated key is a duplicate."""
+    """Counts like the kernel: once per (org, key); a repeated key with the same payload is
+    a duplicate, with another payload a conflict."""
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -47,6 +48,8 @@ class FakeKernel:
                 key = (event["org_id"], event["idempotency_key"])
                 if event["metric"] == "refuse-me":
                     results.append(EventResult("refused", "unknown_metric"))
+                elif key in self.seen and self.seen[key] != dict(event):
+                    results.append(EventResult("refused", "idempotency_conflict"))
                 elif key in self.seen:
                     results.append(EventResult("duplicate"))
                 else:

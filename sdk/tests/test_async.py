@@ -31,7 +31,7 @@ async def test_async_tracker_sends_everything_once_even_from_other_threads() -> 
         assert await tracker.flush(10)
         stats = tracker.stats()
     assert kernel.totals() == {"acme": sum(range(500)), "beta": 200}
-    assert stats.accepted == 700
+    assert stats.queued == 700
     assert stats.retried == 3
 
 

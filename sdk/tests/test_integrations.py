@@ -4,7 +4,9 @@ answers like the API."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -182,12 +184,46 @@ def test_llm_tokens_reads_the_usual_shapes(response: Any, tokens: int | None) ->
     assert llm_tokens(response) == tokens
 
 
-def test_a_response_without_usage_is_counted_as_refused_not_raised(
-    kernel_and_tracker: tuple[FakeKernel, UsageTracker],
+def test_a_response_without_usage_is_skipped_with_one_debug_line(
+    kernel_and_tracker: tuple[FakeKernel, UsageTracker], caplog: pytest.LogCaptureFixture
 ) -> None:
     _, tracker = kernel_and_tracker
-    tracker.track_llm_usage("acme", object())
-    assert tracker.stats().refused == 1
+    with caplog.at_level(logging.DEBUG, logger="billing_kernel_sdk"):
+        tracker.track_llm_usage("acme", object())
+        tracker.track_llm_usage("acme", {"id": "chatcmpl-1", "usage": None})
+    stats = tracker.stats()
+    assert (stats.skipped, stats.refused, stats.queued) == (2, 0, 0)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.DEBUG]
+    assert "without usage data" in caplog.records[0].getMessage()
+    assert "whole number" not in caplog.text
+
+
+def test_the_same_response_tracked_again_later_is_a_quiet_duplicate(
+    kernel_and_tracker: tuple[FakeKernel, UsageTracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each copy of one response is the same event, time included: the first delivered
+    alone, the repeat after it is a duplicate, not an idempotency conflict."""
+    kernel, tracker = kernel_and_tracker
+    anthropic_style = {"id": "msg_01", "usage": {"input_tokens": 10, "output_tokens": 5}}
+    with caplog.at_level(logging.WARNING, logger="billing_kernel_sdk"):
+        for response in (CHAT, anthropic_style):
+            tracker.track_llm_usage("acme", response)
+            assert tracker.flush(5)
+            time.sleep(0.002)  # a later call: a new timestamp, unless the event keeps its own
+            tracker.track_llm_usage("acme", response)
+            assert tracker.flush(5)
+        with tracker.run("acme", run_id="run-9"):
+            pass
+        assert tracker.flush(5)
+        with tracker.run("acme", run_id="run-9"):  # re-entered
+            pass
+        assert tracker.flush(5)
+    stats = tracker.stats()
+    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (3, 3, 0, 0)
+    assert kernel.totals() == {"acme": 42 + 15}
+    assert caplog.records == []
+    chat = kernel.seen[("acme", "llm:chatcmpl-abc")]
+    assert chat["occurred_at"] == "2023-11-14T22:13:20+00:00"  # the provider's `created`
 
 
 def test_runs_count_once_per_run_id_with_the_context_manager_and_the_decorator(

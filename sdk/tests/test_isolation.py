@@ -35,7 +35,7 @@ def test_an_event_at_the_head_is_isolated_and_kept_in_memory_without_a_spool() -
                 occurred_at=datetime.fromisoformat(event["occurred_at"]),  # type: ignore[arg-type]
             )
         assert t.flush(10)
-    assert (stats.sent, stats.dead_lettered, stats.pending) == (99, 1, 0)
+    assert (stats.accepted, stats.dead_lettered, stats.pending) == (99, 1, 0)
     assert [d["idempotency_key"] for d in dead] == ["bad"]
     assert kernel.totals() == {"acme": 106}
 
@@ -54,7 +54,7 @@ def test_a_kernel_failing_on_everything_sets_nothing_aside_and_loses_nothing() -
         stats = t.stats()
     assert (while_failing.dead_lettered, while_failing.pending) == (0, 20)
     assert "500" in str(while_failing.last_error)
-    assert (stats.sent, stats.dead_lettered, stats.last_error) == (20, 0, None)
+    assert (stats.accepted, stats.dead_lettered, stats.last_error) == (20, 0, None)
     assert kernel.totals() == {"acme": 20}
 
 
@@ -68,7 +68,7 @@ def test_a_momentarily_unavailable_kernel_gets_the_whole_batch_again(status: int
         assert t.flush(10)
         stats = t.stats()
     assert kernel.batches == [40]  # never split: nothing is wrong with the events
-    assert (stats.sent, stats.retried, stats.dead_lettered) == (40, 8, 0)
+    assert (stats.accepted, stats.retried, stats.dead_lettered) == (40, 8, 0)
 
 
 def test_a_batch_refused_whole_is_split_and_only_the_bad_event_refused() -> None:
@@ -80,7 +80,7 @@ def test_a_batch_refused_whole_is_split_and_only_the_bad_event_refused() -> None
         assert t.flush(10)
         stats = t.stats()
     assert kernel.totals() == {"acme": 15}
-    assert (stats.sent, stats.refused, stats.dead_lettered) == (15, 1, 0)
+    assert (stats.accepted, stats.refused, stats.dead_lettered) == (15, 1, 0)
 
 
 def test_the_tracker_refuses_what_the_kernel_would_refuse_before_sending() -> None:
@@ -99,7 +99,7 @@ def test_the_tracker_refuses_what_the_kernel_would_refuse_before_sending() -> No
         t.track("acme", "tokens", 5, occurred_at=datetime.now(UTC))
         assert t.flush(10)
         stats = t.stats()
-    assert (stats.refused, stats.sent) == (6, 1)
+    assert (stats.refused, stats.accepted) == (6, 1)
     assert kernel.totals() == {"acme": 5}
 
 

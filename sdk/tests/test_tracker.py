@@ -31,7 +31,7 @@ def test_every_tracked_event_is_sent_once_in_batches() -> None:
         f"org-{r}": sum(n for n in range(1_000) if n % 3 == r) for r in range(3)
     }
     assert max(kernel.batches) <= 100
-    assert (stats.accepted, stats.sent, stats.pending, stats.dropped) == (1_000, 1_000, 0, 0)
+    assert (stats.queued, stats.accepted, stats.pending, stats.dropped) == (1_000, 1_000, 0, 0)
 
 
 def test_retryable_failures_are_retried_and_lost_answers_count_once() -> None:
@@ -46,7 +46,7 @@ def test_retryable_failures_are_retried_and_lost_answers_count_once() -> None:
     assert kernel.totals() == {"acme": 500}
     assert stats.retried == 5
     # The first delivery was counted but its answer lost: the tracker hears "duplicate".
-    assert (stats.sent, stats.duplicates) == (0, 50)
+    assert (stats.accepted, stats.duplicates) == (0, 50)
 
 
 def test_a_batch_the_kernel_will_never_take_is_counted_as_refused() -> None:
@@ -59,7 +59,7 @@ def test_a_batch_the_kernel_will_never_take_is_counted_as_refused() -> None:
         t.track("acme", "tokens", 2)
         assert t.flush(10)
         stats = t.stats()
-    assert (stats.refused, stats.sent) == (2, 1)
+    assert (stats.refused, stats.accepted) == (2, 1)
 
 
 def test_invalid_arguments_are_counted_and_logged_once_per_kind(
@@ -74,7 +74,7 @@ def test_invalid_arguments_are_counted_and_logged_once_per_kind(
             t.track("acme", "tokens", 1, occurred_at=datetime(2026, 1, 1))  # noqa: DTZ001
         t.flush(10)
         stats = t.stats()
-    assert (stats.refused, stats.accepted) == (20, 0)
+    assert (stats.refused, stats.queued) == (20, 0)
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 3  # one per argument that was wrong: quantity, org_id, occurred_at
     assert any("quantity must not be negative" in m for m in logged)  # the kernel's own words
@@ -87,7 +87,7 @@ def test_a_full_memory_buffer_drops_the_newest_and_counts_them() -> None:
     for n in range(15):
         t.track("acme", "tokens", n)
     stats = t.stats()
-    assert (stats.accepted, stats.dropped, stats.pending) == (10, 5, 10)
+    assert (stats.queued, stats.dropped, stats.pending) == (10, 5, 10)
     t.close(timeout=0.1)
     assert t.stats().dropped == 15  # closing without a spool loses what was unsent
 
@@ -125,8 +125,8 @@ def test_the_spool_disk_budget_drops_the_newest(tmp_path: Path) -> None:
     for n in range(100):
         t.track("acme", "tokens", n)
     stats = t.stats()
-    assert stats.accepted + stats.dropped == 100
-    assert 10 < stats.accepted < 100
+    assert stats.queued + stats.dropped == 100
+    assert 10 < stats.queued < 100
     t.close(timeout=0.1)
 
 
@@ -181,11 +181,10 @@ def test_track_never_raises_whatever_the_inputs_and_the_transport(
         with t.run(org_id, run_id=key):  # type: ignore[arg-type]
             pass
     after = idle.stats()
-    # Each call is accounted for exactly once: taken, refused, or dropped.
-    assert (after.accepted + after.refused + after.dropped) - (
-        before.accepted + before.refused + before.dropped
-    ) == 3
-    assert after.pending - before.pending == after.accepted - before.accepted
+    # Each call is accounted for exactly once: taken, refused, skipped or dropped.
+    accounted = ("queued", "refused", "skipped", "dropped")
+    assert sum(getattr(after, n) - getattr(before, n) for n in accounted) == 3
+    assert after.pending - before.pending == after.queued - before.queued
 
 
 _shared: dict[str, UsageTracker] = {}

@@ -40,8 +40,8 @@ async def test_in_process_backend_counts_through_the_billing_service(
     usage = await kernel.summary.period_usage(org_id)
     assert usage.used["tokens"] == 250 * 7
     assert usage.used["playbook_runs"] == 1
-    # Repeated keys carry a later time than their first use: conflicts, counted once.
-    assert (stats.sent, stats.conflicts, stats.refused) == (251, 51, 1)
+    # A repeated key is the same event, with its first use's time: a duplicate, counted once.
+    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (251, 51, 0, 1)
 
 
 async def test_in_process_backend_keeps_events_while_the_database_is_down(

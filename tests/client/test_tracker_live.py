@@ -4,6 +4,7 @@ restarts, a killed client process, and a network that fails on purpose."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -72,7 +73,7 @@ def test_events_tracked_while_the_kernel_is_down_arrive_once_it_is_up(
         org: sum(n for n in range(3_000) if n % 3 == i) for i, org in enumerate(orgs)
     }
     assert stats.retried > 0
-    assert (stats.sent, stats.dropped) == (3_000, 0)
+    assert (stats.accepted, stats.dropped) == (3_000, 0)
 
 
 def test_a_kernel_killed_and_restarted_mid_stream_of_20000_events_counts_each_once(
@@ -102,8 +103,8 @@ def test_a_kernel_killed_and_restarted_mid_stream_of_20000_events_counts_each_on
         org: sum(1 + n % 7 for n in range(20_000) if n % 4 == i) for i, org in enumerate(orgs)
     }
     assert counted(postgres_url, orgs) == expected
-    assert stats.accepted == 20_000
-    assert stats.sent + stats.duplicates == 20_000
+    assert stats.queued == 20_000
+    assert stats.accepted + stats.duplicates == 20_000
     assert stats.dropped == 0
 
 
@@ -164,7 +165,7 @@ def test_500s_429s_and_answers_lost_after_commit_still_count_exactly(
     }
     assert min(proxy.seen.values()) > 0  # every kind of fault happened
     assert stats.duplicates > 0  # resent after a lost answer, counted once
-    assert stats.sent + stats.duplicates == 4_000
+    assert stats.accepted + stats.duplicates == 4_000
 
 
 EXITING = textwrap.dedent("""
@@ -196,3 +197,27 @@ def test_a_clean_interpreter_exit_drains_the_tracker(
         [sys.executable, "-c", EXITING, server.url, api_key, org, kind], check=True, timeout=60
     )
     assert counted(postgres_url, [org]) == {org: 2_000}
+
+
+def test_one_llm_response_tracked_twice_and_a_run_re_entered_count_once_quietly(
+    server: KernelServer, api_key: str, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retry in the product repeats the hook with the same response, or re-enters the same
+    run, after the first event reached the kernel: the repeat is a duplicate, not a conflict."""
+    server.start()
+    org = new_id()
+    tracker = UsageTracker(server.url, api_key, **FAST_RETRIES)
+    response = {"id": new_id("msg"), "usage": {"input_tokens": 700, "output_tokens": 42}}
+    with caplog.at_level(logging.INFO, logger="billing_kernel_sdk"):
+        for _ in range(2):
+            tracker.track_llm_usage(org, response)
+            with tracker.run(org, run_id="nightly-report"):
+                pass
+            assert tracker.flush(30)
+            time.sleep(0.01)
+    stats = tracker.stats()
+    tracker.close()
+    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (2, 2, 0, 0)
+    assert counted(postgres_url, [org]) == {org: 742}
+    assert counted(postgres_url, [org], "playbook_runs") == {org: 1}
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []

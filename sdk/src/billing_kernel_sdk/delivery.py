@@ -9,6 +9,7 @@ import random
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,10 @@ logger = logging.getLogger("billing_kernel_sdk")
 class TrackerStats:
     """What a tracker has done since it was created."""
 
+    queued: int
+    """`track()` calls taken into the buffer, to be sent."""
     accepted: int
-    """`track()` calls taken into the buffer."""
-    sent: int
-    """Events the kernel counted."""
+    """Events the kernel accepted and counted."""
     duplicates: int
     """Events the kernel already had (a resend after a lost answer): counted once."""
     retried: int
@@ -48,7 +49,9 @@ class TrackerStats:
     """Events whose key the kernel already had with another payload (often another time:
     a retried run tracked later). The first was counted; these were not."""
     refused: int
-    """Events with invalid arguments, or refused by the kernel."""
+    """Events with invalid arguments, or refused by the kernel; never counted."""
+    skipped: int
+    """LLM responses that reported no usage (nothing to count; logged at debug)."""
     dead_lettered: int
     """Events set aside because the kernel failed on each of them alone while it took the
     others (see `dead_letters()`); they no longer hold up the queue."""
@@ -62,17 +65,21 @@ class TrackerStats:
 
 
 STAT_NAMES = (
+    "queued",
     "accepted",
-    "sent",
     "duplicates",
     "retried",
     "spooled",
     "dropped",
     "conflicts",
     "refused",
+    "skipped",
     "dead_lettered",
     "unauthorized",
 )
+
+REMEMBERED_KEYS = 10_000
+"""Idempotency keys whose first event time a tracker keeps (the most recently used)."""
 
 ISOLATE_AFTER = 3
 """Answers of 500 to the same batch before it is split to find the events the kernel fails
@@ -149,6 +156,8 @@ class Delivery:
         self._counts = dict.fromkeys(STAT_NAMES, 0)
         self._logged: set[str] = set()
         self._checked_metrics: set[str] = set()
+        self._first_seen: OrderedDict[str, int] = OrderedDict()
+        """Event time of recent keys tracked without one: a repeat gets the same time."""
         self._isolate_after = isolate_after
         self._isolation: _Isolation | None = None
         self._attempt = 0
@@ -178,7 +187,7 @@ class Delivery:
             with self._lock:
                 kept = self.buffer.append(event)
                 if kept:
-                    self._counts["accepted"] += 1
+                    self._counts["queued"] += 1
                     self._counts["spooled"] += self.spooled
                 else:
                     self._counts["dropped"] += 1
@@ -205,13 +214,16 @@ class Delivery:
     ) -> Event:
         """The event, checked by the rules the kernel applies to each field (`fields`);
         whether the metric exists, and the event time's window, are the kernel's to judge."""
+        if occurred is not None:
+            micros = to_micros(check_occurred_at(occurred))
+        else:
+            micros = time.time_ns() // 1000
         if key is None:
             key = f"{self._key_prefix}-{next(self._sequence)}"
         else:
             key = check_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-        micros = (
-            time.time_ns() // 1000 if occurred is None else to_micros(check_occurred_at(occurred))
-        )
+            if occurred is None:
+                micros = self._time_of(key, micros)
         if isinstance(metric, str) and metric in self._checked_metrics:
             name = metric  # a handful of names: each is checked once
         else:
@@ -219,6 +231,19 @@ class Delivery:
             if len(self._checked_metrics) < 1000:
                 self._checked_metrics.add(name)
         return Event(check_id(org_id, "org_id"), name, check_quantity(quantity), key, micros)
+
+    def _time_of(self, key: str, now: int) -> int:
+        """The event time of `key`: when it was first tracked, if that is remembered.
+
+        One key names one logical event (an LLM response, a run), so tracking it again (a
+        retry in the product, a re-entered run) sends the same payload, and the kernel
+        answers `duplicate`, not `idempotency_conflict`."""
+        with self._lock:
+            first = self._first_seen.setdefault(key, now)
+            self._first_seen.move_to_end(key)
+            if len(self._first_seen) > REMEMBERED_KEYS:
+                self._first_seen.popitem(last=False)
+        return first
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -261,7 +286,7 @@ class Delivery:
                 )
         skipped = len(batch) - len(results)  # corrupt spool lines, never sent
         with self._lock:
-            self._counts["sent"] += tally["accepted"]
+            self._counts["accepted"] += tally["accepted"]
             self._counts["duplicates"] += tally["duplicate"]
             self._counts["conflicts"] += tally["conflict"]
             self._counts["refused"] += tally["refused"]

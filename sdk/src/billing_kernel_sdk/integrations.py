@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from billing_kernel_sdk.delivery import Delivery
+
+logger = logging.getLogger("billing_kernel_sdk")
 
 TOKENS = "tokens"
 PLAYBOOK_RUNS = "playbook_runs"
@@ -59,6 +65,22 @@ def llm_tokens(response: Any) -> int | None:
     return None
 
 
+def llm_created_at(response: Any) -> datetime | None:
+    """When the provider made the response (OpenAI's `created`, the Responses API's
+    `created_at`, in Unix seconds), or None: the same for every copy of one response."""
+    source = response
+    if _field(response, "created") is None and _field(response, "response") is not None:
+        source = _field(response, "response")
+    for name in ("created", "created_at"):
+        value = _field(source, name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            try:
+                return datetime.fromtimestamp(value, UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    return None
+
+
 def _call_arguments(function: Callable[..., Any], args: Any, kwargs: Any) -> dict[str, Any]:
     bound = inspect.signature(function).bind_partial(*args, **kwargs)
     bound.apply_defaults()
@@ -69,6 +91,7 @@ class TrackingHelpers:
     """Methods both trackers get: they all end in `track()`, so they never raise either."""
 
     track: Callable[..., None]
+    _core: Delivery
 
     def track_llm_usage(
         self,
@@ -78,21 +101,31 @@ class TrackingHelpers:
         idempotency_key: str | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
-        """Track the tokens of a model response. A response with an `id` is keyed by it, so
-        tracking the same response twice counts it once."""
+        """Track the tokens of a model response. A response with an `id` is keyed by it, and
+        its time is the provider's (`created`), or when this tracker first saw it: tracking
+        the same response twice sends the same event, which the kernel counts once. A
+        response that reports no usage is skipped (one debug line)."""
         try:
             tokens = llm_tokens(response)
             if tokens is None:
-                self.track(org_id, TOKENS, None)  # counted as refused, logged once
+                self._core.count("skipped")
+                logger.debug(
+                    "LLM response without usage data for org %r: no tokens tracked "
+                    "(for a stream, ask for usage in the final chunk)",
+                    org_id,
+                )
                 return
             response_id = _field(response, "id")
             if idempotency_key is None and isinstance(response_id, str) and response_id:
                 idempotency_key = f"llm:{response_id}"[:255]
+                if occurred_at is None:
+                    occurred_at = llm_created_at(response)
             self.track(
                 org_id, TOKENS, tokens, idempotency_key=idempotency_key, occurred_at=occurred_at
             )
         except Exception:  # reading an odd response object must not fail the product
-            self.track(org_id, TOKENS, None)
+            self._core.count("skipped")
+            logger.debug("could not read usage from an LLM response", exc_info=True)
 
     def track_llm_stream(self, org_id: str, chunks: Iterable[C]) -> Iterator[C]:
         """Pass a streamed response through, tracking the usage its final chunk reports
@@ -147,7 +180,8 @@ class TrackingHelpers:
     @contextmanager
     def run(self, org_id: str, run_id: str | None = None) -> Iterator[None]:
         """Count one playbook run when the block starts, keyed by `run_id` so that a retried
-        run counts once."""
+        run counts once: entering it again with the same `run_id` sends the same event (with
+        the time of the first entry), which the kernel answers as a duplicate."""
         self._count_run(org_id, run_id)
         yield
 
