@@ -137,3 +137,44 @@ def test_serve_refuses_to_start_without_a_real_secret(tmp_path: Path) -> None:
     refused = run(url, "serve", "--port", "9", env={"BILLING_JWT_SECRET": ""})
     assert refused.returncode == 1
     assert "refusing to start: BILLING_JWT_SECRET is not set" in refused.stderr
+
+
+def test_a_command_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path) -> None:
+    """Run from a directory with no database, a command names `migrate` and creates no
+    empty file; `migrate` says what it created, and `-v` names the database."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "BILLING_DATABASE_URL"}
+    env["BILLING_DEV_MODE"] = "true"  # so that serve, too, gets as far as the database
+    here = {"env": env, "cwd": elsewhere, "capture_output": True, "text": True, "timeout": 60}
+    command = [sys.executable, "-m", "billing_kernel"]
+
+    for args in (["plans", "list"], ["summary", "acme"], ["serve", "--port", "9"]):
+        refused = subprocess.run([*command, *args], check=False, **here)  # type: ignore[call-overload]
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            f"error: the database sqlite:///{elsewhere / 'billing.db'} has no billing-kernel "
+            "schema: run `billing-kernel migrate` (or set BILLING_DATABASE_URL to the right "
+            "database)"
+        ]
+    assert list(elsewhere.iterdir()) == []
+
+    created = subprocess.run([*command, "-v", "migrate"], check=True, **here)  # type: ignore[call-overload]
+    assert created.stderr.strip() == f"database: sqlite:///{elsewhere / 'billing.db'}"
+    assert created.stdout.startswith("created the billing-kernel schema (revision ")
+    again = subprocess.run([*command, "migrate"], check=True, **here)  # type: ignore[call-overload]
+    assert "is up to date" in again.stdout
+    listed = subprocess.run([*command, "plans", "list"], check=True, **here)  # type: ignore[call-overload]
+    assert "starter" in listed.stdout
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:9/billing"
+    for args in (["migrate"], ["plans", "list"]):
+        failed = run(url, *args)
+        assert failed.returncode == 1
+        lines = failed.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith(
+            "error: cannot use the database postgresql://postgres@127.0.0.1:9/billing: "
+        )

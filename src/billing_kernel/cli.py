@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -16,6 +16,7 @@ from billing_kernel.auth.tokens import issue_token
 from billing_kernel.common.money import money_text
 from billing_kernel.config import get_settings
 from billing_kernel.db import migrate as migrations
+from billing_kernel.db.database import Database
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
@@ -38,12 +39,57 @@ app.add_typer(usage_app, name="usage")
 
 T = TypeVar("T")
 
+_verbose = False
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say which database each command uses.")
+    ] = False,
+) -> None:
+    """The database is BILLING_DATABASE_URL (default: ./billing.db in the current directory)."""
+    global _verbose
+    _verbose = verbose
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit code 1: how every expected failure ends."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def _database_url() -> str:
+    url = get_settings().database_url
+    if _verbose:
+        typer.secho(f"database: {migrations.display_url(url)}", err=True)
+    return url
+
+
+class _SchemaNotReady(Exception):
+    pass
+
+
+async def _schema(database_url: str) -> migrations.SchemaState:
+    database = Database(database_url)
+    try:
+        return await migrations.schema_state(database, database_url)
+    finally:
+        await database.dispose()
+
 
 def _with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
-    """Run `work` against the configured database; a BillingError becomes exit code 1."""
+    """Run `work` against the configured database, once it is there and migrated; a
+    BillingError, or a database that is missing, unmigrated or unreachable, is one line on
+    stderr and exit code 1."""
+    settings = get_settings()
+    url = _database_url()
 
     async def main() -> T:
-        kernel = Kernel.open(get_settings())
+        state = await _schema(url)
+        if state.problem is not None:
+            raise _SchemaNotReady(state.problem)
+        kernel = Kernel.open(settings)
         try:
             return await work(kernel)
         finally:
@@ -51,16 +97,32 @@ def _with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except _SchemaNotReady as exc:
+        _fail(str(exc))
     except BillingError as exc:
-        typer.secho(f"error: {exc.message}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from exc
+        _fail(exc.message)
 
 
 @app.command()
 def migrate() -> None:
     """Create or upgrade the schema (and seed the default plans) on BILLING_DATABASE_URL."""
-    migrations.upgrade(get_settings().database_url)
-    typer.echo("database is up to date")
+    url = _database_url()
+    before = asyncio.run(_schema(url))
+    if before.unreachable is not None:
+        _fail(before.problem or before.unreachable)
+    try:
+        migrations.upgrade(url)
+    except migrations.MigrationFailed as exc:
+        _fail(str(exc))
+    if before.current is None:
+        typer.echo(
+            f"created the billing-kernel schema (revision {before.head}) and the default "
+            f"plans in {before.url}"
+        )
+    elif before.current != before.head:
+        typer.echo(f"upgraded {before.url} from schema revision {before.current} to {before.head}")
+    else:
+        typer.echo(f"{before.url} is up to date (schema revision {before.head})")
 
 
 @plans_app.command("list")
@@ -157,18 +219,17 @@ def serve(
     settings = get_settings()
     problems = settings.problems_for_serving()
     if problems:
-        typer.secho(
-            "error: refusing to start: " + "; ".join(problems), err=True, fg=typer.colors.RED
-        )
-        raise typer.Exit(code=1)
+        _fail("refusing to start: " + "; ".join(problems))
+    state = asyncio.run(_schema(_database_url()))
+    if state.problem is not None:
+        _fail(state.problem)
     base = f"http://{host}:{port}"
     typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
     typer.echo(f"Dashboard: {base}/app/billing")
     try:
         server.serve(host, port, workers, log_level)
     except OSError as exc:
-        typer.secho(f"error: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from None
+        _fail(f"cannot listen on {host}:{port}: {exc}")
 
 
 @app.command()
@@ -185,12 +246,7 @@ def token(
     settings = get_settings()
     secret = settings.signing_secret()
     if not secret:
-        typer.secho(
-            "error: set BILLING_JWT_SECRET (or BILLING_DEV_MODE=true)",
-            err=True,
-            fg=typer.colors.RED,
-        )
-        raise typer.Exit(code=1)
+        _fail("set BILLING_JWT_SECRET (or BILLING_DEV_MODE=true)")
     if org is not None:
 
         async def join(kernel: Kernel) -> None:
@@ -213,8 +269,7 @@ def api_keys_create(
     try:
         granted = parse_scopes(s for s in scopes.split(",") if s.strip())
     except ValueError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(code=1) from exc
+        _fail(str(exc))
     key, plaintext = _with_kernel(
         lambda kernel: kernel.api_keys.create(granted, org_id=org, name=name)
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing_kernel.db.database import Database
@@ -22,9 +24,25 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+class MigrationFailed(Exception):
+    """The database could not be migrated; the message is one line for a person."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what the driver said about a database failure."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the database's schema up to `revision` (blocking; call outside an event loop)."""
-    command.upgrade(alembic_config(database_url), revision)
+    """Bring the database's schema up to `revision` (blocking; call outside an event loop).
+    Raises MigrationFailed when the database cannot be reached or written."""
+    try:
+        command.upgrade(alembic_config(database_url), revision)
+    except (SQLAlchemyError, OSError) as exc:
+        raise MigrationFailed(
+            f"cannot migrate {display_url(database_url)}: {_reason(exc)}"
+        ) from exc
 
 
 def downgrade(database_url: str, revision: str) -> None:
@@ -35,11 +53,76 @@ def head_revision(database_url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite database URL, made absolute (None for PostgreSQL or memory)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
+
+
+def display_url(database_url: str) -> str:
+    """The URL to show a person: no password, and a SQLite file's absolute path."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        return f"sqlite:///{path}"
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+async def current_revision(database: Database) -> str | None:
+    """The schema revision the database is at; None for a database with no schema yet.
+    Raises (SQLAlchemyError, OSError) when it cannot be reached."""
+    async with database.engine.connect() as conn:
+        has_table = await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
+        if not has_table:
+            return None
+        return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against this version of the kernel."""
+
+    url: str
+    """The database, as `display_url` shows it."""
+    current: str | None
+    head: str | None
+    unreachable: str | None = None
+    """Why the database could not be read, if it could not."""
+
+    @property
+    def problem(self) -> str | None:
+        """One line for a person: what is wrong and what to run; None when it is current."""
+        if self.unreachable is not None:
+            return f"cannot use the database {self.url}: {self.unreachable}"
+        if self.current is None:
+            return (
+                f"the database {self.url} has no billing-kernel schema: run "
+                "`billing-kernel migrate` (or set BILLING_DATABASE_URL to the right database)"
+            )
+        if self.current != self.head:
+            return (
+                f"the database {self.url} is at schema revision {self.current}, this version "
+                f"needs {self.head}: run `billing-kernel migrate`"
+            )
+        return None
+
+
+async def schema_state(database: Database, database_url: str) -> SchemaState:
+    """Read the database's revision; never raises for a database that cannot be reached."""
+    url, head = display_url(database_url), head_revision(database_url)
+    path = sqlite_file(database_url)
+    if path is not None and not path.exists():  # do not let the driver create an empty file
+        return SchemaState(url, None, head)
+    try:
+        return SchemaState(url, await current_revision(database), head)
+    except (SQLAlchemyError, OSError) as exc:
+        return SchemaState(url, None, head, unreachable=_reason(exc))
+
+
 async def schema_is_current(database: Database, head: str | None) -> bool:
     """Whether the database answers and its schema is at `head` (the readiness check)."""
     try:
-        async with database.engine.connect() as conn:
-            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        return await current_revision(database) == head
     except (SQLAlchemyError, OSError):
         return False
-    return current == head
