@@ -59,6 +59,14 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     assert "over limit by 234,567, est. USD 4.69" in out
     assert "soft limit exceeded" in out
 
+    last_month = run(cli_database_url, "summary", org_id, "--period", "2020-01")
+    assert "period     2020-01-01 to 2020-01-31 (0 day(s) left)" in last_month.stdout
+    bad_month = run(cli_database_url, "summary", org_id, "--period", "2020-13")
+    assert (bad_month.returncode, bad_month.stderr.strip()) == (
+        1,
+        "error: no such month: '2020-13'",
+    )
+
 
 def test_errors_are_one_clear_line_and_exit_1(cli_database_url: str) -> None:
     run(cli_database_url, "migrate")

@@ -14,6 +14,7 @@ from billing_kernel import server
 from billing_kernel.auth.rules import parse_scopes
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.common.money import money_text
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import get_settings
 from billing_kernel.db import migrate as migrations
 from billing_kernel.db.database import Database
@@ -201,9 +202,20 @@ def usage_record(
 
 
 @app.command()
-def summary(org_id: str) -> None:
-    """Show an org's plan, billing state and usage this month."""
-    typer.echo(render_summary(_with_kernel(lambda kernel: kernel.summary.summary(org_id))))
+def summary(
+    org_id: str,
+    period: Annotated[
+        str | None, typer.Option(help="A past month, YYYY-MM (default: this month).")
+    ] = None,
+) -> None:
+    """Show an org's plan, billing state and usage this month (or in a past month)."""
+    try:
+        month = None if period is None else BillingPeriod.parse(period)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(
+        render_summary(_with_kernel(lambda kernel: kernel.summary.summary(org_id, period=month)))
+    )
 
 
 @app.command()

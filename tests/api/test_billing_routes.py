@@ -1,13 +1,16 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import Api, bearer, user_token
 from tests.conftest import new_id, save_plan
 
 pytestmark = pytest.mark.anyio
+
+HOUR = timedelta(hours=1)
 
 
 async def test_plans_list_the_active_plans_with_money_as_decimal_strings(api: Api) -> None:
@@ -41,6 +44,40 @@ async def test_summary_of_the_users_only_org(api: Api) -> None:
     assert (tokens["used"], tokens["limit"], tokens["percent_used"]) == (850_000, 1_000_000, 85.0)
     assert body["estimated_overage"] == "0.00"
     assert body["enforcement"] == "soft"
+
+
+async def test_summary_of_a_past_month_and_the_two_ways_to_write_its_end(api: Api) -> None:
+    org_id = new_id()
+    headers = await api.member(org_id)
+    this_month = BillingPeriod.containing(datetime.now(UTC))
+    last_month = this_month.previous()
+    await api.kernel.usage.record(
+        org_id, "tokens", 1_234, idempotency_key="old", occurred_at=this_month.start - HOUR
+    )
+    await api.kernel.usage.record(org_id, "tokens", 5, idempotency_key="new")
+    url = "/api/v1/billing/org/summary"
+
+    past = (await api.client.get(url, params={"period": last_month.label}, headers=headers)).json()
+    assert past["period"] == {
+        "start": last_month.key.isoformat(),
+        "end": this_month.key.isoformat(),
+        "last_day": (this_month.key - timedelta(days=1)).isoformat(),
+        "days_left": 0,
+    }
+    tokens = next(u for u in past["usage"] if u["metric"] == "tokens")
+    assert tokens["used"] == 1_234
+    seats = next(u for u in past["usage"] if u["metric"] == "seats")
+    assert (seats["used"], seats["peak"]) == (0, 0)  # no member that month
+
+    now = (await api.client.get(url, headers=headers)).json()
+    assert now["period"]["start"] == this_month.key.isoformat()
+    assert now["period"]["last_day"] == this_month.last_day.isoformat()
+    assert next(u for u in now["usage"] if u["metric"] == "tokens")["used"] == 5
+
+    for wrong in (this_month.next().label, "2026-13", "2026-1", "last"):
+        refused = await api.client.get(url, params={"period": wrong}, headers=headers)
+        assert refused.status_code == 422, wrong
+        assert "period" in refused.text
 
 
 async def test_a_user_in_several_orgs_must_name_one(api: Api) -> None:

@@ -74,3 +74,24 @@ def test_every_moment_lies_in_exactly_its_half_open_month(moment: datetime) -> N
     assert period.start.day == 1
     assert period.next().start == period.end
     assert BillingPeriod.containing(period.end - MICRO) == period
+
+
+def test_a_month_is_parsed_from_and_written_as_yyyy_mm() -> None:
+    assert BillingPeriod.parse("2026-02") == BillingPeriod.starting(date(2026, 2, 1))
+    assert BillingPeriod.parse("0001-12").label == "0001-12"
+    assert BillingPeriod.parse("2026-11").label == "2026-11"
+    assert BillingPeriod.starting(date(987, 3, 1)).label == "0987-03"
+    for wrong in ("2026-13", "2026-00", "0000-05"):
+        with pytest.raises(ValueError, match="no such month"):
+            BillingPeriod.parse(wrong)
+    for wrong in (
+        "2026-1",
+        "26-01",
+        "2026/01",
+        "2026-01-01",
+        " 2026-01",
+        "\uff12\uff10\uff12\uff16-01",
+        "",
+    ):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            BillingPeriod.parse(wrong)

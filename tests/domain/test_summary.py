@@ -73,6 +73,9 @@ def test_used_and_peak_of_seats_and_of_other_metrics() -> None:
     assert used_and_peak(SEATS, counter=5, members=2) == (2, 5)
     assert used_and_peak(SEATS, counter=1, members=4) == (4, 4)  # the peak is never below today
     assert used_and_peak(TOKENS, counter=700, members=4) == (700, None)
+    # A closed period has no live count: its seats are the recorded peak.
+    assert used_and_peak(SEATS, counter=6, members=None) == (6, 6)
+    assert used_and_peak(TOKENS, counter=700, members=None) == (700, None)
     custom = Metric("gpu_seconds", "GPU seconds", "s", Aggregation.SUM)
     assert used_and_peak(custom, counter=0, members=9) == (0, None)
 

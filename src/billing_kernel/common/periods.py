@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -40,6 +41,22 @@ class BillingPeriod:
         else:
             end = datetime(first_day.year, first_day.month + 1, 1, tzinfo=UTC)
         return cls(start=start, end=end)
+
+    @classmethod
+    def parse(cls, text: str) -> BillingPeriod:
+        """The month written `YYYY-MM` (ValueError for anything else)."""
+        match = re.fullmatch(r"([0-9]{4})-([0-9]{2})", text)
+        if match is None:
+            raise ValueError(f"a month is written YYYY-MM, not {text!r}")
+        year, month = int(match[1]), int(match[2])
+        if year < 1 or not 1 <= month <= 12:
+            raise ValueError(f"no such month: {text!r}")
+        return cls.starting(date(year, month, 1))
+
+    @property
+    def label(self) -> str:
+        """The month as `YYYY-MM`, as the API writes it."""
+        return f"{self.start.year:04d}-{self.start.month:02d}"
 
     @property
     def key(self) -> date:

@@ -35,11 +35,14 @@ class Metric:
         return self.aggregation is Aggregation.SUM
 
 
-def used_and_peak(metric: Metric, counter: int, members: int) -> tuple[int, int | None]:
+def used_and_peak(metric: Metric, counter: int, members: int | None) -> tuple[int, int | None]:
     """How much of `metric` the org uses now, and for seats the period's peak. A seats metric
     is used by the live member count; its counter keeps the highest count of the period,
-    which is never below today's. Any other metric is its counter, with no peak."""
+    which is never below today's. For a closed period (`members` None) the seats used are
+    that peak. Any other metric is its counter, with no peak."""
     if metric.aggregation is Aggregation.SEATS:
+        if members is None:
+            return counter, counter
         return members, max(members, counter)
     return counter, None
 

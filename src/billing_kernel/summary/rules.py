@@ -90,14 +90,15 @@ def build_summary(
     period: BillingPeriod,
     catalogue: Sequence[Metric],
     counters: Mapping[str, int],
-    seat_count: int,
+    seat_count: int | None,
     overrides: Mapping[str, int | None],
     now: datetime,
 ) -> OrgBillingSummary:
     """Combine everything the kernel knows about an org's period into one summary.
 
     `counters` holds the period's stored counters by metric key; for seats metrics that is the
-    period's recorded peak, while `seat_count` is the live member count.
+    period's recorded peak, while `seat_count` is the live member count (None for a closed
+    period, whose seats are its peak).
     """
     lines = tuple(
         metric_usage(metric, used, plan, overrides, peak)

@@ -20,8 +20,12 @@ from billing_kernel.web.schemas import (
 
 class PeriodOut(BaseModel):
     start: date = Field(description="First day of the calendar month (UTC).")
-    end: date = Field(description="First day of the next month: the period is [start, end).")
-    days_left: int
+    end: date = Field(
+        description="First day of the next month, not part of the period: the period is the "
+        "half-open [start, end). For display, use `last_day`."
+    )
+    last_day: date = Field(description="Last day inside the period (the day before `end`).")
+    days_left: int = Field(description="Whole or partial days until `end`; 0 once it passed.")
 
 
 class MetricUsageOut(BaseModel):
@@ -81,6 +85,7 @@ class SummaryOut(BaseModel):
             period=PeriodOut(
                 start=summary.period.key,
                 end=summary.period.end.date(),
+                last_day=summary.period.last_day,
                 days_left=summary.period.days_left(summary.generated_at),
             ),
             usage=[MetricUsageOut.of(line) for line in summary.usage],

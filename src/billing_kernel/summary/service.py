@@ -8,6 +8,7 @@ from datetime import datetime
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import InvalidInput
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import used_and_peak
 from billing_kernel.metrics.service import MetricService
@@ -61,19 +62,38 @@ class SummaryService:
                     peaks[metric.key] = peak
         return PeriodUsage(org_id=org_id, period=period, used=used, peaks=peaks)
 
-    async def summary(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingSummary:
-        """Plan, state, period, and each metric's usage against the org's effective limit."""
+    async def summary(
+        self,
+        org_id: str,
+        uow: UnitOfWork | None = None,
+        *,
+        period: BillingPeriod | None = None,
+    ) -> OrgBillingSummary:
+        """Plan, state, period, and each metric's usage against the org's effective limit.
+
+        `period` (default: the current month) may be a past month: its stored usage, and for
+        seats its peak as the count, against the org's plan and overrides as they are now.
+        A month after the current one is InvalidInput."""
         now = self._clock()
-        period = BillingPeriod.containing(now)
+        current = BillingPeriod.containing(now)
+        period = period or current
+        if period.start > current.start:
+            raise InvalidInput(
+                f"period {period.label} has not started (the current month is {current.label})",
+                field="period",
+            )
         async with self._tx.begin(uow) as unit:
             state = await self._orgs.billing_state(org_id, unit)
+            counters = await self._usage.counters(org_id, period, unit)
+            # A closed month has no live member count: its seats are its recorded peak.
+            seat_count = await self._members.seat_count(org_id, unit) if period == current else None
             return build_summary(
                 plan=await self._plans.get(state.plan_slug, unit),
                 state=state,
                 period=period,
                 catalogue=await self._metrics.catalogue(unit),
-                counters=await self._usage.counters(org_id, period, unit),
-                seat_count=await self._members.seat_count(org_id, unit),
+                counters=counters,
+                seat_count=seat_count,
                 overrides=await self._quota.overrides(org_id, unit),
                 now=now,
             )

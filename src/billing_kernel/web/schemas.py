@@ -57,6 +57,10 @@ Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Free text without control characters."""
 
 
+MONTH_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
+"""A calendar month, `YYYY-MM` (a billing period)."""
+
+
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
