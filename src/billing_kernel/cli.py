@@ -22,6 +22,7 @@ from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.orgs.rules import OrgOrigin
 from billing_kernel.summary.rules import OrgBillingSummary
 
 app = typer.Typer(
@@ -150,7 +151,11 @@ def orgs_create(
     plan: Annotated[str | None, typer.Option(help="Plan slug (default: the default plan).")] = None,
 ) -> None:
     """Create an org and seed its billing state (trial on the default plan)."""
-    state = _with_kernel(lambda kernel: kernel.orgs.create(org_id, name=name, plan_slug=plan))
+    state = _with_kernel(
+        lambda kernel: kernel.orgs.create(
+            org_id, name=name, plan_slug=plan, created_via=OrgOrigin.CLI
+        )
+    )
     typer.echo(
         f"org {state.org_id}: plan {state.plan_slug}, status {state.status.value}, "
         f"trial ends {state.trial_ends_at:%Y-%m-%d}"
@@ -262,7 +267,7 @@ def token(
     if org is not None:
 
         async def join(kernel: Kernel) -> None:
-            await kernel.orgs.create(org)
+            await kernel.orgs.create(org, created_via=OrgOrigin.CLI)
             await kernel.members.add(org, user, role)
 
         _with_kernel(join)

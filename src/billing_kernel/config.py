@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(
         default=10, ge=1, le=200, description="PostgreSQL connections per process."
     )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body taken; a larger one is refused with 413 before it is "
+        "read. The default takes a full 1,000-event batch even of the longest ids.",
+    )
     api_key_cache_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.orgs.rules import OrgOrigin
 from billing_kernel.summary.rules import OrgBillingSummary
 
 DEMO_ORG = "demo-org"
@@ -21,7 +22,9 @@ DEMO_MEMBERS = (
 async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
     """Create the demo org on the starter plan with its members and a day's usage for each
     day of this month up to `now`; returns its summary."""
-    await kernel.orgs.create(DEMO_ORG, name="Demo Org", plan_slug="starter")
+    await kernel.orgs.create(
+        DEMO_ORG, name="Demo Org", plan_slug="starter", created_via=OrgOrigin.CLI
+    )
     for user_id, role in DEMO_MEMBERS:
         await kernel.members.add(DEMO_ORG, user_id, role)
     for day in range(1, now.day + 1):

@@ -20,12 +20,14 @@ from billing_kernel.config import DEV_JWT_SECRET, Settings
 from billing_kernel.db.database import Database
 from billing_kernel.errors import ConfigurationError
 from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import SECRET, Api, app_for, bearer, user_token
 from tests.conftest import new_id
 
 pytestmark = pytest.mark.anyio
 
 SUMMARY = "/api/v1/billing/org/summary"
+PLAN = "/api/v1/billing/org/plan"
 
 
 def unsigned(claims: dict[str, Any]) -> str:
@@ -223,3 +225,28 @@ async def test_identity_provider_tokens_are_verified_with_its_jwks(
         # An HS256 token signed with the old shared secret is not accepted any more.
         hs256 = await client.get(SUMMARY, headers=bearer(user_token(user_id)))
         assert hs256.status_code == 401
+
+
+async def test_a_write_with_the_cookie_must_come_from_the_kernels_own_pages(api: Api) -> None:
+    """The plan change is the write a page makes with the cookie: from another site (a form
+    or fetch that carries the cookie) it is refused, from the kernel's own origin it goes."""
+    org_id = new_id()
+    headers = await api.member(org_id, MemberRole.OWNER)
+    api.client.cookies.set("billing-auth-token", headers["Authorization"].removeprefix("Bearer "))
+    plan = {"plan_slug": "growth"}
+    own = "http://kernel.test"
+    for cross_site in (
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain: SameSite=Lax lets it through
+        {},  # says nothing about where it comes from
+    ):
+        refused = await api.client.post(PLAN, json=plan, headers=cross_site)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), cross_site
+    assert (await api.kernel.orgs.billing_state(org_id)).plan_slug == "starter"
+    for same_origin in ({"Origin": own, "Sec-Fetch-Site": "same-origin"}, {"Origin": own}):
+        changed = await api.client.post(PLAN, json=plan, headers=same_origin)
+        assert changed.status_code == 200, changed.text
+    api.client.cookies.clear()
+    # A backend with the token in the header is not a browser: no origin needed.
+    assert (await api.client.post(PLAN, json=plan, headers=headers)).status_code == 200

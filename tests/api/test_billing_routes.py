@@ -74,7 +74,9 @@ async def test_summary_of_a_past_month_and_the_two_ways_to_write_its_end(api: Ap
     assert now["period"]["last_day"] == this_month.last_day.isoformat()
     assert next(u for u in now["usage"] if u["metric"] == "tokens")["used"] == 5
 
-    for wrong in (this_month.next().label, "2026-13", "2026-1", "last"):
+    ahead = await api.client.get(url, params={"period": this_month.next().label}, headers=headers)
+    assert [u["used"] for u in ahead.json()["usage"]] == [0, 0, 0]  # nothing recorded yet
+    for wrong in ("2026-13", "2026-1", "last"):
         refused = await api.client.get(url, params={"period": wrong}, headers=headers)
         assert refused.status_code == 422, wrong
         assert "period" in refused.text

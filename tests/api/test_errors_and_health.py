@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -18,8 +19,8 @@ from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
-from tests.api.conftest import Api, app_for
-from tests.conftest import _admin
+from tests.api.conftest import Api, app_for, bearer
+from tests.conftest import _admin, new_id
 from tests.live import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -197,6 +198,8 @@ OPERATION_IDS = {
     ("post", "/api/v1/usage/events"): "recordUsageEvents",
     ("put", "/api/v1/orgs/{org_id}"): "putOrg",
     ("get", "/api/v1/orgs/{org_id}"): "getOrg",
+    ("get", "/api/v1/orgs"): "listOrgs",
+    ("get", "/api/v1/orgs/{org_id}/usage"): "getOrgUsage",
     ("get", "/api/v1/orgs/{org_id}/members"): "listOrgMembers",
     ("put", "/api/v1/orgs/{org_id}/members/{user_id}"): "putOrgMember",
     ("delete", "/api/v1/orgs/{org_id}/members/{user_id}"): "removeOrgMember",
@@ -217,3 +220,62 @@ async def test_every_operation_has_its_own_stable_readable_id(api: Api) -> None:
     assert found == OPERATION_IDS
     assert len(set(found.values())) == len(found)
     assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)+", name) for name in found.values())
+
+
+async def test_a_body_over_the_limit_is_refused_with_413_before_a_byte_is_written(
+    database: Database,
+) -> None:
+    limit = 64 * 1024
+    org_id = new_id()
+    async with app_for(database, max_body_bytes=limit) as client:
+        _, key = await Kernel(database, Settings(database_url=str(database.url))).api_keys.create(
+            [Scope.USAGE_WRITE]
+        )
+        event = {"org_id": org_id, "metric": "tokens", "quantity": 1, "idempotency_key": "k"}
+        body = json.dumps({"events": [event]}).encode()
+        body += b" " * (limit - len(body))  # exactly at the limit: taken
+        headers = {**bearer(key), "Content-Type": "application/json"}
+        at_limit = await client.post("/api/v1/usage/events", content=body, headers=headers)
+        assert at_limit.status_code == 200, at_limit.text
+
+        over = dict(event, idempotency_key="over")
+        body = json.dumps({"events": [over]}).encode()
+        body += b" " * (limit + 1 - len(body))  # one byte over
+        refused = await client.post("/api/v1/usage/events", content=body, headers=headers)
+        assert refused.status_code == 413
+        assert refused.json()["code"] == "payload_too_large"
+        assert refused.headers["content-type"] == "application/problem+json"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
+            yield body[: limit // 2]
+            yield body[limit // 2 :]
+
+        streamed = await client.post("/api/v1/usage/events", content=chunks(), headers=headers)
+        assert streamed.status_code == 413
+    kernel = Kernel(database, Settings(database_url=str(database.url)))
+    assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 1  # only the first
+
+
+async def test_a_full_batch_of_the_longest_valid_events_fits_the_default_limit() -> None:
+    event = {
+        "org_id": "\u00e9" * 64,
+        "metric": "m" * 64,
+        "quantity": 10**12,
+        "idempotency_key": "\u00e9" * 255,
+        "occurred_at": "2026-11-24T09:15:00.123456+00:00",
+    }
+    escaped = json.dumps({"events": [event] * 1000}).encode()  # \u00e9: six bytes each
+    assert len(escaped) < Settings().max_body_bytes
+
+
+async def test_every_answer_carries_security_headers_and_pages_allow_no_script(api: Api) -> None:
+    for path in ("/app/billing", "/api/v1/billing/plans", "/docs", "/healthz", "/nowhere"):
+        response = await api.client.get(path)
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["x-frame-options"] == "DENY", path
+        assert response.headers["referrer-policy"] == "same-origin", path
+        policy = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy, path
+    page = (await api.client.get("/app/billing")).headers["content-security-policy"]
+    assert "default-src 'none'" in page
+    assert "script-src" not in page  # falls back to default-src 'none': no script runs

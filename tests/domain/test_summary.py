@@ -12,7 +12,16 @@ from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, u
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.quota.rules import limit_after_overrides
-from billing_kernel.summary.rules import build_dashboard, build_summary, days_so_far, metric_usage
+from billing_kernel.summary.rules import (
+    Granularity,
+    build_dashboard,
+    build_summary,
+    daily_usage,
+    days_so_far,
+    metric_usage,
+    monthly_usage,
+    point_starts,
+)
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 TOKENS, RUNS, SEATS = DEFAULT_METRICS
@@ -207,3 +216,42 @@ def test_the_dashboard_has_each_day_so_far_and_each_past_month_with_zeros_filled
     )
     assert dashboard.plans == (PLAN,)
     assert dashboard.summary is summary
+
+
+def test_usage_points_run_from_the_first_month_to_the_last_or_now_after_a_cursor() -> None:
+    march, june = BillingPeriod.parse("2026-03"), BillingPeriod.parse("2026-06")
+    now = datetime(2026, 5, 3, 12, tzinfo=UTC)
+    months = Granularity.MONTH
+
+    def starts(granularity: Granularity, after: str | None = None) -> list[str]:
+        return [d.isoformat() for d in point_starts(march, june, granularity, now, after)]
+
+    assert starts(months) == ["2026-03-01", "2026-04-01", "2026-05-01"]  # not June: not yet
+    assert starts(months, "2026-03-01") == ["2026-04-01", "2026-05-01"]
+    assert starts(months, "2026-03-15") == ["2026-04-01", "2026-05-01"]
+    assert starts(months, "2026-05-01") == []
+    assert starts(months, "0") == starts(months)  # a position before them all
+    assert starts(months, "~") == []  # after them all
+    days = starts(Granularity.DAY)
+    assert (days[0], days[-1], len(days)) == ("2026-03-01", "2026-05-03", 31 + 30 + 3)
+    assert starts(Granularity.DAY, "2026-04-30") == ["2026-05-01", "2026-05-02", "2026-05-03"]
+    assert list(point_starts(june, march, months, now, None)) == []
+    december = BillingPeriod.parse("2025-12")
+    assert [d.isoformat() for d in point_starts(december, march, months, now, None)] == [
+        "2025-12-01",
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+    ]
+
+
+def test_monthly_and_daily_usage_fill_missing_figures_with_zero() -> None:
+    counters = {(date(2026, 4, 1), "tokens"): 7, (date(2026, 4, 1), "seats"): 3}
+    [april] = monthly_usage([date(2026, 4, 1)], DEFAULT_METRICS, counters)
+    assert (april.start, april.end) == (date(2026, 4, 1), date(2026, 5, 1))
+    assert april.usage == {"tokens": 7, "playbook_runs": 0, "seats": 3}
+    per_day = {(date(2026, 4, 2), "playbook_runs"): 2}
+    first, second = daily_usage([date(2026, 4, 1), date(2026, 4, 2)], DEFAULT_METRICS, per_day)
+    assert (second.start, second.end) == (date(2026, 4, 2), date(2026, 4, 3))
+    assert first.usage == {"tokens": 0, "playbook_runs": 0}  # seats have no daily figure
+    assert second.usage == {"tokens": 0, "playbook_runs": 2}

@@ -8,7 +8,7 @@ from billing_kernel.errors import InvalidInput, MemberNotFound, OrgNotFound
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.repository import OrgRepository
-from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from tests.conftest import Clock, make_kernel, new_id, row_counts
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ async def test_a_missing_state_is_seeded_on_first_read_with_a_trial_on_the_defau
     org_id = new_id()
     async with database.transaction() as conn:
         await OrgRepository(UnitOfWork(conn)).ensure_orgs(
-            [org_id], clock()
+            [org_id], clock(), OrgOrigin.API
         )  # an org with no state yet
     state = await kernel.orgs.billing_state(org_id)
     assert state.plan_slug == "internal-dev"

@@ -11,6 +11,7 @@ from billing_kernel.db.tables import org_billing_state, orgs, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.repository import OrgRepository
+from billing_kernel.orgs.rules import OrgOrigin
 from billing_kernel.usage.rules import RecordStatus
 from tests.conftest import Clock, new_id
 
@@ -60,7 +61,7 @@ async def test_concurrent_first_touch_of_an_org_seeds_exactly_one_state(
 ) -> None:
     org_id = new_id()
     async with database.transaction() as conn:
-        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock())
+        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock(), OrgOrigin.API)
     states = await asyncio.gather(*(kernel.orgs.billing_state(org_id) for _ in range(50)))
     assert len(set(states)) == 1
     assert await count_rows(database, org_billing_state, org_id) == 1

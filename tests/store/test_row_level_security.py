@@ -10,6 +10,7 @@ from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import OrgNotFound
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.repository import OrgRepository
+from billing_kernel.orgs.rules import OrgOrigin
 from tests.conftest import Clock, make_kernel, new_id
 
 pytestmark = pytest.mark.anyio
@@ -89,7 +90,7 @@ async def test_a_user_seeds_and_changes_only_their_own_orgs_state(
     org_id, user_id = new_id(), new_id("user")
     kernel = make_kernel(pg_database, clock)
     async with pg_database.transaction() as conn:  # an org that has no billing state yet
-        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock())
+        await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock(), OrgOrigin.API)
     await kernel.members.add(org_id, user_id, MemberRole.OWNER)
     as_user = kernel.for_user(user_id)
     assert (await as_user.orgs.billing_state(org_id)).status.value == "trial"

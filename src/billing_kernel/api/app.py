@@ -23,6 +23,7 @@ from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
+from billing_kernel.web.guards import BodyLimitMiddleware, SecurityHeadersMiddleware
 from billing_kernel.web.problems import (
     RequestIdMiddleware,
     install_problem_handlers,
@@ -75,10 +76,15 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.verifier = TokenVerifier(settings)
     app.state.schema_head = head_revision(settings.database_url)
     install_problem_handlers(app)
+    # The last added runs first: a request id for everything, security headers on every
+    # answer (a 413 included), then the body limit before any route reads a byte.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     for router in (
         plan_routes.router,
         summary_routes.router,
+        summary_routes.history_router,
         org_routes.plan_router,
         quota_routes.router,
         usage_routes.router,

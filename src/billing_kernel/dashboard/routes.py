@@ -107,6 +107,11 @@ async def dev_login(request: Request, settings: SettingsDep, token: str = "") ->
         return _message(request, 404, "Not found", "There is no such page.")
     response = RedirectResponse("/app/billing", status_code=303)
     response.set_cookie(
-        settings.auth_cookie, token, httponly=True, samesite="lax", max_age=7 * 24 * 3600
+        settings.auth_cookie,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https" or not settings.dev_mode,
+        max_age=7 * 24 * 3600,
     )
     return response

@@ -75,6 +75,7 @@ orgs = Table(
     Column("org_id", String(ID), primary_key=True),
     Column("name", String(200), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("created_via", String(16), nullable=False, server_default="unknown"),
 )
 
 users = Table(

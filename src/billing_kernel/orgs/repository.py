@@ -4,13 +4,48 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import org_billing_state, orgs
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.orgs.rules import BillingStatus, OrgBillingState
+from billing_kernel.orgs.rules import BillingStatus, Org, OrgBillingState, OrgOrigin
+
+_ORGS = select(
+    orgs.c.org_id,
+    orgs.c.name,
+    orgs.c.created_at.label("org_created_at"),
+    orgs.c.created_via,
+    org_billing_state.c.plan_slug,
+    org_billing_state.c.status,
+    org_billing_state.c.trial_ends_at,
+    org_billing_state.c.created_at,
+    org_billing_state.c.updated_at,
+).join(org_billing_state, org_billing_state.c.org_id == orgs.c.org_id)
+
+
+def _state(row: Any) -> OrgBillingState:
+    return OrgBillingState(
+        org_id=row.org_id,
+        plan_slug=row.plan_slug,
+        status=BillingStatus(row.status),
+        trial_ends_at=row.trial_ends_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _org(row: Any) -> Org:
+    return Org(
+        org_id=row.org_id,
+        name=row.name,
+        created_at=row.org_created_at,
+        created_via=OrgOrigin(row.created_via),
+        state=_state(row),
+    )
+
 
 _EXISTING_ORG_IDS = select(orgs.c.org_id).where(
     orgs.c.org_id.in_(bindparam("org_ids", expanding=True))
@@ -22,28 +57,64 @@ class OrgRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
 
-    async def ensure_orgs(self, org_ids: Iterable[str], now: datetime) -> None:
-        """Create each org that does not exist yet (safe under concurrency)."""
-        rows = [{"org_id": org_id, "created_at": now} for org_id in sorted(set(org_ids))]
-        if rows:
-            await self._conn.execute(
-                upsert(self._conn, orgs).on_conflict_do_nothing(index_elements=[orgs.c.org_id]),
-                rows,
-            )
+    async def ensure_orgs(
+        self, org_ids: Iterable[str], now: datetime, created_via: OrgOrigin
+    ) -> set[str]:
+        """Create each org that does not exist yet (safe under concurrency); the ids of those
+        this statement created (a concurrent creator's are not among them)."""
+        rows = [
+            {"org_id": org_id, "created_at": now, "created_via": created_via.value}
+            for org_id in sorted(set(org_ids))
+        ]
+        if not rows:
+            return set()
+        result = await self._conn.execute(
+            upsert(self._conn, orgs)
+            .on_conflict_do_nothing(index_elements=[orgs.c.org_id])
+            .returning(orgs.c.org_id),
+            rows,
+        )
+        return set(result.scalars())
 
-    async def save_org(self, org_id: str, name: str | None, now: datetime) -> None:
+    async def save_org(
+        self, org_id: str, name: str | None, now: datetime, created_via: OrgOrigin
+    ) -> None:
         """Create the org, or rename it."""
-        stmt = upsert(self._conn, orgs).values(org_id=org_id, name=name, created_at=now)
+        stmt = upsert(self._conn, orgs).values(
+            org_id=org_id, name=name, created_at=now, created_via=created_via.value
+        )
         await self._conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[orgs.c.org_id], set_={"name": stmt.excluded.name}
             )
         )
 
-    async def org_name(self, org_id: str) -> str | None:
-        return (
-            await self._conn.execute(select(orgs.c.name).where(orgs.c.org_id == org_id))
-        ).scalar_one_or_none()
+    async def get_org(self, org_id: str) -> Org | None:
+        """The org with its billing state (None if either is missing)."""
+        row = (await self._conn.execute(_ORGS.where(orgs.c.org_id == org_id))).first()
+        return None if row is None else _org(row)
+
+    async def list_orgs(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        plan_slug: str | None = None,
+        status: BillingStatus | None = None,
+        org_id: str | None = None,
+    ) -> list[Org]:
+        """Up to `limit` orgs in id order, after the id `after` (keyset pagination: an org
+        created meanwhile never shifts the pages), optionally of one plan, status or id."""
+        query = _ORGS.order_by(orgs.c.org_id).limit(limit)
+        if after is not None:
+            query = query.where(orgs.c.org_id > after)
+        if plan_slug is not None:
+            query = query.where(org_billing_state.c.plan_slug == plan_slug)
+        if status is not None:
+            query = query.where(org_billing_state.c.status == status.value)
+        if org_id is not None:
+            query = query.where(orgs.c.org_id == org_id)
+        return [_org(row) for row in await self._conn.execute(query)]
 
     async def existing_org_ids(self, org_ids: Iterable[str]) -> set[str]:
         result = await self._conn.execute(_EXISTING_ORG_IDS, {"org_ids": list(set(org_ids))})
@@ -63,16 +134,7 @@ class OrgRepository:
                 select(org_billing_state).where(org_billing_state.c.org_id == org_id)
             )
         ).first()
-        if row is None:
-            return None
-        return OrgBillingState(
-            org_id=row.org_id,
-            plan_slug=row.plan_slug,
-            status=BillingStatus(row.status),
-            trial_ends_at=row.trial_ends_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return None if row is None else _state(row)
 
     async def seed_billing_states(self, states: Iterable[OrgBillingState]) -> None:
         """Insert each state whose org has none yet; an existing state is left as it is, so

@@ -3,8 +3,20 @@ org's owners and admins."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Query
+
+from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.orgs.schemas import OrgIn, OrgOut, PlanChangeIn, PlanChangeOut
-from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdminOfPath, OrgId
+from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
+from billing_kernel.web.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Page,
+    page_of,
+)
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router, orgs_router
 
@@ -40,11 +52,22 @@ async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: Kerne
 
 @router.get("/{org_id}", operation_id="getOrg", summary="An org and its billing state")
 async def get_org(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
-    name, state = await kernel.orgs.get(org_id)
-    return OrgOut(
-        org_id=org_id,
-        name=name,
-        plan_slug=state.plan_slug,
-        status=state.status,
-        trial_ends_at=state.trial_ends_at,
+    return OrgOut.of(await kernel.orgs.get(org_id))
+
+
+@router.get("", operation_id="listOrgs", summary="List orgs")
+async def list_orgs(
+    key: OrgAdmin,
+    kernel: KernelDep,
+    plan: Annotated[str | None, Query(max_length=64, description="Only orgs on this plan.")] = None,
+    status: Annotated[BillingStatus | None, Query(description="Only orgs in this status.")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[OrgOut]:
+    """Every org, in org id order, a page at a time (see *Pagination*); each says how it was
+    created. A key restricted to one org sees only that org. Needs `billing:admin`."""
+    rows = await kernel.orgs.list_orgs(
+        after=cursor, limit=limit + 1, plan_slug=plan, status=status, only=key.org_id
     )
+    orgs, next_cursor = page_of(rows, limit, lambda org: org.org_id)
+    return Page[OrgOut](data=[OrgOut.of(org) for org in orgs], next_cursor=next_cursor)

@@ -16,6 +16,40 @@ class BillingStatus(StrEnum):
     CANCELED = "canceled"
 
 
+class OrgOrigin(StrEnum):
+    """How an org came to exist."""
+
+    API = "api"
+    """Created on purpose: `PUT /api/v1/orgs/{org_id}`, or the kernel's Python API."""
+    USAGE_EVENT = "usage_event"
+    """Created by its first usage event (BILLING_AUTO_CREATE_ORGS): check the id is real."""
+    CLI = "cli"
+    """Created with the command line (`orgs create`, `token --org`, `demo`)."""
+    UNKNOWN = "unknown"
+    """Created before the kernel recorded how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    """An org as a list shows it: who it is, how it came to be, and its billing state."""
+
+    org_id: str
+    name: str | None
+    created_at: datetime
+    created_via: OrgOrigin
+    state: OrgBillingState
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What admitting a batch's orgs did."""
+
+    created: frozenset[str]
+    """Orgs this batch created (auto-creation): new ids, or typos, for the caller to see."""
+    unknown: frozenset[str]
+    """Orgs that do not exist and were not created (auto-creation off)."""
+
+
 @dataclass(frozen=True, slots=True)
 class OrgBillingState:
     org_id: str

@@ -9,7 +9,7 @@ from pydantic import (
     Field,
 )
 
-from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.orgs.rules import BillingStatus, Org, OrgOrigin
 from billing_kernel.web.schemas import (
     Slug,
     StrictBody,
@@ -38,3 +38,21 @@ class OrgOut(BaseModel):
     plan_slug: str
     status: BillingStatus
     trial_ends_at: datetime | None
+    created_at: datetime
+    created_via: OrgOrigin = Field(
+        description="How the org was created: `api` (on purpose), `usage_event` (by its first "
+        "usage event: check the id is not a typo), `cli`, or `unknown` (before this was "
+        "recorded)."
+    )
+
+    @classmethod
+    def of(cls, org: Org) -> OrgOut:
+        return cls(
+            org_id=org.org_id,
+            name=org.name,
+            plan_slug=org.state.plan_slug,
+            status=org.state.status,
+            trial_ends_at=org.state.trial_ends_at,
+            created_at=org.created_at,
+            created_via=org.created_via,
+        )

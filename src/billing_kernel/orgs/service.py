@@ -10,7 +10,14 @@ from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import OrgNotFound
 from billing_kernel.orgs.repository import OrgRepository
-from billing_kernel.orgs.rules import OrgBillingState, new_trial_state
+from billing_kernel.orgs.rules import (
+    Admission,
+    BillingStatus,
+    Org,
+    OrgBillingState,
+    OrgOrigin,
+    new_trial_state,
+)
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 
@@ -36,12 +43,13 @@ class OrgService:
         *,
         name: str | None = None,
         plan_slug: str | None = None,
+        created_via: OrgOrigin = OrgOrigin.API,
         uow: UnitOfWork | None = None,
     ) -> OrgBillingState:
         """Create the org (or rename it) and seed its billing state if it has none; an
         existing state, plan included, is kept."""
         async with self._tx.begin(uow) as unit:
-            state, _ = await self._save(unit, org_id, name, plan_slug)
+            state, _ = await self._save(unit, org_id, name, plan_slug, created_via)
             return state
 
     async def put(
@@ -54,14 +62,19 @@ class OrgService:
     ) -> OrgBillingState:
         """Create or update the org: its name, and its plan when `plan_slug` is given."""
         async with self._tx.begin(uow) as unit:
-            state, plan = await self._save(unit, org_id, name, plan_slug)
+            state, plan = await self._save(unit, org_id, name, plan_slug, OrgOrigin.API)
             if plan_slug and state.plan_slug != plan.slug:
                 await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
                 state = await self._require_state(unit, org_id)
             return state
 
     async def _save(
-        self, unit: UnitOfWork, org_id: str, name: str | None, plan_slug: str | None
+        self,
+        unit: UnitOfWork,
+        org_id: str,
+        name: str | None,
+        plan_slug: str | None,
+        created_via: OrgOrigin,
     ) -> tuple[OrgBillingState, Plan]:
         """Create or rename the org and seed its state (on `plan_slug`, else the default plan)
         if it has none; the state and the plan asked for."""
@@ -71,19 +84,37 @@ class OrgService:
             self._plans.get_active(plan_slug, unit) if plan_slug else self._plans.default(unit)
         )
         orgs = OrgRepository(unit)
-        await orgs.save_org(org_id, validate_text(name, "name", MAX_NAME_LENGTH), now)
+        await orgs.save_org(org_id, validate_text(name, "name", MAX_NAME_LENGTH), now, created_via)
         await orgs.seed_billing_states(
             [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
         )
         return await self._require_state(unit, org_id), plan
 
-    async def get(
-        self, org_id: str, uow: UnitOfWork | None = None
-    ) -> tuple[str | None, OrgBillingState]:
-        """The org's name and billing state (seeded if missing)."""
+    async def get(self, org_id: str, uow: UnitOfWork | None = None) -> Org:
+        """The org and its billing state (seeded if missing); OrgNotFound if there is none."""
         async with self._tx.begin(uow) as unit:
-            name = await OrgRepository(unit).org_name(org_id)
-            return name, await self.billing_state(org_id, unit)
+            await self.billing_state(org_id, unit)
+            org = await OrgRepository(unit).get_org(org_id)
+            if org is None:  # only if the org vanished in between
+                raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+            return org
+
+    async def list_orgs(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        plan_slug: str | None = None,
+        status: BillingStatus | None = None,
+        only: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> list[Org]:
+        """Up to `limit` orgs in id order after the id `after`, optionally only those on one
+        plan, in one status, or the org `only` (for a key restricted to it)."""
+        async with self._tx.read(uow) as unit:
+            return await OrgRepository(unit).list_orgs(
+                after=after, limit=limit, plan_slug=plan_slug, status=status, org_id=only
+            )
 
     async def billing_state(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingState:
         """The org's billing state, seeded on first use (default plan, in trial); OrgNotFound
@@ -122,19 +153,20 @@ class OrgService:
         if not await OrgRepository(uow).lock_org(org_id):
             raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
 
-    async def admit(self, org_ids: set[str], now: datetime, uow: UnitOfWork) -> set[str]:
-        """Create and seed the orgs not seen before, if BILLING_AUTO_CREATE_ORGS allows;
-        returns those left unknown (usage for them is refused)."""
+    async def admit(self, org_ids: set[str], now: datetime, uow: UnitOfWork) -> Admission:
+        """Create and seed the orgs not seen before, if BILLING_AUTO_CREATE_ORGS allows:
+        which were created by this call, and which are left unknown (usage for them is
+        refused)."""
         orgs = OrgRepository(uow)
         missing = org_ids - await orgs.existing_org_ids(org_ids)
         if not missing or not self._settings.auto_create_orgs:
-            return missing
+            return Admission(created=frozenset(), unknown=frozenset(missing))
         plan = await self._plans.default(uow)
-        await orgs.ensure_orgs(missing, now)
+        created = await orgs.ensure_orgs(missing, now, OrgOrigin.USAGE_EVENT)
         await orgs.seed_billing_states(
             new_trial_state(org_id, plan.slug, now, self._settings.trial_days) for org_id in missing
         )
-        return set()
+        return Admission(created=frozenset(created), unknown=frozenset())
 
     @staticmethod
     async def _require_state(unit: UnitOfWork, org_id: str) -> OrgBillingState:

@@ -7,13 +7,20 @@ from typing import Annotated
 from fastapi import Query
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.summary.schemas import SummaryOut
-from billing_kernel.web.deps import MemberAccess
+from billing_kernel.summary.rules import Granularity
+from billing_kernel.summary.schemas import (
+    SummaryOut,
+    UsageHistoryOut,
+    UsagePointOut,
+)
+from billing_kernel.web.deps import KernelDep, MemberAccess, OrgAdminOfPath, OrgId
+from billing_kernel.web.pagination import DEFAULT_LIMIT, Cursor, Limit
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.routers import billing_router
+from billing_kernel.web.routers import billing_router, orgs_router
 from billing_kernel.web.schemas import MONTH_PATTERN
 
 router = billing_router()
+history_router = orgs_router()
 
 
 @router.get(
@@ -28,16 +35,65 @@ async def org_summary(
         str | None,
         Query(
             pattern=MONTH_PATTERN,
-            description="A month, `YYYY-MM`, up to the current one (default: the current "
-            "month). A past month shows its recorded usage (seats: the month's peak) against "
-            "the org's current plan and overrides.",
+            description="A month, `YYYY-MM` (default: the current month). Another month "
+            "shows its recorded usage (seats: the month's peak) against the org's current "
+            "plan and overrides; a month that has not started has none yet.",
             examples=["2026-10"],
         ),
     ] = None,
 ) -> SummaryOut:
     """Plan, status, trial, the month, and each metric's usage against the org's limit. The
-    org's billing state is created on first use (default plan, in trial). A month after the
-    current one is 422. Members of the org, or service keys with `quota:check` or
-    `billing:admin`."""
+    org's billing state is created on first use (default plan, in trial). Members of the
+    org, or service keys with `quota:check` or `billing:admin`."""
     month = None if period is None else BillingPeriod.parse(period)
     return SummaryOut.of(await access.kernel.summary.summary(access.org_id, period=month))
+
+
+@history_router.get(
+    "/{org_id}/usage",
+    operation_id="getOrgUsage",
+    summary="An org's usage, month by month or day by day",
+)
+async def org_usage(
+    org_id: OrgId,
+    key: OrgAdminOfPath,
+    kernel: KernelDep,
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            pattern=MONTH_PATTERN,
+            description="First month, YYYY-MM (default: `to`).",
+            examples=["2026-06"],
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            pattern=MONTH_PATTERN,
+            description="Last month, YYYY-MM, included (default: the current month).",
+            examples=["2026-11"],
+        ),
+    ] = None,
+    granularity: Annotated[
+        Granularity, Query(description="A point per `month` or per UTC `day`.")
+    ] = Granularity.MONTH,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> UsageHistoryOut:
+    """What the org used in each month, or each UTC day, from `from` to `to`, a page at a
+    time (see *Pagination*). Points stop at the current month or today; a `from` after `to`
+    has none. Needs `billing:admin`; 404 for an unknown org."""
+    last = BillingPeriod.parse(to) if to else None
+    first = BillingPeriod.parse(from_) if from_ else None
+    history = await kernel.summary.usage_history(
+        org_id, first=first, last=last, granularity=granularity, after=cursor, limit=limit
+    )
+    return UsageHistoryOut(
+        org_id=org_id,
+        granularity=history.granularity,
+        from_=history.first.label,
+        to=history.last.label,
+        data=[UsagePointOut(start=p.start, end=p.end, usage=dict(p.usage)) for p in history.points],
+        next_cursor=history.points[-1].start.isoformat() if history.more else None,
+    )

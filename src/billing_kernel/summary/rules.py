@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 
 from billing_kernel.common.money import ZERO, overage_amount
 from billing_kernel.common.periods import BillingPeriod
@@ -132,6 +134,99 @@ class OrgDashboard:
     """The previous months' totals per metric, oldest first (for seats: the peak)."""
     plans: tuple[Plan, ...]
     """The active plans, for admins and owners; empty for members."""
+
+
+class Granularity(StrEnum):
+    MONTH = "month"
+    DAY = "day"
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePoint:
+    """Usage in `[start, end)`: a month or a UTC day, per metric."""
+
+    start: date
+    end: date
+    usage: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHistory:
+    """One page of an org's usage from the month `first` to the month `last`."""
+
+    first: BillingPeriod
+    last: BillingPeriod
+    granularity: Granularity
+    points: tuple[UsagePoint, ...]
+    more: bool
+    """Points follow the last one on this page."""
+
+
+def point_starts(
+    first: BillingPeriod,
+    last: BillingPeriod,
+    granularity: Granularity,
+    now: datetime,
+    after: str | None,
+) -> Iterator[date]:
+    """The first day of each point from the month `first` to the month `last`, both
+    included, up to now (no usage can lie later): months, or UTC days. Only those written
+    (ISO 8601) after `after`, a page's cursor; none when `last` is before `first`."""
+    end = min(last.last_day, now.date())
+    if granularity is Granularity.MONTH:
+        months = range(_month_number(first.key), _month_number(end) + 1)
+        start = (
+            0 if after is None else bisect_right(months, after, key=lambda n: _month(n).isoformat())
+        )
+        for number in months[start:]:
+            yield _month(number)
+        return
+    days = range(first.key.toordinal(), end.toordinal() + 1)
+    start = (
+        0
+        if after is None
+        else bisect_right(days, after, key=lambda n: date.fromordinal(n).isoformat())
+    )
+    for ordinal in days[start:]:
+        yield date.fromordinal(ordinal)
+
+
+def _month_number(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _month(number: int) -> date:
+    return date(number // 12, number % 12 + 1, 1)
+
+
+def monthly_usage(
+    months: Sequence[date],
+    metrics: Sequence[Metric],
+    counters: Mapping[tuple[date, str], int],
+) -> list[UsagePoint]:
+    """Each month's stored totals (seats: the month's peak), 0 where nothing was counted;
+    `months` are their first days."""
+    return [
+        UsagePoint(
+            month,
+            BillingPeriod.starting(month).end.date(),
+            {metric.key: counters.get((month, metric.key), 0) for metric in metrics},
+        )
+        for month in months
+    ]
+
+
+def daily_usage(
+    days: Sequence[date], metrics: Sequence[Metric], per_day: Mapping[tuple[date, str], int]
+) -> list[UsagePoint]:
+    """Each day's accepted usage of the recordable metrics (seats have no daily figure)."""
+    recordable = [metric.key for metric in metrics if metric.is_recordable]
+    return [
+        UsagePoint(
+            day, day + timedelta(days=1), {key: per_day.get((day, key), 0) for key in recordable}
+        )
+        for day in days
+    ]
 
 
 def days_so_far(period: BillingPeriod, now: datetime) -> list[date]:

@@ -12,7 +12,7 @@ from pydantic import (
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.schemas import PlanOut
 from billing_kernel.quota.rules import Enforcement
-from billing_kernel.summary.rules import MetricUsage, OrgBillingSummary
+from billing_kernel.summary.rules import Granularity, MetricUsage, OrgBillingSummary
 from billing_kernel.web.schemas import (
     MoneyText,
 )
@@ -95,3 +95,25 @@ class SummaryOut(BaseModel):
             enforcement=Enforcement.SOFT,
             generated_at=summary.generated_at,
         )
+
+
+class UsagePointOut(BaseModel):
+    start: date = Field(description="First day of the month, or the day.")
+    end: date = Field(description="The day after the point: each point is [start, end).")
+    usage: dict[str, int] = Field(
+        description="Per metric key. Months: the month's total (seats: the month's peak). "
+        "Days: the day's accepted usage (UTC) of the metrics usage events are sent for."
+    )
+
+
+class UsageHistoryOut(BaseModel):
+    org_id: str
+    granularity: Granularity
+    from_: str = Field(serialization_alias="from", description="First month, YYYY-MM.")
+    to: str = Field(description="Last month, YYYY-MM (included).")
+    data: list[UsagePointOut] = Field(
+        description="Oldest first, up to the current month or today: later ones have no usage."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same range) for the next page; null on the last."
+    )

@@ -4,11 +4,11 @@ transaction, combined by the pure rules in `summary.rules`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from itertools import islice
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvalidInput
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import used_and_peak
 from billing_kernel.metrics.service import MetricService
@@ -16,11 +16,16 @@ from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.summary.rules import (
+    Granularity,
     OrgBillingSummary,
     OrgDashboard,
     PeriodUsage,
+    UsageHistory,
     build_dashboard,
     build_summary,
+    daily_usage,
+    monthly_usage,
+    point_starts,
 )
 from billing_kernel.usage.service import UsageService
 
@@ -71,17 +76,12 @@ class SummaryService:
     ) -> OrgBillingSummary:
         """Plan, state, period, and each metric's usage against the org's effective limit.
 
-        `period` (default: the current month) may be a past month: its stored usage, and for
-        seats its peak as the count, against the org's plan and overrides as they are now.
-        A month after the current one is InvalidInput."""
+        `period` (default: the current month) may be another month: its stored usage, and
+        for seats its peak as the count, against the org's plan and overrides as they are
+        now (a month that has not started has none yet)."""
         now = self._clock()
         current = BillingPeriod.containing(now)
         period = period or current
-        if period.start > current.start:
-            raise InvalidInput(
-                f"period {period.label} has not started (the current month is {current.label})",
-                field="period",
-            )
         async with self._tx.begin(uow) as unit:
             state = await self._orgs.billing_state(org_id, unit)
             counters = await self._usage.counters(org_id, period, unit)
@@ -97,6 +97,46 @@ class SummaryService:
                 overrides=await self._quota.overrides(org_id, unit),
                 now=now,
             )
+
+    async def usage_history(
+        self,
+        org_id: str,
+        *,
+        first: BillingPeriod | None = None,
+        last: BillingPeriod | None = None,
+        granularity: Granularity = Granularity.MONTH,
+        after: str | None = None,
+        limit: int = 50,
+        uow: UnitOfWork | None = None,
+    ) -> UsageHistory:
+        """A page of the org's usage from the month `first` to the month `last` (both
+        included; default: the current month), per month or per UTC day, up to now: at most
+        `limit` points, those after the cursor `after` (a point's start, ISO 8601).
+        OrgNotFound for an unknown org."""
+        now = self._clock()
+        last = last or BillingPeriod.containing(now)
+        first = first or last
+        starts = list(islice(point_starts(first, last, granularity, now, after), limit + 1))
+        page = starts[:limit]
+        async with self._tx.read(uow) as unit:
+            await self._orgs.require(org_id, unit)
+            catalogue = await self._metrics.catalogue(unit)
+            if not page:
+                points = []
+            elif granularity is Granularity.MONTH:
+                counters = await self._usage.counters_between(
+                    org_id,
+                    BillingPeriod.starting(page[0]),
+                    BillingPeriod.starting(page[-1]).next(),
+                    unit,
+                )
+                points = monthly_usage(page, catalogue, counters)
+            else:
+                per_day: dict[tuple[date, str], int] = {}
+                for month in {BillingPeriod.starting(day.replace(day=1)) for day in page}:
+                    per_day.update(await self._usage.daily_totals(org_id, month, unit))
+                points = daily_usage(page, catalogue, per_day)
+        return UsageHistory(first, last, granularity, tuple(points), more=len(starts) > limit)
 
     async def dashboard(
         self,

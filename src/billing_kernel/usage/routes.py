@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from billing_kernel.usage.rules import RecordStatus
-from billing_kernel.usage.schemas import UsageBatchIn, UsageBatchOut
+from billing_kernel.usage.schemas import MAX_ECHO, UsageBatchIn, UsageBatchOut
 from billing_kernel.web.deps import KernelDep, UsageWriter
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.responses import EscapedJSONResponse
@@ -46,15 +46,17 @@ async def ingest_events(
             "accepted": result.count(RecordStatus.ACCEPTED),
             "duplicates": result.count(RecordStatus.DUPLICATE),
             "refused": result.count(RecordStatus.REFUSED),
+            "orgs_created": sum(outcome.created_org for outcome in result.outcomes),
             "results": [
                 {
                     "index": index,
-                    "org_id": sent.org_id,
-                    "idempotency_key": sent.idempotency_key,
+                    "org_id": sent.org_id[:MAX_ECHO],
+                    "idempotency_key": sent.idempotency_key[:MAX_ECHO],
                     "status": outcome.status.value,
                     "error": None
                     if outcome.error is None
                     else {"code": outcome.error.code, "detail": outcome.error.message},
+                    "created_org": outcome.created_org,
                 }
                 for index, (sent, outcome) in enumerate(
                     zip(body.events, result.outcomes, strict=True)

@@ -175,6 +175,8 @@ class UsageOutcome:
     status: RecordStatus
     event: UsageEvent | None
     error: BillingError | None = None
+    created_org: bool = False
+    """This event's org did not exist and was created for it (auto-creation)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,16 +45,27 @@ class EventError(BaseModel):
     detail: str
 
 
+MAX_ECHO = 300
+"""Echoed ids are cut to this many characters (a valid one is at most 255)."""
+
+
 class EventResultOut(BaseModel):
     index: int = Field(description="Position of the event in the request.")
-    org_id: str
-    idempotency_key: str
+    org_id: str = Field(description=f"As sent (cut to {MAX_ECHO} characters).")
+    idempotency_key: str = Field(description=f"As sent (cut to {MAX_ECHO} characters).")
     status: RecordStatus = Field(description="accepted, duplicate or refused.")
     error: EventError | None = Field(default=None, description="Why it was refused.")
+    created_org: bool = Field(
+        default=False,
+        description="The org did not exist and this event created it (trial on the default "
+        "plan; BILLING_AUTO_CREATE_ORGS). True on the org's first event only. A surprise here "
+        "is usually a mistyped org id.",
+    )
 
 
 class UsageBatchOut(BaseModel):
     accepted: int
     duplicates: int
     refused: int
+    orgs_created: int = Field(description="Orgs this batch created (see `created_org`).")
     results: list[EventResultOut]

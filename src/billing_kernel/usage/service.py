@@ -110,9 +110,10 @@ class UsageService:
                     outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
                 else:
                     valid.append((index, event))
-            unknown = await self._orgs.admit(
+            admission = await self._orgs.admit(
                 {event.org_id for _, event in valid}, received_at, unit
             )
+            unknown = admission.unknown
             for index, event in valid:
                 if event.org_id in unknown:
                     outcomes[index] = UsageOutcome(
@@ -124,6 +125,9 @@ class UsageService:
                         ),
                     )
             countable = [(i, e) for i, e in valid if e.org_id not in unknown]
+            first_of_org: dict[str, int] = {}
+            for index, event in countable:  # the event that created its org: the first
+                first_of_org.setdefault(event.org_id, index)
             statuses, totals = await self._ingest(unit, [event for _, event in countable])
             for (index, event), status in zip(countable, statuses, strict=True):
                 error = (
@@ -137,7 +141,11 @@ class UsageService:
                     )
                 )
                 outcomes[index] = UsageOutcome(
-                    RecordStatus.REFUSED if error else status, event, error
+                    RecordStatus.REFUSED if error else status,
+                    event,
+                    error,
+                    created_org=event.org_id in admission.created
+                    and index == first_of_org[event.org_id],
                 )
         return UsageBatchResult(tuple(o for o in outcomes if o is not None), totals)
 

@@ -17,6 +17,7 @@ from billing_kernel.config import Settings
 from billing_kernel.errors import Forbidden, OrgAmbiguous, OrgNotFound, Unauthenticated
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES, MemberRole
+from billing_kernel.web.guards import require_same_origin
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -57,6 +58,8 @@ async def get_principal(
     """The caller: a service by its API key, or a user by their JWT (bearer or cookie)."""
     settings = settings_of(request)
     token = credentials.credentials if credentials else request.cookies.get(settings.auth_cookie)
+    if token and credentials is None:
+        require_same_origin(request)  # a browser sends the cookie cross-site too
     if not token:
         raise Unauthenticated(
             "no credentials: send `Authorization: Bearer <token or API key>` or the "

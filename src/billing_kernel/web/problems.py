@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -68,7 +68,7 @@ _DESCRIPTIONS = {
 }
 
 
-def _problem(
+def problem(
     request: Request,
     status: int,
     code: str,
@@ -109,7 +109,7 @@ async def _billing_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status == 503:
         headers = {"Retry-After": "1"}
-    return _problem(request, exc.status, exc.code, exc.title, exc.message, errors, headers)
+    return problem(request, exc.status, exc.code, exc.title, exc.message, errors, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +120,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     summary = "; ".join(f"{e.location}: {e.message}" for e in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return _problem(
+    return problem(
         request,
         422,
         "invalid_request",
@@ -136,7 +136,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:  # Starlette names only the first route's methods for a path
         headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
-    return _problem(
+    return problem(
         request,
         exc.status_code,
         codes.get(exc.status_code, "http_error"),
@@ -158,7 +158,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception(
         "request %s failed: %s %s", request_id_of(request), request.method, request.url.path
     )
-    return _problem(
+    return problem(
         request,
         500,
         "internal_error",
@@ -190,14 +190,20 @@ class RequestIdMiddleware:
         )
         request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+        await self.app(scope, receive, sending_headers(send, [header]))
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                name = REQUEST_ID_HEADER.lower().encode()
-                if all(key.lower() != name for key, _ in headers):
-                    headers.append((name, request_id.encode()))
-                message["headers"] = headers
-            await send(message)
 
-        await self.app(scope, receive, send_with_id)
+def sending_headers(send: Send, extra: Sequence[tuple[bytes, bytes]]) -> Send:
+    """`send`, adding the `extra` headers (lower-case names) to the response unless it
+    already has them."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            present = {name.lower() for name, _ in headers}
+            headers += [(name, value) for name, value in extra if name not in present]
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_headers
