@@ -1,6 +1,7 @@
 # make run   - a fresh machine to a running kernel on the embedded SQLite default
 # make test  - lint (with the import contracts), type checks and every test on SQLite and PostgreSQL
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -26,8 +27,8 @@ $(SDK_STAMP): sdk/pyproject.toml
 run: export BILLING_DEV_MODE ?= true
 run: $(STAMP)
 	$(BIN)/billing-kernel migrate
-	$(BIN)/billing-kernel demo
-	$(BIN)/billing-kernel serve --host 127.0.0.1 --port 8000
+	$(BIN)/billing-kernel demo --port $(PORT)
+	$(BIN)/billing-kernel serve --host 127.0.0.1 --port $(PORT)
 
 test: lint typecheck pytest sdk-test
 

@@ -318,7 +318,9 @@ def api_keys_revoke(key_id: str) -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    port: Annotated[int, typer.Option(help="The port `serve` will use, for the links.")] = 8000,
+) -> None:
     """Seed a demo org with members and usage (idempotent) and show its summary; in dev mode,
     also print a token for its owner."""
 
@@ -330,11 +332,11 @@ def demo() -> None:
         )
         typer.echo(
             f"\nThe billing page of {DEMO_ORG}, signed in as its owner (dev mode):\n"
-            f"  http://127.0.0.1:8000/app/login?token={owner_token}\n"
+            f"  http://127.0.0.1:{port}/app/login?token={owner_token}\n"
             f"\nA dev token for {DEMO_OWNER}, valid 7 days:\n"
             f"  export TOKEN={owner_token}\n"
             '  curl -H "Authorization: Bearer $TOKEN" '
-            "http://127.0.0.1:8000/api/v1/billing/org/summary"
+            f"http://127.0.0.1:{port}/api/v1/billing/org/summary"
         )
 
 
