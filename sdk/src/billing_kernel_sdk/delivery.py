@@ -79,7 +79,7 @@ STAT_NAMES = (
 )
 
 REMEMBERED_KEYS = 10_000
-"""Idempotency keys whose first event time a tracker keeps (the most recently used)."""
+"""Idempotency keys whose first event time a tracker keeps (the most recently first seen)."""
 
 ISOLATE_AFTER = 3
 """Answers of 500 to the same batch before it is split to find the events the kernel fails
@@ -240,8 +240,7 @@ class Delivery:
         answers `duplicate`, not `idempotency_conflict`."""
         with self._lock:
             first = self._first_seen.setdefault(key, now)
-            self._first_seen.move_to_end(key)
-            if len(self._first_seen) > REMEMBERED_KEYS:
+            if len(self._first_seen) > REMEMBERED_KEYS:  # forget the key first seen longest ago
                 self._first_seen.popitem(last=False)
         return first
 
