@@ -18,6 +18,7 @@ from billing_kernel.quota.rules import Enforcement, decide, effective_limit, per
         (9999, 10000, Decimal("99.9")),
         (99_995, 100_000, Decimal("99.9")),  # floored: never shows 100 % before it is reached
         (1000, 1000, Decimal("100.0")),
+        (1, 1, Decimal("100.0")),  # the smallest limit still has a bar
         (1500, 1000, Decimal("150.0")),
         (5, None, None),  # unlimited: no bar
         (5, 0, None),  # nothing included: no bar
@@ -29,6 +30,12 @@ def test_percent_used(used: int, limit: int | None, expected: Decimal | None) ->
 
 def test_decision_is_soft_and_says_whether_the_limit_is_or_would_be_exceeded() -> None:
     within = decide("tokens", used=900, limit=1000, requested=100)
+    assert (within.metric, within.requested, within.used, within.limit) == (
+        "tokens",
+        100,
+        900,
+        1000,
+    )
     assert (within.allowed, within.soft_limit_exceeded, within.would_exceed) == (True, False, False)
     assert within.remaining == 100
     assert within.enforcement is Enforcement.SOFT
@@ -109,3 +116,7 @@ def test_money_is_written_with_two_decimals_or_all_it_has(
     amount: str, thousands: bool, written: str
 ) -> None:
     assert money_text(Decimal(amount), thousands=thousands) == written
+
+
+def test_money_has_no_thousands_separator_unless_asked() -> None:
+    assert money_text(Decimal("1234.5")) == "1234.50"  # the API's and the CLI's form

@@ -14,7 +14,10 @@ from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.rules import (
     EventTimeWindow,
+    RecordStatus,
+    UsageBatchResult,
     UsageEvent,
+    UsageOutcome,
     counter_increments,
     new_usage_event,
 )
@@ -38,7 +41,7 @@ def event(**overrides: Any):  # type: ignore[no-untyped-def]
 
 def test_a_valid_event_defaults_its_time_to_the_receive_time() -> None:
     accepted = event()
-    assert accepted.occurred_at == NOW
+    assert accepted.occurred_at == accepted.received_at == NOW
     assert not accepted.occurred_at_given
     assert accepted.period.key == date(2026, 5, 1)
 
@@ -82,8 +85,15 @@ def test_bad_input_is_refused_naming_the_field(field: str, value: object, messag
 
 
 def test_unknown_metric_names_the_known_ones() -> None:
-    with pytest.raises(UnknownMetric, match="known metrics: playbook_runs, tokens"):
+    with pytest.raises(UnknownMetric, match="known metrics: playbook_runs, tokens") as refused:
         event(metric="gpu_seconds")
+    assert refused.value.details["field"] == "metric"
+
+
+def test_a_batch_result_counts_its_outcomes_by_status() -> None:
+    statuses = [RecordStatus.ACCEPTED, RecordStatus.DUPLICATE, RecordStatus.ACCEPTED]
+    result = UsageBatchResult(tuple(UsageOutcome(status, event()) for status in statuses))
+    assert [result.count(status) for status in RecordStatus] == [2, 1, 0, 0]
 
 
 def test_the_edges_of_the_time_window_are_accepted() -> None:
