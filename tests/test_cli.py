@@ -57,6 +57,7 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     assert rows["playbook_runs"][:3] == ["3", "200", "1.5%"]
     assert rows["seats"][:3] == ["1", "3", "33.3%"]
     assert "over limit by 234,567, est. USD 4.69" in out
+    assert "estimated  USD 53.69: 49.00 plan + 4.69 overage so far, before tax" in out
     assert "soft limit exceeded" in out
 
     last_month = run(cli_database_url, "summary", org_id, "--period", "2020-01")

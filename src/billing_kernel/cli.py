@@ -374,5 +374,10 @@ def render_summary(summary: OrgBillingSummary) -> str:
         )
         lines.append(row.rstrip())
     lines.append("")
+    lines.append(
+        f"estimated  {plan.currency} {money_text(summary.estimated_total)}: "
+        f"{money_text(plan.monthly_price)} plan + {money_text(summary.estimated_overage)} "
+        "overage so far, before tax"
+    )
     lines.append("soft limit exceeded" if summary.any_soft_limit_exceeded else "within all limits")
     return "\n".join(lines)

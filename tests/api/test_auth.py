@@ -250,3 +250,22 @@ async def test_a_write_with_the_cookie_must_come_from_the_kernels_own_pages(api:
     api.client.cookies.clear()
     # A backend with the token in the header is not a browser: no origin needed.
     assert (await api.client.post(PLAN, json=plan, headers=headers)).status_code == 200
+
+
+async def test_signing_out_forgets_the_cookie_and_only_from_the_kernels_own_pages(
+    api: Api,
+) -> None:
+    cross_site = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    refused = await api.client.post("/app/logout", headers=cross_site)
+    assert refused.status_code == 403
+    assert "set-cookie" not in refused.headers
+    own = {"Origin": "http://kernel.test", "Sec-Fetch-Site": "same-origin"}
+    signed_out = await api.client.post("/app/logout", headers=own)
+    assert (signed_out.status_code, signed_out.headers["location"]) == (303, "/app/signed-out")
+    cookie = signed_out.headers["set-cookie"].lower()
+    assert cookie.startswith('billing-auth-token="";')
+    assert "max-age=0" in cookie
+    assert {"httponly", "secure", "samesite=lax"} <= {part.strip() for part in cookie.split(";")}
+    page = await api.client.get("/app/signed-out")
+    assert page.status_code == 200
+    assert "You are signed out" in page.text

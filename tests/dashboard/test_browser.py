@@ -7,14 +7,16 @@ import asyncio
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
-from billing_kernel.kernel import Kernel
+from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import user_token
 from tests.conftest import new_id
@@ -25,16 +27,25 @@ SCREENSHOTS = Path(__file__).parents[2] / "test-output" / "screenshots"
 GREEN, YELLOW, RED = "rgb(26, 127, 55)", "rgb(212, 167, 44)", "rgb(207, 34, 46)"
 
 
+THIS_MONTH = BillingPeriod.containing(utc_now())
+VETERAN_SINCE = THIS_MONTH.previous().previous().previous()
+
+
 async def seed(url: str) -> dict[str, str]:
-    """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere."""
+    """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere;
+    org C created three months ago."""
     database = Database(url)
     kernel = Kernel(database, Settings(database_url=url))
+    then = VETERAN_SINCE.start + timedelta(days=9)
+    earlier = Kernel(database, Settings(database_url=url), clock=lambda: then)
     ids = {
         "a": new_id("org-a"),
         "b": new_id("org-b"),
         "owner": new_id("owner"),
         "member": new_id("member"),
         "both": new_id("both"),
+        "c": new_id("org-c"),
+        "veteran": new_id("veteran"),
     }
     try:
         await kernel.orgs.create(ids["a"], plan_slug="starter")
@@ -49,6 +60,11 @@ async def seed(url: str) -> dict[str, str]:
         await kernel.usage.record(ids["a"], "tokens", 500_000, idempotency_key="t")
         await kernel.usage.record(ids["a"], "playbook_runs", 170, idempotency_key="r")
         await kernel.usage.record(ids["b"], "tokens", 4_321_987, idempotency_key="t")
+        await earlier.orgs.create(ids["c"], plan_slug="starter")
+        await earlier.members.add(ids["c"], ids["veteran"], MemberRole.ADMIN)
+        await earlier.usage.record(
+            ids["c"], "tokens", 123_456, idempotency_key="t", occurred_at=then
+        )
     finally:
         await database.dispose()
     return ids
@@ -145,8 +161,89 @@ def test_the_page_shows_plan_bars_status_trial_and_chart(
     ]
     assert max(heights) > 0
     assert "Limits are soft" in page.get_by_test_id("limits-note").inner_text()
-    assert page.get_by_test_id("history").locator("tbody tr").count() == 6
-    assert "(current)" in page.get_by_test_id("plans").inner_text()
+    # The org was created this month: no months of zeros from before it existed.
+    assert page.get_by_test_id("history").inner_text() == (
+        f"None yet: {THIS_MONTH.start:%B %Y} is this organization's first month."
+    )
+    plans = page.get_by_test_id("plans")
+    assert "(current)" in plans.inner_text()
+    starter = plans.get_by_role("row", name="Starter")
+    assert "1M included\nthen $0.02 per 1,000" in starter.inner_text()
+    assert "then $15.00 each" in starter.inner_text()
+
+
+def test_the_period_is_written_once_beside_the_overage_and_the_estimated_bill(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["owner"])
+    last = THIS_MONTH.last_day
+    assert page.get_by_test_id("period").inner_text() == f"1\N{EN DASH}{last.day} {last:%B %Y}"
+    assert (
+        page.get_by_test_id("days-left")
+        .inner_text()
+        .endswith(f"resets on 1 {THIS_MONTH.end:%B %Y}")
+    )
+    # Six members against five seats: one seat over at $15.00 on top of Starter's $49.00.
+    assert page.get_by_test_id("overage").inner_text() == "$15.00"
+    assert page.get_by_test_id("estimated-bill").inner_text() == "$64.00"
+    assert str(THIS_MONTH.start.year) not in page.get_by_test_id("metric-tokens").inner_text()
+
+
+def test_daily_charts_have_dates_on_the_axis_and_each_days_figure(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["owner"])
+    chart = page.get_by_test_id("chart-tokens")
+    month = f"{THIS_MONTH.start:%b}"
+    assert chart.locator(".axis span").all_inner_texts()[:3] == [
+        f"1 {month}",
+        f"8 {month}",
+        f"15 {month}",
+    ]
+    today = utc_now()
+    titles = chart.locator("rect title").all_text_contents()
+    assert len(titles) == today.day
+    assert f"{today.day} {month}: 500,000" in titles
+    assert "busiest day" in chart.locator("figcaption").inner_text()
+    # The same figures as a table, for readers who cannot see the bars.
+    table = page.get_by_test_id("daily-table")
+    table.locator("summary").click()
+    screenshot(page, "billing-daily-table")
+    today_row = table.locator("tbody tr").filter(
+        has=page.get_by_role("rowheader", name=f"{today.day} {month}", exact=True)
+    )
+    assert today_row.locator("td").all_inner_texts() == ["500,000", "170"]
+
+
+def test_previous_months_start_at_the_orgs_first_month(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["veteran"])
+    screenshot(page, "billing-veteran")
+    # Its 30-day trial is over and nothing made it active yet.
+    assert page.get_by_test_id("status").inner_text().startswith("Trial: ended ")
+    rows = page.get_by_test_id("history").locator("tbody tr")
+    assert rows.count() == 3  # created three months ago: those months, not six
+    oldest = rows.nth(2).locator("td").all_inner_texts()
+    assert oldest[0] == f"{VETERAN_SINCE.start:%B %Y}"
+    assert oldest[1] == "123.5K"
+
+
+def test_signing_out_ends_the_session(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["owner"])
+    assert page.get_by_test_id("user").inner_text() == f"{ids['owner']} (owner)"
+    page.get_by_test_id("sign-out").click()
+    page.wait_for_url(base + "/app/signed-out")
+    screenshot(page, "billing-after-sign-out")
+    assert "You are signed out" in page.inner_text("body")
+    assert page.context.cookies() == []
+    again = page.goto(base + "/app/billing")
+    assert again is not None
+    assert again.status == 401
 
 
 def test_a_member_sees_no_plan_list(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:

@@ -3,17 +3,25 @@ from decimal import Decimal
 
 import pytest
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.dashboard.view import (
     CHART_HEIGHT,
+    CHART_WIDTH,
+    AxisTick,
     Level,
+    axis_ticks,
     bar_width,
     chart_bars,
     compact,
     count,
+    day_month,
     level,
-    long_date,
+    long_day,
     money,
+    overage_terms,
+    period_span,
 )
+from billing_kernel.plans.rules import PlanMetric
 
 
 @pytest.mark.parametrize(
@@ -50,6 +58,11 @@ def test_bars_are_capped_at_full_width() -> None:
     [
         (0, "0", "0"),
         (950, "950", "950"),
+        (999, "999", "999"),
+        (1_000, "1,000", "1K"),
+        (1_000_000, "1,000,000", "1M"),
+        (10**12, "1,000,000,000,000", "1T"),
+        (-2_500, "-2,500", "-2.5K"),
         (1_234, "1,234", "1.2K"),
         (1_234_567, "1,234,567", "1.2M"),
         (10_000_000, "10,000,000", "10M"),
@@ -64,7 +77,21 @@ def test_money_and_dates() -> None:
     assert money(Decimal("49.00"), "USD") == "$49.00"
     assert money(Decimal("1234.5"), "EUR") == "€1,234.50"
     assert money(Decimal("12"), "CHF") == "CHF 12.00"
-    assert long_date(date(2026, 11, 1)) == "2026-11-01 (1 November 2026)"
+    november = BillingPeriod.starting(date(2026, 11, 1))
+    assert period_span(november) == "1\N{EN DASH}30 November 2026"
+    assert period_span(BillingPeriod.starting(date(2024, 2, 1))) == "1\N{EN DASH}29 February 2024"
+    assert day_month(date(2026, 11, 3)) == "3 Nov"
+    assert long_day(november.end.date()) == "1 December 2026"
+
+
+def test_overage_terms_say_what_a_plan_charges_beyond_what_it_includes() -> None:
+    assert overage_terms(PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000), "USD") == (
+        "then $0.02 per 1,000"
+    )
+    assert overage_terms(PlanMetric("seats", 3, Decimal("15.00"), 1), "EUR") == ("then €15.00 each")
+    assert overage_terms(PlanMetric("runs", 0, Decimal("0.015"), 1), "USD") == "then $0.015 each"
+    assert overage_terms(PlanMetric("runs", 10, Decimal("0"), 1), "USD") == "no charge beyond"
+    assert overage_terms(PlanMetric("runs", None, Decimal("1"), 1), "USD") == ""
 
 
 def test_chart_bars_scale_to_the_busiest_day() -> None:
@@ -75,3 +102,36 @@ def test_chart_bars_scale_to_the_busiest_day() -> None:
     assert bars[0].x < bars[1].x < bars[2].x
     assert chart_bars([]) == []
     assert [b.height for b in chart_bars([(date(2026, 11, 1), 0)])] == [0]
+
+
+def test_chart_bars_are_placed_to_the_hundredth() -> None:
+    days = [(date(2026, 11, 1), 3), (date(2026, 11, 2), 7)]
+    bars = chart_bars(days, slots=7)  # 600 / 7 = 85.714... wide a day
+    assert [(b.x, b.width, b.height) for b in bars] == [
+        (8.57, 68.57, 51.43),  # 120 * 3 / 7
+        (94.29, 68.57, 120.0),
+    ]
+    assert [(b.day, b.value) for b in bars] == days
+    # A day with nothing on an otherwise empty chart is a bar of no height.
+    assert [b.y for b in chart_bars([(date(2026, 11, 1), 0)], slots=3)] == [CHART_HEIGHT]
+
+
+def test_a_months_chart_keeps_a_place_for_every_day_of_the_month() -> None:
+    first_days = [(date(2026, 11, 1), 5), (date(2026, 11, 2), 10)]
+    bars = chart_bars(first_days, slots=30)
+    assert [(b.x, b.width) for b in bars] == [(2.0, 16.0), (22.0, 16.0)]  # 20 wide a day
+    assert bars[1].height == CHART_HEIGHT
+    # More days than places: one place per day still.
+    many = [(date(2026, 11, d), d) for d in range(1, 11)]
+    assert chart_bars(many, slots=5)[-1].x + chart_bars(many, slots=5)[-1].width < CHART_WIDTH
+    assert chart_bars(many, slots=5) == chart_bars(many)
+
+
+def test_a_months_axis_is_labelled_every_week_from_the_first() -> None:
+    november = BillingPeriod.starting(date(2026, 11, 1))
+    ticks = axis_ticks(november)
+    assert [tick.label for tick in ticks] == ["1 Nov", "8 Nov", "15 Nov", "22 Nov", "29 Nov"]
+    assert ticks[0] == AxisTick(percent=round(0.5 * 100 / 30, 2), label="1 Nov")
+    assert ticks[-1].percent == round(28.5 * 100 / 30, 2)  # under the 29th's bar
+    february = axis_ticks(BillingPeriod.starting(date(2026, 2, 1)))
+    assert [tick.label for tick in february] == ["1 Feb", "8 Feb", "15 Feb", "22 Feb"]

@@ -28,6 +28,13 @@ def test_december_rolls_into_january_of_the_next_year() -> None:
 def test_leap_february_has_29_days_and_ordinary_february_28() -> None:
     assert BillingPeriod.starting(date(2024, 2, 1)).last_day == date(2024, 2, 29)
     assert BillingPeriod.starting(date(2025, 2, 1)).last_day == date(2025, 2, 28)
+    assert [BillingPeriod.starting(date(2024, m, 1)).days for m in (1, 2, 4, 12)] == [
+        31,
+        29,
+        30,
+        31,
+    ]
+    assert BillingPeriod.starting(date(2025, 2, 1)).days == 28
     assert BillingPeriod.containing(datetime(2024, 2, 29, 23, 59, tzinfo=UTC)).key == date(
         2024, 2, 1
     )
@@ -78,6 +85,7 @@ def test_every_moment_lies_in_exactly_its_half_open_month(moment: datetime) -> N
 
 def test_a_month_is_parsed_from_and_written_as_yyyy_mm() -> None:
     assert BillingPeriod.parse("2026-02") == BillingPeriod.starting(date(2026, 2, 1))
+    assert BillingPeriod.parse("2026-01").key == date(2026, 1, 1)  # the first month is a month
     assert BillingPeriod.parse("0001-12").label == "0001-12"
     assert BillingPeriod.parse("2026-11").label == "2026-11"
     assert BillingPeriod.starting(date(987, 3, 1)).label == "0987-03"

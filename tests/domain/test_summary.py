@@ -14,10 +14,12 @@ from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.quota.rules import limit_after_overrides
 from billing_kernel.summary.rules import (
     Granularity,
+    OrgBillingSummary,
     build_dashboard,
     build_summary,
     daily_usage,
     days_so_far,
+    first_month,
     metric_usage,
     monthly_usage,
     point_starts,
@@ -36,6 +38,11 @@ PLAN = Plan(
         "seats": PlanMetric("seats", 3, Decimal("15.00"), 1),
     },
 )
+
+
+def test_a_metric_a_plan_does_not_name_is_unlimited_and_free() -> None:
+    assert PLAN.allowance("gpu_seconds") == PlanMetric("gpu_seconds", None, Decimal("0"), 1)
+    assert PLAN.allowance("tokens") is PLAN.metrics["tokens"]
 
 
 def test_a_line_under_its_limit_has_no_overage() -> None:
@@ -114,15 +121,17 @@ def test_the_summary_has_a_line_per_metric_and_adds_the_rounded_overage() -> Non
     assert summary.metric("playbook_runs").overage_amount == Decimal("0.25")
     assert (summary.metric("seats").used, summary.metric("seats").peak) == (2, 5)
     assert summary.estimated_overage == Decimal("34.94")  # 4.69 + 0.25 + 30.00
+    assert summary.estimated_total == Decimal("83.94")  # 49.00 + 34.94
     assert summary.any_soft_limit_exceeded
     assert summary.trial_days_left == 20
     assert (summary.org_id, summary.plan, summary.generated_at) == ("acme", PLAN, NOW)
 
 
-def test_a_summary_within_every_limit_owes_nothing() -> None:
-    summary = build_summary(
+def unused_summary(created: datetime = NOW) -> OrgBillingSummary:
+    """This month's summary of an org on Starter, created at `created`, that used nothing."""
+    return build_summary(
         plan=PLAN,
-        state=new_trial_state("acme", "starter", NOW, trial_days=30),
+        state=new_trial_state("acme", "starter", created, trial_days=30),
         period=BillingPeriod.containing(NOW),
         catalogue=DEFAULT_METRICS,
         counters={},
@@ -130,9 +139,14 @@ def test_a_summary_within_every_limit_owes_nothing() -> None:
         overrides={},
         now=NOW,
     )
+
+
+def test_a_summary_within_every_limit_owes_nothing() -> None:
+    summary = unused_summary()
     assert [line.used for line in summary.usage] == [0, 0, 0]
     assert summary.metric("seats").peak == 0
     assert summary.estimated_overage == Decimal("0.00")
+    assert summary.estimated_total == Decimal("49.00")  # the base fee alone
     assert not summary.any_soft_limit_exceeded
 
 
@@ -255,3 +269,34 @@ def test_monthly_and_daily_usage_fill_missing_figures_with_zero() -> None:
     assert (second.start, second.end) == (date(2026, 4, 2), date(2026, 4, 3))
     assert first.usage == {"tokens": 0, "playbook_runs": 0}  # seats have no daily figure
     assert second.usage == {"tokens": 0, "playbook_runs": 2}
+
+
+def test_the_history_starts_at_the_orgs_first_month_not_before_it_existed() -> None:
+    january = BillingPeriod.starting(date(2026, 1, 1))
+    april_created = datetime(2026, 4, 30, 23, 59, tzinfo=UTC)
+    assert first_month(january, april_created, {}) == BillingPeriod.starting(date(2026, 4, 1))
+    # Usage dated before the org was created (auto-created by a late event) opens the history.
+    backdated = {(date(2026, 2, 1), "tokens"): 5, (date(2026, 3, 1), "tokens"): 9}
+    assert first_month(january, april_created, backdated) == BillingPeriod.starting(
+        date(2026, 2, 1)
+    )
+    # A counter left at zero is no usage.
+    assert first_month(january, april_created, {(date(2026, 2, 1), "seats"): 0}) == (
+        BillingPeriod.starting(date(2026, 4, 1))
+    )
+    # An org older than the window: the window's first month.
+    assert first_month(january, datetime(2024, 7, 1, tzinfo=UTC), {}) == january
+    assert first_month(january, datetime(2026, 1, 1, tzinfo=UTC), {}) == january
+
+
+def test_a_dashboard_of_an_org_created_this_month_has_no_previous_months() -> None:
+    def dashboard_of(created: datetime) -> tuple[BillingPeriod, ...]:
+        oldest = BillingPeriod.starting(date(2025, 11, 1))
+        board = build_dashboard(
+            unused_summary(created), oldest=oldest, per_day={}, past={}, plans=[]
+        )
+        return tuple(month for month, _ in board.history)
+
+    assert dashboard_of(NOW - timedelta(days=1)) == ()
+    march = BillingPeriod.starting(date(2026, 3, 1))
+    assert dashboard_of(datetime(2026, 3, 31, tzinfo=UTC)) == (march, march.next())

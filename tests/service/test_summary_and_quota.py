@@ -60,6 +60,7 @@ async def test_overage_is_priced_to_the_cent(kernel: Kernel) -> None:
     assert summary.metric("tokens").overage_amount == Decimal("4.01")
     assert summary.metric("playbook_runs").overage_amount == Decimal("0.75")
     assert summary.estimated_overage == Decimal("4.76")
+    assert summary.estimated_total == Decimal("53.76")  # Starter's 49.00 + 4.76
 
 
 async def test_limit_overrides_replace_the_plan_limit_per_org(kernel: Kernel) -> None:
@@ -144,7 +145,19 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
     assert (tokens[date(2026, 5, 12)], tokens[date(2026, 5, 15)]) == (150, 7)
     assert sum(tokens.values()) == 157
     assert "seats" not in dashboard.daily
-    assert [month.key for month, _ in dashboard.history] == [
+    # Created in May, but with usage dated in April: the history starts there.
+    assert [month.key for month, _ in dashboard.history] == [date(2026, 4, 1)]
+    assert dashboard.history[-1][1]["playbook_runs"] == 2
+    assert [plan.slug for plan in dashboard.plans][:2] == ["internal-dev", "starter"]
+    assert (await kernel.summary.dashboard(org_id)).plans == ()
+
+    # An org older than the page's six months: all six of them.
+    veteran = new_id()
+    clock.advance(days=-400)
+    await kernel.orgs.create(veteran, plan_slug="starter")
+    clock.advance(days=400)
+    history = (await kernel.summary.dashboard(veteran)).history
+    assert [month.key for month, _ in history] == [
         date(2025, 11, 1),
         date(2025, 12, 1),
         date(2026, 1, 1),
@@ -152,6 +165,3 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
         date(2026, 3, 1),
         date(2026, 4, 1),
     ]
-    assert dashboard.history[-1][1]["playbook_runs"] == 2
-    assert [plan.slug for plan in dashboard.plans][:2] == ["internal-dev", "starter"]
-    assert (await kernel.summary.dashboard(org_id)).plans == ()

@@ -68,6 +68,11 @@ class BillingPeriod:
         """The last calendar day inside the period."""
         return (self.end - timedelta(days=1)).date()
 
+    @property
+    def days(self) -> int:
+        """How many days the month has."""
+        return (self.end - self.start).days
+
     def contains(self, moment: datetime) -> bool:
         return self.start <= ensure_utc(moment) < self.end
 

@@ -1,4 +1,5 @@
-"""GET /app/billing: the signed-in user's billing page. One service call, one render."""
+"""GET /app/billing: the signed-in user's billing page. One service call, one render.
+POST /app/logout: sign out of it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
 from billing_kernel.auth.rules import User
+from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
 from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
+from billing_kernel.web.guards import require_same_origin
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -23,10 +26,14 @@ templates.env.globals.update(
     count=view.count,
     compact=view.compact,
     money=view.money,
-    long_date=view.long_date,
+    period_span=view.period_span,
+    day_month=view.day_month,
+    long_day=view.long_day,
     month_name=view.month_name,
+    overage_terms=view.overage_terms,
     bar_width=view.bar_width,
     chart_bars=view.chart_bars,
+    axis_ticks=view.axis_ticks,
     CHART_WIDTH=view.CHART_WIDTH,
     CHART_HEIGHT=view.CHART_HEIGHT,
 )
@@ -107,11 +114,37 @@ async def dev_login(request: Request, settings: SettingsDep, token: str = "") ->
         return _message(request, 404, "Not found", "There is no such page.")
     response = RedirectResponse("/app/billing", status_code=303)
     response.set_cookie(
-        settings.auth_cookie,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https" or not settings.dev_mode,
-        max_age=7 * 24 * 3600,
+        settings.auth_cookie, token, max_age=7 * 24 * 3600, **_cookie_options(request, settings)
     )
     return response
+
+
+@router.post("/app/logout")
+async def logout(request: Request, settings: SettingsDep) -> Response:
+    """Sign out: forget the auth cookie, then say so. Only from the kernel's own pages (a
+    cross-site form cannot sign a user out)."""
+    try:
+        require_same_origin(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    response = RedirectResponse("/app/signed-out", status_code=303)
+    response.delete_cookie(settings.auth_cookie, **_cookie_options(request, settings))
+    return response
+
+
+@router.get("/app/signed-out", response_class=HTMLResponse)
+async def signed_out(request: Request, settings: SettingsDep) -> Response:
+    return _message(
+        request, 200, "Signed out", "You are signed out of billing.", dev_hint=settings.dev_mode
+    )
+
+
+def _cookie_options(request: Request, settings: Settings) -> dict[str, Any]:
+    """The auth cookie's attributes, the same when it is set and when it is cleared: never
+    readable by script, not sent with cross-site subrequests, Secure over HTTPS or outside
+    dev mode."""
+    return {
+        "httponly": True,
+        "samesite": "lax",
+        "secure": request.url.scheme == "https" or not settings.dev_mode,
+    }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.common.money import money_text
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.plans.rules import PlanMetric
 
 WARNING_PERCENT = Decimal(80)
 LIMIT_PERCENT = Decimal(100)
@@ -60,13 +62,37 @@ def money(amount: Decimal, currency: str) -> str:
     return f"{sign}{digits}" if sign else f"{currency} {digits}"
 
 
-def long_date(day: date) -> str:
-    """'2026-11-24 (24 November 2026)': ISO, with the month's name."""
-    return f"{day.isoformat()} ({day.day} {day:%B %Y})"
+def period_span(period: BillingPeriod) -> str:
+    """The period written once, as people say it: '1\N{EN DASH}30 November 2026'."""
+    last = period.last_day
+    return f"{period.key.day}\N{EN DASH}{last.day} {last:%B %Y}"
+
+
+def day_month(day: date) -> str:
+    """'24 Nov': a day in a chart's axis or table."""
+    return f"{day.day} {day:%b}"
+
+
+def long_day(day: date) -> str:
+    """'1 December 2026'."""
+    return f"{day.day} {day:%B %Y}"
 
 
 def month_name(day: date) -> str:
     return f"{day:%B %Y}"
+
+
+def overage_terms(terms: PlanMetric, currency: str) -> str:
+    """What a plan charges beyond what it includes of a metric: 'then $0.02 per 1,000',
+    'then $15.00 each'; 'no charge beyond' when it charges nothing; '' when unlimited."""
+    if terms.included_quantity is None:
+        return ""
+    if terms.overage_unit_price == 0:
+        return "no charge beyond"
+    price = money(terms.overage_unit_price, currency)
+    if terms.overage_unit_size == 1:
+        return f"then {price} each"
+    return f"then {price} per {count(terms.overage_unit_size)}"
 
 
 def bar_width(percent: Decimal | None) -> str:
@@ -84,16 +110,26 @@ class ChartBar:
     value: int
 
 
+@dataclass(frozen=True, slots=True)
+class AxisTick:
+    percent: float
+    """Where the label's centre sits, as a percentage of the chart's width."""
+    label: str
+
+
 CHART_WIDTH = 600
 CHART_HEIGHT = 120
+TICK_EVERY_DAYS = 7
 
 
-def chart_bars(days: Sequence[tuple[date, int]]) -> list[ChartBar]:
-    """Bars of a daily chart in a CHART_WIDTH x CHART_HEIGHT box, scaled to the busiest day."""
+def chart_bars(days: Sequence[tuple[date, int]], slots: int = 0) -> list[ChartBar]:
+    """Bars of a daily chart in a CHART_WIDTH x CHART_HEIGHT box, scaled to the busiest day.
+    The box has `slots` places (a month's days, so the scale stays put as the month goes
+    on; at least one per day given), filled from the left."""
     if not days:
         return []
     peak = max(value for _, value in days) or 1
-    slot = CHART_WIDTH / len(days)
+    slot = CHART_WIDTH / max(slots, len(days))
     bars = []
     for index, (day, value) in enumerate(days):
         height = round(CHART_HEIGHT * value / peak, 2)
@@ -108,3 +144,15 @@ def chart_bars(days: Sequence[tuple[date, int]]) -> list[ChartBar]:
             )
         )
     return bars
+
+
+def axis_ticks(period: BillingPeriod) -> list[AxisTick]:
+    """Date labels under a month's daily chart: the 1st and every seventh day after it,
+    each centred under its bar."""
+    return [
+        AxisTick(
+            percent=round((index + 0.5) * 100 / period.days, 2),
+            label=day_month(period.key + timedelta(days=index)),
+        )
+        for index in range(0, period.days, TICK_EVERY_DAYS)
+    ]

@@ -52,6 +52,12 @@ class OrgBillingSummary:
         return sum((line.overage_amount for line in self.usage), ZERO)
 
     @property
+    def estimated_total(self) -> Decimal:
+        """The plan's monthly price plus the overage so far: what the period would cost if
+        it ended now, before any tax, discount or proration."""
+        return self.plan.monthly_price + self.estimated_overage
+
+    @property
     def trial_days_left(self) -> int | None:
         return self.state.trial_days_left(self.generated_at)
 
@@ -131,7 +137,8 @@ class OrgDashboard:
     daily: Mapping[str, tuple[tuple[date, int], ...]]
     """Per metric: each day of the current period up to today, with the usage that day."""
     history: tuple[tuple[BillingPeriod, Mapping[str, int]], ...]
-    """The previous months' totals per metric, oldest first (for seats: the peak)."""
+    """The previous months' totals per metric, oldest first (for seats: the peak), from the
+    org's first month on."""
     plans: tuple[Plan, ...]
     """The active plans, for admins and owners; empty for members."""
 
@@ -236,6 +243,17 @@ def days_so_far(period: BillingPeriod, now: datetime) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
+def first_month(
+    oldest: BillingPeriod, created_at: datetime, past: Mapping[tuple[date, str], int]
+) -> BillingPeriod:
+    """The first month a history of an org lists: the month it was created in, or an earlier
+    one with usage (an event may be dated before its org was created), never before
+    `oldest`. `past` holds counters by period start and metric."""
+    used = [start for (start, _), value in past.items() if value]
+    first = min([BillingPeriod.containing(created_at).key, *used])
+    return BillingPeriod.starting(max(oldest.key, first))
+
+
 def build_dashboard(
     summary: OrgBillingSummary,
     *,
@@ -245,14 +263,15 @@ def build_dashboard(
     plans: Sequence[Plan],
 ) -> OrgDashboard:
     """The billing page's data: `summary`, each recordable metric's usage per day so far
-    (`per_day` by day and metric), and each month's totals from `oldest` up to the summary's
-    period (`past` by period start and metric; a month with no counter shows 0)."""
+    (`per_day` by day and metric), and each month's totals from the org's first month (see
+    `first_month`; at the earliest `oldest`) up to the summary's period (`past` by period
+    start and metric; a month with no counter shows 0)."""
     period = summary.period
     days = days_so_far(period, summary.generated_at)
     recordable = [line.metric.key for line in summary.usage if line.peak is None]
     history = []
-    month = oldest
-    while month != period:
+    month = first_month(oldest, summary.state.created_at, past)
+    while month.key < period.key:
         history.append(
             (
                 month,

@@ -69,7 +69,13 @@ class SummaryOut(BaseModel):
     period: PeriodOut
     usage: list[MetricUsageOut]
     any_soft_limit_exceeded: bool
-    estimated_overage: MoneyText
+    estimated_overage: MoneyText = Field(
+        description="The period's overage so far: the sum of the usage lines' rounded charges."
+    )
+    estimated_total: MoneyText = Field(
+        description="The plan's monthly price plus `estimated_overage`: what the period would "
+        "cost if it ended now, before tax, discounts or proration."
+    )
     currency: str
     enforcement: Enforcement
     generated_at: datetime
@@ -91,6 +97,7 @@ class SummaryOut(BaseModel):
             usage=[MetricUsageOut.of(line) for line in summary.usage],
             any_soft_limit_exceeded=summary.any_soft_limit_exceeded,
             estimated_overage=summary.estimated_overage,
+            estimated_total=summary.estimated_total,
             currency=summary.plan.currency,
             enforcement=Enforcement.SOFT,
             generated_at=summary.generated_at,
