@@ -8,7 +8,14 @@ from decimal import Decimal
 import pytest
 
 from billing_kernel.common.periods import BillingPeriod, days_until
-from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, used_and_peak
+from billing_kernel.metrics.rules import (
+    DEFAULT_METRICS,
+    Aggregation,
+    Metric,
+    months_to_carry_seats,
+    seats_in_month,
+    used_and_peak,
+)
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.quota.rules import limit_after_overrides
@@ -94,6 +101,34 @@ def test_used_and_peak_of_seats_and_of_other_metrics() -> None:
     assert used_and_peak(TOKENS, counter=700, members=None) == (700, None)
     custom = Metric("gpu_seconds", "GPU seconds", "s", Aggregation.SUM)
     assert used_and_peak(custom, counter=0, members=9) == (0, None)
+
+
+def test_a_member_change_carries_the_count_into_the_quiet_months_before_it() -> None:
+    june = BillingPeriod.starting(date(2026, 6, 1))
+    assert [m.key.month for m in months_to_carry_seats(date(2026, 2, 1), june)] == [3, 4, 5]
+    assert months_to_carry_seats(date(2026, 5, 1), june) == []  # last month was recorded
+    assert months_to_carry_seats(date(2026, 6, 1), june) == []  # this month was
+    assert months_to_carry_seats(None, june) == []  # never a member before
+    january = BillingPeriod.starting(date(2027, 1, 1))
+    assert [m.label for m in months_to_carry_seats(date(2026, 11, 1), january)] == ["2026-12"]
+
+
+def test_a_months_seats_are_its_peak_or_what_was_carried_there() -> None:
+    june, may, april, march = date(2026, 6, 1), date(2026, 5, 1), date(2026, 4, 1), date(2026, 3, 1)
+
+    def seats(recorded: int | None, month: date, last: date | None, now: int) -> int:
+        return seats_in_month(recorded, month, current=june, last_recorded=last, members_now=now)
+
+    assert seats(4, april, may, 1) == 4  # recorded: the peak, whatever today's count
+    assert seats(None, may, april, 3) == 3  # after the last change: nothing changed since
+    assert seats(None, march, april, 3) == 0  # before the first change: no one yet
+    assert seats(None, april, april, 3) == 0  # not after the last change
+    assert seats(None, may, None, 0) == 0  # never a member
+    assert seats(None, june, may, 2) == 2  # this month: at least today's count
+    assert seats(None, june, may, 0) == 0
+    assert seats(5, june, june, 2) == 5
+    assert seats(1, june, june, 2) == 2
+    assert seats(None, date(2026, 7, 1), may, 2) == 0  # not begun yet
 
 
 def test_limit_after_overrides_takes_the_orgs_own_limit_for_that_metric_only() -> None:

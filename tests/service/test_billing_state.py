@@ -1,7 +1,8 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import InvalidInput, MemberNotFound, OrgNotFound
@@ -96,6 +97,42 @@ async def test_members_are_seats_and_the_period_peak_is_kept(kernel: Kernel, clo
     clock.advance(days=31)  # next month: the peak starts again from the live count
     usage = await kernel.summary.period_usage(org_id)
     assert (usage.used["seats"], usage.peaks["seats"]) == (2, 2)
+
+
+async def test_every_month_is_billed_the_seats_it_had_quiet_months_and_removals_too(
+    kernel: Kernel, clock: Clock
+) -> None:
+    """March: two members join. April: nothing changes. May: one leaves (no one joined in
+    May, so only the removal says May had two). June and July: nothing changes."""
+    march, april, may, june = (BillingPeriod.parse(f"2026-0{m}") for m in (3, 4, 5, 6))
+    clock.now = datetime(2026, 3, 10, tzinfo=UTC)
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug="starter")
+    await kernel.members.add(org_id, "u1", MemberRole.OWNER)
+    await kernel.members.add(org_id, "u2")
+    clock.now = datetime(2026, 5, 20, tzinfo=UTC)
+    assert await kernel.members.remove(org_id, "u2") == 1
+    clock.now = datetime(2026, 7, 2, tzinfo=UTC)
+
+    async def seats(period: BillingPeriod) -> tuple[int, int | None]:
+        line = (await kernel.summary.summary(org_id, period=period)).metric("seats")
+        return line.used, line.peak
+
+    assert await seats(march.previous()) == (0, 0)  # before the org had anyone
+    assert await seats(march) == (2, 2)
+    assert await seats(april) == (2, 2)  # quiet: carried when May's change came
+    assert await seats(may) == (2, 2)  # u2 held a seat in May before leaving
+    assert await seats(june) == (1, 1)  # quiet since: today's count
+    assert await seats(june.next()) == (1, 1)  # this month, live
+    history = await kernel.summary.usage_history(org_id, first=march.previous(), last=june.next())
+    assert [point.usage["seats"] for point in history.points] == [0, 2, 2, 2, 1, 1]
+    dashboard = await kernel.summary.dashboard(org_id)
+    assert [(month.key.month, totals["seats"]) for month, totals in dashboard.history] == [
+        (3, 2),
+        (4, 2),
+        (5, 2),
+        (6, 1),
+    ]
 
 
 async def test_member_changes_need_an_existing_org_and_member(kernel: Kernel) -> None:

@@ -58,9 +58,11 @@ async def test_a_seat_peak_returns_the_peak_after_the_change(kernel: Kernel, clo
     org_id = new_id()
     await kernel.orgs.create(org_id)
     async with kernel.transaction() as uow:
-        assert await kernel.usage.record_seats(org_id, 3, clock(), uow) == {"seats": 3}
-        assert await kernel.usage.record_seats(org_id, 2, clock(), uow) == {"seats": 3}
-        assert await kernel.usage.record_seats(org_id, 4, clock(), uow) == {"seats": 4}
+        assert await kernel.usage.record_seats(org_id, 2, 3, clock(), uow) == {"seats": 3}
+        assert await kernel.usage.record_seats(org_id, 3, 2, clock(), uow) == {"seats": 3}
+        assert await kernel.usage.record_seats(org_id, 2, 4, clock(), uow) == {"seats": 4}
+        # A removal from five: the five held their seats this month.
+        assert await kernel.usage.record_seats(org_id, 5, 4, clock(), uow) == {"seats": 5}
 
 
 async def test_a_read_only_unit_refuses_to_be_written_through(database: Database) -> None:

@@ -1,4 +1,4 @@
-"""Members of an org, and the seats they take: the period's seat peak rises with them."""
+"""Members of an org, and the seats they take: every change writes down the seat peaks."""
 
 from __future__ import annotations
 
@@ -48,23 +48,29 @@ class MemberService:
             await self._orgs.lock(org_id, unit)
             members = MemberRepository(unit)
             await members.ensure_user(user_id, validate_text(email, "email", MAX_EMAIL_LENGTH), now)
+            before = await members.count_members(org_id)
             await members.put_member(org_id, user_id, MemberRole(role), now)
             seats = await members.count_members(org_id)
-            await self._usage.record_seats(org_id, seats, now, unit)
+            await self._usage.record_seats(org_id, before, seats, now, unit)
             return seats
 
     async def remove(self, org_id: str, user_id: str, uow: UnitOfWork | None = None) -> int:
-        """Take the user out of the org; returns the seat count. The period's peak stays."""
+        """Take the user out of the org; returns the seat count. The period's peak keeps
+        the count from before (the user held a seat this month)."""
+        now = self._clock()
         async with self._tx.begin(uow) as unit:
             await self._orgs.lock(org_id, unit)
             members = MemberRepository(unit)
+            before = await members.count_members(org_id)
             if not await members.remove_member(org_id, user_id):
                 raise MemberNotFound(
                     f"user {user_id!r} is not a member of org {org_id!r}",
                     org_id=org_id,
                     user_id=user_id,
                 )
-            return await members.count_members(org_id)
+            seats = await members.count_members(org_id)
+            await self._usage.record_seats(org_id, before, seats, now, unit)
+            return seats
 
     async def of_org(
         self, org_id: str, uow: UnitOfWork | None = None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
+
+from billing_kernel.common.periods import BillingPeriod
 
 TOKENS = "tokens"
 PLAYBOOK_RUNS = "playbook_runs"
@@ -45,6 +48,49 @@ def used_and_peak(metric: Metric, counter: int, members: int | None) -> tuple[in
             return counter, counter
         return members, max(members, counter)
     return counter, None
+
+
+def months_to_carry_seats(
+    last_recorded: date | None, current: BillingPeriod
+) -> list[BillingPeriod]:
+    """The months whose seat peak a membership change writes down before it changes
+    anything: those after the last month with a recorded peak (`last_recorded`, its first
+    day) and before `current`. No change touched the membership in them, so each had the
+    count from before this change throughout. None recorded: the org never had a member
+    change, so there is nothing to carry."""
+    if last_recorded is None:
+        return []
+    months = []
+    month = BillingPeriod.starting(last_recorded).next()
+    while month.key < current.key:
+        months.append(month)
+        month = month.next()
+    return months
+
+
+def seats_in_month(
+    recorded: int | None,
+    month: date,
+    *,
+    current: date,
+    last_recorded: date | None,
+    members_now: int,
+) -> int:
+    """The seat peak of the month starting `month`. Every membership change records the
+    peak of its month and carries the count into the months before it that had none (see
+    `months_to_carry_seats`), so a month without a recorded peak is either after the last
+    change (the membership has not changed since: today's count) or before the first one
+    (no member yet: 0). The `current` month's peak is never below today's count; a month
+    that has not begun has none."""
+    if month > current:
+        return 0
+    if month == current:
+        return max(recorded or 0, members_now)
+    if recorded is not None:
+        return recorded
+    if last_recorded is None or month > last_recorded:
+        return members_now
+    return 0
 
 
 DEFAULT_METRICS: tuple[Metric, ...] = (

@@ -3,14 +3,14 @@ transaction, combined by the pure rules in `summary.rules`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from itertools import islice
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.members.service import MemberService
-from billing_kernel.metrics.rules import used_and_peak
+from billing_kernel.metrics.rules import Aggregation, Metric, seats_in_month, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import PlanService
@@ -84,14 +84,20 @@ class SummaryService:
         period = period or current
         async with self._tx.begin(uow) as unit:
             state = await self._orgs.billing_state(org_id, unit)
+            catalogue = await self._metrics.catalogue(unit)
             counters = await self._usage.counters(org_id, period, unit)
-            # A closed month has no live member count: its seats are its recorded peak.
-            seat_count = await self._members.seat_count(org_id, unit) if period == current else None
+            seat_count = None
+            if period == current:
+                seat_count = await self._members.seat_count(org_id, unit)
+            else:  # a closed month has no live member count: its seats are its peak
+                by_month = {(period.key, key): value for key, value in counters.items()}
+                peaks = await self._seat_peaks(org_id, by_month, [period.key], catalogue, unit)
+                counters = {key: value for (_, key), value in peaks.items()}
             return build_summary(
                 plan=await self._plans.get(state.plan_slug, unit),
                 state=state,
                 period=period,
-                catalogue=await self._metrics.catalogue(unit),
+                catalogue=catalogue,
                 counters=counters,
                 seat_count=seat_count,
                 overrides=await self._quota.overrides(org_id, unit),
@@ -130,7 +136,8 @@ class SummaryService:
                     BillingPeriod.starting(page[-1]).next(),
                     unit,
                 )
-                points = monthly_usage(page, catalogue, counters)
+                peaks = await self._seat_peaks(org_id, counters, page, catalogue, unit)
+                points = monthly_usage(page, catalogue, peaks)
             else:
                 per_day: dict[tuple[date, str], int] = {}
                 for month in {BillingPeriod.starting(day.replace(day=1)) for day in page}:
@@ -151,12 +158,44 @@ class SummaryService:
         async with self._tx.begin(uow) as unit:
             summary = await self.summary(org_id, unit)
             oldest = summary.period
+            past_months = []
             for _ in range(months):
                 oldest = oldest.previous()
+                past_months.append(oldest.key)
+            past = await self._usage.counters_between(org_id, oldest, summary.period, unit)
+            catalogue = [line.metric for line in summary.usage]
             return build_dashboard(
                 summary,
                 oldest=oldest,
                 per_day=await self._usage.daily_totals(org_id, summary.period, unit),
-                past=await self._usage.counters_between(org_id, oldest, summary.period, unit),
+                past=await self._seat_peaks(org_id, past, past_months, catalogue, unit),
                 plans=await self._plans.list_active(unit) if include_plans else [],
             )
+
+    async def _seat_peaks(
+        self,
+        org_id: str,
+        counters: Mapping[tuple[date, str], int],
+        months: Sequence[date],
+        catalogue: Sequence[Metric],
+        uow: UnitOfWork,
+    ) -> dict[tuple[date, str], int]:
+        """`counters` (by month and metric) with each seats metric's peak in each of
+        `months`, recorded or not (see `seats_in_month`)."""
+        peaks = dict(counters)
+        seats_metrics = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
+        if not seats_metrics or not months:
+            return peaks
+        current = BillingPeriod.containing(self._clock()).key
+        members_now = await self._members.seat_count(org_id, uow)
+        for metric in seats_metrics:
+            last = await self._usage.last_seats_month(org_id, metric.key, uow)
+            for month in months:
+                peaks[(month, metric.key)] = seats_in_month(
+                    counters.get((month, metric.key)),
+                    month,
+                    current=current,
+                    last_recorded=last,
+                    members_now=members_now,
+                )
+        return peaks

@@ -234,6 +234,19 @@ class UsageRepository:
         )
         return {(period, metric): quantity for period, metric, quantity in result}
 
+    async def last_period_with(
+        self, org_id: str, metric: str, before: date | None = None
+    ) -> date | None:
+        """The start of the latest period (before `before`, if given) with a counter of
+        `metric` for the org; None if there is none."""
+        query = select(func.max(usage_counters.c.period_start)).where(
+            usage_counters.c.org_id == org_id, usage_counters.c.metric == metric
+        )
+        if before is not None:
+            query = query.where(usage_counters.c.period_start < before)
+        latest: date | None = await self._conn.scalar(query)
+        return latest
+
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""
         result = await self._conn.execute(

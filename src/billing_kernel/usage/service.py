@@ -11,7 +11,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
-from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.repository import UsageRepository
@@ -218,17 +218,32 @@ class UsageService:
         return True
 
     async def record_seats(
-        self, org_id: str, seats: int, now: datetime, uow: UnitOfWork
+        self, org_id: str, before: int, after: int, now: datetime, uow: UnitOfWork
     ) -> dict[str, int]:
-        """Raise each seats metric's peak for the period of `now` to `seats` if that is higher;
-        returns each seats metric's peak after the change."""
+        """Write down a membership change from `before` members to `after`, for each seats
+        metric: the months since the last recorded peak had `before` throughout (see
+        `months_to_carry_seats`), and the peak of the period of `now` rises to the higher of
+        the two. Returns each seats metric's peak after the change."""
         period = BillingPeriod.containing(now)
         usage = UsageRepository(uow)
-        return {
-            metric.key: await usage.raise_to_at_least((org_id, period.key, metric.key), seats, now)
-            for metric in await self._metrics.catalogue(uow)
-            if metric.aggregation is Aggregation.SEATS
-        }
+        peaks = {}
+        for metric in await self._metrics.catalogue(uow):
+            if metric.aggregation is not Aggregation.SEATS:
+                continue
+            last = await usage.last_period_with(org_id, metric.key, before=period.key)
+            for month in months_to_carry_seats(last, period):
+                await usage.raise_to_at_least((org_id, month.key, metric.key), before, now)
+            peaks[metric.key] = await usage.raise_to_at_least(
+                (org_id, period.key, metric.key), max(before, after), now
+            )
+        return peaks
+
+    async def last_seats_month(
+        self, org_id: str, metric: str, uow: UnitOfWork | None = None
+    ) -> date | None:
+        """The first day of the latest month with a recorded seat peak of `metric`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).last_period_with(org_id, metric)
 
     async def counters(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
