@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -7,6 +8,8 @@ from hypothesis import strategies as st
 from billing_kernel.common.money import money_text, overage_amount, round_money
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.quota.rules import Enforcement, decide, effective_limit, percent_used
+
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -29,7 +32,7 @@ def test_percent_used(used: int, limit: int | None, expected: Decimal | None) ->
 
 
 def test_decision_is_soft_and_says_whether_the_limit_is_or_would_be_exceeded() -> None:
-    within = decide("tokens", used=900, limit=1000, requested=100)
+    within = decide("tokens", used=900, limit=1000, requested=100, now=NOW)
     assert (within.metric, within.requested, within.used, within.limit) == (
         "tokens",
         100,
@@ -40,17 +43,17 @@ def test_decision_is_soft_and_says_whether_the_limit_is_or_would_be_exceeded() -
     assert within.remaining == 100
     assert within.enforcement is Enforcement.SOFT
 
-    crossing = decide("tokens", used=900, limit=1000, requested=101)
+    crossing = decide("tokens", used=900, limit=1000, requested=101, now=NOW)
     assert (crossing.allowed, crossing.soft_limit_exceeded, crossing.would_exceed) == (
         True,
         False,
         True,
     )
 
-    over = decide("tokens", used=1200, limit=1000, requested=1)
+    over = decide("tokens", used=1200, limit=1000, requested=1, now=NOW)
     assert (over.allowed, over.soft_limit_exceeded, over.remaining) == (True, True, 0)
 
-    unlimited = decide("tokens", used=10**15, limit=None, requested=10**12)
+    unlimited = decide("tokens", used=10**15, limit=None, requested=10**12, now=NOW)
     assert (unlimited.soft_limit_exceeded, unlimited.would_exceed, unlimited.remaining) == (
         False,
         False,

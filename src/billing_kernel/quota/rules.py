@@ -1,21 +1,132 @@
-"""An org's limits, quota decisions and percentages. Limits are soft in this version: nothing
-is blocked."""
+"""An org's limits, how each is enforced, and the quota decisions against them.
+
+The ladder a decision climbs, top first: the org's billing status (canceled, or past due /
+trial ended beyond their grace, blocks every metered operation); an unlimited metric; a
+`soft` policy (never blocks); a `hard` policy, which allows usage up to its ceiling: the
+limit, plus the `grace_percent` allowance, for as long as the `grace_period` that starts when
+usage first goes beyond the limit in the period runs (no period: the whole month).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Plan
 
 PERCENT_STEP = Decimal("0.1")
+MAX_GRACE_PERCENT = 1000
+MAX_GRACE_PERIOD = timedelta(days=31)
 
 
 class Enforcement(StrEnum):
     SOFT = "soft"
     """Usage beyond the limit is reported and allowed (and may be billed as overage)."""
+    HARD = "hard"
+    """Usage may not go beyond the limit, except by the policy's grace."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How one metric's limit is enforced."""
+
+    mode: Enforcement = Enforcement.SOFT
+    grace_percent: int = 0
+    """Hard: how far beyond the limit usage may go, as a whole percentage of the limit."""
+    grace_period: timedelta | None = None
+    """Hard: how long usage may go on beyond the limit once it first went beyond it in the
+    period (within `grace_percent`, if that is set); None: no time limit on the grace."""
+
+    @property
+    def has_grace(self) -> bool:
+        return self.grace_percent > 0 or self.grace_period is not None
+
+
+SOFT = Policy()
+
+
+class Reason(StrEnum):
+    """Why a decision came out as it did: stable codes for programs to branch on."""
+
+    WITHIN_LIMIT = "within_limit"
+    """Allowed: the request fits in what is included (or the metric is unlimited)."""
+    SOFT_LIMIT_EXCEEDED = "soft_limit_exceeded"
+    """Allowed: the limit is soft, and the request takes usage beyond it (overage)."""
+    IN_GRACE = "in_grace"
+    """Allowed: the limit is hard, and the request is beyond it but within its grace."""
+    LIMIT_REACHED = "limit_reached"
+    """Refused: the limit is hard, and the request would go beyond it and its grace."""
+    PAST_DUE = "past_due"
+    """Refused: the org's payment is overdue for longer than its grace."""
+    TRIAL_ENDED = "trial_ended"
+    """Refused: the trial ended, without a plan becoming active, longer ago than the grace."""
+    CANCELED = "canceled"
+    """Refused: the org's subscription is canceled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What the org's billing status does to metered use: a block with its reason, or
+    none yet, with when one starts (`blocks_at`) if a grace is running."""
+
+    blocked: Reason | None = None
+    blocks_at: datetime | None = None
+
+
+def standing(
+    status: BillingStatus,
+    *,
+    status_since: datetime,
+    trial_ends_at: datetime | None,
+    now: datetime,
+    grace: timedelta,
+) -> Standing:
+    """The billing status overlay. Canceled blocks at once. Past due blocks once `grace`
+    has passed since it became past due (`status_since`). A trial that ended without a plan
+    becoming active is treated the same, its grace counted from the trial's end."""
+    if status is BillingStatus.CANCELED:
+        return Standing(Reason.CANCELED)
+    if status is BillingStatus.PAST_DUE:
+        start, reason = status_since, Reason.PAST_DUE
+    elif status is BillingStatus.TRIAL and trial_ends_at is not None and trial_ends_at <= now:
+        start, reason = trial_ends_at, Reason.TRIAL_ENDED
+    else:
+        return Standing()
+    ends = start + grace
+    return Standing(reason) if now >= ends else Standing(blocks_at=ends)
+
+
+def grace_allowance(limit: int, policy: Policy) -> int:
+    """How many units beyond `limit` the policy's `grace_percent` allows (rounded down)."""
+    return limit * policy.grace_percent // 100
+
+
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    """The most usage a hard limit lets the period reach now (None: no bound while a time
+    grace runs), and when the running time grace ends."""
+
+    most: int | None
+    grace_ends_at: datetime | None = None
+
+
+def hard_ceiling(limit: int, policy: Policy, crossed_at: datetime | None, now: datetime) -> Ceiling:
+    """The ceiling of a hard limit. `crossed_at`: when usage first went beyond the limit in
+    this period (None: not yet). Without a time grace: the limit plus the percent allowance.
+    With one: the same (or no bound, with no percent allowance) until the grace period after
+    the crossing ends, the limit itself after; not yet crossed, the grace would start now."""
+    with_percent = limit + grace_allowance(limit, policy)
+    if policy.grace_period is None:
+        return Ceiling(with_percent)
+    ends = (crossed_at or now) + policy.grace_period
+    if now >= ends:
+        return Ceiling(limit)
+    return Ceiling(with_percent if policy.grace_percent else None, ends)
 
 
 def effective_limit(plan: Plan, metric: str, overrides: Mapping[str, int | None]) -> int | None:
@@ -62,22 +173,138 @@ class QuotaDecision:
     used: int
     limit: int | None
     remaining: int | None
+    """What may still be used now, grace included (None: no bound)."""
     soft_limit_exceeded: bool
+    """Usage is already beyond the limit."""
     would_exceed: bool
+    """Usage plus the request would be beyond the limit."""
     allowed: bool
     enforcement: Enforcement
+    reason: Reason
+    resets_at: datetime
+    """When the period ends and usage starts again from zero."""
+    policy: Policy = SOFT
+    grace_ends_at: datetime | None = None
+    """When the running time grace ends (or would, if this request starts it)."""
+    status_blocks_at: datetime | None = None
+    """When the org's billing status starts blocking (past due or an ended trial)."""
+    message: str = ""
+    """What to tell the person using the product, in plain words."""
+    upgrade: Plan | None = None
+    """The cheapest active plan whose limit would allow the request (refusals only)."""
 
 
-def decide(metric: str, used: int, limit: int | None, requested: int) -> QuotaDecision:
-    """Soft enforcement: always allowed; says whether the limit is or would be exceeded."""
+def decide(
+    metric: str,
+    *,
+    used: int,
+    limit: int | None,
+    requested: int,
+    now: datetime,
+    policy: Policy = SOFT,
+    crossed_at: datetime | None = None,
+    status: Standing = Standing(),
+) -> QuotaDecision:
+    """Climb the ladder (see the module's docstring) for `requested` more units when
+    `used` are used, against `limit` (None: unlimited) enforced by `policy`."""
+    after = used + requested
+    ceiling = Ceiling(limit)
+    if status.blocked is not None:
+        allowed, reason, ceiling = False, status.blocked, Ceiling(0)
+    elif limit is None:
+        allowed, reason = True, Reason.WITHIN_LIMIT
+    elif policy.mode is Enforcement.SOFT:
+        allowed = True
+        reason = Reason.WITHIN_LIMIT if after <= limit else Reason.SOFT_LIMIT_EXCEEDED
+    else:
+        ceiling = hard_ceiling(limit, policy, crossed_at, now)
+        allowed = ceiling.most is None or after <= ceiling.most
+        if after <= limit:
+            reason = Reason.WITHIN_LIMIT
+        else:
+            reason = Reason.IN_GRACE if allowed else Reason.LIMIT_REACHED
+        # A grace's end is news once usage went beyond the limit, or this request takes it
+        # there; before that, no clock runs.
+        if crossed_at is None and not (allowed and after > limit):
+            ceiling = Ceiling(ceiling.most)
     return QuotaDecision(
         metric=metric,
         requested=requested,
         used=used,
         limit=limit,
-        remaining=remaining(used, limit),
+        remaining=None if ceiling.most is None else max(ceiling.most - used, 0),
         soft_limit_exceeded=limit_exceeded(used, limit),
-        would_exceed=limit_exceeded(used + requested, limit),
-        allowed=True,
-        enforcement=Enforcement.SOFT,
+        would_exceed=limit_exceeded(after, limit),
+        allowed=allowed,
+        enforcement=policy.mode,
+        reason=reason,
+        resets_at=BillingPeriod.containing(now).end,
+        policy=policy,
+        grace_ends_at=ceiling.grace_ends_at,
+        status_blocks_at=status.blocks_at,
     )
+
+
+def upgrade_for(plans: Sequence[Plan], current: str, metric: str, needed: int) -> Plan | None:
+    """The cheapest active plan other than `current` that includes at least `needed` of
+    `metric` (or all of it); None if no plan does."""
+
+    def fits(plan: Plan) -> bool:
+        included = plan.allowance(metric).included_quantity
+        return plan.is_active and plan.slug != current and (included is None or included >= needed)
+
+    return min(filter(fits, plans), key=lambda plan: (plan.monthly_price, plan.slug), default=None)
+
+
+def explained(
+    decision: QuotaDecision, *, org: str, unit: str, plan: str, upgrade: Plan | None = None
+) -> QuotaDecision:
+    """The decision with its `message` for the person using the product (`org`: the org's
+    name; `unit`: the metric's unit, as "tokens"; `plan`: the plan's name) and, if it was
+    refused for its limit, the `upgrade` that would allow it."""
+    d = decision
+    resets = f"Usage resets on {d.resets_at.day} {d.resets_at:%B}."
+    grace = " and its grace allowance" if d.policy.has_grace else ""
+    offer = _offer(upgrade, d.metric, unit) if d.reason is Reason.LIMIT_REACHED else ""
+    if d.reason is Reason.CANCELED:
+        text = f"{org}'s subscription is canceled, so no more {unit} can be used."
+    elif d.reason is Reason.PAST_DUE:
+        text = f"{org}'s payment is overdue, so no more {unit} can be used until it is settled."
+    elif d.reason is Reason.TRIAL_ENDED:
+        text = f"{org}'s trial has ended: choose a plan to go on using {unit}."
+    elif d.limit is None:
+        text = f"{plan} includes unlimited {unit}; {org} has used {d.used:,} this month."
+    elif d.reason is Reason.WITHIN_LIMIT:
+        text = f"{org} has used {d.used:,} of the {d.limit:,} {unit} included in {plan} this month."
+    elif d.reason is Reason.SOFT_LIMIT_EXCEEDED:
+        text = (
+            f"{org} has used {d.used:,} {unit} of the {d.limit:,} included in {plan} this "
+            "month; usage beyond them is billed as overage."
+        )
+    elif d.reason is Reason.IN_GRACE:
+        more = "" if d.remaining is None else f" ({d.remaining:,} more {unit})"
+        ends = d.grace_ends_at
+        until = "" if ends is None else f" until {ends.day} {ends:%B, %H:%M} UTC"
+        text = (
+            f"{org} has used all {d.limit:,} {unit} included in {plan} this month and may go "
+            f"on{more}{until} by its grace allowance. {resets}"
+        )
+    elif d.used >= d.limit:
+        text = (
+            f"{org} has used all {d.limit:,} {unit} included in {plan}{grace} this month. {resets}"
+        )
+    else:
+        left = d.remaining or 0
+        text = (
+            f"{org} has {left:,} {unit} left in {plan}{grace} this month, fewer than the "
+            f"{d.requested:,} asked for. {resets}"
+        )
+    return replace(d, message=text + offer, upgrade=upgrade if offer else None)
+
+
+def _offer(upgrade: Plan | None, metric: str, unit: str) -> str:
+    if upgrade is None:
+        return ""
+    included = upgrade.allowance(metric).included_quantity
+    amount = "unlimited" if included is None else f"{included:,}"
+    return f" {upgrade.name} includes {amount} {unit}."

@@ -32,7 +32,8 @@ class QuotaService:
         """May the org use `amount` more of `metric`? Soft limits: always allowed, and says
         whether the limit is or would be exceeded."""
         requested = validate_quantity(amount)
-        period = BillingPeriod.containing(self._clock())
+        now = self._clock()
+        period = BillingPeriod.containing(now)
         async with self._tx.read() as unit:
             checked = await self._metrics.get(metric, unit)
             inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
@@ -41,7 +42,7 @@ class QuotaService:
                 await self._orgs.billing_state(org_id, unit)
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
         assert inputs is not None
-        return _decision(checked, inputs, requested)
+        return _decision(checked, inputs, requested, now)
 
     async def overrides(self, org_id: str, uow: UnitOfWork | None = None) -> dict[str, int | None]:
         """The org's own limits, by metric (None: unlimited)."""
@@ -72,7 +73,7 @@ class QuotaService:
             await QuotaRepository(unit).clear_limit_override(org_id, metric)
 
 
-def _decision(metric: Metric, inputs: QuotaInputs, requested: int) -> QuotaDecision:
+def _decision(metric: Metric, inputs: QuotaInputs, requested: int, now: datetime) -> QuotaDecision:
     used, _ = used_and_peak(metric, inputs.counted, inputs.members)
     limit = limit_after_overrides(inputs.plan_included, metric.key, inputs.overrides)
-    return decide(metric.key, used, limit, requested)
+    return decide(metric.key, used=used, limit=limit, requested=requested, now=now)

@@ -1,0 +1,297 @@
+"""The enforcement ladder: policies, grace, the billing status overlay, and what a decision
+tells the person using the product. Pure, with the clock passed in; each figure is worked out
+by hand."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.quota.rules import (
+    SOFT,
+    Ceiling,
+    Enforcement,
+    Policy,
+    QuotaDecision,
+    Reason,
+    Standing,
+    decide,
+    explained,
+    grace_allowance,
+    hard_ceiling,
+    standing,
+    upgrade_for,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+DECEMBER = datetime(2026, 12, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+HARD = Policy(Enforcement.HARD)
+TEN_PERCENT = Policy(Enforcement.HARD, grace_percent=10)
+THREE_DAYS = Policy(Enforcement.HARD, grace_period=72 * HOUR)
+BOTH = Policy(Enforcement.HARD, grace_percent=10, grace_period=72 * HOUR)
+
+
+def plan(slug: str, price: str, tokens: int | None, active: bool = True) -> Plan:
+    return Plan(
+        slug=slug,
+        name=slug.capitalize(),
+        currency="USD",
+        monthly_price=Decimal(price),
+        is_active=active,
+        metrics={"tokens": PlanMetric("tokens", tokens)},
+    )
+
+
+PLANS = [
+    plan("internal-dev", "0.00", 10_000_000, active=False),
+    plan("starter", "49.00", 1_000_000),
+    plan("growth", "199.00", 5_000_000),
+    plan("scale", "199.00", 5_000_000),  # as cheap as growth: the slug decides
+    plan("enterprise", "599.00", None),
+]
+
+
+# (policy, used, requested, crossed_at, allowed, reason, remaining, grace_ends_at), limit 1,000;
+# grace_ends_at is given while a time grace runs, or when this request would start it
+LADDER = [
+    # soft: never blocks; says when usage goes beyond
+    (SOFT, 900, 100, None, True, Reason.WITHIN_LIMIT, 100, None),
+    (SOFT, 900, 101, None, True, Reason.SOFT_LIMIT_EXCEEDED, 100, None),
+    (SOFT, 5_000, 1, NOW - HOUR, True, Reason.SOFT_LIMIT_EXCEEDED, 0, None),
+    # hard: up to the limit exactly, not one more
+    (HARD, 999, 1, None, True, Reason.WITHIN_LIMIT, 1, None),
+    (HARD, 999, 2, None, False, Reason.LIMIT_REACHED, 1, None),
+    (HARD, 1_000, 1, None, False, Reason.LIMIT_REACHED, 0, None),
+    (HARD, 1_000, 0, None, True, Reason.WITHIN_LIMIT, 0, None),  # asking for nothing
+    (HARD, 1_200, 1, NOW - HOUR, False, Reason.LIMIT_REACHED, 0, None),  # counted events
+    # hard, 10 % grace: 100 more, for the whole month
+    (TEN_PERCENT, 900, 50, None, True, Reason.WITHIN_LIMIT, 200, None),
+    (TEN_PERCENT, 999, 101, None, True, Reason.IN_GRACE, 101, None),
+    (TEN_PERCENT, 1_050, 50, NOW - 30 * 24 * HOUR, True, Reason.IN_GRACE, 50, None),
+    (TEN_PERCENT, 1_050, 51, NOW - HOUR, False, Reason.LIMIT_REACHED, 50, None),
+    # hard, 72 h grace from the first crossing: no bound until it ends, the limit after
+    (THREE_DAYS, 900, 100, None, True, Reason.WITHIN_LIMIT, None, None),
+    (THREE_DAYS, 900, 500, None, True, Reason.IN_GRACE, None, NOW + 72 * HOUR),  # starts it
+    (THREE_DAYS, 5_000, 10**9, NOW - 71 * HOUR, True, Reason.IN_GRACE, None, NOW + HOUR),
+    (THREE_DAYS, 5_000, 1, NOW - 72 * HOUR, False, Reason.LIMIT_REACHED, 0, None),  # at its end
+    (THREE_DAYS, 5_000, 1, NOW - 73 * HOUR, False, Reason.LIMIT_REACHED, 0, None),
+    # both: 10 % more, and only for 72 h
+    (BOTH, 999, 101, None, True, Reason.IN_GRACE, 101, NOW + 72 * HOUR),
+    (BOTH, 999, 102, None, False, Reason.LIMIT_REACHED, 101, None),  # refused: no clock runs
+    (BOTH, 1_050, 50, NOW - 71 * HOUR, True, Reason.IN_GRACE, 50, NOW + HOUR),
+    (BOTH, 1_050, 1, NOW - 72 * HOUR, False, Reason.LIMIT_REACHED, 0, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "used", "requested", "crossed_at", "allowed", "reason", "remaining", "ends"),
+    LADDER,
+)
+def test_the_policy_ladder(
+    policy: Policy,
+    used: int,
+    requested: int,
+    crossed_at: datetime | None,
+    allowed: bool,
+    reason: Reason,
+    remaining: int | None,
+    ends: datetime | None,
+) -> None:
+    decision = decide(
+        "tokens",
+        used=used,
+        limit=1_000,
+        requested=requested,
+        now=NOW,
+        policy=policy,
+        crossed_at=crossed_at,
+    )
+    assert (decision.allowed, decision.reason, decision.remaining) == (allowed, reason, remaining)
+    assert decision.grace_ends_at == ends
+    assert (decision.enforcement, decision.policy) == (policy.mode, policy)
+    assert (decision.used, decision.requested, decision.limit) == (used, requested, 1_000)
+    assert decision.resets_at == DECEMBER
+    assert decision.would_exceed is (used + requested > 1_000)
+    assert decision.soft_limit_exceeded is (used > 1_000)
+
+
+@pytest.mark.parametrize("policy", [SOFT, HARD, BOTH])
+def test_an_unlimited_metric_is_never_blocked(policy: Policy) -> None:
+    decision = decide("tokens", used=10**15, limit=None, requested=10**12, now=NOW, policy=policy)
+    assert (decision.allowed, decision.reason, decision.remaining) == (
+        True,
+        Reason.WITHIN_LIMIT,
+        None,
+    )
+    assert not decision.would_exceed
+
+
+@pytest.mark.parametrize("policy", [SOFT, HARD, TEN_PERCENT])
+def test_a_zero_limit_includes_nothing(policy: Policy) -> None:
+    decision = decide("tokens", used=0, limit=0, requested=1, now=NOW, policy=policy)
+    assert decision.allowed is (policy.mode is Enforcement.SOFT)  # 10 % of 0 is 0
+    assert decision.remaining == 0
+
+
+def test_the_grace_allowance_is_a_whole_number_of_units_rounded_down() -> None:
+    assert grace_allowance(1_000, TEN_PERCENT) == 100
+    assert grace_allowance(999, TEN_PERCENT) == 99  # 99.9
+    assert grace_allowance(5, Policy(Enforcement.HARD, grace_percent=25)) == 1  # 1.25
+    assert grace_allowance(1_000, HARD) == 0
+    assert grace_allowance(3, Policy(Enforcement.HARD, grace_percent=1000)) == 30
+
+
+def test_a_hard_ceiling_follows_the_crossing_clock() -> None:
+    assert hard_ceiling(1_000, HARD, None, NOW) == Ceiling(1_000)
+    assert hard_ceiling(1_000, TEN_PERCENT, NOW - 1000 * HOUR, NOW) == Ceiling(1_100)
+    assert hard_ceiling(1_000, THREE_DAYS, None, NOW) == Ceiling(None, NOW + 72 * HOUR)
+    assert hard_ceiling(1_000, BOTH, NOW - HOUR, NOW) == Ceiling(1_100, NOW + 71 * HOUR)
+    assert hard_ceiling(1_000, BOTH, NOW - 72 * HOUR, NOW) == Ceiling(1_000)
+
+
+def test_policies_say_whether_they_have_grace() -> None:
+    assert not SOFT.has_grace
+    assert not HARD.has_grace
+    assert TEN_PERCENT.has_grace
+    assert THREE_DAYS.has_grace
+    assert (SOFT.mode, SOFT.grace_percent, SOFT.grace_period) == (Enforcement.SOFT, 0, None)
+
+
+GRACE = timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("status", "since", "trial_ends_at", "expected"),
+    [
+        (BillingStatus.ACTIVE, NOW - 400 * 24 * HOUR, None, Standing()),
+        (BillingStatus.TRIAL, NOW - 24 * HOUR, NOW + 24 * HOUR, Standing()),
+        (BillingStatus.TRIAL, NOW - 24 * HOUR, None, Standing()),
+        (BillingStatus.CANCELED, NOW, None, Standing(Reason.CANCELED)),
+        # past due: a week of grace from when it became past due
+        (BillingStatus.PAST_DUE, NOW - HOUR, None, Standing(blocks_at=NOW - HOUR + GRACE)),
+        (BillingStatus.PAST_DUE, NOW - GRACE + HOUR, None, Standing(blocks_at=NOW + HOUR)),
+        (BillingStatus.PAST_DUE, NOW - GRACE, None, Standing(Reason.PAST_DUE)),
+        (BillingStatus.PAST_DUE, NOW - 30 * GRACE, None, Standing(Reason.PAST_DUE)),
+        # a trial that ended without a plan becoming active: the same week, from its end
+        (BillingStatus.TRIAL, NOW - 60 * GRACE, NOW, Standing(blocks_at=NOW + GRACE)),
+        (BillingStatus.TRIAL, NOW - 60 * GRACE, NOW - GRACE + HOUR, Standing(blocks_at=NOW + HOUR)),
+        (BillingStatus.TRIAL, NOW - 60 * GRACE, NOW - GRACE, Standing(Reason.TRIAL_ENDED)),
+    ],
+)
+def test_the_billing_status_overlay(
+    status: BillingStatus, since: datetime, trial_ends_at: datetime | None, expected: Standing
+) -> None:
+    found = standing(status, status_since=since, trial_ends_at=trial_ends_at, now=NOW, grace=GRACE)
+    assert found == expected
+
+
+@pytest.mark.parametrize("policy", [SOFT, HARD])
+@pytest.mark.parametrize("reason", [Reason.CANCELED, Reason.PAST_DUE, Reason.TRIAL_ENDED])
+def test_a_blocking_status_refuses_every_metric_whatever_its_policy(
+    policy: Policy, reason: Reason
+) -> None:
+    for limit in (None, 1_000):
+        decision = decide(
+            "tokens",
+            used=0,
+            limit=limit,
+            requested=1,
+            now=NOW,
+            policy=policy,
+            status=Standing(reason),
+        )
+        assert (decision.allowed, decision.reason, decision.remaining) == (False, reason, 0)
+
+
+def test_a_status_grace_is_reported_on_allowed_decisions() -> None:
+    running = Standing(blocks_at=NOW + HOUR)
+    decision = decide("tokens", used=0, limit=10, requested=1, now=NOW, status=running)
+    assert (decision.allowed, decision.status_blocks_at) == (True, NOW + HOUR)
+
+
+def test_the_upgrade_is_the_cheapest_active_plan_that_fits() -> None:
+    assert upgrade_for(PLANS, "starter", "tokens", 1_000_001) == PLANS[2]  # growth before scale
+    assert upgrade_for(PLANS, "starter", "tokens", 5_000_000) == PLANS[2]  # exactly enough
+    assert upgrade_for(PLANS, "starter", "tokens", 5_000_001) == PLANS[4]  # unlimited
+    assert upgrade_for(PLANS, "enterprise", "tokens", 10**12) is None  # nothing else fits
+    assert upgrade_for(PLANS, "growth", "tokens", 2_000_000) == PLANS[3]  # never the current
+    assert upgrade_for(PLANS, "starter", "tokens", 1) == PLANS[2]  # the inactive dev plan: no
+    assert upgrade_for(PLANS, "starter", "seats", 1) == PLANS[2]  # not named: unlimited
+
+
+def refused(used: int, requested: int, policy: Policy = HARD) -> QuotaDecision:
+    return decide("tokens", used=used, limit=1_000_000, requested=requested, now=NOW, policy=policy)
+
+
+def test_a_refusal_says_what_was_used_when_usage_resets_and_what_would_allow_it() -> None:
+    decision = explained(
+        refused(1_000_000, 1), org="Acme", unit="tokens", plan="Starter", upgrade=PLANS[2]
+    )
+    assert decision.message == (
+        "Acme has used all 1,000,000 tokens included in Starter this month. "
+        "Usage resets on 1 December. Growth includes 5,000,000 tokens."
+    )
+    assert decision.upgrade == PLANS[2]
+    short = explained(refused(999_000, 5_000), org="Acme", unit="tokens", plan="Starter")
+    assert short.message == (
+        "Acme has 1,000 tokens left in Starter this month, fewer than the 5,000 asked for. "
+        "Usage resets on 1 December."
+    )
+    assert short.upgrade is None
+    graced = explained(
+        refused(1_100_000, 1, TEN_PERCENT),
+        org="Acme",
+        unit="tokens",
+        plan="Starter",
+        upgrade=PLANS[4],
+    )
+    assert graced.message == (
+        "Acme has used all 1,000,000 tokens included in Starter and its grace allowance this "
+        "month. Usage resets on 1 December. Enterprise includes unlimited tokens."
+    )
+
+
+def test_every_other_decision_explains_itself_in_plain_words() -> None:
+    def message(decision: QuotaDecision) -> str:
+        upgrade = PLANS[2]  # offered only with a refusal for the limit
+        return explained(
+            decision, org="Acme", unit="tokens", plan="Starter", upgrade=upgrade
+        ).message
+
+    assert message(refused(250_000, 1)) == (
+        "Acme has used 250,000 of the 1,000,000 tokens included in Starter this month."
+    )
+    assert message(refused(1_200_000, 1, SOFT)) == (
+        "Acme has used 1,200,000 tokens of the 1,000,000 included in Starter this month; "
+        "usage beyond them is billed as overage."
+    )
+    assert message(refused(1_000_000, 50_000, BOTH)) == (
+        "Acme has used all 1,000,000 tokens included in Starter this month and may go on "
+        "(100,000 more tokens) until 28 November, 12:00 UTC by its grace allowance. "
+        "Usage resets on 1 December."
+    )
+    assert message(refused(1_000_000, 5, Policy(Enforcement.HARD, grace_percent=5))) == (
+        "Acme has used all 1,000,000 tokens included in Starter this month and may go on "
+        "(50,000 more tokens) by its grace allowance. Usage resets on 1 December."
+    )
+    assert message(refused(1_000_000, 10**9, THREE_DAYS)) == (
+        "Acme has used all 1,000,000 tokens included in Starter this month and may go on "
+        "until 28 November, 12:00 UTC by its grace allowance. Usage resets on 1 December."
+    )
+    unlimited = decide("tokens", used=7, limit=None, requested=1, now=NOW)
+    assert message(unlimited) == "Starter includes unlimited tokens; Acme has used 7 this month."
+    for reason, text in [
+        (Reason.CANCELED, "Acme's subscription is canceled, so no more tokens can be used."),
+        (
+            Reason.PAST_DUE,
+            "Acme's payment is overdue, so no more tokens can be used until it is settled.",
+        ),
+        (Reason.TRIAL_ENDED, "Acme's trial has ended: choose a plan to go on using tokens."),
+    ]:
+        blocked = decide("tokens", used=0, limit=10, requested=1, now=NOW, status=Standing(reason))
+        told = explained(blocked, org="Acme", unit="tokens", plan="Starter", upgrade=PLANS[2])
+        assert told == replace(blocked, message=text)  # no upgrade offered: not a limit
