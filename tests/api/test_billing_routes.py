@@ -4,6 +4,7 @@ import pytest
 
 from billing_kernel.auth.rules import Scope
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.kernel import utc_now
 from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import Api, bearer, user_token
 from tests.conftest import new_id, save_plan
@@ -189,6 +190,11 @@ async def test_plan_change_by_an_admin_key_and_its_refusals(api: Api) -> None:
     assert (await api.kernel.orgs.billing_state(org_id)).plan_slug == "enterprise"
 
 
+def next_month_start() -> str:
+    """When this month's usage resets, as the API writes it."""
+    return BillingPeriod.containing(utc_now()).end.isoformat().replace("+00:00", "Z")
+
+
 async def test_quota_check(api: Api) -> None:
     org_id = new_id()
     headers = await api.member(org_id)
@@ -208,12 +214,17 @@ async def test_quota_check(api: Api) -> None:
         "soft_limit_exceeded": False,
         "would_exceed": True,
         "allowed": True,
+        "reason": "soft_limit_exceeded",
+        "message": f"{org_id} has used 199 of the 200 runs included in Starter this month; "
+        "usage beyond them is billed as overage.",
+        "resets_at": next_month_start(),
         "enforcement": "soft",
     }
     default_amount = await api.client.post(
         "/api/v1/billing/org/check", json={"metric": "tokens"}, headers=headers
     )
     assert default_amount.json()["requested"] == 1
+    assert default_amount.json()["reason"] == "within_limit"
 
 
 @pytest.mark.parametrize(

@@ -266,7 +266,11 @@ def test_every_other_decision_explains_itself_in_plain_words() -> None:
         "Acme has used 250,000 of the 1,000,000 tokens included in Starter this month."
     )
     assert message(refused(1_200_000, 1, SOFT)) == (
-        "Acme has used 1,200,000 tokens of the 1,000,000 included in Starter this month; "
+        "Acme has used 1,200,000 tokens, more than the 1,000,000 included in Starter this "
+        "month; usage beyond them is billed as overage."
+    )
+    assert message(refused(999_999, 2, SOFT)) == (
+        "Acme has used 999,999 of the 1,000,000 tokens included in Starter this month; "
         "usage beyond them is billed as overage."
     )
     assert message(refused(1_000_000, 50_000, BOTH)) == (

@@ -1,11 +1,11 @@
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.kernel import Kernel
-from billing_kernel.quota.rules import Enforcement
+from billing_kernel.quota.rules import Enforcement, Reason
 from tests.conftest import Clock, new_id
 
 pytestmark = pytest.mark.anyio
@@ -111,6 +111,22 @@ async def test_quota_check_is_soft_and_reports_what_the_request_would_do(
     )
     seats = await kernel.quota.check(org_id, "seats", 1)
     assert (seats.used, seats.remaining, seats.would_exceed) == (2, 1, False)
+
+
+async def test_a_decision_says_why_and_in_plain_words_with_the_orgs_and_plans_names(
+    kernel: Kernel,
+) -> None:
+    org_id = new_id()
+    await kernel.orgs.create(org_id, name="Acme", plan_slug="growth")
+    await kernel.usage.record(org_id, "tokens", 1_250_000, idempotency_key="t")
+    decision = await kernel.quota.check(org_id, "tokens", 10)
+    assert decision.reason is Reason.WITHIN_LIMIT
+    assert decision.message == (
+        "Acme has used 1,250,000 of the 5,000,000 tokens included in Growth this month."
+    )
+    assert decision.resets_at == datetime(2026, 6, 1, tzinfo=UTC)  # the clock is in May
+    beyond = await kernel.quota.check(org_id, "tokens", 4_000_000)
+    assert (beyond.allowed, beyond.reason) == (True, Reason.SOFT_LIMIT_EXCEEDED)
 
 
 async def test_quota_check_refuses_bad_input(kernel: Kernel) -> None:

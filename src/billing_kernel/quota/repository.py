@@ -14,7 +14,9 @@ from billing_kernel.db.tables import (
     org_billing_state,
     org_limit_overrides,
     org_members,
+    orgs,
     plan_metrics,
+    plans,
     usage_counters,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -31,6 +33,8 @@ class QuotaInputs:
     counted: int
     """The metric's counter this period (for seats: the peak)."""
     members: int
+    org_name: str | None
+    plan_name: str
 
 
 def _quota_inputs_query() -> Select[Any]:
@@ -51,8 +55,12 @@ def _quota_inputs_query() -> Select[Any]:
             org_limit_overrides.c.included_quantity.label("override_included"),
             func.coalesce(usage_counters.c.quantity, 0).label("counted"),
             members.label("members"),
+            orgs.c.name.label("org_name"),
+            plans.c.name.label("plan_name"),
         )
         .select_from(state)
+        .join(orgs, orgs.c.org_id == state.c.org_id)
+        .join(plans, plans.c.slug == state.c.plan_slug)
         .outerjoin(
             plan_metrics,
             (plan_metrics.c.plan_slug == state.c.plan_slug) & (plan_metrics.c.metric == metric),
@@ -96,6 +104,8 @@ class QuotaRepository:
             overrides={} if found.override is None else {found.override: found.override_included},
             counted=found.counted,
             members=found.members,
+            org_name=found.org_name,
+            plan_name=found.plan_name,
         )
 
     async def get_limit_overrides(self, org_id: str) -> dict[str, int | None]:

@@ -19,7 +19,8 @@ router = billing_router()
 async def check_quota(body: CheckIn, access: MemberAccess) -> CheckOut:
     """Whether the org may use `amount` more of `metric`. Limits are soft in this version:
     `allowed` is always true, and `soft_limit_exceeded` / `would_exceed` say where usage
-    stands. Members of the org, or service keys with `quota:check` or `billing:admin`."""
+    stands, `reason` why, and `message` the same in plain words for the person using the
+    product. Members of the org, or service keys with `quota:check` or `billing:admin`."""
     return CheckOut.model_validate(
         await access.kernel.quota.check(access.org_id, body.metric, body.amount)
     )

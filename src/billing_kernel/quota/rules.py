@@ -277,9 +277,14 @@ def explained(
     elif d.reason is Reason.WITHIN_LIMIT:
         text = f"{org} has used {d.used:,} of the {d.limit:,} {unit} included in {plan} this month."
     elif d.reason is Reason.SOFT_LIMIT_EXCEEDED:
+        so_far = (
+            f"{d.used:,} {unit}, more than the {d.limit:,}"
+            if d.soft_limit_exceeded
+            else f"{d.used:,} of the {d.limit:,} {unit}"
+        )
         text = (
-            f"{org} has used {d.used:,} {unit} of the {d.limit:,} included in {plan} this "
-            "month; usage beyond them is billed as overage."
+            f"{org} has used {so_far} included in {plan} this month; usage beyond them is "
+            "billed as overage."
         )
     elif d.reason is Reason.IN_GRACE:
         more = "" if d.remaining is None else f" ({d.remaining:,} more {unit})"

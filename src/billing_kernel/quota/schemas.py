@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import (
     Field,
 )
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
-from billing_kernel.quota.rules import Enforcement
+from billing_kernel.quota.rules import Enforcement, Reason
 from billing_kernel.web.schemas import (
     FromDomain,
     StrictBody,
@@ -31,4 +33,15 @@ class CheckOut(FromDomain):
     soft_limit_exceeded: bool = Field(description="Usage is already beyond the limit.")
     would_exceed: bool = Field(description="Usage plus the amount would be beyond the limit.")
     allowed: bool = Field(description="Always true while limits are soft.")
+    reason: Reason = Field(
+        description="Why, as a stable code: `within_limit` (the request fits, or the metric is "
+        "unlimited) or `soft_limit_exceeded` (it takes usage beyond a soft limit: overage)."
+    )
+    message: str = Field(
+        description="The decision in plain words, for the person using the product.",
+        examples=["Acme has used 250,000 of the 1,000,000 tokens included in Starter this month."],
+    )
+    resets_at: datetime = Field(
+        description="When the period ends and usage starts again from zero (UTC)."
+    )
     enforcement: Enforcement

@@ -12,7 +12,7 @@ from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.quota.repository import QuotaInputs, QuotaRepository
-from billing_kernel.quota.rules import QuotaDecision, decide, limit_after_overrides
+from billing_kernel.quota.rules import QuotaDecision, decide, explained, limit_after_overrides
 
 
 class QuotaService:
@@ -29,8 +29,8 @@ class QuotaService:
         self._orgs = orgs
 
     async def check(self, org_id: str, metric: str, amount: int = 1) -> QuotaDecision:
-        """May the org use `amount` more of `metric`? Soft limits: always allowed, and says
-        whether the limit is or would be exceeded."""
+        """May the org use `amount` more of `metric`? Soft limits: always allowed; the
+        decision says whether the limit is or would be exceeded, why, and in plain words."""
         requested = validate_quantity(amount)
         now = self._clock()
         period = BillingPeriod.containing(now)
@@ -42,7 +42,7 @@ class QuotaService:
                 await self._orgs.billing_state(org_id, unit)
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
         assert inputs is not None
-        return _decision(checked, inputs, requested, now)
+        return _decision(org_id, checked, inputs, requested, now)
 
     async def overrides(self, org_id: str, uow: UnitOfWork | None = None) -> dict[str, int | None]:
         """The org's own limits, by metric (None: unlimited)."""
@@ -73,7 +73,12 @@ class QuotaService:
             await QuotaRepository(unit).clear_limit_override(org_id, metric)
 
 
-def _decision(metric: Metric, inputs: QuotaInputs, requested: int, now: datetime) -> QuotaDecision:
+def _decision(
+    org_id: str, metric: Metric, inputs: QuotaInputs, requested: int, now: datetime
+) -> QuotaDecision:
     used, _ = used_and_peak(metric, inputs.counted, inputs.members)
     limit = limit_after_overrides(inputs.plan_included, metric.key, inputs.overrides)
-    return decide(metric.key, used=used, limit=limit, requested=requested, now=now)
+    decision = decide(metric.key, used=used, limit=limit, requested=requested, now=now)
+    return explained(
+        decision, org=inputs.org_name or org_id, unit=metric.unit, plan=inputs.plan_name
+    )
