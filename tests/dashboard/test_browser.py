@@ -187,7 +187,12 @@ def test_the_period_is_written_once_beside_the_overage_and_the_estimated_bill(
     # Six members against five seats: one seat over at $15.00 on top of Starter's $49.00.
     assert page.get_by_test_id("overage").inner_text() == "$15.00"
     assert page.get_by_test_id("estimated-bill").inner_text() == "$64.00"
-    assert str(THIS_MONTH.start.year) not in page.get_by_test_id("metric-tokens").inner_text()
+    # Once: no second span elsewhere on the page, and not again in ISO form beside it (the
+    # footer's "Figures as of" time is the only ISO date on the page).
+    assert page.inner_text("body").count(f"1\N{EN DASH}{last.day} {last:%B}") == 1
+    charges = page.get_by_role("region", name="Plan, period and charges").inner_text()
+    assert THIS_MONTH.key.isoformat() not in charges
+    assert last.isoformat() not in charges
 
 
 def test_daily_charts_have_dates_on_the_axis_and_each_days_figure(

@@ -86,12 +86,12 @@ class SummaryService:
             state = await self._orgs.billing_state(org_id, unit)
             catalogue = await self._metrics.catalogue(unit)
             counters = await self._usage.counters(org_id, period, unit)
-            seat_count = None
-            if period == current:
-                seat_count = await self._members.seat_count(org_id, unit)
-            else:  # a closed month has no live member count: its seats are its peak
+            members = await self._members.seat_count(org_id, unit)
+            if period != current:  # a closed month's seats are its peak, not today's count
                 by_month = {(period.key, key): value for key, value in counters.items()}
-                peaks = await self._seat_peaks(org_id, by_month, [period.key], catalogue, unit)
+                peaks = await self._seat_peaks(
+                    org_id, by_month, [period.key], catalogue, members, unit
+                )
                 counters = {key: value for (_, key), value in peaks.items()}
             return build_summary(
                 plan=await self._plans.get(state.plan_slug, unit),
@@ -99,7 +99,7 @@ class SummaryService:
                 period=period,
                 catalogue=catalogue,
                 counters=counters,
-                seat_count=seat_count,
+                seat_count=members if period == current else None,
                 overrides=await self._quota.overrides(org_id, unit),
                 now=now,
             )
@@ -136,7 +136,8 @@ class SummaryService:
                     BillingPeriod.starting(page[-1]).next(),
                     unit,
                 )
-                peaks = await self._seat_peaks(org_id, counters, page, catalogue, unit)
+                members = await self._members.seat_count(org_id, unit)
+                peaks = await self._seat_peaks(org_id, counters, page, catalogue, members, unit)
                 points = monthly_usage(page, catalogue, peaks)
             else:
                 per_day: dict[tuple[date, str], int] = {}
@@ -164,11 +165,13 @@ class SummaryService:
                 past_months.append(oldest.key)
             past = await self._usage.counters_between(org_id, oldest, summary.period, unit)
             catalogue = [line.metric for line in summary.usage]
+            # The summary of the current month read the live member count: seats' `used`.
+            members = next((line.used for line in summary.usage if line.peak is not None), 0)
             return build_dashboard(
                 summary,
                 oldest=oldest,
                 per_day=await self._usage.daily_totals(org_id, summary.period, unit),
-                past=await self._seat_peaks(org_id, past, past_months, catalogue, unit),
+                past=await self._seat_peaks(org_id, past, past_months, catalogue, members, unit),
                 plans=await self._plans.list_active(unit) if include_plans else [],
             )
 
@@ -178,16 +181,16 @@ class SummaryService:
         counters: Mapping[tuple[date, str], int],
         months: Sequence[date],
         catalogue: Sequence[Metric],
+        members_now: int,
         uow: UnitOfWork,
     ) -> dict[tuple[date, str], int]:
         """`counters` (by month and metric) with each seats metric's peak in each of
-        `months`, recorded or not (see `seats_in_month`)."""
+        `months`, recorded or not (see `seats_in_month`); `members_now`: the live count."""
         peaks = dict(counters)
         seats_metrics = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
         if not seats_metrics or not months:
             return peaks
         current = BillingPeriod.containing(self._clock()).key
-        members_now = await self._members.seat_count(org_id, uow)
         for metric in seats_metrics:
             last = await self._usage.last_seats_month(org_id, metric.key, uow)
             for month in months:
