@@ -187,3 +187,52 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
         assert lines[0].startswith(
             "error: cannot use the database postgresql://postgres@127.0.0.1:9/billing: "
         )
+
+
+def test_a_hard_limit_with_grace_is_set_reached_and_explained(tmp_path: Path) -> None:
+    """The README's walkthrough, on a database of its own (it changes a seeded plan)."""
+    url = f"sqlite:///{tmp_path / 'hard.db'}"
+    assert run(url, "migrate").returncode == 0
+    assert run(url, "orgs", "create", "acme", "--name", "Acme", "--plan", "starter").returncode == 0
+    policy = run(
+        url,
+        "plans",
+        "set-policy",
+        "starter",
+        "playbook_runs",
+        "--mode",
+        "hard",
+        "--grace-percent",
+        "10",
+    )
+    assert policy.stdout == "starter playbook_runs: 200 included, hard, 10 % grace limit\n"
+    assert "hard, 10 % grace limit" in run(url, "plans", "list").stdout
+    assert (
+        run(url, "usage", "record", "acme", "playbook_runs", "210", "--key", "r1").returncode == 0
+    )
+    graced = run(url, "check", "acme", "playbook_runs", "10")
+    assert (graced.returncode, graced.stdout.split(":")[0]) == (0, "allowed (in_grace)")
+    refused = run(url, "check", "acme", "playbook_runs", "11")
+    assert refused.returncode == 2
+    assert refused.stdout.startswith("refused (limit_reached): Acme has 10 runs left in Starter")
+    assert refused.stdout.rstrip().endswith("Growth includes 1,000 runs.")
+    assert "hard, 10 % grace limit" in run(url, "summary", "acme").stdout
+    canceled = run(url, "orgs", "set-status", "acme", "canceled")
+    assert canceled.stdout.startswith("org acme: status canceled since ")
+    blocked = run(url, "check", "acme", "tokens")
+    assert (blocked.returncode, blocked.stdout.split(":")[0]) == (2, "refused (canceled)")
+    bad = run(
+        url,
+        "plans",
+        "set-policy",
+        "starter",
+        "tokens",
+        "--mode",
+        "hard",
+        "--grace-period-hours",
+        "0",
+    )
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "error: grace_period_hours must be a whole number from 1 to 744\n",
+    )

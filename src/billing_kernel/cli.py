@@ -22,7 +22,8 @@ from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from billing_kernel.orgs.rules import OrgOrigin
+from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
+from billing_kernel.plans.rules import Enforcement, Policy
 from billing_kernel.summary.rules import OrgBillingSummary
 
 app = typer.Typer(
@@ -140,8 +141,30 @@ def plans_list() -> None:
             per = "" if term.overage_unit_size == 1 else f" per {term.overage_unit_size:,}"
             typer.echo(
                 f"    {term.metric:<14} {included:>12} included, then "
-                f"{term.overage_unit_price.normalize():f}{per}"
+                f"{term.overage_unit_price.normalize():f}{per}; {term.policy.describe()} limit"
             )
+
+
+@plans_app.command("set-policy")
+def plans_set_policy(
+    plan: str,
+    metric: str,
+    mode: Annotated[Enforcement, typer.Option(help="soft: never refuse; hard: refuse.")],
+    grace_percent: Annotated[
+        int, typer.Option(help="Hard: allow this many percent beyond the limit.")
+    ] = 0,
+    grace_period_hours: Annotated[
+        int | None,
+        typer.Option(help="Hard: for this many hours after usage first goes beyond the limit."),
+    ] = None,
+) -> None:
+    """Set how a plan enforces a metric's limit, for every org on it."""
+    period = None if grace_period_hours is None else timedelta(hours=grace_period_hours)
+    policy = Policy(mode, grace_percent, period)
+    updated = _with_kernel(lambda kernel: kernel.plans.set_policy(plan, metric, policy))
+    term = updated.metrics[metric]
+    included = "unlimited" if term.included_quantity is None else f"{term.included_quantity:,}"
+    typer.echo(f"{updated.slug} {metric}: {included} included, {term.policy.describe()} limit")
 
 
 @orgs_app.command("create")
@@ -162,6 +185,28 @@ def orgs_create(
         if state.trial_ends_at
         else ""
     )
+
+
+@orgs_app.command("set-status")
+def orgs_set_status(org_id: str, status: BillingStatus) -> None:
+    """Put an org in a billing status (as its payments say)."""
+    state = _with_kernel(lambda kernel: kernel.orgs.set_status(org_id, status))
+    since = f"{state.status_since:%Y-%m-%d %H:%M} UTC"
+    typer.echo(f"org {state.org_id}: status {state.status.value} since {since}")
+
+
+@app.command()
+def check(
+    org_id: str,
+    metric: str,
+    amount: Annotated[int, typer.Argument(help="How much more the org would use.")] = 1,
+) -> None:
+    """Ask for a quota decision: may the org use `amount` more of `metric` now?"""
+    decision = _with_kernel(lambda kernel: kernel.quota.check(org_id, metric, amount))
+    verdict = "allowed" if decision.allowed else "refused"
+    typer.echo(f"{verdict} ({decision.reason.value}): {decision.message}")
+    if not decision.allowed:
+        raise typer.Exit(code=2)
 
 
 @members_app.command("add")
@@ -369,6 +414,8 @@ def render_summary(summary: OrgBillingSummary) -> str:
             )
         if line.peak is not None:
             notes.append(f"peak {line.peak:,}")
+        if line.policy.mode is Enforcement.HARD and line.limit is not None:
+            notes.append(f"{line.policy.describe()} limit")
         row = f"{line.metric.key:<16}{line.used:>14,}{included:>14}{percent:>9}  " + "; ".join(
             notes
         )

@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     max_event_age_days: int = Field(
         default=35, ge=1, le=366, description="How old an event time may be."
     )
+    past_due_grace_days: int = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description="How long an org that became past due keeps working; after it, every "
+        "metered operation is refused (`past_due`).",
+    )
+    ended_trial_blocks: bool = Field(
+        default=False,
+        description="Treat an org whose trial ended, and whose status was not set to `active`, "
+        "like one past due: after BILLING_PAST_DUE_GRACE_DAYS from the trial's end, every "
+        "metered operation is refused (`trial_ended`). Off by default: nothing but your "
+        "backend (`PUT /api/v1/orgs/{org_id}` with `status`) moves an org out of trial.",
+    )
     db_pool_size: int = Field(
         default=10, ge=1, le=200, description="PostgreSQL connections per process."
     )

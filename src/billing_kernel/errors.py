@@ -58,6 +58,13 @@ class PlanNotFound(NotFound):
     title = "Plan not found"
 
 
+class MetricNotInPlan(NotFound):
+    """The plan does not name the metric: it neither limits nor charges for it."""
+
+    code = "metric_not_in_plan"
+    title = "Metric not in plan"
+
+
 class MemberNotFound(NotFound):
     code = "member_not_found"
     title = "Member not found"

@@ -27,6 +27,7 @@ async def test_plans_list_the_active_plans_with_money_as_decimal_strings(api: Ap
         "included_quantity": 1_000_000,
         "overage_unit_price": "0.02",
         "overage_unit_size": 1000,
+        "policy": {"mode": "soft", "grace_percent": 0, "grace_period_hours": None},
     }
     growth_tokens = next(m for m in plans["growth"]["metrics"] if m["metric"] == "tokens")
     assert growth_tokens["overage_unit_price"] == "0.015"
@@ -218,7 +219,11 @@ async def test_quota_check(api: Api) -> None:
         "message": f"{org_id} has used 199 of the 200 runs included in Starter this month; "
         "usage beyond them is billed as overage.",
         "resets_at": next_month_start(),
+        "grace_ends_at": None,
+        "status_blocks_at": None,
+        "upgrade": None,
         "enforcement": "soft",
+        "policy": {"mode": "soft", "grace_percent": 0, "grace_period_hours": None},
     }
     default_amount = await api.client.post(
         "/api/v1/billing/org/check", json={"metric": "tokens"}, headers=headers

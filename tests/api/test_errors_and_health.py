@@ -203,6 +203,10 @@ OPERATION_IDS = {
     ("get", "/api/v1/orgs/{org_id}/members"): "listOrgMembers",
     ("put", "/api/v1/orgs/{org_id}/members/{user_id}"): "putOrgMember",
     ("delete", "/api/v1/orgs/{org_id}/members/{user_id}"): "removeOrgMember",
+    ("put", "/api/v1/billing/plans/{plan_slug}/metrics/{metric}/policy"): "putPlanPolicy",
+    ("get", "/api/v1/orgs/{org_id}/limits"): "getOrgLimits",
+    ("put", "/api/v1/orgs/{org_id}/limits/{metric}"): "putOrgLimit",
+    ("delete", "/api/v1/orgs/{org_id}/limits/{metric}"): "deleteOrgLimit",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

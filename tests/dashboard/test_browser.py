@@ -18,6 +18,8 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.plans.rules import Enforcement
+from billing_kernel.quota.rules import LimitOverride
 from tests.api.conftest import user_token
 from tests.conftest import new_id
 from tests.live import KernelServer
@@ -60,6 +62,9 @@ async def seed(url: str) -> dict[str, str]:
         await kernel.usage.record(ids["a"], "tokens", 500_000, idempotency_key="t")
         await kernel.usage.record(ids["a"], "playbook_runs", 170, idempotency_key="r")
         await kernel.usage.record(ids["b"], "tokens", 4_321_987, idempotency_key="t")
+        await kernel.quota.set_override(
+            ids["b"], "tokens", LimitOverride(mode=Enforcement.HARD, grace_percent=10)
+        )
         await earlier.orgs.create(ids["c"], plan_slug="starter")
         await earlier.members.add(ids["c"], ids["veteran"], MemberRole.ADMIN)
         await earlier.usage.record(
@@ -280,7 +285,14 @@ def test_a_user_in_two_orgs_can_switch(
     assert page.locator("[aria-current=page]").inner_text() == first
     page.get_by_role("link", name=max(ids["a"], ids["b"])).click()
     screenshot(page, "billing-switched")
-    assert "4,321,987" in page.get_by_test_id("metric-tokens").inner_text()
+    tokens = page.get_by_test_id("metric-tokens")
+    assert "4,321,987" in tokens.inner_text()
+    # Org b's own terms make its tokens a hard limit: the page says so, the others' do not.
+    assert tokens.get_by_test_id("policy").inner_text() == (
+        "Hard limit (10 % grace): use beyond it is refused"
+    )
+    assert page.get_by_test_id("metric-seats").get_by_test_id("policy").count() == 0
+    assert "Some limits are hard" in page.get_by_test_id("limits-note").inner_text()
 
 
 def test_without_a_token_the_page_says_so(

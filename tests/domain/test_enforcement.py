@@ -8,13 +8,20 @@ from decimal import Decimal
 
 import pytest
 
+from billing_kernel.errors import InvalidInput
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.quota.rules import (
+from billing_kernel.plans.rules import (
+    MAX_GRACE_PERCENT,
     SOFT,
-    Ceiling,
     Enforcement,
+    Plan,
+    PlanMetric,
     Policy,
+    validate_grace,
+)
+from billing_kernel.quota.rules import (
+    Ceiling,
+    LimitOverride,
     QuotaDecision,
     Reason,
     Standing,
@@ -23,6 +30,7 @@ from billing_kernel.quota.rules import (
     grace_allowance,
     hard_ceiling,
     standing,
+    terms_after_override,
     upgrade_for,
 )
 
@@ -84,6 +92,11 @@ LADDER = [
     (BOTH, 999, 102, None, False, Reason.LIMIT_REACHED, 101, None),  # refused: no clock runs
     (BOTH, 1_050, 50, NOW - 71 * HOUR, True, Reason.IN_GRACE, 50, NOW + HOUR),
     (BOTH, 1_050, 1, NOW - 72 * HOUR, False, Reason.LIMIT_REACHED, 0, None),
+    # a crossing from before the limit was raised (usage is within it again) is no longer
+    # news: crossing the new limit starts a new grace
+    (THREE_DAYS, 900, 500, NOW - 100 * HOUR, True, Reason.IN_GRACE, None, NOW + 72 * HOUR),
+    (BOTH, 1_000, 100, NOW - 100 * HOUR, True, Reason.IN_GRACE, 100, NOW + 72 * HOUR),
+    (BOTH, 1_000, 0, NOW - 100 * HOUR, True, Reason.WITHIN_LIMIT, 100, None),
 ]
 
 
@@ -153,6 +166,104 @@ def test_a_hard_ceiling_follows_the_crossing_clock() -> None:
     assert hard_ceiling(1_000, BOTH, NOW - 72 * HOUR, NOW) == Ceiling(1_000)
 
 
+PLAN_TERMS = PlanMetric("tokens", 1_000, policy=BOTH)
+
+# (override, limit, policy): each part the override sets replaces the plan's, alone
+OVERRIDES = [
+    (None, 1_000, BOTH),
+    (LimitOverride(), 1_000, BOTH),
+    (LimitOverride(included_quantity=5_000, sets_included=True), 5_000, BOTH),
+    (LimitOverride(included_quantity=None, sets_included=True), None, BOTH),
+    (LimitOverride(included_quantity=5_000), 1_000, BOTH),  # given but not set: the plan's
+    (LimitOverride(mode=Enforcement.SOFT), 1_000, replace(BOTH, mode=Enforcement.SOFT)),
+    (LimitOverride(grace_percent=0), 1_000, THREE_DAYS),
+    (LimitOverride(grace_percent=25), 1_000, replace(BOTH, grace_percent=25)),
+    (LimitOverride(grace_period=None, sets_grace_period=True), 1_000, TEN_PERCENT),
+    (
+        LimitOverride(grace_period=HOUR, sets_grace_period=True),
+        1_000,
+        replace(BOTH, grace_period=HOUR),
+    ),
+    (LimitOverride(grace_period=HOUR), 1_000, BOTH),  # given but not set: the plan's
+    (
+        LimitOverride(0, True, Enforcement.HARD, 0, None, True),
+        0,
+        HARD,
+    ),
+]
+
+
+@pytest.mark.parametrize(("override", "limit", "policy"), OVERRIDES)
+def test_an_override_wins_over_the_plan_part_by_part(
+    override: LimitOverride | None, limit: int | None, policy: Policy
+) -> None:
+    terms = terms_after_override(PLAN_TERMS, override)
+    assert (terms.limit, terms.policy) == (limit, policy)
+
+
+def test_an_override_can_harden_a_soft_plan() -> None:
+    soft_terms = PlanMetric("tokens", 1_000)
+    terms = terms_after_override(soft_terms, LimitOverride(mode=Enforcement.HARD, grace_percent=10))
+    assert (terms.limit, terms.policy) == (1_000, TEN_PERCENT)
+    decision = decide(
+        "tokens", used=1_100, limit=terms.limit, requested=1, now=NOW, policy=terms.policy
+    )
+    assert (decision.allowed, decision.reason) == (False, Reason.LIMIT_REACHED)
+
+
+@pytest.mark.parametrize(
+    ("percent", "period"),
+    [(0, None), (MAX_GRACE_PERCENT, None), (10, HOUR), (0, 744 * HOUR)],
+)
+def test_a_grace_in_range_is_taken(percent: int, period: timedelta | None) -> None:
+    validate_grace(percent, period)
+
+
+@pytest.mark.parametrize(
+    ("percent", "period", "field"),
+    [
+        (-1, None, "grace_percent"),
+        (MAX_GRACE_PERCENT + 1, None, "grace_percent"),
+        (True, None, "grace_percent"),
+        ("10", None, "grace_percent"),
+        (0, timedelta(0), "grace_period_hours"),
+        (0, HOUR - timedelta(seconds=1), "grace_period_hours"),
+        (0, 745 * HOUR, "grace_period_hours"),
+        (0, 90 * timedelta(minutes=1), "grace_period_hours"),  # not whole hours
+        (0, 3, "grace_period_hours"),
+    ],
+)
+def test_a_grace_out_of_range_is_refused_by_name(
+    percent: object, period: object, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        validate_grace(percent, period)
+    assert refused.value.details["field"] == field
+    assert field in refused.value.message
+
+
+def test_a_grace_refusal_gives_the_range() -> None:
+    with pytest.raises(
+        InvalidInput, match=r"^grace_period_hours must be a whole number from 1 to 744$"
+    ):
+        validate_grace(0, 745 * HOUR)
+    with pytest.raises(
+        InvalidInput, match=r"^grace_percent must be a whole number from 0 to 1000$"
+    ):
+        validate_grace(-1, None)
+
+
+def test_a_policy_describes_itself_in_a_few_words() -> None:
+    assert SOFT.describe() == "soft"
+    assert replace(BOTH, mode=Enforcement.SOFT).describe() == "soft"
+    assert HARD.describe() == "hard"
+    assert TEN_PERCENT.describe() == "hard, 10 % grace"
+    assert THREE_DAYS.describe() == "hard, 72 h grace"
+    assert BOTH.describe() == "hard, 10 % grace for 72 h"
+    assert (HARD.grace_text(), SOFT.grace_text()) == ("", "")
+    assert THREE_DAYS.grace_text() == "72 h grace"
+
+
 def test_policies_say_whether_they_have_grace() -> None:
     assert not SOFT.has_grace
     assert not HARD.has_grace
@@ -214,13 +325,19 @@ def test_a_status_grace_is_reported_on_allowed_decisions() -> None:
 
 
 def test_the_upgrade_is_the_cheapest_active_plan_that_fits() -> None:
-    assert upgrade_for(PLANS, "starter", "tokens", 1_000_001) == PLANS[2]  # growth before scale
-    assert upgrade_for(PLANS, "starter", "tokens", 5_000_000) == PLANS[2]  # exactly enough
-    assert upgrade_for(PLANS, "starter", "tokens", 5_000_001) == PLANS[4]  # unlimited
-    assert upgrade_for(PLANS, "enterprise", "tokens", 10**12) is None  # nothing else fits
-    assert upgrade_for(PLANS, "growth", "tokens", 2_000_000) == PLANS[3]  # never the current
-    assert upgrade_for(PLANS, "starter", "tokens", 1) == PLANS[2]  # the inactive dev plan: no
-    assert upgrade_for(PLANS, "starter", "seats", 1) == PLANS[2]  # not named: unlimited
+    dev, starter, growth, scale, enterprise = PLANS
+    assert upgrade_for(PLANS, starter, "tokens", 1_000_001) == growth  # growth before scale
+    assert upgrade_for(PLANS, starter, "tokens", 5_000_000) == growth  # exactly enough
+    assert upgrade_for(PLANS, starter, "tokens", 5_000_001) == enterprise  # unlimited
+    assert upgrade_for(PLANS, enterprise, "tokens", 10**12) is None  # nothing else fits
+    assert upgrade_for(PLANS, growth, "tokens", 2_000_000) == scale  # never the current
+    assert upgrade_for(PLANS, starter, "tokens", 1) == growth  # the inactive dev plan: no
+    assert upgrade_for(PLANS, starter, "seats", 1) == growth  # not named: unlimited
+    free = replace(dev, slug="free", is_active=True)  # includes 10,000,000 for nothing
+    assert upgrade_for([*PLANS, free], growth, "tokens", 6_000_000) == enterprise  # not down
+    assert upgrade_for([*PLANS, free], dev, "tokens", 20_000_000) == enterprise
+    same_price = replace(growth, slug="growth-plus", metrics={})
+    assert upgrade_for([*PLANS, same_price], growth, "tokens", 10**9) == same_price
 
 
 def refused(used: int, requested: int, policy: Policy = HARD) -> QuotaDecision:
@@ -242,6 +359,13 @@ def test_a_refusal_says_what_was_used_when_usage_resets_and_what_would_allow_it(
         "Usage resets on 1 December."
     )
     assert short.upgrade is None
+    at_limit = explained(
+        refused(1_000_000, 100_001, TEN_PERCENT), org="Acme", unit="tokens", plan="Starter"
+    )
+    assert at_limit.message == (  # the grace is what is left
+        "Acme has 100,000 tokens left in Starter and its grace allowance this month, fewer "
+        "than the 100,001 asked for. Usage resets on 1 December."
+    )
     graced = explained(
         refused(1_100_000, 1, TEN_PERCENT),
         org="Acme",

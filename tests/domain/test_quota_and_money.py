@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing_kernel.common.money import money_text, overage_amount, round_money
-from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.quota.rules import Enforcement, decide, effective_limit, percent_used
+from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric
+from billing_kernel.quota.rules import LimitOverride, decide, effective_terms, percent_used
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 
@@ -94,10 +94,20 @@ def test_effective_limit_prefers_the_org_override_and_none_lifts_it() -> None:
         monthly_price=Decimal("1.00"),
         metrics={"tokens": PlanMetric("tokens", 1000)},
     )
-    assert effective_limit(plan, "tokens", {}) == 1000
-    assert effective_limit(plan, "tokens", {"tokens": 5000}) == 5000
-    assert effective_limit(plan, "tokens", {"tokens": None}) is None
-    assert effective_limit(plan, "custom_metric", {}) is None  # not in the plan: unlimited
+
+    def limit(metric: str, overrides: dict[str, LimitOverride]) -> int | None:
+        return effective_terms(plan, metric, overrides).limit
+
+    def only(n: int | None) -> LimitOverride:
+        return LimitOverride(included_quantity=n, sets_included=True)
+
+    assert limit("tokens", {}) == 1000
+    assert limit("tokens", {"tokens": only(5000)}) == 5000
+    assert limit("tokens", {"tokens": only(None)}) is None
+    assert limit("tokens", {"other": only(5)}) == 1000
+    assert limit("tokens", {"tokens": LimitOverride(included_quantity=5)}) == 1000  # not set
+    assert limit("custom_metric", {}) is None  # not in the plan: unlimited
+    assert limit("custom_metric", {"custom_metric": only(7)}) == 7
 
 
 @pytest.mark.parametrize(

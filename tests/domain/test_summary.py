@@ -17,8 +17,8 @@ from billing_kernel.metrics.rules import (
     used_and_peak,
 )
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
-from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.quota.rules import limit_after_overrides
+from billing_kernel.plans.rules import SOFT, Enforcement, Plan, PlanMetric, Policy
+from billing_kernel.quota.rules import LimitOverride
 from billing_kernel.summary.rules import (
     Granularity,
     OrgBillingSummary,
@@ -77,9 +77,13 @@ def test_exactly_at_the_limit_is_not_over() -> None:
 
 
 def test_an_override_replaces_the_plans_limit_and_none_lifts_it() -> None:
-    raised = metric_usage(RUNS, 250, PLAN, {"playbook_runs": 300})
+    raised = metric_usage(RUNS, 250, PLAN, {"playbook_runs": limit_of(300)})
     assert (raised.limit, raised.overage_quantity, raised.remaining) == (300, 0, 50)
-    lifted = metric_usage(RUNS, 10**9, PLAN, {"playbook_runs": None})
+    assert raised.policy == SOFT
+    hard = LimitOverride(mode=Enforcement.HARD, grace_percent=5)
+    hardened = metric_usage(RUNS, 250, PLAN, {"playbook_runs": hard})
+    assert (hardened.limit, hardened.policy) == (200, Policy(Enforcement.HARD, grace_percent=5))
+    lifted = metric_usage(RUNS, 10**9, PLAN, {"playbook_runs": limit_of(None)})
     assert (lifted.limit, lifted.remaining, lifted.percent_used) == (None, None, None)
     assert (lifted.overage_quantity, lifted.soft_limit_exceeded) == (0, False)
 
@@ -131,12 +135,8 @@ def test_a_months_seats_are_its_peak_or_what_was_carried_there() -> None:
     assert seats(None, date(2026, 7, 1), may, 2) == 0  # not begun yet
 
 
-def test_limit_after_overrides_takes_the_orgs_own_limit_for_that_metric_only() -> None:
-    assert limit_after_overrides(200, "playbook_runs", {}) == 200
-    assert limit_after_overrides(200, "playbook_runs", {"playbook_runs": 0}) == 0
-    assert limit_after_overrides(200, "playbook_runs", {"playbook_runs": None}) is None
-    assert limit_after_overrides(200, "playbook_runs", {"tokens": 5}) == 200
-    assert limit_after_overrides(None, "playbook_runs", {}) is None
+def limit_of(n: int | None) -> LimitOverride:
+    return LimitOverride(included_quantity=n, sets_included=True)
 
 
 def test_the_summary_has_a_line_per_metric_and_adds_the_rounded_overage() -> None:
@@ -148,7 +148,7 @@ def test_the_summary_has_a_line_per_metric_and_adds_the_rounded_overage() -> Non
         catalogue=DEFAULT_METRICS,
         counters={"tokens": 1_234_567, "playbook_runs": 201, "seats": 5},
         seat_count=2,
-        overrides={"playbook_runs": 200},
+        overrides={"playbook_runs": limit_of(200)},
         now=NOW,
     )
     assert [line.metric.key for line in summary.usage] == ["tokens", "playbook_runs", "seats"]
@@ -190,7 +190,7 @@ def test_a_new_org_is_in_trial_for_the_given_days_from_now_in_utc() -> None:
     assert (state.org_id, state.plan_slug, state.status) == ("acme", "starter", BillingStatus.TRIAL)
     assert state.trial_ends_at == NOW + timedelta(days=14)
     assert state.trial_ends_at.tzinfo is UTC
-    assert state.created_at == state.updated_at == NOW
+    assert state.created_at == state.updated_at == state.status_since == NOW
     assert state.created_at.tzinfo is UTC  # given in New York time, stored in UTC
 
 

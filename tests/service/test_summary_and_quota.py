@@ -5,7 +5,8 @@ import pytest
 
 from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.kernel import Kernel
-from billing_kernel.quota.rules import Enforcement, Reason
+from billing_kernel.plans.rules import Enforcement
+from billing_kernel.quota.rules import Reason
 from tests.conftest import Clock, new_id
 
 pytestmark = pytest.mark.anyio
@@ -164,7 +165,8 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
     # Created in May, but with usage dated in April: the history starts there.
     assert [month.key for month, _ in dashboard.history] == [date(2026, 4, 1)]
     assert dashboard.history[-1][1]["playbook_runs"] == 2
-    assert [plan.slug for plan in dashboard.plans][:2] == ["internal-dev", "starter"]
+    seeded = [plan.slug for plan in dashboard.plans if not plan.slug.startswith("plan-")]
+    assert seeded[:2] == ["internal-dev", "starter"]  # other tests' plans are theirs
     assert (await kernel.summary.dashboard(org_id)).plans == ()
 
     # An org older than the page's six months: all six of them.

@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         summary_routes.history_router,
         org_routes.plan_router,
         quota_routes.router,
+        quota_routes.limits_router,
         usage_routes.router,
         org_routes.router,
         member_routes.router,

@@ -15,6 +15,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
+    true,
 )
 
 from billing_kernel.db.types import Money, UTCDateTime
@@ -65,8 +67,15 @@ plan_metrics = Table(
     Column("included_quantity", BigInteger, nullable=True),
     Column("overage_unit_price", Money(18, 6), nullable=False),
     Column("overage_unit_size", BigInteger, nullable=False, default=1),
+    # How the limit is enforced: soft (report, bill overage) or hard (block, after any grace).
+    Column("enforcement", String(8), nullable=False, server_default="soft"),
+    Column("grace_percent", Integer, nullable=False, server_default="0"),
+    Column("grace_period_seconds", Integer, nullable=True),  # NULL: no time limit
     CheckConstraint("included_quantity IS NULL OR included_quantity >= 0", name="included"),
     CheckConstraint("overage_unit_size > 0", name="unit_size"),
+    CheckConstraint("enforcement IN ('soft', 'hard')", name="enforcement"),
+    CheckConstraint("grace_percent >= 0", name="grace_percent"),
+    CheckConstraint("grace_period_seconds > 0", name="grace_period"),
 )
 
 orgs = Table(
@@ -107,6 +116,7 @@ org_billing_state = Table(
     Column("plan_slug", String(64), ForeignKey("plans.slug"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("trial_ends_at", UTCDateTime, nullable=True),
+    Column("status_since", UTCDateTime, nullable=False),  # when `status` last changed
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("status IN ('trial', 'active', 'past_due', 'canceled')", name="status"),
@@ -117,10 +127,18 @@ org_limit_overrides = Table(
     metadata,
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
-    # NULL lifts the limit for this org.
-    Column("included_quantity", BigInteger, nullable=True),
+    # Each part replaces the plan's when set; the others follow the plan.
+    Column("included_set", Boolean, nullable=False, server_default=true()),
+    Column("included_quantity", BigInteger, nullable=True),  # NULL: unlimited
+    Column("enforcement", String(8), nullable=True),
+    Column("grace_percent", Integer, nullable=True),
+    Column("grace_period_set", Boolean, nullable=False, server_default=false()),
+    Column("grace_period_seconds", Integer, nullable=True),  # NULL: no time limit
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("included_quantity IS NULL OR included_quantity >= 0", name="included"),
+    CheckConstraint("enforcement IN ('soft', 'hard')", name="enforcement"),
+    CheckConstraint("grace_percent >= 0", name="grace_percent"),
+    CheckConstraint("grace_period_seconds > 0", name="grace_period"),
 )
 
 usage_counters = Table(
@@ -131,6 +149,9 @@ usage_counters = Table(
     Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
     # For sum metrics: the sum of accepted events. For seats: the period's peak member count.
     Column("quantity", BigInteger, nullable=False),
+    # When usage last went from within the limit to beyond it (a hard limit's time grace
+    # runs from here); NULL while it has not.
+    Column("crossed_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("quantity >= 0", name="quantity"),
 )

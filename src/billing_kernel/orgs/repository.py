@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import org_billing_state, orgs
@@ -23,6 +23,7 @@ _ORGS = select(
     org_billing_state.c.trial_ends_at,
     org_billing_state.c.created_at,
     org_billing_state.c.updated_at,
+    org_billing_state.c.status_since,
 ).join(org_billing_state, org_billing_state.c.org_id == orgs.c.org_id)
 
 
@@ -34,6 +35,7 @@ def _state(row: Any) -> OrgBillingState:
         trial_ends_at=row.trial_ends_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        status_since=row.status_since,
     )
 
 
@@ -147,6 +149,7 @@ class OrgRepository:
                 "trial_ends_at": s.trial_ends_at,
                 "created_at": s.created_at,
                 "updated_at": s.updated_at,
+                "status_since": s.status_since,
             }
             for s in sorted(states, key=lambda s: s.org_id)
         ]
@@ -163,4 +166,17 @@ class OrgRepository:
             update(org_billing_state)
             .where(org_billing_state.c.org_id == org_id)
             .values(plan_slug=plan_slug, updated_at=now)
+        )
+
+    async def set_status(self, org_id: str, status: BillingStatus, now: datetime) -> None:
+        """Put the org in `status`; `status_since` moves only when the status changes."""
+        state = org_billing_state.c
+        await self._conn.execute(
+            update(org_billing_state)
+            .where(state.org_id == org_id)
+            .values(
+                status=status.value,
+                status_since=case((state.status == status.value, state.status_since), else_=now),
+                updated_at=now,
+            )
         )

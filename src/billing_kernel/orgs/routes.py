@@ -44,9 +44,9 @@ async def change_plan(body: PlanChangeIn, access: AdminAccess) -> PlanChangeOut:
     responses=problem_responses(409),
 )
 async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
-    """Creates the org (default plan, in trial) if it is new; sets its name, and its plan when
-    `plan_slug` is given. Idempotent."""
-    await kernel.orgs.put(org_id, name=body.name, plan_slug=body.plan_slug)
+    """Creates the org (default plan, in trial) if it is new; sets its name, its plan when
+    `plan_slug` is given, and its billing status when `status` is. Idempotent."""
+    await kernel.orgs.put(org_id, name=body.name, plan_slug=body.plan_slug, status=body.status)
     return await get_org(org_id, key, kernel)
 
 

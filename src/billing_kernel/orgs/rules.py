@@ -58,6 +58,8 @@ class OrgBillingState:
     trial_ends_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    status_since: datetime
+    """When the org entered its current status."""
 
     def trial_days_left(self, now: datetime) -> int | None:
         """Days until the trial ends (0 once it has), or None when the org is not in trial."""
@@ -76,4 +78,5 @@ def new_trial_state(org_id: str, plan_slug: str, now: datetime, trial_days: int)
         trial_ends_at=now + timedelta(days=trial_days),
         created_at=now,
         updated_at=now,
+        status_since=now,
     )

@@ -30,6 +30,13 @@ class PlanChangeOut(BaseModel):
 class OrgIn(StrictBody):
     name: Text | None = Field(default=None, max_length=200)
     plan_slug: Slug | None = Field(default=None, description="Move the org to this plan.")
+    status: BillingStatus | None = Field(
+        default=None,
+        description="Put the org in this billing status, as your payments say: `active` once "
+        "it pays, `past_due` when a payment fails (metered use goes on for "
+        "BILLING_PAST_DUE_GRACE_DAYS, then is refused), `canceled` (refused at once), or "
+        "`trial`. Left out: unchanged.",
+    )
 
 
 class OrgOut(BaseModel):
@@ -37,6 +44,7 @@ class OrgOut(BaseModel):
     name: str | None
     plan_slug: str
     status: BillingStatus
+    status_since: datetime = Field(description="When the org entered its current status.")
     trial_ends_at: datetime | None
     created_at: datetime
     created_via: OrgOrigin = Field(
@@ -52,6 +60,7 @@ class OrgOut(BaseModel):
             name=org.name,
             plan_slug=org.state.plan_slug,
             status=org.state.status,
+            status_since=org.state.status_since,
             trial_ends_at=org.state.trial_ends_at,
             created_at=org.created_at,
             created_via=org.created_via,

@@ -58,14 +58,18 @@ class OrgService:
         *,
         name: str | None = None,
         plan_slug: str | None = None,
+        status: BillingStatus | None = None,
         uow: UnitOfWork | None = None,
     ) -> OrgBillingState:
-        """Create or update the org: its name, and its plan when `plan_slug` is given."""
+        """Create or update the org: its name, its plan when `plan_slug` is given, and its
+        billing status when `status` is (see `set_status`)."""
         async with self._tx.begin(uow) as unit:
             state, plan = await self._save(unit, org_id, name, plan_slug, OrgOrigin.API)
             if plan_slug and state.plan_slug != plan.slug:
                 await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
                 state = await self._require_state(unit, org_id)
+            if status is not None and state.status is not status:
+                state = await self.set_status(org_id, status, unit)
             return state
 
     async def _save(
@@ -139,6 +143,17 @@ class OrgService:
             plan = await self._plans.get_active(plan_slug, unit)
             await self.billing_state(org_id, unit)
             await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
+            return await self._require_state(unit, org_id)
+
+    async def set_status(
+        self, org_id: str, status: BillingStatus, uow: UnitOfWork | None = None
+    ) -> OrgBillingState:
+        """Put the org in a billing status: what the product's payments say of it (`active`
+        once it pays, `past_due` when a payment fails, `canceled`). Quota decisions follow at
+        once: see `quota.rules.standing`. The time it changed is kept as `status_since`."""
+        async with self._tx.begin(uow) as unit:
+            await self.billing_state(org_id, unit)
+            await OrgRepository(unit).set_status(org_id, BillingStatus(status), self._clock())
             return await self._require_state(unit, org_id)
 
     async def require(self, org_id: str, uow: UnitOfWork | None = None) -> None:

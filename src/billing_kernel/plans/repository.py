@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Row, delete, select
+from sqlalchemy import Row, delete, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import metrics, plan_metrics, plans
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
 
 
 class PlanRepository:
@@ -47,6 +47,13 @@ class PlanRepository:
                 included_quantity=t.included_quantity,
                 overage_unit_price=t.overage_unit_price,
                 overage_unit_size=t.overage_unit_size,
+                policy=Policy(
+                    Enforcement(t.enforcement),
+                    t.grace_percent,
+                    None
+                    if t.grace_period_seconds is None
+                    else timedelta(seconds=t.grace_period_seconds),
+                ),
             )
         return [
             Plan(
@@ -100,7 +107,27 @@ class PlanRepository:
                         "included_quantity": term.included_quantity,
                         "overage_unit_price": term.overage_unit_price,
                         "overage_unit_size": term.overage_unit_size,
+                        **_policy_columns(term.policy),
                     }
                     for term in plan.metrics.values()
                 ],
             )
+
+    async def set_policy(self, slug: str, metric: str, policy: Policy) -> bool:
+        """Set how the plan enforces its limit of `metric`; False if the plan does not name
+        the metric."""
+        result = await self._conn.execute(
+            update(plan_metrics)
+            .where(plan_metrics.c.plan_slug == slug, plan_metrics.c.metric == metric)
+            .values(**_policy_columns(policy))
+        )
+        return bool(result.rowcount)
+
+
+def _policy_columns(policy: Policy) -> dict[str, object]:
+    period = policy.grace_period
+    return {
+        "enforcement": policy.mode.value,
+        "grace_percent": policy.grace_percent,
+        "grace_period_seconds": None if period is None else int(period.total_seconds()),
+    }

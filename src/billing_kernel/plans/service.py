@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from billing_kernel.common.validation import validate_id
 from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import PlanInactive, PlanNotFound
+from billing_kernel.errors import MetricNotInPlan, PlanInactive, PlanNotFound
 from billing_kernel.plans.repository import PlanRepository
-from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.rules import Plan, Policy, validate_grace
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,23 @@ class PlanService:
         if not plan.is_active:
             raise PlanInactive(f"plan {slug!r} is no longer offered", plan_slug=slug)
         return plan
+
+    async def set_policy(
+        self, slug: str, metric: str, policy: Policy, uow: UnitOfWork | None = None
+    ) -> Plan:
+        """Set how the plan enforces its limit of `metric` for every org on it (an org's own
+        override of a part still wins). Returns the plan as it is now."""
+        validate_grace(policy.grace_percent, policy.grace_period)
+        async with self._tx.begin(uow) as unit:
+            plan = await self.get(slug, unit)
+            if metric not in plan.metrics:
+                raise MetricNotInPlan(
+                    f"plan {slug!r} has no terms for {metric!r}: it does not limit it",
+                    plan_slug=slug,
+                    metric=metric,
+                )
+            await PlanRepository(unit).set_policy(slug, metric, policy)
+            return await self.get(slug, unit)
 
     async def default(self, uow: UnitOfWork | None = None) -> Plan:
         """The plan new orgs start on: BILLING_DEFAULT_PLAN_SLUG, else internal-dev."""

@@ -1,2 +1,3 @@
 """Quota: an org's effective limits (plan, or its own override) and the decisions against
-them. Enforcement policies (hard limits, grace) belong here."""
+them. How each limit is enforced (soft, or hard with grace) is data of the plans capability;
+the ladder a decision climbs, with the billing status above it, is `quota.rules`."""

@@ -17,37 +17,9 @@ from enum import StrEnum
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.rules import SOFT, Enforcement, Plan, PlanMetric, Policy
 
 PERCENT_STEP = Decimal("0.1")
-MAX_GRACE_PERCENT = 1000
-MAX_GRACE_PERIOD = timedelta(days=31)
-
-
-class Enforcement(StrEnum):
-    SOFT = "soft"
-    """Usage beyond the limit is reported and allowed (and may be billed as overage)."""
-    HARD = "hard"
-    """Usage may not go beyond the limit, except by the policy's grace."""
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """How one metric's limit is enforced."""
-
-    mode: Enforcement = Enforcement.SOFT
-    grace_percent: int = 0
-    """Hard: how far beyond the limit usage may go, as a whole percentage of the limit."""
-    grace_period: timedelta | None = None
-    """Hard: how long usage may go on beyond the limit once it first went beyond it in the
-    period (within `grace_percent`, if that is set); None: no time limit on the grace."""
-
-    @property
-    def has_grace(self) -> bool:
-        return self.grace_percent > 0 or self.grace_period is not None
-
-
-SOFT = Policy()
 
 
 class Reason(StrEnum):
@@ -129,20 +101,50 @@ def hard_ceiling(limit: int, policy: Policy, crossed_at: datetime | None, now: d
     return Ceiling(with_percent if policy.grace_percent else None, ends)
 
 
-def effective_limit(plan: Plan, metric: str, overrides: Mapping[str, int | None]) -> int | None:
-    """The org's limit for `metric` on `plan` (see `limit_after_overrides`)."""
-    return limit_after_overrides(plan.allowance(metric).included_quantity, metric, overrides)
+@dataclass(frozen=True, slots=True)
+class LimitOverride:
+    """An org's own terms for one metric. Each part it sets replaces its plan's; the parts
+    it leaves unset follow the plan (and its later changes)."""
+
+    included_quantity: int | None = None
+    """The org's limit (None: unlimited), when `sets_included`."""
+    sets_included: bool = False
+    mode: Enforcement | None = None
+    grace_percent: int | None = None
+    grace_period: timedelta | None = None
+    """The org's time grace (None: no time limit), when `sets_grace_period`."""
+    sets_grace_period: bool = False
 
 
-def limit_after_overrides(
-    plan_included: int | None, metric: str, overrides: Mapping[str, int | None]
-) -> int | None:
-    """The org's limit for `metric`: its override if it has one, else what its plan
-    includes (None: unlimited, also for a metric the plan does not name). An override of
-    None lifts the limit for that org."""
-    if metric in overrides:
-        return overrides[metric]
-    return plan_included
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What binds an org for one metric: its limit (None: unlimited) and how it is enforced."""
+
+    limit: int | None
+    policy: Policy = SOFT
+
+
+def terms_after_override(plan_terms: PlanMetric, override: LimitOverride | None) -> Terms:
+    """The org's terms for a metric: its plan's, with each part its override sets replaced."""
+    if override is None:
+        return Terms(plan_terms.included_quantity, plan_terms.policy)
+    plan = plan_terms.policy
+    return Terms(
+        override.included_quantity if override.sets_included else plan_terms.included_quantity,
+        Policy(
+            mode=override.mode or plan.mode,
+            grace_percent=(
+                plan.grace_percent if override.grace_percent is None else override.grace_percent
+            ),
+            grace_period=override.grace_period if override.sets_grace_period else plan.grace_period,
+        ),
+    )
+
+
+def effective_terms(plan: Plan, metric: str, overrides: Mapping[str, LimitOverride]) -> Terms:
+    """The org's terms for `metric` on `plan`, after its override of that metric if it has
+    one. A metric the plan does not name is unlimited, unless the override sets a limit."""
+    return terms_after_override(plan.allowance(metric), overrides.get(metric))
 
 
 def percent_used(used: int, limit: int | None) -> Decimal | None:
@@ -217,6 +219,9 @@ def decide(
         allowed = True
         reason = Reason.WITHIN_LIMIT if after <= limit else Reason.SOFT_LIMIT_EXCEEDED
     else:
+        # A crossing counts while usage is beyond the limit; at or below it (the limit was
+        # raised since), a new crossing would start a new grace.
+        crossed_at = crossed_at if used > limit else None
         ceiling = hard_ceiling(limit, policy, crossed_at, now)
         allowed = ceiling.most is None or after <= ceiling.most
         if after <= limit:
@@ -245,13 +250,19 @@ def decide(
     )
 
 
-def upgrade_for(plans: Sequence[Plan], current: str, metric: str, needed: int) -> Plan | None:
-    """The cheapest active plan other than `current` that includes at least `needed` of
-    `metric` (or all of it); None if no plan does."""
+def upgrade_for(plans: Sequence[Plan], current: Plan, metric: str, needed: int) -> Plan | None:
+    """The cheapest active plan, other than `current` and costing no less, that includes at
+    least `needed` of `metric` (or all of it); None if no plan does. A cheaper plan is never
+    offered as the way up, even one that happens to include more of this metric."""
 
     def fits(plan: Plan) -> bool:
         included = plan.allowance(metric).included_quantity
-        return plan.is_active and plan.slug != current and (included is None or included >= needed)
+        return (
+            plan.is_active
+            and plan.slug != current.slug
+            and plan.monthly_price >= current.monthly_price
+            and (included is None or included >= needed)
+        )
 
     return min(filter(fits, plans), key=lambda plan: (plan.monthly_price, plan.slug), default=None)
 
@@ -294,14 +305,13 @@ def explained(
             f"{org} has used all {d.limit:,} {unit} included in {plan} this month and may go "
             f"on{more}{until} by its grace allowance. {resets}"
         )
-    elif d.used >= d.limit:
+    elif not d.remaining:
         text = (
             f"{org} has used all {d.limit:,} {unit} included in {plan}{grace} this month. {resets}"
         )
     else:
-        left = d.remaining or 0
         text = (
-            f"{org} has {left:,} {unit} left in {plan}{grace} this month, fewer than the "
+            f"{org} has {d.remaining:,} {unit} left in {plan}{grace} this month, fewer than the "
             f"{d.requested:,} asked for. {resets}"
         )
     return replace(d, message=text + offer, upgrade=upgrade if offer else None)

@@ -1,20 +1,17 @@
-"""Quota checks as the API takes and answers them."""
+"""Quota checks, and an org's own terms, as the API takes and answers them."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import (
-    Field,
-)
+from pydantic import BaseModel, Field
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
-from billing_kernel.quota.rules import Enforcement, Reason
-from billing_kernel.web.schemas import (
-    FromDomain,
-    StrictBody,
-    WholeNumber,
-)
+from billing_kernel.plans.rules import HOUR, Enforcement
+from billing_kernel.plans.schemas import GraceHours, GracePercent, PolicyOut
+from billing_kernel.quota.rules import LimitOverride, QuotaDecision, Reason, Terms
+from billing_kernel.web.schemas import WHOLE, StrictBody, WholeNumber
 
 
 class CheckIn(StrictBody):
@@ -24,18 +21,31 @@ class CheckIn(StrictBody):
     )
 
 
-class CheckOut(FromDomain):
+class UpgradeOut(BaseModel):
+    plan_slug: str
+    name: str
+    included_quantity: int | None = Field(description="What it includes of the metric.")
+
+
+class CheckOut(BaseModel):
     metric: str
     requested: int
     used: int
     limit: int | None
-    remaining: int | None
+    remaining: int | None = Field(
+        description="What may still be used now, any grace included; null: no bound."
+    )
     soft_limit_exceeded: bool = Field(description="Usage is already beyond the limit.")
     would_exceed: bool = Field(description="Usage plus the amount would be beyond the limit.")
-    allowed: bool = Field(description="Always true while limits are soft.")
+    allowed: bool = Field(
+        description="Whether the org may use the amount. A refusal is an answer, not an error."
+    )
     reason: Reason = Field(
-        description="Why, as a stable code: `within_limit` (the request fits, or the metric is "
-        "unlimited) or `soft_limit_exceeded` (it takes usage beyond a soft limit: overage)."
+        description="Why, as a stable code. Allowed: `within_limit` (the request fits, or the "
+        "metric is unlimited), `soft_limit_exceeded` (beyond a soft limit: overage), "
+        "`in_grace` (beyond a hard limit, within its grace). Refused: `limit_reached` (beyond "
+        "a hard limit and its grace), `past_due`, `trial_ended` or `canceled` (the org's "
+        "billing status blocks every metered operation)."
     )
     message: str = Field(
         description="The decision in plain words, for the person using the product.",
@@ -44,4 +54,109 @@ class CheckOut(FromDomain):
     resets_at: datetime = Field(
         description="When the period ends and usage starts again from zero (UTC)."
     )
-    enforcement: Enforcement
+    grace_ends_at: datetime | None = Field(
+        description="When the running time grace ends (or would, if this request starts it)."
+    )
+    status_blocks_at: datetime | None = Field(
+        description="When the org's billing status (past due, or an ended trial) will start "
+        "refusing every metered operation; null when it will not."
+    )
+    upgrade: UpgradeOut | None = Field(
+        description="On `limit_reached`: the cheapest active plan whose limit allows the request."
+    )
+    enforcement: Enforcement = Field(description="The metric's policy mode (see `policy`).")
+    policy: PolicyOut
+
+    @classmethod
+    def of(cls, d: QuotaDecision) -> CheckOut:
+        upgrade = d.upgrade
+        return cls(
+            metric=d.metric,
+            requested=d.requested,
+            used=d.used,
+            limit=d.limit,
+            remaining=d.remaining,
+            soft_limit_exceeded=d.soft_limit_exceeded,
+            would_exceed=d.would_exceed,
+            allowed=d.allowed,
+            reason=d.reason,
+            message=d.message,
+            resets_at=d.resets_at,
+            grace_ends_at=d.grace_ends_at,
+            status_blocks_at=d.status_blocks_at,
+            upgrade=None
+            if upgrade is None
+            else UpgradeOut(
+                plan_slug=upgrade.slug,
+                name=upgrade.name,
+                included_quantity=upgrade.allowance(d.metric).included_quantity,
+            ),
+            enforcement=d.enforcement,
+            policy=PolicyOut.of(d.policy),
+        )
+
+
+Included = Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE]
+
+
+class LimitIn(StrictBody):
+    """The parts of the plan's terms the org replaces; a part left out follows the plan."""
+
+    included_quantity: Included | None = Field(
+        default=None,
+        description="The org's limit; null: unlimited. Left out: the plan's.",
+        examples=[3_000_000],
+    )
+    mode: Enforcement | None = Field(default=None, description="Left out or null: the plan's.")
+    grace_percent: GracePercent | None = Field(default=None)
+    grace_period_hours: GraceHours | None = Field(
+        default=None, description="Null: no time limit. Left out: the plan's."
+    )
+
+    def override(self) -> LimitOverride:
+        given = self.model_fields_set
+        hours = self.grace_period_hours
+        return LimitOverride(
+            included_quantity=self.included_quantity,
+            sets_included="included_quantity" in given,
+            mode=self.mode,
+            grace_percent=self.grace_percent,
+            grace_period=None if hours is None else hours * HOUR,
+            sets_grace_period="grace_period_hours" in given,
+        )
+
+
+class TermsOut(BaseModel):
+    metric: str
+    included_quantity: int | None = Field(description="The org's limit; null: unlimited.")
+    policy: PolicyOut
+    overridden: list[str] = Field(
+        description="The parts the org's own override sets (`included_quantity`, `mode`, "
+        "`grace_percent`, `grace_period_hours`); the others follow its plan."
+    )
+
+    @classmethod
+    def of(cls, metric: str, terms: Terms, override: LimitOverride | None) -> TermsOut:
+        parts = []
+        if override is not None:
+            parts = [
+                name
+                for name, is_set in (
+                    ("included_quantity", override.sets_included),
+                    ("mode", override.mode is not None),
+                    ("grace_percent", override.grace_percent is not None),
+                    ("grace_period_hours", override.sets_grace_period),
+                )
+                if is_set
+            ]
+        return cls(
+            metric=metric,
+            included_quantity=terms.limit,
+            policy=PolicyOut.of(terms.policy),
+            overridden=parts,
+        )
+
+
+class LimitsOut(BaseModel):
+    org_id: str
+    limits: list[TermsOut]

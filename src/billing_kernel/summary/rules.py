@@ -13,8 +13,14 @@ from billing_kernel.common.money import ZERO, overage_amount
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.orgs.rules import OrgBillingState
-from billing_kernel.plans.rules import Plan
-from billing_kernel.quota.rules import effective_limit, limit_exceeded, percent_used, remaining
+from billing_kernel.plans.rules import SOFT, Enforcement, Plan, Policy
+from billing_kernel.quota.rules import (
+    LimitOverride,
+    effective_terms,
+    limit_exceeded,
+    percent_used,
+    remaining,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,8 @@ class MetricUsage:
     overage_amount: Decimal
     peak: int | None = None
     """For seats: the highest member count in the period (overage is charged on it)."""
+    policy: Policy = SOFT
+    """How the limit is enforced, after the org's override."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,12 @@ class OrgBillingSummary:
     @property
     def any_soft_limit_exceeded(self) -> bool:
         return any(line.soft_limit_exceeded for line in self.usage)
+
+    @property
+    def enforcement(self) -> Enforcement:
+        """HARD when any metric's limit is hard (some use may be refused), else SOFT."""
+        hard = any(line.policy.mode is Enforcement.HARD for line in self.usage)
+        return Enforcement.HARD if hard else Enforcement.SOFT
 
     @property
     def estimated_overage(self) -> Decimal:
@@ -69,12 +83,13 @@ def metric_usage(
     metric: Metric,
     used: int,
     plan: Plan,
-    overrides: Mapping[str, int | None],
+    overrides: Mapping[str, LimitOverride],
     peak: int | None = None,
 ) -> MetricUsage:
     """One metric's line: `used` against the org's limit; overage is on the `peak` for seats
     (see `used_and_peak`)."""
-    limit = effective_limit(plan, metric.key, overrides)
+    org_terms = effective_terms(plan, metric.key, overrides)
+    limit = org_terms.limit
     billed = used if peak is None else peak
     overage = 0 if limit is None else max(billed - limit, 0)
     terms = plan.allowance(metric.key)
@@ -88,6 +103,7 @@ def metric_usage(
         overage_quantity=overage,
         overage_amount=overage_amount(overage, terms.overage_unit_price, terms.overage_unit_size),
         peak=peak,
+        policy=org_terms.policy,
     )
 
 
@@ -99,7 +115,7 @@ def build_summary(
     catalogue: Sequence[Metric],
     counters: Mapping[str, int],
     seat_count: int | None,
-    overrides: Mapping[str, int | None],
+    overrides: Mapping[str, LimitOverride],
     now: datetime,
 ) -> OrgBillingSummary:
     """Combine everything the kernel knows about an org's period into one summary.

@@ -10,8 +10,8 @@ from pydantic import (
 )
 
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.schemas import PlanOut
-from billing_kernel.quota.rules import Enforcement
+from billing_kernel.plans.rules import Enforcement
+from billing_kernel.plans.schemas import PlanOut, PolicyOut
 from billing_kernel.summary.rules import Granularity, MetricUsage, OrgBillingSummary
 from billing_kernel.web.schemas import (
     MoneyText,
@@ -42,6 +42,7 @@ class MetricUsageOut(BaseModel):
     overage_quantity: int
     overage_amount: MoneyText
     peak: int | None = Field(default=None, description="Seats: the period's highest count.")
+    policy: PolicyOut = Field(description="How the limit is enforced, after the org's override.")
 
     @classmethod
     def of(cls, line: MetricUsage) -> MetricUsageOut:
@@ -57,6 +58,7 @@ class MetricUsageOut(BaseModel):
             overage_quantity=line.overage_quantity,
             overage_amount=line.overage_amount,
             peak=line.peak,
+            policy=PolicyOut.of(line.policy),
         )
 
 
@@ -77,7 +79,10 @@ class SummaryOut(BaseModel):
         "cost if it ended now, before tax, discounts or proration."
     )
     currency: str
-    enforcement: Enforcement
+    enforcement: Enforcement = Field(
+        description="`hard` when any metric's limit is hard (some use may be refused), else "
+        "`soft`; each usage line has its own `policy`."
+    )
     generated_at: datetime
 
     @classmethod
@@ -99,7 +104,7 @@ class SummaryOut(BaseModel):
             estimated_overage=summary.estimated_overage,
             estimated_total=summary.estimated_total,
             currency=summary.plan.currency,
-            enforcement=Enforcement.SOFT,
+            enforcement=summary.enforcement,
             generated_at=summary.generated_at,
         )
 

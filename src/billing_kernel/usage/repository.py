@@ -5,10 +5,24 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Insert, case, func, select, text, tuple_
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Insert,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
 from billing_kernel.db.database import upsert, upsert_for
+from billing_kernel.db.limits import included_quantity_of
 from billing_kernel.db.tables import usage_counters, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import CounterKey, UsageEvent
@@ -44,26 +58,93 @@ _PG_GET_EVENTS = text("""
 )
 
 
+def _crossing(before: ColumnElement[Any], after: ColumnElement[Any], limit: Any) -> Any:
+    """`crossed_at` after usage went from `before` to `after` against `limit`: the time of
+    this write when it takes usage from within the limit to beyond it (or beyond it with no
+    crossing on record: a limit lowered below usage), else unchanged."""
+    counters = usage_counters.c
+    return case(
+        (
+            (after > limit) & (counters.crossed_at.is_(None) | (before <= limit)),
+            bindparam("now", type_=counters.updated_at.type),
+        ),
+        else_=counters.crossed_at,
+    )
+
+
+def _stored(column: Column[Any]) -> ColumnElement[Any]:
+    """The stored row's `column`, named as text: SQLAlchemy does not correlate a subquery
+    inside ON CONFLICT DO UPDATE with the table written, and would read the table anew."""
+    return literal_column(f"{column.table.name}.{column.name}", type_=column.type)
+
+
+def _stored_limit() -> Any:
+    """The org's limit for the stored counter row's metric."""
+    return included_quantity_of(_stored(usage_counters.c.org_id), _stored(usage_counters.c.metric))
+
+
+def _new_counter(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+    """The INSERT of a counter, its crossing noted when its first value is already beyond
+    the limit; the row's org, metric and value are passed again under names of their own
+    (`for_org`, `for_metric`, `added`) for the lookup, with `now`."""
+    counters = usage_counters.c
+    limit = included_quantity_of(
+        bindparam("for_org", type_=counters.org_id.type),
+        bindparam("for_metric", type_=counters.metric.type),
+    )
+    return upsert_for(dialect_name, usage_counters).values(
+        crossed_at=case(
+            (
+                bindparam("added", type_=counters.quantity.type) > limit,
+                bindparam("now", type_=counters.updated_at.type),
+            )
+        )
+    )
+
+
 @functools.cache
 def _add_to_counters(dialect_name: str) -> Insert:
-    """Built once per dialect: it runs with every batch."""
-    stmt = upsert_for(dialect_name, usage_counters)
+    """Built once per dialect: it runs with every batch. Each counter notes, in the same
+    statement, when it crosses the org's limit (see `_crossing`)."""
+    counters = usage_counters.c
+    stmt = _new_counter(dialect_name)
     return stmt.on_conflict_do_update(
-        index_elements=[
-            usage_counters.c.org_id,
-            usage_counters.c.period_start,
-            usage_counters.c.metric,
-        ],
+        index_elements=[counters.org_id, counters.period_start, counters.metric],
         set_={
-            "quantity": usage_counters.c.quantity + stmt.excluded.quantity,
+            "quantity": counters.quantity + stmt.excluded.quantity,
+            "crossed_at": _crossing(
+                counters.quantity,
+                counters.quantity + stmt.excluded.quantity,
+                _stored_limit(),
+            ),
             "updated_at": stmt.excluded.updated_at,
         },
     ).returning(
-        usage_counters.c.org_id,
-        usage_counters.c.period_start,
-        usage_counters.c.metric,
-        usage_counters.c.quantity,
+        counters.org_id,
+        counters.period_start,
+        counters.metric,
+        counters.quantity,
     )
+
+
+@functools.cache
+def _raise_counter(dialect_name: str) -> Insert:
+    """A peak: the counter rises to the proposed value if that is higher, noting when it
+    crosses the org's limit as `_add_to_counters` does."""
+    counters = usage_counters.c
+    stmt = _new_counter(dialect_name)
+    higher = case(
+        (stmt.excluded.quantity > counters.quantity, stmt.excluded.quantity),
+        else_=counters.quantity,
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[counters.org_id, counters.period_start, counters.metric],
+        set_={
+            "quantity": higher,
+            "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    ).returning(counters.quantity)
 
 
 class UsageRepository:
@@ -163,6 +244,10 @@ class UsageRepository:
                     "metric": metric,
                     "quantity": quantity,
                     "updated_at": now,
+                    "for_org": org_id,
+                    "for_metric": metric,
+                    "added": quantity,
+                    "now": now,
                 }
                 for (org_id, period_start, metric), quantity in increments.items()
             ],
@@ -173,31 +258,19 @@ class UsageRepository:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the
         counter's new value."""
         org_id, period_start, metric = key
-        stmt = upsert(self._conn, usage_counters).values(
-            org_id=org_id,
-            period_start=period_start,
-            metric=metric,
-            quantity=value,
-            updated_at=now,
-        )
         result = await self._conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[
-                    usage_counters.c.org_id,
-                    usage_counters.c.period_start,
-                    usage_counters.c.metric,
-                ],
-                set_={
-                    "quantity": case(
-                        (
-                            stmt.excluded.quantity > usage_counters.c.quantity,
-                            stmt.excluded.quantity,
-                        ),
-                        else_=usage_counters.c.quantity,
-                    ),
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            ).returning(usage_counters.c.quantity)
+            _raise_counter(self._conn.dialect.name),
+            {
+                "org_id": org_id,
+                "period_start": period_start,
+                "metric": metric,
+                "quantity": value,
+                "updated_at": now,
+                "for_org": org_id,
+                "for_metric": metric,
+                "added": value,
+                "now": now,
+            },
         )
         return int(result.scalar_one())
 

@@ -177,3 +177,21 @@ async def _org_admin_of_path(org_id: OrgId, key: OrgAdmin) -> ApiKeyCaller:
 
 OrgAdminOfPath = Annotated[ApiKeyCaller, Depends(_org_admin_of_path)]
 """A `billing:admin` key that may act for the org named in the path."""
+
+
+async def _deployment_admin(key: OrgAdmin) -> ApiKeyCaller:
+    if key.org_id is not None:
+        raise Forbidden(
+            f"this API key is restricted to org {key.org_id!r}; changing a plan changes it for "
+            "every org on it, and needs a key for every org"
+        )
+    return key
+
+
+DeploymentAdmin = Annotated[ApiKeyCaller, Depends(_deployment_admin)]
+"""A `billing:admin` key valid for every org: for what changes the whole deployment."""
+
+MetricKey = Annotated[
+    str,
+    Path(description="A metric key, e.g. `tokens`.", max_length=64, pattern=ID_PATTERN_TEXT),
+]

@@ -46,7 +46,10 @@ def _whole_number(value: object) -> object:
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+WHOLE = BeforeValidator(_whole_number)
+WholeNumber = Annotated[int, WHOLE]
+"""For bounds that show in the OpenAPI schema even when the field is optional (`... | None`),
+put them before the validator: `Annotated[int, Field(ge=1), WHOLE]`."""
 
 
 Slug = Annotated[str, Field(max_length=64, pattern=ID_PATTERN_TEXT)]
