@@ -12,6 +12,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import SOFT, Enforcement, Policy
 from billing_kernel.quota.rules import LimitOverride, Reason, Terms
+from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock, make_kernel, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
@@ -274,3 +275,32 @@ async def test_seeded_plans_stay_soft(database: Database) -> None:
     for slug in ("internal-dev", "starter", "growth", "enterprise"):
         plan = await kernel.plans.get(slug)
         assert [term.policy for term in plan.metrics.values()] == [SOFT] * 3, slug
+
+
+async def test_one_batch_notes_each_counters_crossing_against_its_own_orgs_limit(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """New and existing counters of several orgs in one statement: each row is judged by
+    its own org's limit, never by another row's."""
+    timed = Policy(Enforcement.HARD, grace_period=HOUR)
+    tight = await org_on_hard_plan(kernel, database, clock, timed)  # 500 tokens
+    roomy = await org_on_hard_plan(kernel, database, clock, timed)
+    await kernel.quota.set_override(roomy, "tokens", 10_000)
+    await use(kernel, roomy, 100)  # an existing counter for one of them
+    result = await kernel.usage.record_batch(
+        [
+            UsageReport(org, "tokens", 600, new_id("event"), None)
+            for org in (roomy, tight)  # 700 of 10,000; 600 of 500
+        ]
+    )
+    assert [o.status for o in result.outcomes] == [RecordStatus.ACCEPTED] * 2
+    written = clock()
+    clock.advance(minutes=30)
+    crossed = await kernel.quota.check(tight, "tokens")
+    assert (crossed.allowed, crossed.grace_ends_at) == (True, written + HOUR)
+    within = await kernel.quota.check(roomy, "tokens", 9_300)
+    assert (within.reason, within.grace_ends_at) == (Reason.WITHIN_LIMIT, None)
+    clock.advance(minutes=30)
+    assert not (await kernel.quota.check(tight, "tokens", 0)).allowed
+    past = await kernel.quota.check(roomy, "tokens", 9_301)  # crossing it would start a grace
+    assert (past.reason, past.grace_ends_at) == (Reason.IN_GRACE, clock() + HOUR)

@@ -102,6 +102,22 @@ def _new_counter(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
     )
 
 
+def _counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, object]:
+    """The parameters of `_new_counter` (and the upserts built on it) for one counter."""
+    org_id, period_start, metric = key
+    return {
+        "org_id": org_id,
+        "period_start": period_start,
+        "metric": metric,
+        "quantity": quantity,
+        "updated_at": now,
+        "for_org": org_id,
+        "for_metric": metric,
+        "added": quantity,
+        "now": now,
+    }
+
+
 @functools.cache
 def _add_to_counters(dialect_name: str) -> Insert:
     """Built once per dialect: it runs with every batch. Each counter notes, in the same
@@ -237,40 +253,15 @@ class UsageRepository:
             return {}
         result = await self._conn.execute(
             _add_to_counters(self._conn.dialect.name),
-            [
-                {
-                    "org_id": org_id,
-                    "period_start": period_start,
-                    "metric": metric,
-                    "quantity": quantity,
-                    "updated_at": now,
-                    "for_org": org_id,
-                    "for_metric": metric,
-                    "added": quantity,
-                    "now": now,
-                }
-                for (org_id, period_start, metric), quantity in increments.items()
-            ],
+            [_counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
         return {(org_id, start, metric): total for org_id, start, metric, total in result}
 
     async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> int:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the
         counter's new value."""
-        org_id, period_start, metric = key
         result = await self._conn.execute(
-            _raise_counter(self._conn.dialect.name),
-            {
-                "org_id": org_id,
-                "period_start": period_start,
-                "metric": metric,
-                "quantity": value,
-                "updated_at": now,
-                "for_org": org_id,
-                "for_metric": metric,
-                "added": value,
-                "now": now,
-            },
+            _raise_counter(self._conn.dialect.name), _counter_row(key, value, now)
         )
         return int(result.scalar_one())
 
