@@ -142,6 +142,21 @@ async def raw_ingest(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
             )
 
 
+RAW_CONSUME = """
+INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
+VALUES ($1, $2, 'tokens', $3, $4)
+ON CONFLICT (org_id, period_start, metric)
+DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity,
+              updated_at = excluded.updated_at
+WHERE usage_counters.quantity + excluded.quantity <= $5
+RETURNING quantity
+"""
+RAW_EVENT = """
+INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
+                          received_at, period_start)
+VALUES ($1, $2, 'tokens', $3, $4, $4, $5)
+"""
+
 INGEST = "/api/v1/usage/events"
 
 
@@ -234,8 +249,22 @@ class Bench:
             )
         )
 
-    async def batched(self, label: str = "", batches: int = 30, concurrency: int = 2) -> None:
+    async def hard_limit(self, org: str, included: int) -> None:
+        """Give the org a hard limit of its own, with a 10 % grace, on tokens."""
+        async with self.http(1) as http:
+            answer = await http.call(
+                "PUT",
+                f"/api/v1/orgs/{org}/limits/tokens",
+                {"included_quantity": included, "mode": "hard", "grace_percent": 10},
+            )
+        assert answer.status == 200, answer.body
+
+    async def batched(
+        self, label: str = "", batches: int = 30, concurrency: int = 2, hard: bool = False
+    ) -> None:
         org_k, org_r = await self.org(), await self.org()
+        if hard:  # crossed by the third batch: every write after judges the crossing anew
+            await self.hard_limit(org_k, 2 * BATCH * 7)
         await self.settle()
         bodies_r = [events(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
         assert self.pool is not None
@@ -406,6 +435,73 @@ class Bench:
             )
         return loads
 
+    async def consumes(self, levels: tuple[int, ...] = (1, 16), total: int = 2_000) -> None:
+        """Decide-and-record over HTTP (`"consume": true`) against its writes done by hand in
+        one transaction: the conditional counter upsert (`... WHERE quantity + n <= ceiling
+        RETURNING quantity`) and the event's insert. Every consume is allowed (the hard limit
+        is far off): the common case."""
+        for concurrency in levels:
+            await self.consume_level(concurrency, total)
+
+    async def consume_level(self, concurrency: int, total: int) -> None:
+        period = BillingPeriod.containing(now()).key
+        assert self.pool is not None
+        pool = self.pool
+        org_k, org_r = await self.org(), await self.org()
+        await self.hard_limit(org_k, 10**12)
+        await self.settle()
+        http = self.http(1)  # to encode with
+        requests = iter(
+            [
+                http.encode(
+                    "POST",
+                    "/api/v1/billing/org/check",
+                    {"metric": "tokens", "amount": 7, "consume": True, "idempotency_key": f"c-{n}"},
+                    headers={"X-Org-Id": org_k},
+                )
+                for n in range(total + total // 10)
+            ]
+        )
+        raw_keys = iter(range(total + total // 10))
+
+        async def raw(_: int) -> None:
+            key, moment = f"c-{next(raw_keys)}", now()
+            async with pool.acquire() as conn, conn.transaction():
+                total_now = await conn.fetchval(RAW_CONSUME, org_r, period, 7, moment, 10**12)
+                assert total_now is not None
+                await conn.execute(RAW_EVENT, org_r, key, 7, moment, period)
+
+        health = http.encode("GET", "/healthz")
+        async with self.http(concurrency) as clients:
+
+            async def kernel(_: int) -> None:
+                answer = await clients.send(next(requests))
+                assert answer.status == 200, answer.body
+                assert answer.json()["consumed"] is True, answer.body[:300]
+
+            async def floor(_: int) -> None:
+                answer = await clients.send(health)
+                assert answer.status == 200, answer.body
+
+            k, r = await self.pair(clients, kernel, raw, total, concurrency, warmup=total // 10)
+            bare = await Load.run(floor, total, concurrency)
+        setup = {
+            "requests": total,
+            "concurrency": concurrency,
+            "baseline": "conditional counter upsert + event insert, one transaction, asyncpg",
+            "generator_cpu_s": round(k.cpu, 2),
+        }
+        self.add(f"consume p50, c={concurrency}", "ms", k.p(0.5), r.p(0.5), setup)
+        self.add(f"consume p99, c={concurrency}", "ms", k.p(0.99), r.p(0.99), setup)
+        self.add(f"consume rate, c={concurrency}", "req/s", k.rate(), r.rate(), setup)
+        self.add(
+            f"consume p99 / HTTP floor p99, c={concurrency}",
+            "ms",
+            k.p(0.99),
+            bare.p(0.99),
+            setup | {"note": "baseline: GET /healthz at the same concurrency"},
+        )
+
     async def summary(self, total: int = 1_000) -> None:
         org = await self.org()
         await self.settle()
@@ -497,9 +593,11 @@ async def run(dsn: str, growth_events: int, workers: int) -> list[dict[str, Any]
         async with Bench(server, dsn, key) as bench:
             await bench.batched()
             empty_batched = bench.last_batched
+            await bench.batched(label=" (hard limit, crossed)", hard=True)
             await bench.duplicates()
             await bench.single()
             empty_checks = await bench.checks()
+            await bench.consumes()
             await bench.summary()
             if growth_events:
                 seconds = await grow(dsn, growth_events, 10_000)

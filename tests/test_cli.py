@@ -58,7 +58,7 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     assert rows["seats"][:3] == ["1", "3", "33.3%"]
     assert "over limit by 234,567, est. USD 4.69" in out
     assert "estimated  USD 53.69: 49.00 plan + 4.69 overage so far, before tax" in out
-    assert "soft limit exceeded" in out
+    assert "over a limit" in out
 
     last_month = run(cli_database_url, "summary", org_id, "--period", "2020-01")
     assert "period     2020-01-01 to 2020-01-31 (0 day(s) left)" in last_month.stdout
@@ -216,7 +216,17 @@ def test_a_hard_limit_with_grace_is_set_reached_and_explained(tmp_path: Path) ->
     assert refused.returncode == 2
     assert refused.stdout.startswith("refused (limit_reached): Acme has 10 runs left in Starter")
     assert refused.stdout.rstrip().endswith("Growth includes 1,000 runs.")
-    assert "hard, 10 % grace limit" in run(url, "summary", "acme").stdout
+    consumed = run(url, "check", "acme", "playbook_runs", "10", "--consume", "run-7")
+    assert (consumed.returncode, consumed.stdout.split(":")[0]) == (0, "allowed (in_grace)")
+    assert consumed.stdout.rstrip().endswith("[recorded]")
+    again = run(url, "check", "acme", "playbook_runs", "10", "--consume", "run-7")
+    assert again.stdout.rstrip().endswith("[recorded] [answered before under this key]")
+    full = run(url, "check", "acme", "playbook_runs", "1", "--consume", "run-8")
+    assert full.returncode == 2
+    assert full.stdout.startswith("refused (limit_reached): Acme has used all 200 runs")
+    summary = run(url, "summary", "acme").stdout
+    assert "playbook_runs              220           200" in summary  # the consume, once
+    assert "hard, 10 % grace limit" in summary
     canceled = run(url, "orgs", "set-status", "acme", "canceled")
     assert canceled.stdout.startswith("org acme: status canceled since ")
     blocked = run(url, "check", "acme", "tokens")

@@ -65,7 +65,9 @@ class Kernel:
         self.orgs = OrgService(tx, settings, clock, self.plans)
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
-        self.quota = QuotaService(tx, settings, clock, self.metrics, self.plans, self.orgs)
+        self.quota = QuotaService(
+            tx, settings, clock, self.metrics, self.plans, self.orgs, self.usage
+        )
         self.summary = SummaryService(
             tx,
             clock,

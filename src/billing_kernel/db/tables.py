@@ -170,6 +170,31 @@ usage_events = Table(
     Index(None, "org_id", "period_start", "metric"),
 )
 
+quota_consumes = Table(
+    "quota_consumes",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    # What was asked, and the decision as it was answered, so that a retry gets the same.
+    # An allowed consume also stored a usage event under the same idempotency key.
+    Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
+    Column("requested", BigInteger, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("used", BigInteger, nullable=False),  # before this consume
+    Column("included_quantity", BigInteger, nullable=True),  # NULL: unlimited
+    Column("remaining", BigInteger, nullable=True),  # NULL: no bound
+    Column("enforcement", String(8), nullable=False),
+    Column("grace_percent", Integer, nullable=False),
+    Column("grace_period_seconds", Integer, nullable=True),
+    Column("grace_ends_at", UTCDateTime, nullable=True),
+    Column("status_blocks_at", UTCDateTime, nullable=True),
+    Column("upgrade_plan", String(64), nullable=True),
+    Column("message", Text, nullable=False),
+    CheckConstraint("requested >= 0", name="requested"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -189,4 +214,5 @@ ORG_SCOPED_TABLES = (
     org_limit_overrides,
     usage_counters,
     usage_events,
+    quota_consumes,
 )

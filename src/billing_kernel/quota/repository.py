@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Date, Select, bindparam, delete, func, select
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     org_billing_state,
@@ -16,12 +17,13 @@ from billing_kernel.db.tables import (
     orgs,
     plan_metrics,
     plans,
+    quota_consumes,
     usage_counters,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
-from billing_kernel.quota.rules import LimitOverride
+from billing_kernel.quota.rules import LimitOverride, QuotaDecision, Reason, limit_exceeded
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,14 @@ def _quota_inputs_query() -> Select[Any]:
 _QUOTA_INPUTS = _quota_inputs_query()
 
 
+@dataclass(frozen=True, slots=True)
+class StoredConsume:
+    """A consume's decision as it was answered, and the plan it offered as the way up."""
+
+    decision: QuotaDecision
+    upgrade_plan: str | None
+
+
 class QuotaRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
@@ -147,6 +157,76 @@ class QuotaRepository:
             status_since=found.status_since,
             trial_ends_at=found.trial_ends_at,
         )
+
+    async def get_consume(self, org_id: str, idempotency_key: str) -> StoredConsume | None:
+        """The org's consume stored under `idempotency_key`, if there is one."""
+        c = quota_consumes.c
+        found = (
+            await self._conn.execute(
+                select(quota_consumes).where(
+                    c.org_id == org_id, c.idempotency_key == idempotency_key
+                )
+            )
+        ).first()
+        if found is None:
+            return None
+        limit, used, requested = found.included_quantity, found.used, found.requested
+        decision = QuotaDecision(
+            metric=found.metric,
+            requested=requested,
+            used=used,
+            limit=limit,
+            remaining=found.remaining,
+            soft_limit_exceeded=limit_exceeded(used, limit),
+            would_exceed=limit_exceeded(used + requested, limit),
+            allowed=found.allowed,
+            enforcement=Enforcement(found.enforcement),
+            reason=Reason(found.reason),
+            resets_at=BillingPeriod.containing(found.decided_at).end,
+            policy=Policy(
+                Enforcement(found.enforcement),
+                found.grace_percent,
+                _duration(found.grace_period_seconds),
+            ),
+            grace_ends_at=found.grace_ends_at,
+            status_blocks_at=found.status_blocks_at,
+            message=found.message,
+        )
+        return StoredConsume(decision, found.upgrade_plan)
+
+    async def save_consume(
+        self, org_id: str, idempotency_key: str, decision: QuotaDecision, decided_at: datetime
+    ) -> bool:
+        """Keep a consume's decision under its key; False (and nothing written) when the
+        key is already taken, by a concurrent retry of the same consume."""
+        d, period = decision, decision.policy.grace_period
+        stmt = (
+            upsert(self._conn, quota_consumes)
+            .values(
+                org_id=org_id,
+                idempotency_key=idempotency_key,
+                metric=d.metric,
+                requested=d.requested,
+                decided_at=decided_at,
+                allowed=d.allowed,
+                reason=d.reason.value,
+                used=d.used,
+                included_quantity=d.limit,
+                remaining=d.remaining,
+                enforcement=d.policy.mode.value,
+                grace_percent=d.policy.grace_percent,
+                grace_period_seconds=None if period is None else int(period.total_seconds()),
+                grace_ends_at=d.grace_ends_at,
+                status_blocks_at=d.status_blocks_at,
+                upgrade_plan=None if d.upgrade is None else d.upgrade.slug,
+                message=d.message,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[quota_consumes.c.org_id, quota_consumes.c.idempotency_key]
+            )
+            .returning(quota_consumes.c.org_id)
+        )
+        return (await self._conn.execute(stmt)).first() is not None
 
     async def get_limit_overrides(self, org_id: str) -> dict[str, LimitOverride]:
         result = await self._conn.execute(

@@ -87,6 +87,18 @@ class Ceiling:
     grace_ends_at: datetime | None = None
 
 
+def terms_ceiling(
+    *, used: int, limit: int | None, policy: Policy, crossed_at: datetime | None, now: datetime
+) -> Ceiling:
+    """The most usage the org's terms let the period reach now, with `used` used (billing
+    status aside): no bound for an unlimited metric or a soft limit, else `hard_ceiling`.
+    A crossing counts while usage is beyond the limit; at or below it (the limit was raised
+    since), a new crossing would start a new grace."""
+    if limit is None or policy.mode is Enforcement.SOFT:
+        return Ceiling(None)
+    return hard_ceiling(limit, policy, crossed_at if used > limit else None, now)
+
+
 def hard_ceiling(limit: int, policy: Policy, crossed_at: datetime | None, now: datetime) -> Ceiling:
     """The ceiling of a hard limit. `crossed_at`: when usage first went beyond the limit in
     this period (None: not yet). Without a time grace: the limit plus the percent allowance.
@@ -219,10 +231,10 @@ def decide(
         allowed = True
         reason = Reason.WITHIN_LIMIT if after <= limit else Reason.SOFT_LIMIT_EXCEEDED
     else:
-        # A crossing counts while usage is beyond the limit; at or below it (the limit was
-        # raised since), a new crossing would start a new grace.
+        ceiling = terms_ceiling(
+            used=used, limit=limit, policy=policy, crossed_at=crossed_at, now=now
+        )
         crossed_at = crossed_at if used > limit else None
-        ceiling = hard_ceiling(limit, policy, crossed_at, now)
         allowed = ceiling.most is None or after <= ceiling.most
         if after <= limit:
             reason = Reason.WITHIN_LIMIT

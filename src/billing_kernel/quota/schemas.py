@@ -5,20 +5,61 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from billing_kernel.common.validation import MAX_EVENT_QUANTITY
+from billing_kernel.common.validation import (
+    ID_PATTERN_TEXT,
+    MAX_EVENT_QUANTITY,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+)
 from billing_kernel.plans.rules import HOUR, Enforcement
 from billing_kernel.plans.schemas import GraceHours, GracePercent, PolicyOut
 from billing_kernel.quota.rules import LimitOverride, QuotaDecision, Reason, Terms
 from billing_kernel.web.schemas import WHOLE, StrictBody, WholeNumber
 
+IdempotencyKey = Annotated[
+    str, Field(min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=ID_PATTERN_TEXT)
+]
+
 
 class CheckIn(StrictBody):
+    """A quota question; with `"consume": true`, also the usage it asks for, recorded if
+    the decision allows it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"consume": {"const": True}}, "required": ["consume"]},
+            "then": {
+                "required": ["idempotency_key"],
+                "properties": {"idempotency_key": {"type": "string"}},
+            },
+            "else": {"not": {"required": ["idempotency_key"]}},
+        }
+    )
+
     metric: str = Field(examples=["tokens"])
     amount: WholeNumber = Field(
         default=1, ge=0, le=MAX_EVENT_QUANTITY, description="How much more the org would use."
     )
+    consume: StrictBool = Field(
+        default=False,
+        description="Record the amount as usage if the decision allows it, in the same "
+        "atomic step. Needs `idempotency_key`, and a service key with `usage:write`.",
+    )
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description="With `consume` (and only then): unique per org, shared with usage "
+        "events. A retry with the same key is answered with the first decision and counts "
+        "nothing more.",
+    )
+
+    @model_validator(mode="after")
+    def _key_with_consume(self) -> CheckIn:
+        if self.consume and self.idempotency_key is None:
+            raise ValueError("idempotency_key is required when consume is true")
+        if not self.consume and self.idempotency_key is not None:
+            raise ValueError("idempotency_key is taken only with consume: true")
+        return self
 
 
 class UpgradeOut(BaseModel):
@@ -66,11 +107,16 @@ class CheckOut(BaseModel):
     )
     enforcement: Enforcement = Field(description="The metric's policy mode (see `policy`).")
     policy: PolicyOut
+    consumed: bool = Field(
+        description="The amount was recorded as usage: an allowed consume (and its retries). "
+        "Always false for a check."
+    )
 
     @classmethod
-    def of(cls, d: QuotaDecision) -> CheckOut:
+    def of(cls, d: QuotaDecision, *, consumed: bool = False) -> CheckOut:
         upgrade = d.upgrade
         return cls(
+            consumed=consumed,
             metric=d.metric,
             requested=d.requested,
             used=d.used,

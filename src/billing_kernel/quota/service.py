@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.common.validation import validate_quantity
+from billing_kernel.common.validation import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    validate_id,
+    validate_quantity,
+)
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import IdempotencyConflict, OrgNotFound
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import validate_grace
 from billing_kernel.plans.service import PlanService
-from billing_kernel.quota.repository import QuotaInputs, QuotaRepository
+from billing_kernel.quota.repository import QuotaInputs, QuotaRepository, StoredConsume
 from billing_kernel.quota.rules import (
     LimitOverride,
     QuotaDecision,
@@ -24,10 +30,27 @@ from billing_kernel.quota.rules import (
     decide,
     effective_terms,
     explained,
+    limit_exceeded,
     standing,
     terms_after_override,
+    terms_ceiling,
     upgrade_for,
 )
+from billing_kernel.usage.rules import validate_metric
+from billing_kernel.usage.service import UsageService
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """A consume's answer: its decision (allowed: the units are recorded), and whether
+    this call was a retry answered with the decision first made for its key."""
+
+    decision: QuotaDecision
+    replayed: bool = False
+
+
+class _TakenMeanwhile(Exception):
+    """A concurrent call with the same idempotency key decided first."""
 
 
 class QuotaService:
@@ -39,12 +62,14 @@ class QuotaService:
         metrics: MetricService,
         plans: PlanService,
         orgs: OrgService,
+        usage: UsageService,
     ) -> None:
         self._tx = transactions
         self._clock = clock
         self._metrics = metrics
         self._plans = plans
         self._orgs = orgs
+        self._usage = usage
         self._status_grace = timedelta(days=settings.past_due_grace_days)
         self._ended_trial_blocks = settings.ended_trial_blocks
 
@@ -64,16 +89,128 @@ class QuotaService:
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
         assert inputs is not None
         decision = self._decision(checked, inputs, requested, now)
+        return await self._explained(decision, org_id, checked, inputs)
+
+    async def consume(
+        self, org_id: str, metric: str, amount: int = 1, *, idempotency_key: str
+    ) -> Consumption:
+        """Decide as `check` does and, if allowed, record the `amount` as a usage event
+        keyed `idempotency_key`, in one atomic step: the counter is added to by one
+        conditional statement that holds its row, so with k units left, of any number of
+        concurrent consumes of one unit exactly k are allowed. A retry with the same key
+        (the same metric and amount) is answered with the first decision and counts
+        nothing more; a different metric or amount under a used key raises
+        IdempotencyConflict. Refusals are kept too: a retry of one is refused again. An org
+        not seen before is created as a usage event would create it."""
+        requested = validate_quantity(amount)
+        key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+        try:
+            # A retry is not looked for first: the first call's event or decision, already
+            # stored under the key, makes the write below fail and roll back, and the retry
+            # is then answered from what is stored. A first call pays no extra read.
+            async with self._tx.begin() as unit:
+                decision = await self._consume(org_id, metric, requested, key, unit)
+                if not await QuotaRepository(unit).save_consume(
+                    org_id, key, decision, self._clock()
+                ):
+                    raise _TakenMeanwhile
+                return Consumption(decision)
+        except (_TakenMeanwhile, IdempotencyConflict):
+            async with self._tx.read() as unit:  # what the first call with the key decided
+                stored = await QuotaRepository(unit).get_consume(org_id, key)
+                if stored is None:  # the key belongs to a usage event, not a consume
+                    raise
+                return await self._replay(stored, org_id, metric, requested, key, unit)
+
+    async def _consume(
+        self, org_id: str, metric: str, requested: int, key: str, unit: UnitOfWork
+    ) -> QuotaDecision:
+        now = self._clock()
+        checked = validate_metric(metric, await self._metrics.by_key(unit))  # seats: not usage
+        quota, period = QuotaRepository(unit), BillingPeriod.containing(now)
+        inputs = await quota.quota_inputs(org_id, period.key, metric)
+        if inputs is None:  # an org not seen before, or one with no billing state yet
+            if (await self._orgs.admit({org_id}, now, unit)).unknown:
+                raise OrgNotFound(
+                    f"unknown org {org_id!r} (BILLING_AUTO_CREATE_ORGS is false)", org_id=org_id
+                )
+            await self._orgs.billing_state(org_id, unit)
+            inputs = await quota.quota_inputs(org_id, period.key, metric)
+            assert inputs is not None
+        terms = terms_after_override(inputs.plan_terms, inputs.override)
+        status = self._standing(inputs, now)
+        # The crossing the ceiling is judged with; the decision below must use the same,
+        # though the usage it is told of may have grown since `inputs` was read.
+        crossed_at = inputs.crossed_at if limit_exceeded(inputs.counted, terms.limit) else None
+        if status.blocked is not None:
+            recorded, used = False, inputs.counted
+        else:
+            ceiling = terms_ceiling(
+                used=inputs.counted,
+                limit=terms.limit,
+                policy=terms.policy,
+                crossed_at=crossed_at,
+                now=now,
+            )
+            write = await self._usage.record_within(
+                org_id, metric, requested, idempotency_key=key, most=ceiling.most, uow=unit
+            )
+            recorded = write.recorded
+            used = write.total - requested if recorded else write.total
+        decision = decide(
+            metric,
+            used=used,
+            limit=terms.limit,
+            requested=requested,
+            now=now,
+            policy=terms.policy,
+            crossed_at=crossed_at,
+            status=status,
+        )
+        assert decision.allowed == recorded, "the written ceiling and the rules disagree"
+        return await self._explained(decision, org_id, checked, inputs, unit)
+
+    async def _replay(
+        self,
+        stored: StoredConsume,
+        org_id: str,
+        metric: str,
+        requested: int,
+        key: str,
+        unit: UnitOfWork,
+    ) -> Consumption:
+        first = stored.decision
+        if (first.metric, first.requested) != (metric, requested):
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was already used for org {org_id!r} to consume "
+                f"{first.requested} {first.metric}",
+                org_id=org_id,
+                idempotency_key=key,
+            )
+        upgrade = None
+        if stored.upgrade_plan is not None:
+            upgrade = await self._plans.get(stored.upgrade_plan, unit)
+        return Consumption(replace(first, upgrade=upgrade), replayed=True)
+
+    async def _explained(
+        self,
+        decision: QuotaDecision,
+        org_id: str,
+        metric: Metric,
+        inputs: QuotaInputs,
+        uow: UnitOfWork | None = None,
+    ) -> QuotaDecision:
+        """The decision in plain words, with the way up when its limit refused it."""
         upgrade = None
         if decision.reason is Reason.LIMIT_REACHED:
-            async with self._tx.read() as unit:
+            async with self._tx.read(uow) as unit:
                 current = await self._plans.get(inputs.plan_slug, unit)
                 offered = await self._plans.list_active(unit)
-            upgrade = upgrade_for(offered, current, metric, decision.used + requested)
+            upgrade = upgrade_for(offered, current, metric.key, decision.used + decision.requested)
         return explained(
             decision,
             org=inputs.org_name or org_id,
-            unit=checked.unit,
+            unit=metric.unit,
             plan=inputs.plan_name,
             upgrade=upgrade,
         )

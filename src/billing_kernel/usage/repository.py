@@ -118,29 +118,44 @@ def _counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, obj
     }
 
 
-@functools.cache
-def _add_to_counters(dialect_name: str) -> Insert:
-    """Built once per dialect: it runs with every batch. Each counter notes, in the same
-    statement, when it crosses the org's limit (see `_crossing`)."""
+def _adding(dialect_name: str, *, within_ceiling: bool = False) -> Any:
+    """The upsert that adds a proposed value to its counter (`quantity = quantity +
+    excluded.quantity`, or a new row), noting in the same statement when the counter
+    crosses the org's limit (see `_crossing`). `within_ceiling`: a stored counter is added
+    to only if its new total stays at most the `most` parameter."""
     counters = usage_counters.c
     stmt = _new_counter(dialect_name)
+    added = counters.quantity + stmt.excluded.quantity
     return stmt.on_conflict_do_update(
         index_elements=[counters.org_id, counters.period_start, counters.metric],
         set_={
-            "quantity": counters.quantity + stmt.excluded.quantity,
-            "crossed_at": _crossing(
-                counters.quantity,
-                counters.quantity + stmt.excluded.quantity,
-                _stored_limit(),
-            ),
+            "quantity": added,
+            "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
             "updated_at": stmt.excluded.updated_at,
         },
-    ).returning(
-        counters.org_id,
-        counters.period_start,
-        counters.metric,
-        counters.quantity,
+        where=added <= bindparam("most", type_=counters.quantity.type) if within_ceiling else None,
     )
+
+
+@functools.cache
+def _add_to_counters(dialect_name: str) -> Insert:
+    """Built once per dialect: it runs with every batch."""
+    counters = usage_counters.c
+    stmt: Insert = _adding(dialect_name).returning(
+        counters.org_id, counters.period_start, counters.metric, counters.quantity
+    )
+    return stmt
+
+
+@functools.cache
+def _add_within_ceiling(dialect_name: str) -> Insert:
+    """`_add_to_counters` for one counter, only if its new total stays at most `most`. The
+    condition is judged on the row as it is when the statement holds its lock (on
+    PostgreSQL, the latest committed total, a concurrent writer's included), so no two
+    writers can both take the last units. No row comes back when it would not fit."""
+    counters = usage_counters.c
+    stmt: Insert = _adding(dialect_name, within_ceiling=True).returning(counters.quantity)
+    return stmt
 
 
 @functools.cache
@@ -256,6 +271,35 @@ class UsageRepository:
             [_counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
         return {(org_id, start, metric): total for org_id, start, metric, total in result}
+
+    async def add_within(
+        self, key: CounterKey, quantity: int, most: int | None, now: datetime
+    ) -> int | None:
+        """Add `quantity` to the counter if its total stays at most `most` (None: no bound),
+        in one atomic statement; returns the new total, or None when it would not fit (and
+        nothing was written)."""
+        if most is None:
+            return (await self.add_to_counters({key: quantity}, now))[key]
+        if quantity > most:  # a counter is never below zero: it cannot fit
+            return None
+        result = await self._conn.execute(
+            _add_within_ceiling(self._conn.dialect.name),
+            _counter_row(key, quantity, now) | {"most": most},
+        )
+        total: int | None = result.scalar_one_or_none()
+        return total
+
+    async def counter(self, key: CounterKey) -> int:
+        """A counter's value (0 when it has none), as committed now."""
+        org_id, period_start, metric = key
+        value: int | None = await self._conn.scalar(
+            select(usage_counters.c.quantity).where(
+                usage_counters.c.org_id == org_id,
+                usage_counters.c.period_start == period_start,
+                usage_counters.c.metric == metric,
+            )
+        )
+        return value or 0
 
     async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> int:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the

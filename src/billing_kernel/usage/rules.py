@@ -165,6 +165,15 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class CeilingWrite:
+    """What a write under a ceiling did: whether it recorded its usage, and the counter's
+    total after it (when it did not: the total that left no room)."""
+
+    recorded: bool
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecordResult:
     status: RecordStatus
     event: UsageEvent

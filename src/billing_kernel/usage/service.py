@@ -16,6 +16,7 @@ from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.repository import UsageRepository
 from billing_kernel.usage.rules import (
+    CeilingWrite,
     CounterKey,
     EventTimeWindow,
     RecordStatus,
@@ -177,6 +178,46 @@ class UsageService:
                 RecordStatus.DUPLICATE if event.is_replay_of(original) else RecordStatus.CONFLICT
             )
         return statuses, totals
+
+    async def record_within(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str,
+        most: int | None,
+        uow: UnitOfWork,
+    ) -> CeilingWrite:
+        """Record `quantity` of `metric` now, as one event keyed `idempotency_key`, only if
+        the counter's total stays at most `most` (None: no bound). The counter is judged and
+        added to by one atomic statement, so concurrent writers never pass `most` together.
+        The org must exist. A key the org already used raises IdempotencyConflict (in
+        `uow`, which the caller rolls back); invalid input raises before anything is
+        written."""
+        now = self._clock()
+        event = new_usage_event(
+            org_id=org_id,
+            metric=metric,
+            quantity=quantity,
+            idempotency_key=idempotency_key,
+            occurred_at=None,
+            received_at=now,
+            catalogue=await self._metrics.by_key(uow),
+            window=self._window,
+        )
+        usage = UsageRepository(uow)
+        key = (event.org_id, event.period_start, event.metric)
+        total = await usage.add_within(key, event.quantity, most, now)
+        if total is None:
+            return CeilingWrite(recorded=False, total=await usage.counter(key))
+        if not await usage.insert_events([event]):
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
+                org_id=org_id,
+                idempotency_key=idempotency_key,
+            )
+        return CeilingWrite(recorded=True, total=total)
 
     async def update_counters(
         self,

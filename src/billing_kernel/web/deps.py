@@ -138,6 +138,18 @@ def user_org(
     )
 
 
+def require_access(
+    access: OrgAccess, what: str, scopes: Collection[Scope], *, members: bool
+) -> None:
+    """For a route whose access admits more than one kind of request: `what` the request
+    asks takes a key with one of `scopes`, or (when `members`) a member of the org."""
+    if isinstance(access.principal, ApiKeyCaller):
+        require_scope(access.principal, scopes)
+    elif not members:
+        needed = " or ".join(sorted(scopes))
+        raise Forbidden(f"{what} needs a service API key with the {needed} scope")
+
+
 def require_scope(caller: ApiKeyCaller, scopes: Collection[Scope]) -> None:
     if not caller.scopes & set(scopes):
         needed = " or ".join(sorted(scopes))
@@ -161,6 +173,8 @@ MemberAccess = Annotated[OrgAccess, Depends(org_access(scopes=READ_SCOPES))]
 AdminAccess = Annotated[
     OrgAccess, Depends(org_access(scopes=(Scope.BILLING_ADMIN,), roles=ADMIN_ROLES))
 ]
+QuotaAccess = Annotated[OrgAccess, Depends(org_access(scopes=(*READ_SCOPES, Scope.USAGE_WRITE)))]
+"""Members, and keys that may ask for quota decisions or consume (see `require_access`)."""
 UsageWriter = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.USAGE_WRITE))]
 OrgAdmin = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.BILLING_ADMIN))]
 
