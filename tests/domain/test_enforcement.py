@@ -31,6 +31,7 @@ from billing_kernel.quota.rules import (
     hard_ceiling,
     standing,
     terms_after_override,
+    terms_ceiling,
     upgrade_for,
 )
 
@@ -164,6 +165,38 @@ def test_a_hard_ceiling_follows_the_crossing_clock() -> None:
     assert hard_ceiling(1_000, THREE_DAYS, None, NOW) == Ceiling(None, NOW + 72 * HOUR)
     assert hard_ceiling(1_000, BOTH, NOW - HOUR, NOW) == Ceiling(1_100, NOW + 71 * HOUR)
     assert hard_ceiling(1_000, BOTH, NOW - 72 * HOUR, NOW) == Ceiling(1_000)
+
+
+# (used, limit, policy, crossed_at, ceiling): the most usage may reach, which a consume's
+# conditional write is held to
+TERMS_CEILINGS = [
+    (0, None, HARD, None, Ceiling(None)),  # unlimited
+    (5_000, 1_000, SOFT, NOW - HOUR, Ceiling(None)),  # soft: never bounded
+    (0, 1_000, HARD, None, Ceiling(1_000)),
+    (1_050, 1_000, BOTH, NOW - HOUR, Ceiling(1_100, NOW + 71 * HOUR)),
+    (1_050, 1_000, BOTH, NOW - 72 * HOUR, Ceiling(1_000)),
+    # within the limit again (it was raised): an old crossing is ignored, a new grace would
+    # start now
+    (900, 1_000, BOTH, NOW - 72 * HOUR, Ceiling(1_100, NOW + 72 * HOUR)),
+]
+
+
+@pytest.mark.parametrize(("used", "limit", "policy", "crossed_at", "ceiling"), TERMS_CEILINGS)
+def test_the_terms_ceiling(
+    used: int, limit: int | None, policy: Policy, crossed_at: datetime | None, ceiling: Ceiling
+) -> None:
+    assert (
+        terms_ceiling(used=used, limit=limit, policy=policy, crossed_at=crossed_at, now=NOW)
+        == ceiling
+    )
+
+
+def test_a_refusal_in_a_running_time_grace_says_when_it_ends() -> None:
+    crossed = NOW - HOUR
+    refused = decide(
+        "tokens", used=1_050, limit=1_000, requested=51, now=NOW, policy=BOTH, crossed_at=crossed
+    )
+    assert (refused.allowed, refused.grace_ends_at) == (False, crossed + 72 * HOUR)
 
 
 PLAN_TERMS = PlanMetric("tokens", 1_000, policy=BOTH)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Date, Select, bindparam, delete, func, select
+from sqlalchemy import Date, Insert, Select, bindparam, delete, func, select
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db.database import upsert
+from billing_kernel.db.database import upsert, upsert_for
 from billing_kernel.db.tables import (
     org_billing_state,
     org_limit_overrides,
@@ -108,6 +109,18 @@ def _quota_inputs_query() -> Select[Any]:
 _QUOTA_INPUTS = _quota_inputs_query()
 
 
+@functools.cache
+def _save_consume(dialect_name: str) -> Insert:
+    """Built once per dialect: it runs with every consume."""
+    c = quota_consumes.c
+    stmt: Insert = (
+        upsert_for(dialect_name, quota_consumes)
+        .on_conflict_do_nothing(index_elements=[c.org_id, c.idempotency_key])
+        .returning(c.org_id)
+    )
+    return stmt
+
+
 @dataclass(frozen=True, slots=True)
 class StoredConsume:
     """A consume's decision as it was answered, and the plan it offered as the way up."""
@@ -200,33 +213,29 @@ class QuotaRepository:
         """Keep a consume's decision under its key; False (and nothing written) when the
         key is already taken, by a concurrent retry of the same consume."""
         d, period = decision, decision.policy.grace_period
-        stmt = (
-            upsert(self._conn, quota_consumes)
-            .values(
-                org_id=org_id,
-                idempotency_key=idempotency_key,
-                metric=d.metric,
-                requested=d.requested,
-                decided_at=decided_at,
-                allowed=d.allowed,
-                reason=d.reason.value,
-                used=d.used,
-                included_quantity=d.limit,
-                remaining=d.remaining,
-                enforcement=d.policy.mode.value,
-                grace_percent=d.policy.grace_percent,
-                grace_period_seconds=None if period is None else int(period.total_seconds()),
-                grace_ends_at=d.grace_ends_at,
-                status_blocks_at=d.status_blocks_at,
-                upgrade_plan=None if d.upgrade is None else d.upgrade.slug,
-                message=d.message,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[quota_consumes.c.org_id, quota_consumes.c.idempotency_key]
-            )
-            .returning(quota_consumes.c.org_id)
+        result = await self._conn.execute(
+            _save_consume(self._conn.dialect.name),
+            {
+                "org_id": org_id,
+                "idempotency_key": idempotency_key,
+                "metric": d.metric,
+                "requested": d.requested,
+                "decided_at": decided_at,
+                "allowed": d.allowed,
+                "reason": d.reason.value,
+                "used": d.used,
+                "included_quantity": d.limit,
+                "remaining": d.remaining,
+                "enforcement": d.policy.mode.value,
+                "grace_percent": d.policy.grace_percent,
+                "grace_period_seconds": None if period is None else int(period.total_seconds()),
+                "grace_ends_at": d.grace_ends_at,
+                "status_blocks_at": d.status_blocks_at,
+                "upgrade_plan": None if d.upgrade is None else d.upgrade.slug,
+                "message": d.message,
+            },
         )
-        return (await self._conn.execute(stmt)).first() is not None
+        return result.first() is not None
 
     async def get_limit_overrides(self, org_id: str) -> dict[str, LimitOverride]:
         result = await self._conn.execute(

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Insert,
     bindparam,
     case,
+    delete,
     func,
     literal_column,
     select,
@@ -227,6 +228,14 @@ class UsageRepository:
             ],
         )
         return {(org_id, key) for org_id, key in result}
+
+    async def delete_event(self, org_id: str, idempotency_key: str) -> None:
+        """Take back an event this transaction inserted (its usage was refused)."""
+        await self._conn.execute(
+            delete(usage_events).where(
+                usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
+            )
+        )
 
     async def get_events(self, keys: Sequence[EventKey]) -> dict[EventKey, UsageEvent]:
         """The stored events for `keys` (those that exist)."""

@@ -207,16 +207,19 @@ class UsageService:
             window=self._window,
         )
         usage = UsageRepository(uow)
-        key = (event.org_id, event.period_start, event.metric)
-        total = await usage.add_within(key, event.quantity, most, now)
-        if total is None:
-            return CeilingWrite(recorded=False, total=await usage.counter(key))
+        # The event first: a used key stops here, before the counter's row is locked, and
+        # the lock is then held for as short a time as the transaction allows.
         if not await usage.insert_events([event]):
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
                 org_id=org_id,
                 idempotency_key=idempotency_key,
             )
+        key = (event.org_id, event.period_start, event.metric)
+        total = await usage.add_within(key, event.quantity, most, now)
+        if total is None:
+            await usage.delete_event(event.org_id, event.idempotency_key)
+            return CeilingWrite(recorded=False, total=await usage.counter(key))
         return CeilingWrite(recorded=True, total=total)
 
     async def update_counters(
