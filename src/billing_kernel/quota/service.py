@@ -153,7 +153,13 @@ class QuotaService:
                 now=now,
             )
             write = await self._usage.record_within(
-                org_id, metric, requested, idempotency_key=key, most=ceiling.most, uow=unit
+                org_id,
+                metric,
+                requested,
+                idempotency_key=key,
+                most=ceiling.most,
+                now=now,
+                uow=unit,
             )
             recorded = write.recorded
             used = write.total - requested if recorded else write.total

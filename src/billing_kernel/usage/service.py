@@ -187,15 +187,16 @@ class UsageService:
         *,
         idempotency_key: str,
         most: int | None,
+        now: datetime,
         uow: UnitOfWork,
     ) -> CeilingWrite:
-        """Record `quantity` of `metric` now, as one event keyed `idempotency_key`, only if
+        """Record `quantity` of `metric` at `now` (the moment `most` was worked out for, so
+        that both fall in one period), as one event keyed `idempotency_key`, only if
         the counter's total stays at most `most` (None: no bound). The counter is judged and
         added to by one atomic statement, so concurrent writers never pass `most` together.
         The org must exist. A key the org already used raises IdempotencyConflict (in
         `uow`, which the caller rolls back); invalid input raises before anything is
         written."""
-        now = self._clock()
         event = new_usage_event(
             org_id=org_id,
             metric=metric,
