@@ -148,7 +148,7 @@ VALUES ($1, $2, 'tokens', $3, $4)
 ON CONFLICT (org_id, period_start, metric)
 DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity,
               updated_at = excluded.updated_at
-WHERE usage_counters.quantity + excluded.quantity <= $5
+WHERE usage_counters.quantity + usage_counters.reserved + excluded.quantity <= $5
 RETURNING quantity
 """
 RAW_EVENT = """
@@ -437,9 +437,9 @@ class Bench:
 
     async def consumes(self, levels: tuple[int, ...] = (1, 16), total: int = 2_000) -> None:
         """Decide-and-record over HTTP (`"consume": true`) against its writes done by hand in
-        one transaction: the conditional counter upsert (`... WHERE quantity + n <= ceiling
-        RETURNING quantity`) and the event's insert. Every consume is allowed (the hard limit
-        is far off): the common case."""
+        one transaction: the conditional counter upsert (`... WHERE quantity + reserved + n <=
+        ceiling RETURNING quantity`) and the event's insert. Every consume is allowed (the
+        hard limit is far off): the common case."""
         for concurrency in levels:
             await self.consume_level(concurrency, total)
 

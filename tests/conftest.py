@@ -162,7 +162,8 @@ async def row_counts(database: Database) -> dict[str, int]:
             table.name: (await conn.execute(select(func.count()).select_from(table))).scalar_one()
             for table in metadata.sorted_tables
         }
-        counts["sum(usage_counters.quantity)"] = (
-            await conn.execute(select(func.coalesce(func.sum(usage_counters.c.quantity), 0)))
-        ).scalar_one()
+        for column in (usage_counters.c.quantity, usage_counters.c.reserved):
+            counts[f"sum(usage_counters.{column.name})"] = (
+                await conn.execute(select(func.coalesce(func.sum(column), 0)))
+            ).scalar_one()
     return counts

@@ -86,6 +86,20 @@ class IdempotencyConflict(BillingError):
     title = "Idempotency key reused with a different payload"
 
 
+class ReservationNotFound(NotFound):
+    code = "reservation_not_found"
+    title = "Reservation not found"
+
+
+class ReservationSettled(BillingError):
+    """The reservation was settled otherwise (committed, released or refused) and cannot
+    be settled this way; nothing was written."""
+
+    status = 409
+    code = "reservation_settled"
+    title = "Reservation already settled"
+
+
 class Unauthenticated(BillingError):
     """No credentials, or credentials that do not verify."""
 

@@ -25,6 +25,7 @@ from billing_kernel.metrics.service import CatalogueCache, MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import DefaultPlanNotice, PlanService
 from billing_kernel.quota.service import QuotaService
+from billing_kernel.reservations.service import ReservationService
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.service import UsageService
 
@@ -65,8 +66,16 @@ class Kernel:
         self.orgs = OrgService(tx, settings, clock, self.plans)
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
+        self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(
-            tx, settings, clock, self.metrics, self.plans, self.orgs, self.usage
+            tx,
+            settings,
+            clock,
+            self.metrics,
+            self.plans,
+            self.orgs,
+            self.usage,
+            self.reservations,
         )
         self.summary = SummaryService(
             tx,
@@ -79,6 +88,10 @@ class Kernel:
             quota=self.quota,
         )
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
+
+    def now(self) -> datetime:
+        """The time on the kernel's clock (what its services take for now)."""
+        return self._clock()
 
     @classmethod
     def open(cls, settings: Settings) -> Kernel:

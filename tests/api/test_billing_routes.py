@@ -225,6 +225,7 @@ async def test_quota_check(api: Api) -> None:
         "enforcement": "soft",
         "policy": {"mode": "soft", "grace_percent": 0, "grace_period_hours": None},
         "consumed": False,
+        "held": 0,
     }
     default_amount = await api.client.post(
         "/api/v1/billing/org/check", json={"metric": "tokens"}, headers=headers

@@ -456,3 +456,95 @@ def test_every_other_decision_explains_itself_in_plain_words() -> None:
         blocked = decide("tokens", used=0, limit=10, requested=1, now=NOW, status=Standing(reason))
         told = explained(blocked, org="Acme", unit="tokens", plan="Starter", upgrade=PLANS[2])
         assert told == replace(blocked, message=text)  # no upgrade offered: not a limit
+
+
+# Units held by reservations count as used for what a request may take, limit 1,000:
+# (policy, used, held, requested, crossed_at, allowed, reason, remaining, grace_ends_at)
+HELD_LADDER = [
+    (SOFT, 800, 150, 50, None, True, Reason.WITHIN_LIMIT, 50, None),
+    (SOFT, 800, 150, 51, None, True, Reason.SOFT_LIMIT_EXCEEDED, 50, None),
+    (HARD, 800, 150, 50, None, True, Reason.WITHIN_LIMIT, 50, None),
+    (HARD, 800, 150, 51, None, False, Reason.LIMIT_REACHED, 50, None),
+    (HARD, 0, 1_000, 1, None, False, Reason.LIMIT_REACHED, 0, None),  # all of it held
+    (HARD, 0, 1_000, 0, None, True, Reason.WITHIN_LIMIT, 0, None),
+    (TEN_PERCENT, 900, 150, 50, None, True, Reason.IN_GRACE, 50, None),
+    (TEN_PERCENT, 900, 150, 51, None, False, Reason.LIMIT_REACHED, 50, None),
+    # held units take the request beyond the limit, but only usage starts a time grace
+    (THREE_DAYS, 900, 200, 50, None, True, Reason.IN_GRACE, None, None),
+    (THREE_DAYS, 900, 200, 101, None, True, Reason.IN_GRACE, None, NOW + 72 * HOUR),
+    (BOTH, 1_050, 40, 10, NOW - HOUR, True, Reason.IN_GRACE, 10, NOW + 71 * HOUR),
+    (BOTH, 1_050, 40, 11, NOW - HOUR, False, Reason.LIMIT_REACHED, 10, NOW + 71 * HOUR),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "used", "held", "requested", "crossed_at", "allowed", "reason", "left", "ends"),
+    HELD_LADDER,
+)
+def test_held_units_count_as_used(
+    policy: Policy,
+    used: int,
+    held: int,
+    requested: int,
+    crossed_at: datetime | None,
+    allowed: bool,
+    reason: Reason,
+    left: int | None,
+    ends: datetime | None,
+) -> None:
+    decision = decide(
+        "tokens",
+        used=used,
+        held=held,
+        limit=1_000,
+        requested=requested,
+        now=NOW,
+        policy=policy,
+        crossed_at=crossed_at,
+    )
+    assert (decision.allowed, decision.reason, decision.remaining) == (allowed, reason, left)
+    assert decision.grace_ends_at == ends
+    assert (decision.used, decision.held, decision.requested) == (used, held, requested)
+    assert decision.would_exceed is (used + held + requested > 1_000)
+    assert decision.soft_limit_exceeded is (used > 1_000)
+
+
+def test_a_decision_says_what_work_in_progress_holds() -> None:
+    def told(used: int, held: int, requested: int, policy: Policy = HARD) -> str:
+        decision = decide(
+            "tokens",
+            used=used,
+            held=held,
+            limit=1_000_000,
+            requested=requested,
+            now=NOW,
+            policy=policy,
+        )
+        return explained(decision, org="Acme", unit="tokens", plan="Starter").message
+
+    assert told(250_000, 30_000, 1) == (
+        "Acme has used 250,000 of the 1,000,000 tokens included in Starter this month. "
+        "Work in progress holds 30,000 more."
+    )
+    assert told(900_000, 100_000, 1) == (
+        "Acme has no tokens left of the 1,000,000 included in Starter this month: 900,000 "
+        "used, 100,000 held by work in progress. Usage resets on 1 December."
+    )
+    assert told(900_000, 90_000, 20_000) == (
+        "Acme has 10,000 tokens left in Starter this month, fewer than the 20,000 asked for. "
+        "Work in progress holds 90,000 more. Usage resets on 1 December."
+    )
+    assert told(990_000, 20_000, 1, SOFT) == (
+        "Acme has used 990,000 of the 1,000,000 tokens included in Starter this month; usage "
+        "beyond them is billed as overage. Work in progress holds 20,000 more."
+    )
+    assert told(1_000_000, 20_000, 1, TEN_PERCENT) == (
+        "Acme has used all 1,000,000 tokens included in Starter this month and may go on "
+        "(80,000 more tokens) by its grace allowance. Work in progress holds 20,000 more. "
+        "Usage resets on 1 December."
+    )
+    assert told(1_000_000, 100_000, 1, TEN_PERCENT) == (
+        "Acme has no tokens left of the 1,000,000 included in Starter and its grace "
+        "allowance this month: 1,000,000 used, 100,000 held by work in progress. Usage "
+        "resets on 1 December."
+    )

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
-from billing_kernel.db.tables import quota_consumes, usage_events
+from billing_kernel.db.tables import quota_decisions, usage_events
 from billing_kernel.errors import IdempotencyConflict, InvalidInput, OrgNotFound
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -114,7 +114,7 @@ async def test_of_concurrent_consumes_exactly_as_many_as_are_left_are_allowed(
     assert len(allowed) == left
     assert await tokens_used(kernel, org_id, clock) == 1_000
     assert await rows_of(database, usage_events, org_id) == 1 + left
-    assert await rows_of(database, quota_consumes, org_id) == consumers
+    assert await rows_of(database, quota_decisions, org_id) == consumers
     refused = {a.decision.reason for a in answers if not a.decision.allowed}
     assert refused == {Reason.LIMIT_REACHED}
 

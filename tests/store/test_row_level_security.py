@@ -25,6 +25,7 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
         await kernel.usage.record(org_id, "tokens", 100, idempotency_key="k")
         await kernel.quota.set_override(org_id, "tokens", 5)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
+        await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
     return org_a, org_b, user_a, user_b
 
 

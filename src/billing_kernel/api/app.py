@@ -21,6 +21,7 @@ from billing_kernel.members import routes as member_routes
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
+from billing_kernel.reservations import routes as reservation_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
 from billing_kernel.web.guards import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         quota_routes.router,
         quota_routes.limits_router,
         usage_routes.router,
+        reservation_routes.router,
         org_routes.router,
         member_routes.router,
         health.router,

@@ -153,7 +153,11 @@ usage_counters = Table(
     # runs from here); NULL while it has not.
     Column("crossed_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Units held by open reservations of this period (usage_reservations, status 'held'):
+    # on the row, so a conditional write judges usage and holds on the row it locks.
+    Column("reserved", BigInteger, nullable=False, default=0, server_default="0"),
     CheckConstraint("quantity >= 0", name="quantity"),
+    CheckConstraint("reserved >= 0", name="reserved"),
 )
 
 usage_events = Table(
@@ -170,13 +174,15 @@ usage_events = Table(
     Index(None, "org_id", "period_start", "metric"),
 )
 
-quota_consumes = Table(
-    "quota_consumes",
+quota_decisions = Table(
+    "quota_decisions",
     metadata,
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
     # What was asked, and the decision as it was answered, so that a retry gets the same.
-    # An allowed consume also stored a usage event under the same idempotency key.
+    # An allowed consume also stored a usage event under the same idempotency key; a
+    # reservation, a row of usage_reservations.
+    Column("operation", String(8), nullable=False),  # 'consume' or 'reserve'
     Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
     Column("requested", BigInteger, nullable=False),
     Column("decided_at", UTCDateTime, nullable=False),
@@ -192,7 +198,31 @@ quota_consumes = Table(
     Column("status_blocks_at", UTCDateTime, nullable=True),
     Column("upgrade_plan", String(64), nullable=True),
     Column("message", Text, nullable=False),
+    Column("held", BigInteger, nullable=False),  # by reservations, before this decision
     CheckConstraint("requested >= 0", name="requested"),
+    CheckConstraint("operation IN ('consume', 'reserve')", name="operation"),
+)
+
+usage_reservations = Table(
+    "usage_reservations",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("reservation_id", String(36), nullable=False, unique=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
+    Column("period_start", Date, nullable=False),  # the counter that holds its units
+    Column("estimate", BigInteger, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reserved_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("committed_quantity", BigInteger, nullable=True),
+    Column("settled_at", UTCDateTime, nullable=True),
+    CheckConstraint("estimate >= 0", name="estimate"),
+    CheckConstraint(
+        "status IN ('held', 'refused', 'committed', 'released', 'expired')", name="status"
+    ),
+    # The holds a decision gives back when their TTL has ended.
+    Index(None, "org_id", "metric", "status", "expires_at"),
 )
 
 api_keys = Table(
@@ -214,5 +244,6 @@ ORG_SCOPED_TABLES = (
     org_limit_overrides,
     usage_counters,
     usage_events,
-    quota_consumes,
+    quota_decisions,
+    usage_reservations,
 )

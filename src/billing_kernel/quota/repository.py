@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Date, Insert, Select, bindparam, delete, func, select
@@ -18,13 +19,15 @@ from billing_kernel.db.tables import (
     orgs,
     plan_metrics,
     plans,
-    quota_consumes,
+    quota_decisions,
     usage_counters,
+    usage_reservations,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import LimitOverride, QuotaDecision, Reason, limit_exceeded
+from billing_kernel.reservations.rules import ReservationStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,10 @@ class QuotaInputs:
     """The org's own terms for the metric, if it has any."""
     counted: int
     """The metric's counter this period (for seats: the peak)."""
+    held: int
+    """Units held on the counter by reservations, those whose TTL has ended included."""
+    expired_held: int
+    """Of `held`, the units of holds whose TTL has ended (not yet given back)."""
     crossed_at: datetime | None
     """When the counter last went beyond the limit (None: it has not this period)."""
     members: int
@@ -59,6 +66,18 @@ def _quota_inputs_query() -> Select[Any]:
         .where(org_members.c.org_id == state.c.org_id)
         .scalar_subquery()
     )
+    r = usage_reservations.c
+    expired_held = (
+        select(func.coalesce(func.sum(r.estimate), 0))
+        .where(
+            r.org_id == state.c.org_id,
+            r.metric == metric,
+            r.status == ReservationStatus.HELD.value,
+            r.expires_at <= bindparam("now", type_=r.expires_at.type),
+            r.period_start == bindparam("period_start", type_=Date),
+        )
+        .scalar_subquery()
+    )
     term, override = plan_metrics.c, org_limit_overrides.c
     return (
         select(
@@ -75,6 +94,8 @@ def _quota_inputs_query() -> Select[Any]:
             override.grace_period_set.label("o_grace_period_set"),
             override.grace_period_seconds.label("o_grace_period_seconds"),
             func.coalesce(usage_counters.c.quantity, 0).label("counted"),
+            func.coalesce(usage_counters.c.reserved, 0).label("held"),
+            expired_held.label("expired_held"),
             usage_counters.c.crossed_at,
             members.label("members"),
             orgs.c.name.label("org_name"),
@@ -110,21 +131,30 @@ _QUOTA_INPUTS = _quota_inputs_query()
 
 
 @functools.cache
-def _save_consume(dialect_name: str) -> Insert:
-    """Built once per dialect: it runs with every consume."""
-    c = quota_consumes.c
+def _save_decision(dialect_name: str) -> Insert:
+    """Built once per dialect: it runs with every consume and reservation."""
+    c = quota_decisions.c
     stmt: Insert = (
-        upsert_for(dialect_name, quota_consumes)
+        upsert_for(dialect_name, quota_decisions)
         .on_conflict_do_nothing(index_elements=[c.org_id, c.idempotency_key])
         .returning(c.org_id)
     )
     return stmt
 
 
-@dataclass(frozen=True, slots=True)
-class StoredConsume:
-    """A consume's decision as it was answered, and the plan it offered as the way up."""
+class Operation(StrEnum):
+    """What a kept decision was made for."""
 
+    CONSUME = "consume"
+    RESERVE = "reserve"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A consume's or a reservation's decision as it was answered, and the plan it offered
+    as the way up."""
+
+    operation: Operation
     decision: QuotaDecision
     upgrade_plan: str | None
 
@@ -134,13 +164,14 @@ class QuotaRepository:
         self._conn = uow.connection
 
     async def quota_inputs(
-        self, org_id: str, period_start: date, metric: str
+        self, org_id: str, period_start: date, metric: str, now: datetime
     ) -> QuotaInputs | None:
-        """What a quota decision needs, in one statement; None when the org has no billing
-        state yet."""
+        """What a quota decision at `now` needs, in one statement; None when the org has
+        no billing state yet."""
         found = (
             await self._conn.execute(
-                _QUOTA_INPUTS, {"org_id": org_id, "period_start": period_start, "metric": metric}
+                _QUOTA_INPUTS,
+                {"org_id": org_id, "period_start": period_start, "metric": metric, "now": now},
             )
         ).first()
         if found is None:
@@ -161,6 +192,8 @@ class QuotaRepository:
             ),
             override=None if found.override is None else _override(found, prefix="o_"),
             counted=found.counted,
+            held=found.held,
+            expired_held=found.expired_held,
             crossed_at=found.crossed_at,
             members=found.members,
             org_name=found.org_name,
@@ -171,19 +204,24 @@ class QuotaRepository:
             trial_ends_at=found.trial_ends_at,
         )
 
-    async def get_consume(self, org_id: str, idempotency_key: str) -> StoredConsume | None:
-        """The org's consume stored under `idempotency_key`, if there is one."""
-        c = quota_consumes.c
+    async def get_decision(self, org_id: str, idempotency_key: str) -> StoredDecision | None:
+        """The org's decision kept under `idempotency_key`, if there is one."""
+        c = quota_decisions.c
         found = (
             await self._conn.execute(
-                select(quota_consumes).where(
+                select(quota_decisions).where(
                     c.org_id == org_id, c.idempotency_key == idempotency_key
                 )
             )
         ).first()
         if found is None:
             return None
-        limit, used, requested = found.included_quantity, found.used, found.requested
+        limit, used, requested, held = (
+            found.included_quantity,
+            found.used,
+            found.requested,
+            found.held,
+        )
         decision = QuotaDecision(
             metric=found.metric,
             requested=requested,
@@ -191,7 +229,7 @@ class QuotaRepository:
             limit=limit,
             remaining=found.remaining,
             soft_limit_exceeded=limit_exceeded(used, limit),
-            would_exceed=limit_exceeded(used + requested, limit),
+            would_exceed=limit_exceeded(used + held + requested, limit),
             allowed=found.allowed,
             enforcement=Enforcement(found.enforcement),
             reason=Reason(found.reason),
@@ -204,20 +242,28 @@ class QuotaRepository:
             grace_ends_at=found.grace_ends_at,
             status_blocks_at=found.status_blocks_at,
             message=found.message,
+            held=held,
         )
-        return StoredConsume(decision, found.upgrade_plan)
+        return StoredDecision(Operation(found.operation), decision, found.upgrade_plan)
 
-    async def save_consume(
-        self, org_id: str, idempotency_key: str, decision: QuotaDecision, decided_at: datetime
+    async def save_decision(
+        self,
+        org_id: str,
+        idempotency_key: str,
+        operation: Operation,
+        decision: QuotaDecision,
+        decided_at: datetime,
     ) -> bool:
-        """Keep a consume's decision under its key; False (and nothing written) when the
-        key is already taken, by a concurrent retry of the same consume."""
+        """Keep a consume's or a reservation's decision under its key; False (and nothing
+        written) when the key is already taken (by a concurrent retry of the same call)."""
         d, period = decision, decision.policy.grace_period
         result = await self._conn.execute(
-            _save_consume(self._conn.dialect.name),
+            _save_decision(self._conn.dialect.name),
             {
                 "org_id": org_id,
                 "idempotency_key": idempotency_key,
+                "operation": operation.value,
+                "held": d.held,
                 "metric": d.metric,
                 "requested": d.requested,
                 "decided_at": decided_at,

@@ -187,7 +187,8 @@ class QuotaDecision:
     used: int
     limit: int | None
     remaining: int | None
-    """What may still be used now, grace included (None: no bound)."""
+    """What may still be used now, grace included, after the units held by reservations
+    (None: no bound)."""
     soft_limit_exceeded: bool
     """Usage is already beyond the limit."""
     would_exceed: bool
@@ -206,6 +207,9 @@ class QuotaDecision:
     """What to tell the person using the product, in plain words."""
     upgrade: Plan | None = None
     """The cheapest active plan whose limit would allow the request (refusals only)."""
+    held: int = 0
+    """Units held by open reservations (work in progress), not yet used; they count
+    against the limit as if used."""
 
 
 def decide(
@@ -218,10 +222,13 @@ def decide(
     policy: Policy = SOFT,
     crossed_at: datetime | None = None,
     status: Standing = Standing(),
+    held: int = 0,
 ) -> QuotaDecision:
     """Climb the ladder (see the module's docstring) for `requested` more units when
-    `used` are used, against `limit` (None: unlimited) enforced by `policy`."""
-    after = used + requested
+    `used` are used and `held` more are held by reservations, against `limit` (None:
+    unlimited) enforced by `policy`. Held units count as used for what the request may
+    take; a time grace is started only by usage itself going beyond the limit."""
+    after = used + held + requested
     ceiling = Ceiling(limit)
     if status.blocked is not None:
         allowed, reason, ceiling = False, status.blocked, Ceiling(0)
@@ -242,14 +249,14 @@ def decide(
             reason = Reason.IN_GRACE if allowed else Reason.LIMIT_REACHED
         # A grace's end is news once usage went beyond the limit, or this request takes it
         # there; before that, no clock runs.
-        if crossed_at is None and not (allowed and after > limit):
+        if crossed_at is None and not (allowed and used + requested > limit):
             ceiling = Ceiling(ceiling.most)
     return QuotaDecision(
         metric=metric,
         requested=requested,
         used=used,
         limit=limit,
-        remaining=None if ceiling.most is None else max(ceiling.most - used, 0),
+        remaining=None if ceiling.most is None else max(ceiling.most - used - held, 0),
         soft_limit_exceeded=limit_exceeded(used, limit),
         would_exceed=limit_exceeded(after, limit),
         allowed=allowed,
@@ -259,6 +266,7 @@ def decide(
         policy=policy,
         grace_ends_at=ceiling.grace_ends_at,
         status_blocks_at=status.blocks_at,
+        held=held,
     )
 
 
@@ -289,6 +297,7 @@ def explained(
     resets = f"Usage resets on {d.resets_at.day} {d.resets_at:%B}."
     grace = " and its grace allowance" if d.policy.has_grace else ""
     offer = _offer(upgrade, d.metric, unit) if d.reason is Reason.LIMIT_REACHED else ""
+    holds = f" Work in progress holds {d.held:,} more." if d.held else ""
     if d.reason is Reason.CANCELED:
         text = f"{org}'s subscription is canceled, so no more {unit} can be used."
     elif d.reason is Reason.PAST_DUE:
@@ -298,7 +307,10 @@ def explained(
     elif d.limit is None:
         text = f"{plan} includes unlimited {unit}; {org} has used {d.used:,} this month."
     elif d.reason is Reason.WITHIN_LIMIT:
-        text = f"{org} has used {d.used:,} of the {d.limit:,} {unit} included in {plan} this month."
+        text = (
+            f"{org} has used {d.used:,} of the {d.limit:,} {unit} included in {plan} this "
+            f"month.{holds}"
+        )
     elif d.reason is Reason.SOFT_LIMIT_EXCEEDED:
         so_far = (
             f"{d.used:,} {unit}, more than the {d.limit:,}"
@@ -307,7 +319,7 @@ def explained(
         )
         text = (
             f"{org} has used {so_far} included in {plan} this month; usage beyond them is "
-            "billed as overage."
+            f"billed as overage.{holds}"
         )
     elif d.reason is Reason.IN_GRACE:
         more = "" if d.remaining is None else f" ({d.remaining:,} more {unit})"
@@ -315,7 +327,12 @@ def explained(
         until = "" if ends is None else f" until {ends.day} {ends:%B, %H:%M} UTC"
         text = (
             f"{org} has used all {d.limit:,} {unit} included in {plan} this month and may go "
-            f"on{more}{until} by its grace allowance. {resets}"
+            f"on{more}{until} by its grace allowance.{holds} {resets}"
+        )
+    elif not d.remaining and d.held:
+        text = (
+            f"{org} has no {unit} left of the {d.limit:,} included in {plan}{grace} this "
+            f"month: {d.used:,} used, {d.held:,} held by work in progress. {resets}"
         )
     elif not d.remaining:
         text = (
@@ -324,7 +341,7 @@ def explained(
     else:
         text = (
             f"{org} has {d.remaining:,} {unit} left in {plan}{grace} this month, fewer than the "
-            f"{d.requested:,} asked for. {resets}"
+            f"{d.requested:,} asked for.{holds} {resets}"
         )
     return replace(d, message=text + offer, upgrade=upgrade if offer else None)
 

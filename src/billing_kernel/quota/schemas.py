@@ -72,9 +72,14 @@ class CheckOut(BaseModel):
     metric: str
     requested: int
     used: int
+    held: int = Field(
+        description="Units held by open reservations (work in progress): they count against "
+        "the limit as if used."
+    )
     limit: int | None
     remaining: int | None = Field(
-        description="What may still be used now, any grace included; null: no bound."
+        description="What may still be used now, any grace included, after what is held; "
+        "null: no bound."
     )
     soft_limit_exceeded: bool = Field(description="Usage is already beyond the limit.")
     would_exceed: bool = Field(description="Usage plus the amount would be beyond the limit.")
@@ -120,6 +125,7 @@ class CheckOut(BaseModel):
             metric=d.metric,
             requested=d.requested,
             used=d.used,
+            held=d.held,
             limit=d.limit,
             remaining=d.remaining,
             soft_limit_exceeded=d.soft_limit_exceeded,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -20,7 +20,12 @@ from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import validate_grace
 from billing_kernel.plans.service import PlanService
-from billing_kernel.quota.repository import QuotaInputs, QuotaRepository, StoredConsume
+from billing_kernel.quota.repository import (
+    Operation,
+    QuotaInputs,
+    QuotaRepository,
+    StoredDecision,
+)
 from billing_kernel.quota.rules import (
     LimitOverride,
     QuotaDecision,
@@ -36,7 +41,9 @@ from billing_kernel.quota.rules import (
     terms_ceiling,
     upgrade_for,
 )
-from billing_kernel.usage.rules import validate_metric
+from billing_kernel.reservations.rules import DEFAULT_TTL_SECONDS, Reservation, validate_ttl
+from billing_kernel.reservations.service import ReservationService
+from billing_kernel.usage.rules import CeilingWrite, validate_metric
 from billing_kernel.usage.service import UsageService
 
 
@@ -49,8 +56,23 @@ class Consumption:
     replayed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """A reservation's answer: the reservation (held, or refused), the decision it was
+    made with, and whether this call was a retry answered with what its key first got."""
+
+    reservation: Reservation
+    decision: QuotaDecision
+    replayed: bool = False
+
+
 class _TakenMeanwhile(Exception):
     """A concurrent call with the same idempotency key decided first."""
+
+
+Write = Callable[[int | None, datetime], Awaitable[CeilingWrite]]
+"""A conditional write of a decision's units: given the most the counter's usage and holds
+may reach (None: no bound) and the decision's moment, it adds the units only if they fit."""
 
 
 class QuotaService:
@@ -63,6 +85,7 @@ class QuotaService:
         plans: PlanService,
         orgs: OrgService,
         usage: UsageService,
+        reservations: ReservationService,
     ) -> None:
         self._tx = transactions
         self._clock = clock
@@ -70,23 +93,25 @@ class QuotaService:
         self._plans = plans
         self._orgs = orgs
         self._usage = usage
+        self._reservations = reservations
         self._status_grace = timedelta(days=settings.past_due_grace_days)
         self._ended_trial_blocks = settings.ended_trial_blocks
 
     async def check(self, org_id: str, metric: str, amount: int = 1) -> QuotaDecision:
         """May the org use `amount` more of `metric`? The decision climbs the ladder of
         `quota.rules` (billing status, then the metric's limit and policy), says why as a
-        stable reason and in plain words, and offers an upgrade when the limit refuses it."""
+        stable reason and in plain words, and offers an upgrade when the limit refuses it.
+        Units held by reservations count as used; those whose TTL has ended do not."""
         requested = validate_quantity(amount)
         now = self._clock()
         period = BillingPeriod.containing(now)
         async with self._tx.read() as unit:
             checked = await self._metrics.get(metric, unit)
-            inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
+            inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         if inputs is None:  # first touch: seed the state, then ask again
             async with self._tx.begin() as unit:
                 await self._orgs.billing_state(org_id, unit)
-                inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric)
+                inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         assert inputs is not None
         decision = self._decision(checked, inputs, requested, now)
         return await self._explained(decision, org_id, checked, inputs)
@@ -109,41 +134,119 @@ class QuotaService:
             # stored under the key, makes the write below fail and roll back, and the retry
             # is then answered from what is stored. A first call pays no extra read.
             async with self._tx.begin() as unit:
-                decision = await self._consume(org_id, metric, requested, key, unit)
-                if not await QuotaRepository(unit).save_consume(
-                    org_id, key, decision, self._clock()
-                ):
-                    raise _TakenMeanwhile
+
+                async def record(most: int | None, now: datetime) -> CeilingWrite:
+                    return await self._usage.record_within(
+                        org_id, metric, requested, idempotency_key=key, most=most, now=now, uow=unit
+                    )
+
+                decision = await self._decided(
+                    Operation.CONSUME, org_id, metric, requested, key, record, unit
+                )
                 return Consumption(decision)
         except (_TakenMeanwhile, IdempotencyConflict):
             async with self._tx.read() as unit:  # what the first call with the key decided
-                stored = await QuotaRepository(unit).get_consume(org_id, key)
-                if stored is None:  # the key belongs to a usage event, not a consume
+                stored = await self._stored(Operation.CONSUME, org_id, metric, requested, key, unit)
+                if stored is None:  # the key belongs to a usage event, not a decision
                     raise
-                return await self._replay(stored, org_id, metric, requested, key, unit)
+                return Consumption(await self._with_upgrade(stored, unit), replayed=True)
 
-    async def _consume(
-        self, org_id: str, metric: str, requested: int, key: str, unit: UnitOfWork
+    async def reserve(
+        self,
+        org_id: str,
+        metric: str,
+        estimate: int,
+        *,
+        idempotency_key: str,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    ) -> Reserved:
+        """Decide as `consume` does for `estimate` units and, if allowed, hold them for
+        `ttl_seconds` against the limit in one atomic step: they count as used for every
+        other decision until the reservation is committed (`ReservationService.commit`:
+        its actual usage recorded), released, or its TTL ends. A refused reservation is
+        kept, refused. Retries are answered as `consume` answers them."""
+        org_id = validate_id(org_id, "org_id")
+        requested = validate_quantity(estimate)
+        key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+        ttl = validate_ttl(ttl_seconds)
+        try:
+            async with self._tx.begin() as unit:
+                holds: list[Reservation] = []
+
+                async def hold(most: int | None, now: datetime) -> CeilingWrite:
+                    made = await self._reservations.hold(
+                        org_id,
+                        metric,
+                        requested,
+                        idempotency_key=key,
+                        ttl=ttl,
+                        most=most,
+                        now=now,
+                        uow=unit,
+                    )
+                    holds.append(made.reservation)
+                    return made.write
+
+                decision = await self._decided(
+                    Operation.RESERVE, org_id, metric, requested, key, hold, unit
+                )
+                return Reserved(holds[0], decision)
+        except (_TakenMeanwhile, IdempotencyConflict):
+            async with self._tx.read() as unit:
+                stored = await self._stored(Operation.RESERVE, org_id, metric, requested, key, unit)
+                if stored is None:  # the key belongs to a usage event, not a decision
+                    raise
+                return Reserved(
+                    await self._reservations.by_key(org_id, key, unit),
+                    await self._with_upgrade(stored, unit),
+                    replayed=True,
+                )
+
+    async def _decided(
+        self,
+        operation: Operation,
+        org_id: str,
+        metric: str,
+        requested: int,
+        key: str,
+        write: Write,
+        unit: UnitOfWork,
+    ) -> QuotaDecision:
+        """The decision for `requested` units, made by `write` in one conditional statement,
+        and kept under `key`; raises _TakenMeanwhile if a concurrent call with the key kept
+        its decision first."""
+        decision = await self._decide_and_write(org_id, metric, requested, write, unit)
+        saved = await QuotaRepository(unit).save_decision(
+            org_id, key, operation, decision, self._clock()
+        )
+        if not saved:
+            raise _TakenMeanwhile
+        return decision
+
+    async def _decide_and_write(
+        self, org_id: str, metric: str, requested: int, write: Write, unit: UnitOfWork
     ) -> QuotaDecision:
         now = self._clock()
         checked = validate_metric(metric, await self._metrics.by_key(unit))  # seats: not usage
         quota, period = QuotaRepository(unit), BillingPeriod.containing(now)
-        inputs = await quota.quota_inputs(org_id, period.key, metric)
+        inputs = await quota.quota_inputs(org_id, period.key, metric, now)
         if inputs is None:  # an org not seen before, or one with no billing state yet
             if (await self._orgs.admit({org_id}, now, unit)).unknown:
                 raise OrgNotFound(
                     f"unknown org {org_id!r} (BILLING_AUTO_CREATE_ORGS is false)", org_id=org_id
                 )
             await self._orgs.billing_state(org_id, unit)
-            inputs = await quota.quota_inputs(org_id, period.key, metric)
+            inputs = await quota.quota_inputs(org_id, period.key, metric, now)
             assert inputs is not None
+        if inputs.expired_held:  # holds whose time ended go back before anything is judged
+            await self._reservations.expire_due(org_id, metric, now, unit)
         terms = terms_after_override(inputs.plan_terms, inputs.override)
         status = self._standing(inputs, now)
         # The crossing the ceiling is judged with; the decision below must use the same,
         # though the usage it is told of may have grown since `inputs` was read.
         crossed_at = inputs.crossed_at if limit_exceeded(inputs.counted, terms.limit) else None
         if status.blocked is not None:
-            recorded, used = False, inputs.counted
+            written = CeilingWrite(False, inputs.counted, inputs.held - inputs.expired_held)
         else:
             ceiling = terms_ceiling(
                 used=inputs.counted,
@@ -152,20 +255,11 @@ class QuotaService:
                 crossed_at=crossed_at,
                 now=now,
             )
-            write = await self._usage.record_within(
-                org_id,
-                metric,
-                requested,
-                idempotency_key=key,
-                most=ceiling.most,
-                now=now,
-                uow=unit,
-            )
-            recorded = write.recorded
-            used = write.total - requested if recorded else write.total
+            written = await write(ceiling.most, now)
         decision = decide(
             metric,
-            used=used,
+            used=written.used,
+            held=written.held,
             limit=terms.limit,
             requested=requested,
             now=now,
@@ -173,30 +267,39 @@ class QuotaService:
             crossed_at=crossed_at,
             status=status,
         )
-        assert decision.allowed == recorded, "the written ceiling and the rules disagree"
+        assert decision.allowed == written.recorded, "the written ceiling and the rules disagree"
         return await self._explained(decision, org_id, checked, inputs, unit)
 
-    async def _replay(
+    async def _stored(
         self,
-        stored: StoredConsume,
+        operation: Operation,
         org_id: str,
         metric: str,
         requested: int,
         key: str,
         unit: UnitOfWork,
-    ) -> Consumption:
+    ) -> StoredDecision | None:
+        """The decision first made under `key`, for a retry of the same call (None: no
+        decision was kept under it); an IdempotencyConflict naming what the key was used
+        for when that was something else."""
+        stored = await QuotaRepository(unit).get_decision(org_id, key)
+        if stored is None:
+            return None
         first = stored.decision
-        if (first.metric, first.requested) != (metric, requested):
+        if (stored.operation, first.metric, first.requested) != (operation, metric, requested):
             raise IdempotencyConflict(
-                f"idempotency key {key!r} was already used for org {org_id!r} to consume "
-                f"{first.requested} {first.metric}",
+                f"idempotency key {key!r} was already used for org {org_id!r} to "
+                f"{stored.operation.value} {first.requested} {first.metric}",
                 org_id=org_id,
                 idempotency_key=key,
             )
+        return stored
+
+    async def _with_upgrade(self, stored: StoredDecision, unit: UnitOfWork) -> QuotaDecision:
         upgrade = None
         if stored.upgrade_plan is not None:
             upgrade = await self._plans.get(stored.upgrade_plan, unit)
-        return Consumption(replace(first, upgrade=upgrade), replayed=True)
+        return replace(stored.decision, upgrade=upgrade)
 
     async def _explained(
         self,
@@ -212,7 +315,8 @@ class QuotaService:
             async with self._tx.read(uow) as unit:
                 current = await self._plans.get(inputs.plan_slug, unit)
                 offered = await self._plans.list_active(unit)
-            upgrade = upgrade_for(offered, current, metric.key, decision.used + decision.requested)
+            needed = decision.used + decision.held + decision.requested
+            upgrade = upgrade_for(offered, current, metric.key, needed)
         return explained(
             decision,
             org=inputs.org_name or org_id,
@@ -229,6 +333,7 @@ class QuotaService:
         return decide(
             metric.key,
             used=used,
+            held=inputs.held - inputs.expired_held,
             limit=terms.limit,
             requested=requested,
             now=now,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -26,7 +27,7 @@ from billing_kernel.db.database import upsert, upsert_for
 from billing_kernel.db.limits import included_quantity_of
 from billing_kernel.db.tables import usage_counters, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.usage.rules import CounterKey, UsageEvent
+from billing_kernel.usage.rules import Counter, CounterKey, UsageEvent
 
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
@@ -119,22 +120,35 @@ def _counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, obj
     }
 
 
-def _adding(dialect_name: str, *, within_ceiling: bool = False) -> Any:
+def _most() -> Any:
+    return bindparam("most", type_=usage_counters.c.quantity.type)
+
+
+def _bound(most: int | None) -> dict[str, object]:
+    """The `most` parameter of a statement built `within_ceiling` (None: built without)."""
+    return {} if most is None else {"most": most}
+
+
+def _adding(dialect_name: str, *, within_ceiling: bool = False, releasing: bool = False) -> Any:
     """The upsert that adds a proposed value to its counter (`quantity = quantity +
     excluded.quantity`, or a new row), noting in the same statement when the counter
     crosses the org's limit (see `_crossing`). `within_ceiling`: a stored counter is added
-    to only if its new total stays at most the `most` parameter."""
+    to only if its new total and its holds together stay at most the `most` parameter.
+    `releasing`: the same statement takes the `released` parameter off its holds."""
     counters = usage_counters.c
     stmt = _new_counter(dialect_name)
     added = counters.quantity + stmt.excluded.quantity
+    set_ = {
+        "quantity": added,
+        "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
+        "updated_at": stmt.excluded.updated_at,
+    }
+    if releasing:
+        set_["reserved"] = counters.reserved - bindparam("released", type_=counters.reserved.type)
     return stmt.on_conflict_do_update(
         index_elements=[counters.org_id, counters.period_start, counters.metric],
-        set_={
-            "quantity": added,
-            "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
-            "updated_at": stmt.excluded.updated_at,
-        },
-        where=added <= bindparam("most", type_=counters.quantity.type) if within_ceiling else None,
+        set_=set_,
+        where=added + counters.reserved <= _most() if within_ceiling else None,
     )
 
 
@@ -149,14 +163,41 @@ def _add_to_counters(dialect_name: str) -> Insert:
 
 
 @functools.cache
-def _add_within_ceiling(dialect_name: str) -> Insert:
-    """`_add_to_counters` for one counter, only if its new total stays at most `most`. The
-    condition is judged on the row as it is when the statement holds its lock (on
-    PostgreSQL, the latest committed total, a concurrent writer's included), so no two
+def _add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
+    """`_add_to_counters` for one counter, answering its usage and holds after. With
+    `within_ceiling`, only if its new total and its holds together stay at most `most`:
+    the condition is judged on the row as it is when the statement holds its lock (on
+    PostgreSQL, the latest committed row, a concurrent writer's units included), so no two
     writers can both take the last units. No row comes back when it would not fit."""
     counters = usage_counters.c
-    stmt: Insert = _adding(dialect_name, within_ceiling=True).returning(counters.quantity)
+    stmt: Insert = _adding(dialect_name, within_ceiling=within_ceiling).returning(
+        counters.quantity, counters.reserved
+    )
     return stmt
+
+
+@functools.cache
+def _add_releasing(dialect_name: str) -> Insert:
+    """A reservation's commit: its usage added as `_add_to_counters` adds it, and the units
+    it held (`released`) taken off the counter's holds, in one statement."""
+    stmt: Insert = _adding(dialect_name, releasing=True)
+    return stmt
+
+
+@functools.cache
+def _hold(dialect_name: str, *, within_ceiling: bool) -> Insert:
+    """A reservation's hold: its units added to the counter's holds (a new counter: no
+    usage yet, the holds only). `within_ceiling`: only if the counter's usage and holds
+    together stay at most `most`, judged on the locked row as `_add_within` does;
+    no row comes back when they would not fit."""
+    counters = usage_counters.c
+    stmt = _new_counter(dialect_name)
+    held = counters.reserved + stmt.excluded.reserved
+    return stmt.on_conflict_do_update(
+        index_elements=[counters.org_id, counters.period_start, counters.metric],
+        set_={"reserved": held, "updated_at": stmt.excluded.updated_at},
+        where=counters.quantity + held <= _most() if within_ceiling else None,
+    ).returning(counters.quantity, counters.reserved)
 
 
 @functools.cache
@@ -283,32 +324,78 @@ class UsageRepository:
 
     async def add_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime
-    ) -> int | None:
-        """Add `quantity` to the counter if its total stays at most `most` (None: no bound),
-        in one atomic statement; returns the new total, or None when it would not fit (and
-        nothing was written)."""
-        if most is None:
-            return (await self.add_to_counters({key: quantity}, now))[key]
-        if quantity > most:  # a counter is never below zero: it cannot fit
+    ) -> Counter | None:
+        """Add `quantity` to the counter if its total and its holds together stay at most
+        `most` (None: no bound), in one atomic statement; returns the counter after, or
+        None when it would not fit (and nothing was written)."""
+        if most is not None and quantity > most:  # never below zero: it cannot fit
             return None
-        result = await self._conn.execute(
-            _add_within_ceiling(self._conn.dialect.name),
-            _counter_row(key, quantity, now) | {"most": most},
+        return await self._counter_write(
+            _add_within(self._conn.dialect.name, within_ceiling=most is not None),
+            _counter_row(key, quantity, now) | _bound(most),
         )
-        total: int | None = result.scalar_one_or_none()
-        return total
 
-    async def counter(self, key: CounterKey) -> int:
-        """A counter's value (0 when it has none), as committed now."""
-        org_id, period_start, metric = key
-        value: int | None = await self._conn.scalar(
-            select(usage_counters.c.quantity).where(
-                usage_counters.c.org_id == org_id,
-                usage_counters.c.period_start == period_start,
-                usage_counters.c.metric == metric,
-            )
+    async def hold_within(
+        self, key: CounterKey, quantity: int, most: int | None, now: datetime
+    ) -> Counter | None:
+        """Add `quantity` to the counter's holds if its usage and holds together stay at
+        most `most` (None: no bound), in one atomic statement; returns the counter after,
+        or None when they would not fit (and nothing was written)."""
+        if most is not None and quantity > most:
+            return None
+        return await self._counter_write(
+            _hold(self._conn.dialect.name, within_ceiling=most is not None),
+            _counter_row(key, 0, now) | {"reserved": quantity} | _bound(most),
         )
-        return value or 0
+
+    async def _counter_write(
+        self, statement: Insert, parameters: dict[str, object]
+    ) -> Counter | None:
+        found = (await self._conn.execute(statement, parameters)).first()
+        return None if found is None else Counter(found.quantity, found.reserved)
+
+    async def add_releasing(
+        self, key: CounterKey, quantity: int, released: int, now: datetime
+    ) -> None:
+        """Add `quantity` to the counter and take `released` off its holds, atomically."""
+        await self._conn.execute(
+            _add_releasing(self._conn.dialect.name),
+            _counter_row(key, quantity, now) | {"released": released},
+        )
+
+    async def release_holds(self, releases: Mapping[CounterKey, int], now: datetime) -> None:
+        """Take each amount off its counter's holds (in the stable order given)."""
+        if not releases:
+            return
+        counters = usage_counters.c
+        await self._conn.execute(
+            update(usage_counters)
+            .where(
+                counters.org_id == bindparam("k_org"),
+                counters.period_start == bindparam("k_period"),
+                counters.metric == bindparam("k_metric"),
+            )
+            .values(reserved=counters.reserved - bindparam("released"), updated_at=now),
+            [
+                {"k_org": org_id, "k_period": period, "k_metric": metric, "released": released}
+                for (org_id, period, metric), released in releases.items()
+            ],
+        )
+
+    async def counter(self, key: CounterKey) -> Counter:
+        """A counter's usage and holds (zeros when it has none), as committed now."""
+        org_id, period_start, metric = key
+        counters = usage_counters.c
+        found = (
+            await self._conn.execute(
+                select(counters.quantity, counters.reserved).where(
+                    counters.org_id == org_id,
+                    counters.period_start == period_start,
+                    counters.metric == metric,
+                )
+            )
+        ).first()
+        return Counter(0, 0) if found is None else Counter(found.quantity, found.reserved)
 
     async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> int:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from billing_kernel.usage.rules import RecordStatus
 from billing_kernel.usage.schemas import MAX_ECHO, UsageBatchIn, UsageBatchOut
 from billing_kernel.web.deps import KernelDep, UsageWriter
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.responses import EscapedJSONResponse
+from billing_kernel.web.routers import usage_router
 
-router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
+router = usage_router()
 
 
 @router.post(

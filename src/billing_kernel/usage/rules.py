@@ -165,12 +165,22 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class Counter:
+    """A usage counter: the period's usage, and the units open reservations hold in it."""
+
+    used: int
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
 class CeilingWrite:
-    """What a write under a ceiling did: whether it recorded its usage, and the counter's
-    total after it (when it did not: the total that left no room)."""
+    """What a write under a ceiling did: whether it added its units (as usage, or as a
+    hold), and the counter as the write judged it, before its own units: the usage, and
+    the units held by reservations (when it added nothing: what left no room)."""
 
     recorded: bool
-    total: int
+    used: int
+    held: int
 
 
 @dataclass(frozen=True, slots=True)

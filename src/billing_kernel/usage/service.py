@@ -197,31 +197,90 @@ class UsageService:
         The org must exist. A key the org already used raises IdempotencyConflict (in
         `uow`, which the caller rolls back); invalid input raises before anything is
         written."""
+        event = await self._insert_event(org_id, metric, quantity, idempotency_key, None, now, uow)
+        usage = UsageRepository(uow)
+        key = (event.org_id, event.period_start, event.metric)
+        after = await usage.add_within(key, event.quantity, most, now)
+        if after is None:
+            await usage.delete_event(event.org_id, event.idempotency_key)
+            return await _no_room(usage, key)
+        return CeilingWrite(recorded=True, used=after.used - event.quantity, held=after.held)
+
+    async def hold_within(
+        self, key: CounterKey, quantity: int, *, most: int | None, now: datetime, uow: UnitOfWork
+    ) -> CeilingWrite:
+        """Hold `quantity` units on the counter `key` for a reservation, only if its usage
+        and holds together stay at most `most` (None: no bound), judged and written by one
+        atomic statement as `record_within` does."""
+        usage = UsageRepository(uow)
+        after = await usage.hold_within(key, quantity, most, now)
+        if after is None:
+            return await _no_room(usage, key)
+        return CeilingWrite(recorded=True, used=after.used, held=after.held - quantity)
+
+    async def record_held(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        *,
+        idempotency_key: str,
+        occurred_at: datetime,
+        released: int,
+        now: datetime,
+        uow: UnitOfWork,
+    ) -> None:
+        """Record the usage a reservation made at `occurred_at` turned out to be, as one
+        event keyed `idempotency_key`, and take the `released` units it held off the same
+        counter, in one statement. Always counted: never refused for a limit. A key the org
+        already used raises IdempotencyConflict (in `uow`, which the caller rolls back)."""
+        event = await self._insert_event(
+            org_id, metric, quantity, idempotency_key, occurred_at, now, uow
+        )
+        key = (event.org_id, event.period_start, event.metric)
+        await UsageRepository(uow).add_releasing(key, event.quantity, released, now)
+
+    async def _insert_event(
+        self,
+        org_id: str,
+        metric: str,
+        quantity: int,
+        idempotency_key: str,
+        occurred_at: datetime | None,
+        now: datetime,
+        uow: UnitOfWork,
+    ) -> UsageEvent:
+        """Validate and insert one event received at `now`; IdempotencyConflict if the org
+        already used its key. Inserted before its counter is written: a used key stops here,
+        before the counter's row is locked, which is then held for as short a time as the
+        transaction allows."""
         event = new_usage_event(
             org_id=org_id,
             metric=metric,
             quantity=quantity,
             idempotency_key=idempotency_key,
-            occurred_at=None,
+            occurred_at=occurred_at,
             received_at=now,
             catalogue=await self._metrics.by_key(uow),
             window=self._window,
         )
-        usage = UsageRepository(uow)
-        # The event first: a used key stops here, before the counter's row is locked, and
-        # the lock is then held for as short a time as the transaction allows.
-        if not await usage.insert_events([event]):
+        if not await UsageRepository(uow).insert_events([event]):
             raise IdempotencyConflict(
                 f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
                 org_id=org_id,
                 idempotency_key=idempotency_key,
             )
-        key = (event.org_id, event.period_start, event.metric)
-        total = await usage.add_within(key, event.quantity, most, now)
-        if total is None:
-            await usage.delete_event(event.org_id, event.idempotency_key)
-            return CeilingWrite(recorded=False, total=await usage.counter(key))
-        return CeilingWrite(recorded=True, total=total)
+        return event
+
+    async def release_holds(
+        self, releases: Mapping[CounterKey, int], now: datetime, uow: UnitOfWork
+    ) -> None:
+        """Give back units held on counters, as reservations are released or expire."""
+        await UsageRepository(uow).release_holds(dict(sorted(releases.items())), now)
+
+    async def has_event(self, org_id: str, idempotency_key: str, uow: UnitOfWork) -> bool:
+        """Whether the org has a usage event under `idempotency_key`."""
+        return bool(await UsageRepository(uow).get_events([(org_id, idempotency_key)]))
 
     async def update_counters(
         self,
@@ -314,3 +373,9 @@ class UsageService:
         """The org's counters for the periods from `first` up to, not including, `end`."""
         async with self._tx.read(uow) as unit:
             return await UsageRepository(unit).counters_between(org_id, first.key, end.key)
+
+
+async def _no_room(usage: UsageRepository, key: CounterKey) -> CeilingWrite:
+    """A conditional write that did not fit: the counter as it found it."""
+    found = await usage.counter(key)
+    return CeilingWrite(recorded=False, used=found.used, held=found.held)

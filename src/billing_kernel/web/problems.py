@@ -60,7 +60,8 @@ _DESCRIPTIONS = {
     401: "No credentials, or credentials that do not verify (`unauthenticated`).",
     403: "The caller may not do this (`forbidden`).",
     404: "Not found; also the answer for an org the caller is not a member of.",
-    409: "Conflicts with the current state (`plan_inactive`, `idempotency_conflict`).",
+    409: "Conflicts with the current state (`plan_inactive`, `idempotency_conflict`, "
+    "`reservation_settled`).",
     422: "Invalid request: each bad field is listed in `errors`.",
     500: "The kernel failed; quote `request_id`.",
     503: "Momentarily unavailable (`database_unavailable`, `not_ready`): retry after "

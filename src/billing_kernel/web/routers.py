@@ -1,4 +1,4 @@
-"""The API's two URL families, each served by several capabilities: one definition of each,
+"""The API's URL families, each served by one or more capabilities: one definition of each,
 so their prefix, tag and common error answers agree."""
 
 from __future__ import annotations
@@ -21,3 +21,8 @@ def orgs_router() -> APIRouter:
     return APIRouter(
         prefix="/api/v1/orgs", tags=["orgs"], responses=problem_responses(401, 403, 404, 422)
     )
+
+
+def usage_router() -> APIRouter:
+    """`/api/v1/usage/...`: usage events and reservations, sent by the product's backend."""
+    return APIRouter(prefix="/api/v1/usage", tags=["usage"])
