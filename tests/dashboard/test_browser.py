@@ -34,8 +34,8 @@ VETERAN_SINCE = THIS_MONTH.previous().previous().previous()
 
 
 async def seed(url: str) -> dict[str, str]:
-    """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere;
-    org C created three months ago."""
+    """Org A on Starter at 50 % of tokens, 85 % of runs, 120 % of seats; org B elsewhere,
+    its runs in a grace; org C created three months ago, its runs blocked."""
     database = Database(url)
     kernel = Kernel(database, Settings(database_url=url))
     then = VETERAN_SINCE.start + timedelta(days=9)
@@ -70,6 +70,13 @@ async def seed(url: str) -> dict[str, str]:
         await earlier.usage.record(
             ids["c"], "tokens", 123_456, idempotency_key="t", occurred_at=then
         )
+        # Org b's runs are in their grace; org c's runs are blocked.
+        runs = LimitOverride(100, sets_included=True, mode=Enforcement.HARD, grace_percent=10)
+        await kernel.quota.set_override(ids["b"], "playbook_runs", runs)
+        await kernel.usage.record(ids["b"], "playbook_runs", 105, idempotency_key="r")
+        blocked = LimitOverride(10, sets_included=True, mode=Enforcement.HARD)
+        await kernel.quota.set_override(ids["c"], "playbook_runs", blocked)
+        await kernel.usage.record(ids["c"], "playbook_runs", 10, idempotency_key="r")
     finally:
         await database.dispose()
     return ids
@@ -291,8 +298,39 @@ def test_a_user_in_two_orgs_can_switch(
     assert tokens.get_by_test_id("policy").inner_text() == (
         "Hard limit (10 % grace): use beyond it is refused"
     )
-    assert page.get_by_test_id("metric-seats").get_by_test_id("policy").count() == 0
+    assert page.get_by_test_id("metric-seats").get_by_test_id("policy").inner_text() == (
+        "Soft limit: use beyond it is allowed, and billed as overage"
+    )
     assert "Some limits are hard" in page.get_by_test_id("limits-note").inner_text()
+    assert tokens.get_by_test_id("limit-state").count() == 0  # within its limit
+    grace = page.get_by_test_id("metric-playbook_runs").get_by_test_id("limit-state")
+    assert grace.inner_text() == (
+        f"In grace. {ids['b']} has used all 100 runs included in Growth this month and may go "
+        f"on (5 more runs) by its grace allowance. Usage resets on {next_reset()}."
+    )
+
+
+def next_reset() -> str:
+    end = THIS_MONTH.end
+    return f"{end.day} {end:%B}"
+
+
+def test_a_blocked_metric_says_why_in_red(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["veteran"])
+    screenshot(page, "billing-blocked")
+    runs = page.get_by_test_id("metric-playbook_runs")
+    blocked = runs.get_by_test_id("limit-state")
+    assert blocked.inner_text() == (
+        f"Blocked. {ids['c']} has used all 10 runs included in Starter this month. Usage "
+        f"resets on {next_reset()}. Growth includes 1,000 runs."
+    )
+    assert blocked.evaluate("e => getComputedStyle(e).color") == RED
+    assert blocked.get_attribute("role") == "status"
+    assert runs.get_by_test_id("policy").inner_text() == "Hard limit: use beyond it is refused"
+    assert page.get_by_test_id("metric-tokens").get_by_test_id("limit-state").count() == 0
 
 
 def test_without_a_token_the_page_says_so(

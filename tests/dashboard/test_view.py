@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -9,6 +9,7 @@ from billing_kernel.dashboard.view import (
     CHART_WIDTH,
     AxisTick,
     Level,
+    LimitState,
     axis_ticks,
     bar_width,
     chart_bars,
@@ -16,12 +17,15 @@ from billing_kernel.dashboard.view import (
     count,
     day_month,
     level,
+    limit_state,
     long_day,
     money,
     overage_terms,
     period_span,
+    policy_text,
 )
-from billing_kernel.plans.rules import PlanMetric
+from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
+from billing_kernel.quota.rules import Reason, Standing, decide
 
 
 @pytest.mark.parametrize(
@@ -135,3 +139,39 @@ def test_a_months_axis_is_labelled_every_week_from_the_first() -> None:
     assert ticks[-1].percent == round(28.5 * 100 / 30, 2)  # under the 29th's bar
     february = axis_ticks(BillingPeriod.starting(date(2026, 2, 1)))
     assert [tick.label for tick in february] == ["1 Feb", "8 Feb", "15 Feb", "22 Feb"]
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+HARD_10 = Policy(Enforcement.HARD, grace_percent=10)
+
+
+@pytest.mark.parametrize(
+    ("used", "policy", "status", "expected"),
+    [
+        (99, HARD_10, Standing(), None),  # within the limit
+        (100, SOFT, Standing(), None),  # beyond a soft limit: overage, not a block
+        (100, HARD_10, Standing(), LimitState.GRACE),  # the next unit is in grace
+        (109, HARD_10, Standing(), LimitState.GRACE),
+        (110, HARD_10, Standing(), LimitState.BLOCKED),  # grace used up
+        (100, Policy(Enforcement.HARD), Standing(), LimitState.BLOCKED),
+        (0, SOFT, Standing(Reason.CANCELED), LimitState.BLOCKED),  # the status blocks
+    ],
+)
+def test_a_metric_shows_blocked_or_in_grace_by_its_decision_on_one_more_unit(
+    used: int, policy: Policy, status: Standing, expected: LimitState | None
+) -> None:
+    decision = decide(
+        "runs", used=used, limit=100, requested=1, now=NOW, policy=policy, status=status
+    )
+    assert limit_state(decision) is expected
+
+
+def test_limit_states_have_words_and_no_decision_has_no_state() -> None:
+    assert limit_state(None) is None
+    assert [state.word for state in LimitState] == ["Blocked", "In grace"]
+
+
+def test_each_policy_says_what_happens_beyond_the_limit() -> None:
+    assert policy_text(SOFT) == "Soft limit: use beyond it is allowed, and billed as overage"
+    assert policy_text(Policy(Enforcement.HARD)) == "Hard limit: use beyond it is refused"
+    assert policy_text(HARD_10) == "Hard limit (10 % grace): use beyond it is refused"

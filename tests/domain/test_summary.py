@@ -18,7 +18,7 @@ from billing_kernel.metrics.rules import (
 )
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
 from billing_kernel.plans.rules import SOFT, Enforcement, Plan, PlanMetric, Policy
-from billing_kernel.quota.rules import LimitOverride
+from billing_kernel.quota.rules import LimitOverride, decide
 from billing_kernel.summary.rules import (
     Granularity,
     OrgBillingSummary,
@@ -33,6 +33,7 @@ from billing_kernel.summary.rules import (
 )
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+TOKENS_DECISION = decide("tokens", used=30, limit=1_000, requested=1, now=NOW)
 TOKENS, RUNS, SEATS = DEFAULT_METRICS
 PLAN = Plan(
     slug="starter",
@@ -250,7 +251,9 @@ def test_the_dashboard_has_each_day_so_far_and_each_past_month_with_zeros_filled
         per_day={(date(2026, 5, 2), "tokens"): 10, (date(2026, 5, 15), "tokens"): 20},
         past={(date(2026, 3, 1), "tokens"): 7, (date(2026, 4, 1), "seats"): 4},
         plans=[PLAN],
+        decisions={"tokens": TOKENS_DECISION},
     )
+    assert dashboard.decisions == {"tokens": TOKENS_DECISION}
     assert set(dashboard.daily) == {"tokens", "playbook_runs"}  # seats follow members, no days
     tokens = dict(dashboard.daily["tokens"])
     assert list(tokens) == [date(2026, 5, day) for day in range(1, 16)]  # up to today
@@ -328,7 +331,7 @@ def test_a_dashboard_of_an_org_created_this_month_has_no_previous_months() -> No
     def dashboard_of(created: datetime) -> tuple[BillingPeriod, ...]:
         oldest = BillingPeriod.starting(date(2025, 11, 1))
         board = build_dashboard(
-            unused_summary(created), oldest=oldest, per_day={}, past={}, plans=[]
+            unused_summary(created), oldest=oldest, per_day={}, past={}, plans=[], decisions={}
         )
         return tuple(month for month, _ in board.history)
 

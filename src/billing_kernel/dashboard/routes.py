@@ -23,6 +23,8 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals.update(
     level=view.level,
+    limit_state=view.limit_state,
+    policy_text=view.policy_text,
     count=view.count,
     compact=view.compact,
     money=view.money,

@@ -10,7 +10,8 @@ from enum import StrEnum
 
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.plans.rules import PlanMetric
+from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
+from billing_kernel.quota.rules import QuotaDecision, Reason
 
 WARNING_PERCENT = Decimal(80)
 LIMIT_PERCENT = Decimal(100)
@@ -39,6 +40,37 @@ def level(percent: Decimal | None) -> Level | None:
     if percent >= WARNING_PERCENT:
         return Level.NEAR
     return Level.OK
+
+
+class LimitState(StrEnum):
+    """What a metric's limit does to the next unit, when it does something; with a word."""
+
+    BLOCKED = "blocked"
+    GRACE = "grace"
+
+    @property
+    def word(self) -> str:
+        return {"blocked": "Blocked", "grace": "In grace"}[self]
+
+
+def limit_state(decision: QuotaDecision | None) -> LimitState | None:
+    """BLOCKED when one more unit would be refused (a hard limit and its grace reached, or
+    the org's billing status), GRACE when it would be allowed only by a grace; None else."""
+    if decision is None:
+        return None
+    if not decision.allowed:
+        return LimitState.BLOCKED
+    if decision.reason is Reason.IN_GRACE:
+        return LimitState.GRACE
+    return None
+
+
+def policy_text(policy: Policy) -> str:
+    """How a limit is enforced, for the person who will run into it."""
+    if policy.mode is Enforcement.SOFT:
+        return "Soft limit: use beyond it is allowed, and billed as overage"
+    grace = f" ({policy.grace_text()})" if policy.has_grace else ""
+    return f"Hard limit{grace}: use beyond it is refused"
 
 
 def count(value: int) -> str:

@@ -97,7 +97,9 @@ class QuotaService:
         self._status_grace = timedelta(days=settings.past_due_grace_days)
         self._ended_trial_blocks = settings.ended_trial_blocks
 
-    async def check(self, org_id: str, metric: str, amount: int = 1) -> QuotaDecision:
+    async def check(
+        self, org_id: str, metric: str, amount: int = 1, uow: UnitOfWork | None = None
+    ) -> QuotaDecision:
         """May the org use `amount` more of `metric`? The decision climbs the ladder of
         `quota.rules` (billing status, then the metric's limit and policy), says why as a
         stable reason and in plain words, and offers an upgrade when the limit refuses it.
@@ -105,16 +107,16 @@ class QuotaService:
         requested = validate_quantity(amount)
         now = self._clock()
         period = BillingPeriod.containing(now)
-        async with self._tx.read() as unit:
+        async with self._tx.read(uow) as unit:
             checked = await self._metrics.get(metric, unit)
             inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         if inputs is None:  # first touch: seed the state, then ask again
-            async with self._tx.begin() as unit:
+            async with self._tx.begin(uow) as unit:
                 await self._orgs.billing_state(org_id, unit)
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         assert inputs is not None
         decision = self._decision(checked, inputs, requested, now)
-        return await self._explained(decision, org_id, checked, inputs)
+        return await self._explained(decision, org_id, checked, inputs, uow)
 
     async def consume(
         self, org_id: str, metric: str, amount: int = 1, *, idempotency_key: str

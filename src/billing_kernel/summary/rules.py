@@ -16,6 +16,7 @@ from billing_kernel.orgs.rules import OrgBillingState
 from billing_kernel.plans.rules import SOFT, Enforcement, Plan, Policy
 from billing_kernel.quota.rules import (
     LimitOverride,
+    QuotaDecision,
     effective_terms,
     limit_exceeded,
     percent_used,
@@ -157,6 +158,9 @@ class OrgDashboard:
     org's first month on."""
     plans: tuple[Plan, ...]
     """The active plans, for admins and owners; empty for members."""
+    decisions: Mapping[str, QuotaDecision]
+    """Per metric of the current period: the decision on one more unit now (whether it is
+    blocked, in grace, and why, in plain words)."""
 
 
 class Granularity(StrEnum):
@@ -277,11 +281,12 @@ def build_dashboard(
     per_day: Mapping[tuple[date, str], int],
     past: Mapping[tuple[date, str], int],
     plans: Sequence[Plan],
+    decisions: Mapping[str, QuotaDecision],
 ) -> OrgDashboard:
     """The billing page's data: `summary`, each recordable metric's usage per day so far
     (`per_day` by day and metric), and each month's totals from the org's first month (see
     `first_month`; at the earliest `oldest`) up to the summary's period (`past` by period
-    start and metric; a month with no counter shows 0)."""
+    start and metric; a month with no counter shows 0), with each metric's `decisions`."""
     period = summary.period
     days = days_so_far(period, summary.generated_at)
     recordable = [line.metric.key for line in summary.usage if line.peak is None]
@@ -303,4 +308,5 @@ def build_dashboard(
         daily={key: tuple((day, per_day.get((day, key), 0)) for day in days) for key in recordable},
         history=tuple(history),
         plans=tuple(plans),
+        decisions=dict(decisions),
     )

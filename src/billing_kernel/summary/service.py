@@ -154,8 +154,9 @@ class SummaryService:
         include_plans: bool = False,
         uow: UnitOfWork | None = None,
     ) -> OrgDashboard:
-        """The summary, this month's usage per day, the previous `months` months' totals and,
-        for admins, the plans on offer: one transaction, for the billing page."""
+        """The summary, this month's usage per day, the previous `months` months' totals,
+        each metric's decision on one more unit and, for admins, the plans on offer: one
+        transaction, for the billing page."""
         async with self._tx.begin(uow) as unit:
             summary = await self.summary(org_id, unit)
             oldest = summary.period
@@ -173,6 +174,10 @@ class SummaryService:
                 per_day=await self._usage.daily_totals(org_id, summary.period, unit),
                 past=await self._seat_peaks(org_id, past, past_months, catalogue, members, unit),
                 plans=await self._plans.list_active(unit) if include_plans else [],
+                decisions={
+                    metric.key: await self._quota.check(org_id, metric.key, 1, uow=unit)
+                    for metric in catalogue
+                },
             )
 
     async def _seat_peaks(
