@@ -1,4 +1,6 @@
-"""A transport that behaves like the kernel (idempotent by key) and can be told to fail."""
+"""A transport that behaves like the kernel (idempotent by key) and can be told to fail: it
+takes batches, and answers checks, consumes and reservations against hard limits (the
+real kernel's decisions are tested against it in the kernel's own tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from billing_kernel_sdk import EventResult, TransportError
+from billing_kernel_sdk.transport import Request
 
 
 class FakeKernel:
@@ -22,6 +25,11 @@ class FakeKernel:
         self.malformed: set[str] = set()  # keys whose batch it refuses whole (422)
         self.requests = 0
         self.lock = threading.Lock()
+        self.limits: dict[str, int] = {}  # hard limits by metric; others are soft
+        self.decisions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.holds: dict[str, dict[str, Any]] = {}
+        self.calls: list[Request] = []
+        self.lose_request_answers = 0  # answer a quota call, then fail as if the answer was lost
 
     def totals(self, metric: str = "tokens") -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -60,6 +68,85 @@ class FakeKernel:
                 raise TransportError("answer lost", retryable=True)
             return results
 
+    def request(self, call: Request) -> dict[str, Any]:
+        answer = self._request(call)
+        if self.lose_request_answers:
+            self.lose_request_answers -= 1
+            raise TransportError("answer lost", retryable=True)
+        return answer
+
+    def _request(self, call: Request) -> dict[str, Any]:
+        with self.lock:
+            self.requests += 1
+            self.calls.append(call)
+            if self.failures:
+                raise self.failures.pop(0)
+            if call.path.endswith("/commit"):
+                hold = self.holds[call.path.split("/")[-2]]
+                self._record(hold["org_id"], hold["metric"], call.body["quantity"], hold["key"])
+                hold["status"] = "committed"
+                return {"id": hold["id"], "status": "committed"}
+            if call.path.endswith("/release"):
+                hold = self.holds[call.path.split("/")[-2]]
+                hold["status"] = "released"
+                return {"id": hold["id"], "status": "released"}
+            body = call.body
+            org_id = call.org_id or body["org_id"]
+            amount = body.get("amount", body.get("estimate"))
+            key = body.get("idempotency_key")
+            if key is not None and (org_id, key) in self.decisions:
+                return self.decisions[(org_id, key)]
+            decision = self._decide(org_id, body["metric"], amount)
+            if "estimate" in body:
+                answer = {"id": f"rsv_{len(self.holds)}", "decision": decision}
+                answer["status"] = "held" if decision["allowed"] else "refused"
+                self.holds[answer["id"]] = {**body, "key": key, **answer}
+            elif key is not None:
+                decision["consumed"] = decision["allowed"]
+                if decision["allowed"]:
+                    self._record(org_id, body["metric"], amount, key)
+                answer = decision
+            else:
+                return decision
+            self.decisions[(org_id, key)] = answer
+            return answer
+
+    def _decide(self, org_id: str, metric: str, amount: int) -> dict[str, Any]:
+        used = self.totals(metric).get(org_id, 0)
+        held = sum(
+            h["estimate"]
+            for h in self.holds.values()
+            if (h["org_id"], h["metric"], h["status"]) == (org_id, metric, "held")
+        )
+        limit = self.limits.get(metric)
+        allowed = limit is None or used + held + amount <= limit
+        return {
+            "allowed": allowed,
+            "reason": "within_limit" if allowed else "limit_reached",
+            "message": f"{org_id} has used {used} of {limit} {metric}.",
+            "metric": metric,
+            "requested": amount,
+            "used": used,
+            "held": held,
+            "limit": limit,
+            "remaining": None if limit is None else max(0, limit - used - held),
+            "enforcement": "soft" if limit is None else "hard",
+            "resets_at": "2026-12-01T00:00:00Z",
+            "grace_ends_at": None,
+            "status_blocks_at": None,
+            "upgrade": None,
+            "consumed": False,
+        }
+
+    def _record(self, org_id: str, metric: str, quantity: int, key: str) -> None:
+        """Usage a consume or commit records: an event the kernel timed itself."""
+        self.seen[(org_id, key)] = {
+            "org_id": org_id,
+            "metric": metric,
+            "quantity": quantity,
+            "idempotency_key": key,
+        }
+
 
 class FakeTransport:
     def __init__(self, kernel: FakeKernel) -> None:
@@ -67,6 +154,9 @@ class FakeTransport:
 
     def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
         return self.kernel.answer(events)
+
+    def request(self, call: Request, timeout: float) -> dict[str, Any]:
+        return self.kernel.request(call)
 
     def close(self) -> None:
         pass
@@ -78,6 +168,9 @@ class FakeAsyncTransport:
 
     async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
         return self.kernel.answer(events)
+
+    async def request(self, call: Request, timeout: float) -> dict[str, Any]:
+        return self.kernel.request(call)
 
     async def aclose(self) -> None:
         pass

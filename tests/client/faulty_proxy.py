@@ -69,7 +69,7 @@ class FaultyProxy:
                 forwarded = {
                     k: v
                     for k, v in headers.items()
-                    if k.lower() in ("authorization", "content-type")
+                    if k.lower() in ("authorization", "content-type", "x-org-id")
                 }
                 answer = await self._client.request(method, path, content=body, headers=forwarded)
                 if fate < error_500 + error_429 + drop:

@@ -27,12 +27,12 @@ async def test_in_process_backend_counts_through_the_billing_service(
 ) -> None:
     kernel = live_service
     org_id = new_id()
-    async with in_process_tracker(kernel.usage, **FAST) as tracker:
+    async with in_process_tracker(kernel, **FAST) as tracker:
         for n in range(300):
             tracker.track(org_id, "tokens", 7, idempotency_key=f"k{n % 250}")
-        with tracker.run(org_id, run_id="run-1"):
+        async with tracker.run(org_id, run_id="run-1") as first:
             pass
-        with tracker.run(org_id, run_id="run-1"):  # a retried run counts once
+        async with tracker.run(org_id, run_id="run-1") as again:  # a retried run counts once
             pass
         tracker.track(org_id, "gpu_hours", 1)  # the kernel refuses an unknown metric
         assert await tracker.flush(10)
@@ -41,14 +41,17 @@ async def test_in_process_backend_counts_through_the_billing_service(
     assert usage.used["tokens"] == 250 * 7
     assert usage.used["playbook_runs"] == 1
     # A repeated key is the same event, with its first use's time: a duplicate, counted once.
-    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (251, 51, 0, 1)
+    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (250, 50, 0, 1)
+    # The run was admitted by a consume, which its retry replays.
+    assert first == again
+    assert (first.allowed, first.consumed, first.reason) == (True, True, "within_limit")
 
 
 async def test_in_process_backend_keeps_events_while_the_database_is_down(
     database_url: str,
 ) -> None:
     broken = Database("postgresql://postgres@127.0.0.1:9/billing")
-    tracker = in_process_tracker(Kernel(broken, Settings(database_url=database_url)).usage, **FAST)
+    tracker = in_process_tracker(Kernel(broken, Settings(database_url=database_url)), **FAST)
     org_id = new_id()
     for _ in range(10):
         tracker.track(org_id, "tokens", 3)

@@ -6,8 +6,12 @@ from billing_kernel_sdk import UsageTracker
 tracker = UsageTracker("http://billing.internal:8000", api_key, spool_dir="/var/lib/app/usage")
 tracker.track("acme", "tokens", 1532)
 tracker.track_llm_usage("acme", openai_response)
-with tracker.run("acme", run_id=run.id):
+with tracker.run("acme", run_id=run.id):           # admitted, or QuotaExceeded
     ...
+with tracker.guard("acme", "exports"):              # consumes 1, or QuotaExceeded
+    ...
+with tracker.reserve("acme", "tokens", 4_000) as r:  # held against the limit
+    r.commit(llm_tokens(call_model()))
 ```
 
 See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` for what
@@ -16,8 +20,15 @@ kernel in-process (`billing_kernel.usage.in_process`).
 """
 
 from billing_kernel_sdk.delivery import TrackerStats
-from billing_kernel_sdk.errors import SpoolBusyError, TrackerError, TransportError
+from billing_kernel_sdk.errors import QuotaExceeded, SpoolBusyError, TrackerError, TransportError
 from billing_kernel_sdk.integrations import llm_tokens
+from billing_kernel_sdk.quota import (
+    AsyncReservation,
+    Decision,
+    Reservation,
+    ReservationError,
+    Upgrade,
+)
 from billing_kernel_sdk.tracker import AsyncUsageTracker, UsageTracker
 from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
@@ -31,15 +42,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncHttpTransport",
+    "AsyncReservation",
     "AsyncTransport",
     "AsyncUsageTracker",
+    "Decision",
     "EventResult",
     "HttpTransport",
+    "QuotaExceeded",
+    "Reservation",
+    "ReservationError",
     "SpoolBusyError",
     "TrackerError",
     "TrackerStats",
     "Transport",
     "TransportError",
+    "Upgrade",
     "UsageTracker",
     "__version__",
     "llm_tokens",

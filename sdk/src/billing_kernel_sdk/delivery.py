@@ -55,6 +55,9 @@ class TrackerStats:
     dead_lettered: int
     """Events set aside because the kernel failed on each of them alone while it took the
     others (see `dead_letters()`); they no longer hold up the queue."""
+    unavailable: int
+    """Quota decisions the tracker made itself, the kernel being out of reach
+    (`on_unavailable`); what they allowed to be consumed is queued like tracked usage."""
     unauthorized: int
     """Deliveries the kernel refused for the API key (401/403). The events wait for a
     key that works; `last_error` says what the kernel answered."""
@@ -75,6 +78,7 @@ STAT_NAMES = (
     "refused",
     "skipped",
     "dead_lettered",
+    "unavailable",
     "unauthorized",
 )
 
@@ -176,9 +180,15 @@ class Delivery:
         quantity: object,
         idempotency_key: object,
         occurred_at: object,
+        *,
+        timed: bool = True,
     ) -> None:
+        """Queue one event (see UsageTracker.track). `timed=False` (with a key): the kernel
+        stamps the time it receives it."""
         try:
             event = self._event(org_id, metric, quantity, idempotency_key, occurred_at)
+            if not timed:
+                event = event._replace(occurred_us=None)
         except Exception as exc:  # invalid arguments: counted and logged, never raised
             self.count("refused")
             self.log_once(f"invalid:{_kind(exc)}", logging.WARNING, "usage not tracked: %s", exc)

@@ -3,6 +3,11 @@ constructing a tracker or from transports."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from billing_kernel_sdk.quota import Decision
+
 
 class TrackerError(Exception):
     """Base of every exception the SDK defines."""
@@ -17,7 +22,8 @@ class TransportError(TrackerError):
 
     `retryable` batches are sent again later (network errors, timeouts, 429, 5xx, 401/403
     while credentials are fixed); others are given up and their events counted as refused.
-    `status` is the kernel's HTTP status when it answered (None when it could not be reached).
+    `status` is the kernel's HTTP status when it answered (None when it could not be reached),
+    and `code` the stable code of its problem answer (e.g. `idempotency_conflict`).
     """
 
     def __init__(
@@ -27,8 +33,20 @@ class TransportError(TrackerError):
         retryable: bool,
         retry_after: float | None = None,
         status: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.code = code
+
+
+class QuotaExceeded(TrackerError):
+    """The org may not do this now: `guard()`, `reserve()` and `run()` raise it when the
+    decision refuses. `decision` is the whole answer; `str(error)` is its `message`, in
+    plain words for the person using the product."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision

@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -92,6 +90,8 @@ class TrackingHelpers:
 
     track: Callable[..., None]
     _core: Delivery
+    _admits_sync = True
+    """Whether `tracks_run` may gate a sync function (not on the async tracker)."""
 
     def track_llm_usage(
         self,
@@ -177,43 +177,46 @@ class TrackingHelpers:
 
         return decorate
 
-    @contextmanager
-    def run(self, org_id: str, run_id: str | None = None) -> Iterator[None]:
-        """Count one playbook run when the block starts, keyed by `run_id` so that a retried
-        run counts once: entering it again with the same `run_id` sends the same event (with
-        the time of the first entry), which the kernel answers as a duplicate."""
-        self._count_run(org_id, run_id)
-        yield
-
     def tracks_run(
         self, org_param: str = "org_id", run_param: str = "run_id"
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorate a function (sync or async) that executes a run: one playbook run is
-        counted when it is called, for the org and run id in the named arguments."""
+        """Decorate a function that executes a run: each call is admitted as `run()` admits
+        a run (one playbook run consumed, keyed by the run id; QuotaExceeded instead of the
+        call when refused), for the org and run id in the named arguments. The async
+        tracker decorates async functions only: its decision is awaited."""
 
         def decorate(function: Callable[P, R]) -> Callable[P, R]:
-            def count(args: Any, kwargs: Any) -> None:
+            def ids(args: Any, kwargs: Any) -> tuple[Any, Any]:
                 arguments = _call_arguments(function, args, kwargs)
-                self._count_run(arguments.get(org_param), arguments.get(run_param))
+                return arguments.get(org_param), arguments.get(run_param)
 
             if inspect.iscoroutinefunction(function):
 
                 @functools.wraps(function)
                 async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    count(args, kwargs)
+                    await self._admit_run_async(*ids(args, kwargs))
                     return await function(*args, **kwargs)
 
                 return async_wrapper  # type: ignore[return-value]
 
+            if not self._admits_sync:
+                raise TypeError(
+                    "the async tracker gates runs with an awaited decision: decorate an "
+                    "async function (or use UsageTracker for a sync one)"
+                )
+
             @functools.wraps(function)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                count(args, kwargs)
+                self._admit_run(*ids(args, kwargs))
                 return function(*args, **kwargs)
 
             return wrapper
 
         return decorate
 
-    def _count_run(self, org_id: Any, run_id: Any) -> None:
-        key = f"run:{run_id}" if run_id is not None else f"run:{uuid.uuid4().hex}"
-        self.track(org_id, PLAYBOOK_RUNS, 1, idempotency_key=key[:255])
+    def _admit_run(self, org_id: Any, run_id: Any) -> object:
+        """Consume one playbook run, or raise QuotaExceeded (the trackers' own)."""
+        raise NotImplementedError
+
+    async def _admit_run_async(self, org_id: Any, run_id: Any) -> object:
+        raise NotImplementedError

@@ -8,20 +8,35 @@ import atexit
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from billing_kernel_sdk.delivery import Delivery, TrackerStats, wire
+from billing_kernel_sdk.errors import QuotaExceeded, TransportError
 from billing_kernel_sdk.events import Event
-from billing_kernel_sdk.integrations import TrackingHelpers
+from billing_kernel_sdk.integrations import PLAYBOOK_RUNS, TrackingHelpers
+from billing_kernel_sdk.quota import (
+    AsyncReservation,
+    Decision,
+    Gate,
+    OnUnavailable,
+    Reservation,
+    check_call,
+    new_key,
+    reservation_call,
+    run_key,
+    unreachable,
+)
 from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,
     EventResult,
     HttpTransport,
+    Request,
     Transport,
 )
 
@@ -43,11 +58,25 @@ def _endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str]:
     return base_url, api_key
 
 
-def _delivery(spool_dir: str | Path | None, tuning: dict[str, Any]) -> tuple[float, Delivery]:
-    """The batching delay, and the shared core built with the rest of the tuning."""
+def _delivery(
+    spool_dir: str | Path | None,
+    tuning: dict[str, Any],
+    on_unavailable: OnUnavailable | None,
+    decision_timeout: float,
+) -> tuple[float, Delivery, Gate]:
+    """The batching delay, the shared core built with the rest of the tuning, and the
+    quota calls' gate."""
     options = {**DEFAULTS, **tuning}
     max_delay = float(options.pop("max_delay"))
-    return max_delay, Delivery(spool_dir=spool_dir, **options)
+    core = Delivery(spool_dir=spool_dir, **options)
+    return max_delay, core, Gate(core, on_unavailable, decision_timeout)
+
+
+def _no_requests(transport: object) -> TypeError:
+    return TypeError(
+        f"the tracker's transport ({type(transport).__name__}) makes no quota calls: give "
+        "the tracker base_url and api_key, or a transport with request()"
+    )
 
 
 class UsageTracker(TrackingHelpers):
@@ -60,6 +89,13 @@ class UsageTracker(TrackingHelpers):
         ...
     tracker.close()                                  # or let interpreter exit drain it
     ```
+
+    It also asks the kernel for quota decisions, blocking until it answers: `check()`,
+    `consume()`, `guard()`, `reserve()`, and `run()`, which admits a run through a consume.
+    Each call tries for up to `decision_timeout` seconds (5); if the kernel cannot be
+    reached, `on_unavailable` ("allow" or "deny", per tracker or per call) decides; left
+    unset, a metric last seen soft (or not seen yet) is allowed and one last seen hard is
+    denied. Usage allowed that way is queued and recorded once the kernel is back.
 
     Events are batched (up to `max_batch`, or every `max_delay` seconds) and sent with
     retries (capped exponential backoff with jitter) until the kernel answers for them. With
@@ -79,10 +115,14 @@ class UsageTracker(TrackingHelpers):
         transport: Transport | None = None,
         timeout: float = 10.0,
         drain_on_exit: float = 5.0,
+        on_unavailable: OnUnavailable | None = None,
+        decision_timeout: float = 5.0,
         **tuning: Any,
     ) -> None:
         self._transport = transport or HttpTransport(*_endpoint(base_url, api_key), timeout=timeout)
-        self._max_delay, self._core = _delivery(spool_dir, tuning)
+        self._max_delay, self._core, self._gate = _delivery(
+            spool_dir, tuning, on_unavailable, decision_timeout
+        )
         self._cond = threading.Condition()
         self._core.wake = self._wake
         self._flushing = 0
@@ -109,6 +149,121 @@ class UsageTracker(TrackingHelpers):
         otherwise each call gets a unique key. `occurred_at` (aware) defaults to now.
         """
         self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+
+    # --- quota decisions -----------------------------------------------------------------
+
+    def check(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Decision:
+        """Whether the org may use `amount` more of `metric` now (nothing is recorded). A
+        refusal is a decision with `allowed` False and its `message`, not an exception."""
+        call = check_call(org_id, metric, amount, None)
+        return self._decide(call, on_unavailable, None)
+
+    def consume(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Decision:
+        """Decide and, if allowed, record `amount` as usage in one atomic step at the
+        kernel: of concurrent consumes, only as many as fit are allowed. Retried under its
+        key (given, or a new one) until the kernel answers, so it counts once."""
+        key = new_key("consume", idempotency_key)
+        return self._decide(check_call(org_id, metric, amount, key), on_unavailable, key)
+
+    @contextlib.contextmanager
+    def guard(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Iterator[Decision]:
+        """Consume `amount` before the block runs; raise QuotaExceeded (with the decision
+        and its message) instead of running it when refused. What was consumed stays
+        consumed if the block fails: it was attempted."""
+        decision = self.consume(
+            org_id, metric, amount, idempotency_key=idempotency_key, on_unavailable=on_unavailable
+        )
+        if not decision.allowed:
+            raise QuotaExceeded(decision)
+        yield decision
+
+    def reserve(
+        self,
+        org_id: str,
+        metric: str,
+        estimate: int,
+        *,
+        ttl_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Reservation:
+        """Hold `estimate` units against the limit for work whose size is known only
+        afterwards; QuotaExceeded when refused. Use as `with tracker.reserve(...) as r:
+        ...; r.commit(actual)`: leaving the block uncommitted releases the hold, and the
+        kernel gives it back by itself after `ttl_seconds` (its default: 900)."""
+        key = new_key("reserve", idempotency_key)
+        call = reservation_call(org_id, metric, estimate, key, ttl_seconds)
+        return Reservation(self._gate, call, on_unavailable, self._post)
+
+    @contextlib.contextmanager
+    def run(
+        self,
+        org_id: str,
+        run_id: str | None = None,
+        *,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Iterator[Decision]:
+        """Admit one playbook run: consume one `playbook_runs` keyed `run:<run_id>` before
+        the block, or raise QuotaExceeded instead of running it. Entering the same run
+        again replays its first decision: a retried run counts once."""
+        with self.guard(
+            org_id, PLAYBOOK_RUNS, idempotency_key=run_key(run_id), on_unavailable=on_unavailable
+        ) as decision:
+            yield decision
+
+    def _admit_run(self, org_id: Any, run_id: Any) -> Decision:
+        with self.run(org_id, run_id) as decision:
+            return decision
+
+    async def _admit_run_async(self, org_id: Any, run_id: Any) -> Decision:
+        return await asyncio.to_thread(self._admit_run, org_id, run_id)
+
+    def _decide(
+        self, call: Request, choice: OnUnavailable | None, consume_key: str | None
+    ) -> Decision:
+        try:
+            answer = self._post(call)
+        except TransportError as exc:
+            return self._gate.unreachable(call, choice, unreachable(exc), consume_key)
+        return self._gate.learned(str(call.org_id), answer)
+
+    def _post(self, call: Request) -> dict[str, Any]:
+        """The kernel's answer to `call`, retried within `decision_timeout` while it is out
+        of reach; TransportError (retryable: still out of reach) otherwise."""
+        request = getattr(self._transport, "request", None)
+        if request is None:
+            raise _no_requests(self._transport)
+        error = TransportError("no time left to ask the kernel", retryable=True)
+        for wait, timeout in self._gate.schedule(time.monotonic):
+            time.sleep(wait)
+            try:
+                return dict(request(call, timeout))
+            except TransportError as exc:
+                error = unreachable(exc)
+        raise error
 
     def stats(self) -> TrackerStats:
         return self._core.stats()
@@ -201,7 +356,7 @@ class AsyncUsageTracker(TrackingHelpers):
     """The asyncio tracker: the same `track()` (a plain, non-blocking call) and guarantees,
     with the sender as a task on the running loop. Create it inside the loop (e.g. at app
     start-up) and `await tracker.aclose()` at shutdown. A kernel in the same process
-    has its own transport: `billing_kernel.usage.in_process.in_process_tracker(kernel.usage)`."""
+    has its own transport: `billing_kernel.usage.in_process.in_process_tracker(kernel)`."""
 
     def __init__(
         self,
@@ -212,12 +367,16 @@ class AsyncUsageTracker(TrackingHelpers):
         transport: AsyncTransport | None = None,
         timeout: float = 10.0,
         drain_on_exit: float = 5.0,
+        on_unavailable: OnUnavailable | None = None,
+        decision_timeout: float = 5.0,
         **tuning: Any,
     ) -> None:
         self._transport = transport or AsyncHttpTransport(
             *_endpoint(base_url, api_key), timeout=timeout
         )
-        self._max_delay, self._core = _delivery(spool_dir, tuning)
+        self._max_delay, self._core, self._gate = _delivery(
+            spool_dir, tuning, on_unavailable, decision_timeout
+        )
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
@@ -246,6 +405,109 @@ class AsyncUsageTracker(TrackingHelpers):
     ) -> None:
         """Record usage; returns at once and never raises (see UsageTracker.track)."""
         self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+
+    # --- quota decisions (see UsageTracker) ------------------------------------------------
+
+    _admits_sync = False
+
+    async def check(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Decision:
+        """See `UsageTracker.check`."""
+        return await self._decide(check_call(org_id, metric, amount, None), on_unavailable, None)
+
+    async def consume(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> Decision:
+        """See `UsageTracker.consume`."""
+        key = new_key("consume", idempotency_key)
+        return await self._decide(check_call(org_id, metric, amount, key), on_unavailable, key)
+
+    @contextlib.asynccontextmanager
+    async def guard(
+        self,
+        org_id: str,
+        metric: str,
+        amount: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> AsyncIterator[Decision]:
+        """`async with tracker.guard(...)`: see `UsageTracker.guard`."""
+        decision = await self.consume(
+            org_id, metric, amount, idempotency_key=idempotency_key, on_unavailable=on_unavailable
+        )
+        if not decision.allowed:
+            raise QuotaExceeded(decision)
+        yield decision
+
+    def reserve(
+        self,
+        org_id: str,
+        metric: str,
+        estimate: int,
+        *,
+        ttl_seconds: int | None = None,
+        idempotency_key: str | None = None,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> AsyncReservation:
+        """`async with tracker.reserve(...) as r: ...; await r.commit(actual)` (or `r =
+        await tracker.reserve(...)`): see `UsageTracker.reserve`."""
+        key = new_key("reserve", idempotency_key)
+        call = reservation_call(org_id, metric, estimate, key, ttl_seconds)
+        return AsyncReservation(self._gate, call, on_unavailable, self._post)
+
+    @contextlib.asynccontextmanager
+    async def run(
+        self,
+        org_id: str,
+        run_id: str | None = None,
+        *,
+        on_unavailable: OnUnavailable | None = None,
+    ) -> AsyncIterator[Decision]:
+        """`async with tracker.run(...)`: see `UsageTracker.run`."""
+        async with self.guard(
+            org_id, PLAYBOOK_RUNS, idempotency_key=run_key(run_id), on_unavailable=on_unavailable
+        ) as decision:
+            yield decision
+
+    async def _admit_run_async(self, org_id: Any, run_id: Any) -> Decision:
+        async with self.run(org_id, run_id) as decision:
+            return decision
+
+    async def _decide(
+        self, call: Request, choice: OnUnavailable | None, consume_key: str | None
+    ) -> Decision:
+        try:
+            answer = await self._post(call)
+        except TransportError as exc:
+            return self._gate.unreachable(call, choice, unreachable(exc), consume_key)
+        return self._gate.learned(str(call.org_id), answer)
+
+    async def _post(self, call: Request) -> dict[str, Any]:
+        """See `UsageTracker._post`."""
+        request = getattr(self._transport, "request", None)
+        if request is None:
+            raise _no_requests(self._transport)
+        error = TransportError("no time left to ask the kernel", retryable=True)
+        for wait, timeout in self._gate.schedule(time.monotonic):
+            await asyncio.sleep(wait)
+            try:
+                return dict(await request(call, timeout))
+            except TransportError as exc:
+                error = unreachable(exc)
+        raise error
 
     def stats(self) -> TrackerStats:
         return self._core.stats()
@@ -316,13 +578,15 @@ class AsyncUsageTracker(TrackingHelpers):
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def _run(self) -> None:
-        while True:
+        # Not `while True`: on Python 3.11 a cancel that meets a wake-up inside `wait_for`
+        # can be lost (aclose() wakes the sender, then cancels it); closing ends the loop.
+        while not self._closing:
             pending = self._core.buffer.pending()
             if not (pending and (self._flushing or pending >= self._core.max_batch)):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._max_delay)
             self._wakeup.clear()
-            while self._core.buffer.pending():
+            while self._core.buffer.pending() and not self._closing:
                 self._flush_requested.clear()  # a flush() from now on cuts the wait short
                 batch, results, error = await self._attempt()
                 delay = None

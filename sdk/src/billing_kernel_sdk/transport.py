@@ -1,8 +1,10 @@
-"""How batches reach the kernel: over HTTP (a kernel in the same process has a transport of
-its own, `billing_kernel.usage.in_process`).
+"""How batches and quota calls reach the kernel: over HTTP (a kernel in the same process has
+a transport of its own for batches, `billing_kernel.usage.in_process`).
 
 A transport sends a list of wire events and returns one status per event (`accepted`,
-`duplicate` or `refused`), or raises TransportError. Tests may pass their own.
+`duplicate` or `refused`), or raises TransportError. Tests may pass their own. A transport
+that also has `request()` (the HTTP ones) serves the quota calls: checks, consumes and
+reservations.
 """
 
 from __future__ import annotations
@@ -35,6 +37,54 @@ class AsyncTransport(Protocol):
     async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One quota call: `POST path` with a JSON body, for the org in `org_id` when the path
+    does not name it."""
+
+    path: str
+    body: dict[str, Any]
+    org_id: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Org-Id": self.org_id} if self.org_id is not None else {}
+
+
+class Requester(Protocol):
+    def request(self, call: Request, timeout: float) -> dict[str, Any]: ...
+
+
+class AsyncRequester(Protocol):
+    async def request(self, call: Request, timeout: float) -> dict[str, Any]: ...
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """A quota call's JSON answer, or TransportError: retryable when the kernel may answer
+    the same request later (429, 5xx), final for a 4xx that names what is wrong."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise TransportError("unreadable answer from the kernel", retryable=True, status=status)
+        return answer
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    problem = problem if isinstance(problem, dict) else {}
+    code = problem.get("code") if isinstance(problem.get("code"), str) else None
+    detail = problem.get("detail") or response.text[:300]
+    raise TransportError(
+        f"kernel answered {status}: {detail}",
+        retryable=status in (408, 425, 429) or status >= 500,
+        status=status,
+        code=code,
+    )
 
 
 def _results(response: httpx.Response, sent: int) -> list[EventResult]:
@@ -97,6 +147,15 @@ class HttpTransport:
             raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
         return _results(response, len(events))
 
+    def request(self, call: Request, timeout: float) -> dict[str, Any]:
+        try:
+            response = self._client.post(
+                call.path, json=call.body, headers=call.headers(), timeout=timeout
+            )
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
+        return _answer(response)
+
     def close(self) -> None:
         self._client.close()
 
@@ -124,6 +183,15 @@ class AsyncHttpTransport:
         except _NETWORK_ERRORS as exc:
             raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
         return _results(response, len(events))
+
+    async def request(self, call: Request, timeout: float) -> dict[str, Any]:
+        try:
+            response = await self._client.post(
+                call.path, json=call.body, headers=call.headers(), timeout=timeout
+            )
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
+        return _answer(response)
 
     async def aclose(self) -> None:
         await self._client.aclose()
