@@ -20,11 +20,12 @@ kernel in-process (`billing_kernel.usage.in_process`).
 """
 
 from billing_kernel_sdk.delivery import TrackerStats
-from billing_kernel_sdk.errors import QuotaExceeded, SpoolBusyError, TrackerError, TransportError
+from billing_kernel_sdk.errors import SpoolBusyError, TrackerError, TransportError
 from billing_kernel_sdk.integrations import llm_tokens
 from billing_kernel_sdk.quota import (
     AsyncReservation,
     Decision,
+    QuotaExceeded,
     Reservation,
     ReservationError,
     Upgrade,

@@ -3,11 +3,6 @@ constructing a tracker or from transports."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from billing_kernel_sdk.quota import Decision
-
 
 class TrackerError(Exception):
     """Base of every exception the SDK defines."""
@@ -40,13 +35,3 @@ class TransportError(TrackerError):
         self.retry_after = retry_after
         self.status = status
         self.code = code
-
-
-class QuotaExceeded(TrackerError):
-    """The org may not do this now: `guard()`, `reserve()` and `run()` raise it when the
-    decision refuses. `decision` is the whole answer; `str(error)` is its `message`, in
-    plain words for the person using the product."""
-
-    def __init__(self, decision: Decision) -> None:
-        super().__init__(decision.message)
-        self.decision = decision

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from billing_kernel_sdk.errors import QuotaExceeded, TrackerError, TransportError
+from billing_kernel_sdk.errors import TrackerError, TransportError
 from billing_kernel_sdk.fields import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     check_id,
@@ -105,6 +105,16 @@ class Decision:
             raise TransportError(
                 f"unreadable decision from the kernel: {exc!r}", retryable=False
             ) from None
+
+
+class QuotaExceeded(TrackerError):
+    """The org may not do this now: `guard()`, `reserve()` and `run()` raise it when the
+    decision refuses. `decision` is the whole answer; `str(error)` is its `message`, in
+    plain words for the person using the product."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.message)
+        self.decision = decision
 
 
 def _moment(value: Any) -> datetime | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from billing_kernel_sdk.delivery import Delivery, TrackerStats, wire
-from billing_kernel_sdk.errors import QuotaExceeded, TransportError
+from billing_kernel_sdk.errors import TransportError
 from billing_kernel_sdk.events import Event
 from billing_kernel_sdk.integrations import PLAYBOOK_RUNS, TrackingHelpers
 from billing_kernel_sdk.quota import (
@@ -24,6 +24,7 @@ from billing_kernel_sdk.quota import (
     Decision,
     Gate,
     OnUnavailable,
+    QuotaExceeded,
     Reservation,
     check_call,
     new_key,
