@@ -21,6 +21,7 @@ from billing_kernel.members import routes as member_routes
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
+from billing_kernel.quota.hot_path import QuotaCheckHotPath
 from billing_kernel.reservations import routes as reservation_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
@@ -78,7 +79,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.state.schema_head = head_revision(settings.database_url)
     install_problem_handlers(app)
     # The last added runs first: a request id for everything, security headers on every
-    # answer (a 413 included), then the body limit before any route reads a byte.
+    # answer (a 413 included), then the body limit before any route reads a byte, then the
+    # quota check's hot path (see quota/hot_path.py).
+    app.add_middleware(QuotaCheckHotPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -29,6 +29,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 """Set to `true` on the answer to a retried consume: the decision first made for its key."""
 
 router = billing_router()
+CHECK_PATH = f"{router.prefix}/org/check"
 limits_router = orgs_router()
 
 

@@ -65,6 +65,11 @@ async def get_principal(
             "no credentials: send `Authorization: Bearer <token or API key>` or the "
             f"`{settings.auth_cookie}` cookie"
         )
+    return await authenticate(request, token)
+
+
+async def authenticate(request: Request, token: str) -> Principal:
+    """The caller a bearer token names: a service by its API key, or a user by their JWT."""
     if looks_like_api_key(token):
         return await kernel_of(request).api_keys.authenticate(token)
     verifier: TokenVerifier = request.app.state.verifier
@@ -173,7 +178,8 @@ MemberAccess = Annotated[OrgAccess, Depends(org_access(scopes=READ_SCOPES))]
 AdminAccess = Annotated[
     OrgAccess, Depends(org_access(scopes=(Scope.BILLING_ADMIN,), roles=ADMIN_ROLES))
 ]
-QuotaAccess = Annotated[OrgAccess, Depends(org_access(scopes=(*READ_SCOPES, Scope.USAGE_WRITE)))]
+quota_access = org_access(scopes=(*READ_SCOPES, Scope.USAGE_WRITE))
+QuotaAccess = Annotated[OrgAccess, Depends(quota_access)]
 """Members, and keys that may ask for quota decisions or consume (see `require_access`)."""
 UsageWriter = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.USAGE_WRITE))]
 OrgAdmin = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.BILLING_ADMIN))]

@@ -102,7 +102,7 @@ def request_id_of(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "")) or "unknown"
 
 
-async def _billing_error(request: Request, exc: Exception) -> JSONResponse:
+async def billing_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BillingError)
     errors = None
     if "field" in exc.details:
@@ -155,7 +155,7 @@ def _allowed_methods(request: Request) -> set[str]:
     return methods
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
     logger.exception(
         "request %s failed: %s %s", request_id_of(request), request.method, request.url.path
     )
@@ -169,10 +169,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(BillingError, _billing_error)
+    app.add_exception_handler(BillingError, billing_problem)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected_problem)
 
 
 class RequestIdMiddleware:

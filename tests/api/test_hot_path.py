@@ -1,0 +1,101 @@
+"""The quota check's hot path answers exactly as the FastAPI route does: the same status,
+headers and body for every kind of request, answered or refused, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from billing_kernel.auth.rules import Scope
+from billing_kernel.db.database import Database
+from billing_kernel.members.rules import MemberRole
+from billing_kernel.plans.rules import Enforcement
+from billing_kernel.quota.hot_path import QuotaCheckHotPath
+from billing_kernel.quota.rules import LimitOverride
+from tests.api.conftest import Api, app_for
+from tests.conftest import new_id
+
+pytestmark = pytest.mark.anyio
+
+CHECK = "/api/v1/billing/org/check"
+
+
+@pytest.fixture
+async def route_only(database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app without the hot path: every check through FastAPI's route."""
+    async with app_for(database) as client:
+        app: Any = client._transport.app  # type: ignore[attr-defined]
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not QuotaCheckHotPath]
+        yield client
+
+
+async def answers(
+    api: Api, route_only: httpx.AsyncClient, headers: dict[str, str], **request: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    """The hot path's answer and the route's to the same request, after which both must
+    be equal; a fixed request id makes the problem bodies comparable."""
+    headers = {**headers, "X-Request-Id": "same-request"}
+    hot = await api.client.post(CHECK, headers=headers, **request)
+    route = await route_only.post(CHECK, headers=headers, **request)
+    assert (hot.status_code, dict(hot.headers), hot.content) == (
+        route.status_code,
+        dict(route.headers),
+        route.content,
+    )
+    return hot, route
+
+
+async def test_checks_answered_and_refused_are_the_routes_answers(
+    api: Api, route_only: httpx.AsyncClient
+) -> None:
+    org_id = new_id()
+    member = await api.member(org_id, MemberRole.ADMIN)
+    await api.kernel.quota.set_override(
+        org_id, "playbook_runs", LimitOverride(2, sets_included=True, mode=Enforcement.HARD)
+    )
+    service = await api.key(Scope.QUOTA_CHECK)
+    with_org = {**service, "X-Org-Id": org_id}
+    cases: list[tuple[dict[str, str], dict[str, Any]]] = [
+        (member, {"json": {"metric": "tokens", "amount": 1_000}}),
+        (with_org, {"json": {"metric": "playbook_runs", "amount": 3}}),  # refused, with upgrade
+        (with_org, {"json": {"metric": "playbook_runs"}}),
+        (with_org, {"json": {"metric": "gpu_hours"}}),  # unknown metric: 404
+        (with_org, {"json": {"metric": "seats"}}),  # a check of seats (not a consume)
+        (service, {"json": {"metric": "tokens"}}),  # no org named: 400
+        ({**service, "X-Org-Id": new_id()}, {"json": {"metric": "tokens"}}),  # no such org: 404
+        ({"Authorization": "Bearer bk_not-a-key", "X-Org-Id": org_id}, {"json": {"metric": "x"}}),
+        ({"Authorization": "Bearer not.a.jwt"}, {"json": {"metric": "tokens"}}),
+        ({"Authorization": "Basic abc"}, {"json": {"metric": "tokens"}}),
+        ({}, {"json": {"metric": "tokens"}}),  # no credentials: 401
+        (with_org, {"json": {"metric": "tokens", "amount": -1}}),  # invalid body: 422
+        (with_org, {"content": b"{not json"}),
+        ({**with_org, "Content-Type": "text/plain"}, {"content": b'{"metric": "tokens"}'}),
+        (with_org, {"json": {"metric": "tokens", "consume": True, "idempotency_key": "k"}}),
+    ]
+    statuses = []
+    for headers, request in cases:
+        hot, _ = await answers(api, route_only, headers, **request)
+        statuses.append(hot.status_code)
+    assert statuses == [200, 200, 200, 404, 200, 400, 404, 401, 401, 401, 401, 422, 422, 422, 403]
+
+
+async def test_consumes_and_their_replays_are_the_routes_answers(
+    api: Api, route_only: httpx.AsyncClient
+) -> None:
+    org_id = new_id()
+    await api.kernel.orgs.create(org_id, plan_slug="starter")
+    writer = {**await api.key(Scope.USAGE_WRITE), "X-Org-Id": org_id}
+    consume = {"metric": "tokens", "amount": 5, "consume": True, "idempotency_key": "c-1"}
+    first = await api.client.post(CHECK, headers=writer, json=consume)
+    assert first.status_code == 200
+    assert "idempotent-replayed" not in first.headers
+    replays = await answers(api, route_only, writer, json=consume)
+    assert all(r.headers["idempotent-replayed"] == "true" for r in replays)
+    assert replays[0].json() == first.json()
+    conflict, _ = await answers(api, route_only, writer, json={**consume, "amount": 6})
+    assert conflict.json()["code"] == "idempotency_conflict"
+    usage = await api.kernel.summary.period_usage(org_id)
+    assert usage.used["tokens"] == 5
