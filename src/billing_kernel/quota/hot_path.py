@@ -9,20 +9,17 @@ error model, one OpenAPI description."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import Request, Response
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billing_kernel.errors import BillingError
 from billing_kernel.quota.routes import CHECK_PATH, check_quota
 from billing_kernel.quota.schemas import CheckIn
 from billing_kernel.web.deps import authenticate, quota_access
+from billing_kernel.web.guards import replaying
 from billing_kernel.web.problems import billing_problem, unexpected_problem
-
-Answer = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class QuotaCheckHotPath:
@@ -40,7 +37,7 @@ class QuotaCheckHotPath:
         scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
         asked = _parsed(body) if scheme.lower() == "bearer" and credentials else None
         if asked is None or not _is_json(request.headers.get("content-type")):
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         try:
             principal = await authenticate(request, credentials)
@@ -72,18 +69,3 @@ def _is_json(content_type: str | None) -> bool:
     return main == "application/json" or (
         main.startswith("application/") and main.endswith("+json")
     )
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that gives the route the body this path already read, then the
-    connection's own messages (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -25,6 +25,21 @@ API_POLICY = "default-src 'none'; frame-ancestors 'none'"
 """JSON answers are never a page."""
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app a body already read, then the connection's own
+    messages (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class BodyLimitMiddleware:
     """Refuse a request body over `max_bytes` with 413 before the app reads or parses any of
     it: by its Content-Length, or, sent without one, as soon as the bytes read pass it."""
@@ -57,17 +72,7 @@ class BodyLimitMiddleware:
                 return
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
