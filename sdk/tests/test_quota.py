@@ -298,3 +298,15 @@ async def test_the_async_tracker_does_not_gate_a_sync_function(kernel: FakeKerne
             @t.tracks_run()
             def execute(org_id: str, run_id: str) -> None:
                 pass
+
+
+def test_the_policy_memory_forgets_the_longest_unused_first(
+    kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("billing_kernel_sdk.quota.REMEMBERED_POLICIES", 2)
+    with tracker(kernel) as t:
+        for org in ("a", "b", "a", "c"):  # "a" used again after "b": "b" is forgotten
+            t.check(org, "tokens")
+        kernel.failures = [DOWN] * 1_000
+        offline = {org: t.check(org, "tokens").allowed for org in ("a", "b", "c")}
+    assert offline == {"a": False, "b": True, "c": False}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterator
@@ -169,6 +170,7 @@ class Gate:
         self.budget = budget
         self._core = core
         self._enforcement: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
 
     def schedule(self, clock: Callable[[], float]) -> Iterator[tuple[float, float]]:
         """(wait, timeout) for each attempt at one call, inside the decision budget: a
@@ -188,10 +190,11 @@ class Gate:
         decision = Decision.of(answer)
         if decision.enforcement is not None:
             key = (org_id, decision.metric)
-            self._enforcement[key] = decision.enforcement
-            self._enforcement.move_to_end(key)
-            if len(self._enforcement) > REMEMBERED_POLICIES:
-                self._enforcement.popitem(last=False)
+            with self._lock:  # the threaded tracker decides from any thread
+                self._enforcement[key] = decision.enforcement
+                self._enforcement.move_to_end(key)
+                if len(self._enforcement) > REMEMBERED_POLICIES:
+                    self._enforcement.popitem(last=False)
         return decision
 
     def unreachable(
@@ -210,7 +213,9 @@ class Gate:
         amount = int(call.body.get("amount", call.body.get("estimate", 0)))
         chosen = _choice(choice) or self.on_unavailable
         if chosen is None:
-            chosen = "deny" if self._enforcement.get((org_id, metric)) == "hard" else "allow"
+            with self._lock:
+                known = self._enforcement.get((org_id, metric))
+            chosen = "deny" if known == "hard" else "allow"
         allowed = chosen == "allow"
         self._core.count("unavailable")
         self._core.log_once(
