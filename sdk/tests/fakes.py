@@ -84,7 +84,7 @@ class FakeKernel:
             if call.path.endswith("/commit"):
                 hold = self.holds[call.path.split("/")[-2]]
                 self._record(hold["org_id"], hold["metric"], call.body["quantity"], hold["key"])
-                hold["status"] = "committed"
+                hold["status"], hold["committed_quantity"] = "committed", call.body["quantity"]
                 return {"id": hold["id"], "status": "committed"}
             if call.path.endswith("/release"):
                 hold = self.holds[call.path.split("/")[-2]]
@@ -95,7 +95,11 @@ class FakeKernel:
             amount = body.get("amount", body.get("estimate"))
             key = body.get("idempotency_key")
             if key is not None and (org_id, key) in self.decisions:
-                return self.decisions[(org_id, key)]
+                replayed = self.decisions[(org_id, key)]
+                if "estimate" in body:  # a reservation answers in its state now
+                    hold = self.holds[replayed["id"]]
+                    return {**replayed, "status": hold["status"], **_committed(hold)}
+                return replayed
             decision = self._decide(org_id, body["metric"], amount)
             if "estimate" in body:
                 answer = {"id": f"rsv_{len(self.holds)}", "decision": decision}
@@ -146,6 +150,10 @@ class FakeKernel:
             "quantity": quantity,
             "idempotency_key": key,
         }
+
+
+def _committed(hold: dict[str, Any]) -> dict[str, Any]:
+    return {"committed_quantity": hold.get("committed_quantity")}
 
 
 class FakeTransport:

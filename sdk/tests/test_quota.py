@@ -310,3 +310,17 @@ def test_the_policy_memory_forgets_the_longest_unused_first(
         kernel.failures = [DOWN] * 1_000
         offline = {org: t.check(org, "tokens").allowed for org in ("a", "b", "c")}
     assert offline == {"a": False, "b": True, "c": False}
+
+
+def test_a_reservation_retried_under_its_key_comes_back_in_its_state_now(
+    kernel: FakeKernel,
+) -> None:
+    with tracker(kernel) as t:
+        with t.reserve("acme", "tokens", 100, idempotency_key="call-9") as first:
+            first.commit(80)
+        again = t.reserve("acme", "tokens", 100, idempotency_key="call-9")
+        assert (again.id, again.status, again.committed_quantity) == (first.id, "committed", 80)
+        again.commit(80)  # the same commit: answered as it was, counted once
+        with pytest.raises(ReservationError):
+            again.commit(81)
+    assert kernel.totals() == {"acme": 80}

@@ -54,9 +54,16 @@ def test_guard_run_and_reserve_stop_at_a_hard_limit_with_the_kernels_message(
             pass
         with pytest.raises(QuotaExceeded) as refused, tracker.guard(org, "playbook_runs"):
             pytest.fail("the guarded work must not run over the hard limit")
-        with tracker.reserve(org, "tokens", 600) as reservation:
+        with tracker.reserve(org, "tokens", 600, idempotency_key="llm-1") as reservation:
             assert tracker.check(org, "tokens").held == 600
             reservation.commit(750)  # more than estimated: counted in full
+        retried = tracker.reserve(org, "tokens", 600, idempotency_key="llm-1")
+        assert (retried.id, retried.status, retried.committed_quantity) == (
+            reservation.id,
+            "committed",
+            750,
+        )
+        retried.commit(750)  # the same commit again: nothing more is recorded
         with pytest.raises(QuotaExceeded) as too_big, tracker.reserve(org, "tokens", 251):
             pytest.fail("a refused reservation runs nothing")
         after = tracker.check(org, "tokens")

@@ -267,7 +267,8 @@ class _Reservation:
         """The kernel's id (`rsv_...`); None when it was made without the kernel."""
         self.decision: Decision | None = None
         self.status = "new"
-        """`held`, `committed` or `released` (`refused` ones raise QuotaExceeded)."""
+        """`held`, `committed`, `released`, or `expired` (its TTL ended before it was
+        settled; it can still be committed). A refused one raises QuotaExceeded."""
         self.committed_quantity: int | None = None
 
     @property
@@ -287,7 +288,8 @@ class _Reservation:
         if answer is not None:
             self.decision = self._gate.learned(self.org_id, answer["decision"])
             self.id = str(answer["id"])
-            self.status = str(answer["status"])
+            self.status = str(answer["status"])  # a retried key: its state now
+            self.committed_quantity = answer.get("committed_quantity")
         else:
             assert error is not None
             self.decision = self._gate.unreachable(self._call, self._choice, error)
@@ -300,7 +302,7 @@ class _Reservation:
         checked = check_quantity(quantity)
         if self.status == "committed" and self.committed_quantity == checked:
             return checked, None  # a repeat answers the same, as the kernel's does
-        if self.status != "held":
+        if self.status not in ("held", "expired"):  # an expired one still takes its usage
             raise ReservationError(f"a {self.status} reservation cannot be committed")
         if self.id is None:
             self._committed(checked, None)
