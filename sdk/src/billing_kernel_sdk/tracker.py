@@ -8,36 +8,22 @@ import atexit
 import contextlib
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from billing_kernel_sdk.delivery import Delivery, TrackerStats, wire
-from billing_kernel_sdk.errors import TransportError
 from billing_kernel_sdk.events import Event
-from billing_kernel_sdk.integrations import PLAYBOOK_RUNS, TrackingHelpers
-from billing_kernel_sdk.quota import (
-    AsyncReservation,
-    Decision,
-    Gate,
-    OnUnavailable,
-    QuotaExceeded,
-    Reservation,
-    check_call,
-    new_key,
-    reservation_call,
-    run_key,
-    unreachable,
-)
+from billing_kernel_sdk.integrations import TrackingHelpers
+from billing_kernel_sdk.quota import Gate, OnUnavailable
+from billing_kernel_sdk.quota_calls import AsyncQuotaCalls, QuotaCalls
 from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,
     EventResult,
     HttpTransport,
-    Request,
     Transport,
 )
 
@@ -73,14 +59,7 @@ def _delivery(
     return max_delay, core, Gate(core, on_unavailable, decision_timeout)
 
 
-def _no_requests(transport: object) -> TypeError:
-    return TypeError(
-        f"the tracker's transport ({type(transport).__name__}) makes no quota calls: give "
-        "the tracker base_url and api_key, or a transport with request()"
-    )
-
-
-class UsageTracker(TrackingHelpers):
+class UsageTracker(QuotaCalls, TrackingHelpers):
     """Reports usage to a billing kernel from a background thread.
 
     ```python
@@ -150,121 +129,6 @@ class UsageTracker(TrackingHelpers):
         otherwise each call gets a unique key. `occurred_at` (aware) defaults to now.
         """
         self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
-
-    # --- quota decisions -----------------------------------------------------------------
-
-    def check(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Decision:
-        """Whether the org may use `amount` more of `metric` now (nothing is recorded). A
-        refusal is a decision with `allowed` False and its `message`, not an exception."""
-        call = check_call(org_id, metric, amount, None)
-        return self._decide(call, on_unavailable, None)
-
-    def consume(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Decision:
-        """Decide and, if allowed, record `amount` as usage in one atomic step at the
-        kernel: of concurrent consumes, only as many as fit are allowed. Retried under its
-        key (given, or a new one) until the kernel answers, so it counts once."""
-        key = new_key("consume", idempotency_key)
-        return self._decide(check_call(org_id, metric, amount, key), on_unavailable, key)
-
-    @contextlib.contextmanager
-    def guard(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Iterator[Decision]:
-        """Consume `amount` before the block runs; raise QuotaExceeded (with the decision
-        and its message) instead of running it when refused. What was consumed stays
-        consumed if the block fails: it was attempted."""
-        decision = self.consume(
-            org_id, metric, amount, idempotency_key=idempotency_key, on_unavailable=on_unavailable
-        )
-        if not decision.allowed:
-            raise QuotaExceeded(decision)
-        yield decision
-
-    def reserve(
-        self,
-        org_id: str,
-        metric: str,
-        estimate: int,
-        *,
-        ttl_seconds: int | None = None,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Reservation:
-        """Hold `estimate` units against the limit for work whose size is known only
-        afterwards; QuotaExceeded when refused. Use as `with tracker.reserve(...) as r:
-        ...; r.commit(actual)`: leaving the block uncommitted releases the hold, and the
-        kernel gives it back by itself after `ttl_seconds` (its default: 900)."""
-        key = new_key("reserve", idempotency_key)
-        call = reservation_call(org_id, metric, estimate, key, ttl_seconds)
-        return Reservation(self._gate, call, on_unavailable, self._post)
-
-    @contextlib.contextmanager
-    def run(
-        self,
-        org_id: str,
-        run_id: str | None = None,
-        *,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Iterator[Decision]:
-        """Admit one playbook run: consume one `playbook_runs` keyed `run:<run_id>` before
-        the block, or raise QuotaExceeded instead of running it. Entering the same run
-        again replays its first decision: a retried run counts once."""
-        with self.guard(
-            org_id, PLAYBOOK_RUNS, idempotency_key=run_key(run_id), on_unavailable=on_unavailable
-        ) as decision:
-            yield decision
-
-    def _admit_run(self, org_id: Any, run_id: Any) -> Decision:
-        with self.run(org_id, run_id) as decision:
-            return decision
-
-    async def _admit_run_async(self, org_id: Any, run_id: Any) -> Decision:
-        return await asyncio.to_thread(self._admit_run, org_id, run_id)
-
-    def _decide(
-        self, call: Request, choice: OnUnavailable | None, consume_key: str | None
-    ) -> Decision:
-        try:
-            answer = self._post(call)
-        except TransportError as exc:
-            return self._gate.unreachable(call, choice, unreachable(exc), consume_key)
-        return self._gate.learned(str(call.org_id), answer)
-
-    def _post(self, call: Request) -> dict[str, Any]:
-        """The kernel's answer to `call`, retried within `decision_timeout` while it is out
-        of reach; TransportError (retryable: still out of reach) otherwise."""
-        request = getattr(self._transport, "request", None)
-        if request is None:
-            raise _no_requests(self._transport)
-        error = TransportError("no time left to ask the kernel", retryable=True)
-        for wait, timeout in self._gate.schedule(time.monotonic):
-            time.sleep(wait)
-            try:
-                return dict(request(call, timeout))
-            except TransportError as exc:
-                error = unreachable(exc)
-        raise error
 
     def stats(self) -> TrackerStats:
         return self._core.stats()
@@ -353,7 +217,7 @@ class UsageTracker(TrackingHelpers):
                         self._cond.wait_for(partial(self._retry_now, flushes), delay)
 
 
-class AsyncUsageTracker(TrackingHelpers):
+class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
     """The asyncio tracker: the same `track()` (a plain, non-blocking call) and guarantees,
     with the sender as a task on the running loop. Create it inside the loop (e.g. at app
     start-up) and `await tracker.aclose()` at shutdown. A kernel in the same process
@@ -406,109 +270,6 @@ class AsyncUsageTracker(TrackingHelpers):
     ) -> None:
         """Record usage; returns at once and never raises (see UsageTracker.track)."""
         self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
-
-    # --- quota decisions (see UsageTracker) ------------------------------------------------
-
-    _admits_sync = False
-
-    async def check(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Decision:
-        """See `UsageTracker.check`."""
-        return await self._decide(check_call(org_id, metric, amount, None), on_unavailable, None)
-
-    async def consume(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> Decision:
-        """See `UsageTracker.consume`."""
-        key = new_key("consume", idempotency_key)
-        return await self._decide(check_call(org_id, metric, amount, key), on_unavailable, key)
-
-    @contextlib.asynccontextmanager
-    async def guard(
-        self,
-        org_id: str,
-        metric: str,
-        amount: int = 1,
-        *,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> AsyncIterator[Decision]:
-        """`async with tracker.guard(...)`: see `UsageTracker.guard`."""
-        decision = await self.consume(
-            org_id, metric, amount, idempotency_key=idempotency_key, on_unavailable=on_unavailable
-        )
-        if not decision.allowed:
-            raise QuotaExceeded(decision)
-        yield decision
-
-    def reserve(
-        self,
-        org_id: str,
-        metric: str,
-        estimate: int,
-        *,
-        ttl_seconds: int | None = None,
-        idempotency_key: str | None = None,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> AsyncReservation:
-        """`async with tracker.reserve(...) as r: ...; await r.commit(actual)` (or `r =
-        await tracker.reserve(...)`): see `UsageTracker.reserve`."""
-        key = new_key("reserve", idempotency_key)
-        call = reservation_call(org_id, metric, estimate, key, ttl_seconds)
-        return AsyncReservation(self._gate, call, on_unavailable, self._post)
-
-    @contextlib.asynccontextmanager
-    async def run(
-        self,
-        org_id: str,
-        run_id: str | None = None,
-        *,
-        on_unavailable: OnUnavailable | None = None,
-    ) -> AsyncIterator[Decision]:
-        """`async with tracker.run(...)`: see `UsageTracker.run`."""
-        async with self.guard(
-            org_id, PLAYBOOK_RUNS, idempotency_key=run_key(run_id), on_unavailable=on_unavailable
-        ) as decision:
-            yield decision
-
-    async def _admit_run_async(self, org_id: Any, run_id: Any) -> Decision:
-        async with self.run(org_id, run_id) as decision:
-            return decision
-
-    async def _decide(
-        self, call: Request, choice: OnUnavailable | None, consume_key: str | None
-    ) -> Decision:
-        try:
-            answer = await self._post(call)
-        except TransportError as exc:
-            return self._gate.unreachable(call, choice, unreachable(exc), consume_key)
-        return self._gate.learned(str(call.org_id), answer)
-
-    async def _post(self, call: Request) -> dict[str, Any]:
-        """See `UsageTracker._post`."""
-        request = getattr(self._transport, "request", None)
-        if request is None:
-            raise _no_requests(self._transport)
-        error = TransportError("no time left to ask the kernel", retryable=True)
-        for wait, timeout in self._gate.schedule(time.monotonic):
-            await asyncio.sleep(wait)
-            try:
-                return dict(await request(call, timeout))
-            except TransportError as exc:
-                error = unreachable(exc)
-        raise error
 
     def stats(self) -> TrackerStats:
         return self._core.stats()
