@@ -220,6 +220,67 @@ def _raise_counter(dialect_name: str) -> Insert:
     ).returning(counters.quantity)
 
 
+@functools.cache
+def _pg_record_within(*, within_ceiling: bool) -> Any:
+    """PostgreSQL: one event and its counter in one statement, the event first (as every
+    other writer takes them: a used key stops before the counter's row is locked). The
+    counter is added to only for an event this statement inserted, and only within
+    `most` when `within_ceiling`. One row back: how many events were inserted (0: the key
+    was used), and the counter's usage and holds after (NULL: it did not fit, and the
+    caller takes the event back)."""
+    events, counters = usage_events.c, usage_counters.c
+    recorded = (
+        postgresql.insert(usage_events)
+        .values(
+            org_id=bindparam("e_org", type_=events.org_id.type),
+            idempotency_key=bindparam("e_key", type_=events.idempotency_key.type),
+            metric=bindparam("e_metric", type_=events.metric.type),
+            quantity=bindparam("e_quantity", type_=events.quantity.type),
+            occurred_at=bindparam("e_occurred", type_=events.occurred_at.type),
+            received_at=bindparam("e_received", type_=events.received_at.type),
+            period_start=bindparam("e_period", type_=events.period_start.type),
+        )
+        .on_conflict_do_nothing(index_elements=[events.org_id, events.idempotency_key])
+        .returning(events.quantity)
+        .cte("recorded")
+    )
+    now = bindparam("now", type_=counters.updated_at.type)
+    limit = included_quantity_of(
+        bindparam("for_org", type_=counters.org_id.type),
+        bindparam("for_metric", type_=counters.metric.type),
+    )
+    proposed = select(
+        bindparam("for_org", type_=counters.org_id.type),
+        bindparam("e_period", type_=counters.period_start.type),
+        bindparam("for_metric", type_=counters.metric.type),
+        recorded.c.quantity,
+        now,
+        case((recorded.c.quantity > limit, now)),
+    ).select_from(recorded)
+    stmt = postgresql.insert(usage_counters).from_select(
+        ["org_id", "period_start", "metric", "quantity", "updated_at", "crossed_at"], proposed
+    )
+    added = counters.quantity + stmt.excluded.quantity
+    counted = (
+        stmt.on_conflict_do_update(
+            index_elements=[counters.org_id, counters.period_start, counters.metric],
+            set_={
+                "quantity": added,
+                "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
+                "updated_at": stmt.excluded.updated_at,
+            },
+            where=added + counters.reserved <= _most() if within_ceiling else None,
+        )
+        .returning(counters.quantity, counters.reserved)
+        .cte("counted")
+    )
+    return select(
+        select(func.count()).select_from(recorded).scalar_subquery().label("inserted"),
+        select(counted.c.quantity).scalar_subquery().label("quantity"),
+        select(counted.c.reserved).scalar_subquery().label("reserved"),
+    )
+
+
 class UsageRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
@@ -334,6 +395,41 @@ class UsageRepository:
             _add_within(self._conn.dialect.name, within_ceiling=most is not None),
             _counter_row(key, quantity, now) | _bound(most),
         )
+
+    async def record_within(
+        self, event: UsageEvent, most: int | None
+    ) -> tuple[bool, Counter | None]:
+        """Insert `event` and add it to its counter if the counter's total and holds stay at
+        most `most` (None: no bound), the event first. Returns (inserted, counter after):
+        not inserted when the org already used the key (nothing written); no counter when
+        it did not fit, the event then being inserted, for the caller to take back. On
+        PostgreSQL, one statement (`_pg_record_within`) does both."""
+        fits_alone = most is None or event.quantity <= most  # else no new counter may hold it
+        if self._conn.dialect.name == "postgresql" and fits_alone:
+            row = (
+                await self._conn.execute(
+                    _pg_record_within(within_ceiling=most is not None),
+                    {
+                        "e_org": event.org_id,
+                        "e_key": event.idempotency_key,
+                        "e_metric": event.metric,
+                        "e_quantity": event.quantity,
+                        "e_occurred": event.occurred_at,
+                        "e_received": event.received_at,
+                        "e_period": event.period_start,
+                        "for_org": event.org_id,
+                        "for_metric": event.metric,
+                        "now": event.received_at,
+                    }
+                    | _bound(most),
+                )
+            ).one()
+            after = None if row.quantity is None else Counter(row.quantity, row.reserved)
+            return bool(row.inserted), after
+        if not await self.insert_events([event]):
+            return False, None
+        key = (event.org_id, event.period_start, event.metric)
+        return True, await self.add_within(key, event.quantity, most, event.received_at)
 
     async def hold_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime

@@ -197,13 +197,14 @@ class UsageService:
         The org must exist. A key the org already used raises IdempotencyConflict (in
         `uow`, which the caller rolls back); invalid input raises before anything is
         written."""
-        event = await self._insert_event(org_id, metric, quantity, idempotency_key, None, now, uow)
+        event = await self._new_event(org_id, metric, quantity, idempotency_key, None, now, uow)
         usage = UsageRepository(uow)
-        key = (event.org_id, event.period_start, event.metric)
-        after = await usage.add_within(key, event.quantity, most, now)
+        inserted, after = await usage.record_within(event, most)
+        if not inserted:
+            raise _key_used(org_id, idempotency_key)
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
-            return await _no_room(usage, key)
+            return await _no_room(usage, (event.org_id, event.period_start, event.metric))
         return CeilingWrite(recorded=True, used=after.used - event.quantity, held=after.held)
 
     async def hold_within(
@@ -234,13 +235,16 @@ class UsageService:
         event keyed `idempotency_key`, and take the `released` units it held off the same
         counter, in one statement. Always counted: never refused for a limit. A key the org
         already used raises IdempotencyConflict (in `uow`, which the caller rolls back)."""
-        event = await self._insert_event(
+        event = await self._new_event(
             org_id, metric, quantity, idempotency_key, occurred_at, now, uow
         )
+        usage = UsageRepository(uow)
+        if not await usage.insert_events([event]):  # the event first, as every writer
+            raise _key_used(org_id, idempotency_key)
         key = (event.org_id, event.period_start, event.metric)
-        await UsageRepository(uow).add_releasing(key, event.quantity, released, now)
+        await usage.add_releasing(key, event.quantity, released, now)
 
-    async def _insert_event(
+    async def _new_event(
         self,
         org_id: str,
         metric: str,
@@ -250,11 +254,8 @@ class UsageService:
         now: datetime,
         uow: UnitOfWork,
     ) -> UsageEvent:
-        """Validate and insert one event received at `now`; IdempotencyConflict if the org
-        already used its key. Inserted before its counter is written: a used key stops here,
-        before the counter's row is locked, which is then held for as short a time as the
-        transaction allows."""
-        event = new_usage_event(
+        """One event received at `now`, validated (InvalidInput or UnknownMetric)."""
+        return new_usage_event(
             org_id=org_id,
             metric=metric,
             quantity=quantity,
@@ -264,13 +265,6 @@ class UsageService:
             catalogue=await self._metrics.by_key(uow),
             window=self._window,
         )
-        if not await UsageRepository(uow).insert_events([event]):
-            raise IdempotencyConflict(
-                f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
-                org_id=org_id,
-                idempotency_key=idempotency_key,
-            )
-        return event
 
     async def release_holds(
         self, releases: Mapping[CounterKey, int], now: datetime, uow: UnitOfWork
@@ -373,6 +367,14 @@ class UsageService:
         """The org's counters for the periods from `first` up to, not including, `end`."""
         async with self._tx.read(uow) as unit:
             return await UsageRepository(unit).counters_between(org_id, first.key, end.key)
+
+
+def _key_used(org_id: str, idempotency_key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
+        org_id=org_id,
+        idempotency_key=idempotency_key,
+    )
 
 
 async def _no_room(usage: UsageRepository, key: CounterKey) -> CeilingWrite:
