@@ -13,7 +13,9 @@ from billing_kernel.auth.rules import Scope
 from billing_kernel.db.database import Database
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.plans.rules import Enforcement
+from billing_kernel.quota import hot_path
 from billing_kernel.quota.hot_path import QuotaCheckHotPath
+from billing_kernel.quota.routes import check_quota
 from billing_kernel.quota.rules import LimitOverride
 from tests.api.conftest import Api, app_for
 from tests.conftest import new_id
@@ -49,8 +51,15 @@ async def answers(
 
 
 async def test_checks_answered_and_refused_are_the_routes_answers(
-    api: Api, route_only: httpx.AsyncClient
+    api: Api, route_only: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    handled = []  # the requests the hot path answered itself, not the route
+
+    async def counted(*args: Any) -> Any:
+        handled.append(args[0])
+        return await check_quota(*args)
+
+    monkeypatch.setattr(hot_path, "check_quota", counted)
     org_id = new_id()
     member = await api.member(org_id, MemberRole.ADMIN)
     await api.kernel.quota.set_override(
@@ -80,6 +89,9 @@ async def test_checks_answered_and_refused_are_the_routes_answers(
         hot, _ = await answers(api, route_only, headers, **request)
         statuses.append(hot.status_code)
     assert statuses == [200, 200, 200, 404, 200, 400, 404, 401, 401, 401, 401, 422, 422, 422, 403]
+    # Every request with a valid body and a bearer credential that got past authentication
+    # and org access; the rest were the route's alone.
+    assert len(handled) == 7
 
 
 async def test_consumes_and_their_replays_are_the_routes_answers(
