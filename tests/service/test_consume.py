@@ -173,6 +173,32 @@ async def test_a_key_reused_for_another_amount_or_by_a_usage_event_conflicts(
     assert await row_counts(database) == before
 
 
+async def test_a_first_consume_larger_than_the_whole_limit_writes_no_counter(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """No counter row yet: an insert is not judged by the upsert's condition, so a consume
+    that could never fit must be refused before any counter is made."""
+    org_id = await org_with_limit(kernel, 100)
+    refused = (await kernel.quota.consume(org_id, "tokens", 101, idempotency_key="a")).decision
+    assert (refused.allowed, refused.used, refused.remaining) == (False, 0, 100)
+    assert await tokens_used(kernel, org_id, clock) == 0
+    assert await rows_of(database, usage_events, org_id) == 0
+    fits = (await kernel.quota.consume(org_id, "tokens", 100, idempotency_key="b")).decision
+    assert (fits.allowed, await tokens_used(kernel, org_id, clock)) == (True, 100)
+
+
+async def test_a_key_a_usage_event_used_conflicts_whether_or_not_the_consume_would_fit(
+    kernel: Kernel, database: Database
+) -> None:
+    org_id = await org_with_limit(kernel, 100)
+    await kernel.usage.record(org_id, "tokens", 95, idempotency_key="event-key")
+    before = await row_counts(database)
+    for amount in (5, 10, 1_000):  # fits; over what is left; over the whole limit
+        with pytest.raises(IdempotencyConflict, match="already used"):
+            await kernel.quota.consume(org_id, "tokens", amount, idempotency_key="event-key")
+    assert await row_counts(database) == before
+
+
 async def test_bad_consumes_are_refused_before_anything_is_written(
     kernel: Kernel, database: Database, clock: Clock
 ) -> None:
