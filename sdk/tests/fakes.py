@@ -56,7 +56,7 @@ class FakeKernel:
                 key = (event["org_id"], event["idempotency_key"])
                 if event["metric"] == "refuse-me":
                     results.append(EventResult("refused", "unknown_metric"))
-                elif key in self.seen and self.seen[key] != dict(event):
+                elif key in self.seen and not _repeats(dict(event), self.seen[key]):
                     results.append(EventResult("refused", "idempotency_conflict"))
                 elif key in self.seen:
                     results.append(EventResult("duplicate"))
@@ -150,6 +150,15 @@ class FakeKernel:
             "quantity": quantity,
             "idempotency_key": key,
         }
+
+
+def _repeats(event: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """The kernel's rule: the same payload, the time compared only when both gave one (an
+    event a consume or commit recorded has the kernel's time, not the sender's)."""
+    timed = "occurred_at" in event and "occurred_at" in stored
+    return all(
+        event[name] == stored[name] for name in ("org_id", "metric", "quantity", "idempotency_key")
+    ) and (not timed or event["occurred_at"] == stored["occurred_at"])
 
 
 def _committed(hold: dict[str, Any]) -> dict[str, Any]:

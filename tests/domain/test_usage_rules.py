@@ -111,6 +111,17 @@ def test_replay_compares_metric_quantity_and_a_given_event_time() -> None:
     assert not event(metric="playbook_runs").is_replay_of(stored)
 
 
+def test_a_time_the_kernel_chose_for_the_stored_event_is_not_compared() -> None:
+    """A consume's event (timed by the kernel) sent again with the sender's own time, e.g.
+    by the SDK after it could not hear the consume's answer, is the same usage."""
+    stamped = event()  # received without a time: the kernel's
+    assert not stamped.occurred_at_given
+    assert event(occurred_at=NOW - timedelta(minutes=3)).is_replay_of(stamped)
+    assert event().is_replay_of(stamped)
+    assert not event(occurred_at=NOW, quantity=11).is_replay_of(stamped)
+    assert not event(occurred_at=NOW, metric="playbook_runs").is_replay_of(stamped)
+
+
 @given(
     st.lists(
         st.tuples(

@@ -15,6 +15,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import LimitOverride, Reason
+from billing_kernel.usage.rules import RecordStatus
 from tests.conftest import Clock, make_kernel, new_id, row_counts
 
 pytestmark = pytest.mark.anyio
@@ -197,6 +198,25 @@ async def test_a_key_a_usage_event_used_conflicts_whether_or_not_the_consume_wou
         with pytest.raises(IdempotencyConflict, match="already used"):
             await kernel.quota.consume(org_id, "tokens", amount, idempotency_key="event-key")
     assert await row_counts(database) == before
+
+
+async def test_a_consume_sent_again_as_an_event_with_its_own_time_is_a_duplicate(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """What the SDK sends for a consume it allowed while it could not hear the kernel: the
+    consume's key, metric and amount, timed by the SDK. If the consume got through, that is
+    the same usage, whose time the kernel chose: a duplicate, counted once."""
+    org_id = await org_with_limit(kernel, 100)
+    await kernel.quota.consume(org_id, "tokens", 7, idempotency_key="c-1")
+    earlier = clock.now - timedelta(seconds=30)
+    again = await kernel.usage.record(
+        org_id, "tokens", 7, idempotency_key="c-1", occurred_at=earlier
+    )
+    assert again.status == RecordStatus.DUPLICATE
+    with pytest.raises(IdempotencyConflict):  # other usage under the key is still a conflict
+        await kernel.usage.record(org_id, "tokens", 8, idempotency_key="c-1", occurred_at=earlier)
+    assert await tokens_used(kernel, org_id, clock) == 7
+    assert await rows_of(database, usage_events, org_id) == 1
 
 
 async def test_bad_consumes_are_refused_before_anything_is_written(

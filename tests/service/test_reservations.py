@@ -4,6 +4,7 @@ TTL ends; exact under concurrency, idempotent by key."""
 
 import asyncio
 import random
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from billing_kernel.errors import (
 from billing_kernel.kernel import Kernel
 from billing_kernel.quota.rules import Reason
 from billing_kernel.reservations.rules import ReservationStatus
+from billing_kernel.usage.rules import RecordStatus
 from tests.conftest import Clock, row_counts
 from tests.service.test_consume import org_with_limit, rows_of
 
@@ -132,6 +134,12 @@ async def test_a_commit_retried_counts_once(
         await kernel.reservations.commit(made.reservation_id, 26)
     with pytest.raises(ReservationSettled, match="was committed"):
         await kernel.reservations.release(made.reservation_id)
+    assert await row_counts(database) == before
+    # The SDK's own record of the commit (it could not hear the answer): the same usage.
+    sent = await kernel.usage.record(
+        org_id, "tokens", 25, idempotency_key="llm-1", occurred_at=clock.now - timedelta(seconds=5)
+    )
+    assert sent.status == RecordStatus.DUPLICATE
     assert await row_counts(database) == before
 
 

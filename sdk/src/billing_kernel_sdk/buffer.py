@@ -230,8 +230,7 @@ class Spool:
                 offset += len(raw)
                 try:
                     event = Event(*json.loads(raw))
-                    if event.occurred_us is not None:  # a time no calendar holds cannot be sent
-                        occurred_at(event.occurred_us)
+                    occurred_at(event.occurred_us)  # a time no calendar holds cannot be sent
                 except (ValueError, TypeError, OverflowError):
                     logger.error("spool %s: skipping a corrupt line", self._dir)
                     self._peeked.append(_Peeked(_SKIP, segment.number, offset))

@@ -180,15 +180,9 @@ class Delivery:
         quantity: object,
         idempotency_key: object,
         occurred_at: object,
-        *,
-        timed: bool = True,
     ) -> None:
-        """Queue one event (see UsageTracker.track). `timed=False` (with a key): the kernel
-        stamps the time it receives it."""
         try:
             event = self._event(org_id, metric, quantity, idempotency_key, occurred_at)
-            if not timed:
-                event = event._replace(occurred_us=None)
         except Exception as exc:  # invalid arguments: counted and logged, never raised
             self.count("refused")
             self.log_once(f"invalid:{_kind(exc)}", logging.WARNING, "usage not tracked: %s", exc)

@@ -14,23 +14,18 @@ class Event(NamedTuple):
     metric: str
     quantity: int
     idempotency_key: str
-    occurred_us: int | None
-    """Event time in whole microseconds since the Unix epoch: exact, and cheap to stamp.
-    None: the kernel stamps the time it receives the event (the usage of a decision made
-    while the kernel was unreachable, which must repeat the kernel's own event if the
-    decision did reach it)."""
+    occurred_us: int
+    """Event time in whole microseconds since the Unix epoch: exact, and cheap to stamp."""
 
     def wire(self) -> dict[str, Any]:
         """The event as `POST /api/v1/usage/events` takes it."""
-        event: dict[str, Any] = {
+        return {
             "org_id": self.org_id,
             "metric": self.metric,
             "quantity": self.quantity,
             "idempotency_key": self.idempotency_key,
+            "occurred_at": occurred_at(self.occurred_us).isoformat(),
         }
-        if self.occurred_us is not None:
-            event["occurred_at"] = occurred_at(self.occurred_us).isoformat()
-        return event
 
 
 def occurred_at(micros: int) -> datetime:

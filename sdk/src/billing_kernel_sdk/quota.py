@@ -12,7 +12,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from billing_kernel_sdk.errors import TrackerError, TransportError
@@ -226,7 +226,7 @@ class Gate:
             error,
         )
         if allowed and consume_key is not None:
-            self.record_later(org_id, metric, amount, consume_key)
+            self.record_later(org_id, metric, amount, consume_key, datetime.now(UTC))
         return Decision(
             allowed=allowed,
             reason=UNAVAILABLE,
@@ -237,12 +237,13 @@ class Gate:
             consumed=allowed and consume_key is not None,
         )
 
-    def record_later(self, org_id: str, metric: str, quantity: int, key: str) -> None:
-        """Queue usage decided without the kernel as an event under `key`, sent like any
-        tracked event. The kernel stamps its time: if the consume (or commit) did reach the
-        kernel and only its answer was lost, the event repeats it (a duplicate, counted
-        once); if it did not, the event records it."""
-        self._core.track(org_id, metric, quantity, key, None, timed=False)
+    def record_later(self, org_id: str, metric: str, quantity: int, key: str, at: datetime) -> None:
+        """Queue usage decided without the kernel as an event under `key`, timed `at` (when
+        it was decided), sent like any tracked event. If the consume (or commit) did reach
+        the kernel and only its answer was lost, the kernel recorded an event under the key
+        with a time of its own choosing, which it does not compare: this one repeats it (a
+        duplicate, counted once). If it did not, this one records it."""
+        self._core.track(org_id, metric, quantity, key, at)
 
 
 def _choice(value: object) -> OnUnavailable | None:
@@ -263,6 +264,7 @@ class _Reservation:
         self._gate = gate
         self._call = call
         self._choice = choice
+        self._made_at = datetime.now(UTC)
         self.id: str | None = None
         """The kernel's id (`rsv_...`); None when it was made without the kernel."""
         self.decision: Decision | None = None
@@ -312,8 +314,10 @@ class _Reservation:
     def _committed(self, quantity: int, error: TransportError | None) -> None:
         """The commit was recorded; or, made without the kernel (or with it unreachable
         now), its usage is queued under the reservation's key."""
-        if error is not None or self.id is None:
-            self._gate.record_later(self.org_id, self.metric, quantity, self.idempotency_key)
+        if error is not None or self.id is None:  # dated as the kernel dates it: when reserved
+            self._gate.record_later(
+                self.org_id, self.metric, quantity, self.idempotency_key, self._made_at
+            )
         self.status, self.committed_quantity = "committed", quantity
 
     def _release_call(self) -> Request | None:

@@ -170,6 +170,9 @@ usage_events = Table(
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("period_start", Date, nullable=False),
+    # False: the kernel chose `occurred_at` (received without one, or a consume's or a
+    # reservation commit's event); a repeat is then not compared by its time.
+    Column("time_given", Boolean, nullable=False, server_default=true()),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "org_id", "period_start", "metric"),
 )

@@ -36,16 +36,17 @@ EventKey = tuple[str, str]
 # parameters instead of seven per event, and one statement text for every batch size.
 _PG_INSERT_EVENTS = text("""
     INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                              received_at, period_start)
+                              received_at, period_start, time_given)
     SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:metric AS varchar[]), CAST(:quantity AS bigint[]),
                          CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-                         CAST(:period_start AS date[]))
+                         CAST(:period_start AS date[]), CAST(:time_given AS boolean[]))
     ON CONFLICT (org_id, idempotency_key) DO NOTHING
     RETURNING org_id, idempotency_key
 """)
 _PG_GET_EVENTS = text("""
-    SELECT e.org_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at
+    SELECT e.org_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at,
+           e.time_given
     FROM usage_events e
     JOIN unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]))
          AS k(org_id, idempotency_key)
@@ -57,6 +58,7 @@ _PG_GET_EVENTS = text("""
     usage_events.c.quantity,
     usage_events.c.occurred_at,
     usage_events.c.received_at,
+    usage_events.c.time_given,
 )
 
 
@@ -239,6 +241,7 @@ def _pg_record_within(*, within_ceiling: bool) -> Any:
             occurred_at=bindparam("e_occurred", type_=events.occurred_at.type),
             received_at=bindparam("e_received", type_=events.received_at.type),
             period_start=bindparam("e_period", type_=events.period_start.type),
+            time_given=bindparam("e_given", type_=events.time_given.type),
         )
         .on_conflict_do_nothing(index_elements=[events.org_id, events.idempotency_key])
         .returning(events.quantity)
@@ -304,6 +307,7 @@ class UsageRepository:
                     "occurred_at": [e.occurred_at for e in events],
                     "received_at": [e.received_at for e in events],
                     "period_start": [e.period_start for e in events],
+                    "time_given": [e.occurred_at_given for e in events],
                 },
             )
             return {(org_id, key) for org_id, key in result}
@@ -325,6 +329,7 @@ class UsageRepository:
                     "occurred_at": e.occurred_at,
                     "received_at": e.received_at,
                     "period_start": e.period_start,
+                    "time_given": e.occurred_at_given,
                 }
                 for e in events
             ],
@@ -362,6 +367,7 @@ class UsageRepository:
                 idempotency_key=r.idempotency_key,
                 occurred_at=r.occurred_at,
                 received_at=r.received_at,
+                occurred_at_given=r.time_given,
             )
             for r in result
         }
@@ -417,6 +423,7 @@ class UsageRepository:
                         "e_occurred": event.occurred_at,
                         "e_received": event.received_at,
                         "e_period": event.period_start,
+                        "e_given": event.occurred_at_given,
                         "for_org": event.org_id,
                         "for_metric": event.metric,
                         "now": event.received_at,

@@ -119,11 +119,15 @@ class UsageEvent:
 
     def is_replay_of(self, stored: UsageEvent) -> bool:
         """Whether `self` repeats `stored`: same metric and quantity, and the same event time
-        when the caller gave one (a time the kernel stamped is not part of the payload)."""
+        when both senders gave one (a time the kernel chose, for either, is not part of the
+        payload: a repeat sent with a time of its own of a consume's event is the same usage)."""
         return (
             self.metric == stored.metric
             and self.quantity == stored.quantity
-            and (not self.occurred_at_given or self.occurred_at == stored.occurred_at)
+            and (
+                not (self.occurred_at_given and stored.occurred_at_given)
+                or self.occurred_at == stored.occurred_at
+            )
         )
 
 

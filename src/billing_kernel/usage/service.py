@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
@@ -235,9 +236,10 @@ class UsageService:
         event keyed `idempotency_key`, and take the `released` units it held off the same
         counter, in one statement. Always counted: never refused for a limit. A key the org
         already used raises IdempotencyConflict (in `uow`, which the caller rolls back)."""
-        event = await self._new_event(
+        made = await self._new_event(
             org_id, metric, quantity, idempotency_key, occurred_at, now, uow
         )
+        event = replace(made, occurred_at_given=False)  # dated by the kernel: when reserved
         usage = UsageRepository(uow)
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
