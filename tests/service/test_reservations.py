@@ -19,6 +19,7 @@ from billing_kernel.errors import (
     ReservationSettled,
 )
 from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.quota.rules import Reason
 from billing_kernel.reservations.rules import ReservationStatus
 from billing_kernel.usage.rules import RecordStatus
@@ -305,3 +306,23 @@ async def test_bad_reservations_are_refused_before_anything_is_written(
     with pytest.raises(ReservationNotFound):  # another org's key cannot see it
         await kernel.reservations.release(made.reservation_id, org_id="someone-else")
     assert await row_counts(database) == before
+
+
+async def test_a_reservation_for_a_canceled_org_is_kept_refused_and_retried_as_one(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """The billing status refuses before any counter is written; the reservation is kept
+    all the same, so its answer and a retry's are a refused reservation, as any other."""
+    org_id = await org_with_limit(kernel, 1_000)
+    await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
+    made = await kernel.quota.reserve(org_id, "tokens", 40, idempotency_key="r-1")
+    assert (made.decision.allowed, made.decision.reason) == (False, Reason.CANCELED)
+    assert made.reservation.status is ReservationStatus.REFUSED
+    assert made.reservation.settled_at == clock.now
+    again = await kernel.quota.reserve(org_id, "tokens", 40, idempotency_key="r-1")
+    assert again.replayed
+    assert again.reservation.reservation_id == made.reservation.reservation_id
+    assert await counter(database, org_id, clock) == (0, 0)
+    await kernel.usage.record(org_id, "tokens", 1, idempotency_key="event-key")
+    with pytest.raises(IdempotencyConflict):
+        await kernel.quota.reserve(org_id, "tokens", 40, idempotency_key="event-key")

@@ -192,6 +192,18 @@ class QuotaService:
                 decision = await self._decided(
                     Operation.RESERVE, org_id, metric, requested, key, hold, unit
                 )
+                if not holds:  # the org's billing status refused it before any write
+                    holds.append(
+                        await self._reservations.refuse(
+                            org_id,
+                            metric,
+                            requested,
+                            idempotency_key=key,
+                            ttl=ttl,
+                            now=self._clock(),
+                            uow=unit,
+                        )
+                    )
                 return Reserved(holds[0], decision)
         except (_TakenMeanwhile, IdempotencyConflict):
             async with self._tx.read() as unit:

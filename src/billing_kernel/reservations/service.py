@@ -72,19 +72,53 @@ class ReservationService:
         reservations = ReservationRepository(uow)
         # The row first, as a consume's event: a used key stops here, before the counter's
         # row is locked.
-        taken = not await reservations.insert(reservation)
-        if taken or await self._usage.has_event(org_id, idempotency_key, uow):
-            raise IdempotencyConflict(
-                f"idempotency key {idempotency_key!r} was already used for org {org_id!r}",
-                org_id=org_id,
-                idempotency_key=idempotency_key,
-            )
+        await self._insert(reservation, uow)
         key = (org_id, reservation.period_start, metric)
         write = await self._usage.hold_within(key, estimate, most=most, now=now, uow=uow)
         if not write.recorded:
             reservation = _settled(reservation, ReservationStatus.REFUSED, None, now)
             await reservations.settle(reservation.reservation_id, reservation.status, None, now)
         return Hold(reservation, write)
+
+    async def refuse(
+        self,
+        org_id: str,
+        metric: str,
+        estimate: int,
+        *,
+        idempotency_key: str,
+        ttl: timedelta,
+        now: datetime,
+        uow: UnitOfWork,
+    ) -> Reservation:
+        """Keep a reservation refused before anything could be held (the org's billing
+        status refuses every metered operation), so that a retry finds it as any refused
+        one. A used key raises IdempotencyConflict, as `hold` does."""
+        reservation = Reservation(
+            reservation_id=new_reservation_id(),
+            org_id=org_id,
+            idempotency_key=idempotency_key,
+            metric=metric,
+            estimate=estimate,
+            status=ReservationStatus.REFUSED,
+            reserved_at=now,
+            expires_at=now + ttl,
+            settled_at=now,
+        )
+        await self._insert(reservation, uow)
+        return reservation
+
+    async def _insert(self, reservation: Reservation, uow: UnitOfWork) -> None:
+        """Store a new reservation; IdempotencyConflict when its org already used its key,
+        for a reservation or a usage event (its commit records usage under the key)."""
+        org_id, key = reservation.org_id, reservation.idempotency_key
+        taken = not await ReservationRepository(uow).insert(reservation)
+        if taken or await self._usage.has_event(org_id, key, uow):
+            raise IdempotencyConflict(
+                f"idempotency key {key!r} was already used for org {org_id!r}",
+                org_id=org_id,
+                idempotency_key=key,
+            )
 
     async def expire_due(self, org_id: str, metric: str, now: datetime, uow: UnitOfWork) -> None:
         """Give back the org's holds of `metric` whose TTL has ended by `now`."""
