@@ -19,6 +19,7 @@ from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from tests.api.conftest import Api, app_for, bearer
 from tests.conftest import _admin, new_id
 from tests.live import SECRET
@@ -287,3 +288,16 @@ async def test_every_answer_carries_security_headers_and_pages_allow_no_script(a
     page = (await api.client.get("/app/billing")).headers["content-security-policy"]
     assert "default-src 'none'" in page
     assert "script-src" not in page  # falls back to default-src 'none': no script runs
+
+
+async def test_a_nul_byte_in_a_query_never_reaches_the_database(api: Api) -> None:
+    """PostgreSQL cannot hold NUL in text: a filter or org named with one is refused as
+    invalid (found by fuzzing, as a 500), on the API and on the billing page alike."""
+    admin = await api.key(Scope.BILLING_ADMIN)
+    listed = await api.client.get("/api/v1/orgs", params={"plan": "star\x00ter"}, headers=admin)
+    assert listed.status_code == 422, listed.text
+    assert listed.json()["errors"][0]["location"] == "query.plan"
+    member = await api.member(new_id(), MemberRole.OWNER)
+    page = await api.client.get("/app/billing", params={"org": "a\x00b"}, headers=member)
+    assert page.status_code == 422, page.text
+    assert page.json()["errors"][0]["location"] == "query.org"

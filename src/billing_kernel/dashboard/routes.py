@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
 from billing_kernel.auth.rules import User
+from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
 from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
@@ -62,7 +63,7 @@ async def billing_page(
     request: Request,
     kernel: KernelDep,
     settings: SettingsDep,
-    org: Annotated[str | None, Query(max_length=64)] = None,
+    org: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)] = None,
 ) -> Response:
     credentials: HTTPAuthorizationCredentials | None = await bearer(request)
     try:

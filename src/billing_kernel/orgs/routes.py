@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Query
 
+from billing_kernel.common.validation import ID_PATTERN_TEXT
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.orgs.schemas import OrgIn, OrgOut, PlanChangeIn, PlanChangeOut
 from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
@@ -59,7 +60,10 @@ async def get_org(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> OrgO
 async def list_orgs(
     key: OrgAdmin,
     kernel: KernelDep,
-    plan: Annotated[str | None, Query(max_length=64, description="Only orgs on this plan.")] = None,
+    plan: Annotated[
+        str | None,
+        Query(max_length=64, pattern=ID_PATTERN_TEXT, description="Only orgs on this plan."),
+    ] = None,
     status: Annotated[BillingStatus | None, Query(description="Only orgs in this status.")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
