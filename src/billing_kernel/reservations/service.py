@@ -59,16 +59,7 @@ class ReservationService:
         stay at most `most` (else kept as refused). A key the org already used, for a
         reservation or a usage event, raises IdempotencyConflict (in `uow`, which the
         caller rolls back): the reservation's commit records its usage under that key."""
-        reservation = Reservation(
-            reservation_id=new_reservation_id(),
-            org_id=org_id,
-            idempotency_key=idempotency_key,
-            metric=metric,
-            estimate=estimate,
-            status=ReservationStatus.HELD,
-            reserved_at=now,
-            expires_at=now + ttl,
-        )
+        reservation = _new(org_id, metric, estimate, idempotency_key, ttl, now)
         reservations = ReservationRepository(uow)
         # The row first, as a consume's event: a used key stops here, before the counter's
         # row is locked.
@@ -94,17 +85,8 @@ class ReservationService:
         """Keep a reservation refused before anything could be held (the org's billing
         status refuses every metered operation), so that a retry finds it as any refused
         one. A used key raises IdempotencyConflict, as `hold` does."""
-        reservation = Reservation(
-            reservation_id=new_reservation_id(),
-            org_id=org_id,
-            idempotency_key=idempotency_key,
-            metric=metric,
-            estimate=estimate,
-            status=ReservationStatus.REFUSED,
-            reserved_at=now,
-            expires_at=now + ttl,
-            settled_at=now,
-        )
+        made = _new(org_id, metric, estimate, idempotency_key, ttl, now)
+        reservation = _settled(made, ReservationStatus.REFUSED, None, now)
         await self._insert(reservation, uow)
         return reservation
 
@@ -202,6 +184,22 @@ def _found(reservation: Reservation | None, reservation_id: str) -> Reservation:
             f"no reservation {reservation_id!r}", reservation_id=reservation_id
         )
     return reservation
+
+
+def _new(
+    org_id: str, metric: str, estimate: int, key: str, ttl: timedelta, now: datetime
+) -> Reservation:
+    """A reservation made `now`, holding until `ttl` has passed."""
+    return Reservation(
+        reservation_id=new_reservation_id(),
+        org_id=org_id,
+        idempotency_key=key,
+        metric=metric,
+        estimate=estimate,
+        status=ReservationStatus.HELD,
+        reserved_at=now,
+        expires_at=now + ttl,
+    )
 
 
 def _settled(
