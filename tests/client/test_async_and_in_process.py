@@ -9,7 +9,10 @@ import pytest
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
+from billing_kernel.plans.rules import Enforcement
+from billing_kernel.quota.rules import LimitOverride
 from billing_kernel.usage.in_process import in_process_tracker
+from billing_kernel_sdk import QuotaExceeded, TransportError
 from tests.conftest import new_id
 
 pytestmark = pytest.mark.anyio
@@ -60,3 +63,30 @@ async def test_in_process_backend_keeps_events_while_the_database_is_down(
     assert tracker.stats().pending == 10
     assert await tracker.aclose(timeout=0.05) is False
     await broken.dispose()
+
+
+async def test_in_process_quota_calls_reserve_commit_release_and_refuse_by_the_kernels_rules(
+    live_service: Kernel,
+) -> None:
+    """The in-process transport answers the quota calls as HTTP does: the same bodies, the
+    same answers, and a call the kernel refuses as wrong raises with its status and code."""
+    kernel = live_service
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug="starter")
+    hard = LimitOverride(1_000, sets_included=True, mode=Enforcement.HARD)
+    await kernel.quota.set_override(org_id, "tokens", hard)
+    async with in_process_tracker(kernel, **FAST) as tracker:
+        async with tracker.reserve(org_id, "tokens", 600, idempotency_key="llm-1") as held:
+            assert (await tracker.check(org_id, "tokens")).held == 600
+            await held.commit(650)
+        released = await tracker.reserve(org_id, "tokens", 300)
+        await released.release()
+        with pytest.raises(QuotaExceeded) as refused:
+            await tracker.reserve(org_id, "tokens", 351)
+        with pytest.raises(TransportError) as wrong:
+            await tracker.check(org_id, "gpu_hours")
+        after = await tracker.check(org_id, "tokens")
+    assert (held.status, released.status) == ("committed", "released")
+    assert refused.value.decision.remaining == 350
+    assert (wrong.value.status, wrong.value.code) == (404, "unknown_metric")
+    assert (after.used, after.held) == (650, 0)

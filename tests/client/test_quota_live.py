@@ -13,7 +13,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import LimitOverride
-from billing_kernel_sdk import QuotaExceeded, UsageTracker
+from billing_kernel_sdk import QuotaExceeded, TransportError, UsageTracker
 from tests.client.faulty_proxy import FaultyProxy
 from tests.client.test_tracker_live import FAST_RETRIES, counted
 from tests.conftest import new_id
@@ -67,6 +67,13 @@ def test_guard_run_and_reserve_stop_at_a_hard_limit_with_the_kernels_message(
         with pytest.raises(QuotaExceeded) as too_big, tracker.reserve(org, "tokens", 251):
             pytest.fail("a refused reservation runs nothing")
         after = tracker.check(org, "tokens")
+        with pytest.raises(TransportError) as wrong:  # the caller's to fix: raised, not decided
+            tracker.consume(org, "gpu_hours")
+    assert (wrong.value.status, wrong.value.code, wrong.value.retryable) == (
+        404,
+        "unknown_metric",
+        False,
+    )
     decision = refused.value.decision
     assert (decision.reason, decision.used, decision.limit, decision.remaining) == (
         "limit_reached",
