@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from billing_kernel.alerts.service import AlertService
 from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
@@ -63,8 +64,9 @@ class Kernel:
         state = self._state
         self.metrics = MetricService(tx, state.catalogue)
         self.plans = PlanService(tx, settings, state.default_plan_notice)
-        self.orgs = OrgService(tx, settings, clock, self.plans)
-        self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs)
+        self.alerts = AlertService(tx, clock, self.metrics, self.plans)
+        self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)
+        self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
         self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(
@@ -76,6 +78,7 @@ class Kernel:
             self.orgs,
             self.usage,
             self.reservations,
+            self.alerts,
         )
         self.summary = SummaryService(
             tx,

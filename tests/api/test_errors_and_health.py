@@ -212,6 +212,14 @@ OPERATION_IDS = {
     ("get", "/api/v1/orgs/{org_id}/limits"): "getOrgLimits",
     ("put", "/api/v1/orgs/{org_id}/limits/{metric}"): "putOrgLimit",
     ("delete", "/api/v1/orgs/{org_id}/limits/{metric}"): "deleteOrgLimit",
+    ("get", "/api/v1/orgs/{org_id}/alert-thresholds"): "getOrgAlertThresholds",
+    ("put", "/api/v1/orgs/{org_id}/alert-thresholds/{metric}"): "putOrgAlertThresholds",
+    ("delete", "/api/v1/orgs/{org_id}/alert-thresholds/{metric}"): "deleteOrgAlertThresholds",
+    ("get", "/api/v1/orgs/{org_id}/alerts"): "listOrgAlerts",
+    ("put", "/api/v1/billing/plans/{plan_slug}/metrics/{metric}/alert-thresholds"): (
+        "putPlanAlertThresholds"
+    ),
+    ("get", "/api/v1/events"): "listEvents",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

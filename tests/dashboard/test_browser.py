@@ -386,3 +386,52 @@ def test_the_interactive_docs_work_with_no_network_beyond_the_kernel(
         assert any(element_id.endswith(operation) for element_id in shown), operation
     assert elsewhere == []
     context.close()
+
+
+def test_alerts_show_as_notices_a_member_can_dismiss_and_in_the_history(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["veteran"])  # org c: runs at 10 of 10
+    notices = page.get_by_test_id("notice")
+    assert notices.count() == 2
+    texts = [notices.nth(i).inner_text() for i in range(2)]
+    assert texts[0].startswith("Limit reached. Playbook runs reached 100 % of the limit on ")
+    assert texts[0].split("\n")[0].endswith(": 10 of 10 used.")
+    assert texts[1].startswith("Alert. Playbook runs reached 80 % of the limit on ")
+    red = notices.nth(0).evaluate("e => getComputedStyle(e).borderLeftColor")
+    assert red == RED
+    history = page.get_by_test_id("alert-history").locator("li")
+    assert [history.nth(i).inner_text().split(" ", 2)[2] for i in range(2)] == [
+        "Playbook runs reached 100 %: 10 of 10 used.",
+        "Playbook runs reached 80 %: 10 of 10 used.",
+    ]
+    screenshot(page, "billing-alerts")
+    notices.nth(0).get_by_test_id("dismiss").click()
+    page.wait_for_url(f"{base}/app/billing?org={ids['c']}")
+    assert page.get_by_test_id("notice").count() == 1
+    assert "80 %" in page.get_by_test_id("notice").inner_text()
+    assert page.get_by_test_id("alert-history").locator("li").count() == 2  # still listed
+    page.context.close()
+    again, _ = open_page(browser, base, ids["veteran"])  # dismissed for good
+    assert again.get_by_test_id("notice").count() == 1
+    again.context.close()
+
+
+def test_a_dismissal_from_another_site_or_for_another_org_is_refused(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["owner"])  # org a's owner
+    period = THIS_MONTH.label
+    for org, origin, status in ((ids["c"], base, 404), (ids["a"], "https://evil.example", 403)):
+        answer = page.request.post(
+            f"{base}/app/billing/alerts/dismiss?org={org}&metric=seats&threshold=100%25"
+            f"&period={period}",
+            headers={"Origin": origin},
+        )
+        assert answer.status == status, (org, origin)
+    page.context.close()
+    page, _ = open_page(browser, base, ids["owner"])
+    assert "Seats reached 100 %" in page.get_by_test_id("notices").inner_text()
+    page.context.close()

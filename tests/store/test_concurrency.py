@@ -12,8 +12,8 @@ from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import OrgOrigin
-from billing_kernel.usage.rules import RecordStatus
-from tests.conftest import Clock, new_id
+from billing_kernel.usage.rules import RecordStatus, UsageReport
+from tests.conftest import Clock, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +80,44 @@ async def test_concurrent_first_events_of_a_new_org_create_it_once(
     assert (await kernel.summary.period_usage(org_id)).used["playbook_runs"] == 50
     assert await count_rows(database, orgs, org_id) == 1
     assert await count_rows(database, org_billing_state, org_id) == 1
+
+
+async def test_200_concurrent_writers_cross_each_threshold_exactly_once(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """Single events, batches, consumes and reservations' commits, all at once, take an
+    org from nothing to 600 of its 500 tokens: 80 % and 100 % are each crossed once, by
+    the write that reached them."""
+    plan = await save_plan(database, clock())
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug=plan.slug)
+
+    async def writer(n: int) -> None:  # each adds 3 tokens
+        key = f"w{n}"
+        match n % 4:
+            case 0:
+                await kernel.usage.record(org_id, "tokens", 3, idempotency_key=key)
+            case 1:
+                await kernel.usage.record_batch(
+                    [
+                        UsageReport(org_id, "tokens", 1, f"{key}a"),
+                        UsageReport(org_id, "tokens", 2, f"{key}b"),
+                    ]
+                )
+            case 2:
+                assert (
+                    await kernel.quota.consume(org_id, "tokens", 3, idempotency_key=key)
+                ).decision.allowed
+            case _:
+                made = await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key=key)
+                await kernel.reservations.commit(made.reservation.reservation_id, 3)
+
+    await asyncio.gather(*(writer(n) for n in range(200)))
+    assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 600
+    events = [event for _, event in reversed(await kernel.alerts.events(org_id=org_id))]
+    assert [(str(e.event_type), e.data["threshold"]["key"]) for e in events] == [  # type: ignore[index]
+        ("usage.threshold_crossed", "80%"),
+        ("usage.threshold_crossed", "100%"),
+    ]
+    assert 400 <= int(events[0].data["used"]) <= 402  # type: ignore[call-overload]
+    assert 500 <= int(events[1].data["used"]) <= 502  # type: ignore[call-overload]

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
+from billing_kernel.alerts.rules import Threshold
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import ORG_SCOPED_TABLES, org_members, usage_events, users
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -26,6 +27,7 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
         await kernel.quota.set_override(org_id, "tokens", 5)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
+        await kernel.alerts.set_thresholds(org_id, "tokens", [Threshold(percent=50)])
     return org_a, org_b, user_a, user_b
 
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from billing_kernel import __version__
+from billing_kernel.alerts import routes as alert_routes
 from billing_kernel.api import health
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.config import Settings, get_settings
@@ -96,6 +97,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         reservation_routes.router,
         org_routes.router,
         member_routes.router,
+        alert_routes.router,
+        alert_routes.plan_router,
+        alert_routes.events_router,
         health.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))

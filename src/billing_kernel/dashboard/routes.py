@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -12,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
 from billing_kernel.auth.rules import User
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
@@ -19,8 +21,11 @@ from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
 from billing_kernel.web.guards import require_same_origin
+from billing_kernel.web.schemas import MONTH_PATTERN
 
 router = APIRouter(include_in_schema=False)
+HISTORY_LENGTH = 10
+"""How many of the org's latest alerts the page lists."""
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals.update(
     level=view.level,
@@ -87,9 +92,11 @@ async def billing_page(
         memberships = await kernel.members.memberships(caller.user_id)
         # Several orgs and none chosen: the first, with a switcher on the page.
         org_id, role = user_org(memberships, org or min(memberships, default=None))
-        dashboard = await kernel.for_user(caller.user_id).summary.dashboard(
-            org_id, include_plans=role in ADMIN_ROLES
-        )
+        as_user = kernel.for_user(caller.user_id)
+        dashboard = await as_user.summary.dashboard(org_id, include_plans=role in ADMIN_ROLES)
+        period = dashboard.summary.period
+        states = await as_user.alerts.states(org_id, period)
+        history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH)
     except OrgNotFound:
         return _message(
             request,
@@ -99,7 +106,10 @@ async def billing_page(
         )
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
+    names = {line.metric.key: line.metric.name for line in dashboard.summary.usage}
     context: dict[str, Any] = {
+        "notices": view.notices(states, names, period),
+        "alert_history": [(event, view.event_text(event, names)) for _, event in history],
         "dashboard": dashboard,
         "summary": dashboard.summary,
         "role": role,
@@ -107,6 +117,32 @@ async def billing_page(
         "user_id": caller.user_id,
     }
     return templates.TemplateResponse(request, "billing.html", context)
+
+
+@router.post("/app/billing/alerts/dismiss")
+async def dismiss_alert(
+    request: Request,
+    kernel: KernelDep,
+    org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
+    metric: Annotated[str, Query(max_length=64, pattern=ID_PATTERN_TEXT)],
+    threshold: Annotated[str, Query(max_length=24, pattern=ID_PATTERN_TEXT)],
+    period: Annotated[str, Query(pattern=MONTH_PATTERN)],
+) -> Response:
+    """Hide an alert from the org's billing page (for every member), then show the page
+    again: a form's POST, the alert named in its action's query. Only from the kernel's
+    own pages, for a signed-in member of the org."""
+    try:
+        require_same_origin(request)
+        caller = await get_principal(request, await bearer(request))
+        if not isinstance(caller, User):
+            raise Unauthenticated("the billing page is for signed-in people")
+        user_org(await kernel.members.memberships(caller.user_id), org)
+        await kernel.for_user(caller.user_id).alerts.dismiss(
+            org, metric, threshold, BillingPeriod.parse(period)
+        )
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    return RedirectResponse(f"/app/billing?org={quote(org)}", status_code=303)
 
 
 @router.get("/app/login")

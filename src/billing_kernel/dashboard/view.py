@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from billing_kernel.alerts.rules import BLOCKED, AlertState, Event, EventType, parse_threshold
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
@@ -188,3 +189,75 @@ def axis_ticks(period: BillingPeriod) -> list[AxisTick]:
         )
         for index in range(0, period.days, TICK_EVERY_DAYS)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A current alert on the billing page: what to say, and what dismissing it names."""
+
+    metric: str
+    threshold: str
+    period: str
+    level: Level
+    text: str
+
+
+def notices(
+    states: Sequence[AlertState], names: Mapping[str, str], period: BillingPeriod
+) -> list[Notice]:
+    """The period's crossed, undismissed threshold alerts (a block has its own panel), the
+    highest of each metric first."""
+    shown = []
+    for state in states:
+        if (
+            state.status != "crossed"
+            or state.dismissed_at is not None
+            or state.threshold == BLOCKED
+        ):
+            continue
+        threshold = parse_threshold(state.threshold)
+        at = threshold.at(state.limit)
+        over = at is not None and state.limit is not None and at >= state.limit
+        name = names.get(state.metric, state.metric)
+        if threshold.percent is not None and state.limit is not None:
+            text = (
+                f"{name} reached {threshold.percent} % of the limit on "
+                f"{day_month(state.crossed_at.date())}: {count(state.used)} of "
+                f"{count(state.limit)} used."
+            )
+        else:
+            text = (
+                f"{name} reached {count(at or 0)} on {day_month(state.crossed_at.date())}: "
+                f"{count(state.used)} used."
+            )
+        shown.append(
+            Notice(
+                metric=state.metric,
+                threshold=state.threshold,
+                period=period.label,
+                level=Level.OVER if over else Level.NEAR,
+                text=text,
+            )
+        )
+    return sorted(shown, key=lambda n: (n.metric, n.level is not Level.OVER))
+
+
+def event_text(event: Event, names: Mapping[str, str]) -> str:
+    """One line of the alert history."""
+    data = event.data
+    name = names.get(str(data.get("metric")), str(data.get("metric")))
+    used = count(int(str(data["used"])))
+    threshold = data.get("threshold")
+    limit = data.get("limit")
+    of_limit = "" if limit is None else f" of {count(int(str(limit)))}"
+    if event.event_type is EventType.QUOTA_BLOCKED:
+        return f"{name} blocked at the hard limit: {used}{of_limit} used."
+    assert isinstance(threshold, dict)
+    what = (
+        f"{threshold['percent']} %"
+        if threshold["percent"] is not None
+        else count(int(str(threshold["quantity"])))
+    )
+    if event.event_type is EventType.THRESHOLD_RESOLVED:
+        return f"{name} back under {what} after a change of limit: {used}{of_limit} used."
+    return f"{name} reached {what}: {used}{of_limit} used."

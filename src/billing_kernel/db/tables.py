@@ -228,6 +228,57 @@ usage_reservations = Table(
     Index(None, "org_id", "metric", "status", "expires_at"),
 )
 
+plan_alert_thresholds = Table(
+    "plan_alert_thresholds",
+    metadata,
+    Column("plan_slug", String(64), ForeignKey("plans.slug", ondelete="CASCADE"), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    # Keys joined by commas: "80%,100%" (percentages of the limit) or "5000" (quantities).
+    Column("thresholds", String(200), nullable=False),
+)
+
+org_alert_thresholds = Table(
+    "org_alert_thresholds",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    Column("thresholds", String(200), nullable=False),  # replaces the plan's; "": none
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+usage_alerts = Table(
+    "usage_alerts",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    Column("threshold", String(24), primary_key=True),  # its key, or 'blocked'
+    # 'crossed' until a change of limit or thresholds puts usage back under it.
+    Column("status", String(10), nullable=False),
+    Column("crossings", Integer, nullable=False),  # in this period, the current one included
+    Column("used", BigInteger, nullable=False),  # when it last changed status
+    Column("limit_quantity", BigInteger, nullable=True),
+    Column("crossed_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("dismissed_at", UTCDateTime, nullable=True),  # on the billing page
+    CheckConstraint("status IN ('crossed', 'resolved')", name="status"),
+)
+
+billing_events = Table(
+    "billing_events",
+    metadata,
+    # The order events were written in (a page of the log, the order of delivery).
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON every channel delivers
+    Index(None, "org_id", "seq"),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -249,4 +300,7 @@ ORG_SCOPED_TABLES = (
     usage_events,
     quota_decisions,
     usage_reservations,
+    org_alert_thresholds,
+    usage_alerts,
+    billing_events,
 )

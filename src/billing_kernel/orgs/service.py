@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
@@ -31,11 +32,13 @@ class OrgService:
         settings: Settings,
         clock: Callable[[], datetime],
         plans: PlanService,
+        alerts: AlertService,
     ) -> None:
         self._tx = transactions
         self._settings = settings
         self._clock = clock
         self._plans = plans
+        self._alerts = alerts
 
     async def create(
         self,
@@ -66,8 +69,7 @@ class OrgService:
         async with self._tx.begin(uow) as unit:
             state, plan = await self._save(unit, org_id, name, plan_slug, OrgOrigin.API)
             if plan_slug and state.plan_slug != plan.slug:
-                await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
-                state = await self._require_state(unit, org_id)
+                state = await self._move(unit, org_id, plan)
             if status is not None and state.status is not status:
                 state = await self.set_status(org_id, status, unit)
             return state
@@ -142,8 +144,14 @@ class OrgService:
         async with self._tx.begin(uow) as unit:
             plan = await self._plans.get_active(plan_slug, unit)
             await self.billing_state(org_id, unit)
-            await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
-            return await self._require_state(unit, org_id)
+            return await self._move(unit, org_id, plan)
+
+    async def _move(self, unit: UnitOfWork, org_id: str, plan: Plan) -> OrgBillingState:
+        """The org on `plan`, its alerts reevaluated under the plan's limits in the same
+        transaction (an upgrade resolves the thresholds usage is now under)."""
+        await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
+        await self._alerts.reevaluate(org_id, unit)
+        return await self._require_state(unit, org_id)
 
     async def set_status(
         self, org_id: str, status: BillingStatus, uow: UnitOfWork | None = None

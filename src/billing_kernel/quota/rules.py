@@ -99,6 +99,12 @@ def terms_ceiling(
     return hard_ceiling(limit, policy, crossed_at if used > limit else None, now)
 
 
+def exhausted(used: int, most: int | None) -> bool:
+    """Whether usage alone has reached the ceiling `most` (None: no bound): nothing more
+    may be used until the limit changes or the period ends, whatever is released."""
+    return most is not None and used >= most
+
+
 def hard_ceiling(limit: int, policy: Policy, crossed_at: datetime | None, now: datetime) -> Ceiling:
     """The ceiling of a hard limit. `crossed_at`: when usage first went beyond the limit in
     this period (None: not yet). Without a time grace: the limit plus the percent allowance.

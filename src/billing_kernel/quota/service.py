@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -34,6 +35,7 @@ from billing_kernel.quota.rules import (
     Terms,
     decide,
     effective_terms,
+    exhausted,
     explained,
     limit_exceeded,
     standing,
@@ -86,8 +88,10 @@ class QuotaService:
         orgs: OrgService,
         usage: UsageService,
         reservations: ReservationService,
+        alerts: AlertService,
     ) -> None:
         self._tx = transactions
+        self._alerts = alerts
         self._clock = clock
         self._metrics = metrics
         self._plans = plans
@@ -259,17 +263,18 @@ class QuotaService:
         # The crossing the ceiling is judged with; the decision below must use the same,
         # though the usage it is told of may have grown since `inputs` was read.
         crossed_at = inputs.crossed_at if limit_exceeded(inputs.counted, terms.limit) else None
+        most = None
         if status.blocked is not None:
             written = CeilingWrite(False, inputs.counted, inputs.held - inputs.expired_held)
         else:
-            ceiling = terms_ceiling(
+            most = terms_ceiling(
                 used=inputs.counted,
                 limit=terms.limit,
                 policy=terms.policy,
                 crossed_at=crossed_at,
                 now=now,
-            )
-            written = await write(ceiling.most, now)
+            ).most
+            written = await write(most, now)
         decision = decide(
             metric,
             used=written.used,
@@ -282,6 +287,10 @@ class QuotaService:
             status=status,
         )
         assert decision.allowed == written.recorded, "the written ceiling and the rules disagree"
+        if decision.reason is Reason.LIMIT_REACHED and exhausted(written.used, most):
+            await self._alerts.blocked(
+                org_id, metric, period.key, written.used, terms.limit, now, unit
+            )
         return await self._explained(decision, org_id, checked, inputs, unit)
 
     async def _stored(
@@ -407,6 +416,7 @@ class QuotaService:
             await self._orgs.billing_state(org_id, unit)
             await self._metrics.get(metric, unit)
             await QuotaRepository(unit).set_limit_override(org_id, metric, override, self._clock())
+            await self._alerts.reevaluate(org_id, unit)
             return (await self.terms(org_id, unit))[metric]
 
     async def clear_override(
@@ -417,4 +427,5 @@ class QuotaService:
             await self._orgs.require(org_id, unit)
             await self._metrics.get(metric, unit)
             await QuotaRepository(unit).clear_limit_override(org_id, metric)
+            await self._alerts.reevaluate(org_id, unit)
             return (await self.terms(org_id, unit))[metric]

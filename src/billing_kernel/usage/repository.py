@@ -182,7 +182,7 @@ def _add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
 def _add_releasing(dialect_name: str) -> Insert:
     """A reservation's commit: its usage added as `_add_to_counters` adds it, and the units
     it held (`released`) taken off the counter's holds, in one statement."""
-    stmt: Insert = _adding(dialect_name, releasing=True)
+    stmt: Insert = _adding(dialect_name, releasing=True).returning(usage_counters.c.quantity)
     return stmt
 
 
@@ -459,12 +459,14 @@ class UsageRepository:
 
     async def add_releasing(
         self, key: CounterKey, quantity: int, released: int, now: datetime
-    ) -> None:
-        """Add `quantity` to the counter and take `released` off its holds, atomically."""
-        await self._conn.execute(
+    ) -> int:
+        """Add `quantity` to the counter and take `released` off its holds, atomically;
+        returns the counter's usage after."""
+        result = await self._conn.execute(
             _add_releasing(self._conn.dialect.name),
             _counter_row(key, quantity, now) | {"released": released},
         )
+        return int(result.scalar_one())
 
     async def release_holds(self, releases: Mapping[CounterKey, int], now: datetime) -> None:
         """Take each amount off its counter's holds (in the stable order given)."""

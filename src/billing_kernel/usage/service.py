@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
@@ -42,8 +43,10 @@ class UsageService:
         clock: Callable[[], datetime],
         metrics: MetricService,
         orgs: OrgService,
+        alerts: AlertService,
     ) -> None:
         self._tx = transactions
+        self._alerts = alerts
         self._clock = clock
         self._metrics = metrics
         self._orgs = orgs
@@ -164,9 +167,11 @@ class UsageService:
         for event in events:  # a key repeated inside the batch is judged against its first use
             first.setdefault((event.org_id, event.idempotency_key), event)
         inserted = await usage.insert_events(list(first.values()))
+        now = self._clock()
         totals = await usage.add_to_counters(
-            counter_increments(e for key, e in first.items() if key in inserted), self._clock()
+            counter_increments(e for key, e in first.items() if key in inserted), now
         )
+        await self._alerts.counters_moved(totals, now, unit)
         stored = await usage.get_events([key for key in first if key not in inserted])
         statuses = []
         for event in events:
@@ -203,9 +208,11 @@ class UsageService:
         inserted, after = await usage.record_within(event, most)
         if not inserted:
             raise _key_used(org_id, idempotency_key)
+        key = (event.org_id, event.period_start, event.metric)
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
-            return await _no_room(usage, (event.org_id, event.period_start, event.metric))
+            return await _no_room(usage, key)
+        await self._alerts.counters_moved({key: after.used}, now, uow)
         return CeilingWrite(recorded=True, used=after.used - event.quantity, held=after.held)
 
     async def hold_within(
@@ -244,7 +251,8 @@ class UsageService:
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
         key = (event.org_id, event.period_start, event.metric)
-        await usage.add_releasing(key, event.quantity, released, now)
+        total = await usage.add_releasing(key, event.quantity, released, now)
+        await self._alerts.counters_moved({key: total}, now, uow)
 
     async def _new_event(
         self,
@@ -336,6 +344,9 @@ class UsageService:
             peaks[metric.key] = await usage.raise_to_at_least(
                 (org_id, period.key, metric.key), max(before, after), now
             )
+        await self._alerts.counters_moved(
+            {(org_id, period.key, metric): peak for metric, peak in peaks.items()}, now, uow
+        )
         return peaks
 
     async def last_seats_month(

@@ -1,0 +1,353 @@
+"""Alert thresholds, the alert state of each counter's thresholds, and the event log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Insert,
+    and_,
+    case,
+    delete,
+    func,
+    select,
+    true,
+    tuple_,
+    update,
+)
+
+from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS, AlertState, Event, EventType
+from billing_kernel.db.database import upsert, upsert_for
+from billing_kernel.db.limits import included_quantity_of
+from billing_kernel.db.tables import (
+    billing_events,
+    metrics,
+    org_alert_thresholds,
+    org_billing_state,
+    plan_alert_thresholds,
+    plan_metrics,
+    usage_alerts,
+    usage_counters,
+)
+from billing_kernel.db.unit_of_work import UnitOfWork
+
+OrgMetric = tuple[str, str]
+AlertKey = tuple[str, date, str, str]
+"""(org_id, period_start, metric, threshold key)"""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTerms:
+    """An org's limit for a metric (None: unlimited) and its thresholds, as stored."""
+
+    limit: int | None
+    thresholds: str
+    own: bool
+    """Whether the thresholds are the org's own (else its plan's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert state this statement changed, and how many crossings it has now."""
+
+    key: AlertKey
+    crossings: int
+
+
+def _crossing_statement(dialect_name: str) -> Insert:
+    """A threshold's state set to crossed: a new row, or a resolved one crossed again (its
+    crossings counted up); a row already crossed is left alone and returns nothing. Judged
+    on the row as the statement locks it, so concurrent writers cross it once."""
+    alerts = usage_alerts.c
+    stmt = upsert_for(dialect_name, usage_alerts)
+    return stmt.on_conflict_do_update(
+        index_elements=[alerts.org_id, alerts.period_start, alerts.metric, alerts.threshold],
+        set_={
+            "status": "crossed",
+            "crossings": alerts.crossings + 1,
+            "used": stmt.excluded.used,
+            "limit_quantity": stmt.excluded.limit_quantity,
+            "crossed_at": stmt.excluded.crossed_at,
+            "resolved_at": None,
+            "dismissed_at": None,
+        },
+        where=alerts.status == "resolved",
+    ).returning(
+        alerts.org_id, alerts.period_start, alerts.metric, alerts.threshold, alerts.crossings
+    )
+
+
+class AlertRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._conn = uow.connection
+
+    async def terms(self, keys: Iterable[OrgMetric]) -> dict[OrgMetric, AlertTerms]:
+        """Each (org, metric)'s limit and thresholds: the org's own thresholds, else its
+        plan's for the metric (DEFAULT_THRESHOLDS where the plan has terms for the metric
+        and no thresholds of its own), else none. Orgs without a billing state are left
+        out."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        state = org_billing_state.alias("state")
+        own, plan, term = org_alert_thresholds.c, plan_alert_thresholds.c, plan_metrics.c
+        result = await self._conn.execute(
+            select(
+                state.c.org_id,
+                metrics.c.key,
+                included_quantity_of(state.c.org_id, metrics.c.key).label("limit"),
+                func.coalesce(
+                    own.thresholds,
+                    plan.thresholds,
+                    case((term.metric.is_not(None), DEFAULT_THRESHOLDS), else_=""),
+                ).label("thresholds"),
+                own.thresholds.is_not(None).label("own"),
+            )
+            .select_from(
+                state.join(metrics, true())
+                .outerjoin(
+                    org_alert_thresholds,
+                    and_(own.org_id == state.c.org_id, own.metric == metrics.c.key),
+                )
+                .outerjoin(
+                    plan_alert_thresholds,
+                    and_(plan.plan_slug == state.c.plan_slug, plan.metric == metrics.c.key),
+                )
+                .outerjoin(
+                    plan_metrics,
+                    and_(term.plan_slug == state.c.plan_slug, term.metric == metrics.c.key),
+                )
+            )
+            .where(tuple_(state.c.org_id, metrics.c.key).in_(wanted))
+        )
+        return {
+            (row.org_id, row.key): AlertTerms(row.limit, row.thresholds, bool(row.own))
+            for row in result
+        }
+
+    async def cross(
+        self, rows: Sequence[tuple[AlertKey, int, int | None]], now: datetime
+    ) -> list[Transition]:
+        """Set each (alert, used, limit) crossed unless it already is; returns those this
+        call crossed (in a stable order, so concurrent writers lock rows alike)."""
+        if not rows:
+            return []
+        result = await self._conn.execute(
+            _crossing_statement(self._conn.dialect.name),
+            [
+                {
+                    "org_id": org_id,
+                    "period_start": period,
+                    "metric": metric,
+                    "threshold": key,
+                    "status": "crossed",
+                    "crossings": 1,
+                    "used": used,
+                    "limit_quantity": limit,
+                    "crossed_at": now,
+                }
+                for (org_id, period, metric, key), used, limit in sorted(rows, key=_by_key)
+            ],
+        )
+        return [
+            Transition((r.org_id, r.period_start, r.metric, r.threshold), r.crossings)
+            for r in result
+        ]
+
+    async def resolve(
+        self, rows: Sequence[tuple[AlertKey, int, int | None]], now: datetime
+    ) -> list[Transition]:
+        """Set each crossed (alert, used, limit) resolved; returns those this call resolved."""
+        alerts = usage_alerts.c
+        resolved = []
+        for (org_id, period, metric, key), used, limit in sorted(rows, key=_by_key):
+            found = (
+                await self._conn.execute(
+                    update(usage_alerts)
+                    .where(
+                        alerts.org_id == org_id,
+                        alerts.period_start == period,
+                        alerts.metric == metric,
+                        alerts.threshold == key,
+                        alerts.status == "crossed",
+                    )
+                    .values(status="resolved", used=used, limit_quantity=limit, resolved_at=now)
+                    .returning(alerts.crossings)
+                )
+            ).first()
+            if found is not None:
+                resolved.append(Transition((org_id, period, metric, key), found.crossings))
+        return resolved
+
+    async def states(
+        self, org_id: str, period: date, *, crossed_only: bool = False
+    ) -> list[AlertState]:
+        """The org's alert states in one period, by metric then threshold."""
+        alerts = usage_alerts.c
+        query = select(usage_alerts).where(alerts.org_id == org_id, alerts.period_start == period)
+        if crossed_only:
+            query = query.where(alerts.status == "crossed")
+        result = await self._conn.execute(query.order_by(alerts.metric, alerts.crossed_at))
+        return [
+            AlertState(
+                r.org_id,
+                r.period_start,
+                r.metric,
+                r.threshold,
+                r.status,
+                r.crossings,
+                r.used,
+                r.limit_quantity,
+                r.crossed_at,
+                r.resolved_at,
+                r.dismissed_at,
+            )
+            for r in result
+        ]
+
+    async def dismiss(self, key: AlertKey, now: datetime) -> bool:
+        """Mark a crossed alert dismissed; whether there was one."""
+        org_id, period, metric, threshold = key
+        alerts = usage_alerts.c
+        result = await self._conn.execute(
+            update(usage_alerts)
+            .where(
+                alerts.org_id == org_id,
+                alerts.period_start == period,
+                alerts.metric == metric,
+                alerts.threshold == threshold,
+                alerts.status == "crossed",
+            )
+            .values(dismissed_at=func.coalesce(alerts.dismissed_at, now))
+            .returning(alerts.threshold)
+        )
+        return result.first() is not None
+
+    async def counters(self, org_id: str, period: date) -> dict[str, int]:
+        """The org's usage of each metric in one period."""
+        counters = usage_counters.c
+        result = await self._conn.execute(
+            select(counters.metric, counters.quantity).where(
+                counters.org_id == org_id, counters.period_start == period
+            )
+        )
+        return dict(result.all())
+
+    async def org_thresholds(self, org_id: str) -> dict[str, str]:
+        """The org's own thresholds, by metric."""
+        own = org_alert_thresholds.c
+        result = await self._conn.execute(
+            select(own.metric, own.thresholds).where(own.org_id == org_id)
+        )
+        return dict(result.all())
+
+    async def set_org_thresholds(
+        self, org_id: str, metric: str, thresholds: str, now: datetime
+    ) -> None:
+        stmt = upsert(self._conn, org_alert_thresholds).values(
+            org_id=org_id, metric=metric, thresholds=thresholds, updated_at=now
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[org_alert_thresholds.c.org_id, org_alert_thresholds.c.metric],
+                set_={"thresholds": thresholds, "updated_at": now},
+            )
+        )
+
+    async def clear_org_thresholds(self, org_id: str, metric: str) -> None:
+        own = org_alert_thresholds.c
+        await self._conn.execute(
+            delete(org_alert_thresholds).where(own.org_id == org_id, own.metric == metric)
+        )
+
+    async def set_plan_thresholds(self, plan_slug: str, metric: str, thresholds: str) -> None:
+        stmt = upsert(self._conn, plan_alert_thresholds).values(
+            plan_slug=plan_slug, metric=metric, thresholds=thresholds
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[plan_alert_thresholds.c.plan_slug, plan_alert_thresholds.c.metric],
+                set_={"thresholds": thresholds},
+            )
+        )
+
+    async def plan_thresholds(self, plan_slug: str) -> dict[str, str]:
+        plan = plan_alert_thresholds.c
+        result = await self._conn.execute(
+            select(plan.metric, plan.thresholds).where(plan.plan_slug == plan_slug)
+        )
+        return dict(result.all())
+
+    async def orgs_on_plan_with_usage(self, plan_slug: str, period: date) -> list[str]:
+        """The orgs on the plan that have usage in the period."""
+        state, counters = org_billing_state.c, usage_counters.c
+        result = await self._conn.execute(
+            select(state.org_id)
+            .where(
+                state.plan_slug == plan_slug,
+                state.org_id.in_(select(counters.org_id).where(counters.period_start == period)),
+            )
+            .order_by(state.org_id)
+        )
+        return list(result.scalars())
+
+    async def insert_events(self, events: Sequence[Event]) -> None:
+        """Add events to the log; an event already there (the same id) is kept as it is."""
+        if not events:
+            return
+        await self._conn.execute(
+            upsert(self._conn, billing_events).on_conflict_do_nothing(
+                index_elements=[billing_events.c.event_id]
+            ),
+            [
+                {
+                    "event_id": e.event_id,
+                    "event_type": str(e.event_type),
+                    "org_id": e.org_id,
+                    "created_at": e.created_at,
+                    "payload": json.dumps(e.payload(), separators=(",", ":")),
+                }
+                for e in events
+            ],
+        )
+
+    async def events(
+        self,
+        *,
+        org_id: str | None,
+        types: Sequence[EventType] = (),
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[tuple[int, Event]]:
+        """Events newest first (an org's, or all when `org_id` is None), optionally only of
+        some types, written before the event numbered `after`, for the next page; each
+        with its number in the log."""
+        ev = billing_events.c
+        query = select(billing_events)
+        if org_id is not None:
+            query = query.where(ev.org_id == org_id)
+        if types:
+            query = query.where(ev.event_type.in_([str(t) for t in types]))
+        if after is not None:
+            query = query.where(ev.seq < after)
+        result = await self._conn.execute(query.order_by(ev.seq.desc()).limit(limit))
+        return [(row.seq, _event(row)) for row in result]
+
+
+def _by_key(row: tuple[AlertKey, int, int | None]) -> AlertKey:
+    return row[0]
+
+
+def _event(row: Any) -> Event:
+    payload = json.loads(row.payload)
+    return Event(
+        event_id=row.event_id,
+        event_type=EventType(row.event_type),
+        org_id=row.org_id,
+        created_at=row.created_at,
+        data=payload["data"],
+    )
