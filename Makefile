@@ -24,7 +24,9 @@ $(SDK_STAMP): sdk/pyproject.toml
 	touch $(SDK_STAMP)
 
 # Dev mode: a built-in JWT secret, so the printed token works. Never use it in production.
+# The delivery worker runs inside the server, so alerts go out without a second command.
 run: export BILLING_DEV_MODE ?= true
+run: export BILLING_WORKER_IN_SERVER ?= true
 run: $(STAMP)
 	$(BIN)/billing-kernel migrate
 	$(BIN)/billing-kernel demo --port $(PORT)

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in one run, one table, and bench/results/latest.json.
 
 The kernel against the raw database (ingestion, checks, summary, growth), what `track()` costs
-the product next to an awaited write, and the billing page next to the summary call, all on one
+the product next to an awaited write, the billing page next to the summary call, and how long
+an alert takes from the write that crossed a threshold to the webhook, all on one
 fresh PostgreSQL database (and a scratch SQLite file for the in-process rows).
 
 Usage: python bench/run.py [--server URL] [--growth-events N] [--workers N]
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import time
 
+import alert_latency
 import dashboard_page
 import kernel_vs_raw
 import track_overhead
@@ -28,6 +30,7 @@ def main() -> None:
     rows = asyncio.run(kernel_vs_raw.run(dsn, args.growth_events, args.workers))
     rows += track_overhead.collect(dsn)
     rows += dashboard_page.collect(dsn)
+    rows += alert_latency.collect(dsn)
     report(rows)
     print(f"make bench took {time.perf_counter() - started:.0f} s")
 

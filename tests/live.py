@@ -82,9 +82,16 @@ def connections_per_worker(server_pid: int, port: int) -> list[int]:
 class KernelServer:
     """`billing-kernel serve` on a fixed port, which can be killed and started again."""
 
-    def __init__(self, database_url: str, port: int | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.workers = workers
+        self.env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
@@ -103,7 +110,7 @@ class KernelServer:
                 "--log-level",
                 "warning",
             ],
-            env=kernel_env(self.database_url),
+            env={**kernel_env(self.database_url), **self.env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -246,3 +246,45 @@ def test_a_hard_limit_with_grace_is_set_reached_and_explained(tmp_path: Path) ->
         1,
         "error: grace_period_hours must be a whole number from 1 to 744\n",
     )
+
+
+def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hooks.db'}"
+    run(url, "migrate")
+    org_id = new_id()
+    run(url, "orgs", "create", org_id)
+    added = run(
+        url,
+        "webhooks",
+        "add",
+        "https://example.com/hook",
+        "--org",
+        org_id,
+        "--event",
+        "usage.threshold_crossed",
+    )
+    assert added.returncode == 0, added.stderr
+    endpoint_id, shown_url = added.stdout.splitlines()[0].split()
+    assert shown_url == "https://example.com/hook"
+    assert added.stdout.splitlines()[1].startswith("secret: whsec_")
+    listed = run(url, "webhooks", "list")
+    assert listed.stdout.split() == [
+        endpoint_id,
+        "https://example.com/hook",
+        org_id,
+        "usage.threshold_crossed",
+    ]
+    assert "whsec_" not in listed.stdout
+    rotated = run(url, "webhooks", "rotate-secret", endpoint_id)
+    assert rotated.stdout.startswith("secret: whsec_"), rotated.stderr
+    assert "the previous secret also signs until" in rotated.stdout
+    assert run(url, "webhooks", "deliveries").stdout == ""
+    bad = run(url, "webhooks", "add", "ftp://example.com")
+    assert (bad.returncode, bad.stderr.strip()) == (
+        1,
+        "error: url must be an http or https URL with a host",
+    )
+    assert run(url, "webhooks", "remove", endpoint_id).stdout.strip() == f"removed {endpoint_id}"
+    gone = run(url, "webhooks", "replay", "dlv_0123")
+    assert (gone.returncode, gone.stderr.strip()) == (1, "error: no delivery 'dlv_0123'")
+    assert run(url, "webhooks", "list").stdout == ""

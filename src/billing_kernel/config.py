@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing_kernel.notifications.rules import RETRY_SCHEDULE
+
 FALLBACK_PLAN_SLUG = "internal-dev"
 DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
 """Signs tokens in dev mode when no secret is set; refused outside dev mode."""
@@ -87,6 +89,39 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of user tokens.")
     auth_cookie: str = Field(
         default="billing-auth-token", description="Cookie that may carry the user token."
+    )
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where people reach the kernel: links in alert emails and Slack messages.",
+    )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="smtp://user:password@host:port (STARTTLS when the server offers it), "
+        "or smtps:// for TLS from the start. Unset: no alert emails.",
+    )
+    email_from: str = Field(
+        default="billing@localhost", description="The From address of alert emails."
+    )
+    worker_in_server: bool = Field(
+        default=False,
+        description="Run the delivery worker inside `billing-kernel serve` (`make run` does); "
+        "in production run `billing-kernel worker` processes instead.",
+    )
+    worker_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often an idle worker looks for work."
+    )
+    delivery_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="How long one delivery attempt may take."
+    )
+    delivery_retry_seconds: tuple[float, ...] = Field(
+        default=RETRY_SCHEDULE,
+        description="Seconds before each retry of a failed delivery (each moved by up to 10 %"
+        " at random); when they are spent, the delivery has failed. The default: eight "
+        "attempts over about 27 hours.",
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24, ge=0, le=720, description="How long a rotated webhook secret still signs."
     )
 
     def signing_secret(self) -> str:

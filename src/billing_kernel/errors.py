@@ -91,6 +91,16 @@ class ReservationNotFound(NotFound):
     title = "Reservation not found"
 
 
+class EndpointNotFound(NotFound):
+    code = "endpoint_not_found"
+    title = "Webhook endpoint not found"
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+    title = "Delivery not found"
+
+
 class ReservationSettled(BillingError):
     """The reservation was settled otherwise (committed, released or refused) and cannot
     be settled this way; nothing was written."""

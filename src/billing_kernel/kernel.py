@@ -23,6 +23,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import CatalogueCache, MetricService
+from billing_kernel.notifications.service import NotificationService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import DefaultPlanNotice, PlanService
 from billing_kernel.quota.service import QuotaService
@@ -90,6 +91,7 @@ class Kernel:
             usage=self.usage,
             quota=self.quota,
         )
+        self.notifications = NotificationService(tx, settings, clock, self.orgs)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
 
     def now(self) -> datetime:

@@ -220,6 +220,16 @@ OPERATION_IDS = {
         "putPlanAlertThresholds"
     ),
     ("get", "/api/v1/events"): "listEvents",
+    ("post", "/api/v1/webhooks/endpoints"): "createWebhookEndpoint",
+    ("get", "/api/v1/webhooks/endpoints"): "listWebhookEndpoints",
+    ("get", "/api/v1/webhooks/endpoints/{endpoint_id}"): "getWebhookEndpoint",
+    ("delete", "/api/v1/webhooks/endpoints/{endpoint_id}"): "deleteWebhookEndpoint",
+    ("post", "/api/v1/webhooks/endpoints/{endpoint_id}/rotate-secret"): "rotateWebhookSecret",
+    ("get", "/api/v1/webhooks/deliveries"): "listDeliveries",
+    ("get", "/api/v1/webhooks/deliveries/{delivery_id}"): "getDelivery",
+    ("post", "/api/v1/webhooks/deliveries/{delivery_id}/replay"): "replayDelivery",
+    ("get", "/api/v1/orgs/{org_id}/notifications"): "getOrgNotifications",
+    ("put", "/api/v1/orgs/{org_id}/notifications"): "putOrgNotifications",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

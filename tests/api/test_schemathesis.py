@@ -12,24 +12,35 @@ from pathlib import Path
 
 import pytest
 
+from billing_kernel.db import migrate
 from tests.api.conftest import user_token
+from tests.conftest import scratch_postgres_database
 from tests.live import KernelServer, kernel_command
 
 
 @pytest.fixture(scope="module")
-def live_kernel(postgres_url: str) -> Iterator[str]:
+def fuzz_url() -> Iterator[str]:
+    """A database of the fuzzing's own: what it registers (webhook endpoints to made-up
+    hosts, among others) stays out of the other tests' way."""
+    with scratch_postgres_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def live_kernel(fuzz_url: str) -> Iterator[str]:
     """`billing-kernel serve` in its own process, on a free port."""
-    server = KernelServer(postgres_url).start()
+    server = KernelServer(fuzz_url).start()
     yield server.url
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def credentials(live_kernel: str, postgres_url: str) -> dict[str, str]:
+def credentials(live_kernel: str, fuzz_url: str) -> dict[str, str]:
     """A key with every scope for one org, and a user who owns that org: requests that
     name no org are about it."""
     key = kernel_command(
-        postgres_url,
+        fuzz_url,
         "api-keys",
         "create",
         "--org",
@@ -38,7 +49,7 @@ def credentials(live_kernel: str, postgres_url: str) -> dict[str, str]:
         "usage:write,quota:check,billing:admin",
     )
     kernel_command(
-        postgres_url, "token", "--user", "fuzz-owner", "--org", "fuzz-org", "--role", "owner"
+        fuzz_url, "token", "--user", "fuzz-owner", "--org", "fuzz-org", "--role", "owner"
     )
     return {"key": key, "user": user_token("fuzz-owner")}
 

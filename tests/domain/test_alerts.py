@@ -126,6 +126,8 @@ def test_a_set_of_thresholds_is_distinct_and_ordered_percentages_first() -> None
     given = [Q5000, P100, Threshold(quantity=10), P80, P100]
     assert threshold_set(given) == (P80, P100, Threshold(quantity=10), Q5000)
     assert threshold_set([]) == ()
+    percents = [Threshold(percent=p) for p in (100, 90, 150, 80, 50, 120, 95)]
+    assert threshold_set(percents) == tuple(sorted(percents, key=lambda t: t.percent or 0))
     at_most = [Threshold(quantity=n) for n in range(1, MAX_THRESHOLDS + 1)]
     assert len(threshold_set(at_most)) == MAX_THRESHOLDS
     with pytest.raises(InvalidInput, match=f"^at most {MAX_THRESHOLDS} thresholds") as refused:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS, AlertState, Event, EventType
-from billing_kernel.db.database import upsert, upsert_for
+from billing_kernel.db.database import EVENTS_CHANNEL, notify, upsert, upsert_for
 from billing_kernel.db.limits import included_quantity_of
 from billing_kernel.db.tables import (
     billing_events,
@@ -296,9 +296,11 @@ class AlertRepository:
         return list(result.scalars())
 
     async def insert_events(self, events: Sequence[Event]) -> None:
-        """Add events to the log; an event already there (the same id) is kept as it is."""
+        """Add events to the log; an event already there (the same id) is kept as it is.
+        The delivery worker is notified when the transaction commits."""
         if not events:
             return
+        await notify(self._conn, EVENTS_CHANNEL)
         await self._conn.execute(
             upsert(self._conn, billing_events).on_conflict_do_nothing(
                 index_elements=[billing_events.c.event_id]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+import billing_kernel.notifications.routes as notification_routes
 from billing_kernel import __version__
 from billing_kernel.alerts import routes as alert_routes
 from billing_kernel.api import health
@@ -19,6 +21,7 @@ from billing_kernel.db.migrate import head_revision
 from billing_kernel.errors import ConfigurationError
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
+from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
@@ -60,7 +63,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = DeliveryWorker(kernel) if settings.worker_in_server else None
+        delivering = None if worker is None else asyncio.create_task(worker.run())
         yield
+        if worker is not None and delivering is not None:
+            worker.stop()
+            await delivering
         if owned:
             await kernel.aclose()
 
@@ -100,6 +108,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         alert_routes.router,
         alert_routes.plan_router,
         alert_routes.events_router,
+        notification_routes.router,
+        notification_routes.settings_router,
         health.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -122,6 +123,7 @@ class Database:
             _configure_sqlite(self.engine)
         # The same pool, in autocommit: for reads of a single statement (see `read`).
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
 
     @property
     def is_postgresql(self) -> bool:
@@ -140,11 +142,13 @@ class Database:
         A momentary database failure (see `is_transient`) is raised as DatabaseUnavailable,
         which callers may retry; the transaction wrote nothing.
         """
+        notified: set[str] = set()
         async with (
             _unavailable_if_transient(),
             _connection(self.engine) as conn,
             conn.begin(),
         ):
+            conn.info[_NOTIFIED] = notified
             if acting_user is not None and self.is_postgresql:
                 await conn.execute(text(f"SET LOCAL ROLE {USER_ROLE}"))
                 await conn.execute(
@@ -152,6 +156,9 @@ class Database:
                     {"name": USER_SETTING, "value": acting_user},
                 )
             yield conn
+        for channel in notified:  # committed: this process's listeners hear it now
+            for heard in tuple(self._listeners.get(channel, ())):
+                heard()
 
     @asynccontextmanager
     async def read(self, *, acting_user: str | None = None) -> AsyncIterator[AsyncConnection]:
@@ -166,8 +173,61 @@ class Database:
         async with _unavailable_if_transient(), _connection(self._autocommit) as conn:
             yield conn
 
+    @asynccontextmanager
+    async def listen(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
+        """While the block runs, call `on_notify` whenever a transaction that notified
+        `channel` (see `notify`) commits: at once for this process's transactions, and on
+        PostgreSQL for every other process's too (LISTEN, on a connection of its own outside
+        the pool; when that connection cannot be made, the block runs without it, logged:
+        callers poll as well)."""
+        self._listeners.setdefault(channel, []).append(on_notify)
+        try:
+            async with self._listening(channel, on_notify):
+                yield
+        finally:
+            self._listeners[channel].remove(on_notify)
+
+    @asynccontextmanager
+    async def _listening(self, channel: str, on_notify: Callable[[], None]) -> AsyncIterator[None]:
+        if not self.is_postgresql:
+            yield
+            return
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            conn = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            logger.warning("not listening on %s: %s", channel, exc)
+            yield
+            return
+
+        def heard(*_: object) -> None:
+            on_notify()
+
+        try:
+            await conn.add_listener(channel, heard)
+            yield
+        finally:
+            await conn.close()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+EVENTS_CHANNEL = "billing_events"
+"""Notified in the transaction that writes events: the delivery worker wakes on its commit."""
+
+
+_NOTIFIED = "billing_notified"
+
+
+async def notify(conn: AsyncConnection, channel: str) -> None:
+    """Notify `channel` when the transaction on `conn` commits (see `Database.listen`);
+    nothing is heard if it rolls back."""
+    notified = conn.info.get(_NOTIFIED)
+    if notified is not None:
+        notified.add(channel)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
 
 
 @asynccontextmanager

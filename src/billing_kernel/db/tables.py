@@ -15,7 +15,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
+    text,
     true,
 )
 
@@ -276,7 +278,90 @@ billing_events = Table(
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("payload", Text, nullable=False),  # the JSON every channel delivers
+    # When the delivery worker made the event's deliveries (NULL: not yet: the outbox).
+    Column("dispatched_at", UTCDateTime, nullable=True),
     Index(None, "org_id", "seq"),
+    Index(
+        "ix_billing_events_undispatched",
+        "seq",
+        postgresql_where=text("dispatched_at IS NULL"),
+        sqlite_where=text("dispatched_at IS NULL"),
+    ),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("endpoint_id", String(32), primary_key=True),
+    # NULL: deployment-wide, for every org's events.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=True),
+    Column("url", String(2000), nullable=False),
+    Column("event_types", String(400), nullable=False),  # comma-joined; "": every type
+    Column("description", String(200), nullable=True),
+    # Signing keys: HMAC is symmetric, so the kernel keeps them (never shown again).
+    Column("secret", String(100), nullable=False),
+    Column("previous_secret", String(100), nullable=True),  # still signs until:
+    Column("previous_until", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
+    Index(None, "org_id"),
+)
+
+org_notification_settings = Table(
+    "org_notification_settings",
+    metadata,
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("slack_webhook_url", String(2000), nullable=True),
+    Column("email", Boolean, nullable=False, server_default=true()),  # to owners and admins
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", String(32), primary_key=True),
+    Column(
+        "event_id",
+        String(40),
+        ForeignKey("billing_events.event_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("org_id", String(ID), nullable=True),
+    Column("channel", String(8), nullable=False),  # webhook, email, slack
+    Column("target", String(32), nullable=False),  # the endpoint's id, or the channel's name
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("attempt_base", Integer, nullable=False, server_default="0"),  # before a replay
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # A worker that claims an attempt holds it until then; one that dies mid-attempt lets
+    # it go, and the next claim sends it again (with the same id).
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    UniqueConstraint("event_id", "channel", "target"),
+    CheckConstraint("channel IN ('webhook', 'email', 'slack')", name="channel"),
+    CheckConstraint("status IN ('pending', 'delivered', 'failed', 'skipped')", name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "target", "created_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column(
+        "delivery_id",
+        String(32),
+        ForeignKey("deliveries.delivery_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("attempt", Integer, primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),  # the receiver's answer, if any
+    Column("error", Text, nullable=True),
+    Column("outcome", String(10), nullable=False),  # delivered, retry, failed
 )
 
 api_keys = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -53,6 +54,20 @@ class MemberRepository:
             .order_by(org_members.c.user_id)
         )
         return [(user_id, MemberRole(role)) for user_id, role in result]
+
+    async def emails_of(self, org_id: str, roles: Iterable[MemberRole]) -> list[str]:
+        """The email addresses of the org's members in `roles` (those that have one)."""
+        result = await self._conn.execute(
+            select(users.c.email)
+            .join(org_members, org_members.c.user_id == users.c.user_id)
+            .where(
+                org_members.c.org_id == org_id,
+                org_members.c.role.in_([str(r) for r in roles]),
+                users.c.email.is_not(None),
+            )
+            .order_by(users.c.email)
+        )
+        return [email for email in result.scalars() if email]
 
     async def memberships_of(self, user_id: str) -> dict[str, MemberRole]:
         """The orgs the user belongs to, with their role in each."""

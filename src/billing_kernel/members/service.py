@@ -9,7 +9,7 @@ from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import MemberNotFound
 from billing_kernel.members.repository import MemberRepository
-from billing_kernel.members.rules import MemberRole
+from billing_kernel.members.rules import ADMIN_ROLES, MemberRole
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.service import UsageService
 
@@ -79,6 +79,11 @@ class MemberService:
         async with self._tx.read(uow) as unit:
             await self._orgs.require(org_id, unit)
             return await MemberRepository(unit).list_members(org_id)
+
+    async def admin_emails(self, org_id: str, uow: UnitOfWork | None = None) -> list[str]:
+        """Where the org's owners and admins read email: the addresses they have."""
+        async with self._tx.read(uow) as unit:
+            return await MemberRepository(unit).emails_of(org_id, ADMIN_ROLES)
 
     async def memberships(
         self, user_id: str, uow: UnitOfWork | None = None

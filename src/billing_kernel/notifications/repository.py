@@ -1,0 +1,395 @@
+"""Webhook endpoints, an org's channel settings, and the deliveries the worker claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from billing_kernel.alerts.rules import Event, EventType
+from billing_kernel.db.database import upsert
+from billing_kernel.db.tables import (
+    billing_events,
+    deliveries,
+    delivery_attempts,
+    org_notification_settings,
+    webhook_endpoints,
+)
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.notifications.rules import (
+    Attempt,
+    Channel,
+    ChannelSettings,
+    Claimed,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+)
+
+
+def _endpoint(row: Any) -> Endpoint:
+    return Endpoint(
+        endpoint_id=row.endpoint_id,
+        org_id=row.org_id,
+        url=row.url,
+        event_types=tuple(t for t in row.event_types.split(",") if t),
+        description=row.description,
+        secret=row.secret,
+        previous_secret=row.previous_secret,
+        previous_until=row.previous_until,
+        created_at=row.created_at,
+        disabled_at=row.disabled_at,
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        delivery_id=row.delivery_id,
+        event_id=row.event_id,
+        org_id=row.org_id,
+        channel=Channel(row.channel),
+        target=row.target,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        attempt_base=row.attempt_base,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        last_status_code=row.last_status_code,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+class NotificationRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._conn = uow.connection
+
+    # Endpoints
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        await self._conn.execute(
+            webhook_endpoints.insert().values(
+                endpoint_id=endpoint.endpoint_id,
+                org_id=endpoint.org_id,
+                url=endpoint.url,
+                event_types=",".join(endpoint.event_types),
+                description=endpoint.description,
+                secret=endpoint.secret,
+                created_at=endpoint.created_at,
+            )
+        )
+
+    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        found = (
+            await self._conn.execute(
+                select(webhook_endpoints).where(webhook_endpoints.c.endpoint_id == endpoint_id)
+            )
+        ).first()
+        return None if found is None else _endpoint(found)
+
+    async def endpoints(
+        self, *, org_id: str | None, only_org: bool, after: str | None, limit: int
+    ) -> list[Endpoint]:
+        """Endpoints in id order after `after`, enabled ones only: with `only_org`, those of
+        `org_id` alone; else all, or those of `org_id` when it is given."""
+        ep = webhook_endpoints.c
+        query = select(webhook_endpoints).where(ep.disabled_at.is_(None))
+        if only_org or org_id is not None:
+            query = query.where(ep.org_id == org_id)
+        if after is not None:
+            query = query.where(ep.endpoint_id > after)
+        result = await self._conn.execute(query.order_by(ep.endpoint_id).limit(limit))
+        return [_endpoint(row) for row in result]
+
+    async def disable_endpoint(self, endpoint_id: str, now: datetime) -> None:
+        ep = webhook_endpoints.c
+        await self._conn.execute(
+            update(webhook_endpoints)
+            .where(ep.endpoint_id == endpoint_id, ep.disabled_at.is_(None))
+            .values(disabled_at=now)
+        )
+
+    async def rotate_secret(self, endpoint_id: str, secret: str, previous_until: datetime) -> None:
+        ep = webhook_endpoints.c
+        await self._conn.execute(
+            update(webhook_endpoints)
+            .where(ep.endpoint_id == endpoint_id)
+            .values(secret=secret, previous_secret=ep.secret, previous_until=previous_until)
+        )
+
+    # Org settings
+
+    async def settings(self, org_id: str) -> ChannelSettings:
+        found = (
+            await self._conn.execute(
+                select(org_notification_settings).where(
+                    org_notification_settings.c.org_id == org_id
+                )
+            )
+        ).first()
+        return (
+            ChannelSettings()
+            if found is None
+            else ChannelSettings(found.slack_webhook_url, found.email)
+        )
+
+    async def put_settings(self, org_id: str, settings: ChannelSettings, now: datetime) -> None:
+        values = {"slack_webhook_url": settings.slack_webhook_url, "email": settings.email}
+        stmt = upsert(self._conn, org_notification_settings).values(
+            org_id=org_id, updated_at=now, **values
+        )
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[org_notification_settings.c.org_id],
+                set_={**values, "updated_at": now},
+            )
+        )
+
+    # The outbox
+
+    async def undispatched(self, limit: int) -> list[Event]:
+        """The oldest events no delivery was made for yet, locked for this transaction
+        (others' workers skip them)."""
+        ev = billing_events.c
+        query = (
+            select(billing_events).where(ev.dispatched_at.is_(None)).order_by(ev.seq).limit(limit)
+        )
+        if self._conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        result = await self._conn.execute(query)
+        return [_event(row) for row in result]
+
+    async def targets(
+        self, org_ids: set[str | None]
+    ) -> tuple[list[Endpoint], dict[str, ChannelSettings]]:
+        """The enabled endpoints that may want the orgs' events (theirs and the deployment's)
+        and the orgs' settings."""
+        ep, st = webhook_endpoints.c, org_notification_settings.c
+        named = sorted(o for o in org_ids if o is not None)
+        endpoints = await self._conn.execute(
+            select(webhook_endpoints).where(
+                ep.disabled_at.is_(None), or_(ep.org_id.is_(None), ep.org_id.in_(named))
+            )
+        )
+        settings = await self._conn.execute(
+            select(org_notification_settings).where(st.org_id.in_(named))
+        )
+        return (
+            [_endpoint(row) for row in endpoints],
+            {row.org_id: ChannelSettings(row.slack_webhook_url, row.email) for row in settings},
+        )
+
+    async def add_deliveries(self, rows: Sequence[dict[str, object]]) -> None:
+        """New pending deliveries; one already made for its event and target is kept."""
+        if rows:
+            await self._conn.execute(
+                upsert(self._conn, deliveries).on_conflict_do_nothing(
+                    index_elements=[
+                        deliveries.c.event_id,
+                        deliveries.c.channel,
+                        deliveries.c.target,
+                    ]
+                ),
+                list(rows),
+            )
+
+    async def mark_dispatched(self, event_ids: Sequence[str], now: datetime) -> None:
+        if event_ids:
+            await self._conn.execute(
+                update(billing_events)
+                .where(billing_events.c.event_id.in_(list(event_ids)))
+                .values(dispatched_at=now)
+            )
+
+    # Attempts
+
+    async def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Claimed]:
+        """Take up to `limit` deliveries due at `now` for one attempt each: counted, and held
+        until `lease_until` (skipped by every other worker meanwhile)."""
+        dl = deliveries.c
+        due = (
+            select(dl.delivery_id)
+            .where(
+                dl.status == DeliveryStatus.PENDING.value,
+                dl.next_attempt_at <= now,
+                or_(dl.locked_until.is_(None), dl.locked_until <= now),
+            )
+            .order_by(dl.next_attempt_at)
+            .limit(limit)
+        )
+        if self._conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list((await self._conn.execute(due)).scalars())
+        if not ids:
+            return []
+        await self._conn.execute(
+            update(deliveries)
+            .where(dl.delivery_id.in_(ids))
+            .values(attempts=dl.attempts + 1, locked_until=lease_until)
+        )
+        result = await self._conn.execute(
+            select(deliveries, billing_events.c.payload, billing_events.c.event_type)
+            .join(billing_events, billing_events.c.event_id == dl.event_id)
+            .where(dl.delivery_id.in_(ids))
+            .order_by(dl.next_attempt_at)
+        )
+        return [
+            Claimed(delivery=_delivery(row), payload=row.payload, event=_event(row))
+            for row in result
+        ]
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+        now: datetime,
+    ) -> bool:
+        """Log an attempt and move its delivery on, if the delivery is still at that attempt
+        (a worker whose lease ran out and whose attempt was taken over logs it only)."""
+        await self._conn.execute(
+            upsert(self._conn, delivery_attempts)
+            .values(
+                delivery_id=delivery_id,
+                attempt=attempt.attempt,
+                started_at=attempt.started_at,
+                duration_ms=attempt.duration_ms,
+                status_code=attempt.status_code,
+                error=attempt.error,
+                outcome=attempt.outcome,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[delivery_attempts.c.delivery_id, delivery_attempts.c.attempt]
+            )
+        )
+        dl = deliveries.c
+        finished = status is not DeliveryStatus.PENDING
+        result = await self._conn.execute(
+            update(deliveries)
+            .where(
+                dl.delivery_id == delivery_id,
+                dl.attempts == attempt.attempt,
+                dl.status == DeliveryStatus.PENDING.value,
+            )
+            .values(
+                status=status.value,
+                locked_until=None,
+                last_error=attempt.error,
+                last_status_code=attempt.status_code,
+                next_attempt_at=next_attempt_at or dl.next_attempt_at,
+                finished_at=now if finished else None,
+            )
+            .returning(dl.delivery_id)
+        )
+        return result.first() is not None
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        found = (
+            await self._conn.execute(
+                select(deliveries).where(deliveries.c.delivery_id == delivery_id)
+            )
+        ).first()
+        return None if found is None else _delivery(found)
+
+    async def list_deliveries(
+        self,
+        *,
+        org_id: str | None,
+        only_org: bool,
+        target: str | None,
+        status: DeliveryStatus | None,
+        event_id: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[Delivery]:
+        """Deliveries newest first (by id, which grows with time), filtered."""
+        dl = deliveries.c
+        query = select(deliveries)
+        if only_org or org_id is not None:
+            query = query.where(dl.org_id == org_id)
+        for column, value in ((dl.target, target), (dl.event_id, event_id)):
+            if value is not None:
+                query = query.where(column == value)
+        if status is not None:
+            query = query.where(dl.status == status.value)
+        if after is not None:
+            query = query.where(dl.delivery_id < after)
+        result = await self._conn.execute(query.order_by(dl.delivery_id.desc()).limit(limit))
+        return [_delivery(row) for row in result]
+
+    async def attempts(self, delivery_ids: Sequence[str]) -> dict[str, list[Attempt]]:
+        found: dict[str, list[Attempt]] = {d: [] for d in delivery_ids}
+        if not delivery_ids:
+            return found
+        at = delivery_attempts.c
+        result = await self._conn.execute(
+            select(delivery_attempts)
+            .where(at.delivery_id.in_(list(delivery_ids)))
+            .order_by(at.delivery_id, at.attempt)
+        )
+        for row in result:
+            found[row.delivery_id].append(
+                Attempt(
+                    row.attempt,
+                    row.started_at,
+                    row.duration_ms,
+                    row.status_code,
+                    row.error,
+                    row.outcome,
+                )
+            )
+        return found
+
+    async def replay(self, delivery_id: str, now: datetime) -> None:
+        """Send a delivery again from the start of the schedule, with the same id."""
+        dl = deliveries.c
+        await self._conn.execute(
+            update(deliveries)
+            .where(dl.delivery_id == delivery_id)
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempt_base=dl.attempts,
+                next_attempt_at=now,
+                locked_until=None,
+                finished_at=None,
+            )
+        )
+
+    async def fail_for_endpoint(self, endpoint_id: str, now: datetime) -> None:
+        """Pending deliveries to a removed endpoint end failed."""
+        dl = deliveries.c
+        await self._conn.execute(
+            update(deliveries)
+            .where(
+                and_(
+                    dl.channel == Channel.WEBHOOK.value,
+                    dl.target == endpoint_id,
+                    dl.status == DeliveryStatus.PENDING.value,
+                )
+            )
+            .values(
+                status=DeliveryStatus.FAILED.value,
+                last_error="the endpoint was removed",
+                finished_at=now,
+                locked_until=None,
+            )
+        )
+
+
+def _event(row: Any) -> Event:
+    payload = json.loads(row.payload)
+    return Event(
+        event_id=payload["id"],
+        event_type=EventType(row.event_type),
+        org_id=payload["data"].get("org_id"),
+        created_at=_parse_time(payload["timestamp"]),
+        data=payload["data"],
+    )
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,286 @@
+"""Delivering events: Standard Webhooks signatures, when a failed delivery is tried again,
+and the words of an alert in an email and a Slack message. Pure."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import random
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from billing_kernel.alerts.rules import Event, EventType
+from billing_kernel.errors import InvalidInput
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+MAX_URL_LENGTH = 2000
+
+RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+"""Seconds to wait before each retry after the first attempt (Standard Webhooks' usual
+schedule): eight attempts over about 27 hours, then the delivery is failed."""
+JITTER = 0.1
+"""Each wait is moved at random by up to this share of it, so that retries of many
+deliveries that failed together do not all come back at once."""
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    SLACK = "slack"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    """Waiting for its next attempt (or in one now)."""
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Every attempt of the schedule failed, or the target is gone; a replay tries again."""
+    SKIPPED = "skipped"
+    """Nothing to send to: an email for an org whose owners and admins have no address."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    endpoint_id: str
+    org_id: str | None
+    url: str
+    event_types: tuple[str, ...]
+    description: str | None
+    secret: str
+    previous_secret: str | None
+    previous_until: datetime | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+    def secrets_at(self, now: datetime) -> list[str]:
+        """The secrets that sign a message sent at `now`: the current one, and the one it
+        replaced while their overlap lasts."""
+        if self.previous_secret and self.previous_until and now < self.previous_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """An org's channels besides webhooks."""
+
+    slack_webhook_url: str | None = None
+    email: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    delivery_id: str
+    event_id: str
+    org_id: str | None
+    channel: Channel
+    target: str
+    status: DeliveryStatus
+    attempts: int
+    attempt_base: int
+    next_attempt_at: datetime
+    last_error: str | None
+    last_status_code: int | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a worker holds for one attempt, with what it needs to send it."""
+
+    delivery: Delivery
+    payload: str
+    """The event's JSON, byte for byte as stored: what is signed and sent."""
+    event: Event
+
+
+def new_secret() -> str:
+    """A signing secret as Standard Webhooks writes it: `whsec_` and base64 of 32 random
+    bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `v1,` signature of one message: base64 HMAC-SHA256, keyed by the secret's bytes,
+    of `{id}.{timestamp}.{body}`."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = message_id.encode() + b"." + str(timestamp).encode() + b"." + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_header(
+    secrets_in_force: Sequence[str], message_id: str, timestamp: int, body: bytes
+) -> str:
+    """`webhook-signature`: a signature by each secret in force, space separated (two while
+    a rotated secret's overlap lasts, so the receiver may verify with either)."""
+    return " ".join(sign(s, message_id, timestamp, body) for s in secrets_in_force)
+
+
+def webhook_headers(
+    secrets_in_force: Sequence[str], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt: the id is the event's, the same on
+    every retry; the timestamp is the attempt's."""
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secrets_in_force, message_id, timestamp, body),
+    }
+
+
+URL_PATTERN = (
+    r"^https?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"  # user:password@, optional
+    r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?"  # the host: a name or an IPv4 address
+    r"(:[0-9]{1,5})?"
+    r"([/?#][^\s\x00-\x1f\x7f]*)?$"
+)
+"""An http or https URL with a host: what a webhook or a Slack URL may be (the API's
+schema states the same pattern)."""
+
+
+def validate_url(url: object, field: str) -> str:
+    """An http(s) URL with a host (URL_PATTERN), at most MAX_URL_LENGTH characters, or
+    InvalidInput naming `field`."""
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(
+            f"{field} must be a URL of at most {MAX_URL_LENGTH} characters", field=field
+        )
+    if re.fullmatch(URL_PATTERN, url) is None:
+        raise InvalidInput(f"{field} must be an http or https URL with a host", field=field)
+    return url
+
+
+def next_attempt(
+    attempts: int,
+    now: datetime,
+    rand: random.Random | None = None,
+    schedule: Sequence[float] = RETRY_SCHEDULE,
+) -> datetime | None:
+    """When to try again after `attempts` failed attempts (None: the schedule is spent and
+    the delivery has failed)."""
+    if attempts < 1 or attempts > len(schedule):
+        return None
+    wait = schedule[attempts - 1]
+    spread = (rand or random).uniform(-JITTER, JITTER) * wait
+    return now + timedelta(seconds=wait + spread)
+
+
+def wants(event_types: Sequence[str], event: EventType) -> bool:
+    """Whether an endpoint that asked for `event_types` (none: all) gets `event`."""
+    return not event_types or str(event) in event_types
+
+
+@dataclass(frozen=True, slots=True)
+class AlertWords:
+    """An alert in words, for people."""
+
+    subject: str
+    headline: str
+    facts: tuple[tuple[str, str], ...]
+    link: str
+
+
+def alert_words(
+    event: Event, org_name: str, metric_name: str, unit: str, billing_url: str
+) -> AlertWords:
+    """What an email or a Slack message says of an event."""
+    data = event.data
+    used = int(str(data["used"]))
+    limit = None if data.get("limit") is None else int(str(data["limit"]))
+    period = data["period"]
+    assert isinstance(period, dict)
+    figures = f"{used:,}{'' if limit is None else f' of {limit:,}'} {unit}"
+    threshold = data.get("threshold")
+    what = ""
+    if isinstance(threshold, dict):
+        percent, quantity = threshold["percent"], threshold["quantity"]
+        what = f"{percent} %" if percent is not None else f"{int(str(quantity)):,} {unit}"
+    if event.event_type is EventType.QUOTA_BLOCKED:
+        subject = f"{org_name}: {metric_name} blocked at the hard limit"
+        headline = f"{org_name} is blocked: {metric_name} reached its hard limit ({figures})."
+    elif event.event_type is EventType.THRESHOLD_RESOLVED:
+        subject = f"{org_name}: {metric_name} back under {what}"
+        headline = (
+            f"{org_name} is back under {what} of {metric_name} after a change of limit ({figures})."
+        )
+    else:
+        subject = f"{org_name}: {metric_name} reached {what}"
+        headline = f"{org_name} has used {what} of its {metric_name}: {figures} this month."
+    facts = (
+        ("Metric", metric_name),
+        ("Used", f"{used:,} {unit}"),
+        ("Limit", "unlimited" if limit is None else f"{limit:,} {unit}"),
+        ("Period", f"{period['start']} to {period['end']} (exclusive)"),
+    )
+    return AlertWords(subject=subject, headline=headline, facts=facts, link=billing_url)
+
+
+def email_text(words: AlertWords) -> str:
+    lines = [words.headline, ""]
+    lines += [f"{name}: {value}" for name, value in words.facts]
+    lines += ["", f"See usage and limits: {words.link}", ""]
+    return "\n".join(lines)
+
+
+def email_html(words: AlertWords) -> str:
+    rows = "".join(
+        f'<tr><th align="left">{html.escape(name)}</th><td>{html.escape(value)}</td></tr>'
+        for name, value in words.facts
+    )
+    return (
+        f"<p>{html.escape(words.headline)}</p><table>{rows}</table>"
+        f'<p><a href="{html.escape(words.link)}">See usage and limits</a></p>'
+    )
+
+
+def slack_message(words: AlertWords) -> dict[str, object]:
+    """An incoming-webhook message in Block Kit, with the headline as its plain-text
+    fallback."""
+    return {
+        "text": words.headline,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": words.subject[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(words.headline)}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}*\n{_slack_escape(value)}"}
+                    for name, value in words.facts
+                ],
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "See usage and limits"},
+                        "url": words.link,
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
