@@ -9,7 +9,6 @@ Usage: python bench/alert_latency.py [--server URL-of-PostgreSQL-server]
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import threading
 import time
 import uuid
@@ -19,12 +18,11 @@ from typing import Any
 import httpx
 
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.rules import new_secret, webhook_headers
 from billing_kernel.notifications.worker import DeliveryWorker
-from common import percentile, row, run_alone
+from common import on_both_databases, percentile_rows, run_alone
 
 ALERTS = 100
 
@@ -100,27 +98,19 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
 def collect(postgres_url: str) -> list[dict[str, Any]]:
     """The rows; `postgres_url` names a database this may migrate and write to."""
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": postgres_url}
-        for name, url in targets.items():
-            migrate.upgrade(url)
-            latencies, direct = asyncio.run(measure(url))
-            wakes = "woken on the commit of the write (in-process; LISTEN/NOTIFY across processes)"
-            for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
-                rows.append(
-                    row(
-                        f"alert latency {stat}, crossing write to webhook vs direct POST ({name})",
-                        "ms",
-                        percentile(latencies, fraction),
-                        percentile(direct, fraction),
-                        {
-                            "database": name,
-                            "alerts": ALERTS,
-                            "worker": f"DeliveryWorker in the writer's process, {wakes}",
-                            "baseline": "a signed POST of an event body straight to the receiver",
-                        },
-                    )
-                )
+    for name, (latencies, direct) in on_both_databases(postgres_url, measure):
+        rows += percentile_rows(
+            f"alert latency {{stat}}, crossing write to webhook vs direct POST ({name})",
+            latencies,
+            direct,
+            {
+                "database": name,
+                "alerts": ALERTS,
+                "worker": "DeliveryWorker in the writer's process, woken on the commit of the "
+                "write (in-process; LISTEN/NOTIFY across processes)",
+                "baseline": "a signed POST of an event body straight to the receiver",
+            },
+        )
     return rows
 
 

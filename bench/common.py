@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import json
 import resource
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from billing_kernel.db import migrate
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -83,3 +86,31 @@ def report(rows: list[dict[str, Any]]) -> None:
     merged = [r for r in existing if r["name"] not in names] + rows
     RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")
+
+
+def on_both_databases(
+    postgres_url: str, measure: Callable[[str], Any]
+) -> Iterator[tuple[str, Any]]:
+    """`measure(url)` (a coroutine function) on a scratch SQLite file and on `postgres_url`,
+    each migrated first: each database's name and what it measured."""
+    with tempfile.TemporaryDirectory() as scratch:
+        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": postgres_url}
+        for name, url in targets.items():
+            migrate.upgrade(url)
+            yield name, asyncio.run(measure(url))
+
+
+def percentile_rows(
+    label: str, kernel: Sequence[float], baseline: Sequence[float], setup: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A p50 and a p99 row (in ms) of `label`, which holds `{stat}` where they differ."""
+    return [
+        row(
+            label.format(stat=stat),
+            "ms",
+            percentile(kernel, fraction),
+            percentile(baseline, fraction),
+            setup,
+        )
+        for stat, fraction in (("p50", 0.5), ("p99", 0.99))
+    ]

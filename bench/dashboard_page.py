@@ -6,8 +6,6 @@ Usage: python bench/dashboard_page.py [--server URL-of-PostgreSQL-server]
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,11 +16,10 @@ import httpx
 from billing_kernel.api.app import create_app
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from common import percentile, row, run_alone
+from common import on_both_databases, percentile_rows, run_alone
 
 SECRET = "bench-secret-0123456789-0123456789-0123456789"
 CALLS = 300
@@ -60,26 +57,18 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
 def collect(postgres_url: str) -> list[dict[str, Any]]:
     """The rows; `postgres_url` names a database this may migrate and write to."""
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        targets = {"SQLite": f"sqlite:///{scratch}/bench.db", "PostgreSQL": postgres_url}
-        for name, url in targets.items():
-            migrate.upgrade(url)
-            page, summary = asyncio.run(measure(url))
-            for stat, fraction in (("p50", 0.5), ("p99", 0.99)):
-                rows.append(
-                    row(
-                        f"dashboard page {stat} vs summary call ({name})",
-                        "ms",
-                        percentile(page, fraction),
-                        percentile(summary, fraction),
-                        {
-                            "database": name,
-                            "calls": CALLS,
-                            "client": "in-process ASGI (no network)",
-                            "baseline": "Kernel.build_org_billing_summary as the user",
-                        },
-                    )
-                )
+    for name, (page, summary) in on_both_databases(postgres_url, measure):
+        rows += percentile_rows(
+            f"dashboard page {{stat}} vs summary call ({name})",
+            page,
+            summary,
+            {
+                "database": name,
+                "calls": CALLS,
+                "client": "in-process ASGI (no network)",
+                "baseline": "Kernel.build_org_billing_summary as the user",
+            },
+        )
     return rows
 
 

@@ -16,6 +16,7 @@ from billing_kernel.alerts.rules import (
     EventType,
     Threshold,
     alert_event,
+    crossed_by,
     event_id,
     format_thresholds,
     parse_threshold,
@@ -60,6 +61,18 @@ def test_reached_includes_a_threshold_from_its_exact_quantity() -> None:
     assert reached(4999, None, thresholds) == []
     assert reached(5000, None, thresholds) == [Q5000]
     assert reached(1, 0, (P80,)) == [P80]
+
+
+def test_a_write_crosses_only_what_it_went_across() -> None:
+    thresholds = (P80, P100, Q5000)
+    assert crossed_by(400, 1, 500, thresholds) == [P80]  # from 399
+    assert crossed_by(401, 1, 500, thresholds) == []  # from 400: already there
+    assert crossed_by(500, 101, 500, thresholds) == [P80, P100]  # from 399
+    assert crossed_by(500, 100, 500, thresholds) == [P100]  # from 400
+    assert crossed_by(6000, 1, 500, thresholds) == []
+    assert crossed_by(5000, 1, None, thresholds) == [Q5000]
+    assert crossed_by(5000, 0, None, thresholds) == []  # nothing added: nothing crossed
+    assert crossed_by(6000, None, 500, thresholds) == [P80, P100, Q5000]  # a peak: all
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,26 +11,24 @@ from typing import Any
 
 from sqlalchemy import (
     Insert,
-    and_,
-    case,
+    Select,
+    bindparam,
     delete,
     func,
     select,
     true,
-    tuple_,
     update,
 )
 
-from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS, AlertState, Event, EventType
+from billing_kernel.alerts.rules import AlertState, AlertTerms, Event, EventType
 from billing_kernel.db.database import EVENTS_CHANNEL, notify, upsert, upsert_for
-from billing_kernel.db.limits import included_quantity_of
+from billing_kernel.db.limits import included_quantity_of, own_thresholds_of, thresholds_of
 from billing_kernel.db.tables import (
     billing_events,
     metrics,
     org_alert_thresholds,
     org_billing_state,
     plan_alert_thresholds,
-    plan_metrics,
     usage_alerts,
     usage_counters,
 )
@@ -41,16 +40,6 @@ AlertKey = tuple[str, date, str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class AlertTerms:
-    """An org's limit for a metric (None: unlimited) and its thresholds, as stored."""
-
-    limit: int | None
-    thresholds: str
-    own: bool
-    """Whether the thresholds are the org's own (else its plan's)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Transition:
     """An alert state this statement changed, and how many crossings it has now."""
 
@@ -58,6 +47,7 @@ class Transition:
     crossings: int
 
 
+@functools.cache
 def _crossing_statement(dialect_name: str) -> Insert:
     """A threshold's state set to crossed: a new row, or a resolved one crossed again (its
     crossings counted up); a row already crossed is left alone and returns nothing. Judged
@@ -81,52 +71,48 @@ def _crossing_statement(dialect_name: str) -> Insert:
     )
 
 
+@functools.cache
+def _terms_statement() -> Select[Any]:
+    """Built once. The orgs' and metrics' lists are expanding parameters."""
+    state = org_billing_state.alias("state")
+    org_id, metric = state.c.org_id, metrics.c.key
+    return (
+        select(
+            org_id,
+            metric,
+            included_quantity_of(org_id, metric).label("limit"),
+            thresholds_of(org_id, metric).label("thresholds"),
+            own_thresholds_of(org_id, metric).is_not(None).label("own"),
+        )
+        .select_from(state.join(metrics, true()))
+        .where(
+            org_id.in_(bindparam("org_ids", expanding=True)),
+            metric.in_(bindparam("metrics", expanding=True)),
+        )
+    )
+
+
 class AlertRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
 
     async def terms(self, keys: Iterable[OrgMetric]) -> dict[OrgMetric, AlertTerms]:
-        """Each (org, metric)'s limit and thresholds: the org's own thresholds, else its
-        plan's for the metric (DEFAULT_THRESHOLDS where the plan has terms for the metric
-        and no thresholds of its own), else none. Orgs without a billing state are left
-        out."""
-        wanted = sorted(set(keys))
+        """Each (org, metric)'s limit and thresholds (see `db.limits.thresholds_of`); orgs
+        without a billing state are left out."""
+        wanted = set(keys)
         if not wanted:
             return {}
-        state = org_billing_state.alias("state")
-        own, plan, term = org_alert_thresholds.c, plan_alert_thresholds.c, plan_metrics.c
         result = await self._conn.execute(
-            select(
-                state.c.org_id,
-                metrics.c.key,
-                included_quantity_of(state.c.org_id, metrics.c.key).label("limit"),
-                func.coalesce(
-                    own.thresholds,
-                    plan.thresholds,
-                    case((term.metric.is_not(None), DEFAULT_THRESHOLDS), else_=""),
-                ).label("thresholds"),
-                own.thresholds.is_not(None).label("own"),
-            )
-            .select_from(
-                state.join(metrics, true())
-                .outerjoin(
-                    org_alert_thresholds,
-                    and_(own.org_id == state.c.org_id, own.metric == metrics.c.key),
-                )
-                .outerjoin(
-                    plan_alert_thresholds,
-                    and_(plan.plan_slug == state.c.plan_slug, plan.metric == metrics.c.key),
-                )
-                .outerjoin(
-                    plan_metrics,
-                    and_(term.plan_slug == state.c.plan_slug, term.metric == metrics.c.key),
-                )
-            )
-            .where(tuple_(state.c.org_id, metrics.c.key).in_(wanted))
+            _terms_statement(),
+            {
+                "org_ids": sorted({org_id for org_id, _ in wanted}),
+                "metrics": sorted({metric for _, metric in wanted}),
+            },
         )
         return {
             (row.org_id, row.key): AlertTerms(row.limit, row.thresholds, bool(row.own))
             for row in result
+            if (row.org_id, row.key) in wanted
         }
 
     async def cross(

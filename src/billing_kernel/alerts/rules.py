@@ -122,6 +122,38 @@ def reached(used: int, limit: int | None, thresholds: Iterable[Threshold]) -> li
     return found
 
 
+def crossed_by(
+    used: int, added: int | None, limit: int | None, thresholds: Iterable[Threshold]
+) -> list[Threshold]:
+    """The thresholds a write of `added` units that took usage to `used` went across: those
+    reached now and not before it (every one reached, when `added` is not known)."""
+    before = None if added is None else used - added
+    return [
+        t for t in reached(used, limit, thresholds) if before is None or before < (t.at(limit) or 0)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTerms:
+    """An org's limit for a metric (None: unlimited) and its thresholds, as stored (their
+    keys joined by commas)."""
+
+    limit: int | None
+    thresholds: str
+    own: bool = False
+    """Whether the thresholds are the org's own (else its plan's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A counter as a write left it: its usage, what it is judged against, and how much the
+    write added (None: not known, as for a new peak)."""
+
+    used: int
+    terms: AlertTerms
+    added: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Standing:
     """What a change of limit or thresholds does to a counter's alerts."""

@@ -17,18 +17,20 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 
-from billing_kernel.alerts.repository import AlertRepository, AlertTerms, Transition
+from billing_kernel.alerts.repository import AlertRepository, Transition
 from billing_kernel.alerts.rules import (
     BLOCKED,
     AlertFacts,
     AlertState,
+    AlertTerms,
     Event,
     EventType,
+    Reading,
     Threshold,
     alert_event,
+    crossed_by,
     format_thresholds,
     parse_thresholds,
-    reached,
     standing,
     threshold_set,
 )
@@ -60,22 +62,24 @@ class AlertService:
         self._plans = plans
 
     async def counters_moved(
-        self, moved: Mapping[CounterKey, int], now: datetime, uow: UnitOfWork
+        self, moved: Mapping[CounterKey, Reading], now: datetime, uow: UnitOfWork
     ) -> list[Event]:
-        """Cross the thresholds the counters' new totals reached, in `uow` (the write's own
-        transaction); returns the events of the crossings this call made."""
-        if not moved:
-            return []
-        repo = AlertRepository(uow)
-        terms = await repo.terms((org_id, metric) for org_id, _, metric in moved)
+        """Cross the thresholds the writes went across, in `uow` (the write's own
+        transaction, whose counter statements also read each counter's limit and
+        thresholds: `db.limits`); returns the events of the crossings this call made. A
+        write that reached no threshold, or only ones reached before it, costs nothing
+        more: the counter's row lock orders its writers, so what was there before a write
+        is its total less what it added (thresholds that a change of limit put usage over
+        are crossed by `reevaluate`)."""
         rows: list[Row] = []
-        for (org_id, period, metric), used in moved.items():
-            found = terms.get((org_id, metric))
-            if found is None:
-                continue
-            for crossed in reached(used, found.limit, _parsed(found.thresholds)):
-                rows.append(((org_id, period, metric, crossed.key), used, found.limit))
-        return await self._cross(repo, rows, now)
+        for (org_id, period, metric), reading in moved.items():
+            terms = reading.terms
+            thresholds = _parsed(terms.thresholds)
+            for crossed in crossed_by(reading.used, reading.added, terms.limit, thresholds):
+                rows.append(((org_id, period, metric, crossed.key), reading.used, terms.limit))
+        if not rows:
+            return []
+        return await self._cross(AlertRepository(uow), rows, now)
 
     async def blocked(
         self,

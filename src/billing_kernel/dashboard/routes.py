@@ -93,10 +93,13 @@ async def billing_page(
         # Several orgs and none chosen: the first, with a switcher on the page.
         org_id, role = user_org(memberships, org or min(memberships, default=None))
         as_user = kernel.for_user(caller.user_id)
-        dashboard = await as_user.summary.dashboard(org_id, include_plans=role in ADMIN_ROLES)
-        period = dashboard.summary.period
-        states = await as_user.alerts.states(org_id, period)
-        history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH)
+        async with as_user.transaction() as uow:  # one transaction for the page's reads
+            dashboard = await as_user.summary.dashboard(
+                org_id, include_plans=role in ADMIN_ROLES, uow=uow
+            )
+            period = dashboard.summary.period
+            states = await as_user.alerts.states(org_id, period, uow)
+            history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
     except OrgNotFound:
         return _message(
             request,

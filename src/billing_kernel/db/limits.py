@@ -1,14 +1,35 @@
-"""An org's limit for one metric as an SQL expression, for statements that must judge usage
-against it in the same step as they write it (the rule itself, in Python:
-`quota.rules.terms_after_override`)."""
+"""An org's limit and alert thresholds for one metric as SQL expressions, for statements
+that must judge usage against them in the same step as they write it (the rules themselves,
+in Python: `quota.rules.terms_after_override`, `alerts.rules.parse_thresholds`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case, func, select
 
-from billing_kernel.db.tables import org_billing_state, org_limit_overrides, plan_metrics
+from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS
+from billing_kernel.db.tables import (
+    org_alert_thresholds,
+    org_billing_state,
+    org_limit_overrides,
+    plan_alert_thresholds,
+    plan_metrics,
+)
+
+_LOOKED_UP = (
+    org_billing_state,
+    plan_metrics,
+    org_limit_overrides,
+    org_alert_thresholds,
+    plan_alert_thresholds,
+)
+
+
+def _lookup(column: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
+    """A scalar subquery by primary key, correlated with nothing but the values it is
+    given (which may be the row an upsert proposes or returns)."""
+    return select(column).where(*where).correlate_except(*_LOOKED_UP).scalar_subquery()
 
 
 def included_quantity_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
@@ -20,21 +41,39 @@ def included_quantity_of(org_id: ColumnElement[Any], metric: ColumnElement[Any])
     WHERE clauses: they may be the values of the row an upsert proposes."""
     state, term, override = org_billing_state.c, plan_metrics.c, org_limit_overrides.c
     own = (override.org_id == org_id) & (override.metric == metric)
-
-    def lookup(column: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
-        return (
-            select(column)
-            .where(*where)
-            .correlate_except(org_billing_state, plan_metrics, org_limit_overrides)
-            .scalar_subquery()
-        )
-
     return case(
-        (lookup(override.included_set, own), lookup(override.included_quantity, own)),
-        else_=lookup(
+        (_lookup(override.included_set, own), _lookup(override.included_quantity, own)),
+        else_=_lookup(
             term.included_quantity,
             state.org_id == org_id,
             term.plan_slug == state.plan_slug,
             term.metric == metric,
+        ),
+    )
+
+
+def own_thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """The org's own alert thresholds for the metric (NULL: it follows its plan's)."""
+    own = org_alert_thresholds.c
+    return _lookup(own.thresholds, own.org_id == org_id, own.metric == metric)
+
+
+def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """The org's alert thresholds for the metric, as stored ("80%,100%"): its own, else its
+    plan's, else DEFAULT_THRESHOLDS where its plan has terms for the metric, else none
+    ("")."""
+    state, plan, term = org_billing_state.c, plan_alert_thresholds.c, plan_metrics.c
+    plan_slug = _lookup(state.plan_slug, state.org_id == org_id)
+    return func.coalesce(
+        own_thresholds_of(org_id, metric),
+        _lookup(plan.thresholds, plan.plan_slug == plan_slug, plan.metric == metric),
+        case(
+            (
+                _lookup(term.metric, term.plan_slug == plan_slug, term.metric == metric).is_not(
+                    None
+                ),
+                DEFAULT_THRESHOLDS,
+            ),
+            else_="",
         ),
     )

@@ -22,9 +22,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import asyncpg
+from sqlalchemy.dialects.sqlite import aiosqlite
 
+from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db.database import upsert, upsert_for
-from billing_kernel.db.limits import included_quantity_of
+from billing_kernel.db.limits import included_quantity_of, thresholds_of
 from billing_kernel.db.tables import usage_counters, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import Counter, CounterKey, UsageEvent
@@ -122,6 +125,36 @@ def _counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, obj
     }
 
 
+def _alerting(dialect_name: str) -> tuple[Any, Any]:
+    """What a counter write also answers, for alerts: the stored row's limit and alert
+    thresholds, read in the statement that writes it. Compiled to text first: SQLAlchemy
+    writes a RETURNING clause's columns without their tables, subqueries' too, which
+    SQLite then cannot tell apart."""
+    org_id, metric = _stored(usage_counters.c.org_id), _stored(usage_counters.c.metric)
+    dialect = (asyncpg if dialect_name == "postgresql" else aiosqlite).dialect()
+
+    def as_text(expression: Any, name: str) -> Any:
+        compiled = expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        return literal_column(f"({compiled})", type_=expression.type).label(name)
+
+    return (
+        as_text(included_quantity_of(org_id, metric), "alert_limit"),
+        as_text(thresholds_of(org_id, metric), "alert_thresholds"),
+    )
+
+
+def _reading(row: Any) -> Reading:
+    return Reading(row.quantity, AlertTerms(row.alert_limit, row.alert_thresholds))
+
+
+def _counter(row: Any) -> Counter:
+    """A counter a write returned: usage and holds, and the alert terms when it read them."""
+    terms = None
+    if getattr(row, "alert_thresholds", None) is not None:
+        terms = AlertTerms(row.alert_limit, row.alert_thresholds)
+    return Counter(row.quantity, row.reserved, terms)
+
+
 def _most() -> Any:
     return bindparam("most", type_=usage_counters.c.quantity.type)
 
@@ -159,7 +192,11 @@ def _add_to_counters(dialect_name: str) -> Insert:
     """Built once per dialect: it runs with every batch."""
     counters = usage_counters.c
     stmt: Insert = _adding(dialect_name).returning(
-        counters.org_id, counters.period_start, counters.metric, counters.quantity
+        counters.org_id,
+        counters.period_start,
+        counters.metric,
+        counters.quantity,
+        *_alerting(dialect_name),
     )
     return stmt
 
@@ -173,7 +210,7 @@ def _add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
     writers can both take the last units. No row comes back when it would not fit."""
     counters = usage_counters.c
     stmt: Insert = _adding(dialect_name, within_ceiling=within_ceiling).returning(
-        counters.quantity, counters.reserved
+        counters.quantity, counters.reserved, *_alerting(dialect_name)
     )
     return stmt
 
@@ -182,7 +219,9 @@ def _add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
 def _add_releasing(dialect_name: str) -> Insert:
     """A reservation's commit: its usage added as `_add_to_counters` adds it, and the units
     it held (`released`) taken off the counter's holds, in one statement."""
-    stmt: Insert = _adding(dialect_name, releasing=True).returning(usage_counters.c.quantity)
+    stmt: Insert = _adding(dialect_name, releasing=True).returning(
+        usage_counters.c.quantity, *_alerting(dialect_name)
+    )
     return stmt
 
 
@@ -219,7 +258,7 @@ def _raise_counter(dialect_name: str) -> Insert:
             "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
             "updated_at": stmt.excluded.updated_at,
         },
-    ).returning(counters.quantity)
+    ).returning(counters.quantity, *_alerting(dialect_name))
 
 
 @functools.cache
@@ -274,13 +313,15 @@ def _pg_record_within(*, within_ceiling: bool) -> Any:
             },
             where=added + counters.reserved <= _most() if within_ceiling else None,
         )
-        .returning(counters.quantity, counters.reserved)
+        .returning(counters.quantity, counters.reserved, *_alerting("postgresql"))
         .cte("counted")
     )
     return select(
         select(func.count()).select_from(recorded).scalar_subquery().label("inserted"),
-        select(counted.c.quantity).scalar_subquery().label("quantity"),
-        select(counted.c.reserved).scalar_subquery().label("reserved"),
+        *(
+            select(counted.c[name]).scalar_subquery().label(name)
+            for name in ("quantity", "reserved", "alert_limit", "alert_thresholds")
+        ),
     )
 
 
@@ -374,9 +415,9 @@ class UsageRepository:
 
     async def add_to_counters(
         self, increments: Mapping[CounterKey, int], now: datetime
-    ) -> dict[CounterKey, int]:
+    ) -> dict[CounterKey, Reading]:
         """Add to each counter in one atomic upsert (`quantity = quantity + excluded.quantity`);
-        returns each counter's new total, as this transaction sees it.
+        returns each counter's new total, as this transaction sees it, with its alert terms.
 
         Callers pass the increments in a stable order so that concurrent batches lock counter
         rows in the same order and cannot deadlock.
@@ -387,7 +428,7 @@ class UsageRepository:
             _add_to_counters(self._conn.dialect.name),
             [_counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
-        return {(org_id, start, metric): total for org_id, start, metric, total in result}
+        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
 
     async def add_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime
@@ -431,7 +472,7 @@ class UsageRepository:
                     | _bound(most),
                 )
             ).one()
-            after = None if row.quantity is None else Counter(row.quantity, row.reserved)
+            after = None if row.quantity is None else _counter(row)
             return bool(row.inserted), after
         if not await self.insert_events([event]):
             return False, None
@@ -455,18 +496,18 @@ class UsageRepository:
         self, statement: Insert, parameters: dict[str, object]
     ) -> Counter | None:
         found = (await self._conn.execute(statement, parameters)).first()
-        return None if found is None else Counter(found.quantity, found.reserved)
+        return None if found is None else _counter(found)
 
     async def add_releasing(
         self, key: CounterKey, quantity: int, released: int, now: datetime
-    ) -> int:
+    ) -> Reading:
         """Add `quantity` to the counter and take `released` off its holds, atomically;
-        returns the counter's usage after."""
+        returns the counter's usage after, with its alert terms."""
         result = await self._conn.execute(
             _add_releasing(self._conn.dialect.name),
             _counter_row(key, quantity, now) | {"released": released},
         )
-        return int(result.scalar_one())
+        return _reading(result.one())
 
     async def release_holds(self, releases: Mapping[CounterKey, int], now: datetime) -> None:
         """Take each amount off its counter's holds (in the stable order given)."""
@@ -502,13 +543,13 @@ class UsageRepository:
         ).first()
         return Counter(0, 0) if found is None else Counter(found.quantity, found.reserved)
 
-    async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> int:
+    async def raise_to_at_least(self, key: CounterKey, value: int, now: datetime) -> Reading:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the
-        counter's new value."""
+        counter's new value, with its alert terms."""
         result = await self._conn.execute(
             _raise_counter(self._conn.dialect.name), _counter_row(key, value, now)
         )
-        return int(result.scalar_one())
+        return _reading(result.one())
 
     async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
         """The org's accepted usage in one period, summed per UTC day and metric."""

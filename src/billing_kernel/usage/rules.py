@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from billing_kernel.alerts.rules import AlertTerms
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -170,10 +171,12 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
 
 @dataclass(frozen=True, slots=True)
 class Counter:
-    """A usage counter: the period's usage, and the units open reservations hold in it."""
+    """A usage counter: the period's usage, and the units open reservations hold in it;
+    from a write, also what its usage is judged against for alerts."""
 
     used: int
     held: int
+    terms: AlertTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)

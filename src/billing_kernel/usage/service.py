@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from billing_kernel.alerts.rules import Reading
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
@@ -168,10 +169,12 @@ class UsageService:
             first.setdefault((event.org_id, event.idempotency_key), event)
         inserted = await usage.insert_events(list(first.values()))
         now = self._clock()
-        totals = await usage.add_to_counters(
-            counter_increments(e for key, e in first.items() if key in inserted), now
+        increments = counter_increments(e for key, e in first.items() if key in inserted)
+        readings = await usage.add_to_counters(increments, now)
+        await self._alerts.counters_moved(
+            {key: replace(r, added=increments[key]) for key, r in readings.items()}, now, unit
         )
-        await self._alerts.counters_moved(totals, now, unit)
+        totals = {key: reading.used for key, reading in readings.items()}
         stored = await usage.get_events([key for key in first if key not in inserted])
         statuses = []
         for event in events:
@@ -212,7 +215,9 @@ class UsageService:
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
             return await _no_room(usage, key)
-        await self._alerts.counters_moved({key: after.used}, now, uow)
+        if after.terms is not None:
+            reading = Reading(after.used, after.terms, added=event.quantity)
+            await self._alerts.counters_moved({key: reading}, now, uow)
         return CeilingWrite(recorded=True, used=after.used - event.quantity, held=after.held)
 
     async def hold_within(
@@ -251,8 +256,8 @@ class UsageService:
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
         key = (event.org_id, event.period_start, event.metric)
-        total = await usage.add_releasing(key, event.quantity, released, now)
-        await self._alerts.counters_moved({key: total}, now, uow)
+        reading = await usage.add_releasing(key, event.quantity, released, now)
+        await self._alerts.counters_moved({key: replace(reading, added=event.quantity)}, now, uow)
 
     async def _new_event(
         self,
@@ -347,7 +352,7 @@ class UsageService:
         await self._alerts.counters_moved(
             {(org_id, period.key, metric): peak for metric, peak in peaks.items()}, now, uow
         )
-        return peaks
+        return {metric: peak.used for metric, peak in peaks.items()}
 
     async def last_seats_month(
         self, org_id: str, metric: str, uow: UnitOfWork | None = None
