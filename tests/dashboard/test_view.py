@@ -1,8 +1,10 @@
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from billing_kernel.alerts.rules import AlertFacts, AlertState, EventType, alert_event
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.dashboard.view import (
     CHART_HEIGHT,
@@ -16,10 +18,12 @@ from billing_kernel.dashboard.view import (
     compact,
     count,
     day_month,
+    event_text,
     level,
     limit_state,
     long_day,
     money,
+    notices,
     overage_terms,
     period_span,
     policy_text,
@@ -175,3 +179,74 @@ def test_each_policy_says_what_happens_beyond_the_limit() -> None:
     assert policy_text(SOFT) == "Soft limit: use beyond it is allowed, and billed as overage"
     assert policy_text(Policy(Enforcement.HARD)) == "Hard limit: use beyond it is refused"
     assert policy_text(HARD_10) == "Hard limit (10 % grace): use beyond it is refused"
+
+
+def alert_state(
+    threshold: str, used: int, limit: int | None, *, metric: str = "seats", **changes: object
+) -> AlertState:
+    state = AlertState(
+        "acme",
+        date(2026, 11, 1),
+        metric,
+        threshold,
+        "crossed",
+        1,
+        used,
+        limit,
+        datetime(2026, 11, 28, 9, tzinfo=UTC),
+        None,
+        None,
+    )
+    return replace(state, **changes)  # type: ignore[arg-type]
+
+
+NOVEMBER = BillingPeriod.starting(date(2026, 11, 1))
+NAMES = {"seats": "Seats", "tokens": "LLM tokens"}
+
+
+def test_notices_say_what_was_reached_highest_first_and_colour_by_the_threshold() -> None:
+    shown = notices(
+        [
+            alert_state("80%", 3, 3),  # 80 % of 3 is 3 seats: still a warning, not the limit
+            alert_state("100%", 3, 3),
+            alert_state("5000", 5100, None, metric="tokens"),
+            alert_state("2000", 2100, 1000, metric="tokens"),
+        ],
+        NAMES,
+        NOVEMBER,
+    )
+    assert [(n.metric, n.threshold, n.level, n.text) for n in shown] == [
+        ("seats", "100%", Level.OVER, "Seats reached 100 % of the limit on 28 Nov: 3 of 3 used."),
+        ("seats", "80%", Level.NEAR, "Seats reached 80 % of the limit on 28 Nov: 3 of 3 used."),
+        ("tokens", "2000", Level.OVER, "LLM tokens reached 2,000 on 28 Nov: 2,100 used."),
+        ("tokens", "5000", Level.NEAR, "LLM tokens reached 5,000 on 28 Nov: 5,100 used."),
+    ]
+    assert {n.period for n in shown} == {"2026-11"}
+
+
+def test_dismissed_resolved_and_blocks_are_not_notices() -> None:
+    hidden = [
+        alert_state("80%", 3, 3, dismissed_at=datetime(2026, 11, 28, tzinfo=UTC)),
+        alert_state("100%", 3, 5, status="resolved"),
+        alert_state("blocked", 5, 5),
+    ]
+    assert notices(hidden, NAMES, NOVEMBER) == []
+
+
+def test_the_history_says_each_event_in_a_line() -> None:
+    def line(event_type: EventType, key: str, used: int, limit: int | None) -> str:
+        facts = AlertFacts("acme", "tokens", date(2026, 11, 1), key, used, limit, 1)
+        return event_text(alert_event(event_type, facts, datetime(2026, 11, 28, tzinfo=UTC)), NAMES)
+
+    assert line(EventType.THRESHOLD_CROSSED, "80%", 812_000, 1_000_000) == (
+        "LLM tokens reached 80 %: 812,000 of 1,000,000 used."
+    )
+    assert line(EventType.THRESHOLD_CROSSED, "5000", 5000, None) == (
+        "LLM tokens reached 5,000: 5,000 used."
+    )
+    assert line(EventType.THRESHOLD_RESOLVED, "100%", 900, 2000) == (
+        "LLM tokens back under 100 % after a change of limit: 900 of 2,000 used."
+    )
+    assert line(EventType.QUOTA_BLOCKED, "blocked", 600, 500) == (
+        "LLM tokens blocked at the hard limit: 600 of 500 used."
+    )

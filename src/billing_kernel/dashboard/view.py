@@ -205,8 +205,8 @@ class Notice:
 def notices(
     states: Sequence[AlertState], names: Mapping[str, str], period: BillingPeriod
 ) -> list[Notice]:
-    """The period's crossed, undismissed threshold alerts (a block has its own panel), the
-    highest of each metric first."""
+    """The period's crossed, undismissed threshold alerts (a block has its own panel), in
+    the order of `names` (the page's metrics), the highest of each metric first."""
     shown = []
     for state in states:
         if (
@@ -217,7 +217,11 @@ def notices(
             continue
         threshold = parse_threshold(state.threshold)
         at = threshold.at(state.limit)
-        over = at is not None and state.limit is not None and at >= state.limit
+        over = (  # at or beyond the limit: 100 % and more, or a quantity that far
+            threshold.percent >= 100
+            if threshold.percent is not None
+            else state.limit is not None and (at or 0) >= state.limit
+        )
         name = names.get(state.metric, state.metric)
         if threshold.percent is not None and state.limit is not None:
             text = (
@@ -239,7 +243,8 @@ def notices(
                 text=text,
             )
         )
-    return sorted(shown, key=lambda n: (n.metric, n.level is not Level.OVER))
+    order = {metric: position for position, metric in enumerate(names)}
+    return sorted(shown, key=lambda n: (order.get(n.metric, len(order)), n.level is not Level.OVER))
 
 
 def event_text(event: Event, names: Mapping[str, str]) -> str:
