@@ -1,0 +1,76 @@
+"""What every `billing-kernel` command shares: the configured database, work run against
+it once it is there and migrated, and failing with one line."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import typer
+
+from billing_kernel.config import get_settings
+from billing_kernel.db import migrate as migrations
+from billing_kernel.db.database import Database
+from billing_kernel.errors import BillingError
+from billing_kernel.kernel import Kernel
+
+T = TypeVar("T")
+
+
+class _Options:
+    verbose = False
+    """Say which database each command uses (`billing-kernel -v`)."""
+
+
+options = _Options()
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr and exit code 1: how every expected failure ends."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=1)
+
+
+def database_url() -> str:
+    url = get_settings().database_url
+    if options.verbose:
+        typer.secho(f"database: {migrations.display_url(url)}", err=True)
+    return url
+
+
+class _SchemaNotReady(Exception):
+    pass
+
+
+async def schema(url: str) -> migrations.SchemaState:
+    database = Database(url)
+    try:
+        return await migrations.schema_state(database, url)
+    finally:
+        await database.dispose()
+
+
+def with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
+    """Run `work` against the configured database, once it is there and migrated; a
+    BillingError, or a database that is missing, unmigrated or unreachable, is one line on
+    stderr and exit code 1."""
+    settings = get_settings()
+    url = database_url()
+
+    async def main() -> T:
+        state = await schema(url)
+        if state.problem is not None:
+            raise _SchemaNotReady(state.problem)
+        kernel = Kernel.open(settings)
+        try:
+            return await work(kernel)
+        finally:
+            await kernel.aclose()
+
+    try:
+        return asyncio.run(main())
+    except _SchemaNotReady as exc:
+        fail(str(exc))
+    except BillingError as exc:
+        fail(exc.message)

@@ -1,0 +1,122 @@
+"""The delivery commands: `billing-kernel worker`, and `billing-kernel webhooks ...` for
+endpoints and the delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from billing_kernel.alerts.rules import EventType
+from billing_kernel.commands import with_kernel
+from billing_kernel.db import migrate as migrations
+from billing_kernel.kernel import Kernel
+from billing_kernel.notifications.listener import listen
+from billing_kernel.notifications.rules import DeliveryStatus
+from billing_kernel.notifications.worker import DeliveryWorker
+
+webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_args_is_help=True)
+
+
+def worker(
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Deliver events (webhooks, email, Slack) until stopped (Ctrl-C or SIGTERM). On
+    PostgreSQL, run as many as you like side by side."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+
+    async def run(kernel: Kernel) -> None:
+        delivery = DeliveryWorker(kernel)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, delivery.stop)
+        typer.echo(f"delivering events from {migrations.display_url(kernel.settings.database_url)}")
+        await delivery.run()
+
+    with_kernel(run)
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: str,
+    org: Annotated[str | None, typer.Option(help="Only this org's events (default: all).")] = None,
+    event: Annotated[
+        list[EventType] | None, typer.Option(help="An event type it wants (repeat; default: all).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+) -> None:
+    """Register a webhook endpoint; prints its id and signing secret (shown only now)."""
+    endpoint = with_kernel(
+        lambda kernel: kernel.notifications.add_endpoint(
+            url, event_types=[str(e) for e in event or []], org_id=org, description=description
+        )
+    )
+    typer.echo(f"{endpoint.endpoint_id}  {endpoint.url}")
+    typer.echo(f"secret: {endpoint.secret}")
+
+
+@webhooks_app.command("list")
+def webhooks_list(org: Annotated[str | None, typer.Option(help="Only this org's.")] = None) -> None:
+    """The endpoints, without their secrets."""
+    found = with_kernel(lambda kernel: kernel.notifications.endpoints(org_id=org, limit=1000))
+    for e in found:
+        types = ",".join(e.event_types) or "all events"
+        typer.echo(f"{e.endpoint_id}  {e.url}  {e.org_id or 'every org'}  {types}")
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(endpoint_id: str) -> None:
+    """Stop sending to an endpoint."""
+    with_kernel(lambda kernel: kernel.notifications.remove_endpoint(endpoint_id))
+    typer.echo(f"removed {endpoint_id}")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate(endpoint_id: str) -> None:
+    """A new signing secret; the old one signs too until the overlap ends."""
+    endpoint = with_kernel(lambda kernel: kernel.notifications.rotate_secret(endpoint_id))
+    typer.echo(f"secret: {endpoint.secret}")
+    typer.echo(f"the previous secret also signs until {endpoint.previous_until:%Y-%m-%d %H:%M} UTC")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    status: Annotated[DeliveryStatus | None, typer.Option(help="Only in this status.")] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """The latest deliveries, newest first, with their last attempt."""
+    found = with_kernel(
+        lambda kernel: kernel.notifications.deliveries(
+            org_id=None, endpoint_id=endpoint, status=status, limit=limit
+        )
+    )
+    for delivery, attempts in found:
+        last = attempts[-1] if attempts else None
+        answer = "" if last is None else f"  {last.status_code or '-'} {last.error or ''}".rstrip()
+        typer.echo(
+            f"{delivery.delivery_id}  {delivery.event_id}  {delivery.channel.value}:"
+            f"{delivery.target}  {delivery.status.value}  {len(attempts)} attempt(s){answer}"
+        )
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(delivery_id: str) -> None:
+    """Send a delivery again (same webhook-id), from the start of the retry schedule."""
+    delivery, _ = with_kernel(lambda kernel: kernel.notifications.replay(delivery_id))
+    typer.echo(f"{delivery.delivery_id}: {delivery.status.value}")
+
+
+@webhooks_app.command("listen")
+def webhooks_listen(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 9000,
+    secret: Annotated[
+        str | None, typer.Option(help="The endpoint's whsec_ secret: verify each signature.")
+    ] = None,
+) -> None:
+    """A webhook receiver for trying things out: prints each event it gets (and whether its
+    signature verifies), answers 204."""
+    listen(port, secret, typer.echo)
