@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db.database import Database
+from billing_kernel.db.database import Database, notify
 from billing_kernel.db.unit_of_work import Transactions
 from billing_kernel.errors import OrgNotFound, PlanNotFound
 from billing_kernel.kernel import Kernel
@@ -71,3 +73,44 @@ async def test_a_read_only_unit_refuses_to_be_written_through(database: Database
         writing = transactions.begin(reading)
         with pytest.raises(RuntimeError, match="read-only"):
             await writing.__aenter__()
+
+
+async def test_a_listener_hears_a_notification_when_its_transaction_commits_only(
+    database: Database,
+) -> None:
+    """What wakes the delivery worker: heard on commit (not before it), never on a
+    rollback."""
+    heard = asyncio.Event()
+    async with database.listen("test_channel", heard.set):
+        async with database.transaction() as conn:
+            await notify(conn, "test_channel")
+            await asyncio.sleep(0.05)
+            assert not heard.is_set()
+        await asyncio.wait_for(heard.wait(), 5)
+        heard.clear()
+        with pytest.raises(RuntimeError):
+            await notify_then_fail(database)
+        await asyncio.sleep(0.2)
+        assert not heard.is_set()
+    async with database.transaction() as conn:  # no longer listening
+        await notify(conn, "test_channel")
+    assert not heard.is_set()
+
+
+async def notify_then_fail(database: Database) -> None:
+    async with database.transaction() as conn:
+        await notify(conn, "test_channel")
+        raise RuntimeError("rolled back")
+
+
+async def test_another_process_hears_a_commit_through_postgresql(pg_database: Database) -> None:
+    """Another pool (as another process has) hears it by LISTEN/NOTIFY."""
+    elsewhere = Database(str(pg_database.url))
+    heard = asyncio.Event()
+    try:
+        async with elsewhere.listen("test_channel", heard.set):
+            async with pg_database.transaction() as conn:
+                await notify(conn, "test_channel")
+            await asyncio.wait_for(heard.wait(), 5)
+    finally:
+        await elsewhere.dispose()
