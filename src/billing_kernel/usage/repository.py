@@ -1,33 +1,26 @@
-"""Usage events and the per-period counters they add to, by set-based atomic SQL."""
+"""Usage events and the per-period counters they add to, by set-based atomic SQL (the counter
+statements themselves are `db/counters.py`)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    ColumnElement,
     Insert,
     bindparam,
-    case,
     delete,
     func,
-    literal_column,
     select,
     text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import asyncpg
-from sqlalchemy.dialects.sqlite import aiosqlite
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
-from billing_kernel.db.database import upsert, upsert_for
-from billing_kernel.db.limits import included_quantity_of, thresholds_of
+from billing_kernel.db import counters as counter_sql
+from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import usage_counters, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import Counter, CounterKey, UsageEvent
@@ -65,84 +58,6 @@ _PG_GET_EVENTS = text("""
 )
 
 
-def _crossing(before: ColumnElement[Any], after: ColumnElement[Any], limit: Any) -> Any:
-    """`crossed_at` after usage went from `before` to `after` against `limit`: the time of
-    this write when it takes usage from within the limit to beyond it (or beyond it with no
-    crossing on record: a limit lowered below usage), else unchanged."""
-    counters = usage_counters.c
-    return case(
-        (
-            (after > limit) & (counters.crossed_at.is_(None) | (before <= limit)),
-            bindparam("now", type_=counters.updated_at.type),
-        ),
-        else_=counters.crossed_at,
-    )
-
-
-def _stored(column: Column[Any]) -> ColumnElement[Any]:
-    """The stored row's `column`, named as text: SQLAlchemy does not correlate a subquery
-    inside ON CONFLICT DO UPDATE with the table written, and would read the table anew."""
-    return literal_column(f"{column.table.name}.{column.name}", type_=column.type)
-
-
-def _stored_limit() -> Any:
-    """The org's limit for the stored counter row's metric."""
-    return included_quantity_of(_stored(usage_counters.c.org_id), _stored(usage_counters.c.metric))
-
-
-def _new_counter(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
-    """The INSERT of a counter, its crossing noted when its first value is already beyond
-    the limit; the row's org, metric and value are passed again under names of their own
-    (`for_org`, `for_metric`, `added`) for the lookup, with `now`."""
-    counters = usage_counters.c
-    limit = included_quantity_of(
-        bindparam("for_org", type_=counters.org_id.type),
-        bindparam("for_metric", type_=counters.metric.type),
-    )
-    return upsert_for(dialect_name, usage_counters).values(
-        crossed_at=case(
-            (
-                bindparam("added", type_=counters.quantity.type) > limit,
-                bindparam("now", type_=counters.updated_at.type),
-            )
-        )
-    )
-
-
-def _counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, object]:
-    """The parameters of `_new_counter` (and the upserts built on it) for one counter."""
-    org_id, period_start, metric = key
-    return {
-        "org_id": org_id,
-        "period_start": period_start,
-        "metric": metric,
-        "quantity": quantity,
-        "updated_at": now,
-        "for_org": org_id,
-        "for_metric": metric,
-        "added": quantity,
-        "now": now,
-    }
-
-
-def _alerting(dialect_name: str) -> tuple[Any, Any]:
-    """What a counter write also answers, for alerts: the stored row's limit and alert
-    thresholds, read in the statement that writes it. Compiled to text first: SQLAlchemy
-    writes a RETURNING clause's columns without their tables, subqueries' too, which
-    SQLite then cannot tell apart."""
-    org_id, metric = _stored(usage_counters.c.org_id), _stored(usage_counters.c.metric)
-    dialect = (asyncpg if dialect_name == "postgresql" else aiosqlite).dialect()
-
-    def as_text(expression: Any, name: str) -> Any:
-        compiled = expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        return literal_column(f"({compiled})", type_=expression.type).label(name)
-
-    return (
-        as_text(included_quantity_of(org_id, metric), "alert_limit"),
-        as_text(thresholds_of(org_id, metric), "alert_thresholds"),
-    )
-
-
 def _reading(row: Any) -> Reading:
     return Reading(row.quantity, AlertTerms(row.alert_limit, row.alert_thresholds))
 
@@ -153,176 +68,6 @@ def _counter(row: Any) -> Counter:
     if getattr(row, "alert_thresholds", None) is not None:
         terms = AlertTerms(row.alert_limit, row.alert_thresholds)
     return Counter(row.quantity, row.reserved, terms)
-
-
-def _most() -> Any:
-    return bindparam("most", type_=usage_counters.c.quantity.type)
-
-
-def _bound(most: int | None) -> dict[str, object]:
-    """The `most` parameter of a statement built `within_ceiling` (None: built without)."""
-    return {} if most is None else {"most": most}
-
-
-def _adding(dialect_name: str, *, within_ceiling: bool = False, releasing: bool = False) -> Any:
-    """The upsert that adds a proposed value to its counter (`quantity = quantity +
-    excluded.quantity`, or a new row), noting in the same statement when the counter
-    crosses the org's limit (see `_crossing`). `within_ceiling`: a stored counter is added
-    to only if its new total and its holds together stay at most the `most` parameter.
-    `releasing`: the same statement takes the `released` parameter off its holds."""
-    counters = usage_counters.c
-    stmt = _new_counter(dialect_name)
-    added = counters.quantity + stmt.excluded.quantity
-    set_ = {
-        "quantity": added,
-        "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
-        "updated_at": stmt.excluded.updated_at,
-    }
-    if releasing:
-        set_["reserved"] = counters.reserved - bindparam("released", type_=counters.reserved.type)
-    return stmt.on_conflict_do_update(
-        index_elements=[counters.org_id, counters.period_start, counters.metric],
-        set_=set_,
-        where=added + counters.reserved <= _most() if within_ceiling else None,
-    )
-
-
-@functools.cache
-def _add_to_counters(dialect_name: str) -> Insert:
-    """Built once per dialect: it runs with every batch."""
-    counters = usage_counters.c
-    stmt: Insert = _adding(dialect_name).returning(
-        counters.org_id,
-        counters.period_start,
-        counters.metric,
-        counters.quantity,
-        *_alerting(dialect_name),
-    )
-    return stmt
-
-
-@functools.cache
-def _add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
-    """`_add_to_counters` for one counter, answering its usage and holds after. With
-    `within_ceiling`, only if its new total and its holds together stay at most `most`:
-    the condition is judged on the row as it is when the statement holds its lock (on
-    PostgreSQL, the latest committed row, a concurrent writer's units included), so no two
-    writers can both take the last units. No row comes back when it would not fit."""
-    counters = usage_counters.c
-    stmt: Insert = _adding(dialect_name, within_ceiling=within_ceiling).returning(
-        counters.quantity, counters.reserved, *_alerting(dialect_name)
-    )
-    return stmt
-
-
-@functools.cache
-def _add_releasing(dialect_name: str) -> Insert:
-    """A reservation's commit: its usage added as `_add_to_counters` adds it, and the units
-    it held (`released`) taken off the counter's holds, in one statement."""
-    stmt: Insert = _adding(dialect_name, releasing=True).returning(
-        usage_counters.c.quantity, *_alerting(dialect_name)
-    )
-    return stmt
-
-
-@functools.cache
-def _hold(dialect_name: str, *, within_ceiling: bool) -> Insert:
-    """A reservation's hold: its units added to the counter's holds (a new counter: no
-    usage yet, the holds only). `within_ceiling`: only if the counter's usage and holds
-    together stay at most `most`, judged on the locked row as `_add_within` does;
-    no row comes back when they would not fit."""
-    counters = usage_counters.c
-    stmt = _new_counter(dialect_name)
-    held = counters.reserved + stmt.excluded.reserved
-    return stmt.on_conflict_do_update(
-        index_elements=[counters.org_id, counters.period_start, counters.metric],
-        set_={"reserved": held, "updated_at": stmt.excluded.updated_at},
-        where=counters.quantity + held <= _most() if within_ceiling else None,
-    ).returning(counters.quantity, counters.reserved)
-
-
-@functools.cache
-def _raise_counter(dialect_name: str) -> Insert:
-    """A peak: the counter rises to the proposed value if that is higher, noting when it
-    crosses the org's limit as `_add_to_counters` does."""
-    counters = usage_counters.c
-    stmt = _new_counter(dialect_name)
-    higher = case(
-        (stmt.excluded.quantity > counters.quantity, stmt.excluded.quantity),
-        else_=counters.quantity,
-    )
-    return stmt.on_conflict_do_update(
-        index_elements=[counters.org_id, counters.period_start, counters.metric],
-        set_={
-            "quantity": higher,
-            "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
-            "updated_at": stmt.excluded.updated_at,
-        },
-    ).returning(counters.quantity, *_alerting(dialect_name))
-
-
-@functools.cache
-def _pg_record_within(*, within_ceiling: bool) -> Any:
-    """PostgreSQL: one event and its counter in one statement, the event first (as every
-    other writer takes them: a used key stops before the counter's row is locked). The
-    counter is added to only for an event this statement inserted, and only within
-    `most` when `within_ceiling`. One row back: how many events were inserted (0: the key
-    was used), and the counter's usage and holds after (NULL: it did not fit, and the
-    caller takes the event back)."""
-    events, counters = usage_events.c, usage_counters.c
-    recorded = (
-        postgresql.insert(usage_events)
-        .values(
-            org_id=bindparam("e_org", type_=events.org_id.type),
-            idempotency_key=bindparam("e_key", type_=events.idempotency_key.type),
-            metric=bindparam("e_metric", type_=events.metric.type),
-            quantity=bindparam("e_quantity", type_=events.quantity.type),
-            occurred_at=bindparam("e_occurred", type_=events.occurred_at.type),
-            received_at=bindparam("e_received", type_=events.received_at.type),
-            period_start=bindparam("e_period", type_=events.period_start.type),
-            time_given=bindparam("e_given", type_=events.time_given.type),
-        )
-        .on_conflict_do_nothing(index_elements=[events.org_id, events.idempotency_key])
-        .returning(events.quantity)
-        .cte("recorded")
-    )
-    now = bindparam("now", type_=counters.updated_at.type)
-    limit = included_quantity_of(
-        bindparam("for_org", type_=counters.org_id.type),
-        bindparam("for_metric", type_=counters.metric.type),
-    )
-    proposed = select(
-        bindparam("for_org", type_=counters.org_id.type),
-        bindparam("e_period", type_=counters.period_start.type),
-        bindparam("for_metric", type_=counters.metric.type),
-        recorded.c.quantity,
-        now,
-        case((recorded.c.quantity > limit, now)),
-    ).select_from(recorded)
-    stmt = postgresql.insert(usage_counters).from_select(
-        ["org_id", "period_start", "metric", "quantity", "updated_at", "crossed_at"], proposed
-    )
-    added = counters.quantity + stmt.excluded.quantity
-    counted = (
-        stmt.on_conflict_do_update(
-            index_elements=[counters.org_id, counters.period_start, counters.metric],
-            set_={
-                "quantity": added,
-                "crossed_at": _crossing(counters.quantity, added, _stored_limit()),
-                "updated_at": stmt.excluded.updated_at,
-            },
-            where=added + counters.reserved <= _most() if within_ceiling else None,
-        )
-        .returning(counters.quantity, counters.reserved, *_alerting("postgresql"))
-        .cte("counted")
-    )
-    return select(
-        select(func.count()).select_from(recorded).scalar_subquery().label("inserted"),
-        *(
-            select(counted.c[name]).scalar_subquery().label(name)
-            for name in ("quantity", "reserved", "alert_limit", "alert_thresholds")
-        ),
-    )
 
 
 class UsageRepository:
@@ -425,8 +170,8 @@ class UsageRepository:
         if not increments:
             return {}
         result = await self._conn.execute(
-            _add_to_counters(self._conn.dialect.name),
-            [_counter_row(key, quantity, now) for key, quantity in increments.items()],
+            counter_sql.add_to_counters(self._conn.dialect.name),
+            [counter_sql.counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
         return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
 
@@ -439,8 +184,8 @@ class UsageRepository:
         if most is not None and quantity > most:  # never below zero: it cannot fit
             return None
         return await self._counter_write(
-            _add_within(self._conn.dialect.name, within_ceiling=most is not None),
-            _counter_row(key, quantity, now) | _bound(most),
+            counter_sql.add_within(self._conn.dialect.name, within_ceiling=most is not None),
+            counter_sql.counter_row(key, quantity, now) | counter_sql.bound(most),
         )
 
     async def record_within(
@@ -455,7 +200,7 @@ class UsageRepository:
         if self._conn.dialect.name == "postgresql" and fits_alone:
             row = (
                 await self._conn.execute(
-                    _pg_record_within(within_ceiling=most is not None),
+                    counter_sql.pg_record_within(within_ceiling=most is not None),
                     {
                         "e_org": event.org_id,
                         "e_key": event.idempotency_key,
@@ -469,7 +214,7 @@ class UsageRepository:
                         "for_metric": event.metric,
                         "now": event.received_at,
                     }
-                    | _bound(most),
+                    | counter_sql.bound(most),
                 )
             ).one()
             after = None if row.quantity is None else _counter(row)
@@ -488,8 +233,8 @@ class UsageRepository:
         if most is not None and quantity > most:
             return None
         return await self._counter_write(
-            _hold(self._conn.dialect.name, within_ceiling=most is not None),
-            _counter_row(key, 0, now) | {"reserved": quantity} | _bound(most),
+            counter_sql.hold(self._conn.dialect.name, within_ceiling=most is not None),
+            counter_sql.counter_row(key, 0, now) | {"reserved": quantity} | counter_sql.bound(most),
         )
 
     async def _counter_write(
@@ -504,8 +249,8 @@ class UsageRepository:
         """Add `quantity` to the counter and take `released` off its holds, atomically;
         returns the counter's usage after, with its alert terms."""
         result = await self._conn.execute(
-            _add_releasing(self._conn.dialect.name),
-            _counter_row(key, quantity, now) | {"released": released},
+            counter_sql.add_releasing(self._conn.dialect.name),
+            counter_sql.counter_row(key, quantity, now) | {"released": released},
         )
         return _reading(result.one())
 
@@ -547,7 +292,8 @@ class UsageRepository:
         """Set a counter to `value` if that is higher (a peak), atomically; returns the
         counter's new value, with its alert terms."""
         result = await self._conn.execute(
-            _raise_counter(self._conn.dialect.name), _counter_row(key, value, now)
+            counter_sql.raise_counter(self._conn.dialect.name),
+            counter_sql.counter_row(key, value, now),
         )
         return _reading(result.one())
 
