@@ -1,5 +1,6 @@
 """The command line, run as a user would: a real process on a real database."""
 
+import json
 import os
 import subprocess
 import sys
@@ -288,3 +289,31 @@ def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) 
     gone = run(url, "webhooks", "replay", "dlv_0123")
     assert (gone.returncode, gone.stderr.strip()) == (1, "error: no delivery 'dlv_0123'")
     assert run(url, "webhooks", "list").stdout == ""
+
+
+def test_a_plan_is_created_from_json_and_withdrawn(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    run(url, "migrate")
+    body = {
+        "slug": "team",
+        "name": "Team",
+        "currency": "EUR",
+        "monthly_price": "79.50",
+        "metrics": [{"metric": "tokens", "included_quantity": 2000000}],
+    }
+    plan_file = tmp_path / "team.json"
+    plan_file.write_text(json.dumps(body))
+    created = run(url, "plans", "create", str(plan_file))
+    assert created.stdout.strip() == "team: Team, EUR 79.50/month, 1 metric(s)", created.stderr
+    assert "team" in run(url, "plans", "list").stdout
+    again = run(url, "plans", "create", str(plan_file))
+    assert (again.returncode, again.stderr.strip()) == (
+        1,
+        "error: a plan with slug 'team' exists",
+    )
+    plan_file.write_text(json.dumps({**body, "slug": "other", "monthly_price": "1.001"}))
+    bad = run(url, "plans", "create", str(plan_file))
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: monthly_price: String should match pattern")
+    assert run(url, "plans", "deactivate", "team").stdout.strip() == "team: no longer offered"
+    assert "team" not in run(url, "plans", "list").stdout

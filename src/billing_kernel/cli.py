@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from billing_kernel import server
 from billing_kernel.auth.rules import parse_scopes
@@ -18,11 +19,13 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import get_settings
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
+from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from billing_kernel.plans.rules import Enforcement, Policy
+from billing_kernel.plans.schemas import PlanIn
 from billing_kernel.summary.rules import OrgBillingSummary
 
 app = typer.Typer(
@@ -111,6 +114,35 @@ def plans_set_policy(
     term = updated.metrics[metric]
     included = "unlimited" if term.included_quantity is None else f"{term.included_quantity:,}"
     typer.echo(f"{updated.slug} {metric}: {included} included, {term.policy.describe()} limit")
+
+
+@plans_app.command("create")
+def plans_create(
+    file: Annotated[
+        typer.FileText,
+        typer.Argument(help="The plan as JSON, as `POST /api/v1/billing/plans` takes it."),
+    ],
+) -> None:
+    """Offer a new plan: its price and, per metric, what it includes and charges beyond."""
+    try:
+        plan = PlanIn.model_validate_json(file.read()).plan()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"{'.'.join(str(p) for p in first['loc']) or 'plan'}: {first['msg']}")
+    except BillingError as exc:
+        fail(exc.message)
+    created = with_kernel(lambda kernel: kernel.plans.create(plan))
+    typer.echo(
+        f"{created.slug}: {created.name}, {created.currency} {money_text(created.monthly_price)}"
+        f"/month, {len(created.metrics)} metric(s)"
+    )
+
+
+@plans_app.command("deactivate")
+def plans_deactivate(slug: str) -> None:
+    """Stop offering a plan (the orgs on it keep it)."""
+    plan = with_kernel(lambda kernel: kernel.plans.deactivate(slug))
+    typer.echo(f"{plan.slug}: no longer offered")
 
 
 @orgs_app.command("create")

@@ -78,6 +78,23 @@ class PlanInactive(BillingError):
     title = "Plan is not active"
 
 
+class PlanExists(BillingError):
+    """A plan with the slug exists: plans are created once (their terms change by new
+    versions)."""
+
+    status = 409
+    code = "plan_exists"
+    title = "Plan already exists"
+
+
+class PlanIsDefault(BillingError):
+    """New orgs start on this plan: it cannot be withdrawn."""
+
+    status = 409
+    code = "plan_is_default"
+    title = "Plan is the default"
+
+
 class IdempotencyConflict(BillingError):
     """An idempotency key was reused with a different payload; nothing was written."""
 

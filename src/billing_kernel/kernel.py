@@ -64,7 +64,7 @@ class Kernel:
         self._tx = tx = Transactions(database, acting_user=acting_user)
         state = self._state
         self.metrics = MetricService(tx, state.catalogue)
-        self.plans = PlanService(tx, settings, state.default_plan_notice)
+        self.plans = PlanService(tx, settings, state.default_plan_notice, self.metrics, clock)
         self.alerts = AlertService(tx, clock, self.metrics, self.plans)
         self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)

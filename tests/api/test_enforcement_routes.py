@@ -165,3 +165,90 @@ async def test_an_orgs_status_is_put_with_the_org_and_blocks_its_use(api: Api) -
     bad = await api.client.put(f"/api/v1/orgs/{org_id}", json={"status": "frozen"}, headers=admin)
     assert bad.status_code == 422
     assert "status" in bad.text
+
+
+TEAM = {
+    "name": "Team",
+    "currency": "EUR",
+    "monthly_price": "79.50",
+    "metrics": [
+        {
+            "metric": "tokens",
+            "included_quantity": 2_000_000,
+            "overage_unit_price": "0.015",
+            "overage_unit_size": 1000,
+        },
+        {
+            "metric": "playbook_runs",
+            "included_quantity": 500,
+            "overage_unit_price": "0.10",
+            "policy": {"mode": "hard", "grace_percent": 10},
+        },
+    ],
+}
+
+
+async def test_a_plan_is_created_offered_and_withdrawn(api: Api) -> None:
+    admin = await api.key(Scope.BILLING_ADMIN)
+    slug = new_id("team")
+    created = await api.client.post(
+        "/api/v1/billing/plans", json={"slug": slug, **TEAM}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    plan = created.json()
+    assert (plan["monthly_price"], plan["currency"], plan["is_active"]) == ("79.50", "EUR", True)
+    assert [(m["metric"], m["overage_unit_price"]) for m in plan["metrics"]] == [
+        ("tokens", "0.015"),
+        ("playbook_runs", "0.10"),
+    ]
+    assert plan["metrics"][1]["policy"] == {
+        "mode": "hard",
+        "grace_percent": 10,
+        "grace_period_hours": None,
+    }
+    listed = (await api.client.get("/api/v1/billing/plans", headers=admin)).json()["plans"]
+    assert slug in {p["slug"] for p in listed}
+    again = await api.client.post(
+        "/api/v1/billing/plans", json={"slug": slug, **TEAM}, headers=admin
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "plan_exists")
+    withdrawn = await api.client.post(f"/api/v1/billing/plans/{slug}/deactivate", headers=admin)
+    assert (withdrawn.status_code, withdrawn.json()["is_active"]) == (200, False)
+    listed = (await api.client.get("/api/v1/billing/plans", headers=admin)).json()["plans"]
+    assert slug not in {p["slug"] for p in listed}
+    default = await api.client.post("/api/v1/billing/plans/internal-dev/deactivate", headers=admin)
+    assert (default.status_code, default.json()["code"]) == (409, "plan_is_default")
+
+
+async def test_plan_creation_refusals_name_what_is_wrong_and_write_nothing(api: Api) -> None:
+    admin = await api.key(Scope.BILLING_ADMIN)
+    one_org = await api.key(Scope.BILLING_ADMIN, org_id=new_id())
+    before = await row_counts(api.database)
+    good = {"slug": new_id("team"), **TEAM}
+    restricted = await api.client.post("/api/v1/billing/plans", json=good, headers=one_org)
+    assert restricted.status_code == 403
+    tokens = TEAM["metrics"][0]  # type: ignore[index]
+    for bad, field in (
+        ({**good, "monthly_price": 79.5}, "monthly_price"),
+        ({**good, "monthly_price": "79.505"}, "monthly_price"),
+        ({**good, "monthly_price": "-1"}, "monthly_price"),
+        ({**good, "currency": "eur"}, "currency"),
+        ({**good, "name": ""}, "name"),
+        ({**good, "metrics": [{**tokens, "metric": "nope"}]}, "metrics"),
+        ({**good, "metrics": [tokens, tokens]}, "metrics"),
+        ({**good, "metrics": [{**tokens, "overage_unit_size": 0}]}, "overage_unit_size"),
+        (
+            {**good, "metrics": [{**tokens, "overage_unit_price": "0.0000001"}]},
+            "overage_unit_price",
+        ),
+        ({**good, "metrics": [{**tokens, "included_quantity": -1}]}, "included_quantity"),
+        ({**good, "extra": 1}, "extra"),
+    ):
+        answer = await api.client.post("/api/v1/billing/plans", json=bad, headers=admin)
+        assert answer.status_code == 422, (bad, answer.text)
+        assert field in answer.text, bad
+    missing = await api.client.post(
+        f"/api/v1/billing/plans/{new_id('plan')}/deactivate", headers=admin
+    )
+    assert missing.status_code == 404
+    assert await row_counts(api.database) == before

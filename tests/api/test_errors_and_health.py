@@ -209,6 +209,8 @@ OPERATION_IDS = {
     ("put", "/api/v1/orgs/{org_id}/members/{user_id}"): "putOrgMember",
     ("delete", "/api/v1/orgs/{org_id}/members/{user_id}"): "removeOrgMember",
     ("put", "/api/v1/billing/plans/{plan_slug}/metrics/{metric}/policy"): "putPlanPolicy",
+    ("post", "/api/v1/billing/plans"): "createPlan",
+    ("post", "/api/v1/billing/plans/{plan_slug}/deactivate"): "deactivatePlan",
     ("get", "/api/v1/orgs/{org_id}/limits"): "getOrgLimits",
     ("put", "/api/v1/orgs/{org_id}/limits/{metric}"): "putOrgLimit",
     ("delete", "/api/v1/orgs/{org_id}/limits/{metric}"): "deleteOrgLimit",

@@ -1,11 +1,19 @@
 import logging
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from billing_kernel.db.database import Database
-from billing_kernel.errors import PlanInactive, PlanNotFound
+from billing_kernel.errors import (
+    InvalidInput,
+    PlanExists,
+    PlanInactive,
+    PlanIsDefault,
+    PlanNotFound,
+)
 from billing_kernel.kernel import Kernel
+from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
 from tests.conftest import Clock, make_kernel, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
@@ -100,3 +108,94 @@ async def test_set_org_plan_refuses_unknown_and_inactive_plans_and_changes_nothi
     assert state.plan_slug == "growth"
     assert state.updated_at == clock.now
     assert (await kernel.summary.summary(org_id)).plan.slug == "growth"
+
+
+def team_plan(**changes: object) -> Plan:
+    plan = Plan(
+        slug=new_id("team"),
+        name="Team",
+        description="For small teams",
+        currency="EUR",
+        monthly_price=Decimal("79.50"),
+        metrics={
+            "tokens": PlanMetric("tokens", 2_000_000, Decimal("0.015"), 1000),
+            "playbook_runs": PlanMetric(
+                "playbook_runs", 500, Decimal("0.10"), 1, Policy(Enforcement.HARD, 10)
+            ),
+        },
+    )
+    return replace(plan, **changes)  # type: ignore[arg-type]
+
+
+async def test_a_plan_is_created_active_and_offered_with_its_terms(kernel: Kernel) -> None:
+    made = await kernel.plans.create(team_plan(is_active=False))
+    try:
+        assert made.is_active
+        offered = {p.slug: p for p in await kernel.plans.list_active()}[made.slug]
+        assert offered == made
+        assert offered.metrics["playbook_runs"].policy == Policy(Enforcement.HARD, 10)
+        assert offered.allowance("seats").included_quantity is None  # not named: unlimited
+        org_id = new_id()
+        await kernel.orgs.create(org_id, plan_slug=made.slug)
+        thresholds = await kernel.alerts.thresholds(org_id)
+        assert [t.key for t in thresholds["tokens"][0]] == ["80%", "100%"]
+    finally:  # an offered plan would be the other tests' upgrade
+        await kernel.plans.deactivate(made.slug)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"currency": "usd"}, "currency"),
+        ({"currency": "EURO"}, "currency"),
+        ({"monthly_price": Decimal("-1")}, "monthly_price"),
+        ({"monthly_price": Decimal("1.001")}, "monthly_price"),
+        ({"monthly_price": Decimal("10000000000")}, "monthly_price"),
+        ({"monthly_price": Decimal("NaN")}, "monthly_price"),
+        ({"name": ""}, "name"),
+        ({"slug": " padded"}, "slug"),
+        ({"metrics": {"nope": PlanMetric("nope", 1)}}, "metrics"),
+        ({"metrics": {"tokens": PlanMetric("tokens", -1)}}, "included_quantity"),
+        (
+            {"metrics": {"tokens": PlanMetric("tokens", 1, Decimal("0.0000001"))}},
+            "overage_unit_price",
+        ),
+        (
+            {"metrics": {"tokens": PlanMetric("tokens", 1, overage_unit_size=0)}},
+            "overage_unit_size",
+        ),
+        (
+            {"metrics": {"tokens": PlanMetric("tokens", 1, policy=Policy(Enforcement.HARD, -5))}},
+            "grace_percent",
+        ),
+    ],
+)
+async def test_an_invalid_plan_is_refused_naming_the_field_and_nothing_is_written(
+    kernel: Kernel, changes: dict[str, object], field: str
+) -> None:
+    plan = team_plan(**changes)
+    with pytest.raises(InvalidInput) as refused:
+        await kernel.plans.create(plan)
+    assert refused.value.details["field"] == field
+    with pytest.raises(PlanNotFound):
+        await kernel.plans.get(plan.slug)
+
+
+async def test_a_slug_is_taken_once_and_a_withdrawn_plan_is_not_offered(kernel: Kernel) -> None:
+    made = await kernel.plans.create(team_plan())
+    with pytest.raises(PlanExists):
+        await kernel.plans.create(team_plan(slug=made.slug, monthly_price=Decimal("1")))
+    assert (await kernel.plans.get(made.slug)).monthly_price == Decimal("79.50")
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug=made.slug)
+    withdrawn = await kernel.plans.deactivate(made.slug)
+    assert not withdrawn.is_active
+    assert (await kernel.plans.deactivate(made.slug)) == withdrawn  # idempotent
+    assert made.slug not in {p.slug for p in await kernel.plans.list_active()}
+    assert (await kernel.orgs.billing_state(org_id)).plan_slug == made.slug  # kept
+    with pytest.raises(PlanInactive):
+        await kernel.orgs.set_plan(new_id(), made.slug)
+    with pytest.raises(PlanIsDefault):
+        await kernel.plans.deactivate("internal-dev")
+    with pytest.raises(PlanNotFound):
+        await kernel.plans.deactivate(new_id("plan"))

@@ -113,6 +113,11 @@ class PlanRepository:
                 ],
             )
 
+    async def deactivate(self, slug: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(plans).where(plans.c.slug == slug).values(is_active=False, updated_at=now)
+        )
+
     async def set_policy(self, slug: str, metric: str, policy: Policy) -> bool:
         """Set how the plan enforces its limit of `metric`; False if the plan does not name
         the metric."""

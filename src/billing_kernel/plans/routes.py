@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from billing_kernel.plans.schemas import PlanOut, PlansOut, PolicyIn
+from billing_kernel.plans.schemas import PlanIn, PlanOut, PlansOut, PolicyIn
 from billing_kernel.web.deps import DeploymentAdmin, KernelDep, MetricKey, PrincipalDep
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
@@ -20,6 +20,39 @@ async def list_plans(_caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
     """Active plans, cheapest first, with what each includes, how each limit is enforced,
     and the overage prices."""
     return PlansOut(plans=[PlanOut.of(plan) for plan in await kernel.plans.list_active()])
+
+
+@router.post(
+    "/plans",
+    operation_id="createPlan",
+    summary="Offer a new plan",
+    status_code=201,
+    responses=problem_responses(403, 409),
+)
+async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) -> PlanOut:
+    """A plan with its monthly price, and for each metric it names what it includes, its
+    overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
+    does not name is unlimited and free. Active at once; it alerts at 80 % and 100 % of each
+    limit unless set otherwise. 409 `plan_exists` for a slug taken (a plan's terms are not
+    changed in place). A `billing:admin` key valid for every org."""
+    return PlanOut.of(await kernel.plans.create(body.plan()))
+
+
+@router.post(
+    "/plans/{plan_slug}/deactivate",
+    operation_id="deactivatePlan",
+    summary="Stop offering a plan",
+    responses=problem_responses(403, 404, 409),
+)
+async def deactivate_plan(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    _key: DeploymentAdmin,
+    kernel: KernelDep,
+) -> PlanOut:
+    """No org may move to it from now on; the orgs on it keep it and its terms. 409
+    `plan_is_default` for the plan new orgs start on. Idempotent. A `billing:admin` key valid
+    for every org."""
+    return PlanOut.of(await kernel.plans.deactivate(plan_slug))
 
 
 @router.put(

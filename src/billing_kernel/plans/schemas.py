@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
@@ -9,10 +10,15 @@ from pydantic import (
     Field,
 )
 
+from billing_kernel.common.validation import MAX_EVENT_QUANTITY
+from billing_kernel.errors import InvalidInput
 from billing_kernel.plans.rules import (
     HOUR,
     MAX_GRACE_PERCENT,
     MAX_GRACE_PERIOD,
+    MAX_PLAN_METRICS,
+    MAX_UNIT_SIZE,
+    SOFT,
     Enforcement,
     Plan,
     PlanMetric,
@@ -21,7 +27,9 @@ from billing_kernel.plans.rules import (
 from billing_kernel.web.schemas import (
     WHOLE,
     MoneyText,
+    Slug,
     StrictBody,
+    Text,
 )
 
 MAX_GRACE_HOURS = MAX_GRACE_PERIOD // HOUR
@@ -79,6 +87,75 @@ class PolicyIn(StrictBody):
     def policy(self) -> Policy:
         hours = self.grace_period_hours
         return Policy(self.mode, self.grace_percent, None if hours is None else hours * HOUR)
+
+
+PriceText = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,10}(\.[0-9]{1,2})?$",
+        description='A decimal amount as a string, at most two decimals: "49.00".',
+        examples=["49.00"],
+    ),
+]
+UnitPriceText = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+        description='A decimal amount as a string, at most six decimals: "0.015".',
+        examples=["0.02"],
+    ),
+]
+
+
+class PlanTermsIn(StrictBody):
+    metric: Slug = Field(examples=["tokens"])
+    included_quantity: Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE] | None = Field(
+        description="Included per month; null: unlimited.", examples=[1_000_000]
+    )
+    overage_unit_price: UnitPriceText = Field(
+        default="0", description="The price of each block of `overage_unit_size` beyond it."
+    )
+    overage_unit_size: Annotated[int, Field(ge=1, le=MAX_UNIT_SIZE), WHOLE] = Field(
+        default=1, examples=[1000]
+    )
+    policy: PolicyIn | None = Field(default=None, description="Left out: soft.")
+
+    def terms(self) -> PlanMetric:
+        return PlanMetric(
+            metric=self.metric,
+            included_quantity=self.included_quantity,
+            overage_unit_price=Decimal(self.overage_unit_price),
+            overage_unit_size=self.overage_unit_size,
+            policy=SOFT if self.policy is None else self.policy.policy(),
+        )
+
+
+class PlanIn(StrictBody):
+    slug: Slug = Field(examples=["team"])
+    name: Annotated[Text, Field(min_length=1, max_length=128)] = Field(examples=["Team"])
+    description: Annotated[Text, Field(max_length=2000)] = ""
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
+    monthly_price: PriceText
+    metrics: list[PlanTermsIn] = Field(
+        default_factory=list,
+        max_length=MAX_PLAN_METRICS,
+        description="What the plan includes of each metric, once each; a metric left out is "
+        "unlimited and free.",
+    )
+
+    def plan(self) -> Plan:
+        terms = [t.terms() for t in self.metrics]
+        named = {t.metric: t for t in terms}
+        if len(named) < len(terms):
+            raise InvalidInput("each metric is named once", field="metrics")
+        return Plan(
+            slug=self.slug,
+            name=self.name,
+            description=self.description,
+            currency=self.currency,
+            monthly_price=Decimal(self.monthly_price),
+            metrics=named,
+        )
 
 
 class PlanTermsOut(BaseModel):

@@ -1,0 +1,120 @@
+"""What a plan an operator defines may hold (plans.rules.validate_plan)."""
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing_kernel.errors import InvalidInput
+from billing_kernel.plans.rules import (
+    MAX_PLAN_METRICS,
+    MAX_PRICE,
+    MAX_UNIT_PRICE,
+    MAX_UNIT_SIZE,
+    Enforcement,
+    Plan,
+    PlanMetric,
+    Policy,
+    validate_plan,
+)
+
+CATALOGUE = {"tokens", "seats"} | {f"m{n}" for n in range(MAX_PLAN_METRICS + 1)}
+
+
+def plan(**changes: object) -> Plan:
+    made = Plan(
+        "team",
+        "Team",
+        "EUR",
+        Decimal("79.50"),
+        metrics={"tokens": PlanMetric("tokens", 1000, Decimal("0.015"), 1000)},
+    )
+    return replace(made, **changes)  # type: ignore[arg-type]
+
+
+def terms(**changes: object) -> dict[str, PlanMetric]:
+    return {"tokens": replace(PlanMetric("tokens", 1000), **changes)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "valid",
+    [
+        plan(),
+        plan(monthly_price=Decimal("0")),
+        plan(monthly_price=MAX_PRICE),
+        plan(monthly_price=Decimal("1.5")),
+        plan(metrics={}),
+        plan(metrics=terms(included_quantity=None)),
+        plan(metrics=terms(included_quantity=0)),
+        plan(metrics=terms(overage_unit_price=MAX_UNIT_PRICE)),
+        plan(metrics=terms(overage_unit_price=Decimal("0.000001"))),
+        plan(metrics=terms(overage_unit_size=1)),
+        plan(metrics=terms(overage_unit_size=MAX_UNIT_SIZE)),
+        plan(metrics={f"m{n}": PlanMetric(f"m{n}", 1) for n in range(MAX_PLAN_METRICS)}),
+        plan(metrics=terms(policy=Policy(Enforcement.HARD, 1000))),
+    ],
+)
+def test_plans_within_every_bound_are_taken(valid: Plan) -> None:
+    assert validate_plan(valid, CATALOGUE) is valid
+
+
+@pytest.mark.parametrize(
+    ("invalid", "field", "message"),
+    [
+        (plan(currency="eur"), "currency", "currency must be a three-letter code such as USD"),
+        (plan(currency="EU"), "currency", None),
+        (plan(currency="EURO"), "currency", None),
+        (
+            plan(monthly_price=Decimal("-0.01")),
+            "monthly_price",
+            "monthly_price must be an amount from 0 to 9999999999.99 with at most 2 decimals",
+        ),
+        (plan(monthly_price=MAX_PRICE + Decimal("0.01")), "monthly_price", None),
+        (plan(monthly_price=Decimal("0.001")), "monthly_price", None),
+        (plan(monthly_price=Decimal("Infinity")), "monthly_price", None),
+        (
+            plan(metrics={f"m{n}": PlanMetric(f"m{n}", 1) for n in range(MAX_PLAN_METRICS + 1)}),
+            "metrics",
+            "a plan names at most 50 metrics",
+        ),
+        (plan(metrics={"nope": PlanMetric("nope", 1)}), "metrics", "unknown metric 'nope'"),
+        (plan(metrics={"tokens": PlanMetric("seats", 1)}), "metrics", "unknown metric 'seats'"),
+        (
+            plan(metrics=terms(included_quantity=-1)),
+            "included_quantity",
+            "included_quantity must not be negative",
+        ),
+        (plan(metrics=terms(overage_unit_price=Decimal("-1"))), "overage_unit_price", None),
+        (
+            plan(metrics=terms(overage_unit_price=Decimal("0.0000001"))),
+            "overage_unit_price",
+            None,
+        ),
+        (
+            plan(metrics=terms(overage_unit_price=MAX_UNIT_PRICE + 1)),
+            "overage_unit_price",
+            None,
+        ),
+        (
+            plan(metrics=terms(overage_unit_size=0)),
+            "overage_unit_size",
+            "overage_unit_size must be from 1 to 1,000,000,000,000",
+        ),
+        (plan(metrics=terms(overage_unit_size=MAX_UNIT_SIZE + 1)), "overage_unit_size", None),
+        (plan(metrics=terms(policy=Policy(Enforcement.HARD, 1001))), "grace_percent", None),
+        (
+            plan(metrics=terms(policy=Policy(Enforcement.HARD, 0, timedelta(minutes=30)))),
+            "grace_period_hours",
+            None,
+        ),
+    ],
+)
+def test_anything_else_is_refused_naming_the_field(
+    invalid: Plan, field: str, message: str | None
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        validate_plan(invalid, CATALOGUE)
+    assert refused.value.details == {"field": field}
+    if message is not None:
+        assert refused.value.message == message
