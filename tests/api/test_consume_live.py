@@ -84,7 +84,8 @@ async def test_of_500_concurrent_http_consumers_exactly_as_many_as_are_left_get_
             return bool(decision["allowed"])
 
         allowed = await asyncio.gather(*(consume(n) for n in range(CONSUMERS)))
-        check = (await client.post("/api/v1/billing/org/check", json={"metric": "tokens"})).json()
+        # A check reads only: retried like the rest if the server closed an idle connection.
+        check = (await post(client, "/api/v1/billing/org/check", {"metric": "tokens"})).json()
     assert sum(allowed) == left
     assert (check["used"], check["remaining"], check["reason"]) == (1_000, 0, "limit_reached")
 
@@ -111,7 +112,7 @@ async def test_of_500_concurrent_http_reservations_only_what_is_left_is_held(
             return str(made["id"]) if made["status"] == "held" else None
 
         held = [rid for rid in await asyncio.gather(*map(reserve, range(CONSUMERS))) if rid]
-        during = (await client.post("/api/v1/billing/org/check", json={"metric": "tokens"})).json()
+        during = (await post(client, "/api/v1/billing/org/check", {"metric": "tokens"})).json()
 
         async def settle(n: int, rid: str) -> int:
             if n % 3 == 0:
@@ -122,7 +123,7 @@ async def test_of_500_concurrent_http_reservations_only_what_is_left_is_held(
             return 1
 
         committed = sum(await asyncio.gather(*(settle(n, rid) for n, rid in enumerate(held))))
-        after = (await client.post("/api/v1/billing/org/check", json={"metric": "tokens"})).json()
+        after = (await post(client, "/api/v1/billing/org/check", {"metric": "tokens"})).json()
     assert len(held) == 37
     assert (during["used"], during["held"], during["remaining"]) == (963, 37, 0)
     assert (after["used"], after["held"]) == (963 + committed, 0)
