@@ -371,6 +371,9 @@ def test_the_upgrade_is_the_cheapest_active_plan_that_fits() -> None:
     assert upgrade_for([*PLANS, free], dev, "tokens", 20_000_000) == enterprise
     same_price = replace(growth, slug="growth-plus", metrics={})
     assert upgrade_for([*PLANS, same_price], growth, "tokens", 10**9) == same_price
+    euros = replace(growth, slug="growth-eur", currency="EUR", monthly_price=Decimal("60"))
+    assert upgrade_for([*PLANS, euros], starter, "tokens", 1_000_001) == growth  # not compared
+    assert upgrade_for([euros], euros, "tokens", 10**12) is None
 
 
 def refused(used: int, requested: int, policy: Policy = HARD) -> QuotaDecision:

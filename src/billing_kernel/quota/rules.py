@@ -277,15 +277,17 @@ def decide(
 
 
 def upgrade_for(plans: Sequence[Plan], current: Plan, metric: str, needed: int) -> Plan | None:
-    """The cheapest active plan, other than `current` and costing no less, that includes at
-    least `needed` of `metric` (or all of it); None if no plan does. A cheaper plan is never
-    offered as the way up, even one that happens to include more of this metric."""
+    """The cheapest active plan in the same currency, other than `current` and costing no
+    less, that includes at least `needed` of `metric` (or all of it); None if no plan does.
+    A cheaper plan is never offered as the way up, even one that happens to include more of
+    this metric, and prices in another currency are not compared."""
 
     def fits(plan: Plan) -> bool:
         included = plan.allowance(metric).included_quantity
         return (
             plan.is_active
             and plan.slug != current.slug
+            and plan.currency == current.currency
             and plan.monthly_price >= current.monthly_price
             and (included is None or included >= needed)
         )
