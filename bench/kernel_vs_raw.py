@@ -531,9 +531,16 @@ class Bench:
                 state = await conn.fetchrow(
                     "SELECT * FROM org_billing_state WHERE org_id = $1", org
                 )
-                await conn.fetchrow("SELECT * FROM plans WHERE slug = $1", state["plan_slug"])
+                await conn.fetchrow(
+                    "SELECT * FROM plans JOIN plan_versions v ON v.plan_slug = plans.slug "
+                    "WHERE slug = $1 AND v.version = $2",
+                    state["plan_slug"],
+                    state["plan_version"],
+                )
                 await conn.fetch(
-                    "SELECT * FROM plan_metrics WHERE plan_slug = $1", state["plan_slug"]
+                    "SELECT * FROM plan_metrics WHERE plan_slug = $1 AND version = $2",
+                    state["plan_slug"],
+                    state["plan_version"],
                 )
                 await conn.fetch("SELECT * FROM metrics ORDER BY position")
                 await conn.fetch(

@@ -146,7 +146,7 @@ async def save_plan(database: Database, now: datetime, *, active: bool = True) -
         metrics={"tokens": PlanMetric("tokens", 500, Decimal("0.5"), 1000)},
     )
     async with database.transaction() as conn:
-        await PlanRepository(UnitOfWork(conn)).save_plan(plan, now)
+        await PlanRepository(UnitOfWork(conn)).create_plan(plan, now)
     return plan
 
 

@@ -291,7 +291,7 @@ def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) 
     assert run(url, "webhooks", "list").stdout == ""
 
 
-def test_a_plan_is_created_from_json_and_withdrawn(tmp_path: Path) -> None:
+def test_a_plan_is_created_from_json_updated_and_withdrawn(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'plans.db'}"
     run(url, "migrate")
     body = {
@@ -304,8 +304,18 @@ def test_a_plan_is_created_from_json_and_withdrawn(tmp_path: Path) -> None:
     plan_file = tmp_path / "team.json"
     plan_file.write_text(json.dumps(body))
     created = run(url, "plans", "create", str(plan_file))
-    assert created.stdout.strip() == "team: Team, EUR 79.50/month, 1 metric(s)", created.stderr
+    assert created.stdout.strip() == "team v1: Team, EUR 79.50/month, 1 metric(s)", created.stderr
     assert "team" in run(url, "plans", "list").stdout
+    run(url, "orgs", "create", "acme", "--plan", "team")
+    plan_file.write_text(json.dumps({**body, "monthly_price": "89.00"}))
+    updated = run(url, "plans", "update", str(plan_file))
+    assert updated.stdout.splitlines() == [
+        "team v2: Team, EUR 89.00/month, 1 metric(s)",
+        "new version 2 for new subscribers; the orgs on version 1 or earlier keep theirs until "
+        "they change plan",
+    ], updated.stderr
+    assert "EUR 79.50/month" in run(url, "summary", "acme").stdout
+    plan_file.write_text(json.dumps(body))
     again = run(url, "plans", "create", str(plan_file))
     assert (again.returncode, again.stderr.strip()) == (
         1,

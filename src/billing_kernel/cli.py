@@ -24,7 +24,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
-from billing_kernel.plans.rules import Enforcement, Policy
+from billing_kernel.plans.rules import Enforcement, Plan, Policy
 from billing_kernel.plans.schemas import PlanIn
 from billing_kernel.summary.rules import OrgBillingSummary
 
@@ -82,7 +82,10 @@ def plans_list() -> None:
     """List the active plans with what each includes."""
     plans = with_kernel(lambda kernel: kernel.plans.list_active())
     for plan in plans:
-        typer.echo(f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month")
+        typer.echo(
+            f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month"
+            f"  v{plan.version}"
+        )
         for term in plan.metrics.values():
             included = (
                 "unlimited" if term.included_quantity is None else (f"{term.included_quantity:,}")
@@ -116,26 +119,49 @@ def plans_set_policy(
     typer.echo(f"{updated.slug} {metric}: {included} included, {term.policy.describe()} limit")
 
 
-@plans_app.command("create")
-def plans_create(
-    file: Annotated[
-        typer.FileText,
-        typer.Argument(help="The plan as JSON, as `POST /api/v1/billing/plans` takes it."),
-    ],
-) -> None:
-    """Offer a new plan: its price and, per metric, what it includes and charges beyond."""
+PlanFile = Annotated[
+    typer.FileText,
+    typer.Argument(help="The plan as JSON, as `POST /api/v1/billing/plans` takes it."),
+]
+
+
+def _plan_from(file: typer.FileText) -> Plan:
     try:
-        plan = PlanIn.model_validate_json(file.read()).plan()
+        return PlanIn.model_validate_json(file.read()).plan()
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"{'.'.join(str(p) for p in first['loc']) or 'plan'}: {first['msg']}")
     except BillingError as exc:
         fail(exc.message)
-    created = with_kernel(lambda kernel: kernel.plans.create(plan))
-    typer.echo(
-        f"{created.slug}: {created.name}, {created.currency} {money_text(created.monthly_price)}"
-        f"/month, {len(created.metrics)} metric(s)"
+
+
+def _plan_line(plan: Plan) -> str:
+    return (
+        f"{plan.slug} v{plan.version}: {plan.name}, {plan.currency} "
+        f"{money_text(plan.monthly_price)}/month, {len(plan.metrics)} metric(s)"
     )
+
+
+@plans_app.command("create")
+def plans_create(file: PlanFile) -> None:
+    """Offer a new plan: its price and, per metric, what it includes and charges beyond."""
+    plan = _plan_from(file)
+    typer.echo(_plan_line(with_kernel(lambda kernel: kernel.plans.create(plan))))
+
+
+@plans_app.command("update")
+def plans_update(file: PlanFile) -> None:
+    """Change the plan the file names to read as the file does. A new price or new terms
+    make a new version, for new subscribers; the orgs on the plan keep theirs."""
+    plan = _plan_from(file)
+    before = with_kernel(lambda kernel: kernel.plans.get(plan.slug))
+    after = with_kernel(lambda kernel: kernel.plans.update(plan))
+    typer.echo(_plan_line(after))
+    if after.version != before.version:
+        typer.echo(
+            f"new version {after.version} for new subscribers; the orgs on version "
+            f"{before.version} or earlier keep theirs until they change plan"
+        )
 
 
 @plans_app.command("deactivate")

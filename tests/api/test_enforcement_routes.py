@@ -252,3 +252,45 @@ async def test_plan_creation_refusals_name_what_is_wrong_and_write_nothing(api: 
     )
     assert missing.status_code == 404
     assert await row_counts(api.database) == before
+
+
+async def test_a_plan_update_makes_a_version_and_the_orgs_on_it_keep_theirs(api: Api) -> None:
+    admin = await api.key(Scope.BILLING_ADMIN)
+    slug = new_id("team")
+    url = f"/api/v1/billing/plans/{slug}"
+    await api.client.post("/api/v1/billing/plans", json={"slug": slug, **TEAM}, headers=admin)
+    try:
+        early = new_id()
+        await api.client.put(f"/api/v1/orgs/{early}", json={"plan_slug": slug}, headers=admin)
+        pricier = {**TEAM, "monthly_price": "89.00"}
+        one_org = await api.key(Scope.BILLING_ADMIN, org_id=early)
+        assert (await api.client.put(url, json=pricier, headers=one_org)).status_code == 403
+        updated = await api.client.put(url, json=pricier, headers=admin)
+        assert updated.status_code == 200, updated.text
+        assert (updated.json()["version"], updated.json()["monthly_price"]) == (2, "89.00")
+        org = (await api.client.get(f"/api/v1/orgs/{early}", headers=admin)).json()
+        assert (org["plan_slug"], org["plan_version"]) == (slug, 1)
+        first = (await api.client.get(url, params={"version": 1}, headers=admin)).json()
+        assert (first["version"], first["monthly_price"]) == (1, "79.50")
+        versions = (await api.client.get(f"{url}/versions", headers=admin)).json()["plans"]
+        assert [(p["version"], p["monthly_price"]) for p in versions] == [
+            (1, "79.50"),
+            (2, "89.00"),
+        ]
+        before = await row_counts(api.database)
+        for bad, status, field in (
+            ({**pricier, "currency": "USD"}, 422, "currency"),
+            ({**pricier, "monthly_price": "1.001"}, 422, "monthly_price"),
+            ({**pricier, "slug": slug}, 422, "slug"),
+        ):
+            answer = await api.client.put(url, json=bad, headers=admin)
+            assert answer.status_code == status, answer.text
+            assert field in answer.text
+        unknown = await api.client.put(
+            f"/api/v1/billing/plans/{new_id('plan')}", json=pricier, headers=admin
+        )
+        assert unknown.status_code == 404
+        assert (await api.client.get(url, params={"version": 3}, headers=admin)).status_code == 404
+        assert await row_counts(api.database) == before
+    finally:
+        await api.client.post(f"{url}/deactivate", headers=admin)

@@ -46,6 +46,7 @@ PLAN = Plan(
         "seats": PlanMetric("seats", 3, Decimal("15.00"), 1),
     },
 )
+GROWTH = replace(PLAN, slug="growth", name="Growth", monthly_price=Decimal("199.00"))
 
 
 def test_a_metric_a_plan_does_not_name_is_unlimited_and_free() -> None:
@@ -250,7 +251,7 @@ def test_the_dashboard_has_each_day_so_far_and_each_past_month_with_zeros_filled
         oldest=march,
         per_day={(date(2026, 5, 2), "tokens"): 10, (date(2026, 5, 15), "tokens"): 20},
         past={(date(2026, 3, 1), "tokens"): 7, (date(2026, 4, 1), "seats"): 4},
-        plans=[PLAN],
+        plans=[replace(PLAN, version=2, monthly_price=Decimal("59.00")), GROWTH],
         decisions={"tokens": TOKENS_DECISION},
     )
     assert dashboard.decisions == {"tokens": TOKENS_DECISION}
@@ -266,7 +267,7 @@ def test_the_dashboard_has_each_day_so_far_and_each_past_month_with_zeros_filled
         (march, {"tokens": 7, "playbook_runs": 0, "seats": 0}),
         (march.next(), {"tokens": 0, "playbook_runs": 0, "seats": 4}),
     )
-    assert dashboard.plans == (PLAN,)
+    assert dashboard.plans == (PLAN, GROWTH)  # the org's own plan at the org's version
     assert dashboard.summary is summary
 
 

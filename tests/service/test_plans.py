@@ -1,5 +1,6 @@
 import logging
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -199,3 +200,84 @@ async def test_a_slug_is_taken_once_and_a_withdrawn_plan_is_not_offered(kernel: 
         await kernel.plans.deactivate("internal-dev")
     with pytest.raises(PlanNotFound):
         await kernel.plans.deactivate(new_id("plan"))
+
+
+async def test_new_terms_make_a_new_version_and_each_org_keeps_the_one_it_subscribed_to(
+    kernel: Kernel,
+) -> None:
+    made = await kernel.plans.create(team_plan(currency="USD"))
+    try:
+        early = new_id()
+        await kernel.orgs.create(early, plan_slug=made.slug)
+        raised = replace(
+            made,
+            monthly_price=Decimal("99.00"),
+            metrics={
+                **made.metrics,
+                "playbook_runs": replace(made.metrics["playbook_runs"], included_quantity=1000),
+            },
+        )
+        v2 = await kernel.plans.update(raised)
+        assert (v2.version, v2.monthly_price) == (2, Decimal("99.00"))
+        assert await kernel.plans.update(raised) == v2  # the same terms again: nothing new
+        late = new_id()
+        await kernel.orgs.create(late, plan_slug=made.slug)
+        assert (await kernel.orgs.billing_state(early)).plan_version == 1
+        assert (await kernel.orgs.billing_state(late)).plan_version == 2
+        assert [p.version for p in await kernel.plans.versions(made.slug)] == [1, 2]
+        assert (await kernel.plans.get(made.slug, version=1)).monthly_price == Decimal("79.50")
+        with pytest.raises(PlanNotFound):
+            await kernel.plans.get(made.slug, version=3)
+
+        # Every reader of limits reads the org's version: the terms, the quota decision
+        # (500 included, 10 % grace: 550 at most), the alert thresholds and the summary.
+        assert (await kernel.quota.terms(early))["playbook_runs"].limit == 500
+        assert (await kernel.quota.terms(late))["playbook_runs"].limit == 1000
+        for org_id, allowed in ((early, False), (late, True)):
+            consumed = await kernel.quota.consume(
+                org_id, "playbook_runs", 560, idempotency_key=new_id("run")
+            )
+            assert consumed.decision.allowed is allowed
+        await kernel.usage.record(late, "playbook_runs", 0, idempotency_key=new_id("e"))
+        await kernel.usage.record(early, "playbook_runs", 420, idempotency_key=new_id("e"))
+        crossed = [e for _, e in await kernel.alerts.events(org_id=early, limit=10)]
+        assert [(e.data["limit"], e.data["used"]) for e in crossed] == [(500, 420)]
+        assert not await kernel.alerts.events(org_id=late, limit=10)  # 560 of 1,000
+        summary = await kernel.summary.summary(early)
+        assert (summary.plan.version, summary.plan.monthly_price) == (1, Decimal("79.50"))
+
+        # Moving to the same plan moves an org to its current version.
+        assert (await kernel.orgs.set_plan(early, made.slug)).plan_version == 2
+        assert (await kernel.quota.terms(early))["playbook_runs"].limit == 1000
+    finally:
+        await kernel.plans.deactivate(made.slug)
+
+
+async def test_names_and_policies_change_in_place_for_every_version(kernel: Kernel) -> None:
+    made = await kernel.plans.create(team_plan())
+    try:
+        v2 = await kernel.plans.update(replace(made, monthly_price=Decimal("80.00")))
+        hard = Policy(Enforcement.HARD, 0, timedelta(hours=24))
+        renamed = await kernel.plans.update(
+            replace(
+                v2,
+                name="Team (2026)",
+                description="",
+                metrics={**v2.metrics, "tokens": replace(v2.metrics["tokens"], policy=hard)},
+            )
+        )
+        assert (renamed.version, renamed.name, renamed.description) == (2, "Team (2026)", "")
+        for plan in await kernel.plans.versions(made.slug):
+            assert plan.name == "Team (2026)"
+            assert plan.metrics["tokens"].policy == hard
+        with pytest.raises(InvalidInput) as refused:
+            await kernel.plans.update(replace(renamed, currency="USD"))
+        assert refused.value.details["field"] == "currency"
+        with pytest.raises(InvalidInput) as refused:
+            await kernel.plans.update(replace(renamed, monthly_price=Decimal("-1")))
+        assert refused.value.details["field"] == "monthly_price"
+        assert (await kernel.plans.get(made.slug)) == renamed  # nothing written
+        with pytest.raises(PlanNotFound):
+            await kernel.plans.update(replace(made, slug=new_id("nope")))
+    finally:
+        await kernel.plans.deactivate(made.slug)

@@ -39,16 +39,25 @@ def included_quantity_of(org_id: ColumnElement[Any], metric: ColumnElement[Any])
 
     Each lookup is a scalar subquery by primary key, with `org_id` and `metric` only in
     WHERE clauses: they may be the values of the row an upsert proposes."""
-    state, term, override = org_billing_state.c, plan_metrics.c, org_limit_overrides.c
+    override = org_limit_overrides.c
     own = (override.org_id == org_id) & (override.metric == metric)
     return case(
         (_lookup(override.included_set, own), _lookup(override.included_quantity, own)),
-        else_=_lookup(
-            term.included_quantity,
-            state.org_id == org_id,
-            term.plan_slug == state.plan_slug,
-            term.metric == metric,
-        ),
+        else_=_plan_term(plan_metrics.c.included_quantity, org_id, metric),
+    )
+
+
+def _plan_term(
+    column: ColumnElement[Any], org_id: ColumnElement[Any], metric: ColumnElement[Any]
+) -> Any:
+    """`column` of the org's plan's terms for the metric, at the version the org is on."""
+    state, term = org_billing_state.c, plan_metrics.c
+    return _lookup(
+        column,
+        state.org_id == org_id,
+        term.plan_slug == state.plan_slug,
+        term.version == state.plan_version,
+        term.metric == metric,
     )
 
 
@@ -62,18 +71,11 @@ def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any
     """The org's alert thresholds for the metric, as stored ("80%,100%"): its own, else its
     plan's, else DEFAULT_THRESHOLDS where its plan has terms for the metric, else none
     ("")."""
-    state, plan, term = org_billing_state.c, plan_alert_thresholds.c, plan_metrics.c
+    state, plan = org_billing_state.c, plan_alert_thresholds.c
     plan_slug = _lookup(state.plan_slug, state.org_id == org_id)
+    limits_it = _plan_term(plan_metrics.c.metric, org_id, metric).is_not(None)
     return func.coalesce(
         own_thresholds_of(org_id, metric),
         _lookup(plan.thresholds, plan.plan_slug == plan_slug, plan.metric == metric),
-        case(
-            (
-                _lookup(term.metric, term.plan_slug == plan_slug, term.metric == metric).is_not(
-                    None
-                ),
-                DEFAULT_THRESHOLDS,
-            ),
-            else_="",
-        ),
+        case((limits_it, DEFAULT_THRESHOLDS), else_=""),
     )

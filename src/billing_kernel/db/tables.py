@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -54,16 +55,30 @@ plans = Table(
     Column("name", String(128), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("currency", String(3), nullable=False),
-    Column("monthly_price", Money(12, 2), nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The version new subscribers get (see plan_versions).
+    Column("version", Integer, nullable=False, server_default="1"),
+)
+
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    # A plan's price and terms (plan_metrics) as they were from `created_at`: changing them
+    # makes a new version; an org keeps the version it subscribed to until it changes plan.
+    Column("plan_slug", String(64), ForeignKey("plans.slug", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("monthly_price", Money(12, 2), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("version > 0", name="version"),
 )
 
 plan_metrics = Table(
     "plan_metrics",
     metadata,
-    Column("plan_slug", String(64), ForeignKey("plans.slug", ondelete="CASCADE"), primary_key=True),
+    Column("plan_slug", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, server_default="1"),
     Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
     # NULL: unlimited. 0: nothing included.
     Column("included_quantity", BigInteger, nullable=True),
@@ -78,6 +93,11 @@ plan_metrics = Table(
     CheckConstraint("enforcement IN ('soft', 'hard')", name="enforcement"),
     CheckConstraint("grace_percent >= 0", name="grace_percent"),
     CheckConstraint("grace_period_seconds > 0", name="grace_period"),
+    ForeignKeyConstraint(
+        ["plan_slug", "version"],
+        ["plan_versions.plan_slug", "plan_versions.version"],
+        ondelete="CASCADE",
+    ),
 )
 
 orgs = Table(
@@ -116,12 +136,16 @@ org_billing_state = Table(
     metadata,
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("plan_slug", String(64), ForeignKey("plans.slug"), nullable=False),
+    Column("plan_version", Integer, nullable=False, server_default="1"),  # kept until a change
     Column("status", String(16), nullable=False),
     Column("trial_ends_at", UTCDateTime, nullable=True),
     Column("status_since", UTCDateTime, nullable=False),  # when `status` last changed
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("status IN ('trial', 'active', 'past_due', 'canceled')", name="status"),
+    ForeignKeyConstraint(
+        ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
+    ),
 )
 
 org_limit_overrides = Table(

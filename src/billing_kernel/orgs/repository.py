@@ -19,6 +19,7 @@ _ORGS = select(
     orgs.c.created_at.label("org_created_at"),
     orgs.c.created_via,
     org_billing_state.c.plan_slug,
+    org_billing_state.c.plan_version,
     org_billing_state.c.status,
     org_billing_state.c.trial_ends_at,
     org_billing_state.c.created_at,
@@ -31,6 +32,7 @@ def _state(row: Any) -> OrgBillingState:
     return OrgBillingState(
         org_id=row.org_id,
         plan_slug=row.plan_slug,
+        plan_version=row.plan_version,
         status=BillingStatus(row.status),
         trial_ends_at=row.trial_ends_at,
         created_at=row.created_at,
@@ -145,6 +147,7 @@ class OrgRepository:
             {
                 "org_id": s.org_id,
                 "plan_slug": s.plan_slug,
+                "plan_version": s.plan_version,
                 "status": s.status.value,
                 "trial_ends_at": s.trial_ends_at,
                 "created_at": s.created_at,
@@ -161,11 +164,11 @@ class OrgRepository:
                 rows,
             )
 
-    async def set_plan(self, org_id: str, plan_slug: str, now: datetime) -> None:
+    async def set_plan(self, org_id: str, plan_slug: str, version: int, now: datetime) -> None:
         await self._conn.execute(
             update(org_billing_state)
             .where(org_billing_state.c.org_id == org_id)
-            .values(plan_slug=plan_slug, updated_at=now)
+            .values(plan_slug=plan_slug, plan_version=version, updated_at=now)
         )
 
     async def set_status(self, org_id: str, status: BillingStatus, now: datetime) -> None:

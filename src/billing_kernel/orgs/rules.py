@@ -60,6 +60,8 @@ class OrgBillingState:
     updated_at: datetime
     status_since: datetime
     """When the org entered its current status."""
+    plan_version: int = 1
+    """The version of the plan the org subscribed to: it keeps it until it changes plan."""
 
     def trial_days_left(self, now: datetime) -> int | None:
         """Days until the trial ends (0 once it has), or None when the org is not in trial."""
@@ -68,12 +70,16 @@ class OrgBillingState:
         return days_until(self.trial_ends_at, now)
 
 
-def new_trial_state(org_id: str, plan_slug: str, now: datetime, trial_days: int) -> OrgBillingState:
-    """The state a new org is seeded with: the default plan, in trial for `trial_days`."""
+def new_trial_state(
+    org_id: str, plan_slug: str, now: datetime, trial_days: int, plan_version: int = 1
+) -> OrgBillingState:
+    """The state a new org is seeded with: the default plan (at its current version), in
+    trial for `trial_days`."""
     now = ensure_utc(now)
     return OrgBillingState(
         org_id=org_id,
         plan_slug=plan_slug,
+        plan_version=plan_version,
         status=BillingStatus.TRIAL,
         trial_ends_at=now + timedelta(days=trial_days),
         created_at=now,

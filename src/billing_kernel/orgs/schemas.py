@@ -43,6 +43,9 @@ class OrgOut(BaseModel):
     org_id: str
     name: str | None
     plan_slug: str
+    plan_version: int = Field(
+        description="The version of the plan the org is on: it keeps it until it changes plan."
+    )
     status: BillingStatus
     status_since: datetime = Field(description="When the org entered its current status.")
     trial_ends_at: datetime | None
@@ -59,6 +62,7 @@ class OrgOut(BaseModel):
             org_id=org.org_id,
             name=org.name,
             plan_slug=org.state.plan_slug,
+            plan_version=org.state.plan_version,
             status=org.state.status,
             status_since=org.state.status_since,
             trial_ends_at=org.state.trial_ends_at,

@@ -68,7 +68,7 @@ class OrgService:
         billing status when `status` is (see `set_status`)."""
         async with self._tx.begin(uow) as unit:
             state, plan = await self._save(unit, org_id, name, plan_slug, OrgOrigin.API)
-            if plan_slug and state.plan_slug != plan.slug:
+            if plan_slug and (state.plan_slug, state.plan_version) != (plan.slug, plan.version):
                 state = await self._move(unit, org_id, plan)
             if status is not None and state.status is not status:
                 state = await self.set_status(org_id, status, unit)
@@ -92,7 +92,7 @@ class OrgService:
         orgs = OrgRepository(unit)
         await orgs.save_org(org_id, validate_text(name, "name", MAX_NAME_LENGTH), now, created_via)
         await orgs.seed_billing_states(
-            [new_trial_state(org_id, plan.slug, now, self._settings.trial_days)]
+            [new_trial_state(org_id, plan.slug, now, self._settings.trial_days, plan.version)]
         )
         return await self._require_state(unit, org_id), plan
 
@@ -133,14 +133,20 @@ class OrgService:
             await self.require(org_id, unit)
             plan = await self._plans.default(unit)
             await orgs.seed_billing_states(
-                [new_trial_state(org_id, plan.slug, self._clock(), self._settings.trial_days)]
+                [
+                    new_trial_state(
+                        org_id, plan.slug, self._clock(), self._settings.trial_days, plan.version
+                    )
+                ]
             )
             return await self._require_state(unit, org_id)
 
     async def set_plan(
         self, org_id: str, plan_slug: str, uow: UnitOfWork | None = None
     ) -> OrgBillingState:
-        """Move the org to an active plan; an unknown or inactive plan is refused."""
+        """Move the org to an active plan, at its current version (the same plan again moves
+        an org on an older version to the current one); an unknown or inactive plan is
+        refused."""
         async with self._tx.begin(uow) as unit:
             plan = await self._plans.get_active(plan_slug, unit)
             await self.billing_state(org_id, unit)
@@ -149,7 +155,7 @@ class OrgService:
     async def _move(self, unit: UnitOfWork, org_id: str, plan: Plan) -> OrgBillingState:
         """The org on `plan`, its alerts reevaluated under the plan's limits in the same
         transaction (an upgrade resolves the thresholds usage is now under)."""
-        await OrgRepository(unit).set_plan(org_id, plan.slug, self._clock())
+        await OrgRepository(unit).set_plan(org_id, plan.slug, plan.version, self._clock())
         await self._alerts.reevaluate(org_id, unit)
         return await self._require_state(unit, org_id)
 
@@ -187,7 +193,8 @@ class OrgService:
         plan = await self._plans.default(uow)
         created = await orgs.ensure_orgs(missing, now, OrgOrigin.USAGE_EVENT)
         await orgs.seed_billing_states(
-            new_trial_state(org_id, plan.slug, now, self._settings.trial_days) for org_id in missing
+            new_trial_state(org_id, plan.slug, now, self._settings.trial_days, plan.version)
+            for org_id in missing
         )
         return Admission(created=frozenset(created), unknown=frozenset())
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, select, tuple_, update
 
-from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import metrics, plan_metrics, plans
+from billing_kernel.db.tables import metrics, plan_metrics, plan_versions, plans
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
+
+_PLANS = select(
+    plans.c.slug,
+    plans.c.name,
+    plans.c.description,
+    plans.c.currency,
+    plans.c.is_active,
+    plan_versions.c.version,
+    plan_versions.c.monthly_price,
+).join(plan_versions, plan_versions.c.plan_slug == plans.c.slug)
 
 
 class PlanRepository:
@@ -18,31 +28,45 @@ class PlanRepository:
         self._conn = uow.connection
 
     async def list_plans(self, *, active_only: bool = True) -> list[Plan]:
-        """Plans, cheapest first (sorted here: SQLite keeps money as text)."""
-        query = select(plans).order_by(plans.c.slug)
+        """Plans at their current version, cheapest first (sorted here: SQLite keeps money as
+        text)."""
+        query = _PLANS.where(plan_versions.c.version == plans.c.version).order_by(plans.c.slug)
         if active_only:
             query = query.where(plans.c.is_active.is_(True))
         found = await self._with_terms(list(await self._conn.execute(query)))
         return sorted(found, key=lambda plan: plan.monthly_price)
 
-    async def get_plan(self, slug: str) -> Plan | None:
-        rows = list(await self._conn.execute(select(plans).where(plans.c.slug == slug)))
-        found = await self._with_terms(rows)
+    async def get_plan(self, slug: str, version: int | None = None) -> Plan | None:
+        """The plan at `version` (None: its current one); None if either does not exist."""
+        query = _PLANS.where(
+            plans.c.slug == slug,
+            plan_versions.c.version == (plans.c.version if version is None else version),
+        )
+        found = await self._with_terms(list(await self._conn.execute(query)))
         return found[0] if found else None
+
+    async def versions(self, slug: str) -> list[tuple[int, datetime]]:
+        """Each version of the plan and when it was made, oldest first."""
+        result = await self._conn.execute(
+            select(plan_versions.c.version, plan_versions.c.created_at)
+            .where(plan_versions.c.plan_slug == slug)
+            .order_by(plan_versions.c.version)
+        )
+        return [(row.version, row.created_at) for row in result]
 
     async def _with_terms(self, rows: list[Row[tuple[object, ...]]]) -> list[Plan]:
         if not rows:
             return []
-        slugs = [r.slug for r in rows]
-        terms: dict[str, dict[str, PlanMetric]] = defaultdict(dict)
+        terms: dict[tuple[str, int], dict[str, PlanMetric]] = defaultdict(dict)
+        term = plan_metrics.c
         result = await self._conn.execute(
             select(plan_metrics)
-            .join(metrics, metrics.c.key == plan_metrics.c.metric)
-            .where(plan_metrics.c.plan_slug.in_(slugs))
+            .join(metrics, metrics.c.key == term.metric)
+            .where(tuple_(term.plan_slug, term.version).in_([(r.slug, r.version) for r in rows]))
             .order_by(metrics.c.position, metrics.c.key)
         )
         for t in result:
-            terms[t.plan_slug][t.metric] = PlanMetric(
+            terms[t.plan_slug, t.version][t.metric] = PlanMetric(
                 metric=t.metric,
                 included_quantity=t.included_quantity,
                 overage_unit_price=t.overage_unit_price,
@@ -63,46 +87,57 @@ class PlanRepository:
                 currency=r.currency,
                 monthly_price=r.monthly_price,
                 is_active=r.is_active,
-                metrics=terms[r.slug],
+                version=r.version,
+                metrics=terms[r.slug, r.version],
             )
             for r in rows
         ]
 
-    async def save_plan(self, plan: Plan, now: datetime) -> None:
-        """Create or replace a plan and all of its per-metric terms."""
-        stmt = upsert(self._conn, plans).values(
-            slug=plan.slug,
-            name=plan.name,
-            description=plan.description,
-            currency=plan.currency,
-            monthly_price=plan.monthly_price,
-            is_active=plan.is_active,
-            created_at=now,
-            updated_at=now,
-        )
+    async def create_plan(self, plan: Plan, now: datetime) -> None:
+        """A new plan, at version 1 with its price and per-metric terms."""
         await self._conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[plans.c.slug],
-                set_={
-                    column: stmt.excluded[column]
-                    for column in (
-                        "name",
-                        "description",
-                        "currency",
-                        "monthly_price",
-                        "is_active",
-                        "updated_at",
-                    )
-                },
+            plans.insert().values(
+                slug=plan.slug,
+                name=plan.name,
+                description=plan.description,
+                currency=plan.currency,
+                is_active=plan.is_active,
+                version=1,
+                created_at=now,
+                updated_at=now,
             )
         )
-        await self._conn.execute(delete(plan_metrics).where(plan_metrics.c.plan_slug == plan.slug))
+        await self._add_version(replace(plan, version=1), now)
+
+    async def update_plan(self, plan: Plan, now: datetime, *, new_version: bool) -> None:
+        """The plan's name and description; with `new_version`, its price and terms as
+        version `plan.version`, the one new subscribers get from now on."""
+        values: dict[str, object] = {
+            "name": plan.name,
+            "description": plan.description,
+            "updated_at": now,
+        }
+        if new_version:
+            await self._add_version(plan, now)
+            values["version"] = plan.version
+        await self._conn.execute(update(plans).where(plans.c.slug == plan.slug).values(values))
+
+    async def _add_version(self, plan: Plan, now: datetime) -> None:
+        await self._conn.execute(
+            plan_versions.insert().values(
+                plan_slug=plan.slug,
+                version=plan.version,
+                monthly_price=plan.monthly_price,
+                created_at=now,
+            )
+        )
         if plan.metrics:
             await self._conn.execute(
                 plan_metrics.insert(),
                 [
                     {
                         "plan_slug": plan.slug,
+                        "version": plan.version,
                         "metric": term.metric,
                         "included_quantity": term.included_quantity,
                         "overage_unit_price": term.overage_unit_price,
@@ -119,8 +154,8 @@ class PlanRepository:
         )
 
     async def set_policy(self, slug: str, metric: str, policy: Policy) -> bool:
-        """Set how the plan enforces its limit of `metric`; False if the plan does not name
-        the metric."""
+        """Set how the plan enforces its limit of `metric`, in every version that names the
+        metric (a policy is the plan's, not a version's); False if none does."""
         result = await self._conn.execute(
             update(plan_metrics)
             .where(plan_metrics.c.plan_slug == slug, plan_metrics.c.metric == metric)

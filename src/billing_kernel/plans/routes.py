@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Query
 
-from billing_kernel.plans.schemas import PlanIn, PlanOut, PlansOut, PolicyIn
+from billing_kernel.plans.schemas import PlanBody, PlanIn, PlanOut, PlansOut, PolicyIn
 from billing_kernel.web.deps import DeploymentAdmin, KernelDep, MetricKey, PrincipalDep
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
@@ -33,9 +33,66 @@ async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) ->
     """A plan with its monthly price, and for each metric it names what it includes, its
     overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
     does not name is unlimited and free. Active at once; it alerts at 80 % and 100 % of each
-    limit unless set otherwise. 409 `plan_exists` for a slug taken (a plan's terms are not
-    changed in place). A `billing:admin` key valid for every org."""
+    limit unless set otherwise. 409 `plan_exists` for a slug taken (`updatePlan` changes a
+    plan). A `billing:admin` key valid for every org."""
     return PlanOut.of(await kernel.plans.create(body.plan()))
+
+
+@router.get(
+    "/plans/{plan_slug}",
+    operation_id="getPlan",
+    summary="Read a plan, at its current or an earlier version",
+    responses=problem_responses(404),
+)
+async def get_plan(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    _caller: PrincipalDep,
+    kernel: KernelDep,
+    version: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="Left out: the current version."),
+    ] = None,
+) -> PlanOut:
+    """The plan, offered or withdrawn, with its terms at `version`: orgs subscribed earlier
+    may be on an earlier version (their `plan_version`)."""
+    return PlanOut.of(await kernel.plans.get(plan_slug, version=version))
+
+
+@router.get(
+    "/plans/{plan_slug}/versions",
+    operation_id="listPlanVersions",
+    summary="Every version of a plan",
+    responses=problem_responses(404),
+)
+async def list_plan_versions(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    _caller: PrincipalDep,
+    kernel: KernelDep,
+) -> PlansOut:
+    """Oldest first; the last is the one new subscribers get."""
+    return PlansOut(plans=[PlanOut.of(plan) for plan in await kernel.plans.versions(plan_slug)])
+
+
+@router.put(
+    "/plans/{plan_slug}",
+    operation_id="updatePlan",
+    summary="Change a plan's price, terms, name or policies",
+    responses=problem_responses(403, 404),
+)
+async def update_plan(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    body: PlanBody,
+    _key: DeploymentAdmin,
+    kernel: KernelDep,
+) -> PlanOut:
+    """The plan whole, as `createPlan` takes it (without the slug). A change of its price, of
+    the metrics it names or of what one includes or charges beyond makes a new `version`:
+    orgs subscribing from now on get it, and every org already on the plan keeps its version
+    until it changes plan (moving an org to the same plan moves it to the current version).
+    Name and description change in place; a policy changes for every org on the plan, as
+    `putPlanPolicy` does. The currency cannot change (422: offer a new plan). Idempotent. A
+    `billing:admin` key valid for every org."""
+    return PlanOut.of(await kernel.plans.update(body.plan_named(plan_slug)))
 
 
 @router.post(

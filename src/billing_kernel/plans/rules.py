@@ -109,10 +109,27 @@ class Plan:
     is_active: bool = True
     description: str = ""
     metrics: Mapping[str, PlanMetric] = field(default_factory=dict)
+    version: int = 1
+    """Which of the plan's versions these are: the price and the terms (not the policies)."""
 
     def allowance(self, metric: str) -> PlanMetric:
         """The plan's terms for `metric`; a metric the plan does not name is unlimited and free."""
         return self.metrics.get(metric) or PlanMetric(metric=metric, included_quantity=None)
+
+
+def prices_differ(old: Plan, new: Plan) -> bool:
+    """Whether `new` charges or includes anything differently from `old`: its price, the
+    metrics it names, or a metric's included quantity, overage price or unit size. Such a
+    change makes a new version of the plan; a change of name, description or enforcement
+    policy does not."""
+
+    def terms(plan: Plan) -> object:
+        return plan.monthly_price, {
+            key: (t.included_quantity, t.overage_unit_price, t.overage_unit_size)
+            for key, t in plan.metrics.items()
+        }
+
+    return terms(old) != terms(new)
 
 
 MAX_PLAN_METRICS = 50

@@ -130,8 +130,9 @@ class PlanTermsIn(StrictBody):
         )
 
 
-class PlanIn(StrictBody):
-    slug: Slug = Field(examples=["team"])
+class PlanBody(StrictBody):
+    """A plan's terms, whole: what `createPlan` offers and `updatePlan` changes to."""
+
     name: Annotated[Text, Field(min_length=1, max_length=128)] = Field(examples=["Team"])
     description: Annotated[Text, Field(max_length=2000)] = ""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
@@ -143,19 +144,26 @@ class PlanIn(StrictBody):
         "unlimited and free.",
     )
 
-    def plan(self) -> Plan:
+    def plan_named(self, slug: str) -> Plan:
         terms = [t.terms() for t in self.metrics]
         named = {t.metric: t for t in terms}
         if len(named) < len(terms):
             raise InvalidInput("each metric is named once", field="metrics")
         return Plan(
-            slug=self.slug,
+            slug=slug,
             name=self.name,
             description=self.description,
             currency=self.currency,
             monthly_price=Decimal(self.monthly_price),
             metrics=named,
         )
+
+
+class PlanIn(PlanBody):
+    slug: Slug = Field(examples=["team"])
+
+    def plan(self) -> Plan:
+        return self.plan_named(self.slug)
 
 
 class PlanTermsOut(BaseModel):
@@ -183,6 +191,10 @@ class PlanOut(BaseModel):
     currency: str
     monthly_price: MoneyText
     is_active: bool
+    version: int = Field(
+        description="The version of the plan's price and terms: a change of them makes a new "
+        "one, for new subscribers; an org keeps its version until it changes plan."
+    )
     metrics: list[PlanTermsOut]
 
     @classmethod
@@ -195,6 +207,7 @@ class PlanOut(BaseModel):
             currency=plan.currency,
             monthly_price=plan.monthly_price,
             is_active=plan.is_active,
+            version=plan.version,
             metrics=terms,
         )
 

@@ -20,7 +20,13 @@ from billing_kernel.errors import (
 )
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.plans.repository import PlanRepository
-from billing_kernel.plans.rules import Plan, Policy, validate_grace, validate_plan
+from billing_kernel.plans.rules import (
+    Plan,
+    Policy,
+    prices_differ,
+    validate_grace,
+    validate_plan,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +59,31 @@ class PlanService:
         async with self._tx.read(uow) as unit:
             return await PlanRepository(unit).list_plans(active_only=True)
 
-    async def get(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
-        """The plan, active or not; PlanNotFound if there is none."""
+    async def get(
+        self, slug: str, uow: UnitOfWork | None = None, *, version: int | None = None
+    ) -> Plan:
+        """The plan, active or not, at `version` (None: the current one, which new
+        subscribers get); PlanNotFound if there is no such plan or version."""
         async with self._tx.read(uow) as unit:
-            plan = await PlanRepository(unit).get_plan(slug)
+            plan = await PlanRepository(unit).get_plan(slug, version)
         if plan is None:
-            raise PlanNotFound(f"no plan with slug {slug!r}", plan_slug=slug)
+            raise PlanNotFound(
+                f"no plan with slug {slug!r}"
+                if version is None
+                else f"plan {slug!r} has no version {version}",
+                plan_slug=slug,
+            )
         return plan
+
+    async def versions(self, slug: str, uow: UnitOfWork | None = None) -> list[Plan]:
+        """Every version of the plan, oldest first; PlanNotFound if there is none."""
+        async with self._tx.read(uow) as unit:
+            current = await self.get(slug, unit)
+            return [
+                await self.get(slug, unit, version=number)
+                for number, _ in await PlanRepository(unit).versions(slug)
+                if number != current.version
+            ] + [current]
 
     async def get_active(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
         """The plan an org may be put on now: PlanNotFound, or PlanInactive for one that is
@@ -88,22 +112,56 @@ class PlanService:
             return await self.get(slug, unit)
 
     async def create(self, plan: Plan, uow: UnitOfWork | None = None) -> Plan:
-        """Offer a new plan (active): its price, and for each metric it names, what it
-        includes, its overage price and its policy; a metric it does not name is unlimited
-        and free. PlanExists when the slug is taken; InvalidInput names what is wrong."""
+        """Offer a new plan (active, version 1): its price, and for each metric it names,
+        what it includes, its overage price and its policy; a metric it does not name is
+        unlimited and free. PlanExists when the slug is taken; InvalidInput names what is
+        wrong."""
+        async with self._tx.begin(uow) as unit:
+            await self._validate(plan, unit)
+            repo = PlanRepository(unit)
+            if await repo.get_plan(plan.slug) is not None:
+                raise PlanExists(f"a plan with slug {plan.slug!r} exists", plan_slug=plan.slug)
+            await repo.create_plan(replace(plan, is_active=True), self._clock())
+            return await self.get(plan.slug, unit)
+
+    async def update(self, plan: Plan, uow: UnitOfWork | None = None) -> Plan:
+        """Change the plan `plan.slug` to read as `plan` (whole, as `create` takes it).
+
+        A change of price, of the metrics it names, or of what one includes or charges
+        beyond (`rules.prices_differ`) makes a new version: new subscribers get it, and
+        every org already on the plan keeps the version it has until it changes plan. Name
+        and description change in place; policies change for every version at once, as
+        `set_policy` does. The currency never changes (InvalidInput: offer a new plan), nor
+        does whether the plan is offered (see `deactivate`). PlanNotFound for an unknown
+        slug. Idempotent: the same plan again changes nothing."""
+        async with self._tx.begin(uow) as unit:
+            current = await self.get(plan.slug, unit)
+            plan = replace(plan, is_active=current.is_active, version=current.version)
+            await self._validate(plan, unit)
+            if plan.currency != current.currency:
+                raise InvalidInput(
+                    f"plan {plan.slug!r} is billed in {current.currency}: a plan's currency "
+                    "does not change (offer a new plan instead)",
+                    field="currency",
+                )
+            repo = PlanRepository(unit)
+            new_version = prices_differ(current, plan)
+            if new_version:
+                plan = replace(plan, version=current.version + 1)
+            if new_version or (plan.name, plan.description) != (current.name, current.description):
+                await repo.update_plan(plan, self._clock(), new_version=new_version)
+            for key, terms in plan.metrics.items():
+                if key not in current.metrics or current.metrics[key].policy != terms.policy:
+                    await repo.set_policy(plan.slug, key, terms.policy)
+            return await self.get(plan.slug, unit)
+
+    async def _validate(self, plan: Plan, unit: UnitOfWork) -> None:
         validate_id(plan.slug, "slug", 64)
         validate_text(plan.name, "name", 128)
         validate_text(plan.description, "description", 2000)
         if not plan.name:
             raise InvalidInput("name must not be empty", field="name")
-        async with self._tx.begin(uow) as unit:
-            catalogue = await self._metrics.by_key(unit)
-            validate_plan(replace(plan, is_active=True), catalogue)
-            repo = PlanRepository(unit)
-            if await repo.get_plan(plan.slug) is not None:
-                raise PlanExists(f"a plan with slug {plan.slug!r} exists", plan_slug=plan.slug)
-            await repo.save_plan(replace(plan, is_active=True), self._clock())
-            return await self.get(plan.slug, unit)
+        validate_plan(plan, await self._metrics.by_key(unit))
 
     async def deactivate(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
         """Stop offering the plan: no org may move to it; the orgs on it stay, with its

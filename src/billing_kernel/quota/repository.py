@@ -49,6 +49,7 @@ class QuotaInputs:
     members: int
     org_name: str | None
     plan_slug: str
+    plan_version: int
     plan_name: str
     status: BillingStatus
     status_since: datetime
@@ -100,6 +101,7 @@ def _quota_inputs_query() -> Select[Any]:
             members.label("members"),
             orgs.c.name.label("org_name"),
             state.c.plan_slug,
+            state.c.plan_version,
             plans.c.name.label("plan_name"),
             state.c.status,
             state.c.status_since,
@@ -110,7 +112,9 @@ def _quota_inputs_query() -> Select[Any]:
         .join(plans, plans.c.slug == state.c.plan_slug)
         .outerjoin(
             plan_metrics,
-            (plan_metrics.c.plan_slug == state.c.plan_slug) & (plan_metrics.c.metric == metric),
+            (plan_metrics.c.plan_slug == state.c.plan_slug)
+            & (plan_metrics.c.version == state.c.plan_version)
+            & (plan_metrics.c.metric == metric),
         )
         .outerjoin(
             org_limit_overrides,
@@ -198,6 +202,7 @@ class QuotaRepository:
             members=found.members,
             org_name=found.org_name,
             plan_slug=found.plan_slug,
+            plan_version=found.plan_version,
             plan_name=found.plan_name,
             status=BillingStatus(found.status),
             status_since=found.status_since,

@@ -336,7 +336,7 @@ class QuotaService:
         upgrade = None
         if decision.reason is Reason.LIMIT_REACHED:
             async with self._tx.read(uow) as unit:
-                current = await self._plans.get(inputs.plan_slug, unit)
+                current = await self._plans.get(inputs.plan_slug, unit, version=inputs.plan_version)
                 offered = await self._plans.list_active(unit)
             needed = decision.used + decision.held + decision.requested
             upgrade = upgrade_for(offered, current, metric.key, needed)
@@ -387,7 +387,7 @@ class QuotaService:
         """The org's terms for every metric in the catalogue: its plan's, after its overrides."""
         async with self._tx.begin(uow) as unit:
             state = await self._orgs.billing_state(org_id, unit)
-            plan = await self._plans.get(state.plan_slug, unit)
+            plan = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
             overrides = await QuotaRepository(unit).get_limit_overrides(org_id)
             return {
                 metric.key: effective_terms(plan, metric.key, overrides)

@@ -286,7 +286,8 @@ def build_dashboard(
     """The billing page's data: `summary`, each recordable metric's usage per day so far
     (`per_day` by day and metric), and each month's totals from the org's first month (see
     `first_month`; at the earliest `oldest`) up to the summary's period (`past` by period
-    start and metric; a month with no counter shows 0), with each metric's `decisions`."""
+    start and metric; a month with no counter shows 0), with each metric's `decisions`. The
+    org's own plan is shown at the version it is on, which may not be the one offered."""
     period = summary.period
     days = days_so_far(period, summary.generated_at)
     recordable = [line.metric.key for line in summary.usage if line.peak is None]
@@ -307,6 +308,6 @@ def build_dashboard(
         summary=summary,
         daily={key: tuple((day, per_day.get((day, key), 0)) for day in days) for key in recordable},
         history=tuple(history),
-        plans=tuple(plans),
+        plans=tuple(summary.plan if plan.slug == summary.plan.slug else plan for plan in plans),
         decisions=dict(decisions),
     )

@@ -94,7 +94,7 @@ class SummaryService:
                 )
                 counters = {key: value for (_, key), value in peaks.items()}
             return build_summary(
-                plan=await self._plans.get(state.plan_slug, unit),
+                plan=await self._plans.get(state.plan_slug, unit, version=state.plan_version),
                 state=state,
                 period=period,
                 catalogue=catalogue,
