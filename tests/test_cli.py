@@ -327,3 +327,23 @@ def test_a_plan_is_created_from_json_updated_and_withdrawn(tmp_path: Path) -> No
     assert bad.stderr.startswith("error: monthly_price: String should match pattern")
     assert run(url, "plans", "deactivate", "team").stdout.strip() == "team: no longer offered"
     assert "team" not in run(url, "plans", "list").stdout
+
+
+def test_the_upcoming_invoice_shows_each_line_with_its_formula(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'invoices.db'}"
+    run(url, "migrate")
+    run(url, "orgs", "create", "acme", "--plan", "starter")
+    trial = run(url, "invoices", "upcoming", "acme")
+    assert "nothing to bill so far" in trial.stdout, trial.stderr
+    run(url, "orgs", "set-status", "acme", "active")
+    run(url, "usage", "record", "acme", "tokens", "1200000", "--key", "call-1")
+    shown = run(url, "invoices", "upcoming", "acme").stdout.splitlines()
+    assert shown[0].startswith("invoice    acme, ")
+    assert shown[0].endswith("(draft: as it stands now)")
+    assert shown[1] == "currency   USD"
+    tokens = shown.index(next(line for line in shown if "LLM tokens" in line))
+    assert shown[tokens].split()[-1] == "4.00"
+    assert shown[tokens + 1].strip() == "(1,200,000 - 1,000,000) x 0.02 / 1,000 = 4 → 4.00"
+    assert shown[-1].split()[:2] == ["total", "USD"]
+    unknown = run(url, "invoices", "upcoming", "nobody")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no org 'nobody'")

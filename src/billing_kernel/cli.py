@@ -20,6 +20,7 @@ from billing_kernel.config import get_settings
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
+from billing_kernel.invoices.commands import invoices_app
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.commands import webhooks_app, worker
@@ -38,6 +39,7 @@ usage_app = typer.Typer(help="Usage.", no_args_is_help=True)
 keys_app = typer.Typer(help="Service API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(invoices_app, name="invoices")
 app.command()(worker)
 app.add_typer(plans_app, name="plans")
 app.add_typer(orgs_app, name="orgs")

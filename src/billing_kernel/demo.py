@@ -1,13 +1,14 @@
-"""The demo org `make run` shows: three members and a working month of usage, seeded
-idempotently (a second run on the same day adds nothing)."""
+"""The demo org `make run` shows: three members, a paying subscription and a working month
+of usage, seeded idempotently (a second run on the same day adds nothing)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from billing_kernel.orgs.rules import OrgOrigin
+from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from billing_kernel.summary.rules import OrgBillingSummary
 
 DEMO_ORG = "demo-org"
@@ -20,11 +21,15 @@ DEMO_MEMBERS = (
 
 
 async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
-    """Create the demo org on the starter plan with its members and a day's usage for each
-    day of this month up to `now`; returns its summary."""
-    await kernel.orgs.create(
+    """Create the demo org on the starter plan, paying (`active`) since the first of this
+    month, with its members and a day's usage for each day of this month up to `now`;
+    returns its summary."""
+    month_start = BillingPeriod.containing(now).start
+    subscribed = Kernel(kernel.database, kernel.settings, clock=lambda: month_start)
+    await subscribed.orgs.create(
         DEMO_ORG, name="Demo Org", plan_slug="starter", created_via=OrgOrigin.CLI
     )
+    await subscribed.orgs.set_status(DEMO_ORG, BillingStatus.ACTIVE)
     for user_id, role in DEMO_MEMBERS:
         await kernel.members.add(DEMO_ORG, user_id, role)
     for day in range(1, now.day + 1):

@@ -21,6 +21,7 @@ from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import CatalogueCache, MetricService
 from billing_kernel.notifications.service import NotificationService
@@ -91,6 +92,7 @@ class Kernel:
             usage=self.usage,
             quota=self.quota,
         )
+        self.invoices = InvoiceService(tx, clock, self.plans, self.summary)
         self.notifications = NotificationService(tx, settings, clock, self.orgs)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
 

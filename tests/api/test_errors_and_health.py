@@ -214,6 +214,7 @@ OPERATION_IDS = {
     ("get", "/api/v1/billing/plans/{plan_slug}"): "getPlan",
     ("put", "/api/v1/billing/plans/{plan_slug}"): "updatePlan",
     ("get", "/api/v1/billing/plans/{plan_slug}/versions"): "listPlanVersions",
+    ("get", "/api/v1/billing/org/invoices/upcoming"): "getUpcomingInvoice",
     ("get", "/api/v1/orgs/{org_id}/limits"): "getOrgLimits",
     ("put", "/api/v1/orgs/{org_id}/limits/{metric}"): "putOrgLimit",
     ("delete", "/api/v1/orgs/{org_id}/limits/{metric}"): "deleteOrgLimit",

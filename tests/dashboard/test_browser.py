@@ -196,9 +196,13 @@ def test_the_period_is_written_once_beside_the_overage_and_the_estimated_bill(
         .inner_text()
         .endswith(f"resets on 1 {THIS_MONTH.end:%B %Y}")
     )
-    # Six members against five seats: one seat over at $15.00 on top of Starter's $49.00.
+    # Six members against five seats: one seat over at $15.00; but the org is in trial, and
+    # its upcoming invoice bills nothing yet.
     assert page.get_by_test_id("overage").inner_text() == "$15.00"
-    assert page.get_by_test_id("estimated-bill").inner_text() == "$64.00"
+    assert page.get_by_test_id("estimated-bill").inner_text() == "$0.00"
+    assert page.get_by_test_id("upcoming-invoice").inner_text() == (
+        "Nothing to bill so far: time in trial is not billed."
+    )
     # Once: no second span elsewhere on the page, and not again in ISO form beside it (the
     # footer's "Figures as of" time is the only ISO date on the page).
     assert page.inner_text("body").count(f"1\N{EN DASH}{last.day} {last:%B}") == 1
@@ -263,12 +267,16 @@ def test_signing_out_ends_the_session(browser: Browser, kernel: tuple[str, dict[
     assert again.status == 401
 
 
-def test_a_member_sees_no_plan_list(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:
+def test_a_member_sees_no_plan_list_and_no_invoice(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
     base, ids = kernel
     page, status = open_page(browser, base, ids["member"])
     screenshot(page, "billing-member")
     assert status == 200
     assert page.get_by_test_id("plans").count() == 0
+    assert page.get_by_test_id("upcoming-invoice").count() == 0  # money is for admins
+    assert page.get_by_test_id("estimated-bill").inner_text() == "$64.00"  # the estimate
 
 
 def test_a_user_of_org_a_never_sees_org_b(

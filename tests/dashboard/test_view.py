@@ -84,6 +84,8 @@ def test_numbers_for_people(value: int, full: str, short: str) -> None:
 def test_money_and_dates() -> None:
     assert money(Decimal("49.00"), "USD") == "$49.00"
     assert money(Decimal("1234.5"), "EUR") == "€1,234.50"
+    assert money(Decimal("-17.39"), "USD") == "-$17.39"
+    assert money(Decimal("-2"), "CHF") == "-CHF 2.00"
     assert money(Decimal("12"), "CHF") == "CHF 12.00"
     november = BillingPeriod.starting(date(2026, 11, 1))
     assert period_span(november) == "1\N{EN DASH}30 November 2026"

@@ -17,7 +17,7 @@ from billing_kernel.metrics.rules import (
     used_and_peak,
 )
 from billing_kernel.orgs.rules import BillingStatus, new_trial_state
-from billing_kernel.plans.rules import SOFT, Enforcement, Plan, PlanMetric, Policy
+from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import LimitOverride, decide
 from billing_kernel.summary.rules import (
     Granularity,
@@ -31,22 +31,12 @@ from billing_kernel.summary.rules import (
     monthly_usage,
     point_starts,
 )
+from tests.domain.seeded import GROWTH, STARTER
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 TOKENS_DECISION = decide("tokens", used=30, limit=1_000, requested=1, now=NOW)
 TOKENS, RUNS, SEATS = DEFAULT_METRICS
-PLAN = Plan(
-    slug="starter",
-    name="Starter",
-    currency="USD",
-    monthly_price=Decimal("49.00"),
-    metrics={
-        "tokens": PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000),
-        "playbook_runs": PlanMetric("playbook_runs", 200, Decimal("0.25"), 1),
-        "seats": PlanMetric("seats", 3, Decimal("15.00"), 1),
-    },
-)
-GROWTH = replace(PLAN, slug="growth", name="Growth", monthly_price=Decimal("199.00"))
+PLAN = STARTER
 
 
 def test_a_metric_a_plan_does_not_name_is_unlimited_and_free() -> None:

@@ -76,6 +76,7 @@ async def test_create_org_refuses_a_bad_id(kernel: Kernel, database: Database) -
         **before,
         "orgs": before["orgs"] + 1,
         "org_billing_state": before["org_billing_state"] + 1,
+        "subscription_history": before["subscription_history"] + 1,
     }
 
 

@@ -19,6 +19,7 @@ from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
 from billing_kernel.db.migrate import head_revision
 from billing_kernel.errors import ConfigurationError
+from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
 from billing_kernel.notifications.worker import DeliveryWorker
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         summary_routes.router,
         summary_routes.history_router,
         org_routes.plan_router,
+        invoice_routes.router,
         quota_routes.router,
         quota_routes.limits_router,
         usage_routes.router,

@@ -94,9 +94,9 @@ async def billing_page(
         org_id, role = user_org(memberships, org or min(memberships, default=None))
         as_user = kernel.for_user(caller.user_id)
         async with as_user.transaction() as uow:  # one transaction for the page's reads
-            dashboard = await as_user.summary.dashboard(
-                org_id, include_plans=role in ADMIN_ROLES, uow=uow
-            )
+            admin = role in ADMIN_ROLES
+            dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
+            invoice = await as_user.invoices.upcoming(org_id, uow) if admin else None
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
             history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
@@ -115,6 +115,7 @@ async def billing_page(
         "alert_history": [(event, view.event_text(event, names)) for _, event in history],
         "dashboard": dashboard,
         "summary": dashboard.summary,
+        "invoice": invoice,
         "role": role,
         "orgs": sorted(memberships),
         "user_id": caller.user_id,

@@ -89,10 +89,12 @@ def compact(value: int) -> str:
 
 
 def money(amount: Decimal, currency: str) -> str:
-    """'$49.00'; a currency without a sign here is written as its code: 'CHF 49.00'."""
+    """'$49.00', a credit '-$17.39'; a currency without a sign here is written as its code:
+    'CHF 49.00'."""
     sign = CURRENCY_SIGNS.get(currency)
-    digits = money_text(amount, thousands=True)
-    return f"{sign}{digits}" if sign else f"{currency} {digits}"
+    minus = "-" if amount < 0 else ""
+    digits = money_text(abs(amount), thousands=True)
+    return f"{minus}{sign}{digits}" if sign else f"{minus}{currency} {digits}"
 
 
 def period_span(period: BillingPeriod) -> str:

@@ -148,6 +148,29 @@ org_billing_state = Table(
     ),
 )
 
+subscription_history = Table(
+    "subscription_history",
+    metadata,
+    # The order changes were made in (several may share an instant).
+    Column(
+        "change_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=False),
+    # The org's plan, version and status from this instant until its next change.
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("plan_slug", String(64), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    CheckConstraint("status IN ('trial', 'active', 'past_due', 'canceled')", name="status"),
+    ForeignKeyConstraint(
+        ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
+    ),
+    Index(None, "org_id", "valid_from"),
+)
+
 org_limit_overrides = Table(
     "org_limit_overrides",
     metadata,
@@ -404,6 +427,7 @@ ORG_SCOPED_TABLES = (
     orgs,
     org_members,
     org_billing_state,
+    subscription_history,
     org_limit_overrides,
     usage_counters,
     usage_events,

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, literal, select, update
 
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import org_billing_state, orgs
+from billing_kernel.db.tables import org_billing_state, orgs, subscription_history
+from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.orgs.rules import BillingStatus, Org, OrgBillingState, OrgOrigin
 
@@ -157,12 +158,31 @@ class OrgRepository:
             for s in sorted(states, key=lambda s: s.org_id)
         ]
         if rows:
-            await self._conn.execute(
-                upsert(self._conn, org_billing_state).on_conflict_do_nothing(
-                    index_elements=[org_billing_state.c.org_id]
-                ),
+            result = await self._conn.execute(
+                upsert(self._conn, org_billing_state)
+                .on_conflict_do_nothing(index_elements=[org_billing_state.c.org_id])
+                .returning(org_billing_state.c.org_id, org_billing_state.c.created_at),
                 rows,
             )
+            for org_id, created_at in result:
+                await self.record_history(org_id, created_at)
+
+    async def record_history(self, org_id: str, now: datetime) -> None:
+        """Add the org's billing state as it is now to its subscription history, valid from
+        `now` (see `invoices`)."""
+        state = org_billing_state.c
+        await self._conn.execute(
+            subscription_history.insert().from_select(
+                ["org_id", "valid_from", "plan_slug", "plan_version", "status"],
+                select(
+                    state.org_id,
+                    literal(now, UTCDateTime),
+                    state.plan_slug,
+                    state.plan_version,
+                    state.status,
+                ).where(state.org_id == org_id),
+            )
+        )
 
     async def set_plan(self, org_id: str, plan_slug: str, version: int, now: datetime) -> None:
         await self._conn.execute(

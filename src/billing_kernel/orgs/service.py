@@ -155,7 +155,11 @@ class OrgService:
     async def _move(self, unit: UnitOfWork, org_id: str, plan: Plan) -> OrgBillingState:
         """The org on `plan`, its alerts reevaluated under the plan's limits in the same
         transaction (an upgrade resolves the thresholds usage is now under)."""
-        await OrgRepository(unit).set_plan(org_id, plan.slug, plan.version, self._clock())
+        orgs, now = OrgRepository(unit), self._clock()
+        before = await self._require_state(unit, org_id)
+        await orgs.set_plan(org_id, plan.slug, plan.version, now)
+        if (before.plan_slug, before.plan_version) != (plan.slug, plan.version):
+            await orgs.record_history(org_id, now)
         await self._alerts.reevaluate(org_id, unit)
         return await self._require_state(unit, org_id)
 
@@ -166,8 +170,11 @@ class OrgService:
         once it pays, `past_due` when a payment fails, `canceled`). Quota decisions follow at
         once: see `quota.rules.standing`. The time it changed is kept as `status_since`."""
         async with self._tx.begin(uow) as unit:
-            await self.billing_state(org_id, unit)
-            await OrgRepository(unit).set_status(org_id, BillingStatus(status), self._clock())
+            before = await self.billing_state(org_id, unit)
+            orgs, now = OrgRepository(unit), self._clock()
+            await orgs.set_status(org_id, BillingStatus(status), now)
+            if before.status is not BillingStatus(status):
+                await orgs.record_history(org_id, now)
             return await self._require_state(unit, org_id)
 
     async def require(self, org_id: str, uow: UnitOfWork | None = None) -> None:

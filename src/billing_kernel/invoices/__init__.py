@@ -1,0 +1,1 @@
+"""Invoices: what an org owes for a billing period, line by line."""

@@ -1,0 +1,255 @@
+"""What an org owes for one billing period, as invoice lines: a pure function of the plan
+versions it was on, when, in which billing status, and how much it used.
+
+The base fee is billed in arrears, prorated to the second:
+
+- The plan in force at the period's start is billed in full (`base_fee`) if the org was then
+  billable (`active` or `past_due`; a trial and a cancellation are not billed).
+- Each change inside the period (of plan, version or billable status) at the instant `t`
+  credits the unused rest of the period on what it leaves (`proration_credit`, negative) and
+  charges the rest of the period on what it enters (`proration_charge`):
+  `price x (period end - t) / (period length)`, in whole seconds. A change and its reverse at
+  one instant therefore net to exactly zero, and any sequence of changes sums to the
+  time-weighted price of the plans in force, within a cent per line.
+
+Usage is priced by the plan in force at the period's end: one `overage` (or, for a seats
+metric, `seats`) line per metric used beyond what is included, at `overage_unit_price` per
+`overage_unit_size` units, a partial block charged proportionally (`common.money`). A period
+with no billable second bills no usage.
+
+Every line's amount is rounded once, half up, to cents (`common.money.round_money`); the
+subtotal is the sum of the rounded lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from billing_kernel.common.money import ZERO, money_text, round_money
+from billing_kernel.common.periods import BillingPeriod, ensure_utc
+from billing_kernel.metrics.rules import Aggregation, Metric
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.rules import Plan
+
+SECOND = timedelta(seconds=1)
+
+
+BILLED_STATUSES = frozenset({BillingStatus.ACTIVE, BillingStatus.PAST_DUE})
+
+
+def billable(status: BillingStatus) -> bool:
+    """Whether time in `status` is billed: `active` and `past_due` are; a trial and a
+    cancellation are not."""
+    return status in BILLED_STATUSES
+
+
+class LineKind(StrEnum):
+    BASE_FEE = "base_fee"
+    PRORATION_CREDIT = "proration_credit"
+    PRORATION_CHARGE = "proration_charge"
+    OVERAGE = "overage"
+    SEATS = "seats"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What an org is on from `since` until its next change: a plan at one version, and
+    whether its billing status is billed."""
+
+    since: datetime
+    plan: Plan
+    billable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    kind: LineKind
+    description: str
+    amount: Decimal
+    """Rounded to cents; negative for a credit."""
+    formula: str
+    """How the amount was reached, with its numbers."""
+    plan_slug: str
+    plan_version: int
+    metric: str | None = None
+    quantity: int = 0
+    """Usage lines: the units billed (beyond what is included); fee lines: the seconds."""
+    unit_price: Decimal = ZERO
+    unit_size: int = 1
+    starts_at: datetime | None = None
+    """Fee lines: the time the line covers, to the period's end."""
+
+
+def whole_second(moment: datetime) -> datetime:
+    """`moment` without its fraction of a second: the grain of proration."""
+    return ensure_utc(moment).replace(microsecond=0)
+
+
+def in_force(period: BillingPeriod, history: Sequence[Subscription]) -> list[Subscription]:
+    """The subscriptions that bill in `period`, in order: the one in force at its start (if
+    any) with `since` moved to the start, then each change inside it. `history` is in the
+    order the changes were made; changes at one instant keep that order."""
+    at_start: Subscription | None = None
+    inside: list[Subscription] = []
+    for sub in history:
+        since = whole_second(sub.since)
+        if since <= period.start:
+            at_start = Subscription(period.start, sub.plan, sub.billable)
+        elif since < period.end:
+            inside.append(Subscription(since, sub.plan, sub.billable))
+    inside.sort(key=lambda sub: sub.since)  # stable: one instant keeps its order
+    return ([at_start] if at_start else []) + inside
+
+
+def fee_lines(period: BillingPeriod, history: Sequence[Subscription]) -> list[InvoiceLine]:
+    """The base fee and proration lines of `period` (see the module's rules)."""
+    lines: list[InvoiceLine] = []
+    before: Subscription | None = None
+    for sub in in_force(period, history):
+        if before is not None and _same_terms(before, sub):
+            continue
+        if sub.since == period.start:
+            if sub.billable:
+                lines.append(_fee(LineKind.BASE_FEE, period, sub, sub.plan, 1))
+        else:
+            if before is not None and before.billable:
+                lines.append(_fee(LineKind.PRORATION_CREDIT, period, sub, before.plan, -1))
+            if sub.billable:
+                lines.append(_fee(LineKind.PRORATION_CHARGE, period, sub, sub.plan, 1))
+        before = sub
+    # A proration that rounds to nothing (a change in the period's last second) is left out.
+    return [line for line in lines if line.amount or line.kind is LineKind.BASE_FEE]
+
+
+def _same_terms(a: Subscription, b: Subscription) -> bool:
+    return (a.plan.slug, a.plan.version, a.billable) == (b.plan.slug, b.plan.version, b.billable)
+
+
+def _fee(
+    kind: LineKind, period: BillingPeriod, sub: Subscription, plan: Plan, sign: int
+) -> InvoiceLine:
+    seconds = (period.end - sub.since) // SECOND
+    length = (period.end - period.start) // SECOND
+    exact = plan.monthly_price * seconds / length
+    amount = sign * round_money(exact)
+    name = f"{plan.name} (v{plan.version})"
+    when = sub.since.strftime("%Y-%m-%d %H:%M:%S UTC")
+    description = {
+        LineKind.BASE_FEE: f"{name}, {period.label}",
+        LineKind.PRORATION_CREDIT: f"Unused time on {name} from {when}",
+        LineKind.PRORATION_CHARGE: f"Remaining time on {name} from {when}",
+    }[kind]
+    formula = (
+        f"{money_text(plan.monthly_price)}"
+        if seconds == length
+        else f"{money_text(plan.monthly_price)} x {seconds:,} s / {length:,} s = {_exact(exact)}"
+    )
+    return InvoiceLine(
+        kind=kind,
+        description=description,
+        amount=amount,
+        formula=f"{formula}{', credited' if sign < 0 else ''} → {money_text(amount)}",
+        plan_slug=plan.slug,
+        plan_version=plan.version,
+        quantity=seconds,
+        unit_price=plan.monthly_price,
+        starts_at=sub.since,
+    )
+
+
+def _exact(amount: Decimal) -> str:
+    """An unrounded amount in the fewest digits that hold it, however the database scaled
+    the prices it came from: '24.5', '4.69134'."""
+    return f"{amount.normalize():f}"
+
+
+def usage_lines(
+    plan: Plan,
+    catalogue: Iterable[Metric],
+    used: Mapping[str, int],
+    included: Mapping[str, int | None],
+) -> list[InvoiceLine]:
+    """One line per metric of the catalogue used beyond what is `included` (the org's limit,
+    after its own terms; None: unlimited), priced by `plan`'s overage terms. A metric
+    without an overage price bills nothing."""
+    lines = []
+    for metric in catalogue:
+        terms = plan.allowance(metric.key)
+        limit = included.get(metric.key, terms.included_quantity)
+        quantity = used.get(metric.key, 0)
+        if limit is None or quantity <= limit or terms.overage_unit_price == 0:
+            continue
+        over = quantity - limit
+        exact = Decimal(over) * terms.overage_unit_price / Decimal(terms.overage_unit_size)
+        amount = round_money(exact)
+        per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
+        seats = metric.aggregation is Aggregation.SEATS
+        lines.append(
+            InvoiceLine(
+                kind=LineKind.SEATS if seats else LineKind.OVERAGE,
+                description=(
+                    f"{metric.name}: {over:,} {metric.unit} over the {limit:,} included"
+                    + (" (the period's peak)" if seats else "")
+                ),
+                amount=amount,
+                formula=(
+                    f"({quantity:,} - {limit:,}) x {money_text(terms.overage_unit_price)}{per}"
+                    f" = {_exact(exact)} → {money_text(amount)}"
+                ),
+                plan_slug=plan.slug,
+                plan_version=plan.version,
+                metric=metric.key,
+                quantity=over,
+                unit_price=terms.overage_unit_price,
+                unit_size=terms.overage_unit_size,
+            )
+        )
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDraft:
+    """An org's invoice for one period, as its lines say."""
+
+    org_id: str
+    period: BillingPeriod
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        """The subtotal: the kernel adds no tax."""
+        return self.subtotal
+
+
+def draft_invoice(
+    org_id: str,
+    period: BillingPeriod,
+    history: Sequence[Subscription],
+    catalogue: Iterable[Metric],
+    used: Mapping[str, int],
+    included: Mapping[str, int | None],
+) -> InvoiceDraft:
+    """The org's invoice for `period`: its fee lines, then, if it was billable for any of
+    the period, its usage priced by the plan in force at the period's end. Every plan it was
+    on in the period is in one currency (ValueError otherwise: the kernel refuses a change of
+    currency within a billed period)."""
+    subs = in_force(period, history)
+    if not subs:
+        raise ValueError(f"org {org_id!r} had no plan in {period.label}")
+    at_end = subs[-1].plan
+    currencies = {sub.plan.currency for sub in subs if sub.billable} | {at_end.currency}
+    if len(currencies) > 1:
+        raise ValueError(f"org {org_id!r} was billed in {sorted(currencies)} in {period.label}")
+    lines = fee_lines(period, history)
+    if any(sub.billable for sub in subs):
+        lines += usage_lines(at_end, catalogue, used, included)
+    return InvoiceDraft(org_id, period, at_end.currency, tuple(lines))
