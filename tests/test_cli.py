@@ -1,15 +1,22 @@
 """The command line, run as a user would: a real process on a real database."""
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
 import pytest
 
-from tests.conftest import new_id
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.config import Settings
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
+from tests.conftest import Clock, new_id
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -347,3 +354,49 @@ def test_the_upcoming_invoice_shows_each_line_with_its_formula(tmp_path: Path) -
     assert shown[-1].split()[:2] == ["total", "USD"]
     unknown = run(url, "invoices", "upcoming", "nobody")
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no org 'nobody'")
+
+
+def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'closing.db'}"
+    run(url, "migrate")
+    # Two months back: closed whatever the day (the last one closes a day into this one).
+    last_month = BillingPeriod.containing(datetime.now(UTC)).previous().previous()
+    clock = Clock(last_month.start)
+
+    async def arrange() -> None:
+        database = Database(url)
+        kernel = Kernel(database, Settings(database_url=url), clock=clock)  # type: ignore[arg-type]
+        try:
+            await kernel.orgs.create("acme", plan_slug="starter")
+            await kernel.orgs.set_status("acme", BillingStatus.ACTIVE)
+            clock.advance(days=2)
+            await kernel.usage.record("acme", "tokens", 1_500_000, idempotency_key="big-call")
+        finally:
+            await database.dispose()
+
+    asyncio.run(arrange())
+    closed = run(url, "invoices", "close")
+    assert closed.returncode == 0, closed.stderr
+    # That month, and the last one too once it has closed (from a day into this month).
+    made = [line.split() for line in closed.stdout.splitlines()[:-1]]
+    assert closed.stdout.splitlines()[-1] == f"{len(made)} invoice(s) finalized"
+    [number] = [fields[0] for fields in made if fields[2] == last_month.label]
+    assert run(url, "invoices", "close").stdout.strip() == "0 invoice(s) finalized"  # once
+    listed = run(url, "invoices", "list", "--org", "acme").stdout.splitlines()
+    assert listed[-1].split() == [number, "acme", last_month.label, "open", "USD", "59.00"]
+    shown = run(url, "invoices", "show", number).stdout
+    assert "(1,500,000 - 1,000,000) x 0.02 / 1,000 = 10 → 10.00" in shown
+    assert shown.splitlines()[-1].split()[-3:] == ["total", "USD", "59.00"]
+    assert run(url, "invoices", "mark-paid", number).stdout.split()[3] == "paid"
+    refused = run(url, "invoices", "void", number, "--reason", "typo")
+    assert (refused.returncode, refused.stderr.strip()) == (
+        1,
+        f"error: invoice {number} is paid: only an open one is voided",
+    )
+    verified = run(url, "invoices", "verify")
+    assert verified.stdout.strip() == "every invoice is as recomputed; the numbers have no gaps"
+    assert run(url, "invoices", "close", "--org", "acme").returncode == 1  # needs --period
+    unknown = run(url, "invoices", "show", "INV-999999")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no invoice 'INV-999999'")

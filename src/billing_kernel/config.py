@@ -123,6 +123,29 @@ class Settings(BaseSettings):
     webhook_secret_overlap_hours: float = Field(
         default=24, ge=0, le=720, description="How long a rotated webhook secret still signs."
     )
+    late_event_grace_hours: int = Field(
+        default=24,
+        ge=0,
+        le=720,
+        description="How long after a billing period ends it closes: until then a late event "
+        "still counts in it; after, it is billed as an adjustment on the org's next invoice.",
+    )
+    invoice_prefix: str = Field(
+        default="INV-",
+        pattern=r"^[A-Za-z0-9-]{0,16}$",
+        description="What every invoice number starts with: INV-000001, INV-000002, ...",
+    )
+    close_periods: bool = Field(
+        default=True,
+        description="Whether the worker (and a server with BILLING_WORKER_IN_SERVER) closes "
+        "the billing periods that are due; turn it off where they should not.",
+    )
+    close_interval_seconds: float = Field(
+        default=300,
+        gt=0,
+        le=86400,
+        description="How often the worker closes the billing periods that are due.",
+    )
 
     def signing_secret(self) -> str:
         """The HS256 secret in force: the configured one, or the dev secret in dev mode."""

@@ -1,11 +1,13 @@
-"""The demo org `make run` shows: three members, a paying subscription and a working month
-of usage, seeded idempotently (a second run on the same day adds nothing)."""
+"""The demo org `make run` shows: three members, a paying subscription, two months of usage
+and last month's invoice, seeded idempotently (a second run on the same day adds
+nothing)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.invoices.rules import closes_at
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
@@ -21,30 +23,31 @@ DEMO_MEMBERS = (
 
 
 async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
-    """Create the demo org on the starter plan, paying (`active`) since the first of this
-    month, with its members and a day's usage for each day of this month up to `now`;
-    returns its summary."""
-    month_start = BillingPeriod.containing(now).start
-    subscribed = Kernel(kernel.database, kernel.settings, clock=lambda: month_start)
-    await subscribed.orgs.create(
+    """Create the demo org on the starter plan, paying (`active`) since the first of last
+    month, with its members and a day's usage for each day from then up to `now`, and
+    last month's invoice once that month has closed; returns its summary."""
+    first = BillingPeriod.containing(now).previous()
+    moment = [first.start]  # the demo's own clock, moved along its history
+    then = Kernel(kernel.database, kernel.settings, clock=lambda: moment[0])
+    await then.orgs.create(
         DEMO_ORG, name="Demo Org", plan_slug="starter", created_via=OrgOrigin.CLI
     )
-    await subscribed.orgs.set_status(DEMO_ORG, BillingStatus.ACTIVE)
+    await then.orgs.set_status(DEMO_ORG, BillingStatus.ACTIVE)
     for user_id, role in DEMO_MEMBERS:
-        await kernel.members.add(DEMO_ORG, user_id, role)
-    for day in range(1, now.day + 1):
-        at = now.replace(day=day, hour=12, minute=0, second=0, microsecond=0)
-        weekday = at.weekday() < 5
+        await then.members.add(DEMO_ORG, user_id, role)
+    day = first.start.replace(hour=12)
+    while day <= now:
+        moment[0] = day
+        weekday = day.weekday() < 5
         usage = {
-            "tokens": (40_000 if weekday else 9_000) + 1_500 * (day % 7),
-            "playbook_runs": (9 if weekday else 2) + day % 3,
+            "tokens": (40_000 if weekday else 9_000) + 1_500 * (day.day % 7),
+            "playbook_runs": (9 if weekday else 2) + day.day % 3,
         }
         for metric, quantity in usage.items():
-            await kernel.usage.record(
-                DEMO_ORG,
-                metric,
-                quantity,
-                idempotency_key=f"demo-{at:%Y-%m-%d}-{metric}",
-                occurred_at=min(at, now),
+            await then.usage.record(
+                DEMO_ORG, metric, quantity, idempotency_key=f"demo-{day:%Y-%m-%d}-{metric}"
             )
+        day += timedelta(days=1)
+    if closes_at(first, kernel.invoices.grace) <= now:
+        await kernel.invoices.close(DEMO_ORG, first)
     return await kernel.summary.summary(DEMO_ORG)

@@ -118,6 +118,28 @@ class DeliveryNotFound(NotFound):
     title = "Delivery not found"
 
 
+class InvoiceNotFound(NotFound):
+    code = "invoice_not_found"
+    title = "Invoice not found"
+
+
+class InvoiceNotOpen(BillingError):
+    """The invoice is paid or void, and cannot be changed this way; nothing was written."""
+
+    status = 409
+    code = "invoice_not_open"
+    title = "Invoice not open"
+
+
+class PeriodNotClosed(BillingError):
+    """The billing period has not closed yet (it ends, then late events still count in it
+    for BILLING_LATE_EVENT_GRACE_HOURS); nothing was written."""
+
+    status = 409
+    code = "period_not_closed"
+    title = "Billing period not closed yet"
+
+
 class ReservationSettled(BillingError):
     """The reservation was settled otherwise (committed, released or refused) and cannot
     be settled this way; nothing was written."""

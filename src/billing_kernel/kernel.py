@@ -92,7 +92,15 @@ class Kernel:
             usage=self.usage,
             quota=self.quota,
         )
-        self.invoices = InvoiceService(tx, clock, self.plans, self.summary)
+        self.invoices = InvoiceService(
+            tx,
+            settings,
+            clock,
+            metrics=self.metrics,
+            plans=self.plans,
+            quota=self.quota,
+            summary=self.summary,
+        )
         self.notifications = NotificationService(tx, settings, clock, self.orgs)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
 

@@ -18,6 +18,7 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import LimitOverride
 from tests.api.conftest import user_token
@@ -48,6 +49,8 @@ async def seed(url: str) -> dict[str, str]:
         "both": new_id("both"),
         "c": new_id("org-c"),
         "veteran": new_id("veteran"),
+        "d": new_id("org-d"),
+        "payer": new_id("payer"),
     }
     try:
         await kernel.orgs.create(ids["a"], plan_slug="starter")
@@ -77,6 +80,12 @@ async def seed(url: str) -> dict[str, str]:
         blocked = LimitOverride(10, sets_included=True, mode=Enforcement.HARD)
         await kernel.quota.set_override(ids["c"], "playbook_runs", blocked)
         await kernel.usage.record(ids["c"], "playbook_runs", 10, idempotency_key="r")
+        # Org d has paid since its first month, which is invoiced.
+        await earlier.orgs.create(ids["d"], plan_slug="starter")
+        await earlier.orgs.set_status(ids["d"], BillingStatus.ACTIVE)
+        await earlier.members.add(ids["d"], ids["payer"], MemberRole.OWNER)
+        await earlier.usage.record(ids["d"], "tokens", 1_250_000, idempotency_key="t")
+        await kernel.invoices.close(ids["d"], VETERAN_SINCE)
     finally:
         await database.dispose()
     return ids
@@ -251,6 +260,28 @@ def test_previous_months_start_at_the_orgs_first_month(
     oldest = rows.nth(2).locator("td").all_inner_texts()
     assert oldest[0] == f"{VETERAN_SINCE.start:%B %Y}"
     assert oldest[1] == "123.5K"
+
+
+def test_an_owner_lists_past_invoices_and_opens_each_as_a_printable_page(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["payer"])
+    rows = page.get_by_test_id("invoices").locator("tbody tr")
+    assert rows.count() == 1
+    number, month, status, total = rows.nth(0).locator("td").all_inner_texts()
+    assert (month, status) == (f"{VETERAN_SINCE.start:%B %Y}", "open")
+    page.get_by_role("link", name=number).click()
+    page.wait_for_url(f"{base}/app/billing/invoices/**")
+    screenshot(page, "invoice-printable")
+    assert page.get_by_role("heading", level=1).inner_text() == f"Invoice {number}"
+    lines = page.get_by_test_id("invoice-lines").inner_text()
+    assert "(1,250,000 - 1,000,000) x 0.02 / 1,000 = 5 → 5.00" in lines
+    assert page.get_by_test_id("invoice-total").inner_text() == total
+    page.get_by_role("link", name="Back to billing").click()
+    page.get_by_test_id("upcoming-printable").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Upcoming invoice"
+    assert page.get_by_test_id("invoice-org").inner_text() == ids["d"]
 
 
 def test_signing_out_ends_the_session(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:

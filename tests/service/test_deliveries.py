@@ -293,6 +293,8 @@ def start_worker(database_url: str) -> subprocess.Popen[str]:
         **kernel_env(database_url),
         "BILLING_DELIVERY_TIMEOUT_SECONDS": "1",
         "BILLING_WORKER_POLL_SECONDS": "0.1",
+        # The shared test database's orgs are other tests': their periods stay open.
+        "BILLING_CLOSE_PERIODS": "false",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "billing_kernel", "worker", "--log-level", "warning"],

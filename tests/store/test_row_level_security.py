@@ -1,17 +1,28 @@
 """PostgreSQL row-level security: a user's transactions see only their own orgs' rows."""
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from billing_kernel.alerts.rules import Threshold
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
-from billing_kernel.db.tables import ORG_SCOPED_TABLES, org_members, usage_events, users
+from billing_kernel.db.tables import (
+    ORG_SCOPED_TABLES,
+    invoice_lines,
+    invoice_usage,
+    invoices,
+    org_members,
+    usage_events,
+    users,
+)
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import OrgNotFound
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.repository import OrgRepository
-from billing_kernel.orgs.rules import OrgOrigin
+from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from tests.conftest import Clock, make_kernel, new_id
 
 pytestmark = pytest.mark.anyio
@@ -21,13 +32,18 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
     kernel = make_kernel(database, clock)
     org_a, org_b, user_a, user_b = new_id("a"), new_id("b"), new_id("user-a"), new_id("user-b")
     for org_id, user_id in ((org_a, user_a), (org_b, user_b)):
-        await kernel.orgs.create(org_id)
+        await kernel.orgs.create(org_id, plan_slug="starter")
         await kernel.members.add(org_id, user_id, MemberRole.OWNER)
         await kernel.usage.record(org_id, "tokens", 100, idempotency_key="k")
         await kernel.quota.set_override(org_id, "tokens", 5)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
         await kernel.alerts.set_thresholds(org_id, "tokens", [Threshold(percent=50)])
+        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)  # its invoice bills a fee
+        closed = Clock(BillingPeriod.containing(clock()).end + timedelta(days=2))
+        await make_kernel(database, closed).invoices.close(
+            org_id, BillingPeriod.containing(clock())
+        )
     return org_a, org_b, user_a, user_b
 
 
@@ -42,6 +58,10 @@ async def test_a_user_of_org_a_reads_no_row_of_org_b(pg_database: Database, cloc
             seen = set((await conn.execute(select(table.c.org_id))).scalars())
             assert seen == {org_a}, table.name
         assert set((await conn.execute(select(users.c.user_id))).scalars()) == {user_a}
+        own = set((await conn.execute(select(invoices.c.invoice_id))).scalars())
+        lines = set((await conn.execute(select(invoice_lines.c.invoice_id))).scalars())
+        usage = set((await conn.execute(select(invoice_usage.c.invoice_id))).scalars())
+        assert lines == usage == own  # through their invoices' policy
         assert (
             await conn.execute(select(org_members.c.user_id).where(org_members.c.org_id == org_b))
         ).first() is None

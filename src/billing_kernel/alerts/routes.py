@@ -29,7 +29,7 @@ from billing_kernel.web.deps import (
     OrgAdminOfPath,
     OrgId,
 )
-from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, page_of
+from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, SequenceCursor, page_of
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router, orgs_router
 from billing_kernel.web.schemas import MONTH_PATTERN, Slug
@@ -166,13 +166,7 @@ async def list_events(
         list[EventType] | None, Query(alias="type", description="Only events of these types.")
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None,
-        Query(
-            pattern=r"^[0-9]{1,18}$",
-            description="`next_cursor` of the previous page; leave out for the first page.",
-        ),
-    ] = None,
+    cursor: SequenceCursor = None,
 ) -> Page[EventOut]:
     """Every event the kernel emitted (`usage.threshold_crossed`,
     `usage.threshold_resolved`, `quota.blocked`), newest first, a page at a time (see

@@ -14,6 +14,7 @@ from billing_kernel import __version__
 from billing_kernel.alerts import routes as alert_routes
 from billing_kernel.api import health
 from billing_kernel.auth.tokens import TokenVerifier
+from billing_kernel.background import background_tasks
 from billing_kernel.config import Settings, get_settings
 from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
@@ -22,7 +23,6 @@ from billing_kernel.errors import ConfigurationError
 from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
-from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
@@ -64,12 +64,12 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        worker = DeliveryWorker(kernel) if settings.worker_in_server else None
-        delivering = None if worker is None else asyncio.create_task(worker.run())
+        background = background_tasks(kernel) if settings.worker_in_server else []
+        running = [asyncio.create_task(task.run()) for task in background]
         yield
-        if worker is not None and delivering is not None:
-            worker.stop()
-            await delivering
+        for task in background:
+            task.stop()
+        await asyncio.gather(*running)
         if owned:
             await kernel.aclose()
 

@@ -3,11 +3,11 @@ POST /app/logout: sign out of it."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
@@ -17,7 +17,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
-from billing_kernel.errors import BillingError, OrgNotFound, Unauthenticated
+from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthenticated
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
 from billing_kernel.web.guards import require_same_origin
@@ -26,7 +26,9 @@ from billing_kernel.web.schemas import MONTH_PATTERN
 router = APIRouter(include_in_schema=False)
 HISTORY_LENGTH = 10
 """How many of the org's latest alerts the page lists."""
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+PAST_INVOICES = 12
+"""How many of the org's latest invoices the page lists."""
+templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
 templates.env.globals.update(
     level=view.level,
     limit_state=view.limit_state,
@@ -45,6 +47,16 @@ templates.env.globals.update(
     CHART_WIDTH=view.CHART_WIDTH,
     CHART_HEIGHT=view.CHART_HEIGHT,
 )
+
+
+def _no_such_org(request: Request) -> HTMLResponse:
+    """The same answer for an org that does not exist and one the user is not in."""
+    return _message(
+        request,
+        404,
+        "No such organization",
+        "There is no organization by that name that you belong to.",
+    )
 
 
 def _message(
@@ -97,16 +109,16 @@ async def billing_page(
             admin = role in ADMIN_ROLES
             dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
             invoice = await as_user.invoices.upcoming(org_id, uow) if admin else None
+            past = (
+                await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow)
+                if admin
+                else []
+            )
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
             history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
     except OrgNotFound:
-        return _message(
-            request,
-            404,
-            "No such organization",
-            "There is no organization by that name that you belong to.",
-        )
+        return _no_such_org(request)
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
     names = {line.metric.key: line.metric.name for line in dashboard.summary.usage}
@@ -116,11 +128,41 @@ async def billing_page(
         "dashboard": dashboard,
         "summary": dashboard.summary,
         "invoice": invoice,
+        "past_invoices": past,
         "role": role,
         "orgs": sorted(memberships),
         "user_id": caller.user_id,
     }
     return templates.TemplateResponse(request, "billing.html", context)
+
+
+@router.get("/app/billing/invoices/{invoice_id}", response_class=HTMLResponse)
+async def invoice_page(
+    request: Request,
+    kernel: KernelDep,
+    invoice_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+    org: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)] = None,
+) -> Response:
+    """One invoice as a printable page (`upcoming`: the draft of this month), for an owner or
+    admin of its org."""
+    try:
+        caller = await get_principal(request, await bearer(request))
+        if not isinstance(caller, User):
+            raise Unauthenticated("the billing page is for signed-in people")
+        memberships = await kernel.members.memberships(caller.user_id)
+        org_id, role = user_org(memberships, org or min(memberships, default=None))
+        if role not in ADMIN_ROLES:
+            raise Forbidden("invoices are for the org's owners and admins")
+        as_user = kernel.for_user(caller.user_id)
+        if invoice_id == "upcoming":
+            context: dict[str, Any] = {"draft": await as_user.invoices.upcoming(org_id)}
+        else:
+            context = {"stored": await as_user.invoices.get(invoice_id, org_id)}
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    return templates.TemplateResponse(request, "invoice.html", {**context, "org_id": org_id})
 
 
 @router.post("/app/billing/alerts/dismiss")

@@ -222,8 +222,18 @@ usage_events = Table(
     # False: the kernel chose `occurred_at` (received without one, or a consume's or a
     # reservation commit's event); a repeat is then not compared by its time.
     Column("time_given", Boolean, nullable=False, server_default=true()),
+    # The invoice that billed it (NULL: none yet; a late event is billed by the org's next).
+    Column("invoice_id", String(32), nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "org_id", "period_start", "metric"),
+    Index(None, "invoice_id"),
+    Index(
+        "ix_usage_events_unbilled",
+        "org_id",
+        "period_start",
+        postgresql_where=text("invoice_id IS NULL"),
+        sqlite_where=text("invoice_id IS NULL"),
+    ),
 )
 
 quota_decisions = Table(
@@ -411,6 +421,94 @@ delivery_attempts = Table(
     Column("outcome", String(10), nullable=False),  # delivered, retry, failed
 )
 
+invoice_numbers = Table(
+    "invoice_numbers",
+    metadata,
+    # One row, 'invoices': the last number given; taken in the transaction that finalizes an
+    # invoice, so a rolled-back close gives its number back (numbers have no gaps).
+    Column("counter", String(16), primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("invoice_id", String(32), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("number", String(40), nullable=False, unique=True),
+    Column("status", String(8), nullable=False),  # open, paid, void
+    Column("currency", String(3), nullable=False),
+    Column("subtotal", Money(14, 2), nullable=False),
+    Column("total", Money(14, 2), nullable=False),
+    # The plan in force at the period's end: it priced the usage.
+    Column("plan_slug", String(64), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("bills_usage", Boolean, nullable=False),  # the org was billable in the period
+    Column("sequence", BigInteger, nullable=False, unique=True),  # the number's figure
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime, nullable=True),
+    Column("voided_at", UTCDateTime, nullable=True),
+    Column("void_reason", Text, nullable=True),
+    Column("replaces", String(32), nullable=True),  # the voided invoice it corrects
+    CheckConstraint("status IN ('open', 'paid', 'void')", name="status"),
+    ForeignKeyConstraint(
+        ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
+    ),
+    # One invoice per org and period that counts; a voided one is kept beside its correction.
+    Index(
+        "ix_invoices_live_period",
+        "org_id",
+        "period_start",
+        unique=True,
+        postgresql_where=text("status <> 'void'"),
+        sqlite_where=text("status <> 'void'"),
+    ),
+    Index(None, "org_id", "issued_at"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column(
+        "invoice_id",
+        String(32),
+        ForeignKey("invoices.invoice_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True),  # from 1, in the invoice's order
+    Column("kind", String(20), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("formula", Text, nullable=False),
+    Column("plan_slug", String(64), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("period_start", Date, nullable=False),  # an adjustment's: the period it adjusts
+    Column("metric", String(64), nullable=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("unit_price", Money(18, 6), nullable=False),
+    Column("unit_size", BigInteger, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=True),
+)
+
+invoice_usage = Table(
+    "invoice_usage",
+    metadata,
+    # What usage an invoice billed, per period and metric: the sum of the events marked
+    # with it (seats: the period's peak), and the org's limit it was billed against.
+    Column(
+        "invoice_id",
+        String(32),
+        ForeignKey("invoices.invoice_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("period_start", Date, primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("included", BigInteger, nullable=True),  # NULL: unlimited
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -436,4 +534,5 @@ ORG_SCOPED_TABLES = (
     org_alert_thresholds,
     usage_alerts,
     billing_events,
+    invoices,
 )

@@ -1,13 +1,18 @@
-"""`billing-kernel invoices ...`: an org's invoices, line by line, with how each amount was
-reached."""
+"""`billing-kernel invoices ...`: an org's invoices, line by line with how each amount was
+reached; closing periods, paying, voiding, verifying."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Annotated
+
 import typer
 
-from billing_kernel.commands import with_kernel
+from billing_kernel.commands import fail, with_kernel
 from billing_kernel.common.money import money_text
-from billing_kernel.invoices.rules import InvoiceDraft
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice
 
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
 
@@ -15,20 +20,120 @@ invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
 @invoices_app.command("upcoming")
 def invoices_upcoming(org_id: str) -> None:
     """The org's invoice for this month as it stands now (a draft), line by line."""
-    typer.echo(render_invoice(with_kernel(lambda kernel: kernel.invoices.upcoming(org_id))))
+    draft = with_kernel(lambda kernel: kernel.invoices.upcoming(org_id))
+    typer.echo(render_draft(draft))
 
 
-def render_invoice(invoice: InvoiceDraft) -> str:
-    """The invoice as text: each line with its amount and, beneath, its formula."""
-    out = [
-        f"invoice    {invoice.org_id}, {invoice.period.label} (draft: as it stands now)",
-        f"currency   {invoice.currency}",
-        "",
+@invoices_app.command("list")
+def invoices_list(
+    org: Annotated[str | None, typer.Option(help="Only this org's (default: every org's).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+) -> None:
+    """Finalized invoices, newest first: number, org, period, status, total."""
+    found = with_kernel(lambda kernel: kernel.invoices.list_invoices(org, limit=limit))
+    for invoice in found:
+        typer.echo(
+            f"{invoice.number:<14} {invoice.org_id:<24} {invoice.period_start:%Y-%m}  "
+            f"{invoice.status:<5} {invoice.currency} {money_text(invoice.total):>12}"
+        )
+
+
+@invoices_app.command("show")
+def invoices_show(number: str) -> None:
+    """A finalized invoice (by number or id), line by line."""
+    typer.echo(render_stored(with_kernel(lambda kernel: kernel.invoices.by_number(number))))
+
+
+@invoices_app.command("close")
+def invoices_close(
+    org: Annotated[str | None, typer.Option(help="Only this org (with --period).")] = None,
+    period: Annotated[str | None, typer.Option(help="The month to close, YYYY-MM.")] = None,
+) -> None:
+    """Finalize the invoices that are due (every org, every period that has closed); or,
+    with --org and --period, that org's invoice for that month (and any earlier it lacks).
+    Safe to run again, and from several places at once."""
+    if (org is None) != (period is None):
+        fail("--org and --period go together")
+    if org is not None and period is not None:
+        try:
+            month = BillingPeriod.parse(period)
+        except ValueError as exc:
+            fail(str(exc))
+        made = with_kernel(lambda kernel: kernel.invoices.close(org, month))
+        typer.echo("nothing to invoice" if made is None else _summary_line(made))
+        return
+    report = with_kernel(lambda kernel: kernel.invoices.close_due())
+    for invoice in report.closed:
+        typer.echo(_summary_line(invoice))
+    typer.echo(f"{len(report.closed)} invoice(s) finalized")
+
+
+@invoices_app.command("void")
+def invoices_void(
+    number: str, reason: Annotated[str, typer.Option(help="Why (kept with the invoice).")]
+) -> None:
+    """Void an open invoice and make the corrected one that replaces it."""
+    correction = with_kernel(lambda kernel: kernel.invoices.void(number, reason))
+    typer.echo(f"{number} void; replaced by {_summary_line(correction)}")
+
+
+@invoices_app.command("mark-paid")
+def invoices_mark_paid(number: str) -> None:
+    """Record that an invoice was paid."""
+    typer.echo(_summary_line(with_kernel(lambda kernel: kernel.invoices.mark_paid(number))))
+
+
+@invoices_app.command("verify")
+def invoices_verify() -> None:
+    """Recompute every invoice from what it billed and report any difference (exit 1)."""
+    differences = with_kernel(lambda kernel: kernel.invoices.verify())
+    for difference in differences:
+        typer.echo(difference)
+    if differences:
+        fail(f"{len(differences)} difference(s)")
+    typer.echo("every invoice is as recomputed; the numbers have no gaps")
+
+
+def _summary_line(invoice: StoredInvoice) -> str:
+    return (
+        f"{invoice.number} {invoice.org_id} {invoice.period_start:%Y-%m} {invoice.status} "
+        f"{invoice.currency} {money_text(invoice.total)}"
+    )
+
+
+def render_draft(invoice: InvoiceDraft) -> str:
+    """The upcoming invoice as text."""
+    head = f"invoice    {invoice.org_id}, {invoice.period.label} (draft: as it stands now)"
+    lines = [(line.description, line.amount, line.formula) for line in invoice.lines]
+    return _render([head], lines, invoice.currency, invoice.total, "nothing to bill so far")
+
+
+def render_stored(invoice: StoredInvoice) -> str:
+    """A finalized invoice as text."""
+    head = [
+        f"invoice    {invoice.number}, {invoice.org_id}, {invoice.period_start:%Y-%m} "
+        f"({invoice.status})",
+        f"issued     {invoice.issued_at:%Y-%m-%d %H:%M:%S} UTC",
     ]
-    if not invoice.lines:
-        out.append("nothing to bill so far")
-    for number, line in enumerate(invoice.lines, 1):
-        out.append(f"{number:>3}  {line.description:<62} {money_text(line.amount):>12}")
-        out.append(f"     {line.formula}")
-    out += ["", f"{'total ' + invoice.currency:>67} {money_text(invoice.total):>12}"]
+    if invoice.void_reason:
+        head.append(f"void       {invoice.void_reason}")
+    lines = [(line.description, line.amount, line.formula) for line in invoice.lines]
+    return _render(head, lines, invoice.currency, invoice.total, "nothing billed")
+
+
+def _render(
+    head: list[str],
+    lines: Sequence[tuple[str, Decimal, str]],
+    currency: str,
+    total: Decimal,
+    empty: str,
+) -> str:
+    """Each line with its amount and, beneath, its formula; then the total."""
+    out = [*head, f"currency   {currency}", ""]
+    if not lines:
+        out.append(empty)
+    for number, (description, amount, formula) in enumerate(lines, 1):
+        out.append(f"{number:>3}  {description:<62} {money_text(amount):>12}")
+        out.append(f"     {formula}")
+    out += ["", f"{'total ' + currency:>67} {money_text(total):>12}"]
     return "\n".join(out)

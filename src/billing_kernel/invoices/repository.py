@@ -1,15 +1,51 @@
-"""What invoices are computed from that no other capability serves: the subscription
-history (written by `orgs`)."""
+"""Invoices and what they are computed from that no other capability serves: the
+subscription history (written by `orgs`), the usage events each invoice billed, and the
+deployment's invoice numbers."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from billing_kernel.db.tables import subscription_history
+from billing_kernel.db.tables import (
+    invoice_lines,
+    invoice_numbers,
+    invoice_usage,
+    invoices,
+    orgs,
+    subscription_history,
+    usage_events,
+)
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.invoices.rules import Billed, StoredInvoice, StoredLine, StoredUsage
 from billing_kernel.orgs.rules import BillingStatus
+
+COUNTER = "invoices"
+
+
+_INVOICE_COLUMNS = [column.name for column in invoices.c]
+_LINE_COLUMNS = list(StoredLine.__dataclass_fields__)
+
+
+def _invoice(row: Any) -> StoredInvoice:
+    return StoredInvoice(**{name: getattr(row, name) for name in _INVOICE_COLUMNS})
+
+
+def _counted(as_of: StoredInvoice | None) -> ColumnElement[bool]:
+    """The invoices that count: those not void; or, when the invoice `as_of` was made, those
+    made before it and not void by then."""
+    i = invoices.c
+    if as_of is None:
+        return i.status != "void"
+    return and_(
+        i.sequence < as_of.sequence,
+        or_(i.status != "void", i.voided_at > as_of.issued_at),
+    )
 
 
 class InvoiceRepository:
@@ -28,5 +64,240 @@ class InvoiceRepository:
             .order_by(h.change_id)
         )
         return [
-            (r.valid_from, r.plan_slug, r.plan_version, BillingStatus(r.status)) for r in result
+            (row.valid_from, row.plan_slug, row.plan_version, BillingStatus(row.status))
+            for row in result
         ]
+
+    async def lock_org(self, org_id: str) -> None:
+        """Hold the org until the transaction ends, so that one close of its periods runs at
+        a time (SQLite's transactions already hold the database write lock)."""
+        if self._conn.dialect.name == "postgresql":
+            query = select(orgs.c.org_id).where(orgs.c.org_id == org_id).with_for_update()
+            await self._conn.execute(query)
+
+    async def orgs_to_invoice(self, period_start: date, period_end: datetime) -> list[str]:
+        """The orgs subscribed before `period_end` that have no invoice for the period yet,
+        in id order."""
+        h, i = subscription_history.c, invoices.c
+        invoiced = (
+            select(i.org_id)
+            .where(i.org_id == h.org_id, i.period_start == period_start, i.status != "void")
+            .exists()
+        )
+        result = await self._conn.execute(
+            select(h.org_id)
+            .where(h.valid_from < period_end, ~invoiced)
+            .distinct()
+            .order_by(h.org_id)
+        )
+        return list(result.scalars())
+
+    async def first_change(self) -> datetime | None:
+        """When the earliest subscription began (None: there is none)."""
+        found = await self._conn.execute(select(func.min(subscription_history.c.valid_from)))
+        value: datetime | None = found.scalar_one()
+        return value
+
+    async def unbilled(self, org_id: str, before: date) -> dict[tuple[date, str], Billed]:
+        """The org's events of periods before `before` that no invoice billed yet (late
+        events), by period and metric."""
+        e = usage_events.c
+        result = await self._conn.execute(
+            select(e.period_start, e.metric, func.sum(e.quantity), func.count())
+            .where(e.org_id == org_id, e.invoice_id.is_(None), e.period_start < before)
+            .group_by(e.period_start, e.metric)
+        )
+        return {(row[0], row[1]): Billed(int(row[2]), int(row[3])) for row in result}
+
+    async def mark_events(
+        self, org_id: str, invoice_id: str, *, through: date | None, moved_from: str | None
+    ) -> dict[tuple[date, str], Billed]:
+        """Mark with `invoice_id` the org's events no invoice billed yet, of the periods
+        `through` the given one (or those `moved_from` a voided invoice), and return what
+        they add up to, by period and metric. The rows marked are exactly those counted:
+        an event committed meanwhile is left for the org's next invoice."""
+        e = usage_events.c
+        which = (
+            e.invoice_id == moved_from
+            if moved_from is not None
+            else and_(e.invoice_id.is_(None), e.period_start <= through)
+        )
+        result = await self._conn.execute(
+            update(usage_events)
+            .where(e.org_id == org_id, which)
+            .values(invoice_id=invoice_id)
+            .returning(e.period_start, e.metric, e.quantity)
+        )
+        billed: dict[tuple[date, str], Billed] = defaultdict(Billed)
+        for period_start, metric, quantity in result:
+            billed[period_start, metric] = billed[period_start, metric].plus(quantity)
+        return dict(billed)
+
+    async def billed_events(self, invoice_id: str) -> dict[tuple[date, str], Billed]:
+        """What the events an invoice billed add up to, by period and metric."""
+        e = usage_events.c
+        result = await self._conn.execute(
+            select(e.period_start, e.metric, func.sum(e.quantity), func.count())
+            .where(e.invoice_id == invoice_id)
+            .group_by(e.period_start, e.metric)
+        )
+        return {(row[0], row[1]): Billed(int(row[2]), int(row[3])) for row in result}
+
+    async def sample_keys(
+        self, invoice_id: str, period_start: date, metric: str, limit: int
+    ) -> list[str]:
+        """Some of the idempotency keys of the events an invoice billed for a period and
+        metric, in key order."""
+        e = usage_events.c
+        result = await self._conn.execute(
+            select(e.idempotency_key)
+            .where(e.invoice_id == invoice_id, e.period_start == period_start, e.metric == metric)
+            .order_by(e.idempotency_key)
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def usage_billed_before(
+        self, org_id: str, period_start: date, as_of: StoredInvoice | None = None
+    ) -> dict[str, int]:
+        """What the org's invoices that count billed so far of each metric of a period: now,
+        or when the invoice `as_of` was made (see `_counted`)."""
+        u, i = invoice_usage.c, invoices.c
+        query = (
+            select(u.metric, func.sum(u.quantity))
+            .join(invoices, i.invoice_id == u.invoice_id)
+            .where(i.org_id == org_id, u.period_start == period_start, _counted(as_of))
+            .group_by(u.metric)
+        )
+        return {metric: int(total) for metric, total in await self._conn.execute(query)}
+
+    async def live_invoice_as_of(
+        self, org_id: str, period_start: date, as_of: StoredInvoice | None
+    ) -> StoredInvoice | None:
+        """The org's invoice for a period that counts now, or that counted when the invoice
+        `as_of` was made."""
+        i = invoices.c
+        row = (
+            await self._conn.execute(
+                select(invoices).where(
+                    i.org_id == org_id, i.period_start == period_start, _counted(as_of)
+                )
+            )
+        ).first()
+        return None if row is None else await self._whole(_invoice(row))
+
+    async def live_invoice(self, org_id: str, period_start: date) -> StoredInvoice | None:
+        """The org's invoice for a period that counts (not void), with its lines and usage."""
+        row = (
+            await self._conn.execute(
+                select(invoices).where(
+                    invoices.c.org_id == org_id,
+                    invoices.c.period_start == period_start,
+                    invoices.c.status != "void",
+                )
+            )
+        ).first()
+        return None if row is None else await self._whole(_invoice(row))
+
+    async def id_of_number(self, number: str) -> str | None:
+        query = select(invoices.c.invoice_id).where(invoices.c.number == number)
+        found: str | None = (await self._conn.execute(query)).scalar_one_or_none()
+        return found
+
+    async def get(self, invoice_id: str) -> StoredInvoice | None:
+        row = (
+            await self._conn.execute(select(invoices).where(invoices.c.invoice_id == invoice_id))
+        ).first()
+        return None if row is None else await self._whole(_invoice(row))
+
+    async def _whole(self, invoice: StoredInvoice) -> StoredInvoice:
+        line, use = invoice_lines.c, invoice_usage.c
+        lines = await self._conn.execute(
+            select(invoice_lines).where(line.invoice_id == invoice.invoice_id).order_by(line.number)
+        )
+        usage = await self._conn.execute(
+            select(invoice_usage)
+            .where(use.invoice_id == invoice.invoice_id)
+            .order_by(use.period_start, use.metric)
+        )
+        return replace(
+            invoice,
+            lines=tuple(
+                StoredLine(**{name: getattr(row, name) for name in _LINE_COLUMNS}) for row in lines
+            ),
+            usage=tuple(
+                StoredUsage(row.period_start, row.metric, row.quantity, row.events, row.included)
+                for row in usage
+            ),
+        )
+
+    async def list_invoices(
+        self, org_id: str | None, *, before: int | None, limit: int
+    ) -> list[StoredInvoice]:
+        """Up to `limit` invoices, newest first (by number), those numbered before the
+        sequence `before`; of one org or of all."""
+        query = select(invoices).order_by(invoices.c.sequence.desc()).limit(limit)
+        if org_id is not None:
+            query = query.where(invoices.c.org_id == org_id)
+        if before is not None:
+            query = query.where(invoices.c.sequence < before)
+        return [_invoice(row) for row in await self._conn.execute(query)]
+
+    async def all_invoice_ids(self) -> list[str]:
+        """Every invoice, void ones included, in number order."""
+        query = select(invoices.c.invoice_id).order_by(invoices.c.sequence)
+        return list((await self._conn.execute(query)).scalars())
+
+    async def next_number(self) -> int:
+        """The next invoice number's figure, taken in this transaction: a row lock orders
+        every close, and a rollback gives the figure back, so numbers have no gaps."""
+        n = invoice_numbers.c
+        result = await self._conn.execute(
+            update(invoice_numbers)
+            .where(n.counter == COUNTER)
+            .values(last_number=n.last_number + 1)
+            .returning(n.last_number)
+        )
+        return int(result.scalar_one())
+
+    async def insert(
+        self,
+        invoice: StoredInvoice,
+        lines: Sequence[dict[str, object]],
+        usage: Iterable[StoredUsage],
+    ) -> None:
+        await self._conn.execute(
+            invoices.insert().values({name: getattr(invoice, name) for name in _INVOICE_COLUMNS})
+        )
+        if lines:
+            await self._conn.execute(
+                invoice_lines.insert(),
+                [{"invoice_id": invoice.invoice_id, **line} for line in lines],
+            )
+        rows = [
+            {
+                "invoice_id": invoice.invoice_id,
+                "period_start": u.period_start,
+                "metric": u.metric,
+                "quantity": u.quantity,
+                "events": u.events,
+                "included": u.included,
+            }
+            for u in usage
+        ]
+        if rows:
+            await self._conn.execute(invoice_usage.insert(), rows)
+
+    async def set_paid(self, invoice_id: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(invoices)
+            .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "open")
+            .values(status="paid", paid_at=now)
+        )
+
+    async def set_void(self, invoice_id: str, reason: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(invoices)
+            .where(invoices.c.invoice_id == invoice_id)
+            .values(status="void", voided_at=now, void_reason=reason)
+        )

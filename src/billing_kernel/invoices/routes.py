@@ -1,13 +1,29 @@
-"""GET /api/v1/billing/org/invoices/upcoming: what the current period will bill."""
+"""The current org's invoices (`/api/v1/billing/org/invoices/...`): the upcoming one, the
+finalized ones with their lines, each line explained; and recording a payment or a void."""
 
 from __future__ import annotations
 
-from billing_kernel.invoices.schemas import InvoiceOut
-from billing_kernel.web.deps import AdminAccess
+from typing import Annotated
+
+from fastapi import Path
+
+from billing_kernel.invoices.schemas import (
+    FinalizedInvoiceOut,
+    InvoiceLineOut,
+    InvoiceOut,
+    LineExplainedOut,
+    VoidIn,
+)
+from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin
+from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, SequenceCursor, page_of
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
 
 router = billing_router()
+
+InvoiceId = Annotated[
+    str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="The invoice's id.")
+]
 
 
 @router.get(
@@ -19,8 +35,99 @@ router = billing_router()
 async def upcoming_invoice(access: AdminAccess) -> InvoiceOut:
     """The current period's invoice as it stands now (`draft`): the base fee of the plan in
     force at the period's start, a credit and a charge for each change of plan, version or
-    billable status since (to the second), and each metric's usage so far beyond what is
-    included, priced by the plan the org is on. A trial and a cancellation are not billed.
-    Owners and admins of the org, or service keys with `billing:admin`."""
+    billable status since (to the second), each metric's usage so far beyond what is
+    included, priced by the plan the org is on, and adjustments for usage of earlier months
+    that arrived after they were invoiced. A trial and a cancellation are not billed. Owners
+    and admins of the org, or service keys with `billing:admin`."""
     kernel = access.kernel
     return InvoiceOut.of(await kernel.invoices.upcoming(access.org_id), kernel.now())
+
+
+@router.get(
+    "/org/invoices",
+    operation_id="listInvoices",
+    summary="The current org's finalized invoices",
+    responses=problem_responses(400, 403, 404),
+)
+async def list_invoices(
+    access: AdminAccess,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: SequenceCursor = None,
+) -> Page[FinalizedInvoiceOut]:
+    """Newest first, a page at a time, without their lines. A period's invoice is made when
+    the period closes (BILLING_LATE_EVENT_GRACE_HOURS after it ends). Owners and admins of
+    the org, or service keys with `billing:admin`."""
+    rows = await access.kernel.invoices.list_invoices(
+        access.org_id, before=None if cursor is None else int(cursor), limit=limit + 1
+    )
+    found, next_cursor = page_of(rows, limit, lambda invoice: str(invoice.sequence))
+    return Page[FinalizedInvoiceOut](
+        data=[FinalizedInvoiceOut.of(invoice, whole=False) for invoice in found],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get(
+    "/org/invoices/{invoice_id}",
+    operation_id="getInvoice",
+    summary="One finalized invoice, with its lines",
+    responses=problem_responses(400, 403, 404),
+)
+async def get_invoice(invoice_id: InvoiceId, access: AdminAccess) -> FinalizedInvoiceOut:
+    """The invoice with its lines (each with its formula) and the usage it billed. 404
+    `invoice_not_found` for an invoice of another org."""
+    return FinalizedInvoiceOut.of(await access.kernel.invoices.get(invoice_id, access.org_id))
+
+
+@router.get(
+    "/org/invoices/{invoice_id}/lines/{number}",
+    operation_id="explainInvoiceLine",
+    summary="One invoice line, explained",
+    responses=problem_responses(400, 403, 404),
+)
+async def explain_line(
+    invoice_id: InvoiceId,
+    number: Annotated[int, Path(ge=1, le=10_000, description="The line's number.")],
+    access: AdminAccess,
+) -> LineExplainedOut:
+    """The line with its formula and numbers, how many usage events it bills, and a sample
+    of their idempotency keys."""
+    found = await access.kernel.invoices.explain(invoice_id, number, access.org_id)
+    line = next(line for line in found.invoice.lines if line.number == number)
+    return LineExplainedOut(
+        invoice_id=found.invoice.invoice_id,
+        number=found.invoice.number,
+        line=InvoiceLineOut.stored(line),
+        events=found.events,
+        sample_keys=list(found.sample_keys),
+    )
+
+
+@router.post(
+    "/invoices/{invoice_id}/mark-paid",
+    operation_id="markInvoicePaid",
+    summary="Record that an invoice was paid",
+    responses=problem_responses(403, 404, 409),
+)
+async def mark_paid(invoice_id: InvoiceId, key: OrgAdmin, kernel: KernelDep) -> FinalizedInvoiceOut:
+    """What the product's payments say. Idempotent; 409 `invoice_not_open` for a void one.
+    A `billing:admin` key (for the invoice's org, or for every org)."""
+    key.require_org((await kernel.invoices.get(invoice_id)).org_id)
+    return FinalizedInvoiceOut.of(await kernel.invoices.mark_paid(invoice_id))
+
+
+@router.post(
+    "/invoices/{invoice_id}/void",
+    operation_id="voidInvoice",
+    summary="Void an open invoice and issue its correction",
+    responses=problem_responses(403, 404, 409),
+)
+async def void_invoice(
+    invoice_id: InvoiceId, body: VoidIn, key: OrgAdmin, kernel: KernelDep
+) -> FinalizedInvoiceOut:
+    """The invoice becomes `void` with the reason, and a corrected invoice for the same
+    month replaces it (a new number; the same usage events; the org's plans and limits as
+    they are now): the answer. 409 `invoice_not_open` for a paid or void one. A
+    `billing:admin` key (for the invoice's org, or for every org)."""
+    key.require_org((await kernel.invoices.get(invoice_id)).org_id)
+    return FinalizedInvoiceOut.of(await kernel.invoices.void(invoice_id, body.reason))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -33,7 +33,7 @@ from billing_kernel.common.money import ZERO, money_text, round_money
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.metrics.rules import Aggregation, Metric
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.rules import Plan, PlanMetric
 
 SECOND = timedelta(seconds=1)
 
@@ -53,6 +53,7 @@ class LineKind(StrEnum):
     PRORATION_CHARGE = "proration_charge"
     OVERAGE = "overage"
     SEATS = "seats"
+    ADJUSTMENT = "adjustment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class InvoiceLine:
     unit_size: int = 1
     starts_at: datetime | None = None
     """Fee lines: the time the line covers, to the period's end."""
+    adjusts: BillingPeriod | None = None
+    """Adjustment lines: the earlier period whose late usage they bill."""
 
 
 def whole_second(moment: datetime) -> datetime:
@@ -167,6 +170,21 @@ def _exact(amount: Decimal) -> str:
     return f"{amount.normalize():f}"
 
 
+def overage_cost(
+    quantity: int, limit: int | None, terms: PlanMetric
+) -> tuple[int, Decimal, Decimal]:
+    """What `quantity` of a metric costs beyond `limit` (None: unlimited) on `terms`: the
+    units over, the exact amount, and the amount rounded once to cents."""
+    over = 0 if limit is None else max(quantity - limit, 0)
+    exact = Decimal(over) * terms.overage_unit_price / Decimal(terms.overage_unit_size)
+    return over, exact, round_money(exact)
+
+
+def _per(terms: PlanMetric) -> str:
+    per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
+    return f"{money_text(terms.overage_unit_price)}{per}"
+
+
 def usage_lines(
     plan: Plan,
     catalogue: Iterable[Metric],
@@ -181,12 +199,9 @@ def usage_lines(
         terms = plan.allowance(metric.key)
         limit = included.get(metric.key, terms.included_quantity)
         quantity = used.get(metric.key, 0)
-        if limit is None or quantity <= limit or terms.overage_unit_price == 0:
+        over, exact, amount = overage_cost(quantity, limit, terms)
+        if not over or terms.overage_unit_price == 0:
             continue
-        over = quantity - limit
-        exact = Decimal(over) * terms.overage_unit_price / Decimal(terms.overage_unit_size)
-        amount = round_money(exact)
-        per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
         seats = metric.aggregation is Aggregation.SEATS
         lines.append(
             InvoiceLine(
@@ -197,7 +212,7 @@ def usage_lines(
                 ),
                 amount=amount,
                 formula=(
-                    f"({quantity:,} - {limit:,}) x {money_text(terms.overage_unit_price)}{per}"
+                    f"({quantity:,} - {limit:,}) x {_per(terms)}"
                     f" = {_exact(exact)} → {money_text(amount)}"
                 ),
                 plan_slug=plan.slug,
@@ -212,6 +227,72 @@ def usage_lines(
 
 
 @dataclass(frozen=True, slots=True)
+class LateUsage:
+    """Usage of a period already invoiced that arrived after its invoice was made: it is
+    billed by the org's next invoice, as an adjustment priced as the period was."""
+
+    period: BillingPeriod
+    metric: Metric
+    billed: int
+    """What the period's invoices billed of the metric so far."""
+    late: int
+    """What arrived since."""
+    included: int | None
+    """The org's limit the period was billed against (None: unlimited)."""
+    plan: Plan
+    """The plan that priced the period (the one in force at its end)."""
+    billable: bool = True
+    """Whether the period's usage was billed at all (the org was billable in it)."""
+
+
+def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
+    """One `adjustment` line per period and metric with late usage that changes what the
+    period costs: the cost of all its usage now, less the cost already billed, each rounded
+    as the period's own line was, so the period is billed in all exactly what one invoice
+    made after the last event would have billed."""
+    lines = []
+    for item in late_usage:
+        if not item.billable:
+            continue
+        terms = item.plan.allowance(item.metric.key)
+        total = item.billed + item.late
+        _, _, before = overage_cost(item.billed, item.included, terms)
+        _, exact, after = overage_cost(total, item.included, terms)
+        amount = after - before
+        if not amount:
+            continue
+        lines.append(
+            InvoiceLine(
+                kind=LineKind.ADJUSTMENT,
+                description=(
+                    f"{item.metric.name} for {item.period.label}, received after it was "
+                    f"invoiced: {item.late:,} {item.metric.unit}"
+                ),
+                amount=amount,
+                formula=(
+                    f"({total:,} - {item.included:,}) x {_per(terms)} = {_exact(exact)}"
+                    f" → {money_text(after)}, less {money_text(before)} billed"
+                    f" → {money_text(amount)}"
+                ),
+                plan_slug=item.plan.slug,
+                plan_version=item.plan.version,
+                metric=item.metric.key,
+                quantity=item.late,
+                unit_price=terms.overage_unit_price,
+                unit_size=terms.overage_unit_size,
+                adjusts=item.period,
+            )
+        )
+    return lines
+
+
+def closes_at(period: BillingPeriod, grace: timedelta) -> datetime:
+    """When a period closes: `grace` after it ends (BILLING_LATE_EVENT_GRACE_HOURS). Until
+    then its late events still count in it; after, in an adjustment on the next invoice."""
+    return period.end + grace
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceDraft:
     """An org's invoice for one period, as its lines say."""
 
@@ -219,6 +300,10 @@ class InvoiceDraft:
     period: BillingPeriod
     currency: str
     lines: tuple[InvoiceLine, ...]
+    plan: Plan
+    """The plan in force at the period's end: it priced the usage."""
+    bills_usage: bool = True
+    """Whether the org was billable for any of the period, so that its usage is billed."""
 
     @property
     def subtotal(self) -> Decimal:
@@ -237,11 +322,13 @@ def draft_invoice(
     catalogue: Iterable[Metric],
     used: Mapping[str, int],
     included: Mapping[str, int | None],
+    late_usage: Sequence[LateUsage] = (),
 ) -> InvoiceDraft:
     """The org's invoice for `period`: its fee lines, then, if it was billable for any of
-    the period, its usage priced by the plan in force at the period's end. Every plan it was
-    on in the period is in one currency (ValueError otherwise: the kernel refuses a change of
-    currency within a billed period)."""
+    the period, its usage priced by the plan in force at the period's end, then the
+    adjustments for `late_usage` of earlier periods. Every plan it was on in the period is
+    in one currency (ValueError otherwise: the kernel refuses a change of currency within a
+    billed period)."""
     subs = in_force(period, history)
     if not subs:
         raise ValueError(f"org {org_id!r} had no plan in {period.label}")
@@ -250,6 +337,68 @@ def draft_invoice(
     if len(currencies) > 1:
         raise ValueError(f"org {org_id!r} was billed in {sorted(currencies)} in {period.label}")
     lines = fee_lines(period, history)
-    if any(sub.billable for sub in subs):
+    bills_usage = any(sub.billable for sub in subs)
+    if bills_usage:
         lines += usage_lines(at_end, catalogue, used, included)
-    return InvoiceDraft(org_id, period, at_end.currency, tuple(lines))
+    lines += adjustment_lines(late_usage)
+    return InvoiceDraft(org_id, period, at_end.currency, tuple(lines), at_end, bills_usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    """What one period and metric's events add up to: their quantity and how many."""
+
+    quantity: int = 0
+    events: int = 0
+
+    def plus(self, quantity: int, events: int = 1) -> Billed:
+        return Billed(self.quantity + quantity, self.events + events)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLine:
+    number: int
+    kind: str
+    description: str
+    amount: Decimal
+    formula: str
+    plan_slug: str
+    plan_version: int
+    period_start: date
+    metric: str | None
+    quantity: int
+    unit_price: Decimal
+    unit_size: int
+    starts_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUsage:
+    period_start: date
+    metric: str
+    quantity: int
+    events: int
+    included: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInvoice:
+    invoice_id: str
+    org_id: str
+    period_start: date
+    number: str
+    sequence: int
+    status: str
+    currency: str
+    subtotal: Decimal
+    total: Decimal
+    plan_slug: str
+    plan_version: int
+    bills_usage: bool
+    issued_at: datetime
+    paid_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    replaces: str | None
+    lines: tuple[StoredLine, ...] = ()
+    usage: tuple[StoredUsage, ...] = ()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import date, datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from billing_kernel.invoices.rules import InvoiceDraft, InvoiceLine, LineKind
-from billing_kernel.summary.schemas import PeriodOut
-from billing_kernel.web.schemas import MoneyText
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.invoices.rules import (
+    InvoiceDraft,
+    InvoiceLine,
+    LineKind,
+    StoredInvoice,
+    StoredLine,
+)
+from billing_kernel.web.schemas import MoneyText, StrictBody, Text
 
 
 class InvoiceLineOut(BaseModel):
@@ -35,12 +41,27 @@ class InvoiceLineOut(BaseModel):
     )
     unit_size: int
     starts_at: datetime | None = Field(description="Fee lines: from when they bill.")
+    period: str = Field(
+        description="The month the line bills, `YYYY-MM`: an adjustment's is the earlier "
+        "month whose late usage it bills."
+    )
 
     @classmethod
-    def of(cls, number: int, line: InvoiceLine) -> InvoiceLineOut:
-        """The line's fields of the same names, and its `number`."""
-        fields = {name: getattr(line, name) for name in cls.model_fields if name != "number"}
-        return cls(number=number, **fields)
+    def of(cls, number: int, line: InvoiceLine, period: str) -> InvoiceLineOut:
+        """The line's fields of the same names, its `number` and its month."""
+        named = set(cls.model_fields) - {"number", "period"}
+        fields = {name: getattr(line, name) for name in named}
+        month = period if line.adjusts is None else line.adjusts.label
+        return cls(number=number, period=month, **fields)
+
+    @classmethod
+    def stored(cls, line: StoredLine) -> InvoiceLineOut:
+        named = set(cls.model_fields) - {"period", "kind"}
+        return cls(
+            kind=LineKind(line.kind),
+            period=f"{line.period_start:%Y-%m}",
+            **{name: getattr(line, name) for name in named},
+        )
 
 
 class InvoiceOut(BaseModel):
@@ -49,7 +70,10 @@ class InvoiceOut(BaseModel):
         description="`draft`: the current period's invoice as it stands now, recomputed on "
         "every read."
     )
-    period: PeriodOut
+    period: str = Field(description="The month it bills, `YYYY-MM` (UTC).")
+    period_start: date
+    period_end: date = Field(description="The first day of the next month (not billed).")
+    days_left: int = Field(description="Whole or partial days until the period ends.")
     currency: str
     lines: list[InvoiceLineOut]
     subtotal: MoneyText = Field(description="The sum of the rounded lines.")
@@ -62,15 +86,93 @@ class InvoiceOut(BaseModel):
         return cls(
             org_id=invoice.org_id,
             status="draft",
-            period=PeriodOut(
-                start=period.start.date(),
-                end=period.end.date(),
-                last_day=period.last_day,
-                days_left=period.days_left(now),
-            ),
+            period=period.label,
+            period_start=period.start.date(),
+            period_end=period.end.date(),
+            days_left=period.days_left(now),
             currency=invoice.currency,
-            lines=[InvoiceLineOut.of(n, line) for n, line in enumerate(invoice.lines, 1)],
+            lines=[
+                InvoiceLineOut.of(n, line, period.label) for n, line in enumerate(invoice.lines, 1)
+            ],
             subtotal=invoice.subtotal,
             total=invoice.total,
             generated_at=now,
         )
+
+
+class UsageBilledOut(BaseModel):
+    period: str = Field(description="The month the usage belongs to, `YYYY-MM`.")
+    metric: str
+    quantity: int = Field(description="What the invoice billed of it (seats: the peak).")
+    events: int = Field(description="How many usage events that is.")
+    included: int | None = Field(
+        description="The org's limit it was billed against; null: unlimited (or late usage "
+        "of an earlier month, billed against that month's)."
+    )
+
+
+class FinalizedInvoiceOut(BaseModel):
+    invoice_id: str
+    number: str = Field(description="Gap-free across the deployment, with its prefix.")
+    org_id: str
+    period: str = Field(description="The month it bills, `YYYY-MM` (UTC).")
+    period_start: date
+    period_end: date = Field(description="The first day of the next month (not billed).")
+    status: Literal["open", "paid", "void"] = Field(
+        description="`open`: finalized, unpaid; `paid`; `void` (see `void_reason`; the "
+        "invoice whose `replaces` is this one corrects it)."
+    )
+    currency: str
+    subtotal: MoneyText
+    total: MoneyText
+    plan_slug: str = Field(description="The plan in force at the month's end.")
+    plan_version: int
+    issued_at: datetime
+    paid_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str | None
+    replaces: str | None = Field(description="The voided invoice this one corrects.")
+    lines: list[InvoiceLineOut] | None = Field(
+        default=None, description="Its lines (left out in lists)."
+    )
+    usage: list[UsageBilledOut] | None = Field(
+        default=None, description="The usage it billed (left out in lists)."
+    )
+
+    @classmethod
+    def of(cls, invoice: StoredInvoice, *, whole: bool = True) -> FinalizedInvoiceOut:
+        named = set(cls.model_fields) - {"period", "period_end", "lines", "usage"}
+        return cls(
+            period=f"{invoice.period_start:%Y-%m}",
+            period_end=BillingPeriod.starting(invoice.period_start).end.date(),
+            lines=[InvoiceLineOut.stored(line) for line in invoice.lines] if whole else None,
+            usage=[
+                UsageBilledOut(
+                    period=f"{u.period_start:%Y-%m}",
+                    metric=u.metric,
+                    quantity=u.quantity,
+                    events=u.events,
+                    included=u.included,
+                )
+                for u in invoice.usage
+            ]
+            if whole
+            else None,
+            **{name: getattr(invoice, name) for name in named},
+        )
+
+
+class LineExplainedOut(BaseModel):
+    invoice_id: str
+    number: str = Field(description="The invoice's number.")
+    line: InvoiceLineOut
+    events: int = Field(description="How many usage events the line bills (0 for fees).")
+    sample_keys: list[str] = Field(
+        description="The first few of those events' idempotency keys, in key order."
+    )
+
+
+class VoidIn(StrictBody):
+    reason: Annotated[Text, Field(min_length=1, max_length=500)] = Field(
+        examples=["the seats were counted twice"]
+    )

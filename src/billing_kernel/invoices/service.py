@@ -1,59 +1,490 @@
-"""Invoices: the upcoming one, recomputed on every read from what the org was on and what it
-used (see `rules`)."""
+"""Invoices: the upcoming one (a draft, recomputed on read), closing billing periods into
+finalized invoices numbered without gaps, paying and voiding them, and verifying that each
+still follows from what it was made of (see `rules`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.common.validation import validate_text
+from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import InvalidInput, InvoiceNotFound, InvoiceNotOpen, PeriodNotClosed
 from billing_kernel.invoices.repository import InvoiceRepository
-from billing_kernel.invoices.rules import InvoiceDraft, Subscription, billable, draft_invoice
+from billing_kernel.invoices.rules import (
+    Billed,
+    InvoiceDraft,
+    InvoiceLine,
+    LateUsage,
+    StoredInvoice,
+    StoredLine,
+    StoredUsage,
+    Subscription,
+    billable,
+    closes_at,
+    draft_invoice,
+    in_force,
+)
+from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.service import MetricService
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
+from billing_kernel.quota.rules import effective_terms
+from billing_kernel.quota.service import QuotaService
 from billing_kernel.summary.service import SummaryService
+
+SAMPLE_KEYS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """An invoice as computed: its draft, and the usage it bills by period and metric."""
+
+    draft: InvoiceDraft
+    usage: tuple[StoredUsage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """One line of a finalized invoice, with the events behind it."""
+
+    invoice: StoredInvoice
+    number: int
+    events: int
+    """How many usage events the line bills (usage and adjustment lines; 0 for fees)."""
+    sample_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReport:
+    closed: tuple[StoredInvoice, ...]
+    """The invoices this call finalized."""
 
 
 class InvoiceService:
     def __init__(
         self,
         transactions: Transactions,
+        settings: Settings,
         clock: Callable[[], datetime],
+        *,
+        metrics: MetricService,
         plans: PlanService,
+        quota: QuotaService,
         summary: SummaryService,
     ) -> None:
         self._tx = transactions
+        self._settings = settings
         self._clock = clock
+        self._metrics = metrics
         self._plans = plans
+        self._quota = quota
         self._summary = summary
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(hours=self._settings.late_event_grace_hours)
 
     async def upcoming(self, org_id: str, uow: UnitOfWork | None = None) -> InvoiceDraft:
         """The org's invoice for the current period as it stands now (a draft): the fees of
-        the plans it has been on this period, and its usage so far priced by the plan it is
-        on. OrgNotFound for an unknown org."""
+        the plans it has been on this period, its usage so far priced by the plan it is on,
+        and adjustments for late events of periods already invoiced. OrgNotFound for an
+        unknown org."""
         period = BillingPeriod.containing(self._clock())
         async with self._tx.begin(uow) as unit:
             summary = await self._summary.summary(org_id, unit)
-            plans: dict[tuple[str, int], Plan] = {}
-            history = []
-            for since, slug, version, status in await InvoiceRepository(unit).history(
-                org_id, period.end
-            ):
-                if (slug, version) not in plans:
-                    plans[slug, version] = await self._plans.get(slug, unit, version=version)
-                history.append(Subscription(since, plans[slug, version], billable(status)))
-        if not history:  # an org whose state predates its history: on its plan since then
-            state = summary.state
-            history = [Subscription(state.created_at, summary.plan, billable(state.status))]
-        return draft_invoice(
-            org_id,
-            period,
-            history,
-            [line.metric for line in summary.usage],
-            {
+            used = {
                 line.metric.key: line.used if line.peak is None else line.peak
                 for line in summary.usage
-            },
-            {line.metric.key: line.limit for line in summary.usage},
+            }
+            late = await InvoiceRepository(unit).unbilled(org_id, period.key)
+            history = await self._history(org_id, period, unit)
+            if not history:  # an org whose state predates its history: on its plan since
+                state = summary.state
+                history = [Subscription(state.created_at, summary.plan, billable(state.status))]
+            computed = await self._compute(org_id, period, history, used, late, unit)
+            return computed.draft
+
+    async def close(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> StoredInvoice | None:
+        """Finalize the org's invoice for `period`, and first those of its earlier periods
+        that have none: each once, numbered in order. Idempotent and safe to run from
+        several processes at once. PeriodNotClosed before `period` closes; None when the org
+        was not subscribed in it."""
+        now = self._clock()
+        if now < closes_at(period, self.grace):
+            raise PeriodNotClosed(
+                f"{period.label} closes at {closes_at(period, self.grace):%Y-%m-%d %H:%M} UTC "
+                "(BILLING_LATE_EVENT_GRACE_HOURS after it ends)",
+                period=period.label,
+            )
+        async with self._tx.read(uow) as unit:
+            history = await self._history(org_id, period, unit)
+        if not history:
+            return None
+        first = BillingPeriod.containing(history[0].since)
+        invoice = None
+        month = first
+        while month.key <= period.key:
+            invoice = await self._close_one(org_id, month, uow) or invoice
+            month = month.next()
+        return invoice
+
+    async def close_due(self, uow: UnitOfWork | None = None) -> CloseReport:
+        """Finalize every invoice that is due: for each period that has closed, oldest
+        first, each org subscribed in it that has no invoice for it yet. Idempotent and safe
+        to run from several processes at once (`billing-kernel invoices close`, and the
+        worker every BILLING_CLOSE_INTERVAL_SECONDS)."""
+        now = self._clock()
+        async with self._tx.read(uow) as unit:
+            first = await InvoiceRepository(unit).first_change()
+        closed: list[StoredInvoice] = []
+        if first is None:
+            return CloseReport(())
+        month = BillingPeriod.containing(first)
+        while closes_at(month, self.grace) <= now:
+            async with self._tx.read(uow) as unit:
+                org_ids = await InvoiceRepository(unit).orgs_to_invoice(month.key, month.end)
+            for org_id in org_ids:
+                made = await self._close_one(org_id, month, uow, made_only=True)
+                if made is not None:
+                    closed.append(made)
+            month = month.next()
+        return CloseReport(tuple(closed))
+
+    async def _close_one(
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        uow: UnitOfWork | None,
+        *,
+        made_only: bool = False,
+        voiding: tuple[StoredInvoice, str] | None = None,
+    ) -> StoredInvoice | None:
+        """The org's invoice for `period`, made now if it has none (or, `voiding`, made to
+        replace the invoice given, voided with the reason given); with `made_only`, None
+        unless this call made it."""
+        async with self._tx.begin(uow) as unit:
+            repo = InvoiceRepository(unit)
+            await repo.lock_org(org_id)
+            now = self._clock()
+            if voiding is None:
+                live = await repo.live_invoice(org_id, period.key)
+                if live is not None:
+                    return None if made_only else live
+            else:
+                old, reason = voiding
+                await repo.set_void(old.invoice_id, reason, now)
+            history = await self._history(org_id, period, unit)
+            if not in_force(period, history):
+                return None
+            invoice_id = f"inv_{uuid.uuid4().hex[:24]}"
+            billed = await repo.mark_events(
+                org_id,
+                invoice_id,
+                through=period.key,
+                moved_from=None if voiding is None else voiding[0].invoice_id,
+            )
+            used = {m: b.quantity for (start, m), b in billed.items() if start == period.key}
+            seats = await self._seat_peaks(org_id, period, unit)
+            late = {key: b for key, b in billed.items() if key[0] < period.key}
+            computed = await self._compute(
+                org_id, period, history, {**used, **seats}, late, unit, events=billed
+            )
+            sequence = await repo.next_number()
+            draft = computed.draft
+            invoice = StoredInvoice(
+                invoice_id=invoice_id,
+                org_id=org_id,
+                period_start=period.key,
+                number=f"{self._settings.invoice_prefix}{sequence:06d}",
+                sequence=sequence,
+                status="open",
+                currency=draft.currency,
+                subtotal=draft.subtotal,
+                total=draft.total,
+                plan_slug=draft.plan.slug,
+                plan_version=draft.plan.version,
+                bills_usage=draft.bills_usage,
+                issued_at=now,
+                paid_at=None,
+                voided_at=None,
+                void_reason=None,
+                replaces=None if voiding is None else voiding[0].invoice_id,
+            )
+            await repo.insert(
+                invoice,
+                [_line_row(n, line, period) for n, line in enumerate(draft.lines, 1)],
+                computed.usage,
+            )
+            return await repo.get(invoice_id)
+
+    async def list_invoices(
+        self,
+        org_id: str | None,
+        *,
+        before: int | None = None,
+        limit: int = 50,
+        uow: UnitOfWork | None = None,
+    ) -> list[StoredInvoice]:
+        """Up to `limit` finalized invoices, newest first, numbered before `before` (a
+        cursor: the last one's `sequence`); of one org, or of every org."""
+        async with self._tx.read(uow) as unit:
+            return await InvoiceRepository(unit).list_invoices(org_id, before=before, limit=limit)
+
+    async def get(
+        self, invoice_id: str, org_id: str | None = None, uow: UnitOfWork | None = None
+    ) -> StoredInvoice:
+        """A finalized invoice with its lines (one of `org_id`'s, when given);
+        InvoiceNotFound otherwise."""
+        async with self._tx.read(uow) as unit:
+            found = await InvoiceRepository(unit).get(invoice_id)
+        if found is None or (org_id is not None and found.org_id != org_id):
+            raise InvoiceNotFound(f"no invoice {invoice_id!r}", invoice_id=invoice_id)
+        return found
+
+    async def by_number(self, number: str, uow: UnitOfWork | None = None) -> StoredInvoice:
+        """The invoice numbered `number` (or with that id); InvoiceNotFound otherwise."""
+        async with self._tx.read(uow) as unit:
+            repo = InvoiceRepository(unit)
+            found = await repo.get(await repo.id_of_number(number) or number)
+        if found is None:
+            raise InvoiceNotFound(f"no invoice {number!r}", invoice_id=number)
+        return found
+
+    async def explain(
+        self,
+        invoice_id: str,
+        number: int,
+        org_id: str | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> Explained:
+        """Line `number` of an invoice with the events behind it: how many, and the first
+        few of their idempotency keys. InvoiceNotFound for no such invoice or line."""
+        async with self._tx.read(uow) as unit:
+            invoice = await self.get(invoice_id, org_id, unit)
+            line = next((line for line in invoice.lines if line.number == number), None)
+            if line is None:
+                raise InvoiceNotFound(
+                    f"invoice {invoice.number} has no line {number}", invoice_id=invoice_id
+                )
+            events, keys = 0, []
+            if line.metric is not None:
+                billed = await InvoiceRepository(unit).billed_events(invoice_id)
+                events = billed.get((line.period_start, line.metric), Billed()).events
+                keys = await InvoiceRepository(unit).sample_keys(
+                    invoice_id, line.period_start, line.metric, SAMPLE_KEYS
+                )
+            return Explained(invoice, number, events, tuple(keys))
+
+    async def mark_paid(self, invoice_id: str, uow: UnitOfWork | None = None) -> StoredInvoice:
+        """Record that the invoice was paid (what the product's payments say). Idempotent;
+        InvoiceNotOpen for a void one."""
+        async with self._tx.begin(uow) as unit:
+            invoice = await self.by_number(invoice_id, unit)
+            if invoice.status == "void":
+                raise InvoiceNotOpen(
+                    f"invoice {invoice.number} is void", invoice_id=invoice.invoice_id
+                )
+            await InvoiceRepository(unit).set_paid(invoice.invoice_id, self._clock())
+            return await self.get(invoice.invoice_id, uow=unit)
+
+    async def void(
+        self, invoice_id: str, reason: str, uow: UnitOfWork | None = None
+    ) -> StoredInvoice:
+        """Void an open invoice, with the reason, and make the corrected one that replaces
+        it (a new number; the same events, the org's terms as they are now); returns the
+        correction. InvoiceNotOpen for a paid or void one."""
+        reason = validate_text(reason, "reason", 500) or ""
+        if not reason.strip():
+            raise InvalidInput("a void needs a reason", field="reason")
+        async with self._tx.begin(uow) as unit:
+            invoice = await self.by_number(invoice_id, unit)
+            if invoice.status != "open":
+                raise InvoiceNotOpen(
+                    f"invoice {invoice.number} is {invoice.status}: only an open one is voided",
+                    invoice_id=invoice.invoice_id,
+                )
+            period = BillingPeriod.starting(invoice.period_start)
+            made = await self._close_one(invoice.org_id, period, unit, voiding=(invoice, reason))
+            assert made is not None, "a period once invoiced stays subscribed"
+            return made
+
+    async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
+        """Recompute every invoice that counts (open or paid) from the events it billed, the
+        plan versions, the subscription history and the limits it recorded, and check that
+        the numbers, void ones included, have no gaps: every difference found, in words
+        (none: the invoices are reproducible)."""
+        differences: list[str] = []
+        async with self._tx.read(uow) as unit:
+            repo = InvoiceRepository(unit)
+            ids = await repo.all_invoice_ids()
+            for expected, invoice_id in enumerate(ids, 1):
+                invoice = await repo.get(invoice_id)
+                assert invoice is not None
+                if invoice.sequence != expected:
+                    differences.append(
+                        f"{invoice.number}: numbered {invoice.sequence}, "
+                        f"{expected} expected (a gap)"
+                    )
+                if invoice.status != "void":  # a void one's events moved to its correction
+                    differences += await self._differences(invoice, unit)
+        return differences
+
+    async def _differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
+        period = BillingPeriod.starting(invoice.period_start)
+        repo = InvoiceRepository(unit)
+        events = await repo.billed_events(invoice.invoice_id)
+        used = {m: b.quantity for (start, m), b in events.items() if start == period.key}
+        catalogue = await self._metrics.catalogue(unit)
+        seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
+        used.update(
+            {
+                u.metric: u.quantity
+                for u in invoice.usage
+                if u.period_start == period.key and u.metric in seats
+            }
         )
+        late = {key: b for key, b in events.items() if key[0] < period.key}
+        history = await self._history(invoice.org_id, period, unit)
+        computed = await self._compute(
+            invoice.org_id, period, history, used, late, unit, events=events, as_of=invoice
+        )
+        # Every figure, not the wording: a plan or metric renamed since changes descriptions.
+        stored = [_figures(_line_row(line.number, line, period)) for line in invoice.lines]
+        again = [
+            _figures(_line_row(n, line, period)) for n, line in enumerate(computed.draft.lines, 1)
+        ]
+        found = []
+        for before, after in zip(stored, again, strict=False):
+            if before != after:
+                found.append(
+                    f"{invoice.number} line {before['number']}: stored {before}, recomputed {after}"
+                )
+        if len(stored) != len(again):
+            found.append(f"{invoice.number}: {len(stored)} lines stored, {len(again)} recomputed")
+        if invoice.total != computed.draft.total:
+            found.append(
+                f"{invoice.number}: total {invoice.total} stored, {computed.draft.total} recomputed"
+            )
+        return found
+
+    async def _compute(
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        history: list[Subscription],
+        used: Mapping[str, int],
+        late: Mapping[tuple[date, str], Billed],
+        unit: UnitOfWork,
+        *,
+        events: Mapping[tuple[date, str], Billed] | None = None,
+        as_of: StoredInvoice | None = None,
+    ) -> Computed:
+        """The org's invoice for `period` from its `history`, the usage of the period
+        (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
+        against what its invoices billed before this one: `as_of`, or now)."""
+        catalogue = await self._metrics.catalogue(unit)
+        by_key = {metric.key: metric for metric in catalogue}
+        subs = in_force(period, history)
+        at_end = subs[-1].plan
+        overrides = await self._quota.overrides(org_id, unit)
+        included = {m.key: effective_terms(at_end, m.key, overrides).limit for m in catalogue}
+        if as_of is not None:  # what the invoice was billed against, as it recorded it
+            included.update(
+                {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
+            )
+        repo = InvoiceRepository(unit)
+        late_usage = []
+        for (start, metric), added in sorted(late.items()):
+            earlier = await repo.live_invoice_as_of(org_id, start, as_of)
+            if earlier is None or metric not in by_key:
+                continue  # no plan then: nothing to price it by
+            plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
+            snapshot = {u.metric: u.included for u in earlier.usage if u.period_start == start}
+            before = await repo.usage_billed_before(org_id, start, as_of)
+            late_usage.append(
+                LateUsage(
+                    period=BillingPeriod.starting(start),
+                    metric=by_key[metric],
+                    billed=before.get(metric, 0),
+                    late=added.quantity,
+                    included=snapshot.get(metric, plan.allowance(metric).included_quantity),
+                    plan=plan,
+                    billable=earlier.bills_usage,
+                )
+            )
+        draft = draft_invoice(org_id, period, history, catalogue, used, included, late_usage)
+        counted = events or {}
+        usage = [
+            StoredUsage(
+                period.key,
+                m.key,
+                used.get(m.key, 0),
+                counted.get((period.key, m.key), Billed()).events,
+                included[m.key],
+            )
+            for m in catalogue
+        ] + [
+            StoredUsage(start, metric, b.quantity, b.events, None)
+            for (start, metric), b in sorted(late.items())
+        ]
+        return Computed(draft, tuple(usage))
+
+    async def _history(
+        self, org_id: str, period: BillingPeriod, unit: UnitOfWork
+    ) -> list[Subscription]:
+        plans: dict[tuple[str, int], Plan] = {}
+        history = []
+        for since, slug, version, status in await InvoiceRepository(unit).history(
+            org_id, period.end
+        ):
+            if (slug, version) not in plans:
+                plans[slug, version] = await self._plans.get(slug, unit, version=version)
+            history.append(Subscription(since, plans[slug, version], billable(status)))
+        return history
+
+    async def _seat_peaks(
+        self, org_id: str, period: BillingPeriod, unit: UnitOfWork
+    ) -> dict[str, int]:
+        """Each seats metric's peak in `period`."""
+        summary = await self._summary.summary(org_id, unit, period=period)
+        return {
+            line.metric.key: line.used if line.peak is None else line.peak
+            for line in summary.usage
+            if line.metric.aggregation is Aggregation.SEATS
+        }
+
+
+def _line_row(
+    number: int, line: InvoiceLine | StoredLine, period: BillingPeriod
+) -> dict[str, object]:
+    """A line as stored: what verification compares."""
+    if isinstance(line, StoredLine):
+        return {name: getattr(line, name) for name in StoredLine.__dataclass_fields__} | {
+            "number": number
+        }
+    return {
+        "number": number,
+        "kind": line.kind.value,
+        "description": line.description,
+        "amount": line.amount,
+        "formula": line.formula,
+        "plan_slug": line.plan_slug,
+        "plan_version": line.plan_version,
+        "period_start": (line.adjusts or period).key,
+        "metric": line.metric,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "unit_size": line.unit_size,
+        "starts_at": line.starts_at,
+    }
+
+
+def _figures(row: dict[str, object]) -> dict[str, object]:
+    return {name: value for name, value in row.items() if name != "description"}

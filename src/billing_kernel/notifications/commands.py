@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 
 from billing_kernel.alerts.rules import EventType
+from billing_kernel.background import background_tasks
 from billing_kernel.commands import with_kernel
 from billing_kernel.db import migrate as migrations
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.listener import listen
 from billing_kernel.notifications.rules import DeliveryStatus
-from billing_kernel.notifications.worker import DeliveryWorker
 
 webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_args_is_help=True)
 
@@ -24,17 +24,25 @@ webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_ar
 def worker(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
-    """Deliver events (webhooks, email, Slack) until stopped (Ctrl-C or SIGTERM). On
-    PostgreSQL, run as many as you like side by side."""
+    """Deliver events (webhooks, email, Slack) and close the billing periods that are due,
+    until stopped (Ctrl-C or SIGTERM). On PostgreSQL, run as many as you like side by
+    side."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
     async def run(kernel: Kernel) -> None:
-        delivery = DeliveryWorker(kernel)
+        tasks = background_tasks(kernel)
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            for task in tasks:
+                task.stop()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, delivery.stop)
-        typer.echo(f"delivering events from {migrations.display_url(kernel.settings.database_url)}")
-        await delivery.run()
+            loop.add_signal_handler(signum, stop)
+        closing = " and closing billing periods" if kernel.settings.close_periods else ""
+        where = migrations.display_url(kernel.settings.database_url)
+        typer.echo(f"delivering events{closing} from {where}")
+        await asyncio.gather(*(task.run() for task in tasks))
 
     with_kernel(run)
 

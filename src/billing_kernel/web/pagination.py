@@ -31,6 +31,16 @@ Cursor = Annotated[
 ]
 
 
+SequenceCursor = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9]{1,18}$",
+        description="`next_cursor` of the previous page; leave out for the first page.",
+    ),
+]
+"""The cursor of a list ordered by a number (an event's or an invoice's sequence)."""
+
+
 class Page(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = Field(

@@ -1,0 +1,41 @@
+"""The background task that closes billing periods: every BILLING_CLOSE_INTERVAL_SECONDS it
+finalizes the invoices that are due (see `InvoiceService.close_due`). Run by `billing-kernel
+worker` (as many side by side as you like) and, with BILLING_WORKER_IN_SERVER, by the
+server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from billing_kernel.kernel import Kernel
+
+logger = logging.getLogger(__name__)
+
+
+class PeriodCloser:
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+        self._stopping = asyncio.Event()
+        self.closed = 0
+
+    async def run(self) -> None:
+        """Rounds until `stop()`; a round that fails (the database away) is logged and tried
+        again at the next."""
+        while not self._stopping.is_set():
+            try:
+                report = await self._kernel.invoices.close_due()
+            except Exception:
+                logger.exception("closing billing periods failed; trying again later")
+            else:
+                self.closed += len(report.closed)
+                if report.closed:
+                    logger.info("finalized %d invoice(s)", len(report.closed))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopping.wait(), timeout=self._kernel.settings.close_interval_seconds
+                )
+
+    def stop(self) -> None:
+        self._stopping.set()

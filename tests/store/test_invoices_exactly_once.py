@@ -1,0 +1,190 @@
+"""Every usage event is billed by exactly one invoice that counts, whatever the order of
+closes, late events, voids and plan changes; invoices recomputed from what they recorded
+are what they were; numbers have no gaps. On a database of the test's own, both kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.config import Settings
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.db.tables import invoice_usage, invoices, usage_events
+from billing_kernel.invoices.closer import PeriodCloser
+from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
+from tests.conftest import Clock, scratch_postgres_database
+
+pytestmark = pytest.mark.anyio
+
+PLANS = ("starter", "growth", "enterprise", "internal-dev")
+METRICS = ("tokens", "playbook_runs")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'invoices.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    with scratch_postgres_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+async def own_database(own_database_url: str) -> AsyncIterator[Database]:
+    database = Database(own_database_url, pool_size=10)
+    yield database
+    await database.dispose()
+
+
+def kernel_at(database: Database, clock: Clock) -> Kernel:
+    return Kernel(database, Settings(database_url=str(database.url)), clock=clock)  # type: ignore[arg-type]
+
+
+async def billed_by_live_invoices(database: Database) -> dict[tuple[str, str], int]:
+    """What the invoices that count billed, by org and metric (seats left out: a peak, not
+    events)."""
+    async with database.transaction() as conn:
+        rows = await conn.execute(
+            select(invoices.c.org_id, invoice_usage.c.metric, func.sum(invoice_usage.c.quantity))
+            .join(invoices, invoices.c.invoice_id == invoice_usage.c.invoice_id)
+            .where(invoices.c.status != "void", invoice_usage.c.metric.in_(METRICS))
+            .group_by(invoices.c.org_id, invoice_usage.c.metric)
+        )
+        return {(org, metric): int(total) for org, metric, total in rows if total}
+
+
+async def recorded(database: Database, before: datetime) -> dict[tuple[str, str], int]:
+    """The events of periods that have closed, by org and metric."""
+    async with database.transaction() as conn:
+        rows = await conn.execute(
+            select(usage_events.c.org_id, usage_events.c.metric, func.sum(usage_events.c.quantity))
+            .where(usage_events.c.period_start < BillingPeriod.containing(before).key)
+            .group_by(usage_events.c.org_id, usage_events.c.metric)
+        )
+        return {(org, metric): int(total) for org, metric, total in rows}
+
+
+async def test_a_year_of_usage_with_late_events_plan_changes_and_voids_is_billed_exactly_once(
+    own_database: Database,
+) -> None:
+    rng = random.Random(20261128)
+    clock = Clock(datetime(2025, 12, 1, tzinfo=UTC))
+    kernel = kernel_at(own_database, clock)
+    orgs = [f"org-{n:02d}" for n in range(8)]
+    for org_id in orgs:
+        clock.advance(hours=rng.randrange(1, 48))
+        await kernel.orgs.create(org_id, plan_slug=rng.choice(PLANS[:3]))
+        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    end = datetime(2026, 12, 3, tzinfo=UTC)
+    n = 0
+    while clock.now < end - timedelta(days=3):
+        clock.advance(days=3, hours=rng.randrange(0, 5))
+        for org_id in orgs:
+            for _ in range(rng.randrange(0, 3)):
+                n += 1
+                back = timedelta(hours=rng.randrange(0, 60))  # some land in a closed month
+                await kernel.usage.record(
+                    org_id,
+                    rng.choice(METRICS),
+                    rng.choice((1, 7, 250, 90_000, 400_000)),
+                    idempotency_key=f"e{n}",
+                    occurred_at=clock.now - back,
+                )
+            roll = rng.random()
+            if roll < 0.06:
+                await kernel.orgs.set_plan(org_id, rng.choice(PLANS))
+            elif roll < 0.09:
+                await kernel.orgs.set_status(
+                    org_id, rng.choice([BillingStatus.PAST_DUE, BillingStatus.ACTIVE])
+                )
+        await kernel.invoices.close_due()
+        if rng.random() < 0.15:
+            recent = await kernel.invoices.list_invoices(None, limit=5)
+            open_ones = [i for i in recent if i.status == "open"]
+            if open_ones:
+                await kernel.invoices.void(rng.choice(open_ones).invoice_id, "corrected terms")
+    clock.now = end
+    await kernel.invoices.close_due()
+    assert await kernel.invoices.verify() == []
+    assert await billed_by_live_invoices(own_database) == await recorded(own_database, end)
+    live = defaultdict(int)
+    for invoice in await kernel.invoices.list_invoices(None, limit=1000):
+        if invoice.status != "void":
+            live[invoice.org_id, invoice.period_start] += 1
+    assert set(live.values()) == {1}
+    assert len(live) == len(orgs) * 12  # December 2025 to November 2026, each once
+
+
+async def test_concurrent_closes_and_late_events_bill_each_event_once_and_number_without_gaps(
+    own_database: Database,
+) -> None:
+    october = BillingPeriod.parse("2026-10")
+    clock = Clock(october.start)
+    kernel = kernel_at(own_database, clock)
+    orgs = [f"org-{n:02d}" for n in range(12)]
+    for org_id in orgs:
+        await kernel.orgs.create(org_id, plan_slug="starter")
+        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    clock.now = october.end - timedelta(hours=1)
+    for n, org_id in enumerate(orgs):
+        await kernel.usage.record(org_id, "tokens", 600_000 + n, idempotency_key="last-hour")
+    clock.now = october.end + timedelta(days=1, minutes=1)  # October has closed
+
+    async def late(org_id: str) -> None:
+        await kernel.usage.record(
+            org_id,
+            "tokens",
+            1_000,
+            idempotency_key="late",
+            occurred_at=october.end - timedelta(minutes=5),
+        )
+
+    closers = [kernel_at(own_database, clock) for _ in range(4)]
+    await asyncio.gather(
+        *(closer.invoices.close_due() for closer in closers), *(late(o) for o in orgs)
+    )
+    november = october.next()
+    clock.now = november.end + timedelta(days=1, minutes=1)
+    await asyncio.gather(*(closer.invoices.close_due() for closer in closers))
+    made = await kernel.invoices.list_invoices(None, limit=100)
+    assert sorted(invoice.sequence for invoice in made) == list(range(1, 2 * len(orgs) + 1))
+    assert await kernel.invoices.verify() == []
+    billed = await billed_by_live_invoices(own_database)
+    assert billed == {(o, "tokens"): 601_000 + n for n, o in enumerate(orgs)}
+
+
+async def test_the_worker_closes_due_periods_on_its_schedule(own_database: Database) -> None:
+    september = BillingPeriod.parse("2026-09")
+    clock = Clock(september.start)
+    kernel = kernel_at(own_database, clock)
+    await kernel.orgs.create("acme", plan_slug="growth")
+    await kernel.orgs.set_status("acme", BillingStatus.ACTIVE)
+    clock.now = september.end + timedelta(days=40)  # September and October have closed
+    closer = PeriodCloser(kernel)
+    running = asyncio.create_task(closer.run())
+    try:
+        for _ in range(200):
+            if closer.closed == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        closer.stop()
+        await running
+    made = await kernel.invoices.list_invoices("acme")
+    assert [(f"{i.period_start:%Y-%m}", str(i.total)) for i in made] == [
+        ("2026-10", "199.00"),
+        ("2026-09", "199.00"),
+    ]
