@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from billing_kernel.notifications.rules import RETRY_SCHEDULE
+from billing_kernel.subscriptions.rules import DowngradeTiming
 
 FALLBACK_PLAN_SLUG = "internal-dev"
 DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
         default="INV-",
         pattern=r"^[A-Za-z0-9-]{0,16}$",
         description="What every invoice number starts with: INV-000001, INV-000002, ...",
+    )
+    downgrade: DowngradeTiming = Field(
+        default=DowngradeTiming.PERIOD_END,
+        description="When an org's own move to a cheaper plan takes effect: `period_end` (a "
+        "scheduled change, visible and cancelable) or `immediate` (at once, with a credit).",
     )
     close_periods: bool = Field(
         default=True,

@@ -140,6 +140,15 @@ class PeriodNotClosed(BillingError):
     title = "Billing period not closed yet"
 
 
+class CurrencyChange(BillingError):
+    """The org is billed in its plan's currency this period and the plan asked for is in
+    another; nothing was written."""
+
+    status = 409
+    code = "currency_change"
+    title = "Plan in another currency"
+
+
 class ReservationSettled(BillingError):
     """The reservation was settled otherwise (committed, released or refused) and cannot
     be settled this way; nothing was written."""

@@ -29,6 +29,7 @@ from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import DefaultPlanNotice, PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
+from billing_kernel.subscriptions.service import SubscriptionService
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.service import UsageService
 
@@ -98,8 +99,12 @@ class Kernel:
             clock,
             metrics=self.metrics,
             plans=self.plans,
+            orgs=self.orgs,
             quota=self.quota,
             summary=self.summary,
+        )
+        self.subscriptions = SubscriptionService(
+            tx, settings, clock, plans=self.plans, orgs=self.orgs, invoices=self.invoices
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)

@@ -154,7 +154,15 @@ async def test_only_owners_and_admins_change_the_plan(
     state = await api.kernel.orgs.billing_state(org_id)
     if allowed:
         assert response.status_code == 200, response.text
-        assert response.json() == {"org_id": org_id, "plan_slug": "growth", "status": "trial"}
+        made = response.json()
+        # V1's answer, and what the change did: an upgrade, at once; a trial bills nothing.
+        assert (made["org_id"], made["plan_slug"], made["status"]) == (org_id, "growth", "trial")
+        assert (made["kind"], made["scheduled"], made["current_plan"]) == (
+            "upgrade",
+            False,
+            "growth",
+        )
+        assert made["lines"] == []
         assert state.plan_slug == "growth"
     else:
         assert (response.status_code, response.json()["code"]) == (403, "forbidden")

@@ -51,6 +51,8 @@ async def seed(url: str) -> dict[str, str]:
         "veteran": new_id("veteran"),
         "d": new_id("org-d"),
         "payer": new_id("payer"),
+        "e": new_id("org-e"),
+        "upgrader": new_id("upgrader"),
     }
     try:
         await kernel.orgs.create(ids["a"], plan_slug="starter")
@@ -86,6 +88,10 @@ async def seed(url: str) -> dict[str, str]:
         await earlier.members.add(ids["d"], ids["payer"], MemberRole.OWNER)
         await earlier.usage.record(ids["d"], "tokens", 1_250_000, idempotency_key="t")
         await kernel.invoices.close(ids["d"], VETERAN_SINCE)
+        # Org e pays for Starter, and will change plan.
+        await kernel.orgs.create(ids["e"], plan_slug="starter")
+        await kernel.orgs.set_status(ids["e"], BillingStatus.ACTIVE)
+        await kernel.members.add(ids["e"], ids["upgrader"], MemberRole.OWNER)
     finally:
         await database.dispose()
     return ids
@@ -282,6 +288,44 @@ def test_an_owner_lists_past_invoices_and_opens_each_as_a_printable_page(
     page.get_by_test_id("upcoming-printable").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Upcoming invoice"
     assert page.get_by_test_id("invoice-org").inner_text() == ids["d"]
+
+
+def test_an_owner_previews_an_upgrade_confirms_it_and_sees_its_proration(
+    browser: Browser, kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = kernel
+    page, _ = open_page(browser, base, ids["upgrader"])
+    page.get_by_test_id("change-to-growth").click()
+    page.wait_for_url(f"{base}/app/billing/plan?**")
+    screenshot(page, "plan-change-preview")
+    assert page.get_by_role("heading", level=2).inner_text() == "An upgrade, at once"
+    previewed = page.get_by_test_id("change-lines").locator("tbody tr").all_inner_texts()
+    assert [row.split("\n")[0].split(" from ")[0] for row in previewed] == [
+        "Unused time on Starter (v1)",
+        "Remaining time on Growth (v1)",
+    ]
+    total_after = page.get_by_test_id("total-after").inner_text()
+    page.get_by_test_id("confirm-change").click()
+    page.wait_for_url(f"{base}/app/billing?org=**")
+    screenshot(page, "plan-changed")
+    assert page.get_by_test_id("plan").inner_text() == "Growth"
+    lines = page.get_by_test_id("upcoming-invoice").locator("tbody tr").all_inner_texts()
+    assert lines[-2:] == previewed  # exactly the preview's lines, to the cent
+    assert page.get_by_test_id("invoice-total").inner_text() == total_after
+
+    # A downgrade waits for the month's end, and can be canceled.
+    page.get_by_test_id("change-to-starter").click()
+    assert page.get_by_role("heading", level=2).inner_text() == (
+        "A downgrade, at the end of the month"
+    )
+    page.get_by_test_id("confirm-change").click()
+    page.wait_for_url(f"{base}/app/billing?org=**")
+    notice = page.get_by_test_id("scheduled-change").inner_text()
+    assert f"Moving to starter on 1 {THIS_MONTH.end:%B %Y}" in notice
+    assert page.get_by_test_id("plan").inner_text() == "Growth"
+    page.get_by_test_id("cancel-change").click()
+    page.wait_for_url(f"{base}/app/billing?org=**")
+    assert page.get_by_test_id("scheduled-change").count() == 0
 
 
 def test_signing_out_ends_the_session(browser: Browser, kernel: tuple[str, dict[str, str]]) -> None:

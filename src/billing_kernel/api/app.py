@@ -28,6 +28,7 @@ from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
 from billing_kernel.quota.hot_path import QuotaCheckHotPath
 from billing_kernel.reservations import routes as reservation_routes
+from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
 from billing_kernel.web.guards import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         plan_routes.router,
         summary_routes.router,
         summary_routes.history_router,
-        org_routes.plan_router,
+        subscription_routes.router,
         invoice_routes.router,
         quota_routes.router,
         quota_routes.limits_router,

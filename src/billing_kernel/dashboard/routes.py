@@ -3,6 +3,7 @@ POST /app/logout: sign out of it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
 from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthenticated
+from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
 from billing_kernel.web.guards import require_same_origin
@@ -114,6 +116,7 @@ async def billing_page(
                 if admin
                 else []
             )
+            scheduled = await as_user.subscriptions.scheduled(org_id, uow) if admin else None
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
             history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
@@ -129,6 +132,7 @@ async def billing_page(
         "summary": dashboard.summary,
         "invoice": invoice,
         "past_invoices": past,
+        "scheduled": scheduled,
         "role": role,
         "orgs": sorted(memberships),
         "user_id": caller.user_id,
@@ -146,14 +150,7 @@ async def invoice_page(
     """One invoice as a printable page (`upcoming`: the draft of this month), for an owner or
     admin of its org."""
     try:
-        caller = await get_principal(request, await bearer(request))
-        if not isinstance(caller, User):
-            raise Unauthenticated("the billing page is for signed-in people")
-        memberships = await kernel.members.memberships(caller.user_id)
-        org_id, role = user_org(memberships, org or min(memberships, default=None))
-        if role not in ADMIN_ROLES:
-            raise Forbidden("invoices are for the org's owners and admins")
-        as_user = kernel.for_user(caller.user_id)
+        as_user, org_id = await _admin_of(request, kernel, org)
         if invoice_id == "upcoming":
             context: dict[str, Any] = {"draft": await as_user.invoices.upcoming(org_id)}
         else:
@@ -163,6 +160,79 @@ async def invoice_page(
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
     return templates.TemplateResponse(request, "invoice.html", {**context, "org_id": org_id})
+
+
+@router.get("/app/billing/plan", response_class=HTMLResponse)
+async def plan_change_page(
+    request: Request,
+    kernel: KernelDep,
+    plan: Annotated[str, Query(max_length=64, pattern=ID_PATTERN_TEXT)],
+    org: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)] = None,
+) -> Response:
+    """What moving the org to `plan` would bill, line by line, with a button to confirm: for
+    its owners and admins."""
+    try:
+        as_user, org_id = await _admin_of(request, kernel, org)
+        preview = await as_user.subscriptions.preview(org_id, plan)
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    return templates.TemplateResponse(
+        request, "plan_change.html", {"change": preview, "org_id": org_id}
+    )
+
+
+@router.post("/app/billing/plan")
+async def change_plan(
+    request: Request,
+    kernel: KernelDep,
+    plan: Annotated[str, Query(max_length=64, pattern=ID_PATTERN_TEXT)],
+    org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
+    at: Annotated[datetime | None, Query()] = None,
+) -> Response:
+    """Make the change the preview showed (billed from the preview's moment `at`, to the
+    cent), then show the billing page. Only from the kernel's own pages."""
+    try:
+        require_same_origin(request)
+        as_user, org_id = await _admin_of(request, kernel, org)
+        await as_user.subscriptions.change(org_id, plan, at=at)
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+
+
+@router.post("/app/billing/plan/cancel")
+async def cancel_plan_change(
+    request: Request,
+    kernel: KernelDep,
+    org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
+) -> Response:
+    """Cancel the org's scheduled change, then show the billing page."""
+    try:
+        require_same_origin(request)
+        as_user, org_id = await _admin_of(request, kernel, org)
+        await as_user.subscriptions.cancel(org_id)
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+
+
+async def _admin_of(request: Request, kernel: Kernel, org: str | None) -> tuple[Kernel, str]:
+    """The kernel acting as the signed-in user, and the org (`org`, or their only one) they
+    are an owner or admin of; Unauthenticated, Forbidden or OrgNotFound otherwise."""
+    caller = await get_principal(request, await bearer(request))
+    if not isinstance(caller, User):
+        raise Unauthenticated("the billing page is for signed-in people")
+    memberships = await kernel.members.memberships(caller.user_id)
+    org_id, role = user_org(memberships, org or min(memberships, default=None))
+    if role not in ADMIN_ROLES:
+        raise Forbidden("this is for the org's owners and admins")
+    return kernel.for_user(caller.user_id), org_id
 
 
 @router.post("/app/billing/alerts/dismiss")

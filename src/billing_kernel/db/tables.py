@@ -171,6 +171,21 @@ subscription_history = Table(
     Index(None, "org_id", "valid_from"),
 )
 
+scheduled_plan_changes = Table(
+    "scheduled_plan_changes",
+    metadata,
+    # A downgrade asked for, to take effect when the billing period ends (one per org).
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("plan_slug", String(64), nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("effective_at", UTCDateTime, nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(
+        ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
+    ),
+    Index(None, "effective_at"),
+)
+
 org_limit_overrides = Table(
     "org_limit_overrides",
     metadata,
@@ -526,6 +541,7 @@ ORG_SCOPED_TABLES = (
     org_members,
     org_billing_state,
     subscription_history,
+    scheduled_plan_changes,
     org_limit_overrides,
     usage_counters,
     usage_events,

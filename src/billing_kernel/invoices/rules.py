@@ -32,19 +32,9 @@ from enum import StrEnum
 from billing_kernel.common.money import ZERO, money_text, round_money
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.metrics.rules import Aggregation, Metric
-from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Plan, PlanMetric
 
 SECOND = timedelta(seconds=1)
-
-
-BILLED_STATUSES = frozenset({BillingStatus.ACTIVE, BillingStatus.PAST_DUE})
-
-
-def billable(status: BillingStatus) -> bool:
-    """Whether time in `status` is billed: `active` and `past_due` are; a trial and a
-    cancellation are not."""
-    return status in BILLED_STATUSES
 
 
 class LineKind(StrEnum):
@@ -126,6 +116,18 @@ def fee_lines(period: BillingPeriod, history: Sequence[Subscription]) -> list[In
         before = sub
     # A proration that rounds to nothing (a change in the period's last second) is left out.
     return [line for line in lines if line.amount or line.kind is LineKind.BASE_FEE]
+
+
+def change_lines(
+    period: BillingPeriod, history: Sequence[Subscription], change: Subscription
+) -> list[InvoiceLine]:
+    """The fee lines `change`, made after every change of `history`, adds to the period's
+    invoice: what `fee_lines` gives with it, beyond what it gives without. A change at the
+    period's first second replaces the plan the period starts on: its lines are then the
+    period's fee lines whole."""
+    before = fee_lines(period, history)
+    after = fee_lines(period, [*history, change])
+    return after[len(before) :] if after[: len(before)] == before else after
 
 
 def _same_terms(a: Subscription, b: Subscription) -> bool:

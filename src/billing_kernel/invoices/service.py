@@ -24,13 +24,15 @@ from billing_kernel.invoices.rules import (
     StoredLine,
     StoredUsage,
     Subscription,
-    billable,
+    change_lines,
     closes_at,
     draft_invoice,
     in_force,
 )
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.metrics.service import MetricService
+from billing_kernel.orgs.rules import billable
+from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.rules import effective_terms
@@ -74,6 +76,7 @@ class InvoiceService:
         *,
         metrics: MetricService,
         plans: PlanService,
+        orgs: OrgService,
         quota: QuotaService,
         summary: SummaryService,
     ) -> None:
@@ -82,6 +85,7 @@ class InvoiceService:
         self._clock = clock
         self._metrics = metrics
         self._plans = plans
+        self._orgs = orgs
         self._quota = quota
         self._summary = summary
 
@@ -89,11 +93,13 @@ class InvoiceService:
     def grace(self) -> timedelta:
         return timedelta(hours=self._settings.late_event_grace_hours)
 
-    async def upcoming(self, org_id: str, uow: UnitOfWork | None = None) -> InvoiceDraft:
+    async def upcoming(
+        self, org_id: str, uow: UnitOfWork | None = None, *, change: Subscription | None = None
+    ) -> InvoiceDraft:
         """The org's invoice for the current period as it stands now (a draft): the fees of
         the plans it has been on this period, its usage so far priced by the plan it is on,
-        and adjustments for late events of periods already invoiced. OrgNotFound for an
-        unknown org."""
+        and adjustments for late events of periods already invoiced; with `change`, as it
+        would stand after that change. OrgNotFound for an unknown org."""
         period = BillingPeriod.containing(self._clock())
         async with self._tx.begin(uow) as unit:
             summary = await self._summary.summary(org_id, unit)
@@ -106,8 +112,21 @@ class InvoiceService:
             if not history:  # an org whose state predates its history: on its plan since
                 state = summary.state
                 history = [Subscription(state.created_at, summary.plan, billable(state.status))]
+            if change is not None:
+                history = [*history, change]
             computed = await self._compute(org_id, period, history, used, late, unit)
             return computed.draft
+
+    async def change_lines(
+        self, org_id: str, change: Subscription, uow: UnitOfWork | None = None
+    ) -> tuple[InvoiceLine, ...]:
+        """The lines `change` would add to the org's upcoming invoice: a credit for the rest
+        of the period on what it is on, and a charge for the rest on what it moves to (see
+        `rules.change_lines`)."""
+        period = BillingPeriod.containing(change.since)
+        async with self._tx.read(uow) as unit:
+            history = await self._history(org_id, period, unit)
+        return tuple(change_lines(period, history, change))
 
     async def close(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
@@ -123,6 +142,7 @@ class InvoiceService:
                 "(BILLING_LATE_EVENT_GRACE_HOURS after it ends)",
                 period=period.label,
             )
+        await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
             history = await self._history(org_id, period, unit)
         if not history:
@@ -141,6 +161,7 @@ class InvoiceService:
         to run from several processes at once (`billing-kernel invoices close`, and the
         worker every BILLING_CLOSE_INTERVAL_SECONDS)."""
         now = self._clock()
+        await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
             first = await InvoiceRepository(unit).first_change()
         closed: list[StoredInvoice] = []

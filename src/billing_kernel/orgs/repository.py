@@ -6,13 +6,24 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, literal, select, update
+from sqlalchemy import bindparam, case, delete, func, literal, select, update
 
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import org_billing_state, orgs, subscription_history
+from billing_kernel.db.tables import (
+    org_billing_state,
+    orgs,
+    scheduled_plan_changes,
+    subscription_history,
+)
 from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.orgs.rules import BillingStatus, Org, OrgBillingState, OrgOrigin
+from billing_kernel.orgs.rules import (
+    BillingStatus,
+    Org,
+    OrgBillingState,
+    OrgOrigin,
+    ScheduledChange,
+)
 
 _ORGS = select(
     orgs.c.org_id,
@@ -190,6 +201,45 @@ class OrgRepository:
             .where(org_billing_state.c.org_id == org_id)
             .values(plan_slug=plan_slug, plan_version=version, updated_at=now)
         )
+
+    async def last_change(self, org_id: str) -> datetime | None:
+        h = subscription_history.c
+        query = select(func.max(h.valid_from)).where(h.org_id == org_id)
+        found: datetime | None = (await self._conn.execute(query)).scalar_one()
+        return found
+
+    async def scheduled_change(self, org_id: str) -> ScheduledChange | None:
+        s = scheduled_plan_changes.c
+        row = (
+            await self._conn.execute(select(scheduled_plan_changes).where(s.org_id == org_id))
+        ).first()
+        if row is None:
+            return None
+        return ScheduledChange(row.plan_slug, row.plan_version, row.effective_at, row.requested_at)
+
+    async def schedule_change(self, org_id: str, change: ScheduledChange) -> None:
+        """The org's scheduled change, replacing any it had."""
+        await self.cancel_scheduled(org_id)
+        await self._conn.execute(
+            scheduled_plan_changes.insert().values(
+                org_id=org_id,
+                plan_slug=change.plan_slug,
+                plan_version=change.plan_version,
+                effective_at=change.effective_at,
+                requested_at=change.requested_at,
+            )
+        )
+
+    async def cancel_scheduled(self, org_id: str) -> bool:
+        result = await self._conn.execute(
+            delete(scheduled_plan_changes).where(scheduled_plan_changes.c.org_id == org_id)
+        )
+        return bool(result.rowcount)
+
+    async def orgs_with_changes_due(self, now: datetime) -> list[str]:
+        s = scheduled_plan_changes.c
+        query = select(s.org_id).where(s.effective_at <= now).order_by(s.org_id)
+        return list((await self._conn.execute(query)).scalars())
 
     async def set_status(self, org_id: str, status: BillingStatus, now: datetime) -> None:
         """Put the org in `status`; `status_since` moves only when the status changes."""

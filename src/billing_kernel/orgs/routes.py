@@ -1,5 +1,4 @@
-"""Orgs, pushed by the product's backend (a `billing:admin` key), and plan changes by the
-org's owners and admins."""
+"""Orgs, pushed by the product's backend (a `billing:admin` key)."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ from fastapi import Query
 
 from billing_kernel.common.validation import ID_PATTERN_TEXT
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.orgs.schemas import OrgIn, OrgOut, PlanChangeIn, PlanChangeOut
-from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
+from billing_kernel.orgs.schemas import OrgIn, OrgOut
+from billing_kernel.web.deps import KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
 from billing_kernel.web.pagination import (
     DEFAULT_LIMIT,
     Cursor,
@@ -19,23 +18,9 @@ from billing_kernel.web.pagination import (
     page_of,
 )
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.routers import billing_router, orgs_router
+from billing_kernel.web.routers import orgs_router
 
 router = orgs_router()
-plan_router = billing_router()
-
-
-@plan_router.post(
-    "/org/plan",
-    operation_id="changeOrgPlan",
-    summary="Move the current org to another plan",
-    responses=problem_responses(400, 403, 404, 409),
-)
-async def change_plan(body: PlanChangeIn, access: AdminAccess) -> PlanChangeOut:
-    """Owners and admins of the org, or service keys with `billing:admin`. An unknown plan
-    is 404 `plan_not_found`; a withdrawn one is 409 `plan_inactive`."""
-    state = await access.kernel.orgs.set_plan(access.org_id, body.plan_slug)
-    return PlanChangeOut(org_id=state.org_id, plan_slug=state.plan_slug, status=state.status)
 
 
 @router.put(

@@ -70,6 +70,25 @@ class OrgBillingState:
         return days_until(self.trial_ends_at, now)
 
 
+BILLED_STATUSES = frozenset({BillingStatus.ACTIVE, BillingStatus.PAST_DUE})
+
+
+def billable(status: BillingStatus) -> bool:
+    """Whether time in `status` is billed: `active` and `past_due` are; a trial and a
+    cancellation are not."""
+    return status in BILLED_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChange:
+    """A move to another plan that takes effect later: a downgrade, at the period's end."""
+
+    plan_slug: str
+    plan_version: int
+    effective_at: datetime
+    requested_at: datetime
+
+
 def new_trial_state(
     org_id: str, plan_slug: str, now: datetime, trial_days: int, plan_version: int = 1
 ) -> OrgBillingState:

@@ -11,6 +11,7 @@ from pydantic import (
 
 from billing_kernel.orgs.rules import BillingStatus, Org, OrgOrigin
 from billing_kernel.web.schemas import (
+    DateTimeText,
     Slug,
     StrictBody,
     Text,
@@ -21,10 +22,14 @@ class PlanChangeIn(StrictBody):
     plan_slug: Slug = Field(description="Slug of an active plan.", examples=["growth"])
 
 
-class PlanChangeOut(BaseModel):
-    org_id: str
-    plan_slug: str
-    status: BillingStatus
+class PlanChangeConfirmIn(PlanChangeIn):
+    at: DateTimeText | None = Field(
+        default=None,
+        description="The `effective_at` of the preview being confirmed: the change is then "
+        "billed from that moment, exactly as previewed. At most ten minutes old, in the "
+        "current period, with no change of the org's since (else 422: preview again). Left "
+        "out: now.",
+    )
 
 
 class OrgIn(StrictBody):

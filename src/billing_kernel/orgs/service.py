@@ -9,7 +9,7 @@ from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import OrgNotFound
+from billing_kernel.errors import CurrencyChange, OrgNotFound
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import (
     Admission,
@@ -17,6 +17,8 @@ from billing_kernel.orgs.rules import (
     Org,
     OrgBillingState,
     OrgOrigin,
+    ScheduledChange,
+    billable,
     new_trial_state,
 )
 from billing_kernel.plans.rules import Plan
@@ -123,13 +125,13 @@ class OrgService:
             )
 
     async def billing_state(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingState:
-        """The org's billing state, seeded on first use (default plan, in trial); OrgNotFound
-        for an org that does not exist."""
+        """The org's billing state, seeded on first use (default plan, in trial), after any
+        scheduled change that is due; OrgNotFound for an org that does not exist."""
         async with self._tx.begin(uow) as unit:
             orgs = OrgRepository(unit)
             state = await orgs.get_billing_state(org_id)
             if state is not None:
-                return state
+                return await self._apply_due(unit, state)
             await self.require(org_id, unit)
             plan = await self._plans.default(unit)
             await orgs.seed_billing_states(
@@ -142,26 +144,108 @@ class OrgService:
             return await self._require_state(unit, org_id)
 
     async def set_plan(
-        self, org_id: str, plan_slug: str, uow: UnitOfWork | None = None
+        self,
+        org_id: str,
+        plan_slug: str,
+        uow: UnitOfWork | None = None,
+        *,
+        since: datetime | None = None,
     ) -> OrgBillingState:
         """Move the org to an active plan, at its current version (the same plan again moves
-        an org on an older version to the current one); an unknown or inactive plan is
-        refused."""
+        an org on an older version to the current one), billed from `since` (default now;
+        see `last_change`); an unknown or inactive plan is refused."""
         async with self._tx.begin(uow) as unit:
             plan = await self._plans.get_active(plan_slug, unit)
             await self.billing_state(org_id, unit)
-            return await self._move(unit, org_id, plan)
+            return await self._move(unit, org_id, plan, since=since)
 
-    async def _move(self, unit: UnitOfWork, org_id: str, plan: Plan) -> OrgBillingState:
-        """The org on `plan`, its alerts reevaluated under the plan's limits in the same
-        transaction (an upgrade resolves the thresholds usage is now under)."""
+    async def last_change(self, org_id: str, uow: UnitOfWork | None = None) -> datetime | None:
+        """When the org's plan or status last changed (its subscription history's latest)."""
+        async with self._tx.read(uow) as unit:
+            return await OrgRepository(unit).last_change(org_id)
+
+    async def _move(
+        self,
+        unit: UnitOfWork,
+        org_id: str,
+        plan: Plan,
+        *,
+        since: datetime | None = None,
+    ) -> OrgBillingState:
+        """The org on `plan` (from `since`, default now: its subscription history says so),
+        any change it had scheduled dropped, its alerts reevaluated under the plan's limits
+        in the same transaction (an upgrade resolves the thresholds usage is now under)."""
         orgs, now = OrgRepository(unit), self._clock()
         before = await self._require_state(unit, org_id)
+        current = await self._plans.get(before.plan_slug, unit, version=before.plan_version)
+        self.check_currency(before, current, plan)
         await orgs.set_plan(org_id, plan.slug, plan.version, now)
+        await orgs.cancel_scheduled(org_id)
         if (before.plan_slug, before.plan_version) != (plan.slug, plan.version):
-            await orgs.record_history(org_id, now)
+            await orgs.record_history(org_id, since or now)
         await self._alerts.reevaluate(org_id, unit)
         return await self._require_state(unit, org_id)
+
+    @staticmethod
+    def check_currency(state: OrgBillingState, current: Plan, plan: Plan) -> None:
+        """CurrencyChange if moving an org billed this period in `current`'s currency to
+        `plan` would bill one period in two currencies (a trial or canceled org may move)."""
+        if plan.currency != current.currency and billable(state.status):
+            raise CurrencyChange(
+                f"org {state.org_id!r} is billed in {current.currency} this period; plan "
+                f"{plan.slug!r} is in {plan.currency}. Move it while it is not billed "
+                "(in trial, or canceled)",
+                org_id=state.org_id,
+                plan_slug=plan.slug,
+            )
+
+    async def scheduled_change(
+        self, org_id: str, uow: UnitOfWork | None = None
+    ) -> ScheduledChange | None:
+        """The plan change the org has scheduled (a downgrade at its period's end), if any."""
+        async with self._tx.begin(uow) as unit:
+            await self.billing_state(org_id, unit)
+            return await OrgRepository(unit).scheduled_change(org_id)
+
+    async def schedule_change(
+        self, org_id: str, plan: Plan, effective_at: datetime, uow: UnitOfWork | None = None
+    ) -> ScheduledChange:
+        """Move the org to `plan` (at its current version) at `effective_at`, replacing any
+        change it had scheduled; until then it stays as it is."""
+        async with self._tx.begin(uow) as unit:
+            await self.billing_state(org_id, unit)
+            change = ScheduledChange(plan.slug, plan.version, effective_at, self._clock())
+            await OrgRepository(unit).schedule_change(org_id, change)
+            return change
+
+    async def cancel_scheduled(self, org_id: str, uow: UnitOfWork | None = None) -> bool:
+        """Drop the org's scheduled change; whether it had one."""
+        async with self._tx.begin(uow) as unit:
+            await self.billing_state(org_id, unit)
+            return await OrgRepository(unit).cancel_scheduled(org_id)
+
+    async def apply_due_changes(self, uow: UnitOfWork | None = None) -> int:
+        """Make every scheduled change that is due take effect (the worker does, every
+        BILLING_CLOSE_INTERVAL_SECONDS; an org's own reads and changes do first); how many."""
+        async with self._tx.read(uow) as unit:
+            due = await OrgRepository(unit).orgs_with_changes_due(self._clock())
+        for org_id in due:
+            await self.billing_state(org_id, uow)
+        return len(due)
+
+    async def _apply_due(self, unit: UnitOfWork, state: OrgBillingState) -> OrgBillingState:
+        """`state`, after the org's scheduled change if it is due: recorded in the history
+        from the moment it was due, so the period it ends is billed as it was."""
+        orgs = OrgRepository(unit)
+        change = await orgs.scheduled_change(state.org_id)
+        if change is None or change.effective_at > self._clock():
+            return state
+        await orgs.lock_org(state.org_id)  # then again: another may have applied it meanwhile
+        change = await orgs.scheduled_change(state.org_id)
+        if change is None:
+            return await self._require_state(unit, state.org_id)
+        plan = await self._plans.get(change.plan_slug, unit, version=change.plan_version)
+        return await self._move(unit, state.org_id, plan, since=change.effective_at)
 
     async def set_status(
         self, org_id: str, status: BillingStatus, uow: UnitOfWork | None = None

@@ -1,0 +1,175 @@
+"""Plan changes an org makes itself, on both databases: the preview is the execution, to
+the cent; upgrades at once, downgrades at the period's end (or at once, if so configured)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.database import Database
+from billing_kernel.errors import CurrencyChange, InvalidInput
+from billing_kernel.invoices.rules import LineKind
+from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.rules import Plan
+from billing_kernel.subscriptions.rules import ChangeKind
+from tests.conftest import Clock, make_kernel, new_id
+
+pytestmark = pytest.mark.anyio
+
+JUNE = BillingPeriod.parse("2026-06")  # 30 days: 2,592,000 seconds
+
+
+async def paying_org(kernel: Kernel, clock: Clock, plan: str) -> str:
+    clock.now = JUNE.start
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug=plan)
+    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    return org_id
+
+
+async def test_an_upgrade_bills_exactly_the_lines_its_preview_showed(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "starter")
+    clock.now = JUNE.start + timedelta(days=20, hours=7, minutes=30, seconds=11)
+    await kernel.usage.record(org_id, "tokens", 2_000_000, idempotency_key="big")
+    preview = await kernel.subscriptions.preview(org_id, "growth")
+    assert (preview.kind, preview.scheduled, preview.effective_at) == (
+        ChangeKind.UPGRADE,
+        False,
+        clock.now,
+    )
+    assert [(line.kind, str(line.amount)) for line in preview.lines] == [
+        (LineKind.PRORATION_CREDIT, "-15.82"),  # 49.00 x 836,989 / 2,592,000 s
+        (LineKind.PRORATION_CHARGE, "64.26"),  # 199.00 x 836,989 / 2,592,000 s
+    ]
+    # Before: 49.00 and 20.00 for 1M tokens over Starter's 1M. After: Growth includes 5M.
+    assert (preview.upcoming_before.total, preview.upcoming_after.total) == (
+        Decimal("69.00"),
+        Decimal("97.44"),
+    )
+    made = await kernel.subscriptions.change(org_id, "growth")
+    assert made.lines == preview.lines
+    assert made.state.plan_slug == "growth"
+    upcoming = await kernel.invoices.upcoming(org_id)
+    assert upcoming.lines[1:3] == preview.lines  # after Starter's base fee
+    assert upcoming.total == preview.upcoming_after.total
+    # Changing back at the same instant nets the two changes to nothing.
+    await kernel.subscriptions.change(org_id, "starter")
+    assert await kernel.subscriptions.scheduled(org_id) is not None  # a downgrade waits
+
+
+async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "growth")
+    clock.now = JUNE.start + timedelta(days=10)
+    made = await kernel.subscriptions.change(org_id, "starter")
+    assert (made.kind, made.scheduled, made.effective_at, made.lines) == (
+        ChangeKind.DOWNGRADE,
+        True,
+        JUNE.end,
+        (),
+    )
+    assert made.state.plan_slug == "growth"  # until the month ends
+    assert made.upcoming_after == made.upcoming_before
+    assert await kernel.subscriptions.cancel(org_id) is True
+    assert await kernel.subscriptions.scheduled(org_id) is None
+    assert await kernel.subscriptions.cancel(org_id) is False
+    await kernel.subscriptions.change(org_id, "starter")
+    scheduled = await kernel.subscriptions.scheduled(org_id)
+    assert scheduled is not None
+    assert (scheduled.plan_slug, scheduled.effective_at) == ("starter", JUNE.end)
+
+    clock.now = JUNE.end + timedelta(days=1, minutes=1)  # June has closed
+    june = await kernel.invoices.close(org_id, JUNE)
+    assert june is not None
+    assert [(line.kind, str(line.amount)) for line in june.lines] == [
+        ("base_fee", "199.00")  # all June on Growth
+    ]
+    state = await kernel.orgs.billing_state(org_id)
+    assert state.plan_slug == "starter"
+    july = await kernel.invoices.upcoming(org_id)
+    assert [(line.kind, str(line.amount)) for line in july.lines] == [
+        (LineKind.BASE_FEE, "49.00")  # from July's first second
+    ]
+    assert await kernel.subscriptions.scheduled(org_id) is None
+
+
+async def test_an_immediate_downgrade_credits_the_rest_of_the_period(
+    database: Database, clock: Clock
+) -> None:
+    kernel = make_kernel(database, clock, downgrade="immediate")
+    org_id = await paying_org(kernel, clock, "growth")
+    clock.now = JUNE.start + timedelta(days=15)  # half of June left
+    made = await kernel.subscriptions.change(org_id, "starter")
+    assert [(line.kind, str(line.amount)) for line in made.lines] == [
+        (LineKind.PRORATION_CREDIT, "-99.50"),
+        (LineKind.PRORATION_CHARGE, "24.50"),
+    ]
+    assert made.state.plan_slug == "starter"
+    assert made.upcoming_after.total == Decimal("124.00")
+
+
+async def test_an_upgrade_drops_a_scheduled_downgrade_and_a_billed_org_keeps_its_currency(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "growth")
+    await kernel.subscriptions.change(org_id, "starter")
+    assert await kernel.subscriptions.scheduled(org_id) is not None
+    await kernel.subscriptions.change(org_id, "enterprise")
+    assert await kernel.subscriptions.scheduled(org_id) is None
+    same = await kernel.subscriptions.change(org_id, "enterprise")
+    assert (same.kind, same.lines) == (ChangeKind.NONE, ())
+
+    euros = await kernel.plans.create(
+        Plan(slug=new_id("eur"), name="Euro", currency="EUR", monthly_price=Decimal("999"))
+    )
+    try:
+        with pytest.raises(CurrencyChange):
+            await kernel.subscriptions.change(org_id, euros.slug)
+        with pytest.raises(CurrencyChange):
+            await kernel.orgs.set_plan(org_id, euros.slug)
+        trial = new_id()
+        await kernel.orgs.create(trial, plan_slug="starter")  # not billed: may move
+        assert (await kernel.orgs.set_plan(trial, euros.slug)).plan_slug == euros.slug
+    finally:
+        await kernel.plans.deactivate(euros.slug)
+
+
+async def test_a_scheduled_downgrade_takes_effect_when_due_from_its_moment(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "growth")
+    await kernel.subscriptions.change(org_id, "starter")
+    clock.now = JUNE.end + timedelta(hours=5)  # the worker applies it when it runs
+    assert await kernel.orgs.apply_due_changes() >= 1
+    state = await kernel.orgs.billing_state(org_id)
+    assert state.plan_slug == "starter"
+    july = await kernel.invoices.upcoming(org_id)
+    assert [line.kind for line in july.lines] == [LineKind.BASE_FEE]  # from July 1, 00:00
+
+
+async def test_a_change_confirmed_minutes_after_its_preview_bills_what_the_preview_said(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "starter")
+    clock.now = JUNE.start + timedelta(days=3, seconds=17)
+    preview = await kernel.subscriptions.preview(org_id, "enterprise")
+    clock.advance(minutes=4, seconds=41)  # the user reads, then confirms
+    made = await kernel.subscriptions.change(org_id, "enterprise", at=preview.effective_at)
+    assert made.lines == preview.lines
+    assert (await kernel.invoices.upcoming(org_id)).total == preview.upcoming_after.total
+    # A preview too old, or one the org has changed since, is refused: preview again.
+    clock.advance(minutes=11)
+    stale = await kernel.subscriptions.preview(org_id, "growth")
+    clock.advance(minutes=11)
+    with pytest.raises(InvalidInput, match="preview the change again"):
+        await kernel.subscriptions.change(org_id, "growth", at=stale.effective_at)
+    earlier = preview.effective_at  # before the change it confirmed
+    with pytest.raises(InvalidInput, match="preview the change again"):
+        await kernel.subscriptions.change(org_id, "growth", at=earlier)
