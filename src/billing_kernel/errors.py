@@ -149,6 +149,15 @@ class CurrencyChange(BillingError):
     title = "Plan in another currency"
 
 
+class PreviewStale(BillingError):
+    """A plan change was confirmed with a preview's moment that no longer holds; nothing was
+    written: preview it again."""
+
+    status = 409
+    code = "preview_stale"
+    title = "Preview no longer holds"
+
+
 class ReservationSettled(BillingError):
     """The reservation was settled otherwise (committed, released or refused) and cannot
     be settled this way; nothing was written."""

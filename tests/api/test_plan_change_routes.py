@@ -66,7 +66,7 @@ async def test_plan_change_refusals_name_what_is_wrong_and_write_nothing(api: Ap
         assert refused.status_code == 403
     for body, status, code in (
         ({"plan_slug": "nope"}, 404, "plan_not_found"),
-        ({"plan_slug": "growth", "at": "2020-01-01T00:00:00Z"}, 422, "invalid_input"),
+        ({"plan_slug": "growth", "at": "2020-01-01T00:00:00Z"}, 409, "preview_stale"),
         ({"plan_slug": "growth", "at": "yesterday"}, 422, "invalid_request"),
         ({"plan_slug": "growth", "extra": 1}, 422, "invalid_request"),
     ):

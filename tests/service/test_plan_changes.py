@@ -10,7 +10,7 @@ import pytest
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
-from billing_kernel.errors import CurrencyChange, InvalidInput
+from billing_kernel.errors import CurrencyChange, PreviewStale
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -168,8 +168,8 @@ async def test_a_change_confirmed_minutes_after_its_preview_bills_what_the_previ
     clock.advance(minutes=11)
     stale = await kernel.subscriptions.preview(org_id, "growth")
     clock.advance(minutes=11)
-    with pytest.raises(InvalidInput, match="preview the change again"):
+    with pytest.raises(PreviewStale, match="preview the change again"):
         await kernel.subscriptions.change(org_id, "growth", at=stale.effective_at)
     earlier = preview.effective_at  # before the change it confirmed
-    with pytest.raises(InvalidInput, match="preview the change again"):
+    with pytest.raises(PreviewStale, match="preview the change again"):
         await kernel.subscriptions.change(org_id, "growth", at=earlier)

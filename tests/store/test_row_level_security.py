@@ -44,6 +44,8 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
         await make_kernel(database, closed).invoices.close(
             org_id, BillingPeriod.containing(clock())
         )
+    for org_id in (org_a, org_b):  # after the closes, which make due changes take effect
+        await kernel.subscriptions.change(org_id, "internal-dev")  # a downgrade, scheduled
     return org_a, org_b, user_a, user_b
 
 

@@ -27,8 +27,8 @@ class PlanChangeConfirmIn(PlanChangeIn):
         default=None,
         description="The `effective_at` of the preview being confirmed: the change is then "
         "billed from that moment, exactly as previewed. At most ten minutes old, in the "
-        "current period, with no change of the org's since (else 422: preview again). Left "
-        "out: now.",
+        "current period, with no change of the org's since (else 409 `preview_stale`: preview "
+        "again). Left out: now.",
     )
 
 

@@ -49,7 +49,7 @@ async def change_plan(body: PlanChangeConfirmIn, access: AdminAccess) -> PlanCha
     BILLING_DOWNGRADE=immediate. Owners and admins of the org, or service keys with
     `billing:admin`. An unknown plan is 404 `plan_not_found`; a withdrawn one is 409
     `plan_inactive`; one in another currency, for an org billed this period, 409
-    `currency_change`."""
+    `currency_change`; an `at` that no longer holds, 409 `preview_stale`."""
     return PlanChangeOut.made(
         await access.kernel.subscriptions.change(access.org_id, body.plan_slug, at=body.at)
     )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvalidInput
+from billing_kernel.errors import PreviewStale
 from billing_kernel.invoices.rules import InvoiceDraft, InvoiceLine, Subscription
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.orgs.rules import OrgBillingState, ScheduledChange, billable
@@ -110,10 +110,10 @@ class SubscriptionService:
             or BillingPeriod.containing(at) != BillingPeriod.containing(now)
             or (last is not None and last > at)
         ):
-            raise InvalidInput(
+            raise PreviewStale(
                 "this preview no longer holds (it is over ten minutes old, from another "
                 "period, or the org has changed since): preview the change again",
-                field="at",
+                at=at.isoformat(),
             )
         return at
 
