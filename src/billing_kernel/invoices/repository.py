@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -186,6 +186,14 @@ class InvoiceRepository:
         ).first()
         return None if row is None else await self._whole(_invoice(row))
 
+    async def live_invoice_id(self, org_id: str, period_start: date) -> str | None:
+        i = invoices.c
+        query = select(i.invoice_id).where(
+            i.org_id == org_id, i.period_start == period_start, i.status != "void"
+        )
+        found: str | None = (await self._conn.execute(query)).scalar_one_or_none()
+        return found
+
     async def live_invoice(self, org_id: str, period_start: date) -> StoredInvoice | None:
         """The org's invoice for a period that counts (not void), with its lines and usage."""
         row = (
@@ -263,7 +271,7 @@ class InvoiceRepository:
     async def insert(
         self,
         invoice: StoredInvoice,
-        lines: Sequence[dict[str, object]],
+        lines: Sequence[StoredLine],
         usage: Iterable[StoredUsage],
     ) -> None:
         await self._conn.execute(
@@ -272,7 +280,7 @@ class InvoiceRepository:
         if lines:
             await self._conn.execute(
                 invoice_lines.insert(),
-                [{"invoice_id": invoice.invoice_id, **line} for line in lines],
+                [{"invoice_id": invoice.invoice_id, **asdict(line)} for line in lines],
             )
         rows = [
             {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
@@ -167,12 +167,13 @@ class InvoiceService:
         closed: list[StoredInvoice] = []
         if first is None:
             return CloseReport(())
+        plans: dict[tuple[str, int], Plan] = {}  # versions do not change: read each once
         month = BillingPeriod.containing(first)
         while closes_at(month, self.grace) <= now:
             async with self._tx.read(uow) as unit:
                 org_ids = await InvoiceRepository(unit).orgs_to_invoice(month.key, month.end)
             for org_id in org_ids:
-                made = await self._close_one(org_id, month, uow, made_only=True)
+                made = await self._close_one(org_id, month, uow, made_only=True, plans=plans)
                 if made is not None:
                     closed.append(made)
             month = month.next()
@@ -186,6 +187,7 @@ class InvoiceService:
         *,
         made_only: bool = False,
         voiding: tuple[StoredInvoice, str] | None = None,
+        plans: dict[tuple[str, int], Plan] | None = None,
     ) -> StoredInvoice | None:
         """The org's invoice for `period`, made now if it has none (or, `voiding`, made to
         replace the invoice given, voided with the reason given); with `made_only`, None
@@ -195,13 +197,12 @@ class InvoiceService:
             await repo.lock_org(org_id)
             now = self._clock()
             if voiding is None:
-                live = await repo.live_invoice(org_id, period.key)
-                if live is not None:
-                    return None if made_only else live
+                if await repo.live_invoice_id(org_id, period.key) is not None:
+                    return None if made_only else await repo.live_invoice(org_id, period.key)
             else:
                 old, reason = voiding
                 await repo.set_void(old.invoice_id, reason, now)
-            history = await self._history(org_id, period, unit)
+            history = await self._history(org_id, period, unit, plans)
             if not in_force(period, history):
                 return None
             invoice_id = f"inv_{uuid.uuid4().hex[:24]}"
@@ -238,12 +239,10 @@ class InvoiceService:
                 void_reason=None,
                 replaces=None if voiding is None else voiding[0].invoice_id,
             )
-            await repo.insert(
-                invoice,
-                [_line_row(n, line, period) for n, line in enumerate(draft.lines, 1)],
-                computed.usage,
-            )
-            return await repo.get(invoice_id)
+            lines = tuple(_stored(n, line, period) for n, line in enumerate(draft.lines, 1))
+            await repo.insert(invoice, lines, computed.usage)
+            usage = tuple(sorted(computed.usage, key=lambda u: (u.period_start, u.metric)))
+            return replace(invoice, lines=lines, usage=usage)  # as `get` would read it
 
     async def list_invoices(
         self,
@@ -377,9 +376,9 @@ class InvoiceService:
             invoice.org_id, period, history, used, late, unit, events=events, as_of=invoice
         )
         # Every figure, not the wording: a plan or metric renamed since changes descriptions.
-        stored = [_figures(_line_row(line.number, line, period)) for line in invoice.lines]
+        stored = [_figures(line) for line in invoice.lines]
         again = [
-            _figures(_line_row(n, line, period)) for n, line in enumerate(computed.draft.lines, 1)
+            _figures(_stored(n, line, period)) for n, line in enumerate(computed.draft.lines, 1)
         ]
         found = []
         for before, after in zip(stored, again, strict=False):
@@ -458,9 +457,15 @@ class InvoiceService:
         return Computed(draft, tuple(usage))
 
     async def _history(
-        self, org_id: str, period: BillingPeriod, unit: UnitOfWork
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        unit: UnitOfWork,
+        plans: dict[tuple[str, int], Plan] | None = None,
     ) -> list[Subscription]:
-        plans: dict[tuple[str, int], Plan] = {}
+        """The org's subscriptions up to the end of `period`, each with its plan version
+        (read once per `plans`, a cache the caller may share)."""
+        plans = {} if plans is None else plans
         history = []
         for since, slug, version, status in await InvoiceRepository(unit).history(
             org_id, period.end
@@ -474,38 +479,28 @@ class InvoiceService:
         self, org_id: str, period: BillingPeriod, unit: UnitOfWork
     ) -> dict[str, int]:
         """Each seats metric's peak in `period`."""
-        summary = await self._summary.summary(org_id, unit, period=period)
-        return {
-            line.metric.key: line.used if line.peak is None else line.peak
-            for line in summary.usage
-            if line.metric.aggregation is Aggregation.SEATS
-        }
+        return await self._summary.seat_peaks(org_id, period, unit)
 
 
-def _line_row(
-    number: int, line: InvoiceLine | StoredLine, period: BillingPeriod
-) -> dict[str, object]:
-    """A line as stored: what verification compares."""
-    if isinstance(line, StoredLine):
-        return {name: getattr(line, name) for name in StoredLine.__dataclass_fields__} | {
-            "number": number
-        }
-    return {
-        "number": number,
-        "kind": line.kind.value,
-        "description": line.description,
-        "amount": line.amount,
-        "formula": line.formula,
-        "plan_slug": line.plan_slug,
-        "plan_version": line.plan_version,
-        "period_start": (line.adjusts or period).key,
-        "metric": line.metric,
-        "quantity": line.quantity,
-        "unit_price": line.unit_price,
-        "unit_size": line.unit_size,
-        "starts_at": line.starts_at,
-    }
+def _stored(number: int, line: InvoiceLine, period: BillingPeriod) -> StoredLine:
+    """Line `number` of `period`'s invoice as it is stored."""
+    return StoredLine(
+        number=number,
+        kind=line.kind.value,
+        description=line.description,
+        amount=line.amount,
+        formula=line.formula,
+        plan_slug=line.plan_slug,
+        plan_version=line.plan_version,
+        period_start=(line.adjusts or period).key,
+        metric=line.metric,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        unit_size=line.unit_size,
+        starts_at=line.starts_at,
+    )
 
 
-def _figures(row: dict[str, object]) -> dict[str, object]:
-    return {name: value for name, value in row.items() if name != "description"}
+def _figures(line: StoredLine) -> dict[str, object]:
+    """What verification compares of a line: every figure, not its wording."""
+    return {name: value for name, value in asdict(line).items() if name != "description"}

@@ -180,6 +180,26 @@ class SummaryService:
                 },
             )
 
+    async def seat_peaks(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """Each seats metric's peak in `period` (the current one: so far), as the summary
+        bills it."""
+        async with self._tx.read(uow) as unit:
+            catalogue = await self._metrics.catalogue(unit)
+            seats = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
+            if not seats:
+                return {}
+            counters = await self._usage.counters(org_id, period, unit)
+            members = await self._members.seat_count(org_id, unit)
+            if period == BillingPeriod.containing(self._clock()):
+                return {
+                    m.key: used_and_peak(m, counters.get(m.key, 0), members)[1] or 0 for m in seats
+                }
+            by_month = {(period.key, m.key): counters[m.key] for m in seats if m.key in counters}
+            peaks = await self._seat_peaks(org_id, by_month, [period.key], seats, members, unit)
+            return {m.key: peaks[period.key, m.key] for m in seats}
+
     async def _seat_peaks(
         self,
         org_id: str,

@@ -1,0 +1,164 @@
+"""Closing a month: the time to finalize the invoices of many orgs (`close_due`: each org's
+events marked, its lines computed, its invoice numbered and written, one transaction per
+org), next to the same month closed by hand with the fewest statements that still mark each
+event and number each invoice without gaps (one transaction per org: mark the events and
+sum them, take the next number, insert the invoice), in the same run, on PostgreSQL.
+
+Usage: python bench/period_close.py [--server URL-of-PostgreSQL-server] [--orgs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.config import Settings
+from billing_kernel.db import migrate
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.usage.rules import RecordStatus, UsageReport
+from common import fresh_database, report, row, server_argument
+
+ORGS = 10_000
+MONTH = BillingPeriod.parse("2026-09")
+BATCH = 1_000
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def seed(kernel: Kernel, clock: Clock, dsn: str, prefix: str, orgs: int) -> list[str]:
+    """`orgs` orgs, created on the month's first second by their first usage events (two
+    each: tokens beyond Starter's, and runs), on Starter, and paying from the next second."""
+    org_ids = [f"{prefix}-{n:05d}" for n in range(orgs)]
+    clock.now = MONTH.start
+    for start in range(0, orgs, BATCH // 2):
+        reports = [
+            UsageReport(org_id, metric, quantity, f"{metric}-1", MONTH.start)
+            for org_id in org_ids[start : start + BATCH // 2]
+            for metric, quantity in (("tokens", 1_234_567), ("playbook_runs", 7))
+        ]
+        result = await kernel.usage.record_batch(reports)
+        assert result.count(RecordStatus.ACCEPTED) == len(reports)
+    conn = await asyncpg.connect(dsn)
+    try:  # setup, not measured: paying on Starter from the month's second second
+        await conn.execute(
+            "UPDATE org_billing_state SET plan_slug = 'starter', status = 'active' "
+            "WHERE org_id LIKE $1",
+            f"{prefix}-%",
+        )
+        await conn.execute(
+            "INSERT INTO subscription_history (org_id, valid_from, plan_slug, plan_version, "
+            "status) SELECT org_id, $2, 'starter', 1, 'active' FROM org_billing_state "
+            "WHERE org_id LIKE $1 ORDER BY org_id",
+            f"{prefix}-%",
+            MONTH.start + timedelta(seconds=1),
+        )
+    finally:
+        await conn.close()
+    return org_ids
+
+
+async def close_by_hand(dsn: str, org_ids: list[str]) -> float:
+    """The baseline: seconds to close the month of `org_ids` by hand."""
+    conn = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        for org_id in org_ids:
+            async with conn.transaction():
+                invoice_id = f"inv_{uuid.uuid4().hex[:24]}"
+                marked = await conn.fetch(
+                    "UPDATE usage_events SET invoice_id = $1 WHERE org_id = $2 "
+                    "AND invoice_id IS NULL AND period_start <= $3 RETURNING metric, quantity",
+                    invoice_id,
+                    org_id,
+                    MONTH.key,
+                )
+                over = sum(r["quantity"] for r in marked if r["metric"] == "tokens") - 1_000_000
+                total = Decimal("49.00") + round(Decimal(max(over, 0)) * Decimal("0.02") / 1000, 2)
+                number = await conn.fetchval(
+                    "UPDATE invoice_numbers SET last_number = last_number + 1 "
+                    "WHERE counter = 'invoices' RETURNING last_number"
+                )
+                await conn.execute(
+                    "INSERT INTO invoices (invoice_id, org_id, period_start, number, status, "
+                    "currency, subtotal, total, plan_slug, plan_version, bills_usage, sequence, "
+                    "issued_at) VALUES ($1, $2, $3, $4, 'open', 'USD', $5, $5, 'starter', 1, "
+                    "true, $6, now())",
+                    invoice_id,
+                    org_id,
+                    MONTH.key,
+                    f"RAW-{number:06d}",
+                    total,
+                    number,
+                )
+    finally:
+        await conn.close()
+    return time.perf_counter() - started
+
+
+async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
+    migrate_url = dsn
+    await asyncio.to_thread(migrate.upgrade, migrate_url)
+    database = Database(dsn)
+    clock = Clock(MONTH.start)
+    kernel = Kernel(database, Settings(database_url=dsn), clock=clock)
+    try:
+        by_hand = await seed(kernel, clock, dsn, "close-raw", orgs)
+        kernels = await seed(kernel, clock, dsn, "close-kernel", orgs)
+        baseline = await close_by_hand(dsn, by_hand)
+        clock.now = MONTH.end + timedelta(days=1, minutes=1)  # the month has closed
+        started = time.perf_counter()
+        closed = await kernel.invoices.close_due()
+        elapsed = time.perf_counter() - started
+        assert len(closed.closed) == len(kernels), (len(closed.closed), len(kernels))
+        sample = closed.closed[0]
+        assert str(sample.total) == "53.69", sample.total  # 49.00, 4.69 tokens, 0 runs
+    finally:
+        await database.dispose()
+    setup = {
+        "orgs": orgs,
+        "events": 2 * orgs,
+        "database": "PostgreSQL",
+        "kernel": "InvoiceService.close_due: per org one transaction (lock the org, read its "
+        "history and plans, mark and sum its events, seats, limits, number, write the "
+        "invoice, its lines and its usage)",
+        "baseline": "asyncpg by hand, per org one transaction: mark and sum its events, take "
+        "the next number, insert the invoice",
+    }
+    return [
+        row(f"close a month of {orgs:,} orgs (PostgreSQL)", "s", elapsed, baseline, setup),
+        row(
+            f"close a month, per org (PostgreSQL, {orgs:,} orgs)",
+            "ms",
+            elapsed / orgs * 1000,
+            baseline / orgs * 1000,
+            setup,
+        ),
+    ]
+
+
+def collect(dsn: str, orgs: int = ORGS) -> list[dict[str, Any]]:
+    """The rows; `dsn` names a PostgreSQL database this may migrate and write to."""
+    return asyncio.run(measure(dsn, orgs))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    server_argument(parser)
+    parser.add_argument("--orgs", type=int, default=ORGS)
+    args = parser.parse_args()
+    report(collect(asyncio.run(fresh_database(args.server)), args.orgs))
