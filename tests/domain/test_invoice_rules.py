@@ -12,12 +12,18 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import (
+    Billed,
     InvoiceLine,
+    LateUsage,
     LineKind,
     Subscription,
+    adjustment_lines,
+    change_lines,
+    closes_at,
     draft_invoice,
     fee_lines,
     in_force,
+    overage_cost,
     usage_lines,
     whole_second,
 )
@@ -27,6 +33,7 @@ from tests.domain.seeded import GROWTH, STARTER
 
 FREE = replace(STARTER, slug="internal-dev", name="Internal", monthly_price=Decimal("0.00"))
 NOVEMBER = BillingPeriod.parse("2026-11")
+DAY = timedelta(days=1)
 LIMITS = {key: t.included_quantity for key, t in STARTER.metrics.items()}
 
 
@@ -270,3 +277,128 @@ def test_changing_plan_and_changing_back_at_the_same_instant_nets_to_zero(
     there_and_back = [*subs, on(other, moment, billable), on(last.plan, moment, last.billable)]
     before = sum(line.amount for line in fee_lines(period, subs))
     assert sum(line.amount for line in fee_lines(period, there_and_back)) == before
+
+
+def test_a_change_adds_a_credit_and_a_charge_or_at_the_first_second_replaces_the_base_fee() -> None:
+    history = [on(STARTER, at(1)), on(GROWTH, at(11))]
+    lines = change_lines(NOVEMBER, history, on(STARTER, at(21)))
+    assert amounts(lines) == [
+        (LineKind.PRORATION_CREDIT, "-66.33"),  # 199.00 x 10 / 30 days
+        (LineKind.PRORATION_CHARGE, "16.33"),
+    ]
+    assert change_lines(NOVEMBER, history, on(GROWTH, at(21))) == []  # what it is on
+    first = change_lines(NOVEMBER, [on(STARTER, at(1) - DAY)], on(GROWTH, at(1)))
+    assert amounts(first) == [(LineKind.BASE_FEE, "199.00")]
+    start_trial = change_lines(NOVEMBER, [on(STARTER, at(1), billable=False)], on(STARTER, at(6)))
+    assert amounts(start_trial) == [(LineKind.PRORATION_CHARGE, "40.83")]  # 25 of 30 days
+
+
+TOKENS = DEFAULT_METRICS[0]
+
+
+def late(billed: int, late: int, **changes: object) -> LateUsage:
+    item = LateUsage(
+        period=BillingPeriod.parse("2026-10"),
+        metric=TOKENS,
+        billed=billed,
+        late=late,
+        included=1_000_000,
+        plan=STARTER,
+    )
+    return replace(item, **changes)  # type: ignore[arg-type]
+
+
+def test_late_usage_bills_what_the_period_costs_now_less_what_was_billed_each_rounded() -> None:
+    [line] = adjustment_lines([late(1_200_000, 100_000)])
+    assert (line.kind, str(line.amount), line.quantity, line.metric) == (
+        LineKind.ADJUSTMENT,
+        "2.00",
+        100_000,
+        "tokens",
+    )
+    assert line.adjusts == BillingPeriod.parse("2026-10")
+    assert line.description == (
+        "LLM tokens for 2026-10, received after it was invoiced: 100,000 tokens"
+    )
+    assert line.formula == (
+        "(1,300,000 - 1,000,000) x 0.02 / 1,000 = 6 → 6.00, less 4.00 billed → 2.00"
+    )
+    # Under the limit before, over it after: only the part beyond is billed.
+    assert str(adjustment_lines([late(900_000, 150_000)])[0].amount) == "1.00"
+    # 400 then 700 tokens over cost 0.008 → 0.01 and 0.014 → 0.01: nothing more to bill.
+    assert adjustment_lines([late(1_000_400, 300)]) == []
+    # 250 over cost 0.005 → 0.01 (half up); 100 more, 0.007 → 0.01; 500 more, 0.015 → 0.02.
+    assert adjustment_lines([late(1_000_250, 100)]) == []
+    assert str(adjustment_lines([late(1_000_250, 500)])[0].amount) == "0.01"
+    for quiet in (
+        late(2_000_000, 5, included=None),  # unlimited
+        late(2_000_000, 5, billable=False),  # a trial month bills no usage
+        late(900_000, 50_000),  # still within the limit
+        late(2_000_000, 5, plan=replace(STARTER, metrics={})),  # no overage price
+    ):
+        assert adjustment_lines([quiet]) == []
+
+
+def test_a_period_closes_its_grace_after_it_ends() -> None:
+    assert closes_at(NOVEMBER, timedelta(hours=24)) == datetime(2026, 12, 2, tzinfo=UTC)
+    assert closes_at(NOVEMBER, timedelta(0)) == NOVEMBER.end
+
+
+def test_overage_cost_is_the_units_over_the_exact_amount_and_it_rounded_once() -> None:
+    terms = STARTER.metrics["tokens"]
+    assert overage_cost(1_001_500, 1_000_000, terms) == (1_500, Decimal("0.03"), Decimal("0.03"))
+    assert overage_cost(999, 1_000, terms) == (0, Decimal("0"), Decimal("0.00"))
+    assert overage_cost(10**9, None, terms) == (0, Decimal("0"), Decimal("0.00"))
+    assert overage_cost(1_000_250, 1_000_000, terms)[1:] == (Decimal("0.005"), Decimal("0.01"))
+
+
+def test_a_draft_ends_with_the_adjustments_of_earlier_periods() -> None:
+    draft = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, at(1))],
+        DEFAULT_METRICS,
+        {},
+        LIMITS,
+        [late(1_200_000, 100_000)],
+    )
+    assert [line.kind for line in draft.lines] == [LineKind.BASE_FEE, LineKind.ADJUSTMENT]
+    assert (draft.total, draft.plan, draft.bills_usage) == (Decimal("51.00"), STARTER, True)
+    trial = draft_invoice("acme", NOVEMBER, [on(STARTER, at(1), False)], DEFAULT_METRICS, {}, {})
+    assert trial.bills_usage is False
+
+
+def test_every_line_names_its_plan_and_prices_and_a_quiet_metric_stops_no_other() -> None:
+    invoice = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, at(1)), on(GROWTH, at(16))],
+        DEFAULT_METRICS,
+        {"playbook_runs": 1_003, "seats": 12},  # tokens quiet; runs and seats over Growth's
+        {"tokens": 0, "playbook_runs": 1_000, "seats": 10},
+    )
+    assert invoice.org_id == "acme"
+    assert [
+        (line.plan_slug, line.plan_version, str(line.unit_price)) for line in invoice.lines
+    ] == [
+        ("starter", 1, "49.00"),
+        ("starter", 1, "49.00"),
+        ("growth", 1, "199.00"),
+        ("growth", 1, "0.20"),
+        ("growth", 1, "12.00"),
+    ]
+    runs = invoice.lines[3]
+    assert runs.formula == "(1,003 - 1,000) x 0.20 = 0.6 → 0.60"  # no "per 1" for unit 1
+    assert invoice.period == NOVEMBER
+    items = [
+        late(1_200_000, 5, billable=False),
+        late(900_000, 1),
+        late(1_200_000, 100_000, plan=replace(STARTER, version=3)),
+    ]
+    [adjustment] = adjustment_lines(items)  # the quiet ones first stop no other
+    assert (adjustment.plan_slug, adjustment.plan_version) == ("starter", 3)
+    assert (str(adjustment.unit_price), adjustment.unit_size) == ("0.02", 1_000)
+
+
+def test_billed_usage_adds_up_quantities_and_events() -> None:
+    assert Billed().plus(250).plus(7, events=3) == Billed(quantity=257, events=4)

@@ -16,6 +16,7 @@ from billing_kernel.plans.rules import (
     Plan,
     PlanMetric,
     Policy,
+    prices_differ,
     validate_plan,
 )
 
@@ -118,3 +119,25 @@ def test_anything_else_is_refused_naming_the_field(
     assert refused.value.details == {"field": field}
     if message is not None:
         assert refused.value.message == message
+
+
+def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> None:
+    base = plan()
+    tokens = base.metrics["tokens"]
+    for changed in (
+        plan(monthly_price=Decimal("79.51")),
+        plan(metrics={}),
+        plan(metrics={**base.metrics, "seats": PlanMetric("seats", 3)}),
+        plan(metrics={"tokens": replace(tokens, included_quantity=1001)}),
+        plan(metrics={"tokens": replace(tokens, included_quantity=None)}),
+        plan(metrics={"tokens": replace(tokens, overage_unit_price=Decimal("0.016"))}),
+        plan(metrics={"tokens": replace(tokens, overage_unit_size=100)}),
+    ):
+        assert prices_differ(base, changed), changed
+    for same in (
+        plan(name="Team (renamed)", description="new words"),
+        plan(metrics={"tokens": replace(tokens, policy=Policy(Enforcement.HARD, 10))}),
+        plan(monthly_price=Decimal("79.500")),  # the same amount, written otherwise
+        plan(version=7, is_active=False),
+    ):
+        assert not prices_differ(base, same), same
