@@ -18,6 +18,7 @@ from billing_kernel.errors import InvoiceNotOpen, PeriodNotClosed
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.usage.rules import UsageReport
 from tests.conftest import Clock, new_id, save_plan
 
 pytestmark = pytest.mark.anyio
@@ -148,3 +149,15 @@ async def test_an_invoice_keeps_its_wording_and_verifies_after_its_plan_is_renam
         assert await kernel.invoices.verify() == []
     finally:
         await kernel.plans.deactivate(plan.slug)
+
+
+async def test_orgs_a_batch_creates_each_start_their_history_when_they_were_created(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    org_ids = [new_id() for _ in range(3)]
+    reports = [UsageReport(org_id, "tokens", 5, "first") for org_id in org_ids]
+    await kernel.usage.record_batch(reports)
+    for org_id in org_ids:
+        assert await history_rows(database, org_id) == 1
+        draft = await kernel.invoices.upcoming(org_id)
+        assert draft.lines == ()  # in trial from its first event

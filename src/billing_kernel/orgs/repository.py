@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, literal, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
@@ -172,26 +172,29 @@ class OrgRepository:
             result = await self._conn.execute(
                 upsert(self._conn, org_billing_state)
                 .on_conflict_do_nothing(index_elements=[org_billing_state.c.org_id])
-                .returning(org_billing_state.c.org_id, org_billing_state.c.created_at),
+                .returning(org_billing_state.c.org_id),
                 rows,
             )
-            for org_id, created_at in result:
-                await self.record_history(org_id, created_at)
+            seeded = list(result.scalars())
+            if seeded:  # one statement, however many orgs a batch created
+                await self._record_history(org_billing_state.c.org_id.in_(seeded), None)
 
     async def record_history(self, org_id: str, now: datetime) -> None:
         """Add the org's billing state as it is now to its subscription history, valid from
         `now` (see `invoices`)."""
+        await self._record_history(org_billing_state.c.org_id == org_id, now)
+
+    async def _record_history(self, which: ColumnElement[bool], since: datetime | None) -> None:
+        """The billing states `which` selects, into the history from `since` (None: from
+        when each state was created)."""
         state = org_billing_state.c
+        valid_from = state.created_at if since is None else literal(since, UTCDateTime)
         await self._conn.execute(
             subscription_history.insert().from_select(
                 ["org_id", "valid_from", "plan_slug", "plan_version", "status"],
-                select(
-                    state.org_id,
-                    literal(now, UTCDateTime),
-                    state.plan_slug,
-                    state.plan_version,
-                    state.status,
-                ).where(state.org_id == org_id),
+                select(state.org_id, valid_from, state.plan_slug, state.plan_version, state.status)
+                .where(which)
+                .order_by(state.org_id),
             )
         )
 
