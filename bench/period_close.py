@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -111,8 +111,7 @@ async def close_by_hand(dsn: str, org_ids: list[str]) -> float:
 
 
 async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
-    migrate_url = dsn
-    await asyncio.to_thread(migrate.upgrade, migrate_url)
+    await asyncio.to_thread(migrate.upgrade, dsn)
     database = Database(dsn)
     clock = Clock(MONTH.start)
     kernel = Kernel(database, Settings(database_url=dsn), clock=clock)
