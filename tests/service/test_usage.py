@@ -209,3 +209,24 @@ async def test_best_effort_updates_survive_an_unreachable_database(clock: Clock)
         assert kernel.usage.tracking_failures == 1
     finally:
         await unreachable.dispose()
+
+
+async def test_an_export_reads_an_orgs_events_a_page_per_transaction_each_once(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = new_id()
+    await kernel.orgs.create(org_id)
+    same_time = clock.now - timedelta(minutes=1)
+    for key in ("b", "a", "c", "e", "d"):  # one instant: key order decides
+        await kernel.usage.record(org_id, "tokens", 1, idempotency_key=key, occurred_at=same_time)
+    pages = [page async for page in kernel.usage.all_events(org_id, page=2)]
+    assert [[e.idempotency_key for e in page] for page in pages] == [
+        ["a", "b"],
+        ["c", "d"],
+        ["e"],
+    ]
+    assert [page async for page in kernel.usage.all_events(org_id, metric="seats")] == []
+    with pytest.raises(UnknownMetric):
+        await kernel.usage.events(org_id, metric="nope")
+    with pytest.raises(OrgNotFound):
+        await kernel.usage.events(new_id())

@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         quota_routes.router,
         quota_routes.limits_router,
         usage_routes.router,
+        usage_routes.events_router,
         reservation_routes.router,
         org_routes.router,
         member_routes.router,

@@ -241,6 +241,7 @@ usage_events = Table(
     Column("invoice_id", String(32), nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "org_id", "period_start", "metric"),
+    Index(None, "org_id", "occurred_at", "idempotency_key"),  # read back in time order
     Index(None, "invoice_id"),
     Index(
         "ix_usage_events_unbilled",

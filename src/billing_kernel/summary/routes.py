@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Query
+from fastapi.responses import StreamingResponse
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.summary.rules import Granularity
@@ -16,6 +18,7 @@ from billing_kernel.summary.schemas import (
 from billing_kernel.web.deps import KernelDep, MemberAccess, OrgAdminOfPath, OrgId
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Cursor, Limit
 from billing_kernel.web.problems import problem_responses
+from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response
 from billing_kernel.web.routers import billing_router, orgs_router
 from billing_kernel.web.schemas import MONTH_PATTERN
 
@@ -49,6 +52,26 @@ async def org_summary(
     return SummaryOut.of(await access.kernel.summary.summary(access.org_id, period=month))
 
 
+FirstMonth = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        pattern=MONTH_PATTERN,
+        description="First month, YYYY-MM (default: `to`).",
+        examples=["2026-06"],
+    ),
+]
+LastMonth = Annotated[
+    str | None,
+    Query(
+        pattern=MONTH_PATTERN,
+        description="Last month, YYYY-MM, included (default: the current month).",
+        examples=["2026-11"],
+    ),
+]
+PointSize = Annotated[Granularity, Query(description="A point per `month` or per UTC `day`.")]
+
+
 @history_router.get(
     "/{org_id}/usage",
     operation_id="getOrgUsage",
@@ -58,26 +81,9 @@ async def org_usage(
     org_id: OrgId,
     key: OrgAdminOfPath,
     kernel: KernelDep,
-    from_: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            pattern=MONTH_PATTERN,
-            description="First month, YYYY-MM (default: `to`).",
-            examples=["2026-06"],
-        ),
-    ] = None,
-    to: Annotated[
-        str | None,
-        Query(
-            pattern=MONTH_PATTERN,
-            description="Last month, YYYY-MM, included (default: the current month).",
-            examples=["2026-11"],
-        ),
-    ] = None,
-    granularity: Annotated[
-        Granularity, Query(description="A point per `month` or per UTC `day`.")
-    ] = Granularity.MONTH,
+    from_: FirstMonth = None,
+    to: LastMonth = None,
+    granularity: PointSize = Granularity.MONTH,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> UsageHistoryOut:
@@ -97,3 +103,53 @@ async def org_usage(
         data=[UsagePointOut(start=p.start, end=p.end, usage=dict(p.usage)) for p in history.points],
         next_cursor=history.points[-1].start.isoformat() if history.more else None,
     )
+
+
+@history_router.get(
+    "/{org_id}/usage.csv",
+    operation_id="exportOrgUsage",
+    summary="An org's usage per month or day, as CSV",
+    response_class=StreamingResponse,
+    responses=CSV_RESPONSE,
+)
+async def export_org_usage(
+    org_id: OrgId,
+    _key: OrgAdminOfPath,
+    kernel: KernelDep,
+    from_: FirstMonth = None,
+    to: LastMonth = None,
+    granularity: PointSize = Granularity.MONTH,
+) -> StreamingResponse:
+    """`getOrgUsage`'s points, all of them, one row per point and metric (`start`, `end`,
+    `metric`, `quantity`), streamed a page at a time. Needs `billing:admin`."""
+    last = BillingPeriod.parse(to) if to else None
+    first = BillingPeriod.parse(from_) if from_ else None
+    history = await kernel.summary.usage_history(
+        org_id, first=first, last=last, granularity=granularity, limit=EXPORT_POINTS
+    )  # an unknown org is a 404 before the first byte
+
+    async def rows() -> AsyncIterator[str]:
+        page = history
+        yield csv_line(("start", "end", "metric", "quantity"))
+        while True:
+            for point in page.points:
+                for metric, quantity in point.usage.items():
+                    yield csv_line(
+                        (point.start.isoformat(), point.end.isoformat(), metric, str(quantity))
+                    )
+            if not page.more:
+                return
+            page = await kernel.summary.usage_history(
+                org_id,
+                first=first,
+                last=last,
+                granularity=granularity,
+                after=page.points[-1].start.isoformat(),
+                limit=EXPORT_POINTS,
+            )
+
+    return csv_response(rows(), f"{org_id}-usage.csv")
+
+
+EXPORT_POINTS = 200
+"""Points read per transaction by an export."""

@@ -12,6 +12,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal,
     select,
     text,
     tuple_,
@@ -23,7 +24,7 @@ from billing_kernel.db import counters as counter_sql
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import usage_counters, usage_events
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.usage.rules import Counter, CounterKey, UsageEvent
+from billing_kernel.usage.rules import Counter, CounterKey, StoredEvent, UsageEvent
 
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
@@ -342,6 +343,41 @@ class UsageRepository:
             query = query.where(usage_counters.c.period_start < before)
         latest: date | None = await self._conn.scalar(query)
         return latest
+
+    async def events(
+        self,
+        org_id: str,
+        *,
+        metric: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Up to `limit` of the org's events in time order (then key order) after the
+        position `after`, of one metric or all, that occurred from `start` until `end`."""
+        e = usage_events.c
+        query = (
+            select(
+                e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.invoice_id
+            )
+            .where(e.org_id == org_id)
+            .order_by(e.occurred_at, e.idempotency_key)
+            .limit(limit)
+        )
+        if metric is not None:
+            query = query.where(e.metric == metric)
+        if start is not None:
+            query = query.where(e.occurred_at >= start)
+        if end is not None:
+            query = query.where(e.occurred_at < end)
+        if after is not None:  # bound as the columns are stored (SQLite keeps times as text)
+            moment, key = after
+            query = query.where(
+                tuple_(e.occurred_at, e.idempotency_key)
+                > tuple_(literal(moment, e.occurred_at.type), literal(key, e.idempotency_key.type))
+            )
+        return [StoredEvent(*row) for row in await self._conn.execute(query)]
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""

@@ -1,13 +1,24 @@
-"""Usage ingestion: batches of events, each counted exactly once."""
+"""Usage ingestion (batches of events, each counted exactly once), and an org's events read
+back, a page at a time or as a streamed CSV."""
 
 from __future__ import annotations
 
-from billing_kernel.usage.rules import RecordStatus
-from billing_kernel.usage.schemas import MAX_ECHO, UsageBatchIn, UsageBatchOut
-from billing_kernel.web.deps import KernelDep, UsageWriter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Query
+from fastapi.responses import StreamingResponse
+
+from billing_kernel.common.validation import ID_PATTERN_TEXT
+from billing_kernel.errors import InvalidInput
+from billing_kernel.usage.rules import RecordStatus, StoredEvent
+from billing_kernel.usage.schemas import MAX_ECHO, UsageBatchIn, UsageBatchOut, UsageEventOut
+from billing_kernel.web.deps import KernelDep, OrgAdminOfPath, OrgId, UsageWriter
+from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, page_of
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.responses import EscapedJSONResponse
-from billing_kernel.web.routers import usage_router
+from billing_kernel.web.responses import CSV_RESPONSE, EscapedJSONResponse, csv_line, csv_response
+from billing_kernel.web.routers import orgs_router, usage_router
 
 router = usage_router()
 
@@ -63,3 +74,128 @@ async def ingest_events(
             ],
         }
     )
+
+
+events_router = orgs_router()
+
+EventCursor = Annotated[
+    str | None,
+    Query(
+        max_length=400,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^|]+\|.+$",
+        description="`next_cursor` of the previous page; leave out for the first page.",
+    ),
+]
+MetricFilter = Annotated[
+    str | None,
+    Query(max_length=64, pattern=ID_PATTERN_TEXT, description="Only this metric's events."),
+]
+Since = Annotated[
+    datetime | None,
+    Query(
+        alias="from",
+        description="Only events that occurred at or after this RFC 3339 time.",
+        examples=["2026-11-01T00:00:00Z"],
+    ),
+]
+Until = Annotated[
+    datetime | None, Query(description="Only events that occurred before this RFC 3339 time.")
+]
+
+
+@events_router.get(
+    "/{org_id}/events",
+    operation_id="listOrgEvents",
+    summary="An org's usage events, as recorded",
+)
+async def list_org_events(
+    org_id: OrgId,
+    _key: OrgAdminOfPath,
+    kernel: KernelDep,
+    metric: MetricFilter = None,
+    from_: Since = None,
+    to: Until = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: EventCursor = None,
+) -> Page[UsageEventOut]:
+    """Every usage event the org sent and the kernel counted, in the order they occurred
+    (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
+    times, month, and the invoice that billed it. Needs `billing:admin`; 404 for an unknown
+    org or metric."""
+    found = await kernel.usage.events(
+        org_id,
+        metric=metric,
+        start=_aware(from_, "from"),
+        end=_aware(to, "to"),
+        after=_position(cursor),
+        limit=limit + 1,
+    )
+    page, next_cursor = page_of(found, limit, _cursor)
+    return Page[UsageEventOut](data=[UsageEventOut.of(e) for e in page], next_cursor=next_cursor)
+
+
+@events_router.get(
+    "/{org_id}/events.csv",
+    operation_id="exportOrgEvents",
+    summary="An org's usage events as CSV",
+    response_class=StreamingResponse,
+    responses=CSV_RESPONSE,
+)
+async def export_org_events(
+    org_id: OrgId,
+    _key: OrgAdminOfPath,
+    kernel: KernelDep,
+    metric: MetricFilter = None,
+    from_: Since = None,
+    to: Until = None,
+) -> StreamingResponse:
+    """The events `listOrgEvents` selects, all of them, as CSV with a header row, streamed a
+    page at a time: a million rows never sit in memory. Needs `billing:admin`."""
+    start, end = _aware(from_, "from"), _aware(to, "to")
+    await kernel.usage.events(org_id, metric=metric, start=start, end=end, limit=1)  # 404s first
+
+    async def rows() -> AsyncIterator[str]:
+        yield csv_line(CSV_COLUMNS)
+        async for page in kernel.usage.all_events(org_id, metric=metric, start=start, end=end):
+            yield "".join(
+                csv_line(
+                    (
+                        e.idempotency_key,
+                        e.metric,
+                        str(e.quantity),
+                        e.occurred_at.isoformat(),
+                        e.received_at.isoformat(),
+                        e.invoice_id or "",
+                    )
+                )
+                for e in page
+            )
+
+    return csv_response(rows(), f"{org_id}-events.csv")
+
+
+CSV_COLUMNS = ("idempotency_key", "metric", "quantity", "occurred_at", "received_at", "invoice_id")
+
+
+def _aware(moment: datetime | None, field: str) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidInput(f"{field} must name its time zone (e.g. Z)", field=field)
+    return moment
+
+
+def _cursor(event: StoredEvent) -> str:
+    occurred, key = event.position
+    return f"{occurred.isoformat()}|{key}"
+
+
+def _position(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    moment, key = cursor.split("|", 1)
+    try:
+        occurred = datetime.fromisoformat(moment)
+    except ValueError:
+        occurred = None
+    if occurred is None or occurred.tzinfo is None:
+        raise InvalidInput("cursor is not one this API gave", field="cursor")
+    return occurred, key

@@ -170,6 +170,24 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A usage event as the kernel keeps it, read back."""
+
+    idempotency_key: str
+    metric: str
+    quantity: int
+    occurred_at: datetime
+    received_at: datetime
+    invoice_id: str | None
+    """The invoice that billed it (None: not billed yet)."""
+
+    @property
+    def position(self) -> tuple[datetime, str]:
+        """Where it stands in an org's events: by time, then by key."""
+        return self.occurred_at, self.idempotency_key
+
+
+@dataclass(frozen=True, slots=True)
 class Counter:
     """A usage counter: the period's usage, and the units open reservations hold in it;
     from a write, also what its usage is judged against for alerts."""

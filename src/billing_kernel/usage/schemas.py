@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import (
     BaseModel,
     Field,
 )
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
-from billing_kernel.usage.rules import RecordStatus
+from billing_kernel.usage.rules import RecordStatus, StoredEvent
 from billing_kernel.web.schemas import (
     DateTimeText,
     StrictBody,
@@ -69,3 +71,29 @@ class UsageBatchOut(BaseModel):
     refused: int
     orgs_created: int = Field(description="Orgs this batch created (see `created_org`).")
     results: list[EventResultOut]
+
+
+class UsageEventOut(BaseModel):
+    """A usage event as the kernel keeps it."""
+
+    idempotency_key: str
+    metric: str
+    quantity: int
+    occurred_at: datetime = Field(description="When it happened: it decides the period.")
+    received_at: datetime
+    period: str = Field(description="The month it counts in, `YYYY-MM`.")
+    invoice_id: str | None = Field(
+        description="The invoice that billed it; null until its month's invoice is made."
+    )
+
+    @classmethod
+    def of(cls, event: StoredEvent) -> UsageEventOut:
+        return cls(
+            idempotency_key=event.idempotency_key,
+            metric=event.metric,
+            quantity=event.quantity,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            period=f"{event.occurred_at:%Y-%m}",
+            invoice_id=event.invoice_id,
+        )

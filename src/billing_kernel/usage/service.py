@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from billing_kernel.alerts.rules import Reading
 from billing_kernel.alerts.service import AlertService
-from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
@@ -23,6 +23,7 @@ from billing_kernel.usage.rules import (
     CounterKey,
     EventTimeWindow,
     RecordStatus,
+    StoredEvent,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
@@ -34,6 +35,10 @@ from billing_kernel.usage.rules import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+EXPORT_PAGE = 5_000
+"""Events read per transaction by an export."""
 
 
 class UsageService:
@@ -360,6 +365,56 @@ class UsageService:
         """The first day of the latest month with a recorded seat peak of `metric`."""
         async with self._tx.read(uow) as unit:
             return await UsageRepository(unit).last_period_with(org_id, metric)
+
+    async def events(
+        self,
+        org_id: str,
+        *,
+        metric: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+        uow: UnitOfWork | None = None,
+    ) -> list[StoredEvent]:
+        """Up to `limit` of the org's usage events in the order they occurred (then by key),
+        after the position `after` (an event's `position`): of one metric or all, that
+        occurred from `start` (included) until `end` (not). OrgNotFound for an unknown org,
+        UnknownMetric for a metric not in the catalogue."""
+        async with self._tx.read(uow) as unit:
+            await self._orgs.require(org_id, unit)
+            if metric is not None:
+                await self._metrics.get(metric, unit)
+            return await UsageRepository(unit).events(
+                org_id,
+                metric=metric,
+                start=None if start is None else ensure_utc(start),
+                end=None if end is None else ensure_utc(end),
+                after=after,
+                limit=limit,
+            )
+
+    async def all_events(
+        self,
+        org_id: str,
+        *,
+        metric: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page: int = EXPORT_PAGE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Every event `events` selects, a page at a time, each page read in a transaction
+        of its own: an export of millions of events holds one page in memory."""
+        after = None
+        while True:
+            found = await self.events(
+                org_id, metric=metric, start=start, end=end, after=after, limit=page
+            )
+            if found:
+                yield found
+            if len(found) < page:
+                return
+            after = found[-1].position
 
     async def counters(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None

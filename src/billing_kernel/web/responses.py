@@ -1,11 +1,15 @@
-"""The JSON response the API sends when a body can echo what a caller sent."""
+"""Responses beyond plain JSON: JSON that can echo what a caller sent, and CSV streamed a
+page at a time."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 
 class EscapedJSONResponse(JSONResponse):
@@ -15,3 +19,24 @@ class EscapedJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def csv_line(fields: Sequence[str]) -> str:
+    """One CSV record (RFC 4180: quoted where needed, CRLF-terminated)."""
+    out = io.StringIO()
+    csv.writer(out).writerow(fields)
+    return out.getvalue()
+
+
+def csv_response(rows: AsyncIterator[str], filename: str) -> StreamingResponse:
+    """`rows` (CSV text, a chunk at a time) streamed as a download named `filename`."""
+    return StreamingResponse(
+        rows,
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "CSV with a header row."}
+}
