@@ -92,8 +92,9 @@ async def test_the_csv_export_streams_every_event_and_refusals_name_the_field(ap
     url = f"/api/v1/orgs/{org_id}/events"
     for params, field in (
         ({"metric": "nope"}, "unknown_metric"),
-        ({"from": "2026-11-01T00:00:00"}, "from"),
-        ({"cursor": "2026-13-45T99:00:00|x"}, "cursor"),
+        ({"from": "2026-11-01T00:00:00"}, "from"),  # no time zone
+        ({"to": "0.5"}, "to"),  # not a Unix time
+        ({"cursor": "2026-11-01T00:00:00Z|x"}, "cursor"),
         ({"limit": 0}, "limit"),
     ):
         refused = await api.client.get(url, params=params, headers=admin)

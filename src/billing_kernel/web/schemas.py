@@ -3,6 +3,7 @@ JSON number), whole numbers that are not coerced, ids and free text."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated
 
@@ -34,6 +35,17 @@ def _text_only(value: object) -> object:
 
 DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only)]
 """An RFC 3339 date-time with a time zone, sent as a string."""
+
+
+def _not_a_number(value: object) -> object:
+    """A query's date-time is RFC 3339 text: a number is not taken for a Unix time."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]*\.?[0-9]*\s*", value):
+        raise ValueError("must be an RFC 3339 date-time with a time zone, not a number")
+    return value
+
+
+QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+"""An RFC 3339 date-time with a time zone, in a query string."""
 
 
 def _whole_number(value: object) -> object:
