@@ -110,7 +110,11 @@ async def billing_page(
         async with as_user.transaction() as uow:  # one transaction for the page's reads
             admin = role in ADMIN_ROLES
             dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
-            invoice = await as_user.invoices.upcoming(org_id, uow) if admin else None
+            invoice = (
+                await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary)
+                if admin
+                else None
+            )
             past = (
                 await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow)
                 if admin

@@ -37,6 +37,7 @@ from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.rules import effective_terms
 from billing_kernel.quota.service import QuotaService
+from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
 
 SAMPLE_KEYS = 5
@@ -94,15 +95,22 @@ class InvoiceService:
         return timedelta(hours=self._settings.late_event_grace_hours)
 
     async def upcoming(
-        self, org_id: str, uow: UnitOfWork | None = None, *, change: Subscription | None = None
+        self,
+        org_id: str,
+        uow: UnitOfWork | None = None,
+        *,
+        change: Subscription | None = None,
+        summary: OrgBillingSummary | None = None,
     ) -> InvoiceDraft:
         """The org's invoice for the current period as it stands now (a draft): the fees of
         the plans it has been on this period, its usage so far priced by the plan it is on,
         and adjustments for late events of periods already invoiced; with `change`, as it
-        would stand after that change. OrgNotFound for an unknown org."""
+        would stand after that change. `summary`: the org's current summary, if the caller
+        has just read it in `uow`. OrgNotFound for an unknown org."""
         period = BillingPeriod.containing(self._clock())
         async with self._tx.begin(uow) as unit:
-            summary = await self._summary.summary(org_id, unit)
+            if summary is None or summary.period != period:
+                summary = await self._summary.summary(org_id, unit)
             used = {
                 line.metric.key: line.used if line.peak is None else line.peak
                 for line in summary.usage
