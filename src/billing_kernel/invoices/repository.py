@@ -171,41 +171,26 @@ class InvoiceRepository:
         )
         return {metric: int(total) for metric, total in await self._conn.execute(query)}
 
-    async def live_invoice_as_of(
-        self, org_id: str, period_start: date, as_of: StoredInvoice | None
+    async def live_invoice(
+        self, org_id: str, period_start: date, as_of: StoredInvoice | None = None
     ) -> StoredInvoice | None:
-        """The org's invoice for a period that counts now, or that counted when the invoice
-        `as_of` was made."""
+        """The org's invoice for a period that counts now (not void), or that counted when
+        the invoice `as_of` was made; with its lines and usage."""
         i = invoices.c
-        row = (
-            await self._conn.execute(
-                select(invoices).where(
-                    i.org_id == org_id, i.period_start == period_start, _counted(as_of)
-                )
-            )
-        ).first()
+        query = select(invoices).where(
+            i.org_id == org_id, i.period_start == period_start, _counted(as_of)
+        )
+        row = (await self._conn.execute(query)).first()
         return None if row is None else await self._whole(_invoice(row))
 
     async def live_invoice_id(self, org_id: str, period_start: date) -> str | None:
+        """The id of `live_invoice`, without reading the invoice."""
         i = invoices.c
         query = select(i.invoice_id).where(
-            i.org_id == org_id, i.period_start == period_start, i.status != "void"
+            i.org_id == org_id, i.period_start == period_start, _counted(None)
         )
         found: str | None = (await self._conn.execute(query)).scalar_one_or_none()
         return found
-
-    async def live_invoice(self, org_id: str, period_start: date) -> StoredInvoice | None:
-        """The org's invoice for a period that counts (not void), with its lines and usage."""
-        row = (
-            await self._conn.execute(
-                select(invoices).where(
-                    invoices.c.org_id == org_id,
-                    invoices.c.period_start == period_start,
-                    invoices.c.status != "void",
-                )
-            )
-        ).first()
-        return None if row is None else await self._whole(_invoice(row))
 
     async def id_of_number(self, number: str) -> str | None:
         query = select(invoices.c.invoice_id).where(invoices.c.number == number)

@@ -430,7 +430,7 @@ class InvoiceService:
         repo = InvoiceRepository(unit)
         late_usage = []
         for (start, metric), added in sorted(late.items()):
-            earlier = await repo.live_invoice_as_of(org_id, start, as_of)
+            earlier = await repo.live_invoice(org_id, start, as_of)
             if earlier is None or metric not in by_key:
                 continue  # no plan then: nothing to price it by
             plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
