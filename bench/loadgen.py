@@ -38,9 +38,12 @@ class _Connection:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+        status = int(status_line.split()[1])
+        if status in (204, 304):  # no body, by definition
+            return Answer(status, b"")
         if length is None:
             raise RuntimeError("the answer has no Content-Length")
-        return Answer(int(status_line.split()[1]), await self.reader.readexactly(length))
+        return Answer(status, await self.reader.readexactly(length))
 
 
 class LoadClient:
@@ -68,9 +71,13 @@ class LoadClient:
         path: str,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> bytes:
-        """The request's bytes: encode once, send many times."""
-        payload = b"" if body is None else json.dumps(body).encode()
+        """The request's bytes: encode once, send many times. `body` is sent as JSON;
+        `content` as it is (its type in `headers`)."""
+        payload = content if content is not None else b""
+        if body is not None:
+            payload = json.dumps(body).encode()
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in (self.headers | (headers or {})).items()]
         if body is not None:

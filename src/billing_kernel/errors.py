@@ -70,6 +70,14 @@ class MemberNotFound(NotFound):
     title = "Member not found"
 
 
+class AliasTaken(BillingError):
+    """An org alias is another org's alias or id."""
+
+    status = 409
+    code = "alias_taken"
+    title = "Alias names another org"
+
+
 class PlanInactive(BillingError):
     """The plan exists but is no longer offered."""
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
+from billing_kernel.compat.service import CompatService
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
@@ -108,6 +109,14 @@ class Kernel:
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
+        self.compat = CompatService(
+            tx,
+            usage=self.usage,
+            orgs=self.orgs,
+            summary=self.summary,
+            invoices=self.invoices,
+            quota=self.quota,
+        )
 
     def now(self) -> datetime:
         """The time on the kernel's clock (what its services take for now)."""

@@ -204,6 +204,8 @@ OPERATION_IDS = {
     ("put", "/api/v1/orgs/{org_id}"): "putOrg",
     ("get", "/api/v1/orgs/{org_id}"): "getOrg",
     ("get", "/api/v1/orgs"): "listOrgs",
+    ("get", "/api/v1/orgs/{org_id}/aliases"): "getOrgAliases",
+    ("put", "/api/v1/orgs/{org_id}/aliases"): "putOrgAliases",
     ("get", "/api/v1/orgs/{org_id}/usage"): "getOrgUsage",
     ("get", "/api/v1/orgs/{org_id}/members"): "listOrgMembers",
     ("put", "/api/v1/orgs/{org_id}/members/{user_id}"): "putOrgMember",

@@ -15,6 +15,7 @@ from billing_kernel.alerts import routes as alert_routes
 from billing_kernel.api import health
 from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.background import background_tasks
+from billing_kernel.compat import lago, openmeter, polar, stripe
 from billing_kernel.config import Settings, get_settings
 from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
@@ -118,4 +119,6 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)
+    for protocol in (lago, openmeter, stripe, polar):  # each answers in its own shapes
+        app.include_router(protocol.router)
     return app

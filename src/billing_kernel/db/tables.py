@@ -109,6 +109,17 @@ orgs = Table(
     Column("created_via", String(16), nullable=False, server_default="unknown"),
 )
 
+org_aliases = Table(
+    "org_aliases",
+    metadata,
+    # Another name of the org, such as the customer id another billing system gave it: an
+    # event sent through a compatible protocol with this id counts for `org_id`.
+    Column("alias", String(255), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "org_id"),
+)
+
 users = Table(
     "users",
     metadata,

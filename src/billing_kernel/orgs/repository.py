@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, bindparam, case, delete, func, literal, se
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
+    org_aliases,
     org_billing_state,
     orgs,
     scheduled_plan_changes,
@@ -135,6 +136,32 @@ class OrgRepository:
     async def existing_org_ids(self, org_ids: Iterable[str]) -> set[str]:
         result = await self._conn.execute(_EXISTING_ORG_IDS, {"org_ids": list(set(org_ids))})
         return set(result.scalars())
+
+    async def aliases_of(self, org_id: str) -> list[str]:
+        query = select(org_aliases.c.alias).where(org_aliases.c.org_id == org_id)
+        return sorted((await self._conn.execute(query.order_by(org_aliases.c.alias))).scalars())
+
+    async def alias_owners(self, aliases: Iterable[str]) -> dict[str, str]:
+        """The org each of `aliases` names, for those that name one."""
+        query = select(org_aliases.c.alias, org_aliases.c.org_id).where(
+            org_aliases.c.alias.in_(list(set(aliases)))
+        )
+        return {row.alias: row.org_id for row in await self._conn.execute(query)}
+
+    async def replace_aliases(self, org_id: str, aliases: Iterable[str], now: datetime) -> set[str]:
+        """Give the org exactly `aliases`; those another org holds (taken meanwhile, past the
+        caller's check) are left out and returned."""
+        await self._conn.execute(delete(org_aliases).where(org_aliases.c.org_id == org_id))
+        wanted = set(aliases)
+        if not wanted:
+            return set()
+        statement = (
+            upsert(self._conn, org_aliases)
+            .values([{"alias": alias, "org_id": org_id, "created_at": now} for alias in wanted])
+            .on_conflict_do_nothing(index_elements=["alias"])
+            .returning(org_aliases.c.alias)
+        )
+        return wanted - set((await self._conn.execute(statement)).scalars())
 
     async def lock_org(self, org_id: str) -> bool:
         """Serialize membership changes of one org (a row lock on PostgreSQL; SQLite's

@@ -8,7 +8,7 @@ from fastapi import Query
 
 from billing_kernel.common.validation import ID_PATTERN_TEXT
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.orgs.schemas import OrgIn, OrgOut
+from billing_kernel.orgs.schemas import AliasesIn, AliasesOut, OrgIn, OrgOut
 from billing_kernel.web.deps import KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
 from billing_kernel.web.pagination import (
     DEFAULT_LIMIT,
@@ -60,3 +60,30 @@ async def list_orgs(
     )
     orgs, next_cursor = page_of(rows, limit, lambda org: org.org_id)
     return Page[OrgOut](data=[OrgOut.of(org) for org in orgs], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{org_id}/aliases",
+    operation_id="getOrgAliases",
+    summary="The other names an org goes by",
+)
+async def get_aliases(org_id: OrgId, _key: OrgAdminOfPath, kernel: KernelDep) -> AliasesOut:
+    """The ids (such as another billing system's customer ids) that name this org in the
+    compatible protocols. Needs `billing:admin`; 404 for an unknown org."""
+    return AliasesOut(org_id=org_id, aliases=await kernel.orgs.aliases(org_id))
+
+
+@router.put(
+    "/{org_id}/aliases",
+    operation_id="putOrgAliases",
+    summary="Set the other names an org goes by",
+    responses=problem_responses(409),
+)
+async def put_aliases(
+    org_id: OrgId, body: AliasesIn, _key: OrgAdminOfPath, kernel: KernelDep
+) -> AliasesOut:
+    """Replace the org's aliases. An event that a compatible protocol sends for an alias
+    counts for this org; any other id names the org of that id. 409 `alias_taken` if an
+    alias is another org's alias or id (nothing changes); 404 for an unknown org. Needs
+    `billing:admin`."""
+    return AliasesOut(org_id=org_id, aliases=await kernel.orgs.set_aliases(org_id, body.aliases))

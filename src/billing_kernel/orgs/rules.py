@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from billing_kernel.common.periods import days_until, ensure_utc
+from billing_kernel.common.validation import validate_id
+from billing_kernel.errors import InvalidInput
 
 
 class BillingStatus(StrEnum):
@@ -105,3 +108,18 @@ def new_trial_state(
         updated_at=now,
         status_since=now,
     )
+
+
+MAX_ALIASES = 20
+MAX_ALIAS_LENGTH = 255
+
+
+def validate_aliases(aliases: Iterable[object]) -> list[str]:
+    """An org's aliases, each a printable id of 1-255 characters, at most MAX_ALIASES,
+    sorted and without repeats; InvalidInput names the first that is not."""
+    found: list[str] = []
+    for index, alias in enumerate(aliases):
+        found.append(validate_id(alias, f"aliases[{index}]", MAX_ALIAS_LENGTH))
+    if len(set(found)) > MAX_ALIASES:
+        raise InvalidInput(f"an org has at most {MAX_ALIASES} aliases", field="aliases")
+    return sorted(set(found))

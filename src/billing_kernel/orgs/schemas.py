@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
     Field,
 )
 
-from billing_kernel.orgs.rules import BillingStatus, Org, OrgOrigin
+from billing_kernel.common.validation import ID_PATTERN_TEXT
+from billing_kernel.orgs.rules import (
+    MAX_ALIAS_LENGTH,
+    MAX_ALIASES,
+    BillingStatus,
+    Org,
+    OrgOrigin,
+)
 from billing_kernel.web.schemas import (
     DateTimeText,
     Slug,
@@ -74,3 +82,22 @@ class OrgOut(BaseModel):
             created_at=org.created_at,
             created_via=org.created_via,
         )
+
+
+Alias = Annotated[str, Field(max_length=MAX_ALIAS_LENGTH, pattern=ID_PATTERN_TEXT)]
+
+
+class AliasesIn(StrictBody):
+    aliases: list[Alias] = Field(
+        max_length=MAX_ALIASES,
+        description="Every other name of the org, each 1-255 printable characters, such as "
+        "the customer id another billing system gave it (`cus_...`): an event sent through "
+        "a compatible protocol (see docs/compat.md) for one of them counts for this org. "
+        "Replaces the org's aliases; `[]` removes them.",
+        examples=[["cus_NffrFeUfNV2Hib"]],
+    )
+
+
+class AliasesOut(BaseModel):
+    org_id: str
+    aliases: list[str] = Field(description="Sorted.")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import CurrencyChange, OrgNotFound
+from billing_kernel.errors import AliasTaken, CurrencyChange, OrgNotFound
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import (
     Admission,
@@ -20,6 +20,7 @@ from billing_kernel.orgs.rules import (
     ScheduledChange,
     billable,
     new_trial_state,
+    validate_aliases,
 )
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
@@ -272,6 +273,39 @@ class OrgService:
         time; OrgNotFound unless it exists."""
         if not await OrgRepository(uow).lock_org(org_id):
             raise OrgNotFound(f"no org {org_id!r}", org_id=org_id)
+
+    async def aliases(self, org_id: str, uow: UnitOfWork | None = None) -> list[str]:
+        """The org's aliases, sorted; OrgNotFound for an unknown org."""
+        async with self._tx.begin(uow) as unit:
+            await self.require(org_id, unit)
+            return await OrgRepository(unit).aliases_of(org_id)
+
+    async def set_aliases(
+        self, org_id: str, aliases: Iterable[object], uow: UnitOfWork | None = None
+    ) -> list[str]:
+        """Give the org exactly these aliases (other names it goes by, such as the customer
+        id another billing system gave it). AliasTaken if one is another org's alias or id;
+        OrgNotFound for an unknown org. Nothing changes on error."""
+        wanted = validate_aliases(aliases)
+        async with self._tx.begin(uow) as unit:
+            await self.lock(org_id, unit)
+            orgs = OrgRepository(unit)
+            owners = await orgs.alias_owners(wanted)
+            taken = sorted(a for a, owner in owners.items() if owner != org_id)
+            taken += sorted((await orgs.existing_org_ids(wanted)) - {org_id})
+            if not taken:
+                taken = sorted(await orgs.replace_aliases(org_id, wanted, self._clock()))
+            if taken:
+                raise AliasTaken(
+                    f"alias {taken[0]!r} already names another org", org_id=org_id, alias=taken[0]
+                )
+            return wanted
+
+    async def resolve(self, customer_ids: Iterable[str], uow: UnitOfWork) -> dict[str, str]:
+        """The org each id names: the org it is an alias of, else the org of that id."""
+        wanted = set(customer_ids)
+        owners = await OrgRepository(uow).alias_owners(wanted) if wanted else {}
+        return {customer: owners.get(customer, customer) for customer in wanted}
 
     async def admit(self, org_ids: set[str], now: datetime, uow: UnitOfWork) -> Admission:
         """Create and seed the orgs not seen before, if BILLING_AUTO_CREATE_ORGS allows:

@@ -387,3 +387,13 @@ class UsageRepository:
             )
         )
         return dict(result.all())
+
+    async def event_counts(self, org_id: str, period_start: date) -> dict[str, int]:
+        """How many events the org sent per metric in one period."""
+        e = usage_events.c
+        result = await self._conn.execute(
+            select(e.metric, func.count())
+            .where(e.org_id == org_id, e.period_start == period_start)
+            .group_by(e.metric)
+        )
+        return {metric: int(count) for metric, count in result.all()}

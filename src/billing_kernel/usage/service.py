@@ -423,6 +423,13 @@ class UsageService:
         async with self._tx.read(uow) as unit:
             return await UsageRepository(unit).counters_for_period(org_id, period.key)
 
+    async def event_counts(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """How many events the org sent per metric in one period."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).event_counts(org_id, period.key)
+
     async def daily_totals(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
     ) -> dict[tuple[date, str], int]:

@@ -1,0 +1,239 @@
+"""Lago's protocol, under /compat/lago: `lago-python-client` (and Lago's other clients) with
+`api_url` set to `<kernel>/compat/lago/`. Events (`transaction_id` is the idempotency key,
+`code` the metric, `external_subscription_id` the org or one of its aliases) one at a time or
+in batches, and a customer's current usage."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from billing_kernel.auth.rules import ApiKeyCaller
+from billing_kernel.compat.http import (
+    READ_SCOPES,
+    WRITE_SCOPES,
+    Refusal,
+    api_key,
+    json_body,
+    speaking,
+)
+from billing_kernel.compat.rules import (
+    ForeignEvent,
+    RefusedBatch,
+    batch_of,
+    event_time,
+    object_field,
+    parse_all,
+    quantity_of,
+    text_field,
+)
+from billing_kernel.compat.service import CurrentUsage, ForeignBatchResult
+from billing_kernel.errors import BillingError, InvalidInput
+from billing_kernel.invoices.rules import LineKind
+from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.usage.schemas import MAX_BATCH
+from billing_kernel.web.deps import kernel_of
+
+router = APIRouter(prefix="/compat/lago/api/v1", include_in_schema=False)
+
+FIELDS = {
+    "org_id": "external_subscription_id",
+    "metric": "code",
+    "quantity": "properties.value",
+    "idempotency_key": "transaction_id",
+    "occurred_at": "timestamp",
+}
+"""The kernel's field names in Lago's words, for error details."""
+
+_PHRASES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+
+
+def render(refusal: Refusal) -> Response:
+    """An error as Lago answers it: `status`, `error`, `code`, and per field (and, for a
+    batch, per event index) the messages."""
+    if isinstance(refusal, RefusedBatch):
+        first = refusal.first
+        details: dict[str, Any] = {
+            str(index): _field_errors(error) for index, error in refusal.errors
+        }
+        if len(refusal.errors) == 1 and first.status != 422:
+            return render(first)
+        return _error(422, "validation_errors", details)
+    if refusal.status == 422 or isinstance(refusal, InvalidInput):
+        return _error(422, "validation_errors", _field_errors(refusal))
+    return _error(refusal.status, refusal.code, None, refusal.message)
+
+
+def _field_errors(error: BillingError) -> dict[str, list[str]]:
+    field = str(error.details.get("field", "base"))
+    return {FIELDS.get(field, field): [error.message]}
+
+
+def _error(
+    status: int, code: str, details: dict[str, Any] | None, message: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "status": status,
+        "error": "Unprocessable Entity" if status == 422 else _PHRASES.get(status, "Error"),
+        "code": code,
+    }
+    if details is not None:
+        body["error_details"] = details
+    if message is not None:
+        body["message"] = message
+    return JSONResponse(body, status_code=status)
+
+
+def parse_event(raw: object) -> ForeignEvent:
+    """One Lago event; InvalidInput names the field that is wrong."""
+    event = object_field(raw, "event")
+    customer = event.get("external_subscription_id", event.get("external_customer_id"))
+    properties = object_field(event.get("properties"), "properties")
+    return ForeignEvent(
+        customer=text_field(customer, "external_subscription_id"),
+        name=text_field(event.get("code"), "code"),
+        properties=properties,
+        key=text_field(event.get("transaction_id"), "transaction_id"),
+        occurred_at=event_time(event.get("timestamp"), "timestamp"),
+        quantity=quantity_of(properties),
+    )
+
+
+def _event_out(
+    event: ForeignEvent, org_id: str, occurred: datetime, now: datetime
+) -> dict[str, Any]:
+    return {
+        "lago_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{org_id}/{event.key}")),
+        "transaction_id": event.key,
+        "lago_customer_id": None,
+        "lago_subscription_id": None,
+        "external_subscription_id": event.customer,
+        "code": event.name,
+        "timestamp": occurred.isoformat().replace("+00:00", "Z"),
+        "properties": dict(event.properties),
+        "precise_total_amount_cents": None,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def _ingest(
+    request: Request, key: ApiKeyCaller, raws: list[object]
+) -> tuple[list[ForeignEvent], ForeignBatchResult]:
+    parsed = parse_all(raws, parse_event)
+    result = await kernel_of(request).compat.ingest(parsed, only_org=key.org_id)
+    return [e for e in parsed if isinstance(e, ForeignEvent)], result
+
+
+@router.post("/events")
+@speaking(render)
+async def create_event(request: Request) -> Response:
+    """One event: `{"event": {...}}`; answers it as recorded (a repeat: as first recorded)."""
+    key = await api_key(request, WRITE_SCOPES)
+    body = await json_body(request)
+    if not isinstance(body, Mapping) or "event" not in body:
+        raise InvalidInput('the body must be {"event": {...}}', field="event")
+    try:
+        events, result = await _ingest(request, key, [body["event"]])
+    except RefusedBatch as refused:  # one event: its error, not a batch's
+        raise refused.first from None
+    now = kernel_of(request).now()
+    return JSONResponse({"event": _event_out(events[0], result.orgs[0], result.times[0], now)})
+
+
+@router.post("/events/batch")
+@speaking(render)
+async def create_batch(request: Request) -> Response:
+    """Up to 1,000 events, `{"events": [...]}`: all recorded, or none (422 naming each
+    refused event by its index)."""
+    key = await api_key(request, WRITE_SCOPES)
+    body = await json_body(request)
+    raws = batch_of(body, most=MAX_BATCH)
+    events, result = await _ingest(request, key, raws)
+    now = kernel_of(request).now()
+    return JSONResponse(
+        {
+            "events": [
+                _event_out(event, org, occurred, now)
+                for event, org, occurred in zip(events, result.orgs, result.times, strict=True)
+            ]
+        }
+    )
+
+
+@router.get("/customers/{customer_id}/current_usage")
+@speaking(render)
+async def current_usage(customer_id: str, request: Request) -> Response:
+    """The customer's usage this month, per metric, with what it costs so far beyond what
+    the plan includes (the kernel's upcoming invoice). `external_subscription_id` is taken
+    and not needed: an org has one subscription."""
+    key = await api_key(request, READ_SCOPES)
+    compat = kernel_of(request).compat
+    org_id = await compat.org_of(customer_id)
+    key.require_org(org_id)
+    return JSONResponse({"customer_usage": customer_usage(await compat.current_usage(org_id))})
+
+
+def customer_usage(current: CurrentUsage) -> dict[str, Any]:
+    """Lago's customer usage object for the org's current period."""
+    summary, invoice = current.summary, current.invoice
+    currency = summary.plan.currency
+    charged: dict[str, Decimal] = {}
+    for line in invoice.lines:
+        if line.metric is not None and line.kind in (LineKind.OVERAGE, LineKind.SEATS):
+            charged[line.metric] = charged.get(line.metric, Decimal(0)) + line.amount
+    charges = []
+    for usage in summary.usage:
+        metric = usage.metric
+        units = str(usage.used if usage.peak is None else usage.peak)
+        charges.append(
+            {
+                "units": units,
+                "total_aggregated_units": units,
+                "events_count": current.events.get(metric.key, 0),
+                "amount_cents": _cents(charged.get(metric.key, Decimal(0))),
+                "amount_currency": currency,
+                "charge": {
+                    "lago_id": f"{summary.plan.slug}:{metric.key}",
+                    "charge_model": "standard",
+                    "invoice_display_name": metric.name,
+                },
+                "billable_metric": {
+                    "lago_id": metric.key,
+                    "name": metric.name,
+                    "code": metric.key,
+                    "aggregation_type": "max_agg"
+                    if metric.aggregation is Aggregation.SEATS
+                    else "sum_agg",
+                },
+                "filters": [],
+                "grouped_usage": [],
+                "pricing_unit_details": None,
+                "presentation_breakdowns": None,
+            }
+        )
+    amount = _cents(sum(charged.values(), Decimal(0)))
+    return {
+        "from_datetime": _time(summary.period.start),
+        "to_datetime": _time(summary.period.end),
+        "issuing_date": summary.period.end.date().isoformat(),
+        "lago_invoice_id": None,
+        "currency": currency,
+        "amount_cents": amount,
+        "total_amount_cents": amount,
+        "taxes_amount_cents": 0,
+        "charges_usage": charges,
+    }
+
+
+def _cents(amount: Decimal) -> int:
+    return int(amount * 100)
+
+
+def _time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

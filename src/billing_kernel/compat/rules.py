@@ -1,0 +1,147 @@
+"""How another system's usage event becomes the kernel's: the customer id names an org (by
+alias, else as the org id), the event name is the metric's key, and the quantity is the
+property `value` (Stripe's default), else `quantity`. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from billing_kernel.errors import BillingError, InvalidInput
+
+VALUE_PROPERTIES = ("value", "quantity")
+"""The properties an event's quantity is read from, the first present."""
+
+_DIGITS = re.compile(r"^[0-9]+$")
+_UNIX = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+_RFC_3339 = re.compile(
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignEvent:
+    """One event as a protocol sent it, named in the kernel's terms, before validation."""
+
+    customer: object
+    """The protocol's customer or subject id: an org alias, else the org id."""
+    name: object
+    """The event name: the key of the metric it counts toward."""
+    properties: Mapping[str, object]
+    key: object
+    """The protocol's idempotency field: the event counts once per key and org."""
+    occurred_at: datetime | None
+    quantity: object
+    """The value read from the properties (see `quantity_of`)."""
+
+
+class RefusedBatch(Exception):
+    """Some events of a protocol batch were refused, so none was recorded: the first error
+    of each refused event, by its position in the batch."""
+
+    def __init__(self, errors: Sequence[tuple[int, BillingError]]) -> None:
+        self.errors = tuple(errors)
+        index, first = self.errors[0]
+        super().__init__(f"event {index}: {first.message}")
+
+    @property
+    def first(self) -> BillingError:
+        return self.errors[0][1]
+
+
+def parse_all(
+    raws: Sequence[object], parse: Callable[[object], ForeignEvent]
+) -> list[ForeignEvent | BillingError]:
+    """Every event of a batch parsed by `parse`, or the error that refuses it."""
+    parsed: list[ForeignEvent | BillingError] = []
+    for raw in raws:
+        try:
+            parsed.append(parse(raw))
+        except InvalidInput as exc:
+            parsed.append(exc)
+    return parsed
+
+
+def quantity_of(properties: Mapping[str, object], field: str = "properties") -> int:
+    """The event's quantity: its `value` property, else `quantity`, as a whole number (a
+    JSON integer, an integral JSON number such as 3.0, or a string of digits, as form
+    encoding sends every value). InvalidInput names the property otherwise."""
+    for name in VALUE_PROPERTIES:
+        if name in properties:
+            return whole_number(properties[name], f"{field}.{name}")
+    raise InvalidInput(
+        f"{field} has no numeric `value` (or `quantity`) to count", field=f"{field}.value"
+    )
+
+
+def whole_number(value: object, field: str) -> int:
+    """`value` as a whole number, or InvalidInput naming `field` (the range is checked
+    with the event)."""
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        return value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and _DIGITS.fullmatch(value)
+    ):
+        return int(value)
+    raise InvalidInput(f"{field} must be a whole number, got {value!r:.40}", field=field)
+
+
+def event_time(value: object, field: str) -> datetime | None:
+    """A protocol's event time: absent (None: when received), Unix seconds (a number or a
+    string of digits, with a fraction), or RFC 3339 text with a zone."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a time, got {value!r}", field=field)
+    if isinstance(value, int | float) or (isinstance(value, str) and _UNIX.fullmatch(value)):
+        try:
+            seconds = Decimal(str(value))
+            whole = int(seconds)
+            micros = int((seconds - whole) * 1_000_000)
+            return datetime.fromtimestamp(whole, UTC).replace(microsecond=micros)
+        except (InvalidOperation, OverflowError, OSError, ValueError):
+            raise InvalidInput(f"{field} is not a usable Unix time", field=field) from None
+    found = _RFC_3339.fullmatch(value) if isinstance(value, str) else None
+    if found is not None:
+        day, clock, fraction, zone = found.groups()
+        sixth = (fraction or "")[:6].ljust(6, "0")  # nanoseconds (Go's RFC3339Nano) cut
+        zone = "+00:00" if zone in ("Z", "z") else zone
+        try:
+            return datetime.fromisoformat(f"{day}T{clock}.{sixth}{zone}").astimezone(UTC)
+        except ValueError:  # a day or an hour that does not exist
+            pass
+    raise InvalidInput(
+        f"{field} must be Unix seconds or an RFC 3339 time with a zone, got {value!r:.40}",
+        field=field,
+    )
+
+
+def text_field(value: object, field: str) -> str:
+    """A required text field's value, or InvalidInput naming it."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{field} is required (a non-empty string)", field=field)
+    return value
+
+
+def object_field(value: object, field: str) -> Mapping[str, object]:
+    """An optional JSON object field's value ({} when absent), or InvalidInput naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InvalidInput(f"{field} must be an object", field=field)
+    return value
+
+
+def batch_of(body: object, field: str = "events", most: int = 1000) -> list[object]:
+    """The list of events a batch body holds under `field` (1 to `most` of them), or
+    InvalidInput."""
+    raws = body.get(field) if isinstance(body, Mapping) else None
+    if not isinstance(raws, list) or not 1 <= len(raws) <= most:
+        raise InvalidInput(f"{field} must be a list of 1 to {most} events", field=field)
+    return raws

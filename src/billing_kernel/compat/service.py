@@ -1,0 +1,129 @@
+"""Recording a protocol's events: the customer ids resolved to orgs, and the batch recorded
+all or nothing (as the incumbents answer a batch: one refused event refuses it whole); and
+the reads the protocols answer from the kernel's own figures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from billing_kernel.compat.rules import ForeignEvent, RefusedBatch
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import BillingError, Forbidden, InvalidInput, UnknownMetric
+from billing_kernel.invoices.rules import InvoiceDraft
+from billing_kernel.invoices.service import InvoiceService
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.quota.rules import QuotaDecision
+from billing_kernel.quota.service import QuotaService
+from billing_kernel.summary.rules import OrgBillingSummary
+from billing_kernel.summary.service import SummaryService
+from billing_kernel.usage.rules import RecordStatus, UsageReport
+from billing_kernel.usage.service import UsageService
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignBatchResult:
+    orgs: tuple[str, ...]
+    """The org each event counted for, in the order sent."""
+    statuses: tuple[RecordStatus, ...]
+    """ACCEPTED or DUPLICATE for each event, in the order sent."""
+    times: tuple[datetime, ...]
+    """When each event occurred (the receive time for one sent without a time)."""
+
+    def count(self, status: RecordStatus) -> int:
+        return sum(1 for s in self.statuses if s is status)
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUsage:
+    """An org's period so far: usage against its plan, the upcoming invoice that prices it,
+    and how many events each metric counted."""
+
+    summary: OrgBillingSummary
+    invoice: InvoiceDraft
+    events: Mapping[str, int]
+
+
+class CompatService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        *,
+        usage: UsageService,
+        orgs: OrgService,
+        summary: SummaryService,
+        invoices: InvoiceService,
+        quota: QuotaService,
+    ) -> None:
+        self._tx = transactions
+        self._usage = usage
+        self._orgs = orgs
+        self._summary = summary
+        self._invoices = invoices
+        self._quota = quota
+
+    async def ingest(
+        self, parsed: Sequence[ForeignEvent | BillingError], *, only_org: str | None = None
+    ) -> ForeignBatchResult:
+        """Record every event, each once per key and org, or none: RefusedBatch names each
+        event refused (not parsed, invalid, for an unknown org when auto-creation is off, a
+        key reused with another payload, or, with `only_org`, for another org) and nothing
+        is written."""
+        errors = {i: e for i, e in enumerate(parsed) if isinstance(e, BillingError)}
+        events = [(i, e) for i, e in enumerate(parsed) if isinstance(e, ForeignEvent)]
+        async with self._tx.begin() as unit:
+            named = await self._orgs.resolve(
+                {e.customer for _, e in events if isinstance(e.customer, str)}, unit
+            )
+            orgs = [
+                named[e.customer] if isinstance(e.customer, str) else e.customer for _, e in events
+            ]
+            result = await self._usage.record_batch(
+                [
+                    UsageReport(org, e.name, e.quantity, e.key, e.occurred_at)
+                    for org, (_, e) in zip(orgs, events, strict=True)
+                ],
+                uow=unit,
+            )
+            for (index, _), org, outcome in zip(events, orgs, result.outcomes, strict=True):
+                if isinstance(outcome.error, UnknownMetric):  # to a protocol: a bad name
+                    errors[index] = InvalidInput(outcome.error.message, field="metric")
+                elif outcome.error is not None:
+                    errors[index] = outcome.error
+                elif only_org is not None and org != only_org:
+                    errors[index] = _forbidden(only_org, org)
+            if errors:
+                raise RefusedBatch(sorted(errors.items()))  # rolls the whole batch back
+        return ForeignBatchResult(
+            tuple(str(org) for org in orgs),
+            tuple(o.status for o in result.outcomes),
+            tuple(o.event.occurred_at for o in result.outcomes if o.event is not None),
+        )
+
+    async def org_of(self, customer: str, uow: UnitOfWork | None = None) -> str:
+        """The org a protocol's customer id names (an alias, else the org id); OrgNotFound
+        if there is none."""
+        async with self._tx.begin(uow) as unit:
+            org_id = (await self._orgs.resolve([customer], unit))[customer]
+            await self._orgs.require(org_id, unit)
+            return org_id
+
+    async def current_usage(self, org_id: str) -> CurrentUsage:
+        """The org's current period: summary, upcoming invoice and event counts, read in
+        one transaction."""
+        async with self._tx.begin() as unit:
+            summary = await self._summary.summary(org_id, unit)
+            return CurrentUsage(
+                summary,
+                await self._invoices.upcoming(org_id, unit, summary=summary),
+                await self._usage.event_counts(org_id, summary.period, unit),
+            )
+
+    async def entitlement(self, org_id: str, metric: str) -> QuotaDecision:
+        """Whether the org may use one more unit of `metric` now, as the kernel decides it."""
+        return await self._quota.check(org_id, metric, 1)
+
+
+def _forbidden(allowed: str, org: object) -> BillingError:
+    return Forbidden(f"this API key is restricted to org {allowed!r}; the event names {org!r}")

@@ -1,0 +1,66 @@
+"""The incumbents' own clients against a real kernel server, on SQLite and on PostgreSQL:
+each protocol test module gets a server and a key that may write usage, read it and manage
+orgs, and reads what the kernel counted through the kernel's own API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BACKENDS, new_id
+from tests.live import KernelServer, kernel_command
+
+
+@dataclass
+class Live:
+    url: str
+    key: str
+
+    def _get(self, path: str, **headers: str) -> Any:
+        response = httpx.get(
+            f"{self.url}{path}", headers={"Authorization": f"Bearer {self.key}", **headers}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def used(self, org_id: str, metric: str = "tokens") -> int:
+        """What the kernel counted for the org this month, by its own API."""
+        summary = self._get("/api/v1/billing/org/summary", **{"X-Org-Id": org_id})
+        [line] = [line for line in summary["usage"] if line["metric"] == metric]
+        return int(line["used"])
+
+    def summary(self, org_id: str) -> Any:
+        return self._get("/api/v1/billing/org/summary", **{"X-Org-Id": org_id})
+
+    def events(self, org_id: str) -> list[Any]:
+        return list(self._get(f"/api/v1/orgs/{org_id}/events?limit=200")["data"])
+
+    def new_org(self, *aliases: str) -> str:
+        """An org created through the kernel's API, with `aliases`."""
+        org_id = new_id("compat")
+        headers = {"Authorization": f"Bearer {self.key}"}
+        created = httpx.put(f"{self.url}/api/v1/orgs/{org_id}", json={}, headers=headers)
+        assert created.status_code == 200, created.text
+        if aliases:
+            response = httpx.put(
+                f"{self.url}/api/v1/orgs/{org_id}/aliases",
+                json={"aliases": list(aliases)},
+                headers=headers,
+            )
+            assert response.status_code == 200, response.text
+        return org_id
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def live(request: pytest.FixtureRequest) -> Iterator[Live]:
+    database_url = str(request.getfixturevalue(f"{request.param}_url"))
+    key = kernel_command(
+        database_url, "api-keys", "create", "--scopes", "usage:write,quota:check,billing:admin"
+    )
+    server = KernelServer(database_url).start()
+    yield Live(server.url, key)
+    server.stop()

@@ -1,0 +1,124 @@
+"""Lago's own Python client against the kernel: only the base URL and the key change."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from lago_python_client.client import Client
+from lago_python_client.exceptions import LagoApiError
+from lago_python_client.models.event import BatchEvent, Event
+
+from tests.compat.conftest import Live
+
+
+def lago(live: Live, key: str | None = None) -> Client:
+    return Client(api_key=key or live.key, api_url=f"{live.url}/compat/lago/")
+
+
+def event(org: str, value: object, **fields: object) -> Event:
+    return Event(
+        transaction_id=str(fields.pop("transaction_id", uuid.uuid4())),
+        external_subscription_id=org,
+        code=str(fields.pop("code", "tokens")),
+        timestamp=fields.pop("timestamp", None),
+        properties={"value": value, "model": "gpt-5"},
+    )
+
+
+def test_single_events_count_once_per_transaction_id(live: Live) -> None:
+    org = live.new_org()
+    sent = event(org, 120, transaction_id="tx-1", timestamp=int(time.time()) - 60)
+    answer = lago(live).events.create(sent)
+    assert answer is not None
+    assert (answer.transaction_id, answer.code, answer.external_subscription_id) == (
+        "tx-1",
+        "tokens",
+        org,
+    )
+    assert answer.properties == {"value": 120, "model": "gpt-5"}
+    again = lago(live).events.create(sent)  # a retry: answered alike, counted once
+    assert again is not None
+    assert again.timestamp == answer.timestamp
+    assert live.used(org) == 120
+
+
+def test_a_batch_is_recorded_whole(live: Live) -> None:
+    org = live.new_org()
+    batch = BatchEvent(events=[event(org, n) for n in (1, 20, 300)] + [event(org, "4000")])
+    lago(live).events.batch_create(batch)
+    lago(live).events.batch_create(batch)  # resent whole: nothing counts twice
+    assert live.used(org) == 4321
+    assert len(live.events(org)) == 4
+
+
+def test_a_malformed_value_raises_the_clients_error_and_writes_nothing(live: Live) -> None:
+    org = live.new_org()
+    with pytest.raises(LagoApiError) as single:
+        lago(live).events.create(event(org, "twelve"))
+    assert single.value.status_code == 422
+    assert single.value.response["error_details"] == {
+        "properties.value": ["properties.value must be a whole number, got 'twelve'"]
+    }
+    batch = BatchEvent(events=[event(org, 5), event(org, 1.5), event(org, 7, code="nope")])
+    with pytest.raises(LagoApiError) as whole:
+        lago(live).events.batch_create(batch)
+    assert whole.value.status_code == 422
+    assert set(whole.value.response["error_details"]) == {"1", "2"}
+    assert "code" in whole.value.response["error_details"]["2"]
+    assert live.used(org) == 0
+    assert live.events(org) == []
+
+
+def test_an_unknown_code_is_a_validation_error(live: Live) -> None:
+    with pytest.raises(LagoApiError) as refused:
+        lago(live).events.create(event(live.new_org(), 1, code="no_such_metric"))
+    assert refused.value.status_code == 422
+    [message] = refused.value.response["error_details"]["code"]
+    assert message.startswith("unknown metric 'no_such_metric'; known metrics: ")
+
+
+def test_a_reused_transaction_id_with_another_value_is_refused(live: Live) -> None:
+    org = live.new_org()
+    lago(live).events.create(event(org, 10, transaction_id="tx-a"))
+    with pytest.raises(LagoApiError) as refused:
+        lago(live).events.create(event(org, 11, transaction_id="tx-a"))
+    assert refused.value.status_code == 409
+    assert refused.value.response["code"] == "idempotency_conflict"
+    assert live.used(org) == 10
+
+
+def test_an_alias_counts_for_its_org(live: Live) -> None:
+    alias = f"sub_{uuid.uuid4().hex[:10]}"
+    org = live.new_org(alias)
+    lago(live).events.create(event(alias, 42))
+    assert live.used(org) == 42
+    usage = lago(live).customers.current_usage(alias, external_subscription_id=alias)
+    [tokens] = [c for c in usage.charges_usage if c.billable_metric.code == "tokens"]
+    assert (tokens.units, tokens.events_count) == ("42", 1)
+
+
+def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
+    org = live.new_org()
+    lago(live).events.batch_create(BatchEvent(events=[event(org, 700), event(org, 50)]))
+    lago(live).events.create(event(org, 3, code="playbook_runs"))
+    usage = lago(live).customers.current_usage(org, external_subscription_id=org)
+    summary = live.summary(org)
+    by_code = {c.billable_metric.code: c for c in usage.charges_usage}
+    for line in summary["usage"]:
+        assert by_code[line["metric"]].units == str(line["used"])
+    assert (by_code["tokens"].events_count, by_code["playbook_runs"].events_count) == (2, 1)
+    assert usage.currency == summary["plan"]["currency"]
+    overage_cents = round(float(summary["estimated_overage"]) * 100)
+    assert usage.amount_cents == overage_cents
+    assert usage.from_datetime.startswith(summary["period"]["start"][:10])
+
+
+def test_a_wrong_key_and_an_unknown_customer_raise(live: Live) -> None:
+    with pytest.raises(LagoApiError) as unauthorized:
+        lago(live, "bk_not-a-key").events.create(event(live.new_org(), 1))
+    assert unauthorized.value.status_code == 401
+    with pytest.raises(LagoApiError) as missing:
+        lago(live).customers.current_usage("no-such-org", external_subscription_id="x")
+    assert missing.value.status_code == 404

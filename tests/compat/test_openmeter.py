@@ -1,0 +1,79 @@
+"""OpenMeter's own Python client against the kernel: only the endpoint and the key change."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
+from openmeter import Client
+from openmeter.models import Event
+
+from tests.compat.conftest import Live
+
+
+def openmeter(live: Live, key: str | None = None) -> Client:
+    return Client(endpoint=f"{live.url}/compat/openmeter", token=key or live.key)
+
+
+def cloud_event(subject: str, value: object, **fields: object) -> Event:
+    return Event(
+        id=str(fields.pop("id", uuid.uuid4())),
+        source="tests",
+        specversion="1.0",
+        type=str(fields.pop("type", "tokens")),
+        subject=subject,
+        time=datetime.now(UTC) - timedelta(minutes=1),
+        data={"value": value, "model": "gpt-5"},
+    )
+
+
+def test_single_and_batched_events_count_once_per_id(live: Live) -> None:
+    org = live.new_org()
+    client = openmeter(live)
+    single = cloud_event(org, 100, id="evt-1")
+    client.events.ingest_events_json(single)
+    client.events.ingest_events_json(single)  # a retry: counted once
+    batch = [cloud_event(org, n) for n in (20, 3)] + [cloud_event(org, 1, type="playbook_runs")]
+    client.events.ingest_events(batch)
+    client.events.ingest_events(batch)
+    assert live.used(org) == 123
+    assert live.used(org, "playbook_runs") == 1
+
+
+def test_a_malformed_value_raises_and_writes_nothing(live: Live) -> None:
+    org = live.new_org()
+    with pytest.raises(HttpResponseError) as refused:
+        openmeter(live).events.ingest_events([cloud_event(org, 5), cloud_event(org, "1.5")])
+    assert refused.value.status_code == 400
+    assert "event 1: data.value must be a whole number" in str(refused.value.response.json())
+    assert live.used(org) == 0
+
+
+def test_the_entitlement_value_is_the_kernels_quota_decision(live: Live) -> None:
+    alias = f"subject-{uuid.uuid4().hex[:8]}"
+    org = live.new_org(alias)
+    openmeter(live).events.ingest_events([cloud_event(alias, 250)])
+    [tokens] = [line for line in live.summary(org)["usage"] if line["metric"] == "tokens"]
+    value = openmeter(live).customer_entitlement.get_customer_entitlement_value(alias, "tokens")
+    assert value.usage == 250
+    if tokens["limit"] is None:
+        assert value.balance is None
+    else:
+        assert value.balance == max(tokens["limit"] - 250, 0)
+        assert value.overage == max(250 - tokens["limit"], 0)
+    assert value.has_access is True  # a trial org within its plan
+
+
+def test_unknown_features_customers_and_keys_raise(live: Live) -> None:
+    org = live.new_org()
+    client = openmeter(live)
+    with pytest.raises(HttpResponseError) as feature:
+        client.customer_entitlement.get_customer_entitlement_value(org, "no_such_metric")
+    assert feature.value.status_code == 404
+    with pytest.raises(HttpResponseError) as customer:
+        client.customer_entitlement.get_customer_entitlement_value("no-such-org", "tokens")
+    assert customer.value.status_code == 404
+    with pytest.raises(ClientAuthenticationError):
+        openmeter(live, "bk_wrong").events.ingest_events([cloud_event(org, 1)])

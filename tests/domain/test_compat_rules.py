@@ -1,0 +1,163 @@
+"""How another system's event becomes the kernel's: quantities, times and fields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.compat.rules import (
+    ForeignEvent,
+    RefusedBatch,
+    batch_of,
+    event_time,
+    object_field,
+    parse_all,
+    quantity_of,
+    text_field,
+    whole_number,
+)
+from billing_kernel.errors import InvalidInput, OrgNotFound
+from billing_kernel.orgs.rules import MAX_ALIASES, validate_aliases
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (12, 12), (3.0, 3), ("0", 0), ("120", 120), (-4, -4), (2**40, 2**40)],
+)
+def test_whole_numbers_in_the_shapes_protocols_send(value: object, expected: int) -> None:
+    assert whole_number(value, "f") == expected
+    assert type(whole_number(value, "f")) is int
+
+
+@pytest.mark.parametrize("value", [1.5, "1.5", "", " 1", "1e3", "-1", True, False, None, [1], "x"])
+def test_what_is_not_a_whole_number_names_its_field(value: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        whole_number(value, "payload.value")
+    assert refused.value.details["field"] == "payload.value"
+    assert refused.value.message.startswith("payload.value must be a whole number, got ")
+
+
+def test_the_quantity_is_value_then_quantity() -> None:
+    assert quantity_of({"value": 3, "quantity": 9}) == 3
+    assert quantity_of({"quantity": "9", "model": "x"}) == 9
+    with pytest.raises(InvalidInput) as wrong:
+        quantity_of({"value": "x", "quantity": 9}, "data")  # a bad value is not skipped
+    assert wrong.value.details["field"] == "data.value"
+    with pytest.raises(InvalidInput) as missing:
+        quantity_of({"tokens": 3}, "metadata")
+    assert missing.value.details["field"] == "metadata.value"
+    assert "metadata has no numeric `value` (or `quantity`)" in missing.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (1_700_000_000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        (1_700_000_000.25, datetime(2023, 11, 14, 22, 13, 20, 250_000, tzinfo=UTC)),
+        ("1700000000.000001", datetime(2023, 11, 14, 22, 13, 20, 1, tzinfo=UTC)),
+        ("2026-11-28T10:00:00Z", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+        ("2026-11-28T12:00:00+02:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),
+        ("2026-11-28t10:00:00.5z", datetime(2026, 11, 28, 10, 0, 0, 500_000, tzinfo=UTC)),
+    ],
+)
+def test_event_times_as_unix_seconds_or_rfc_3339(value: object, expected: datetime) -> None:
+    parsed = event_time(value, "timestamp")
+    assert parsed == expected
+    if parsed is not None:
+        assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, "2026-11-28T10:00:00", "2026-11-28", "yesterday", 1e20, "99999999999999", [], "1.5.2"],
+)
+def test_what_is_not_a_time_names_its_field(value: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        event_time(value, "time")
+    assert refused.value.details["field"] == "time"
+    assert refused.value.message.startswith("time ")
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1)))  # noqa: DTZ001
+def test_unix_seconds_and_rfc_3339_name_the_same_instant(moment: datetime) -> None:
+    aware = moment.replace(tzinfo=UTC)
+    micros = (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    text = f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+    assert event_time(text, "t") == aware
+    shifted = aware.astimezone(timezone(timedelta(hours=-5)))
+    assert event_time(shifted.isoformat(), "t") == aware
+
+
+def test_text_and_object_fields() -> None:
+    assert text_field("a", "code") == "a"
+    for bad in (None, "", 3, ["a"]):
+        with pytest.raises(InvalidInput) as refused:
+            text_field(bad, "code")
+        assert refused.value.details["field"] == "code"
+        assert refused.value.message == "code is required (a non-empty string)"
+    assert object_field(None, "data") == {}
+    assert object_field({"a": 1}, "data") == {"a": 1}
+    for bad in ([], "x", 1, {1: 2}):
+        with pytest.raises(InvalidInput) as wrong:
+            object_field(bad, "data")
+        assert wrong.value.details["field"] == "data"
+        assert wrong.value.message == "data must be an object"
+
+
+def test_a_batch_parses_each_event_alone() -> None:
+    def parse(raw: object) -> ForeignEvent:
+        if raw == "bad":
+            raise InvalidInput("bad event", field="x")
+        if raw == "boom":
+            raise OrgNotFound("not a parse error")
+        return ForeignEvent(raw, "tokens", {}, "k", None, 1)
+
+    parsed = parse_all(["a", "bad", "b"], parse)
+    assert [p.customer if isinstance(p, ForeignEvent) else p.message for p in parsed] == [
+        "a",
+        "bad event",
+        "b",
+    ]
+    with pytest.raises(OrgNotFound):  # only invalid input is the event's own fault
+        parse_all(["boom"], parse)
+
+
+def test_a_refused_batch_leads_with_its_first_error() -> None:
+    first, second = InvalidInput("one", field="a"), OrgNotFound("two")
+    refused = RefusedBatch([(2, first), (5, second)])
+    assert refused.first is first
+    assert refused.errors == ((2, first), (5, second))
+    assert str(refused) == "event 2: one"
+
+
+def test_aliases_are_ids_sorted_without_repeats_and_bounded() -> None:
+    assert validate_aliases(["b", "a", "b"]) == ["a", "b"]
+    assert validate_aliases([]) == []
+    assert len(validate_aliases([f"a{n}" for n in range(MAX_ALIASES)])) == MAX_ALIASES
+    assert validate_aliases(["x"] * (MAX_ALIASES + 5)) == ["x"]
+    with pytest.raises(InvalidInput) as too_many:
+        validate_aliases([f"a{n}" for n in range(MAX_ALIASES + 1)])
+    assert too_many.value.details["field"] == "aliases"
+    for bad in ("", " a", 3, "a" * 256):
+        with pytest.raises(InvalidInput) as refused:
+            validate_aliases(["ok", bad])
+        assert refused.value.details["field"] == "aliases[1]"
+    assert validate_aliases(["a" * 255]) == ["a" * 255]
+
+
+def test_a_batch_body_holds_one_to_most_events() -> None:
+    assert batch_of({"events": [1, 2]}, most=2) == [1, 2]
+    assert batch_of({"data": [1]}, "data") == [1]
+    for bad in ({"events": []}, {"events": [1, 2, 3]}, {"events": {}}, [1], None, {"x": [1]}):
+        with pytest.raises(InvalidInput) as refused:
+            batch_of(bad, most=2)
+        assert refused.value.details["field"] == "events"
+        assert refused.value.message == "events must be a list of 1 to 2 events"
+    assert len(batch_of({"events": list(range(1000))})) == 1000
+    with pytest.raises(InvalidInput):
+        batch_of({"events": list(range(1001))})
