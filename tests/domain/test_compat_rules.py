@@ -20,7 +20,6 @@ from billing_kernel.compat.rules import (
     whole_number,
 )
 from billing_kernel.errors import InvalidInput, OrgNotFound
-from billing_kernel.orgs.rules import MAX_ALIASES, validate_aliases
 
 
 @pytest.mark.parametrize(
@@ -46,6 +45,9 @@ def test_the_quantity_is_value_then_quantity() -> None:
     with pytest.raises(InvalidInput) as wrong:
         quantity_of({"value": "x", "quantity": 9}, "data")  # a bad value is not skipped
     assert wrong.value.details["field"] == "data.value"
+    with pytest.raises(InvalidInput) as default:
+        quantity_of({})
+    assert default.value.details["field"] == "properties.value"
     with pytest.raises(InvalidInput) as missing:
         quantity_of({"tokens": 3}, "metadata")
     assert missing.value.details["field"] == "metadata.value"
@@ -63,6 +65,9 @@ def test_the_quantity_is_value_then_quantity() -> None:
         ("2026-11-28T10:00:00Z", datetime(2026, 11, 28, 10, tzinfo=UTC)),
         ("2026-11-28T12:00:00+02:00", datetime(2026, 11, 28, 10, tzinfo=UTC)),
         ("2026-11-28t10:00:00.5z", datetime(2026, 11, 28, 10, 0, 0, 500_000, tzinfo=UTC)),
+        ("2026-11-28 10:00:00.123456789Z", datetime(2026, 11, 28, 10, 0, 0, 123_456, tzinfo=UTC)),
+        ("1700000000.999999", datetime(2023, 11, 14, 22, 13, 20, 999_999, tzinfo=UTC)),
+        ("1700000000.9999995", datetime(2023, 11, 14, 22, 13, 20, 999_999, tzinfo=UTC)),
     ],
 )
 def test_event_times_as_unix_seconds_or_rfc_3339(value: object, expected: datetime) -> None:
@@ -133,21 +138,6 @@ def test_a_refused_batch_leads_with_its_first_error() -> None:
     assert refused.first is first
     assert refused.errors == ((2, first), (5, second))
     assert str(refused) == "event 2: one"
-
-
-def test_aliases_are_ids_sorted_without_repeats_and_bounded() -> None:
-    assert validate_aliases(["b", "a", "b"]) == ["a", "b"]
-    assert validate_aliases([]) == []
-    assert len(validate_aliases([f"a{n}" for n in range(MAX_ALIASES)])) == MAX_ALIASES
-    assert validate_aliases(["x"] * (MAX_ALIASES + 5)) == ["x"]
-    with pytest.raises(InvalidInput) as too_many:
-        validate_aliases([f"a{n}" for n in range(MAX_ALIASES + 1)])
-    assert too_many.value.details["field"] == "aliases"
-    for bad in ("", " a", 3, "a" * 256):
-        with pytest.raises(InvalidInput) as refused:
-            validate_aliases(["ok", bad])
-        assert refused.value.details["field"] == "aliases[1]"
-    assert validate_aliases(["a" * 255]) == ["a" * 255]
 
 
 def test_a_batch_body_holds_one_to_most_events() -> None:

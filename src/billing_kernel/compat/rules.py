@@ -110,10 +110,9 @@ def event_time(value: object, field: str) -> datetime | None:
     found = _RFC_3339.fullmatch(value) if isinstance(value, str) else None
     if found is not None:
         day, clock, fraction, zone = found.groups()
-        sixth = (fraction or "")[:6].ljust(6, "0")  # nanoseconds (Go's RFC3339Nano) cut
-        zone = "+00:00" if zone in ("Z", "z") else zone
+        moment = f"{day}T{clock}.{fraction or 0}{zone.upper()}"  # digits past µs are cut
         try:
-            return datetime.fromisoformat(f"{day}T{clock}.{sixth}{zone}").astimezone(UTC)
+            return datetime.fromisoformat(moment).astimezone(UTC)
         except ValueError:  # a day or an hour that does not exist
             pass
     raise InvalidInput(
