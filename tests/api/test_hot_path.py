@@ -1,5 +1,6 @@
-"""The quota check's hot path answers exactly as the FastAPI route does: the same status,
-headers and body for every kind of request, answered or refused, on both databases."""
+"""The hot paths (the quota check's, ingestion's) answer exactly as the FastAPI routes do:
+the same status, headers and body for every kind of request, answered or refused, on both
+databases."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from billing_kernel.db.database import Database
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota import hot_path
-from billing_kernel.quota.hot_path import QuotaCheckHotPath
 from billing_kernel.quota.routes import check_quota
 from billing_kernel.quota.rules import LimitOverride
+from billing_kernel.usage import hot_path as ingest_hot_path
+from billing_kernel.usage.routes import ingest_events
+from billing_kernel.web.hot_path import HotPath
 from tests.api.conftest import Api, app_for
 from tests.conftest import new_id
 
@@ -27,21 +30,25 @@ CHECK = "/api/v1/billing/org/check"
 
 @pytest.fixture
 async def route_only(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    """The same app without the hot path: every check through FastAPI's route."""
+    """The same app without the hot paths: every request through FastAPI's routes."""
     async with app_for(database) as client:
         app: Any = client._transport.app  # type: ignore[attr-defined]
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not QuotaCheckHotPath]
+        app.user_middleware = [m for m in app.user_middleware if not issubclass(m.cls, HotPath)]
         yield client
 
 
 async def answers(
-    api: Api, route_only: httpx.AsyncClient, headers: dict[str, str], **request: Any
+    api: Api,
+    route_only: httpx.AsyncClient,
+    headers: dict[str, str],
+    path: str = CHECK,
+    **request: Any,
 ) -> tuple[httpx.Response, httpx.Response]:
     """The hot path's answer and the route's to the same request, after which both must
     be equal; a fixed request id makes the problem bodies comparable."""
     headers = {**headers, "X-Request-Id": "same-request"}
-    hot = await api.client.post(CHECK, headers=headers, **request)
-    route = await route_only.post(CHECK, headers=headers, **request)
+    hot = await api.client.post(path, headers=headers, **request)
+    route = await route_only.post(path, headers=headers, **request)
     assert (hot.status_code, dict(hot.headers), hot.content) == (
         route.status_code,
         dict(route.headers),
@@ -111,3 +118,54 @@ async def test_consumes_and_their_replays_are_the_routes_answers(
     assert conflict.json()["code"] == "idempotency_conflict"
     usage = await api.kernel.summary.period_usage(org_id)
     assert usage.used["tokens"] == 5
+
+
+INGEST = "/api/v1/usage/events"
+
+
+async def test_ingestion_answered_and_refused_is_the_routes_answer(
+    api: Api, route_only: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled = []
+
+    async def counted(*args: Any) -> Any:
+        handled.append(args[0])
+        return await ingest_events(*args)
+
+    monkeypatch.setattr(ingest_hot_path, "ingest_events", counted)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+
+    def event(key: str, **fields: Any) -> dict[str, Any]:
+        base = {"org_id": org_id, "metric": "tokens", "quantity": 3, "idempotency_key": key}
+        return base | fields
+
+    seen = {"events": [event("seen-1"), event("seen-2", quantity=4)]}
+    assert (await api.client.post(INGEST, headers=writer, json=seen)).json()["accepted"] == 2
+    cases: list[tuple[dict[str, str], dict[str, Any]]] = [
+        (writer, {"json": seen}),  # duplicates, answered alike
+        (writer, {"json": {"events": [event("seen-1", quantity=9)]}}),  # a conflict, refused
+        (writer, {"json": {"events": [event("bad", metric="gpu_hours"), event("x", org_id="")]}}),
+        (await api.key(Scope.USAGE_WRITE, org_id=new_id()), {"json": seen}),  # another org's key
+        (await api.key(Scope.QUOTA_CHECK), {"json": seen}),  # no usage:write: 403
+        ({"Authorization": "Bearer bk_not-a-key"}, {"json": seen}),
+        ({}, {"json": seen}),  # no credentials: 401
+        (writer, {"json": {"events": []}}),  # invalid body: 422 from the route
+        (writer, {"json": {"events": [event("q", quantity=1.5)]}}),
+        (writer, {"content": b"{not json"}),
+        ({**writer, "Content-Type": "text/plain"}, {"content": b'{"events": []}'}),
+    ]
+    statuses = []
+    for headers, request in cases:
+        hot, _ = await answers(api, route_only, headers, INGEST, **request)
+        statuses.append(hot.status_code)
+    assert statuses == [200, 200, 200, 403, 403, 401, 401, 422, 422, 422, 422]
+    # The first batch, and each case with a valid body and a usage:write key: the route's
+    # own function refuses the key for another org.
+    assert len(handled) == 5
+    # New events: each side its own keys, else the second would see duplicates.
+    hot = await api.client.post(INGEST, headers=writer, json={"events": [event("hot-1")]})
+    route = await route_only.post(INGEST, headers=writer, json={"events": [event("rte-1")]})
+    assert hot.json()["accepted"] == route.json()["accepted"] == 1
+    assert hot.content == route.content.replace(b'"rte-1"', b'"hot-1"')
+    assert (await api.kernel.summary.period_usage(org_id)).used["tokens"] == 13

@@ -6,7 +6,7 @@ import pytest
 from billing_kernel.db.database import Database
 from billing_kernel.errors import IdempotencyConflict, InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.kernel import Kernel
-from billing_kernel.usage.rules import RecordStatus
+from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock, make_kernel, new_id, row_counts
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +230,56 @@ async def test_an_export_reads_an_orgs_events_a_page_per_transaction_each_once(
         await kernel.usage.events(org_id, metric="nope")
     with pytest.raises(OrgNotFound):
         await kernel.usage.events(new_id())
+
+
+async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(
+    kernel: Kernel, clock: Clock
+) -> None:
+    """Every way a repeat can differ from what is stored (metric, quantity, time; each
+    sender giving a time or not), stored by an earlier batch or earlier in the same batch:
+    DUPLICATE exactly when `UsageEvent.is_replay_of` says it repeats the stored event."""
+    org_id = new_id()
+    at = clock.now - timedelta(minutes=2)
+    grid = [
+        (metric, quantity, moment, stored_given, sent_given)
+        for metric in ("tokens", "playbook_runs")
+        for quantity in (5, 6)
+        for moment in (at, at - timedelta(microseconds=1))
+        for stored_given in (True, False)
+        for sent_given in (True, False)
+    ]
+
+    def firsts(prefix: str) -> list[UsageReport]:
+        return [
+            UsageReport(org_id, "tokens", 5, f"{prefix}-{n}", at if stored_given else None)
+            for n, (_, _, _, stored_given, _) in enumerate(grid)
+        ]
+
+    def repeats(prefix: str) -> list[UsageReport]:
+        return [
+            UsageReport(org_id, metric, quantity, f"{prefix}-{n}", moment if given else None)
+            for n, (metric, quantity, moment, _, given) in enumerate(grid)
+        ]
+
+    stored = await kernel.usage.record_batch(firsts("a"))
+    later = await kernel.usage.record_batch(repeats("a"))
+    same_batch = await kernel.usage.record_batch(firsts("b") + repeats("b"))
+    expected = []
+    for first, repeat in zip(stored.outcomes, later.outcomes, strict=True):
+        assert first.event is not None
+        assert repeat.event is not None
+        expected.append(
+            RecordStatus.DUPLICATE
+            if repeat.event.is_replay_of(first.event)
+            else RecordStatus.REFUSED
+        )
+    assert [o.status for o in later.outcomes] == expected
+    assert [o.status for o in same_batch.outcomes] == [RecordStatus.ACCEPTED] * len(grid) + expected
+    # The same metric and quantity: a repeat, unless both gave a time and the times differ.
+    assert expected.count(RecordStatus.DUPLICATE) == 7
+    assert all(
+        isinstance(o.error, IdempotencyConflict)
+        for o in [*later.outcomes, *same_batch.outcomes]
+        if o.status is RecordStatus.REFUSED
+    )
+    assert await used(kernel, org_id) == 2 * len(grid) * 5

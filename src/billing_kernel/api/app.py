@@ -32,6 +32,7 @@ from billing_kernel.reservations import routes as reservation_routes
 from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
+from billing_kernel.usage.hot_path import IngestHotPath
 from billing_kernel.web.guards import BodyLimitMiddleware, SecurityHeadersMiddleware
 from billing_kernel.web.problems import (
     RequestIdMiddleware,
@@ -92,8 +93,9 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     install_problem_handlers(app)
     # The last added runs first: a request id for everything, security headers on every
     # answer (a 413 included), then the body limit before any route reads a byte, then the
-    # quota check's hot path (see quota/hot_path.py).
+    # hot paths of ingestion and the quota check (see web/hot_path.py).
     app.add_middleware(QuotaCheckHotPath)
+    app.add_middleware(IngestHotPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -8,21 +8,35 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnClause,
+    ColumnElement,
+    FromClause,
     Insert,
+    Integer,
+    String,
+    and_,
     bindparam,
+    cast,
+    column,
     delete,
     func,
     literal,
+    or_,
     select,
     text,
     tuple_,
     update,
+    values,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import usage_counters, usage_events
+from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import Counter, CounterKey, StoredEvent, UsageEvent
 
@@ -57,6 +71,48 @@ _PG_GET_EVENTS = text("""
     usage_events.c.received_at,
     usage_events.c.time_given,
 )
+
+
+_PAYLOAD: tuple[ColumnClause[Any], ...] = (
+    column("n", Integer),
+    column("org_id", String),
+    column("idempotency_key", String),
+    column("metric", String),
+    column("quantity", BigInteger),
+    column("occurred_at", UTCDateTime),
+    column("time_given", Boolean),
+)
+"""An event sent (its position `n`), as far as it tells a repeat from another use of its key."""
+
+# On PostgreSQL the sent payloads travel as one array per column, as inserts do.
+_PG_SENT = (
+    func.unnest(*(cast(bindparam(c.name), ARRAY(c.type)) for c in _PAYLOAD))
+    .table_valued(*(c.name for c in _PAYLOAD))
+    .render_derived(name="sent")
+)
+
+
+def _conflicts_with(sent: FromClause) -> Any:
+    """The positions of the events `sent` whose key is stored with another payload: another
+    metric or quantity, or another event time where both senders gave one."""
+    e, k = usage_events.c, sent.c
+    differs: ColumnElement[bool] = or_(
+        e.metric != k.metric,
+        e.quantity != k.quantity,
+        and_(e.time_given, k.time_given, e.occurred_at != k.occurred_at),
+    )
+    return (
+        select(k.n)
+        .select_from(sent)
+        .join(
+            usage_events,
+            and_(e.org_id == k.org_id, e.idempotency_key == k.idempotency_key),
+        )
+        .where(differs)
+    )
+
+
+_PG_CONFLICTS = _conflicts_with(_PG_SENT)
 
 
 def _reading(row: Any) -> Reading:
@@ -130,6 +186,32 @@ class UsageRepository:
                 usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
             )
         )
+
+    async def conflicts(self, events: Sequence[UsageEvent]) -> set[int]:
+        """The positions in `events` of those whose key is stored with another payload
+        (idempotency conflicts); the others repeat what is stored. Compared in SQL: nothing
+        stored is read back."""
+        if not events:
+            return set()
+        rows = [
+            (
+                n,
+                e.org_id,
+                e.idempotency_key,
+                e.metric,
+                e.quantity,
+                e.occurred_at,
+                e.occurred_at_given,
+            )
+            for n, e in enumerate(events)
+        ]
+        if self._conn.dialect.name == "postgresql":
+            columns = {c.name: [row[i] for row in rows] for i, c in enumerate(_PAYLOAD)}
+            result = await self._conn.execute(_PG_CONFLICTS, columns)
+        else:
+            sent = values(*_PAYLOAD, name="sent").data(rows).cte("sent")
+            result = await self._conn.execute(_conflicts_with(sent))
+        return set(result.scalars())
 
     async def get_events(self, keys: Sequence[EventKey]) -> dict[EventKey, UsageEvent]:
         """The stored events for `keys` (those that exist)."""

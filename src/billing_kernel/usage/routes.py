@@ -21,6 +21,7 @@ from billing_kernel.web.routers import orgs_router, usage_router
 from billing_kernel.web.schemas import QueryDateTime
 
 router = usage_router()
+INGEST_PATH = f"{router.prefix}/events"
 
 
 @router.post(

@@ -121,7 +121,9 @@ class UsageEvent:
     def is_replay_of(self, stored: UsageEvent) -> bool:
         """Whether `self` repeats `stored`: same metric and quantity, and the same event time
         when both senders gave one (a time the kernel chose, for either, is not part of the
-        payload: a repeat sent with a time of its own of a consume's event is the same usage)."""
+        payload: a repeat sent with a time of its own of a consume's event is the same usage).
+        Ingestion applies this rule in SQL (`UsageRepository.conflicts`: nothing stored is
+        read back); tests/service/test_usage.py holds the two to the same answers."""
         return (
             self.metric == stored.metric
             and self.quantity == stored.quantity

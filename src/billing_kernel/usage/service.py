@@ -180,17 +180,24 @@ class UsageService:
             {key: replace(r, added=increments[key]) for key, r in readings.items()}, now, unit
         )
         totals = {key: reading.used for key, reading in readings.items()}
-        stored = await usage.get_events([key for key in first if key not in inserted])
+        # Every other event repeats a stored key (one stored before, or by this batch):
+        # compared with what is stored, in SQL.
+        accepted = [
+            (event.org_id, event.idempotency_key) in inserted
+            and event is first[(event.org_id, event.idempotency_key)]
+            for event in events
+        ]
+        repeats = [event for event, new in zip(events, accepted, strict=True) if not new]
+        conflicting = await usage.conflicts(repeats)
         statuses = []
-        for event in events:
-            key = (event.org_id, event.idempotency_key)
-            if key in inserted and event is first[key]:
+        position = 0
+        for new in accepted:
+            if new:
                 statuses.append(RecordStatus.ACCEPTED)
                 continue
-            original = first[key] if key in inserted else stored.get(key, first[key])
-            statuses.append(
-                RecordStatus.DUPLICATE if event.is_replay_of(original) else RecordStatus.CONFLICT
-            )
+            conflict = position in conflicting
+            statuses.append(RecordStatus.CONFLICT if conflict else RecordStatus.DUPLICATE)
+            position += 1
         return statuses, totals
 
     async def record_within(

@@ -181,7 +181,8 @@ AdminAccess = Annotated[
 quota_access = org_access(scopes=(*READ_SCOPES, Scope.USAGE_WRITE))
 QuotaAccess = Annotated[OrgAccess, Depends(quota_access)]
 """Members, and keys that may ask for quota decisions or consume (see `require_access`)."""
-UsageWriter = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.USAGE_WRITE))]
+usage_writer = api_key_with(Scope.USAGE_WRITE)
+UsageWriter = Annotated[ApiKeyCaller, Depends(usage_writer)]
 OrgAdmin = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.BILLING_ADMIN))]
 
 OrgId = Annotated[
