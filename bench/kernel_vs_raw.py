@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -95,16 +96,26 @@ def events(org: str, count: int, keys: Callable[[int], str]) -> list[dict[str, A
             "quantity": 1 + n % 13,
             "idempotency_key": keys(n),
             "occurred_at": at,
+            "properties": {"model": MODELS[n % len(MODELS)], "feature": "chat"},
         }
         for n in range(count)
     ]
 
 
+MODELS = ("gpt-5", "claude-opus", "llama-4")
+"""Each event carries the model it was spent on, as LLM usage does: stored with it."""
+
+
+def properties_text(properties: dict[str, Any]) -> str:
+    """Properties as stored: one canonical JSON text, as the kernel keeps them."""
+    return json.dumps(properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 RAW_EVENTS = """
 INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                          received_at, period_start)
+                          received_at, period_start, properties)
 SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
-                     $5::timestamptz[], $6::timestamptz[], $7::date[])
+                     $5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[])
 ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key, quantity
 """
 RAW_COUNTERS = """
@@ -130,6 +141,7 @@ async def raw_ingest(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
             [moment] * len(batch),
             [moment] * len(batch),
             [period] * len(batch),
+            [properties_text(e["properties"]) for e in batch],
         )
         if inserted:
             await conn.execute(

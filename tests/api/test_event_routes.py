@@ -30,6 +30,7 @@ async def org_with_events(api: Api) -> str:
             100 + n,
             idempotency_key=f"call,{n}",  # a comma: the CSV quotes it
             occurred_at=START + timedelta(hours=n),
+            properties={"model": "gpt-5", "cached": n == 4} if n % 4 == 0 else None,
         )
     return org_id
 
@@ -57,7 +58,14 @@ async def test_events_come_back_in_the_order_they_occurred_a_page_at_a_time(api:
         "received_at": "2026-11-02T22:00:00Z",
         "period": "2026-10",
         "invoice_id": None,
+        "properties": {"cached": False, "model": "gpt-5"},
     }
+    assert [e["properties"] for e in seen[1:5]] == [
+        None,
+        None,
+        None,
+        {"cached": True, "model": "gpt-5"},
+    ]
     runs = (await api.client.get(url, params={"metric": "playbook_runs"}, headers=admin)).json()
     assert [e["quantity"] for e in runs["data"]] == [101, 103, 105]
     november = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-01T02:00:00Z"}
@@ -81,7 +89,10 @@ async def test_the_csv_export_streams_every_event_and_refusals_name_the_field(ap
         "occurred_at",
         "received_at",
         "invoice_id",
+        "properties",
     ]
+    assert rows[1][6] == '{"cached":false,"model":"gpt-5"}'
+    assert rows[2][6] == ""
     assert [(r[0], r[2]) for r in rows[1:]] == [
         ("call,0", "100"),
         ("call,2", "102"),

@@ -36,6 +36,11 @@ class Live:
     def summary(self, org_id: str) -> Any:
         return self._get("/api/v1/billing/org/summary", **{"X-Org-Id": org_id})
 
+    def groups(self, org_id: str, prop: str, metric: str = "tokens") -> dict[str | None, int]:
+        """This month's usage of `metric` by the values of the event property `prop`."""
+        [point] = self._get(f"/api/v1/orgs/{org_id}/usage?group_by={prop}")["data"]
+        return {group["value"]: group["quantity"] for group in point["groups"][metric]}
+
     def events(self, org_id: str) -> list[Any]:
         return list(self._get(f"/api/v1/orgs/{org_id}/events?limit=200")["data"])
 

@@ -44,13 +44,14 @@ def test_single_events_count_once_per_transaction_id(live: Live) -> None:
     assert live.used(org) == 120
 
 
-def test_a_batch_is_recorded_whole(live: Live) -> None:
+def test_a_batch_is_recorded_whole_with_its_properties(live: Live) -> None:
     org = live.new_org()
     batch = BatchEvent(events=[event(org, n) for n in (1, 20, 300)] + [event(org, "4000")])
     lago(live).events.batch_create(batch)
     lago(live).events.batch_create(batch)  # resent whole: nothing counts twice
     assert live.used(org) == 4321
-    assert len(live.events(org)) == 4
+    assert [e["properties"]["model"] for e in live.events(org)] == ["gpt-5"] * 4
+    assert live.groups(org, "model") == {"gpt-5": 4321}
 
 
 def test_a_malformed_value_raises_the_clients_error_and_writes_nothing(live: Live) -> None:

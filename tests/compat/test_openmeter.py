@@ -40,6 +40,7 @@ def test_single_and_batched_events_count_once_per_id(live: Live) -> None:
     client.events.ingest_events(batch)
     assert live.used(org) == 123
     assert live.used(org, "playbook_runs") == 1
+    assert live.groups(org, "model") == {"gpt-5": 123}  # `data` is kept with each event
 
 
 def test_a_malformed_value_raises_and_writes_nothing(live: Live) -> None:

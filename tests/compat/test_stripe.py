@@ -42,6 +42,7 @@ def test_a_meter_event_counts_once_per_identifier(live: Live) -> None:
     client(live).v1.billing.meter_events.create(sent)
     client(live).v1.billing.meter_events.create(meter_event(customer, "5"))
     assert live.used(org) == 30
+    assert live.groups(org, "model") == {"gpt-5": 25, None: 5}
 
 
 def test_malformed_events_raise_invalid_request_errors(live: Live) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from billing_kernel.common.periods import BillingPeriod, days_until
+from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import (
     DEFAULT_METRICS,
     Aggregation,
@@ -22,14 +23,17 @@ from billing_kernel.quota.rules import LimitOverride, decide
 from billing_kernel.summary.rules import (
     Granularity,
     OrgBillingSummary,
+    UsagePoint,
     build_dashboard,
     build_summary,
     daily_usage,
     days_so_far,
     first_month,
+    grouped,
     metric_usage,
     monthly_usage,
     point_starts,
+    validate_group_by,
 )
 from tests.domain.seeded import GROWTH, STARTER
 
@@ -329,3 +333,30 @@ def test_a_dashboard_of_an_org_created_this_month_has_no_previous_months() -> No
     assert dashboard_of(NOW - timedelta(days=1)) == ()
     march = BillingPeriod.starting(date(2026, 3, 1))
     assert dashboard_of(datetime(2026, 3, 31, tzinfo=UTC)) == (march, march.next())
+
+
+def test_group_by_names_are_simple_property_names() -> None:
+    for name in ("model", "a", "llm.model", "x:y-z_1", "m" * 64):
+        assert validate_group_by(name) == name
+    for bad in ("", "m" * 65, "a b", 'a"b', "a\\b", "a$", "é"):
+        with pytest.raises(InvalidInput) as refused:
+            validate_group_by(bad)
+        assert refused.value.details["field"] == "group_by"
+        assert refused.value.message.startswith("group_by must be a property name of 1-64")
+
+
+def test_points_get_their_groups_largest_first() -> None:
+    day = date(2026, 11, 1)
+    points = [
+        UsagePoint(day, date(2026, 11, 2), {"tokens": 19, "runs": 0}),
+        UsagePoint(date(2026, 11, 2), date(2026, 11, 3), {"tokens": 0, "runs": 0}),
+    ]
+    totals = {(day, "tokens"): {"b": 5, None: 5, "a": 5, "c": 4}}
+    [first, second] = grouped(points, totals)
+    assert (first.start, first.usage) == (points[0].start, points[0].usage)
+    assert first.groups == {"tokens": {"a": 5, "b": 5, None: 5, "c": 4}, "runs": {}}
+    assert list(first.groups["tokens"]) == ["a", "b", None, "c"]
+    assert second.groups == {"tokens": {}, "runs": {}}
+    [ties] = grouped(points[:1], {(day, "tokens"): {"B": 1, "": 1, None: 1, "A": 1}})
+    assert ties.groups is not None
+    assert list(ties.groups["tokens"]) == ["", "A", "B", None]

@@ -13,11 +13,13 @@ from billing_kernel.common.validation import (
 from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.rules import (
+    MAX_PROPERTIES,
     EventTimeWindow,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
+    canonical_properties,
     counter_increments,
     new_usage_event,
 )
@@ -109,6 +111,10 @@ def test_replay_compares_metric_quantity_and_a_given_event_time() -> None:
     assert not event(occurred_at=at - timedelta(seconds=1)).is_replay_of(stored)
     assert not event(quantity=11).is_replay_of(stored)
     assert not event(metric="playbook_runs").is_replay_of(stored)
+    assert not event(occurred_at=at, properties={"model": "x"}).is_replay_of(stored)
+    with_model = event(occurred_at=at, properties={"model": "x", "n": 1})
+    assert event(occurred_at=at, properties={"n": 1, "model": "x"}).is_replay_of(with_model)
+    assert not event(occurred_at=at, properties={"model": "x"}).is_replay_of(with_model)
 
 
 def test_a_time_the_kernel_chose_for_the_stored_event_is_not_compared() -> None:
@@ -274,3 +280,48 @@ def test_any_event_time_is_counted_in_the_window_or_refused_per_event(
         with pytest.raises(InvalidInput) as refused:
             event(occurred_at=moment)
         assert refused.value.details["field"] == "occurred_at"
+
+
+def test_properties_become_one_canonical_text() -> None:
+    assert canonical_properties(None) is None
+    assert canonical_properties({}) == "{}"
+    assert canonical_properties({"b": 1, "a": [True, None, 1.5], "é": "ü"}) == (
+        '{"a":[true,null,1.5],"b":1,"é":"ü"}'
+    )
+    many = {f"k{n}": n for n in range(MAX_PROPERTIES)}
+    assert canonical_properties(many) is not None
+    assert len(canonical_properties({"t": "x" * 4088}) or "") == 4096
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ([1], "properties must be a JSON object"),
+        ("x", "properties must be a JSON object"),
+        ({f"k{n}": n for n in range(51)}, "properties has 51 keys; at most 50"),
+        (
+            {"n": float("nan")},
+            "properties must hold only JSON values: finite numbers, Unicode text",
+        ),
+        (
+            {"n": float("inf")},
+            "properties must hold only JSON values: finite numbers, Unicode text",
+        ),
+        ({"s": "\ud800"}, "properties must hold only JSON values: finite numbers, Unicode text"),
+        ({"o": object()}, "properties must hold only JSON values: finite numbers, Unicode text"),
+        ({"t": "x" * 4089}, "properties are longer than 4096 characters as JSON"),
+    ],
+)
+def test_what_properties_may_not_be(properties: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        canonical_properties(properties)
+    assert refused.value.message == message
+    assert refused.value.details["field"] == "properties"
+
+
+@pytest.mark.parametrize("name", ["", " x", "x" * 65, "a\x00"])
+def test_property_names_are_ids(name: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        canonical_properties({name: 1})
+    assert refused.value.message.startswith("a property name ")
+    assert len(canonical_properties({"k" * 64: 1}) or "") == 64 + 6

@@ -81,7 +81,7 @@ class CompatService:
             ]
             result = await self._usage.record_batch(
                 [
-                    UsageReport(org, e.name, e.quantity, e.key, e.occurred_at)
+                    UsageReport(org, e.name, e.quantity, e.key, e.occurred_at, e.properties or None)
                     for org, (_, e) in zip(orgs, events, strict=True)
                 ],
                 uow=unit,

@@ -250,6 +250,9 @@ usage_events = Table(
     Column("time_given", Boolean, nullable=False, server_default=true()),
     # The invoice that billed it (NULL: none yet; a late event is billed by the org's next).
     Column("invoice_id", String(32), nullable=True),
+    # The event's properties as canonical JSON text (keys sorted, no spaces), so that equal
+    # properties are equal text on both databases; NULL: none.
+    Column("properties", Text, nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "org_id", "period_start", "metric"),
     Index(None, "org_id", "occurred_at", "idempotency_key"),  # read back in time order

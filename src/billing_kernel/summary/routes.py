@@ -9,8 +9,9 @@ from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.summary.rules import Granularity
+from billing_kernel.summary.rules import GROUP_BY_PATTERN, Granularity, UsageHistory
 from billing_kernel.summary.schemas import (
+    GroupOut,
     SummaryOut,
     UsageHistoryOut,
     UsagePointOut,
@@ -70,6 +71,15 @@ LastMonth = Annotated[
     ),
 ]
 PointSize = Annotated[Granularity, Query(description="A point per `month` or per UTC `day`.")]
+GroupBy = Annotated[
+    str | None,
+    Query(
+        pattern=GROUP_BY_PATTERN.pattern,
+        description="An event property (1-64 letters, digits, `_ . : -`): each point's "
+        "usage is also split by its values.",
+        examples=["model"],
+    ),
+]
 
 
 @history_router.get(
@@ -86,21 +96,42 @@ async def org_usage(
     granularity: PointSize = Granularity.MONTH,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
+    group_by: GroupBy = None,
 ) -> UsageHistoryOut:
     """What the org used in each month, or each UTC day, from `from` to `to`, a page at a
-    time (see *Pagination*). Points stop at the current month or today; a `from` after `to`
-    has none. Needs `billing:admin`; 404 for an unknown org."""
+    time (see *Pagination*); with `group_by`, each point's usage also split by the values of
+    that event property (tokens by model). Points stop at the current month or today; a
+    `from` after `to` has none. Needs `billing:admin`; 404 for an unknown org."""
     last = BillingPeriod.parse(to) if to else None
     first = BillingPeriod.parse(from_) if from_ else None
     history = await kernel.summary.usage_history(
-        org_id, first=first, last=last, granularity=granularity, after=cursor, limit=limit
+        org_id,
+        first=first,
+        last=last,
+        granularity=granularity,
+        after=cursor,
+        limit=limit,
+        group_by=group_by,
     )
     return UsageHistoryOut(
         org_id=org_id,
         granularity=history.granularity,
         from_=history.first.label,
         to=history.last.label,
-        data=[UsagePointOut(start=p.start, end=p.end, usage=dict(p.usage)) for p in history.points],
+        data=[
+            UsagePointOut(
+                start=p.start,
+                end=p.end,
+                usage=dict(p.usage),
+                groups=None
+                if p.groups is None
+                else {
+                    metric: [GroupOut(value=v, quantity=q) for v, q in values.items()]
+                    for metric, values in p.groups.items()
+                },
+            )
+            for p in history.points
+        ],
         next_cursor=history.points[-1].start.isoformat() if history.more else None,
     )
 
@@ -119,34 +150,45 @@ async def export_org_usage(
     from_: FirstMonth = None,
     to: LastMonth = None,
     granularity: PointSize = Granularity.MONTH,
+    group_by: GroupBy = None,
 ) -> StreamingResponse:
     """`getOrgUsage`'s points, all of them, one row per point and metric (`start`, `end`,
-    `metric`, `quantity`), streamed a page at a time. Needs `billing:admin`."""
+    `metric`, `quantity`), streamed a page at a time; with `group_by`, one row per point,
+    metric and value of that property, in a column named after it. Needs `billing:admin`."""
     last = BillingPeriod.parse(to) if to else None
     first = BillingPeriod.parse(from_) if from_ else None
-    history = await kernel.summary.usage_history(
-        org_id, first=first, last=last, granularity=granularity, limit=EXPORT_POINTS
-    )  # an unknown org is a 404 before the first byte
+
+    async def page_after(after: str | None) -> UsageHistory:
+        return await kernel.summary.usage_history(
+            org_id,
+            first=first,
+            last=last,
+            granularity=granularity,
+            after=after,
+            limit=EXPORT_POINTS,
+            group_by=group_by,
+        )
+
+    history = await page_after(None)  # an unknown org is a 404 before the first byte
 
     async def rows() -> AsyncIterator[str]:
         page = history
-        yield csv_line(("start", "end", "metric", "quantity"))
+        if group_by is None:
+            yield csv_line(("start", "end", "metric", "quantity"))
+        else:
+            yield csv_line(("start", "end", "metric", group_by, "quantity"))
         while True:
             for point in page.points:
+                span = (point.start.isoformat(), point.end.isoformat())
                 for metric, quantity in point.usage.items():
-                    yield csv_line(
-                        (point.start.isoformat(), point.end.isoformat(), metric, str(quantity))
-                    )
+                    if point.groups is None:
+                        yield csv_line((*span, metric, str(quantity)))
+                        continue
+                    for value, total in point.groups[metric].items():
+                        yield csv_line((*span, metric, value or "", str(total)))
             if not page.more:
                 return
-            page = await kernel.summary.usage_history(
-                org_id,
-                first=first,
-                last=last,
-                granularity=granularity,
-                after=page.points[-1].start.isoformat(),
-                limit=EXPORT_POINTS,
-            )
+            page = await page_after(page.points[-1].start.isoformat())
 
     return csv_response(rows(), f"{org_id}-usage.csv")
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.common.money import ZERO, overage_amount
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.orgs.rules import OrgBillingState
 from billing_kernel.plans.rules import SOFT, Enforcement, Plan, Policy
@@ -175,6 +177,47 @@ class UsagePoint:
     start: date
     end: date
     usage: Mapping[str, int]
+    groups: Mapping[str, Mapping[str | None, int]] | None = None
+    """With a grouping property: per metric, the usage of each of its values (None: events
+    without it). Seats have none: they are not counted from events."""
+
+
+GroupedTotals = Mapping[tuple[date, str], Mapping[str | None, int]]
+
+GROUP_BY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def validate_group_by(prop: str) -> str:
+    """A property usage may be grouped by: 1-64 letters, digits, `_`, `.`, `:` or `-`."""
+    if not GROUP_BY_PATTERN.fullmatch(prop):
+        raise InvalidInput(
+            "group_by must be a property name of 1-64 letters, digits, _ . : or -",
+            field="group_by",
+        )
+    return prop
+
+
+"""(a point's start, metric) to each property value's total."""
+
+
+def grouped(points: Sequence[UsagePoint], totals: GroupedTotals) -> list[UsagePoint]:
+    """`points` with their groups: each metric's values with usage in the point, the largest
+    first (then by value), a point without any usage of a metric holding none for it."""
+    return [
+        replace(
+            point,
+            groups={
+                metric: dict(
+                    sorted(
+                        totals.get((point.start, metric), {}).items(),
+                        key=lambda item: (-item[1], item[0] is None, item[0] or ""),
+                    )
+                )
+                for metric in point.usage
+            },
+        )
+        for point in points
+    ]
 
 
 @dataclass(frozen=True, slots=True)

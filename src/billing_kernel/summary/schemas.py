@@ -109,12 +109,26 @@ class SummaryOut(BaseModel):
         )
 
 
+class GroupOut(BaseModel):
+    value: str | None = Field(
+        description="The property's value as text (`true`, `false` for booleans); null: "
+        "events without it."
+    )
+    quantity: int
+
+
 class UsagePointOut(BaseModel):
     start: date = Field(description="First day of the month, or the day.")
     end: date = Field(description="The day after the point: each point is [start, end).")
     usage: dict[str, int] = Field(
         description="Per metric key. Months: the month's total (seats: the month's peak). "
         "Days: the day's accepted usage (UTC) of the metrics usage events are sent for."
+    )
+    groups: dict[str, list[GroupOut]] | None = Field(
+        default=None,
+        description="With `group_by`: per metric key, the usage of each value of that "
+        "property in the point, largest first; `value` null for events without it. Seats are "
+        "not counted from events: they have none.",
     )
 
 

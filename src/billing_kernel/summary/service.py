@@ -24,8 +24,10 @@ from billing_kernel.summary.rules import (
     build_dashboard,
     build_summary,
     daily_usage,
+    grouped,
     monthly_usage,
     point_starts,
+    validate_group_by,
 )
 from billing_kernel.usage.service import UsageService
 
@@ -113,12 +115,16 @@ class SummaryService:
         granularity: Granularity = Granularity.MONTH,
         after: str | None = None,
         limit: int = 50,
+        group_by: str | None = None,
         uow: UnitOfWork | None = None,
     ) -> UsageHistory:
         """A page of the org's usage from the month `first` to the month `last` (both
         included; default: the current month), per month or per UTC day, up to now: at most
-        `limit` points, those after the cursor `after` (a point's start, ISO 8601).
+        `limit` points, those after the cursor `after` (a point's start, ISO 8601); with
+        `group_by`, each point's usage also split by that property's values.
         OrgNotFound for an unknown org."""
+        if group_by is not None:
+            validate_group_by(group_by)
         now = self._clock()
         last = last or BillingPeriod.containing(now)
         first = first or last
@@ -144,6 +150,16 @@ class SummaryService:
                 for month in {BillingPeriod.starting(day.replace(day=1)) for day in page}:
                     per_day.update(await self._usage.daily_totals(org_id, month, unit))
                 points = daily_usage(page, catalogue, per_day)
+            if group_by is not None and page:
+                totals = await self._usage.grouped_totals(
+                    org_id,
+                    BillingPeriod.starting(page[0].replace(day=1)),
+                    BillingPeriod.starting(page[-1].replace(day=1)).next(),
+                    group_by,
+                    by_day=granularity is Granularity.DAY,
+                    uow=unit,
+                )
+                points = grouped(points, totals)
         return UsageHistory(first, last, granularity, tuple(points), more=len(starts) > limit)
 
     async def dashboard(

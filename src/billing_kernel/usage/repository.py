@@ -16,13 +16,16 @@ from sqlalchemy import (
     Insert,
     Integer,
     String,
+    Text,
     and_,
     bindparam,
+    case,
     cast,
     column,
     delete,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -30,7 +33,7 @@ from sqlalchemy import (
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
@@ -47,32 +50,15 @@ EventKey = tuple[str, str]
 # parameters instead of seven per event, and one statement text for every batch size.
 _PG_INSERT_EVENTS = text("""
     INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                              received_at, period_start, time_given)
+                              received_at, period_start, time_given, properties)
     SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
                          CAST(:metric AS varchar[]), CAST(:quantity AS bigint[]),
                          CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-                         CAST(:period_start AS date[]), CAST(:time_given AS boolean[]))
+                         CAST(:period_start AS date[]), CAST(:time_given AS boolean[]),
+                         CAST(:properties AS text[]))
     ON CONFLICT (org_id, idempotency_key) DO NOTHING
     RETURNING org_id, idempotency_key
 """)
-_PG_GET_EVENTS = text("""
-    SELECT e.org_id, e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at,
-           e.time_given
-    FROM usage_events e
-    JOIN unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]))
-         AS k(org_id, idempotency_key)
-      ON e.org_id = k.org_id AND e.idempotency_key = k.idempotency_key
-""").columns(
-    usage_events.c.org_id,
-    usage_events.c.idempotency_key,
-    usage_events.c.metric,
-    usage_events.c.quantity,
-    usage_events.c.occurred_at,
-    usage_events.c.received_at,
-    usage_events.c.time_given,
-)
-
-
 _PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("n", Integer),
     column("org_id", String),
@@ -81,6 +67,7 @@ _PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("quantity", BigInteger),
     column("occurred_at", UTCDateTime),
     column("time_given", Boolean),
+    column("properties", Text),
 )
 """An event sent (its position `n`), as far as it tells a repeat from another use of its key."""
 
@@ -94,11 +81,12 @@ _PG_SENT = (
 
 def _conflicts_with(sent: FromClause) -> Any:
     """The positions of the events `sent` whose key is stored with another payload: another
-    metric or quantity, or another event time where both senders gave one."""
+    metric, quantity or properties, or another event time where both senders gave one."""
     e, k = usage_events.c, sent.c
     differs: ColumnElement[bool] = or_(
         e.metric != k.metric,
         e.quantity != k.quantity,
+        e.properties.is_distinct_from(k.properties),
         and_(e.time_given, k.time_given, e.occurred_at != k.occurred_at),
     )
     return (
@@ -151,6 +139,7 @@ class UsageRepository:
                     "received_at": [e.received_at for e in events],
                     "period_start": [e.period_start for e in events],
                     "time_given": [e.occurred_at_given for e in events],
+                    "properties": [e.properties for e in events],
                 },
             )
             return {(org_id, key) for org_id, key in result}
@@ -173,6 +162,7 @@ class UsageRepository:
                     "received_at": e.received_at,
                     "period_start": e.period_start,
                     "time_given": e.occurred_at_given,
+                    "properties": e.properties,
                 }
                 for e in events
             ],
@@ -202,6 +192,7 @@ class UsageRepository:
                 e.quantity,
                 e.occurred_at,
                 e.occurred_at_given,
+                e.properties,
             )
             for n, e in enumerate(events)
         ]
@@ -213,33 +204,12 @@ class UsageRepository:
             result = await self._conn.execute(_conflicts_with(sent))
         return set(result.scalars())
 
-    async def get_events(self, keys: Sequence[EventKey]) -> dict[EventKey, UsageEvent]:
-        """The stored events for `keys` (those that exist)."""
-        if not keys:
-            return {}
-        if self._conn.dialect.name == "postgresql":
-            result = await self._conn.execute(
-                _PG_GET_EVENTS,
-                {"org_id": [k[0] for k in keys], "idempotency_key": [k[1] for k in keys]},
-            )
-        else:
-            result = await self._conn.execute(
-                select(usage_events).where(
-                    tuple_(usage_events.c.org_id, usage_events.c.idempotency_key).in_(list(keys))
-                )
-            )
-        return {
-            (r.org_id, r.idempotency_key): UsageEvent(
-                org_id=r.org_id,
-                metric=r.metric,
-                quantity=r.quantity,
-                idempotency_key=r.idempotency_key,
-                occurred_at=r.occurred_at,
-                received_at=r.received_at,
-                occurred_at_given=r.time_given,
-            )
-            for r in result
-        }
+    async def has_event(self, org_id: str, idempotency_key: str) -> bool:
+        """Whether the org has an event under `idempotency_key`."""
+        query = select(usage_events.c.quantity).where(
+            usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
+        )
+        return (await self._conn.execute(query)).first() is not None
 
     async def add_to_counters(
         self, increments: Mapping[CounterKey, int], now: datetime
@@ -398,6 +368,37 @@ class UsageRepository:
             for value, metric, total in result
         }
 
+    async def grouped_totals(
+        self, org_id: str, first: date, end: date, prop: str, *, by_day: bool
+    ) -> dict[tuple[date, str], dict[str | None, int]]:
+        """The org's accepted usage in the periods starting in `[first, end)`, per month (or
+        per UTC day) and metric, split by the text value of the property `prop` (None for
+        events without it)."""
+        e = usage_events.c
+        value: ColumnElement[Any]
+        if self._conn.dialect.name == "postgresql":
+            bucket = func.date(func.timezone("UTC", e.occurred_at)) if by_day else e.period_start
+            value = func.jsonb_extract_path_text(cast(e.properties, JSONB), prop)
+        else:
+            bucket = func.date(e.occurred_at) if by_day else e.period_start
+            path = f'$."{prop}"'
+            kind = func.json_type(e.properties, path)
+            value = case(  # text as PostgreSQL's ->> gives it: true, false, null as null
+                (kind.in_(["true", "false"]), kind),
+                (kind == "null", null()),
+                else_=cast(func.json_extract(e.properties, path), String),
+            )
+        result = await self._conn.execute(
+            select(bucket, e.metric, value, func.sum(e.quantity))
+            .where(e.org_id == org_id, e.period_start >= first, e.period_start < end)
+            .group_by(bucket, e.metric, value)
+        )
+        totals: dict[tuple[date, str], dict[str | None, int]] = {}
+        for start, metric, group, total in result:
+            day = start if isinstance(start, date) else date.fromisoformat(start)
+            totals.setdefault((day, metric), {})[group] = int(total)
+        return totals
+
     async def counters_between(
         self, org_id: str, first: date, end: date
     ) -> dict[tuple[date, str], int]:
@@ -441,7 +442,13 @@ class UsageRepository:
         e = usage_events.c
         query = (
             select(
-                e.idempotency_key, e.metric, e.quantity, e.occurred_at, e.received_at, e.invoice_id
+                e.idempotency_key,
+                e.metric,
+                e.quantity,
+                e.occurred_at,
+                e.received_at,
+                e.invoice_id,
+                e.properties,
             )
             .where(e.org_id == org_id)
             .order_by(e.occurred_at, e.idempotency_key)

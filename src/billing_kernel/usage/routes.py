@@ -168,6 +168,7 @@ async def export_org_events(
                         e.occurred_at.isoformat(),
                         e.received_at.isoformat(),
                         e.invoice_id or "",
+                        e.properties or "",
                     )
                 )
                 for e in page
@@ -176,7 +177,15 @@ async def export_org_events(
     return csv_response(rows(), f"{org_id}-events.csv")
 
 
-CSV_COLUMNS = ("idempotency_key", "metric", "quantity", "occurred_at", "received_at", "invoice_id")
+CSV_COLUMNS = (
+    "idempotency_key",
+    "metric",
+    "quantity",
+    "occurred_at",
+    "received_at",
+    "invoice_id",
+    "properties",
+)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

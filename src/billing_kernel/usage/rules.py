@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -45,6 +46,8 @@ class UsageReportLike(Protocol):
     def idempotency_key(self) -> object: ...
     @property
     def occurred_at(self) -> datetime | None: ...
+    @property
+    def properties(self) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,44 @@ class UsageReport:
     quantity: object
     idempotency_key: object
     occurred_at: datetime | None = None
+    properties: object = None
+
+
+MAX_PROPERTIES = 50
+MAX_PROPERTIES_LENGTH = 4096
+
+
+def canonical_properties(properties: object) -> str | None:
+    """An event's properties (a JSON object of at most MAX_PROPERTIES keys, each an id of
+    at most 64 characters, with finite numbers) as one canonical JSON text: keys sorted, no
+    spaces, at most MAX_PROPERTIES_LENGTH characters; so that two events carry the same
+    properties exactly when their texts are equal. None for none. InvalidInput otherwise."""
+    if properties is None:
+        return None
+    if not isinstance(properties, Mapping):
+        raise InvalidInput("properties must be a JSON object", field="properties")
+    if len(properties) > MAX_PROPERTIES:
+        raise InvalidInput(
+            f"properties has {len(properties)} keys; at most {MAX_PROPERTIES}", field="properties"
+        )
+    for name in properties:
+        validate_id(name, "a property name")
+    try:
+        text = json.dumps(
+            properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        text.encode()
+    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise InvalidInput(
+            "properties must hold only JSON values: finite numbers, Unicode text",
+            field="properties",
+        ) from None
+    if len(text) > MAX_PROPERTIES_LENGTH:
+        raise InvalidInput(
+            f"properties are longer than {MAX_PROPERTIES_LENGTH} characters as JSON",
+            field="properties",
+        )
+    return text
 
 
 def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:
@@ -107,6 +148,8 @@ class UsageEvent:
     occurred_at: datetime
     received_at: datetime
     occurred_at_given: bool = True
+    properties: str | None = None
+    """Canonical JSON text (`canonical_properties`), or None."""
 
     @property
     def period(self) -> BillingPeriod:
@@ -119,14 +162,16 @@ class UsageEvent:
         return date(self.occurred_at.year, self.occurred_at.month, 1)
 
     def is_replay_of(self, stored: UsageEvent) -> bool:
-        """Whether `self` repeats `stored`: same metric and quantity, and the same event time
-        when both senders gave one (a time the kernel chose, for either, is not part of the
-        payload: a repeat sent with a time of its own of a consume's event is the same usage).
+        """Whether `self` repeats `stored`: same metric, quantity and properties, and the same
+        event time when both senders gave one (a time the kernel chose, for either, is not
+        part of the payload: a repeat sent with a time of its own of a consume's event is the
+        same usage).
         Ingestion applies this rule in SQL (`UsageRepository.conflicts`: nothing stored is
         read back); tests/service/test_usage.py holds the two to the same answers."""
         return (
             self.metric == stored.metric
             and self.quantity == stored.quantity
+            and self.properties == stored.properties
             and (
                 not (self.occurred_at_given and stored.occurred_at_given)
                 or self.occurred_at == stored.occurred_at
@@ -144,6 +189,7 @@ def new_usage_event(
     received_at: datetime,
     catalogue: Mapping[str, Metric],
     window: EventTimeWindow,
+    properties: object = None,
 ) -> UsageEvent:
     """Validate raw event fields; raises InvalidInput (or UnknownMetric) naming the bad field."""
     received = ensure_utc(received_at)
@@ -155,6 +201,7 @@ def new_usage_event(
         occurred_at=received if occurred_at is None else window.check(occurred_at, received),
         received_at=received,
         occurred_at_given=occurred_at is not None,
+        properties=canonical_properties(properties),
     )
 
 
@@ -182,6 +229,8 @@ class StoredEvent:
     received_at: datetime
     invoice_id: str | None
     """The invoice that billed it (None: not billed yet)."""
+    properties: str | None = None
+    """As sent, in canonical JSON text; None for none."""
 
     @property
     def position(self) -> tuple[datetime, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -10,7 +12,12 @@ from pydantic import (
 )
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
-from billing_kernel.usage.rules import RecordStatus, StoredEvent
+from billing_kernel.usage.rules import (
+    MAX_PROPERTIES,
+    MAX_PROPERTIES_LENGTH,
+    RecordStatus,
+    StoredEvent,
+)
 from billing_kernel.web.schemas import (
     DateTimeText,
     StrictBody,
@@ -32,6 +39,17 @@ class UsageEventIn(StrictBody):
         default=None,
         description="When the usage happened (decides the month); default: when received. "
         "At most 5 minutes ahead and 35 days back.",
+    )
+    properties: dict[str, Any] | None = Field(
+        default=None,
+        max_length=MAX_PROPERTIES,
+        description="What else the event carries, such as the model of an LLM call: a JSON "
+        f"object of at most {MAX_PROPERTIES} keys (each 1-64 printable characters), "
+        f"{MAX_PROPERTIES_LENGTH} characters as JSON; an event with other properties is "
+        "refused (`invalid_input`). Kept with the event (part of its payload: a repeat "
+        "must carry the same) so that usage can be grouped by one of them "
+        "(`GET /orgs/{org_id}/usage?group_by=`).",
+        examples=[{"model": "gpt-5", "feature": "summaries"}],
     )
 
 
@@ -85,6 +103,7 @@ class UsageEventOut(BaseModel):
     invoice_id: str | None = Field(
         description="The invoice that billed it; null until its month's invoice is made."
     )
+    properties: dict[str, Any] | None = Field(description="As sent; null for none.")
 
     @classmethod
     def of(cls, event: StoredEvent) -> UsageEventOut:
@@ -96,4 +115,5 @@ class UsageEventOut(BaseModel):
             received_at=event.received_at,
             period=f"{event.occurred_at:%Y-%m}",
             invoice_id=event.invoice_id,
+            properties=None if event.properties is None else json.loads(event.properties),
         )

@@ -71,18 +71,21 @@ class UsageService:
         *,
         idempotency_key: str,
         occurred_at: datetime | None = None,
+        properties: Mapping[str, object] | None = None,
         uow: UnitOfWork | None = None,
     ) -> UsageRecordResult:
         """Count `quantity` of `metric` for the org, exactly once per idempotency key.
 
-        The event time (default: now) decides the period. The same key with the same payload
+        The event time (default: now) decides the period; `properties` are kept with the
+        event (see `canonical_properties`). The same key with the same payload
         again is a no-op reported as DUPLICATE; with a different payload it raises
         IdempotencyConflict. Invalid input raises InvalidInput. Nothing is written on error.
         An org the kernel has not seen is created and seeded, unless BILLING_AUTO_CREATE_ORGS
         is false, in which case OrgNotFound is raised.
         """
         result = await self.record_batch(
-            [UsageReport(org_id, metric, quantity, idempotency_key, occurred_at)], uow=uow
+            [UsageReport(org_id, metric, quantity, idempotency_key, occurred_at, properties)],
+            uow=uow,
         )
         [outcome] = result.outcomes
         if outcome.error is not None:
@@ -116,6 +119,7 @@ class UsageService:
                         received_at=received_at,
                         catalogue=catalogue,
                         window=self._window,
+                        properties=raw.properties,
                     )
                 except BillingError as exc:
                     outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
@@ -301,7 +305,7 @@ class UsageService:
 
     async def has_event(self, org_id: str, idempotency_key: str, uow: UnitOfWork) -> bool:
         """Whether the org has a usage event under `idempotency_key`."""
-        return bool(await UsageRepository(uow).get_events([(org_id, idempotency_key)]))
+        return await UsageRepository(uow).has_event(org_id, idempotency_key)
 
     async def update_counters(
         self,
@@ -429,6 +433,23 @@ class UsageService:
         """The org's counters for one period, by metric (for seats: the period's peak)."""
         async with self._tx.read(uow) as unit:
             return await UsageRepository(unit).counters_for_period(org_id, period.key)
+
+    async def grouped_totals(
+        self,
+        org_id: str,
+        first: BillingPeriod,
+        end: BillingPeriod,
+        prop: str,
+        *,
+        by_day: bool,
+        uow: UnitOfWork | None = None,
+    ) -> dict[tuple[date, str], dict[str | None, int]]:
+        """The org's usage from the month `first` until the month `end` (not included), per
+        month or day and metric, split by the value of the property `prop`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRepository(unit).grouped_totals(
+                org_id, first.key, end.key, prop, by_day=by_day
+            )
 
     async def event_counts(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
