@@ -46,6 +46,17 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     created = run(cli_database_url, "orgs", "create", org_id, "--name", "Acme", "--plan", "starter")
     assert created.returncode == 0, created.stderr
     assert "status trial" in created.stdout
+    first_alias, second_alias = new_id("cus_a"), new_id("cus_b")  # one database for all tests
+    aliased = run(cli_database_url, "orgs", "aliases", org_id, second_alias, first_alias)
+    assert aliased.stdout.strip() == f"org {org_id}: {first_alias}, {second_alias}"
+    assert run(cli_database_url, "orgs", "aliases", org_id).stdout == aliased.stdout
+    other = new_id()
+    assert run(cli_database_url, "orgs", "create", other).returncode == 0
+    taken = run(cli_database_url, "orgs", "aliases", other, first_alias)
+    assert taken.returncode == 1
+    assert f"alias '{first_alias}' already names another org" in taken.stderr
+    cleared = run(cli_database_url, "orgs", "aliases", org_id, "--clear")
+    assert cleared.stdout.strip() == f"org {org_id}: no aliases"
     assert (
         run(cli_database_url, "members", "add", org_id, "alice", "--role", "owner").returncode == 0
     )

@@ -201,6 +201,27 @@ def orgs_set_status(org_id: str, status: BillingStatus) -> None:
     typer.echo(f"org {state.org_id}: status {state.status.value} since {since}")
 
 
+@orgs_app.command("aliases")
+def orgs_aliases(
+    org_id: str,
+    aliases: Annotated[
+        list[str] | None,
+        typer.Argument(help="Set exactly these (another billing system's customer ids)."),
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Remove every alias of the org.")] = False,
+) -> None:
+    """Show an org's aliases, or set them: the ids the compatible protocols (Lago,
+    OpenMeter, Stripe, Polar) may name the org by."""
+
+    async def aliased(kernel: Kernel) -> list[str]:
+        if aliases or clear:
+            return await kernel.orgs.set_aliases(org_id, aliases or [])
+        return await kernel.orgs.aliases(org_id)
+
+    found = with_kernel(aliased)
+    typer.echo(f"org {org_id}: " + (", ".join(found) if found else "no aliases"))
+
+
 @app.command()
 def check(
     org_id: str,

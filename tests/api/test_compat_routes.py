@@ -29,25 +29,23 @@ async def used(api: Api, org_id: str, metric: str = "tokens") -> int:
 
 async def test_aliases_are_replaced_listed_and_never_shared(api: Api) -> None:
     admin = await api.key(Scope.BILLING_ADMIN)
-    org_id, other = await org_with(api), await org_with(api, "cus_taken")
+    a, b, c, taken_alias = (new_id(f"cus_{x}") for x in "abct")  # unique in the shared database
+    org_id, other = await org_with(api), await org_with(api, taken_alias)
     path = f"/api/v1/orgs/{org_id}/aliases"
-    put = await api.client.put(path, json={"aliases": ["cus_b", "cus_a", "cus_b"]}, headers=admin)
+    put = await api.client.put(path, json={"aliases": [b, a, b]}, headers=admin)
     assert put.status_code == 200, put.text
-    assert put.json() == {"org_id": org_id, "aliases": ["cus_a", "cus_b"]}
+    assert put.json() == {"org_id": org_id, "aliases": [a, b]}
     assert (await api.client.get(path, headers=admin)).json() == put.json()
-    for taken in ("cus_taken", other):  # another org's alias, or another org's id
-        refused = await api.client.put(path, json={"aliases": ["cus_c", taken]}, headers=admin)
+    for taken in (taken_alias, other):  # another org's alias, or another org's id
+        refused = await api.client.put(path, json={"aliases": [c, taken]}, headers=admin)
         assert refused.status_code == 409, refused.text
         assert refused.json()["code"] == "alias_taken"
         assert taken in refused.json()["detail"]
-    assert (await api.client.get(path, headers=admin)).json()["aliases"] == ["cus_a", "cus_b"]
+    assert (await api.client.get(path, headers=admin)).json()["aliases"] == [a, b]
     cleared = await api.client.put(path, json={"aliases": []}, headers=admin)
     assert cleared.json()["aliases"] == []
     # Freed: another org may take it now.
-    assert await api.kernel.orgs.set_aliases(other, ["cus_a", "cus_taken"]) == [
-        "cus_a",
-        "cus_taken",
-    ]
+    assert await api.kernel.orgs.set_aliases(other, [a, taken_alias]) == [a, taken_alias]
     missing = await api.client.get("/api/v1/orgs/no-such-org/aliases", headers=admin)
     assert missing.status_code == 404
     too_many = await api.client.put(
@@ -95,11 +93,12 @@ async def test_the_protocols_refuse_what_is_not_their_shape_and_write_nothing(ap
 
 
 async def test_a_key_for_one_org_records_only_that_orgs_events(api: Api) -> None:
-    mine, theirs = await org_with(api), await org_with(api, "cus_theirs")
+    theirs_alias = new_id("cus_theirs")
+    mine, theirs = await org_with(api), await org_with(api, theirs_alias)
     key = await api.key(Scope.USAGE_WRITE, org_id=mine)
     events = [
         {"name": "tokens", "external_customer_id": mine, "metadata": {"value": 5}},
-        {"name": "tokens", "external_customer_id": "cus_theirs", "metadata": {"value": 7}},
+        {"name": "tokens", "external_customer_id": theirs_alias, "metadata": {"value": 7}},
     ]
     refused = await api.client.post(
         "/compat/polar/v1/events/ingest", json={"events": events}, headers=key
