@@ -27,6 +27,13 @@ class Live:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def put(self, path: str, body: Any) -> Any:
+        response = httpx.put(
+            f"{self.url}{path}", json=body, headers={"Authorization": f"Bearer {self.key}"}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def used(self, org_id: str, metric: str = "tokens") -> int:
         """What the kernel counted for the org this month, by its own API."""
         summary = self._get("/api/v1/billing/org/summary", **{"X-Org-Id": org_id})
@@ -44,11 +51,15 @@ class Live:
     def events(self, org_id: str) -> list[Any]:
         return list(self._get(f"/api/v1/orgs/{org_id}/events?limit=200")["data"])
 
-    def new_org(self, *aliases: str) -> str:
-        """An org created through the kernel's API, with `aliases`."""
+    def new_org(self, *aliases: str, plan: str | None = None, paying: bool = False) -> str:
+        """An org created through the kernel's API (on `plan`, else the default; `active`
+        when `paying`, else in trial), with `aliases`."""
         org_id = new_id("compat")
         headers = {"Authorization": f"Bearer {self.key}"}
-        created = httpx.put(f"{self.url}/api/v1/orgs/{org_id}", json={}, headers=headers)
+        body = {} if plan is None else {"plan_slug": plan}
+        if paying:
+            body["status"] = "active"
+        created = httpx.put(f"{self.url}/api/v1/orgs/{org_id}", json=body, headers=headers)
         assert created.status_code == 200, created.text
         if aliases:
             response = httpx.put(

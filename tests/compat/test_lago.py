@@ -101,8 +101,9 @@ def test_an_alias_counts_for_its_org(live: Live) -> None:
 
 
 def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
-    org = live.new_org()
-    lago(live).events.batch_create(BatchEvent(events=[event(org, 700), event(org, 50)]))
+    # Paying on Starter: 1,000,000 tokens included, then 0.02 per 1,000 (a trial bills nothing).
+    org = live.new_org(plan="starter", paying=True)
+    lago(live).events.batch_create(BatchEvent(events=[event(org, 1_400_000), event(org, 100_000)]))
     lago(live).events.create(event(org, 3, code="playbook_runs"))
     usage = lago(live).customers.current_usage(org, external_subscription_id=org)
     summary = live.summary(org)
@@ -112,7 +113,9 @@ def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
     assert (by_code["tokens"].events_count, by_code["playbook_runs"].events_count) == (2, 1)
     assert usage.currency == summary["plan"]["currency"]
     overage_cents = round(float(summary["estimated_overage"]) * 100)
-    assert usage.amount_cents == overage_cents
+    assert usage.amount_cents == overage_cents == 1_000  # 500,000 over: 500 x 0.02
+    assert by_code["tokens"].amount_cents == 1_000
+    assert by_code["playbook_runs"].amount_cents == 0
     assert usage.from_datetime.startswith(summary["period"]["start"][:10])
 
 

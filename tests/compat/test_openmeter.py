@@ -54,17 +54,36 @@ def test_a_malformed_value_raises_and_writes_nothing(live: Live) -> None:
 
 def test_the_entitlement_value_is_the_kernels_quota_decision(live: Live) -> None:
     alias = f"subject-{uuid.uuid4().hex[:8]}"
-    org = live.new_org(alias)
-    openmeter(live).events.ingest_events([cloud_event(alias, 250)])
-    [tokens] = [line for line in live.summary(org)["usage"] if line["metric"] == "tokens"]
-    value = openmeter(live).customer_entitlement.get_customer_entitlement_value(alias, "tokens")
-    assert value.usage == 250
-    if tokens["limit"] is None:
-        assert value.balance is None
-    else:
-        assert value.balance == max(tokens["limit"] - 250, 0)
-        assert value.overage == max(250 - tokens["limit"], 0)
-    assert value.has_access is True  # a trial org within its plan
+    org = live.new_org(alias, plan="starter")  # 200 runs included
+    client = openmeter(live)
+    client.events.ingest_events([cloud_event(alias, 150, type="playbook_runs")])
+    within = client.customer_entitlement.get_customer_entitlement_value(alias, "playbook_runs")
+    assert (within.has_access, within.usage, within.balance, within.overage) == (
+        True,
+        150,
+        50,
+        0,
+    )
+    live.put(f"/api/v1/orgs/{org}/limits/playbook_runs", {"mode": "hard", "grace_percent": 0})
+    client.events.ingest_events([cloud_event(alias, 60, type="playbook_runs")])
+    beyond = client.customer_entitlement.get_customer_entitlement_value(alias, "playbook_runs")
+    assert (beyond.has_access, beyond.usage, beyond.balance, beyond.overage) == (
+        False,  # a hard limit, used up
+        210,
+        0,
+        10,
+    )
+    # The older subjects path answers alike (this client version no longer reaches it).
+    older = f"/compat/openmeter/api/v1/subjects/{alias}/entitlements/playbook_runs/value"
+    assert live._get(older) == {"hasAccess": False, "usage": 210, "balance": 0, "overage": 10}
+    live.put(f"/api/v1/orgs/{org}/limits/tokens", {"included_quantity": None})
+    unlimited = client.customer_entitlement.get_customer_entitlement_value(alias, "tokens")
+    assert (unlimited.has_access, unlimited.usage, unlimited.balance, unlimited.overage) == (
+        True,
+        0,
+        None,
+        0,
+    )
 
 
 def test_unknown_features_customers_and_keys_raise(live: Live) -> None:

@@ -193,15 +193,11 @@ class UsageService:
         ]
         repeats = [event for event, new in zip(events, accepted, strict=True) if not new]
         conflicting = await usage.conflicts(repeats)
-        statuses = []
-        position = 0
-        for new in accepted:
-            if new:
-                statuses.append(RecordStatus.ACCEPTED)
-                continue
-            conflict = position in conflicting
-            statuses.append(RecordStatus.CONFLICT if conflict else RecordStatus.DUPLICATE)
-            position += 1
+        verdicts = iter(
+            RecordStatus.CONFLICT if n in conflicting else RecordStatus.DUPLICATE
+            for n in range(len(repeats))
+        )
+        statuses = [RecordStatus.ACCEPTED if new else next(verdicts) for new in accepted]
         return statuses, totals
 
     async def record_within(
