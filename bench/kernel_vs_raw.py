@@ -112,11 +112,23 @@ def properties_text(properties: dict[str, Any]) -> str:
 
 
 RAW_EVENTS = """
-INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                          received_at, period_start, properties)
-SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
-                     $5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[])
-ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key, quantity
+WITH sent AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
+                         $5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[])
+        AS s (org_id, idempotency_key, metric, quantity, occurred_at, received_at,
+              period_start, properties)
+), inserted AS (
+    INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
+                              received_at, properties)
+    SELECT org_id, idempotency_key, metric, quantity, occurred_at, received_at, properties
+    FROM sent
+    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key, event, quantity, occurred_at
+), lined AS (
+    INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
+                             period_start)
+    SELECT org_id, idempotency_key, event, quantity, occurred_at, $7[1] FROM inserted
+)
+SELECT quantity FROM inserted
 """
 RAW_COUNTERS = """
 INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
@@ -164,9 +176,14 @@ WHERE usage_counters.quantity + usage_counters.reserved + excluded.quantity <= $
 RETURNING quantity
 """
 RAW_EVENT = """
-INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                          received_at, period_start)
-VALUES ($1, $2, 'tokens', $3, $4, $4, $5)
+WITH inserted AS (
+    INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
+                              received_at)
+    VALUES ($1, $2, 'tokens', $3, $4, $4)
+    RETURNING org_id, idempotency_key
+)
+INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
+SELECT org_id, idempotency_key, 'tokens', $3::bigint, $4::timestamptz, $5::date FROM inserted
 """
 
 INGEST = "/api/v1/usage/events"
@@ -585,19 +602,26 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
         )
         await conn.execute(
             """
-            INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                                      received_at, period_start)
-            SELECT 'grown-' || (n % $2 + 1), 'g-' || n, 'tokens', 1 + n % 13,
-                   now() - (n % 30) * interval '1 day', now(),
-                   date_trunc('month', now() - (n % 30) * interval '1 day')::date
-            FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+            WITH grown AS (
+                INSERT INTO usage_events (org_id, idempotency_key, event, quantity,
+                                          occurred_at, received_at)
+                SELECT 'grown-' || (n % $2 + 1), 'g-' || n, 'tokens', 1 + n % 13,
+                       now() - (n % 30) * interval '1 day', now()
+                FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+                RETURNING org_id, idempotency_key, quantity, occurred_at
+            )
+            INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
+                                     period_start)
+            SELECT org_id, idempotency_key, 'tokens', quantity, occurred_at,
+                   date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date
+            FROM grown
         """,
             total,
             orgs,
         )
         await conn.execute("""
             INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
-            SELECT org_id, period_start, metric, sum(quantity), now() FROM usage_events
+            SELECT org_id, period_start, metric, sum(quantity), now() FROM usage_lines
             WHERE org_id LIKE 'grown-%' GROUP BY org_id, period_start, metric
             ON CONFLICT (org_id, period_start, metric) DO UPDATE SET quantity = excluded.quantity
         """)

@@ -81,7 +81,7 @@ async def close_by_hand(dsn: str, org_ids: list[str]) -> float:
             async with conn.transaction():
                 invoice_id = f"inv_{uuid.uuid4().hex[:24]}"
                 marked = await conn.fetch(
-                    "UPDATE usage_events SET invoice_id = $1 WHERE org_id = $2 "
+                    "UPDATE usage_lines SET invoice_id = $1 WHERE org_id = $2 "
                     "AND invoice_id IS NULL AND period_start <= $3 RETURNING metric, quantity",
                     invoice_id,
                     org_id,

@@ -157,9 +157,7 @@ def test_counter_increments_sum_per_org_period_and_metric(
     assert list(increments) == sorted(increments)
     for (org, period, metric), total in increments.items():
         assert total == sum(
-            e.quantity
-            for e in events
-            if (e.org_id, e.period.key, e.metric) == (org, period, metric)
+            e.quantity for e in events if (e.org_id, e.period.key, e.name) == (org, period, metric)
         )
 
 

@@ -18,7 +18,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
-from billing_kernel.db.tables import invoice_usage, invoices, usage_events
+from billing_kernel.db.tables import invoice_usage, invoices, usage_lines
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -70,9 +70,9 @@ async def recorded(database: Database, before: datetime) -> dict[tuple[str, str]
     """The events of periods that have closed, by org and metric."""
     async with database.transaction() as conn:
         rows = await conn.execute(
-            select(usage_events.c.org_id, usage_events.c.metric, func.sum(usage_events.c.quantity))
-            .where(usage_events.c.period_start < BillingPeriod.containing(before).key)
-            .group_by(usage_events.c.org_id, usage_events.c.metric)
+            select(usage_lines.c.org_id, usage_lines.c.metric, func.sum(usage_lines.c.quantity))
+            .where(usage_lines.c.period_start < BillingPeriod.containing(before).key)
+            .group_by(usage_lines.c.org_id, usage_lines.c.metric)
         )
         return {(org, metric): int(total) for org, metric, total in rows}
 

@@ -89,11 +89,10 @@ async def test_the_user_role_cannot_write(pg_database: Database, clock: Clock) -
                 insert(usage_events).values(
                     org_id=org_a,
                     idempotency_key="sneaky",
-                    metric="tokens",
+                    event="tokens",
                     quantity=1,
                     occurred_at=clock.now,
                     received_at=clock.now,
-                    period_start=clock.now.date(),
                 )
             )
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal,
     literal_column,
     select,
 )
@@ -26,7 +27,7 @@ from sqlalchemy.dialects.sqlite import aiosqlite
 
 from billing_kernel.db.database import upsert_for
 from billing_kernel.db.limits import included_quantity_of, thresholds_of
-from billing_kernel.db.tables import usage_counters, usage_events
+from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
 
 CounterKey = tuple[str, date, str]
 """(org_id, period_start, metric)"""
@@ -218,28 +219,43 @@ def raise_counter(dialect_name: str) -> Insert:
 
 @functools.cache
 def pg_record_within(*, within_ceiling: bool) -> Any:
-    """PostgreSQL: one event and its counter in one statement, the event first (as every
+    """PostgreSQL: one event, its line and its counter in one statement, the event first (as every
     other writer takes them: a used key stops before the counter's row is locked). The
     counter is added to only for an event this statement inserted, and only within
     `most` when `within_ceiling`. One row back: how many events were inserted (0: the key
     was used), and the counter's usage and holds after (NULL: it did not fit, and the
     caller takes the event back)."""
-    events, counters = usage_events.c, usage_counters.c
+    events, lines, counters = usage_events.c, usage_lines.c, usage_counters.c
     recorded = (
         postgresql.insert(usage_events)
         .values(
             org_id=bindparam("e_org", type_=events.org_id.type),
             idempotency_key=bindparam("e_key", type_=events.idempotency_key.type),
-            metric=bindparam("e_metric", type_=events.metric.type),
+            event=bindparam("e_metric", type_=events.event.type),
             quantity=bindparam("e_quantity", type_=events.quantity.type),
             occurred_at=bindparam("e_occurred", type_=events.occurred_at.type),
             received_at=bindparam("e_received", type_=events.received_at.type),
-            period_start=bindparam("e_period", type_=events.period_start.type),
             time_given=bindparam("e_given", type_=events.time_given.type),
         )
         .on_conflict_do_nothing(index_elements=[events.org_id, events.idempotency_key])
-        .returning(events.quantity)
+        .returning(events.org_id, events.idempotency_key, events.quantity)
         .cte("recorded")
+    )
+    lined = (
+        postgresql.insert(usage_lines)
+        .from_select(
+            ["org_id", "idempotency_key", "metric", "quantity", "occurred_at", "period_start"],
+            select(
+                recorded.c.org_id,
+                recorded.c.idempotency_key,
+                bindparam("for_metric", type_=lines.metric.type),
+                recorded.c.quantity,
+                bindparam("e_occurred", type_=lines.occurred_at.type),
+                bindparam("e_period", type_=lines.period_start.type),
+            ),
+        )
+        .returning(lines.quantity)
+        .cte("lined")
     )
     now = bindparam("now", type_=counters.updated_at.type)
     limit = included_quantity_of(
@@ -250,12 +266,16 @@ def pg_record_within(*, within_ceiling: bool) -> Any:
         bindparam("for_org", type_=counters.org_id.type),
         bindparam("e_period", type_=counters.period_start.type),
         bindparam("for_metric", type_=counters.metric.type),
-        recorded.c.quantity,
+        lined.c.quantity,
         now,
-        case((recorded.c.quantity > limit, now)),
-    ).select_from(recorded)
+        case((lined.c.quantity > limit, now)),
+        literal(0),
+    ).select_from(lined)
+    # Every column named: the Python-side default of `reserved` is not applied to an INSERT
+    # that is not the WITH's first.
     stmt = postgresql.insert(usage_counters).from_select(
-        ["org_id", "period_start", "metric", "quantity", "updated_at", "crossed_at"], proposed
+        ["org_id", "period_start", "metric", "quantity", "updated_at", "crossed_at", "reserved"],
+        proposed,
     )
     added = counters.quantity + stmt.excluded.quantity
     counted = (

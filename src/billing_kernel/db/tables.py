@@ -238,27 +238,52 @@ usage_counters = Table(
 usage_events = Table(
     "usage_events",
     metadata,
+    # One row per event an org sent under an idempotency key: the event as received, which a
+    # repeat of the key is compared with. What it counts toward is in usage_lines.
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
-    Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
-    Column("quantity", BigInteger, nullable=False),
+    # The event's name; for a report of one metric's quantity, the metric's key.
+    Column("event", String(128), nullable=False),
+    # A report of one metric: its quantity. A named event: NULL (its meters read its
+    # properties).
+    Column("quantity", BigInteger, nullable=True),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
-    Column("period_start", Date, nullable=False),
     # False: the kernel chose `occurred_at` (received without one, or a consume's or a
     # reservation commit's event); a repeat is then not compared by its time.
     Column("time_given", Boolean, nullable=False, server_default=true()),
-    # The invoice that billed it (NULL: none yet; a late event is billed by the org's next).
-    Column("invoice_id", String(32), nullable=True),
     # The event's properties as canonical JSON text (keys sorted, no spaces), so that equal
     # properties are equal text on both databases; NULL: none.
     Column("properties", Text, nullable=True),
+    CheckConstraint("quantity >= 0", name="quantity"),
+    Index(None, "org_id", "occurred_at", "idempotency_key"),
+)
+
+usage_lines = Table(
+    "usage_lines",
+    metadata,
+    # What each event counts toward: one row per event and metric it adds to, written with
+    # the event, by the transaction that inserted it. Counters, invoices and usage read back
+    # sum these.
+    Column("org_id", String(ID), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),  # the event's: its day, its order
+    Column("period_start", Date, nullable=False),
+    # The invoice that billed it (NULL: none yet; a late event is billed by the org's next).
+    Column("invoice_id", String(32), nullable=True),
+    ForeignKeyConstraint(
+        ["org_id", "idempotency_key"],
+        ["usage_events.org_id", "usage_events.idempotency_key"],
+        ondelete="CASCADE",
+    ),
     CheckConstraint("quantity >= 0", name="quantity"),
     Index(None, "org_id", "period_start", "metric"),
     Index(None, "org_id", "occurred_at", "idempotency_key"),  # read back in time order
     Index(None, "invoice_id"),
     Index(
-        "ix_usage_events_unbilled",
+        "ix_usage_lines_unbilled",
         "org_id",
         "period_start",
         postgresql_where=text("invoice_id IS NULL"),
@@ -560,6 +585,7 @@ ORG_SCOPED_TABLES = (
     org_limit_overrides,
     usage_counters,
     usage_events,
+    usage_lines,
     quota_decisions,
     usage_reservations,
     org_alert_thresholds,

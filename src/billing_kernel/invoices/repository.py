@@ -19,7 +19,7 @@ from billing_kernel.db.tables import (
     invoices,
     orgs,
     subscription_history,
-    usage_events,
+    usage_lines,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.invoices.rules import Billed, StoredInvoice, StoredLine, StoredUsage
@@ -101,7 +101,7 @@ class InvoiceRepository:
     async def unbilled(self, org_id: str, before: date) -> dict[tuple[date, str], Billed]:
         """The org's events of periods before `before` that no invoice billed yet (late
         events), by period and metric."""
-        e = usage_events.c
+        e = usage_lines.c
         result = await self._conn.execute(
             select(e.period_start, e.metric, func.sum(e.quantity), func.count())
             .where(e.org_id == org_id, e.invoice_id.is_(None), e.period_start < before)
@@ -116,14 +116,14 @@ class InvoiceRepository:
         `through` the given one (or those `moved_from` a voided invoice), and return what
         they add up to, by period and metric. The rows marked are exactly those counted:
         an event committed meanwhile is left for the org's next invoice."""
-        e = usage_events.c
+        e = usage_lines.c
         which = (
             e.invoice_id == moved_from
             if moved_from is not None
             else and_(e.invoice_id.is_(None), e.period_start <= through)
         )
         result = await self._conn.execute(
-            update(usage_events)
+            update(usage_lines)
             .where(e.org_id == org_id, which)
             .values(invoice_id=invoice_id)
             .returning(e.period_start, e.metric, e.quantity)
@@ -135,7 +135,7 @@ class InvoiceRepository:
 
     async def billed_events(self, invoice_id: str) -> dict[tuple[date, str], Billed]:
         """What the events an invoice billed add up to, by period and metric."""
-        e = usage_events.c
+        e = usage_lines.c
         result = await self._conn.execute(
             select(e.period_start, e.metric, func.sum(e.quantity), func.count())
             .where(e.invoice_id == invoice_id)
@@ -148,7 +148,7 @@ class InvoiceRepository:
     ) -> list[str]:
         """Some of the idempotency keys of the events an invoice billed for a period and
         metric, in key order."""
-        e = usage_events.c
+        e = usage_lines.c
         result = await self._conn.execute(
             select(e.idempotency_key)
             .where(e.invoice_id == invoice_id, e.period_start == period_start, e.metric == metric)

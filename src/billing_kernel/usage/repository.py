@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import usage_counters, usage_events
+from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
 from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import Counter, CounterKey, StoredEvent, UsageEvent
@@ -47,23 +47,37 @@ EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
 
 # On PostgreSQL a batch travels as one array per column and is unnested by the server: a few
-# parameters instead of seven per event, and one statement text for every batch size.
+# parameters instead of several per event, and one statement text for every batch size. The
+# lines go in with the events, only for the events this statement inserted.
 _PG_INSERT_EVENTS = text("""
-    INSERT INTO usage_events (org_id, idempotency_key, metric, quantity, occurred_at,
-                              received_at, period_start, time_given, properties)
-    SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
-                         CAST(:metric AS varchar[]), CAST(:quantity AS bigint[]),
-                         CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-                         CAST(:period_start AS date[]), CAST(:time_given AS boolean[]),
-                         CAST(:properties AS text[]))
-    ON CONFLICT (org_id, idempotency_key) DO NOTHING
-    RETURNING org_id, idempotency_key
+    WITH inserted AS (
+        INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
+                                  received_at, time_given, properties)
+        SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
+                             CAST(:name AS varchar[]), CAST(:quantity AS bigint[]),
+                             CAST(:occurred_at AS timestamptz[]),
+                             CAST(:received_at AS timestamptz[]),
+                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]))
+        ON CONFLICT (org_id, idempotency_key) DO NOTHING
+        RETURNING org_id, idempotency_key
+    ), lined AS (
+        INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
+                                 period_start)
+        SELECT line.* FROM unnest(CAST(:l_org_id AS varchar[]),
+                                  CAST(:l_idempotency_key AS varchar[]),
+                                  CAST(:l_metric AS varchar[]), CAST(:l_quantity AS bigint[]),
+                                  CAST(:l_occurred_at AS timestamptz[]),
+                                  CAST(:l_period_start AS date[]))
+            AS line (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
+        JOIN inserted USING (org_id, idempotency_key)
+    )
+    SELECT org_id, idempotency_key FROM inserted
 """)
 _PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("n", Integer),
     column("org_id", String),
     column("idempotency_key", String),
-    column("metric", String),
+    column("name", String),
     column("quantity", BigInteger),
     column("occurred_at", UTCDateTime),
     column("time_given", Boolean),
@@ -81,11 +95,11 @@ _PG_SENT = (
 
 def _conflicts_with(sent: FromClause) -> Any:
     """The positions of the events `sent` whose key is stored with another payload: another
-    metric, quantity or properties, or another event time where both senders gave one."""
+    name, quantity or properties, or another event time where both senders gave one."""
     e, k = usage_events.c, sent.c
     differs: ColumnElement[bool] = or_(
-        e.metric != k.metric,
-        e.quantity != k.quantity,
+        e.event != k.name,
+        e.quantity.is_distinct_from(k.quantity),
         e.properties.is_distinct_from(k.properties),
         and_(e.time_given, k.time_given, e.occurred_at != k.occurred_at),
     )
@@ -101,6 +115,34 @@ def _conflicts_with(sent: FromClause) -> Any:
 
 
 _PG_CONFLICTS = _conflicts_with(_PG_SENT)
+
+
+_LINE_COLUMNS = ("org_id", "idempotency_key", "metric", "quantity", "occurred_at", "period_start")
+
+
+def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
+    """The rows of usage_lines that `events` add."""
+    return [
+        {
+            "org_id": e.org_id,
+            "idempotency_key": e.idempotency_key,
+            "metric": line.metric,
+            "quantity": line.quantity,
+            "occurred_at": e.occurred_at,
+            "period_start": e.period_start,
+        }
+        for e in events
+        for line in e.lines
+    ]
+
+
+def _lines_with_events() -> FromClause:
+    """Each line with the event it is of (for the event's properties and receive time)."""
+    lines, events = usage_lines.c, usage_events.c
+    return usage_lines.join(
+        usage_events,
+        and_(events.org_id == lines.org_id, events.idempotency_key == lines.idempotency_key),
+    )
 
 
 def _reading(row: Any) -> Reading:
@@ -120,27 +162,30 @@ class UsageRepository:
         self._conn = uow.connection
 
     async def insert_events(self, events: Sequence[UsageEvent]) -> set[EventKey]:
-        """Insert the events whose keys are new; returns the keys that were inserted.
+        """Insert the events whose keys are new, with their lines; returns the keys that were
+        inserted.
 
-        One statement for the whole batch. A key already stored (or repeated in the batch) is
-        skipped by the unique primary key, so concurrent senders of one key insert it once.
+        A key already stored (or repeated in the batch) is skipped by the unique primary key,
+        so concurrent senders of one key insert it once; only the sender that inserted an
+        event writes its lines.
         """
         if not events:
             return set()
         if self._conn.dialect.name == "postgresql":
+            lines = _line_rows(events)
             result = await self._conn.execute(
                 _PG_INSERT_EVENTS,
                 {
                     "org_id": [e.org_id for e in events],
                     "idempotency_key": [e.idempotency_key for e in events],
-                    "metric": [e.metric for e in events],
+                    "name": [e.name for e in events],
                     "quantity": [e.quantity for e in events],
                     "occurred_at": [e.occurred_at for e in events],
                     "received_at": [e.received_at for e in events],
-                    "period_start": [e.period_start for e in events],
                     "time_given": [e.occurred_at_given for e in events],
                     "properties": [e.properties for e in events],
-                },
+                }
+                | {f"l_{name}": [line[name] for line in lines] for name in _LINE_COLUMNS},
             )
             return {(org_id, key) for org_id, key in result}
         stmt = (
@@ -156,26 +201,31 @@ class UsageRepository:
                 {
                     "org_id": e.org_id,
                     "idempotency_key": e.idempotency_key,
-                    "metric": e.metric,
+                    "event": e.name,
                     "quantity": e.quantity,
                     "occurred_at": e.occurred_at,
                     "received_at": e.received_at,
-                    "period_start": e.period_start,
                     "time_given": e.occurred_at_given,
                     "properties": e.properties,
                 }
                 for e in events
             ],
         )
-        return {(org_id, key) for org_id, key in result}
+        inserted = {(org_id, key) for org_id, key in result}
+        lines = _line_rows([e for e in events if (e.org_id, e.idempotency_key) in inserted])
+        if lines:
+            await self._conn.execute(usage_lines.insert(), lines)
+        return inserted
 
     async def delete_event(self, org_id: str, idempotency_key: str) -> None:
-        """Take back an event this transaction inserted (its usage was refused)."""
-        await self._conn.execute(
-            delete(usage_events).where(
-                usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
+        """Take back an event this transaction inserted, with its lines (its usage was
+        refused)."""
+        for table in (usage_lines, usage_events):
+            await self._conn.execute(
+                delete(table).where(
+                    table.c.org_id == org_id, table.c.idempotency_key == idempotency_key
+                )
             )
-        )
 
     async def conflicts(self, events: Sequence[UsageEvent]) -> set[int]:
         """The positions in `events` of those whose key is stored with another payload
@@ -188,7 +238,7 @@ class UsageRepository:
                 n,
                 e.org_id,
                 e.idempotency_key,
-                e.metric,
+                e.name,
                 e.quantity,
                 e.occurred_at,
                 e.occurred_at_given,
@@ -206,7 +256,7 @@ class UsageRepository:
 
     async def has_event(self, org_id: str, idempotency_key: str) -> bool:
         """Whether the org has an event under `idempotency_key`."""
-        query = select(usage_events.c.quantity).where(
+        query = select(usage_events.c.event).where(
             usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
         )
         return (await self._conn.execute(query)).first() is not None
@@ -249,7 +299,8 @@ class UsageRepository:
         not inserted when the org already used the key (nothing written); no counter when
         it did not fit, the event then being inserted, for the caller to take back. On
         PostgreSQL, one statement (`_pg_record_within`) does both."""
-        fits_alone = most is None or event.quantity <= most  # else no new counter may hold it
+        [line] = event.lines  # a report of one metric's quantity
+        fits_alone = most is None or line.quantity <= most  # else no new counter may hold it
         if self._conn.dialect.name == "postgresql" and fits_alone:
             row = (
                 await self._conn.execute(
@@ -257,14 +308,14 @@ class UsageRepository:
                     {
                         "e_org": event.org_id,
                         "e_key": event.idempotency_key,
-                        "e_metric": event.metric,
-                        "e_quantity": event.quantity,
+                        "e_metric": line.metric,
+                        "e_quantity": line.quantity,
                         "e_occurred": event.occurred_at,
                         "e_received": event.received_at,
                         "e_period": event.period_start,
                         "e_given": event.occurred_at_given,
                         "for_org": event.org_id,
-                        "for_metric": event.metric,
+                        "for_metric": line.metric,
                         "now": event.received_at,
                     }
                     | counter_sql.bound(most),
@@ -274,8 +325,8 @@ class UsageRepository:
             return bool(row.inserted), after
         if not await self.insert_events([event]):
             return False, None
-        key = (event.org_id, event.period_start, event.metric)
-        return True, await self.add_within(key, event.quantity, most, event.received_at)
+        key = (event.org_id, event.period_start, line.metric)
+        return True, await self.add_within(key, line.quantity, most, event.received_at)
 
     async def hold_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime
@@ -352,16 +403,16 @@ class UsageRepository:
 
     async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
         """The org's accepted usage in one period, summed per UTC day and metric."""
-        occurred = usage_events.c.occurred_at
+        occurred = usage_lines.c.occurred_at
         day = (
             func.date(func.timezone("UTC", occurred))
             if self._conn.dialect.name == "postgresql"
             else func.date(occurred)  # SQLite stores UTC text
         )
         result = await self._conn.execute(
-            select(day.label("day"), usage_events.c.metric, func.sum(usage_events.c.quantity))
-            .where(usage_events.c.org_id == org_id, usage_events.c.period_start == period_start)
-            .group_by(day, usage_events.c.metric)
+            select(day.label("day"), usage_lines.c.metric, func.sum(usage_lines.c.quantity))
+            .where(usage_lines.c.org_id == org_id, usage_lines.c.period_start == period_start)
+            .group_by(day, usage_lines.c.metric)
         )
         return {
             (value if isinstance(value, date) else date.fromisoformat(value), metric): int(total)
@@ -374,22 +425,23 @@ class UsageRepository:
         """The org's accepted usage in the periods starting in `[first, end)`, per month (or
         per UTC day) and metric, split by the text value of the property `prop` (None for
         events without it)."""
-        e = usage_events.c
+        e, properties = usage_lines.c, usage_events.c.properties
         value: ColumnElement[Any]
         if self._conn.dialect.name == "postgresql":
             bucket = func.date(func.timezone("UTC", e.occurred_at)) if by_day else e.period_start
-            value = func.jsonb_extract_path_text(cast(e.properties, JSONB), prop)
+            value = func.jsonb_extract_path_text(cast(properties, JSONB), prop)
         else:
             bucket = func.date(e.occurred_at) if by_day else e.period_start
             path = f'$."{prop}"'
-            kind = func.json_type(e.properties, path)
+            kind = func.json_type(properties, path)
             value = case(  # text as PostgreSQL's ->> gives it: true, false, null as null
                 (kind.in_(["true", "false"]), kind),
                 (kind == "null", null()),
-                else_=cast(func.json_extract(e.properties, path), String),
+                else_=cast(func.json_extract(properties, path), String),
             )
         result = await self._conn.execute(
             select(bucket, e.metric, value, func.sum(e.quantity))
+            .select_from(_lines_with_events())
             .where(e.org_id == org_id, e.period_start >= first, e.period_start < end)
             .group_by(bucket, e.metric, value)
         )
@@ -439,17 +491,18 @@ class UsageRepository:
     ) -> list[StoredEvent]:
         """Up to `limit` of the org's events in time order (then key order) after the
         position `after`, of one metric or all, that occurred from `start` until `end`."""
-        e = usage_events.c
+        e, sent = usage_lines.c, usage_events.c
         query = (
             select(
                 e.idempotency_key,
                 e.metric,
                 e.quantity,
                 e.occurred_at,
-                e.received_at,
+                sent.received_at,
                 e.invoice_id,
-                e.properties,
+                sent.properties,
             )
+            .select_from(_lines_with_events())
             .where(e.org_id == org_id)
             .order_by(e.occurred_at, e.idempotency_key)
             .limit(limit)
@@ -479,7 +532,7 @@ class UsageRepository:
 
     async def event_counts(self, org_id: str, period_start: date) -> dict[str, int]:
         """How many events the org sent per metric in one period."""
-        e = usage_events.c
+        e = usage_lines.c
         result = await self._conn.execute(
             select(e.metric, func.count())
             .where(e.org_id == org_id, e.period_start == period_start)

@@ -138,18 +138,31 @@ class EventTimeWindow:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageEvent:
-    """One validated unit of reported usage. `(org_id, idempotency_key)` identifies it."""
+class Line:
+    """What an event counts toward: `quantity` units of `metric`."""
 
-    org_id: str
     metric: str
     quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """One validated event. `(org_id, idempotency_key)` identifies it; its `lines` are what
+    it counts toward."""
+
+    org_id: str
+    name: str
+    """The event's name; for a report of one metric's quantity, the metric's key."""
+    quantity: int | None
+    """A report of one metric: its quantity. A named event: None (its lines come from its
+    properties)."""
     idempotency_key: str
     occurred_at: datetime
     received_at: datetime
     occurred_at_given: bool = True
     properties: str | None = None
     """Canonical JSON text (`canonical_properties`), or None."""
+    lines: tuple[Line, ...] = ()
 
     @property
     def period(self) -> BillingPeriod:
@@ -162,14 +175,14 @@ class UsageEvent:
         return date(self.occurred_at.year, self.occurred_at.month, 1)
 
     def is_replay_of(self, stored: UsageEvent) -> bool:
-        """Whether `self` repeats `stored`: same metric, quantity and properties, and the same
+        """Whether `self` repeats `stored`: same name, quantity and properties, and the same
         event time when both senders gave one (a time the kernel chose, for either, is not
         part of the payload: a repeat sent with a time of its own of a consume's event is the
-        same usage).
+        same usage). What it counts toward follows from these, so it is not compared.
         Ingestion applies this rule in SQL (`UsageRepository.conflicts`: nothing stored is
         read back); tests/service/test_usage.py holds the two to the same answers."""
         return (
-            self.metric == stored.metric
+            self.name == stored.name
             and self.quantity == stored.quantity
             and self.properties == stored.properties
             and (
@@ -193,15 +206,18 @@ def new_usage_event(
 ) -> UsageEvent:
     """Validate raw event fields; raises InvalidInput (or UnknownMetric) naming the bad field."""
     received = ensure_utc(received_at)
+    key = validate_metric(metric, catalogue).key
+    amount = validate_quantity(quantity)
     return UsageEvent(
         org_id=validate_id(org_id, "org_id"),
-        metric=validate_metric(metric, catalogue).key,
-        quantity=validate_quantity(quantity),
+        name=key,
+        quantity=amount,
         idempotency_key=validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH),
         occurred_at=received if occurred_at is None else window.check(occurred_at, received),
         received_at=received,
         occurred_at_given=occurred_at is not None,
         properties=canonical_properties(properties),
+        lines=(Line(key, amount),),
     )
 
 
@@ -213,8 +229,9 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
     """The amount to add to each counter for `events`, in a stable (deadlock-free) order."""
     totals: dict[CounterKey, int] = {}
     for event in events:
-        key = (event.org_id, event.period_start, event.metric)
-        totals[key] = totals.get(key, 0) + event.quantity
+        for line in event.lines:
+            key = (event.org_id, event.period_start, line.metric)
+            totals[key] = totals.get(key, 0) + line.quantity
     return dict(sorted(totals.items()))
 
 

@@ -223,14 +223,14 @@ class UsageService:
         inserted, after = await usage.record_within(event, most)
         if not inserted:
             raise _key_used(org_id, idempotency_key)
-        key = (event.org_id, event.period_start, event.metric)
+        key = (event.org_id, event.period_start, metric)
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
             return await _no_room(usage, key)
         if after.terms is not None:
-            reading = Reading(after.used, after.terms, added=event.quantity)
+            reading = Reading(after.used, after.terms, added=quantity)
             await self._alerts.counters_moved({key: reading}, now, uow)
-        return CeilingWrite(recorded=True, used=after.used - event.quantity, held=after.held)
+        return CeilingWrite(recorded=True, used=after.used - quantity, held=after.held)
 
     async def hold_within(
         self, key: CounterKey, quantity: int, *, most: int | None, now: datetime, uow: UnitOfWork
@@ -267,9 +267,9 @@ class UsageService:
         usage = UsageRepository(uow)
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
-        key = (event.org_id, event.period_start, event.metric)
-        reading = await usage.add_releasing(key, event.quantity, released, now)
-        await self._alerts.counters_moved({key: replace(reading, added=event.quantity)}, now, uow)
+        key = (event.org_id, event.period_start, metric)
+        reading = await usage.add_releasing(key, quantity, released, now)
+        await self._alerts.counters_moved({key: replace(reading, added=quantity)}, now, uow)
 
     async def _new_event(
         self,
