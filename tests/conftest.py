@@ -84,6 +84,30 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def own_database_url(backend: str, directory: Path) -> Iterator[str]:
+    """A migrated database of the block's own: a SQLite file in `directory`, or a scratch
+    PostgreSQL database."""
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'billing.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    with scratch_postgres_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database of the test module's own, on each backend: for tests that change
+    what every org sees (the metric catalogue), which would show in other tests."""
+    with own_database_url(request.param, tmp_path_factory.mktemp("own")) as url:
+        yield url
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test that uses this runs once on SQLite and once on PostgreSQL."""

@@ -411,3 +411,67 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
     assert run(url, "invoices", "close", "--org", "acme").returncode == 1  # needs --period
     unknown = run(url, "invoices", "show", "INV-999999")
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no invoice 'INV-999999'")
+
+
+def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metrics.db'}"
+    run(url, "migrate")
+    defined = run(
+        url,
+        "metrics",
+        "define",
+        "gpt_tokens",
+        "--name",
+        "GPT tokens",
+        "--unit",
+        "tokens",
+        "--event",
+        "llm.completion",
+        "--event",
+        "llm.chat",
+        "--value-property",
+        "total_tokens",
+        "--where",
+        "model=gpt-5",
+        "--where",
+        "cached=false",
+    )
+    assert defined.stdout.strip() == (
+        "defined: gpt_tokens           sum of total_tokens over events llm.completion, "
+        'llm.chat where cached=false model="gpt-5" (tokens)'
+    ), defined.stderr
+    changed = run(url, "metrics", "define", "gpt_tokens", "--name", "GPT", "--unit", "tokens")
+    assert changed.stdout.startswith(
+        "changed: gpt_tokens           sum of value over events gpt_tokens"
+    )
+    counted = run(
+        url,
+        "metrics",
+        "define",
+        "calls",
+        "--name",
+        "Calls",
+        "--unit",
+        "calls",
+        "--aggregation",
+        "count",
+        "--event",
+        "llm.completion",
+    )
+    assert counted.returncode == 0, counted.stderr
+    listed = run(url, "metrics", "list").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [
+        "tokens",
+        "playbook_runs",
+        "seats",
+        "gpt_tokens",
+        "calls",
+    ]
+    assert listed[2] == "seats                seats  org members (seats)"
+    assert listed[4] == "calls                count over events llm.completion (calls)"
+    recount = run(url, "metrics", "define", "calls", "--name", "Calls", "--unit", "calls")
+    assert recount.returncode == 1
+    assert "metric 'calls' is a count; an aggregation cannot change" in recount.stderr
+    bad = run(url, "metrics", "define", "Bad", "--name", "B", "--unit", "b")
+    assert (bad.returncode, bad.stdout) == (1, "")
+    assert "key must be 1-64 lowercase letters" in bad.stderr

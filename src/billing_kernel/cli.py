@@ -23,6 +23,7 @@ from billing_kernel.errors import BillingError
 from billing_kernel.invoices.commands import invoices_app
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.metrics.commands import metrics_app
 from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from billing_kernel.plans.rules import Enforcement, Plan, Policy
@@ -40,6 +41,7 @@ keys_app = typer.Typer(help="Service API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(invoices_app, name="invoices")
+app.add_typer(metrics_app, name="metrics")
 app.command()(worker)
 app.add_typer(plans_app, name="plans")
 app.add_typer(orgs_app, name="orgs")

@@ -53,6 +53,13 @@ class UnknownMetric(NotFound):
     title = "Unknown metric"
 
 
+class UnknownEvent(UnknownMetric):
+    """No metric counts events of that name."""
+
+    code = "unknown_event"
+    title = "Unknown event"
+
+
 class PlanNotFound(NotFound):
     code = "plan_not_found"
     title = "Plan not found"

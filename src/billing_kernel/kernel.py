@@ -66,7 +66,7 @@ class Kernel:
         self._state = _state or _ProcessState()
         self._tx = tx = Transactions(database, acting_user=acting_user)
         state = self._state
-        self.metrics = MetricService(tx, state.catalogue)
+        self.metrics = MetricService(tx, state.catalogue, clock)
         self.plans = PlanService(tx, settings, state.default_plan_notice, self.metrics, clock)
         self.alerts = AlertService(tx, clock, self.metrics, self.plans)
         self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)

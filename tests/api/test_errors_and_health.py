@@ -193,6 +193,8 @@ async def test_openapi_documents_every_route_and_problem(api: Api) -> None:
 
 OPERATION_IDS = {
     ("get", "/api/v1/billing/plans"): "listPlans",
+    ("get", "/api/v1/billing/metrics"): "listMetrics",
+    ("put", "/api/v1/billing/metrics/{metric}"): "defineMetric",
     ("get", "/api/v1/billing/org/summary"): "getOrgSummary",
     ("post", "/api/v1/billing/org/plan"): "changeOrgPlan",
     ("post", "/api/v1/billing/org/check"): "checkQuota",

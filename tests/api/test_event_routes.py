@@ -59,6 +59,7 @@ async def test_events_come_back_in_the_order_they_occurred_a_page_at_a_time(api:
         "period": "2026-10",
         "invoice_id": None,
         "properties": {"cached": False, "model": "gpt-5"},
+        "event": None,
     }
     assert [e["properties"] for e in seen[1:5]] == [
         None,
@@ -90,6 +91,7 @@ async def test_the_csv_export_streams_every_event_and_refusals_name_the_field(ap
         "received_at",
         "invoice_id",
         "properties",
+        "event",
     ]
     assert rows[1][6] == '{"cached":false,"model":"gpt-5"}'
     assert rows[2][6] == ""

@@ -140,12 +140,16 @@ async def test_ingestion_answered_and_refused_is_the_routes_answer(
         base = {"org_id": org_id, "metric": "tokens", "quantity": 3, "idempotency_key": key}
         return base | fields
 
-    seen = {"events": [event("seen-1"), event("seen-2", quantity=4)]}
-    assert (await api.client.post(INGEST, headers=writer, json=seen)).json()["accepted"] == 2
+    def named(key: str, name: str = "tokens") -> dict[str, Any]:
+        return {"org_id": org_id, "event": name, "idempotency_key": key, "properties": {"value": 2}}
+
+    seen = {"events": [event("seen-1"), event("seen-2", quantity=4), named("seen-3")]}
+    assert (await api.client.post(INGEST, headers=writer, json=seen)).json()["accepted"] == 3
     cases: list[tuple[dict[str, str], dict[str, Any]]] = [
         (writer, {"json": seen}),  # duplicates, answered alike
         (writer, {"json": {"events": [event("seen-1", quantity=9)]}}),  # a conflict, refused
         (writer, {"json": {"events": [event("bad", metric="gpu_hours"), event("x", org_id="")]}}),
+        (writer, {"json": {"events": [named("n", "gpu.hour"), named("seen-3") | event("m")]}}),
         (await api.key(Scope.USAGE_WRITE, org_id=new_id()), {"json": seen}),  # another org's key
         (await api.key(Scope.QUOTA_CHECK), {"json": seen}),  # no usage:write: 403
         ({"Authorization": "Bearer bk_not-a-key"}, {"json": seen}),
@@ -159,13 +163,13 @@ async def test_ingestion_answered_and_refused_is_the_routes_answer(
     for headers, request in cases:
         hot, _ = await answers(api, route_only, headers, INGEST, **request)
         statuses.append(hot.status_code)
-    assert statuses == [200, 200, 200, 403, 403, 401, 401, 422, 422, 422, 422]
+    assert statuses == [200, 200, 200, 200, 403, 403, 401, 401, 422, 422, 422, 422]
     # The first batch, and each case with a valid body and a usage:write key: the route's
     # own function refuses the key for another org.
-    assert len(handled) == 5
+    assert len(handled) == 6
     # New events: each side its own keys, else the second would see duplicates.
     hot = await api.client.post(INGEST, headers=writer, json={"events": [event("hot-1")]})
     route = await route_only.post(INGEST, headers=writer, json={"events": [event("rte-1")]})
     assert hot.json()["accepted"] == route.json()["accepted"] == 1
     assert hot.content == route.content.replace(b'"rte-1"', b'"hot-1"')
-    assert (await api.kernel.summary.period_usage(org_id)).used["tokens"] == 13
+    assert (await api.kernel.summary.period_usage(org_id)).used["tokens"] == 15

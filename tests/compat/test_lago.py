@@ -77,7 +77,7 @@ def test_an_unknown_code_is_a_validation_error(live: Live) -> None:
         lago(live).events.create(event(live.new_org(), 1, code="no_such_metric"))
     assert refused.value.status_code == 422
     [message] = refused.value.response["error_details"]["code"]
-    assert message.startswith("unknown metric 'no_such_metric'; known metrics: ")
+    assert message.startswith("no metric counts events named 'no_such_metric'; counted: ")
 
 
 def test_a_reused_transaction_id_with_another_value_is_refused(live: Live) -> None:

@@ -13,45 +13,38 @@ from billing_kernel.compat.rules import (
     RefusedBatch,
     batch_of,
     event_time,
+    in_protocol_terms,
     object_field,
     parse_all,
-    quantity_of,
     text_field,
-    whole_number,
 )
 from billing_kernel.errors import InvalidInput, OrgNotFound
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(0, 0), (12, 12), (3.0, 3), ("0", 0), ("120", 120), (-4, -4), (2**40, 2**40)],
-)
-def test_whole_numbers_in_the_shapes_protocols_send(value: object, expected: int) -> None:
-    assert whole_number(value, "f") == expected
-    assert type(whole_number(value, "f")) is int
-
-
-@pytest.mark.parametrize("value", [1.5, "1.5", "", " 1", "1e3", "-1", True, False, None, [1], "x"])
-def test_what_is_not_a_whole_number_names_its_field(value: object) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        whole_number(value, "payload.value")
-    assert refused.value.details["field"] == "payload.value"
-    assert refused.value.message.startswith("payload.value must be a whole number, got ")
-
-
-def test_the_quantity_is_value_then_quantity() -> None:
-    assert quantity_of({"value": 3, "quantity": 9}) == 3
-    assert quantity_of({"quantity": "9", "model": "x"}) == 9
-    with pytest.raises(InvalidInput) as wrong:
-        quantity_of({"value": "x", "quantity": 9}, "data")  # a bad value is not skipped
-    assert wrong.value.details["field"] == "data.value"
-    with pytest.raises(InvalidInput) as default:
-        quantity_of({})
-    assert default.value.details["field"] == "properties.value"
-    with pytest.raises(InvalidInput) as missing:
-        quantity_of({"tokens": 3}, "metadata")
-    assert missing.value.details["field"] == "metadata.value"
-    assert "metadata has no numeric `value` (or `quantity`)" in missing.value.message
+def test_errors_name_the_properties_as_the_protocol_does() -> None:
+    sent = ForeignEvent("org", "tokens", {}, "k", None, properties_field="data")
+    bad = InvalidInput("properties.value must be a whole number, got 'x'", field="properties.value")
+    renamed = in_protocol_terms(bad, sent)
+    assert (renamed.message, renamed.details) == (
+        "data.value must be a whole number, got 'x'",
+        {"field": "data.value"},
+    )
+    missing = InvalidInput("metric 'tokens' sums property `value`", field="properties.value")
+    assert in_protocol_terms(missing, sent).message == "metric 'tokens' sums property `value`"
+    assert in_protocol_terms(missing, sent).details == {"field": "data.value"}
+    other = InvalidInput("org_id is required", field="org_id")
+    assert in_protocol_terms(other, sent) is other
+    plain = OrgNotFound("no org", org_id="org")
+    assert in_protocol_terms(plain, sent) is plain
+    echoed = InvalidInput(
+        "properties.n must be a whole number, got 'properties.x'", field="properties.n"
+    )
+    assert (
+        in_protocol_terms(echoed, sent).message
+        == "data.n must be a whole number, got 'properties.x'"
+    )
+    lago = ForeignEvent("org", "tokens", {}, "k", None)
+    assert in_protocol_terms(bad, lago).message == bad.message
 
 
 @pytest.mark.parametrize(
@@ -120,7 +113,7 @@ def test_a_batch_parses_each_event_alone() -> None:
             raise InvalidInput("bad event", field="x")
         if raw == "boom":
             raise OrgNotFound("not a parse error")
-        return ForeignEvent(raw, "tokens", {}, "k", None, 1)
+        return ForeignEvent(raw, "tokens", {}, "k", None)
 
     parsed = parse_all(["a", "bad", "b"], parse)
     assert [p.customer if isinstance(p, ForeignEvent) else p.message for p in parsed] == [

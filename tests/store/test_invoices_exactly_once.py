@@ -16,13 +16,12 @@ from sqlalchemy import func, select
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import invoice_usage, invoices, usage_lines
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
-from tests.conftest import Clock, scratch_postgres_database
+from tests.conftest import BACKENDS, Clock, own_database_url
 
 pytestmark = pytest.mark.anyio
 
@@ -30,21 +29,15 @@ PLANS = ("starter", "growth", "enterprise", "internal-dev")
 METRICS = ("tokens", "playbook_runs")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'invoices.db'}"
-        migrate.upgrade(url)
-        yield url
-        return
-    with scratch_postgres_database() as url:
-        migrate.upgrade(url)
+@pytest.fixture(params=BACKENDS)
+def own_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with own_database_url(request.param, tmp_path) as url:
         yield url
 
 
 @pytest.fixture
-async def own_database(own_database_url: str) -> AsyncIterator[Database]:
-    database = Database(own_database_url, pool_size=10)
+async def own_database(own_url: str) -> AsyncIterator[Database]:
+    database = Database(own_url, pool_size=10)
     yield database
     await database.dispose()
 

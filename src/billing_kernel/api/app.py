@@ -24,6 +24,7 @@ from billing_kernel.errors import ConfigurationError
 from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
+from billing_kernel.metrics import routes as metric_routes
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
     app.add_middleware(RequestIdMiddleware)
     for router in (
         plan_routes.router,
+        metric_routes.router,
         summary_routes.router,
         summary_routes.history_router,
         subscription_routes.router,

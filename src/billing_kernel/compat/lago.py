@@ -30,7 +30,6 @@ from billing_kernel.compat.rules import (
     event_time,
     object_field,
     parse_all,
-    quantity_of,
     text_field,
 )
 from billing_kernel.compat.service import CurrentUsage, ForeignBatchResult
@@ -101,7 +100,6 @@ def parse_event(raw: object) -> ForeignEvent:
         properties=properties,
         key=text_field(event.get("transaction_id"), "transaction_id"),
         occurred_at=event_time(event.get("timestamp"), "timestamp"),
-        quantity=quantity_of(properties),
     )
 
 

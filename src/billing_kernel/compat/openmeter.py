@@ -25,7 +25,6 @@ from billing_kernel.compat.rules import (
     event_time,
     object_field,
     parse_all,
-    quantity_of,
     text_field,
 )
 from billing_kernel.errors import InvalidInput
@@ -89,7 +88,7 @@ def parse_event(raw: object) -> ForeignEvent:
         properties=data,
         key=text_field(event.get("id"), "id"),
         occurred_at=event_time(event.get("time"), "time"),
-        quantity=quantity_of(data, "data"),
+        properties_field="data",
     )
 
 

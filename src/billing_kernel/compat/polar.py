@@ -25,7 +25,6 @@ from billing_kernel.compat.rules import (
     event_time,
     object_field,
     parse_all,
-    quantity_of,
     text_field,
 )
 from billing_kernel.errors import BillingError
@@ -79,7 +78,7 @@ def parse_event(raw: object) -> ForeignEvent:
         properties=metadata,
         key=f"evt_{uuid.uuid4().hex}" if key is None else text_field(key, "external_id"),
         occurred_at=event_time(event.get("timestamp"), "timestamp"),
-        quantity=quantity_of(metadata, "metadata"),
+        properties_field="metadata",
     )
 
 

@@ -1,6 +1,7 @@
 """How another system's usage event becomes the kernel's: the customer id names an org (by
-alias, else as the org id), the event name is the metric's key, and the quantity is the
-property `value` (Stripe's default), else `quantity`. Pure: no I/O."""
+alias, else as the org id) and the event is a named event with its properties, which the
+kernel's metrics count as they count native ones (by default a metric counts events named
+by its key, reading the property `value`, else `quantity`). Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -12,10 +13,6 @@ from decimal import Decimal, InvalidOperation
 
 from billing_kernel.errors import BillingError, InvalidInput
 
-VALUE_PROPERTIES = ("value", "quantity")
-"""The properties an event's quantity is read from, the first present."""
-
-_DIGITS = re.compile(r"^[0-9]+$")
 _UNIX = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
 _RFC_3339 = re.compile(
     r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
@@ -35,8 +32,9 @@ class ForeignEvent:
     key: object
     """The protocol's idempotency field: the event counts once per key and org."""
     occurred_at: datetime | None
-    quantity: object
-    """The value read from the properties (see `quantity_of`)."""
+    properties_field: str = "properties"
+    """What the protocol calls the properties (OpenMeter `data`, Stripe `payload`), for the
+    errors that name one of them."""
 
 
 class RefusedBatch(Exception):
@@ -66,30 +64,16 @@ def parse_all(
     return parsed
 
 
-def quantity_of(properties: Mapping[str, object], field: str = "properties") -> int:
-    """The event's quantity: its `value` property, else `quantity`, as a whole number (a
-    JSON integer, an integral JSON number such as 3.0, or a string of digits, as form
-    encoding sends every value). InvalidInput names the property otherwise."""
-    for name in VALUE_PROPERTIES:
-        if name in properties:
-            return whole_number(properties[name], f"{field}.{name}")
-    raise InvalidInput(
-        f"{field} has no numeric `value` (or `quantity`) to count", field=f"{field}.value"
-    )
-
-
-def whole_number(value: object, field: str) -> int:
-    """`value` as a whole number, or InvalidInput naming `field` (the range is checked
-    with the event)."""
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        return value
-    elif (isinstance(value, float) and value.is_integer()) or (
-        isinstance(value, str) and _DIGITS.fullmatch(value)
-    ):
-        return int(value)
-    raise InvalidInput(f"{field} must be a whole number, got {value!r:.40}", field=field)
+def in_protocol_terms(error: BillingError, event: ForeignEvent) -> BillingError:
+    """`error` naming the event's properties as its protocol does: the kernel's meters call
+    them `properties` (`properties.value must be a whole number`), OpenMeter `data`."""
+    field = error.details.get("field")
+    prefix = "properties."
+    if not isinstance(field, str) or not field.startswith(prefix):
+        return error
+    named = f"{event.properties_field}."
+    message = error.message.replace(prefix, named, 1)
+    return InvalidInput(message, field=named + field.removeprefix(prefix))
 
 
 def event_time(value: object, field: str) -> datetime | None:

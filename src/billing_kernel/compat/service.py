@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from billing_kernel.compat.rules import ForeignEvent, RefusedBatch
+from billing_kernel.compat.rules import ForeignEvent, RefusedBatch, in_protocol_terms
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import BillingError, Forbidden, InvalidInput, UnknownMetric
 from billing_kernel.invoices.rules import InvoiceDraft
@@ -81,16 +81,16 @@ class CompatService:
             ]
             result = await self._usage.record_batch(
                 [
-                    UsageReport(org, e.name, e.quantity, e.key, e.occurred_at, e.properties or None)
+                    UsageReport(org, None, None, e.key, e.occurred_at, e.properties or None, e.name)
                     for org, (_, e) in zip(orgs, events, strict=True)
                 ],
                 uow=unit,
             )
-            for (index, _), org, outcome in zip(events, orgs, result.outcomes, strict=True):
+            for (index, sent), org, outcome in zip(events, orgs, result.outcomes, strict=True):
                 if isinstance(outcome.error, UnknownMetric):  # to a protocol: a bad name
                     errors[index] = InvalidInput(outcome.error.message, field="metric")
                 elif outcome.error is not None:
-                    errors[index] = outcome.error
+                    errors[index] = in_protocol_terms(outcome.error, sent)
                 elif only_org is not None and org != only_org:
                     errors[index] = _forbidden(only_org, org)
             if errors:

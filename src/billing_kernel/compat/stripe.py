@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from billing_kernel.compat.http import WRITE_SCOPES, Refusal, api_key, first_error, speaking
-from billing_kernel.compat.rules import ForeignEvent, event_time, quantity_of, text_field
+from billing_kernel.compat.rules import ForeignEvent, event_time, text_field
 from billing_kernel.errors import InvalidInput
 from billing_kernel.web.deps import kernel_of
 
@@ -76,7 +76,7 @@ def parse_form(body: bytes, idempotency_key: str | None) -> ForeignEvent:
         properties=payload,
         key=key,
         occurred_at=event_time(form.get("timestamp") or None, "timestamp"),
-        quantity=quantity_of(payload, "payload"),
+        properties_field="payload",
     )
 
 

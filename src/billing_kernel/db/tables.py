@@ -45,7 +45,13 @@ metrics = Table(
     Column("aggregation", String(16), nullable=False),
     Column("position", Integer, nullable=False, default=100),  # display order
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("aggregation IN ('sum', 'seats')", name="aggregation"),
+    # As a meter: the event names it counts as a JSON list (NULL: its own key), a sum's
+    # amount property (NULL: `value`, else `quantity`), and equality filters on other
+    # properties as a JSON object (NULL: none).
+    Column("events", Text, nullable=True),
+    Column("value_property", String(64), nullable=True),
+    Column("filters", Text, nullable=True),
+    CheckConstraint("aggregation IN ('sum', 'count', 'seats')", name="aggregation"),
 )
 
 plans = Table(

@@ -1,13 +1,20 @@
-"""Metrics are data: a key per counter and per plan limit, so a deployment can add its own."""
+"""Metrics are data: a key per counter and per plan limit, so a deployment can add its own.
+A metric is also a meter: the event names it counts, how it aggregates them (the sum of an
+amount, or how many there are), the property the amount is read from, and equality filters
+on the others."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.common.validation import MAX_EVENT_QUANTITY, validate_id, validate_text
+from billing_kernel.errors import InvalidInput, UnknownEvent
 
 TOKENS = "tokens"
 PLAYBOOK_RUNS = "playbook_runs"
@@ -16,13 +23,31 @@ SEATS = "seats"
 METRIC_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+EVENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+"""An event name: `llm.completion`, `workflow_run`, `api/request`."""
+MAX_METER_EVENTS = 20
+MAX_FILTERS = 10
+VALUE_PROPERTIES = ("value", "quantity")
+"""Where a sum meter without a property of its own reads an event's amount: the first of
+these the event has (Stripe's and the common default)."""
+
+FilterValue = str | int | bool
+"""What a filter compares a property with: JSON text, a whole number, or a boolean."""
+
+
 class Aggregation(StrEnum):
     """How a metric's usage in a period is computed."""
 
     SUM = "sum"
-    """The sum of the quantities of accepted usage events."""
+    """The sum of an amount per event: a property's value, or a report's quantity."""
+    COUNT = "count"
+    """How many events it counts (a report of a quantity counts as that many)."""
     SEATS = "seats"
     """The number of org members; the counter keeps the period's peak."""
+
+
+METER_AGGREGATIONS = (Aggregation.SUM, Aggregation.COUNT)
+"""The aggregations a meter may be defined with (seats are counted from members)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +56,218 @@ class Metric:
     name: str
     unit: str
     aggregation: Aggregation = Aggregation.SUM
+    events: tuple[str, ...] = ()
+    """The names of the events it counts; none given: its own key."""
+    value_property: str | None = None
+    """A sum meter's amount property; None: `value`, else `quantity` (VALUE_PROPERTIES)."""
+    filters: tuple[tuple[str, FilterValue], ...] = ()
+    """(property, value) pairs, by property: an event counts only if it has every one."""
 
     @property
     def is_recordable(self) -> bool:
-        """Whether usage events may be recorded against it (seats follow membership)."""
-        return self.aggregation is Aggregation.SUM
+        """Whether usage may be recorded against it as a quantity (and consumed or reserved):
+        seats follow membership."""
+        return self.aggregation in METER_AGGREGATIONS
+
+    @property
+    def listens_to(self) -> tuple[str, ...]:
+        """The event names it counts."""
+        return self.events or (self.key,)
+
+    def counts(self, properties: Mapping[str, object]) -> bool:
+        """Whether an event with these properties passes every filter: the property is
+        there with the same JSON value (`true` is not `1`)."""
+        return all(
+            name in properties and _same_json(properties[name], wanted)
+            for name, wanted in self.filters
+        )
+
+    def amount(self, properties: Mapping[str, object]) -> int:
+        """What one event it counts adds: 1 for a count, else the amount property's value,
+        a whole number from 0 to MAX_EVENT_QUANTITY (InvalidInput naming the property)."""
+        if self.aggregation is Aggregation.COUNT:
+            return 1
+        names = VALUE_PROPERTIES if self.value_property is None else (self.value_property,)
+        for name in names:
+            if name in properties:
+                amount = whole_number(properties[name], f"properties.{name}")
+                if not 0 <= amount <= MAX_EVENT_QUANTITY:
+                    raise InvalidInput(
+                        f"properties.{name} must be from 0 to {MAX_EVENT_QUANTITY}, got {amount}",
+                        field=f"properties.{name}",
+                    )
+                return amount
+        raise InvalidInput(
+            f"metric {self.key!r} sums property {either(names)}, which the event does not have",
+            field=f"properties.{names[0]}",
+        )
+
+
+def either(names: Sequence[str]) -> str:
+    """`a` (or `b`): the properties an amount is read from, the first present."""
+    return f"`{names[0]}`" + "".join(f" (or `{name}`)" for name in names[1:])
+
+
+def _same_json(value: object, wanted: FilterValue) -> bool:
+    """Equal as JSON values: of one type (`True` is not `1`) and equal."""
+    return type(value) is type(wanted) and value == wanted
+
+
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def whole_number(value: object, field: str) -> int:
+    """`value` as a whole number (a JSON integer, an integral JSON number such as 3.0, or a
+    string of digits, as form encoding sends every value), or InvalidInput naming `field`
+    (the range is the caller's to check)."""
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        return value
+    elif (isinstance(value, float) and value.is_integer()) or (
+        isinstance(value, str) and _DIGITS.fullmatch(value)
+    ):
+        return int(value)
+    raise InvalidInput(f"{field} must be a whole number, got {value!r:.40}", field=field)
+
+
+def counting_meters(
+    name: str, properties: Mapping[str, object], catalogue: Mapping[str, Metric]
+) -> list[tuple[Metric, int]]:
+    """The metrics an event named `name` with these properties counts toward, with what it
+    adds to each, in key order. UnknownEvent when no metric counts events of that name (one
+    whose filters leave the event out counts it as nothing); InvalidInput when a sum meter
+    cannot read its amount."""
+    listening = [m for m in catalogue.values() if m.is_recordable and name in m.listens_to]
+    if not listening:
+        names = sorted({n for m in catalogue.values() if m.is_recordable for n in m.listens_to})
+        raise UnknownEvent(
+            f"no metric counts events named {name!r}; counted: {', '.join(names)}",
+            field="event",
+        )
+    return [
+        (metric, metric.amount(properties))
+        for metric in sorted(listening, key=lambda m: m.key)
+        if metric.counts(properties)
+    ]
+
+
+def validate_event_name(value: object) -> str:
+    """An event name (EVENT_NAME_PATTERN), or InvalidInput."""
+    if not isinstance(value, str) or not EVENT_NAME_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            "event must be 1-128 letters, digits and . _ : / - , starting with a letter or "
+            f"digit, got {value!r:.40}",
+            field="event",
+        )
+    return value
+
+
+def new_meter(
+    key: object,
+    *,
+    name: object,
+    unit: object,
+    aggregation: object,
+    events: Sequence[object] | None = None,
+    value_property: object = None,
+    filters: Mapping[str, object] | None = None,
+) -> Metric:
+    """A meter definition from raw fields, or InvalidInput naming the first bad one."""
+    if not isinstance(key, str) or not METRIC_KEY_PATTERN.fullmatch(key):
+        raise InvalidInput(
+            "key must be 1-64 lowercase letters, digits and _, starting with a letter",
+            field="key",
+        )
+    if aggregation not in METER_AGGREGATIONS:
+        allowed = ", ".join(METER_AGGREGATIONS)
+        raise InvalidInput(
+            f"aggregation must be one of {allowed}, got {aggregation!r:.40}", field="aggregation"
+        )
+    kind = Aggregation(str(aggregation))
+    names = list(events or [key])
+    if len(names) > MAX_METER_EVENTS:
+        raise InvalidInput(f"events has more than {MAX_METER_EVENTS} names", field="events")
+    checked = tuple(dict.fromkeys(validate_event_name(n) for n in names))
+    amount_from = None if value_property is None else validate_id(value_property, "value_property")
+    if amount_from is not None and kind is Aggregation.COUNT:
+        raise InvalidInput(
+            "a count reads no property: leave value_property out", field="value_property"
+        )
+    if filters is not None and len(filters) > MAX_FILTERS:
+        raise InvalidInput(f"filters has more than {MAX_FILTERS} properties", field="filters")
+    wanted: list[tuple[str, FilterValue]] = []
+    for prop, value in (filters or {}).items():
+        validate_id(prop, "a filter's property")
+        if not isinstance(value, str | int):
+            raise InvalidInput(
+                f"filters.{prop} must be text, a whole number or a boolean",
+                field=f"filters.{prop}",
+            )
+        wanted.append((prop, value))
+    return Metric(
+        key=key,
+        name=_required_text(name, "name", 128),
+        unit=_required_text(unit, "unit", 32),
+        aggregation=kind,
+        events=() if checked == (key,) else checked,
+        value_property=amount_from,
+        filters=tuple(sorted(wanted)),
+    )
+
+
+def _required_text(value: object, what: str, max_length: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} is required", field=what)
+    checked = validate_text(value, what, max_length)
+    assert checked is not None
+    return checked
+
+
+def meter_change(stored: Metric, new: Metric) -> Metric:
+    """`new` as the definition of the stored metric from now on, or InvalidInput: seats are
+    counted from members, and an aggregation never changes (usage already counted one way
+    would be read another: define a new metric)."""
+    if not stored.is_recordable:
+        raise InvalidInput(f"metric {stored.key!r} is counted from org members", field="key")
+    if new.aggregation is not stored.aggregation:
+        raise InvalidInput(
+            f"metric {stored.key!r} is a {stored.aggregation}; an aggregation cannot change "
+            "(define a new metric)",
+            field="aggregation",
+        )
+    return new
+
+
+def events_text(metric: Metric) -> str | None:
+    """How a meter's event names are stored: a JSON list, or NULL for its own key."""
+    return json.dumps(list(metric.events)) if metric.events else None
+
+
+def filters_text(metric: Metric) -> str | None:
+    """How a meter's filters are stored: a JSON object, or NULL for none."""
+    return json.dumps(dict(metric.filters), sort_keys=True) if metric.filters else None
+
+
+def meter_from_stored(
+    key: str,
+    name: str,
+    unit: str,
+    aggregation: str,
+    events: str | None,
+    value_property: str | None,
+    filters: str | None,
+) -> Metric:
+    """A metric as its row keeps it (see `events_text`, `filters_text`)."""
+    return Metric(
+        key=key,
+        name=name,
+        unit=unit,
+        aggregation=Aggregation(aggregation),
+        events=tuple(json.loads(events)) if events else (),
+        value_property=value_property,
+        filters=tuple(sorted(json.loads(filters).items())) if filters else (),
+    )
 
 
 def used_and_peak(metric: Metric, counter: int, members: int | None) -> tuple[int, int | None]:

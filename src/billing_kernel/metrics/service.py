@@ -4,12 +4,14 @@ changes only when an operator adds a metric."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import UnknownMetric
 from billing_kernel.metrics.repository import MetricRepository
-from billing_kernel.metrics.rules import Metric
+from billing_kernel.metrics.rules import Metric, meter_change
 
 CATALOGUE_TTL_SECONDS = 10.0
 """How long the metric catalogue is kept in memory: a new metric is seen within this."""
@@ -24,9 +26,12 @@ class CatalogueCache:
 
 
 class MetricService:
-    def __init__(self, transactions: Transactions, cache: CatalogueCache) -> None:
+    def __init__(
+        self, transactions: Transactions, cache: CatalogueCache, clock: Callable[[], datetime]
+    ) -> None:
         self._tx = transactions
         self._cache = cache
+        self._clock = clock
 
     async def catalogue(self, uow: UnitOfWork | None = None) -> list[Metric]:
         """Every metric, in display order, read at most every CATALOGUE_TTL_SECONDS."""
@@ -48,3 +53,17 @@ class MetricService:
     async def by_key(self, uow: UnitOfWork | None = None) -> dict[str, Metric]:
         """The catalogue as a mapping from metric key to metric."""
         return {metric.key: metric for metric in await self.catalogue(uow)}
+
+    async def define(self, meter: Metric) -> bool:
+        """Add `meter` to the catalogue, or make it the definition of the stored metric of its
+        key from now on (InvalidInput for a change `meter_change` refuses); True when it is
+        new. Events already counted stay as they were counted. This kernel sees it at once,
+        others within CATALOGUE_TTL_SECONDS."""
+        async with self._tx.begin() as unit:
+            metrics = MetricRepository(unit)
+            created = await metrics.insert(meter, self._clock())
+            if not created:
+                stored = {m.key: m for m in await metrics.list_metrics()}[meter.key]
+                await metrics.update(meter_change(stored, meter))
+        self._cache.metrics = None
+        return created

@@ -41,7 +41,7 @@ from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
 from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.usage.rules import Counter, CounterKey, StoredEvent, UsageEvent
+from billing_kernel.usage.rules import Counter, CounterKey, EventPosition, StoredEvent, UsageEvent
 
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
@@ -484,13 +484,15 @@ class UsageRepository:
         org_id: str,
         *,
         metric: str | None,
+        event: str | None,
         start: datetime | None,
         end: datetime | None,
-        after: tuple[datetime, str] | None,
+        after: EventPosition | None,
         limit: int,
     ) -> list[StoredEvent]:
-        """Up to `limit` of the org's events in time order (then key order) after the
-        position `after`, of one metric or all, that occurred from `start` until `end`."""
+        """Up to `limit` of the org's event lines in time order (then key and metric order)
+        after the position `after`, of one metric or all, of one event name or all, that
+        occurred from `start` until `end`."""
         e, sent = usage_lines.c, usage_events.c
         query = (
             select(
@@ -501,23 +503,30 @@ class UsageRepository:
                 sent.received_at,
                 e.invoice_id,
                 sent.properties,
+                case((sent.quantity.is_(None), sent.event)),
             )
             .select_from(_lines_with_events())
             .where(e.org_id == org_id)
-            .order_by(e.occurred_at, e.idempotency_key)
+            .order_by(e.occurred_at, e.idempotency_key, e.metric)
             .limit(limit)
         )
         if metric is not None:
             query = query.where(e.metric == metric)
+        if event is not None:
+            query = query.where(sent.event == event, sent.quantity.is_(None))
         if start is not None:
             query = query.where(e.occurred_at >= start)
         if end is not None:
             query = query.where(e.occurred_at < end)
         if after is not None:  # bound as the columns are stored (SQLite keeps times as text)
-            moment, key = after
+            moment, key, after_metric = after
             query = query.where(
-                tuple_(e.occurred_at, e.idempotency_key)
-                > tuple_(literal(moment, e.occurred_at.type), literal(key, e.idempotency_key.type))
+                tuple_(e.occurred_at, e.idempotency_key, e.metric)
+                > tuple_(
+                    literal(moment, e.occurred_at.type),
+                    literal(key, e.idempotency_key.type),
+                    literal(after_metric, e.metric.type),
+                )
             )
         return [StoredEvent(*row) for row in await self._conn.execute(query)]
 

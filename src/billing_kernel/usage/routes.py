@@ -11,7 +11,7 @@ from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from billing_kernel.common.validation import ID_PATTERN_TEXT
-from billing_kernel.usage.rules import RecordStatus, StoredEvent
+from billing_kernel.usage.rules import EventPosition, RecordStatus, StoredEvent
 from billing_kernel.usage.schemas import MAX_ECHO, UsageBatchIn, UsageBatchOut, UsageEventOut
 from billing_kernel.web.deps import KernelDep, OrgAdminOfPath, OrgId, UsageWriter
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, page_of
@@ -41,7 +41,8 @@ async def ingest_events(
     whole with 422 and writes nothing. Otherwise each event is judged alone: it is
     `accepted` (counted), `duplicate` (its idempotency key was seen with the same payload;
     counted once already) or `refused` with an error code (`invalid_input`,
-    `unknown_metric`, `org_not_found` when auto-creation is off, `idempotency_conflict`).
+    `unknown_metric`, `unknown_event`, `org_not_found` when auto-creation is off,
+    `idempotency_conflict`).
     The accepted events of a batch are committed together in one transaction; a refused
     event writes nothing. Resending a whole batch is always safe.
     """
@@ -83,13 +84,21 @@ EventCursor = Annotated[
     str | None,
     Query(
         max_length=400,
-        pattern=r"^[0-9]{1,16}\|.+$",
+        pattern=r"^[0-9]{1,16}\|[a-z0-9_]{1,64}\|.+$",
         description="`next_cursor` of the previous page; leave out for the first page.",
     ),
 ]
 MetricFilter = Annotated[
     str | None,
     Query(max_length=64, pattern=ID_PATTERN_TEXT, description="Only this metric's events."),
+]
+EventFilter = Annotated[
+    str | None,
+    Query(
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$",
+        description="Only events of this name (sent as `event`).",
+    ),
 ]
 Since = Annotated[
     QueryDateTime | None,
@@ -115,6 +124,7 @@ async def list_org_events(
     _key: OrgAdminOfPath,
     kernel: KernelDep,
     metric: MetricFilter = None,
+    event: EventFilter = None,
     from_: Since = None,
     to: Until = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -122,11 +132,13 @@ async def list_org_events(
 ) -> Page[UsageEventOut]:
     """Every usage event the org sent and the kernel counted, in the order they occurred
     (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
-    times, month, and the invoice that billed it. Needs `billing:admin`; 404 for an unknown
-    org or metric."""
+    times, month, properties, name, and the invoice that billed it. A named event appears
+    once per metric it counts toward (one that counted toward none, not at all). Needs
+    `billing:admin`; 404 for an unknown org or metric."""
     found = await kernel.usage.events(
         org_id,
         metric=metric,
+        event=event,
         start=from_,
         end=to,
         after=_position(cursor),
@@ -148,17 +160,20 @@ async def export_org_events(
     _key: OrgAdminOfPath,
     kernel: KernelDep,
     metric: MetricFilter = None,
+    event: EventFilter = None,
     from_: Since = None,
     to: Until = None,
 ) -> StreamingResponse:
     """The events `listOrgEvents` selects, all of them, as CSV with a header row, streamed a
     page at a time: a million rows never sit in memory. Needs `billing:admin`."""
     start, end = from_, to
-    await kernel.usage.events(org_id, metric=metric, start=start, end=end, limit=1)  # 404s first
+    await kernel.usage.events(org_id, metric=metric, limit=1)  # 404s first
 
     async def rows() -> AsyncIterator[str]:
         yield csv_line(CSV_COLUMNS)
-        async for page in kernel.usage.all_events(org_id, metric=metric, start=start, end=end):
+        async for page in kernel.usage.all_events(
+            org_id, metric=metric, event=event, start=start, end=end
+        ):
             yield "".join(
                 csv_line(
                     (
@@ -169,6 +184,7 @@ async def export_org_events(
                         e.received_at.isoformat(),
                         e.invoice_id or "",
                         e.properties or "",
+                        e.event or "",
                     )
                 )
                 for e in page
@@ -185,6 +201,7 @@ CSV_COLUMNS = (
     "received_at",
     "invoice_id",
     "properties",
+    "event",
 )
 
 
@@ -193,15 +210,16 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 def _cursor(event: StoredEvent) -> str:
-    """An event's position: its time in microseconds since 1970, and its key."""
-    occurred, key = event.position
-    return f"{(occurred - EPOCH) // MICROSECOND}|{key}"
+    """An event line's position: its time in microseconds since 1970, its metric (a metric
+    key has no `|`) and its key."""
+    occurred, key, metric = event.position
+    return f"{(occurred - EPOCH) // MICROSECOND}|{metric}|{key}"
 
 
-def _position(cursor: str | None) -> tuple[datetime, str] | None:
+def _position(cursor: str | None) -> EventPosition | None:
     """The position a cursor names (any the pattern admits: 16 digits stay within the
     years a datetime holds)."""
     if cursor is None:
         return None
-    micros, key = cursor.split("|", 1)
-    return EPOCH + int(micros) * MICROSECOND, key
+    micros, metric, key = cursor.split("|", 2)
+    return EPOCH + int(micros) * MICROSECOND, key, metric

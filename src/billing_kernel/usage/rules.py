@@ -18,7 +18,7 @@ from billing_kernel.common.validation import (
     validate_quantity,
 )
 from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
-from billing_kernel.metrics.rules import Metric
+from billing_kernel.metrics.rules import Metric, counting_meters, validate_event_name
 
 
 class RecordStatus(StrEnum):
@@ -48,11 +48,14 @@ class UsageReportLike(Protocol):
     def occurred_at(self) -> datetime | None: ...
     @property
     def properties(self) -> object: ...
+    @property
+    def event(self) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
-    """One usage event as a caller sent it, before validation."""
+    """One usage event as a caller sent it, before validation: a quantity of one metric, or
+    an `event` name whose metrics read its properties (`metric` and `quantity` None)."""
 
     org_id: object
     metric: object
@@ -60,6 +63,7 @@ class UsageReport:
     idempotency_key: object
     occurred_at: datetime | None = None
     properties: object = None
+    event: object = None
 
 
 MAX_PROPERTIES = 50
@@ -203,21 +207,48 @@ def new_usage_event(
     catalogue: Mapping[str, Metric],
     window: EventTimeWindow,
     properties: object = None,
+    event: object = None,
 ) -> UsageEvent:
-    """Validate raw event fields; raises InvalidInput (or UnknownMetric) naming the bad field."""
+    """Validate raw event fields; raises InvalidInput (or UnknownMetric, UnknownEvent) naming
+    the bad field. A named `event` counts toward each metric that counts it (see
+    `counting_meters`); otherwise `quantity` counts toward `metric`."""
     received = ensure_utc(received_at)
-    key = validate_metric(metric, catalogue).key
-    amount = validate_quantity(quantity)
+    org = validate_id(org_id, "org_id")
+    amount: int | None = None
+    if event is None:
+        if metric is None:
+            raise InvalidInput(
+                "an event needs `metric` and `quantity`, or an `event` name", field="metric"
+            )
+        name = validate_metric(metric, catalogue).key
+        amount = validate_quantity(quantity)
+    elif metric is not None or quantity is not None:
+        raise InvalidInput(
+            "an event has either an `event` name (its metrics read its properties) or "
+            "`metric` and `quantity`, not both",
+            field="event",
+        )
+    else:
+        name = validate_event_name(event)
+    key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+    occurred = received if occurred_at is None else window.check(occurred_at, received)
+    text = canonical_properties(properties)
+    lines: tuple[Line, ...]
+    if amount is not None:
+        lines = (Line(name, amount),)
+    else:
+        sent = properties if isinstance(properties, Mapping) else {}
+        lines = tuple(Line(m.key, units) for m, units in counting_meters(name, sent, catalogue))
     return UsageEvent(
-        org_id=validate_id(org_id, "org_id"),
-        name=key,
+        org_id=org,
+        name=name,
         quantity=amount,
-        idempotency_key=validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH),
-        occurred_at=received if occurred_at is None else window.check(occurred_at, received),
+        idempotency_key=key,
+        occurred_at=occurred,
         received_at=received,
         occurred_at_given=occurred_at is not None,
-        properties=canonical_properties(properties),
-        lines=(Line(key, amount),),
+        properties=text,
+        lines=lines,
     )
 
 
@@ -235,9 +266,14 @@ def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
     return dict(sorted(totals.items()))
 
 
+EventPosition = tuple[datetime, str, str]
+"""Where a line stands in an org's events: (occurred_at, idempotency_key, metric)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """A usage event as the kernel keeps it, read back."""
+    """A usage event as the kernel keeps it, read back: one of its lines (an event that
+    counts toward several metrics is read back once per metric)."""
 
     idempotency_key: str
     metric: str
@@ -248,11 +284,13 @@ class StoredEvent:
     """The invoice that billed it (None: not billed yet)."""
     properties: str | None = None
     """As sent, in canonical JSON text; None for none."""
+    event: str | None = None
+    """The event's name; None: the metric's key (it reported a quantity of that metric)."""
 
     @property
-    def position(self) -> tuple[datetime, str]:
-        """Where it stands in an org's events: by time, then by key."""
-        return self.occurred_at, self.idempotency_key
+    def position(self) -> EventPosition:
+        """Where it stands in an org's events: by time, then by key, then by metric."""
+        return self.occurred_at, self.idempotency_key, self.metric
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,12 +26,30 @@ from billing_kernel.web.schemas import (
 
 
 class UsageEventIn(StrictBody):
-    """One usage event. The JSON types are checked for the whole batch; the values (id
-    lengths, quantity range, metric, event time) are judged per event."""
+    """One usage event: a `quantity` of one `metric`, or a named `event` that each metric
+    counting that name reads from its `properties` (see `listMetrics`). The JSON types are
+    checked for the whole batch; the values (id lengths, quantity range, metric or event,
+    event time, properties) are judged per event."""
 
     org_id: str = Field(description="The product's org id, 1-64 characters.")
-    metric: str = Field(examples=["tokens"])
-    quantity: WholeNumber = Field(description=f"A whole number from 0 to {MAX_EVENT_QUANTITY}.")
+    metric: str | None = Field(
+        default=None,
+        description="With `quantity`: the metric it counts toward.",
+        examples=["tokens"],
+    )
+    quantity: WholeNumber | None = Field(
+        default=None, description=f"With `metric`: a whole number from 0 to {MAX_EVENT_QUANTITY}."
+    )
+    event: str | None = Field(
+        default=None,
+        description="Instead of `metric` and `quantity`: the event's name (letters, digits "
+        "and `. _ : / -`, up to 128). Every metric that counts it adds its amount: the sum "
+        "of a property, or 1 for a count; an event no metric counts is refused "
+        "(`unknown_event`), one whose amount property is missing or not a whole number is "
+        "refused (`invalid_input`), one that no metric's filters admit is accepted and "
+        "counts toward nothing.",
+        examples=["llm.completion"],
+    )
     idempotency_key: str = Field(
         description="1-255 characters, unique per org: a repeat counts once."
     )
@@ -104,6 +122,11 @@ class UsageEventOut(BaseModel):
         description="The invoice that billed it; null until its month's invoice is made."
     )
     properties: dict[str, Any] | None = Field(description="As sent; null for none.")
+    event: str | None = Field(
+        default=None,
+        description="The event's name, for one sent as `event`; null for a `metric` and "
+        "`quantity`.",
+    )
 
     @classmethod
     def of(cls, event: StoredEvent) -> UsageEventOut:
@@ -116,4 +139,5 @@ class UsageEventOut(BaseModel):
             period=f"{event.occurred_at:%Y-%m}",
             invoice_id=event.invoice_id,
             properties=None if event.properties is None else json.loads(event.properties),
+            event=event.event,
         )

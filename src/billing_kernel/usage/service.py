@@ -21,6 +21,7 @@ from billing_kernel.usage.repository import UsageRepository
 from billing_kernel.usage.rules import (
     CeilingWrite,
     CounterKey,
+    EventPosition,
     EventTimeWindow,
     RecordStatus,
     StoredEvent,
@@ -120,6 +121,7 @@ class UsageService:
                         catalogue=catalogue,
                         window=self._window,
                         properties=raw.properties,
+                        event=raw.event,
                     )
                 except BillingError as exc:
                     outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
@@ -150,7 +152,8 @@ class UsageService:
                     if status is not RecordStatus.CONFLICT
                     else IdempotencyConflict(
                         f"idempotency key {event.idempotency_key!r} was already used for org "
-                        f"{event.org_id!r} with a different metric, quantity or event time",
+                        f"{event.org_id!r} with another payload (event or metric, quantity, "
+                        "properties, or event time)",
                         org_id=event.org_id,
                         idempotency_key=event.idempotency_key,
                     )
@@ -176,7 +179,9 @@ class UsageService:
         first: dict[tuple[str, str], UsageEvent] = {}
         for event in events:  # a key repeated inside the batch is judged against its first use
             first.setdefault((event.org_id, event.idempotency_key), event)
-        inserted = await usage.insert_events(list(first.values()))
+        # In key order: concurrent batches sharing keys in other orders then wait on each
+        # other's rows in one order, instead of deadlocking.
+        inserted = await usage.insert_events([first[key] for key in sorted(first)])
         now = self._clock()
         increments = counter_increments(e for key, e in first.items() if key in inserted)
         readings = await usage.add_to_counters(increments, now)
@@ -378,16 +383,18 @@ class UsageService:
         org_id: str,
         *,
         metric: str | None = None,
+        event: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
-        after: tuple[datetime, str] | None = None,
+        after: EventPosition | None = None,
         limit: int = 50,
         uow: UnitOfWork | None = None,
     ) -> list[StoredEvent]:
-        """Up to `limit` of the org's usage events in the order they occurred (then by key),
-        after the position `after` (an event's `position`): of one metric or all, that
-        occurred from `start` (included) until `end` (not). OrgNotFound for an unknown org,
-        UnknownMetric for a metric not in the catalogue."""
+        """Up to `limit` of the org's usage events in the order they occurred (then by key,
+        each once per metric it counts toward), after the position `after` (an event's
+        `position`): of one metric or all, of one event name or all, that occurred from
+        `start` (included) until `end` (not). OrgNotFound for an unknown org, UnknownMetric
+        for a metric not in the catalogue."""
         async with self._tx.read(uow) as unit:
             await self._orgs.require(org_id, unit)
             if metric is not None:
@@ -395,6 +402,7 @@ class UsageService:
             return await UsageRepository(unit).events(
                 org_id,
                 metric=metric,
+                event=event,
                 start=None if start is None else ensure_utc(start),
                 end=None if end is None else ensure_utc(end),
                 after=after,
@@ -406,6 +414,7 @@ class UsageService:
         org_id: str,
         *,
         metric: str | None = None,
+        event: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
         page: int = EXPORT_PAGE,
@@ -415,7 +424,7 @@ class UsageService:
         after = None
         while True:
             found = await self.events(
-                org_id, metric=metric, start=start, end=end, after=after, limit=page
+                org_id, metric=metric, event=event, start=start, end=end, after=after, limit=page
             )
             if found:
                 yield found

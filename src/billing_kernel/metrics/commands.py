@@ -1,0 +1,77 @@
+"""`billing-kernel metrics ...`: the metric catalogue, and defining what a metric counts."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from billing_kernel.commands import fail, with_kernel
+from billing_kernel.errors import InvalidInput
+from billing_kernel.metrics.rules import Metric, new_meter
+
+metrics_app = typer.Typer(help="Metrics and what each counts.", no_args_is_help=True)
+
+
+def describe(metric: Metric) -> str:
+    """One line: key, aggregation, what it counts."""
+    if not metric.is_recordable:
+        return f"{metric.key:<20} {metric.aggregation:<6} org members ({metric.unit})"
+    amount = "" if metric.aggregation != "sum" else f" of {metric.value_property or 'value'}"
+    where = "".join(f" {name}={json.dumps(value)}" for name, value in metric.filters)
+    names = ", ".join(metric.listens_to)
+    return (
+        f"{metric.key:<20} {metric.aggregation}{amount} over events {names}"
+        f"{' where' + where if where else ''} ({metric.unit})"
+    )
+
+
+@metrics_app.command("list")
+def metrics_list() -> None:
+    """Every metric, in display order, with what it counts."""
+    for metric in with_kernel(lambda kernel: kernel.metrics.catalogue()):
+        typer.echo(describe(metric))
+
+
+@metrics_app.command("define")
+def metrics_define(
+    key: str,
+    name: Annotated[str, typer.Option(help="What people read, e.g. 'LLM tokens'.")],
+    unit: Annotated[str, typer.Option(help="e.g. tokens, runs.")],
+    aggregation: Annotated[str, typer.Option(help="sum or count.")] = "sum",
+    event: Annotated[
+        list[str] | None, typer.Option(help="An event name it counts (repeat; default: KEY).")
+    ] = None,
+    value_property: Annotated[
+        str | None, typer.Option(help="A sum's amount property (default: value, else quantity).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PROPERTY=JSON: count only events with it (repeat), e.g. model='\"gpt-5\"'."
+        ),
+    ] = None,
+) -> None:
+    """Add a metric, or change which events an existing one counts (from now on)."""
+    filters: dict[str, object] = {}
+    for condition in where or []:
+        prop, sep, value = condition.partition("=")
+        try:
+            filters[prop] = json.loads(value) if sep else None
+        except json.JSONDecodeError:
+            filters[prop] = value  # plain text: model=gpt-5
+    try:
+        meter = new_meter(
+            key,
+            name=name,
+            unit=unit,
+            aggregation=aggregation,
+            events=event,
+            value_property=value_property,
+            filters=filters,
+        )
+    except InvalidInput as exc:
+        fail(exc.message)
+    created = with_kernel(lambda kernel: kernel.metrics.define(meter))
+    typer.echo(f"{'defined' if created else 'changed'}: {describe(meter)}")

@@ -1,0 +1,249 @@
+"""Metrics as meters over HTTP: defining one, sending named events it counts, and reading
+them back. On a database of this module's own: the catalogue is every org's."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from billing_kernel.auth.rules import Scope
+from billing_kernel.config import Settings
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from billing_kernel.metrics.rules import Metric
+from tests.api.conftest import Api, app_for
+from tests.conftest import new_id
+
+pytestmark = pytest.mark.anyio
+METRICS = "/api/v1/billing/metrics"
+EVENTS = "/api/v1/usage/events"
+TOKENS = {
+    "name": "LLM tokens",
+    "unit": "tokens",
+    "aggregation": "sum",
+    "events": ["llm.completion"],
+    "value_property": "total_tokens",
+}
+
+
+@pytest.fixture
+async def api(module_database_url: str) -> AsyncIterator[Api]:
+    database = Database(module_database_url)
+    async with app_for(database) as client:
+        yield Api(client, Kernel(database, Settings(database_url=module_database_url)), database)
+    await database.dispose()
+
+
+async def define(api: Api, key: str, **body: Any) -> Any:
+    admin = await api.key(Scope.BILLING_ADMIN)
+    return await api.client.put(f"{METRICS}/{key}", json=body, headers=admin)
+
+
+async def tokens_and_calls(api: Api) -> tuple[str, str, str]:
+    """Two new metrics that count a new event name: the sum of its `total_tokens`, and how
+    many; their keys and the name."""
+    tokens, calls = new_id("t").replace("-", "_"), new_id("c").replace("-", "_")
+    event = new_id("llm.completion")
+    assert (await define(api, tokens, **TOKENS | {"events": [event]})).status_code == 201
+    counted = {"name": "Calls", "unit": "calls", "aggregation": "count", "events": [event]}
+    assert (await define(api, calls, **counted)).status_code == 201
+    return tokens, calls, event
+
+
+async def stored_catalogue(api: Api) -> list[Metric]:
+    """The catalogue as stored now (a new kernel: nothing cached)."""
+    return await Kernel(
+        api.database, Settings(database_url=str(api.database.url))
+    ).metrics.catalogue()
+
+
+def named(org_id: str, key: str, event: str = "llm.completion", **properties: Any) -> Any:
+    return {"org_id": org_id, "idempotency_key": key, "event": event, "properties": properties}
+
+
+async def test_a_metric_is_defined_then_changed_and_listed(api: Api) -> None:
+    key = new_id("m").replace("-", "_")
+    created = await define(api, key, **TOKENS)
+    assert created.status_code == 201, created.text
+    assert created.json() == {
+        "key": key,
+        "name": "LLM tokens",
+        "unit": "tokens",
+        "aggregation": "sum",
+        "events": ["llm.completion"],
+        "value_property": "total_tokens",
+        "filters": {},
+        "recordable": True,
+    }
+    changed = await define(api, key, **TOKENS | {"filters": {"model": "gpt-5", "cached": False}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["filters"] == {"cached": False, "model": "gpt-5"}
+    reader = await api.key(Scope.QUOTA_CHECK)
+    listed = (await api.client.get(METRICS, headers=reader)).json()["metrics"]
+    assert [m["key"] for m in listed][:3] == ["tokens", "playbook_runs", "seats"]
+    assert [m for m in listed if m["key"] == key] == [changed.json()]
+    seats = next(m for m in listed if m["key"] == "seats")
+    assert (seats["aggregation"], seats["events"], seats["recordable"]) == ("seats", [], False)
+    tokens = next(m for m in listed if m["key"] == "tokens")
+    assert (tokens["events"], tokens["value_property"]) == (["tokens"], None)
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "field"),
+    [
+        ("seats", {"name": "Seats", "unit": "seats", "aggregation": "sum"}, "key"),
+        ("tokens", {"name": "Tokens", "unit": "tokens", "aggregation": "count"}, "aggregation"),
+        ("calls", {"name": "C", "unit": "c", "aggregation": "count", "value_property": "n"}, None),
+        ("calls", {"name": "C", "unit": "c", "aggregation": "sum", "events": ["a b"]}, "event"),
+    ],
+)
+async def test_a_definition_the_rules_refuse_is_a_422_that_writes_nothing(
+    api: Api, key: str, body: dict[str, Any], field: str | None
+) -> None:
+    before = await stored_catalogue(api)
+    refused = await define(api, key, **body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "invalid_input"
+    if field is not None:
+        assert refused.json()["errors"][0]["location"] == field
+    assert await stored_catalogue(api) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "C", "unit": "c", "aggregation": "avg"},
+        {"name": "C", "unit": "c", "aggregation": "sum", "filters": {"x": 1.5}},
+        {"name": "C", "unit": "c"},
+        {"name": "C", "unit": "c", "aggregation": "sum", "extra": 1},
+    ],
+)
+async def test_a_body_of_the_wrong_shape_is_a_422(api: Api, body: dict[str, Any]) -> None:
+    assert (await define(api, "calls", **body)).status_code == 422
+
+
+async def test_only_a_deployment_admin_defines_metrics(api: Api) -> None:
+    for scopes, org in (((Scope.QUOTA_CHECK,), None), ((Scope.BILLING_ADMIN,), new_id())):
+        headers = await api.key(*scopes, org_id=org)
+        answer = await api.client.put(f"{METRICS}/calls", json=TOKENS, headers=headers)
+        assert answer.status_code == 403, answer.text
+
+
+async def test_named_events_count_toward_each_metric_and_read_back_per_line(api: Api) -> None:
+    tokens, calls, event = await tokens_and_calls(api)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    batch = [
+        named(org_id, "a", event, total_tokens=1200, model="gpt-5"),
+        named(org_id, "b", event, total_tokens=800),
+        named(org_id, "a", event, total_tokens=1200, model="gpt-5"),  # a repeat
+        named(org_id, "c", event, model="gpt-5"),  # no amount: refused whole
+        named(org_id, "d", "llm.unknown", total_tokens=5),
+        named(org_id, "e", event, total_tokens=5) | {"metric": "tokens"},
+        {"org_id": org_id, "idempotency_key": "f"},
+    ]
+    body = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [r["status"] for r in body["results"]] == [
+        "accepted",
+        "accepted",
+        "duplicate",
+        "refused",
+        "refused",
+        "refused",
+        "refused",
+    ]
+    errors = [r["error"] and r["error"]["code"] for r in body["results"]]
+    assert errors[3:] == ["invalid_input", "unknown_event", "invalid_input", "invalid_input"]
+    assert "total_tokens" in body["results"][3]["error"]["detail"]
+    usage = await api.kernel.summary.period_usage(org_id)
+    assert (usage.used[tokens], usage.used[calls]) == (2000, 2)
+
+    admin = await api.key(Scope.BILLING_ADMIN)
+    seen, cursor = [], None
+    while True:  # one line a page: the cursor walks the lines of one event too
+        params = {"limit": 1, "event": event} | ({"cursor": cursor} if cursor else {})
+        page = (
+            await api.client.get(f"/api/v1/orgs/{org_id}/events", params=params, headers=admin)
+        ).json()
+        seen += [
+            (e["idempotency_key"], e["metric"], e["quantity"], e["event"]) for e in page["data"]
+        ]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(
+        [
+            ("a", tokens, 1200, event),
+            ("a", calls, 1, event),
+            ("b", tokens, 800, event),
+            ("b", calls, 1, event),
+        ]
+    )
+    exported = await api.client.get(
+        f"/api/v1/orgs/{org_id}/events.csv", params={"metric": calls}, headers=admin
+    )
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [(r["idempotency_key"], r["quantity"], r["event"]) for r in rows] == [
+        ("a", "1", event),
+        ("b", "1", event),
+    ]
+    other = await api.client.get(
+        f"/api/v1/orgs/{org_id}/events", params={"event": "llm.other"}, headers=admin
+    )
+    assert other.json()["data"] == []
+
+
+async def test_an_event_its_filters_leave_out_is_accepted_and_counts_nothing(api: Api) -> None:
+    gpt = new_id("g").replace("-", "_")
+    event = new_id("chat")
+    body = TOKENS | {"events": [event], "filters": {"model": "gpt-5"}}
+    assert (await define(api, gpt, **body)).status_code == 201
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    batch = [
+        named(org_id, "x", event, model="claude"),  # no amount, and none needed
+        named(org_id, "y", event, model="gpt-5", total_tokens=10),
+    ]
+    answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert answer["accepted"] == 2, answer
+    assert (await api.kernel.summary.period_usage(org_id)).used[gpt] == 10
+    again = named(org_id, "x", event, model="gpt-5", total_tokens=3)  # the key, reused
+    reused = (await api.client.post(EVENTS, json={"events": [again]}, headers=writer)).json()
+    assert reused["results"][0]["error"]["code"] == "idempotency_conflict"
+
+
+async def test_the_protocols_send_named_events_that_metrics_map(api: Api) -> None:
+    """OpenMeter's event type `llm.completion` (not a metric key) counts toward the metrics
+    that count it, each reading its amount as defined; errors name OpenMeter's `data`."""
+    tokens, calls, event = await tokens_and_calls(api)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE) | {"Content-Type": "application/cloudevents+json"}
+
+    def cloud_event(key: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": key,
+            "source": "app",
+            "type": event,
+            "subject": org_id,
+            "data": data,
+        }
+
+    path = "/compat/openmeter/api/v1/events"
+    sent = await api.client.post(
+        path, json=cloud_event("e1", {"total_tokens": 700, "model": "gpt-5"}), headers=writer
+    )
+    assert sent.status_code == 204, sent.text
+    usage = await api.kernel.summary.period_usage(org_id)
+    assert (usage.used[tokens], usage.used[calls]) == (700, 1)
+    refused = await api.client.post(
+        path, json=cloud_event("e2", {"total_tokens": "lots"}), headers=writer
+    )
+    assert refused.status_code == 400
+    assert "data.total_tokens must be a whole number" in refused.text
+    usage = await api.kernel.summary.period_usage(org_id)
+    assert (usage.used[tokens], usage.used[calls]) == (700, 1)

@@ -1,0 +1,442 @@
+"""Meters: which events a metric counts, what each adds, and how a definition is checked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.common.validation import MAX_EVENT_QUANTITY
+from billing_kernel.errors import InvalidInput, UnknownEvent, UnknownMetric
+from billing_kernel.metrics.rules import (
+    DEFAULT_METRICS,
+    MAX_FILTERS,
+    MAX_METER_EVENTS,
+    Aggregation,
+    Metric,
+    counting_meters,
+    either,
+    events_text,
+    filters_text,
+    meter_change,
+    meter_from_stored,
+    new_meter,
+    validate_event_name,
+    whole_number,
+)
+from billing_kernel.usage.rules import EventTimeWindow, Line, new_usage_event
+
+TOKENS = Metric(
+    "llm_tokens", "LLM tokens", "tokens", events=("llm.completion",), value_property="tokens"
+)
+CALLS = Metric("llm_calls", "LLM calls", "calls", Aggregation.COUNT, events=("llm.completion",))
+GPT = Metric(
+    "gpt_tokens",
+    "GPT tokens",
+    "tokens",
+    events=("llm.completion", "llm.chat"),
+    value_property="tokens",
+    filters=(("model", "gpt-5"), ("paid", True)),
+)
+CATALOGUE = {m.key: m for m in (*DEFAULT_METRICS, TOKENS, CALLS, GPT)}
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+WINDOW = EventTimeWindow(max_clock_skew=timedelta(minutes=5), max_age=timedelta(days=35))
+
+
+def meter(**fields: Any) -> Metric:
+    given = {"name": "Calls", "unit": "calls", "aggregation": "sum"} | fields
+    return new_meter(given.pop("key", "calls"), **given)
+
+
+def test_an_event_counts_toward_every_metric_that_counts_its_name_and_admits_it() -> None:
+    sent = {"tokens": 1200, "model": "gpt-5", "paid": True}
+    assert counting_meters("llm.completion", sent, CATALOGUE) == [
+        (GPT, 1200),
+        (CALLS, 1),
+        (TOKENS, 1200),
+    ]
+    assert counting_meters("llm.chat", sent, CATALOGUE) == [(GPT, 1200)]
+    other_model = sent | {"model": "claude"}
+    assert counting_meters("llm.completion", other_model, CATALOGUE) == [
+        (CALLS, 1),
+        (TOKENS, 1200),
+    ]
+    assert counting_meters("llm.chat", other_model, CATALOGUE) == []  # accepted, counts nothing
+
+
+def test_a_metric_without_event_names_counts_events_named_by_its_key() -> None:
+    assert counting_meters("tokens", {"value": 7}, CATALOGUE) == [(CATALOGUE["tokens"], 7)]
+    assert counting_meters("tokens", {"quantity": 8}, CATALOGUE) == [(CATALOGUE["tokens"], 8)]
+    assert counting_meters("tokens", {"value": 7, "quantity": 8}, CATALOGUE)[0][1] == 7
+    with pytest.raises(InvalidInput) as refused:
+        counting_meters("tokens", {"amount": 7}, CATALOGUE)
+    assert refused.value.details["field"] == "properties.value"
+    assert "`value` (or `quantity`)" in refused.value.message
+
+
+def test_an_event_no_metric_counts_is_unknown_and_names_those_that_are_counted() -> None:
+    with pytest.raises(UnknownEvent) as refused:
+        counting_meters("llm.embed", {}, CATALOGUE)
+    assert isinstance(refused.value, UnknownMetric)
+    assert refused.value.code == "unknown_event"
+    assert refused.value.details["field"] == "event"
+    assert refused.value.message == (
+        "no metric counts events named 'llm.embed'; counted: llm.chat, llm.completion, "
+        "playbook_runs, tokens"
+    )
+    with pytest.raises(UnknownEvent):
+        counting_meters("seats", {"value": 1}, CATALOGUE)
+
+
+@pytest.mark.parametrize(
+    ("value", "admitted"),
+    [("gpt-5", True), ("GPT-5", False), ("gpt-5 ", False), (5, False), (None, False)],
+)
+def test_a_text_filter_admits_only_that_exact_text(value: object, admitted: bool) -> None:
+    sent = {"model": value, "paid": True}
+    assert GPT.counts(sent) is admitted
+    assert GPT.counts({"paid": True}) is False  # absent is not a match
+
+
+@pytest.mark.parametrize(
+    ("wanted", "value", "admitted"),
+    [
+        (True, True, True),
+        (True, 1, False),
+        (1, True, False),
+        (False, 0, False),
+        (0, False, False),
+        (1, 1, True),
+        (1, 1.0, False),
+        (1, "1", False),
+        ("1", 1, False),
+        (False, False, True),
+    ],
+)
+def test_filters_compare_json_values_with_their_types(
+    wanted: object, value: object, admitted: bool
+) -> None:
+    metric = Metric("m", "M", "u", filters=(("x", wanted),))  # type: ignore[arg-type]
+    assert metric.counts({"x": value}) is admitted
+
+
+def test_every_filter_must_hold() -> None:
+    assert GPT.counts({"model": "gpt-5", "paid": True, "region": "eu"})
+    assert not GPT.counts({"model": "gpt-5", "paid": False})
+    assert not GPT.counts({"model": "gpt-5"})
+    assert TOKENS.counts({})  # no filters: every event
+
+
+@pytest.mark.parametrize(
+    ("value", "amount"),
+    [(0, 0), (1200, 1200), (3.0, 3), ("45", 45), (MAX_EVENT_QUANTITY, MAX_EVENT_QUANTITY)],
+)
+def test_a_sum_adds_its_amount_propertys_whole_number(value: object, amount: int) -> None:
+    assert TOKENS.amount({"tokens": value}) == amount
+    assert CALLS.amount({"tokens": value}) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (-1, r"^properties\.tokens must be from 0 to 1000000000000, got -1$"),
+        (MAX_EVENT_QUANTITY + 1, r"^properties\.tokens must be from 0 to 1000000000000, got "),
+        (1.5, r"^properties\.tokens must be a whole number, got 1\.5$"),
+        (True, r"^properties\.tokens must be a whole number, got True$"),
+        ("12a", "whole number"),
+        (None, "whole number"),
+        ([3], "whole number"),
+    ],
+)
+def test_an_amount_that_is_not_a_whole_number_in_range_is_refused(
+    value: object, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message) as refused:
+        TOKENS.amount({"tokens": value})
+    assert refused.value.details["field"] == "properties.tokens"
+
+
+def test_a_sum_without_its_property_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        TOKENS.amount({"value": 3})
+    assert refused.value.message == (
+        "metric 'llm_tokens' sums property `tokens`, which the event does not have"
+    )
+    assert refused.value.details["field"] == "properties.tokens"
+    assert CALLS.amount({}) == 1
+
+
+def test_a_refused_amount_refuses_the_whole_event_even_for_metrics_it_would_count() -> None:
+    with pytest.raises(InvalidInput):
+        counting_meters("llm.completion", {"model": "claude"}, CATALOGUE)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0, 0), (12, 12), (3.0, 3), ("0", 0), ("120", 120), (-4, -4), (2**40, 2**40)],
+)
+def test_whole_numbers_in_the_shapes_clients_send(value: object, expected: int) -> None:
+    assert whole_number(value, "f") == expected
+    assert type(whole_number(value, "f")) is int
+
+
+@pytest.mark.parametrize("value", [1.5, "1.5", "", " 1", "1e3", "-1", True, False, None, [1], "x"])
+def test_what_is_not_a_whole_number_names_its_field(value: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        whole_number(value, "payload.value")
+    assert refused.value.details["field"] == "payload.value"
+    assert refused.value.message.startswith("payload.value must be a whole number, got ")
+
+
+def test_a_bad_amount_is_not_skipped_for_the_next_property() -> None:
+    tokens = CATALOGUE["tokens"]
+    with pytest.raises(InvalidInput) as refused:
+        tokens.amount({"value": "x", "quantity": 9})
+    assert refused.value.details["field"] == "properties.value"
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "llm.completion", "API/request:v2", "run-1_x", "9lives", "x" * 128]
+)
+def test_event_names(name: str) -> None:
+    assert validate_event_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", ".x", "-x", "x y", "x" * 129, "é", None, 3, "a\n"])
+def test_what_is_not_an_event_name(name: object) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        validate_event_name(name)
+    assert refused.value.details["field"] == "event"
+    assert refused.value.message == (
+        "event must be 1-128 letters, digits and . _ : / - , starting with a letter or "
+        f"digit, got {name!r:.40}"
+    )
+
+
+def test_either_lists_the_properties_an_amount_is_read_from() -> None:
+    assert either(["value"]) == "`value`"
+    assert either(["value", "quantity", "n"]) == "`value` (or `quantity`) (or `n`)"
+
+
+def test_a_definition_keeps_what_it_was_given() -> None:
+    defined = meter(
+        key="gpt_tokens",
+        name="GPT tokens",
+        unit="tokens",
+        events=["llm.completion", "llm.chat", "llm.completion"],
+        value_property="tokens",
+        filters={"paid": True, "model": "gpt-5"},
+    )
+    assert defined == Metric(
+        "gpt_tokens",
+        "GPT tokens",
+        "tokens",
+        Aggregation.SUM,
+        events=("llm.completion", "llm.chat"),
+        value_property="tokens",
+        filters=(("model", "gpt-5"), ("paid", True)),
+    )
+    assert defined.listens_to == ("llm.completion", "llm.chat")
+    assert defined.is_recordable
+
+
+def test_a_definition_counting_its_own_key_stores_no_names() -> None:
+    assert meter(events=["calls"]).events == ()
+    assert meter().events == ()
+    assert meter().listens_to == ("calls",)
+    assert meter(aggregation="count").aggregation is Aggregation.COUNT
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        (
+            {"key": "Calls"},
+            "key",
+            "^key must be 1-64 lowercase letters, digits and _, starting with a letter$",
+        ),
+        ({"key": "1calls"}, "key", "starting with a letter"),
+        ({"key": "c" * 65}, "key", "1-64"),
+        ({"key": 3}, "key", "lowercase"),
+        ({"aggregation": "seats"}, "aggregation", "one of sum, count, got 'seats'"),
+        ({"aggregation": "avg"}, "aggregation", "one of sum, count"),
+        ({"events": ["x y"]}, "event", "event must be"),
+        ({"events": [f"e{n}" for n in range(MAX_METER_EVENTS + 1)]}, "events", "more than 20"),
+        ({"value_property": ""}, "value_property", "value_property"),
+        (
+            {"aggregation": "count", "value_property": "n"},
+            "value_property",
+            "^a count reads no property: leave value_property out$",
+        ),
+        ({"filters": {"m": 1.5}}, "filters.m", "text, a whole number or a boolean"),
+        ({"filters": {"m": None}}, "filters.m", "text, a whole number or a boolean"),
+        ({"filters": {"m": [1]}}, "filters.m", "text, a whole number or a boolean"),
+        ({"filters": {"": "x"}}, None, "^a filter's property must be"),
+        (
+            {"filters": {f"p{n}": n for n in range(MAX_FILTERS + 1)}},
+            "filters",
+            "more than 10",
+        ),
+        ({"name": ""}, "name", "name is required"),
+        ({"name": "  "}, "name", "name is required"),
+        ({"name": None}, "name", "name is required"),
+        ({"name": "n" * 129}, "name", "at most 128"),
+        ({"unit": ""}, "unit", "unit is required"),
+        ({"unit": "u" * 33}, "unit", "at most 32"),
+    ],
+)
+def test_a_bad_definition_is_refused_naming_the_field(
+    fields: dict[str, Any], field: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message) as refused:
+        meter(**fields)
+    if field is not None:
+        assert refused.value.details["field"] == field
+
+
+def test_the_limits_themselves_are_allowed() -> None:
+    names = [f"e{n}" for n in range(MAX_METER_EVENTS)]
+    assert len(meter(events=names).events) == MAX_METER_EVENTS
+    wanted = {f"p{n}": n for n in range(MAX_FILTERS)}
+    assert len(meter(filters=wanted).filters) == MAX_FILTERS
+    assert meter(key="c" * 64).key == "c" * 64
+    assert meter(name="n" * 128, unit="u" * 32).unit == "u" * 32
+
+
+def test_a_definition_may_change_what_it_counts_but_not_how_it_aggregates() -> None:
+    stored = meter()
+    renamed = meter(name="API calls", events=["api.call"], filters={"ok": True})
+    assert meter_change(stored, renamed) is renamed
+    with pytest.raises(InvalidInput) as refused:
+        meter_change(stored, meter(aggregation="count"))
+    assert refused.value.details["field"] == "aggregation"
+    assert refused.value.message == (
+        "metric 'calls' is a sum; an aggregation cannot change (define a new metric)"
+    )
+    seats = {m.key: m for m in DEFAULT_METRICS}["seats"]
+    with pytest.raises(
+        InvalidInput, match=r"^metric 'seats' is counted from org members$"
+    ) as not_a_meter:
+        meter_change(seats, meter(key="seats"))
+    assert not_a_meter.value.details["field"] == "key"
+
+
+def test_filters_are_stored_as_one_json_object_by_property() -> None:
+    unsorted = Metric("m", "M", "u", filters=(("tier", 2), ("model", "gpt-5")))
+    assert filters_text(unsorted) == '{"model": "gpt-5", "tier": 2}'
+    assert events_text(Metric("m", "M", "u", events=("a", "b"))) == '["a", "b"]'
+
+
+@given(
+    events=st.lists(st.sampled_from(["a.b", "c", "d/e"]), max_size=3, unique=True),
+    prop=st.none() | st.sampled_from(["tokens", "n"]),
+    counts=st.booleans(),
+    filters=st.dictionaries(
+        st.sampled_from(["model", "paid", "tier"]),
+        st.sampled_from(["gpt-5", "", "x y", "é"]) | st.integers(-5, 5) | st.booleans(),
+        max_size=3,
+    ),
+)
+def test_a_definition_reads_back_as_stored(
+    events: list[str], prop: str | None, counts: bool, filters: dict[str, Any]
+) -> None:
+    kind = {"aggregation": "count"} if counts else {"value_property": prop}
+    defined = meter(events=events or None, filters=filters, **kind)
+    stored = meter_from_stored(
+        defined.key,
+        defined.name,
+        defined.unit,
+        defined.aggregation.value,
+        events_text(defined),
+        defined.value_property,
+        filters_text(defined),
+    )
+    assert stored == defined
+    assert (events_text(defined) is None) is (defined.events == ())
+    assert (filters_text(defined) is None) is (filters == {})
+
+
+def named(**fields: Any) -> Any:
+    sent: dict[str, Any] = {
+        "org_id": "org-1",
+        "metric": None,
+        "quantity": None,
+        "idempotency_key": "k-1",
+        "occurred_at": None,
+        "event": "llm.completion",
+        "properties": {"tokens": 900, "model": "gpt-5", "paid": True},
+    } | fields
+    return new_usage_event(**sent, received_at=NOW, catalogue=CATALOGUE, window=WINDOW)
+
+
+def test_a_named_event_carries_a_line_per_metric_and_no_quantity() -> None:
+    made = named()
+    assert (made.org_id, made.idempotency_key) == ("org-1", "k-1")
+    assert (made.name, made.quantity) == ("llm.completion", None)
+    assert made.lines == (
+        Line("gpt_tokens", 900),
+        Line("llm_calls", 1),
+        Line("llm_tokens", 900),
+    )
+    assert made.properties == '{"model":"gpt-5","paid":true,"tokens":900}'
+    assert named(properties={"tokens": 1, "model": "x"}).lines == (
+        Line("llm_calls", 1),
+        Line("llm_tokens", 1),
+    )
+
+
+def test_a_report_of_a_quantity_is_one_line_of_its_metric() -> None:
+    made = named(event=None, metric="llm_calls", quantity=4, properties=None)
+    assert (made.name, made.quantity, made.lines) == ("llm_calls", 4, (Line("llm_calls", 4),))
+
+
+def test_an_event_is_a_named_event_or_a_report_of_a_quantity() -> None:
+    with pytest.raises(InvalidInput) as both:
+        named(metric="tokens", quantity=3)
+    assert both.value.message == (
+        "an event has either an `event` name (its metrics read its properties) or "
+        "`metric` and `quantity`, not both"
+    )
+    with pytest.raises(InvalidInput) as neither:
+        named(event=None)
+    assert neither.value.message == "an event needs `metric` and `quantity`, or an `event` name"
+    with pytest.raises(InvalidInput) as bare:
+        named(properties=None)  # a metric that sums one of them counts it
+    assert bare.value.details["field"] == "properties.tokens"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"metric": "tokens"}, "event"),
+        ({"quantity": 3}, "event"),
+        ({"event": None}, "metric"),
+        ({"event": "x y"}, "event"),
+        ({"properties": {"model": "gpt-5"}}, "properties.tokens"),
+        ({"properties": "tokens=3"}, "properties"),
+        ({"org_id": ""}, "org_id"),
+    ],
+)
+def test_a_named_event_is_refused_naming_what_is_wrong(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        named(**fields)
+    assert refused.value.details["field"] == field
+
+
+def test_a_named_event_without_properties_counts_only_where_it_needs_none() -> None:
+    catalogue = {"runs": Metric("runs", "Runs", "runs", Aggregation.COUNT, events=("run",))}
+    made = new_usage_event(
+        org_id="o",
+        metric=None,
+        quantity=None,
+        idempotency_key="k",
+        occurred_at=None,
+        received_at=NOW,
+        catalogue=catalogue,
+        window=WINDOW,
+        event="run",
+    )
+    assert (made.properties, made.lines) == (None, (Line("runs", 1),))

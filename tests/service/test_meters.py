@@ -1,0 +1,268 @@
+"""Meters over real databases: random streams of named events, with repeats and times out of
+order, counted exactly as a plain-Python reference counts them; concurrent senders of the
+same events count each once. Each backend gets a database of its own: the meters defined
+here would otherwise show in every other test's catalogue."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.database import Database
+from billing_kernel.errors import InvalidInput
+from billing_kernel.kernel import Kernel
+from billing_kernel.metrics.rules import Metric, new_meter
+from billing_kernel.usage.rules import RecordStatus, UsageReport
+from tests.conftest import Clock, make_kernel, new_id
+
+NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
+METERS = (
+    new_meter(
+        "llm_tokens",
+        name="LLM tokens",
+        unit="tokens",
+        aggregation="sum",
+        events=["llm.completion", "llm.chat"],
+        value_property="tokens",
+    ),
+    new_meter(
+        "llm_calls", name="LLM calls", unit="calls", aggregation="count", events=["llm.completion"]
+    ),
+    new_meter(
+        "gpt_tokens",
+        name="GPT tokens",
+        unit="tokens",
+        aggregation="sum",
+        events=["llm.completion"],
+        value_property="tokens",
+        filters={"model": "gpt-5", "cached": False},
+    ),
+    new_meter(
+        "workflow_runs",
+        name="Workflow runs",
+        unit="runs",
+        aggregation="count",
+        events=["workflow.run", "workflow.retry"],
+    ),
+)
+NAMES = ("llm.completion", "llm.chat", "workflow.run", "workflow.retry")
+
+
+@pytest.fixture(scope="module")
+def meter_url(module_database_url: str) -> str:
+    """A database of this module's own, with METERS defined."""
+
+    async def define() -> None:
+        database = Database(module_database_url)
+        try:
+            kernel = make_kernel(database, Clock(NOW))
+            for meter in METERS:
+                await kernel.metrics.define(meter)
+        finally:
+            await database.dispose()
+
+    asyncio.run(define())
+    return module_database_url
+
+
+@dataclass(frozen=True)
+class Sent:
+    key: str
+    name: str
+    properties: dict[str, Any]
+    days_ago: int
+
+
+def amount(meter: Metric, sent: Sent) -> int | None:
+    """What `sent` adds to `meter`, worked out plainly (None: it counts nothing there)."""
+    if sent.name not in meter.listens_to:
+        return None
+    for prop, wanted in meter.filters:
+        value = sent.properties.get(prop, object())
+        if type(value) is not type(wanted) or value != wanted:
+            return None
+    if meter.aggregation == "count":
+        return 1
+    return sent.properties[meter.value_property or "value"]
+
+
+def valid(sent: Sent) -> bool:
+    """Whether every metric that counts it can read its amount."""
+    return not any(
+        meter.aggregation == "sum"
+        and sent.name in meter.listens_to
+        and not isinstance(sent.properties.get(meter.value_property or "value"), int)
+        for meter in METERS
+    )
+
+
+def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
+    """Per month and metric: each key's first event, if valid, counted once (totals of 0
+    left out, as `counted` leaves them)."""
+    totals: dict[tuple[date, str], int] = {}
+    seen: set[str] = set()
+    for sent in stream:
+        if sent.key in seen:
+            continue
+        seen.add(sent.key)
+        if not valid(sent):
+            continue
+        month = BillingPeriod.containing(moment(sent)).key
+        for meter in METERS:
+            added = amount(meter, sent)
+            if added is not None:
+                totals[month, meter.key] = totals.get((month, meter.key), 0) + added
+    return {key: total for key, total in totals.items() if total}
+
+
+def moment(sent: Sent) -> datetime:
+    return NOW - timedelta(days=sent.days_ago, minutes=sent.days_ago)
+
+
+properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "tokens": st.integers(0, 10**6),
+        "model": st.sampled_from(["gpt-5", "claude", "GPT-5"]),
+        "cached": st.booleans() | st.just(0),
+        "region": st.text(max_size=3),
+    },
+)
+events = st.lists(
+    st.builds(Sent, st.just(""), st.sampled_from(NAMES), properties, st.integers(0, 34)),
+    min_size=1,
+    max_size=30,
+)
+
+
+def streams() -> st.SearchStrategy[tuple[list[Sent], list[int]]]:
+    """Events under keys of their own, each key sent one or more times (the repeats
+    identical), shuffled, and cut into batches."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[list[Sent], list[int]]:
+        unique = [
+            Sent(f"k{n}", s.name, s.properties, s.days_ago) for n, s in enumerate(draw(events))
+        ]
+        repeats = draw(st.lists(st.integers(1, 3), min_size=len(unique), max_size=len(unique)))
+        stream = [sent for sent, times in zip(unique, repeats, strict=True) for _ in range(times)]
+        shuffled = draw(st.permutations(stream))
+        cuts = draw(st.lists(st.integers(1, 10), min_size=1, max_size=len(stream)))
+        return list(shuffled), cuts
+
+    return build()
+
+
+async def send(kernel: Kernel, org_id: str, stream: list[Sent], cuts: list[int]) -> list[Any]:
+    outcomes: list[Any] = []
+    start, sizes = 0, iter(cuts * len(stream))
+    while start < len(stream):
+        batch = stream[start : start + next(sizes)]
+        result = await kernel.usage.record_batch(
+            [
+                UsageReport(org_id, None, None, s.key, moment(s), s.properties or None, s.name)
+                for s in batch
+            ]
+        )
+        outcomes.extend(result.outcomes)
+        start += len(batch)
+    return outcomes
+
+
+async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
+    """The org's counters, and (checked equal) its lines summed, per month and metric."""
+    counters: dict[tuple[date, str], int] = {}
+    for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
+        for metric, total in (await kernel.usage.counters(org_id, period)).items():
+            if total:
+                counters[period.key, metric] = total
+    lines: dict[tuple[date, str], int] = {}
+    async for page in kernel.usage.all_events(org_id):
+        for line in page:
+            key = (BillingPeriod.containing(line.occurred_at).key, line.metric)
+            lines[key] = lines.get(key, 0) + line.quantity
+    assert {k: v for k, v in lines.items() if v} == counters
+    return counters
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sent=streams())
+def test_every_meter_counts_a_random_stream_as_the_reference_does(
+    meter_url: str, sent: tuple[list[Sent], list[int]]
+) -> None:
+    stream, cuts = sent
+
+    async def run() -> None:
+        database = Database(meter_url)
+        try:
+            kernel = make_kernel(database, Clock(NOW))
+            org_id = new_id()
+            await _org(kernel, org_id)
+            outcomes = await send(kernel, org_id, stream, cuts)
+            first: set[str] = set()
+            for s, outcome in zip(stream, outcomes, strict=True):
+                if not valid(s):
+                    assert outcome.status is RecordStatus.REFUSED
+                    assert isinstance(outcome.error, InvalidInput)
+                    assert outcome.error.details["field"] == "properties.tokens"
+                elif s.key in first:
+                    assert outcome.status is RecordStatus.DUPLICATE
+                else:
+                    assert outcome.status is RecordStatus.ACCEPTED
+                    first.add(s.key)
+            assert await counted(kernel, org_id) == reference(stream)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+def test_concurrent_senders_of_the_same_events_count_each_once(meter_url: str) -> None:
+    rng = random.Random(7)
+    stream = [
+        Sent(
+            f"k{n}",
+            rng.choice(NAMES),
+            {"tokens": rng.randrange(1000), "model": rng.choice(["gpt-5", "claude"])}
+            | ({"cached": False} if n % 2 else {}),
+            rng.randrange(35),
+        )
+        for n in range(300)
+    ]
+
+    async def run() -> None:
+        database = Database(meter_url, pool_size=8)
+        try:
+            kernel = make_kernel(database, Clock(NOW))
+            org_id = new_id()
+            await _org(kernel, org_id)  # created once, before the race
+            senders = []
+            for seed in range(6):  # each sends every event, in an order of its own
+                order = stream[:]
+                random.Random(seed).shuffle(order)
+                senders.append(send(kernel, org_id, order, [50]))
+            results = await asyncio.gather(*senders)
+            accepted = sum(o.status is RecordStatus.ACCEPTED for r in results for o in r)
+            assert accepted == len(stream)
+            assert await counted(kernel, org_id) == reference(stream)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+async def _org(kernel: Kernel, org_id: str) -> None:
+    """The org, created by an event that counts nothing."""
+    await kernel.usage.record_batch([UsageReport(org_id, "tokens", 0, "first", None)])
