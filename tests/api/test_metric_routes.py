@@ -247,3 +247,70 @@ async def test_the_protocols_send_named_events_that_metrics_map(api: Api) -> Non
     assert "data.total_tokens must be a whole number" in refused.text
     usage = await api.kernel.summary.period_usage(org_id)
     assert (usage.used[tokens], usage.used[calls]) == (700, 1)
+
+
+async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consumed(
+    api: Api,
+) -> None:
+    users, event = new_id("u").replace("-", "_"), new_id("llm.completion")
+    body = {
+        "name": "Users",
+        "unit": "users",
+        "aggregation": "unique_count",
+        "events": [event],
+        "value_property": "user",
+    }
+    defined = await define(api, users, **body)
+    assert defined.status_code == 201, defined.text
+    assert defined.json()["recordable"] is False
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE, Scope.QUOTA_CHECK)
+    batch = [
+        named(org_id, "a", event, user="u1"),
+        named(org_id, "b", event, user="u2"),
+        named(org_id, "c", event, user="u1"),  # seen this month: counts 0
+        named(org_id, "a", event, user="u1"),  # a repeat of a key
+        named(org_id, "d", event, user=1),  # 1 is not "1", nor "u1"
+        named(org_id, "e", event, model="gpt-5"),  # no user: refused
+        {"org_id": org_id, "idempotency_key": "f", "metric": users, "quantity": 1},
+    ]
+    answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [r["status"] for r in answer["results"]] == [
+        "accepted",
+        "accepted",
+        "accepted",
+        "duplicate",
+        "accepted",
+        "refused",
+        "refused",
+    ]
+    assert "cannot be recorded, consumed or reserved" in answer["results"][6]["error"]["detail"]
+    assert (await api.kernel.summary.period_usage(org_id)).used[users] == 3
+    admin = await api.key(Scope.BILLING_ADMIN)
+    lines = await api.client.get(
+        f"/api/v1/orgs/{org_id}/events", params={"metric": users}, headers=admin
+    )
+    assert [(e["idempotency_key"], e["quantity"]) for e in lines.json()["data"]] == [
+        ("a", 1),
+        ("b", 1),
+        ("c", 0),
+        ("d", 1),
+    ]  # a batch's events go in in key order: "a" is the first with "u1"
+
+    headers = writer | {"X-Org-Id": org_id}
+    check = "/api/v1/billing/org/check"
+    checked = await api.client.post(check, json={"metric": users, "amount": 1}, headers=headers)
+    assert (checked.status_code, checked.json()["allowed"]) == (200, True)
+    consume = {"metric": users, "amount": 1, "consume": True, "idempotency_key": "c-1"}
+    refused = await api.client.post(check, json=consume, headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_input")
+    reserve = {
+        "org_id": org_id,
+        "metric": users,
+        "estimate": 1,
+        "idempotency_key": "r-1",
+        "ttl_seconds": 60,
+    }
+    held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
+    assert (held.status_code, held.json()["code"]) == (422, "invalid_input")
+    assert (await api.kernel.summary.period_usage(org_id)).used[users] == 3

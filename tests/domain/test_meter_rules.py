@@ -27,7 +27,7 @@ from billing_kernel.metrics.rules import (
     validate_event_name,
     whole_number,
 )
-from billing_kernel.usage.rules import EventTimeWindow, Line, new_usage_event
+from billing_kernel.usage.rules import EventTimeWindow, Line, counter_increments, new_usage_event
 
 TOKENS = Metric(
     "llm_tokens", "LLM tokens", "tokens", events=("llm.completion",), value_property="tokens"
@@ -261,8 +261,13 @@ def test_a_definition_counting_its_own_key_stores_no_names() -> None:
         ({"key": "1calls"}, "key", "starting with a letter"),
         ({"key": "c" * 65}, "key", "1-64"),
         ({"key": 3}, "key", "lowercase"),
-        ({"aggregation": "seats"}, "aggregation", "one of sum, count, got 'seats'"),
-        ({"aggregation": "avg"}, "aggregation", "one of sum, count"),
+        ({"aggregation": "seats"}, "aggregation", "one of sum, count, unique_count, got 'seats'"),
+        ({"aggregation": "avg"}, "aggregation", "one of sum, count, unique_count"),
+        (
+            {"aggregation": "unique_count"},
+            "value_property",
+            "^a unique count needs value_property: the property whose values it counts$",
+        ),
         ({"events": ["x y"]}, "event", "event must be"),
         ({"events": [f"e{n}" for n in range(MAX_METER_EVENTS + 1)]}, "events", "more than 20"),
         ({"value_property": ""}, "value_property", "value_property"),
@@ -330,6 +335,57 @@ def test_filters_are_stored_as_one_json_object_by_property() -> None:
     assert events_text(Metric("m", "M", "u", events=("a", "b"))) == '["a", "b"]'
 
 
+USERS = Metric(
+    "llm_users",
+    "LLM users",
+    "users",
+    Aggregation.UNIQUE_COUNT,
+    events=("llm.completion",),
+    value_property="user",
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("u1", '"u1"'),
+        (1, "1"),
+        (True, "true"),
+        (None, "null"),
+        ({"b": 1, "a": "é"}, '{"a":"é","b":1}'),
+        ([2, 1], "[2,1]"),
+    ],
+)
+def test_a_unique_count_counts_its_propertys_json_value(value: object, text: str) -> None:
+    assert USERS.unique_value({"user": value, "other": 3}) == text
+    assert USERS.amount({"user": value}) == 1
+    assert TOKENS.unique_value({"tokens": 3}) is None
+    assert CALLS.unique_value({}) is None
+
+
+def test_a_unique_count_refuses_an_event_without_its_property() -> None:
+    for read in (USERS.unique_value, USERS.amount):
+        with pytest.raises(InvalidInput) as refused:
+            read({"users": "u1"})
+        assert refused.value.message == (
+            "metric 'llm_users' counts unique values of property `user`, which the event "
+            "does not have"
+        )
+        assert refused.value.details["field"] == "properties.user"
+
+
+def test_what_each_aggregation_is_counted_from() -> None:
+    seats = {m.key: m for m in DEFAULT_METRICS}["seats"]
+    assert [(m.is_recordable, m.counts_events) for m in (TOKENS, CALLS, USERS, seats)] == [
+        (True, True),
+        (True, True),
+        (False, True),
+        (False, False),
+    ]
+    catalogue = {"llm_users": USERS}
+    assert counting_meters("llm.completion", {"user": "u"}, catalogue) == [(USERS, 1)]
+
+
 @given(
     events=st.lists(st.sampled_from(["a.b", "c", "d/e"]), max_size=3, unique=True),
     prop=st.none() | st.sampled_from(["tokens", "n"]),
@@ -359,7 +415,7 @@ def test_a_definition_reads_back_as_stored(
     assert (filters_text(defined) is None) is (filters == {})
 
 
-def named(**fields: Any) -> Any:
+def named(catalogue: dict[str, Metric] = CATALOGUE, **fields: Any) -> Any:
     sent: dict[str, Any] = {
         "org_id": "org-1",
         "metric": None,
@@ -369,7 +425,7 @@ def named(**fields: Any) -> Any:
         "event": "llm.completion",
         "properties": {"tokens": 900, "model": "gpt-5", "paid": True},
     } | fields
-    return new_usage_event(**sent, received_at=NOW, catalogue=CATALOGUE, window=WINDOW)
+    return new_usage_event(**sent, received_at=NOW, catalogue=catalogue, window=WINDOW)
 
 
 def test_a_named_event_carries_a_line_per_metric_and_no_quantity() -> None:
@@ -440,3 +496,38 @@ def test_a_named_event_without_properties_counts_only_where_it_needs_none() -> N
         event="run",
     )
     assert (made.properties, made.lines) == (None, (Line("runs", 1),))
+
+
+def test_a_named_event_carries_its_unique_counts_value_and_increments_follow_the_store() -> None:
+    catalogue = CATALOGUE | {"llm_users": USERS}
+    made = named(
+        catalogue,
+        org_id="o",
+        idempotency_key="k",
+        properties={"tokens": 5, "user": "u-1"},
+    )
+    assert made.lines == (
+        Line("llm_calls", 1),
+        Line("llm_tokens", 5),
+        Line("llm_users", 1, '"u-1"'),
+    )
+    month = NOW.date().replace(day=1)
+    assert counter_increments([made], {("o", "k", "llm_users"): 0}) == {
+        ("o", month, "llm_calls"): 1,
+        ("o", month, "llm_tokens"): 5,
+        ("o", month, "llm_users"): 0,
+    }
+    assert counter_increments([made], {("o", "k", "llm_users"): 1})["o", month, "llm_users"] == 1
+    with pytest.raises(KeyError):
+        counter_increments([made])  # a unique count's line waits for the store's answer
+
+
+def test_a_unique_count_is_not_recorded_as_a_quantity() -> None:
+    catalogue = CATALOGUE | {"llm_users": USERS}
+    with pytest.raises(InvalidInput) as refused:
+        named(catalogue, event=None, metric="llm_users", quantity=1)
+    assert refused.value.message == (
+        "metric 'llm_users' counts unique values of `user` in named events; it cannot be "
+        "recorded, consumed or reserved as a quantity"
+    )
+    assert refused.value.details["field"] == "metric"

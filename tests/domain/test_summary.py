@@ -302,6 +302,11 @@ def test_monthly_and_daily_usage_fill_missing_figures_with_zero() -> None:
     assert (second.start, second.end) == (date(2026, 4, 2), date(2026, 4, 3))
     assert first.usage == {"tokens": 0, "playbook_runs": 0}  # seats have no daily figure
     assert second.usage == {"tokens": 0, "playbook_runs": 2}
+    users = Metric("users", "Users", "users", Aggregation.UNIQUE_COUNT, value_property="user")
+    [day] = daily_usage(
+        [date(2026, 4, 2)], [*DEFAULT_METRICS, users], {(date(2026, 4, 2), "users"): 4}
+    )
+    assert day.usage == {"tokens": 0, "playbook_runs": 0, "users": 4}  # new values that day
 
 
 def test_the_history_starts_at_the_orgs_first_month_not_before_it_existed() -> None:

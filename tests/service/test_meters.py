@@ -46,6 +46,14 @@ METERS = (
         filters={"model": "gpt-5", "cached": False},
     ),
     new_meter(
+        "llm_users",
+        name="LLM users",
+        unit="users",
+        aggregation="unique_count",
+        events=["llm.completion", "llm.chat"],
+        value_property="user",
+    ),
+    new_meter(
         "workflow_runs",
         name="Workflow runs",
         unit="runs",
@@ -81,33 +89,33 @@ class Sent:
     days_ago: int
 
 
-def amount(meter: Metric, sent: Sent) -> int | None:
-    """What `sent` adds to `meter`, worked out plainly (None: it counts nothing there)."""
-    if sent.name not in meter.listens_to:
-        return None
-    for prop, wanted in meter.filters:
-        value = sent.properties.get(prop, object())
-        if type(value) is not type(wanted) or value != wanted:
-            return None
-    if meter.aggregation == "count":
-        return 1
-    return sent.properties[meter.value_property or "value"]
-
-
-def valid(sent: Sent) -> bool:
-    """Whether every metric that counts it can read its amount."""
-    return not any(
-        meter.aggregation == "sum"
-        and sent.name in meter.listens_to
-        and not isinstance(sent.properties.get(meter.value_property or "value"), int)
-        for meter in METERS
+def counts(meter: Metric, sent: Sent) -> bool:
+    """Whether `meter` counts `sent`, worked out plainly: its name, and every filter."""
+    return sent.name in meter.listens_to and all(
+        type(sent.properties.get(prop)) is type(wanted) and sent.properties.get(prop) == wanted
+        for prop, wanted in meter.filters
     )
 
 
+def valid(sent: Sent) -> bool:
+    """Whether every metric that counts it can read it: a sum its whole number, a unique
+    count its value."""
+    for meter in METERS:
+        read = sent.properties.get(meter.value_property or "value", object())
+        if counts(meter, sent) and (
+            (meter.aggregation == "sum" and not isinstance(read, int))
+            or (meter.aggregation == "unique_count" and meter.value_property not in sent.properties)
+        ):
+            return False
+    return True
+
+
 def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
-    """Per month and metric: each key's first event, if valid, counted once (totals of 0
-    left out, as `counted` leaves them)."""
+    """Per month and metric: each key's first event, if valid, counted once: the sum of its
+    amounts, how many, or how many distinct values (totals of 0 left out, as `counted` leaves
+    them)."""
     totals: dict[tuple[date, str], int] = {}
+    values: dict[tuple[date, str], set[str]] = {}
     seen: set[str] = set()
     for sent in stream:
         if sent.key in seen:
@@ -116,10 +124,19 @@ def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
         if not valid(sent):
             continue
         month = BillingPeriod.containing(moment(sent)).key
-        for meter in METERS:
-            added = amount(meter, sent)
-            if added is not None:
-                totals[month, meter.key] = totals.get((month, meter.key), 0) + added
+        for meter in (m for m in METERS if counts(m, sent)):
+            key = (month, meter.key)
+            if meter.aggregation == "unique_count":
+                value = sent.properties[meter.value_property or ""]
+                values.setdefault(key, set()).add(f"{type(value).__name__}:{value}")
+            else:
+                added = (
+                    1
+                    if meter.aggregation == "count"
+                    else sent.properties[meter.value_property or ""]
+                )
+                totals[key] = totals.get(key, 0) + added
+    totals |= {key: len(distinct) for key, distinct in values.items()}
     return {key: total for key, total in totals.items() if total}
 
 
@@ -134,6 +151,7 @@ properties = st.fixed_dictionaries(
         "model": st.sampled_from(["gpt-5", "claude", "GPT-5"]),
         "cached": st.booleans() | st.just(0),
         "region": st.text(max_size=3),
+        "user": st.sampled_from(["u1", "u2", "u3", "1"]) | st.integers(1, 2) | st.just(True),
     },
 )
 events = st.lists(
@@ -216,7 +234,10 @@ def test_every_meter_counts_a_random_stream_as_the_reference_does(
                 if not valid(s):
                     assert outcome.status is RecordStatus.REFUSED
                     assert isinstance(outcome.error, InvalidInput)
-                    assert outcome.error.details["field"] == "properties.tokens"
+                    assert outcome.error.details["field"] in (
+                        "properties.tokens",
+                        "properties.user",
+                    )
                 elif s.key in first:
                     assert outcome.status is RecordStatus.DUPLICATE
                 else:
@@ -235,7 +256,11 @@ def test_concurrent_senders_of_the_same_events_count_each_once(meter_url: str) -
         Sent(
             f"k{n}",
             rng.choice(NAMES),
-            {"tokens": rng.randrange(1000), "model": rng.choice(["gpt-5", "claude"])}
+            {
+                "tokens": rng.randrange(1000),
+                "model": rng.choice(["gpt-5", "claude"]),
+                "user": rng.choice(["u1", "u2", "u3", "u4", 1, 2]),
+            }
             | ({"cached": False} if n % 2 else {}),
             rng.randrange(35),
         )

@@ -16,6 +16,7 @@ from billing_kernel.db.tables import (
     invoices,
     org_members,
     usage_events,
+    usage_unique_values,
     users,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -35,6 +36,13 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
         await kernel.orgs.create(org_id, plan_slug="starter")
         await kernel.members.add(org_id, user_id, MemberRole.OWNER)
         await kernel.usage.record(org_id, "tokens", 100, idempotency_key="k")
+        async with database.transaction() as conn:  # as a unique count's line leaves it
+            period = BillingPeriod.containing(clock()).key
+            await conn.execute(
+                insert(usage_unique_values).values(
+                    org_id=org_id, period_start=period, metric="tokens", value='"u1"'
+                )
+            )
         await kernel.quota.set_override(org_id, "tokens", 5)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")

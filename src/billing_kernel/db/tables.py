@@ -51,7 +51,7 @@ metrics = Table(
     Column("events", Text, nullable=True),
     Column("value_property", String(64), nullable=True),
     Column("filters", Text, nullable=True),
-    CheckConstraint("aggregation IN ('sum', 'count', 'seats')", name="aggregation"),
+    CheckConstraint("aggregation IN ('sum', 'count', 'unique_count', 'seats')", name="aggregation"),
 )
 
 plans = Table(
@@ -295,6 +295,17 @@ usage_lines = Table(
         postgresql_where=text("invoice_id IS NULL"),
         sqlite_where=text("invoice_id IS NULL"),
     ),
+)
+
+usage_unique_values = Table(
+    "usage_unique_values",
+    metadata,
+    # The values each unique-count metric has seen per org and month: an event's line counts
+    # 1 when its value goes in here new (insert-or-skip), else 0, so lines still sum.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    Column("value", Text, primary_key=True),  # canonical JSON text
 )
 
 quota_decisions = Table(
@@ -592,6 +603,7 @@ ORG_SCOPED_TABLES = (
     usage_counters,
     usage_events,
     usage_lines,
+    usage_unique_values,
     quota_decisions,
     usage_reservations,
     org_alert_thresholds,

@@ -1,2 +1,2 @@
 """Metrics: the catalogue of what is counted (tokens, runs, seats, and any a deployment adds),
-and how each is aggregated over a period. Meters with properties belong here."""
+and, as meters, which named events each counts and how (sum, count, unique count)."""

@@ -16,9 +16,9 @@ metrics_app = typer.Typer(help="Metrics and what each counts.", no_args_is_help=
 
 def describe(metric: Metric) -> str:
     """One line: key, aggregation, what it counts."""
-    if not metric.is_recordable:
+    if not metric.counts_events:
         return f"{metric.key:<20} {metric.aggregation:<6} org members ({metric.unit})"
-    amount = "" if metric.aggregation != "sum" else f" of {metric.value_property or 'value'}"
+    amount = "" if metric.aggregation == "count" else f" of {metric.value_property or 'value'}"
     where = "".join(f" {name}={json.dumps(value)}" for name, value in metric.filters)
     names = ", ".join(metric.listens_to)
     return (
@@ -39,12 +39,16 @@ def metrics_define(
     key: str,
     name: Annotated[str, typer.Option(help="What people read, e.g. 'LLM tokens'.")],
     unit: Annotated[str, typer.Option(help="e.g. tokens, runs.")],
-    aggregation: Annotated[str, typer.Option(help="sum or count.")] = "sum",
+    aggregation: Annotated[str, typer.Option(help="sum, count or unique_count.")] = "sum",
     event: Annotated[
         list[str] | None, typer.Option(help="An event name it counts (repeat; default: KEY).")
     ] = None,
     value_property: Annotated[
-        str | None, typer.Option(help="A sum's amount property (default: value, else quantity).")
+        str | None,
+        typer.Option(
+            help="A sum's amount property (default: value, else quantity); a unique_count's "
+            "counted property."
+        ),
     ] = None,
     where: Annotated[
         list[str] | None,

@@ -42,12 +42,17 @@ class Aggregation(StrEnum):
     """The sum of an amount per event: a property's value, or a report's quantity."""
     COUNT = "count"
     """How many events it counts (a report of a quantity counts as that many)."""
+    UNIQUE_COUNT = "unique_count"
+    """How many distinct values of a property its events carry in the period (users who
+    called, say): each event adds 1 when its value is new in the period, else 0."""
     SEATS = "seats"
     """The number of org members; the counter keeps the period's peak."""
 
 
-METER_AGGREGATIONS = (Aggregation.SUM, Aggregation.COUNT)
+METER_AGGREGATIONS = (Aggregation.SUM, Aggregation.COUNT, Aggregation.UNIQUE_COUNT)
 """The aggregations a meter may be defined with (seats are counted from members)."""
+ADDITIVE = (Aggregation.SUM, Aggregation.COUNT)
+"""Those whose usage is a sum of quantities: recorded, consumed and reserved as one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +64,20 @@ class Metric:
     events: tuple[str, ...] = ()
     """The names of the events it counts; none given: its own key."""
     value_property: str | None = None
-    """A sum meter's amount property; None: `value`, else `quantity` (VALUE_PROPERTIES)."""
+    """A sum's amount property (None: `value`, else `quantity`: VALUE_PROPERTIES); a
+    unique count's counted property."""
     filters: tuple[tuple[str, FilterValue], ...] = ()
     """(property, value) pairs, by property: an event counts only if it has every one."""
 
     @property
     def is_recordable(self) -> bool:
         """Whether usage may be recorded against it as a quantity (and consumed or reserved):
-        seats follow membership."""
+        seats follow membership, and a unique count is not a sum of quantities."""
+        return self.aggregation in ADDITIVE
+
+    @property
+    def counts_events(self) -> bool:
+        """Whether events count toward it (all but seats)."""
         return self.aggregation in METER_AGGREGATIONS
 
     @property
@@ -87,6 +98,9 @@ class Metric:
         a whole number from 0 to MAX_EVENT_QUANTITY (InvalidInput naming the property)."""
         if self.aggregation is Aggregation.COUNT:
             return 1
+        if self.aggregation is Aggregation.UNIQUE_COUNT:
+            self.unique_value(properties)  # it must have one
+            return 1
         names = VALUE_PROPERTIES if self.value_property is None else (self.value_property,)
         for name in names:
             if name in properties:
@@ -100,6 +114,23 @@ class Metric:
         raise InvalidInput(
             f"metric {self.key!r} sums property {either(names)}, which the event does not have",
             field=f"properties.{names[0]}",
+        )
+
+    def unique_value(self, properties: Mapping[str, object]) -> str | None:
+        """For a unique count, the value it counts, as canonical JSON text (`"u1"` and `1`
+        are two values); InvalidInput naming the property when the event has none. None for
+        other aggregations."""
+        if self.aggregation is not Aggregation.UNIQUE_COUNT:
+            return None
+        name = self.value_property or ""
+        if name not in properties:
+            raise InvalidInput(
+                f"metric {self.key!r} counts unique values of property `{name}`, which the "
+                "event does not have",
+                field=f"properties.{name}",
+            )
+        return json.dumps(
+            properties[name], sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
 
 
@@ -138,9 +169,9 @@ def counting_meters(
     adds to each, in key order. UnknownEvent when no metric counts events of that name (one
     whose filters leave the event out counts it as nothing); InvalidInput when a sum meter
     cannot read its amount."""
-    listening = [m for m in catalogue.values() if m.is_recordable and name in m.listens_to]
+    listening = [m for m in catalogue.values() if m.counts_events and name in m.listens_to]
     if not listening:
-        names = sorted({n for m in catalogue.values() if m.is_recordable for n in m.listens_to})
+        names = sorted({n for m in catalogue.values() if m.counts_events for n in m.listens_to})
         raise UnknownEvent(
             f"no metric counts events named {name!r}; counted: {', '.join(names)}",
             field="event",
@@ -194,6 +225,11 @@ def new_meter(
         raise InvalidInput(
             "a count reads no property: leave value_property out", field="value_property"
         )
+    if amount_from is None and kind is Aggregation.UNIQUE_COUNT:
+        raise InvalidInput(
+            "a unique count needs value_property: the property whose values it counts",
+            field="value_property",
+        )
     if filters is not None and len(filters) > MAX_FILTERS:
         raise InvalidInput(f"filters has more than {MAX_FILTERS} properties", field="filters")
     wanted: list[tuple[str, FilterValue]] = []
@@ -228,7 +264,7 @@ def meter_change(stored: Metric, new: Metric) -> Metric:
     """`new` as the definition of the stored metric from now on, or InvalidInput: seats are
     counted from members, and an aggregation never changes (usage already counted one way
     would be read another: define a new metric)."""
-    if not stored.is_recordable:
+    if not stored.counts_events:
         raise InvalidInput(f"metric {stored.key!r} is counted from org members", field="key")
     if new.aggregation is not stored.aggregation:
         raise InvalidInput(

@@ -24,9 +24,11 @@ class MetricIn(StrictBody):
 
     name: str = Field(min_length=1, max_length=128, examples=["LLM tokens"])
     unit: str = Field(min_length=1, max_length=32, examples=["tokens"])
-    aggregation: Literal["sum", "count"] = Field(
+    aggregation: Literal["sum", "count", "unique_count"] = Field(
         description="`sum`: the sum of each event's amount (see `value_property`); `count`: how "
-        "many events. Cannot change once defined."
+        "many events; `unique_count`: how many distinct values of `value_property` the "
+        "month's events carry (checked against limits, but not recorded, consumed or "
+        "reserved as a quantity). Cannot change once defined."
     )
     events: list[str] | None = Field(
         default=None,
@@ -41,8 +43,9 @@ class MetricIn(StrictBody):
         default=None,
         min_length=1,
         max_length=64,
-        description=f"A sum's amount property, a whole number. Left out: {DEFAULT_AMOUNT}. "
-        "An event it counts without it is refused. A count reads none.",
+        description=f"A sum's amount property, a whole number (left out: {DEFAULT_AMOUNT}); "
+        "a unique count's counted property (required). An event it counts without it is "
+        "refused. A count reads none.",
         examples=["total_tokens"],
     )
     filters: dict[str, str | int | bool] | None = Field(
@@ -70,19 +73,22 @@ class MetricOut(BaseModel):
     key: str
     name: str
     unit: str
-    aggregation: str = Field(description="`sum`, `count`, or `seats` (org members).")
+    aggregation: str = Field(
+        description="`sum`, `count`, `unique_count`, or `seats` (org members)."
+    )
     events: list[str] = Field(description="The names of the events it counts.")
     value_property: str | None = Field(
         description=f"A sum's amount property; null: {DEFAULT_AMOUNT}."
     )
     filters: dict[str, str | int | bool]
     recordable: bool = Field(
-        description="Whether usage is recorded against it (seats follow membership)."
+        description="Whether a quantity of it may be recorded, consumed or reserved (not "
+        "seats, which follow membership, nor a unique count)."
     )
 
     @classmethod
     def of(cls, metric: Metric) -> MetricOut:
-        seats = not metric.is_recordable
+        seats = not metric.counts_events
         return cls(
             key=metric.key,
             name=metric.name,

@@ -289,8 +289,9 @@ def monthly_usage(
 def daily_usage(
     days: Sequence[date], metrics: Sequence[Metric], per_day: Mapping[tuple[date, str], int]
 ) -> list[UsagePoint]:
-    """Each day's accepted usage of the recordable metrics (seats have no daily figure)."""
-    recordable = [metric.key for metric in metrics if metric.is_recordable]
+    """Each day's accepted usage of the metrics events count toward (seats have no daily
+    figure; a unique count's is the values new that day)."""
+    recordable = [metric.key for metric in metrics if metric.counts_events]
     return [
         UsagePoint(
             day, day + timedelta(days=1), {key: per_day.get((day, key), 0) for key in recordable}

@@ -38,10 +38,22 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
+from billing_kernel.db.tables import (
+    usage_counters,
+    usage_events,
+    usage_lines,
+    usage_unique_values,
+)
 from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.usage.rules import Counter, CounterKey, EventPosition, StoredEvent, UsageEvent
+from billing_kernel.usage.rules import (
+    Counter,
+    CounterKey,
+    EventPosition,
+    LineKey,
+    StoredEvent,
+    UsageEvent,
+)
 
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
@@ -133,6 +145,7 @@ def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
         }
         for e in events
         for line in e.lines
+        if line.value is None  # a unique count's: `insert_unique_lines`
     ]
 
 
@@ -216,6 +229,52 @@ class UsageRepository:
         if lines:
             await self._conn.execute(usage_lines.insert(), lines)
         return inserted
+
+    async def insert_unique_lines(self, events: Sequence[UsageEvent]) -> dict[LineKey, int]:
+        """The lines of unique counts of `events` (new, just inserted, in key order): each
+        value goes into the period's seen values unless there already, and its line is 1
+        when it went in (for the first event of the batch with it), else 0. Concurrent
+        batches with one value: one inserts it, the other waits for that row and skips it.
+        Returns each such line's quantity."""
+        unique = [(e, line) for e in events for line in e.lines if line.value is not None]
+        if not unique:
+            return {}
+        values = sorted({(e.org_id, e.period_start, line.metric, line.value) for e, line in unique})
+        seen = usage_unique_values.c
+        new = {
+            tuple(row)
+            for row in (
+                await self._conn.execute(
+                    upsert(self._conn, usage_unique_values)
+                    .on_conflict_do_nothing()
+                    .returning(seen.org_id, seen.period_start, seen.metric, seen.value),
+                    [
+                        {"org_id": o, "period_start": p, "metric": m, "value": v}
+                        for o, p, m, v in values
+                    ],
+                )
+            )
+        }
+        counted: dict[LineKey, int] = {}
+        for e, line in unique:
+            value = (e.org_id, e.period_start, line.metric, line.value)
+            counted[e.org_id, e.idempotency_key, line.metric] = int(value in new)
+            new.discard(value)  # the batch's first event with it counts it
+        await self._conn.execute(
+            usage_lines.insert(),
+            [
+                {
+                    "org_id": e.org_id,
+                    "idempotency_key": e.idempotency_key,
+                    "metric": line.metric,
+                    "quantity": counted[e.org_id, e.idempotency_key, line.metric],
+                    "occurred_at": e.occurred_at,
+                    "period_start": e.period_start,
+                }
+                for e, line in unique
+            ],
+        )
+        return counted
 
     async def delete_event(self, org_id: str, idempotency_key: str) -> None:
         """Take back an event this transaction inserted, with its lines (its usage was

@@ -18,7 +18,7 @@ from billing_kernel.common.validation import (
     validate_quantity,
 )
 from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
-from billing_kernel.metrics.rules import Metric, counting_meters, validate_event_name
+from billing_kernel.metrics.rules import Aggregation, Metric, counting_meters, validate_event_name
 
 
 class RecordStatus(StrEnum):
@@ -109,9 +109,15 @@ def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:
         known = ", ".join(sorted(m.key for m in catalogue.values() if m.is_recordable))
         raise UnknownMetric(f"unknown metric {key!r}; known metrics: {known}", field="metric")
     metric = catalogue[key]
-    if not metric.is_recordable:
+    if metric.aggregation is Aggregation.SEATS:
         raise InvalidInput(
             f"metric {key!r} is counted from org members and cannot be recorded as usage",
+            field="metric",
+        )
+    if not metric.is_recordable:
+        raise InvalidInput(
+            f"metric {key!r} counts unique values of `{metric.value_property}` in named events; "
+            "it cannot be recorded, consumed or reserved as a quantity",
             field="metric",
         )
     return metric
@@ -147,6 +153,9 @@ class Line:
 
     metric: str
     quantity: int
+    value: str | None = None
+    """For a unique count: the value it counts. Its quantity is then 1 if the value is new
+    in the period, else 0, which only the database can tell (`UsageRepository`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +247,10 @@ def new_usage_event(
         lines = (Line(name, amount),)
     else:
         sent = properties if isinstance(properties, Mapping) else {}
-        lines = tuple(Line(m.key, units) for m, units in counting_meters(name, sent, catalogue))
+        lines = tuple(
+            Line(m.key, units, m.unique_value(sent))
+            for m, units in counting_meters(name, sent, catalogue)
+        )
     return UsageEvent(
         org_id=org,
         name=name,
@@ -256,13 +268,23 @@ CounterKey = tuple[str, date, str]
 """(org_id, period start, metric): one usage counter row."""
 
 
-def counter_increments(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
-    """The amount to add to each counter for `events`, in a stable (deadlock-free) order."""
+LineKey = tuple[str, str, str]
+"""(org_id, idempotency_key, metric): one line of usage_lines."""
+
+
+def counter_increments(
+    events: Iterable[UsageEvent], unique: Mapping[LineKey, int] | None = None
+) -> dict[CounterKey, int]:
+    """The amount to add to each counter for `events`, in a stable (deadlock-free) order;
+    a unique count's line adds what `unique` says it came to (1 for a new value, else 0)."""
     totals: dict[CounterKey, int] = {}
     for event in events:
         for line in event.lines:
             key = (event.org_id, event.period_start, line.metric)
-            totals[key] = totals.get(key, 0) + line.quantity
+            quantity = line.quantity
+            if line.value is not None:
+                quantity = (unique or {})[event.org_id, event.idempotency_key, line.metric]
+            totals[key] = totals.get(key, 0) + quantity
     return dict(sorted(totals.items()))
 
 

@@ -182,8 +182,10 @@ class UsageService:
         # In key order: concurrent batches sharing keys in other orders then wait on each
         # other's rows in one order, instead of deadlocking.
         inserted = await usage.insert_events([first[key] for key in sorted(first)])
+        new = [first[key] for key in sorted(first) if key in inserted]
+        unique = await usage.insert_unique_lines(new)
         now = self._clock()
-        increments = counter_increments(e for key, e in first.items() if key in inserted)
+        increments = counter_increments(new, unique)
         readings = await usage.add_to_counters(increments, now)
         await self._alerts.counters_moved(
             {key: replace(r, added=increments[key]) for key, r in readings.items()}, now, unit
