@@ -60,30 +60,38 @@ EventKey = tuple[str, str]
 
 # On PostgreSQL a batch travels as one array per column and is unnested by the server: a few
 # parameters instead of several per event, and one statement text for every batch size. The
-# lines go in with the events, only for the events this statement inserted.
+# lines go in with the events, only for the events this statement inserted, each naming its
+# event by position. Answered: the positions of the events it did not insert (none, usually).
 _PG_INSERT_EVENTS = text("""
-    WITH inserted AS (
-        INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
-                                  received_at, time_given, properties)
+    WITH sent AS (
         SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
                              CAST(:name AS varchar[]), CAST(:quantity AS bigint[]),
                              CAST(:occurred_at AS timestamptz[]),
                              CAST(:received_at AS timestamptz[]),
-                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]))
+                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]),
+                             CAST(:period_start AS date[]))
+            WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
+                                  received_at, time_given, properties, period_start, n)
+    ), inserted AS (
+        INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
+                                  received_at, time_given, properties)
+        SELECT org_id, idempotency_key, event, quantity, occurred_at, received_at, time_given,
+               properties
+        FROM sent
         ON CONFLICT (org_id, idempotency_key) DO NOTHING
         RETURNING org_id, idempotency_key
     ), lined AS (
         INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
                                  period_start)
-        SELECT line.* FROM unnest(CAST(:l_org_id AS varchar[]),
-                                  CAST(:l_idempotency_key AS varchar[]),
-                                  CAST(:l_metric AS varchar[]), CAST(:l_quantity AS bigint[]),
-                                  CAST(:l_occurred_at AS timestamptz[]),
-                                  CAST(:l_period_start AS date[]))
-            AS line (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
-        JOIN inserted USING (org_id, idempotency_key)
+        SELECT s.org_id, s.idempotency_key, line.metric, line.quantity, s.occurred_at,
+               s.period_start
+        FROM unnest(CAST(:l_n AS bigint[]), CAST(:l_metric AS varchar[]),
+                    CAST(:l_quantity AS bigint[])) AS line (n, metric, quantity)
+        JOIN sent s USING (n)
+        JOIN inserted i USING (org_id, idempotency_key)
     )
-    SELECT org_id, idempotency_key FROM inserted
+    SELECT s.n - 1 FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
+    WHERE i.org_id IS NULL
 """)
 _PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("n", Integer),
@@ -127,9 +135,6 @@ def _conflicts_with(sent: FromClause) -> Any:
 
 
 _PG_CONFLICTS = _conflicts_with(_PG_SENT)
-
-
-_LINE_COLUMNS = ("org_id", "idempotency_key", "metric", "quantity", "occurred_at", "period_start")
 
 
 def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
@@ -185,7 +190,9 @@ class UsageRepository:
         if not events:
             return set()
         if self._conn.dialect.name == "postgresql":
-            lines = _line_rows(events)
+            lines = [  # a unique count's lines wait for `insert_unique_lines`
+                (n, line) for n, e in enumerate(events, 1) for line in e.lines if line.value is None
+            ]
             result = await self._conn.execute(
                 _PG_INSERT_EVENTS,
                 {
@@ -197,10 +204,14 @@ class UsageRepository:
                     "received_at": [e.received_at for e in events],
                     "time_given": [e.occurred_at_given for e in events],
                     "properties": [e.properties for e in events],
-                }
-                | {f"l_{name}": [line[name] for line in lines] for name in _LINE_COLUMNS},
+                    "period_start": [e.period_start for e in events],
+                    "l_n": [n for n, _ in lines],
+                    "l_metric": [line.metric for _, line in lines],
+                    "l_quantity": [line.quantity for _, line in lines],
+                },
             )
-            return {(org_id, key) for org_id, key in result}
+            skipped = set(result.scalars().all())
+            return {(e.org_id, e.idempotency_key) for n, e in enumerate(events) if n not in skipped}
         stmt = (
             upsert(self._conn, usage_events)
             .on_conflict_do_nothing(
@@ -225,9 +236,9 @@ class UsageRepository:
             ],
         )
         inserted = {(org_id, key) for org_id, key in result}
-        lines = _line_rows([e for e in events if (e.org_id, e.idempotency_key) in inserted])
-        if lines:
-            await self._conn.execute(usage_lines.insert(), lines)
+        rows = _line_rows([e for e in events if (e.org_id, e.idempotency_key) in inserted])
+        if rows:
+            await self._conn.execute(usage_lines.insert(), rows)
         return inserted
 
     async def insert_unique_lines(self, events: Sequence[UsageEvent]) -> dict[LineKey, int]:

@@ -106,10 +106,7 @@ def upgrade() -> None:
             ["metric"], ["metrics.key"], name=op.f("fk_usage_lines_metric_metrics")
         ),
         sa.ForeignKeyConstraint(
-            ["org_id", "idempotency_key"],
-            ["usage_events.org_id", "usage_events.idempotency_key"],
-            name=op.f("fk_usage_lines_org_id_usage_events"),
-            ondelete="CASCADE",
+            ["org_id"], ["orgs.org_id"], name=op.f("fk_usage_lines_org_id_orgs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("org_id", "idempotency_key", "metric", name=op.f("pk_usage_lines")),
     )
