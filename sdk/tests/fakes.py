@@ -34,8 +34,11 @@ class FakeKernel:
     def totals(self, metric: str = "tokens") -> dict[str, int]:
         totals: dict[str, int] = {}
         for event in self.seen.values():
-            if event["metric"] == metric:
+            if event.get("metric") == metric:
                 totals[event["org_id"]] = totals.get(event["org_id"], 0) + event["quantity"]
+            elif event.get("event") == metric:  # as the kernel's metric of that key counts it
+                amount = event["properties"]["value"]
+                totals[event["org_id"]] = totals.get(event["org_id"], 0) + amount
         return totals
 
     def answer(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
@@ -54,7 +57,7 @@ class FakeKernel:
             results = []
             for event in events:
                 key = (event["org_id"], event["idempotency_key"])
-                if event["metric"] == "refuse-me":
+                if event.get("metric", event.get("event")) == "refuse-me":
                     results.append(EventResult("refused", "unknown_metric"))
                 elif key in self.seen and not _repeats(dict(event), self.seen[key]):
                     results.append(EventResult("refused", "idempotency_conflict"))
@@ -156,9 +159,10 @@ def _repeats(event: dict[str, Any], stored: dict[str, Any]) -> bool:
     """The kernel's rule: the same payload, the time compared only when both gave one (an
     event a consume or commit recorded has the kernel's time, not the sender's)."""
     timed = "occurred_at" in event and "occurred_at" in stored
-    return all(
-        event[name] == stored[name] for name in ("org_id", "metric", "quantity", "idempotency_key")
-    ) and (not timed or event["occurred_at"] == stored["occurred_at"])
+    fields = ("org_id", "metric", "quantity", "event", "properties", "idempotency_key")
+    return all(event.get(name) == stored.get(name) for name in fields) and (
+        not timed or event["occurred_at"] == stored["occurred_at"]
+    )
 
 
 def _committed(hold: dict[str, Any]) -> dict[str, Any]:

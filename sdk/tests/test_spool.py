@@ -95,3 +95,29 @@ def test_events_set_aside_are_kept_in_the_spool_directory_across_restarts(
     )
     assert resumed.pending() == 0  # set aside is not queued: nothing is sent again by itself
     resumed.close()
+
+
+def test_named_events_and_their_properties_come_back_and_old_lines_still_read(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10**7)
+    named = Event("acme", "llm.completion", 0, "k1", 1_790_000_000_000_000, {"tokens": 9}, True)
+    assert spool.append(named)
+    assert spool.append(event(2))
+    spool.close()
+    segment = next(tmp_path.glob("seg-*.log"))
+    with segment.open("ab") as file:  # as a tracker before named events wrote it
+        file.write(b'["acme","tokens",3,"key-3",1790000000000003]\n')
+    again = Spool(tmp_path, max_bytes=10**7)
+    read = again.peek(10)
+    assert read == [named, event(2), event(3)]
+    assert read[0].wire() == {
+        "org_id": "acme",
+        "event": "llm.completion",
+        "idempotency_key": "k1",
+        "occurred_at": "2026-09-21T14:13:20+00:00",
+        "properties": {"tokens": 9},
+    }
+    assert read[2].wire()["metric"] == "tokens"
+    assert "properties" not in read[2].wire()
+    again.close()

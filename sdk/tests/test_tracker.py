@@ -34,6 +34,24 @@ def test_every_tracked_event_is_sent_once_in_batches() -> None:
     assert (stats.queued, stats.accepted, stats.pending, stats.dropped) == (1_000, 1_000, 0, 0)
 
 
+def test_named_events_and_properties_are_sent_as_the_kernel_takes_them() -> None:
+    kernel = FakeKernel()
+    with tracker(kernel) as t:
+        t.track_event("acme", "tokens", {"value": 7, "model": "gpt-5"}, idempotency_key="e1")
+        t.track_event("acme", "tokens", {"value": 7, "model": "gpt-5"}, idempotency_key="e1")
+        t.track("acme", "tokens", 5, idempotency_key="m1", properties={"model": "claude"})
+        t.track_event("acme", "x y" * 100, {})  # no name the kernel takes: refused here
+        t.track_event("acme", "tokens", {"value": float("nan")})  # not JSON
+        t.track_event("acme", "tokens", ["value", 3])  # type: ignore[arg-type]
+        assert t.flush(10)
+        stats = t.stats()
+    assert kernel.totals() == {"acme": 12}
+    assert kernel.seen["acme", "e1"]["properties"] == {"model": "gpt-5", "value": 7}
+    assert "metric" not in kernel.seen["acme", "e1"]
+    assert kernel.seen["acme", "m1"]["properties"] == {"model": "claude"}
+    assert (stats.queued, stats.accepted, stats.duplicates, stats.refused) == (3, 2, 1, 3)
+
+
 def test_retryable_failures_are_retried_and_lost_answers_count_once() -> None:
     kernel = FakeKernel()
     kernel.failures = [TransportError("down", retryable=True)] * 3

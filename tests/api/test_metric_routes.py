@@ -314,3 +314,41 @@ async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consum
     held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
     assert (held.status_code, held.json()["code"]) == (422, "invalid_input")
     assert (await api.kernel.summary.period_usage(org_id)).used[users] == 3
+
+
+async def test_a_plan_includes_and_prices_a_metric_defined_by_data(api: Api) -> None:
+    _, calls, event = await tokens_and_calls(api)
+    admin = await api.key(Scope.BILLING_ADMIN)
+    slug = new_id("plan")
+    plan = {
+        "slug": slug,
+        "name": "Metered",
+        "currency": "USD",
+        "monthly_price": "10.00",
+        "metrics": [
+            {
+                "metric": calls,
+                "included_quantity": 2,
+                "overage_unit_price": "0.25",
+                "overage_unit_size": 1,
+            }
+        ],
+    }
+    created = await api.client.post("/api/v1/billing/plans", json=plan, headers=admin)
+    assert created.status_code == 201, created.text
+    org_id = new_id()
+    org = await api.client.put(
+        f"/api/v1/orgs/{org_id}", json={"plan_slug": slug, "status": "active"}, headers=admin
+    )
+    assert org.status_code in (200, 201), org.text
+    writer = await api.key(Scope.USAGE_WRITE)
+    batch = [named(org_id, f"k{n}", event, total_tokens=10) for n in range(5)]
+    await api.client.post(EVENTS, json={"events": batch}, headers=writer)
+    summary = await api.kernel.summary.summary(org_id)
+    line = summary.metric(calls)
+    assert (line.used, line.limit) == (5, 2)
+    upcoming = await api.client.get(
+        "/api/v1/billing/org/invoices/upcoming", headers=admin | {"X-Org-Id": org_id}
+    )
+    overage = [x for x in upcoming.json()["lines"] if x.get("metric") == calls]
+    assert [x["amount"] for x in overage] == ["0.75"]  # 3 calls over, at 0.25

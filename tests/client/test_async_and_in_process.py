@@ -38,13 +38,18 @@ async def test_in_process_backend_counts_through_the_billing_service(
         async with tracker.run(org_id, run_id="run-1") as again:  # a retried run counts once
             pass
         tracker.track(org_id, "gpu_hours", 1)  # the kernel refuses an unknown metric
+        tracker.track_event(org_id, "tokens", {"value": 5, "model": "gpt-5"}, idempotency_key="e")
+        tracker.track(org_id, "tokens", 4, idempotency_key="p", properties={"model": "claude"})
         assert await tracker.flush(10)
         stats = tracker.stats()
     usage = await kernel.summary.period_usage(org_id)
-    assert usage.used["tokens"] == 250 * 7
+    assert usage.used["tokens"] == 250 * 7 + 5 + 4
     assert usage.used["playbook_runs"] == 1
     # A repeated key is the same event, with its first use's time: a duplicate, counted once.
-    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (250, 50, 0, 1)
+    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (252, 50, 0, 1)
+    stored = {e.idempotency_key: e for e in await kernel.usage.events(org_id, limit=1000)}
+    assert (stored["e"].event, stored["e"].properties) == ("tokens", '{"model":"gpt-5","value":5}')
+    assert (stored["p"].event, stored["p"].properties) == (None, '{"model":"claude"}')
     # The run was admitted by a consume, which its retry replays.
     assert first == again
     assert (first.allowed, first.consumed, first.reason) == (True, True, "within_limit")

@@ -63,6 +63,30 @@ def test_events_tracked_while_the_kernel_is_down_arrive_once_it_is_up(
     assert (stats.accepted, stats.dropped) == (3_000, 0)
 
 
+def test_named_events_tracked_count_toward_the_metrics_that_count_them(
+    server: KernelServer, api_key: str, postgres_url: str
+) -> None:
+    """The default `tokens` metric counts events named `tokens` by their `value`; a repeat
+    of a key counts once, and an event no metric counts is refused, not retried."""
+    org = new_id()
+    server.start()
+    with UsageTracker(server.url, api_key, **FAST_RETRIES) as tracker:
+        for n in range(300):
+            properties = {"value": n, "model": "gpt-5" if n % 2 else "claude"}
+            tracker.track_event(org, "tokens", properties, idempotency_key=f"e{n % 200}")
+        tracker.track_event(org, "gpu.hour", {"value": 1})
+        tracker.track(org, "playbook_runs", 2, properties={"model": "gpt-5"})
+        assert tracker.flush(30)
+        stats = tracker.stats()
+    assert counted(postgres_url, [org]) == {org: sum(range(200))}
+    assert counted(postgres_url, [org], "playbook_runs") == {org: 2}
+    assert (stats.accepted, stats.conflicts, stats.refused) == (
+        201,
+        100,
+        1,
+    )  # 100 keys reused with another value, 1 name no metric counts
+
+
 def test_a_kernel_killed_and_restarted_mid_stream_of_20000_events_counts_each_once(
     server: KernelServer, api_key: str, postgres_url: str, tmp_path: Path
 ) -> None:

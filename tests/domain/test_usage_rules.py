@@ -7,19 +7,19 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.validation import (
     MAX_EVENT_QUANTITY,
+    MAX_PROPERTIES,
+    canonical_properties,
     validate_occurred_at,
     validate_text,
 )
 from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.rules import (
-    MAX_PROPERTIES,
     EventTimeWindow,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
-    canonical_properties,
     counter_increments,
     new_usage_event,
 )

@@ -18,7 +18,10 @@ from billing_kernel_sdk.buffer import Buffer, MemoryBuffer, Spool
 from billing_kernel_sdk.errors import TransportError
 from billing_kernel_sdk.events import Event, to_micros
 from billing_kernel_sdk.fields import (
+    MAX_EVENT_NAME_LENGTH,
+    MAX_ID_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    canonical_properties,
     check_id,
     check_occurred_at,
     check_quantity,
@@ -159,7 +162,7 @@ class Delivery:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(STAT_NAMES, 0)
         self._logged: set[str] = set()
-        self._checked_metrics: set[str] = set()
+        self._checked_names: set[tuple[str, str]] = set()
         self._first_seen: OrderedDict[str, int] = OrderedDict()
         """Event time of recent keys tracked without one: a repeat gets the same time."""
         self._isolate_after = isolate_after
@@ -180,9 +183,13 @@ class Delivery:
         quantity: object,
         idempotency_key: object,
         occurred_at: object,
+        properties: object = None,
+        named: bool = False,
     ) -> None:
         try:
-            event = self._event(org_id, metric, quantity, idempotency_key, occurred_at)
+            event = self._event(
+                org_id, metric, quantity, idempotency_key, occurred_at, properties, named
+            )
         except Exception as exc:  # invalid arguments: counted and logged, never raised
             self.count("refused")
             self.log_once(f"invalid:{_kind(exc)}", logging.WARNING, "usage not tracked: %s", exc)
@@ -214,10 +221,18 @@ class Delivery:
             self.wake()
 
     def _event(
-        self, org_id: object, metric: object, quantity: object, key: object, occurred: object
+        self,
+        org_id: object,
+        metric: object,
+        quantity: object,
+        key: object,
+        occurred: object,
+        properties: object = None,
+        named: bool = False,
     ) -> Event:
         """The event, checked by the rules the kernel applies to each field (`fields`);
-        whether the metric exists, and the event time's window, are the kernel's to judge."""
+        whether the metric (or a metric counting the event's name) exists, and the event
+        time's window, are the kernel's to judge."""
         if occurred is not None:
             micros = to_micros(check_occurred_at(occurred))
         else:
@@ -228,13 +243,24 @@ class Delivery:
             key = check_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
             if occurred is None:
                 micros = self._time_of(key, micros)
-        if isinstance(metric, str) and metric in self._checked_metrics:
+        what = "event" if named else "metric"
+        if isinstance(metric, str) and (what, metric) in self._checked_names:
             name = metric  # a handful of names: each is checked once
         else:
-            name = check_id(metric, "metric")
-            if len(self._checked_metrics) < 1000:
-                self._checked_metrics.add(name)
-        return Event(check_id(org_id, "org_id"), name, check_quantity(quantity), key, micros)
+            name = check_id(metric, what, MAX_EVENT_NAME_LENGTH if named else MAX_ID_LENGTH)
+            if len(self._checked_names) < 1000:
+                self._checked_names.add((what, name))
+        amount = 0 if named else check_quantity(quantity)
+        canonical_properties(properties)  # the kernel's rule; the dict itself is sent
+        return Event(
+            check_id(org_id, "org_id"),
+            name,
+            amount,
+            key,
+            micros,
+            None if properties is None else dict(properties),  # type: ignore[call-overload]
+            named,
+        )
 
     def _time_of(self, key: str, now: int) -> int:
         """The event time of `key`: when it was first tracked, if that is remembered.

@@ -12,20 +12,29 @@ MICROSECOND = timedelta(microseconds=1)
 class Event(NamedTuple):
     org_id: str
     metric: str
+    """The metric; for a named event, the event's name."""
     quantity: int
+    """For a named event, unused (0): its metrics read its properties."""
     idempotency_key: str
     occurred_us: int
     """Event time in whole microseconds since the Unix epoch: exact, and cheap to stamp."""
+    properties: dict[str, Any] | None = None
+    named: bool = False
+    """Sent as `event` with its properties, not as `metric` and `quantity`. (A spool line
+    written before these two fields existed reads back with their defaults.)"""
 
     def wire(self) -> dict[str, Any]:
         """The event as `POST /api/v1/usage/events` takes it."""
-        return {
-            "org_id": self.org_id,
-            "metric": self.metric,
-            "quantity": self.quantity,
-            "idempotency_key": self.idempotency_key,
-            "occurred_at": occurred_at(self.occurred_us).isoformat(),
-        }
+        body: dict[str, Any] = {"org_id": self.org_id}
+        if self.named:
+            body["event"] = self.metric
+        else:
+            body["metric"], body["quantity"] = self.metric, self.quantity
+        body["idempotency_key"] = self.idempotency_key
+        body["occurred_at"] = occurred_at(self.occurred_us).isoformat()
+        if self.properties is not None:
+            body["properties"] = self.properties
+        return body
 
 
 def occurred_at(micros: int) -> datetime:

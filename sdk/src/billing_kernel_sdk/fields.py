@@ -4,7 +4,9 @@ event the kernel would refuse for its form). Standard library only."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 MAX_EVENT_QUANTITY = 10**12
@@ -12,6 +14,10 @@ MAX_EVENT_QUANTITY = 10**12
 MAX_ID_LENGTH = 64
 """Org and user ids are the product's own, up to this many characters."""
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_EVENT_NAME_LENGTH = 128
+"""A named event's name (the kernel also checks its characters: letters, digits, . _ : / -)."""
+MAX_PROPERTIES = 50
+MAX_PROPERTIES_LENGTH = 4096
 ID_PATTERN_TEXT = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
 """What an id or key may be: no control characters, no leading or trailing white space."""
 ID_PATTERN = re.compile(ID_PATTERN_TEXT)
@@ -89,3 +95,34 @@ def check_occurred_at(value: object) -> datetime:
         return ensure_utc(value)
     except ValueError as exc:
         raise FieldError(f"occurred_at is not usable: {exc}", "occurred_at") from None
+
+
+def canonical_properties(properties: object) -> str | None:
+    """An event's properties (a JSON object of at most MAX_PROPERTIES keys, each an id of
+    at most 64 characters, with finite numbers) as one canonical JSON text: keys sorted, no
+    spaces, at most MAX_PROPERTIES_LENGTH characters; so that two events carry the same
+    properties exactly when their texts are equal. None for none. FieldError otherwise."""
+    if properties is None:
+        return None
+    if not isinstance(properties, Mapping):
+        raise FieldError("properties must be a JSON object", "properties")
+    if len(properties) > MAX_PROPERTIES:
+        raise FieldError(
+            f"properties has {len(properties)} keys; at most {MAX_PROPERTIES}", "properties"
+        )
+    for name in properties:
+        check_id(name, "a property name")
+    try:
+        text = json.dumps(
+            properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        text.encode()
+    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise FieldError(
+            "properties must hold only JSON values: finite numbers, Unicode text", "properties"
+        ) from None
+    if len(text) > MAX_PROPERTIES_LENGTH:
+        raise FieldError(
+            f"properties are longer than {MAX_PROPERTIES_LENGTH} characters as JSON", "properties"
+        )
+    return text

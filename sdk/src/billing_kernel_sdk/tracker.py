@@ -8,7 +8,7 @@ import atexit
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -122,13 +122,29 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
         *,
         idempotency_key: str | None = None,
         occurred_at: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
     ) -> None:
         """Record `quantity` of `metric` for the org. Returns at once; never raises.
 
         Give `idempotency_key` when the same usage might be tracked twice (a retried job);
         otherwise each call gets a unique key. `occurred_at` (aware) defaults to now.
+        `properties` (a JSON object, such as `{"model": "gpt-5"}`) are kept with the event.
         """
-        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at, properties)
+
+    def track_event(
+        self,
+        org_id: str,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Record a named event (`"llm.completion"`) for the org: each metric that counts
+        its name counts it, reading what it needs from `properties` (see the kernel's
+        metrics). Returns at once; never raises; keys and times as for `track`."""
+        self._core.track(org_id, event, 0, idempotency_key, occurred_at, properties, named=True)
 
     def stats(self) -> TrackerStats:
         return self._core.stats()
@@ -267,9 +283,23 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         *,
         idempotency_key: str | None = None,
         occurred_at: datetime | None = None,
+        properties: Mapping[str, Any] | None = None,
     ) -> None:
         """Record usage; returns at once and never raises (see UsageTracker.track)."""
-        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at)
+        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at, properties)
+
+    def track_event(
+        self,
+        org_id: str,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Record a named event; returns at once and never raises (see
+        UsageTracker.track_event)."""
+        self._core.track(org_id, event, 0, idempotency_key, occurred_at, properties, named=True)
 
     def stats(self) -> TrackerStats:
         return self._core.stats()

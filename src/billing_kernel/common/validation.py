@@ -18,6 +18,8 @@ from billing_kernel_sdk.fields import (
     MAX_EVENT_QUANTITY,
     MAX_ID_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_PROPERTIES,
+    MAX_PROPERTIES_LENGTH,
 )
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "MAX_EVENT_QUANTITY",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_ID_LENGTH",
+    "MAX_PROPERTIES",
+    "MAX_PROPERTIES_LENGTH",
+    "canonical_properties",
     "validate_id",
     "validate_occurred_at",
     "validate_quantity",
@@ -67,5 +72,14 @@ def validate_text(value: str | None, what: str, max_length: int) -> str | None:
         raise InvalidInput(f"{what} contains control characters", field=what)
     try:
         return fields.check_storable(value, what)
+    except fields.FieldError as exc:
+        raise InvalidInput(str(exc), field=exc.field) from None
+
+
+def canonical_properties(properties: object) -> str | None:
+    """An event's properties as one canonical JSON text (see
+    `fields.canonical_properties`), None for none; InvalidInput otherwise."""
+    try:
+        return fields.canonical_properties(properties)
     except fields.FieldError as exc:
         raise InvalidInput(str(exc), field=exc.field) from None

@@ -41,10 +41,12 @@ class InProcessTransport:
                 [
                     UsageReport(
                         e["org_id"],
-                        e["metric"],
-                        e["quantity"],
+                        e.get("metric"),
+                        e.get("quantity"),
                         e["idempotency_key"],
                         datetime.fromisoformat(e["occurred_at"]),
+                        e.get("properties"),
+                        e.get("event"),
                     )
                     for e in events
                 ]

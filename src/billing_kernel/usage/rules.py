@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -13,6 +12,7 @@ from billing_kernel.alerts.rules import AlertTerms
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    canonical_properties,
     validate_id,
     validate_occurred_at,
     validate_quantity,
@@ -64,43 +64,6 @@ class UsageReport:
     occurred_at: datetime | None = None
     properties: object = None
     event: object = None
-
-
-MAX_PROPERTIES = 50
-MAX_PROPERTIES_LENGTH = 4096
-
-
-def canonical_properties(properties: object) -> str | None:
-    """An event's properties (a JSON object of at most MAX_PROPERTIES keys, each an id of
-    at most 64 characters, with finite numbers) as one canonical JSON text: keys sorted, no
-    spaces, at most MAX_PROPERTIES_LENGTH characters; so that two events carry the same
-    properties exactly when their texts are equal. None for none. InvalidInput otherwise."""
-    if properties is None:
-        return None
-    if not isinstance(properties, Mapping):
-        raise InvalidInput("properties must be a JSON object", field="properties")
-    if len(properties) > MAX_PROPERTIES:
-        raise InvalidInput(
-            f"properties has {len(properties)} keys; at most {MAX_PROPERTIES}", field="properties"
-        )
-    for name in properties:
-        validate_id(name, "a property name")
-    try:
-        text = json.dumps(
-            properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        text.encode()
-    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
-        raise InvalidInput(
-            "properties must hold only JSON values: finite numbers, Unicode text",
-            field="properties",
-        ) from None
-    if len(text) > MAX_PROPERTIES_LENGTH:
-        raise InvalidInput(
-            f"properties are longer than {MAX_PROPERTIES_LENGTH} characters as JSON",
-            field="properties",
-        )
-    return text
 
 
 def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:

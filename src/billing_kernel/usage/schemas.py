@@ -11,10 +11,12 @@ from pydantic import (
     Field,
 )
 
-from billing_kernel.common.validation import MAX_EVENT_QUANTITY
-from billing_kernel.usage.rules import (
+from billing_kernel.common.validation import (
+    MAX_EVENT_QUANTITY,
     MAX_PROPERTIES,
     MAX_PROPERTIES_LENGTH,
+)
+from billing_kernel.usage.rules import (
     RecordStatus,
     StoredEvent,
 )

@@ -181,8 +181,9 @@ class UsageService:
             first.setdefault((event.org_id, event.idempotency_key), event)
         # In key order: concurrent batches sharing keys in other orders then wait on each
         # other's rows in one order, instead of deadlocking.
-        inserted = await usage.insert_events([first[key] for key in sorted(first)])
-        new = [first[key] for key in sorted(first) if key in inserted]
+        ordered = [first[key] for key in sorted(first)]
+        inserted = await usage.insert_events(ordered)
+        new = [e for e in ordered if (e.org_id, e.idempotency_key) in inserted]
         unique = await usage.insert_unique_lines(new)
         now = self._clock()
         increments = counter_increments(new, unique)
