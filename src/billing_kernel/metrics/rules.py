@@ -1,7 +1,7 @@
 """Metrics are data: a key per counter and per plan limit, so a deployment can add its own.
 A metric is also a meter: the event names it counts, how it aggregates them (the sum of an
-amount, or how many there are), the property the amount is read from, and equality filters
-on the others."""
+amount, how many there are, or how many distinct values of a property), the property it
+reads, and equality filters on the others."""
 
 from __future__ import annotations
 
