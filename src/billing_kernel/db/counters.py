@@ -2,7 +2,7 @@
 of them), add only within a ceiling, hold units for a reservation, add a reservation's usage
 and give back its hold, raise a peak. Each notes in the same statement when usage crosses
 the org's limit, and answers the org's limit and alert thresholds with the counter
-(`limits.py`). Built once per dialect; `usage/repository.py` runs them."""
+(`limits.py`). Built once per dialect; `usage/repository/recording.py` runs them."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
-from billing_kernel.usage.repository import UsageRepository
+from billing_kernel.usage.repository import UsageHistory, UsageRepository
 from billing_kernel.usage.rules import (
     CeilingWrite,
     CounterKey,
@@ -363,7 +363,7 @@ class UsageService:
         for metric in await self._metrics.catalogue(uow):
             if metric.aggregation is not Aggregation.SEATS:
                 continue
-            last = await usage.last_period_with(org_id, metric.key, before=period.key)
+            last = await UsageHistory(uow).last_period_with(org_id, metric.key, before=period.key)
             for month in months_to_carry_seats(last, period):
                 await usage.raise_to_at_least((org_id, month.key, metric.key), before, now)
             peaks[metric.key] = await usage.raise_to_at_least(
@@ -379,7 +379,7 @@ class UsageService:
     ) -> date | None:
         """The first day of the latest month with a recorded seat peak of `metric`."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).last_period_with(org_id, metric)
+            return await UsageHistory(unit).last_period_with(org_id, metric)
 
     async def events(
         self,
@@ -402,7 +402,7 @@ class UsageService:
             await self._orgs.require(org_id, unit)
             if metric is not None:
                 await self._metrics.get(metric, unit)
-            return await UsageRepository(unit).events(
+            return await UsageHistory(unit).events(
                 org_id,
                 metric=metric,
                 event=event,
@@ -440,7 +440,7 @@ class UsageService:
     ) -> dict[str, int]:
         """The org's counters for one period, by metric (for seats: the period's peak)."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).counters_for_period(org_id, period.key)
+            return await UsageHistory(unit).counters_for_period(org_id, period.key)
 
     async def grouped_totals(
         self,
@@ -455,7 +455,7 @@ class UsageService:
         """The org's usage from the month `first` until the month `end` (not included), per
         month or day and metric, split by the value of the property `prop`."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).grouped_totals(
+            return await UsageHistory(unit).grouped_totals(
                 org_id, first.key, end.key, prop, by_day=by_day
             )
 
@@ -464,14 +464,14 @@ class UsageService:
     ) -> dict[str, int]:
         """How many events the org sent per metric in one period."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).event_counts(org_id, period.key)
+            return await UsageHistory(unit).event_counts(org_id, period.key)
 
     async def daily_totals(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
     ) -> dict[tuple[date, str], int]:
         """The org's accepted usage in one period, summed per UTC day and metric."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).daily_totals(org_id, period.key)
+            return await UsageHistory(unit).daily_totals(org_id, period.key)
 
     async def counters_between(
         self,
@@ -482,7 +482,7 @@ class UsageService:
     ) -> dict[tuple[date, str], int]:
         """The org's counters for the periods from `first` up to, not including, `end`."""
         async with self._tx.read(uow) as unit:
-            return await UsageRepository(unit).counters_between(org_id, first.key, end.key)
+            return await UsageHistory(unit).counters_between(org_id, first.key, end.key)
 
 
 def _key_used(org_id: str, idempotency_key: str) -> IdempotencyConflict:

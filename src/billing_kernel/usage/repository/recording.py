@@ -1,10 +1,10 @@
-"""Usage events and the per-period counters they add to, by set-based atomic SQL (the counter
-statements themselves are `db/counters.py`)."""
+"""Recording usage: events, their lines, unique values and the per-period counters they add
+to, by set-based atomic SQL (the counter statements themselves are `db/counters.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -19,21 +19,17 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    case,
     cast,
     column,
     delete,
     func,
-    literal,
-    null,
     or_,
     select,
     text,
-    tuple_,
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
@@ -49,9 +45,7 @@ from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.usage.rules import (
     Counter,
     CounterKey,
-    EventPosition,
     LineKey,
-    StoredEvent,
     UsageEvent,
 )
 
@@ -152,15 +146,6 @@ def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
         for line in e.lines
         if line.value is None  # a unique count's: `insert_unique_lines`
     ]
-
-
-def _lines_with_events() -> FromClause:
-    """Each line with the event it is of (for the event's properties and receive time)."""
-    lines, events = usage_lines.c, usage_events.c
-    return usage_lines.join(
-        usage_events,
-        and_(events.org_id == lines.org_id, events.idempotency_key == lines.idempotency_key),
-    )
 
 
 def _reading(row: Any) -> Reading:
@@ -470,151 +455,3 @@ class UsageRepository:
             counter_sql.counter_row(key, value, now),
         )
         return _reading(result.one())
-
-    async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
-        """The org's accepted usage in one period, summed per UTC day and metric."""
-        occurred = usage_lines.c.occurred_at
-        day = (
-            func.date(func.timezone("UTC", occurred))
-            if self._conn.dialect.name == "postgresql"
-            else func.date(occurred)  # SQLite stores UTC text
-        )
-        result = await self._conn.execute(
-            select(day.label("day"), usage_lines.c.metric, func.sum(usage_lines.c.quantity))
-            .where(usage_lines.c.org_id == org_id, usage_lines.c.period_start == period_start)
-            .group_by(day, usage_lines.c.metric)
-        )
-        return {
-            (value if isinstance(value, date) else date.fromisoformat(value), metric): int(total)
-            for value, metric, total in result
-        }
-
-    async def grouped_totals(
-        self, org_id: str, first: date, end: date, prop: str, *, by_day: bool
-    ) -> dict[tuple[date, str], dict[str | None, int]]:
-        """The org's accepted usage in the periods starting in `[first, end)`, per month (or
-        per UTC day) and metric, split by the text value of the property `prop` (None for
-        events without it)."""
-        e, properties = usage_lines.c, usage_events.c.properties
-        value: ColumnElement[Any]
-        if self._conn.dialect.name == "postgresql":
-            bucket = func.date(func.timezone("UTC", e.occurred_at)) if by_day else e.period_start
-            value = func.jsonb_extract_path_text(cast(properties, JSONB), prop)
-        else:
-            bucket = func.date(e.occurred_at) if by_day else e.period_start
-            path = f'$."{prop}"'
-            kind = func.json_type(properties, path)
-            value = case(  # text as PostgreSQL's ->> gives it: true, false, null as null
-                (kind.in_(["true", "false"]), kind),
-                (kind == "null", null()),
-                else_=cast(func.json_extract(properties, path), String),
-            )
-        result = await self._conn.execute(
-            select(bucket, e.metric, value, func.sum(e.quantity))
-            .select_from(_lines_with_events())
-            .where(e.org_id == org_id, e.period_start >= first, e.period_start < end)
-            .group_by(bucket, e.metric, value)
-        )
-        totals: dict[tuple[date, str], dict[str | None, int]] = {}
-        for start, metric, group, total in result:
-            day = start if isinstance(start, date) else date.fromisoformat(start)
-            totals.setdefault((day, metric), {})[group] = int(total)
-        return totals
-
-    async def counters_between(
-        self, org_id: str, first: date, end: date
-    ) -> dict[tuple[date, str], int]:
-        """The org's counters for the periods starting in `[first, end)`."""
-        result = await self._conn.execute(
-            select(
-                usage_counters.c.period_start, usage_counters.c.metric, usage_counters.c.quantity
-            ).where(
-                usage_counters.c.org_id == org_id,
-                usage_counters.c.period_start >= first,
-                usage_counters.c.period_start < end,
-            )
-        )
-        return {(period, metric): quantity for period, metric, quantity in result}
-
-    async def last_period_with(
-        self, org_id: str, metric: str, before: date | None = None
-    ) -> date | None:
-        """The start of the latest period (before `before`, if given) with a counter of
-        `metric` for the org; None if there is none."""
-        query = select(func.max(usage_counters.c.period_start)).where(
-            usage_counters.c.org_id == org_id, usage_counters.c.metric == metric
-        )
-        if before is not None:
-            query = query.where(usage_counters.c.period_start < before)
-        latest: date | None = await self._conn.scalar(query)
-        return latest
-
-    async def events(
-        self,
-        org_id: str,
-        *,
-        metric: str | None,
-        event: str | None,
-        start: datetime | None,
-        end: datetime | None,
-        after: EventPosition | None,
-        limit: int,
-    ) -> list[StoredEvent]:
-        """Up to `limit` of the org's event lines in time order (then key and metric order)
-        after the position `after`, of one metric or all, of one event name or all, that
-        occurred from `start` until `end`."""
-        e, sent = usage_lines.c, usage_events.c
-        query = (
-            select(
-                e.idempotency_key,
-                e.metric,
-                e.quantity,
-                e.occurred_at,
-                sent.received_at,
-                e.invoice_id,
-                sent.properties,
-                case((sent.quantity.is_(None), sent.event)),
-            )
-            .select_from(_lines_with_events())
-            .where(e.org_id == org_id)
-            .order_by(e.occurred_at, e.idempotency_key, e.metric)
-            .limit(limit)
-        )
-        if metric is not None:
-            query = query.where(e.metric == metric)
-        if event is not None:
-            query = query.where(sent.event == event, sent.quantity.is_(None))
-        if start is not None:
-            query = query.where(e.occurred_at >= start)
-        if end is not None:
-            query = query.where(e.occurred_at < end)
-        if after is not None:  # bound as the columns are stored (SQLite keeps times as text)
-            moment, key, after_metric = after
-            query = query.where(
-                tuple_(e.occurred_at, e.idempotency_key, e.metric)
-                > tuple_(
-                    literal(moment, e.occurred_at.type),
-                    literal(key, e.idempotency_key.type),
-                    literal(after_metric, e.metric.type),
-                )
-            )
-        return [StoredEvent(*row) for row in await self._conn.execute(query)]
-
-    async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
-        """The org's counters for one period, by metric."""
-        result = await self._conn.execute(
-            select(usage_counters.c.metric, usage_counters.c.quantity).where(
-                usage_counters.c.org_id == org_id, usage_counters.c.period_start == period_start
-            )
-        )
-        return dict(result.all())
-
-    async def event_counts(self, org_id: str, period_start: date) -> dict[str, int]:
-        """How many events the org sent per metric in one period."""
-        e = usage_lines.c
-        result = await self._conn.execute(
-            select(e.metric, func.count())
-            .where(e.org_id == org_id, e.period_start == period_start)
-            .group_by(e.metric)
-        )
-        return {metric: int(count) for metric, count in result.all()}
