@@ -352,3 +352,69 @@ async def test_a_plan_includes_and_prices_a_metric_defined_by_data(api: Api) -> 
     )
     overage = [x for x in upcoming.json()["lines"] if x.get("metric") == calls]
     assert [x["amount"] for x in overage] == ["0.75"]  # 3 calls over, at 0.25
+
+
+async def test_a_max_is_the_highest_amount_checked_but_never_consumed_or_reserved(
+    api: Api,
+) -> None:
+    peak, event = new_id("p").replace("-", "_"), new_id("workers.sampled")
+    body = {"name": "Peak workers", "unit": "workers", "aggregation": "max", "events": [event]}
+    defined = await define(api, peak, **body)
+    assert defined.status_code == 201, defined.text
+    assert (defined.json()["aggregation"], defined.json()["recordable"]) == ("max", False)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE, Scope.QUOTA_CHECK)
+    batch = [
+        named(org_id, "a", event, value=4, region="eu"),
+        named(org_id, "b", event, value=9, region="us"),
+        named(org_id, "c", event, value=6, region="eu"),
+        named(org_id, "b", event, value=9, region="us"),  # a repeat of a key
+        named(org_id, "d", event, workers=12),  # no `value`: refused
+        {"org_id": org_id, "idempotency_key": "e", "metric": peak, "quantity": 1},
+    ]
+    answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [r["status"] for r in answer["results"]] == [
+        "accepted",
+        "accepted",
+        "accepted",
+        "duplicate",
+        "refused",
+        "refused",
+    ]
+    assert answer["results"][4]["error"]["detail"] == (
+        f"metric {peak!r} peaks on property `value` (or `quantity`), which the event does not have"
+    )
+    assert "is a max of named events" in answer["results"][5]["error"]["detail"]
+    assert (await api.kernel.summary.period_usage(org_id)).used[peak] == 9
+    more = [named(org_id, "f", event, value=7, region="eu")]  # lower: stays at 9
+    await api.client.post(EVENTS, json={"events": more}, headers=writer)
+    assert (await api.kernel.summary.period_usage(org_id)).used[peak] == 9
+
+    admin = await api.key(Scope.BILLING_ADMIN)
+    url = f"/api/v1/orgs/{org_id}/usage"
+    grouped = await api.client.get(url, params={"group_by": "region"}, headers=admin)
+    [point] = grouped.json()["data"]
+    assert point["usage"][peak] == 9
+    assert point["groups"][peak] == [
+        {"value": "us", "quantity": 9},
+        {"value": "eu", "quantity": 7},  # each group's highest
+    ]
+    daily = await api.client.get(url, params={"granularity": "day"}, headers=admin)
+    assert max(p["usage"][peak] for p in daily.json()["data"]) == 9  # the day's highest
+
+    headers = writer | {"X-Org-Id": org_id}
+    check = "/api/v1/billing/org/check"
+    checked = await api.client.post(check, json={"metric": peak, "amount": 1}, headers=headers)
+    assert (checked.status_code, checked.json()["allowed"]) == (200, True)
+    consume = {"metric": peak, "amount": 1, "consume": True, "idempotency_key": "c-1"}
+    refused = await api.client.post(check, json=consume, headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_input")
+    reserve = {
+        "org_id": org_id,
+        "metric": peak,
+        "estimate": 1,
+        "idempotency_key": "r-1",
+        "ttl_seconds": 60,
+    }
+    held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
+    assert (held.status_code, held.json()["code"]) == (422, "invalid_input")

@@ -3,7 +3,7 @@ force at the period's end, money rounded once per line. Hand-computed cases, the
 properties over any history."""
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -25,9 +25,10 @@ from billing_kernel.invoices.rules import (
     in_force,
     overage_cost,
     usage_lines,
+    usage_of,
     whole_second,
 )
-from billing_kernel.metrics.rules import DEFAULT_METRICS
+from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric
 from billing_kernel.plans.rules import Plan, PlanMetric
 from tests.domain.seeded import GROWTH, STARTER
 
@@ -400,5 +401,20 @@ def test_every_line_names_its_plan_and_prices_and_a_quiet_metric_stops_no_other(
     assert (str(adjustment.unit_price), adjustment.unit_size) == ("0.02", 1_000)
 
 
-def test_billed_usage_adds_up_quantities_and_events() -> None:
-    assert Billed().plus(250).plus(7, events=3) == Billed(quantity=257, events=4)
+def test_billed_usage_adds_up_quantities_and_events_and_keeps_the_highest() -> None:
+    assert Billed().plus(250).plus(7).plus(3) == Billed(quantity=260, events=3, highest=250)
+    assert Billed().plus(7).plus(250) == Billed(quantity=257, events=2, highest=250)
+
+
+def test_a_periods_usage_from_its_billed_lines_is_a_sum_or_a_maxs_highest() -> None:
+    peak = Metric("peak", "Peak", "workers", Aggregation.MAX)
+    tokens = Metric("tokens", "Tokens", "tokens")
+    may, april = BillingPeriod.starting(date(2026, 5, 1)), date(2026, 4, 1)
+    billed = {
+        (may.key, "peak"): Billed(30, 3, 20),
+        (may.key, "tokens"): Billed(30, 3, 20),
+        (may.key, "gone"): Billed(5, 1, 5),  # not in the catalogue: as summed
+        (april, "tokens"): Billed(99, 9, 50),  # another period
+    }
+    catalogue = {"peak": peak, "tokens": tokens}
+    assert usage_of(may, billed, catalogue) == {"peak": 20, "tokens": 30, "gone": 5}

@@ -27,7 +27,13 @@ from billing_kernel.metrics.rules import (
     validate_event_name,
     whole_number,
 )
-from billing_kernel.usage.rules import EventTimeWindow, Line, counter_increments, new_usage_event
+from billing_kernel.usage.rules import (
+    EventTimeWindow,
+    Line,
+    counter_increments,
+    counter_peaks,
+    new_usage_event,
+)
 
 TOKENS = Metric(
     "llm_tokens", "LLM tokens", "tokens", events=("llm.completion",), value_property="tokens"
@@ -261,8 +267,12 @@ def test_a_definition_counting_its_own_key_stores_no_names() -> None:
         ({"key": "1calls"}, "key", "starting with a letter"),
         ({"key": "c" * 65}, "key", "1-64"),
         ({"key": 3}, "key", "lowercase"),
-        ({"aggregation": "seats"}, "aggregation", "one of sum, count, unique_count, got 'seats'"),
-        ({"aggregation": "avg"}, "aggregation", "one of sum, count, unique_count"),
+        (
+            {"aggregation": "seats"},
+            "aggregation",
+            "one of sum, count, max, unique_count, got 'seats'",
+        ),
+        ({"aggregation": "avg"}, "aggregation", "one of sum, count, max, unique_count"),
         (
             {"aggregation": "unique_count"},
             "value_property",
@@ -527,7 +537,80 @@ def test_a_unique_count_is_not_recorded_as_a_quantity() -> None:
     with pytest.raises(InvalidInput) as refused:
         named(catalogue, event=None, metric="llm_users", quantity=1)
     assert refused.value.message == (
-        "metric 'llm_users' counts unique values of `user` in named events; it cannot be "
-        "recorded, consumed or reserved as a quantity"
+        "metric 'llm_users' is a unique_count of named events, not a sum of quantities: it "
+        "cannot be recorded, consumed or reserved as a quantity"
     )
     assert refused.value.details["field"] == "metric"
+
+
+PEAK = Metric(
+    "peak_workers", "Peak workers", "workers", Aggregation.MAX, events=("workers.sampled",)
+)
+
+
+def test_a_max_reads_its_amount_as_a_sum_does_and_keeps_the_highest() -> None:
+    assert counting_meters("workers.sampled", {"value": 7}, {"peak_workers": PEAK}) == [(PEAK, 7)]
+    assert (PEAK.keeps_highest, TOKENS.keeps_highest, USERS.keeps_highest) == (True, False, False)
+    assert (PEAK.is_recordable, PEAK.counts_events) == (False, True)
+    with pytest.raises(InvalidInput) as refused:
+        counting_meters("workers.sampled", {"workers": 7}, {"peak_workers": PEAK})
+    assert refused.value.message == (
+        "metric 'peak_workers' peaks on property `value` (or `quantity`), which the event "
+        "does not have"
+    )
+    defined = meter(key="peak_workers", aggregation="max", value_property="workers")
+    assert (defined.aggregation, defined.value_property) == (Aggregation.MAX, "workers")
+    assert meter(aggregation="max").value_property is None
+
+
+def test_a_periods_usage_is_its_lines_sum_or_a_maxs_highest() -> None:
+    assert TOKENS.period_usage(total=30, highest=20) == 30
+    assert USERS.period_usage(total=3, highest=1) == 3
+    assert PEAK.period_usage(total=30, highest=20) == 20
+
+
+def test_late_lines_add_their_sum_or_how_far_a_max_goes_past_what_was_billed() -> None:
+    assert TOKENS.usage_added(total=30, highest=20, billed=100) == 30
+    assert PEAK.usage_added(total=30, highest=20, billed=12) == 8
+    assert PEAK.usage_added(total=30, highest=20, billed=20) == 0
+    assert PEAK.usage_added(total=30, highest=20, billed=25) == 0  # never below what was billed
+
+
+def test_a_named_events_max_line_rises_its_counter_and_adds_nothing() -> None:
+    catalogue = CATALOGUE | {"peak_workers": PEAK}
+    sampled = [
+        named(catalogue, event="workers.sampled", idempotency_key=key, properties={"value": n})
+        for key, n in (("a", 4), ("b", 9), ("c", 2))
+    ]
+    assert [e.lines for e in sampled] == [(Line("peak_workers", n, None, True),) for n in (4, 9, 2)]
+    month = NOW.date().replace(day=1)
+    assert counter_peaks(sampled) == {("org-1", month, "peak_workers"): 9}
+    assert counter_increments(sampled) == {}
+    mixed = [*sampled, named(catalogue)]
+    assert counter_peaks(mixed) == {("org-1", month, "peak_workers"): 9}
+    assert counter_increments(mixed) == {
+        ("org-1", month, "gpt_tokens"): 900,
+        ("org-1", month, "llm_calls"): 1,
+        ("org-1", month, "llm_tokens"): 900,
+    }
+    later = named(
+        catalogue,
+        event="workers.sampled",
+        idempotency_key="d",
+        occurred_at=NOW - timedelta(days=20),
+        properties={"value": 1},
+    )
+    assert counter_peaks([*sampled, later]) == {
+        ("org-1", month.replace(month=4), "peak_workers"): 1,
+        ("org-1", month, "peak_workers"): 9,
+    }
+    assert list(counter_peaks([later, *sampled])) == sorted(counter_peaks([later, *sampled]))
+
+
+def test_a_max_is_not_recorded_as_a_quantity() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        named(CATALOGUE | {"peak_workers": PEAK}, event=None, metric="peak_workers", quantity=1)
+    assert refused.value.message == (
+        "metric 'peak_workers' is a max of named events, not a sum of quantities: it cannot "
+        "be recorded, consumed or reserved as a quantity"
+    )

@@ -9,6 +9,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,9 +18,13 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
+from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
 from billing_kernel.metrics.rules import Metric, new_meter
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.repository import PlanRepository
+from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock, make_kernel, new_id
 
@@ -52,6 +57,14 @@ METERS = (
         aggregation="unique_count",
         events=["llm.completion", "llm.chat"],
         value_property="user",
+    ),
+    new_meter(
+        "peak_tokens",
+        name="Peak tokens per call",
+        unit="tokens",
+        aggregation="max",
+        events=["llm.completion", "workflow.run"],
+        value_property="tokens",
     ),
     new_meter(
         "workflow_runs",
@@ -98,12 +111,12 @@ def counts(meter: Metric, sent: Sent) -> bool:
 
 
 def valid(sent: Sent) -> bool:
-    """Whether every metric that counts it can read it: a sum its whole number, a unique
-    count its value."""
+    """Whether every metric that counts it can read it: a sum or a max its whole number, a
+    unique count its value."""
     for meter in METERS:
         read = sent.properties.get(meter.value_property or "value", object())
         if counts(meter, sent) and (
-            (meter.aggregation == "sum" and not isinstance(read, int))
+            (meter.aggregation in ("sum", "max") and not isinstance(read, int))
             or (meter.aggregation == "unique_count" and meter.value_property not in sent.properties)
         ):
             return False
@@ -112,8 +125,8 @@ def valid(sent: Sent) -> bool:
 
 def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
     """Per month and metric: each key's first event, if valid, counted once: the sum of its
-    amounts, how many, or how many distinct values (totals of 0 left out, as `counted` leaves
-    them)."""
+    amounts, how many, the highest, or how many distinct values (totals of 0 left out, as
+    `counted` leaves them)."""
     totals: dict[tuple[date, str], int] = {}
     values: dict[tuple[date, str], set[str]] = {}
     seen: set[str] = set()
@@ -129,6 +142,8 @@ def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
             if meter.aggregation == "unique_count":
                 value = sent.properties[meter.value_property or ""]
                 values.setdefault(key, set()).add(f"{type(value).__name__}:{value}")
+            elif meter.aggregation == "max":
+                totals[key] = max(totals.get(key, 0), sent.properties["tokens"])
             else:
                 added = (
                     1
@@ -196,7 +211,8 @@ async def send(kernel: Kernel, org_id: str, stream: list[Sent], cuts: list[int])
 
 
 async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
-    """The org's counters, and (checked equal) its lines summed, per month and metric."""
+    """The org's counters, and (checked equal) its lines summed (a max's: the highest), and
+    its usage by day added up (a max's: the highest day), per month and metric."""
     counters: dict[tuple[date, str], int] = {}
     for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
         for metric, total in (await kernel.usage.counters(org_id, period)).items():
@@ -206,8 +222,20 @@ async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
     async for page in kernel.usage.all_events(org_id):
         for line in page:
             key = (BillingPeriod.containing(line.occurred_at).key, line.metric)
-            lines[key] = lines.get(key, 0) + line.quantity
+            if line.metric == "peak_tokens":
+                lines[key] = max(lines.get(key, 0), line.quantity)
+            else:
+                lines[key] = lines.get(key, 0) + line.quantity
     assert {k: v for k, v in lines.items() if v} == counters
+    by_day: dict[tuple[date, str], int] = {}
+    for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
+        for (_, metric), total in (await kernel.usage.daily_totals(org_id, period)).items():
+            before = by_day.get((period.key, metric), 0)
+            if metric == "peak_tokens":
+                by_day[period.key, metric] = max(before, total)
+            else:
+                by_day[period.key, metric] = before + total
+    assert {k: v for k, v in by_day.items() if v} == counters
     return counters
 
 
@@ -291,3 +319,82 @@ def test_concurrent_senders_of_the_same_events_count_each_once(meter_url: str) -
 async def _org(kernel: Kernel, org_id: str) -> None:
     """The org, created by an event that counts nothing."""
     await kernel.usage.record_batch([UsageReport(org_id, "tokens", 0, "first", None)])
+
+
+def test_a_max_is_billed_at_its_highest_and_a_late_higher_one_adjusts_the_next_invoice(
+    meter_url: str,
+) -> None:
+    april = BillingPeriod.parse("2026-04")
+    may = april.next()
+
+    async def run() -> None:
+        database = Database(meter_url)
+        try:
+            clock = Clock(april.start)
+            kernel = make_kernel(database, clock)
+            plan = Plan(
+                slug=new_id("plan"),
+                name="Peaks",
+                currency="USD",
+                monthly_price=Decimal("0"),
+                metrics={"peak_tokens": PlanMetric("peak_tokens", 1_000, Decimal("0.01"), 1)},
+            )
+            async with database.transaction() as conn:
+                await PlanRepository(UnitOfWork(conn)).create_plan(plan, clock.now)
+            org_id = new_id()
+            await kernel.orgs.create(org_id, plan_slug=plan.slug)
+            await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+
+            async def run_with(key: str, tokens: int, at: datetime | None = None) -> None:
+                await kernel.usage.record_batch(
+                    [UsageReport(org_id, None, None, key, at, {"tokens": tokens}, "workflow.run")]
+                )
+
+            clock.now = april.start + timedelta(days=9)
+            for key, tokens in (("a1", 1_500), ("a2", 1_200), ("a3", 700)):
+                await run_with(key, tokens)
+            assert (await kernel.usage.counters(org_id, april))["peak_tokens"] == 1_500
+            clock.now = april.end + timedelta(days=1)
+            first = await kernel.invoices.close(org_id, april)
+            assert first is not None
+            [overage] = [line for line in first.lines if line.metric == "peak_tokens"]
+            assert (overage.quantity, str(overage.amount)) == (500, "5.00")  # 1,500: 500 over
+
+            # Late April runs: one under what was billed adds nothing, a higher one the rest.
+            clock.advance(hours=1)
+            await run_with("late-low", 1_300, april.end - timedelta(days=1))
+            upcoming = await kernel.invoices.upcoming(org_id)
+            assert [line for line in upcoming.lines if line.kind == "adjustment"] == []
+            await run_with("late-high", 1_800, april.end - timedelta(days=1))
+            for key, tokens in (("m1", 1_100), ("m2", 900)):
+                await run_with(key, tokens)
+            clock.now = may.end + timedelta(days=1)
+            second = await kernel.invoices.close(org_id, may)
+            assert second is not None
+            billed = [(line.kind, line.quantity, str(line.amount)) for line in second.lines]
+            assert ("overage", 100, "1.00") in billed  # May: its own highest, 1,100
+            [adjustment] = [line for line in second.lines if line.kind == "adjustment"]
+            assert (adjustment.period_start, adjustment.quantity, str(adjustment.amount)) == (
+                april.key,
+                300,
+                "3.00",
+            )
+            assert adjustment.formula == (
+                "(1,800 - 1,000) x 0.01 = 8 → 8.00, less 5.00 billed → 3.00"
+            )
+            peaks = [
+                (u.period_start, u.quantity, u.events)
+                for invoice in (first, second)
+                for u in invoice.usage
+                if u.metric == "peak_tokens"
+            ]
+            assert sorted(peaks) == [
+                (april.key, 300, 2),  # the late lines: how far they went past what was billed
+                (april.key, 1_500, 3),
+                (may.key, 1_100, 2),
+            ]
+            assert await kernel.invoices.verify() == []
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())

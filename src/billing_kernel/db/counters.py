@@ -199,8 +199,9 @@ def hold(dialect_name: str, *, within_ceiling: bool) -> Insert:
 
 @functools.cache
 def raise_counter(dialect_name: str) -> Insert:
-    """A peak: the counter rises to the proposed value if that is higher, noting when it
-    crosses the org's limit as `add_to_counters` does."""
+    """A peak (seats, a max): the counter rises to the proposed value if that is higher,
+    noting when it crosses the org's limit as `add_to_counters` does. Answers the counter's
+    key with its value, so that one statement can raise a batch of counters."""
     counters = usage_counters.c
     stmt = _new_counter(dialect_name)
     higher = case(
@@ -214,7 +215,13 @@ def raise_counter(dialect_name: str) -> Insert:
             "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
             "updated_at": stmt.excluded.updated_at,
         },
-    ).returning(counters.quantity, *_alerting(dialect_name))
+    ).returning(
+        counters.org_id,
+        counters.period_start,
+        counters.metric,
+        counters.quantity,
+        *_alerting(dialect_name),
+    )
 
 
 @functools.cache

@@ -51,7 +51,9 @@ metrics = Table(
     Column("events", Text, nullable=True),
     Column("value_property", String(64), nullable=True),
     Column("filters", Text, nullable=True),
-    CheckConstraint("aggregation IN ('sum', 'count', 'unique_count', 'seats')", name="aggregation"),
+    CheckConstraint(
+        "aggregation IN ('sum', 'count', 'max', 'unique_count', 'seats')", name="aggregation"
+    ),
 )
 
 plans = Table(

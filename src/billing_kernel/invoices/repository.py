@@ -48,6 +48,19 @@ def _counted(as_of: StoredInvoice | None) -> ColumnElement[bool]:
     )
 
 
+_BILLED = (
+    func.sum(usage_lines.c.quantity),
+    func.count(),
+    func.max(usage_lines.c.quantity),
+)
+"""What a group of lines adds up to (`Billed`)."""
+
+
+def _billed(rows: Iterable[Any]) -> dict[tuple[date, str], Billed]:
+    """Rows of (period start, metric, *_BILLED) by period and metric."""
+    return {(row[0], row[1]): Billed(int(row[2]), int(row[3]), int(row[4])) for row in rows}
+
+
 class InvoiceRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
@@ -103,11 +116,11 @@ class InvoiceRepository:
         events), by period and metric."""
         e = usage_lines.c
         result = await self._conn.execute(
-            select(e.period_start, e.metric, func.sum(e.quantity), func.count())
+            select(e.period_start, e.metric, *_BILLED)
             .where(e.org_id == org_id, e.invoice_id.is_(None), e.period_start < before)
             .group_by(e.period_start, e.metric)
         )
-        return {(row[0], row[1]): Billed(int(row[2]), int(row[3])) for row in result}
+        return _billed(result)
 
     async def mark_events(
         self, org_id: str, invoice_id: str, *, through: date | None, moved_from: str | None
@@ -137,11 +150,11 @@ class InvoiceRepository:
         """What the events an invoice billed add up to, by period and metric."""
         e = usage_lines.c
         result = await self._conn.execute(
-            select(e.period_start, e.metric, func.sum(e.quantity), func.count())
+            select(e.period_start, e.metric, *_BILLED)
             .where(e.invoice_id == invoice_id)
             .group_by(e.period_start, e.metric)
         )
-        return {(row[0], row[1]): Billed(int(row[2]), int(row[3])) for row in result}
+        return _billed(result)
 
     async def sample_keys(
         self, invoice_id: str, period_start: date, metric: str, limit: int

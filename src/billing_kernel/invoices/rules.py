@@ -348,13 +348,32 @@ def draft_invoice(
 
 @dataclass(frozen=True, slots=True)
 class Billed:
-    """What one period and metric's events add up to: their quantity and how many."""
+    """What one period and metric's events add up to: their quantity, how many, and the
+    highest quantity of one (a max's usage: `Metric.period_usage`)."""
 
     quantity: int = 0
     events: int = 0
+    highest: int = 0
 
-    def plus(self, quantity: int, events: int = 1) -> Billed:
-        return Billed(self.quantity + quantity, self.events + events)
+    def plus(self, quantity: int) -> Billed:
+        """With one more event of `quantity`."""
+        return Billed(self.quantity + quantity, self.events + 1, max(self.highest, quantity))
+
+
+def usage_of(
+    period: BillingPeriod,
+    billed: Mapping[tuple[date, str], Billed],
+    catalogue: Mapping[str, Metric],
+) -> dict[str, int]:
+    """The usage of `period` by metric that lines `billed` (by period and metric) come to:
+    their sum, or a max's highest (`Metric.period_usage`)."""
+    return {
+        metric: catalogue[metric].period_usage(lines.quantity, lines.highest)
+        if metric in catalogue
+        else lines.quantity
+        for (start, metric), lines in billed.items()
+        if start == period.key
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from billing_kernel.invoices.rules import (
     closes_at,
     draft_invoice,
     in_force,
+    usage_of,
 )
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.metrics.service import MetricService
@@ -220,7 +221,7 @@ class InvoiceService:
                 through=period.key,
                 moved_from=None if voiding is None else voiding[0].invoice_id,
             )
-            used = {m: b.quantity for (start, m), b in billed.items() if start == period.key}
+            used = usage_of(period, billed, await self._metrics.by_key(unit))
             seats = await self._seat_peaks(org_id, period, unit)
             late = {key: b for key, b in billed.items() if key[0] < period.key}
             computed = await self._compute(
@@ -368,8 +369,8 @@ class InvoiceService:
         period = BillingPeriod.starting(invoice.period_start)
         repo = InvoiceRepository(unit)
         events = await repo.billed_events(invoice.invoice_id)
-        used = {m: b.quantity for (start, m), b in events.items() if start == period.key}
         catalogue = await self._metrics.catalogue(unit)
+        used = usage_of(period, events, {m.key: m for m in catalogue})
         seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
         used.update(
             {
@@ -429,19 +430,27 @@ class InvoiceService:
             )
         repo = InvoiceRepository(unit)
         late_usage = []
-        for (start, metric), added in sorted(late.items()):
+        added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
+        for (start, metric), lines in sorted(late.items()):
             earlier = await repo.live_invoice(org_id, start, as_of)
+            before = 0
+            if earlier is not None:
+                before = (await repo.usage_billed_before(org_id, start, as_of)).get(metric, 0)
+            added[start, metric] = (
+                by_key[metric].usage_added(lines.quantity, lines.highest, before)
+                if metric in by_key
+                else lines.quantity
+            )
             if earlier is None or metric not in by_key:
                 continue  # no plan then: nothing to price it by
             plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
             snapshot = {u.metric: u.included for u in earlier.usage if u.period_start == start}
-            before = await repo.usage_billed_before(org_id, start, as_of)
             late_usage.append(
                 LateUsage(
                     period=BillingPeriod.starting(start),
                     metric=by_key[metric],
-                    billed=before.get(metric, 0),
-                    late=added.quantity,
+                    billed=before,
+                    late=added[start, metric],
                     included=snapshot.get(metric, plan.allowance(metric).included_quantity),
                     plan=plan,
                     billable=earlier.bills_usage,
@@ -459,7 +468,7 @@ class InvoiceService:
             )
             for m in catalogue
         ] + [
-            StoredUsage(start, metric, b.quantity, b.events, None)
+            StoredUsage(start, metric, added[start, metric], b.events, None)
             for (start, metric), b in sorted(late.items())
         ]
         return Computed(draft, tuple(usage))

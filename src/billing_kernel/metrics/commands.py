@@ -39,15 +39,15 @@ def metrics_define(
     key: str,
     name: Annotated[str, typer.Option(help="What people read, e.g. 'LLM tokens'.")],
     unit: Annotated[str, typer.Option(help="e.g. tokens, runs.")],
-    aggregation: Annotated[str, typer.Option(help="sum, count or unique_count.")] = "sum",
+    aggregation: Annotated[str, typer.Option(help="sum, count, max or unique_count.")] = "sum",
     event: Annotated[
         list[str] | None, typer.Option(help="An event name it counts (repeat; default: KEY).")
     ] = None,
     value_property: Annotated[
         str | None,
         typer.Option(
-            help="A sum's amount property (default: value, else quantity); a unique_count's "
-            "counted property."
+            help="A sum's or a max's amount property (default: value, else quantity); a "
+            "unique_count's counted property."
         ),
     ] = None,
     where: Annotated[

@@ -1,7 +1,7 @@
 """Metrics are data: a key per counter and per plan limit, so a deployment can add its own.
 A metric is also a meter: the event names it counts, how it aggregates them (the sum of an
-amount, how many there are, or how many distinct values of a property), the property it
-reads, and equality filters on the others."""
+amount, how many there are, the highest amount, or how many distinct values of a property),
+the property it reads, and equality filters on the others."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class Aggregation(StrEnum):
     """The sum of an amount per event: a property's value, or a report's quantity."""
     COUNT = "count"
     """How many events it counts (a report of a quantity counts as that many)."""
+    MAX = "max"
+    """The highest amount one event carried in the period (peak concurrency, say): each
+    event's line keeps its amount, and the period's usage is the highest of them."""
     UNIQUE_COUNT = "unique_count"
     """How many distinct values of a property its events carry in the period (users who
     called, say): each event adds 1 when its value is new in the period, else 0."""
@@ -49,7 +52,12 @@ class Aggregation(StrEnum):
     """The number of org members; the counter keeps the period's peak."""
 
 
-METER_AGGREGATIONS = (Aggregation.SUM, Aggregation.COUNT, Aggregation.UNIQUE_COUNT)
+METER_AGGREGATIONS = (
+    Aggregation.SUM,
+    Aggregation.COUNT,
+    Aggregation.MAX,
+    Aggregation.UNIQUE_COUNT,
+)
 """The aggregations a meter may be defined with (seats are counted from members)."""
 ADDITIVE = (Aggregation.SUM, Aggregation.COUNT)
 """Those whose usage is a sum of quantities: recorded, consumed and reserved as one."""
@@ -76,6 +84,23 @@ class Metric:
         return self.aggregation in ADDITIVE
 
     @property
+    def keeps_highest(self) -> bool:
+        """Whether its usage in a period is the highest of its lines (a max), not their sum."""
+        return self.aggregation is Aggregation.MAX
+
+    def period_usage(self, total: int, highest: int) -> int:
+        """Its usage in a period whose lines sum to `total`, the highest being `highest`."""
+        return highest if self.keeps_highest else total
+
+    def usage_added(self, total: int, highest: int, billed: int) -> int:
+        """What lines of a period that arrived after `billed` was billed of it add to its
+        usage, when they sum to `total` and the highest is `highest`: their sum; for a max,
+        how far their highest goes past what was billed (a lower one adds nothing)."""
+        if self.keeps_highest:
+            return max(0, highest - billed)
+        return total
+
+    @property
     def counts_events(self) -> bool:
         """Whether events count toward it (all but seats)."""
         return self.aggregation in METER_AGGREGATIONS
@@ -94,8 +119,9 @@ class Metric:
         )
 
     def amount(self, properties: Mapping[str, object]) -> int:
-        """What one event it counts adds: 1 for a count, else the amount property's value,
-        a whole number from 0 to MAX_EVENT_QUANTITY (InvalidInput naming the property)."""
+        """What one event it counts adds (for a max: the amount it may raise the period's
+        usage to): 1 for a count, else the amount property's value, a whole number from 0
+        to MAX_EVENT_QUANTITY (InvalidInput naming the property)."""
         if self.aggregation is Aggregation.COUNT:
             return 1
         if self.aggregation is Aggregation.UNIQUE_COUNT:
@@ -112,7 +138,8 @@ class Metric:
                     )
                 return amount
         raise InvalidInput(
-            f"metric {self.key!r} sums property {either(names)}, which the event does not have",
+            f"metric {self.key!r} {'peaks on' if self.keeps_highest else 'sums'} property "
+            f"{either(names)}, which the event does not have",
             field=f"properties.{names[0]}",
         )
 

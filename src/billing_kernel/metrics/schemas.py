@@ -24,11 +24,12 @@ class MetricIn(StrictBody):
 
     name: str = Field(min_length=1, max_length=128, examples=["LLM tokens"])
     unit: str = Field(min_length=1, max_length=32, examples=["tokens"])
-    aggregation: Literal["sum", "count", "unique_count"] = Field(
+    aggregation: Literal["sum", "count", "max", "unique_count"] = Field(
         description="`sum`: the sum of each event's amount (see `value_property`); `count`: how "
-        "many events; `unique_count`: how many distinct values of `value_property` the "
-        "month's events carry (checked against limits, but not recorded, consumed or "
-        "reserved as a quantity). Cannot change once defined."
+        "many events; `max`: the highest amount one event of the month carried; "
+        "`unique_count`: how many distinct values of `value_property` the month's events "
+        "carry. A max and a unique count are checked against limits, but not recorded, "
+        "consumed or reserved as a quantity. Cannot change once defined."
     )
     events: list[str] | None = Field(
         default=None,
@@ -43,9 +44,9 @@ class MetricIn(StrictBody):
         default=None,
         min_length=1,
         max_length=64,
-        description=f"A sum's amount property, a whole number (left out: {DEFAULT_AMOUNT}); "
-        "a unique count's counted property (required). An event it counts without it is "
-        "refused. A count reads none.",
+        description=f"A sum's or a max's amount property, a whole number (left out: "
+        f"{DEFAULT_AMOUNT}); a unique count's counted property (required). An event it "
+        "counts without it is refused. A count reads none.",
         examples=["total_tokens"],
     )
     filters: dict[str, str | int | bool] | None = Field(
@@ -74,16 +75,17 @@ class MetricOut(BaseModel):
     name: str
     unit: str
     aggregation: str = Field(
-        description="`sum`, `count`, `unique_count`, or `seats` (org members)."
+        description="`sum`, `count`, `max`, `unique_count`, or `seats` (org members)."
     )
     events: list[str] = Field(description="The names of the events it counts.")
     value_property: str | None = Field(
-        description=f"A sum's amount property; null: {DEFAULT_AMOUNT}."
+        description=f"A sum's or a max's amount property (null: {DEFAULT_AMOUNT}); a unique "
+        "count's counted property."
     )
     filters: dict[str, str | int | bool]
     recordable: bool = Field(
         description="Whether a quantity of it may be recorded, consumed or reserved (not "
-        "seats, which follow membership, nor a unique count)."
+        "seats, which follow membership, nor a max or a unique count)."
     )
 
     @classmethod

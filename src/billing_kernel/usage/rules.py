@@ -79,8 +79,8 @@ def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:
         )
     if not metric.is_recordable:
         raise InvalidInput(
-            f"metric {key!r} counts unique values of `{metric.value_property}` in named events; "
-            "it cannot be recorded, consumed or reserved as a quantity",
+            f"metric {key!r} is a {metric.aggregation} of named events, not a sum of "
+            "quantities: it cannot be recorded, consumed or reserved as a quantity",
             field="metric",
         )
     return metric
@@ -119,6 +119,8 @@ class Line:
     value: str | None = None
     """For a unique count: the value it counts. Its quantity is then 1 if the value is new
     in the period, else 0, which only the database can tell (`UsageRepository`)."""
+    highest: bool = False
+    """For a max: its quantity is an amount the period's usage rises to, not adds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +213,7 @@ def new_usage_event(
     else:
         sent = properties if isinstance(properties, Mapping) else {}
         lines = tuple(
-            Line(m.key, units, m.unique_value(sent))
+            Line(m.key, units, m.unique_value(sent), m.keeps_highest)
             for m, units in counting_meters(name, sent, catalogue)
         )
     return UsageEvent(
@@ -239,16 +241,31 @@ def counter_increments(
     events: Iterable[UsageEvent], unique: Mapping[LineKey, int] | None = None
 ) -> dict[CounterKey, int]:
     """The amount to add to each counter for `events`, in a stable (deadlock-free) order;
-    a unique count's line adds what `unique` says it came to (1 for a new value, else 0)."""
+    a unique count's line adds what `unique` says it came to (1 for a new value, else 0).
+    A max's lines add nothing: see `counter_peaks`."""
     totals: dict[CounterKey, int] = {}
     for event in events:
         for line in event.lines:
+            if line.highest:
+                continue
             key = (event.org_id, event.period_start, line.metric)
             quantity = line.quantity
             if line.value is not None:
                 quantity = (unique or {})[event.org_id, event.idempotency_key, line.metric]
             totals[key] = totals.get(key, 0) + quantity
     return dict(sorted(totals.items()))
+
+
+def counter_peaks(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
+    """The amount each max's counter rises to (if higher) for `events`: the highest of
+    their lines, in a stable (deadlock-free) order."""
+    peaks: dict[CounterKey, int] = {}
+    for event in events:
+        for line in event.lines:
+            if line.highest:
+                key = (event.org_id, event.period_start, line.metric)
+                peaks[key] = max(peaks.get(key, 0), line.quantity)
+    return dict(sorted(peaks.items()))
 
 
 EventPosition = tuple[datetime, str, str]

@@ -32,6 +32,7 @@ from billing_kernel.usage.rules import (
     UsageReport,
     UsageReportLike,
     counter_increments,
+    counter_peaks,
     new_usage_event,
 )
 
@@ -187,10 +188,13 @@ class UsageService:
         unique = await usage.insert_unique_lines(new)
         now = self._clock()
         increments = counter_increments(new, unique)
-        readings = await usage.add_to_counters(increments, now)
-        await self._alerts.counters_moved(
-            {key: replace(r, added=increments[key]) for key, r in readings.items()}, now, unit
-        )
+        readings = {
+            key: replace(r, added=increments[key])
+            for key, r in (await usage.add_to_counters(increments, now)).items()
+        }
+        # A max's counter rises, or stays: what the write added is not known (None).
+        readings |= await usage.raise_counters(counter_peaks(new), now)
+        await self._alerts.counters_moved(readings, now, unit)
         totals = {key: reading.used for key, reading in readings.items()}
         # Every other event repeats a stored key (one stored before, or by this batch):
         # compared with what is stored, in SQL.
@@ -456,7 +460,7 @@ class UsageService:
         month or day and metric, split by the value of the property `prop`."""
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).grouped_totals(
-                org_id, first.key, end.key, prop, by_day=by_day
+                org_id, first.key, end.key, prop, by_day=by_day, highest=await self._highest(unit)
             )
 
     async def event_counts(
@@ -469,9 +473,16 @@ class UsageService:
     async def daily_totals(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
     ) -> dict[tuple[date, str], int]:
-        """The org's accepted usage in one period, summed per UTC day and metric."""
+        """The org's accepted usage in one period, per UTC day and metric: summed, or for
+        a max, the day's highest."""
         async with self._tx.read(uow) as unit:
-            return await UsageHistory(unit).daily_totals(org_id, period.key)
+            return await UsageHistory(unit).daily_totals(
+                org_id, period.key, await self._highest(unit)
+            )
+
+    async def _highest(self, unit: UnitOfWork) -> set[str]:
+        """The metrics whose usage is their highest line (maxima), not their sum."""
+        return {m.key for m in (await self._metrics.by_key(unit)).values() if m.keeps_highest}
 
     async def counters_between(
         self,

@@ -3,6 +3,7 @@ property value, and its counters."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -42,14 +43,29 @@ def _lines_with_events() -> FromClause:
     )
 
 
+def _usage(highest: Collection[str]) -> ColumnElement[Any]:
+    """A group of lines of one metric as usage: their sum, or, for the metrics `highest`
+    names (maxima), the highest."""
+    quantity = usage_lines.c.quantity
+    if not highest:
+        return func.sum(quantity)
+    return case(
+        (usage_lines.c.metric.in_(sorted(highest)), func.max(quantity)),
+        else_=func.sum(quantity),
+    )
+
+
 class UsageHistory:
     """What an org's usage was, read back (nothing here writes)."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
 
-    async def daily_totals(self, org_id: str, period_start: date) -> dict[tuple[date, str], int]:
-        """The org's accepted usage in one period, summed per UTC day and metric."""
+    async def daily_totals(
+        self, org_id: str, period_start: date, highest: Collection[str] = ()
+    ) -> dict[tuple[date, str], int]:
+        """The org's accepted usage in one period, summed per UTC day and metric (for the
+        metrics `highest` names, maxima: the highest line of the day)."""
         occurred = usage_lines.c.occurred_at
         day = (
             func.date(func.timezone("UTC", occurred))
@@ -57,7 +73,7 @@ class UsageHistory:
             else func.date(occurred)  # SQLite stores UTC text
         )
         result = await self._conn.execute(
-            select(day.label("day"), usage_lines.c.metric, func.sum(usage_lines.c.quantity))
+            select(day.label("day"), usage_lines.c.metric, _usage(highest))
             .where(usage_lines.c.org_id == org_id, usage_lines.c.period_start == period_start)
             .group_by(day, usage_lines.c.metric)
         )
@@ -67,11 +83,18 @@ class UsageHistory:
         }
 
     async def grouped_totals(
-        self, org_id: str, first: date, end: date, prop: str, *, by_day: bool
+        self,
+        org_id: str,
+        first: date,
+        end: date,
+        prop: str,
+        *,
+        by_day: bool,
+        highest: Collection[str] = (),
     ) -> dict[tuple[date, str], dict[str | None, int]]:
         """The org's accepted usage in the periods starting in `[first, end)`, per month (or
         per UTC day) and metric, split by the text value of the property `prop` (None for
-        events without it)."""
+        events without it); for the metrics `highest` names, the highest line of each."""
         e, properties = usage_lines.c, usage_events.c.properties
         value: ColumnElement[Any]
         if self._conn.dialect.name == "postgresql":
@@ -87,7 +110,7 @@ class UsageHistory:
                 else_=cast(func.json_extract(properties, path), String),
             )
         result = await self._conn.execute(
-            select(bucket, e.metric, value, func.sum(e.quantity))
+            select(bucket, e.metric, value, _usage(highest))
             .select_from(_lines_with_events())
             .where(e.org_id == org_id, e.period_start >= first, e.period_start < end)
             .group_by(bucket, e.metric, value)

@@ -333,6 +333,20 @@ class UsageRepository:
         )
         return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
 
+    async def raise_counters(
+        self, peaks: Mapping[CounterKey, int], now: datetime
+    ) -> dict[CounterKey, Reading]:
+        """Raise each counter to its value where that is higher (a max), in one atomic upsert
+        (`raise_counter`); returns each counter's value after, with its alert terms. Passed
+        in a stable order, as `add_to_counters`."""
+        if not peaks:
+            return {}
+        result = await self._conn.execute(
+            counter_sql.raise_counter(self._conn.dialect.name),
+            [counter_sql.counter_row(key, value, now) for key, value in peaks.items()],
+        )
+        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
+
     async def add_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime
     ) -> Counter | None:
