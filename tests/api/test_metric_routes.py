@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
@@ -59,6 +61,29 @@ async def stored_catalogue(api: Api) -> list[Metric]:
     return await Kernel(
         api.database, Settings(database_url=str(api.database.url))
     ).metrics.catalogue()
+
+
+async def checked_but_never_consumed_or_reserved(
+    api: Api, writer: dict[str, str], org_id: str, metric: str
+) -> None:
+    """A metric that is not a sum of quantities: a check answers, a consume and a
+    reservation are 422."""
+    headers = writer | {"X-Org-Id": org_id}
+    check = "/api/v1/billing/org/check"
+    checked = await api.client.post(check, json={"metric": metric, "amount": 1}, headers=headers)
+    assert (checked.status_code, checked.json()["allowed"]) == (200, True)
+    consume = {"metric": metric, "amount": 1, "consume": True, "idempotency_key": "c-1"}
+    refused = await api.client.post(check, json=consume, headers=headers)
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_input")
+    reserve = {
+        "org_id": org_id,
+        "metric": metric,
+        "estimate": 1,
+        "idempotency_key": "r-1",
+        "ttl_seconds": 60,
+    }
+    held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
+    assert (held.status_code, held.json()["code"]) == (422, "invalid_input")
 
 
 def named(org_id: str, key: str, event: str = "llm.completion", **properties: Any) -> Any:
@@ -297,22 +322,7 @@ async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consum
         ("d", 1),
     ]  # a batch's events go in in key order: "a" is the first with "u1"
 
-    headers = writer | {"X-Org-Id": org_id}
-    check = "/api/v1/billing/org/check"
-    checked = await api.client.post(check, json={"metric": users, "amount": 1}, headers=headers)
-    assert (checked.status_code, checked.json()["allowed"]) == (200, True)
-    consume = {"metric": users, "amount": 1, "consume": True, "idempotency_key": "c-1"}
-    refused = await api.client.post(check, json=consume, headers=headers)
-    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_input")
-    reserve = {
-        "org_id": org_id,
-        "metric": users,
-        "estimate": 1,
-        "idempotency_key": "r-1",
-        "ttl_seconds": 60,
-    }
-    held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
-    assert (held.status_code, held.json()["code"]) == (422, "invalid_input")
+    await checked_but_never_consumed_or_reserved(api, writer, org_id, users)
     assert (await api.kernel.summary.period_usage(org_id)).used[users] == 3
 
 
@@ -402,19 +412,57 @@ async def test_a_max_is_the_highest_amount_checked_but_never_consumed_or_reserve
     daily = await api.client.get(url, params={"granularity": "day"}, headers=admin)
     assert max(p["usage"][peak] for p in daily.json()["data"]) == 9  # the day's highest
 
-    headers = writer | {"X-Org-Id": org_id}
-    check = "/api/v1/billing/org/check"
-    checked = await api.client.post(check, json={"metric": peak, "amount": 1}, headers=headers)
-    assert (checked.status_code, checked.json()["allowed"]) == (200, True)
-    consume = {"metric": peak, "amount": 1, "consume": True, "idempotency_key": "c-1"}
-    refused = await api.client.post(check, json=consume, headers=headers)
-    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_input")
-    reserve = {
-        "org_id": org_id,
-        "metric": peak,
-        "estimate": 1,
-        "idempotency_key": "r-1",
-        "ttl_seconds": 60,
+    await checked_but_never_consumed_or_reserved(api, writer, org_id, peak)
+
+
+async def test_a_latest_is_the_last_amount_by_event_time_grouped_and_checked(api: Api) -> None:
+    gauge, event = new_id("g").replace("-", "_"), new_id("storage.sampled")
+    body = {
+        "name": "Storage",
+        "unit": "GB",
+        "aggregation": "latest",
+        "events": [event],
+        "value_property": "gb",
     }
-    held = await api.client.post("/api/v1/usage/reservations", json=reserve, headers=writer)
-    assert (held.status_code, held.json()["code"]) == (422, "invalid_input")
+    defined = await define(api, gauge, **body)
+    assert defined.status_code == 201, defined.text
+    assert (defined.json()["aggregation"], defined.json()["recordable"]) == ("latest", False)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE, Scope.QUOTA_CHECK)
+    now = datetime.now(UTC).replace(microsecond=0)
+    earlier = max(BillingPeriod.containing(now).start, now - timedelta(hours=1))
+
+    def sample(key: str, gb: int, at: datetime, bucket: str) -> Any:
+        return named(org_id, key, event, gb=gb, bucket=bucket) | {"occurred_at": at.isoformat()}
+
+    batch = [
+        sample("b", 40, now, "logs"),
+        sample("a", 70, now, "media"),  # the same time: "b" stands after it
+        sample("0", 90, earlier, "media"),  # earlier (or, at 00:00 on the 1st, before "a")
+        sample("d", 5, now, "logs") | {"properties": {"size": 5}},  # no `gb`: refused
+    ]
+    answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [r["status"] for r in answer["results"]] == [
+        "accepted",
+        "accepted",
+        "accepted",
+        "refused",
+    ]
+    assert answer["results"][3]["error"]["detail"] == (
+        f"metric {gauge!r} reads property `gb`, which the event does not have"
+    )
+    assert (await api.kernel.summary.period_usage(org_id)).used[gauge] == 40
+    older = [sample("e", 1, earlier, "logs")]  # dated before the last: changes nothing
+    await api.client.post(EVENTS, json={"events": older}, headers=writer)
+    assert (await api.kernel.summary.period_usage(org_id)).used[gauge] == 40
+
+    admin = await api.key(Scope.BILLING_ADMIN)
+    url = f"/api/v1/orgs/{org_id}/usage"
+    grouped = await api.client.get(url, params={"group_by": "bucket"}, headers=admin)
+    [point] = grouped.json()["data"]
+    assert point["usage"][gauge] == 40
+    assert point["groups"][gauge] == [
+        {"value": "media", "quantity": 70},  # each group's last
+        {"value": "logs", "quantity": 40},
+    ]
+    await checked_but_never_consumed_or_reserved(api, writer, org_id, gauge)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import (
-    Billed,
     InvoiceLine,
     LateUsage,
     LineKind,
@@ -28,7 +27,7 @@ from billing_kernel.invoices.rules import (
     usage_of,
     whole_second,
 )
-from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric
+from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
 from tests.domain.seeded import GROWTH, STARTER
 
@@ -401,20 +400,17 @@ def test_every_line_names_its_plan_and_prices_and_a_quiet_metric_stops_no_other(
     assert (str(adjustment.unit_price), adjustment.unit_size) == ("0.02", 1_000)
 
 
-def test_billed_usage_adds_up_quantities_and_events_and_keeps_the_highest() -> None:
-    assert Billed().plus(250).plus(7).plus(3) == Billed(quantity=260, events=3, highest=250)
-    assert Billed().plus(7).plus(250) == Billed(quantity=257, events=2, highest=250)
-
-
-def test_a_periods_usage_from_its_billed_lines_is_a_sum_or_a_maxs_highest() -> None:
+def test_a_periods_usage_from_its_billed_lines_is_a_sum_a_maxs_highest_or_a_latests_last() -> None:
     peak = Metric("peak", "Peak", "workers", Aggregation.MAX)
+    gauge = Metric("gauge", "Storage", "GB", Aggregation.LATEST)
     tokens = Metric("tokens", "Tokens", "tokens")
     may, april = BillingPeriod.starting(date(2026, 5, 1)), date(2026, 4, 1)
     billed = {
-        (may.key, "peak"): Billed(30, 3, 20),
-        (may.key, "tokens"): Billed(30, 3, 20),
-        (may.key, "gone"): Billed(5, 1, 5),  # not in the catalogue: as summed
-        (april, "tokens"): Billed(99, 9, 50),  # another period
+        (may.key, "peak"): Tally(30, 3, 20),
+        (may.key, "tokens"): Tally(30, 3, 20),
+        (may.key, "gauge"): Tally(30, 3, 20, Position(datetime(2026, 5, 3, tzinfo=UTC), "k"), 6),
+        (may.key, "gone"): Tally(5, 1, 5),  # not in the catalogue: as summed
+        (april, "tokens"): Tally(99, 9, 50),  # another period
     }
-    catalogue = {"peak": peak, "tokens": tokens}
-    assert usage_of(may, billed, catalogue) == {"peak": 20, "tokens": 30, "gone": 5}
+    catalogue = {"peak": peak, "tokens": tokens, "gauge": gauge}
+    assert usage_of(may, billed, catalogue) == {"peak": 20, "tokens": 30, "gauge": 6, "gone": 5}

@@ -17,6 +17,8 @@ from billing_kernel.metrics.rules import (
     MAX_METER_EVENTS,
     Aggregation,
     Metric,
+    Position,
+    Tally,
     counting_meters,
     either,
     events_text,
@@ -31,6 +33,7 @@ from billing_kernel.usage.rules import (
     EventTimeWindow,
     Line,
     counter_increments,
+    counter_lasts,
     counter_peaks,
     new_usage_event,
 )
@@ -270,9 +273,9 @@ def test_a_definition_counting_its_own_key_stores_no_names() -> None:
         (
             {"aggregation": "seats"},
             "aggregation",
-            "one of sum, count, max, unique_count, got 'seats'",
+            "one of sum, count, max, latest, unique_count, got 'seats'",
         ),
-        ({"aggregation": "avg"}, "aggregation", "one of sum, count, max, unique_count"),
+        ({"aggregation": "avg"}, "aggregation", "one of sum, count, max, latest, unique_count"),
         (
             {"aggregation": "unique_count"},
             "value_property",
@@ -444,19 +447,23 @@ def test_a_named_event_carries_a_line_per_metric_and_no_quantity() -> None:
     assert (made.name, made.quantity) == ("llm.completion", None)
     assert made.lines == (
         Line("gpt_tokens", 900),
-        Line("llm_calls", 1),
+        Line("llm_calls", 1, None, Aggregation.COUNT),
         Line("llm_tokens", 900),
     )
     assert made.properties == '{"model":"gpt-5","paid":true,"tokens":900}'
     assert named(properties={"tokens": 1, "model": "x"}).lines == (
-        Line("llm_calls", 1),
+        Line("llm_calls", 1, None, Aggregation.COUNT),
         Line("llm_tokens", 1),
     )
 
 
 def test_a_report_of_a_quantity_is_one_line_of_its_metric() -> None:
     made = named(event=None, metric="llm_calls", quantity=4, properties=None)
-    assert (made.name, made.quantity, made.lines) == ("llm_calls", 4, (Line("llm_calls", 4),))
+    assert (made.name, made.quantity, made.lines) == (
+        "llm_calls",
+        4,
+        (Line("llm_calls", 4, None, Aggregation.COUNT),),
+    )
 
 
 def test_an_event_is_a_named_event_or_a_report_of_a_quantity() -> None:
@@ -505,7 +512,7 @@ def test_a_named_event_without_properties_counts_only_where_it_needs_none() -> N
         window=WINDOW,
         event="run",
     )
-    assert (made.properties, made.lines) == (None, (Line("runs", 1),))
+    assert (made.properties, made.lines) == (None, (Line("runs", 1, None, Aggregation.COUNT),))
 
 
 def test_a_named_event_carries_its_unique_counts_value_and_increments_follow_the_store() -> None:
@@ -517,9 +524,9 @@ def test_a_named_event_carries_its_unique_counts_value_and_increments_follow_the
         properties={"tokens": 5, "user": "u-1"},
     )
     assert made.lines == (
-        Line("llm_calls", 1),
+        Line("llm_calls", 1, None, Aggregation.COUNT),
         Line("llm_tokens", 5),
-        Line("llm_users", 1, '"u-1"'),
+        Line("llm_users", 1, '"u-1"', Aggregation.UNIQUE_COUNT),
     )
     month = NOW.date().replace(day=1)
     assert counter_increments([made], {("o", "k", "llm_users"): 0}) == {
@@ -550,7 +557,7 @@ PEAK = Metric(
 
 def test_a_max_reads_its_amount_as_a_sum_does_and_keeps_the_highest() -> None:
     assert counting_meters("workers.sampled", {"value": 7}, {"peak_workers": PEAK}) == [(PEAK, 7)]
-    assert (PEAK.keeps_highest, TOKENS.keeps_highest, USERS.keeps_highest) == (True, False, False)
+    assert (PEAK.is_additive, TOKENS.is_additive, USERS.is_additive) == (False, True, True)
     assert (PEAK.is_recordable, PEAK.counts_events) == (False, True)
     with pytest.raises(InvalidInput) as refused:
         counting_meters("workers.sampled", {"workers": 7}, {"peak_workers": PEAK})
@@ -563,17 +570,47 @@ def test_a_max_reads_its_amount_as_a_sum_does_and_keeps_the_highest() -> None:
     assert meter(aggregation="max").value_property is None
 
 
-def test_a_periods_usage_is_its_lines_sum_or_a_maxs_highest() -> None:
-    assert TOKENS.period_usage(total=30, highest=20) == 30
-    assert USERS.period_usage(total=3, highest=1) == 3
-    assert PEAK.period_usage(total=30, highest=20) == 20
+AT = Position(NOW, "k-5")
+LINES = Tally(quantity=30, events=3, highest=20, last_at=AT, last=4)
+
+
+def test_a_periods_usage_is_its_lines_sum_a_maxs_highest_or_a_latests_last() -> None:
+    assert TOKENS.period_usage(LINES) == 30
+    assert USERS.period_usage(LINES) == 30
+    assert PEAK.period_usage(LINES) == 20
+    assert GAUGE.period_usage(LINES) == 4
+    assert GAUGE.period_usage(Tally()) == 0
 
 
 def test_late_lines_add_their_sum_or_how_far_a_max_goes_past_what_was_billed() -> None:
-    assert TOKENS.usage_added(total=30, highest=20, billed=100) == 30
-    assert PEAK.usage_added(total=30, highest=20, billed=12) == 8
-    assert PEAK.usage_added(total=30, highest=20, billed=20) == 0
-    assert PEAK.usage_added(total=30, highest=20, billed=25) == 0  # never below what was billed
+    assert TOKENS.usage_added(LINES, billed=100, billed_last=None) == 30
+    assert PEAK.usage_added(LINES, billed=12, billed_last=None) == 8
+    assert PEAK.usage_added(LINES, billed=20, billed_last=None) == 0
+    assert PEAK.usage_added(LINES, billed=25, billed_last=None) == 0  # never below billed
+
+
+def test_late_lines_of_a_latest_change_it_only_when_their_last_stands_after_the_billed_one() -> (
+    None
+):
+    assert GAUGE.usage_added(LINES, billed=10, billed_last=None) == -6
+    earlier_time = Position(NOW - timedelta(seconds=1), "k-9")
+    assert GAUGE.usage_added(LINES, billed=10, billed_last=earlier_time) == -6  # a credit
+    earlier_key = Position(NOW, "k-4")
+    assert GAUGE.usage_added(LINES, billed=1, billed_last=earlier_key) == 3
+    assert GAUGE.usage_added(LINES, billed=1, billed_last=AT) == 0  # the same line
+    later = Position(NOW, "k-6")
+    assert GAUGE.usage_added(LINES, billed=1, billed_last=later) == 0
+    assert GAUGE.usage_added(Tally(), billed=1, billed_last=None) == 0  # no line
+
+
+def test_a_tally_adds_up_lines_keeps_the_highest_and_the_last_by_event_time_then_key() -> None:
+    first, same_time, later = Position(NOW, "b"), Position(NOW, "c"), Position(NOW + DAY, "a")
+    assert Tally().plus(5, first) == Tally(5, 1, 5, first, 5)
+    assert Tally().plus(5, first).plus(3, same_time) == Tally(8, 2, 5, same_time, 3)
+    assert Tally().plus(3, same_time).plus(5, first) == Tally(8, 2, 5, same_time, 3)
+    assert Tally().plus(2, later).plus(9, first) == Tally(11, 2, 9, later, 2)
+    assert Tally().plus(4, later).plus(1, later) == Tally(5, 2, 4, later, 4)  # not later
+    assert Tally().plus(7).plus(2) == Tally(9, 2, 7, None, 0)  # no position: no last
 
 
 def test_a_named_events_max_line_rises_its_counter_and_adds_nothing() -> None:
@@ -582,7 +619,9 @@ def test_a_named_events_max_line_rises_its_counter_and_adds_nothing() -> None:
         named(catalogue, event="workers.sampled", idempotency_key=key, properties={"value": n})
         for key, n in (("a", 4), ("b", 9), ("c", 2))
     ]
-    assert [e.lines for e in sampled] == [(Line("peak_workers", n, None, True),) for n in (4, 9, 2)]
+    assert [e.lines for e in sampled] == [
+        (Line("peak_workers", n, None, Aggregation.MAX),) for n in (4, 9, 2)
+    ]
     month = NOW.date().replace(day=1)
     assert counter_peaks(sampled) == {("org-1", month, "peak_workers"): 9}
     assert counter_increments(sampled) == {}
@@ -605,6 +644,20 @@ def test_a_named_events_max_line_rises_its_counter_and_adds_nothing() -> None:
         ("org-1", month, "peak_workers"): 9,
     }
     assert list(counter_peaks([later, *sampled])) == sorted(counter_peaks([later, *sampled]))
+    idle = named(catalogue, event="workers.sampled", idempotency_key="e", properties={"value": 0})
+    assert counter_peaks([idle]) == {("org-1", month, "peak_workers"): 0}  # a peak of none
+
+
+def test_an_events_lines_after_a_max_still_add() -> None:
+    samples = Metric(
+        "workers_samples", "Samples", "samples", Aggregation.COUNT, ("workers.sampled",)
+    )
+    catalogue = {"peak_workers": PEAK, "workers_samples": samples}
+    made = named(catalogue, event="workers.sampled", properties={"value": 5})
+    assert [line.metric for line in made.lines] == ["peak_workers", "workers_samples"]
+    month = NOW.date().replace(day=1)
+    assert counter_increments([made]) == {("org-1", month, "workers_samples"): 1}
+    assert counter_peaks([made]) == {("org-1", month, "peak_workers"): 5}
 
 
 def test_a_max_is_not_recorded_as_a_quantity() -> None:
@@ -614,3 +667,44 @@ def test_a_max_is_not_recorded_as_a_quantity() -> None:
         "metric 'peak_workers' is a max of named events, not a sum of quantities: it cannot "
         "be recorded, consumed or reserved as a quantity"
     )
+
+
+GAUGE = Metric("storage_gb", "Storage", "GB", Aggregation.LATEST, events=("storage.sampled",))
+DAY = timedelta(days=1)
+
+
+def test_a_latest_takes_the_last_line_by_event_time_then_key() -> None:
+    catalogue = CATALOGUE | {"storage_gb": GAUGE}
+
+    def sampled(key: str, gb: int, ago: timedelta) -> Any:
+        return named(
+            catalogue,
+            event="storage.sampled",
+            idempotency_key=key,
+            occurred_at=NOW - ago,
+            properties={"value": gb},
+        )
+
+    month, april = NOW.date().replace(day=1), NOW.date().replace(month=4, day=1)
+    events = [
+        sampled("b", 40, DAY),
+        sampled("a", 70, DAY),  # the same time: "b" stands after it
+        sampled("c", 10, 2 * DAY),
+        sampled("d", 99, 30 * DAY),  # April's
+    ]
+    assert events[0].lines == (Line("storage_gb", 40, None, Aggregation.LATEST),)
+    assert counter_lasts(events) == {
+        ("org-1", april, "storage_gb"): (Position(NOW - 30 * DAY, "d"), 99),
+        ("org-1", month, "storage_gb"): (Position(NOW - DAY, "b"), 40),
+    }
+    assert counter_lasts(reversed(events)) == counter_lasts(events)
+    assert list(counter_lasts(events)) == sorted(counter_lasts(events))
+    assert counter_increments(events) == {}
+    assert counter_peaks(events) == {}
+    assert counter_lasts([named(catalogue)]) == {}
+    with pytest.raises(InvalidInput) as refused:
+        counting_meters("storage.sampled", {"gb": 3}, {"storage_gb": GAUGE})
+    assert refused.value.message == (
+        "metric 'storage_gb' reads property `value` (or `quantity`), which the event does not have"
+    )
+    assert (GAUGE.is_recordable, GAUGE.is_additive, GAUGE.counts_events) == (False, False, True)

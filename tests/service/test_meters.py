@@ -21,7 +21,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
-from billing_kernel.metrics.rules import Metric, new_meter
+from billing_kernel.metrics.rules import Metric, Position, new_meter
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.repository import PlanRepository
 from billing_kernel.plans.rules import Plan, PlanMetric
@@ -64,6 +64,14 @@ METERS = (
         unit="tokens",
         aggregation="max",
         events=["llm.completion", "workflow.run"],
+        value_property="tokens",
+    ),
+    new_meter(
+        "last_tokens",
+        name="Tokens of the last chat",
+        unit="tokens",
+        aggregation="latest",
+        events=["llm.chat", "workflow.retry"],
         value_property="tokens",
     ),
     new_meter(
@@ -111,12 +119,12 @@ def counts(meter: Metric, sent: Sent) -> bool:
 
 
 def valid(sent: Sent) -> bool:
-    """Whether every metric that counts it can read it: a sum or a max its whole number, a
-    unique count its value."""
+    """Whether every metric that counts it can read it: a sum, a max or a latest its whole
+    number, a unique count its value."""
     for meter in METERS:
         read = sent.properties.get(meter.value_property or "value", object())
         if counts(meter, sent) and (
-            (meter.aggregation in ("sum", "max") and not isinstance(read, int))
+            (meter.aggregation in ("sum", "max", "latest") and not isinstance(read, int))
             or (meter.aggregation == "unique_count" and meter.value_property not in sent.properties)
         ):
             return False
@@ -125,9 +133,10 @@ def valid(sent: Sent) -> bool:
 
 def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
     """Per month and metric: each key's first event, if valid, counted once: the sum of its
-    amounts, how many, the highest, or how many distinct values (totals of 0 left out, as
-    `counted` leaves them)."""
+    amounts, how many, the highest, the last (by time, then key), or how many distinct values
+    (totals of 0 left out, as `counted` leaves them)."""
     totals: dict[tuple[date, str], int] = {}
+    last: dict[tuple[date, str], tuple[datetime, str]] = {}
     values: dict[tuple[date, str], set[str]] = {}
     seen: set[str] = set()
     for sent in stream:
@@ -144,6 +153,10 @@ def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
                 values.setdefault(key, set()).add(f"{type(value).__name__}:{value}")
             elif meter.aggregation == "max":
                 totals[key] = max(totals.get(key, 0), sent.properties["tokens"])
+            elif meter.aggregation == "latest":
+                if key not in last or (moment(sent), sent.key) > last[key]:
+                    last[key] = (moment(sent), sent.key)
+                    totals[key] = sent.properties["tokens"]
             else:
                 added = (
                     1
@@ -211,27 +224,33 @@ async def send(kernel: Kernel, org_id: str, stream: list[Sent], cuts: list[int])
 
 
 async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
-    """The org's counters, and (checked equal) its lines summed (a max's: the highest), and
-    its usage by day added up (a max's: the highest day), per month and metric."""
+    """The org's counters, and (checked equal) its lines summed (a max's: the highest; a
+    latest's: the last), and its usage by day added up (a max's: the highest day; a
+    latest's: the last day's), per month and metric."""
     counters: dict[tuple[date, str], int] = {}
     for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
         for metric, total in (await kernel.usage.counters(org_id, period)).items():
             if total:
                 counters[period.key, metric] = total
     lines: dict[tuple[date, str], int] = {}
-    async for page in kernel.usage.all_events(org_id):
+    async for page in kernel.usage.all_events(org_id):  # in time order, then key order
         for line in page:
             key = (BillingPeriod.containing(line.occurred_at).key, line.metric)
             if line.metric == "peak_tokens":
                 lines[key] = max(lines.get(key, 0), line.quantity)
+            elif line.metric == "last_tokens":
+                lines[key] = line.quantity
             else:
                 lines[key] = lines.get(key, 0) + line.quantity
     assert {k: v for k, v in lines.items() if v} == counters
     by_day: dict[tuple[date, str], int] = {}
     for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
-        for (_, metric), total in (await kernel.usage.daily_totals(org_id, period)).items():
+        daily = await kernel.usage.daily_totals(org_id, period, uow=None)
+        for (_, metric), total in sorted(daily.items()):
             before = by_day.get((period.key, metric), 0)
-            if metric == "peak_tokens":
+            if metric == "last_tokens":
+                by_day[period.key, metric] = total  # the last day's
+            elif metric == "peak_tokens":
                 by_day[period.key, metric] = max(before, total)
             else:
                 by_day[period.key, metric] = before + total
@@ -321,6 +340,24 @@ async def _org(kernel: Kernel, org_id: str) -> None:
     await kernel.usage.record_batch([UsageReport(org_id, "tokens", 0, "first", None)])
 
 
+async def _paying_org(kernel: Kernel, database: Database, metric: str, now: datetime) -> str:
+    """A new active org on a plan of its own that includes 1,000 of `metric`, then charges
+    0.01 a unit."""
+    plan = Plan(
+        slug=new_id("plan"),
+        name="Metered",
+        currency="USD",
+        monthly_price=Decimal("0"),
+        metrics={metric: PlanMetric(metric, 1_000, Decimal("0.01"), 1)},
+    )
+    async with database.transaction() as conn:
+        await PlanRepository(UnitOfWork(conn)).create_plan(plan, now)
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug=plan.slug)
+    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    return org_id
+
+
 def test_a_max_is_billed_at_its_highest_and_a_late_higher_one_adjusts_the_next_invoice(
     meter_url: str,
 ) -> None:
@@ -332,18 +369,7 @@ def test_a_max_is_billed_at_its_highest_and_a_late_higher_one_adjusts_the_next_i
         try:
             clock = Clock(april.start)
             kernel = make_kernel(database, clock)
-            plan = Plan(
-                slug=new_id("plan"),
-                name="Peaks",
-                currency="USD",
-                monthly_price=Decimal("0"),
-                metrics={"peak_tokens": PlanMetric("peak_tokens", 1_000, Decimal("0.01"), 1)},
-            )
-            async with database.transaction() as conn:
-                await PlanRepository(UnitOfWork(conn)).create_plan(plan, clock.now)
-            org_id = new_id()
-            await kernel.orgs.create(org_id, plan_slug=plan.slug)
-            await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+            org_id = await _paying_org(kernel, database, "peak_tokens", clock.now)
 
             async def run_with(key: str, tokens: int, at: datetime | None = None) -> None:
                 await kernel.usage.record_batch(
@@ -392,6 +418,82 @@ def test_a_max_is_billed_at_its_highest_and_a_late_higher_one_adjusts_the_next_i
                 (april.key, 300, 2),  # the late lines: how far they went past what was billed
                 (april.key, 1_500, 3),
                 (may.key, 1_100, 2),
+            ]
+            assert await kernel.invoices.verify() == []
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_latest_is_billed_at_its_last_and_a_late_later_one_adjusts_the_next_invoice(
+    meter_url: str,
+) -> None:
+    april = BillingPeriod.parse("2026-04")
+    may = april.next()
+
+    async def run() -> None:
+        database = Database(meter_url)
+        try:
+            clock = Clock(april.start)
+            kernel = make_kernel(database, clock)
+            org_id = await _paying_org(kernel, database, "last_tokens", clock.now)
+
+            async def retry(key: str, tokens: int, at: datetime) -> None:
+                report = UsageReport(
+                    org_id, None, None, key, at, {"tokens": tokens}, "workflow.retry"
+                )
+                [outcome] = (await kernel.usage.record_batch([report])).outcomes
+                assert outcome.status is RecordStatus.ACCEPTED
+
+            clock.now = april.start + timedelta(days=21)
+            await retry("r2", 1_300, april.start + timedelta(days=20))
+            await retry("r1", 1_500, april.start + timedelta(days=9))  # sent last, earlier
+            assert (await kernel.usage.counters(org_id, april))["last_tokens"] == 1_300
+            clock.now = april.end + timedelta(days=1)
+            first = await kernel.invoices.close(org_id, april)
+            assert first is not None
+            [overage] = [line for line in first.lines if line.metric == "last_tokens"]
+            assert (overage.quantity, str(overage.amount)) == (300, "3.00")  # 1,300: 300 over
+
+            # Late April retries: one dated before the billed last changes nothing; one
+            # after it is April's last now, and lower: a credit.
+            clock.advance(hours=1)
+            await retry("late-early", 5_000, april.start + timedelta(days=10))
+            upcoming = await kernel.invoices.upcoming(org_id)
+            assert [line for line in upcoming.lines if line.kind == "adjustment"] == []
+            await retry("late-last", 1_100, april.start + timedelta(days=25))
+            await retry("late-before-it", 9_000, april.start + timedelta(days=24))
+            assert (await kernel.usage.counters(org_id, april))["last_tokens"] == 1_100
+            upcoming = await kernel.invoices.upcoming(org_id)
+            assert [str(line.amount) for line in upcoming.lines if line.kind == "adjustment"] == [
+                "-2.00"
+            ]
+            await retry("m1", 1_200, clock.now)
+            clock.now = may.end + timedelta(days=1)
+            second = await kernel.invoices.close(org_id, may)
+            assert second is not None
+            billed = [(line.kind, line.quantity, str(line.amount)) for line in second.lines]
+            assert ("overage", 200, "2.00") in billed  # May: its last, 1,200
+            [adjustment] = [line for line in second.lines if line.kind == "adjustment"]
+            assert (adjustment.period_start, adjustment.quantity, str(adjustment.amount)) == (
+                april.key,
+                -200,
+                "-2.00",
+            )
+            assert adjustment.formula == (
+                "(1,100 - 1,000) x 0.01 = 1 → 1.00, less 3.00 billed → -2.00"
+            )
+            lasts = [
+                (u.period_start, u.quantity, u.events, u.last_at)
+                for invoice in (first, second)
+                for u in invoice.usage
+                if u.metric == "last_tokens"
+            ]
+            assert sorted(lasts) == [
+                (april.key, -200, 3, Position(april.start + timedelta(days=25), "late-last")),
+                (april.key, 1_300, 2, Position(april.start + timedelta(days=20), "r2")),
+                (may.key, 1_200, 1, Position(may.start + timedelta(days=1, hours=1), "m1")),
             ]
             assert await kernel.invoices.verify() == []
         finally:

@@ -1,8 +1,9 @@
 """The statements that write usage counters, each one atomic: add to a counter (or a batch
 of them), add only within a ceiling, hold units for a reservation, add a reservation's usage
-and give back its hold, raise a peak. Each notes in the same statement when usage crosses
-the org's limit, and answers the org's limit and alert thresholds with the counter
-(`limits.py`). Built once per dialect; `usage/repository/recording.py` runs them."""
+and give back its hold, raise a peak, take a later line's value. Each notes in the same
+statement when usage crosses the org's limit, and answers the org's limit and alert
+thresholds with the counter (`limits.py`). Built once per dialect;
+`usage/repository/recording.py` runs them."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite
 
-from billing_kernel.db.database import upsert_for
+from billing_kernel.db.database import in_code_point_order, upsert_for
 from billing_kernel.db.limits import included_quantity_of, thresholds_of
 from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
 
@@ -214,6 +217,43 @@ def raise_counter(dialect_name: str) -> Insert:
             "quantity": higher,
             "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
             "updated_at": stmt.excluded.updated_at,
+        },
+    ).returning(
+        counters.org_id,
+        counters.period_start,
+        counters.metric,
+        counters.quantity,
+        *_alerting(dialect_name),
+    )
+
+
+@functools.cache
+def take_last(dialect_name: str) -> Insert:
+    """A latest: the counter takes the proposed value if the line it is from (`last_at`,
+    `last_key`) stands after the one the counter's value is from (or it has none), noting
+    when it crosses the org's limit as `add_to_counters` does. Whatever order writers come
+    in, the counter ends with the last line's value. Answers the counter's key with its
+    value."""
+    counters = usage_counters.c
+    stmt = _new_counter(dialect_name)
+    new = stmt.excluded
+
+    def key(column: Any) -> Any:
+        return in_code_point_order(column, dialect_name)
+
+    later = or_(
+        counters.last_at.is_(None),
+        tuple_(new.last_at, key(new.last_key)) > tuple_(counters.last_at, key(counters.last_key)),
+    )
+    taken = case((later, new.quantity), else_=counters.quantity)
+    return stmt.on_conflict_do_update(
+        index_elements=[counters.org_id, counters.period_start, counters.metric],
+        set_={
+            "quantity": taken,
+            "last_at": case((later, new.last_at), else_=counters.last_at),
+            "last_key": case((later, new.last_key), else_=counters.last_key),
+            "crossed_at": _crossing(counters.quantity, taken, _stored_limit()),
+            "updated_at": new.updated_at,
         },
     ).returning(
         counters.org_id,

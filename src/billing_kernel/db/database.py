@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, event, text
+from sqlalchemy import ColumnElement, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -273,3 +273,10 @@ def upsert_for(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.In
     if dialect_name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def in_code_point_order(text_value: ColumnElement[Any], dialect_name: str) -> ColumnElement[Any]:
+    """`text_value` compared and sorted by code point, as Python compares strings (an
+    idempotency key that breaks a tie of event times): SQLite's default; on PostgreSQL, the
+    "C" collation, whatever the database's own."""
+    return text_value.collate("C") if dialect_name == "postgresql" else text_value

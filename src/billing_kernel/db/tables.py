@@ -52,7 +52,8 @@ metrics = Table(
     Column("value_property", String(64), nullable=True),
     Column("filters", Text, nullable=True),
     CheckConstraint(
-        "aggregation IN ('sum', 'count', 'max', 'unique_count', 'seats')", name="aggregation"
+        "aggregation IN ('sum', 'count', 'max', 'latest', 'unique_count', 'seats')",
+        name="aggregation",
     ),
 )
 
@@ -230,7 +231,8 @@ usage_counters = Table(
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("period_start", Date, primary_key=True),
     Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
-    # For sum metrics: the sum of accepted events. For seats: the period's peak member count.
+    # For sum and count metrics: the sum of accepted lines. For seats: the period's peak
+    # member count; for a max, the highest line; for a latest, the last line's quantity.
     Column("quantity", BigInteger, nullable=False),
     # When usage last went from within the limit to beyond it (a hard limit's time grace
     # runs from here); NULL while it has not.
@@ -239,6 +241,10 @@ usage_counters = Table(
     # Units held by open reservations of this period (usage_reservations, status 'held'):
     # on the row, so a conditional write judges usage and holds on the row it locks.
     Column("reserved", BigInteger, nullable=False, default=0, server_default="0"),
+    # For a latest metric: where the line its quantity is from stands (event time, then
+    # key), so that a write takes another line's quantity only if it stands after it.
+    Column("last_at", UTCDateTime, nullable=True),
+    Column("last_key", String(255), nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),
     CheckConstraint("reserved >= 0", name="reserved"),
 )
@@ -577,6 +583,9 @@ invoice_usage = Table(
     Column("quantity", BigInteger, nullable=False),
     Column("events", BigInteger, nullable=False),
     Column("included", BigInteger, nullable=True),  # NULL: unlimited
+    # For a latest metric: where the last line it billed stands (event time, then key).
+    Column("last_at", UTCDateTime, nullable=True),
+    Column("last_key", String(255), nullable=True),
 )
 
 api_keys = Table(

@@ -5,13 +5,14 @@ deployment's invoice numbers."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
+from billing_kernel.db.database import in_code_point_order
 from billing_kernel.db.tables import (
     invoice_lines,
     invoice_numbers,
@@ -22,7 +23,8 @@ from billing_kernel.db.tables import (
     usage_lines,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.invoices.rules import Billed, StoredInvoice, StoredLine, StoredUsage
+from billing_kernel.invoices.rules import StoredInvoice, StoredLine, StoredUsage
+from billing_kernel.metrics.rules import Position, Tally
 from billing_kernel.orgs.rules import BillingStatus
 
 COUNTER = "invoices"
@@ -48,17 +50,8 @@ def _counted(as_of: StoredInvoice | None) -> ColumnElement[bool]:
     )
 
 
-_BILLED = (
-    func.sum(usage_lines.c.quantity),
-    func.count(),
-    func.max(usage_lines.c.quantity),
-)
-"""What a group of lines adds up to (`Billed`)."""
-
-
-def _billed(rows: Iterable[Any]) -> dict[tuple[date, str], Billed]:
-    """Rows of (period start, metric, *_BILLED) by period and metric."""
-    return {(row[0], row[1]): Billed(int(row[2]), int(row[3]), int(row[4])) for row in rows}
+Tallies = dict[tuple[date, str], Tally]
+"""What lines come to, by period and metric."""
 
 
 class InvoiceRepository:
@@ -111,20 +104,70 @@ class InvoiceRepository:
         value: datetime | None = found.scalar_one()
         return value
 
-    async def unbilled(self, org_id: str, before: date) -> dict[tuple[date, str], Billed]:
+    async def unbilled(self, org_id: str, before: date, latest: Collection[str] = ()) -> Tallies:
         """The org's events of periods before `before` that no invoice billed yet (late
-        events), by period and metric."""
+        events), by period and metric (the last line of those `latest` names)."""
+        e = usage_lines.c
+        return await self._tallies(
+            [e.org_id == org_id, e.invoice_id.is_(None), e.period_start < before], latest
+        )
+
+    async def _tallies(
+        self, where: Sequence[ColumnElement[bool]], latest: Collection[str]
+    ) -> Tallies:
+        """What the lines that pass `where` come to, by period and metric; for the metrics
+        `latest` names, with the last line of each (by event time, then key)."""
         e = usage_lines.c
         result = await self._conn.execute(
-            select(e.period_start, e.metric, *_BILLED)
-            .where(e.org_id == org_id, e.invoice_id.is_(None), e.period_start < before)
+            select(
+                e.period_start, e.metric, func.sum(e.quantity), func.count(), func.max(e.quantity)
+            )
+            .where(*where)
             .group_by(e.period_start, e.metric)
         )
-        return _billed(result)
+        tallies = {(row[0], row[1]): Tally(int(row[2]), int(row[3]), int(row[4])) for row in result}
+        if not latest:
+            return tallies
+        rank = func.row_number().over(
+            partition_by=(e.period_start, e.metric),
+            order_by=(
+                e.occurred_at.desc(),
+                in_code_point_order(e.idempotency_key, self._conn.dialect.name).desc(),
+            ),
+        )
+        ranked = (
+            select(
+                e.period_start,
+                e.metric,
+                e.occurred_at,
+                e.idempotency_key,
+                e.quantity,
+                rank.label("rank"),
+            )
+            .where(*where, e.metric.in_(sorted(latest)))
+            .subquery()
+        )
+        last = ranked.c
+        for row in await self._conn.execute(
+            select(
+                last.period_start,
+                last.metric,
+                last.occurred_at,
+                last.idempotency_key,
+                last.quantity,
+            ).where(last.rank == 1)
+        ):
+            key = (row.period_start, row.metric)
+            tallies[key] = replace(
+                tallies[key],
+                last_at=Position(row.occurred_at, row.idempotency_key),
+                last=row.quantity,
+            )
+        return tallies
 
     async def mark_events(
         self, org_id: str, invoice_id: str, *, through: date | None, moved_from: str | None
-    ) -> dict[tuple[date, str], Billed]:
+    ) -> Tallies:
         """Mark with `invoice_id` the org's events no invoice billed yet, of the periods
         `through` the given one (or those `moved_from` a voided invoice), and return what
         they add up to, by period and metric. The rows marked are exactly those counted:
@@ -139,22 +182,19 @@ class InvoiceRepository:
             update(usage_lines)
             .where(e.org_id == org_id, which)
             .values(invoice_id=invoice_id)
-            .returning(e.period_start, e.metric, e.quantity)
+            .returning(e.period_start, e.metric, e.quantity, e.occurred_at, e.idempotency_key)
         )
-        billed: dict[tuple[date, str], Billed] = defaultdict(Billed)
-        for period_start, metric, quantity in result:
-            billed[period_start, metric] = billed[period_start, metric].plus(quantity)
+        billed: Tallies = defaultdict(Tally)
+        for period_start, metric, quantity, occurred_at, key in result:
+            billed[period_start, metric] = billed[period_start, metric].plus(
+                quantity, Position(occurred_at, key)
+            )
         return dict(billed)
 
-    async def billed_events(self, invoice_id: str) -> dict[tuple[date, str], Billed]:
-        """What the events an invoice billed add up to, by period and metric."""
-        e = usage_lines.c
-        result = await self._conn.execute(
-            select(e.period_start, e.metric, *_BILLED)
-            .where(e.invoice_id == invoice_id)
-            .group_by(e.period_start, e.metric)
-        )
-        return _billed(result)
+    async def billed_events(self, invoice_id: str, latest: Collection[str] = ()) -> Tallies:
+        """What the events an invoice billed add up to, by period and metric (the last line
+        of those `latest` names)."""
+        return await self._tallies([usage_lines.c.invoice_id == invoice_id], latest)
 
     async def sample_keys(
         self, invoice_id: str, period_start: date, metric: str, limit: int
@@ -183,6 +223,28 @@ class InvoiceRepository:
             .group_by(u.metric)
         )
         return {metric: int(total) for metric, total in await self._conn.execute(query)}
+
+    async def last_billed(
+        self, org_id: str, period_start: date, as_of: StoredInvoice | None = None
+    ) -> dict[str, Position]:
+        """Where the last line billed so far of each latest metric of a period stands, by
+        the org's invoices that count (now, or when `as_of` was made)."""
+        u, i = invoice_usage.c, invoices.c
+        query = (
+            select(u.metric, u.last_at, u.last_key)
+            .join(invoices, i.invoice_id == u.invoice_id)
+            .where(
+                i.org_id == org_id,
+                u.period_start == period_start,
+                u.last_at.is_not(None),
+                _counted(as_of),
+            )
+        )
+        last: dict[str, Position] = {}
+        for metric, at, key in await self._conn.execute(query):
+            if metric not in last or Position(at, key) > last[metric]:
+                last[metric] = Position(at, key)
+        return last
 
     async def live_invoice(
         self, org_id: str, period_start: date, as_of: StoredInvoice | None = None
@@ -232,7 +294,14 @@ class InvoiceRepository:
                 StoredLine(**{name: getattr(row, name) for name in _LINE_COLUMNS}) for row in lines
             ),
             usage=tuple(
-                StoredUsage(row.period_start, row.metric, row.quantity, row.events, row.included)
+                StoredUsage(
+                    row.period_start,
+                    row.metric,
+                    row.quantity,
+                    row.events,
+                    row.included,
+                    None if row.last_at is None else Position(row.last_at, row.last_key),
+                )
                 for row in usage
             ),
         )
@@ -288,6 +357,8 @@ class InvoiceRepository:
                 "quantity": u.quantity,
                 "events": u.events,
                 "included": u.included,
+                "last_at": None if u.last_at is None else u.last_at.occurred_at,
+                "last_key": None if u.last_at is None else u.last_at.idempotency_key,
             }
             for u in usage
         ]

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from billing_kernel.common.money import ZERO, money_text, round_money
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
-from billing_kernel.metrics.rules import Aggregation, Metric
+from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
 
 SECOND = timedelta(seconds=1)
@@ -346,31 +346,15 @@ def draft_invoice(
     return InvoiceDraft(org_id, period, at_end.currency, tuple(lines), at_end, bills_usage)
 
 
-@dataclass(frozen=True, slots=True)
-class Billed:
-    """What one period and metric's events add up to: their quantity, how many, and the
-    highest quantity of one (a max's usage: `Metric.period_usage`)."""
-
-    quantity: int = 0
-    events: int = 0
-    highest: int = 0
-
-    def plus(self, quantity: int) -> Billed:
-        """With one more event of `quantity`."""
-        return Billed(self.quantity + quantity, self.events + 1, max(self.highest, quantity))
-
-
 def usage_of(
     period: BillingPeriod,
-    billed: Mapping[tuple[date, str], Billed],
+    billed: Mapping[tuple[date, str], Tally],
     catalogue: Mapping[str, Metric],
 ) -> dict[str, int]:
     """The usage of `period` by metric that lines `billed` (by period and metric) come to:
-    their sum, or a max's highest (`Metric.period_usage`)."""
+    their sum, a max's highest, or a latest's last (`Metric.period_usage`)."""
     return {
-        metric: catalogue[metric].period_usage(lines.quantity, lines.highest)
-        if metric in catalogue
-        else lines.quantity
+        metric: catalogue[metric].period_usage(lines) if metric in catalogue else lines.quantity
         for (start, metric), lines in billed.items()
         if start == period.key
     }
@@ -400,6 +384,9 @@ class StoredUsage:
     quantity: int
     events: int
     included: int | None
+    last_at: Position | None = None
+    """For a latest: where the last line it billed stands (the next late one must stand
+    after it to change the figure)."""
 
 
 @dataclass(frozen=True, slots=True)

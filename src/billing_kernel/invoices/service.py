@@ -16,7 +16,6 @@ from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import InvalidInput, InvoiceNotFound, InvoiceNotOpen, PeriodNotClosed
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
-    Billed,
     InvoiceDraft,
     InvoiceLine,
     LateUsage,
@@ -30,7 +29,7 @@ from billing_kernel.invoices.rules import (
     in_force,
     usage_of,
 )
-from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.rules import billable
 from billing_kernel.orgs.service import OrgService
@@ -116,7 +115,9 @@ class InvoiceService:
                 line.metric.key: line.used if line.peak is None else line.peak
                 for line in summary.usage
             }
-            late = await InvoiceRepository(unit).unbilled(org_id, period.key)
+            late = await InvoiceRepository(unit).unbilled(
+                org_id, period.key, await self._latest(unit)
+            )
             history = await self._history(org_id, period, unit)
             if not history:  # an org whose state predates its history: on its plan since
                 state = summary.state
@@ -305,7 +306,7 @@ class InvoiceService:
             events, keys = 0, []
             if line.metric is not None:
                 billed = await InvoiceRepository(unit).billed_events(invoice_id)
-                events = billed.get((line.period_start, line.metric), Billed()).events
+                events = billed.get((line.period_start, line.metric), Tally()).events
                 keys = await InvoiceRepository(unit).sample_keys(
                     invoice_id, line.period_start, line.metric, SAMPLE_KEYS
                 )
@@ -368,7 +369,7 @@ class InvoiceService:
     async def _differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
         period = BillingPeriod.starting(invoice.period_start)
         repo = InvoiceRepository(unit)
-        events = await repo.billed_events(invoice.invoice_id)
+        events = await repo.billed_events(invoice.invoice_id, await self._latest(unit))
         catalogue = await self._metrics.catalogue(unit)
         used = usage_of(period, events, {m.key: m for m in catalogue})
         seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
@@ -409,10 +410,10 @@ class InvoiceService:
         period: BillingPeriod,
         history: list[Subscription],
         used: Mapping[str, int],
-        late: Mapping[tuple[date, str], Billed],
+        late: Mapping[tuple[date, str], Tally],
         unit: UnitOfWork,
         *,
-        events: Mapping[tuple[date, str], Billed] | None = None,
+        events: Mapping[tuple[date, str], Tally] | None = None,
         as_of: StoredInvoice | None = None,
     ) -> Computed:
         """The org's invoice for `period` from its `history`, the usage of the period
@@ -433,11 +434,12 @@ class InvoiceService:
         added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
         for (start, metric), lines in sorted(late.items()):
             earlier = await repo.live_invoice(org_id, start, as_of)
-            before = 0
+            before, last = 0, None
             if earlier is not None:
                 before = (await repo.usage_billed_before(org_id, start, as_of)).get(metric, 0)
+                last = (await repo.last_billed(org_id, start, as_of)).get(metric)
             added[start, metric] = (
-                by_key[metric].usage_added(lines.quantity, lines.highest, before)
+                by_key[metric].usage_added(lines, before, last)
                 if metric in by_key
                 else lines.quantity
             )
@@ -463,15 +465,28 @@ class InvoiceService:
                 period.key,
                 m.key,
                 used.get(m.key, 0),
-                counted.get((period.key, m.key), Billed()).events,
+                counted.get((period.key, m.key), Tally()).events,
                 included[m.key],
+                _last_billed(m, counted.get((period.key, m.key), Tally())),
             )
             for m in catalogue
         ] + [
-            StoredUsage(start, metric, added[start, metric], b.events, None)
+            StoredUsage(
+                start,
+                metric,
+                added[start, metric],
+                b.events,
+                None,
+                _last_billed(by_key[metric], b) if metric in by_key else None,
+            )
             for (start, metric), b in sorted(late.items())
         ]
         return Computed(draft, tuple(usage))
+
+    async def _latest(self, unit: UnitOfWork) -> set[str]:
+        """The metrics whose usage in a period is their last line's (see `Tally.last`)."""
+        catalogue = await self._metrics.catalogue(unit)
+        return {m.key for m in catalogue if m.aggregation is Aggregation.LATEST}
 
     async def _history(
         self,
@@ -497,6 +512,11 @@ class InvoiceService:
     ) -> dict[str, int]:
         """Each seats metric's peak in `period`."""
         return await self._summary.seat_peaks(org_id, period, unit)
+
+
+def _last_billed(metric: Metric, lines: Tally) -> Position | None:
+    """What an invoice keeps of the lines it billed of a latest: where the last stands."""
+    return lines.last_at if metric.aggregation is Aggregation.LATEST else None
 
 
 def _stored(number: int, line: InvoiceLine, period: BillingPeriod) -> StoredLine:

@@ -39,15 +39,17 @@ def metrics_define(
     key: str,
     name: Annotated[str, typer.Option(help="What people read, e.g. 'LLM tokens'.")],
     unit: Annotated[str, typer.Option(help="e.g. tokens, runs.")],
-    aggregation: Annotated[str, typer.Option(help="sum, count, max or unique_count.")] = "sum",
+    aggregation: Annotated[
+        str, typer.Option(help="sum, count, max, latest or unique_count.")
+    ] = "sum",
     event: Annotated[
         list[str] | None, typer.Option(help="An event name it counts (repeat; default: KEY).")
     ] = None,
     value_property: Annotated[
         str | None,
         typer.Option(
-            help="A sum's or a max's amount property (default: value, else quantity); a "
-            "unique_count's counted property."
+            help="Where a sum, max or latest reads its amount (default: value, else "
+            "quantity); a unique_count's counted property."
         ),
     ] = None,
     where: Annotated[

@@ -1,7 +1,7 @@
 """Metrics are data: a key per counter and per plan limit, so a deployment can add its own.
 A metric is also a meter: the event names it counts, how it aggregates them (the sum of an
-amount, how many there are, the highest amount, or how many distinct values of a property),
-the property it reads, and equality filters on the others."""
+amount, how many there are, the highest amount, the last one, or how many distinct values of
+a property), the property it reads, and equality filters on the others."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY, validate_id, validate_text
@@ -45,6 +46,10 @@ class Aggregation(StrEnum):
     MAX = "max"
     """The highest amount one event carried in the period (peak concurrency, say): each
     event's line keeps its amount, and the period's usage is the highest of them."""
+    LATEST = "latest"
+    """The amount of the period's last event by event time (a gauge: storage in use, say):
+    each event's line keeps its amount, and the period's usage is that of the last line
+    (by event time, then idempotency key)."""
     UNIQUE_COUNT = "unique_count"
     """How many distinct values of a property its events carry in the period (users who
     called, say): each event adds 1 when its value is new in the period, else 0."""
@@ -56,11 +61,42 @@ METER_AGGREGATIONS = (
     Aggregation.SUM,
     Aggregation.COUNT,
     Aggregation.MAX,
+    Aggregation.LATEST,
     Aggregation.UNIQUE_COUNT,
 )
 """The aggregations a meter may be defined with (seats are counted from members)."""
 ADDITIVE = (Aggregation.SUM, Aggregation.COUNT)
 """Those whose usage is a sum of quantities: recorded, consumed and reserved as one."""
+
+
+class Position(NamedTuple):
+    """Where a line stands among its period's: by event time, then idempotency key."""
+
+    occurred_at: datetime
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a group of one metric's lines in a period comes to: their sum, how many, the
+    highest, and the last (where it stands, and its quantity)."""
+
+    quantity: int = 0
+    events: int = 0
+    highest: int = 0
+    last_at: Position | None = None
+    last: int = 0
+
+    def plus(self, quantity: int, at: Position | None = None) -> Tally:
+        """With one more line of `quantity`, standing `at`."""
+        later = at is not None and (self.last_at is None or at > self.last_at)
+        return Tally(
+            self.quantity + quantity,
+            self.events + 1,
+            max(self.highest, quantity),
+            at if later else self.last_at,
+            quantity if later else self.last,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +120,34 @@ class Metric:
         return self.aggregation in ADDITIVE
 
     @property
-    def keeps_highest(self) -> bool:
-        """Whether its usage in a period is the highest of its lines (a max), not their sum."""
-        return self.aggregation is Aggregation.MAX
+    def is_additive(self) -> bool:
+        """Whether its usage in a period is the sum of its lines (not a max's highest nor a
+        latest's last)."""
+        return self.aggregation not in (Aggregation.MAX, Aggregation.LATEST)
 
-    def period_usage(self, total: int, highest: int) -> int:
-        """Its usage in a period whose lines sum to `total`, the highest being `highest`."""
-        return highest if self.keeps_highest else total
+    def period_usage(self, lines: Tally) -> int:
+        """Its usage in a period with these lines: their sum, a max's highest, or a
+        latest's last."""
+        if self.aggregation is Aggregation.MAX:
+            return lines.highest
+        if self.aggregation is Aggregation.LATEST:
+            return lines.last
+        return lines.quantity
 
-    def usage_added(self, total: int, highest: int, billed: int) -> int:
-        """What lines of a period that arrived after `billed` was billed of it add to its
-        usage, when they sum to `total` and the highest is `highest`: their sum; for a max,
-        how far their highest goes past what was billed (a lower one adds nothing)."""
-        if self.keeps_highest:
-            return max(0, highest - billed)
-        return total
+    def usage_added(self, lines: Tally, billed: int, billed_last: Position | None) -> int:
+        """What `lines` of a period, which arrived after `billed` was billed of it (its last
+        line then standing at `billed_last`), change its usage by: their sum; for a max, how
+        far their highest goes past what was billed (a lower one changes nothing); for a
+        latest, the difference their last makes if it stands after the last billed (it may
+        be below what was billed: a credit), else nothing."""
+        if self.aggregation is Aggregation.MAX:
+            return max(0, lines.highest - billed)
+        if self.aggregation is Aggregation.LATEST:
+            later = lines.last_at is not None and (
+                billed_last is None or lines.last_at > billed_last
+            )
+            return lines.last - billed if later else 0
+        return lines.quantity
 
     @property
     def counts_events(self) -> bool:
@@ -119,9 +168,10 @@ class Metric:
         )
 
     def amount(self, properties: Mapping[str, object]) -> int:
-        """What one event it counts adds (for a max: the amount it may raise the period's
-        usage to): 1 for a count, else the amount property's value, a whole number from 0
-        to MAX_EVENT_QUANTITY (InvalidInput naming the property)."""
+        """What one event it counts adds (for a max, the amount it may raise the period's
+        usage to; for a latest, the amount it may set it to): 1 for a count, else the amount
+        property's value, a whole number from 0 to MAX_EVENT_QUANTITY (InvalidInput naming
+        the property)."""
         if self.aggregation is Aggregation.COUNT:
             return 1
         if self.aggregation is Aggregation.UNIQUE_COUNT:
@@ -138,7 +188,7 @@ class Metric:
                     )
                 return amount
         raise InvalidInput(
-            f"metric {self.key!r} {'peaks on' if self.keeps_highest else 'sums'} property "
+            f"metric {self.key!r} {_READS[self.aggregation]} property "
             f"{either(names)}, which the event does not have",
             field=f"properties.{names[0]}",
         )
@@ -159,6 +209,10 @@ class Metric:
         return json.dumps(
             properties[name], sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
+
+
+_READS = {Aggregation.SUM: "sums", Aggregation.MAX: "peaks on", Aggregation.LATEST: "reads"}
+"""How an error names what a metric does with its amount property."""
 
 
 def either(names: Sequence[str]) -> str:

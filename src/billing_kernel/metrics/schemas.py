@@ -24,12 +24,13 @@ class MetricIn(StrictBody):
 
     name: str = Field(min_length=1, max_length=128, examples=["LLM tokens"])
     unit: str = Field(min_length=1, max_length=32, examples=["tokens"])
-    aggregation: Literal["sum", "count", "max", "unique_count"] = Field(
+    aggregation: Literal["sum", "count", "max", "latest", "unique_count"] = Field(
         description="`sum`: the sum of each event's amount (see `value_property`); `count`: how "
-        "many events; `max`: the highest amount one event of the month carried; "
+        "many events; `max`: the highest amount one event of the month carried; `latest`: "
+        "the amount of the month's last event by `occurred_at` (then idempotency key); "
         "`unique_count`: how many distinct values of `value_property` the month's events "
-        "carry. A max and a unique count are checked against limits, but not recorded, "
-        "consumed or reserved as a quantity. Cannot change once defined."
+        "carry. A max, a latest and a unique count are checked against limits, but not "
+        "recorded, consumed or reserved as a quantity. Cannot change once defined."
     )
     events: list[str] | None = Field(
         default=None,
@@ -44,7 +45,7 @@ class MetricIn(StrictBody):
         default=None,
         min_length=1,
         max_length=64,
-        description=f"A sum's or a max's amount property, a whole number (left out: "
+        description=f"Where a sum, a max or a latest reads its amount, a whole number (left out: "
         f"{DEFAULT_AMOUNT}); a unique count's counted property (required). An event it "
         "counts without it is refused. A count reads none.",
         examples=["total_tokens"],
@@ -75,17 +76,17 @@ class MetricOut(BaseModel):
     name: str
     unit: str
     aggregation: str = Field(
-        description="`sum`, `count`, `max`, `unique_count`, or `seats` (org members)."
+        description="`sum`, `count`, `max`, `latest`, `unique_count`, or `seats` (org members)."
     )
     events: list[str] = Field(description="The names of the events it counts.")
     value_property: str | None = Field(
-        description=f"A sum's or a max's amount property (null: {DEFAULT_AMOUNT}); a unique "
-        "count's counted property."
+        description=f"Where a sum, a max or a latest reads its amount (null: {DEFAULT_AMOUNT}); "
+        "a unique count's counted property."
     )
     filters: dict[str, str | int | bool]
     recordable: bool = Field(
         description="Whether a quantity of it may be recorded, consumed or reserved (not "
-        "seats, which follow membership, nor a max or a unique count)."
+        "seats, which follow membership, nor a max, a latest or a unique count)."
     )
 
     @classmethod

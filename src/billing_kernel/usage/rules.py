@@ -18,7 +18,13 @@ from billing_kernel.common.validation import (
     validate_quantity,
 )
 from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
-from billing_kernel.metrics.rules import Aggregation, Metric, counting_meters, validate_event_name
+from billing_kernel.metrics.rules import (
+    Aggregation,
+    Metric,
+    Position,
+    counting_meters,
+    validate_event_name,
+)
 
 
 class RecordStatus(StrEnum):
@@ -119,8 +125,14 @@ class Line:
     value: str | None = None
     """For a unique count: the value it counts. Its quantity is then 1 if the value is new
     in the period, else 0, which only the database can tell (`UsageRepository`)."""
-    highest: bool = False
-    """For a max: its quantity is an amount the period's usage rises to, not adds."""
+    aggregation: Aggregation = Aggregation.SUM
+    """How its metric aggregates: a max's or a latest's quantity is not added to the
+    period's usage (see `counter_peaks`, `counter_lasts`)."""
+
+    @property
+    def adds(self) -> bool:
+        """Whether its quantity adds to its period's usage (all but a max's or a latest's)."""
+        return self.aggregation not in (Aggregation.MAX, Aggregation.LATEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +201,16 @@ def new_usage_event(
     received = ensure_utc(received_at)
     org = validate_id(org_id, "org_id")
     amount: int | None = None
+    report: Line | None = None  # the one line of a report of a quantity
     if event is None:
         if metric is None:
             raise InvalidInput(
                 "an event needs `metric` and `quantity`, or an `event` name", field="metric"
             )
-        name = validate_metric(metric, catalogue).key
+        reported = validate_metric(metric, catalogue)
+        name = reported.key
         amount = validate_quantity(quantity)
+        report = Line(name, amount, None, reported.aggregation)
     elif metric is not None or quantity is not None:
         raise InvalidInput(
             "an event has either an `event` name (its metrics read its properties) or "
@@ -208,12 +223,12 @@ def new_usage_event(
     occurred = received if occurred_at is None else window.check(occurred_at, received)
     text = canonical_properties(properties)
     lines: tuple[Line, ...]
-    if amount is not None:
-        lines = (Line(name, amount),)
+    if report is not None:
+        lines = (report,)
     else:
         sent = properties if isinstance(properties, Mapping) else {}
         lines = tuple(
-            Line(m.key, units, m.unique_value(sent), m.keeps_highest)
+            Line(m.key, units, m.unique_value(sent), m.aggregation)
             for m, units in counting_meters(name, sent, catalogue)
         )
     return UsageEvent(
@@ -242,11 +257,11 @@ def counter_increments(
 ) -> dict[CounterKey, int]:
     """The amount to add to each counter for `events`, in a stable (deadlock-free) order;
     a unique count's line adds what `unique` says it came to (1 for a new value, else 0).
-    A max's lines add nothing: see `counter_peaks`."""
+    A max's or a latest's lines add nothing: see `counter_peaks`, `counter_lasts`."""
     totals: dict[CounterKey, int] = {}
     for event in events:
         for line in event.lines:
-            if line.highest:
+            if not line.adds:
                 continue
             key = (event.org_id, event.period_start, line.metric)
             quantity = line.quantity
@@ -262,10 +277,25 @@ def counter_peaks(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
     peaks: dict[CounterKey, int] = {}
     for event in events:
         for line in event.lines:
-            if line.highest:
+            if line.aggregation is Aggregation.MAX:
                 key = (event.org_id, event.period_start, line.metric)
                 peaks[key] = max(peaks.get(key, 0), line.quantity)
     return dict(sorted(peaks.items()))
+
+
+def counter_lasts(events: Iterable[UsageEvent]) -> dict[CounterKey, tuple[Position, int]]:
+    """For each latest's counter, the last of `events`' lines (where it stands, and its
+    quantity), which the counter takes if it stands after the counter's own last; in a
+    stable (deadlock-free) order."""
+    lasts: dict[CounterKey, tuple[Position, int]] = {}
+    for event in events:
+        for line in event.lines:
+            if line.aggregation is Aggregation.LATEST:
+                key = (event.org_id, event.period_start, line.metric)
+                at = Position(event.occurred_at, event.idempotency_key)
+                if key not in lasts or at > lasts[key][0]:
+                    lasts[key] = (at, line.quantity)
+    return dict(sorted(lasts.items()))
 
 
 EventPosition = tuple[datetime, str, str]

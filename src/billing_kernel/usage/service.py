@@ -32,6 +32,7 @@ from billing_kernel.usage.rules import (
     UsageReport,
     UsageReportLike,
     counter_increments,
+    counter_lasts,
     counter_peaks,
     new_usage_event,
 )
@@ -192,8 +193,10 @@ class UsageService:
             key: replace(r, added=increments[key])
             for key, r in (await usage.add_to_counters(increments, now)).items()
         }
-        # A max's counter rises, or stays: what the write added is not known (None).
+        # A max's counter rises or stays, a latest's takes a later line's value or stays:
+        # what the write added is not known (None).
         readings |= await usage.raise_counters(counter_peaks(new), now)
+        readings |= await usage.take_lasts(counter_lasts(new), now)
         await self._alerts.counters_moved(readings, now, unit)
         totals = {key: reading.used for key, reading in readings.items()}
         # Every other event repeats a stored key (one stored before, or by this batch):
@@ -460,7 +463,12 @@ class UsageService:
         month or day and metric, split by the value of the property `prop`."""
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).grouped_totals(
-                org_id, first.key, end.key, prop, by_day=by_day, highest=await self._highest(unit)
+                org_id,
+                first.key,
+                end.key,
+                prop,
+                by_day=by_day,
+                aggregations=await self._aggregations(unit),
             )
 
     async def event_counts(
@@ -474,15 +482,16 @@ class UsageService:
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
     ) -> dict[tuple[date, str], int]:
         """The org's accepted usage in one period, per UTC day and metric: summed, or for
-        a max, the day's highest."""
+        a max or a latest, the day's highest or last."""
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).daily_totals(
-                org_id, period.key, await self._highest(unit)
+                org_id, period.key, await self._aggregations(unit)
             )
 
-    async def _highest(self, unit: UnitOfWork) -> set[str]:
-        """The metrics whose usage is their highest line (maxima), not their sum."""
-        return {m.key for m in (await self._metrics.by_key(unit)).values() if m.keeps_highest}
+    async def _aggregations(self, unit: UnitOfWork) -> dict[str, Aggregation]:
+        """How the metrics whose usage is not the sum of their lines aggregate them."""
+        catalogue = await self._metrics.by_key(unit)
+        return {key: m.aggregation for key, m in catalogue.items() if not m.is_additive}
 
     async def counters_between(
         self,

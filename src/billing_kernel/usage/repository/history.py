@@ -3,13 +3,14 @@ property value, and its counters."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     FromClause,
+    Select,
     String,
     and_,
     case,
@@ -22,12 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from billing_kernel.db.database import in_code_point_order
 from billing_kernel.db.tables import (
     usage_counters,
     usage_events,
     usage_lines,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.usage.rules import (
     EventPosition,
     StoredEvent,
@@ -43,16 +46,49 @@ def _lines_with_events() -> FromClause:
     )
 
 
-def _usage(highest: Collection[str]) -> ColumnElement[Any]:
-    """A group of lines of one metric as usage: their sum, or, for the metrics `highest`
-    names (maxima), the highest."""
-    quantity = usage_lines.c.quantity
-    if not highest:
-        return func.sum(quantity)
-    return case(
-        (usage_lines.c.metric.in_(sorted(highest)), func.max(quantity)),
-        else_=func.sum(quantity),
+def _per_bucket(
+    keys: Sequence[ColumnElement[Any]],
+    source: FromClause,
+    where: Sequence[ColumnElement[bool]],
+    aggregations: Mapping[str, Aggregation],
+    dialect_name: str,
+) -> list[Select[Any]]:
+    """Queries of the usage of the lines of `source` that pass `where`, per `keys` (the
+    first a bucket, the second the metric): their sum, a max's highest (the metrics
+    `aggregations` says are maxima), or a latest's last line (by event time, then key).
+    Each row: the keys, then the usage."""
+    lines = usage_lines.c
+    highest = sorted(m for m, how in aggregations.items() if how is Aggregation.MAX)
+    last = sorted(m for m, how in aggregations.items() if how is Aggregation.LATEST)
+    usage: ColumnElement[Any] = func.sum(lines.quantity)
+    if highest:
+        usage = case((lines.metric.in_(highest), func.max(lines.quantity)), else_=usage)
+    summed = select(*keys, usage).select_from(source).where(*where).group_by(*keys)
+    if not last:
+        return [summed]
+    rank = func.row_number().over(
+        partition_by=list(keys),
+        order_by=(
+            lines.occurred_at.desc(),
+            in_code_point_order(lines.idempotency_key, dialect_name).desc(),
+        ),
     )
+    named = [key.label(f"k{n}") for n, key in enumerate(keys)]
+    ranked = (
+        select(*named, lines.quantity, rank.label("rank"))
+        .select_from(source)
+        .where(*where, lines.metric.in_(last))
+        .subquery()
+    )
+    return [
+        summed.where(lines.metric.not_in(last)),
+        select(*(ranked.c[key.name] for key in named), ranked.c.quantity).where(ranked.c.rank == 1),
+    ]
+
+
+def _day(value: date | str) -> date:
+    """A date as the database answers it (SQLite: ISO text)."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 class UsageHistory:
@@ -62,25 +98,31 @@ class UsageHistory:
         self._conn = uow.connection
 
     async def daily_totals(
-        self, org_id: str, period_start: date, highest: Collection[str] = ()
+        self,
+        org_id: str,
+        period_start: date,
+        aggregations: Mapping[str, Aggregation] | None = None,
     ) -> dict[tuple[date, str], int]:
-        """The org's accepted usage in one period, summed per UTC day and metric (for the
-        metrics `highest` names, maxima: the highest line of the day)."""
+        """The org's accepted usage in one period per UTC day and metric: summed, or for the
+        metrics `aggregations` says are maxima or latest, the day's highest or last."""
         occurred = usage_lines.c.occurred_at
         day = (
             func.date(func.timezone("UTC", occurred))
             if self._conn.dialect.name == "postgresql"
             else func.date(occurred)  # SQLite stores UTC text
         )
-        result = await self._conn.execute(
-            select(day.label("day"), usage_lines.c.metric, _usage(highest))
-            .where(usage_lines.c.org_id == org_id, usage_lines.c.period_start == period_start)
-            .group_by(day, usage_lines.c.metric)
-        )
-        return {
-            (value if isinstance(value, date) else date.fromisoformat(value), metric): int(total)
-            for value, metric, total in result
-        }
+        where = [usage_lines.c.org_id == org_id, usage_lines.c.period_start == period_start]
+        totals = {}
+        for query in _per_bucket(
+            [day.label("day"), usage_lines.c.metric],
+            usage_lines,
+            where,
+            aggregations or {},
+            self._conn.dialect.name,
+        ):
+            for value, metric, total in await self._conn.execute(query):
+                totals[_day(value), metric] = int(total)
+        return totals
 
     async def grouped_totals(
         self,
@@ -90,11 +132,12 @@ class UsageHistory:
         prop: str,
         *,
         by_day: bool,
-        highest: Collection[str] = (),
+        aggregations: Mapping[str, Aggregation] | None = None,
     ) -> dict[tuple[date, str], dict[str | None, int]]:
         """The org's accepted usage in the periods starting in `[first, end)`, per month (or
         per UTC day) and metric, split by the text value of the property `prop` (None for
-        events without it); for the metrics `highest` names, the highest line of each."""
+        events without it); for the metrics `aggregations` says are maxima or latest, each
+        split's highest or last line."""
         e, properties = usage_lines.c, usage_events.c.properties
         value: ColumnElement[Any]
         if self._conn.dialect.name == "postgresql":
@@ -109,16 +152,14 @@ class UsageHistory:
                 (kind == "null", null()),
                 else_=cast(func.json_extract(properties, path), String),
             )
-        result = await self._conn.execute(
-            select(bucket, e.metric, value, _usage(highest))
-            .select_from(_lines_with_events())
-            .where(e.org_id == org_id, e.period_start >= first, e.period_start < end)
-            .group_by(bucket, e.metric, value)
-        )
+        where = [e.org_id == org_id, e.period_start >= first, e.period_start < end]
+        keys = [bucket.label("bucket"), e.metric, value.label("value")]
         totals: dict[tuple[date, str], dict[str | None, int]] = {}
-        for start, metric, group, total in result:
-            day = start if isinstance(start, date) else date.fromisoformat(start)
-            totals.setdefault((day, metric), {})[group] = int(total)
+        for query in _per_bucket(
+            keys, _lines_with_events(), where, aggregations or {}, self._conn.dialect.name
+        ):
+            for start, metric, group, total in await self._conn.execute(query):
+                totals.setdefault((_day(start), metric), {})[group] = int(total)
         return totals
 
     async def counters_between(

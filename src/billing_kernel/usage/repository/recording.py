@@ -42,6 +42,7 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.metrics.rules import Position
 from billing_kernel.usage.rules import (
     Counter,
     CounterKey,
@@ -344,6 +345,25 @@ class UsageRepository:
         result = await self._conn.execute(
             counter_sql.raise_counter(self._conn.dialect.name),
             [counter_sql.counter_row(key, value, now) for key, value in peaks.items()],
+        )
+        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
+
+    async def take_lasts(
+        self, lasts: Mapping[CounterKey, tuple[Position, int]], now: datetime
+    ) -> dict[CounterKey, Reading]:
+        """Set each counter to its value where the line it is from stands after the one the
+        counter's value is from (a latest), in one atomic upsert (`take_last`); returns each
+        counter's value after, with its alert terms. Passed in a stable order, as
+        `add_to_counters`."""
+        if not lasts:
+            return {}
+        result = await self._conn.execute(
+            counter_sql.take_last(self._conn.dialect.name),
+            [
+                counter_sql.counter_row(key, value, now)
+                | {"last_at": at.occurred_at, "last_key": at.idempotency_key}
+                for key, (at, value) in lasts.items()
+            ],
         )
         return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
 
