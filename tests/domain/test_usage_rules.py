@@ -9,6 +9,7 @@ from billing_kernel.common.validation import (
     MAX_EVENT_QUANTITY,
     MAX_PROPERTIES,
     canonical_properties,
+    validate_id,
     validate_occurred_at,
     validate_text,
 )
@@ -323,3 +324,33 @@ def test_property_names_are_ids(name: str) -> None:
         canonical_properties({name: 1})
     assert refused.value.message.startswith("a property name ")
     assert len(canonical_properties({"k" * 64: 1}) or "") == 64 + 6
+
+
+def _id_by_the_full_rules(value: str, max_length: int) -> bool:
+    """Whether an id passes, by every rule spelled out (the check takes a shortcut)."""
+    return (
+        value != ""
+        and value.strip() == value
+        and len(value) <= max_length
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+    )
+
+
+@given(
+    st.text(
+        st.sampled_from(
+            ["a", "Z", "0", "-", " ", "\t", "\u00a0", "\u2003", "\x85", "\x7f", "\ud800"]
+        )
+        | st.characters(),
+        max_size=6,
+    ),
+    st.integers(1, 5),
+)
+def test_an_id_passes_exactly_when_every_rule_holds(value: str, max_length: int) -> None:
+    if _id_by_the_full_rules(value, max_length):
+        assert validate_id(value, "org_id", max_length) == value
+    else:
+        with pytest.raises(InvalidInput) as refused:
+            validate_id(value, "org_id", max_length)
+        assert refused.value.details["field"] == "org_id"
