@@ -37,7 +37,7 @@ class InProcessTransport:
 
     async def send(self, events: Sequence[dict[str, Any]]) -> list[EventResult]:
         try:
-            result = await self._usage.record_batch(
+            result = await self._usage.record_request(
                 [
                     UsageReport(
                         e["org_id"],

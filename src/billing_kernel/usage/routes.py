@@ -44,12 +44,14 @@ async def ingest_events(
     `unknown_metric`, `unknown_event`, `org_not_found` when auto-creation is off,
     `idempotency_conflict`).
     The accepted events of a batch are committed together in one transaction; a refused
-    event writes nothing. Resending a whole batch is always safe.
+    event writes nothing. Resending a whole batch is always safe. Under load, concurrent
+    requests may share a transaction and its commit; each is answered for its own events,
+    as if it had come alone after those before it.
     """
     if key.org_id is not None:  # a key for one org: every event must be for that org
         for org_id in sorted({event.org_id for event in body.events}):
             key.require_org(org_id)
-    result = await kernel.usage.record_batch(body.events)
+    result = await kernel.usage.record_request(body.events)
     # Built as plain JSON: validating 1,000 result models again would cost more than the
     # database work. The shape is UsageBatchOut, as documented. Escaped: a refused id is
     # echoed as sent, even one that is not Unicode text.

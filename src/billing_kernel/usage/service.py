@@ -17,6 +17,7 @@ from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.usage.coalescing import Coalescer
 from billing_kernel.usage.repository import UsageHistory, UsageRepository
 from billing_kernel.usage.rules import (
     CeilingWrite,
@@ -42,6 +43,14 @@ logger = logging.getLogger(__name__)
 
 EXPORT_PAGE = 5_000
 """Events read per transaction by an export."""
+TOGETHER_IN_FLIGHT = 2
+"""Small requests' ingestion transactions a process runs at once; the small requests that
+arrive meanwhile go in together (`usage/coalescing.py`). Fewer put more events in each
+commit under load, more let a process overlap its transactions (docs/performance.md)."""
+TOGETHER_MOST_SENT = 100
+"""A request of more events than this goes alone, at once."""
+TOGETHER_MOST_EVENTS = 1_000
+"""The most events requests that go in together may have between them (a batch's most)."""
 
 
 class UsageService:
@@ -65,6 +74,22 @@ class UsageService:
         )
         self.tracking_failures = 0
         """How many best-effort `update_counters` calls failed (and were swallowed)."""
+        self._together = Coalescer(
+            self.record_batch,
+            in_flight=TOGETHER_IN_FLIGHT,
+            most_sent=TOGETHER_MOST_SENT,
+            most_events=TOGETHER_MOST_EVENTS,
+        )
+
+    async def record_request(self, reports: Sequence[UsageReportLike]) -> UsageBatchResult:
+        """`record_batch` for one request's events in a transaction of their own: recorded at
+        once, or, for a small request while the process already has TOGETHER_IN_FLIGHT
+        transactions of small ones under way, with the small requests that arrive
+        meanwhile, in one transaction (see `usage/coalescing.py`). Its answer is its own
+        events' outcomes, as if it had gone alone after the requests before it."""
+        if not self._together.takes(reports):
+            return await self.record_batch(reports)
+        return await self._together.record(reports)
 
     async def record(
         self,
@@ -187,20 +212,10 @@ class UsageService:
         inserted = await usage.insert_events(ordered)
         new = [e for e in ordered if (e.org_id, e.idempotency_key) in inserted]
         unique = await usage.insert_unique_lines(new)
-        now = self._clock()
-        increments = counter_increments(new, unique)
-        readings = {
-            key: replace(r, added=increments[key])
-            for key, r in (await usage.add_to_counters(increments, now)).items()
-        }
-        # A max's counter rises or stays, a latest's takes a later line's value or stays:
-        # what the write added is not known (None).
-        readings |= await usage.raise_counters(counter_peaks(new), now)
-        readings |= await usage.take_lasts(counter_lasts(new), now)
-        await self._alerts.counters_moved(readings, now, unit)
-        totals = {key: reading.used for key, reading in readings.items()}
         # Every other event repeats a stored key (one stored before, or by this batch):
-        # compared with what is stored, in SQL.
+        # compared with what is stored, in SQL. Before the counters are written: from then
+        # on, their rows are locked until the transaction ends, and concurrent batches of
+        # the same orgs wait.
         accepted = [
             (event.org_id, event.idempotency_key) in inserted
             and event is first[(event.org_id, event.idempotency_key)]
@@ -213,6 +228,18 @@ class UsageService:
             for n in range(len(repeats))
         )
         statuses = [RecordStatus.ACCEPTED if new else next(verdicts) for new in accepted]
+        now = self._clock()
+        increments = counter_increments(new, unique)
+        readings = {
+            key: replace(r, added=increments[key])
+            for key, r in (await usage.add_to_counters(increments, now)).items()
+        }
+        # A max's counter rises or stays, a latest's takes a later line's value or stays:
+        # what the write added is not known (None).
+        readings |= await usage.raise_counters(counter_peaks(new), now)
+        readings |= await usage.take_lasts(counter_lasts(new), now)
+        await self._alerts.counters_moved(readings, now, unit)
+        totals = {key: reading.used for key, reading in readings.items()}
         return statuses, totals
 
     async def record_within(
