@@ -36,6 +36,8 @@ from common import (
 from loadgen import LoadClient
 
 BATCH = 1_000
+ROUNDS = 3
+"""Each row's kernel and baseline measured in this many alternating rounds."""
 WORKERS = 2
 """One uvicorn worker per core, the documented way to run the kernel for throughput."""
 
@@ -54,10 +56,15 @@ class Load:
 
     @classmethod
     async def run(
-        cls, work: Callable[[int], Awaitable[None]], total: int, concurrency: int
+        cls,
+        work: Callable[[int], Awaitable[None]],
+        total: int,
+        concurrency: int,
+        start: int = 0,
     ) -> Load:
+        """`work(n)` for n from `start`, `total` times."""
         load = cls()
-        queue = iter(range(total))
+        queue = iter(range(start, start + total))
 
         async def worker() -> None:
             for n in queue:
@@ -75,6 +82,14 @@ class Load:
         finally:
             gc.enable()
         return load
+
+    def plus(self, other: Load) -> Load:
+        """Both runs as one: their calls, their time and their CPU added up."""
+        both = Load()
+        both.latencies = self.latencies + other.latencies
+        both.seconds = self.seconds + other.seconds
+        both.cpu = self.cpu + other.cpu
+        return both
 
     def rate(self, per_call: int = 1) -> float:
         return len(self.latencies) * per_call / self.seconds
@@ -225,17 +240,23 @@ class Bench:
         concurrency: int,
         warmup: int = 0,
     ) -> tuple[Load, Load]:
-        """The kernel, then the baseline, at the same concurrency; each side's connections
-        are opened before its clock starts. With `warmup`, read-only work runs that many times
-        untimed first, so that statements are prepared on every connection in use."""
+        """The kernel and the baseline at the same concurrency, in ROUNDS alternating rounds
+        (kernel, baseline, kernel, ...), each side's rounds added up: a change of the
+        machine's speed during the run (another tenant, autovacuum, a checkpoint) then
+        falls on both sides alike. Each side's connections are opened before its clock
+        starts. With `warmup`, read-only work runs that many times untimed first, so that
+        statements are prepared on every connection in use."""
         assert self.pool is not None
         pool = self.pool
         await asyncio.gather(*(http.call("GET", "/readyz") for _ in range(concurrency)))
         await Load.run(kernel, warmup, concurrency)
-        k = await Load.run(kernel, total, concurrency)
         await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(concurrency)))
         await Load.run(raw, warmup, concurrency)
-        r = await Load.run(raw, total, concurrency)
+        k, r = Load(), Load()
+        for round_ in range(ROUNDS):
+            start, end = total * round_ // ROUNDS, total * (round_ + 1) // ROUNDS
+            k = k.plus(await Load.run(kernel, end - start, concurrency, start))
+            r = r.plus(await Load.run(raw, end - start, concurrency, start))
         return k, r
 
     def split(self) -> list[int]:
