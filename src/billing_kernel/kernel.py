@@ -32,7 +32,7 @@ from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
 from billing_kernel.subscriptions.service import SubscriptionService
 from billing_kernel.summary.service import SummaryService
-from billing_kernel.usage.service import UsageService
+from billing_kernel.usage.service import UsageReader, UsageService
 
 
 def utc_now() -> datetime:
@@ -71,6 +71,7 @@ class Kernel:
         self.alerts = AlertService(tx, clock, self.metrics, self.plans)
         self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
+        self.usage_reader = UsageReader(tx, self.metrics, self.orgs)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
         self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(
@@ -91,7 +92,7 @@ class Kernel:
             plans=self.plans,
             orgs=self.orgs,
             members=self.members,
-            usage=self.usage,
+            usage=self.usage_reader,
             quota=self.quota,
         )
         self.invoices = InvoiceService(
@@ -112,6 +113,7 @@ class Kernel:
         self.compat = CompatService(
             tx,
             usage=self.usage,
+            usage_reader=self.usage_reader,
             orgs=self.orgs,
             summary=self.summary,
             invoices=self.invoices,

@@ -47,7 +47,7 @@ async def test_in_process_backend_counts_through_the_billing_service(
     assert usage.used["playbook_runs"] == 1
     # A repeated key is the same event, with its first use's time: a duplicate, counted once.
     assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (252, 50, 0, 1)
-    stored = {e.idempotency_key: e for e in await kernel.usage.events(org_id, limit=1000)}
+    stored = {e.idempotency_key: e for e in await kernel.usage_reader.events(org_id, limit=1000)}
     assert (stored["e"].event, stored["e"].properties) == ("tokens", '{"model":"gpt-5","value":5}')
     assert (stored["p"].event, stored["p"].properties) == (None, '{"model":"claude"}')
     # The run was admitted by a consume, which its retry replays.

@@ -130,7 +130,7 @@ async def test_concurrent_single_events_of_one_org_are_answered_as_if_sent_one_b
             assert outcome.event is not None
             assert list(answer.totals) == [(org_id, outcome.event.period_start, "tokens")]
     stored: dict[str, int] = {}
-    async for page in kernel.usage.all_events(org_id):
+    async for page in kernel.usage_reader.all_events(org_id):
         stored |= {e.idempotency_key: e.quantity for e in page}
     assert sorted(stored) == sorted({"first", *sends})
     for key, outcomes in sends.items():

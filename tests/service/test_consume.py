@@ -46,7 +46,7 @@ async def org_with_limit(
 
 
 async def tokens_used(kernel: Kernel, org_id: str, clock: Clock) -> int:
-    counters = await kernel.usage.counters(org_id, BillingPeriod.containing(clock()))
+    counters = await kernel.usage_reader.counters(org_id, BillingPeriod.containing(clock()))
     return counters.get("tokens", 0)
 
 

@@ -229,11 +229,11 @@ async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
     latest's: the last day's), per month and metric."""
     counters: dict[tuple[date, str], int] = {}
     for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
-        for metric, total in (await kernel.usage.counters(org_id, period)).items():
+        for metric, total in (await kernel.usage_reader.counters(org_id, period)).items():
             if total:
                 counters[period.key, metric] = total
     lines: dict[tuple[date, str], int] = {}
-    async for page in kernel.usage.all_events(org_id):  # in time order, then key order
+    async for page in kernel.usage_reader.all_events(org_id):  # in time order, then key order
         for line in page:
             key = (BillingPeriod.containing(line.occurred_at).key, line.metric)
             if line.metric == "peak_tokens":
@@ -245,7 +245,7 @@ async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
     assert {k: v for k, v in lines.items() if v} == counters
     by_day: dict[tuple[date, str], int] = {}
     for period in (BillingPeriod.containing(NOW), BillingPeriod.starting(date(2026, 4, 1))):
-        daily = await kernel.usage.daily_totals(org_id, period, uow=None)
+        daily = await kernel.usage_reader.daily_totals(org_id, period, uow=None)
         for (_, metric), total in sorted(daily.items()):
             before = by_day.get((period.key, metric), 0)
             if metric == "last_tokens":
@@ -386,7 +386,7 @@ def test_a_max_is_billed_at_its_highest_and_a_late_higher_one_adjusts_the_next_i
             clock.now = april.start + timedelta(days=9)
             for key, tokens in (("a1", 1_500), ("a2", 1_200), ("a3", 700)):
                 await run_with(key, tokens)
-            assert (await kernel.usage.counters(org_id, april))["peak_tokens"] == 1_500
+            assert (await kernel.usage_reader.counters(org_id, april))["peak_tokens"] == 1_500
             clock.now = april.end + timedelta(days=1)
             first = await kernel.invoices.close(org_id, april)
             assert first is not None
@@ -456,7 +456,7 @@ def test_a_latest_is_billed_at_its_last_and_a_late_later_one_adjusts_the_next_in
             clock.now = april.start + timedelta(days=21)
             await retry("r2", 1_300, april.start + timedelta(days=20))
             await retry("r1", 1_500, april.start + timedelta(days=9))  # sent last, earlier
-            assert (await kernel.usage.counters(org_id, april))["last_tokens"] == 1_300
+            assert (await kernel.usage_reader.counters(org_id, april))["last_tokens"] == 1_300
             clock.now = april.end + timedelta(days=1)
             first = await kernel.invoices.close(org_id, april)
             assert first is not None
@@ -471,7 +471,7 @@ def test_a_latest_is_billed_at_its_last_and_a_late_later_one_adjusts_the_next_in
             assert [line for line in upcoming.lines if line.kind == "adjustment"] == []
             await retry("late-last", 1_100, april.start + timedelta(days=25))
             await retry("late-before-it", 9_000, april.start + timedelta(days=24))
-            assert (await kernel.usage.counters(org_id, april))["last_tokens"] == 1_100
+            assert (await kernel.usage_reader.counters(org_id, april))["last_tokens"] == 1_100
             upcoming = await kernel.invoices.upcoming(org_id)
             assert [str(line.amount) for line in upcoming.lines if line.kind == "adjustment"] == [
                 "-2.00"

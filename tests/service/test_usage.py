@@ -219,17 +219,17 @@ async def test_an_export_reads_an_orgs_events_a_page_per_transaction_each_once(
     same_time = clock.now - timedelta(minutes=1)
     for key in ("b", "a", "c", "e", "d"):  # one instant: key order decides
         await kernel.usage.record(org_id, "tokens", 1, idempotency_key=key, occurred_at=same_time)
-    pages = [page async for page in kernel.usage.all_events(org_id, page=2)]
+    pages = [page async for page in kernel.usage_reader.all_events(org_id, page=2)]
     assert [[e.idempotency_key for e in page] for page in pages] == [
         ["a", "b"],
         ["c", "d"],
         ["e"],
     ]
-    assert [page async for page in kernel.usage.all_events(org_id, metric="seats")] == []
+    assert [page async for page in kernel.usage_reader.all_events(org_id, metric="seats")] == []
     with pytest.raises(UnknownMetric):
-        await kernel.usage.events(org_id, metric="nope")
+        await kernel.usage_reader.events(org_id, metric="nope")
     with pytest.raises(OrgNotFound):
-        await kernel.usage.events(new_id())
+        await kernel.usage_reader.events(new_id())
 
 
 async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(

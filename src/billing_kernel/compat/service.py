@@ -19,7 +19,7 @@ from billing_kernel.quota.service import QuotaService
 from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.rules import RecordStatus, UsageReport
-from billing_kernel.usage.service import UsageService
+from billing_kernel.usage.service import UsageReader, UsageService
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,7 @@ class CompatService:
         transactions: Transactions,
         *,
         usage: UsageService,
+        usage_reader: UsageReader,
         orgs: OrgService,
         summary: SummaryService,
         invoices: InvoiceService,
@@ -58,6 +59,7 @@ class CompatService:
     ) -> None:
         self._tx = transactions
         self._usage = usage
+        self._usage_reader = usage_reader
         self._orgs = orgs
         self._summary = summary
         self._invoices = invoices
@@ -117,7 +119,7 @@ class CompatService:
             return CurrentUsage(
                 summary,
                 await self._invoices.upcoming(org_id, unit, summary=summary),
-                await self._usage.event_counts(org_id, summary.period, unit),
+                await self._usage_reader.event_counts(org_id, summary.period, unit),
             )
 
     async def entitlement(self, org_id: str, metric: str) -> QuotaDecision:

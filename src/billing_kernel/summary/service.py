@@ -29,7 +29,7 @@ from billing_kernel.summary.rules import (
     point_starts,
     validate_group_by,
 )
-from billing_kernel.usage.service import UsageService
+from billing_kernel.usage.service import UsageReader
 
 
 class SummaryService:
@@ -42,7 +42,7 @@ class SummaryService:
         plans: PlanService,
         orgs: OrgService,
         members: MemberService,
-        usage: UsageService,
+        usage: UsageReader,
         quota: QuotaService,
     ) -> None:
         self._tx = transactions

@@ -137,7 +137,7 @@ async def list_org_events(
     times, month, properties, name, and the invoice that billed it. A named event appears
     once per metric it counts toward (one that counted toward none, not at all). Needs
     `billing:admin`; 404 for an unknown org or metric."""
-    found = await kernel.usage.events(
+    found = await kernel.usage_reader.events(
         org_id,
         metric=metric,
         event=event,
@@ -169,11 +169,11 @@ async def export_org_events(
     """The events `listOrgEvents` selects, all of them, as CSV with a header row, streamed a
     page at a time: a million rows never sit in memory. Needs `billing:admin`."""
     start, end = from_, to
-    await kernel.usage.events(org_id, metric=metric, limit=1)  # 404s first
+    await kernel.usage_reader.events(org_id, metric=metric, limit=1)  # 404s first
 
     async def rows() -> AsyncIterator[str]:
         yield csv_line(CSV_COLUMNS)
-        async for page in kernel.usage.all_events(
+        async for page in kernel.usage_reader.all_events(
             org_id, metric=metric, event=event, start=start, end=end
         ):
             yield "".join(

@@ -1,5 +1,5 @@
 """The usage tables, in SQL: recording (`recording.py`: events, lines, counters) and reading
-back (`history.py`). Used by usage/service.py only."""
+back (`history.py`). Used by usage/service/ only."""
 
 from billing_kernel.usage.repository.history import UsageHistory
 from billing_kernel.usage.repository.recording import UsageRepository

@@ -1,0 +1,152 @@
+"""Usage read back: an org's events in the order they occurred (a page at a time, or all of
+them for an export), its counters, and its usage per month, day and property value, as the
+summary, the billing page, the events routes and the protocols' reads show them. Nothing
+here writes; recording is `recording.py`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+
+from billing_kernel.common.periods import BillingPeriod, ensure_utc
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.service import MetricService
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.usage.repository import UsageHistory
+from billing_kernel.usage.rules import EventPosition, StoredEvent
+
+EXPORT_PAGE = 5_000
+"""Events read per transaction by an export."""
+
+
+class UsageReader:
+    def __init__(
+        self, transactions: Transactions, metrics: MetricService, orgs: OrgService
+    ) -> None:
+        self._tx = transactions
+        self._metrics = metrics
+        self._orgs = orgs
+
+    async def last_seats_month(
+        self, org_id: str, metric: str, uow: UnitOfWork | None = None
+    ) -> date | None:
+        """The first day of the latest month with a recorded seat peak of `metric`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).last_period_with(org_id, metric)
+
+    async def events(
+        self,
+        org_id: str,
+        *,
+        metric: str | None = None,
+        event: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: EventPosition | None = None,
+        limit: int = 50,
+        uow: UnitOfWork | None = None,
+    ) -> list[StoredEvent]:
+        """Up to `limit` of the org's usage events in the order they occurred (then by key,
+        each once per metric it counts toward), after the position `after` (an event's
+        `position`): of one metric or all, of one event name or all, that occurred from
+        `start` (included) until `end` (not). OrgNotFound for an unknown org, UnknownMetric
+        for a metric not in the catalogue."""
+        async with self._tx.read(uow) as unit:
+            await self._orgs.require(org_id, unit)
+            if metric is not None:
+                await self._metrics.get(metric, unit)
+            return await UsageHistory(unit).events(
+                org_id,
+                metric=metric,
+                event=event,
+                start=None if start is None else ensure_utc(start),
+                end=None if end is None else ensure_utc(end),
+                after=after,
+                limit=limit,
+            )
+
+    async def all_events(
+        self,
+        org_id: str,
+        *,
+        metric: str | None = None,
+        event: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        page: int = EXPORT_PAGE,
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Every event `events` selects, a page at a time, each page read in a transaction
+        of its own: an export of millions of events holds one page in memory."""
+        after = None
+        while True:
+            found = await self.events(
+                org_id, metric=metric, event=event, start=start, end=end, after=after, limit=page
+            )
+            if found:
+                yield found
+            if len(found) < page:
+                return
+            after = found[-1].position
+
+    async def counters(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """The org's counters for one period, by metric (for seats: the period's peak)."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).counters_for_period(org_id, period.key)
+
+    async def grouped_totals(
+        self,
+        org_id: str,
+        first: BillingPeriod,
+        end: BillingPeriod,
+        prop: str,
+        *,
+        by_day: bool,
+        uow: UnitOfWork | None = None,
+    ) -> dict[tuple[date, str], dict[str | None, int]]:
+        """The org's usage from the month `first` until the month `end` (not included), per
+        month or day and metric, split by the value of the property `prop`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).grouped_totals(
+                org_id,
+                first.key,
+                end.key,
+                prop,
+                by_day=by_day,
+                aggregations=await self._aggregations(unit),
+            )
+
+    async def event_counts(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """How many events the org sent per metric in one period."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).event_counts(org_id, period.key)
+
+    async def daily_totals(
+        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
+    ) -> dict[tuple[date, str], int]:
+        """The org's accepted usage in one period, per UTC day and metric: summed, or for
+        a max or a latest, the day's highest or last."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).daily_totals(
+                org_id, period.key, await self._aggregations(unit)
+            )
+
+    async def _aggregations(self, unit: UnitOfWork) -> dict[str, Aggregation]:
+        """How the metrics whose usage is not the sum of their lines aggregate them."""
+        catalogue = await self._metrics.by_key(unit)
+        return {key: m.aggregation for key, m in catalogue.items() if not m.is_additive}
+
+    async def counters_between(
+        self,
+        org_id: str,
+        first: BillingPeriod,
+        end: BillingPeriod,
+        uow: UnitOfWork | None = None,
+    ) -> dict[tuple[date, str], int]:
+        """The org's counters for the periods from `first` up to, not including, `end`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).counters_between(org_id, first.key, end.key)
