@@ -103,7 +103,11 @@ class InvoiceOut(BaseModel):
 class UsageBilledOut(BaseModel):
     period: str = Field(description="The month the usage belongs to, `YYYY-MM`.")
     metric: str
-    quantity: int = Field(description="What the invoice billed of it (seats: the peak).")
+    quantity: int = Field(
+        description="What the invoice billed of it (seats: the peak; a max: the highest; a "
+        "latest: the last). For late usage of an earlier month: what it changed that month's "
+        "usage by (a latest's may be negative: a credit)."
+    )
     events: int = Field(description="How many usage events that is.")
     included: int | None = Field(
         description="The org's limit it was billed against; null: unlimited (or late usage "
