@@ -9,7 +9,9 @@ import random
 from collections.abc import Sequence
 
 import pytest
+from sqlalchemy import event
 
+from billing_kernel.db.database import Database
 from billing_kernel.errors import DatabaseUnavailable, IdempotencyConflict
 from billing_kernel.kernel import Kernel
 from billing_kernel.usage.coalescing import Coalescer
@@ -114,14 +116,25 @@ async def test_a_caller_that_goes_away_leaves_the_others_answered() -> None:
 
 
 async def test_concurrent_single_events_of_one_org_are_answered_as_if_sent_one_by_one(
-    kernel: Kernel,
+    kernel: Kernel, database: Database
 ) -> None:
     org_id = new_id()
     await kernel.usage.record_batch([UsageReport(org_id, "tokens", 0, "first", None)])
     sent = [report(f"k{n % 40}", 1 + n % 40, org_id) for n in range(60)]  # 20 keys twice
     sent.append(report("k3", 999, org_id))  # a key reused with another quantity
     random.Random(5).shuffle(sent)
-    answers = await asyncio.gather(*(kernel.usage.record_request([s]) for s in sent))
+    commits = 0
+
+    def committed(_: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(database.engine.sync_engine, "commit", committed)
+    try:
+        answers = await asyncio.gather(*(kernel.usage.record_request([s]) for s in sent))
+    finally:
+        event.remove(database.engine.sync_engine, "commit", committed)
+    assert 1 <= commits <= len(sent) // 4  # they went in together, a few transactions
     sends: dict[str, list[tuple[int, UsageOutcome]]] = {}
     for s, answer in zip(sent, answers, strict=True):
         [outcome] = answer.outcomes
