@@ -4,8 +4,9 @@ Every transaction that records usage locks the counter rows it adds to until it 
 concurrent single events of one org queue on one row, each paying a commit while holding
 it. Here, while a process already has `in_flight` ingestion transactions under way, the
 small requests that arrive meanwhile wait, and then go in together as one batch: one
-transaction, one lock of each counter, one commit. At low load nothing waits: a request
-that finds a free slot is recorded at once.
+transaction, one lock of each counter, one commit. A request that finds a free slot starts
+a transaction at the event loop's next turn, with whatever small requests arrived before
+it; at low load that is itself alone, and nothing waits.
 
 Each request is judged as if it came alone after those before it: its own events, each
 accepted, a duplicate (a key sent earlier, by it or by a request it went in with) or
