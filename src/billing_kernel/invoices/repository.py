@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
-from billing_kernel.db.database import in_code_point_order
+from billing_kernel.db.lines import rank_last_first
 from billing_kernel.db.tables import (
     invoice_lines,
     invoice_numbers,
@@ -128,13 +128,7 @@ class InvoiceRepository:
         tallies = {(row[0], row[1]): Tally(int(row[2]), int(row[3]), int(row[4])) for row in result}
         if not latest:
             return tallies
-        rank = func.row_number().over(
-            partition_by=(e.period_start, e.metric),
-            order_by=(
-                e.occurred_at.desc(),
-                in_code_point_order(e.idempotency_key, self._conn.dialect.name).desc(),
-            ),
-        )
+        rank = rank_last_first((e.period_start, e.metric), self._conn.dialect.name)
         ranked = (
             select(
                 e.period_start,

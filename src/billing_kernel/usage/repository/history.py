@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from billing_kernel.db.database import in_code_point_order
+from billing_kernel.db.lines import rank_last_first
 from billing_kernel.db.tables import (
     usage_counters,
     usage_events,
@@ -66,13 +66,7 @@ def _per_bucket(
     summed = select(*keys, usage).select_from(source).where(*where).group_by(*keys)
     if not last:
         return [summed]
-    rank = func.row_number().over(
-        partition_by=list(keys),
-        order_by=(
-            lines.occurred_at.desc(),
-            in_code_point_order(lines.idempotency_key, dialect_name).desc(),
-        ),
-    )
+    rank = rank_last_first(keys, dialect_name)
     named = [key.label(f"k{n}") for n, key in enumerate(keys)]
     ranked = (
         select(*named, lines.quantity, rank.label("rank"))
