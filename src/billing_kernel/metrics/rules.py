@@ -65,6 +65,8 @@ METER_AGGREGATIONS = (
     Aggregation.UNIQUE_COUNT,
 )
 """The aggregations a meter may be defined with (seats are counted from members)."""
+TAKEN_NOT_ADDED = (Aggregation.MAX, Aggregation.LATEST)
+"""Those whose period usage is one of their lines (the highest, the last), not their sum."""
 ADDITIVE = (Aggregation.SUM, Aggregation.COUNT)
 """Those whose usage is a sum of quantities: recorded, consumed and reserved as one."""
 
@@ -123,7 +125,7 @@ class Metric:
     def is_additive(self) -> bool:
         """Whether its usage in a period is the sum of its lines (not a max's highest nor a
         latest's last)."""
-        return self.aggregation not in (Aggregation.MAX, Aggregation.LATEST)
+        return self.aggregation not in TAKEN_NOT_ADDED
 
     def period_usage(self, lines: Tally) -> int:
         """Its usage in a period with these lines: their sum, a max's highest, or a

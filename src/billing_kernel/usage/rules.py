@@ -19,6 +19,7 @@ from billing_kernel.common.validation import (
 )
 from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import (
+    TAKEN_NOT_ADDED,
     Aggregation,
     Metric,
     Position,
@@ -132,7 +133,7 @@ class Line:
     @property
     def adds(self) -> bool:
         """Whether its quantity adds to its period's usage (all but a max's or a latest's)."""
-        return self.aggregation not in (Aggregation.MAX, Aggregation.LATEST)
+        return self.aggregation not in TAKEN_NOT_ADDED
 
 
 @dataclass(frozen=True, slots=True)
