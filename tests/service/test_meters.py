@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select, text
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
+from billing_kernel.db.tables import usage_lines
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
@@ -336,6 +338,61 @@ def test_concurrent_senders_of_the_same_events_count_each_once(meter_url: str) -
                 for o in r
             )
             assert await counted(kernel, org_id) == reference(stream)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+def test_a_line_counts_in_its_event_s_utc_month_whatever_the_session_time_zone(
+    meter_url: str,
+) -> None:
+    """Each line's month is its event's UTC calendar month (`BillingPeriod.containing`), on
+    both sides of a month's end: for a report of a quantity and for a named event's lines,
+    an event time sent with an offset, and on PostgreSQL a session in a time zone 14 hours
+    ahead of UTC (where the last hours of May are already June)."""
+    june = datetime(2026, 6, 1, tzinfo=UTC)
+    named = {"tokens": 7, "user": "u1", "model": "gpt-5", "cached": False}
+    named_metrics = ["llm_tokens", "llm_calls", "gpt_tokens", "llm_users", "peak_tokens"]
+    times = [
+        june - timedelta(microseconds=1),
+        june,
+        datetime(2026, 6, 1, 1, 30, tzinfo=timezone(timedelta(hours=2))),  # 23:30 UTC, May
+        june - timedelta(hours=10),
+    ]
+
+    async def run() -> None:
+        database = Database(meter_url)
+        try:
+            kernel = make_kernel(database, Clock(june + timedelta(minutes=1)))
+            org_id = new_id()
+            async with database.transaction() as conn:
+                if database.dialect_name == "postgresql":
+                    await conn.execute(text("SET LOCAL TIME ZONE 'Pacific/Kiritimati'"))
+                result = await kernel.usage.record_batch(
+                    [UsageReport(org_id, "tokens", 5, f"r{n}", at) for n, at in enumerate(times)]
+                    + [
+                        UsageReport(org_id, None, None, f"n{n}", at, named, "llm.completion")
+                        for n, at in enumerate(times)
+                    ],
+                    uow=UnitOfWork(conn),
+                )
+                assert result.count(RecordStatus.ACCEPTED) == 2 * len(times)
+                lines = usage_lines.c
+                found = await conn.execute(
+                    select(lines.idempotency_key, lines.metric, lines.period_start).where(
+                        lines.org_id == org_id
+                    )
+                )
+                months = {(key, metric): period for key, metric, period in found}
+            expected = {
+                (f"{kind}{n}", metric): BillingPeriod.containing(at).key
+                for n, at in enumerate(times)
+                for kind, metrics in (("r", ["tokens"]), ("n", named_metrics))
+                for metric in metrics
+            }
+            assert months == expected
+            assert sorted(set(expected.values())) == [date(2026, 5, 1), date(2026, 6, 1)]
         finally:
             await database.dispose()
 

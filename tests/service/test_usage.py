@@ -235,15 +235,18 @@ async def test_an_export_reads_an_orgs_events_a_page_per_transaction_each_once(
 async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(
     kernel: Kernel, clock: Clock
 ) -> None:
-    """Every way a repeat can differ from what is stored (metric, quantity, time; each
-    sender giving a time or not), stored by an earlier batch or earlier in the same batch:
-    DUPLICATE exactly when `UsageEvent.is_replay_of` says it repeats the stored event."""
+    """Every way a repeat can differ from what is stored (metric, quantity, properties, time;
+    each sender giving a time or not), stored by an earlier batch (compared by the insert
+    that skipped it) or earlier in the same batch (compared after it): DUPLICATE exactly
+    when `UsageEvent.is_replay_of` says it repeats the stored event."""
     org_id = new_id()
     at = clock.now - timedelta(minutes=2)
+    kept = {"model": "a"}
     grid = [
-        (metric, quantity, moment, stored_given, sent_given)
+        (metric, quantity, properties, moment, stored_given, sent_given)
         for metric in ("tokens", "playbook_runs")
         for quantity in (5, 6)
+        for properties in (kept, {"model": "b"}, None)
         for moment in (at, at - timedelta(microseconds=1))
         for stored_given in (True, False)
         for sent_given in (True, False)
@@ -251,14 +254,16 @@ async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(
 
     def firsts(prefix: str) -> list[UsageReport]:
         return [
-            UsageReport(org_id, "tokens", 5, f"{prefix}-{n}", at if stored_given else None)
-            for n, (_, _, _, stored_given, _) in enumerate(grid)
+            UsageReport(org_id, "tokens", 5, f"{prefix}-{n}", at if stored_given else None, kept)
+            for n, (*_, stored_given, _) in enumerate(grid)
         ]
 
     def repeats(prefix: str) -> list[UsageReport]:
         return [
-            UsageReport(org_id, metric, quantity, f"{prefix}-{n}", moment if given else None)
-            for n, (metric, quantity, moment, _, given) in enumerate(grid)
+            UsageReport(
+                org_id, metric, quantity, f"{prefix}-{n}", moment if given else None, properties
+            )
+            for n, (metric, quantity, properties, moment, _, given) in enumerate(grid)
         ]
 
     stored = await kernel.usage.record_batch(firsts("a"))
@@ -275,7 +280,8 @@ async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(
         )
     assert [o.status for o in later.outcomes] == expected
     assert [o.status for o in same_batch.outcomes] == [RecordStatus.ACCEPTED] * len(grid) + expected
-    # The same metric and quantity: a repeat, unless both gave a time and the times differ.
+    # The same metric, quantity and properties: a repeat, unless both gave a time and the
+    # times differ.
     assert expected.count(RecordStatus.DUPLICATE) == 7
     assert all(
         isinstance(o.error, IdempotencyConflict)

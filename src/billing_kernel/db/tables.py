@@ -270,7 +270,8 @@ usage_events = Table(
     # properties are equal text on both databases; NULL: none.
     Column("properties", Text, nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),
-    Index(None, "org_id", "occurred_at", "idempotency_key"),
+    # Read by key only (a line's event, a repeat's stored payload): no other index. Events
+    # are read back in time order through usage_lines.
 )
 
 usage_lines = Table(

@@ -170,8 +170,10 @@ class UsageEvent:
         event time when both senders gave one (a time the kernel chose, for either, is not
         part of the payload: a repeat sent with a time of its own of a consume's event is the
         same usage). What it counts toward follows from these, so it is not compared.
-        Ingestion applies this rule in SQL (`UsageRepository.conflicts`: nothing stored is
-        read back); tests/service/test_usage.py holds the two to the same answers."""
+        Ingestion applies this rule in SQL, nothing stored being read back: on PostgreSQL in
+        the insert that skipped the key (`UsageRepository.write_events`), else in
+        `UsageRepository.conflicts`; tests/service/test_usage.py holds both to the same
+        answers as this."""
         return (
             self.name == stored.name
             and self.quantity == stored.quantity

@@ -4,6 +4,7 @@ to, by set-based atomic SQL (the counter statements themselves are `db/counters.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,39 +54,73 @@ from billing_kernel.usage.rules import (
 EventKey = tuple[str, str]
 """(org_id, idempotency_key)"""
 
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `UsageRepository.write_events` did."""
+
+    inserted: set[EventKey]
+    """The keys of the events it inserted."""
+    differs: dict[EventKey, bool]
+    """For keys it skipped (already stored) whose stored event it compared with the one sent:
+    whether they differ (an idempotency conflict) or not (a repeat). A skipped key missing
+    here was not compared: `conflicts` tells."""
+
+
 # On PostgreSQL a batch travels as one array per column and is unnested by the server: a few
 # parameters instead of several per event, and one statement text for every batch size. The
-# lines go in with the events, only for the events this statement inserted, each naming its
-# event by position. Answered: the positions of the events it did not insert (none, usually).
+# lines go in with the events, only for the events this statement inserted: a report of a
+# quantity's one line is the event itself (its name is the metric's key), straight from what
+# the insert returned; a named event's lines are sent apart, each naming its event by
+# position. A line's month is its event's UTC calendar month, as `BillingPeriod.containing`
+# has it.
+#
+# Answered: each event it did not insert (none, usually), by position, with whether what is
+# stored under its key differs from it (`UsageEvent.is_replay_of`, in SQL): NULL when the
+# stored row is not in the statement's snapshot (a concurrent sender's, committed while this
+# insert waited for it), for `conflicts` to compare. Written as a subquery per skipped event,
+# one primary-key lookup each, so that its plan is the same for every batch.
 _PG_INSERT_EVENTS = text("""
     WITH sent AS (
         SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
                              CAST(:name AS varchar[]), CAST(:quantity AS bigint[]),
                              CAST(:occurred_at AS timestamptz[]),
-                             CAST(:received_at AS timestamptz[]),
-                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]),
-                             CAST(:period_start AS date[]))
+                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]))
             WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
-                                  received_at, time_given, properties, period_start, n)
+                                  time_given, properties, n)
     ), inserted AS (
         INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
                                   received_at, time_given, properties)
-        SELECT org_id, idempotency_key, event, quantity, occurred_at, received_at, time_given,
-               properties
+        SELECT org_id, idempotency_key, event, quantity, occurred_at,
+               CAST(:received_at AS timestamptz), time_given, properties
         FROM sent
         ON CONFLICT (org_id, idempotency_key) DO NOTHING
-        RETURNING org_id, idempotency_key
+        RETURNING org_id, idempotency_key, event, quantity, occurred_at
+    ), reported AS (
+        INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
+                                 period_start)
+        SELECT org_id, idempotency_key, event, quantity, occurred_at,
+               CAST(date_trunc('month', occurred_at AT TIME ZONE 'UTC') AS date)
+        FROM inserted
+        WHERE quantity IS NOT NULL
     ), lined AS (
         INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
                                  period_start)
         SELECT s.org_id, s.idempotency_key, line.metric, line.quantity, s.occurred_at,
-               s.period_start
+               CAST(date_trunc('month', s.occurred_at AT TIME ZONE 'UTC') AS date)
         FROM unnest(CAST(:l_n AS bigint[]), CAST(:l_metric AS varchar[]),
                     CAST(:l_quantity AS bigint[])) AS line (n, metric, quantity)
         JOIN sent s USING (n)
         JOIN inserted i USING (org_id, idempotency_key)
     )
-    SELECT s.n - 1 FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
+    SELECT s.n - 1 AS position,
+           (SELECT e.event <> s.event
+                   OR e.quantity IS DISTINCT FROM s.quantity
+                   OR e.properties IS DISTINCT FROM s.properties
+                   OR (e.time_given AND s.time_given AND e.occurred_at <> s.occurred_at)
+            FROM usage_events e
+            WHERE e.org_id = s.org_id AND e.idempotency_key = s.idempotency_key) AS differs
+    FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
     WHERE i.org_id IS NULL
 """)
 _PAYLOAD: tuple[ColumnClause[Any], ...] = (
@@ -167,17 +202,29 @@ class UsageRepository:
 
     async def insert_events(self, events: Sequence[UsageEvent]) -> set[EventKey]:
         """Insert the events whose keys are new, with their lines; returns the keys that were
-        inserted.
+        inserted (see `write_events`)."""
+        return (await self.write_events(events)).inserted
 
-        A key already stored (or repeated in the batch) is skipped by the unique primary key,
-        so concurrent senders of one key insert it once; only the sender that inserted an
-        event writes its lines.
+    async def write_events(self, events: Sequence[UsageEvent]) -> Written:
+        """Insert the events whose keys are new, with their lines: the keys inserted, and,
+        on PostgreSQL, for those it skipped, whether what is stored under them differs.
+
+        The events are received together (one receive time). A key already stored (or
+        repeated in the batch) is skipped by the unique primary key, so concurrent senders
+        of one key insert it once; only the sender that inserted an event writes its lines.
         """
         if not events:
-            return set()
+            return Written(set(), {})
+        received_at = events[0].received_at
+        if any(e.received_at != received_at for e in events):
+            raise ValueError("events written together share one receive time")
         if self._conn.dialect.name == "postgresql":
-            lines = [  # a unique count's lines wait for `insert_unique_lines`
-                (n, line) for n, e in enumerate(events, 1) for line in e.lines if line.value is None
+            lines = [  # a named event's; a unique count's wait for `insert_unique_lines`
+                (n, line)
+                for n, e in enumerate(events, 1)
+                if e.quantity is None
+                for line in e.lines
+                if line.value is None
             ]
             result = await self._conn.execute(
                 _PG_INSERT_EVENTS,
@@ -187,17 +234,22 @@ class UsageRepository:
                     "name": [e.name for e in events],
                     "quantity": [e.quantity for e in events],
                     "occurred_at": [e.occurred_at for e in events],
-                    "received_at": [e.received_at for e in events],
+                    "received_at": received_at,
                     "time_given": [e.occurred_at_given for e in events],
                     "properties": [e.properties for e in events],
-                    "period_start": [e.period_start for e in events],
                     "l_n": [n for n, _ in lines],
                     "l_metric": [line.metric for _, line in lines],
                     "l_quantity": [line.quantity for _, line in lines],
                 },
             )
-            skipped = set(result.scalars().all())
-            return {(e.org_id, e.idempotency_key) for n, e in enumerate(events) if n not in skipped}
+            skipped = {row.position: row.differs for row in result}
+            inserted, differs = set(), {}
+            for n, e in enumerate(events):
+                if n not in skipped:
+                    inserted.add((e.org_id, e.idempotency_key))
+                elif skipped[n] is not None:
+                    differs[e.org_id, e.idempotency_key] = skipped[n]
+            return Written(inserted, differs)
         stmt = (
             upsert(self._conn, usage_events)
             .on_conflict_do_nothing(
@@ -214,7 +266,7 @@ class UsageRepository:
                     "event": e.name,
                     "quantity": e.quantity,
                     "occurred_at": e.occurred_at,
-                    "received_at": e.received_at,
+                    "received_at": received_at,
                     "time_given": e.occurred_at_given,
                     "properties": e.properties,
                 }
@@ -225,7 +277,7 @@ class UsageRepository:
         rows = _line_rows([e for e in events if (e.org_id, e.idempotency_key) in inserted])
         if rows:
             await self._conn.execute(usage_lines.insert(), rows)
-        return inserted
+        return Written(inserted, {})
 
     async def insert_unique_lines(self, events: Sequence[UsageEvent]) -> dict[LineKey, int]:
         """The lines of unique counts of `events` (new, just inserted, in key order): each

@@ -205,25 +205,29 @@ class UsageService:
         # In key order: concurrent batches sharing keys in other orders then wait on each
         # other's rows in one order, instead of deadlocking.
         ordered = [first[key] for key in sorted(first)]
-        inserted = await usage.insert_events(ordered)
-        new = [e for e in ordered if (e.org_id, e.idempotency_key) in inserted]
+        written = await usage.write_events(ordered)
+        new = [e for e in ordered if (e.org_id, e.idempotency_key) in written.inserted]
         unique = await usage.insert_unique_lines(new)
-        # Every other event repeats a stored key (one stored before, or by this batch):
-        # compared with what is stored, in SQL. Before the counters are written: from then
-        # on, their rows are locked until the transaction ends, and concurrent batches of
-        # the same orgs wait.
-        accepted = [
-            (event.org_id, event.idempotency_key) in inserted
-            and event is first[(event.org_id, event.idempotency_key)]
-            for event in events
-        ]
-        repeats = [event for event, new in zip(events, accepted, strict=True) if not new]
-        conflicting = await usage.conflicts(repeats)
-        verdicts = iter(
-            RecordStatus.CONFLICT if n in conflicting else RecordStatus.DUPLICATE
-            for n in range(len(repeats))
-        )
-        statuses = [RecordStatus.ACCEPTED if new else next(verdicts) for new in accepted]
+        # Every other event repeats a stored key (one stored before, or by this batch). The
+        # insert compared those it skipped with what is stored; the rest (a key repeated in
+        # the batch, a key a concurrent sender stored meanwhile) are compared now, in SQL.
+        # Before the counters are written: from then on, their rows are locked until the
+        # transaction ends, and concurrent batches of the same orgs wait.
+        statuses: list[RecordStatus] = []
+        unsure: list[int] = []  # positions of the repeats the insert did not compare
+        for position, event in enumerate(events):
+            key = (event.org_id, event.idempotency_key)
+            if event is first[key] and key in written.inserted:
+                statuses.append(RecordStatus.ACCEPTED)
+            elif event is first[key] and key in written.differs:
+                differs = written.differs[key]
+                statuses.append(RecordStatus.CONFLICT if differs else RecordStatus.DUPLICATE)
+            else:  # a duplicate, unless `conflicts` finds it differs
+                unsure.append(position)
+                statuses.append(RecordStatus.DUPLICATE)
+        conflicting = await usage.conflicts([events[position] for position in unsure])
+        for n in conflicting:
+            statuses[unsure[n]] = RecordStatus.CONFLICT
         now = self._clock()
         increments = counter_increments(new, unique)
         readings = {
