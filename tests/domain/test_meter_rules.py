@@ -31,6 +31,7 @@ from billing_kernel.metrics.rules import (
 )
 from billing_kernel.usage.rules import (
     EventTimeWindow,
+    Intake,
     Line,
     counter_increments,
     counter_lasts,
@@ -708,3 +709,78 @@ def test_a_latest_takes_the_last_line_by_event_time_then_key() -> None:
         "metric 'storage_gb' reads property `value` (or `quantity`), which the event does not have"
     )
     assert (GAUGE.is_recordable, GAUGE.is_additive, GAUGE.counts_events) == (False, False, True)
+
+
+GOOD = st.tuples(
+    st.fixed_dictionaries(
+        {
+            "org_id": st.sampled_from(["org-1", "org-2"]),
+            "idempotency_key": st.sampled_from(["k-1", "k-2"]),
+            "occurred_at": st.sampled_from([None, NOW, NOW - timedelta(days=35)]),
+        }
+    ),
+    st.one_of(
+        st.fixed_dictionaries(  # a report of a quantity
+            {
+                "metric": st.sampled_from(["tokens", "playbook_runs", "llm_calls"]),
+                "quantity": st.integers(0, 10),
+                "event": st.none(),
+                "properties": st.sampled_from([None, {"model": "gpt-5"}]),
+            }
+        ),
+        st.fixed_dictionaries(  # a named event
+            {
+                "metric": st.none(),
+                "quantity": st.none(),
+                "event": st.sampled_from(["llm.completion", "llm.chat"]),
+                "properties": st.sampled_from(
+                    [{"tokens": 900, "model": "gpt-5", "paid": True}, {"tokens": 3, "model": "x"}]
+                ),
+            }
+        ),
+    ),
+).map(lambda drawn: drawn[0] | drawn[1])
+"""A valid event: a report of a quantity or a named event."""
+BAD = {
+    "org_id": ["", " org", 7, None],
+    "metric": ["seats", "nope", 3, None],
+    "quantity": [-1, 2.5, True, "4", None],
+    "idempotency_key": ["", "k\x00"],
+    "occurred_at": [
+        NOW - timedelta(days=35, microseconds=1),
+        NOW + timedelta(minutes=5, microseconds=1),
+        NOW.replace(tzinfo=None),
+    ],
+    "event": ["nobody.listens", "x y", "llm.chat"],
+    "properties": [{"model": "gpt-5"}, {"tokens": -2}, {" bad": 1}, {"t": float("nan")}, "t=3"],
+}
+SENT = st.tuples(GOOD, st.sampled_from(sorted(BAD)), st.integers(0, 4), st.booleans()).map(
+    lambda drawn: (
+        drawn[0] | ({drawn[1]: BAD[drawn[1]][drawn[2] % len(BAD[drawn[1]])]} if drawn[3] else {})
+    )
+)
+"""An event, valid or with one field made bad."""
+
+
+@given(st.lists(SENT, max_size=12))
+def test_one_intake_judges_a_batch_as_each_event_would_be_judged_alone(
+    batch: list[dict[str, Any]],
+) -> None:
+    """What an Intake keeps between the events of a batch (the org ids, metrics and event
+    names already found good) changes no answer: every event is accepted as it would be
+    alone, or refused with the same error."""
+
+    def outcome(judge: Any, sent: dict[str, Any]) -> object:
+        try:
+            return judge(**sent)
+        except (InvalidInput, UnknownMetric, UnknownEvent) as exc:
+            return (type(exc), exc.message, exc.details)
+
+    intake = Intake(NOW, CATALOGUE, WINDOW)
+    alone = [
+        outcome(
+            new_usage_event, sent | {"received_at": NOW, "catalogue": CATALOGUE, "window": WINDOW}
+        )
+        for sent in batch
+    ]
+    assert [outcome(intake.judge, sent) for sent in batch] == alone

@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 from billing_kernel.common.validation import (
     MAX_EVENT_QUANTITY,
     MAX_PROPERTIES,
+    MAX_PROPERTIES_LENGTH,
     canonical_properties,
     validate_id,
     validate_occurred_at,
@@ -324,6 +326,40 @@ def test_property_names_are_ids(name: str) -> None:
         canonical_properties({name: 1})
     assert refused.value.message.startswith("a property name ")
     assert len(canonical_properties({"k" * 64: 1}) or "") == 64 + 6
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=["Cs"])),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["model", "é", "a b", "tokens", "1"]), JSON_VALUES))
+def test_canonical_properties_are_sorted_compact_json_as_the_json_module_writes_it(
+    properties: dict[str, object],
+) -> None:
+    written = json.dumps(properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(written) <= MAX_PROPERTIES_LENGTH:
+        assert canonical_properties(properties) == written
+
+
+def test_properties_that_contain_themselves_are_refused() -> None:
+    looped: dict[str, object] = {"a": []}
+    looped["a"].append(looped)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInput, match="only JSON values"):
+        canonical_properties(looped)
+
+
+def test_a_bad_property_name_is_refused_however_many_good_ones_came_before() -> None:
+    for _ in range(2):
+        assert canonical_properties({"model": 1, "feature": 2}) == '{"feature":2,"model":1}'
+        with pytest.raises(InvalidInput, match="a property name"):
+            canonical_properties({"model": 1, " model": 2})
 
 
 def _id_by_the_full_rules(value: str, max_length: int) -> bool:

@@ -5,8 +5,9 @@ event the kernel would refuse for its form). Standard library only."""
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 MAX_EVENT_QUANTITY = 10**12
@@ -111,6 +112,36 @@ _CANONICAL = json.JSONEncoder(
 """How properties are written as text (one encoder, built once: on the ingest path)."""
 
 
+def _one_shot_encoder() -> Callable[[object], str]:
+    """`_CANONICAL.encode` for a JSON object, without what it sets up anew on every call
+    (its C encoder and a dict of the containers being encoded, against cycles): the C
+    encoder with the same settings, made once. A cycle then ends in RecursionError. Where
+    the C encoder is missing, `_CANONICAL.encode` itself."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover
+        return _CANONICAL.encode
+    encode = make(
+        None,  # no cycle check (markers)
+        _CANONICAL.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # no indent
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = _one_shot_encoder()
+
+_PROPERTY_NAMES: set[object] = set()
+"""Property names found valid so far (events of one product carry the same few): each is
+then checked once, not once per event."""
+MAX_PROPERTY_NAMES_KEPT = 4096
+
+
 def canonical_properties(properties: object) -> str | None:
     """An event's properties (a JSON object of at most MAX_PROPERTIES keys, each an id of
     at most 64 characters, with finite numbers) as one canonical JSON text: keys sorted, no
@@ -125,12 +156,15 @@ def canonical_properties(properties: object) -> str | None:
             f"properties has {len(properties)} keys; at most {MAX_PROPERTIES}", "properties"
         )
     for name in properties:
-        check_id(name, "a property name")
+        if name not in _PROPERTY_NAMES:
+            check_id(name, "a property name")
+            if len(_PROPERTY_NAMES) < MAX_PROPERTY_NAMES_KEPT:
+                _PROPERTY_NAMES.add(name)
     try:
-        text = _CANONICAL.encode(properties)
+        text = _encode(properties)
         if not text.isascii():
             text.encode()
-    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+    except (TypeError, ValueError, RecursionError):  # a lone surrogate: UnicodeEncodeError
         raise FieldError(
             "properties must hold only JSON values: finite numbers, Unicode text", "properties"
         ) from None

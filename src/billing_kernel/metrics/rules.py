@@ -252,6 +252,18 @@ def counting_meters(
     adds to each, in key order. UnknownEvent when no metric counts events of that name (one
     whose filters leave the event out counts it as nothing); InvalidInput when a sum meter
     cannot read its amount."""
+    return amounts(listening_meters(name, catalogue), properties)
+
+
+def amounts(meters: Sequence[Metric], properties: Mapping[str, object]) -> list[tuple[Metric, int]]:
+    """Of `meters`, those whose filters an event with these properties passes, with what it
+    adds to each (InvalidInput when one cannot read its amount)."""
+    return [(meter, meter.amount(properties)) for meter in meters if meter.counts(properties)]
+
+
+def listening_meters(name: str, catalogue: Mapping[str, Metric]) -> list[Metric]:
+    """The metrics that count events named `name`, in key order, whatever their filters;
+    UnknownEvent when there are none."""
     listening = [m for m in catalogue.values() if m.counts_events and name in m.listens_to]
     if not listening:
         names = sorted({n for m in catalogue.values() if m.counts_events for n in m.listens_to})
@@ -259,11 +271,7 @@ def counting_meters(
             f"no metric counts events named {name!r}; counted: {', '.join(names)}",
             field="event",
         )
-    return [
-        (metric, metric.amount(properties))
-        for metric in sorted(listening, key=lambda m: m.key)
-        if metric.counts(properties)
-    ]
+    return sorted(listening, key=lambda m: m.key)
 
 
 def validate_event_name(value: object) -> str:

@@ -23,7 +23,8 @@ from billing_kernel.metrics.rules import (
     Aggregation,
     Metric,
     Position,
-    counting_meters,
+    amounts,
+    listening_meters,
     validate_event_name,
 )
 
@@ -200,51 +201,129 @@ def new_usage_event(
 ) -> UsageEvent:
     """Validate raw event fields; raises InvalidInput (or UnknownMetric, UnknownEvent) naming
     the bad field. A named `event` counts toward each metric that counts it (see
-    `counting_meters`); otherwise `quantity` counts toward `metric`."""
-    received = ensure_utc(received_at)
-    org = validate_id(org_id, "org_id")
-    amount: int | None = None
-    report: Line | None = None  # the one line of a report of a quantity
-    if event is None:
-        if metric is None:
-            raise InvalidInput(
-                "an event needs `metric` and `quantity`, or an `event` name", field="metric"
-            )
-        reported = validate_metric(metric, catalogue)
-        name = reported.key
-        amount = validate_quantity(quantity)
-        report = Line(name, amount, None, reported.aggregation)
-    elif metric is not None or quantity is not None:
-        raise InvalidInput(
-            "an event has either an `event` name (its metrics read its properties) or "
-            "`metric` and `quantity`, not both",
-            field="event",
-        )
-    else:
-        name = validate_event_name(event)
-    key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-    occurred = received if occurred_at is None else window.check(occurred_at, received)
-    text = canonical_properties(properties)
-    lines: tuple[Line, ...]
-    if report is not None:
-        lines = (report,)
-    else:
-        sent = properties if isinstance(properties, Mapping) else {}
-        lines = tuple(
-            Line(m.key, units, m.unique_value(sent), m.aggregation)
-            for m, units in counting_meters(name, sent, catalogue)
-        )
-    return UsageEvent(
-        org_id=org,
-        name=name,
-        quantity=amount,
-        idempotency_key=key,
-        occurred_at=occurred,
-        received_at=received,
-        occurred_at_given=occurred_at is not None,
-        properties=text,
-        lines=lines,
+    `counting_meters`); otherwise `quantity` counts toward `metric`. (`Intake.judge` for
+    one event.)"""
+    return Intake(received_at, catalogue, window).judge(
+        org_id=org_id,
+        metric=metric,
+        quantity=quantity,
+        idempotency_key=idempotency_key,
+        occurred_at=occurred_at,
+        properties=properties,
+        event=event,
     )
+
+
+class Intake:
+    """Events received at one moment, judged one by one (`judge`) by the rules of
+    `new_usage_event`. What they share is worked out once: the receive time in UTC, the
+    bounds of the event time window around it, and, as they turn up, the org ids found
+    valid, the metrics found recordable and the meters listening to each event name. A
+    batch is judged by one Intake."""
+
+    __slots__ = (
+        "_catalogue",
+        "_earliest",
+        "_latest",
+        "_listening",
+        "_orgs",
+        "_reported",
+        "_window",
+        "received_at",
+    )
+
+    def __init__(
+        self, received_at: datetime, catalogue: Mapping[str, Metric], window: EventTimeWindow
+    ) -> None:
+        self.received_at = ensure_utc(received_at)
+        self._catalogue = catalogue
+        self._window = window
+        self._earliest = self.received_at - window.max_age
+        self._latest = self.received_at + window.max_clock_skew
+        self._orgs: set[str] = set()
+        self._reported: dict[str, Line] = {}  # a recordable metric's line, of quantity 0
+        self._listening: dict[str, list[Metric]] = {}
+
+    def judge(
+        self,
+        *,
+        org_id: object,
+        metric: object,
+        quantity: object,
+        idempotency_key: object,
+        occurred_at: datetime | None,
+        properties: object = None,
+        event: object = None,
+    ) -> UsageEvent:
+        """One event sent with these fields, validated (see `new_usage_event`)."""
+        if type(org_id) is str and org_id in self._orgs:
+            org = org_id  # equal to an id found valid: valid
+        else:
+            org = validate_id(org_id, "org_id")
+            self._orgs.add(org)
+        amount: int | None = None
+        report: Line | None = None  # the one line of a report of a quantity
+        if event is None:
+            if metric is None:
+                raise InvalidInput(
+                    "an event needs `metric` and `quantity`, or an `event` name", field="metric"
+                )
+            report = self._report_line(metric, validate_quantity(quantity))
+            name = report.metric
+            amount = report.quantity
+        elif metric is not None or quantity is not None:
+            raise InvalidInput(
+                "an event has either an `event` name (its metrics read its properties) or "
+                "`metric` and `quantity`, not both",
+                field="event",
+            )
+        else:
+            name = validate_event_name(event)
+        key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+        occurred = self.received_at if occurred_at is None else self._event_time(occurred_at)
+        text = canonical_properties(properties)
+        lines: tuple[Line, ...]
+        if report is not None:
+            lines = (report,)
+        else:
+            sent = properties if isinstance(properties, Mapping) else {}
+            lines = tuple(
+                Line(m.key, units, m.unique_value(sent), m.aggregation)
+                for m, units in amounts(self._meters_listening_to(name), sent)
+            )
+        return UsageEvent(
+            org_id=org,
+            name=name,
+            quantity=amount,
+            idempotency_key=key,
+            occurred_at=occurred,
+            received_at=self.received_at,
+            occurred_at_given=occurred_at is not None,
+            properties=text,
+            lines=lines,
+        )
+
+    def _report_line(self, metric: object, quantity: int) -> Line:
+        """The line of a report of `quantity` of `metric` (validated: `validate_metric`)."""
+        found = self._reported.get(metric) if type(metric) is str else None
+        if found is None:
+            recordable = validate_metric(metric, self._catalogue)
+            found = Line(recordable.key, 0, None, recordable.aggregation)
+            self._reported[recordable.key] = found
+        return Line(found.metric, quantity, None, found.aggregation)
+
+    def _event_time(self, occurred_at: datetime) -> datetime:
+        """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
+        occurred = validate_occurred_at(occurred_at)
+        if self._earliest <= occurred <= self._latest:
+            return occurred
+        return self._window.check(occurred, self.received_at)  # raises, naming the bound
+
+    def _meters_listening_to(self, name: str) -> list[Metric]:
+        """The metrics that count events named `name`, in key order (`counting_meters`)."""
+        if name not in self._listening:
+            self._listening[name] = listening_meters(name, self._catalogue)
+        return self._listening[name]
 
 
 CounterKey = tuple[str, date, str]

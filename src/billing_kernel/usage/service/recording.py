@@ -23,6 +23,7 @@ from billing_kernel.usage.rules import (
     CeilingWrite,
     CounterKey,
     EventTimeWindow,
+    Intake,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
@@ -130,19 +131,16 @@ class UsageService:
         outcomes: list[UsageOutcome | None] = [None] * len(reports)
         async with self._tx.begin(uow) as unit:
             received_at = self._clock()
-            catalogue = await self._metrics.by_key(unit)
+            intake = Intake(received_at, await self._metrics.by_key(unit), self._window)
             valid: list[tuple[int, UsageEvent]] = []
             for index, raw in enumerate(reports):
                 try:
-                    event = new_usage_event(
+                    event = intake.judge(
                         org_id=raw.org_id,
                         metric=raw.metric,
                         quantity=raw.quantity,
                         idempotency_key=raw.idempotency_key,
                         occurred_at=raw.occurred_at,
-                        received_at=received_at,
-                        catalogue=catalogue,
-                        window=self._window,
                         properties=raw.properties,
                         event=raw.event,
                     )
@@ -169,24 +167,24 @@ class UsageService:
             for index, event in countable:  # the event that created its org: the first
                 first_of_org.setdefault(event.org_id, index)
             statuses, totals = await self._ingest(unit, [event for _, event in countable])
-            for (index, event), status in zip(countable, statuses, strict=True):
-                error = (
-                    None
-                    if status is not RecordStatus.CONFLICT
-                    else IdempotencyConflict(
-                        f"idempotency key {event.idempotency_key!r} was already used for org "
-                        f"{event.org_id!r} with another payload (event or metric, quantity, "
-                        "properties, or event time)",
-                        org_id=event.org_id,
-                        idempotency_key=event.idempotency_key,
-                    )
+        # Answered once committed: until then, the counters written hold their row locks.
+        created = admission.created
+        for (index, event), status in zip(countable, statuses, strict=True):
+            if status is RecordStatus.CONFLICT:
+                error = IdempotencyConflict(
+                    f"idempotency key {event.idempotency_key!r} was already used for org "
+                    f"{event.org_id!r} with another payload (event or metric, quantity, "
+                    "properties, or event time)",
+                    org_id=event.org_id,
+                    idempotency_key=event.idempotency_key,
                 )
+                outcomes[index] = UsageOutcome(RecordStatus.REFUSED, event, error)
+            else:
                 outcomes[index] = UsageOutcome(
-                    RecordStatus.REFUSED if error else status,
+                    status,
                     event,
-                    error,
-                    created_org=event.org_id in admission.created
-                    and index == first_of_org[event.org_id],
+                    None,
+                    created_org=event.org_id in created and index == first_of_org[event.org_id],
                 )
         return UsageBatchResult(tuple(o for o in outcomes if o is not None), totals)
 
