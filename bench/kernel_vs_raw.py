@@ -25,6 +25,7 @@ from tests.live import KernelServer, connections_per_worker, kernel_command
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db import migrate
+from billing_kernel.metrics.service import CATALOGUE_TTL_SECONDS
 from common import (
     cpu_seconds,
     fresh_database,
@@ -177,6 +178,102 @@ async def raw_ingest(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
                 period,
                 "tokens",
                 sum(r["quantity"] for r in inserted),
+                moment,
+            )
+
+
+NAMED_METERS = {
+    "llm_tokens": {"aggregation": "sum", "value_property": "tokens"},
+    "llm_calls": {"aggregation": "count"},
+    "gpt_tokens": {"aggregation": "sum", "value_property": "tokens", "filters": {"model": "gpt-5"}},
+}
+"""What the named-events row's events count toward: every event its tokens and one call, an
+event of gpt-5 its tokens once more (2.33 lines an event)."""
+
+
+def named_events(org: str, count: int, keys: Callable[[int], str]) -> list[dict[str, Any]]:
+    at = AT
+    return [
+        {
+            "org_id": org,
+            "event": "llm.completion",
+            "idempotency_key": keys(n),
+            "occurred_at": at,
+            "properties": {
+                "tokens": 100 + n % 997,
+                "model": MODELS[n % len(MODELS)],
+                "feature": "chat",
+            },
+        }
+        for n in range(count)
+    ]
+
+
+def named_lines(event: dict[str, Any]) -> list[tuple[str, int]]:
+    """The lines NAMED_METERS make of an event, worked out by hand."""
+    tokens = event["properties"]["tokens"]
+    lines = [("llm_calls", 1), ("llm_tokens", tokens)]
+    if event["properties"]["model"] == "gpt-5":
+        lines.append(("gpt_tokens", tokens))
+    return lines
+
+
+RAW_NAMED = """
+WITH sent AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamptz[],
+                         $5::text[])
+        WITH ORDINALITY AS s (org_id, idempotency_key, event, occurred_at, properties, n)
+), inserted AS (
+    INSERT INTO usage_events (org_id, idempotency_key, event, occurred_at, received_at,
+                              properties)
+    SELECT org_id, idempotency_key, event, occurred_at, $4[1], properties FROM sent
+    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key
+)
+INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
+SELECT s.org_id, s.idempotency_key, line.metric, line.quantity, s.occurred_at, $9
+FROM unnest($6::bigint[], $7::varchar[], $8::bigint[]) AS line (n, metric, quantity)
+JOIN sent s USING (n) JOIN inserted USING (org_id, idempotency_key)
+RETURNING metric, quantity
+"""
+RAW_NAMED_COUNTERS = """
+INSERT INTO usage_counters (org_id, period_start, metric, quantity, updated_at)
+SELECT $1, $2, metric, quantity, $5 FROM unnest($3::varchar[], $4::bigint[]) AS c (metric, quantity)
+ON CONFLICT (org_id, period_start, metric)
+DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity,
+              updated_at = excluded.updated_at
+"""
+
+
+async def raw_named(pool: asyncpg.Pool, batch: list[dict[str, Any]]) -> None:
+    """Named events' writes, hand-written: the events and their lines (the meters applied by
+    hand) set-based, then the counters, one transaction."""
+    moment = now()
+    period = BillingPeriod.containing(moment).key
+    lines = [(n, metric, q) for n, e in enumerate(batch, 1) for metric, q in named_lines(e)]
+    async with pool.acquire() as conn, conn.transaction():
+        written = await conn.fetch(
+            RAW_NAMED,
+            [e["org_id"] for e in batch],
+            [e["idempotency_key"] for e in batch],
+            [e["event"] for e in batch],
+            [moment] * len(batch),
+            [properties_text(e["properties"]) for e in batch],
+            [n for n, _, _ in lines],
+            [metric for _, metric, _ in lines],
+            [q for _, _, q in lines],
+            period,
+        )
+        totals: dict[str, int] = {}
+        for line in written:
+            totals[line["metric"]] = totals.get(line["metric"], 0) + line["quantity"]
+        if totals:
+            ordered = sorted(totals.items())
+            await conn.execute(
+                RAW_NAMED_COUNTERS,
+                batch[0]["org_id"],
+                period,
+                [metric for metric, _ in ordered],
+                [q for _, q in ordered],
                 moment,
             )
 
@@ -347,6 +444,61 @@ class Bench:
             },
         )
         self.last_batched = k
+
+    async def define_named_meters(self) -> None:
+        """NAMED_METERS, defined through the API; every worker sees them once its catalogue
+        is read again (CATALOGUE_TTL_SECONDS), which is waited for."""
+        async with self.http(1) as http:
+            for key, meter in NAMED_METERS.items():
+                answer = await http.call(
+                    "PUT",
+                    f"/api/v1/billing/metrics/{key}",
+                    {"name": key, "unit": "tokens", "events": ["llm.completion"], **meter},
+                )
+                assert answer.status in (200, 201), answer.body
+        await asyncio.sleep(CATALOGUE_TTL_SECONDS + 0.5)
+
+    async def named(self, batches: int = 30, concurrency: int = 2) -> None:
+        """Batches of named events with properties, each counted by two or three meters
+        (NAMED_METERS), against the same writes by hand."""
+        await self.define_named_meters()
+        org_k, org_r = await self.org(), await self.org()
+        await self.settle()
+        bodies_r = [named_events(org_r, BATCH, lambda n, b=b: f"n{b}-{n}") for b in range(batches)]
+        lines = sum(len(named_lines(e)) for e in bodies_r[0])
+        assert self.pool is not None
+        pool = self.pool
+        async with self.http(concurrency) as http:
+            requests = [
+                http.encode(
+                    "POST",
+                    INGEST,
+                    {"events": named_events(org_k, BATCH, lambda n, b=b: f"n{b}-{n}")},
+                )
+                for b in range(batches)
+            ]
+
+            async def kernel(n: int) -> None:
+                answer = await http.send(requests[n])
+                assert answer.json()["accepted"] == BATCH, answer.body[:300]
+
+            k, r = await self.pair(
+                http, kernel, lambda n: raw_named(pool, bodies_r[n]), batches, concurrency
+            )
+        self.add(
+            "batched ingestion, named events (several meters each)",
+            "events/s",
+            k.rate(BATCH),
+            r.rate(BATCH),
+            {
+                "batch": BATCH,
+                "events": batches * BATCH,
+                "lines_per_batch": lines,
+                "meters": sorted(NAMED_METERS),
+                "concurrency": concurrency,
+                "generator_cpu_s": round(k.cpu, 2),
+            },
+        )
 
     async def duplicates(self, batches: int = 20) -> None:
         org_k, org_r = await self.org(), await self.org()
@@ -669,6 +821,7 @@ async def run(dsn: str, growth_events: int, workers: int) -> list[dict[str, Any]
             await bench.batched()
             empty_batched = bench.last_batched
             await bench.batched(label=" (hard limit, crossed)", hard=True)
+            await bench.named()
             await bench.duplicates()
             await bench.single()
             empty_checks = await bench.checks()
