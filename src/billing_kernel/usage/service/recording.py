@@ -151,24 +151,25 @@ class UsageService:
             admission = await self._orgs.admit(
                 {event.org_id for _, event in valid}, received_at, unit
             )
-            unknown = admission.unknown
-            for index, event in valid:
-                if event.org_id in unknown:
-                    outcomes[index] = UsageOutcome(
-                        RecordStatus.REFUSED,
-                        event,
-                        OrgNotFound(
-                            f"unknown org {event.org_id!r} (BILLING_AUTO_CREATE_ORGS is false)",
-                            org_id=event.org_id,
-                        ),
-                    )
-            countable = [(i, e) for i, e in valid if e.org_id not in unknown]
-            first_of_org: dict[str, int] = {}
-            for index, event in countable:  # the event that created its org: the first
-                first_of_org.setdefault(event.org_id, index)
+            countable = valid
+            if unknown := admission.unknown:
+                for index, event in valid:
+                    if event.org_id in unknown:
+                        outcomes[index] = UsageOutcome(
+                            RecordStatus.REFUSED,
+                            event,
+                            OrgNotFound(
+                                f"unknown org {event.org_id!r} (BILLING_AUTO_CREATE_ORGS is false)",
+                                org_id=event.org_id,
+                            ),
+                        )
+                countable = [(i, e) for i, e in valid if e.org_id not in unknown]
             statuses, totals = await self._ingest(unit, [event for _, event in countable])
         # Answered once committed: until then, the counters written hold their row locks.
         created = admission.created
+        first_of_org: dict[str, int] = {}
+        for index, event in countable if created else ():  # an org's first event created it
+            first_of_org.setdefault(event.org_id, index)
         for (index, event), status in zip(countable, statuses, strict=True):
             if status is RecordStatus.CONFLICT:
                 error = IdempotencyConflict(
