@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -230,6 +231,35 @@ async def test_an_export_reads_an_orgs_events_a_page_per_transaction_each_once(
         await kernel.usage_reader.events(org_id, metric="nope")
     with pytest.raises(OrgNotFound):
         await kernel.usage_reader.events(new_id())
+
+
+async def test_every_column_of_a_batch_is_stored_as_sent_whatever_its_text_holds(
+    kernel: Kernel, clock: Clock
+) -> None:
+    """A batch's text columns travel to PostgreSQL as one string each, its values separated
+    by U+001F (none stands for U+001E): values holding such characters, escaped in JSON, or
+    empty, none at all, and one event alone, each come back as they were sent."""
+    org_id = new_id()
+    at = clock.now - timedelta(minutes=1)
+    kept = [
+        ("k-\u00e9\u00fc", {"note": "a\x1fb\x1ec", "n": None}),
+        ("k,2", None),
+        ("k|3", {}),
+        ("k \u20ac4", {"s": ""}),
+        ("k5", None),
+    ]
+    for batch in ([kept[0]], [kept[1]], kept[2:]):
+        result = await kernel.usage.record_batch(
+            [UsageReport(org_id, "tokens", 3, key, at, properties) for key, properties in batch]
+        )
+        assert [o.status for o in result.outcomes] == [RecordStatus.ACCEPTED] * len(batch)
+    stored = {e.idempotency_key: e for e in await kernel.usage_reader.events(org_id, limit=10)}
+    assert {key: (e.quantity, e.occurred_at) for key, e in stored.items()} == {
+        key: (3, at) for key, _ in kept
+    }
+    assert {
+        key: None if e.properties is None else json.loads(e.properties) for key, e in stored.items()
+    } == dict(kept)
 
 
 async def test_repeats_are_judged_in_sql_exactly_as_the_rule_says(

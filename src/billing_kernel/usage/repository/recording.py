@@ -67,9 +67,13 @@ class Written:
     here was not compared: `conflicts` tells."""
 
 
-# On PostgreSQL a batch travels as one array per column and is unnested by the server: a few
-# parameters instead of several per event, and one statement text for every batch size. The
-# lines go in with the events, only for the events this statement inserted: a report of a
+# On PostgreSQL a batch travels as one parameter per column and is unnested by the server: a
+# few parameters instead of several per event, and one statement text for every batch size.
+# A text column travels as one string, its values joined by U+001F (the unit separator) and
+# split by the server: ids, keys and names hold no control character (`validate_id`,
+# `validate_event_name`) and canonical JSON writes one escaped, and a string costs the
+# driver far less to send than an array of a thousand. A missing value (no properties) is
+# U+001E. The other columns travel as arrays. The lines go in with the events, only for the events this statement inserted: a report of a
 # quantity's one line is the event itself (its name is the metric's key), straight from what
 # the insert returned; a named event's lines are sent apart, each naming its event by
 # position. A line's month is its event's UTC calendar month, as `BillingPeriod.containing`
@@ -82,10 +86,12 @@ class Written:
 # one primary-key lookup each, so that its plan is the same for every batch.
 _PG_INSERT_EVENTS = text("""
     WITH sent AS (
-        SELECT * FROM unnest(CAST(:org_id AS varchar[]), CAST(:idempotency_key AS varchar[]),
-                             CAST(:name AS varchar[]), CAST(:quantity AS bigint[]),
-                             CAST(:occurred_at AS timestamptz[]),
-                             CAST(:time_given AS boolean[]), CAST(:properties AS text[]))
+        SELECT * FROM unnest(string_to_array(CAST(:org_id AS text), E'\\x1f'),
+                             string_to_array(CAST(:idempotency_key AS text), E'\\x1f'),
+                             string_to_array(CAST(:name AS text), E'\\x1f'),
+                             CAST(:quantity AS bigint[]), CAST(:occurred_at AS timestamptz[]),
+                             CAST(:time_given AS boolean[]),
+                             string_to_array(CAST(:properties AS text), E'\\x1f', E'\\x1e'))
             WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
                                   time_given, properties, n)
     ), inserted AS (
@@ -167,6 +173,12 @@ def _conflicts_with(sent: FromClause) -> Any:
 _PG_CONFLICTS = _conflicts_with(_PG_SENT)
 
 
+def _joined(values: Sequence[str | None]) -> str:
+    """A text column's values as `_PG_INSERT_EVENTS` takes them: one string, joined by
+    U+001F, None written U+001E. None of them holds either."""
+    return "\x1f".join(["\x1e" if value is None else value for value in values])
+
+
 def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
     """The rows of usage_lines that `events` add."""
     return [
@@ -229,14 +241,14 @@ class UsageRepository:
             result = await self._conn.execute(
                 _PG_INSERT_EVENTS,
                 {
-                    "org_id": [e.org_id for e in events],
-                    "idempotency_key": [e.idempotency_key for e in events],
-                    "name": [e.name for e in events],
+                    "org_id": _joined([e.org_id for e in events]),
+                    "idempotency_key": _joined([e.idempotency_key for e in events]),
+                    "name": _joined([e.name for e in events]),
                     "quantity": [e.quantity for e in events],
                     "occurred_at": [e.occurred_at for e in events],
                     "received_at": received_at,
                     "time_given": [e.occurred_at_given for e in events],
-                    "properties": [e.properties for e in events],
+                    "properties": _joined([e.properties for e in events]),
                     "l_n": [n for n, _ in lines],
                     "l_metric": [line.metric for _, line in lines],
                     "l_quantity": [line.quantity for _, line in lines],
