@@ -2,6 +2,6 @@
 back (`history.py`). Used by usage/service/ only."""
 
 from billing_kernel.usage.repository.history import UsageHistory
-from billing_kernel.usage.repository.recording import UsageRepository
+from billing_kernel.usage.repository.recording import UsageRepository, Written
 
-__all__ = ["UsageHistory", "UsageRepository"]
+__all__ = ["UsageHistory", "UsageRepository", "Written"]

@@ -73,9 +73,11 @@ class Written:
 # split by the server: ids, keys and names hold no control character (`validate_id`,
 # `validate_event_name`) and canonical JSON writes one escaped, and a string costs the
 # driver far less to send than an array of a thousand. A missing value (no properties) is
-# U+001E. The other columns travel as arrays. The lines go in with the events, only for the events this statement inserted: a report of a
-# quantity's one line is the event itself (its name is the metric's key), straight from what
-# the insert returned; a named event's lines are sent apart, each naming its event by
+# U+001E. The other columns travel as arrays.
+#
+# The lines go in with the events, only for the events this statement inserted: a report of
+# a quantity's one line is the event itself (its name is the metric's key), straight from
+# what the insert returned; a named event's lines are sent apart, each naming its event by
 # position. A line's month is its event's UTC calendar month, as `BillingPeriod.containing`
 # has it.
 #
@@ -128,6 +130,7 @@ _PG_INSERT_EVENTS = text("""
             WHERE e.org_id = s.org_id AND e.idempotency_key = s.idempotency_key) AS differs
     FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
     WHERE i.org_id IS NULL
+      AND (SELECT count(*) FROM inserted) < (SELECT count(*) FROM sent)  -- else none skipped
 """)
 _PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("n", Integer),

@@ -18,7 +18,7 @@ from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.coalescing import Coalescer
-from billing_kernel.usage.repository import UsageHistory, UsageRepository
+from billing_kernel.usage.repository import UsageHistory, UsageRepository, Written
 from billing_kernel.usage.rules import (
     CeilingWrite,
     CounterKey,
@@ -205,28 +205,18 @@ class UsageService:
         # other's rows in one order, instead of deadlocking.
         ordered = [first[key] for key in sorted(first)]
         written = await usage.write_events(ordered)
-        new = [e for e in ordered if (e.org_id, e.idempotency_key) in written.inserted]
+        new = ordered
+        if len(written.inserted) < len(ordered):
+            new = [e for e in ordered if (e.org_id, e.idempotency_key) in written.inserted]
         unique = await usage.insert_unique_lines(new)
         # Every other event repeats a stored key (one stored before, or by this batch). The
         # insert compared those it skipped with what is stored; the rest (a key repeated in
         # the batch, a key a concurrent sender stored meanwhile) are compared now, in SQL.
         # Before the counters are written: from then on, their rows are locked until the
         # transaction ends, and concurrent batches of the same orgs wait.
-        statuses: list[RecordStatus] = []
-        unsure: list[int] = []  # positions of the repeats the insert did not compare
-        for position, event in enumerate(events):
-            key = (event.org_id, event.idempotency_key)
-            if event is first[key] and key in written.inserted:
-                statuses.append(RecordStatus.ACCEPTED)
-            elif event is first[key] and key in written.differs:
-                differs = written.differs[key]
-                statuses.append(RecordStatus.CONFLICT if differs else RecordStatus.DUPLICATE)
-            else:  # a duplicate, unless `conflicts` finds it differs
-                unsure.append(position)
-                statuses.append(RecordStatus.DUPLICATE)
-        conflicting = await usage.conflicts([events[position] for position in unsure])
-        for n in conflicting:
-            statuses[unsure[n]] = RecordStatus.CONFLICT
+        statuses = [RecordStatus.ACCEPTED] * len(events)
+        if len(new) < len(events):  # some not inserted, or repeated in the batch
+            statuses = await _repeats_judged(usage, events, first, written)
         now = self._clock()
         increments = counter_increments(new, unique)
         readings = {
@@ -420,3 +410,30 @@ async def _no_room(usage: UsageRepository, key: CounterKey) -> CeilingWrite:
     """A conditional write that did not fit: the counter as it found it."""
     found = await usage.counter(key)
     return CeilingWrite(recorded=False, used=found.used, held=found.held)
+
+
+async def _repeats_judged(
+    usage: UsageRepository,
+    events: Sequence[UsageEvent],
+    first: Mapping[tuple[str, str], UsageEvent],
+    written: Written,
+) -> list[RecordStatus]:
+    """Each event's status when not all were new: ACCEPTED for those inserted, else
+    DUPLICATE or CONFLICT, as the insert compared it with what is stored, or, for a key
+    repeated in the batch or stored by a concurrent sender meanwhile, `conflicts`."""
+    statuses: list[RecordStatus] = []
+    unsure: list[int] = []  # positions of the repeats the insert did not compare
+    for position, event in enumerate(events):
+        key = (event.org_id, event.idempotency_key)
+        if event is first[key] and key in written.inserted:
+            statuses.append(RecordStatus.ACCEPTED)
+        elif event is first[key] and key in written.differs:
+            differs = written.differs[key]
+            statuses.append(RecordStatus.CONFLICT if differs else RecordStatus.DUPLICATE)
+        else:  # a duplicate, unless `conflicts` finds it differs
+            unsure.append(position)
+            statuses.append(RecordStatus.DUPLICATE)
+    conflicting = await usage.conflicts([events[position] for position in unsure])
+    for n in conflicting:
+        statuses[unsure[n]] = RecordStatus.CONFLICT
+    return statuses
