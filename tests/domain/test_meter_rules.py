@@ -29,6 +29,7 @@ from billing_kernel.metrics.rules import (
     validate_event_name,
     whole_number,
 )
+from billing_kernel.usage import rules as usage_rules
 from billing_kernel.usage.rules import (
     EventTimeWindow,
     Intake,
@@ -742,8 +743,8 @@ GOOD = st.tuples(
 ).map(lambda drawn: drawn[0] | drawn[1])
 """A valid event: a report of a quantity or a named event."""
 BAD = {
-    "org_id": ["", " org", 7, None],
-    "metric": ["seats", "nope", 3, None],
+    "org_id": ["", " org", 7, None, ["org-1"]],
+    "metric": ["seats", "nope", 3, None, ["tokens"]],
     "quantity": [-1, 2.5, True, "4", None],
     "idempotency_key": ["", "k\x00"],
     "occurred_at": [
@@ -784,3 +785,41 @@ def test_one_intake_judges_a_batch_as_each_event_would_be_judged_alone(
         for sent in batch
     ]
     assert [outcome(intake.judge, sent) for sent in batch] == alone
+
+
+def test_an_intake_checks_an_org_id_a_metric_and_an_event_name_once_a_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What every event of a batch shares is worked out once: the org id, the metric a
+    quantity is reported of, the meters listening to an event name. Only what was found
+    good is kept: a bad org id is checked, and refused, each time."""
+    calls: list[object] = []
+
+    def counting(check: Any) -> Any:
+        def counted(value: object, *args: Any) -> Any:
+            calls.append(value)
+            return check(value, *args)
+
+        return counted
+
+    for name in ("validate_id", "validate_metric", "listening_meters"):
+        monkeypatch.setattr(usage_rules, name, counting(getattr(usage_rules, name)))
+    intake = Intake(NOW, CATALOGUE, WINDOW)
+    sent = {"occurred_at": None, "properties": None}
+    for n in range(3):
+        intake.judge(org_id="org-1", metric="tokens", quantity=n, idempotency_key=f"r{n}", **sent)
+        intake.judge(
+            org_id="org-1",
+            metric=None,
+            quantity=None,
+            idempotency_key=f"n{n}",
+            event="llm.completion",
+            occurred_at=None,
+            properties={"tokens": n},
+        )
+        with pytest.raises(InvalidInput):
+            intake.judge(org_id=" x", metric="tokens", quantity=1, idempotency_key="k", **sent)
+    keys = [f"{kind}{n}" for n in range(3) for kind in ("r", "n")]
+    assert sorted(map(str, calls)) == sorted(
+        ["org-1", "tokens", "llm.completion", " x", " x", " x", *keys]
+    )

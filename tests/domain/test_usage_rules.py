@@ -1,4 +1,5 @@
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -26,6 +27,7 @@ from billing_kernel.usage.rules import (
     counter_increments,
     new_usage_event,
 )
+from billing_kernel_sdk import fields
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 CATALOGUE = {m.key: m for m in DEFAULT_METRICS}
@@ -344,6 +346,7 @@ def test_canonical_properties_are_sorted_compact_json_as_the_json_module_writes_
     properties: dict[str, object],
 ) -> None:
     written = json.dumps(properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert fields._one_shot_encoder()(properties) == written  # as made at import
     if len(written) <= MAX_PROPERTIES_LENGTH:
         assert canonical_properties(properties) == written
 
@@ -353,6 +356,24 @@ def test_properties_that_contain_themselves_are_refused() -> None:
     looped["a"].append(looped)  # type: ignore[attr-defined]
     with pytest.raises(InvalidInput, match="only JSON values"):
         canonical_properties(looped)
+    for bad in (looped, {"n": float("nan")}, {"o": object()}, {(1, 2): 1}):
+        with pytest.raises((ValueError, TypeError, RecursionError)):
+            fields._one_shot_encoder()(bad)
+
+
+def test_a_property_name_is_checked_once_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[object] = []
+
+    def check_id(value: object, *args: Any) -> str:
+        checked.append(value)
+        return real(value, *args)
+
+    real = fields.check_id
+    monkeypatch.setattr(fields, "check_id", check_id)
+    name = f"p{uuid.uuid4().hex}"  # a name no test has sent before
+    for _ in range(3):
+        assert canonical_properties({name: 1}) == f'{{"{name}":1}}'
+    assert checked == [name]
 
 
 def test_a_bad_property_name_is_refused_however_many_good_ones_came_before() -> None:

@@ -105,21 +105,24 @@ class EventTimeWindow:
     max_clock_skew: timedelta
     max_age: timedelta
 
-    def check(self, occurred_at: datetime, received_at: datetime) -> datetime:
-        """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
-        occurred = validate_occurred_at(occurred_at)
-        if occurred > received_at + self.max_clock_skew:
-            raise InvalidInput(
+    def bounds(self, received_at: datetime) -> tuple[datetime, datetime]:
+        """The earliest and the latest event time accepted for events received at
+        `received_at`, both included."""
+        return received_at - self.max_age, received_at + self.max_clock_skew
+
+    def refusal(self, occurred: datetime, received_at: datetime) -> InvalidInput:
+        """Why `occurred`, outside `bounds(received_at)`, is refused: ahead of the receive
+        time by more than the clock skew allowed, or older than the age allowed."""
+        if occurred > received_at:
+            return InvalidInput(
                 f"occurred_at {occurred.isoformat()} is in the future "
                 f"(more than {int(self.max_clock_skew.total_seconds())} s ahead)",
                 field="occurred_at",
             )
-        if occurred < received_at - self.max_age:
-            raise InvalidInput(
-                f"occurred_at {occurred.isoformat()} is older than {self.max_age.days} days",
-                field="occurred_at",
-            )
-        return occurred
+        return InvalidInput(
+            f"occurred_at {occurred.isoformat()} is older than {self.max_age.days} days",
+            field="occurred_at",
+        )
 
 
 @dataclass(slots=True)
@@ -242,10 +245,9 @@ class Intake:
         self.received_at = ensure_utc(received_at)
         self._catalogue = catalogue
         self._window = window
-        self._earliest = self.received_at - window.max_age
-        self._latest = self.received_at + window.max_clock_skew
+        self._earliest, self._latest = window.bounds(self.received_at)
         self._orgs: set[str] = set()
-        self._reported: dict[str, Line] = {}  # a recordable metric's line, of quantity 0
+        self._reported: dict[str, Metric] = {}  # metrics found recordable
         self._listening: dict[str, list[Metric]] = {}
 
     def judge(
@@ -311,17 +313,16 @@ class Intake:
         """The line of a report of `quantity` of `metric` (validated: `validate_metric`)."""
         found = self._reported.get(metric) if type(metric) is str else None
         if found is None:
-            recordable = validate_metric(metric, self._catalogue)
-            found = Line(recordable.key, 0, None, recordable.aggregation)
-            self._reported[recordable.key] = found
-        return Line(found.metric, quantity, None, found.aggregation)
+            found = validate_metric(metric, self._catalogue)
+            self._reported[found.key] = found
+        return Line(found.key, quantity, None, found.aggregation)
 
     def _event_time(self, occurred_at: datetime) -> datetime:
         """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
         occurred = validate_occurred_at(occurred_at)
-        if self._earliest <= occurred <= self._latest:
-            return occurred
-        return self._window.check(occurred, self.received_at)  # raises, naming the bound
+        if not self._earliest <= occurred <= self._latest:
+            raise self._window.refusal(occurred, self.received_at)
+        return occurred
 
     def _meters_listening_to(self, name: str) -> list[Metric]:
         """The metrics that count events named `name`, in key order (`counting_meters`)."""
