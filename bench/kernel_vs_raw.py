@@ -407,7 +407,7 @@ class Bench:
         assert answer.status == 200, answer.body
 
     async def batched(
-        self, label: str = "", batches: int = 30, concurrency: int = 2, hard: bool = False
+        self, label: str = "", batches: int = 60, concurrency: int = 2, hard: bool = False
     ) -> None:
         org_k, org_r = await self.org(), await self.org()
         if hard:  # crossed by the third batch: every write after judges the crossing anew
@@ -458,7 +458,7 @@ class Bench:
                 assert answer.status in (200, 201), answer.body
         await asyncio.sleep(CATALOGUE_TTL_SECONDS + 0.5)
 
-    async def named(self, batches: int = 30, concurrency: int = 2) -> None:
+    async def named(self, batches: int = 60, concurrency: int = 2) -> None:
         """Batches of named events with properties, each counted by two or three meters
         (NAMED_METERS), against the same writes by hand."""
         await self.define_named_meters()
@@ -500,7 +500,7 @@ class Bench:
             },
         )
 
-    async def duplicates(self, batches: int = 20) -> None:
+    async def duplicates(self, batches: int = 40) -> None:
         org_k, org_r = await self.org(), await self.org()
         half = BATCH // 2
 
