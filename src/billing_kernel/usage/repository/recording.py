@@ -1,5 +1,6 @@
 """Recording usage: events, their lines, unique values and the per-period counters they add
-to, by set-based atomic SQL (the counter statements themselves are `db/counters.py`)."""
+to, by set-based atomic SQL (the statements themselves are `db/events.py` and
+`db/counters.py`)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    ColumnClause,
-    ColumnElement,
-    FromClause,
     Insert,
-    Integer,
-    String,
-    Text,
-    and_,
     bindparam,
-    cast,
-    column,
     delete,
-    func,
-    or_,
     select,
-    text,
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
 from billing_kernel.db import counters as counter_sql
+from billing_kernel.db import events as event_sql
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     usage_counters,
@@ -41,7 +28,6 @@ from billing_kernel.db.tables import (
     usage_lines,
     usage_unique_values,
 )
-from billing_kernel.db.types import UTCDateTime
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Position
 from billing_kernel.usage.rules import (
@@ -65,121 +51,6 @@ class Written:
     """For keys it skipped (already stored) whose stored event it compared with the one sent:
     whether they differ (an idempotency conflict) or not (a repeat). A skipped key missing
     here was not compared: `conflicts` tells."""
-
-
-# On PostgreSQL a batch travels as one parameter per column and is unnested by the server: a
-# few parameters instead of several per event, and one statement text for every batch size.
-# A text column travels as one string, its values joined by U+001F (the unit separator) and
-# split by the server: ids, keys and names hold no control character (`validate_id`,
-# `validate_event_name`) and canonical JSON writes one escaped, and a string costs the
-# driver far less to send than an array of a thousand. A missing value (no properties) is
-# U+001E. The other columns travel as arrays.
-#
-# The lines go in with the events, only for the events this statement inserted: a report of
-# a quantity's one line is the event itself (its name is the metric's key), straight from
-# what the insert returned; a named event's lines are sent apart, each naming its event by
-# position. A line's month is its event's UTC calendar month, as `BillingPeriod.containing`
-# has it.
-#
-# Answered: each event it did not insert (none, usually), by position, with whether what is
-# stored under its key differs from it (`UsageEvent.is_replay_of`, in SQL): NULL when the
-# stored row is not in the statement's snapshot (a concurrent sender's, committed while this
-# insert waited for it), for `conflicts` to compare. Written as a subquery per skipped event,
-# one primary-key lookup each, so that its plan is the same for every batch.
-_PG_INSERT_EVENTS = text("""
-    WITH sent AS (
-        SELECT * FROM unnest(string_to_array(CAST(:org_id AS text), E'\\x1f'),
-                             string_to_array(CAST(:idempotency_key AS text), E'\\x1f'),
-                             string_to_array(CAST(:name AS text), E'\\x1f'),
-                             CAST(:quantity AS bigint[]), CAST(:occurred_at AS timestamptz[]),
-                             CAST(:time_given AS boolean[]),
-                             string_to_array(CAST(:properties AS text), E'\\x1f', E'\\x1e'))
-            WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
-                                  time_given, properties, n)
-    ), inserted AS (
-        INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
-                                  received_at, time_given, properties)
-        SELECT org_id, idempotency_key, event, quantity, occurred_at,
-               CAST(:received_at AS timestamptz), time_given, properties
-        FROM sent
-        ON CONFLICT (org_id, idempotency_key) DO NOTHING
-        RETURNING org_id, idempotency_key, event, quantity, occurred_at
-    ), reported AS (
-        INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
-                                 period_start)
-        SELECT org_id, idempotency_key, event, quantity, occurred_at,
-               CAST(date_trunc('month', occurred_at AT TIME ZONE 'UTC') AS date)
-        FROM inserted
-        WHERE quantity IS NOT NULL
-    ), lined AS (
-        INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
-                                 period_start)
-        SELECT s.org_id, s.idempotency_key, line.metric, line.quantity, s.occurred_at,
-               CAST(date_trunc('month', s.occurred_at AT TIME ZONE 'UTC') AS date)
-        FROM unnest(CAST(:l_n AS bigint[]), CAST(:l_metric AS varchar[]),
-                    CAST(:l_quantity AS bigint[])) AS line (n, metric, quantity)
-        JOIN sent s USING (n)
-        JOIN inserted i USING (org_id, idempotency_key)
-    )
-    SELECT s.n - 1 AS position,
-           (SELECT e.event <> s.event
-                   OR e.quantity IS DISTINCT FROM s.quantity
-                   OR e.properties IS DISTINCT FROM s.properties
-                   OR (e.time_given AND s.time_given AND e.occurred_at <> s.occurred_at)
-            FROM usage_events e
-            WHERE e.org_id = s.org_id AND e.idempotency_key = s.idempotency_key) AS differs
-    FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
-    WHERE i.org_id IS NULL
-      AND (SELECT count(*) FROM inserted) < (SELECT count(*) FROM sent)  -- else none skipped
-""")
-_PAYLOAD: tuple[ColumnClause[Any], ...] = (
-    column("n", Integer),
-    column("org_id", String),
-    column("idempotency_key", String),
-    column("name", String),
-    column("quantity", BigInteger),
-    column("occurred_at", UTCDateTime),
-    column("time_given", Boolean),
-    column("properties", Text),
-)
-"""An event sent (its position `n`), as far as it tells a repeat from another use of its key."""
-
-# On PostgreSQL the sent payloads travel as one array per column, as inserts do.
-_PG_SENT = (
-    func.unnest(*(cast(bindparam(c.name), ARRAY(c.type)) for c in _PAYLOAD))
-    .table_valued(*(c.name for c in _PAYLOAD))
-    .render_derived(name="sent")
-)
-
-
-def _conflicts_with(sent: FromClause) -> Any:
-    """The positions of the events `sent` whose key is stored with another payload: another
-    name, quantity or properties, or another event time where both senders gave one."""
-    e, k = usage_events.c, sent.c
-    differs: ColumnElement[bool] = or_(
-        e.event != k.name,
-        e.quantity.is_distinct_from(k.quantity),
-        e.properties.is_distinct_from(k.properties),
-        and_(e.time_given, k.time_given, e.occurred_at != k.occurred_at),
-    )
-    return (
-        select(k.n)
-        .select_from(sent)
-        .join(
-            usage_events,
-            and_(e.org_id == k.org_id, e.idempotency_key == k.idempotency_key),
-        )
-        .where(differs)
-    )
-
-
-_PG_CONFLICTS = _conflicts_with(_PG_SENT)
-
-
-def _joined(values: Sequence[str | None]) -> str:
-    """A text column's values as `_PG_INSERT_EVENTS` takes them: one string, joined by
-    U+001F, None written U+001E. None of them holds either."""
-    return "\x1f".join(["\x1e" if value is None else value for value in values])
 
 
 def _line_rows(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
@@ -242,16 +113,16 @@ class UsageRepository:
                 if line.value is None
             ]
             result = await self._conn.execute(
-                _PG_INSERT_EVENTS,
+                event_sql.PG_INSERT_EVENTS,
                 {
-                    "org_id": _joined([e.org_id for e in events]),
-                    "idempotency_key": _joined([e.idempotency_key for e in events]),
-                    "name": _joined([e.name for e in events]),
+                    "org_id": event_sql.joined([e.org_id for e in events]),
+                    "idempotency_key": event_sql.joined([e.idempotency_key for e in events]),
+                    "name": event_sql.joined([e.name for e in events]),
                     "quantity": [e.quantity for e in events],
                     "occurred_at": [e.occurred_at for e in events],
                     "received_at": received_at,
                     "time_given": [e.occurred_at_given for e in events],
-                    "properties": _joined([e.properties for e in events]),
+                    "properties": event_sql.joined([e.properties for e in events]),
                     "l_n": [n for n, _ in lines],
                     "l_metric": [line.metric for _, line in lines],
                     "l_quantity": [line.quantity for _, line in lines],
@@ -370,11 +241,11 @@ class UsageRepository:
             for n, e in enumerate(events)
         ]
         if self._conn.dialect.name == "postgresql":
-            columns = {c.name: [row[i] for row in rows] for i, c in enumerate(_PAYLOAD)}
-            result = await self._conn.execute(_PG_CONFLICTS, columns)
+            columns = {c.name: [row[i] for row in rows] for i, c in enumerate(event_sql.PAYLOAD)}
+            result = await self._conn.execute(event_sql.PG_CONFLICTS, columns)
         else:
-            sent = values(*_PAYLOAD, name="sent").data(rows).cte("sent")
-            result = await self._conn.execute(_conflicts_with(sent))
+            sent = values(*event_sql.PAYLOAD, name="sent").data(rows).cte("sent")
+            result = await self._conn.execute(event_sql.conflicts_with(sent))
         return set(result.scalars())
 
     async def has_event(self, org_id: str, idempotency_key: str) -> bool:
