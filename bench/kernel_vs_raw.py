@@ -1,6 +1,7 @@
 """The kernel over HTTP next to what PostgreSQL does through asyncpg with no kernel at all,
-measured in the same run: batched and single-event ingestion, duplicates, quota checks,
-summaries, and the same after the database has grown.
+measured in the same run: batched ingestion (reports of a quantity, and named events that
+several meters count), single-event ingestion, duplicates, quota checks, summaries, and the
+same after the database has grown.
 
 The kernel's requests come from `loadgen.LoadClient` (keep-alive HTTP/1.1, bodies encoded
 before the clock starts), so the generator's own CPU stays small next to the server's.
