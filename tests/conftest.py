@@ -61,11 +61,12 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @contextmanager
-def scratch_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for the block, dropped after it."""
+def scratch_postgres_database(options: str = "") -> Iterator[str]:
+    """A new, empty PostgreSQL database for the block (made with CREATE DATABASE `options`),
+    dropped after it."""
     name = f"billing_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(_admin(f'CREATE DATABASE "{name}" {options}'))
     except (OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL at {_server_url()} is not usable: {exc}"
         if os.environ.get("CI") == "true":

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import usage_lines
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -28,7 +29,7 @@ from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.repository import PlanRepository
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.usage.rules import RecordStatus, UsageReport
-from tests.conftest import Clock, make_kernel, new_id
+from tests.conftest import Clock, make_kernel, new_id, scratch_postgres_database
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 METERS = (
@@ -397,6 +398,54 @@ def test_a_line_counts_in_its_event_s_utc_month_whatever_the_session_time_zone(
             await database.dispose()
 
     asyncio.run(run())
+
+
+def test_a_latest_takes_the_last_key_by_code_point_whatever_the_database_collation() -> None:
+    """Two events of a latest at the same instant: the one whose key is last by code point is
+    the month's (as Python compares keys), in the counter, per day and per property value,
+    whichever arrives first, on a PostgreSQL database whose collation sorts `B` after `a`
+    (ICU's en-US; by code point `B` comes first)."""
+    icu = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    at = NOW - timedelta(hours=1)
+    period = BillingPeriod.containing(at)
+
+    async def run(url: str) -> None:
+        database = Database(url)
+        try:
+            kernel = make_kernel(database, Clock(NOW))
+            for meter in METERS:
+                await kernel.metrics.define(meter)
+            sent = {"a": 1, "B": 2}  # by code point "B" < "a": "a" is the last
+            for order in (["a", "B"], ["B", "a"]):
+                org_id = new_id()
+                for key in order:  # one batch each: the counter takes a later line's value
+                    await kernel.usage.record_batch(
+                        [
+                            UsageReport(
+                                org_id,
+                                None,
+                                None,
+                                key,
+                                at,
+                                {"tokens": sent[key], "user": "u"},
+                                "llm.chat",
+                            )
+                        ]
+                    )
+                reader = kernel.usage_reader
+                assert (await reader.counters(org_id, period))["last_tokens"] == 1
+                daily = await reader.daily_totals(org_id, period)
+                assert daily[at.date(), "last_tokens"] == 1
+                grouped = await reader.grouped_totals(
+                    org_id, period, period.next(), "user", by_day=False
+                )
+                assert grouped[period.key, "last_tokens"] == {"u": 1}
+        finally:
+            await database.dispose()
+
+    with scratch_postgres_database(icu) as url:
+        migrate.upgrade(url)
+        asyncio.run(run(url))
 
 
 async def _org(kernel: Kernel, org_id: str) -> None:
