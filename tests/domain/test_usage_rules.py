@@ -91,6 +91,24 @@ def test_bad_input_is_refused_naming_the_field(field: str, value: object, messag
     assert refused.value.details["field"] == field
 
 
+def test_an_event_with_several_bad_fields_is_refused_for_the_first_in_order() -> None:
+    """The org, the metric, the quantity, the key, the event time, the properties: each
+    event is refused naming the first of these that is wrong."""
+    bad = {
+        "org_id": "",
+        "metric": "nope",
+        "quantity": -1,
+        "idempotency_key": "",
+        "occurred_at": NOW + timedelta(days=1),
+        "properties": "x",
+    }
+    order = list(bad)
+    for n, field in enumerate(order):
+        with pytest.raises((InvalidInput, UnknownMetric)) as refused:
+            event(**{name: bad[name] for name in order[n:]})
+        assert refused.value.details["field"] == field
+
+
 def test_unknown_metric_names_the_known_ones() -> None:
     with pytest.raises(UnknownMetric, match="known metrics: playbook_runs, tokens") as refused:
         event(metric="gpu_seconds")

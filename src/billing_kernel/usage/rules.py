@@ -274,9 +274,10 @@ class Intake:
                 raise InvalidInput(
                     "an event needs `metric` and `quantity`, or an `event` name", field="metric"
                 )
-            report = self._report_line(metric, validate_quantity(quantity))
-            name = report.metric
-            amount = report.quantity
+            reported = self._recordable(metric)
+            name = reported.key
+            amount = validate_quantity(quantity)
+            report = Line(name, amount, None, reported.aggregation)
         elif metric is not None or quantity is not None:
             raise InvalidInput(
                 "an event has either an `event` name (its metrics read its properties) or "
@@ -309,13 +310,13 @@ class Intake:
             lines=lines,
         )
 
-    def _report_line(self, metric: object, quantity: int) -> Line:
-        """The line of a report of `quantity` of `metric` (validated: `validate_metric`)."""
+    def _recordable(self, metric: object) -> Metric:
+        """The metric a quantity is reported of, if recordable (`validate_metric`)."""
         found = self._reported.get(metric) if type(metric) is str else None
         if found is None:
             found = validate_metric(metric, self._catalogue)
             self._reported[found.key] = found
-        return Line(found.key, quantity, None, found.aggregation)
+        return found
 
     def _event_time(self, occurred_at: datetime) -> datetime:
         """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
