@@ -413,25 +413,7 @@ class Bench:
         org_k, org_r = await self.org(), await self.org()
         if hard:  # crossed by the third batch: every write after judges the crossing anew
             await self.hard_limit(org_k, 2 * BATCH * 7)
-        await self.settle()
-        bodies_r = [events(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
-        assert self.pool is not None
-        pool = self.pool
-        async with self.http(concurrency) as http:
-            requests = [
-                http.encode(
-                    "POST", INGEST, {"events": events(org_k, BATCH, lambda n, b=b: f"{b}-{n}")}
-                )
-                for b in range(batches)
-            ]
-
-            async def kernel(n: int) -> None:
-                answer = await http.send(requests[n])
-                assert answer.json()["accepted"] == BATCH, answer.body[:300]
-
-            k, r = await self.pair(
-                http, kernel, lambda n: raw_ingest(pool, bodies_r[n]), batches, concurrency
-            )
+        k, r = await self.accepted_batches(events, raw_ingest, org_k, org_r, batches, concurrency)
         self.add(
             f"batched ingestion{label}",
             "events/s",
@@ -464,28 +446,9 @@ class Bench:
         (NAMED_METERS), against the same writes by hand."""
         await self.define_named_meters()
         org_k, org_r = await self.org(), await self.org()
-        await self.settle()
-        bodies_r = [named_events(org_r, BATCH, lambda n, b=b: f"n{b}-{n}") for b in range(batches)]
-        lines = sum(len(named_lines(e)) for e in bodies_r[0])
-        assert self.pool is not None
-        pool = self.pool
-        async with self.http(concurrency) as http:
-            requests = [
-                http.encode(
-                    "POST",
-                    INGEST,
-                    {"events": named_events(org_k, BATCH, lambda n, b=b: f"n{b}-{n}")},
-                )
-                for b in range(batches)
-            ]
-
-            async def kernel(n: int) -> None:
-                answer = await http.send(requests[n])
-                assert answer.json()["accepted"] == BATCH, answer.body[:300]
-
-            k, r = await self.pair(
-                http, kernel, lambda n: raw_named(pool, bodies_r[n]), batches, concurrency
-            )
+        k, r = await self.accepted_batches(
+            named_events, raw_named, org_k, org_r, batches, concurrency
+        )
         self.add(
             "batched ingestion, named events (several meters each)",
             "events/s",
@@ -494,12 +457,45 @@ class Bench:
             {
                 "batch": BATCH,
                 "events": batches * BATCH,
-                "lines_per_batch": lines,
+                "lines_per_batch": sum(
+                    len(named_lines(e)) for e in named_events(org_r, BATCH, str)
+                ),
                 "meters": sorted(NAMED_METERS),
                 "concurrency": concurrency,
                 "generator_cpu_s": round(k.cpu, 2),
             },
         )
+
+    async def accepted_batches(
+        self,
+        make: Callable[[str, int, Callable[[int], str]], list[dict[str, Any]]],
+        raw: Callable[[asyncpg.Pool, list[dict[str, Any]]], Awaitable[None]],
+        org_k: str,
+        org_r: str,
+        batches: int,
+        concurrency: int,
+    ) -> tuple[Load, Load]:
+        """`batches` batches of BATCH events made by `make`, of new keys: sent to the kernel
+        for `org_k` (every event must be accepted), and written by `raw` for `org_r`."""
+        await self.settle()
+        bodies_r = [make(org_r, BATCH, lambda n, b=b: f"{b}-{n}") for b in range(batches)]
+        assert self.pool is not None
+        pool = self.pool
+        async with self.http(concurrency) as http:
+            requests = [
+                http.encode(
+                    "POST", INGEST, {"events": make(org_k, BATCH, lambda n, b=b: f"{b}-{n}")}
+                )
+                for b in range(batches)
+            ]
+
+            async def kernel(n: int) -> None:
+                answer = await http.send(requests[n])
+                assert answer.json()["accepted"] == BATCH, answer.body[:300]
+
+            return await self.pair(
+                http, kernel, lambda n: raw(pool, bodies_r[n]), batches, concurrency
+            )
 
     async def duplicates(self, batches: int = 40) -> None:
         org_k, org_r = await self.org(), await self.org()
