@@ -404,7 +404,7 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
     refused = run(url, "invoices", "void", number, "--reason", "typo")
     assert (refused.returncode, refused.stderr.strip()) == (
         1,
-        f"error: invoice {number} is paid: only an open one is voided",
+        f"error: invoice {number} is paid: a paid invoice is not voided",
     )
     verified = run(url, "invoices", "verify")
     assert verified.stdout.strip() == "every invoice is as recomputed; the numbers have no gaps"

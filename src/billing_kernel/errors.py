@@ -139,11 +139,20 @@ class InvoiceNotFound(NotFound):
 
 
 class InvoiceNotOpen(BillingError):
-    """The invoice is paid or void, and cannot be changed this way; nothing was written."""
+    """The invoice is void (or, for a change only an open one allows, no longer open), and
+    cannot be changed this way; nothing was written."""
 
     status = 409
     code = "invoice_not_open"
     title = "Invoice not open"
+
+
+class InvoicePaid(InvoiceNotOpen):
+    """The invoice is paid: a paid invoice is never voided (it is corrected by a credit
+    note); nothing was written."""
+
+    code = "invoice_paid"
+    title = "Invoice paid"
 
 
 class PeriodNotClosed(BillingError):

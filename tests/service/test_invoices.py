@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import subscription_history
-from billing_kernel.errors import InvoiceNotOpen, PeriodNotClosed
+from billing_kernel.errors import InvoicePaid, PeriodNotClosed
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -116,7 +116,7 @@ async def test_a_closed_period_is_invoiced_once_and_a_late_event_adjusts_the_nex
 
     # Paid stays paid; an open invoice is voided with a reason and corrected.
     assert (await kernel.invoices.mark_paid(first.number)).status == "paid"
-    with pytest.raises(InvoiceNotOpen):
+    with pytest.raises(InvoicePaid):
         await kernel.invoices.void(first.invoice_id, "wrong")
     correction = await kernel.invoices.void(second.invoice_id, "a duplicate charge disputed")
     assert (correction.replaces, correction.total, correction.status) == (

@@ -181,3 +181,65 @@ async def test_the_worker_closes_due_periods_on_its_schedule(own_database: Datab
         ("2026-10", "199.00"),
         ("2026-09", "199.00"),
     ]
+
+
+async def test_verify_reports_an_invoice_whose_status_and_payment_disagree(
+    own_database: Database,
+) -> None:
+    april = BillingPeriod.parse("2026-04")
+    clock = Clock(april.start)
+    kernel = kernel_at(own_database, clock)
+    for org_id in ("org-a", "org-b", "org-c"):
+        await kernel.orgs.create(org_id, plan_slug="starter")
+        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    clock.now = april.end + timedelta(days=2)
+    made = (await kernel.invoices.close_due()).closed
+    assert await kernel.invoices.verify() == []
+    first, second, third = sorted(made, key=lambda i: i.sequence)
+    async with own_database.transaction() as conn:
+        await conn.execute(
+            invoices.update()
+            .where(invoices.c.invoice_id == first.invoice_id)
+            .values(status="void", voided_at=clock.now, paid_at=clock.now)
+        )
+        await conn.execute(
+            invoices.update()
+            .where(invoices.c.invoice_id == second.invoice_id)
+            .values(status="paid")
+        )
+        await conn.execute(
+            invoices.update()
+            .where(invoices.c.invoice_id == third.invoice_id)
+            .values(paid_at=clock.now)
+        )
+    found = await kernel.invoices.verify()
+    assert found[:3] == [
+        f"{first.number}: void, but with a payment time and with a void time",
+        f"{second.number}: paid, but without a payment time and without a void time",
+        f"{third.number}: open, but with a payment time and without a void time",
+    ]
+
+
+async def test_a_void_at_the_same_clock_reading_as_a_later_invoice_verifies(
+    own_database: Database,
+) -> None:
+    """The May invoice adjusts April's late usage against April's invoice, which counted
+    then; voiding April's invoice at the very same instant does not make May's wrong."""
+    april = BillingPeriod.parse("2026-04")
+    clock = Clock(april.start)
+    kernel = kernel_at(own_database, clock)
+    await kernel.orgs.create("org-a", plan_slug="starter")
+    await kernel.orgs.set_status("org-a", BillingStatus.ACTIVE)
+    await kernel.usage.record("org-a", "tokens", 1_200_000, idempotency_key="t1")
+    clock.now = april.end + timedelta(days=1)
+    april_invoice = await kernel.invoices.close("org-a", april)
+    assert april_invoice is not None
+    await kernel.usage.record(
+        "org-a", "tokens", 100_000, idempotency_key="late", occurred_at=april.end - timedelta(1)
+    )
+    clock.now = april.next().end + timedelta(days=1)  # frozen from here on
+    may_invoice = await kernel.invoices.close("org-a", april.next())
+    assert may_invoice is not None
+    assert may_invoice.lines[-1].formula.endswith("less 4.00 billed → 2.00")
+    await kernel.invoices.void(april_invoice.invoice_id, "the same instant")
+    assert await kernel.invoices.verify() == []

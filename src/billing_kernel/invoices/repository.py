@@ -40,14 +40,22 @@ def _invoice(row: Any) -> StoredInvoice:
 
 def _counted(as_of: StoredInvoice | None) -> ColumnElement[bool]:
     """The invoices that count: those not void; or, when the invoice `as_of` was made, those
-    made before it and not void by then."""
+    made before it and not void by then. A void is told by its correction (every void makes
+    one in the same transaction): by number, so two changes at one clock reading still
+    order."""
     i = invoices.c
     if as_of is None:
         return i.status != "void"
-    return and_(
-        i.sequence < as_of.sequence,
-        or_(i.status != "void", i.voided_at > as_of.issued_at),
+    correction = invoices.alias("correction")
+    voided_by_then = (
+        select(correction.c.invoice_id)
+        .where(
+            correction.c.replaces == i.invoice_id,
+            correction.c.sequence <= as_of.sequence,
+        )
+        .exists()
     )
+    return and_(i.sequence < as_of.sequence, or_(i.status != "void", ~voided_by_then))
 
 
 Tallies = dict[tuple[date, str], Tally]
@@ -359,16 +367,39 @@ class InvoiceRepository:
         if rows:
             await self._conn.execute(invoice_usage.insert(), rows)
 
-    async def set_paid(self, invoice_id: str, now: datetime) -> None:
-        await self._conn.execute(
+    async def set_paid(self, invoice_id: str, now: datetime) -> bool:
+        """Mark an open invoice paid; False (nothing written) if it was not open by the time
+        this statement held its row."""
+        result = await self._conn.execute(
             update(invoices)
             .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "open")
             .values(status="paid", paid_at=now)
         )
+        return bool(result.rowcount == 1)
 
-    async def set_void(self, invoice_id: str, reason: str, now: datetime) -> None:
-        await self._conn.execute(
+    async def set_void(self, invoice_id: str, reason: str, now: datetime) -> bool:
+        """Void an open invoice with the reason; False (nothing written) if it was not open
+        by the time this statement held its row."""
+        result = await self._conn.execute(
             update(invoices)
-            .where(invoices.c.invoice_id == invoice_id)
+            .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "open")
             .values(status="void", voided_at=now, void_reason=reason)
         )
+        return bool(result.rowcount == 1)
+
+    async def status_disagreements(self) -> list[tuple[str, str, bool, bool]]:
+        """The invoices whose status and the times it records disagree (paid without a
+        payment time, void without a void time, or a time of the other state): (number,
+        status, has a payment time, has a void time)."""
+        i = invoices.c
+        disagree = or_(
+            and_(i.status == "open", or_(i.paid_at.is_not(None), i.voided_at.is_not(None))),
+            and_(i.status == "paid", or_(i.paid_at.is_(None), i.voided_at.is_not(None))),
+            and_(i.status == "void", or_(i.voided_at.is_(None), i.paid_at.is_not(None))),
+        )
+        result = await self._conn.execute(
+            select(i.number, i.status, i.paid_at.is_not(None), i.voided_at.is_not(None))
+            .where(disagree)
+            .order_by(i.sequence)
+        )
+        return [(row[0], row[1], bool(row[2]), bool(row[3])) for row in result]

@@ -110,9 +110,11 @@ async def explain_line(
     responses=problem_responses(403, 404, 409),
 )
 async def mark_paid(invoice_id: InvoiceId, key: OrgAdmin, kernel: KernelDep) -> FinalizedInvoiceOut:
-    """What the product's payments say. Idempotent; 409 `invoice_not_open` for a void one.
-    A `billing:admin` key (for the invoice's org, or for every org)."""
-    key.require_org((await kernel.invoices.get(invoice_id)).org_id)
+    """What the product's payments say: only an open invoice becomes paid. Idempotent for a
+    paid one; 409 `invoice_not_open` for a void one (also when a void won a race with this
+    call). A `billing:admin` key (for the invoice's org, or for every org); 404
+    `invoice_not_found` for another org's invoice, as for one that does not exist."""
+    await kernel.invoices.get(invoice_id, key.org_id)
     return FinalizedInvoiceOut.of(await kernel.invoices.mark_paid(invoice_id))
 
 
@@ -127,7 +129,10 @@ async def void_invoice(
 ) -> FinalizedInvoiceOut:
     """The invoice becomes `void` with the reason, and a corrected invoice for the same
     month replaces it (a new number; the same usage events; the org's plans and limits as
-    they are now): the answer. 409 `invoice_not_open` for a paid or void one. A
-    `billing:admin` key (for the invoice's org, or for every org)."""
-    key.require_org((await kernel.invoices.get(invoice_id)).org_id)
+    they are now): the answer. Only an open invoice is voided: 409 `invoice_paid` for a
+    paid one (a paid invoice is never voided), 409 `invoice_not_open` for a void one (also
+    when another void or a payment won a race with this call). A `billing:admin` key (for
+    the invoice's org, or for every org); 404 `invoice_not_found` for another org's
+    invoice, as for one that does not exist."""
+    await kernel.invoices.get(invoice_id, key.org_id)
     return FinalizedInvoiceOut.of(await kernel.invoices.void(invoice_id, body.reason))

@@ -13,7 +13,13 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvalidInput, InvoiceNotFound, InvoiceNotOpen, PeriodNotClosed
+from billing_kernel.errors import (
+    InvalidInput,
+    InvoiceNotFound,
+    InvoiceNotOpen,
+    InvoicePaid,
+    PeriodNotClosed,
+)
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
     InvoiceDraft,
@@ -211,7 +217,8 @@ class InvoiceService:
                     return None if made_only else await repo.live_invoice(org_id, period.key)
             else:
                 old, reason = voiding
-                await repo.set_void(old.invoice_id, reason, now)
+                if not await repo.set_void(old.invoice_id, reason, now):
+                    raise _not_open(await self.get(old.invoice_id, uow=unit), "voided")
             history = await self._history(org_id, period, unit, plans)
             if not in_force(period, history):
                 return None
@@ -313,33 +320,35 @@ class InvoiceService:
             return Explained(invoice, number, events, tuple(keys))
 
     async def mark_paid(self, invoice_id: str, uow: UnitOfWork | None = None) -> StoredInvoice:
-        """Record that the invoice was paid (what the product's payments say). Idempotent;
-        InvoiceNotOpen for a void one."""
+        """Record that the invoice was paid (what the product's payments say), only from
+        `open`: in one statement that checks it, so a void that comes first wins. Idempotent
+        for a paid one; InvoiceNotOpen for a void one."""
         async with self._tx.begin(uow) as unit:
             invoice = await self.by_number(invoice_id, unit)
-            if invoice.status == "void":
-                raise InvoiceNotOpen(
-                    f"invoice {invoice.number} is void", invoice_id=invoice.invoice_id
-                )
-            await InvoiceRepository(unit).set_paid(invoice.invoice_id, self._clock())
-            return await self.get(invoice.invoice_id, uow=unit)
+            if invoice.status == "open" and await InvoiceRepository(unit).set_paid(
+                invoice.invoice_id, self._clock()
+            ):
+                return await self.get(invoice.invoice_id, uow=unit)
+            now = await self.get(invoice.invoice_id, uow=unit)  # as the statement found it
+            if now.status == "paid":
+                return now
+            raise _not_open(now, "paid")
 
     async def void(
         self, invoice_id: str, reason: str, uow: UnitOfWork | None = None
     ) -> StoredInvoice:
         """Void an open invoice, with the reason, and make the corrected one that replaces
         it (a new number; the same events, the org's terms as they are now); returns the
-        correction. InvoiceNotOpen for a paid or void one."""
+        correction. Only from `open`, checked by the statement that voids it: InvoicePaid for
+        a paid one (a paid invoice is corrected by a credit note), InvoiceNotOpen for a void
+        one; the loser of two racing changes gets one of them."""
         reason = validate_text(reason, "reason", 500) or ""
         if not reason.strip():
             raise InvalidInput("a void needs a reason", field="reason")
         async with self._tx.begin(uow) as unit:
             invoice = await self.by_number(invoice_id, unit)
             if invoice.status != "open":
-                raise InvoiceNotOpen(
-                    f"invoice {invoice.number} is {invoice.status}: only an open one is voided",
-                    invoice_id=invoice.invoice_id,
-                )
+                raise _not_open(invoice, "voided")
             period = BillingPeriod.starting(invoice.period_start)
             made = await self._close_one(invoice.org_id, period, unit, voiding=(invoice, reason))
             assert made is not None, "a period once invoiced stays subscribed"
@@ -353,6 +362,12 @@ class InvoiceService:
         differences: list[str] = []
         async with self._tx.read(uow) as unit:
             repo = InvoiceRepository(unit)
+            for number, status, paid, voided in await repo.status_disagreements():
+                differences.append(
+                    f"{number}: {status}, but "
+                    f"{'with' if paid else 'without'} a payment time and "
+                    f"{'with' if voided else 'without'} a void time"
+                )
             ids = await repo.all_invoice_ids()
             for expected, invoice_id in enumerate(ids, 1):
                 invoice = await repo.get(invoice_id)
@@ -512,6 +527,19 @@ class InvoiceService:
     ) -> dict[str, int]:
         """Each seats metric's peak in `period`."""
         return await self._summary.seat_peaks(org_id, period, unit)
+
+
+def _not_open(invoice: StoredInvoice, change: str) -> InvoiceNotOpen:
+    """Why an invoice in the state it is in cannot be `change`d (only an open one can)."""
+    if invoice.status == "paid":
+        return InvoicePaid(
+            f"invoice {invoice.number} is paid: a paid invoice is not {change}",
+            invoice_id=invoice.invoice_id,
+        )
+    return InvoiceNotOpen(
+        f"invoice {invoice.number} is {invoice.status}: only an open one is {change}",
+        invoice_id=invoice.invoice_id,
+    )
 
 
 def _last_billed(metric: Metric, lines: Tally) -> Position | None:
