@@ -155,6 +155,15 @@ class InvoicePaid(InvoiceNotOpen):
     title = "Invoice paid"
 
 
+class AmountOutOfBounds(BillingError):
+    """An invoice would come to an amount beyond what the kernel stores (see
+    `common.money.MAX_AMOUNT`); nothing was written."""
+
+    status = 422
+    code = "amount_out_of_bounds"
+    title = "Amount out of bounds"
+
+
 class PeriodNotClosed(BillingError):
     """The billing period has not closed yet (it ends, then late events still count in it
     for BILLING_LATE_EVENT_GRACE_HOURS); nothing was written."""

@@ -104,6 +104,7 @@ class Kernel:
             orgs=self.orgs,
             quota=self.quota,
             summary=self.summary,
+            events=self.alerts,
         )
         self.subscriptions = SubscriptionService(
             tx, settings, clock, plans=self.plans, orgs=self.orgs, invoices=self.invoices

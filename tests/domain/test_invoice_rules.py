@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing_kernel.common.money import MAX_AMOUNT, within_bounds
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import (
+    InvoiceDraft,
     InvoiceLine,
     LateUsage,
     LineKind,
@@ -414,3 +416,30 @@ def test_a_periods_usage_from_its_billed_lines_is_a_sum_a_maxs_highest_or_a_late
     }
     catalogue = {"peak": peak, "tokens": tokens, "gauge": gauge}
     assert usage_of(may, billed, catalogue) == {"peak": 20, "tokens": 30, "gauge": 6, "gone": 5}
+
+
+def test_an_invoice_whose_line_or_total_is_beyond_the_amount_bound_says_which() -> None:
+    def draft(*amounts: str) -> InvoiceDraft:
+        lines = tuple(
+            InvoiceLine(LineKind.OVERAGE, f"line {n}", Decimal(a), "f", "starter", 1)
+            for n, a in enumerate(amounts, 1)
+        )
+        return InvoiceDraft("acme", BillingPeriod.parse("2026-04"), "USD", lines, STARTER)
+
+    assert within_bounds(MAX_AMOUNT)
+    assert within_bounds(-MAX_AMOUNT)
+    assert not within_bounds(MAX_AMOUNT + Decimal("0.01"))
+    assert not within_bounds(-MAX_AMOUNT - Decimal("0.01"))
+    assert draft("999999999999.99", "-999999999999.99").out_of_bounds() is None
+    assert draft("-1000000000000.00").out_of_bounds() == (
+        "line 1 (line 1) comes to -1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 "
+        "an amount may be"
+    )
+    assert draft("1.00", "1000000000000.00", "-2000000000000.00").out_of_bounds() == (
+        "line 2 (line 2) comes to 1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 "
+        "an amount may be"
+    )
+    assert draft("600000000000.00", "400000000000.00").out_of_bounds() == (
+        "the total comes to 1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 an amount "
+        "may be"
+    )

@@ -5,7 +5,9 @@ are what they were; numbers have no gaps. On a database of the test's own, both 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from billing_kernel.alerts.rules import EventType
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
@@ -243,3 +246,56 @@ async def test_a_void_at_the_same_clock_reading_as_a_later_invoice_verifies(
     assert may_invoice.lines[-1].formula.endswith("less 4.00 billed → 2.00")
     await kernel.invoices.void(april_invoice.invoice_id, "the same instant")
     assert await kernel.invoices.verify() == []
+
+
+async def test_one_org_beyond_the_amount_bounds_does_not_stop_the_others_invoices(
+    own_url: str, own_database: Database
+) -> None:
+    """Five legal events of 10^12 runs price one org's month beyond what an amount may be:
+    its invoice is reported as not made (an event for the operator, a line from the CLI),
+    and the other five orgs are invoiced, round after round."""
+    april = BillingPeriod.parse("2026-04")
+    clock = Clock(april.start)
+    kernel = kernel_at(own_database, clock)
+    orgs = [f"org-{n}" for n in range(6)]
+    for org_id in orgs:
+        await kernel.orgs.create(org_id, plan_slug="starter")
+        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    for n in range(5):
+        await kernel.usage.record("org-2", "playbook_runs", 10**12, idempotency_key=f"huge-{n}")
+    clock.now = april.end + timedelta(days=2)
+
+    for _ in range(2):  # the next round meets the same org, and still closes the others
+        report = await kernel.invoices.close_due()  # May is not due: April only
+        [failure] = report.failed
+        assert (failure.org_id, failure.period) == ("org-2", april)
+        assert "beyond the 999,999,999,999.99 an amount may be" in failure.reason
+    assert report.closed == ()  # made in the first round
+    listed = await kernel.invoices.list_invoices(None)
+    assert sorted(i.org_id for i in listed) == ["org-0", "org-1", "org-3", "org-4", "org-5"]
+    assert await kernel.invoices.verify() == []
+
+    logged = await kernel.alerts.events(org_id=None, types=[EventType.INVOICE_CLOSE_FAILED])
+    [(_, event)] = logged  # once, however often the closer meets it
+    assert event.org_id is None  # the operator's: the org's members do not see it
+    assert event.data["org_id"] == "org-2"
+    assert event.data["period"] == {"start": "2026-04-01", "end": "2026-05-01"}
+    assert event.data["reason"] == failure.reason
+
+    closing = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "billing_kernel",
+        "invoices",
+        "close",
+        env={**os.environ, "BILLING_DATABASE_URL": own_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = (text.decode() for text in await asyncio.wait_for(closing.communicate(), 60))
+    assert closing.returncode == 1  # the months since April close; org-2's wait for April
+    assert [line for line in out.splitlines() if "org-2" in line] == [
+        f"not invoiced: org-2 2026-04: {failure.reason}"
+    ]
+    assert "invoice(s) finalized" in out
+    assert "1 org(s) could not be invoiced" in err

@@ -169,7 +169,8 @@ async def list_events(
     cursor: SequenceCursor = None,
 ) -> Page[EventOut]:
     """Every event the kernel emitted (`usage.threshold_crossed`,
-    `usage.threshold_resolved`, `quota.blocked`), newest first, a page at a time (see
+    `usage.threshold_resolved`, `quota.blocked`; for a key valid for every org also the
+    operator's `invoice.close_failed`), newest first, a page at a time (see
     *Pagination*), each exactly as the channels deliver it. Needs `billing:admin`."""
     if org_id is None:
         org_id = key.org_id

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     THRESHOLD_CROSSED = "usage.threshold_crossed"
     THRESHOLD_RESOLVED = "usage.threshold_resolved"
     QUOTA_BLOCKED = "quota.blocked"
+    INVOICE_CLOSE_FAILED = "invoice.close_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,4 +266,26 @@ def alert_event(event_type: EventType, facts: AlertFacts, now: datetime) -> Even
         org_id=facts.org_id,
         created_at=now,
         data=data,
+    )
+
+
+def close_failed_event(org_id: str, period: date, reason: str, now: datetime) -> Event:
+    """The event that an org's invoice for `period` could not be made, and why: the
+    operator's (no org of its own, so only deployment-wide endpoints get it, never the org's
+    members); one per org, period and reason however often the closer tries again."""
+    month = BillingPeriod.starting(period)
+    name = f"{EventType.INVOICE_CLOSE_FAILED}|{org_id}|{period.isoformat()}|{reason}"
+    return Event(
+        event_id="evt_" + uuid.uuid5(_EVENT_IDS, name).hex,
+        event_type=EventType.INVOICE_CLOSE_FAILED,
+        org_id=None,
+        created_at=now,
+        data={
+            "org_id": org_id,
+            "period": {
+                "start": month.start.date().isoformat(),
+                "end": month.end.date().isoformat(),
+            },
+            "reason": reason,
+        },
     )

@@ -243,6 +243,12 @@ class AlertService:
                 (org_id, period.key, metric, threshold), self._clock()
             )
 
+    async def record(self, events: Sequence[Event], uow: UnitOfWork | None = None) -> None:
+        """Add events to the log (those already there are kept as they are); the delivery
+        worker delivers them."""
+        async with self._tx.begin(uow) as unit:
+            await AlertRepository(unit).insert_events(events)
+
     async def events(
         self,
         *,

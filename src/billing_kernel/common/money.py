@@ -12,6 +12,14 @@ from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
+MAX_AMOUNT = Decimal("999999999999.99")
+"""The largest amount an invoice line, subtotal or total may come to, either way: what its
+columns hold (NUMERIC(14, 2))."""
+
+
+def within_bounds(amount: Decimal) -> bool:
+    """Whether an invoice amount is one the kernel can store: at most MAX_AMOUNT either way."""
+    return -MAX_AMOUNT <= amount <= MAX_AMOUNT
 
 
 def round_money(amount: Decimal) -> Decimal:

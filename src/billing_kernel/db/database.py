@@ -58,6 +58,15 @@ def is_transient(exc: BaseException) -> bool:
     return getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY_CODES
 
 
+def failure_reason(exc: BaseException) -> str:
+    """Why a statement failed, in one line, without the statement or its parameters (the
+    database's own message for a database error)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(cause).strip().splitlines()
+    first = lines[0] if lines else type(cause).__name__
+    return first.split(">: ", 1)[-1][:500]  # asyncpg's errors say "<class '...'>: " first
+
+
 def async_url(url: str | URL) -> URL:
     """`url` with the kernel's async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
     parsed = make_url(url)

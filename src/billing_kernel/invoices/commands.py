@@ -66,6 +66,10 @@ def invoices_close(
     for invoice in report.closed:
         typer.echo(_summary_line(invoice))
     typer.echo(f"{len(report.closed)} invoice(s) finalized")
+    for failure in report.failed:
+        typer.echo(f"not invoiced: {failure.org_id} {failure.period.label}: {failure.reason}")
+    if report.failed:
+        fail(f"{len(report.failed)} org(s) could not be invoiced")
 
 
 @invoices_app.command("void")

@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.common.money import ZERO, money_text, round_money
+from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
@@ -315,6 +315,24 @@ class InvoiceDraft:
     def total(self) -> Decimal:
         """The subtotal: the kernel adds no tax."""
         return self.subtotal
+
+    def out_of_bounds(self) -> str | None:
+        """Why the invoice cannot be stored, if an amount of it is beyond MAX_AMOUNT: the
+        first such line, or the total; None when every amount is within bounds."""
+        most = money_text(MAX_AMOUNT, thousands=True)
+        for number, line in enumerate(self.lines, 1):
+            if not within_bounds(line.amount):
+                return (
+                    f"line {number} ({line.description}) comes to "
+                    f"{money_text(line.amount, thousands=True)} {self.currency}, beyond the "
+                    f"{most} an amount may be"
+                )
+        if not within_bounds(self.total):
+            return (
+                f"the total comes to {money_text(self.total, thousands=True)} {self.currency}, "
+                f"beyond the {most} an amount may be"
+            )
+        return None
 
 
 def draft_invoice(

@@ -4,16 +4,23 @@ still follows from what it was made of (see `rules`)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 
+from billing_kernel.alerts.rules import close_failed_event
+from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_text
 from billing_kernel.config import Settings
+from billing_kernel.db.database import failure_reason
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import (
+    AmountOutOfBounds,
+    BillingError,
+    DatabaseUnavailable,
     InvalidInput,
     InvoiceNotFound,
     InvoiceNotOpen,
@@ -48,6 +55,8 @@ from billing_kernel.summary.service import SummaryService
 
 SAMPLE_KEYS = 5
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Computed:
@@ -69,9 +78,20 @@ class Explained:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseFailure:
+    """An org whose invoice for a period could not be made, and why."""
+
+    org_id: str
+    period: BillingPeriod
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseReport:
     closed: tuple[StoredInvoice, ...]
     """The invoices this call finalized."""
+    failed: tuple[CloseFailure, ...] = ()
+    """The orgs it could not invoice (each tried in its own transaction: the others were)."""
 
 
 class InvoiceService:
@@ -86,6 +106,7 @@ class InvoiceService:
         orgs: OrgService,
         quota: QuotaService,
         summary: SummaryService,
+        events: AlertService,
     ) -> None:
         self._tx = transactions
         self._settings = settings
@@ -95,6 +116,7 @@ class InvoiceService:
         self._orgs = orgs
         self._quota = quota
         self._summary = summary
+        self._events = events
 
     @property
     def grace(self) -> timedelta:
@@ -173,14 +195,19 @@ class InvoiceService:
 
     async def close_due(self, uow: UnitOfWork | None = None) -> CloseReport:
         """Finalize every invoice that is due: for each period that has closed, oldest
-        first, each org subscribed in it that has no invoice for it yet. Idempotent and safe
-        to run from several processes at once (`billing-kernel invoices close`, and the
-        worker every BILLING_CLOSE_INTERVAL_SECONDS)."""
+        first, each org subscribed in it that has no invoice for it yet, each in its own
+        transaction (unless `uow` is given): an org that cannot be closed is reported, with
+        an `invoice.close_failed` event, and the others are closed (its later periods wait:
+        an invoice never bills usage of a period before it that has none). Idempotent and safe to
+        run from several processes at once (`billing-kernel invoices close`, and the worker
+        every BILLING_CLOSE_INTERVAL_SECONDS). DatabaseUnavailable stops the round."""
         now = self._clock()
         await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
             first = await InvoiceRepository(unit).first_change()
         closed: list[StoredInvoice] = []
+        failed: list[CloseFailure] = []
+        stuck: set[str] = set()
         if first is None:
             return CloseReport(())
         plans: dict[tuple[str, int], Plan] = {}  # versions do not change: read each once
@@ -189,11 +216,32 @@ class InvoiceService:
             async with self._tx.read(uow) as unit:
                 org_ids = await InvoiceRepository(unit).orgs_to_invoice(month.key, month.end)
             for org_id in org_ids:
-                made = await self._close_one(org_id, month, uow, made_only=True, plans=plans)
+                if org_id in stuck:
+                    continue  # its later months wait for the one that failed
+                try:
+                    made = await self._close_one(org_id, month, uow, made_only=True, plans=plans)
+                except DatabaseUnavailable:
+                    raise
+                except Exception as exc:  # one org's fault must not stop every org's invoice
+                    if uow is not None:
+                        raise  # the caller's transaction is spoilt: it decides
+                    failed.append(await self._close_failed(org_id, month, exc))
+                    stuck.add(org_id)
+                    continue
                 if made is not None:
                     closed.append(made)
             month = month.next()
-        return CloseReport(tuple(closed))
+        return CloseReport(tuple(closed), tuple(failed))
+
+    async def _close_failed(
+        self, org_id: str, period: BillingPeriod, exc: Exception
+    ) -> CloseFailure:
+        """Record that the org's invoice for `period` could not be made: logged, and an
+        `invoice.close_failed` event for the operator's endpoints."""
+        reason = exc.message if isinstance(exc, BillingError) else failure_reason(exc)
+        logger.error("could not invoice org %s for %s: %s", org_id, period.label, reason)
+        await self._events.record([close_failed_event(org_id, period.key, reason, self._clock())])
+        return CloseFailure(org_id, period, reason)
 
     async def _close_one(
         self,
@@ -235,8 +283,15 @@ class InvoiceService:
             computed = await self._compute(
                 org_id, period, history, {**used, **seats}, late, unit, events=billed
             )
-            sequence = await repo.next_number()
             draft = computed.draft
+            beyond = draft.out_of_bounds()
+            if beyond is not None:
+                raise AmountOutOfBounds(
+                    f"{org_id}'s invoice for {period.label} cannot be made: {beyond}",
+                    org_id=org_id,
+                    period=period.label,
+                )
+            sequence = await repo.next_number()
             invoice = StoredInvoice(
                 invoice_id=invoice_id,
                 org_id=org_id,
