@@ -27,6 +27,7 @@ $(SDK_STAMP): sdk/pyproject.toml
 # The delivery worker runs inside the server, so alerts go out without a second command.
 run: export BILLING_DEV_MODE ?= true
 run: export BILLING_WORKER_IN_SERVER ?= true
+run: export BILLING_ALLOW_PRIVATE_WEBHOOKS ?= true
 run: $(STAMP)
 	$(BIN)/billing-kernel migrate
 	$(BIN)/billing-kernel demo --port $(PORT)

@@ -31,6 +31,10 @@ from billing_kernel.plans.repository import PlanRepository
 from billing_kernel.plans.rules import Plan, PlanMetric
 
 DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+# The suite's receivers listen on 127.0.0.1: most tests deliver there, as in dev mode. The
+# tests of the outbound URL policy set `allow_private_webhooks=False` themselves.
+os.environ.setdefault("BILLING_ALLOW_PRIVATE_WEBHOOKS", "true")
 BACKENDS = ["sqlite", "postgres"]
 
 

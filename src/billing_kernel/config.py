@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         " at random); when they are spent, the delivery has failed. The default: eight "
         "attempts over about 27 hours.",
     )
+    allow_private_webhooks: bool | None = Field(
+        default=None,
+        description="Whether webhooks and Slack messages may go to loopback, private, "
+        "link-local (cloud metadata), multicast, unspecified or reserved addresses. Unset: "
+        "only in dev mode. Leave it off in production: an org's admin registers the URLs.",
+    )
     webhook_secret_overlap_hours: float = Field(
         default=24, ge=0, le=720, description="How long a rotated webhook secret still signs."
     )
@@ -158,6 +164,10 @@ class Settings(BaseSettings):
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
         return DEV_JWT_SECRET if self.dev_mode else ""
+
+    def private_webhooks_allowed(self) -> bool:
+        """BILLING_ALLOW_PRIVATE_WEBHOOKS, or dev mode when it is unset."""
+        return self.dev_mode if self.allow_private_webhooks is None else self.allow_private_webhooks
 
     def problems_for_serving(self) -> list[str]:
         """Why the server must not start with these settings (empty when it may)."""

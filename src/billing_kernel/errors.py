@@ -33,6 +33,15 @@ class InvalidInput(BillingError):
     title = "Invalid input"
 
 
+class UrlNotAllowed(InvalidInput):
+    """An outbound URL (a webhook, a Slack incoming webhook) points where the kernel does
+    not send: a host that does not resolve, or a loopback, private, link-local, multicast,
+    unspecified or reserved address; nothing was written."""
+
+    code = "url_not_allowed"
+    title = "URL not allowed"
+
+
 class NotFound(BillingError):
     """Base for things that do not exist (or that the caller may not see)."""
 

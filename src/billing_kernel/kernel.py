@@ -25,6 +25,7 @@ from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import CatalogueCache, MetricService
+from billing_kernel.notifications.outbound import Resolver, system_resolver
 from billing_kernel.notifications.service import NotificationService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import DefaultPlanNotice, PlanService
@@ -46,6 +47,8 @@ class _ProcessState:
     catalogue: CatalogueCache = field(default_factory=CatalogueCache)
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
     default_plan_notice: DefaultPlanNotice = field(default_factory=DefaultPlanNotice)
+    resolver: Resolver = system_resolver
+    """How outbound URLs' hosts are resolved (a test resolver in tests)."""
 
 
 class Kernel:
@@ -58,12 +61,15 @@ class Kernel:
         *,
         clock: Callable[[], datetime] = utc_now,
         acting_user: str | None = None,
+        resolver: Resolver | None = None,
         _state: _ProcessState | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self._clock = clock
         self._state = _state or _ProcessState()
+        if resolver is not None:
+            self._state.resolver = resolver
         self._tx = tx = Transactions(database, acting_user=acting_user)
         state = self._state
         self.metrics = MetricService(tx, state.catalogue, clock)
@@ -109,7 +115,7 @@ class Kernel:
         self.subscriptions = SubscriptionService(
             tx, settings, clock, plans=self.plans, orgs=self.orgs, invoices=self.invoices
         )
-        self.notifications = NotificationService(tx, settings, clock, self.orgs)
+        self.notifications = NotificationService(tx, settings, clock, self.orgs, state.resolver)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
         self.compat = CompatService(
             tx,
@@ -126,10 +132,11 @@ class Kernel:
         return self._clock()
 
     @classmethod
-    def open(cls, settings: Settings) -> Kernel:
+    def open(cls, settings: Settings, *, resolver: Resolver | None = None) -> Kernel:
         """A kernel on a database pool of its own (BILLING_DATABASE_URL, BILLING_DB_POOL_SIZE),
         as the HTTP app and the CLI run it; `aclose()` closes the pool."""
-        return cls(Database(settings.database_url, pool_size=settings.db_pool_size), settings)
+        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        return cls(database, settings, resolver=resolver)
 
     async def aclose(self) -> None:
         """Close the database pool (for a kernel from `open`)."""

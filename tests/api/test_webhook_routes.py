@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.config import Settings
+from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.worker import DeliveryWorker
-from tests.api.conftest import Api
+from tests.api.conftest import Api, app_for
 from tests.conftest import new_id, row_counts, save_plan
 from tests.receivers import http_receiver
 
@@ -81,6 +83,35 @@ async def test_endpoint_refusals_name_what_is_wrong_and_write_nothing(api: Api) 
     assert elsewhere.status_code == 403
     assert (await api.client.get(ENDPOINTS, headers=writer)).status_code == 403
     assert await row_counts(api.database) == before
+
+
+async def test_urls_that_reach_private_networks_are_refused_unless_allowed(
+    database: Database,
+) -> None:
+    """What a one-org key could register before: cloud metadata, a private network, the
+    kernel's own host."""
+    async with app_for(database, allow_private_webhooks=False) as client:
+        api = Api(client, Kernel(database, Settings(database_url=str(database.url))), database)
+        org_id = await new_org(api)
+        key = await api.key(Scope.BILLING_ADMIN, org_id=org_id)
+        before = await row_counts(database)
+        for url in (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/hook",
+            "http://localhost:6379/",
+            "http://[::1]:8000/",
+            "http://[fd00::5]/hook",
+        ):
+            answer = await client.post(ENDPOINTS, json={"url": url}, headers=key)
+            assert (answer.status_code, answer.json()["code"]) == (422, "url_not_allowed"), url
+            assert "address" in answer.json()["detail"], url
+            slack = await client.put(
+                f"/api/v1/orgs/{org_id}/notifications",
+                json={"slack_webhook_url": url, "email": False},
+                headers=key,
+            )
+            assert (slack.status_code, slack.json()["code"]) == (422, "url_not_allowed"), url
+        assert await row_counts(database) == before
 
 
 async def test_another_orgs_endpoint_and_delivery_are_not_found(api: Api) -> None:

@@ -14,6 +14,7 @@ from billing_kernel.notifications.rules import (
     SECRET_PREFIX,
     ChannelSettings,
     Endpoint,
+    address_refusal,
     alert_words,
     email_html,
     email_text,
@@ -122,6 +123,8 @@ def test_a_schedule_of_ones_own_is_followed() -> None:
         "http://127.0.0.1:9000/x?y=1",
         "https://h.test",
         "https://example.com/" + "a" * 1980,  # 2,000 characters: the most
+        "http://[2001:db8::1]:8080/x",
+        "https://example.com:65535/",
     ],
 )
 def test_http_and_https_urls_with_a_host_are_taken(url: str) -> None:
@@ -138,6 +141,11 @@ def test_http_and_https_urls_with_a_host_are_taken(url: str) -> None:
         "https://exa mple.com",
         "https://example.com/\x00",
         "https://example.com/" + "a" * 2000,
+        "https://example.com:65536/",
+        "https://example.com:99999/",
+        "http://[2001:db8::zz]/",
+        "http://[::1/",
+        "http://::1/",
         None,
         42,
     ],
@@ -280,3 +288,39 @@ def test_a_slack_message_is_block_kit_with_a_plain_fallback() -> None:
     header = slack_message(long)["blocks"][0]  # type: ignore[index]
     assert header["text"]["text"] == long.subject[:150]  # Slack's most for a header
     assert len(long.subject) > 150
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("127.255.255.254", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("239.255.255.250", "multicast"),
+        ("ff02::1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("255.255.255.255", "reserved"),
+        ("10.0.0.1", "private"),
+        ("172.31.255.255", "private"),
+        ("192.168.0.1", "private"),
+        ("fc00::1", "private"),
+        ("fdff::1", "private"),
+        ("::ffff:192.168.1.1", "private"),
+        ("100.64.0.1", "non-public"),
+        ("8.8.8.8", None),
+        ("93.184.216.34", None),
+        ("172.32.0.1", None),
+        ("2606:4700::1111", None),
+        ("::ffff:8.8.8.8", None),
+    ],
+)
+def test_an_address_is_refused_for_outbound_requests_by_its_kind(
+    address: str, kind: str | None
+) -> None:
+    assert address_refusal(address) == kind

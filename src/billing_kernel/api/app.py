@@ -25,6 +25,7 @@ from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
 from billing_kernel.metrics import routes as metric_routes
+from billing_kernel.notifications.outbound import Resolver
 from billing_kernel.orgs import routes as org_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
@@ -56,15 +57,25 @@ in exactly one org may leave it out).
 DOCS_ASSETS_URL = "/docs-assets"
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    resolver: Resolver | None = None,
+) -> FastAPI:
     """The API. Refuses to build with unsafe settings (a missing or default JWT secret
-    outside dev mode). A `database` passed in stays the caller's to dispose."""
+    outside dev mode). A `database` passed in stays the caller's to dispose; `resolver`
+    resolves outbound URLs' hosts (the system's by default)."""
     settings = settings or get_settings()
     problems = settings.problems_for_serving()
     if problems:
         raise ConfigurationError("refusing to start: " + "; ".join(problems))
     owned = database is None
-    kernel = Kernel.open(settings) if database is None else Kernel(database, settings)
+    kernel = (
+        Kernel.open(settings, resolver=resolver)
+        if database is None
+        else Kernel(database, settings, resolver=resolver)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

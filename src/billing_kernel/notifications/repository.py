@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from billing_kernel.alerts.rules import Event, EventType
 from billing_kernel.db.database import upsert
@@ -42,6 +42,18 @@ def _endpoint(row: Any) -> Endpoint:
         previous_until=row.previous_until,
         created_at=row.created_at,
         disabled_at=row.disabled_at,
+    )
+
+
+def _own(org_id: str) -> ColumnElement[bool]:
+    """The deliveries that are the org's own: of its events, and by its own channels (its
+    endpoints, its Slack, its email), not to a deployment-wide endpoint, whose answers are
+    the operator's."""
+    dl, ep = deliveries.c, webhook_endpoints.c
+    its_endpoints = select(ep.endpoint_id).where(ep.org_id == org_id)
+    return and_(
+        dl.org_id == org_id,
+        or_(dl.channel != Channel.WEBHOOK.value, dl.target.in_(its_endpoints)),
     )
 
 
@@ -287,12 +299,12 @@ class NotificationRepository:
         )
         return result.first() is not None
 
-    async def delivery(self, delivery_id: str) -> Delivery | None:
-        found = (
-            await self._conn.execute(
-                select(deliveries).where(deliveries.c.delivery_id == delivery_id)
-            )
-        ).first()
+    async def delivery(self, delivery_id: str, *, only_org: str | None = None) -> Delivery | None:
+        """A delivery; with `only_org`, only one of that org's own (see `_own`)."""
+        query = select(deliveries).where(deliveries.c.delivery_id == delivery_id)
+        if only_org is not None:
+            query = query.where(_own(only_org))
+        found = (await self._conn.execute(query)).first()
         return None if found is None else _delivery(found)
 
     async def list_deliveries(
@@ -309,7 +321,9 @@ class NotificationRepository:
         """Deliveries newest first (by id, which grows with time), filtered."""
         dl = deliveries.c
         query = select(deliveries)
-        if only_org or org_id is not None:
+        if only_org and org_id is not None:
+            query = query.where(_own(org_id))
+        elif org_id is not None:
             query = query.where(dl.org_id == org_id)
         for column, value in ((dl.target, target), (dl.event_id, event_id)):
             if value is not None:

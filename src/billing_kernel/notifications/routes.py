@@ -43,10 +43,14 @@ DeliveryId = Annotated[str, Path(max_length=32, pattern=r"^dlv_[0-9a-f]{1,28}$")
 async def create_endpoint(
     body: EndpointIn, key: OrgAdmin, kernel: KernelDep
 ) -> EndpointWithSecretOut:
-    """Events (`usage.threshold_crossed`, `usage.threshold_resolved`, `quota.blocked`; all
-    when `event_types` is empty) are POSTed to `url` as JSON, signed per Standard Webhooks
-    (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the `secret` answered here
-    and never again. Without `org_id`: every org's events (a key for every org). Needs
+    """Events (`usage.threshold_crossed`, `usage.threshold_resolved`, `quota.blocked`, and
+    for an endpoint of every org `invoice.close_failed`; all when `event_types` is empty)
+    are POSTed to `url` as JSON, signed per Standard Webhooks (`webhook-id`,
+    `webhook-timestamp`, `webhook-signature`) with the `secret` answered here and never
+    again. Without `org_id`: every org's events (a key for every org). 422
+    `url_not_allowed` for a URL whose host is or resolves to a loopback, private,
+    link-local, multicast, unspecified or reserved address (unless the deployment sets
+    BILLING_ALLOW_PRIVATE_WEBHOOKS); redirects are never followed. Needs
     `billing:admin`."""
     org_id = body.org_id or key.org_id
     if org_id is not None:
@@ -128,7 +132,8 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     """Every delivery (webhook, email, Slack) newest first, a page at a time, each with
     every attempt: when, how long, the receiver's status code, the error. A key restricted
-    to one org sees only that org's. Needs `billing:admin`."""
+    to one org sees only that org's own (not those to an endpoint of every org, whose
+    answers are the operator's). Needs `billing:admin`."""
     org_id, only_org = _scope(key, org_id)
     rows = await kernel.notifications.deliveries(
         org_id=org_id,

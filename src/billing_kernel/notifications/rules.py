@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import html
+import ipaddress
 import random
 import re
 import secrets
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from billing_kernel.alerts.rules import Event, EventType
 from billing_kernel.errors import InvalidInput
@@ -150,7 +152,7 @@ def webhook_headers(
 
 URL_PATTERN = (
     r"^https?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"  # user:password@, optional
-    r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?"  # the host: a name or an IPv4 address
+    r"([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])"  # a name, IPv4 or [IPv6]
     r"(:[0-9]{1,5})?"
     r"([/?#][^\s\x00-\x1f\x7f]*)?$"
 )
@@ -167,7 +169,43 @@ def validate_url(url: object, field: str) -> str:
         )
     if re.fullmatch(URL_PATTERN, url) is None:
         raise InvalidInput(f"{field} must be an http or https URL with a host", field=field)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a port beyond 65535 raises
+        if ":" in (parts.hostname or ""):  # a bracketed IPv6 address
+            ipaddress.IPv6Address(parts.hostname)
+    except ValueError:
+        raise InvalidInput(
+            f"{field} must be an http or https URL with a valid host and port", field=field
+        ) from None
     return url
+
+
+ADDRESS_CLASSES = (
+    ("unspecified", "is_unspecified"),
+    ("loopback", "is_loopback"),
+    ("link-local", "is_link_local"),
+    ("multicast", "is_multicast"),
+    ("reserved", "is_reserved"),
+    ("private", "is_private"),
+)
+"""The kinds of address a webhook or Slack message is never sent to (unless the operator
+allows private ones), in the order they are named."""
+
+
+def address_refusal(address: str) -> str | None:
+    """Why an outbound request may not go to this IP address (the kind of address it is:
+    loopback, private, link-local, which includes cloud metadata, ...), or None for a public
+    one. An IPv4 address written as IPv6 (::ffff:a.b.c.d) is judged as IPv4."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for kind, test in ADDRESS_CLASSES:
+        if getattr(ip, test):
+            return kind
+    if not ip.is_global:  # e.g. shared address space (100.64.0.0/10)
+        return "non-public"
+    return None
 
 
 def next_attempt(

@@ -24,6 +24,12 @@ from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import DeliveryNotFound, EndpointNotFound, InvalidInput
+from billing_kernel.notifications.outbound import (
+    Destination,
+    Resolver,
+    destination,
+    system_resolver,
+)
 from billing_kernel.notifications.repository import NotificationRepository
 from billing_kernel.notifications.rules import (
     Attempt,
@@ -86,11 +92,13 @@ class NotificationService:
         settings: Settings,
         clock: Callable[[], datetime],
         orgs: OrgService,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self._tx = transactions
         self._settings = settings
         self._clock = clock
         self._orgs = orgs
+        self._resolve = resolve
         self._email_off_said = False
         self._random = random.Random()
 
@@ -109,6 +117,7 @@ class NotificationService:
         org's) of `event_types` (none: all); the answer holds its signing secret, which is
         never shown again."""
         url = validate_url(url, "url")
+        await self._check_outbound(url, "url")
         types = tuple(sorted({_event_type(t) for t in event_types}))
         description = validate_text(description, "description", 200)
         async with self._tx.begin(uow) as unit:
@@ -182,6 +191,23 @@ class NotificationService:
             assert found is not None
             return found
 
+    async def destination(self, url: str, field: str) -> Destination:
+        """Where a request to `url` may go, checked now (see `outbound.destination`):
+        UrlNotAllowed naming `field` for a host that does not resolve or, unless
+        BILLING_ALLOW_PRIVATE_WEBHOOKS, one that is not public."""
+        return await destination(
+            url,
+            self._resolve,
+            allow_private=self._settings.private_webhooks_allowed(),
+            field=field,
+        )
+
+    async def _check_outbound(self, url: str, field: str) -> None:
+        """At registration: UrlNotAllowed unless `url` reaches only public addresses now
+        (nothing to check when BILLING_ALLOW_PRIVATE_WEBHOOKS allows every address)."""
+        if not self._settings.private_webhooks_allowed():
+            await self.destination(url, field)
+
     # An org's channels
 
     async def channel_settings(self, org_id: str, uow: UnitOfWork | None = None) -> ChannelSettings:
@@ -201,6 +227,7 @@ class NotificationService:
         Slack), and whether its owners and admins get them by email."""
         if slack_webhook_url is not None:
             slack_webhook_url = validate_url(slack_webhook_url, "slack_webhook_url")
+            await self._check_outbound(slack_webhook_url, "slack_webhook_url")
         settings = ChannelSettings(slack_webhook_url, bool(email))
         async with self._tx.begin(uow) as unit:
             await self._orgs.require(org_id, unit)
@@ -353,10 +380,12 @@ class NotificationService:
     async def delivery(
         self, delivery_id: str, *, org_id: str | None = None, uow: UnitOfWork | None = None
     ) -> tuple[Delivery, list[Attempt]]:
+        """A delivery with its attempts; with `org_id`, only one of that org's own (not to
+        a deployment-wide endpoint): DeliveryNotFound otherwise."""
         async with self._tx.read(uow) as unit:
             repo = NotificationRepository(unit)
-            found = await repo.delivery(delivery_id)
-            if found is None or (org_id is not None and found.org_id != org_id):
+            found = await repo.delivery(delivery_id, only_org=org_id)
+            if found is None:
                 raise DeliveryNotFound(f"no delivery {delivery_id!r}", delivery_id=delivery_id)
             return found, (await repo.attempts([delivery_id]))[delivery_id]
 

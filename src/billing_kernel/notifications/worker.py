@@ -25,6 +25,7 @@ import httpx
 
 from billing_kernel import __version__
 from billing_kernel.db.database import EVENTS_CHANNEL
+from billing_kernel.errors import UrlNotAllowed
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.notifications.rules import (
     AlertWords,
@@ -154,8 +155,21 @@ class DeliveryWorker:
     async def _post(
         self, url: str, body: bytes, headers: dict[str, str], started: datetime
     ) -> Outcome:
+        """POST to the address the URL's host resolves to now, checked before it is used
+        (see `outbound`), with the name as the Host header and for TLS; no redirects."""
         try:
-            answer = await self._client.post(url, content=body, headers=headers)
+            to = await self._kernel.notifications.destination(url, "url")
+        except UrlNotAllowed as refused:  # a name that does not resolve may, later
+            final = "address" in refused.details
+            return Outcome(False, started, 0, error=refused.message[:500], final=final)
+        pinned = httpx.URL(url).copy_with(host=to.address)
+        try:
+            answer = await self._client.post(
+                pinned,
+                content=body,
+                headers={**headers, "host": httpx.URL(url).netloc.decode("ascii")},
+                extensions={"sni_hostname": to.host},
+            )
         except httpx.TimeoutException:
             return Outcome(False, started, 0, error="no answer in time")
         except httpx.HTTPError as exc:
