@@ -123,7 +123,6 @@ def test_a_schedule_of_ones_own_is_followed() -> None:
         "http://127.0.0.1:9000/x?y=1",
         "https://h.test",
         "https://example.com/" + "a" * 1980,  # 2,000 characters: the most
-        "http://[2001:db8::1]:8080/x",
         "https://example.com:65535/",
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 
 from billing_kernel.common.periods import BillingPeriod
@@ -19,7 +19,7 @@ from billing_kernel.summary.schemas import (
 from billing_kernel.web.deps import KernelDep, MemberAccess, OrgAdminOfPath, OrgId
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Cursor, Limit
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response
+from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response, next_url
 from billing_kernel.web.routers import billing_router, orgs_router
 from billing_kernel.web.schemas import MONTH_PATTERN
 
@@ -144,6 +144,7 @@ async def org_usage(
     responses=CSV_RESPONSE,
 )
 async def export_org_usage(
+    request: Request,
     org_id: OrgId,
     _key: OrgAdminOfPath,
     kernel: KernelDep,
@@ -151,15 +152,20 @@ async def export_org_usage(
     to: LastMonth = None,
     granularity: PointSize = Granularity.MONTH,
     group_by: GroupBy = None,
+    cursor: Cursor = None,
 ) -> StreamingResponse:
-    """`getOrgUsage`'s points, all of them, one row per point and metric (`start`, `end`,
-    `metric`, `quantity`), streamed a page at a time; with `group_by`, one row per point,
-    metric and value of that property, in a column named after it. Needs `billing:admin`."""
+    """`getOrgUsage`'s points, one row per point and metric (`start`, `end`, `metric`,
+    `quantity`); with `group_by`, one row per point, metric and value of that property, in a
+    column named after it. At most 1,000 points an answer (a month or a day each): when there
+    are more, a `Link` header (`rel="next"`) names the same export from where this one ends
+    (its `cursor`, as `getOrgUsage`'s). Values are made safe for spreadsheets (a leading `'`
+    before =, +, -, @, a tab or a carriage return). Needs `billing:admin`."""
     last = BillingPeriod.parse(to) if to else None
     first = BillingPeriod.parse(from_) if from_ else None
-
-    async def page_after(after: str | None) -> UsageHistory:
-        return await kernel.summary.usage_history(
+    pages: list[UsageHistory] = []
+    after, points = cursor, 0
+    while points < EXPORT_MOST_POINTS:  # read before the first byte: an unknown org is a 404
+        page = await kernel.summary.usage_history(
             org_id,
             first=first,
             last=last,
@@ -168,16 +174,19 @@ async def export_org_usage(
             limit=EXPORT_POINTS,
             group_by=group_by,
         )
-
-    history = await page_after(None)  # an unknown org is a 404 before the first byte
+        pages.append(page)
+        points += len(page.points)
+        if not page.more:
+            break
+        after = page.points[-1].start.isoformat()
+    follow = next_url(request, after) if pages[-1].more and after is not None else None
 
     async def rows() -> AsyncIterator[str]:
-        page = history
         if group_by is None:
             yield csv_line(("start", "end", "metric", "quantity"))
         else:
             yield csv_line(("start", "end", "metric", group_by, "quantity"))
-        while True:
+        for page in pages:
             for point in page.points:
                 span = (point.start.isoformat(), point.end.isoformat())
                 for metric, quantity in point.usage.items():
@@ -186,12 +195,12 @@ async def export_org_usage(
                         continue
                     for value, total in point.groups[metric].items():
                         yield csv_line((*span, metric, value or "", str(total)))
-            if not page.more:
-                return
-            page = await page_after(page.points[-1].start.isoformat())
 
-    return csv_response(rows(), f"{org_id}-usage.csv")
+    return csv_response(rows(), f"{org_id}-usage.csv", next_url=follow)
 
 
 EXPORT_POINTS = 200
+EXPORT_MOST_POINTS = 1_000
+"""The most points one answer of `usage.csv` holds (a multiple of EXPORT_POINTS); the rest
+follow its `Link`."""
 """Points read per transaction by an export."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _quoted
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from billing_kernel.common.validation import ID_PATTERN_TEXT
@@ -23,7 +23,7 @@ from billing_kernel.usage.schemas import (
 from billing_kernel.web.deps import KernelDep, OrgAdminOfPath, OrgId, UsageWriter
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, page_of
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response
+from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response, next_url
 from billing_kernel.web.routers import orgs_router, usage_router
 from billing_kernel.web.schemas import QueryDateTime
 
@@ -167,6 +167,7 @@ async def list_org_events(
     responses=CSV_RESPONSE,
 )
 async def export_org_events(
+    request: Request,
     org_id: OrgId,
     _key: OrgAdminOfPath,
     kernel: KernelDep,
@@ -174,16 +175,38 @@ async def export_org_events(
     event: EventFilter = None,
     from_: Since = None,
     to: Until = None,
+    cursor: EventCursor = None,
 ) -> StreamingResponse:
-    """The events `listOrgEvents` selects, all of them, as CSV with a header row, streamed a
-    page at a time: a million rows never sit in memory. Needs `billing:admin`."""
-    start, end = from_, to
-    await kernel.usage_reader.events(org_id, metric=metric, limit=1)  # 404s first
+    """The events `listOrgEvents` selects as CSV with a header row, streamed a page at a
+    time, at most 100,000 rows an answer: when there are more, a `Link` header (`rel="next"`)
+    names the same export from where this one ends (its `cursor`). Values are made safe for
+    spreadsheets (a leading `'` before =, +, -, @, a tab or a carriage return). Needs
+    `billing:admin`."""
+    start, end, after = from_, to, _position(cursor)
+    # 404s before the first byte; and the last row of this answer, if more follow it.
+    edge = await kernel.usage_reader.events(
+        org_id,
+        metric=metric,
+        event=event,
+        start=start,
+        end=end,
+        after=after,
+        limit=2,
+        offset=EXPORT_ROWS - 1,
+    )
+    through = edge[0].position if len(edge) == 2 else None
+    follow = None if through is None else next_url(request, _cursor(edge[0]))
 
     async def rows() -> AsyncIterator[str]:
         yield csv_line(CSV_COLUMNS)
         async for page in kernel.usage_reader.all_events(
-            org_id, metric=metric, event=event, start=start, end=end
+            org_id,
+            metric=metric,
+            event=event,
+            start=start,
+            end=end,
+            after=after,
+            through=through,
         ):
             yield "".join(
                 csv_line(
@@ -201,7 +224,11 @@ async def export_org_events(
                 for e in page
             )
 
-    return csv_response(rows(), f"{org_id}-events.csv")
+    return csv_response(rows(), f"{org_id}-events.csv", next_url=follow)
+
+
+EXPORT_ROWS = 100_000
+"""The most rows one answer of `events.csv` holds; the rest follow its `Link`."""
 
 
 CSV_COLUMNS = (

@@ -194,10 +194,13 @@ class UsageHistory:
         end: datetime | None,
         after: EventPosition | None,
         limit: int,
+        offset: int = 0,
+        through: EventPosition | None = None,
     ) -> list[StoredEvent]:
         """Up to `limit` of the org's event lines in time order (then key and metric order)
-        after the position `after`, of one metric or all, of one event name or all, that
-        occurred from `start` until `end`."""
+        after the position `after` (and `offset` more) and up to `through` (included), of
+        one metric or all, of one event name or all, that occurred from `start` until
+        `end`."""
         e, sent = usage_lines.c, usage_events.c
         query = (
             select(
@@ -214,6 +217,7 @@ class UsageHistory:
             .where(e.org_id == org_id)
             .order_by(e.occurred_at, e.idempotency_key, e.metric)
             .limit(limit)
+            .offset(offset)
         )
         if metric is not None:
             query = query.where(e.metric == metric)
@@ -223,16 +227,11 @@ class UsageHistory:
             query = query.where(e.occurred_at >= start)
         if end is not None:
             query = query.where(e.occurred_at < end)
-        if after is not None:  # bound as the columns are stored (SQLite keeps times as text)
-            moment, key, after_metric = after
-            query = query.where(
-                tuple_(e.occurred_at, e.idempotency_key, e.metric)
-                > tuple_(
-                    literal(moment, e.occurred_at.type),
-                    literal(key, e.idempotency_key.type),
-                    literal(after_metric, e.metric.type),
-                )
-            )
+        position = tuple_(e.occurred_at, e.idempotency_key, e.metric)
+        if after is not None:
+            query = query.where(position > _as_stored(after))
+        if through is not None:
+            query = query.where(position <= _as_stored(through))
         return [StoredEvent(*row) for row in await self._conn.execute(query)]
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
@@ -253,3 +252,15 @@ class UsageHistory:
             .group_by(e.metric)
         )
         return {metric: int(count) for metric, count in result.all()}
+
+
+def _as_stored(position: EventPosition) -> Any:
+    """An event line's position as its columns store it (SQLite keeps times as text), to
+    compare positions in SQL."""
+    e = usage_lines.c
+    moment, key, metric = position
+    return tuple_(
+        literal(moment, e.occurred_at.type),
+        literal(key, e.idempotency_key.type),
+        literal(metric, e.metric.type),
+    )

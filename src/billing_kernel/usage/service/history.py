@@ -45,11 +45,14 @@ class UsageReader:
         end: datetime | None = None,
         after: EventPosition | None = None,
         limit: int = 50,
+        offset: int = 0,
+        through: EventPosition | None = None,
         uow: UnitOfWork | None = None,
     ) -> list[StoredEvent]:
         """Up to `limit` of the org's usage events in the order they occurred (then by key,
         each once per metric it counts toward), after the position `after` (an event's
-        `position`): of one metric or all, of one event name or all, that occurred from
+        `position`) and `offset` more, up to the position `through` (included): of one
+        metric or all, of one event name or all, that occurred from
         `start` (included) until `end` (not). OrgNotFound for an unknown org, UnknownMetric
         for a metric not in the catalogue."""
         async with self._tx.read(uow) as unit:
@@ -64,6 +67,8 @@ class UsageReader:
                 end=None if end is None else ensure_utc(end),
                 after=after,
                 limit=limit,
+                offset=offset,
+                through=through,
             )
 
     async def all_events(
@@ -74,14 +79,23 @@ class UsageReader:
         event: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        after: EventPosition | None = None,
+        through: EventPosition | None = None,
         page: int = EXPORT_PAGE,
     ) -> AsyncIterator[list[StoredEvent]]:
-        """Every event `events` selects, a page at a time, each page read in a transaction
-        of its own: an export of millions of events holds one page in memory."""
-        after = None
+        """Every event `events` selects after `after` and up to `through`, a page at a time,
+        each page read in a transaction of its own: an export of millions of events holds
+        one page in memory."""
         while True:
             found = await self.events(
-                org_id, metric=metric, event=event, start=start, end=end, after=after, limit=page
+                org_id,
+                metric=metric,
+                event=event,
+                start=start,
+                end=end,
+                after=after,
+                through=through,
+                limit=page,
             )
             if found:
                 yield found
