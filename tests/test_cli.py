@@ -475,3 +475,28 @@ def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Pa
     bad = run(url, "metrics", "define", "Bad", "--name", "B", "--unit", "b")
     assert (bad.returncode, bad.stdout) == (1, "")
     assert "key must be 1-64 lowercase letters" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "mysql://user@localhost/billing",
+            "unsupported database 'mysql': use sqlite:/// or postgresql://",
+        ),
+        ("not a url", "not a database URL: 'not a url'"),
+    ],
+)
+def test_an_unsupported_database_url_is_one_line_not_a_traceback(url: str, said: str) -> None:
+    for command in (("migrate",), ("invoices", "list"), ("serve",)):
+        answer = run(url, *command)
+        assert answer.returncode == 1, command
+        assert answer.stderr.strip() == f"error: BILLING_DATABASE_URL: {said}", command
+        assert "Traceback" not in answer.stderr + answer.stdout
+
+
+def test_a_setting_that_is_wrong_is_named_in_one_line() -> None:
+    answer = run("sqlite:///unused.db", "migrate", env={"BILLING_DB_POOL_SIZE": "many"})
+    assert answer.returncode == 1
+    assert answer.stderr.startswith("error: BILLING_DB_POOL_SIZE: ")
+    assert len(answer.stderr.strip().splitlines()) == 1

@@ -14,9 +14,9 @@ from billing_kernel import server
 from billing_kernel.auth.rules import parse_scopes
 from billing_kernel.auth.tokens import issue_token
 from billing_kernel.commands import database_url, fail, options, schema, with_kernel
+from billing_kernel.commands import settings as configured_settings
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.config import get_settings
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
 from billing_kernel.errors import BillingError
@@ -326,7 +326,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (uvicorn). Refuses to start with unsafe settings."""
-    settings = get_settings()
+    settings = configured_settings()
     problems = settings.problems_for_serving()
     if problems:
         fail("refusing to start: " + "; ".join(problems))
@@ -353,7 +353,7 @@ def token(
     hours: Annotated[int, typer.Option(help="Validity.")] = 24,
 ) -> None:
     """Print a user JWT signed with the configured secret, for trying the API."""
-    settings = get_settings()
+    settings = configured_settings()
     secret = settings.signing_secret()
     if not secret:
         fail("set BILLING_JWT_SECRET (or BILLING_DEV_MODE=true)")
@@ -418,7 +418,7 @@ def demo(
     also print a token for its owner."""
 
     typer.echo(render_summary(with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
-    settings = get_settings()
+    settings = configured_settings()
     if settings.dev_mode:
         owner_token = issue_token(
             settings.signing_secret(), DEMO_OWNER, datetime.now(UTC), timedelta(days=7)

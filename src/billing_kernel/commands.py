@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 
-from billing_kernel.config import get_settings
+from billing_kernel.config import Settings, get_settings
 from billing_kernel.db import migrate as migrations
-from billing_kernel.db.database import Database
+from billing_kernel.db.database import Database, async_url
 from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
 
@@ -32,8 +33,25 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
+def settings() -> Settings:
+    """The BILLING_* settings; one line per setting that is wrong, and exit code 1."""
+    try:
+        found = get_settings()
+    except ValidationError as exc:
+        fail(
+            "; ".join(
+                f"BILLING_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            )
+        )
+    try:
+        async_url(found.database_url)
+    except ValueError as exc:
+        fail(f"BILLING_DATABASE_URL: {exc}")
+    return found
+
+
 def database_url() -> str:
-    url = get_settings().database_url
+    url = settings().database_url
     if options.verbose:
         typer.secho(f"database: {migrations.display_url(url)}", err=True)
     return url
@@ -55,14 +73,14 @@ def with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
     """Run `work` against the configured database, once it is there and migrated; a
     BillingError, or a database that is missing, unmigrated or unreachable, is one line on
     stderr and exit code 1."""
-    settings = get_settings()
+    configured = settings()
     url = database_url()
 
     async def main() -> T:
         state = await schema(url)
         if state.problem is not None:
             raise _SchemaNotReady(state.problem)
-        kernel = Kernel.open(settings)
+        kernel = Kernel.open(configured)
         try:
             return await work(kernel)
         finally:

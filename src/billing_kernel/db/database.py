@@ -11,7 +11,7 @@ import asyncpg
 from sqlalchemy import ColumnElement, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -68,8 +68,12 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def async_url(url: str | URL) -> URL:
-    """`url` with the kernel's async driver: asyncpg for PostgreSQL, aiosqlite for SQLite."""
-    parsed = make_url(url)
+    """`url` with the kernel's async driver: asyncpg for PostgreSQL, aiosqlite for SQLite;
+    ValueError for anything else."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {str(url)!r}") from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
