@@ -340,3 +340,61 @@ async def test_a_nul_byte_in_a_query_never_reaches_the_database(api: Api) -> Non
     page = await api.client.get("/app/billing", params={"org": "a\x00b"}, headers=member)
     assert page.status_code == 422, page.text
     assert page.json()["errors"][0]["location"] == "query.org"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/usage/events"),  # read by the ingestion hot path
+        ("POST", "/api/v1/webhooks/endpoints"),  # read by a route
+        ("PUT", "/api/v1/orgs/acme"),
+    ],
+)
+async def test_a_client_gone_before_its_body_is_read_is_logged_quietly(
+    database: Database, caplog: pytest.LogCaptureFixture, method: str, path: str
+) -> None:
+    """What the server would log as "Exception in ASGI application": the app raising (as
+    the ingestion hot path did). It returns, and no warning or error is logged."""
+    app = create_app(Settings(database_url=str(database.url), jwt_secret=SECRET), database=database)
+    _, plaintext = await Kernel(database, Settings(database_url=str(database.url))).api_keys.create(
+        [Scope.BILLING_ADMIN, Scope.USAGE_WRITE]
+    )
+    messages = [
+        {"type": "http.request", "body": b'{"events": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if len(messages) > 1 else messages[0]
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"kernel.test"),
+            (b"authorization", f"Bearer {plaintext}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"1000"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    with caplog.at_level(logging.DEBUG, logger="billing_kernel"):
+        await app(scope, receive, send)  # raises nothing
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    if sent:  # a route's body parser answers 400 to a client that is no longer there
+        assert sent[0]["status"] == 400
+    else:  # raised where a middleware reads the body: noted at debug level only
+        assert any("went away" in r.getMessage() for r in caplog.records)
