@@ -267,3 +267,24 @@ async def test_events_are_stored_as_the_documented_json(
     clock.advance(seconds=1)
     [state] = await kernel.alerts.states(org_id, period)
     assert state.dismissed_at == clock() - timedelta(seconds=1)
+
+
+async def test_a_metric_limited_only_by_the_orgs_override_alerts_at_the_default_thresholds(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    org_id = await org_on_plan(kernel, database, clock)  # its plan names tokens only
+    await use(kernel, org_id, 70, "playbook_runs")  # unlimited: no alert
+    assert await alerts(kernel, org_id) == []
+    await kernel.quota.set_override(org_id, "playbook_runs", 100)  # 70 of 100
+    await use(kernel, org_id, 15, "playbook_runs")  # 85 %
+    await use(kernel, org_id, 20, "playbook_runs")  # 105 %
+    assert await alerts(kernel, org_id) == [
+        (CROSSED, "80%", 85, 100),
+        (CROSSED, "100%", 105, 100),
+    ]
+    await kernel.quota.set_override(org_id, "playbook_runs", None)  # unlimited: resolved
+    await use(kernel, org_id, 1000, "playbook_runs")  # and nothing more to cross
+    assert (await alerts(kernel, org_id))[2:] == [
+        (RESOLVED, "80%", 105, None),
+        (RESOLVED, "100%", 105, None),
+    ]

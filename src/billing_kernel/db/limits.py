@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 
 from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS
 from billing_kernel.db.tables import (
@@ -69,11 +69,19 @@ def own_thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) ->
 
 def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
     """The org's alert thresholds for the metric, as stored ("80%,100%"): its own, else its
-    plan's, else DEFAULT_THRESHOLDS where its plan has terms for the metric, else none
-    ("")."""
-    state, plan = org_billing_state.c, plan_alert_thresholds.c
+    plan's, else DEFAULT_THRESHOLDS where its plan has terms for the metric or its own
+    override sets it a limit, else none ("")."""
+    state, plan, override = org_billing_state.c, plan_alert_thresholds.c, org_limit_overrides.c
     plan_slug = _lookup(state.plan_slug, state.org_id == org_id)
-    limits_it = _plan_term(plan_metrics.c.metric, org_id, metric).is_not(None)
+    own_limit = _lookup(
+        override.included_quantity,
+        override.org_id == org_id,
+        override.metric == metric,
+        override.included_set,
+    )
+    limits_it = or_(
+        _plan_term(plan_metrics.c.metric, org_id, metric).is_not(None), own_limit.is_not(None)
+    )
     return func.coalesce(
         own_thresholds_of(org_id, metric),
         _lookup(plan.thresholds, plan.plan_slug == plan_slug, plan.metric == metric),
