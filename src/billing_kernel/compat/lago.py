@@ -172,8 +172,7 @@ async def current_usage(customer_id: str, request: Request) -> Response:
     and not needed: an org has one subscription."""
     key = await api_key(request, READ_SCOPES)
     compat = kernel_of(request).compat
-    org_id = await compat.org_of(customer_id)
-    key.require_org(org_id)
+    org_id = await compat.org_of(customer_id, only_org=key.org_id)
     return JSONResponse({"customer_usage": customer_usage(await compat.current_usage(org_id))})
 
 

@@ -117,8 +117,7 @@ async def entitlement_value(customer: str, feature: str, request: Request) -> Re
     A metric without a limit has no `balance` and never an `overage`."""
     key = await api_key(request, READ_SCOPES)
     compat = kernel_of(request).compat
-    org_id = await compat.org_of(customer)
-    key.require_org(org_id)
+    org_id = await compat.org_of(customer, only_org=key.org_id)
     decision = await compat.entitlement(org_id, feature)
     value: dict[str, Any] = {"hasAccess": decision.allowed, "usage": decision.used}
     if decision.limit is not None:

@@ -70,11 +70,17 @@ class CompatService:
     ) -> ForeignBatchResult:
         """Record every event, each once per key and org, or none: RefusedBatch names each
         event refused (not parsed, invalid, for an unknown org when auto-creation is off, a
-        key reused with another payload, or, with `only_org`, for another org) and nothing
-        is written."""
+        key reused with another payload) and nothing is written. With `only_org` (a key
+        restricted to one org), an event whose customer id is not one of that org's names is
+        refused before anything is looked up or recorded, all alike, whatever it names."""
         errors = {i: e for i, e in enumerate(parsed) if isinstance(e, BillingError)}
         events = [(i, e) for i, e in enumerate(parsed) if isinstance(e, ForeignEvent)]
         async with self._tx.begin() as unit:
+            if only_org is not None:
+                own = await self._orgs.names(only_org, unit)
+                elsewhere = {i: _elsewhere() for i, e in events if e.customer not in own}
+                if elsewhere:
+                    raise RefusedBatch(sorted({**errors, **elsewhere}.items()))
             named = await self._orgs.resolve(
                 {e.customer for _, e in events if isinstance(e.customer, str)}, unit
             )
@@ -88,13 +94,11 @@ class CompatService:
                 ],
                 uow=unit,
             )
-            for (index, sent), org, outcome in zip(events, orgs, result.outcomes, strict=True):
+            for (index, sent), outcome in zip(events, result.outcomes, strict=True):
                 if isinstance(outcome.error, UnknownMetric):  # to a protocol: a bad name
                     errors[index] = InvalidInput(outcome.error.message, field="metric")
                 elif outcome.error is not None:
                     errors[index] = in_protocol_terms(outcome.error, sent)
-                elif only_org is not None and org != only_org:
-                    errors[index] = _forbidden(only_org, org)
             if errors:
                 raise RefusedBatch(sorted(errors.items()))  # rolls the whole batch back
         return ForeignBatchResult(
@@ -103,10 +107,15 @@ class CompatService:
             tuple(o.event.occurred_at for o in result.outcomes if o.event is not None),
         )
 
-    async def org_of(self, customer: str, uow: UnitOfWork | None = None) -> str:
+    async def org_of(
+        self, customer: str, *, only_org: str | None = None, uow: UnitOfWork | None = None
+    ) -> str:
         """The org a protocol's customer id names (an alias, else the org id); OrgNotFound
-        if there is none."""
+        if there is none. With `only_org`, Forbidden (the same whatever it names) unless it
+        is one of that org's names, before anything else is looked up."""
         async with self._tx.begin(uow) as unit:
+            if only_org is not None and customer not in await self._orgs.names(only_org, unit):
+                raise _elsewhere()
             org_id = (await self._orgs.resolve([customer], unit))[customer]
             await self._orgs.require(org_id, unit)
             return org_id
@@ -127,5 +136,9 @@ class CompatService:
         return await self._quota.check(org_id, metric, 1)
 
 
-def _forbidden(allowed: str, org: object) -> BillingError:
-    return Forbidden(f"this API key is restricted to org {allowed!r}; the event names {org!r}")
+def _elsewhere() -> BillingError:
+    """What a key restricted to one org is told of a customer id that is not one of its
+    org's names: the same, whatever org (or none) that id names."""
+    return Forbidden(
+        "this API key is restricted to one org; the customer id is not that org's id or alias"
+    )

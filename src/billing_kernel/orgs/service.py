@@ -301,6 +301,11 @@ class OrgService:
                 )
             return wanted
 
+    async def names(self, org_id: str, uow: UnitOfWork) -> frozenset[str]:
+        """Every name the org goes by: its id and its aliases (just the id for an org not
+        created yet)."""
+        return frozenset([org_id, *await OrgRepository(uow).aliases_of(org_id)])
+
     async def resolve(self, customer_ids: Iterable[str], uow: UnitOfWork) -> dict[str, str]:
         """The org each id names: the org it is an alias of, else the org of that id."""
         wanted = set(customer_ids)
