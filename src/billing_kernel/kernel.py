@@ -113,7 +113,13 @@ class Kernel:
             events=self.alerts,
         )
         self.subscriptions = SubscriptionService(
-            tx, settings, clock, plans=self.plans, orgs=self.orgs, invoices=self.invoices
+            tx,
+            settings,
+            clock,
+            plans=self.plans,
+            orgs=self.orgs,
+            invoices=self.invoices,
+            quota=self.quota,
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs, state.resolver)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)

@@ -289,8 +289,19 @@ def test_a_change_adds_a_credit_and_a_charge_or_at_the_first_second_replaces_the
         (LineKind.PRORATION_CHARGE, "16.33"),
     ]
     assert change_lines(NOVEMBER, history, on(GROWTH, at(21))) == []  # what it is on
+    # At the first second the change replaces the fee the period starts with: the lines are
+    # that fee taken back and the new one, adding up to what the change costs.
     first = change_lines(NOVEMBER, [on(STARTER, at(1) - DAY)], on(GROWTH, at(1)))
-    assert amounts(first) == [(LineKind.BASE_FEE, "199.00")]
+    assert amounts(first) == [(LineKind.PRORATION_CREDIT, "-49.00"), (LineKind.BASE_FEE, "199.00")]
+    assert first[0].description == "Starter (v1), 2026-11, replaced"
+    assert first[0].formula == "49.00, credited → -49.00"
+    assert sum(line.amount for line in first) == sum(
+        line.amount for line in fee_lines(NOVEMBER, [on(GROWTH, at(1))])
+    ) - sum(line.amount for line in fee_lines(NOVEMBER, [on(STARTER, at(1) - DAY)]))
+    from_trial = change_lines(
+        NOVEMBER, [on(STARTER, at(1) - DAY, billable=False)], on(GROWTH, at(1))
+    )
+    assert amounts(from_trial) == [(LineKind.BASE_FEE, "199.00")]  # nothing to take back
     start_trial = change_lines(NOVEMBER, [on(STARTER, at(1), billable=False)], on(STARTER, at(6)))
     assert amounts(start_trial) == [(LineKind.PRORATION_CHARGE, "40.83")]  # 25 of 30 days
 

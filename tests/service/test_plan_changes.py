@@ -3,18 +3,20 @@ the cent; upgrades at once, downgrades at the period's end (or at once, if so co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
+from billing_kernel.common.money import round_money
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.errors import CurrencyChange, PreviewStale
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.subscriptions.rules import ChangeKind
 from tests.conftest import Clock, make_kernel, new_id
 
@@ -166,10 +168,123 @@ async def test_a_change_confirmed_minutes_after_its_preview_bills_what_the_previ
     assert (await kernel.invoices.upcoming(org_id)).total == preview.upcoming_after.total
     # A preview too old, or one the org has changed since, is refused: preview again.
     clock.advance(minutes=11)
-    stale = await kernel.subscriptions.preview(org_id, "growth")
-    clock.advance(minutes=11)
-    with pytest.raises(PreviewStale, match="preview the change again"):
-        await kernel.subscriptions.change(org_id, "growth", at=stale.effective_at)
     earlier = preview.effective_at  # before the change it confirmed
     with pytest.raises(PreviewStale, match="preview the change again"):
         await kernel.subscriptions.change(org_id, "growth", at=earlier)
+    other = new_id()
+    await kernel.orgs.create(other, plan_slug="starter")
+    stale = await kernel.subscriptions.preview(other, "growth")
+    clock.advance(minutes=11)
+    with pytest.raises(PreviewStale, match="preview the change again"):
+        await kernel.subscriptions.change(other, "growth", at=stale.effective_at)
+    # A downgrade's moment is the period's end: confirmed whenever, it is scheduled then.
+    downgrade = await kernel.subscriptions.preview(org_id, "growth")
+    clock.advance(minutes=30)
+    scheduled = await kernel.subscriptions.change(
+        org_id, "growth", at=downgrade.effective_at, token=downgrade.token
+    )
+    assert (scheduled.scheduled, scheduled.effective_at) == (True, JUNE.end)
+
+
+async def own_plan(kernel: Kernel, price: str) -> Plan:
+    """A plan of the test's own (tokens only), priced `price` a month."""
+    plan = Plan(
+        slug=new_id("plan"),
+        name="Own",
+        currency="USD",
+        monthly_price=Decimal(price),
+        metrics={"tokens": PlanMetric("tokens", 1_000, Decimal("0.5"), 1000)},
+    )
+    return await kernel.plans.create(plan)
+
+
+async def test_a_confirmation_with_its_token_is_the_previewed_change_or_stale(
+    kernel: Kernel, clock: Clock
+) -> None:
+    """Whatever the preview priced that changes before the confirmation makes it stale: a
+    new price of the plan, the org's limit overrides, its status, its scheduled change."""
+    target = await own_plan(kernel, "190.07")
+    org_id = await paying_org(kernel, clock, "starter")
+    clock.now = JUNE.start + timedelta(days=9)
+
+    async def confirm_after(change: object) -> None:
+        preview = await kernel.subscriptions.preview(org_id, target.slug)
+        clock.advance(minutes=2)
+        await change  # type: ignore[misc]
+        with pytest.raises(PreviewStale, match="what it priced has changed"):
+            await kernel.subscriptions.change(
+                org_id, target.slug, at=preview.effective_at, token=preview.token
+            )
+        clock.advance(minutes=1)
+
+    raised = kernel.plans.update(replace(target, monthly_price=Decimal("954.15")))
+    await confirm_after(raised)
+    await confirm_after(kernel.quota.set_override(org_id, "tokens", 5))
+    preview = await kernel.subscriptions.preview(org_id, target.slug)  # nothing changes: holds
+    clock.advance(minutes=3)
+    made = await kernel.subscriptions.change(
+        org_id, target.slug, at=preview.effective_at, token=preview.token
+    )
+    assert made.lines == preview.lines
+    share = Decimal((JUNE.end - preview.effective_at) // timedelta(seconds=1)) / 2_592_000
+    assert [line.amount for line in made.lines] == [  # at the new price: 954.15, not 190.07
+        -round_money(Decimal("49.00") * share),
+        round_money(Decimal("954.15") * share),
+    ]
+
+
+async def test_a_status_or_schedule_changed_since_the_preview_makes_it_stale(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "growth")
+    clock.now = JUNE.start + timedelta(days=9)
+    preview = await kernel.subscriptions.preview(org_id, "enterprise")
+    await kernel.subscriptions.change(org_id, "starter")  # a downgrade scheduled meanwhile
+    with pytest.raises(PreviewStale):
+        await kernel.subscriptions.change(
+            org_id, "enterprise", at=preview.effective_at, token=preview.token
+        )
+    preview = await kernel.subscriptions.preview(org_id, "enterprise")
+    await kernel.orgs.set_status(org_id, BillingStatus.PAST_DUE)
+    with pytest.raises(PreviewStale):
+        await kernel.subscriptions.change(
+            org_id, "enterprise", at=preview.effective_at, token=preview.token
+        )
+
+
+async def test_choosing_the_plan_it_is_on_keeps_a_scheduled_downgrade(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "growth")
+    clock.now = JUNE.start + timedelta(days=9)
+    downgrade = await kernel.subscriptions.change(org_id, "starter")
+    assert downgrade.scheduled
+    same = await kernel.subscriptions.preview(org_id, "growth")
+    assert (same.kind, same.lines) == (ChangeKind.NONE, ())
+    made = await kernel.subscriptions.change(
+        org_id, "growth", at=same.effective_at, token=same.token
+    )
+    assert made.kind is ChangeKind.NONE
+    scheduled = await kernel.subscriptions.scheduled(org_id)
+    assert scheduled is not None
+    assert (scheduled.plan_slug, scheduled.effective_at) == ("starter", JUNE.end)
+
+
+async def test_an_upgrade_at_the_periods_first_second_previews_lines_that_add_up_to_its_cost(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await paying_org(kernel, clock, "starter")  # since the first of June
+    clock.now = JUNE.end  # 00:00:00 of the first of July
+    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    preview = await kernel.subscriptions.preview(org_id, "growth")
+    cost = preview.upcoming_after.total - preview.upcoming_before.total
+    assert sum(line.amount for line in preview.lines) == cost
+    assert [(line.kind, str(line.amount)) for line in preview.lines] == [
+        (LineKind.PRORATION_CREDIT, "-49.00"),
+        (LineKind.BASE_FEE, "199.00"),
+    ]
+    made = await kernel.subscriptions.change(
+        org_id, "growth", at=preview.effective_at, token=preview.token
+    )
+    assert made.lines == preview.lines
+    assert (await kernel.invoices.upcoming(org_id)).total == preview.upcoming_after.total

@@ -194,13 +194,15 @@ async def change_plan(
     plan: Annotated[str, Query(max_length=64, pattern=ID_PATTERN_TEXT)],
     org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
     at: Annotated[datetime | None, Query()] = None,
+    token: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
 ) -> Response:
-    """Make the change the preview showed (billed from the preview's moment `at`, to the
-    cent), then show the billing page. Only from the kernel's own pages."""
+    """Make the change the preview showed (billed from the preview's moment `at`, exactly
+    as its `token` says, to the cent), then show the billing page. Only from the kernel's
+    own pages."""
     try:
         require_same_origin(request)
         as_user, org_id = await _admin_of(request, kernel, org)
-        await as_user.subscriptions.change(org_id, plan, at=at)
+        await as_user.subscriptions.change(org_id, plan, at=at, token=token)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:

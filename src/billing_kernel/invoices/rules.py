@@ -24,7 +24,7 @@ subtotal is the sum of the rounded lines.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -124,10 +124,26 @@ def change_lines(
     """The fee lines `change`, made after every change of `history`, adds to the period's
     invoice: what `fee_lines` gives with it, beyond what it gives without. A change at the
     period's first second replaces the plan the period starts on: its lines are then the
-    period's fee lines whole."""
+    lines it replaces, credited, and the period's new fee lines, so that they add up to
+    what the change costs."""
     before = fee_lines(period, history)
     after = fee_lines(period, [*history, change])
-    return after[len(before) :] if after[: len(before)] == before else after
+    if after[: len(before)] == before:
+        return after[len(before) :]
+    return [_credited(line) for line in before if line not in after] + [
+        line for line in after if line not in before
+    ]
+
+
+def _credited(line: InvoiceLine) -> InvoiceLine:
+    """`line` taken back: a credit of its amount."""
+    return replace(
+        line,
+        kind=LineKind.PRORATION_CREDIT,
+        description=f"{line.description}, replaced",
+        amount=-line.amount,
+        formula=f"{money_text(line.amount)}, credited → {money_text(-line.amount)}",
+    )
 
 
 def _same_terms(a: Subscription, b: Subscription) -> bool:

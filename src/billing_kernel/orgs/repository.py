@@ -171,6 +171,13 @@ class OrgRepository:
             query = query.with_for_update()
         return (await self._conn.execute(query)).first() is not None
 
+    async def lock_billing_state(self, org_id: str) -> None:
+        """Hold the org's billing state row until the transaction ends (PostgreSQL; SQLite's
+        transactions already hold the database write lock)."""
+        if self._conn.dialect.name == "postgresql":
+            query = select(org_billing_state.c.org_id).where(org_billing_state.c.org_id == org_id)
+            await self._conn.execute(query.with_for_update())
+
     async def get_billing_state(self, org_id: str) -> OrgBillingState | None:
         row = (
             await self._conn.execute(

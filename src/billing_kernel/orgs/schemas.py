@@ -34,9 +34,17 @@ class PlanChangeConfirmIn(PlanChangeIn):
     at: DateTimeText | None = Field(
         default=None,
         description="The `effective_at` of the preview being confirmed: the change is then "
-        "billed from that moment, exactly as previewed. At most ten minutes old, in the "
-        "current period, with no change of the org's since (else 409 `preview_stale`: preview "
-        "again). Left out: now.",
+        "billed from that moment (a scheduled change: confirmed now, taking effect then). At "
+        "most ten minutes old, in the current period, with no change of the org's since "
+        "(else 409 `preview_stale`: preview again). Left out: now.",
+    )
+    preview_token: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="The preview's `preview_token`: the change is then exactly the one the "
+        "preview showed, its lines to the cent, or 409 `preview_stale` when anything it priced "
+        "has changed since (either plan's price or version, the org's plan, status, limit "
+        "overrides or scheduled change). Give it with `at`.",
     )
 
 

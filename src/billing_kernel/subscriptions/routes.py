@@ -42,16 +42,21 @@ async def preview_plan_change(body: PlanChangeIn, access: AdminAccess) -> PlanCh
 )
 async def change_plan(body: PlanChangeConfirmIn, access: AdminAccess) -> PlanChangeOut:
     """An upgrade (or a move at the same price) takes effect at once, and its proration
-    lines go on the upcoming invoice: those `previewPlanChange` gave, to the cent, when
-    `at` is the preview's `effective_at`; a downgrade takes
-    effect at the period's end as a scheduled change (`current_plan` stays until then;
-    cancel it with `DELETE /billing/org/plan/scheduled`), or at once with a credit when
-    BILLING_DOWNGRADE=immediate. Owners and admins of the org, or service keys with
-    `billing:admin`. An unknown plan is 404 `plan_not_found`; a withdrawn one is 409
-    `plan_inactive`; one in another currency, for an org billed this period, 409
-    `currency_change`; an `at` that no longer holds, 409 `preview_stale`."""
+    lines go on the upcoming invoice: with the preview's `at` and `preview_token`, exactly
+    those `previewPlanChange` gave, to the cent, or 409 `preview_stale` when anything it
+    priced has changed since; a downgrade takes effect at the period's end as a scheduled
+    change (`current_plan` stays until then; cancel it with `DELETE
+    /billing/org/plan/scheduled`), or at once with a credit when BILLING_DOWNGRADE=immediate.
+    The plan the org is on changes nothing (a scheduled change stays). Confirmations of one
+    org are made one at a time: of several confirmations of one preview, one makes the
+    change and the others are 409 `preview_stale`. Owners and admins of the org, or service
+    keys with `billing:admin`. An unknown plan is 404 `plan_not_found`; a withdrawn one is
+    409 `plan_inactive`; one in another currency, for an org billed this period, 409
+    `currency_change`."""
     return PlanChangeOut.made(
-        await access.kernel.subscriptions.change(access.org_id, body.plan_slug, at=body.at)
+        await access.kernel.subscriptions.change(
+            access.org_id, body.plan_slug, at=body.at, token=body.preview_token
+        )
     )
 
 

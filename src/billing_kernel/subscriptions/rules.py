@@ -1,11 +1,15 @@
-"""Which way a plan change goes, and when it takes effect."""
+"""Which way a plan change goes, when it takes effect, and what a preview of it priced."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.invoices.rules import InvoiceLine
 from billing_kernel.plans.rules import Plan
 
 
@@ -43,3 +47,38 @@ def takes_effect(kind: ChangeKind, now: datetime, timing: DowngradeTiming) -> da
     if kind is ChangeKind.DOWNGRADE and timing is DowngradeTiming.PERIOD_END:
         return BillingPeriod.containing(now).end
     return now
+
+
+def preview_token(
+    org_id: str,
+    kind: ChangeKind,
+    current: Plan,
+    plan: Plan,
+    effective_at: datetime,
+    lines: Iterable[InvoiceLine],
+    status: str,
+    scheduled: tuple[str, int, datetime] | None,
+    overrides: Mapping[str, object],
+) -> str:
+    """A digest of everything a preview priced: the org, which way and when, both plans at
+    their versions (so their prices), the lines to the cent, the org's billing status, the
+    change it had scheduled, and its limit overrides. A confirmation that computes another
+    digest is no longer the change the preview showed."""
+    figures = {
+        "org": org_id,
+        "kind": kind.value,
+        "from": [current.slug, current.version, str(current.monthly_price)],
+        "to": [plan.slug, plan.version, str(plan.monthly_price)],
+        "at": effective_at.isoformat(),
+        "lines": [
+            [line.kind.value, str(line.amount), line.plan_slug, line.plan_version, line.quantity]
+            for line in lines
+        ],
+        "status": status,
+        "scheduled": None
+        if scheduled is None
+        else [scheduled[0], scheduled[1], scheduled[2].isoformat()],
+        "overrides": {metric: repr(terms) for metric, terms in sorted(overrides.items())},
+    }
+    text = json.dumps(figures, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

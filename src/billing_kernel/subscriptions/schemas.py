@@ -52,6 +52,10 @@ class PlanChangePreviewOut(BaseModel):
         description="Its total after the change: with its lines, and the period's usage "
         "priced by the plan in force at the period's end."
     )
+    preview_token: str = Field(
+        description="What this preview priced, as a digest: confirm with it (and `at`) to "
+        "make exactly this change, or be told it no longer holds."
+    )
 
     @classmethod
     def of(cls, change: PlanChange) -> PlanChangePreviewOut:
@@ -68,6 +72,7 @@ class PlanChangePreviewOut(BaseModel):
             lines=[InvoiceLineOut.of(n, line, period) for n, line in enumerate(change.lines, 1)],
             upcoming_total_before=change.upcoming_before.total,
             upcoming_total_after=change.upcoming_after.total,
+            preview_token=change.token,
         )
 
 

@@ -19,7 +19,8 @@ from billing_kernel.orgs.rules import OrgBillingState, ScheduledChange, billable
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
-from billing_kernel.subscriptions.rules import ChangeKind, classify, takes_effect
+from billing_kernel.quota.service import QuotaService
+from billing_kernel.subscriptions.rules import ChangeKind, classify, preview_token, takes_effect
 
 PREVIEW_VALID = timedelta(minutes=10)
 """How long a preview's moment may be confirmed at (`change(..., at=)`)."""
@@ -42,6 +43,9 @@ class PlanChange:
     """The upcoming invoice as it is, and as it will be: usage is priced by the plan in
     force at the period's end."""
     state: OrgBillingState
+    token: str
+    """What the preview priced, as a digest (see `rules.preview_token`): a confirmation
+    given it makes exactly this change, or none."""
 
 
 class SubscriptionService:
@@ -54,6 +58,7 @@ class SubscriptionService:
         plans: PlanService,
         orgs: OrgService,
         invoices: InvoiceService,
+        quota: QuotaService,
     ) -> None:
         self._tx = transactions
         self._settings = settings
@@ -61,6 +66,7 @@ class SubscriptionService:
         self._plans = plans
         self._orgs = orgs
         self._invoices = invoices
+        self._quota = quota
 
     async def preview(
         self, org_id: str, plan_slug: str, uow: UnitOfWork | None = None
@@ -77,44 +83,53 @@ class SubscriptionService:
         uow: UnitOfWork | None = None,
         *,
         at: datetime | None = None,
+        token: str | None = None,
     ) -> PlanChange:
         """Move the org to the active plan `plan_slug`: an upgrade (or a move at the same
         price) at once, a downgrade at the period's end unless BILLING_DOWNGRADE=immediate.
         The lines it adds to the upcoming invoice are those `preview` gave; given the
-        preview's moment `at` (its `effective_at`, at most PREVIEW_VALID old, in this
-        period, with no change of the org's since), to the cent, however long the user took
-        to confirm. The same plan again changes nothing (an org on an older version moves
-        to the current one)."""
+        preview's moment `at` (its `effective_at`: at most PREVIEW_VALID old and in this
+        period, or a scheduled change's moment) and its `token`, exactly that change or
+        PreviewStale: a new version or price of either plan, a change of the org's plan,
+        status, limit overrides or scheduled change since makes another. Confirmations of
+        one org run one at a time. The same plan again changes nothing (an org on an older
+        version moves to the current one)."""
         async with self._tx.begin(uow) as unit:
+            await self._orgs.hold_billing_state(org_id, unit)  # confirmations: one at a time
             now = await self._moment(org_id, at, unit)
             decided = await self._decide(org_id, plan_slug, unit, now)
+            if at is not None and at > now and decided.effective_at != at:
+                raise _stale("it was to take effect at another moment")
+            if token is not None and token != decided.token:
+                raise _stale(
+                    "what it priced has changed (a plan's price or version, or the org's "
+                    "plan, status, limits or scheduled change)"
+                )
             if decided.scheduled:
                 await self._orgs.schedule_change(org_id, decided.plan, decided.effective_at, unit)
                 state = await self._orgs.billing_state(org_id, unit)
             elif decided.kind is ChangeKind.NONE:
-                await self._orgs.cancel_scheduled(org_id, unit)  # staying: no move later
-                state = decided.state
+                state = decided.state  # the plan it is on: nothing changes, nor is dropped
             else:
                 state = await self._orgs.set_plan(org_id, plan_slug, unit, since=now)
             return replace(decided, state=state)
 
     async def _moment(self, org_id: str, at: datetime | None, unit: UnitOfWork) -> datetime:
-        """When a change confirmed now takes effect: now, or the preview's moment `at`."""
+        """When a change confirmed now is billed from: now, or the preview's moment `at`
+        (a later `at`, a scheduled change's, is confirmed now)."""
         now = self._clock()
         if at is None:
             return now
         at = ensure_utc(at)
+        if at > now:
+            return now
         last = await self._orgs.last_change(org_id, unit)
         if (
-            not now - PREVIEW_VALID <= at <= now
+            not now - PREVIEW_VALID <= at
             or BillingPeriod.containing(at) != BillingPeriod.containing(now)
             or (last is not None and last > at)
         ):
-            raise PreviewStale(
-                "this preview no longer holds (it is over ten minutes old, from another "
-                "period, or the org has changed since): preview the change again",
-                at=at.isoformat(),
-            )
+            raise _stale("it is over ten minutes old, from another period, or the org has changed")
         return at
 
     async def scheduled(self, org_id: str, uow: UnitOfWork | None = None) -> ScheduledChange | None:
@@ -135,12 +150,37 @@ class SubscriptionService:
         now = now or self._clock()
         effective_at = takes_effect(kind, now, self._settings.downgrade)
         before = await self._invoices.upcoming(org_id, unit)
+        pending = await self._orgs.scheduled_change(org_id, unit)
+        overrides = await self._quota.overrides(org_id, unit)
+
+        def token(lines: tuple[InvoiceLine, ...]) -> str:
+            return preview_token(
+                org_id,
+                kind,
+                current,
+                plan,
+                effective_at,
+                lines,
+                state.status.value,
+                None
+                if pending is None
+                else (pending.plan_slug, pending.plan_version, pending.effective_at),
+                overrides,
+            )
+
         if kind is ChangeKind.NONE or effective_at > now:
+            scheduled = effective_at > now
             return PlanChange(
-                kind, current, plan, effective_at, effective_at > now, (), before, before, state
+                kind, current, plan, effective_at, scheduled, (), before, before, state, token(())
             )
         self._orgs.check_currency(state, current, plan)
         move = Subscription(now, plan, billable(state.status))
         lines = await self._invoices.change_lines(org_id, move, unit)
         after = await self._invoices.upcoming(org_id, unit, change=move)
-        return PlanChange(kind, current, plan, now, False, lines, before, after, state)
+        return PlanChange(
+            kind, current, plan, now, False, lines, before, after, state, token(lines)
+        )
+
+
+def _stale(why: str) -> PreviewStale:
+    return PreviewStale(f"this preview no longer holds: {why}; preview the change again")
