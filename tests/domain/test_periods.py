@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.common.periods import BillingPeriod, representable
 
 MICRO = timedelta(microseconds=1)
 
@@ -89,7 +89,8 @@ def test_a_month_is_parsed_from_and_written_as_yyyy_mm() -> None:
     assert BillingPeriod.parse("0001-12").label == "0001-12"
     assert BillingPeriod.parse("2026-11").label == "2026-11"
     assert BillingPeriod.starting(date(987, 3, 1)).label == "0987-03"
-    for wrong in ("2026-13", "2026-00", "0000-05"):
+    assert BillingPeriod.parse("9998-12").end == datetime(9999, 1, 1, tzinfo=UTC)
+    for wrong in ("2026-13", "2026-00", "0000-05", "9999-01", "9999-12"):
         with pytest.raises(ValueError, match="no such month"):
             BillingPeriod.parse(wrong)
     for wrong in (
@@ -103,3 +104,20 @@ def test_a_month_is_parsed_from_and_written_as_yyyy_mm() -> None:
     ):
         with pytest.raises(ValueError, match="YYYY-MM"):
             BillingPeriod.parse(wrong)
+
+
+def test_a_callers_time_is_taken_in_utc_only_where_its_month_and_the_next_exist() -> None:
+    ahead, behind = timezone(timedelta(hours=1)), timezone(timedelta(hours=-1))
+    assert representable(datetime(1, 1, 1, 1, tzinfo=ahead)) == datetime(1, 1, 1, tzinfo=UTC)
+    assert representable(datetime(9998, 12, 31, 22, 59, tzinfo=behind)) == datetime(
+        9998, 12, 31, 23, 59, tzinfo=UTC
+    )
+    assert representable(datetime(2026, 5, 1, 2, tzinfo=ahead)).tzinfo is UTC
+    for wrong in (
+        datetime(1, 1, 1, tzinfo=ahead),  # the year 0 in UTC
+        datetime(9998, 12, 31, 23, 30, tzinfo=behind),  # 9999 in UTC
+        datetime(9999, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=behind),
+    ):
+        with pytest.raises(ValueError, match="from 0001-01-01T00:00:00Z to 9998-12-31T23:59:59Z"):
+            representable(wrong)

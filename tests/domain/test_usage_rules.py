@@ -331,6 +331,18 @@ def test_properties_become_one_canonical_text() -> None:
         ({"s": "\ud800"}, "properties must hold only JSON values: finite numbers, Unicode text"),
         ({"o": object()}, "properties must hold only JSON values: finite numbers, Unicode text"),
         ({"t": "x" * 4089}, "properties are longer than 4096 characters as JSON"),
+        (
+            {"s": "a\x00b"},
+            "properties must not hold a NUL character (\\u0000): no database stores one",
+        ),
+        (
+            {"o": {"l": ["\x00"]}},
+            "properties must not hold a NUL character (\\u0000): no database stores one",
+        ),
+        (
+            {"s": "\\\x00"},
+            "properties must not hold a NUL character (\\u0000): no database stores one",
+        ),
     ],
 )
 def test_what_properties_may_not_be(properties: object, message: str) -> None:
@@ -353,8 +365,11 @@ JSON_VALUES = st.recursive(
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(exclude_categories=["Cs"])),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00")),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(st.characters(exclude_characters="\x00"), max_size=3), inner)
+    ),
     max_leaves=8,
 )
 
@@ -367,6 +382,11 @@ def test_canonical_properties_are_sorted_compact_json_as_the_json_module_writes_
     assert fields._one_shot_encoder()(properties) == written  # as made at import
     if len(written) <= MAX_PROPERTIES_LENGTH:
         assert canonical_properties(properties) == written
+
+
+def test_a_backslash_before_the_text_u0000_is_not_a_nul() -> None:
+    assert canonical_properties({"s": "\\u0000"}) == '{"s":"\\\\u0000"}'
+    assert canonical_properties({"s": "\\\\u0000"}) == '{"s":"\\\\\\\\u0000"}'
 
 
 def test_properties_that_contain_themselves_are_refused() -> None:

@@ -172,4 +172,14 @@ def canonical_properties(properties: object) -> str | None:
         raise FieldError(
             f"properties are longer than {MAX_PROPERTIES_LENGTH} characters as JSON", "properties"
         )
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise FieldError(
+            "properties must not hold a NUL character (\\u0000): no database stores one",
+            "properties",
+        )
     return text
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+"""A NUL as canonical JSON writes it: `\\u0000` after an even number of backslashes (an odd
+one makes it a backslash followed by the text `u0000`)."""

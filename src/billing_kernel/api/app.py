@@ -35,7 +35,11 @@ from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
 from billing_kernel.usage.hot_path import IngestHotPath
-from billing_kernel.web.guards import BodyLimitMiddleware, SecurityHeadersMiddleware
+from billing_kernel.web.guards import (
+    BodyLimitMiddleware,
+    NoNulMiddleware,
+    SecurityHeadersMiddleware,
+)
 from billing_kernel.web.problems import (
     ClientGoneMiddleware,
     RequestIdMiddleware,
@@ -105,12 +109,13 @@ def create_app(
     app.state.schema_head = head_revision(settings.database_url)
     install_problem_handlers(app)
     # The last added runs first: a client gone before its request was read is quiet, a
-    # request id for everything, security headers on every answer (a 413 included), then the
-    # body limit before any route reads a byte, then the hot paths of ingestion and the
-    # quota check (see web/hot_path.py).
+    # request id for everything, security headers on every answer (a 413 included), no NUL
+    # in a path, query or header, then the body limit before any route reads a byte, then
+    # the hot paths of ingestion and the quota check (see web/hot_path.py).
     app.add_middleware(QuotaCheckHotPath)
     app.add_middleware(IngestHotPath)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NoNulMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ClientGoneMiddleware)

@@ -9,7 +9,24 @@ from datetime import UTC, date, datetime, timedelta
 
 from billing_kernel_sdk.fields import ensure_utc
 
-__all__ = ["BillingPeriod", "days_until", "ensure_utc"]
+__all__ = ["LAST_YEAR", "BillingPeriod", "days_until", "ensure_utc", "representable"]
+
+LAST_YEAR = 9998
+"""The last year a caller's time or month may fall in: the month after it must exist too
+(Python's dates end with the year 9999)."""
+
+
+def representable(moment: datetime) -> datetime:
+    """A caller's time in UTC, if the kernel can compute with it: ValueError when it lies
+    outside the years 1 to LAST_YEAR once in UTC (0001-01-01T00:00:00+01:00 is in the year
+    0)."""
+    try:
+        utc: datetime | None = ensure_utc(moment)
+    except (OverflowError, ValueError):  # its UTC would be the year 0 or 10000
+        utc = None
+    if utc is None or utc.year > LAST_YEAR:
+        raise ValueError(f"must be a time from 0001-01-01T00:00:00Z to {LAST_YEAR}-12-31T23:59:59Z")
+    return utc
 
 
 def days_until(end: datetime, now: datetime) -> int:
@@ -49,8 +66,8 @@ class BillingPeriod:
         if match is None:
             raise ValueError(f"a month is written YYYY-MM, not {text!r}")
         year, month = int(match[1]), int(match[2])
-        if year < 1 or not 1 <= month <= 12:
-            raise ValueError(f"no such month: {text!r}")
+        if not 1 <= year <= LAST_YEAR or not 1 <= month <= 12:
+            raise ValueError(f"no such month: {text!r} (months run from 0001-01 to {LAST_YEAR}-12)")
         return cls.starting(date(year, month, 1))
 
     @property

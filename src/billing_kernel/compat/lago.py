@@ -27,6 +27,7 @@ from billing_kernel.compat.rules import (
     ForeignEvent,
     RefusedBatch,
     batch_of,
+    customer_field,
     event_time,
     object_field,
     parse_all,
@@ -95,7 +96,7 @@ def parse_event(raw: object) -> ForeignEvent:
     customer = event.get("external_subscription_id", event.get("external_customer_id"))
     properties = object_field(event.get("properties"), "properties")
     return ForeignEvent(
-        customer=text_field(customer, "external_subscription_id"),
+        customer=customer_field(customer, "external_subscription_id"),
         name=text_field(event.get("code"), "code"),
         properties=properties,
         key=text_field(event.get("transaction_id"), "transaction_id"),

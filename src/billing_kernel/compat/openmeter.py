@@ -22,6 +22,7 @@ from billing_kernel.compat.http import (
 from billing_kernel.compat.rules import (
     ForeignEvent,
     RefusedBatch,
+    customer_field,
     event_time,
     object_field,
     parse_all,
@@ -83,7 +84,7 @@ def parse_event(raw: object) -> ForeignEvent:
     text_field(event.get("source"), "source")
     data = object_field(event.get("data"), "data")
     return ForeignEvent(
-        customer=text_field(event.get("subject"), "subject"),
+        customer=customer_field(event.get("subject"), "subject"),
         name=text_field(event.get("type"), "type"),
         properties=data,
         key=text_field(event.get("id"), "id"),

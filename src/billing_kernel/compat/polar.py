@@ -22,6 +22,7 @@ from billing_kernel.compat.rules import (
     ForeignEvent,
     RefusedBatch,
     batch_of,
+    customer_field,
     event_time,
     object_field,
     parse_all,
@@ -73,7 +74,7 @@ def parse_event(raw: object) -> ForeignEvent:
     customer = event.get("external_customer_id", event.get("customer_id"))
     key = event.get("external_id")
     return ForeignEvent(
-        customer=text_field(customer, "external_customer_id"),
+        customer=customer_field(customer, "external_customer_id"),
         name=text_field(event.get("name"), "name"),
         properties=metadata,
         key=f"evt_{uuid.uuid4().hex}" if key is None else text_field(key, "external_id"),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
+from billing_kernel.common.periods import representable
+from billing_kernel.common.validation import validate_id
 from billing_kernel.errors import BillingError, InvalidInput
 
 _UNIX = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
@@ -88,7 +90,7 @@ def event_time(value: object, field: str) -> datetime | None:
             seconds = Decimal(str(value))
             whole = int(seconds)
             micros = int((seconds - whole) * 1_000_000)
-            return datetime.fromtimestamp(whole, UTC).replace(microsecond=micros)
+            return representable(datetime.fromtimestamp(whole, UTC).replace(microsecond=micros))
         except (InvalidOperation, OverflowError, OSError, ValueError):
             raise InvalidInput(f"{field} is not a usable Unix time", field=field) from None
     found = _RFC_3339.fullmatch(value) if isinstance(value, str) else None
@@ -96,9 +98,14 @@ def event_time(value: object, field: str) -> datetime | None:
         day, clock, fraction, zone = found.groups()
         moment = f"{day}T{clock}.{fraction or 0}{zone.upper()}"  # digits past µs are cut
         try:
-            return datetime.fromisoformat(moment).astimezone(UTC)
+            parsed = datetime.fromisoformat(moment)
         except ValueError:  # a day or an hour that does not exist
-            pass
+            parsed = None
+        if parsed is not None:
+            try:
+                return representable(parsed)
+            except ValueError as exc:
+                raise InvalidInput(f"{field} {exc}", field=field) from None
     raise InvalidInput(
         f"{field} must be Unix seconds or an RFC 3339 time with a zone, got {value!r:.40}",
         field=field,
@@ -110,6 +117,14 @@ def text_field(value: object, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{field} is required (a non-empty string)", field=field)
     return value
+
+
+def customer_field(value: object, field: str) -> str:
+    """A customer or subject id (an org's id or alias: an id's rules), or InvalidInput
+    naming the protocol's field."""
+    if value is None or value == "":
+        raise InvalidInput(f"{field} is required (a non-empty string)", field=field)
+    return validate_id(value, field)
 
 
 def object_field(value: object, field: str) -> Mapping[str, object]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from billing_kernel.common.validation import validate_id
 from billing_kernel.compat.rules import ForeignEvent, RefusedBatch, in_protocol_terms
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import BillingError, Forbidden, InvalidInput, UnknownMetric
@@ -113,6 +114,7 @@ class CompatService:
         """The org a protocol's customer id names (an alias, else the org id); OrgNotFound
         if there is none. With `only_org`, Forbidden (the same whatever it names) unless it
         is one of that org's names, before anything else is looked up."""
+        customer = validate_id(customer, "customer")
         async with self._tx.begin(uow) as unit:
             if only_org is not None and customer not in await self._orgs.names(only_org, unit):
                 raise _elsewhere()

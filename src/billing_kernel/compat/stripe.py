@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from billing_kernel.compat.http import WRITE_SCOPES, Refusal, api_key, first_error, speaking
-from billing_kernel.compat.rules import ForeignEvent, event_time, text_field
+from billing_kernel.compat.rules import ForeignEvent, customer_field, event_time, text_field
 from billing_kernel.errors import InvalidInput
 from billing_kernel.web.deps import kernel_of
 
@@ -71,7 +71,7 @@ def parse_form(body: bytes, idempotency_key: str | None) -> ForeignEvent:
     customer = payload.pop(CUSTOMER_KEY, None)
     key = form.get("identifier") or idempotency_key or f"mtr_{uuid.uuid4().hex}"
     return ForeignEvent(
-        customer=text_field(customer, _payload_field(CUSTOMER_KEY)),
+        customer=customer_field(customer, _payload_field(CUSTOMER_KEY)),
         name=text_field(form.get("event_name"), "event_name"),
         properties=payload,
         key=key,

@@ -87,6 +87,45 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+class NoNulMiddleware:
+    """Refuse, with 400 before any route runs, a request whose path, query or a header holds
+    a NUL character: no database column can store one (PostgreSQL refuses it outright), so
+    no id, cursor or name may carry one. Bodies are held to the same rule field by field
+    (`fields.check_storable`, `fields.canonical_properties`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = _nul_in(scope)
+            if where is not None:
+                response = problem(
+                    Request(scope),
+                    400,
+                    "bad_request",
+                    "Bad request",
+                    f"the {where} holds a NUL character (U+0000), which the kernel does not "
+                    "take anywhere; nothing was read or written",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_in(scope: Scope) -> str | None:
+    """Where in the request a NUL character is, if anywhere: the path, the query, or a
+    header by name."""
+    if "\x00" in scope["path"]:
+        return "path"
+    if b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]:
+        return "query"
+    for name, value in scope["headers"]:
+        if b"\x00" in value:
+            return f"{name.decode('latin-1')} header"
+    return None
+
+
 class SecurityHeadersMiddleware:
     """Security headers on every response, with a Content-Security-Policy for what it is."""
 

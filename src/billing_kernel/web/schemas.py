@@ -4,10 +4,12 @@ JSON number), whole numbers that are not coerced, ids and free text."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -17,6 +19,7 @@ from pydantic import (
 )
 
 from billing_kernel.common.money import money_text
+from billing_kernel.common.periods import representable
 from billing_kernel.common.validation import ID_PATTERN_TEXT
 
 MoneyText = Annotated[
@@ -33,8 +36,15 @@ def _text_only(value: object) -> object:
     return value
 
 
-DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only)]
-"""An RFC 3339 date-time with a time zone, sent as a string."""
+def _representable(value: datetime) -> datetime:
+    """A caller's time the kernel can compute with (see `periods.representable`), as given."""
+    representable(value)
+    return value
+
+
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_representable)]
+"""An RFC 3339 date-time with a time zone, sent as a string, from the year 1 to 9998 in
+UTC."""
 
 
 def _not_a_number(value: object) -> object:
@@ -44,8 +54,11 @@ def _not_a_number(value: object) -> object:
     return value
 
 
-QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
-"""An RFC 3339 date-time with a time zone, in a query string."""
+QueryDateTime = Annotated[
+    AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_representable)
+]
+"""An RFC 3339 date-time with a time zone, in a query string, from the year 1 to 9998 in
+UTC."""
 
 
 def _whole_number(value: object) -> object:
@@ -72,8 +85,8 @@ Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Free text without control characters."""
 
 
-MONTH_PATTERN = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
-"""A calendar month, `YYYY-MM` (a billing period)."""
+MONTH_PATTERN = r"^([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])$"
+"""A calendar month, `YYYY-MM` (a billing period), from 1000-01 to 9998-12."""
 
 
 class StrictBody(BaseModel):
