@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from billing_kernel.common.periods import representable
 from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.rules import EventTimeWindow, new_usage_event
@@ -46,9 +45,7 @@ def test_a_parsed_event_time_is_counted_or_refused_never_a_crash(
     wall, offset_minutes, zulu = case
     text = rfc3339(wall, offset_minutes, zulu)
     sent = {"org_id": "o", "metric": "tokens", "quantity": 1, "idempotency_key": "k"}
-    try:
-        representable(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:  # a time the kernel cannot represent in UTC: refused as it is parsed
+    if not 1000 <= wall.year <= 9998:  # the API takes times written in these years only
         with pytest.raises(ValidationError) as refused:
             UsageEventIn.model_validate({**sent, "occurred_at": text})
         assert [e["loc"] for e in refused.value.errors()] == [("occurred_at",)]

@@ -4,22 +4,20 @@ JSON number), whole numbers that are not coerced, ids and free text."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
 )
 
 from billing_kernel.common.money import money_text
-from billing_kernel.common.periods import representable
 from billing_kernel.common.validation import ID_PATTERN_TEXT
 
 MoneyText = Annotated[
@@ -29,36 +27,39 @@ MoneyText = Annotated[
 ]
 
 
+YEAR_PATTERN = r"([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+"""A year from 1000 to 9998: what a caller's time or month may be in (so that it, its month
+and the month after exist in UTC whatever its offset)."""
+TIME_PATTERN = rf"^{YEAR_PATTERN}-"
+"""What a caller's RFC 3339 time starts with (the OpenAPI schema states it)."""
+_TIME_START = re.compile(TIME_PATTERN)
+_TIME_RULE = "must be an RFC 3339 date-time with a time zone, in the years 1000 to 9998"
+
+
 def _text_only(value: object) -> object:
-    """Times are RFC 3339 strings in this API; a number is not taken for a Unix time."""
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 date-time string with a time zone")
+    """Times are RFC 3339 strings in this API, in the years 1000 to 9998; a number is not
+    taken for a Unix time."""
+    if not isinstance(value, str) or not _TIME_START.match(value):
+        raise ValueError(_TIME_RULE)
     return value
 
 
-def _representable(value: datetime) -> datetime:
-    """A caller's time the kernel can compute with (see `periods.representable`), as given."""
-    representable(value)
-    return value
+_TIME_SCHEMA = WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN})
 
-
-DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_representable)]
-"""An RFC 3339 date-time with a time zone, sent as a string, from the year 1 to 9998 in
-UTC."""
+DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only), _TIME_SCHEMA]
+"""An RFC 3339 date-time with a time zone, sent as a string, in the years 1000 to 9998."""
 
 
 def _not_a_number(value: object) -> object:
-    """A query's date-time is RFC 3339 text: a number is not taken for a Unix time."""
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]*\.?[0-9]*\s*", value):
-        raise ValueError("must be an RFC 3339 date-time with a time zone, not a number")
+    """A query's date-time is RFC 3339 text in the years 1000 to 9998: a number is not
+    taken for a Unix time."""
+    if isinstance(value, str) and not _TIME_START.match(value):
+        raise ValueError(_TIME_RULE)
     return value
 
 
-QueryDateTime = Annotated[
-    AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_representable)
-]
-"""An RFC 3339 date-time with a time zone, in a query string, from the year 1 to 9998 in
-UTC."""
+QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), _TIME_SCHEMA]
+"""An RFC 3339 date-time with a time zone, in a query string, in the years 1000 to 9998."""
 
 
 def _whole_number(value: object) -> object:
@@ -85,7 +86,7 @@ Text = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 """Free text without control characters."""
 
 
-MONTH_PATTERN = r"^([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])$"
+MONTH_PATTERN = rf"^{YEAR_PATTERN}-(0[1-9]|1[0-2])$"
 """A calendar month, `YYYY-MM` (a billing period), from 1000-01 to 9998-12."""
 
 
