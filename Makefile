@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 
-.PHONY: run test lint typecheck pytest sdk-test bench clean
+.PHONY: run test lint typecheck pytest sdk-test fuzz bench clean
 
 $(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ pytest: $(STAMP) $(CHROMIUM)
 
 sdk-test: $(SDK_STAMP)
 	cd sdk && ../$(SDK_VENV)/bin/pytest
+
+# The schemathesis runs of `make test`, each operation with many more examples (minutes).
+fuzz: $(STAMP)
+	BILLING_FUZZ_EXAMPLES=$${BILLING_FUZZ_EXAMPLES:-300} $(BIN)/pytest tests/api/test_schemathesis.py
 
 bench: $(STAMP)
 	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py

@@ -88,8 +88,11 @@ class KernelServer:
         port: int | None = None,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        log: Path | None = None,
     ) -> None:
         self.database_url = database_url
+        self.log = log
+        """Where its standard error goes (its log), when given."""
         self.workers = workers
         self.env = env or {}
         self.port = port or free_port()
@@ -112,7 +115,7 @@ class KernelServer:
             ],
             env={**kernel_env(self.database_url), **self.env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if self.log is None else self.log.open("a"),
             text=True,
         )
         if wait:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import DEFAULT_METRICS
@@ -44,13 +43,15 @@ def test_a_parsed_event_time_is_counted_or_refused_never_a_crash(
 ) -> None:
     wall, offset_minutes, zulu = case
     text = rfc3339(wall, offset_minutes, zulu)
-    sent = {"org_id": "o", "metric": "tokens", "quantity": 1, "idempotency_key": "k"}
-    if not 1000 <= wall.year <= 9998:  # the API takes times written in these years only
-        with pytest.raises(ValidationError) as refused:
-            UsageEventIn.model_validate({**sent, "occurred_at": text})
-        assert [e["loc"] for e in refused.value.errors()] == [("occurred_at",)]
-        return
-    parsed = UsageEventIn.model_validate({**sent, "occurred_at": text})
+    parsed = UsageEventIn.model_validate(
+        {
+            "org_id": "o",
+            "metric": "tokens",
+            "quantity": 1,
+            "idempotency_key": "k",
+            "occurred_at": text,
+        }
+    )
     assert parsed.occurred_at is not None
     assert parsed.occurred_at.replace(tzinfo=None) == wall
     instant = (wall - YEAR_1) - timedelta(minutes=offset_minutes)

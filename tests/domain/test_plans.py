@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_kernel.errors import InvalidInput
+from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.plans.rules import (
     MAX_PLAN_METRICS,
     MAX_PRICE,
@@ -79,8 +79,11 @@ def test_plans_within_every_bound_are_taken(valid: Plan) -> None:
             "metrics",
             "a plan names at most 50 metrics",
         ),
-        (plan(metrics={"nope": PlanMetric("nope", 1)}), "metrics", "unknown metric 'nope'"),
-        (plan(metrics={"tokens": PlanMetric("seats", 1)}), "metrics", "unknown metric 'seats'"),
+        (
+            plan(metrics={"tokens": PlanMetric("seats", 1)}),
+            "metrics",
+            "metric 'tokens' is named 'seats'",
+        ),
         (
             plan(metrics=terms(included_quantity=-1)),
             "included_quantity",
@@ -119,6 +122,16 @@ def test_anything_else_is_refused_naming_the_field(
     assert refused.value.details == {"field": field}
     if message is not None:
         assert refused.value.message == message
+
+
+def test_a_metric_not_in_the_catalogue_is_unknown() -> None:
+    with pytest.raises(UnknownMetric) as refused:
+        validate_plan(plan(metrics={"nope": PlanMetric("nope", 1)}), CATALOGUE)
+    assert (refused.value.message, refused.value.details) == (
+        "unknown metric 'nope'",
+        {"field": "metrics"},
+    )
+    assert refused.value.status == 404
 
 
 def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> None:

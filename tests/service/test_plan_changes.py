@@ -139,6 +139,16 @@ async def test_an_upgrade_drops_a_scheduled_downgrade_and_a_billed_org_keeps_its
         trial = new_id()
         await kernel.orgs.create(trial, plan_slug="starter")  # not billed: may move
         assert (await kernel.orgs.set_plan(trial, euros.slug)).plan_slug == euros.slug
+        # Canceled now, but billed in USD earlier this month: still one currency a month.
+        clock.advance(days=3)
+        await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
+        for move in (kernel.orgs.set_plan, kernel.subscriptions.change):
+            with pytest.raises(CurrencyChange, match="billed in USD this period"):
+                await move(org_id, euros.slug)
+        assert (await kernel.invoices.upcoming(org_id)).currency == "USD"
+        clock.now = JUNE.end  # a new month, not billed in it: it may move
+        assert (await kernel.orgs.set_plan(org_id, euros.slug)).plan_slug == euros.slug
+        assert (await kernel.invoices.upcoming(org_id)).currency == "EUR"
     finally:
         await kernel.plans.deactivate(euros.slug)
 

@@ -12,6 +12,7 @@ from billing_kernel.errors import (
     PlanInactive,
     PlanIsDefault,
     PlanNotFound,
+    UnknownMetric,
 )
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
@@ -175,7 +176,7 @@ async def test_an_invalid_plan_is_refused_naming_the_field_and_nothing_is_writte
     kernel: Kernel, changes: dict[str, object], field: str
 ) -> None:
     plan = team_plan(**changes)
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises((InvalidInput, UnknownMetric)) as refused:  # an unknown metric: 404
         await kernel.plans.create(plan)
     assert refused.value.details["field"] == field
     with pytest.raises(PlanNotFound):

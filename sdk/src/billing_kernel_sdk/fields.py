@@ -19,8 +19,11 @@ MAX_EVENT_NAME_LENGTH = 128
 """A named event's name (the kernel also checks its characters: letters, digits, . _ : / -)."""
 MAX_PROPERTIES = 50
 MAX_PROPERTIES_LENGTH = 4096
-ID_PATTERN_TEXT = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
-"""What an id or key may be: no control characters, no leading or trailing white space."""
+ID_PATTERN_TEXT = (
+    r"^[^\s\ufeff\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\ufeff\x00-\x1f\x7f-\x9f])?$"
+)
+"""What an id or key may be: no control characters, no leading or trailing white space (a
+byte-order mark counted as one: JSON Schema's ECMA regexes do, Python's do not)."""
 ID_PATTERN = re.compile(ID_PATTERN_TEXT)
 
 

@@ -66,8 +66,10 @@ class BillingPeriod:
         if match is None:
             raise ValueError(f"a month is written YYYY-MM, not {text!r}")
         year, month = int(match[1]), int(match[2])
-        if not 1 <= year <= LAST_YEAR or not 1 <= month <= 12:
-            raise ValueError(f"no such month: {text!r} (months run from 0001-01 to {LAST_YEAR}-12)")
+        if year < 1 or not 1 <= month <= 12:
+            raise ValueError(f"no such month: {text!r}")
+        if year > LAST_YEAR:
+            raise ValueError(f"no such month: {text!r} (months run to {LAST_YEAR}-12)")
         return cls.starting(date(year, month, 1))
 
     @property

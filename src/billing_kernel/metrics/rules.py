@@ -21,10 +21,15 @@ TOKENS = "tokens"
 PLAYBOOK_RUNS = "playbook_runs"
 SEATS = "seats"
 
-METRIC_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+METRIC_KEY_PATTERN_TEXT = r"^[a-z][a-z0-9_]{0,63}$"
+"""What a metric's key is: 1 to 64 lowercase letters, digits and _, starting with a letter
+(the API's schema states the same pattern)."""
+METRIC_KEY_PATTERN = re.compile(METRIC_KEY_PATTERN_TEXT)
 
 
-EVENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+EVENT_NAME_PATTERN_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+"""What an event's name is (the API's schema states the same pattern)."""
+EVENT_NAME_PATTERN = re.compile(EVENT_NAME_PATTERN_TEXT)
 """An event name: `llm.completion`, `workflow_run`, `api/request`."""
 MAX_METER_EVENTS = 20
 MAX_FILTERS = 10

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from billing_kernel.metrics.rules import (
+    EVENT_NAME_PATTERN_TEXT,
     MAX_FILTERS,
     MAX_METER_EVENTS,
     VALUE_PROPERTIES,
@@ -32,7 +33,7 @@ class MetricIn(StrictBody):
         "carry. A max, a latest and a unique count are checked against limits, but not "
         "recorded, consumed or reserved as a quantity. Cannot change once defined."
     )
-    events: list[str] | None = Field(
+    events: list[Annotated[str, Field(pattern=EVENT_NAME_PATTERN_TEXT)]] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_METER_EVENTS,

@@ -20,7 +20,7 @@ from billing_kernel.notifications.schemas import (
 from billing_kernel.web.deps import KernelDep, OrgAdmin, OrgAdminOfPath, OrgId
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, page_of
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.routers import orgs_router
+from billing_kernel.web.routers import links_to, orgs_router
 from billing_kernel.web.schemas import Slug
 
 router = APIRouter(
@@ -39,6 +39,14 @@ DeliveryId = Annotated[str, Path(max_length=32, pattern=r"^dlv_[0-9a-f]{1,28}$")
     operation_id="createWebhookEndpoint",
     summary="Register a webhook endpoint",
     status_code=201,
+    responses=links_to(
+        201,
+        "endpoint_id",
+        "id",
+        "getWebhookEndpoint",
+        "rotateWebhookSecret",
+        "deleteWebhookEndpoint",
+    ),
 )
 async def create_endpoint(
     body: EndpointIn, key: OrgAdmin, kernel: KernelDep

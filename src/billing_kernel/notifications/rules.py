@@ -153,7 +153,7 @@ URL_PATTERN = (
     r"^https?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"  # user:password@, optional
     r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?"  # the host: a name or an IPv4 address
     r"(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
-    r"([/?#][^\s\x00-\x1f\x7f]*)?$"
+    r"([/?#][^\s\ufeff\x00-\x1f\x7f-\x9f]*)?$"  # spelled so that ECMA regexes agree
 )
 """An http or https URL with a host: what a webhook or a Slack URL may be (the API's
 schema states the same pattern)."""

@@ -6,13 +6,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, literal, or_, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     org_aliases,
     org_billing_state,
     orgs,
+    plans,
     scheduled_plan_changes,
     subscription_history,
 )
@@ -24,6 +25,7 @@ from billing_kernel.orgs.rules import (
     OrgBillingState,
     OrgOrigin,
     ScheduledChange,
+    billable,
 )
 
 _ORGS = select(
@@ -238,6 +240,22 @@ class OrgRepository:
             .where(org_billing_state.c.org_id == org_id)
             .values(plan_slug=plan_slug, plan_version=version, updated_at=now)
         )
+
+    async def billed_currencies(self, org_id: str, since: datetime) -> set[str]:
+        """The currencies of the plans the org was on, in a billed status, from `since` on
+        (the change in force at `since` included)."""
+        h, p = subscription_history.c, plans.c
+        in_force_then = (
+            select(func.max(h.change_id))
+            .where(h.org_id == org_id, h.valid_from < since)
+            .scalar_subquery()
+        )
+        result = await self._conn.execute(
+            select(p.currency, h.status)
+            .join(plans, p.slug == h.plan_slug)
+            .where(h.org_id == org_id, or_(h.valid_from >= since, h.change_id == in_force_then))
+        )
+        return {currency for currency, status in result if billable(BillingStatus(status))}
 
     async def last_change(self, org_id: str) -> datetime | None:
         h = subscription_history.c

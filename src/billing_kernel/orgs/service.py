@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from billing_kernel.alerts.service import AlertService
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
@@ -187,7 +188,7 @@ class OrgService:
         orgs, now = OrgRepository(unit), self._clock()
         before = await self._require_state(unit, org_id)
         current = await self._plans.get(before.plan_slug, unit, version=before.plan_version)
-        self.check_currency(before, current, plan)
+        await self.check_currency(before, current, plan, unit)
         await orgs.set_plan(org_id, plan.slug, plan.version, now)
         await orgs.cancel_scheduled(org_id)
         if (before.plan_slug, before.plan_version) != (plan.slug, plan.version):
@@ -195,15 +196,24 @@ class OrgService:
         await self._alerts.reevaluate(org_id, unit)
         return await self._require_state(unit, org_id)
 
-    @staticmethod
-    def check_currency(state: OrgBillingState, current: Plan, plan: Plan) -> None:
-        """CurrencyChange if moving an org billed this period in `current`'s currency to
-        `plan` would bill one period in two currencies (a trial or canceled org may move)."""
-        if plan.currency != current.currency and billable(state.status):
+    async def check_currency(
+        self, state: OrgBillingState, current: Plan, plan: Plan, unit: UnitOfWork
+    ) -> None:
+        """CurrencyChange if moving the org to `plan` would bill one period in two
+        currencies: it is billed now in `current`'s, or was billed in another earlier this
+        period (a trial or canceled org that was never billed this period may move)."""
+        if plan.currency == current.currency:
+            return  # no second currency
+        since = BillingPeriod.containing(self._clock()).start
+        billed = await OrgRepository(unit).billed_currencies(state.org_id, since)
+        if billable(state.status):
+            billed.add(current.currency)
+        other = sorted(billed - {plan.currency})
+        if other:
             raise CurrencyChange(
-                f"org {state.org_id!r} is billed in {current.currency} this period; plan "
-                f"{plan.slug!r} is in {plan.currency}. Move it while it is not billed "
-                "(in trial, or canceled)",
+                f"org {state.org_id!r} is billed in {other[0]} this period; plan "
+                f"{plan.slug!r} is in {plan.currency}. Move it in a period it is not billed "
+                "in (in trial, or canceled, from the period's start)",
                 org_id=state.org_id,
                 plan_slug=plan.slug,
             )

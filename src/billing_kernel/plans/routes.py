@@ -9,7 +9,7 @@ from fastapi import Path, Query
 from billing_kernel.plans.schemas import PlanBody, PlanIn, PlanOut, PlansOut, PolicyIn
 from billing_kernel.web.deps import DeploymentAdmin, KernelDep, MetricKey, PrincipalDep
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.routers import billing_router
+from billing_kernel.web.routers import billing_router, links_to
 from billing_kernel.web.schemas import Slug
 
 router = billing_router()
@@ -27,7 +27,10 @@ async def list_plans(_caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
     operation_id="createPlan",
     summary="Offer a new plan",
     status_code=201,
-    responses=problem_responses(403, 409),
+    responses={
+        **problem_responses(403, 404, 409),
+        **links_to(201, "plan_slug", "slug", "getPlan", "updatePlan", "listPlanVersions"),
+    },
 )
 async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) -> PlanOut:
     """A plan with its monthly price, and for each metric it names what it includes, its

@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.errors import InvalidInput
+from billing_kernel.errors import InvalidInput, UnknownMetric
 
 MAX_GRACE_PERCENT = 1000
 HOUR = timedelta(hours=1)
@@ -153,8 +153,10 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
     if len(plan.metrics) > MAX_PLAN_METRICS:
         raise InvalidInput(f"a plan names at most {MAX_PLAN_METRICS} metrics", field="metrics")
     for key, terms in plan.metrics.items():
-        if key != terms.metric or key not in metrics:
-            raise InvalidInput(f"unknown metric {terms.metric!r}", field="metrics")
+        if key != terms.metric:
+            raise InvalidInput(f"metric {key!r} is named {terms.metric!r}", field="metrics")
+        if key not in metrics:
+            raise UnknownMetric(f"unknown metric {key!r}", field="metrics")
         if terms.included_quantity is not None and terms.included_quantity < 0:
             raise InvalidInput("included_quantity must not be negative", field="included_quantity")
         _amount(terms.overage_unit_price, 6, MAX_UNIT_PRICE, "overage_unit_price")

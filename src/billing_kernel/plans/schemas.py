@@ -12,6 +12,7 @@ from pydantic import (
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
 from billing_kernel.errors import InvalidInput
+from billing_kernel.metrics.rules import METRIC_KEY_PATTERN_TEXT
 from billing_kernel.plans.rules import (
     HOUR,
     MAX_GRACE_PERCENT,
@@ -108,7 +109,7 @@ UnitPriceText = Annotated[
 
 
 class PlanTermsIn(StrictBody):
-    metric: Slug = Field(examples=["tokens"])
+    metric: str = Field(examples=["tokens"], pattern=METRIC_KEY_PATTERN_TEXT)
     included_quantity: Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE] | None = Field(
         description="Included per month; null: unlimited.", examples=[1_000_000]
     )

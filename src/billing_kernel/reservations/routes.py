@@ -14,7 +14,7 @@ from billing_kernel.reservations.rules import ID_PATTERN_TEXT
 from billing_kernel.reservations.schemas import CommitIn, ReservationIn, ReservationOut
 from billing_kernel.web.deps import KernelDep, UsageWriter, api_key_with
 from billing_kernel.web.problems import problem_responses
-from billing_kernel.web.routers import usage_router
+from billing_kernel.web.routers import links_to, usage_router
 
 router = usage_router()
 
@@ -29,7 +29,17 @@ ReservationReader = Annotated[
     operation_id="reserveUsage",
     summary="Hold units against a limit for work in progress",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses={
+        **problem_responses(401, 403, 404, 409, 422),
+        **links_to(
+            201,
+            "reservation_id",
+            "id",
+            "getReservation",
+            "commitReservation",
+            "releaseReservation",
+        ),
+    },
 )
 async def reserve(
     body: ReservationIn, key: UsageWriter, kernel: KernelDep, response: Response

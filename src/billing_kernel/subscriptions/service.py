@@ -173,7 +173,7 @@ class SubscriptionService:
             return PlanChange(
                 kind, current, plan, effective_at, scheduled, (), before, before, state, token(())
             )
-        self._orgs.check_currency(state, current, plan)
+        await self._orgs.check_currency(state, current, plan, unit)
         move = Subscription(now, plan, billable(state.status))
         lines = await self._invoices.change_lines(org_id, move, unit)
         after = await self._invoices.upcoming(org_id, unit, change=move)

@@ -95,7 +95,7 @@ EventCursor = Annotated[
     str | None,
     Query(
         max_length=400,
-        pattern=r"^[0-9]{1,16}\|[a-z0-9_]{1,64}\|.+$",
+        pattern=r"^[0-9]{1,16}\|[a-z0-9_]{1,64}\|[^\x00-\x1f\x7f-\x9f]+$",
         description="`next_cursor` of the previous page; leave out for the first page.",
     ),
 ]

@@ -21,7 +21,7 @@ from billing_kernel.usage.rules import (
     StoredEvent,
 )
 from billing_kernel.web.schemas import (
-    DateTimeText,
+    EventTimeText,
     StrictBody,
     WholeNumber,
 )
@@ -55,7 +55,7 @@ class UsageEventIn(StrictBody):
     idempotency_key: str = Field(
         description="1-255 characters, unique per org: a repeat counts once."
     )
-    occurred_at: DateTimeText | None = Field(
+    occurred_at: EventTimeText | None = Field(
         default=None,
         description="When the usage happened (decides the month); default: when received. "
         "At most 5 minutes ahead and 35 days back.",

@@ -17,6 +17,7 @@ from billing_kernel.config import Settings
 from billing_kernel.errors import Forbidden, OrgAmbiguous, OrgNotFound, Unauthenticated
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES, MemberRole
+from billing_kernel.metrics.rules import METRIC_KEY_PATTERN_TEXT
 from billing_kernel.web.guards import require_same_origin
 
 bearer = HTTPBearer(
@@ -214,5 +215,9 @@ DeploymentAdmin = Annotated[ApiKeyCaller, Depends(_deployment_admin)]
 
 MetricKey = Annotated[
     str,
-    Path(description="A metric key, e.g. `tokens`.", max_length=64, pattern=ID_PATTERN_TEXT),
+    Path(
+        description="A metric key, e.g. `tokens`: 1 to 64 lowercase letters, digits and _, "
+        "starting with a letter.",
+        pattern=METRIC_KEY_PATTERN_TEXT,
+    ),
 ]

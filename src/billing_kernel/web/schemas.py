@@ -44,6 +44,16 @@ def _text_only(value: object) -> object:
     return value
 
 
+def _string(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with a time zone")
+    return value
+
+
+EventTimeText = Annotated[AwareDatetime, BeforeValidator(_string)]
+"""An event's time: RFC 3339 text with a time zone, any year. Not refused as the batch is
+parsed: the usage rules judge each event's time alone (the window of times taken)."""
+
 _TIME_SCHEMA = WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN})
 
 DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only), _TIME_SCHEMA]
