@@ -368,7 +368,12 @@ JSON_VALUES = st.recursive(
     | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00")),
     lambda inner: (
         st.lists(inner, max_size=3)
-        | st.dictionaries(st.text(st.characters(exclude_characters="\x00"), max_size=3), inner)
+        | st.dictionaries(
+            st.text(
+                st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=3
+            ),
+            inner,
+        )
     ),
     max_leaves=8,
 )

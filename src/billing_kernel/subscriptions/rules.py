@@ -64,21 +64,19 @@ def preview_token(
     their versions (so their prices), the lines to the cent, the org's billing status, the
     change it had scheduled, and its limit overrides. A confirmation that computes another
     digest is no longer the change the preview showed."""
-    figures = {
-        "org": org_id,
-        "kind": kind.value,
-        "from": [current.slug, current.version, str(current.monthly_price)],
-        "to": [plan.slug, plan.version, str(plan.monthly_price)],
-        "at": effective_at.isoformat(),
-        "lines": [
+    figures = [
+        org_id,
+        kind.value,
+        [current.slug, current.version, str(current.monthly_price)],
+        [plan.slug, plan.version, str(plan.monthly_price)],
+        effective_at.isoformat(),
+        [
             [line.kind.value, str(line.amount), line.plan_slug, line.plan_version, line.quantity]
             for line in lines
         ],
-        "status": status,
-        "scheduled": None
-        if scheduled is None
-        else [scheduled[0], scheduled[1], scheduled[2].isoformat()],
-        "overrides": {metric: repr(terms) for metric, terms in sorted(overrides.items())},
-    }
-    text = json.dumps(figures, sort_keys=True, separators=(",", ":"))
+        status,
+        None if scheduled is None else [scheduled[0], scheduled[1], scheduled[2].isoformat()],
+        sorted((metric, repr(terms)) for metric, terms in overrides.items()),
+    ]
+    text = json.dumps(figures)
     return hashlib.sha256(text.encode()).hexdigest()
