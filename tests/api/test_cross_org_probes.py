@@ -22,27 +22,27 @@ Probe = Callable[[Api, dict[str, str], str, str, int], Awaitable[httpx.Response]
 """A request through one protocol naming a customer, with an idempotency key and value."""
 
 
-async def lago_event(
-    api: Api, key: dict[str, str], customer: str, tx: str, value: int
-) -> httpx.Response:
-    event = {
+def lago(customer: str, tx: str, value: int) -> dict[str, object]:
+    """A Lago event for `customer`."""
+    return {
         "transaction_id": tx,
         "external_subscription_id": customer,
         "code": "tokens",
         "properties": {"value": value},
     }
+
+
+async def lago_event(
+    api: Api, key: dict[str, str], customer: str, tx: str, value: int
+) -> httpx.Response:
+    event = lago(customer, tx, value)
     return await api.client.post("/compat/lago/api/v1/events", json={"event": event}, headers=key)
 
 
 async def lago_batch(
     api: Api, key: dict[str, str], customer: str, tx: str, value: int
 ) -> httpx.Response:
-    event = {
-        "transaction_id": tx,
-        "external_subscription_id": customer,
-        "code": "tokens",
-        "properties": {"value": value},
-    }
+    event = lago(customer, tx, value)
     return await api.client.post(
         "/compat/lago/api/v1/events/batch", json={"events": [event]}, headers=key
     )
