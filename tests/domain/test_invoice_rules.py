@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.money import MAX_AMOUNT, within_bounds
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.errors import CurrencyChange
 from billing_kernel.invoices.rules import (
     InvoiceDraft,
     InvoiceLine,
@@ -210,7 +211,7 @@ def test_usage_lines_follow_the_orgs_own_limits_and_bill_nothing_without_a_price
 
 def test_an_invoice_is_in_one_currency() -> None:
     euros = replace(GROWTH, slug="growth-eur", currency="EUR")
-    with pytest.raises(ValueError, match="EUR"):
+    with pytest.raises(CurrencyChange, match="EUR"):
         draft_invoice("acme", NOVEMBER, [on(STARTER, at(1)), on(euros, at(5))], (), {}, {})
     moved_in_trial = [on(STARTER, at(1), billable=False), on(euros, at(5))]
     assert draft_invoice("acme", NOVEMBER, moved_in_trial, (), {}, {}).currency == "EUR"

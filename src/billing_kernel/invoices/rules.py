@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
+from billing_kernel.errors import CurrencyChange
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
 
@@ -363,15 +364,19 @@ def draft_invoice(
     """The org's invoice for `period`: its fee lines, then, if it was billable for any of
     the period, its usage priced by the plan in force at the period's end, then the
     adjustments for `late_usage` of earlier periods. Every plan it was on in the period is
-    in one currency (ValueError otherwise: the kernel refuses a change of currency within a
-    billed period)."""
+    in one currency (CurrencyChange otherwise: the kernel refuses a change of currency within
+    a billed period)."""
     subs = in_force(period, history)
     if not subs:
         raise ValueError(f"org {org_id!r} had no plan in {period.label}")
     at_end = subs[-1].plan
     currencies = {sub.plan.currency for sub in subs if sub.billable} | {at_end.currency}
-    if len(currencies) > 1:
-        raise ValueError(f"org {org_id!r} was billed in {sorted(currencies)} in {period.label}")
+    if len(currencies) > 1:  # history from before the kernel held a month to one currency
+        raise CurrencyChange(
+            f"org {org_id!r} was billed in {', '.join(sorted(currencies))} in {period.label}: "
+            "its invoice cannot be made in one currency",
+            org_id=org_id,
+        )
     lines = fee_lines(period, history)
     bills_usage = any(sub.billable for sub in subs)
     if bills_usage:
