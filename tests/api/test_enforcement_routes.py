@@ -234,7 +234,6 @@ async def test_plan_creation_refusals_name_what_is_wrong_and_write_nothing(api: 
         ({**good, "monthly_price": "-1"}, "monthly_price"),
         ({**good, "currency": "eur"}, "currency"),
         ({**good, "name": ""}, "name"),
-        ({**good, "metrics": [{**tokens, "metric": "nope"}]}, "metrics"),
         ({**good, "metrics": [tokens, tokens]}, "metrics"),
         ({**good, "metrics": [{**tokens, "overage_unit_size": 0}]}, "overage_unit_size"),
         (
@@ -247,6 +246,10 @@ async def test_plan_creation_refusals_name_what_is_wrong_and_write_nothing(api: 
         answer = await api.client.post("/api/v1/billing/plans", json=bad, headers=admin)
         assert answer.status_code == 422, (bad, answer.text)
         assert field in answer.text, bad
+    unknown = {**good, "metrics": [{**tokens, "metric": "nope"}]}  # not in the catalogue
+    answer = await api.client.post("/api/v1/billing/plans", json=unknown, headers=admin)
+    assert (answer.status_code, answer.json()["code"]) == (404, "unknown_metric")
+    assert answer.json()["errors"][0]["location"] == "metrics"
     missing = await api.client.post(
         f"/api/v1/billing/plans/{new_id('plan')}/deactivate", headers=admin
     )

@@ -123,7 +123,6 @@ async def test_a_metric_is_defined_then_changed_and_listed(api: Api) -> None:
         ("seats", {"name": "Seats", "unit": "seats", "aggregation": "sum"}, "key"),
         ("tokens", {"name": "Tokens", "unit": "tokens", "aggregation": "count"}, "aggregation"),
         ("calls", {"name": "C", "unit": "c", "aggregation": "count", "value_property": "n"}, None),
-        ("calls", {"name": "C", "unit": "c", "aggregation": "sum", "events": ["a b"]}, "event"),
     ],
 )
 async def test_a_definition_the_rules_refuse_is_a_422_that_writes_nothing(
@@ -135,6 +134,15 @@ async def test_a_definition_the_rules_refuse_is_a_422_that_writes_nothing(
     assert refused.json()["code"] == "invalid_input"
     if field is not None:
         assert refused.json()["errors"][0]["location"] == field
+    assert await stored_catalogue(api) == before
+
+
+async def test_an_event_name_the_schema_states_is_checked_as_the_body_is_parsed(api: Api) -> None:
+    before = await stored_catalogue(api)
+    body = {"name": "C", "unit": "c", "aggregation": "sum", "events": ["llm.call", "a b"]}
+    refused = await define(api, "calls", **body)
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request")
+    assert refused.json()["errors"][0]["location"] == "body.events.1"
     assert await stored_catalogue(api) == before
 
 
