@@ -16,6 +16,7 @@ from billing_kernel.alerts.rules import (
     EventType,
     Threshold,
     alert_event,
+    close_failed_event,
     crossed_by,
     event_id,
     format_thresholds,
@@ -233,3 +234,29 @@ def test_an_absolute_threshold_and_a_block_say_what_they_are() -> None:
 def test_an_events_timestamp_is_utc_with_a_z() -> None:
     event = Event("evt_x", EventType.QUOTA_BLOCKED, None, datetime(2026, 1, 2, tzinfo=UTC), {})
     assert event.payload()["timestamp"] == "2026-01-02T00:00:00Z"
+
+
+def test_a_close_failure_is_the_operators_event_once_per_org_month_and_reason() -> None:
+    now = datetime(2026, 5, 2, tzinfo=UTC)
+    event = close_failed_event("acme", date(2026, 4, 1), "too large", now)
+    assert (event.org_id, event.event_type, event.created_at) == (
+        None,
+        EventType.INVOICE_CLOSE_FAILED,
+        now,
+    )
+    assert event.data == {
+        "org_id": "acme",
+        "period": {"start": "2026-04-01", "end": "2026-05-01"},
+        "reason": "too large",
+    }
+    assert event.event_id.startswith("evt_")
+    again = close_failed_event("acme", date(2026, 4, 1), "too large", now.replace(hour=5))
+    assert again.event_id == event.event_id  # the closer meets it every round: one event
+    others = {
+        close_failed_event("other", date(2026, 4, 1), "too large", now).event_id,
+        close_failed_event("acme", date(2026, 3, 1), "too large", now).event_id,
+        close_failed_event("acme", date(2026, 4, 1), "another reason", now).event_id,
+    }
+    assert len(others) == 3
+    assert event.event_id not in others
+    assert event.payload()["type"] == "invoice.close_failed"

@@ -12,6 +12,7 @@ from billing_kernel.compat.rules import (
     ForeignEvent,
     RefusedBatch,
     batch_of,
+    customer_field,
     event_time,
     in_protocol_terms,
     object_field,
@@ -144,3 +145,25 @@ def test_a_batch_body_holds_one_to_most_events() -> None:
     assert len(batch_of({"events": list(range(1000))})) == 1000
     with pytest.raises(InvalidInput):
         batch_of({"events": list(range(1001))})
+
+
+def test_a_customer_id_follows_the_id_rule_and_names_the_protocols_field() -> None:
+    assert customer_field("cus_42", "subject") == "cus_42"
+    for absent in (None, ""):
+        with pytest.raises(InvalidInput, match=r"^subject is required \(a non-empty string\)$"):
+            customer_field(absent, "subject")
+    for bad in (None, "", " x", "x\x00", "\ud800", 42, "x" * 300):
+        with pytest.raises(InvalidInput) as refused:
+            customer_field(bad, "external_customer_id")
+        assert refused.value.details["field"] == "external_customer_id"
+
+
+def test_an_event_time_outside_what_the_kernel_computes_with_is_refused_naming_the_field() -> None:
+    assert event_time("0001-01-01T01:00:00+01:00", "timestamp") == datetime(1, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match="must be Unix seconds or an RFC 3339 time"):
+        event_time("2026-02-30T00:00:00Z", "timestamp")  # no such day
+    for bad in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "9999-01-01T00:00:00Z"):
+        with pytest.raises(InvalidInput) as refused:
+            event_time(bad, "timestamp")
+        assert refused.value.details["field"] == "timestamp"
+        assert "timestamp must be a time from" in refused.value.message
