@@ -36,15 +36,16 @@ _TIME_START = re.compile(TIME_PATTERN)
 _TIME_RULE = "must be an RFC 3339 date-time with a time zone, in the years 1000 to 9998"
 
 
-def _text_only(value: object) -> object:
-    """Times are RFC 3339 strings in this API, in the years 1000 to 9998; a number is not
-    taken for a Unix time."""
+def _caller_time(value: object) -> object:
+    """A caller's time is RFC 3339 text in the years 1000 to 9998: a number (or a string of
+    digits) is not taken for a Unix time."""
     if not isinstance(value, str) or not _TIME_START.match(value):
         raise ValueError(_TIME_RULE)
     return value
 
 
 def _string(value: object) -> object:
+    """An event's time is RFC 3339 text: a number is not taken for a Unix time."""
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 date-time string with a time zone")
     return value
@@ -54,22 +55,16 @@ EventTimeText = Annotated[AwareDatetime, BeforeValidator(_string)]
 """An event's time: RFC 3339 text with a time zone, any year. Not refused as the batch is
 parsed: the usage rules judge each event's time alone (the window of times taken)."""
 
-_TIME_SCHEMA = WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN})
+DateTimeText = Annotated[
+    AwareDatetime,
+    BeforeValidator(_caller_time),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN}),
+]
+"""An RFC 3339 date-time with a time zone, in the years 1000 to 9998: in a body or a query
+string alike."""
 
-DateTimeText = Annotated[AwareDatetime, BeforeValidator(_text_only), _TIME_SCHEMA]
-"""An RFC 3339 date-time with a time zone, sent as a string, in the years 1000 to 9998."""
-
-
-def _not_a_number(value: object) -> object:
-    """A query's date-time is RFC 3339 text in the years 1000 to 9998: a number is not
-    taken for a Unix time."""
-    if isinstance(value, str) and not _TIME_START.match(value):
-        raise ValueError(_TIME_RULE)
-    return value
-
-
-QueryDateTime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), _TIME_SCHEMA]
-"""An RFC 3339 date-time with a time zone, in a query string, in the years 1000 to 9998."""
+QueryDateTime = DateTimeText
+"""The same, named where a query takes it."""
 
 
 def _whole_number(value: object) -> object:
