@@ -232,6 +232,8 @@ async def test_a_confirmation_with_its_token_is_the_previewed_change_or_stale(
     await confirm_after(kernel.quota.set_override(org_id, "tokens", 5))
     preview = await kernel.subscriptions.preview(org_id, target.slug)  # nothing changes: holds
     clock.advance(minutes=3)
+    with pytest.raises(PreviewStale, match="its token was given without at"):
+        await kernel.subscriptions.change(org_id, target.slug, token=preview.token)
     made = await kernel.subscriptions.change(
         org_id, target.slug, at=preview.effective_at, token=preview.token
     )

@@ -44,7 +44,8 @@ class PlanChangeConfirmIn(PlanChangeIn):
         description="The preview's `preview_token`: the change is then exactly the one the "
         "preview showed, its lines to the cent, or 409 `preview_stale` when anything it priced "
         "has changed since (either plan's price or version, the org's plan, status, limit "
-        "overrides or scheduled change). Give it with `at`.",
+        "overrides or scheduled change). Give it with `at`: without it, 409 `preview_stale` "
+        "(now is not the moment the preview priced).",
     )
 
 

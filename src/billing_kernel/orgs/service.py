@@ -145,13 +145,12 @@ class OrgService:
             )
             return await self._require_state(unit, org_id)
 
-    async def hold_billing_state(self, org_id: str, uow: UnitOfWork) -> OrgBillingState:
-        """The org's billing state (seeded on first use), held until `uow` ends so that its
-        plan changes one transaction at a time (as the org's members may make them, under
-        row-level security); read again once held."""
+    async def hold_billing_state(self, org_id: str, uow: UnitOfWork) -> None:
+        """Hold the org's billing state (seeded first, on first use) until `uow` ends, so
+        that its plan changes one transaction at a time (as the org's members may make them,
+        under row-level security): what `uow` reads of it after this is what it changes."""
         await self.billing_state(org_id, uow)
         await OrgRepository(uow).lock_billing_state(org_id)
-        return await self.billing_state(org_id, uow)
 
     async def set_plan(
         self,

@@ -94,6 +94,8 @@ class SubscriptionService:
         status, limit overrides or scheduled change since makes another. Confirmations of
         one org run one at a time. The same plan again changes nothing (an org on an older
         version moves to the current one)."""
+        if token is not None and at is None:  # now is not the moment the preview priced
+            raise _stale("its token was given without at, the preview's effective_at")
         async with self._tx.begin(uow) as unit:
             await self._orgs.hold_billing_state(org_id, unit)  # confirmations: one at a time
             now = await self._moment(org_id, at, unit)
