@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from billing_kernel.db.database import Database, is_transient
+from billing_kernel.db.database import Database, failure_reason, is_transient
 from billing_kernel.errors import DatabaseUnavailable
 from tests.conftest import _admin
 
@@ -115,3 +115,18 @@ def test_a_locked_sqlite_file_is_transient(tmp_path: Path) -> None:
         holder.rollback()
         holder.close()
         engine.dispose()
+
+
+async def test_a_statements_failure_is_said_in_one_line_without_the_statement(
+    database: Database,
+) -> None:
+    """What the closer records of an org it could not invoice: the database's own message,
+    not the SQL or its parameters."""
+    failing = "SELECT 1 / CAST(:zero AS INTEGER)" if database.is_postgresql else "SELECT nope"
+    with pytest.raises(DBAPIError) as failed:
+        async with database.transaction() as conn:
+            await conn.execute(text(failing), {"zero": 0} if database.is_postgresql else {})
+    reason = failure_reason(failed.value)
+    assert reason == ("division by zero" if database.is_postgresql else "no such column: nope")
+    assert failure_reason(ValueError("line one\nline two")) == "line one"
+    assert failure_reason(ValueError()) == "ValueError"
