@@ -103,6 +103,21 @@ def own_database_url(backend: str, directory: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=BACKENDS)
+def own_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of the test's own, on each backend: for tests that look at every
+    org's rows (closing every due invoice, verifying every invoice)."""
+    with own_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def own_database(own_url: str) -> AsyncIterator[Database]:
+    database = Database(own_url, pool_size=20)
+    yield database
+    await database.dispose()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def module_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -1,12 +1,15 @@
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing_kernel.alerts.rules import AlertTerms, Reading
+from billing_kernel.common.money import MAX_AMOUNT
 from billing_kernel.common.validation import (
     MAX_EVENT_QUANTITY,
     MAX_PROPERTIES,
@@ -16,15 +19,21 @@ from billing_kernel.common.validation import (
     validate_occurred_at,
     validate_text,
 )
-from billing_kernel.errors import InvalidInput, UnknownMetric
+from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.rules import (
+    NEAR_BOUND,
+    Charge,
     EventTimeWindow,
+    Moved,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
+    beyond_bounds,
     counter_increments,
+    month_total,
+    months_to_price,
     new_usage_event,
 )
 from billing_kernel_sdk import fields
@@ -454,3 +463,76 @@ def test_an_id_passes_exactly_when_every_rule_holds(value: str, max_length: int)
         with pytest.raises(InvalidInput) as refused:
             validate_id(value, "org_id", max_length)
         assert refused.value.details["field"] == "org_id"
+
+
+# The bound on what a month may come to
+
+
+def test_a_charge_is_its_usage_beyond_what_is_included_priced_as_an_invoice_line() -> None:
+    assert Charge(1_500, 1_000, Decimal("0.02"), 1_000).amount == Decimal("0.01")
+    assert Charge(1_000_025, 1_000_000, Decimal("0.02"), 1_000).amount == Decimal("0.00")
+    assert Charge(1_000_250, 1_000_000, Decimal("0.02"), 1_000).amount == Decimal("0.01")
+    assert Charge(210, 200, Decimal("0.25"), 1).amount == Decimal("2.50")
+    assert Charge(200, 200, Decimal("0.25"), 1).amount == Decimal("0.00")
+    assert Charge(150, 200, Decimal("0.25"), 1).amount == Decimal("0.00")  # within: nothing
+
+
+def test_an_unlimited_or_unpriced_counter_charges_nothing() -> None:
+    assert Charge(10**15, None, Decimal("0.25"), 1).amount == Decimal("0.00")
+    assert Charge(10**15, 0, None, None).amount == Decimal("0.00")
+    assert Charge(10**15, 0, Decimal("0.25"), None).amount == Decimal("0.00")
+    assert Charge(10**15, 0, None, 1).amount == Decimal("0.00")
+    assert Charge(10**15, 0, Decimal("0"), 1).amount == Decimal("0.00")
+
+
+def moved(amount: Decimal, *, in_full: bool = False) -> Moved:
+    """A counter a write left charging `amount`."""
+    return Moved(Reading(1, AlertTerms(None, "")), Charge(1, 0, amount, 1), in_full)
+
+
+def test_a_month_is_priced_in_full_when_the_counters_touched_come_to_near_the_bound() -> None:
+    may, june = date(2026, 5, 1), date(2026, 6, 1)
+    half = NEAR_BOUND / 2
+    touched = {
+        ("a", may, "tokens"): moved(half),
+        ("a", may, "playbook_runs"): moved(half),  # together: NEAR_BOUND
+        ("a", june, "tokens"): moved(half),  # another month of the same org
+        ("b", may, "tokens"): moved(NEAR_BOUND - Decimal("0.01")),
+        ("c", may, "tokens"): moved(NEAR_BOUND),
+    }
+    assert months_to_price(touched) == {("a", may), ("c", may)}
+    assert months_to_price({}) == set()
+    assert NEAR_BOUND * 1024 == MAX_AMOUNT
+
+
+def test_a_month_once_near_the_bound_is_priced_in_full_by_every_write() -> None:
+    may = date(2026, 5, 1)
+    touched = {
+        ("a", may, "tokens"): moved(Decimal("0.01"), in_full=True),
+        ("a", may, "playbook_runs"): moved(Decimal("0.01")),
+        ("b", may, "tokens"): moved(Decimal("0"), in_full=True),
+        ("c", may, "tokens"): moved(Decimal("0.01")),
+    }
+    assert months_to_price(touched) == {("a", may), ("b", may)}
+
+
+def test_a_month_totals_its_plans_fee_and_every_counters_charge() -> None:
+    charges = [Charge(210, 200, Decimal("0.25"), 1), Charge(1_500, 1_000, Decimal("0.02"), 1_000)]
+    assert month_total(Decimal("49.00"), charges) == Decimal("51.51")
+    assert month_total(None, charges) == Decimal("2.51")  # no plan: no fee
+    assert month_total(Decimal("49.00"), []) == Decimal("49.00")
+    assert month_total(None, []) == Decimal("0.00")
+
+
+def test_an_event_is_refused_when_it_takes_its_month_beyond_the_largest_amount() -> None:
+    assert beyond_bounds("org-1", date(2026, 4, 1), MAX_AMOUNT) is None
+    refusal = beyond_bounds("org-1", date(2026, 4, 1), MAX_AMOUNT + Decimal("0.01"))
+    assert isinstance(refusal, AmountOutOfBounds)
+    assert refusal.status == 422
+    assert refusal.code == "amount_out_of_bounds"
+    assert refusal.message == (
+        "with this event, the invoice of org 'org-1' for 2026-04 would come to "
+        "1,000,000,000,000.00 at its terms now, beyond the 999,999,999,999.99 an amount may "
+        "be; it was not counted"
+    )
+    assert refusal.details == {"org_id": "org-1", "period": "2026-04"}

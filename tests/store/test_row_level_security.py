@@ -16,6 +16,7 @@ from billing_kernel.db.tables import (
     invoices,
     org_members,
     usage_events,
+    usage_priced_months,
     usage_unique_values,
     users,
 )
@@ -41,6 +42,11 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
             await conn.execute(
                 insert(usage_unique_values).values(
                     org_id=org_id, period_start=period, metric="tokens", value='"u1"'
+                )
+            )
+            await conn.execute(  # as a month near the bound on amounts leaves it
+                insert(usage_priced_months).values(
+                    org_id=org_id, period_start=period, noted_at=clock()
                 )
             )
         await kernel.quota.set_override(org_id, "tokens", 5)

@@ -2,7 +2,8 @@
 of them), add only within a ceiling, hold units for a reservation, add a reservation's usage
 and give back its hold, raise a peak, take a later line's value. Each notes in the same
 statement when usage crosses the org's limit, and answers the org's limit and alert
-thresholds with the counter (`limits.py`). Built once per dialect;
+thresholds with the counter (`limits.py`), and a batch's writes its overage price too.
+Built once per dialect;
 `usage/repository/recording.py` runs them."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Insert,
     bindparam,
     case,
+    exists,
     func,
     literal,
     literal_column,
@@ -29,8 +31,19 @@ from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite
 
 from billing_kernel.db.database import in_code_point_order, upsert_for
-from billing_kernel.db.limits import included_quantity_of, thresholds_of
-from billing_kernel.db.tables import usage_counters, usage_events, usage_lines
+from billing_kernel.db.limits import (
+    included_quantity_of,
+    monthly_fee_of,
+    overage_price_of,
+    overage_size_of,
+    thresholds_of,
+)
+from billing_kernel.db.tables import (
+    usage_counters,
+    usage_events,
+    usage_lines,
+    usage_priced_months,
+)
 
 CounterKey = tuple[str, date, str]
 """(org_id, period_start, metric)"""
@@ -96,11 +109,13 @@ def counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, obje
     }
 
 
-def _alerting(dialect_name: str) -> tuple[Any, Any]:
-    """What a counter write also answers, for alerts: the stored row's limit and alert
-    thresholds, read in the statement that writes it. Compiled to text first: SQLAlchemy
-    writes a RETURNING clause's columns without their tables, subqueries' too, which
-    SQLite then cannot tell apart."""
+def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
+    """What a counter write also answers: for alerts, the stored row's limit and alert
+    thresholds; `priced`, also its plan's overage price and unit size, and whether its month
+    is priced in full on every write, for the bound on what a month may come to
+    (`usage.rules.Charge`, `note_priced_month`). Read in the statement that writes the row,
+    and compiled to text first: SQLAlchemy writes a RETURNING clause's columns without their
+    tables, subqueries' too, which SQLite then cannot tell apart."""
     org_id, metric = _stored(usage_counters.c.org_id), _stored(usage_counters.c.metric)
     dialect = (asyncpg if dialect_name == "postgresql" else aiosqlite).dialect()
 
@@ -108,10 +123,24 @@ def _alerting(dialect_name: str) -> tuple[Any, Any]:
         compiled = expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
         return literal_column(f"({compiled})", type_=expression.type).label(name)
 
-    return (
+    answered: tuple[Any, ...] = (
         as_text(included_quantity_of(org_id, metric), "alert_limit"),
         as_text(thresholds_of(org_id, metric), "alert_thresholds"),
     )
+    if priced:
+        noted = usage_priced_months.c
+        answered += (
+            as_text(overage_price_of(org_id, metric), "unit_price"),
+            as_text(overage_size_of(org_id, metric), "unit_size"),
+            as_text(
+                exists().where(
+                    noted.org_id == org_id,
+                    noted.period_start == _stored(usage_counters.c.period_start),
+                ),
+                "in_full",
+            ),
+        )
+    return answered
 
 
 def _most() -> Any:
@@ -155,7 +184,7 @@ def add_to_counters(dialect_name: str) -> Insert:
         counters.period_start,
         counters.metric,
         counters.quantity,
-        *_alerting(dialect_name),
+        *_answered(dialect_name, priced=True),
     )
     return stmt
 
@@ -169,7 +198,7 @@ def add_within(dialect_name: str, *, within_ceiling: bool) -> Insert:
     writers can both take the last units. No row comes back when it would not fit."""
     counters = usage_counters.c
     stmt: Insert = _adding(dialect_name, within_ceiling=within_ceiling).returning(
-        counters.quantity, counters.reserved, *_alerting(dialect_name)
+        counters.quantity, counters.reserved, *_answered(dialect_name, priced=True)
     )
     return stmt
 
@@ -179,7 +208,7 @@ def add_releasing(dialect_name: str) -> Insert:
     """A reservation's commit: its usage added as `add_to_counters` adds it, and the units
     it held (`released`) taken off the counter's holds, in one statement."""
     stmt: Insert = _adding(dialect_name, releasing=True).returning(
-        usage_counters.c.quantity, *_alerting(dialect_name)
+        usage_counters.c.quantity, *_answered(dialect_name, priced=True)
     )
     return stmt
 
@@ -223,7 +252,7 @@ def raise_counter(dialect_name: str) -> Insert:
         counters.period_start,
         counters.metric,
         counters.quantity,
-        *_alerting(dialect_name),
+        *_answered(dialect_name, priced=True),
     )
 
 
@@ -260,7 +289,7 @@ def take_last(dialect_name: str) -> Insert:
         counters.period_start,
         counters.metric,
         counters.quantity,
-        *_alerting(dialect_name),
+        *_answered(dialect_name, priced=True),
     )
 
 
@@ -335,13 +364,56 @@ def pg_record_within(*, within_ceiling: bool) -> Any:
             },
             where=added + counters.reserved <= _most() if within_ceiling else None,
         )
-        .returning(counters.quantity, counters.reserved, *_alerting("postgresql"))
+        .returning(counters.quantity, counters.reserved, *_answered("postgresql", priced=True))
         .cte("counted")
     )
     return select(
         select(func.count()).select_from(recorded).scalar_subquery().label("inserted"),
-        *(
-            select(counted.c[name]).scalar_subquery().label(name)
-            for name in ("quantity", "reserved", "alert_limit", "alert_thresholds")
-        ),
+        *(select(counted.c[name]).scalar_subquery().label(name) for name in _COUNTED),
+    )
+
+
+_COUNTED = (
+    "quantity",
+    "reserved",
+    "alert_limit",
+    "alert_thresholds",
+    "unit_price",
+    "unit_size",
+    "in_full",
+)
+"""What `pg_record_within` answers of the counter it wrote."""
+
+
+@functools.cache
+def month_priced() -> Any:
+    """Every counter of one org's month (`org_id`, `period_start`), with what it is judged
+    and priced by at the org's terms as they stand, and the fee of the org's plan (the same
+    on every row): what `usage.rules.month_total` adds up."""
+    counters = usage_counters.c
+    return select(
+        counters.quantity,
+        included_quantity_of(counters.org_id, counters.metric).label("included"),
+        overage_price_of(counters.org_id, counters.metric).label("unit_price"),
+        overage_size_of(counters.org_id, counters.metric).label("unit_size"),
+        monthly_fee_of(counters.org_id).label("fee"),
+    ).where(
+        counters.org_id == bindparam("org_id", type_=counters.org_id.type),
+        counters.period_start == bindparam("period_start", type_=counters.period_start.type),
+    )
+
+
+@functools.cache
+def note_priced_month(dialect_name: str) -> Insert:
+    """Note an org month (`org_id`, `period_start`) as priced in full on every write, and
+    hold its row until the transaction ends: writes that price one month do it one at a
+    time, each seeing what the one before it committed."""
+    noted = usage_priced_months.c
+    stmt = upsert_for(dialect_name, usage_priced_months).values(
+        org_id=bindparam("org_id", type_=noted.org_id.type),
+        period_start=bindparam("period_start", type_=noted.period_start.type),
+        noted_at=bindparam("now", type_=noted.noted_at.type),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[noted.org_id, noted.period_start], set_={"noted_at": noted.noted_at}
     )

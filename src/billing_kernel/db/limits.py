@@ -1,6 +1,7 @@
-"""An org's limit and alert thresholds for one metric as SQL expressions, for statements
-that must judge usage against them in the same step as they write it (the rules themselves,
-in Python: `quota.rules.terms_after_override`, `alerts.rules.parse_thresholds`)."""
+"""An org's limit, alert thresholds and overage price for one metric as SQL expressions, for
+statements that must judge usage against them in the same step as they write it (the rules
+themselves, in Python: `quota.rules.terms_after_override`, `alerts.rules.parse_thresholds`,
+`usage.rules.Charge`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from billing_kernel.db.tables import (
     org_limit_overrides,
     plan_alert_thresholds,
     plan_metrics,
+    plan_versions,
 )
 
 _LOOKED_UP = (
     org_billing_state,
     plan_metrics,
+    plan_versions,
     org_limit_overrides,
     org_alert_thresholds,
     plan_alert_thresholds,
@@ -58,6 +61,28 @@ def _plan_term(
         term.plan_slug == state.plan_slug,
         term.version == state.plan_version,
         term.metric == metric,
+    )
+
+
+def overage_price_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """What the org's plan charges per block of units beyond its limit (NULL: its plan has
+    no terms for the metric, and charges nothing)."""
+    return _plan_term(plan_metrics.c.overage_unit_price, org_id, metric)
+
+
+def overage_size_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """How many units the org's plan's overage price is for (NULL as `overage_price_of`)."""
+    return _plan_term(plan_metrics.c.overage_unit_size, org_id, metric)
+
+
+def monthly_fee_of(org_id: ColumnElement[Any]) -> Any:
+    """The monthly price of the plan version the org is on (NULL: it has no billing state)."""
+    state, version = org_billing_state.c, plan_versions.c
+    return _lookup(
+        version.monthly_price,
+        state.org_id == org_id,
+        version.plan_slug == state.plan_slug,
+        version.version == state.plan_version,
     )
 
 

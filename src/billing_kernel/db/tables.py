@@ -249,6 +249,16 @@ usage_counters = Table(
     CheckConstraint("reserved >= 0", name="reserved"),
 )
 
+usage_priced_months = Table(
+    "usage_priced_months",
+    metadata,
+    # An org month whose usage came to near the bound on amounts (usage.rules.NEAR_BOUND):
+    # every later write to it prices the whole month, under this row's lock.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("noted_at", UTCDateTime, nullable=False),
+)
+
 usage_events = Table(
     "usage_events",
     metadata,
@@ -612,6 +622,7 @@ ORG_SCOPED_TABLES = (
     usage_events,
     usage_lines,
     usage_unique_values,
+    usage_priced_months,
     quota_decisions,
     usage_reservations,
     org_alert_thresholds,

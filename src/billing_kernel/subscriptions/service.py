@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import PreviewStale
+from billing_kernel.errors import AmountOutOfBounds, PreviewStale
 from billing_kernel.invoices.rules import InvoiceDraft, InvoiceLine, Subscription
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.orgs.rules import OrgBillingState, ScheduledChange, billable
@@ -179,6 +179,13 @@ class SubscriptionService:
         move = Subscription(now, plan, billable(state.status))
         lines = await self._invoices.change_lines(org_id, move, unit)
         after = await self._invoices.upcoming(org_id, unit, change=move)
+        if (beyond := after.out_of_bounds()) is not None:
+            raise AmountOutOfBounds(
+                f"{org_id} cannot move to {plan.slug} now: its invoice for "
+                f"{after.period.label} could not be made ({beyond})",
+                org_id=org_id,
+                period=after.period.label,
+            )
         return PlanChange(
             kind, current, plan, now, False, lines, before, after, state, token(lines)
         )

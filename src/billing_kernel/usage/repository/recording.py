@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -31,9 +32,11 @@ from billing_kernel.db.tables import (
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Position
 from billing_kernel.usage.rules import (
+    Charge,
     Counter,
     CounterKey,
     LineKey,
+    Moved,
     UsageEvent,
 )
 
@@ -74,12 +77,23 @@ def _reading(row: Any) -> Reading:
     return Reading(row.quantity, AlertTerms(row.alert_limit, row.alert_thresholds))
 
 
+def _moved(row: Any) -> Moved:
+    """A counter a batch's write returned, with its alert terms and its price terms."""
+    return Moved(
+        _reading(row),
+        Charge(row.quantity, row.alert_limit, row.unit_price, row.unit_size),
+        bool(row.in_full),
+    )
+
+
 def _counter(row: Any) -> Counter:
-    """A counter a write returned: usage and holds, and the alert terms when it read them."""
-    terms = None
+    """A counter a write returned: usage and holds, and the alert and price terms when it
+    read them."""
+    terms = moved = None
     if getattr(row, "alert_thresholds", None) is not None:
         terms = AlertTerms(row.alert_limit, row.alert_thresholds)
-    return Counter(row.quantity, row.reserved, terms)
+        moved = _moved(row)
+    return Counter(row.quantity, row.reserved, terms, moved)
 
 
 class UsageRepository:
@@ -257,9 +271,10 @@ class UsageRepository:
 
     async def add_to_counters(
         self, increments: Mapping[CounterKey, int], now: datetime
-    ) -> dict[CounterKey, Reading]:
+    ) -> dict[CounterKey, Moved]:
         """Add to each counter in one atomic upsert (`quantity = quantity + excluded.quantity`);
-        returns each counter's new total, as this transaction sees it, with its alert terms.
+        returns each counter's new total, as this transaction sees it, with its alert terms
+        and its charge.
 
         Callers pass the increments in a stable order so that concurrent batches lock counter
         rows in the same order and cannot deadlock.
@@ -270,13 +285,14 @@ class UsageRepository:
             counter_sql.add_to_counters(self._conn.dialect.name),
             [counter_sql.counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
-        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
+        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
 
     async def raise_counters(
         self, peaks: Mapping[CounterKey, int], now: datetime
-    ) -> dict[CounterKey, Reading]:
+    ) -> dict[CounterKey, Moved]:
         """Raise each counter to its value where that is higher (a max), in one atomic upsert
-        (`raise_counter`); returns each counter's value after, with its alert terms. Passed
+        (`raise_counter`); returns each counter's value after, with its alert terms and its
+        charge. Passed
         in a stable order, as `add_to_counters`."""
         if not peaks:
             return {}
@@ -284,14 +300,14 @@ class UsageRepository:
             counter_sql.raise_counter(self._conn.dialect.name),
             [counter_sql.counter_row(key, value, now) for key, value in peaks.items()],
         )
-        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
+        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
 
     async def take_lasts(
         self, lasts: Mapping[CounterKey, tuple[Position, int]], now: datetime
-    ) -> dict[CounterKey, Reading]:
+    ) -> dict[CounterKey, Moved]:
         """Set each counter to its value where the line it is from stands after the one the
         counter's value is from (a latest), in one atomic upsert (`take_last`); returns each
-        counter's value after, with its alert terms. Passed in a stable order, as
+        counter's value after, with its alert terms and its charge. Passed in a stable order, as
         `add_to_counters`."""
         if not lasts:
             return {}
@@ -303,7 +319,22 @@ class UsageRepository:
                 for key, (at, value) in lasts.items()
             ],
         )
-        return {(row.org_id, row.period_start, row.metric): _reading(row) for row in result}
+        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
+
+    async def month_priced(
+        self, org_id: str, period_start: date, now: datetime
+    ) -> tuple[Decimal | None, list[Charge]]:
+        """The org's month at its terms as they stand: the fee of its plan (None: it has no
+        plan), and each of its counters' charges (`usage.rules.month_total` adds them up).
+        The month is first noted as priced in full on every write from now on, and held:
+        concurrent writers price it one at a time."""
+        month = {"org_id": org_id, "period_start": period_start}
+        await self._conn.execute(
+            counter_sql.note_priced_month(self._conn.dialect.name), month | {"now": now}
+        )
+        rows = (await self._conn.execute(counter_sql.month_priced(), month)).all()
+        charges = [Charge(r.quantity, r.included, r.unit_price, r.unit_size) for r in rows]
+        return (rows[0].fee if rows else None), charges
 
     async def add_within(
         self, key: CounterKey, quantity: int, most: int | None, now: datetime
@@ -376,14 +407,14 @@ class UsageRepository:
 
     async def add_releasing(
         self, key: CounterKey, quantity: int, released: int, now: datetime
-    ) -> Reading:
+    ) -> Moved:
         """Add `quantity` to the counter and take `released` off its holds, atomically;
-        returns the counter's usage after, with its alert terms."""
+        returns the counter's usage after, with its alert terms and its charge."""
         result = await self._conn.execute(
             counter_sql.add_releasing(self._conn.dialect.name),
             counter_sql.counter_row(key, quantity, now) | {"released": released},
         )
-        return _reading(result.one())
+        return _moved(result.one())
 
     async def release_holds(self, releases: Mapping[CounterKey, int], now: datetime) -> None:
         """Take each amount off its counter's holds (in the stable order given)."""

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from billing_kernel.alerts.rules import Reading
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import BillingError, IdempotencyConflict, OrgNotFound
+from billing_kernel.errors import (
+    AmountOutOfBounds,
+    BillingError,
+    IdempotencyConflict,
+    OrgNotFound,
+)
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
@@ -24,6 +31,8 @@ from billing_kernel.usage.rules import (
     CounterKey,
     EventTimeWindow,
     Intake,
+    MonthKey,
+    Moved,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
@@ -31,9 +40,12 @@ from billing_kernel.usage.rules import (
     UsageRecordResult,
     UsageReport,
     UsageReportLike,
+    beyond_bounds,
     counter_increments,
     counter_lasts,
     counter_peaks,
+    month_total,
+    months_to_price,
     new_usage_event,
 )
 
@@ -124,12 +136,30 @@ class UsageService:
         """Judge each event alone and count the valid ones, all in one transaction.
 
         Each outcome is ACCEPTED, DUPLICATE or REFUSED (with the error that says why: invalid
-        input, unknown org when auto-creation is off, or an idempotency conflict). Refused
-        events write nothing; the others are committed together, by set-based statements.
-        The result also holds each touched counter's new total.
+        input, unknown org when auto-creation is off, an idempotency conflict, or an amount
+        out of bounds: with the event, its org's month would come, at the org's terms as they
+        stand, to more than an invoice may). Refused events write nothing; the others are
+        committed together, by set-based statements. The result also holds each touched
+        counter's new total.
         """
+        careful: frozenset[MonthKey] = frozenset()
+        while True:  # each round writes one event at a time for more months: it ends
+            try:
+                return await self._record_batch(reports, uow, careful)
+            except _Beyond as beyond:
+                careful |= beyond.months
+
+    async def _record_batch(
+        self,
+        reports: Sequence[UsageReportLike],
+        uow: UnitOfWork | None,
+        careful: frozenset[MonthKey],
+    ) -> UsageBatchResult:
+        """`record_batch`, the events of the `careful` months one at a time, each judged
+        against the bound on amounts; _Beyond, with nothing written, when the others take a
+        month beyond it (the caller then writes again, careful of that month too)."""
         outcomes: list[UsageOutcome | None] = [None] * len(reports)
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.begin(uow) as unit, _undone_if_raises(unit, joined=uow is not None):
             received_at = self._clock()
             intake = Intake(received_at, await self._metrics.by_key(unit), self._window)
             valid: list[tuple[int, UsageEvent]] = []
@@ -164,14 +194,18 @@ class UsageService:
                             ),
                         )
                 countable = [(i, e) for i, e in valid if e.org_id not in unknown]
-            statuses, totals = await self._ingest(unit, [event for _, event in countable])
+            statuses, totals = await self._ingest_bounded(
+                unit, [event for _, event in countable], careful
+            )
         # Answered once committed: until then, the counters written hold their row locks.
         created = admission.created
         first_of_org: dict[str, int] = {}
         for index, event in countable if created else ():  # an org's first event created it
             first_of_org.setdefault(event.org_id, index)
         for (index, event), status in zip(countable, statuses, strict=True):
-            if status is RecordStatus.CONFLICT:
+            if isinstance(status, AmountOutOfBounds):
+                outcomes[index] = UsageOutcome(RecordStatus.REFUSED, event, status)
+            elif status is RecordStatus.CONFLICT:
                 error = IdempotencyConflict(
                     f"idempotency key {event.idempotency_key!r} was already used for org "
                     f"{event.org_id!r} with another payload (event or metric, quantity, "
@@ -189,14 +223,45 @@ class UsageService:
                 )
         return UsageBatchResult(tuple(o for o in outcomes if o is not None), totals)
 
+    async def _ingest_bounded(
+        self, unit: UnitOfWork, events: Sequence[UsageEvent], careful: frozenset[MonthKey]
+    ) -> tuple[list[RecordStatus | AmountOutOfBounds], dict[CounterKey, int]]:
+        """`_ingest` the events, those of the `careful` months one at a time, each under a
+        savepoint: one that would take its month beyond the bound is taken back, and its
+        status is the refusal. _Beyond when the others take a month beyond it."""
+        statuses: list[RecordStatus | AmountOutOfBounds] = [RecordStatus.ACCEPTED] * len(events)
+        alone = [n for n, e in enumerate(events) if (e.org_id, e.period_start) in careful]
+        together = [n for n, e in enumerate(events) if (e.org_id, e.period_start) not in careful]
+        written, totals, beyond = await self._ingest(unit, [events[n] for n in together])
+        if beyond:
+            raise _Beyond(frozenset(beyond))
+        for n, status in zip(together, written, strict=True):
+            statuses[n] = status
+        for n in alone:
+            event = events[n]
+            savepoint = await unit.connection.begin_nested()
+            [status], counted, beyond = await self._ingest(unit, [event])
+            month = (event.org_id, event.period_start)
+            if month in beyond:
+                await savepoint.rollback()
+                refusal = beyond_bounds(event.org_id, event.period_start, beyond[month])
+                assert refusal is not None, "a month in `beyond` is beyond the bound"
+                statuses[n] = refusal
+            else:
+                await savepoint.commit()
+                statuses[n] = status
+                totals |= counted
+        return statuses, totals
+
     async def _ingest(
         self, unit: UnitOfWork, events: Sequence[UsageEvent]
-    ) -> tuple[list[RecordStatus], dict[CounterKey, int]]:
+    ) -> tuple[list[RecordStatus], dict[CounterKey, int], dict[MonthKey, Decimal]]:
         """Insert new events and add them to their counters, set-based; one status per event
-        (ACCEPTED, DUPLICATE, or CONFLICT for a reused key with a different payload), and the
-        new totals of the counters added to."""
+        (ACCEPTED, DUPLICATE, or CONFLICT for a reused key with a different payload), the
+        new totals of the counters added to, and what each org month the write took beyond
+        the bound on amounts comes to (nothing is undone here: the caller undoes)."""
         if not events:
-            return [], {}
+            return [], {}, {}
         usage = UsageRepository(unit)
         first: dict[tuple[str, str], UsageEvent] = {}
         for event in events:  # a key repeated inside the batch is judged against its first use
@@ -219,17 +284,20 @@ class UsageService:
             statuses = await _repeats_judged(usage, events, first, written)
         now = self._clock()
         increments = counter_increments(new, unique)
-        readings = {
-            key: replace(r, added=increments[key])
-            for key, r in (await usage.add_to_counters(increments, now)).items()
-        }
+        moved = await usage.add_to_counters(increments, now)
         # A max's counter rises or stays, a latest's takes a later line's value or stays:
         # what the write added is not known (None).
-        readings |= await usage.raise_counters(counter_peaks(new), now)
-        readings |= await usage.take_lasts(counter_lasts(new), now)
+        moved |= await usage.raise_counters(counter_peaks(new), now)
+        moved |= await usage.take_lasts(counter_lasts(new), now)
+        if beyond := await _months_beyond(usage, moved, now):
+            return statuses, {}, beyond  # undone by the caller: no alerts to write
+        readings = {
+            key: m.reading if key not in increments else replace(m.reading, added=increments[key])
+            for key, m in moved.items()
+        }
         await self._alerts.counters_moved(readings, now, unit)
         totals = {key: reading.used for key, reading in readings.items()}
-        return statuses, totals
+        return statuses, totals, {}
 
     async def record_within(
         self,
@@ -258,6 +326,8 @@ class UsageService:
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
             return await _no_room(usage, key)
+        if after.moved is not None:
+            await _within_bounds(usage, {key: after.moved}, now)
         if after.terms is not None:
             reading = Reading(after.used, after.terms, added=quantity)
             await self._alerts.counters_moved({key: reading}, now, uow)
@@ -299,8 +369,9 @@ class UsageService:
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
         key = (event.org_id, event.period_start, metric)
-        reading = await usage.add_releasing(key, quantity, released, now)
-        await self._alerts.counters_moved({key: replace(reading, added=quantity)}, now, uow)
+        moved = await usage.add_releasing(key, quantity, released, now)
+        await _within_bounds(usage, {key: moved}, now)
+        await self._alerts.counters_moved({key: replace(moved.reading, added=quantity)}, now, uow)
 
     async def _new_event(
         self,
@@ -396,6 +467,52 @@ class UsageService:
             {(org_id, period.key, metric): peak for metric, peak in peaks.items()}, now, uow
         )
         return {metric: peak.used for metric, peak in peaks.items()}
+
+
+class _Beyond(Exception):
+    """A batch's write took org months beyond the bound on amounts: its writes are undone,
+    and it is written again with the events of those months one at a time."""
+
+    def __init__(self, months: frozenset[MonthKey]) -> None:
+        super().__init__(months)
+        self.months = months
+
+
+@asynccontextmanager
+async def _undone_if_raises(unit: UnitOfWork, *, joined: bool) -> AsyncIterator[None]:
+    """In a unit of work the caller `joined` us to, a savepoint: what the block wrote is
+    undone if it raises, and the caller's writes kept. In our own, the transaction's
+    rollback undoes it: nothing to add."""
+    if not joined:
+        yield
+        return
+    async with unit.connection.begin_nested():
+        yield
+
+
+async def _months_beyond(
+    usage: UsageRepository, moved: Mapping[CounterKey, Moved], now: datetime
+) -> dict[MonthKey, Decimal]:
+    """What each org month a write `moved` counters of comes to, of those it took beyond the
+    bound on amounts: each month near the bound priced in full (`months_to_price`), in
+    order, as they are held one by one."""
+    beyond = {}
+    for month in sorted(months_to_price(moved)):
+        fee, charges = await usage.month_priced(*month, now)
+        if beyond_bounds(*month, total := month_total(fee, charges)) is not None:
+            beyond[month] = total
+    return beyond
+
+
+async def _within_bounds(
+    usage: UsageRepository, moved: Mapping[CounterKey, Moved], now: datetime
+) -> None:
+    """AmountOutOfBounds if the write that `moved` these counters took a month beyond the
+    bound on amounts (its unit of work is then the caller's to roll back)."""
+    for month, total in (await _months_beyond(usage, moved, now)).items():
+        refusal = beyond_bounds(*month, total)
+        assert refusal is not None, "a month beyond the bound is refused"
+        raise refusal
 
 
 def _key_used(org_id: str, idempotency_key: str) -> IdempotencyConflict:
