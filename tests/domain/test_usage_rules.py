@@ -502,7 +502,7 @@ def test_a_month_is_priced_in_full_when_the_counters_touched_come_to_near_the_bo
     }
     assert months_to_price(touched) == {("a", may), ("c", may)}
     assert months_to_price({}) == set()
-    assert NEAR_BOUND * 1024 == MAX_AMOUNT
+    assert Decimal("976562500.00") == NEAR_BOUND  # a 1,024th of the bound, in cents
 
 
 def test_a_month_once_near_the_bound_is_priced_in_full_by_every_write() -> None:

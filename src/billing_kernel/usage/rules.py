@@ -14,7 +14,14 @@ from enum import StrEnum
 from typing import Protocol
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
-from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, overage_amount, within_bounds
+from billing_kernel.common.money import (
+    MAX_AMOUNT,
+    ZERO,
+    money_text,
+    overage_amount,
+    round_money,
+    within_bounds,
+)
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -471,12 +478,13 @@ class UsageBatchResult:
 MonthKey = tuple[str, date]
 """(org_id, period_start)"""
 
-NEAR_BOUND = MAX_AMOUNT / 1024
-"""When the counters a write touched of one org's month come to this much between them, the
-whole month is priced (`month_total`) and judged, and so is every later write to it. A month
-could still pass the bound through counters of over 1,024 metrics each below it, through
-terms changed since its writes (a plan's price, the org's limit), or through a write made
-while another's first pricing of the month had not committed: the closer reports those."""
+NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
+"""976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
+month come to this much between them, the whole month is priced (`month_total`) and judged,
+and so is every later write to it. A month could still pass the bound through counters of
+over 1,024 metrics each below it, through terms changed since its writes (a plan's price,
+the org's limit), or through a write made while another's first pricing of the month had
+not committed: the closer reports those."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,7 +534,10 @@ def months_to_price(moved: Mapping[CounterKey, Moved]) -> set[MonthKey]:
 def month_total(fee: Decimal | None, charges: Iterable[Charge]) -> Decimal:
     """What an org's month comes to at its terms as they stand: its plan's fee (None: it
     has no plan) and every counter's charge."""
-    return (fee or ZERO) + sum((charge.amount for charge in charges), ZERO)
+    total = fee or ZERO
+    for charge in charges:
+        total += charge.amount
+    return total
 
 
 def beyond_bounds(org_id: str, period_start: date, total: Decimal) -> AmountOutOfBounds | None:
