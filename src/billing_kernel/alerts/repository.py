@@ -20,7 +20,13 @@ from sqlalchemy import (
     update,
 )
 
-from billing_kernel.alerts.rules import AlertState, AlertTerms, Event, EventType
+from billing_kernel.alerts.rules import (
+    DEFAULT_THRESHOLDS,
+    AlertState,
+    AlertTerms,
+    Event,
+    EventType,
+)
 from billing_kernel.db.database import EVENTS_CHANNEL, notify, upsert, upsert_for
 from billing_kernel.db.limits import included_quantity_of, own_thresholds_of, thresholds_of
 from billing_kernel.db.tables import (
@@ -81,7 +87,7 @@ def _terms_statement() -> Select[Any]:
             org_id,
             metric,
             included_quantity_of(org_id, metric).label("limit"),
-            thresholds_of(org_id, metric).label("thresholds"),
+            thresholds_of(org_id, metric, default=DEFAULT_THRESHOLDS).label("thresholds"),
             own_thresholds_of(org_id, metric).is_not(None).label("own"),
         )
         .select_from(state.join(metrics, true()))

@@ -34,14 +34,13 @@ from billing_kernel.alerts.rules import (
     standing,
     threshold_set,
 )
+from billing_kernel.common.keys import CounterKey
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import MetricNotInPlan, OrgNotFound
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.plans.service import PlanService
 
-CounterKey = tuple[str, date, str]
-"""(org_id, period_start, metric)"""
 Row = tuple[tuple[str, date, str, str], int, int | None]
 """(alert key, used, limit)"""
 

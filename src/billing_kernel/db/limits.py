@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, or_, select
 
-from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS
 from billing_kernel.db.tables import (
     org_alert_thresholds,
     org_billing_state,
@@ -92,10 +91,10 @@ def own_thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) ->
     return _lookup(own.thresholds, own.org_id == org_id, own.metric == metric)
 
 
-def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any], *, default: str) -> Any:
     """The org's alert thresholds for the metric, as stored ("80%,100%"): its own, else its
-    plan's, else DEFAULT_THRESHOLDS where its plan has terms for the metric or its own
-    override sets it a limit, else none ("")."""
+    plan's, else `default` (`alerts.rules.DEFAULT_THRESHOLDS`) where its plan has terms for
+    the metric or its own override sets it a limit, else none ("")."""
     state, plan, override = org_billing_state.c, plan_alert_thresholds.c, org_limit_overrides.c
     plan_slug = _lookup(state.plan_slug, state.org_id == org_id)
     own_limit = _lookup(
@@ -110,5 +109,5 @@ def thresholds_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any
     return func.coalesce(
         own_thresholds_of(org_id, metric),
         _lookup(plan.thresholds, plan.plan_slug == plan_slug, plan.metric == metric),
-        case((limits_it, DEFAULT_THRESHOLDS), else_=""),
+        case((limits_it, default), else_=""),
     )

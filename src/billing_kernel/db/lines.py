@@ -1,6 +1,6 @@
 """What the repositories that read usage lines share: which line of a group is its last
-(a latest metric's usage), ordered as `take_last` in `counters.py` and `Tally.plus`
-compare them: by event time, then idempotency key by code point."""
+(a latest metric's usage), ordered as `take_last` in `usage/repository/counter_sql.py` and
+`Tally.plus` compare them: by event time, then idempotency key by code point."""
 
 from __future__ import annotations
 

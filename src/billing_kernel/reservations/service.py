@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from billing_kernel.common.keys import CounterKey
 from billing_kernel.common.validation import validate_quantity
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import IdempotencyConflict, ReservationNotFound
@@ -64,7 +65,7 @@ class ReservationService:
         # The row first, as a consume's event: a used key stops here, before the counter's
         # row is locked.
         await self._insert(reservation, uow)
-        key = (org_id, reservation.period_start, metric)
+        key = CounterKey(org_id, reservation.period_start, metric)
         write = await self._usage.hold_within(key, estimate, most=most, now=now, uow=uow)
         if not write.recorded:
             reservation = _settled(reservation, ReservationStatus.REFUSED, None, now)
@@ -106,7 +107,9 @@ class ReservationService:
         """Give back the org's holds of `metric` whose TTL has ended by `now`."""
         released = await ReservationRepository(uow).expire_due(org_id, metric, now)
         await self._usage.release_holds(
-            {(org_id, period, metric): units for period, units in released.items()}, now, uow
+            {CounterKey(org_id, period, metric): units for period, units in released.items()},
+            now,
+            uow,
         )
 
     async def get(
@@ -157,7 +160,7 @@ class ReservationService:
             settlement = settlement_of(reservation)
             if not settlement.changes:
                 return reservation
-            key = (reservation.org_id, reservation.period_start, reservation.metric)
+            key = CounterKey(reservation.org_id, reservation.period_start, reservation.metric)
             if settlement.record is not None:
                 await self._usage.record_held(
                     reservation.org_id,

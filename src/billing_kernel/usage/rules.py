@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
+from billing_kernel.common.keys import CounterKey, MonthKey
 from billing_kernel.common.money import (
     MAX_AMOUNT,
     ZERO,
@@ -341,10 +342,6 @@ class Intake:
         return self._listening[name]
 
 
-CounterKey = tuple[str, date, str]
-"""(org_id, period start, metric): one usage counter row."""
-
-
 LineKey = tuple[str, str, str]
 """(org_id, idempotency_key, metric): one line of usage_lines."""
 
@@ -360,7 +357,7 @@ def counter_increments(
         for line in event.lines:
             if not line.adds:
                 continue
-            key = (event.org_id, event.period_start, line.metric)
+            key = CounterKey(event.org_id, event.period_start, line.metric)
             quantity = line.quantity
             if line.value is not None:
                 quantity = (unique or {})[event.org_id, event.idempotency_key, line.metric]
@@ -375,7 +372,7 @@ def counter_peaks(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
     for event in events:
         for line in event.lines:
             if line.aggregation is Aggregation.MAX:
-                key = (event.org_id, event.period_start, line.metric)
+                key = CounterKey(event.org_id, event.period_start, line.metric)
                 peaks[key] = max(peaks.get(key, 0), line.quantity)
     return dict(sorted(peaks.items()))
 
@@ -388,7 +385,7 @@ def counter_lasts(events: Iterable[UsageEvent]) -> dict[CounterKey, tuple[Positi
     for event in events:
         for line in event.lines:
             if line.aggregation is Aggregation.LATEST:
-                key = (event.org_id, event.period_start, line.metric)
+                key = CounterKey(event.org_id, event.period_start, line.metric)
                 at = Position(event.occurred_at, event.idempotency_key)
                 if key not in lasts or at > lasts[key][0]:
                     lasts[key] = (at, line.quantity)
@@ -475,9 +472,6 @@ class UsageBatchResult:
 # their columns hold): a write that would take an org's month beyond it is refused, event by
 # event, rather than accepted and left unbillable.
 
-MonthKey = tuple[str, date]
-"""(org_id, period_start)"""
-
 NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
 """976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
 month come to this much between them, the whole month is priced (`month_total`) and judged,
@@ -524,7 +518,7 @@ def months_to_price(moved: Mapping[CounterKey, Moved]) -> set[MonthKey]:
     touched: dict[MonthKey, Decimal] = {}
     in_full = set()
     for (org_id, period_start, _), counter in moved.items():
-        month = (org_id, period_start)
+        month = MonthKey(org_id, period_start)
         touched[month] = touched.get(month, ZERO) + counter.charge.amount
         if counter.in_full:
             in_full.add(month)

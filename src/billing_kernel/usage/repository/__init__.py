@@ -1,4 +1,5 @@
-"""The usage tables, in SQL: recording (`recording.py`: events, lines, counters) and reading
+"""The usage tables, in SQL: recording (`recording.py`: events, lines, counters, over the
+statements of `event_sql.py` and `counter_sql.py`, each built once per dialect) and reading
 back (`history.py`). Used by usage/service/ only."""
 
 from billing_kernel.usage.repository.history import UsageHistory

@@ -1,6 +1,6 @@
 """Recording usage: events, their lines, unique values and the per-period counters they add
-to, by set-based atomic SQL (the statements themselves are `db/events.py` and
-`db/counters.py`)."""
+to, by set-based atomic SQL (the statements themselves are `event_sql.py` and
+`counter_sql.py`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from sqlalchemy import (
 )
 
 from billing_kernel.alerts.rules import AlertTerms, Reading
-from billing_kernel.db import counters as counter_sql
-from billing_kernel.db import events as event_sql
+from billing_kernel.common.keys import CounterKey
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     usage_counters,
@@ -31,10 +30,10 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Position
+from billing_kernel.usage.repository import counter_sql, event_sql
 from billing_kernel.usage.rules import (
     Charge,
     Counter,
-    CounterKey,
     LineKey,
     Moved,
     UsageEvent,
@@ -285,7 +284,7 @@ class UsageRepository:
             counter_sql.add_to_counters(self._conn.dialect.name),
             [counter_sql.counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
-        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
+        return {CounterKey(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
 
     async def raise_counters(
         self, peaks: Mapping[CounterKey, int], now: datetime
@@ -300,7 +299,7 @@ class UsageRepository:
             counter_sql.raise_counter(self._conn.dialect.name),
             [counter_sql.counter_row(key, value, now) for key, value in peaks.items()],
         )
-        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
+        return {CounterKey(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
 
     async def take_lasts(
         self, lasts: Mapping[CounterKey, tuple[Position, int]], now: datetime
@@ -319,7 +318,7 @@ class UsageRepository:
                 for key, (at, value) in lasts.items()
             ],
         )
-        return {(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
+        return {CounterKey(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
 
     async def month_priced(
         self, org_id: str, period_start: date, now: datetime
@@ -383,7 +382,7 @@ class UsageRepository:
             return bool(row.inserted), after
         if not await self.insert_events([event]):
             return False, None
-        key = (event.org_id, event.period_start, line.metric)
+        key = CounterKey(event.org_id, event.period_start, line.metric)
         return True, await self.add_within(key, line.quantity, most, event.received_at)
 
     async def hold_within(

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from billing_kernel.alerts.rules import Reading
 from billing_kernel.alerts.service import AlertService
+from billing_kernel.common.keys import CounterKey, MonthKey
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
@@ -28,10 +29,8 @@ from billing_kernel.usage.coalescing import Coalescer
 from billing_kernel.usage.repository import UsageHistory, UsageRepository, Written
 from billing_kernel.usage.rules import (
     CeilingWrite,
-    CounterKey,
     EventTimeWindow,
     Intake,
-    MonthKey,
     Moved,
     RecordStatus,
     UsageBatchResult,
@@ -241,7 +240,7 @@ class UsageService:
             event = events[n]
             savepoint = await unit.connection.begin_nested()
             [status], counted, beyond = await self._ingest(unit, [event])
-            month = (event.org_id, event.period_start)
+            month = MonthKey(event.org_id, event.period_start)
             if month in beyond:
                 await savepoint.rollback()
                 refusal = beyond_bounds(event.org_id, event.period_start, beyond[month])
@@ -322,7 +321,7 @@ class UsageService:
         inserted, after = await usage.record_within(event, most)
         if not inserted:
             raise _key_used(org_id, idempotency_key)
-        key = (event.org_id, event.period_start, metric)
+        key = CounterKey(event.org_id, event.period_start, metric)
         if after is None:
             await usage.delete_event(event.org_id, event.idempotency_key)
             return await _no_room(usage, key)
@@ -368,7 +367,7 @@ class UsageService:
         usage = UsageRepository(uow)
         if not await usage.insert_events([event]):  # the event first, as every writer
             raise _key_used(org_id, idempotency_key)
-        key = (event.org_id, event.period_start, metric)
+        key = CounterKey(event.org_id, event.period_start, metric)
         moved = await usage.add_releasing(key, quantity, released, now)
         await _within_bounds(usage, {key: moved}, now)
         await self._alerts.counters_moved({key: replace(moved.reading, added=quantity)}, now, uow)
@@ -459,12 +458,16 @@ class UsageService:
                 continue
             last = await UsageHistory(uow).last_period_with(org_id, metric.key, before=period.key)
             for month in months_to_carry_seats(last, period):
-                await usage.raise_to_at_least((org_id, month.key, metric.key), before, now)
+                await usage.raise_to_at_least(
+                    CounterKey(org_id, month.key, metric.key), before, now
+                )
             peaks[metric.key] = await usage.raise_to_at_least(
-                (org_id, period.key, metric.key), max(before, after), now
+                CounterKey(org_id, period.key, metric.key), max(before, after), now
             )
         await self._alerts.counters_moved(
-            {(org_id, period.key, metric): peak for metric, peak in peaks.items()}, now, uow
+            {CounterKey(org_id, period.key, metric): peak for metric, peak in peaks.items()},
+            now,
+            uow,
         )
         return {metric: peak.used for metric, peak in peaks.items()}
 

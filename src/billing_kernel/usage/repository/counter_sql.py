@@ -2,14 +2,13 @@
 of them), add only within a ceiling, hold units for a reservation, add a reservation's usage
 and give back its hold, raise a peak, take a later line's value. Each notes in the same
 statement when usage crosses the org's limit, and answers the org's limit and alert
-thresholds with the counter (`limits.py`), and a batch's writes its overage price too.
-Built once per dialect;
-`usage/repository/recording.py` runs them."""
+thresholds with the counter (`db/limits.py`), and a batch's writes its overage price too.
+Built once per dialect; `recording.py` runs them."""
 
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +29,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite
 
+from billing_kernel.alerts.rules import DEFAULT_THRESHOLDS
+from billing_kernel.common.keys import CounterKey
 from billing_kernel.db.database import in_code_point_order, upsert_for
 from billing_kernel.db.limits import (
     included_quantity_of,
@@ -44,9 +45,6 @@ from billing_kernel.db.tables import (
     usage_lines,
     usage_priced_months,
 )
-
-CounterKey = tuple[str, date, str]
-"""(org_id, period_start, metric)"""
 
 
 def _crossing(before: ColumnElement[Any], after: ColumnElement[Any], limit: Any) -> Any:
@@ -125,7 +123,7 @@ def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
 
     answered: tuple[Any, ...] = (
         as_text(included_quantity_of(org_id, metric), "alert_limit"),
-        as_text(thresholds_of(org_id, metric), "alert_thresholds"),
+        as_text(thresholds_of(org_id, metric, default=DEFAULT_THRESHOLDS), "alert_thresholds"),
     )
     if priced:
         noted = usage_priced_months.c
@@ -141,6 +139,19 @@ def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
             ),
         )
     return answered
+
+
+def _batch_answer(dialect_name: str) -> tuple[Any, ...]:
+    """What a write of a batch's counters answers of each: its key, its value, and what
+    `_answered` adds, priced."""
+    counters = usage_counters.c
+    return (
+        counters.org_id,
+        counters.period_start,
+        counters.metric,
+        counters.quantity,
+        *_answered(dialect_name, priced=True),
+    )
 
 
 def _most() -> Any:
@@ -178,14 +189,7 @@ def _adding(dialect_name: str, *, within_ceiling: bool = False, releasing: bool 
 @functools.cache
 def add_to_counters(dialect_name: str) -> Insert:
     """Built once per dialect: it runs with every batch."""
-    counters = usage_counters.c
-    stmt: Insert = _adding(dialect_name).returning(
-        counters.org_id,
-        counters.period_start,
-        counters.metric,
-        counters.quantity,
-        *_answered(dialect_name, priced=True),
-    )
+    stmt: Insert = _adding(dialect_name).returning(*_batch_answer(dialect_name))
     return stmt
 
 
@@ -247,13 +251,7 @@ def raise_counter(dialect_name: str) -> Insert:
             "crossed_at": _crossing(counters.quantity, higher, _stored_limit()),
             "updated_at": stmt.excluded.updated_at,
         },
-    ).returning(
-        counters.org_id,
-        counters.period_start,
-        counters.metric,
-        counters.quantity,
-        *_answered(dialect_name, priced=True),
-    )
+    ).returning(*_batch_answer(dialect_name))
 
 
 @functools.cache
@@ -284,13 +282,7 @@ def take_last(dialect_name: str) -> Insert:
             "crossed_at": _crossing(counters.quantity, taken, _stored_limit()),
             "updated_at": new.updated_at,
         },
-    ).returning(
-        counters.org_id,
-        counters.period_start,
-        counters.metric,
-        counters.quantity,
-        *_answered(dialect_name, priced=True),
-    )
+    ).returning(*_batch_answer(dialect_name))
 
 
 @functools.cache
