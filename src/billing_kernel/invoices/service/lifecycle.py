@@ -1,14 +1,14 @@
-"""Invoices: the upcoming one (a draft, recomputed on read), closing billing periods into
-finalized invoices numbered without gaps, paying and voiding them, and verifying that each
-still follows from what it was made of (see `rules`)."""
+"""The invoice lifecycle: the upcoming one (a draft, recomputed on read), closing billing
+periods into finalized invoices numbered without gaps, paying and voiding them. Each is
+computed by `drafting.py`, the same way `verification.py` recomputes it (see `rules`)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from billing_kernel.alerts.rules import close_failed_event
 from billing_kernel.alerts.service import AlertService
@@ -31,24 +31,21 @@ from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
     InvoiceDraft,
     InvoiceLine,
-    LateUsage,
     StoredInvoice,
-    StoredLine,
-    StoredUsage,
     Subscription,
     change_lines,
     closes_at,
-    draft_invoice,
     in_force,
     usage_of,
 )
-from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
+from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
+from billing_kernel.invoices.service.verification import InvoiceVerification
+from billing_kernel.metrics.rules import Tally
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.rules import billable
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
-from billing_kernel.quota.rules import effective_terms
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
@@ -56,14 +53,6 @@ from billing_kernel.summary.service import SummaryService
 SAMPLE_KEYS = 5
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Computed:
-    """An invoice as computed: its draft, and the usage it bills by period and metric."""
-
-    draft: InvoiceDraft
-    usage: tuple[StoredUsage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +101,11 @@ class InvoiceService:
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
-        self._plans = plans
         self._orgs = orgs
-        self._quota = quota
         self._summary = summary
         self._events = events
+        self._drafts = InvoiceDrafts(metrics=metrics, plans=plans, quota=quota, summary=summary)
+        self._verification = InvoiceVerification(transactions, metrics, self._drafts)
 
     @property
     def grace(self) -> timedelta:
@@ -144,15 +133,15 @@ class InvoiceService:
                 for line in summary.usage
             }
             late = await InvoiceRepository(unit).unbilled(
-                org_id, period.key, await self._latest(unit)
+                org_id, period.key, await self._drafts.latest(unit)
             )
-            history = await self._history(org_id, period, unit)
+            history = await self._drafts.history(org_id, period, unit)
             if not history:  # an org whose state predates its history: on its plan since
                 state = summary.state
                 history = [Subscription(state.created_at, summary.plan, billable(state.status))]
             if change is not None:
                 history = [*history, change]
-            computed = await self._compute(org_id, period, history, used, late, unit)
+            computed = await self._drafts.compute(org_id, period, history, used, late, unit)
             return computed.draft
 
     async def change_lines(
@@ -163,7 +152,7 @@ class InvoiceService:
         `rules.change_lines`)."""
         period = BillingPeriod.containing(change.since)
         async with self._tx.read(uow) as unit:
-            history = await self._history(org_id, period, unit)
+            history = await self._drafts.history(org_id, period, unit)
         return tuple(change_lines(period, history, change))
 
     async def close(
@@ -182,7 +171,7 @@ class InvoiceService:
             )
         await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
-            history = await self._history(org_id, period, unit)
+            history = await self._drafts.history(org_id, period, unit)
         if not history:
             return None
         first = BillingPeriod.containing(history[0].since)
@@ -267,7 +256,7 @@ class InvoiceService:
                 old, reason = voiding
                 if not await repo.set_void(old.invoice_id, reason, now):
                     raise _not_open(await self.get(old.invoice_id, uow=unit), "voided")
-            history = await self._history(org_id, period, unit, plans)
+            history = await self._drafts.history(org_id, period, unit, plans)
             if not in_force(period, history):
                 return None
             invoice_id = f"inv_{uuid.uuid4().hex[:24]}"
@@ -278,9 +267,9 @@ class InvoiceService:
                 moved_from=None if voiding is None else voiding[0].invoice_id,
             )
             used = usage_of(period, billed, await self._metrics.by_key(unit))
-            seats = await self._seat_peaks(org_id, period, unit)
+            seats = await self._drafts.seat_peaks(org_id, period, unit)
             late = {key: b for key, b in billed.items() if key[0] < period.key}
-            computed = await self._compute(
+            computed = await self._drafts.compute(
                 org_id, period, history, {**used, **seats}, late, unit, events=billed
             )
             draft = computed.draft
@@ -311,7 +300,7 @@ class InvoiceService:
                 void_reason=None,
                 replaces=None if voiding is None else voiding[0].invoice_id,
             )
-            lines = tuple(_stored(n, line, period) for n, line in enumerate(draft.lines, 1))
+            lines = tuple(stored_line(n, line, period) for n, line in enumerate(draft.lines, 1))
             await repo.insert(invoice, lines, computed.usage)
             usage = tuple(sorted(computed.usage, key=lambda u: (u.period_start, u.metric)))
             return replace(invoice, lines=lines, usage=usage)  # as `get` would read it
@@ -410,178 +399,10 @@ class InvoiceService:
             return made
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
-        """Recompute every invoice that counts (open or paid) from the events it billed, the
-        plan versions, the subscription history and the limits it recorded, and check that
-        the numbers, void ones included, have no gaps: every difference found, in words
-        (none: the invoices are reproducible)."""
-        differences: list[str] = []
-        async with self._tx.read(uow) as unit:
-            repo = InvoiceRepository(unit)
-            for number, status, paid, voided in await repo.status_disagreements():
-                differences.append(
-                    f"{number}: {status}, but "
-                    f"{'with' if paid else 'without'} a payment time and "
-                    f"{'with' if voided else 'without'} a void time"
-                )
-            ids = await repo.all_invoice_ids()
-            for expected, invoice_id in enumerate(ids, 1):
-                invoice = await repo.get(invoice_id)
-                assert invoice is not None
-                if invoice.sequence != expected:
-                    differences.append(
-                        f"{invoice.number}: numbered {invoice.sequence}, "
-                        f"{expected} expected (a gap)"
-                    )
-                if invoice.status != "void":  # a void one's events moved to its correction
-                    differences += await self._differences(invoice, unit)
-        return differences
-
-    async def _differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
-        period = BillingPeriod.starting(invoice.period_start)
-        repo = InvoiceRepository(unit)
-        events = await repo.billed_events(invoice.invoice_id, await self._latest(unit))
-        catalogue = await self._metrics.catalogue(unit)
-        used = usage_of(period, events, {m.key: m for m in catalogue})
-        seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
-        used.update(
-            {
-                u.metric: u.quantity
-                for u in invoice.usage
-                if u.period_start == period.key and u.metric in seats
-            }
-        )
-        late = {key: b for key, b in events.items() if key[0] < period.key}
-        history = await self._history(invoice.org_id, period, unit)
-        computed = await self._compute(
-            invoice.org_id, period, history, used, late, unit, events=events, as_of=invoice
-        )
-        # Every figure, not the wording: a plan or metric renamed since changes descriptions.
-        stored = [_figures(line) for line in invoice.lines]
-        again = [
-            _figures(_stored(n, line, period)) for n, line in enumerate(computed.draft.lines, 1)
-        ]
-        found = []
-        for before, after in zip(stored, again, strict=False):
-            if before != after:
-                found.append(
-                    f"{invoice.number} line {before['number']}: stored {before}, recomputed {after}"
-                )
-        if len(stored) != len(again):
-            found.append(f"{invoice.number}: {len(stored)} lines stored, {len(again)} recomputed")
-        if invoice.total != computed.draft.total:
-            found.append(
-                f"{invoice.number}: total {invoice.total} stored, {computed.draft.total} recomputed"
-            )
-        return found
-
-    async def _compute(
-        self,
-        org_id: str,
-        period: BillingPeriod,
-        history: list[Subscription],
-        used: Mapping[str, int],
-        late: Mapping[tuple[date, str], Tally],
-        unit: UnitOfWork,
-        *,
-        events: Mapping[tuple[date, str], Tally] | None = None,
-        as_of: StoredInvoice | None = None,
-    ) -> Computed:
-        """The org's invoice for `period` from its `history`, the usage of the period
-        (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
-        against what its invoices billed before this one: `as_of`, or now)."""
-        catalogue = await self._metrics.catalogue(unit)
-        by_key = {metric.key: metric for metric in catalogue}
-        subs = in_force(period, history)
-        at_end = subs[-1].plan
-        overrides = await self._quota.overrides(org_id, unit)
-        included = {m.key: effective_terms(at_end, m.key, overrides).limit for m in catalogue}
-        if as_of is not None:  # what the invoice was billed against, as it recorded it
-            included.update(
-                {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
-            )
-        repo = InvoiceRepository(unit)
-        late_usage = []
-        added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
-        for (start, metric), lines in sorted(late.items()):
-            earlier = await repo.live_invoice(org_id, start, as_of)
-            before, last = 0, None
-            if earlier is not None:
-                before = (await repo.usage_billed_before(org_id, start, as_of)).get(metric, 0)
-                last = (await repo.last_billed(org_id, start, as_of)).get(metric)
-            added[start, metric] = (
-                by_key[metric].usage_added(lines, before, last)
-                if metric in by_key
-                else lines.quantity
-            )
-            if earlier is None or metric not in by_key:
-                continue  # no plan then: nothing to price it by
-            plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
-            snapshot = {u.metric: u.included for u in earlier.usage if u.period_start == start}
-            late_usage.append(
-                LateUsage(
-                    period=BillingPeriod.starting(start),
-                    metric=by_key[metric],
-                    billed=before,
-                    late=added[start, metric],
-                    included=snapshot.get(metric, plan.allowance(metric).included_quantity),
-                    plan=plan,
-                    billable=earlier.bills_usage,
-                )
-            )
-        draft = draft_invoice(org_id, period, history, catalogue, used, included, late_usage)
-        counted = events or {}
-        usage = [
-            StoredUsage(
-                period.key,
-                m.key,
-                used.get(m.key, 0),
-                counted.get((period.key, m.key), Tally()).events,
-                included[m.key],
-                _last_billed(m, counted.get((period.key, m.key), Tally())),
-            )
-            for m in catalogue
-        ] + [
-            StoredUsage(
-                start,
-                metric,
-                added[start, metric],
-                b.events,
-                None,
-                _last_billed(by_key[metric], b) if metric in by_key else None,
-            )
-            for (start, metric), b in sorted(late.items())
-        ]
-        return Computed(draft, tuple(usage))
-
-    async def _latest(self, unit: UnitOfWork) -> set[str]:
-        """The metrics whose usage in a period is their last line's (see `Tally.last`)."""
-        catalogue = await self._metrics.catalogue(unit)
-        return {m.key for m in catalogue if m.aggregation is Aggregation.LATEST}
-
-    async def _history(
-        self,
-        org_id: str,
-        period: BillingPeriod,
-        unit: UnitOfWork,
-        plans: dict[tuple[str, int], Plan] | None = None,
-    ) -> list[Subscription]:
-        """The org's subscriptions up to the end of `period`, each with its plan version
-        (read once per `plans`, a cache the caller may share)."""
-        plans = {} if plans is None else plans
-        history = []
-        for since, slug, version, status in await InvoiceRepository(unit).history(
-            org_id, period.end
-        ):
-            if (slug, version) not in plans:
-                plans[slug, version] = await self._plans.get(slug, unit, version=version)
-            history.append(Subscription(since, plans[slug, version], billable(status)))
-        return history
-
-    async def _seat_peaks(
-        self, org_id: str, period: BillingPeriod, unit: UnitOfWork
-    ) -> dict[str, int]:
-        """Each seats metric's peak in `period`."""
-        return await self._summary.seat_peaks(org_id, period, unit)
+        """Recompute every invoice that counts (open or paid) from what it recorded, and
+        check that the numbers, void ones included, have no gaps (`verification.py`): every
+        difference found, in words (none: the invoices are reproducible)."""
+        return await self._verification.verify(uow)
 
 
 def _not_open(invoice: StoredInvoice, change: str) -> InvoiceNotOpen:
@@ -595,32 +416,3 @@ def _not_open(invoice: StoredInvoice, change: str) -> InvoiceNotOpen:
         f"invoice {invoice.number} is {invoice.status}: only an open one is {change}",
         invoice_id=invoice.invoice_id,
     )
-
-
-def _last_billed(metric: Metric, lines: Tally) -> Position | None:
-    """What an invoice keeps of the lines it billed of a latest: where the last stands."""
-    return lines.last_at if metric.aggregation is Aggregation.LATEST else None
-
-
-def _stored(number: int, line: InvoiceLine, period: BillingPeriod) -> StoredLine:
-    """Line `number` of `period`'s invoice as it is stored."""
-    return StoredLine(
-        number=number,
-        kind=line.kind.value,
-        description=line.description,
-        amount=line.amount,
-        formula=line.formula,
-        plan_slug=line.plan_slug,
-        plan_version=line.plan_version,
-        period_start=(line.adjusts or period).key,
-        metric=line.metric,
-        quantity=line.quantity,
-        unit_price=line.unit_price,
-        unit_size=line.unit_size,
-        starts_at=line.starts_at,
-    )
-
-
-def _figures(line: StoredLine) -> dict[str, object]:
-    """What verification compares of a line: every figure, not its wording."""
-    return {name: value for name, value in asdict(line).items() if name != "description"}

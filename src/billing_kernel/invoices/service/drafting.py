@@ -1,0 +1,191 @@
+"""An invoice computed from what it is made of: the org's subscription history, the usage of
+its period and the late usage of earlier ones, priced by the plan versions and the limits in
+force (or those an invoice recorded). The upcoming invoice, closing a period and verifying an
+invoice all compute it here, the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.invoices.repository import InvoiceRepository
+from billing_kernel.invoices.rules import (
+    InvoiceDraft,
+    InvoiceLine,
+    LateUsage,
+    StoredInvoice,
+    StoredLine,
+    StoredUsage,
+    Subscription,
+    draft_invoice,
+    in_force,
+)
+from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
+from billing_kernel.metrics.service import MetricService
+from billing_kernel.orgs.rules import billable
+from billing_kernel.plans.rules import Plan
+from billing_kernel.plans.service import PlanService
+from billing_kernel.quota.rules import effective_terms
+from billing_kernel.quota.service import QuotaService
+from billing_kernel.summary.service import SummaryService
+
+
+@dataclass(frozen=True, slots=True)
+class Computed:
+    """An invoice as computed: its draft, and the usage it bills by period and metric."""
+
+    draft: InvoiceDraft
+    usage: tuple[StoredUsage, ...]
+
+
+class InvoiceDrafts:
+    """Invoices computed from their records, for the lifecycle and for verification."""
+
+    def __init__(
+        self,
+        *,
+        metrics: MetricService,
+        plans: PlanService,
+        quota: QuotaService,
+        summary: SummaryService,
+    ) -> None:
+        self._metrics = metrics
+        self._plans = plans
+        self._quota = quota
+        self._summary = summary
+
+    async def compute(
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        history: list[Subscription],
+        used: Mapping[str, int],
+        late: Mapping[tuple[date, str], Tally],
+        unit: UnitOfWork,
+        *,
+        events: Mapping[tuple[date, str], Tally] | None = None,
+        as_of: StoredInvoice | None = None,
+    ) -> Computed:
+        """The org's invoice for `period` from its `history`, the usage of the period
+        (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
+        against what its invoices billed before this one: `as_of`, or now)."""
+        catalogue = await self._metrics.catalogue(unit)
+        by_key = {metric.key: metric for metric in catalogue}
+        subs = in_force(period, history)
+        at_end = subs[-1].plan
+        overrides = await self._quota.overrides(org_id, unit)
+        included = {m.key: effective_terms(at_end, m.key, overrides).limit for m in catalogue}
+        if as_of is not None:  # what the invoice was billed against, as it recorded it
+            included.update(
+                {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
+            )
+        repo = InvoiceRepository(unit)
+        late_usage = []
+        added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
+        for (start, metric), lines in sorted(late.items()):
+            earlier = await repo.live_invoice(org_id, start, as_of)
+            before, last = 0, None
+            if earlier is not None:
+                before = (await repo.usage_billed_before(org_id, start, as_of)).get(metric, 0)
+                last = (await repo.last_billed(org_id, start, as_of)).get(metric)
+            added[start, metric] = (
+                by_key[metric].usage_added(lines, before, last)
+                if metric in by_key
+                else lines.quantity
+            )
+            if earlier is None or metric not in by_key:
+                continue  # no plan then: nothing to price it by
+            plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
+            snapshot = {u.metric: u.included for u in earlier.usage if u.period_start == start}
+            late_usage.append(
+                LateUsage(
+                    period=BillingPeriod.starting(start),
+                    metric=by_key[metric],
+                    billed=before,
+                    late=added[start, metric],
+                    included=snapshot.get(metric, plan.allowance(metric).included_quantity),
+                    plan=plan,
+                    billable=earlier.bills_usage,
+                )
+            )
+        draft = draft_invoice(org_id, period, history, catalogue, used, included, late_usage)
+        counted = events or {}
+        usage = [
+            StoredUsage(
+                period.key,
+                m.key,
+                used.get(m.key, 0),
+                counted.get((period.key, m.key), Tally()).events,
+                included[m.key],
+                _last_billed(m, counted.get((period.key, m.key), Tally())),
+            )
+            for m in catalogue
+        ] + [
+            StoredUsage(
+                start,
+                metric,
+                added[start, metric],
+                b.events,
+                None,
+                _last_billed(by_key[metric], b) if metric in by_key else None,
+            )
+            for (start, metric), b in sorted(late.items())
+        ]
+        return Computed(draft, tuple(usage))
+
+    async def latest(self, unit: UnitOfWork) -> set[str]:
+        """The metrics whose usage in a period is their last line's (see `Tally.last`)."""
+        catalogue = await self._metrics.catalogue(unit)
+        return {m.key for m in catalogue if m.aggregation is Aggregation.LATEST}
+
+    async def history(
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        unit: UnitOfWork,
+        plans: dict[tuple[str, int], Plan] | None = None,
+    ) -> list[Subscription]:
+        """The org's subscriptions up to the end of `period`, each with its plan version
+        (read once per `plans`, a cache the caller may share)."""
+        plans = {} if plans is None else plans
+        history = []
+        for since, slug, version, status in await InvoiceRepository(unit).history(
+            org_id, period.end
+        ):
+            if (slug, version) not in plans:
+                plans[slug, version] = await self._plans.get(slug, unit, version=version)
+            history.append(Subscription(since, plans[slug, version], billable(status)))
+        return history
+
+    async def seat_peaks(
+        self, org_id: str, period: BillingPeriod, unit: UnitOfWork
+    ) -> dict[str, int]:
+        """Each seats metric's peak in `period`."""
+        return await self._summary.seat_peaks(org_id, period, unit)
+
+
+def _last_billed(metric: Metric, lines: Tally) -> Position | None:
+    """What an invoice keeps of the lines it billed of a latest: where the last stands."""
+    return lines.last_at if metric.aggregation is Aggregation.LATEST else None
+
+
+def stored_line(number: int, line: InvoiceLine, period: BillingPeriod) -> StoredLine:
+    """Line `number` of `period`'s invoice as it is stored."""
+    return StoredLine(
+        number=number,
+        kind=line.kind.value,
+        description=line.description,
+        amount=line.amount,
+        formula=line.formula,
+        plan_slug=line.plan_slug,
+        plan_version=line.plan_version,
+        period_start=(line.adjusts or period).key,
+        metric=line.metric,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        unit_size=line.unit_size,
+        starts_at=line.starts_at,
+    )
