@@ -1,0 +1,111 @@
+"""`billing-kernel plans ...`: the plans on offer, their terms and policies."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from billing_kernel.commands import fail, with_kernel
+from billing_kernel.common.money import money_text
+from billing_kernel.errors import BillingError
+from billing_kernel.plans.rules import Enforcement, Plan, Policy
+from billing_kernel.plans.schemas import PlanIn
+
+plans_app = typer.Typer(help="Plans.", no_args_is_help=True)
+
+
+@plans_app.command("list")
+def plans_list() -> None:
+    """List the active plans with what each includes."""
+    plans = with_kernel(lambda kernel: kernel.plans.list_active())
+    for plan in plans:
+        typer.echo(
+            f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month"
+            f"  v{plan.version}"
+        )
+        for term in plan.metrics.values():
+            included = (
+                "unlimited" if term.included_quantity is None else (f"{term.included_quantity:,}")
+            )
+            per = "" if term.overage_unit_size == 1 else f" per {term.overage_unit_size:,}"
+            typer.echo(
+                f"    {term.metric:<14} {included:>12} included, then "
+                f"{term.overage_unit_price.normalize():f}{per}; {term.policy.describe()} limit"
+            )
+
+
+@plans_app.command("set-policy")
+def plans_set_policy(
+    plan: str,
+    metric: str,
+    mode: Annotated[Enforcement, typer.Option(help="soft: never refuse; hard: refuse.")],
+    grace_percent: Annotated[
+        int, typer.Option(help="Hard: allow this many percent beyond the limit.")
+    ] = 0,
+    grace_period_hours: Annotated[
+        int | None,
+        typer.Option(help="Hard: for this many hours after usage first goes beyond the limit."),
+    ] = None,
+) -> None:
+    """Set how a plan enforces a metric's limit, for every org on it."""
+    period = None if grace_period_hours is None else timedelta(hours=grace_period_hours)
+    policy = Policy(mode, grace_percent, period)
+    updated = with_kernel(lambda kernel: kernel.plans.set_policy(plan, metric, policy))
+    term = updated.metrics[metric]
+    included = "unlimited" if term.included_quantity is None else f"{term.included_quantity:,}"
+    typer.echo(f"{updated.slug} {metric}: {included} included, {term.policy.describe()} limit")
+
+
+PlanFile = Annotated[
+    typer.FileText,
+    typer.Argument(help="The plan as JSON, as `POST /api/v1/billing/plans` takes it."),
+]
+
+
+def _plan_from(file: typer.FileText) -> Plan:
+    try:
+        return PlanIn.model_validate_json(file.read()).plan()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"{'.'.join(str(p) for p in first['loc']) or 'plan'}: {first['msg']}")
+    except BillingError as exc:
+        fail(exc.message)
+
+
+def _plan_line(plan: Plan) -> str:
+    return (
+        f"{plan.slug} v{plan.version}: {plan.name}, {plan.currency} "
+        f"{money_text(plan.monthly_price)}/month, {len(plan.metrics)} metric(s)"
+    )
+
+
+@plans_app.command("create")
+def plans_create(file: PlanFile) -> None:
+    """Offer a new plan: its price and, per metric, what it includes and charges beyond."""
+    plan = _plan_from(file)
+    typer.echo(_plan_line(with_kernel(lambda kernel: kernel.plans.create(plan))))
+
+
+@plans_app.command("update")
+def plans_update(file: PlanFile) -> None:
+    """Change the plan the file names to read as the file does. A new price or new terms
+    make a new version, for new subscribers; the orgs on the plan keep theirs."""
+    plan = _plan_from(file)
+    before = with_kernel(lambda kernel: kernel.plans.get(plan.slug))
+    after = with_kernel(lambda kernel: kernel.plans.update(plan))
+    typer.echo(_plan_line(after))
+    if after.version != before.version:
+        typer.echo(
+            f"new version {after.version} for new subscribers; the orgs on version "
+            f"{before.version} or earlier keep theirs until they change plan"
+        )
+
+
+@plans_app.command("deactivate")
+def plans_deactivate(slug: str) -> None:
+    """Stop offering a plan (the orgs on it keep it)."""
+    plan = with_kernel(lambda kernel: kernel.plans.deactivate(slug))
+    typer.echo(f"{plan.slug}: no longer offered")
