@@ -48,8 +48,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# The suite in TEST_PROCESSES processes (pytest-xdist; an idle one takes tests from a busy
+# one). Each process has databases of its own: mind PostgreSQL's max_connections (100 by
+# default) before raising it.
+TEST_PROCESSES ?= 2
 pytest: $(STAMP) $(CHROMIUM)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal
 
 sdk-test: $(SDK_STAMP)
 	cd sdk && ../$(SDK_VENV)/bin/pytest
