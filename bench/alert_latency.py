@@ -77,7 +77,7 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
         for n, org_id in enumerate(org_ids):
             start = time.perf_counter()
             await kernel.usage.record(org_id, "tokens", 800_000, idempotency_key="crossing")
-            [(_, event)] = await kernel.alerts.events(org_id=org_id)
+            [(_, event)] = await kernel.events.events(org_id=org_id)
             arrived = await asyncio.to_thread(arrivals.wait_for, event.event_id)
             direct_id = f"direct-{n}"
             direct_start = time.perf_counter()

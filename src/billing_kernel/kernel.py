@@ -22,6 +22,7 @@ from billing_kernel.compat.service import CompatService
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import CatalogueCache, MetricService
@@ -74,7 +75,8 @@ class Kernel:
         state = self._state
         self.metrics = MetricService(tx, state.catalogue, clock)
         self.plans = PlanService(tx, settings, state.default_plan_notice, self.metrics, clock)
-        self.alerts = AlertService(tx, clock, self.metrics, self.plans)
+        self.events = EventLog(tx)
+        self.alerts = AlertService(tx, clock, self.metrics, self.plans, self.events)
         self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
         self.usage_reader = UsageReader(tx, self.metrics, self.orgs)
@@ -110,7 +112,7 @@ class Kernel:
             orgs=self.orgs,
             quota=self.quota,
             summary=self.summary,
-            events=self.alerts,
+            events=self.events,
         )
         self.subscriptions = SubscriptionService(
             tx,

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_kernel.alerts.rules import AlertFacts, AlertState, EventType, alert_event
+from billing_kernel.alerts.rules import AlertFacts, AlertState, alert_event
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.dashboard.view import (
     CHART_HEIGHT,
@@ -28,6 +28,7 @@ from billing_kernel.dashboard.view import (
     period_span,
     policy_text,
 )
+from billing_kernel.events.rules import EventType
 from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import Reason, Standing, decide
 

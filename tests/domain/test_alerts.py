@@ -12,13 +12,9 @@ from billing_kernel.alerts.rules import (
     MAX_QUANTITY,
     MAX_THRESHOLDS,
     AlertFacts,
-    Event,
-    EventType,
     Threshold,
     alert_event,
-    close_failed_event,
     crossed_by,
-    event_id,
     format_thresholds,
     parse_threshold,
     parse_thresholds,
@@ -28,6 +24,8 @@ from billing_kernel.alerts.rules import (
     threshold_set,
 )
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import Event, EventType, event_id
+from billing_kernel.invoices.rules import close_failed_event
 
 P80, P100, Q5000 = Threshold(percent=80), Threshold(percent=100), Threshold(quantity=5000)
 
@@ -177,7 +175,7 @@ def test_a_block_is_not_a_threshold_a_change_resolves() -> None:
 
 
 def test_an_events_id_is_the_same_for_the_same_alert_and_differs_for_any_other() -> None:
-    args = (EventType.THRESHOLD_CROSSED, "acme", "tokens", date(2026, 5, 1), "80%", 1)
+    args = (EventType.THRESHOLD_CROSSED, "acme", "tokens", "2026-05-01", "80%", 1)
     first = event_id(*args)
     assert first == event_id(*args)
     assert first.startswith("evt_")
@@ -186,12 +184,22 @@ def test_an_events_id_is_the_same_for_the_same_alert_and_differs_for_any_other()
         event_id(EventType.THRESHOLD_RESOLVED, *args[1:]),
         event_id(args[0], "acme2", *args[2:]),
         event_id(*args[:2], "seats", *args[3:]),
-        event_id(*args[:3], date(2026, 6, 1), *args[4:]),
+        event_id(*args[:3], "2026-06-01", *args[4:]),
         event_id(*args[:4], "100%", 1),
         event_id(*args[:5], 2),
     }
     assert first not in others
     assert len(others) == 6
+
+
+def test_event_ids_stay_what_they_were_when_first_delivered() -> None:
+    """A receiver dedupes by id: an id, once delivered, is the same for ever."""
+    crossed = ("acme", "tokens", "2026-05-01", "80%", 1)
+    assert event_id(EventType.THRESHOLD_CROSSED, *crossed) == "evt_a77e1f94f6755a23b4f902597b373314"
+    failed, failed_id = ("org-2", "2026-04-01", "why"), "evt_ef8a8618738f57c9b8fd555a8889e2c0"
+    assert event_id(EventType.INVOICE_CLOSE_FAILED, *failed) == failed_id
+    made = close_failed_event("org-2", date(2026, 4, 1), "why", datetime(2026, 5, 3, tzinfo=UTC))
+    assert made.event_id == failed_id
 
 
 NOW = datetime(2026, 5, 15, 12, 30, 5, tzinfo=UTC)

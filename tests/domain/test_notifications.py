@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from billing_kernel.alerts.rules import AlertFacts, Event, EventType, alert_event
+from billing_kernel.alerts.rules import AlertFacts, alert_event
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import Event, EventType
 from billing_kernel.notifications.rules import (
     JITTER,
     RETRY_SCHEDULE,

@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from billing_kernel.alerts.rules import EventType, Threshold
+from billing_kernel.alerts.rules import Threshold
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import billing_events
 from billing_kernel.errors import InvalidInput, MetricNotInPlan, OrgNotFound, UnknownMetric
+from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import Enforcement, Policy
 from billing_kernel.usage.rules import UsageReport
@@ -36,7 +37,7 @@ async def use(kernel: Kernel, org_id: str, quantity: int, metric: str = "tokens"
 
 async def alerts(kernel: Kernel, org_id: str) -> list[tuple[str, str | None, int, int | None]]:
     """The org's events, oldest first: (type, threshold key, used, limit)."""
-    found = [event for _, event in await kernel.alerts.events(org_id=org_id, limit=100)]
+    found = [event for _, event in await kernel.events.events(org_id=org_id, limit=100)]
     return [
         (
             str(e.event_type),
@@ -77,7 +78,7 @@ async def test_one_write_past_both_thresholds_crosses_both_with_its_figures(
     org_id = await org_on_plan(kernel, database, clock)
     await use(kernel, org_id, 600)
     assert await alerts(kernel, org_id) == [(CROSSED, "80%", 600, 500), (CROSSED, "100%", 600, 500)]
-    [(_, late), (_, early)] = await kernel.alerts.events(org_id=org_id)
+    [(_, late), (_, early)] = await kernel.events.events(org_id=org_id)
     assert {early.data["threshold"]["percent"], late.data["threshold"]["percent"]} == {80, 100}  # type: ignore[index]
     assert early.data["period"] == {"start": "2026-05-01", "end": "2026-06-01"}
     payload = early.payload()
@@ -134,7 +135,7 @@ async def test_an_upgrade_resolves_and_usage_crosses_again_under_the_new_limit(
     ]
     await use(kernel, org_id, 800_000)
     assert (await alerts(kernel, org_id))[4:] == [(CROSSED, "80%", 800_500, 1_000_000)]
-    ids = [e.event_id for _, e in await kernel.alerts.events(org_id=org_id)]
+    ids = [e.event_id for _, e in await kernel.events.events(org_id=org_id)]
     assert len(set(ids)) == 5  # the second crossing of 80 % is an alert of its own
 
 
@@ -143,7 +144,7 @@ async def test_a_new_period_alerts_again(kernel: Kernel, database: Database, clo
     await use(kernel, org_id, 500)
     clock.advance(days=30)  # June
     await use(kernel, org_id, 400)
-    events = await kernel.alerts.events(org_id=org_id)
+    events = await kernel.events.events(org_id=org_id)
     assert [e.data["period"]["start"] for _, e in reversed(events)] == [  # type: ignore[index]
         "2026-05-01",
         "2026-05-01",

@@ -78,7 +78,7 @@ async def test_a_crossing_reaches_a_webhook_signed_and_verified_independently(
         await until(delivered, worker)
         [got] = receiver.received
         payload = Webhook(endpoint.secret).verify(got.body, got.headers)
-        [(_, event)] = await kernel.alerts.events(org_id=org_id)
+        [(_, event)] = await kernel.events.events(org_id=org_id)
         assert payload == event.payload()
         assert got.headers["webhook-id"] == event.event_id
         assert got.headers["content-type"] == "application/json"
@@ -280,7 +280,7 @@ async def test_two_workers_side_by_side_deliver_each_event_once(pg_database: Dat
 
         await asyncio.gather(rounds(first), rounds(second))
         ids = [r.headers["webhook-id"] for r in receiver.received]
-        mine = {e.event_id for org_id in orgs for _, e in await kernel.alerts.events(org_id=org_id)}
+        mine = {e.event_id for org_id in orgs for _, e in await kernel.events.events(org_id=org_id)}
         assert mine <= set(ids)
         assert len([i for i in ids if i in mine]) == len(mine) == 30
         assert first.delivered > 0

@@ -241,9 +241,9 @@ async def test_new_terms_make_a_new_version_and_each_org_keeps_the_one_it_subscr
             assert consumed.decision.allowed is allowed
         await kernel.usage.record(late, "playbook_runs", 0, idempotency_key=new_id("e"))
         await kernel.usage.record(early, "playbook_runs", 420, idempotency_key=new_id("e"))
-        crossed = [e for _, e in await kernel.alerts.events(org_id=early, limit=10)]
+        crossed = [e for _, e in await kernel.events.events(org_id=early, limit=10)]
         assert [(e.data["limit"], e.data["used"]) for e in crossed] == [(500, 420)]
-        assert not await kernel.alerts.events(org_id=late, limit=10)  # 560 of 1,000
+        assert not await kernel.events.events(org_id=late, limit=10)  # 560 of 1,000
         summary = await kernel.summary.summary(early)
         assert (summary.plan.version, summary.plan.monthly_price) == (1, Decimal("79.50"))
 

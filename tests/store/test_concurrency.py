@@ -114,7 +114,7 @@ async def test_200_concurrent_writers_cross_each_threshold_exactly_once(
 
     await asyncio.gather(*(writer(n) for n in range(200)))
     assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 600
-    events = [event for _, event in reversed(await kernel.alerts.events(org_id=org_id))]
+    events = [event for _, event in reversed(await kernel.events.events(org_id=org_id))]
     assert [(str(e.event_type), e.data["threshold"]["key"]) for e in events] == [  # type: ignore[index]
         ("usage.threshold_crossed", "80%"),
         ("usage.threshold_crossed", "100%"),

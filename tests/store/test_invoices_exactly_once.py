@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from billing_kernel.alerts.rules import EventType
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import invoice_usage, invoices, usage_lines
+from billing_kernel.events.rules import EventType
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -264,7 +264,7 @@ async def test_one_org_beyond_the_amount_bounds_does_not_stop_the_others_invoice
     assert sorted(i.org_id for i in listed) == ["org-0", "org-1", "org-3", "org-4", "org-5"]
     assert await kernel.invoices.verify() == []
 
-    logged = await kernel.alerts.events(org_id=None, types=[EventType.INVOICE_CLOSE_FAILED])
+    logged = await kernel.events.events(org_id=None, types=[EventType.INVOICE_CLOSE_FAILED])
     [(_, event)] = logged  # once, however often the closer meets it
     assert event.org_id is None  # the operator's: the org's members do not see it
     assert event.data["org_id"] == "org-2"

@@ -1,18 +1,16 @@
 """Alert thresholds (`/api/v1/orgs/{org_id}/alert-thresholds`, a plan's under
-`/api/v1/billing/plans`), an org's alerts (`/api/v1/orgs/{org_id}/alerts`) and the event
-log (`/api/v1/events`)."""
+`/api/v1/billing/plans`) and an org's alerts (`/api/v1/orgs/{org_id}/alerts`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
-from billing_kernel.alerts.rules import EventType, Threshold
+from billing_kernel.alerts.rules import Threshold
 from billing_kernel.alerts.schemas import (
     AlertOut,
     AlertsOut,
-    EventOut,
     MetricThresholdsOut,
     OrgThresholdsOut,
     PlanThresholdsOut,
@@ -20,25 +18,19 @@ from billing_kernel.alerts.schemas import (
     ThresholdsIn,
 )
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.web.deps import (
     DeploymentAdmin,
     KernelDep,
     MetricKey,
-    OrgAdmin,
     OrgAdminOfPath,
     OrgId,
 )
-from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, SequenceCursor, page_of
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router, orgs_router
 from billing_kernel.web.schemas import MONTH_PATTERN, Slug
 
 router = orgs_router()
 plan_router = billing_router()
-events_router = APIRouter(
-    prefix="/api/v1/events", tags=["events"], responses=problem_responses(401, 403, 422)
-)
 
 
 @router.get(
@@ -147,40 +139,3 @@ async def put_plan_thresholds(
         metric=metric,
         thresholds=[ThresholdOut.of(t, limit) for t in thresholds],
     )
-
-
-@events_router.get("", operation_id="listEvents", summary="The event log")
-async def list_events(
-    key: OrgAdmin,
-    kernel: KernelDep,
-    org_id: Annotated[
-        str | None,
-        Query(
-            max_length=MAX_ID_LENGTH,
-            pattern=ID_PATTERN_TEXT,
-            description="Only this org's events (a key restricted to one org: its own, "
-            "by default).",
-        ),
-    ] = None,
-    event_types: Annotated[
-        list[EventType] | None, Query(alias="type", description="Only events of these types.")
-    ] = None,
-    limit: Limit = DEFAULT_LIMIT,
-    cursor: SequenceCursor = None,
-) -> Page[EventOut]:
-    """Every event the kernel emitted (`usage.threshold_crossed`,
-    `usage.threshold_resolved`, `quota.blocked`; for a key valid for every org also the
-    operator's `invoice.close_failed`), newest first, a page at a time (see
-    *Pagination*), each exactly as the channels deliver it. Needs `billing:admin`."""
-    if org_id is None:
-        org_id = key.org_id
-    else:
-        key.require_org(org_id)
-    rows = await kernel.alerts.events(
-        org_id=org_id,
-        types=event_types or (),
-        after=None if cursor is None else int(cursor),
-        limit=limit + 1,
-    )
-    found, next_cursor = page_of(rows, limit, lambda row: str(row[0]))
-    return Page[EventOut](data=[EventOut.of(event) for _, event in found], next_cursor=next_cursor)

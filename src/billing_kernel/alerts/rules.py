@@ -11,14 +11,13 @@ period is a new alert.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import Event, EventType, event_id
 
 MAX_PERCENT = 1000
 MAX_QUANTITY = 10**15
@@ -28,15 +27,6 @@ DEFAULT_THRESHOLDS = "80%,100%"
 
 BLOCKED = "blocked"
 """The alert state of a hard limit's block: kept like a threshold's, one per period."""
-
-_EVENT_IDS = uuid.UUID("5d1f6c9e-7a43-4f0b-9a43-2c1b0e7d8a61")
-
-
-class EventType(StrEnum):
-    THRESHOLD_CROSSED = "usage.threshold_crossed"
-    THRESHOLD_RESOLVED = "usage.threshold_resolved"
-    QUOTA_BLOCKED = "quota.blocked"
-    INVOICE_CLOSE_FAILED = "invoice.close_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +170,6 @@ def standing(
     )
 
 
-def event_id(
-    event_type: EventType, org_id: str, metric: str, period: date, key: str, crossing: int
-) -> str:
-    """The id of the event about the `crossing`-th crossing of threshold `key` (or its
-    resolution): the same for the same alert however often it is written or sent."""
-    name = f"{event_type}|{org_id}|{metric}|{period.isoformat()}|{key}|{crossing}"
-    return "evt_" + uuid.uuid5(_EVENT_IDS, name).hex
-
-
 @dataclass(frozen=True, slots=True)
 class AlertState:
     """Where one threshold (or a block) of a counter stands in a period."""
@@ -221,26 +202,6 @@ class AlertFacts:
     """How many times the threshold was crossed in the period, this one included."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing that happened, as every channel delivers it."""
-
-    event_id: str
-    event_type: EventType
-    org_id: str | None
-    created_at: datetime
-    data: dict[str, object]
-
-    def payload(self) -> dict[str, object]:
-        """The documented JSON body: `type`, `id`, `timestamp`, `data`."""
-        return {
-            "type": str(self.event_type),
-            "id": self.event_id,
-            "timestamp": self.created_at.isoformat().replace("+00:00", "Z"),
-            "data": self.data,
-        }
-
-
 def alert_event(event_type: EventType, facts: AlertFacts, now: datetime) -> Event:
     """The event for a crossing, a resolution or a block."""
     period = BillingPeriod.starting(facts.period)
@@ -260,32 +221,15 @@ def alert_event(event_type: EventType, facts: AlertFacts, now: datetime) -> Even
         }
     return Event(
         event_id=event_id(
-            event_type, facts.org_id, facts.metric, facts.period, facts.key, facts.crossing
+            event_type,
+            facts.org_id,
+            facts.metric,
+            facts.period.isoformat(),
+            facts.key,
+            facts.crossing,
         ),
         event_type=event_type,
         org_id=facts.org_id,
         created_at=now,
         data=data,
-    )
-
-
-def close_failed_event(org_id: str, period: date, reason: str, now: datetime) -> Event:
-    """The event that an org's invoice for `period` could not be made, and why: the
-    operator's (no org of its own, so only deployment-wide endpoints get it, never the org's
-    members); one per org, period and reason however often the closer tries again."""
-    month = BillingPeriod.starting(period)
-    name = f"{EventType.INVOICE_CLOSE_FAILED}|{org_id}|{period.isoformat()}|{reason}"
-    return Event(
-        event_id="evt_" + uuid.uuid5(_EVENT_IDS, name).hex,
-        event_type=EventType.INVOICE_CLOSE_FAILED,
-        org_id=None,
-        created_at=now,
-        data={
-            "org_id": org_id,
-            "period": {
-                "start": month.start.date().isoformat(),
-                "end": month.end.date().isoformat(),
-            },
-            "reason": reason,
-        },
     )

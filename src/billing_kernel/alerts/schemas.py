@@ -1,9 +1,9 @@
-"""Alert thresholds, alerts and events as the API takes and answers them."""
+"""Alert thresholds and alerts as the API takes and answers them."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -12,7 +12,6 @@ from billing_kernel.alerts.rules import (
     MAX_QUANTITY,
     MAX_THRESHOLDS,
     AlertState,
-    Event,
     Threshold,
 )
 from billing_kernel.web.schemas import WHOLE, StrictBody
@@ -116,16 +115,3 @@ class AlertsOut(BaseModel):
     org_id: str
     period: str = Field(description="The month, `YYYY-MM`.")
     alerts: list[AlertOut]
-
-
-class EventOut(BaseModel):
-    """An event as every channel delivers it."""
-
-    type: str = Field(examples=["usage.threshold_crossed"])
-    id: str = Field(description="Stable: the same on every delivery and retry.")
-    timestamp: str
-    data: dict[str, Any]
-
-    @classmethod
-    def of(cls, event: Event) -> EventOut:
-        return cls.model_validate(event.payload())

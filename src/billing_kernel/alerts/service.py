@@ -23,8 +23,6 @@ from billing_kernel.alerts.rules import (
     AlertFacts,
     AlertState,
     AlertTerms,
-    Event,
-    EventType,
     Reading,
     Threshold,
     alert_event,
@@ -38,6 +36,8 @@ from billing_kernel.common.keys import CounterKey
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import MetricNotInPlan, OrgNotFound
+from billing_kernel.events.rules import Event, EventType
+from billing_kernel.events.service import EventLog
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.plans.service import PlanService
 
@@ -54,11 +54,13 @@ class AlertService:
         clock: Callable[[], datetime],
         metrics: MetricService,
         plans: PlanService,
+        log: EventLog,
     ) -> None:
         self._tx = transactions
         self._clock = clock
         self._metrics = metrics
         self._plans = plans
+        self._log = log
 
     async def counters_moved(
         self, moved: Mapping[CounterKey, Reading], now: datetime, uow: UnitOfWork
@@ -78,7 +80,7 @@ class AlertService:
                 rows.append(((org_id, period, metric, crossed.key), reading.used, terms.limit))
         if not rows:
             return []
-        return await self._cross(AlertRepository(uow), rows, now)
+        return await self._cross(uow, rows, now)
 
     async def blocked(
         self,
@@ -92,9 +94,7 @@ class AlertService:
     ) -> list[Event]:
         """A hard limit blocked the org's use of `metric`: `quota.blocked`, once per period
         (again only after a change of limit unblocked it)."""
-        return await self._cross(
-            AlertRepository(uow), [((org_id, period, metric, BLOCKED), used, limit)], now
-        )
+        return await self._cross(uow, [((org_id, period, metric, BLOCKED), used, limit)], now)
 
     async def reevaluate(self, org_id: str, uow: UnitOfWork) -> list[Event]:
         """After the org's limits or thresholds changed: in the current period, resolve the
@@ -127,22 +127,21 @@ class AlertService:
         await repo.resolve(unblocked, now)
         resolved = await repo.resolve(to_resolve, now)
         events = _events(EventType.THRESHOLD_RESOLVED, resolved, to_resolve, now)
-        await repo.insert_events(events)
-        return events + await self._cross(repo, to_cross, now)
+        await self._log.record(events, uow)
+        return events + await self._cross(uow, to_cross, now)
 
-    async def _cross(
-        self, repo: AlertRepository, rows: Sequence[Row], now: datetime
-    ) -> list[Event]:
+    async def _cross(self, uow: UnitOfWork, rows: Sequence[Row], now: datetime) -> list[Event]:
+        """Cross the thresholds of `rows` not crossed yet, and record their events."""
         if not rows:
             return []
-        made = await repo.cross(rows, now)
+        made = await AlertRepository(uow).cross(rows, now)
         events = [
             *_events(
                 EventType.THRESHOLD_CROSSED, [t for t in made if t.key[3] != BLOCKED], rows, now
             ),
             *_events(EventType.QUOTA_BLOCKED, [t for t in made if t.key[3] == BLOCKED], rows, now),
         ]
-        await repo.insert_events(events)
+        await self._log.record(events, uow)
         return events
 
     async def thresholds(
@@ -240,28 +239,6 @@ class AlertService:
         async with self._tx.begin(uow) as unit:
             return await AlertRepository(unit).dismiss(
                 (org_id, period.key, metric, threshold), self._clock()
-            )
-
-    async def record(self, events: Sequence[Event], uow: UnitOfWork | None = None) -> None:
-        """Add events to the log (those already there are kept as they are); the delivery
-        worker delivers them."""
-        async with self._tx.begin(uow) as unit:
-            await AlertRepository(unit).insert_events(events)
-
-    async def events(
-        self,
-        *,
-        org_id: str | None,
-        types: Sequence[EventType] = (),
-        after: int | None = None,
-        limit: int = 50,
-        uow: UnitOfWork | None = None,
-    ) -> list[tuple[int, Event]]:
-        """Events newest first, each with its number in the log: the org's (or every
-        org's), of some types, numbered below `after` (the last of the previous page)."""
-        async with self._tx.read(uow) as unit:
-            return await AlertRepository(unit).events(
-                org_id=org_id, types=types, after=after, limit=limit
             )
 
 

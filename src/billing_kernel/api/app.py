@@ -21,6 +21,7 @@ from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
 from billing_kernel.db.migrate import head_revision
 from billing_kernel.errors import ConfigurationError
+from billing_kernel.events import routes as event_routes
 from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
@@ -135,7 +136,7 @@ def create_app(
         member_routes.router,
         alert_routes.router,
         alert_routes.plan_router,
-        alert_routes.events_router,
+        event_routes.events_router,
         notification_routes.router,
         notification_routes.settings_router,
         health.router,

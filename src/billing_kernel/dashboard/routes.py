@@ -123,7 +123,7 @@ async def billing_page(
             scheduled = await as_user.subscriptions.scheduled(org_id, uow) if admin else None
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
-            history = await as_user.alerts.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
+            history = await as_user.events.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:

@@ -8,9 +8,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.alerts.rules import BLOCKED, AlertState, Event, EventType, parse_threshold
+from billing_kernel.alerts.rules import BLOCKED, AlertState, parse_threshold
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.events.rules import Event, EventType
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import QuotaDecision, Reason
 

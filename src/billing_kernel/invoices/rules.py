@@ -32,6 +32,7 @@ from enum import StrEnum
 from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.errors import CurrencyChange
+from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
 
@@ -449,3 +450,24 @@ class StoredInvoice:
     replaces: str | None
     lines: tuple[StoredLine, ...] = ()
     usage: tuple[StoredUsage, ...] = ()
+
+
+def close_failed_event(org_id: str, period: date, reason: str, now: datetime) -> Event:
+    """The event that an org's invoice for `period` could not be made, and why: the
+    operator's (no org of its own, so only deployment-wide endpoints get it, never the org's
+    members); one per org, period and reason however often the closer tries again."""
+    month = BillingPeriod.starting(period)
+    return Event(
+        event_id=event_id(EventType.INVOICE_CLOSE_FAILED, org_id, period.isoformat(), reason),
+        event_type=EventType.INVOICE_CLOSE_FAILED,
+        org_id=None,
+        created_at=now,
+        data={
+            "org_id": org_id,
+            "period": {
+                "start": month.start.date().isoformat(),
+                "end": month.end.date().isoformat(),
+            },
+            "reason": reason,
+        },
+    )

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from billing_kernel.alerts.rules import EventType
 from billing_kernel.background import background_tasks
 from billing_kernel.commands import with_kernel
 from billing_kernel.db import migrate as migrations
+from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.listener import listen
 from billing_kernel.notifications.rules import DeliveryStatus

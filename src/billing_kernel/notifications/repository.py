@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from billing_kernel.alerts.rules import Event, EventType
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     billing_events,
@@ -19,6 +18,7 @@ from billing_kernel.db.tables import (
     webhook_endpoints,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.events.rules import Event, EventType
 from billing_kernel.notifications.rules import (
     Attempt,
     Channel,

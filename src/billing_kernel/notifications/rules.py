@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from billing_kernel.alerts.rules import Event, EventType
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import Event, EventType
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, StrictBool
 
-from billing_kernel.alerts.rules import EventType
+from billing_kernel.events.rules import EventType
 from billing_kernel.notifications.rules import (
     MAX_URL_LENGTH,
     URL_PATTERN,

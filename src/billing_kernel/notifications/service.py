@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from billing_kernel.alerts.rules import EventType
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import DeliveryNotFound, EndpointNotFound, InvalidInput
+from billing_kernel.events.rules import EventType
 from billing_kernel.notifications.outbound import (
     Destination,
     Resolver,

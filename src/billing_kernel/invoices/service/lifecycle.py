@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from billing_kernel.alerts.rules import close_failed_event
-from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_text
 from billing_kernel.config import Settings
@@ -27,6 +25,7 @@ from billing_kernel.errors import (
     InvoicePaid,
     PeriodNotClosed,
 )
+from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
     InvoiceDraft,
@@ -34,6 +33,7 @@ from billing_kernel.invoices.rules import (
     StoredInvoice,
     Subscription,
     change_lines,
+    close_failed_event,
     closes_at,
     in_force,
     usage_of,
@@ -95,7 +95,7 @@ class InvoiceService:
         orgs: OrgService,
         quota: QuotaService,
         summary: SummaryService,
-        events: AlertService,
+        events: EventLog,
     ) -> None:
         self._tx = transactions
         self._settings = settings

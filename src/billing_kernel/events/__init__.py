@@ -1,0 +1,1 @@
+"""The event log: what happened, once each, in the order written, for every channel."""
