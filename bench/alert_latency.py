@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 
+from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.rules import new_secret, webhook_headers
-from billing_kernel.notifications.worker import DeliveryWorker
 from common import on_both_databases, percentile_rows, run_alone
 
 ALERTS = 100
@@ -69,7 +69,7 @@ async def measure(url: str) -> tuple[list[float], list[float]]:
     for org_id in org_ids:
         await kernel.orgs.create(org_id, plan_slug="starter")  # 1,000,000 tokens
         await kernel.notifications.add_endpoint(hook, org_id=org_id)
-    worker = DeliveryWorker(kernel)
+    worker = delivery_worker(kernel)
     delivering = asyncio.create_task(worker.run())
     latencies, direct = [], []
     secret, body = new_secret(), b'{"type":"usage.threshold_crossed","data":{}}'

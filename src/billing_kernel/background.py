@@ -1,5 +1,6 @@
 """What a worker process runs besides serving: delivering events and closing billing
-periods (`billing-kernel worker`, and `serve` with BILLING_WORKER_IN_SERVER)."""
+periods (`billing-kernel worker`, and `serve` with BILLING_WORKER_IN_SERVER), each built
+here with the services it needs of the kernel: the workers themselves know no Kernel."""
 
 from __future__ import annotations
 
@@ -16,9 +17,27 @@ class Background(Protocol):
     def stop(self) -> None: ...
 
 
+def delivery_worker(kernel: Kernel) -> DeliveryWorker:
+    """The delivery worker, with the services it needs of `kernel`."""
+    return DeliveryWorker(
+        kernel.settings,
+        kernel.database,
+        notifications=kernel.notifications,
+        orgs=kernel.orgs,
+        metrics=kernel.metrics,
+        members=kernel.members,
+    )
+
+
+def period_closer(kernel: Kernel) -> PeriodCloser:
+    """The period closer, closing through `kernel`'s invoices every
+    BILLING_CLOSE_INTERVAL_SECONDS."""
+    return PeriodCloser(kernel.invoices, interval_seconds=kernel.settings.close_interval_seconds)
+
+
 def background_tasks(kernel: Kernel) -> list[Background]:
     """The delivery worker, and the period closer unless BILLING_CLOSE_PERIODS is off."""
-    tasks: list[Background] = [DeliveryWorker(kernel)]
+    tasks: list[Background] = [delivery_worker(kernel)]
     if kernel.settings.close_periods:
-        tasks.append(PeriodCloser(kernel))
+        tasks.append(period_closer(kernel))
     return tasks

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
-from billing_kernel.notifications.worker import DeliveryWorker
 from tests.api.conftest import Api, app_for
 from tests.api.test_webhook_routes import ENDPOINTS, attempted, new_org
 from tests.receivers import http_receiver
@@ -43,7 +43,7 @@ async def test_a_one_org_key_sees_only_its_orgs_own_endpoints_and_deliveries(
         own = await api.client.post(ENDPOINTS, json={"url": orgs.url}, headers=mine)
         assert (wide.status_code, own.status_code) == (201, 201)
         await api.kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(api.kernel)
+        worker = delivery_worker(api.kernel)
         theirs = await attempted(api, worker, {"endpoint_id": wide.json()["id"]}, 1)
         assert "HTTP 503" in theirs["attempts"][0]["error"]  # the operator sees the answer
         await attempted(api, worker, {"endpoint_id": own.json()["id"]}, 1)

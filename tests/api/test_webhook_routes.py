@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
@@ -145,7 +146,7 @@ async def test_the_delivery_log_shows_attempts_and_a_replay_sends_again(api: Api
         )
         endpoint_id = created.json()["id"]
         await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
         delivery = await attempted(api, worker, {"endpoint_id": endpoint_id}, 1)
         assert delivery["status"] == "pending"
         assert delivery["channel"] == "webhook"

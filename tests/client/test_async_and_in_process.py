@@ -8,10 +8,10 @@ import pytest
 
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
+from billing_kernel.embedded import in_process_tracker
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import LimitOverride
-from billing_kernel.usage.in_process import in_process_tracker
 from billing_kernel_sdk import QuotaExceeded, TransportError
 from tests.conftest import new_id
 

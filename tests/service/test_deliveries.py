@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from standardwebhooks import Webhook
 
+from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel, utc_now
@@ -70,7 +71,7 @@ async def test_a_crossing_reaches_a_webhook_signed_and_verified_independently(
         endpoint = await kernel.notifications.add_endpoint(receiver.url, org_id=org_id)
         assert endpoint.secret.startswith("whsec_")
         await kernel.usage.record(org_id, "tokens", 450, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         async def delivered() -> bool:
             return len(receiver.received) == 1
@@ -98,7 +99,7 @@ async def test_three_500s_then_a_200_is_delivered_on_the_fourth_attempt_with_one
         org_id = await org_at(kernel, database, 0)
         endpoint = await kernel.notifications.add_endpoint(receiver.url, org_id=org_id)
         await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         await until(settled(kernel, org_id), worker)
         [(delivery, attempts)] = await kernel.notifications.deliveries(org_id=org_id)
@@ -120,7 +121,7 @@ async def test_a_receiver_that_never_answers_ends_failed_with_every_attempt_logg
         org_id = await org_at(kernel, database, 0)
         await kernel.notifications.add_endpoint(receiver.url, org_id=org_id)
         await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         await until(settled(kernel, org_id), worker)
         failed = await kernel.notifications.deliveries(org_id=org_id, status=DeliveryStatus.FAILED)
@@ -152,7 +153,7 @@ async def test_a_rotated_secret_signs_beside_the_old_one_during_the_overlap(
         assert new.secret != old.secret
         assert new.previous_secret == old.secret
         await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         async def delivered() -> bool:
             return len(receiver.received) == 1
@@ -177,7 +178,7 @@ async def test_endpoints_get_the_types_and_orgs_they_asked_for(database: Databas
         try:
             await kernel.usage.record(org_id, "tokens", 400, idempotency_key="a")
             await kernel.usage.record(other, "tokens", 400, idempotency_key="b")
-            worker = DeliveryWorker(kernel)
+            worker = delivery_worker(kernel)
 
             async def delivered() -> bool:
                 return len(mine.received) == 1 and len(everyone.received) >= 2
@@ -201,7 +202,7 @@ async def test_an_email_goes_to_the_owners_and_admins_over_real_smtp(database: D
         await kernel.members.add(org_id, new_id("u"), MemberRole.MEMBER, email="member@example.com")
         await kernel.members.add(org_id, new_id("u"), MemberRole.ADMIN)  # no address
         await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         async def sent() -> bool:
             return len(mailbox.messages) == 1
@@ -226,12 +227,12 @@ async def test_an_email_goes_to_the_owners_and_admins_over_real_smtp(database: D
 async def test_no_smtp_means_no_email_and_no_address_means_skipped(database: Database) -> None:
     kernel = kernel_for(database, **FAST)
     org_id = await org_at(kernel, database, 400)
-    await DeliveryWorker(kernel).run_once()
+    await delivery_worker(kernel).run_once()
     assert await kernel.notifications.deliveries(org_id=org_id) == []
     with smtp_server() as (url, mailbox):
         kernel = kernel_for(database, smtp_url=url, **FAST)
         org_id = await org_at(kernel, database, 400)  # no member has an address
-        await DeliveryWorker(kernel).run_once()
+        await delivery_worker(kernel).run_once()
         [(delivery, attempts)] = await kernel.notifications.deliveries(org_id=org_id)
         assert delivery.status is DeliveryStatus.SKIPPED
         assert attempts[0].error == "no owner or admin has an email address"
@@ -246,7 +247,7 @@ async def test_slack_gets_a_block_kit_message(database: Database) -> None:
             org_id, slack_webhook_url=slack.url, email=False
         )
         await kernel.usage.record(org_id, "tokens", 500, idempotency_key="crossing")
-        worker = DeliveryWorker(kernel)
+        worker = delivery_worker(kernel)
 
         async def sent() -> bool:
             return len(slack.received) == 2
@@ -271,7 +272,7 @@ async def test_two_workers_side_by_side_deliver_each_event_once(pg_database: Dat
         for org_id in orgs:
             await kernel.notifications.add_endpoint(receiver.url, org_id=org_id)
             await kernel.usage.record(org_id, "tokens", 500, idempotency_key="crossing")
-        first, second = DeliveryWorker(kernel), DeliveryWorker(kernel)
+        first, second = delivery_worker(kernel), delivery_worker(kernel)
 
         async def rounds(worker: DeliveryWorker) -> None:
             for _ in range(40):

@@ -10,12 +10,12 @@ from collections.abc import Mapping, Sequence
 import pytest
 import standardwebhooks
 
+from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.errors import UrlNotAllowed
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.rules import DeliveryStatus
-from billing_kernel.notifications.worker import DeliveryWorker
 from tests.conftest import new_id, row_counts
 from tests.receivers import http_receiver
 from tests.service.test_deliveries import FAST, org_at, settled, until
@@ -118,7 +118,7 @@ async def test_a_name_that_turns_private_after_registration_is_refused_at_delive
         await kernel.notifications.add_endpoint(f"http://rebinding.test:{port}/", org_id=org_id)
         resolver.answers["rebinding.test"] = ["127.0.0.1"]
         await kernel.usage.record(org_id, "tokens", 450, idempotency_key="crossing")
-        await until(settled(kernel, org_id), DeliveryWorker(kernel))
+        await until(settled(kernel, org_id), delivery_worker(kernel))
         [(delivery, attempts)] = await kernel.notifications.deliveries(org_id=org_id)
         assert delivery.status is DeliveryStatus.FAILED
         assert len(attempts) == 1  # not retried: the address will not become public
@@ -143,7 +143,7 @@ async def test_a_delivery_connects_to_the_address_it_checked_with_the_name_as_ho
         url = f"http://hooks.test:{port}/in?x=1"
         endpoint = await kernel.notifications.add_endpoint(url, org_id=org_id)
         await kernel.usage.record(org_id, "tokens", 450, idempotency_key="crossing")
-        await until(settled(kernel, org_id), DeliveryWorker(kernel))
+        await until(settled(kernel, org_id), delivery_worker(kernel))
         [got] = receiver.received
         assert (got.path, got.headers["host"]) == ("/in?x=1", f"hooks.test:{port}")
         standardwebhooks.Webhook(endpoint.secret).verify(got.body, got.headers)
@@ -156,7 +156,7 @@ async def test_an_unresolvable_name_at_delivery_is_tried_again(database: Databas
     await kernel.notifications.add_endpoint("https://flaky.test/x", org_id=org_id)
     del resolver.answers["flaky.test"]
     await kernel.usage.record(org_id, "tokens", 450, idempotency_key=new_id("e"))
-    await until(settled(kernel, org_id), DeliveryWorker(kernel))
+    await until(settled(kernel, org_id), delivery_worker(kernel))
     [(delivery, attempts)] = await kernel.notifications.deliveries(org_id=org_id)
     assert delivery.status is DeliveryStatus.FAILED
     assert len(attempts) == 4  # the first and three retries (FAST's schedule)

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from billing_kernel.background import period_closer
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import invoice_usage, invoices, usage_lines
 from billing_kernel.events.rules import EventType
-from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from tests.conftest import Clock
@@ -154,7 +154,7 @@ async def test_the_worker_closes_due_periods_on_its_schedule(own_database: Datab
     await kernel.orgs.create("acme", plan_slug="growth")
     await kernel.orgs.set_status("acme", BillingStatus.ACTIVE)
     clock.now = september.end + timedelta(days=40)  # September and October have closed
-    closer = PeriodCloser(kernel)
+    closer = period_closer(kernel)
     running = asyncio.create_task(closer.run())
     try:
         for _ in range(200):

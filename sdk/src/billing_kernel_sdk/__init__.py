@@ -16,7 +16,7 @@ with tracker.reserve("acme", "tokens", 4_000) as r:  # held against the limit
 
 See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` for what
 `stats()` reports; transports are injectable (`transport=`) for tests and for embedding the
-kernel in-process (`billing_kernel.usage.in_process`).
+kernel in-process (`billing_kernel.embedded`).
 """
 
 from billing_kernel_sdk.delivery import TrackerStats

@@ -237,7 +237,7 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
     """The asyncio tracker: the same `track()` (a plain, non-blocking call) and guarantees,
     with the sender as a task on the running loop. Create it inside the loop (e.g. at app
     start-up) and `await tracker.aclose()` at shutdown. A kernel in the same process
-    has its own transport: `billing_kernel.usage.in_process.in_process_tracker(kernel)`."""
+    has its own transport: `billing_kernel.embedded.in_process_tracker(kernel)`."""
 
     def __init__(
         self,

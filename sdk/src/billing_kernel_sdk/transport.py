@@ -1,5 +1,5 @@
 """How batches and quota calls reach the kernel: over HTTP (a kernel in the same process has
-a transport of its own for batches, `billing_kernel.usage.in_process`).
+a transport of its own for batches, `billing_kernel.embedded`).
 
 A transport sends a list of wire events and returns one status per event (`accepted`,
 `duplicate` or `refused`), or raises TransportError. Tests may pass their own. A transport

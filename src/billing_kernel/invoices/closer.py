@@ -9,14 +9,15 @@ import asyncio
 import contextlib
 import logging
 
-from billing_kernel.kernel import Kernel
+from billing_kernel.invoices.service import InvoiceService
 
 logger = logging.getLogger(__name__)
 
 
 class PeriodCloser:
-    def __init__(self, kernel: Kernel) -> None:
-        self._kernel = kernel
+    def __init__(self, invoices: InvoiceService, *, interval_seconds: float) -> None:
+        self._invoices = invoices
+        self._interval = interval_seconds
         self._stopping = asyncio.Event()
         self.closed = 0
 
@@ -25,7 +26,7 @@ class PeriodCloser:
         again at the next."""
         while not self._stopping.is_set():
             try:
-                report = await self._kernel.invoices.close_due()
+                report = await self._invoices.close_due()
             except Exception:
                 logger.exception("closing billing periods failed; trying again later")
             else:
@@ -33,9 +34,7 @@ class PeriodCloser:
                 if report.closed:
                     logger.info("finalized %d invoice(s)", len(report.closed))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stopping.wait(), timeout=self._kernel.settings.close_interval_seconds
-                )
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
 
     def stop(self) -> None:
         self._stopping.set()

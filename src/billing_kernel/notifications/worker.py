@@ -17,16 +17,18 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
 from billing_kernel import __version__
-from billing_kernel.db.database import EVENTS_CHANNEL
+from billing_kernel.config import Settings
+from billing_kernel.db.database import EVENTS_CHANNEL, Database
 from billing_kernel.errors import UrlNotAllowed
-from billing_kernel.kernel import Kernel, utc_now
+from billing_kernel.members.service import MemberService
+from billing_kernel.metrics.service import MetricService
 from billing_kernel.notifications.rules import (
     AlertWords,
     Channel,
@@ -36,7 +38,8 @@ from billing_kernel.notifications.rules import (
     slack_message,
     webhook_headers,
 )
-from billing_kernel.notifications.service import Job, Outcome
+from billing_kernel.notifications.service import Job, NotificationService, Outcome
+from billing_kernel.orgs.service import OrgService
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +47,33 @@ MAX_CLAIM = 20
 USER_AGENT = f"billing-kernel/{__version__}"
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class DeliveryWorker:
     """Delivers the outbox until stopped."""
 
-    def __init__(self, kernel: Kernel, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self._kernel = kernel
-        self._settings = kernel.settings
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        notifications: NotificationService,
+        orgs: OrgService,
+        metrics: MetricService,
+        members: MemberService,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._notifications = notifications
+        self._orgs = orgs
+        self._metrics = metrics
+        self._members = members
         self._clock = clock
         self._client = httpx.AsyncClient(
-            timeout=kernel.settings.delivery_timeout_seconds,
+            timeout=settings.delivery_timeout_seconds,
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
         )
@@ -65,7 +86,7 @@ class DeliveryWorker:
         PostgreSQL until a transaction that wrote events commits (LISTEN), whichever is
         first. A round that fails (the database away) is logged and retried after the wait."""
         try:
-            async with self._kernel.database.listen(EVENTS_CHANNEL, self._wake.set):
+            async with self._database.listen(EVENTS_CHANNEL, self._wake.set):
                 while not self._stopping.is_set():
                     self._wake.clear()
                     try:
@@ -95,7 +116,7 @@ class DeliveryWorker:
 
     async def run_once(self) -> bool:
         """One round; whether it found anything to do."""
-        notifications = self._kernel.notifications
+        notifications = self._notifications
         dispatched = await notifications.dispatch()
         jobs = await notifications.claim(MAX_CLAIM)
         if jobs:
@@ -118,7 +139,7 @@ class DeliveryWorker:
             outcome.skipped,
             outcome.final,
         )
-        status = await self._kernel.notifications.record(job, outcome)
+        status = await self._notifications.record(job, outcome)
         if outcome.ok:
             self.delivered += 1
         logger.info(
@@ -158,7 +179,7 @@ class DeliveryWorker:
         """POST to the address the URL's host resolves to now, checked before it is used
         (see `outbound`), with the name as the Host header and for TLS; no redirects."""
         try:
-            to = await self._kernel.notifications.destination(url, "url")
+            to = await self._notifications.destination(url, "url")
         except UrlNotAllowed as refused:  # a name that does not resolve may, later
             final = "address" in refused.details
             return Outcome(False, started, 0, error=refused.message[:500], final=final)
@@ -187,8 +208,8 @@ class DeliveryWorker:
     async def _words(self, job: Job) -> AlertWords:
         event = job.claimed.event
         org_id = event.org_id or ""
-        org = await self._kernel.orgs.get(org_id)
-        metrics = await self._kernel.metrics.by_key()
+        org = await self._orgs.get(org_id)
+        metrics = await self._metrics.by_key()
         key = str(event.data.get("metric"))
         metric = metrics.get(key)
         link = f"{self._settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
@@ -205,7 +226,7 @@ class DeliveryWorker:
         org_id = job.claimed.event.org_id
         if smtp is None or org_id is None:
             return Outcome(False, started, 0, error="email is not configured", final=True)
-        recipients = await self._kernel.members.admin_emails(org_id)
+        recipients = await self._members.admin_emails(org_id)
         if not recipients:
             return Outcome(
                 False, started, 0, error="no owner or admin has an email address", skipped=True
