@@ -136,7 +136,7 @@ def test_a_refused_key_is_reported_at_once_logged_rarely_and_the_events_kept(
 def test_a_refused_key_is_logged_again_once_the_interval_has_passed(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("billing_kernel_sdk.delivery.AUTH_LOG_SECONDS", 0.2)
+    monkeypatch.setattr("billing_kernel_sdk._sending.AUTH_LOG_SECONDS", 0.2)
     kernel = FakeKernel()
     kernel.failures = [TransportError("kernel answered 401", retryable=True, status=401)]
     kernel.failures *= 10**6

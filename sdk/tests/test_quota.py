@@ -16,7 +16,7 @@ from billing_kernel_sdk import (
     TransportError,
     UsageTracker,
 )
-from billing_kernel_sdk.quota import Gate
+from billing_kernel_sdk._quota import Gate
 from tests.fakes import FakeAsyncTransport, FakeKernel, FakeTransport
 
 FAST = {"max_delay": 0.01, "backoff_base": 0.001, "backoff_cap": 0.01, "decision_timeout": 0.5}
@@ -303,7 +303,7 @@ async def test_the_async_tracker_does_not_gate_a_sync_function(kernel: FakeKerne
 def test_the_policy_memory_forgets_the_longest_unused_first(
     kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("billing_kernel_sdk.quota.REMEMBERED_POLICIES", 2)
+    monkeypatch.setattr("billing_kernel_sdk._quota.REMEMBERED_POLICIES", 2)
     with tracker(kernel) as t:
         for org in ("a", "b", "a", "c"):  # "a" used again after "b": "b" is forgotten
             t.check(org, "tokens")

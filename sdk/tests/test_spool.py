@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from billing_kernel_sdk.buffer import Spool
-from billing_kernel_sdk.events import Event
+from billing_kernel_sdk._buffer import Spool
+from billing_kernel_sdk._events import Event
 
 
 def event(n: int) -> Event:

@@ -20,7 +20,7 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel_sdk import AsyncHttpTransport, AsyncUsageTracker
-from billing_kernel_sdk.buffer import DEAD_LETTER_FILE
+from billing_kernel_sdk._buffer import DEAD_LETTER_FILE
 from tests.conftest import new_id
 from tests.live import SECRET
 

@@ -19,10 +19,10 @@ See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` fo
 kernel in-process (`billing_kernel.embedded`).
 """
 
-from billing_kernel_sdk.delivery import TrackerStats
-from billing_kernel_sdk.errors import SpoolBusyError, TrackerError, TransportError
-from billing_kernel_sdk.integrations import llm_tokens
-from billing_kernel_sdk.quota import (
+from billing_kernel_sdk._delivery import TrackerStats
+from billing_kernel_sdk._errors import SpoolBusyError, TrackerError, TransportError
+from billing_kernel_sdk._integrations import llm_tokens
+from billing_kernel_sdk._quota import (
     AsyncReservation,
     Decision,
     QuotaExceeded,
@@ -30,7 +30,7 @@ from billing_kernel_sdk.quota import (
     ReservationError,
     Upgrade,
 )
-from billing_kernel_sdk.tracker import AsyncUsageTracker, UsageTracker
+from billing_kernel_sdk._tracker import AsyncUsageTracker, UsageTracker
 from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,

@@ -10,6 +10,26 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+__all__ = [
+    "ID_PATTERN",
+    "ID_PATTERN_TEXT",
+    "MAX_EVENT_NAME_LENGTH",
+    "MAX_EVENT_QUANTITY",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_PROPERTIES",
+    "MAX_PROPERTIES_LENGTH",
+    "MAX_PROPERTY_NAMES_KEPT",
+    "FieldError",
+    "canonical_properties",
+    "check_id",
+    "check_occurred_at",
+    "check_quantity",
+    "check_storable",
+    "ensure_utc",
+]
+"""Public on purpose: the one definition of an event's fields, which the kernel applies too."""
+
 MAX_EVENT_QUANTITY = 10**12
 """The largest quantity one event may carry; anything above is taken for a bug upstream."""
 MAX_ID_LENGTH = 64

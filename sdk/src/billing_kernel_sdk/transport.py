@@ -15,7 +15,21 @@ from typing import Any, Protocol
 
 import httpx
 
-from billing_kernel_sdk.errors import TransportError
+from billing_kernel_sdk._errors import TransportError
+
+__all__ = [
+    "EVENTS_PATH",
+    "AsyncHttpTransport",
+    "AsyncRequester",
+    "AsyncTransport",
+    "EventResult",
+    "HttpTransport",
+    "Request",
+    "Requester",
+    "Transport",
+]
+"""Public on purpose: a transport of one's own (the kernel's embedded client is one) builds
+on `Request`, `EventResult` and the protocols."""
 
 EVENTS_PATH = "/api/v1/usage/events"
 

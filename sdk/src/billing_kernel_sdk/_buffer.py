@@ -21,8 +21,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
-from billing_kernel_sdk.errors import SpoolBusyError
-from billing_kernel_sdk.events import Event, occurred_at
+from billing_kernel_sdk._errors import SpoolBusyError
+from billing_kernel_sdk._events import Event, occurred_at
 
 logger = logging.getLogger("billing_kernel_sdk")
 

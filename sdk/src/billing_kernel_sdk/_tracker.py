@@ -14,11 +14,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from billing_kernel_sdk.delivery import Delivery, TrackerStats, wire
-from billing_kernel_sdk.events import Event
-from billing_kernel_sdk.integrations import TrackingHelpers
-from billing_kernel_sdk.quota import Gate, OnUnavailable
-from billing_kernel_sdk.quota_calls import AsyncQuotaCalls, QuotaCalls
+from billing_kernel_sdk._delivery import Delivery, TrackerStats, wire
+from billing_kernel_sdk._events import Event
+from billing_kernel_sdk._integrations import TrackingHelpers
+from billing_kernel_sdk._quota import Gate, OnUnavailable
+from billing_kernel_sdk._quota_calls import AsyncQuotaCalls, QuotaCalls
 from billing_kernel_sdk.transport import (
     AsyncHttpTransport,
     AsyncTransport,
@@ -104,7 +104,7 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
             spool_dir, tuning, on_unavailable, decision_timeout
         )
         self._cond = threading.Condition()
-        self._core.wake = self._wake
+        self._core.recorder.wake = self._wake
         self._flushing = 0
         self._flush_calls = 0
         self._closing = False
@@ -130,7 +130,9 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
         otherwise each call gets a unique key. `occurred_at` (aware) defaults to now.
         `properties` (a JSON object, such as `{"model": "gpt-5"}`) are kept with the event.
         """
-        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at, properties)
+        self._core.recorder.track(
+            org_id, metric, quantity, idempotency_key, occurred_at, properties
+        )
 
     def track_event(
         self,
@@ -144,10 +146,12 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
         """Record a named event (`"llm.completion"`) for the org: each metric that counts
         its name counts it, reading what it needs from `properties` (see the kernel's
         metrics). Returns at once; never raises; keys and times as for `track`."""
-        self._core.track(org_id, event, 0, idempotency_key, occurred_at, properties, named=True)
+        self._core.recorder.track(
+            org_id, event, 0, idempotency_key, occurred_at, properties, named=True
+        )
 
     def stats(self) -> TrackerStats:
-        return self._core.stats()
+        return self._core.ledger.stats()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything tracked so far; True if nothing is left pending.
@@ -158,21 +162,24 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
         with self._cond:
             self._flushing += 1
             self._flush_calls += 1
-            refusals = self._core.refusals
+            refusals = self._core.ledger.refusals
             self._cond.notify_all()
             try:
                 self._cond.wait_for(
-                    lambda: self._core.buffer.pending() == 0 or self._core.refusals > refusals,
+                    lambda: (
+                        self._core.ledger.buffer.pending() == 0
+                        or self._core.ledger.refusals > refusals
+                    ),
                     timeout,
                 )
-                return self._core.buffer.pending() == 0
+                return self._core.ledger.buffer.pending() == 0
             finally:
                 self._flushing -= 1
 
     def dead_letters(self) -> list[dict[str, object]]:
         """The events set aside because the kernel failed on each alone (see docs/sdk.md):
         each as it was sent, with `error` and `set_aside_at` (Unix time)."""
-        return self._core.buffer.dead_letters()
+        return self._core.ledger.buffer.dead_letters()
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush (up to `timeout`), stop the sender and release the spool. True if drained.
@@ -185,12 +192,12 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
             self._closing = self._abandon = True
             self._cond.notify_all()
         self._thread.join(timeout=5)
-        left = self._core.buffer.pending()
-        if left and not self._core.spooled:
-            self._core.count("dropped", left)
+        left = self._core.ledger.buffer.pending()
+        if left and not self._core.ledger.spooled:
+            self._core.ledger.count("dropped", left)
             logger.error("usage tracker closed with %d unsent event(s)", left)
         self._transport.close()
-        self._core.buffer.close()
+        self._core.ledger.buffer.close()
         atexit.unregister(self._at_exit)
         return drained
 
@@ -208,9 +215,9 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
             self._cond.notify_all()
 
     def _urgent(self) -> bool:
-        pending = self._core.buffer.pending()
+        pending = self._core.ledger.buffer.pending()
         return pending > 0 and (
-            self._flushing > 0 or self._closing or pending >= self._core.max_batch
+            self._flushing > 0 or self._closing or pending >= self._core.ledger.max_batch
         )
 
     def _retry_now(self, flushes_before: int) -> bool:
@@ -224,9 +231,9 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
                     return
                 if not self._urgent():
                     self._cond.wait(self._max_delay)
-            while self._core.buffer.pending() and not self._abandon:
+            while self._core.ledger.buffer.pending() and not self._abandon:
                 flushes = self._flush_calls
-                delay = self._core.deliver(self._transport.send)
+                delay = self._core.sender.deliver(self._transport.send)
                 with self._cond:
                     self._cond.notify_all()  # progress, or a refusal flush() reports
                     if delay is not None:
@@ -263,7 +270,7 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         self._wakeup = asyncio.Event()
         self._flush_requested = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._core.wake = self._wake
+        self._core.recorder.wake = self._wake
         self._flushing = 0
         self._closing = False
         self._task = self._loop.create_task(self._run(), name="billing-usage-sender")
@@ -286,7 +293,9 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         properties: Mapping[str, Any] | None = None,
     ) -> None:
         """Record usage; returns at once and never raises (see UsageTracker.track)."""
-        self._core.track(org_id, metric, quantity, idempotency_key, occurred_at, properties)
+        self._core.recorder.track(
+            org_id, metric, quantity, idempotency_key, occurred_at, properties
+        )
 
     def track_event(
         self,
@@ -299,10 +308,12 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
     ) -> None:
         """Record a named event; returns at once and never raises (see
         UsageTracker.track_event)."""
-        self._core.track(org_id, event, 0, idempotency_key, occurred_at, properties, named=True)
+        self._core.recorder.track(
+            org_id, event, 0, idempotency_key, occurred_at, properties, named=True
+        )
 
     def stats(self) -> TrackerStats:
-        return self._core.stats()
+        return self._core.ledger.stats()
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Send everything tracked so far; True if nothing is left pending. Returns False
@@ -310,12 +321,15 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         self._flushing += 1
         self._wakeup.set()
         self._flush_requested.set()
-        refusals = self._core.refusals
+        refusals = self._core.ledger.refusals
         try:
             async with self._progress:
                 await asyncio.wait_for(
                     self._progress.wait_for(
-                        lambda: self._core.buffer.pending() == 0 or self._core.refusals > refusals
+                        lambda: (
+                            self._core.ledger.buffer.pending() == 0
+                            or self._core.ledger.refusals > refusals
+                        )
                     ),
                     timeout,
                 )
@@ -323,11 +337,11 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
             pass
         finally:
             self._flushing -= 1
-        return self._core.buffer.pending() == 0
+        return self._core.ledger.buffer.pending() == 0
 
     def dead_letters(self) -> list[dict[str, object]]:
         """The events set aside (see UsageTracker.dead_letters)."""
-        return self._core.buffer.dead_letters()
+        return self._core.ledger.buffer.dead_letters()
 
     async def aclose(self, timeout: float | None = None) -> bool:
         """Flush (up to `timeout`), stop the sender and release the spool. True if drained."""
@@ -335,27 +349,27 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         self._closing = True
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-        left = self._core.buffer.pending()
-        if left and not self._core.spooled:
-            self._core.count("dropped", left)
+        left = self._core.ledger.buffer.pending()
+        if left and not self._core.ledger.spooled:
+            self._core.ledger.count("dropped", left)
             logger.error("usage tracker closed with %d unsent event(s)", left)
         await self._transport.aclose()
-        self._core.buffer.close()
+        self._core.ledger.buffer.close()
         atexit.unregister(self._at_exit)
         return drained
 
     def _at_exit(self) -> None:
         """The loop is gone by now: deliver what is left from this thread, over HTTP."""
-        if self._core.buffer.pending() and self._exit_transport is not None:
+        if self._core.ledger.buffer.pending() and self._exit_transport is not None:
             transport = self._exit_transport()
             try:
-                self._core.drain(transport.send, self._drain_on_exit)
+                self._core.sender.drain(transport.send, self._drain_on_exit)
             finally:
                 transport.close()
-        left = self._core.buffer.pending()
-        if left and not self._core.spooled:
+        left = self._core.ledger.buffer.pending()
+        if left and not self._core.ledger.spooled:
             logger.error("usage tracker exited with %d unsent event(s)", left)
-        self._core.buffer.close()
+        self._core.ledger.buffer.close()
 
     async def __aenter__(self) -> AsyncUsageTracker:
         return self
@@ -373,19 +387,19 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         # Not `while True`: on Python 3.11 a cancel that meets a wake-up inside `wait_for`
         # can be lost (aclose() wakes the sender, then cancels it); closing ends the loop.
         while not self._closing:
-            pending = self._core.buffer.pending()
-            if not (pending and (self._flushing or pending >= self._core.max_batch)):
+            pending = self._core.ledger.buffer.pending()
+            if not (pending and (self._flushing or pending >= self._core.ledger.max_batch)):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._max_delay)
             self._wakeup.clear()
-            while self._core.buffer.pending() and not self._closing:
+            while self._core.ledger.buffer.pending() and not self._closing:
                 self._flush_requested.clear()  # a flush() from now on cuts the wait short
                 batch, results, error = await self._attempt()
                 delay = None
                 if error is None:
-                    self._core.settle(batch, results)
+                    self._core.sender.settle(batch, results)
                 else:
-                    delay = self._core.failed(batch, error)
+                    delay = self._core.sender.failed(batch, error)
                 async with self._progress:  # progress, or a refusal flush() reports
                     self._progress.notify_all()
                 if delay is not None:
@@ -395,11 +409,11 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
     async def _attempt(self) -> tuple[list[Event], list[EventResult], Exception | None]:
         batch: list[Event] = []
         try:
-            if self._core.spooled:  # file reads and fsync: off the loop
-                batch = await asyncio.to_thread(self._core.next_batch)
-                await asyncio.to_thread(self._core.buffer.sync)
+            if self._core.ledger.spooled:  # file reads and fsync: off the loop
+                batch = await asyncio.to_thread(self._core.sender.next_batch)
+                await asyncio.to_thread(self._core.ledger.buffer.sync)
             else:
-                batch = self._core.next_batch()
+                batch = self._core.sender.next_batch()
             events = wire(batch)
             return batch, (await self._transport.send(events) if events else []), None
         except Exception as exc:

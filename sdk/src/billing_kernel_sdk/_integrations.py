@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from billing_kernel_sdk.delivery import Delivery
+    from billing_kernel_sdk._delivery import Delivery
 
 logger = logging.getLogger("billing_kernel_sdk")
 
@@ -108,7 +108,7 @@ class TrackingHelpers:
         try:
             tokens = llm_tokens(response)
             if tokens is None:
-                self._core.count("skipped")
+                self._core.ledger.count("skipped")
                 logger.debug(
                     "LLM response without usage data for org %r: no tokens tracked "
                     "(for a stream, ask for usage in the final chunk)",
@@ -124,7 +124,7 @@ class TrackingHelpers:
                 org_id, TOKENS, tokens, idempotency_key=idempotency_key, occurred_at=occurred_at
             )
         except Exception:  # reading an odd response object must not fail the product
-            self._core.count("skipped")
+            self._core.ledger.count("skipped")
             logger.debug("could not read usage from an LLM response", exc_info=True)
 
     def track_llm_stream(self, org_id: str, chunks: Iterable[C]) -> Iterator[C]:

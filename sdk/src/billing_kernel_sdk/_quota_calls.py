@@ -11,9 +11,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from billing_kernel_sdk.errors import TransportError
-from billing_kernel_sdk.integrations import PLAYBOOK_RUNS
-from billing_kernel_sdk.quota import (
+from billing_kernel_sdk._errors import TransportError
+from billing_kernel_sdk._integrations import PLAYBOOK_RUNS
+from billing_kernel_sdk._quota import (
     AsyncReservation,
     Decision,
     Gate,

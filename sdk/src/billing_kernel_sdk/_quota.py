@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from billing_kernel_sdk.errors import TrackerError, TransportError
+from billing_kernel_sdk._errors import TrackerError, TransportError
 from billing_kernel_sdk.fields import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     check_id,
@@ -24,7 +24,7 @@ from billing_kernel_sdk.fields import (
 from billing_kernel_sdk.transport import Request
 
 if TYPE_CHECKING:
-    from billing_kernel_sdk.delivery import Delivery
+    from billing_kernel_sdk._delivery import Delivery
 
 OnUnavailable = Literal["allow", "deny"]
 UNAVAILABLE = "kernel_unavailable"
@@ -217,8 +217,8 @@ class Gate:
                 known = self._enforcement.get((org_id, metric))
             chosen = "deny" if known == "hard" else "allow"
         allowed = chosen == "allow"
-        self._core.count("unavailable")
-        self._core.log_once(
+        self._core.ledger.count("unavailable")
+        self._core.ledger.log_once(
             f"unavailable:{chosen}",
             logging.WARNING,
             "quota decisions are made without the kernel (on_unavailable: %s): %s",
@@ -243,7 +243,7 @@ class Gate:
         the kernel and only its answer was lost, the kernel recorded an event under the key
         with a time of its own choosing, which it does not compare: this one repeats it (a
         duplicate, counted once). If it did not, this one records it."""
-        self._core.track(org_id, metric, quantity, key, at)
+        self._core.recorder.track(org_id, metric, quantity, key, at)
 
 
 def _choice(value: object) -> OnUnavailable | None:
