@@ -19,7 +19,3 @@ class CounterKey(NamedTuple):
     org_id: str
     period_start: date
     metric: str
-
-    @property
-    def month(self) -> MonthKey:
-        return MonthKey(self.org_id, self.period_start)
