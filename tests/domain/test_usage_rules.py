@@ -21,19 +21,21 @@ from billing_kernel.common.validation import (
 )
 from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
-from billing_kernel.usage.rules import (
+from billing_kernel.usage.bounds import (
     NEAR_BOUND,
     Charge,
-    EventTimeWindow,
     Moved,
+    beyond_bounds,
+    month_total,
+    months_to_price,
+)
+from billing_kernel.usage.rules import (
+    EventTimeWindow,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
-    beyond_bounds,
     counter_increments,
-    month_total,
-    months_to_price,
     new_usage_event,
 )
 from billing_kernel_sdk import fields

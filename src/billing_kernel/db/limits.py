@@ -1,7 +1,7 @@
 """An org's limit, alert thresholds and overage price for one metric as SQL expressions, for
 statements that must judge usage against them in the same step as they write it (the rules
 themselves, in Python: `quota.rules.terms_after_override`, `alerts.rules.parse_thresholds`,
-`usage.rules.Charge`)."""
+`usage.bounds.Charge`)."""
 
 from __future__ import annotations
 

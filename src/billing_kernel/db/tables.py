@@ -252,7 +252,7 @@ usage_counters = Table(
 usage_priced_months = Table(
     "usage_priced_months",
     metadata,
-    # An org month whose usage came to near the bound on amounts (usage.rules.NEAR_BOUND):
+    # An org month whose usage came to near the bound on amounts (usage.bounds.NEAR_BOUND):
     # every later write to it prices the whole month, under this row's lock.
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("period_start", Date, primary_key=True),

@@ -9,20 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from billing_kernel.alerts.rules import AlertTerms, Reading
-from billing_kernel.common.keys import CounterKey, MonthKey
-from billing_kernel.common.money import (
-    MAX_AMOUNT,
-    ZERO,
-    money_text,
-    overage_amount,
-    round_money,
-    within_bounds,
-)
+from billing_kernel.alerts.rules import AlertTerms
+from billing_kernel.common.keys import CounterKey
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.common.validation import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -31,7 +22,7 @@ from billing_kernel.common.validation import (
     validate_occurred_at,
     validate_quantity,
 )
-from billing_kernel.errors import AmountOutOfBounds, BillingError, InvalidInput, UnknownMetric
+from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
 from billing_kernel.metrics.rules import (
     TAKEN_NOT_ADDED,
     Aggregation,
@@ -41,6 +32,7 @@ from billing_kernel.metrics.rules import (
     listening_meters,
     validate_event_name,
 )
+from billing_kernel.usage.bounds import Moved
 
 
 class RecordStatus(StrEnum):
@@ -466,84 +458,3 @@ class UsageBatchResult:
 
     def count(self, status: RecordStatus) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status is status)
-
-
-# What a month may come to. An invoice's amounts are bounded (`common.money.MAX_AMOUNT`, what
-# their columns hold): a write that would take an org's month beyond it is refused, event by
-# event, rather than accepted and left unbillable.
-
-NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
-"""976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
-month come to this much between them, the whole month is priced (`month_total`) and judged,
-and so is every later write to it. A month could still pass the bound through counters of
-over 1,024 metrics each below it, through terms changed since its writes (a plan's price,
-the org's limit), or through a write made while another's first pricing of the month had
-not committed: the closer reports those."""
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What a counter comes to at its org's terms as they stand: its usage beyond what is
-    included (the org's limit: its override's, else its plan's), priced by its plan's
-    overage terms, as an invoice made now would bill it."""
-
-    used: int
-    included: int | None
-    """None: unlimited, nothing is charged."""
-    unit_price: Decimal | None
-    """None: the org's plan has no terms for the metric, nothing is charged."""
-    unit_size: int | None
-
-    @property
-    def amount(self) -> Decimal:
-        if self.included is None or self.unit_price is None or self.unit_size is None:
-            return ZERO
-        return overage_amount(self.used - self.included, self.unit_price, self.unit_size)
-
-
-@dataclass(frozen=True, slots=True)
-class Moved:
-    """A counter as a batch's write left it: what its alerts and its charge are judged on,
-    and whether its month is priced in full on every write (it came to NEAR_BOUND)."""
-
-    reading: Reading
-    charge: Charge
-    in_full: bool = False
-
-
-def months_to_price(moved: Mapping[CounterKey, Moved]) -> set[MonthKey]:
-    """The org months a write must price in full, of those whose counters it `moved`: those
-    priced in full on every write, and those whose counters it moved come to NEAR_BOUND or
-    more between them."""
-    touched: dict[MonthKey, Decimal] = {}
-    in_full = set()
-    for (org_id, period_start, _), counter in moved.items():
-        month = MonthKey(org_id, period_start)
-        touched[month] = touched.get(month, ZERO) + counter.charge.amount
-        if counter.in_full:
-            in_full.add(month)
-    return in_full | {month for month, amount in touched.items() if amount >= NEAR_BOUND}
-
-
-def month_total(fee: Decimal | None, charges: Iterable[Charge]) -> Decimal:
-    """What an org's month comes to at its terms as they stand: its plan's fee (None: it
-    has no plan) and every counter's charge."""
-    total = fee or ZERO
-    for charge in charges:
-        total += charge.amount
-    return total
-
-
-def beyond_bounds(org_id: str, period_start: date, total: Decimal) -> AmountOutOfBounds | None:
-    """Why an event that takes the org's month to `total` is refused, if that is beyond
-    MAX_AMOUNT; None when within."""
-    if within_bounds(total):
-        return None
-    period = BillingPeriod.starting(period_start)
-    return AmountOutOfBounds(
-        f"with this event, the invoice of org {org_id!r} for {period.label} would come to "
-        f"{money_text(total, thousands=True)} at its terms now, beyond the "
-        f"{money_text(MAX_AMOUNT, thousands=True)} an amount may be; it was not counted",
-        org_id=org_id,
-        period=period.label,
-    )

@@ -111,7 +111,7 @@ def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
     """What a counter write also answers: for alerts, the stored row's limit and alert
     thresholds; `priced`, also its plan's overage price and unit size, and whether its month
     is priced in full on every write, for the bound on what a month may come to
-    (`usage.rules.Charge`, `note_priced_month`). Read in the statement that writes the row,
+    (`usage.bounds.Charge`, `note_priced_month`). Read in the statement that writes the row,
     and compiled to text first: SQLAlchemy writes a RETURNING clause's columns without their
     tables, subqueries' too, which SQLite then cannot tell apart."""
     org_id, metric = _stored(usage_counters.c.org_id), _stored(usage_counters.c.metric)
@@ -381,7 +381,7 @@ _COUNTED = (
 def month_priced() -> Any:
     """Every counter of one org's month (`org_id`, `period_start`), with what it is judged
     and priced by at the org's terms as they stand, and the fee of the org's plan (the same
-    on every row): what `usage.rules.month_total` adds up."""
+    on every row): what `usage.bounds.month_total` adds up."""
     counters = usage_counters.c
     return select(
         counters.quantity,

@@ -30,12 +30,14 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Position
+from billing_kernel.usage.bounds import (
+    Charge,
+    Moved,
+)
 from billing_kernel.usage.repository import counter_sql, event_sql
 from billing_kernel.usage.rules import (
-    Charge,
     Counter,
     LineKey,
-    Moved,
     UsageEvent,
 )
 
@@ -324,7 +326,7 @@ class UsageRepository:
         self, org_id: str, period_start: date, now: datetime
     ) -> tuple[Decimal | None, list[Charge]]:
         """The org's month at its terms as they stand: the fee of its plan (None: it has no
-        plan), and each of its counters' charges (`usage.rules.month_total` adds them up).
+        plan), and each of its counters' charges (`usage.bounds.month_total` adds them up).
         The month is first noted as priced in full on every write from now on, and held:
         concurrent writers price it one at a time."""
         month = {"org_id": org_id, "period_start": period_start}

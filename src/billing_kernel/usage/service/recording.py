@@ -25,13 +25,18 @@ from billing_kernel.errors import (
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.usage.bounds import (
+    Moved,
+    beyond_bounds,
+    month_total,
+    months_to_price,
+)
 from billing_kernel.usage.coalescing import Coalescer
 from billing_kernel.usage.repository import UsageHistory, UsageRepository, Written
 from billing_kernel.usage.rules import (
     CeilingWrite,
     EventTimeWindow,
     Intake,
-    Moved,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
@@ -39,12 +44,9 @@ from billing_kernel.usage.rules import (
     UsageRecordResult,
     UsageReport,
     UsageReportLike,
-    beyond_bounds,
     counter_increments,
     counter_lasts,
     counter_peaks,
-    month_total,
-    months_to_price,
     new_usage_event,
 )
 
