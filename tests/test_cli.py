@@ -381,7 +381,7 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
         kernel = Kernel(database, Settings(database_url=url), clock=clock)  # type: ignore[arg-type]
         try:
             await kernel.orgs.create("acme", plan_slug="starter")
-            await kernel.orgs.set_status("acme", BillingStatus.ACTIVE)
+            await kernel.subscriptions.set_status("acme", BillingStatus.ACTIVE)
             clock.advance(days=2)
             await kernel.usage.record("acme", "tokens", 1_500_000, idempotency_key="big-call")
         finally:

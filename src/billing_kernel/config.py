@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from billing_kernel.notifications.rules import RETRY_SCHEDULE
-from billing_kernel.subscriptions.rules import DowngradeTiming
-
 FALLBACK_PLAN_SLUG = "internal-dev"
 DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
 """Signs tokens in dev mode when no secret is set; refused outside dev mode."""
 MIN_JWT_SECRET_LENGTH = 32
+
+RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+"""Seconds to wait before each retry of a delivery after its first attempt (Standard
+Webhooks' usual schedule): eight attempts over about 27 hours, then it has failed."""
+
+
+class DowngradeTiming(StrEnum):
+    """When an org's own move to a cheaper plan takes effect (BILLING_DOWNGRADE)."""
+
+    PERIOD_END = "period_end"
+    IMMEDIATE = "immediate"
 
 
 class Settings(BaseSettings):

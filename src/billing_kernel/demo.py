@@ -32,7 +32,7 @@ async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
     await then.orgs.create(
         DEMO_ORG, name="Demo Org", plan_slug="starter", created_via=OrgOrigin.CLI
     )
-    await then.orgs.set_status(DEMO_ORG, BillingStatus.ACTIVE)
+    await then.subscriptions.set_status(DEMO_ORG, BillingStatus.ACTIVE)
     for user_id, role in DEMO_MEMBERS:
         await then.members.add(DEMO_ORG, user_id, role)
     day = first.start.replace(hour=12)

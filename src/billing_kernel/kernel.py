@@ -32,7 +32,8 @@ from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import DefaultPlanNotice, PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
-from billing_kernel.subscriptions.service import SubscriptionService
+from billing_kernel.subscriptions.service.changes import PlanChangeService
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.service import UsageReader, UsageService
 
@@ -77,9 +78,12 @@ class Kernel:
         self.plans = PlanService(tx, settings, state.default_plan_notice, self.metrics, clock)
         self.events = EventLog(tx)
         self.alerts = AlertService(tx, clock, self.metrics, self.plans, self.events)
-        self.orgs = OrgService(tx, settings, clock, self.plans, self.alerts)
+        self.orgs = OrgService(tx, settings, clock, self.plans)
+        self.subscriptions = SubscriptionService(
+            tx, clock, plans=self.plans, orgs=self.orgs, alerts=self.alerts
+        )
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
-        self.usage_reader = UsageReader(tx, self.metrics, self.orgs)
+        self.usage_reader = UsageReader(tx, clock, self.metrics, self.orgs)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
         self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(
@@ -89,6 +93,7 @@ class Kernel:
             self.metrics,
             self.plans,
             self.orgs,
+            self.subscriptions,
             self.usage,
             self.reservations,
             self.alerts,
@@ -99,6 +104,7 @@ class Kernel:
             metrics=self.metrics,
             plans=self.plans,
             orgs=self.orgs,
+            subscriptions=self.subscriptions,
             members=self.members,
             usage=self.usage_reader,
             quota=self.quota,
@@ -109,17 +115,19 @@ class Kernel:
             clock,
             metrics=self.metrics,
             plans=self.plans,
-            orgs=self.orgs,
+            subscriptions=self.subscriptions,
             quota=self.quota,
             summary=self.summary,
+            members=self.members,
+            usage=self.usage_reader,
             events=self.events,
         )
-        self.subscriptions = SubscriptionService(
+        self.plan_changes = PlanChangeService(
             tx,
             settings,
             clock,
             plans=self.plans,
-            orgs=self.orgs,
+            subscriptions=self.subscriptions,
             invoices=self.invoices,
             quota=self.quota,
         )

@@ -243,7 +243,7 @@ async def test_a_write_with_the_cookie_must_come_from_the_kernels_own_pages(api:
     ):
         refused = await api.client.post(PLAN, json=plan, headers=cross_site)
         assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), cross_site
-    assert (await api.kernel.orgs.billing_state(org_id)).plan_slug == "starter"
+    assert (await api.kernel.subscriptions.billing_state(org_id)).plan_slug == "starter"
     for same_origin in ({"Origin": own, "Sec-Fetch-Site": "same-origin"}, {"Origin": own}):
         changed = await api.client.post(PLAN, json=plan, headers=same_origin)
         assert changed.status_code == 200, changed.text

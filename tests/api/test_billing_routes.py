@@ -151,7 +151,7 @@ async def test_only_owners_and_admins_change_the_plan(
     response = await api.client.post(
         "/api/v1/billing/org/plan", json={"plan_slug": "growth"}, headers=headers
     )
-    state = await api.kernel.orgs.billing_state(org_id)
+    state = await api.kernel.subscriptions.billing_state(org_id)
     if allowed:
         assert response.status_code == 200, response.text
         made = response.json()
@@ -196,7 +196,7 @@ async def test_plan_change_by_an_admin_key_and_its_refusals(api: Api) -> None:
     assert malformed.status_code == 422
     locations = {e["location"] for e in malformed.json()["errors"]}
     assert locations == {"body.plan_slug", "body.plan"}
-    assert (await api.kernel.orgs.billing_state(org_id)).plan_slug == "enterprise"
+    assert (await api.kernel.subscriptions.billing_state(org_id)).plan_slug == "enterprise"
 
 
 def next_month_start() -> str:

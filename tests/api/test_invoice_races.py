@@ -41,7 +41,7 @@ async def open_invoice(api: Api) -> StoredInvoice:
     clock = Clock(APRIL.start)
     early = Kernel(api.database, api.kernel.settings, clock=clock)  # type: ignore[arg-type]
     await early.orgs.create(org_id, plan_slug="starter")
-    await early.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await early.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     await early.usage.record(org_id, "playbook_runs", 210, idempotency_key="runs")
     clock.now = APRIL.end + timedelta(days=3)
     invoice = await early.invoices.close(org_id, APRIL)

@@ -21,7 +21,7 @@ URL = "/api/v1/billing/org/invoices/upcoming"
 async def test_the_upcoming_invoice_is_for_owners_admins_and_billing_admin_keys(api: Api) -> None:
     org_id = new_id()
     owner = await api.member(org_id, MemberRole.OWNER)
-    await api.kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await api.kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     await api.kernel.usage.record(org_id, "playbook_runs", 205, idempotency_key="r")
     answer = await api.client.get(URL, headers=owner)
     assert answer.status_code == 200, answer.text
@@ -64,7 +64,7 @@ async def test_finalized_invoices_are_listed_read_explained_paid_and_voided(api:
     clock = Clock(april.start)
     early = Kernel(api.database, api.kernel.settings, clock=clock)  # type: ignore[arg-type]
     await early.orgs.create(org_id, plan_slug="starter")
-    await early.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await early.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.now = april.start + timedelta(days=3)
     await early.usage.record(org_id, "playbook_runs", 203, idempotency_key="runs-1")
     clock.now = april.end + timedelta(days=2)

@@ -22,7 +22,7 @@ async def test_four_confirmations_of_one_preview_make_one_change(pg_api: Api) ->
     for _ in range(ROUNDS):
         org_id = new_id()
         await pg_api.kernel.orgs.create(org_id, plan_slug="starter")
-        await pg_api.kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await pg_api.kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
         headers = {**admin, "X-Org-Id": org_id}
         preview = await pg_api.client.post(
             "/api/v1/billing/org/plan/preview", json={"plan_slug": "growth"}, headers=headers

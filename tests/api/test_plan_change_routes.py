@@ -21,7 +21,7 @@ async def test_a_previewed_upgrade_is_made_to_the_cent_and_a_downgrade_is_schedu
 ) -> None:
     org_id = new_id()
     owner = await api.member(org_id, MemberRole.OWNER)
-    await api.kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await api.kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     preview = (await api.client.post(PREVIEW, json={"plan_slug": "growth"}, headers=owner)).json()
     assert (preview["kind"], preview["from_plan"], preview["scheduled"]) == (
         "upgrade",

@@ -195,14 +195,14 @@ async def test_with_auto_create_off_unknown_orgs_are_refused(api: Api, database:
     assert body["results"][1]["error"]["code"] == "org_not_found"
     assert await tokens_used(api, known) == 1
     with pytest.raises(Exception, match="no org"):
-        await api.kernel.orgs.billing_state(unknown)
+        await api.kernel.subscriptions.billing_state(unknown)
 
 
 async def test_the_first_event_of_a_new_org_creates_it(api: Api) -> None:
     org_id = new_id()
     writer = await api.key(Scope.USAGE_WRITE)
     await api.client.post(EVENTS, json={"events": [event(org_id, "a", 12)]}, headers=writer)
-    state = await api.kernel.orgs.billing_state(org_id)
+    state = await api.kernel.subscriptions.billing_state(org_id)
     assert (state.plan_slug, state.status.value) == ("internal-dev", "trial")
 
 

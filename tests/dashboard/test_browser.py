@@ -84,13 +84,13 @@ async def seed(url: str) -> dict[str, str]:
         await kernel.usage.record(ids["c"], "playbook_runs", 10, idempotency_key="r")
         # Org d has paid since its first month, which is invoiced.
         await earlier.orgs.create(ids["d"], plan_slug="starter")
-        await earlier.orgs.set_status(ids["d"], BillingStatus.ACTIVE)
+        await earlier.subscriptions.set_status(ids["d"], BillingStatus.ACTIVE)
         await earlier.members.add(ids["d"], ids["payer"], MemberRole.OWNER)
         await earlier.usage.record(ids["d"], "tokens", 1_250_000, idempotency_key="t")
         await kernel.invoices.close(ids["d"], VETERAN_SINCE)
         # Org e pays for Starter, and will change plan.
         await kernel.orgs.create(ids["e"], plan_slug="starter")
-        await kernel.orgs.set_status(ids["e"], BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(ids["e"], BillingStatus.ACTIVE)
         await kernel.members.add(ids["e"], ids["upgrader"], MemberRole.OWNER)
     finally:
         await database.dispose()

@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from billing_kernel.alerts.rules import AlertFacts, alert_event
+from billing_kernel.config import RETRY_SCHEDULE
 from billing_kernel.errors import InvalidInput
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.notifications.rules import (
     JITTER,
-    RETRY_SCHEDULE,
     SECRET_PREFIX,
     ChannelSettings,
     Endpoint,
@@ -90,9 +90,9 @@ def test_a_rotated_secret_signs_until_its_overlap_ends() -> None:
 def test_the_schedule_waits_longer_each_time_and_ends_after_about_a_day() -> None:
     assert list(RETRY_SCHEDULE) == sorted(RETRY_SCHEDULE)
     assert 24 * 3600 <= sum(RETRY_SCHEDULE) <= 30 * 3600
-    assert next_attempt(0, NOW) is None
-    assert next_attempt(len(RETRY_SCHEDULE) + 1, NOW) is None
-    last = next_attempt(len(RETRY_SCHEDULE), NOW)
+    assert next_attempt(0, NOW, schedule=RETRY_SCHEDULE) is None
+    assert next_attempt(len(RETRY_SCHEDULE) + 1, NOW, schedule=RETRY_SCHEDULE) is None
+    last = next_attempt(len(RETRY_SCHEDULE), NOW, schedule=RETRY_SCHEDULE)
     assert last is not None
 
 
@@ -101,7 +101,7 @@ def test_each_wait_is_the_schedules_moved_by_at_most_the_jitter(attempts: int) -
     wait = RETRY_SCHEDULE[attempts - 1]
     seen = set()
     for seed in range(50):
-        at = next_attempt(attempts, NOW, random.Random(seed))
+        at = next_attempt(attempts, NOW, random.Random(seed), schedule=RETRY_SCHEDULE)
         assert at is not None
         moved = (at - NOW).total_seconds() - wait
         assert abs(moved) <= JITTER * wait + 1e-6

@@ -8,7 +8,6 @@ from decimal import Decimal
 from billing_kernel.invoices.rules import InvoiceLine, LineKind
 from billing_kernel.subscriptions.rules import (
     ChangeKind,
-    DowngradeTiming,
     classify,
     preview_token,
     takes_effect,
@@ -33,13 +32,13 @@ def test_a_change_goes_up_down_across_or_nowhere_by_monthly_price() -> None:
 
 
 def test_only_a_downgrade_waits_and_only_for_the_period_end() -> None:
-    end = DowngradeTiming.PERIOD_END
-    assert takes_effect(ChangeKind.DOWNGRADE, NOW, end) == MARCH
-    assert takes_effect(ChangeKind.DOWNGRADE, NOW, DowngradeTiming.IMMEDIATE) == NOW
+    assert takes_effect(ChangeKind.DOWNGRADE, NOW, downgrade_at_period_end=True) == MARCH
+    assert takes_effect(ChangeKind.DOWNGRADE, NOW, downgrade_at_period_end=False) == NOW
     for kind in (ChangeKind.UPGRADE, ChangeKind.LATERAL, ChangeKind.NONE):
-        assert takes_effect(kind, NOW, end) == NOW
+        assert takes_effect(kind, NOW, downgrade_at_period_end=True) == NOW
     last_second = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
-    assert takes_effect(ChangeKind.DOWNGRADE, last_second, end) == datetime(2027, 1, 1, tzinfo=UTC)
+    at_end = takes_effect(ChangeKind.DOWNGRADE, last_second, downgrade_at_period_end=True)
+    assert at_end == datetime(2027, 1, 1, tzinfo=UTC)
 
 
 def test_a_preview_token_changes_with_anything_the_preview_priced() -> None:

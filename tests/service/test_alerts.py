@@ -128,7 +128,7 @@ async def test_an_upgrade_resolves_and_usage_crosses_again_under_the_new_limit(
 ) -> None:
     org_id = await org_on_plan(kernel, database, clock)
     await use(kernel, org_id, 500)
-    await kernel.orgs.set_plan(org_id, "starter")  # 1,000,000 tokens
+    await kernel.subscriptions.set_plan(org_id, "starter")  # 1,000,000 tokens
     assert (await alerts(kernel, org_id))[2:] == [
         (RESOLVED, "80%", 500, 1_000_000),
         (RESOLVED, "100%", 500, 1_000_000),
@@ -221,7 +221,7 @@ async def test_a_hard_block_is_an_event_once_per_period(
     kernel: Kernel, database: Database, clock: Clock
 ) -> None:
     org_id = await org_on_plan(kernel, database, clock)
-    plan = (await kernel.orgs.billing_state(org_id)).plan_slug
+    plan = (await kernel.subscriptions.billing_state(org_id)).plan_slug
     await kernel.plans.set_policy(plan, "tokens", Policy(Enforcement.HARD))
     await kernel.quota.consume(org_id, "tokens", 400, idempotency_key=new_id("c"))
     big = await kernel.quota.consume(org_id, "tokens", 200, idempotency_key=new_id("c"))

@@ -23,14 +23,14 @@ async def test_a_missing_state_is_seeded_on_first_read_with_a_trial_on_the_defau
         await OrgRepository(UnitOfWork(conn)).ensure_orgs(
             [org_id], clock(), OrgOrigin.API
         )  # an org with no state yet
-    state = await kernel.orgs.billing_state(org_id)
+    state = await kernel.subscriptions.billing_state(org_id)
     assert state.plan_slug == "internal-dev"
     assert state.status is BillingStatus.TRIAL
     assert state.trial_ends_at == clock.now + timedelta(days=30)
     assert state.trial_days_left(clock.now) == 30
 
     clock.advance(days=3)
-    assert await kernel.orgs.billing_state(org_id) == state  # seeded once, then kept
+    assert await kernel.subscriptions.billing_state(org_id) == state  # seeded once, then kept
 
 
 async def test_trial_length_follows_the_setting(database: Database, clock: Clock) -> None:
@@ -46,7 +46,7 @@ async def test_an_unknown_org_is_not_found_and_not_created(
 ) -> None:
     before = await row_counts(database)
     with pytest.raises(OrgNotFound):
-        await kernel.orgs.billing_state(new_id())
+        await kernel.subscriptions.billing_state(new_id())
     with pytest.raises(OrgNotFound):
         await kernel.summary.summary(new_id())
     assert await row_counts(database) == before

@@ -230,7 +230,7 @@ async def test_bad_consumes_are_refused_before_anything_is_written(
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key=" padded ")
     with pytest.raises(InvalidInput, match="quantity"):
         await kernel.quota.consume(org_id, "tokens", -1, idempotency_key="neg")
-    await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.CANCELED)
     with pytest.raises(InvalidInput, match="seats"):  # judged before any decision
         await kernel.quota.consume(org_id, "seats", 1, idempotency_key="s")
     before = await row_counts(database)
@@ -246,7 +246,7 @@ async def test_a_consume_for_a_new_org_creates_it_as_a_usage_event_would(
     org_id = new_id()
     consumed = await kernel.quota.consume(org_id, "tokens", 3, idempotency_key="first")
     assert consumed.decision.allowed
-    assert (await kernel.orgs.billing_state(org_id)).status is BillingStatus.TRIAL
+    assert (await kernel.subscriptions.billing_state(org_id)).status is BillingStatus.TRIAL
     assert await tokens_used(kernel, org_id, clock) == 3
 
 
@@ -258,7 +258,7 @@ async def test_soft_limits_consume_beyond_the_limit_and_canceled_orgs_consume_no
     assert (over.allowed, over.reason) == (True, Reason.SOFT_LIMIT_EXCEEDED)
     assert await tokens_used(kernel, soft, clock) == 25
     canceled = await org_with_limit(kernel, 1_000)
-    await kernel.orgs.set_status(canceled, BillingStatus.CANCELED)
+    await kernel.subscriptions.set_status(canceled, BillingStatus.CANCELED)
     refused = (await kernel.quota.consume(canceled, "tokens", 1, idempotency_key="c")).decision
     assert (refused.allowed, refused.reason) == (False, Reason.CANCELED)
     assert await tokens_used(kernel, canceled, clock) == 0

@@ -171,12 +171,14 @@ async def test_past_due_keeps_working_for_its_grace_then_is_refused(
 ) -> None:
     org_id = new_id()
     await kernel.orgs.create(org_id, name="Acme", plan_slug="starter")
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.advance(days=3)
-    state = await kernel.orgs.set_status(org_id, BillingStatus.PAST_DUE)
+    state = await kernel.subscriptions.set_status(org_id, BillingStatus.PAST_DUE)
     assert state.status_since == clock()
     clock.advance(days=1)
-    again = await kernel.orgs.put(org_id, status=BillingStatus.PAST_DUE)  # no change: same since
+    again = await kernel.subscriptions.subscribe(
+        org_id, status=BillingStatus.PAST_DUE
+    )  # same since
     assert again.status_since == state.status_since
     decision = await kernel.quota.check(org_id, "tokens")
     assert (decision.allowed, decision.status_blocks_at) == (
@@ -188,14 +190,14 @@ async def test_past_due_keeps_working_for_its_grace_then_is_refused(
     assert (refused.allowed, refused.reason, refused.remaining) == (False, Reason.PAST_DUE, 0)
     assert refused.upgrade is None
     assert "payment is overdue" in refused.message
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)  # paid: works again at once
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)  # paid: works again at once
     assert (await kernel.quota.check(org_id, "tokens")).allowed
 
 
 async def test_canceled_refuses_every_metric_at_once_even_unlimited_ones(kernel: Kernel) -> None:
     org_id = new_id()
     await kernel.orgs.create(org_id, plan_slug="enterprise")
-    await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.CANCELED)
     for metric in ("tokens", "playbook_runs", "seats"):
         decision = await kernel.quota.check(org_id, metric)
         assert (decision.allowed, decision.reason) == (False, Reason.CANCELED)
@@ -217,7 +219,7 @@ async def test_an_ended_trial_blocks_only_where_the_operator_chose_so(
     assert (await lenient.quota.check(org_id, "tokens")).allowed
     refused = await strict.quota.check(org_id, "tokens")
     assert (refused.allowed, refused.reason) == (False, Reason.TRIAL_ENDED)
-    await strict.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await strict.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     assert (await strict.quota.check(org_id, "tokens")).allowed
 
 
@@ -225,7 +227,7 @@ async def test_the_past_due_grace_is_a_setting(database: Database, clock: Clock)
     kernel = make_kernel(database, clock, past_due_grace_days=0)
     org_id = new_id()
     await kernel.orgs.create(org_id)
-    await kernel.orgs.set_status(org_id, BillingStatus.PAST_DUE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.PAST_DUE)
     assert (await kernel.quota.check(org_id, "tokens")).reason is Reason.PAST_DUE
 
 

@@ -42,7 +42,7 @@ async def test_the_upcoming_invoice_bills_each_stretch_of_the_month_on_what_was_
     assert (trial.lines, trial.total, trial.currency) == ((), Decimal("0.00"), "USD")
 
     clock.advance(days=10)
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     await kernel.usage.record(org_id, "tokens", 1_500_000, idempotency_key=new_id("e"))
     paying = await kernel.invoices.upcoming(org_id)
     assert [(line.kind, str(line.amount)) for line in paying.lines] == [
@@ -51,8 +51,10 @@ async def test_the_upcoming_invoice_bills_each_stretch_of_the_month_on_what_was_
     ]
 
     clock.advance(days=10)
-    await kernel.orgs.set_plan(org_id, "growth")
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)  # no change: nothing written
+    await kernel.subscriptions.set_plan(org_id, "growth")
+    await kernel.subscriptions.set_status(
+        org_id, BillingStatus.ACTIVE
+    )  # no change: nothing written
     upgraded = await kernel.invoices.upcoming(org_id)
     assert [(line.kind, line.plan_slug, str(line.amount)) for line in upgraded.lines] == [
         (LineKind.PRORATION_CHARGE, "starter", "33.19"),
@@ -71,7 +73,7 @@ async def test_a_closed_period_is_invoiced_once_and_a_late_event_adjusts_the_nex
     clock.now = april.start
     org_id = new_id()
     await kernel.orgs.create(org_id, plan_slug="starter")
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.now = april.start + DAY * 9
     await kernel.usage.record(org_id, "tokens", 1_200_000, idempotency_key="t1")
     clock.now = april.end + timedelta(hours=23)  # within the 24 hours' grace: still open
@@ -138,7 +140,7 @@ async def test_an_invoice_keeps_its_wording_and_verifies_after_its_plan_is_renam
     clock.now = march.start
     org_id = new_id()
     await kernel.orgs.create(org_id, plan_slug=plan.slug)
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.now = march.end + DAY
     invoice = await kernel.invoices.close(org_id, march)
     assert invoice is not None

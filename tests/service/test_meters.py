@@ -468,7 +468,7 @@ async def _paying_org(kernel: Kernel, database: Database, metric: str, now: date
         await PlanRepository(UnitOfWork(conn)).create_plan(plan, now)
     org_id = new_id()
     await kernel.orgs.create(org_id, plan_slug=plan.slug)
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     return org_id
 
 

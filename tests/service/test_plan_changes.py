@@ -29,7 +29,7 @@ async def paying_org(kernel: Kernel, clock: Clock, plan: str) -> str:
     clock.now = JUNE.start
     org_id = new_id()
     await kernel.orgs.create(org_id, plan_slug=plan)
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     return org_id
 
 
@@ -39,7 +39,7 @@ async def test_an_upgrade_bills_exactly_the_lines_its_preview_showed(
     org_id = await paying_org(kernel, clock, "starter")
     clock.now = JUNE.start + timedelta(days=20, hours=7, minutes=30, seconds=11)
     await kernel.usage.record(org_id, "tokens", 2_000_000, idempotency_key="big")
-    preview = await kernel.subscriptions.preview(org_id, "growth")
+    preview = await kernel.plan_changes.preview(org_id, "growth")
     assert (preview.kind, preview.scheduled, preview.effective_at) == (
         ChangeKind.UPGRADE,
         False,
@@ -54,15 +54,15 @@ async def test_an_upgrade_bills_exactly_the_lines_its_preview_showed(
         Decimal("69.00"),
         Decimal("97.44"),
     )
-    made = await kernel.subscriptions.change(org_id, "growth")
+    made = await kernel.plan_changes.change(org_id, "growth")
     assert made.lines == preview.lines
     assert made.state.plan_slug == "growth"
     upcoming = await kernel.invoices.upcoming(org_id)
     assert upcoming.lines[1:3] == preview.lines  # after Starter's base fee
     assert upcoming.total == preview.upcoming_after.total
     # Changing back at the same instant nets the two changes to nothing.
-    await kernel.subscriptions.change(org_id, "starter")
-    assert await kernel.subscriptions.scheduled(org_id) is not None  # a downgrade waits
+    await kernel.plan_changes.change(org_id, "starter")
+    assert await kernel.subscriptions.scheduled_change(org_id) is not None  # a downgrade waits
 
 
 async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
@@ -70,7 +70,7 @@ async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
 ) -> None:
     org_id = await paying_org(kernel, clock, "growth")
     clock.now = JUNE.start + timedelta(days=10)
-    made = await kernel.subscriptions.change(org_id, "starter")
+    made = await kernel.plan_changes.change(org_id, "starter")
     assert (made.kind, made.scheduled, made.effective_at, made.lines) == (
         ChangeKind.DOWNGRADE,
         True,
@@ -79,11 +79,11 @@ async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
     )
     assert made.state.plan_slug == "growth"  # until the month ends
     assert made.upcoming_after == made.upcoming_before
-    assert await kernel.subscriptions.cancel(org_id) is True
-    assert await kernel.subscriptions.scheduled(org_id) is None
-    assert await kernel.subscriptions.cancel(org_id) is False
-    await kernel.subscriptions.change(org_id, "starter")
-    scheduled = await kernel.subscriptions.scheduled(org_id)
+    assert await kernel.subscriptions.cancel_scheduled(org_id) is True
+    assert await kernel.subscriptions.scheduled_change(org_id) is None
+    assert await kernel.subscriptions.cancel_scheduled(org_id) is False
+    await kernel.plan_changes.change(org_id, "starter")
+    scheduled = await kernel.subscriptions.scheduled_change(org_id)
     assert scheduled is not None
     assert (scheduled.plan_slug, scheduled.effective_at) == ("starter", JUNE.end)
 
@@ -93,13 +93,13 @@ async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
     assert [(line.kind, str(line.amount)) for line in june.lines] == [
         ("base_fee", "199.00")  # all June on Growth
     ]
-    state = await kernel.orgs.billing_state(org_id)
+    state = await kernel.subscriptions.billing_state(org_id)
     assert state.plan_slug == "starter"
     july = await kernel.invoices.upcoming(org_id)
     assert [(line.kind, str(line.amount)) for line in july.lines] == [
         (LineKind.BASE_FEE, "49.00")  # from July's first second
     ]
-    assert await kernel.subscriptions.scheduled(org_id) is None
+    assert await kernel.subscriptions.scheduled_change(org_id) is None
 
 
 async def test_an_immediate_downgrade_credits_the_rest_of_the_period(
@@ -108,7 +108,7 @@ async def test_an_immediate_downgrade_credits_the_rest_of_the_period(
     kernel = make_kernel(database, clock, downgrade="immediate")
     org_id = await paying_org(kernel, clock, "growth")
     clock.now = JUNE.start + timedelta(days=15)  # half of June left
-    made = await kernel.subscriptions.change(org_id, "starter")
+    made = await kernel.plan_changes.change(org_id, "starter")
     assert [(line.kind, str(line.amount)) for line in made.lines] == [
         (LineKind.PRORATION_CREDIT, "-99.50"),
         (LineKind.PRORATION_CHARGE, "24.50"),
@@ -121,11 +121,11 @@ async def test_an_upgrade_drops_a_scheduled_downgrade_and_a_billed_org_keeps_its
     kernel: Kernel, database: Database, clock: Clock
 ) -> None:
     org_id = await paying_org(kernel, clock, "growth")
-    await kernel.subscriptions.change(org_id, "starter")
-    assert await kernel.subscriptions.scheduled(org_id) is not None
-    await kernel.subscriptions.change(org_id, "enterprise")
-    assert await kernel.subscriptions.scheduled(org_id) is None
-    same = await kernel.subscriptions.change(org_id, "enterprise")
+    await kernel.plan_changes.change(org_id, "starter")
+    assert await kernel.subscriptions.scheduled_change(org_id) is not None
+    await kernel.plan_changes.change(org_id, "enterprise")
+    assert await kernel.subscriptions.scheduled_change(org_id) is None
+    same = await kernel.plan_changes.change(org_id, "enterprise")
     assert (same.kind, same.lines) == (ChangeKind.NONE, ())
 
     euros = await kernel.plans.create(
@@ -133,21 +133,21 @@ async def test_an_upgrade_drops_a_scheduled_downgrade_and_a_billed_org_keeps_its
     )
     try:
         with pytest.raises(CurrencyChange):
-            await kernel.subscriptions.change(org_id, euros.slug)
+            await kernel.plan_changes.change(org_id, euros.slug)
         with pytest.raises(CurrencyChange):
-            await kernel.orgs.set_plan(org_id, euros.slug)
+            await kernel.subscriptions.set_plan(org_id, euros.slug)
         trial = new_id()
         await kernel.orgs.create(trial, plan_slug="starter")  # not billed: may move
-        assert (await kernel.orgs.set_plan(trial, euros.slug)).plan_slug == euros.slug
+        assert (await kernel.subscriptions.set_plan(trial, euros.slug)).plan_slug == euros.slug
         # Canceled now, but billed in USD earlier this month: still one currency a month.
         clock.advance(days=3)
-        await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
-        for move in (kernel.orgs.set_plan, kernel.subscriptions.change):
+        await kernel.subscriptions.set_status(org_id, BillingStatus.CANCELED)
+        for move in (kernel.subscriptions.set_plan, kernel.plan_changes.change):
             with pytest.raises(CurrencyChange, match="billed in USD this period"):
                 await move(org_id, euros.slug)
         assert (await kernel.invoices.upcoming(org_id)).currency == "USD"
         clock.now = JUNE.end  # a new month, not billed in it: it may move
-        assert (await kernel.orgs.set_plan(org_id, euros.slug)).plan_slug == euros.slug
+        assert (await kernel.subscriptions.set_plan(org_id, euros.slug)).plan_slug == euros.slug
         assert (await kernel.invoices.upcoming(org_id)).currency == "EUR"
     finally:
         await kernel.plans.deactivate(euros.slug)
@@ -157,10 +157,10 @@ async def test_a_scheduled_downgrade_takes_effect_when_due_from_its_moment(
     kernel: Kernel, clock: Clock
 ) -> None:
     org_id = await paying_org(kernel, clock, "growth")
-    await kernel.subscriptions.change(org_id, "starter")
+    await kernel.plan_changes.change(org_id, "starter")
     clock.now = JUNE.end + timedelta(hours=5)  # the worker applies it when it runs
-    assert await kernel.orgs.apply_due_changes() >= 1
-    state = await kernel.orgs.billing_state(org_id)
+    assert await kernel.subscriptions.apply_due_changes() >= 1
+    state = await kernel.subscriptions.billing_state(org_id)
     assert state.plan_slug == "starter"
     july = await kernel.invoices.upcoming(org_id)
     assert [line.kind for line in july.lines] == [LineKind.BASE_FEE]  # from July 1, 00:00
@@ -171,26 +171,26 @@ async def test_a_change_confirmed_minutes_after_its_preview_bills_what_the_previ
 ) -> None:
     org_id = await paying_org(kernel, clock, "starter")
     clock.now = JUNE.start + timedelta(days=3, seconds=17)
-    preview = await kernel.subscriptions.preview(org_id, "enterprise")
+    preview = await kernel.plan_changes.preview(org_id, "enterprise")
     clock.advance(minutes=4, seconds=41)  # the user reads, then confirms
-    made = await kernel.subscriptions.change(org_id, "enterprise", at=preview.effective_at)
+    made = await kernel.plan_changes.change(org_id, "enterprise", at=preview.effective_at)
     assert made.lines == preview.lines
     assert (await kernel.invoices.upcoming(org_id)).total == preview.upcoming_after.total
     # A preview too old, or one the org has changed since, is refused: preview again.
     clock.advance(minutes=11)
     earlier = preview.effective_at  # before the change it confirmed
     with pytest.raises(PreviewStale, match="preview the change again"):
-        await kernel.subscriptions.change(org_id, "growth", at=earlier)
+        await kernel.plan_changes.change(org_id, "growth", at=earlier)
     other = new_id()
     await kernel.orgs.create(other, plan_slug="starter")
-    stale = await kernel.subscriptions.preview(other, "growth")
+    stale = await kernel.plan_changes.preview(other, "growth")
     clock.advance(minutes=11)
     with pytest.raises(PreviewStale, match="preview the change again"):
-        await kernel.subscriptions.change(other, "growth", at=stale.effective_at)
+        await kernel.plan_changes.change(other, "growth", at=stale.effective_at)
     # A downgrade's moment is the period's end: confirmed whenever, it is scheduled then.
-    downgrade = await kernel.subscriptions.preview(org_id, "growth")
+    downgrade = await kernel.plan_changes.preview(org_id, "growth")
     clock.advance(minutes=30)
-    scheduled = await kernel.subscriptions.change(
+    scheduled = await kernel.plan_changes.change(
         org_id, "growth", at=downgrade.effective_at, token=downgrade.token
     )
     assert (scheduled.scheduled, scheduled.effective_at) == (True, JUNE.end)
@@ -218,11 +218,11 @@ async def test_a_confirmation_with_its_token_is_the_previewed_change_or_stale(
     clock.now = JUNE.start + timedelta(days=9)
 
     async def confirm_after(change: object) -> None:
-        preview = await kernel.subscriptions.preview(org_id, target.slug)
+        preview = await kernel.plan_changes.preview(org_id, target.slug)
         clock.advance(minutes=2)
         await change  # type: ignore[misc]
         with pytest.raises(PreviewStale, match="what it priced has changed"):
-            await kernel.subscriptions.change(
+            await kernel.plan_changes.change(
                 org_id, target.slug, at=preview.effective_at, token=preview.token
             )
         clock.advance(minutes=1)
@@ -230,11 +230,11 @@ async def test_a_confirmation_with_its_token_is_the_previewed_change_or_stale(
     raised = kernel.plans.update(replace(target, monthly_price=Decimal("954.15")))
     await confirm_after(raised)
     await confirm_after(kernel.quota.set_override(org_id, "tokens", 5))
-    preview = await kernel.subscriptions.preview(org_id, target.slug)  # nothing changes: holds
+    preview = await kernel.plan_changes.preview(org_id, target.slug)  # nothing changes: holds
     clock.advance(minutes=3)
     with pytest.raises(PreviewStale, match="its token was given without at"):
-        await kernel.subscriptions.change(org_id, target.slug, token=preview.token)
-    made = await kernel.subscriptions.change(
+        await kernel.plan_changes.change(org_id, target.slug, token=preview.token)
+    made = await kernel.plan_changes.change(
         org_id, target.slug, at=preview.effective_at, token=preview.token
     )
     assert made.lines == preview.lines
@@ -250,16 +250,16 @@ async def test_a_status_or_schedule_changed_since_the_preview_makes_it_stale(
 ) -> None:
     org_id = await paying_org(kernel, clock, "growth")
     clock.now = JUNE.start + timedelta(days=9)
-    preview = await kernel.subscriptions.preview(org_id, "enterprise")
-    await kernel.subscriptions.change(org_id, "starter")  # a downgrade scheduled meanwhile
+    preview = await kernel.plan_changes.preview(org_id, "enterprise")
+    await kernel.plan_changes.change(org_id, "starter")  # a downgrade scheduled meanwhile
     with pytest.raises(PreviewStale):
-        await kernel.subscriptions.change(
+        await kernel.plan_changes.change(
             org_id, "enterprise", at=preview.effective_at, token=preview.token
         )
-    preview = await kernel.subscriptions.preview(org_id, "enterprise")
-    await kernel.orgs.set_status(org_id, BillingStatus.PAST_DUE)
+    preview = await kernel.plan_changes.preview(org_id, "enterprise")
+    await kernel.subscriptions.set_status(org_id, BillingStatus.PAST_DUE)
     with pytest.raises(PreviewStale):
-        await kernel.subscriptions.change(
+        await kernel.plan_changes.change(
             org_id, "enterprise", at=preview.effective_at, token=preview.token
         )
 
@@ -269,15 +269,15 @@ async def test_choosing_the_plan_it_is_on_keeps_a_scheduled_downgrade(
 ) -> None:
     org_id = await paying_org(kernel, clock, "growth")
     clock.now = JUNE.start + timedelta(days=9)
-    downgrade = await kernel.subscriptions.change(org_id, "starter")
+    downgrade = await kernel.plan_changes.change(org_id, "starter")
     assert downgrade.scheduled
-    same = await kernel.subscriptions.preview(org_id, "growth")
+    same = await kernel.plan_changes.preview(org_id, "growth")
     assert (same.kind, same.lines) == (ChangeKind.NONE, ())
-    made = await kernel.subscriptions.change(
+    made = await kernel.plan_changes.change(
         org_id, "growth", at=same.effective_at, token=same.token
     )
     assert made.kind is ChangeKind.NONE
-    scheduled = await kernel.subscriptions.scheduled(org_id)
+    scheduled = await kernel.subscriptions.scheduled_change(org_id)
     assert scheduled is not None
     assert (scheduled.plan_slug, scheduled.effective_at) == ("starter", JUNE.end)
 
@@ -287,15 +287,15 @@ async def test_an_upgrade_at_the_periods_first_second_previews_lines_that_add_up
 ) -> None:
     org_id = await paying_org(kernel, clock, "starter")  # since the first of June
     clock.now = JUNE.end  # 00:00:00 of the first of July
-    await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
-    preview = await kernel.subscriptions.preview(org_id, "growth")
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
+    preview = await kernel.plan_changes.preview(org_id, "growth")
     cost = preview.upcoming_after.total - preview.upcoming_before.total
     assert sum(line.amount for line in preview.lines) == cost
     assert [(line.kind, str(line.amount)) for line in preview.lines] == [
         (LineKind.PRORATION_CREDIT, "-49.00"),
         (LineKind.BASE_FEE, "199.00"),
     ]
-    made = await kernel.subscriptions.change(
+    made = await kernel.plan_changes.change(
         org_id, "growth", at=preview.effective_at, token=preview.token
     )
     assert made.lines == preview.lines

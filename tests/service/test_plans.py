@@ -88,7 +88,7 @@ async def test_an_unusable_default_plan_falls_back_to_internal_dev_with_one_warn
         assert (await kernel.plans.default()).slug == "internal-dev"
         org_id = new_id()
         await kernel.orgs.create(org_id)
-        assert (await kernel.orgs.billing_state(org_id)).plan_slug == "internal-dev"
+        assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == "internal-dev"
     warnings = [r for r in caplog.records if slug in r.getMessage()]
     assert len(warnings) == 1
 
@@ -100,13 +100,13 @@ async def test_set_org_plan_refuses_unknown_and_inactive_plans_and_changes_nothi
     await kernel.orgs.create(org_id)
     inactive = await save_plan(database, clock(), active=False)
     with pytest.raises(PlanNotFound):
-        await kernel.orgs.set_plan(org_id, "no-such-plan")
+        await kernel.subscriptions.set_plan(org_id, "no-such-plan")
     with pytest.raises(PlanInactive):
-        await kernel.orgs.set_plan(org_id, inactive.slug)
-    assert (await kernel.orgs.billing_state(org_id)).plan_slug == "internal-dev"
+        await kernel.subscriptions.set_plan(org_id, inactive.slug)
+    assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == "internal-dev"
 
     clock.advance(hours=1)
-    state = await kernel.orgs.set_plan(org_id, "growth")
+    state = await kernel.subscriptions.set_plan(org_id, "growth")
     assert state.plan_slug == "growth"
     assert state.updated_at == clock.now
     assert (await kernel.summary.summary(org_id)).plan.slug == "growth"
@@ -194,9 +194,9 @@ async def test_a_slug_is_taken_once_and_a_withdrawn_plan_is_not_offered(kernel: 
     assert not withdrawn.is_active
     assert (await kernel.plans.deactivate(made.slug)) == withdrawn  # idempotent
     assert made.slug not in {p.slug for p in await kernel.plans.list_active()}
-    assert (await kernel.orgs.billing_state(org_id)).plan_slug == made.slug  # kept
+    assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == made.slug  # kept
     with pytest.raises(PlanInactive):
-        await kernel.orgs.set_plan(new_id(), made.slug)
+        await kernel.subscriptions.set_plan(new_id(), made.slug)
     with pytest.raises(PlanIsDefault):
         await kernel.plans.deactivate("internal-dev")
     with pytest.raises(PlanNotFound):
@@ -223,8 +223,8 @@ async def test_new_terms_make_a_new_version_and_each_org_keeps_the_one_it_subscr
         assert await kernel.plans.update(raised) == v2  # the same terms again: nothing new
         late = new_id()
         await kernel.orgs.create(late, plan_slug=made.slug)
-        assert (await kernel.orgs.billing_state(early)).plan_version == 1
-        assert (await kernel.orgs.billing_state(late)).plan_version == 2
+        assert (await kernel.subscriptions.billing_state(early)).plan_version == 1
+        assert (await kernel.subscriptions.billing_state(late)).plan_version == 2
         assert [p.version for p in await kernel.plans.versions(made.slug)] == [1, 2]
         assert (await kernel.plans.get(made.slug, version=1)).monthly_price == Decimal("79.50")
         with pytest.raises(PlanNotFound):
@@ -248,7 +248,7 @@ async def test_new_terms_make_a_new_version_and_each_org_keeps_the_one_it_subscr
         assert (summary.plan.version, summary.plan.monthly_price) == (1, Decimal("79.50"))
 
         # Moving to the same plan moves an org to its current version.
-        assert (await kernel.orgs.set_plan(early, made.slug)).plan_version == 2
+        assert (await kernel.subscriptions.set_plan(early, made.slug)).plan_version == 2
         assert (await kernel.quota.terms(early))["playbook_runs"].limit == 1000
     finally:
         await kernel.plans.deactivate(made.slug)

@@ -314,7 +314,7 @@ async def test_a_reservation_for_a_canceled_org_is_kept_refused_and_retried_as_o
     """The billing status refuses before any counter is written; the reservation is kept
     all the same, so its answer and a retry's are a refused reservation, as any other."""
     org_id = await org_with_limit(kernel, 1_000)
-    await kernel.orgs.set_status(org_id, BillingStatus.CANCELED)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.CANCELED)
     made = await kernel.quota.reserve(org_id, "tokens", 40, idempotency_key="r-1")
     assert (made.decision.allowed, made.decision.reason) == (False, Reason.CANCELED)
     assert made.reservation.status is ReservationStatus.REFUSED

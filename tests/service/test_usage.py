@@ -167,7 +167,7 @@ async def test_the_first_event_of_an_unknown_org_creates_and_seeds_it(
 ) -> None:
     org_id = new_id()
     await kernel.usage.record(org_id, "tokens", 9, idempotency_key="first")
-    state = await kernel.orgs.billing_state(org_id)
+    state = await kernel.subscriptions.billing_state(org_id)
     assert (state.plan_slug, state.status.value, state.created_at) == (
         "internal-dev",
         "trial",

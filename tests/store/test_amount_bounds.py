@@ -43,7 +43,7 @@ async def kernel(own_database: Database, clock: Clock) -> Kernel:
 async def paying(kernel: Kernel, *org_ids: str) -> None:
     for org_id in org_ids:
         await kernel.orgs.create(org_id, plan_slug="starter")
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
 
 
 def refused(outcome_error: object) -> AmountOutOfBounds:
@@ -233,8 +233,8 @@ async def test_a_plan_change_that_would_price_the_month_beyond_the_bound_is_refu
     for n in range(4):
         await kernel.usage.record("org-1", "playbook_runs", RUNS, idempotency_key=f"runs-{n}")
     clock.now = APRIL.start + timedelta(days=1)
-    for attempt in (kernel.subscriptions.preview, kernel.subscriptions.change):
+    for attempt in (kernel.plan_changes.preview, kernel.plan_changes.change):
         with pytest.raises(AmountOutOfBounds, match="org-1 cannot move to dearer now"):
             await attempt("org-1", "dearer")
-    state = await kernel.orgs.billing_state("org-1")
+    state = await kernel.subscriptions.billing_state("org-1")
     assert state.plan_slug == "starter"

@@ -62,7 +62,7 @@ async def test_concurrent_first_touch_of_an_org_seeds_exactly_one_state(
     org_id = new_id()
     async with database.transaction() as conn:
         await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock(), OrgOrigin.API)
-    states = await asyncio.gather(*(kernel.orgs.billing_state(org_id) for _ in range(50)))
+    states = await asyncio.gather(*(kernel.subscriptions.billing_state(org_id) for _ in range(50)))
     assert len(set(states)) == 1
     assert await count_rows(database, org_billing_state, org_id) == 1
 

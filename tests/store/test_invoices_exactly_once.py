@@ -68,7 +68,7 @@ async def test_a_year_of_usage_with_late_events_plan_changes_and_voids_is_billed
     for org_id in orgs:
         clock.advance(hours=rng.randrange(1, 48))
         await kernel.orgs.create(org_id, plan_slug=rng.choice(PLANS[:3]))
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     end = datetime(2026, 12, 3, tzinfo=UTC)
     n = 0
     while clock.now < end - timedelta(days=3):
@@ -86,9 +86,9 @@ async def test_a_year_of_usage_with_late_events_plan_changes_and_voids_is_billed
                 )
             roll = rng.random()
             if roll < 0.06:
-                await kernel.orgs.set_plan(org_id, rng.choice(PLANS))
+                await kernel.subscriptions.set_plan(org_id, rng.choice(PLANS))
             elif roll < 0.09:
-                await kernel.orgs.set_status(
+                await kernel.subscriptions.set_status(
                     org_id, rng.choice([BillingStatus.PAST_DUE, BillingStatus.ACTIVE])
                 )
         await kernel.invoices.close_due()
@@ -118,7 +118,7 @@ async def test_concurrent_closes_and_late_events_bill_each_event_once_and_number
     orgs = [f"org-{n:02d}" for n in range(12)]
     for org_id in orgs:
         await kernel.orgs.create(org_id, plan_slug="starter")
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.now = october.end - timedelta(hours=1)
     for n, org_id in enumerate(orgs):
         await kernel.usage.record(org_id, "tokens", 600_000 + n, idempotency_key="last-hour")
@@ -152,7 +152,7 @@ async def test_the_worker_closes_due_periods_on_its_schedule(own_database: Datab
     clock = Clock(september.start)
     kernel = kernel_at(own_database, clock)
     await kernel.orgs.create("acme", plan_slug="growth")
-    await kernel.orgs.set_status("acme", BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status("acme", BillingStatus.ACTIVE)
     clock.now = september.end + timedelta(days=40)  # September and October have closed
     closer = period_closer(kernel)
     running = asyncio.create_task(closer.run())
@@ -179,7 +179,7 @@ async def test_verify_reports_an_invoice_whose_status_and_payment_disagree(
     kernel = kernel_at(own_database, clock)
     for org_id in ("org-a", "org-b", "org-c"):
         await kernel.orgs.create(org_id, plan_slug="starter")
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     clock.now = april.end + timedelta(days=2)
     made = (await kernel.invoices.close_due()).closed
     assert await kernel.invoices.verify() == []
@@ -217,7 +217,7 @@ async def test_a_void_at_the_same_clock_reading_as_a_later_invoice_verifies(
     clock = Clock(april.start)
     kernel = kernel_at(own_database, clock)
     await kernel.orgs.create("org-a", plan_slug="starter")
-    await kernel.orgs.set_status("org-a", BillingStatus.ACTIVE)
+    await kernel.subscriptions.set_status("org-a", BillingStatus.ACTIVE)
     await kernel.usage.record("org-a", "tokens", 1_200_000, idempotency_key="t1")
     clock.now = april.end + timedelta(days=1)
     april_invoice = await kernel.invoices.close("org-a", april)
@@ -247,7 +247,7 @@ async def test_one_org_beyond_the_amount_bounds_does_not_stop_the_others_invoice
     orgs = [f"org-{n}" for n in range(6)]
     for org_id in orgs:
         await kernel.orgs.create(org_id, plan_slug="starter")
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)
+        await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
     await kernel.quota.set_override("org-2", "playbook_runs", None)  # unlimited
     for n in range(5):
         await kernel.usage.record("org-2", "playbook_runs", 10**12, idempotency_key=f"huge-{n}")

@@ -96,7 +96,7 @@ def test_upgrading_keeps_every_limit_soft_and_every_override_a_limit(
     async def read() -> tuple[object, ...]:
         kernel = Kernel(Database(empty_database_url), Settings(database_url=empty_database_url))
         try:
-            state = await kernel.orgs.billing_state("acme")
+            state = await kernel.subscriptions.billing_state("acme")
             starter = await kernel.plans.get("starter")
             return (
                 state.status_since == state.created_at,

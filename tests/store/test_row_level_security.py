@@ -53,13 +53,15 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
         await kernel.alerts.set_thresholds(org_id, "tokens", [Threshold(percent=50)])
-        await kernel.orgs.set_status(org_id, BillingStatus.ACTIVE)  # its invoice bills a fee
+        await kernel.subscriptions.set_status(
+            org_id, BillingStatus.ACTIVE
+        )  # its invoice bills a fee
         closed = Clock(BillingPeriod.containing(clock()).end + timedelta(days=2))
         await make_kernel(database, closed).invoices.close(
             org_id, BillingPeriod.containing(clock())
         )
     for org_id in (org_a, org_b):  # after the closes, which make due changes take effect
-        await kernel.subscriptions.change(org_id, "internal-dev")  # a downgrade, scheduled
+        await kernel.plan_changes.change(org_id, "internal-dev")  # a downgrade, scheduled
     return org_a, org_b, user_a, user_b
 
 
@@ -132,13 +134,13 @@ async def test_a_user_seeds_and_changes_only_their_own_orgs_state(
         await OrgRepository(UnitOfWork(conn)).ensure_orgs([org_id], clock(), OrgOrigin.API)
     await kernel.members.add(org_id, user_id, MemberRole.OWNER)
     as_user = kernel.for_user(user_id)
-    assert (await as_user.orgs.billing_state(org_id)).status.value == "trial"
-    assert (await as_user.orgs.set_plan(org_id, "growth")).plan_slug == "growth"
+    assert (await as_user.subscriptions.billing_state(org_id)).status.value == "trial"
+    assert (await as_user.subscriptions.set_plan(org_id, "growth")).plan_slug == "growth"
     other = new_id()
     await kernel.orgs.create(other)
     with pytest.raises(OrgNotFound):
-        await as_user.orgs.set_plan(other, "growth")
-    assert (await kernel.orgs.billing_state(other)).plan_slug == "internal-dev"
+        await as_user.subscriptions.set_plan(other, "growth")
+    assert (await kernel.subscriptions.billing_state(other)).plan_slug == "internal-dev"
 
 
 async def test_reads_skip_the_transaction_only_for_the_kernels_own_role(

@@ -24,7 +24,7 @@ async def test_writes_of_several_services_in_one_unit_roll_back_together(kernel:
         async with kernel.transaction() as uow:
             await kernel.orgs.create(org_id, uow=uow)
             await kernel.usage.record(org_id, "tokens", 5, idempotency_key="k", uow=uow)
-            await kernel.orgs.set_plan(org_id, plan_slug, uow=uow)
+            await kernel.subscriptions.set_plan(org_id, plan_slug, uow=uow)
 
     with pytest.raises(PlanNotFound):
         await org_usage_and_plan("no-such-plan")
@@ -32,7 +32,7 @@ async def test_writes_of_several_services_in_one_unit_roll_back_together(kernel:
         await kernel.summary.period_usage(org_id)
     await org_usage_and_plan("growth")
     assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 5
-    assert (await kernel.orgs.billing_state(org_id)).plan_slug == "growth"
+    assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == "growth"
 
 
 async def test_a_batch_returns_the_new_total_of_each_counter_it_added_to(

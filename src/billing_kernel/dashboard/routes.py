@@ -120,7 +120,7 @@ async def billing_page(
                 if admin
                 else []
             )
-            scheduled = await as_user.subscriptions.scheduled(org_id, uow) if admin else None
+            scheduled = await as_user.subscriptions.scheduled_change(org_id, uow) if admin else None
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
             history = await as_user.events.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
@@ -177,7 +177,7 @@ async def plan_change_page(
     its owners and admins."""
     try:
         as_user, org_id = await _admin_of(request, kernel, org)
-        preview = await as_user.subscriptions.preview(org_id, plan)
+        preview = await as_user.plan_changes.preview(org_id, plan)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:
@@ -202,7 +202,7 @@ async def change_plan(
     try:
         require_same_origin(request)
         as_user, org_id = await _admin_of(request, kernel, org)
-        await as_user.subscriptions.change(org_id, plan, at=at, token=token)
+        await as_user.plan_changes.change(org_id, plan, at=at, token=token)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:
@@ -220,7 +220,7 @@ async def cancel_plan_change(
     try:
         require_same_origin(request)
         as_user, org_id = await _admin_of(request, kernel, org)
-        await as_user.subscriptions.cancel(org_id)
+        await as_user.subscriptions.cancel_scheduled(org_id)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:

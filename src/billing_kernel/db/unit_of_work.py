@@ -7,7 +7,7 @@ transaction starts and ends:
 
     async with kernel.transaction() as uow:
         await kernel.usage.record_batch(events, uow=uow)
-        await kernel.orgs.set_plan(org_id, "pro", uow=uow)   # both, or neither
+        await kernel.subscriptions.set_plan(org_id, "pro", uow=uow)   # both, or neither
 """
 
 from __future__ import annotations

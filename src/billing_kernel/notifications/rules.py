@@ -23,9 +23,6 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 MAX_URL_LENGTH = 2000
 
-RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
-"""Seconds to wait before each retry after the first attempt (Standard Webhooks' usual
-schedule): eight attempts over about 27 hours, then the delivery is failed."""
 JITTER = 0.1
 """Each wait is moved at random by up to this share of it, so that retries of many
 deliveries that failed together do not all come back at once."""
@@ -202,10 +199,12 @@ def next_attempt(
     attempts: int,
     now: datetime,
     rand: random.Random | None = None,
-    schedule: Sequence[float] = RETRY_SCHEDULE,
+    *,
+    schedule: Sequence[float],
 ) -> datetime | None:
-    """When to try again after `attempts` failed attempts (None: the schedule is spent and
-    the delivery has failed)."""
+    """When to try again after `attempts` failed attempts, by `schedule` (the seconds before
+    each retry: BILLING_DELIVERY_RETRY_SECONDS); None once the schedule is spent and the
+    delivery has failed."""
     if attempts < 1 or attempts > len(schedule):
         return None
     wait = schedule[attempts - 1]

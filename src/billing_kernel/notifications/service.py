@@ -325,7 +325,9 @@ class NotificationService:
             retry_at = (
                 None
                 if outcome.final
-                else next_attempt(tried, now, self._random, self._settings.delivery_retry_seconds)
+                else next_attempt(
+                    tried, now, self._random, schedule=self._settings.delivery_retry_seconds
+                )
             )
             status = DeliveryStatus.FAILED if retry_at is None else DeliveryStatus.PENDING
         attempt = Attempt(

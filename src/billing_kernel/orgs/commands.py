@@ -36,7 +36,7 @@ def orgs_create(
 @orgs_app.command("set-status")
 def orgs_set_status(org_id: str, status: BillingStatus) -> None:
     """Put an org in a billing status (as its payments say)."""
-    state = with_kernel(lambda kernel: kernel.orgs.set_status(org_id, status))
+    state = with_kernel(lambda kernel: kernel.subscriptions.set_status(org_id, status))
     since = f"{state.status_since:%Y-%m-%d %H:%M} UTC"
     typer.echo(f"org {state.org_id}: status {state.status.value} since {since}")
 

@@ -32,13 +32,19 @@ router = orgs_router()
 async def put_org(org_id: OrgId, body: OrgIn, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
     """Creates the org (default plan, in trial) if it is new; sets its name, its plan when
     `plan_slug` is given, and its billing status when `status` is. Idempotent."""
-    await kernel.orgs.put(org_id, name=body.name, plan_slug=body.plan_slug, status=body.status)
+    async with kernel.transaction() as uow:
+        await kernel.orgs.create(org_id, name=body.name, plan_slug=body.plan_slug, uow=uow)
+        await kernel.subscriptions.subscribe(
+            org_id, plan_slug=body.plan_slug, status=body.status, uow=uow
+        )
     return await get_org(org_id, key, kernel)
 
 
 @router.get("/{org_id}", operation_id="getOrg", summary="An org and its billing state")
 async def get_org(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) -> OrgOut:
-    return OrgOut.of(await kernel.orgs.get(org_id))
+    async with kernel.transaction() as uow:
+        await kernel.subscriptions.billing_state(org_id, uow)  # a change due takes effect
+        return OrgOut.of(await kernel.orgs.get(org_id, uow))
 
 
 @router.get("", operation_id="listOrgs", summary="List orgs")

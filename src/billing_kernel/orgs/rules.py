@@ -82,16 +82,6 @@ def billable(status: BillingStatus) -> bool:
     return status in BILLED_STATUSES
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduledChange:
-    """A move to another plan that takes effect later: a downgrade, at the period's end."""
-
-    plan_slug: str
-    plan_version: int
-    effective_at: datetime
-    requested_at: datetime
-
-
 def new_trial_state(
     org_id: str, plan_slug: str, now: datetime, trial_days: int, plan_version: int = 1
 ) -> OrgBillingState:

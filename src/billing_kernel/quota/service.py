@@ -45,6 +45,7 @@ from billing_kernel.quota.rules import (
 )
 from billing_kernel.reservations.rules import DEFAULT_TTL_SECONDS, Reservation, validate_ttl
 from billing_kernel.reservations.service import ReservationService
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.usage.rules import CeilingWrite, validate_metric
 from billing_kernel.usage.service import UsageService
 
@@ -86,6 +87,7 @@ class QuotaService:
         metrics: MetricService,
         plans: PlanService,
         orgs: OrgService,
+        subscriptions: SubscriptionService,
         usage: UsageService,
         reservations: ReservationService,
         alerts: AlertService,
@@ -96,6 +98,7 @@ class QuotaService:
         self._metrics = metrics
         self._plans = plans
         self._orgs = orgs
+        self._subscriptions = subscriptions
         self._usage = usage
         self._reservations = reservations
         self._status_grace = timedelta(days=settings.past_due_grace_days)
@@ -116,7 +119,7 @@ class QuotaService:
             inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         if inputs is None:  # first touch: seed the state, then ask again
             async with self._tx.begin(uow) as unit:
-                await self._orgs.billing_state(org_id, unit)
+                await self._subscriptions.billing_state(org_id, unit)
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         assert inputs is not None
         decision = self._decision(checked, inputs, requested, now)
@@ -253,7 +256,7 @@ class QuotaService:
                 raise OrgNotFound(
                     f"unknown org {org_id!r} (BILLING_AUTO_CREATE_ORGS is false)", org_id=org_id
                 )
-            await self._orgs.billing_state(org_id, unit)
+            await self._subscriptions.billing_state(org_id, unit)
             inputs = await quota.quota_inputs(org_id, period.key, metric, now)
             assert inputs is not None
         if inputs.expired_held:  # holds whose time ended go back before anything is judged
@@ -386,7 +389,7 @@ class QuotaService:
     async def terms(self, org_id: str, uow: UnitOfWork | None = None) -> dict[str, Terms]:
         """The org's terms for every metric in the catalogue: its plan's, after its overrides."""
         async with self._tx.begin(uow) as unit:
-            state = await self._orgs.billing_state(org_id, unit)
+            state = await self._subscriptions.billing_state(org_id, unit)
             plan = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
             overrides = await QuotaRepository(unit).get_limit_overrides(org_id)
             return {
@@ -413,7 +416,7 @@ class QuotaService:
             override.grace_period if override.sets_grace_period else None,
         )
         async with self._tx.begin(uow) as unit:
-            await self._orgs.billing_state(org_id, unit)
+            await self._subscriptions.billing_state(org_id, unit)
             await self._metrics.get(metric, unit)
             await QuotaRepository(unit).set_limit_override(org_id, metric, override, self._clock())
             await self._alerts.reevaluate(org_id, unit)

@@ -30,7 +30,7 @@ async def preview_plan_change(body: PlanChangeIn, access: AdminAccess) -> PlanCh
     the same moment makes the same lines. Nothing is written. Owners and admins of the org,
     or service keys with `billing:admin`."""
     return PlanChangePreviewOut.of(
-        await access.kernel.subscriptions.preview(access.org_id, body.plan_slug)
+        await access.kernel.plan_changes.preview(access.org_id, body.plan_slug)
     )
 
 
@@ -54,7 +54,7 @@ async def change_plan(body: PlanChangeConfirmIn, access: AdminAccess) -> PlanCha
     409 `plan_inactive`; one in another currency, for an org billed this period, 409
     `currency_change`."""
     return PlanChangeOut.made(
-        await access.kernel.subscriptions.change(
+        await access.kernel.plan_changes.change(
             access.org_id, body.plan_slug, at=body.at, token=body.preview_token
         )
     )
@@ -68,7 +68,7 @@ async def change_plan(body: PlanChangeConfirmIn, access: AdminAccess) -> PlanCha
 )
 async def scheduled_change(access: AdminAccess) -> ScheduledOut:
     """A downgrade waiting for the period's end, or null."""
-    found = await access.kernel.subscriptions.scheduled(access.org_id)
+    found = await access.kernel.subscriptions.scheduled_change(access.org_id)
     return ScheduledOut(scheduled=None if found is None else ScheduledChangeOut.of(found))
 
 
@@ -80,5 +80,5 @@ async def scheduled_change(access: AdminAccess) -> ScheduledOut:
 )
 async def cancel_scheduled_change(access: AdminAccess) -> ScheduledOut:
     """The org stays on its plan. Idempotent: answers `{"scheduled": null}`."""
-    await access.kernel.subscriptions.cancel(access.org_id)
+    await access.kernel.subscriptions.cancel_scheduled(access.org_id)
     return ScheduledOut(scheduled=None)

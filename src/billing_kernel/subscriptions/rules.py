@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -25,9 +26,14 @@ class ChangeKind(StrEnum):
     """To the plan and version the org is on: nothing changes."""
 
 
-class DowngradeTiming(StrEnum):
-    PERIOD_END = "period_end"
-    IMMEDIATE = "immediate"
+@dataclass(frozen=True, slots=True)
+class ScheduledChange:
+    """A move to another plan that takes effect later: a downgrade, at the period's end."""
+
+    plan_slug: str
+    plan_version: int
+    effective_at: datetime
+    requested_at: datetime
 
 
 def classify(current: Plan, new: Plan) -> ChangeKind:
@@ -41,10 +47,11 @@ def classify(current: Plan, new: Plan) -> ChangeKind:
     return ChangeKind.LATERAL
 
 
-def takes_effect(kind: ChangeKind, now: datetime, timing: DowngradeTiming) -> datetime:
+def takes_effect(kind: ChangeKind, now: datetime, *, downgrade_at_period_end: bool) -> datetime:
     """When a change of `kind` asked for `now` takes effect: a downgrade at the end of the
-    period (with DowngradeTiming.PERIOD_END), anything else at once."""
-    if kind is ChangeKind.DOWNGRADE and timing is DowngradeTiming.PERIOD_END:
+    period (if `downgrade_at_period_end`, as BILLING_DOWNGRADE=period_end says), anything
+    else at once."""
+    if kind is ChangeKind.DOWNGRADE and downgrade_at_period_end:
         return BillingPeriod.containing(now).end
     return now
 

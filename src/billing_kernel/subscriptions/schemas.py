@@ -7,9 +7,9 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from billing_kernel.invoices.schemas import InvoiceLineOut
-from billing_kernel.orgs.rules import BillingStatus, ScheduledChange
-from billing_kernel.subscriptions.rules import ChangeKind
-from billing_kernel.subscriptions.service import PlanChange
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.subscriptions.rules import ChangeKind, ScheduledChange
+from billing_kernel.subscriptions.service.changes import PlanChange
 from billing_kernel.web.schemas import MoneyText
 
 

@@ -3,18 +3,19 @@ transaction, combined by the pure rules in `summary.rules`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from datetime import date, datetime
 from itertools import islice
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.members.service import MemberService
-from billing_kernel.metrics.rules import Aggregation, Metric, seats_in_month, used_and_peak
+from billing_kernel.metrics.rules import used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.rules import (
     Granularity,
     OrgBillingSummary,
@@ -41,6 +42,7 @@ class SummaryService:
         metrics: MetricService,
         plans: PlanService,
         orgs: OrgService,
+        subscriptions: SubscriptionService,
         members: MemberService,
         usage: UsageReader,
         quota: QuotaService,
@@ -50,6 +52,7 @@ class SummaryService:
         self._metrics = metrics
         self._plans = plans
         self._orgs = orgs
+        self._subscriptions = subscriptions
         self._members = members
         self._usage = usage
         self._quota = quota
@@ -85,13 +88,13 @@ class SummaryService:
         current = BillingPeriod.containing(now)
         period = period or current
         async with self._tx.begin(uow) as unit:
-            state = await self._orgs.billing_state(org_id, unit)
+            state = await self._subscriptions.billing_state(org_id, unit)
             catalogue = await self._metrics.catalogue(unit)
             counters = await self._usage.counters(org_id, period, unit)
             members = await self._members.seat_count(org_id, unit)
             if period != current:  # a closed month's seats are its peak, not today's count
                 by_month = {(period.key, key): value for key, value in counters.items()}
-                peaks = await self._seat_peaks(
+                peaks = await self._usage.seat_peaks_by_month(
                     org_id, by_month, [period.key], catalogue, members, unit
                 )
                 counters = {key: value for (_, key), value in peaks.items()}
@@ -143,7 +146,9 @@ class SummaryService:
                     unit,
                 )
                 members = await self._members.seat_count(org_id, unit)
-                peaks = await self._seat_peaks(org_id, counters, page, catalogue, members, unit)
+                peaks = await self._usage.seat_peaks_by_month(
+                    org_id, counters, page, catalogue, members, unit
+                )
                 points = monthly_usage(page, catalogue, peaks)
             else:
                 per_day: dict[tuple[date, str], int] = {}
@@ -188,58 +193,12 @@ class SummaryService:
                 summary,
                 oldest=oldest,
                 per_day=await self._usage.daily_totals(org_id, summary.period, unit),
-                past=await self._seat_peaks(org_id, past, past_months, catalogue, members, unit),
+                past=await self._usage.seat_peaks_by_month(
+                    org_id, past, past_months, catalogue, members, unit
+                ),
                 plans=await self._plans.list_active(unit) if include_plans else [],
                 decisions={
                     metric.key: await self._quota.check(org_id, metric.key, 1, uow=unit)
                     for metric in catalogue
                 },
             )
-
-    async def seat_peaks(
-        self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
-    ) -> dict[str, int]:
-        """Each seats metric's peak in `period` (the current one: so far), as the summary
-        bills it."""
-        async with self._tx.read(uow) as unit:
-            catalogue = await self._metrics.catalogue(unit)
-            seats = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
-            if not seats:
-                return {}
-            counters = await self._usage.counters(org_id, period, unit)
-            members = await self._members.seat_count(org_id, unit)
-            if period == BillingPeriod.containing(self._clock()):
-                return {
-                    m.key: used_and_peak(m, counters.get(m.key, 0), members)[1] or 0 for m in seats
-                }
-            by_month = {(period.key, m.key): counters[m.key] for m in seats if m.key in counters}
-            peaks = await self._seat_peaks(org_id, by_month, [period.key], seats, members, unit)
-            return {m.key: peaks[period.key, m.key] for m in seats}
-
-    async def _seat_peaks(
-        self,
-        org_id: str,
-        counters: Mapping[tuple[date, str], int],
-        months: Sequence[date],
-        catalogue: Sequence[Metric],
-        members_now: int,
-        uow: UnitOfWork,
-    ) -> dict[tuple[date, str], int]:
-        """`counters` (by month and metric) with each seats metric's peak in each of
-        `months`, recorded or not (see `seats_in_month`); `members_now`: the live count."""
-        peaks = dict(counters)
-        seats_metrics = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
-        if not seats_metrics or not months:
-            return peaks
-        current = BillingPeriod.containing(self._clock()).key
-        for metric in seats_metrics:
-            last = await self._usage.last_seats_month(org_id, metric.key, uow)
-            for month in months:
-                peaks[(month, metric.key)] = seats_in_month(
-                    counters.get((month, metric.key)),
-                    month,
-                    current=current,
-                    last_recorded=last,
-                    members_now=members_now,
-                )
-        return peaks

@@ -23,6 +23,7 @@ from billing_kernel.invoices.rules import (
     draft_invoice,
     in_force,
 )
+from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.rules import billable
@@ -30,7 +31,7 @@ from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.rules import effective_terms
 from billing_kernel.quota.service import QuotaService
-from billing_kernel.summary.service import SummaryService
+from billing_kernel.usage.service.history import UsageReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +51,14 @@ class InvoiceDrafts:
         metrics: MetricService,
         plans: PlanService,
         quota: QuotaService,
-        summary: SummaryService,
+        members: MemberService,
+        usage: UsageReader,
     ) -> None:
         self._metrics = metrics
         self._plans = plans
         self._quota = quota
-        self._summary = summary
+        self._members = members
+        self._usage = usage
 
     async def compute(
         self,
@@ -164,7 +167,8 @@ class InvoiceDrafts:
         self, org_id: str, period: BillingPeriod, unit: UnitOfWork
     ) -> dict[str, int]:
         """Each seats metric's peak in `period`."""
-        return await self._summary.seat_peaks(org_id, period, unit)
+        members_now = await self._members.seat_count(org_id, unit)
+        return await self._usage.seat_peaks(org_id, period, members_now, unit)
 
 
 def _last_billed(metric: Metric, lines: Tally) -> Position | None:

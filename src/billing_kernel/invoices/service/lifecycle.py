@@ -40,15 +40,17 @@ from billing_kernel.invoices.rules import (
 )
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
 from billing_kernel.invoices.service.verification import InvoiceVerification
+from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import Tally
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.rules import billable
-from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
+from billing_kernel.usage.service.history import UsageReader
 
 SAMPLE_KEYS = 5
 
@@ -92,19 +94,23 @@ class InvoiceService:
         *,
         metrics: MetricService,
         plans: PlanService,
-        orgs: OrgService,
+        subscriptions: SubscriptionService,
         quota: QuotaService,
         summary: SummaryService,
+        members: MemberService,
+        usage: UsageReader,
         events: EventLog,
     ) -> None:
         self._tx = transactions
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
-        self._orgs = orgs
+        self._subscriptions = subscriptions
         self._summary = summary
         self._events = events
-        self._drafts = InvoiceDrafts(metrics=metrics, plans=plans, quota=quota, summary=summary)
+        self._drafts = InvoiceDrafts(
+            metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
+        )
         self._verification = InvoiceVerification(transactions, metrics, self._drafts)
 
     @property
@@ -169,7 +175,9 @@ class InvoiceService:
                 "(BILLING_LATE_EVENT_GRACE_HOURS after it ends)",
                 period=period.label,
             )
-        await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
+        await self._subscriptions.apply_due_changes(
+            uow
+        )  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
             history = await self._drafts.history(org_id, period, unit)
         if not history:
@@ -191,7 +199,9 @@ class InvoiceService:
         run from several processes at once (`billing-kernel invoices close`, and the worker
         every BILLING_CLOSE_INTERVAL_SECONDS). DatabaseUnavailable stops the round."""
         now = self._clock()
-        await self._orgs.apply_due_changes(uow)  # a downgrade due is in force from when due
+        await self._subscriptions.apply_due_changes(
+            uow
+        )  # a downgrade due is in force from when due
         async with self._tx.read(uow) as unit:
             first = await InvoiceRepository(unit).first_change()
         closed: list[StoredInvoice] = []

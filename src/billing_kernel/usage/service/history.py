@@ -5,12 +5,12 @@ here writes; recording is `recording.py`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import date, datetime
 
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.metrics.rules import Aggregation, Metric, seats_in_month, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.repository import UsageHistory
@@ -22,9 +22,14 @@ EXPORT_PAGE = 5_000
 
 class UsageReader:
     def __init__(
-        self, transactions: Transactions, metrics: MetricService, orgs: OrgService
+        self,
+        transactions: Transactions,
+        clock: Callable[[], datetime],
+        metrics: MetricService,
+        orgs: OrgService,
     ) -> None:
         self._tx = transactions
+        self._clock = clock
         self._metrics = metrics
         self._orgs = orgs
 
@@ -34,6 +39,56 @@ class UsageReader:
         """The first day of the latest month with a recorded seat peak of `metric`."""
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).last_period_with(org_id, metric)
+
+    async def seat_peaks(
+        self, org_id: str, period: BillingPeriod, members_now: int, uow: UnitOfWork | None = None
+    ) -> dict[str, int]:
+        """Each seats metric's peak in `period` (the current one: so far, with `members_now`
+        the live member count), as an invoice bills it and the summary shows it."""
+        async with self._tx.read(uow) as unit:
+            catalogue = await self._metrics.catalogue(unit)
+            seats = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
+            if not seats:
+                return {}
+            counters = await self.counters(org_id, period, unit)
+            if period == BillingPeriod.containing(self._clock()):
+                return {
+                    m.key: used_and_peak(m, counters.get(m.key, 0), members_now)[1] or 0
+                    for m in seats
+                }
+            by_month = {(period.key, m.key): counters[m.key] for m in seats if m.key in counters}
+            peaks = await self.seat_peaks_by_month(
+                org_id, by_month, [period.key], seats, members_now, unit
+            )
+            return {m.key: peaks[period.key, m.key] for m in seats}
+
+    async def seat_peaks_by_month(
+        self,
+        org_id: str,
+        counters: Mapping[tuple[date, str], int],
+        months: Sequence[date],
+        catalogue: Sequence[Metric],
+        members_now: int,
+        uow: UnitOfWork,
+    ) -> dict[tuple[date, str], int]:
+        """`counters` (by month and metric) with each seats metric's peak in each of
+        `months`, recorded or not (see `seats_in_month`); `members_now`: the live count."""
+        peaks = dict(counters)
+        seats_metrics = [m for m in catalogue if m.aggregation is Aggregation.SEATS]
+        if not seats_metrics or not months:
+            return peaks
+        current = BillingPeriod.containing(self._clock()).key
+        for metric in seats_metrics:
+            last = await self.last_seats_month(org_id, metric.key, uow)
+            for month in months:
+                peaks[(month, metric.key)] = seats_in_month(
+                    counters.get((month, metric.key)),
+                    month,
+                    current=current,
+                    last_recorded=last,
+                    members_now=members_now,
+                )
+        return peaks
 
     async def events(
         self,

@@ -1,7 +1,8 @@
 """An org's own plan changes (its owners and admins, or the product's backend): previewed
-with exactly the invoice lines they will make, then made by the same code. Upgrades take
-effect at once; downgrades at the period's end (BILLING_DOWNGRADE), as a scheduled change
-that can be canceled until then."""
+with exactly the invoice lines they will make, then made by the same code (through
+`lifecycle.py`). Upgrades take effect at once; downgrades at the period's end
+(BILLING_DOWNGRADE), as a scheduled change that can be canceled until then. This sits above
+invoices and quota, which price and limit the change; the lifecycle sits below them."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
-from billing_kernel.config import Settings
+from billing_kernel.config import DowngradeTiming, Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import AmountOutOfBounds, PreviewStale
 from billing_kernel.invoices.rules import InvoiceDraft, InvoiceLine, Subscription
 from billing_kernel.invoices.service import InvoiceService
-from billing_kernel.orgs.rules import OrgBillingState, ScheduledChange, billable
-from billing_kernel.orgs.service import OrgService
+from billing_kernel.orgs.rules import OrgBillingState, billable
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.subscriptions.rules import ChangeKind, classify, preview_token, takes_effect
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 
 PREVIEW_VALID = timedelta(minutes=10)
 """How long a preview's moment may be confirmed at (`change(..., at=)`)."""
@@ -48,7 +49,7 @@ class PlanChange:
     given it makes exactly this change, or none."""
 
 
-class SubscriptionService:
+class PlanChangeService:
     def __init__(
         self,
         transactions: Transactions,
@@ -56,7 +57,7 @@ class SubscriptionService:
         clock: Callable[[], datetime],
         *,
         plans: PlanService,
-        orgs: OrgService,
+        subscriptions: SubscriptionService,
         invoices: InvoiceService,
         quota: QuotaService,
     ) -> None:
@@ -64,7 +65,7 @@ class SubscriptionService:
         self._settings = settings
         self._clock = clock
         self._plans = plans
-        self._orgs = orgs
+        self._subscriptions = subscriptions
         self._invoices = invoices
         self._quota = quota
 
@@ -97,7 +98,9 @@ class SubscriptionService:
         if token is not None and at is None:  # now is not the moment the preview priced
             raise _stale("its token was given without at, the preview's effective_at")
         async with self._tx.begin(uow) as unit:
-            await self._orgs.hold_billing_state(org_id, unit)  # confirmations: one at a time
+            await self._subscriptions.hold_billing_state(
+                org_id, unit
+            )  # confirmations: one at a time
             now = await self._moment(org_id, at, unit)
             decided = await self._decide(org_id, plan_slug, unit, now)
             if at is not None and at > now and decided.effective_at != at:
@@ -108,12 +111,14 @@ class SubscriptionService:
                     "plan, status, limits or scheduled change)"
                 )
             if decided.scheduled:
-                await self._orgs.schedule_change(org_id, decided.plan, decided.effective_at, unit)
-                state = await self._orgs.billing_state(org_id, unit)
+                await self._subscriptions.schedule_change(
+                    org_id, decided.plan, decided.effective_at, unit
+                )
+                state = await self._subscriptions.billing_state(org_id, unit)
             elif decided.kind is ChangeKind.NONE:
                 state = decided.state  # the plan it is on: nothing changes, nor is dropped
             else:
-                state = await self._orgs.set_plan(org_id, plan_slug, unit, since=now)
+                state = await self._subscriptions.set_plan(org_id, plan_slug, unit, since=now)
             return replace(decided, state=state)
 
     async def _moment(self, org_id: str, at: datetime | None, unit: UnitOfWork) -> datetime:
@@ -125,7 +130,7 @@ class SubscriptionService:
         at = ensure_utc(at)
         if at > now:
             return now
-        last = await self._orgs.last_change(org_id, unit)
+        last = await self._subscriptions.last_change(org_id, unit)
         if (
             not now - PREVIEW_VALID <= at
             or BillingPeriod.containing(at) != BillingPeriod.containing(now)
@@ -134,25 +139,18 @@ class SubscriptionService:
             raise _stale("it is over ten minutes old, from another period, or the org has changed")
         return at
 
-    async def scheduled(self, org_id: str, uow: UnitOfWork | None = None) -> ScheduledChange | None:
-        """The org's scheduled change, if any."""
-        return await self._orgs.scheduled_change(org_id, uow)
-
-    async def cancel(self, org_id: str, uow: UnitOfWork | None = None) -> bool:
-        """Drop the org's scheduled change; whether it had one."""
-        return await self._orgs.cancel_scheduled(org_id, uow)
-
     async def _decide(
         self, org_id: str, plan_slug: str, unit: UnitOfWork, now: datetime | None = None
     ) -> PlanChange:
         plan = await self._plans.get_active(plan_slug, unit)
-        state = await self._orgs.billing_state(org_id, unit)
+        state = await self._subscriptions.billing_state(org_id, unit)
         current = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
         kind = classify(current, plan)
         now = now or self._clock()
-        effective_at = takes_effect(kind, now, self._settings.downgrade)
+        at_period_end = self._settings.downgrade is DowngradeTiming.PERIOD_END
+        effective_at = takes_effect(kind, now, downgrade_at_period_end=at_period_end)
         before = await self._invoices.upcoming(org_id, unit)
-        pending = await self._orgs.scheduled_change(org_id, unit)
+        pending = await self._subscriptions.scheduled_change(org_id, unit)
         overrides = await self._quota.overrides(org_id, unit)
 
         def token(lines: tuple[InvoiceLine, ...]) -> str:
@@ -175,7 +173,7 @@ class SubscriptionService:
             return PlanChange(
                 kind, current, plan, effective_at, scheduled, (), before, before, state, token(())
             )
-        await self._orgs.check_currency(state, current, plan, unit)
+        await self._subscriptions.check_currency(state, current, plan, unit)
         move = Subscription(now, plan, billable(state.status))
         lines = await self._invoices.change_lines(org_id, move, unit)
         after = await self._invoices.upcoming(org_id, unit, change=move)
