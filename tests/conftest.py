@@ -1,17 +1,21 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL database, both migrated.
 
-The PostgreSQL database is created for the run and dropped after it, on the server named by
-BILLING_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432). Without a reachable
-server the PostgreSQL tests are skipped, except under CI=true, where that fails the run.
+Each test process migrates one template per backend, once: a SQLite file, and a PostgreSQL
+database on the server named by BILLING_TEST_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432). Every database a test uses is a copy of it (the file
+copied; `CREATE DATABASE ... TEMPLATE`), made in a fraction of a migration's time, and
+dropped after it. Without a reachable server the PostgreSQL tests are skipped, except under
+CI=true, where that fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -37,6 +41,8 @@ DEFAULT_TEST_SERVER = "postgresql://postgres@127.0.0.1:5432"
 os.environ.setdefault("BILLING_ALLOW_PRIVATE_WEBHOOKS", "true")
 BACKENDS = ["sqlite", "postgres"]
 
+pytest_plugins = ["tests.web"]  # the `api` fixture every capability's route tests use
+
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
@@ -54,14 +60,6 @@ async def _admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
-
-
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path: Path = tmp_path_factory.mktemp("sqlite") / "billing.db"
-    url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    return url
 
 
 @contextmanager
@@ -82,24 +80,67 @@ def scratch_postgres_database(options: str = "") -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    with scratch_postgres_database() as url:
-        migrate.upgrade(url)
-        yield url
+class _Templates:
+    """The migrated templates of this test process, made on first use."""
+
+    directory: Path | None = None
+    sqlite: Path | None = None
+    postgres: str | None = None
+    """The template database's name."""
+    _scratch: ExitStack = ExitStack()
+
+    @classmethod
+    def sqlite_file(cls) -> Path:
+        if cls.sqlite is None:
+            assert cls.directory is not None, "the session has not started"
+            cls.sqlite = cls.directory / "template.db"
+            migrate.upgrade(f"sqlite:///{cls.sqlite}")
+        return cls.sqlite
+
+    @classmethod
+    def postgres_name(cls) -> str:
+        if cls.postgres is None:
+            url = cls._scratch.enter_context(scratch_postgres_database())
+            migrate.upgrade(url)
+            cls.postgres = make_url(url).database
+        return cls.postgres
+
+    @classmethod
+    def close(cls) -> None:
+        cls._scratch.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    _Templates.directory = tmp_path_factory.mktemp("templates")
+    yield
+    _Templates.close()
 
 
 @contextmanager
 def own_database_url(backend: str, directory: Path) -> Iterator[str]:
-    """A migrated database of the block's own: a SQLite file in `directory`, or a scratch
-    PostgreSQL database."""
+    """A migrated database of the block's own, a copy of the template: a SQLite file in
+    `directory`, or a scratch PostgreSQL database."""
     if backend == "sqlite":
-        url = f"sqlite:///{directory / 'billing.db'}"
-        migrate.upgrade(url)
-        yield url
+        path = directory / "billing.db"
+        shutil.copyfile(_Templates.sqlite_file(), path)
+        yield f"sqlite:///{path}"
         return
-    with scratch_postgres_database() as url:
-        migrate.upgrade(url)
+    with scratch_postgres_database(f'TEMPLATE "{_Templates.postgres_name()}"') as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The SQLite database the tests of this process share (each keeps to ids of its own)."""
+    with own_database_url("sqlite", tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The PostgreSQL database the tests of this process share."""
+    with own_database_url("postgres", tmp_path_factory.mktemp("postgres")) as url:
         yield url
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from billing_kernel.auth.rules import Scope
-from tests.api.conftest import Api
 from tests.conftest import new_id, row_counts
+from tests.web import Api
 
 pytestmark = pytest.mark.anyio
 

@@ -14,9 +14,9 @@ from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
-from tests.api.conftest import Api, app_for
-from tests.api.test_webhook_routes import ENDPOINTS, attempted, new_org
+from tests.notifications.test_api import ENDPOINTS, attempted, new_org
 from tests.receivers import http_receiver
+from tests.web import Api, app_for
 
 pytestmark = pytest.mark.anyio
 

@@ -20,9 +20,9 @@ from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from tests.api.conftest import Api, app_for, bearer
 from tests.conftest import _admin, new_id
 from tests.live import SECRET
+from tests.web import Api, app_for, bearer
 
 pytestmark = pytest.mark.anyio
 

@@ -20,8 +20,8 @@ from billing_kernel.quota.rules import LimitOverride
 from billing_kernel.usage import hot_path as ingest_hot_path
 from billing_kernel.usage.routes import ingest_events
 from billing_kernel.web.hot_path import HotPath
-from tests.api.conftest import Api, app_for
 from tests.conftest import new_id
+from tests.web import Api, app_for
 
 pytestmark = pytest.mark.anyio
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import user_token
 from tests.conftest import BACKENDS, own_database_url
 from tests.live import KernelServer, kernel_command
+from tests.web import user_token
 
 EXAMPLES = int(os.environ.get("BILLING_FUZZ_EXAMPLES", "0"))
 """Examples per operation for every run (`make fuzz`); 0: the bounded counts below."""

@@ -21,9 +21,9 @@ from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import LimitOverride
-from tests.api.conftest import user_token
 from tests.conftest import new_id
 from tests.live import KernelServer
+from tests.web import user_token
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parents[2] / "test-output" / "screenshots"

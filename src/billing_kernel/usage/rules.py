@@ -182,7 +182,7 @@ class UsageEvent:
         same usage). What it counts toward follows from these, so it is not compared.
         Ingestion applies this rule in SQL, nothing stored being read back: on PostgreSQL in
         the insert that skipped the key (`UsageRepository.write_events`), else in
-        `UsageRepository.conflicts`; tests/service/test_usage.py holds both to the same
+        `UsageRepository.conflicts`; tests/usage/test_service.py holds both to the same
         answers as this."""
         return (
             self.name == stored.name

@@ -1,0 +1,457 @@
+"""The invoice rules: fee and proration lines to the second, usage priced by the plan in
+force at the period's end, money rounded once per line. Hand-computed cases, then
+properties over any history."""
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.common.money import MAX_AMOUNT, within_bounds
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.errors import CurrencyChange
+from billing_kernel.invoices.rules import (
+    InvoiceDraft,
+    InvoiceLine,
+    LateUsage,
+    LineKind,
+    Subscription,
+    adjustment_lines,
+    change_lines,
+    closes_at,
+    draft_invoice,
+    fee_lines,
+    in_force,
+    overage_cost,
+    usage_lines,
+    usage_of,
+    whole_second,
+)
+from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, Position, Tally
+from billing_kernel.plans.rules import Plan, PlanMetric
+from tests.seeded import GROWTH, STARTER
+
+FREE = replace(STARTER, slug="internal-dev", name="Internal", monthly_price=Decimal("0.00"))
+NOVEMBER = BillingPeriod.parse("2026-11")
+DAY = timedelta(days=1)
+LIMITS = {key: t.included_quantity for key, t in STARTER.metrics.items()}
+
+
+def at(day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, second, tzinfo=UTC)
+
+
+def on(plan: Plan, since: datetime, billable: bool = True) -> Subscription:
+    return Subscription(since, plan, billable)
+
+
+def amounts(lines: list[InvoiceLine]) -> list[tuple[LineKind, str]]:
+    return [(line.kind, str(line.amount)) for line in lines]
+
+
+def test_a_whole_month_on_one_plan_bills_its_price_and_each_metric_beyond_its_limit() -> None:
+    invoice = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, datetime(2026, 10, 3, 9, tzinfo=UTC))],
+        DEFAULT_METRICS,
+        {"tokens": 1_234_567, "playbook_runs": 203, "seats": 5},
+        LIMITS,
+    )
+    assert amounts(list(invoice.lines)) == [
+        (LineKind.BASE_FEE, "49.00"),
+        (LineKind.OVERAGE, "4.69"),  # 234,567 x 0.02 / 1,000 = 4.69134
+        (LineKind.OVERAGE, "0.75"),  # 3 x 0.25
+        (LineKind.SEATS, "30.00"),  # peak 5, 3 included, 15.00 each
+    ]
+    assert (invoice.subtotal, invoice.total, invoice.currency) == (
+        Decimal("84.44"),
+        Decimal("84.44"),
+        "USD",
+    )
+    tokens = invoice.lines[1]
+    assert (tokens.metric, tokens.quantity, tokens.unit_price, tokens.unit_size) == (
+        "tokens",
+        234_567,
+        Decimal("0.02"),
+        1_000,
+    )
+    assert tokens.formula == "(1,234,567 - 1,000,000) x 0.02 / 1,000 = 4.69134 → 4.69"
+    assert tokens.description == "LLM tokens: 234,567 tokens over the 1,000,000 included"
+    assert invoice.lines[3].description.endswith("(the period's peak)")
+    assert invoice.lines[0].formula == "49.00 → 49.00"
+    assert invoice.lines[0].description == "Starter (v1), 2026-11"
+
+
+def test_a_mid_period_upgrade_credits_the_old_plan_and_charges_the_new_to_the_second() -> None:
+    history = [on(STARTER, at(1)), on(GROWTH, at(16))]  # 15 of November's 30 days left
+    lines = fee_lines(NOVEMBER, history)
+    assert amounts(lines) == [
+        (LineKind.BASE_FEE, "49.00"),
+        (LineKind.PRORATION_CREDIT, "-24.50"),
+        (LineKind.PRORATION_CHARGE, "99.50"),
+    ]
+    assert lines[1].formula == "49.00 x 1,296,000 s / 2,592,000 s = 24.5, credited → -24.50"
+    assert lines[2].description == "Remaining time on Growth (v1) from 2026-11-16 00:00:00 UTC"
+    assert (lines[2].quantity, lines[2].starts_at) == (1_296_000, at(16))
+    # Usage is priced by the plan in force at the period's end: Growth includes 5M tokens.
+    invoice = draft_invoice("acme", NOVEMBER, history, DEFAULT_METRICS, {"tokens": 1_500_000}, {})
+    assert invoice.total == Decimal("124.00")
+
+
+def test_a_change_and_its_reverse_at_one_instant_net_to_zero() -> None:
+    history = [on(STARTER, at(1)), on(GROWTH, at(10, 7, 3, 1)), on(STARTER, at(10, 7, 3, 1))]
+    lines = fee_lines(NOVEMBER, history)
+    assert [line.kind for line in lines] == [
+        LineKind.BASE_FEE,
+        LineKind.PRORATION_CREDIT,
+        LineKind.PRORATION_CHARGE,
+        LineKind.PRORATION_CREDIT,
+        LineKind.PRORATION_CHARGE,
+    ]
+    assert sum(line.amount for line in lines) == Decimal("49.00")
+
+
+def test_a_trial_is_not_billed_and_billing_starts_when_it_ends() -> None:
+    trial = [on(STARTER, at(1), billable=False)]
+    assert draft_invoice("acme", NOVEMBER, trial, DEFAULT_METRICS, {"tokens": 9**9}, {}).lines == ()
+    paid = [*trial, on(STARTER, at(16))]
+    invoice = draft_invoice("acme", NOVEMBER, paid, DEFAULT_METRICS, {"tokens": 1_001_000}, {})
+    assert amounts(list(invoice.lines)) == [
+        (LineKind.PRORATION_CHARGE, "24.50"),
+        (LineKind.OVERAGE, "0.02"),  # the month's usage, in full
+    ]
+    canceled = [on(STARTER, at(1)), on(STARTER, at(21), billable=False)]
+    assert amounts(fee_lines(NOVEMBER, canceled)) == [
+        (LineKind.BASE_FEE, "49.00"),
+        (LineKind.PRORATION_CREDIT, "-16.33"),  # 10 days of 30: 16.333…
+    ]
+
+
+def test_an_org_that_starts_mid_period_pays_from_its_start() -> None:
+    lines = fee_lines(NOVEMBER, [on(GROWTH, at(21, 12))])
+    assert amounts(lines) == [(LineKind.PRORATION_CHARGE, "63.02")]  # 9.5 days: 63.0166…
+    with pytest.raises(ValueError, match="no plan"):
+        draft_invoice("acme", NOVEMBER, [on(GROWTH, at(30) + timedelta(days=1))], (), {}, {})
+
+
+def test_a_change_at_the_first_second_replaces_the_plan_and_at_the_last_bills_one_second() -> None:
+    first = fee_lines(NOVEMBER, [on(STARTER, at(1) - timedelta(days=3)), on(GROWTH, at(1))])
+    assert amounts(first) == [(LineKind.BASE_FEE, "199.00")]
+    last_second = NOVEMBER.end - timedelta(seconds=1)
+    last = fee_lines(NOVEMBER, [on(STARTER, at(1)), on(GROWTH, last_second)])
+    assert amounts(last) == [(LineKind.BASE_FEE, "49.00")]  # a second of each rounds to 0.00
+    pricey = replace(GROWTH, monthly_price=Decimal("9999999.00"))
+    last = fee_lines(NOVEMBER, [on(STARTER, at(1)), on(pricey, last_second)])
+    assert [(line.kind, line.quantity, str(line.amount)) for line in last[1:]] == [
+        (LineKind.PRORATION_CHARGE, 1, "3.86"),  # 9,999,999 / 2,592,000
+    ]
+
+
+def test_leap_february_and_december_into_january() -> None:
+    february = BillingPeriod.parse("2024-02")  # 29 days: 2,505,600 s
+    leap_day = datetime(2024, 2, 29, tzinfo=UTC)
+    lines = fee_lines(february, [on(STARTER, february.start), on(GROWTH, leap_day)])
+    assert lines[2].formula == (
+        "199.00 x 86,400 s / 2,505,600 s = 6.862068965517241379310344828 → 6.86"
+    )
+    december = BillingPeriod.parse("2025-12")
+    history = [on(STARTER, december.start), on(GROWTH, datetime(2025, 12, 31, 12, tzinfo=UTC))]
+    assert [line.amount for line in fee_lines(december, history)] == [
+        Decimal("49.00"),
+        Decimal("-0.79"),  # 43,200 of 2,678,400 s
+        Decimal("3.21"),
+    ]
+    january = december.next()
+    assert amounts(fee_lines(january, history)) == [(LineKind.BASE_FEE, "199.00")]
+
+
+def test_fractions_of_a_second_are_dropped_and_one_instant_keeps_the_order_of_changes() -> None:
+    moment = at(10, 8, 30, 15) + timedelta(microseconds=999_999)
+    assert whole_second(moment) == at(10, 8, 30, 15)
+    subs = in_force(NOVEMBER, [on(STARTER, at(1)), on(GROWTH, moment), on(FREE, at(10, 8, 30, 15))])
+    assert [(s.plan.slug, s.since) for s in subs] == [
+        ("starter", at(1)),
+        ("growth", at(10, 8, 30, 15)),
+        ("internal-dev", at(10, 8, 30, 15)),
+    ]
+    # Later changes are listed in the order they were made, before the period too.
+    assert [s.plan.slug for s in in_force(NOVEMBER, [on(GROWTH, at(1)), on(STARTER, at(1))])] == [
+        "starter"
+    ]
+
+
+def test_a_status_change_that_keeps_the_terms_bills_nothing_and_free_plans_add_no_lines() -> None:
+    history = [on(STARTER, at(1)), on(STARTER, at(5)), on(FREE, at(10)), on(FREE, at(11), False)]
+    assert amounts(fee_lines(NOVEMBER, history)) == [
+        (LineKind.BASE_FEE, "49.00"),
+        (LineKind.PRORATION_CREDIT, "-34.30"),  # 21 of 30 days
+    ]
+    assert amounts(fee_lines(NOVEMBER, [on(FREE, at(1))])) == [(LineKind.BASE_FEE, "0.00")]
+
+
+def test_usage_lines_follow_the_orgs_own_limits_and_bill_nothing_without_a_price() -> None:
+    used = {"tokens": 3_000_000, "playbook_runs": 250, "seats": 3}
+    lines = usage_lines(
+        STARTER, DEFAULT_METRICS, used, {"tokens": 2_500_000, "playbook_runs": None}
+    )
+    assert amounts(lines) == [(LineKind.OVERAGE, "10.00")]  # 500,000 over its own 2.5M
+    free_overage = replace(STARTER, metrics={"tokens": PlanMetric("tokens", 10)})
+    assert usage_lines(free_overage, DEFAULT_METRICS, used, {}) == []
+    # 1,500 units over at 0.02 per 1,000: a partial block is charged proportionally.
+    assert usage_lines(STARTER, DEFAULT_METRICS, {"tokens": 1_001_500}, {})[0].amount == Decimal(
+        "0.03"
+    )
+    half_cent = replace(STARTER, metrics={"tokens": PlanMetric("tokens", 0, Decimal("0.005"), 1)})
+    assert usage_lines(half_cent, DEFAULT_METRICS, {"tokens": 1}, {})[0].amount == Decimal("0.01")
+
+
+def test_an_invoice_is_in_one_currency() -> None:
+    euros = replace(GROWTH, slug="growth-eur", currency="EUR")
+    with pytest.raises(CurrencyChange, match="EUR"):
+        draft_invoice("acme", NOVEMBER, [on(STARTER, at(1)), on(euros, at(5))], (), {}, {})
+    moved_in_trial = [on(STARTER, at(1), billable=False), on(euros, at(5))]
+    assert draft_invoice("acme", NOVEMBER, moved_in_trial, (), {}, {}).currency == "EUR"
+
+
+PLANS = st.sampled_from(
+    [STARTER, GROWTH, FREE, replace(GROWTH, version=2, monthly_price=Decimal("1234.56"))]
+)
+PERIODS = st.sampled_from(
+    [
+        BillingPeriod.parse(label)
+        for label in ("2024-02", "2025-02", "2026-04", "2025-12", "2026-01")
+    ]
+)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[BillingPeriod, list[Subscription]]:
+    """A period and an org's history: a plan at its start, then changes at any second."""
+    period = draw(PERIODS)
+    length = (period.end - period.start) // timedelta(seconds=1)
+    offsets = sorted(draw(st.lists(st.integers(1, length - 1), max_size=8)))
+    subs = [on(draw(PLANS), period.start, draw(st.booleans()))]
+    subs += [
+        on(
+            draw(PLANS),
+            period.start + timedelta(seconds=s, microseconds=draw(st.integers(0, 999_999))),
+            draw(st.booleans()),
+        )
+        for s in offsets
+    ]
+    return period, subs
+
+
+@given(histories())
+def test_any_sequence_of_changes_sums_to_the_time_weighted_price_within_a_cent_a_line(
+    drawn: tuple[BillingPeriod, list[Subscription]],
+) -> None:
+    period, subs = drawn
+    length = Decimal((period.end - period.start) // timedelta(seconds=1))
+    bounds = [whole_second(s.since) for s in subs[1:]] + [period.end]
+    weighted = sum(
+        (
+            sub.plan.monthly_price
+            * Decimal((until - whole_second(sub.since)) // timedelta(seconds=1))
+            / length
+            for sub, until in zip(subs, bounds, strict=True)
+            if sub.billable
+        ),
+        Decimal(0),
+    )
+    lines = fee_lines(period, subs)
+    made = 1 + 2 * (len(subs) - 1)  # at most: lines that round to 0.00 are left out
+    assert abs(sum(line.amount for line in lines) - weighted) <= Decimal("0.005") * made
+    assert all(line.amount == line.amount.quantize(Decimal("0.01")) for line in lines)
+
+
+@given(histories(), PLANS, st.booleans())
+def test_changing_plan_and_changing_back_at_the_same_instant_nets_to_zero(
+    drawn: tuple[BillingPeriod, list[Subscription]], other: Plan, billable: bool
+) -> None:
+    period, subs = drawn
+    last = subs[-1]
+    # At the instant of the last change (or a second into the period): after every change.
+    moment = max(whole_second(last.since), period.start + timedelta(seconds=1))
+    there_and_back = [*subs, on(other, moment, billable), on(last.plan, moment, last.billable)]
+    before = sum(line.amount for line in fee_lines(period, subs))
+    assert sum(line.amount for line in fee_lines(period, there_and_back)) == before
+
+
+def test_a_change_adds_a_credit_and_a_charge_or_at_the_first_second_replaces_the_base_fee() -> None:
+    history = [on(STARTER, at(1)), on(GROWTH, at(11))]
+    lines = change_lines(NOVEMBER, history, on(STARTER, at(21)))
+    assert amounts(lines) == [
+        (LineKind.PRORATION_CREDIT, "-66.33"),  # 199.00 x 10 / 30 days
+        (LineKind.PRORATION_CHARGE, "16.33"),
+    ]
+    assert change_lines(NOVEMBER, history, on(GROWTH, at(21))) == []  # what it is on
+    # At the first second the change replaces the fee the period starts with: the lines are
+    # that fee taken back and the new one, adding up to what the change costs.
+    first = change_lines(NOVEMBER, [on(STARTER, at(1) - DAY)], on(GROWTH, at(1)))
+    assert amounts(first) == [(LineKind.PRORATION_CREDIT, "-49.00"), (LineKind.BASE_FEE, "199.00")]
+    assert first[0].description == "Starter (v1), 2026-11, replaced"
+    assert first[0].formula == "49.00, credited → -49.00"
+    assert sum(line.amount for line in first) == sum(
+        line.amount for line in fee_lines(NOVEMBER, [on(GROWTH, at(1))])
+    ) - sum(line.amount for line in fee_lines(NOVEMBER, [on(STARTER, at(1) - DAY)]))
+    from_trial = change_lines(
+        NOVEMBER, [on(STARTER, at(1) - DAY, billable=False)], on(GROWTH, at(1))
+    )
+    assert amounts(from_trial) == [(LineKind.BASE_FEE, "199.00")]  # nothing to take back
+    start_trial = change_lines(NOVEMBER, [on(STARTER, at(1), billable=False)], on(STARTER, at(6)))
+    assert amounts(start_trial) == [(LineKind.PRORATION_CHARGE, "40.83")]  # 25 of 30 days
+
+
+TOKENS = DEFAULT_METRICS[0]
+
+
+def late(billed: int, late: int, **changes: object) -> LateUsage:
+    item = LateUsage(
+        period=BillingPeriod.parse("2026-10"),
+        metric=TOKENS,
+        billed=billed,
+        late=late,
+        included=1_000_000,
+        plan=STARTER,
+    )
+    return replace(item, **changes)  # type: ignore[arg-type]
+
+
+def test_late_usage_bills_what_the_period_costs_now_less_what_was_billed_each_rounded() -> None:
+    [line] = adjustment_lines([late(1_200_000, 100_000)])
+    assert (line.kind, str(line.amount), line.quantity, line.metric) == (
+        LineKind.ADJUSTMENT,
+        "2.00",
+        100_000,
+        "tokens",
+    )
+    assert line.adjusts == BillingPeriod.parse("2026-10")
+    assert line.description == (
+        "LLM tokens for 2026-10, received after it was invoiced: 100,000 tokens"
+    )
+    assert line.formula == (
+        "(1,300,000 - 1,000,000) x 0.02 / 1,000 = 6 → 6.00, less 4.00 billed → 2.00"
+    )
+    # Under the limit before, over it after: only the part beyond is billed.
+    assert str(adjustment_lines([late(900_000, 150_000)])[0].amount) == "1.00"
+    # 400 then 700 tokens over cost 0.008 → 0.01 and 0.014 → 0.01: nothing more to bill.
+    assert adjustment_lines([late(1_000_400, 300)]) == []
+    # 250 over cost 0.005 → 0.01 (half up); 100 more, 0.007 → 0.01; 500 more, 0.015 → 0.02.
+    assert adjustment_lines([late(1_000_250, 100)]) == []
+    assert str(adjustment_lines([late(1_000_250, 500)])[0].amount) == "0.01"
+    for quiet in (
+        late(2_000_000, 5, included=None),  # unlimited
+        late(2_000_000, 5, billable=False),  # a trial month bills no usage
+        late(900_000, 50_000),  # still within the limit
+        late(2_000_000, 5, plan=replace(STARTER, metrics={})),  # no overage price
+    ):
+        assert adjustment_lines([quiet]) == []
+
+
+def test_a_period_closes_its_grace_after_it_ends() -> None:
+    assert closes_at(NOVEMBER, timedelta(hours=24)) == datetime(2026, 12, 2, tzinfo=UTC)
+    assert closes_at(NOVEMBER, timedelta(0)) == NOVEMBER.end
+
+
+def test_overage_cost_is_the_units_over_the_exact_amount_and_it_rounded_once() -> None:
+    terms = STARTER.metrics["tokens"]
+    assert overage_cost(1_001_500, 1_000_000, terms) == (1_500, Decimal("0.03"), Decimal("0.03"))
+    assert overage_cost(999, 1_000, terms) == (0, Decimal("0"), Decimal("0.00"))
+    assert overage_cost(10**9, None, terms) == (0, Decimal("0"), Decimal("0.00"))
+    assert overage_cost(1_000_250, 1_000_000, terms)[1:] == (Decimal("0.005"), Decimal("0.01"))
+
+
+def test_a_draft_ends_with_the_adjustments_of_earlier_periods() -> None:
+    draft = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, at(1))],
+        DEFAULT_METRICS,
+        {},
+        LIMITS,
+        [late(1_200_000, 100_000)],
+    )
+    assert [line.kind for line in draft.lines] == [LineKind.BASE_FEE, LineKind.ADJUSTMENT]
+    assert (draft.total, draft.plan, draft.bills_usage) == (Decimal("51.00"), STARTER, True)
+    trial = draft_invoice("acme", NOVEMBER, [on(STARTER, at(1), False)], DEFAULT_METRICS, {}, {})
+    assert trial.bills_usage is False
+
+
+def test_every_line_names_its_plan_and_prices_and_a_quiet_metric_stops_no_other() -> None:
+    invoice = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, at(1)), on(GROWTH, at(16))],
+        DEFAULT_METRICS,
+        {"playbook_runs": 1_003, "seats": 12},  # tokens quiet; runs and seats over Growth's
+        {"tokens": 0, "playbook_runs": 1_000, "seats": 10},
+    )
+    assert invoice.org_id == "acme"
+    assert [
+        (line.plan_slug, line.plan_version, str(line.unit_price)) for line in invoice.lines
+    ] == [
+        ("starter", 1, "49.00"),
+        ("starter", 1, "49.00"),
+        ("growth", 1, "199.00"),
+        ("growth", 1, "0.20"),
+        ("growth", 1, "12.00"),
+    ]
+    runs = invoice.lines[3]
+    assert runs.formula == "(1,003 - 1,000) x 0.20 = 0.6 → 0.60"  # no "per 1" for unit 1
+    assert invoice.period == NOVEMBER
+    items = [
+        late(1_200_000, 5, billable=False),
+        late(900_000, 1),
+        late(1_200_000, 100_000, plan=replace(STARTER, version=3)),
+    ]
+    [adjustment] = adjustment_lines(items)  # the quiet ones first stop no other
+    assert (adjustment.plan_slug, adjustment.plan_version) == ("starter", 3)
+    assert (str(adjustment.unit_price), adjustment.unit_size) == ("0.02", 1_000)
+
+
+def test_a_periods_usage_from_its_billed_lines_is_a_sum_a_maxs_highest_or_a_latests_last() -> None:
+    peak = Metric("peak", "Peak", "workers", Aggregation.MAX)
+    gauge = Metric("gauge", "Storage", "GB", Aggregation.LATEST)
+    tokens = Metric("tokens", "Tokens", "tokens")
+    may, april = BillingPeriod.starting(date(2026, 5, 1)), date(2026, 4, 1)
+    billed = {
+        (may.key, "peak"): Tally(30, 3, 20),
+        (may.key, "tokens"): Tally(30, 3, 20),
+        (may.key, "gauge"): Tally(30, 3, 20, Position(datetime(2026, 5, 3, tzinfo=UTC), "k"), 6),
+        (may.key, "gone"): Tally(5, 1, 5),  # not in the catalogue: as summed
+        (april, "tokens"): Tally(99, 9, 50),  # another period
+    }
+    catalogue = {"peak": peak, "tokens": tokens, "gauge": gauge}
+    assert usage_of(may, billed, catalogue) == {"peak": 20, "tokens": 30, "gauge": 6, "gone": 5}
+
+
+def test_an_invoice_whose_line_or_total_is_beyond_the_amount_bound_says_which() -> None:
+    def draft(*amounts: str) -> InvoiceDraft:
+        lines = tuple(
+            InvoiceLine(LineKind.OVERAGE, f"line {n}", Decimal(a), "f", "starter", 1)
+            for n, a in enumerate(amounts, 1)
+        )
+        return InvoiceDraft("acme", BillingPeriod.parse("2026-04"), "USD", lines, STARTER)
+
+    assert within_bounds(MAX_AMOUNT)
+    assert within_bounds(-MAX_AMOUNT)
+    assert not within_bounds(MAX_AMOUNT + Decimal("0.01"))
+    assert not within_bounds(-MAX_AMOUNT - Decimal("0.01"))
+    assert draft("999999999999.99", "-999999999999.99").out_of_bounds() is None
+    assert draft("-1000000000000.00").out_of_bounds() == (
+        "line 1 (line 1) comes to -1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 "
+        "an amount may be"
+    )
+    assert draft("1.00", "1000000000000.00", "-2000000000000.00").out_of_bounds() == (
+        "line 2 (line 2) comes to 1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 "
+        "an amount may be"
+    )
+    assert draft("600000000000.00", "400000000000.00").out_of_bounds() == (
+        "the total comes to 1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 an amount "
+        "may be"
+    )
