@@ -9,9 +9,7 @@ from typing import Annotated
 
 import typer
 
-from billing_kernel import server
 from billing_kernel.auth.commands import keys_app, token
-from billing_kernel.auth.tokens import issue_token
 from billing_kernel.commands import database_url, fail, options, schema, with_kernel
 from billing_kernel.commands import settings as configured_settings
 from billing_kernel.db import migrate as migrations
@@ -96,6 +94,8 @@ def serve(
     base = f"http://{host}:{port}"
     typer.echo(f"API:       {base}/api/v1   (OpenAPI docs: {base}/docs)")
     typer.echo(f"Dashboard: {base}/app/billing")
+    from billing_kernel import server  # uvicorn: only for serving
+
     try:
         server.serve(host, port, workers, log_level)
     except OSError as exc:
@@ -115,6 +115,8 @@ def demo(
     typer.echo(render_summary(with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
     settings = configured_settings()
     if settings.dev_mode:
+        from billing_kernel.auth.tokens import issue_token  # PyJWT: only to sign
+
         owner_token = issue_token(
             settings.signing_secret(), DEMO_OWNER, datetime.now(UTC), timedelta(days=7)
         )

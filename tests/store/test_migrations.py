@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, select, text
 
 from billing_kernel.config import Settings
@@ -35,6 +36,14 @@ async def plan_count(url: str) -> int:
             return int((await conn.execute(select(func.count()).select_from(plans))).scalar_one())
     finally:
         await database.dispose()
+
+
+def test_the_head_the_commands_check_against_is_alembics() -> None:
+    """Every command compares the database's revision with `head_revision`, which reads the
+    migrations' files without Alembic: it names the head Alembic migrates to."""
+    alembic = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert migrate.head_revision("sqlite://") == alembic.get_current_head()
+    assert len(alembic.get_revisions("heads")) == 1
 
 
 def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from billing_kernel.auth.rules import parse_scopes
-from billing_kernel.auth.tokens import issue_token
 from billing_kernel.commands import fail, with_kernel
 from billing_kernel.commands import settings as configured_settings
 from billing_kernel.kernel import Kernel
@@ -40,6 +39,8 @@ def token(
             await kernel.members.add(org, user, role)
 
         with_kernel(join)
+    from billing_kernel.auth.tokens import issue_token  # PyJWT: only to sign
+
     typer.echo(issue_token(secret, user, datetime.now(UTC), timedelta(hours=hours)))
 
 
