@@ -21,6 +21,8 @@ from sqlalchemy import (
 
 from billing_kernel.alerts.rules import (
     DEFAULT_THRESHOLDS,
+    AlertKey,
+    AlertRow,
     AlertState,
     AlertTerms,
 )
@@ -37,8 +39,6 @@ from billing_kernel.db.tables import (
 from billing_kernel.db.unit_of_work import UnitOfWork
 
 OrgMetric = tuple[str, str]
-AlertKey = tuple[str, date, str, str]
-"""(org_id, period_start, metric, threshold key)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +117,7 @@ class AlertRepository:
             if (row.org_id, row.key) in wanted
         }
 
-    async def cross(
-        self, rows: Sequence[tuple[AlertKey, int, int | None]], now: datetime
-    ) -> list[Transition]:
+    async def cross(self, rows: Sequence[AlertRow], now: datetime) -> list[Transition]:
         """Set each (alert, used, limit) crossed unless it already is; returns those this
         call crossed (in a stable order, so concurrent writers lock rows alike)."""
         if not rows:
@@ -142,13 +140,11 @@ class AlertRepository:
             ],
         )
         return [
-            Transition((r.org_id, r.period_start, r.metric, r.threshold), r.crossings)
+            Transition(AlertKey(r.org_id, r.period_start, r.metric, r.threshold), r.crossings)
             for r in result
         ]
 
-    async def resolve(
-        self, rows: Sequence[tuple[AlertKey, int, int | None]], now: datetime
-    ) -> list[Transition]:
+    async def resolve(self, rows: Sequence[AlertRow], now: datetime) -> list[Transition]:
         """Set each crossed (alert, used, limit) resolved; returns those this call resolved."""
         alerts = usage_alerts.c
         resolved = []
@@ -168,7 +164,7 @@ class AlertRepository:
                 )
             ).first()
             if found is not None:
-                resolved.append(Transition((org_id, period, metric, key), found.crossings))
+                resolved.append(Transition(AlertKey(org_id, period, metric, key), found.crossings))
         return resolved
 
     async def states(
@@ -284,5 +280,5 @@ class AlertRepository:
         return list(result.scalars())
 
 
-def _by_key(row: tuple[AlertKey, int, int | None]) -> AlertKey:
-    return row[0]
+def _by_key(row: AlertRow) -> AlertKey:
+    return row.key

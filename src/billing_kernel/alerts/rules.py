@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import InvalidInput
@@ -27,6 +28,23 @@ DEFAULT_THRESHOLDS = "80%,100%"
 
 BLOCKED = "blocked"
 """The alert state of a hard limit's block: kept like a threshold's, one per period."""
+
+
+class AlertKey(NamedTuple):
+    """One alert: a threshold (its key, or BLOCKED) of an org's metric in a period."""
+
+    org_id: str
+    period_start: date
+    metric: str
+    threshold: str
+
+
+class AlertRow(NamedTuple):
+    """An alert to cross or resolve, with the figures its event gives."""
+
+    key: AlertKey
+    used: int
+    limit: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from billing_kernel.alerts.repository import AlertRepository, Transition
 from billing_kernel.alerts.rules import (
     BLOCKED,
     AlertFacts,
+    AlertKey,
+    AlertRow,
     AlertState,
     AlertTerms,
     Reading,
@@ -40,9 +42,6 @@ from billing_kernel.events.rules import Event, EventType
 from billing_kernel.events.service import EventLog
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.plans.service import PlanService
-
-Row = tuple[tuple[str, date, str, str], int, int | None]
-"""(alert key, used, limit)"""
 
 _parsed = functools.lru_cache(maxsize=256)(parse_thresholds)
 
@@ -72,12 +71,13 @@ class AlertService:
         more: the counter's row lock orders its writers, so what was there before a write
         is its total less what it added (thresholds that a change of limit put usage over
         are crossed by `reevaluate`)."""
-        rows: list[Row] = []
+        rows: list[AlertRow] = []
         for (org_id, period, metric), reading in moved.items():
             terms = reading.terms
             thresholds = _parsed(terms.thresholds)
             for crossed in crossed_by(reading.used, reading.added, terms.limit, thresholds):
-                rows.append(((org_id, period, metric, crossed.key), reading.used, terms.limit))
+                key = AlertKey(org_id, period, metric, crossed.key)
+                rows.append(AlertRow(key, reading.used, terms.limit))
         if not rows:
             return []
         return await self._cross(uow, rows, now)
@@ -94,7 +94,8 @@ class AlertService:
     ) -> list[Event]:
         """A hard limit blocked the org's use of `metric`: `quota.blocked`, once per period
         (again only after a change of limit unblocked it)."""
-        return await self._cross(uow, [((org_id, period, metric, BLOCKED), used, limit)], now)
+        block = AlertRow(AlertKey(org_id, period, metric, BLOCKED), used, limit)
+        return await self._cross(uow, [block], now)
 
     async def reevaluate(self, org_id: str, uow: UnitOfWork) -> list[Event]:
         """After the org's limits or thresholds changed: in the current period, resolve the
@@ -109,37 +110,40 @@ class AlertService:
             crossed[state.metric].add(state.threshold)
         names = sorted(set(used) | set(crossed))
         terms = await repo.terms((org_id, metric) for metric in names)
-        to_cross: list[Row] = []
-        to_resolve: list[Row] = []
-        unblocked: list[Row] = []
+        to_cross: list[AlertRow] = []
+        to_resolve: list[AlertRow] = []
+        unblocked: list[AlertRow] = []
         for metric in names:
             found = terms.get((org_id, metric)) or AlertTerms(None, "", own=False)
             usage = used.get(metric, 0)
             now_standing = standing(usage, found.limit, _parsed(found.thresholds), crossed[metric])
-            to_cross += [
-                ((org_id, period, metric, t.key), usage, found.limit) for t in now_standing.cross
-            ]
-            to_resolve += [
-                ((org_id, period, metric, key), usage, found.limit) for key in now_standing.resolve
-            ]
+
+            alert = functools.partial(AlertKey, org_id, period, metric)
+            to_cross += [AlertRow(alert(t.key), usage, found.limit) for t in now_standing.cross]
+            to_resolve += [AlertRow(alert(k), usage, found.limit) for k in now_standing.resolve]
             if BLOCKED in crossed[metric] and (found.limit is None or usage < found.limit):
-                unblocked.append(((org_id, period, metric, BLOCKED), usage, found.limit))
+                unblocked.append(AlertRow(alert(BLOCKED), usage, found.limit))
         await repo.resolve(unblocked, now)
         resolved = await repo.resolve(to_resolve, now)
         events = _events(EventType.THRESHOLD_RESOLVED, resolved, to_resolve, now)
         await self._log.record(events, uow)
         return events + await self._cross(uow, to_cross, now)
 
-    async def _cross(self, uow: UnitOfWork, rows: Sequence[Row], now: datetime) -> list[Event]:
+    async def _cross(self, uow: UnitOfWork, rows: Sequence[AlertRow], now: datetime) -> list[Event]:
         """Cross the thresholds of `rows` not crossed yet, and record their events."""
         if not rows:
             return []
         made = await AlertRepository(uow).cross(rows, now)
         events = [
             *_events(
-                EventType.THRESHOLD_CROSSED, [t for t in made if t.key[3] != BLOCKED], rows, now
+                EventType.THRESHOLD_CROSSED,
+                [t for t in made if t.key.threshold != BLOCKED],
+                rows,
+                now,
             ),
-            *_events(EventType.QUOTA_BLOCKED, [t for t in made if t.key[3] == BLOCKED], rows, now),
+            *_events(
+                EventType.QUOTA_BLOCKED, [t for t in made if t.key.threshold == BLOCKED], rows, now
+            ),
         ]
         await self._log.record(events, uow)
         return events
@@ -238,12 +242,12 @@ class AlertService:
         """Hide a crossed alert from the billing page; whether there was one to hide."""
         async with self._tx.begin(uow) as unit:
             return await AlertRepository(unit).dismiss(
-                (org_id, period.key, metric, threshold), self._clock()
+                AlertKey(org_id, period.key, metric, threshold), self._clock()
             )
 
 
 def _events(
-    event_type: EventType, made: Iterable[Transition], rows: Sequence[Row], now: datetime
+    event_type: EventType, made: Iterable[Transition], rows: Sequence[AlertRow], now: datetime
 ) -> list[Event]:
     """The events of the alert states a statement changed, in the order of `rows` (each
     counter's thresholds ascending), with their figures."""
@@ -251,7 +255,8 @@ def _events(
     events = []
     for key, used, limit in rows:
         if key in crossings:
-            org_id, period, metric, threshold = key
-            facts = AlertFacts(org_id, metric, period, threshold, used, limit, crossings[key])
+            facts = AlertFacts(
+                key.org_id, key.metric, key.period_start, key.threshold, used, limit, crossings[key]
+            )
             events.append(alert_event(event_type, facts, now))
     return events
