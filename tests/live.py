@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.commands import run_command
+
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
@@ -27,14 +29,10 @@ def kernel_env(database_url: str) -> dict[str, str]:
 
 def kernel_command(database_url: str, *args: str) -> str:
     """Run a `billing-kernel` command; its standard output."""
-    return subprocess.run(
-        [sys.executable, "-m", "billing_kernel", *args],
-        env=kernel_env(database_url),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
+    done = run_command(*args, env=kernel_env(database_url))
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    return done.stdout.strip()
 
 
 def _tcp_sockets(port: int, state: str) -> set[str]:

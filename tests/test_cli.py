@@ -16,6 +16,7 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
+from tests.commands import run_command
 from tests.conftest import Clock, new_id
 
 
@@ -29,15 +30,7 @@ def cli_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def run(
     url: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BILLING_DATABASE_URL": url, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "billing_kernel", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_command(*args, env={**os.environ, "BILLING_DATABASE_URL": url, **(env or {})})
 
 
 def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
