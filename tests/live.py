@@ -49,16 +49,26 @@ def _tcp_sockets(port: int, state: str) -> set[str]:
     return found
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    except OSError:  # it exited in between
+        return []
+
+
 def worker_pids(server_pid: int) -> list[int]:
-    """The processes of a `serve` command that answer requests: its workers, or itself."""
+    """The processes of a `serve` command that answer requests: its workers (the children of
+    the fork server it starts them from), or itself."""
     workers = []
-    for pid in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split():
+    for pid in _children(server_pid):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:  # it exited in between
             continue
-        if b"resource_tracker" not in command:
-            workers.append(int(pid))
+        if b"forkserver" in command:
+            workers += _children(pid)
     return workers or [server_pid]
 
 

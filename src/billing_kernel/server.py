@@ -95,12 +95,25 @@ def _worker(options: dict[str, Any]) -> None:
     _Server(uvicorn.Config(**options)).run(sockets=[sock])
 
 
+def _parent_of(pid: int) -> int | None:
+    """The parent of process `pid` (Linux's /proc), None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _stop_when_orphaned() -> None:
-    """Shut down gracefully if the supervisor dies without stopping us (SIGKILL, OOM)."""
-    parent = os.getppid()
+    """Shut down gracefully if the supervisor dies without stopping us (SIGKILL, OOM). A
+    worker's parent is the fork server, which outlives the supervisor while any worker
+    holds its pipe: the supervisor is gone when the fork server's parent changes (a process
+    that dies hands its children to another at once, before it is reaped)."""
+    forkserver = os.getppid()
+    supervisor = _parent_of(forkserver)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == forkserver and _parent_of(forkserver) == supervisor:
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -125,7 +138,11 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 
 
 def _supervise(options: dict[str, Any], workers: int) -> None:
-    context = multiprocessing.get_context("spawn")
+    # Workers are forked from a server process that imported the app once, so a worker
+    # starts (and one that died is replaced) in a fraction of an import's time, its modules
+    # shared with the others; never from this process, which has run an event loop.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([APP.partition(":")[0]])
     stopping = False
 
     def stop(_signum: int, _frame: types.FrameType | None) -> None:
