@@ -1,1 +1,3 @@
-"""Subscriptions: an org's own plan changes, previewed exactly as they would bill."""
+"""Subscriptions: an org's plan, status and scheduled change as they live
+(`service/lifecycle.py`), and its own plan changes, previewed exactly as they would bill
+(`service/changes.py`)."""
