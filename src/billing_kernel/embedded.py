@@ -19,13 +19,10 @@ from billing_kernel.reservations.schemas import CommitIn, ReservationIn, Reserva
 from billing_kernel.usage.rules import UsageReport
 from billing_kernel.usage.service import UsageService
 from billing_kernel_sdk import AsyncUsageTracker, EventResult, TransportError
-from billing_kernel_sdk.transport import Request
+from billing_kernel_sdk.transport import CHECK_PATH, RESERVATIONS_PATH, Request
 
 if TYPE_CHECKING:
     from billing_kernel.kernel import Kernel
-
-CHECK_PATH = "/api/v1/billing/org/check"
-RESERVATIONS_PATH = "/api/v1/usage/reservations"
 
 
 class InProcessTransport:

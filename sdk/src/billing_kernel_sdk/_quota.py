@@ -21,7 +21,7 @@ from billing_kernel_sdk.fields import (
     check_id,
     check_quantity,
 )
-from billing_kernel_sdk.transport import Request
+from billing_kernel_sdk.transport import CHECK_PATH, RESERVATIONS_PATH, Request
 
 if TYPE_CHECKING:
     from billing_kernel_sdk._delivery import Delivery
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 OnUnavailable = Literal["allow", "deny"]
 UNAVAILABLE = "kernel_unavailable"
 """The `reason` of a decision the tracker made itself, the kernel being unreachable."""
-CHECK_PATH = "/api/v1/billing/org/check"
-RESERVATIONS_PATH = "/api/v1/usage/reservations"
 REMEMBERED_POLICIES = 10_000
 FIRST_RETRY = 0.05
 """Seconds before the second attempt at a decision; each further wait doubles."""

@@ -18,7 +18,9 @@ import httpx
 from billing_kernel_sdk._errors import TransportError
 
 __all__ = [
+    "CHECK_PATH",
     "EVENTS_PATH",
+    "RESERVATIONS_PATH",
     "AsyncHttpTransport",
     "AsyncRequester",
     "AsyncTransport",
@@ -32,6 +34,9 @@ __all__ = [
 on `Request`, `EventResult` and the protocols."""
 
 EVENTS_PATH = "/api/v1/usage/events"
+CHECK_PATH = "/api/v1/billing/org/check"
+RESERVATIONS_PATH = "/api/v1/usage/reservations"
+"""Where the SDK's requests go: a transport of one's own answers these paths."""
 
 
 @dataclass(frozen=True, slots=True)
