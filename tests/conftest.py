@@ -44,6 +44,13 @@ BACKENDS = ["sqlite", "postgres"]
 pytest_plugins = ["tests.web"]  # the `api` fixture every capability's route tests use
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `long` suites first, each module's tests still together and in order: the test
+    processes take the longest work first and finish together, not one waiting on the
+    other's last fuzzing run."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"

@@ -19,6 +19,8 @@ from billing_kernel.orgs.rules import BillingStatus
 from tests.commands import run_command
 from tests.conftest import Clock, new_id
 
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def cli_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -19,6 +19,8 @@ from tests.conftest import BACKENDS, own_database_url
 from tests.live import KernelServer, kernel_command
 from tests.web import user_token
 
+pytestmark = pytest.mark.long
+
 EXAMPLES = int(os.environ.get("BILLING_FUZZ_EXAMPLES", "0"))
 """Examples per operation for every run (`make fuzz`); 0: the bounded counts below, which
 `make test` runs: every operation, phase and check on both databases as each caller, with

@@ -15,6 +15,8 @@ import pytest
 
 from tests.live import KernelServer, connections_per_worker, kernel_env, worker_pids
 
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture
 def two_workers(postgres_url: str) -> Iterator[KernelServer]:

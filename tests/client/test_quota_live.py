@@ -19,6 +19,8 @@ from tests.client.test_tracker_live import FAST_RETRIES, counted
 from tests.conftest import new_id
 from tests.live import KernelServer
 
+pytestmark = pytest.mark.long
+
 QUICK = {**FAST_RETRIES, "decision_timeout": 1.0}
 
 

@@ -24,6 +24,8 @@ from tests.client.faulty_proxy import FaultyProxy
 from tests.conftest import new_id
 from tests.live import KernelServer
 
+pytestmark = pytest.mark.long
+
 FAST_RETRIES = {"max_delay": 0.05, "backoff_base": 0.05, "backoff_cap": 1.0, "max_batch": 200}
 
 

@@ -12,6 +12,8 @@ from lago_python_client.models.event import BatchEvent, Event
 
 from tests.compat.conftest import Live
 
+pytestmark = pytest.mark.long
+
 
 def lago(live: Live, key: str | None = None) -> Client:
     return Client(api_key=key or live.key, api_url=f"{live.url}/compat/lago/")

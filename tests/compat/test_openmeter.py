@@ -12,6 +12,8 @@ from openmeter.models import Event
 
 from tests.compat.conftest import Live
 
+pytestmark = pytest.mark.long
+
 
 def openmeter(live: Live, key: str | None = None) -> Client:
     return Client(endpoint=f"{live.url}/compat/openmeter", token=key or live.key)

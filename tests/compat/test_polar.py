@@ -11,6 +11,8 @@ from polar.v2026_10.errors import HTTPValidationError
 
 from tests.compat.conftest import Live
 
+pytestmark = pytest.mark.long
+
 
 def polar(live: Live) -> Polar:
     return Polar(access_token=live.key, base_url=f"{live.url}/compat/polar")

@@ -11,6 +11,8 @@ import stripe
 
 from tests.compat.conftest import Live
 
+pytestmark = pytest.mark.long
+
 
 def client(live: Live, key: str | None = None) -> stripe.StripeClient:
     return stripe.StripeClient(

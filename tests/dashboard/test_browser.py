@@ -25,6 +25,8 @@ from tests.conftest import new_id
 from tests.live import KernelServer
 from tests.web import user_token
 
+pytestmark = pytest.mark.long
+
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).parents[2] / "test-output" / "screenshots"
 GREEN, YELLOW, RED = "rgb(26, 127, 55)", "rgb(212, 167, 44)", "rgb(207, 34, 46)"

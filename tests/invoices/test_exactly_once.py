@@ -24,7 +24,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from tests.conftest import Clock
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.long]
 
 PLANS = ("starter", "growth", "enterprise", "internal-dev")
 METRICS = ("tokens", "playbook_runs")

@@ -24,7 +24,7 @@ from tests.conftest import new_id, save_plan
 from tests.live import kernel_env
 from tests.receivers import http_receiver, smtp_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.long]
 
 FAST = {"delivery_retry_seconds": (0.05, 0.05, 0.05), "delivery_timeout_seconds": 2.0}
 

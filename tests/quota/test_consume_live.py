@@ -20,7 +20,7 @@ from billing_kernel.quota.rules import LimitOverride
 from tests.conftest import BACKENDS, new_id
 from tests.live import KernelServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.long]
 
 CONSUMERS = 500
 
