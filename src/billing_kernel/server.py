@@ -85,12 +85,12 @@ YOUNG_OBJECTS = 20_000
 the youngest generation, in a server process."""
 
 
-def _worker(options: dict[str, Any]) -> None:
+def _worker(options: dict[str, Any], supervisor: int) -> None:
     """One worker process: its own socket, its own event loop, the whole app."""
     # Its own process group: a terminal's Ctrl-C reaches the supervisor alone, which then
     # stops each worker once (a second signal would make uvicorn drop requests in flight).
     os.setpgrp()
-    _stop_when_orphaned()
+    _stop_when_orphaned(supervisor)
     sock = listening_socket(options["host"], options["port"])
     _Server(uvicorn.Config(**options)).run(sockets=[sock])
 
@@ -104,16 +104,26 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def _stop_when_orphaned() -> None:
+def _stop_when_orphaned(supervisor: int) -> None:
     """Shut down gracefully if the supervisor dies without stopping us (SIGKILL, OOM). A
     worker's parent is the fork server, which outlives the supervisor while any worker
-    holds its pipe: the supervisor is gone when the fork server's parent changes (a process
-    that dies hands its children to another at once, before it is reaped)."""
+    holds its pipe: the supervisor is gone when the fork server's parent is no longer the
+    supervisor (a process that dies hands its children to another at once, before it is
+    reaped), or, without /proc, when no process has its pid."""
     forkserver = os.getppid()
-    supervisor = _parent_of(forkserver)
+
+    def supervisor_alive() -> bool:
+        parent = _parent_of(forkserver)
+        if parent is not None:
+            return parent == supervisor
+        try:
+            os.kill(supervisor, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def watch() -> None:
-        while os.getppid() == forkserver and _parent_of(forkserver) == supervisor:
+        while os.getppid() == forkserver and supervisor_alive():
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -152,7 +162,9 @@ def _supervise(options: dict[str, Any], workers: int) -> None:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(options,), name="billing-kernel-worker")
+        process = context.Process(
+            target=_worker, args=(options, os.getpid()), name="billing-kernel-worker"
+        )
         process.start()
         return process
 
