@@ -32,9 +32,10 @@ class _Zygote:
         )
         self._lock = threading.Lock()
 
-    def _answer(self, deadline: float | None) -> dict[str, Any]:
+    def _answer(self, timeout: float | None) -> dict[str, Any]:
+        """The zygote's next answer; TimeoutError if none comes within `timeout` seconds."""
         assert self._process.stdout is not None
-        ready, _, _ = select.select([self._process.stdout], [], [], deadline)
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
         if not ready:
             raise TimeoutError
         line = self._process.stdout.readline()
@@ -48,8 +49,13 @@ class _Zygote:
     ) -> subprocess.CompletedProcess[str]:
         with self._lock, tempfile.TemporaryDirectory() as directory:
             out, err = Path(directory, "stdout"), Path(directory, "stderr")
-            request = {"args": args, "env": env, "cwd": os.getcwd(), "stdout": str(out)}
-            request["stderr"] = str(err)
+            request = {
+                "args": args,
+                "env": env,
+                "cwd": os.getcwd(),
+                "stdout": str(out),
+                "stderr": str(err),
+            }
             assert self._process.stdin is not None
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()

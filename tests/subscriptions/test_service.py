@@ -102,6 +102,24 @@ async def test_a_downgrade_waits_for_the_period_end_and_can_be_canceled(
     assert await kernel.subscriptions.scheduled_change(org_id) is None
 
 
+async def test_subscribing_to_the_plan_it_is_on_keeps_its_scheduled_change(
+    kernel: Kernel, clock: Clock
+) -> None:
+    """What `PUT /api/v1/orgs/{id}` does: only what differs changes. The plan the org is on
+    again keeps its scheduled downgrade (set_plan would drop it); another plan drops it."""
+    org_id = await paying_org(kernel, clock, "growth")
+    clock.now = JUNE.start + timedelta(days=10)
+    await kernel.plan_changes.change(org_id, "starter")  # scheduled for June's end
+    same = await kernel.subscriptions.subscribe(org_id, plan_slug="growth")
+    assert (same.plan_slug, same.status) == ("growth", BillingStatus.ACTIVE)
+    assert await kernel.subscriptions.scheduled_change(org_id) is not None
+    moved = await kernel.subscriptions.subscribe(
+        org_id, plan_slug="enterprise", status=BillingStatus.PAST_DUE
+    )
+    assert (moved.plan_slug, moved.status) == ("enterprise", BillingStatus.PAST_DUE)
+    assert await kernel.subscriptions.scheduled_change(org_id) is None
+
+
 async def test_an_immediate_downgrade_credits_the_rest_of_the_period(
     database: Database, clock: Clock
 ) -> None:
