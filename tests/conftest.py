@@ -30,6 +30,7 @@ from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import metadata, usage_counters
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.demo import seed_catalogue
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.repository import PlanRepository
 from billing_kernel.plans.rules import Plan, PlanMetric
@@ -87,8 +88,24 @@ def scratch_postgres_database(options: str = "") -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def migrate_with_demo_catalogue(url: str) -> None:
+    """Migrate the database at `url` and seed the demo's metrics and plans, which most tests
+    use (internal-dev the default new orgs start on)."""
+    migrate.upgrade(url)
+
+    async def seed() -> None:
+        kernel = Kernel.open(Settings(database_url=url))
+        try:
+            await seed_catalogue(kernel)
+        finally:
+            await kernel.aclose()
+
+    asyncio.run(seed())
+
+
 class _Templates:
-    """The migrated templates of this test process, made on first use."""
+    """The migrated templates of this test process (with the demo catalogue), made on first
+    use."""
 
     directory: Path | None = None
     sqlite: Path | None = None
@@ -101,14 +118,14 @@ class _Templates:
         if cls.sqlite is None:
             assert cls.directory is not None, "the session has not started"
             cls.sqlite = cls.directory / "template.db"
-            migrate.upgrade(f"sqlite:///{cls.sqlite}")
+            migrate_with_demo_catalogue(f"sqlite:///{cls.sqlite}")
         return cls.sqlite
 
     @classmethod
     def postgres_name(cls) -> str:
         if cls.postgres is None:
             url = cls._scratch.enter_context(scratch_postgres_database())
-            migrate.upgrade(url)
+            migrate_with_demo_catalogue(url)
             cls.postgres = make_url(url).database
         return cls.postgres
 

@@ -35,9 +35,16 @@ def run(
     return run_command(*args, env={**os.environ, "BILLING_DATABASE_URL": url, **(env or {})})
 
 
+def migrated(url: str) -> subprocess.CompletedProcess[str]:
+    """`migrate`, then the demo's metrics and plans, which these tests use (a migrated
+    database offers none)."""
+    assert run(url, "migrate").returncode == 0
+    return run(url, "demo", "--plans-only")
+
+
 def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     org_id = new_id()
-    assert run(cli_database_url, "migrate").returncode == 0
+    assert migrated(cli_database_url).returncode == 0
     created = run(cli_database_url, "orgs", "create", org_id, "--name", "Acme", "--plan", "starter")
     assert created.returncode == 0, created.stderr
     assert "status trial" in created.stdout
@@ -84,7 +91,7 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
 
 
 def test_errors_are_one_clear_line_and_exit_1(cli_database_url: str) -> None:
-    run(cli_database_url, "migrate")
+    migrated(cli_database_url)
     bad = run(cli_database_url, "usage", "record", new_id(), "tokens", "--", "-5")
     assert (bad.returncode, bad.stderr.strip()) == (1, "error: quantity must not be negative")
     missing = run(cli_database_url, "summary", "no-such-org")
@@ -92,7 +99,7 @@ def test_errors_are_one_clear_line_and_exit_1(cli_database_url: str) -> None:
 
 
 def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
-    run(cli_database_url, "migrate")
+    migrated(cli_database_url)
     listed = run(cli_database_url, "plans", "list")
     assert listed.returncode == 0
     for name in ("internal-dev", "starter", "growth", "enterprise"):
@@ -103,7 +110,7 @@ def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
 def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'token.db'}"
     secret = "a-secret-for-this-test-only-0123456789abcdef"
-    run(url, "migrate")
+    migrated(url)
     printed = run(
         url,
         "token",
@@ -128,7 +135,7 @@ def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path)
 
 def test_api_keys_are_shown_once_listed_without_secrets_and_revoked(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'keys.db'}"
-    run(url, "migrate")
+    migrated(url)
     created = run(
         url,
         "api-keys",
@@ -187,8 +194,20 @@ def test_a_command_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path)
     assert created.stdout.startswith("created the billing-kernel schema (revision ")
     again = subprocess.run([*command, "migrate"], check=True, **here)  # type: ignore[call-overload]
     assert "is up to date" in again.stdout
+    assert "it offers no plan yet" in created.stdout
     listed = subprocess.run([*command, "plans", "list"], check=True, **here)  # type: ignore[call-overload]
-    assert "starter" in listed.stdout
+    assert listed.stdout.startswith("none: this deployment offers no plan yet")
+    (elsewhere / "pro.json").write_text(
+        json.dumps({"slug": "pro", "name": "Pro", "currency": "USD", "monthly_price": "30.00"})
+    )
+    create = [*command, "plans", "create", "--default", "pro.json"]
+    made = subprocess.run(create, check=True, **here)  # type: ignore[call-overload]
+    assert made.stdout.splitlines() == [
+        "pro v1: Pro, USD 30.00/month, 0 metric(s)",
+        "pro is the default: new orgs start on it",
+    ]
+    listed = subprocess.run([*command, "plans", "list"], check=True, **here)  # type: ignore[call-overload]
+    assert "(default: new orgs start on it)" in listed.stdout.splitlines()[0]
 
 
 def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
@@ -206,7 +225,7 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
 def test_a_hard_limit_with_grace_is_set_reached_and_explained(tmp_path: Path) -> None:
     """The README's walkthrough, on a database of its own (it changes a seeded plan)."""
     url = f"sqlite:///{tmp_path / 'hard.db'}"
-    assert run(url, "migrate").returncode == 0
+    assert migrated(url).returncode == 0
     assert run(url, "orgs", "create", "acme", "--name", "Acme", "--plan", "starter").returncode == 0
     policy = run(
         url,
@@ -264,7 +283,7 @@ def test_a_hard_limit_with_grace_is_set_reached_and_explained(tmp_path: Path) ->
 
 def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hooks.db'}"
-    run(url, "migrate")
+    migrated(url)
     org_id = new_id()
     run(url, "orgs", "create", org_id)
     added = run(
@@ -306,7 +325,7 @@ def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) 
 
 def test_a_plan_is_created_from_json_updated_and_withdrawn(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'plans.db'}"
-    run(url, "migrate")
+    migrated(url)
     body = {
         "slug": "team",
         "name": "Team",
@@ -344,7 +363,7 @@ def test_a_plan_is_created_from_json_updated_and_withdrawn(tmp_path: Path) -> No
 
 def test_the_upcoming_invoice_shows_each_line_with_its_formula(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'invoices.db'}"
-    run(url, "migrate")
+    migrated(url)
     run(url, "orgs", "create", "acme", "--plan", "starter")
     trial = run(url, "invoices", "upcoming", "acme")
     assert "nothing to bill so far" in trial.stdout, trial.stderr
@@ -366,7 +385,7 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'closing.db'}"
-    run(url, "migrate")
+    migrated(url)
     # Two months back: closed whatever the day (the last one closes a day into this one).
     last_month = BillingPeriod.containing(datetime.now(UTC)).previous().previous()
     clock = Clock(last_month.start)
@@ -410,7 +429,7 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
 
 def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
-    run(url, "migrate")
+    migrated(url)
     defined = run(
         url,
         "metrics",

@@ -13,7 +13,7 @@ from billing_kernel.auth.commands import keys_app, token
 from billing_kernel.commands import database_url, fail, options, schema, with_kernel
 from billing_kernel.commands import settings as configured_settings
 from billing_kernel.db import migrate as migrations
-from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_demo
+from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_catalogue, seed_demo
 from billing_kernel.invoices.commands import invoices_app
 from billing_kernel.members.commands import members_app
 from billing_kernel.metrics.commands import metrics_app
@@ -50,7 +50,8 @@ def main(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the schema (and seed the default plans) on BILLING_DATABASE_URL."""
+    """Create or upgrade the schema on BILLING_DATABASE_URL (it offers no plan: `demo` seeds
+    the demo's, `plans create --default` the first of your own)."""
     url = database_url()
     before = asyncio.run(schema(url))
     if before.unreachable is not None:
@@ -61,8 +62,9 @@ def migrate() -> None:
         fail(str(exc))
     if before.current is None:
         typer.echo(
-            f"created the billing-kernel schema (revision {before.head}) and the default "
-            f"plans in {before.url}"
+            f"created the billing-kernel schema (revision {before.head}) in {before.url}; "
+            "it offers no plan yet: `billing-kernel plans create --default PLAN.json` "
+            "(or `billing-kernel demo` to try the kernel out)"
         )
     elif before.current != before.head:
         typer.echo(f"upgraded {before.url} from schema revision {before.current} to {before.head}")
@@ -108,10 +110,18 @@ app.command()(token)
 @app.command()
 def demo(
     port: Annotated[int, typer.Option(help="The port `serve` will use, for the links.")] = 8000,
+    plans_only: Annotated[
+        bool, typer.Option("--plans-only", help="Seed only the demo's metrics and plans.")
+    ] = False,
 ) -> None:
-    """Seed a demo org with members and usage (idempotent) and show its summary; in dev mode,
-    also print a token for its owner."""
-
+    """Seed the demo's metrics and plans (internal-dev the default), and a demo org with
+    members and usage, and show its summary; in dev mode, also print a token for its owner.
+    Idempotent. For trying the kernel out: a deployment offers only the plans its operator
+    creates."""
+    if plans_only:
+        with_kernel(seed_catalogue)
+        typer.echo("the demo's metrics and plans are there (internal-dev is the default)")
+        return
     typer.echo(render_summary(with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
     settings = configured_settings()
     if settings.dev_mode:

@@ -8,7 +8,6 @@ from functools import lru_cache
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-FALLBACK_PLAN_SLUG = "internal-dev"
 DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
 """Signs tokens in dev mode when no secret is set; refused outside dev mode."""
 MIN_JWT_SECRET_LENGTH = 32
@@ -33,11 +32,6 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="sqlite:///./billing.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db.",
-    )
-    default_plan_slug: str = Field(
-        default=FALLBACK_PLAN_SLUG,
-        description="Plan given to new orgs; an unknown or inactive slug falls back to "
-        "internal-dev with one logged warning.",
     )
     trial_days: int = Field(default=30, ge=0, le=3650, description="Length of a new org's trial.")
     auto_create_orgs: bool = Field(

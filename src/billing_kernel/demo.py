@@ -1,16 +1,21 @@
-"""The demo org `make run` shows: three members, a paying subscription, two months of usage
-and last month's invoice, seeded idempotently (a second run on the same day adds
-nothing)."""
+"""What `make run` shows, seeded idempotently (a second run on the same day adds nothing):
+the demo catalogue (three metrics and four plans, never part of the schema, so a deployment
+offers only the plans its operator creates), and the demo org: three members, a paying
+subscription, two months of usage and last month's invoice."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.errors import PlanNotFound
 from billing_kernel.invoices.rules import closes_at
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.metrics.rules import Aggregation, Metric
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
+from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.summary.rules import OrgBillingSummary
 
 DEMO_ORG = "demo-org"
@@ -21,11 +26,89 @@ DEMO_MEMBERS = (
     ("demo-member", MemberRole.MEMBER),
 )
 
+DEMO_METRICS = (
+    Metric("tokens", "LLM tokens", "tokens"),
+    Metric("playbook_runs", "Playbook runs", "runs"),
+    Metric("seats", "Seats", "seats", Aggregation.SEATS),
+)
+# slug, name, monthly price, {metric: (included, overage unit price, overage unit size)}
+DEMO_PLANS = (
+    (
+        "internal-dev",
+        "Internal (dev)",
+        "0.00",
+        {
+            "tokens": (10_000_000, "0", 1000),
+            "playbook_runs": (10_000, "0", 1),
+            "seats": (100, "0", 1),
+        },
+    ),
+    (
+        "starter",
+        "Starter",
+        "49.00",
+        {
+            "tokens": (1_000_000, "0.02", 1000),
+            "playbook_runs": (200, "0.25", 1),
+            "seats": (3, "15.00", 1),
+        },
+    ),
+    (
+        "growth",
+        "Growth",
+        "199.00",
+        {
+            "tokens": (5_000_000, "0.015", 1000),
+            "playbook_runs": (1_000, "0.20", 1),
+            "seats": (10, "12.00", 1),
+        },
+    ),
+    (
+        "enterprise",
+        "Enterprise",
+        "599.00",
+        {
+            "tokens": (20_000_000, "0.01", 1000),
+            "playbook_runs": (5_000, "0.15", 1),
+            "seats": (50, "10.00", 1),
+        },
+    ),
+)
+DEMO_DEFAULT_PLAN = "internal-dev"
+
+
+async def seed_catalogue(kernel: Kernel) -> None:
+    """Define the demo's metrics and offer its plans, those not there yet (a metric or plan
+    already there is left as it is), with internal-dev as the default if no plan is."""
+    catalogue = await kernel.metrics.by_key()
+    for metric in DEMO_METRICS:
+        if metric.key not in catalogue:
+            await kernel.metrics.define(metric)
+    for slug, name, price, terms in DEMO_PLANS:
+        try:
+            await kernel.plans.get(slug)
+        except PlanNotFound:
+            plan = Plan(
+                slug=slug,
+                name=name,
+                currency="USD",
+                monthly_price=Decimal(price),
+                metrics={
+                    key: PlanMetric(key, included, Decimal(unit_price), unit_size)
+                    for key, (included, unit_price, unit_size) in terms.items()
+                },
+            )
+            await kernel.plans.create(plan)
+    if not any(plan.is_default for plan in await kernel.plans.list_active()):
+        await kernel.plans.set_default(DEMO_DEFAULT_PLAN)
+
 
 async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
-    """Create the demo org on the starter plan, paying (`active`) since the first of last
-    month, with its members and a day's usage for each day from then up to `now`, and
-    last month's invoice once that month has closed; returns its summary."""
+    """Seed the demo catalogue (`seed_catalogue`); create the demo org on the starter plan,
+    paying (`active`) since the first of last month, with its members and a day's usage for
+    each day from then up to `now`, and last month's invoice once that month has closed;
+    returns its summary."""
+    await seed_catalogue(kernel)
     first = BillingPeriod.containing(now).previous()
     moment = [first.start]  # the demo's own clock, moved along its history
     then = Kernel(kernel.database, kernel.settings, clock=lambda: moment[0])

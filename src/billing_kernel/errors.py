@@ -119,6 +119,15 @@ class PlanIsDefault(BillingError):
     title = "Plan is the default"
 
 
+class NoDefaultPlan(BillingError):
+    """No plan is marked as the one new orgs start on, so an org cannot be created without
+    naming its plan; nothing was written."""
+
+    status = 409
+    code = "no_default_plan"
+    title = "No default plan"
+
+
 class IdempotencyConflict(BillingError):
     """An idempotency key was reused with a different payload; nothing was written."""
 

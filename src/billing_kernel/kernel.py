@@ -29,7 +29,7 @@ from billing_kernel.metrics.service import CatalogueCache, MetricService
 from billing_kernel.notifications.outbound import Resolver, system_resolver
 from billing_kernel.notifications.service import NotificationService
 from billing_kernel.orgs.service import OrgService
-from billing_kernel.plans.service import DefaultPlanNotice, PlanService
+from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
 from billing_kernel.subscriptions.service.changes import PlanChangeService
@@ -48,7 +48,6 @@ class _ProcessState:
 
     catalogue: CatalogueCache = field(default_factory=CatalogueCache)
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
-    default_plan_notice: DefaultPlanNotice = field(default_factory=DefaultPlanNotice)
     resolver: Resolver = system_resolver
     """How outbound URLs' hosts are resolved (a test resolver in tests)."""
 
@@ -75,7 +74,7 @@ class Kernel:
         self._tx = tx = Transactions(database, acting_user=acting_user)
         state = self._state
         self.metrics = MetricService(tx, state.catalogue, clock)
-        self.plans = PlanService(tx, settings, state.default_plan_notice, self.metrics, clock)
+        self.plans = PlanService(tx, self.metrics, clock)
         self.events = EventLog(tx)
         self.alerts = AlertService(tx, clock, self.metrics, self.plans, self.events)
         self.orgs = OrgService(tx, settings, clock, self.plans)

@@ -15,12 +15,11 @@ from sqlalchemy.engine import make_url
 from billing_kernel.api.app import create_app
 from billing_kernel.auth.rules import Scope
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from tests.conftest import _admin, new_id
+from tests.conftest import _admin, migrate_with_demo_catalogue, new_id
 from tests.live import SECRET
 from tests.web import Api, app_for, bearer
 
@@ -95,7 +94,7 @@ async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_onc
     await _admin(f'CREATE DATABASE "{name}"')
     database = Database(url)
     try:
-        await anyio.to_thread.run_sync(migrate.upgrade, url)
+        await anyio.to_thread.run_sync(migrate_with_demo_catalogue, url)
         kernel = Kernel(database, Settings(database_url=url))
         _, key = await kernel.api_keys.create([Scope.USAGE_WRITE])
         headers = {"Authorization": f"Bearer {key}"}
@@ -215,6 +214,7 @@ OPERATION_IDS = {
     ("put", "/api/v1/billing/plans/{plan_slug}/metrics/{metric}/policy"): "putPlanPolicy",
     ("post", "/api/v1/billing/plans"): "createPlan",
     ("post", "/api/v1/billing/plans/{plan_slug}/deactivate"): "deactivatePlan",
+    ("post", "/api/v1/billing/plans/{plan_slug}/default"): "setDefaultPlan",
     ("get", "/api/v1/billing/plans/{plan_slug}"): "getPlan",
     ("put", "/api/v1/billing/plans/{plan_slug}"): "updatePlan",
     ("get", "/api/v1/billing/plans/{plan_slug}/versions"): "listPlanVersions",

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import usage_lines
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -29,7 +28,13 @@ from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.repository import PlanRepository
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.usage.rules import RecordStatus, UsageReport
-from tests.conftest import Clock, make_kernel, new_id, scratch_postgres_database
+from tests.conftest import (
+    Clock,
+    make_kernel,
+    migrate_with_demo_catalogue,
+    new_id,
+    scratch_postgres_database,
+)
 
 NOW = datetime(2026, 5, 15, 12, 0, tzinfo=UTC)
 METERS = (
@@ -445,7 +450,7 @@ def test_a_latest_takes_the_last_key_by_code_point_whatever_the_database_collati
             await database.dispose()
 
     with scratch_postgres_database(icu) as url:
-        migrate.upgrade(url)
+        migrate_with_demo_catalogue(url)
         asyncio.run(run(url))
 
 

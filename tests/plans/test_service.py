@@ -1,13 +1,17 @@
-import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from billing_kernel.config import Settings
+from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.errors import (
     InvalidInput,
+    NoDefaultPlan,
     PlanExists,
     PlanInactive,
     PlanIsDefault,
@@ -15,8 +19,17 @@ from billing_kernel.errors import (
     UnknownMetric,
 )
 from billing_kernel.kernel import Kernel
+from billing_kernel.metrics.rules import Metric
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
-from tests.conftest import Clock, make_kernel, new_id, save_plan
+from billing_kernel.usage.rules import RecordStatus, UsageReport
+from tests.conftest import (
+    BACKENDS,
+    Clock,
+    make_kernel,
+    new_id,
+    save_plan,
+    scratch_postgres_database,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -69,28 +82,45 @@ async def test_get_plan_by_slug_refuses_an_unknown_slug(kernel: Kernel) -> None:
         await kernel.plans.get("no-such-plan")
 
 
-async def test_default_plan_follows_the_setting(database: Database, clock: Clock) -> None:
-    kernel = make_kernel(database, clock, default_plan_slug="growth")
-    assert (await kernel.plans.default()).slug == "growth"
-
-
-@pytest.mark.parametrize("configured", ["no-such-plan", "inactive"])
-async def test_an_unusable_default_plan_falls_back_to_internal_dev_with_one_warning(
-    database: Database, clock: Clock, caplog: pytest.LogCaptureFixture, configured: str
+async def test_the_default_plan_can_change_and_the_old_one_be_withdrawn(
+    own_database: Database, clock: Clock
 ) -> None:
-    slug = (
-        (await save_plan(database, clock(), active=False)).slug
-        if configured == "inactive"
-        else configured
-    )
-    kernel = make_kernel(database, clock, default_plan_slug=slug)
-    with caplog.at_level(logging.WARNING, logger="billing_kernel.plans"):
-        assert (await kernel.plans.default()).slug == "internal-dev"
-        org_id = new_id()
-        await kernel.orgs.create(org_id)
-        assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == "internal-dev"
-    warnings = [r for r in caplog.records if slug in r.getMessage()]
-    assert len(warnings) == 1
+    kernel = make_kernel(own_database, clock)  # the default is the deployment's: its own
+    assert (await kernel.plans.default()).slug == "internal-dev"
+    with pytest.raises(PlanIsDefault, match="make another plan the default first"):
+        await kernel.plans.deactivate("internal-dev")
+    inactive = await save_plan(own_database, clock(), active=False)
+    with pytest.raises(PlanInactive):
+        await kernel.plans.set_default(inactive.slug)
+    with pytest.raises(PlanNotFound):
+        await kernel.plans.set_default("no-such-plan")
+    assert (await kernel.plans.default()).slug == "internal-dev"
+
+    growth = await kernel.plans.set_default("growth")
+    assert growth.is_default
+    assert (await kernel.plans.set_default("growth")) == growth
+    assert not (await kernel.plans.get("internal-dev")).is_default
+    assert [p.slug for p in await kernel.plans.list_active() if p.is_default] == ["growth"]
+    org_id = new_id()
+    await kernel.orgs.create(org_id)
+    assert (await kernel.subscriptions.billing_state(org_id)).plan_slug == "growth"
+    assert not (await kernel.plans.deactivate("internal-dev")).is_active
+    with pytest.raises(PlanIsDefault):
+        await kernel.plans.deactivate("growth")
+
+
+async def test_a_plan_created_as_the_default_takes_over_from_the_last(
+    own_database: Database, clock: Clock
+) -> None:
+    kernel = make_kernel(own_database, clock)
+    team = Plan(slug=new_id("team"), name="Team", currency="USD", monthly_price=Decimal("20"))
+    created = await kernel.plans.create(team, default=True)
+    assert created.is_default
+    assert (await kernel.plans.default()).slug == team.slug
+    assert not (await kernel.plans.get("internal-dev")).is_default
+    with pytest.raises(PlanExists):
+        await kernel.plans.create(replace(team, name="Other"), default=True)
+    assert (await kernel.plans.get(team.slug)).name == "Team"
 
 
 async def test_set_org_plan_refuses_unknown_and_inactive_plans_and_changes_nothing(
@@ -282,3 +312,43 @@ async def test_names_and_policies_change_in_place_for_every_version(kernel: Kern
             await kernel.plans.update(replace(made, slug=new_id("nope")))
     finally:
         await kernel.plans.deactivate(made.slug)
+
+
+@pytest.fixture(params=BACKENDS)
+def bare_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database as `billing-kernel migrate` leaves it: the schema, no metric, no plan."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bare.db'}"
+        migrate.upgrade(url)
+        yield url
+    else:
+        with scratch_postgres_database() as url:
+            migrate.upgrade(url)
+            yield url
+
+
+async def test_a_new_deployment_offers_nothing_and_creates_no_org_until_a_plan_is_the_default(
+    bare_url: str,
+) -> None:
+    kernel = Kernel.open(Settings(database_url=bare_url))
+    try:
+        assert await kernel.plans.list_active() == []
+        await kernel.metrics.define(Metric("pages", "Pages", "pages"))
+        with pytest.raises(NoDefaultPlan, match="plans create --default"):
+            await kernel.orgs.create("acme")
+        with pytest.raises(NoDefaultPlan):
+            await kernel.quota.consume("acme", "pages", 1, idempotency_key="c1")
+        event = UsageReport("acme", "pages", 3, "first", None)
+        refused = await kernel.usage.record_batch([event])
+        assert [o.status for o in refused.outcomes] == [RecordStatus.REFUSED]
+        assert isinstance(refused.outcomes[0].error, NoDefaultPlan)
+        assert await kernel.orgs.list_orgs(after=None, limit=10) == []
+
+        pro = Plan(slug="pro", name="Pro", currency="USD", monthly_price=Decimal("30"))
+        assert (await kernel.plans.create(pro, default=True)).is_default
+        accepted = await kernel.usage.record_batch([event])
+        assert [o.status for o in accepted.outcomes] == [RecordStatus.ACCEPTED]
+        assert accepted.outcomes[0].created_org
+        assert (await kernel.subscriptions.billing_state("acme")).plan_slug == "pro"
+    finally:
+        await kernel.aclose()

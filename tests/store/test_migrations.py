@@ -8,12 +8,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, text
 
 from billing_kernel.config import Settings
 from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
-from billing_kernel.db.tables import metadata, plans
+from billing_kernel.db.tables import metadata
+from billing_kernel.errors import NoDefaultPlan
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import SOFT
 from billing_kernel.quota.rules import Terms
@@ -29,15 +30,6 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
             yield url
 
 
-async def plan_count(url: str) -> int:
-    database = Database(url)
-    try:
-        async with database.transaction() as conn:
-            return int((await conn.execute(select(func.count()).select_from(plans))).scalar_one())
-    finally:
-        await database.dispose()
-
-
 def test_the_head_the_commands_check_against_is_alembics() -> None:
     """Every command compares the database's revision with `head_revision`, which reads the
     migrations' files without Alembic: it names the head Alembic migrates to."""
@@ -49,10 +41,65 @@ def test_the_head_the_commands_check_against_is_alembics() -> None:
 def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
     migrate.upgrade(empty_database_url)
     migrate.upgrade(empty_database_url)  # already at head: a no-op
-    assert asyncio.run(plan_count(empty_database_url)) == 4
+    assert asyncio.run(catalogue(empty_database_url)) == ([], [], None)
     migrate.downgrade(empty_database_url, "base")
     migrate.upgrade(empty_database_url)
-    assert asyncio.run(plan_count(empty_database_url)) == 4
+    assert asyncio.run(catalogue(empty_database_url)) == ([], [], None)
+
+
+async def catalogue(url: str) -> tuple[list[str], list[str], str | None]:
+    """The database's plans and metrics, and its default plan."""
+    kernel = Kernel(Database(url), Settings(database_url=url))
+    try:
+        plans = sorted(p.slug for p in await kernel.plans.list_active())
+        metrics = sorted(await kernel.metrics.by_key())
+        try:
+            default: str | None = (await kernel.plans.default()).slug
+        except NoDefaultPlan:
+            default = None
+        return plans, metrics, default
+    finally:
+        await kernel.aclose()
+
+
+@pytest.mark.parametrize("configured", [None, "starter", "growth"])
+def test_upgrading_keeps_the_seeded_plans_in_use_and_adopts_the_default_setting(
+    empty_database_url: str, configured: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment made before the demo catalogue left the schema keeps each seeded plan
+    an org was ever on, and its metrics; the plans nobody used go. The default becomes the
+    plan BILLING_DEFAULT_PLAN_SLUG named, if it is still there, else internal-dev."""
+    migrate.upgrade(empty_database_url, "0023")
+    at = "2026-10-01 08:00:00+00:00"
+
+    async def arrange() -> None:
+        database = Database(empty_database_url)
+        try:
+            async with database.transaction() as conn:
+                for org, plan in (("acme", "starter"), ("dev", "internal-dev")):
+                    await conn.execute(
+                        text(f"INSERT INTO orgs (org_id, created_at) VALUES ('{org}', '{at}')")
+                    )
+                    await conn.execute(
+                        text(
+                            "INSERT INTO org_billing_state (org_id, plan_slug, status, "
+                            f"status_since, created_at, updated_at) VALUES ('{org}', '{plan}', "
+                            f"'trial', '{at}', '{at}', '{at}')"
+                        )
+                    )
+        finally:
+            await database.dispose()
+
+    asyncio.run(arrange())
+    if configured is None:
+        monkeypatch.delenv("BILLING_DEFAULT_PLAN_SLUG", raising=False)
+    else:
+        monkeypatch.setenv("BILLING_DEFAULT_PLAN_SLUG", configured)
+    migrate.upgrade(empty_database_url)
+    plans, metrics, default = asyncio.run(catalogue(empty_database_url))
+    assert plans == ["internal-dev", "starter"]
+    assert metrics == ["playbook_runs", "seats", "tokens"]
+    assert default == ("starter" if configured == "starter" else "internal-dev")
 
 
 def schema_drift(url: str) -> list[object]:

@@ -69,6 +69,15 @@ plans = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The version new subscribers get (see plan_versions).
     Column("version", Integer, nullable=False, server_default="1"),
+    # The plan new orgs start on: at most one, and an offered one.
+    Column("is_default", Boolean, nullable=False, server_default=false()),
+    Index(
+        "uq_plans_one_default",
+        "is_default",
+        unique=True,
+        postgresql_where=text("is_default"),
+        sqlite_where=text("is_default"),
+    ),
 )
 
 plan_versions = Table(

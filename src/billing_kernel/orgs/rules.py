@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from billing_kernel.common.periods import days_until, ensure_utc
 from billing_kernel.common.validation import validate_id
-from billing_kernel.errors import InvalidInput
+from billing_kernel.errors import BillingError, InvalidInput, NoDefaultPlan, OrgNotFound
 
 
 class BillingStatus(StrEnum):
@@ -50,7 +50,18 @@ class Admission:
     created: frozenset[str]
     """Orgs this batch created (auto-creation): new ids, or typos, for the caller to see."""
     unknown: frozenset[str]
-    """Orgs that do not exist and were not created (auto-creation off)."""
+    """Orgs that do not exist and were not created (auto-creation off, or no default
+    plan to create them on)."""
+    no_default: NoDefaultPlan | None = None
+    """Why they were not created, when auto-creation is on."""
+
+    def refusal(self, org_id: str) -> BillingError:
+        """What usage for the unknown org `org_id` is refused with."""
+        if self.no_default is not None:
+            return self.no_default
+        return OrgNotFound(
+            f"unknown org {org_id!r} (BILLING_AUTO_CREATE_ORGS is false)", org_id=org_id
+        )
 
 
 @dataclass(frozen=True, slots=True)

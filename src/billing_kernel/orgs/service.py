@@ -9,7 +9,7 @@ from datetime import datetime
 from billing_kernel.common.validation import validate_id, validate_text
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import AliasTaken, OrgNotFound
+from billing_kernel.errors import AliasTaken, NoDefaultPlan, OrgNotFound
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import (
     Admission,
@@ -178,7 +178,10 @@ class OrgService:
         missing = org_ids - await orgs.existing_org_ids(org_ids)
         if not missing or not self._settings.auto_create_orgs:
             return Admission(created=frozenset(), unknown=frozenset(missing))
-        plan = await self._plans.default(uow)
+        try:
+            plan = await self._plans.default(uow)
+        except NoDefaultPlan as exc:
+            return Admission(created=frozenset(), unknown=frozenset(missing), no_default=exc)
         created = await orgs.ensure_orgs(missing, now, OrgOrigin.USAGE_EVENT)
         await orgs.seed_billing_states(
             new_trial_state(org_id, plan.slug, now, self._settings.trial_days, plan.version)

@@ -16,15 +16,22 @@ from billing_kernel.plans.schemas import PlanIn
 
 plans_app = typer.Typer(help="Plans.", no_args_is_help=True)
 
+NO_PLANS = (
+    "none: this deployment offers no plan yet. Create the first with "
+    "`billing-kernel plans create --default PLAN.json` (docs/operations.md, Going live)."
+)
+
 
 @plans_app.command("list")
 def plans_list() -> None:
-    """List the active plans with what each includes."""
+    """List the active plans with what each includes; the default is marked."""
     plans = with_kernel(lambda kernel: kernel.plans.list_active())
+    if not plans:
+        typer.echo(NO_PLANS)
     for plan in plans:
         typer.echo(
             f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month"
-            f"  v{plan.version}"
+            f"  v{plan.version}{'  (default: new orgs start on it)' if plan.is_default else ''}"
         )
         for term in plan.metrics.values():
             included = (
@@ -65,12 +72,21 @@ PlanFile = Annotated[
 ]
 
 
-def _plan_from(file: typer.FileText) -> Plan:
+def _plan_in(file: typer.FileText) -> PlanIn:
     try:
-        return PlanIn.model_validate_json(file.read()).plan()
+        return PlanIn.model_validate_json(file.read())
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"{'.'.join(str(p) for p in first['loc']) or 'plan'}: {first['msg']}")
+
+
+def _plan_from(file: typer.FileText) -> Plan:
+    return _terms_of(_plan_in(file))
+
+
+def _terms_of(body: PlanIn) -> Plan:
+    try:
+        return body.plan()
     except BillingError as exc:
         fail(exc.message)
 
@@ -83,10 +99,26 @@ def _plan_line(plan: Plan) -> str:
 
 
 @plans_app.command("create")
-def plans_create(file: PlanFile) -> None:
+def plans_create(
+    file: PlanFile,
+    default: Annotated[
+        bool, typer.Option("--default", help="New orgs start on it from now on.")
+    ] = False,
+) -> None:
     """Offer a new plan: its price and, per metric, what it includes and charges beyond."""
-    plan = _plan_from(file)
-    typer.echo(_plan_line(with_kernel(lambda kernel: kernel.plans.create(plan))))
+    body = _plan_in(file)
+    plan = _terms_of(body)
+    made = with_kernel(lambda kernel: kernel.plans.create(plan, default=default or body.default))
+    typer.echo(_plan_line(made))
+    if made.is_default:
+        typer.echo(f"{made.slug} is the default: new orgs start on it")
+
+
+@plans_app.command("set-default")
+def plans_set_default(slug: str) -> None:
+    """Make a plan the one new orgs start on (the orgs on the old default keep theirs)."""
+    plan = with_kernel(lambda kernel: kernel.plans.set_default(slug))
+    typer.echo(f"{plan.slug} is the default: new orgs start on it")
 
 
 @plans_app.command("update")

@@ -18,6 +18,7 @@ _PLANS = select(
     plans.c.description,
     plans.c.currency,
     plans.c.is_active,
+    plans.c.is_default,
     plan_versions.c.version,
     plan_versions.c.monthly_price,
 ).join(plan_versions, plan_versions.c.plan_slug == plans.c.slug)
@@ -44,6 +45,24 @@ class PlanRepository:
         )
         found = await self._with_terms(list(await self._conn.execute(query)))
         return found[0] if found else None
+
+    async def default_slug(self) -> str | None:
+        """The slug of the plan new orgs start on (None: no plan is marked)."""
+        result = await self._conn.execute(select(plans.c.slug).where(plans.c.is_default))
+        return result.scalar_one_or_none()
+
+    async def set_default(self, slug: str, now: datetime) -> None:
+        """Mark `slug` as the plan new orgs start on, and no other."""
+        await self._conn.execute(
+            update(plans)
+            .where(plans.c.is_default, plans.c.slug != slug)
+            .values(is_default=False, updated_at=now)
+        )
+        await self._conn.execute(
+            update(plans)
+            .where(plans.c.slug == slug, plans.c.is_default.is_(False))
+            .values(is_default=True, updated_at=now)
+        )
 
     async def versions(self, slug: str) -> list[tuple[int, datetime]]:
         """Each version of the plan and when it was made, oldest first."""
@@ -88,6 +107,7 @@ class PlanRepository:
                 monthly_price=r.monthly_price,
                 is_active=r.is_active,
                 version=r.version,
+                is_default=r.is_default,
                 metrics=terms[r.slug, r.version],
             )
             for r in rows

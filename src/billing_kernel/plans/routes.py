@@ -36,9 +36,11 @@ async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) ->
     """A plan with its monthly price, and for each metric it names what it includes, its
     overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
     does not name is unlimited and free. Active at once; it alerts at 80 % and 100 % of each
-    limit unless set otherwise. 409 `plan_exists` for a slug taken (`updatePlan` changes a
-    plan). A `billing:admin` key valid for every org."""
-    return PlanOut.of(await kernel.plans.create(body.plan()))
+    limit unless set otherwise. With `default`, new orgs start on it from now on (a new
+    deployment has no plan, and refuses to create orgs until one is the default). 409
+    `plan_exists` for a slug taken (`updatePlan` changes a plan). A `billing:admin` key valid
+    for every org."""
+    return PlanOut.of(await kernel.plans.create(body.plan(), default=body.default))
 
 
 @router.get(
@@ -113,6 +115,24 @@ async def deactivate_plan(
     `plan_is_default` for the plan new orgs start on. Idempotent. A `billing:admin` key valid
     for every org."""
     return PlanOut.of(await kernel.plans.deactivate(plan_slug))
+
+
+@router.post(
+    "/plans/{plan_slug}/default",
+    operation_id="setDefaultPlan",
+    summary="Make a plan the one new orgs start on",
+    responses=problem_responses(403, 404, 409),
+)
+async def set_default_plan(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    _key: DeploymentAdmin,
+    kernel: KernelDep,
+) -> PlanOut:
+    """From now on, orgs created without a plan (by `putOrg`, or by their first usage) start
+    on it; the orgs on the plan that was the default keep it, and that plan may then be
+    withdrawn (`deactivatePlan`). 409 `plan_inactive` for a plan no longer offered.
+    Idempotent. A `billing:admin` key valid for every org."""
+    return PlanOut.of(await kernel.plans.set_default(plan_slug))
 
 
 @router.put(

@@ -111,6 +111,8 @@ class Plan:
     metrics: Mapping[str, PlanMetric] = field(default_factory=dict)
     version: int = 1
     """Which of the plan's versions these are: the price and the terms (not the policies)."""
+    is_default: bool = False
+    """Whether new orgs start on it (one plan at most)."""
 
     def allowance(self, metric: str) -> PlanMetric:
         """The plan's terms for `metric`; a metric the plan does not name is unlimited and free."""

@@ -162,6 +162,10 @@ class PlanBody(StrictBody):
 
 class PlanIn(PlanBody):
     slug: Slug = Field(examples=["team"])
+    default: bool = Field(
+        default=False,
+        description="Make it the plan new orgs start on (the one that was stays offered).",
+    )
 
     def plan(self) -> Plan:
         return self.plan_named(self.slug)
@@ -192,6 +196,7 @@ class PlanOut(BaseModel):
     currency: str
     monthly_price: MoneyText
     is_active: bool
+    is_default: bool = Field(description="Whether new orgs start on it (one plan at most).")
     version: int = Field(
         description="The version of the plan's price and terms: a change of them makes a new "
         "one, for new subscribers; an org keeps its version until it changes plan."
@@ -208,6 +213,7 @@ class PlanOut(BaseModel):
             currency=plan.currency,
             monthly_price=plan.monthly_price,
             is_active=plan.is_active,
+            is_default=plan.is_default,
             version=plan.version,
             metrics=terms,
         )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from billing_kernel.common.validation import validate_id, validate_text
-from billing_kernel.config import FALLBACK_PLAN_SLUG, Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import (
     InvalidInput,
     MetricNotInPlan,
+    NoDefaultPlan,
     PlanExists,
     PlanInactive,
     PlanIsDefault,
@@ -28,29 +27,15 @@ from billing_kernel.plans.rules import (
     validate_plan,
 )
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DefaultPlanNotice:
-    """Whether the operator was told that the configured default plan is unusable (once per
-    process, not on every new org)."""
-
-    given: bool = False
-
 
 class PlanService:
     def __init__(
         self,
         transactions: Transactions,
-        settings: Settings,
-        notice: DefaultPlanNotice,
         metrics: MetricService,
         clock: Callable[[], datetime],
     ) -> None:
         self._tx = transactions
-        self._settings = settings
-        self._notice = notice
         self._metrics = metrics
         self._clock = clock
 
@@ -111,17 +96,31 @@ class PlanService:
             await PlanRepository(unit).set_policy(slug, metric, policy)
             return await self.get(slug, unit)
 
-    async def create(self, plan: Plan, uow: UnitOfWork | None = None) -> Plan:
+    async def create(
+        self, plan: Plan, uow: UnitOfWork | None = None, *, default: bool = False
+    ) -> Plan:
         """Offer a new plan (active, version 1): its price, and for each metric it names,
         what it includes, its overage price and its policy; a metric it does not name is
-        unlimited and free. PlanExists when the slug is taken; InvalidInput names what is
-        wrong."""
+        unlimited and free. With `default`, new orgs start on it from now on. PlanExists
+        when the slug is taken; InvalidInput names what is wrong."""
         async with self._tx.begin(uow) as unit:
             await self._validate(plan, unit)
             repo = PlanRepository(unit)
             if await repo.get_plan(plan.slug) is not None:
                 raise PlanExists(f"a plan with slug {plan.slug!r} exists", plan_slug=plan.slug)
-            await repo.create_plan(replace(plan, is_active=True), self._clock())
+            now = self._clock()
+            await repo.create_plan(replace(plan, is_active=True, is_default=False), now)
+            if default:
+                await repo.set_default(plan.slug, now)
+            return await self.get(plan.slug, unit)
+
+    async def set_default(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
+        """Make the plan the one new orgs start on (the orgs already on a plan keep it; the
+        plan that was the default may then be withdrawn). PlanNotFound, or PlanInactive
+        for a plan no longer offered. Idempotent."""
+        async with self._tx.begin(uow) as unit:
+            plan = await self.get_active(slug, unit)
+            await PlanRepository(unit).set_default(plan.slug, self._clock())
             return await self.get(plan.slug, unit)
 
     async def update(self, plan: Plan, uow: UnitOfWork | None = None) -> Plan:
@@ -165,41 +164,28 @@ class PlanService:
 
     async def deactivate(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
         """Stop offering the plan: no org may move to it; the orgs on it stay, with its
-        terms. The plan new orgs start on cannot be withdrawn (PlanIsDefault). Idempotent."""
+        terms. The plan new orgs start on cannot be withdrawn (PlanIsDefault: make another
+        plan the default first). Idempotent."""
         async with self._tx.begin(uow) as unit:
             plan = await self.get(slug, unit)
-            if plan.slug in (self._settings.default_plan_slug, FALLBACK_PLAN_SLUG):
+            if plan.is_default:
                 raise PlanIsDefault(
-                    f"new orgs start on {plan.slug!r}: set BILLING_DEFAULT_PLAN_SLUG to "
-                    "another plan first"
-                    if plan.slug != FALLBACK_PLAN_SLUG
-                    else f"{plan.slug!r} is what new orgs fall back to",
+                    f"new orgs start on {plan.slug!r}: make another plan the default first "
+                    "(`billing-kernel plans set-default`)",
                     plan_slug=plan.slug,
                 )
             await PlanRepository(unit).deactivate(plan.slug, self._clock())
             return await self.get(plan.slug, unit)
 
     async def default(self, uow: UnitOfWork | None = None) -> Plan:
-        """The plan new orgs start on: BILLING_DEFAULT_PLAN_SLUG, else internal-dev."""
-        slug = self._settings.default_plan_slug
+        """The plan new orgs start on; NoDefaultPlan while no plan is marked as such (a new
+        deployment, until its operator creates one with `default`)."""
         async with self._tx.read(uow) as unit:
-            plans = PlanRepository(unit)
-            plan = await plans.get_plan(slug)
-            if plan is not None and plan.is_active:
-                return plan
-            if not self._notice.given:
-                self._notice.given = True
-                logger.warning(
-                    "default plan %r is %s; new orgs get %r instead",
-                    slug,
-                    "inactive" if plan else "unknown",
-                    FALLBACK_PLAN_SLUG,
+            slug = await PlanRepository(unit).default_slug()
+            if slug is None:
+                raise NoDefaultPlan(
+                    "no plan is the default for new orgs yet: create one with "
+                    "`billing-kernel plans create --default PLAN.json` (or POST "
+                    '/api/v1/billing/plans with "default": true), or name the plan of the org',
                 )
-            fallback = await plans.get_plan(FALLBACK_PLAN_SLUG)
-        if fallback is None:
-            raise PlanNotFound(
-                f"neither the default plan {slug!r} nor {FALLBACK_PLAN_SLUG!r} "
-                "exists; run `billing-kernel migrate`",
-                plan_slug=slug,
-            )
-        return fallback
+            return await self.get(slug, unit)

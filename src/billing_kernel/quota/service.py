@@ -15,7 +15,7 @@ from billing_kernel.common.validation import (
 )
 from billing_kernel.config import Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import IdempotencyConflict, OrgNotFound
+from billing_kernel.errors import IdempotencyConflict
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
@@ -252,10 +252,9 @@ class QuotaService:
         quota, period = QuotaRepository(unit), BillingPeriod.containing(now)
         inputs = await quota.quota_inputs(org_id, period.key, metric, now)
         if inputs is None:  # an org not seen before, or one with no billing state yet
-            if (await self._orgs.admit({org_id}, now, unit)).unknown:
-                raise OrgNotFound(
-                    f"unknown org {org_id!r} (BILLING_AUTO_CREATE_ORGS is false)", org_id=org_id
-                )
+            admission = await self._orgs.admit({org_id}, now, unit)
+            if admission.unknown:
+                raise admission.refusal(org_id)
             await self._subscriptions.billing_state(org_id, unit)
             inputs = await quota.quota_inputs(org_id, period.key, metric, now)
             assert inputs is not None

@@ -47,6 +47,7 @@ async def ingest_events(body: UsageBatchIn, key: UsageWriter, kernel: KernelDep)
     `accepted` (counted), `duplicate` (its idempotency key was seen with the same payload;
     counted once already) or `refused` with an error code (`invalid_input`,
     `unknown_metric`, `unknown_event`, `org_not_found` when auto-creation is off,
+    `no_default_plan` for an org never seen while no plan is the default,
     `idempotency_conflict`, `amount_out_of_bounds` when with it the org's month would come
     to more than an invoice may, 999,999,999,999.99).
     The accepted events of a batch are committed together in one transaction; a refused

@@ -20,7 +20,6 @@ from billing_kernel.errors import (
     AmountOutOfBounds,
     BillingError,
     IdempotencyConflict,
-    OrgNotFound,
 )
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
@@ -187,12 +186,7 @@ class UsageService:
                 for index, event in valid:
                     if event.org_id in unknown:
                         outcomes[index] = UsageOutcome(
-                            RecordStatus.REFUSED,
-                            event,
-                            OrgNotFound(
-                                f"unknown org {event.org_id!r} (BILLING_AUTO_CREATE_ORGS is false)",
-                                org_id=event.org_id,
-                            ),
+                            RecordStatus.REFUSED, event, admission.refusal(event.org_id)
                         )
                 countable = [(i, e) for i, e in valid if e.org_id not in unknown]
             statuses, totals = await self._ingest_bounded(

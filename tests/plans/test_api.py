@@ -1,0 +1,54 @@
+"""The plans over HTTP: the default plan, named on creation or later, by a deployment admin."""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from billing_kernel.auth.rules import Scope
+from billing_kernel.config import Settings
+from billing_kernel.db.database import Database
+from billing_kernel.kernel import Kernel
+from tests.conftest import new_id
+from tests.web import Api, app_for
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def own_api(own_database: Database) -> AsyncIterator[Api]:
+    """The API on a database of the test's own: the default plan is the deployment's."""
+    async with app_for(own_database) as client:
+        settings = Settings(database_url=str(own_database.url))
+        yield Api(client, Kernel(own_database, settings), own_database)
+
+
+async def test_an_admin_names_the_default_plan_and_new_orgs_start_on_it(own_api: Api) -> None:
+    admin = await own_api.key(Scope.BILLING_ADMIN)
+    plans = "/api/v1/billing/plans"
+    listed = (await own_api.client.get(plans, headers=admin)).json()["plans"]
+    assert [p["slug"] for p in listed if p["is_default"]] == ["internal-dev"]
+
+    body = {"slug": "pro", "name": "Pro", "currency": "USD", "monthly_price": "30.00"}
+    created = await own_api.client.post(plans, json={**body, "default": True}, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["is_default"] is True
+    org_id = new_id()
+    assert (await own_api.client.put(f"/api/v1/orgs/{org_id}", json={}, headers=admin)).json()[
+        "plan_slug"
+    ] == "pro"
+
+    refused = await own_api.client.post(f"{plans}/pro/deactivate", headers=admin)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "plan_is_default"
+    moved = await own_api.client.post(f"{plans}/growth/default", headers=admin)
+    assert moved.status_code == 200
+    assert moved.json()["is_default"] is True
+    assert (await own_api.client.get(f"{plans}/pro", headers=admin)).json()["is_default"] is False
+    withdrawn = await own_api.client.post(f"{plans}/pro/deactivate", headers=admin)
+    assert withdrawn.json()["is_active"] is False
+    again = await own_api.client.post(f"{plans}/pro/default", headers=admin)
+    assert again.status_code == 409
+    assert again.json()["code"] == "plan_inactive"
+
+    member = await own_api.member(new_id(), plan="growth")
+    assert (await own_api.client.post(f"{plans}/growth/default", headers=member)).status_code == 403
