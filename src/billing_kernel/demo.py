@@ -5,6 +5,7 @@ subscription, two months of usage and last month's invoice."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -79,7 +80,8 @@ DEMO_DEFAULT_PLAN = "internal-dev"
 
 async def seed_catalogue(kernel: Kernel) -> None:
     """Define the demo's metrics and offer its plans, those not there yet (a metric or plan
-    already there is left as it is), with internal-dev as the default if no plan is."""
+    already there is left as it is), with internal-dev, a private plan (assigned, never
+    offered), as the default if no plan is."""
     catalogue = await kernel.metrics.by_key()
     for metric in DEMO_METRICS:
         if metric.key not in catalogue:
@@ -98,7 +100,7 @@ async def seed_catalogue(kernel: Kernel) -> None:
                     for key, (included, unit_price, unit_size) in terms.items()
                 },
             )
-            await kernel.plans.create(plan)
+            await kernel.plans.create(replace(plan, is_public=slug != DEMO_DEFAULT_PLAN))
     if not any(plan.is_default for plan in await kernel.plans.list_active()):
         await kernel.plans.set_default(DEMO_DEFAULT_PLAN)
 

@@ -119,6 +119,14 @@ class PlanIsDefault(BillingError):
     title = "Plan is the default"
 
 
+class PlanNotOffered(BillingError):
+    """The plan is private: the operator assigns it, and an org may not move to it itself."""
+
+    status = 409
+    code = "plan_not_offered"
+    title = "Plan is not offered"
+
+
 class NoDefaultPlan(BillingError):
     """No plan is marked as the one new orgs start on, so an org cannot be created without
     naming its plan; nothing was written."""

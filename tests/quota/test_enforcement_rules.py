@@ -374,6 +374,8 @@ def test_the_upgrade_is_the_cheapest_active_plan_that_fits() -> None:
     euros = replace(growth, slug="growth-eur", currency="EUR", monthly_price=Decimal("60"))
     assert upgrade_for([*PLANS, euros], starter, "tokens", 1_000_001) == growth  # not compared
     assert upgrade_for([euros], euros, "tokens", 10**12) is None
+    private = replace(growth, slug="growth-private", is_public=False)  # assigned, not offered
+    assert upgrade_for([starter, private, enterprise], starter, "tokens", 2) == enterprise
 
 
 def refused(used: int, requested: int, policy: Policy = HARD) -> QuotaDecision:

@@ -166,7 +166,8 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
     assert [month.key for month, _ in dashboard.history] == [date(2026, 4, 1)]
     assert dashboard.history[-1][1]["playbook_runs"] == 2
     seeded = [plan.slug for plan in dashboard.plans if not plan.slug.startswith("plan-")]
-    assert seeded[:2] == ["internal-dev", "starter"]  # other tests' plans are theirs
+    # Offered plans only (internal-dev is private); other tests' plans are theirs.
+    assert seeded[:2] == ["starter", "growth"]
     assert (await kernel.summary.dashboard(org_id)).plans == ()
 
     # An org older than the page's six months: all six of them.

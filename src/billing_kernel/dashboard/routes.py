@@ -177,7 +177,7 @@ async def plan_change_page(
     its owners and admins."""
     try:
         as_user, org_id = await _admin_of(request, kernel, org)
-        preview = await as_user.plan_changes.preview(org_id, plan)
+        preview = await as_user.plan_changes.preview(org_id, plan, offered_only=True)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:
@@ -202,7 +202,7 @@ async def change_plan(
     try:
         require_same_origin(request)
         as_user, org_id = await _admin_of(request, kernel, org)
-        await as_user.plan_changes.change(org_id, plan, at=at, token=token)
+        await as_user.plan_changes.change(org_id, plan, at=at, token=token, offered_only=True)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:

@@ -69,8 +69,10 @@ plans = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The version new subscribers get (see plan_versions).
     Column("version", Integer, nullable=False, server_default="1"),
-    # The plan new orgs start on: at most one, and an offered one.
+    # The plan new orgs start on: at most one, and an active one.
     Column("is_default", Boolean, nullable=False, server_default=false()),
+    # Offered to orgs (the billing page, upgrade offers); false: the operator assigns it.
+    Column("is_public", Boolean, nullable=False, server_default=true()),
     Index(
         "uq_plans_one_default",
         "is_default",

@@ -32,6 +32,7 @@ def plans_list() -> None:
         typer.echo(
             f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month"
             f"  v{plan.version}{'  (default: new orgs start on it)' if plan.is_default else ''}"
+            f"{'' if plan.is_public else '  (private: assigned, never offered)'}"
         )
         for term in plan.metrics.values():
             included = (

@@ -19,6 +19,7 @@ _PLANS = select(
     plans.c.currency,
     plans.c.is_active,
     plans.c.is_default,
+    plans.c.is_public,
     plan_versions.c.version,
     plan_versions.c.monthly_price,
 ).join(plan_versions, plan_versions.c.plan_slug == plans.c.slug)
@@ -28,12 +29,16 @@ class PlanRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
 
-    async def list_plans(self, *, active_only: bool = True) -> list[Plan]:
+    async def list_plans(
+        self, *, active_only: bool = True, public_only: bool = False
+    ) -> list[Plan]:
         """Plans at their current version, cheapest first (sorted here: SQLite keeps money as
         text)."""
         query = _PLANS.where(plan_versions.c.version == plans.c.version).order_by(plans.c.slug)
         if active_only:
             query = query.where(plans.c.is_active.is_(True))
+        if public_only:
+            query = query.where(plans.c.is_public.is_(True))
         found = await self._with_terms(list(await self._conn.execute(query)))
         return sorted(found, key=lambda plan: plan.monthly_price)
 
@@ -108,6 +113,7 @@ class PlanRepository:
                 is_active=r.is_active,
                 version=r.version,
                 is_default=r.is_default,
+                is_public=r.is_public,
                 metrics=terms[r.slug, r.version],
             )
             for r in rows
@@ -122,6 +128,7 @@ class PlanRepository:
                 description=plan.description,
                 currency=plan.currency,
                 is_active=plan.is_active,
+                is_public=plan.is_public,
                 version=1,
                 created_at=now,
                 updated_at=now,
@@ -135,6 +142,7 @@ class PlanRepository:
         values: dict[str, object] = {
             "name": plan.name,
             "description": plan.description,
+            "is_public": plan.is_public,
             "updated_at": now,
         }
         if new_version:

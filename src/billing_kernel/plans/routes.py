@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from billing_kernel.auth.rules import User
 from billing_kernel.plans.schemas import PlanBody, PlanIn, PlanOut, PlansOut, PolicyIn
 from billing_kernel.web.deps import DeploymentAdmin, KernelDep, MetricKey, PrincipalDep
 from billing_kernel.web.problems import problem_responses
@@ -16,10 +17,15 @@ router = billing_router()
 
 
 @router.get("/plans", operation_id="listPlans", summary="List the active plans")
-async def list_plans(_caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
+async def list_plans(caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
     """Active plans, cheapest first, with what each includes, how each limit is enforced,
-    and the overage prices."""
-    return PlansOut(plans=[PlanOut.of(plan) for plan in await kernel.plans.list_active()])
+    and the overage prices. A signed-in person sees the plans offered to orgs (public); a
+    service key sees private ones too. Empty on a new deployment, until its operator
+    creates plans."""
+    offered = isinstance(caller, User)
+    return PlansOut(
+        plans=[PlanOut.of(plan) for plan in await kernel.plans.list_active(offered=offered)]
+    )
 
 
 @router.post(

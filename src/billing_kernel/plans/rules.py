@@ -113,6 +113,9 @@ class Plan:
     """Which of the plan's versions these are: the price and the terms (not the policies)."""
     is_default: bool = False
     """Whether new orgs start on it (one plan at most)."""
+    is_public: bool = True
+    """Whether it is offered to orgs (the billing page, upgrade offers, a move an org makes
+    itself); a private plan is one the operator assigns."""
 
     def allowance(self, metric: str) -> PlanMetric:
         """The plan's terms for `metric`; a metric the plan does not name is unlimited and free."""

@@ -5,10 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import (
-    BaseModel,
-    Field,
-)
+from pydantic import BaseModel, Field, StrictBool
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
 from billing_kernel.errors import InvalidInput
@@ -138,6 +135,12 @@ class PlanBody(StrictBody):
     description: Annotated[Text, Field(max_length=2000)] = ""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
     monthly_price: PriceText
+    public: StrictBool = Field(
+        default=True,
+        description="Offered to orgs: on the billing page, in upgrade offers, a move an org's "
+        "admins may make. False: a private plan, which only a service key assigns (`putOrg`, "
+        "`changeOrgPlan`).",
+    )
     metrics: list[PlanTermsIn] = Field(
         default_factory=list,
         max_length=MAX_PLAN_METRICS,
@@ -157,12 +160,13 @@ class PlanBody(StrictBody):
             currency=self.currency,
             monthly_price=Decimal(self.monthly_price),
             metrics=named,
+            is_public=self.public,
         )
 
 
 class PlanIn(PlanBody):
     slug: Slug = Field(examples=["team"])
-    default: bool = Field(
+    default: StrictBool = Field(
         default=False,
         description="Make it the plan new orgs start on (the one that was stays offered).",
     )
@@ -197,6 +201,7 @@ class PlanOut(BaseModel):
     monthly_price: MoneyText
     is_active: bool
     is_default: bool = Field(description="Whether new orgs start on it (one plan at most).")
+    is_public: bool = Field(description="Whether it is offered to orgs (false: private).")
     version: int = Field(
         description="The version of the plan's price and terms: a change of them makes a new "
         "one, for new subscribers; an org keeps its version until it changes plan."
@@ -214,6 +219,7 @@ class PlanOut(BaseModel):
             monthly_price=plan.monthly_price,
             is_active=plan.is_active,
             is_default=plan.is_default,
+            is_public=plan.is_public,
             version=plan.version,
             metrics=terms,
         )

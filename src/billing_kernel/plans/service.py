@@ -39,10 +39,13 @@ class PlanService:
         self._metrics = metrics
         self._clock = clock
 
-    async def list_active(self, uow: UnitOfWork | None = None) -> list[Plan]:
-        """Active plans, cheapest first."""
+    async def list_active(
+        self, uow: UnitOfWork | None = None, *, offered: bool = False
+    ) -> list[Plan]:
+        """Active plans, cheapest first; with `offered`, only those offered to orgs (public),
+        as an org's own view lists them."""
         async with self._tx.read(uow) as unit:
-            return await PlanRepository(unit).list_plans(active_only=True)
+            return await PlanRepository(unit).list_plans(active_only=True, public_only=offered)
 
     async def get(
         self, slug: str, uow: UnitOfWork | None = None, *, version: int | None = None
@@ -128,14 +131,20 @@ class PlanService:
 
         A change of price, of the metrics it names, or of what one includes or charges
         beyond (`rules.prices_differ`) makes a new version: new subscribers get it, and
-        every org already on the plan keeps the version it has until it changes plan. Name
-        and description change in place; policies change for every version at once, as
-        `set_policy` does. The currency never changes (InvalidInput: offer a new plan), nor
-        does whether the plan is offered (see `deactivate`). PlanNotFound for an unknown
-        slug. Idempotent: the same plan again changes nothing."""
+        every org already on the plan keeps the version it has until it changes plan. Name,
+        description and whether it is public change in place; policies change for every
+        version at once, as `set_policy` does. The currency never changes (InvalidInput:
+        offer a new plan), nor does whether the plan is active (see `deactivate`) or the
+        default. PlanNotFound for an unknown slug. Idempotent: the same plan again changes
+        nothing."""
         async with self._tx.begin(uow) as unit:
             current = await self.get(plan.slug, unit)
-            plan = replace(plan, is_active=current.is_active, version=current.version)
+            plan = replace(
+                plan,
+                is_active=current.is_active,
+                version=current.version,
+                is_default=current.is_default,
+            )
             await self._validate(plan, unit)
             if plan.currency != current.currency:
                 raise InvalidInput(
@@ -147,7 +156,8 @@ class PlanService:
             new_version = prices_differ(current, plan)
             if new_version:
                 plan = replace(plan, version=current.version + 1)
-            if new_version or (plan.name, plan.description) != (current.name, current.description):
+            described = (plan.name, plan.description, plan.is_public)
+            if new_version or described != (current.name, current.description, current.is_public):
                 await repo.update_plan(plan, self._clock(), new_version=new_version)
             for key, terms in plan.metrics.items():
                 if key not in current.metrics or current.metrics[key].policy != terms.policy:

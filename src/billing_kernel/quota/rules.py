@@ -277,8 +277,9 @@ def decide(
 
 
 def upgrade_for(plans: Sequence[Plan], current: Plan, metric: str, needed: int) -> Plan | None:
-    """The cheapest active plan in the same currency, other than `current` and costing no
-    less, that includes at least `needed` of `metric` (or all of it); None if no plan does.
+    """The cheapest active, public plan in the same currency, other than `current` and
+    costing no less, that includes at least `needed` of `metric` (or all of it); None if no
+    plan does. A private plan, which the operator assigns, is never offered.
     A cheaper plan is never offered as the way up, even one that happens to include more of
     this metric, and prices in another currency are not compared."""
 
@@ -286,6 +287,7 @@ def upgrade_for(plans: Sequence[Plan], current: Plan, metric: str, needed: int) 
         included = plan.allowance(metric).included_quantity
         return (
             plan.is_active
+            and plan.is_public
             and plan.slug != current.slug
             and plan.currency == current.currency
             and plan.monthly_price >= current.monthly_price

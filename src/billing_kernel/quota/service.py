@@ -339,7 +339,7 @@ class QuotaService:
         if decision.reason is Reason.LIMIT_REACHED:
             async with self._tx.read(uow) as unit:
                 current = await self._plans.get(inputs.plan_slug, unit, version=inputs.plan_version)
-                offered = await self._plans.list_active(unit)
+                offered = await self._plans.list_active(unit, offered=True)
             needed = decision.used + decision.held + decision.requested
             upgrade = upgrade_for(offered, current, metric.key, needed)
         return explained(

@@ -28,9 +28,12 @@ async def preview_plan_change(body: PlanChangeIn, access: AdminAccess) -> PlanCh
     credit for the rest of the period on the current plan, a charge on the new one), when
     it takes effect, and the upcoming invoice's total before and after. `changeOrgPlan` at
     the same moment makes the same lines. Nothing is written. Owners and admins of the org,
-    or service keys with `billing:admin`."""
+    or service keys with `billing:admin`; a private plan only by a key (409
+    `plan_not_offered` for people)."""
     return PlanChangePreviewOut.of(
-        await access.kernel.plan_changes.preview(access.org_id, body.plan_slug)
+        await access.kernel.plan_changes.preview(
+            access.org_id, body.plan_slug, offered_only=access.role is not None
+        )
     )
 
 
@@ -51,11 +54,16 @@ async def change_plan(body: PlanChangeConfirmIn, access: AdminAccess) -> PlanCha
     org are made one at a time: of several confirmations of one preview, one makes the
     change and the others are 409 `preview_stale`. Owners and admins of the org, or service
     keys with `billing:admin`. An unknown plan is 404 `plan_not_found`; a withdrawn one is
-    409 `plan_inactive`; one in another currency, for an org billed this period, 409
+    409 `plan_inactive`; a private one, asked for by a person rather than a key, 409
+    `plan_not_offered`; one in another currency, for an org billed this period, 409
     `currency_change`."""
     return PlanChangeOut.made(
         await access.kernel.plan_changes.change(
-            access.org_id, body.plan_slug, at=body.at, token=body.preview_token
+            access.org_id,
+            body.plan_slug,
+            at=body.at,
+            token=body.preview_token,
+            offered_only=access.role is not None,
         )
     )
 

@@ -196,7 +196,7 @@ class SummaryService:
                 past=await self._usage.seat_peaks_by_month(
                     org_id, past, past_months, catalogue, members, unit
                 ),
-                plans=await self._plans.list_active(unit) if include_plans else [],
+                plans=await self._plans.list_active(unit, offered=True) if include_plans else [],
                 decisions={
                     metric.key: await self._quota.check(org_id, metric.key, 1, uow=unit)
                     for metric in catalogue

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.config import DowngradeTiming, Settings
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import AmountOutOfBounds, PreviewStale
+from billing_kernel.errors import AmountOutOfBounds, PlanNotOffered, PreviewStale
 from billing_kernel.invoices.rules import InvoiceDraft, InvoiceLine, Subscription
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.orgs.rules import OrgBillingState, billable
@@ -70,12 +70,18 @@ class PlanChangeService:
         self._quota = quota
 
     async def preview(
-        self, org_id: str, plan_slug: str, uow: UnitOfWork | None = None
+        self,
+        org_id: str,
+        plan_slug: str,
+        uow: UnitOfWork | None = None,
+        *,
+        offered_only: bool = False,
     ) -> PlanChange:
         """What moving the org to the active plan `plan_slug` would do now, to the cent:
-        `change` makes exactly this. Nothing is written (but a state seeded on first use)."""
+        `change` makes exactly this. Nothing is written (but a state seeded on first use).
+        With `offered_only` (the org's own people asking), a private plan is PlanNotOffered."""
         async with self._tx.begin(uow) as unit:
-            return await self._decide(org_id, plan_slug, unit)
+            return await self._decide(org_id, plan_slug, unit, offered_only=offered_only)
 
     async def change(
         self,
@@ -85,6 +91,7 @@ class PlanChangeService:
         *,
         at: datetime | None = None,
         token: str | None = None,
+        offered_only: bool = False,
     ) -> PlanChange:
         """Move the org to the active plan `plan_slug`: an upgrade (or a move at the same
         price) at once, a downgrade at the period's end unless BILLING_DOWNGRADE=immediate.
@@ -94,7 +101,7 @@ class PlanChangeService:
         PreviewStale: a new version or price of either plan, a change of the org's plan,
         status, limit overrides or scheduled change since makes another. Confirmations of
         one org run one at a time. The same plan again changes nothing (an org on an older
-        version moves to the current one)."""
+        version moves to the current one). With `offered_only`, as `preview`."""
         if token is not None and at is None:  # now is not the moment the preview priced
             raise _stale("its token was given without at, the preview's effective_at")
         async with self._tx.begin(uow) as unit:
@@ -102,7 +109,7 @@ class PlanChangeService:
                 org_id, unit
             )  # confirmations: one at a time
             now = await self._moment(org_id, at, unit)
-            decided = await self._decide(org_id, plan_slug, unit, now)
+            decided = await self._decide(org_id, plan_slug, unit, now, offered_only=offered_only)
             if at is not None and at > now and decided.effective_at != at:
                 raise _stale("it was to take effect at another moment")
             if token is not None and token != decided.token:
@@ -140,10 +147,21 @@ class PlanChangeService:
         return at
 
     async def _decide(
-        self, org_id: str, plan_slug: str, unit: UnitOfWork, now: datetime | None = None
+        self,
+        org_id: str,
+        plan_slug: str,
+        unit: UnitOfWork,
+        now: datetime | None = None,
+        *,
+        offered_only: bool = False,
     ) -> PlanChange:
         plan = await self._plans.get_active(plan_slug, unit)
         state = await self._subscriptions.billing_state(org_id, unit)
+        if offered_only and not plan.is_public and plan.slug != state.plan_slug:
+            raise PlanNotOffered(
+                f"plan {plan.slug!r} is not offered: it is assigned by the service's operator",
+                plan_slug=plan.slug,
+            )
         current = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
         kind = classify(current, plan)
         now = now or self._clock()
