@@ -65,7 +65,16 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     first = run(cli_database_url, "usage", "record", org_id, "tokens", "1234567", "--key", "e1")
     again = run(cli_database_url, "usage", "record", org_id, "tokens", "1234567", "--key", "e1")
     assert first.stdout.startswith("accepted"), first.stderr
+    assert "created org" not in first.stdout  # made above, on purpose
     assert again.stdout.startswith("duplicate")
+    typo = org_id + "x"
+    new = run(cli_database_url, "usage", "record", typo, "tokens", "5", "--key", "t1")
+    assert new.stdout.splitlines()[1] == (
+        f"created org {typo}: it was not known (if you meant an existing org, check the id; "
+        "`billing-kernel orgs create` names new ones on purpose)"
+    )
+    repeat = run(cli_database_url, "usage", "record", typo, "tokens", "5", "--key", "t2")
+    assert len(repeat.stdout.splitlines()) == 1
     run(cli_database_url, "usage", "record", org_id, "playbook_runs", "3", "--key", "r1")
 
     summary = run(cli_database_url, "summary", org_id)
@@ -105,6 +114,22 @@ def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
     for name in ("internal-dev", "starter", "growth", "enterprise"):
         assert name in listed.stdout
     assert "1,000,000 included, then 0.02 per 1,000" in listed.stdout
+    assert "       3 included, then 15.00; soft limit" in listed.stdout  # money: two decimals
+    assert "USD    49.00/month  v1" in listed.stdout
+
+
+def test_an_empty_listing_says_none(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert run(url, "migrate").returncode == 0
+    for listing in (
+        ["metrics", "list"],
+        ["invoices", "list"],
+        ["webhooks", "list"],
+        ["api-keys", "list"],
+    ):
+        listed = run(url, *listing)
+        assert (listed.returncode, listed.stdout) == (0, "none\n"), listing
+    assert run(url, "plans", "list").stdout.startswith("none: this deployment offers no plan")
 
 
 def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path) -> None:
@@ -311,7 +336,7 @@ def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) 
     rotated = run(url, "webhooks", "rotate-secret", endpoint_id)
     assert rotated.stdout.startswith("secret: whsec_"), rotated.stderr
     assert "the previous secret also signs until" in rotated.stdout
-    assert run(url, "webhooks", "deliveries").stdout == ""
+    assert run(url, "webhooks", "deliveries").stdout == "none\n"
     bad = run(url, "webhooks", "add", "ftp://example.com")
     assert (bad.returncode, bad.stderr.strip()) == (
         1,
@@ -320,7 +345,7 @@ def test_webhook_endpoints_are_added_listed_rotated_and_removed(tmp_path: Path) 
     assert run(url, "webhooks", "remove", endpoint_id).stdout.strip() == f"removed {endpoint_id}"
     gone = run(url, "webhooks", "replay", "dlv_0123")
     assert (gone.returncode, gone.stderr.strip()) == (1, "error: no delivery 'dlv_0123'")
-    assert run(url, "webhooks", "list").stdout == ""
+    assert run(url, "webhooks", "list").stdout == "none\n"
 
 
 def test_a_plan_is_created_from_json_updated_and_withdrawn(tmp_path: Path) -> None:

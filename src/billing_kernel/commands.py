@@ -4,7 +4,7 @@ it once it is there and migrated, and failing with one line."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import NoReturn, TypeVar
 
 import typer
@@ -25,6 +25,16 @@ class _Options:
 
 
 options = _Options()
+
+
+def echo_each(lines: Iterable[str], *, none: str = "none") -> None:
+    """Each line of a listing, or `none` when there is none: an empty list says so."""
+    empty = True
+    for line in lines:
+        typer.echo(line)
+        empty = False
+    if empty:
+        typer.echo(none)
 
 
 def fail(message: str) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from billing_kernel.auth.rules import parse_scopes
-from billing_kernel.commands import fail, with_kernel
+from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.commands import settings as configured_settings
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
@@ -72,12 +72,18 @@ def api_keys_create(
 @keys_app.command("list")
 def api_keys_list() -> None:
     """List API keys (never their secrets)."""
-    for key in with_kernel(lambda kernel: kernel.api_keys.list_all()):
-        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-        typer.echo(
-            f"{key.key_id}  {state:<18} {' '.join(sorted(key.scopes)):<40} "
+    keys = with_kernel(lambda kernel: kernel.api_keys.list_all())
+    echo_each(
+        (
+            f"{key.key_id}  {_key_state(key.revoked_at):<18} {' '.join(sorted(key.scopes)):<40} "
             f"{key.org_id or '(every org)'}  {key.name or ''}".rstrip()
         )
+        for key in keys
+    )
+
+
+def _key_state(revoked_at: datetime | None) -> str:
+    return f"revoked {revoked_at:%Y-%m-%d}" if revoked_at else "active"
 
 
 @keys_app.command("revoke")

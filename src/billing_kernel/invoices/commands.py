@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from billing_kernel.commands import fail, with_kernel
+from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice
@@ -31,11 +31,11 @@ def invoices_list(
 ) -> None:
     """Finalized invoices, newest first: number, org, period, status, total."""
     found = with_kernel(lambda kernel: kernel.invoices.list_invoices(org, limit=limit))
-    for invoice in found:
-        typer.echo(
-            f"{invoice.number:<14} {invoice.org_id:<24} {invoice.period_start:%Y-%m}  "
-            f"{invoice.status:<5} {invoice.currency} {money_text(invoice.total):>12}"
-        )
+    echo_each(
+        f"{invoice.number:<14} {invoice.org_id:<24} {invoice.period_start:%Y-%m}  "
+        f"{invoice.status:<5} {invoice.currency} {money_text(invoice.total):>12}"
+        for invoice in found
+    )
 
 
 @invoices_app.command("show")

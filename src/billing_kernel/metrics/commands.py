@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from billing_kernel.commands import fail, with_kernel
+from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import Metric, new_meter
 
@@ -30,8 +30,7 @@ def describe(metric: Metric) -> str:
 @metrics_app.command("list")
 def metrics_list() -> None:
     """Every metric, in display order, with what it counts."""
-    for metric in with_kernel(lambda kernel: kernel.metrics.catalogue()):
-        typer.echo(describe(metric))
+    echo_each(describe(metric) for metric in with_kernel(lambda kernel: kernel.metrics.catalogue()))
 
 
 @metrics_app.command("define")

@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
 from billing_kernel.background import background_tasks
-from billing_kernel.commands import with_kernel
+from billing_kernel.commands import echo_each, with_kernel
 from billing_kernel.db import migrate as migrations
 from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.listener import listen
-from billing_kernel.notifications.rules import DeliveryStatus
+from billing_kernel.notifications.rules import Attempt, DeliveryStatus
 
 webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_args_is_help=True)
 
@@ -70,9 +71,11 @@ def webhooks_add(
 def webhooks_list(org: Annotated[str | None, typer.Option(help="Only this org's.")] = None) -> None:
     """The endpoints, without their secrets."""
     found = with_kernel(lambda kernel: kernel.notifications.endpoints(org_id=org, limit=1000))
-    for e in found:
-        types = ",".join(e.event_types) or "all events"
-        typer.echo(f"{e.endpoint_id}  {e.url}  {e.org_id or 'every org'}  {types}")
+    echo_each(
+        f"{e.endpoint_id}  {e.url}  {e.org_id or 'every org'}  "
+        f"{','.join(e.event_types) or 'all events'}"
+        for e in found
+    )
 
 
 @webhooks_app.command("remove")
@@ -102,13 +105,20 @@ def webhooks_deliveries(
             org_id=None, endpoint_id=endpoint, status=status, limit=limit
         )
     )
-    for delivery, attempts in found:
-        last = attempts[-1] if attempts else None
-        answer = "" if last is None else f"  {last.status_code or '-'} {last.error or ''}".rstrip()
-        typer.echo(
-            f"{delivery.delivery_id}  {delivery.event_id}  {delivery.channel.value}:"
-            f"{delivery.target}  {delivery.status.value}  {len(attempts)} attempt(s){answer}"
-        )
+    echo_each(
+        f"{delivery.delivery_id}  {delivery.event_id}  {delivery.channel.value}:"
+        f"{delivery.target}  {delivery.status.value}  {len(attempts)} attempt(s)"
+        f"{_last_answer(attempts)}"
+        for delivery, attempts in found
+    )
+
+
+def _last_answer(attempts: Sequence[Attempt]) -> str:
+    """What the last attempt got back ('' before the first)."""
+    if not attempts:
+        return ""
+    last = attempts[-1]
+    return f"  {last.status_code or '-'} {last.error or ''}".rstrip()
 
 
 @webhooks_app.command("replay")

@@ -30,7 +30,8 @@ def plans_list() -> None:
         typer.echo(NO_PLANS)
     for plan in plans:
         typer.echo(
-            f"{plan.slug:<14} {plan.name:<16} {plan.currency} {plan.monthly_price:>8}/month"
+            f"{plan.slug:<14} {plan.name:<16} {plan.currency} "
+            f"{money_text(plan.monthly_price):>8}/month"
             f"  v{plan.version}{'  (default: new orgs start on it)' if plan.is_default else ''}"
             f"{'' if plan.is_public else '  (private: assigned, never offered)'}"
         )
@@ -41,7 +42,7 @@ def plans_list() -> None:
             per = "" if term.overage_unit_size == 1 else f" per {term.overage_unit_size:,}"
             typer.echo(
                 f"    {term.metric:<14} {included:>12} included, then "
-                f"{term.overage_unit_price.normalize():f}{per}; {term.policy.describe()} limit"
+                f"{money_text(term.overage_unit_price)}{per}; {term.policy.describe()} limit"
             )
 
 

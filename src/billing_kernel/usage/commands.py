@@ -34,3 +34,8 @@ def usage_record(
         f"{result.status.value}: {quantity:,} {metric} for {org_id} "
         f"in {result.event.period.key:%B %Y} (key {idempotency_key})"
     )
+    if result.created_org:
+        typer.echo(
+            f"created org {org_id}: it was not known (if you meant an existing org, check "
+            "the id; `billing-kernel orgs create` names new ones on purpose)"
+        )

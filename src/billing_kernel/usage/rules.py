@@ -438,6 +438,8 @@ class CeilingWrite:
 class UsageRecordResult:
     status: RecordStatus
     event: UsageEvent
+    created_org: bool = False
+    """The org did not exist and was created for this event (auto-creation)."""
 
 
 @dataclass(slots=True)

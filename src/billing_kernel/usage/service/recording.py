@@ -128,7 +128,9 @@ class UsageService:
         if outcome.error is not None:
             raise outcome.error
         assert outcome.event is not None
-        return UsageRecordResult(status=outcome.status, event=outcome.event)
+        return UsageRecordResult(
+            status=outcome.status, event=outcome.event, created_org=outcome.created_org
+        )
 
     async def record_batch(
         self, reports: Sequence[UsageReportLike], *, uow: UnitOfWork | None = None
