@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -57,6 +58,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def scratch_name() -> str:
+    """A new PostgreSQL database name: BILLING_TEST_DATABASE_PREFIX (default billing_test_),
+    so that several checkouts, or other projects, can share one server, then a random
+    part."""
+    prefix = os.environ.get("BILLING_TEST_DATABASE_PREFIX", "billing_test_")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", prefix):
+        raise pytest.UsageError(
+            "BILLING_TEST_DATABASE_PREFIX must be 1-41 lowercase letters, digits and _, "
+            f"not starting with a digit, got {prefix!r}"
+        )
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
 def _server_url() -> str:
     return os.environ.get("BILLING_TEST_POSTGRES_URL", DEFAULT_TEST_SERVER)
 
@@ -74,7 +88,7 @@ async def _admin(sql: str) -> None:
 def scratch_postgres_database(options: str = "") -> Iterator[str]:
     """A new, empty PostgreSQL database for the block (made with CREATE DATABASE `options`),
     dropped after it."""
-    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    name = scratch_name()
     try:
         asyncio.run(_admin(f'CREATE DATABASE "{name}" {options}'))
     except (OSError, asyncpg.PostgresError) as exc:

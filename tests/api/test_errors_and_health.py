@@ -3,7 +3,6 @@
 import json
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
-from tests.conftest import _admin, migrate_with_demo_catalogue, new_id
+from tests.conftest import _admin, migrate_with_demo_catalogue, new_id, scratch_name
 from tests.live import SECRET
 from tests.web import Api, app_for, bearer
 
@@ -89,7 +88,7 @@ async def test_an_unreachable_database_is_a_503_the_caller_may_retry(api: Api) -
 async def test_a_database_refusing_connections_is_a_503_and_the_retry_counts_once(
     postgres_url: str,
 ) -> None:
-    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    name = scratch_name()
     url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     await _admin(f'CREATE DATABASE "{name}"')
     database = Database(url)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from billing_kernel.db.database import Database, failure_reason, is_transient
 from billing_kernel.errors import DatabaseUnavailable
-from tests.conftest import _admin
+from tests.conftest import _admin, scratch_name
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ async def test_too_many_clients_is_unavailable_not_a_crash(postgres_url: str) ->
 async def test_a_database_that_accepts_no_connections_now_is_unavailable(
     postgres_url: str, how: str
 ) -> None:
-    name = f"billing_test_{uuid.uuid4().hex[:10]}"
+    name = scratch_name()
     await _admin(f'CREATE DATABASE "{name}"')
     await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # SQLSTATE 55000
     database = Database(make_url(postgres_url).set(database=name))
