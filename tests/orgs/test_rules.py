@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from billing_kernel.errors import InvalidInput
+from billing_kernel.errors import InvalidInput, NoDefaultPlan, OrgNotFound
 from billing_kernel.orgs.rules import (
     MAX_ALIASES,
+    Admission,
     BillingStatus,
     billable,
     new_trial_state,
@@ -48,3 +50,24 @@ def test_only_active_and_past_due_time_is_billed() -> None:
         BillingStatus.ACTIVE,
         BillingStatus.PAST_DUE,
     }
+
+
+def test_usage_for_an_org_left_unknown_is_refused_with_why_it_was_not_created() -> None:
+    off = Admission(created=frozenset(), unknown=frozenset({"acme"}))
+    refused = off.refusal("acme")
+    assert isinstance(refused, OrgNotFound)
+    assert refused.message == "unknown org 'acme' (BILLING_AUTO_CREATE_ORGS is false)"
+    assert refused.details == {"org_id": "acme"}
+    no_plan = NoDefaultPlan("no plan is the default")
+    without = Admission(created=frozenset(), unknown=frozenset({"acme"}), no_default=no_plan)
+    assert without.refusal("acme") is no_plan
+
+
+def test_trial_days_are_counted_only_in_trial() -> None:
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    state = new_trial_state("acme", "starter", now, 14)
+    assert state.trial_days_left(now) == 14
+    assert state.trial_days_left(now + timedelta(days=13, hours=1)) == 1
+    assert state.trial_days_left(now + timedelta(days=20)) == 0
+    assert replace(state, status=BillingStatus.ACTIVE).trial_days_left(now) is None
+    assert replace(state, trial_ends_at=None).trial_days_left(now) is None

@@ -154,3 +154,10 @@ def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> 
         plan(version=7, is_active=False),
     ):
         assert not prices_differ(base, same), same
+
+
+def test_a_metric_the_plan_does_not_name_is_unlimited_and_free() -> None:
+    terms = PlanMetric("tokens", 100, Decimal("0.02"), 1000)
+    plan = Plan("p", "P", "USD", Decimal("10"), metrics={"tokens": terms})
+    assert plan.allowance("tokens") is terms
+    assert plan.allowance("pages") == PlanMetric("pages", None)

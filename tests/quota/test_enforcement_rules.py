@@ -26,9 +26,11 @@ from billing_kernel.quota.rules import (
     Reason,
     Standing,
     decide,
+    exhausted,
     explained,
     grace_allowance,
     hard_ceiling,
+    remaining,
     standing,
     terms_after_override,
     terms_ceiling,
@@ -553,3 +555,11 @@ def test_a_decision_says_what_work_in_progress_holds() -> None:
         "allowance this month: 1,000,000 used, 100,000 held by work in progress. Usage "
         "resets on 1 December."
     )
+
+
+def test_what_is_left_and_whether_usage_alone_has_reached_the_ceiling() -> None:
+    assert (remaining(3, 10), remaining(10, 10), remaining(12, 10)) == (7, 0, 0)
+    assert remaining(5, None) is None
+    assert remaining(0, 0) == 0
+    assert (exhausted(9, 10), exhausted(10, 10), exhausted(11, 10)) == (False, True, True)
+    assert exhausted(10**12, None) is False
