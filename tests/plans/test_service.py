@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 
 from billing_kernel.config import Settings
@@ -352,3 +353,40 @@ async def test_a_new_deployment_offers_nothing_and_creates_no_org_until_a_plan_i
         assert (await kernel.subscriptions.billing_state("acme")).plan_slug == "pro"
     finally:
         await kernel.aclose()
+
+
+async def test_concurrent_default_changes_leave_exactly_one_active_default(
+    own_database: Database, clock: Clock
+) -> None:
+    """Operators naming defaults and withdrawing plans at once: each call either takes
+    effect or is refused for the state it found (never a database error), and exactly one
+    active plan is the default after."""
+    kernel = make_kernel(own_database, clock)
+    outcomes: list[str] = []
+
+    async def name(slug: str) -> None:
+        try:
+            outcomes.append((await kernel.plans.set_default(slug)).slug)
+        except PlanInactive:  # withdrawn first
+            outcomes.append(f"!{slug}")
+
+    async def withdraw(slug: str) -> None:
+        try:
+            await kernel.plans.deactivate(slug)
+            outcomes.append(f"-{slug}")
+        except PlanIsDefault:
+            outcomes.append(f"!{slug}")
+
+    for _ in range(5):
+        async with anyio.create_task_group() as tasks:
+            for slug in ("starter", "growth", "enterprise", "starter", "growth"):
+                tasks.start_soon(name, slug)
+        marked = [p for p in await kernel.plans.list_active() if p.is_default]
+        assert len(marked) == 1
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(withdraw, "enterprise")
+        tasks.start_soon(name, "enterprise")
+    defaults = [p for p in await kernel.plans.list_active() if p.is_default]
+    assert len(defaults) == 1
+    assert defaults[0].is_active
+    assert sorted(outcomes[-2:]) in (["!enterprise", "enterprise"], ["!enterprise", "-enterprise"])

@@ -51,6 +51,12 @@ class PlanRepository:
         found = await self._with_terms(list(await self._conn.execute(query)))
         return found[0] if found else None
 
+    async def hold_catalogue(self) -> None:
+        """Hold every plan row until the transaction ends, so that changes of which plan is
+        the default, or offered, run one at a time and each reads what the last one left
+        (SQLite's writers are one at a time already)."""
+        await self._conn.execute(select(plans.c.slug).with_for_update())
+
     async def default_slug(self) -> str | None:
         """The slug of the plan new orgs start on (None: no plan is marked)."""
         result = await self._conn.execute(select(plans.c.slug).where(plans.c.is_default))

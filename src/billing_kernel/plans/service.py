@@ -112,6 +112,8 @@ class PlanService:
             if await repo.get_plan(plan.slug) is not None:
                 raise PlanExists(f"a plan with slug {plan.slug!r} exists", plan_slug=plan.slug)
             now = self._clock()
+            if default:
+                await repo.hold_catalogue()
             await repo.create_plan(replace(plan, is_active=True, is_default=False), now)
             if default:
                 await repo.set_default(plan.slug, now)
@@ -122,6 +124,7 @@ class PlanService:
         plan that was the default may then be withdrawn). PlanNotFound, or PlanInactive
         for a plan no longer offered. Idempotent."""
         async with self._tx.begin(uow) as unit:
+            await PlanRepository(unit).hold_catalogue()  # one default change at a time
             plan = await self.get_active(slug, unit)
             await PlanRepository(unit).set_default(plan.slug, self._clock())
             return await self.get(plan.slug, unit)
@@ -177,6 +180,7 @@ class PlanService:
         terms. The plan new orgs start on cannot be withdrawn (PlanIsDefault: make another
         plan the default first). Idempotent."""
         async with self._tx.begin(uow) as unit:
+            await PlanRepository(unit).hold_catalogue()  # not while it becomes the default
             plan = await self.get(slug, unit)
             if plan.is_default:
                 raise PlanIsDefault(
