@@ -108,7 +108,10 @@ def test_errors_are_one_clear_line_and_exit_1(cli_database_url: str) -> None:
 
 
 def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
-    migrated(cli_database_url)
+    seeded = migrated(cli_database_url)
+    assert (
+        seeded.stdout == "the demo's metrics and plans are there; new orgs start on internal-dev\n"
+    )
     listed = run(cli_database_url, "plans", "list")
     assert listed.returncode == 0
     for name in ("internal-dev", "starter", "growth", "enterprise"):

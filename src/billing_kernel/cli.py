@@ -119,8 +119,8 @@ def demo(
     Idempotent. For trying the kernel out: a deployment offers only the plans its operator
     creates."""
     if plans_only:
-        with_kernel(seed_catalogue)
-        typer.echo("the demo's metrics and plans are there (internal-dev is the default)")
+        default = with_kernel(seed_catalogue)
+        typer.echo(f"the demo's metrics and plans are there; new orgs start on {default}")
         return
     typer.echo(render_summary(with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
     settings = configured_settings()

@@ -78,10 +78,10 @@ DEMO_PLANS = (
 DEMO_DEFAULT_PLAN = "internal-dev"
 
 
-async def seed_catalogue(kernel: Kernel) -> None:
+async def seed_catalogue(kernel: Kernel) -> str:
     """Define the demo's metrics and offer its plans, those not there yet (a metric or plan
     already there is left as it is), with internal-dev, a private plan (assigned, never
-    offered), as the default if no plan is."""
+    offered), as the default if no plan is. Returns the default plan's slug."""
     catalogue = await kernel.metrics.by_key()
     for metric in DEMO_METRICS:
         if metric.key not in catalogue:
@@ -101,8 +101,10 @@ async def seed_catalogue(kernel: Kernel) -> None:
                 },
             )
             await kernel.plans.create(replace(plan, is_public=slug != DEMO_DEFAULT_PLAN))
-    if not any(plan.is_default for plan in await kernel.plans.list_active()):
-        await kernel.plans.set_default(DEMO_DEFAULT_PLAN)
+    for plan in await kernel.plans.list_active():
+        if plan.is_default:
+            return plan.slug
+    return (await kernel.plans.set_default(DEMO_DEFAULT_PLAN)).slug
 
 
 async def seed_demo(kernel: Kernel, now: datetime) -> OrgBillingSummary:
