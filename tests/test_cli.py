@@ -542,3 +542,36 @@ def test_a_setting_that_is_wrong_is_named_in_one_line() -> None:
     assert answer.returncode == 1
     assert answer.stderr.startswith("error: BILLING_DB_POOL_SIZE: ")
     assert len(answer.stderr.strip().splitlines()) == 1
+
+
+def test_orgs_are_listed_and_shown_and_their_members_listed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orgs.db'}"
+    migrated(url)
+    assert run(url, "orgs", "list").stdout == "none\n"
+    run(url, "orgs", "create", "acme", "--name", "Acme", "--plan", "starter")
+    run(url, "orgs", "create", "beta", "--plan", "growth")
+    run(url, "orgs", "set-status", "beta", "active")
+    run(url, "orgs", "aliases", "acme", "cus_1")
+    assert run(url, "members", "list", "acme").stdout == "none\n"
+    run(url, "members", "add", "acme", "alice", "--role", "owner")
+    run(url, "members", "add", "acme", "bob")
+    listed = run(url, "orgs", "list").stdout.splitlines()
+    assert [line.split() for line in listed] == [
+        ["acme", "Acme", "starter", "v1", "trial"],
+        ["beta", "-", "growth", "v1", "active"],
+    ]
+    assert run(url, "orgs", "list", "--status", "active").stdout.split()[0] == "beta"
+    assert run(url, "orgs", "list", "--plan", "starter", "--after", "acme").stdout == "none\n"
+    shown = dict(
+        line.split(maxsplit=1) for line in run(url, "orgs", "show", "acme").stdout.splitlines()
+    )
+    assert (shown["org"], shown["name"], shown["plan"]) == ("acme", "Acme", "starter v1")
+    assert shown["status"].startswith("trial since ")
+    assert ", trial ends " in shown["status"]
+    assert shown["created"].endswith("UTC (cli)")
+    assert (shown["aliases"], shown["members"]) == ("cus_1", "2")
+    members = [line.split() for line in run(url, "members", "list", "acme").stdout.splitlines()]
+    assert members == [["alice", "owner"], ["bob", "member"]]
+    for args in (["orgs", "show", "nope"], ["members", "list", "nope"]):
+        missing = run(url, *args)
+        assert (missing.returncode, missing.stderr) == (1, "error: no org 'nope'\n")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from billing_kernel.commands import with_kernel
+from billing_kernel.commands import echo_each, with_kernel
 from billing_kernel.members.rules import MemberRole
 
 members_app = typer.Typer(help="Organization members (seats).", no_args_is_help=True)
@@ -29,3 +29,10 @@ def members_remove(org_id: str, user_id: str) -> None:
     """Remove a user from an org."""
     seats = with_kernel(lambda kernel: kernel.members.remove(org_id, user_id))
     typer.echo(f"{user_id} removed from {org_id}; {seats} seat(s)")
+
+
+@members_app.command("list")
+def members_list(org_id: str) -> None:
+    """An org's members and their roles, by user id."""
+    found = with_kernel(lambda kernel: kernel.members.of_org(org_id))
+    echo_each(f"{user_id:<32} {role.value}" for user_id, role in found)
