@@ -93,3 +93,22 @@ async def test_default_and_public_take_only_json_booleans_and_write_nothing_else
         assert refused.status_code == 422, wrong
         assert next(iter(wrong)) in refused.text
     assert (await api.client.get(f"/api/v1/billing/plans/{slug}", headers=admin)).status_code == 404
+
+
+async def test_an_update_that_leaves_public_out_keeps_a_private_plan_private(api: Api) -> None:
+    """PUT takes the plan whole, but a body written before plans could be private (no
+    `public`) must not start offering a private contract to every org."""
+    admin = await api.key(Scope.BILLING_ADMIN)
+    slug = new_id("contract")
+    body = {"name": "Contract", "currency": "USD", "monthly_price": "500.00"}
+    made = await api.client.post(
+        "/api/v1/billing/plans", json={**body, "slug": slug, "public": False}, headers=admin
+    )
+    assert made.json()["is_public"] is False
+    path = f"/api/v1/billing/plans/{slug}"
+    repriced = await api.client.put(path, json={**body, "monthly_price": "550.00"}, headers=admin)
+    assert (repriced.json()["is_public"], repriced.json()["version"]) == (False, 2)
+    opened = await api.client.put(path, json={**body, "public": True}, headers=admin)
+    assert opened.json()["is_public"] is True
+    kept = await api.client.put(path, json=body, headers=admin)
+    assert kept.json()["is_public"] is True

@@ -82,10 +82,6 @@ def _plan_in(file: typer.FileText) -> PlanIn:
         fail(f"{'.'.join(str(p) for p in first['loc']) or 'plan'}: {first['msg']}")
 
 
-def _plan_from(file: typer.FileText) -> Plan:
-    return _terms_of(_plan_in(file))
-
-
 def _terms_of(body: PlanIn) -> Plan:
     try:
         return body.plan()
@@ -127,9 +123,10 @@ def plans_set_default(slug: str) -> None:
 def plans_update(file: PlanFile) -> None:
     """Change the plan the file names to read as the file does. A new price or new terms
     make a new version, for new subscribers; the orgs on the plan keep theirs."""
-    plan = _plan_from(file)
+    body = _plan_in(file)
+    plan = _terms_of(body)
     before = with_kernel(lambda kernel: kernel.plans.get(plan.slug))
-    after = with_kernel(lambda kernel: kernel.plans.update(plan))
+    after = with_kernel(lambda kernel: kernel.plans.update(plan, keep_public=body.public is None))
     typer.echo(_plan_line(after))
     if after.version != before.version:
         typer.echo(

@@ -100,10 +100,11 @@ async def update_plan(
     the metrics it names or of what one includes or charges beyond makes a new `version`:
     orgs subscribing from now on get it, and every org already on the plan keeps its version
     until it changes plan (moving an org to the same plan moves it to the current version).
-    Name and description change in place; a policy changes for every org on the plan, as
-    `putPlanPolicy` does. The currency cannot change (422: offer a new plan). Idempotent. A
-    `billing:admin` key valid for every org."""
-    return PlanOut.of(await kernel.plans.update(body.plan_named(plan_slug)))
+    Name, description and `public` (left out: kept as it is) change in place; a policy
+    changes for every org on the plan, as `putPlanPolicy` does. The currency cannot change
+    (422: offer a new plan). Idempotent. A `billing:admin` key valid for every org."""
+    plan = body.plan_named(plan_slug)
+    return PlanOut.of(await kernel.plans.update(plan, keep_public=body.public is None))
 
 
 @router.post(

@@ -135,11 +135,11 @@ class PlanBody(StrictBody):
     description: Annotated[Text, Field(max_length=2000)] = ""
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"])]
     monthly_price: PriceText
-    public: StrictBool = Field(
-        default=True,
+    public: StrictBool | None = Field(
+        default=None,
         description="Offered to orgs: on the billing page, in upgrade offers, a move an org's "
         "admins may make. False: a private plan, which only a service key assigns (`putOrg`, "
-        "`changeOrgPlan`).",
+        "`changeOrgPlan`). Left out: true for a new plan; an update keeps what the plan is.",
     )
     metrics: list[PlanTermsIn] = Field(
         default_factory=list,
@@ -160,7 +160,7 @@ class PlanBody(StrictBody):
             currency=self.currency,
             monthly_price=Decimal(self.monthly_price),
             metrics=named,
-            is_public=self.public,
+            is_public=self.public is not False,
         )
 
 

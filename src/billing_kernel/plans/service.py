@@ -129,7 +129,9 @@ class PlanService:
             await PlanRepository(unit).set_default(plan.slug, self._clock())
             return await self.get(plan.slug, unit)
 
-    async def update(self, plan: Plan, uow: UnitOfWork | None = None) -> Plan:
+    async def update(
+        self, plan: Plan, uow: UnitOfWork | None = None, *, keep_public: bool = False
+    ) -> Plan:
         """Change the plan `plan.slug` to read as `plan` (whole, as `create` takes it).
 
         A change of price, of the metrics it names, or of what one includes or charges
@@ -138,7 +140,8 @@ class PlanService:
         description and whether it is public change in place; policies change for every
         version at once, as `set_policy` does. The currency never changes (InvalidInput:
         offer a new plan), nor does whether the plan is active (see `deactivate`) or the
-        default. PlanNotFound for an unknown slug. Idempotent: the same plan again changes
+        default. With `keep_public`, whether it is public stays as it is (a body that left it
+        out). PlanNotFound for an unknown slug. Idempotent: the same plan again changes
         nothing."""
         async with self._tx.begin(uow) as unit:
             current = await self.get(plan.slug, unit)
@@ -147,6 +150,7 @@ class PlanService:
                 is_active=current.is_active,
                 version=current.version,
                 is_default=current.is_default,
+                is_public=current.is_public if keep_public else plan.is_public,
             )
             await self._validate(plan, unit)
             if plan.currency != current.currency:
