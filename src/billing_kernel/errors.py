@@ -75,7 +75,7 @@ class PlanNotFound(NotFound):
 
 
 class MetricNotInPlan(NotFound):
-    """The plan does not name the metric: it neither limits nor charges for it."""
+    """The plan does not name the metric: it gives none of it (`plans.rules.not_included`)."""
 
     code = "metric_not_in_plan"
     title = "Metric not in plan"

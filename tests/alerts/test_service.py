@@ -120,7 +120,8 @@ async def test_a_seat_peak_crosses_an_absolute_threshold(
     await kernel.members.add(org_id, new_id("user"), "owner")
     assert await alerts(kernel, org_id) == []
     await kernel.members.add(org_id, new_id("user"), "member")
-    assert await alerts(kernel, org_id) == [(CROSSED, "2", 2, None)]
+    # The plan does not name seats: it gives none (limit 0); an absolute threshold still holds.
+    assert await alerts(kernel, org_id) == [(CROSSED, "2", 2, 0)]
 
 
 async def test_an_upgrade_resolves_and_usage_crosses_again_under_the_new_limit(

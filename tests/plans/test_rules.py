@@ -12,10 +12,12 @@ from billing_kernel.plans.rules import (
     MAX_PRICE,
     MAX_UNIT_PRICE,
     MAX_UNIT_SIZE,
+    NOT_INCLUDED,
     Enforcement,
     Plan,
     PlanMetric,
     Policy,
+    not_included,
     prices_differ,
     validate_plan,
 )
@@ -156,8 +158,14 @@ def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> 
         assert not prices_differ(base, same), same
 
 
-def test_a_metric_the_plan_does_not_name_is_unlimited_and_free() -> None:
+def test_a_metric_the_plan_does_not_name_gives_none_enforced_hard_and_free() -> None:
     terms = PlanMetric("tokens", 100, Decimal("0.02"), 1000)
-    plan = Plan("p", "P", "USD", Decimal("10"), metrics={"tokens": terms})
+    unlimited = PlanMetric("runs", None)
+    plan = Plan("p", "P", "USD", Decimal("10"), metrics={"tokens": terms, "runs": unlimited})
     assert plan.allowance("tokens") is terms
-    assert plan.allowance("pages") == PlanMetric("pages", None)
+    assert plan.allowance("runs") is unlimited  # unlimited only when said
+    assert plan.allowance("pages") == not_included("pages")
+    assert not_included("pages") == PlanMetric(
+        "pages", 0, Decimal("0"), 1, Policy(Enforcement.HARD, 0, None)
+    )
+    assert not NOT_INCLUDED.has_grace

@@ -167,7 +167,7 @@ async def test_a_plan_is_created_active_and_offered_with_its_terms(kernel: Kerne
         offered = {p.slug: p for p in await kernel.plans.list_active()}[made.slug]
         assert offered == made
         assert offered.metrics["playbook_runs"].policy == Policy(Enforcement.HARD, 10)
-        assert offered.allowance("seats").included_quantity is None  # not named: unlimited
+        assert offered.allowance("seats").included_quantity == 0  # not named: none of it
         org_id = new_id()
         await kernel.orgs.create(org_id, plan_slug=made.slug)
         thresholds = await kernel.alerts.thresholds(org_id)

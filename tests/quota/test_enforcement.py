@@ -10,7 +10,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.errors import InvalidInput, MetricNotInPlan, PlanNotFound
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import SOFT, Enforcement, Policy
+from billing_kernel.plans.rules import NOT_INCLUDED, SOFT, Enforcement, Policy
 from billing_kernel.quota.rules import LimitOverride, Reason, Terms
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock, make_kernel, new_id, save_plan
@@ -249,7 +249,12 @@ async def test_an_override_replaces_only_the_parts_it_sets_and_follows_the_plan_
     back = await kernel.quota.clear_override(org_id, "tokens")
     assert back == Terms(500, Policy(Enforcement.SOFT, grace_percent=20))
     assert (await kernel.quota.check(org_id, "tokens", 1)).reason is Reason.SOFT_LIMIT_EXCEEDED
-    assert (await kernel.quota.terms(org_id))["playbook_runs"] == Terms(None, SOFT)
+    # The plan does not name playbook runs: it gives none. Reported usage still counts.
+    assert (await kernel.quota.terms(org_id))["playbook_runs"] == Terms(0, NOT_INCLUDED)
+    await use(kernel, org_id, 3, "playbook_runs")
+    none = await kernel.quota.check(org_id, "playbook_runs", 1)
+    assert (none.allowed, none.used, none.reason) == (False, 3, Reason.LIMIT_REACHED)
+    assert none.message.startswith("Custom does not include runs. ")  # then an upgrade
 
 
 async def test_policies_and_overrides_are_checked_before_anything_is_written(

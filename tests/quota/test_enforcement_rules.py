@@ -12,6 +12,7 @@ from billing_kernel.errors import InvalidInput
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import (
     MAX_GRACE_PERCENT,
+    NOT_INCLUDED,
     SOFT,
     Enforcement,
     Plan,
@@ -367,11 +368,13 @@ def test_the_upgrade_is_the_cheapest_active_plan_that_fits() -> None:
     assert upgrade_for(PLANS, enterprise, "tokens", 10**12) is None  # nothing else fits
     assert upgrade_for(PLANS, growth, "tokens", 2_000_000) == scale  # never the current
     assert upgrade_for(PLANS, starter, "tokens", 1) == growth  # the inactive dev plan: no
-    assert upgrade_for(PLANS, starter, "seats", 1) == growth  # not named: unlimited
+    assert upgrade_for(PLANS, starter, "seats", 1) is None  # named by none: given by none
+    seats = replace(growth, slug="seats", metrics={"seats": PlanMetric("seats", None)})
+    assert upgrade_for([*PLANS, seats], starter, "seats", 10**9) == seats  # said: unlimited
     free = replace(dev, slug="free", is_active=True)  # includes 10,000,000 for nothing
     assert upgrade_for([*PLANS, free], growth, "tokens", 6_000_000) == enterprise  # not down
     assert upgrade_for([*PLANS, free], dev, "tokens", 20_000_000) == enterprise
-    same_price = replace(growth, slug="growth-plus", metrics={})
+    same_price = replace(growth, slug="growth-plus", metrics={"tokens": PlanMetric("tokens", None)})
     assert upgrade_for([*PLANS, same_price], growth, "tokens", 10**9) == same_price
     euros = replace(growth, slug="growth-eur", currency="EUR", monthly_price=Decimal("60"))
     assert upgrade_for([*PLANS, euros], starter, "tokens", 1_000_001) == growth  # not compared
@@ -452,6 +455,8 @@ def test_every_other_decision_explains_itself_in_plain_words() -> None:
     )
     unlimited = decide("tokens", used=7, limit=None, requested=1, now=NOW)
     assert message(unlimited) == "Starter includes unlimited tokens; Acme has used 7 this month."
+    none = decide("tokens", used=3, limit=0, requested=1, now=NOW, policy=NOT_INCLUDED)
+    assert message(none) == "Starter does not include tokens. Growth includes 5,000,000 tokens."
     for reason, text in [
         (Reason.CANCELED, "Acme's subscription is canceled, so no more tokens can be used."),
         (

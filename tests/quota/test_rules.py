@@ -106,8 +106,10 @@ def test_effective_limit_prefers_the_org_override_and_none_lifts_it() -> None:
     assert limit("tokens", {"tokens": only(None)}) is None
     assert limit("tokens", {"other": only(5)}) == 1000
     assert limit("tokens", {"tokens": LimitOverride(included_quantity=5)}) == 1000  # not set
-    assert limit("custom_metric", {}) is None  # not in the plan: unlimited
+    assert limit("custom_metric", {}) == 0  # not in the plan: none of it
+    assert effective_terms(plan, "custom_metric", {}).policy.mode is Enforcement.HARD
     assert limit("custom_metric", {"custom_metric": only(7)}) == 7
+    assert limit("custom_metric", {"custom_metric": only(None)}) is None
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from billing_kernel.db.database import Database
 from billing_kernel.db.tables import metadata
 from billing_kernel.errors import NoDefaultPlan
 from billing_kernel.kernel import Kernel
-from billing_kernel.plans.rules import SOFT
+from billing_kernel.metrics.rules import Metric
+from billing_kernel.plans.rules import NOT_INCLUDED, SOFT, Plan, PlanMetric, not_included
 from billing_kernel.quota.rules import Terms
 from tests.conftest import scratch_postgres_database
 
@@ -163,3 +166,67 @@ def test_upgrading_keeps_every_limit_soft_and_every_override_a_limit(
             await kernel.aclose()
 
     assert asyncio.run(read()) == (True, {SOFT}, Terms(5, SOFT))
+
+
+def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it(
+    empty_database_url: str,
+) -> None:
+    """Before 0026 a metric a plan did not name was unlimited and free; from then it gives
+    none. The upgrade names each such metric in every existing plan version as unlimited,
+    free and soft, so no org's terms change; a metric defined later is given by no plan
+    that does not name it."""
+    migrate.upgrade(empty_database_url, "0025")
+
+    async def arrange() -> None:
+        kernel = Kernel(Database(empty_database_url), Settings(database_url=empty_database_url))
+        try:
+            await kernel.metrics.define(Metric("pages", "Pages", "pages"))
+            await kernel.metrics.define(Metric("tokens", "Tokens", "tokens"))
+            pro = Plan(
+                "pro", "Pro", "USD", Decimal("10"), metrics={"tokens": PlanMetric("tokens", 5)}
+            )
+            await kernel.plans.create(pro, default=True)
+            await kernel.plans.update(replace(pro, monthly_price=Decimal("12")))  # version 2
+            await kernel.orgs.create("acme", plan_slug="pro")
+        finally:
+            await kernel.aclose()
+
+    asyncio.run(arrange())
+    migrate.upgrade(empty_database_url)
+
+    async def read() -> tuple[object, ...]:
+        kernel = Kernel(Database(empty_database_url), Settings(database_url=empty_database_url))
+        try:
+            await kernel.metrics.define(Metric("docs", "Docs", "docs"))
+            pro = await kernel.plans.get("pro")
+            terms = await kernel.quota.terms("acme")
+            async with kernel.database.transaction() as conn:
+                named = await conn.execute(
+                    text("SELECT version, metric FROM plan_metrics WHERE plan_slug = 'pro'")
+                )
+                rows = sorted(tuple(row) for row in named)
+            return (
+                pro.version,
+                pro.allowance("pages"),
+                pro.allowance("tokens").included_quantity,
+                pro.allowance("docs"),
+                terms["pages"],
+                terms["docs"],
+                (await kernel.quota.check("acme", "pages", 10**9)).allowed,
+                (await kernel.quota.check("acme", "docs", 1)).allowed,
+                rows,
+            )
+        finally:
+            await kernel.aclose()
+
+    assert asyncio.run(read()) == (
+        2,
+        PlanMetric("pages", None, Decimal("0"), 1, SOFT),
+        5,
+        not_included("docs"),
+        Terms(None, SOFT),
+        Terms(0, NOT_INCLUDED),
+        True,
+        False,
+        [(1, "pages"), (1, "tokens"), (2, "pages"), (2, "tokens")],
+    )

@@ -43,8 +43,12 @@ TOKENS, RUNS, SEATS = DEFAULT_METRICS
 PLAN = STARTER
 
 
-def test_a_metric_a_plan_does_not_name_is_unlimited_and_free() -> None:
-    assert PLAN.allowance("gpu_seconds") == PlanMetric("gpu_seconds", None, Decimal("0"), 1)
+def test_a_metric_a_plan_does_not_name_gives_none_and_charges_nothing() -> None:
+    assert PLAN.allowance("gpu_seconds") == PlanMetric(
+        "gpu_seconds", 0, Decimal("0"), 1, Policy(Enforcement.HARD)
+    )
+    line = metric_usage(Metric("gpu_seconds", "GPU", "seconds"), 40, PLAN, {})
+    assert (line.limit, line.overage_quantity, line.overage_amount) == (0, 40, Decimal("0.00"))
     assert PLAN.allowance("tokens") is PLAN.metrics["tokens"]
 
 

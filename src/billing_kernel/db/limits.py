@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, outerjoin, select
 
 from billing_kernel.db.tables import (
     org_alert_thresholds,
@@ -36,8 +36,9 @@ def _lookup(column: ColumnElement[Any], *where: ColumnElement[bool]) -> Any:
 
 def included_quantity_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
     """The org's limit for the metric: its override's when that sets one, else what its plan
-    includes; NULL when unlimited (or when the org has no billing state), so that no
-    comparison with it holds.
+    includes (0 when its plan does not name the metric: `plans.rules.not_included`); NULL
+    when unlimited (or when the org has no billing state), so that no comparison with it
+    holds.
 
     Each lookup is a scalar subquery by primary key, with `org_id` and `metric` only in
     WHERE clauses: they may be the values of the row an upsert proposes."""
@@ -45,7 +46,29 @@ def included_quantity_of(org_id: ColumnElement[Any], metric: ColumnElement[Any])
     own = (override.org_id == org_id) & (override.metric == metric)
     return case(
         (_lookup(override.included_set, own), _lookup(override.included_quantity, own)),
-        else_=_plan_term(plan_metrics.c.included_quantity, org_id, metric),
+        else_=_plan_included(org_id, metric),
+    )
+
+
+def _plan_included(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """What the org's plan includes of the metric: 0 when the plan does not name it, NULL
+    when unlimited or when the org has no billing state."""
+    state, term = org_billing_state.c, plan_metrics.c
+    named = outerjoin(
+        org_billing_state,
+        plan_metrics,
+        and_(
+            term.plan_slug == state.plan_slug,
+            term.version == state.plan_version,
+            term.metric == metric,
+        ),
+    )
+    return (
+        select(case((term.metric.is_(None), 0), else_=term.included_quantity))
+        .select_from(named)
+        .where(state.org_id == org_id)
+        .correlate_except(*_LOOKED_UP)
+        .scalar_subquery()
     )
 
 

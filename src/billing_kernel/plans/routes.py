@@ -41,11 +41,12 @@ async def list_plans(caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
 async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) -> PlanOut:
     """A plan with its monthly price, and for each metric it names what it includes, its
     overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
-    does not name is unlimited and free. Active at once; it alerts at 80 % and 100 % of each
-    limit unless set otherwise. With `default`, new orgs start on it from now on (a new
-    deployment has no plan, and refuses to create orgs until one is the default). 409
-    `plan_exists` for a slug taken (`updatePlan` changes a plan). A `billing:admin` key valid
-    for every org."""
+    does not name gives none (consumes and checks of it are refused; usage reported of it
+    is counted, free); `included_quantity: null` makes a metric unlimited. Active at once;
+    it alerts at 80 % and 100 % of each limit unless set otherwise. With `default`, new orgs
+    start on it from now on (a new deployment has no plan, and refuses to create orgs until
+    one is the default). 409 `plan_exists` for a slug taken (`updatePlan` changes a plan).
+    A `billing:admin` key valid for every org."""
     return PlanOut.of(await kernel.plans.create(body.plan(), default=body.default))
 
 

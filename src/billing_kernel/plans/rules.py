@@ -58,6 +58,9 @@ class Policy:
 
 
 SOFT = Policy()
+NOT_INCLUDED = Policy(Enforcement.HARD)
+"""The policy of a metric a plan does not name: none of it is included, and consumes,
+reservations and checks of it are refused (usage reported of it is still counted)."""
 
 
 def validate_grace(grace_percent: object, grace_period: object) -> None:
@@ -87,7 +90,8 @@ def validate_grace(grace_percent: object, grace_period: object) -> None:
 class PlanMetric:
     """What a plan includes of one metric, and what it charges beyond that.
 
-    `included_quantity` None means unlimited; 0 means nothing is included. Overage costs
+    `included_quantity` None means unlimited (said explicitly: a metric the plan does not
+    name is `not_included`); 0 means nothing is included. Overage costs
     `overage_unit_price` per block of `overage_unit_size` units; `policy` says whether usage
     may go beyond the included quantity at all.
     """
@@ -118,8 +122,14 @@ class Plan:
     itself); a private plan is one the operator assigns."""
 
     def allowance(self, metric: str) -> PlanMetric:
-        """The plan's terms for `metric`; a metric the plan does not name is unlimited and free."""
-        return self.metrics.get(metric) or PlanMetric(metric=metric, included_quantity=None)
+        """The plan's terms for `metric`; a metric the plan does not name is `not_included`."""
+        return self.metrics.get(metric) or not_included(metric)
+
+
+def not_included(metric: str) -> PlanMetric:
+    """The terms of a metric a plan does not name: none of it, enforced hard, free. A plan
+    gives a metric without limit only by naming it with no included quantity."""
+    return PlanMetric(metric=metric, included_quantity=0, policy=NOT_INCLUDED)
 
 
 def prices_differ(old: Plan, new: Plan) -> bool:

@@ -144,8 +144,9 @@ class PlanBody(StrictBody):
     metrics: list[PlanTermsIn] = Field(
         default_factory=list,
         max_length=MAX_PLAN_METRICS,
-        description="What the plan includes of each metric, once each; a metric left out is "
-        "unlimited and free.",
+        description="What the plan includes of each metric, once each; a metric left out gives "
+        "none of it (consumes and checks of it refused); `included_quantity: null` makes "
+        "one unlimited.",
     )
 
     def plan_named(self, slug: str) -> Plan:

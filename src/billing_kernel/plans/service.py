@@ -103,9 +103,9 @@ class PlanService:
         self, plan: Plan, uow: UnitOfWork | None = None, *, default: bool = False
     ) -> Plan:
         """Offer a new plan (active, version 1): its price, and for each metric it names,
-        what it includes, its overage price and its policy; a metric it does not name is
-        unlimited and free. With `default`, new orgs start on it from now on. PlanExists
-        when the slug is taken; InvalidInput names what is wrong."""
+        what it includes, its overage price and its policy; a metric it does not name
+        gives none (`plans.rules.not_included`). With `default`, new orgs start on it from
+        now on. PlanExists when the slug is taken; InvalidInput names what is wrong."""
         async with self._tx.begin(uow) as unit:
             await self._validate(plan, unit)
             repo = PlanRepository(unit)

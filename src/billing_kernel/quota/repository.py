@@ -25,7 +25,7 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
+from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy, not_included
 from billing_kernel.quota.rules import LimitOverride, QuotaDecision, Reason, limit_exceeded
 from billing_kernel.reservations.rules import ReservationStatus
 
@@ -35,7 +35,7 @@ class QuotaInputs:
     """What a quota decision reads, as stored; the rules that combine it are in `quota.rules`."""
 
     plan_terms: PlanMetric
-    """What the org's plan says of the metric (unlimited and soft if it does not name it)."""
+    """What the org's plan says of the metric (`not_included` if it does not name it)."""
     override: LimitOverride | None
     """The org's own terms for the metric, if it has any."""
     counted: int
@@ -182,7 +182,7 @@ class QuotaRepository:
             return None
         return QuotaInputs(
             plan_terms=(
-                PlanMetric(metric, None)
+                not_included(metric)
                 if found.plan_metric is None
                 else PlanMetric(
                     metric,

@@ -161,7 +161,8 @@ def terms_after_override(plan_terms: PlanMetric, override: LimitOverride | None)
 
 def effective_terms(plan: Plan, metric: str, overrides: Mapping[str, LimitOverride]) -> Terms:
     """The org's terms for `metric` on `plan`, after its override of that metric if it has
-    one. A metric the plan does not name is unlimited, unless the override sets a limit."""
+    one. A metric the plan does not name gives none, enforced hard, unless the override sets
+    a limit (or a mode)."""
     return terms_after_override(plan.allowance(metric), overrides.get(metric))
 
 
@@ -316,6 +317,8 @@ def explained(
         text = f"{org}'s trial has ended: choose a plan to go on using {unit}."
     elif d.limit is None:
         text = f"{plan} includes unlimited {unit}; {org} has used {d.used:,} this month."
+    elif d.limit == 0 and d.reason is Reason.LIMIT_REACHED:
+        text = f"{plan} does not include {unit}."
     elif d.reason is Reason.WITHIN_LIMIT:
         text = (
             f"{org} has used {d.used:,} of the {d.limit:,} {unit} included in {plan} this "
