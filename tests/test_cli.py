@@ -478,13 +478,17 @@ def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Pa
         "--where",
         "cached=false",
     )
-    assert defined.stdout.strip() == (
+    last_month = BillingPeriod.containing(datetime.now(UTC)).previous().label
+    assert defined.stdout.splitlines() == [
         "defined: gpt_tokens           sum of total_tokens over events llm.completion, "
-        'llm.chat where cached=false model="gpt-5" (tokens)'
-    ), defined.stderr
-    changed = run(url, "metrics", "define", "gpt_tokens", "--name", "GPT", "--unit", "tokens")
+        'llm.chat where cached=false model="gpt-5" (tokens)',
+        f"last month, {last_month}: no events of its names to try it on",
+    ], defined.stderr
+    changed = run(
+        url, "metrics", "define", "gpt_tokens", "--name", "GPT", "--unit", "tokens", "--required"
+    )
     assert changed.stdout.startswith(
-        "changed: gpt_tokens           sum of value over events gpt_tokens"
+        "changed: gpt_tokens           sum of value over events gpt_tokens (tokens, required)"
     )
     counted = run(
         url,
@@ -509,6 +513,7 @@ def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Pa
         "gpt_tokens",
         "calls",
     ]
+    assert listed[0] == "tokens               sum of value over events tokens (tokens, required)"
     assert listed[2] == "seats                seats  org members (seats)"
     assert listed[4] == "calls                count over events llm.completion (calls)"
     recount = run(url, "metrics", "define", "calls", "--name", "Calls", "--unit", "calls")

@@ -27,9 +27,9 @@ DEMO_MEMBERS = (
     ("demo-member", MemberRole.MEMBER),
 )
 
-DEMO_METRICS = (
-    Metric("tokens", "LLM tokens", "tokens"),
-    Metric("playbook_runs", "Playbook runs", "runs"),
+DEMO_METRICS = (  # billed: an event without its amount is refused, never dropped
+    Metric("tokens", "LLM tokens", "tokens", required=True),
+    Metric("playbook_runs", "Playbook runs", "runs", required=True),
     Metric("seats", "Seats", "seats", Aggregation.SEATS),
 )
 # slug, name, monthly price, {metric: (included, overage unit price, overage unit size)}

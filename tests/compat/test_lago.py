@@ -62,7 +62,9 @@ def test_a_malformed_value_raises_the_clients_error_and_writes_nothing(live: Liv
         lago(live).events.create(event(org, "twelve"))
     assert single.value.status_code == 422
     assert single.value.response["error_details"] == {
-        "properties.value": ["properties.value must be a whole number, got 'twelve'"]
+        "properties.value": [
+            "metric 'tokens': properties.value must be a whole number, got 'twelve' (required)"
+        ]
     }
     batch = BatchEvent(events=[event(org, 5), event(org, 1.5), event(org, 7, code="nope")])
     with pytest.raises(LagoApiError) as whole:

@@ -50,7 +50,9 @@ def test_a_malformed_value_raises_and_writes_nothing(live: Live) -> None:
     with pytest.raises(HttpResponseError) as refused:
         openmeter(live).events.ingest_events([cloud_event(org, 5), cloud_event(org, "1.5")])
     assert refused.value.status_code == 400
-    assert "event 1: data.value must be a whole number" in str(refused.value.response.json())
+    assert "event 1: metric 'tokens': data.value must be a whole number" in str(
+        refused.value.response.json()
+    )
     assert live.used(org) == 0
 
 

@@ -94,30 +94,97 @@ def named(org_id: str, key: str, event: str = "llm.completion", **properties: An
 
 
 async def test_a_metric_is_defined_then_changed_and_listed(api: Api) -> None:
-    key = new_id("m").replace("-", "_")
-    created = await define(api, key, **TOKENS)
+    key, event = new_id("m").replace("-", "_"), new_id("llm.completion")
+    created = await define(api, key, **TOKENS | {"events": [event]})
     assert created.status_code == 201, created.text
+    last_month = BillingPeriod.containing(datetime.now(UTC)).previous().label
     assert created.json() == {
         "key": key,
         "name": "LLM tokens",
         "unit": "tokens",
         "aggregation": "sum",
-        "events": ["llm.completion"],
+        "events": [event],
         "value_property": "total_tokens",
         "filters": {},
+        "required": False,
         "recordable": True,
+        "not_counted_this_month": None,  # a list shows it, to a deployment admin
+        "last_month": {
+            "period": last_month,
+            "events": 0,
+            "counted": 0,
+            "not_counted": 0,
+            "complete": True,
+        },
     }
-    changed = await define(api, key, **TOKENS | {"filters": {"model": "gpt-5", "cached": False}})
+    changed = await define(
+        api, key, **TOKENS | {"events": [event], "filters": {"model": "gpt-5", "cached": False}}
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["filters"] == {"cached": False, "model": "gpt-5"}
     reader = await api.key(Scope.QUOTA_CHECK)
     listed = (await api.client.get(METRICS, headers=reader)).json()["metrics"]
     assert [m["key"] for m in listed][:3] == ["tokens", "playbook_runs", "seats"]
-    assert [m for m in listed if m["key"] == key] == [changed.json()]
+    defined = changed.json()
+    del defined["last_month"]
+    assert [m for m in listed if m["key"] == key] == [defined]
     seats = next(m for m in listed if m["key"] == "seats")
     assert (seats["aggregation"], seats["events"], seats["recordable"]) == ("seats", [], False)
     tokens = next(m for m in listed if m["key"] == "tokens")
     assert (tokens["events"], tokens["value_property"]) == (["tokens"], None)
+
+
+async def test_a_meter_skips_what_it_cannot_read_says_so_and_is_tried_on_last_month(
+    api: Api,
+) -> None:
+    tokens, calls, event = await tokens_and_calls(api)
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    this_month = BillingPeriod.containing(datetime.now(UTC))
+    last_hour = (this_month.start - timedelta(hours=1)).isoformat()  # of last month
+
+    def last_month(key: str, **properties: Any) -> Any:
+        return named(org_id, key, event, **properties) | {"occurred_at": last_hour}
+
+    batch = [
+        last_month("p1", total_tokens=5, model="gpt-5"),
+        last_month("p2", model="gpt-5"),  # no amount: the tokens skip it
+        last_month("p3", total_tokens="x", model="claude"),  # not a number: skipped
+        named(org_id, "n1", event, model="gpt-5"),  # this month, skipped
+        named(org_id, "n1", event, model="gpt-5"),  # a repeat: skipped once
+    ]
+    answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [(r["status"], r["not_counted_by"]) for r in answer["results"]] == [
+        ("accepted", []),
+        ("accepted", [tokens]),
+        ("accepted", [tokens]),
+        ("accepted", [tokens]),
+        ("duplicate", [tokens]),
+    ]
+    admin = await api.key(Scope.BILLING_ADMIN)
+    listed = (await api.client.get(METRICS, headers=admin)).json()["metrics"]
+    figures = {m["key"]: m["not_counted_this_month"] for m in listed}
+    assert (figures[tokens], figures[calls]) == (1, 0)
+    for scopes, org in (((Scope.QUOTA_CHECK,), None), ((Scope.BILLING_ADMIN,), org_id)):
+        other = await api.key(*scopes, org_id=org)  # every org's figure: not theirs to see
+        listed = (await api.client.get(METRICS, headers=other)).json()["metrics"]
+        assert {m["not_counted_this_month"] for m in listed} == {None}
+
+    # A meter of the same event for gpt-5 only, tried on last month's events before use:
+    gpt = new_id("g").replace("-", "_")
+    body = TOKENS | {"events": [event], "filters": {"model": "gpt-5"}}
+    defined = await define(api, gpt, **body)
+    assert defined.status_code == 201, defined.text
+    assert defined.json()["last_month"] == {
+        "period": this_month.previous().label,
+        "events": 3,
+        "counted": 1,
+        "not_counted": 1,  # p2; p3 is left out by the filter
+        "complete": True,
+    }
+    required = await define(api, gpt, **body | {"required": True})
+    assert (required.status_code, required.json()["required"]) == (200, True)
+    assert required.json()["last_month"]["not_counted"] == 1  # it would have refused p2
 
 
 @pytest.mark.parametrize(
@@ -177,26 +244,25 @@ async def test_named_events_count_toward_each_metric_and_read_back_per_line(api:
         named(org_id, "a", event, total_tokens=1200, model="gpt-5"),
         named(org_id, "b", event, total_tokens=800),
         named(org_id, "a", event, total_tokens=1200, model="gpt-5"),  # a repeat
-        named(org_id, "c", event, model="gpt-5"),  # no amount: refused whole
+        named(org_id, "c", event, model="gpt-5"),  # no amount: the calls count it
         named(org_id, "d", "llm.unknown", total_tokens=5),
         named(org_id, "e", event, total_tokens=5) | {"metric": "tokens"},
         {"org_id": org_id, "idempotency_key": "f"},
     ]
     body = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
-    assert [r["status"] for r in body["results"]] == [
-        "accepted",
-        "accepted",
-        "duplicate",
-        "refused",
-        "refused",
-        "refused",
-        "refused",
+    assert [(r["status"], r["not_counted_by"]) for r in body["results"]] == [
+        ("accepted", []),
+        ("accepted", []),
+        ("duplicate", []),
+        ("accepted", [tokens]),
+        ("refused", []),
+        ("refused", []),
+        ("refused", []),
     ]
     errors = [r["error"] and r["error"]["code"] for r in body["results"]]
-    assert errors[3:] == ["invalid_input", "unknown_event", "invalid_input", "invalid_input"]
-    assert "total_tokens" in body["results"][3]["error"]["detail"]
+    assert errors[4:] == ["unknown_event", "invalid_input", "invalid_input"]
     usage = await api.kernel.summary.period_usage(org_id)
-    assert (usage.used[tokens], usage.used[calls]) == (2000, 2)
+    assert (usage.used[tokens], usage.used[calls]) == (2000, 3)
 
     admin = await api.key(Scope.BILLING_ADMIN)
     seen, cursor = [], None
@@ -217,6 +283,7 @@ async def test_named_events_count_toward_each_metric_and_read_back_per_line(api:
             ("a", calls, 1, event),
             ("b", tokens, 800, event),
             ("b", calls, 1, event),
+            ("c", calls, 1, event),
         ]
     )
     exported = await api.client.get(
@@ -226,6 +293,7 @@ async def test_named_events_count_toward_each_metric_and_read_back_per_line(api:
     assert [(r["idempotency_key"], r["quantity"], r["event"]) for r in rows] == [
         ("a", "1", event),
         ("b", "1", event),
+        ("c", "1", event),
     ]
     other = await api.client.get(
         f"/api/v1/orgs/{org_id}/events", params={"event": "llm.other"}, headers=admin
@@ -276,13 +344,21 @@ async def test_the_protocols_send_named_events_that_metrics_map(api: Api) -> Non
     assert sent.status_code == 204, sent.text
     usage = await api.kernel.summary.period_usage(org_id)
     assert (usage.used[tokens], usage.used[calls]) == (700, 1)
-    refused = await api.client.post(
+    skipped = await api.client.post(
         path, json=cloud_event("e2", {"total_tokens": "lots"}), headers=writer
+    )
+    assert skipped.status_code == 204  # the tokens cannot read it; the calls count it
+    usage = await api.kernel.summary.period_usage(org_id)
+    assert (usage.used[tokens], usage.used[calls]) == (700, 2)
+    required = TOKENS | {"events": [event], "required": True}
+    assert (await define(api, tokens, **required)).status_code == 200
+    refused = await api.client.post(
+        path, json=cloud_event("e3", {"total_tokens": "lots"}), headers=writer
     )
     assert refused.status_code == 400
     assert "data.total_tokens must be a whole number" in refused.text
     usage = await api.kernel.summary.period_usage(org_id)
-    assert (usage.used[tokens], usage.used[calls]) == (700, 1)
+    assert (usage.used[tokens], usage.used[calls]) == (700, 2)
 
 
 async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consumed(
@@ -307,7 +383,7 @@ async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consum
         named(org_id, "c", event, user="u1"),  # seen this month: counts 0
         named(org_id, "a", event, user="u1"),  # a repeat of a key
         named(org_id, "d", event, user=1),  # 1 is not "1", nor "u1"
-        named(org_id, "e", event, model="gpt-5"),  # no user: refused
+        named(org_id, "e", event, model="gpt-5"),  # no user: skipped
         {"org_id": org_id, "idempotency_key": "f", "metric": users, "quantity": 1},
     ]
     answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
@@ -317,9 +393,10 @@ async def test_a_unique_count_counts_distinct_values_and_is_checked_never_consum
         "accepted",
         "duplicate",
         "accepted",
-        "refused",
+        "accepted",
         "refused",
     ]
+    assert answer["results"][5]["not_counted_by"] == [users]
     assert "cannot be recorded, consumed or reserved" in answer["results"][6]["error"]["detail"]
     assert (await api.kernel.summary.period_usage(org_id)).used[users] == 3
     admin = await api.key(Scope.BILLING_ADMIN)
@@ -390,21 +467,18 @@ async def test_a_max_is_the_highest_amount_checked_but_never_consumed_or_reserve
         named(org_id, "b", event, value=9, region="us"),
         named(org_id, "c", event, value=6, region="eu"),
         named(org_id, "b", event, value=9, region="us"),  # a repeat of a key
-        named(org_id, "d", event, workers=12),  # no `value`: refused
+        named(org_id, "d", event, workers=12),  # no `value`: the max skips it
         {"org_id": org_id, "idempotency_key": "e", "metric": peak, "quantity": 1},
     ]
     answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
-    assert [r["status"] for r in answer["results"]] == [
-        "accepted",
-        "accepted",
-        "accepted",
-        "duplicate",
-        "refused",
-        "refused",
+    assert [(r["status"], r["not_counted_by"]) for r in answer["results"]] == [
+        ("accepted", []),
+        ("accepted", []),
+        ("accepted", []),
+        ("duplicate", []),
+        ("accepted", [peak]),
+        ("refused", []),
     ]
-    assert answer["results"][4]["error"]["detail"] == (
-        f"metric {peak!r} peaks on property `value` (or `quantity`), which the event does not have"
-    )
     assert "is a max of named events" in answer["results"][5]["error"]["detail"]
     assert (await api.kernel.summary.period_usage(org_id)).used[peak] == 9
     more = [named(org_id, "f", event, value=7, region="eu")]  # lower: stays at 9
@@ -450,17 +524,19 @@ async def test_a_latest_is_the_last_amount_by_event_time_grouped_and_checked(api
         sample("b", 40, now, "logs"),
         sample("a", 70, now, "media"),  # the same time: "b" stands after it
         sample("0", 90, earlier, "media"),  # earlier (or, at 00:00 on the 1st, before "a")
-        sample("d", 5, now, "logs") | {"properties": {"size": 5}},  # no `gb`: refused
+        sample("d", 5, now, "logs") | {"properties": {"size": 5}},  # no `gb`: skipped
     ]
     answer = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
-    assert [r["status"] for r in answer["results"]] == [
-        "accepted",
-        "accepted",
-        "accepted",
-        "refused",
-    ]
-    assert answer["results"][3]["error"]["detail"] == (
-        f"metric {gauge!r} reads property `gb`, which the event does not have"
+    assert [r["status"] for r in answer["results"]] == ["accepted"] * 4
+    assert answer["results"][3]["not_counted_by"] == [gauge]
+    body["required"] = True  # from now on, refused
+    assert (await define(api, gauge, **body)).status_code == 200
+    required = [sample("d2", 5, now, "logs") | {"properties": {"size": 5}}]
+    answer = (await api.client.post(EVENTS, json={"events": required}, headers=writer)).json()
+    [result] = answer["results"]
+    assert (result["status"], result["not_counted_by"]) == ("refused", [])
+    assert result["error"]["detail"] == (
+        f"metric {gauge!r} reads property `gb`, which the event does not have (required)"
     )
     assert (await api.kernel.summary.period_usage(org_id)).used[gauge] == 40
     older = [sample("e", 1, earlier, "logs")]  # dated before the last: changes nothing

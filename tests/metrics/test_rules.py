@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
 from billing_kernel.errors import InvalidInput, UnknownEvent, UnknownMetric
 from billing_kernel.metrics.rules import (
     DEFAULT_METRICS,
     MAX_FILTERS,
     MAX_METER_EVENTS,
+    PREVIEW_EVENTS,
     Aggregation,
+    MeterPreview,
     Metric,
     Position,
+    Reading,
     Tally,
     counting_meters,
     either,
@@ -26,6 +31,7 @@ from billing_kernel.metrics.rules import (
     meter_change,
     meter_from_stored,
     new_meter,
+    preview_meter,
     validate_event_name,
     whole_number,
 )
@@ -38,6 +44,7 @@ from billing_kernel.usage.rules import (
     counter_lasts,
     counter_peaks,
     new_usage_event,
+    skip_counts,
 )
 
 TOKENS = Metric(
@@ -64,28 +71,37 @@ def meter(**fields: Any) -> Metric:
 
 def test_an_event_counts_toward_every_metric_that_counts_its_name_and_admits_it() -> None:
     sent = {"tokens": 1200, "model": "gpt-5", "paid": True}
-    assert counting_meters("llm.completion", sent, CATALOGUE) == [
+    assert counting_meters("llm.completion", sent, CATALOGUE).counted == [
         (GPT, 1200),
         (CALLS, 1),
         (TOKENS, 1200),
     ]
-    assert counting_meters("llm.chat", sent, CATALOGUE) == [(GPT, 1200)]
+    assert counting_meters("llm.chat", sent, CATALOGUE).counted == [(GPT, 1200)]
     other_model = sent | {"model": "claude"}
-    assert counting_meters("llm.completion", other_model, CATALOGUE) == [
+    assert counting_meters("llm.completion", other_model, CATALOGUE).counted == [
         (CALLS, 1),
         (TOKENS, 1200),
     ]
-    assert counting_meters("llm.chat", other_model, CATALOGUE) == []  # accepted, counts nothing
+    assert (
+        counting_meters("llm.chat", other_model, CATALOGUE).counted == []
+    )  # accepted, counts nothing
 
 
 def test_a_metric_without_event_names_counts_events_named_by_its_key() -> None:
-    assert counting_meters("tokens", {"value": 7}, CATALOGUE) == [(CATALOGUE["tokens"], 7)]
-    assert counting_meters("tokens", {"quantity": 8}, CATALOGUE) == [(CATALOGUE["tokens"], 8)]
-    assert counting_meters("tokens", {"value": 7, "quantity": 8}, CATALOGUE)[0][1] == 7
+    assert counting_meters("tokens", {"value": 7}, CATALOGUE).counted == [(CATALOGUE["tokens"], 7)]
+    assert counting_meters("tokens", {"quantity": 8}, CATALOGUE).counted == [
+        (CATALOGUE["tokens"], 8)
+    ]
+    assert counting_meters("tokens", {"value": 7, "quantity": 8}, CATALOGUE)[0][0][1] == 7
+    assert counting_meters("tokens", {"amount": 7}, CATALOGUE) == Reading([], ("tokens",))
+    required = {"tokens": replace(CATALOGUE["tokens"], required=True)}
     with pytest.raises(InvalidInput) as refused:
-        counting_meters("tokens", {"amount": 7}, CATALOGUE)
+        counting_meters("tokens", {"amount": 7}, required)
     assert refused.value.details["field"] == "properties.value"
-    assert "`value` (or `quantity`)" in refused.value.message
+    assert refused.value.message == (
+        "metric 'tokens' sums property `value` (or `quantity`), which the event does not have "
+        "(required)"
+    )
 
 
 def test_an_event_no_metric_counts_is_unknown_and_names_those_that_are_counted() -> None:
@@ -180,9 +196,26 @@ def test_a_sum_without_its_property_is_refused_naming_it() -> None:
     assert CALLS.amount({}) == 1
 
 
-def test_a_refused_amount_refuses_the_whole_event_even_for_metrics_it_would_count() -> None:
-    with pytest.raises(InvalidInput):
-        counting_meters("llm.completion", {"model": "claude"}, CATALOGUE)
+def test_a_meter_that_cannot_read_its_property_skips_the_event_and_the_others_count_it() -> None:
+    assert counting_meters("llm.completion", {"model": "claude"}, CATALOGUE) == Reading(
+        [(CALLS, 1)], ("llm_tokens",)
+    )
+    unreadable = {"model": "gpt-5", "paid": True, "tokens": "many"}
+    assert counting_meters("llm.completion", unreadable, CATALOGUE) == Reading(
+        [(CALLS, 1)], ("gpt_tokens", "llm_tokens")
+    )
+    # Filters first: a meter whose filters leave the event out neither counts nor skips it.
+    assert counting_meters("llm.chat", {"model": "claude"}, CATALOGUE) == Reading([], ())
+    billed = CATALOGUE | {"gpt_tokens": replace(GPT, required=True)}
+    assert counting_meters("llm.completion", {"model": "claude"}, billed) == Reading(
+        [(CALLS, 1)], ("llm_tokens",)
+    )  # the required meter's filters leave it out: not refused
+    with pytest.raises(InvalidInput) as refused:
+        counting_meters("llm.completion", unreadable, billed)
+    assert refused.value.message == (
+        "metric 'gpt_tokens': properties.tokens must be a whole number, got 'many' (required)"
+    )
+    assert refused.value.details["field"] == "properties.tokens"
 
 
 @pytest.mark.parametrize(
@@ -398,13 +431,14 @@ def test_what_each_aggregation_is_counted_from() -> None:
         (False, False),
     ]
     catalogue = {"llm_users": USERS}
-    assert counting_meters("llm.completion", {"user": "u"}, catalogue) == [(USERS, 1)]
+    assert counting_meters("llm.completion", {"user": "u"}, catalogue) == Reading([(USERS, 1)], ())
 
 
 @given(
     events=st.lists(st.sampled_from(["a.b", "c", "d/e"]), max_size=3, unique=True),
     prop=st.none() | st.sampled_from(["tokens", "n"]),
     counts=st.booleans(),
+    required=st.booleans(),
     filters=st.dictionaries(
         st.sampled_from(["model", "paid", "tier"]),
         st.sampled_from(["gpt-5", "", "x y", "é"]) | st.integers(-5, 5) | st.booleans(),
@@ -412,9 +446,9 @@ def test_what_each_aggregation_is_counted_from() -> None:
     ),
 )
 def test_a_definition_reads_back_as_stored(
-    events: list[str], prop: str | None, counts: bool, filters: dict[str, Any]
+    events: list[str], prop: str | None, counts: bool, required: bool, filters: dict[str, Any]
 ) -> None:
-    kind = {"aggregation": "count"} if counts else {"value_property": prop}
+    kind = {"aggregation": "count"} if counts else {"value_property": prop, "required": required}
     defined = meter(events=events or None, filters=filters, **kind)
     stored = meter_from_stored(
         defined.key,
@@ -424,6 +458,7 @@ def test_a_definition_reads_back_as_stored(
         events_text(defined),
         defined.value_property,
         filters_text(defined),
+        defined.required,
     )
     assert stored == defined
     assert (events_text(defined) is None) is (defined.events == ())
@@ -445,6 +480,7 @@ def named(catalogue: dict[str, Metric] = CATALOGUE, **fields: Any) -> Any:
 
 def test_a_named_event_carries_a_line_per_metric_and_no_quantity() -> None:
     made = named()
+    assert made.skipped == ()
     assert (made.org_id, made.idempotency_key) == ("org-1", "k-1")
     assert (made.name, made.quantity) == ("llm.completion", None)
     assert made.lines == (
@@ -478,9 +514,13 @@ def test_an_event_is_a_named_event_or_a_report_of_a_quantity() -> None:
     with pytest.raises(InvalidInput) as neither:
         named(event=None)
     assert neither.value.message == "an event needs `metric` and `quantity`, or an `event` name"
-    with pytest.raises(InvalidInput) as bare:
-        named(properties=None)  # a metric that sums one of them counts it
-    assert bare.value.details["field"] == "properties.tokens"
+    bare = named(properties=None)  # the sums of a property skip it; the count counts it
+    assert bare.lines == (Line("llm_calls", 1, None, Aggregation.COUNT),)
+    assert bare.skipped == ("llm_tokens",)  # gpt_tokens's filters leave it out
+    required = CATALOGUE | {"llm_tokens": replace(TOKENS, required=True)}
+    with pytest.raises(InvalidInput) as refused:
+        named(required, properties=None)
+    assert refused.value.details["field"] == "properties.tokens"
 
 
 @pytest.mark.parametrize(
@@ -490,7 +530,6 @@ def test_an_event_is_a_named_event_or_a_report_of_a_quantity() -> None:
         ({"quantity": 3}, "event"),
         ({"event": None}, "metric"),
         ({"event": "x y"}, "event"),
-        ({"properties": {"model": "gpt-5"}}, "properties.tokens"),
         ({"properties": "tokens=3"}, "properties"),
         ({"org_id": ""}, "org_id"),
     ],
@@ -558,11 +597,15 @@ PEAK = Metric(
 
 
 def test_a_max_reads_its_amount_as_a_sum_does_and_keeps_the_highest() -> None:
-    assert counting_meters("workers.sampled", {"value": 7}, {"peak_workers": PEAK}) == [(PEAK, 7)]
+    assert counting_meters("workers.sampled", {"value": 7}, {"peak_workers": PEAK}) == Reading(
+        [(PEAK, 7)], ()
+    )
     assert (PEAK.is_additive, TOKENS.is_additive, USERS.is_additive) == (False, True, True)
     assert (PEAK.is_recordable, PEAK.counts_events) == (False, True)
+    skipped = Reading([], ("peak_workers",))
+    assert counting_meters("workers.sampled", {"workers": 7}, {"peak_workers": PEAK}) == skipped
     with pytest.raises(InvalidInput) as refused:
-        counting_meters("workers.sampled", {"workers": 7}, {"peak_workers": PEAK})
+        PEAK.amount({"workers": 7})
     assert refused.value.message == (
         "metric 'peak_workers' peaks on property `value` (or `quantity`), which the event "
         "does not have"
@@ -704,8 +747,10 @@ def test_a_latest_takes_the_last_line_by_event_time_then_key() -> None:
     assert counter_increments(events) == {}
     assert counter_peaks(events) == {}
     assert counter_lasts([named(catalogue)]) == {}
+    skipped = Reading([], ("storage_gb",))
+    assert counting_meters("storage.sampled", {"gb": 3}, {"storage_gb": GAUGE}) == skipped
     with pytest.raises(InvalidInput) as refused:
-        counting_meters("storage.sampled", {"gb": 3}, {"storage_gb": GAUGE})
+        GAUGE.amount({"gb": 3})
     assert refused.value.message == (
         "metric 'storage_gb' reads property `value` (or `quantity`), which the event does not have"
     )
@@ -823,3 +868,65 @@ def test_an_intake_checks_an_org_id_a_metric_and_an_event_name_once_a_batch(
     assert sorted(map(str, calls)) == sorted(
         ["org-1", "tokens", "llm.completion", " x", " x", " x", *keys]
     )
+
+
+def test_a_meter_is_required_only_by_saying_so_and_a_count_cannot_be() -> None:
+    assert not meter().required
+    assert meter(required=True).required
+    assert meter(aggregation="unique_count", value_property="user", required=True).required
+    for bad, message in [
+        ({"required": "yes"}, "required must be true or false"),
+        ({"required": 1}, "required must be true or false"),
+        ({"aggregation": "count", "required": True}, "a count reads no property"),
+    ]:
+        with pytest.raises(InvalidInput, match=message) as refused:
+            meter(**bad)
+        assert refused.value.details["field"] == "required"
+    assert not meter(aggregation="count", required=False).required
+
+
+def test_what_each_meter_skipped_is_counted_per_org_and_month() -> None:
+    catalogue = CATALOGUE | {"llm_users": USERS}
+    events = [
+        named(catalogue, idempotency_key="a", properties={"model": "x"}),  # no tokens, no user
+        named(catalogue, idempotency_key="b", properties={"tokens": 3, "user": "u"}),
+        named(catalogue, idempotency_key="c", org_id="org-2", properties={"user": "u"}),
+        named(
+            catalogue,
+            idempotency_key="d",
+            properties={"tokens": "x"},
+            occurred_at=NOW - timedelta(days=20),
+        ),
+    ]
+    may, april = date(2026, 5, 1), date(2026, 4, 1)
+    assert skip_counts(events) == {
+        ("org-1", april, "llm_tokens"): 1,
+        ("org-1", april, "llm_users"): 1,
+        ("org-1", may, "llm_tokens"): 1,
+        ("org-1", may, "llm_users"): 1,
+        ("org-2", may, "llm_tokens"): 1,
+    }
+    assert list(skip_counts(reversed(events))) == list(skip_counts(events))  # one order
+    assert skip_counts(events + events[:1])[("org-1", may, "llm_tokens")] == 2
+    assert skip_counts([]) == {}
+
+
+def test_a_definition_is_tried_on_last_months_events_of_its_names() -> None:
+    april = BillingPeriod.starting(date(2026, 4, 1))
+    found = [
+        '{"model":"gpt-5","paid":true,"tokens":5}',
+        '{"model":"gpt-5","paid":true}',  # admitted, unreadable
+        '{"model":"gpt-5","paid":true,"tokens":-1}',  # admitted, out of range
+        '{"model":"claude","tokens":5}',  # left out by the filters
+        None,  # no properties: left out by the filters
+        "[1]",  # not an object: counts nowhere
+    ]
+    assert preview_meter(GPT, april, found) == MeterPreview(april, 6, 1, 2, True)
+    assert preview_meter(CALLS, april, [None, "{}"]) == MeterPreview(april, 2, 2, 0, True)
+    assert preview_meter(CALLS, april, []) == MeterPreview(april, 0, 0, 0, True)
+    many = ["{}"] * (PREVIEW_EVENTS + 1)
+    assert preview_meter(CALLS, april, many) == MeterPreview(
+        april, PREVIEW_EVENTS, PREVIEW_EVENTS, 0, False
+    )
+    exactly = ["{}"] * PREVIEW_EVENTS
+    assert preview_meter(CALLS, april, exactly).complete

@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
-from billing_kernel.db.tables import usage_lines
+from billing_kernel.db.tables import usage_lines, usage_skips
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import InvalidInput
 from billing_kernel.kernel import Kernel
@@ -57,6 +57,7 @@ METERS = (
         events=["llm.completion"],
         value_property="tokens",
         filters={"model": "gpt-5", "cached": False},
+        required=True,  # billed: an event it admits without its amount is refused
     ),
     new_meter(
         "llm_users",
@@ -126,17 +127,23 @@ def counts(meter: Metric, sent: Sent) -> bool:
     )
 
 
+def readable(meter: Metric, sent: Sent) -> bool:
+    """Whether `meter` can read `sent`: a sum, a max or a latest its whole number, a unique
+    count its value, a count anything."""
+    read = sent.properties.get(meter.value_property or "value", object())
+    if meter.aggregation in ("sum", "max", "latest"):
+        return isinstance(read, int)
+    return meter.aggregation != "unique_count" or meter.value_property in sent.properties
+
+
 def valid(sent: Sent) -> bool:
-    """Whether every metric that counts it can read it: a sum, a max or a latest its whole
-    number, a unique count its value."""
-    for meter in METERS:
-        read = sent.properties.get(meter.value_property or "value", object())
-        if counts(meter, sent) and (
-            (meter.aggregation in ("sum", "max", "latest") and not isinstance(read, int))
-            or (meter.aggregation == "unique_count" and meter.value_property not in sent.properties)
-        ):
-            return False
-    return True
+    """Whether it is accepted: no required metric that counts it fails to read it."""
+    return not any(m.required and counts(m, sent) and not readable(m, sent) for m in METERS)
+
+
+def skipped(sent: Sent) -> tuple[str, ...]:
+    """The metrics that count its name and admit it but cannot read it, by key."""
+    return tuple(sorted(m.key for m in METERS if counts(m, sent) and not readable(m, sent)))
 
 
 def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
@@ -154,7 +161,7 @@ def reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
         if not valid(sent):
             continue
         month = BillingPeriod.containing(moment(sent)).key
-        for meter in (m for m in METERS if counts(m, sent)):
+        for meter in (m for m in METERS if counts(m, sent) and readable(m, sent)):
             key = (month, meter.key)
             if meter.aggregation == "unique_count":
                 value = sent.properties[meter.value_property or ""]
@@ -267,6 +274,31 @@ async def counted(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
     return counters
 
 
+def skip_reference(stream: list[Sent]) -> dict[tuple[date, str], int]:
+    """Per month and metric: how many accepted events (each key's first) it skipped."""
+    totals: dict[tuple[date, str], int] = {}
+    seen: set[str] = set()
+    for sent in stream:
+        if sent.key in seen or not valid(sent):
+            continue
+        seen.add(sent.key)
+        for metric in skipped(sent):
+            key = (BillingPeriod.containing(moment(sent)).key, metric)
+            totals[key] = totals.get(key, 0) + 1
+    return totals
+
+
+async def skips(kernel: Kernel, org_id: str) -> dict[tuple[date, str], int]:
+    """The org's skip counts per month and metric, as stored."""
+    async with kernel.database.transaction() as conn:
+        rows = await conn.execute(
+            select(usage_skips.c.period_start, usage_skips.c.metric, usage_skips.c.events).where(
+                usage_skips.c.org_id == org_id
+            )
+        )
+        return {(period_start, metric): events for period_start, metric, events in rows}
+
+
 @settings(
     max_examples=12,
     deadline=None,
@@ -298,8 +330,10 @@ def test_every_meter_counts_a_random_stream_as_the_reference_does(
                     assert outcome.status is RecordStatus.DUPLICATE
                 else:
                     assert outcome.status is RecordStatus.ACCEPTED
+                    assert outcome.event.skipped == skipped(s)
                     first.add(s.key)
             assert await counted(kernel, org_id) == reference(stream)
+            assert await skips(kernel, org_id) == skip_reference(stream)
         finally:
             await database.dispose()
 

@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from billing_kernel.db.tables import metadata
 from billing_kernel.errors import NoDefaultPlan
 from billing_kernel.kernel import Kernel
 from billing_kernel.metrics.rules import Metric
-from billing_kernel.plans.rules import NOT_INCLUDED, SOFT, Plan, PlanMetric, not_included
+from billing_kernel.plans.rules import NOT_INCLUDED, SOFT, PlanMetric, not_included
 from billing_kernel.quota.rules import Terms
 from tests.conftest import scratch_postgres_database
 
@@ -176,20 +175,32 @@ def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it
     free and soft, so no org's terms change; a metric defined later is given by no plan
     that does not name it."""
     migrate.upgrade(empty_database_url, "0025")
+    at = "2026-10-01 08:00:00+00:00"
 
     async def arrange() -> None:
-        kernel = Kernel(Database(empty_database_url), Settings(database_url=empty_database_url))
+        database = Database(empty_database_url)
         try:
-            await kernel.metrics.define(Metric("pages", "Pages", "pages"))
-            await kernel.metrics.define(Metric("tokens", "Tokens", "tokens"))
-            pro = Plan(
-                "pro", "Pro", "USD", Decimal("10"), metrics={"tokens": PlanMetric("tokens", 5)}
-            )
-            await kernel.plans.create(pro, default=True)
-            await kernel.plans.update(replace(pro, monthly_price=Decimal("12")))  # version 2
-            await kernel.orgs.create("acme", plan_slug="pro")
+            async with database.transaction() as conn:
+                for sql in (
+                    "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
+                    f"VALUES ('pages', 'Pages', 'pages', 'sum', 1, '{at}'), "
+                    f"('tokens', 'Tokens', 'tokens', 'sum', 2, '{at}')",
+                    "INSERT INTO plans (slug, name, description, currency, is_active, "
+                    "created_at, updated_at, version, is_default) VALUES ('pro', 'Pro', '', "
+                    f"'USD', true, '{at}', '{at}', 2, true)",
+                    "INSERT INTO plan_versions (plan_slug, version, monthly_price, created_at) "
+                    f"VALUES ('pro', 1, 10, '{at}'), ('pro', 2, 12, '{at}')",
+                    "INSERT INTO plan_metrics (plan_slug, version, metric, included_quantity, "
+                    "overage_unit_price, overage_unit_size) VALUES ('pro', 1, 'tokens', 5, 0, 1), "
+                    "('pro', 2, 'tokens', 5, 0, 1)",
+                    f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
+                    "INSERT INTO org_billing_state (org_id, plan_slug, plan_version, status, "
+                    f"status_since, created_at, updated_at) VALUES ('acme', 'pro', 2, 'active', "
+                    f"'{at}', '{at}', '{at}')",
+                ):
+                    await conn.execute(text(sql))
         finally:
-            await kernel.aclose()
+            await database.dispose()
 
     asyncio.run(arrange())
     migrate.upgrade(empty_database_url)
@@ -215,6 +226,7 @@ def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it
                 (await kernel.quota.check("acme", "pages", 10**9)).allowed,
                 (await kernel.quota.check("acme", "docs", 1)).allowed,
                 rows,
+                {m.key: m.required for m in await kernel.metrics.catalogue()},
             )
         finally:
             await kernel.aclose()
@@ -229,4 +241,6 @@ def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it
         True,
         False,
         [(1, "pages"), (1, "tokens"), (2, "pages"), (2, "tokens")],
+        # 0027: the meters that refused an event without their amount still do.
+        {"pages": True, "tokens": True, "docs": False},
     )

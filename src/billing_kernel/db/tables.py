@@ -51,6 +51,9 @@ metrics = Table(
     Column("events", Text, nullable=True),
     Column("value_property", String(64), nullable=True),
     Column("filters", Text, nullable=True),
+    # Whether an event it counts must carry its property (else it is refused whole); false:
+    # the meter skips such an event, which still counts toward the others.
+    Column("required", Boolean, nullable=False, server_default=false()),
     CheckConstraint(
         "aggregation IN ('sum', 'count', 'max', 'latest', 'unique_count', 'seats')",
         name="aggregation",
@@ -321,6 +324,19 @@ usage_lines = Table(
         postgresql_where=text("invoice_id IS NULL"),
         sqlite_where=text("invoice_id IS NULL"),
     ),
+)
+
+usage_skips = Table(
+    "usage_skips",
+    metadata,
+    # How many events each meter skipped per org and month: its name and filters matched,
+    # but the meter could not read its property from it (the event's `not_counted_by`).
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("events > 0", name="events"),
 )
 
 usage_unique_values = Table(

@@ -9,7 +9,7 @@ import typer
 
 from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.errors import InvalidInput
-from billing_kernel.metrics.rules import Metric, new_meter
+from billing_kernel.metrics.rules import MeterPreview, Metric, new_meter
 
 metrics_app = typer.Typer(help="Metrics and what each counts.", no_args_is_help=True)
 
@@ -21,9 +21,22 @@ def describe(metric: Metric) -> str:
     amount = "" if metric.aggregation == "count" else f" of {metric.value_property or 'value'}"
     where = "".join(f" {name}={json.dumps(value)}" for name, value in metric.filters)
     names = ", ".join(metric.listens_to)
+    required = ", required" if metric.required else ""
     return (
         f"{metric.key:<20} {metric.aggregation}{amount} over events {names}"
-        f"{' where' + where if where else ''} ({metric.unit})"
+        f"{' where' + where if where else ''} ({metric.unit}{required})"
+    )
+
+
+def preview_text(preview: MeterPreview) -> str:
+    """What a meter would have made of last month's events, in a sentence."""
+    if not preview.events:
+        return f"{preview.period.label}: no events of its names to try it on"
+    some = "" if preview.complete else f"the first {preview.events:,} "
+    tried = f"{preview.period.label}: of {some}{preview.events:,} events of its names"
+    return (
+        f"{tried}, it would have counted {preview.counted:,} and skipped "
+        f"{preview.not_counted:,} for want of its property"
     )
 
 
@@ -57,6 +70,14 @@ def metrics_define(
             help="PROPERTY=JSON: count only events with it (repeat), e.g. model='\"gpt-5\"'."
         ),
     ] = None,
+    required: Annotated[
+        bool,
+        typer.Option(
+            "--required",
+            help="Refuse an event that lacks its property (else this metric skips it and "
+            "the others count it).",
+        ),
+    ] = False,
 ) -> None:
     """Add a metric, or change which events an existing one counts (from now on)."""
     filters: dict[str, object] = {}
@@ -75,8 +96,10 @@ def metrics_define(
             events=event,
             value_property=value_property,
             filters=filters,
+            required=required,
         )
     except InvalidInput as exc:
         fail(exc.message)
-    created = with_kernel(lambda kernel: kernel.metrics.define(meter))
-    typer.echo(f"{'defined' if created else 'changed'}: {describe(meter)}")
+    defined = with_kernel(lambda kernel: kernel.metrics.define(meter))
+    typer.echo(f"{'defined' if defined.created else 'changed'}: {describe(meter)}")
+    typer.echo(f"last month, {preview_text(defined.last_month)}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 
 from sqlalchemy import func, select, update
 
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import metrics
+from billing_kernel.db.tables import metrics, usage_events, usage_skips
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Metric, events_text, filters_text, meter_from_stored
 
@@ -21,7 +22,14 @@ class MetricRepository:
         m = metrics.c
         result = await self._conn.execute(
             select(
-                m.key, m.name, m.unit, m.aggregation, m.events, m.value_property, m.filters
+                m.key,
+                m.name,
+                m.unit,
+                m.aggregation,
+                m.events,
+                m.value_property,
+                m.filters,
+                m.required,
             ).order_by(m.position, m.key)
         )
         return [meter_from_stored(*row) for row in result]
@@ -43,6 +51,35 @@ class MetricRepository:
             update(metrics).where(metrics.c.key == metric.key).values(_row(metric))
         )
 
+    async def skipped_in(self, period_start: date) -> dict[str, int]:
+        """How many events each meter skipped in the month starting `period_start`, over
+        every org (meters that skipped none are left out)."""
+        s = usage_skips.c
+        result = await self._conn.execute(
+            select(s.metric, func.sum(s.events))
+            .where(s.period_start == period_start)
+            .group_by(s.metric)
+        )
+        return {metric: int(events) for metric, events in result}
+
+    async def named_event_properties(
+        self, names: Sequence[str], start: datetime, end: datetime, limit: int
+    ) -> list[str | None]:
+        """The properties (canonical JSON text, or None) of up to `limit` named events (not
+        reports of a quantity) of these names that happened in [start, end), in no order."""
+        e = usage_events.c
+        result = await self._conn.execute(
+            select(e.properties)
+            .where(
+                e.event.in_(names),
+                e.quantity.is_(None),
+                e.occurred_at >= start,
+                e.occurred_at < end,
+            )
+            .limit(limit)
+        )
+        return list(result.scalars())
+
 
 def _row(metric: Metric) -> dict[str, object]:
     return {
@@ -52,4 +89,5 @@ def _row(metric: Metric) -> dict[str, object]:
         "events": events_text(metric),
         "value_property": metric.value_property,
         "filters": filters_text(metric),
+        "required": metric.required,
     }

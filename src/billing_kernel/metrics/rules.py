@@ -119,6 +119,10 @@ class Metric:
     unique count's counted property."""
     filters: tuple[tuple[str, FilterValue], ...] = ()
     """(property, value) pairs, by property: an event counts only if it has every one."""
+    required: bool = False
+    """Whether an event it counts must carry its property: one that does not (or carries no
+    usable amount) is then refused whole. Otherwise this meter skips it, and it still
+    counts toward the others (`read_event`)."""
 
     @property
     def is_recordable(self) -> bool:
@@ -250,20 +254,88 @@ def whole_number(value: object, field: str) -> int:
     raise InvalidInput(f"{field} must be a whole number, got {value!r:.40}", field=field)
 
 
+class Reading(NamedTuple):
+    """What the meters listening to an event made of it."""
+
+    counted: list[tuple[Metric, int]]
+    """The meters it counts toward, with what it adds to each, in key order."""
+    skipped: tuple[str, ...]
+    """The keys of the meters whose filters admit it but that could not read their property
+    from it (missing, or not a usable amount), so did not count it: `not_counted_by`."""
+
+
 def counting_meters(
     name: str, properties: Mapping[str, object], catalogue: Mapping[str, Metric]
-) -> list[tuple[Metric, int]]:
-    """The metrics an event named `name` with these properties counts toward, with what it
-    adds to each, in key order. UnknownEvent when no metric counts events of that name (one
-    whose filters leave the event out counts it as nothing); InvalidInput when a sum meter
-    cannot read its amount."""
-    return amounts(listening_meters(name, catalogue), properties)
+) -> Reading:
+    """What the metrics that count events named `name` make of one with these properties
+    (`read_event`). UnknownEvent when no metric counts events of that name (one whose
+    filters leave the event out counts it as nothing)."""
+    return read_event(listening_meters(name, catalogue), properties)
 
 
-def amounts(meters: Sequence[Metric], properties: Mapping[str, object]) -> list[tuple[Metric, int]]:
-    """Of `meters`, those whose filters an event with these properties passes, with what it
-    adds to each (InvalidInput when one cannot read its amount)."""
-    return [(meter, meter.amount(properties)) for meter in meters if meter.counts(properties)]
+def read_event(meters: Sequence[Metric], properties: Mapping[str, object]) -> Reading:
+    """Of `meters`, those whose filters an event with these properties passes, each with
+    what it adds; one that cannot read its property from it skips it, and no meter makes
+    another refuse it. Only a `required` meter that cannot read its property refuses the
+    event whole (InvalidInput naming the meter and the property)."""
+    counted: list[tuple[Metric, int]] = []
+    skipped: list[str] = []
+    for meter in meters:
+        if not meter.counts(properties):
+            continue
+        try:
+            counted.append((meter, meter.amount(properties)))
+        except InvalidInput as unreadable:
+            if meter.required:
+                said = unreadable.message
+                if not said.startswith(f"metric {meter.key!r} "):
+                    said = f"metric {meter.key!r}: {said}"
+                raise InvalidInput(
+                    f"{said} (required)", field=unreadable.details.get("field", "properties")
+                ) from None
+            skipped.append(meter.key)
+    return Reading(counted, tuple(skipped))
+
+
+PREVIEW_EVENTS = 100_000
+"""How many of last month's events a meter's definition is tried on, at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterPreview:
+    """What a meter, as defined now, would have made of a month's events of its names."""
+
+    period: BillingPeriod
+    events: int
+    """The events of its names tried (all of the month's, when `complete`)."""
+    counted: int
+    """Of those, the ones it would have counted."""
+    not_counted: int
+    """Of those, the ones its filters admitted but whose property it could not read: it
+    would have skipped them (refused them, were it `required`)."""
+    complete: bool
+    """Whether every event of its names in the month was tried (else the first
+    PREVIEW_EVENTS found)."""
+
+
+def preview_meter(
+    meter: Metric, period: BillingPeriod, events: Sequence[str | None]
+) -> MeterPreview:
+    """`meter` tried on `events`, the properties (canonical JSON text, or None) of events of
+    its names in `period`; more than PREVIEW_EVENTS of them: the first PREVIEW_EVENTS."""
+    tried = events[:PREVIEW_EVENTS]
+    counted = not_counted = 0
+    for text in tried:
+        properties = json.loads(text) if text else {}
+        if not isinstance(properties, Mapping) or not meter.counts(properties):
+            continue
+        try:
+            meter.amount(properties)
+        except InvalidInput:
+            not_counted += 1
+        else:
+            counted += 1
+    return MeterPreview(period, len(tried), counted, not_counted, len(events) == len(tried))
 
 
 def listening_meters(name: str, catalogue: Mapping[str, Metric]) -> list[Metric]:
@@ -299,6 +371,7 @@ def new_meter(
     events: Sequence[object] | None = None,
     value_property: object = None,
     filters: Mapping[str, object] | None = None,
+    required: object = False,
 ) -> Metric:
     """A meter definition from raw fields, or InvalidInput naming the first bad one."""
     if not isinstance(key, str) or not METRIC_KEY_PATTERN.fullmatch(key):
@@ -326,6 +399,13 @@ def new_meter(
             "a unique count needs value_property: the property whose values it counts",
             field="value_property",
         )
+    if not isinstance(required, bool):
+        raise InvalidInput("required must be true or false", field="required")
+    if required and kind is Aggregation.COUNT:
+        raise InvalidInput(
+            "a count reads no property, so none can be required: leave required out",
+            field="required",
+        )
     if filters is not None and len(filters) > MAX_FILTERS:
         raise InvalidInput(f"filters has more than {MAX_FILTERS} properties", field="filters")
     wanted: list[tuple[str, FilterValue]] = []
@@ -345,6 +425,7 @@ def new_meter(
         events=() if checked == (key,) else checked,
         value_property=amount_from,
         filters=tuple(sorted(wanted)),
+        required=required,
     )
 
 
@@ -389,6 +470,7 @@ def meter_from_stored(
     events: str | None,
     value_property: str | None,
     filters: str | None,
+    required: bool = False,
 ) -> Metric:
     """A metric as its row keeps it (see `events_text`, `filters_text`)."""
     return Metric(
@@ -399,6 +481,7 @@ def meter_from_stored(
         events=tuple(json.loads(events)) if events else (),
         value_property=value_property,
         filters=tuple(sorted(json.loads(filters).items())) if filters else (),
+        required=required,
     )
 
 

@@ -50,6 +50,13 @@ async def ingest_events(body: UsageBatchIn, key: UsageWriter, kernel: KernelDep)
     `no_default_plan` for an org never seen while no plan is the default,
     `idempotency_conflict`, `amount_out_of_bounds` when with it the org's month would come
     to more than an invoice may, 999,999,999,999.99).
+
+    **Meters are independent.** A named event counts toward every metric that counts its
+    name, whose filters admit it and that can read its property from it. A metric that
+    cannot (the property missing, or not a whole number in range) skips it and is named in
+    `not_counted_by`; the event still counts toward the others. Only a metric defined with
+    `required: true` refuses such an event (`invalid_input` naming the metric and the
+    property).
     The accepted events of a batch are committed together in one transaction; a refused
     event writes nothing. Resending a whole batch is always safe. Under load, concurrent
     requests may share a transaction and its commit; each is answered for its own events,
@@ -70,6 +77,8 @@ def batch_answer(sent: Sequence[UsageEventIn], result: UsageBatchResult) -> Resp
     results = []
     for index, (event, outcome) in enumerate(zip(sent, result.outcomes, strict=True)):
         error = outcome.error
+        judged = outcome.event
+        skipped = () if error is not None or judged is None else judged.skipped
         results.append(
             f'{{"index":{index},"org_id":{_quoted(event.org_id[:MAX_ECHO])},'
             f'"idempotency_key":{_quoted(event.idempotency_key[:MAX_ECHO])},'
@@ -79,7 +88,8 @@ def batch_answer(sent: Sequence[UsageEventIn], result: UsageBatchResult) -> Resp
                 if error is None
                 else f'{{"code":{_quoted(error.code)},"detail":{_quoted(error.message)}}}'
             )
-            + f',"created_org":{"true" if outcome.created_org else "false"}}}'
+            + f',"created_org":{"true" if outcome.created_org else "false"},'
+            f'"not_counted_by":[{",".join(_quoted(metric) for metric in skipped)}]}}'
         )
     body = (
         f'{{"accepted":{result.count(RecordStatus.ACCEPTED)},'

@@ -28,8 +28,8 @@ from billing_kernel.metrics.rules import (
     Aggregation,
     Metric,
     Position,
-    amounts,
     listening_meters,
+    read_event,
     validate_event_name,
 )
 from billing_kernel.usage.bounds import Moved
@@ -164,6 +164,9 @@ class UsageEvent:
     properties: str | None = None
     """Canonical JSON text (`canonical_properties`), or None."""
     lines: tuple[Line, ...] = ()
+    skipped: tuple[str, ...] = ()
+    """The meters its name and filters matched that could not read their property from it,
+    so did not count it (`metrics.rules.Reading.skipped`)."""
 
     @property
     def period(self) -> BillingPeriod:
@@ -292,13 +295,14 @@ class Intake:
         occurred = self.received_at if occurred_at is None else self._event_time(occurred_at)
         text = canonical_properties(properties)
         lines: tuple[Line, ...]
+        skipped: tuple[str, ...] = ()
         if report is not None:
             lines = (report,)
         else:
             sent = properties if isinstance(properties, Mapping) else {}
+            counted, skipped = read_event(self._meters_listening_to(name), sent)
             lines = tuple(
-                Line(m.key, units, m.unique_value(sent), m.aggregation)
-                for m, units in amounts(self._meters_listening_to(name), sent)
+                Line(m.key, units, m.unique_value(sent), m.aggregation) for m, units in counted
             )
         return UsageEvent(
             org_id=org,
@@ -310,6 +314,7 @@ class Intake:
             occurred_at_given=occurred_at is not None,
             properties=text,
             lines=lines,
+            skipped=skipped,
         )
 
     def _recordable(self, metric: object) -> Metric:
@@ -354,6 +359,17 @@ def counter_increments(
             if line.value is not None:
                 quantity = (unique or {})[event.org_id, event.idempotency_key, line.metric]
             totals[key] = totals.get(key, 0) + quantity
+    return dict(sorted(totals.items()))
+
+
+def skip_counts(events: Iterable[UsageEvent]) -> dict[CounterKey, int]:
+    """How many of `events` each meter skipped (could not read its property from), per org
+    and month, in a stable (deadlock-free) order."""
+    totals: dict[CounterKey, int] = {}
+    for event in events:
+        for metric in event.skipped:
+            key = CounterKey(event.org_id, event.period_start, metric)
+            totals[key] = totals.get(key, 0) + 1
     return dict(sorted(totals.items()))
 
 

@@ -101,6 +101,13 @@ class EventResultOut(BaseModel):
         "plan; BILLING_AUTO_CREATE_ORGS). True on the org's first event only. A surprise here "
         "is usually a mistyped org id.",
     )
+    not_counted_by: list[str] = Field(
+        default_factory=list,
+        description="The metrics that count the event's name and whose filters admit it, "
+        "but that could not read their property from it (missing, or not a whole number in "
+        "range), so did not count it; it counted toward the others. Each metric's "
+        "`not_counted_this_month` adds these up.",
+    )
 
 
 class UsageBatchOut(BaseModel):

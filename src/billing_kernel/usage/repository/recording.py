@@ -26,6 +26,7 @@ from billing_kernel.db.tables import (
     usage_counters,
     usage_events,
     usage_lines,
+    usage_skips,
     usage_unique_values,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -287,6 +288,32 @@ class UsageRepository:
             [counter_sql.counter_row(key, quantity, now) for key, quantity in increments.items()],
         )
         return {CounterKey(row.org_id, row.period_start, row.metric): _moved(row) for row in result}
+
+    async def add_skips(self, skips: Mapping[CounterKey, int], now: datetime) -> None:
+        """Add to how many events each meter skipped per org and month, in one upsert;
+        passed in a stable order, as `add_to_counters`."""
+        if not skips:
+            return
+        stmt, skips_c = upsert(self._conn, usage_skips), usage_skips.c
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[skips_c.org_id, skips_c.period_start, skips_c.metric],
+                set_={
+                    "events": skips_c.events + stmt.excluded.events,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            ),
+            [
+                {
+                    "org_id": key.org_id,
+                    "period_start": key.period_start,
+                    "metric": key.metric,
+                    "events": events,
+                    "updated_at": now,
+                }
+                for key, events in skips.items()
+            ],
+        )
 
     async def raise_counters(
         self, peaks: Mapping[CounterKey, int], now: datetime

@@ -47,6 +47,7 @@ from billing_kernel.usage.rules import (
     counter_lasts,
     counter_peaks,
     new_usage_event,
+    skip_counts,
 )
 
 logger = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ class UsageService:
         # what the write added is not known (None).
         moved |= await usage.raise_counters(counter_peaks(new), now)
         moved |= await usage.take_lasts(counter_lasts(new), now)
+        await usage.add_skips(skip_counts(new), now)
         if beyond := await _months_beyond(usage, moved, now):
             return statuses, {}, beyond  # undone by the caller: no alerts to write
         readings = {
