@@ -580,3 +580,32 @@ def test_orgs_are_listed_and_shown_and_their_members_listed(tmp_path: Path) -> N
     for args in (["orgs", "show", "nope"], ["members", "list", "nope"]):
         missing = run(url, *args)
         assert (missing.returncode, missing.stderr) == (1, "error: no org 'nope'\n")
+
+
+def test_the_sandbox_clock_moves_in_dev_mode_and_a_month_closes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'clock.db'}"
+    migrated(url)
+    dev = {"BILLING_DEV_MODE": "true"}
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    assert run(url, "clock", "show", env=dev).stdout.endswith("(real time)\n")
+    refused = run(url, "clock", "advance", "1", "month")
+    assert refused.returncode == 1
+    assert "moves only in dev mode" in refused.stderr
+    moved = run(url, "clock", "advance", "1", "month", env=dev)
+    assert moved.returncode == 0, moved.stderr
+    this_month = BillingPeriod.containing(datetime.now(UTC)).label
+    now, closed = moved.stdout.splitlines()
+    assert now.startswith("now ")
+    assert "days past real time" in now
+    assert closed.startswith(f"closed {this_month} for {org_id}: INV-")
+    assert "sandbox:" in run(url, "clock", "show", env=dev).stdout
+    assert "(real time)" in run(url, "clock", "show").stdout  # outside dev mode: real time
+    listed = run(url, "invoices", "list", env=dev).stdout  # commands run at the moved time
+    assert this_month in listed
+    bad = run(url, "clock", "advance", "1", "year", env=dev)
+    assert (bad.returncode, "whole number from 1 and a unit" in bad.stderr) == (1, True)
+    before = run(url, "clock", "set", "2026-01-01T00:00:00Z", env=dev)
+    assert (before.returncode, "forward only" in before.stderr) == (1, True)
+    assert run(url, "clock", "set", "soon", env=dev).stderr.startswith("error: not an RFC 3339")
+    assert run(url, "clock", "reset", env=dev).stdout.endswith("(real time)\n")

@@ -26,13 +26,19 @@ def delivery_worker(kernel: Kernel) -> DeliveryWorker:
         orgs=kernel.orgs,
         metrics=kernel.metrics,
         members=kernel.members,
+        clock=kernel.now,
+        before_round=kernel.sandbox.refresh,  # dev mode: the time the sandbox clock is at
     )
 
 
 def period_closer(kernel: Kernel) -> PeriodCloser:
     """The period closer, closing through `kernel`'s invoices every
     BILLING_CLOSE_INTERVAL_SECONDS."""
-    return PeriodCloser(kernel.invoices, interval_seconds=kernel.settings.close_interval_seconds)
+    return PeriodCloser(
+        kernel.invoices,
+        interval_seconds=kernel.settings.close_interval_seconds,
+        before_round=kernel.sandbox.refresh,
+    )
 
 
 def background_tasks(kernel: Kernel) -> list[Background]:

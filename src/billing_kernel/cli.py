@@ -21,6 +21,7 @@ from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.commands import orgs_app
 from billing_kernel.plans.commands import plans_app
 from billing_kernel.quota.commands import check
+from billing_kernel.sandbox.commands import clock_app
 from billing_kernel.summary.commands import render_summary, summary
 from billing_kernel.usage.commands import usage_app
 
@@ -36,6 +37,7 @@ app.add_typer(plans_app, name="plans")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(members_app, name="members")
 app.add_typer(usage_app, name="usage")
+app.add_typer(clock_app, name="clock")
 
 
 @app.callback()

@@ -92,6 +92,7 @@ def with_kernel(work: Callable[[Kernel], Awaitable[T]]) -> T:
             raise _SchemaNotReady(state.problem)
         kernel = Kernel.open(configured)
         try:
+            await kernel.sandbox.refresh()  # dev mode: the time the sandbox clock stands at
             return await work(kernel)
         finally:
             await kernel.aclose()

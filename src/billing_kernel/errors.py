@@ -242,6 +242,13 @@ class Forbidden(BillingError):
     title = "Not allowed"
 
 
+class SandboxOff(Forbidden):
+    """The sandbox clock moves only in dev mode."""
+
+    code = "sandbox_off"
+    title = "Sandbox clock off"
+
+
 class OrgAmbiguous(BillingError):
     """The request does not say which org it is about, and the caller has several (or none)."""
 

@@ -32,6 +32,8 @@ from billing_kernel.orgs.service import OrgService
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
+from billing_kernel.sandbox.rules import MovableClock
+from billing_kernel.sandbox.service import SandboxService
 from billing_kernel.subscriptions.service.changes import PlanChangeService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.service import SummaryService
@@ -60,13 +62,15 @@ class Kernel:
         database: Database,
         settings: Settings,
         *,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
         acting_user: str | None = None,
         resolver: Resolver | None = None,
         _state: _ProcessState | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
+        if clock is None:  # in dev mode, a clock the sandbox may move; else real time
+            clock = MovableClock() if settings.dev_mode else utc_now
         self._clock = clock
         self._state = _state or _ProcessState()
         if resolver is not None:
@@ -132,6 +136,9 @@ class Kernel:
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs, state.resolver)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
+        self.sandbox = SandboxService(
+            tx, settings, clock if isinstance(clock, MovableClock) else None, self.invoices
+        )
         self.compat = CompatService(
             tx,
             usage=self.usage,

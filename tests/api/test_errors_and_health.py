@@ -250,6 +250,10 @@ OPERATION_IDS = {
     ("post", "/api/v1/webhooks/deliveries/{delivery_id}/replay"): "replayDelivery",
     ("get", "/api/v1/orgs/{org_id}/notifications"): "getOrgNotifications",
     ("put", "/api/v1/orgs/{org_id}/notifications"): "putOrgNotifications",
+    ("get", "/api/v1/sandbox/clock"): "getSandboxClock",
+    ("post", "/api/v1/sandbox/clock/advance"): "advanceSandboxClock",
+    ("post", "/api/v1/sandbox/clock"): "setSandboxClock",
+    ("delete", "/api/v1/sandbox/clock"): "resetSandboxClock",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

@@ -17,6 +17,7 @@ from billing_kernel.db.tables import (
     org_members,
     usage_events,
     usage_priced_months,
+    usage_skips,
     usage_unique_values,
     users,
 )
@@ -42,6 +43,15 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
             await conn.execute(
                 insert(usage_unique_values).values(
                     org_id=org_id, period_start=period, metric="tokens", value='"u1"'
+                )
+            )
+            await conn.execute(  # as a meter that could not read an event leaves it
+                insert(usage_skips).values(
+                    org_id=org_id,
+                    period_start=period,
+                    metric="tokens",
+                    events=1,
+                    updated_at=clock(),
                 )
             )
             await conn.execute(  # as a month near the bound on amounts leaves it

@@ -32,6 +32,8 @@ from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
 from billing_kernel.quota.hot_path import QuotaCheckHotPath
 from billing_kernel.reservations import routes as reservation_routes
+from billing_kernel.sandbox import routes as sandbox_routes
+from billing_kernel.sandbox.routes import SandboxClockMiddleware
 from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.usage import routes as usage_routes
@@ -115,6 +117,8 @@ def create_app(
     # the hot paths of ingestion and the quota check (see web/hot_path.py).
     app.add_middleware(QuotaCheckHotPath)
     app.add_middleware(IngestHotPath)
+    if kernel.sandbox.enabled:  # dev mode: the sandbox clock, read before every request
+        app.add_middleware(SandboxClockMiddleware, sandbox=kernel.sandbox)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(NoNulMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -140,6 +144,7 @@ def create_app(
         notification_routes.router,
         notification_routes.settings_router,
         health.router,
+        sandbox_routes.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)

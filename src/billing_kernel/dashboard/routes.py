@@ -30,7 +30,17 @@ HISTORY_LENGTH = 10
 """How many of the org's latest alerts the page lists."""
 PAST_INVOICES = 12
 """How many of the org's latest invoices the page lists."""
-templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
+
+
+def _sandbox(request: Request) -> dict[str, object]:
+    """Every page says when the kernel's clock is the sandbox's, not real time."""
+    sandbox = request.app.state.kernel.sandbox
+    return {"sandbox_now": sandbox.state().now if sandbox.moved else None}
+
+
+templates = Jinja2Templates(
+    directory=FilePath(__file__).parent / "templates", context_processors=[_sandbox]
+)
 templates.env.globals.update(
     level=view.level,
     limit_state=view.limit_state,

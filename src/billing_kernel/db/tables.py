@@ -638,6 +638,18 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
 )
 
+sandbox_clock = Table(
+    "sandbox_clock",
+    metadata,
+    # One row at most: how far the sandbox clock stands past real time (dev mode only; read
+    # nowhere else). No row, or 0: real time.
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("offset_microseconds", BigInteger, nullable=False),
+    Column("moved_at", UTCDateTime, nullable=False),  # real time of the last move
+    CheckConstraint("id = 1", name="one_row"),
+    CheckConstraint("offset_microseconds >= 0", name="forward"),
+)
+
 ORG_SCOPED_TABLES = (
     orgs,
     org_members,
@@ -650,6 +662,7 @@ ORG_SCOPED_TABLES = (
     usage_lines,
     usage_unique_values,
     usage_priced_months,
+    usage_skips,
     quota_decisions,
     usage_reservations,
     org_alert_thresholds,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from billing_kernel.invoices.service import InvoiceService
 
@@ -15,9 +16,16 @@ logger = logging.getLogger(__name__)
 
 
 class PeriodCloser:
-    def __init__(self, invoices: InvoiceService, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        invoices: InvoiceService,
+        *,
+        interval_seconds: float,
+        before_round: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._invoices = invoices
         self._interval = interval_seconds
+        self._before_round = before_round
         self._stopping = asyncio.Event()
         self.closed = 0
 
@@ -26,6 +34,8 @@ class PeriodCloser:
         again at the next."""
         while not self._stopping.is_set():
             try:
+                if self._before_round is not None:
+                    await self._before_round()
                 report = await self._invoices.close_due()
             except Exception:
                 logger.exception("closing billing periods failed; trying again later")

@@ -16,7 +16,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import quote, unquote, urlsplit
@@ -64,8 +64,10 @@ class DeliveryWorker:
         metrics: MetricService,
         members: MemberService,
         clock: Callable[[], datetime] = _utc_now,
+        before_round: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
+        self._before_round = before_round
         self._database = database
         self._notifications = notifications
         self._orgs = orgs
@@ -116,6 +118,8 @@ class DeliveryWorker:
 
     async def run_once(self) -> bool:
         """One round; whether it found anything to do."""
+        if self._before_round is not None:
+            await self._before_round()
         notifications = self._notifications
         dispatched = await notifications.dispatch()
         jobs = await notifications.claim(MAX_CLAIM)
