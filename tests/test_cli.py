@@ -87,11 +87,14 @@ def test_migrate_create_record_and_summarize(cli_database_url: str) -> None:
     assert rows["playbook_runs"][:3] == ["3", "200", "1.5%"]
     assert rows["seats"][:3] == ["1", "3", "33.3%"]
     assert "over limit by 234,567, est. USD 4.69" in out
-    assert "estimated  USD 53.69: 49.00 plan + 4.69 overage so far, before tax" in out
+    # A trial is not billed: the upcoming invoice, not the plan's price plus overage.
+    assert "estimated  USD 0.00: the upcoming invoice so far, before tax" in out
+    assert "(not billed: the org has been in trial (or canceled) all month so far)" in out
     assert "over a limit" in out
 
     last_month = run(cli_database_url, "summary", org_id, "--period", "2020-01")
     assert "period     2020-01-01 to 2020-01-31 (0 day(s) left)" in last_month.stdout
+    assert "(2020-01 is not invoiced: priced by the org's plan as it is now)" in last_month.stdout
     bad_month = run(cli_database_url, "summary", org_id, "--period", "2020-13")
     assert (bad_month.returncode, bad_month.stderr.strip()) == (
         1,

@@ -15,6 +15,8 @@ from billing_kernel.commands import settings as configured_settings
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_catalogue, seed_demo
 from billing_kernel.invoices.commands import invoices_app
+from billing_kernel.invoices.rules import Estimate
+from billing_kernel.kernel import Kernel
 from billing_kernel.members.commands import members_app
 from billing_kernel.metrics.commands import metrics_app
 from billing_kernel.notifications.commands import webhooks_app, worker
@@ -23,6 +25,7 @@ from billing_kernel.plans.commands import plans_app
 from billing_kernel.quota.commands import check
 from billing_kernel.sandbox.commands import clock_app
 from billing_kernel.summary.commands import render_summary, summary
+from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.usage.commands import usage_app
 
 app = typer.Typer(
@@ -124,7 +127,12 @@ def demo(
         default = with_kernel(seed_catalogue)
         typer.echo(f"the demo's metrics and plans are there; new orgs start on {default}")
         return
-    typer.echo(render_summary(with_kernel(lambda kernel: seed_demo(kernel, datetime.now(UTC)))))
+
+    async def seeded(kernel: Kernel) -> tuple[OrgBillingSummary, Estimate]:
+        await seed_demo(kernel, datetime.now(UTC))
+        return await kernel.invoices.estimate(DEMO_ORG)
+
+    typer.echo(render_summary(*with_kernel(seeded)))
     settings = configured_settings()
     if settings.dev_mode:
         from billing_kernel.auth.tokens import issue_token  # PyJWT: only to sign

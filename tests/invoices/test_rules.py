@@ -14,6 +14,7 @@ from billing_kernel.common.money import MAX_AMOUNT, within_bounds
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import CurrencyChange
 from billing_kernel.invoices.rules import (
+    Estimate,
     InvoiceDraft,
     InvoiceLine,
     LateUsage,
@@ -23,6 +24,7 @@ from billing_kernel.invoices.rules import (
     change_lines,
     closes_at,
     draft_invoice,
+    estimate_notes,
     fee_lines,
     in_force,
     overage_cost,
@@ -455,3 +457,42 @@ def test_an_invoice_whose_line_or_total_is_beyond_the_amount_bound_says_which() 
         "the total comes to 1,000,000,000,000.00 USD, beyond the 999,999,999,999.99 an amount "
         "may be"
     )
+
+
+def line(kind: LineKind, amount: str) -> InvoiceLine:
+    return InvoiceLine(kind, kind.value, Decimal(amount), "", "starter", 1)
+
+
+def draft(*lines: InvoiceLine, bills_usage: bool = True) -> InvoiceDraft:
+    return InvoiceDraft("acme", NOVEMBER, "USD", lines, STARTER, bills_usage=bills_usage)
+
+
+def test_an_estimate_says_why_it_is_not_the_price_plus_the_overage() -> None:
+    price, overage = Decimal("49.00"), Decimal("4.00")
+    fee, usage = line(LineKind.BASE_FEE, "49.00"), line(LineKind.OVERAGE, "4.00")
+    assert estimate_notes(draft(fee, usage), price, overage) == ()  # the same figure
+    assert estimate_notes(draft(bills_usage=False), price, overage) == (
+        "not billed: the org has been in trial (or canceled) all month so far",
+    )
+    changed = draft(
+        line(LineKind.BASE_FEE, "20.00"), line(LineKind.PRORATION_CHARGE, "30.00"), usage
+    )
+    assert estimate_notes(changed, price, overage) == (
+        "the subscription changed this month (its plan or status): its fees are prorated to "
+        "the second",
+    )
+    credited = draft(fee, line(LineKind.PRORATION_CREDIT, "-10.00"), usage)
+    assert estimate_notes(credited, price, overage)[0].startswith("the subscription changed")
+    late_start = draft(line(LineKind.BASE_FEE, "26.08"), usage)
+    assert estimate_notes(late_start, price, overage) == (
+        "the plan's fee covers only the part of the month it is billed for",
+    )
+    late_usage = draft(fee, usage, line(LineKind.ADJUSTMENT, "2.00"))
+    assert estimate_notes(late_usage, price, overage) == (
+        "it adjusts usage of an earlier month that arrived late",
+    )
+    both = draft(line(LineKind.BASE_FEE, "26.08"), usage, line(LineKind.ADJUSTMENT, "2.00"))
+    assert len(estimate_notes(both, price, overage)) == 2
+    seats = draft(fee, usage, line(LineKind.SEATS, "15.00"))  # the summary's overage lacks it
+    assert estimate_notes(seats, price, overage) == ("the upcoming invoice's lines say how",)
+    assert Estimate(Decimal("1.00")) == Estimate(Decimal("1.00"), None, ())

@@ -45,7 +45,11 @@ async def test_summary_of_the_users_only_org(api: Api) -> None:
     tokens = next(u for u in body["usage"] if u["metric"] == "tokens")
     assert (tokens["used"], tokens["limit"], tokens["percent_used"]) == (850_000, 1_000_000, 85.0)
     assert body["estimated_overage"] == "0.00"
-    assert body["estimated_total"] == "49.00"  # Starter's price, no overage
+    # A trial is not billed: the figure is the upcoming invoice's, and the answer says why.
+    assert (body["estimated_total"], body["invoice_number"]) == ("0.00", None)
+    assert body["estimate_notes"] == [
+        "not billed: the org has been in trial (or canceled) all month so far"
+    ]
     assert body["enforcement"] == "soft"
 
 

@@ -3,8 +3,10 @@ from decimal import Decimal
 
 import pytest
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import InvalidInput, OrgNotFound, UnknownMetric
 from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.quota.rules import Reason
 from tests.conftest import Clock, new_id
@@ -61,7 +63,16 @@ async def test_overage_is_priced_to_the_cent(kernel: Kernel) -> None:
     assert summary.metric("tokens").overage_amount == Decimal("4.01")
     assert summary.metric("playbook_runs").overage_amount == Decimal("0.75")
     assert summary.estimated_overage == Decimal("4.76")
-    assert summary.estimated_total == Decimal("53.76")  # Starter's 49.00 + 4.76
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
+    same, estimate = await kernel.invoices.estimate(org_id)
+    assert same.estimated_overage == Decimal("4.76")
+    # Active since 15 May noon: the fee for the rest of May, 4.76 of overage, one figure.
+    assert estimate.total == (await kernel.invoices.upcoming(org_id)).total
+    assert estimate.total == Decimal("4.76") + Decimal("26.08")  # 49.00 x 16.5 / 31
+    assert estimate.notes == (
+        "the subscription changed this month (its plan or status): its fees are prorated to "
+        "the second",
+    )  # from trial to active
 
 
 async def test_limit_overrides_replace_the_plan_limit_per_org(kernel: Kernel) -> None:
@@ -184,3 +195,31 @@ async def test_the_dashboard_has_daily_usage_and_previous_months(
         date(2026, 3, 1),
         date(2026, 4, 1),
     ]
+
+
+async def test_a_month_invoiced_reads_as_its_invoice_with_the_plan_that_priced_it(
+    kernel: Kernel, clock: Clock
+) -> None:
+    org_id = await starter_org(kernel, tokens=1_500_000, runs=0, members=0)
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
+    may = BillingPeriod.containing(clock())
+    clock.advance(days=20)  # June, after May closed
+    invoice = await kernel.invoices.close(org_id, may)
+    assert invoice is not None
+    await kernel.subscriptions.set_plan(org_id, "growth")  # in June: May keeps Starter
+    summary, estimate = await kernel.invoices.estimate(org_id, may)
+    assert (summary.plan.slug, estimate.total, estimate.invoice) == (
+        "starter",
+        invoice.total,
+        invoice,
+    )
+    assert estimate.notes == (f"invoiced as {invoice.number}",)
+    assert summary.metric("tokens").overage_amount == Decimal("10.00")  # by Starter's price
+    april = may.previous()
+    _, before = await kernel.invoices.estimate(org_id, april)
+    assert before.invoice is None
+    assert before.notes == (
+        f"{april.label} is not invoiced: priced by the org's plan as it is now",
+    )
+    _, ahead = await kernel.invoices.estimate(org_id, may.next().next())
+    assert ahead.notes[0].endswith("has not started: priced by the org's plan as it is now")

@@ -120,11 +120,8 @@ async def billing_page(
         async with as_user.transaction() as uow:  # one transaction for the page's reads
             admin = role in ADMIN_ROLES
             dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
-            invoice = (
-                await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary)
-                if admin
-                else None
-            )
+            upcoming = await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary)
+            invoice = upcoming if admin else None  # its lines: for owners and admins
             past = (
                 await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow)
                 if admin
@@ -145,6 +142,7 @@ async def billing_page(
         "dashboard": dashboard,
         "summary": dashboard.summary,
         "invoice": invoice,
+        "estimated_total": upcoming.total,  # one figure for every member
         "past_invoices": past,
         "scheduled": scheduled,
         "role": role,

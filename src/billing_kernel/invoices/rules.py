@@ -471,3 +471,37 @@ def close_failed_event(org_id: str, period: date, reason: str, now: datetime) ->
             "reason": reason,
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What an org's month comes to, one figure for every reader: the upcoming invoice's
+    total for the current month, the invoice's for a month invoiced."""
+
+    total: Decimal
+    invoice: StoredInvoice | None = None
+    """The month's finalized invoice, when it has one."""
+    notes: tuple[str, ...] = ()
+    """Why `total` is not the plan's monthly price plus the overage, when it is not."""
+
+
+def estimate_notes(draft: InvoiceDraft, price: Decimal, overage: Decimal) -> tuple[str, ...]:
+    """Why `draft`'s total differs from the plan's monthly `price` plus `overage` (the
+    summary's sum of usage lines), in words; none when it does not differ."""
+    if draft.total == price + overage:
+        return ()
+    kinds = {line.kind for line in draft.lines}
+    fees = sum((line.amount for line in draft.lines if line.kind is LineKind.BASE_FEE), ZERO)
+    notes = []
+    if not draft.bills_usage:
+        notes.append("not billed: the org has been in trial (or canceled) all month so far")
+    elif kinds & {LineKind.PRORATION_CHARGE, LineKind.PRORATION_CREDIT}:
+        notes.append(
+            "the subscription changed this month (its plan or status): its fees are prorated "
+            "to the second"
+        )
+    elif fees != price:
+        notes.append("the plan's fee covers only the part of the month it is billed for")
+    if LineKind.ADJUSTMENT in kinds:
+        notes.append("it adjusts usage of an earlier month that arrived late")
+    return tuple(notes) or ("the upcoming invoice's lines say how",)

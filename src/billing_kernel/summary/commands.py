@@ -9,6 +9,7 @@ import typer
 from billing_kernel.commands import fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.invoices.rules import Estimate
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.summary.rules import OrgBillingSummary
 
@@ -24,13 +25,11 @@ def summary(
         month = None if period is None else BillingPeriod.parse(period)
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(
-        render_summary(with_kernel(lambda kernel: kernel.summary.summary(org_id, period=month)))
-    )
+    typer.echo(render_summary(*with_kernel(lambda kernel: kernel.invoices.estimate(org_id, month))))
 
 
-def render_summary(summary: OrgBillingSummary) -> str:
-    """A plain-text table of an org's billing summary."""
+def render_summary(summary: OrgBillingSummary, estimate: Estimate) -> str:
+    """A plain-text table of an org's billing summary, and what its month comes to."""
     plan, state, period = summary.plan, summary.state, summary.period
     lines = [
         f"org        {summary.org_id}",
@@ -65,10 +64,17 @@ def render_summary(summary: OrgBillingSummary) -> str:
         )
         lines.append(row.rstrip())
     lines.append("")
-    lines.append(
-        f"estimated  {plan.currency} {money_text(summary.estimated_total)}: "
-        f"{money_text(plan.monthly_price)} plan + {money_text(summary.estimated_overage)} "
-        "overage so far, before tax"
-    )
+    if estimate.invoice is not None:
+        lines.append(
+            f"invoiced   {plan.currency} {money_text(estimate.total)}: {estimate.invoice.number}"
+        )
+    else:
+        lines.append(
+            f"estimated  {plan.currency} {money_text(estimate.total)}: the upcoming invoice so "
+            "far, before tax"
+            if summary.period.key == BillingPeriod.containing(summary.generated_at).key
+            else f"estimated  {plan.currency} {money_text(estimate.total)}, before tax"
+        )
+        lines += [f"           ({note})" for note in estimate.notes]
     lines.append("over a limit" if summary.any_soft_limit_exceeded else "within all limits")
     return "\n".join(lines)

@@ -40,17 +40,19 @@ async def org_summary(
         Query(
             pattern=MONTH_PATTERN,
             description="A month, `YYYY-MM` (default: the current month). Another month "
-            "shows its recorded usage (seats: the month's peak) against the org's current "
-            "plan and overrides; a month that has not started has none yet.",
+            "shows its recorded usage (seats: the month's peak): once invoiced, against the "
+            "plan that priced it and with the invoice's total; before, against the org's "
+            "current plan and overrides; a month that has not started has none yet.",
             examples=["2026-10"],
         ),
     ] = None,
 ) -> SummaryOut:
-    """Plan, status, trial, the month, and each metric's usage against the org's limit. The
-    org's billing state is created on first use (default plan, in trial). Members of the
-    org, or service keys with `quota:check` or `billing:admin`."""
+    """Plan, status, trial, the month, each metric's usage against the org's limit, and what
+    the month comes to (`estimated_total`: the upcoming invoice's total, the same for every
+    caller). The org's billing state is created on first use (default plan, in trial).
+    Members of the org, or service keys with `quota:check` or `billing:admin`."""
     month = None if period is None else BillingPeriod.parse(period)
-    return SummaryOut.of(await access.kernel.summary.summary(access.org_id, period=month))
+    return SummaryOut.of(*await access.kernel.invoices.estimate(access.org_id, month))
 
 
 FirstMonth = Annotated[

@@ -69,12 +69,6 @@ class OrgBillingSummary:
         return sum((line.overage_amount for line in self.usage), ZERO)
 
     @property
-    def estimated_total(self) -> Decimal:
-        """The plan's monthly price plus the overage so far: what the period would cost if
-        it ended now, before any tax, discount or proration."""
-        return self.plan.monthly_price + self.estimated_overage
-
-    @property
     def trial_days_left(self) -> int | None:
         return self.state.trial_days_left(self.generated_at)
 

@@ -9,6 +9,7 @@ from pydantic import (
     Field,
 )
 
+from billing_kernel.invoices.rules import Estimate
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Enforcement
 from billing_kernel.plans.schemas import PlanOut, PolicyOut
@@ -75,8 +76,19 @@ class SummaryOut(BaseModel):
         description="The period's overage so far: the sum of the usage lines' rounded charges."
     )
     estimated_total: MoneyText = Field(
-        description="The plan's monthly price plus `estimated_overage`: what the period would "
-        "cost if it ended now, before tax, discounts or proration."
+        description="What the month comes to, the same figure for every caller: this month, "
+        "the upcoming invoice's total so far (a trial, a start or a plan change mid-month "
+        "prorated, late usage of an earlier month adjusted); a month invoiced, its "
+        "invoice's total; another past month, the plan's price plus `estimated_overage`. "
+        "Before tax."
+    )
+    estimate_notes: list[str] = Field(
+        description="Why `estimated_total` is not the plan's monthly price plus "
+        "`estimated_overage`, when it is not (e.g. `not billed: the org has been in trial "
+        "(or canceled) all month so far`, `invoiced as INV-000001`)."
+    )
+    invoice_number: str | None = Field(
+        description="The month's finalized invoice, once it is invoiced; null before."
     )
     currency: str
     enforcement: Enforcement = Field(
@@ -86,7 +98,7 @@ class SummaryOut(BaseModel):
     generated_at: datetime
 
     @classmethod
-    def of(cls, summary: OrgBillingSummary) -> SummaryOut:
+    def of(cls, summary: OrgBillingSummary, estimate: Estimate) -> SummaryOut:
         return cls(
             org_id=summary.org_id,
             plan=PlanOut.of(summary.plan),
@@ -102,7 +114,9 @@ class SummaryOut(BaseModel):
             usage=[MetricUsageOut.of(line) for line in summary.usage],
             any_soft_limit_exceeded=summary.any_soft_limit_exceeded,
             estimated_overage=summary.estimated_overage,
-            estimated_total=summary.estimated_total,
+            estimated_total=estimate.total,
+            estimate_notes=list(estimate.notes),
+            invoice_number=None if estimate.invoice is None else estimate.invoice.number,
             currency=summary.plan.currency,
             enforcement=summary.enforcement,
             generated_at=summary.generated_at,

@@ -13,6 +13,7 @@ from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import used_and_peak
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
@@ -78,12 +79,14 @@ class SummaryService:
         uow: UnitOfWork | None = None,
         *,
         period: BillingPeriod | None = None,
+        plan: Plan | None = None,
     ) -> OrgBillingSummary:
         """Plan, state, period, and each metric's usage against the org's effective limit.
 
         `period` (default: the current month) may be another month: its stored usage, and
-        for seats its peak as the count, against the org's plan and overrides as they are
-        now (a month that has not started has none yet)."""
+        for seats its peak as the count, against the org's plan (or `plan`, the one that
+        priced it) and overrides as they are now (a month that has not started has none
+        yet)."""
         now = self._clock()
         current = BillingPeriod.containing(now)
         period = period or current
@@ -99,7 +102,8 @@ class SummaryService:
                 )
                 counters = {key: value for (_, key), value in peaks.items()}
             return build_summary(
-                plan=await self._plans.get(state.plan_slug, unit, version=state.plan_version),
+                plan=plan
+                or await self._plans.get(state.plan_slug, unit, version=state.plan_version),
                 state=state,
                 period=period,
                 catalogue=catalogue,

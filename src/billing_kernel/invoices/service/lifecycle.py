@@ -28,6 +28,7 @@ from billing_kernel.errors import (
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
+    Estimate,
     InvoiceDraft,
     InvoiceLine,
     StoredInvoice,
@@ -35,6 +36,7 @@ from billing_kernel.invoices.rules import (
     change_lines,
     close_failed_event,
     closes_at,
+    estimate_notes,
     in_force,
     usage_of,
 )
@@ -108,6 +110,7 @@ class InvoiceService:
         self._subscriptions = subscriptions
         self._summary = summary
         self._events = events
+        self._plans = plans
         self._drafts = InvoiceDrafts(
             metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
         )
@@ -149,6 +152,33 @@ class InvoiceService:
                 history = [*history, change]
             computed = await self._drafts.compute(org_id, period, history, used, late, unit)
             return computed.draft
+
+    async def estimate(
+        self, org_id: str, period: BillingPeriod | None = None, uow: UnitOfWork | None = None
+    ) -> tuple[OrgBillingSummary, Estimate]:
+        """The org's summary of `period` (default: the current month) and what the month
+        comes to, one figure for every reader: the current month's upcoming invoice total
+        (trials, proration and plan changes included); a month invoiced, its invoice's
+        total, its usage against the plan that priced it; another month, its usage priced
+        by the org's plan as it is now, with a note that says so."""
+        current = BillingPeriod.containing(self._clock())
+        period = period or current
+        async with self._tx.begin(uow) as unit:
+            if period == current:
+                summary = await self._summary.summary(org_id, unit)
+                draft = await self.upcoming(org_id, unit, summary=summary)
+                notes = estimate_notes(draft, summary.plan.monthly_price, summary.estimated_overage)
+                return summary, Estimate(draft.total, notes=notes)
+            invoice = await InvoiceRepository(unit).live_invoice(org_id, period.key)
+            if invoice is None:
+                summary = await self._summary.summary(org_id, unit, period=period)
+                said = "has not started" if period.key > current.key else "is not invoiced"
+                note = f"{period.label} {said}: priced by the org's plan as it is now"
+                total = summary.plan.monthly_price + summary.estimated_overage
+                return summary, Estimate(total, notes=(note,))
+            plan = await self._plans.get(invoice.plan_slug, unit, version=invoice.plan_version)
+            summary = await self._summary.summary(org_id, unit, period=period, plan=plan)
+            return summary, Estimate(invoice.total, invoice, (f"invoiced as {invoice.number}",))
 
     async def change_lines(
         self, org_id: str, change: Subscription, uow: UnitOfWork | None = None
