@@ -612,3 +612,59 @@ def test_the_sandbox_clock_moves_in_dev_mode_and_a_month_closes(tmp_path: Path) 
     assert (before.returncode, "forward only" in before.stderr) == (1, True)
     assert run(url, "clock", "set", "soon", env=dev).stderr.startswith("error: not an RFC 3339")
     assert run(url, "clock", "reset", env=dev).stdout.endswith("(real time)\n")
+
+
+def test_an_operator_previews_changes_and_cancels_an_orgs_plan_change(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'changes.db'}"
+    migrated(url)
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    assert run(url, "orgs", "set-status", org_id, "active").returncode == 0
+    preview = run(url, "subscriptions", "preview", org_id, "growth")
+    assert preview.returncode == 0, preview.stderr
+    first, *lines, last = preview.stdout.splitlines()
+    assert first == f"{org_id} would move from Starter to Growth (growth v1) at once: upgrade"
+    assert [line.split(" from ")[0].strip() for line in lines] == [
+        "Unused time on Starter (v1)",
+        "Remaining time on Growth (v1)",
+    ]
+    assert last.startswith("upcoming invoice USD ")
+    changed = run(url, "subscriptions", "change", org_id, "growth")
+    assert changed.stdout.splitlines()[0].startswith(f"{org_id} moves from Starter to Growth")
+    made = [line.split(" from ")[0].strip() for line in changed.stdout.splitlines()[1:-1]]
+    assert made == ["Unused time on Starter (v1)", "Remaining time on Growth (v1)"]
+    down = run(url, "subscriptions", "change", org_id, "starter")
+    assert "(scheduled): downgrade" in down.stdout
+    assert run(url, "subscriptions", "cancel-scheduled", org_id).stdout == (
+        f"{org_id}: scheduled change canceled\n"
+    )
+    assert run(url, "subscriptions", "cancel-scheduled", org_id).stdout == (
+        f"{org_id}: none scheduled\n"
+    )
+    unknown = run(url, "subscriptions", "preview", org_id, "nope")
+    assert (unknown.returncode, unknown.stderr) == (1, "error: no plan with slug 'nope'\n")
+
+
+def test_an_operator_sets_shows_and_clears_an_orgs_own_limits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'limits.db'}"
+    migrated(url)
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    shown = run(url, "limits", "show", org_id).stdout.splitlines()
+    assert [line.split() for line in shown] == [
+        ["tokens", "1,000,000", "soft"],
+        ["playbook_runs", "200", "soft"],
+        ["seats", "3", "soft"],
+    ]
+    own = run(url, "limits", "set", org_id, "tokens", "5000000")
+    assert own.stdout.split() == [org_id, "tokens", "5,000,000", "soft", "(its", "own)"]
+    assert run(url, "limits", "show", org_id).stdout.splitlines()[0].split()[1] == "5,000,000"
+    unlimited = run(url, "limits", "set", org_id, "tokens", "unlimited")
+    assert unlimited.stdout.split()[2] == "unlimited"
+    bad = run(url, "limits", "set", org_id, "tokens", "lots")
+    assert (bad.returncode, bad.stderr) == (
+        1,
+        "error: limit must be a whole number from 0 or `unlimited`, got 'lots'\n",
+    )
+    back = run(url, "limits", "clear", org_id, "tokens")
+    assert back.stdout.split()[2:] == ["1,000,000", "soft", "(its", "plan's)"]

@@ -22,8 +22,9 @@ from billing_kernel.metrics.commands import metrics_app
 from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.commands import orgs_app
 from billing_kernel.plans.commands import plans_app
-from billing_kernel.quota.commands import check
+from billing_kernel.quota.commands import check, limits_app
 from billing_kernel.sandbox.commands import clock_app
+from billing_kernel.subscriptions.commands import subscriptions_app
 from billing_kernel.summary.commands import render_summary, summary
 from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.usage.commands import usage_app
@@ -41,6 +42,8 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(members_app, name="members")
 app.add_typer(usage_app, name="usage")
 app.add_typer(clock_app, name="clock")
+app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(limits_app, name="limits")
 
 
 @app.callback()
