@@ -2,6 +2,7 @@
 
 import base64
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from billing_kernel.notifications.rules import (
     sign,
     signature_header,
     slack_message,
+    told_to_people,
     validate_url,
     wants,
     webhook_headers,
@@ -191,7 +193,7 @@ def test_a_crossing_in_words() -> None:
         ("Metric", "LLM tokens"),
         ("Used", "812,345 tokens"),
         ("Limit", "1,000,000 tokens"),
-        ("Period", "2026-11-01 to 2026-12-01 (exclusive)"),
+        ("Period", "November 2026"),
     )
     assert words.link == LINK
 
@@ -201,7 +203,7 @@ def test_an_absolute_threshold_a_resolution_and_a_block_in_words() -> None:
         event(EventType.THRESHOLD_CROSSED, "5000", 5000, None), "Acme", "Runs", "runs", LINK
     )
     assert absolute.subject == "Acme: Runs reached 5,000 runs"
-    assert absolute.headline == "Acme has used 5,000 runs of its Runs: 5,000 runs this month."
+    assert absolute.headline == "Acme has reached 5,000 runs of Runs this month (5,000 runs)."
     assert ("Limit", "unlimited") in absolute.facts
     resolved = alert_words(
         event(EventType.THRESHOLD_RESOLVED, "100%", 500, 2000), "Acme", "Runs", "runs", LINK
@@ -228,7 +230,7 @@ def test_an_email_says_it_in_text_and_in_escaped_html() -> None:
         "Metric: Runs",
         "Used: 800 runs",
         "Limit: 1,000 runs",
-        "Period: 2026-11-01 to 2026-12-01 (exclusive)",
+        "Period: November 2026",
         "",
         f"See usage and limits: {LINK}",
     ]
@@ -240,7 +242,7 @@ def test_an_email_says_it_in_text_and_in_escaped_html() -> None:
         '<table><tr><th align="left">Metric</th><td>Runs</td></tr>'
         '<tr><th align="left">Used</th><td>800 runs</td></tr>'
         '<tr><th align="left">Limit</th><td>1,000 runs</td></tr>'
-        '<tr><th align="left">Period</th><td>2026-11-01 to 2026-12-01 (exclusive)</td></tr>'
+        '<tr><th align="left">Period</th><td>November 2026</td></tr>'
         f'</table><p><a href="{LINK}">See usage and limits</a></p>'
     )
 
@@ -267,7 +269,7 @@ def test_a_slack_message_is_block_kit_with_a_plain_fallback() -> None:
                     {"type": "mrkdwn", "text": "*Metric*\nRuns"},
                     {"type": "mrkdwn", "text": "*Used*\n800 runs"},
                     {"type": "mrkdwn", "text": "*Limit*\n1,000 runs"},
-                    {"type": "mrkdwn", "text": "*Period*\n2026-11-01 to 2026-12-01 (exclusive)"},
+                    {"type": "mrkdwn", "text": "*Period*\nNovember 2026"},
                 ],
             },
             {
@@ -324,3 +326,21 @@ def test_an_address_is_refused_for_outbound_requests_by_its_kind(
     address: str, kind: str | None
 ) -> None:
     assert address_refusal(address) == kind
+
+
+def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_under() -> None:
+    crossed = EventType.THRESHOLD_CROSSED
+    eighty, hundred = event(crossed, "80%", 1_000, 1_000), event(crossed, "100%", 1_000, 1_000)
+    absolute = event(crossed, "900", 1_000, 1_000)  # a third threshold, below 100 %
+    later = event(crossed, "80%", 850, 1_000)  # another write: its own message
+    later = replace(later, event_id="evt_later")
+    blocked = event(EventType.QUOTA_BLOCKED, "blocked", 1_000, 1_000)
+    resolved = event(EventType.THRESHOLD_RESOLVED, "100%", 1_000, 2_000)
+    operators = replace(eighty, event_id="evt_ops", org_id=None)
+    events = [eighty, absolute, hundred, later, blocked, resolved, operators]
+    assert told_to_people(events) == {hundred.event_id, later.event_id, blocked.event_id}
+    assert told_to_people(list(reversed(events))) == told_to_people(events)
+    assert told_to_people([eighty]) == {eighty.event_id}
+    assert told_to_people([resolved, operators]) == set()
+    other_metric = replace(eighty, event_id="evt_m", data={**eighty.data, "metric": "runs"})
+    assert told_to_people([hundred, other_metric]) == {hundred.event_id, "evt_m"}

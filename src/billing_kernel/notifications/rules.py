@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput
@@ -212,6 +212,32 @@ def next_attempt(
     return now + timedelta(seconds=wait + spread)
 
 
+TOLD_TO_PEOPLE = frozenset({EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED})
+"""What an org's people hear of by Slack and email: a "back under" notice (a change of limit
+resolved a crossing) is an event and goes to webhooks, but is no one's news."""
+
+
+def told_to_people(events: Sequence[Event]) -> set[str]:
+    """The ids of the events of `events` that an org's Slack and email get: its crossings
+    and blocks (TOLD_TO_PEOPLE), and of the crossings one write made together (one org,
+    metric, month and usage: 80 % and 100 % at once) the highest alone."""
+    told: set[str] = set()
+    highest: dict[tuple[object, ...], tuple[int, str]] = {}
+    for event in events:
+        if event.org_id is None or event.event_type not in TOLD_TO_PEOPLE:
+            continue
+        data, threshold = event.data, event.data.get("threshold")
+        if event.event_type is not EventType.THRESHOLD_CROSSED or not isinstance(threshold, dict):
+            told.add(event.event_id)
+            continue
+        period = data["period"]
+        start = period.get("start") if isinstance(period, dict) else None
+        write = (event.org_id, data["metric"], start, data["used"])
+        level = (int(str(threshold["quantity"])), event.event_id)
+        highest[write] = max(highest.get(write, level), level)
+    return told | {event_id for _, event_id in highest.values()}
+
+
 def wants(event_types: Sequence[str], event: EventType) -> bool:
     """Whether an endpoint that asked for `event_types` (none: all) gets `event`."""
     return not event_types or str(event) in event_types
@@ -238,7 +264,7 @@ def alert_words(
     assert isinstance(period, dict)
     figures = f"{used:,}{'' if limit is None else f' of {limit:,}'} {unit}"
     threshold = data.get("threshold")
-    what = ""
+    what, percent = "", None
     if isinstance(threshold, dict):
         percent, quantity = threshold["percent"], threshold["quantity"]
         what = f"{percent} %" if percent is not None else f"{int(str(quantity)):,} {unit}"
@@ -250,14 +276,18 @@ def alert_words(
         headline = (
             f"{org_name} is back under {what} of {metric_name} after a change of limit ({figures})."
         )
-    else:
+    elif percent is not None:
         subject = f"{org_name}: {metric_name} reached {what}"
         headline = f"{org_name} has used {what} of its {metric_name}: {figures} this month."
+    else:
+        subject = f"{org_name}: {metric_name} reached {what}"
+        headline = f"{org_name} has reached {what} of {metric_name} this month ({figures})."
+    month = date.fromisoformat(str(period["start"]))
     facts = (
         ("Metric", metric_name),
         ("Used", f"{used:,} {unit}"),
         ("Limit", "unlimited" if limit is None else f"{limit:,} {unit}"),
-        ("Period", f"{period['start']} to {period['end']} (exclusive)"),
+        ("Period", f"{month:%B %Y}"),
     )
     return AlertWords(subject=subject, headline=headline, facts=facts, link=billing_url)
 

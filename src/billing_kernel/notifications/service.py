@@ -41,6 +41,7 @@ from billing_kernel.notifications.rules import (
     Endpoint,
     new_secret,
     next_attempt,
+    told_to_people,
     validate_url,
     wants,
 )
@@ -249,6 +250,7 @@ class NotificationService:
             if not events:
                 return 0
             endpoints, settings = await repo.targets({e.org_id for e in events})
+            people = told_to_people(events)
             rows: list[dict[str, object]] = []
             for event in events:
                 chosen = (
@@ -261,12 +263,12 @@ class NotificationService:
                     for e in endpoints
                     if e.org_id in (None, event.org_id) and wants(e.event_types, event.event_type)
                 ]
-                if chosen.slack_webhook_url and event.org_id is not None:
-                    targets.append((Channel.SLACK, SLACK_TARGET))
-                if chosen.email and event.org_id is not None:
-                    if self.email_on:
+                if event.event_id in people:  # a back-under, or 80 % beside 100 %: webhooks only
+                    if chosen.slack_webhook_url:
+                        targets.append((Channel.SLACK, SLACK_TARGET))
+                    if chosen.email and self.email_on:
                         targets.append((Channel.EMAIL, EMAIL_TARGET))
-                    elif not self._email_off_said:
+                    elif chosen.email and not self._email_off_said:
                         self._email_off_said = True
                         logger.info("alert emails are off: BILLING_SMTP_URL is not set")
                 rows += [
