@@ -877,11 +877,14 @@ def test_a_meter_is_required_only_by_saying_so_and_a_count_cannot_be() -> None:
     for bad, message in [
         ({"required": "yes"}, "required must be true or false"),
         ({"required": 1}, "required must be true or false"),
-        ({"aggregation": "count", "required": True}, "a count reads no property"),
+        (
+            {"aggregation": "count", "required": True},
+            "a count reads no property, so none can be required: leave required out",
+        ),
     ]:
-        with pytest.raises(InvalidInput, match=message) as refused:
+        with pytest.raises(InvalidInput) as refused:
             meter(**bad)
-        assert refused.value.details["field"] == "required"
+        assert (refused.value.message, refused.value.details["field"]) == (message, "required")
     assert not meter(aggregation="count", required=False).required
 
 
@@ -914,12 +917,12 @@ def test_what_each_meter_skipped_is_counted_per_org_and_month() -> None:
 def test_a_definition_is_tried_on_last_months_events_of_its_names() -> None:
     april = BillingPeriod.starting(date(2026, 4, 1))
     found = [
+        "[1]",  # not an object: counts nowhere, and the others are still tried
         '{"model":"gpt-5","paid":true,"tokens":5}',
         '{"model":"gpt-5","paid":true}',  # admitted, unreadable
         '{"model":"gpt-5","paid":true,"tokens":-1}',  # admitted, out of range
         '{"model":"claude","tokens":5}',  # left out by the filters
         None,  # no properties: left out by the filters
-        "[1]",  # not an object: counts nowhere
     ]
     assert preview_meter(GPT, april, found) == MeterPreview(april, 6, 1, 2, True)
     assert preview_meter(CALLS, april, [None, "{}"]) == MeterPreview(april, 2, 2, 0, True)

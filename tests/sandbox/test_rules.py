@@ -44,7 +44,10 @@ def test_anything_else_is_refused_naming_by(text: object) -> None:
     with pytest.raises(InvalidInput) as refused:
         parse_step(text)
     assert refused.value.details["field"] == "by"
-    assert "whole number from 1 and a unit" in refused.value.message
+    assert refused.value.message == (
+        "by must be a whole number from 1 and a unit: minutes, hours, days, weeks or months "
+        f"(e.g. '1 month'), got {text!r:.40}"
+    )
 
 
 def test_a_step_describes_itself() -> None:
@@ -79,11 +82,18 @@ def test_the_clock_moves_forward_only_and_not_too_far() -> None:
     assert offset_to(ahead, now=ahead, real=NOW) == timedelta(days=3)  # standing still
     other_zone = (ahead + timedelta(hours=2)).astimezone(timezone(timedelta(hours=-5)))
     assert offset_to(other_zone, now=ahead, real=NOW) == timedelta(days=3, hours=2)
+    earlier = (ahead - timedelta(hours=1)).astimezone(timezone(timedelta(hours=-5)))
+    with pytest.raises(InvalidInput) as refused:
+        offset_to(earlier, now=ahead, real=NOW)
+    assert refused.value.message == (  # both times in UTC
+        "the sandbox clock moves forward only: it is 2026-12-05 22:30:00 UTC, "
+        "2026-12-05 21:30:00 UTC is before it (a reset returns to real time)"
+    )
     assert offset_to(NOW + MAX_MOVE, now=NOW, real=NOW) == MAX_MOVE
     for target, said in [
         (ahead - timedelta(seconds=1), "moves forward only"),
         (NOW + MAX_MOVE + timedelta(seconds=1), f"at most {MAX_MOVE.days} days"),
-        (datetime(2027, 1, 1), "time zone"),  # noqa: DTZ001  # noqa: DTZ001 - a time without a zone
+        (datetime(2027, 1, 1), r"^to must have a time zone \(e.g. 2027-01-01T00:00:00Z\)$"),  # noqa: DTZ001
     ]:
         with pytest.raises(InvalidInput, match=said) as refused:
             offset_to(target, now=ahead, real=NOW)

@@ -291,7 +291,7 @@ def read_event(meters: Sequence[Metric], properties: Mapping[str, object]) -> Re
                 if not said.startswith(f"metric {meter.key!r} "):
                     said = f"metric {meter.key!r}: {said}"
                 raise InvalidInput(
-                    f"{said} (required)", field=unreadable.details.get("field", "properties")
+                    f"{said} (required)", field=unreadable.details["field"]
                 ) from None
             skipped.append(meter.key)
     return Reading(counted, tuple(skipped))
@@ -470,7 +470,7 @@ def meter_from_stored(
     events: str | None,
     value_property: str | None,
     filters: str | None,
-    required: bool = False,
+    required: bool,
 ) -> Metric:
     """A metric as its row keeps it (see `events_text`, `filters_text`)."""
     return Metric(

@@ -73,7 +73,7 @@ def offset_to(target: datetime, *, now: datetime, real: datetime) -> timedelta:
     returns to real time) or more than MAX_MOVE past real time."""
     if target.tzinfo is None:
         raise InvalidInput("to must have a time zone (e.g. 2027-01-01T00:00:00Z)", field="to")
-    target = target.astimezone(UTC)
+    target = target.astimezone(UTC)  # as the message writes it
     if target < now:
         raise InvalidInput(
             f"the sandbox clock moves forward only: it is {now:%Y-%m-%d %H:%M:%S} UTC, "
