@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import Response
 
-from billing_kernel.auth.rules import ApiKeyCaller, Scope
 from billing_kernel.metrics.schemas import (
     MeterPreviewOut,
     MetricDefinedOut,
@@ -12,7 +11,13 @@ from billing_kernel.metrics.schemas import (
     MetricOut,
     MetricsOut,
 )
-from billing_kernel.web.deps import DeploymentAdmin, KernelDep, MetricKey, PrincipalDep
+from billing_kernel.web.deps import (
+    DeploymentAdmin,
+    KernelDep,
+    MetricKey,
+    PrincipalDep,
+    is_deployment_admin,
+)
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
 
@@ -24,12 +29,7 @@ async def list_metrics(caller: PrincipalDep, kernel: KernelDep) -> MetricsOut:
     """Every metric, in display order: what each counts (event names, aggregation, amount
     property, filters) and, for a `billing:admin` key valid for every org, how many events
     it skipped this month over every org (null for anyone else: it is every org's figure)."""
-    deployment_admin = (
-        isinstance(caller, ApiKeyCaller)
-        and caller.org_id is None
-        and Scope.BILLING_ADMIN in caller.scopes
-    )
-    skipped = await kernel.metrics.skipped_this_month() if deployment_admin else None
+    skipped = await kernel.metrics.skipped_this_month() if is_deployment_admin(caller) else None
     return MetricsOut(
         metrics=[
             MetricOut.of(m, None if skipped is None else skipped.get(m.key, 0))

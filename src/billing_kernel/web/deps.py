@@ -201,6 +201,16 @@ OrgAdminOfPath = Annotated[ApiKeyCaller, Depends(_org_admin_of_path)]
 """A `billing:admin` key that may act for the org named in the path."""
 
 
+def is_deployment_admin(caller: object) -> bool:
+    """Whether `caller` is what `DeploymentAdmin` admits: a `billing:admin` key valid for
+    every org (for what a route shows only to such a key: every org's figures)."""
+    return (
+        isinstance(caller, ApiKeyCaller)
+        and caller.org_id is None
+        and Scope.BILLING_ADMIN in caller.scopes
+    )
+
+
 async def _deployment_admin(key: OrgAdmin) -> ApiKeyCaller:
     if key.org_id is not None:
         raise Forbidden(
