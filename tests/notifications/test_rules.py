@@ -344,3 +344,6 @@ def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_unde
     assert told_to_people([resolved, operators]) == set()
     other_metric = replace(eighty, event_id="evt_m", data={**eighty.data, "metric": "runs"})
     assert told_to_people([hundred, other_metric]) == {hundred.event_id, "evt_m"}
+    december = {"start": "2026-12-01", "end": "2027-01-01"}
+    other_month = replace(eighty, event_id="evt_d", data={**eighty.data, "period": december})
+    assert told_to_people([hundred, other_month]) == {hundred.event_id, "evt_d"}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import cast
 
 from billing_kernel.errors import InvalidInput
 from billing_kernel.events.rules import Event, EventType
@@ -226,13 +227,12 @@ def told_to_people(events: Sequence[Event]) -> set[str]:
     for event in events:
         if event.org_id is None or event.event_type not in TOLD_TO_PEOPLE:
             continue
-        data, threshold = event.data, event.data.get("threshold")
-        if event.event_type is not EventType.THRESHOLD_CROSSED or not isinstance(threshold, dict):
+        if event.event_type is not EventType.THRESHOLD_CROSSED:
             told.add(event.event_id)
             continue
-        period = data["period"]
-        start = period.get("start") if isinstance(period, dict) else None
-        write = (event.org_id, data["metric"], start, data["used"])
+        data = event.data
+        threshold = cast("dict[str, object]", data["threshold"])
+        write = (event.org_id, data["metric"], str(data["period"]), data["used"])
         level = (int(str(threshold["quantity"])), event.event_id)
         highest[write] = max(highest.get(write, level), level)
     return told | {event_id for _, event_id in highest.values()}
