@@ -668,3 +668,38 @@ def test_an_operator_sets_shows_and_clears_an_orgs_own_limits(tmp_path: Path) ->
     )
     back = run(url, "limits", "clear", org_id, "tokens")
     assert back.stdout.split()[2:] == ["1,000,000", "soft", "(its", "plan's)"]
+
+
+def test_an_operator_reads_an_orgs_alerts_and_sets_what_it_alerts_at(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    migrated(url)
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    assert run(url, "alerts", "list", org_id).stdout == "none\n"
+    shown = run(url, "alerts", "thresholds", org_id).stdout.splitlines()
+    assert [line.split() for line in shown] == [
+        ["tokens", "80%,100%", "its", "plan"],
+        ["playbook_runs", "80%,100%", "its", "plan"],
+        ["seats", "80%,100%", "its", "plan"],
+    ]
+    own = run(url, "alerts", "thresholds", org_id, "tokens", "50%", "900000")
+    assert own.stdout == f"{org_id} tokens: alerts at 50%,900000\n"
+    assert run(url, "alerts", "thresholds", org_id, "tokens").stdout.split() == [
+        "tokens",
+        "50%,900000",
+        "its",
+        "own",
+    ]
+    run(url, "usage", "record", org_id, "tokens", "950000", "--key", "k1")
+    listed = [line.split()[:4] for line in run(url, "alerts", "list", org_id).stdout.splitlines()]
+    assert sorted(listed) == [
+        ["tokens", "50%", "crossed", "x1"],
+        ["tokens", "900000", "crossed", "x1"],
+    ]
+    assert run(url, "alerts", "thresholds", org_id, "tokens", "none").stdout == (
+        f"{org_id} tokens: alerts at none (2 back under at once)\n"
+    )
+    again = run(url, "alerts", "thresholds", org_id, "tokens", "90%")
+    assert again.stdout == f"{org_id} tokens: alerts at 90% (1 crossed at once)\n"
+    bad = run(url, "alerts", "thresholds", org_id, "tokens", "8x")
+    assert (bad.returncode, bad.stderr) == (1, "error: not a threshold: '8x'\n")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from billing_kernel.alerts.commands import alerts_app
 from billing_kernel.auth.commands import keys_app, token
 from billing_kernel.commands import database_url, fail, options, schema, with_kernel
 from billing_kernel.commands import settings as configured_settings
@@ -44,6 +45,7 @@ app.add_typer(usage_app, name="usage")
 app.add_typer(clock_app, name="clock")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(limits_app, name="limits")
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.callback()
