@@ -64,6 +64,15 @@ def app_for(database: Database, **settings: Any) -> httpx.AsyncClient:
 
 
 @pytest.fixture
+async def own_api(own_database: Database) -> AsyncIterator[Api]:
+    """The API on a database of the test's own: for what every org sees (the default plan,
+    the metric catalogue)."""
+    async with app_for(own_database) as client:
+        settings = Settings(database_url=str(own_database.url))
+        yield Api(client, Kernel(own_database, settings), own_database)
+
+
+@pytest.fixture
 async def api(database: Database) -> AsyncIterator[Api]:
     """The API through its ASGI app on each database, and a kernel for arranging data."""
     async with app_for(database) as client:

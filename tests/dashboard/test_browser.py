@@ -57,7 +57,7 @@ async def seed(url: str) -> dict[str, str]:
         "upgrader": new_id("upgrader"),
     }
     try:
-        await kernel.orgs.create(ids["a"], plan_slug="starter")
+        await kernel.orgs.create(ids["a"], name="Acme Robotics", plan_slug="starter")
         await kernel.orgs.create(ids["b"], plan_slug="growth")
         await kernel.members.add(ids["a"], ids["owner"], MemberRole.OWNER)
         await kernel.members.add(ids["a"], ids["member"])
@@ -159,6 +159,7 @@ def test_the_page_shows_plan_bars_status_trial_and_chart(
     screenshot(page, "billing-owner")
     assert status == 200
     assert page.get_by_test_id("plan").inner_text() == "Starter"
+    assert page.get_by_test_id("org-heading").inner_text() == "Billing · Acme Robotics"
     assert "$49.00 per month" in page.content()
     assert page.get_by_test_id("status").inner_text() == "Trial: 30 days left in trial"
     expected = {
@@ -303,9 +304,12 @@ def test_an_owner_previews_an_upgrade_confirms_it_and_sees_its_proration(
     assert page.get_by_role("heading", level=2).inner_text() == "An upgrade, at once"
     previewed = page.get_by_test_id("change-lines").locator("tbody tr").all_inner_texts()
     assert [row.split("\n")[0].split(" from ")[0] for row in previewed] == [
-        "Unused time on Starter (v1)",
-        "Remaining time on Growth (v1)",
+        "Unused time on Starter",  # one version of each plan: no version tag
+        "Remaining time on Growth",
     ]
+    formula = page.get_by_test_id("formula").first.inner_text()
+    assert " ≈ " in formula  # rounded for people: 4 places, the exact figures folded
+    assert len(formula.split(" ≈ ")[1].split(",")[0].split(".")[1]) == 4
     total_after = page.get_by_test_id("total-after").inner_text()
     page.get_by_test_id("confirm-change").click()
     page.wait_for_url(f"{base}/app/billing?org=**")

@@ -10,6 +10,7 @@ from billing_kernel.dashboard.view import (
     CHART_HEIGHT,
     CHART_WIDTH,
     AxisTick,
+    InvoiceRow,
     Level,
     LimitState,
     axis_ticks,
@@ -19,6 +20,8 @@ from billing_kernel.dashboard.view import (
     count,
     day_month,
     event_text,
+    formula_for_people,
+    invoice_rows,
     level,
     limit_state,
     long_day,
@@ -27,10 +30,15 @@ from billing_kernel.dashboard.view import (
     overage_terms,
     period_span,
     policy_text,
+    shown_and_folded,
+    without_version_tags,
 )
 from billing_kernel.events.rules import EventType
+from billing_kernel.invoices.rules import StoredLine
+from billing_kernel.metrics.rules import Metric
 from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import Reason, Standing, decide
+from billing_kernel.summary.rules import MetricUsage
 
 
 @pytest.mark.parametrize(
@@ -253,3 +261,70 @@ def test_the_history_says_each_event_in_a_line() -> None:
     assert line(EventType.QUOTA_BLOCKED, "blocked", 600, 500) == (
         "LLM tokens blocked at the hard limit: 600 of 500 used."
     )
+
+
+def test_a_formula_rounds_its_long_quotient_for_people_and_keeps_short_ones() -> None:
+    long = "49.00 x 2,506,943 s / 2,678,400 s = 45.86327919653524492234169654 → 45.86"
+    assert formula_for_people(long) == "49.00 x 2,506,943 s / 2,678,400 s ≈ 45.8633 → 45.86"
+    big = "x = 12,345.678901234 → 12,345.68"
+    assert formula_for_people(big) == "x ≈ 12,345.6789 → 12,345.68"
+    half = "a = 0.12345500 → 0.12"
+    assert formula_for_people(half) == "a ≈ 0.1235 → 0.12"  # half up
+    for kept in (
+        "(1,203,127 - 1,000,000) x 0.02 / 1,000 = 4.06254 → 4.06",  # six places or fewer
+        "a = 0.123456 → 0.12",
+        "49.00 → 49.00",
+        "",
+    ):
+        assert formula_for_people(kept) == kept
+
+
+def test_version_tags_go_unless_they_tell_two_versions_apart() -> None:
+    one_each = ["Starter (v1), 2026-12", "Unused time on Starter (v1) from x", "Growth (v3), y"]
+    assert without_version_tags(one_each) == [
+        "Starter, 2026-12",
+        "Unused time on Starter from x",
+        "Growth, y",
+    ]
+    two = ["Starter (v1), 2026-12", "Remaining time on Starter (v2) from y"]
+    assert without_version_tags(two) == two
+    assert without_version_tags(["LLM tokens: 5 over"]) == ["LLM tokens: 5 over"]
+    assert without_version_tags([]) == []
+
+
+STORED_LINE = StoredLine(
+    1, "base_fee", "", Decimal(0), "", "starter", 1, date(2026, 12, 1), None, 0, Decimal(0), 1, None
+)
+
+
+def test_invoice_rows_read_as_people_read_them() -> None:
+    line = replace(
+        STORED_LINE,
+        description="Starter (v1), 2026-12",
+        formula="49.00 x 1 s / 3 s = 16.333333333333333 → 16.33",
+        amount=Decimal("16.33"),
+    )
+    plain = replace(STORED_LINE, description="LLM tokens", formula="4 → 4.00", amount=Decimal(4))
+    assert invoice_rows([line, plain]) == [
+        InvoiceRow(
+            "Starter, 2026-12", "49.00 x 1 s / 3 s ≈ 16.3333 → 16.33", line.formula, line.amount
+        ),
+        InvoiceRow("LLM tokens", "4 → 4.00", None, Decimal(4)),
+    ]
+
+
+def test_metrics_neither_included_nor_used_are_folded() -> None:
+    def usage(key: str, limit: int | None, used: int, peak: int | None = None) -> MetricUsage:
+        metric = Metric(key, key.title(), "units")
+        return MetricUsage(metric, used, limit, 0, None, False, 0, Decimal(0), peak)
+
+    lines = [
+        usage("tokens", 1_000, 0),  # included, unused: shown
+        usage("pages", 0, 0),  # not included, unused: folded
+        usage("docs", 0, 3),  # not included but used: shown
+        usage("calls", None, 0),  # unlimited: shown
+        usage("seats", 0, 0, peak=2),  # a peak this month: shown
+    ]
+    shown, folded = shown_and_folded(lines)
+    assert [line.metric.key for line in shown] == ["tokens", "docs", "calls", "seats"]
+    assert [line.metric.key for line in folded] == ["pages"]

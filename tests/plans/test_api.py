@@ -1,26 +1,13 @@
 """The plans over HTTP: the default plan, named on creation or later, by a deployment admin."""
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from billing_kernel.auth.rules import Scope
-from billing_kernel.config import Settings
-from billing_kernel.db.database import Database
-from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from tests.conftest import new_id
-from tests.web import Api, app_for
+from tests.web import Api
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def own_api(own_database: Database) -> AsyncIterator[Api]:
-    """The API on a database of the test's own: the default plan is the deployment's."""
-    async with app_for(own_database) as client:
-        settings = Settings(database_url=str(own_database.url))
-        yield Api(client, Kernel(own_database, settings), own_database)
 
 
 async def test_an_admin_names_the_default_plan_and_new_orgs_start_on_it(own_api: Api) -> None:

@@ -48,6 +48,8 @@ templates.env.globals.update(
     count=view.count,
     compact=view.compact,
     money=view.money,
+    invoice_rows=view.invoice_rows,
+    shown_and_folded=view.shown_and_folded,
     period_span=view.period_span,
     day_month=view.day_month,
     long_day=view.long_day,
@@ -121,6 +123,7 @@ async def billing_page(
             admin = role in ADMIN_ROLES
             dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
             upcoming = await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary)
+            org_name = (await as_user.orgs.get(org_id, uow)).name or org_id
             invoice = upcoming if admin else None  # its lines: for owners and admins
             past = (
                 await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow)
@@ -143,6 +146,7 @@ async def billing_page(
         "summary": dashboard.summary,
         "invoice": invoice,
         "estimated_total": upcoming.total,  # one figure for every member
+        "org_name": org_name,
         "past_invoices": past,
         "scheduled": scheduled,
         "role": role,

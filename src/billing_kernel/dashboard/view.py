@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Protocol
 
 from billing_kernel.alerts.rules import BLOCKED, AlertState, parse_threshold
 from billing_kernel.common.money import money_text
@@ -14,6 +16,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import QuotaDecision, Reason
+from billing_kernel.summary.rules import MetricUsage
 
 WARNING_PERCENT = Decimal(80)
 LIMIT_PERCENT = Decimal(100)
@@ -269,3 +272,78 @@ def event_text(event: Event, names: Mapping[str, str]) -> str:
     if event.event_type is EventType.THRESHOLD_RESOLVED:
         return f"{name} back under {what} after a change of limit: {used}{of_limit} used."
     return f"{name} reached {what}: {used}{of_limit} used."
+
+
+_LONG_DECIMAL = re.compile(r"= ([0-9][0-9,]*\.[0-9]{7,})")
+FORMULA_PLACES = 4
+"""How many decimal places a formula's intermediate figure shows people (the exact figure
+is behind a disclosure, and in `explain`)."""
+
+
+def formula_for_people(formula: str) -> str:
+    """`formula` with an intermediate figure of more than FORMULA_PLACES decimal places
+    rounded to them and marked approximate: "... = 45.86327919653524492 → 45.86" reads
+    "... ≈ 45.8633 → 45.86". Anything else stays as it is."""
+
+    def rounded(found: re.Match[str]) -> str:
+        exact = Decimal(found.group(1).replace(",", ""))
+        return f"≈ {exact.quantize(Decimal(1).scaleb(-FORMULA_PLACES), ROUND_HALF_UP):,}"
+
+    return _LONG_DECIMAL.sub(rounded, formula)
+
+
+_VERSION_TAG = re.compile(r" \(v([0-9]+)\)")
+
+
+def without_version_tags(descriptions: Sequence[str]) -> list[str]:
+    """Invoice line descriptions with the plan version tag ("Starter (v1)") left out, unless
+    the lines name two versions of the same plan, where the tag tells them apart."""
+    versions: dict[str, set[str]] = {}
+    for text in descriptions:
+        for found in _VERSION_TAG.finditer(text):
+            name = text[: found.start()].rsplit(" ", 1)[-1]
+            versions.setdefault(name, set()).add(found.group(1))
+    if any(len(seen) > 1 for seen in versions.values()):
+        return list(descriptions)
+    return [_VERSION_TAG.sub("", text) for text in descriptions]
+
+
+def shown_and_folded(lines: Sequence[MetricUsage]) -> tuple[list[MetricUsage], list[MetricUsage]]:
+    """The summary's usage lines the page shows, and those it folds away: a metric the org's
+    plan does not include (no allowance, limit 0) and the org has not used this month."""
+    shown = [line for line in lines if line.limit != 0 or line.used or line.peak]
+    return shown, [line for line in lines if line not in shown]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """An invoice line as people read it."""
+
+    description: str
+    formula: str
+    exact: str | None
+    """The formula with every digit, when `formula` rounds it; None when it is the same."""
+    amount: Decimal
+
+
+class _Line(Protocol):
+    """An upcoming invoice's line, or a stored one."""
+
+    @property
+    def description(self) -> str: ...
+    @property
+    def formula(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+
+
+def invoice_rows(lines: Sequence[_Line]) -> list[InvoiceRow]:
+    """Each line with its description free of version tags that tell nothing apart
+    (`without_version_tags`) and its formula rounded for people (`formula_for_people`)."""
+    described = without_version_tags([line.description for line in lines])
+    rows = []
+    for line, description in zip(lines, described, strict=True):
+        shown = formula_for_people(line.formula)
+        exact = None if shown == line.formula else line.formula
+        rows.append(InvoiceRow(description, shown, exact, line.amount))
+    return rows
