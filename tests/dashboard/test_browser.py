@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
+from billing_kernel.metrics.rules import Metric
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Enforcement
+from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric
 from billing_kernel.quota.rules import LimitOverride
-from tests.conftest import new_id
+from tests.conftest import new_id, own_database_url
 from tests.live import KernelServer
 from tests.web import user_token
 
@@ -526,3 +528,66 @@ def test_a_dismissal_from_another_site_or_for_another_org_is_refused(
     page, _ = open_page(browser, base, ids["owner"])
     assert "Seats reached 100 %" in page.get_by_test_id("notices").inner_text()
     page.context.close()
+
+
+async def seed_wide(url: str) -> dict[str, str]:
+    """Ten metrics, a public plan naming them all, and an org on it that used each, with a
+    plan change that puts prorated lines on its invoice: the widest page there is."""
+    database = Database(url)
+    kernel = Kernel(database, Settings(database_url=url))
+    ids = {"org": new_id("wide"), "owner": new_id("owner")}
+    try:
+        extra = [Metric(f"metric_{n}", f"Wide metric number {n}", "units") for n in range(7)]
+        for metric in extra:
+            await kernel.metrics.define(metric)
+        keys = [m.key for m in await kernel.metrics.catalogue()]
+        terms = {key: PlanMetric(key, 1_000_000, Decimal("0.0125"), 1000) for key in keys}
+        wide = Plan("wide", "Wide Team Plan", "USD", Decimal("1234.00"), metrics=terms)
+        await kernel.plans.create(wide)
+        await kernel.orgs.create(
+            ids["org"], name="Acme Robotics International", plan_slug="starter"
+        )
+        await kernel.subscriptions.set_status(ids["org"], BillingStatus.ACTIVE)
+        await kernel.members.add(ids["org"], ids["owner"], MemberRole.OWNER)
+        await kernel.plan_changes.change(ids["org"], "wide")  # prorated lines
+        for key in keys:
+            if key != "seats":
+                await kernel.usage.record(ids["org"], key, 1_234_567, idempotency_key=key)
+    finally:
+        await database.dispose()
+    return ids
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_page_fits_a_phone_and_a_laptop_with_ten_metrics(
+    browser: Browser, tmp_path: Path, width: int
+) -> None:
+    # Playwright's sync API keeps an event loop on this thread: the database is made,
+    # seeded and dropped on another.
+    with ThreadPoolExecutor(1) as worker:
+        scratch = own_database_url("postgres", tmp_path)
+        url = worker.submit(scratch.__enter__).result()
+        ids = worker.submit(asyncio.run, seed_wide(url)).result()
+        server = KernelServer(url).start()
+        try:
+            page, status = open_page(browser, server.url, ids["owner"], width=width)
+            screenshot(page, f"billing-wide-{width}")
+            assert status == 200
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow == 0, f"the page scrolls sideways by {overflow} px"
+            # What a reader needs is in view without scrolling a table: the amounts, the
+            # total, and the way to another plan.
+            for found in (
+                page.get_by_test_id("invoice-total"),
+                page.locator("[data-testid=invoice-line] td.amount").first,
+                page.get_by_test_id("change-to-growth"),
+            ):
+                box = found.bounding_box()
+                assert box is not None
+                assert box["x"] >= 0
+                assert box["x"] + box["width"] <= width
+        finally:
+            server.stop()
+            worker.submit(scratch.__exit__, None, None, None).result()
