@@ -191,14 +191,24 @@ async def test_an_orgs_slack_and_email_settings(api: Api) -> None:
     org_id = await new_org(api)
     admin = await api.key(Scope.BILLING_ADMIN)
     url = f"/api/v1/orgs/{org_id}/notifications"
+    default = ["quota.blocked", "usage.threshold_crossed"]  # not "back under"
     assert (await api.client.get(url, headers=admin)).json() == {
         "org_id": org_id,
         "slack_webhook_url": None,
         "email": True,
+        "email_events": default,
     }
     body = {"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/x", "email": False}
     answer = await api.client.put(url, json=body, headers=admin)
-    assert answer.json() == {"org_id": org_id, **body}
+    assert answer.json() == {"org_id": org_id, **body, "email_events": default}
+    every = ["quota.blocked", "usage.threshold_crossed", "usage.threshold_resolved"]
+    chosen = await api.client.put(url, json={"email_events": every}, headers=admin)
+    assert chosen.json()["email_events"] == every
+    assert (await api.client.get(url, headers=admin)).json()["email_events"] == every
+    none = await api.client.put(url, json={"email_events": []}, headers=admin)
+    assert none.json()["email_events"] == []
+    wrong = await api.client.put(url, json={"email_events": ["invoice.paid"]}, headers=admin)
+    assert (wrong.status_code, "email_events" in wrong.text) == (422, True)
     bad = await api.client.put(url, json={"slack_webhook_url": "javascript:x"}, headers=admin)
     assert (bad.status_code, "slack_webhook_url" in bad.text) == (422, True)
     missing = await api.client.get(f"/api/v1/orgs/{new_id()}/notifications", headers=admin)

@@ -342,6 +342,9 @@ def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_unde
     assert told_to_people(list(reversed(events))) == told_to_people(events)
     assert told_to_people([eighty]) == {eighty.event_id}
     assert told_to_people([resolved, operators]) == set()
+    chosen = {EventType.THRESHOLD_RESOLVED, crossed}  # an org that asks for back-unders
+    assert told_to_people(events, chosen) == {hundred.event_id, later.event_id, resolved.event_id}
+    assert told_to_people(events, set()) == set()
     other_metric = replace(eighty, event_id="evt_m", data={**eighty.data, "metric": "runs"})
     assert told_to_people([hundred, other_metric]) == {hundred.event_id, "evt_m"}
     december = {"start": "2026-12-01", "end": "2027-01-01"}

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 from billing_kernel.background import delivery_worker
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
+from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.rules import DeliveryStatus
@@ -344,3 +345,37 @@ async def test_a_worker_killed_after_sending_is_followed_by_a_resend_with_the_sa
         assert delivery.status is DeliveryStatus.DELIVERED
         # The killed worker could not log its attempt; the next one is the second.
         assert [(a.attempt, a.outcome) for a in attempts] == [(2, "delivered")]
+
+
+async def test_back_under_is_emailed_only_to_an_org_that_asks_for_it(database: Database) -> None:
+    with smtp_server() as (url, _mailbox):
+        kernel = kernel_for(database, smtp_url=url, **FAST)
+        quiet, told = await org_at(kernel, database, 0), await org_at(kernel, database, 0)
+        await kernel.notifications.put_channel_settings(
+            told,
+            slack_webhook_url=None,
+            email=True,
+            email_events={EventType.THRESHOLD_CROSSED, EventType.THRESHOLD_RESOLVED},
+        )
+        for org_id in (quiet, told):
+            await kernel.members.add(org_id, new_id("u"), MemberRole.OWNER, email="o@example.com")
+            await kernel.usage.record(org_id, "tokens", 400, idempotency_key="crossing")  # 80 %
+            await kernel.quota.set_override(org_id, "tokens", 10_000)  # back under 80 %
+        worker = delivery_worker(kernel)
+        for org_id in (quiet, told):
+            await until(settled(kernel, org_id), worker)
+        await until(lambda: _no_work(worker), worker)
+
+        async def emailed(org_id: str) -> list[str]:
+            types = {
+                e.event_id: str(e.event_type) for _, e in await kernel.events.events(org_id=org_id)
+            }
+            found = await kernel.notifications.deliveries(org_id=org_id)
+            return sorted(types[d.event_id] for d, _ in found if d.channel.value == "email")
+
+        assert await emailed(quiet) == ["usage.threshold_crossed"]
+        assert await emailed(told) == ["usage.threshold_crossed", "usage.threshold_resolved"]
+
+
+async def _no_work(worker: DeliveryWorker) -> bool:
+    return not await worker.run_once()

@@ -20,6 +20,7 @@ from billing_kernel.db.tables import (
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.notifications.rules import (
+    TOLD_TO_PEOPLE,
     Attempt,
     Channel,
     ChannelSettings,
@@ -142,14 +143,18 @@ class NotificationRepository:
                 )
             )
         ).first()
-        return (
-            ChannelSettings()
-            if found is None
-            else ChannelSettings(found.slack_webhook_url, found.email)
-        )
+        return ChannelSettings() if found is None else _settings(found)
 
     async def put_settings(self, org_id: str, settings: ChannelSettings, now: datetime) -> None:
-        values = {"slack_webhook_url": settings.slack_webhook_url, "email": settings.email}
+        values = {
+            "slack_webhook_url": settings.slack_webhook_url,
+            "email": settings.email,
+            "email_events": (
+                None
+                if settings.email_events == TOLD_TO_PEOPLE
+                else ",".join(sorted(settings.email_events))
+            ),
+        }
         stmt = upsert(self._conn, org_notification_settings).values(
             org_id=org_id, updated_at=now, **values
         )
@@ -191,7 +196,7 @@ class NotificationRepository:
         )
         return (
             [_endpoint(row) for row in endpoints],
-            {row.org_id: ChannelSettings(row.slack_webhook_url, row.email) for row in settings},
+            {row.org_id: _settings(row) for row in settings},
         )
 
     async def add_deliveries(self, rows: Sequence[dict[str, object]]) -> None:
@@ -407,3 +412,13 @@ def _event(row: Any) -> Event:
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _settings(row: Any) -> ChannelSettings:
+    """An org's channel settings as stored (`email_events` NULL: the default types)."""
+    types = (
+        TOLD_TO_PEOPLE
+        if row.email_events is None
+        else frozenset(EventType(text) for text in row.email_events.split(",") if text)
+    )
+    return ChannelSettings(row.slack_webhook_url, row.email, types)

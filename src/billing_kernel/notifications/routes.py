@@ -205,10 +205,14 @@ async def get_channels(org_id: OrgId, key: OrgAdminOfPath, kernel: KernelDep) ->
 async def put_channels(
     org_id: OrgId, body: ChannelsIn, key: OrgAdminOfPath, kernel: KernelDep
 ) -> ChannelsOut:
-    """`slack_webhook_url`: a Slack incoming webhook that gets each alert as a message
-    (null: none); `email`: whether the org's owners and admins with an email address get
-    them (when the kernel has BILLING_SMTP_URL). Needs `billing:admin`."""
+    """`slack_webhook_url`: a Slack incoming webhook that gets each crossing and block as a
+    message (null: none); `email`: whether the org's owners and admins with an email address
+    get them (when the kernel has BILLING_SMTP_URL), and `email_events` which (left out:
+    crossings and blocks). Needs `billing:admin`."""
     settings = await kernel.notifications.put_channel_settings(
-        org_id, slack_webhook_url=body.slack_webhook_url, email=body.email
+        org_id,
+        slack_webhook_url=body.slack_webhook_url,
+        email=body.email,
+        email_events=body.email_types(),
     )
     return ChannelsOut.of(org_id, settings)

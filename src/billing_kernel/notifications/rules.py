@@ -11,7 +11,7 @@ import ipaddress
 import random
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -66,12 +66,19 @@ class Endpoint:
         return [self.secret]
 
 
+TOLD_TO_PEOPLE = frozenset({EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED})
+"""What an org's people hear of by Slack and email: a "back under" notice (a change of limit
+resolved a crossing) is an event and goes to webhooks, but is no one's news."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """An org's channels besides webhooks."""
 
     slack_webhook_url: str | None = None
     email: bool = True
+    email_events: frozenset[EventType] = TOLD_TO_PEOPLE
+    """Which event types its owners and admins get by email."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,19 +220,17 @@ def next_attempt(
     return now + timedelta(seconds=wait + spread)
 
 
-TOLD_TO_PEOPLE = frozenset({EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED})
-"""What an org's people hear of by Slack and email: a "back under" notice (a change of limit
-resolved a crossing) is an event and goes to webhooks, but is no one's news."""
-
-
-def told_to_people(events: Sequence[Event]) -> set[str]:
-    """The ids of the events of `events` that an org's Slack and email get: its crossings
-    and blocks (TOLD_TO_PEOPLE), and of the crossings one write made together (one org,
-    metric, month and usage: 80 % and 100 % at once) the highest alone."""
+def told_to_people(
+    events: Sequence[Event], types: Collection[EventType] = TOLD_TO_PEOPLE
+) -> set[str]:
+    """The ids of the events of `events` that an org's people get (Slack; email, with the
+    `types` the org chose): an org's events of those types, and of the crossings one write
+    made together (one org, metric, month and usage: 80 % and 100 % at once) the highest
+    alone."""
     told: set[str] = set()
     highest: dict[tuple[object, ...], tuple[int, str]] = {}
     for event in events:
-        if event.org_id is None or event.event_type not in TOLD_TO_PEOPLE:
+        if event.org_id is None or event.event_type not in types:
             continue
         if event.event_type is not EventType.THRESHOLD_CROSSED:
             told.add(event.event_id)

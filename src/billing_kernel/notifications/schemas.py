@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool
 
 from billing_kernel.events.rules import EventType
 from billing_kernel.notifications.rules import (
     MAX_URL_LENGTH,
+    TOLD_TO_PEOPLE,
     URL_PATTERN,
     Attempt,
     Channel,
@@ -121,6 +123,10 @@ class DeliveryOut(BaseModel):
         )
 
 
+AlertType = Literal["usage.threshold_crossed", "usage.threshold_resolved", "quota.blocked"]
+"""The org's event types that may be emailed (`events.rules.EventType`)."""
+
+
 class ChannelsIn(StrictBody):
     slack_webhook_url: str | None = Field(
         default=None,
@@ -133,15 +139,33 @@ class ChannelsIn(StrictBody):
         description="Email the org's owners and admins (those with an address) when "
         "BILLING_SMTP_URL is set.",
     )
+    email_events: list[AlertType] | None = Field(
+        default=None,
+        max_length=3,
+        description="Which event types are emailed. Left out or null: "
+        "`usage.threshold_crossed` and `quota.blocked` (a `usage.threshold_resolved`, back "
+        "under after a change of limit, goes to webhooks only unless named here). Of the "
+        "thresholds one write crosses together, only the highest is emailed.",
+        examples=[["usage.threshold_crossed", "quota.blocked"]],
+    )
+
+    def email_types(self) -> frozenset[EventType]:
+        if self.email_events is None:
+            return TOLD_TO_PEOPLE
+        return frozenset(EventType(text) for text in self.email_events)
 
 
 class ChannelsOut(BaseModel):
     org_id: str
     slack_webhook_url: str | None
     email: bool
+    email_events: list[str] = Field(description="The event types emailed.")
 
     @classmethod
     def of(cls, org_id: str, settings: ChannelSettings) -> ChannelsOut:
         return cls(
-            org_id=org_id, slack_webhook_url=settings.slack_webhook_url, email=settings.email
+            org_id=org_id,
+            slack_webhook_url=settings.slack_webhook_url,
+            email=settings.email,
+            email_events=sorted(settings.email_events),
         )

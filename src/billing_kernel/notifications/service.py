@@ -15,7 +15,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +32,7 @@ from billing_kernel.notifications.outbound import (
 )
 from billing_kernel.notifications.repository import NotificationRepository
 from billing_kernel.notifications.rules import (
+    TOLD_TO_PEOPLE,
     Attempt,
     Channel,
     ChannelSettings,
@@ -222,14 +223,15 @@ class NotificationService:
         *,
         slack_webhook_url: str | None,
         email: bool,
+        email_events: Collection[EventType] = TOLD_TO_PEOPLE,
         uow: UnitOfWork | None = None,
     ) -> ChannelSettings:
         """Where the org's alerts go besides webhooks: a Slack incoming webhook (None: no
-        Slack), and whether its owners and admins get them by email."""
+        Slack), and whether its owners and admins get them by email, and which types."""
         if slack_webhook_url is not None:
             slack_webhook_url = validate_url(slack_webhook_url, "slack_webhook_url")
             await self._check_outbound(slack_webhook_url, "slack_webhook_url")
-        settings = ChannelSettings(slack_webhook_url, bool(email))
+        settings = ChannelSettings(slack_webhook_url, bool(email), frozenset(email_events))
         async with self._tx.begin(uow) as unit:
             await self._orgs.require(org_id, unit)
             await NotificationRepository(unit).put_settings(org_id, settings, self._clock())
@@ -251,6 +253,7 @@ class NotificationService:
                 return 0
             endpoints, settings = await repo.targets({e.org_id for e in events})
             people = told_to_people(events)
+            emailed: dict[frozenset[EventType], set[str]] = {}  # by the types an org chose
             rows: list[dict[str, object]] = []
             for event in events:
                 chosen = (
@@ -263,12 +266,16 @@ class NotificationService:
                     for e in endpoints
                     if e.org_id in (None, event.org_id) and wants(e.event_types, event.event_type)
                 ]
-                if event.event_id in people:  # a back-under, or 80 % beside 100 %: webhooks only
-                    if chosen.slack_webhook_url:
-                        targets.append((Channel.SLACK, SLACK_TARGET))
-                    if chosen.email and self.email_on:
+                # A back-under, or 80 % beside 100 %: webhooks only (email: unless chosen).
+                if chosen.slack_webhook_url and event.event_id in people:
+                    targets.append((Channel.SLACK, SLACK_TARGET))
+                types = chosen.email_events
+                if types not in emailed:
+                    emailed[types] = told_to_people(events, types)
+                if chosen.email and event.event_id in emailed[types]:
+                    if self.email_on:
                         targets.append((Channel.EMAIL, EMAIL_TARGET))
-                    elif chosen.email and not self._email_off_said:
+                    elif not self._email_off_said:
                         self._email_off_said = True
                         logger.info("alert emails are off: BILLING_SMTP_URL is not set")
                 rows += [
