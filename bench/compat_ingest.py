@@ -18,8 +18,7 @@ from urllib.parse import urlencode
 
 from tests.live import KernelServer, kernel_command
 
-from billing_kernel.db import migrate
-from common import row, run_alone
+from common import migrated, row, run_alone
 from kernel_vs_raw import AT, BATCH, INGEST, WORKERS, Load, events
 from loadgen import LoadClient
 
@@ -175,7 +174,7 @@ async def _ok(http: LoadClient, request: bytes) -> None:
 
 def collect(dsn: str) -> list[dict[str, Any]]:
     """The rows, on a kernel serving `dsn` (migrated here) with WORKERS workers."""
-    migrate.upgrade(dsn)
+    migrated(dsn)
     key = kernel_command(dsn, "api-keys", "create", "--scopes", "usage:write")
     server = KernelServer(dsn, workers=WORKERS).start()
     try:

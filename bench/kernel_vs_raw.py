@@ -25,11 +25,11 @@ import asyncpg
 from tests.live import KernelServer, connections_per_worker, kernel_command
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db import migrate
 from billing_kernel.metrics.service import CATALOGUE_TTL_SECONDS
 from common import (
     cpu_seconds,
     fresh_database,
+    migrated,
     percentile,
     report,
     row,
@@ -803,7 +803,7 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
 
 async def run(dsn: str, growth_events: int, workers: int) -> list[dict[str, Any]]:
     """The rows, measured on `dsn`, an empty database."""
-    await asyncio.to_thread(migrate.upgrade, dsn)
+    await asyncio.to_thread(migrated, dsn)
     key = await asyncio.to_thread(
         kernel_command,
         dsn,

@@ -21,11 +21,10 @@ import asyncpg
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.usage.rules import RecordStatus, UsageReport
-from common import fresh_database, report, row, server_argument
+from common import fresh_database, migrated, report, row, server_argument
 
 ORGS = 10_000
 MONTH = BillingPeriod.parse("2026-09")
@@ -111,7 +110,7 @@ async def close_by_hand(dsn: str, org_ids: list[str]) -> float:
 
 
 async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
-    await asyncio.to_thread(migrate.upgrade, dsn)
+    await asyncio.to_thread(migrated, dsn)
     database = Database(dsn)
     clock = Clock(MONTH.start)
     kernel = Kernel(database, Settings(database_url=dsn), clock=clock)

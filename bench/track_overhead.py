@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from billing_kernel.config import Settings
-from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel_sdk import EventResult, UsageTracker
-from common import cpu_seconds, percentile, row, run_alone
+from common import cpu_seconds, migrated, percentile, row, run_alone
 
 TRACK_CALLS = 100_000
 DB_CALLS = 2_000
@@ -74,8 +73,8 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         sqlite_url = f"sqlite:///{scratch}/bench.db"
-        migrate.upgrade(sqlite_url)
-        migrate.upgrade(postgres_url)
+        migrated(sqlite_url)
+        migrated(postgres_url)
         baselines = {
             "SQLite": asyncio.run(time_awaited_writes(sqlite_url)),
             "PostgreSQL": asyncio.run(time_awaited_writes(postgres_url)),
