@@ -12,11 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
-from billing_kernel.config import Settings
-from billing_kernel.db import migrate
-from billing_kernel.demo import seed_catalogue
-from billing_kernel.kernel import Kernel
+from tests.conftest import migrate_with_demo_catalogue as migrated
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -89,21 +85,6 @@ def report(rows: list[dict[str, Any]]) -> None:
     merged = [r for r in existing if r["name"] not in names] + rows
     RESULTS.write_text(json.dumps(merged, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")
-
-
-def migrated(url: str) -> None:
-    """Migrate `url` and define the demo's metrics and plans, which every benchmark bills
-    by: a migrated database offers none (see docs/operations.md, Going live)."""
-    migrate.upgrade(url)
-
-    async def seed() -> None:
-        kernel = Kernel.open(Settings(database_url=url))
-        try:
-            await seed_catalogue(kernel)
-        finally:
-            await kernel.aclose()
-
-    asyncio.run(seed())
 
 
 def on_both_databases(

@@ -253,7 +253,8 @@ class NotificationService:
                 return 0
             endpoints, settings = await repo.targets({e.org_id for e in events})
             people = told_to_people(events)
-            emailed: dict[frozenset[EventType], set[str]] = {}  # by the types an org chose
+            # By the types an org chose; the default's are the Slack ones, worked out once.
+            emailed: dict[frozenset[EventType], set[str]] = {TOLD_TO_PEOPLE: people}
             rows: list[dict[str, object]] = []
             for event in events:
                 chosen = (
