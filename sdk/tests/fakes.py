@@ -157,7 +157,8 @@ class FakeKernel:
 
 def _repeats(event: dict[str, Any], stored: dict[str, Any]) -> bool:
     """The kernel's rule: the same payload, the time compared only when both gave one (an
-    event a consume or commit recorded has the kernel's time, not the sender's)."""
+    event a consume or commit recorded has the kernel's time, not the sender's; an
+    `observed_at` is not a time given)."""
     timed = "occurred_at" in event and "occurred_at" in stored
     fields = ("org_id", "metric", "quantity", "event", "properties", "idempotency_key")
     return all(event.get(name) == stored.get(name) for name in fields) and (

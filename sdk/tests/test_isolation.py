@@ -32,7 +32,9 @@ def test_an_event_at_the_head_is_isolated_and_kept_in_memory_without_a_spool() -
                 event["metric"],  # type: ignore[arg-type]
                 event["quantity"],  # type: ignore[arg-type]
                 idempotency_key=event["idempotency_key"],  # type: ignore[arg-type]
-                occurred_at=datetime.fromisoformat(event["occurred_at"]),  # type: ignore[arg-type]
+                occurred_at=datetime.fromisoformat(  # type: ignore[arg-type]
+                    event.get("occurred_at") or event["observed_at"]
+                ),
             )
         assert t.flush(10)
     assert (stats.accepted, stats.dead_lettered, stats.pending) == (99, 1, 0)

@@ -34,6 +34,28 @@ def test_every_tracked_event_is_sent_once_in_batches() -> None:
     assert (stats.queued, stats.accepted, stats.pending, stats.dropped) == (1_000, 1_000, 0, 0)
 
 
+def test_a_keyed_event_without_a_time_is_sent_with_the_time_it_was_observed() -> None:
+    """A key names one logical event, so a time the tracker only observed goes out as
+    `observed_at` (which the kernel does not compare): tracking it again, from this or a
+    new tracker, is the same payload. A time given, or an event without a key, is
+    `occurred_at`."""
+    kernel = FakeKernel()
+    given_at = datetime(2026, 11, 1, tzinfo=UTC)
+    for _ in range(2):
+        with tracker(kernel) as t:
+            t.track("acme", "tokens", 5, idempotency_key="job-1")
+            t.track("acme", "tokens", 6, idempotency_key="job-2", occurred_at=given_at)
+            t.track("acme", "tokens", 7)
+            assert t.flush(10)
+            stats = t.stats()
+        assert (stats.conflicts, stats.refused) == (0, 0)
+    sent = {e["quantity"]: e for e in kernel.seen.values()}
+    times = {n: {k for k in ("occurred_at", "observed_at") if k in sent[n]} for n in sent}
+    assert times == {5: {"observed_at"}, 6: {"occurred_at"}, 7: {"occurred_at"}}
+    assert sent[6]["occurred_at"] == given_at.isoformat()
+    assert kernel.totals() == {"acme": 5 + 6 + 7 + 7}  # the unkeyed event twice: two events
+
+
 def test_named_events_and_properties_are_sent_as_the_kernel_takes_them() -> None:
     kernel = FakeKernel()
     with tracker(kernel) as t:

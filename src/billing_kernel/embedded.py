@@ -41,9 +41,10 @@ class InProcessTransport:
                         e.get("metric"),
                         e.get("quantity"),
                         e["idempotency_key"],
-                        datetime.fromisoformat(e["occurred_at"]),
+                        _time(e.get("occurred_at")),
                         e.get("properties"),
                         e.get("event"),
+                        _time(e.get("observed_at")),
                     )
                     for e in events
                 ]
@@ -129,3 +130,7 @@ def in_process_tracker(kernel: Kernel, **options: Any) -> AsyncUsageTracker:
     `reserve`, `run`) through its quota and reservation services. `options` as for the
     tracker (spool_dir, max_delay, on_unavailable, ...)."""
     return AsyncUsageTracker(transport=InProcessKernelTransport(kernel), **options)
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

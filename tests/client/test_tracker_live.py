@@ -212,26 +212,29 @@ def test_a_clean_interpreter_exit_drains_the_tracker(
     assert counted(postgres_url, [org]) == {org: 2_000}
 
 
-def test_one_llm_response_tracked_twice_and_a_run_re_entered_count_once_quietly(
+def test_one_llm_response_tracked_again_by_a_rerun_and_a_run_re_entered_count_once_quietly(
     server: KernelServer, api_key: str, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A retry in the product repeats the hook with the same response, or re-enters the same
-    run, after the first event reached the kernel: the repeat is a duplicate, not a conflict."""
+    """The product's job runs again (a retry, a rerun in a new process: a new tracker that
+    remembers nothing) with the same response, and re-enters the same run, after the first
+    event reached the kernel: the repeat is a duplicate, not a conflict, also for a response
+    without a time of its own (Anthropic's)."""
     server.start()
     org = new_id()
-    tracker = UsageTracker(server.url, api_key, **FAST_RETRIES)
     response = {"id": new_id("msg"), "usage": {"input_tokens": 700, "output_tokens": 42}}
+    seen = []
     with caplog.at_level(logging.INFO, logger="billing_kernel_sdk"):
         for _ in range(2):
-            tracker.track_llm_usage(org, response)
-            with tracker.run(org, run_id="nightly-report"):
-                pass
-            assert tracker.flush(30)
-            time.sleep(0.01)
-    stats = tracker.stats()
-    tracker.close()
+            with UsageTracker(server.url, api_key, **FAST_RETRIES) as tracker:
+                tracker.track_llm_usage(org, response)
+                with tracker.run(org, run_id="nightly-report"):
+                    pass
+                assert tracker.flush(30)
+                seen.append(tracker.stats())
+    first, rerun = seen
     # The run is admitted by a consume (replayed when re-entered), not sent as an event.
-    assert (stats.accepted, stats.duplicates, stats.conflicts, stats.refused) == (1, 1, 0, 0)
+    assert (first.accepted, first.duplicates, first.conflicts, first.refused) == (1, 0, 0, 0)
+    assert (rerun.accepted, rerun.duplicates, rerun.conflicts, rerun.refused) == (0, 1, 0, 0)
     assert counted(postgres_url, [org]) == {org: 742}
     assert counted(postgres_url, [org], "playbook_runs") == {org: 1}
     assert [r for r in caplog.records if r.levelno >= logging.INFO] == []

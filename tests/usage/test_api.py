@@ -63,6 +63,35 @@ async def test_duplicates_inside_one_batch_count_once(api: Api) -> None:
     assert await tokens_used(api, org_id) == 40
 
 
+async def test_an_observed_time_times_the_event_and_a_repeat_seen_later_is_a_duplicate(
+    api: Api,
+) -> None:
+    """A sender that only knows when it saw the usage (an LLM response without a time)
+    sends `observed_at`: the event is timed by it, and sending it again observed at another
+    time, in the same batch or a later one, counts once; with `occurred_at` too it is
+    refused alone, naming the field."""
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    now = datetime.now(UTC).replace(microsecond=0)
+    seen = [(now - timedelta(minutes=m)).isoformat() for m in (3, 2, 1)]
+    batch = [
+        event(org_id, "llm:msg_1", 42, observed_at=seen[0]),
+        event(org_id, "llm:msg_1", 42, observed_at=seen[1]),
+        event(org_id, "both", 1, observed_at=seen[0], occurred_at=seen[0]),
+    ]
+    body = (await api.client.post(EVENTS, json={"events": batch}, headers=writer)).json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "refused"]
+    assert body["results"][2]["error"]["code"] == "invalid_input"
+    assert "`observed_at`" in body["results"][2]["error"]["detail"]
+    again = [event(org_id, "llm:msg_1", 42, observed_at=seen[2])]
+    body = (await api.client.post(EVENTS, json={"events": again}, headers=writer)).json()
+    assert [r["status"] for r in body["results"]] == ["duplicate"]
+    assert await tokens_used(api, org_id) == 42
+    reader = await api.key(Scope.BILLING_ADMIN, org_id=org_id)
+    stored = (await api.client.get(f"/api/v1/orgs/{org_id}/events", headers=reader)).json()
+    assert [e["occurred_at"] for e in stored["data"]] == [seen[0].replace("+00:00", "Z")]
+
+
 async def test_concurrent_batches_with_overlapping_keys_count_each_key_once(api: Api) -> None:
     org_id = new_id()
     writer = await api.key(Scope.USAGE_WRITE)

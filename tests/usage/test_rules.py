@@ -162,6 +162,46 @@ def test_a_time_the_kernel_chose_for_the_stored_event_is_not_compared() -> None:
     assert not event(occurred_at=NOW, metric="playbook_runs").is_replay_of(stamped)
 
 
+def test_an_observed_time_decides_the_month_but_is_not_part_of_the_payload() -> None:
+    """`observed_at` (when the sender saw it, not knowing when it happened) times the event
+    like `occurred_at`, in the same window, and a repeat observed at another time, before
+    or after, is the same usage; it cannot come with an `occurred_at`."""
+    seen = NOW - timedelta(days=20)
+    observed = event(observed_at=seen)
+    assert (observed.occurred_at, observed.period.key) == (seen, date(2026, 4, 1))
+    assert not observed.occurred_at_given
+    assert event(observed_at=NOW).is_replay_of(observed)
+    assert event(occurred_at=NOW - timedelta(days=2)).is_replay_of(observed)
+    assert observed.is_replay_of(event(occurred_at=NOW - timedelta(days=2)))
+    assert not event(observed_at=seen, quantity=11).is_replay_of(observed)
+    with pytest.raises(InvalidInput) as both:
+        event(occurred_at=seen, observed_at=seen)
+    assert both.value.details["field"] == "observed_at"
+    assert "`occurred_at` (when it happened) or `observed_at`" in str(both.value)
+    with pytest.raises(InvalidInput) as old:
+        event(observed_at=NOW - timedelta(days=35, seconds=1))
+    assert old.value.details["field"] == "observed_at"
+    assert str(old.value) == ("observed_at 2026-04-10T11:59:59+00:00 is older than 35 days")
+    with pytest.raises(InvalidInput) as ahead:
+        event(observed_at=NOW + timedelta(minutes=5, seconds=1))
+    assert (ahead.value.details["field"], str(ahead.value)) == (
+        "observed_at",
+        "observed_at 2026-05-15T12:05:01+00:00 is in the future (more than 300 s ahead)",
+    )
+    with pytest.raises(InvalidInput) as naive:
+        event(observed_at=datetime(2026, 5, 15))  # noqa: DTZ001
+    with pytest.raises(InvalidInput) as text:
+        event(observed_at="2026-05-15T00:00:00Z")
+    assert (text.value.details["field"], str(text.value)) == (
+        "observed_at",
+        "observed_at must be a datetime with a timezone",
+    )
+    assert (naive.value.details["field"], str(naive.value)) == (
+        "observed_at",
+        "observed_at is not usable: datetime 2026-05-15T00:00:00 has no timezone; UTC is required",
+    )
+
+
 @given(
     st.lists(
         st.tuples(

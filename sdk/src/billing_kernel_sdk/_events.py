@@ -21,7 +21,10 @@ class Event(NamedTuple):
     properties: dict[str, Any] | None = None
     named: bool = False
     """Sent as `event` with its properties, not as `metric` and `quantity`. (A spool line
-    written before these two fields existed reads back with their defaults.)"""
+    written before these fields existed reads back with their defaults.)"""
+    observed: bool = False
+    """The time is when the tracker saw the event, not when it happened: sent as
+    `observed_at`, which the kernel does not compare on a repeat."""
 
     def wire(self) -> dict[str, Any]:
         """The event as `POST /api/v1/usage/events` takes it."""
@@ -31,7 +34,9 @@ class Event(NamedTuple):
         else:
             body["metric"], body["quantity"] = self.metric, self.quantity
         body["idempotency_key"] = self.idempotency_key
-        body["occurred_at"] = occurred_at(self.occurred_us).isoformat()
+        body["observed_at" if self.observed else "occurred_at"] = occurred_at(
+            self.occurred_us
+        ).isoformat()
         if self.properties is not None:
             body["properties"] = self.properties
         return body

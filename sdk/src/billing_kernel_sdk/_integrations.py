@@ -102,9 +102,10 @@ class TrackingHelpers:
         occurred_at: datetime | None = None,
     ) -> None:
         """Track the tokens of a model response. A response with an `id` is keyed by it, and
-        its time is the provider's (`created`), or when this tracker first saw it: tracking
-        the same response twice sends the same event, which the kernel counts once. A
-        response that reports no usage is skipped (one debug line)."""
+        its time is the provider's (`created`), or observed (when this tracker saw it; not
+        compared by the kernel): tracking the same response twice, from any process, sends
+        the same event, which the kernel counts once. A response that reports no usage is
+        skipped (one debug line)."""
         try:
             tokens = llm_tokens(response)
             if tokens is None:

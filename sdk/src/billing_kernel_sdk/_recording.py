@@ -8,7 +8,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections import OrderedDict
 
 from billing_kernel_sdk._events import Event, to_micros
 from billing_kernel_sdk._ledger import Ledger
@@ -22,9 +21,6 @@ from billing_kernel_sdk.fields import (
     check_quantity,
 )
 
-REMEMBERED_KEYS = 10_000
-"""Idempotency keys whose first event time a tracker keeps (the most recently first seen)."""
-
 
 class Recorder:
     def __init__(self, ledger: Ledger) -> None:
@@ -32,8 +28,6 @@ class Recorder:
         self._key_prefix = secrets.token_hex(8)
         self._sequence = itertools.count()
         self._checked_names: set[tuple[str, str]] = set()
-        self._first_seen: OrderedDict[str, int] = OrderedDict()
-        """Event time of recent keys tracked without one: a repeat gets the same time."""
         self.wake = _nothing
         """Called (from any thread) when a full batch is waiting."""
 
@@ -101,12 +95,14 @@ class Recorder:
             micros = to_micros(check_occurred_at(occurred))
         else:
             micros = time.time_ns() // 1000
+        observed = False
         if key is None:
             key = f"{self._key_prefix}-{next(self._sequence)}"
         else:
             key = check_id(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-            if occurred is None:
-                micros = self._time_of(key, micros)
+            # A key names one logical event: tracked again (a retry, a rerun, another
+            # process) it must be the same payload, so a time only observed is not part of it.
+            observed = occurred is None
         what = "event" if named else "metric"
         if isinstance(metric, str) and (what, metric) in self._checked_names:
             name = metric  # a handful of names: each is checked once
@@ -124,19 +120,8 @@ class Recorder:
             micros,
             None if properties is None else dict(properties),  # type: ignore[call-overload]
             named,
+            observed,
         )
-
-    def _time_of(self, key: str, now: int) -> int:
-        """The event time of `key`: when it was first tracked, if that is remembered.
-
-        One key names one logical event (an LLM response, a run), so tracking it again (a
-        retry in the product, a re-entered run) sends the same payload, and the kernel
-        answers `duplicate`, not `idempotency_conflict`."""
-        with self._ledger.lock:
-            first = self._first_seen.setdefault(key, now)
-            if len(self._first_seen) > REMEMBERED_KEYS:  # forget the key first seen longest ago
-                self._first_seen.popitem(last=False)
-        return first
 
 
 def _kind(error: Exception) -> str:

@@ -118,15 +118,16 @@ def ensure_utc(moment: datetime) -> datetime:
         ) from None
 
 
-def check_occurred_at(value: object) -> datetime:
-    """An event time as a UTC datetime: it must be a datetime with a timezone whose UTC
-    instant is inside the calendar (an offset can push year 1 or 9999 out of it)."""
+def check_occurred_at(value: object, field: str = "occurred_at") -> datetime:
+    """An event time (sent as `field`) as a UTC datetime: it must be a datetime with a
+    timezone whose UTC instant is inside the calendar (an offset can push year 1 or 9999
+    out of it)."""
     if not isinstance(value, datetime):
-        raise FieldError("occurred_at must be a datetime with a timezone", "occurred_at")
+        raise FieldError(f"{field} must be a datetime with a timezone", field)
     try:
         return ensure_utc(value)
     except ValueError as exc:
-        raise FieldError(f"occurred_at is not usable: {exc}", "occurred_at") from None
+        raise FieldError(f"{field} is not usable: {exc}", field) from None
 
 
 _CANONICAL = json.JSONEncoder(

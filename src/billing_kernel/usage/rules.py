@@ -64,6 +64,8 @@ class UsageReportLike(Protocol):
     def properties(self) -> object: ...
     @property
     def event(self) -> object: ...
+    @property
+    def observed_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,9 @@ class UsageReport:
     occurred_at: datetime | None = None
     properties: object = None
     event: object = None
+    observed_at: datetime | None = None
+    """Instead of `occurred_at`: when the sender saw the usage, not knowing when it
+    happened. It decides the month, but is not part of the payload (see `is_replay_of`)."""
 
 
 def validate_metric(key: object, catalogue: Mapping[str, Metric]) -> Metric:
@@ -112,18 +117,21 @@ class EventTimeWindow:
         `received_at`, both included."""
         return received_at - self.max_age, received_at + self.max_clock_skew
 
-    def refusal(self, occurred: datetime, received_at: datetime) -> InvalidInput:
-        """Why `occurred`, outside `bounds(received_at)`, is refused: ahead of the receive
-        time by more than the clock skew allowed, or older than the age allowed."""
+    def refusal(
+        self, occurred: datetime, received_at: datetime, field: str = "occurred_at"
+    ) -> InvalidInput:
+        """Why `occurred` (sent as `field`), outside `bounds(received_at)`, is refused: ahead
+        of the receive time by more than the clock skew allowed, or older than the age
+        allowed."""
         if occurred > received_at:
             return InvalidInput(
-                f"occurred_at {occurred.isoformat()} is in the future "
+                f"{field} {occurred.isoformat()} is in the future "
                 f"(more than {int(self.max_clock_skew.total_seconds())} s ahead)",
-                field="occurred_at",
+                field=field,
             )
         return InvalidInput(
-            f"occurred_at {occurred.isoformat()} is older than {self.max_age.days} days",
-            field="occurred_at",
+            f"{field} {occurred.isoformat()} is older than {self.max_age.days} days",
+            field=field,
         )
 
 
@@ -161,6 +169,8 @@ class UsageEvent:
     occurred_at: datetime
     received_at: datetime
     occurred_at_given: bool = True
+    """Whether the sender said when it happened (`occurred_at`), not the kernel (the receive
+    time) nor the sender's `observed_at`."""
     properties: str | None = None
     """Canonical JSON text (`canonical_properties`), or None."""
     lines: tuple[Line, ...] = ()
@@ -182,7 +192,8 @@ class UsageEvent:
         """Whether `self` repeats `stored`: same name, quantity and properties, and the same
         event time when both senders gave one (a time the kernel chose, for either, is not
         part of the payload: a repeat sent with a time of its own of a consume's event is the
-        same usage). What it counts toward follows from these, so it is not compared.
+        same usage; nor is an `observed_at`). What it counts toward follows from these, so it
+        is not compared.
         Ingestion applies this rule in SQL, nothing stored being read back: on PostgreSQL in
         the insert that skipped the key (`UsageRepository.write_events`), else in
         `UsageRepository.conflicts`; tests/usage/test_service.py holds both to the same
@@ -210,6 +221,7 @@ def new_usage_event(
     window: EventTimeWindow,
     properties: object = None,
     event: object = None,
+    observed_at: datetime | None = None,
 ) -> UsageEvent:
     """Validate raw event fields; raises InvalidInput (or UnknownMetric, UnknownEvent) naming
     the bad field. A named `event` counts toward each metric that counts it (see
@@ -223,6 +235,7 @@ def new_usage_event(
         occurred_at=occurred_at,
         properties=properties,
         event=event,
+        observed_at=observed_at,
     )
 
 
@@ -265,6 +278,7 @@ class Intake:
         occurred_at: datetime | None,
         properties: object = None,
         event: object = None,
+        observed_at: datetime | None = None,
     ) -> UsageEvent:
         """One event sent with these fields, validated (see `new_usage_event`)."""
         if type(org_id) is str and org_id in self._orgs:
@@ -292,7 +306,18 @@ class Intake:
         else:
             name = validate_event_name(event)
         key = validate_id(idempotency_key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
-        occurred = self.received_at if occurred_at is None else self._event_time(occurred_at)
+        if occurred_at is not None:
+            if observed_at is not None:
+                raise InvalidInput(
+                    "an event has `occurred_at` (when it happened) or `observed_at` (when it "
+                    "was seen, not compared on a repeat), not both",
+                    field="observed_at",
+                )
+            occurred = self._event_time(occurred_at, "occurred_at")
+        elif observed_at is not None:
+            occurred = self._event_time(observed_at, "observed_at")
+        else:
+            occurred = self.received_at
         text = canonical_properties(properties)
         lines: tuple[Line, ...]
         skipped: tuple[str, ...] = ()
@@ -325,11 +350,12 @@ class Intake:
             self._reported[found.key] = found
         return found
 
-    def _event_time(self, occurred_at: datetime) -> datetime:
-        """`occurred_at` in UTC if it is a usable time inside the window, else InvalidInput."""
-        occurred = validate_occurred_at(occurred_at)
+    def _event_time(self, sent: datetime, field: str) -> datetime:
+        """`sent` (the field `field`) in UTC if it is a usable time inside the window, else
+        InvalidInput."""
+        occurred = validate_occurred_at(sent, field)
         if not self._earliest <= occurred <= self._latest:
-            raise self._window.refusal(occurred, self.received_at)
+            raise self._window.refusal(occurred, self.received_at, field)
         return occurred
 
     def _meters_listening_to(self, name: str) -> list[Metric]:

@@ -58,7 +58,15 @@ class UsageEventIn(StrictBody):
     occurred_at: EventTimeText | None = Field(
         default=None,
         description="When the usage happened (decides the month); default: when received. "
-        "At most 5 minutes ahead and 35 days back.",
+        "At most 5 minutes ahead and 35 days back. Part of the payload: a repeat that gives "
+        "it must give the same.",
+    )
+    observed_at: EventTimeText | None = Field(
+        default=None,
+        description="Instead of `occurred_at`, when the sender does not know when the usage "
+        "happened, only when it saw it (an LLM response without a time of its own): it "
+        "decides the month in the same window, but is not part of the payload, so a repeat "
+        "seen at another time (a rerun, another process) is a `duplicate`, not a conflict.",
     )
     properties: dict[str, Any] | None = Field(
         default=None,

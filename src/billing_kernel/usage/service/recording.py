@@ -176,6 +176,7 @@ class UsageService:
                         occurred_at=raw.occurred_at,
                         properties=raw.properties,
                         event=raw.event,
+                        observed_at=raw.observed_at,
                     )
                 except BillingError as exc:
                     outcomes[index] = UsageOutcome(RecordStatus.REFUSED, None, exc)
