@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
+from billing_kernel.invoices.rules import formula_for_people
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from tests.commands import run_command
@@ -408,6 +410,12 @@ def test_the_upcoming_invoice_shows_each_line_with_its_formula(tmp_path: Path) -
     assert shown[tokens].split()[-1] == "4.00"
     assert shown[tokens + 1].strip() == "(1,200,000 - 1,000,000) x 0.02 / 1,000 = 4 → 4.00"
     assert shown[-1].split()[:2] == ["total", "USD"]
+    # The proration charge from today reads to four places; --exact shows it as stored.
+    assert not re.search(r"[0-9]\.[0-9]{7,}", "\n".join(shown))
+    exact = run(url, "invoices", "upcoming", "acme", "--exact").stdout.splitlines()
+    assert [formula_for_people(line) for line in exact] == shown
+    fee = next(line for line in exact if " s / " in line)
+    assert re.fullmatch(r" +49\.00 x [0-9,]+ s / [0-9,]+ s = [0-9.]+ → [0-9.]+", fee)
     unknown = run(url, "invoices", "upcoming", "nobody")
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no org 'nobody'")
 

@@ -20,7 +20,6 @@ from billing_kernel.dashboard.view import (
     count,
     day_month,
     event_text,
-    formula_for_people,
     invoice_rows,
     level,
     limit_state,
@@ -261,22 +260,6 @@ def test_the_history_says_each_event_in_a_line() -> None:
     assert line(EventType.QUOTA_BLOCKED, "blocked", 600, 500) == (
         "LLM tokens blocked at the hard limit: 600 of 500 used."
     )
-
-
-def test_a_formula_rounds_its_long_quotient_for_people_and_keeps_short_ones() -> None:
-    long = "49.00 x 2,506,943 s / 2,678,400 s = 45.86327919653524492234169654 → 45.86"
-    assert formula_for_people(long) == "49.00 x 2,506,943 s / 2,678,400 s ≈ 45.8633 → 45.86"
-    big = "x = 12,345.678901234 → 12,345.68"
-    assert formula_for_people(big) == "x ≈ 12,345.6789 → 12,345.68"
-    half = "a = 0.12345500 → 0.12"
-    assert formula_for_people(half) == "a ≈ 0.1235 → 0.12"  # half up
-    for kept in (
-        "(1,203,127 - 1,000,000) x 0.02 / 1,000 = 4.06254 → 4.06",  # six places or fewer
-        "a = 0.123456 → 0.12",
-        "49.00 → 49.00",
-        "",
-    ):
-        assert formula_for_people(kept) == kept
 
 
 def test_version_tags_go_unless_they_tell_two_versions_apart() -> None:

@@ -40,10 +40,15 @@ async def test_the_upcoming_invoice_is_for_owners_admins_and_billing_admin_keys(
         "quantity": 5,
         "unit_price": "0.25",
         "unit_size": 1,
+        "seconds": None,
         "starts_at": None,
         "period": invoice["period"],
     }
-    assert invoice["lines"][0]["kind"] == "proration_charge"  # active from today
+    fee = invoice["lines"][0]
+    assert fee["kind"] == "proration_charge"  # active from today
+    assert (fee["quantity"], fee["unit_price"], fee["metric"]) == (1, "49.00", None)
+    assert 0 < fee["seconds"] <= 31 * 86_400
+    assert f"x {fee['seconds']:,} s /" in fee["formula"]
     total = sum(float(line["amount"]) for line in invoice["lines"])
     assert invoice["total"] == invoice["subtotal"] == f"{total:.2f}"
 

@@ -26,6 +26,7 @@ from billing_kernel.invoices.rules import (
     draft_invoice,
     estimate_notes,
     fee_lines,
+    formula_for_people,
     in_force,
     overage_cost,
     usage_lines,
@@ -496,3 +497,19 @@ def test_an_estimate_says_why_it_is_not_the_price_plus_the_overage() -> None:
     seats = draft(fee, usage, line(LineKind.SEATS, "15.00"))  # the summary's overage lacks it
     assert estimate_notes(seats, price, overage) == ("the upcoming invoice's lines say how",)
     assert Estimate(Decimal("1.00")) == Estimate(Decimal("1.00"), None, ())
+
+
+def test_a_formula_rounds_its_long_quotient_for_people_and_keeps_short_ones() -> None:
+    long = "49.00 x 2,506,943 s / 2,678,400 s = 45.86327919653524492234169654 → 45.86"
+    assert formula_for_people(long) == "49.00 x 2,506,943 s / 2,678,400 s ≈ 45.8633 → 45.86"
+    big = "x = 12,345.678901234 → 12,345.68"
+    assert formula_for_people(big) == "x ≈ 12,345.6789 → 12,345.68"
+    half = "a = 0.12345500 → 0.12"
+    assert formula_for_people(half) == "a ≈ 0.1235 → 0.12"  # half up
+    for kept in (
+        "(1,203,127 - 1,000,000) x 0.02 / 1,000 = 4.06254 → 4.06",  # six places or fewer
+        "a = 0.123456 → 0.12",
+        "49.00 → 49.00",
+        "",
+    ):
+        assert formula_for_people(kept) == kept

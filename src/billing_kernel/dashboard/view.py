@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
@@ -14,6 +14,7 @@ from billing_kernel.alerts.rules import BLOCKED, AlertState, parse_threshold
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.events.rules import Event, EventType
+from billing_kernel.invoices.rules import formula_for_people
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import QuotaDecision, Reason
 from billing_kernel.summary.rules import MetricUsage
@@ -272,24 +273,6 @@ def event_text(event: Event, names: Mapping[str, str]) -> str:
     if event.event_type is EventType.THRESHOLD_RESOLVED:
         return f"{name} back under {what} after a change of limit: {used}{of_limit} used."
     return f"{name} reached {what}: {used}{of_limit} used."
-
-
-_LONG_DECIMAL = re.compile(r"= ([0-9][0-9,]*\.[0-9]{7,})")
-FORMULA_PLACES = 4
-"""How many decimal places a formula's intermediate figure shows people (the exact figure
-is behind a disclosure, and in `explain`)."""
-
-
-def formula_for_people(formula: str) -> str:
-    """`formula` with an intermediate figure of more than FORMULA_PLACES decimal places
-    rounded to them and marked approximate: "... = 45.86327919653524492 → 45.86" reads
-    "... ≈ 45.8633 → 45.86". Anything else stays as it is."""
-
-    def rounded(found: re.Match[str]) -> str:
-        exact = Decimal(found.group(1).replace(",", ""))
-        return f"≈ {exact.quantize(Decimal(1).scaleb(-FORMULA_PLACES), ROUND_HALF_UP):,}"
-
-    return _LONG_DECIMAL.sub(rounded, formula)
 
 
 _VERSION_TAG = re.compile(r" \(v([0-9]+)\)")

@@ -12,16 +12,21 @@ import typer
 from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice
+from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice, formula_for_people
 
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
 
 
+EXACT = typer.Option(
+    "--exact", help="Formulas with their unrounded intermediate figures, as stored."
+)
+
+
 @invoices_app.command("upcoming")
-def invoices_upcoming(org_id: str) -> None:
+def invoices_upcoming(org_id: str, exact: Annotated[bool, EXACT] = False) -> None:
     """The org's invoice for this month as it stands now (a draft), line by line."""
     draft = with_kernel(lambda kernel: kernel.invoices.upcoming(org_id))
-    typer.echo(render_draft(draft))
+    typer.echo(render_draft(draft, exact=exact))
 
 
 @invoices_app.command("list")
@@ -39,9 +44,10 @@ def invoices_list(
 
 
 @invoices_app.command("show")
-def invoices_show(number: str) -> None:
+def invoices_show(number: str, exact: Annotated[bool, EXACT] = False) -> None:
     """A finalized invoice (by number or id), line by line."""
-    typer.echo(render_stored(with_kernel(lambda kernel: kernel.invoices.by_number(number))))
+    invoice = with_kernel(lambda kernel: kernel.invoices.by_number(number))
+    typer.echo(render_stored(invoice, exact=exact))
 
 
 @invoices_app.command("close")
@@ -105,14 +111,14 @@ def _summary_line(invoice: StoredInvoice) -> str:
     )
 
 
-def render_draft(invoice: InvoiceDraft) -> str:
+def render_draft(invoice: InvoiceDraft, *, exact: bool = False) -> str:
     """The upcoming invoice as text."""
     head = f"invoice    {invoice.org_id}, {invoice.period.label} (draft: as it stands now)"
     lines = [(line.description, line.amount, line.formula) for line in invoice.lines]
-    return _render([head], lines, invoice.currency, invoice.total, "nothing to bill so far")
+    return _render([head], lines, invoice.currency, invoice.total, "nothing to bill so far", exact)
 
 
-def render_stored(invoice: StoredInvoice) -> str:
+def render_stored(invoice: StoredInvoice, *, exact: bool = False) -> str:
     """A finalized invoice as text."""
     head = [
         f"invoice    {invoice.number}, {invoice.org_id}, {invoice.period_start:%Y-%m} "
@@ -122,7 +128,7 @@ def render_stored(invoice: StoredInvoice) -> str:
     if invoice.void_reason:
         head.append(f"void       {invoice.void_reason}")
     lines = [(line.description, line.amount, line.formula) for line in invoice.lines]
-    return _render(head, lines, invoice.currency, invoice.total, "nothing billed")
+    return _render(head, lines, invoice.currency, invoice.total, "nothing billed", exact)
 
 
 def _render(
@@ -131,13 +137,15 @@ def _render(
     currency: str,
     total: Decimal,
     empty: str,
+    exact: bool,
 ) -> str:
-    """Each line with its amount and, beneath, its formula; then the total."""
+    """Each line with its amount and, beneath, its formula (rounded for people unless
+    `exact`: `formula_for_people`); then the total."""
     out = [*head, f"currency   {currency}", ""]
     if not lines:
         out.append(empty)
     for number, (description, amount, formula) in enumerate(lines, 1):
         out.append(f"{number:>3}  {description:<62} {money_text(amount):>12}")
-        out.append(f"     {formula}")
+        out.append(f"     {formula if exact else formula_for_people(formula)}")
     out += ["", f"{'total ' + currency:>67} {money_text(total):>12}"]
     return "\n".join(out)

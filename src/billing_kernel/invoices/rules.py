@@ -23,10 +23,11 @@ subtotal is the sum of the rounded lines.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
@@ -182,6 +183,24 @@ def _fee(
         unit_price=plan.monthly_price,
         starts_at=sub.since,
     )
+
+
+_LONG_DECIMAL = re.compile(r"= ([0-9][0-9,]*\.[0-9]{7,})")
+FORMULA_PLACES = 4
+"""How many decimal places a formula's intermediate figure shows people (the exact figure
+is behind a disclosure on the page, in `explain` and `invoices show --exact`)."""
+
+
+def formula_for_people(formula: str) -> str:
+    """`formula` with an intermediate figure of more than FORMULA_PLACES decimal places
+    rounded to them and marked approximate: "... = 45.86327919653524492 → 45.86" reads
+    "... ≈ 45.8633 → 45.86". Anything else stays as it is."""
+
+    def rounded(found: re.Match[str]) -> str:
+        exact = Decimal(found.group(1).replace(",", ""))
+        return f"≈ {exact.quantize(Decimal(1).scaleb(-FORMULA_PLACES), ROUND_HALF_UP):,}"
+
+    return _LONG_DECIMAL.sub(rounded, formula)
 
 
 def _exact(amount: Decimal) -> str:

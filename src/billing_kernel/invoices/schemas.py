@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -33,13 +33,19 @@ class InvoiceLineOut(BaseModel):
     plan_version: int
     metric: str | None = Field(description="Usage lines: the metric.")
     quantity: int = Field(
-        description="Usage lines: the units billed beyond what is included; fee lines: the "
-        "seconds billed."
+        description="Usage lines: the units billed beyond what is included; fee lines: 1 "
+        "(the plan's month, in `seconds` of it)."
     )
     unit_price: MoneyText = Field(
         description="Usage lines: the price per `unit_size` units; fee lines: the monthly price."
     )
     unit_size: int
+    seconds: int | None = Field(
+        default=None,
+        description="Fee lines: the seconds of the month billed (all of them for a whole "
+        "month; prorated lines bill `unit_price` x `seconds` / the month's seconds); usage "
+        "lines: null.",
+    )
     starts_at: datetime | None = Field(description="Fee lines: from when they bill.")
     period: str = Field(
         description="The month the line bills, `YYYY-MM`: an adjustment's is the earlier "
@@ -49,19 +55,31 @@ class InvoiceLineOut(BaseModel):
     @classmethod
     def of(cls, number: int, line: InvoiceLine, period: str) -> InvoiceLineOut:
         """The line's fields of the same names, its `number` and its month."""
-        named = set(cls.model_fields) - {"number", "period"}
+        named = set(cls.model_fields) - {"number", "period", "seconds"}
         fields = {name: getattr(line, name) for name in named}
         month = period if line.adjusts is None else line.adjusts.label
-        return cls(number=number, period=month, **fields)
+        return cls(number=number, period=month, **_counted(line.kind, fields))
 
     @classmethod
     def stored(cls, line: StoredLine) -> InvoiceLineOut:
-        named = set(cls.model_fields) - {"period", "kind"}
+        named = set(cls.model_fields) - {"period", "kind", "seconds"}
+        kind = LineKind(line.kind)
         return cls(
-            kind=LineKind(line.kind),
+            kind=kind,
             period=f"{line.period_start:%Y-%m}",
-            **{name: getattr(line, name) for name in named},
+            **_counted(kind, {name: getattr(line, name) for name in named}),
         )
+
+
+FEE_KINDS = frozenset({LineKind.BASE_FEE, LineKind.PRORATION_CREDIT, LineKind.PRORATION_CHARGE})
+
+
+def _counted(kind: LineKind, fields: dict[str, Any]) -> dict[str, Any]:
+    """A fee line's `quantity` (kept as the seconds it bills) read as one month and its
+    `seconds`; a usage line's as it is."""
+    if kind not in FEE_KINDS:
+        return fields
+    return fields | {"quantity": 1, "seconds": fields["quantity"]}
 
 
 class InvoiceOut(BaseModel):
