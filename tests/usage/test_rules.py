@@ -290,9 +290,9 @@ def test_a_time_whose_zone_gives_no_offset_is_refused_like_a_naive_one() -> None
             return None
 
     with pytest.raises(InvalidInput, match="no timezone"):
-        validate_occurred_at(datetime(2026, 5, 15, tzinfo=Unknown()))
+        validate_occurred_at(datetime(2026, 5, 15, tzinfo=Unknown()), "occurred_at")
     with pytest.raises(InvalidInput, match=r"^occurred_at must be a datetime with a timezone$"):
-        validate_occurred_at("2026-05-15T12:00:00Z")
+        validate_occurred_at("2026-05-15T12:00:00Z", "occurred_at")
 
 
 def test_free_text_with_a_lone_surrogate_is_refused_and_real_unicode_kept() -> None:
@@ -320,13 +320,13 @@ def test_any_aware_time_is_its_utc_instant_or_refused_at_the_calendar_edge(
     moment = wall.replace(tzinfo=offset)
     instant = since_year_1(wall, offset)
     if timedelta(0) <= instant <= CALENDAR:
-        utc = validate_occurred_at(moment)
+        utc = validate_occurred_at(moment, "occurred_at")
         assert utc.tzinfo is UTC
         assert utc == moment
         assert utc.replace(tzinfo=None) == YEAR_1 + instant
     else:
         with pytest.raises(InvalidInput, match="years 1 to 9999") as refused:
-            validate_occurred_at(moment)
+            validate_occurred_at(moment, "occurred_at")
         assert refused.value.details["field"] == "occurred_at"
 
 

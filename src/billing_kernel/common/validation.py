@@ -53,7 +53,7 @@ def validate_quantity(value: object) -> int:
         raise InvalidInput(str(exc), field=exc.field) from None
 
 
-def validate_occurred_at(value: object, field: str = "occurred_at") -> datetime:
+def validate_occurred_at(value: object, field: str) -> datetime:
     """An event time as a UTC datetime (see `fields.check_occurred_at`), or InvalidInput."""
     try:
         return fields.check_occurred_at(value, field)

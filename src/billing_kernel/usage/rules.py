@@ -117,9 +117,7 @@ class EventTimeWindow:
         `received_at`, both included."""
         return received_at - self.max_age, received_at + self.max_clock_skew
 
-    def refusal(
-        self, occurred: datetime, received_at: datetime, field: str = "occurred_at"
-    ) -> InvalidInput:
+    def refusal(self, occurred: datetime, received_at: datetime, field: str) -> InvalidInput:
         """Why `occurred` (sent as `field`), outside `bounds(received_at)`, is refused: ahead
         of the receive time by more than the clock skew allowed, or older than the age
         allowed."""
