@@ -62,6 +62,13 @@ def test_a_valid_event_defaults_its_time_to_the_receive_time() -> None:
     assert accepted.occurred_at == accepted.received_at == NOW
     assert not accepted.occurred_at_given
     assert accepted.period.key == date(2026, 5, 1)
+    assert accepted.skipped == ()  # a report of a quantity: no meter to skip it
+
+
+def test_a_metric_that_is_not_text_is_unknown_not_a_crash() -> None:
+    for odd in (["tokens"], {"key": "tokens"}, 7):
+        with pytest.raises(UnknownMetric, match="unknown metric"):
+            event(metric=odd)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +184,10 @@ def test_an_observed_time_decides_the_month_but_is_not_part_of_the_payload() -> 
     with pytest.raises(InvalidInput) as both:
         event(occurred_at=seen, observed_at=seen)
     assert both.value.details["field"] == "observed_at"
-    assert "`occurred_at` (when it happened) or `observed_at`" in str(both.value)
+    assert str(both.value) == (
+        "an event has `occurred_at` (when it happened) or `observed_at` (when it was seen, "
+        "not compared on a repeat), not both"
+    )
     with pytest.raises(InvalidInput) as old:
         event(observed_at=NOW - timedelta(days=35, seconds=1))
     assert old.value.details["field"] == "observed_at"

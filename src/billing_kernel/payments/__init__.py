@@ -1,0 +1,1 @@
+"""Payments: collecting finalized invoices through Stripe, exactly once."""

@@ -1,0 +1,191 @@
+"""The kernel's calls to Stripe, through the official `stripe` library, and nothing else of
+payments: every call that creates something carries an idempotency key derived from the
+kernel's own ids (`rules`), so a retry after a lost answer or a crash replays it; Stripe's
+failures are sorted into a decline (an answer: never retried) and an outage (retried later
+by the worker). The only module that imports `stripe`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import stripe
+
+from billing_kernel.payments.rules import (
+    PaymentStatus,
+    attempt_key,
+    customer_key,
+    from_minor_units,
+    minor_units,
+)
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached, or failed on its side (a network error, a timeout, 429,
+    5xx): nothing is known to have happened, and the same call with the same key may be
+    made again."""
+
+
+class StripeRefused(Exception):
+    """Stripe refused the call as made (4xx other than a card decline): a configuration or
+    a kernel error, not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A customer's card on file, as the billing page shows it: never its number."""
+
+    payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What Stripe answered to one collection attempt."""
+
+    payment_intent_id: str | None
+    """None only when Stripe declined before making a PaymentIntent."""
+    status: PaymentStatus
+    amount: Decimal
+    currency: str
+    failure: str | None = None
+    """Why it failed, in Stripe's words ("Your card was declined.")."""
+    failure_code: str | None = None
+    """Stripe's decline code or error code (`card_declined`, `insufficient_funds`)."""
+
+
+_STATUSES = {
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "processing": PaymentStatus.PROCESSING,
+    "requires_action": PaymentStatus.FAILED,  # off session: nobody is there to authenticate
+    "requires_payment_method": PaymentStatus.FAILED,
+    "canceled": PaymentStatus.FAILED,
+}
+
+
+class StripeGateway:
+    """Stripe, as the kernel uses it. `api_base` points the library at a Stripe-compatible
+    server (tests, staging); None is Stripe itself."""
+
+    def __init__(self, api_key: str, api_base: str | None = None, timeout: float = 30) -> None:
+        addresses: Any = {"api": api_base} if api_base else None
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses=addresses,
+            http_client=stripe.HTTPXClient(timeout=timeout),
+            max_network_retries=0,  # the worker retries, with the same key, on its schedule
+        )
+
+    async def create_customer(self, org_id: str, name: str, email: str | None) -> str:
+        """A Stripe customer for the org (its name, billing email, `metadata.org_id`): the
+        id. The same org again within Stripe's idempotency window (24 hours) gets the same
+        customer, not a second one."""
+        params: dict[str, Any] = {"name": name, "metadata": {"org_id": org_id}}
+        if email:
+            params["email"] = email
+        customer = await self._call(
+            self._client.v1.customers.create_async,
+            params=params,
+            options={"idempotency_key": customer_key(org_id)},
+        )
+        return str(customer["id"])
+
+    async def default_card(self, customer_id: str) -> Card | None:
+        """The customer's default payment method, if it is a card."""
+        customer = await self._call(
+            self._client.v1.customers.retrieve_async,
+            customer_id,
+            params={"expand": ["invoice_settings.default_payment_method"]},
+        )
+        method = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        if isinstance(method, str):  # a server that does not expand
+            method = await self._call(self._client.v1.payment_methods.retrieve_async, method)
+        if not method or method.get("type") != "card":
+            return None
+        card = method["card"]
+        return Card(
+            str(method["id"]),
+            str(card["brand"]),
+            str(card["last4"]),
+            int(card["exp_month"]),
+            int(card["exp_year"]),
+        )
+
+    async def collect(
+        self,
+        *,
+        invoice_id: str,
+        attempt: int,
+        customer_id: str,
+        payment_method_id: str,
+        amount: Decimal,
+        currency: str,
+    ) -> Charge:
+        """Charge the card on file for the invoice, with nobody present: one PaymentIntent
+        for the exact amount in the currency's smallest unit, confirmed off session, keyed
+        `invoice:{id}:attempt:{n}` so that a retry of the same attempt charges nothing
+        twice. A decline is an answer (`FAILED`, with Stripe's reason), not an error."""
+        params: dict[str, Any] = {
+            "amount": minor_units(amount, currency),
+            "currency": currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "metadata": {"invoice_id": invoice_id, "attempt": str(attempt)},
+        }
+        options: Any = {"idempotency_key": attempt_key(invoice_id, attempt)}
+        try:
+            intent = await self._call(
+                self._client.v1.payment_intents.create_async, params=params, options=options
+            )
+        except stripe.CardError as declined:
+            made = getattr(declined.error, "payment_intent", None) if declined.error else None
+            return Charge(
+                None if made is None else str(made["id"]),
+                PaymentStatus.FAILED,
+                amount,
+                currency.upper(),
+                failure=declined.user_message or str(declined),
+                failure_code=declined.code,
+            )
+        return _charge(intent)
+
+    async def payment_intent(self, payment_intent_id: str) -> Charge:
+        """A PaymentIntent as Stripe has it now (reconciliation, a missed webhook)."""
+        return _charge(
+            await self._call(self._client.v1.payment_intents.retrieve_async, payment_intent_id)
+        )
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The call's answer as plain data; Stripe's failures sorted (see the errors)."""
+        try:
+            answer = await method(*args, **kwargs)
+        except stripe.CardError:
+            raise
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            raise StripeUnavailable(f"Stripe could not be reached: {exc}") from exc
+        except stripe.StripeError as exc:
+            if exc.http_status is None or exc.http_status >= 500:
+                raise StripeUnavailable(f"Stripe failed: {exc}") from exc
+            raise StripeRefused(f"Stripe refused the call ({exc.http_status}): {exc}") from exc
+        return dict(answer.to_dict())
+
+
+def _charge(intent: dict[str, Any]) -> Charge:
+    error = intent.get("last_payment_error") or {}
+    status = _STATUSES.get(str(intent["status"]), PaymentStatus.PENDING)
+    return Charge(
+        str(intent["id"]),
+        status,
+        from_minor_units(int(intent["amount"]), str(intent["currency"])),
+        str(intent["currency"]).upper(),
+        failure=error.get("message") if status is PaymentStatus.FAILED else None,
+        failure_code=(error.get("decline_code") or error.get("code"))
+        if status is PaymentStatus.FAILED
+        else None,
+    )

@@ -1,0 +1,178 @@
+"""Payments' pure rules: an invoice's amount as Stripe takes it (the currency's minor unit),
+the idempotency key of every call the kernel makes to Stripe, the dunning schedule, and what
+a payment's outcome, reported in whatever order, does to the payment and to its invoice.
+Standard library only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from billing_kernel.errors import InvalidInput
+
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+        "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+    }
+)  # fmt: skip
+"""Currencies Stripe charges in whole units: JPY 1,234 is `amount=1234` (Stripe's list)."""
+
+THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+"""Currencies Stripe charges in thousandths, the last digit 0: KWD 5.12 is `amount=5120`."""
+
+
+def minor_exponent(currency: str) -> int:
+    """How many decimal places the currency's smallest unit has, as Stripe counts them."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """`amount` as Stripe's `amount` field: a whole number of the currency's smallest unit
+    (cents; yen). InvalidInput for a negative amount, or one finer than the currency
+    holds (JPY 10.50: an invoice in yen must come to whole yen)."""
+    if amount < 0:
+        raise InvalidInput(f"cannot collect a negative amount ({amount} {currency})")
+    exponent = minor_exponent(currency)
+    scaled = amount.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise InvalidInput(
+            f"{amount} {currency.upper()} has more decimal places than the currency's "
+            f"smallest unit ({exponent})",
+            field="amount",
+        )
+    return int(scaled)
+
+
+def from_minor_units(units: int, currency: str) -> Decimal:
+    """A Stripe `amount` back as money: `minor_units`' inverse."""
+    return Decimal(units).scaleb(-minor_exponent(currency))
+
+
+def customer_key(org_id: str) -> str:
+    """The idempotency key of creating the org's Stripe customer: a retry after a crash, or
+    a second worker, replays the first creation instead of making another."""
+    return f"customer:{org_id}"
+
+
+def attempt_key(invoice_id: str, attempt: int) -> str:
+    """The idempotency key of the `attempt`th collection of an invoice (from 1): a retried
+    request replays its attempt; a dunning retry is a new attempt, so a new charge."""
+    if attempt < 1:
+        raise ValueError(f"attempts are counted from 1, not {attempt}")
+    return f"invoice:{invoice_id}:attempt:{attempt}"
+
+
+def refund_key(credit_note_id: str) -> str:
+    """The idempotency key of refunding a credit note: one refund per credit note."""
+    return f"refund:{credit_note_id}"
+
+
+DEFAULT_DUNNING_DAYS = (1, 3, 5, 7)
+
+
+def parse_dunning_days(text: str) -> tuple[int, ...]:
+    """`BILLING_DUNNING_DAYS`, "1,3,5,7": the days after a collection first failed on which
+    it is tried again, each a whole number from 1 to 60, increasing; "" for no retries.
+    ValueError saying what is wrong."""
+    if not text.strip():
+        return ()
+    days: list[int] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item.isdigit() or not 1 <= int(item) <= 60:
+            raise ValueError(f"dunning days are whole days from 1 to 60, not {item!r}")
+        if days and int(item) <= days[-1]:
+            raise ValueError(f"dunning days must increase: {item} comes after {days[-1]}")
+        days.append(int(item))
+    return tuple(days)
+
+
+def next_retry(
+    first_failed_at: datetime, retries_made: int, schedule: tuple[int, ...]
+) -> datetime | None:
+    """When a failed collection is tried again: `schedule[n]` days after it first failed,
+    for the retry `retries_made` + 1; None once the schedule is spent (the org stays
+    past due, and enforcement takes over)."""
+    if retries_made < 0:
+        raise ValueError(f"retries made cannot be negative ({retries_made})")
+    if retries_made >= len(schedule):
+        return None
+    return first_failed_at + timedelta(days=schedule[retries_made])
+
+
+class PaymentStatus(StrEnum):
+    """One collection attempt (one PaymentIntent). `pending`: written, Stripe not yet heard;
+    `processing`: Stripe has it and has not decided (a bank debit, an authentication);
+    `succeeded` and `failed`: Stripe's answer."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+_MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.PENDING: frozenset(
+        {PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
+    ),
+    PaymentStatus.PROCESSING: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
+    # A failed PaymentIntent may still be confirmed again and succeed; a succeeded one is
+    # final, so a `payment_failed` reported after it changes nothing.
+    PaymentStatus.FAILED: frozenset({PaymentStatus.SUCCEEDED}),
+    PaymentStatus.SUCCEEDED: frozenset(),
+}
+
+
+def moved(current: PaymentStatus, reported: PaymentStatus) -> PaymentStatus | None:
+    """The attempt's new status once Stripe reports `reported`, or None when the report
+    changes nothing: a repeat, or news older than what is known (Stripe's webhooks come
+    in any order)."""
+    return reported if reported in _MOVES[current] else None
+
+
+class InvoiceEffect(StrEnum):
+    """What a payment's success or failure does to its invoice."""
+
+    MARK_PAID = "mark_paid"
+    """The invoice was open: it is paid, by this payment."""
+    REFUND_DUE = "refund_due"
+    """Money came in for an invoice void or already paid by something else: it is to be
+    given back, and the operator is told."""
+    PAST_DUE = "past_due"
+    """A collection of an open invoice failed: the org is past due."""
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceState:
+    """What a payment's outcome is judged against: the invoice's status and, once paid,
+    the payment that paid it (None: marked paid by hand)."""
+
+    status: str
+    paid_by: str | None = None
+
+
+def invoice_effect(
+    payment_id: str, reported: PaymentStatus, invoice: InvoiceState
+) -> InvoiceEffect:
+    """What the payment `payment_id` reported as `reported` does to its invoice, in
+    whatever order the reports arrive: a success pays an open invoice, and is money to give
+    back when the invoice is void or was paid otherwise; a failure makes the org past due
+    only while the invoice is still open."""
+    if reported is PaymentStatus.SUCCEEDED:
+        if invoice.status == "open":
+            return InvoiceEffect.MARK_PAID
+        if invoice.status == "paid" and invoice.paid_by == payment_id:
+            return InvoiceEffect.NONE  # this very payment, reported again
+        return InvoiceEffect.REFUND_DUE
+    if reported is PaymentStatus.FAILED and invoice.status == "open":
+        return InvoiceEffect.PAST_DUE
+    return InvoiceEffect.NONE

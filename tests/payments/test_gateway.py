@@ -1,0 +1,130 @@
+"""The kernel's Stripe calls against a real Stripe-compatible server (localstripe, through
+the official library): customers, the card on file, collecting to the smallest unit, a
+decline as an answer, and Stripe unreachable or refusing as errors that say which."""
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import stripe
+
+from billing_kernel.payments.gateway import (
+    Charge,
+    StripeGateway,
+    StripeRefused,
+    StripeUnavailable,
+)
+from billing_kernel.payments.rules import PaymentStatus
+from tests.live import free_port
+from tests.payments.stripe_server import TEST_KEY, StripeServer, stripe_server
+
+pytestmark = pytest.mark.anyio
+
+PAYS = "4242424242424242"
+DECLINES_WHEN_CHARGED = "4000000000000341"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StripeServer]:
+    with stripe_server() as running:
+        yield running
+
+
+@pytest.fixture
+def stripe_client(server: StripeServer) -> stripe.StripeClient:
+    """What the org's browser does through Checkout: a card saved as the customer's default."""
+    server.reset()
+    return stripe.StripeClient(TEST_KEY, base_addresses={"api": server.base})
+
+
+def save_card(client: stripe.StripeClient, customer_id: str, number: str) -> str:
+    card = {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    method = client.v1.payment_methods.create(params={"type": "card", "card": card})  # type: ignore[typeddict-item]
+    client.v1.payment_methods.attach(method.id, params={"customer": customer_id})
+    client.v1.customers.update(
+        customer_id, params={"invoice_settings": {"default_payment_method": method.id}}
+    )
+    return str(method.id)
+
+
+async def first_attempt(
+    gateway: StripeGateway, invoice_id: str, customer_id: str, card: str, amount: str, currency: str
+) -> Charge:
+    return await gateway.collect(
+        invoice_id=invoice_id,
+        attempt=1,
+        customer_id=customer_id,
+        payment_method_id=card,
+        amount=Decimal(amount),
+        currency=currency,
+    )
+
+
+async def test_a_customer_is_made_with_the_orgs_name_email_and_id(
+    server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    gateway = StripeGateway(TEST_KEY, server.base)
+    customer_id = await gateway.create_customer("acme", "Acme Inc.", "billing@acme.test")
+    made = stripe_client.v1.customers.retrieve(customer_id)
+    assert (made.name, made.email, made.metadata.to_dict()) == (
+        "Acme Inc.",
+        "billing@acme.test",
+        {"org_id": "acme"},
+    )
+    assert await gateway.default_card(customer_id) is None
+    save_card(stripe_client, customer_id, PAYS)
+    card = await gateway.default_card(customer_id)
+    assert card is not None
+    assert (card.brand, card.last4, card.exp_month, card.exp_year) == ("visa", "4242", 12, 2031)
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "on_stripe"),
+    [("59.28", "USD", (5928, "usd")), ("1234", "JPY", (1234, "jpy"))],
+)
+async def test_an_invoice_is_collected_to_the_smallest_unit(
+    server: StripeServer,
+    stripe_client: stripe.StripeClient,
+    amount: str,
+    currency: str,
+    on_stripe: tuple[int, str],
+) -> None:
+    gateway = StripeGateway(TEST_KEY, server.base)
+    customer_id = await gateway.create_customer("acme", "Acme Inc.", None)
+    card = save_card(stripe_client, customer_id, PAYS)
+    charge = await first_attempt(gateway, "inv_1", customer_id, card, amount, currency)
+    assert (charge.status, charge.amount, charge.currency) == (
+        PaymentStatus.SUCCEEDED,
+        Decimal(amount),
+        currency,
+    )
+    assert charge.payment_intent_id is not None
+    intent = stripe_client.v1.payment_intents.retrieve(charge.payment_intent_id)
+    assert (intent.amount, intent.currency, intent.status) == (*on_stripe, "succeeded")
+    assert intent.metadata.to_dict() == {"invoice_id": "inv_1", "attempt": "1"}
+    assert (await gateway.payment_intent(charge.payment_intent_id)) == charge
+
+
+async def test_a_card_that_declines_when_charged_is_a_failed_charge_with_stripes_reason(
+    server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    gateway = StripeGateway(TEST_KEY, server.base)
+    customer_id = await gateway.create_customer("acme", "Acme Inc.", None)
+    card = save_card(stripe_client, customer_id, DECLINES_WHEN_CHARGED)
+    charge = await first_attempt(gateway, "inv_2", customer_id, card, "49.00", "USD")
+    assert (charge.status, charge.failure_code) == (PaymentStatus.FAILED, "card_declined")
+    assert charge.failure == "Your card was declined."
+    made = stripe_client.v1.payment_intents.list().data
+    assert len(made) == 1  # one PaymentIntent, declined: nothing charged
+    assert charge.payment_intent_id in (None, made[0].id)
+
+
+async def test_stripe_unreachable_or_refusing_is_an_error_that_says_which(
+    server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    down = StripeGateway(TEST_KEY, f"http://127.0.0.1:{free_port()}", timeout=5)
+    with pytest.raises(StripeUnavailable, match="Stripe could not be reached"):
+        await down.create_customer("acme", "Acme Inc.", None)
+    gateway = StripeGateway(TEST_KEY, server.base)
+    with pytest.raises(StripeRefused, match=r"Stripe refused the call \(404\)"):
+        await gateway.default_card("cus_nobody")

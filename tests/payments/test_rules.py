@@ -1,0 +1,166 @@
+"""Payments' pure rules: minor units, idempotency keys, the dunning schedule, and what a
+payment's outcome does, whatever order it is reported in."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import permutations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing_kernel.errors import InvalidInput
+from billing_kernel.payments.rules import (
+    DEFAULT_DUNNING_DAYS,
+    InvoiceEffect,
+    InvoiceState,
+    PaymentStatus,
+    attempt_key,
+    customer_key,
+    from_minor_units,
+    invoice_effect,
+    minor_exponent,
+    minor_units,
+    moved,
+    next_retry,
+    parse_dunning_days,
+    refund_key,
+)
+
+P = PaymentStatus
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "units"),
+    [
+        ("49.00", "USD", 4900),
+        ("0.01", "usd", 1),
+        ("59.28", "EUR", 5928),
+        ("1234", "JPY", 1234),
+        ("1234.00", "jpy", 1234),
+        ("0", "KRW", 0),
+        ("5.12", "KWD", 5120),
+        ("5.125", "BHD", 5125),
+        ("0.00", "USD", 0),
+    ],
+)
+def test_an_amount_is_a_whole_number_of_the_currencys_smallest_unit(
+    amount: str, currency: str, units: int
+) -> None:
+    assert minor_units(Decimal(amount), currency) == units
+    assert from_minor_units(units, currency) == Decimal(amount)
+
+
+def test_an_amount_finer_than_the_currency_or_negative_is_refused() -> None:
+    with pytest.raises(InvalidInput) as yen:
+        minor_units(Decimal("10.50"), "jpy")
+    assert str(yen.value) == (
+        "10.50 JPY has more decimal places than the currency's smallest unit (0)"
+    )
+    assert yen.value.details == {"field": "amount"}
+    with pytest.raises(InvalidInput) as cents:
+        minor_units(Decimal("0.001"), "USD")
+    assert str(cents.value).endswith("smallest unit (2)")
+    with pytest.raises(InvalidInput) as negative:
+        minor_units(Decimal("-0.01"), "USD")
+    assert str(negative.value) == "cannot collect a negative amount (-0.01 USD)"
+
+
+def test_currency_exponents_follow_stripes_lists() -> None:
+    assert [minor_exponent(c) for c in ("USD", "JPY", "xof", "KWD", "tnd", "GBP")] == [
+        2, 0, 0, 3, 3, 2,
+    ]  # fmt: skip
+
+
+@given(st.integers(0, 10**14), st.sampled_from(["USD", "JPY", "KWD", "EUR", "CLP"]))
+def test_minor_units_round_trip(units: int, currency: str) -> None:
+    assert minor_units(from_minor_units(units, currency), currency) == units
+
+
+def test_every_call_to_stripe_has_a_key_derived_from_the_kernels_ids() -> None:
+    assert customer_key("acme") == "customer:acme"
+    assert attempt_key("inv_1", 1) == "invoice:inv_1:attempt:1"
+    assert attempt_key("inv_1", 2) != attempt_key("inv_1", 1)  # a dunning retry charges anew
+    assert refund_key("cn_7") == "refund:cn_7"
+    with pytest.raises(ValueError, match="attempts are counted from 1, not 0"):
+        attempt_key("inv_1", 0)
+    assert attempt_key("inv_1", 1) == "invoice:inv_1:attempt:1"
+
+
+def test_the_dunning_schedule_is_increasing_whole_days() -> None:
+    assert parse_dunning_days("1,3,5,7") == DEFAULT_DUNNING_DAYS == (1, 3, 5, 7)
+    assert parse_dunning_days(" 2 , 10 ") == (2, 10)
+    assert parse_dunning_days("60") == (60,)
+    assert parse_dunning_days("1") == (1,)
+    assert parse_dunning_days("") == parse_dunning_days("  ") == ()
+    for bad, said in [
+        ("0", "dunning days are whole days from 1 to 60, not '0'"),
+        ("61", "dunning days are whole days from 1 to 60, not '61'"),
+        ("1,x", "dunning days are whole days from 1 to 60, not 'x'"),
+        ("1,,3", "dunning days are whole days from 1 to 60, not ''"),
+        ("-1", "dunning days are whole days from 1 to 60, not '-1'"),
+        ("3,3", "dunning days must increase: 3 comes after 3"),
+        ("5,2", "dunning days must increase: 2 comes after 5"),
+    ]:
+        with pytest.raises(ValueError, match="dunning days") as refused:
+            parse_dunning_days(bad)
+        assert str(refused.value) == said
+
+
+def test_retries_follow_the_schedule_from_the_first_failure_then_stop() -> None:
+    failed = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    schedule = (1, 3, 5, 7)
+    retries = [next_retry(failed, n, schedule) for n in range(5)]
+    assert retries == [
+        datetime(2026, 12, 2, 9, 30, tzinfo=UTC),
+        datetime(2026, 12, 4, 9, 30, tzinfo=UTC),
+        datetime(2026, 12, 6, 9, 30, tzinfo=UTC),
+        datetime(2026, 12, 8, 9, 30, tzinfo=UTC),
+        None,
+    ]
+    assert next_retry(failed, 0, ()) is None
+    with pytest.raises(ValueError, match=r"retries made cannot be negative \(-1\)"):
+        next_retry(failed, -1, schedule)
+
+
+def test_a_payment_moves_forward_only_and_success_is_final() -> None:
+    assert moved(P.PENDING, P.PROCESSING) is P.PROCESSING
+    assert moved(P.PENDING, P.SUCCEEDED) is P.SUCCEEDED
+    assert moved(P.PENDING, P.FAILED) is P.FAILED
+    assert moved(P.PROCESSING, P.SUCCEEDED) is P.SUCCEEDED
+    assert moved(P.PROCESSING, P.FAILED) is P.FAILED
+    assert moved(P.FAILED, P.SUCCEEDED) is P.SUCCEEDED  # confirmed again, and it went through
+    for final in (P.PROCESSING, P.FAILED, P.SUCCEEDED, P.PENDING):
+        assert moved(P.SUCCEEDED, final) is None
+    for stale in (P.PENDING, P.PROCESSING, P.FAILED):
+        assert moved(P.FAILED, stale) is None
+    assert moved(P.PROCESSING, P.PROCESSING) is None
+    assert moved(P.PROCESSING, P.PENDING) is None
+    assert moved(P.PENDING, P.PENDING) is None
+
+
+def test_whatever_order_the_reports_come_in_a_success_ends_succeeded() -> None:
+    reports = [P.PROCESSING, P.FAILED, P.SUCCEEDED, P.FAILED]
+    for order in permutations(reports):
+        status = P.PENDING
+        for reported in order:
+            status = moved(status, reported) or status
+        assert status is P.SUCCEEDED
+
+
+def test_what_a_payment_does_to_its_invoice() -> None:
+    def effect(reported: PaymentStatus, status: str, paid_by: str | None = None) -> str:
+        return invoice_effect("pi_1", reported, InvoiceState(status, paid_by)).value
+
+    assert effect(P.SUCCEEDED, "open") == "mark_paid"
+    assert effect(P.SUCCEEDED, "paid", "pi_1") == "none"  # reported again
+    assert effect(P.SUCCEEDED, "paid", "pi_2") == "refund_due"  # paid twice
+    assert effect(P.SUCCEEDED, "paid") == "refund_due"  # marked paid by hand meanwhile
+    assert effect(P.SUCCEEDED, "void") == "refund_due"
+    assert effect(P.FAILED, "open") == "past_due"
+    assert effect(P.FAILED, "paid", "pi_1") == "none"  # late news of an earlier failure
+    assert effect(P.FAILED, "void") == "none"
+    assert effect(P.PROCESSING, "open") == "none"
+    assert effect(P.PENDING, "open") == "none"
+    assert InvoiceEffect.PAST_DUE.value == "past_due"
+    assert InvoiceState("open").paid_by is None
