@@ -130,6 +130,22 @@ class Settings(BaseSettings):
         "link-local (cloud metadata), multicast, unspecified or reserved addresses. Unset: "
         "only in dev mode. Leave it off in production: an org's admin registers the URLs.",
     )
+    stripe_api_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe's secret key (sk_live_... or sk_test_...): with it, the worker "
+        "collects every finalized invoice above zero from the org's card through Stripe. "
+        "Unset: payments are recorded by hand (`billing-kernel invoices mark-paid`).",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="The signing secret (whsec_...) of the Stripe webhook endpoint that "
+        "points at /api/v1/payments/stripe/webhook.",
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description="Where Stripe's API is. Unset: Stripe itself; tests and staging point it "
+        "at a Stripe-compatible server.",
+    )
     webhook_secret_overlap_hours: float = Field(
         default=24, ge=0, le=720, description="How long a rotated webhook secret still signs."
     )

@@ -29,6 +29,8 @@ from billing_kernel.metrics.service import CatalogueCache, MetricService
 from billing_kernel.notifications.outbound import Resolver, system_resolver
 from billing_kernel.notifications.service import NotificationService
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.payments.gateway import StripeGateway
+from billing_kernel.payments.service import PaymentService
 from billing_kernel.plans.service import PlanService
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.reservations.service import ReservationService
@@ -139,6 +141,16 @@ class Kernel:
         self.sandbox = SandboxService(
             tx, settings, clock if isinstance(clock, MovableClock) else None, self.invoices
         )
+        self.payments = PaymentService(
+            tx,
+            clock,
+            stripe_gateway(settings),
+            invoices=self.invoices,
+            subscriptions=self.subscriptions,
+            orgs=self.orgs,
+            members=self.members,
+            events=self.events,
+        )
         self.compat = CompatService(
             tx,
             usage=self.usage,
@@ -177,3 +189,10 @@ class Kernel:
         back, with every call's writes, if it raises."""
         async with self._tx.begin() as uow:
             yield uow
+
+
+def stripe_gateway(settings: Settings) -> StripeGateway | None:
+    """Stripe, when the deployment has a key (BILLING_STRIPE_API_KEY)."""
+    if settings.stripe_api_key is None:
+        return None
+    return StripeGateway(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)

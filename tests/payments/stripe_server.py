@@ -1,7 +1,8 @@
 """localstripe, the Stripe-compatible server the payments tests talk to, run on 127.0.0.1 in
 a process of its own with its state in memory (its own launcher binds every interface and
-keeps its state in a fixed file in /tmp). Started and stopped by the test that uses it; see
-docs/payments.md for where it differs from Stripe."""
+keeps its state in a fixed file in /tmp). Two things Stripe does that it does not are added
+in front of it, written from Stripe's API reference: idempotent requests (a key's answer
+replayed) and listing PaymentIntents by customer. Started and stopped by the test."""
 
 from __future__ import annotations
 
@@ -15,12 +16,66 @@ from dataclasses import dataclass
 import httpx
 
 LAUNCHER = """
-import socket, sys
+import json, socket, sys
 from aiohttp import web
 import localstripe.resources as resources
 from localstripe.server import app
 
 resources.Store.dump_to_disk = lambda self: None  # in memory: nothing written to /tmp
+
+# What Stripe does and localstripe does not, written from Stripe's API reference:
+answered = {}  # Idempotency-Key -> (method, path, body, status, answer)
+answering = set()
+
+
+@web.middleware
+async def as_stripe_documents(request, handler):
+    # "Idempotent requests": a POST with a key Stripe has answered gets that answer again
+    # (Idempotent-Replayed: true); the same key with other parameters is refused (400
+    # idempotency_error); one still being answered is a 409. 5xx answers are not kept.
+    key = request.headers.get("Idempotency-Key")
+    if request.method == "POST" and key:
+        body = await request.read()
+        if key in answering:
+            return web.json_response(
+                {"error": {"type": "idempotency_error", "message": "in use"}}, status=409
+            )
+        if key in answered:
+            path, sent, status, answer = answered[key]
+            if (path, sent) != (request.path, body):
+                return web.json_response(
+                    {"error": {"type": "idempotency_error",
+                               "message": "Keys for idempotent requests can only be used "
+                                          "with the same parameters they were first used with."}},
+                    status=400,
+                )
+            return web.Response(
+                status=status, body=answer, content_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        answering.add(key)
+        try:
+            response = await handler(request)
+        finally:
+            answering.discard(key)
+        if response.status < 500:
+            answered[key] = (request.path, body, response.status, response.body)
+        return response
+    # "List all PaymentIntents" filters by `customer`; localstripe refuses the parameter.
+    if request.method == "GET" and request.path == "/v1/payment_intents":
+        customer = request.query.get("customer")
+        if customer is not None:
+            query = {k: v for k, v in request.query.items() if k not in ("customer", "limit")}
+            response = await handler(request.clone(rel_url=request.rel_url.with_query(query)))
+            listing = json.loads(response.body)
+            listing["data"] = [i for i in listing["data"] if i.get("customer") == customer]
+            return web.json_response(listing, status=response.status)
+    if request.path == "/_config/data" and request.method == "DELETE":
+        answered.clear()
+    return await handler(request)
+
+
+app.middlewares.append(as_stripe_documents)
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 sock.listen(128)  # connections wait in the backlog until the app accepts them

@@ -2,7 +2,6 @@
 the official library): customers, the card on file, collecting to the smallest unit, a
 decline as an answer, and Stripe unreachable or refusing as errors that say which."""
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -16,35 +15,10 @@ from billing_kernel.payments.gateway import (
 )
 from billing_kernel.payments.rules import PaymentStatus
 from tests.live import free_port
-from tests.payments.stripe_server import TEST_KEY, StripeServer, stripe_server
+from tests.payments.conftest import DECLINES_WHEN_CHARGED, PAYS, save_card
+from tests.payments.stripe_server import TEST_KEY, StripeServer
 
 pytestmark = pytest.mark.anyio
-
-PAYS = "4242424242424242"
-DECLINES_WHEN_CHARGED = "4000000000000341"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[StripeServer]:
-    with stripe_server() as running:
-        yield running
-
-
-@pytest.fixture
-def stripe_client(server: StripeServer) -> stripe.StripeClient:
-    """What the org's browser does through Checkout: a card saved as the customer's default."""
-    server.reset()
-    return stripe.StripeClient(TEST_KEY, base_addresses={"api": server.base})
-
-
-def save_card(client: stripe.StripeClient, customer_id: str, number: str) -> str:
-    card = {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
-    method = client.v1.payment_methods.create(params={"type": "card", "card": card})  # type: ignore[typeddict-item]
-    client.v1.payment_methods.attach(method.id, params={"customer": customer_id})
-    client.v1.customers.update(
-        customer_id, params={"invoice_settings": {"default_payment_method": method.id}}
-    )
-    return str(method.id)
 
 
 async def first_attempt(

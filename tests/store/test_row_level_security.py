@@ -15,6 +15,8 @@ from billing_kernel.db.tables import (
     invoice_usage,
     invoices,
     org_members,
+    payment_customers,
+    payments,
     usage_events,
     usage_priced_months,
     usage_skips,
@@ -67,9 +69,29 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
             org_id, BillingStatus.ACTIVE
         )  # its invoice bills a fee
         closed = Clock(BillingPeriod.containing(clock()).end + timedelta(days=2))
-        await make_kernel(database, closed).invoices.close(
+        invoice = await make_kernel(database, closed).invoices.close(
             org_id, BillingPeriod.containing(clock())
         )
+        assert invoice is not None
+        async with database.transaction() as conn:  # as collecting the invoice leaves them
+            await conn.execute(
+                insert(payment_customers).values(
+                    org_id=org_id, stripe_customer_id=f"cus_{org_id}", claimed_at=clock()
+                )
+            )
+            await conn.execute(
+                insert(payments).values(
+                    payment_id=f"pay_{org_id}",
+                    invoice_id=invoice.invoice_id,
+                    org_id=org_id,
+                    attempt=1,
+                    status="pending",
+                    amount=invoice.total,
+                    currency=invoice.currency,
+                    created_at=clock(),
+                    updated_at=clock(),
+                )
+            )
     for org_id in (org_a, org_b):  # after the closes, which make due changes take effect
         await kernel.plan_changes.change(org_id, "internal-dev")  # a downgrade, scheduled
     return org_a, org_b, user_a, user_b

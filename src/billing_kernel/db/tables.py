@@ -564,6 +564,8 @@ invoices = Table(
     Column("sequence", BigInteger, nullable=False, unique=True),  # the number's figure
     Column("issued_at", UTCDateTime, nullable=False),
     Column("paid_at", UTCDateTime, nullable=True),
+    # The payment that paid it (`payments.payment_id`); NULL when marked paid by hand.
+    Column("paid_by", String(32), nullable=True),
     Column("voided_at", UTCDateTime, nullable=True),
     Column("void_reason", Text, nullable=True),
     Column("replaces", String(32), nullable=True),  # the voided invoice it corrects
@@ -640,6 +642,53 @@ api_keys = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
 )
 
+payment_customers = Table(
+    "payment_customers",
+    metadata,
+    # The org's customer at Stripe. The row is claimed (no customer id yet) before Stripe is
+    # asked, so that one worker at a time makes it; the id is stored once Stripe answers.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), primary_key=True),
+    Column("stripe_customer_id", String(255), nullable=True, unique=True),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=True),  # when Stripe answered
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    # One attempt to collect an invoice: one PaymentIntent at Stripe, keyed by the invoice
+    # and the attempt's number (payments.rules.attempt_key). Written `pending` before Stripe
+    # is asked; moved forward only (payments.rules.moved).
+    Column("payment_id", String(32), primary_key=True),
+    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("stripe_payment_intent_id", String(255), nullable=True, unique=True),
+    Column("failure_code", String(64), nullable=True),
+    Column("failure_message", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('pending', 'processing', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("attempt >= 1", name="attempt"),
+    CheckConstraint("amount > 0", name="amount"),
+    UniqueConstraint("invoice_id", "attempt"),
+    Index(None, "org_id", "created_at"),
+)
+
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    # Every Stripe webhook event applied, by its id: each is applied once, for ever.
+    Column("event_id", String(255), primary_key=True),
+    Column("event_type", String(64), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("payment_id", String(32), nullable=True),  # the attempt it reported on, if known
+    Column("outcome", String(32), nullable=False),  # what applying it did
+)
+
 sandbox_clock = Table(
     "sandbox_clock",
     metadata,
@@ -671,4 +720,6 @@ ORG_SCOPED_TABLES = (
     usage_alerts,
     billing_events,
     invoices,
+    payment_customers,
+    payments,
 )

@@ -18,6 +18,9 @@ class EventType(StrEnum):
     THRESHOLD_RESOLVED = "usage.threshold_resolved"
     QUOTA_BLOCKED = "quota.blocked"
     INVOICE_CLOSE_FAILED = "invoice.close_failed"
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REFUND_DUE = "payment.refund_due"
 
 
 def event_id(event_type: EventType, *parts: str | int) -> str:

@@ -367,13 +367,13 @@ class InvoiceRepository:
         if rows:
             await self._conn.execute(invoice_usage.insert(), rows)
 
-    async def set_paid(self, invoice_id: str, now: datetime) -> bool:
-        """Mark an open invoice paid; False (nothing written) if it was not open by the time
-        this statement held its row."""
+    async def set_paid(self, invoice_id: str, now: datetime, paid_by: str | None) -> bool:
+        """Mark an open invoice paid (by the payment `paid_by`; None: by hand); False
+        (nothing written) if it was not open by the time this statement held its row."""
         result = await self._conn.execute(
             update(invoices)
             .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "open")
-            .values(status="paid", paid_at=now)
+            .values(status="paid", paid_at=now, paid_by=paid_by)
         )
         return bool(result.rowcount == 1)
 

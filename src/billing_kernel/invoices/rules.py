@@ -467,6 +467,8 @@ class StoredInvoice:
     voided_at: datetime | None
     void_reason: str | None
     replaces: str | None
+    paid_by: str | None = None
+    """The payment that paid it; None when marked paid by hand (or not paid)."""
     lines: tuple[StoredLine, ...] = ()
     usage: tuple[StoredUsage, ...] = ()
 

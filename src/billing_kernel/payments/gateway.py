@@ -2,15 +2,14 @@
 payments: every call that creates something carries an idempotency key derived from the
 kernel's own ids (`rules`), so a retry after a lost answer or a crash replays it; Stripe's
 failures are sorted into a decline (an answer: never retried) and an outage (retried later
-by the worker). The only module that imports `stripe`."""
+by the worker). The only module that imports `stripe`, and only once a gateway is made
+(a kernel without a Stripe key never loads it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-
-import stripe
 
 from billing_kernel.payments.rules import (
     PaymentStatus,
@@ -23,8 +22,8 @@ from billing_kernel.payments.rules import (
 
 class StripeUnavailable(Exception):
     """Stripe could not be reached, or failed on its side (a network error, a timeout, 429,
-    5xx): nothing is known to have happened, and the same call with the same key may be
-    made again."""
+    5xx), or is still answering the same key (409): nothing is known to have happened, and
+    the same call with the same key may be made again."""
 
 
 class StripeRefused(Exception):
@@ -72,6 +71,9 @@ class StripeGateway:
     server (tests, staging); None is Stripe itself."""
 
     def __init__(self, api_key: str, api_base: str | None = None, timeout: float = 30) -> None:
+        import stripe  # about 0.2 s: loaded only where payments are configured
+
+        self._stripe = stripe
         addresses: Any = {"api": api_base} if api_base else None
         self._client = stripe.StripeClient(
             api_key,
@@ -143,7 +145,7 @@ class StripeGateway:
             intent = await self._call(
                 self._client.v1.payment_intents.create_async, params=params, options=options
             )
-        except stripe.CardError as declined:
+        except self._stripe.CardError as declined:
             made = getattr(declined.error, "payment_intent", None) if declined.error else None
             return Charge(
                 None if made is None else str(made["id"]),
@@ -155,6 +157,20 @@ class StripeGateway:
             )
         return _charge(intent)
 
+    async def find_attempt(self, customer_id: str, invoice_id: str, attempt: int) -> Charge | None:
+        """The PaymentIntent an attempt made, if Stripe has one: for an attempt whose answer
+        was lost (the worker died), read before asking again. Among the customer's 100
+        latest PaymentIntents, by their `metadata`."""
+        listing = await self._call(
+            self._client.v1.payment_intents.list_async,
+            params={"customer": customer_id, "limit": 100},
+        )
+        for intent in listing["data"]:
+            metadata = intent.get("metadata") or {}
+            if metadata.get("invoice_id") == invoice_id and metadata.get("attempt") == str(attempt):
+                return _charge(intent)
+        return None
+
     async def payment_intent(self, payment_intent_id: str) -> Charge:
         """A PaymentIntent as Stripe has it now (reconciliation, a missed webhook)."""
         return _charge(
@@ -163,6 +179,7 @@ class StripeGateway:
 
     async def _call(self, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The call's answer as plain data; Stripe's failures sorted (see the errors)."""
+        stripe = self._stripe
         try:
             answer = await method(*args, **kwargs)
         except stripe.CardError:
@@ -172,6 +189,8 @@ class StripeGateway:
         except stripe.StripeError as exc:
             if exc.http_status is None or exc.http_status >= 500:
                 raise StripeUnavailable(f"Stripe failed: {exc}") from exc
+            if exc.http_status == 409:  # the same key is being answered: ask again later
+                raise StripeUnavailable(f"Stripe is busy with this request: {exc}") from exc
             raise StripeRefused(f"Stripe refused the call ({exc.http_status}): {exc}") from exc
         return dict(answer.to_dict())
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import Event, EventType, event_id
 
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {
@@ -176,3 +177,56 @@ def invoice_effect(
     if reported is PaymentStatus.FAILED and invoice.status == "open":
         return InvoiceEffect.PAST_DUE
     return InvoiceEffect.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt as the event that tells of it reads it."""
+
+    payment_id: str
+    invoice_id: str
+    invoice_number: str
+    org_id: str
+    attempt: int
+    amount: Decimal
+    currency: str
+    payment_intent_id: str | None
+    failure: str | None = None
+    failure_code: str | None = None
+
+
+_TOLD = {
+    InvoiceEffect.MARK_PAID: EventType.PAYMENT_SUCCEEDED,
+    InvoiceEffect.PAST_DUE: EventType.PAYMENT_FAILED,
+    InvoiceEffect.REFUND_DUE: EventType.PAYMENT_REFUND_DUE,
+}
+
+
+def payment_event(effect: InvoiceEffect, outcome: Outcome, now: datetime) -> Event | None:
+    """The event that says what an attempt did to its invoice, or None when it did nothing:
+    `payment.succeeded` (paid) and `payment.failed` (the org past due), the org's;
+    `payment.refund_due` (money came in for an invoice void or paid otherwise), the
+    operator's: no org of its own, so only deployment-wide endpoints get it. One per
+    attempt and effect, however often it is applied."""
+    told = _TOLD.get(effect)
+    if told is None:
+        return None
+    data: dict[str, object] = {
+        "org_id": outcome.org_id,
+        "invoice_id": outcome.invoice_id,
+        "invoice_number": outcome.invoice_number,
+        "payment_id": outcome.payment_id,
+        "attempt": outcome.attempt,
+        "amount": f"{outcome.amount:.2f}",
+        "currency": outcome.currency,
+        "stripe_payment_intent_id": outcome.payment_intent_id,
+    }
+    if told is EventType.PAYMENT_FAILED:
+        data |= {"failure": outcome.failure, "failure_code": outcome.failure_code}
+    return Event(
+        event_id=event_id(told, outcome.payment_id),
+        event_type=told,
+        org_id=None if told is EventType.PAYMENT_REFUND_DUE else outcome.org_id,
+        created_at=now,
+        data=data,
+    )

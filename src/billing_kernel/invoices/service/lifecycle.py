@@ -403,14 +403,17 @@ class InvoiceService:
                 )
             return Explained(invoice, number, events, tuple(keys))
 
-    async def mark_paid(self, invoice_id: str, uow: UnitOfWork | None = None) -> StoredInvoice:
-        """Record that the invoice was paid (what the product's payments say), only from
-        `open`: in one statement that checks it, so a void that comes first wins. Idempotent
-        for a paid one; InvoiceNotOpen for a void one."""
+    async def mark_paid(
+        self, invoice_id: str, uow: UnitOfWork | None = None, *, paid_by: str | None = None
+    ) -> StoredInvoice:
+        """Record that the invoice was paid: by the payment `paid_by` (a collection through
+        Stripe), or, with None, outside the kernel (a bank transfer, marked by hand). Only
+        from `open`: in one statement that checks it, so a void that comes first wins.
+        Idempotent for a paid one; InvoiceNotOpen for a void one."""
         async with self._tx.begin(uow) as unit:
             invoice = await self.by_number(invoice_id, unit)
             if invoice.status == "open" and await InvoiceRepository(unit).set_paid(
-                invoice.invoice_id, self._clock()
+                invoice.invoice_id, self._clock(), paid_by
             ):
                 return await self.get(invoice.invoice_id, uow=unit)
             now = await self.get(invoice.invoice_id, uow=unit)  # as the statement found it

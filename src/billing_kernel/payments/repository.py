@@ -1,0 +1,272 @@
+"""Payments' SQL: each org's Stripe customer (claimed, then stored), each collection attempt
+(written before Stripe is asked, moved forward only by a statement that checks the status it
+moves from), and each Stripe webhook event applied (once, by its id). Invoices are read
+here, never written: paying one is `InvoiceService.mark_paid`'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+
+from billing_kernel.db.database import upsert
+from billing_kernel.db.tables import invoices, payment_customers, payments, stripe_events
+from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.payments.rules import PaymentStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    payment_id: str
+    invoice_id: str
+    org_id: str
+    attempt: int
+    status: PaymentStatus
+    amount: Decimal
+    currency: str
+    stripe_payment_intent_id: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _payment(row: Any) -> Payment:
+    values = dict(row._mapping)
+    values["status"] = PaymentStatus(values["status"])
+    return Payment(**values)
+
+
+class PaymentRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._conn = uow.connection
+
+    async def customer_id(self, org_id: str) -> str | None:
+        """The org's Stripe customer id, once stored."""
+        return (
+            await self._conn.execute(
+                select(payment_customers.c.stripe_customer_id).where(
+                    payment_customers.c.org_id == org_id
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def claim_customer(self, org_id: str, now: datetime, stale_before: datetime) -> bool:
+        """Claim the making of the org's customer: True for the one caller that may ask
+        Stripe now (no claim yet, or one older than `stale_before` without a customer: its
+        worker died), False while another holds a fresh claim or the customer exists."""
+        made = await self._conn.execute(
+            upsert(self._conn, payment_customers)
+            .values(org_id=org_id, claimed_at=now)
+            .on_conflict_do_nothing(index_elements=[payment_customers.c.org_id])
+        )
+        if made.rowcount == 1:
+            return True
+        c = payment_customers.c
+        retaken = await self._conn.execute(
+            update(payment_customers)
+            .where(
+                c.org_id == org_id,
+                c.stripe_customer_id.is_(None),
+                c.claimed_at < stale_before,
+            )
+            .values(claimed_at=now)
+        )
+        return bool(retaken.rowcount == 1)
+
+    async def store_customer(self, org_id: str, customer_id: str, now: datetime) -> None:
+        await self._conn.execute(
+            update(payment_customers)
+            .where(payment_customers.c.org_id == org_id)
+            .values(stripe_customer_id=customer_id, created_at=now)
+        )
+
+    async def attempts(self, invoice_id: str) -> list[Payment]:
+        """The invoice's collection attempts, first to last."""
+        rows = await self._conn.execute(
+            select(payments).where(payments.c.invoice_id == invoice_id).order_by(payments.c.attempt)
+        )
+        return [_payment(row) for row in rows]
+
+    async def of_org(self, org_id: str, limit: int) -> list[Payment]:
+        """The org's attempts, newest first."""
+        rows = await self._conn.execute(
+            select(payments)
+            .where(payments.c.org_id == org_id)
+            .order_by(payments.c.created_at.desc(), payments.c.payment_id.desc())
+            .limit(limit)
+        )
+        return [_payment(row) for row in rows]
+
+    async def get(self, payment_id: str) -> Payment | None:
+        row = (
+            await self._conn.execute(select(payments).where(payments.c.payment_id == payment_id))
+        ).one_or_none()
+        return None if row is None else _payment(row)
+
+    async def by_intent(self, payment_intent_id: str) -> Payment | None:
+        row = (
+            await self._conn.execute(
+                select(payments).where(payments.c.stripe_payment_intent_id == payment_intent_id)
+            )
+        ).one_or_none()
+        return None if row is None else _payment(row)
+
+    async def by_attempt(self, invoice_id: str, attempt: int) -> Payment | None:
+        row = (
+            await self._conn.execute(
+                select(payments).where(
+                    payments.c.invoice_id == invoice_id, payments.c.attempt == attempt
+                )
+            )
+        ).one_or_none()
+        return None if row is None else _payment(row)
+
+    async def add_attempt(
+        self,
+        *,
+        payment_id: str,
+        invoice_id: str,
+        org_id: str,
+        attempt: int,
+        amount: Decimal,
+        currency: str,
+        now: datetime,
+    ) -> bool:
+        """Write the attempt `pending`; False (nothing written) when that attempt of the
+        invoice exists already: another worker is making it."""
+        made = await self._conn.execute(
+            upsert(self._conn, payments)
+            .values(
+                payment_id=payment_id,
+                invoice_id=invoice_id,
+                org_id=org_id,
+                attempt=attempt,
+                status=PaymentStatus.PENDING.value,
+                amount=amount,
+                currency=currency,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[payments.c.invoice_id, payments.c.attempt])
+        )
+        return bool(made.rowcount == 1)
+
+    async def move(
+        self,
+        payment_id: str,
+        before: PaymentStatus,
+        after: PaymentStatus,
+        *,
+        payment_intent_id: str | None,
+        failure_code: str | None,
+        failure_message: str | None,
+        now: datetime,
+    ) -> bool:
+        """Move the attempt from `before` to `after`, in a statement that checks `before`;
+        False (nothing written) when it had moved meanwhile. The PaymentIntent id, once
+        known, is kept."""
+        c = payments.c
+        values: dict[str, Any] = {
+            "status": after.value,
+            "failure_code": failure_code,
+            "failure_message": failure_message,
+            "updated_at": now,
+        }
+        if payment_intent_id is not None:
+            values["stripe_payment_intent_id"] = payment_intent_id
+        moved = await self._conn.execute(
+            update(payments)
+            .where(c.payment_id == payment_id, c.status == before.value)
+            .values(**values)
+        )
+        return bool(moved.rowcount == 1)
+
+    async def note_intent(self, payment_id: str, payment_intent_id: str) -> None:
+        """Keep the PaymentIntent an attempt made, before its outcome is known."""
+        await self._conn.execute(
+            update(payments)
+            .where(
+                payments.c.payment_id == payment_id,
+                payments.c.stripe_payment_intent_id.is_(None),
+            )
+            .values(stripe_payment_intent_id=payment_intent_id)
+        )
+
+    async def collectable(self, limit: int) -> list[tuple[str, int]]:
+        """Open invoices above zero not yet tried, oldest first: (invoice id, attempts made,
+        always 0 here), for the worker's round."""
+        tried = select(payments.c.invoice_id).where(payments.c.invoice_id == invoices.c.invoice_id)
+        rows = await self._conn.execute(
+            select(invoices.c.invoice_id)
+            .where(invoices.c.status == "open", invoices.c.total > Decimal(0), ~tried.exists())
+            .order_by(invoices.c.issued_at, invoices.c.invoice_id)
+            .limit(limit)
+        )
+        return [(invoice_id, 0) for invoice_id in rows.scalars()]
+
+    async def unfinished(self, older_than: datetime, limit: int) -> list[Payment]:
+        """Attempts left `pending` (a worker died between writing one and hearing Stripe)
+        since before `older_than`: to be finished with the same key."""
+        rows = await self._conn.execute(
+            select(payments)
+            .where(
+                payments.c.status == PaymentStatus.PENDING.value,
+                payments.c.updated_at < older_than,
+            )
+            .order_by(payments.c.created_at)
+            .limit(limit)
+        )
+        return [_payment(row) for row in rows]
+
+    async def failed_open(self, org_id: str) -> int:
+        """How many of the org's open invoices have a failed last attempt: what keeps it
+        past due."""
+        last = (
+            select(payments.c.invoice_id, func.max(payments.c.attempt).label("attempt"))
+            .where(payments.c.org_id == org_id)
+            .group_by(payments.c.invoice_id)
+            .subquery()
+        )
+        count = await self._conn.execute(
+            select(func.count())
+            .select_from(payments)
+            .join(
+                last,
+                and_(
+                    last.c.invoice_id == payments.c.invoice_id,
+                    last.c.attempt == payments.c.attempt,
+                ),
+            )
+            .join(invoices, invoices.c.invoice_id == payments.c.invoice_id)
+            .where(invoices.c.status == "open", payments.c.status == PaymentStatus.FAILED.value)
+        )
+        return int(count.scalar_one())
+
+    async def record_event(
+        self, event_id: str, event_type: str, now: datetime, payment_id: str | None, outcome: str
+    ) -> bool:
+        """Note a Stripe event as applied; False (nothing written) when it was already:
+        the caller then applies nothing."""
+        made = await self._conn.execute(
+            upsert(self._conn, stripe_events)
+            .values(
+                event_id=event_id,
+                event_type=event_type,
+                received_at=now,
+                payment_id=payment_id,
+                outcome=outcome,
+            )
+            .on_conflict_do_nothing(index_elements=[stripe_events.c.event_id])
+        )
+        return bool(made.rowcount == 1)
+
+    async def set_event_outcome(self, event_id: str, payment_id: str | None, outcome: str) -> None:
+        await self._conn.execute(
+            update(stripe_events)
+            .where(stripe_events.c.event_id == event_id)
+            .values(payment_id=payment_id, outcome=outcome)
+        )

@@ -1,0 +1,290 @@
+"""Collecting finalized invoices through Stripe, exactly once.
+
+An attempt is written `pending` before Stripe is asked, and asked with a key derived from
+the invoice and the attempt's number: if the worker dies before it records the answer, the
+next round finds the attempt pending, reads what Stripe made for it (by its metadata) and
+asks again, with the same key, only if Stripe has nothing. Whatever reports an attempt's
+outcome (the worker's own answer, a webhook, in any order, any number of times) moves it
+forward only (`rules.moved`), in a statement that checks the status it moves from, and does
+to its invoice and org what `rules.invoice_effect` says: paid, past due, or money to give
+back. Stripe is only ever called outside a transaction."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import InvoiceNotOpen
+from billing_kernel.events.service import EventLog
+from billing_kernel.invoices.rules import StoredInvoice
+from billing_kernel.invoices.service import InvoiceService
+from billing_kernel.members.service import MemberService
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.orgs.service import OrgService
+from billing_kernel.payments.gateway import Card, Charge, StripeGateway, StripeUnavailable
+from billing_kernel.payments.repository import Payment, PaymentRepository
+from billing_kernel.payments.rules import (
+    InvoiceEffect,
+    InvoiceState,
+    Outcome,
+    PaymentStatus,
+    invoice_effect,
+    moved,
+    payment_event,
+)
+from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
+
+CLAIM_STALE = timedelta(minutes=5)
+"""A claim on making an org's customer older than this, with no customer, was left by a
+worker that died: another may take it (and ask Stripe with the same key)."""
+
+UNFINISHED_AFTER = timedelta(minutes=2)
+"""An attempt still `pending` this long after it was written lost its answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What one report of an attempt's outcome did."""
+
+    payment: Payment
+    effect: InvoiceEffect
+
+
+class PaymentService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        clock: Callable[[], datetime],
+        gateway: StripeGateway | None,
+        *,
+        invoices: InvoiceService,
+        subscriptions: SubscriptionService,
+        orgs: OrgService,
+        members: MemberService,
+        events: EventLog,
+    ) -> None:
+        self._tx = transactions
+        self._clock = clock
+        self._gateway = gateway
+        self._invoices = invoices
+        self._subscriptions = subscriptions
+        self._orgs = orgs
+        self._members = members
+        self._events = events
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the kernel collects through Stripe (it has a key)."""
+        return self._gateway is not None
+
+    def _stripe(self) -> StripeGateway:
+        if self._gateway is None:
+            raise RuntimeError("payments through Stripe are not configured")
+        return self._gateway
+
+    async def customer(self, org_id: str) -> str | None:
+        """The org's Stripe customer id, made the first time it is needed, once: None while
+        another worker is making it (ask again later)."""
+        async with self._tx.begin() as unit:
+            payments = PaymentRepository(unit)
+            stored = await payments.customer_id(org_id)
+            if stored is not None:
+                return stored
+            now = self._clock()
+            if not await payments.claim_customer(org_id, now, now - CLAIM_STALE):
+                return None
+            org = await self._orgs.get(org_id, unit)
+            emails = await self._members.admin_emails(org_id, unit)
+        made = await self._stripe().create_customer(
+            org_id, org.name or org_id, emails[0] if emails else None
+        )
+        async with self._tx.begin() as unit:
+            await PaymentRepository(unit).store_customer(org_id, made, self._clock())
+        return made
+
+    async def card(self, org_id: str) -> Card | None:
+        """The card on file: the org's customer's default payment method."""
+        async with self._tx.read() as unit:
+            customer_id = await PaymentRepository(unit).customer_id(org_id)
+        return None if customer_id is None else await self._stripe().default_card(customer_id)
+
+    async def attempts(self, invoice_id: str, uow: UnitOfWork | None = None) -> list[Payment]:
+        async with self._tx.read(uow) as unit:
+            return await PaymentRepository(unit).attempts(invoice_id)
+
+    async def collect(self, invoice_id: str) -> Payment | None:
+        """Collect an open invoice above zero from the org's card: its first attempt, or
+        one left pending, finished. None when there is nothing to do now: the invoice is not
+        open or is zero, an attempt was made and ended, another worker holds it, or the org
+        has no card on file (it waits for one). StripeUnavailable leaves the attempt
+        pending, to be finished with the same key."""
+        async with self._tx.read() as unit:
+            invoice = await self._invoices.get(invoice_id, uow=unit)
+            tried = await PaymentRepository(unit).attempts(invoice_id)
+        if tried and tried[-1].status is PaymentStatus.PENDING:
+            return await self._finish(invoice, tried[-1])
+        if tried or invoice.status != "open" or invoice.total <= 0:
+            return None  # an attempt ended (a retry is the dunning schedule's), or nothing due
+        customer_id = await self.customer(invoice.org_id)
+        if customer_id is None:
+            return None
+        card = await self._stripe().default_card(customer_id)
+        if card is None:
+            return None
+        payment_id = "pay_" + secrets.token_hex(12)
+        async with self._tx.begin() as unit:
+            payments = PaymentRepository(unit)
+            if not await payments.add_attempt(
+                payment_id=payment_id,
+                invoice_id=invoice.invoice_id,
+                org_id=invoice.org_id,
+                attempt=1,
+                amount=invoice.total,
+                currency=invoice.currency,
+                now=self._clock(),
+            ):
+                return None  # another worker wrote it first: it collects
+            payment = await _attempt(payments, invoice.invoice_id, 1)
+        return await self._charge(payment, customer_id, card.payment_method_id)
+
+    async def _finish(self, invoice: StoredInvoice, payment: Payment) -> Payment | None:
+        """An attempt left pending by a worker that died (or lost Stripe's answer): what
+        Stripe made for it, settled; else, the invoice still open, asked again with the
+        same key (once there is a card); else closed as not charged."""
+        if payment.updated_at > self._clock() - UNFINISHED_AFTER:
+            return None  # being made by another worker right now
+        async with self._tx.read() as unit:
+            customer_id = await PaymentRepository(unit).customer_id(invoice.org_id)
+        assert customer_id is not None  # an attempt is written once the customer exists
+        stripe = self._stripe()
+        found = await stripe.find_attempt(customer_id, invoice.invoice_id, payment.attempt)
+        if found is not None:
+            return (await self.settle(payment.payment_id, found)).payment
+        if invoice.status != "open":  # voided meanwhile, and Stripe made nothing: closed
+            not_charged = Charge(
+                None,
+                PaymentStatus.FAILED,
+                payment.amount,
+                payment.currency,
+                failure="not charged: the invoice is no longer open",
+                failure_code="not_charged",
+            )
+            return (await self.settle(payment.payment_id, not_charged)).payment
+        card = await stripe.default_card(customer_id)
+        if card is None:
+            return payment  # the card went meanwhile: the attempt waits for one
+        return await self._charge(payment, customer_id, card.payment_method_id)
+
+    async def _charge(self, payment: Payment, customer_id: str, card_id: str) -> Payment:
+        charge = await self._stripe().collect(
+            invoice_id=payment.invoice_id,
+            attempt=payment.attempt,
+            customer_id=customer_id,
+            payment_method_id=card_id,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        return (await self.settle(payment.payment_id, charge)).payment
+
+    async def settle(self, payment_id: str, charge: Charge) -> Settled:
+        """Apply what Stripe reported of an attempt: the attempt moved forward (or left as
+        it is when the report is old news), and its invoice and org as `invoice_effect`
+        says, in one transaction; the event that tells of it recorded with them."""
+        async with self._tx.begin() as unit:
+            return await self._settle(unit, payment_id, charge)
+
+    async def _settle(self, unit: UnitOfWork, payment_id: str, charge: Charge) -> Settled:
+        payments = PaymentRepository(unit)
+        now = self._clock()
+        while True:
+            payment = await payments.get(payment_id)
+            if payment is None:
+                raise LookupError(f"no payment {payment_id!r}")
+            after = moved(payment.status, charge.status)
+            if after is None:
+                if charge.payment_intent_id is not None:
+                    await payments.note_intent(payment_id, charge.payment_intent_id)
+                return Settled(payment, InvoiceEffect.NONE)
+            if await payments.move(
+                payment_id,
+                payment.status,
+                after,
+                payment_intent_id=charge.payment_intent_id,
+                failure_code=charge.failure_code if after is PaymentStatus.FAILED else None,
+                failure_message=charge.failure if after is PaymentStatus.FAILED else None,
+                now=now,
+            ):
+                break  # else it moved meanwhile: judge the report again against that
+        payment = await _attempt(payments, payment.invoice_id, payment.attempt)
+        invoice = await self._invoices.get(payment.invoice_id, uow=unit)
+        effect = invoice_effect(payment_id, after, InvoiceState(invoice.status, invoice.paid_by))
+        if effect is InvoiceEffect.MARK_PAID:
+            try:
+                invoice = await self._invoices.mark_paid(
+                    invoice.invoice_id, unit, paid_by=payment_id
+                )
+            except InvoiceNotOpen:  # voided since it was read: the money is to give back
+                effect = InvoiceEffect.REFUND_DUE
+                invoice = await self._invoices.get(payment.invoice_id, uow=unit)
+            else:
+                await self._standing_after_payment(unit, invoice.org_id)
+        elif effect is InvoiceEffect.PAST_DUE:
+            state = await self._subscriptions.billing_state(invoice.org_id, unit)
+            if state.status is BillingStatus.ACTIVE:
+                await self._subscriptions.set_status(invoice.org_id, BillingStatus.PAST_DUE, unit)
+        told = payment_event(effect, _outcome(payment, invoice), now)
+        if told is not None:
+            await self._events.record([told], unit)
+        return Settled(payment, effect)
+
+    async def _standing_after_payment(self, unit: UnitOfWork, org_id: str) -> None:
+        """A past-due org is active again once none of its open invoices has a failed last
+        attempt; a trial or a cancellation is not changed by a payment."""
+        state = await self._subscriptions.billing_state(org_id, unit)
+        if state.status is BillingStatus.PAST_DUE and not await PaymentRepository(unit).failed_open(
+            org_id
+        ):
+            await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
+
+    async def collect_due(self, limit: int = 100) -> list[Payment]:
+        """The worker's round: finish attempts whose answer was lost, then make the first
+        attempt at each open invoice above zero not yet tried. An org whose Stripe call
+        fails is left for the next round; the others go on."""
+        now = self._clock()
+        async with self._tx.read() as unit:
+            payments = PaymentRepository(unit)
+            unfinished = await payments.unfinished(now - UNFINISHED_AFTER, limit)
+            untried = await payments.collectable(limit)
+        done: list[Payment] = []
+        for invoice_id in [p.invoice_id for p in unfinished] + [i for i, _ in untried]:
+            try:
+                made = await self.collect(invoice_id)
+            except StripeUnavailable:
+                continue
+            if made is not None:
+                done.append(made)
+        return done
+
+
+async def _attempt(payments: PaymentRepository, invoice_id: str, attempt: int) -> Payment:
+    found = await payments.by_attempt(invoice_id, attempt)
+    assert found is not None, (invoice_id, attempt)
+    return found
+
+
+def _outcome(payment: Payment, invoice: StoredInvoice) -> Outcome:
+    return Outcome(
+        payment_id=payment.payment_id,
+        invoice_id=invoice.invoice_id,
+        invoice_number=invoice.number,
+        org_id=invoice.org_id,
+        attempt=payment.attempt,
+        amount=payment.amount,
+        currency=payment.currency,
+        payment_intent_id=payment.stripe_payment_intent_id,
+        failure=payment.failure_message,
+        failure_code=payment.failure_code,
+    )

@@ -1,0 +1,232 @@
+"""Collecting finalized invoices through a Stripe-compatible server, on both databases:
+each invoice charged once to the cent, also when two workers race or one dies after Stripe
+answered; a decline makes the org past due; a report of an outcome, repeated or late, moves
+nothing back."""
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import stripe
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.database import Database
+from billing_kernel.events.rules import EventType
+from billing_kernel.invoices.rules import StoredInvoice
+from billing_kernel.kernel import Kernel
+from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.payments.gateway import Charge
+from billing_kernel.payments.rules import InvoiceEffect, PaymentStatus
+from billing_kernel.payments.service import UNFINISHED_AFTER
+from tests.conftest import Clock, make_kernel, new_id
+from tests.payments.conftest import DECLINES_WHEN_CHARGED, PAYS, save_card
+from tests.payments.stripe_server import TEST_KEY, StripeServer
+
+pytestmark = pytest.mark.anyio
+
+MAY = BillingPeriod.parse("2026-05")
+
+
+def paying(database: Database, clock: Clock, server: StripeServer) -> Kernel:
+    return make_kernel(database, clock, stripe_api_key=TEST_KEY, stripe_api_base=server.base)
+
+
+async def invoiced(kernel: Kernel, clock: Clock, runs: int = 203) -> StoredInvoice:
+    """An active org on Starter for May, with `runs` playbook runs, its May invoice made."""
+    org_id = new_id()
+    clock.now = MAY.start
+    await kernel.orgs.create(org_id, plan_slug="starter", name="Acme Inc.")
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
+    clock.advance(days=3)
+    await kernel.usage.record(org_id, "playbook_runs", runs, idempotency_key="runs")
+    clock.now = MAY.end + timedelta(days=2)
+    invoice = await kernel.invoices.close(org_id, MAY)
+    assert invoice is not None
+    return invoice
+
+
+async def with_card(kernel: Kernel, client: stripe.StripeClient, org_id: str, number: str) -> None:
+    customer_id = await kernel.payments.customer(org_id)
+    assert customer_id is not None
+    save_card(client, customer_id, number)
+
+
+def intents(client: stripe.StripeClient) -> list[stripe.PaymentIntent]:
+    return list(client.v1.payment_intents.list(params={"limit": 100}).data)
+
+
+async def told(kernel: Kernel, org_id: str | None) -> list[str]:
+    return [
+        str(event.event_type)
+        for _, event in await kernel.events.events(org_id=org_id)
+        if str(event.event_type).startswith("payment.")
+    ]
+
+
+async def test_a_finalized_invoice_is_collected_once_to_the_cent(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    assert invoice.total == Decimal("49.75")  # 49.00 and 3 runs over at 0.25
+    await with_card(kernel, stripe_client, invoice.org_id, PAYS)
+    [payment] = await kernel.payments.collect_due()
+    assert (payment.status, payment.amount, payment.attempt) == (
+        PaymentStatus.SUCCEEDED,
+        Decimal("49.75"),
+        1,
+    )
+    [intent] = intents(stripe_client)
+    assert (intent.amount, intent.currency, intent.status) == (4975, "usd", "succeeded")
+    assert intent.id == payment.stripe_payment_intent_id
+    paid = await kernel.invoices.get(invoice.invoice_id)
+    assert (paid.status, paid.paid_by) == ("paid", payment.payment_id)
+    assert await kernel.payments.collect_due() == []  # paid: nothing more
+    assert len(intents(stripe_client)) == 1
+    assert await told(kernel, invoice.org_id) == ["payment.succeeded"]
+    customer = stripe_client.v1.customers.retrieve(
+        await kernel.payments.customer(invoice.org_id) or ""
+    )
+    assert (customer.name, customer.metadata.to_dict()) == (
+        "Acme Inc.",
+        {"org_id": invoice.org_id},
+    )
+
+
+async def test_an_org_without_a_card_waits_and_a_zero_invoice_is_not_collected(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    waiting = await invoiced(kernel, clock)
+    assert await kernel.payments.collect_due() == []
+    assert await kernel.payments.attempts(waiting.invoice_id) == []
+    assert await kernel.payments.card(waiting.org_id) is None
+    assert intents(stripe_client) == []
+    await with_card(kernel, stripe_client, waiting.org_id, PAYS)
+    card = await kernel.payments.card(waiting.org_id)
+    assert card is not None
+    assert (card.brand, card.last4) == ("visa", "4242")
+    assert [p.invoice_id for p in await kernel.payments.collect_due()] == [waiting.invoice_id]
+
+
+async def test_a_decline_makes_the_org_past_due_and_tells_it_once(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, invoice.org_id, DECLINES_WHEN_CHARGED)
+    [payment] = await kernel.payments.collect_due()
+    assert (payment.status, payment.failure_code, payment.failure_message) == (
+        PaymentStatus.FAILED,
+        "card_declined",
+        "Your card was declined.",
+    )
+    state = await kernel.subscriptions.billing_state(invoice.org_id)
+    assert state.status is BillingStatus.PAST_DUE
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "open"
+    assert await kernel.payments.collect_due() == []  # a retry is the dunning schedule's
+    assert len(intents(stripe_client)) == 1
+    [(_, event)] = [
+        e for e in await kernel.events.events(org_id=invoice.org_id)
+        if e[1].event_type is EventType.PAYMENT_FAILED
+    ]  # fmt: skip
+    assert event.data["failure_code"] == "card_declined"
+    assert event.data["amount"] == "49.75"
+
+
+async def test_two_workers_racing_make_one_customer_and_one_charge(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    made = await asyncio.gather(*(kernel.payments.customer(invoice.org_id) for _ in range(4)))
+    assert len({customer for customer in made if customer is not None}) == 1
+    assert len(stripe_client.v1.customers.list().data) == 1
+    save_card(stripe_client, next(c for c in made if c is not None), PAYS)
+    workers = [paying(database, clock, server) for _ in range(3)]
+    await asyncio.gather(*(worker.payments.collect_due() for worker in workers))
+    assert len(intents(stripe_client)) == 1
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
+
+
+async def dies_after_stripe_answered(worker: Kernel, invoice: StoredInvoice) -> None:
+    """A worker collects the invoice and is killed once Stripe has answered, before it
+    records the answer."""
+    answered = asyncio.Event()
+
+    async def killed(payment_id: str, charge: Charge) -> object:
+        answered.set()
+        raise asyncio.CancelledError
+
+    worker.payments.settle = killed  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await worker.payments.collect(invoice.invoice_id)
+    assert answered.is_set()
+
+
+async def test_a_worker_that_died_after_stripe_charged_charges_nothing_twice(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    """The attempt was written and Stripe charged, but the answer never reached the
+    database: the next round reads what Stripe made for the attempt and settles it."""
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, invoice.org_id, PAYS)
+    await dies_after_stripe_answered(paying(database, clock, server), invoice)
+    [pending] = await kernel.payments.attempts(invoice.invoice_id)
+    assert pending.status is PaymentStatus.PENDING
+    assert await kernel.payments.collect_due() == []  # not yet: it may still be answered
+    clock.advance(seconds=UNFINISHED_AFTER.total_seconds() + 1)
+    [settled] = await kernel.payments.collect_due()
+    assert (settled.payment_id, settled.status) == (pending.payment_id, PaymentStatus.SUCCEEDED)
+    assert len(intents(stripe_client)) == 1  # charged once
+    assert (await kernel.invoices.get(invoice.invoice_id)).paid_by == pending.payment_id
+
+
+async def test_reports_repeated_or_late_move_nothing_back(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    """A success reported again, then a failure that arrives after it, leave the invoice
+    paid, the org active, and one event; a success for an invoice voided meanwhile is money
+    to give back, told to the operator."""
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, invoice.org_id, PAYS)
+    [payment] = await kernel.payments.collect_due()
+    succeeded = Charge(
+        payment.stripe_payment_intent_id, PaymentStatus.SUCCEEDED, payment.amount, "USD"
+    )
+    failed = Charge(
+        payment.stripe_payment_intent_id,
+        PaymentStatus.FAILED,
+        payment.amount,
+        "USD",
+        failure="Your card was declined.",
+        failure_code="card_declined",
+    )
+    for report in (succeeded, failed, succeeded):
+        assert (await kernel.payments.settle(payment.payment_id, report)).effect is (
+            InvoiceEffect.NONE
+        )
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
+    state = await kernel.subscriptions.billing_state(invoice.org_id)
+    assert state.status is BillingStatus.ACTIVE
+    assert await told(kernel, invoice.org_id) == ["payment.succeeded"]
+
+    other = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, other.org_id, PAYS)
+    await dies_after_stripe_answered(paying(database, clock, server), other)
+    await kernel.invoices.void(other.number, "wrong plan")  # before the answer is recorded
+    clock.advance(seconds=UNFINISHED_AFTER.total_seconds() + 1)
+    await kernel.payments.collect_due()
+    [attempt] = await kernel.payments.attempts(other.invoice_id)
+    assert attempt.status is PaymentStatus.SUCCEEDED
+    assert (await kernel.invoices.get(other.invoice_id)).status == "void"
+    refunds = [
+        event for _, event in await kernel.events.events(org_id=None)
+        if event.event_type is EventType.PAYMENT_REFUND_DUE
+    ]  # fmt: skip
+    assert [(e.org_id, e.data["invoice_id"], e.data["amount"]) for e in refunds] == [
+        (None, other.invoice_id, "49.75")
+    ]
