@@ -1,6 +1,7 @@
-"""What a worker process runs besides serving: delivering events and closing billing
-periods (`billing-kernel worker`, and `serve` with BILLING_WORKER_IN_SERVER), each built
-here with the services it needs of the kernel: the workers themselves know no Kernel."""
+"""What a worker process runs besides serving: delivering events, closing billing periods
+and collecting invoices through Stripe (`billing-kernel worker`, and `serve` with
+BILLING_WORKER_IN_SERVER), each built here with the services it needs of the kernel: the
+workers themselves know no Kernel."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Protocol
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.worker import DeliveryWorker
+from billing_kernel.payments.collector import PaymentCollector
 
 
 class Background(Protocol):
@@ -41,9 +43,22 @@ def period_closer(kernel: Kernel) -> PeriodCloser:
     )
 
 
+def payment_collector(kernel: Kernel) -> PaymentCollector:
+    """The payment collector, collecting through `kernel`'s payments every
+    BILLING_COLLECT_INTERVAL_SECONDS."""
+    return PaymentCollector(
+        kernel.payments,
+        interval_seconds=kernel.settings.collect_interval_seconds,
+        before_round=kernel.sandbox.refresh,
+    )
+
+
 def background_tasks(kernel: Kernel) -> list[Background]:
-    """The delivery worker, and the period closer unless BILLING_CLOSE_PERIODS is off."""
+    """The delivery worker, the period closer unless BILLING_CLOSE_PERIODS is off, and the
+    payment collector where the deployment has a Stripe key."""
     tasks: list[Background] = [delivery_worker(kernel)]
     if kernel.settings.close_periods:
         tasks.append(period_closer(kernel))
+    if kernel.payments.enabled:
+        tasks.append(payment_collector(kernel))
     return tasks

@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         description="The signing secret (whsec_...) of the Stripe webhook endpoint that "
         "points at /api/v1/payments/stripe/webhook.",
     )
+    collect_interval_seconds: float = Field(
+        default=60,
+        gt=0,
+        le=86400,
+        description="How often the worker collects the invoices due through Stripe.",
+    )
     stripe_api_base: str | None = Field(
         default=None,
         description="Where Stripe's API is. Unset: Stripe itself; tests and staging point it "

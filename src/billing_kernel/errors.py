@@ -242,6 +242,23 @@ class Forbidden(BillingError):
     title = "Not allowed"
 
 
+class PaymentsOff(NotFound):
+    """The deployment does not collect through Stripe (no BILLING_STRIPE_API_KEY or
+    BILLING_STRIPE_WEBHOOK_SECRET)."""
+
+    code = "payments_off"
+    title = "Payments through Stripe are not configured"
+
+
+class InvalidSignature(BillingError):
+    """A webhook's signature does not verify (wrong secret, altered body, too old): nothing
+    was stored."""
+
+    status = 400
+    code = "invalid_signature"
+    title = "Invalid signature"
+
+
 class SandboxOff(Forbidden):
     """The sandbox clock moves only in dev mode."""
 

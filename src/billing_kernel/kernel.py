@@ -145,6 +145,9 @@ class Kernel:
             tx,
             clock,
             stripe_gateway(settings),
+            webhook_secret=None
+            if settings.stripe_webhook_secret is None
+            else settings.stripe_webhook_secret.get_secret_value(),
             invoices=self.invoices,
             subscriptions=self.subscriptions,
             orgs=self.orgs,

@@ -254,6 +254,7 @@ OPERATION_IDS = {
     ("post", "/api/v1/sandbox/clock/advance"): "advanceSandboxClock",
     ("post", "/api/v1/sandbox/clock"): "setSandboxClock",
     ("delete", "/api/v1/sandbox/clock"): "resetSandboxClock",
+    ("post", "/api/v1/payments/stripe/webhook"): "receiveStripeWebhook",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

@@ -28,6 +28,7 @@ from billing_kernel.members import routes as member_routes
 from billing_kernel.metrics import routes as metric_routes
 from billing_kernel.notifications.outbound import Resolver
 from billing_kernel.orgs import routes as org_routes
+from billing_kernel.payments import routes as payment_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
 from billing_kernel.quota.hot_path import QuotaCheckHotPath
@@ -145,6 +146,7 @@ def create_app(
         notification_routes.settings_router,
         health.router,
         sandbox_routes.router,
+        payment_routes.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)

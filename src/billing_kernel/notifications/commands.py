@@ -25,9 +25,9 @@ webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_ar
 def worker(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
-    """Deliver events (webhooks, email, Slack) and close the billing periods that are due,
-    until stopped (Ctrl-C or SIGTERM). On PostgreSQL, run as many as you like side by
-    side."""
+    """Deliver events (webhooks, email, Slack), close the billing periods that are due and,
+    with a Stripe key, collect invoices, until stopped (Ctrl-C or SIGTERM). On PostgreSQL,
+    run as many as you like side by side."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
     async def run(kernel: Kernel) -> None:
@@ -40,9 +40,15 @@ def worker(
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop)
-        closing = " and closing billing periods" if kernel.settings.close_periods else ""
+        doing = ["delivering events"]
+        if kernel.settings.close_periods:
+            doing.append("closing billing periods")
+        if kernel.payments.enabled:
+            doing.append("collecting invoices through Stripe")
         where = migrations.display_url(kernel.settings.database_url)
-        typer.echo(f"delivering events{closing} from {where}")
+        typer.echo(
+            f"{', '.join(doing[:-1])}{' and ' if len(doing) > 1 else ''}{doing[-1]} from {where}"
+        )
         await asyncio.gather(*(task.run() for task in tasks))
 
     with_kernel(run)

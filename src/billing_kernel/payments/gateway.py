@@ -26,6 +26,10 @@ class StripeUnavailable(Exception):
     the same call with the same key may be made again."""
 
 
+class BadSignature(Exception):
+    """A webhook whose `Stripe-Signature` does not verify."""
+
+
 class StripeRefused(Exception):
     """Stripe refused the call as made (4xx other than a card decline): a configuration or
     a kernel error, not retried."""
@@ -155,7 +159,7 @@ class StripeGateway:
                 failure=declined.user_message or str(declined),
                 failure_code=declined.code,
             )
-        return _charge(intent)
+        return charge_of(intent)
 
     async def find_attempt(self, customer_id: str, invoice_id: str, attempt: int) -> Charge | None:
         """The PaymentIntent an attempt made, if Stripe has one: for an attempt whose answer
@@ -168,12 +172,23 @@ class StripeGateway:
         for intent in listing["data"]:
             metadata = intent.get("metadata") or {}
             if metadata.get("invoice_id") == invoice_id and metadata.get("attempt") == str(attempt):
-                return _charge(intent)
+                return charge_of(intent)
         return None
+
+    def verify_event(self, payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+        """The event Stripe sent, once its `Stripe-Signature` verifies (an HMAC-SHA256 of
+        its timestamp and body with the endpoint's secret, the timestamp within 5 minutes);
+        BadSignature otherwise."""
+        stripe = self._stripe
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, secret)
+        except (ValueError, stripe.SignatureVerificationError) as exc:
+            raise BadSignature(str(exc)) from None
+        return dict(event.to_dict())
 
     async def payment_intent(self, payment_intent_id: str) -> Charge:
         """A PaymentIntent as Stripe has it now (reconciliation, a missed webhook)."""
-        return _charge(
+        return charge_of(
             await self._call(self._client.v1.payment_intents.retrieve_async, payment_intent_id)
         )
 
@@ -195,7 +210,8 @@ class StripeGateway:
         return dict(answer.to_dict())
 
 
-def _charge(intent: dict[str, Any]) -> Charge:
+def charge_of(intent: dict[str, Any]) -> Charge:
+    """A PaymentIntent (as the API answers it, or as an event carries it) as a Charge."""
     error = intent.get("last_payment_error") or {}
     status = _STATUSES.get(str(intent["status"]), PaymentStatus.PENDING)
     return Charge(

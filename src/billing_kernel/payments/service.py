@@ -17,14 +17,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvoiceNotOpen
+from billing_kernel.errors import InvalidSignature, InvoiceNotOpen, PaymentsOff
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.orgs.service import OrgService
-from billing_kernel.payments.gateway import Card, Charge, StripeGateway, StripeUnavailable
+from billing_kernel.payments.gateway import (
+    BadSignature,
+    Card,
+    Charge,
+    StripeGateway,
+    StripeUnavailable,
+    charge_of,
+)
 from billing_kernel.payments.repository import Payment, PaymentRepository
 from billing_kernel.payments.rules import (
     InvoiceEffect,
@@ -44,6 +51,16 @@ worker that died: another may take it (and ask Stripe with the same key)."""
 UNFINISHED_AFTER = timedelta(minutes=2)
 """An attempt still `pending` this long after it was written lost its answer."""
 
+PAYMENT_INTENT_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.processing",
+        "payment_intent.canceled",
+    }
+)
+"""The Stripe events that report an attempt's outcome (the PaymentIntent as it stands)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settled:
@@ -60,6 +77,7 @@ class PaymentService:
         clock: Callable[[], datetime],
         gateway: StripeGateway | None,
         *,
+        webhook_secret: str | None,
         invoices: InvoiceService,
         subscriptions: SubscriptionService,
         orgs: OrgService,
@@ -69,6 +87,7 @@ class PaymentService:
         self._tx = transactions
         self._clock = clock
         self._gateway = gateway
+        self._webhook_secret = webhook_secret
         self._invoices = invoices
         self._subscriptions = subscriptions
         self._orgs = orgs
@@ -188,6 +207,45 @@ class PaymentService:
             currency=payment.currency,
         )
         return (await self.settle(payment.payment_id, charge)).payment
+
+    async def receive(self, payload: bytes, signature: str | None) -> str:
+        """A webhook from Stripe: its signature verified (InvalidSignature, nothing stored,
+        otherwise), then applied once for ever by its event id, whatever order it comes in:
+        an event about an attempt's PaymentIntent settles the attempt (`settle`). What
+        applying it did: the effect on the invoice (`mark_paid`, `past_due`, `refund_due`,
+        `none`), or `duplicate` (applied before), `ignored` (a type the kernel does not act
+        on), `unknown_payment` (a PaymentIntent the kernel did not make)."""
+        if self._gateway is None or self._webhook_secret is None:
+            raise PaymentsOff(
+                "this deployment does not collect through Stripe "
+                "(BILLING_STRIPE_API_KEY and BILLING_STRIPE_WEBHOOK_SECRET)"
+            )
+        try:
+            event = self._gateway.verify_event(payload, signature, self._webhook_secret)
+        except BadSignature as exc:
+            raise InvalidSignature(f"the Stripe-Signature does not verify: {exc}") from None
+        event_id, kind = str(event["id"]), str(event["type"])
+        async with self._tx.begin() as unit:
+            payments = PaymentRepository(unit)
+            if not await payments.record_event(event_id, kind, self._clock(), None, "received"):
+                return "duplicate"
+            if kind not in PAYMENT_INTENT_EVENTS:
+                outcome, payment_id = "ignored", None
+            else:
+                intent = event["data"]["object"]
+                metadata = intent.get("metadata") or {}
+                payment = await payments.by_intent(str(intent["id"]))
+                if payment is None and str(metadata.get("attempt", "")).isdigit():
+                    payment = await payments.by_attempt(
+                        str(metadata.get("invoice_id")), int(metadata["attempt"])
+                    )
+                if payment is None:
+                    outcome, payment_id = "unknown_payment", None
+                else:
+                    settled = await self._settle(unit, payment.payment_id, charge_of(intent))
+                    outcome, payment_id = settled.effect.value, payment.payment_id
+            await payments.set_event_outcome(event_id, payment_id, outcome)
+        return outcome
 
     async def settle(self, payment_id: str, charge: Charge) -> Settled:
         """Apply what Stripe reported of an attempt: the attempt moved forward (or left as
