@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "billing-kernel-dev-secret-not-for-production"
@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         description="The signing secret (whsec_...) of the Stripe webhook endpoint that "
         "points at /api/v1/payments/stripe/webhook.",
     )
+    dunning_days: str = Field(
+        default="1,3,5,7",
+        description="The days after an invoice's collection first failed on which it is "
+        "tried again, increasing whole days from 1 to 60 (empty: never by itself); after the "
+        "last the org stays past due. A new card is tried at once.",
+    )
     collect_interval_seconds: float = Field(
         default=60,
         gt=0,
@@ -184,6 +190,16 @@ class Settings(BaseSettings):
         description="How often the worker closes the billing periods that are due.",
     )
 
+    @field_validator("dunning_days")
+    @classmethod
+    def _dunning_days(cls, value: str) -> str:
+        parse_dunning_days(value)  # ValueError, named with the setting
+        return value
+
+    def dunning_schedule(self) -> tuple[int, ...]:
+        """BILLING_DUNNING_DAYS as days."""
+        return parse_dunning_days(self.dunning_days)
+
     def signing_secret(self) -> str:
         """The HS256 secret in force: the configured one, or the dev secret in dev mode."""
         if self.jwt_secret is not None:
@@ -206,6 +222,23 @@ class Settings(BaseSettings):
         if len(secret) < MIN_JWT_SECRET_LENGTH:
             return [f"BILLING_JWT_SECRET is shorter than {MIN_JWT_SECRET_LENGTH} characters"]
         return []
+
+
+def parse_dunning_days(text: str) -> tuple[int, ...]:
+    """BILLING_DUNNING_DAYS, "1,3,5,7": the days after a collection first failed on which
+    it is tried again, each a whole number from 1 to 60, increasing; "" for no retries.
+    ValueError saying what is wrong."""
+    if not text.strip():
+        return ()
+    days: list[int] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item.isdigit() or not 1 <= int(item) <= 60:
+            raise ValueError(f"dunning days are whole days from 1 to 60, not {item!r}")
+        if days and int(item) <= days[-1]:
+            raise ValueError(f"dunning days must increase: {item} comes after {days[-1]}")
+        days.append(int(item))
+    return tuple(days)
 
 
 @lru_cache(maxsize=1)

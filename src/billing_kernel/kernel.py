@@ -148,6 +148,7 @@ class Kernel:
             webhook_secret=None
             if settings.stripe_webhook_secret is None
             else settings.stripe_webhook_secret.get_secret_value(),
+            dunning_days=settings.dunning_schedule(),
             invoices=self.invoices,
             subscriptions=self.subscriptions,
             orgs=self.orgs,

@@ -1,16 +1,31 @@
 """What the payments tests share: one localstripe per test module, emptied before each test,
 and what an org's browser does through Stripe Checkout (a card saved as the default)."""
 
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 import stripe
 
+from billing_kernel.db.database import Database
 from tests.payments.stripe_server import TEST_KEY, StripeServer, stripe_server
 
 PAYS = "4242424242424242"
+WEBHOOK_SECRET = "whsec_billing_kernel_test"
 DECLINES_WHEN_CHARGED = "4000000000000341"
 """Attaches, then declines when charged (localstripe's and Stripe's test card)."""
+
+
+@pytest.fixture
+async def database(own_database: Database) -> Database:
+    """Each payments test on a database of its own: the worker's round collects every
+    org's invoices, and Stripe is emptied before each test."""
+    return own_database
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +50,38 @@ def save_card(client: stripe.StripeClient, customer_id: str, number: str) -> str
         customer_id, params={"invoice_settings": {"default_payment_method": method.id}}
     )
     return str(method.id)
+
+
+def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+    """The body and `Stripe-Signature` Stripe sends: an HMAC-SHA256 of `{t}.{body}`."""
+    body = json.dumps(event).encode()
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
+
+
+def complete_checkout(
+    server: StripeServer, client: stripe.StripeClient, url: str, number: str
+) -> dict[str, Any]:
+    """What the org's owner does on the Checkout page at `url` (setup mode): enters a card,
+    which Stripe saves on a SetupIntent for the customer. The event Stripe then sends,
+    `checkout.session.completed`."""
+    session_id = url.rsplit("/", 1)[1]
+    session = client.v1.checkout.sessions.retrieve(session_id)
+    card = {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    method = client.v1.payment_methods.create(params={"type": "card", "card": card})  # type: ignore[typeddict-item]
+    client.v1.payment_methods.attach(method.id, params={"customer": str(session.customer)})
+    intent = client.v1.setup_intents.create(
+        params={"customer": str(session.customer), "payment_method_types": ["card"]}
+    )
+    client.v1.setup_intents.confirm(intent.id, params={"payment_method": method.id})
+    done = httpx.post(
+        f"{server.base}/_config/checkout/{session_id}/complete", data={"setup_intent": intent.id}
+    )
+    done.raise_for_status()
+    return {
+        "id": f"evt_{session_id}",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "data": {"object": done.json()},
+    }

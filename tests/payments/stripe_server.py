@@ -1,8 +1,9 @@
 """localstripe, the Stripe-compatible server the payments tests talk to, run on 127.0.0.1 in
 a process of its own with its state in memory (its own launcher binds every interface and
-keeps its state in a fixed file in /tmp). Two things Stripe does that it does not are added
-in front of it, written from Stripe's API reference: idempotent requests (a key's answer
-replayed) and listing PaymentIntents by customer. Started and stopped by the test."""
+keeps its state in a fixed file in /tmp). What Stripe does that it does not is added in
+front of it, written from Stripe's API reference: idempotent requests (a key's answer
+replayed), listing PaymentIntents by customer, and Checkout Sessions (made and read; the
+test completes one as the customer would). Started and stopped by the test."""
 
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ from localstripe.server import app
 resources.Store.dump_to_disk = lambda self: None  # in memory: nothing written to /tmp
 
 # What Stripe does and localstripe does not, written from Stripe's API reference:
-answered = {}  # Idempotency-Key -> (method, path, body, status, answer)
+answered = {}  # Idempotency-Key -> (path, body, status, answer)
 answering = set()
+sessions = {}  # Checkout Sessions by id
 
 
 @web.middleware
 async def as_stripe_documents(request, handler):
+    async def answer(request):
+        return await more_than_localstripe(request, handler)
+
     # "Idempotent requests": a POST with a key Stripe has answered gets that answer again
     # (Idempotent-Replayed: true); the same key with other parameters is refused (400
     # idempotency_error); one still being answered is a 409. 5xx answers are not kept.
@@ -41,7 +46,7 @@ async def as_stripe_documents(request, handler):
                 {"error": {"type": "idempotency_error", "message": "in use"}}, status=409
             )
         if key in answered:
-            path, sent, status, answer = answered[key]
+            path, sent, status, kept = answered[key]
             if (path, sent) != (request.path, body):
                 return web.json_response(
                     {"error": {"type": "idempotency_error",
@@ -50,17 +55,21 @@ async def as_stripe_documents(request, handler):
                     status=400,
                 )
             return web.Response(
-                status=status, body=answer, content_type="application/json",
+                status=status, body=kept, content_type="application/json",
                 headers={"Idempotent-Replayed": "true"},
             )
         answering.add(key)
         try:
-            response = await handler(request)
+            response = await answer(request)
         finally:
             answering.discard(key)
         if response.status < 500:
             answered[key] = (request.path, body, response.status, response.body)
         return response
+    return await answer(request)
+
+
+async def more_than_localstripe(request, handler):
     # "List all PaymentIntents" filters by `customer`; localstripe refuses the parameter.
     if request.method == "GET" and request.path == "/v1/payment_intents":
         customer = request.query.get("customer")
@@ -70,8 +79,42 @@ async def as_stripe_documents(request, handler):
             listing = json.loads(response.body)
             listing["data"] = [i for i in listing["data"] if i.get("customer") == customer]
             return web.json_response(listing, status=response.status)
+    # Checkout Sessions (localstripe has none): made, read, and completed by the test as
+    # the customer would on Stripe's page (`POST /_config/checkout/{id}/complete`, `setup_intent=`).
+    if request.path == "/v1/checkout/sessions" and request.method == "POST":
+        form = await request.post()
+        if form.get("mode") not in ("setup", "payment") or not form.get("success_url"):
+            return web.json_response(
+                {"error": {"type": "invalid_request_error", "message": "Missing mode"}},
+                status=400,
+            )
+        number = len(sessions) + 1
+        session_id = f"cs_test_{number:024d}"
+        sessions[session_id] = {
+            "id": session_id, "object": "checkout.session", "mode": form["mode"],
+            "customer": form.get("customer"), "status": "open", "setup_intent": None,
+            "payment_intent": None, "success_url": form["success_url"],
+            "cancel_url": form.get("cancel_url"),
+            "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
+            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+        }
+        return web.json_response(sessions[session_id])
+    if request.path.startswith("/v1/checkout/sessions/") and request.method == "GET":
+        found = sessions.get(request.path.rsplit("/", 1)[1])
+        if found is None:
+            return web.json_response(
+                {"error": {"type": "invalid_request_error", "message": "No such session"}},
+                status=404,
+            )
+        return web.json_response(found)
+    if request.path.startswith("/_config/checkout/") and request.path.endswith("/complete"):
+        found = sessions[request.path.split("/")[3]]
+        form = await request.post()
+        found |= {"status": "complete", "setup_intent": form.get("setup_intent")}
+        return web.json_response(found)
     if request.path == "/_config/data" and request.method == "DELETE":
         answered.clear()
+        sessions.clear()
     return await handler(request)
 
 

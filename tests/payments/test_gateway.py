@@ -7,13 +7,8 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from billing_kernel.payments.gateway import (
-    Charge,
-    StripeGateway,
-    StripeRefused,
-    StripeUnavailable,
-)
-from billing_kernel.payments.rules import PaymentStatus
+from billing_kernel.payments.gateway import StripeGateway, StripeRefused, StripeUnavailable
+from billing_kernel.payments.rules import Charge, PaymentStatus
 from tests.live import free_port
 from tests.payments.conftest import DECLINES_WHEN_CHARGED, PAYS, save_card
 from tests.payments.stripe_server import TEST_KEY, StripeServer

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from billing_kernel.errors import InvalidInput
 from billing_kernel.payments.rules import (
-    DEFAULT_DUNNING_DAYS,
     InvoiceEffect,
     InvoiceState,
     PaymentStatus,
@@ -23,7 +22,6 @@ from billing_kernel.payments.rules import (
     minor_units,
     moved,
     next_retry,
-    parse_dunning_days,
     refund_key,
 )
 
@@ -85,26 +83,6 @@ def test_every_call_to_stripe_has_a_key_derived_from_the_kernels_ids() -> None:
     with pytest.raises(ValueError, match="attempts are counted from 1, not 0"):
         attempt_key("inv_1", 0)
     assert attempt_key("inv_1", 1) == "invoice:inv_1:attempt:1"
-
-
-def test_the_dunning_schedule_is_increasing_whole_days() -> None:
-    assert parse_dunning_days("1,3,5,7") == DEFAULT_DUNNING_DAYS == (1, 3, 5, 7)
-    assert parse_dunning_days(" 2 , 10 ") == (2, 10)
-    assert parse_dunning_days("60") == (60,)
-    assert parse_dunning_days("1") == (1,)
-    assert parse_dunning_days("") == parse_dunning_days("  ") == ()
-    for bad, said in [
-        ("0", "dunning days are whole days from 1 to 60, not '0'"),
-        ("61", "dunning days are whole days from 1 to 60, not '61'"),
-        ("1,x", "dunning days are whole days from 1 to 60, not 'x'"),
-        ("1,,3", "dunning days are whole days from 1 to 60, not ''"),
-        ("-1", "dunning days are whole days from 1 to 60, not '-1'"),
-        ("3,3", "dunning days must increase: 3 comes after 3"),
-        ("5,2", "dunning days must increase: 2 comes after 5"),
-    ]:
-        with pytest.raises(ValueError, match="dunning days") as refused:
-            parse_dunning_days(bad)
-        assert str(refused.value) == said
 
 
 def test_retries_follow_the_schedule_from_the_first_failure_then_stop() -> None:

@@ -16,11 +16,17 @@ from billing_kernel.events.rules import EventType
 from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.payments.gateway import Charge
-from billing_kernel.payments.rules import InvoiceEffect, PaymentStatus
+from billing_kernel.payments.rules import Charge, InvoiceEffect, PaymentStatus
 from billing_kernel.payments.service import UNFINISHED_AFTER
 from tests.conftest import Clock, make_kernel, new_id
-from tests.payments.conftest import DECLINES_WHEN_CHARGED, PAYS, save_card
+from tests.payments.conftest import (
+    DECLINES_WHEN_CHARGED,
+    PAYS,
+    WEBHOOK_SECRET,
+    complete_checkout,
+    save_card,
+    signed,
+)
 from tests.payments.stripe_server import TEST_KEY, StripeServer
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +35,22 @@ MAY = BillingPeriod.parse("2026-05")
 
 
 def paying(database: Database, clock: Clock, server: StripeServer) -> Kernel:
-    return make_kernel(database, clock, stripe_api_key=TEST_KEY, stripe_api_base=server.base)
+    return make_kernel(
+        database,
+        clock,
+        stripe_api_key=TEST_KEY,
+        stripe_api_base=server.base,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+    )
+
+
+async def card_through_checkout(
+    kernel: Kernel, server: StripeServer, client: stripe.StripeClient, org_id: str, number: str
+) -> str:
+    """The org's owner adds a card on Stripe's Checkout page; Stripe tells the kernel."""
+    url = await kernel.payments.card_setup_url(org_id, "https://billing.example/app/billing")
+    body, headers = signed(complete_checkout(server, client, url, number))
+    return await kernel.payments.receive(body, headers["Stripe-Signature"])
 
 
 async def invoiced(kernel: Kernel, clock: Clock, runs: int = 203) -> StoredInvoice:
@@ -94,7 +115,7 @@ async def test_a_finalized_invoice_is_collected_once_to_the_cent(
     )
 
 
-async def test_an_org_without_a_card_waits_and_a_zero_invoice_is_not_collected(
+async def test_an_org_without_a_card_waits_until_its_owner_adds_one_through_checkout(
     database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
 ) -> None:
     kernel = paying(database, clock, server)
@@ -103,10 +124,22 @@ async def test_an_org_without_a_card_waits_and_a_zero_invoice_is_not_collected(
     assert await kernel.payments.attempts(waiting.invoice_id) == []
     assert await kernel.payments.card(waiting.org_id) is None
     assert intents(stripe_client) == []
-    await with_card(kernel, stripe_client, waiting.org_id, PAYS)
+    url = await kernel.payments.card_setup_url(waiting.org_id, "https://b.example/app/billing")
+    session = stripe_client.v1.checkout.sessions.retrieve(url.rsplit("/", 1)[1])
+    assert (session.mode, session.success_url, session.cancel_url) == (
+        "setup",
+        "https://b.example/app/billing?card=added",
+        "https://b.example/app/billing?card=canceled",
+    )
+    event = complete_checkout(server, stripe_client, url, PAYS)
+    for outcome in ("card_added", "duplicate"):
+        body, headers = signed(event)
+        assert await kernel.payments.receive(body, headers["Stripe-Signature"]) == outcome
     card = await kernel.payments.card(waiting.org_id)
     assert card is not None
-    assert (card.brand, card.last4) == ("visa", "4242")
+    assert (card.brand, card.last4, card.exp_month, card.exp_year) == ("visa", "4242", 12, 2031)
+    customer = stripe_client.v1.customers.retrieve(str(session.customer))
+    assert customer.invoice_settings.default_payment_method == card.payment_method_id
     assert [p.invoice_id for p in await kernel.payments.collect_due()] == [waiting.invoice_id]
 
 
@@ -230,3 +263,41 @@ async def test_reports_repeated_or_late_move_nothing_back(
     assert [(e.org_id, e.data["invoice_id"], e.data["amount"]) for e in refunds] == [
         (None, other.invoice_id, "49.75")
     ]
+
+
+async def test_a_declined_card_is_retried_on_schedule_blocked_after_grace_and_a_new_card_pays(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    """The issue's path: a card that attaches, then declines when charged → past due →
+    retried on the dunning days (1, 3, 5, 7) → blocked once the grace (7 days) has passed →
+    a new card through Checkout is tried at once → paid → active."""
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    assert (
+        await card_through_checkout(
+            kernel, server, stripe_client, invoice.org_id, DECLINES_WHEN_CHARGED
+        )
+        == "card_added"
+    )
+    [first] = await kernel.payments.collect_due()
+    assert first.status is PaymentStatus.FAILED
+    for days, attempts in ((0.5, 1), (1, 2), (2, 2), (3, 3), (5, 4), (7, 5), (30, 5)):
+        clock.now = first.updated_at + timedelta(days=days)
+        await kernel.payments.collect_due()
+        tried = await kernel.payments.attempts(invoice.invoice_id)
+        assert (len(tried), tried[-1].status) == (attempts, PaymentStatus.FAILED), days
+    assert len(intents(stripe_client)) == 5  # one per attempt: a retry is a new charge
+    assert len({a.payment_id for a in tried}) == 5
+    assert (await kernel.quota.check(invoice.org_id, "playbook_runs")).reason.value == (
+        "past_due"  # blocked: more than the 7 days' grace since it became past due
+    )
+    assert await card_through_checkout(kernel, server, stripe_client, invoice.org_id, PAYS) == (
+        "card_added"
+    )
+    [paid] = await kernel.payments.collect_due()
+    assert (paid.attempt, paid.status) == (6, PaymentStatus.SUCCEEDED)
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
+    state = await kernel.subscriptions.billing_state(invoice.org_id)
+    assert state.status is BillingStatus.ACTIVE
+    assert (await kernel.quota.check(invoice.org_id, "playbook_runs")).allowed
+    assert await told(kernel, invoice.org_id) == ["payment.succeeded"] + ["payment.failed"] * 5

@@ -1,10 +1,6 @@
 """`POST /api/v1/payments/stripe/webhook`: an event is verified by its signature, applied
 once for ever by its id, in any order; a bad signature stores nothing."""
 
-import hashlib
-import hmac
-import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +15,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.payments.rules import PaymentStatus
 from tests.conftest import Clock
-from tests.payments.conftest import PAYS
+from tests.payments.conftest import PAYS, WEBHOOK_SECRET, signed
 from tests.payments.stripe_server import TEST_KEY, StripeServer
 from tests.payments.test_service import dies_after_stripe_answered, invoiced, paying, with_card
 from tests.web import app_for
@@ -27,15 +23,6 @@ from tests.web import app_for
 pytestmark = pytest.mark.anyio
 
 URL = "/api/v1/payments/stripe/webhook"
-WEBHOOK_SECRET = "whsec_billing_kernel_test"
-
-
-def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
-    """The body and `Stripe-Signature` Stripe sends: an HMAC-SHA256 of `{t}.{body}`."""
-    body = json.dumps(event).encode()
-    stamp = int(time.time())
-    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={stamp},v1={mac}", "Content-Type": "application/json"}
 
 
 def intent_event(event_id: str, kind: str, intent: dict[str, Any]) -> dict[str, Any]:

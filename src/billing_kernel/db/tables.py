@@ -651,6 +651,14 @@ payment_customers = Table(
     Column("stripe_customer_id", String(255), nullable=True, unique=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=True),  # when Stripe answered
+    # The card invoices are charged to, as Stripe describes it (never its number), and when
+    # it was made the default (a failed collection is tried again at once on a new card).
+    Column("card_payment_method_id", String(255), nullable=True),
+    Column("card_brand", String(32), nullable=True),
+    Column("card_last4", String(4), nullable=True),
+    Column("card_exp_month", Integer, nullable=True),
+    Column("card_exp_year", Integer, nullable=True),
+    Column("card_set_at", UTCDateTime, nullable=True),
 )
 
 payments = Table(
@@ -667,6 +675,7 @@ payments = Table(
     Column("amount", Money(14, 2), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("stripe_payment_intent_id", String(255), nullable=True, unique=True),
+    Column("stripe_payment_method_id", String(255), nullable=True),  # the card it charged
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -7,11 +7,12 @@ by the worker). The only module that imports `stripe`, and only once a gateway i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from billing_kernel.payments.rules import (
+    Card,
+    Charge,
     PaymentStatus,
     attempt_key,
     customer_key,
@@ -33,32 +34,6 @@ class BadSignature(Exception):
 class StripeRefused(Exception):
     """Stripe refused the call as made (4xx other than a card decline): a configuration or
     a kernel error, not retried."""
-
-
-@dataclass(frozen=True, slots=True)
-class Card:
-    """A customer's card on file, as the billing page shows it: never its number."""
-
-    payment_method_id: str
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What Stripe answered to one collection attempt."""
-
-    payment_intent_id: str | None
-    """None only when Stripe declined before making a PaymentIntent."""
-    status: PaymentStatus
-    amount: Decimal
-    currency: str
-    failure: str | None = None
-    """Why it failed, in Stripe's words ("Your card was declined.")."""
-    failure_code: str | None = None
-    """Stripe's decline code or error code (`card_declined`, `insufficient_funds`)."""
 
 
 _STATUSES = {
@@ -100,14 +75,40 @@ class StripeGateway:
         )
         return str(customer["id"])
 
-    async def default_card(self, customer_id: str) -> Card | None:
-        """The customer's default payment method, if it is a card."""
-        customer = await self._call(
-            self._client.v1.customers.retrieve_async,
-            customer_id,
-            params={"expand": ["invoice_settings.default_payment_method"]},
+    async def checkout_setup(self, customer_id: str, success_url: str, cancel_url: str) -> str:
+        """A Stripe Checkout Session in `setup` mode for the customer: the URL of Stripe's
+        page where the org's owner enters a card (the kernel never sees its number), which
+        returns to `success_url` (or `cancel_url`)."""
+        session = await self._call(
+            self._client.v1.checkout.sessions.create_async,
+            params={
+                "mode": "setup",
+                "customer": customer_id,
+                "payment_method_types": ["card"],
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
         )
-        method = (customer.get("invoice_settings") or {}).get("default_payment_method")
+        return str(session["url"])
+
+    async def card_of_setup(self, setup_intent_id: str) -> Card | None:
+        """The card a completed SetupIntent saved (Checkout in setup mode makes one)."""
+        intent = await self._call(
+            self._client.v1.setup_intents.retrieve_async,
+            setup_intent_id,
+            params={"expand": ["payment_method"]},
+        )
+        return await self._card(intent.get("payment_method"))
+
+    async def make_default(self, customer_id: str, payment_method_id: str) -> None:
+        """Make the card the one the customer's invoices are charged to."""
+        await self._call(
+            self._client.v1.customers.update_async,
+            customer_id,
+            params={"invoice_settings": {"default_payment_method": payment_method_id}},
+        )
+
+    async def _card(self, method: Any) -> Card | None:
         if isinstance(method, str):  # a server that does not expand
             method = await self._call(self._client.v1.payment_methods.retrieve_async, method)
         if not method or method.get("type") != "card":
@@ -119,6 +120,17 @@ class StripeGateway:
             str(card["last4"]),
             int(card["exp_month"]),
             int(card["exp_year"]),
+        )
+
+    async def default_card(self, customer_id: str) -> Card | None:
+        """The customer's default payment method, if it is a card."""
+        customer = await self._call(
+            self._client.v1.customers.retrieve_async,
+            customer_id,
+            params={"expand": ["invoice_settings.default_payment_method"]},
+        )
+        return await self._card(
+            (customer.get("invoice_settings") or {}).get("default_payment_method")
         )
 
     async def collect(

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, select, update
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import invoices, payment_customers, payments, stripe_events
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.payments.rules import PaymentStatus
+from billing_kernel.payments.rules import Card, PaymentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class Payment:
     amount: Decimal
     currency: str
     stripe_payment_intent_id: str | None
+    stripe_payment_method_id: str | None
     failure_code: str | None
     failure_message: str | None
     created_at: datetime
@@ -76,6 +77,50 @@ class PaymentRepository:
             .values(claimed_at=now)
         )
         return bool(retaken.rowcount == 1)
+
+    async def card_set_at(self, org_id: str) -> datetime | None:
+        """When a card was last made the org's default (through Checkout)."""
+        return (
+            await self._conn.execute(
+                select(payment_customers.c.card_set_at).where(payment_customers.c.org_id == org_id)
+            )
+        ).scalar_one_or_none()
+
+    async def set_card(self, org_id: str, card: Card, now: datetime) -> None:
+        """The org's card on file, as Stripe describes it."""
+        await self._conn.execute(
+            update(payment_customers)
+            .where(payment_customers.c.org_id == org_id)
+            .values(
+                card_payment_method_id=card.payment_method_id,
+                card_brand=card.brand,
+                card_last4=card.last4,
+                card_exp_month=card.exp_month,
+                card_exp_year=card.exp_year,
+                card_set_at=now,
+            )
+        )
+
+    async def card(self, org_id: str) -> Card | None:
+        c = payment_customers.c
+        row = (
+            await self._conn.execute(
+                select(
+                    c.card_payment_method_id, c.card_brand, c.card_last4,
+                    c.card_exp_month, c.card_exp_year,
+                ).where(c.org_id == org_id, c.card_payment_method_id.is_not(None))
+            )
+        ).one_or_none()  # fmt: skip
+        return None if row is None else Card(*row)
+
+    async def org_of_customer(self, customer_id: str) -> str | None:
+        return (
+            await self._conn.execute(
+                select(payment_customers.c.org_id).where(
+                    payment_customers.c.stripe_customer_id == customer_id
+                )
+            )
+        ).scalar_one_or_none()
 
     async def store_customer(self, org_id: str, customer_id: str, now: datetime) -> None:
         await self._conn.execute(
@@ -134,10 +179,12 @@ class PaymentRepository:
         attempt: int,
         amount: Decimal,
         currency: str,
+        card_id: str,
         now: datetime,
     ) -> bool:
-        """Write the attempt `pending`; False (nothing written) when that attempt of the
-        invoice exists already: another worker is making it."""
+        """Write the attempt `pending`, to charge the card `card_id`; False (nothing
+        written) when that attempt of the invoice exists already: another worker is making
+        it."""
         made = await self._conn.execute(
             upsert(self._conn, payments)
             .values(
@@ -148,6 +195,7 @@ class PaymentRepository:
                 status=PaymentStatus.PENDING.value,
                 amount=amount,
                 currency=currency,
+                stripe_payment_method_id=card_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -196,17 +244,33 @@ class PaymentRepository:
             .values(stripe_payment_intent_id=payment_intent_id)
         )
 
-    async def collectable(self, limit: int) -> list[tuple[str, int]]:
-        """Open invoices above zero not yet tried, oldest first: (invoice id, attempts made,
-        always 0 here), for the worker's round."""
-        tried = select(payments.c.invoice_id).where(payments.c.invoice_id == invoices.c.invoice_id)
+    async def collectable(self, limit: int) -> list[str]:
+        """Open invoices above zero not yet tried, or whose last attempt failed (a retry
+        may be due), oldest first, for the worker's round."""
+        p, later = payments.c, payments.alias("later")
+        last_failed = (
+            select(p.invoice_id)
+            .where(
+                p.invoice_id == invoices.c.invoice_id,
+                p.status == PaymentStatus.FAILED.value,
+                ~select(later.c.attempt)
+                .where(later.c.invoice_id == p.invoice_id, later.c.attempt > p.attempt)
+                .exists(),
+            )
+            .exists()
+        )
+        tried = select(p.invoice_id).where(p.invoice_id == invoices.c.invoice_id).exists()
         rows = await self._conn.execute(
             select(invoices.c.invoice_id)
-            .where(invoices.c.status == "open", invoices.c.total > Decimal(0), ~tried.exists())
+            .where(
+                invoices.c.status == "open",
+                invoices.c.total > Decimal(0),
+                ~tried | last_failed,
+            )
             .order_by(invoices.c.issued_at, invoices.c.invoice_id)
             .limit(limit)
         )
-        return [(invoice_id, 0) for invoice_id in rows.scalars()]
+        return list(rows.scalars())
 
     async def unfinished(self, older_than: datetime, limit: int) -> list[Payment]:
         """Attempts left `pending` (a worker died between writing one and hearing Stripe)
@@ -263,6 +327,12 @@ class PaymentRepository:
             .on_conflict_do_nothing(index_elements=[stripe_events.c.event_id])
         )
         return bool(made.rowcount == 1)
+
+    async def event_applied(self, event_id: str) -> bool:
+        found = await self._conn.execute(
+            select(stripe_events.c.event_id).where(stripe_events.c.event_id == event_id)
+        )
+        return found.first() is not None
 
     async def set_event_outcome(self, event_id: str, payment_id: str | None, outcome: str) -> None:
         await self._conn.execute(

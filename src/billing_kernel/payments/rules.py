@@ -76,26 +76,6 @@ def refund_key(credit_note_id: str) -> str:
     return f"refund:{credit_note_id}"
 
 
-DEFAULT_DUNNING_DAYS = (1, 3, 5, 7)
-
-
-def parse_dunning_days(text: str) -> tuple[int, ...]:
-    """`BILLING_DUNNING_DAYS`, "1,3,5,7": the days after a collection first failed on which
-    it is tried again, each a whole number from 1 to 60, increasing; "" for no retries.
-    ValueError saying what is wrong."""
-    if not text.strip():
-        return ()
-    days: list[int] = []
-    for part in text.split(","):
-        item = part.strip()
-        if not item.isdigit() or not 1 <= int(item) <= 60:
-            raise ValueError(f"dunning days are whole days from 1 to 60, not {item!r}")
-        if days and int(item) <= days[-1]:
-            raise ValueError(f"dunning days must increase: {item} comes after {days[-1]}")
-        days.append(int(item))
-    return tuple(days)
-
-
 def next_retry(
     first_failed_at: datetime, retries_made: int, schedule: tuple[int, ...]
 ) -> datetime | None:
@@ -109,6 +89,33 @@ def next_retry(
     return first_failed_at + timedelta(days=schedule[retries_made])
 
 
+def retry_due(
+    first_failed_at: datetime,
+    retries_made: int,
+    schedule: tuple[int, ...],
+    now: datetime,
+    *,
+    new_card: bool,
+) -> bool:
+    """Whether a failed collection is tried again now: at once on a new card (whatever the
+    schedule), else when the schedule says (`next_retry`); never once it is spent."""
+    if new_card:
+        return True
+    due = next_retry(first_failed_at, retries_made, schedule)
+    return due is not None and due <= now
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A customer's card on file, as the billing page shows it: never its number."""
+
+    payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
 class PaymentStatus(StrEnum):
     """One collection attempt (one PaymentIntent). `pending`: written, Stripe not yet heard;
     `processing`: Stripe has it and has not decided (a bank debit, an authentication);
@@ -118,6 +125,21 @@ class PaymentStatus(StrEnum):
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What Stripe answered to one collection attempt."""
+
+    payment_intent_id: str | None
+    """None only when Stripe declined before making a PaymentIntent."""
+    status: PaymentStatus
+    amount: Decimal
+    currency: str
+    failure: str | None = None
+    """Why it failed, in Stripe's words ("Your card was declined.")."""
+    failure_code: str | None = None
+    """Stripe's decline code or error code (`card_declined`, `insufficient_funds`)."""
 
 
 _MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {

@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 WebhookOutcome = Literal[
-    "mark_paid", "past_due", "refund_due", "none", "duplicate", "ignored", "unknown_payment"
+    "mark_paid",
+    "past_due",
+    "refund_due",
+    "none",
+    "card_added",
+    "duplicate",
+    "ignored",
+    "unknown_payment",
+    "unknown_customer",
 ]
 
 
@@ -17,6 +25,8 @@ class WebhookOut(BaseModel):
         description="What applying the event did: to the invoice of the attempt it reports "
         "on (`mark_paid`, `past_due`: the org, `refund_due`: money came in for an invoice "
         "void or paid otherwise, `none`: old news), or `duplicate` (this event id was "
-        "applied before), `ignored` (a type the kernel does not act on), `unknown_payment` "
-        "(a PaymentIntent the kernel did not make)."
+        "applied before), `card_added` (a Checkout in setup mode completed: the card is the "
+        "org's default, and a failed invoice is tried again at once), `ignored` (a type the "
+        "kernel does not act on), `unknown_payment` / `unknown_customer` (a PaymentIntent or "
+        "customer the kernel did not make)."
     )

@@ -11,6 +11,7 @@ back. Stripe is only ever called outside a transaction."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,14 +27,15 @@ from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.payments.gateway import (
     BadSignature,
-    Card,
-    Charge,
     StripeGateway,
+    StripeRefused,
     StripeUnavailable,
     charge_of,
 )
 from billing_kernel.payments.repository import Payment, PaymentRepository
 from billing_kernel.payments.rules import (
+    Card,
+    Charge,
     InvoiceEffect,
     InvoiceState,
     Outcome,
@@ -41,8 +43,11 @@ from billing_kernel.payments.rules import (
     invoice_effect,
     moved,
     payment_event,
+    retry_due,
 )
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
+
+logger = logging.getLogger(__name__)
 
 CLAIM_STALE = timedelta(minutes=5)
 """A claim on making an org's customer older than this, with no customer, was left by a
@@ -78,6 +83,7 @@ class PaymentService:
         gateway: StripeGateway | None,
         *,
         webhook_secret: str | None,
+        dunning_days: tuple[int, ...] = (1, 3, 5, 7),
         invoices: InvoiceService,
         subscriptions: SubscriptionService,
         orgs: OrgService,
@@ -88,6 +94,7 @@ class PaymentService:
         self._clock = clock
         self._gateway = gateway
         self._webhook_secret = webhook_secret
+        self._dunning_days = dunning_days
         self._invoices = invoices
         self._subscriptions = subscriptions
         self._orgs = orgs
@@ -102,6 +109,13 @@ class PaymentService:
     def _stripe(self) -> StripeGateway:
         if self._gateway is None:
             raise RuntimeError("payments through Stripe are not configured")
+        return self._gateway
+
+    def _stripe_or_off(self) -> StripeGateway:
+        if self._gateway is None:
+            raise PaymentsOff(
+                "this deployment does not collect through Stripe (BILLING_STRIPE_API_KEY)"
+            )
         return self._gateway
 
     async def customer(self, org_id: str) -> str | None:
@@ -124,49 +138,77 @@ class PaymentService:
             await PaymentRepository(unit).store_customer(org_id, made, self._clock())
         return made
 
-    async def card(self, org_id: str) -> Card | None:
-        """The card on file: the org's customer's default payment method."""
-        async with self._tx.read() as unit:
-            customer_id = await PaymentRepository(unit).customer_id(org_id)
-        return None if customer_id is None else await self._stripe().default_card(customer_id)
+    async def card(self, org_id: str, uow: UnitOfWork | None = None) -> Card | None:
+        """The card on file, as it was when added (brand, last four, expiry): read from the
+        kernel's records, never from Stripe, so a page shows it without waiting on Stripe."""
+        async with self._tx.read(uow) as unit:
+            return await PaymentRepository(unit).card(org_id)
+
+    async def card_setup_url(self, org_id: str, return_url: str) -> str:
+        """Where the org's owner adds or replaces its card: a Stripe Checkout page in setup
+        mode (the card number goes to Stripe, never to the kernel), returning to
+        `return_url` with `?card=added` (or `?card=canceled`). The org's customer is made
+        first if it has none. PaymentsOff without Stripe; StripeUnavailable when Stripe
+        cannot be reached, or is making the customer in another request (try again)."""
+        stripe = self._stripe_or_off()
+        customer_id = await self.customer(org_id)
+        if customer_id is None:
+            raise StripeUnavailable("the org's Stripe customer is being made: try again")
+        joiner = "&" if "?" in return_url else "?"
+        return await stripe.checkout_setup(
+            customer_id, f"{return_url}{joiner}card=added", f"{return_url}{joiner}card=canceled"
+        )
 
     async def attempts(self, invoice_id: str, uow: UnitOfWork | None = None) -> list[Payment]:
         async with self._tx.read(uow) as unit:
             return await PaymentRepository(unit).attempts(invoice_id)
 
     async def collect(self, invoice_id: str) -> Payment | None:
-        """Collect an open invoice above zero from the org's card: its first attempt, or
-        one left pending, finished. None when there is nothing to do now: the invoice is not
-        open or is zero, an attempt was made and ended, another worker holds it, or the org
-        has no card on file (it waits for one). StripeUnavailable leaves the attempt
-        pending, to be finished with the same key."""
+        """Collect an open invoice above zero from the org's card: its first attempt, a
+        retry when one is due (`rules.retry_due`: the dunning schedule, or at once on a new
+        card), or an attempt left pending, finished. None when there is nothing to do now:
+        the invoice is not open or is zero, the last attempt succeeded or its retry is not
+        due, another worker holds it, or the org has no card on file (it waits for one).
+        StripeUnavailable leaves the attempt pending, to be finished with the same key."""
         async with self._tx.read() as unit:
             invoice = await self._invoices.get(invoice_id, uow=unit)
             tried = await PaymentRepository(unit).attempts(invoice_id)
         if tried and tried[-1].status is PaymentStatus.PENDING:
             return await self._finish(invoice, tried[-1])
-        if tried or invoice.status != "open" or invoice.total <= 0:
-            return None  # an attempt ended (a retry is the dunning schedule's), or nothing due
+        if invoice.status != "open" or invoice.total <= 0:
+            return None
+        if tried and tried[-1].status is not PaymentStatus.FAILED:
+            return None  # succeeded, or still being decided at Stripe: a webhook settles it
+        now = self._clock()
+        if tried:
+            async with self._tx.read() as unit:
+                card_set_at = await PaymentRepository(unit).card_set_at(invoice.org_id)
+            new_card = card_set_at is not None and card_set_at > tried[-1].updated_at
+            if not retry_due(
+                tried[0].updated_at, len(tried) - 1, self._dunning_days, now, new_card=new_card
+            ):
+                return None  # decided from what is stored: Stripe is not asked
         customer_id = await self.customer(invoice.org_id)
         if customer_id is None:
             return None
-        card = await self._stripe().default_card(customer_id)
+        card = await self.card(invoice.org_id) or await self._stripe().default_card(customer_id)
         if card is None:
-            return None
-        payment_id = "pay_" + secrets.token_hex(12)
+            return None  # it waits for a card
+        attempt = len(tried) + 1
         async with self._tx.begin() as unit:
             payments = PaymentRepository(unit)
             if not await payments.add_attempt(
-                payment_id=payment_id,
+                payment_id="pay_" + secrets.token_hex(12),
                 invoice_id=invoice.invoice_id,
                 org_id=invoice.org_id,
-                attempt=1,
+                attempt=attempt,
                 amount=invoice.total,
                 currency=invoice.currency,
-                now=self._clock(),
+                card_id=card.payment_method_id,
+                now=now,
             ):
                 return None  # another worker wrote it first: it collects
-            payment = await _attempt(payments, invoice.invoice_id, 1)
+            payment = await _attempt(payments, invoice.invoice_id, attempt)
         return await self._charge(payment, customer_id, card.payment_method_id)
 
     async def _finish(self, invoice: StoredInvoice, payment: Payment) -> Payment | None:
@@ -211,28 +253,46 @@ class PaymentService:
     async def receive(self, payload: bytes, signature: str | None) -> str:
         """A webhook from Stripe: its signature verified (InvalidSignature, nothing stored,
         otherwise), then applied once for ever by its event id, whatever order it comes in:
-        an event about an attempt's PaymentIntent settles the attempt (`settle`). What
-        applying it did: the effect on the invoice (`mark_paid`, `past_due`, `refund_due`,
-        `none`), or `duplicate` (applied before), `ignored` (a type the kernel does not act
-        on), `unknown_payment` (a PaymentIntent the kernel did not make)."""
-        if self._gateway is None or self._webhook_secret is None:
+        an event about an attempt's PaymentIntent settles the attempt (`settle`); a
+        completed Checkout in setup mode makes its card the org's default (`card_added`:
+        a failed invoice is then tried again at once). What applying it did: the effect on
+        the invoice (`mark_paid`, `past_due`, `refund_due`, `none`), `card_added`, or
+        `duplicate` (applied before), `ignored` (a type the kernel does not act on),
+        `unknown_payment` / `unknown_customer` (not the kernel's)."""
+        stripe = self._stripe_or_off()
+        if self._webhook_secret is None:
             raise PaymentsOff(
-                "this deployment does not collect through Stripe "
-                "(BILLING_STRIPE_API_KEY and BILLING_STRIPE_WEBHOOK_SECRET)"
+                "this deployment does not take Stripe's webhooks (BILLING_STRIPE_WEBHOOK_SECRET)"
             )
         try:
-            event = self._gateway.verify_event(payload, signature, self._webhook_secret)
+            event = stripe.verify_event(payload, signature, self._webhook_secret)
         except BadSignature as exc:
             raise InvalidSignature(f"the Stripe-Signature does not verify: {exc}") from None
         event_id, kind = str(event["id"]), str(event["type"])
+        found = event["data"]["object"]
+        card: Card | None = None
+        if kind == "checkout.session.completed" and found.get("mode") == "setup":
+            async with self._tx.read() as unit:
+                if await PaymentRepository(unit).event_applied(event_id):
+                    return "duplicate"
+            # Stripe is asked before the transaction: making a card the default twice is
+            # harmless, holding a transaction open on Stripe is not.
+            card = await stripe.card_of_setup(str(found.get("setup_intent")))
+            if card is not None:
+                await stripe.make_default(str(found.get("customer")), card.payment_method_id)
         async with self._tx.begin() as unit:
             payments = PaymentRepository(unit)
             if not await payments.record_event(event_id, kind, self._clock(), None, "received"):
                 return "duplicate"
-            if kind not in PAYMENT_INTENT_EVENTS:
+            if card is not None:
+                org_id = await payments.org_of_customer(str(found.get("customer")))
+                if org_id is not None:
+                    await payments.set_card(org_id, card, self._clock())
+                outcome, payment_id = ("card_added" if org_id else "unknown_customer"), None
+            elif kind not in PAYMENT_INTENT_EVENTS:
                 outcome, payment_id = "ignored", None
             else:
-                intent = event["data"]["object"]
+                intent = found
                 metadata = intent.get("metadata") or {}
                 payment = await payments.by_intent(str(intent["id"]))
                 if payment is None and str(metadata.get("attempt", "")).isdigit():
@@ -308,8 +368,8 @@ class PaymentService:
             await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
 
     async def collect_due(self, limit: int = 100) -> list[Payment]:
-        """The worker's round: finish attempts whose answer was lost, then make the first
-        attempt at each open invoice above zero not yet tried. An org whose Stripe call
+        """The worker's round: finish attempts whose answer was lost, then collect each open
+        invoice above zero not yet tried or whose retry is due. An org whose Stripe call
         fails is left for the next round; the others go on."""
         now = self._clock()
         async with self._tx.read() as unit:
@@ -317,10 +377,13 @@ class PaymentService:
             unfinished = await payments.unfinished(now - UNFINISHED_AFTER, limit)
             untried = await payments.collectable(limit)
         done: list[Payment] = []
-        for invoice_id in [p.invoice_id for p in unfinished] + [i for i, _ in untried]:
+        for invoice_id in [p.invoice_id for p in unfinished] + untried:
             try:
                 made = await self.collect(invoice_id)
             except StripeUnavailable:
+                continue  # the same key next round
+            except StripeRefused:  # e.g. the customer was deleted at Stripe: the operator's
+                logger.exception("Stripe refused collecting invoice %s", invoice_id)
                 continue
             if made is not None:
                 done.append(made)

@@ -28,6 +28,12 @@ def upgrade() -> None:
         sa.Column("stripe_customer_id", sa.String(length=255), nullable=True),
         sa.Column("claimed_at", UTCDateTime(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=True),
+        sa.Column("card_payment_method_id", sa.String(length=255), nullable=True),
+        sa.Column("card_brand", sa.String(length=32), nullable=True),
+        sa.Column("card_last4", sa.String(length=4), nullable=True),
+        sa.Column("card_exp_month", sa.Integer(), nullable=True),
+        sa.Column("card_exp_year", sa.Integer(), nullable=True),
+        sa.Column("card_set_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"], ["orgs.org_id"], name=op.f("fk_payment_customers_org_id_orgs")
         ),
@@ -46,6 +52,7 @@ def upgrade() -> None:
         sa.Column("amount", Money(14, 2), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("stripe_payment_intent_id", sa.String(length=255), nullable=True),
+        sa.Column("stripe_payment_method_id", sa.String(length=255), nullable=True),
         sa.Column("failure_code", sa.String(length=64), nullable=True),
         sa.Column("failure_message", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
