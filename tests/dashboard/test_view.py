@@ -15,6 +15,7 @@ from billing_kernel.dashboard.view import (
     LimitState,
     axis_ticks,
     bar_width,
+    card_text,
     chart_bars,
     compact,
     count,
@@ -27,14 +28,16 @@ from billing_kernel.dashboard.view import (
     money,
     notices,
     overage_terms,
+    payment_state,
     period_span,
     policy_text,
     shown_and_folded,
     without_version_tags,
 )
-from billing_kernel.events.rules import EventType
+from billing_kernel.events.rules import Event, EventType
 from billing_kernel.invoices.rules import StoredLine
 from billing_kernel.metrics.rules import Metric
+from billing_kernel.payments.rules import PaymentStatus
 from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import Reason, Standing, decide
 from billing_kernel.summary.rules import MetricUsage
@@ -311,3 +314,45 @@ def test_metrics_neither_included_nor_used_are_folded() -> None:
     shown, folded = shown_and_folded(lines)
     assert [line.metric.key for line in shown] == ["tokens", "docs", "calls", "seats"]
     assert [line.metric.key for line in folded] == ["pages"]
+
+
+class Tried:
+    def __init__(self, status: PaymentStatus, failure: str | None = None) -> None:
+        self.status = status
+        self.failure_message = failure
+        self.updated_at = datetime(2026, 12, 3, 9, tzinfo=UTC)
+
+
+def test_an_invoices_payment_reads_as_words() -> None:
+    failed = Tried(PaymentStatus.FAILED, "Your card was declined.")
+    assert payment_state("paid", [failed, Tried(PaymentStatus.SUCCEEDED)], True, True) == "Paid"
+    assert payment_state("void", [], True, True) == "Void"
+    assert payment_state("open", [failed], True, False) == "Open"  # collected by hand
+    assert payment_state("open", [failed], True, True) == (
+        "Failed: Your card was declined (3 Dec 2026)"
+    )
+    assert payment_state("open", [Tried(PaymentStatus.FAILED)], True, True) == (
+        "Failed: declined (3 Dec 2026)"
+    )
+    assert payment_state("open", [failed, Tried(PaymentStatus.PENDING)], True, True) == (
+        "Processing"
+    )
+    assert payment_state("open", [Tried(PaymentStatus.PROCESSING)], False, True) == "Processing"
+    assert payment_state("open", [], True, True) == "Being collected"
+    assert payment_state("open", [], False, True) == "Waiting for a card"
+
+
+def test_a_card_reads_without_its_number() -> None:
+    assert card_text("visa", "4242", 3, 2031) == "Visa ending 4242, expires 03/2031"
+    assert card_text("amex", "0005", 12, 2030) == "Amex ending 0005, expires 12/2030"
+
+
+def test_an_event_that_is_not_an_alert_reads_as_its_type_and_facts() -> None:
+    paid = Event(
+        "evt_1",
+        EventType.PAYMENT_SUCCEEDED,
+        "acme",
+        datetime(2026, 12, 3, tzinfo=UTC),
+        {"invoice_number": "INV-000001", "amount": "49.75"},
+    )
+    assert event_text(paid, NAMES) == ("payment.succeeded: invoice_number INV-000001, amount 49.75")

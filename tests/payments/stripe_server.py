@@ -96,7 +96,7 @@ async def more_than_localstripe(request, handler):
             "payment_intent": None, "success_url": form["success_url"],
             "cancel_url": form.get("cancel_url"),
             "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
-            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+            "url": f"https://checkout.stripe.com/c/pay/{session_id}",
         }
         return web.json_response(sessions[session_id])
     if request.path.startswith("/v1/checkout/sessions/") and request.method == "GET":

@@ -21,6 +21,7 @@ from billing_kernel.dashboard import view
 from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthenticated
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES
+from billing_kernel.payments.gateway import StripeRefused, StripeUnavailable
 from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
 from billing_kernel.web.guards import require_same_origin
 from billing_kernel.web.schemas import MONTH_PATTERN
@@ -131,9 +132,13 @@ async def billing_page(
                 else []
             )
             scheduled = await as_user.subscriptions.scheduled_change(org_id, uow) if admin else None
+            card = await as_user.payments.card(org_id, uow) if admin else None
+            attempts = await as_user.payments.attempts_of([i.invoice_id for i in past], uow)
             period = dashboard.summary.period
             states = await as_user.alerts.states(org_id, period, uow)
-            history = await as_user.events.events(org_id=org_id, limit=HISTORY_LENGTH, uow=uow)
+            history = await as_user.events.events(
+                org_id=org_id, types=view.ALERT_TYPES, limit=HISTORY_LENGTH, uow=uow
+            )
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:
@@ -148,6 +153,17 @@ async def billing_page(
         "estimated_total": upcoming.total,  # one figure for every member
         "org_name": org_name,
         "past_invoices": past,
+        "payments": [
+            view.payment_state(
+                i.status, attempts.get(i.invoice_id, []), card is not None, kernel.payments.enabled
+            )
+            for i in past
+        ],
+        "collecting": kernel.payments.enabled,
+        "card": None
+        if card is None
+        else view.card_text(card.brand, card.last4, card.exp_month, card.exp_year),
+        "card_notice": request.query_params.get("card"),
         "scheduled": scheduled,
         "role": role,
         "orgs": sorted(memberships),
@@ -220,6 +236,34 @@ async def change_plan(
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
     return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+
+
+@router.post("/app/billing/card")
+async def add_card(
+    request: Request,
+    kernel: KernelDep,
+    settings: SettingsDep,
+    org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
+) -> Response:
+    """Send an owner or admin to Stripe's Checkout page (setup mode) to add or replace the
+    org's card: the number goes to Stripe, never here. Stripe returns them to the billing
+    page. Only from the kernel's own pages."""
+    try:
+        require_same_origin(request)
+        _, org_id = await _admin_of(request, kernel, org)
+        back = f"{settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
+        url = await kernel.payments.card_setup_url(org_id, back)
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    except StripeUnavailable:
+        return _message(
+            request, 503, "Stripe is not answering", "The card page could not be opened: try again."
+        )
+    except StripeRefused as exc:
+        return _message(request, 502, "Stripe refused", f"The card page could not be opened: {exc}")
+    return RedirectResponse(url, status_code=303)
 
 
 @router.post("/app/billing/plan/cancel")

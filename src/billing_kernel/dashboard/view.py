@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -15,6 +15,7 @@ from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.invoices.rules import formula_for_people
+from billing_kernel.payments.rules import PaymentStatus
 from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
 from billing_kernel.quota.rules import QuotaDecision, Reason
 from billing_kernel.summary.rules import MetricUsage
@@ -254,9 +255,19 @@ def notices(
     return sorted(shown, key=lambda n: (order.get(n.metric, len(order)), n.level is not Level.OVER))
 
 
+ALERT_TYPES = (
+    EventType.THRESHOLD_CROSSED,
+    EventType.THRESHOLD_RESOLVED,
+    EventType.QUOTA_BLOCKED,
+)
+"""The events the page's alert history lists."""
+
+
 def event_text(event: Event, names: Mapping[str, str]) -> str:
     """One line of the alert history."""
     data = event.data
+    if event.event_type not in ALERT_TYPES:  # not an alert: its type and its facts
+        return f"{event.event_type}: " + ", ".join(f"{k} {v}" for k, v in data.items())
     name = names.get(str(data.get("metric")), str(data.get("metric")))
     used = count(int(str(data["used"])))
     threshold = data.get("threshold")
@@ -330,3 +341,41 @@ def invoice_rows(lines: Sequence[_Line]) -> list[InvoiceRow]:
         exact = None if shown == line.formula else line.formula
         rows.append(InvoiceRow(description, shown, exact, line.amount))
     return rows
+
+
+class _Attempt(Protocol):
+    """A collection attempt, as the page reads it."""
+
+    @property
+    def status(self) -> PaymentStatus: ...
+    @property
+    def failure_message(self) -> str | None: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def payment_state(
+    status: str, attempts: Sequence[_Attempt], has_card: bool, collecting: bool
+) -> str:
+    """An invoice's payment, in words: "Paid", "Void", what its last attempt came to
+    ("Failed: Your card was declined. on 3 Dec 2026"), or, not yet tried, whether it waits
+    for a card. `collecting`: the deployment collects through Stripe; otherwise an open
+    invoice is simply "Open" (paid by other means, marked by hand)."""
+    if status == "paid":
+        return "Paid"
+    if status == "void":
+        return "Void"
+    if not collecting:
+        return "Open"
+    if attempts:
+        last = attempts[-1]
+        if last.status is PaymentStatus.FAILED:
+            why = (last.failure_message or "declined").rstrip(".")
+            return f"Failed: {why} ({last.updated_at.day} {last.updated_at:%b %Y})"
+        return "Processing"
+    return "Being collected" if has_card else "Waiting for a card"
+
+
+def card_text(brand: str, last4: str, exp_month: int, exp_year: int) -> str:
+    """ "Visa ending 4242, expires 12/2031"."""
+    return f"{brand.title()} ending {last4}, expires {exp_month:02d}/{exp_year}"

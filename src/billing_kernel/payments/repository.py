@@ -5,6 +5,7 @@ here, never written: paying one is `InvoiceService.mark_paid`'s."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -135,6 +136,18 @@ class PaymentRepository:
             select(payments).where(payments.c.invoice_id == invoice_id).order_by(payments.c.attempt)
         )
         return [_payment(row) for row in rows]
+
+    async def of_invoices(self, invoice_ids: Sequence[str]) -> dict[str, list[Payment]]:
+        """Each invoice's attempts, first to last (invoices without one left out)."""
+        rows = await self._conn.execute(
+            select(payments)
+            .where(payments.c.invoice_id.in_(list(invoice_ids)))
+            .order_by(payments.c.invoice_id, payments.c.attempt)
+        )
+        found: dict[str, list[Payment]] = {}
+        for row in rows:
+            found.setdefault(row.invoice_id, []).append(_payment(row))
+        return found
 
     async def of_org(self, org_id: str, limit: int) -> list[Payment]:
         """The org's attempts, newest first."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -160,8 +160,23 @@ class PaymentService:
         )
 
     async def attempts(self, invoice_id: str, uow: UnitOfWork | None = None) -> list[Payment]:
+        """The invoice's collection attempts, first to last."""
         async with self._tx.read(uow) as unit:
             return await PaymentRepository(unit).attempts(invoice_id)
+
+    async def attempts_of(
+        self, invoice_ids: Sequence[str], uow: UnitOfWork | None = None
+    ) -> dict[str, list[Payment]]:
+        """`attempts` of several invoices (those without any left out)."""
+        async with self._tx.read(uow) as unit:
+            return await PaymentRepository(unit).of_invoices(invoice_ids)
+
+    async def of_org(
+        self, org_id: str, limit: int = 50, uow: UnitOfWork | None = None
+    ) -> list[Payment]:
+        """The org's collection attempts, newest first."""
+        async with self._tx.read(uow) as unit:
+            return await PaymentRepository(unit).of_org(org_id, limit)
 
     async def collect(self, invoice_id: str) -> Payment | None:
         """Collect an open invoice above zero from the org's card: its first attempt, a

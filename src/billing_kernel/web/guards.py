@@ -13,9 +13,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "form-action 'self' https://checkout.stripe.com; frame-ancestors 'none'; base-uri 'none'"
 )
-"""The billing pages: no script at all, their own styles, forms only to the kernel."""
+"""The billing pages: no script at all, their own styles, forms only to the kernel (and on
+to Stripe's Checkout, where "Update card" leads)."""
 DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
