@@ -22,6 +22,7 @@ from billing_kernel.members.commands import members_app
 from billing_kernel.metrics.commands import metrics_app
 from billing_kernel.notifications.commands import webhooks_app, worker
 from billing_kernel.orgs.commands import orgs_app
+from billing_kernel.payments.commands import payments_app
 from billing_kernel.plans.commands import plans_app
 from billing_kernel.quota.commands import check, limits_app
 from billing_kernel.sandbox.commands import clock_app
@@ -46,6 +47,7 @@ app.add_typer(clock_app, name="clock")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(limits_app, name="limits")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(payments_app, name="payments")
 
 
 @app.callback()

@@ -255,6 +255,8 @@ OPERATION_IDS = {
     ("post", "/api/v1/sandbox/clock"): "setSandboxClock",
     ("delete", "/api/v1/sandbox/clock"): "resetSandboxClock",
     ("post", "/api/v1/payments/stripe/webhook"): "receiveStripeWebhook",
+    ("get", "/api/v1/billing/org/payment-method"): "getPaymentMethod",
+    ("get", "/api/v1/billing/org/invoices/{invoice_id}/payments"): "listInvoicePayments",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

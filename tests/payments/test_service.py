@@ -28,6 +28,7 @@ from tests.payments.conftest import (
     signed,
 )
 from tests.payments.stripe_server import TEST_KEY, StripeServer
+from tests.test_cli import run
 
 pytestmark = pytest.mark.anyio
 
@@ -301,3 +302,26 @@ async def test_a_declined_card_is_retried_on_schedule_blocked_after_grace_and_a_
     assert state.status is BillingStatus.ACTIVE
     assert (await kernel.quota.check(invoice.org_id, "playbook_runs")).allowed
     assert await told(kernel, invoice.org_id) == ["payment.succeeded"] + ["payment.failed"] * 5
+
+
+async def test_the_operator_lists_attempts_and_sees_them_under_the_invoice(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await card_through_checkout(
+        kernel, server, stripe_client, invoice.org_id, DECLINES_WHEN_CHARGED
+    )
+    [failed] = await kernel.payments.collect_due()
+    url = str(database.url)
+    listed = await asyncio.to_thread(run, url, "payments", "list", "--org", invoice.org_id)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.split()[2:8] == [invoice.org_id, invoice.invoice_id, "#1", "failed", "USD", "49.75"]
+    assert line.endswith("Your card was declined.")
+    shown = await asyncio.to_thread(run, url, "invoices", "show", invoice.number)
+    assert shown.stdout.splitlines()[-1].startswith(
+        f"payment    {failed.updated_at:%Y-%m-%d %H:%M}  #1 failed"
+    )
+    nothing = await asyncio.to_thread(run, url, "payments", "list", "--org", "nobody")
+    assert nothing.stdout == "none\n"

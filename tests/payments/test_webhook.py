@@ -8,6 +8,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
+from billing_kernel.auth.rules import Scope
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import stripe_events
 from billing_kernel.invoices.rules import StoredInvoice
@@ -17,7 +18,13 @@ from billing_kernel.payments.rules import PaymentStatus
 from tests.conftest import Clock
 from tests.payments.conftest import PAYS, WEBHOOK_SECRET, signed
 from tests.payments.stripe_server import TEST_KEY, StripeServer
-from tests.payments.test_service import dies_after_stripe_answered, invoiced, paying, with_card
+from tests.payments.test_service import (
+    card_through_checkout,
+    dies_after_stripe_answered,
+    invoiced,
+    paying,
+    with_card,
+)
 from tests.web import app_for
 
 pytestmark = pytest.mark.anyio
@@ -159,3 +166,38 @@ async def test_a_deployment_without_stripe_answers_404(database: Database) -> No
         answer = await http.post(URL, content=body, headers=headers)
     assert answer.status_code == 404
     assert answer.json()["code"] == "payments_off"
+
+
+async def test_owners_read_the_card_and_each_invoices_attempts_over_the_api(
+    database: Database,
+    clock: Clock,
+    server: StripeServer,
+    stripe_client: stripe.StripeClient,
+    client: Any,
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await card_through_checkout(kernel, server, stripe_client, invoice.org_id, PAYS)
+    [payment] = await kernel.payments.collect_due()
+    _, plaintext = await kernel.api_keys.create([Scope.BILLING_ADMIN], org_id=invoice.org_id)
+    key = {"Authorization": f"Bearer {plaintext}"}
+    method = (await client.get("/api/v1/billing/org/payment-method", headers=key)).json()
+    assert method == {
+        "collecting": True,
+        "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2031},
+    }
+    url = f"/api/v1/billing/org/invoices/{invoice.invoice_id}/payments"
+    [attempt] = (await client.get(url, headers=key)).json()["data"]
+    assert {k: attempt[k] for k in ("payment_id", "attempt", "status", "amount", "currency")} == {
+        "payment_id": payment.payment_id,
+        "attempt": 1,
+        "status": "succeeded",
+        "amount": "49.75",
+        "currency": "USD",
+    }
+    other = await invoiced(kernel, clock)
+    elsewhere = f"/api/v1/billing/org/invoices/{other.invoice_id}/payments"
+    assert (await client.get(elsewhere, headers=key)).status_code == 404
+    member = await kernel.api_keys.create([Scope.QUOTA_CHECK], org_id=invoice.org_id)
+    refused = await client.get(url, headers={"Authorization": f"Bearer {member[1]}"})
+    assert refused.status_code == 403

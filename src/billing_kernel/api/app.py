@@ -147,6 +147,7 @@ def create_app(
         health.router,
         sandbox_routes.router,
         payment_routes.router,
+        payment_routes.billing,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)

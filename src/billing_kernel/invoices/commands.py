@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,11 @@ from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice, formula_for_people
+from billing_kernel.payments.commands import attempt_line
+from billing_kernel.payments.rules import Payment
+
+if TYPE_CHECKING:
+    from billing_kernel.kernel import Kernel
 
 invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
 
@@ -45,9 +50,19 @@ def invoices_list(
 
 @invoices_app.command("show")
 def invoices_show(number: str, exact: Annotated[bool, EXACT] = False) -> None:
-    """A finalized invoice (by number or id), line by line."""
-    invoice = with_kernel(lambda kernel: kernel.invoices.by_number(number))
+    """A finalized invoice (by number or id), line by line, then each attempt to collect it
+    through Stripe."""
+
+    async def read(kernel: Kernel) -> tuple[StoredInvoice, list[Payment]]:
+        invoice = await kernel.invoices.by_number(number)
+        return invoice, await kernel.payments.attempts(invoice.invoice_id)
+
+    invoice, attempts = with_kernel(read)
     typer.echo(render_stored(invoice, exact=exact))
+    if attempts:
+        typer.echo("")
+        for payment in attempts:
+            typer.echo(f"payment    {attempt_line(payment)}")
 
 
 @invoices_app.command("close")

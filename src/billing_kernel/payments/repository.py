@@ -6,7 +6,6 @@ here, never written: paying one is `InvoiceService.mark_paid`'s."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,24 +15,7 @@ from sqlalchemy import and_, func, select, update
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import invoices, payment_customers, payments, stripe_events
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.payments.rules import Card, PaymentStatus
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    payment_id: str
-    invoice_id: str
-    org_id: str
-    attempt: int
-    status: PaymentStatus
-    amount: Decimal
-    currency: str
-    stripe_payment_intent_id: str | None
-    stripe_payment_method_id: str | None
-    failure_code: str | None
-    failure_message: str | None
-    created_at: datetime
-    updated_at: datetime
+from billing_kernel.payments.rules import Card, Payment, PaymentStatus
 
 
 def _payment(row: Any) -> Payment:
@@ -149,13 +131,13 @@ class PaymentRepository:
             found.setdefault(row.invoice_id, []).append(_payment(row))
         return found
 
-    async def of_org(self, org_id: str, limit: int) -> list[Payment]:
-        """The org's attempts, newest first."""
+    async def latest(self, org_id: str | None, limit: int) -> list[Payment]:
+        """The org's attempts (or every org's), newest first."""
+        query = select(payments)
+        if org_id is not None:
+            query = query.where(payments.c.org_id == org_id)
         rows = await self._conn.execute(
-            select(payments)
-            .where(payments.c.org_id == org_id)
-            .order_by(payments.c.created_at.desc(), payments.c.payment_id.desc())
-            .limit(limit)
+            query.order_by(payments.c.created_at.desc(), payments.c.payment_id.desc()).limit(limit)
         )
         return [_payment(row) for row in rows]
 

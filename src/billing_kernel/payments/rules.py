@@ -142,6 +142,25 @@ class Charge:
     """Stripe's decline code or error code (`card_declined`, `insufficient_funds`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """One attempt to collect an invoice, as recorded."""
+
+    payment_id: str
+    invoice_id: str
+    org_id: str
+    attempt: int
+    status: PaymentStatus
+    amount: Decimal
+    currency: str
+    stripe_payment_intent_id: str | None
+    stripe_payment_method_id: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 _MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PENDING: frozenset(
         {PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}

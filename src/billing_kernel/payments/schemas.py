@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from billing_kernel.payments.rules import Card, Payment
+from billing_kernel.web.schemas import MoneyText
 
 WebhookOutcome = Literal[
     "mark_paid",
@@ -30,3 +34,63 @@ class WebhookOut(BaseModel):
         "kernel does not act on), `unknown_payment` / `unknown_customer` (a PaymentIntent or "
         "customer the kernel did not make)."
     )
+
+
+class CardOut(BaseModel):
+    brand: str = Field(examples=["visa"])
+    last4: str = Field(examples=["4242"])
+    exp_month: int
+    exp_year: int
+
+    @classmethod
+    def of(cls, card: Card) -> CardOut:
+        return cls(
+            brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
+        )
+
+
+class PaymentMethodOut(BaseModel):
+    collecting: bool = Field(
+        description="Whether the deployment collects invoices through Stripe; if not, they "
+        "are paid by other means and marked paid by the operator."
+    )
+    card: CardOut | None = Field(
+        description="The card each invoice is charged to, as Stripe describes it (never its "
+        "number); null: none on file, and invoices wait for one."
+    )
+
+
+class PaymentOut(BaseModel):
+    """One attempt to collect an invoice: one PaymentIntent at Stripe."""
+
+    payment_id: str
+    invoice_id: str
+    attempt: int = Field(description="1 for the first; each retry (dunning, a new card) adds one.")
+    status: Literal["pending", "processing", "succeeded", "failed"]
+    amount: MoneyText
+    currency: str
+    stripe_payment_intent_id: str | None
+    failure_code: str | None = Field(description="Stripe's code: `card_declined`, ...")
+    failure_message: str | None = Field(description="Stripe's words, for people.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentOut:
+        return cls(
+            payment_id=payment.payment_id,
+            invoice_id=payment.invoice_id,
+            attempt=payment.attempt,
+            status=payment.status.value,
+            amount=payment.amount,
+            currency=payment.currency,
+            stripe_payment_intent_id=payment.stripe_payment_intent_id,
+            failure_code=payment.failure_code,
+            failure_message=payment.failure_message,
+            created_at=payment.created_at,
+            updated_at=payment.updated_at,
+        )
+
+
+class PaymentListOut(BaseModel):
+    data: list[PaymentOut] = Field(description="First attempt to last.")

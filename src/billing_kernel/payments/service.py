@@ -32,13 +32,14 @@ from billing_kernel.payments.gateway import (
     StripeUnavailable,
     charge_of,
 )
-from billing_kernel.payments.repository import Payment, PaymentRepository
+from billing_kernel.payments.repository import PaymentRepository
 from billing_kernel.payments.rules import (
     Card,
     Charge,
     InvoiceEffect,
     InvoiceState,
     Outcome,
+    Payment,
     PaymentStatus,
     invoice_effect,
     moved,
@@ -171,12 +172,12 @@ class PaymentService:
         async with self._tx.read(uow) as unit:
             return await PaymentRepository(unit).of_invoices(invoice_ids)
 
-    async def of_org(
-        self, org_id: str, limit: int = 50, uow: UnitOfWork | None = None
+    async def latest(
+        self, org_id: str | None, limit: int = 50, uow: UnitOfWork | None = None
     ) -> list[Payment]:
-        """The org's collection attempts, newest first."""
+        """The org's collection attempts (or every org's), newest first."""
         async with self._tx.read(uow) as unit:
-            return await PaymentRepository(unit).of_org(org_id, limit)
+            return await PaymentRepository(unit).latest(org_id, limit)
 
     async def collect(self, invoice_id: str) -> Payment | None:
         """Collect an open invoice above zero from the org's card: its first attempt, a

@@ -1,0 +1,34 @@
+"""`billing-kernel payments ...`: the attempts to collect invoices through Stripe."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from billing_kernel.commands import echo_each, with_kernel
+from billing_kernel.common.money import money_text
+from billing_kernel.payments.rules import Payment
+
+payments_app = typer.Typer(help="Payments through Stripe.", no_args_is_help=True)
+
+
+@payments_app.command("list")
+def payments_list(
+    org: Annotated[str | None, typer.Option(help="Only this org's (default: every org's).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
+) -> None:
+    """Attempts to collect invoices, newest first: when, org, invoice, attempt, status,
+    amount, and why a failed one failed."""
+    found = with_kernel(lambda kernel: kernel.payments.latest(org, limit))
+    echo_each(attempt_line(payment, with_org=True) for payment in found)
+
+
+def attempt_line(payment: Payment, *, with_org: bool = False) -> str:
+    """One attempt on one line."""
+    org = f"{payment.org_id:<24} {payment.invoice_id:<28} " if with_org else ""
+    why = f"  {payment.failure_message}" if payment.failure_message else ""
+    return (
+        f"{payment.updated_at:%Y-%m-%d %H:%M}  {org}#{payment.attempt} "
+        f"{payment.status.value:<10} {payment.currency} {money_text(payment.amount):>12}{why}"
+    )
