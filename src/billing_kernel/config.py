@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         description="Treat an org whose trial ended, and whose status was not set to `active`, "
         "like one past due: after BILLING_PAST_DUE_GRACE_DAYS from the trial's end, every "
         "metered operation is refused (`trial_ended`). Off by default: nothing but your "
-        "backend (`PUT /api/v1/orgs/{org_id}` with `status`) moves an org out of trial.",
+        "backend (`PUT /api/v1/orgs/{org_id}` with `status`) moves an org out of trial, "
+        "except, with BILLING_STRIPE_API_KEY, a trial's end with a card on file (active).",
     )
     db_pool_size: int = Field(
         default=10, ge=1, le=200, description="PostgreSQL connections per process."

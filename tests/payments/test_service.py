@@ -325,3 +325,25 @@ async def test_the_operator_lists_attempts_and_sees_them_under_the_invoice(
     )
     nothing = await asyncio.to_thread(run, url, "payments", "list", "--org", "nobody")
     assert nothing.stdout == "none\n"
+
+
+async def test_a_trial_with_a_card_becomes_active_when_it_ends_and_one_without_stays(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    with_card_org, without = new_id(), new_id()
+    for org_id in (with_card_org, without):
+        await kernel.orgs.create(org_id, plan_slug="starter")
+    state = await kernel.subscriptions.billing_state(with_card_org)
+    assert state.status is BillingStatus.TRIAL
+    assert state.trial_ends_at is not None
+    await card_through_checkout(kernel, server, stripe_client, with_card_org, PAYS)
+    await kernel.payments.collect_due()
+    assert (await kernel.subscriptions.billing_state(with_card_org)).status is (
+        BillingStatus.TRIAL  # not before its end
+    )
+    clock.now = state.trial_ends_at
+    await kernel.payments.collect_due()
+    converted = await kernel.subscriptions.billing_state(with_card_org)
+    assert (converted.status, converted.status_since) == (BillingStatus.ACTIVE, clock.now)
+    assert (await kernel.subscriptions.billing_state(without)).status is BillingStatus.TRIAL

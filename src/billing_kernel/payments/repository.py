@@ -13,7 +13,13 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 
 from billing_kernel.db.database import upsert
-from billing_kernel.db.tables import invoices, payment_customers, payments, stripe_events
+from billing_kernel.db.tables import (
+    invoices,
+    org_billing_state,
+    payment_customers,
+    payments,
+    stripe_events,
+)
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.payments.rules import Card, Payment, PaymentStatus
 
@@ -263,6 +269,22 @@ class PaymentRepository:
                 ~tried | last_failed,
             )
             .order_by(invoices.c.issued_at, invoices.c.invoice_id)
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+    async def trials_to_convert(self, now: datetime, limit: int) -> list[str]:
+        """Orgs whose trial has ended and that have a card on file."""
+        b, c = org_billing_state.c, payment_customers.c
+        rows = await self._conn.execute(
+            select(b.org_id)
+            .join(payment_customers, c.org_id == b.org_id)
+            .where(
+                b.status == "trial",
+                b.trial_ends_at <= now,
+                c.card_payment_method_id.is_not(None),
+            )
+            .order_by(b.trial_ends_at, b.org_id)
             .limit(limit)
         )
         return list(rows.scalars())

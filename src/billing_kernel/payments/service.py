@@ -384,14 +384,21 @@ class PaymentService:
             await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
 
     async def collect_due(self, limit: int = 100) -> list[Payment]:
-        """The worker's round: finish attempts whose answer was lost, then collect each open
+        """The worker's round: turn each trial that has ended with a card on file into an
+        active (billed) org, finish attempts whose answer was lost, then collect each open
         invoice above zero not yet tried or whose retry is due. An org whose Stripe call
         fails is left for the next round; the others go on."""
         now = self._clock()
         async with self._tx.read() as unit:
             payments = PaymentRepository(unit)
+            converting = await payments.trials_to_convert(now, limit)
             unfinished = await payments.unfinished(now - UNFINISHED_AFTER, limit)
             untried = await payments.collectable(limit)
+        for org_id in converting:  # a trial with a card becomes a paying org when it ends
+            async with self._tx.begin() as unit:
+                state = await self._subscriptions.billing_state(org_id, unit)
+                if state.status is BillingStatus.TRIAL:
+                    await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
         done: list[Payment] = []
         for invoice_id in [p.invoice_id for p in unfinished] + untried:
             try:
