@@ -54,6 +54,9 @@ class _ProcessState:
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
     resolver: Resolver = system_resolver
     """How outbound URLs' hosts are resolved (a test resolver in tests)."""
+    stripe: StripeGateway | None = None
+    """Stripe's client, made once (its connection pool shared by every per-user view)."""
+    stripe_made: bool = False
 
 
 class Kernel:
@@ -144,7 +147,7 @@ class Kernel:
         self.payments = PaymentService(
             tx,
             clock,
-            stripe_gateway(settings),
+            self._stripe(),
             webhook_secret=None
             if settings.stripe_webhook_secret is None
             else settings.stripe_webhook_secret.get_secret_value(),
@@ -177,8 +180,16 @@ class Kernel:
         return cls(database, settings, resolver=resolver)
 
     async def aclose(self) -> None:
-        """Close the database pool (for a kernel from `open`)."""
+        """Close the database pool (for a kernel from `open`), and Stripe's connections."""
+        if self._state.stripe is not None:
+            await self._state.stripe.aclose()
         await self.database.dispose()
+
+    def _stripe(self) -> StripeGateway | None:
+        """Stripe, when the deployment has a key: made once per kernel and its views."""
+        if not self._state.stripe_made:
+            self._state.stripe, self._state.stripe_made = stripe_gateway(self.settings), True
+        return self._state.stripe
 
     def for_user(self, user_id: str) -> Kernel:
         """The same kernel, with every transaction confined to the user's orgs by row-level

@@ -54,12 +54,17 @@ class StripeGateway:
 
         self._stripe = stripe
         addresses: Any = {"api": api_base} if api_base else None
+        self._http = stripe.HTTPXClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key,
             base_addresses=addresses,
-            http_client=stripe.HTTPXClient(timeout=timeout),
+            http_client=self._http,
             max_network_retries=0,  # the worker retries, with the same key, on its schedule
         )
+
+    async def aclose(self) -> None:
+        """Close the connections to Stripe."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def create_customer(self, org_id: str, name: str, email: str | None) -> str:
         """A Stripe customer for the org (its name, billing email, `metadata.org_id`): the
