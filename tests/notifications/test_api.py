@@ -191,7 +191,7 @@ async def test_an_orgs_slack_and_email_settings(api: Api) -> None:
     org_id = await new_org(api)
     admin = await api.key(Scope.BILLING_ADMIN)
     url = f"/api/v1/orgs/{org_id}/notifications"
-    default = ["quota.blocked", "usage.threshold_crossed"]  # not "back under"
+    default = ["payment.failed", "quota.blocked", "usage.threshold_crossed"]  # not "back under"
     assert (await api.client.get(url, headers=admin)).json() == {
         "org_id": org_id,
         "slack_webhook_url": None,
@@ -201,7 +201,12 @@ async def test_an_orgs_slack_and_email_settings(api: Api) -> None:
     body = {"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/x", "email": False}
     answer = await api.client.put(url, json=body, headers=admin)
     assert answer.json() == {"org_id": org_id, **body, "email_events": default}
-    every = ["quota.blocked", "usage.threshold_crossed", "usage.threshold_resolved"]
+    every = [
+        "payment.failed",
+        "quota.blocked",
+        "usage.threshold_crossed",
+        "usage.threshold_resolved",
+    ]
     chosen = await api.client.put(url, json={"email_events": every}, headers=admin)
     assert chosen.json()["email_events"] == every
     assert (await api.client.get(url, headers=admin)).json()["email_events"] == every

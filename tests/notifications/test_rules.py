@@ -4,6 +4,7 @@ import base64
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -22,6 +23,7 @@ from billing_kernel.notifications.rules import (
     email_text,
     new_secret,
     next_attempt,
+    payment_words,
     sign,
     signature_header,
     slack_message,
@@ -30,6 +32,7 @@ from billing_kernel.notifications.rules import (
     wants,
     webhook_headers,
 )
+from billing_kernel.payments.rules import InvoiceEffect, Outcome, payment_event
 
 # The example of the Standard Webhooks specification's reference libraries.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -350,3 +353,39 @@ def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_unde
     december = {"start": "2026-12-01", "end": "2027-01-01"}
     other_month = replace(eighty, event_id="evt_d", data={**eighty.data, "period": december})
     assert told_to_people([hundred, other_month]) == {hundred.event_id, "evt_d"}
+
+
+def test_a_failed_payment_in_words_and_told_to_people() -> None:
+    outcome = Outcome(
+        payment_id="pay_1",
+        invoice_id="inv_1",
+        invoice_number="INV-000007",
+        org_id="acme",
+        attempt=2,
+        amount=Decimal("49.75"),
+        currency="USD",
+        payment_intent_id="pi_1",
+        failure="Your card was declined.",
+        failure_code="card_declined",
+    )
+    failed = payment_event(InvoiceEffect.PAST_DUE, outcome, NOW)
+    assert failed is not None
+    words = payment_words(failed, "Acme", LINK)
+    assert words.subject == "Acme: payment of USD 49.75 failed"
+    assert words.headline == (
+        "The payment of USD 49.75 for Acme's invoice INV-000007 failed: Your card was "
+        "declined. Add or update the card on the billing page to pay it."
+    )
+    assert words.facts == (
+        ("Invoice", "INV-000007"),
+        ("Amount", "USD 49.75"),
+        ("Reason", "Your card was declined"),
+        ("Attempt", "2"),
+    )
+    assert words.link == LINK
+    paid = payment_event(InvoiceEffect.MARK_PAID, outcome, NOW)
+    refund = payment_event(InvoiceEffect.REFUND_DUE, outcome, NOW)
+    assert paid is not None
+    assert refund is not None
+    assert told_to_people([failed, paid, refund]) == {failed.event_id}  # people: failures
+    assert payment_event(InvoiceEffect.NONE, outcome, NOW) is None

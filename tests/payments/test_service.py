@@ -10,15 +10,18 @@ from decimal import Decimal
 import pytest
 import stripe
 
+from billing_kernel.background import delivery_worker
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.events.rules import EventType
 from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.kernel import Kernel
+from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.payments.rules import Charge, InvoiceEffect, PaymentStatus
 from billing_kernel.payments.service import UNFINISHED_AFTER
 from tests.conftest import Clock, make_kernel, new_id
+from tests.notifications.test_service import until
 from tests.payments.conftest import (
     DECLINES_WHEN_CHARGED,
     PAYS,
@@ -28,6 +31,7 @@ from tests.payments.conftest import (
     signed,
 )
 from tests.payments.stripe_server import TEST_KEY, StripeServer
+from tests.receivers import smtp_server
 from tests.test_cli import run
 
 pytestmark = pytest.mark.anyio
@@ -347,3 +351,40 @@ async def test_a_trial_with_a_card_becomes_active_when_it_ends_and_one_without_s
     converted = await kernel.subscriptions.billing_state(with_card_org)
     assert (converted.status, converted.status_since) == (BillingStatus.ACTIVE, clock.now)
     assert (await kernel.subscriptions.billing_state(without)).status is BillingStatus.TRIAL
+
+
+async def test_a_failed_payment_is_emailed_to_the_owners_with_stripes_reason(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    with smtp_server() as (url, mailbox):
+        kernel = make_kernel(
+            database,
+            clock,
+            stripe_api_key=TEST_KEY,
+            stripe_api_base=server.base,
+            stripe_webhook_secret=WEBHOOK_SECRET,
+            smtp_url=url,
+            email_from="billing@example.com",
+        )
+        invoice = await invoiced(kernel, clock)
+        await kernel.members.add(
+            invoice.org_id, new_id("u"), MemberRole.OWNER, email="owner@example.com"
+        )
+        await card_through_checkout(
+            kernel, server, stripe_client, invoice.org_id, DECLINES_WHEN_CHARGED
+        )
+        await kernel.payments.collect_due()
+        worker = delivery_worker(kernel)
+
+        async def sent() -> bool:  # and the runs' crossing of their allowance in May
+            return len(mailbox.messages) == 2
+
+        await until(sent, worker)
+        [(_, recipients, message)] = [
+            m for m in mailbox.messages if "payment" in str(m[2]["Subject"])
+        ]
+        assert recipients == ["owner@example.com"]
+        assert message["Subject"] == "Acme Inc.: payment of USD 49.75 failed"
+        plain = message.get_body(("plain",))
+        assert plain is not None
+        assert f"invoice {invoice.number} failed: Your card was declined." in plain.get_content()

@@ -484,7 +484,7 @@ org_notification_settings = Table(
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("slack_webhook_url", String(2000), nullable=True),
     Column("email", Boolean, nullable=False, server_default=true()),  # to owners and admins
-    # Which event types are emailed, comma-separated; NULL: crossings and blocks.
+    # Which event types are emailed, comma-separated; NULL: the default (TOLD_TO_PEOPLE).
     Column("email_events", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -66,7 +66,9 @@ class Endpoint:
         return [self.secret]
 
 
-TOLD_TO_PEOPLE = frozenset({EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED})
+TOLD_TO_PEOPLE = frozenset(
+    {EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED, EventType.PAYMENT_FAILED}
+)
 """What an org's people hear of by Slack and email: a "back under" notice (a change of limit
 resolved a crossing) is an event and goes to webhooks, but is no one's news."""
 
@@ -293,6 +295,25 @@ def alert_words(
         ("Used", f"{used:,} {unit}"),
         ("Limit", "unlimited" if limit is None else f"{limit:,} {unit}"),
         ("Period", f"{month:%B %Y}"),
+    )
+    return AlertWords(subject=subject, headline=headline, facts=facts, link=billing_url)
+
+
+def payment_words(event: Event, org_name: str, billing_url: str) -> AlertWords:
+    """What an email or a Slack message says of a failed payment (`payment.failed`)."""
+    data = event.data
+    amount = f"{data['currency']} {data['amount']}"
+    why = str(data.get("failure") or "declined").rstrip(".")
+    subject = f"{org_name}: payment of {amount} failed"
+    headline = (
+        f"The payment of {amount} for {org_name}'s invoice {data['invoice_number']} failed: "
+        f"{why}. Add or update the card on the billing page to pay it."
+    )
+    facts = (
+        ("Invoice", str(data["invoice_number"])),
+        ("Amount", amount),
+        ("Reason", why),
+        ("Attempt", str(data["attempt"])),
     )
     return AlertWords(subject=subject, headline=headline, facts=facts, link=billing_url)
 

@@ -123,7 +123,9 @@ class DeliveryOut(BaseModel):
         )
 
 
-AlertType = Literal["usage.threshold_crossed", "usage.threshold_resolved", "quota.blocked"]
+AlertType = Literal[
+    "usage.threshold_crossed", "usage.threshold_resolved", "quota.blocked", "payment.failed"
+]
 """The org's event types that may be emailed (`events.rules.EventType`)."""
 
 
@@ -141,11 +143,12 @@ class ChannelsIn(StrictBody):
     )
     email_events: list[AlertType] | None = Field(
         default=None,
-        max_length=3,
+        max_length=4,
         description="Which event types are emailed. Left out or null: "
-        "`usage.threshold_crossed` and `quota.blocked` (a `usage.threshold_resolved`, back "
-        "under after a change of limit, goes to webhooks only unless named here). Of the "
-        "thresholds one write crosses together, only the highest is emailed.",
+        "`usage.threshold_crossed`, `quota.blocked` and `payment.failed` (a "
+        "`usage.threshold_resolved`, back under after a change of limit, goes to webhooks "
+        "only unless named here). Of the thresholds one write crosses together, only the "
+        "highest is emailed.",
         examples=[["usage.threshold_crossed", "quota.blocked"]],
     )
 

@@ -27,6 +27,7 @@ from billing_kernel import __version__
 from billing_kernel.config import Settings
 from billing_kernel.db.database import EVENTS_CHANNEL, Database
 from billing_kernel.errors import UrlNotAllowed
+from billing_kernel.events.rules import EventType
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.notifications.rules import (
@@ -35,6 +36,7 @@ from billing_kernel.notifications.rules import (
     alert_words,
     email_html,
     email_text,
+    payment_words,
     slack_message,
     webhook_headers,
 )
@@ -213,10 +215,12 @@ class DeliveryWorker:
         event = job.claimed.event
         org_id = event.org_id or ""
         org = await self._orgs.get(org_id)
+        link = f"{self._settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
+        if event.event_type is EventType.PAYMENT_FAILED:
+            return payment_words(event, org.name or org_id, link)
         metrics = await self._metrics.by_key()
         key = str(event.data.get("metric"))
         metric = metrics.get(key)
-        link = f"{self._settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
         return alert_words(
             event,
             org.name or org_id,
