@@ -121,7 +121,8 @@ class PaymentService:
 
     async def customer(self, org_id: str) -> str | None:
         """The org's Stripe customer id, made the first time it is needed, once: None while
-        another worker is making it (ask again later)."""
+        another worker is making it (ask again later). PaymentsOff without Stripe."""
+        stripe = self._stripe_or_off()
         async with self._tx.begin() as unit:
             payments = PaymentRepository(unit)
             stored = await payments.customer_id(org_id)
@@ -132,7 +133,7 @@ class PaymentService:
                 return None
             org = await self._orgs.get(org_id, unit)
             emails = await self._members.admin_emails(org_id, unit)
-        made = await self._stripe().create_customer(
+        made = await stripe.create_customer(
             org_id, org.name or org_id, emails[0] if emails else None
         )
         async with self._tx.begin() as unit:
