@@ -1,7 +1,7 @@
 """Payments' pure rules: minor units, idempotency keys, the dunning schedule, and what a
 payment's outcome does, whatever order it is reported in."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import permutations
 
@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing_kernel.errors import InvalidInput
+from billing_kernel.events.rules import EventType, event_id
 from billing_kernel.payments.rules import (
     InvoiceEffect,
     InvoiceState,
+    Outcome,
     PaymentStatus,
     attempt_key,
     customer_key,
@@ -22,7 +24,9 @@ from billing_kernel.payments.rules import (
     minor_units,
     moved,
     next_retry,
+    payment_event,
     refund_key,
+    retry_due,
 )
 
 P = PaymentStatus
@@ -142,3 +146,71 @@ def test_what_a_payment_does_to_its_invoice() -> None:
     assert effect(P.PENDING, "open") == "none"
     assert InvoiceEffect.PAST_DUE.value == "past_due"
     assert InvoiceState("open").paid_by is None
+
+
+def test_what_a_payment_did_is_told_by_one_event_per_attempt_and_effect() -> None:
+    now = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    outcome = Outcome(
+        payment_id="pay_1",
+        invoice_id="inv_1",
+        invoice_number="INV-000007",
+        org_id="acme",
+        attempt=2,
+        amount=Decimal("5"),
+        currency="JPY",
+        payment_intent_id="pi_1",
+        failure="Your card was declined.",
+        failure_code="card_declined",
+    )
+    common = {
+        "org_id": "acme",
+        "invoice_id": "inv_1",
+        "invoice_number": "INV-000007",
+        "payment_id": "pay_1",
+        "attempt": 2,
+        "amount": "5.00",
+        "currency": "JPY",
+        "stripe_payment_intent_id": "pi_1",
+    }
+    paid = payment_event(InvoiceEffect.MARK_PAID, outcome, now)
+    assert paid is not None
+    assert (paid.event_type, paid.org_id, paid.created_at, paid.data) == (
+        EventType.PAYMENT_SUCCEEDED,
+        "acme",
+        now,
+        common,
+    )
+    failed = payment_event(InvoiceEffect.PAST_DUE, outcome, now)
+    assert failed is not None
+    assert (failed.event_type, failed.org_id) == (EventType.PAYMENT_FAILED, "acme")
+    assert failed.data == common | {
+        "failure": "Your card was declined.",
+        "failure_code": "card_declined",
+    }
+    refund = payment_event(InvoiceEffect.REFUND_DUE, outcome, now)
+    assert refund is not None
+    assert (refund.event_type, refund.org_id, refund.data) == (
+        EventType.PAYMENT_REFUND_DUE,
+        None,  # the operator's
+        common,
+    )
+    assert payment_event(InvoiceEffect.NONE, outcome, now) is None
+    assert paid.event_id == event_id(EventType.PAYMENT_SUCCEEDED, "pay_1")
+    again = payment_event(InvoiceEffect.MARK_PAID, outcome, now.replace(hour=10))
+    assert again is not None
+    assert again.event_id == paid.event_id  # the same happening, however often applied
+    assert len({paid.event_id, failed.event_id, refund.event_id}) == 3
+
+
+def test_a_retry_is_due_on_schedule_or_at_once_on_a_new_card() -> None:
+    failed = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    schedule = (1, 3)
+    day = timedelta(days=1)
+    assert not retry_due(failed, 0, schedule, failed + day - timedelta(seconds=1), new_card=False)
+    assert retry_due(failed, 0, schedule, failed + day, new_card=False)
+    assert not retry_due(failed, 1, schedule, failed + 2 * day, new_card=False)
+    assert retry_due(failed, 1, schedule, failed + 3 * day, new_card=False)
+    assert not retry_due(failed, 2, schedule, failed + 300 * day, new_card=False)  # spent
+    assert retry_due(failed, 2, schedule, failed, new_card=True)  # a new card: at once
+    assert retry_due(failed, 0, (), failed, new_card=True)
+    assert not retry_due(failed, 0, (), failed + day, new_card=False)
