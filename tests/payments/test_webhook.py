@@ -195,7 +195,11 @@ async def test_owners_read_the_card_and_each_invoices_attempts_over_the_api(
         "amount": "49.75",
         "currency": "USD",
     }
+    read = await client.get(f"/api/v1/billing/org/invoices/{invoice.invoice_id}", headers=key)
+    assert (read.json()["status"], read.json()["paid_by"]) == ("paid", payment.payment_id)
     other = await invoiced(kernel, clock)
+    await kernel.invoices.mark_paid(other.number)  # a bank transfer, marked by hand
+    assert (await kernel.invoices.get(other.invoice_id)).paid_by is None
     elsewhere = f"/api/v1/billing/org/invoices/{other.invoice_id}/payments"
     assert (await client.get(elsewhere, headers=key)).status_code == 404
     member = await kernel.api_keys.create([Scope.QUOTA_CHECK], org_id=invoice.org_id)

@@ -151,6 +151,11 @@ class FinalizedInvoiceOut(BaseModel):
     plan_version: int
     issued_at: datetime
     paid_at: datetime | None
+    paid_by: str | None = Field(
+        default=None,
+        description="The payment (through Stripe) that paid it; null for one marked paid by "
+        "hand (paid outside Stripe, such as by bank transfer) or not paid.",
+    )
     voided_at: datetime | None
     void_reason: str | None
     replaces: str | None = Field(description="The voided invoice this one corrects.")
