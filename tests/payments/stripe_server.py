@@ -71,13 +71,20 @@ async def as_stripe_documents(request, handler):
 
 async def more_than_localstripe(request, handler):
     # "List all PaymentIntents" filters by `customer`; localstripe refuses the parameter.
+    # ... and by `created[gte]`; localstripe refuses both (it pages, 10 by default).
     if request.method == "GET" and request.path == "/v1/payment_intents":
         customer = request.query.get("customer")
-        if customer is not None:
-            query = {k: v for k, v in request.query.items() if k not in ("customer", "limit")}
+        since = request.query.get("created[gte]")
+        if customer is not None or since is not None:
+            query = {"limit": "100"}
             response = await handler(request.clone(rel_url=request.rel_url.with_query(query)))
             listing = json.loads(response.body)
-            listing["data"] = [i for i in listing["data"] if i.get("customer") == customer]
+            listing["data"] = [
+                i for i in listing["data"]
+                if (customer is None or i.get("customer") == customer)
+                and (since is None or i["created"] >= int(since))
+            ]
+            listing["has_more"] = False
             return web.json_response(listing, status=response.status)
     # Checkout Sessions (localstripe has none): made, read, and completed by the test as
     # the customer would on Stripe's page (`POST /_config/checkout/{id}/complete`, `setup_intent=`).

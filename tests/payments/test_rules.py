@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 from billing_kernel.errors import InvalidInput
 from billing_kernel.events.rules import EventType, event_id
 from billing_kernel.payments.rules import (
+    Charge,
     InvoiceEffect,
     InvoiceState,
     Outcome,
+    Payment,
     PaymentStatus,
+    StripeAttempt,
     attempt_key,
     customer_key,
+    differences,
     from_minor_units,
     invoice_effect,
     minor_exponent,
@@ -214,3 +218,49 @@ def test_a_retry_is_due_on_schedule_or_at_once_on_a_new_card() -> None:
     assert retry_due(failed, 2, schedule, failed, new_card=True)  # a new card: at once
     assert retry_due(failed, 0, (), failed, new_card=True)
     assert not retry_due(failed, 0, (), failed + day, new_card=False)
+
+
+def attempt(status: PaymentStatus, intent: str | None, amount: str = "49.75") -> Payment:
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    return Payment(
+        "pay_1", "inv_1", "acme", 1, status, Decimal(amount), "USD", intent, None, None, None,
+        at, at,
+    )  # fmt: skip
+
+
+def at_stripe(
+    status: PaymentStatus,
+    intent: str = "pi_1",
+    invoice: str | None = "inv_1",
+    amount: str = "49.75",
+) -> StripeAttempt:
+    return StripeAttempt(Charge(intent, status, Decimal(amount), "usd"), invoice, 1)
+
+
+def test_reconciling_finds_what_differs_and_what_a_missed_webhook_would_mend() -> None:
+    agreed = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.SUCCEEDED)])
+    assert agreed == []
+    assert differences([attempt(P.FAILED, None)], []) == []  # declined before any intent
+    assert differences([attempt(P.PENDING, None)], []) == []  # the next round asks
+    [missed] = differences([attempt(P.PENDING, None)], [at_stripe(P.SUCCEEDED)])  # by metadata
+    assert (missed.payment_id, missed.repair) == ("pay_1", at_stripe(P.SUCCEEDED).charge)
+    assert missed.said == "Stripe has it succeeded, the kernel pending: a webhook was missed"
+    assert missed.subject == "pay_1 (invoice inv_1, attempt 1)"
+    [gone] = differences([attempt(P.SUCCEEDED, "pi_1")], [])
+    assert (gone.repair, gone.said) == (
+        None,
+        "the kernel has it succeeded, Stripe has no PaymentIntent for it",
+    )
+    [amount] = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.SUCCEEDED, amount="4.97")])
+    assert amount.said == "the kernel charged USD 49.75, Stripe USD 4.97"
+    assert amount.repair is None
+    [refused] = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.FAILED)])
+    assert refused.said == "the kernel has it succeeded, Stripe failed"
+    [stray] = differences([], [at_stripe(P.SUCCEEDED, "pi_9", "inv_2")])
+    assert stray.subject == "pi_9"
+    assert stray.said == (
+        "Stripe collected USD 49.75 for invoice inv_2 (attempt 1), which the kernel has no "
+        "record of"
+    )
+    assert differences([], [at_stripe(P.FAILED, "pi_9", "inv_2")]) == []  # nothing taken
+    assert differences([], [at_stripe(P.SUCCEEDED, "pi_9", None)]) == []  # not the kernel's

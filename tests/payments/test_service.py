@@ -4,6 +4,7 @@ answered; a decline makes the org past due; a report of an outcome, repeated or 
 nothing back."""
 
 import asyncio
+import subprocess
 from datetime import timedelta
 from decimal import Decimal
 
@@ -388,3 +389,41 @@ async def test_a_failed_payment_is_emailed_to_the_owners_with_stripes_reason(
         plain = message.get_body(("plain",))
         assert plain is not None
         assert f"invoice {invoice.number} failed: Your card was declined." in plain.get_content()
+
+
+async def test_reconciling_finds_a_missed_webhook_and_repair_applies_it(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    """Stripe charged, the worker died, and the webhook never came: `payments reconcile`
+    says so (exit 1) and `--repair` pays the invoice; then they agree."""
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, invoice.org_id, PAYS)
+    await dies_after_stripe_answered(paying(database, clock, server), invoice)
+    env = {"BILLING_STRIPE_API_KEY": TEST_KEY, "BILLING_STRIPE_API_BASE": server.base}
+    url, since = str(database.url), ("--since", f"{MAY.start:%Y-%m-%d}")
+
+    def reconcile(*more: str) -> subprocess.CompletedProcess[str]:
+        return run(url, "payments", "reconcile", *since, *more, env=env)
+
+    found = await asyncio.to_thread(reconcile)
+    assert found.returncode == 1
+    [said] = found.stdout.splitlines()
+    assert "Stripe has it succeeded, the kernel pending: a webhook was missed" in said
+    assert found.stderr.strip() == "error: 1 difference(s)"
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "open"
+    mended = await asyncio.to_thread(reconcile, "--repair")
+    assert mended.returncode == 0, mended.stderr
+    assert mended.stdout.startswith("repaired  pay_")
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
+    agreed = await asyncio.to_thread(reconcile)
+    assert (agreed.returncode, agreed.stdout.strip()) == (
+        0,
+        f"the kernel's payments since {MAY.start:%Y-%m-%d} agree with Stripe's",
+    )
+    assert len(intents(stripe_client)) == 1
+    wrong = await asyncio.to_thread(run, url, "payments", "reconcile", "--since", "May", env=env)
+    assert (wrong.returncode, wrong.stderr.strip()) == (
+        1,
+        "error: --since is a day, YYYY-MM-DD, not 'May'",
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 import typer
 
-from billing_kernel.commands import echo_each, with_kernel
+from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.payments.rules import Payment
 
@@ -22,6 +23,36 @@ def payments_list(
     amount, and why a failed one failed."""
     found = with_kernel(lambda kernel: kernel.payments.latest(org, limit))
     echo_each(attempt_line(payment, with_org=True) for payment in found)
+
+
+@payments_app.command("reconcile")
+def payments_reconcile(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Attempts made since this day, YYYY-MM-DD (default: 35 days ago)."),
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Apply what a missed webhook would have.")
+    ] = False,
+) -> None:
+    """Compare the kernel's payments with Stripe's records: each difference with what to do
+    (exit 1 while any is left); --repair mends what is safe (a missed webhook's effect)."""
+    try:
+        start = (
+            datetime.now(UTC) - timedelta(days=35)
+            if since is None
+            else datetime.combine(date.fromisoformat(since), time(), UTC)
+        )
+    except ValueError:
+        fail(f"--since is a day, YYYY-MM-DD, not {since!r}")
+    left, repaired = with_kernel(lambda kernel: kernel.payments.reconcile(start, repair=repair))
+    for difference in repaired:
+        typer.echo(f"repaired  {difference.subject}: {difference.said}")
+    for difference in left:
+        typer.echo(f"differs   {difference.subject}: {difference.said}; {difference.to_do}")
+    if left:
+        fail(f"{len(left)} difference(s)")
+    typer.echo(f"the kernel's payments since {start:%Y-%m-%d} agree with Stripe's")
 
 
 def attempt_line(payment: Payment, *, with_org: bool = False) -> str:

@@ -7,6 +7,7 @@ by the worker). The only module that imports `stripe`, and only once a gateway i
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from billing_kernel.payments.rules import (
     Card,
     Charge,
     PaymentStatus,
+    StripeAttempt,
     attempt_key,
     customer_key,
     from_minor_units,
@@ -202,6 +204,27 @@ class StripeGateway:
         except (ValueError, stripe.SignatureVerificationError) as exc:
             raise BadSignature(str(exc)) from None
         return dict(event.to_dict())
+
+    async def attempts_since(self, since: datetime) -> list[StripeAttempt]:
+        """Every PaymentIntent made since `since`, with the attempt its metadata names
+        (reconciliation), a page of 100 at a time."""
+        found: list[StripeAttempt] = []
+        params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "limit": 100}
+        while True:
+            page = await self._call(self._client.v1.payment_intents.list_async, params=params)
+            for intent in page["data"]:
+                metadata = intent.get("metadata") or {}
+                attempt = str(metadata.get("attempt", ""))
+                found.append(
+                    StripeAttempt(
+                        charge_of(intent),
+                        metadata.get("invoice_id"),
+                        int(attempt) if attempt.isdigit() else None,
+                    )
+                )
+            if not page.get("has_more") or not page["data"]:
+                return found
+            params["starting_after"] = page["data"][-1]["id"]
 
     async def payment_intent(self, payment_intent_id: str) -> Charge:
         """A PaymentIntent as Stripe has it now (reconciliation, a missed webhook)."""

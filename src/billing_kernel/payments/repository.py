@@ -137,6 +137,15 @@ class PaymentRepository:
             found.setdefault(row.invoice_id, []).append(_payment(row))
         return found
 
+    async def made_since(self, since: datetime) -> list[Payment]:
+        """Every attempt made since `since`, oldest first."""
+        rows = await self._conn.execute(
+            select(payments)
+            .where(payments.c.created_at >= since)
+            .order_by(payments.c.created_at, payments.c.payment_id)
+        )
+        return [_payment(row) for row in rows]
+
     async def latest(self, org_id: str | None, limit: int) -> list[Payment]:
         """The org's attempts (or every org's), newest first."""
         query = select(payments)

@@ -36,11 +36,13 @@ from billing_kernel.payments.repository import PaymentRepository
 from billing_kernel.payments.rules import (
     Card,
     Charge,
+    Difference,
     InvoiceEffect,
     InvoiceState,
     Outcome,
     Payment,
     PaymentStatus,
+    differences,
     invoice_effect,
     moved,
     payment_event,
@@ -383,6 +385,26 @@ class PaymentService:
             org_id
         ):
             await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
+
+    async def reconcile(
+        self, since: datetime, *, repair: bool = False
+    ) -> tuple[list[Difference], list[Difference]]:
+        """Compare every attempt made since `since` with Stripe's PaymentIntents made since a
+        day before it (`rules.differences`): what differs, and, with `repair`, what was
+        mended by settling an attempt with Stripe's record (a missed webhook's effect). The
+        rest is for a person: each difference says what to do. PaymentsOff without Stripe."""
+        stripe = self._stripe_or_off()
+        async with self._tx.read() as unit:
+            ours = await PaymentRepository(unit).made_since(since)
+        theirs = await stripe.attempts_since(since - timedelta(days=1))
+        found = differences(ours, theirs)
+        repaired: list[Difference] = []
+        if repair:
+            for difference in found:
+                if difference.repair is not None and difference.payment_id is not None:
+                    await self.settle(difference.payment_id, difference.repair)
+                    repaired.append(difference)
+        return [d for d in found if d not in repaired], repaired
 
     async def collect_due(self, limit: int = 100) -> list[Payment]:
         """The worker's round: turn each trial that has ended with a card on file into an
