@@ -13,6 +13,7 @@ from billing_kernel.errors import InvalidInput
 from billing_kernel.events.rules import EventType, event_id
 from billing_kernel.payments.rules import (
     Charge,
+    Difference,
     InvoiceEffect,
     InvoiceState,
     Outcome,
@@ -238,29 +239,54 @@ def at_stripe(
 
 
 def test_reconciling_finds_what_differs_and_what_a_missed_webhook_would_mend() -> None:
+    subject = "pay_1 (invoice inv_1, attempt 1)"
     agreed = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.SUCCEEDED)])
     assert agreed == []
     assert differences([attempt(P.FAILED, None)], []) == []  # declined before any intent
     assert differences([attempt(P.PENDING, None)], []) == []  # the next round asks
-    [missed] = differences([attempt(P.PENDING, None)], [at_stripe(P.SUCCEEDED)])  # by metadata
-    assert (missed.payment_id, missed.repair) == ("pay_1", at_stripe(P.SUCCEEDED).charge)
-    assert missed.said == "Stripe has it succeeded, the kernel pending: a webhook was missed"
-    assert missed.subject == "pay_1 (invoice inv_1, attempt 1)"
-    [gone] = differences([attempt(P.SUCCEEDED, "pi_1")], [])
-    assert (gone.repair, gone.said) == (
-        None,
+    assert differences([attempt(P.PENDING, None)], [at_stripe(P.SUCCEEDED)]) == [  # metadata
+        Difference(
+            subject,
+            "Stripe has it succeeded, the kernel pending: a webhook was missed",
+            "--repair applies it",
+            repair=at_stripe(P.SUCCEEDED).charge,
+            payment_id="pay_1",
+        )
+    ]
+    # Known by its PaymentIntent: another intent with the attempt's metadata is not it.
+    elsewhere = [at_stripe(P.SUCCEEDED, "pi_1"), at_stripe(P.FAILED, "pi_2")]
+    assert differences([attempt(P.SUCCEEDED, "pi_1")], elsewhere[::-1]) == []
+    gone = Difference(
+        subject,
         "the kernel has it succeeded, Stripe has no PaymentIntent for it",
+        "look for the charge in Stripe's dashboard (another account or mode?) before anything else",
     )
-    [amount] = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.SUCCEEDED, amount="4.97")])
-    assert amount.said == "the kernel charged USD 49.75, Stripe USD 4.97"
-    assert amount.repair is None
-    [refused] = differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.FAILED)])
-    assert refused.said == "the kernel has it succeeded, Stripe failed"
-    [stray] = differences([], [at_stripe(P.SUCCEEDED, "pi_9", "inv_2")])
-    assert stray.subject == "pi_9"
-    assert stray.said == (
+    assert differences([attempt(P.SUCCEEDED, "pi_1")], []) == [gone]
+    amount = Difference(
+        subject,
+        "the kernel charged USD 49.75, Stripe USD 4.97",
+        "refund or charge the difference in Stripe, then mark it here",
+    )
+    assert differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.SUCCEEDED, amount="4.97")]) == [
+        amount
+    ]
+    refused = Difference(
+        subject,
+        "the kernel has it succeeded, Stripe failed",
+        "check the PaymentIntent in Stripe; the invoice may not be paid",
+    )
+    assert differences([attempt(P.SUCCEEDED, "pi_1")], [at_stripe(P.FAILED)]) == [refused]
+    stray = Difference(
+        "pi_9",
         "Stripe collected USD 49.75 for invoice inv_2 (attempt 1), which the kernel has no "
-        "record of"
+        "record of",
+        "refund it in Stripe, or mark the invoice paid if it is the payment",
     )
+    assert differences([], [at_stripe(P.SUCCEEDED, "pi_9", "inv_2")]) == [stray]
     assert differences([], [at_stripe(P.FAILED, "pi_9", "inv_2")]) == []  # nothing taken
     assert differences([], [at_stripe(P.SUCCEEDED, "pi_9", None)]) == []  # not the kernel's
+    # Each is judged on its own: one that agrees or has nothing does not stop the others.
+    assert differences(
+        [attempt(P.FAILED, None), attempt(P.SUCCEEDED, "pi_1")],
+        [at_stripe(P.SUCCEEDED, "pi_0", None), at_stripe(P.SUCCEEDED, "pi_9", "inv_2")],
+    ) == [gone, stray]
