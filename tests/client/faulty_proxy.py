@@ -1,5 +1,6 @@
-"""An HTTP proxy in front of the kernel that fails on purpose: 500s, 429s, and answers lost
-after the kernel has committed (the connection is cut before the response)."""
+"""An HTTP proxy in front of the kernel (or of a Stripe-compatible server) that fails on
+purpose: 500s, 429s, and answers lost after the server has committed (the connection is cut
+before the response)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ class FaultyProxy:
         error_500: float = 0.0,
         error_429: float = 0.0,
         drop_after_commit: float = 0.0,
+        drop_once: str | None = None,
         seed: int = 7,
     ) -> None:
+        """`drop_once`: a `METHOD /path` whose first answer is lost (the request is made)."""
+        self.drop_once = drop_once
         self.upstream = upstream
         self.rates = (error_500, error_429, drop_after_commit)
         self.seen = {"500": 0, "429": 0, "dropped": 0, "forwarded": 0}
@@ -69,10 +73,13 @@ class FaultyProxy:
                 forwarded = {
                     k: v
                     for k, v in headers.items()
-                    if k.lower() in ("authorization", "content-type", "x-org-id")
+                    if k.lower() in ("authorization", "content-type", "x-org-id", "idempotency-key")
                 }
                 answer = await self._client.request(method, path, content=body, headers=forwarded)
-                if fate < error_500 + error_429 + drop:
+                once = self.drop_once is not None and f"{method} {path}" == self.drop_once
+                if once:
+                    self.drop_once = None
+                if once or fate < error_500 + error_429 + drop:
                     self.seen["dropped"] += 1  # committed by the kernel; the answer is lost
                     return
                 self.seen["forwarded"] += 1

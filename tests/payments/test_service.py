@@ -19,8 +19,10 @@ from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.payments.gateway import StripeUnavailable
 from billing_kernel.payments.rules import Charge, InvoiceEffect, PaymentStatus
 from billing_kernel.payments.service import UNFINISHED_AFTER
+from tests.client.faulty_proxy import FaultyProxy
 from tests.conftest import Clock, make_kernel, new_id
 from tests.notifications.test_service import until
 from tests.payments.conftest import (
@@ -427,3 +429,35 @@ async def test_reconciling_finds_a_missed_webhook_and_repair_applies_it(
         1,
         "error: --since is a day, YYYY-MM-DD, not 'May'",
     )
+
+
+async def test_an_answer_lost_on_the_way_back_from_stripe_charges_once(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    """Stripe made and confirmed the PaymentIntent, but the connection was cut before its
+    answer arrived: the attempt waits, and the next round settles what Stripe made."""
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await with_card(kernel, stripe_client, invoice.org_id, PAYS)
+    proxy = FaultyProxy(server.base, drop_once="POST /v1/payment_intents")
+    try:
+        cut = make_kernel(
+            database,
+            clock,
+            stripe_api_key=TEST_KEY,
+            stripe_api_base=proxy.url,
+            stripe_webhook_secret=WEBHOOK_SECRET,
+        )
+        with pytest.raises(StripeUnavailable, match="could not be reached"):
+            await cut.payments.collect(invoice.invoice_id)
+        assert proxy.seen["dropped"] == 1
+        [waiting] = await kernel.payments.attempts(invoice.invoice_id)
+        assert waiting.status is PaymentStatus.PENDING
+        assert len(intents(stripe_client)) == 1  # made at Stripe all the same
+        clock.advance(seconds=UNFINISHED_AFTER.total_seconds() + 1)
+        [settled] = await cut.payments.collect_due()
+    finally:
+        proxy.close()
+    assert (settled.payment_id, settled.status) == (waiting.payment_id, PaymentStatus.SUCCEEDED)
+    assert len(intents(stripe_client)) == 1  # charged once
+    assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
