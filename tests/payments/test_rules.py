@@ -17,6 +17,7 @@ from billing_kernel.payments.rules import (
     InvoiceEffect,
     InvoiceState,
     Outcome,
+    PaidInvoice,
     Payment,
     PaymentStatus,
     StripeAttempt,
@@ -29,6 +30,7 @@ from billing_kernel.payments.rules import (
     minor_units,
     moved,
     next_retry,
+    payment_disagreements,
     payment_event,
     refund_key,
     retry_due,
@@ -290,3 +292,59 @@ def test_reconciling_finds_what_differs_and_what_a_missed_webhook_would_mend() -
         [attempt(P.FAILED, None), attempt(P.SUCCEEDED, "pi_1")],
         [at_stripe(P.SUCCEEDED, "pi_0", None), at_stripe(P.SUCCEEDED, "pi_9", "inv_2")],
     ) == [gone, stray]
+
+
+def test_payment_records_that_cannot_all_be_true_are_named() -> None:
+    def paying(
+        payment_id: str, invoice: str, n: int, status: PaymentStatus, amount: str = "49.75"
+    ) -> Payment:
+        at = datetime(2026, 12, 3, tzinfo=UTC)
+        return Payment(
+            payment_id, invoice, "acme", n, status, Decimal(amount), "USD", None, None, None,
+            None, at, at,
+        )  # fmt: skip
+
+    def invoice(invoice_id: str, status: str, paid_by: str | None) -> PaidInvoice:
+        return PaidInvoice(invoice_id, f"N-{invoice_id}", status, Decimal("49.75"), "USD", paid_by)
+
+    sound = [
+        paying("p1", "i1", 1, P.FAILED),
+        paying("p2", "i1", 2, P.SUCCEEDED),
+        paying("p3", "i2", 1, P.PENDING),
+    ]
+    assert (
+        payment_disagreements(
+            [invoice("i1", "paid", "p2"), invoice("i2", "open", None), invoice("i3", "paid", None)],
+            sound,
+            (),
+        )
+        == []
+    )
+    assert payment_disagreements(
+        [
+            invoice("i1", "paid", "p0"),
+            invoice("i2", "paid", "p1"),
+            invoice("i3", "paid", "p2"),
+            invoice("i4", "paid", "p4"),
+        ],
+        [
+            paying("p1", "i2", 1, P.FAILED),
+            paying("p2", "i4", 1, P.SUCCEEDED),
+            paying("p4", "i4", 2, P.SUCCEEDED, "4.97"),
+            paying("p5", "i5", 1, P.SUCCEEDED),
+            paying("p6", "i6", 1, P.SUCCEEDED),
+            paying("p7", "i7", 2, P.FAILED),
+            paying("p8", "i8", 1, P.PROCESSING),
+            paying("p9", "i8", 2, P.FAILED),
+        ],
+        {"p6"},
+    ) == [
+        "N-i1 is paid by p0, which does not exist",
+        "N-i2 is paid by p1, which is failed",
+        "N-i3 is paid by p2, which collected i4",
+        "N-i4 is paid by p4, which took USD 4.97 of USD 49.75",
+        "p2 took USD 49.75 for i4, which it did not pay, and no refund was told",
+        "p5 took USD 49.75 for i5, which it did not pay, and no refund was told",
+        "i7's attempts are numbered [2]",
+        "i8 has attempts [1] under way before its last",
+    ]

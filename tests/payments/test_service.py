@@ -10,10 +10,12 @@ from decimal import Decimal
 
 import pytest
 import stripe
+from sqlalchemy import update
 
 from billing_kernel.background import delivery_worker
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
+from billing_kernel.db.tables import invoices
 from billing_kernel.events.rules import EventType
 from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.kernel import Kernel
@@ -461,3 +463,32 @@ async def test_an_answer_lost_on_the_way_back_from_stripe_charges_once(
     assert (settled.payment_id, settled.status) == (waiting.payment_id, PaymentStatus.SUCCEEDED)
     assert len(intents(stripe_client)) == 1  # charged once
     assert (await kernel.invoices.get(invoice.invoice_id)).status == "paid"
+
+
+async def test_verify_holds_after_collection_and_names_a_record_made_untrue(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    kernel = paying(database, clock, server)
+    invoice = await invoiced(kernel, clock)
+    await card_through_checkout(
+        kernel, server, stripe_client, invoice.org_id, DECLINES_WHEN_CHARGED
+    )
+    [failed] = await kernel.payments.collect_due()
+    await card_through_checkout(kernel, server, stripe_client, invoice.org_id, PAYS)
+    [paid] = await kernel.payments.collect_due()
+    assert await kernel.payments.verify() == []
+    verified = await asyncio.to_thread(run, str(database.url), "payments", "verify")
+    assert (verified.returncode, verified.stdout) == (0, "every payment agrees with its invoice\n")
+    async with database.transaction() as conn:  # what a bad hand in the database would do
+        await conn.execute(
+            update(invoices)
+            .where(invoices.c.invoice_id == invoice.invoice_id)
+            .values(paid_by=failed.payment_id)
+        )
+    assert await kernel.payments.verify() == [
+        f"{invoice.number} is paid by {failed.payment_id}, which is failed",
+        f"{paid.payment_id} took USD 49.75 for {invoice.invoice_id}, which it did not pay, "
+        "and no refund was told",
+    ]
+    broken = await asyncio.to_thread(run, str(database.url), "payments", "verify")
+    assert (broken.returncode, broken.stderr.strip()) == (1, "error: 2 disagreement(s)")

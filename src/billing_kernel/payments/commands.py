@@ -25,6 +25,18 @@ def payments_list(
     echo_each(attempt_line(payment, with_org=True) for payment in found)
 
 
+@payments_app.command("verify")
+def payments_verify() -> None:
+    """Check every payment against the invoice it collected and the invoices they pay, from
+    the kernel's own records (exit 1 on any disagreement); `reconcile` asks Stripe."""
+    found = with_kernel(lambda kernel: kernel.payments.verify())
+    for disagreement in found:
+        typer.echo(disagreement)
+    if found:
+        fail(f"{len(found)} disagreement(s)")
+    typer.echo("every payment agrees with its invoice")
+
+
 @payments_app.command("reconcile")
 def payments_reconcile(
     since: Annotated[

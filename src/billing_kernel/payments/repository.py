@@ -21,7 +21,7 @@ from billing_kernel.db.tables import (
     stripe_events,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.payments.rules import Card, Payment, PaymentStatus
+from billing_kernel.payments.rules import Card, PaidInvoice, Payment, PaymentStatus
 
 
 def _payment(row: Any) -> Payment:
@@ -66,14 +66,6 @@ class PaymentRepository:
             .values(claimed_at=now)
         )
         return bool(retaken.rowcount == 1)
-
-    async def card_set_at(self, org_id: str) -> datetime | None:
-        """When a card was last made the org's default (through Checkout)."""
-        return (
-            await self._conn.execute(
-                select(payment_customers.c.card_set_at).where(payment_customers.c.org_id == org_id)
-            )
-        ).scalar_one_or_none()
 
     async def set_card(self, org_id: str, card: Card, now: datetime) -> None:
         """The org's card on file, as Stripe describes it."""
@@ -136,6 +128,23 @@ class PaymentRepository:
         for row in rows:
             found.setdefault(row.invoice_id, []).append(_payment(row))
         return found
+
+    async def every_attempt(self) -> list[Payment]:
+        rows = await self._conn.execute(
+            select(payments).order_by(payments.c.invoice_id, payments.c.attempt)
+        )
+        return [_payment(row) for row in rows]
+
+    async def paid_or_tried_invoices(self) -> list[PaidInvoice]:
+        """Every invoice paid by a payment, or with an attempt to collect it."""
+        i = invoices.c
+        tried = select(payments.c.invoice_id).where(payments.c.invoice_id == i.invoice_id)
+        rows = await self._conn.execute(
+            select(i.invoice_id, i.number, i.status, i.total, i.currency, i.paid_by)
+            .where(i.paid_by.is_not(None) | tried.exists())
+            .order_by(i.sequence)
+        )
+        return [PaidInvoice(*row) for row in rows]
 
     async def made_since(self, since: datetime) -> list[Payment]:
         """Every attempt made since `since`, oldest first."""

@@ -5,7 +5,7 @@ Standard library only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -375,4 +375,71 @@ def differences(payments: Sequence[Payment], stripe: Sequence[StripeAttempt]) ->
                     "refund it in Stripe, or mark the invoice paid if it is the payment",
                 )
             )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class PaidInvoice:
+    """An invoice as payments are checked against it."""
+
+    invoice_id: str
+    number: str
+    status: str
+    total: Decimal
+    currency: str
+    paid_by: str | None
+
+
+def payment_disagreements(
+    invoices: Sequence[PaidInvoice], payments: Sequence[Payment], refunds_told: Collection[str]
+) -> list[str]:
+    """What the kernel's own payment records say that cannot all be true (`payments
+    verify`; Stripe is not asked): an invoice paid by a payment that is missing, not
+    succeeded, of another invoice or another amount; a succeeded payment whose invoice it
+    did not pay and for which no refund was told (`payment.refund_due`); attempts of one
+    invoice not numbered 1, 2, 3, ... or with one still under way before the last."""
+    found: list[str] = []
+    by_id = {p.payment_id: p for p in payments}
+    invoice_of = {i.invoice_id: i for i in invoices}
+    for invoice in invoices:
+        if invoice.paid_by is None:
+            continue
+        paid = by_id.get(invoice.paid_by)
+        said = f"{invoice.number} is paid by {invoice.paid_by}"
+        if paid is None:
+            found.append(f"{said}, which does not exist")
+        elif paid.status is not PaymentStatus.SUCCEEDED:
+            found.append(f"{said}, which is {paid.status.value}")
+        elif paid.invoice_id != invoice.invoice_id:
+            found.append(f"{said}, which collected {paid.invoice_id}")
+        elif (paid.amount, paid.currency) != (invoice.total, invoice.currency):
+            found.append(
+                f"{said}, which took {paid.currency} {paid.amount} of {invoice.currency} "
+                f"{invoice.total}"
+            )
+    attempts: dict[str, list[Payment]] = {}
+    for payment in payments:
+        attempts.setdefault(payment.invoice_id, []).append(payment)
+        paid_for = invoice_of.get(payment.invoice_id)
+        if (
+            payment.status is PaymentStatus.SUCCEEDED
+            and (paid_for is None or paid_for.paid_by != payment.payment_id)
+            and payment.payment_id not in refunds_told
+        ):
+            found.append(
+                f"{payment.payment_id} took {payment.currency} {payment.amount} for "
+                f"{payment.invoice_id}, which it did not pay, and no refund was told"
+            )
+    for invoice_id, made in sorted(attempts.items()):
+        numbers = sorted(p.attempt for p in made)
+        if numbers != list(range(1, len(numbers) + 1)):
+            found.append(f"{invoice_id}'s attempts are numbered {numbers}")
+        under_way = [
+            p.attempt
+            for p in made
+            if p.status in (PaymentStatus.PENDING, PaymentStatus.PROCESSING)
+            and p.attempt != max(numbers)
+        ]
+        if under_way:
+            found.append(f"{invoice_id} has attempts {under_way} under way before its last")
     return found

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import InvalidSignature, InvoiceNotOpen, PaymentsOff
+from billing_kernel.events.rules import EventType
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.invoices.service import InvoiceService
@@ -45,6 +46,7 @@ from billing_kernel.payments.rules import (
     differences,
     invoice_effect,
     moved,
+    payment_disagreements,
     payment_event,
     retry_due,
 )
@@ -199,10 +201,12 @@ class PaymentService:
         if tried and tried[-1].status is not PaymentStatus.FAILED:
             return None  # succeeded, or still being decided at Stripe: a webhook settles it
         now = self._clock()
-        if tried:
-            async with self._tx.read() as unit:
-                card_set_at = await PaymentRepository(unit).card_set_at(invoice.org_id)
-            new_card = card_set_at is not None and card_set_at > tried[-1].updated_at
+        if tried:  # a new card is one other than the card that failed, as last stored
+            stored = await self.card(invoice.org_id)
+            new_card = (
+                stored is not None
+                and stored.payment_method_id != tried[-1].stripe_payment_method_id
+            )
             if not retry_due(
                 tried[0].updated_at, len(tried) - 1, self._dunning_days, now, new_card=new_card
             ):
@@ -385,6 +389,20 @@ class PaymentService:
             org_id
         ):
             await self._subscriptions.set_status(org_id, BillingStatus.ACTIVE, unit)
+
+    async def verify(self) -> list[str]:
+        """Check the kernel's payment records against each other and the invoices they pay
+        (`rules.payment_disagreements`; Stripe is not asked): each disagreement in words,
+        none when all hold."""
+        async with self._tx.read() as unit:
+            payments = PaymentRepository(unit)
+            made = await payments.every_attempt()
+            invoices = await payments.paid_or_tried_invoices()
+            refunds = await self._events.events(
+                org_id=None, types=[EventType.PAYMENT_REFUND_DUE], limit=1_000_000, uow=unit
+            )
+        told = {str(event.data.get("payment_id")) for _, event in refunds}
+        return payment_disagreements(invoices, made, told)
 
     async def reconcile(
         self, since: datetime, *, repair: bool = False
