@@ -191,7 +191,12 @@ async def test_an_orgs_slack_and_email_settings(api: Api) -> None:
     org_id = await new_org(api)
     admin = await api.key(Scope.BILLING_ADMIN)
     url = f"/api/v1/orgs/{org_id}/notifications"
-    default = ["payment.failed", "quota.blocked", "usage.threshold_crossed"]  # not "back under"
+    default = [  # not "back under"
+        "payment.card_needed",
+        "payment.failed",
+        "quota.blocked",
+        "usage.threshold_crossed",
+    ]
     assert (await api.client.get(url, headers=admin)).json() == {
         "org_id": org_id,
         "slack_webhook_url": None,
@@ -202,6 +207,7 @@ async def test_an_orgs_slack_and_email_settings(api: Api) -> None:
     answer = await api.client.put(url, json=body, headers=admin)
     assert answer.json() == {"org_id": org_id, **body, "email_events": default}
     every = [
+        "payment.card_needed",
         "payment.failed",
         "quota.blocked",
         "usage.threshold_crossed",

@@ -32,7 +32,12 @@ from billing_kernel.notifications.rules import (
     wants,
     webhook_headers,
 )
-from billing_kernel.payments.rules import InvoiceEffect, Outcome, payment_event
+from billing_kernel.payments.rules import (
+    InvoiceEffect,
+    Outcome,
+    card_needed_event,
+    payment_event,
+)
 
 # The example of the Standard Webhooks specification's reference libraries.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -389,3 +394,31 @@ def test_a_failed_payment_in_words_and_told_to_people() -> None:
     assert refund is not None
     assert told_to_people([failed, paid, refund]) == {failed.event_id}  # people: failures
     assert payment_event(InvoiceEffect.NONE, outcome, NOW) is None
+
+
+def test_an_invoice_waiting_for_a_card_in_words() -> None:
+    needed = card_needed_event("acme", "inv_1", "INV-000007", Decimal("49.75"), "USD", NOW)
+    assert (
+        needed.event_id
+        == card_needed_event(
+            "acme", "inv_1", "INV-000007", Decimal("49.75"), "USD", NOW.replace(hour=1)
+        ).event_id
+    )  # once per invoice
+    assert (needed.org_id, needed.data) == (
+        "acme",
+        {
+            "org_id": "acme",
+            "invoice_id": "inv_1",
+            "invoice_number": "INV-000007",
+            "amount": "49.75",
+            "currency": "USD",
+        },
+    )
+    words = payment_words(needed, "Acme", LINK)
+    assert words.subject == "Acme: add a card to pay invoice INV-000007"
+    assert words.headline == (
+        "Acme's invoice INV-000007 for USD 49.75 is ready to be paid, and there is no card on "
+        "file: add one on the billing page and it is charged to it."
+    )
+    assert words.facts == (("Invoice", "INV-000007"), ("Amount", "USD 49.75"))
+    assert told_to_people([needed]) == {needed.event_id}

@@ -131,7 +131,9 @@ async def test_an_org_without_a_card_waits_until_its_owner_adds_one_through_chec
     kernel = paying(database, clock, server)
     waiting = await invoiced(kernel, clock)
     assert await kernel.payments.collect_due() == []
+    assert await kernel.payments.collect_due() == []
     assert await kernel.payments.attempts(waiting.invoice_id) == []
+    assert await told(kernel, waiting.org_id) == ["payment.card_needed"]  # once
     assert await kernel.payments.card(waiting.org_id) is None
     assert intents(stripe_client) == []
     url = await kernel.payments.card_setup_url(waiting.org_id, "https://b.example/app/billing")
@@ -492,3 +494,33 @@ async def test_verify_holds_after_collection_and_names_a_record_made_untrue(
     ]
     broken = await asyncio.to_thread(run, str(database.url), "payments", "verify")
     assert (broken.returncode, broken.stderr.strip()) == (1, "error: 2 disagreement(s)")
+
+
+async def test_owners_are_emailed_once_that_an_invoice_waits_for_a_card(
+    database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
+) -> None:
+    with smtp_server() as (url, mailbox):
+        kernel = make_kernel(
+            database,
+            clock,
+            stripe_api_key=TEST_KEY,
+            stripe_api_base=server.base,
+            smtp_url=url,
+            email_from="billing@example.com",
+        )
+        invoice = await invoiced(kernel, clock, runs=100)  # within what Starter includes
+        await kernel.members.add(
+            invoice.org_id, new_id("u"), MemberRole.OWNER, email="owner@example.com"
+        )
+        for _ in range(2):
+            assert await kernel.payments.collect_due() == []
+        worker = delivery_worker(kernel)
+
+        async def sent() -> bool:
+            return len(mailbox.messages) == 1
+
+        await until(sent, worker)
+        await worker.run_once()
+        [(_, recipients, message)] = mailbox.messages
+        assert recipients == ["owner@example.com"]
+        assert message["Subject"] == f"Acme Inc.: add a card to pay invoice {invoice.number}"

@@ -21,6 +21,7 @@ class EventType(StrEnum):
     PAYMENT_SUCCEEDED = "payment.succeeded"
     PAYMENT_FAILED = "payment.failed"
     PAYMENT_REFUND_DUE = "payment.refund_due"
+    PAYMENT_CARD_NEEDED = "payment.card_needed"
 
 
 def event_id(event_type: EventType, *parts: str | int) -> str:

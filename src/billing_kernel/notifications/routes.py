@@ -208,7 +208,8 @@ async def put_channels(
     """`slack_webhook_url`: a Slack incoming webhook that gets each crossing and block as a
     message (null: none); `email`: whether the org's owners and admins with an email address
     get them (when the kernel has BILLING_SMTP_URL), and `email_events` which (left out:
-    crossings, blocks and failed payments). Needs `billing:admin`."""
+    crossings, blocks, failed payments and invoices waiting for a card). Needs
+    `billing:admin`."""
     settings = await kernel.notifications.put_channel_settings(
         org_id,
         slack_webhook_url=body.slack_webhook_url,

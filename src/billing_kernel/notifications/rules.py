@@ -67,7 +67,12 @@ class Endpoint:
 
 
 TOLD_TO_PEOPLE = frozenset(
-    {EventType.THRESHOLD_CROSSED, EventType.QUOTA_BLOCKED, EventType.PAYMENT_FAILED}
+    {
+        EventType.THRESHOLD_CROSSED,
+        EventType.QUOTA_BLOCKED,
+        EventType.PAYMENT_FAILED,
+        EventType.PAYMENT_CARD_NEEDED,
+    }
 )
 """What an org's people hear of by Slack and email: a "back under" notice (a change of limit
 resolved a crossing) is an event and goes to webhooks, but is no one's news."""
@@ -300,9 +305,21 @@ def alert_words(
 
 
 def payment_words(event: Event, org_name: str, billing_url: str) -> AlertWords:
-    """What an email or a Slack message says of a failed payment (`payment.failed`)."""
+    """What an email or a Slack message says of a failed payment (`payment.failed`), or
+    of an invoice waiting for a card (`payment.card_needed`)."""
     data = event.data
     amount = f"{data['currency']} {data['amount']}"
+    if event.event_type is EventType.PAYMENT_CARD_NEEDED:
+        return AlertWords(
+            subject=f"{org_name}: add a card to pay invoice {data['invoice_number']}",
+            headline=(
+                f"{org_name}'s invoice {data['invoice_number']} for {amount} is ready to be "
+                "paid, and there is no card on file: add one on the billing page and it is "
+                "charged to it."
+            ),
+            facts=(("Invoice", str(data["invoice_number"])), ("Amount", amount)),
+            link=billing_url,
+        )
     why = str(data.get("failure") or "declined").rstrip(".")
     subject = f"{org_name}: payment of {amount} failed"
     headline = (

@@ -124,7 +124,11 @@ class DeliveryOut(BaseModel):
 
 
 AlertType = Literal[
-    "usage.threshold_crossed", "usage.threshold_resolved", "quota.blocked", "payment.failed"
+    "usage.threshold_crossed",
+    "usage.threshold_resolved",
+    "quota.blocked",
+    "payment.failed",
+    "payment.card_needed",
 ]
 """The org's event types that may be emailed (`events.rules.EventType`)."""
 
@@ -143,9 +147,10 @@ class ChannelsIn(StrictBody):
     )
     email_events: list[AlertType] | None = Field(
         default=None,
-        max_length=4,
+        max_length=5,
         description="Which event types are emailed. Left out or null: "
-        "`usage.threshold_crossed`, `quota.blocked` and `payment.failed` (a "
+        "`usage.threshold_crossed`, `quota.blocked`, `payment.failed` and "
+        "`payment.card_needed` (a "
         "`usage.threshold_resolved`, back under after a change of limit, goes to webhooks "
         "only unless named here). Of the thresholds one write crosses together, only the "
         "highest is emailed.",

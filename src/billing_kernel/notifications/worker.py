@@ -216,7 +216,7 @@ class DeliveryWorker:
         org_id = event.org_id or ""
         org = await self._orgs.get(org_id)
         link = f"{self._settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
-        if event.event_type is EventType.PAYMENT_FAILED:
+        if event.event_type in (EventType.PAYMENT_FAILED, EventType.PAYMENT_CARD_NEEDED):
             return payment_words(event, org.name or org_id, link)
         metrics = await self._metrics.by_key()
         key = str(event.data.get("metric"))

@@ -274,6 +274,26 @@ def payment_event(effect: InvoiceEffect, outcome: Outcome, now: datetime) -> Eve
     )
 
 
+def card_needed_event(
+    org_id: str, invoice_id: str, number: str, amount: Decimal, currency: str, now: datetime
+) -> Event:
+    """The event that an invoice is ready to be collected and its org has no card on file:
+    the org's owners are told to add one. One per invoice, however often it is written."""
+    return Event(
+        event_id=event_id(EventType.PAYMENT_CARD_NEEDED, invoice_id),
+        event_type=EventType.PAYMENT_CARD_NEEDED,
+        org_id=org_id,
+        created_at=now,
+        data={
+            "org_id": org_id,
+            "invoice_id": invoice_id,
+            "invoice_number": number,
+            "amount": f"{amount:.2f}",
+            "currency": currency,
+        },
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StripeAttempt:
     """A PaymentIntent as Stripe has it, with the attempt its metadata names (None: not one

@@ -43,6 +43,7 @@ from billing_kernel.payments.rules import (
     Outcome,
     Payment,
     PaymentStatus,
+    card_needed_event,
     differences,
     invoice_effect,
     moved,
@@ -215,8 +216,17 @@ class PaymentService:
         if customer_id is None:
             return None
         card = await self.card(invoice.org_id) or await self._stripe().default_card(customer_id)
-        if card is None:
-            return None  # it waits for a card
+        if card is None:  # it waits for a card; the owners are told once
+            told = card_needed_event(
+                invoice.org_id,
+                invoice.invoice_id,
+                invoice.number,
+                invoice.total,
+                invoice.currency,
+                self._clock(),
+            )
+            await self._events.record([told])
+            return None
         attempt = len(tried) + 1
         async with self._tx.begin() as unit:
             payments = PaymentRepository(unit)
