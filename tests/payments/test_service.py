@@ -44,13 +44,15 @@ pytestmark = pytest.mark.anyio
 MAY = BillingPeriod.parse("2026-05")
 
 
-def paying(database: Database, clock: Clock, server: StripeServer) -> Kernel:
+def paying(database: Database, clock: Clock, server: StripeServer, **settings: object) -> Kernel:
+    """A kernel that collects through the test's Stripe (and takes its webhooks)."""
     return make_kernel(
         database,
         clock,
         stripe_api_key=TEST_KEY,
         stripe_api_base=server.base,
         stripe_webhook_secret=WEBHOOK_SECRET,
+        **settings,
     )
 
 
@@ -364,15 +366,7 @@ async def test_a_failed_payment_is_emailed_to_the_owners_with_stripes_reason(
     database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
 ) -> None:
     with smtp_server() as (url, mailbox):
-        kernel = make_kernel(
-            database,
-            clock,
-            stripe_api_key=TEST_KEY,
-            stripe_api_base=server.base,
-            stripe_webhook_secret=WEBHOOK_SECRET,
-            smtp_url=url,
-            email_from="billing@example.com",
-        )
+        kernel = paying(database, clock, server, smtp_url=url, email_from="billing@example.com")
         invoice = await invoiced(kernel, clock)
         await kernel.members.add(
             invoice.org_id, new_id("u"), MemberRole.OWNER, email="owner@example.com"
@@ -500,14 +494,7 @@ async def test_owners_are_emailed_once_that_an_invoice_waits_for_a_card(
     database: Database, clock: Clock, server: StripeServer, stripe_client: stripe.StripeClient
 ) -> None:
     with smtp_server() as (url, mailbox):
-        kernel = make_kernel(
-            database,
-            clock,
-            stripe_api_key=TEST_KEY,
-            stripe_api_base=server.base,
-            smtp_url=url,
-            email_from="billing@example.com",
-        )
+        kernel = paying(database, clock, server, smtp_url=url, email_from="billing@example.com")
         invoice = await invoiced(kernel, clock, runs=100)  # within what Starter includes
         await kernel.members.add(
             invoice.org_id, new_id("u"), MemberRole.OWNER, email="owner@example.com"
