@@ -11,7 +11,7 @@ import pytest
 from billing_kernel.alerts.rules import AlertFacts, alert_event
 from billing_kernel.config import RETRY_SCHEDULE
 from billing_kernel.errors import InvalidInput
-from billing_kernel.events.rules import Event, EventType
+from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.notifications.rules import (
     JITTER,
     SECRET_PREFIX,
@@ -388,6 +388,10 @@ def test_a_failed_payment_in_words_and_told_to_people() -> None:
         ("Attempt", "2"),
     )
     assert words.link == LINK
+    silent = replace(outcome, failure=None)  # Stripe gave no words: still a sentence
+    unsaid = payment_event(InvoiceEffect.PAST_DUE, silent, NOW)
+    assert unsaid is not None
+    assert payment_words(unsaid, "Acme", LINK).facts[2] == ("Reason", "declined")
     paid = payment_event(InvoiceEffect.MARK_PAID, outcome, NOW)
     refund = payment_event(InvoiceEffect.REFUND_DUE, outcome, NOW)
     assert paid is not None
@@ -414,7 +418,10 @@ def test_an_invoice_waiting_for_a_card_in_words() -> None:
             "currency": "USD",
         },
     )
+    assert needed.event_id == event_id(EventType.PAYMENT_CARD_NEEDED, "inv_1")
+    assert (needed.event_type, needed.created_at) == (EventType.PAYMENT_CARD_NEEDED, NOW)
     words = payment_words(needed, "Acme", LINK)
+    assert words.link == LINK
     assert words.subject == "Acme: add a card to pay invoice INV-000007"
     assert words.headline == (
         "Acme's invoice INV-000007 for USD 49.75 is ready to be paid, and there is no card on "
