@@ -11,11 +11,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from billing_kernel.payments.checks import (
+    StripeAttempt,
+)
 from billing_kernel.payments.rules import (
     Card,
     Charge,
     PaymentStatus,
-    StripeAttempt,
     attempt_key,
     customer_key,
     from_minor_units,

@@ -21,7 +21,14 @@ from billing_kernel.db.tables import (
     stripe_events,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
-from billing_kernel.payments.rules import Card, PaidInvoice, Payment, PaymentStatus
+from billing_kernel.payments.checks import (
+    PaidInvoice,
+)
+from billing_kernel.payments.rules import (
+    Card,
+    Payment,
+    PaymentStatus,
+)
 
 
 def _payment(row: Any) -> Payment:

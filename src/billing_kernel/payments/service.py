@@ -26,6 +26,11 @@ from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.payments.checks import (
+    Difference,
+    differences,
+    payment_disagreements,
+)
 from billing_kernel.payments.gateway import (
     BadSignature,
     StripeGateway,
@@ -37,17 +42,14 @@ from billing_kernel.payments.repository import PaymentRepository
 from billing_kernel.payments.rules import (
     Card,
     Charge,
-    Difference,
     InvoiceEffect,
     InvoiceState,
     Outcome,
     Payment,
     PaymentStatus,
     card_needed_event,
-    differences,
     invoice_effect,
     moved,
-    payment_disagreements,
     payment_event,
     retry_due,
 )
