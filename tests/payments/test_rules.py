@@ -17,6 +17,7 @@ from billing_kernel.payments.rules import (
     Outcome,
     PaymentStatus,
     attempt_key,
+    card_needed_event,
     customer_key,
     from_minor_units,
     invoice_effect,
@@ -214,3 +215,23 @@ def test_a_retry_is_due_on_schedule_or_at_once_on_a_new_card() -> None:
     assert retry_due(failed, 2, schedule, failed, new_card=True)  # a new card: at once
     assert retry_due(failed, 0, (), failed, new_card=True)
     assert not retry_due(failed, 0, (), failed + day, new_card=False)
+
+
+def test_an_invoice_waiting_for_a_card_is_told_once_as_the_orgs_event() -> None:
+    now = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    needed = card_needed_event("acme", "inv_1", "INV-000007", Decimal("49.75"), "USD", now)
+    assert (needed.event_id, needed.event_type, needed.org_id, needed.created_at) == (
+        event_id(EventType.PAYMENT_CARD_NEEDED, "inv_1"),
+        EventType.PAYMENT_CARD_NEEDED,
+        "acme",
+        now,
+    )
+    assert needed.data == {
+        "org_id": "acme",
+        "invoice_id": "inv_1",
+        "invoice_number": "INV-000007",
+        "amount": "49.75",
+        "currency": "USD",
+    }
+    other = card_needed_event("acme", "inv_2", "INV-000008", Decimal("49.75"), "USD", now)
+    assert other.event_id != needed.event_id
