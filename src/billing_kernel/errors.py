@@ -250,6 +250,33 @@ class PaymentsOff(NotFound):
     title = "Payments through Stripe are not configured"
 
 
+class PaymentUnderWay(BillingError):
+    """A payment of the invoice is being made (the card on file being charged, or Stripe
+    deciding), or it is paid: no pay-now page is opened beside it; nothing was written."""
+
+    status = 409
+    code = "payment_under_way"
+    title = "Payment under way"
+
+
+class StripeNotAnswering(BillingError):
+    """Stripe could not be reached, or failed on its side; nothing is known to have been
+    made there, and asking again is safe (the same key)."""
+
+    status = 503
+    code = "stripe_unavailable"
+    title = "Stripe unavailable"
+
+
+class StripeRefusedCall(BillingError):
+    """Stripe refused the kernel's call (a configuration or account matter: the message
+    says Stripe's words)."""
+
+    status = 502
+    code = "stripe_refused"
+    title = "Stripe refused"
+
+
 class InvalidSignature(BillingError):
     """A webhook's signature does not verify (wrong secret, altered body, too old): nothing
     was stored."""

@@ -257,6 +257,7 @@ OPERATION_IDS = {
     ("post", "/api/v1/payments/stripe/webhook"): "receiveStripeWebhook",
     ("get", "/api/v1/billing/org/payment-method"): "getPaymentMethod",
     ("get", "/api/v1/billing/org/invoices/{invoice_id}/payments"): "listInvoicePayments",
+    ("post", "/api/v1/billing/org/invoices/{invoice_id}/pay"): "createPayNowPage",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

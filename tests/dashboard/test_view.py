@@ -1,5 +1,5 @@
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -317,10 +317,13 @@ def test_metrics_neither_included_nor_used_are_folded() -> None:
 
 
 class Tried:
-    def __init__(self, status: PaymentStatus, failure: str | None = None) -> None:
+    def __init__(
+        self, status: PaymentStatus, failure: str | None = None, *, paid_now: bool = False
+    ) -> None:
         self.status = status
         self.failure_message = failure
         self.updated_at = datetime(2026, 12, 3, 9, tzinfo=UTC)
+        self.checkout_expires_at = self.updated_at + timedelta(hours=1) if paid_now else None
 
 
 def test_an_invoices_payment_reads_as_words() -> None:
@@ -340,6 +343,15 @@ def test_an_invoices_payment_reads_as_words() -> None:
     assert payment_state("open", [Tried(PaymentStatus.PROCESSING)], False, True) == "Processing"
     assert payment_state("open", [], True, True) == "Being collected"
     assert payment_state("open", [], False, True) == "Waiting for a card"
+    # Paid now: the page open reads so; left unpaid, the invoice reads as before it.
+    page = Tried(PaymentStatus.PENDING, paid_now=True)
+    assert payment_state("open", [failed, page], True, True) == "Being paid on Stripe's page"
+    left = Tried(PaymentStatus.CANCELED, paid_now=True)
+    assert payment_state("open", [left], False, True) == "Waiting for a card"
+    assert payment_state("open", [left], True, True) == "Being collected"
+    assert payment_state("open", [failed, left], True, True) == (
+        "Failed: Your card was declined (3 Dec 2026)"
+    )
 
 
 def test_a_card_reads_without_its_number() -> None:

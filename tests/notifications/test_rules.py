@@ -379,7 +379,7 @@ def test_a_failed_payment_in_words_and_told_to_people() -> None:
     assert words.subject == "Acme: payment of USD 49.75 failed"
     assert words.headline == (
         "The payment of USD 49.75 for Acme's invoice INV-000007 failed: Your card was "
-        "declined. Add or update the card on the billing page to pay it."
+        "declined. Pay it now on the billing page, or add or update the card there."
     )
     assert words.facts == (
         ("Invoice", "INV-000007"),
@@ -425,7 +425,7 @@ def test_an_invoice_waiting_for_a_card_in_words() -> None:
     assert words.subject == "Acme: add a card to pay invoice INV-000007"
     assert words.headline == (
         "Acme's invoice INV-000007 for USD 49.75 is ready to be paid, and there is no card on "
-        "file: add one on the billing page and it is charged to it."
+        "file: pay it now on the billing page, or add a card there and it is charged to it."
     )
     assert words.facts == (("Invoice", "INV-000007"), ("Amount", "USD 49.75"))
     assert told_to_people([needed]) == {needed.event_id}

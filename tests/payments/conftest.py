@@ -85,3 +85,44 @@ def complete_checkout(
         "type": "checkout.session.completed",
         "data": {"object": done.json()},
     }
+
+
+def pay_on_checkout(
+    server: StripeServer, client: stripe.StripeClient, url: str, number: str
+) -> list[dict[str, Any]]:
+    """What the payer does on the pay-now page at `url` (payment mode): pays with a card,
+    which makes a PaymentIntent carrying the page's `payment_intent_data`. The events Stripe
+    then sends: `checkout.session.completed` and `payment_intent.succeeded`."""
+    session_id = url.rsplit("/", 1)[1]
+    session = client.v1.checkout.sessions.retrieve(session_id).to_dict()
+    card = {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    method = client.v1.payment_methods.create(params={"type": "card", "card": card})  # type: ignore[typeddict-item]
+    client.v1.payment_methods.attach(method.id, params={"customer": str(session["customer"])})
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "customer": str(session["customer"]),
+            "payment_method": method.id,
+            "metadata": session["_intent_metadata"],
+        }
+    )
+    paid = client.v1.payment_intents.confirm(intent.id)
+    done = httpx.post(
+        f"{server.base}/_config/checkout/{session_id}/complete", data={"payment_intent": paid.id}
+    )
+    done.raise_for_status()
+    return [
+        {
+            "id": f"evt_{session_id}",
+            "object": "event",
+            "type": "checkout.session.completed",
+            "data": {"object": done.json()},
+        },
+        {
+            "id": f"evt_{paid.id}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "data": {"object": paid.to_dict()},
+        },
+    ]

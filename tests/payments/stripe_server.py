@@ -2,8 +2,10 @@
 a process of its own with its state in memory (its own launcher binds every interface and
 keeps its state in a fixed file in /tmp). What Stripe does that it does not is added in
 front of it, written from Stripe's API reference: idempotent requests (a key's answer
-replayed), listing PaymentIntents by customer, and Checkout Sessions (made and read; the
-test completes one as the customer would). Started and stopped by the test."""
+replayed), listing PaymentIntents by customer, and Checkout Sessions in setup and payment
+mode (made, read and expired; the test completes one as the customer would). It does not
+check `expires_at` against its own clock (the tests run on a clock of their own). Started
+and stopped by the test."""
 
 from __future__ import annotations
 
@@ -100,12 +102,49 @@ async def more_than_localstripe(request, handler):
         sessions[session_id] = {
             "id": session_id, "object": "checkout.session", "mode": form["mode"],
             "customer": form.get("customer"), "status": "open", "setup_intent": None,
-            "payment_intent": None, "success_url": form["success_url"],
-            "cancel_url": form.get("cancel_url"),
+            "payment_intent": None, "payment_status": "unpaid",
+            "success_url": form["success_url"], "cancel_url": form.get("cancel_url"),
             "metadata": {k[9:-1]: v for k, v in form.items() if k.startswith("metadata[")},
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            "amount_total": None, "currency": None, "expires_at": None,
         }
+        if form["mode"] == "payment":
+            # A payment needs its line items; what it makes carries payment_intent_data.
+            item = "line_items[0][price_data]"
+            if f"{item}[unit_amount]" not in form or f"{item}[currency]" not in form:
+                del sessions[session_id]
+                return web.json_response(
+                    {"error": {"type": "invalid_request_error", "param": "line_items",
+                               "message": "Missing required param: line_items."}},
+                    status=400,
+                )
+            prefix = "payment_intent_data[metadata]["
+            sessions[session_id] |= {
+                "amount_total": int(form[f"{item}[unit_amount]"])
+                * int(form.get("line_items[0][quantity]", "1")),
+                "currency": form[f"{item}[currency]"],
+                "expires_at": int(form["expires_at"]) if "expires_at" in form else None,
+                "_intent_metadata": {
+                    k[len(prefix):-1]: v for k, v in form.items() if k.startswith(prefix)
+                },
+            }
         return web.json_response(sessions[session_id])
+    # "Expire a Checkout Session": only an open one; afterwards nobody can pay on it.
+    if (
+        request.path.startswith("/v1/checkout/sessions/")
+        and request.path.endswith("/expire")
+        and request.method == "POST"
+    ):
+        found = sessions.get(request.path.split("/")[4])
+        if found is None or found["status"] != "open":
+            return web.json_response(
+                {"error": {"type": "invalid_request_error",
+                           "message": 'Only Checkout Sessions with a status in ["open"] '
+                                      'can be expired.'}},
+                status=400,
+            )
+        found["status"] = "expired"
+        return web.json_response(found)
     if request.path.startswith("/v1/checkout/sessions/") and request.method == "GET":
         found = sessions.get(request.path.rsplit("/", 1)[1])
         if found is None:
@@ -117,7 +156,13 @@ async def more_than_localstripe(request, handler):
     if request.path.startswith("/_config/checkout/") and request.path.endswith("/complete"):
         found = sessions[request.path.split("/")[3]]
         form = await request.post()
-        found |= {"status": "complete", "setup_intent": form.get("setup_intent")}
+        if found["status"] != "open":  # Stripe's page takes nothing once it has expired
+            return web.json_response({"error": {"message": "expired"}}, status=400)
+        if found["mode"] == "setup":
+            found |= {"status": "complete", "setup_intent": form.get("setup_intent")}
+        else:
+            found |= {"status": "complete", "payment_status": "paid",
+                      "payment_intent": form.get("payment_intent")}
         return web.json_response(found)
     if request.path == "/_config/data" and request.method == "DELETE":
         answered.clear()

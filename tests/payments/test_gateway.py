@@ -7,7 +7,12 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from billing_kernel.payments.gateway import StripeGateway, StripeRefused, StripeUnavailable
+from billing_kernel.payments.gateway import (
+    StripeGateway,
+    StripeRefused,
+    StripeUnavailable,
+    charge_of_checkout,
+)
 from billing_kernel.payments.rules import Charge, PaymentStatus
 from tests.live import free_port
 from tests.payments.conftest import DECLINES_WHEN_CHARGED, PAYS, save_card
@@ -97,3 +102,26 @@ async def test_stripe_unreachable_or_refusing_is_an_error_that_says_which(
     gateway = StripeGateway(TEST_KEY, server.base)
     with pytest.raises(StripeRefused, match=r"Stripe refused the call \(404\)"):
         await gateway.default_card("cus_nobody")
+
+
+def test_a_pay_now_page_reads_as_paid_left_unpaid_or_not_yet_known() -> None:
+    """As `checkout.session.*` events carry a Checkout Session in payment mode (Stripe's
+    API reference: `status`, `payment_status`, `amount_total`, `payment_intent`)."""
+    session = {"amount_total": 4975, "currency": "usd", "payment_intent": None}
+    assert charge_of_checkout(session | {"status": "expired", "payment_status": "unpaid"}) == (
+        Charge(None, PaymentStatus.CANCELED, Decimal("49.75"), "USD")
+    )
+    paid = session | {"status": "complete", "payment_status": "paid", "payment_intent": "pi_9"}
+    assert charge_of_checkout(paid) == Charge(
+        "pi_9", PaymentStatus.SUCCEEDED, Decimal("49.75"), "USD"
+    )
+    expanded = paid | {
+        "payment_intent": {"id": "pi_9", "object": "payment_intent"},
+        "currency": "jpy",
+    }
+    assert charge_of_checkout(expanded | {"amount_total": 1234}) == (
+        Charge("pi_9", PaymentStatus.SUCCEEDED, Decimal(1234), "JPY")
+    )
+    deciding = paid | {"payment_status": "unpaid"}  # a bank debit: its PaymentIntent tells
+    assert charge_of_checkout(deciding) is None
+    assert charge_of_checkout(session | {"status": "open", "payment_status": "unpaid"}) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import stripe
-from playwright.sync_api import Browser, Route
+from playwright.sync_api import Browser, Page, Route
 
 from billing_kernel.db.database import Database
 from billing_kernel.members.rules import MemberRole
@@ -69,6 +69,20 @@ def page_kernel(
             worker.submit(scratch.__exit__, None, None, None).result()
 
 
+def to_stripe(page: Page, button: str) -> list[str]:
+    """Click `button` and follow the redirect to Stripe's Checkout: the URLs reached."""
+    reached: list[str] = []
+
+    def at_stripe(route: Route) -> None:  # Stripe's page: not on this machine's network
+        reached.append(route.request.url)
+        route.fulfill(status=200, body="Stripe Checkout", content_type="text/plain")
+
+    page.route("https://checkout.stripe.com/**", at_stripe)
+    page.get_by_test_id(button).click()
+    page.wait_for_url("https://checkout.stripe.com/**")
+    return reached
+
+
 def test_the_page_shows_the_card_and_each_invoices_payment(
     browser: Browser, page_kernel: tuple[str, dict[str, str]]
 ) -> None:
@@ -89,16 +103,28 @@ def test_update_card_sends_the_owner_to_stripe_checkout(
 ) -> None:
     base, ids = page_kernel
     page, _ = open_page(browser, base, ids["paid"])
-    reached: list[str] = []
-
-    def at_stripe(route: Route) -> None:  # Stripe's page: not on this machine's network
-        reached.append(route.request.url)
-        route.fulfill(status=200, body="Stripe Checkout", content_type="text/plain")
-
-    page.route("https://checkout.stripe.com/**", at_stripe)
-    page.get_by_test_id("update-card").click()
-    page.wait_for_url("https://checkout.stripe.com/**")
+    reached = to_stripe(page, "update-card")
     assert len(reached) == 1
     assert reached[0].startswith("https://checkout.stripe.com/c/pay/cs_test_")
     back, _ = open_page(browser, base, ids["paid"], path="/app/billing?card=added")
     assert "saved with Stripe" in back.get_by_test_id("card-notice").inner_text()
+
+
+def test_pay_now_sends_the_owner_of_a_declined_invoice_to_stripe_checkout(
+    browser: Browser, page_kernel: tuple[str, dict[str, str]]
+) -> None:
+    base, ids = page_kernel
+    paid, _ = open_page(browser, base, ids["paid"])
+    assert paid.get_by_test_id("pay-now").count() == 0  # nothing to pay
+    page, _ = open_page(browser, base, ids["declined"])
+    reached = to_stripe(page, "pay-now")
+    assert len(reached) == 1
+    assert reached[0].startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    back, _ = open_page(browser, base, ids["declined"], path="/app/billing?paid=invoice")
+    screenshot(back, "billing-pay-now-open")
+    assert "made on Stripe's page" in back.get_by_test_id("paid-notice").inner_text()
+    assert (
+        back.get_by_test_id("invoice-payment")
+        .inner_text()
+        .startswith("Being paid on Stripe's page")
+    )

@@ -12,19 +12,26 @@ from hypothesis import strategies as st
 from billing_kernel.errors import InvalidInput
 from billing_kernel.events.rules import EventType, event_id
 from billing_kernel.payments.rules import (
+    PAY_NOW_LIFETIME,
+    PAY_NOW_MARGIN,
     InvoiceEffect,
     InvoiceState,
     Outcome,
+    Payment,
     PaymentStatus,
     attempt_key,
     card_needed_event,
+    checkout_key,
     customer_key,
+    dunning_attempts,
     from_minor_units,
     invoice_effect,
     minor_exponent,
     minor_units,
     moved,
     next_retry,
+    open_pay_now,
+    pay_now_offered,
     payment_event,
     refund_key,
     retry_due,
@@ -85,6 +92,7 @@ def test_every_call_to_stripe_has_a_key_derived_from_the_kernels_ids() -> None:
     assert attempt_key("inv_1", 1) == "invoice:inv_1:attempt:1"
     assert attempt_key("inv_1", 2) != attempt_key("inv_1", 1)  # a dunning retry charges anew
     assert refund_key("cn_7") == "refund:cn_7"
+    assert checkout_key("inv_1", 2) == "invoice:inv_1:attempt:2:checkout"
     with pytest.raises(ValueError, match="attempts are counted from 1, not 0"):
         attempt_key("inv_1", 0)
     assert attempt_key("inv_1", 1) == "invoice:inv_1:attempt:1"
@@ -113,10 +121,14 @@ def test_a_payment_moves_forward_only_and_success_is_final() -> None:
     assert moved(P.PROCESSING, P.SUCCEEDED) is P.SUCCEEDED
     assert moved(P.PROCESSING, P.FAILED) is P.FAILED
     assert moved(P.FAILED, P.SUCCEEDED) is P.SUCCEEDED  # confirmed again, and it went through
-    for final in (P.PROCESSING, P.FAILED, P.SUCCEEDED, P.PENDING):
+    assert moved(P.PENDING, P.CANCELED) is P.CANCELED  # a pay-now page expired unpaid
+    assert moved(P.CANCELED, P.SUCCEEDED) is P.SUCCEEDED  # money is money, however late
+    for final in (P.PROCESSING, P.FAILED, P.SUCCEEDED, P.PENDING, P.CANCELED):
         assert moved(P.SUCCEEDED, final) is None
-    for stale in (P.PENDING, P.PROCESSING, P.FAILED):
+    for stale in (P.PENDING, P.PROCESSING, P.FAILED, P.CANCELED):
         assert moved(P.FAILED, stale) is None
+        assert moved(P.CANCELED, stale) is None
+    assert moved(P.PROCESSING, P.CANCELED) is None  # only a page that took nothing expires
     assert moved(P.PROCESSING, P.PROCESSING) is None
     assert moved(P.PROCESSING, P.PENDING) is None
     assert moved(P.PENDING, P.PENDING) is None
@@ -235,3 +247,53 @@ def test_an_invoice_waiting_for_a_card_is_told_once_as_the_orgs_event() -> None:
     }
     other = card_needed_event("acme", "inv_2", "INV-000008", Decimal("49.75"), "USD", now)
     assert other.event_id != needed.event_id
+
+
+NOW = datetime(2026, 12, 3, 9, tzinfo=UTC)
+
+
+def tried(status: PaymentStatus, *, page_until: datetime | None = None, n: int = 1) -> Payment:
+    return Payment(
+        f"pay_{n}", "inv_1", "acme", n, status, Decimal("49.75"), "USD", None, None, None, None,
+        NOW, NOW, checkout_expires_at=page_until,
+    )  # fmt: skip
+
+
+def test_a_pay_now_page_left_unpaid_is_not_counted_by_dunning() -> None:
+    failed, left = tried(P.FAILED), tried(P.CANCELED, page_until=NOW, n=2)
+    assert dunning_attempts([failed, left, tried(P.FAILED, n=3)]) == [failed, tried(P.FAILED, n=3)]
+    assert dunning_attempts([left]) == []
+    assert (failed.paid_now, left.paid_now) == (False, True)
+
+
+def test_a_pay_now_page_is_handed_out_again_until_near_its_end() -> None:
+    until = NOW + PAY_NOW_LIFETIME
+    page = tried(P.PENDING, page_until=until)
+    assert timedelta(hours=1) == PAY_NOW_LIFETIME
+    assert open_pay_now([page], NOW) is page
+    assert open_pay_now([page], until - PAY_NOW_MARGIN - timedelta(seconds=1)) is page
+    assert open_pay_now([page], until - PAY_NOW_MARGIN) is None  # a new one is made
+    assert open_pay_now([page, tried(P.FAILED, n=2)], NOW) is None  # not the last
+    assert open_pay_now([tried(P.PENDING)], NOW) is None  # a charge of the card on file
+    assert open_pay_now([tried(P.SUCCEEDED, page_until=until)], NOW) is None  # paid on it
+    assert open_pay_now([], NOW) is None
+
+
+def test_pay_now_is_offered_where_waiting_would_not_do() -> None:
+    def offered(attempts: list[Payment], has_card: bool = True, **invoice: object) -> bool:
+        status = str(invoice.get("status", "open"))
+        total = Decimal(str(invoice.get("total", "49.75")))
+        return pay_now_offered(status, total, attempts, has_card)
+
+    assert offered([], has_card=False)  # waiting for a card
+    assert not offered([])  # the card on file is about to be charged
+    assert offered([tried(P.FAILED)])  # declined
+    assert offered([tried(P.CANCELED, page_until=NOW)])  # a page left unpaid
+    assert offered([tried(P.PENDING, page_until=NOW + PAY_NOW_LIFETIME)])  # its page, again
+    assert offered([tried(P.PENDING, page_until=NOW)])  # near its end: replaced
+    for under_way in (P.PENDING, P.PROCESSING, P.SUCCEEDED):
+        assert not offered([tried(P.FAILED), tried(under_way, n=2)])
+    assert not offered([], has_card=False, status="paid")
+    assert not offered([tried(P.FAILED)], status="void")
+    assert not offered([], has_card=False, total="0")
+    assert offered([], has_card=False, total="0.01")

@@ -3,6 +3,7 @@ POST /app/logout: sign out of it."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -159,6 +160,13 @@ async def billing_page(
             )
             for i in past
         ],
+        "pay_now": [
+            kernel.payments.offers_pay_now(
+                i.status, i.total, attempts.get(i.invoice_id, []), has_card=card is not None
+            )
+            for i in past
+        ],
+        "paid_notice": request.query_params.get("paid"),
         "collecting": kernel.payments.enabled,
         "card": None
         if card is None
@@ -238,6 +246,35 @@ async def change_plan(
     return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
 
 
+async def _to_stripe(
+    request: Request,
+    kernel: Kernel,
+    settings: Settings,
+    org: str,
+    what: str,
+    page_of: Callable[[str, str], Awaitable[str]],
+) -> Response:
+    """Send an owner or admin of `org` to the Stripe page `page_of(org_id, back)` makes
+    (`what` it is, for the message when it cannot be made), to come back to the billing
+    page. Only from the kernel's own pages."""
+    try:
+        require_same_origin(request)
+        _, org_id = await _admin_of(request, kernel, org)
+        back = f"{settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
+        url = await page_of(org_id, back)
+    except OrgNotFound:
+        return _no_such_org(request)
+    except BillingError as exc:
+        return _message(request, exc.status, exc.title, exc.message)
+    except StripeUnavailable:
+        return _message(
+            request, 503, "Stripe is not answering", f"The {what} could not be opened: try again."
+        )
+    except StripeRefused as exc:
+        return _message(request, 502, "Stripe refused", f"The {what} could not be opened: {exc}")
+    return RedirectResponse(url, status_code=303)
+
+
 @router.post("/app/billing/card")
 async def add_card(
     request: Request,
@@ -248,22 +285,27 @@ async def add_card(
     """Send an owner or admin to Stripe's Checkout page (setup mode) to add or replace the
     org's card: the number goes to Stripe, never here. Stripe returns them to the billing
     page. Only from the kernel's own pages."""
-    try:
-        require_same_origin(request)
-        _, org_id = await _admin_of(request, kernel, org)
-        back = f"{settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
-        url = await kernel.payments.card_setup_url(org_id, back)
-    except OrgNotFound:
-        return _no_such_org(request)
-    except BillingError as exc:
-        return _message(request, exc.status, exc.title, exc.message)
-    except StripeUnavailable:
-        return _message(
-            request, 503, "Stripe is not answering", "The card page could not be opened: try again."
-        )
-    except StripeRefused as exc:
-        return _message(request, 502, "Stripe refused", f"The card page could not be opened: {exc}")
-    return RedirectResponse(url, status_code=303)
+    return await _to_stripe(
+        request, kernel, settings, org, "card page", kernel.payments.card_setup_url
+    )
+
+
+@router.post("/app/billing/invoices/{invoice_id}/pay")
+async def pay_now(
+    request: Request,
+    kernel: KernelDep,
+    settings: SettingsDep,
+    invoice_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+    org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
+) -> Response:
+    """Send an owner or admin to Stripe's Checkout page (payment mode) to pay an open
+    invoice of the org at once; Stripe returns them to the billing page. Only from the
+    kernel's own pages."""
+
+    async def page_of(org_id: str, back: str) -> str:
+        return (await kernel.payments.pay_now(org_id, invoice_id, back)).url
+
+    return await _to_stripe(request, kernel, settings, org, "payment page", page_of)
 
 
 @router.post("/app/billing/plan/cancel")

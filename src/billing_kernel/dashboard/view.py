@@ -352,6 +352,8 @@ class _Attempt(Protocol):
     def failure_message(self) -> str | None: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def checkout_expires_at(self) -> datetime | None: ...
 
 
 def payment_state(
@@ -360,15 +362,20 @@ def payment_state(
     """An invoice's payment, in words: "Paid", "Void", what its last attempt came to
     ("Failed: Your card was declined. on 3 Dec 2026"), or, not yet tried, whether it waits
     for a card. `collecting`: the deployment collects through Stripe; otherwise an open
-    invoice is simply "Open" (paid by other means, marked by hand)."""
+    invoice is simply "Open" (paid by other means, marked by hand). A pay-now page left
+    unpaid charged nothing: the invoice reads as it did before it."""
     if status == "paid":
         return "Paid"
     if status == "void":
         return "Void"
     if not collecting:
         return "Open"
-    if attempts:
-        last = attempts[-1]
+    last = attempts[-1] if attempts else None
+    if last and last.status is PaymentStatus.PENDING and last.checkout_expires_at is not None:
+        return "Being paid on Stripe's page"
+    charged = [a for a in attempts if a.status is not PaymentStatus.CANCELED]
+    if charged:
+        last = charged[-1]
         if last.status is PaymentStatus.FAILED:
             why = (last.failure_message or "declined").rstrip(".")
             return f"Failed: {why} ({last.updated_at.day} {last.updated_at:%b %Y})"

@@ -680,7 +680,13 @@ payments = Table(
     Column("failure_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint("status IN ('pending', 'processing', 'succeeded', 'failed')", name="status"),
+    # Paid now (payments.rules.open_pay_now): the Checkout Session the owner pays on.
+    Column("checkout_session_id", String(255), nullable=True, unique=True),
+    Column("checkout_url", Text, nullable=True),
+    Column("checkout_expires_at", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "status IN ('pending', 'processing', 'succeeded', 'failed', 'canceled')", name="status"
+    ),
     CheckConstraint("attempt >= 1", name="attempt"),
     CheckConstraint("amount > 0", name="amount"),
     UniqueConstraint("invoice_id", "attempt"),

@@ -314,8 +314,8 @@ def payment_words(event: Event, org_name: str, billing_url: str) -> AlertWords:
             subject=f"{org_name}: add a card to pay invoice {data['invoice_number']}",
             headline=(
                 f"{org_name}'s invoice {data['invoice_number']} for {amount} is ready to be "
-                "paid, and there is no card on file: add one on the billing page and it is "
-                "charged to it."
+                "paid, and there is no card on file: pay it now on the billing page, or add "
+                "a card there and it is charged to it."
             ),
             facts=(("Invoice", str(data["invoice_number"])), ("Amount", amount)),
             link=billing_url,
@@ -324,7 +324,7 @@ def payment_words(event: Event, org_name: str, billing_url: str) -> AlertWords:
     subject = f"{org_name}: payment of {amount} failed"
     headline = (
         f"The payment of {amount} for {org_name}'s invoice {data['invoice_number']} failed: "
-        f"{why}. Add or update the card on the billing page to pay it."
+        f"{why}. Pay it now on the billing page, or add or update the card there."
     )
     facts = (
         ("Invoice", str(data["invoice_number"])),

@@ -71,7 +71,9 @@ def attempt_line(payment: Payment, *, with_org: bool = False) -> str:
     """One attempt on one line."""
     org = f"{payment.org_id:<24} {payment.invoice_id:<28} " if with_org else ""
     why = f"  {payment.failure_message}" if payment.failure_message else ""
+    via = "  paid now on Stripe's page" if payment.paid_now else ""
     return (
         f"{payment.updated_at:%Y-%m-%d %H:%M}  {org}#{payment.attempt} "
-        f"{payment.status.value:<10} {payment.currency} {money_text(payment.amount):>12}{why}"
+        f"{payment.status.value:<10} {payment.currency} {money_text(payment.amount):>12}"
+        f"{why}{via}"
     )

@@ -19,6 +19,7 @@ from billing_kernel.payments.rules import (
     Charge,
     PaymentStatus,
     attempt_key,
+    checkout_key,
     customer_key,
     from_minor_units,
     minor_units,
@@ -99,6 +100,69 @@ class StripeGateway:
             },
         )
         return str(session["url"])
+
+    async def checkout_payment(
+        self,
+        *,
+        invoice_id: str,
+        number: str,
+        attempt: int,
+        customer_id: str,
+        amount: Decimal,
+        currency: str,
+        expires_at: datetime,
+        success_url: str,
+        cancel_url: str,
+    ) -> tuple[str, str]:
+        """A Stripe Checkout Session in `payment` mode for the invoice (its Session id and
+        the URL of Stripe's page, where the org's owner pays the exact amount once): the
+        PaymentIntent it makes carries the attempt in its metadata, as a charge of the card
+        on file does, and the page takes payment until `expires_at`. Keyed
+        `invoice:{id}:attempt:{n}:checkout`."""
+        attempt_data = {"invoice_id": invoice_id, "attempt": str(attempt)}
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "customer": customer_id,
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": minor_units(amount, currency),
+                        "product_data": {"name": f"Invoice {number}"},
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "payment_intent_data": {"metadata": attempt_data},
+            "metadata": attempt_data,
+            "expires_at": int(expires_at.timestamp()),
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        }
+        session = await self._call(
+            self._client.v1.checkout.sessions.create_async,
+            params=params,
+            options={"idempotency_key": checkout_key(invoice_id, attempt)},
+        )
+        return str(session["id"]), str(session["url"])
+
+    async def close_checkout(self, session_id: str) -> Charge | None:
+        """A pay-now page closed for good: expired at Stripe if it is still open, so nobody
+        can pay on it any more; then what was paid on it (its PaymentIntent as a Charge), or
+        None when nothing was (it expired unpaid)."""
+        sessions = self._client.v1.checkout.sessions
+        session = await self._call(sessions.retrieve_async, session_id)
+        if session.get("status") == "open":
+            try:
+                session = await self._call(sessions.expire_async, session_id)
+            except StripeRefused:  # completed meanwhile: only an open Session expires
+                session = await self._call(sessions.retrieve_async, session_id)
+        paid = session.get("payment_intent")
+        if session.get("status") != "complete" or not paid:
+            return None
+        if isinstance(paid, str):
+            paid = await self._call(self._client.v1.payment_intents.retrieve_async, paid)
+        return charge_of(paid)
 
     async def card_of_setup(self, setup_intent_id: str) -> Card | None:
         """The card a completed SetupIntent saved (Checkout in setup mode makes one)."""
@@ -266,3 +330,19 @@ def charge_of(intent: dict[str, Any]) -> Charge:
         if status is PaymentStatus.FAILED
         else None,
     )
+
+
+def charge_of_checkout(session: dict[str, Any]) -> Charge | None:
+    """What a pay-now page (a Checkout Session in payment mode, as an event carries it) came
+    to: paid (its PaymentIntent succeeded), `canceled` once it expired unpaid, or None while
+    it is neither (a payment by bank debit still being decided: its PaymentIntent's events
+    tell the rest)."""
+    paid = session.get("payment_intent")
+    amount = from_minor_units(int(session.get("amount_total") or 0), str(session["currency"]))
+    currency = str(session["currency"]).upper()
+    if session.get("status") == "expired":
+        return Charge(None, PaymentStatus.CANCELED, amount, currency)
+    if session.get("payment_status") == "paid" and paid:
+        paid_id = paid if isinstance(paid, str) else str(paid["id"])
+        return Charge(paid_id, PaymentStatus.SUCCEEDED, amount, currency)
+    return None

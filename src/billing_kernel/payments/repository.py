@@ -186,6 +186,14 @@ class PaymentRepository:
         ).one_or_none()
         return None if row is None else _payment(row)
 
+    async def by_checkout(self, session_id: str) -> Payment | None:
+        row = (
+            await self._conn.execute(
+                select(payments).where(payments.c.checkout_session_id == session_id)
+            )
+        ).one_or_none()
+        return None if row is None else _payment(row)
+
     async def by_attempt(self, invoice_id: str, attempt: int) -> Payment | None:
         row = (
             await self._conn.execute(
@@ -205,12 +213,14 @@ class PaymentRepository:
         attempt: int,
         amount: Decimal,
         currency: str,
-        card_id: str,
+        card_id: str | None,
         now: datetime,
+        checkout_expires_at: datetime | None = None,
     ) -> bool:
-        """Write the attempt `pending`, to charge the card `card_id`; False (nothing
-        written) when that attempt of the invoice exists already: another worker is making
-        it."""
+        """Write the attempt `pending`, to charge the card `card_id` (or, with
+        `checkout_expires_at`, to be paid on a pay-now page until then); False (nothing
+        written) when that attempt of the invoice exists already: another worker, or the
+        org's owner, is making it."""
         made = await self._conn.execute(
             upsert(self._conn, payments)
             .values(
@@ -222,6 +232,7 @@ class PaymentRepository:
                 amount=amount,
                 currency=currency,
                 stripe_payment_method_id=card_id,
+                checkout_expires_at=checkout_expires_at,
                 created_at=now,
                 updated_at=now,
             )
@@ -259,6 +270,14 @@ class PaymentRepository:
         )
         return bool(moved.rowcount == 1)
 
+    async def set_checkout(self, payment_id: str, session_id: str, url: str) -> None:
+        """Keep the pay-now page a pending attempt is paid on."""
+        await self._conn.execute(
+            update(payments)
+            .where(payments.c.payment_id == payment_id, payments.c.checkout_session_id.is_(None))
+            .values(checkout_session_id=session_id, checkout_url=url)
+        )
+
     async def note_intent(self, payment_id: str, payment_intent_id: str) -> None:
         """Keep the PaymentIntent an attempt made, before its outcome is known."""
         await self._conn.execute(
@@ -272,13 +291,14 @@ class PaymentRepository:
 
     async def collectable(self, limit: int) -> list[str]:
         """Open invoices above zero not yet tried, or whose last attempt failed (a retry
-        may be due), oldest first, for the worker's round."""
+        may be due) or was a pay-now page left unpaid, oldest first, for the worker's
+        round."""
         p, later = payments.c, payments.alias("later")
         last_failed = (
             select(p.invoice_id)
             .where(
                 p.invoice_id == invoices.c.invoice_id,
-                p.status == PaymentStatus.FAILED.value,
+                p.status.in_([PaymentStatus.FAILED.value, PaymentStatus.CANCELED.value]),
                 ~select(later.c.attempt)
                 .where(later.c.invoice_id == p.invoice_id, later.c.attempt > p.attempt)
                 .exists(),
@@ -314,14 +334,16 @@ class PaymentRepository:
         )
         return list(rows.scalars())
 
-    async def unfinished(self, older_than: datetime, limit: int) -> list[Payment]:
+    async def unfinished(self, older_than: datetime, now: datetime, limit: int) -> list[Payment]:
         """Attempts left `pending` (a worker died between writing one and hearing Stripe)
-        since before `older_than`: to be finished with the same key."""
+        since before `older_than`, and pay-now pages that have expired: to be finished."""
+        c = payments.c
         rows = await self._conn.execute(
             select(payments)
             .where(
-                payments.c.status == PaymentStatus.PENDING.value,
-                payments.c.updated_at < older_than,
+                c.status == PaymentStatus.PENDING.value,
+                c.updated_at < older_than,
+                c.checkout_expires_at.is_(None) | (c.checkout_expires_at <= now),
             )
             .order_by(payments.c.created_at)
             .limit(limit)
@@ -329,11 +351,11 @@ class PaymentRepository:
         return [_payment(row) for row in rows]
 
     async def failed_open(self, org_id: str) -> int:
-        """How many of the org's open invoices have a failed last attempt: what keeps it
-        past due."""
+        """How many of the org's open invoices have a failed last attempt (a pay-now page
+        left unpaid aside): what keeps it past due."""
         last = (
             select(payments.c.invoice_id, func.max(payments.c.attempt).label("attempt"))
-            .where(payments.c.org_id == org_id)
+            .where(payments.c.org_id == org_id, payments.c.status != PaymentStatus.CANCELED.value)
             .group_by(payments.c.invoice_id)
             .subquery()
         )

@@ -5,6 +5,7 @@ Standard library only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -71,6 +72,12 @@ def attempt_key(invoice_id: str, attempt: int) -> str:
     return f"invoice:{invoice_id}:attempt:{attempt}"
 
 
+def checkout_key(invoice_id: str, attempt: int) -> str:
+    """The idempotency key of the pay-now page (a Stripe Checkout Session) the `attempt`th
+    attempt offers: its own, apart from `attempt_key`, as it makes another kind of object."""
+    return f"{attempt_key(invoice_id, attempt)}:checkout"
+
+
 def refund_key(credit_note_id: str) -> str:
     """The idempotency key of refunding a credit note: one refund per credit note."""
     return f"refund:{credit_note_id}"
@@ -117,14 +124,16 @@ class Card:
 
 
 class PaymentStatus(StrEnum):
-    """One collection attempt (one PaymentIntent). `pending`: written, Stripe not yet heard;
-    `processing`: Stripe has it and has not decided (a bank debit, an authentication);
-    `succeeded` and `failed`: Stripe's answer."""
+    """One collection attempt (one PaymentIntent). `pending`: written, Stripe not yet heard
+    (or, paid now, its page still open); `processing`: Stripe has it and has not decided (a
+    bank debit, an authentication); `succeeded` and `failed`: Stripe's answer; `canceled`:
+    a pay-now page left unpaid until it expired, nothing charged."""
 
     PENDING = "pending"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELED = "canceled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,16 +168,34 @@ class Payment:
     failure_message: str | None
     created_at: datetime
     updated_at: datetime
+    checkout_session_id: str | None = None
+    """Paid now: the Stripe Checkout Session (payment mode) the org's owner pays on."""
+    checkout_url: str | None = None
+    checkout_expires_at: datetime | None = None
+    """Paid now: when its page stops taking payment (it is closed then, if still open,
+    before the card on file is charged: never both)."""
+
+    @property
+    def paid_now(self) -> bool:
+        """Whether this attempt is a pay-now page rather than a charge of the card on file."""
+        return self.checkout_expires_at is not None
 
 
 _MOVES: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.PENDING: frozenset(
-        {PaymentStatus.PROCESSING, PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}
+        {
+            PaymentStatus.PROCESSING,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+            PaymentStatus.CANCELED,
+        }
     ),
     PaymentStatus.PROCESSING: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED}),
     # A failed PaymentIntent may still be confirmed again and succeed; a succeeded one is
-    # final, so a `payment_failed` reported after it changes nothing.
+    # final, so a `payment_failed` reported after it changes nothing. Money reported for a
+    # page thought expired is money all the same.
     PaymentStatus.FAILED: frozenset({PaymentStatus.SUCCEEDED}),
+    PaymentStatus.CANCELED: frozenset({PaymentStatus.SUCCEEDED}),
     PaymentStatus.SUCCEEDED: frozenset(),
 }
 
@@ -178,6 +205,55 @@ def moved(current: PaymentStatus, reported: PaymentStatus) -> PaymentStatus | No
     changes nothing: a repeat, or news older than what is known (Stripe's webhooks come
     in any order)."""
     return reported if reported in _MOVES[current] else None
+
+
+PAY_NOW_LIFETIME = timedelta(hours=1)
+"""How long a pay-now page takes payment (Stripe allows 30 minutes to 24 hours): the card on
+file is not charged for the invoice until it has expired, so it is kept short."""
+
+PAY_NOW_MARGIN = timedelta(minutes=10)
+"""A pay-now page closer than this to expiring is not handed out again: it is closed, and a
+new one made."""
+
+
+def dunning_attempts(attempts: Sequence[Payment]) -> list[Payment]:
+    """The attempts the dunning schedule counts: every one but a pay-now page left unpaid
+    (`canceled`: nothing was charged, so nothing failed)."""
+    return [a for a in attempts if a.status is not PaymentStatus.CANCELED]
+
+
+def open_pay_now(attempts: Sequence[Payment], now: datetime) -> Payment | None:
+    """The invoice's pay-now attempt, when its last attempt is one whose page takes payment
+    for a while yet (`PAY_NOW_MARGIN`): its page is handed out again rather than a second
+    one made."""
+    if not attempts:
+        return None
+    last = attempts[-1]
+    if (
+        last.status is PaymentStatus.PENDING
+        and last.checkout_expires_at is not None
+        and last.checkout_expires_at - PAY_NOW_MARGIN > now
+    ):
+        return last
+    return None
+
+
+def pay_now_offered(
+    status: str, total: Decimal, attempts: Sequence[Payment], has_card: bool
+) -> bool:
+    """Whether the billing page offers "Pay now" for an invoice: open and above zero, and
+    waiting for a card, or its last charge failed, or its last pay-now page was left unpaid,
+    or one is open (handed out again, or, near its end, replaced). Not while the card on
+    file is about to be charged or a charge is under way (the page would only lose the race
+    to it)."""
+    if status != "open" or total <= 0:
+        return False
+    if not attempts:
+        return not has_card
+    last = attempts[-1]
+    return last.status in (PaymentStatus.FAILED, PaymentStatus.CANCELED) or (
+        last.status is PaymentStatus.PENDING and last.paid_now
+    )
 
 
 class InvoiceEffect(StrEnum):

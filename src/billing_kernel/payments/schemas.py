@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from billing_kernel.payments.rules import Card, Payment
 from billing_kernel.web.schemas import MoneyText
@@ -66,12 +66,23 @@ class PaymentOut(BaseModel):
     payment_id: str
     invoice_id: str
     attempt: int = Field(description="1 for the first; each retry (dunning, a new card) adds one.")
-    status: Literal["pending", "processing", "succeeded", "failed"]
+    kind: Literal["card", "pay_now"] = Field(
+        description="`card`: the card on file charged by the kernel; `pay_now`: paid by the "
+        "org's owner on Stripe's Checkout page (`createPayNowPage`)."
+    )
+    status: Literal["pending", "processing", "succeeded", "failed", "canceled"] = Field(
+        description="`pending`: Stripe not yet heard (or, paid now, its page still open); "
+        "`processing`: Stripe deciding; `succeeded`, `failed`: Stripe's answer; `canceled`: "
+        "a pay-now page left unpaid until it expired (nothing charged)."
+    )
     amount: MoneyText
     currency: str
     stripe_payment_intent_id: str | None
     failure_code: str | None = Field(description="Stripe's code: `card_declined`, ...")
     failure_message: str | None = Field(description="Stripe's words, for people.")
+    pay_now_until: datetime | None = Field(
+        description="Paid now: when its page stops taking payment (null for a card charge)."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -81,7 +92,9 @@ class PaymentOut(BaseModel):
             payment_id=payment.payment_id,
             invoice_id=payment.invoice_id,
             attempt=payment.attempt,
+            kind="pay_now" if payment.paid_now else "card",
             status=payment.status.value,
+            pay_now_until=payment.checkout_expires_at,
             amount=payment.amount,
             currency=payment.currency,
             stripe_payment_intent_id=payment.stripe_payment_intent_id,
@@ -94,3 +107,21 @@ class PaymentOut(BaseModel):
 
 class PaymentListOut(BaseModel):
     data: list[PaymentOut] = Field(description="First attempt to last.")
+
+
+class PayNowIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    return_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^https?://[^\s]+$",
+        description="Where Stripe sends the payer back, with `paid=invoice` (or "
+        "`paid=canceled`) added to its query; the kernel's billing page when left out.",
+        examples=["https://app.example.com/billing"],
+    )
+
+
+class PayNowOut(BaseModel):
+    url: str = Field(description="Stripe's Checkout page for the invoice: send the payer there.")
+    attempt: PaymentOut = Field(description="The attempt the page is (`kind: pay_now`).")

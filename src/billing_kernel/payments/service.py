@@ -16,9 +16,15 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvalidSignature, InvoiceNotOpen, PaymentsOff
+from billing_kernel.errors import (
+    InvalidSignature,
+    InvoiceNotOpen,
+    PaymentsOff,
+    PaymentUnderWay,
+)
 from billing_kernel.events.rules import EventType
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.rules import StoredInvoice
@@ -37,9 +43,11 @@ from billing_kernel.payments.gateway import (
     StripeRefused,
     StripeUnavailable,
     charge_of,
+    charge_of_checkout,
 )
 from billing_kernel.payments.repository import PaymentRepository
 from billing_kernel.payments.rules import (
+    PAY_NOW_LIFETIME,
     Card,
     Charge,
     InvoiceEffect,
@@ -48,8 +56,11 @@ from billing_kernel.payments.rules import (
     Payment,
     PaymentStatus,
     card_needed_event,
+    dunning_attempts,
     invoice_effect,
     moved,
+    open_pay_now,
+    pay_now_offered,
     payment_event,
     retry_due,
 )
@@ -74,6 +85,10 @@ PAYMENT_INTENT_EVENTS = frozenset(
 )
 """The Stripe events that report an attempt's outcome (the PaymentIntent as it stands)."""
 
+PAY_NOW_EVENTS = frozenset({"checkout.session.completed", "checkout.session.expired"})
+"""The Stripe events that report what a pay-now page came to (a Checkout Session in payment
+mode): paid, or expired unpaid."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settled:
@@ -81,6 +96,14 @@ class Settled:
 
     payment: Payment
     effect: InvoiceEffect
+
+
+@dataclass(frozen=True, slots=True)
+class PayNowPage:
+    """An invoice's pay-now page: Stripe's URL, and the attempt it is."""
+
+    url: str
+    payment: Payment
 
 
 class PaymentService:
@@ -201,17 +224,18 @@ class PaymentService:
             return await self._finish(invoice, tried[-1])
         if invoice.status != "open" or invoice.total <= 0:
             return None
-        if tried and tried[-1].status is not PaymentStatus.FAILED:
+        charged = dunning_attempts(tried)  # a pay-now page left unpaid charged nothing
+        if charged and charged[-1].status is not PaymentStatus.FAILED:
             return None  # succeeded, or still being decided at Stripe: a webhook settles it
         now = self._clock()
-        if tried:  # a new card is one other than the card that failed, as last stored
+        if charged:  # a new card is one other than the card that failed, as last stored
             stored = await self.card(invoice.org_id)
             new_card = (
                 stored is not None
-                and stored.payment_method_id != tried[-1].stripe_payment_method_id
+                and stored.payment_method_id != charged[-1].stripe_payment_method_id
             )
             if not retry_due(
-                tried[0].updated_at, len(tried) - 1, self._dunning_days, now, new_card=new_card
+                charged[0].updated_at, len(charged) - 1, self._dunning_days, now, new_card=new_card
             ):
                 return None  # decided from what is stored: Stripe is not asked
         customer_id = await self.customer(invoice.org_id)
@@ -249,7 +273,10 @@ class PaymentService:
     async def _finish(self, invoice: StoredInvoice, payment: Payment) -> Payment | None:
         """An attempt left pending by a worker that died (or lost Stripe's answer): what
         Stripe made for it, settled; else, the invoice still open, asked again with the
-        same key (once there is a card); else closed as not charged."""
+        same key (once there is a card); else closed as not charged. A pay-now page, once
+        it has expired: closed (`_close_pay_now`)."""
+        if payment.paid_now:
+            return await self._close_pay_now(payment)
         if payment.updated_at > self._clock() - UNFINISHED_AFTER:
             return None  # being made by another worker right now
         async with self._tx.read() as unit:
@@ -274,6 +301,111 @@ class PaymentService:
             return payment  # the card went meanwhile: the attempt waits for one
         return await self._charge(payment, customer_id, card.payment_method_id)
 
+    async def _close_pay_now(self, payment: Payment, *, early: bool = False) -> Payment | None:
+        """A pay-now attempt whose page has expired (or, `early`, any), closed: expired at
+        Stripe if still open, then what was paid on it settled, or `canceled` (nothing
+        charged; the card on file may be charged next). None while its page still takes
+        payment: the invoice waits for it."""
+        assert payment.checkout_expires_at is not None
+        if payment.checkout_expires_at > self._clock() and not early:
+            return None
+        charge = None
+        if payment.checkout_session_id is not None:
+            charge = await self._stripe().close_checkout(payment.checkout_session_id)
+        # A Session never recorded was never shown to anyone: nobody could pay on it.
+        if charge is None:
+            charge = Charge(None, PaymentStatus.CANCELED, payment.amount, payment.currency)
+        return (await self.settle(payment.payment_id, charge)).payment
+
+    def offers_pay_now(
+        self, status: str, total: Decimal, attempts: Sequence[Payment], *, has_card: bool
+    ) -> bool:
+        """Whether the billing page offers "Pay now" for an invoice (`rules.pay_now_offered`;
+        never without Stripe)."""
+        return self.enabled and pay_now_offered(status, total, attempts, has_card)
+
+    async def pay_now(self, org_id: str, invoice_id: str, return_url: str) -> PayNowPage:
+        """Where the org's owner pays an open invoice at once: a Stripe Checkout page in
+        payment mode for its exact amount (the card number goes to Stripe), returning to
+        `return_url` with `?paid=invoice` (or `?paid=canceled`). The attempt it is
+        (`pending`, with the page) is written before Stripe is asked, so the card on file
+        is not charged while the page takes payment, and the page open for the invoice is
+        handed out again rather than a second made. PaymentUnderWay when a charge is being
+        made or decided, or the invoice is paid; InvoiceNotOpen for a void one;
+        InvoiceNotFound for another org's; PaymentsOff without Stripe; StripeUnavailable
+        when Stripe cannot be reached (try again: the same page is made)."""
+        self._stripe_or_off()
+        invoice = await self._invoices.get(invoice_id, org_id)
+        if invoice.status == "paid":
+            raise PaymentUnderWay(f"invoice {invoice.number} is paid", invoice_id=invoice_id)
+        if invoice.status != "open":
+            raise InvoiceNotOpen(f"invoice {invoice.number} is {invoice.status}")
+        if invoice.total <= 0:
+            raise PaymentUnderWay(f"invoice {invoice.number} comes to nothing to pay")
+        joiner = "&" if "?" in return_url else "?"
+        back = (f"{return_url}{joiner}paid=invoice", f"{return_url}{joiner}paid=canceled")
+        tried = await self.attempts(invoice_id)
+        if tried and tried[-1].paid_now and tried[-1].status is PaymentStatus.PENDING:
+            if open_pay_now(tried, self._clock()) is not None:
+                return await self._open_page(invoice, tried[-1], back)
+            await self._close_pay_now(tried[-1], early=True)  # about to expire: a new one
+            tried = await self.attempts(invoice_id)
+        if tried and tried[-1].status not in (PaymentStatus.FAILED, PaymentStatus.CANCELED):
+            raise PaymentUnderWay(
+                f"invoice {invoice.number} is being paid (attempt {tried[-1].attempt} is "
+                f"{tried[-1].status.value}): wait for its outcome",
+                invoice_id=invoice_id,
+            )
+        customer_id = await self.customer(org_id)
+        if customer_id is None:
+            raise StripeUnavailable("the org's Stripe customer is being made: try again")
+        now = self._clock()
+        async with self._tx.begin() as unit:
+            payments = PaymentRepository(unit)
+            if not await payments.add_attempt(
+                payment_id="pay_" + secrets.token_hex(12),
+                invoice_id=invoice_id,
+                org_id=org_id,
+                attempt=len(tried) + 1,
+                amount=invoice.total,
+                currency=invoice.currency,
+                card_id=None,
+                now=now,
+                checkout_expires_at=now + PAY_NOW_LIFETIME,
+            ):
+                raise PaymentUnderWay(
+                    f"invoice {invoice.number} is being paid: try again in a minute",
+                    invoice_id=invoice_id,
+                )
+            payment = await _attempt(payments, invoice_id, len(tried) + 1)
+        return await self._open_page(invoice, payment, back)
+
+    async def _open_page(
+        self, invoice: StoredInvoice, payment: Payment, back: tuple[str, str]
+    ) -> PayNowPage:
+        """The pay-now attempt's page: the one recorded, or made (with the attempt's key, so
+        asking again after a lost answer gets the same page) and recorded."""
+        if payment.checkout_url is not None:
+            return PayNowPage(payment.checkout_url, payment)
+        assert payment.checkout_expires_at is not None
+        customer_id = await self.customer(invoice.org_id)
+        assert customer_id is not None  # an attempt is written once the customer exists
+        session_id, url = await self._stripe().checkout_payment(
+            invoice_id=invoice.invoice_id,
+            number=invoice.number,
+            attempt=payment.attempt,
+            customer_id=customer_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            expires_at=payment.checkout_expires_at,
+            success_url=back[0],
+            cancel_url=back[1],
+        )
+        async with self._tx.begin() as unit:
+            payments = PaymentRepository(unit)
+            await payments.set_checkout(payment.payment_id, session_id, url)
+            return PayNowPage(url, await _attempt(payments, payment.invoice_id, payment.attempt))
+
     async def _charge(self, payment: Payment, customer_id: str, card_id: str) -> Payment:
         charge = await self._stripe().collect(
             invoice_id=payment.invoice_id,
@@ -290,7 +422,8 @@ class PaymentService:
         otherwise), then applied once for ever by its event id, whatever order it comes in:
         an event about an attempt's PaymentIntent settles the attempt (`settle`); a
         completed Checkout in setup mode makes its card the org's default (`card_added`:
-        a failed invoice is then tried again at once). What applying it did: the effect on
+        a failed invoice is then tried again at once); a pay-now page paid or expired
+        settles its attempt. What applying it did: the effect on
         the invoice (`mark_paid`, `past_due`, `refund_due`, `none`), `card_added`, or
         `duplicate` (applied before), `ignored` (a type the kernel does not act on),
         `unknown_payment` / `unknown_customer` (not the kernel's)."""
@@ -324,6 +457,16 @@ class PaymentService:
                 if org_id is not None:
                     await payments.set_card(org_id, card, self._clock())
                 outcome, payment_id = ("card_added" if org_id else "unknown_customer"), None
+            elif kind in PAY_NOW_EVENTS and found.get("mode") == "payment":
+                payment = await payments.by_checkout(str(found["id"]))
+                reported = charge_of_checkout(found)
+                if payment is None:
+                    outcome, payment_id = "unknown_payment", None
+                elif reported is None:
+                    outcome, payment_id = InvoiceEffect.NONE.value, payment.payment_id
+                else:
+                    settled = await self._settle(unit, payment.payment_id, reported)
+                    outcome, payment_id = settled.effect.value, payment.payment_id
             elif kind not in PAYMENT_INTENT_EVENTS:
                 outcome, payment_id = "ignored", None
             else:
@@ -445,7 +588,7 @@ class PaymentService:
         async with self._tx.read() as unit:
             payments = PaymentRepository(unit)
             converting = await payments.trials_to_convert(now, limit)
-            unfinished = await payments.unfinished(now - UNFINISHED_AFTER, limit)
+            unfinished = await payments.unfinished(now - UNFINISHED_AFTER, now, limit)
             untried = await payments.collectable(limit)
         for org_id in converting:  # a trial with a card becomes a paying org when it ends
             async with self._tx.begin() as unit:

@@ -65,7 +65,9 @@ _DESCRIPTIONS = {
     "`reservation_settled`).",
     422: "Invalid request: each bad field is listed in `errors`.",
     500: "The kernel failed; quote `request_id`.",
-    503: "Momentarily unavailable (`database_unavailable`, `not_ready`): retry after "
+    502: "Stripe refused the kernel's call (`stripe_refused`): its words are in `detail`.",
+    503: "Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): "
+    "retry after "
     "`Retry-After` seconds; nothing was written.",
 }
 
