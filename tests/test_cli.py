@@ -460,7 +460,9 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
         f"error: invoice {number} is paid: a paid invoice is not voided",
     )
     verified = run(url, "invoices", "verify")
-    assert verified.stdout.strip() == "every invoice is as recomputed; the numbers have no gaps"
+    assert verified.stdout.strip() == (
+        "every invoice is as recomputed, and its credit notes agree; the numbers have no gaps"
+    )
     assert run(url, "invoices", "close", "--org", "acme").returncode == 1  # needs --period
     unknown = run(url, "invoices", "show", "INV-999999")
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "error: no invoice 'INV-999999'")

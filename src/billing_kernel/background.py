@@ -44,10 +44,11 @@ def period_closer(kernel: Kernel) -> PeriodCloser:
 
 
 def payment_collector(kernel: Kernel) -> PaymentCollector:
-    """The payment collector, collecting through `kernel`'s payments every
-    BILLING_COLLECT_INTERVAL_SECONDS."""
+    """The payment collector, collecting through `kernel`'s payments and refunding its
+    credit notes every BILLING_COLLECT_INTERVAL_SECONDS."""
     return PaymentCollector(
         kernel.payments,
+        refunds=kernel.credit_notes.refund_due,
         interval_seconds=kernel.settings.collect_interval_seconds,
         before_round=kernel.sandbox.refresh,
     )

@@ -13,6 +13,7 @@ from billing_kernel.alerts.commands import alerts_app
 from billing_kernel.auth.commands import keys_app, token
 from billing_kernel.commands import database_url, fail, options, schema, with_kernel
 from billing_kernel.commands import settings as configured_settings
+from billing_kernel.credit_notes.commands import credit_notes_app
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_catalogue, seed_demo
 from billing_kernel.invoices.commands import invoices_app
@@ -48,6 +49,7 @@ app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(limits_app, name="limits")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(payments_app, name="payments")
+app.add_typer(credit_notes_app, name="credit-notes")
 
 
 @app.callback()

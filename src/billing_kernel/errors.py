@@ -164,6 +164,11 @@ class InvoiceNotFound(NotFound):
     title = "Invoice not found"
 
 
+class CreditNoteNotFound(NotFound):
+    code = "credit_note_not_found"
+    title = "Credit note not found"
+
+
 class InvoiceNotOpen(BillingError):
     """The invoice is void (or, for a change only an open one allows, no longer open), and
     cannot be changed this way; nothing was written."""
@@ -179,6 +184,24 @@ class InvoicePaid(InvoiceNotOpen):
 
     code = "invoice_paid"
     title = "Invoice paid"
+
+
+class NothingToCredit(BillingError):
+    """The invoice is credited in full already (also when another credit note won a race
+    with this one); nothing was written."""
+
+    status = 409
+    code = "invoice_credited"
+    title = "Nothing left to credit"
+
+
+class NotRefundable(BillingError):
+    """The invoice was not paid through Stripe (or the deployment does not collect through
+    it): its money cannot be given back by the kernel; nothing was written."""
+
+    status = 409
+    code = "not_refundable"
+    title = "Not refundable here"
 
 
 class AmountOutOfBounds(BillingError):

@@ -20,6 +20,7 @@ from billing_kernel.alerts.service import AlertService
 from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
 from billing_kernel.compat.service import CompatService
 from billing_kernel.config import Settings
+from billing_kernel.credit_notes.service import CreditNoteService
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.events.service import EventLog
@@ -157,6 +158,9 @@ class Kernel:
             orgs=self.orgs,
             members=self.members,
             events=self.events,
+        )
+        self.credit_notes = CreditNoteService(
+            tx, clock, self._stripe(), invoices=self.invoices, payments=self.payments
         )
         self.compat = CompatService(
             tx,

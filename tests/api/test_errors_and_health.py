@@ -258,6 +258,8 @@ OPERATION_IDS = {
     ("get", "/api/v1/billing/org/payment-method"): "getPaymentMethod",
     ("get", "/api/v1/billing/org/invoices/{invoice_id}/payments"): "listInvoicePayments",
     ("post", "/api/v1/billing/org/invoices/{invoice_id}/pay"): "createPayNowPage",
+    ("post", "/api/v1/billing/invoices/{invoice_id}/credit-notes"): "createCreditNote",
+    ("get", "/api/v1/billing/org/invoices/{invoice_id}/credit-notes"): "listInvoiceCreditNotes",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
 }

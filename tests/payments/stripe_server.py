@@ -88,6 +88,28 @@ async def more_than_localstripe(request, handler):
             ]
             listing["has_more"] = False
             return web.json_response(listing, status=response.status)
+    # "Create a refund": no more than is left of the charge (localstripe refunds anything).
+    if request.path == "/v1/refunds" and request.method == "POST":
+        form = await request.post()
+        intent_id = form.get("payment_intent")
+        if intent_id:
+            intent = resources.PaymentIntent._api_retrieve(intent_id)
+            charge = intent.latest_charge.id if intent.latest_charge else None
+            given = sum(
+                r.amount for r in resources.store.values()
+                if getattr(r, "object", None) == "refund" and r.charge == charge
+            )
+            left = intent.amount - given
+            asked = int(form.get("amount") or left)
+            if given >= intent.amount or asked > left:
+                return web.json_response(
+                    {"error": {"type": "invalid_request_error", "param": "amount",
+                               "code": "charge_already_refunded" if given >= intent.amount
+                               else "amount_too_large",
+                               "message": f"Refund amount ({asked}) is greater than "
+                                          f"unrefunded amount on charge ({left})"}},
+                    status=400,
+                )
     # Checkout Sessions (localstripe has none): made, read, and completed by the test as
     # the customer would on Stripe's page (`POST /_config/checkout/{id}/complete`, `setup_intent=`).
     if request.path == "/v1/checkout/sessions" and request.method == "POST":
@@ -164,6 +186,10 @@ async def more_than_localstripe(request, handler):
             found |= {"status": "complete", "payment_status": "paid",
                       "payment_intent": form.get("payment_intent")}
         return web.json_response(found)
+    # The test ages every idempotency key past Stripe's 24 hours: they are forgotten.
+    if request.path == "/_config/idempotency" and request.method == "DELETE":
+        answered.clear()
+        return web.json_response({})
     if request.path == "/_config/data" and request.method == "DELETE":
         answered.clear()
         sessions.clear()
@@ -190,6 +216,10 @@ class StripeServer:
     def reset(self) -> None:
         """Forget every object (customers, payment methods, intents)."""
         httpx.delete(f"{self.base}/_config/data").raise_for_status()
+
+    def forget_keys(self) -> None:
+        """Forget every idempotency key, as Stripe does 24 hours after its first use."""
+        httpx.delete(f"{self.base}/_config/idempotency").raise_for_status()
 
     def listen(self, url: str, secret: str) -> None:
         """Send every event to `url`, signed with `secret` (its own webhook configuration:

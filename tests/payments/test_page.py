@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,20 +28,23 @@ STRIPE = {"stripe_api_key": TEST_KEY, "stripe_webhook_secret": WEBHOOK_SECRET}
 
 
 async def seed(url: str, server: StripeServer) -> dict[str, str]:
-    """Two orgs with May invoiced: one paid by card, one whose card declined."""
+    """Two orgs with May invoiced: one paid by card (and USD 10.00 of it credited back),
+    one whose card declined."""
     database = Database(url)
     clock = Clock(MAY.start)
     kernel = make_kernel(database, clock, stripe_api_base=server.base, **STRIPE)
     client = stripe.StripeClient(TEST_KEY, base_addresses={"api": server.base})
     ids: dict[str, str] = {}
+    made = {}
     try:
         for name, card in (("paid", PAYS), ("declined", DECLINES_WHEN_CHARGED)):
             invoice = await invoiced(kernel, clock)
             owner = new_id("owner")
             await kernel.members.add(invoice.org_id, owner, MemberRole.OWNER)
             await card_through_checkout(kernel, server, client, invoice.org_id, card)
-            ids[name] = owner
+            ids[name], made[name] = owner, invoice
         await kernel.payments.collect_due()
+        await kernel.credit_notes.issue(made["paid"].invoice_id, "outage", [(1, Decimal("10.00"))])
     finally:
         await database.dispose()
     return ids
@@ -92,7 +96,9 @@ def test_the_page_shows_the_card_and_each_invoices_payment(
     screenshot(page, "billing-card-paid")
     assert page.get_by_test_id("card").inner_text() == "Visa ending 4242, expires 12/2031"
     assert page.get_by_test_id("update-card").inner_text() == "Update card"
-    assert page.get_by_test_id("invoice-payment").all_inner_texts() == ["Paid"]
+    assert page.get_by_test_id("invoice-payment").all_inner_texts() == [
+        "Paid; $10.00 credited back"
+    ]
     declined, _ = open_page(browser, base, ids["declined"])
     [said] = declined.get_by_test_id("invoice-payment").all_inner_texts()
     assert said.startswith("Failed: Your card was declined (")

@@ -17,6 +17,7 @@ from billing_kernel.auth.tokens import TokenVerifier
 from billing_kernel.background import background_tasks
 from billing_kernel.compat import lago, openmeter, polar, stripe
 from billing_kernel.config import Settings, get_settings
+from billing_kernel.credit_notes import routes as credit_note_routes
 from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
 from billing_kernel.db.migrate import head_revision
@@ -148,6 +149,7 @@ def create_app(
         sandbox_routes.router,
         payment_routes.router,
         payment_routes.billing,
+        credit_note_routes.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)

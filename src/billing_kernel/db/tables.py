@@ -540,8 +540,8 @@ delivery_attempts = Table(
 invoice_numbers = Table(
     "invoice_numbers",
     metadata,
-    # One row, 'invoices': the last number given; taken in the transaction that finalizes an
-    # invoice, so a rolled-back close gives its number back (numbers have no gaps).
+    # One row per sequence, 'invoices' and 'credit_notes': the last number given; taken in
+    # the transaction that makes the document, so a rollback gives it back (no gaps).
     Column("counter", String(16), primary_key=True),
     Column("last_number", BigInteger, nullable=False),
 )
@@ -569,6 +569,9 @@ invoices = Table(
     Column("voided_at", UTCDateTime, nullable=True),
     Column("void_reason", Text, nullable=True),
     Column("replaces", String(32), nullable=True),  # the voided invoice it corrects
+    # What its credit notes gave back, in all (credit_notes.rules.credit_lines): moved
+    # only by a statement that checks the amount it moves from.
+    Column("credited", Money(14, 2), nullable=False, server_default="0"),
     CheckConstraint("status IN ('open', 'paid', 'void')", name="status"),
     ForeignKeyConstraint(
         ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
@@ -691,6 +694,32 @@ payments = Table(
     CheckConstraint("amount > 0", name="amount"),
     UniqueConstraint("invoice_id", "attempt"),
     Index(None, "org_id", "created_at"),
+)
+
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    # A paid invoice corrected by giving money back (credit_notes.rules): by line or in
+    # full, numbered in one sequence, refunded through Stripe from the payment that paid
+    # the invoice (payments.rules.refund_key); its refund moves forward only.
+    Column("credit_note_id", String(32), primary_key=True),
+    Column("number", String(20), nullable=False, unique=True),
+    Column("sequence", Integer, nullable=False, unique=True),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
+    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("lines", Text, nullable=False),  # JSON: [{number, description, amount}]
+    Column("payment_id", String(32), ForeignKey("payments.payment_id"), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("stripe_refund_id", String(255), nullable=True, unique=True),
+    Column("failure_message", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('pending', 'refunded', 'failed')", name="status"),
+    CheckConstraint("amount > 0", name="amount"),
+    Index(None, "invoice_id"),
 )
 
 stripe_events = Table(

@@ -110,13 +110,20 @@ def invoices_mark_paid(number: str) -> None:
 
 @invoices_app.command("verify")
 def invoices_verify() -> None:
-    """Recompute every invoice from what it billed and report any difference (exit 1)."""
-    differences = with_kernel(lambda kernel: kernel.invoices.verify())
+    """Recompute every invoice from what it billed, check its credit notes, and report any
+    difference (exit 1)."""
+
+    async def both(kernel: Kernel) -> list[str]:
+        return [*await kernel.invoices.verify(), *await kernel.credit_notes.verify()]
+
+    differences = with_kernel(both)
     for difference in differences:
         typer.echo(difference)
     if differences:
         fail(f"{len(differences)} difference(s)")
-    typer.echo("every invoice is as recomputed; the numbers have no gaps")
+    typer.echo(
+        "every invoice is as recomputed, and its credit notes agree; the numbers have no gaps"
+    )
 
 
 def _summary_line(invoice: StoredInvoice) -> str:

@@ -8,14 +8,15 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from billing_kernel.db.lines import rank_last_first
+from billing_kernel.db.numbers import take_number
 from billing_kernel.db.tables import (
     invoice_lines,
-    invoice_numbers,
     invoice_usage,
     invoices,
     orgs,
@@ -328,14 +329,7 @@ class InvoiceRepository:
     async def next_number(self) -> int:
         """The next invoice number's figure, taken in this transaction: a row lock orders
         every close, and a rollback gives the figure back, so numbers have no gaps."""
-        n = invoice_numbers.c
-        result = await self._conn.execute(
-            update(invoice_numbers)
-            .where(n.counter == COUNTER)
-            .values(last_number=n.last_number + 1)
-            .returning(n.last_number)
-        )
-        return int(result.scalar_one())
+        return await take_number(self._conn, COUNTER)
 
     async def insert(
         self,
@@ -374,6 +368,23 @@ class InvoiceRepository:
             update(invoices)
             .where(invoices.c.invoice_id == invoice_id, invoices.c.status == "open")
             .values(status="paid", paid_at=now, paid_by=paid_by)
+        )
+        return bool(result.rowcount == 1)
+
+    async def credited_ids(self) -> list[str]:
+        """Every invoice with a credit recorded, in number order."""
+        query = select(invoices.c.invoice_id).where(invoices.c.credited != Decimal(0))
+        return list((await self._conn.execute(query.order_by(invoices.c.sequence))).scalars())
+
+    async def add_credit(self, invoice_id: str, seen: Decimal, amount: Decimal) -> bool:
+        """Add `amount` to a paid invoice's credited amount, from `seen`; False (nothing
+        written) if it was not paid, or was credited meanwhile, by the time this statement
+        held its row."""
+        i = invoices.c
+        result = await self._conn.execute(
+            update(invoices)
+            .where(i.invoice_id == invoice_id, i.status == "paid", i.credited == seen)
+            .values(credited=seen + amount)
         )
         return bool(result.rowcount == 1)
 

@@ -469,6 +469,8 @@ class StoredInvoice:
     replaces: str | None
     paid_by: str | None = None
     """The payment that paid it; None when marked paid by hand (or not paid)."""
+    credited: Decimal = Decimal(0)
+    """What its credit notes gave back, in all (a paid invoice is corrected by them)."""
     lines: tuple[StoredLine, ...] = ()
     usage: tuple[StoredUsage, ...] = ()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -155,6 +156,11 @@ class FinalizedInvoiceOut(BaseModel):
         default=None,
         description="The payment (through Stripe) that paid it; null for one marked paid by "
         "hand (paid outside Stripe, such as by bank transfer) or not paid.",
+    )
+    credited: MoneyText = Field(
+        default=Decimal(0),
+        description="What its credit notes gave back, in all (a paid invoice is corrected by "
+        "credit notes, never voided).",
     )
     voided_at: datetime | None
     void_reason: str | None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
+from billing_kernel.payments.checks import Difference
 from billing_kernel.payments.rules import Payment
+
+if TYPE_CHECKING:
+    from billing_kernel.kernel import Kernel
 
 payments_app = typer.Typer(help="Payments through Stripe.", no_args_is_help=True)
 
@@ -47,8 +51,9 @@ def payments_reconcile(
         bool, typer.Option("--repair", help="Apply what a missed webhook would have.")
     ] = False,
 ) -> None:
-    """Compare the kernel's payments with Stripe's records: each difference with what to do
-    (exit 1 while any is left); --repair mends what is safe (a missed webhook's effect)."""
+    """Compare the kernel's payments and credit notes' refunds with Stripe's records: each
+    difference with what to do (exit 1 while any is left); --repair mends what is safe (a
+    missed webhook's effect)."""
     try:
         start = (
             datetime.now(UTC) - timedelta(days=35)
@@ -57,7 +62,13 @@ def payments_reconcile(
         )
     except ValueError:
         fail(f"--since is a day, YYYY-MM-DD, not {since!r}")
-    left, repaired = with_kernel(lambda kernel: kernel.payments.reconcile(start, repair=repair))
+
+    async def both(kernel: Kernel) -> tuple[list[Difference], list[Difference]]:
+        left, repaired = await kernel.payments.reconcile(start, repair=repair)
+        notes_left, notes_repaired = await kernel.credit_notes.reconcile(start, repair=repair)
+        return [*left, *notes_left], [*repaired, *notes_repaired]
+
+    left, repaired = with_kernel(both)
     for difference in repaired:
         typer.echo(f"repaired  {difference.subject}: {difference.said}")
     for difference in left:

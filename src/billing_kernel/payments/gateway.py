@@ -18,11 +18,13 @@ from billing_kernel.payments.rules import (
     Card,
     Charge,
     PaymentStatus,
+    RefundMade,
     attempt_key,
     checkout_key,
     customer_key,
     from_minor_units,
     minor_units,
+    refund_key,
 )
 
 
@@ -260,6 +262,46 @@ class StripeGateway:
                 return charge_of(intent)
         return None
 
+    async def refund(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: Decimal,
+        currency: str,
+        credit_note_id: str,
+        invoice_id: str,
+    ) -> RefundMade:
+        """Give `amount` back from the PaymentIntent: one Refund, keyed
+        `refund:{credit_note_id}` (a retry makes no second one), with the credit note in
+        its metadata. StripeRefused when Stripe will not (more than is left of the charge;
+        a disputed one)."""
+        made = await self._call(
+            self._client.v1.refunds.create_async,
+            params={
+                "payment_intent": payment_intent_id,
+                "amount": minor_units(amount, currency),
+                "metadata": {"credit_note_id": credit_note_id, "invoice_id": invoice_id},
+            },
+            options={"idempotency_key": refund_key(credit_note_id)},
+        )
+        return refund_of(made)
+
+    async def find_refund(self, payment_intent_id: str, credit_note_id: str) -> RefundMade | None:
+        """The Refund made for a credit note, if Stripe has one: for a refund whose answer
+        was lost, read before asking again. Among the PaymentIntent's refunds, by metadata."""
+        listing = await self._call(
+            self._client.v1.refunds.list_async,
+            params={"payment_intent": payment_intent_id, "limit": 100},
+        )
+        for made in listing["data"]:
+            if (made.get("metadata") or {}).get("credit_note_id") == credit_note_id:
+                return refund_of(made)
+        return None
+
+    async def refund_now(self, refund_id: str) -> RefundMade:
+        """A Refund as Stripe has it now (one Stripe was still deciding)."""
+        return refund_of(await self._call(self._client.v1.refunds.retrieve_async, refund_id))
+
     def verify_event(self, payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
         """The event Stripe sent, once its `Stripe-Signature` verifies (an HMAC-SHA256 of
         its timestamp and body with the endpoint's secret, the timestamp within 5 minutes);
@@ -346,3 +388,18 @@ def charge_of_checkout(session: dict[str, Any]) -> Charge | None:
         paid_id = paid if isinstance(paid, str) else str(paid["id"])
         return Charge(paid_id, PaymentStatus.SUCCEEDED, amount, currency)
     return None
+
+
+def refund_of(refund: dict[str, Any]) -> RefundMade:
+    """A Refund (as the API answers it, or as an event carries it)."""
+    status = str(refund.get("status"))
+    succeeded = (
+        True if status == "succeeded" else False if status in ("failed", "canceled") else None
+    )
+    return RefundMade(
+        str(refund["id"]),
+        succeeded,
+        from_minor_units(int(refund["amount"]), str(refund["currency"])),
+        str(refund["currency"]).upper(),
+        failure=refund.get("failure_reason") if succeeded is False else None,
+    )

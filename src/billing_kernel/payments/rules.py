@@ -152,6 +152,18 @@ class Charge:
 
 
 @dataclass(frozen=True, slots=True)
+class RefundMade:
+    """What Stripe answered to a refund."""
+
+    refund_id: str
+    succeeded: bool | None
+    """True: given back; False: failed or canceled; None: Stripe is still deciding."""
+    amount: Decimal
+    currency: str
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Payment:
     """One attempt to collect an invoice, as recorded."""
 

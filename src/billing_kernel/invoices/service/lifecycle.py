@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_text
@@ -23,6 +24,7 @@ from billing_kernel.errors import (
     InvoiceNotFound,
     InvoiceNotOpen,
     InvoicePaid,
+    NothingToCredit,
     PeriodNotClosed,
 )
 from billing_kernel.events.service import EventLog
@@ -420,6 +422,24 @@ class InvoiceService:
             if now.status == "paid":
                 return now
             raise _not_open(now, "paid")
+
+    async def credited(self, uow: UnitOfWork | None = None) -> list[StoredInvoice]:
+        """Every invoice with a credit recorded, with its lines."""
+        async with self._tx.read(uow) as unit:
+            repo = InvoiceRepository(unit)
+            found = [await repo.get(invoice_id) for invoice_id in await repo.credited_ids()]
+        return [invoice for invoice in found if invoice is not None]
+
+    async def add_credit(self, invoice: StoredInvoice, amount: Decimal, uow: UnitOfWork) -> None:
+        """Record a credit note of `amount` on a paid invoice as it was read (`invoice`):
+        in one statement that checks it is still paid and credited as read, so of two
+        credit notes racing on one invoice, one is written: NothingToCredit for the other."""
+        if not await InvoiceRepository(uow).add_credit(
+            invoice.invoice_id, invoice.credited, amount
+        ):
+            raise NothingToCredit(
+                f"invoice {invoice.number} was credited or changed meanwhile: read it again"
+            )
 
     async def void(
         self, invoice_id: str, reason: str, uow: UnitOfWork | None = None
