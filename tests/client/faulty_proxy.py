@@ -29,6 +29,8 @@ class FaultyProxy:
         self.upstream = upstream
         self.rates = (error_500, error_429, drop_after_commit)
         self.seen = {"500": 0, "429": 0, "dropped": 0, "forwarded": 0}
+        self.requests: list[str] = []
+        """Every request that came, as `METHOD /path` (without its query)."""
         self._random = random.Random(seed)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,6 +60,7 @@ class FaultyProxy:
                     next((v for k, v in headers.items() if k.lower() == "content-length"), "0")
                 )
                 body = await reader.readexactly(length)
+                self.requests.append(f"{method} {path.split('?', 1)[0]}")
                 fate = self._random.random()
                 error_500, error_429, drop = self.rates
                 if fate < error_500:

@@ -662,6 +662,8 @@ payment_customers = Table(
     Column("card_exp_month", Integer, nullable=True),
     Column("card_exp_year", Integer, nullable=True),
     Column("card_set_at", UTCDateTime, nullable=True),
+    # When Stripe was last asked for the card, while none is on file (CARD_CHECK_EVERY).
+    Column("card_checked_at", UTCDateTime, nullable=True),
 )
 
 payments = Table(

@@ -183,6 +183,11 @@ class StripeGateway:
             params={"invoice_settings": {"default_payment_method": payment_method_id}},
         )
 
+    async def card_of(self, method: Any) -> Card | None:
+        """A payment method (its id, or as an event carries it) as a Card; None when it is
+        not a card."""
+        return await self._card(method)
+
     async def _card(self, method: Any) -> Card | None:
         if isinstance(method, str):  # a server that does not expand
             method = await self._call(self._client.v1.payment_methods.retrieve_async, method)

@@ -89,6 +89,35 @@ class PaymentRepository:
             )
         )
 
+    async def clear_card(self, org_id: str, now: datetime) -> None:
+        """The org has no card on file any more (its default was removed at Stripe)."""
+        await self._conn.execute(
+            update(payment_customers)
+            .where(payment_customers.c.org_id == org_id)
+            .values(
+                card_payment_method_id=None,
+                card_brand=None,
+                card_last4=None,
+                card_exp_month=None,
+                card_exp_year=None,
+                card_set_at=now,
+            )
+        )
+
+    async def claim_card_check(self, org_id: str, now: datetime, before: datetime) -> bool:
+        """Claim asking Stripe for the org's card: True for the one caller that may ask now
+        (never asked, or last asked before `before`), False otherwise."""
+        c = payment_customers.c
+        claimed = await self._conn.execute(
+            update(payment_customers)
+            .where(
+                c.org_id == org_id,
+                c.card_checked_at.is_(None) | (c.card_checked_at < before),
+            )
+            .values(card_checked_at=now)
+        )
+        return bool(claimed.rowcount == 1)
+
     async def card(self, org_id: str) -> Card | None:
         c = payment_customers.c
         row = (

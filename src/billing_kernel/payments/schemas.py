@@ -16,6 +16,7 @@ WebhookOutcome = Literal[
     "refund_due",
     "none",
     "card_added",
+    "card_removed",
     "duplicate",
     "ignored",
     "unknown_payment",
@@ -30,7 +31,8 @@ class WebhookOut(BaseModel):
         "on (`mark_paid`, `past_due`: the org, `refund_due`: money came in for an invoice "
         "void or paid otherwise, `none`: old news), or `duplicate` (this event id was "
         "applied before), `card_added` (a Checkout in setup mode completed: the card is the "
-        "org's default, and a failed invoice is tried again at once), `ignored` (a type the "
+        "org's default, and a failed invoice is tried again at once; also `customer.updated` with "
+        "a default card), `card_removed` (`customer.updated` without one), `ignored` (a type the "
         "kernel does not act on), `unknown_payment` / `unknown_customer` (a PaymentIntent or "
         "customer the kernel did not make)."
     )

@@ -72,6 +72,10 @@ CLAIM_STALE = timedelta(minutes=5)
 """A claim on making an org's customer older than this, with no customer, was left by a
 worker that died: another may take it (and ask Stripe with the same key)."""
 
+CARD_CHECK_EVERY = timedelta(hours=6)
+"""How often Stripe is asked for the card of an org with none on file whose invoice waits:
+a card added through Checkout, or changed at Stripe, is told by webhook at once."""
+
 UNFINISHED_AFTER = timedelta(minutes=2)
 """An attempt still `pending` this long after it was written lost its answer."""
 
@@ -241,7 +245,9 @@ class PaymentService:
         customer_id = await self.customer(invoice.org_id)
         if customer_id is None:
             return None
-        card = await self.card(invoice.org_id) or await self._stripe().default_card(customer_id)
+        card = await self.card(invoice.org_id) or await self._card_at_stripe(
+            invoice.org_id, customer_id
+        )
         if card is None:  # it waits for a card; the owners are told once
             told = card_needed_event(
                 invoice.org_id,
@@ -296,10 +302,26 @@ class PaymentService:
                 failure_code="not_charged",
             )
             return (await self.settle(payment.payment_id, not_charged)).payment
-        card = await stripe.default_card(customer_id)
-        if card is None:
-            return payment  # the card went meanwhile: the attempt waits for one
-        return await self._charge(payment, customer_id, card.payment_method_id)
+        # Asked again exactly as first asked (the same key takes the same parameters): on
+        # the card the attempt was written for, whatever the default is now.
+        assert payment.stripe_payment_method_id is not None
+        return await self._charge(payment, customer_id, payment.stripe_payment_method_id)
+
+    async def _card_at_stripe(self, org_id: str, customer_id: str) -> Card | None:
+        """The customer's default card as Stripe has it, for an org with none on file (set
+        outside the kernel's Checkout, or its webhook missed), kept once found; Stripe is
+        asked at most every CARD_CHECK_EVERY per org, not at every round."""
+        now = self._clock()
+        async with self._tx.begin() as unit:
+            if not await PaymentRepository(unit).claim_card_check(
+                org_id, now, now - CARD_CHECK_EVERY
+            ):
+                return None
+        card = await self._stripe().default_card(customer_id)
+        if card is not None:
+            async with self._tx.begin() as unit:
+                await PaymentRepository(unit).set_card(org_id, card, self._clock())
+        return card
 
     async def _close_pay_now(self, payment: Payment, *, early: bool = False) -> Payment | None:
         """A pay-now attempt whose page has expired (or, `early`, any), closed: expired at
@@ -422,8 +444,9 @@ class PaymentService:
         otherwise), then applied once for ever by its event id, whatever order it comes in:
         an event about an attempt's PaymentIntent settles the attempt (`settle`); a
         completed Checkout in setup mode makes its card the org's default (`card_added`:
-        a failed invoice is then tried again at once); a pay-now page paid or expired
-        settles its attempt. What applying it did: the effect on
+        a failed invoice is then tried again at once); `customer.updated` keeps the
+        customer's default card as Stripe now has it (`card_added`, or `card_removed`); a
+        pay-now page paid or expired settles its attempt. What applying it did: the effect on
         the invoice (`mark_paid`, `past_due`, `refund_due`, `none`), `card_added`, or
         `duplicate` (applied before), `ignored` (a type the kernel does not act on),
         `unknown_payment` / `unknown_customer` (not the kernel's)."""
@@ -439,6 +462,13 @@ class PaymentService:
         event_id, kind = str(event["id"]), str(event["type"])
         found = event["data"]["object"]
         card: Card | None = None
+        default: Card | None = None
+        if kind == "customer.updated":
+            async with self._tx.read() as unit:
+                if await PaymentRepository(unit).event_applied(event_id):
+                    return "duplicate"
+            method = (found.get("invoice_settings") or {}).get("default_payment_method")
+            default = None if not method else await stripe.card_of(method)
         if kind == "checkout.session.completed" and found.get("mode") == "setup":
             async with self._tx.read() as unit:
                 if await PaymentRepository(unit).event_applied(event_id):
@@ -457,6 +487,17 @@ class PaymentService:
                 if org_id is not None:
                     await payments.set_card(org_id, card, self._clock())
                 outcome, payment_id = ("card_added" if org_id else "unknown_customer"), None
+            elif kind == "customer.updated":  # the default card, changed at Stripe
+                org_id = await payments.org_of_customer(str(found.get("id")))
+                if org_id is None:
+                    outcome = "unknown_customer"
+                elif default is not None:
+                    await payments.set_card(org_id, default, self._clock())
+                    outcome = "card_added"
+                else:
+                    await payments.clear_card(org_id, self._clock())
+                    outcome = "card_removed"
+                payment_id = None
             elif kind in PAY_NOW_EVENTS and found.get("mode") == "payment":
                 payment = await payments.by_checkout(str(found["id"]))
                 reported = charge_of_checkout(found)
