@@ -21,6 +21,7 @@ from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
 from billing_kernel.compat.service import CompatService
 from billing_kernel.config import Settings
 from billing_kernel.credit_notes.service import CreditNoteService
+from billing_kernel.credits.service import CreditService
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.events.service import EventLog
@@ -118,6 +119,7 @@ class Kernel:
             usage=self.usage_reader,
             quota=self.quota,
         )
+        self.credits = CreditService(tx, clock)
         self.invoices = InvoiceService(
             tx,
             settings,
@@ -130,6 +132,7 @@ class Kernel:
             members=self.members,
             usage=self.usage_reader,
             events=self.events,
+            credits=self.credits,
         )
         self.plan_changes = PlanChangeService(
             tx,
@@ -160,7 +163,12 @@ class Kernel:
             events=self.events,
         )
         self.credit_notes = CreditNoteService(
-            tx, clock, self._stripe(), invoices=self.invoices, payments=self.payments
+            tx,
+            clock,
+            self._stripe(),
+            invoices=self.invoices,
+            payments=self.payments,
+            credits=self.credits,
         )
         self.compat = CompatService(
             tx,

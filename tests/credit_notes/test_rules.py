@@ -125,7 +125,7 @@ def note(
     lines: tuple[CreditLine, ...] = (CreditLine(2, "Tokens over", D("10.50")),),
     *,
     amount: str = "10.50",
-    payment: str = "pay_1",
+    payment: str | None = "pay_1",
     status: RefundStatus = R.REFUNDED,
     refund: str | None = "re_1",
 ) -> CreditNote:
@@ -179,3 +179,19 @@ def test_credit_notes_agree_with_their_invoice_or_say_how_they_do_not() -> None:
     assert credit_disagreements([invoice("59.50")], [note(lines=over, amount="59.50")]) == [
         "INV-000001: credited 59.50, more than its 54.50"
     ]
+
+
+def test_a_note_kept_as_a_balance_is_on_an_invoice_paid_outside_stripe() -> None:
+    kept = note(payment=None, status=R.BALANCE, refund=None)
+    by_hand = CreditedInvoice(
+        "inv_1", "INV-000001", "paid", D("54.50"), D("10.50"), None, tuple(BILLED)
+    )
+    assert credit_disagreements([by_hand], [kept]) == []
+    assert credit_disagreements([invoice()], [kept]) == [
+        "CN-000001 is kept as a balance, but INV-000001 was paid through Stripe"
+    ]
+    assert credit_disagreements([by_hand], [note()]) == [
+        "CN-000001 refunds pay_1, which did not pay INV-000001"
+    ]
+    assert refund_moved(R.BALANCE, R.REFUNDED) is None  # kept: never refunded after
+    assert refund_moved(R.PENDING, R.BALANCE) is None

@@ -23,6 +23,7 @@ from billing_kernel.invoices.rules import (
     adjustment_lines,
     change_lines,
     closes_at,
+    credit_applied_line,
     draft_invoice,
     estimate_notes,
     fee_lines,
@@ -517,3 +518,18 @@ def test_a_formula_rounds_its_long_quotient_for_people_and_keeps_short_ones() ->
         "",
     ):
         assert formula_for_people(kept) == kept
+
+
+def test_a_credit_balance_applied_is_a_line_that_takes_it_off() -> None:
+    line = credit_applied_line(Decimal("10.00"), Decimal("49.00"), STARTER)
+    assert (line.kind, line.amount, line.description) == (
+        LineKind.CREDIT_APPLIED,
+        Decimal("-10.00"),
+        "Credit balance applied",
+    )
+    assert line.formula == "10.00 of the 49.00 held → -10.00"
+    assert (line.plan_slug, line.plan_version, line.metric) == (STARTER.slug, STARTER.version, None)
+    assert credit_applied_line(Decimal("49"), Decimal("49"), STARTER).amount == Decimal(-49)
+    for applied, held in (("0", "1"), ("-1", "1"), ("1.01", "1.00")):
+        with pytest.raises(ValueError, match=f"cannot apply {applied} of a balance of {held}"):
+            credit_applied_line(Decimal(applied), Decimal(held), STARTER)

@@ -9,7 +9,7 @@ import typer
 
 from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.common.money import money_text
-from billing_kernel.credit_notes.rules import CreditNote
+from billing_kernel.credit_notes.rules import CreditNote, RefundStatus
 
 credit_notes_app = typer.Typer(
     help="Credit notes: paid invoices corrected, the money given back.", no_args_is_help=True
@@ -72,8 +72,11 @@ def credit_notes_verify() -> None:
 def note_line(note: CreditNote) -> str:
     """One credit note on one line."""
     why = f"  {note.failure_message}" if note.failure_message else ""
+    settled = (
+        "kept as balance" if note.status is RefundStatus.BALANCE else f"refund {note.status.value}"
+    )
     return (
         f"{note.number}  {note.created_at:%Y-%m-%d %H:%M}  {note.org_id:<24} {note.invoice_id:<28} "
-        f"{note.currency} {money_text(note.amount):>12}  refund {note.status.value}  "
+        f"{note.currency} {money_text(note.amount):>12}  {settled}  "
         f"{note.reason}{why}"
     )

@@ -110,11 +110,13 @@ def credit_lines(
 
 class RefundStatus(StrEnum):
     """A credit note's refund. `pending`: written, Stripe not yet heard (or deciding);
-    `refunded` and `failed`: Stripe's answer."""
+    `refunded` and `failed`: Stripe's answer; `balance`: not refunded (the invoice was paid
+    outside Stripe), kept as a credit balance the org's next invoices draw."""
 
     PENDING = "pending"
     REFUNDED = "refunded"
     FAILED = "failed"
+    BALANCE = "balance"
 
 
 _MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
@@ -123,6 +125,7 @@ _MOVES: dict[RefundStatus, frozenset[RefundStatus]] = {
     # report); a refund made is final.
     RefundStatus.FAILED: frozenset({RefundStatus.REFUNDED}),
     RefundStatus.REFUNDED: frozenset(),
+    RefundStatus.BALANCE: frozenset(),
 }
 
 
@@ -145,8 +148,9 @@ class CreditNote:
     amount: Decimal
     currency: str
     lines: tuple[CreditLine, ...]
-    payment_id: str
-    """The payment it gives money back from (the one that paid the invoice)."""
+    payment_id: str | None
+    """The payment it gives money back from (the one that paid the invoice); None for one
+    kept as a balance."""
     status: RefundStatus
     stripe_refund_id: str | None
     failure_message: str | None
@@ -205,7 +209,13 @@ def credit_disagreements(
         if on_it and invoice.status != "paid":
             found.append(f"{invoice.number} is {invoice.status} and has credit notes")
         for note in on_it:
-            if note.payment_id != invoice.paid_by:
+            if note.status is RefundStatus.BALANCE:
+                if note.payment_id is not None or invoice.paid_by is not None:
+                    found.append(
+                        f"{note.number} is kept as a balance, but {invoice.number} was paid "
+                        "through Stripe"
+                    )
+            elif note.payment_id is None or note.payment_id != invoice.paid_by:
                 found.append(
                     f"{note.number} refunds {note.payment_id}, which did not pay {invoice.number}"
                 )

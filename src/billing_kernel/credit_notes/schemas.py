@@ -42,7 +42,8 @@ class CreditLineOut(BaseModel):
 
 
 class CreditNoteOut(BaseModel):
-    """A paid invoice corrected: money given back, through Stripe, to the card it came from."""
+    """A paid invoice corrected: money given back, through Stripe, to the card it came from,
+    or, paid outside Stripe, kept as a balance for the org's next invoices."""
 
     credit_note_id: str
     number: str = Field(description="Gap-free across the deployment: CN-000001, ...")
@@ -52,10 +53,14 @@ class CreditNoteOut(BaseModel):
     amount: MoneyText
     currency: str
     lines: list[CreditLineOut]
-    payment_id: str = Field(description="The payment it gives money back from.")
-    refund_status: Literal["pending", "refunded", "failed"] = Field(
+    payment_id: str | None = Field(
+        description="The payment it gives money back from; null for one kept as a balance."
+    )
+    refund_status: Literal["pending", "refunded", "failed", "balance"] = Field(
         description="`pending`: the worker has not yet heard Stripe (or Stripe is deciding); "
-        "`refunded`; `failed`: Stripe would not (its words in `refund_failure`)."
+        "`refunded`; `failed`: Stripe would not (its words in `refund_failure`); `balance`: "
+        "the invoice was paid outside Stripe, so the money is kept as a credit balance that "
+        "the org's next invoices draw (a `credit_applied` line)."
     )
     stripe_refund_id: str | None
     refund_failure: str | None

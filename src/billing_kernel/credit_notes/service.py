@@ -25,6 +25,7 @@ from billing_kernel.credit_notes.rules import (
     credit_note_number,
     refund_moved,
 )
+from billing_kernel.credits.service import CreditService
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import (
     CreditNoteNotFound,
@@ -56,12 +57,14 @@ class CreditNoteService:
         *,
         invoices: InvoiceService,
         payments: PaymentService,
+        credits: CreditService,
     ) -> None:
         self._tx = transactions
         self._clock = clock
         self._gateway = gateway
         self._invoices = invoices
         self._payments = payments
+        self._credits = credits
 
     async def issue(
         self,
@@ -74,11 +77,13 @@ class CreditNoteService:
         """A credit note on a paid invoice (by id or number; one of `org_id`'s when given),
         with the reason: all that is left to credit (`lines` None), or the lines named, each
         for an amount or (None) all that is left of it (`rules.credit_lines`). The money
-        goes back to the card it came from: the worker refunds it through Stripe. Written
+        goes back to the card it came from: the worker refunds it through Stripe; for an
+        invoice paid outside Stripe it is kept as a credit balance the org's next invoices
+        draw (`balance`, with its grant, in the same transaction). Written
         with the invoice's credited amount, in one transaction that checks the invoice is
         still paid and credited as read. InvoiceNotOpen for an open invoice (void it) or a
-        void one; NotRefundable for one paid outside Stripe, or where the deployment does
-        not collect through Stripe; NothingToCredit when all is credited (or another note
+        void one; NotRefundable for one paid through Stripe where the deployment has no
+        Stripe key; NothingToCredit when all is credited (or another note
         won a race); InvalidInput naming the line."""
         reason = (validate_text(reason, "reason", 500) or "").strip()
         if not reason:
@@ -94,10 +99,10 @@ class CreditNoteService:
                 )
             if invoice.status != "paid":
                 raise InvoiceNotOpen(f"invoice {invoice.number} is {invoice.status}")
-            if invoice.paid_by is None or self._gateway is None:
+            if invoice.paid_by is not None and self._gateway is None:
                 raise NotRefundable(
-                    f"invoice {invoice.number} was paid outside Stripe: give the money back "
-                    "the way it came (a credit balance for the next invoice is not built yet)",
+                    f"invoice {invoice.number} was paid through Stripe, and this deployment "
+                    "has no Stripe key to refund it with (BILLING_STRIPE_API_KEY)",
                     invoice_id=invoice.invoice_id,
                 )
             repo = CreditNoteRepository(unit)
@@ -122,13 +127,23 @@ class CreditNoteService:
                 currency=invoice.currency,
                 lines=tuple(made),
                 payment_id=invoice.paid_by,
-                status=RefundStatus.PENDING,
+                # Paid outside Stripe: the money stays, for the org's next invoices.
+                status=RefundStatus.PENDING if invoice.paid_by else RefundStatus.BALANCE,
                 stripe_refund_id=None,
                 failure_message=None,
                 created_at=now,
                 updated_at=now,
             )
             await repo.insert(note)
+            if note.status is RefundStatus.BALANCE:
+                await self._credits.grant(
+                    note.org_id,
+                    note.currency,
+                    note.amount,
+                    source="credit_note",
+                    source_id=note.credit_note_id,
+                    uow=unit,
+                )
             return note
 
     async def get(self, credit_note_id: str, org_id: str | None = None) -> CreditNote:
@@ -265,7 +280,17 @@ class CreditNoteService:
                     invoices.append(await self._invoices.get(invoice_id, uow=unit))
                 except NotFound:
                     continue  # said by the check
-        return credit_disagreements([_credited(i) for i in invoices], notes)
+            found = credit_disagreements([_credited(i) for i in invoices], notes)
+            for note in notes:
+                if note.status is not RefundStatus.BALANCE:
+                    continue
+                grant = await self._credits.grant_of(note.credit_note_id, unit)
+                if grant is None or (grant.amount, grant.currency) != (note.amount, note.currency):
+                    found.append(
+                        f"{note.number} is kept as a balance of {note.currency} {note.amount}, "
+                        f"and the org holds {'no grant' if grant is None else 'another'} for it"
+                    )
+        return found
 
     async def reconcile(
         self, since: datetime, *, repair: bool = False
@@ -282,6 +307,8 @@ class CreditNoteService:
         found: list[Difference] = []
         repaired: list[Difference] = []
         for note in notes:
+            if note.status is RefundStatus.BALANCE:
+                continue  # kept, not refunded: nothing at Stripe to compare
             subject = f"{note.number} ({note.credit_note_id}, invoice {note.invoice_id})"
             if note.stripe_refund_id is not None:
                 theirs: RefundMade | None = await stripe.refund_now(note.stripe_refund_id)

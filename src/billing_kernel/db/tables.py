@@ -713,13 +713,50 @@ credit_notes = Table(
     Column("amount", Money(14, 2), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("lines", Text, nullable=False),  # JSON: [{number, description, amount}]
-    Column("payment_id", String(32), ForeignKey("payments.payment_id"), nullable=False),
+    # NULL for a note kept as a balance (the invoice was paid outside Stripe).
+    Column("payment_id", String(32), ForeignKey("payments.payment_id"), nullable=True),
     Column("status", String(10), nullable=False),
     Column("stripe_refund_id", String(255), nullable=True, unique=True),
     Column("failure_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint("status IN ('pending', 'refunded', 'failed')", name="status"),
+    CheckConstraint("status IN ('pending', 'refunded', 'failed', 'balance')", name="status"),
+    CheckConstraint("amount > 0", name="amount"),
+    Index(None, "invoice_id"),
+)
+
+credit_grants = Table(
+    "credit_grants",
+    metadata,
+    # Money an org holds for its next invoices (credits.rules), one grant per source (a
+    # credit note on an invoice paid outside Stripe); `remaining` moved only by a statement
+    # that checks the amount it moves from.
+    Column("grant_id", String(32), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("remaining", Money(14, 2), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("source_id", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
+    # Only the sign: money is text on SQLite, where a comparison of two amounts is not
+    # numeric (`credits verify` checks that no more is left than was granted).
+    CheckConstraint("remaining >= 0", name="remaining"),
+    Index(None, "org_id", "currency"),
+)
+
+credit_burns = Table(
+    "credit_burns",
+    metadata,
+    # What an invoice drew from a grant when it was made (its `credit_applied` line);
+    # released when the invoice was voided, the money given back to the grant.
+    Column("grant_id", String(32), ForeignKey("credit_grants.grant_id"), primary_key=True),
+    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
+    Column("amount", Money(14, 2), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime, nullable=True),
     CheckConstraint("amount > 0", name="amount"),
     Index(None, "invoice_id"),
 )

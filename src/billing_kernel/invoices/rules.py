@@ -47,6 +47,7 @@ class LineKind(StrEnum):
     OVERAGE = "overage"
     SEATS = "seats"
     ADJUSTMENT = "adjustment"
+    CREDIT_APPLIED = "credit_applied"
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +330,21 @@ def closes_at(period: BillingPeriod, grace: timedelta) -> datetime:
     """When a period closes: `grace` after it ends (BILLING_LATE_EVENT_GRACE_HOURS). Until
     then its late events still count in it; after, in an adjustment on the next invoice."""
     return period.end + grace
+
+
+def credit_applied_line(applied: Decimal, held: Decimal, plan: Plan) -> InvoiceLine:
+    """The line that takes `applied` off an invoice, drawn from the `held` balance the org
+    had when it was made (credit notes on invoices it paid outside Stripe)."""
+    if not ZERO < applied <= held:
+        raise ValueError(f"cannot apply {applied} of a balance of {held}")
+    return InvoiceLine(
+        kind=LineKind.CREDIT_APPLIED,
+        description="Credit balance applied",
+        amount=-applied,
+        formula=f"{money_text(applied)} of the {money_text(held)} held → {money_text(-applied)}",
+        plan_slug=plan.slug,
+        plan_version=plan.version,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,10 @@ class InvoiceLineOut(BaseModel):
         description="`base_fee`: the plan in force at the period's start, for the whole "
         "period. `proration_credit` (negative) and `proration_charge`: a change of plan, "
         "version or billable status within the period, to the second. `overage` and `seats`: "
-        "usage beyond what is included, priced by the plan in force at the period's end."
+        "usage beyond what is included, priced by the plan in force at the period's end. "
+        "`adjustment`: late usage of an earlier month. `credit_applied` (negative): the org's "
+        "credit balance (credit notes on invoices paid outside Stripe) drawn when the invoice "
+        "was made."
     )
     description: str
     amount: MoneyText = Field(description="Rounded once, half up, to cents.")
@@ -146,8 +149,13 @@ class FinalizedInvoiceOut(BaseModel):
         "invoice whose `replaces` is this one corrects it)."
     )
     currency: str
-    subtotal: MoneyText
-    total: MoneyText
+    subtotal: MoneyText = Field(
+        description="The sum of its charges (every line but a `credit_applied` one)."
+    )
+    total: MoneyText = Field(
+        description="What is to be paid: the subtotal less the credit balance applied (a "
+        "`credit_applied` line); no tax is added."
+    )
     plan_slug: str = Field(description="The plan in force at the month's end.")
     plan_version: int
     issued_at: datetime

@@ -14,6 +14,7 @@ from decimal import Decimal
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import validate_text
 from billing_kernel.config import Settings
+from billing_kernel.credits.service import CreditService
 from billing_kernel.db.database import failure_reason
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.errors import (
@@ -38,6 +39,7 @@ from billing_kernel.invoices.rules import (
     change_lines,
     close_failed_event,
     closes_at,
+    credit_applied_line,
     estimate_notes,
     in_force,
     usage_of,
@@ -104,6 +106,7 @@ class InvoiceService:
         members: MemberService,
         usage: UsageReader,
         events: EventLog,
+        credits: CreditService,
     ) -> None:
         self._tx = transactions
         self._settings = settings
@@ -113,10 +116,11 @@ class InvoiceService:
         self._summary = summary
         self._events = events
         self._plans = plans
+        self._credits = credits
         self._drafts = InvoiceDrafts(
             metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
         )
-        self._verification = InvoiceVerification(transactions, metrics, self._drafts)
+        self._verification = InvoiceVerification(transactions, metrics, self._drafts, credits)
 
     @property
     def grace(self) -> timedelta:
@@ -298,6 +302,7 @@ class InvoiceService:
                 old, reason = voiding
                 if not await repo.set_void(old.invoice_id, reason, now):
                     raise _not_open(await self.get(old.invoice_id, uow=unit), "voided")
+                await self._credits.release(old.invoice_id, unit)  # its correction draws again
             history = await self._drafts.history(org_id, period, unit, plans)
             if not in_force(period, history):
                 return None
@@ -322,6 +327,13 @@ class InvoiceService:
                     org_id=org_id,
                     period=period.label,
                 )
+            # An org's credit balance is drawn by its invoices as they are made, the lock on
+            # the org keeping two from drawing at once.
+            drawn, held = await self._credits.to_draw(org_id, draft.currency, draft.total, unit)
+            applied = sum((amount for _, amount in drawn), Decimal(0))
+            billed_lines = draft.lines
+            if applied:
+                billed_lines += (credit_applied_line(applied, held, draft.plan),)
             sequence = await repo.next_number()
             invoice = StoredInvoice(
                 invoice_id=invoice_id,
@@ -332,7 +344,7 @@ class InvoiceService:
                 status="open",
                 currency=draft.currency,
                 subtotal=draft.subtotal,
-                total=draft.total,
+                total=draft.total - applied,
                 plan_slug=draft.plan.slug,
                 plan_version=draft.plan.version,
                 bills_usage=draft.bills_usage,
@@ -342,8 +354,9 @@ class InvoiceService:
                 void_reason=None,
                 replaces=None if voiding is None else voiding[0].invoice_id,
             )
-            lines = tuple(stored_line(n, line, period) for n, line in enumerate(draft.lines, 1))
+            lines = tuple(stored_line(n, line, period) for n, line in enumerate(billed_lines, 1))
             await repo.insert(invoice, lines, computed.usage)
+            await self._credits.take(org_id, invoice_id, drawn, unit)
             usage = tuple(sorted(computed.usage, key=lambda u: (u.period_start, u.metric)))
             return replace(invoice, lines=lines, usage=usage)  # as `get` would read it
 

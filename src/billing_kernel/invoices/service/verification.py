@@ -5,11 +5,14 @@ void ones included, have no gaps; an invoice's status agrees with its payment an
 from __future__ import annotations
 
 from dataclasses import asdict
+from decimal import Decimal
 
+from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.credits.service import CreditService
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.invoices.repository import InvoiceRepository
-from billing_kernel.invoices.rules import StoredInvoice, StoredLine, usage_of
+from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine, usage_of
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.metrics.service import MetricService
@@ -17,11 +20,16 @@ from billing_kernel.metrics.service import MetricService
 
 class InvoiceVerification:
     def __init__(
-        self, transactions: Transactions, metrics: MetricService, drafts: InvoiceDrafts
+        self,
+        transactions: Transactions,
+        metrics: MetricService,
+        drafts: InvoiceDrafts,
+        credits: CreditService,
     ) -> None:
         self._tx = transactions
         self._metrics = metrics
         self._drafts = drafts
+        self._credits = credits
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
         """Recompute every invoice that counts (open or paid) from the events it billed, the
@@ -48,6 +56,8 @@ class InvoiceVerification:
                     )
                 if invoice.status != "void":  # a void one's events moved to its correction
                     differences += await self._differences(invoice, unit)
+                differences += await self._credit_differences(invoice, unit)
+            differences += await self._credits.verify(unit)
         return differences
 
     async def _differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
@@ -70,7 +80,9 @@ class InvoiceVerification:
             invoice.org_id, period, history, used, late, unit, events=events, as_of=invoice
         )
         # Every figure, not the wording: a plan or metric renamed since changes descriptions.
-        stored = [_figures(line) for line in invoice.lines]
+        # A credit balance applied is checked against what the invoice drew (below).
+        charged = [line for line in invoice.lines if line.kind != LineKind.CREDIT_APPLIED]
+        stored = [_figures(line) for line in charged]
         again = [
             _figures(stored_line(n, line, period)) for n, line in enumerate(computed.draft.lines, 1)
         ]
@@ -82,11 +94,38 @@ class InvoiceVerification:
                 )
         if len(stored) != len(again):
             found.append(f"{invoice.number}: {len(stored)} lines stored, {len(again)} recomputed")
-        if invoice.total != computed.draft.total:
+        again_total = computed.draft.total - _applied(invoice)
+        if invoice.total != again_total:
             found.append(
-                f"{invoice.number}: total {invoice.total} stored, {computed.draft.total} recomputed"
+                f"{invoice.number}: total {invoice.total} stored, {again_total} recomputed"
             )
         return found
+
+    async def _credit_differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
+        """An invoice's credit balance applied is what it drew from the org's grants, and a
+        void one holds none (it was given back to its correction)."""
+        burns = await self._credits.burns([invoice.invoice_id], unit)
+        held = sum((b.amount for b in burns if b.released_at is None), Decimal(0))
+        if invoice.status == "void":
+            return (
+                [f"{invoice.number}: void, and still holds {money_text(held)} of credit"]
+                if held
+                else []
+            )
+        if held != _applied(invoice):
+            return [
+                f"{invoice.number}: {money_text(_applied(invoice))} of credit applied, "
+                f"{money_text(held)} drawn from the org's balance"
+            ]
+        return []
+
+
+def _applied(invoice: StoredInvoice) -> Decimal:
+    """The credit balance an invoice applied (its `credit_applied` lines), as a positive sum."""
+    return -sum(
+        (line.amount for line in invoice.lines if line.kind == LineKind.CREDIT_APPLIED),
+        Decimal(0),
+    )
 
 
 def _figures(line: StoredLine) -> dict[str, object]:
