@@ -48,7 +48,7 @@ def test_all_that_is_left_is_every_line_and_comes_to_what_is_left_of_the_total()
         CreditLine(1, "Starter, May", D("40.00")),
         CreditLine(3, "Unused time on Free", D("-5.00")),
     ]  # line 2 is credited in full: left out
-    with pytest.raises(NothingToCredit, match="credited in full already"):
+    with pytest.raises(NothingToCredit, match=r"^the invoice is credited in full already$"):
         credit_lines(BILLED, {1: D("49.00"), 2: D("10.50")}, None, "USD")
     with pytest.raises(NothingToCredit):  # 5.00 of line 2 left, less line 3's 5.00
         credit_lines(BILLED, {1: D("49.00"), 2: D("5.50")}, None, "USD")
@@ -69,14 +69,14 @@ def test_lines_named_are_credited_up_to_what_is_left_of_each() -> None:
     ("credited", "asked", "message", "field"),
     [
         ({}, {4: None}, "the invoice has no line 4", "lines.4"),
-        ({}, {3: None}, r"line 3 is a credit itself \(-5.00\): only charges", "lines.3"),
+        ({}, {3: None}, r"line 3 is not a charge \(-5.00\): only charges", "lines.3"),
         ({}, {1: D("0")}, "line 1: credit an amount above zero, not 0", "lines.1"),
         ({}, {1: D("-1")}, "line 1: credit an amount above zero, not -1", "lines.1"),
         ({}, {1: D("49.01")}, "line 1 has 49.00 left to credit, not 49.01", "lines.1"),
         ({1: D("40")}, {1: D("9.01")}, "line 1 has 9.00 left to credit, not 9.01", "lines.1"),
         ({2: D("10.50")}, {2: None}, "line 2 is credited in full already", "lines.2"),
         ({}, {1: D("1.005")}, "line 1: 1.005 USD has more decimal places than", "lines.1"),
-        ({}, {}, "name at least one line", "lines"),
+        ({}, {}, "^name at least one line to credit, or none for all$", "lines"),
         (
             {},
             {1: None, 2: None},
@@ -91,6 +91,16 @@ def test_a_credit_beyond_what_was_billed_is_refused_naming_the_line(
     with pytest.raises(InvalidInput, match=message) as refused:
         credit_lines(BILLED, credited, list(asked.items()), "USD")
     assert refused.value.details["field"] == field
+
+
+def test_amounts_under_one_and_exactly_all_that_is_left_are_credited() -> None:
+    small = [BilledLine(1, "Tokens over", D("0.50")), BilledLine(2, "Nothing over", D("0.00"))]
+    assert credit_lines(small, {}, None, "USD") == [CreditLine(1, "Tokens over", D("0.50"))]
+    assert credit_lines(small, {}, [(1, None)], "USD") == [CreditLine(1, "Tokens over", D("0.50"))]
+    with pytest.raises(InvalidInput, match=r"line 2 is not a charge \(0.00\)"):
+        credit_lines(small, {}, [(2, None)], "USD")
+    exactly = credit_lines(BILLED, {}, [(1, D("49.00")), (2, D("5.50"))], "USD")
+    assert sum(line.amount for line in exactly) == D("54.50")  # all that is left, by line
 
 
 def test_each_line_is_named_once() -> None:
@@ -170,6 +180,34 @@ def test_credit_notes_agree_with_their_invoice_or_say_how_they_do_not() -> None:
     ]
     assert credit_disagreements([], [note()]) == [
         "credit notes name invoice inv_1, which does not exist"
+    ]
+    assert credit_disagreements([invoice()], []) == [
+        "INV-000001: credited 10.50 recorded, its credit notes come to 0.00"
+    ]
+    twice = [
+        note(lines=(CreditLine(2, "Tokens over", D("6.00")),), amount="6.00"),
+        note(2, (CreditLine(2, "Tokens over", D("5.00")),), amount="5.00"),
+    ]
+    assert credit_disagreements([invoice("11.00")], twice) == [
+        "INV-000001 line 2: credited 11.00 of 10.50"
+    ]
+    small = CreditedInvoice(
+        "inv_1", "INV-000001", "paid", D("0.50"), D("0.60"), "pay_1",
+        (BilledLine(1, "Tokens over", D("0.50")),),
+    )  # fmt: skip
+    over_small = note(lines=(CreditLine(1, "Tokens over", D("0.60")),), amount="0.60")
+    assert credit_disagreements([small], [over_small])[-1] == (
+        "INV-000001 line 1: credited 0.60 of 0.50"
+    )
+    whole = (
+        CreditLine(1, "Starter, May", D("49.00")),
+        CreditLine(2, "Tokens over", D("10.50")),
+        CreditLine(3, "Unused time on Free", D("-5.00")),
+    )
+    assert credit_disagreements([invoice("54.50")], [note(lines=whole, amount="54.50")]) == []
+    wrong_way = (CreditLine(3, "Unused time on Free", D("5.00")),)
+    assert credit_disagreements([invoice("5.00")], [note(lines=wrong_way, amount="5.00")]) == [
+        "INV-000001 line 3: credited 5.00 of -5.00"
     ]
     beyond = (CreditLine(2, "Tokens over", D("11.00")),)
     assert credit_disagreements([invoice("11.00")], [note(lines=beyond, amount="11.00")]) == [

@@ -44,6 +44,8 @@ def burn(grant_id: str, amount: str, released: bool = False) -> Burn:
 
 def test_grants_agree_with_what_invoices_drew() -> None:
     assert ledger_disagreements([grant("a", "49.00", "9.00")], [burn("a", "40.00")]) == []
+    two = [burn("a", "40.00"), burn("a", "9.00")]
+    assert ledger_disagreements([grant("a", "49.00", "0.00")], two) == []  # all drawn
     released = [burn("a", "40.00", released=True)]
     assert ledger_disagreements([grant("a", "49.00")], released) == []
     assert ledger_disagreements([grant("a", "49.00", "9.00")], released) == [

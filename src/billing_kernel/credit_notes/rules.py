@@ -79,7 +79,7 @@ def credit_lines(
             raise InvalidInput(f"the invoice has no line {number}", field=field)
         if line.amount <= 0:
             raise InvalidInput(
-                f"line {number} is a credit itself ({line.amount}): only charges are credited",
+                f"line {number} is not a charge ({line.amount}): only charges are credited",
                 field=field,
             )
         if amount is None:
@@ -177,7 +177,7 @@ def credit_disagreements(
     """What the records of credit notes say that cannot all be true: a note whose lines do
     not add up to it, on an invoice not paid, or not refunded from the payment that paid
     it; an invoice whose recorded credit is not the sum of its notes, is more than it came
-    to, or one of whose charges is credited beyond what it billed; numbers with gaps; a
+    to, or one of whose lines is credited beyond what it billed; numbers with gaps; a
     note `refunded` without Stripe's refund."""
     found: list[str] = []
     by_invoice: dict[str, list[CreditNote]] = {}
@@ -225,7 +225,9 @@ def credit_disagreements(
                 per_line[line.number] = per_line.get(line.number, ZERO) + line.amount
         for billed in invoice.lines:
             given = per_line.get(billed.number, ZERO)
-            if billed.amount > 0 and given > billed.amount:
+            # A charge is credited up to what it billed; a credit line of the invoice only
+            # taken back as billed, by a note for all that was left.
+            if not min(ZERO, billed.amount) <= given <= max(ZERO, billed.amount):
                 found.append(
                     f"{invoice.number} line {billed.number}: credited {money_text(given)} of "
                     f"{money_text(billed.amount)}"
