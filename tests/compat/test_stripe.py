@@ -70,3 +70,37 @@ def test_malformed_events_raise_invalid_request_errors(live: Live) -> None:
 def test_a_wrong_key_raises_an_authentication_error(live: Live) -> None:
     with pytest.raises(stripe.AuthenticationError):
         client(live, "sk_test_123").v1.billing.meter_events.create(meter_event(live.new_org(), "1"))
+
+
+def test_calls_and_parameters_stripe_does_not_take_raise_its_typed_errors(live: Live) -> None:
+    """What the kernel does not implement answers as Stripe answers an unknown URL, and a
+    parameter or an identifier Stripe would refuse is refused as Stripe refuses it: in each
+    case stripe-python raises InvalidRequestError, naming the parameter."""
+    org = live.new_org()
+    with pytest.raises(stripe.InvalidRequestError) as unknown_call:
+        client(live).v1.billing.meters.list()
+    assert unknown_call.value.http_status == 404
+    assert "Unrecognized request URL (GET: /v1/billing/meters)" in str(unknown_call.value)
+    with pytest.raises(stripe.InvalidRequestError) as adjustment:
+        client(live).v1.billing.meter_event_adjustments.create(
+            {"event_name": "tokens", "cancel": {"identifier": "x"}}
+        )
+    assert adjustment.value.http_status == 404
+    with pytest.raises(stripe.InvalidRequestError) as extra:
+        client(live).v1.billing.meter_events.create({**meter_event(org, "1"), "colour": "red"})  # type: ignore[arg-type]
+    assert (extra.value.http_status, extra.value.param, extra.value.code) == (
+        400,
+        "colour",
+        "parameter_unknown",
+    )
+    assert "Received unknown parameter: colour" in str(extra.value)
+    with pytest.raises(stripe.InvalidRequestError) as long_key:
+        client(live).v1.billing.meter_events.create(
+            {**meter_event(org, "1"), "identifier": "k" * 101}
+        )
+    assert (long_key.value.http_status, long_key.value.param) == (400, "identifier")
+    client(live).v1.billing.meter_events.create({**meter_event(org, "1"), "identifier": "k" * 100})
+    with pytest.raises(stripe.InvalidRequestError) as badly_named:
+        client(live).v1.billing.meter_events.create(meter_event(org, "1", event_name="bad\x01name"))
+    assert badly_named.value.param == "event_name"
+    assert live.used(org) == 1

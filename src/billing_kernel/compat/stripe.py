@@ -23,9 +23,17 @@ router = APIRouter(prefix="/compat/stripe/v1", include_in_schema=False)
 CUSTOMER_KEY = "stripe_customer_id"
 """The payload key that names the customer (a meter's default `customer_mapping`)."""
 
+PARAMETERS = frozenset({"event_name", "identifier", "timestamp"})
+"""The meter event's own parameters besides `payload[...]` (and `expand[...]`, which every
+Stripe call takes): any other is refused, as Stripe refuses it."""
+
+IDENTIFIER_LENGTH = 100
+"""The longest `identifier` Stripe takes."""
+
 FIELDS = {
     "org_id": f"payload[{CUSTOMER_KEY}]",
     "metric": "event_name",
+    "event": "event_name",
     "quantity": "payload[value]",
     "idempotency_key": "identifier",
     "occurred_at": "timestamp",
@@ -39,7 +47,8 @@ def render(refusal: Refusal) -> Response:
     error = first_error(refusal)
     status = 400 if error.status in (409, 422) else error.status
     kind = "invalid_request_error"
-    body: dict[str, Any] = {"type": kind, "code": error.code, "message": error.message}
+    code = error.details.get("stripe_code", error.code)
+    body: dict[str, Any] = {"type": kind, "code": code, "message": error.message}
     field = error.details.get("field")
     if field is not None:
         param = FIELDS.get(str(field), str(field))
@@ -68,8 +77,19 @@ def parse_form(body: bytes, idempotency_key: str | None) -> ForeignEvent:
             payload[name[len("payload[") : -1]] = value
         else:
             form[name] = value
+    for name in form:
+        if name not in PARAMETERS and not name.startswith("expand["):
+            raise InvalidInput(
+                f"Received unknown parameter: {name}", field=name, stripe_code="parameter_unknown"
+            )
+    identifier = form.get("identifier")
+    if identifier is not None and len(identifier) > IDENTIFIER_LENGTH:
+        raise InvalidInput(
+            f"Invalid string: {identifier[:20]}...; must be at most {IDENTIFIER_LENGTH} characters",
+            field="identifier",
+        )
     customer = payload.pop(CUSTOMER_KEY, None)
-    key = form.get("identifier") or idempotency_key or f"mtr_{uuid.uuid4().hex}"
+    key = identifier or idempotency_key or f"mtr_{uuid.uuid4().hex}"
     return ForeignEvent(
         customer=customer_field(customer, _payload_field(CUSTOMER_KEY)),
         name=text_field(form.get("event_name"), "event_name"),
@@ -100,4 +120,21 @@ async def create_meter_event(request: Request) -> Response:
             "payload": payload,
             "timestamp": int(result.times[0].timestamp()),
         }
+    )
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
+async def unrecognized(request: Request, path: str) -> Response:
+    """Every other call: Stripe's answer to a URL it does not know (404, an
+    `invalid_request_error`), so Stripe's clients raise their typed error
+    (`InvalidRequestError`) rather than failing to read the answer."""
+    return JSONResponse(
+        {
+            "error": {
+                "type": "invalid_request_error",
+                "message": f"Unrecognized request URL ({request.method}: /v1/{path}). This "
+                "service implements only POST /v1/billing/meter_events of Stripe's API.",
+            }
+        },
+        status_code=404,
     )
