@@ -101,3 +101,21 @@ def test_unknown_features_customers_and_keys_raise(live: Live) -> None:
     assert customer.value.status_code == 404
     with pytest.raises(ClientAuthenticationError):
         openmeter(live, "bk_wrong").events.ingest_events([cloud_event(org, 1)])
+
+
+def test_problems_name_the_cloud_events_attributes_and_carry_a_uri(live: Live) -> None:
+    """An event too old to count is refused naming its `time` (the kernel's `occurred_at`
+    is not the sender's word), and the problem's `instance` is a URI, as OpenMeter's
+    description has it."""
+    org = live.new_org()
+    old = cloud_event(org, 1)
+    old.time = datetime.now(UTC) - timedelta(days=60)
+    with pytest.raises(HttpResponseError) as refused:
+        openmeter(live).events.ingest_events([old])
+    problem = refused.value.response.json()
+    assert refused.value.status_code == 400
+    assert problem["detail"].startswith("event 0: time: ")
+    assert "occurred_at" not in problem["detail"]
+    assert uuid.UUID(problem["instance"].removeprefix("urn:uuid:"))
+    assert problem["instance"].startswith("urn:uuid:")
+    assert live.used(org) == 0

@@ -5,6 +5,8 @@ properties), and an entitlement's value, which is the kernel's quota decision.""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -41,6 +43,9 @@ FIELDS = {
     "idempotency_key": "id",
     "occurred_at": "time",
 }
+_RENAMED = {"occurred_at": "time", "idempotency_key": "id"}
+"""The kernel's words for a CloudEvent's attributes, said in the event's own where they
+appear in a message."""
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -52,7 +57,9 @@ _TITLES = {
 
 
 def render(refusal: Refusal) -> Response:
-    """An error as OpenMeter answers it: RFC 7807 problem details, invalid events as 400."""
+    """An error as OpenMeter answers it: RFC 7807 problem details, invalid events as 400,
+    the CloudEvent's attributes named as sent (`time`, `id`), `instance` a URI for this
+    occurrence."""
     error = first_error(refusal)
     status = 400 if error.status == 422 else error.status
     detail = error.message
@@ -63,12 +70,14 @@ def render(refusal: Refusal) -> Response:
         detail = f"event {refusal.errors[0][0]}: {detail}"
         if len(refusal.errors) > 1:
             detail += f" (and {len(refusal.errors) - 1} more events refused)"
+    for ours, theirs in _RENAMED.items():  # the attributes as the sender named them
+        detail = re.sub(rf"\b{ours}\b", theirs, detail)
     body = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
-        "instance": "",
+        "instance": f"urn:uuid:{uuid.uuid4()}",  # this occurrence (a URI, as the spec asks)
     }
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
