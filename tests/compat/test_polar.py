@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from polar.v2026_10 import Polar
 from polar.v2026_10.errors import HTTPValidationError
@@ -58,3 +59,57 @@ def test_a_malformed_value_raises_the_validation_error(live: Live) -> None:
     [problem] = refused.value.error.detail or []
     assert problem.loc == ["body", "events", 1, "metadata", "value"]
     assert live.used(org) == 0
+
+
+def test_a_reused_external_id_is_a_duplicate_as_polar_counts_it(live: Live) -> None:
+    """Polar answers an `external_id` sent again with another payload as a duplicate
+    (200): so does the kernel, and the event counts once, as first sent."""
+    org = live.new_org()
+    key = str(uuid.uuid4())
+    sent = {"name": "tokens", "external_customer_id": org, "external_id": key}
+    first = polar(live).events.ingest(events=[{**sent, "metadata": {"value": 10}}])
+    assert (first.inserted, first.duplicates) == (1, 0)
+    changed = polar(live).events.ingest(events=[{**sent, "metadata": {"value": 99}}])
+    assert (changed.inserted, changed.duplicates) == (0, 1)
+    assert live.used(org) == 10
+
+
+def test_polars_customer_must_be_a_known_uuid_and_times_date_time_text(live: Live) -> None:
+    """A `customer_id` is Polar's customer (a UUID one of the orgs goes by): an unknown one
+    is refused as Polar refuses it (422 "Customer not found"), never made into an org; a
+    non-UUID or a Unix-seconds `timestamp` is refused as Polar's description has it."""
+    org = live.new_org()
+    stranger = str(uuid.uuid4())
+    cases = [
+        ({"customer_id": stranger}, ["customer_id"], "Customer not found"),
+        ({"customer_id": "cus_123"}, ["customer_id"], "Input should be a valid UUID"),
+        (
+            {"external_customer_id": org, "timestamp": 1_764_000_000},
+            ["timestamp"],
+            "Input should be a valid datetime",
+        ),
+    ]
+    for fields, loc, message in cases:
+        event = {"name": "tokens", "metadata": {"value": 1}, **fields}
+        with pytest.raises(HTTPValidationError) as refused:
+            polar(live).events.ingest(events=[event])  # type: ignore[list-item]
+        [problem] = refused.value.error.detail or []
+        assert (problem.loc, problem.msg) == (["body", "events", 0, *loc], message)
+    assert live.used(org) == 0
+    made = httpx.get(
+        f"{live.url}/api/v1/billing/org/summary",
+        headers={"Authorization": f"Bearer {live.key}", "X-Org-Id": stranger},
+    )
+    assert made.status_code == 404  # no org was made for Polar's unknown customer
+
+
+def test_polars_errors_carry_polars_names(live: Live) -> None:
+    body = {
+        "events": [{"name": "tokens", "external_customer_id": "acme", "metadata": {"value": 1}}]
+    }
+    answer = httpx.post(
+        f"{live.url}/compat/polar/v1/events/ingest",
+        json=body,
+        headers={"Authorization": "Bearer bk_wrong_key_0000000000000000"},
+    )
+    assert (answer.status_code, answer.json()["error"]) == (401, "Unauthorized")

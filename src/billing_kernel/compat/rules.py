@@ -37,6 +37,10 @@ class ForeignEvent:
     properties_field: str = "properties"
     """What the protocol calls the properties (OpenMeter `data`, Stripe `payload`), for the
     errors that name one of them."""
+    known_only: str | None = None
+    """The field naming the customer, when the protocol takes only a customer it knows
+    (Polar's own `customer_id`): an unknown one is refused ("Customer not found") rather
+    than making an org."""
 
 
 class RefusedBatch(Exception):

@@ -4,6 +4,7 @@ the reads the protocols answer from the kernel's own figures."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,14 @@ from datetime import datetime
 from billing_kernel.common.validation import validate_id
 from billing_kernel.compat.rules import ForeignEvent, RefusedBatch, in_protocol_terms
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import BillingError, Forbidden, InvalidInput, UnknownMetric
+from billing_kernel.errors import (
+    BillingError,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidInput,
+    OrgNotFound,
+    UnknownMetric,
+)
 from billing_kernel.invoices.rules import InvoiceDraft
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.orgs.service import OrgService
@@ -21,6 +29,8 @@ from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from billing_kernel.usage.service import UsageReader, UsageService
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +77,17 @@ class CompatService:
         self._quota = quota
 
     async def ingest(
-        self, parsed: Sequence[ForeignEvent | BillingError], *, only_org: str | None = None
+        self,
+        parsed: Sequence[ForeignEvent | BillingError],
+        *,
+        only_org: str | None = None,
+        conflict_is_duplicate: bool = False,
     ) -> ForeignBatchResult:
         """Record every event, each once per key and org, or none: RefusedBatch names each
         event refused (not parsed, invalid, for an unknown org when auto-creation is off, a
-        key reused with another payload) and nothing is written. With `only_org` (a key
+        key reused with another payload, unless `conflict_is_duplicate`: then it counts once,
+        as first sent, is answered as a duplicate and logged) and nothing is written. An
+        event `known_only` for a customer no org goes by is refused. With `only_org` (a key
         restricted to one org), an event whose customer id is not one of that org's names is
         refused before anything is looked up or recorded, all alike, whatever it names."""
         errors = {i: e for i, e in enumerate(parsed) if isinstance(e, BillingError)}
@@ -85,6 +101,17 @@ class CompatService:
             named = await self._orgs.resolve(
                 {e.customer for _, e in events if isinstance(e.customer, str)}, unit
             )
+            unknown = await self._unknown(
+                [
+                    named[e.customer]
+                    for _, e in events
+                    if e.known_only and isinstance(e.customer, str)
+                ],
+                unit,
+            )
+            for index, event in events:
+                if event.known_only and named.get(str(event.customer)) in unknown:
+                    errors[index] = InvalidInput("Customer not found", field=event.known_only)
             orgs = [
                 named[e.customer] if isinstance(e.customer, str) else e.customer for _, e in events
             ]
@@ -95,18 +122,40 @@ class CompatService:
                 ],
                 uow=unit,
             )
+            conflicts: set[int] = set()
             for (index, sent), outcome in zip(events, result.outcomes, strict=True):
                 if isinstance(outcome.error, UnknownMetric):  # to a protocol: a bad name
                     errors[index] = InvalidInput(outcome.error.message, field="metric")
+                elif isinstance(outcome.error, IdempotencyConflict) and conflict_is_duplicate:
+                    conflicts.add(index)
+                    logger.warning(
+                        "key %r of org %s reused with another payload: counted once, as "
+                        "first sent, and answered as a duplicate",
+                        sent.key,
+                        sent.customer,
+                    )
                 elif outcome.error is not None:
                     errors[index] = in_protocol_terms(outcome.error, sent)
             if errors:
                 raise RefusedBatch(sorted(errors.items()))  # rolls the whole batch back
         return ForeignBatchResult(
             tuple(str(org) for org in orgs),
-            tuple(o.status for o in result.outcomes),
+            tuple(
+                RecordStatus.CONFLICT if index in conflicts else o.status
+                for (index, _), o in zip(events, result.outcomes, strict=True)
+            ),
             tuple(o.event.occurred_at for o in result.outcomes if o.event is not None),
         )
+
+    async def _unknown(self, org_ids: list[str], unit: UnitOfWork) -> set[str]:
+        """Which of `org_ids` are no org."""
+        missing = set()
+        for org_id in set(org_ids):
+            try:
+                await self._orgs.require(org_id, unit)
+            except OrgNotFound:
+                missing.add(org_id)
+        return missing
 
     async def org_of(
         self, customer: str, *, only_org: str | None = None, uow: UnitOfWork | None = None
