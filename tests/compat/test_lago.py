@@ -84,13 +84,13 @@ def test_an_unknown_code_is_a_validation_error(live: Live) -> None:
     assert message.startswith("no metric counts events named 'no_such_metric'; counted: ")
 
 
-def test_a_reused_transaction_id_with_another_value_is_refused(live: Live) -> None:
+def test_a_reused_transaction_id_with_another_value_is_refused_as_lago_does(live: Live) -> None:
     org = live.new_org()
     lago(live).events.create(event(org, 10, transaction_id="tx-a"))
     with pytest.raises(LagoApiError) as refused:
         lago(live).events.create(event(org, 11, transaction_id="tx-a"))
-    assert refused.value.status_code == 409
-    assert refused.value.response["code"] == "idempotency_conflict"
+    assert refused.value.status_code == 422  # Lago's documented answer, not a 409
+    assert refused.value.response["error_details"] == {"transaction_id": ["value_already_exist"]}
     assert live.used(org) == 10
 
 
@@ -121,6 +121,15 @@ def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
     assert by_code["tokens"].amount_cents == 1_000
     assert by_code["playbook_runs"].amount_cents == 0
     assert usage.from_datetime.startswith(summary["period"]["start"][:10])
+    for charge in usage.charges_usage:  # UUIDs, as Lago's description has them, and stable
+        assert uuid.UUID(charge.charge.lago_id)
+        assert uuid.UUID(charge.billable_metric.lago_id)
+        assert charge.presentation_breakdowns is not None
+        assert charge.presentation_breakdowns.__root__ == []
+    again = lago(live).customers.current_usage(org, external_subscription_id=org)
+    assert [c.charge.lago_id for c in again.charges_usage] == [
+        c.charge.lago_id for c in usage.charges_usage
+    ]
 
 
 def test_a_wrong_key_and_an_unknown_customer_raise(live: Live) -> None:
@@ -130,3 +139,4 @@ def test_a_wrong_key_and_an_unknown_customer_raise(live: Live) -> None:
     with pytest.raises(LagoApiError) as missing:
         lago(live).customers.current_usage("no-such-org", external_subscription_id="x")
     assert missing.value.status_code == 404
+    assert missing.value.response["code"] == "customer_not_found"

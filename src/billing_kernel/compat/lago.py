@@ -34,7 +34,7 @@ from billing_kernel.compat.rules import (
     text_field,
 )
 from billing_kernel.compat.service import CurrentUsage, ForeignBatchResult
-from billing_kernel.errors import BillingError, InvalidInput
+from billing_kernel.errors import BillingError, IdempotencyConflict, InvalidInput, OrgNotFound
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.usage.schemas import MAX_BATCH
@@ -51,26 +51,41 @@ FIELDS = {
 }
 """The kernel's field names in Lago's words, for error details."""
 
-_PHRASES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+_PHRASES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
 
 
 def render(refusal: Refusal) -> Response:
-    """An error as Lago answers it: `status`, `error`, `code`, and per field (and, for a
-    batch, per event index) the messages."""
+    """An error as Lago answers it, within each operation's documented statuses: `status`,
+    `error`, `code`, and per field (and, for a batch, per event index) the messages. A
+    body that is not JSON is 400; a `transaction_id` used before with another payload is
+    Lago's `value_already_exist` (422); a key that may not do this is 401, as Lago has no
+    403; an unknown customer is `customer_not_found`."""
     if isinstance(refusal, RefusedBatch):
         first = refusal.first
         details: dict[str, Any] = {
             str(index): _field_errors(error) for index, error in refusal.errors
         }
-        if len(refusal.errors) == 1 and first.status != 422:
+        if len(refusal.errors) == 1 and not _invalid(first):
             return render(first)
         return _error(422, "validation_errors", details)
-    if refusal.status == 422 or isinstance(refusal, InvalidInput):
+    if refusal.details.get("field") == "body" and isinstance(refusal, InvalidInput):
+        return _error(400, "bad_request", None, refusal.message)
+    if _invalid(refusal):
         return _error(422, "validation_errors", _field_errors(refusal))
+    if refusal.status == 403:
+        return _error(401, "unauthorized", None, refusal.message)
+    if isinstance(refusal, OrgNotFound):
+        return _error(404, "customer_not_found", None, refusal.message)
     return _error(refusal.status, refusal.code, None, refusal.message)
 
 
+def _invalid(error: BillingError) -> bool:
+    return error.status == 422 or isinstance(error, InvalidInput | IdempotencyConflict)
+
+
 def _field_errors(error: BillingError) -> dict[str, list[str]]:
+    if isinstance(error, IdempotencyConflict):
+        return {"transaction_id": ["value_already_exist"]}
     field = str(error.details.get("field", "base"))
     return {FIELDS.get(field, field): [error.message]}
 
@@ -197,12 +212,12 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
                 "amount_cents": _cents(charged.get(metric.key, Decimal(0))),
                 "amount_currency": currency,
                 "charge": {
-                    "lago_id": f"{summary.plan.slug}:{metric.key}",
+                    "lago_id": _lago_id("charge", summary.plan.slug, metric.key),
                     "charge_model": "standard",
                     "invoice_display_name": metric.name,
                 },
                 "billable_metric": {
-                    "lago_id": metric.key,
+                    "lago_id": _lago_id("billable_metric", metric.key),
                     "name": metric.name,
                     "code": metric.key,
                     "aggregation_type": "max_agg"
@@ -212,7 +227,7 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
                 "filters": [],
                 "grouped_usage": [],
                 "pricing_unit_details": None,
-                "presentation_breakdowns": None,
+                "presentation_breakdowns": [],
             }
         )
     amount = _cents(sum(charged.values(), Decimal(0)))
@@ -227,6 +242,12 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
         "taxes_amount_cents": 0,
         "charges_usage": charges,
     }
+
+
+def _lago_id(kind: str, *names: str) -> str:
+    """A stable UUID for one of the kernel's objects where Lago has a UUID (`lago_id`):
+    derived from the kind and the kernel's names, the same at every call."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"billing-kernel:{kind}:{':'.join(names)}"))
 
 
 def _cents(amount: Decimal) -> int:
