@@ -209,11 +209,40 @@ async def test_a_definition_the_rules_refuse_is_a_422_that_writes_nothing(
 
 async def test_an_event_name_the_schema_states_is_checked_as_the_body_is_parsed(api: Api) -> None:
     before = await stored_catalogue(api)
-    body = {"name": "C", "unit": "c", "aggregation": "sum", "events": ["llm.call", "a b"]}
+    body = {"name": "C", "unit": "c", "aggregation": "sum", "events": ["llm.call", "a\tb"]}
     refused = await define(api, "calls", **body)
     assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request")
     assert refused.json()["errors"][0]["location"] == "body.events.1"
     assert await stored_catalogue(api) == before
+
+
+async def test_any_name_the_incumbents_take_is_counted_and_read_back_as_sent(api: Api) -> None:
+    """Event names are any text of up to 255 characters without control characters, as
+    Lago, OpenMeter, Stripe and Polar take them: a meter counts `llm call`, `トークン` and
+    a name of 255 characters, and the events read back with their names as sent."""
+    names = [f"llm call {new_id()}", f"トークン {new_id()}", f"{new_id()} " + "x" * 200]
+    names[2] = names[2][:255].ljust(255, "y")
+    key = new_id("m").replace("-", "_")
+    body = {"name": "Calls", "unit": "calls", "aggregation": "count", "events": names}
+    assert (await define(api, key, **body)).status_code == 201
+    org_id = new_id()
+    writer = await api.key(Scope.USAGE_WRITE)
+    sent = [
+        {"org_id": org_id, "event": name, "idempotency_key": f"k{n}", "properties": {}}
+        for n, name in enumerate(names)
+    ]
+    answer = await api.client.post(EVENTS, json={"events": sent}, headers=writer)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 3
+    admin = await api.key(Scope.BILLING_ADMIN)
+    read = await api.client.get(f"/api/v1/orgs/{org_id}/events", headers=admin)
+    assert read.status_code == 200, read.text
+    assert sorted(e["event"] for e in read.json()["data"]) == sorted(names)
+    too_long = {**sent[0], "event": "z" * 256, "idempotency_key": "k9"}
+    refused = await api.client.post(EVENTS, json={"events": [too_long]}, headers=writer)
+    error = refused.json()["results"][0]["error"]
+    assert error["code"] == "invalid_input", error
+    assert "event is longer than 255 characters" in str(error), error
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ import time
 from billing_kernel_sdk._events import Event, to_micros
 from billing_kernel_sdk._ledger import Ledger
 from billing_kernel_sdk.fields import (
-    MAX_EVENT_NAME_LENGTH,
     MAX_ID_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     canonical_properties,
+    check_event_name,
     check_id,
     check_occurred_at,
     check_quantity,
@@ -107,7 +107,7 @@ class Recorder:
         if isinstance(metric, str) and (what, metric) in self._checked_names:
             name = metric  # a handful of names: each is checked once
         else:
-            name = check_id(metric, what, MAX_EVENT_NAME_LENGTH if named else MAX_ID_LENGTH)
+            name = check_event_name(metric) if named else check_id(metric, what, MAX_ID_LENGTH)
             if len(self._checked_names) < 1000:
                 self._checked_names.add((what, name))
         amount = 0 if named else check_quantity(quantity)

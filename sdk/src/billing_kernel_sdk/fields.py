@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 __all__ = [
+    "EVENT_NAME_PATTERN",
+    "EVENT_NAME_PATTERN_TEXT",
     "ID_PATTERN",
     "ID_PATTERN_TEXT",
     "MAX_EVENT_NAME_LENGTH",
@@ -22,6 +24,7 @@ __all__ = [
     "MAX_PROPERTY_NAMES_KEPT",
     "FieldError",
     "canonical_properties",
+    "check_event_name",
     "check_id",
     "check_occurred_at",
     "check_quantity",
@@ -35,7 +38,7 @@ MAX_EVENT_QUANTITY = 10**12
 MAX_ID_LENGTH = 64
 """Org and user ids are the product's own, up to this many characters."""
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-MAX_EVENT_NAME_LENGTH = 128
+MAX_EVENT_NAME_LENGTH = 255
 """A named event's name (the kernel also checks its characters: letters, digits, . _ : / -)."""
 MAX_PROPERTIES = 50
 MAX_PROPERTIES_LENGTH = 4096
@@ -74,6 +77,26 @@ def check_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> str:
     if not ID_PATTERN.fullmatch(value):
         raise FieldError(f"{what} contains control characters", what)
     return check_storable(value, what)
+
+
+EVENT_NAME_PATTERN_TEXT = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$"
+"""What an event's name may be: any text of 1 to 255 characters without control characters,
+kept as sent (`llm.completion`, `llm call`, `トークン`): what the incumbents' protocols take."""
+EVENT_NAME_PATTERN = re.compile(EVENT_NAME_PATTERN_TEXT)
+
+
+def check_event_name(value: object, what: str = "event") -> str:
+    """An event's name (EVENT_NAME_PATTERN, Unicode text a database can store), or
+    FieldError."""
+    if type(value) is str and EVENT_NAME_PATTERN.fullmatch(value):
+        return check_storable(value, what)
+    if not isinstance(value, str):
+        raise FieldError(f"{what} must be a string", what)
+    if not value:
+        raise FieldError(f"{what} must not be empty", what)
+    if len(value) > MAX_EVENT_NAME_LENGTH:
+        raise FieldError(f"{what} is longer than {MAX_EVENT_NAME_LENGTH} characters", what)
+    raise FieldError(f"{what} contains control characters", what)
 
 
 def check_storable(value: str, what: str) -> str:

@@ -281,7 +281,7 @@ usage_events = Table(
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
     # The event's name; for a report of one metric's quantity, the metric's key.
-    Column("event", String(128), nullable=False),
+    Column("event", String(255), nullable=False),
     # A report of one metric: its quantity. A named event: NULL (its meters read its
     # properties).
     Column("quantity", BigInteger, nullable=True),

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY, validate_id, validate_text
 from billing_kernel.errors import InvalidInput, UnknownEvent
+from billing_kernel_sdk import fields
 
 TOKENS = "tokens"
 PLAYBOOK_RUNS = "playbook_runs"
@@ -27,10 +28,9 @@ METRIC_KEY_PATTERN_TEXT = r"^[a-z][a-z0-9_]{0,63}$"
 METRIC_KEY_PATTERN = re.compile(METRIC_KEY_PATTERN_TEXT)
 
 
-EVENT_NAME_PATTERN_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-"""What an event's name is (the API's schema states the same pattern)."""
-EVENT_NAME_PATTERN = re.compile(EVENT_NAME_PATTERN_TEXT)
-"""An event name: `llm.completion`, `workflow_run`, `api/request`."""
+EVENT_NAME_PATTERN_TEXT = fields.EVENT_NAME_PATTERN_TEXT
+"""What an event's name is: any text of 1 to 255 characters without control characters
+(the API's schema states the same pattern)."""
 MAX_METER_EVENTS = 20
 MAX_FILTERS = 10
 VALUE_PROPERTIES = ("value", "quantity")
@@ -352,14 +352,12 @@ def listening_meters(name: str, catalogue: Mapping[str, Metric]) -> list[Metric]
 
 
 def validate_event_name(value: object) -> str:
-    """An event name (EVENT_NAME_PATTERN), or InvalidInput."""
-    if not isinstance(value, str) or not EVENT_NAME_PATTERN.fullmatch(value):
-        raise InvalidInput(
-            "event must be 1-128 letters, digits and . _ : / - , starting with a letter or "
-            f"digit, got {value!r:.40}",
-            field="event",
-        )
-    return value
+    """An event name (`fields.check_event_name`: any text of 1 to 255 characters without
+    control characters, kept as sent), or InvalidInput."""
+    try:
+        return fields.check_event_name(value)
+    except fields.FieldError as exc:
+        raise InvalidInput(f"{exc}, got {value!r:.40}", field="event") from None
 
 
 def new_meter(

@@ -39,9 +39,9 @@ class MetricIn(StrictBody):
         default=None,
         min_length=1,
         max_length=MAX_METER_EVENTS,
-        description="The names of the events it counts (`event` of a usage event: letters, "
-        "digits and `. _ : / -`, up to 128). Left out: the metric's key. Events sent with "
-        "`metric` and `quantity` count toward that metric alone.",
+        description="The names of the events it counts (`event` of a usage event: any text "
+        "of 1 to 255 characters without control characters). Left out: the metric's key. "
+        "Events sent with `metric` and `quantity` count toward that metric alone.",
         examples=[["llm.completion"]],
     )
     value_property: str | None = Field(

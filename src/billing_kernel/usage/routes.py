@@ -26,6 +26,7 @@ from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.responses import CSV_RESPONSE, csv_line, csv_response, next_url
 from billing_kernel.web.routers import orgs_router, usage_router
 from billing_kernel.web.schemas import QueryDateTime
+from billing_kernel_sdk.fields import EVENT_NAME_PATTERN_TEXT, MAX_EVENT_NAME_LENGTH
 
 router = usage_router()
 INGEST_PATH = f"{router.prefix}/events"
@@ -118,8 +119,8 @@ MetricFilter = Annotated[
 EventFilter = Annotated[
     str | None,
     Query(
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$",
+        max_length=MAX_EVENT_NAME_LENGTH,
+        pattern=EVENT_NAME_PATTERN_TEXT,
         description="Only events of this name (sent as `event`).",
     ),
 ]

@@ -44,12 +44,12 @@ class UsageEventIn(StrictBody):
     )
     event: str | None = Field(
         default=None,
-        description="Instead of `metric` and `quantity`: the event's name (letters, digits "
-        "and `. _ : / -`, up to 128). Every metric that counts it adds its amount: the sum "
-        "of a property, or 1 for a count; an event no metric counts is refused "
-        "(`unknown_event`), one whose amount property is missing or not a whole number is "
-        "refused (`invalid_input`), one that no metric's filters admit is accepted and "
-        "counts toward nothing.",
+        description="Instead of `metric` and `quantity`: the event's name (any text of 1 to "
+        "255 characters without control characters, kept as sent). Every metric that counts "
+        "it adds its amount: the sum of a property, or 1 for a count; an event no metric "
+        "counts is refused (`unknown_event`), one whose amount property is missing or not a "
+        "whole number is refused (`invalid_input`), one that no metric's filters admit is "
+        "accepted and counts toward nothing.",
         examples=["llm.completion"],
     )
     idempotency_key: str = Field(
