@@ -66,22 +66,30 @@ def test_a_malformed_value_raises_the_clients_error_and_writes_nothing(live: Liv
             "metric 'tokens': properties.value must be a whole number, got 'twelve' (required)"
         ]
     }
-    batch = BatchEvent(events=[event(org, 5), event(org, 1.5), event(org, 7, code="nope")])
+    late = event(org, 7, timestamp="yesterday")
+    batch = BatchEvent(events=[event(org, 5), event(org, 1.5), late])
     with pytest.raises(LagoApiError) as whole:
         lago(live).events.batch_create(batch)
     assert whole.value.status_code == 422
     assert set(whole.value.response["error_details"]) == {"1", "2"}
-    assert "code" in whole.value.response["error_details"]["2"]
+    assert "timestamp" in whole.value.response["error_details"]["2"]
     assert live.used(org) == 0
     assert live.events(org) == []
 
 
-def test_an_unknown_code_is_a_validation_error(live: Live) -> None:
-    with pytest.raises(LagoApiError) as refused:
-        lago(live).events.create(event(live.new_org(), 1, code="no_such_metric"))
-    assert refused.value.status_code == 422
-    [message] = refused.value.response["error_details"]["code"]
-    assert message.startswith("no metric counts events named 'no_such_metric'; counted: ")
+def test_an_event_no_metric_counts_is_kept_and_counted_by_nothing(live: Live) -> None:
+    """Lago's description: an event whose code no billable metric has is taken and not
+    billed. So here: kept, counted toward nothing, 200."""
+    org = live.new_org()
+    sent = event(org, 1, code="no_such_metric", transaction_id="tx-kept")
+    answer = lago(live).events.create(sent)
+    assert answer is not None
+    assert answer.code == "no_such_metric"
+    assert lago(live).events.create(sent) is not None  # the same again: a duplicate
+    with pytest.raises(LagoApiError) as changed:  # kept: its transaction_id is taken
+        lago(live).events.create(event(org, 2, code="no_such_metric", transaction_id="tx-kept"))
+    assert changed.value.response["error_details"] == {"transaction_id": ["value_already_exist"]}
+    assert live.used(org) == 0
 
 
 def test_a_reused_transaction_id_with_another_value_is_refused_as_lago_does(live: Live) -> None:

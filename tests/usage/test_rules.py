@@ -19,7 +19,7 @@ from billing_kernel.common.validation import (
     validate_occurred_at,
     validate_text,
 )
-from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownMetric
+from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownEvent, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
 from billing_kernel.usage.bounds import (
     NEAR_BOUND,
@@ -31,6 +31,7 @@ from billing_kernel.usage.bounds import (
 )
 from billing_kernel.usage.rules import (
     EventTimeWindow,
+    Intake,
     RecordStatus,
     UsageBatchResult,
     UsageEvent,
@@ -588,3 +589,25 @@ def test_an_event_is_refused_when_it_takes_its_month_beyond_the_largest_amount()
         "be; it was not counted"
     )
     assert refusal.details == {"org_id": "org-1", "period": "2026-04"}
+
+
+def test_an_event_no_metric_counts_is_refused_or_kept_counting_toward_nothing() -> None:
+    """The native API refuses an event of a name no metric counts; the incumbents'
+    protocols keep it (`keep_uncounted`), counting toward nothing, as the incumbents do."""
+    fields_sent = {
+        "org_id": "acme",
+        "metric": None,
+        "quantity": None,
+        "idempotency_key": "k1",
+        "occurred_at": None,
+        "event": "nobody.listens",
+        "properties": {"value": 3},
+    }
+    with pytest.raises(UnknownEvent, match=r"no metric counts events named 'nobody\.listens'"):
+        Intake(NOW, CATALOGUE, WINDOW).judge(**fields_sent)
+    kept = Intake(NOW, CATALOGUE, WINDOW, keep_uncounted=True).judge(**fields_sent)
+    assert (kept.name, kept.lines, kept.skipped) == ("nobody.listens", (), ())
+    counted = Intake(NOW, CATALOGUE, WINDOW, keep_uncounted=True).judge(
+        **fields_sent | {"event": "tokens"}
+    )
+    assert [line.metric for line in counted.lines] == ["tokens"]

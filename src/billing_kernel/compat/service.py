@@ -89,7 +89,9 @@ class CompatService:
         as first sent, is answered as a duplicate and logged) and nothing is written. An
         event `known_only` for a customer no org goes by is refused. With `only_org` (a key
         restricted to one org), an event whose customer id is not one of that org's names is
-        refused before anything is looked up or recorded, all alike, whatever it names."""
+        refused before anything is looked up or recorded, all alike, whatever it names. An
+        event of a name no metric counts is kept, counted by nothing, as the incumbents keep
+        it (the native API refuses it)."""
         errors = {i: e for i, e in enumerate(parsed) if isinstance(e, BillingError)}
         events = [(i, e) for i, e in enumerate(parsed) if isinstance(e, ForeignEvent)]
         async with self._tx.begin() as unit:
@@ -121,6 +123,7 @@ class CompatService:
                     for org, (_, e) in zip(orgs, events, strict=True)
                 ],
                 uow=unit,
+                keep_uncounted=True,  # as every incumbent keeps an event no meter counts
             )
             conflicts: set[int] = set()
             for (index, sent), outcome in zip(events, result.outcomes, strict=True):

@@ -22,7 +22,7 @@ from billing_kernel.common.validation import (
     validate_occurred_at,
     validate_quantity,
 )
-from billing_kernel.errors import BillingError, InvalidInput, UnknownMetric
+from billing_kernel.errors import BillingError, InvalidInput, UnknownEvent, UnknownMetric
 from billing_kernel.metrics.rules import (
     TAKEN_NOT_ADDED,
     Aggregation,
@@ -247,6 +247,7 @@ class Intake:
     __slots__ = (
         "_catalogue",
         "_earliest",
+        "_keep_uncounted",
         "_latest",
         "_listening",
         "_orgs",
@@ -256,9 +257,15 @@ class Intake:
     )
 
     def __init__(
-        self, received_at: datetime, catalogue: Mapping[str, Metric], window: EventTimeWindow
+        self,
+        received_at: datetime,
+        catalogue: Mapping[str, Metric],
+        window: EventTimeWindow,
+        *,
+        keep_uncounted: bool = False,
     ) -> None:
         self.received_at = ensure_utc(received_at)
+        self._keep_uncounted = keep_uncounted
         self._catalogue = catalogue
         self._window = window
         self._earliest, self._latest = window.bounds(self.received_at)
@@ -357,9 +364,16 @@ class Intake:
         return occurred
 
     def _meters_listening_to(self, name: str) -> list[Metric]:
-        """The metrics that count events named `name`, in key order (`counting_meters`)."""
+        """The metrics that count events named `name`, in key order (`counting_meters`);
+        with `keep_uncounted`, none for a name no metric counts (the event is kept, counted
+        by nothing, as the incumbents' protocols keep it), else UnknownEvent."""
         if name not in self._listening:
-            self._listening[name] = listening_meters(name, self._catalogue)
+            try:
+                self._listening[name] = listening_meters(name, self._catalogue)
+            except UnknownEvent:
+                if not self._keep_uncounted:
+                    raise
+                self._listening[name] = []
         return self._listening[name]
 
 

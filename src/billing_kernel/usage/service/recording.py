@@ -134,7 +134,11 @@ class UsageService:
         )
 
     async def record_batch(
-        self, reports: Sequence[UsageReportLike], *, uow: UnitOfWork | None = None
+        self,
+        reports: Sequence[UsageReportLike],
+        *,
+        uow: UnitOfWork | None = None,
+        keep_uncounted: bool = False,
     ) -> UsageBatchResult:
         """Judge each event alone and count the valid ones, all in one transaction.
 
@@ -143,12 +147,13 @@ class UsageService:
         out of bounds: with the event, its org's month would come, at the org's terms as they
         stand, to more than an invoice may). Refused events write nothing; the others are
         committed together, by set-based statements. The result also holds each touched
-        counter's new total.
+        counter's new total. With `keep_uncounted`, an event of a name no metric counts is
+        kept, counted by nothing (the incumbents' protocols), rather than refused.
         """
         careful: frozenset[MonthKey] = frozenset()
         while True:  # each round writes one event at a time for more months: it ends
             try:
-                return await self._record_batch(reports, uow, careful)
+                return await self._record_batch(reports, uow, careful, keep_uncounted)
             except _Beyond as beyond:
                 careful |= beyond.months
 
@@ -157,6 +162,7 @@ class UsageService:
         reports: Sequence[UsageReportLike],
         uow: UnitOfWork | None,
         careful: frozenset[MonthKey],
+        keep_uncounted: bool = False,
     ) -> UsageBatchResult:
         """`record_batch`, the events of the `careful` months one at a time, each judged
         against the bound on amounts; _Beyond, with nothing written, when the others take a
@@ -164,7 +170,12 @@ class UsageService:
         outcomes: list[UsageOutcome | None] = [None] * len(reports)
         async with self._tx.begin(uow) as unit, _undone_if_raises(unit, joined=uow is not None):
             received_at = self._clock()
-            intake = Intake(received_at, await self._metrics.by_key(unit), self._window)
+            intake = Intake(
+                received_at,
+                await self._metrics.by_key(unit),
+                self._window,
+                keep_uncounted=keep_uncounted,
+            )
             valid: list[tuple[int, UsageEvent]] = []
             for index, raw in enumerate(reports):
                 try:
