@@ -6,20 +6,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
-
-from fastapi import Path
 
 from billing_kernel.credit_notes.schemas import CreditNoteIn, CreditNoteListOut, CreditNoteOut
-from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin
+from billing_kernel.web.deps import AdminAccess, InvoiceId, KernelDep, OrgAdmin
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
 
 router = billing_router()
-
-InvoiceId = Annotated[
-    str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="The invoice's id.")
-]
 
 
 @router.post(

@@ -38,7 +38,7 @@ from billing_kernel.invoices.rules import StoredInvoice
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.payments.checks import Difference
 from billing_kernel.payments.gateway import StripeGateway, StripeRefused, StripeUnavailable
-from billing_kernel.payments.rules import PaymentStatus, RefundMade
+from billing_kernel.payments.rules import Payment, PaymentStatus, RefundMade
 from billing_kernel.payments.service import PaymentService
 
 logger = logging.getLogger(__name__)
@@ -190,14 +190,7 @@ class CreditNoteService:
             return await self.settle(
                 note.credit_note_id, await stripe.refund_now(note.stripe_refund_id)
             )
-        paid = next(
-            (
-                p
-                for p in await self._payments.attempts(note.invoice_id)
-                if p.payment_id == note.payment_id
-            ),
-            None,
-        )
+        paid = await self._payment_of(note)
         if (
             paid is None
             or paid.status is not PaymentStatus.SUCCEEDED
@@ -218,6 +211,11 @@ class CreditNoteService:
         except StripeRefused as refused:
             return await self._fail(note, str(refused))
         return await self.settle(note.credit_note_id, made)
+
+    async def _payment_of(self, note: CreditNote) -> Payment | None:
+        """The payment a credit note gives money back from (the one that paid its invoice)."""
+        attempts = await self._payments.attempts(note.invoice_id)
+        return next((p for p in attempts if p.payment_id == note.payment_id), None)
 
     async def _fail(self, note: CreditNote, why: str) -> CreditNote:
         logger.warning("refund of %s failed: %s", note.number, why)
@@ -313,12 +311,8 @@ class CreditNoteService:
             if note.stripe_refund_id is not None:
                 theirs: RefundMade | None = await stripe.refund_now(note.stripe_refund_id)
             else:
-                paid = [
-                    p
-                    for p in await self._payments.attempts(note.invoice_id)
-                    if p.payment_id == note.payment_id
-                ]
-                intent = paid[0].stripe_payment_intent_id if paid else None
+                paid = await self._payment_of(note)
+                intent = None if paid is None else paid.stripe_payment_intent_id
                 theirs = (
                     None
                     if intent is None

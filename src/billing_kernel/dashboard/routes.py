@@ -9,7 +9,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
@@ -23,7 +23,14 @@ from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthen
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.payments.gateway import StripeRefused, StripeUnavailable
-from billing_kernel.web.deps import KernelDep, SettingsDep, bearer, get_principal, user_org
+from billing_kernel.web.deps import (
+    InvoiceId,
+    KernelDep,
+    SettingsDep,
+    bearer,
+    get_principal,
+    user_org,
+)
 from billing_kernel.web.guards import require_same_origin
 from billing_kernel.web.schemas import MONTH_PATTERN
 
@@ -184,7 +191,7 @@ async def billing_page(
 async def invoice_page(
     request: Request,
     kernel: KernelDep,
-    invoice_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+    invoice_id: InvoiceId,
     org: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)] = None,
 ) -> Response:
     """One invoice as a printable page (`upcoming`: the draft of this month), for an owner or
@@ -295,7 +302,7 @@ async def pay_now(
     request: Request,
     kernel: KernelDep,
     settings: SettingsDep,
-    invoice_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+    invoice_id: InvoiceId,
     org: Annotated[str, Query(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT)],
 ) -> Response:
     """Send an owner or admin to Stripe's Checkout page (payment mode) to pay an open

@@ -14,16 +14,12 @@ from billing_kernel.invoices.schemas import (
     LineExplainedOut,
     VoidIn,
 )
-from billing_kernel.web.deps import AdminAccess, KernelDep, OrgAdmin
+from billing_kernel.web.deps import AdminAccess, InvoiceId, KernelDep, OrgAdmin
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, SequenceCursor, page_of
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
 
 router = billing_router()
-
-InvoiceId = Annotated[
-    str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="The invoice's id.")
-]
 
 
 @router.get(

@@ -5,10 +5,9 @@ current org's card, each invoice's collection attempts and its pay-now page
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 
 from billing_kernel.errors import StripeNotAnswering, StripeRefusedCall
 from billing_kernel.payments.gateway import StripeRefused, StripeUnavailable
@@ -21,7 +20,7 @@ from billing_kernel.payments.schemas import (
     PayNowOut,
     WebhookOut,
 )
-from billing_kernel.web.deps import AdminAccess, KernelDep, SettingsDep
+from billing_kernel.web.deps import AdminAccess, InvoiceId, KernelDep, SettingsDep
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
 
@@ -48,10 +47,6 @@ async def stripe_webhook(request: Request, kernel: KernelDep) -> WebhookOut:
 
 
 billing = billing_router()
-
-InvoiceId = Annotated[
-    str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="The invoice's id.")
-]
 
 
 @billing.get(

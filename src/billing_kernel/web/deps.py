@@ -186,6 +186,10 @@ usage_writer = api_key_with(Scope.USAGE_WRITE)
 UsageWriter = Annotated[ApiKeyCaller, Depends(usage_writer)]
 OrgAdmin = Annotated[ApiKeyCaller, Depends(api_key_with(Scope.BILLING_ADMIN))]
 
+InvoiceId = Annotated[
+    str, Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$", description="The invoice's id.")
+]
+
 OrgId = Annotated[
     str,
     Path(description="The product's org id.", max_length=MAX_ID_LENGTH, pattern=ID_PATTERN_TEXT),
