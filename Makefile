@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed
 # The usage-tracking SDK is tested in a venv of its own: the SDK and its test tools, no server.
 SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
+# The TypeScript SDK: its npm packages (pinned by its package-lock.json) under sdk-js/.
+SDK_JS_STAMP := sdk-js/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest sdk-test fuzz bench clean
+.PHONY: run test lint typecheck pytest sdk-test sdk-js sdk-js-types fuzz bench clean
 
 $(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,10 @@ $(SDK_STAMP): sdk/pyproject.toml
 	$(SDK_VENV)/bin/python -m pip install --quiet -e './sdk[test]'
 	touch $(SDK_STAMP)
 
+$(SDK_JS_STAMP): sdk-js/package.json sdk-js/package-lock.json
+	cd sdk-js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SDK_JS_STAMP)
+
 # Dev mode: a built-in JWT secret, so the printed token works. Never use it in production.
 # The delivery worker runs inside the server, so alerts go out without a second command.
 run: export BILLING_DEV_MODE ?= true
@@ -33,7 +39,7 @@ run: $(STAMP)
 	$(BIN)/billing-kernel demo --port $(PORT)
 	$(BIN)/billing-kernel serve --host 127.0.0.1 --port $(PORT)
 
-test: lint typecheck pytest sdk-test
+test: lint typecheck sdk-js pytest sdk-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench sdk
@@ -54,11 +60,21 @@ $(CHROMIUM):
 # servers start once. Each process has databases of its own: mind PostgreSQL's
 # max_connections (100 by default) before raising it.
 TEST_PROCESSES ?= 2
-pytest: $(STAMP) $(CHROMIUM)
+pytest: $(STAMP) $(CHROMIUM) $(SDK_JS_STAMP)
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 sdk-test: $(SDK_STAMP)
 	cd sdk && ../$(SDK_VENV)/bin/pytest
+
+# The TypeScript SDK: compiled with its types checked (strict), and its unit tests with Node's own
+# runner. Its tests against a live kernel run in `pytest` (tests/client/test_sdk_js.py).
+sdk-js: $(SDK_JS_STAMP)
+	cd sdk-js && node_modules/.bin/tsc -p . && node --test dist/test/unit/*.test.js
+
+# The TypeScript SDK's types, generated anew from the kernel's OpenAPI document (after an API change).
+sdk-js-types: $(STAMP) $(SDK_JS_STAMP)
+	$(BIN)/billing-kernel openapi > sdk-js/.openapi.json
+	cd sdk-js && node_modules/.bin/openapi-typescript .openapi.json -o src/openapi.ts; status=$$?; rm -f .openapi.json; exit $$status
 
 # The schemathesis runs of `make test`, each operation with many more examples (minutes).
 fuzz: $(STAMP)
@@ -68,4 +84,4 @@ bench: $(STAMP)
 	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) sdk-js/node_modules sdk-js/dist billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -713,3 +713,17 @@ def test_an_operator_reads_an_orgs_alerts_and_sets_what_it_alerts_at(tmp_path: P
     assert again.stdout == f"{org_id} tokens: alerts at 90% (1 crossed at once)\n"
     bad = run(url, "alerts", "thresholds", org_id, "tokens", "8x")
     assert (bad.returncode, bad.stderr) == (1, "error: not a threshold: '8x'\n")
+
+
+def test_openapi_prints_the_document_the_api_serves_without_a_database_or_a_secret(
+    tmp_path: Path,
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("BILLING_")}
+    done = run_command(
+        "openapi", env={**env, "BILLING_DATABASE_URL": f"sqlite:///{tmp_path}/no.db"}
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["openapi"].startswith("3.")
+    assert document["paths"]["/api/v1/usage/events"]["post"]["operationId"] == "recordUsageEvents"
+    assert not (tmp_path / "no.db").exists()

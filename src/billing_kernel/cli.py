@@ -122,6 +122,17 @@ app.command()(token)
 
 
 @app.command()
+def openapi() -> None:
+    """Print the API's OpenAPI document (JSON), as the kernel serves it at /openapi.json: to
+    generate a client (the TypeScript SDK's types are generated from it)."""
+    import json
+
+    from billing_kernel.api.app import openapi_document  # FastAPI: only for this command
+
+    typer.echo(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(help="The port `serve` will use, for the links.")] = 8000,
     plans_only: Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -156,3 +157,10 @@ def create_app(
     for protocol in (lago, openmeter, stripe, polar):  # each answers in its own shapes
         app.include_router(protocol.router)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, as `GET /openapi.json` serves it. It depends on no setting,
+    so it is built without a configured database or secret (nothing is connected to)."""
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", dev_mode=True))
+    return app.openapi()
