@@ -10,6 +10,8 @@ SDK_VENV  := .venv-sdk
 SDK_STAMP := $(SDK_VENV)/.installed
 # The TypeScript SDK: its npm packages (pinned by its package-lock.json) under sdk-js/.
 SDK_JS_STAMP := sdk-js/node_modules/.installed
+# The incumbents' JavaScript clients the compat tests drive (pinned by their package-lock.json).
+COMPAT_JS_STAMP := tests/compat/js/node_modules/.installed
 
 .PHONY: run test lint typecheck pytest sdk-test sdk-js sdk-js-types fuzz bench clean
 
@@ -28,6 +30,10 @@ $(SDK_STAMP): sdk/pyproject.toml
 $(SDK_JS_STAMP): sdk-js/package.json sdk-js/package-lock.json
 	cd sdk-js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(SDK_JS_STAMP)
+
+$(COMPAT_JS_STAMP): tests/compat/js/package.json tests/compat/js/package-lock.json
+	cd tests/compat/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(COMPAT_JS_STAMP)
 
 # Dev mode: a built-in JWT secret, so the printed token works. Never use it in production.
 # The delivery worker runs inside the server, so alerts go out without a second command.
@@ -60,7 +66,7 @@ $(CHROMIUM):
 # servers start once. Each process has databases of its own: mind PostgreSQL's
 # max_connections (100 by default) before raising it.
 TEST_PROCESSES ?= 2
-pytest: $(STAMP) $(CHROMIUM) $(SDK_JS_STAMP)
+pytest: $(STAMP) $(CHROMIUM) $(SDK_JS_STAMP) $(COMPAT_JS_STAMP)
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 sdk-test: $(SDK_STAMP)
@@ -84,4 +90,4 @@ bench: $(STAMP)
 	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py
 
 clean:
-	rm -rf $(VENV) $(SDK_VENV) sdk-js/node_modules sdk-js/dist billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDK_VENV) sdk-js/node_modules sdk-js/dist tests/compat/js/node_modules billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -45,6 +45,23 @@ def test_single_and_batched_events_count_once_per_id(live: Live) -> None:
     assert live.groups(org, "model") == {"gpt-5": 123}  # `data` is kept with each event
 
 
+def test_an_id_sent_again_with_another_payload_counts_once_as_openmeter_deduplicates(
+    live: Live,
+) -> None:
+    """OpenMeter deduplicates by id whatever the event carries; its JavaScript client stamps a
+    new `time` on every send, so a retry differs. Counted once, as first sent: 204."""
+    org = live.new_org()
+    client = openmeter(live)
+    client.events.ingest_events_json(cloud_event(org, 7, id="evt-again"))
+    retried = cloud_event(org, 7, id="evt-again")
+    retried.time = datetime.now(UTC)
+    client.events.ingest_events_json(retried)
+    client.events.ingest_events([cloud_event(org, 9, id="evt-again"), cloud_event(org, 1)])
+    assert live.used(org) == 8
+    [kept] = [e for e in live.events(org) if e["idempotency_key"] == "evt-again"]
+    assert kept["quantity"] == 7
+
+
 def test_a_malformed_value_raises_and_writes_nothing(live: Live) -> None:
     org = live.new_org()
     with pytest.raises(HttpResponseError) as refused:

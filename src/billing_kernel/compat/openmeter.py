@@ -107,14 +107,16 @@ def parse_event(raw: object) -> ForeignEvent:
 async def ingest_events(request: Request) -> Response:
     """One CloudEvent (`application/cloudevents+json`) or a list of them
     (`application/cloudevents-batch+json`, or `application/json` either way), all recorded
-    or none; 204."""
+    or none; 204. An `id` sent again is deduplicated as OpenMeter does, also with another
+    payload (OpenMeter's clients stamp a new `time` on a retry): counted once, as first sent,
+    and logged."""
     key = await api_key(request, WRITE_SCOPES)
     body = await json_body(request)
     raws: list[object] = body if isinstance(body, list) else [body]
     if not 1 <= len(raws) <= MAX_BATCH:
         raise InvalidInput(f"send 1 to {MAX_BATCH} events", field="body")
     events = parse_all(raws, parse_event)
-    await kernel_of(request).compat.ingest(events, only_org=key.org_id)
+    await kernel_of(request).compat.ingest(events, only_org=key.org_id, conflict_is_duplicate=True)
     return Response(status_code=204)
 
 

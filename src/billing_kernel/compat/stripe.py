@@ -1,5 +1,7 @@
 """Stripe's meter events, under /compat/stripe: `stripe` (the official library) with its API
-base set to `<kernel>/compat/stripe`. `POST /v1/billing/meter_events`, form-encoded:
+base set to `<kernel>/compat/stripe`; and at the kernel's root (`/v1/...`), for Stripe's
+libraries that take only a host (stripe-node, stripe-go). `POST /v1/billing/meter_events`,
+form-encoded:
 `event_name` is the metric, `payload[stripe_customer_id]` the org or one of its aliases,
 `payload[value]` the quantity, `identifier` the idempotency key (else the request's
 `Idempotency-Key`), `timestamp` Unix seconds."""
@@ -18,7 +20,8 @@ from billing_kernel.compat.rules import ForeignEvent, customer_field, event_time
 from billing_kernel.errors import InvalidInput
 from billing_kernel.web.deps import kernel_of
 
-router = APIRouter(prefix="/compat/stripe/v1", include_in_schema=False)
+calls = APIRouter(include_in_schema=False)
+"""Stripe's calls, without where they are mounted."""
 
 CUSTOMER_KEY = "stripe_customer_id"
 """The payload key that names the customer (a meter's default `customer_mapping`)."""
@@ -100,7 +103,7 @@ def parse_form(body: bytes, idempotency_key: str | None) -> ForeignEvent:
     )
 
 
-@router.post("/billing/meter_events")
+@calls.post("/billing/meter_events")
 @speaking(render)
 async def create_meter_event(request: Request) -> Response:
     """Record one meter event; a repeat of an identifier counts once and is answered as
@@ -123,7 +126,7 @@ async def create_meter_event(request: Request) -> Response:
     )
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
+@calls.api_route("/{path:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
 async def unrecognized(request: Request, path: str) -> Response:
     """Every other call: Stripe's answer to a URL it does not know (404, an
     `invalid_request_error`), so Stripe's clients raise their typed error
@@ -138,3 +141,8 @@ async def unrecognized(request: Request, path: str) -> Response:
         },
         status_code=404,
     )
+
+
+router = APIRouter(include_in_schema=False)
+router.include_router(calls, prefix="/compat/stripe/v1")
+router.include_router(calls, prefix="/v1")
