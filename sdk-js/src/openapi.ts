@@ -632,7 +632,8 @@ export interface paths {
          * @description Every usage event the org sent and the kernel counted, in the order they occurred
          *     (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
          *     times, month, properties, name, and the invoice that billed it. A named event appears
-         *     once per metric it counts toward (one that counted toward none, not at all). Needs
+         *     once per metric it counts toward; one no metric counts (the incumbents' protocols keep
+         *     it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Needs
          *     `billing:admin`; 404 for an unknown org or metric.
          */
         get: operations["listOrgEvents"];
@@ -3587,8 +3588,11 @@ export interface components {
         UsageEventOut: {
             /** Idempotency Key */
             idempotency_key: string;
-            /** Metric */
-            metric: string;
+            /**
+             * Metric
+             * @description The metric it counts toward; null: no metric counts it (an event the incumbents' protocols took of a name no metric counts, or one no metric's filters admit): kept, counted toward nothing, `quantity` 0.
+             */
+            metric: string | null;
             /** Quantity */
             quantity: number;
             /**

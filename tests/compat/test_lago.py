@@ -90,6 +90,13 @@ def test_an_event_no_metric_counts_is_kept_and_counted_by_nothing(live: Live) ->
         lago(live).events.create(event(org, 2, code="no_such_metric", transaction_id="tx-kept"))
     assert changed.value.response["error_details"] == {"transaction_id": ["value_already_exist"]}
     assert live.used(org) == 0
+    [kept] = live.events(org)  # read back as counted toward nothing
+    assert (kept["idempotency_key"], kept["metric"], kept["quantity"], kept["event"]) == (
+        "tx-kept",
+        None,
+        0,
+        "no_such_metric",
+    )
 
 
 def test_a_reused_transaction_id_with_another_value_is_refused_as_lago_does(live: Live) -> None:

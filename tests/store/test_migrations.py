@@ -244,3 +244,48 @@ def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it
         # 0027: the meters that refused an event without their amount still do.
         {"pages": True, "tokens": True, "docs": False},
     )
+
+
+def test_upgrading_marks_the_kept_events_no_metric_counts(empty_database_url: str) -> None:
+    """0036: an event without a line (kept by a protocol, counted by no metric) is marked
+    uncounted, and so read back; a named event with a line and a report of a quantity stay
+    counted."""
+    migrate.upgrade(empty_database_url, "0035")
+    at = "2026-11-02 08:00:00+00:00"
+
+    async def arrange() -> None:
+        database = Database(empty_database_url)
+        try:
+            async with database.transaction() as conn:
+                for sql in (
+                    "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
+                    f"VALUES ('tokens', 'Tokens', 'tokens', 'sum', 1, '{at}')",
+                    f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
+                    "INSERT INTO usage_events (org_id, idempotency_key, event, quantity, "
+                    "occurred_at, received_at, properties) VALUES "
+                    f"('acme', 'named', 'llm.call', NULL, '{at}', '{at}', NULL), "
+                    f"('acme', 'kept', 'nobody', NULL, '{at}', '{at}', NULL), "
+                    f"('acme', 'reported', 'tokens', 5, '{at}', '{at}', NULL)",
+                    "INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, "
+                    f"occurred_at, period_start) VALUES ('acme', 'named', 'tokens', 3, '{at}', "
+                    "'2026-11-01'), ('acme', 'reported', 'tokens', 5, "
+                    f"'{at}', '2026-11-01')",
+                ):
+                    await conn.execute(text(sql))
+        finally:
+            await database.dispose()
+
+    async def read() -> list[tuple[object, ...]]:
+        database = Database(empty_database_url)
+        try:
+            async with database.transaction() as conn:
+                rows = await conn.execute(
+                    text("SELECT idempotency_key, counted FROM usage_events ORDER BY 1")
+                )
+                return [(key, bool(counted)) for key, counted in rows]
+        finally:
+            await database.dispose()
+
+    asyncio.run(arrange())
+    migrate.upgrade(empty_database_url)
+    assert asyncio.run(read()) == [("kept", False), ("named", True), ("reported", True)]

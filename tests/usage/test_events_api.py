@@ -9,6 +9,7 @@ import pytest
 
 from billing_kernel.auth.rules import Scope
 from billing_kernel.kernel import Kernel
+from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock, new_id
 from tests.web import Api
 
@@ -72,6 +73,58 @@ async def test_events_come_back_in_the_order_they_occurred_a_page_at_a_time(api:
     november = {"from": "2026-11-01T00:00:00Z", "to": "2026-11-01T02:00:00Z"}
     window = (await api.client.get(url, params=november, headers=admin)).json()
     assert [e["idempotency_key"] for e in window["data"]] == ["call,2", "call,3"]
+
+
+async def test_events_no_metric_counts_are_read_back_as_counted_toward_nothing(api: Api) -> None:
+    """The incumbents' protocols keep an event of a name no metric counts: it is listed in
+    its place, once, with no metric and no quantity; a metric asked for leaves it out."""
+    org_id = await org_with_events(api)
+    clock = Clock(START + timedelta(days=2))
+    kernel = Kernel(api.database, api.kernel.settings, clock=clock)  # type: ignore[arg-type]
+    kept = [
+        UsageReport(org_id, None, None, key, START + timedelta(hours=hour), {"v": 1}, "nobody")
+        for key, hour in (("kept-a", 0), ("kept-b", 3.5), ("kept-c", 6))
+    ]
+    result = await kernel.usage.record_batch(kept, keep_uncounted=True)
+    assert [o.status for o in result.outcomes] == [RecordStatus.ACCEPTED] * 3
+    admin = await api.key(Scope.BILLING_ADMIN, org_id=org_id)
+    url = f"/api/v1/orgs/{org_id}/events"
+    seen: list[dict[str, object]] = []
+    cursor = None
+    while True:  # two at a time: the pages cut between the two kinds of line
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        answer = await api.client.get(url, params=params, headers=admin)
+        assert answer.status_code == 200, answer.text
+        seen += answer.json()["data"]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [(e["idempotency_key"], e["metric"], e["quantity"]) for e in seen] == [
+        ("call,0", "tokens", 100),
+        ("kept-a", None, 0),
+        ("call,1", "playbook_runs", 101),
+        ("call,2", "tokens", 102),
+        ("call,3", "playbook_runs", 103),
+        ("kept-b", None, 0),
+        ("call,4", "tokens", 104),
+        ("call,5", "playbook_runs", 105),
+        ("call,6", "tokens", 106),
+        ("kept-c", None, 0),
+    ]
+    [b] = [e for e in seen if e["idempotency_key"] == "kept-b"]
+    assert (b["event"], b["properties"], b["period"], b["invoice_id"]) == (
+        "nobody",
+        {"v": 1},
+        "2026-11",
+        None,
+    )
+    named = await api.client.get(url, params={"event": "nobody"}, headers=admin)
+    assert [e["idempotency_key"] for e in named.json()["data"]] == ["kept-a", "kept-b", "kept-c"]
+    tokens = await api.client.get(url, params={"metric": "tokens"}, headers=admin)
+    assert all(e["metric"] == "tokens" for e in tokens.json()["data"])
+    exported = await api.client.get(f"{url}.csv", headers=admin)
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    assert [r[1] for r in rows[1:] if r[0].startswith("kept")] == ["", "", ""]
 
 
 async def test_the_csv_export_streams_every_event_and_refusals_name_the_field(api: Api) -> None:

@@ -293,9 +293,20 @@ usage_events = Table(
     # The event's properties as canonical JSON text (keys sorted, no spaces), so that equal
     # properties are equal text on both databases; NULL: none.
     Column("properties", Text, nullable=True),
+    # False: no metric counts it (a protocol's event of a name no metric counts, or one no
+    # metric's filters admit): it has no line, and is read back from here.
+    Column("counted", Boolean, nullable=False, server_default=true()),
     CheckConstraint("quantity >= 0", name="quantity"),
-    # Read by key only (a line's event, a repeat's stored payload): no other index. Events
-    # are read back in time order through usage_lines.
+    # Read by key (a line's event, a repeat's stored payload); events are read back in time
+    # order through usage_lines, and those no metric counts through this small index.
+    Index(
+        "ix_usage_events_uncounted",
+        "org_id",
+        "occurred_at",
+        "idempotency_key",
+        postgresql_where=text("NOT counted"),
+        sqlite_where=text("NOT counted"),
+    ),
 )
 
 usage_lines = Table(

@@ -108,7 +108,7 @@ EventCursor = Annotated[
     str | None,
     Query(
         max_length=400,
-        pattern=r"^[0-9]{1,16}\|[a-z0-9_]{1,64}\|[^\x00-\x1f\x7f-\x9f]+$",
+        pattern=r"^[0-9]{1,16}\|[a-z0-9_]{0,64}\|[^\x00-\x1f\x7f-\x9f]+$",
         description="`next_cursor` of the previous page; leave out for the first page.",
     ),
 ]
@@ -157,7 +157,8 @@ async def list_org_events(
     """Every usage event the org sent and the kernel counted, in the order they occurred
     (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
     times, month, properties, name, and the invoice that billed it. A named event appears
-    once per metric it counts toward (one that counted toward none, not at all). Needs
+    once per metric it counts toward; one no metric counts (the incumbents' protocols keep
+    it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Needs
     `billing:admin`; 404 for an unknown org or metric."""
     found = await kernel.usage_reader.events(
         org_id,
@@ -225,7 +226,7 @@ async def export_org_events(
                 csv_line(
                     (
                         e.idempotency_key,
-                        e.metric,
+                        e.metric or "",
                         str(e.quantity),
                         e.occurred_at.isoformat(),
                         e.received_at.isoformat(),

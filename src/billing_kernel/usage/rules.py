@@ -182,6 +182,13 @@ class UsageEvent:
         return BillingPeriod.containing(self.occurred_at)
 
     @property
+    def counted(self) -> bool:
+        """Whether some metric counts it: a report of a metric's quantity, or a named event
+        with a line. One without (a protocol's event no metric counts) is kept all the same,
+        and read back as counted toward nothing."""
+        return self.quantity is not None or bool(self.lines)
+
+    @property
     def period_start(self) -> date:
         """`period.key`, cheaply: `occurred_at` is already UTC (this is on the ingest path)."""
         return date(self.occurred_at.year, self.occurred_at.month, 1)
@@ -448,7 +455,9 @@ class StoredEvent:
     counts toward several metrics is read back once per metric)."""
 
     idempotency_key: str
-    metric: str
+    metric: str | None
+    """The metric this line counts toward; None: no metric counts the event (a protocol's
+    event of a name no metric counts, or one no metric's filters admit), kept all the same."""
     quantity: int
     occurred_at: datetime
     received_at: datetime
@@ -461,8 +470,9 @@ class StoredEvent:
 
     @property
     def position(self) -> EventPosition:
-        """Where it stands in an org's events: by time, then by key, then by metric."""
-        return self.occurred_at, self.idempotency_key, self.metric
+        """Where it stands in an org's events: by time, then by key, then by metric (an
+        event no metric counts: "", first)."""
+        return self.occurred_at, self.idempotency_key, self.metric or ""
 
 
 @dataclass(frozen=True, slots=True)

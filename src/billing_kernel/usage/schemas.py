@@ -130,7 +130,11 @@ class UsageEventOut(BaseModel):
     """A usage event as the kernel keeps it."""
 
     idempotency_key: str
-    metric: str
+    metric: str | None = Field(
+        description="The metric it counts toward; null: no metric counts it (an event the "
+        "incumbents' protocols took of a name no metric counts, or one no metric's filters "
+        "admit): kept, counted toward nothing, `quantity` 0."
+    )
     quantity: int
     occurred_at: datetime = Field(description="When it happened: it decides the period.")
     received_at: datetime

@@ -55,15 +55,15 @@ PG_INSERT_EVENTS = text("""
                              string_to_array(CAST(:idempotency_key AS text), E'\\x1f'),
                              string_to_array(CAST(:name AS text), E'\\x1f'),
                              CAST(:quantity AS bigint[]), CAST(:occurred_at AS timestamptz[]),
-                             CAST(:time_given AS boolean[]),
+                             CAST(:time_given AS boolean[]), CAST(:counted AS boolean[]),
                              string_to_array(CAST(:properties AS text), E'\\x1f', E'\\x1e'))
             WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
-                                  time_given, properties, n)
+                                  time_given, counted, properties, n)
     ), inserted AS (
         INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
-                                  received_at, time_given, properties)
+                                  received_at, time_given, counted, properties)
         SELECT org_id, idempotency_key, event, quantity, occurred_at,
-               CAST(:received_at AS timestamptz), time_given, properties
+               CAST(:received_at AS timestamptz), time_given, counted, properties
         FROM sent
         ON CONFLICT (org_id, idempotency_key) DO NOTHING
         RETURNING org_id, idempotency_key, event, quantity, occurred_at

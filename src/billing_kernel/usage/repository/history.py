@@ -20,6 +20,7 @@ from sqlalchemy import (
     null,
     select,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -200,39 +201,103 @@ class UsageHistory:
         """Up to `limit` of the org's event lines in time order (then key and metric order)
         after the position `after` (and `offset` more) and up to `through` (included), of
         one metric or all, of one event name or all, that occurred from `start` until
-        `end`."""
+        `end`. An event no metric counts is one line without a metric (its position's metric
+        is ""), unless a metric is asked for.
+
+        Each part (the lines; the events no metric counts, through their partial index) is
+        cut to `offset + limit` in order before the two are merged, so a page reads no more
+        than that of either."""
         e, sent = usage_lines.c, usage_events.c
+        wanted = offset + limit
+        lines: Select[Any] = select(
+            e.idempotency_key,
+            e.metric,
+            e.quantity,
+            e.occurred_at,
+            sent.received_at,
+            e.invoice_id,
+            sent.properties,
+            case((sent.quantity.is_(None), sent.event)).label("event"),
+            e.metric.label("sort_metric"),
+        ).select_from(_lines_with_events())
+        lines = self._within(
+            lines.where(e.org_id == org_id),
+            (e.occurred_at, e.idempotency_key, e.metric),
+            start=start,
+            end=end,
+            after=after,
+            through=through,
+        )
+        if metric is not None:
+            lines = lines.where(e.metric == metric)
+        if event is not None:
+            lines = lines.where(sent.event == event, sent.quantity.is_(None))
+        parts = [lines.order_by(e.occurred_at, e.idempotency_key, e.metric).limit(wanted)]
+        if metric is None:
+            nothing = literal("", e.metric.type)
+            uncounted: Select[Any] = select(
+                sent.idempotency_key,
+                null().label("metric"),
+                literal(0).label("quantity"),
+                sent.occurred_at,
+                sent.received_at,
+                null().label("invoice_id"),
+                sent.properties,
+                sent.event,
+                nothing.label("sort_metric"),
+            ).where(sent.org_id == org_id, sent.counted.is_(False))
+            uncounted = self._within(
+                uncounted,
+                (sent.occurred_at, sent.idempotency_key, nothing),
+                start=start,
+                end=end,
+                after=after,
+                through=through,
+            )
+            if event is not None:
+                uncounted = uncounted.where(sent.event == event)
+            parts.append(uncounted.order_by(sent.occurred_at, sent.idempotency_key).limit(wanted))
+        merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
+        m = merged.c
         query = (
             select(
-                e.idempotency_key,
-                e.metric,
-                e.quantity,
-                e.occurred_at,
-                sent.received_at,
-                e.invoice_id,
-                sent.properties,
-                case((sent.quantity.is_(None), sent.event)),
+                m.idempotency_key,
+                m.metric,
+                m.quantity,
+                m.occurred_at,
+                m.received_at,
+                m.invoice_id,
+                m.properties,
+                m.event,
             )
-            .select_from(_lines_with_events())
-            .where(e.org_id == org_id)
-            .order_by(e.occurred_at, e.idempotency_key, e.metric)
+            .order_by(m.occurred_at, m.idempotency_key, m.sort_metric)
             .limit(limit)
             .offset(offset)
         )
-        if metric is not None:
-            query = query.where(e.metric == metric)
-        if event is not None:
-            query = query.where(sent.event == event, sent.quantity.is_(None))
-        if start is not None:
-            query = query.where(e.occurred_at >= start)
-        if end is not None:
-            query = query.where(e.occurred_at < end)
-        position = tuple_(e.occurred_at, e.idempotency_key, e.metric)
-        if after is not None:
-            query = query.where(position > _as_stored(after))
-        if through is not None:
-            query = query.where(position <= _as_stored(through))
         return [StoredEvent(*row) for row in await self._conn.execute(query)]
+
+    @staticmethod
+    def _within(
+        query: Select[Any],
+        position: tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]],
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        after: EventPosition | None,
+        through: EventPosition | None,
+    ) -> Select[Any]:
+        """`query` narrowed to the lines whose (time, key, metric) `position` is inside the
+        window: from `start` until `end`, after `after`, up to `through` (included)."""
+        occurred_at = position[0]
+        if start is not None:
+            query = query.where(occurred_at >= start)
+        if end is not None:
+            query = query.where(occurred_at < end)
+        if after is not None:
+            query = query.where(tuple_(*position) > _as_stored(after))
+        if through is not None:
+            query = query.where(tuple_(*position) <= _as_stored(through))
+        return query
 
     async def counters_for_period(self, org_id: str, period_start: date) -> dict[str, int]:
         """The org's counters for one period, by metric."""

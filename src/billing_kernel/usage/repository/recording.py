@@ -138,6 +138,7 @@ class UsageRepository:
                     "occurred_at": [e.occurred_at for e in events],
                     "received_at": received_at,
                     "time_given": [e.occurred_at_given for e in events],
+                    "counted": [e.counted for e in events],
                     "properties": event_sql.joined([e.properties for e in events]),
                     "l_n": [n for n, _ in lines],
                     "l_metric": [line.metric for _, line in lines],
@@ -171,6 +172,7 @@ class UsageRepository:
                     "received_at": received_at,
                     "time_given": e.occurred_at_given,
                     "properties": e.properties,
+                    "counted": e.counted,
                 }
                 for e in events
             ],
