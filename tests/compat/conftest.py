@@ -19,6 +19,11 @@ from tests.live import KernelServer, kernel_command
 class Live:
     url: str
     key: str
+    database_url: str
+
+    def key_with(self, scopes: str) -> str:
+        """Another kernel API key, with only `scopes` (comma-separated)."""
+        return kernel_command(self.database_url, "api-keys", "create", "--scopes", scopes)
 
     def _get(self, path: str, **headers: str) -> Any:
         response = httpx.get(
@@ -78,5 +83,5 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
         database_url, "api-keys", "create", "--scopes", "usage:write,quota:check,billing:admin"
     )
     server = KernelServer(database_url).start()
-    yield Live(server.url, key)
+    yield Live(server.url, key, database_url)
     server.stop()

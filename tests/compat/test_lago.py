@@ -130,6 +130,8 @@ def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
     for line in summary["usage"]:
         assert by_code[line["metric"]].units == str(line["used"])
     assert (by_code["tokens"].events_count, by_code["playbook_runs"].events_count) == (2, 1)
+    aggregations = {code: c.billable_metric.aggregation_type for code, c in by_code.items()}
+    assert aggregations == {"tokens": "sum_agg", "playbook_runs": "sum_agg", "seats": "max_agg"}
     assert usage.currency == summary["plan"]["currency"]
     overage_cents = round(float(summary["estimated_overage"]) * 100)
     assert usage.amount_cents == overage_cents == 1_000  # 500,000 over: 500 x 0.02

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing_kernel.compat.lago import LAGO_AGGREGATIONS
 from billing_kernel.compat.rules import (
     ForeignEvent,
     RefusedBatch,
@@ -20,6 +21,7 @@ from billing_kernel.compat.rules import (
     text_field,
 )
 from billing_kernel.errors import InvalidInput, OrgNotFound
+from billing_kernel.metrics.rules import Aggregation
 
 
 def test_errors_name_the_properties_as_the_protocol_does() -> None:
@@ -167,3 +169,16 @@ def test_an_event_time_outside_what_the_kernel_computes_with_is_refused_naming_t
             event_time(bad, "timestamp")
         assert refused.value.details["field"] == "timestamp"
         assert "timestamp must be a time from" in refused.value.message
+
+
+def test_every_aggregation_has_lagos_name() -> None:
+    """Lago's `aggregation_type` for each of the kernel's aggregations (a seat count is the
+    month's peak: Lago's max)."""
+    assert LAGO_AGGREGATIONS == {
+        Aggregation.SUM: "sum_agg",
+        Aggregation.COUNT: "count_agg",
+        Aggregation.MAX: "max_agg",
+        Aggregation.LATEST: "latest_agg",
+        Aggregation.UNIQUE_COUNT: "unique_count_agg",
+        Aggregation.SEATS: "max_agg",
+    }

@@ -11,11 +11,11 @@ import json
 from collections.abc import Awaitable, Callable, Collection
 from typing import ParamSpec
 
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
 
 from billing_kernel.auth.rules import ApiKeyCaller, Scope, looks_like_api_key
 from billing_kernel.compat.rules import RefusedBatch
-from billing_kernel.errors import BillingError, InvalidInput, Unauthenticated
+from billing_kernel.errors import BillingError, InvalidInput, NotFound, Unauthenticated
 from billing_kernel.web.deps import READ_SCOPES, kernel_of, require_scope
 
 WRITE_SCOPES = (Scope.USAGE_WRITE,)
@@ -43,6 +43,23 @@ def speaking(
         return answer
 
     return decorate
+
+
+def answer_unrecognized_calls(
+    router: APIRouter, render: Callable[[Refusal], Response], served: str
+) -> None:
+    """Route every other call under `router` (add it after the protocol's routes) to the
+    protocol's own 404, as its incumbent answers a URL it does not know, so that its clients
+    raise their typed error. `served`: what the kernel serves of the protocol, for the
+    message."""
+
+    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    @speaking(render)
+    async def unrecognized(request: Request, path: str) -> Response:
+        raise NotFound(
+            f"Unrecognized request URL ({request.method}: {request.url.path}): the kernel "
+            f"serves only {served} of this API"
+        )
 
 
 async def api_key(

@@ -19,6 +19,7 @@ from billing_kernel.compat.http import (
     READ_SCOPES,
     WRITE_SCOPES,
     Refusal,
+    answer_unrecognized_calls,
     api_key,
     json_body,
     speaking,
@@ -39,6 +40,16 @@ from billing_kernel.invoices.rules import LineKind
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.usage.schemas import MAX_BATCH
 from billing_kernel.web.deps import kernel_of
+
+LAGO_AGGREGATIONS = {
+    Aggregation.SUM: "sum_agg",
+    Aggregation.COUNT: "count_agg",
+    Aggregation.MAX: "max_agg",
+    Aggregation.LATEST: "latest_agg",
+    Aggregation.UNIQUE_COUNT: "unique_count_agg",
+    Aggregation.SEATS: "max_agg",  # the month's peak of members
+}
+"""A metric's aggregation as Lago names it (`billable_metric.aggregation_type`)."""
 
 router = APIRouter(prefix="/compat/lago/api/v1", include_in_schema=False)
 
@@ -220,9 +231,7 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
                     "lago_id": _lago_id("billable_metric", metric.key),
                     "name": metric.name,
                     "code": metric.key,
-                    "aggregation_type": "max_agg"
-                    if metric.aggregation is Aggregation.SEATS
-                    else "sum_agg",
+                    "aggregation_type": LAGO_AGGREGATIONS[metric.aggregation],
                 },
                 "filters": [],
                 "grouped_usage": [],
@@ -256,3 +265,8 @@ def _cents(amount: Decimal) -> int:
 
 def _time(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+answer_unrecognized_calls(
+    router, render, "POST /events, POST /events/batch and GET /customers/{id}/current_usage"
+)

@@ -16,6 +16,7 @@ from billing_kernel.compat.http import (
     READ_SCOPES,
     WRITE_SCOPES,
     Refusal,
+    answer_unrecognized_calls,
     api_key,
     first_error,
     json_body,
@@ -138,3 +139,8 @@ async def entitlement_value(customer: str, feature: str, request: Request) -> Re
     else:
         value["overage"] = 0
     return JSONResponse(value)
+
+
+answer_unrecognized_calls(
+    router, render, "POST /api/v1/events and GET the entitlement value of a customer or subject"
+)

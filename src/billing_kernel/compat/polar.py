@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from billing_kernel.compat.http import (
     WRITE_SCOPES,
     Refusal,
+    answer_unrecognized_calls,
     api_key,
     json_body,
     speaking,
@@ -119,3 +120,6 @@ async def ingest(request: Request) -> Response:
         "duplicates": result.count(RecordStatus.DUPLICATE) + result.count(RecordStatus.CONFLICT),
     }
     return JSONResponse(answer)
+
+
+answer_unrecognized_calls(router, render, "POST /v1/events/ingest")
