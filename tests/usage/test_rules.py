@@ -32,7 +32,9 @@ from billing_kernel.usage.bounds import (
 from billing_kernel.usage.rules import (
     EventTimeWindow,
     Intake,
+    Line,
     RecordStatus,
+    StoredEvent,
     UsageBatchResult,
     UsageEvent,
     UsageOutcome,
@@ -611,3 +613,20 @@ def test_an_event_no_metric_counts_is_refused_or_kept_counting_toward_nothing() 
         **fields_sent | {"event": "tokens"}
     )
     assert [line.metric for line in counted.lines] == ["tokens"]
+
+
+def test_an_event_is_counted_when_it_reports_a_quantity_or_has_a_line() -> None:
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    report = UsageEvent("acme", "tokens", 0, "k1", at, at)
+    named = UsageEvent("acme", "llm.call", None, "k2", at, at, lines=(Line("tokens", 3),))
+    kept = UsageEvent("acme", "nobody", None, "k3", at, at)
+    assert (report.counted, named.counted, kept.counted) == (True, True, False)
+
+
+def test_an_event_no_metric_counts_stands_first_among_its_keys_lines() -> None:
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    kept = StoredEvent("k", None, 0, at, at, None)
+    counted = StoredEvent("k", "tokens", 3, at, at, None)
+    assert kept.position == (at, "k", "")
+    assert counted.position == (at, "k", "tokens")
+
