@@ -3628,6 +3628,17 @@ export interface components {
              * @description The event's name, for one sent as `event`; null for a `metric` and `quantity`.
              */
             event?: string | null;
+            /**
+             * Changed Repeats
+             * @description How often its idempotency key was sent again with another payload through a protocol that answers that as a duplicate (OpenMeter's, Polar's): counted once, as first sent. The kernel's own API refuses such a repeat (`idempotency_conflict`).
+             * @default 0
+             */
+            changed_repeats: number;
+            /**
+             * Last Changed Repeat At
+             * @description When the last of those repeats was received.
+             */
+            last_changed_repeat_at?: string | null;
         };
         /** UsageHistoryOut */
         UsageHistoryOut: {

@@ -71,7 +71,13 @@ def test_a_reused_external_id_is_a_duplicate_as_polar_counts_it(live: Live) -> N
     assert (first.inserted, first.duplicates) == (1, 0)
     changed = polar(live).events.ingest(events=[{**sent, "metadata": {"value": 99}}])
     assert (changed.inserted, changed.duplicates) == (0, 1)
+    same = polar(live).events.ingest(events=[{**sent, "metadata": {"value": 10}}])
+    assert (same.inserted, same.duplicates) == (0, 1)
+    polar(live).events.ingest(events=[{**sent, "metadata": {"value": 7}}])
     assert live.used(org) == 10
+    [event] = live.events(org)  # read back as first sent, with the changed repeats counted
+    assert (event["quantity"], event["changed_repeats"]) == (10, 2)
+    assert event["last_changed_repeat_at"] >= event["received_at"]
 
 
 def test_polars_customer_must_be_a_known_uuid_and_times_date_time_text(live: Live) -> None:

@@ -19,6 +19,7 @@ from billing_kernel.db.tables import (
     payments,
     usage_events,
     usage_priced_months,
+    usage_repeats,
     usage_skips,
     usage_unique_values,
     users,
@@ -54,6 +55,11 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
                     metric="tokens",
                     events=1,
                     updated_at=clock(),
+                )
+            )
+            await conn.execute(  # as a protocol's changed repeat leaves it
+                insert(usage_repeats).values(
+                    org_id=org_id, idempotency_key="k", times=1, last_at=clock()
                 )
             )
             await conn.execute(  # as a month near the bound on amounts leaves it

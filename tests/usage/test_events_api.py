@@ -61,6 +61,8 @@ async def test_events_come_back_in_the_order_they_occurred_a_page_at_a_time(api:
         "invoice_id": None,
         "properties": {"cached": False, "model": "gpt-5"},
         "event": None,
+        "changed_repeats": 0,
+        "last_changed_repeat_at": None,
     }
     assert [e["properties"] for e in seen[1:5]] == [
         None,

@@ -629,4 +629,3 @@ def test_an_event_no_metric_counts_stands_first_among_its_keys_lines() -> None:
     counted = StoredEvent("k", "tokens", 3, at, at, None)
     assert kept.position == (at, "k", "")
     assert counted.position == (at, "k", "tokens")
-

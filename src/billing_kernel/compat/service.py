@@ -126,11 +126,13 @@ class CompatService:
                 keep_uncounted=True,  # as every incumbent keeps an event no meter counts
             )
             conflicts: set[int] = set()
-            for (index, sent), outcome in zip(events, result.outcomes, strict=True):
+            repeated: list[tuple[str, str]] = []
+            for (index, sent), outcome, org in zip(events, result.outcomes, orgs, strict=True):
                 if isinstance(outcome.error, UnknownMetric):  # to a protocol: a bad name
                     errors[index] = InvalidInput(outcome.error.message, field="metric")
                 elif isinstance(outcome.error, IdempotencyConflict) and conflict_is_duplicate:
                     conflicts.add(index)
+                    repeated.append((str(org), str(sent.key)))
                     logger.warning(
                         "key %r of org %s reused with another payload: counted once, as "
                         "first sent, and answered as a duplicate",
@@ -141,6 +143,7 @@ class CompatService:
                     errors[index] = in_protocol_terms(outcome.error, sent)
             if errors:
                 raise RefusedBatch(sorted(errors.items()))  # rolls the whole batch back
+            await self._usage.note_changed_repeats(repeated, uow=unit)  # read back with each
         return ForeignBatchResult(
             tuple(str(org) for org in orgs),
             tuple(

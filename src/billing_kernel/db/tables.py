@@ -309,6 +309,19 @@ usage_events = Table(
     ),
 )
 
+usage_repeats = Table(
+    "usage_repeats",
+    metadata,
+    # Keys the incumbents' protocols were sent again with another payload and answered as
+    # duplicates, as those incumbents do (OpenMeter, Polar): the first payload is what counts;
+    # how often it was repeated otherwise, and when last, is read back with the event.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("times", BigInteger, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    CheckConstraint("times > 0", name="times"),
+)
+
 usage_lines = Table(
     "usage_lines",
     metadata,
@@ -808,6 +821,7 @@ ORG_SCOPED_TABLES = (
     usage_unique_values,
     usage_priced_months,
     usage_skips,
+    usage_repeats,
     quota_decisions,
     usage_reservations,
     org_alert_thresholds,

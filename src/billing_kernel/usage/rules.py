@@ -467,6 +467,10 @@ class StoredEvent:
     """As sent, in canonical JSON text; None for none."""
     event: str | None = None
     """The event's name; None: the metric's key (it reported a quantity of that metric)."""
+    changed_repeats: int = 0
+    """How often its key was sent again with another payload and answered as a duplicate
+    (an incumbent's protocol that counts it so); the first payload is what counts."""
+    last_changed_repeat_at: datetime | None = None
 
     @property
     def position(self) -> EventPosition:

@@ -148,6 +148,16 @@ class UsageEventOut(BaseModel):
         description="The event's name, for one sent as `event`; null for a `metric` and "
         "`quantity`.",
     )
+    changed_repeats: int = Field(
+        default=0,
+        description="How often its idempotency key was sent again with another payload "
+        "through a protocol that answers that as a duplicate (OpenMeter's, Polar's): counted "
+        "once, as first sent. The kernel's own API refuses such a repeat "
+        "(`idempotency_conflict`).",
+    )
+    last_changed_repeat_at: datetime | None = Field(
+        default=None, description="When the last of those repeats was received."
+    )
 
     @classmethod
     def of(cls, event: StoredEvent) -> UsageEventOut:
@@ -161,4 +171,6 @@ class UsageEventOut(BaseModel):
             invoice_id=event.invoice_id,
             properties=None if event.properties is None else json.loads(event.properties),
             event=event.event,
+            changed_repeats=event.changed_repeats,
+            last_changed_repeat_at=event.last_changed_repeat_at,
         )

@@ -29,6 +29,7 @@ from billing_kernel.db.tables import (
     usage_counters,
     usage_events,
     usage_lines,
+    usage_repeats,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Aggregation
@@ -44,6 +45,16 @@ def _lines_with_events() -> FromClause:
     return usage_lines.join(
         usage_events,
         and_(events.org_id == lines.org_id, events.idempotency_key == lines.idempotency_key),
+    )
+
+
+def _with_repeats(source: FromClause, keys: Any) -> FromClause:
+    """`source` (lines or events, whose columns are `keys`) with how often each key was
+    sent again with another payload and answered as a duplicate (`usage_repeats`)."""
+    again = usage_repeats.c
+    return source.outerjoin(
+        usage_repeats,
+        and_(again.org_id == keys.org_id, again.idempotency_key == keys.idempotency_key),
     )
 
 
@@ -207,7 +218,7 @@ class UsageHistory:
         Each part (the lines; the events no metric counts, through their partial index) is
         cut to `offset + limit` in order before the two are merged, so a page reads no more
         than that of either."""
-        e, sent = usage_lines.c, usage_events.c
+        e, sent, again = usage_lines.c, usage_events.c, usage_repeats.c
         wanted = offset + limit
         lines: Select[Any] = select(
             e.idempotency_key,
@@ -218,8 +229,10 @@ class UsageHistory:
             e.invoice_id,
             sent.properties,
             case((sent.quantity.is_(None), sent.event)).label("event"),
+            again.times,
+            again.last_at,
             e.metric.label("sort_metric"),
-        ).select_from(_lines_with_events())
+        ).select_from(_with_repeats(_lines_with_events(), e))
         lines = self._within(
             lines.where(e.org_id == org_id),
             (e.occurred_at, e.idempotency_key, e.metric),
@@ -244,8 +257,13 @@ class UsageHistory:
                 null().label("invoice_id"),
                 sent.properties,
                 sent.event,
+                again.times,
+                again.last_at,
                 nothing.label("sort_metric"),
-            ).where(sent.org_id == org_id, sent.counted.is_(False))
+            )
+            uncounted = uncounted.select_from(_with_repeats(usage_events, sent)).where(
+                sent.org_id == org_id, sent.counted.is_(False)
+            )
             uncounted = self._within(
                 uncounted,
                 (sent.occurred_at, sent.idempotency_key, nothing),
@@ -269,12 +287,17 @@ class UsageHistory:
                 m.invoice_id,
                 m.properties,
                 m.event,
+                func.coalesce(m.times, 0),
+                m.last_at,
             )
             .order_by(m.occurred_at, m.idempotency_key, m.sort_metric)
             .limit(limit)
             .offset(offset)
         )
-        return [StoredEvent(*row) for row in await self._conn.execute(query)]
+        return [
+            StoredEvent(*row[:8], changed_repeats=row[8], last_changed_repeat_at=row[9])
+            for row in await self._conn.execute(query)
+        ]
 
     @staticmethod
     def _within(

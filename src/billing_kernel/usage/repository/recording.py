@@ -26,6 +26,7 @@ from billing_kernel.db.tables import (
     usage_counters,
     usage_events,
     usage_lines,
+    usage_repeats,
     usage_skips,
     usage_unique_values,
 )
@@ -314,6 +315,23 @@ class UsageRepository:
                     "updated_at": now,
                 }
                 for key, events in skips.items()
+            ],
+        )
+
+    async def note_repeats(self, keys: Mapping[EventKey, int], now: datetime) -> None:
+        """Count, per (org, key), the times it was sent again with another payload and
+        answered as a duplicate (`usage_repeats`), in one upsert; keys in a stable order."""
+        if not keys:
+            return
+        stmt, repeats = upsert(self._conn, usage_repeats), usage_repeats.c
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[repeats.org_id, repeats.idempotency_key],
+                set_={"times": repeats.times + stmt.excluded.times, "last_at": now},
+            ),
+            [
+                {"org_id": org_id, "idempotency_key": key, "times": times, "last_at": now}
+                for (org_id, key), times in sorted(keys.items())
             ],
         )
 

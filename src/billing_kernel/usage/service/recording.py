@@ -133,6 +133,16 @@ class UsageService:
             status=outcome.status, event=outcome.event, created_org=outcome.created_org
         )
 
+    async def note_changed_repeats(
+        self, keys: Sequence[tuple[str, str]], *, uow: UnitOfWork
+    ) -> None:
+        """Note that each (org, key) was sent again with another payload and answered as a
+        duplicate (an incumbent's protocol that counts it so): read back with its event."""
+        times: dict[tuple[str, str], int] = {}
+        for key in keys:
+            times[key] = times.get(key, 0) + 1
+        await UsageRepository(uow).note_repeats(times, self._clock())
+
     async def record_batch(
         self,
         reports: Sequence[UsageReportLike],
