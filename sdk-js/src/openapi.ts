@@ -1405,6 +1405,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The kernel's metrics, for Prometheus
+         * @description Requests by route, method and status with their latency; usage events by outcome;
+         *     quota decisions by kind and outcome; deliveries by outcome; failed close rounds;
+         *     database connections in use; each worker task's last round; and, read now, the outbox:
+         *     billing events not yet dispatched and deliveries waiting, with the age of the oldest of
+         *     each. Under `serve --workers N`, the sum of every worker's. Needs an API key with
+         *     `metrics:read` (`billing-kernel api-keys create --scopes metrics:read`), or `billing:admin`
+         *     for every org. See docs/operations.md for the alerts worth setting.
+         */
+        get: operations["getMetrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -10305,6 +10331,76 @@ export interface operations {
             };
             /** @description Invalid request: each bad field is listed in `errors`. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; version=1.0.0; charset=utf-8": string;
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

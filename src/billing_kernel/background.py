@@ -5,12 +5,25 @@ workers themselves know no Kernel."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.payments.collector import PaymentCollector
+from billing_kernel.telemetry.instruments import beat
+
+
+def beating(task: str, kernel: Kernel) -> Callable[[], Awaitable[None]]:
+    """What a task does as each round begins: its heartbeat for the operators' metrics
+    (`billing_worker_heartbeat_timestamp_seconds`), and in dev mode reading the sandbox clock."""
+
+    async def before_round() -> None:
+        beat(task)
+        await kernel.sandbox.refresh()
+
+    return before_round
 
 
 class Background(Protocol):
@@ -29,7 +42,7 @@ def delivery_worker(kernel: Kernel) -> DeliveryWorker:
         metrics=kernel.metrics,
         members=kernel.members,
         clock=kernel.now,
-        before_round=kernel.sandbox.refresh,  # dev mode: the time the sandbox clock is at
+        before_round=beating("deliveries", kernel),  # and dev mode's sandbox clock
     )
 
 
@@ -39,7 +52,7 @@ def period_closer(kernel: Kernel) -> PeriodCloser:
     return PeriodCloser(
         kernel.invoices,
         interval_seconds=kernel.settings.close_interval_seconds,
-        before_round=kernel.sandbox.refresh,
+        before_round=beating("close", kernel),
     )
 
 
@@ -50,7 +63,7 @@ def payment_collector(kernel: Kernel) -> PaymentCollector:
         kernel.payments,
         refunds=kernel.credit_notes.refund_due,
         interval_seconds=kernel.settings.collect_interval_seconds,
-        before_round=kernel.sandbox.refresh,
+        before_round=beating("collect", kernel),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -107,6 +108,11 @@ class Settings(BaseSettings):
     )
     email_from: str = Field(
         default="billing@localhost", description="The From address of alert emails."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object a log line, each request's with its request id, "
+        "org and caller; `text`: lines for a person.",
     )
     worker_in_server: bool = Field(
         default=False,

@@ -41,6 +41,7 @@ from billing_kernel.sandbox.service import SandboxService
 from billing_kernel.subscriptions.service.changes import PlanChangeService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.service import SummaryService
+from billing_kernel.telemetry.service import TelemetryService
 from billing_kernel.usage.service import UsageReader, UsageService
 
 
@@ -145,6 +146,7 @@ class Kernel:
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs, state.resolver)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
+        self.telemetry = TelemetryService(tx, clock)
         self.sandbox = SandboxService(
             tx, settings, clock if isinstance(clock, MovableClock) else None, self.invoices
         )

@@ -10,14 +10,17 @@ connections over the workers' sockets.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 import types
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 import uvicorn
 
 APP = "billing_kernel.api.app:create_app"
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 RESTART_PAUSE_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 15.0
 
@@ -143,8 +147,34 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         return
     # Held, never listened on: the port is checked free before any worker starts, and stays
     # this user's while workers come and go.
-    with listening_socket(host, port):
+    with listening_socket(host, port), _metrics_directory():
         _supervise(options, workers)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Where the workers keep their metrics, so that `/metrics` sums every worker's: the
+    operator's PROMETHEUS_MULTIPROC_DIR (shared with a `billing-kernel worker` on the same
+    machine), else a directory of this server's own, removed when it stops. Named before the
+    workers' fork server starts, which reads it as it imports the app."""
+    if os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="billing-kernel-metrics-") as directory:
+        os.environ[MULTIPROC_DIR] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR]
+
+
+def _forget(process: BaseProcess) -> None:
+    """A worker that ended: its live gauges (connections in use) no longer count."""
+    directory = os.environ.get(MULTIPROC_DIR)
+    if directory and process.pid is not None:
+        from prometheus_client import multiprocess  # the supervisor reports nothing itself
+
+        multiprocess.mark_process_dead(process.pid, directory)  # type: ignore[no-untyped-call]
 
 
 def _supervise(options: dict[str, Any], workers: int) -> None:
@@ -175,6 +205,7 @@ def _supervise(options: dict[str, Any], workers: int) -> None:
             for index, process in enumerate(running):
                 if not process.is_alive() and not stopping:
                     process.join()
+                    _forget(process)
                     time.sleep(RESTART_PAUSE_SECONDS)  # a worker failing at once must not spin
                     running[index] = start()
     finally:

@@ -262,6 +262,7 @@ OPERATION_IDS = {
     ("get", "/api/v1/billing/org/invoices/{invoice_id}/credit-notes"): "listInvoiceCreditNotes",
     ("get", "/healthz"): "getHealth",
     ("get", "/readyz"): "getReadiness",
+    ("get", "/metrics"): "getMetrics",
 }
 
 

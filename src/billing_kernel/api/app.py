@@ -34,13 +34,19 @@ from billing_kernel.payments import routes as payment_routes
 from billing_kernel.plans import routes as plan_routes
 from billing_kernel.quota import routes as quota_routes
 from billing_kernel.quota.hot_path import QuotaCheckHotPath
+from billing_kernel.quota.routes import CHECK_PATH
 from billing_kernel.reservations import routes as reservation_routes
 from billing_kernel.sandbox import routes as sandbox_routes
 from billing_kernel.sandbox.routes import SandboxClockMiddleware
 from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
+from billing_kernel.telemetry import routes as telemetry_routes
+from billing_kernel.telemetry.instruments import POOL_IN_USE, POOL_SIZE
+from billing_kernel.telemetry.logs import configure as configure_logs
+from billing_kernel.telemetry.middleware import TelemetryMiddleware
 from billing_kernel.usage import routes as usage_routes
 from billing_kernel.usage.hot_path import IngestHotPath
+from billing_kernel.usage.routes import INGEST_PATH
 from billing_kernel.web.guards import (
     BodyLimitMiddleware,
     NoNulMiddleware,
@@ -127,6 +133,14 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ClientGoneMiddleware)
+    # Outermost: every answer counted and timed, and with BILLING_LOG_FORMAT=json logged.
+    app.add_middleware(
+        TelemetryMiddleware,
+        known_paths=(INGEST_PATH, CHECK_PATH),
+        log_requests=settings.log_format == "json",
+    )
+    configure_logs(settings.log_format)
+    kernel.database.observe_pool(in_use=POOL_IN_USE.inc, connections=POOL_SIZE.inc)
     for router in (
         plan_routes.router,
         metric_routes.router,
@@ -151,6 +165,7 @@ def create_app(
         payment_routes.router,
         payment_routes.billing,
         credit_note_routes.router,
+        telemetry_routes.router,
     ):
         app.include_router(router, responses=problem_responses(400, 500, 503))
     app.include_router(dashboard_routes.router)

@@ -28,6 +28,9 @@ class Scope(StrEnum):
     """Read org summaries and ask for quota decisions."""
     BILLING_ADMIN = "billing:admin"
     """Manage orgs, members and plans (and everything quota:check may do)."""
+    METRICS_READ = "metrics:read"
+    """Read the operators' metrics (`GET /metrics`): for Prometheus. It grants nothing on
+    any org."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from billing_kernel.quota.service import QuotaService
 from billing_kernel.summary.rules import OrgBillingSummary
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.usage.rules import RecordStatus, UsageReport
-from billing_kernel.usage.service import UsageReader, UsageService
+from billing_kernel.usage.service import UsageReader, UsageService, count_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class CompatService:
             if errors:
                 raise RefusedBatch(sorted(errors.items()))  # rolls the whole batch back
             await self._usage.note_changed_repeats(repeated, uow=unit)  # read back with each
+        count_outcomes(result.outcomes)  # committed
         return ForeignBatchResult(
             tuple(str(org) for org in orgs),
             tuple(

@@ -137,10 +137,25 @@ class Database:
         # The same pool, in autocommit: for reads of a single statement (see `read`).
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._pool_observed = False
 
     @property
     def is_postgresql(self) -> bool:
         return self.dialect_name == "postgresql"
+
+    def observe_pool(
+        self, *, in_use: Callable[[int], None], connections: Callable[[int], None]
+    ) -> None:
+        """Tell `in_use` of each connection checked out of the pool (+1) and returned (-1),
+        and `connections` of each opened (+1) and closed (-1): for the operators' metrics."""
+        if self._pool_observed:  # one app after another on one database: told once
+            return
+        self._pool_observed = True
+        pool = self.engine.sync_engine.pool
+        event.listen(pool, "checkout", lambda *_: in_use(1))
+        event.listen(pool, "checkin", lambda *_: in_use(-1))
+        event.listen(pool, "connect", lambda *_: connections(1))
+        event.listen(pool, "close", lambda *_: connections(-1))
 
     @asynccontextmanager
     async def transaction(

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from billing_kernel.invoices.service import InvoiceService
+from billing_kernel.telemetry.instruments import CLOSE_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,11 @@ class PeriodCloser:
                     await self._before_round()
                 report = await self._invoices.close_due()
             except Exception:
+                CLOSE_FAILURES.inc()
                 logger.exception("closing billing periods failed; trying again later")
             else:
+                if report.failed:
+                    CLOSE_FAILURES.inc()
                 self.closed += len(report.closed)
                 if report.closed:
                     logger.info("finalized %d invoice(s)", len(report.closed))

@@ -18,6 +18,7 @@ from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.listener import listen
 from billing_kernel.notifications.rules import Attempt, DeliveryStatus
+from billing_kernel.telemetry.logs import configure as configure_logs
 
 webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_args_is_help=True)
 
@@ -31,6 +32,7 @@ def worker(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
     async def run(kernel: Kernel) -> None:
+        configure_logs(kernel.settings.log_format, log_level)  # BILLING_LOG_FORMAT=json
         tasks = background_tasks(kernel)
         loop = asyncio.get_running_loop()
 

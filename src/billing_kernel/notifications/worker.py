@@ -42,6 +42,7 @@ from billing_kernel.notifications.rules import (
 )
 from billing_kernel.notifications.service import Job, NotificationService, Outcome
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.telemetry.instruments import DELIVERIES
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class DeliveryWorker:
             outcome.final,
         )
         status = await self._notifications.record(job, outcome)
+        DELIVERIES.labels(status.value).inc()
         if outcome.ok:
             self.delivered += 1
         logger.info(

@@ -46,6 +46,7 @@ from billing_kernel.quota.rules import (
 from billing_kernel.reservations.rules import DEFAULT_TTL_SECONDS, Reservation, validate_ttl
 from billing_kernel.reservations.service import ReservationService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
+from billing_kernel.telemetry.instruments import DECISIONS
 from billing_kernel.usage.rules import CeilingWrite, validate_metric
 from billing_kernel.usage.service import UsageService
 
@@ -123,6 +124,7 @@ class QuotaService:
                 inputs = await QuotaRepository(unit).quota_inputs(org_id, period.key, metric, now)
         assert inputs is not None
         decision = self._decision(checked, inputs, requested, now)
+        decided("check", decision.allowed)
         return await self._explained(decision, org_id, checked, inputs, uow)
 
     async def consume(
@@ -152,7 +154,8 @@ class QuotaService:
                 decision = await self._decided(
                     Operation.CONSUME, org_id, metric, requested, key, record, unit
                 )
-                return Consumption(decision)
+            decided("consume", decision.allowed)  # committed
+            return Consumption(decision)
         except (_TakenMeanwhile, IdempotencyConflict):
             async with self._tx.read() as unit:  # what the first call with the key decided
                 stored = await self._stored(Operation.CONSUME, org_id, metric, requested, key, unit)
@@ -431,3 +434,9 @@ class QuotaService:
             await QuotaRepository(unit).clear_limit_override(org_id, metric)
             await self._alerts.reevaluate(org_id, unit)
             return (await self.terms(org_id, unit))[metric]
+
+
+def decided(kind: str, allowed: bool) -> None:
+    """Count a decision (`check`, `consume`) for the operators' metrics; a replayed one is
+    not counted again."""
+    DECISIONS.labels(kind, "allowed" if allowed else "refused").inc()

@@ -70,11 +70,20 @@ async def get_principal(
 
 
 async def authenticate(request: Request, token: str) -> Principal:
-    """The caller a bearer token names: a service by its API key, or a user by their JWT."""
+    """The caller a bearer token names: a service by its API key, or a user by their JWT.
+    Named in the request's log line by its key id or user id (never by the token)."""
+    principal: Principal
     if looks_like_api_key(token):
-        return await kernel_of(request).api_keys.authenticate(token)
-    verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.verify(token)
+        principal = await kernel_of(request).api_keys.authenticate(token)
+    else:
+        verifier: TokenVerifier = request.app.state.verifier
+        principal = await verifier.verify(token)
+    request.state.caller = (
+        f"key:{principal.key_id}"
+        if isinstance(principal, ApiKeyCaller)
+        else f"user:{principal.user_id}"
+    )
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -115,8 +124,10 @@ def org_access(
                 raise OrgAmbiguous("a service key must name the org in the X-Org-Id header")
             require_scope(principal, scopes)
             principal.require_org(x_org_id)
+            request.state.org_id = x_org_id
             return OrgAccess(x_org_id, principal, None, kernel)
         org_id, role = user_org(await kernel.members.memberships(principal.user_id), x_org_id)
+        request.state.org_id = org_id
         if role not in roles:
             allowed = " or ".join(sorted(r.value for r in roles))
             raise Forbidden(f"this needs the {allowed} role in the org; you are {role.value}")

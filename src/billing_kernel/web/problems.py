@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -196,9 +197,14 @@ class ClientGoneMiddleware:
             )
 
 
+TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""A W3C `traceparent` header: version, trace id, parent id, flags."""
+
+
 class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-Id` if sane, else a new one) and
-    returns it in the response's `X-Request-Id` header."""
+    """Gives each request an id (the caller's `X-Request-Id` if sane, else the trace id of
+    its W3C `traceparent`, else a new one) and returns it in the response's `X-Request-Id`
+    header; problem bodies and the request's log line carry it too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -207,10 +213,15 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = (
-            dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
-        )
-        request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+        headers = dict(scope["headers"])
+        given = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        trace = TRACEPARENT.match(headers.get(b"traceparent", b"").strip().lower())
+        if 0 < len(given) <= 128 and given.isprintable():
+            request_id = given
+        elif trace is not None and trace[1] != b"0" * 32:  # all zeros: not a trace id
+            request_id = trace[1].decode()
+        else:
+            request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         await self.app(scope, receive, sending_headers(send, [header]))

@@ -3,6 +3,6 @@ seats, holds) and reading back (`history.py`: events, counters, usage per month,
 property value)."""
 
 from billing_kernel.usage.service.history import UsageReader
-from billing_kernel.usage.service.recording import UsageService
+from billing_kernel.usage.service.recording import UsageService, count_outcomes
 
-__all__ = ["UsageReader", "UsageService"]
+__all__ = ["UsageReader", "UsageService", "count_outcomes"]

@@ -24,6 +24,7 @@ from billing_kernel.errors import (
 from billing_kernel.metrics.rules import Aggregation, months_to_carry_seats
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
+from billing_kernel.telemetry.instruments import EVENTS
 from billing_kernel.usage.bounds import (
     Moved,
     beyond_bounds,
@@ -163,9 +164,13 @@ class UsageService:
         careful: frozenset[MonthKey] = frozenset()
         while True:  # each round writes one event at a time for more months: it ends
             try:
-                return await self._record_batch(reports, uow, careful, keep_uncounted)
+                result = await self._record_batch(reports, uow, careful, keep_uncounted)
             except _Beyond as beyond:
                 careful |= beyond.months
+                continue
+            if uow is None:  # committed (a caller's transaction counts them when it commits)
+                count_outcomes(result.outcomes)
+            return result
 
     async def _record_batch(
         self,
@@ -579,3 +584,12 @@ async def _repeats_judged(
     for n in conflicting:
         statuses[unsure[n]] = RecordStatus.CONFLICT
     return statuses
+
+
+def count_outcomes(outcomes: Sequence[UsageOutcome]) -> None:
+    """Count committed events by outcome for the operators' metrics."""
+    tally: dict[str, int] = {}
+    for outcome in outcomes:
+        tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
+    for status, events in tally.items():
+        EVENTS.labels(status).inc(events)
