@@ -44,6 +44,8 @@ from billing_kernel.telemetry import routes as telemetry_routes
 from billing_kernel.telemetry.instruments import POOL_IN_USE, POOL_SIZE
 from billing_kernel.telemetry.logs import configure as configure_logs
 from billing_kernel.telemetry.middleware import TelemetryMiddleware
+from billing_kernel.telemetry.tracing import Tracing
+from billing_kernel.telemetry.tracing import requested as tracing_requested
 from billing_kernel.usage import routes as usage_routes
 from billing_kernel.usage.hot_path import IngestHotPath
 from billing_kernel.usage.routes import INGEST_PATH
@@ -94,6 +96,10 @@ def create_app(
         else Kernel(database, settings, resolver=resolver)
     )
 
+    tracing = Tracing() if tracing_requested() else None
+    if tracing is not None:
+        tracing.watch(kernel.database)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         background = background_tasks(kernel) if settings.worker_in_server else []
@@ -104,6 +110,8 @@ def create_app(
         await asyncio.gather(*running)
         if owned:
             await kernel.aclose()
+        if tracing is not None:
+            tracing.shutdown()  # what is batched goes out
 
     # /docs and /redoc with their scripts and styles served from here, not from a CDN: the
     # interactive docs work on an offline or locked-down host.
@@ -113,6 +121,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         static_url=DOCS_ASSETS_URL,
+        # The kernel's own spans and metrics (telemetry/), never a second set from FastAPI.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.database = kernel.database
@@ -133,11 +143,13 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ClientGoneMiddleware)
-    # Outermost: every answer counted and timed, and with BILLING_LOG_FORMAT=json logged.
+    # Outermost: every answer counted and timed, with BILLING_LOG_FORMAT=json logged, and
+    # traced when OpenTelemetry's variables name a collector.
     app.add_middleware(
         TelemetryMiddleware,
         known_paths=(INGEST_PATH, CHECK_PATH),
         log_requests=settings.log_format == "json",
+        tracing=tracing,
     )
     configure_logs(settings.log_format)
     kernel.database.observe_pool(in_use=POOL_IN_USE.inc, connections=POOL_SIZE.inc)

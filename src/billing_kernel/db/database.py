@@ -143,6 +143,34 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.dialect_name == "postgresql"
 
+    def observe_statements(
+        self,
+        began: Callable[[str], object],
+        ended: Callable[[object, BaseException | None], None],
+    ) -> None:
+        """Tell `began` of each SQL statement as it is sent (its text, never its parameters),
+        and `ended` when it has its answer or failed, with what `began` returned: for the
+        operators' traces. Runs in the caller's context (its current span)."""
+        sync = self.engine.sync_engine
+        key = "billing_statement"
+
+        def before(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            conn.info.setdefault(key, []).append(began(statement))
+
+        def after(conn: Any, *_: Any) -> None:
+            started = conn.info.get(key)
+            if started:
+                ended(started.pop(), None)
+
+        def failed(context: Any) -> None:
+            started = context.connection.info.get(key) if context.connection else None
+            if started:
+                ended(started.pop(), context.original_exception)
+
+        event.listen(sync, "before_cursor_execute", before)
+        event.listen(sync, "after_cursor_execute", after)
+        event.listen(sync, "handle_error", failed)
+
     def observe_pool(
         self, *, in_use: Callable[[int], None], connections: Callable[[int], None]
     ) -> None:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing_kernel.telemetry.instruments import LATENCY, REQUESTS
 from billing_kernel.telemetry.logs import REQUEST_LOGGER
+from billing_kernel.telemetry.tracing import Tracing
 
 UNMATCHED = "unmatched"
 """The route of a request no route answered (a 404 of an unknown path)."""
@@ -30,15 +31,33 @@ def route_of(scope: Scope, known: Collection[str]) -> str:
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, *, known_paths: Collection[str], log_requests: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        known_paths: Collection[str],
+        log_requests: bool,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self.known = frozenset(known_paths)
         self.log_requests = log_requests
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.tracing is None:
+            await self._measured(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with self.tracing.request(scope["method"], scope["path"], headers) as span:
+            status = await self._measured(scope, receive, send)
+            self.tracing.answered(span, scope["method"], route_of(scope, self.known), status)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer, counting and timing the answer (and logging it); its status."""
         started = time.perf_counter()
         status = 500  # unless an answer began: the client left, or the app failed
 
@@ -74,3 +93,4 @@ class TelemetryMiddleware:
                         "caller": state.get("caller"),
                     },
                 )
+        return status
