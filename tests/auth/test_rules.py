@@ -79,7 +79,9 @@ def test_scopes_are_parsed_by_name_and_an_unknown_one_is_named() -> None:
     assert parse_scopes([]) == frozenset()
     with pytest.raises(ValueError, match="unknown scope 'usage:read'") as refused:
         parse_scopes(["usage:write", " usage:read "])
-    assert str(refused.value).endswith("known scopes: usage:write, quota:check, billing:admin")
+    assert str(refused.value).endswith(
+        "known scopes: usage:write, quota:check, billing:admin, metrics:read"
+    )
 
 
 def test_a_key_for_one_org_acts_only_for_it() -> None:
