@@ -53,8 +53,11 @@ class TelemetryMiddleware:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         with self.tracing.request(scope["method"], scope["path"], headers) as span:
-            status = await self._measured(scope, receive, send)
-            self.tracing.answered(span, scope["method"], route_of(scope, self.known), status)
+            status = 500  # unless answered: the app failed (the span records why)
+            try:
+                status = await self._measured(scope, receive, send)
+            finally:  # named by the route, never by a raw path with its ids
+                self.tracing.answered(span, scope["method"], route_of(scope, self.known), status)
 
     async def _measured(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer, counting and timing the answer (and logging it); its status."""
