@@ -32,6 +32,24 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
             yield url
 
 
+def execute(url: str, *statements: str) -> list[tuple[object, ...]]:
+    """Run raw SQL `statements` in one transaction on the database at `url` (rows as the
+    schema of a revision before head has them); the last one's rows, if it returns any."""
+
+    async def run() -> list[tuple[object, ...]]:
+        database = Database(url)
+        try:
+            async with database.transaction() as conn:
+                result = None
+                for sql in statements:
+                    result = await conn.execute(text(sql))
+                return [tuple(row) for row in result] if result and result.returns_rows else []
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
 def test_the_head_the_commands_check_against_is_alembics() -> None:
     """Every command compares the database's revision with `head_revision`, which reads the
     migrations' files without Alembic: it names the head Alembic migrates to."""
@@ -177,32 +195,24 @@ def test_upgrading_names_what_each_plan_left_out_as_unlimited_so_no_org_loses_it
     migrate.upgrade(empty_database_url, "0025")
     at = "2026-10-01 08:00:00+00:00"
 
-    async def arrange() -> None:
-        database = Database(empty_database_url)
-        try:
-            async with database.transaction() as conn:
-                for sql in (
-                    "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
-                    f"VALUES ('pages', 'Pages', 'pages', 'sum', 1, '{at}'), "
-                    f"('tokens', 'Tokens', 'tokens', 'sum', 2, '{at}')",
-                    "INSERT INTO plans (slug, name, description, currency, is_active, "
-                    "created_at, updated_at, version, is_default) VALUES ('pro', 'Pro', '', "
-                    f"'USD', true, '{at}', '{at}', 2, true)",
-                    "INSERT INTO plan_versions (plan_slug, version, monthly_price, created_at) "
-                    f"VALUES ('pro', 1, 10, '{at}'), ('pro', 2, 12, '{at}')",
-                    "INSERT INTO plan_metrics (plan_slug, version, metric, included_quantity, "
-                    "overage_unit_price, overage_unit_size) VALUES ('pro', 1, 'tokens', 5, 0, 1), "
-                    "('pro', 2, 'tokens', 5, 0, 1)",
-                    f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
-                    "INSERT INTO org_billing_state (org_id, plan_slug, plan_version, status, "
-                    f"status_since, created_at, updated_at) VALUES ('acme', 'pro', 2, 'active', "
-                    f"'{at}', '{at}', '{at}')",
-                ):
-                    await conn.execute(text(sql))
-        finally:
-            await database.dispose()
-
-    asyncio.run(arrange())
+    execute(
+        empty_database_url,
+        "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
+        f"VALUES ('pages', 'Pages', 'pages', 'sum', 1, '{at}'), "
+        f"('tokens', 'Tokens', 'tokens', 'sum', 2, '{at}')",
+        "INSERT INTO plans (slug, name, description, currency, is_active, "
+        "created_at, updated_at, version, is_default) VALUES ('pro', 'Pro', '', "
+        f"'USD', true, '{at}', '{at}', 2, true)",
+        "INSERT INTO plan_versions (plan_slug, version, monthly_price, created_at) "
+        f"VALUES ('pro', 1, 10, '{at}'), ('pro', 2, 12, '{at}')",
+        "INSERT INTO plan_metrics (plan_slug, version, metric, included_quantity, "
+        "overage_unit_price, overage_unit_size) VALUES ('pro', 1, 'tokens', 5, 0, 1), "
+        "('pro', 2, 'tokens', 5, 0, 1)",
+        f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
+        "INSERT INTO org_billing_state (org_id, plan_slug, plan_version, status, "
+        f"status_since, created_at, updated_at) VALUES ('acme', 'pro', 2, 'active', "
+        f"'{at}', '{at}', '{at}')",
+    )
     migrate.upgrade(empty_database_url)
 
     async def read() -> tuple[object, ...]:
@@ -253,39 +263,27 @@ def test_upgrading_marks_the_kept_events_no_metric_counts(empty_database_url: st
     migrate.upgrade(empty_database_url, "0035")
     at = "2026-11-02 08:00:00+00:00"
 
-    async def arrange() -> None:
-        database = Database(empty_database_url)
-        try:
-            async with database.transaction() as conn:
-                for sql in (
-                    "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
-                    f"VALUES ('tokens', 'Tokens', 'tokens', 'sum', 1, '{at}')",
-                    f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
-                    "INSERT INTO usage_events (org_id, idempotency_key, event, quantity, "
-                    "occurred_at, received_at, properties) VALUES "
-                    f"('acme', 'named', 'llm.call', NULL, '{at}', '{at}', NULL), "
-                    f"('acme', 'kept', 'nobody', NULL, '{at}', '{at}', NULL), "
-                    f"('acme', 'reported', 'tokens', 5, '{at}', '{at}', NULL)",
-                    "INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, "
-                    f"occurred_at, period_start) VALUES ('acme', 'named', 'tokens', 3, '{at}', "
-                    "'2026-11-01'), ('acme', 'reported', 'tokens', 5, "
-                    f"'{at}', '2026-11-01')",
-                ):
-                    await conn.execute(text(sql))
-        finally:
-            await database.dispose()
-
-    async def read() -> list[tuple[object, ...]]:
-        database = Database(empty_database_url)
-        try:
-            async with database.transaction() as conn:
-                rows = await conn.execute(
-                    text("SELECT idempotency_key, counted FROM usage_events ORDER BY 1")
-                )
-                return [(key, bool(counted)) for key, counted in rows]
-        finally:
-            await database.dispose()
-
-    asyncio.run(arrange())
+    execute(
+        empty_database_url,
+        "INSERT INTO metrics (key, name, unit, aggregation, position, created_at) "
+        f"VALUES ('tokens', 'Tokens', 'tokens', 'sum', 1, '{at}')",
+        f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
+        "INSERT INTO usage_events (org_id, idempotency_key, event, quantity, "
+        "occurred_at, received_at, properties) VALUES "
+        f"('acme', 'named', 'llm.call', NULL, '{at}', '{at}', NULL), "
+        f"('acme', 'kept', 'nobody', NULL, '{at}', '{at}', NULL), "
+        f"('acme', 'reported', 'tokens', 5, '{at}', '{at}', NULL)",
+        "INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, "
+        f"occurred_at, period_start) VALUES ('acme', 'named', 'tokens', 3, '{at}', "
+        "'2026-11-01'), ('acme', 'reported', 'tokens', 5, "
+        f"'{at}', '2026-11-01')",
+    )
     migrate.upgrade(empty_database_url)
-    assert asyncio.run(read()) == [("kept", False), ("named", True), ("reported", True)]
+    counted = execute(
+        empty_database_url, "SELECT idempotency_key, counted FROM usage_events ORDER BY 1"
+    )
+    assert [(key, bool(flag)) for key, flag in counted] == [
+        ("kept", False),
+        ("named", True),
+        ("reported", True),
+    ]
