@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     email_from: str = Field(
         default="billing@localhost", description="The From address of alert emails."
     )
+    delivery_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Forget billing events (and their deliveries and attempts) this many days "
+        "after they were made, once every delivery has finished; unset: keep them all.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`json`: one JSON object a log line, each request's with its request id, "

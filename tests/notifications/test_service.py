@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import pytest
 from standardwebhooks import Webhook
@@ -379,3 +380,51 @@ async def test_back_under_is_emailed_only_to_an_org_that_asks_for_it(database: D
 
 async def _no_work(worker: DeliveryWorker) -> bool:
     return not await worker.run_once()
+
+
+async def test_finished_deliveries_past_their_retention_are_forgotten_in_short_batches(
+    own_url: str,
+) -> None:
+    """BILLING_DELIVERY_RETENTION_DAYS: billing events older than that whose deliveries have
+    all finished are forgotten, with their deliveries and attempts, a few events a
+    transaction; one still being delivered stays, however old; the worker does it. (A
+    database of its own: pruning is deployment-wide.)"""
+    database = Database(own_url)
+    try:
+        await forgetting(database)
+    finally:
+        await database.dispose()
+
+
+async def forgetting(database: Database) -> None:
+    kernel = kernel_for(database, **FAST)
+    with http_receiver(*[500] * 20) as failing, http_receiver() as working:
+        done_org, retrying_org = (
+            await org_at(kernel, database, 0),
+            await org_at(kernel, database, 0),
+        )
+        await kernel.notifications.add_endpoint(working.url, org_id=done_org)
+        await kernel.notifications.add_endpoint(failing.url, org_id=retrying_org)
+        await kernel.usage.record(done_org, "tokens", 400, idempotency_key="crossing")
+        worker = delivery_worker(kernel)
+        await until(settled(kernel, done_org), worker)
+        delivered = await kernel.notifications.deliveries(org_id=done_org)
+        assert [d.status for d, attempts in delivered if attempts] == [DeliveryStatus.DELIVERED]
+        await kernel.usage.record(retrying_org, "tokens", 400, idempotency_key="crossing")
+        await kernel.notifications.dispatch()  # its delivery waits, pending, for an attempt
+        month_on = Kernel(
+            database,
+            Settings(database_url=str(database.url), delivery_retention_days=30, **FAST),
+            clock=lambda: utc_now() + timedelta(days=31),
+        )
+        assert await kernel.notifications.prune(timedelta(days=30)) == 0  # not old enough
+        assert await month_on.notifications.prune(timedelta(days=30), batch=1) == 1
+        assert await kernel.notifications.deliveries(org_id=done_org) == []
+        [(pending, _)] = await kernel.notifications.deliveries(org_id=retrying_org)
+        assert pending.status is DeliveryStatus.PENDING  # still being delivered: kept
+
+        await kernel.usage.record(done_org, "tokens", 100, idempotency_key="more")
+        await until(settled(kernel, done_org), worker)
+        assert await kernel.notifications.deliveries(org_id=done_org) != []
+        await delivery_worker(month_on).run_once()  # with the setting, the worker prunes
+        assert await kernel.notifications.deliveries(org_id=done_org) == []

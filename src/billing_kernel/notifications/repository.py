@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
@@ -377,6 +377,34 @@ class NotificationRepository:
                 finished_at=None,
             )
         )
+
+    async def prune(self, before: datetime, limit: int) -> int:
+        """Delete the oldest billing events (up to `limit`) made before `before` that were
+        dispatched and whose every delivery has finished (none pending), with their
+        deliveries and attempts; how many events."""
+        e, d = billing_events.c, deliveries.c
+        pending = (
+            select(d.delivery_id)
+            .where(d.event_id == e.event_id, d.status == DeliveryStatus.PENDING.value)
+            .exists()
+        )
+        doomed = list(
+            (
+                await self._conn.execute(
+                    select(e.event_id)
+                    .where(e.created_at < before, e.dispatched_at.is_not(None), ~pending)
+                    .order_by(e.seq)
+                    .limit(limit)
+                )
+            ).scalars()
+        )
+        if doomed:
+            theirs = select(d.delivery_id).where(d.event_id.in_(doomed))
+            a = delivery_attempts.c
+            await self._conn.execute(delete(delivery_attempts).where(a.delivery_id.in_(theirs)))
+            await self._conn.execute(delete(deliveries).where(d.event_id.in_(doomed)))
+            await self._conn.execute(delete(billing_events).where(e.event_id.in_(doomed)))
+        return len(doomed)
 
     async def fail_for_endpoint(self, endpoint_id: str, now: datetime) -> None:
         """Pending deliveries to a removed endpoint end failed."""

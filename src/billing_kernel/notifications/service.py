@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 EMAIL_TARGET = "owners"
 SLACK_TARGET = "slack"
 LEASE_MARGIN = timedelta(seconds=1)
+PRUNE_BATCH = 1_000
+"""Billing events forgotten in one transaction by `prune`: a short one, however many are due."""
 """A claimed attempt is held for twice the attempt's time limit and this: long enough for any
 attempt to finish and be recorded, short enough that one a dead worker held is soon sent
 again."""
@@ -242,6 +244,19 @@ class NotificationService:
     @property
     def email_on(self) -> bool:
         return self._settings.smtp_url is not None
+
+    async def prune(self, older_than: timedelta, *, batch: int = PRUNE_BATCH) -> int:
+        """Forget the billing events made more than `older_than` ago whose deliveries have
+        all finished, with their deliveries and attempts (BILLING_DELIVERY_RETENTION_DAYS):
+        `batch` events a transaction, never one long one, until none is left; how many."""
+        before = self._clock() - older_than
+        pruned = 0
+        while True:
+            async with self._tx.begin() as unit:
+                gone = await NotificationRepository(unit).prune(before, batch)
+            pruned += gone
+            if gone < batch:
+                return pruned
 
     async def dispatch(self, limit: int = 100) -> int:
         """Make the deliveries of up to `limit` events not yet dispatched, in one
