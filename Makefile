@@ -60,13 +60,18 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# Debian's PgBouncer, which tests/store/test_pgbouncer.py starts in front of PostgreSQL.
+PGBOUNCER := /usr/sbin/pgbouncer
+$(PGBOUNCER):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer
+
 # The suite in TEST_PROCESSES processes (pytest-xdist), handed a test file at a time in the
 # order collected: the suites of servers, browsers and fuzzers first (tests/conftest.py), so
 # that the processes take the longest work first and finish together, and a module's
 # servers start once. Each process has databases of its own: mind PostgreSQL's
 # max_connections (100 by default) before raising it.
 TEST_PROCESSES ?= 2
-pytest: $(STAMP) $(CHROMIUM) $(SDK_JS_STAMP) $(COMPAT_JS_STAMP)
+pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER) $(SDK_JS_STAMP) $(COMPAT_JS_STAMP)
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 sdk-test: $(SDK_STAMP)

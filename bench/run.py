@@ -3,7 +3,8 @@
 The kernel against the raw database (ingestion, checks, summary, growth), what `track()` costs
 the product next to an awaited write, the billing page next to the summary call, and how long
 an alert takes from the write that crossed a threshold to the webhook, how long closing
-a month of 10,000 orgs takes, and the incumbents' protocols next to native ingestion, all on one
+a month of 10,000 orgs takes, the incumbents' protocols next to native ingestion, and the
+kernel through PgBouncer next to a direct connection, all on one
 fresh PostgreSQL database (and a scratch SQLite file for the in-process rows).
 
 Usage: python bench/run.py [--server URL] [--growth-events N] [--workers N]
@@ -20,6 +21,7 @@ import compat_ingest
 import dashboard_page
 import kernel_vs_raw
 import period_close
+import pgbouncer
 import track_overhead
 from common import fresh_database, report
 
@@ -36,6 +38,7 @@ def main() -> None:
     rows += alert_latency.collect(dsn)
     rows += period_close.collect(dsn)
     rows += compat_ingest.collect(dsn)
+    rows += pgbouncer.collect(dsn)
     report(rows)
     print(f"make bench took {time.perf_counter() - started:.0f} s")
 

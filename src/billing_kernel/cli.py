@@ -64,9 +64,10 @@ def main(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the schema on BILLING_DATABASE_URL (it offers no plan: `demo` seeds
-    the demo's, `plans create --default` the first of your own)."""
-    url = database_url()
+    """Create or upgrade the schema on BILLING_DATABASE_URL, or BILLING_DATABASE_DIRECT_URL
+    when set (it offers no plan: `demo` seeds the demo's, `plans create --default` the first
+    of your own)."""
+    url = configured_settings().database_direct_url or database_url()
     before = asyncio.run(schema(url))
     if before.unreachable is not None:
         fail(before.problem or before.unreachable)

@@ -32,7 +32,16 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite:///./billing.db",
-        description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db.",
+        description="SQLAlchemy URL: sqlite:///path or postgresql://user@host/db. Through "
+        "PgBouncer in transaction pooling mode (or another transaction pooler), add "
+        "`?pgbouncer=true`.",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="A URL to PostgreSQL itself when BILLING_DATABASE_URL goes through a "
+        "transaction pooler: `migrate` runs its migrations there, and the delivery worker "
+        "listens there to be woken when events are written (without it, it polls every "
+        "BILLING_WORKER_POLL_SECONDS).",
     )
     trial_days: int = Field(default=30, ge=0, le=3650, description="Length of a new org's trial.")
     auto_create_orgs: bool = Field(

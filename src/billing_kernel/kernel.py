@@ -188,9 +188,14 @@ class Kernel:
 
     @classmethod
     def open(cls, settings: Settings, *, resolver: Resolver | None = None) -> Kernel:
-        """A kernel on a database pool of its own (BILLING_DATABASE_URL, BILLING_DB_POOL_SIZE),
-        as the HTTP app and the CLI run it; `aclose()` closes the pool."""
-        database = Database(settings.database_url, pool_size=settings.db_pool_size)
+        """A kernel on a database pool of its own (BILLING_DATABASE_URL, BILLING_DB_POOL_SIZE,
+        BILLING_DATABASE_DIRECT_URL), as the HTTP app and the CLI run it; `aclose()` closes
+        the pool."""
+        database = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            direct_url=settings.database_direct_url,
+        )
         return cls(database, settings, resolver=resolver)
 
     async def aclose(self) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from tests.live import stop_process
+
 LAUNCHER = """
 import json, socket, sys
 from aiohttp import web
@@ -246,10 +248,5 @@ def stripe_server() -> Iterator[StripeServer]:
                 raise RuntimeError(f"localstripe did not start: {log.read()[-2000:]}")
             yield StripeServer(f"http://127.0.0.1:{port}")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             process.stdout.close()  # type: ignore[union-attr]

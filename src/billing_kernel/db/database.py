@@ -101,6 +101,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+POOLER_PARAMETER = "pgbouncer"
+"""The database URL's query parameter that says it reaches PostgreSQL through a pooler in
+transaction mode (`?pgbouncer=true`: PgBouncer's `pool_mode = transaction`, or any pooler
+that hands a server connection to a client for one transaction only)."""
+
+
+def through_transaction_pooler(url: URL) -> bool:
+    """Whether `url` says it goes through a transaction pooler (see POOLER_PARAMETER);
+    ValueError for a value other than true or false, or for a SQLite URL that says so."""
+    value = url.query.get(POOLER_PARAMETER)
+    if value is None:
+        return False
+    if value not in ("true", "false"):
+        raise ValueError(f"{POOLER_PARAMETER}= in the database URL must be true or false")
+    if value == "true" and url.get_backend_name() != "postgresql":
+        raise ValueError(f"{POOLER_PARAMETER}=true is for a PostgreSQL URL")
+    return value == "true"
+
+
 class Database:
     """One database: an async engine and the transactions the service runs in."""
 
@@ -111,10 +130,29 @@ class Database:
         pool_size: int = 10,
         pool_timeout: float = 30.0,
         echo: bool = False,
+        direct_url: str | URL | None = None,
     ) -> None:
         self.url = async_url(url)
         self.dialect_name = self.url.get_backend_name()
+        self.transaction_pooling = through_transaction_pooler(self.url)
+        self.direct_url = async_url(direct_url) if direct_url is not None else None
+        """Where LISTEN connects: PostgreSQL itself, when `url` reaches it through a
+        transaction pooler, which would hand the listening session's server connection to
+        other clients."""
         options: dict[str, Any] = {"echo": echo}
+        if self.transaction_pooling:
+            # Behind a transaction pooler each transaction, and each statement outside one,
+            # may run on another server connection, which other clients share. With both
+            # statement caches off, asyncpg prepares every statement unnamed and parses it
+            # again in the message sequence that runs it: nothing is looked up on a server
+            # connection that another one prepared, no name can collide with another
+            # client's, and nothing is left behind (the unnamed statement is replaced by the
+            # next). Named statements, SQLAlchemy's suggestion for PgBouncer, would pile up
+            # on the server connections until PgBouncer closed them.
+            options["connect_args"] = {
+                "statement_cache_size": 0,
+                "prepared_statement_cache_size": 0,
+            }
         if self.is_postgresql:
             # No pre-ping: it costs a round trip per checkout. A connection that died with a
             # database restart fails its request once (a 503 callers retry) and is replaced.
@@ -131,7 +169,8 @@ class Database:
                 "pool_recycle": 1800,
                 "pool_use_lifo": True,
             }
-        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        engine_url = self.url.difference_update_query([POOLER_PARAMETER])
+        self.engine: AsyncEngine = create_async_engine(engine_url, **options)
         if self.dialect_name == "sqlite":
             _configure_sqlite(self.engine)
         # The same pool, in autocommit: for reads of a single statement (see `read`).
@@ -234,8 +273,9 @@ class Database:
         """While the block runs, call `on_notify` whenever a transaction that notified
         `channel` (see `notify`) commits: at once for this process's transactions, and on
         PostgreSQL for every other process's too (LISTEN, on a connection of its own outside
-        the pool; when that connection cannot be made, the block runs without it, logged:
-        callers poll as well)."""
+        the pool, to `direct_url` when given; when that connection cannot be made, or the
+        database is reached through a transaction pooler and no `direct_url` is given, the
+        block runs without it, logged: callers poll as well)."""
         self._listeners.setdefault(channel, []).append(on_notify)
         try:
             async with self._listening(channel, on_notify):
@@ -248,7 +288,20 @@ class Database:
         if not self.is_postgresql:
             yield
             return
-        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        target = self.direct_url or self.url
+        if through_transaction_pooler(target):
+            logger.warning(
+                "not listening on %s: the database is reached through a transaction pooler; "
+                "set BILLING_DATABASE_DIRECT_URL to PostgreSQL itself to be woken at once",
+                channel,
+            )
+            yield
+            return
+        dsn = (
+            target.difference_update_query([POOLER_PARAMETER])
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
         try:
             conn = await asyncpg.connect(dsn)
         except (OSError, asyncpg.PostgresError) as exc:
