@@ -65,13 +65,18 @@ PGBOUNCER := /usr/sbin/pgbouncer
 $(PGBOUNCER):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer
 
+# Debian's nginx, which tests/api/test_several_kernels.py puts in front of three kernels.
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+
 # The suite in TEST_PROCESSES processes (pytest-xdist), handed a test file at a time in the
 # order collected: the suites of servers, browsers and fuzzers first (tests/conftest.py), so
 # that the processes take the longest work first and finish together, and a module's
 # servers start once. Each process has databases of its own: mind PostgreSQL's
 # max_connections (100 by default) before raising it.
 TEST_PROCESSES ?= 2
-pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER) $(SDK_JS_STAMP) $(COMPAT_JS_STAMP)
+pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER) $(NGINX) $(SDK_JS_STAMP) $(COMPAT_JS_STAMP)
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 sdk-test: $(SDK_STAMP)

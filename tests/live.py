@@ -34,8 +34,44 @@ def stop_process(process: subprocess.Popen[Any]) -> None:
         process.wait()
 
 
+def wait_for_port(port: int, process: subprocess.Popen[Any], name: str, output: Path) -> None:
+    """Wait until `process` accepts connections on `port` (30 s at most); RuntimeError with
+    the end of its `output` if it exits first."""
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            said = output.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited: {said}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not listen on {port}") from None
+            time.sleep(0.05)
+
+
 def kernel_env(database_url: str) -> dict[str, str]:
     return {**os.environ, "BILLING_DATABASE_URL": database_url, "BILLING_JWT_SECRET": SECRET}
+
+
+def start_worker(database_url: str, **env: str) -> subprocess.Popen[str]:
+    """`billing-kernel worker` in a process of its own (its log to a pipe), polling every
+    0.1 s, each delivery given 1 s, and closing no period unless `env` says otherwise (a
+    shared test database's orgs are other tests': their periods stay open)."""
+    settings = {
+        "BILLING_DELIVERY_TIMEOUT_SECONDS": "1",
+        "BILLING_WORKER_POLL_SECONDS": "0.1",
+        "BILLING_CLOSE_PERIODS": "false",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "billing_kernel", "worker", "--log-level", "warning"],
+        env={**kernel_env(database_url), **settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kernel_command(database_url: str, *args: str) -> str:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from tests.live import free_port, stop_process
+from tests.live import free_port, stop_process, wait_for_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -69,21 +67,7 @@ def pgbouncer(server_url: str, *, server_connections: int = 4) -> Iterator[PgBou
         with log.open("wb") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
-            _wait_until_listening(port, process, log)
+            wait_for_port(port, process, "pgbouncer", log)
             yield PgBouncer(port, log)
         finally:
             stop_process(process)
-
-
-def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"pgbouncer exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pgbouncer did not listen on {port}") from None
-            time.sleep(0.05)

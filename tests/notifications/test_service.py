@@ -5,8 +5,6 @@ SMTP server (aiosmtpd), a Slack-shaped receiver; retries, failures, rotation and
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -23,7 +21,7 @@ from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.rules import DeliveryStatus
 from billing_kernel.notifications.worker import DeliveryWorker
 from tests.conftest import new_id, save_plan
-from tests.live import kernel_env
+from tests.live import start_worker
 from tests.receivers import http_receiver, smtp_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.long]
@@ -285,24 +283,6 @@ async def test_two_workers_side_by_side_deliver_each_event_once(pg_database: Dat
         assert len([i for i in ids if i in mine]) == len(mine) == 30
         assert first.delivered > 0
         assert second.delivered > 0
-
-
-def start_worker(database_url: str) -> subprocess.Popen[str]:
-    """`billing-kernel worker` in a process of its own."""
-    env = {
-        **kernel_env(database_url),
-        "BILLING_DELIVERY_TIMEOUT_SECONDS": "1",
-        "BILLING_WORKER_POLL_SECONDS": "0.1",
-        # The shared test database's orgs are other tests': their periods stay open.
-        "BILLING_CLOSE_PERIODS": "false",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "billing_kernel", "worker", "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 async def test_a_worker_killed_after_sending_is_followed_by_a_resend_with_the_same_id(
