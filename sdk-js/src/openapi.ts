@@ -243,7 +243,9 @@ export interface paths {
          * @description What the org used in each month, or each UTC day, from `from` to `to`, a page at a
          *     time (see *Pagination*); with `group_by`, each point's usage also split by the values of
          *     that event property (tokens by model). Points stop at the current month or today; a
-         *     `from` after `to` has none. Needs `billing:admin`; 404 for an unknown org.
+         *     `from` after `to` has none. Read from the deployment's read replica when it has one, so
+         *     it may lag the writes by up to `BILLING_REPLICA_MAX_LAG_SECONDS`. Needs
+         *     `billing:admin`; 404 for an unknown org.
          */
         get: operations["getOrgUsage"];
         put?: never;
@@ -268,7 +270,8 @@ export interface paths {
          *     column named after it. At most 1,000 points an answer (a month or a day each): when there
          *     are more, a `Link` header (`rel="next"`) names the same export from where this one ends
          *     (its `cursor`, as `getOrgUsage`'s). Values are made safe for spreadsheets (a leading `'`
-         *     before =, +, -, @, a tab or a carriage return). Needs `billing:admin`.
+         *     before =, +, -, @, a tab or a carriage return). Read from the read replica, as
+         *     `getOrgUsage`. Needs `billing:admin`.
          */
         get: operations["exportOrgUsage"];
         put?: never;
@@ -633,8 +636,10 @@ export interface paths {
          *     (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
          *     times, month, properties, name, and the invoice that billed it. A named event appears
          *     once per metric it counts toward; one no metric counts (the incumbents' protocols keep
-         *     it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Needs
-         *     `billing:admin`; 404 for an unknown org or metric.
+         *     it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Read from
+         *     the deployment's read replica when it has one, so it may lag the writes by up to
+         *     `BILLING_REPLICA_MAX_LAG_SECONDS`. Needs `billing:admin`; 404 for an unknown org or
+         *     metric.
          */
         get: operations["listOrgEvents"];
         put?: never;
@@ -657,8 +662,8 @@ export interface paths {
          * @description The events `listOrgEvents` selects as CSV with a header row, streamed a page at a
          *     time, at most 100,000 rows an answer: when there are more, a `Link` header (`rel="next"`)
          *     names the same export from where this one ends (its `cursor`). Values are made safe for
-         *     spreadsheets (a leading `'` before =, +, -, @, a tab or a carriage return). Needs
-         *     `billing:admin`.
+         *     spreadsheets (a leading `'` before =, +, -, @, a tab or a carriage return). Read from
+         *     the read replica, as `listOrgEvents`. Needs `billing:admin`.
          */
         get: operations["exportOrgEvents"];
         put?: never;

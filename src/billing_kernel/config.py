@@ -43,6 +43,19 @@ class Settings(BaseSettings):
         "listens there to be woken when events are written (without it, it polls every "
         "BILLING_WORKER_POLL_SECONDS).",
     )
+    database_replica_url: str | None = Field(
+        default=None,
+        description="A streaming read replica of the PostgreSQL database: the billing page, "
+        "the usage read-back lists and the exports read from it while it is at most "
+        "BILLING_REPLICA_MAX_LAG_SECONDS behind; checks, consumes, writes and everything else "
+        "read the primary.",
+    )
+    replica_max_lag_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How far behind the primary the read replica may be and still be read.",
+    )
     trial_days: int = Field(default=30, ge=0, le=3650, description="Length of a new org's trial.")
     auto_create_orgs: bool = Field(
         default=True,

@@ -72,6 +72,7 @@ class Kernel:
         *,
         clock: Callable[[], datetime] | None = None,
         acting_user: str | None = None,
+        reads_may_lag: bool = False,
         resolver: Resolver | None = None,
         _state: _ProcessState | None = None,
     ) -> None:
@@ -83,7 +84,8 @@ class Kernel:
         self._state = _state or _ProcessState()
         if resolver is not None:
             self._state.resolver = resolver
-        self._tx = tx = Transactions(database, acting_user=acting_user)
+        self._acting_user = acting_user
+        self._tx = tx = Transactions(database, acting_user=acting_user, reads_may_lag=reads_may_lag)
         state = self._state
         self.metrics = MetricService(tx, state.catalogue, clock)
         self.plans = PlanService(tx, self.metrics, clock)
@@ -189,12 +191,14 @@ class Kernel:
     @classmethod
     def open(cls, settings: Settings, *, resolver: Resolver | None = None) -> Kernel:
         """A kernel on a database pool of its own (BILLING_DATABASE_URL, BILLING_DB_POOL_SIZE,
-        BILLING_DATABASE_DIRECT_URL), as the HTTP app and the CLI run it; `aclose()` closes
-        the pool."""
+        BILLING_DATABASE_DIRECT_URL, BILLING_DATABASE_REPLICA_URL), as the HTTP app and the
+        CLI run it; `aclose()` closes the pool."""
         database = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
             direct_url=settings.database_direct_url,
+            replica_url=settings.database_replica_url,
+            replica_max_lag=settings.replica_max_lag_seconds,
         )
         return cls(database, settings, resolver=resolver)
 
@@ -216,6 +220,28 @@ class Kernel:
         return Kernel(
             self.database, self.settings, clock=self._clock, acting_user=user_id, _state=self._state
         )
+
+    def from_replica(self) -> Kernel:
+        """The same kernel (for the same user), its reads served by the read replica when
+        there is one no more than BILLING_REPLICA_MAX_LAG_SECONDS behind: for what may show
+        a state seconds old (the billing page, read-back lists, exports), never for a
+        decision or for what must show the caller's own writes. Writes still go to the
+        primary."""
+        return Kernel(
+            self.database,
+            self.settings,
+            clock=self._clock,
+            acting_user=self._acting_user,
+            reads_may_lag=True,
+            _state=self._state,
+        )
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work for several reads that share one snapshot where it matters (a
+        user's reads run in one transaction); it must not write."""
+        async with self._tx.read() as uow:
+            yield uow
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

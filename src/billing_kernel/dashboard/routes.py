@@ -3,7 +3,9 @@ POST /app/logout: sign out of it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -14,15 +16,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.templating import Jinja2Templates
 
+from billing_kernel.alerts.rules import AlertState
 from billing_kernel.auth.rules import User
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
+from billing_kernel.db.unit_of_work import ReadOnlyUnit, UnitOfWork
 from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthenticated
+from billing_kernel.events.rules import Event
+from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice
 from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import ADMIN_ROLES
 from billing_kernel.payments.gateway import StripeRefused, StripeUnavailable
+from billing_kernel.payments.rules import Card, Payment
+from billing_kernel.subscriptions.rules import ScheduledChange
+from billing_kernel.summary.rules import OrgDashboard
 from billing_kernel.web.deps import (
     InvoiceId,
     KernelDep,
@@ -98,6 +107,42 @@ def _message(
     )
 
 
+@dataclass(frozen=True)
+class _PageReads:
+    """What the billing page shows of an org, read in one unit of work."""
+
+    dashboard: OrgDashboard
+    upcoming: InvoiceDraft
+    org_name: str
+    past: list[StoredInvoice]
+    scheduled: ScheduledChange | None
+    card: Card | None
+    attempts: dict[str, list[Payment]]
+    states: list[AlertState]
+    history: list[tuple[int, Event]]
+
+
+async def _read_page(as_user: Kernel, org_id: str, admin: bool, uow: UnitOfWork) -> _PageReads:
+    """The page's reads; invoices, the scheduled change and the card only for `admin`."""
+    dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
+    past = (
+        await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow) if admin else []
+    )
+    return _PageReads(
+        dashboard=dashboard,
+        upcoming=await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary),
+        org_name=(await as_user.orgs.get(org_id, uow)).name or org_id,
+        past=past,
+        scheduled=await as_user.subscriptions.scheduled_change(org_id, uow) if admin else None,
+        card=await as_user.payments.card(org_id, uow) if admin else None,
+        attempts=await as_user.payments.attempts_of([i.invoice_id for i in past], uow),
+        states=await as_user.alerts.states(org_id, dashboard.summary.period, uow),
+        history=await as_user.events.events(
+            org_id=org_id, types=view.ALERT_TYPES, limit=HISTORY_LENGTH, uow=uow
+        ),
+    )
+
+
 @router.get("/app/billing", response_class=HTMLResponse)
 async def billing_page(
     request: Request,
@@ -127,39 +172,33 @@ async def billing_page(
         memberships = await kernel.members.memberships(caller.user_id)
         # Several orgs and none chosen: the first, with a switcher on the page.
         org_id, role = user_org(memberships, org or min(memberships, default=None))
-        as_user = kernel.for_user(caller.user_id)
-        async with as_user.transaction() as uow:  # one transaction for the page's reads
-            admin = role in ADMIN_ROLES
-            dashboard = await as_user.summary.dashboard(org_id, include_plans=admin, uow=uow)
-            upcoming = await as_user.invoices.upcoming(org_id, uow, summary=dashboard.summary)
-            org_name = (await as_user.orgs.get(org_id, uow)).name or org_id
-            invoice = upcoming if admin else None  # its lines: for owners and admins
-            past = (
-                await as_user.invoices.list_invoices(org_id, limit=PAST_INVOICES, uow=uow)
-                if admin
-                else []
-            )
-            scheduled = await as_user.subscriptions.scheduled_change(org_id, uow) if admin else None
-            card = await as_user.payments.card(org_id, uow) if admin else None
-            attempts = await as_user.payments.attempts_of([i.invoice_id for i in past], uow)
-            period = dashboard.summary.period
-            states = await as_user.alerts.states(org_id, period, uow)
-            history = await as_user.events.events(
-                org_id=org_id, types=view.ALERT_TYPES, limit=HISTORY_LENGTH, uow=uow
-            )
+        as_user, admin = kernel.for_user(caller.user_id), role in ADMIN_ROLES
+        page: _PageReads | None = None
+        if not _wrote_lately(request):  # else the user's own change must show: the primary
+            try:
+                replica = as_user.from_replica()
+                async with replica.reading() as uow:  # one transaction for the page's reads
+                    page = await _read_page(replica, org_id, admin, uow)
+            except ReadOnlyUnit:  # the org's state is to be seeded or changed first
+                page = None
+        if page is None:
+            async with as_user.transaction() as uow:
+                page = await _read_page(as_user, org_id, admin, uow)
     except OrgNotFound:
         return _no_such_org(request)
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
+    dashboard, past, attempts, card = page.dashboard, page.past, page.attempts, page.card
+    period = dashboard.summary.period
     names = {line.metric.key: line.metric.name for line in dashboard.summary.usage}
     context: dict[str, Any] = {
-        "notices": view.notices(states, names, period),
-        "alert_history": [(event, view.event_text(event, names)) for _, event in history],
+        "notices": view.notices(page.states, names, period),
+        "alert_history": [(event, view.event_text(event, names)) for _, event in page.history],
         "dashboard": dashboard,
         "summary": dashboard.summary,
-        "invoice": invoice,
-        "estimated_total": upcoming.total,  # one figure for every member
-        "org_name": org_name,
+        "invoice": page.upcoming if admin else None,  # its lines: for owners and admins
+        "estimated_total": page.upcoming.total,  # one figure for every member
+        "org_name": page.org_name,
         "past_invoices": past,
         "payments": [
             view.payment_state(
@@ -179,7 +218,7 @@ async def billing_page(
         if card is None
         else view.card_text(card.brand, card.last4, card.exp_month, card.exp_year),
         "card_notice": request.query_params.get("card"),
-        "scheduled": scheduled,
+        "scheduled": page.scheduled,
         "role": role,
         "orgs": sorted(memberships),
         "user_id": caller.user_id,
@@ -230,6 +269,30 @@ async def plan_change_page(
     )
 
 
+WROTE_COOKIE = "billing-wrote"
+"""Set for a while after a change made on the billing page: the page then reads the primary,
+so that the change shows even while the read replica catches up."""
+
+
+def _back_to_page(request: Request, org_id: str) -> Response:
+    """The billing page again after a change the user made on it (see WROTE_COOKIE)."""
+    response = RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+    settings: Settings = request.app.state.settings
+    if settings.database_replica_url is not None:
+        lasting = math.ceil(settings.replica_max_lag_seconds) + 2  # and a probe's interval
+        response.set_cookie(
+            WROTE_COOKIE, "1", max_age=lasting, path="/app", httponly=True, samesite="lax"
+        )
+    return response
+
+
+def _wrote_lately(request: Request) -> bool:
+    """Whether the page must show what was just written: a change made on it moments ago,
+    or the way back from Stripe's pages (a card added, an invoice paid)."""
+    query = request.query_params
+    return WROTE_COOKIE in request.cookies or "paid" in query or "card" in query
+
+
 @router.post("/app/billing/plan")
 async def change_plan(
     request: Request,
@@ -250,7 +313,7 @@ async def change_plan(
         return _no_such_org(request)
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
-    return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+    return _back_to_page(request, org_id)
 
 
 async def _to_stripe(
@@ -330,7 +393,7 @@ async def cancel_plan_change(
         return _no_such_org(request)
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
-    return RedirectResponse(f"/app/billing?org={quote(org_id)}", status_code=303)
+    return _back_to_page(request, org_id)
 
 
 async def _admin_of(request: Request, kernel: Kernel, org: str | None) -> tuple[Kernel, str]:
@@ -369,7 +432,7 @@ async def dismiss_alert(
         )
     except BillingError as exc:
         return _message(request, exc.status, exc.title, exc.message)
-    return RedirectResponse(f"/app/billing?org={quote(org)}", status_code=303)
+    return _back_to_page(request, org)
 
 
 @router.get("/app/login")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -15,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from billing_kernel.db.replica import ReplicaLag
 from billing_kernel.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -131,6 +134,9 @@ class Database:
         pool_timeout: float = 30.0,
         echo: bool = False,
         direct_url: str | URL | None = None,
+        replica_url: str | URL | None = None,
+        replica_max_lag: float = 5.0,
+        pre_ping: bool = False,
     ) -> None:
         self.url = async_url(url)
         self.dialect_name = self.url.get_backend_name()
@@ -168,6 +174,9 @@ class Database:
                 "pool_timeout": pool_timeout,
                 "pool_recycle": 1800,
                 "pool_use_lifo": True,
+                # A replica's pooled connections are pinged as they are taken, so that one
+                # gone away is found before the read starts, which then goes to the primary.
+                "pool_pre_ping": pre_ping,
             }
         engine_url = self.url.difference_update_query([POOLER_PARAMETER])
         self.engine: AsyncEngine = create_async_engine(engine_url, **options)
@@ -177,6 +186,20 @@ class Database:
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._pool_observed = False
+        self.replica: Database | None = None
+        """A read replica of this database, for reads that may lag (see `read`)."""
+        if replica_url is not None:
+            self.replica = Database(
+                replica_url, pool_size=pool_size, pool_timeout=pool_timeout, pre_ping=True
+            )
+            if not (self.is_postgresql and self.replica.is_postgresql):
+                raise ValueError("a read replica is for a PostgreSQL database")
+        self.replica_max_lag = replica_max_lag
+        self._probe_every = min(1.0, replica_max_lag / 4)
+        self._lag = ReplicaLag(window=replica_max_lag + 2 * self._probe_every)
+        self._probed_at = -float("inf")
+        self._replica_fresh = False
+        self._probing = asyncio.Lock()
 
     @property
     def is_postgresql(self) -> bool:
@@ -256,11 +279,75 @@ class Database:
                 heard()
 
     @asynccontextmanager
-    async def read(self, *, acting_user: str | None = None) -> AsyncIterator[AsyncConnection]:
+    async def read(
+        self, *, acting_user: str | None = None, may_lag: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection for reads whose statements need not share one snapshot; it must not
         write. On PostgreSQL, for the kernel's own role, it runs in autocommit and so saves
         the BEGIN and COMMIT round trips (a third of a quota check's time); a user's reads
-        need the transaction that confines them, and SQLite always gets one."""
+        need the transaction that confines them, and SQLite always gets one.
+
+        With `may_lag`, the reads may be served by the read replica, when there is one that
+        answers and is no more than `replica_max_lag` seconds behind (measured at most a
+        probe interval ago); else, here."""
+        replica = await self._fresh_replica() if may_lag else None
+        if replica is not None:
+            stack = AsyncExitStack()
+            try:
+                conn = await stack.enter_async_context(replica.read(acting_user=acting_user))
+            except DatabaseUnavailable:
+                self._replica_failed()
+            else:
+                async with stack:
+                    yield conn
+                return
+        async with self._read_here(acting_user) as conn:
+            yield conn
+
+    async def _fresh_replica(self) -> Database | None:
+        """The replica, if it is there and fresh enough to read from now."""
+        if self.replica is None:
+            return None
+        if time.monotonic() - self._probed_at >= self._probe_every:
+            async with self._probing:  # one probe at a time; the others take its answer
+                if time.monotonic() - self._probed_at >= self._probe_every:
+                    fresh = await self._probe(self.replica)
+                    if fresh != self._replica_fresh:
+                        logger.warning(
+                            "reads that may lag go to the %s",
+                            "read replica" if fresh else "primary: the replica is behind or away",
+                        )
+                    self._replica_fresh = fresh
+                    self._probed_at = time.monotonic()
+        return self.replica if self._replica_fresh else None
+
+    async def _probe(self, replica: Database) -> bool:
+        """Whether `replica` is at most `replica_max_lag` seconds behind this database."""
+        try:
+            async with self._read_here(None) as conn:
+                here = await conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+                self._lag.noted(time.monotonic(), int(here.scalar_one()))
+            async with replica.read() as conn:
+                state = await conn.execute(
+                    text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() - '0/0'::pg_lsn")
+                )
+                recovering, replayed = state.one()
+        except DatabaseUnavailable:
+            return False
+        if not recovering:  # not a replica at all (promoted, or this very database)
+            return True
+        behind = None if replayed is None else self._lag.behind(time.monotonic(), int(replayed))
+        return behind is not None and behind <= self.replica_max_lag
+
+    def _replica_failed(self) -> None:
+        """The replica did not answer: the primary serves until the next probe."""
+        if self._replica_fresh:
+            logger.warning("reads that may lag go to the primary: the replica did not answer")
+        self._replica_fresh = False
+        self._probed_at = time.monotonic()
+
+    @asynccontextmanager
+    async def _read_here(self, acting_user: str | None) -> AsyncIterator[AsyncConnection]:
         if acting_user is not None or not self.is_postgresql:
             async with self.transaction(acting_user=acting_user) as conn:
                 yield conn
@@ -320,6 +407,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.replica is not None:
+            await self.replica.dispose()
 
 
 EVENTS_CHANNEL = "billing_events"

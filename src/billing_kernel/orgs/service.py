@@ -76,7 +76,7 @@ class OrgService:
 
     async def get(self, org_id: str, uow: UnitOfWork | None = None) -> Org:
         """The org and its billing state (seeded if missing); OrgNotFound if there is none."""
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.join(uow) as unit:
             await self.seeded_state(org_id, unit)
             org = await OrgRepository(unit).get_org(org_id)
             if org is None:  # only if the org vanished in between
@@ -103,7 +103,12 @@ class OrgService:
     async def seeded_state(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingState:
         """The org's billing state as stored, seeded on first use (default plan, in trial);
         OrgNotFound for an org that does not exist. Readers want
-        `SubscriptionService.billing_state`: the same, after a scheduled change that is due."""
+        `SubscriptionService.billing_state`: the same, after a scheduled change that is due.
+        In a read-only unit of work, ReadOnlyUnit when it would have to be seeded."""
+        if uow is not None and not uow.writable:
+            state = await OrgRepository(uow).get_billing_state(org_id)
+            if state is not None:
+                return state
         async with self._tx.begin(uow) as unit:
             orgs = OrgRepository(unit)
             state = await orgs.get_billing_state(org_id)

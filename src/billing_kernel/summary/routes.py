@@ -103,10 +103,12 @@ async def org_usage(
     """What the org used in each month, or each UTC day, from `from` to `to`, a page at a
     time (see *Pagination*); with `group_by`, each point's usage also split by the values of
     that event property (tokens by model). Points stop at the current month or today; a
-    `from` after `to` has none. Needs `billing:admin`; 404 for an unknown org."""
+    `from` after `to` has none. Read from the deployment's read replica when it has one, so
+    it may lag the writes by up to `BILLING_REPLICA_MAX_LAG_SECONDS`. Needs
+    `billing:admin`; 404 for an unknown org."""
     last = BillingPeriod.parse(to) if to else None
     first = BillingPeriod.parse(from_) if from_ else None
-    history = await kernel.summary.usage_history(
+    history = await kernel.from_replica().summary.usage_history(
         org_id,
         first=first,
         last=last,
@@ -161,13 +163,14 @@ async def export_org_usage(
     column named after it. At most 1,000 points an answer (a month or a day each): when there
     are more, a `Link` header (`rel="next"`) names the same export from where this one ends
     (its `cursor`, as `getOrgUsage`'s). Values are made safe for spreadsheets (a leading `'`
-    before =, +, -, @, a tab or a carriage return). Needs `billing:admin`."""
+    before =, +, -, @, a tab or a carriage return). Read from the read replica, as
+    `getOrgUsage`. Needs `billing:admin`."""
     last = BillingPeriod.parse(to) if to else None
     first = BillingPeriod.parse(from_) if from_ else None
     pages: list[UsageHistory] = []
     after, points = cursor, 0
     while points < EXPORT_MOST_POINTS:  # read before the first byte: an unknown org is a 404
-        page = await kernel.summary.usage_history(
+        page = await kernel.from_replica().summary.usage_history(
             org_id,
             first=first,
             last=last,

@@ -90,7 +90,7 @@ class SummaryService:
         now = self._clock()
         current = BillingPeriod.containing(now)
         period = period or current
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.join(uow) as unit:
             state = await self._subscriptions.billing_state(org_id, unit)
             catalogue = await self._metrics.catalogue(unit)
             counters = await self._usage.counters(org_id, period, unit)
@@ -182,7 +182,7 @@ class SummaryService:
         """The summary, this month's usage per day, the previous `months` months' totals,
         each metric's decision on one more unit and, for admins, the plans on offer: one
         transaction, for the billing page."""
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.join(uow) as unit:
             summary = await self.summary(org_id, unit)
             oldest = summary.period
             past_months = []

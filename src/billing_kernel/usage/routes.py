@@ -158,9 +158,11 @@ async def list_org_events(
     (then by idempotency key), a page at a time (see *Pagination*): its metric, quantity,
     times, month, properties, name, and the invoice that billed it. A named event appears
     once per metric it counts toward; one no metric counts (the incumbents' protocols keep
-    it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Needs
-    `billing:admin`; 404 for an unknown org or metric."""
-    found = await kernel.usage_reader.events(
+    it), once with `metric` null and `quantity` 0, unless `metric` is asked for. Read from
+    the deployment's read replica when it has one, so it may lag the writes by up to
+    `BILLING_REPLICA_MAX_LAG_SECONDS`. Needs `billing:admin`; 404 for an unknown org or
+    metric."""
+    found = await kernel.from_replica().usage_reader.events(
         org_id,
         metric=metric,
         event=event,
@@ -194,11 +196,11 @@ async def export_org_events(
     """The events `listOrgEvents` selects as CSV with a header row, streamed a page at a
     time, at most 100,000 rows an answer: when there are more, a `Link` header (`rel="next"`)
     names the same export from where this one ends (its `cursor`). Values are made safe for
-    spreadsheets (a leading `'` before =, +, -, @, a tab or a carriage return). Needs
-    `billing:admin`."""
+    spreadsheets (a leading `'` before =, +, -, @, a tab or a carriage return). Read from
+    the read replica, as `listOrgEvents`. Needs `billing:admin`."""
     start, end, after = from_, to, _position(cursor)
     # 404s before the first byte; and the last row of this answer, if more follow it.
-    edge = await kernel.usage_reader.events(
+    edge = await kernel.from_replica().usage_reader.events(
         org_id,
         metric=metric,
         event=event,
@@ -213,7 +215,7 @@ async def export_org_events(
 
     async def rows() -> AsyncIterator[str]:
         yield csv_line(CSV_COLUMNS)
-        async for page in kernel.usage_reader.all_events(
+        async for page in kernel.from_replica().usage_reader.all_events(
             org_id,
             metric=metric,
             event=event,

@@ -140,7 +140,7 @@ class InvoiceService:
         would stand after that change. `summary`: the org's current summary, if the caller
         has just read it in `uow`. OrgNotFound for an unknown org."""
         period = BillingPeriod.containing(self._clock())
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.join(uow) as unit:
             if summary is None or summary.period != period:
                 summary = await self._summary.summary(org_id, unit)
             used = {

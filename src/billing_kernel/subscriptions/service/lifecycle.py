@@ -10,7 +10,7 @@ from datetime import datetime
 
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.db.unit_of_work import ReadOnlyUnit, Transactions, UnitOfWork
 from billing_kernel.errors import CurrencyChange
 from billing_kernel.orgs.rules import BillingStatus, OrgBillingState, billable
 from billing_kernel.orgs.service import OrgService
@@ -38,7 +38,10 @@ class SubscriptionService:
 
     async def billing_state(self, org_id: str, uow: UnitOfWork | None = None) -> OrgBillingState:
         """The org's billing state, seeded on first use (default plan, in trial), after any
-        scheduled change that is due; OrgNotFound for an org that does not exist."""
+        scheduled change that is due; OrgNotFound for an org that does not exist. In a
+        read-only unit of work, ReadOnlyUnit when it would have to be seeded or changed."""
+        if uow is not None and not uow.writable:
+            return await self._apply_due(uow, await self._orgs.seeded_state(org_id, uow))
         async with self._tx.begin(uow) as unit:
             return await self._apply_due(unit, await self._orgs.seeded_state(org_id, unit))
 
@@ -139,7 +142,7 @@ class SubscriptionService:
         self, org_id: str, uow: UnitOfWork | None = None
     ) -> ScheduledChange | None:
         """The plan change the org has scheduled (a downgrade at its period's end), if any."""
-        async with self._tx.begin(uow) as unit:
+        async with self._tx.join(uow) as unit:
             await self.billing_state(org_id, unit)
             return await SubscriptionRepository(unit).scheduled_change(org_id)
 
@@ -176,6 +179,8 @@ class SubscriptionService:
         change = await subscriptions.scheduled_change(state.org_id)
         if change is None or change.effective_at > self._clock():
             return state
+        if not unit.writable:
+            raise ReadOnlyUnit(f"{state.org_id}'s scheduled change is due: it is applied first")
         await self._orgs.lock(state.org_id, unit)  # then again: another may have applied it
         change = await subscriptions.scheduled_change(state.org_id)
         if change is None:
