@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from billing_kernel.alerts.service import AlertService
 from billing_kernel.auth.service import ApiKeyCache, ApiKeyService
@@ -148,7 +148,9 @@ class Kernel:
         )
         self.notifications = NotificationService(tx, settings, clock, self.orgs, state.resolver)
         self.api_keys = ApiKeyService(tx, settings, clock, state.api_keys)
-        self.telemetry = TelemetryService(tx, clock)
+        self.telemetry = TelemetryService(
+            tx, clock, timedelta(hours=settings.late_event_grace_hours)
+        )
         self.sandbox = SandboxService(
             tx, settings, clock if isinstance(clock, MovableClock) else None, self.invoices
         )

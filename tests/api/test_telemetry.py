@@ -7,6 +7,7 @@ token."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing_kernel.auth.rules import Scope
-from tests.conftest import new_id
+from billing_kernel.db.database import Database
+from tests.conftest import Clock, make_kernel, new_id
 from tests.live import KernelServer, kernel_command, worker_pids
 from tests.web import Api
 
@@ -91,9 +93,33 @@ async def test_metrics_need_their_scope_and_count_by_route_template_and_outcome(
         "billing_outbox_undispatched_age_seconds",
         "billing_outbox_pending_deliveries",
         "billing_outbox_pending_age_seconds",
+        "billing_months_awaiting_close",
     ):
         assert (gauge, ()) in after
         assert value(after, gauge) >= 0
+
+
+@pytest.mark.anyio
+async def test_months_awaiting_close_count_each_orgs_closed_months_without_an_invoice(
+    own_database: Database,
+) -> None:
+    """Two orgs from March and one from May, seen on 10 May: March and April have closed,
+    May has not. Four months await until the closer runs; a voided invoice's correction
+    keeps its month closed."""
+    clock = Clock(datetime(2026, 3, 10, 12, tzinfo=UTC))
+    kernel = make_kernel(own_database, clock)
+    for org_id in ("march-a", "march-b"):
+        await kernel.orgs.create(org_id, plan_slug="starter")
+    clock.now = datetime(2026, 5, 1, 23, tzinfo=UTC)  # April's grace (24 h) has not passed
+    await kernel.orgs.create("may", plan_slug="starter")
+    assert await kernel.telemetry.months_awaiting_close() == 2  # March, of both
+    clock.now = datetime(2026, 5, 10, tzinfo=UTC)
+    assert await kernel.telemetry.months_awaiting_close() == 4  # and April
+    closed = await kernel.invoices.close_due()
+    assert len(closed.closed) == 4
+    assert await kernel.telemetry.months_awaiting_close() == 0
+    await kernel.invoices.void(closed.closed[0].invoice_id, reason="wrong")
+    assert await kernel.telemetry.months_awaiting_close() == 0
 
 
 def test_json_logs_and_metrics_summed_over_workers(postgres_url: str, tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ async def get_metrics(_reader: MetricsReader, kernel: KernelDep) -> Response:
     quota decisions by kind and outcome; deliveries by outcome; failed close rounds;
     database connections in use; each worker task's last round; and, read now, the outbox:
     billing events not yet dispatched and deliveries waiting, with the age of the oldest of
-    each. Under `serve --workers N`, the sum of every worker's. Needs an API key with
+    each, and the orgs' months that have closed and have no invoice yet. Under `serve
+    --workers N`, the sum of every worker's. Needs an API key with
     `metrics:read` (`billing-kernel api-keys create --scopes metrics:read`), or `billing:admin`
     for every org. See docs/operations.md for the alerts worth setting."""
     directory = multiprocess_directory()
@@ -65,15 +66,18 @@ async def get_metrics(_reader: MetricsReader, kernel: KernelDep) -> Response:
         multiprocess.MultiProcessCollector(every_worker, path=directory)  # type: ignore[no-untyped-call]
         counted = generate_latest(every_worker)
     read_now = CollectorRegistry()
-    read_now.register(_OutboxNow(await kernel.telemetry.outbox()))
+    awaiting = await kernel.telemetry.months_awaiting_close()
+    read_now.register(_ReadNow(await kernel.telemetry.outbox(), awaiting))
     return Response(counted + generate_latest(read_now), media_type=CONTENT_TYPE_LATEST)
 
 
-class _OutboxNow(Collector):
-    """The outbox as read for this scrape (values, not instruments: nothing is stored)."""
+class _ReadNow(Collector):
+    """The outbox and the months awaiting close as read for this scrape (values, not
+    instruments: nothing is stored)."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, months_awaiting_close: int) -> None:
         self.outbox = outbox
+        self.months_awaiting_close = months_awaiting_close
 
     def collect(self) -> list[GaugeMetricFamily]:
         o = self.outbox
@@ -99,6 +103,11 @@ class _OutboxNow(Collector):
                     "billing_outbox_pending_age_seconds",
                     "How long the oldest delivery waiting for an attempt has waited.",
                     o.pending_age_seconds,
+                ),
+                (
+                    "billing_months_awaiting_close",
+                    "Months of the orgs that have closed (their grace passed) with no invoice.",
+                    self.months_awaiting_close,
                 ),
             )
         ]
