@@ -1,18 +1,29 @@
-"""What a worker process runs besides serving: delivering events, closing billing periods
-and collecting invoices through Stripe (`billing-kernel worker`, and `serve` with
-BILLING_WORKER_IN_SERVER), each built here with the services it needs of the kernel: the
-workers themselves know no Kernel."""
+"""What a worker process runs besides serving: delivering events, closing billing periods,
+collecting invoices through Stripe and forgetting what is past its retention (`billing-kernel
+worker`, and `serve` with BILLING_WORKER_IN_SERVER), each built here with the services it
+needs of the kernel: the workers themselves know no Kernel."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Protocol
 
 from billing_kernel.invoices.closer import PeriodCloser
 from billing_kernel.kernel import Kernel
+from billing_kernel.notifications.service import NotificationService
 from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.payments.collector import PaymentCollector
+from billing_kernel.quota.service import QuotaService
 from billing_kernel.telemetry.instruments import beat
+
+logger = logging.getLogger(__name__)
+
+PRUNE_EVERY = 3600.0
+"""Seconds between two rounds of forgetting what is past its retention."""
 
 
 def beating(task: str, kernel: Kernel) -> Callable[[], Awaitable[None]]:
@@ -67,12 +78,79 @@ def payment_collector(kernel: Kernel) -> PaymentCollector:
     )
 
 
+class Pruner:
+    """Once every PRUNE_EVERY, forgets what is past its retention, each in short batches:
+    billing events with their finished deliveries (BILLING_DELIVERY_RETENTION_DAYS) and
+    quota decisions (BILLING_DECISION_RETENTION_DAYS). A round that fails is logged and
+    tried again at the next."""
+
+    def __init__(
+        self,
+        notifications: NotificationService,
+        quota: QuotaService,
+        *,
+        delivery_days: int | None,
+        decision_days: int | None,
+        before_round: Callable[[], Awaitable[None]] | None = None,
+        every: float = PRUNE_EVERY,
+    ) -> None:
+        self._notifications = notifications
+        self._quota = quota
+        self._delivery_days = delivery_days
+        self._decision_days = decision_days
+        self._before_round = before_round
+        self._every = every
+        self._stopping = asyncio.Event()
+
+    async def run_once(self) -> tuple[int, int]:
+        """One round: how many billing events, and how many decisions, it forgot."""
+        if self._before_round is not None:
+            await self._before_round()
+        events = decisions = 0
+        if self._delivery_days is not None:
+            events = await self._notifications.prune(timedelta(days=self._delivery_days))
+            if events:
+                logger.info("forgot %d billing event(s) past their retention", events)
+        if self._decision_days is not None:
+            decisions = await self._quota.prune_decisions(timedelta(days=self._decision_days))
+            if decisions:
+                logger.info("forgot %d quota decision(s) past their retention", decisions)
+        return events, decisions
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("forgetting what is past its retention failed; trying later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._every)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+def pruner(kernel: Kernel) -> Pruner:
+    """The pruner, with `kernel`'s notifications and quota and their retention settings."""
+    return Pruner(
+        kernel.notifications,
+        kernel.quota,
+        delivery_days=kernel.settings.delivery_retention_days,
+        decision_days=kernel.settings.decision_retention_days,
+        before_round=beating("prune", kernel),
+    )
+
+
 def background_tasks(kernel: Kernel) -> list[Background]:
-    """The delivery worker, the period closer unless BILLING_CLOSE_PERIODS is off, and the
-    payment collector where the deployment has a Stripe key."""
+    """The delivery worker, the period closer unless BILLING_CLOSE_PERIODS is off, the
+    payment collector where the deployment has a Stripe key, and the pruner where a
+    retention is set."""
     tasks: list[Background] = [delivery_worker(kernel)]
     if kernel.settings.close_periods:
         tasks.append(period_closer(kernel))
     if kernel.payments.enabled:
         tasks.append(payment_collector(kernel))
+    settings = kernel.settings
+    if settings.delivery_retention_days is not None or settings.decision_retention_days:
+        tasks.append(pruner(kernel))
     return tasks

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         description="Forget billing events (and their deliveries and attempts) this many days "
         "after they were made, once every delivery has finished; unset: keep them all.",
     )
+    decision_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Forget quota decisions (what a consume or a reservation was answered, "
+        "kept to answer its retries alike) this many days after they were made, except a "
+        "reservation's while it holds units; unset: keep them all.",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`json`: one JSON object a log line, each request's with its request id, "

@@ -290,3 +290,26 @@ async def test_a_consume_that_crosses_the_limit_starts_its_time_grace(
     ended = (await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="z")).decision
     assert (ended.allowed, ended.reason) == (False, Reason.LIMIT_REACHED)
     assert await tokens_used(kernel, org_id, clock) == 1_150
+
+
+async def test_decisions_past_their_retention_are_forgotten_but_a_held_reservations(
+    own_database: Database, clock: Clock
+) -> None:
+    """A database of the test's own: forgetting reaches every org's decisions."""
+    kernel, start = make_kernel(own_database, clock), clock()
+    org_id = await org_with_limit(kernel, 100)
+    for key in ("a", "b"):
+        await kernel.quota.consume(org_id, "tokens", 5, idempotency_key=key)
+    await kernel.quota.reserve(org_id, "tokens", 10, idempotency_key="held")
+    done = await kernel.quota.reserve(org_id, "tokens", 10, idempotency_key="done")
+    await kernel.reservations.commit(done.reservation.reservation_id, 7)
+    clock.advance(days=20)
+    await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="recent")
+    assert await rows_of(own_database, quota_decisions, org_id) == 5
+    clock.advance(days=11)  # the first four are 31 days old, the last 11
+    assert await kernel.quota.prune_decisions(timedelta(days=30), batch=1) == 3
+    assert await rows_of(own_database, quota_decisions, org_id) == 2  # "held" and "recent"
+    assert await kernel.quota.prune_decisions(timedelta(days=30)) == 0
+    with pytest.raises(IdempotencyConflict):  # its key now names only the event it recorded
+        await kernel.quota.consume(org_id, "tokens", 5, idempotency_key="a")
+    assert await tokens_used(kernel, org_id, Clock(start)) == 17  # a, b and the commit, once

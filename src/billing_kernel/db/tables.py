@@ -400,6 +400,7 @@ quota_decisions = Table(
     Column("message", Text, nullable=False),
     Column("held", BigInteger, nullable=False),  # by reservations, before this decision
     CheckConstraint("requested >= 0", name="requested"),
+    Index(None, "decided_at"),  # the oldest first, for BILLING_DECISION_RETENTION_DAYS
     CheckConstraint("operation IN ('consume', 'reserve')", name="operation"),
 )
 

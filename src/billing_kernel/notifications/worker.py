@@ -17,7 +17,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from urllib.parse import quote, unquote, urlsplit
 
@@ -47,8 +47,6 @@ from billing_kernel.telemetry.instruments import DELIVERIES
 logger = logging.getLogger(__name__)
 
 MAX_CLAIM = 20
-PRUNE_EVERY = 3600.0
-"""Seconds between two prunings of what is past BILLING_DELIVERY_RETENTION_DAYS."""
 USER_AGENT = f"billing-kernel/{__version__}"
 
 
@@ -86,7 +84,6 @@ class DeliveryWorker:
         )
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._pruned_at: float | None = None
         self.delivered = 0
 
     async def run(self) -> None:
@@ -123,27 +120,15 @@ class DeliveryWorker:
         self._stopping.set()
 
     async def run_once(self) -> bool:
-        """One round; whether it found anything to do. With BILLING_DELIVERY_RETENTION_DAYS,
-        it first forgets what is past it, at most once every PRUNE_EVERY."""
+        """One round; whether it found anything to do."""
         if self._before_round is not None:
             await self._before_round()
-        await self._prune()
         notifications = self._notifications
         dispatched = await notifications.dispatch()
         jobs = await notifications.claim(MAX_CLAIM)
         if jobs:
             await asyncio.gather(*(self._attempt(job) for job in jobs))
         return bool(dispatched or jobs)
-
-    async def _prune(self) -> None:
-        days = self._settings.delivery_retention_days
-        now = time.monotonic()
-        if days is None or (self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY):
-            return
-        self._pruned_at = now
-        pruned = await self._notifications.prune(timedelta(days=days))
-        if pruned:
-            logger.info("forgot %d billing event(s) older than %d days", pruned, days)
 
     async def _attempt(self, job: Job) -> None:
         started, clock = self._clock(), time.monotonic()

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Date, Insert, Select, bindparam, delete, func, select
+from sqlalchemy import Date, Insert, Select, bindparam, delete, func, select, tuple_
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import upsert, upsert_for
@@ -166,6 +166,34 @@ class StoredDecision:
 class QuotaRepository:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
+
+    async def prune_decisions(self, before: datetime, limit: int) -> int:
+        """Delete the oldest decisions (up to `limit`) made before `before`, except those of
+        reservations still held; how many."""
+        q, r = quota_decisions.c, usage_reservations.c
+        held = (
+            select(r.org_id)
+            .where(
+                r.org_id == q.org_id,
+                r.idempotency_key == q.idempotency_key,
+                r.status == ReservationStatus.HELD.value,
+            )
+            .exists()
+        )
+        doomed = (
+            await self._conn.execute(
+                select(q.org_id, q.idempotency_key)
+                .where(q.decided_at < before, ~held)
+                .order_by(q.decided_at)
+                .limit(limit)
+            )
+        ).all()
+        if doomed:
+            keys = [tuple(row) for row in doomed]
+            await self._conn.execute(
+                delete(quota_decisions).where(tuple_(q.org_id, q.idempotency_key).in_(keys))
+            )
+        return len(doomed)
 
     async def quota_inputs(
         self, org_id: str, period_start: date, metric: str, now: datetime

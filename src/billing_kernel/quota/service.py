@@ -399,6 +399,21 @@ class QuotaService:
                 for metric in await self._metrics.catalogue(unit)
             }
 
+    async def prune_decisions(self, older_than: timedelta, *, batch: int = 1_000) -> int:
+        """Forget the decisions made more than `older_than` ago (BILLING_DECISION_RETENTION_DAYS):
+        `batch` a transaction, never one long one, oldest first, until none is left; how
+        many. A reservation's decision stays while it holds units. A consume retried under
+        the key of a forgotten decision is no longer answered as the first was: its key
+        belongs to the event it recorded, which counts once."""
+        before = self._clock() - older_than
+        pruned = 0
+        while True:
+            async with self._tx.begin() as unit:
+                gone = await QuotaRepository(unit).prune_decisions(before, batch)
+            pruned += gone
+            if gone < batch:
+                return pruned
+
     async def set_override(
         self,
         org_id: str,
