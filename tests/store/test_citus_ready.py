@@ -1,0 +1,156 @@
+"""Whether the schema can be distributed by org on Citus (docs/scaling.md), read from the
+tables' definitions: every table is either an org's (distributed by `org_id`, co-located) or
+the deployment's catalogue (a reference table, copied to every node). An org's table needs a
+`org_id` that is never NULL, in its primary key and in every unique constraint, and its
+foreign keys to another org's table must carry `org_id` on both sides; no catalogue table may
+refer to an org's.
+
+What breaks this today is listed below, each by table and rule, and the test fails on any
+other break: a new table, constraint or key must be ready. Mending one means taking it off
+the list, which the test also insists on, so the list is always exactly what is left."""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, UniqueConstraint
+
+from billing_kernel.db.tables import metadata
+
+CATALOGUE = {
+    "metrics",
+    "plans",
+    "plan_versions",
+    "plan_metrics",
+    "plan_alert_thresholds",
+    "users",
+    "invoice_numbers",
+    "sandbox_clock",
+    "stripe_events",
+}
+"""Reference tables: the deployment's, read by every org, written rarely."""
+
+NOT_YET = {
+    ("api_keys", "org_id may be NULL"),
+    ("api_keys", "primary key without org_id"),
+    ("billing_events", "org_id may be NULL"),
+    ("billing_events", "primary key without org_id"),
+    ("billing_events", "unique (event_id) without org_id"),
+    ("credit_burns", "primary key without org_id"),
+    ("credit_burns", "foreign key (grant_id) to credit_grants without org_id"),
+    ("credit_burns", "foreign key (invoice_id) to invoices without org_id"),
+    ("credit_grants", "primary key without org_id"),
+    ("credit_grants", "unique (source_id) without org_id"),
+    ("credit_notes", "primary key without org_id"),
+    ("credit_notes", "unique (number) without org_id"),
+    ("credit_notes", "unique (sequence) without org_id"),
+    ("credit_notes", "unique (stripe_refund_id) without org_id"),
+    ("credit_notes", "foreign key (invoice_id) to invoices without org_id"),
+    ("credit_notes", "foreign key (payment_id) to payments without org_id"),
+    ("deliveries", "org_id may be NULL"),
+    ("deliveries", "primary key without org_id"),
+    ("deliveries", "unique (event_id, channel, target) without org_id"),
+    ("deliveries", "foreign key (event_id) to billing_events without org_id"),
+    ("delivery_attempts", "no org_id"),
+    ("invoice_lines", "no org_id"),
+    ("invoice_usage", "no org_id"),
+    ("invoices", "primary key without org_id"),
+    ("invoices", "unique (number) without org_id"),
+    ("invoices", "unique (sequence) without org_id"),
+    ("org_aliases", "primary key without org_id"),
+    ("payment_customers", "unique (stripe_customer_id) without org_id"),
+    ("payments", "primary key without org_id"),
+    ("payments", "unique (checkout_session_id) without org_id"),
+    ("payments", "unique (invoice_id, attempt) without org_id"),
+    ("payments", "unique (stripe_payment_intent_id) without org_id"),
+    ("payments", "foreign key (invoice_id) to invoices without org_id"),
+    ("subscription_history", "primary key without org_id"),
+    ("usage_reservations", "unique (reservation_id) without org_id"),
+    ("webhook_endpoints", "org_id may be NULL"),
+    ("webhook_endpoints", "primary key without org_id"),
+}
+"""What keeps the schema from Citus today (docs/scaling.md says how each is to be mended)."""
+
+
+def uniques(table: Table) -> set[tuple[str, ...]]:
+    """Every set of columns the table keeps unique, besides its primary key."""
+    found = {
+        tuple(c.name for c in constraint.columns)
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    }
+    found |= {
+        tuple(sorted(c.name for c in index.columns)) for index in table.indexes if index.unique
+    }
+    found |= {(column.name,) for column in table.columns if column.unique}
+    return found
+
+
+def breaks(table: Table) -> set[tuple[str, str]]:
+    """What in `table`, an org's, keeps it from being distributed by org."""
+    name = table.name
+    if "org_id" not in table.c:
+        return {(name, "no org_id")}
+    found = set()
+    if table.c.org_id.nullable:
+        found.add((name, "org_id may be NULL"))
+    if "org_id" not in {c.name for c in table.primary_key.columns}:
+        found.add((name, "primary key without org_id"))
+    for columns in uniques(table):
+        if "org_id" not in columns:
+            found.add((name, f"unique ({', '.join(columns)}) without org_id"))
+    for key in table.foreign_key_constraints:
+        target = key.referred_table.name
+        if target in CATALOGUE:
+            continue
+        mine = [element.parent.name for element in key.elements]
+        theirs = [element.column.name for element in key.elements]
+        if mine == ["org_id"] and theirs == ["org_id"]:
+            continue  # the org itself
+        if "org_id" not in mine or "org_id" not in theirs:
+            found.add((name, f"foreign key ({', '.join(mine)}) to {target} without org_id"))
+    return found
+
+
+def test_every_table_is_an_orgs_or_the_catalogue_and_only_the_known_ones_break_the_rules() -> None:
+    tables = {table.name: table for table in metadata.sorted_tables}
+    assert set(tables) >= CATALOGUE, "a catalogue table named here no longer exists"
+    found: set[tuple[str, str]] = set()
+    for name, table in tables.items():
+        if name in CATALOGUE:
+            for key in table.foreign_key_constraints:
+                assert key.referred_table.name in CATALOGUE, f"{name} refers to an org's table"
+            continue
+        found |= breaks(table)
+    assert found - NOT_YET == set(), "new tables and constraints must be ready for Citus"
+    assert NOT_YET - found == set(), "mended: take it off NOT_YET (and say so in docs/scaling.md)"
+
+
+def test_the_rules_catch_what_they_are_for() -> None:
+    from sqlalchemy import Column, ForeignKey, MetaData, String
+
+    scratch = MetaData()
+    Table("parents", scratch, Column("org_id", String, primary_key=True))
+    Table("things", scratch, Column("thing_id", String, primary_key=True))
+    bad = Table(
+        "bad",
+        scratch,
+        Column("org_id", String, nullable=True),
+        Column("id", String, primary_key=True),
+        Column("code", String, unique=True),
+        Column("thing_id", String, ForeignKey("things.thing_id")),
+    )
+    good = Table(
+        "good",
+        scratch,
+        Column("org_id", String, ForeignKey("parents.org_id"), primary_key=True),
+        Column("id", String, primary_key=True),
+    )
+    assert breaks(bad) == {
+        ("bad", "org_id may be NULL"),
+        ("bad", "primary key without org_id"),
+        ("bad", "unique (code) without org_id"),
+        ("bad", "foreign key (thing_id) to things without org_id"),
+    }
+    assert breaks(good) == set()
+    assert breaks(Table("loose", scratch, Column("id", String, primary_key=True))) == {
+        ("loose", "no org_id")
+    }
