@@ -13,7 +13,7 @@ SDK_JS_STAMP := sdk-js/node_modules/.installed
 # The incumbents' JavaScript clients the compat tests drive (pinned by their package-lock.json).
 COMPAT_JS_STAMP := tests/compat/js/node_modules/.installed
 
-.PHONY: run test lint typecheck pytest sdk-test sdk-js sdk-js-types fuzz bench clean
+.PHONY: run test lint typecheck pytest sdk-test sdk-js sdk-js-types fuzz bench soak clean
 
 $(STAMP): pyproject.toml sdk/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -98,6 +98,12 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	cd bench && PYTHONPATH=.. ../$(BIN)/python run.py
+
+# Mixed traffic against two kernels and a worker for SOAK_MINUTES (20), then the books
+# checked and every process's memory at the start and the end (not part of `make test`).
+SOAK_MINUTES ?= 20
+soak: $(STAMP)
+	cd bench && PYTHONPATH=.. ../$(BIN)/python soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(SDK_VENV) sdk-js/node_modules sdk-js/dist tests/compat/js/node_modules billing.db billing.db-wal billing.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -55,8 +55,8 @@ def kernel_env(database_url: str) -> dict[str, str]:
     return {**os.environ, "BILLING_DATABASE_URL": database_url, "BILLING_JWT_SECRET": SECRET}
 
 
-def start_worker(database_url: str, **env: str) -> subprocess.Popen[str]:
-    """`billing-kernel worker` in a process of its own (its log to a pipe), polling every
+def start_worker(database_url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`billing-kernel worker *args` in a process of its own (its log to a pipe), polling every
     0.1 s, each delivery given 1 s, and closing no period unless `env` says otherwise (a
     shared test database's orgs are other tests': their periods stay open)."""
     settings = {
@@ -66,7 +66,7 @@ def start_worker(database_url: str, **env: str) -> subprocess.Popen[str]:
         **env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "billing_kernel", "worker", "--log-level", "warning"],
+        [sys.executable, "-m", "billing_kernel", "worker", "--log-level", "warning", *args],
         env={**kernel_env(database_url), **settings},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

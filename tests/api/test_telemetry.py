@@ -7,6 +7,7 @@ token."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing_kernel.auth.rules import Scope
 from billing_kernel.db.database import Database
-from tests.conftest import Clock, make_kernel, new_id
-from tests.live import KernelServer, kernel_command, worker_pids
+from tests.conftest import Clock, make_kernel, new_id, own_database_url
+from tests.live import KernelServer, free_port, kernel_command, start_worker, worker_pids
 from tests.web import Api
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -189,3 +190,26 @@ def test_json_logs_and_metrics_summed_over_workers(postgres_url: str, tmp_path: 
     everything = log.read_text()
     for secret in (key, reader):
         assert secret not in everything
+
+
+def test_a_worker_serves_its_own_metrics_on_an_address_of_its_own(tmp_path: Path) -> None:
+    with own_database_url("postgres", tmp_path) as url:
+        port = free_port()
+        worker = start_worker(url, "--metrics-port", str(port))
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    scrape = samples(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+                except httpx.TransportError:
+                    scrape = {}
+                if value(scrape, "billing_worker_heartbeat_timestamp_seconds", task="deliveries"):
+                    break
+                assert worker.poll() is None, "the worker exited"
+                assert time.monotonic() < deadline, "no heartbeat was served"
+                time.sleep(0.05)
+            assert value(scrape, "billing_close_failures_total") == 0
+            assert ("billing_close_failures_total", ()) in scrape
+        finally:
+            worker.terminate()
+            assert worker.wait(30) == 0

@@ -12,12 +12,13 @@ from typing import Annotated
 import typer
 
 from billing_kernel.background import background_tasks
-from billing_kernel.commands import echo_each, with_kernel
+from billing_kernel.commands import echo_each, fail, with_kernel
 from billing_kernel.db import migrate as migrations
 from billing_kernel.events.rules import EventType
 from billing_kernel.kernel import Kernel
 from billing_kernel.notifications.listener import listen
 from billing_kernel.notifications.rules import Attempt, DeliveryStatus
+from billing_kernel.telemetry.instruments import serve_metrics
 from billing_kernel.telemetry.logs import configure as configure_logs
 
 webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_args_is_help=True)
@@ -25,10 +26,22 @@ webhooks_app = typer.Typer(help="Webhook endpoints and the delivery log.", no_ar
 
 def worker(
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this worker's metrics (heartbeats, deliveries, close failures) for "
+            "Prometheus at http://HOST:PORT/metrics, unauthenticated.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Where --metrics-port listens: keep it off public networks.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Deliver events (webhooks, email, Slack), close the billing periods that are due and,
-    with a Stripe key, collect invoices, until stopped (Ctrl-C or SIGTERM). On PostgreSQL,
-    run as many as you like side by side."""
+    """Deliver events (webhooks, email, Slack), close the billing periods that are due,
+    with a Stripe key collect invoices, and forget what is past its retention, until stopped
+    (Ctrl-C or SIGTERM). On PostgreSQL, run as many as you like side by side."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
 
     async def run(kernel: Kernel) -> None:
@@ -51,7 +64,17 @@ def worker(
         typer.echo(
             f"{', '.join(doing[:-1])}{' and ' if len(doing) > 1 else ''}{doing[-1]} from {where}"
         )
-        await asyncio.gather(*(task.run() for task in tasks))
+        stop_metrics = None
+        if metrics_port is not None:
+            try:
+                stop_metrics = serve_metrics(metrics_host, metrics_port)
+            except OSError as exc:
+                fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
+        try:
+            await asyncio.gather(*(task.run() for task in tasks))
+        finally:
+            if stop_metrics is not None:
+                stop_metrics()
 
     with_kernel(run)
 

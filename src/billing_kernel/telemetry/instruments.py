@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
 
 REQUESTS = Counter(
     "billing_http_requests",
@@ -72,3 +81,28 @@ def beat(task: str) -> None:
 def multiprocess_directory() -> str | None:
     """Where the worker processes of `serve --workers N` keep their samples, if they do."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def counted() -> CollectorRegistry:
+    """What the processes counted: this one's, or with PROMETHEUS_MULTIPROC_DIR the sum of
+    every process's that writes there."""
+    directory = multiprocess_directory()
+    if directory is None:
+        return REGISTRY
+    every_process = CollectorRegistry()
+    multiprocess.MultiProcessCollector(every_process, path=directory)  # type: ignore[no-untyped-call]
+    return every_process
+
+
+def serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """`counted()` in Prometheus's format at http://host:port/metrics, from a thread of its
+    own, for a process that serves no API (`billing-kernel worker --metrics-port`); returns
+    what stops it. Unauthenticated: what protects it is where it listens."""
+    server, thread = start_http_server(port, host, counted())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop

@@ -6,19 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from billing_kernel.auth.rules import ApiKeyCaller, Scope
 from billing_kernel.errors import Forbidden
-from billing_kernel.telemetry.instruments import multiprocess_directory
+from billing_kernel.telemetry.instruments import counted
 from billing_kernel.telemetry.service import Outbox
 from billing_kernel.web.deps import KernelDep, PrincipalDep, is_deployment_admin
 from billing_kernel.web.problems import problem_responses
@@ -58,17 +52,11 @@ async def get_metrics(_reader: MetricsReader, kernel: KernelDep) -> Response:
     --workers N`, the sum of every worker's. Needs an API key with
     `metrics:read` (`billing-kernel api-keys create --scopes metrics:read`), or `billing:admin`
     for every org. See docs/operations.md for the alerts worth setting."""
-    directory = multiprocess_directory()
-    if directory is None:
-        counted = generate_latest(REGISTRY)
-    else:
-        every_worker = CollectorRegistry()
-        multiprocess.MultiProcessCollector(every_worker, path=directory)  # type: ignore[no-untyped-call]
-        counted = generate_latest(every_worker)
     read_now = CollectorRegistry()
     awaiting = await kernel.telemetry.months_awaiting_close()
     read_now.register(_ReadNow(await kernel.telemetry.outbox(), awaiting))
-    return Response(counted + generate_latest(read_now), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(counted()) + generate_latest(read_now)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class _ReadNow(Collector):
