@@ -545,6 +545,11 @@ def test_a_metric_is_defined_changed_listed_and_counts_named_events(tmp_path: Pa
             "unsupported database 'mysql': use sqlite:/// or postgresql://",
         ),
         ("not a url", "not a database URL: 'not a url'"),
+        ("sqlite:///b.db?pgbouncer=true", "pgbouncer=true is for a PostgreSQL URL"),
+        (
+            "postgresql://postgres@127.0.0.1/b?pgbouncer=yes",
+            "pgbouncer= in the database URL must be true or false",
+        ),
     ],
 )
 def test_an_unsupported_database_url_is_one_line_not_a_traceback(url: str, said: str) -> None:
@@ -553,6 +558,15 @@ def test_an_unsupported_database_url_is_one_line_not_a_traceback(url: str, said:
         assert answer.returncode == 1, command
         assert answer.stderr.strip() == f"error: BILLING_DATABASE_URL: {said}", command
         assert "Traceback" not in answer.stderr + answer.stdout
+
+
+def test_a_replica_of_anything_but_postgresql_is_refused_in_one_line() -> None:
+    replica = {"BILLING_DATABASE_REPLICA_URL": "postgresql://postgres@127.0.0.1/b"}
+    answer = run("sqlite:///unused.db", "migrate", env=replica)
+    assert answer.returncode == 1
+    assert answer.stderr.strip() == (
+        "error: BILLING_DATABASE_REPLICA_URL: a read replica is for a PostgreSQL database"
+    )
 
 
 def test_a_setting_that_is_wrong_is_named_in_one_line() -> None:

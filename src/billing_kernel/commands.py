@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from billing_kernel.config import Settings, get_settings
 from billing_kernel.db import migrate as migrations
-from billing_kernel.db.database import Database, async_url
+from billing_kernel.db.database import Database, async_url, through_transaction_pooler
 from billing_kernel.errors import BillingError
 from billing_kernel.kernel import Kernel
 
@@ -53,10 +53,24 @@ def settings() -> Settings:
                 f"BILLING_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
             )
         )
-    try:
-        async_url(found.database_url)
-    except ValueError as exc:
-        fail(f"BILLING_DATABASE_URL: {exc}")
+    urls = {
+        "BILLING_DATABASE_URL": found.database_url,
+        "BILLING_DATABASE_DIRECT_URL": found.database_direct_url,
+        "BILLING_DATABASE_REPLICA_URL": found.database_replica_url,
+    }
+    for name, url in urls.items():
+        if url is None:
+            continue
+        try:
+            through_transaction_pooler(async_url(url))
+        except ValueError as exc:
+            fail(f"{name}: {exc}")
+    if found.database_replica_url is not None and not (
+        async_url(found.database_url).get_backend_name()
+        == async_url(found.database_replica_url).get_backend_name()
+        == "postgresql"
+    ):
+        fail("BILLING_DATABASE_REPLICA_URL: a read replica is for a PostgreSQL database")
     return found
 
 
