@@ -21,6 +21,7 @@ from billing_kernel.kernel import Kernel
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import OrgOrigin
+from tests.api.test_telemetry import samples, value
 from tests.conftest import migrate_with_demo_catalogue, new_id
 from tests.replica import Pair, streaming_pair
 from tests.web import Api, app_for, bearer, user_token
@@ -96,11 +97,17 @@ async def test_a_replica_behind_its_bound_is_skipped_until_it_has_caught_up(
     database: Database, pair: Pair
 ) -> None:
     kernel = Kernel(database, Settings(database_url=str(database.url)))
+    lags: list[float | None] = []
+    served: list[str] = []
+    database.observe_replica(lag=lags.append, read_from=served.append)
     await until(lambda: on_replica(database), "the replica serves")
+    assert (served[-1], lags[-1] is not None and lags[-1] <= 1.0) == ("replica", True)
     await pair.on_replica("SELECT pg_wal_replay_pause()")
     try:
         await kernel.orgs.create(new_id())  # the primary moves on; the replica does not
         await until(lambda: on_primary(database), "the stalled replica is skipped")
+        assert served[-1] == "primary"
+        assert lags[-1] is None or lags[-1] > 1.0  # as the metrics say it
         await kernel.orgs.create(new_id())
         assert [await on_primary(database) for _ in range(20)] == [True] * 20
     finally:
@@ -148,6 +155,8 @@ async def test_lists_exports_and_the_billing_page_read_the_replica_and_checks_th
         return await on_replica(api.database) and await listed() == [1_111]
 
     await until(replica_has_it, "the replica serves, with the first event")
+    reader = await api.key(Scope.METRICS_READ)
+    before = samples((await api.client.get("/metrics", headers=reader)).text)
     await pair.on_replica("SELECT pg_wal_replay_pause()")
     try:
         await kernel.usage.record(org_id, "tokens", 2_222, idempotency_key="after")
@@ -168,6 +177,15 @@ async def test_lists_exports_and_the_billing_page_read_the_replica_and_checks_th
         api.client.cookies.set("billing-wrote", "1", path="/app")  # a change made on the page
         page = (await api.client.get("/app/billing", headers=owner)).text
         assert 'aria-valuenow="3333"' in page  # its own change shows: the primary
+        after = samples((await api.client.get("/metrics", headers=reader)).text)
+        reads = "billing_replica_reads_total"
+        grew = {
+            where: value(after, reads, served_by=where) - value(before, reads, served_by=where)
+            for where in ("replica", "primary")
+        }
+        assert grew["replica"] >= 4  # the list, the export, the history, the page
+        assert grew["primary"] == 0  # within its bound, none went elsewhere
+        assert value(after, "billing_replica_lag_seconds") >= 0
     finally:
         await pair.on_replica("SELECT pg_wal_replay_resume()")
         api.client.cookies.clear()

@@ -41,7 +41,12 @@ from billing_kernel.sandbox.routes import SandboxClockMiddleware
 from billing_kernel.subscriptions import routes as subscription_routes
 from billing_kernel.summary import routes as summary_routes
 from billing_kernel.telemetry import routes as telemetry_routes
-from billing_kernel.telemetry.instruments import POOL_IN_USE, POOL_SIZE
+from billing_kernel.telemetry.instruments import (
+    POOL_IN_USE,
+    POOL_SIZE,
+    REPLICA_LAG,
+    REPLICA_READS,
+)
 from billing_kernel.telemetry.logs import configure as configure_logs
 from billing_kernel.telemetry.middleware import TelemetryMiddleware
 from billing_kernel.telemetry.tracing import Tracing
@@ -153,6 +158,10 @@ def create_app(
     )
     configure_logs(settings.log_format)
     kernel.database.observe_pool(in_use=POOL_IN_USE.inc, connections=POOL_SIZE.inc)
+    kernel.database.observe_replica(
+        lag=lambda behind: REPLICA_LAG.set(-1 if behind is None else behind),
+        read_from=lambda where: REPLICA_READS.labels(where).inc(),
+    )
     for router in (
         plan_routes.router,
         metric_routes.router,

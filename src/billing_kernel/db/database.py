@@ -200,6 +200,8 @@ class Database:
         self._probed_at = -float("inf")
         self._replica_fresh = False
         self._probing = asyncio.Lock()
+        self._lag_seen: Callable[[float | None], None] = lambda _: None
+        self._read_from: Callable[[str], None] = lambda _: None
 
     @property
     def is_postgresql(self) -> bool:
@@ -246,6 +248,14 @@ class Database:
         event.listen(pool, "checkin", lambda *_: in_use(-1))
         event.listen(pool, "connect", lambda *_: connections(1))
         event.listen(pool, "close", lambda *_: connections(-1))
+
+    def observe_replica(
+        self, *, lag: Callable[[float | None], None], read_from: Callable[[str], None]
+    ) -> None:
+        """Tell `lag` what each probe of the read replica found (seconds behind; None when it
+        could not be told), and `read_from` where each read that may lag went (`replica` or
+        `primary`): for the operators' metrics."""
+        self._lag_seen, self._read_from = lag, read_from
 
     @asynccontextmanager
     async def transaction(
@@ -298,9 +308,12 @@ class Database:
             except DatabaseUnavailable:
                 self._replica_failed()
             else:
+                self._read_from("replica")
                 async with stack:
                     yield conn
                 return
+        if may_lag and self.replica is not None:
+            self._read_from("primary")
         async with self._read_here(acting_user) as conn:
             yield conn
 
@@ -333,10 +346,13 @@ class Database:
                 )
                 recovering, replayed = state.one()
         except DatabaseUnavailable:
+            self._lag_seen(None)
             return False
         if not recovering:  # not a replica at all (promoted, or this very database)
+            self._lag_seen(0.0)
             return True
         behind = None if replayed is None else self._lag.behind(time.monotonic(), int(replayed))
+        self._lag_seen(behind)
         return behind is not None and behind <= self.replica_max_lag
 
     def _replica_failed(self) -> None:

@@ -71,6 +71,18 @@ POOL_SIZE = Gauge(
     "Database connections the pools of the kernel's processes hold (in use or idle).",
     multiprocess_mode="livesum",
 )
+REPLICA_LAG = Gauge(
+    "billing_replica_lag_seconds",
+    "How far behind the primary the read replica was at the last probe (the most of any "
+    "process's); -1 when it could not be told (behind every position noted, or away).",
+    multiprocess_mode="max",
+)
+REPLICA_READS = Counter(
+    "billing_replica_reads",
+    "Reads that may lag (the billing page, read-back lists, exports), by where they were "
+    "served: `replica`, or `primary` when the replica was behind its bound or away.",
+    ["served_by"],
+)
 
 
 def beat(task: str) -> None:
