@@ -268,6 +268,10 @@ async def soak(url: str, minutes: float) -> dict[str, object]:
         "invoices verify problems": len(problems),
         "rss MiB at minute 1": {k: round(v, 1) for k, v in first[1].items()},
         "rss MiB at the end": {k: round(v, 1) for k, v in last[1].items()},
+        "rss MiB each minute": [
+            {"minute": round(at / 60, 1), **{k: round(v, 1) for k, v in rss.items()}}
+            for at, rss in memory
+        ],
     }
     return report
 
