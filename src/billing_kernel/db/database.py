@@ -160,8 +160,10 @@ class Database:
                 "prepared_statement_cache_size": 0,
             }
         if self.is_postgresql:
-            # No pre-ping: it costs a round trip per checkout. A connection that died with a
-            # database restart fails its request once (a 503 callers retry) and is replaced.
+            # No pre-ping on the primary: it costs a round trip per checkout. A connection that
+            # died with a database restart fails its request once (a 503 callers retry) and is
+            # replaced. A replica's are pinged: one gone away is found before the read starts,
+            # which then goes to the primary.
             # No overflow: connections beyond the pool would be closed on return and opened
             # again under sustained load (p99 of checks at concurrency 16: 49 -> 20 ms); a
             # request waits for a free connection instead, up to `pool_timeout` seconds, and
@@ -174,8 +176,6 @@ class Database:
                 "pool_timeout": pool_timeout,
                 "pool_recycle": 1800,
                 "pool_use_lifo": True,
-                # A replica's pooled connections are pinged as they are taken, so that one
-                # gone away is found before the read starts, which then goes to the primary.
                 "pool_pre_ping": pre_ping,
             }
         engine_url = self.url.difference_update_query([POOLER_PARAMETER])
