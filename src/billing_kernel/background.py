@@ -1,7 +1,8 @@
 """What a worker process runs besides serving: delivering events, closing billing periods,
-collecting invoices through Stripe and forgetting what is past its retention (`billing-kernel
-worker`, and `serve` with BILLING_WORKER_IN_SERVER), each built here with the services it
-needs of the kernel: the workers themselves know no Kernel."""
+collecting invoices through Stripe, and its upkeep (the months of usage lines made ahead,
+what is past its retention forgotten) (`billing-kernel worker`, and `serve` with
+BILLING_WORKER_IN_SERVER), each built here with the services it needs of the kernel: the
+workers themselves know no Kernel."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.payments.collector import PaymentCollector
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.telemetry.instruments import beat
+from billing_kernel.usage.service import PartitionService
 
 logger = logging.getLogger(__name__)
 
-PRUNE_EVERY = 3600.0
-"""Seconds between two rounds of forgetting what is past its retention."""
+UPKEEP_EVERY = 3600.0
+"""Seconds between two rounds of upkeep."""
 
 
 def beating(task: str, kernel: Kernel) -> Callable[[], Awaitable[None]]:
@@ -78,22 +80,25 @@ def payment_collector(kernel: Kernel) -> PaymentCollector:
     )
 
 
-class Pruner:
-    """Once every PRUNE_EVERY, forgets what is past its retention, each in short batches:
+class Upkeep:
+    """Once every UPKEEP_EVERY (and as the worker starts): makes the months of usage lines
+    ahead (PostgreSQL), and forgets what is past its retention, each in short batches:
     billing events with their finished deliveries (BILLING_DELIVERY_RETENTION_DAYS) and
     quota decisions (BILLING_DECISION_RETENTION_DAYS). A round that fails is logged and
     tried again at the next."""
 
     def __init__(
         self,
+        partitions: PartitionService,
         notifications: NotificationService,
         quota: QuotaService,
         *,
         delivery_days: int | None,
         decision_days: int | None,
         before_round: Callable[[], Awaitable[None]] | None = None,
-        every: float = PRUNE_EVERY,
+        every: float = UPKEEP_EVERY,
     ) -> None:
+        self._partitions = partitions
         self._notifications = notifications
         self._quota = quota
         self._delivery_days = delivery_days
@@ -106,6 +111,9 @@ class Pruner:
         """One round: how many billing events, and how many decisions, it forgot."""
         if self._before_round is not None:
             await self._before_round()
+        made = await self._partitions.make_ahead()
+        if made:
+            logger.info("made the usage lines' partitions %s", ", ".join(made))
         events = decisions = 0
         if self._delivery_days is not None:
             events = await self._notifications.prune(timedelta(days=self._delivery_days))
@@ -122,7 +130,7 @@ class Pruner:
             try:
                 await self.run_once()
             except Exception:
-                logger.exception("forgetting what is past its retention failed; trying later")
+                logger.exception("the worker's upkeep failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._every)
 
@@ -130,27 +138,25 @@ class Pruner:
         self._stopping.set()
 
 
-def pruner(kernel: Kernel) -> Pruner:
-    """The pruner, with `kernel`'s notifications and quota and their retention settings."""
-    return Pruner(
+def upkeep(kernel: Kernel) -> Upkeep:
+    """The upkeep, with `kernel`'s partitions, notifications and quota and their retention
+    settings."""
+    return Upkeep(
+        kernel.partitions,
         kernel.notifications,
         kernel.quota,
         delivery_days=kernel.settings.delivery_retention_days,
         decision_days=kernel.settings.decision_retention_days,
-        before_round=beating("prune", kernel),
+        before_round=beating("upkeep", kernel),
     )
 
 
 def background_tasks(kernel: Kernel) -> list[Background]:
     """The delivery worker, the period closer unless BILLING_CLOSE_PERIODS is off, the
-    payment collector where the deployment has a Stripe key, and the pruner where a
-    retention is set."""
-    tasks: list[Background] = [delivery_worker(kernel)]
+    payment collector where the deployment has a Stripe key, and the upkeep."""
+    tasks: list[Background] = [delivery_worker(kernel), upkeep(kernel)]
     if kernel.settings.close_periods:
         tasks.append(period_closer(kernel))
     if kernel.payments.enabled:
         tasks.append(payment_collector(kernel))
-    settings = kernel.settings
-    if settings.delivery_retention_days is not None or settings.decision_retention_days:
-        tasks.append(pruner(kernel))
     return tasks

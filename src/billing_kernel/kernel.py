@@ -42,7 +42,7 @@ from billing_kernel.subscriptions.service.changes import PlanChangeService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.telemetry.service import TelemetryService
-from billing_kernel.usage.service import UsageReader, UsageService
+from billing_kernel.usage.service import PartitionService, UsageReader, UsageService
 
 
 def utc_now() -> datetime:
@@ -97,6 +97,7 @@ class Kernel:
         )
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
         self.usage_reader = UsageReader(tx, clock, self.metrics, self.orgs)
+        self.partitions = PartitionService(tx, clock)
         self.members = MemberService(tx, clock, self.orgs, self.usage)
         self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from standardwebhooks import Webhook
 
-from billing_kernel.background import Pruner, background_tasks, delivery_worker, pruner
+from billing_kernel.background import delivery_worker, upkeep
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.events.rules import EventType
@@ -406,7 +406,5 @@ async def forgetting(database: Database) -> None:
         await kernel.usage.record(done_org, "tokens", 100, idempotency_key="more")
         await until(settled(kernel, done_org), worker)
         assert await kernel.notifications.deliveries(org_id=done_org) != []
-        assert (await pruner(month_on).run_once())[0] == 1  # with the setting, the worker prunes
+        assert (await upkeep(month_on).run_once())[0] == 1  # with the setting, the worker prunes
         assert await kernel.notifications.deliveries(org_id=done_org) == []
-        assert any(isinstance(task, Pruner) for task in background_tasks(month_on))
-        assert not any(isinstance(task, Pruner) for task in background_tasks(kernel))

@@ -329,12 +329,14 @@ usage_lines = Table(
     # the event, by the transaction that inserted it (in the same statement on PostgreSQL).
     # Counters, invoices and usage read back sum these. No foreign key to usage_events: its
     # check on rows the same statement inserted costs more than the insert itself.
+    # On PostgreSQL, partitioned by month (`period_start`): a partition a month, made ahead
+    # by the worker (migration 0039; `usage/partitions.py`).
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
     Column("metric", String(64), ForeignKey("metrics.key"), primary_key=True),
     Column("quantity", BigInteger, nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),  # the event's: its day, its order
-    Column("period_start", Date, nullable=False),
+    Column("period_start", Date, primary_key=True),
     # The invoice that billed it (NULL: none yet; a late event is billed by the org's next).
     Column("invoice_id", String(32), nullable=True),
     CheckConstraint("quantity >= 0", name="quantity"),

@@ -1,8 +1,9 @@
 """Usage's operations: recording (`recording.py`: events counted exactly once, counters,
-seats, holds) and reading back (`history.py`: events, counters, usage per month, day and
-property value)."""
+seats, holds), reading back (`history.py`: events, counters, usage per month, day and
+property value), and the months of lines made ahead (`partitions.py`, PostgreSQL)."""
 
 from billing_kernel.usage.service.history import UsageReader
+from billing_kernel.usage.service.partitions import PartitionService
 from billing_kernel.usage.service.recording import UsageService, count_outcomes
 
-__all__ = ["UsageReader", "UsageService", "count_outcomes"]
+__all__ = ["PartitionService", "UsageReader", "UsageService", "count_outcomes"]
