@@ -58,7 +58,11 @@ async def sizes(dsn: str) -> dict[str, tuple[int, int]]:
         for table in ("usage_events", "usage_lines"):
             await conn.execute(f"VACUUM (ANALYZE) {table}")
             rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
-            size = await conn.fetchval(f"SELECT pg_total_relation_size('{table}')")
+            size = await conn.fetchval(  # a partitioned table's bytes are its partitions'
+                f"SELECT pg_total_relation_size('{table}') + coalesce((SELECT "
+                "sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                f"WHERE inhparent = '{table}'::regclass), 0)"
+            )
             found[table] = (int(rows), int(size))
         return found
     finally:
