@@ -207,3 +207,15 @@ def test_a_table_of_millions_of_lines_is_converted_while_writes_go_on() -> None:
         assert in_first == total  # every line is the current month's or before: none moved
         during = [at for at in writes if began < at < ended]
         assert len(during) > 10, "the writer was held for the whole conversion"
+
+
+async def test_workers_making_the_same_months_at_once_make_each_once(pg: Database) -> None:
+    today = datetime.now(UTC).date()
+    later = date(today.year + 1, today.month, 1)  # months no test has made yet
+    clock = Clock(datetime(later.year, later.month, 5, tzinfo=UTC))
+    made = await asyncio.gather(*(make_kernel(pg, clock).partitions.make_ahead() for _ in range(4)))
+    assert sorted(name for names in made for name in names) == [
+        f"usage_lines_{later:%Y_%m}",
+        f"usage_lines_{next_month(later):%Y_%m}",
+        f"usage_lines_{next_month(next_month(later)):%Y_%m}",
+    ]

@@ -19,6 +19,7 @@ LOCK_WAIT = "2s"
 transaction that reads or writes lines); given up, it is tried again at the next round."""
 
 _COVERED = "42P17"  # invalid_object_definition: an existing partition already holds the range
+_MADE = "42P07"  # duplicate_table: another worker made it meanwhile
 _IN_DEFAULT = "23514"  # check_violation: the DEFAULT partition already holds rows of the month
 
 
@@ -65,7 +66,7 @@ class LinePartitions:
                 )
         except DBAPIError as exc:
             state = getattr(exc.orig, "sqlstate", None)
-            if state == _COVERED:
+            if state in (_COVERED, _MADE):
                 return False
             if state == _IN_DEFAULT:
                 logger.warning(
