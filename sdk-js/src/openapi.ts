@@ -1423,10 +1423,11 @@ export interface paths {
          *     quota decisions by kind and outcome; deliveries by outcome; failed close rounds;
          *     database connections in use; each worker task's last round; and, read now, the outbox:
          *     billing events not yet dispatched and deliveries waiting, with the age of the oldest of
-         *     each, and the orgs' months that have closed and have no invoice yet. Under `serve
-         *     --workers N`, the sum of every worker's. Needs an API key with
-         *     `metrics:read` (`billing-kernel api-keys create --scopes metrics:read`), or `billing:admin`
-         *     for every org. See docs/operations.md for the alerts worth setting.
+         *     each, the orgs' months that have closed and have no invoice yet, and whether usage lines
+         *     landed outside their month's partition. Under `serve --workers N`, the sum of every
+         *     worker's. Needs an API key with `metrics:read` (`billing-kernel api-keys create --scopes
+         *     metrics:read`), or `billing:admin` for every org. See docs/operations.md for the alerts
+         *     worth setting.
          */
         get: operations["getMetrics"];
         put?: never;

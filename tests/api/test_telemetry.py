@@ -95,6 +95,7 @@ async def test_metrics_need_their_scope_and_count_by_route_template_and_outcome(
         "billing_outbox_pending_deliveries",
         "billing_outbox_pending_age_seconds",
         "billing_months_awaiting_close",
+        "billing_usage_lines_in_default_partition",
     ):
         assert (gauge, ()) in after
         assert value(after, gauge) >= 0

@@ -99,8 +99,10 @@ async def test_the_worker_makes_each_month_ahead_and_a_months_lines_land_in_it(
     # Lines of a month with no partition yet go to DEFAULT; that month is then left unmade.
     far = next_month(next_month(next_month(next_month(later))))
     far_kernel = make_kernel(pg, Clock(datetime(far.year, far.month, 3, tzinfo=UTC)))
+    assert await far_kernel.telemetry.lines_in_default() is False
     await far_kernel.usage.record(org_id, "tokens", 1, idempotency_key="far")
     assert "usage_lines_default" in await where_lines_are(pg, org_id)
+    assert await far_kernel.telemetry.lines_in_default() is True  # the operators' metric
     with caplog.at_level(logging.WARNING):
         made_far = await far_kernel.partitions.make_ahead()
     assert f"usage_lines_{far:%Y_%m}" not in made_far

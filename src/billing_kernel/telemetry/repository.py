@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, extract, func, select
+from sqlalchemy import ColumnElement, extract, func, select, text
 
 from billing_kernel.db.tables import billing_events, deliveries, invoices, subscription_history
 from billing_kernel.db.unit_of_work import UnitOfWork
@@ -52,3 +52,14 @@ class TelemetryRepository:
         i = invoices.c
         query = select(func.count()).where(i.status != "void", i.period_start <= period_start)
         return int((await self._conn.execute(query)).scalar_one())
+
+    async def lines_in_default(self) -> bool:
+        """Whether usage lines landed in the DEFAULT partition (PostgreSQL): a month that had
+        no partition of its own when they were written."""
+        if self._conn.dialect.name != "postgresql":
+            return False
+        there = await self._conn.execute(text("SELECT to_regclass('usage_lines_default')"))
+        if there.scalar() is None:
+            return False
+        found = await self._conn.execute(text("SELECT EXISTS (SELECT 1 FROM usage_lines_default)"))
+        return bool(found.scalar())

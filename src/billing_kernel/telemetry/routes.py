@@ -48,13 +48,15 @@ async def get_metrics(_reader: MetricsReader, kernel: KernelDep) -> Response:
     quota decisions by kind and outcome; deliveries by outcome; failed close rounds;
     database connections in use; each worker task's last round; and, read now, the outbox:
     billing events not yet dispatched and deliveries waiting, with the age of the oldest of
-    each, and the orgs' months that have closed and have no invoice yet. Under `serve
-    --workers N`, the sum of every worker's. Needs an API key with
-    `metrics:read` (`billing-kernel api-keys create --scopes metrics:read`), or `billing:admin`
-    for every org. See docs/operations.md for the alerts worth setting."""
+    each, the orgs' months that have closed and have no invoice yet, and whether usage lines
+    landed outside their month's partition. Under `serve --workers N`, the sum of every
+    worker's. Needs an API key with `metrics:read` (`billing-kernel api-keys create --scopes
+    metrics:read`), or `billing:admin` for every org. See docs/operations.md for the alerts
+    worth setting."""
     read_now = CollectorRegistry()
-    awaiting = await kernel.telemetry.months_awaiting_close()
-    read_now.register(_ReadNow(await kernel.telemetry.outbox(), awaiting))
+    telemetry = kernel.telemetry
+    awaiting, stray = await telemetry.months_awaiting_close(), await telemetry.lines_in_default()
+    read_now.register(_ReadNow(await telemetry.outbox(), awaiting, stray))
     body = generate_latest(counted()) + generate_latest(read_now)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -63,9 +65,10 @@ class _ReadNow(Collector):
     """The outbox and the months awaiting close as read for this scrape (values, not
     instruments: nothing is stored)."""
 
-    def __init__(self, outbox: Outbox, months_awaiting_close: int) -> None:
+    def __init__(self, outbox: Outbox, months_awaiting_close: int, lines_in_default: bool) -> None:
         self.outbox = outbox
         self.months_awaiting_close = months_awaiting_close
+        self.lines_in_default = lines_in_default
 
     def collect(self) -> list[GaugeMetricFamily]:
         o = self.outbox
@@ -96,6 +99,12 @@ class _ReadNow(Collector):
                     "billing_months_awaiting_close",
                     "Months of the orgs that have closed (their grace passed) with no invoice.",
                     self.months_awaiting_close,
+                ),
+                (
+                    "billing_usage_lines_in_default_partition",
+                    "1 when usage lines landed in the DEFAULT partition (PostgreSQL): a month "
+                    "that had no partition of its own; else 0.",
+                    int(self.lines_in_default),
                 ),
             )
         ]

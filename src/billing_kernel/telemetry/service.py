@@ -62,3 +62,9 @@ class TelemetryService:
         months = ((year * 12 + month, n) for year, month, n in firsts)
         due = sum(n * (end - first + 1) for first, n in months if first <= end)
         return max(0, due - invoiced)
+
+    async def lines_in_default(self, uow: UnitOfWork | None = None) -> bool:
+        """Whether usage lines landed outside their month's partition (PostgreSQL): the
+        worker's upkeep did not make it ahead, and will not until they are moved out."""
+        async with self._tx.read(uow) as unit:
+            return await TelemetryRepository(unit).lines_in_default()
