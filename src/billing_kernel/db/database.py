@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -17,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from billing_kernel.db.replica import ReplicaLag
+from billing_kernel.db.replica import ReplicaGate
 from billing_kernel.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -188,19 +186,16 @@ class Database:
         self._pool_observed = False
         self.replica: Database | None = None
         """A read replica of this database, for reads that may lag (see `read`)."""
+        self._gate: ReplicaGate | None = None
         if replica_url is not None:
             self.replica = Database(
                 replica_url, pool_size=pool_size, pool_timeout=pool_timeout, pre_ping=True
             )
             if not (self.is_postgresql and self.replica.is_postgresql):
                 raise ValueError("a read replica is for a PostgreSQL database")
-        self.replica_max_lag = replica_max_lag
-        self._probe_every = min(1.0, replica_max_lag / 4)
-        self._lag = ReplicaLag(window=replica_max_lag + 2 * self._probe_every)
-        self._probed_at = -float("inf")
-        self._replica_fresh = False
-        self._probing = asyncio.Lock()
-        self._lag_seen: Callable[[float | None], None] = lambda _: None
+            self._gate = ReplicaGate(
+                replica_max_lag, self._log_position, self.replica._replay_state
+            )
         self._read_from: Callable[[str], None] = lambda _: None
 
     @property
@@ -255,7 +250,9 @@ class Database:
         """Tell `lag` what each probe of the read replica found (seconds behind; None when it
         could not be told), and `read_from` where each read that may lag went (`replica` or
         `primary`): for the operators' metrics."""
-        self._lag_seen, self._read_from = lag, read_from
+        self._read_from = read_from
+        if self._gate is not None:
+            self._gate.lag_seen = lag
 
     @asynccontextmanager
     async def transaction(
@@ -300,13 +297,13 @@ class Database:
         With `may_lag`, the reads may be served by the read replica, when there is one that
         answers and is no more than `replica_max_lag` seconds behind (measured at most a
         probe interval ago); else, here."""
-        replica = await self._fresh_replica() if may_lag else None
-        if replica is not None:
+        gate, replica = self._gate, self.replica
+        if may_lag and gate is not None and replica is not None and await gate.readable():
             stack = AsyncExitStack()
             try:
                 conn = await stack.enter_async_context(replica.read(acting_user=acting_user))
             except DatabaseUnavailable:
-                self._replica_failed()
+                gate.failed()
             else:
                 self._read_from("replica")
                 async with stack:
@@ -317,50 +314,20 @@ class Database:
         async with self._read_here(acting_user) as conn:
             yield conn
 
-    async def _fresh_replica(self) -> Database | None:
-        """The replica, if it is there and fresh enough to read from now."""
-        if self.replica is None:
-            return None
-        if time.monotonic() - self._probed_at >= self._probe_every:
-            async with self._probing:  # one probe at a time; the others take its answer
-                if time.monotonic() - self._probed_at >= self._probe_every:
-                    fresh = await self._probe(self.replica)
-                    if fresh != self._replica_fresh:
-                        logger.warning(
-                            "reads that may lag go to the %s",
-                            "read replica" if fresh else "primary: the replica is behind or away",
-                        )
-                    self._replica_fresh = fresh
-                    self._probed_at = time.monotonic()
-        return self.replica if self._replica_fresh else None
+    async def _log_position(self) -> int:
+        """Where this (primary) database's write-ahead log stands, in bytes."""
+        async with self._read_here(None) as conn:
+            here = await conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+            return int(here.scalar_one())
 
-    async def _probe(self, replica: Database) -> bool:
-        """Whether `replica` is at most `replica_max_lag` seconds behind this database."""
-        try:
-            async with self._read_here(None) as conn:
-                here = await conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
-                self._lag.noted(time.monotonic(), int(here.scalar_one()))
-            async with replica.read() as conn:
-                state = await conn.execute(
-                    text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() - '0/0'::pg_lsn")
-                )
-                recovering, replayed = state.one()
-        except DatabaseUnavailable:
-            self._lag_seen(None)
-            return False
-        if not recovering:  # not a replica at all (promoted, or this very database)
-            self._lag_seen(0.0)
-            return True
-        behind = None if replayed is None else self._lag.behind(time.monotonic(), int(replayed))
-        self._lag_seen(behind)
-        return behind is not None and behind <= self.replica_max_lag
-
-    def _replica_failed(self) -> None:
-        """The replica did not answer: the primary serves until the next probe."""
-        if self._replica_fresh:
-            logger.warning("reads that may lag go to the primary: the replica did not answer")
-        self._replica_fresh = False
-        self._probed_at = time.monotonic()
+    async def _replay_state(self) -> tuple[bool, int | None]:
+        """Whether this (replica) database is recovering, and how far it has replayed."""
+        async with self.read() as conn:
+            state = await conn.execute(
+                text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() - '0/0'::pg_lsn")
+            )
+            recovering, replayed = state.one()
+        return bool(recovering), None if replayed is None else int(replayed)
 
     @asynccontextmanager
     async def _read_here(self, acting_user: str | None) -> AsyncIterator[AsyncConnection]:
