@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from billing_kernel.commands import schema
 from billing_kernel.db import migrate
 from billing_kernel.db.database import EVENTS_CHANNEL, Database, notify
 from billing_kernel.db.tables import orgs
@@ -192,16 +193,8 @@ def test_migrate_runs_through_the_pooler(bouncer: PgBouncer) -> None:
         output = kernel_command(pooled, "migrate")
         assert "created the billing-kernel schema" in output
         assert "up to date" in kernel_command(pooled, "migrate")
-        state = asyncio.run(_schema(pooled))
+        state = asyncio.run(schema(pooled))
         assert (state.current, state.problem) == (migrate.head_revision(pooled), None)
-
-
-async def _schema(url: str) -> migrate.SchemaState:
-    database = Database(url)
-    try:
-        return await migrate.schema_state(database, url)
-    finally:
-        await database.dispose()
 
 
 def test_a_pooler_flag_on_a_sqlite_url_or_of_another_value_is_refused(tmp_path: Path) -> None:

@@ -8,17 +8,16 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
-from tests.conftest import Clock, make_kernel, new_id, own_database_url, scratch_postgres_database
+from tests.conftest import Clock, make_kernel, new_id, scratch_postgres_database
 
 pytestmark = pytest.mark.anyio
 
@@ -46,32 +45,18 @@ async def where_lines_are(database: Database, org_id: str) -> set[str]:
 
 
 def next_month(month: date) -> date:
-    return date(month.year + 1, 1, 1) if month.month == 12 else date(month.year, month.month + 1, 1)
+    return BillingPeriod.starting(month).next().key
 
 
-@pytest.fixture
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    with own_database_url("postgres", tmp_path) as url:
-        yield url
+ON_POSTGRESQL = pytest.mark.parametrize("own_url", ["postgres"], indirect=True)
+"""A database of the test's own (conftest's `own_url`), on PostgreSQL only: partitions."""
 
 
-@pytest.fixture
-def sqlite_file_url(tmp_path: Path) -> Iterator[str]:
-    with own_database_url("sqlite", tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url, pool_size=5)
-    yield database
-    await database.dispose()
-
-
+@ON_POSTGRESQL
 async def test_the_worker_makes_each_month_ahead_and_a_months_lines_land_in_it(
-    pg: Database, caplog: pytest.LogCaptureFixture
+    own_database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    made = await partitions_of(pg)
+    made = await partitions_of(own_database)
     first = next(name for name in made if name.startswith("usage_lines_before_"))
     cut = date(int(first[-7:-3]), int(first[-2:]), 1)  # the month after the migration's
     today = datetime.now(UTC).date()
@@ -83,7 +68,7 @@ async def test_the_worker_makes_each_month_ahead_and_a_months_lines_land_in_it(
     }
     later = next_month(next_month(cut))  # two months past the migration's own
     clock = Clock(datetime(later.year, later.month, 10, tzinfo=UTC))
-    kernel = make_kernel(pg, clock)
+    kernel = make_kernel(own_database, clock)
     assert await kernel.partitions.make_ahead() == [
         f"usage_lines_{later:%Y_%m}",
         f"usage_lines_{next_month(later):%Y_%m}",
@@ -93,15 +78,15 @@ async def test_the_worker_makes_each_month_ahead_and_a_months_lines_land_in_it(
     org_id = new_id()
     await kernel.orgs.create(org_id)
     await kernel.usage.record(org_id, "tokens", 5, idempotency_key="now")
-    assert await where_lines_are(pg, org_id) == {f"usage_lines_{later:%Y_%m}"}
+    assert await where_lines_are(own_database, org_id) == {f"usage_lines_{later:%Y_%m}"}
     assert (await kernel.summary.period_usage(org_id)).used["tokens"] == 5
 
     # Lines of a month with no partition yet go to DEFAULT; that month is then left unmade.
     far = next_month(next_month(next_month(next_month(later))))
-    far_kernel = make_kernel(pg, Clock(datetime(far.year, far.month, 3, tzinfo=UTC)))
+    far_kernel = make_kernel(own_database, Clock(datetime(far.year, far.month, 3, tzinfo=UTC)))
     assert await far_kernel.telemetry.lines_in_default() is False
     await far_kernel.usage.record(org_id, "tokens", 1, idempotency_key="far")
-    assert "usage_lines_default" in await where_lines_are(pg, org_id)
+    assert "usage_lines_default" in await where_lines_are(own_database, org_id)
     assert await far_kernel.telemetry.lines_in_default() is True  # the operators' metric
     with caplog.at_level(logging.WARNING):
         made_far = await far_kernel.partitions.make_ahead()
@@ -110,9 +95,10 @@ async def test_the_worker_makes_each_month_ahead_and_a_months_lines_land_in_it(
     assert "DEFAULT partition" in caplog.text
 
 
-def test_sqlite_keeps_one_table(sqlite_file_url: str) -> None:
+@pytest.mark.parametrize("own_url", ["sqlite"], indirect=True)
+def test_sqlite_keeps_one_table(own_url: str) -> None:
     async def make_ahead() -> list[str]:
-        database = Database(sqlite_file_url)
+        database = Database(own_url)
         try:
             return await make_kernel(database, Clock(datetime.now(UTC))).partitions.make_ahead()
         finally:
@@ -211,11 +197,16 @@ def test_a_table_of_millions_of_lines_is_converted_while_writes_go_on() -> None:
         assert len(during) > 10, "the writer was held for the whole conversion"
 
 
-async def test_workers_making_the_same_months_at_once_make_each_once(pg: Database) -> None:
+@ON_POSTGRESQL
+async def test_workers_making_the_same_months_at_once_make_each_once(
+    own_database: Database,
+) -> None:
     today = datetime.now(UTC).date()
     later = date(today.year + 1, today.month, 1)  # months no test has made yet
     clock = Clock(datetime(later.year, later.month, 5, tzinfo=UTC))
-    made = await asyncio.gather(*(make_kernel(pg, clock).partitions.make_ahead() for _ in range(4)))
+    made = await asyncio.gather(
+        *(make_kernel(own_database, clock).partitions.make_ahead() for _ in range(4))
+    )
     assert sorted(name for names in made for name in names) == [
         f"usage_lines_{later:%Y_%m}",
         f"usage_lines_{next_month(later):%Y_%m}",

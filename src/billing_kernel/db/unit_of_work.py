@@ -12,7 +12,7 @@ transaction starts and ends:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -61,6 +61,17 @@ class Transactions:
             return
         async with self.database.transaction(acting_user=self.acting_user) as conn:
             yield UnitOfWork(conn)
+
+    async def in_batches(self, step: Callable[[UnitOfWork], Awaitable[int]], batch: int) -> int:
+        """Run `step` in a new transaction each time, until it does fewer than `batch` rows
+        (never one long transaction, however many are due); how many it did in all."""
+        done = 0
+        while True:
+            async with self.begin() as unit:
+                did = await step(unit)
+            done += did
+            if did < batch:
+                return done
 
     @asynccontextmanager
     async def join(self, uow: UnitOfWork | None = None) -> AsyncIterator[UnitOfWork]:

@@ -250,13 +250,9 @@ class NotificationService:
         all finished, with their deliveries and attempts (BILLING_DELIVERY_RETENTION_DAYS):
         `batch` events a transaction, never one long one, until none is left; how many."""
         before = self._clock() - older_than
-        pruned = 0
-        while True:
-            async with self._tx.begin() as unit:
-                gone = await NotificationRepository(unit).prune(before, batch)
-            pruned += gone
-            if gone < batch:
-                return pruned
+        return await self._tx.in_batches(
+            lambda unit: NotificationRepository(unit).prune(before, batch), batch
+        )
 
     async def dispatch(self, limit: int = 100) -> int:
         """Make the deliveries of up to `limit` events not yet dispatched, in one

@@ -406,13 +406,9 @@ class QuotaService:
         the key of a forgotten decision is no longer answered as the first was: its key
         belongs to the event it recorded, which counts once."""
         before = self._clock() - older_than
-        pruned = 0
-        while True:
-            async with self._tx.begin() as unit:
-                gone = await QuotaRepository(unit).prune_decisions(before, batch)
-            pruned += gone
-            if gone < batch:
-                return pruned
+        return await self._tx.in_batches(
+            lambda unit: QuotaRepository(unit).prune_decisions(before, batch), batch
+        )
 
     async def set_override(
         self,
