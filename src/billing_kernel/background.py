@@ -20,7 +20,7 @@ from billing_kernel.notifications.worker import DeliveryWorker
 from billing_kernel.payments.collector import PaymentCollector
 from billing_kernel.quota.service import QuotaService
 from billing_kernel.telemetry.instruments import beat
-from billing_kernel.usage.service import PartitionService
+from billing_kernel.usage.service import PartitionService, RetentionService
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,15 @@ def payment_collector(kernel: Kernel) -> PaymentCollector:
 class Upkeep:
     """Once every UPKEEP_EVERY (and as the worker starts): makes the months of usage lines
     ahead (PostgreSQL), and forgets what is past its retention, each in short batches:
-    billing events with their finished deliveries (BILLING_DELIVERY_RETENTION_DAYS) and
-    quota decisions (BILLING_DECISION_RETENTION_DAYS). A round that fails is logged and
-    tried again at the next."""
+    billing events with their finished deliveries (BILLING_DELIVERY_RETENTION_DAYS), quota
+    decisions (BILLING_DECISION_RETENTION_DAYS) and usage events with their lines
+    (BILLING_EVENT_RETENTION_MONTHS). A round that fails is logged and tried again at the
+    next."""
 
     def __init__(
         self,
         partitions: PartitionService,
+        retention: RetentionService,
         notifications: NotificationService,
         quota: QuotaService,
         *,
@@ -99,6 +101,7 @@ class Upkeep:
         every: float = UPKEEP_EVERY,
     ) -> None:
         self._partitions = partitions
+        self._retention = retention
         self._notifications = notifications
         self._quota = quota
         self._delivery_days = delivery_days
@@ -123,6 +126,7 @@ class Upkeep:
             decisions = await self._quota.prune_decisions(timedelta(days=self._decision_days))
             if decisions:
                 logger.info("forgot %d quota decision(s) past their retention", decisions)
+        await self._retention.forget_due()
         return events, decisions
 
     async def run(self) -> None:
@@ -139,10 +143,11 @@ class Upkeep:
 
 
 def upkeep(kernel: Kernel) -> Upkeep:
-    """The upkeep, with `kernel`'s partitions, notifications and quota and their retention
-    settings."""
+    """The upkeep, with `kernel`'s partitions, usage retention, notifications and quota and
+    their retention settings."""
     return Upkeep(
         kernel.partitions,
+        kernel.retention,
         kernel.notifications,
         kernel.quota,
         delivery_days=kernel.settings.delivery_retention_days,

@@ -138,6 +138,15 @@ class Settings(BaseSettings):
         description="Forget billing events (and their deliveries and attempts) this many days "
         "after they were made, once every delivery has finished; unset: keep them all.",
     )
+    event_retention_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_200,
+        description="Forget usage events (and their lines) this many whole months after "
+        "their month ended, once every line of the month is billed, and never before "
+        "BILLING_MAX_EVENT_AGE_DAYS past it; counters, invoices and the usage they recorded "
+        "are kept. Unset: keep every event.",
+    )
     decision_retention_days: int | None = Field(
         default=None,
         ge=1,

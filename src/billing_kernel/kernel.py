@@ -42,7 +42,12 @@ from billing_kernel.subscriptions.service.changes import PlanChangeService
 from billing_kernel.subscriptions.service.lifecycle import SubscriptionService
 from billing_kernel.summary.service import SummaryService
 from billing_kernel.telemetry.service import TelemetryService
-from billing_kernel.usage.service import PartitionService, UsageReader, UsageService
+from billing_kernel.usage.service import (
+    PartitionService,
+    RetentionService,
+    UsageReader,
+    UsageService,
+)
 
 
 def utc_now() -> datetime:
@@ -98,6 +103,12 @@ class Kernel:
         self.usage = UsageService(tx, settings, clock, self.metrics, self.orgs, self.alerts)
         self.usage_reader = UsageReader(tx, clock, self.metrics, self.orgs)
         self.partitions = PartitionService(tx, clock)
+        self.retention = RetentionService(
+            tx,
+            clock,
+            months=settings.event_retention_months,
+            max_event_age=timedelta(days=settings.max_event_age_days),
+        )
         self.members = MemberService(tx, clock, self.orgs, self.usage)
         self.reservations = ReservationService(tx, clock, self.usage)
         self.quota = QuotaService(

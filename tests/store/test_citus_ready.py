@@ -25,6 +25,7 @@ CATALOGUE = {
     "invoice_numbers",
     "sandbox_clock",
     "stripe_events",
+    "usage_forgotten_months",
 }
 """Reference tables: the deployment's, read by every org, written rarely."""
 

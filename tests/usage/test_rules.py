@@ -39,6 +39,7 @@ from billing_kernel.usage.rules import (
     UsageEvent,
     UsageOutcome,
     counter_increments,
+    kept_until,
     new_usage_event,
 )
 from billing_kernel_sdk import fields
@@ -629,3 +630,14 @@ def test_an_event_no_metric_counts_stands_first_among_its_keys_lines() -> None:
     counted = StoredEvent("k", "tokens", 3, at, at, None)
     assert kept.position == (at, "k", "")
     assert counted.position == (at, "k", "tokens")
+
+
+def test_a_months_events_are_kept_whole_months_past_its_end_and_while_they_may_arrive() -> None:
+    january, december = date(2026, 1, 1), date(2026, 12, 1)
+    five_weeks = timedelta(days=35)
+    assert kept_until(january, 1, timedelta(days=20)) == datetime(2026, 3, 1, tzinfo=UTC)
+    assert kept_until(january, 2, five_weeks) == datetime(2026, 4, 1, tzinfo=UTC)
+    assert kept_until(january, 1, five_weeks) == datetime(2026, 3, 8, tzinfo=UTC)  # the age
+    assert kept_until(january, 1, timedelta(days=28)) == datetime(2026, 3, 1, tzinfo=UTC)
+    assert kept_until(december, 1, timedelta(days=1)) == datetime(2027, 2, 1, tzinfo=UTC)
+    assert kept_until(december, 13, timedelta(days=1)) == datetime(2028, 2, 1, tzinfo=UTC)

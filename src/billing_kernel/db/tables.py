@@ -376,6 +376,17 @@ usage_unique_values = Table(
     Column("value", Text, primary_key=True),  # canonical JSON text
 )
 
+usage_forgotten_months = Table(
+    "usage_forgotten_months",
+    metadata,
+    # The months whose events and lines were forgotten past BILLING_EVENT_RETENTION_MONTHS
+    # (usage/service/retention.py), for every org at once: from `began_at`, invoices of
+    # the month are verified against the usage they recorded, not against its lines.
+    Column("period_start", Date, primary_key=True),
+    Column("began_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),  # NULL: still being forgotten
+)
+
 quota_decisions = Table(
     "quota_decisions",
     metadata,

@@ -133,6 +133,18 @@ class EventTimeWindow:
         )
 
 
+def kept_until(month: date, retention_months: int, max_age: timedelta) -> datetime:
+    """Until when the events of `month` are kept (BILLING_EVENT_RETENTION_MONTHS =
+    `retention_months`): to the end of the `retention_months`-th month after it, and at
+    least until none of its events can still be received (`max_age` past its end,
+    BILLING_MAX_EVENT_AGE_DAYS), so that no line lands in a month once forgotten."""
+    first = BillingPeriod.starting(month)
+    last = first
+    for _ in range(retention_months):
+        last = last.next()
+    return max(last.end, first.end + max_age)
+
+
 @dataclass(slots=True)
 class Line:
     """What an event counts toward: `quantity` units of `metric`."""

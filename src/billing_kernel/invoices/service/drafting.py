@@ -71,10 +71,12 @@ class InvoiceDrafts:
         *,
         events: Mapping[tuple[date, str], Tally] | None = None,
         as_of: StoredInvoice | None = None,
+        recorded_late: Mapping[tuple[date, str], int] | None = None,
     ) -> Computed:
         """The org's invoice for `period` from its `history`, the usage of the period
         (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
-        against what its invoices billed before this one: `as_of`, or now)."""
+        against what its invoices billed before this one: `as_of`, or now). Late usage whose
+        lines are forgotten comes as `recorded_late`: what the invoice recorded it added."""
         catalogue = await self._metrics.catalogue(unit)
         by_key = {metric.key: metric for metric in catalogue}
         subs = in_force(period, history)
@@ -88,17 +90,19 @@ class InvoiceDrafts:
         repo = InvoiceRepository(unit)
         late_usage = []
         added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
-        for (start, metric), lines in sorted(late.items()):
+        recorded = recorded_late or {}
+        for start, metric in sorted(set(late) | set(recorded)):
             earlier = await repo.live_invoice(org_id, start, as_of)
             before, last = 0, None
             if earlier is not None:
                 before = (await repo.usage_billed_before(org_id, start, as_of)).get(metric, 0)
                 last = (await repo.last_billed(org_id, start, as_of)).get(metric)
-            added[start, metric] = (
-                by_key[metric].usage_added(lines, before, last)
-                if metric in by_key
-                else lines.quantity
-            )
+            if (start, metric) in recorded:
+                added[start, metric] = recorded[start, metric]
+            elif metric in by_key:
+                added[start, metric] = by_key[metric].usage_added(late[start, metric], before, last)
+            else:
+                added[start, metric] = late[start, metric].quantity
             if earlier is None or metric not in by_key:
                 continue  # no plan then: nothing to price it by
             plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)

@@ -120,7 +120,9 @@ class InvoiceService:
         self._drafts = InvoiceDrafts(
             metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
         )
-        self._verification = InvoiceVerification(transactions, metrics, self._drafts, credits)
+        self._verification = InvoiceVerification(
+            transactions, metrics, self._drafts, credits, usage
+        )
 
     @property
     def grace(self) -> timedelta:

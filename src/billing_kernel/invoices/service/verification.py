@@ -1,10 +1,14 @@
 """Verifying invoices: each one that counts, recomputed from the events it billed, the plan
 versions, the subscription history and the limits it recorded, is what it was; the numbers,
-void ones included, have no gaps; an invoice's status agrees with its payment and void times."""
+void ones included, have no gaps; an invoice's status agrees with its payment and void times.
+For a month whose events are forgotten (BILLING_EVENT_RETENTION_MONTHS), an invoice is
+recomputed from the usage it recorded of that month instead: its pricing is still checked,
+but no longer that the usage it recorded is what the events came to."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import date
 from decimal import Decimal
 
 from billing_kernel.common.money import money_text
@@ -16,6 +20,7 @@ from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine, u
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.metrics.service import MetricService
+from billing_kernel.usage.service.history import UsageReader
 
 
 class InvoiceVerification:
@@ -25,15 +30,18 @@ class InvoiceVerification:
         metrics: MetricService,
         drafts: InvoiceDrafts,
         credits: CreditService,
+        usage: UsageReader,
     ) -> None:
         self._tx = transactions
         self._metrics = metrics
         self._drafts = drafts
         self._credits = credits
+        self._usage = usage
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
-        """Recompute every invoice that counts (open or paid) from the events it billed, the
-        plan versions, the subscription history and the limits it recorded, and check that
+        """Recompute every invoice that counts (open or paid) from the events it billed (for
+        a forgotten month, the usage it recorded), the plan versions, the subscription
+        history and the limits it recorded, and check that
         the numbers, void ones included, have no gaps: every difference found, in words
         (none: the invoices are reproducible)."""
         differences: list[str] = []
@@ -45,6 +53,7 @@ class InvoiceVerification:
                     f"{'with' if paid else 'without'} a payment time and "
                     f"{'with' if voided else 'without'} a void time"
                 )
+            forgotten = await self._usage.forgotten_months(unit)
             ids = await repo.all_invoice_ids()
             for expected, invoice_id in enumerate(ids, 1):
                 invoice = await repo.get(invoice_id)
@@ -55,15 +64,20 @@ class InvoiceVerification:
                         f"{expected} expected (a gap)"
                     )
                 if invoice.status != "void":  # a void one's events moved to its correction
-                    differences += await self._differences(invoice, unit)
+                    differences += await self._differences(invoice, forgotten, unit)
                 differences += await self._credit_differences(invoice, unit)
             differences += await self._credits.verify(unit)
         return differences
 
-    async def _differences(self, invoice: StoredInvoice, unit: UnitOfWork) -> list[str]:
+    async def _differences(
+        self, invoice: StoredInvoice, forgotten: set[date], unit: UnitOfWork
+    ) -> list[str]:
+        """How the invoice differs from itself recomputed: from the lines it billed, and for
+        the months whose lines are `forgotten`, from the usage it recorded of them."""
         period = BillingPeriod.starting(invoice.period_start)
         repo = InvoiceRepository(unit)
         events = await repo.billed_events(invoice.invoice_id, await self._drafts.latest(unit))
+        events = {key: b for key, b in events.items() if key[0] not in forgotten}
         catalogue = await self._metrics.catalogue(unit)
         used = usage_of(period, events, {m.key: m for m in catalogue})
         seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
@@ -71,13 +85,26 @@ class InvoiceVerification:
             {
                 u.metric: u.quantity
                 for u in invoice.usage
-                if u.period_start == period.key and u.metric in seats
+                if u.period_start == period.key and (u.metric in seats or period.key in forgotten)
             }
         )
         late = {key: b for key, b in events.items() if key[0] < period.key}
+        recorded_late = {
+            (u.period_start, u.metric): u.quantity
+            for u in invoice.usage
+            if u.period_start < period.key and u.period_start in forgotten
+        }
         history = await self._drafts.history(invoice.org_id, period, unit)
         computed = await self._drafts.compute(
-            invoice.org_id, period, history, used, late, unit, events=events, as_of=invoice
+            invoice.org_id,
+            period,
+            history,
+            used,
+            late,
+            unit,
+            events=events,
+            as_of=invoice,
+            recorded_late=recorded_late,
         )
         # Every figure, not the wording: a plan or metric renamed since changes descriptions.
         # A credit balance applied is checked against what the invoice drew (below).

@@ -49,10 +49,7 @@ class LinePartitions:
         partition's range); whether it made it. When the DEFAULT partition already holds
         lines of the month, or the lock is not had in LOCK_WAIT, it is logged and left for
         the next round."""
-        exists = await self._conn.execute(
-            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition_name(month)}
-        )
-        if exists.scalar():
+        if await self.has_own(month):
             return False
         try:
             async with self._conn.begin_nested():
@@ -78,6 +75,33 @@ class LinePartitions:
                 return False
             if state == "55P03":  # lock_not_available
                 logger.info("making %s waited too long for its lock; later", partition_name(month))
+                return False
+            raise
+        return True
+
+    async def has_own(self, month: date) -> bool:
+        """Whether `month` has a partition of its own (not the first one's range, not
+        DEFAULT)."""
+        exists = await self._conn.execute(
+            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition_name(month)}
+        )
+        return bool(exists.scalar())
+
+    async def drop(self, month: date) -> bool:
+        """Drop `month`'s own partition, its lines and all; whether the month has none left
+        (False: the lock was not had in LOCK_WAIT; tried again at the next round). Only for
+        a month whose events are forgotten (`retention.py`)."""
+        if not await self.has_own(month):
+            return True
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                await self._conn.execute(text(f"DROP TABLE IF EXISTS {partition_name(month)}"))
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                logger.info(
+                    "dropping %s waited too long for its lock; later", partition_name(month)
+                )
                 return False
             raise
         return True

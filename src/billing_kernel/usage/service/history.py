@@ -14,6 +14,7 @@ from billing_kernel.metrics.rules import Aggregation, Metric, seats_in_month, us
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.repository import UsageHistory
+from billing_kernel.usage.repository.retention import UsageRetention
 from billing_kernel.usage.rules import EventPosition, StoredEvent
 
 EXPORT_PAGE = 5_000
@@ -32,6 +33,13 @@ class UsageReader:
         self._clock = clock
         self._metrics = metrics
         self._orgs = orgs
+
+    async def forgotten_months(self, uow: UnitOfWork | None = None) -> set[date]:
+        """The months whose events and lines are forgotten, or being forgotten, past
+        BILLING_EVENT_RETENTION_MONTHS (`retention.py`): their usage stands in counters and
+        in what invoices recorded, no longer in lines."""
+        async with self._tx.read(uow) as unit:
+            return await UsageRetention(unit).forgotten_months()
 
     async def last_seats_month(
         self, org_id: str, metric: str, uow: UnitOfWork | None = None

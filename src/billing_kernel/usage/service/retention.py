@@ -1,0 +1,122 @@
+"""Forgetting events past BILLING_EVENT_RETENTION_MONTHS (`forget_due`, run by the worker's
+upkeep): a month's events, their lines and the values its unique counts saw go, once every
+line of the month is billed by an invoice and the month is past `kept_until`. What is kept:
+counters (the summary's months), invoices with their lines and the usage each recorded
+(`invoices verify` rests on that for a forgotten month), and everything of later months.
+
+A month is recorded as begun before anything of it is deleted, and as finished once all
+is; each batch is a transaction of its own, so a worker stopped half way leaves a month
+begun, which the next round finishes. On PostgreSQL a month with a partition of its own
+loses its lines by dropping the partition; otherwise (SQLite, the months in the first
+partition of migration 0039) they are deleted in batches too."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.db.unit_of_work import Transactions
+from billing_kernel.metrics.rules import Position
+from billing_kernel.usage.repository.partitions import LinePartitions
+from billing_kernel.usage.repository.retention import UsageRetention
+from billing_kernel.usage.rules import kept_until
+
+logger = logging.getLogger(__name__)
+
+BATCH = 2_000
+"""Rows a transaction deletes at most."""
+
+
+class RetentionService:
+    def __init__(
+        self,
+        transactions: Transactions,
+        clock: Callable[[], datetime],
+        *,
+        months: int | None,
+        max_event_age: timedelta,
+        batch: int = BATCH,
+    ) -> None:
+        self._tx = transactions
+        self._clock = clock
+        self._months = months
+        self._max_age = max_event_age
+        self._batch = batch
+
+    async def due(self) -> list[date]:
+        """The months past their retention not yet forgotten (none while
+        BILLING_EVENT_RETENTION_MONTHS is unset), oldest first: those with a line no invoice
+        billed yet wait for it."""
+        if self._months is None:
+            return []
+        now = self._clock()
+        async with self._tx.read() as unit:
+            repo = UsageRetention(unit)
+            month = await repo.earliest_month()
+            finished = await repo.finished_months()
+            due: list[date] = []
+            while month is not None and kept_until(month, self._months, self._max_age) <= now:
+                if month not in finished:
+                    if await repo.unbilled(month):
+                        logger.info(
+                            "usage of %s is past its retention but not all billed: kept",
+                            f"{month:%Y-%m}",
+                        )
+                    else:
+                        due.append(month)
+                month = BillingPeriod.starting(month).next().key
+            return due
+
+    async def forget_due(self) -> list[date]:
+        """Forget every month `due`, each in batches; the months forgotten."""
+        done = []
+        for month in await self.due():
+            if await self.forget(month):
+                done.append(month)
+        return done
+
+    async def forget(self, month: date) -> bool:
+        """Forget `month`'s events, lines and unique values, org by org, `batch` rows a
+        transaction; whether it finished (False: its partition's lock was not had: the next
+        round finishes it)."""
+        async with self._tx.begin() as unit:
+            await UsageRetention(unit).begin(month, self._clock())
+            orgs = await UsageRetention(unit).orgs_of(month)
+            partitions = LinePartitions(unit)
+            own = await partitions.partitioned() and await partitions.has_own(month)
+        for org_id in orgs:  # the events first: they are found through the lines
+            await self._forget_org(org_id, month, lines=not own)
+        async with self._tx.begin() as unit:
+            if own and not await LinePartitions(unit).drop(month):
+                return False
+            await UsageRetention(unit).finish(month, self._clock())
+        if orgs:
+            logger.info("forgot the events of %s (%d org(s))", f"{month:%Y-%m}", len(orgs))
+        return True
+
+    async def _forget_org(self, org_id: str, month: date, *, lines: bool) -> None:
+        after: Position | None = None
+        while True:
+            async with self._tx.begin() as unit:
+                read, after = await UsageRetention(unit).forget_counted_events(
+                    org_id, month, after, self._batch
+                )
+            if read < self._batch:
+                break
+        b = self._batch
+        await self._tx.in_batches(
+            lambda unit: UsageRetention(unit).forget_uncounted_events(org_id, month, b), b
+        )
+        await self._tx.in_batches(
+            lambda unit: UsageRetention(unit).forget_unique_values(org_id, month, b), b
+        )
+        if lines:
+            await self._forget_lines(org_id, month)
+
+    async def _forget_lines(self, org_id: str, month: date) -> None:
+        b = self._batch
+        await self._tx.in_batches(
+            lambda unit: UsageRetention(unit).forget_lines(org_id, month, b), b
+        )
