@@ -294,3 +294,50 @@ def test_upgrading_marks_the_kept_events_no_metric_counts(empty_database_url: st
         ("named", True),
         ("reported", True),
     ]
+
+
+def test_upgrading_keys_invoices_by_org_and_gives_their_lines_and_usage_the_org(
+    empty_database_url: str,
+) -> None:
+    """0041: an invoice's lines and usage take its org; the keys to it (lines, usage, a
+    payment) name it by org and id, and deleting it still takes its lines and usage."""
+    migrate.upgrade(empty_database_url, "0040")
+    at = "2026-11-02 08:00:00+00:00"
+    execute(
+        empty_database_url,
+        "INSERT INTO plans (slug, name, description, currency, is_active, created_at, "
+        f"updated_at) VALUES ('basic', 'Basic', '', 'USD', true, '{at}', '{at}')",
+        "INSERT INTO plan_versions (plan_slug, version, monthly_price, created_at) "
+        f"VALUES ('basic', 1, '9.00', '{at}')",
+        f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}'), ('zeta', '{at}')",
+        *(
+            "INSERT INTO invoices (invoice_id, org_id, period_start, number, status, "
+            "currency, subtotal, total, plan_slug, plan_version, bills_usage, sequence, "
+            f"issued_at) VALUES ('{org}-inv', '{org}', '2026-10-01', 'INV-00000{n}', 'open', "
+            f"'USD', '9.00', '9.00', 'basic', 1, true, {n}, '{at}')"
+            for n, org in enumerate(("acme", "zeta"), 1)
+        ),
+        *(
+            "INSERT INTO invoice_lines (invoice_id, number, kind, description, amount, "
+            "formula, plan_slug, plan_version, period_start, quantity, unit_price, "
+            f"unit_size) VALUES ('{org}-inv', 1, 'base_fee', 'Basic', '9.00', '9.00', "
+            "'basic', 1, '2026-10-01', 1, '9.00', 1)"
+            for org in ("acme", "zeta")
+        ),
+        "INSERT INTO invoice_usage (invoice_id, period_start, metric, quantity, events) "
+        "VALUES ('zeta-inv', '2026-10-01', 'tokens', 5, 1)",
+        "INSERT INTO payments (payment_id, invoice_id, org_id, attempt, status, amount, "
+        "currency, created_at, updated_at) VALUES ('pay', 'acme-inv', 'acme', 1, 'pending', "
+        f"'9.00', 'USD', '{at}', '{at}')",
+    )
+    migrate.upgrade(empty_database_url)
+    assert execute(
+        empty_database_url, "SELECT org_id, invoice_id FROM invoice_lines ORDER BY 1"
+    ) == [("acme", "acme-inv"), ("zeta", "zeta-inv")]
+    assert execute(empty_database_url, "SELECT org_id, invoice_id FROM invoice_usage") == [
+        ("zeta", "zeta-inv")
+    ]
+    assert schema_drift(empty_database_url) == []
+    execute(empty_database_url, "DELETE FROM invoices WHERE invoice_id = 'zeta-inv'")
+    assert execute(empty_database_url, "SELECT org_id FROM invoice_lines") == [("acme",)]
+    assert execute(empty_database_url, "SELECT count(*) FROM invoice_usage") == [(0,)]

@@ -1,4 +1,5 @@
-"""The schema. Every org-scoped table leads its primary key with `org_id`."""
+"""The schema. Every org-scoped table is to lead its primary key with `org_id` (those not
+there yet: tests/store/test_citus_ready.py and docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -587,10 +589,14 @@ invoice_numbers = Table(
 invoices = Table(
     "invoices",
     metadata,
-    Column("invoice_id", String(32), primary_key=True),
+    # Keyed by org (docs/scaling.md): an invoice is also found by its id alone, and by its
+    # number, which the deployment's one counter (`invoice_numbers`) keeps unique and
+    # gapless across orgs (`invoices verify` checks it), so the database need hold it
+    # unique only within the org.
+    Column("invoice_id", String(32), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("period_start", Date, nullable=False),
-    Column("number", String(40), nullable=False, unique=True),
+    Column("number", String(40), nullable=False),
     Column("status", String(8), nullable=False),  # open, paid, void
     Column("currency", String(3), nullable=False),
     Column("subtotal", Money(14, 2), nullable=False),
@@ -599,7 +605,7 @@ invoices = Table(
     Column("plan_slug", String(64), nullable=False),
     Column("plan_version", Integer, nullable=False),
     Column("bills_usage", Boolean, nullable=False),  # the org was billable in the period
-    Column("sequence", BigInteger, nullable=False, unique=True),  # the number's figure
+    Column("sequence", BigInteger, nullable=False),  # the number's figure
     Column("issued_at", UTCDateTime, nullable=False),
     Column("paid_at", UTCDateTime, nullable=True),
     # The payment that paid it (`payments.payment_id`); NULL when marked paid by hand.
@@ -624,18 +630,19 @@ invoices = Table(
         sqlite_where=text("status <> 'void'"),
     ),
     Index(None, "org_id", "issued_at"),
+    PrimaryKeyConstraint("org_id", "invoice_id"),
+    UniqueConstraint("org_id", "number"),
+    UniqueConstraint("org_id", "sequence"),
+    Index(None, "invoice_id"),
+    Index(None, "number"),
+    Index(None, "sequence"),
 )
 
 invoice_lines = Table(
     "invoice_lines",
     metadata,
-    Column(
-        "invoice_id",
-        String(32),
-        ForeignKey("invoices.invoice_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("number", Integer, primary_key=True),  # from 1, in the invoice's order
+    Column("invoice_id", String(32), nullable=False),
+    Column("number", Integer, nullable=False),  # from 1, in the invoice's order
     Column("kind", String(20), nullable=False),
     Column("description", Text, nullable=False),
     Column("amount", Money(14, 2), nullable=False),
@@ -648,6 +655,11 @@ invoice_lines = Table(
     Column("unit_price", Money(18, 6), nullable=False),
     Column("unit_size", BigInteger, nullable=False),
     Column("starts_at", UTCDateTime, nullable=True),
+    Column("org_id", String(ID), nullable=False),  # the invoice's
+    PrimaryKeyConstraint("org_id", "invoice_id", "number"),
+    ForeignKeyConstraint(
+        ["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"], ondelete="CASCADE"
+    ),
 )
 
 invoice_usage = Table(
@@ -655,20 +667,20 @@ invoice_usage = Table(
     metadata,
     # What usage an invoice billed, per period and metric: the sum of the events marked
     # with it (seats: the period's peak), and the org's limit it was billed against.
-    Column(
-        "invoice_id",
-        String(32),
-        ForeignKey("invoices.invoice_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("period_start", Date, primary_key=True),
-    Column("metric", String(64), primary_key=True),
+    Column("invoice_id", String(32), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("metric", String(64), nullable=False),
     Column("quantity", BigInteger, nullable=False),
     Column("events", BigInteger, nullable=False),
     Column("included", BigInteger, nullable=True),  # NULL: unlimited
     # For a latest metric: where the last line it billed stands (event time, then key).
     Column("last_at", UTCDateTime, nullable=True),
     Column("last_key", String(255), nullable=True),
+    Column("org_id", String(ID), nullable=False),  # the invoice's
+    PrimaryKeyConstraint("org_id", "invoice_id", "period_start", "metric"),
+    ForeignKeyConstraint(
+        ["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"], ondelete="CASCADE"
+    ),
 )
 
 api_keys = Table(
@@ -711,7 +723,7 @@ payments = Table(
     # and the attempt's number (payments.rules.attempt_key). Written `pending` before Stripe
     # is asked; moved forward only (payments.rules.moved).
     Column("payment_id", String(32), primary_key=True),
-    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("invoice_id", String(32), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("status", String(10), nullable=False),
@@ -734,6 +746,7 @@ payments = Table(
     CheckConstraint("amount > 0", name="amount"),
     UniqueConstraint("invoice_id", "attempt"),
     Index(None, "org_id", "created_at"),
+    ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
 )
 
 credit_notes = Table(
@@ -746,7 +759,7 @@ credit_notes = Table(
     Column("number", String(20), nullable=False, unique=True),
     Column("sequence", Integer, nullable=False, unique=True),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
-    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), nullable=False),
+    Column("invoice_id", String(32), nullable=False),
     Column("reason", Text, nullable=False),
     Column("amount", Money(14, 2), nullable=False),
     Column("currency", String(3), nullable=False),
@@ -761,6 +774,7 @@ credit_notes = Table(
     CheckConstraint("status IN ('pending', 'refunded', 'failed', 'balance')", name="status"),
     CheckConstraint("amount > 0", name="amount"),
     Index(None, "invoice_id"),
+    ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
 )
 
 credit_grants = Table(
@@ -790,13 +804,14 @@ credit_burns = Table(
     # What an invoice drew from a grant when it was made (its `credit_applied` line);
     # released when the invoice was voided, the money given back to the grant.
     Column("grant_id", String(32), ForeignKey("credit_grants.grant_id"), primary_key=True),
-    Column("invoice_id", String(32), ForeignKey("invoices.invoice_id"), primary_key=True),
+    Column("invoice_id", String(32), primary_key=True),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("amount", Money(14, 2), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("released_at", UTCDateTime, nullable=True),
     CheckConstraint("amount > 0", name="amount"),
     Index(None, "invoice_id"),
+    ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
 )
 
 stripe_events = Table(

@@ -221,7 +221,7 @@ class InvoiceRepository:
         u, i = invoice_usage.c, invoices.c
         query = (
             select(u.metric, func.sum(u.quantity))
-            .join(invoices, i.invoice_id == u.invoice_id)
+            .join(invoices, and_(i.org_id == u.org_id, i.invoice_id == u.invoice_id))
             .where(i.org_id == org_id, u.period_start == period_start, _counted(as_of))
             .group_by(u.metric)
         )
@@ -235,7 +235,7 @@ class InvoiceRepository:
         u, i = invoice_usage.c, invoices.c
         query = (
             select(u.metric, u.last_at, u.last_key)
-            .join(invoices, i.invoice_id == u.invoice_id)
+            .join(invoices, and_(i.org_id == u.org_id, i.invoice_id == u.invoice_id))
             .where(
                 i.org_id == org_id,
                 u.period_start == period_start,
@@ -284,11 +284,13 @@ class InvoiceRepository:
     async def _whole(self, invoice: StoredInvoice) -> StoredInvoice:
         line, use = invoice_lines.c, invoice_usage.c
         lines = await self._conn.execute(
-            select(invoice_lines).where(line.invoice_id == invoice.invoice_id).order_by(line.number)
+            select(invoice_lines)
+            .where(line.org_id == invoice.org_id, line.invoice_id == invoice.invoice_id)
+            .order_by(line.number)
         )
         usage = await self._conn.execute(
             select(invoice_usage)
-            .where(use.invoice_id == invoice.invoice_id)
+            .where(use.org_id == invoice.org_id, use.invoice_id == invoice.invoice_id)
             .order_by(use.period_start, use.metric)
         )
         return replace(
@@ -343,10 +345,14 @@ class InvoiceRepository:
         if lines:
             await self._conn.execute(
                 invoice_lines.insert(),
-                [{"invoice_id": invoice.invoice_id, **asdict(line)} for line in lines],
+                [
+                    {"org_id": invoice.org_id, "invoice_id": invoice.invoice_id, **asdict(line)}
+                    for line in lines
+                ],
             )
         rows = [
             {
+                "org_id": invoice.org_id,
                 "invoice_id": invoice.invoice_id,
                 "period_start": u.period_start,
                 "metric": u.metric,
