@@ -337,6 +337,9 @@ def test_upgrading_keys_invoices_by_org_and_gives_their_lines_and_usage_the_org(
     assert execute(empty_database_url, "SELECT org_id, invoice_id FROM invoice_usage") == [
         ("zeta", "zeta-inv")
     ]
+    assert execute(empty_database_url, "SELECT org_id, payment_id FROM payments") == [
+        ("acme", "pay")  # 0042 rebuilt its key (on SQLite, by copying the table)
+    ]
     assert schema_drift(empty_database_url) == []
     execute(empty_database_url, "DELETE FROM invoices WHERE invoice_id = 'zeta-inv'")
     assert execute(empty_database_url, "SELECT org_id FROM invoice_lines") == [("acme",)]

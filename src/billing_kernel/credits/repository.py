@@ -43,7 +43,9 @@ class CreditRepository:
                 source_id=grant.source_id,
                 created_at=grant.created_at,
             )
-            .on_conflict_do_nothing(index_elements=[credit_grants.c.source_id])
+            .on_conflict_do_nothing(
+                index_elements=[credit_grants.c.org_id, credit_grants.c.source_id]
+            )
         )
         return bool(made.rowcount == 1)
 

@@ -722,21 +722,21 @@ payments = Table(
     # One attempt to collect an invoice: one PaymentIntent at Stripe, keyed by the invoice
     # and the attempt's number (payments.rules.attempt_key). Written `pending` before Stripe
     # is asked; moved forward only (payments.rules.moved).
-    Column("payment_id", String(32), primary_key=True),
+    Column("payment_id", String(32), nullable=False),
     Column("invoice_id", String(32), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("status", String(10), nullable=False),
     Column("amount", Money(14, 2), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("stripe_payment_intent_id", String(255), nullable=True, unique=True),
+    Column("stripe_payment_intent_id", String(255), nullable=True),
     Column("stripe_payment_method_id", String(255), nullable=True),  # the card it charged
     Column("failure_code", String(64), nullable=True),
     Column("failure_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # Paid now (payments.rules.open_pay_now): the Checkout Session the owner pays on.
-    Column("checkout_session_id", String(255), nullable=True, unique=True),
+    Column("checkout_session_id", String(255), nullable=True),
     Column("checkout_url", Text, nullable=True),
     Column("checkout_expires_at", UTCDateTime, nullable=True),
     CheckConstraint(
@@ -744,9 +744,17 @@ payments = Table(
     ),
     CheckConstraint("attempt >= 1", name="attempt"),
     CheckConstraint("amount > 0", name="amount"),
-    UniqueConstraint("invoice_id", "attempt"),
     Index(None, "org_id", "created_at"),
     ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
+    # Keyed by org (docs/scaling.md); each id Stripe gives unique within the org, and
+    # found by itself through its index (Stripe keeps it unique).
+    PrimaryKeyConstraint("org_id", "payment_id"),
+    UniqueConstraint("org_id", "invoice_id", "attempt"),
+    UniqueConstraint("org_id", "stripe_payment_intent_id"),
+    UniqueConstraint("org_id", "checkout_session_id"),
+    Index(None, "payment_id"),
+    Index(None, "stripe_payment_intent_id"),
+    Index(None, "checkout_session_id"),
 )
 
 credit_notes = Table(
@@ -755,9 +763,9 @@ credit_notes = Table(
     # A paid invoice corrected by giving money back (credit_notes.rules): by line or in
     # full, numbered in one sequence, refunded through Stripe from the payment that paid
     # the invoice (payments.rules.refund_key); its refund moves forward only.
-    Column("credit_note_id", String(32), primary_key=True),
-    Column("number", String(20), nullable=False, unique=True),
-    Column("sequence", Integer, nullable=False, unique=True),
+    Column("credit_note_id", String(32), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("sequence", Integer, nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("invoice_id", String(32), nullable=False),
     Column("reason", Text, nullable=False),
@@ -765,9 +773,9 @@ credit_notes = Table(
     Column("currency", String(3), nullable=False),
     Column("lines", Text, nullable=False),  # JSON: [{number, description, amount}]
     # NULL for a note kept as a balance (the invoice was paid outside Stripe).
-    Column("payment_id", String(32), ForeignKey("payments.payment_id"), nullable=True),
+    Column("payment_id", String(32), nullable=True),
     Column("status", String(10), nullable=False),
-    Column("stripe_refund_id", String(255), nullable=True, unique=True),
+    Column("stripe_refund_id", String(255), nullable=True),
     Column("failure_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -775,6 +783,17 @@ credit_notes = Table(
     CheckConstraint("amount > 0", name="amount"),
     Index(None, "invoice_id"),
     ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
+    ForeignKeyConstraint(["org_id", "payment_id"], ["payments.org_id", "payments.payment_id"]),
+    # Keyed by org; the number and sequence, like an invoice's, unique across orgs by
+    # their counter (`invoice_numbers`' `credit_notes` row).
+    PrimaryKeyConstraint("org_id", "credit_note_id"),
+    UniqueConstraint("org_id", "number"),
+    UniqueConstraint("org_id", "sequence"),
+    UniqueConstraint("org_id", "stripe_refund_id"),
+    Index(None, "credit_note_id"),
+    Index(None, "number"),
+    Index(None, "sequence"),
+    Index(None, "stripe_refund_id"),
 )
 
 credit_grants = Table(
@@ -783,19 +802,23 @@ credit_grants = Table(
     # Money an org holds for its next invoices (credits.rules), one grant per source (a
     # credit note on an invoice paid outside Stripe); `remaining` moved only by a statement
     # that checks the amount it moves from.
-    Column("grant_id", String(32), primary_key=True),
+    Column("grant_id", String(32), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("amount", Money(14, 2), nullable=False),
     Column("remaining", Money(14, 2), nullable=False),
     Column("source", String(16), nullable=False),
-    Column("source_id", String(64), nullable=False, unique=True),
+    Column("source_id", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("amount > 0", name="amount"),
     # Only the sign: money is text on SQLite, where a comparison of two amounts is not
     # numeric (`credits verify` checks that no more is left than was granted).
     CheckConstraint("remaining >= 0", name="remaining"),
     Index(None, "org_id", "currency"),
+    PrimaryKeyConstraint("org_id", "grant_id"),
+    UniqueConstraint("org_id", "source_id"),  # a source is an org's (its credit note)
+    Index(None, "grant_id"),
+    Index(None, "source_id"),
 )
 
 credit_burns = Table(
@@ -803,8 +826,8 @@ credit_burns = Table(
     metadata,
     # What an invoice drew from a grant when it was made (its `credit_applied` line);
     # released when the invoice was voided, the money given back to the grant.
-    Column("grant_id", String(32), ForeignKey("credit_grants.grant_id"), primary_key=True),
-    Column("invoice_id", String(32), primary_key=True),
+    Column("grant_id", String(32), nullable=False),
+    Column("invoice_id", String(32), nullable=False),
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), nullable=False),
     Column("amount", Money(14, 2), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -812,6 +835,10 @@ credit_burns = Table(
     CheckConstraint("amount > 0", name="amount"),
     Index(None, "invoice_id"),
     ForeignKeyConstraint(["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"]),
+    ForeignKeyConstraint(
+        ["org_id", "grant_id"], ["credit_grants.org_id", "credit_grants.grant_id"]
+    ),
+    PrimaryKeyConstraint("org_id", "grant_id", "invoice_id"),
 )
 
 stripe_events = Table(

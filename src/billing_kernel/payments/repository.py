@@ -265,7 +265,9 @@ class PaymentRepository:
                 created_at=now,
                 updated_at=now,
             )
-            .on_conflict_do_nothing(index_elements=[payments.c.invoice_id, payments.c.attempt])
+            .on_conflict_do_nothing(
+                index_elements=[payments.c.org_id, payments.c.invoice_id, payments.c.attempt]
+            )
         )
         return bool(made.rowcount == 1)
 
