@@ -41,9 +41,7 @@ NOT_YET = {
     ("deliveries", "foreign key (event_id) to billing_events without org_id"),
     ("delivery_attempts", "no org_id"),
     ("org_aliases", "primary key without org_id"),
-    ("payment_customers", "unique (stripe_customer_id) without org_id"),
     ("subscription_history", "primary key without org_id"),
-    ("usage_reservations", "unique (reservation_id) without org_id"),
     ("webhook_endpoints", "org_id may be NULL"),
     ("webhook_endpoints", "primary key without org_id"),
 }

@@ -424,7 +424,7 @@ usage_reservations = Table(
     metadata,
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
-    Column("reservation_id", String(36), nullable=False, unique=True),
+    Column("reservation_id", String(36), nullable=False),
     Column("metric", String(64), ForeignKey("metrics.key"), nullable=False),
     Column("period_start", Date, nullable=False),  # the counter that holds its units
     Column("estimate", BigInteger, nullable=False),
@@ -439,6 +439,9 @@ usage_reservations = Table(
     ),
     # The holds a decision gives back when their TTL has ended.
     Index(None, "org_id", "metric", "status", "expires_at"),
+    # A reservation id is random (uuid4): unique within the org, found alone by its index.
+    UniqueConstraint("org_id", "reservation_id"),
+    Index(None, "reservation_id"),
 )
 
 plan_alert_thresholds = Table(
@@ -701,7 +704,7 @@ payment_customers = Table(
     # The org's customer at Stripe. The row is claimed (no customer id yet) before Stripe is
     # asked, so that one worker at a time makes it; the id is stored once Stripe answers.
     Column("org_id", String(ID), ForeignKey("orgs.org_id"), primary_key=True),
-    Column("stripe_customer_id", String(255), nullable=True, unique=True),
+    Column("stripe_customer_id", String(255), nullable=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=True),  # when Stripe answered
     # The card invoices are charged to, as Stripe describes it (never its number), and when
@@ -714,6 +717,10 @@ payment_customers = Table(
     Column("card_set_at", UTCDateTime, nullable=True),
     # When Stripe was last asked for the card, while none is on file (CARD_CHECK_EVERY).
     Column("card_checked_at", UTCDateTime, nullable=True),
+    # Stripe's customer id: unique within the org (Stripe keeps it unique), found alone
+    # (a webhook names the customer) by its index.
+    UniqueConstraint("org_id", "stripe_customer_id"),
+    Index(None, "stripe_customer_id"),
 )
 
 payments = Table(
