@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, select, tuple_, union, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import upsert
@@ -108,11 +120,7 @@ class UsageRetention:
         ).all()
         if not rows:
             return 0, after
-        keys = sorted({row.idempotency_key for row in rows})
-        for table in (usage_events, usage_repeats):
-            await self._conn.execute(
-                delete(table).where(table.c.org_id == org_id, table.c.idempotency_key.in_(keys))
-            )
+        await self._forget_keys(org_id, sorted({row.idempotency_key for row in rows}))
         last = rows[-1]
         return len(rows), Position(last.occurred_at, last.idempotency_key)
 
@@ -135,11 +143,7 @@ class UsageRetention:
                 )
             ).scalars()
         )
-        for table in (usage_events, usage_repeats):
-            if keys:
-                await self._conn.execute(
-                    delete(table).where(table.c.org_id == org_id, table.c.idempotency_key.in_(keys))
-                )
+        await self._forget_keys(org_id, keys)
         return len(keys)
 
     async def forget_unique_values(self, org_id: str, month: date, limit: int) -> int:
@@ -152,33 +156,57 @@ class UsageRetention:
                 .limit(limit)
             )
         ).all()
-        if rows:
+        by_metric: dict[str, list[str]] = {}
+        for metric, value in rows:
+            by_metric.setdefault(metric, []).append(value)
+        for metric, values in by_metric.items():
             await self._conn.execute(
                 delete(usage_unique_values).where(
                     u.org_id == org_id,
                     u.period_start == month,
-                    tuple_(u.metric, u.value).in_([tuple(row) for row in rows]),
+                    u.metric == metric,
+                    u.value.in_(values),
                 )
             )
         return len(rows)
 
     async def forget_lines(self, org_id: str, month: date, limit: int) -> int:
-        """Delete up to `limit` of the org's lines of `month` (where the month is not a
-        partition of its own to drop whole); how many."""
+        """Delete the lines of up to `limit` of the org's events of `month` (where the month
+        is not a partition of its own to drop whole); how many events' lines."""
         e = usage_lines.c
-        rows = (
-            await self._conn.execute(
-                select(e.idempotency_key, e.metric)
-                .where(e.org_id == org_id, e.period_start == month)
-                .limit(limit)
-            )
-        ).all()
-        if rows:
+        keys = list(
+            (
+                await self._conn.execute(
+                    select(e.idempotency_key)
+                    .where(e.org_id == org_id, e.period_start == month)
+                    .distinct()
+                    .limit(limit)
+                )
+            ).scalars()
+        )
+        if keys:
             await self._conn.execute(
                 delete(usage_lines).where(
                     e.org_id == org_id,
                     e.period_start == month,
-                    tuple_(e.idempotency_key, e.metric).in_([tuple(row) for row in rows]),
+                    self._among(e.idempotency_key, keys),
                 )
             )
-        return len(rows)
+        return len(keys)
+
+    async def _forget_keys(self, org_id: str, keys: list[str]) -> None:
+        """Delete the org's events under `keys`, and their repeats."""
+        if keys:
+            for table in (usage_events, usage_repeats):
+                await self._conn.execute(
+                    delete(table).where(
+                        table.c.org_id == org_id, self._among(table.c.idempotency_key, keys)
+                    )
+                )
+
+    def _among(self, key: ColumnElement[str], keys: list[str]) -> ColumnElement[bool]:
+        """`key` is one of `keys`: on PostgreSQL one array parameter (one statement text,
+        prepared once, for every batch), elsewhere a list of parameters."""
+        if self._conn.dialect.name == "postgresql":
+            return key == any_(bindparam("keys", keys, type_=ARRAY(String)))
+        return key.in_(keys)
