@@ -138,9 +138,11 @@ org_aliases = Table(
     "org_aliases",
     metadata,
     # Another name of the org, such as the customer id another billing system gave it: an
-    # event sent through a compatible protocol with this id counts for `org_id`.
+    # event sent through a compatible protocol with this id counts for `org_id`. A reference
+    # table (docs/scaling.md): an alias is unique across the deployment, and names its org
+    # without a foreign key (the org exists when it is written; orgs are never deleted).
     Column("alias", String(255), primary_key=True),
-    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=False),
+    Column("org_id", String(ID), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "org_id"),
 )
@@ -506,9 +508,11 @@ billing_events = Table(
 webhook_endpoints = Table(
     "webhook_endpoints",
     metadata,
+    # A reference table (docs/scaling.md), read for every event: its org is named without a
+    # foreign key (the org exists when it is written; orgs are never deleted).
     Column("endpoint_id", String(32), primary_key=True),
     # NULL: deployment-wide, for every org's events.
-    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=True),
+    Column("org_id", String(ID), nullable=True),
     Column("url", String(2000), nullable=False),
     Column("event_types", String(400), nullable=False),  # comma-joined; "": every type
     Column("description", String(200), nullable=True),
