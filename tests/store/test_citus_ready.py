@@ -42,7 +42,6 @@ NOT_YET = {
     ("deliveries", "unique (event_id, channel, target) without org_id"),
     ("deliveries", "foreign key (event_id) to billing_events without org_id"),
     ("delivery_attempts", "no org_id"),
-    ("subscription_history", "primary key without org_id"),
 }
 """What keeps the schema from Citus today (docs/scaling.md says how each is to be mended)."""
 

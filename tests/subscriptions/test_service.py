@@ -8,16 +8,19 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import func, select
 
 from billing_kernel.common.money import round_money
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
+from billing_kernel.db.tables import subscription_history
 from billing_kernel.errors import CurrencyChange, PreviewStale
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Plan, PlanMetric
 from billing_kernel.subscriptions.rules import ChangeKind
+from billing_kernel.usage.rules import UsageReport
 from tests.conftest import Clock, make_kernel, new_id
 
 pytestmark = pytest.mark.anyio
@@ -318,3 +321,31 @@ async def test_an_upgrade_at_the_periods_first_second_previews_lines_that_add_up
     )
     assert made.lines == preview.lines
     assert (await kernel.invoices.upcoming(org_id)).total == preview.upcoming_after.total
+
+
+async def test_each_change_is_numbered_after_the_last_even_when_one_batch_makes_many(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """The history's key is (org, change number): on PostgreSQL a sequence numbers changes,
+    on SQLite the insert does; either way after every change before, one number each, in
+    the order they were made."""
+    h = subscription_history.c
+    async with database.read() as conn:
+        before = (await conn.execute(select(func.max(h.change_id)))).scalar_one() or 0
+    made = sorted(new_id() for _ in range(3))  # three orgs the batch creates, one statement
+    await kernel.usage.record_batch([UsageReport(o, "tokens", 1, new_id("e")) for o in made])
+    org_id = made[0]
+    await kernel.subscriptions.set_status(org_id, BillingStatus.ACTIVE)
+    async with database.read() as conn:
+        rows = (
+            await conn.execute(
+                select(h.org_id, h.change_id, h.status)
+                .where(h.org_id.in_(made))
+                .order_by(h.change_id)
+            )
+        ).all()
+    numbers = [row.change_id for row in rows]
+    assert len(set(numbers)) == 4
+    assert min(numbers) > before
+    assert [row.org_id for row in rows[:3]] == made  # created together, in org order
+    assert (rows[3].org_id, rows[3].status) == (org_id, "active")  # the change after

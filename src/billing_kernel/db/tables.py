@@ -189,12 +189,14 @@ org_billing_state = Table(
 subscription_history = Table(
     "subscription_history",
     metadata,
-    # The order changes were made in (several may share an instant).
+    # The order changes were made in (several may share an instant): a sequence's on
+    # PostgreSQL; on SQLite, where only a lone integer key numbers itself, given by the
+    # insert (db/history.py).
     Column(
         "change_id",
         BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
         autoincrement=True,
+        nullable=False,
     ),
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=False),
     # The org's plan, version and status from this instant until its next change.
@@ -207,6 +209,7 @@ subscription_history = Table(
         ["plan_slug", "plan_version"], ["plan_versions.plan_slug", "plan_versions.version"]
     ),
     Index(None, "org_id", "valid_from"),
+    PrimaryKeyConstraint("org_id", "change_id"),
 )
 
 scheduled_plan_changes = Table(

@@ -193,4 +193,4 @@ class OrgRepository:
             seeded = list(result.scalars())
             if seeded:  # one statement, however many orgs a batch created
                 which = org_billing_state.c.org_id.in_(seeded)
-                await self._conn.execute(add_to_history(which, None))
+                await self._conn.execute(add_to_history(which, None, self._conn.dialect.name))

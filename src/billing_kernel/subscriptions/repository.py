@@ -33,7 +33,9 @@ class SubscriptionRepository:
     async def record_history(self, org_id: str, now: datetime) -> None:
         """Add the org's billing state as it is now to its subscription history, valid from
         `now` (see `invoices`)."""
-        await self._conn.execute(add_to_history(org_billing_state.c.org_id == org_id, now))
+        await self._conn.execute(
+            add_to_history(org_billing_state.c.org_id == org_id, now, self._conn.dialect.name)
+        )
 
     async def set_plan(self, org_id: str, plan_slug: str, version: int, now: datetime) -> None:
         await self._conn.execute(
