@@ -5,6 +5,7 @@ recomputing a forgotten month's invoices from what they recorded."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -28,6 +29,7 @@ from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.usage.rules import UsageReport
 from billing_kernel.usage.service import RetentionService
 from tests.conftest import Clock, make_kernel, new_id
+from tests.test_cli import run
 
 pytestmark = pytest.mark.anyio
 
@@ -156,6 +158,37 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
     for invoice in invoices:  # invoices and what they recorded are kept as they were
         assert await kernel.invoices.get(invoice.invoice_id) == invoice
     assert await kernel.invoices.verify() == []
+
+    # The operator's view, at the real time: March waits for its invoices (never made here).
+    said = await asyncio.to_thread(
+        run,
+        str(own_database.url),
+        "usage",
+        "retention",
+        env={"BILLING_EVENT_RETENTION_MONTHS": "1"},
+    )
+    assert said.returncode == 0, said.stderr
+    lines = said.stdout.splitlines()
+    assert lines[:2] == [
+        "events are kept 1 whole month(s) past their month",
+        "forgotten: 2026-01, 2026-02",
+    ]
+    assert lines[2].startswith("due: 2026-04")  # April on: no usage, nothing to keep
+    assert lines[3] == "kept until all of the month is invoiced: 2026-03"
+    said = await asyncio.to_thread(
+        run,
+        str(own_database.url),
+        "usage",
+        "retention",
+        "--forget",
+        env={"BILLING_EVENT_RETENTION_MONTHS": "1"},
+    )
+    assert said.stdout.splitlines()[2].startswith("forgot now: 2026-04")
+    unset = await asyncio.to_thread(run, str(own_database.url), "usage", "retention")
+    assert (
+        unset.stdout.splitlines()[0]
+        == "BILLING_EVENT_RETENTION_MONTHS is unset: every event is kept"
+    )
 
     # Verification now rests on the usage each invoice recorded of a forgotten month.
     async with own_database.transaction() as conn:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
@@ -24,6 +25,16 @@ from billing_kernel.usage.repository.retention import UsageRetention
 from billing_kernel.usage.rules import kept_until
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    forgotten: list[date]
+    """Begun to be forgotten (a round stopped half way finishes it)."""
+    due: list[date]
+    waiting: list[date]
+    """Past their retention, with a line no invoice billed yet."""
+
 
 BATCH = 2_000
 """Rows a transaction deletes at most."""
@@ -45,29 +56,41 @@ class RetentionService:
         self._max_age = max_event_age
         self._batch = batch
 
-    async def due(self) -> list[date]:
-        """The months past their retention not yet forgotten (none while
-        BILLING_EVENT_RETENTION_MONTHS is unset), oldest first: those with a line no invoice
-        billed yet wait for it."""
-        if self._months is None:
-            return []
+    @property
+    def months(self) -> int | None:
+        """BILLING_EVENT_RETENTION_MONTHS (None: every event is kept)."""
+        return self._months
+
+    async def review(self) -> Review:
+        """Where retention stands: the months forgotten (or being forgotten), those past their
+        retention to forget now, and those past it that wait for an invoice (a line no
+        invoice billed yet), oldest first; none due or waiting while
+        BILLING_EVENT_RETENTION_MONTHS is unset."""
         now = self._clock()
         async with self._tx.read() as unit:
             repo = UsageRetention(unit)
-            month = await repo.earliest_month()
+            forgotten = await repo.forgotten_months()
             finished = await repo.finished_months()
-            due: list[date] = []
+            review = Review(forgotten=sorted(forgotten), due=[], waiting=[])
+            if self._months is None:
+                return review
+            month = await repo.earliest_month()
             while month is not None and kept_until(month, self._months, self._max_age) <= now:
                 if month not in finished:
-                    if await repo.unbilled(month):
-                        logger.info(
-                            "usage of %s is past its retention but not all billed: kept",
-                            f"{month:%Y-%m}",
-                        )
-                    else:
-                        due.append(month)
+                    waits = await repo.unbilled(month)
+                    (review.waiting if waits else review.due).append(month)
                 month = BillingPeriod.starting(month).next().key
-            return due
+            return review
+
+    async def due(self) -> list[date]:
+        """The months past their retention not yet forgotten (`review`); those with a line no
+        invoice billed yet wait for it, and are logged."""
+        review = await self.review()
+        for month in review.waiting:
+            logger.info(
+                "usage of %s is past its retention but not all billed: kept", f"{month:%Y-%m}"
+            )
+        return review.due
 
     async def forget_due(self) -> list[date]:
         """Forget every month `due`, each in batches; the months forgotten."""
