@@ -186,6 +186,16 @@ class InvoicePaid(InvoiceNotOpen):
     title = "Invoice paid"
 
 
+class EventsForgotten(BillingError):
+    """The invoice bills usage of a month whose events are forgotten past
+    BILLING_EVENT_RETENTION_MONTHS: a correction could not be recomputed from them, so it is
+    not voided; nothing was written."""
+
+    status = 409
+    code = "events_forgotten"
+    title = "Events forgotten"
+
+
 class NothingToCredit(BillingError):
     """The invoice is credited in full already (also when another credit note won a race
     with this one); nothing was written."""

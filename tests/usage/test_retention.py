@@ -23,6 +23,7 @@ from billing_kernel.db.tables import (
     usage_unique_values,
 )
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.errors import EventsForgotten
 from billing_kernel.kernel import Kernel
 from billing_kernel.metrics.rules import Aggregation, Metric
 from billing_kernel.orgs.rules import BillingStatus
@@ -146,6 +147,11 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
         (org_id, f"{month.key}-x") for org_id in (paying, late) for month in (FEBRUARY, MARCH)
     }
     assert await kernel.invoices.verify() == []  # February's bills a forgotten January event
+    for invoice in invoices:  # a correction could not be recomputed: not voided, not changed
+        if invoice.org_id == paying:
+            with pytest.raises(EventsForgotten, match="bills usage of 2026-01, whose events"):
+                await kernel.invoices.void(invoice.invoice_id, "wrong plan")
+            assert await kernel.invoices.get(invoice.invoice_id) == invoice
 
     assert await kernel.invoices.close(late, FEBRUARY) is not None
     assert await retention.forget_due() == [FEBRUARY.key]

@@ -127,7 +127,9 @@ async def void_invoice(
     month replaces it (a new number; the same usage events; the org's plans and limits as
     they are now): the answer. Only an open invoice is voided: 409 `invoice_paid` for a
     paid one (a paid invoice is never voided), 409 `invoice_not_open` for a void one (also
-    when another void or a payment won a race with this call). A `billing:admin` key (for
+    when another void or a payment won a race with this call), 409 `events_forgotten` for
+    one that bills a month whose events are forgotten (BILLING_EVENT_RETENTION_MONTHS: its
+    correction could not be recomputed). A `billing:admin` key (for
     the invoice's org, or for every org); 404 `invoice_not_found` for another org's
     invoice, as for one that does not exist."""
     await kernel.invoices.get(invoice_id, key.org_id)

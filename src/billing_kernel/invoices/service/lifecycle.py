@@ -21,6 +21,7 @@ from billing_kernel.errors import (
     AmountOutOfBounds,
     BillingError,
     DatabaseUnavailable,
+    EventsForgotten,
     InvalidInput,
     InvoiceNotFound,
     InvoiceNotOpen,
@@ -117,6 +118,7 @@ class InvoiceService:
         self._events = events
         self._plans = plans
         self._credits = credits
+        self._usage = usage
         self._drafts = InvoiceDrafts(
             metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
         )
@@ -302,6 +304,7 @@ class InvoiceService:
                     return None if made_only else await repo.live_invoice(org_id, period.key)
             else:
                 old, reason = voiding
+                await self._refuse_forgotten(old, unit)
                 if not await repo.set_void(old.invoice_id, reason, now):
                     raise _not_open(await self.get(old.invoice_id, uow=unit), "voided")
                 await self._credits.release(old.invoice_id, unit)  # its correction draws again
@@ -475,6 +478,21 @@ class InvoiceService:
             made = await self._close_one(invoice.org_id, period, unit, voiding=(invoice, reason))
             assert made is not None, "a period once invoiced stays subscribed"
             return made
+
+    async def _refuse_forgotten(self, invoice: StoredInvoice, unit: UnitOfWork) -> None:
+        """EventsForgotten if the invoice bills a month whose events are forgotten: its
+        correction would be recomputed from events that are gone. Read under the org's lock,
+        which each batch of forgetting takes too, so that a month is either forgotten before
+        this reads it or forgotten after the void has moved its events."""
+        gone = {u.period_start for u in invoice.usage} & await self._usage.forgotten_months(unit)
+        if gone:
+            months = ", ".join(f"{month:%Y-%m}" for month in sorted(gone))
+            raise EventsForgotten(
+                f"invoice {invoice.number} bills usage of {months}, whose events are forgotten "
+                "(BILLING_EVENT_RETENTION_MONTHS): its correction cannot be recomputed, so it "
+                "is not voided; once paid, correct it with a credit note",
+                invoice_id=invoice.invoice_id,
+            )
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
         """Recompute every invoice that counts (open or paid) from what it recorded, and

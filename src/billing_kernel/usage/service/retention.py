@@ -13,12 +13,12 @@ partition of migration 0039) they are deleted in batches too."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.db.unit_of_work import Transactions
+from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.metrics.rules import Position
 from billing_kernel.usage.repository.partitions import LinePartitions
 from billing_kernel.usage.repository.retention import UsageRetention
@@ -123,23 +123,32 @@ class RetentionService:
         after: Position | None = None
         while True:
             async with self._tx.begin() as unit:
-                read, after = await UsageRetention(unit).forget_counted_events(
-                    org_id, month, after, self._batch
-                )
+                repo = UsageRetention(unit)
+                await repo.lock_org(org_id)
+                read, after = await repo.forget_counted_events(org_id, month, after, self._batch)
             if read < self._batch:
                 break
         b = self._batch
         await self._tx.in_batches(
-            lambda unit: UsageRetention(unit).forget_uncounted_events(org_id, month, b), b
+            _locked(org_id, lambda repo: repo.forget_uncounted_events(org_id, month, b)), b
         )
         await self._tx.in_batches(
-            lambda unit: UsageRetention(unit).forget_unique_values(org_id, month, b), b
+            _locked(org_id, lambda repo: repo.forget_unique_values(org_id, month, b)), b
         )
         if lines:
-            await self._forget_lines(org_id, month)
+            await self._tx.in_batches(
+                _locked(org_id, lambda repo: repo.forget_lines(org_id, month, b)), b
+            )
 
-    async def _forget_lines(self, org_id: str, month: date) -> None:
-        b = self._batch
-        await self._tx.in_batches(
-            lambda unit: UsageRetention(unit).forget_lines(org_id, month, b), b
-        )
+
+def _locked(
+    org_id: str, work: Callable[[UsageRetention], Awaitable[int]]
+) -> Callable[[UnitOfWork], Awaitable[int]]:
+    """A batch that holds the org first (`UsageRetention.lock_org`), as a void does."""
+
+    async def step(unit: UnitOfWork) -> int:
+        repo = UsageRetention(unit)
+        await repo.lock_org(org_id)
+        return await work(repo)
+
+    return step
