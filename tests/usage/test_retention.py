@@ -147,6 +147,9 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
         (org_id, f"{month.key}-x") for org_id in (paying, late) for month in (FEBRUARY, MARCH)
     }
     assert await kernel.invoices.verify() == []  # February's bills a forgotten January event
+    first = next(i for i in invoices if i.org_id == paying and i.period_start == JANUARY.key)
+    explained = await kernel.invoices.explain(first.invoice_id, 2)  # its overage
+    assert (explained.events, explained.sample_keys) == (5, ())  # as recorded; keys gone
     for invoice in invoices:  # a correction could not be recomputed: not voided, not changed
         if invoice.org_id == paying:
             with pytest.raises(EventsForgotten, match="bills usage of 2026-01, whose events"):
@@ -199,7 +202,6 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
     # Verification now rests on the usage each invoice recorded of a forgotten month.
     async with own_database.transaction() as conn:
         u = invoice_usage.c
-        first = next(i for i in invoices if i.org_id == paying and i.period_start == JANUARY.key)
         await conn.execute(
             update(invoice_usage)
             .where(

@@ -406,7 +406,8 @@ class InvoiceService:
         uow: UnitOfWork | None = None,
     ) -> Explained:
         """Line `number` of an invoice with the events behind it: how many, and the first
-        few of their idempotency keys. InvoiceNotFound for no such invoice or line."""
+        few of their idempotency keys (none once its month's events are forgotten: then how
+        many the invoice recorded). InvoiceNotFound for no such invoice or line."""
         async with self._tx.read(uow) as unit:
             invoice = await self.get(invoice_id, org_id, unit)
             line = next((line for line in invoice.lines if line.number == number), None)
@@ -416,8 +417,12 @@ class InvoiceService:
                 )
             events, keys = 0, []
             if line.metric is not None:
+                at = (line.period_start, line.metric)
                 billed = await InvoiceRepository(unit).billed_events(invoice_id)
-                events = billed.get((line.period_start, line.metric), Tally()).events
+                events = billed.get(at, Tally()).events
+                if line.period_start in await self._usage.forgotten_months(unit):
+                    recorded = (u.events for u in invoice.usage if (u.period_start, u.metric) == at)
+                    events = next(recorded, events)
                 keys = await InvoiceRepository(unit).sample_keys(
                     invoice_id, line.period_start, line.metric, SAMPLE_KEYS
                 )
