@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("finished_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("period_start", name=op.f("pk_usage_forgotten_months")),
     )
+    if op.get_bind().dialect.name == "postgresql":  # read with an org's invoices, by anyone
+        op.execute("GRANT SELECT ON usage_forgotten_months TO billing_user")
 
 
 def downgrade() -> None:
