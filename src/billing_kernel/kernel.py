@@ -106,6 +106,7 @@ class Kernel:
         self.retention = RetentionService(
             tx,
             clock,
+            self.orgs,
             months=settings.event_retention_months,
             max_event_age=timedelta(days=settings.max_event_age_days),
         )

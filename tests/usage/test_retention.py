@@ -105,7 +105,12 @@ def in_batches_of_two(kernel: Kernel, database: Database, clock: Clock) -> Reten
     """The kernel's retention, two rows a transaction: every month takes many, and an
     event's two lines fall on both sides of a batch's end."""
     return RetentionService(
-        Transactions(database), clock, months=1, max_event_age=timedelta(days=35), batch=2
+        Transactions(database),
+        clock,
+        kernel.orgs,
+        months=1,
+        max_event_age=timedelta(days=35),
+        batch=2,
     )
 
 

@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
-    orgs,
     usage_counters,
     usage_events,
     usage_forgotten_months,
@@ -39,15 +38,6 @@ from billing_kernel.metrics.rules import Position
 class UsageRetention:
     def __init__(self, uow: UnitOfWork) -> None:
         self._conn = uow.connection
-
-    async def lock_org(self, org_id: str) -> None:
-        """Hold the org until the transaction ends (PostgreSQL; SQLite's transactions hold
-        the database), as a void does while it moves an invoice's events to its correction:
-        a batch of forgetting and a void of the org run one after the other."""
-        if self._conn.dialect.name == "postgresql":
-            await self._conn.execute(
-                select(orgs.c.org_id).where(orgs.c.org_id == org_id).with_for_update()
-            )
 
     async def earliest_month(self) -> date | None:
         """The first month any usage was recorded in (counted, or received and counted by no

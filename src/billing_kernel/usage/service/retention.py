@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.metrics.rules import Position
+from billing_kernel.orgs.service import OrgService
 from billing_kernel.usage.repository.partitions import LinePartitions
 from billing_kernel.usage.repository.retention import UsageRetention
 from billing_kernel.usage.rules import kept_until
@@ -45,6 +46,7 @@ class RetentionService:
         self,
         transactions: Transactions,
         clock: Callable[[], datetime],
+        orgs: OrgService,
         *,
         months: int | None,
         max_event_age: timedelta,
@@ -52,6 +54,7 @@ class RetentionService:
     ) -> None:
         self._tx = transactions
         self._clock = clock
+        self._orgs = orgs
         self._months = months
         self._max_age = max_event_age
         self._batch = batch
@@ -120,35 +123,34 @@ class RetentionService:
         return True
 
     async def _forget_org(self, org_id: str, month: date, *, lines: bool) -> None:
+        """Forget the org's share of `month`, each batch holding the org first (as a void
+        does while it moves an invoice's events: the two run one after the other)."""
         after: Position | None = None
         while True:
             async with self._tx.begin() as unit:
-                repo = UsageRetention(unit)
-                await repo.lock_org(org_id)
-                read, after = await repo.forget_counted_events(org_id, month, after, self._batch)
+                await self._orgs.lock(org_id, unit)
+                read, after = await UsageRetention(unit).forget_counted_events(
+                    org_id, month, after, self._batch
+                )
             if read < self._batch:
                 break
         b = self._batch
-        await self._tx.in_batches(
-            _locked(org_id, lambda repo: repo.forget_uncounted_events(org_id, month, b)), b
-        )
-        await self._tx.in_batches(
-            _locked(org_id, lambda repo: repo.forget_unique_values(org_id, month, b)), b
-        )
+        steps: list[Callable[[UsageRetention], Awaitable[int]]] = [
+            lambda repo: repo.forget_uncounted_events(org_id, month, b),
+            lambda repo: repo.forget_unique_values(org_id, month, b),
+        ]
         if lines:
-            await self._tx.in_batches(
-                _locked(org_id, lambda repo: repo.forget_lines(org_id, month, b)), b
-            )
+            steps.append(lambda repo: repo.forget_lines(org_id, month, b))
+        for work in steps:
+            await self._tx.in_batches(self._holding(org_id, work), b)
 
+    def _holding(
+        self, org_id: str, work: Callable[[UsageRetention], Awaitable[int]]
+    ) -> Callable[[UnitOfWork], Awaitable[int]]:
+        """`work` as a batch that holds the org first."""
 
-def _locked(
-    org_id: str, work: Callable[[UsageRetention], Awaitable[int]]
-) -> Callable[[UnitOfWork], Awaitable[int]]:
-    """A batch that holds the org first (`UsageRetention.lock_org`), as a void does."""
+        async def step(unit: UnitOfWork) -> int:
+            await self._orgs.lock(org_id, unit)
+            return await work(UsageRetention(unit))
 
-    async def step(unit: UnitOfWork) -> int:
-        repo = UsageRetention(unit)
-        await repo.lock_org(org_id)
-        return await work(repo)
-
-    return step
+        return step
