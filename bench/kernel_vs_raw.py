@@ -134,12 +134,16 @@ WITH sent AS (
                          $5::timestamptz[], $6::timestamptz[], $7::date[], $8::text[])
         AS s (org_id, idempotency_key, metric, quantity, occurred_at, received_at,
               period_start, properties)
+), keyed AS (
+    INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at)
+    SELECT org_id, idempotency_key, occurred_at FROM sent
+    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key
 ), inserted AS (
     INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
                               received_at, properties)
     SELECT org_id, idempotency_key, metric, quantity, occurred_at, received_at, properties
-    FROM sent
-    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key, event, quantity, occurred_at
+    FROM sent JOIN keyed USING (org_id, idempotency_key)
+    RETURNING org_id, idempotency_key, event, quantity, occurred_at
 ), lined AS (
     INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
                              period_start)
@@ -224,11 +228,16 @@ WITH sent AS (
     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::timestamptz[],
                          $5::text[])
         WITH ORDINALITY AS s (org_id, idempotency_key, event, occurred_at, properties, n)
+), keyed AS (
+    INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at)
+    SELECT org_id, idempotency_key, occurred_at FROM sent
+    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key
 ), inserted AS (
     INSERT INTO usage_events (org_id, idempotency_key, event, occurred_at, received_at,
                               properties)
-    SELECT org_id, idempotency_key, event, occurred_at, $4[1], properties FROM sent
-    ON CONFLICT DO NOTHING RETURNING org_id, idempotency_key
+    SELECT org_id, idempotency_key, event, occurred_at, $4[1], properties
+    FROM sent JOIN keyed USING (org_id, idempotency_key)
+    RETURNING org_id, idempotency_key
 )
 INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
 SELECT s.org_id, s.idempotency_key, line.metric, line.quantity, s.occurred_at, $9
@@ -289,10 +298,13 @@ WHERE usage_counters.quantity + usage_counters.reserved + excluded.quantity <= $
 RETURNING quantity
 """
 RAW_EVENT = """
-WITH inserted AS (
+WITH keyed AS (
+    INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at) VALUES ($1, $2, $4)
+    RETURNING org_id, idempotency_key
+), inserted AS (
     INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
                               received_at)
-    VALUES ($1, $2, 'tokens', $3, $4, $4)
+    SELECT org_id, idempotency_key, 'tokens', $3, $4, $4 FROM keyed
     RETURNING org_id, idempotency_key
 )
 INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at, period_start)
@@ -772,12 +784,17 @@ async def grow(dsn: str, total: int, orgs: int) -> float:
         )
         await conn.execute(
             """
-            WITH grown AS (
+            WITH keyed AS (
+                INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at)
+                SELECT 'grown-' || (n % $2 + 1), 'g-' || n, now() - (n % 30) * interval '1 day'
+                FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+                RETURNING org_id, idempotency_key, occurred_at
+            ), grown AS (
                 INSERT INTO usage_events (org_id, idempotency_key, event, quantity,
                                           occurred_at, received_at)
-                SELECT 'grown-' || (n % $2 + 1), 'g-' || n, 'tokens', 1 + n % 13,
-                       now() - (n % 30) * interval '1 day', now()
-                FROM generate_series(1, $1) n ON CONFLICT DO NOTHING
+                SELECT org_id, idempotency_key, 'tokens', 1 + length(idempotency_key) % 13,
+                       occurred_at, now()
+                FROM keyed
                 RETURNING org_id, idempotency_key, quantity, occurred_at
             )
             INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,

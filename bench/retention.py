@@ -2,8 +2,9 @@
 next to the same rows deleted by raw statements in one transaction, the fastest a single
 long transaction could do it (and what the kernel never does: it holds the rows' locks and
 the vacuum horizon for the whole month). Three months of the same usage, each billed: one
-in migration 0039's first partition, forgotten in batches org by org; one deleted raw; and
-one with a partition of its own, whose lines go by dropping it.
+in migrations 0039's and 0047's first partitions, forgotten in batches org by org; one
+deleted raw; and one with partitions of its own, whose events and lines go by dropping them
+(their keys in batches).
 
 Usage: python bench/retention.py [--server URL-of-PostgreSQL-server]
 """
@@ -54,17 +55,19 @@ async def seed(database: Database, dsn: str, month: date) -> None:
 
 
 async def raw_delete(dsn: str, month: date) -> float:
-    """The month's events and lines deleted by one statement each, in one transaction."""
+    """The month's keys, events and lines deleted by one statement each, in one
+    transaction."""
     period = BillingPeriod.starting(month)
     conn = await asyncpg.connect(dsn.replace("postgresql+asyncpg", "postgresql"))
     try:
         started = time.perf_counter()
         async with conn.transaction():
-            await conn.execute(
-                "DELETE FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2",
-                period.start,
-                period.end,
-            )
+            for table in ("usage_event_keys", "usage_events"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE occurred_at >= $1 AND occurred_at < $2",
+                    period.start,
+                    period.end,
+                )
             await conn.execute("DELETE FROM usage_lines WHERE period_start = $1", month)
         return time.perf_counter() - started
     finally:
@@ -82,15 +85,18 @@ async def rows_left(dsn: str, month: date) -> int:
     period = BillingPeriod.starting(month)
     conn = await asyncpg.connect(dsn.replace("postgresql+asyncpg", "postgresql"))
     try:
-        events = await conn.fetchval(
-            "SELECT count(*) FROM usage_events WHERE occurred_at >= $1 AND occurred_at < $2",
-            period.start,
-            period.end,
-        )
+        events = [
+            await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE occurred_at >= $1 AND occurred_at < $2",
+                period.start,
+                period.end,
+            )
+            for table in ("usage_event_keys", "usage_events")
+        ]
         lines = await conn.fetchval(
             "SELECT count(*) FROM usage_lines WHERE period_start = $1", month
         )
-        return int(events) + int(lines)
+        return sum(int(n) for n in events) + int(lines)
     finally:
         await conn.close()
 
@@ -126,7 +132,7 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
         "events": EVENTS,
         "orgs": ORGS,
         "lines per event": 1,
-        "baseline": "one DELETE of the month's events and one of its lines, one transaction",
+        "baseline": "one DELETE each of the month's keys, events and lines, one transaction",
     }
     return [
         row(

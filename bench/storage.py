@@ -1,8 +1,8 @@
-"""Bytes on disk per stored usage event on PostgreSQL (its `usage_events` row and its
-`usage_lines`, tables, indexes and TOAST, after VACUUM) next to the event's JSON as sent,
-for the capacity arithmetic of docs/scaling.md: reports of one metric's quantity (one line
-each), and named LLM events with three properties that two meters count (two lines each),
-written through the kernel's own batches.
+"""Bytes on disk per stored usage event on PostgreSQL (its `usage_event_keys` and
+`usage_events` rows and its `usage_lines`, tables, indexes and TOAST, after VACUUM) next to
+the event's JSON as sent, for the capacity arithmetic of docs/scaling.md: reports of one
+metric's quantity (one line each), and named LLM events with three properties that two
+meters count (two lines each), written through the kernel's own batches.
 
 Usage: python bench/storage.py [--server URL-of-PostgreSQL-server]
 """
@@ -51,11 +51,11 @@ def named(batch: int) -> list[UsageReport]:
 
 
 async def sizes(dsn: str) -> dict[str, tuple[int, int]]:
-    """(rows, bytes) of usage_events and usage_lines, after VACUUM."""
+    """(rows, bytes) of usage_event_keys, usage_events and usage_lines, after VACUUM."""
     conn = await asyncpg.connect(dsn.replace("postgresql+asyncpg", "postgresql"))
     try:
         found = {}
-        for table in ("usage_events", "usage_lines"):
+        for table in ("usage_event_keys", "usage_events", "usage_lines"):
             await conn.execute(f"VACUUM (ANALYZE) {table}")
             rows = await conn.fetchval(f"SELECT count(*) FROM {table}")
             size = await conn.fetchval(  # a partitioned table's bytes are its partitions'
@@ -125,13 +125,15 @@ def collect(postgres_url: str) -> list[dict[str, Any]]:
         ("reports", "report of a quantity", reports(0)),
         ("named", "named LLM event, two meters", named(0)),
     ):
-        events, lines = found[kind]["usage_events"], found[kind]["usage_lines"]
+        keys, events = found[kind]["usage_event_keys"], found[kind]["usage_events"]
+        lines = found[kind]["usage_lines"]
         per_event_lines = 1.0 if kind == "reports" else found["lines per named event"]
-        stored = events + lines * per_event_lines
+        stored = keys + events + lines * per_event_lines
         sent = sum(sent_bytes(r) for r in sample) / len(sample)
         setup = {
             "events": EVENTS,
             "orgs": ORGS,
+            "usage_event_keys bytes per event": round(keys),
             "usage_events bytes per event": round(events),
             "usage_lines bytes per line": round(lines),
             "lines per event": per_event_lines,

@@ -102,10 +102,10 @@ def scratch_postgres_database(options: str = "") -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def migrate_with_demo_catalogue(url: str) -> None:
-    """Migrate the database at `url` and seed the demo's metrics and plans, which most tests
-    use (internal-dev the default new orgs start on)."""
-    migrate.upgrade(url)
+def migrate_with_demo_catalogue(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` (to `revision`) and seed the demo's metrics and plans,
+    which most tests use (internal-dev the default new orgs start on)."""
+    migrate.upgrade(url, revision)
 
     async def seed() -> None:
         kernel = Kernel.open(Settings(database_url=url))

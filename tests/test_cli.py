@@ -140,6 +140,37 @@ def test_an_empty_listing_says_none(tmp_path: Path) -> None:
     assert run(url, "plans", "list").stdout.startswith("none: this deployment offers no plan")
 
 
+def test_migrate_in_two_steps_runs_the_kernel_at_the_first(tmp_path: Path) -> None:
+    """The rollout docs/operations.md gives for 0046 and 0047: the first step, kernels of
+    this version run on it (usage is recorded), then the rest; a revision this version does
+    not run on, or one already passed, is refused in one line, writing nothing."""
+    url = f"sqlite:///{tmp_path / 'steps.db'}"
+    refused = run(url, "migrate", "--to", "0040")
+    assert (refused.returncode, refused.stderr.strip()) == (
+        1,
+        "error: --to 0040: this version runs on schema revision 0047 or 0046; "
+        "migrate to one of those",
+    )
+    assert not (tmp_path / "steps.db").exists()
+    first = run(url, "migrate", "--to", "0046")
+    assert first.stdout.startswith("created the billing-kernel schema (revision 0046)")
+    assert run(url, "demo", "--plans-only").returncode == 0
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id).returncode == 0
+    recorded = run(url, "usage", "record", org_id, "tokens", "5", "--key", "k")
+    assert recorded.returncode == 0, recorded.stderr
+    rest = run(url, "migrate")
+    assert (
+        rest.stdout.strip()
+        == f"upgraded sqlite:///{tmp_path / 'steps.db'} from schema revision 0046 to 0047"
+    )
+    again = run(url, "usage", "record", org_id, "tokens", "5", "--key", "k")
+    assert again.stdout.startswith("duplicate")
+    past = run(url, "migrate", "--to", "0046")
+    assert past.returncode == 1
+    assert past.stderr.strip().endswith("is already at schema revision 0047, past it")
+
+
 def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'token.db'}"
     secret = "a-secret-for-this-test-only-0123456789abcdef"

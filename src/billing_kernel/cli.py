@@ -63,7 +63,17 @@ def main(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="REVISION",
+            help="Stop at this revision (one this version also runs on, such as 0046: "
+            "see docs/operations.md) instead of the newest.",
+        ),
+    ] = None,
+) -> None:
     """Create or upgrade the schema on BILLING_DATABASE_URL, or BILLING_DATABASE_DIRECT_URL
     when set (it offers no plan: `demo` seeds the demo's, `plans create --default` the first
     of your own)."""
@@ -71,20 +81,29 @@ def migrate() -> None:
     before = asyncio.run(schema(url))
     if before.unreachable is not None:
         fail(before.problem or before.unreachable)
+    target = before.head if to is None else to
+    if target != before.head and before.current == before.head:
+        fail(f"--to {to}: {before.url} is already at schema revision {before.head}, past it")
+    if target != before.head and target not in migrations.RUNS_ALSO_ON:
+        fail(
+            f"--to {to}: this version runs on schema revision {before.head}"
+            + "".join(f" or {r}" for r in sorted(migrations.RUNS_ALSO_ON))
+            + "; migrate to one of those"
+        )
     try:
-        migrations.upgrade(url)
+        migrations.upgrade(url, target or "head")
     except migrations.MigrationFailed as exc:
         fail(str(exc))
     if before.current is None:
         typer.echo(
-            f"created the billing-kernel schema (revision {before.head}) in {before.url}; "
+            f"created the billing-kernel schema (revision {target}) in {before.url}; "
             "it offers no plan yet: `billing-kernel plans create --default PLAN.json` "
             "(or `billing-kernel demo` to try the kernel out)"
         )
-    elif before.current != before.head:
-        typer.echo(f"upgraded {before.url} from schema revision {before.current} to {before.head}")
+    elif before.current != target:
+        typer.echo(f"upgraded {before.url} from schema revision {before.current} to {target}")
     else:
-        typer.echo(f"{before.url} is up to date (schema revision {before.head})")
+        typer.echo(f"{before.url} is up to date (schema revision {target})")
 
 
 app.command()(check)

@@ -127,9 +127,11 @@ def schema_drift(url: str) -> list[object]:
 
     def compare(connection: Connection) -> list[object]:
         def declared(name: str | None, kind: str, _parent: object) -> bool:
-            # The months of usage_lines are tables PostgreSQL's partitioning makes, not the
-            # code's: usage_lines itself is compared.
-            return not (kind == "table" and (name or "").startswith("usage_lines_"))
+            # The months of usage_lines and usage_events are tables PostgreSQL's
+            # partitioning makes, not the code's: the partitioned tables are compared.
+            return not (
+                kind == "table" and (name or "").startswith(("usage_lines_", "usage_events_"))
+            )
 
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "include_name": declared}

@@ -17,6 +17,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.db.tables import (
     invoice_usage,
     usage_counters,
+    usage_event_keys,
     usage_events,
     usage_lines,
     usage_repeats,
@@ -144,7 +145,7 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
     retention = in_batches_of_two(kernel, own_database, clock)
     assert await retention.forget_due() == [JANUARY.key]
     for org_id in (paying, late):
-        for table in (usage_events, usage_lines, usage_unique_values):
+        for table in (usage_event_keys, usage_events, usage_lines, usage_unique_values):
             assert await rows(own_database, table, org_id, JANUARY) == 0, table.name
             assert await rows(own_database, table, org_id, FEBRUARY) > 0, table.name
             assert await rows(own_database, table, org_id, MARCH) > 0, table.name
@@ -165,7 +166,7 @@ async def test_a_billed_month_past_its_retention_is_forgotten_and_its_invoices_s
     assert await retention.forget_due() == [FEBRUARY.key]
     assert await kernel.retention.forget_due() == []  # each month once
     for org_id in (paying, late):
-        for table in (usage_events, usage_lines, usage_unique_values):
+        for table in (usage_event_keys, usage_events, usage_lines, usage_unique_values):
             assert await rows(own_database, table, org_id, FEBRUARY) == 0, table.name
     assert await repeats(own_database) == {(paying, "2026-03-01-x"), (late, "2026-03-01-x")}
     assert await counters(own_database) == before  # the summary's months are kept
@@ -245,6 +246,9 @@ async def test_the_upkeep_drops_a_month_with_a_partition_of_its_own_whole(
             )
         )
         name = first.scalar_one()  # the month after migration 0039's, which made it
+        events = name.replace("usage_lines_", "usage_events_")  # 0047's, made for it too
+        made = await conn.execute(text("SELECT to_regclass(:name)"), {"name": events})
+        assert made.scalar() is not None
     month = BillingPeriod.starting(date(int(name[-7:-3]), int(name[-2:]), 1))
     org_id = await active_org(kernel, clock, month.start)
     clock.now = month.start + DAY * 3
@@ -255,10 +259,11 @@ async def test_the_upkeep_drops_a_month_with_a_partition_of_its_own_whole(
     clock.now = month.end + timedelta(days=36)
     await upkeep(kernel).run_once()  # the worker's hourly round forgets it
     assert await kernel.retention.due() == []
-    async with own_database.read() as conn:
-        gone = await conn.execute(text("SELECT to_regclass(:name)"), {"name": name})
-        assert gone.scalar() is None
-    for table in (usage_events, usage_lines, usage_unique_values):
+    async with own_database.read() as conn:  # the month's lines and events, both dropped
+        for partition in (name, events):
+            gone = await conn.execute(text("SELECT to_regclass(:name)"), {"name": partition})
+            assert gone.scalar() is None, partition
+    for table in (usage_event_keys, usage_events, usage_lines, usage_unique_values):
         assert await rows(own_database, table, org_id, month) == 0, table.name
     assert await kernel.invoices.get(invoice.invoice_id) == invoice
     assert await kernel.invoices.verify() == []

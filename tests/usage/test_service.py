@@ -43,6 +43,33 @@ async def test_the_same_key_twice_counts_once_and_reports_a_duplicate(
     assert await used(kernel, org_id) == 700
 
 
+async def test_a_retry_stamped_in_the_next_month_is_still_a_duplicate(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """An event sent without a time is stamped when it arrives: a retry of it that arrives
+    after midnight at the month's end falls in another month (another partition of the
+    events on PostgreSQL), and is still the same event, counted once in the first month."""
+    org_id = new_id()
+    clock.now = datetime(2026, 5, 31, 23, 59, 59, 900_000, tzinfo=UTC)
+    first = await kernel.usage.record(org_id, "tokens", 700, idempotency_key="late")
+    assert first.status is RecordStatus.ACCEPTED
+    before = await row_counts(database)
+    clock.now = datetime(2026, 6, 1, 0, 0, 0, 100_000, tzinfo=UTC)
+    retried = await kernel.usage.record(org_id, "tokens", 700, idempotency_key="late")
+    assert retried.status is RecordStatus.DUPLICATE
+    assert await row_counts(database) == before
+    batch = await kernel.usage.record_batch(
+        [
+            UsageReport(org_id, "tokens", 700, "late", None, None),
+            UsageReport(org_id, "tokens", 1, "june", None, None),
+        ]
+    )
+    assert [o.status for o in batch.outcomes] == [RecordStatus.DUPLICATE, RecordStatus.ACCEPTED]
+    assert await used(kernel, org_id) == 1  # June's
+    clock.now = datetime(2026, 5, 31, 23, 59, 59, 990_000, tzinfo=UTC)
+    assert await used(kernel, org_id) == 700
+
+
 @pytest.mark.parametrize(
     "change",
     [{"quantity": 701}, {"metric": "playbook_runs"}, {"occurred_at_shift": timedelta(seconds=1)}],

@@ -61,6 +61,18 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
+RUNS_ALSO_ON = frozenset({"0046"})
+"""Revisions before the head that this version also runs on: the first step of a migration
+taken in two so that kernels keep writing while it runs (0046 adds the keys this version
+writes with every event; 0047, which kernels of 0045 cannot write through, is taken once
+every kernel runs this version). See docs/operations.md, "Usage events by month"."""
+
+
+def runs_on(current: str | None, head: str | None) -> bool:
+    """Whether this version serves a database at schema revision `current`."""
+    return current is not None and (current == head or current in RUNS_ALSO_ON)
+
+
 def head_revision(database_url: str) -> str | None:
     """The revision the migrations end at (every database URL is migrated by the same
     files): the one no other names as the revision it follows. Read from the files' own
@@ -132,7 +144,7 @@ class SchemaState:
                 f"the database {self.url} has no billing-kernel schema: run "
                 "`billing-kernel migrate` (or set BILLING_DATABASE_URL to the right database)"
             )
-        if self.current != self.head:
+        if not runs_on(self.current, self.head):
             return (
                 f"the database {self.url} is at schema revision {self.current}, this version "
                 f"needs {self.head}: run `billing-kernel migrate`"
@@ -153,8 +165,9 @@ async def schema_state(database: Database, database_url: str) -> SchemaState:
 
 
 async def schema_is_current(database: Database, head: str | None) -> bool:
-    """Whether the database answers and its schema is at `head` (the readiness check)."""
+    """Whether the database answers and its schema is one this version runs on: `head`, or
+    one of RUNS_ALSO_ON (the readiness check)."""
     try:
-        return await current_revision(database) == head
+        return runs_on(await current_revision(database), head)
     except (SQLAlchemyError, OSError):
         return False

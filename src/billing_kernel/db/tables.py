@@ -280,11 +280,26 @@ usage_priced_months = Table(
     Column("noted_at", UTCDateTime, nullable=False),
 )
 
+usage_event_keys = Table(
+    "usage_event_keys",
+    metadata,
+    # The idempotency keys an org's events were stored under, and when each event occurred:
+    # the one table that decides whether an event is new (insert-or-skip), whichever month a
+    # retry of it comes in. Narrow, so that its index stays small; the event itself is in
+    # usage_events, under the same key and time.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+)
+
 usage_events = Table(
     "usage_events",
     metadata,
     # One row per event an org sent under an idempotency key: the event as received, which a
-    # repeat of the key is compared with. What it counts toward is in usage_lines.
+    # repeat of the key is compared with. What it counts toward is in usage_lines. Whether a
+    # key is new is decided by usage_event_keys, which every insert here follows.
+    # On PostgreSQL, partitioned by month of `occurred_at` (migration 0047), which the key
+    # therefore carries; `usage/partitions.py` makes the months ahead.
     Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
     Column("idempotency_key", String(255), primary_key=True),
     # The event's name; for a report of one metric's quantity, the metric's key.
@@ -292,7 +307,7 @@ usage_events = Table(
     # A report of one metric: its quantity. A named event: NULL (its meters read its
     # properties).
     Column("quantity", BigInteger, nullable=True),
-    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("occurred_at", UTCDateTime, primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
     # False: the kernel chose `occurred_at` (received without one, or a consume's or a
     # reservation commit's event); a repeat is then not compared by its time.
@@ -886,6 +901,7 @@ ORG_SCOPED_TABLES = (
     scheduled_plan_changes,
     org_limit_overrides,
     usage_counters,
+    usage_event_keys,
     usage_events,
     usage_lines,
     usage_unique_values,

@@ -54,12 +54,15 @@ class TelemetryRepository:
         return int((await self._conn.execute(query)).scalar_one())
 
     async def lines_in_default(self) -> bool:
-        """Whether usage lines landed in the DEFAULT partition (PostgreSQL): a month that had
-        no partition of its own when they were written."""
+        """Whether usage lines or events landed in their DEFAULT partition (PostgreSQL): a
+        month that had no partition of its own when they were written."""
         if self._conn.dialect.name != "postgresql":
             return False
-        there = await self._conn.execute(text("SELECT to_regclass('usage_lines_default')"))
-        if there.scalar() is None:
-            return False
-        found = await self._conn.execute(text("SELECT EXISTS (SELECT 1 FROM usage_lines_default)"))
-        return bool(found.scalar())
+        for table in ("usage_lines_default", "usage_events_default"):
+            there = await self._conn.execute(text("SELECT to_regclass(:t)"), {"t": table})
+            if there.scalar() is None:
+                continue
+            found = await self._conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {table})"))
+            if found.scalar():
+                return True
+        return False

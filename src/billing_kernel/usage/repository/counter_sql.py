@@ -41,6 +41,7 @@ from billing_kernel.db.limits import (
 )
 from billing_kernel.db.tables import (
     usage_counters,
+    usage_event_keys,
     usage_events,
     usage_lines,
     usage_priced_months,
@@ -287,25 +288,47 @@ def take_last(dialect_name: str) -> Insert:
 
 @functools.cache
 def pg_record_within(*, within_ceiling: bool) -> Any:
-    """PostgreSQL: one event, its line and its counter in one statement, the event first (as every
-    other writer takes them: a used key stops before the counter's row is locked). The
+    """PostgreSQL: one event, its line and its counter in one statement, the event's key first
+    (as every other writer takes them: a used key stops before the counter's row is locked). The
     counter is added to only for an event this statement inserted, and only within
     `most` when `within_ceiling`. One row back: how many events were inserted (0: the key
     was used), and the counter's usage and holds after (NULL: it did not fit, and the
     caller takes the event back)."""
-    events, lines, counters = usage_events.c, usage_lines.c, usage_counters.c
+    events, keys = usage_events.c, usage_event_keys.c
+    lines, counters = usage_lines.c, usage_counters.c
+    keyed = (
+        postgresql.insert(usage_event_keys)
+        .values(
+            org_id=bindparam("e_org", type_=keys.org_id.type),
+            idempotency_key=bindparam("e_key", type_=keys.idempotency_key.type),
+            occurred_at=bindparam("e_occurred", type_=keys.occurred_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=[keys.org_id, keys.idempotency_key])
+        .returning(keys.org_id, keys.idempotency_key)
+        .cte("keyed")
+    )
     recorded = (
         postgresql.insert(usage_events)
-        .values(
-            org_id=bindparam("e_org", type_=events.org_id.type),
-            idempotency_key=bindparam("e_key", type_=events.idempotency_key.type),
-            event=bindparam("e_metric", type_=events.event.type),
-            quantity=bindparam("e_quantity", type_=events.quantity.type),
-            occurred_at=bindparam("e_occurred", type_=events.occurred_at.type),
-            received_at=bindparam("e_received", type_=events.received_at.type),
-            time_given=bindparam("e_given", type_=events.time_given.type),
+        .from_select(
+            [
+                "org_id",
+                "idempotency_key",
+                "event",
+                "quantity",
+                "occurred_at",
+                "received_at",
+                "time_given",
+            ],
+            select(
+                keyed.c.org_id,
+                keyed.c.idempotency_key,
+                bindparam("e_metric", type_=events.event.type),
+                bindparam("e_quantity", type_=events.quantity.type),
+                bindparam("e_occurred", type_=events.occurred_at.type),
+                bindparam("e_received", type_=events.received_at.type),
+                bindparam("e_given", type_=events.time_given.type),
+            ),
         )
-        .on_conflict_do_nothing(index_elements=[events.org_id, events.idempotency_key])
         .returning(events.org_id, events.idempotency_key, events.quantity)
         .cte("recorded")
     )

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from billing_kernel.db.tables import usage_events
+from billing_kernel.db.tables import usage_event_keys, usage_events
 from billing_kernel.db.types import UTCDateTime
 
 # On PostgreSQL a batch travels as one parameter per column and is unnested by the server: a
@@ -44,6 +44,10 @@ from billing_kernel.db.types import UTCDateTime
 # position. A line's month is its event's UTC calendar month, as `BillingPeriod.containing`
 # has it.
 #
+# Whether an event is new is decided by its key going into `usage_event_keys` (insert-or-skip,
+# whichever month its time falls in); the event goes into `usage_events` (partitioned by
+# month) only when its key did.
+#
 # Answered: each event it did not insert (none, usually), by position, with whether what is
 # stored under its key differs from it (`UsageEvent.is_replay_of`, in SQL): NULL when the
 # stored row is not in the statement's snapshot (a concurrent sender's, committed while this
@@ -59,13 +63,17 @@ PG_INSERT_EVENTS = text("""
                              string_to_array(CAST(:properties AS text), E'\\x1f', E'\\x1e'))
             WITH ORDINALITY AS s (org_id, idempotency_key, event, quantity, occurred_at,
                                   time_given, counted, properties, n)
+    ), keyed AS (
+        INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at)
+        SELECT org_id, idempotency_key, occurred_at FROM sent
+        ON CONFLICT (org_id, idempotency_key) DO NOTHING
+        RETURNING org_id, idempotency_key
     ), inserted AS (
         INSERT INTO usage_events (org_id, idempotency_key, event, quantity, occurred_at,
                                   received_at, time_given, counted, properties)
         SELECT org_id, idempotency_key, event, quantity, occurred_at,
                CAST(:received_at AS timestamptz), time_given, counted, properties
-        FROM sent
-        ON CONFLICT (org_id, idempotency_key) DO NOTHING
+        FROM sent JOIN keyed USING (org_id, idempotency_key)
         RETURNING org_id, idempotency_key, event, quantity, occurred_at
     ), reported AS (
         INSERT INTO usage_lines (org_id, idempotency_key, metric, quantity, occurred_at,
@@ -89,11 +97,14 @@ PG_INSERT_EVENTS = text("""
                    OR e.quantity IS DISTINCT FROM s.quantity
                    OR e.properties IS DISTINCT FROM s.properties
                    OR (e.time_given AND s.time_given AND e.occurred_at <> s.occurred_at)
-            FROM usage_events e
-            WHERE e.org_id = s.org_id AND e.idempotency_key = s.idempotency_key) AS differs
-    FROM sent s LEFT JOIN inserted i USING (org_id, idempotency_key)
+            FROM usage_event_keys k
+            JOIN usage_events e ON e.org_id = k.org_id
+                               AND e.idempotency_key = k.idempotency_key
+                               AND e.occurred_at = k.occurred_at
+            WHERE k.org_id = s.org_id AND k.idempotency_key = s.idempotency_key) AS differs
+    FROM sent s LEFT JOIN keyed i USING (org_id, idempotency_key)
     WHERE i.org_id IS NULL
-      AND (SELECT count(*) FROM inserted) < (SELECT count(*) FROM sent)  -- else none skipped
+      AND (SELECT count(*) FROM keyed) < (SELECT count(*) FROM sent)  -- else none skipped
 """)
 PAYLOAD: tuple[ColumnClause[Any], ...] = (
     column("n", Integer),
@@ -115,10 +126,22 @@ _PG_SENT = (
 )
 
 
+def stored_under(keys: Any) -> ColumnElement[bool]:
+    """Joins `usage_events` to the rows `keys` (of `usage_event_keys`, or of `usage_lines`,
+    which carry their event's time) name: by key and time, so that on PostgreSQL only the
+    event's month is read."""
+    e = usage_events.c
+    return and_(
+        e.org_id == keys.org_id,
+        e.idempotency_key == keys.idempotency_key,
+        e.occurred_at == keys.occurred_at,
+    )
+
+
 def conflicts_with(sent: FromClause) -> Any:
     """The positions of the events `sent` whose key is stored with another payload: another
     name, quantity or properties, or another event time where both senders gave one."""
-    e, k = usage_events.c, sent.c
+    e, keys, k = usage_events.c, usage_event_keys.c, sent.c
     differs: ColumnElement[bool] = or_(
         e.event != k.name,
         e.quantity.is_distinct_from(k.quantity),
@@ -129,9 +152,10 @@ def conflicts_with(sent: FromClause) -> Any:
         select(k.n)
         .select_from(sent)
         .join(
-            usage_events,
-            and_(e.org_id == k.org_id, e.idempotency_key == k.idempotency_key),
+            usage_event_keys,
+            and_(keys.org_id == k.org_id, keys.idempotency_key == k.idempotency_key),
         )
+        .join(usage_events, stored_under(keys))
         .where(differs)
     )
 

@@ -33,6 +33,7 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.usage.repository import event_sql
 from billing_kernel.usage.rules import (
     EventPosition,
     StoredEvent,
@@ -41,11 +42,7 @@ from billing_kernel.usage.rules import (
 
 def _lines_with_events() -> FromClause:
     """Each line with the event it is of (for the event's properties and receive time)."""
-    lines, events = usage_lines.c, usage_events.c
-    return usage_lines.join(
-        usage_events,
-        and_(events.org_id == lines.org_id, events.idempotency_key == lines.idempotency_key),
-    )
+    return usage_lines.join(usage_events, event_sql.stored_under(usage_lines.c))
 
 
 def _with_repeats(source: FromClause, keys: Any) -> FromClause:

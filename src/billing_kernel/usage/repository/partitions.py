@@ -1,6 +1,6 @@
-"""The months of `usage_lines` on PostgreSQL: a partition a month (migration 0039), each made
-ahead of its month by the worker. Partition DDL is the only DDL the kernel runs outside its
-migrations."""
+"""The months of `usage_lines` (migration 0039) and `usage_events` (0047) on PostgreSQL: a
+partition a month for each, made ahead of its month by the worker. Partition DDL is the only
+DDL the kernel runs outside its migrations."""
 
 from __future__ import annotations
 
@@ -16,31 +16,44 @@ logger = logging.getLogger(__name__)
 
 LOCK_WAIT = "2s"
 """How long making a partition may wait for the parent's lock (it waits behind every
-transaction that reads or writes lines); given up, it is tried again at the next round."""
+transaction that reads or writes the table); given up, it is tried again at the next round."""
 
 _COVERED = "42P17"  # invalid_object_definition: an existing partition already holds the range
 _MADE = "42P07"  # duplicate_table: another worker made it meanwhile
 _IN_DEFAULT = "23514"  # check_violation: the DEFAULT partition already holds rows of the month
 
+BY_MONTH = {"usage_lines": "'{}'", "usage_events": "'{} 00:00:00+00'"}
+"""The tables partitioned by month, each with how a month's first day is written as a bound
+of its partition key: lines by `period_start` (a date), events by `occurred_at` (UTC)."""
 
-def partition_name(month: date) -> str:
-    return f"usage_lines_{month:%Y_%m}"
+
+def partition_name(table: str, month: date) -> str:
+    return f"{table}_{month:%Y_%m}"
 
 
 def _next_month(month: date) -> date:
     return date(month.year + 1, 1, 1) if month.month == 12 else date(month.year, month.month + 1, 1)
 
 
-class LinePartitions:
-    def __init__(self, uow: UnitOfWork) -> None:
+class MonthPartitions:
+    """The months of one of the tables in BY_MONTH."""
+
+    def __init__(self, uow: UnitOfWork, table: str) -> None:
+        if table not in BY_MONTH:
+            raise ValueError(f"{table} is not partitioned by month")
         self._conn = uow.connection
+        self.table = table
+
+    def name(self, month: date) -> str:
+        return partition_name(self.table, month)
 
     async def partitioned(self) -> bool:
-        """Whether `usage_lines` is partitioned here (PostgreSQL, migrated past 0039)."""
+        """Whether the table is partitioned here (PostgreSQL, migrated past its migration)."""
         if self._conn.dialect.name != "postgresql":
             return False
         found = await self._conn.execute(
-            text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('usage_lines')")
+            text("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(:table)"),
+            {"table": self.table},
         )
         return bool(found.scalar())
 
@@ -56,9 +69,9 @@ class LinePartitions:
                 await self._conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
                 await self._conn.execute(
                     text(
-                        f"CREATE TABLE {partition_name(month)} PARTITION OF usage_lines "
-                        f"FOR VALUES FROM ('{month.isoformat()}') "
-                        f"TO ('{_next_month(month).isoformat()}')"
+                        f"CREATE TABLE {self.name(month)} PARTITION OF {self.table} "
+                        f"FOR VALUES FROM ({self._bound(month)}) "
+                        f"TO ({self._bound(_next_month(month))})"
                     )
                 )
         except DBAPIError as exc:
@@ -67,14 +80,15 @@ class LinePartitions:
                 return False
             if state == _IN_DEFAULT:
                 logger.warning(
-                    "usage lines of %s are in the DEFAULT partition: %s stays unmade "
+                    "%s of %s are in the DEFAULT partition: %s stays unmade "
                     "(move them out to make it)",
+                    self.table,
                     month.isoformat(),
-                    partition_name(month),
+                    self.name(month),
                 )
                 return False
             if state == "55P03":  # lock_not_available
-                logger.info("making %s waited too long for its lock; later", partition_name(month))
+                logger.info("making %s waited too long for its lock; later", self.name(month))
                 return False
             raise
         return True
@@ -83,12 +97,12 @@ class LinePartitions:
         """Whether `month` has a partition of its own (not the first one's range, not
         DEFAULT)."""
         exists = await self._conn.execute(
-            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition_name(month)}
+            text("SELECT to_regclass(:name) IS NOT NULL"), {"name": self.name(month)}
         )
         return bool(exists.scalar())
 
     async def drop(self, month: date) -> bool:
-        """Drop `month`'s own partition, its lines and all; whether the month has none left
+        """Drop `month`'s own partition, its rows and all; whether the month has none left
         (False: the lock was not had in LOCK_WAIT; tried again at the next round). Only for
         a month whose events are forgotten (`retention.py`)."""
         if not await self.has_own(month):
@@ -96,12 +110,13 @@ class LinePartitions:
         try:
             async with self._conn.begin_nested():
                 await self._conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
-                await self._conn.execute(text(f"DROP TABLE IF EXISTS {partition_name(month)}"))
+                await self._conn.execute(text(f"DROP TABLE IF EXISTS {self.name(month)}"))
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-                logger.info(
-                    "dropping %s waited too long for its lock; later", partition_name(month)
-                )
+                logger.info("dropping %s waited too long for its lock; later", self.name(month))
                 return False
             raise
         return True
+
+    def _bound(self, month: date) -> str:
+        return BY_MONTH[self.table].format(month.isoformat())

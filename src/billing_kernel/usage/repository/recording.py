@@ -24,6 +24,7 @@ from billing_kernel.common.keys import CounterKey
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     usage_counters,
+    usage_event_keys,
     usage_events,
     usage_lines,
     usage_repeats,
@@ -112,15 +113,19 @@ class UsageRepository:
         """Insert the events whose keys are new, with their lines: the keys inserted, and,
         on PostgreSQL, for those it skipped, whether what is stored under them differs.
 
-        The events are received together (one receive time). A key already stored (or
-        repeated in the batch) is skipped by the unique primary key, so concurrent senders
-        of one key insert it once; only the sender that inserted an event writes its lines.
+        The events are received together (one receive time), each under a key of its own
+        (the service judges a key repeated in a batch by its first use). A key already
+        stored is skipped by `usage_event_keys`' primary key, so concurrent senders of one
+        key insert it once, whichever month each stamps it in; only the sender that inserted
+        a key writes its event and lines.
         """
         if not events:
             return Written(set(), {})
         received_at = events[0].received_at
         if any(e.received_at != received_at for e in events):
             raise ValueError("events written together share one receive time")
+        if len({(e.org_id, e.idempotency_key) for e in events}) < len(events):
+            raise ValueError("events written together have keys of their own")
         if self._conn.dialect.name == "postgresql":
             lines = [  # a named event's; a unique count's wait for `insert_unique_lines`
                 (n, line)
@@ -154,32 +159,41 @@ class UsageRepository:
                 elif skipped[n] is not None:
                     differs[e.org_id, e.idempotency_key] = skipped[n]
             return Written(inserted, differs)
-        stmt = (
-            upsert(self._conn, usage_events)
-            .on_conflict_do_nothing(
-                index_elements=[usage_events.c.org_id, usage_events.c.idempotency_key]
-            )
-            .returning(usage_events.c.org_id, usage_events.c.idempotency_key)
-        )
+        keys = usage_event_keys.c
         result = await self._conn.execute(
-            stmt,
+            upsert(self._conn, usage_event_keys)
+            .on_conflict_do_nothing(index_elements=[keys.org_id, keys.idempotency_key])
+            .returning(keys.org_id, keys.idempotency_key),
             [
                 {
                     "org_id": e.org_id,
                     "idempotency_key": e.idempotency_key,
-                    "event": e.name,
-                    "quantity": e.quantity,
                     "occurred_at": e.occurred_at,
-                    "received_at": received_at,
-                    "time_given": e.occurred_at_given,
-                    "properties": e.properties,
-                    "counted": e.counted,
                 }
                 for e in events
             ],
         )
         inserted = {(org_id, key) for org_id, key in result}
-        rows = _line_rows([e for e in events if (e.org_id, e.idempotency_key) in inserted])
+        new = [e for e in events if (e.org_id, e.idempotency_key) in inserted]
+        if new:
+            await self._conn.execute(
+                usage_events.insert(),
+                [
+                    {
+                        "org_id": e.org_id,
+                        "idempotency_key": e.idempotency_key,
+                        "event": e.name,
+                        "quantity": e.quantity,
+                        "occurred_at": e.occurred_at,
+                        "received_at": received_at,
+                        "time_given": e.occurred_at_given,
+                        "properties": e.properties,
+                        "counted": e.counted,
+                    }
+                    for e in new
+                ],
+            )
+        rows = _line_rows(new)
         if rows:
             await self._conn.execute(usage_lines.insert(), rows)
         return Written(inserted, {})
@@ -233,7 +247,7 @@ class UsageRepository:
     async def delete_event(self, org_id: str, idempotency_key: str) -> None:
         """Take back an event this transaction inserted, with its lines (its usage was
         refused)."""
-        for table in (usage_lines, usage_events):
+        for table in (usage_lines, usage_events, usage_event_keys):
             await self._conn.execute(
                 delete(table).where(
                     table.c.org_id == org_id, table.c.idempotency_key == idempotency_key
@@ -269,8 +283,9 @@ class UsageRepository:
 
     async def has_event(self, org_id: str, idempotency_key: str) -> bool:
         """Whether the org has an event under `idempotency_key`."""
-        query = select(usage_events.c.event).where(
-            usage_events.c.org_id == org_id, usage_events.c.idempotency_key == idempotency_key
+        keys = usage_event_keys.c
+        query = select(keys.org_id).where(
+            keys.org_id == org_id, keys.idempotency_key == idempotency_key
         )
         return (await self._conn.execute(query)).first() is not None
 

@@ -25,6 +25,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
     usage_counters,
+    usage_event_keys,
     usage_events,
     usage_forgotten_months,
     usage_lines,
@@ -33,6 +34,7 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.metrics.rules import Position
+from billing_kernel.usage.repository.event_sql import stored_under
 
 
 class UsageRetention:
@@ -100,11 +102,12 @@ class UsageRetention:
         return sorted(found.scalars())
 
     async def forget_counted_events(
-        self, org_id: str, month: date, after: Position | None, limit: int
+        self, org_id: str, month: date, after: Position | None, limit: int, *, events: bool
     ) -> tuple[int, Position | None]:
-        """Delete the org's events (and their repeats) behind the next `limit` lines of
-        `month` after `after`, in event time and key order; the lines stay. How many lines
-        were read, and where the last stands."""
+        """Delete the org's events' keys and repeats, and unless not `events` the events
+        (their month's partition is to be dropped), behind the next `limit` lines of `month`
+        after `after`, in event time and key order; the lines stay. How many lines were
+        read, and where the last stands."""
         period = BillingPeriod.starting(month)
         e = usage_lines.c
         query = select(e.occurred_at, e.idempotency_key).where(
@@ -120,19 +123,26 @@ class UsageRetention:
         ).all()
         if not rows:
             return 0, after
-        await self._forget_keys(org_id, sorted({row.idempotency_key for row in rows}))
+        keys = sorted({row.idempotency_key for row in rows})
+        await self._forget_keys(org_id, period, keys, events=events)
         last = rows[-1]
         return len(rows), Position(last.occurred_at, last.idempotency_key)
 
-    async def forget_uncounted_events(self, org_id: str, month: date, limit: int) -> int:
-        """Delete up to `limit` of the org's events of `month` that no metric counted (they
-        have no lines), with their repeats; how many."""
+    async def forget_uncounted_events(
+        self, org_id: str, month: date, limit: int, *, events: bool
+    ) -> int:
+        """Delete the keys and repeats of up to `limit` of the org's events of `month` that
+        no metric counted (they have no lines), and unless not `events` the events (their
+        month's partition is to be dropped); how many."""
         period = BillingPeriod.starting(month)
         e = usage_events.c
         keys = list(
-            (
+            (  # through the keys still stored: an event whose partition waits is done
                 await self._conn.execute(
                     select(e.idempotency_key)
+                    .select_from(
+                        usage_events.join(usage_event_keys, stored_under(usage_event_keys.c))
+                    )
                     .where(
                         e.org_id == org_id,
                         ~e.counted,
@@ -143,7 +153,7 @@ class UsageRetention:
                 )
             ).scalars()
         )
-        await self._forget_keys(org_id, keys)
+        await self._forget_keys(org_id, period, keys, events=events)
         return len(keys)
 
     async def forget_unique_values(self, org_id: str, month: date, limit: int) -> int:
@@ -194,15 +204,29 @@ class UsageRetention:
             )
         return len(keys)
 
-    async def _forget_keys(self, org_id: str, keys: list[str]) -> None:
-        """Delete the org's events under `keys`, and their repeats."""
-        if keys:
-            for table in (usage_events, usage_repeats):
-                await self._conn.execute(
-                    delete(table).where(
-                        table.c.org_id == org_id, self._among(table.c.idempotency_key, keys)
-                    )
+    async def _forget_keys(
+        self, org_id: str, period: BillingPeriod, keys: list[str], *, events: bool
+    ) -> None:
+        """Delete the org's keys `keys` of events in `period`, their repeats, and unless
+        not `events` their events (read in the period's partition alone)."""
+        if not keys:
+            return
+        for table in (usage_event_keys, usage_repeats):
+            await self._conn.execute(
+                delete(table).where(
+                    table.c.org_id == org_id, self._among(table.c.idempotency_key, keys)
                 )
+            )
+        if events:
+            e = usage_events.c
+            await self._conn.execute(
+                delete(usage_events).where(
+                    e.org_id == org_id,
+                    self._among(e.idempotency_key, keys),
+                    e.occurred_at >= period.start,
+                    e.occurred_at < period.end,
+                )
+            )
 
     def _among(self, key: ColumnElement[str], keys: list[str]) -> ColumnElement[bool]:
         """`key` is one of `keys`: on PostgreSQL one array parameter (one statement text,

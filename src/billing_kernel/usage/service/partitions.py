@@ -1,4 +1,5 @@
-"""Making the months of usage lines ahead (PostgreSQL): see `repository/partitions.py`."""
+"""Making the months of usage events and lines ahead (PostgreSQL): see
+`repository/partitions.py`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions
-from billing_kernel.usage.repository.partitions import LinePartitions
+from billing_kernel.usage.repository.partitions import BY_MONTH, MonthPartitions
 
 AHEAD = 2
 """Months made ahead of the current one."""
@@ -20,16 +21,17 @@ class PartitionService:
 
     async def make_ahead(self, months: int = AHEAD) -> list[str]:
         """Make the partitions of the current month and the `months` after it that are
-        missing, each in a transaction of its own; the names of those made (none on SQLite,
-        where lines are one table)."""
+        missing, of each table partitioned by month, each in a transaction of its own; the
+        names of those made (none on SQLite, where each is one table)."""
         made: list[str] = []
-        period = BillingPeriod.containing(self._clock())
-        for _ in range(months + 1):
-            async with self._tx.begin() as unit:
-                partitions = LinePartitions(unit)
-                if not await partitions.partitioned():
-                    return made
-                if await partitions.make(period.key):
-                    made.append(f"usage_lines_{period.key:%Y_%m}")
-            period = period.next()
+        for table in sorted(BY_MONTH):
+            period = BillingPeriod.containing(self._clock())
+            for _ in range(months + 1):
+                async with self._tx.begin() as unit:
+                    partitions = MonthPartitions(unit, table)
+                    if not await partitions.partitioned():
+                        break
+                    if await partitions.make(period.key):
+                        made.append(partitions.name(period.key))
+                period = period.next()
         return made

@@ -21,7 +21,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.metrics.rules import Position
 from billing_kernel.orgs.service import OrgService
-from billing_kernel.usage.repository.partitions import LinePartitions
+from billing_kernel.usage.repository.partitions import MonthPartitions
 from billing_kernel.usage.repository.retention import UsageRetention
 from billing_kernel.usage.rules import kept_until
 
@@ -110,33 +110,41 @@ class RetentionService:
         async with self._tx.begin() as unit:
             await UsageRetention(unit).begin(month, self._clock())
             orgs = await UsageRetention(unit).orgs_of(month)
-            partitions = LinePartitions(unit)
-            own = await partitions.partitioned() and await partitions.has_own(month)
+            own = {
+                table: await partitions.partitioned() and await partitions.has_own(month)
+                for table in ("usage_lines", "usage_events")
+                for partitions in [MonthPartitions(unit, table)]
+            }
         for org_id in orgs:  # the events first: they are found through the lines
-            await self._forget_org(org_id, month, lines=not own)
+            await self._forget_org(
+                org_id, month, lines=not own["usage_lines"], events=not own["usage_events"]
+            )
         async with self._tx.begin() as unit:
-            if own and not await LinePartitions(unit).drop(month):
-                return False
+            for table in ("usage_lines", "usage_events"):
+                if own[table] and not await MonthPartitions(unit, table).drop(month):
+                    return False
             await UsageRetention(unit).finish(month, self._clock())
         if orgs:
             logger.info("forgot the events of %s (%d org(s))", f"{month:%Y-%m}", len(orgs))
         return True
 
-    async def _forget_org(self, org_id: str, month: date, *, lines: bool) -> None:
+    async def _forget_org(self, org_id: str, month: date, *, lines: bool, events: bool) -> None:
         """Forget the org's share of `month`, each batch holding the org first (as a void
-        does while it moves an invoice's events: the two run one after the other)."""
+        does while it moves an invoice's events: the two run one after the other). The keys
+        and repeats go in batches; the events and lines too unless (`events`, `lines`
+        False) their month's partition is to be dropped whole."""
         after: Position | None = None
         while True:
             async with self._tx.begin() as unit:
                 await self._orgs.lock(org_id, unit)
                 read, after = await UsageRetention(unit).forget_counted_events(
-                    org_id, month, after, self._batch
+                    org_id, month, after, self._batch, events=events
                 )
             if read < self._batch:
                 break
         b = self._batch
         steps: list[Callable[[UsageRetention], Awaitable[int]]] = [
-            lambda repo: repo.forget_uncounted_events(org_id, month, b),
+            lambda repo: repo.forget_uncounted_events(org_id, month, b, events=events),
             lambda repo: repo.forget_unique_values(org_id, month, b),
         ]
         if lines:
