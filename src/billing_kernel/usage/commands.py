@@ -4,6 +4,7 @@ retention stands."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated
 
@@ -44,7 +45,7 @@ def usage_record(
         )
 
 
-def _months(months: list[date]) -> str:
+def _months(months: Sequence[date]) -> str:
     return ", ".join(f"{month:%Y-%m}" for month in months) or "none"
 
 

@@ -244,13 +244,20 @@ class UsageRepository:
         )
         return counted
 
-    async def delete_event(self, org_id: str, idempotency_key: str) -> None:
-        """Take back an event this transaction inserted, with its lines (its usage was
-        refused)."""
-        for table in (usage_lines, usage_events, usage_event_keys):
+    async def delete_event(self, event: UsageEvent) -> None:
+        """Take back an event this transaction inserted, with its key and lines (its usage
+        was refused); on PostgreSQL only its month's partitions are read."""
+        lines, stored = usage_lines.c, usage_events.c
+        for table, its in (
+            (usage_lines, [lines.period_start == event.period_start]),
+            (usage_events, [stored.occurred_at == event.occurred_at]),
+            (usage_event_keys, []),
+        ):
             await self._conn.execute(
                 delete(table).where(
-                    table.c.org_id == org_id, table.c.idempotency_key == idempotency_key
+                    table.c.org_id == event.org_id,
+                    table.c.idempotency_key == event.idempotency_key,
+                    *its,
                 )
             )
 

@@ -350,7 +350,7 @@ class UsageService:
             raise _key_used(org_id, idempotency_key)
         key = CounterKey(event.org_id, event.period_start, metric)
         if after is None:
-            await usage.delete_event(event.org_id, event.idempotency_key)
+            await usage.delete_event(event)
             return await _no_room(usage, key)
         if after.moved is not None:
             await _within_bounds(usage, {key: after.moved}, now)

@@ -6,9 +6,10 @@ counters (the summary's months), invoices with their lines and the usage each re
 
 A month is recorded as begun before anything of it is deleted, and as finished once all
 is; each batch is a transaction of its own, so a worker stopped half way leaves a month
-begun, which the next round finishes. On PostgreSQL a month with a partition of its own
-loses its lines by dropping the partition; otherwise (SQLite, the months in the first
-partition of migration 0039) they are deleted in batches too."""
+begun, which the next round finishes. On PostgreSQL a month with partitions of its own
+loses its events and lines by dropping them, and its events' keys in batches; otherwise
+(SQLite, the months in the first partitions of migrations 0039 and 0047) all of it goes in
+batches."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Review:
-    forgotten: list[date]
+    forgotten: tuple[date, ...]
     """Begun to be forgotten (a round stopped half way finishes it)."""
-    due: list[date]
-    waiting: list[date]
+    due: tuple[date, ...]
+    waiting: tuple[date, ...]
     """Past their retention, with a line no invoice billed yet."""
 
 
@@ -72,18 +73,18 @@ class RetentionService:
         now = self._clock()
         async with self._tx.read() as unit:
             repo = UsageRetention(unit)
-            forgotten = await repo.forgotten_months()
-            finished = await repo.finished_months()
-            review = Review(forgotten=sorted(forgotten), due=[], waiting=[])
+            forgotten = tuple(sorted(await repo.forgotten_months()))
             if self._months is None:
-                return review
+                return Review(forgotten, due=(), waiting=())
+            finished = await repo.finished_months()
+            due: list[date] = []
+            waiting: list[date] = []
             month = await repo.earliest_month()
             while month is not None and kept_until(month, self._months, self._max_age) <= now:
                 if month not in finished:
-                    waits = await repo.unbilled(month)
-                    (review.waiting if waits else review.due).append(month)
+                    (waiting if await repo.unbilled(month) else due).append(month)
                 month = BillingPeriod.starting(month).next().key
-            return review
+            return Review(forgotten, due=tuple(due), waiting=tuple(waiting))
 
     async def due(self) -> list[date]:
         """The months past their retention not yet forgotten (`review`); those with a line no
@@ -93,7 +94,7 @@ class RetentionService:
             logger.info(
                 "usage of %s is past its retention but not all billed: kept", f"{month:%Y-%m}"
             )
-        return review.due
+        return list(review.due)
 
     async def forget_due(self) -> list[date]:
         """Forget every month `due`, each in batches; the months forgotten."""

@@ -7,8 +7,8 @@ The first step of two. Kernels of the earlier version still write `usage_events`
 after it: on PostgreSQL a trigger adds (and a delete takes back) the key of every event they
 write, so that the keys stay whole while they run. Roll every kernel onto this version
 before taking 0047, which drops the triggers and needs the kernels to write the keys.
-The keys already stored are copied an org a transaction, holding no lock a writer waits for
-(about 18 µs a key on the 2-core test machine: 2,000,000 in 35 s, writes going on).
+The keys already stored are copied into a bare table, its key's index built after, holding
+no lock a writer waits for.
 
 Revision ID: 0046
 Revises: 0045
@@ -16,10 +16,16 @@ Revises: 0045
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
-from billing_kernel.db.migrations.event_keys import DROP_KEEP_KEYS, KEEP_KEYS
+from billing_kernel.db.migrations.event_keys import (
+    DROP_KEEP_KEYS,
+    KEEP_KEYS_TRIGGER,
+    keep_keys_function,
+)
 from billing_kernel.db.types import UTCDateTime
 
 revision = "0046"
@@ -27,45 +33,94 @@ down_revision = "0045"
 branch_labels = None
 depends_on = None
 
-_COPY = (
-    "INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at) "
-    "SELECT org_id, idempotency_key, occurred_at FROM usage_events WHERE {where} "
-    "ORDER BY org_id, idempotency_key "  # in the key's order: each index page filled once
-    "ON CONFLICT (org_id, idempotency_key) DO NOTHING"
+
+def _columns() -> list[sa.Column[object]]:
+    """The table's columns (new ones for each table made: a column belongs to one)."""
+    return [
+        sa.Column("org_id", sa.String(64), nullable=False),
+        sa.Column("idempotency_key", sa.String(255), nullable=False),
+        sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    ]
+
+
+_ORG_KEY = (
+    "ALTER TABLE usage_event_keys ADD CONSTRAINT fk_usage_event_keys_org_id_orgs "
+    "FOREIGN KEY (org_id) REFERENCES orgs (org_id) ON DELETE CASCADE"
 )
 
 
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
-    op.create_table(
-        "usage_event_keys",
-        sa.Column("org_id", sa.String(64), nullable=False),
-        sa.Column("idempotency_key", sa.String(255), nullable=False),
-        sa.Column("occurred_at", UTCDateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["org_id"],
-            ["orgs.org_id"],
-            name=op.f("fk_usage_event_keys_org_id_orgs"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("org_id", "idempotency_key", name=op.f("pk_usage_event_keys")),
-    )
-    if not postgres:
-        op.execute(_COPY.format(where="true"))  # `true`: SQLite's parse of an upsert's SELECT
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_table(
+            "usage_event_keys",
+            *_columns(),
+            sa.ForeignKeyConstraint(
+                ["org_id"],
+                ["orgs.org_id"],
+                name=op.f("fk_usage_event_keys_org_id_orgs"),
+                ondelete="CASCADE",
+            ),
+            sa.PrimaryKeyConstraint("org_id", "idempotency_key", name=op.f("pk_usage_event_keys")),
+        )
+        op.execute(
+            "INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at) "
+            "SELECT org_id, idempotency_key, occurred_at FROM usage_events"
+        )
         return
+    # The table bare at first: rows go into a table with no index, and its key's index is
+    # then built in one pass, four to five times faster than inserting row by row into it.
+    op.create_table("usage_event_keys", *_columns())
     op.execute("GRANT SELECT ON usage_event_keys TO billing_user")
     op.execute("ALTER TABLE usage_event_keys ENABLE ROW LEVEL SECURITY")
     op.execute(
         "CREATE POLICY usage_event_keys_member_orgs ON usage_event_keys "
         "USING (org_id IN (SELECT billing_user_org_ids()))"
     )
-    for statement in KEEP_KEYS:
-        op.execute(statement)
-    orgs = [row[0] for row in op.get_bind().execute(sa.text("SELECT org_id FROM orgs"))]
+    op.execute(keep_keys_function(indexed=False))
+    op.execute(KEEP_KEYS_TRIGGER)
     with op.get_context().autocommit_block():  # the triggers committed; writes go on
-        for org_id in orgs:  # an org a transaction: none holds the vacuum horizon long
+        # Every event committed before this statement's snapshot, less those whose keys the
+        # triggers already wrote (committed with their events, so seen here): no key twice.
+        # Read the keys once (a hash of them), never per event: a nested loop would scan
+        # the table this statement is filling for every event.
+        op.execute("SET enable_nestloop = off")
+        op.execute(
+            "INSERT INTO usage_event_keys (org_id, idempotency_key, occurred_at) "
+            "SELECT e.org_id, e.idempotency_key, e.occurred_at FROM usage_events e "
+            "WHERE NOT EXISTS (SELECT FROM usage_event_keys k "
+            "WHERE k.org_id = e.org_id AND k.idempotency_key = e.idempotency_key)"
+        )
+        op.execute("RESET enable_nestloop")
+        op.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY usage_event_keys_key "
+            "ON usage_event_keys (org_id, idempotency_key)"
+        )
+    op.execute(
+        "ALTER TABLE usage_event_keys ADD CONSTRAINT pk_usage_event_keys "
+        "PRIMARY KEY USING INDEX usage_event_keys_key"
+    )
+    op.execute(keep_keys_function(indexed=True))
+    with op.get_context().autocommit_block():
+        op.execute(_ORG_KEY + " NOT VALID")
+        op.execute(
+            "ALTER TABLE usage_event_keys VALIDATE CONSTRAINT fk_usage_event_keys_org_id_orgs"
+        )
+        # Earlier kernels delete stored events only to forget a month, which they record
+        # in usage_forgotten_months first: a key the copy wrote for an event so deleted
+        # while it ran (after the trigger took back what it could see) is of such a month.
+        forgotten = op.get_bind().execute(
+            sa.text("SELECT max(period_start) FROM usage_forgotten_months")
+        )
+        last: date | None = forgotten.scalar()
+        if last is not None:
+            through = datetime(last.year + last.month // 12, last.month % 12 + 1, 1, tzinfo=UTC)
             op.get_bind().execute(
-                sa.text(_COPY.format(where="org_id = :org_id")), {"org_id": org_id}
+                sa.text(
+                    "DELETE FROM usage_event_keys k WHERE k.occurred_at < :through "
+                    "AND NOT EXISTS (SELECT FROM usage_events e WHERE e.org_id = k.org_id "
+                    "AND e.idempotency_key = k.idempotency_key)"
+                ),
+                {"through": through},
             )
 
 

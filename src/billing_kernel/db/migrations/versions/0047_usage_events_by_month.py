@@ -26,7 +26,11 @@ from datetime import UTC, date, datetime
 
 from alembic import op
 
-from billing_kernel.db.migrations.event_keys import DROP_KEEP_KEYS, KEEP_KEYS
+from billing_kernel.db.migrations.event_keys import (
+    DROP_KEEP_KEYS,
+    KEEP_KEYS_TRIGGER,
+    keep_keys_function,
+)
 
 revision = "0047"
 down_revision = "0046"
@@ -131,5 +135,5 @@ def downgrade() -> None:
     _create_table("org_id, idempotency_key", "")
     op.execute("INSERT INTO usage_events SELECT * FROM usage_events_by_month")
     op.execute("DROP TABLE usage_events_by_month")
-    for statement in KEEP_KEYS:
-        op.execute(statement)
+    op.execute(keep_keys_function(indexed=True))
+    op.execute(KEEP_KEYS_TRIGGER)
