@@ -212,6 +212,9 @@ async def fill(dsn: str, *statements: str) -> None:
             "INSERT INTO orgs (org_id, created_at) "
             "SELECT 'org-' || g, now() FROM generate_series(0, 99) g"
         )
+        # The rows name orgs and a metric made just above: their foreign keys' checks, a
+        # trigger call a row, are skipped (half the time of filling).
+        await conn.execute("SET session_replication_role = replica")
         for statement in statements:
             await conn.execute(statement, ROWS)
     finally:
