@@ -15,6 +15,7 @@ import pytest
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
+from billing_kernel.db.migrate import revisions
 from billing_kernel.invoices.rules import formula_for_people
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
@@ -140,35 +141,41 @@ def test_an_empty_listing_says_none(tmp_path: Path) -> None:
     assert run(url, "plans", "list").stdout.startswith("none: this deployment offers no plan")
 
 
-def test_migrate_in_two_steps_runs_the_kernel_at_the_first(tmp_path: Path) -> None:
-    """The rollout docs/operations.md gives for 0046 and 0047: the first step, kernels of
-    this version run on it (usage is recorded), then the rest; a revision this version does
-    not run on, or one already passed, is refused in one line, writing nothing."""
+def test_migrate_in_steps_stops_where_told_and_the_kernel_waits_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    """`--to` stops at an earlier revision (a migration taken in steps while kernels of an
+    earlier version run: docs/operations.md) and says this version needs the rest; every
+    other command then refuses in one line until `migrate` takes it. An unknown revision, or
+    one already passed, is refused in one line, writing nothing."""
     url = f"sqlite:///{tmp_path / 'steps.db'}"
-    refused = run(url, "migrate", "--to", "0040")
+    head = revisions()[-1]
+    refused = run(url, "migrate", "--to", "9999")
     assert (refused.returncode, refused.stderr.strip()) == (
         1,
-        "error: --to 0040: this version runs on schema revision 0047 or 0046; "
-        "migrate to one of those",
+        f"error: --to 9999: no such schema revision (they run from 0001 to {head})",
     )
     assert not (tmp_path / "steps.db").exists()
     first = run(url, "migrate", "--to", "0046")
     assert first.stdout.startswith("created the billing-kernel schema (revision 0046)")
-    assert run(url, "demo", "--plans-only").returncode == 0
-    org_id = new_id()
-    assert run(url, "orgs", "create", org_id).returncode == 0
-    recorded = run(url, "usage", "record", org_id, "tokens", "5", "--key", "k")
-    assert recorded.returncode == 0, recorded.stderr
+    assert first.stdout.strip().endswith(
+        f"this version runs on schema revision {head}: `billing-kernel migrate` takes the rest"
+    )
+    waiting = run(url, "orgs", "list")
+    assert (waiting.returncode, waiting.stderr.strip()) == (
+        1,
+        f"error: the database sqlite:///{tmp_path / 'steps.db'} is at schema revision 0046, "
+        f"this version needs {head}: run `billing-kernel migrate`",
+    )
     rest = run(url, "migrate")
     assert (
         rest.stdout.strip()
-        == f"upgraded sqlite:///{tmp_path / 'steps.db'} from schema revision 0046 to 0047"
+        == f"upgraded sqlite:///{tmp_path / 'steps.db'} from schema revision 0046 to {head}"
     )
-    again = run(url, "usage", "record", org_id, "tokens", "5", "--key", "k")
-    assert again.stdout.startswith("duplicate")
+    assert run(url, "demo", "--plans-only").returncode == 0
     past = run(url, "migrate", "--to", "0046")
     assert past.returncode == 1
-    assert past.stderr.strip().endswith("is already at schema revision 0047, past it")
+    assert past.stderr.strip().endswith(f"is already at schema revision {head}")
 
 
 def test_token_creates_the_membership_and_signs_a_verifiable_jwt(tmp_path: Path) -> None:

@@ -985,9 +985,11 @@ export interface paths {
         /**
          * The event log
          * @description Every event the kernel emitted (`usage.threshold_crossed`,
-         *     `usage.threshold_resolved`, `quota.blocked`; for a key valid for every org also the
-         *     operator's `invoice.close_failed`), newest first, a page at a time (see
-         *     *Pagination*), each exactly as the channels deliver it. Needs `billing:admin`.
+         *     `usage.threshold_resolved`, `quota.blocked`, the `payment.*` an org is told of; for a
+         *     key valid for every org also the operators' `invoice.close_failed` and
+         *     `payment.refund_due`, each about an org and listed with its events), newest first, a
+         *     page at a time (see *Pagination*), each exactly as the channels deliver it. Needs
+         *     `billing:admin`.
          */
         get: operations["listEvents"];
         put?: never;
@@ -1872,8 +1874,11 @@ export interface components {
              * @description Sent as `webhook-id`: the same on every attempt.
              */
             event_id: string;
-            /** Org Id */
-            org_id: string | null;
+            /**
+             * Org Id
+             * @description The org its event is about (the operators' `invoice.close_failed` and `payment.refund_due` too, which go to deployment-wide endpoints only).
+             */
+            org_id: string;
             /**
              * Channel
              * @description `webhook`, `email` or `slack`.

@@ -69,8 +69,8 @@ def migrate(
         typer.Option(
             "--to",
             metavar="REVISION",
-            help="Stop at this revision (one this version also runs on, such as 0046: "
-            "see docs/operations.md) instead of the newest.",
+            help="Stop at this revision instead of the newest (a migration taken in steps "
+            "while kernels of an earlier version run: see docs/operations.md).",
         ),
     ] = None,
 ) -> None:
@@ -82,14 +82,15 @@ def migrate(
     if before.unreachable is not None:
         fail(before.problem or before.unreachable)
     target = before.head if to is None else to
-    if target != before.head and before.current == before.head:
-        fail(f"--to {to}: {before.url} is already at schema revision {before.head}, past it")
-    if target != before.head and target not in migrations.RUNS_ALSO_ON:
-        fail(
-            f"--to {to}: this version runs on schema revision {before.head}"
-            + "".join(f" or {r}" for r in sorted(migrations.RUNS_ALSO_ON))
-            + "; migrate to one of those"
-        )
+    chain = migrations.revisions()
+    if target not in chain:
+        fail(f"--to {to}: no such schema revision (they run from {chain[0]} to {chain[-1]})")
+    if (
+        to is not None
+        and before.current in chain
+        and chain.index(to) <= chain.index(before.current)
+    ):
+        fail(f"--to {to}: {before.url} is already at schema revision {before.current}")
     try:
         migrations.upgrade(url, target or "head")
     except migrations.MigrationFailed as exc:
@@ -104,6 +105,11 @@ def migrate(
         typer.echo(f"upgraded {before.url} from schema revision {before.current} to {target}")
     else:
         typer.echo(f"{before.url} is up to date (schema revision {target})")
+    if not migrations.runs_on(target, before.head):
+        typer.echo(
+            f"this version runs on schema revision {before.head}: "
+            "`billing-kernel migrate` takes the rest"
+        )
 
 
 app.command()(check)

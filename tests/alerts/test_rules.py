@@ -248,10 +248,11 @@ def test_a_close_failure_is_the_operators_event_once_per_org_month_and_reason() 
     now = datetime(2026, 5, 2, tzinfo=UTC)
     event = close_failed_event("acme", date(2026, 4, 1), "too large", now)
     assert (event.org_id, event.event_type, event.created_at) == (
-        None,
+        "acme",
         EventType.INVOICE_CLOSE_FAILED,
         now,
     )
+    assert event.for_operators
     assert event.data == {
         "org_id": "acme",
         "period": {"start": "2026-04-01", "end": "2026-05-01"},

@@ -266,8 +266,11 @@ async def test_one_org_beyond_the_amount_bounds_does_not_stop_the_others_invoice
 
     logged = await kernel.events.events(org_id=None, types=[EventType.INVOICE_CLOSE_FAILED])
     [(_, event)] = logged  # once, however often the closer meets it
-    assert event.org_id is None  # the operator's: the org's members do not see it
-    assert event.data["org_id"] == "org-2"
+    assert (event.org_id, event.data["org_id"]) == ("org-2", "org-2")
+    assert event.for_operators  # the org's own readers do not see it:
+    shown = await kernel.events.events(org_id="org-2", operators_too=False)
+    assert event.event_id not in {e.event_id for _, e in shown}
+    assert event.event_id in {e.event_id for _, e in await kernel.events.events(org_id="org-2")}
     assert event.data["period"] == {"start": "2026-04-01", "end": "2026-05-01"}
     assert event.data["reason"] == failure.reason
 

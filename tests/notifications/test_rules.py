@@ -344,7 +344,7 @@ def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_unde
     later = replace(later, event_id="evt_later")
     blocked = event(EventType.QUOTA_BLOCKED, "blocked", 1_000, 1_000)
     resolved = event(EventType.THRESHOLD_RESOLVED, "100%", 1_000, 2_000)
-    operators = replace(eighty, event_id="evt_ops", org_id=None)
+    operators = replace(eighty, event_id="evt_ops", event_type=EventType.INVOICE_CLOSE_FAILED)
     events = [eighty, absolute, hundred, later, blocked, resolved, operators]
     assert told_to_people(events) == {hundred.event_id, later.event_id, blocked.event_id}
     assert told_to_people(list(reversed(events))) == told_to_people(events)
@@ -353,6 +353,8 @@ def test_people_hear_of_the_highest_crossing_of_a_write_and_never_of_a_back_unde
     chosen = {EventType.THRESHOLD_RESOLVED, crossed}  # an org that asks for back-unders
     assert told_to_people(events, chosen) == {hundred.event_id, later.event_id, resolved.event_id}
     assert told_to_people(events, set()) == set()
+    assert told_to_people([operators], set(EventType)) == set()  # whatever an org asks for
+    assert told_to_people([replace(operators, event_type=blocked.event_type)]) != set()
     other_metric = replace(eighty, event_id="evt_m", data={**eighty.data, "metric": "runs"})
     assert told_to_people([hundred, other_metric]) == {hundred.event_id, "evt_m"}
     december = {"start": "2026-12-01", "end": "2027-01-01"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from standardwebhooks import Webhook
@@ -15,7 +15,9 @@ from standardwebhooks import Webhook
 from billing_kernel.background import delivery_worker, upkeep
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
+from billing_kernel.errors import DeliveryNotFound
 from billing_kernel.events.rules import EventType
+from billing_kernel.invoices.rules import close_failed_event
 from billing_kernel.kernel import Kernel, utc_now
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.notifications.rules import DeliveryStatus
@@ -191,6 +193,54 @@ async def test_endpoints_get_the_types_and_orgs_they_asked_for(database: Databas
         orgs = {r.json()["data"]["org_id"] for r in everyone.received}
         assert {org_id, other} <= orgs
         assert mine.received[0].json()["data"]["org_id"] == org_id
+
+
+async def test_the_operators_events_about_an_org_reach_only_deployment_wide_endpoints(
+    database: Database,
+) -> None:
+    """A close that failed, a refund due: the operators', though about an org. Only a
+    deployment-wide endpoint gets them; the org's own endpoint (for every type), its Slack,
+    its people, its delivery log and its event log never see them."""
+    kernel = kernel_for(database, **FAST)
+    with http_receiver() as mine, http_receiver() as slack, http_receiver() as everyone:
+        org_id = await org_at(kernel, database, 0)
+        await kernel.notifications.add_endpoint(mine.url, org_id=org_id)
+        await kernel.notifications.put_channel_settings(
+            org_id,
+            slack_webhook_url=slack.url,
+            email=True,
+            email_events=list(EventType),
+        )
+        deployment_wide = await kernel.notifications.add_endpoint(everyone.url)
+        failed = close_failed_event(org_id, date(2026, 4, 1), "too large", utc_now())
+        try:
+            await kernel.events.record([failed])
+            await kernel.usage.record(org_id, "tokens", 400, idempotency_key="a")
+            worker = delivery_worker(kernel)
+
+            async def delivered() -> bool:
+                ids = {r.json()["id"] for r in everyone.received}
+                return failed.event_id in ids and len(mine.received) == len(slack.received) == 1
+
+            await until(delivered, worker)
+            await worker.run_once()
+        finally:  # the other tests' orgs are none of its business
+            await kernel.notifications.remove_endpoint(deployment_wide.endpoint_id)
+        assert [r.json()["type"] for r in mine.received] == ["usage.threshold_crossed"]
+        assert "LLM tokens" in slack.received[0].json()["text"]
+        own = await kernel.notifications.deliveries(org_id=org_id, only_org=True)
+        assert len(own) == 2  # the crossing: to its endpoint and its Slack, nothing else
+        assert failed.event_id not in {d.event_id for d, _ in own}
+        [(theirs, _)] = await kernel.notifications.deliveries(
+            org_id=org_id, event_id=failed.event_id
+        )
+        assert (theirs.target, theirs.org_id) == (deployment_wide.endpoint_id, org_id)
+        with pytest.raises(DeliveryNotFound):
+            await kernel.notifications.delivery(theirs.delivery_id, org_id=org_id)
+        everything = await kernel.events.events(org_id=org_id)
+        assert failed.event_id in {e.event_id for _, e in everything}
+        shown = await kernel.events.events(org_id=org_id, operators_too=False)
+        assert [e.event_type for _, e in shown] == [EventType.THRESHOLD_CROSSED]
 
 
 async def test_an_email_goes_to_the_owners_and_admins_over_real_smtp(database: Database) -> None:

@@ -204,9 +204,12 @@ def test_what_a_payment_did_is_told_by_one_event_per_attempt_and_effect() -> Non
     assert refund is not None
     assert (refund.event_type, refund.org_id, refund.data) == (
         EventType.PAYMENT_REFUND_DUE,
-        None,  # the operator's
+        "acme",  # about the org, for the operators
         common,
     )
+    assert refund.for_operators
+    assert not paid.for_operators
+    assert not failed.for_operators
     assert payment_event(InvoiceEffect.NONE, outcome, now) is None
     assert paid.event_id == event_id(EventType.PAYMENT_SUCCEEDED, "pay_1")
     again = payment_event(InvoiceEffect.MARK_PAID, outcome, now.replace(hour=10))

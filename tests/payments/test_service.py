@@ -275,8 +275,10 @@ async def test_reports_repeated_or_late_move_nothing_back(
         if event.event_type is EventType.PAYMENT_REFUND_DUE
     ]  # fmt: skip
     assert [(e.org_id, e.data["invoice_id"], e.data["amount"]) for e in refunds] == [
-        (None, other.invoice_id, "49.75")
+        (other.org_id, other.invoice_id, "49.75")
     ]
+    shown = await kernel.events.events(org_id=other.org_id, operators_too=False)
+    assert EventType.PAYMENT_REFUND_DUE not in {e.event_type for _, e in shown}
 
 
 async def test_a_declined_card_is_retried_on_schedule_blocked_after_grace_and_a_new_card_pays(

@@ -5,9 +5,7 @@ the deployment's catalogue (a reference table, copied to every node). An org's t
 foreign keys to another org's table must carry `org_id` on both sides; no catalogue table may
 refer to an org's.
 
-What breaks this today is listed below, each by table and rule, and the test fails on any
-other break: a new table, constraint or key must be ready. Mending one means taking it off
-the list, which the test also insists on, so the list is always exactly what is left."""
+Nothing breaks it today: a new table, constraint or key must be ready too."""
 
 from __future__ import annotations
 
@@ -32,18 +30,6 @@ CATALOGUE = {
 }
 """Reference tables: the deployment's, read by every org, written rarely (keys, endpoints
 and aliases are read on every request, event and protocol call, whichever the org)."""
-
-NOT_YET = {
-    ("billing_events", "org_id may be NULL"),
-    ("billing_events", "primary key without org_id"),
-    ("billing_events", "unique (event_id) without org_id"),
-    ("deliveries", "org_id may be NULL"),
-    ("deliveries", "primary key without org_id"),
-    ("deliveries", "unique (event_id, channel, target) without org_id"),
-    ("deliveries", "foreign key (event_id) to billing_events without org_id"),
-    ("delivery_attempts", "no org_id"),
-}
-"""What keeps the schema from Citus today (docs/scaling.md says how each is to be mended)."""
 
 
 def uniques(table: Table) -> set[tuple[str, ...]]:
@@ -96,8 +82,7 @@ def test_every_table_is_an_orgs_or_the_catalogue_and_only_the_known_ones_break_t
                 assert key.referred_table.name in CATALOGUE, f"{name} refers to an org's table"
             continue
         found |= breaks(table)
-    assert found - NOT_YET == set(), "new tables and constraints must be ready for Citus"
-    assert NOT_YET - found == set(), "mended: take it off NOT_YET (and say so in docs/scaling.md)"
+    assert found == set(), "every table and constraint must be ready for Citus"
 
 
 def test_the_rules_catch_what_they_are_for() -> None:

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from billing_kernel.db import migrate
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import metadata
 from billing_kernel.errors import NoDefaultPlan
+from billing_kernel.invoices.rules import close_failed_event
 from billing_kernel.kernel import Kernel
 from billing_kernel.metrics.rules import Metric
 from billing_kernel.plans.rules import NOT_INCLUDED, SOFT, PlanMetric, not_included
@@ -346,3 +348,60 @@ def test_upgrading_keys_invoices_by_org_and_gives_their_lines_and_usage_the_org(
     execute(empty_database_url, "DELETE FROM invoices WHERE invoice_id = 'zeta-inv'")
     assert execute(empty_database_url, "SELECT org_id FROM invoice_lines") == [("acme",)]
     assert execute(empty_database_url, "SELECT count(*) FROM invoice_usage") == [(0,)]
+
+
+def test_upgrading_keys_the_outbox_by_org_and_gives_the_operators_events_their_org(
+    empty_database_url: str,
+) -> None:
+    """0048: the operators' events, kept without an org, take the org their data names; a
+    delivery and its attempts take their event's org; the log keeps its order, the next
+    event is numbered after it, and forgetting an event still takes its deliveries."""
+    migrate.upgrade(empty_database_url, "0047")
+    at = "2026-11-02 08:00:00+00:00"
+    failed = '{"type":"invoice.close_failed","id":"evt_f","timestamp":"2026-11-02T08:00:00Z",'
+    crossed = '{"type":"usage.threshold_crossed","id":"evt_c","timestamp":"2026-11-02T08:00:00Z",'
+    execute(
+        empty_database_url,
+        f"INSERT INTO orgs (org_id, created_at) VALUES ('acme', '{at}')",
+        "INSERT INTO billing_events (event_id, event_type, org_id, created_at, payload, "
+        f"dispatched_at) VALUES ('evt_c', 'usage.threshold_crossed', 'acme', '{at}', "
+        f'\'{crossed}"data":{{"org_id":"acme"}}}}\', \'{at}\'), '
+        f"('evt_f', 'invoice.close_failed', NULL, '{at}', "
+        f'\'{failed}"data":{{"org_id":"acme","reason":"why"}}}}\', \'{at}\')',
+        "INSERT INTO deliveries (delivery_id, event_id, org_id, channel, target, status, "
+        "attempts, attempt_base, next_attempt_at, created_at) VALUES "
+        f"('dlv_c', 'evt_c', 'acme', 'webhook', 'ep_1', 'delivered', 1, 0, '{at}', '{at}'), "
+        f"('dlv_f', 'evt_f', NULL, 'webhook', 'ep_0', 'delivered', 1, 0, '{at}', '{at}')",
+        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, "
+        f"outcome) VALUES ('dlv_c', 1, '{at}', 5, 'delivered'), "
+        f"('dlv_f', 1, '{at}', 5, 'delivered')",
+    )
+    migrate.upgrade(empty_database_url)
+    assert execute(
+        empty_database_url, "SELECT seq, org_id, event_id FROM billing_events ORDER BY seq"
+    ) == [(1, "acme", "evt_c"), (2, "acme", "evt_f")]
+    assert execute(empty_database_url, "SELECT delivery_id, org_id FROM deliveries ORDER BY 1") == [
+        ("dlv_c", "acme"),
+        ("dlv_f", "acme"),
+    ]
+    assert execute(
+        empty_database_url, "SELECT delivery_id, org_id FROM delivery_attempts ORDER BY 1"
+    ) == [("dlv_c", "acme"), ("dlv_f", "acme")]
+    assert schema_drift(empty_database_url) == []
+
+    async def record_and_read() -> list[tuple[int, str]]:
+        database = Database(empty_database_url)
+        try:
+            kernel = Kernel(database, Settings(database_url=empty_database_url))
+            made = close_failed_event("acme", date(2026, 10, 1), "again", datetime.now(UTC))
+            await kernel.events.record([made, made])
+            shown = await kernel.events.events(org_id="acme", operators_too=False)
+            assert [e.event_id for _, e in shown] == ["evt_c"]
+            return [(seq, e.event_id) for seq, e in await kernel.events.events(org_id=None)]
+        finally:
+            await database.dispose()
+
+    made_id = close_failed_event("acme", date(2026, 10, 1), "again", datetime.now(UTC)).event_id
+    assert asyncio.run(record_and_read()) == [(3, made_id), (2, "evt_f"), (1, "evt_c")]
+    execute(empty_database_url, "DELETE FROM billing_events WHERE event_id = 'evt_f'")
+    assert execute(empty_database_url, "SELECT delivery_id FROM delivery_attempts") == [("dlv_c",)]

@@ -1,6 +1,6 @@
 """PostgreSQL row-level security: a user's transactions see only their own orgs' rows."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -11,6 +11,7 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.database import Database
 from billing_kernel.db.tables import (
     ORG_SCOPED_TABLES,
+    billing_events,
     invoice_lines,
     invoice_usage,
     invoices,
@@ -26,6 +27,8 @@ from billing_kernel.db.tables import (
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.errors import OrgNotFound
+from billing_kernel.events.rules import FOR_OPERATORS
+from billing_kernel.invoices.rules import close_failed_event
 from billing_kernel.members.rules import MemberRole
 from billing_kernel.orgs.repository import OrgRepository
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
@@ -121,6 +124,22 @@ async def test_a_user_of_org_a_reads_no_row_of_org_b(pg_database: Database, cloc
         assert (
             await conn.execute(select(org_members.c.user_id).where(org_members.c.org_id == org_b))
         ).first() is None
+
+
+async def test_a_user_reads_the_events_about_their_org_but_not_the_operators(
+    pg_database: Database, clock: Clock
+) -> None:
+    org_a, _, user_a, _ = await two_orgs(pg_database, clock)
+    kernel = make_kernel(pg_database, clock)
+    failed = close_failed_event(org_a, date(2026, 4, 1), "too large", clock())
+    await kernel.events.record([failed])
+    ev = billing_events.c
+    async with pg_database.transaction(acting_user=user_a) as conn:
+        seen = {tuple(row) for row in await conn.execute(select(ev.org_id, ev.event_type))}
+    assert seen != set()
+    assert {org for org, _ in seen} == {org_a}
+    assert {kind for _, kind in seen} & {str(t) for t in FOR_OPERATORS} == set()
+    assert failed.event_id in {e.event_id for _, e in await kernel.events.events(org_id=org_a)}
 
 
 async def test_a_user_in_no_org_sees_nothing_and_the_kernel_role_sees_all(

@@ -138,7 +138,11 @@ async def _read_page(as_user: Kernel, org_id: str, admin: bool, uow: UnitOfWork)
         attempts=await as_user.payments.attempts_of([i.invoice_id for i in past], uow),
         states=await as_user.alerts.states(org_id, dashboard.summary.period, uow),
         history=await as_user.events.events(
-            org_id=org_id, types=view.ALERT_TYPES, limit=HISTORY_LENGTH, uow=uow
+            org_id=org_id,
+            operators_too=False,
+            types=view.ALERT_TYPES,
+            limit=HISTORY_LENGTH,
+            uow=uow,
         ),
     )
 

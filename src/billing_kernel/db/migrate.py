@@ -61,11 +61,11 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-RUNS_ALSO_ON = frozenset({"0046"})
+RUNS_ALSO_ON: frozenset[str] = frozenset()
 """Revisions before the head that this version also runs on: the first step of a migration
-taken in two so that kernels keep writing while it runs (0046 adds the keys this version
-writes with every event; 0047, which kernels of 0045 cannot write through, is taken once
-every kernel runs this version). See docs/operations.md, "Usage events by month"."""
+taken in two so that kernels keep writing while it runs. None today: the version before this
+one ran on 0046 and 0047 (docs/operations.md, "Usage events by month"); this one writes the
+outbox as 0048 keys it."""
 
 
 def runs_on(current: str | None, head: str | None) -> bool:
@@ -83,18 +83,29 @@ def head_revision(database_url: str) -> str | None:
 
 @cache
 def _head() -> str | None:
-    revisions: set[str] = set()
-    followed: set[str] = set()
+    found = revisions()
+    return found[-1] if found else None
+
+
+@cache
+def revisions() -> tuple[str, ...]:
+    """Every schema revision, oldest first, as the migrations' files chain them."""
+    after: dict[str | None, list[str]] = {}
     for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
         found = dict(_REVISION.findall(path.read_text()))
         if "revision" in found:
-            revisions.add(found["revision"])
-            if found.get("down_revision"):
-                followed.add(found["down_revision"])
-    heads = revisions - followed
-    if len(heads) > 1:
-        raise RuntimeError(f"the migrations have more than one head: {sorted(heads)}")
-    return next(iter(heads), None)
+            after.setdefault(found.get("down_revision") or None, []).append(found["revision"])
+    chain: list[str] = []
+    following: str | None = None
+    while following in after:
+        nexts = after.pop(following)
+        if len(nexts) > 1:
+            raise RuntimeError(f"the migrations have more than one head: {sorted(nexts)}")
+        chain.append(nexts[0])
+        following = nexts[0]
+    if after:
+        raise RuntimeError(f"the migrations do not make one chain after {following}")
+    return tuple(chain)
 
 
 def sqlite_file(database_url: str) -> Path | None:

@@ -503,18 +503,22 @@ usage_alerts = Table(
 billing_events = Table(
     "billing_events",
     metadata,
-    # The order events were written in (a page of the log, the order of delivery).
-    Column(
-        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("event_id", String(40), nullable=False, unique=True),
+    # Keyed by org (docs/scaling.md): the org the event is about, the operators' events too
+    # (events/rules.py: FOR_OPERATORS; row-level security keeps those from the org's people).
+    # The order events were written in (a page of the log,
+    # the order of delivery): a sequence's on PostgreSQL; on SQLite, where only a lone
+    # integer key numbers itself, given by the insert (events/repository.py).
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), autoincrement=True, nullable=False),
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(40), nullable=False),
     Column("event_type", String(64), nullable=False),
-    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("payload", Text, nullable=False),  # the JSON every channel delivers
     # When the delivery worker made the event's deliveries (NULL: not yet: the outbox).
     Column("dispatched_at", UTCDateTime, nullable=True),
-    Index(None, "org_id", "seq"),
+    PrimaryKeyConstraint("org_id", "seq"),
+    UniqueConstraint("org_id", "event_id"),
+    Index(None, "seq"),  # the deployment's log, newest first
     Index(
         "ix_billing_events_undispatched",
         "seq",
@@ -557,14 +561,10 @@ org_notification_settings = Table(
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("delivery_id", String(32), primary_key=True),
-    Column(
-        "event_id",
-        String(40),
-        ForeignKey("billing_events.event_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("org_id", String(ID), nullable=True),
+    # Keyed by org, the org of its event (docs/scaling.md); also found by its id alone.
+    Column("org_id", String(ID), nullable=False),
+    Column("delivery_id", String(32), nullable=False),
+    Column("event_id", String(40), nullable=False),
     Column("channel", String(8), nullable=False),  # webhook, email, slack
     Column("target", String(32), nullable=False),  # the endpoint's id, or the channel's name
     Column("status", String(10), nullable=False),
@@ -578,9 +578,16 @@ deliveries = Table(
     Column("last_status_code", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
-    UniqueConstraint("event_id", "channel", "target"),
+    PrimaryKeyConstraint("org_id", "delivery_id"),
+    UniqueConstraint("org_id", "event_id", "channel", "target"),
+    ForeignKeyConstraint(
+        ["org_id", "event_id"],
+        ["billing_events.org_id", "billing_events.event_id"],
+        ondelete="CASCADE",
+    ),
     CheckConstraint("channel IN ('webhook', 'email', 'slack')", name="channel"),
     CheckConstraint("status IN ('pending', 'delivered', 'failed', 'skipped')", name="status"),
+    Index(None, "delivery_id"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "target", "created_at"),
 )
@@ -588,18 +595,20 @@ deliveries = Table(
 delivery_attempts = Table(
     "delivery_attempts",
     metadata,
-    Column(
-        "delivery_id",
-        String(32),
-        ForeignKey("deliveries.delivery_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("attempt", Integer, primary_key=True),
+    Column("org_id", String(ID), nullable=False),
+    Column("delivery_id", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("duration_ms", Integer, nullable=False),
     Column("status_code", Integer, nullable=True),  # the receiver's answer, if any
     Column("error", Text, nullable=True),
     Column("outcome", String(10), nullable=False),  # delivered, retry, failed
+    PrimaryKeyConstraint("org_id", "delivery_id", "attempt"),
+    ForeignKeyConstraint(
+        ["org_id", "delivery_id"],
+        ["deliveries.org_id", "deliveries.delivery_id"],
+        ondelete="CASCADE",
+    ),
 )
 
 invoice_numbers = Table(

@@ -38,15 +38,18 @@ async def list_events(
     cursor: SequenceCursor = None,
 ) -> Page[EventOut]:
     """Every event the kernel emitted (`usage.threshold_crossed`,
-    `usage.threshold_resolved`, `quota.blocked`; for a key valid for every org also the
-    operator's `invoice.close_failed`), newest first, a page at a time (see
-    *Pagination*), each exactly as the channels deliver it. Needs `billing:admin`."""
+    `usage.threshold_resolved`, `quota.blocked`, the `payment.*` an org is told of; for a
+    key valid for every org also the operators' `invoice.close_failed` and
+    `payment.refund_due`, each about an org and listed with its events), newest first, a
+    page at a time (see *Pagination*), each exactly as the channels deliver it. Needs
+    `billing:admin`."""
     if org_id is None:
         org_id = key.org_id
     else:
         key.require_org(org_id)
     rows = await kernel.events.events(
         org_id=org_id,
+        operators_too=key.org_id is None,
         types=event_types or (),
         after=None if cursor is None else int(cursor),
         limit=limit + 1,

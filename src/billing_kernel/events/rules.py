@@ -24,6 +24,12 @@ class EventType(StrEnum):
     PAYMENT_CARD_NEEDED = "payment.card_needed"
 
 
+FOR_OPERATORS = frozenset({EventType.INVOICE_CLOSE_FAILED, EventType.PAYMENT_REFUND_DUE})
+"""The operators' events: each about an org (whose `org_id` it carries) but for the people
+who run the deployment, so delivered to deployment-wide endpoints only and never shown to the
+org (its endpoints, Slack, people, event log or delivery log)."""
+
+
 def event_id(event_type: EventType, *parts: str | int) -> str:
     """The id of the event of `event_type` about what `parts` name (written as text, in
     order): the same for the same happening however often it is written or sent."""
@@ -37,9 +43,14 @@ class Event:
 
     event_id: str
     event_type: EventType
-    org_id: str | None
+    org_id: str
+    """The org it is about (the operators' events too: see FOR_OPERATORS)."""
     created_at: datetime
     data: dict[str, object]
+
+    @property
+    def for_operators(self) -> bool:
+        return self.event_type in FOR_OPERATORS
 
     def payload(self) -> dict[str, object]:
         """The documented JSON body: `type`, `id`, `timestamp`, `data`."""

@@ -24,14 +24,16 @@ class EventLog:
         self,
         *,
         org_id: str | None,
+        operators_too: bool = True,
         types: Sequence[EventType] = (),
         after: int | None = None,
         limit: int = 50,
         uow: UnitOfWork | None = None,
     ) -> list[tuple[int, Event]]:
-        """Events newest first, each with its number in the log: the org's (or every
-        org's), of some types, numbered below `after` (the last of the previous page)."""
+        """Events newest first, each with its number in the log: about the org (or every
+        org), the operators' too unless told not (an org's own reader never sees them), of
+        some types, numbered below `after` (the last of the previous page)."""
         async with self._tx.read(uow) as unit:
             return await EventRepository(unit).events(
-                org_id=org_id, types=types, after=after, limit=limit
+                org_id=org_id, operators_too=operators_too, types=types, after=after, limit=limit
             )

@@ -493,13 +493,13 @@ class StoredInvoice:
 
 def close_failed_event(org_id: str, period: date, reason: str, now: datetime) -> Event:
     """The event that an org's invoice for `period` could not be made, and why: the
-    operator's (no org of its own, so only deployment-wide endpoints get it, never the org's
-    members); one per org, period and reason however often the closer tries again."""
+    operators' (so only deployment-wide endpoints get it, never the org's own); one per org,
+    period and reason however often the closer tries again."""
     month = BillingPeriod.starting(period)
     return Event(
         event_id=event_id(EventType.INVOICE_CLOSE_FAILED, org_id, period.isoformat(), reason),
         event_type=EventType.INVOICE_CLOSE_FAILED,
-        org_id=None,
+        org_id=org_id,
         created_at=now,
         data={
             "org_id": org_id,

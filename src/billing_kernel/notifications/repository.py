@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, tuple_, update
 
 from billing_kernel.db.database import upsert
 from billing_kernel.db.tables import (
@@ -49,7 +49,7 @@ def _endpoint(row: Any) -> Endpoint:
 def _own(org_id: str) -> ColumnElement[bool]:
     """The deliveries that are the org's own: of its events, and by its own channels (its
     endpoints, its Slack, its email), not to a deployment-wide endpoint, whose answers are
-    the operator's."""
+    the operators' (as every delivery of the operators' events is)."""
     dl, ep = deliveries.c, webhook_endpoints.c
     its_endpoints = select(ep.endpoint_id).where(ep.org_id == org_id)
     return and_(
@@ -179,13 +179,11 @@ class NotificationRepository:
         result = await self._conn.execute(query)
         return [_event(row) for row in result]
 
-    async def targets(
-        self, org_ids: set[str | None]
-    ) -> tuple[list[Endpoint], dict[str, ChannelSettings]]:
+    async def targets(self, org_ids: set[str]) -> tuple[list[Endpoint], dict[str, ChannelSettings]]:
         """The enabled endpoints that may want the orgs' events (theirs and the deployment's)
         and the orgs' settings."""
         ep, st = webhook_endpoints.c, org_notification_settings.c
-        named = sorted(o for o in org_ids if o is not None)
+        named = sorted(org_ids)
         endpoints = await self._conn.execute(
             select(webhook_endpoints).where(
                 ep.disabled_at.is_(None), or_(ep.org_id.is_(None), ep.org_id.in_(named))
@@ -205,6 +203,7 @@ class NotificationRepository:
             await self._conn.execute(
                 upsert(self._conn, deliveries).on_conflict_do_nothing(
                     index_elements=[
+                        deliveries.c.org_id,
                         deliveries.c.event_id,
                         deliveries.c.channel,
                         deliveries.c.target,
@@ -213,11 +212,12 @@ class NotificationRepository:
                 list(rows),
             )
 
-    async def mark_dispatched(self, event_ids: Sequence[str], now: datetime) -> None:
-        if event_ids:
+    async def mark_dispatched(self, events: Sequence[Event], now: datetime) -> None:
+        if events:
+            ev = billing_events.c
             await self._conn.execute(
                 update(billing_events)
-                .where(billing_events.c.event_id.in_(list(event_ids)))
+                .where(tuple_(ev.org_id, ev.event_id).in_([(e.org_id, e.event_id) for e in events]))
                 .values(dispatched_at=now)
             )
 
@@ -228,7 +228,7 @@ class NotificationRepository:
         until `lease_until` (skipped by every other worker meanwhile)."""
         dl = deliveries.c
         due = (
-            select(dl.delivery_id)
+            select(dl.org_id, dl.delivery_id)
             .where(
                 dl.status == DeliveryStatus.PENDING.value,
                 dl.next_attempt_at <= now,
@@ -239,18 +239,20 @@ class NotificationRepository:
         )
         if self._conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
-        ids = list((await self._conn.execute(due)).scalars())
-        if not ids:
+        keys = [tuple(row) for row in await self._conn.execute(due)]
+        if not keys:
             return []
+        taken = tuple_(dl.org_id, dl.delivery_id).in_(keys)
         await self._conn.execute(
             update(deliveries)
-            .where(dl.delivery_id.in_(ids))
+            .where(taken)
             .values(attempts=dl.attempts + 1, locked_until=lease_until)
         )
+        ev = billing_events.c
         result = await self._conn.execute(
-            select(deliveries, billing_events.c.payload, billing_events.c.event_type)
-            .join(billing_events, billing_events.c.event_id == dl.event_id)
-            .where(dl.delivery_id.in_(ids))
+            select(deliveries, ev.payload, ev.event_type)
+            .join(billing_events, and_(ev.org_id == dl.org_id, ev.event_id == dl.event_id))
+            .where(taken)
             .order_by(dl.next_attempt_at)
         )
         return [
@@ -260,7 +262,7 @@ class NotificationRepository:
 
     async def record_attempt(
         self,
-        delivery_id: str,
+        delivery: Delivery,
         attempt: Attempt,
         status: DeliveryStatus,
         next_attempt_at: datetime | None,
@@ -271,7 +273,8 @@ class NotificationRepository:
         await self._conn.execute(
             upsert(self._conn, delivery_attempts)
             .values(
-                delivery_id=delivery_id,
+                org_id=delivery.org_id,
+                delivery_id=delivery.delivery_id,
                 attempt=attempt.attempt,
                 started_at=attempt.started_at,
                 duration_ms=attempt.duration_ms,
@@ -280,7 +283,11 @@ class NotificationRepository:
                 outcome=attempt.outcome,
             )
             .on_conflict_do_nothing(
-                index_elements=[delivery_attempts.c.delivery_id, delivery_attempts.c.attempt]
+                index_elements=[
+                    delivery_attempts.c.org_id,
+                    delivery_attempts.c.delivery_id,
+                    delivery_attempts.c.attempt,
+                ]
             )
         )
         dl = deliveries.c
@@ -288,7 +295,8 @@ class NotificationRepository:
         result = await self._conn.execute(
             update(deliveries)
             .where(
-                dl.delivery_id == delivery_id,
+                dl.org_id == delivery.org_id,
+                dl.delivery_id == delivery.delivery_id,
                 dl.attempts == attempt.attempt,
                 dl.status == DeliveryStatus.PENDING.value,
             )
@@ -340,14 +348,19 @@ class NotificationRepository:
         result = await self._conn.execute(query.order_by(dl.delivery_id.desc()).limit(limit))
         return [_delivery(row) for row in result]
 
-    async def attempts(self, delivery_ids: Sequence[str]) -> dict[str, list[Attempt]]:
-        found: dict[str, list[Attempt]] = {d: [] for d in delivery_ids}
-        if not delivery_ids:
+    async def attempts(self, found_ones: Sequence[Delivery]) -> dict[str, list[Attempt]]:
+        """The attempts of each delivery, by its id, in order."""
+        found: dict[str, list[Attempt]] = {d.delivery_id: [] for d in found_ones}
+        if not found_ones:
             return found
         at = delivery_attempts.c
         result = await self._conn.execute(
             select(delivery_attempts)
-            .where(at.delivery_id.in_(list(delivery_ids)))
+            .where(
+                tuple_(at.org_id, at.delivery_id).in_(
+                    [(d.org_id, d.delivery_id) for d in found_ones]
+                )
+            )
             .order_by(at.delivery_id, at.attempt)
         )
         for row in result:
@@ -363,12 +376,12 @@ class NotificationRepository:
             )
         return found
 
-    async def replay(self, delivery_id: str, now: datetime) -> None:
+    async def replay(self, delivery: Delivery, now: datetime) -> None:
         """Send a delivery again from the start of the schedule, with the same id."""
         dl = deliveries.c
         await self._conn.execute(
             update(deliveries)
-            .where(dl.delivery_id == delivery_id)
+            .where(dl.org_id == delivery.org_id, dl.delivery_id == delivery.delivery_id)
             .values(
                 status=DeliveryStatus.PENDING.value,
                 attempt_base=dl.attempts,
@@ -382,28 +395,36 @@ class NotificationRepository:
         """Delete the oldest billing events (up to `limit`) made before `before` that were
         dispatched and whose every delivery has finished (none pending), with their
         deliveries and attempts; how many events."""
-        e, d = billing_events.c, deliveries.c
+        e, d, a = billing_events.c, deliveries.c, delivery_attempts.c
         pending = (
             select(d.delivery_id)
-            .where(d.event_id == e.event_id, d.status == DeliveryStatus.PENDING.value)
+            .where(
+                d.org_id == e.org_id,
+                d.event_id == e.event_id,
+                d.status == DeliveryStatus.PENDING.value,
+            )
             .exists()
         )
-        doomed = list(
-            (
-                await self._conn.execute(
-                    select(e.event_id)
-                    .where(e.created_at < before, e.dispatched_at.is_not(None), ~pending)
-                    .order_by(e.seq)
-                    .limit(limit)
-                )
-            ).scalars()
-        )
+        doomed = [
+            tuple(row)
+            for row in await self._conn.execute(
+                select(e.org_id, e.event_id)
+                .where(e.created_at < before, e.dispatched_at.is_not(None), ~pending)
+                .order_by(e.seq)
+                .limit(limit)
+            )
+        ]
         if doomed:
-            theirs = select(d.delivery_id).where(d.event_id.in_(doomed))
-            a = delivery_attempts.c
-            await self._conn.execute(delete(delivery_attempts).where(a.delivery_id.in_(theirs)))
-            await self._conn.execute(delete(deliveries).where(d.event_id.in_(doomed)))
-            await self._conn.execute(delete(billing_events).where(e.event_id.in_(doomed)))
+            theirs = select(d.org_id, d.delivery_id).where(tuple_(d.org_id, d.event_id).in_(doomed))
+            await self._conn.execute(
+                delete(delivery_attempts).where(tuple_(a.org_id, a.delivery_id).in_(theirs))
+            )
+            await self._conn.execute(
+                delete(deliveries).where(tuple_(d.org_id, d.event_id).in_(doomed))
+            )
+            await self._conn.execute(
+                delete(billing_events).where(tuple_(e.org_id, e.event_id).in_(doomed))
+            )
         return len(doomed)
 
     async def fail_for_endpoint(self, endpoint_id: str, now: datetime) -> None:
@@ -432,7 +453,7 @@ def _event(row: Any) -> Event:
     return Event(
         event_id=payload["id"],
         event_type=EventType(row.event_type),
-        org_id=payload["data"].get("org_id"),
+        org_id=row.org_id,
         created_at=_parse_time(payload["timestamp"]),
         data=payload["data"],
     )

@@ -102,7 +102,8 @@ class Attempt:
 class Delivery:
     delivery_id: str
     event_id: str
-    org_id: str | None
+    org_id: str
+    """The org its event is about (the operators' events too)."""
     channel: Channel
     target: str
     status: DeliveryStatus
@@ -237,7 +238,7 @@ def told_to_people(
     told: set[str] = set()
     highest: dict[tuple[object, ...], tuple[int, str]] = {}
     for event in events:
-        if event.org_id is None or event.event_type not in types:
+        if event.for_operators or event.event_type not in types:
             continue
         if event.event_type is not EventType.THRESHOLD_CROSSED:
             told.add(event.event_id)

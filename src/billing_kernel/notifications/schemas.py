@@ -96,7 +96,10 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     event_id: str = Field(description="Sent as `webhook-id`: the same on every attempt.")
-    org_id: str | None
+    org_id: str = Field(
+        description="The org its event is about (the operators' `invoice.close_failed` and "
+        "`payment.refund_due` too, which go to deployment-wide endpoints only)."
+    )
     channel: str = Field(description="`webhook`, `email` or `slack`.")
     endpoint_id: str | None = Field(description="For a webhook: its endpoint.")
     status: str = Field(description="`pending`, `delivered`, `failed` or `skipped`.")

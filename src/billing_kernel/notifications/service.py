@@ -268,15 +268,17 @@ class NotificationService:
             emailed: dict[frozenset[EventType], set[str]] = {TOLD_TO_PEOPLE: people}
             rows: list[dict[str, object]] = []
             for event in events:
+                # The operators' events go to deployment-wide endpoints alone.
                 chosen = (
-                    ChannelSettings()
-                    if event.org_id is None
+                    ChannelSettings(email=False)
+                    if event.for_operators
                     else settings.get(event.org_id, ChannelSettings())
                 )
+                readers = (None,) if event.for_operators else (None, event.org_id)
                 targets = [
                     (Channel.WEBHOOK, e.endpoint_id)
                     for e in endpoints
-                    if e.org_id in (None, event.org_id) and wants(e.event_types, event.event_type)
+                    if e.org_id in readers and wants(e.event_types, event.event_type)
                 ]
                 # A back-under, or 80 % beside 100 %: webhooks only (email: unless chosen).
                 if chosen.slack_webhook_url and event.event_id in people:
@@ -306,7 +308,7 @@ class NotificationService:
                     for channel, target in targets
                 ]
             await repo.add_deliveries(rows)
-            await repo.mark_dispatched([e.event_id for e in events], now)
+            await repo.mark_dispatched(events, now)
             return len(events)
 
     async def claim(self, limit: int = 20) -> list[Job]:
@@ -324,7 +326,7 @@ class NotificationService:
                     if endpoint is not None and endpoint.disabled_at is not None:
                         endpoint = None
                     jobs.append(Job(item, endpoint=endpoint))
-                elif delivery.channel is Channel.SLACK and delivery.org_id is not None:
+                elif delivery.channel is Channel.SLACK:
                     slack = (await repo.settings(delivery.org_id)).slack_webhook_url
                     jobs.append(Job(item, slack_url=slack))
                 else:
@@ -367,7 +369,7 @@ class NotificationService:
         )
         async with self._tx.begin() as unit:
             await NotificationRepository(unit).record_attempt(
-                delivery.delivery_id, attempt, status, retry_at, now
+                delivery, attempt, status, retry_at, now
             )
         return status
 
@@ -397,7 +399,7 @@ class NotificationService:
                 after=after,
                 limit=limit,
             )
-            attempts = await repo.attempts([d.delivery_id for d in found])
+            attempts = await repo.attempts(found)
             return [(d, attempts[d.delivery_id]) for d in found]
 
     async def delivery(
@@ -410,7 +412,7 @@ class NotificationService:
             found = await repo.delivery(delivery_id, only_org=org_id)
             if found is None:
                 raise DeliveryNotFound(f"no delivery {delivery_id!r}", delivery_id=delivery_id)
-            return found, (await repo.attempts([delivery_id]))[delivery_id]
+            return found, (await repo.attempts([found]))[delivery_id]
 
     async def replay(
         self, delivery_id: str, *, org_id: str | None = None, uow: UnitOfWork | None = None
@@ -418,8 +420,8 @@ class NotificationService:
         """Send a delivery again, with the same `webhook-id`, from the start of the retry
         schedule (delivered ones too: a receiver that lost what it got)."""
         async with self._tx.begin(uow) as unit:
-            await self.delivery(delivery_id, org_id=org_id, uow=unit)
-            await NotificationRepository(unit).replay(delivery_id, self._clock())
+            found, _ = await self.delivery(delivery_id, org_id=org_id, uow=unit)
+            await NotificationRepository(unit).replay(found, self._clock())
             return await self.delivery(delivery_id, uow=unit)
 
 

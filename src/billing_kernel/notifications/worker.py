@@ -215,7 +215,7 @@ class DeliveryWorker:
 
     async def _words(self, job: Job) -> AlertWords:
         event = job.claimed.event
-        org_id = event.org_id or ""
+        org_id = event.org_id
         org = await self._orgs.get(org_id)
         link = f"{self._settings.public_url.rstrip('/')}/app/billing?org={quote(org_id)}"
         if event.event_type in (EventType.PAYMENT_FAILED, EventType.PAYMENT_CARD_NEEDED):
@@ -234,7 +234,7 @@ class DeliveryWorker:
     async def _email(self, job: Job, started: datetime) -> Outcome:
         smtp = self._settings.smtp_url
         org_id = job.claimed.event.org_id
-        if smtp is None or org_id is None:
+        if smtp is None:
             return Outcome(False, started, 0, error="email is not configured", final=True)
         recipients = await self._members.admin_emails(org_id)
         if not recipients:

@@ -335,7 +335,7 @@ def payment_event(effect: InvoiceEffect, outcome: Outcome, now: datetime) -> Eve
     """The event that says what an attempt did to its invoice, or None when it did nothing:
     `payment.succeeded` (paid) and `payment.failed` (the org past due), the org's;
     `payment.refund_due` (money came in for an invoice void or paid otherwise), the
-    operator's: no org of its own, so only deployment-wide endpoints get it. One per
+    operators' (FOR_OPERATORS): only deployment-wide endpoints get it. One per
     attempt and effect, however often it is applied."""
     told = _TOLD.get(effect)
     if told is None:
@@ -355,7 +355,7 @@ def payment_event(effect: InvoiceEffect, outcome: Outcome, now: datetime) -> Eve
     return Event(
         event_id=event_id(told, outcome.payment_id),
         event_type=told,
-        org_id=None if told is EventType.PAYMENT_REFUND_DUE else outcome.org_id,
+        org_id=outcome.org_id,
         created_at=now,
         data=data,
     )
