@@ -10,8 +10,6 @@ from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.plans.rules import (
     MAX_PLAN_METRICS,
     MAX_PRICE,
-    MAX_UNIT_PRICE,
-    MAX_UNIT_SIZE,
     NOT_INCLUDED,
     Enforcement,
     Plan,
@@ -21,6 +19,7 @@ from billing_kernel.plans.rules import (
     prices_differ,
     validate_plan,
 )
+from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE
 
 CATALOGUE = {"tokens", "seats"} | {f"m{n}" for n in range(MAX_PLAN_METRICS + 1)}
 

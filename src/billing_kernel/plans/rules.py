@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
+from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE, check_amount
 
 MAX_GRACE_PERCENT = 1000
 HOUR = timedelta(hours=1)
@@ -150,9 +151,6 @@ def prices_differ(old: Plan, new: Plan) -> bool:
 MAX_PLAN_METRICS = 50
 MAX_PRICE = Decimal("9999999999.99")
 """The most a plan's monthly price may be (NUMERIC(12,2))."""
-MAX_UNIT_PRICE = Decimal("999999999999.999999")
-"""The most an overage unit price may be (NUMERIC(18,6))."""
-MAX_UNIT_SIZE = 10**12
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 
@@ -164,7 +162,7 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
     the first field that is wrong."""
     if not CURRENCY_PATTERN.fullmatch(plan.currency):
         raise InvalidInput("currency must be a three-letter code such as USD", field="currency")
-    _amount(plan.monthly_price, 2, MAX_PRICE, "monthly_price")
+    check_amount(plan.monthly_price, 2, MAX_PRICE, "monthly_price")
     if len(plan.metrics) > MAX_PLAN_METRICS:
         raise InvalidInput(f"a plan names at most {MAX_PLAN_METRICS} metrics", field="metrics")
     for key, terms in plan.metrics.items():
@@ -174,25 +172,10 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
             raise UnknownMetric(f"unknown metric {key!r}", field="metrics")
         if terms.included_quantity is not None and terms.included_quantity < 0:
             raise InvalidInput("included_quantity must not be negative", field="included_quantity")
-        _amount(terms.overage_unit_price, 6, MAX_UNIT_PRICE, "overage_unit_price")
+        check_amount(terms.overage_unit_price, 6, MAX_UNIT_PRICE, "overage_unit_price")
         if not 1 <= terms.overage_unit_size <= MAX_UNIT_SIZE:
             raise InvalidInput(
                 f"overage_unit_size must be from 1 to {MAX_UNIT_SIZE:,}", field="overage_unit_size"
             )
         validate_grace(terms.policy.grace_percent, terms.policy.grace_period)
     return plan
-
-
-def _amount(value: Decimal, places: int, most: Decimal, field: str) -> None:
-    exponent = value.as_tuple().exponent
-    if (
-        not value.is_finite()
-        or value < 0
-        or value > most
-        or not isinstance(exponent, int)
-        or -exponent > places
-    ):
-        raise InvalidInput(
-            f"{field} must be an amount from 0 to {most} with at most {places} decimals",
-            field=field,
-        )

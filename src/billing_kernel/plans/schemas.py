@@ -15,13 +15,13 @@ from billing_kernel.plans.rules import (
     MAX_GRACE_PERCENT,
     MAX_GRACE_PERIOD,
     MAX_PLAN_METRICS,
-    MAX_UNIT_SIZE,
     SOFT,
     Enforcement,
     Plan,
     PlanMetric,
     Policy,
 )
+from billing_kernel.pricing.rules import MAX_UNIT_SIZE
 from billing_kernel.web.schemas import (
     WHOLE,
     MoneyText,

@@ -1,0 +1,206 @@
+"""Pricing: what the units of a metric beyond those included cost by a price model, worked
+out in one place, each cost with the formula its invoice line shows. Pure: Decimal in,
+Decimal out, exact; the line that bills a cost rounds it once (`common.money.round_money`),
+never tier by tier.
+
+A price applies to the units beyond what is included (the plan's included quantity, or the
+org's own limit): included units are free, and the first tier starts at the first unit
+beyond them. Every model charges nothing for no unit.
+
+- `per_unit`: `unit_price` per block of `unit_size` units, a partial block charged
+  proportionally: 1,500 units at 0.02 per 1,000 cost 0.03.
+- `graduated`: each unit priced by the tier it falls in (`unit_price` per `unit_size` units,
+  proportionally), and each tier it reaches adds its `flat_fee`.
+- `volume`: every unit priced by the tier the whole quantity reaches, plus that tier's
+  `flat_fee`.
+- `package`: `unit_price` per block of `unit_size` units, a partial block charged as a whole
+  one: 1,500 units at 5.00 per 1,000 cost 10.00.
+
+A tier's `up_to` is the last unit it prices, counted from the first unit beyond the
+included ones; the last tier has none (it prices every unit after). Tiers are contiguous by
+construction: each starts after the one before it ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from billing_kernel.common.money import money_text
+from billing_kernel.errors import InvalidInput
+
+MAX_UNIT_PRICE = Decimal("999999999999.999999")
+"""The most a unit price may be (NUMERIC(18,6))."""
+MAX_FLAT_FEE = Decimal("9999999999.99")
+"""The most a tier's flat fee may be (NUMERIC(12,2))."""
+MAX_UNIT_SIZE = 10**12
+MAX_TIERS = 20
+MAX_UP_TO = 10**15
+"""The most units a tier may end at (a metric's counter is a 64-bit integer)."""
+
+
+class PriceModel(StrEnum):
+    PER_UNIT = "per_unit"
+    GRADUATED = "graduated"
+    VOLUME = "volume"
+    PACKAGE = "package"
+
+
+TIERED = frozenset({PriceModel.GRADUATED, PriceModel.VOLUME})
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    up_to: int | None
+    """The last unit the tier prices (None: every unit after the tier before)."""
+    unit_price: Decimal
+    """Per the price's `unit_size` units, charged proportionally."""
+    flat_fee: Decimal = Decimal(0)
+    """Added once when usage reaches the tier (graduated: each tier reached; volume: the
+    tier the whole quantity reaches)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What some units cost: exact (rounded by the line that bills it), and how."""
+
+    units: int
+    exact: Decimal
+    formula: str
+    """The arithmetic that gives `exact`, for the invoice line ("" for no unit)."""
+
+
+NOTHING = Cost(0, Decimal(0), "")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """How a plan charges for the units of a metric beyond those included."""
+
+    model: PriceModel = PriceModel.PER_UNIT
+    unit_price: Decimal = Decimal(0)
+    """per_unit and package: the price of a block of `unit_size` units."""
+    unit_size: int = 1
+    tiers: tuple[Tier, ...] = ()
+    """graduated and volume: the tiers, in order, the last open-ended."""
+
+    def cost(self, units: int) -> Cost:
+        """What `units` units beyond the included ones cost (nothing for none)."""
+        if units <= 0:
+            return NOTHING
+        if self.model is PriceModel.PER_UNIT:
+            return Cost(
+                units, self._part(units, self.unit_price), self._each(units, self.unit_price)
+            )
+        if self.model is PriceModel.PACKAGE:
+            blocks = -(-units // self.unit_size)
+            formula = (
+                f"⌈{units:,} / {self.unit_size:,}⌉ = {blocks:,} x {money_text(self.unit_price)}"
+            )
+            return Cost(units, blocks * self.unit_price, formula)
+        if self.model is PriceModel.VOLUME:
+            tier = self.tiers[self.tier_reached(units)]
+            exact = self._part(units, tier.unit_price) + tier.flat_fee
+            return Cost(units, exact, self._each(units, tier.unit_price) + _fee(tier.flat_fee))
+        exact, parts = Decimal(0), []
+        for start, end, tier in self._spans():
+            if units <= start:
+                break
+            inside = min(units, end) - start
+            exact += self._part(inside, tier.unit_price) + tier.flat_fee
+            parts.append(self._each(inside, tier.unit_price) + _fee(tier.flat_fee))
+        return Cost(units, exact, " + ".join(parts))
+
+    def tier_reached(self, units: int) -> int:
+        """The index of the tier `units` units fall in (the first for none)."""
+        for index, (_, end, _) in enumerate(self._spans()):
+            if units <= end:
+                return index
+        return len(self.tiers) - 1
+
+    def _spans(self) -> list[tuple[int, int, Tier]]:
+        """Each tier with the units before it and its last unit (unbounded: MAX_UP_TO)."""
+        spans, start = [], 0
+        for tier in self.tiers:
+            end = MAX_UP_TO if tier.up_to is None else tier.up_to
+            spans.append((start, end, tier))
+            start = end
+        return spans
+
+    def _part(self, units: int, price: Decimal) -> Decimal:
+        return Decimal(units) * price / Decimal(self.unit_size)
+
+    def _each(self, units: int, price: Decimal) -> str:
+        per = "" if self.unit_size == 1 else f" / {self.unit_size:,}"
+        return f"{units:,} x {money_text(price)}{per}"
+
+
+def _fee(fee: Decimal) -> str:
+    return f" + {money_text(fee)}" if fee else ""
+
+
+def check_amount(value: Decimal, places: int, most: Decimal, field: str) -> None:
+    """InvalidInput naming `field` unless `value` is from 0 to `most` with at most `places`
+    decimals."""
+    exponent = value.as_tuple().exponent
+    if (
+        not value.is_finite()
+        or value < 0
+        or value > most
+        or not isinstance(exponent, int)
+        or -exponent > places
+    ):
+        raise InvalidInput(
+            f"{field} must be an amount from 0 to {most} with at most {places} decimals",
+            field=field,
+        )
+
+
+def validate_price(price: Price, field: str = "price") -> Price:
+    """A price as an operator defines it, checked whole; InvalidInput names the first part
+    that is wrong (`price.tiers[2].up_to`): a block of 1 to MAX_UNIT_SIZE units; for
+    per_unit and package a unit price and no tiers; for graduated and volume no unit price
+    of its own and 1 to MAX_TIERS tiers, each ending above the one before, the last
+    open-ended, each with a unit price (at most six decimals) and a flat fee (at most two)."""
+    if not 1 <= price.unit_size <= MAX_UNIT_SIZE:
+        raise InvalidInput(
+            f"{field}.unit_size must be from 1 to {MAX_UNIT_SIZE:,}", field=f"{field}.unit_size"
+        )
+    check_amount(price.unit_price, 6, MAX_UNIT_PRICE, f"{field}.unit_price")
+    if price.model not in TIERED:
+        if price.tiers:
+            raise InvalidInput(
+                f"{field}.tiers are for graduated and volume prices, not {price.model}",
+                field=f"{field}.tiers",
+            )
+        return price
+    if price.unit_price:
+        raise InvalidInput(
+            f"a {price.model} price sets its unit price per tier, not in {field}.unit_price",
+            field=f"{field}.unit_price",
+        )
+    if not 1 <= len(price.tiers) <= MAX_TIERS:
+        raise InvalidInput(
+            f"a {price.model} price has 1 to {MAX_TIERS} tiers", field=f"{field}.tiers"
+        )
+    before = 0
+    for index, tier in enumerate(price.tiers):
+        at = f"{field}.tiers[{index}]"
+        last = index == len(price.tiers) - 1
+        if last and tier.up_to is not None:
+            raise InvalidInput(
+                f"{at}.up_to must be null: the last tier prices every unit after the one before it",
+                field=f"{at}.up_to",
+            )
+        if not last and (tier.up_to is None or not before < tier.up_to < MAX_UP_TO):
+            raise InvalidInput(
+                f"{at}.up_to must be a whole number of units above {before:,} (where "
+                f"{'the tier before it ends' if index else 'the included units end'}) and "
+                f"below {MAX_UP_TO:,}; only the last tier is open-ended",
+                field=f"{at}.up_to",
+            )
+        check_amount(tier.unit_price, 6, MAX_UNIT_PRICE, f"{at}.unit_price")
+        check_amount(tier.flat_fee, 2, MAX_FLAT_FEE, f"{at}.flat_fee")
+        before = tier.up_to or before
+    return price
