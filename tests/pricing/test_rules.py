@@ -91,6 +91,32 @@ def test_tiers_price_per_block_of_the_prices_unit_size() -> None:
     assert volume.cost(500_000).exact == D("1.00")
 
 
+def test_a_line_charges_the_exact_cost_rounded_half_up_once() -> None:
+    per_1k = Price(PriceModel.PER_UNIT, D("0.02"), 1000)
+    assert per_1k.cost(1500).amount == D("0.03")
+    assert per_1k.cost(250).amount == D("0.01")  # 0.005 rounds half up
+    assert per_1k.cost(249).amount == D("0.00")
+    assert Price(unit_price=D("15.00")).cost(3).amount == D("45.00")
+    assert per_1k.cost(0).amount == D("0.00")
+    assert Price(unit_size=1000).cost(10**12).amount == D("0.00")
+    assert Price(GRADUATED, tiers=TIERS).cost(1_001).amount == D("15.01")
+
+
+@given(
+    quantity=st.integers(min_value=0, max_value=10**15),
+    cents_per_block=st.integers(min_value=0, max_value=10**6),
+    block=st.sampled_from([1, 1000, 1_000_000]),
+)
+def test_a_per_unit_line_is_exact_to_the_cent(
+    quantity: int, cents_per_block: int, block: int
+) -> None:
+    price = Decimal(cents_per_block) / 10_000  # down to 1/100 of a cent per block
+    amount = Price(PriceModel.PER_UNIT, price, block).cost(quantity).amount
+    exact = Decimal(quantity) * price / block
+    assert amount == round_money(amount)
+    assert abs(amount - exact) <= Decimal("0.005")
+
+
 # Properties, over any valid tiers and quantities
 
 

@@ -2,10 +2,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from billing_kernel.common.money import money_text, overage_amount, round_money
+from billing_kernel.common.money import money_text
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric
 from billing_kernel.quota.rules import LimitOverride, decide, effective_terms, percent_used
 
@@ -59,31 +57,6 @@ def test_decision_is_soft_and_says_whether_the_limit_is_or_would_be_exceeded() -
         False,
         None,
     )
-
-
-def test_overage_is_charged_per_block_proportionally_and_rounded_half_up_once() -> None:
-    per_1k = Decimal("0.02")
-    assert overage_amount(1500, per_1k, 1000) == Decimal("0.03")
-    assert overage_amount(250, per_1k, 1000) == Decimal("0.01")  # 0.005 rounds half up
-    assert overage_amount(249, per_1k, 1000) == Decimal("0.00")
-    assert overage_amount(3, Decimal("15.00"), 1) == Decimal("45.00")
-    assert overage_amount(0, per_1k, 1000) == Decimal("0.00")
-    assert overage_amount(10**12, Decimal("0"), 1000) == Decimal("0.00")
-
-
-@given(
-    quantity=st.integers(min_value=0, max_value=10**15),
-    cents_per_block=st.integers(min_value=0, max_value=10**6),
-    block=st.sampled_from([1, 1000, 1_000_000]),
-)
-def test_overage_amount_is_exact_to_the_cent(
-    quantity: int, cents_per_block: int, block: int
-) -> None:
-    price = Decimal(cents_per_block) / 10_000  # down to 1/100 of a cent per block
-    amount = overage_amount(quantity, price, block)
-    exact = Decimal(quantity) * price / block
-    assert amount == round_money(amount)
-    assert abs(amount - exact) <= Decimal("0.005")
 
 
 def test_effective_limit_prefers_the_org_override_and_none_lifts_it() -> None:

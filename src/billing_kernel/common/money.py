@@ -1,9 +1,8 @@
 """Money: `Decimal` only, rounded to the currency's cents in exactly one place.
 
-Overage is priced per block of `unit_size` units (for example 0.02 USD per 1,000 tokens) and
-charged proportionally for a partial block: 1,500 tokens over at 0.02/1k cost 0.03. The exact
-amount of each charge line is rounded once, half up, to cents by `round_money`; totals are sums
-of rounded lines, so an invoice always adds up.
+What usage costs is worked out exactly (`pricing.rules`); the exact amount of each charge
+line is rounded once, half up, to cents by `round_money`; totals are sums of rounded lines,
+so an invoice always adds up.
 """
 
 from __future__ import annotations
@@ -35,10 +34,3 @@ def money_text(amount: Decimal, *, thousands: bool = False) -> str:
     assert isinstance(exponent, int), "money is a finite Decimal"
     places = max(2, -exponent)
     return f"{amount:{',' if thousands else ''}.{places}f}"
-
-
-def overage_amount(overage_quantity: int, unit_price: Decimal, unit_size: int) -> Decimal:
-    """The charge, in cents, for `overage_quantity` units priced at `unit_price` per `unit_size`."""
-    if overage_quantity <= 0 or unit_price == 0:
-        return ZERO
-    return round_money(Decimal(overage_quantity) * unit_price / Decimal(unit_size))

@@ -36,7 +36,6 @@ from billing_kernel.errors import CurrencyChange
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import Price, PriceModel
 
 SECOND = timedelta(seconds=1)
 
@@ -217,9 +216,8 @@ def overage_cost(
     """What `quantity` of a metric costs beyond `limit` (None: unlimited) on `terms`: the
     units over, the exact amount, and the amount rounded once to cents."""
     over = 0 if limit is None else max(quantity - limit, 0)
-    price = Price(PriceModel.PER_UNIT, terms.overage_unit_price, terms.overage_unit_size)
-    exact = price.cost(over).exact
-    return over, exact, round_money(exact)
+    cost = terms.price.cost(over)
+    return over, cost.exact, cost.amount
 
 
 def _per(terms: PlanMetric) -> str:

@@ -11,7 +11,13 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
-from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE, check_amount
+from billing_kernel.pricing.rules import (
+    MAX_UNIT_PRICE,
+    MAX_UNIT_SIZE,
+    Price,
+    PriceModel,
+    check_amount,
+)
 
 MAX_GRACE_PERCENT = 1000
 HOUR = timedelta(hours=1)
@@ -103,6 +109,11 @@ class PlanMetric:
     overage_unit_size: int = 1
     policy: Policy = SOFT
     """How the limit is enforced (soft unless the operator says otherwise)."""
+
+    @property
+    def price(self) -> Price:
+        """How the units beyond the included quantity are priced (pricing.rules)."""
+        return Price(PriceModel.PER_UNIT, self.overage_unit_price, self.overage_unit_size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.common.money import money_text
+from billing_kernel.common.money import money_text, round_money
 from billing_kernel.errors import InvalidInput
 
 MAX_UNIT_PRICE = Decimal("999999999999.999999")
@@ -69,6 +69,11 @@ class Cost:
     exact: Decimal
     formula: str
     """The arithmetic that gives `exact`, for the invoice line ("" for no unit)."""
+
+    @property
+    def amount(self) -> Decimal:
+        """What a line billing it alone charges: `exact` rounded once, to cents."""
+        return round_money(self.exact)
 
 
 NOTHING = Cost(0, Decimal(0), "")

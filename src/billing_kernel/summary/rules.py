@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_kernel.common.money import ZERO, overage_amount
+from billing_kernel.common.money import ZERO
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import InvalidInput
 from billing_kernel.metrics.rules import Metric, used_and_peak
@@ -98,7 +98,7 @@ def metric_usage(
         percent_used=percent_used(used, limit),
         soft_limit_exceeded=limit_exceeded(used, limit),
         overage_quantity=overage,
-        overage_amount=overage_amount(overage, terms.overage_unit_price, terms.overage_unit_size),
+        overage_amount=terms.price.cost(overage).amount,
         peak=peak,
         policy=org_terms.policy,
     )

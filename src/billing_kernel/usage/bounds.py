@@ -18,12 +18,12 @@ from billing_kernel.common.money import (
     MAX_AMOUNT,
     ZERO,
     money_text,
-    overage_amount,
     round_money,
     within_bounds,
 )
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import AmountOutOfBounds
+from billing_kernel.pricing.rules import Price, PriceModel
 
 NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
 """976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
@@ -51,7 +51,8 @@ class Charge:
     def amount(self) -> Decimal:
         if self.included is None or self.unit_price is None or self.unit_size is None:
             return ZERO
-        return overage_amount(self.used - self.included, self.unit_price, self.unit_size)
+        price = Price(PriceModel.PER_UNIT, self.unit_price, self.unit_size)
+        return price.cost(self.used - self.included).amount
 
 
 @dataclass(frozen=True, slots=True)
