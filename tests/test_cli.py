@@ -491,6 +491,28 @@ def test_periods_are_closed_and_invoices_listed_shown_paid_voided_and_verified(
     shown = run(url, "invoices", "show", number).stdout
     assert "(1,500,000 - 1,000,000) x 0.02 / 1,000 = 10 → 10.00" in shown
     assert shown.splitlines()[-1].split()[-3:] == ["total", "USD", "59.00"]
+    draft = tmp_path / "starter.json"
+    tokens = {"metric": "tokens", "included_quantity": 1_000_000, "overage_unit_price": "0.01"}
+    draft.write_text(
+        json.dumps(
+            {
+                "slug": "starter",
+                "name": "Starter",
+                "currency": "USD",
+                "monthly_price": "49.00",
+                "metrics": [{**tokens, "overage_unit_size": 1000}],
+            }
+        )
+    )
+    backtest = run(url, "plans", "backtest", str(draft), "--period", last_month.label)
+    assert backtest.stdout.splitlines() == [
+        f"acme {number} (v1): 59.00 invoiced, 54.00 with the draft (-5.00)",
+        "in all, USD: 59.00 invoiced, 54.00 with the draft (-5.00)",
+    ], backtest.stderr
+    bad_month = run(url, "plans", "backtest", str(draft), "--period", "May")
+    assert bad_month.stderr.strip() == (
+        "error: --period 'May': a month is written YYYY-MM, such as 2026-11"
+    )
     assert run(url, "invoices", "mark-paid", number).stdout.split()[3] == "paid"
     refused = run(url, "invoices", "void", number, "--reason", "typo")
     assert (refused.returncode, refused.stderr.strip()) == (

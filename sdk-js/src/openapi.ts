@@ -503,6 +503,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/billing/plans/{plan_slug}/backtest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What a draft of a plan would have invoiced for a closed month
+         * @description Prices a draft of the plan (its terms whole, as `updatePlan` takes them) against the
+         *     month's recorded usage of every org the plan invoiced for it (or of `org_ids`), by the
+         *     code that closes months and verifies invoices, and answers per org and in all what the
+         *     invoice charged, what the draft would have, and the difference. The plan's current
+         *     terms reproduce every invoice exactly. Where an org had its own limit, the draft keeps
+         *     it; late usage of earlier months stays priced as those months were. Nothing is written;
+         *     it reads from the replica when one is set. 409 `period_not_closed` before the month
+         *     closes. A `billing:admin` key valid for every org.
+         */
+        post: operations["backtestPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/billing/org/check": {
         parameters: {
             query?: never;
@@ -1547,6 +1574,92 @@ export interface components {
              * @description `delivered`, `retry`, `failed` or `skipped`.
              */
             outcome: string;
+        };
+        /**
+         * BacktestIn
+         * @description A draft of a plan's terms, and the closed month to price it against.
+         */
+        BacktestIn: {
+            /**
+             * Period
+             * @description A closed month, `YYYY-MM`.
+             * @example 2026-11
+             */
+            period: string;
+            /** @description The draft, whole, as `updatePlan` takes it: checked as an update would be, in the plan's currency. */
+            plan: components["schemas"]["PlanBody"];
+            /**
+             * Org Ids
+             * @description Only these orgs' invoices of the month (whatever plan made them: the draft stands in for the plan only where an org was on it). Left out: every org the plan invoiced for the month.
+             */
+            org_ids?: string[] | null;
+        };
+        /** BacktestOrgOut */
+        BacktestOrgOut: {
+            /** Org Id */
+            org_id: string;
+            /**
+             * Invoice Number
+             * @description The invoice the org got for the month.
+             */
+            invoice_number: string;
+            /**
+             * Plan Version
+             * @description The version of the plan that made it.
+             */
+            plan_version: number;
+            /**
+             * Invoiced
+             * @description What the invoice charged, before any credit balance it drew.
+             */
+            invoiced: string;
+            /**
+             * Draft
+             * @description What the draft would have charged, the same way.
+             */
+            draft: string;
+            /**
+             * Difference
+             * @description `draft` - `invoiced`.
+             */
+            difference: string;
+            /**
+             * Lines
+             * @description The draft's invoice lines.
+             */
+            lines: components["schemas"]["InvoiceLineOut"][];
+        };
+        /** BacktestOut */
+        BacktestOut: {
+            /** Plan Slug */
+            plan_slug: string;
+            /**
+             * Period
+             * @description `YYYY-MM`.
+             */
+            period: string;
+            /** Currency */
+            currency: string;
+            /**
+             * Orgs
+             * @description In org order.
+             */
+            orgs: components["schemas"]["BacktestOrgOut"][];
+            /**
+             * Invoiced
+             * @description In all.
+             */
+            invoiced: string;
+            /**
+             * Draft
+             * @description In all.
+             */
+            draft: string;
+            /**
+             * Difference
+             * @description In all.
+             */
+            difference: string;
         };
         /**
          * BillingStatus
@@ -5897,6 +6010,113 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["FinalizedInvoiceOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (`plan_inactive`, `idempotency_conflict`, `reservation_settled`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    backtestPlan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The plan's slug. */
+                plan_slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BacktestIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestOut"];
                 };
             };
             /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */

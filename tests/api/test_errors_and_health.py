@@ -217,6 +217,7 @@ OPERATION_IDS = {
     ("get", "/api/v1/billing/plans/{plan_slug}"): "getPlan",
     ("put", "/api/v1/billing/plans/{plan_slug}"): "updatePlan",
     ("get", "/api/v1/billing/plans/{plan_slug}/versions"): "listPlanVersions",
+    ("post", "/api/v1/billing/plans/{plan_slug}/backtest"): "backtestPlan",
     ("get", "/api/v1/billing/org/invoices/upcoming"): "getUpcomingInvoice",
     ("get", "/api/v1/billing/org/invoices"): "listInvoices",
     ("get", "/api/v1/billing/org/invoices/{invoice_id}"): "getInvoice",

@@ -323,6 +323,20 @@ class InvoiceRepository:
             query = query.where(invoices.c.sequence < before)
         return [_invoice(row) for row in await self._conn.execute(query)]
 
+    async def counted_of_period(
+        self, period_start: date, *, plan_slug: str | None, org_ids: Collection[str] | None
+    ) -> list[StoredInvoice]:
+        """The invoices of a period that count (not void), whole, in org order: those made
+        by the plan `plan_slug`, or those of `org_ids`."""
+        i = invoices.c
+        query = select(invoices).where(i.period_start == period_start, _counted(None))
+        if plan_slug is not None:
+            query = query.where(i.plan_slug == plan_slug)
+        if org_ids is not None:
+            query = query.where(i.org_id.in_(sorted(org_ids)))
+        rows = await self._conn.execute(query.order_by(i.org_id))
+        return [await self._whole(_invoice(row)) for row in rows]
+
     async def all_invoice_ids(self) -> list[str]:
         """Every invoice, void ones included, in number order."""
         query = select(invoices.c.invoice_id).order_by(invoices.c.sequence)

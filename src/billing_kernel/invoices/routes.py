@@ -7,17 +7,27 @@ from typing import Annotated
 
 from fastapi import Path
 
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.schemas import (
+    BacktestIn,
+    BacktestOut,
     FinalizedInvoiceOut,
     InvoiceLineOut,
     InvoiceOut,
     LineExplainedOut,
     VoidIn,
 )
-from billing_kernel.web.deps import AdminAccess, InvoiceId, KernelDep, OrgAdmin
+from billing_kernel.web.deps import (
+    AdminAccess,
+    DeploymentAdmin,
+    InvoiceId,
+    KernelDep,
+    OrgAdmin,
+)
 from billing_kernel.web.pagination import DEFAULT_LIMIT, Limit, Page, SequenceCursor, page_of
 from billing_kernel.web.problems import problem_responses
 from billing_kernel.web.routers import billing_router
+from billing_kernel.web.schemas import Slug
 
 router = billing_router()
 
@@ -134,3 +144,31 @@ async def void_invoice(
     invoice, as for one that does not exist."""
     await kernel.invoices.get(invoice_id, key.org_id)
     return FinalizedInvoiceOut.of(await kernel.invoices.void(invoice_id, body.reason))
+
+
+@router.post(
+    "/plans/{plan_slug}/backtest",
+    operation_id="backtestPlan",
+    summary="What a draft of a plan would have invoiced for a closed month",
+    responses=problem_responses(403, 404, 409),
+)
+async def backtest_plan(
+    plan_slug: Annotated[Slug, Path(description="The plan's slug.")],
+    body: BacktestIn,
+    _key: DeploymentAdmin,
+    kernel: KernelDep,
+) -> BacktestOut:
+    """Prices a draft of the plan (its terms whole, as `updatePlan` takes them) against the
+    month's recorded usage of every org the plan invoiced for it (or of `org_ids`), by the
+    code that closes months and verifies invoices, and answers per org and in all what the
+    invoice charged, what the draft would have, and the difference. The plan's current
+    terms reproduce every invoice exactly. Where an org had its own limit, the draft keeps
+    it; late usage of earlier months stays priced as those months were. Nothing is written;
+    it reads from the replica when one is set. 409 `period_not_closed` before the month
+    closes. A `billing:admin` key valid for every org."""
+    backtest = await kernel.from_replica().invoices.backtest(
+        body.plan.plan_named(plan_slug),
+        BillingPeriod.parse(body.period),
+        body.org_ids,
+    )
+    return BacktestOut.of(backtest)

@@ -490,6 +490,13 @@ class StoredInvoice:
     lines: tuple[StoredLine, ...] = ()
     usage: tuple[StoredUsage, ...] = ()
 
+    @property
+    def balance_applied(self) -> Decimal:
+        """The credit balance it drew (its `credit_applied` lines), as a positive sum."""
+        return -sum(
+            (line.amount for line in self.lines if line.kind == LineKind.CREDIT_APPLIED), ZERO
+        )
+
 
 def close_failed_event(org_id: str, period: date, reason: str, now: datetime) -> Event:
     """The event that an org's invoice for `period` could not be made, and why: the
@@ -544,3 +551,43 @@ def estimate_notes(draft: InvoiceDraft, price: Decimal, overage: Decimal) -> tup
     if LineKind.ADJUSTMENT in kinds:
         notes.append("it adjusts usage of an earlier month that arrived late")
     return tuple(notes) or ("the upcoming invoice's lines say how",)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRow:
+    """One org's invoice for a closed month as it was made, and as a draft of its plan would
+    have made it: each before any credit balance it drew."""
+
+    org_id: str
+    invoice_number: str
+    plan_version: int
+    """The version of the plan the invoice was made by."""
+    invoiced: Decimal
+    draft: InvoiceDraft
+
+    @property
+    def difference(self) -> Decimal:
+        """What the draft would have billed more (less, when negative)."""
+        return self.draft.total - self.invoiced
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """A draft of a plan priced against a closed month's recorded usage: nothing written."""
+
+    plan_slug: str
+    period: BillingPeriod
+    currency: str
+    rows: tuple[BacktestRow, ...]
+
+    @property
+    def invoiced(self) -> Decimal:
+        return sum((row.invoiced for row in self.rows), ZERO)
+
+    @property
+    def drafted(self) -> Decimal:
+        return sum((row.draft.total for row in self.rows), ZERO)
+
+    @property
+    def difference(self) -> Decimal:
+        return self.drafted - self.invoiced

@@ -10,13 +10,15 @@ from pydantic import BaseModel, Field
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import (
+    Backtest,
     InvoiceDraft,
     InvoiceLine,
     LineKind,
     StoredInvoice,
     StoredLine,
 )
-from billing_kernel.web.schemas import MoneyText, StrictBody, Text
+from billing_kernel.plans.schemas import PlanBody
+from billing_kernel.web.schemas import MONTH_PATTERN, MoneyText, Slug, StrictBody, Text
 
 
 class InvoiceLineOut(BaseModel):
@@ -217,3 +219,70 @@ class VoidIn(StrictBody):
     reason: Annotated[Text, Field(min_length=1, max_length=500)] = Field(
         examples=["the seats were counted twice"]
     )
+
+
+class BacktestIn(StrictBody):
+    """A draft of a plan's terms, and the closed month to price it against."""
+
+    period: Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2026-11"])] = Field(
+        description="A closed month, `YYYY-MM`."
+    )
+    plan: PlanBody = Field(
+        description="The draft, whole, as `updatePlan` takes it: checked as an update would "
+        "be, in the plan's currency."
+    )
+    org_ids: Annotated[list[Slug], Field(min_length=1, max_length=1000)] | None = Field(
+        default=None,
+        description="Only these orgs' invoices of the month (whatever plan made them: the "
+        "draft stands in for the plan only where an org was on it). Left out: every org the "
+        "plan invoiced for the month.",
+    )
+
+
+class BacktestOrgOut(BaseModel):
+    org_id: str
+    invoice_number: str = Field(description="The invoice the org got for the month.")
+    plan_version: int = Field(description="The version of the plan that made it.")
+    invoiced: MoneyText = Field(
+        description="What the invoice charged, before any credit balance it drew."
+    )
+    draft: MoneyText = Field(description="What the draft would have charged, the same way.")
+    difference: MoneyText = Field(description="`draft` - `invoiced`.")
+    lines: list[InvoiceLineOut] = Field(description="The draft's invoice lines.")
+
+
+class BacktestOut(BaseModel):
+    plan_slug: str
+    period: str = Field(description="`YYYY-MM`.")
+    currency: str
+    orgs: list[BacktestOrgOut] = Field(description="In org order.")
+    invoiced: MoneyText = Field(description="In all.")
+    draft: MoneyText = Field(description="In all.")
+    difference: MoneyText = Field(description="In all.")
+
+    @classmethod
+    def of(cls, backtest: Backtest) -> BacktestOut:
+        label = backtest.period.label
+        return cls(
+            plan_slug=backtest.plan_slug,
+            period=label,
+            currency=backtest.currency,
+            orgs=[
+                BacktestOrgOut(
+                    org_id=row.org_id,
+                    invoice_number=row.invoice_number,
+                    plan_version=row.plan_version,
+                    invoiced=row.invoiced,
+                    draft=row.draft.total,
+                    difference=row.difference,
+                    lines=[
+                        InvoiceLineOut.of(n, line, label)
+                        for n, line in enumerate(row.draft.lines, 1)
+                    ],
+                )
+                for row in backtest.rows
+            ],
+            invoiced=backtest.invoiced,
+            draft=backtest.drafted,
+            difference=backtest.difference,
+        )

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from billing_kernel.commands import fail, with_kernel
 from billing_kernel.common.money import money_text
+from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import BillingError
 from billing_kernel.plans.rules import Enforcement, Plan, Policy
 from billing_kernel.plans.schemas import PlanIn
@@ -110,6 +111,38 @@ def plans_create(
     typer.echo(_plan_line(made))
     if made.is_default:
         typer.echo(f"{made.slug} is the default: new orgs start on it")
+
+
+@plans_app.command("backtest")
+def plans_backtest(
+    file: PlanFile,
+    period: Annotated[str, typer.Option("--period", help="A closed month, YYYY-MM.")],
+    org: Annotated[
+        list[str] | None,
+        typer.Option("--org", help="Only this org's invoice (repeatable); left out: the plan's."),
+    ] = None,
+) -> None:
+    """What a draft of a plan (a file as `create` takes it, its slug the plan's) would have
+    invoiced for a closed month, beside what each org was invoiced. Nothing is written."""
+    draft = _terms_of(_plan_in(file))
+    try:
+        month = BillingPeriod.parse(period)
+    except ValueError:
+        fail(f"--period {period!r}: a month is written YYYY-MM, such as 2026-11")
+    found = with_kernel(lambda kernel: kernel.invoices.backtest(draft, month, org))
+    if not found.rows:
+        typer.echo(f"no invoice of {found.plan_slug} for {found.period.label} to compare")
+        return
+    for row in found.rows:
+        typer.echo(
+            f"{row.org_id} {row.invoice_number} (v{row.plan_version}): "
+            f"{money_text(row.invoiced)} invoiced, {money_text(row.draft.total)} with the "
+            f"draft ({row.difference:+})"
+        )
+    typer.echo(
+        f"in all, {found.currency}: {money_text(found.invoiced)} invoiced, "
+        f"{money_text(found.drafted)} with the draft ({found.difference:+})"
+    )
 
 
 @plans_app.command("set-default")

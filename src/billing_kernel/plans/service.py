@@ -107,7 +107,7 @@ class PlanService:
         gives none (`plans.rules.not_included`). With `default`, new orgs start on it from
         now on. PlanExists when the slug is taken; InvalidInput names what is wrong."""
         async with self._tx.begin(uow) as unit:
-            await self._validate(plan, unit)
+            await self.check(plan, unit)
             repo = PlanRepository(unit)
             if await repo.get_plan(plan.slug) is not None:
                 raise PlanExists(f"a plan with slug {plan.slug!r} exists", plan_slug=plan.slug)
@@ -152,7 +152,7 @@ class PlanService:
                 is_default=current.is_default,
                 is_public=current.is_public if keep_public else plan.is_public,
             )
-            await self._validate(plan, unit)
+            await self.check(plan, unit)
             if plan.currency != current.currency:
                 raise InvalidInput(
                     f"plan {plan.slug!r} is billed in {current.currency}: a plan's currency "
@@ -171,7 +171,8 @@ class PlanService:
                     await repo.set_policy(plan.slug, key, terms.policy)
             return await self.get(plan.slug, unit)
 
-    async def _validate(self, plan: Plan, unit: UnitOfWork) -> None:
+    async def check(self, plan: Plan, unit: UnitOfWork) -> None:
+        """InvalidInput naming the first thing wrong with `plan` as an operator defines it."""
         validate_id(plan.slug, "slug", 64)
         validate_text(plan.name, "name", 128)
         validate_text(plan.description, "description", 2000)

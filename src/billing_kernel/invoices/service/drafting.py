@@ -6,7 +6,7 @@ invoice all compute it here, the same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from billing_kernel.common.periods import BillingPeriod
@@ -22,6 +22,7 @@ from billing_kernel.invoices.rules import (
     Subscription,
     draft_invoice,
     in_force,
+    usage_of,
 )
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
@@ -72,11 +73,15 @@ class InvoiceDrafts:
         events: Mapping[tuple[date, str], Tally] | None = None,
         as_of: StoredInvoice | None = None,
         recorded_late: Mapping[tuple[date, str], int] | None = None,
+        replaced: Plan | None = None,
     ) -> Computed:
         """The org's invoice for `period` from its `history`, the usage of the period
         (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
         against what its invoices billed before this one: `as_of`, or now). Late usage whose
-        lines are forgotten comes as `recorded_late`: what the invoice recorded it added."""
+        lines are forgotten comes as `recorded_late`: what the invoice recorded it added.
+        `replaced`: the plan `as_of` was made by, when the history holds a draft in its
+        place; what the invoice recorded as included where it was that plan's becomes the
+        draft's."""
         catalogue = await self._metrics.catalogue(unit)
         by_key = {metric.key: metric for metric in catalogue}
         subs = in_force(period, history)
@@ -84,9 +89,14 @@ class InvoiceDrafts:
         overrides = await self._quota.overrides(org_id, unit)
         included = {m.key: effective_terms(at_end, m.key, overrides).limit for m in catalogue}
         if as_of is not None:  # what the invoice was billed against, as it recorded it
-            included.update(
-                {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
-            )
+            against = {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
+            if replaced is not None:
+                against = {
+                    metric: limit
+                    for metric, limit in against.items()
+                    if limit != replaced.allowance(metric).included_quantity
+                }
+            included.update(against)
         repo = InvoiceRepository(unit)
         late_usage = []
         added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
@@ -142,6 +152,60 @@ class InvoiceDrafts:
             for (start, metric), b in sorted(late.items())
         ]
         return Computed(draft, tuple(usage))
+
+    async def recompute(
+        self,
+        invoice: StoredInvoice,
+        forgotten: set[date],
+        unit: UnitOfWork,
+        *,
+        draft: Plan | None = None,
+    ) -> Computed:
+        """The invoice computed again from the events it billed (for the months whose lines
+        are `forgotten`, from the usage it recorded of them), the subscription history and
+        the limits it recorded: what verification compares it with. With a `draft` of its
+        plan (a backtest), the draft stands in for every version of that plan in the
+        history, and for what the plan included where the invoice followed the plan (an
+        org's own limit stays its own)."""
+        period = BillingPeriod.starting(invoice.period_start)
+        repo = InvoiceRepository(unit)
+        events = await repo.billed_events(invoice.invoice_id, await self.latest(unit))
+        events = {key: b for key, b in events.items() if key[0] not in forgotten}
+        catalogue = await self._metrics.catalogue(unit)
+        used = usage_of(period, events, {m.key: m for m in catalogue})
+        seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
+        used.update(
+            {
+                u.metric: u.quantity
+                for u in invoice.usage
+                if u.period_start == period.key and (u.metric in seats or period.key in forgotten)
+            }
+        )
+        late = {key: b for key, b in events.items() if key[0] < period.key}
+        recorded_late = {
+            (u.period_start, u.metric): u.quantity
+            for u in invoice.usage
+            if u.period_start < period.key and u.period_start in forgotten
+        }
+        history = await self.history(invoice.org_id, period, unit)
+        replaced = None
+        if draft is not None:
+            history = [
+                replace(sub, plan=draft) if sub.plan.slug == draft.slug else sub for sub in history
+            ]
+            replaced = await self._plans.get(invoice.plan_slug, unit, version=invoice.plan_version)
+        return await self.compute(
+            invoice.org_id,
+            period,
+            history,
+            used,
+            late,
+            unit,
+            events=events,
+            as_of=invoice,
+            recorded_late=recorded_late,
+            replaced=replaced,
+        )
 
     async def latest(self, unit: UnitOfWork) -> set[str]:
         """The metrics whose usage in a period is their last line's (see `Tally.last`)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -32,6 +32,7 @@ from billing_kernel.errors import (
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
+    Backtest,
     Estimate,
     InvoiceDraft,
     InvoiceLine,
@@ -45,6 +46,7 @@ from billing_kernel.invoices.rules import (
     in_force,
     usage_of,
 )
+from billing_kernel.invoices.service.backtest import PlanBacktests
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
 from billing_kernel.invoices.service.verification import InvoiceVerification
 from billing_kernel.members.service import MemberService
@@ -124,6 +126,9 @@ class InvoiceService:
         )
         self._verification = InvoiceVerification(
             transactions, metrics, self._drafts, credits, usage
+        )
+        self._backtests = PlanBacktests(
+            transactions, clock, self.grace, plans=plans, drafts=self._drafts, usage=usage
         )
 
     @property
@@ -498,6 +503,17 @@ class InvoiceService:
                 "is not voided; once paid, correct it with a credit note",
                 invoice_id=invoice.invoice_id,
             )
+
+    async def backtest(
+        self,
+        draft: Plan,
+        period: BillingPeriod,
+        org_ids: Collection[str] | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> Backtest:
+        """What a draft of a plan would have invoiced for a closed month, beside what was
+        (`backtest.py`); nothing is written."""
+        return await self._backtests.backtest(draft, period, org_ids, uow)
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
         """Recompute every invoice that counts (open or paid) from what it recorded, and

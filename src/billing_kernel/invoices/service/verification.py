@@ -16,9 +16,8 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.credits.service import CreditService
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.invoices.repository import InvoiceRepository
-from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine, usage_of
+from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
-from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.metrics.service import MetricService
 from billing_kernel.usage.service.history import UsageReader
 
@@ -75,37 +74,7 @@ class InvoiceVerification:
         """How the invoice differs from itself recomputed: from the lines it billed, and for
         the months whose lines are `forgotten`, from the usage it recorded of them."""
         period = BillingPeriod.starting(invoice.period_start)
-        repo = InvoiceRepository(unit)
-        events = await repo.billed_events(invoice.invoice_id, await self._drafts.latest(unit))
-        events = {key: b for key, b in events.items() if key[0] not in forgotten}
-        catalogue = await self._metrics.catalogue(unit)
-        used = usage_of(period, events, {m.key: m for m in catalogue})
-        seats = {m.key for m in catalogue if m.aggregation is Aggregation.SEATS}
-        used.update(
-            {
-                u.metric: u.quantity
-                for u in invoice.usage
-                if u.period_start == period.key and (u.metric in seats or period.key in forgotten)
-            }
-        )
-        late = {key: b for key, b in events.items() if key[0] < period.key}
-        recorded_late = {
-            (u.period_start, u.metric): u.quantity
-            for u in invoice.usage
-            if u.period_start < period.key and u.period_start in forgotten
-        }
-        history = await self._drafts.history(invoice.org_id, period, unit)
-        computed = await self._drafts.compute(
-            invoice.org_id,
-            period,
-            history,
-            used,
-            late,
-            unit,
-            events=events,
-            as_of=invoice,
-            recorded_late=recorded_late,
-        )
+        computed = await self._drafts.recompute(invoice, forgotten, unit)
         # Every figure, not the wording: a plan or metric renamed since changes descriptions.
         # A credit balance applied is checked against what the invoice drew (below).
         charged = [line for line in invoice.lines if line.kind != LineKind.CREDIT_APPLIED]
@@ -121,7 +90,7 @@ class InvoiceVerification:
                 )
         if len(stored) != len(again):
             found.append(f"{invoice.number}: {len(stored)} lines stored, {len(again)} recomputed")
-        again_total = computed.draft.total - _applied(invoice)
+        again_total = computed.draft.total - invoice.balance_applied
         if invoice.total != again_total:
             found.append(
                 f"{invoice.number}: total {invoice.total} stored, {again_total} recomputed"
@@ -139,20 +108,12 @@ class InvoiceVerification:
                 if held
                 else []
             )
-        if held != _applied(invoice):
+        if held != invoice.balance_applied:
             return [
-                f"{invoice.number}: {money_text(_applied(invoice))} of credit applied, "
+                f"{invoice.number}: {money_text(invoice.balance_applied)} of credit applied, "
                 f"{money_text(held)} drawn from the org's balance"
             ]
         return []
-
-
-def _applied(invoice: StoredInvoice) -> Decimal:
-    """The credit balance an invoice applied (its `credit_applied` lines), as a positive sum."""
-    return -sum(
-        (line.amount for line in invoice.lines if line.kind == LineKind.CREDIT_APPLIED),
-        Decimal(0),
-    )
 
 
 def _figures(line: StoredLine) -> dict[str, object]:
