@@ -10,15 +10,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_kernel.common.money import MAX_AMOUNT, within_bounds
+from billing_kernel.common.money import MAX_AMOUNT, ZERO, within_bounds
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.errors import CurrencyChange
+from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.invoices.rules import (
+    Backtest,
+    BacktestRow,
     Estimate,
     InvoiceDraft,
     InvoiceLine,
     LateUsage,
     LineKind,
+    StoredInvoice,
+    StoredLine,
     Subscription,
     adjustment_lines,
     change_lines,
@@ -30,6 +34,7 @@ from billing_kernel.invoices.rules import (
     formula_for_people,
     in_force,
     overage_cost,
+    require_closed,
     usage_lines,
     usage_of,
     whole_second,
@@ -364,6 +369,15 @@ def test_late_usage_bills_what_the_period_costs_now_less_what_was_billed_each_ro
 def test_a_period_closes_its_grace_after_it_ends() -> None:
     assert closes_at(NOVEMBER, timedelta(hours=24)) == datetime(2026, 12, 2, tzinfo=UTC)
     assert closes_at(NOVEMBER, timedelta(0)) == NOVEMBER.end
+    day = timedelta(hours=24)
+    require_closed(NOVEMBER, day, datetime(2026, 12, 2, tzinfo=UTC))  # closed: no refusal
+    with pytest.raises(PeriodNotClosed) as early:
+        require_closed(NOVEMBER, day, datetime(2026, 12, 1, 23, 59, tzinfo=UTC), ": so there")
+    assert str(early.value) == (
+        "2026-11 closes at 2026-12-02 00:00 UTC (BILLING_LATE_EVENT_GRACE_HOURS after it "
+        "ends): so there"
+    )
+    assert early.value.details == {"period": "2026-11"}
 
 
 def test_overage_cost_is_the_units_over_the_exact_amount_and_it_rounded_once() -> None:
@@ -533,3 +547,60 @@ def test_a_credit_balance_applied_is_a_line_that_takes_it_off() -> None:
     for applied, held in (("0", "1"), ("-1", "1"), ("1.01", "1.00")):
         with pytest.raises(ValueError, match=f"cannot apply {applied} of a balance of {held}"):
             credit_applied_line(Decimal(applied), Decimal(held), STARTER)
+
+
+def test_a_backtest_adds_up_what_was_invoiced_what_the_draft_makes_and_the_difference() -> None:
+    def line(kind: LineKind, amount: str) -> InvoiceLine:
+        return InvoiceLine(kind, "a line", Decimal(amount), "", "starter", 1)
+
+    def draft(*amounts: str) -> InvoiceDraft:
+        lines = tuple(line(LineKind.OVERAGE, a) for a in amounts)
+        return InvoiceDraft("acme", NOVEMBER, "USD", lines, STARTER)
+
+    cheaper = BacktestRow("acme", "INV-000001", 2, Decimal("59.00"), draft("49.00", "5.00"))
+    dearer = BacktestRow("zeta", "INV-000002", 2, Decimal("49.00"), draft("49.00", "0.10"))
+    assert (cheaper.difference, dearer.difference) == (Decimal("-5.00"), Decimal("0.10"))
+    both = Backtest("starter", NOVEMBER, "USD", (cheaper, dearer))
+    assert (both.invoiced, both.drafted, both.difference) == (
+        Decimal("108.00"),
+        Decimal("103.10"),
+        Decimal("-4.90"),
+    )
+    none = Backtest("starter", NOVEMBER, "USD", ())
+    assert (str(none.invoiced), str(none.drafted), str(none.difference)) == ("0.00",) * 3
+
+    stored = [
+        StoredLine(
+            n, kind.value, "", Decimal(a), "", "starter", 1, NOVEMBER.key, None, 0, ZERO, 1, None
+        )
+        for n, (kind, a) in enumerate(
+            [
+                (LineKind.BASE_FEE, "49.00"),
+                (LineKind.CREDIT_APPLIED, "-9.00"),
+                (LineKind.CREDIT_APPLIED, "-1.50"),
+            ],
+            1,
+        )
+    ]
+    invoice = StoredInvoice(
+        "inv",
+        "acme",
+        NOVEMBER.key,
+        "INV-000003",
+        3,
+        "open",
+        "USD",
+        Decimal("49.00"),
+        Decimal("38.50"),
+        "starter",
+        1,
+        True,
+        NOVEMBER.end,
+        None,
+        None,
+        None,
+        None,
+        lines=tuple(stored),
+    )
+    assert invoice.balance_applied == Decimal("10.50")
+    assert replace(invoice, lines=tuple(stored[:1])).balance_applied == ZERO

@@ -32,7 +32,7 @@ from enum import StrEnum
 
 from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
-from billing_kernel.errors import CurrencyChange
+from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
@@ -330,6 +330,17 @@ def closes_at(period: BillingPeriod, grace: timedelta) -> datetime:
     """When a period closes: `grace` after it ends (BILLING_LATE_EVENT_GRACE_HOURS). Until
     then its late events still count in it; after, in an adjustment on the next invoice."""
     return period.end + grace
+
+
+def require_closed(period: BillingPeriod, grace: timedelta, now: datetime, why: str = "") -> None:
+    """PeriodNotClosed, saying when it closes (and `why` that matters), before `period`
+    closes at `now`."""
+    if now < closes_at(period, grace):
+        raise PeriodNotClosed(
+            f"{period.label} closes at {closes_at(period, grace):%Y-%m-%d %H:%M} UTC "
+            f"(BILLING_LATE_EVENT_GRACE_HOURS after it ends){why}",
+            period=period.label,
+        )
 
 
 def credit_applied_line(applied: Decimal, held: Decimal, plan: Plan) -> InvoiceLine:

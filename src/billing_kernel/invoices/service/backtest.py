@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
-from billing_kernel.errors import InvalidInput, PeriodNotClosed
+from billing_kernel.errors import InvalidInput
 from billing_kernel.invoices.repository import InvoiceRepository
-from billing_kernel.invoices.rules import Backtest, BacktestRow, closes_at
+from billing_kernel.invoices.rules import Backtest, BacktestRow, require_closed
 from billing_kernel.invoices.service.drafting import InvoiceDrafts
 from billing_kernel.plans.rules import Plan
 from billing_kernel.plans.service import PlanService
@@ -50,13 +50,7 @@ class PlanBacktests:
         in for its plan only where the org was on it). PlanNotFound for a plan that does not
         exist; InvalidInput for a draft in another currency; PeriodNotClosed before the
         month closes."""
-        if self._clock() < closes_at(period, self._grace):
-            raise PeriodNotClosed(
-                f"{period.label} closes at {closes_at(period, self._grace):%Y-%m-%d %H:%M} "
-                "UTC (BILLING_LATE_EVENT_GRACE_HOURS after it ends): it has no invoices to "
-                "backtest yet",
-                period=period.label,
-            )
+        require_closed(period, self._grace, self._clock(), ": it has no invoices yet")
         async with self._tx.read(uow) as unit:
             current = await self._plans.get(draft.slug, unit)
             if draft.currency != current.currency:

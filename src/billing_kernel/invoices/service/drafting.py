@@ -90,11 +90,14 @@ class InvoiceDrafts:
         included = {m.key: effective_terms(at_end, m.key, overrides).limit for m in catalogue}
         if as_of is not None:  # what the invoice was billed against, as it recorded it
             against = {u.metric: u.included for u in as_of.usage if u.period_start == period.key}
-            if replaced is not None:
+            if replaced is not None:  # where it followed its plan, it follows the draft
                 against = {
-                    metric: limit
+                    metric: (
+                        at_end.allowance(metric).included_quantity
+                        if limit == replaced.allowance(metric).included_quantity
+                        else limit
+                    )
                     for metric, limit in against.items()
-                    if limit != replaced.allowance(metric).included_quantity
                 }
             included.update(against)
         repo = InvoiceRepository(unit)

@@ -27,7 +27,6 @@ from billing_kernel.errors import (
     InvoiceNotOpen,
     InvoicePaid,
     NothingToCredit,
-    PeriodNotClosed,
 )
 from billing_kernel.events.service import EventLog
 from billing_kernel.invoices.repository import InvoiceRepository
@@ -44,6 +43,7 @@ from billing_kernel.invoices.rules import (
     credit_applied_line,
     estimate_notes,
     in_force,
+    require_closed,
     usage_of,
 )
 from billing_kernel.invoices.service.backtest import PlanBacktests
@@ -213,13 +213,7 @@ class InvoiceService:
         that have none: each once, numbered in order. Idempotent and safe to run from
         several processes at once. PeriodNotClosed before `period` closes; None when the org
         was not subscribed in it."""
-        now = self._clock()
-        if now < closes_at(period, self.grace):
-            raise PeriodNotClosed(
-                f"{period.label} closes at {closes_at(period, self.grace):%Y-%m-%d %H:%M} UTC "
-                "(BILLING_LATE_EVENT_GRACE_HOURS after it ends)",
-                period=period.label,
-            )
+        require_closed(period, self.grace, self._clock())
         await self._subscriptions.apply_due_changes(
             uow
         )  # a downgrade due is in force from when due
