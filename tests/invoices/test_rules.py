@@ -378,6 +378,8 @@ def test_a_period_closes_its_grace_after_it_ends() -> None:
         "ends): so there"
     )
     assert early.value.details == {"period": "2026-11"}
+    with pytest.raises(PeriodNotClosed, match=r"after it ends\)$"):
+        require_closed(NOVEMBER, day, NOVEMBER.end)
 
 
 def test_overage_cost_is_the_units_over_the_exact_amount_and_it_rounded_once() -> None:
