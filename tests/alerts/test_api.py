@@ -1,10 +1,11 @@
 """Alert thresholds, alerts and the event log over HTTP."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from billing_kernel.auth.rules import Scope
+from billing_kernel.invoices.rules import close_failed_event
 from tests.conftest import new_id, row_counts, save_plan
 from tests.web import Api
 
@@ -144,8 +145,13 @@ async def test_the_event_log_pages_and_filters_and_keeps_to_a_keys_org(api: Api)
     )
     assert typed.json() == {"data": [], "next_cursor": None}
     own = await api.key(Scope.BILLING_ADMIN, org_id=org_id)
+    failed = close_failed_event(org_id, date(2026, 4, 1), "too large", datetime.now(UTC))
+    await api.kernel.events.record([failed])  # the operators', about the org
     mine = (await api.client.get("/api/v1/events", headers=own)).json()["data"]
     assert {e["data"]["org_id"] for e in mine} == {org_id}
+    assert [e["type"] for e in mine] == ["usage.threshold_crossed"] * 2
+    theirs = await api.client.get("/api/v1/events", params={"org_id": org_id}, headers=admin)
+    assert theirs.json()["data"][0]["id"] == failed.event_id  # newest first
     elsewhere = await api.client.get("/api/v1/events", params={"org_id": new_id()}, headers=own)
     assert elsewhere.status_code == 403
     unknown = await api.client.get("/api/v1/events", params={"cursor": "evt_1"}, headers=admin)

@@ -66,9 +66,12 @@ class PlanBacktests:
                 plan_slug=draft.slug if org_ids is None else None,
                 org_ids=org_ids,
             )
-            rows = []
+            rows: list[BacktestRow] = []
+            plans: dict[tuple[str, int], Plan] = {}  # versions never change: read each once
             for invoice in invoices:
-                computed = await self._drafts.recompute(invoice, forgotten, unit, draft=draft)
+                computed = await self._drafts.recompute(
+                    invoice, forgotten, unit, draft=draft, plans=plans
+                )
                 rows.append(
                     BacktestRow(
                         org_id=invoice.org_id,

@@ -163,12 +163,14 @@ class InvoiceDrafts:
         unit: UnitOfWork,
         *,
         draft: Plan | None = None,
+        plans: dict[tuple[str, int], Plan] | None = None,
     ) -> Computed:
         """The invoice computed again from the events it billed (for the months whose lines
         are `forgotten`, from the usage it recorded of them), the subscription history and
-        the limits it recorded: what verification compares it with. With a `draft` of its
-        plan (a backtest), the draft stands in for every version of that plan in the
-        history, and for what the plan included where the invoice followed the plan (an
+        the limits it recorded: what verification compares it with (`plans`: the plan
+        versions read so far, a cache a caller recomputing many invoices shares). With a
+        `draft` of its plan (a backtest), the draft stands in for every version of that plan
+        in the history, and for what the plan included where the invoice followed the plan (an
         org's own limit stays its own)."""
         period = BillingPeriod.starting(invoice.period_start)
         repo = InvoiceRepository(unit)
@@ -190,7 +192,7 @@ class InvoiceDrafts:
             for u in invoice.usage
             if u.period_start < period.key and u.period_start in forgotten
         }
-        history = await self.history(invoice.org_id, period, unit)
+        history = await self.history(invoice.org_id, period, unit, plans)
         replaced = None
         if draft is not None:
             history = [

@@ -19,6 +19,7 @@ from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
 from billing_kernel.metrics.service import MetricService
+from billing_kernel.plans.rules import Plan
 from billing_kernel.usage.service.history import UsageReader
 
 
@@ -54,6 +55,7 @@ class InvoiceVerification:
                 )
             forgotten = await self._usage.forgotten_months(unit)
             ids = await repo.all_invoice_ids()
+            plans: dict[tuple[str, int], Plan] = {}  # versions never change: read each once
             for expected, invoice_id in enumerate(ids, 1):
                 invoice = await repo.get(invoice_id)
                 assert invoice is not None
@@ -63,18 +65,22 @@ class InvoiceVerification:
                         f"{expected} expected (a gap)"
                     )
                 if invoice.status != "void":  # a void one's events moved to its correction
-                    differences += await self._differences(invoice, forgotten, unit)
+                    differences += await self._differences(invoice, forgotten, plans, unit)
                 differences += await self._credit_differences(invoice, unit)
             differences += await self._credits.verify(unit)
         return differences
 
     async def _differences(
-        self, invoice: StoredInvoice, forgotten: set[date], unit: UnitOfWork
+        self,
+        invoice: StoredInvoice,
+        forgotten: set[date],
+        plans: dict[tuple[str, int], Plan],
+        unit: UnitOfWork,
     ) -> list[str]:
         """How the invoice differs from itself recomputed: from the lines it billed, and for
         the months whose lines are `forgotten`, from the usage it recorded of them."""
         period = BillingPeriod.starting(invoice.period_start)
-        computed = await self._drafts.recompute(invoice, forgotten, unit)
+        computed = await self._drafts.recompute(invoice, forgotten, unit, plans=plans)
         # Every figure, not the wording: a plan or metric renamed since changes descriptions.
         # A credit balance applied is checked against what the invoice drew (below).
         charged = [line for line in invoice.lines if line.kind != LineKind.CREDIT_APPLIED]
