@@ -20,6 +20,10 @@ from billing_kernel.pricing.rules import (
     Price,
     PriceModel,
     Tier,
+    check_price,
+    stored_price,
+    tiers_of,
+    tiers_text,
     validate_price,
 )
 
@@ -312,3 +316,74 @@ def test_a_price_is_checked_under_the_name_it_is_given() -> None:
     with pytest.raises(InvalidInput) as refused:
         validate_price(Price(unit_size=0), "metrics.tokens.price")
     assert refused.value.details["field"] == "metrics.tokens.price.unit_size"
+
+
+def test_a_price_is_checked_under_the_names_its_owner_gives_its_parts() -> None:
+    tiers = (Tier(10, D(1)), Tier(10, D(1)), Tier(None, D(1)))
+    with pytest.raises(InvalidInput) as refused:
+        check_price(Price(GRADUATED, tiers=tiers), "overage_unit_price", "size", "tiers")
+    assert refused.value.details["field"] == "tiers[1].up_to"
+    assert "above 10 (where the tier before it ends)" in str(refused.value)
+    with pytest.raises(InvalidInput) as refused:
+        check_price(Price(GRADUATED, D(1), tiers=TIERS), "overage_unit_price", "size", "tiers")
+    assert refused.value.details["field"] == "overage_unit_price"
+    assert "sets its unit price per tier, not in overage_unit_price" in str(refused.value)
+    with pytest.raises(InvalidInput) as refused:
+        check_price(Price(unit_size=0), "overage_unit_price", "overage_unit_size", "tiers")
+    assert str(refused.value) == "overage_unit_size must be from 1 to 1,000,000,000,000"
+
+
+def test_a_price_is_free_only_when_no_price_and_no_fee_charges() -> None:
+    assert Price().is_free
+    assert not Price(unit_price=D("0.000001")).is_free
+    assert Price(VOLUME, tiers=(Tier(10, D(0)), Tier(None, D(0)))).is_free
+    assert not Price(VOLUME, tiers=(Tier(10, D(0)), Tier(None, D("0.01")))).is_free
+    assert not Price(GRADUATED, tiers=(Tier(10, D(0), D("1.00")), Tier(None, D(0)))).is_free
+
+
+def test_a_line_states_the_unit_price_its_units_reached() -> None:
+    assert Price(unit_price=D("0.02")).unit_price_at(10**9) == D("0.02")
+    assert Price(PriceModel.PACKAGE, D("5"), 100).unit_price_at(1) == D("5")
+    volume = Price(VOLUME, tiers=TIERS)
+    assert volume.unit_price_at(1) == volume.unit_price_at(1_000) == D("0.01")
+    assert volume.unit_price_at(1_001) == volume.unit_price_at(5_000) == D("0.008")
+    assert volume.unit_price_at(5_001) == D("0.005")
+    assert Price(GRADUATED, tiers=TIERS).unit_price_at(7_000) == D("0.005")
+
+
+def test_each_model_is_described_in_a_few_words() -> None:
+    assert Price(unit_price=D("0.02"), unit_size=1_000).describe() == "0.02 per 1,000"
+    assert Price(unit_price=D("15")).describe() == "15.00 each"
+    assert (
+        Price(PriceModel.PACKAGE, D("5"), 1_000).describe()
+        == "5.00 per 1,000, a part charged whole"
+    )
+    assert Price(GRADUATED, tiers=TIERS).describe() == (
+        "graduated: 0.01 each up to 1,000; 0.008 each + 5.00 up to 5,000; 0.005 each + 20.00 beyond"
+    )
+    volume = Price(VOLUME, unit_size=1_000, tiers=(Tier(100, D("2")), Tier(None, D("1"))))
+    assert volume.describe(lambda amount: f"${amount}") == (
+        "volume: all at $2 per 1,000 up to 100; $1 per 1,000 beyond"
+    )
+
+
+def test_tiers_are_stored_as_text_and_read_back_exactly() -> None:
+    assert tiers_text(()) is None
+    assert tiers_of(None) == tiers_of("") == ()
+    text = tiers_text(TIERS)
+    assert text == (
+        '[{"up_to":1000,"unit_price":"0.01","flat_fee":"0"},'
+        '{"up_to":5000,"unit_price":"0.008","flat_fee":"5.00"},'
+        '{"up_to":null,"unit_price":"0.005","flat_fee":"20.00"}]'
+    )
+    assert tiers_of(text) == TIERS
+    stored = stored_price("volume", D("0"), 1_000, text)
+    assert stored == Price(VOLUME, D("0"), 1_000, TIERS)
+    assert stored_price("per_unit", D("0.02"), 1_000, None) == Price(
+        unit_price=D("0.02"), unit_size=1_000
+    )
+
+
+@given(tiered())
+def test_any_valid_tiers_read_back_as_they_were_stored(price: Price) -> None:
+    assert tiers_of(tiers_text(price.tiers)) == price.tiers

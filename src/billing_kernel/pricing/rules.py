@@ -23,6 +23,9 @@ construction: each starts after the one before it ends.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -117,6 +120,42 @@ class Price:
             parts.append(self._each(inside, tier.unit_price) + _fee(tier.flat_fee))
         return Cost(units, exact, " + ".join(parts))
 
+    @property
+    def is_free(self) -> bool:
+        """Whether no quantity costs anything (every price and fee is zero)."""
+        return not self.unit_price and not any(t.unit_price or t.flat_fee for t in self.tiers)
+
+    def unit_price_at(self, units: int) -> Decimal:
+        """The price per `unit_size` units that `units` units are billed at: the price's
+        own, or for tiers the price of the tier `units` reach (graduated: of the last units;
+        the formula shows each tier's)."""
+        if self.model in TIERED:
+            return self.tiers[self.tier_reached(units)].unit_price
+        return self.unit_price
+
+    def describe(
+        self,
+        amount: Callable[[Decimal], str] = money_text,
+        units: Callable[[int], str] = "{:,}".format,
+    ) -> str:
+        """The price in a few words, amounts written by `amount` and where tiers end by
+        `units`: "0.02 per 1,000", "0.25 each", "5.00 per 1,000, a part charged whole",
+        "graduated: 0.02 per 1,000 up to 100,000; 0.01 per 1,000 beyond", "volume: all at
+        0.02 + 5.00 up to 100; ..."."""
+        per = " each" if self.unit_size == 1 else f" per {self.unit_size:,}"
+        if self.model is PriceModel.PER_UNIT:
+            return f"{amount(self.unit_price)}{per}"
+        if self.model is PriceModel.PACKAGE:
+            return f"{amount(self.unit_price)}{per}, a part charged whole"
+        parts = [
+            f"{amount(t.unit_price)}{per}"
+            + (f" + {amount(t.flat_fee)}" if t.flat_fee else "")
+            + (" beyond" if t.up_to is None else f" up to {units(t.up_to)}")
+            for t in self.tiers
+        ]
+        at = "all at " if self.model is PriceModel.VOLUME else ""
+        return f"{self.model}: {at}{'; '.join(parts)}"
+
     def tier_reached(self, units: int) -> int:
         """The index of the tier `units` units fall in (the first for none)."""
         for index, (_, end, _) in enumerate(self._spans()):
@@ -141,6 +180,36 @@ class Price:
         return f"{units:,} x {money_text(price)}{per}"
 
 
+def tiers_text(tiers: tuple[Tier, ...]) -> str | None:
+    """Tiers as stored: a JSON list of `up_to`, `unit_price` and `flat_fee`, amounts as
+    strings (None: no tiers)."""
+    if not tiers:
+        return None
+    return json.dumps(
+        [
+            {"up_to": t.up_to, "unit_price": f"{t.unit_price:f}", "flat_fee": f"{t.flat_fee:f}"}
+            for t in tiers
+        ],
+        separators=(",", ":"),
+    )
+
+
+def tiers_of(text: str | None) -> tuple[Tier, ...]:
+    """The tiers `tiers_text` stored (none for None)."""
+    if not text:
+        return ()
+    return tuple(
+        Tier(t["up_to"], Decimal(t["unit_price"]), Decimal(t["flat_fee"])) for t in json.loads(text)
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def stored_price(model: str, unit_price: Decimal, unit_size: int, tiers: str | None) -> Price:
+    """A price as its columns store it (the tiers as `tiers_text` wrote them): read once for
+    every counter priced by it."""
+    return Price(PriceModel(model), unit_price, unit_size, tiers_of(tiers))
+
+
 def _fee(fee: Decimal) -> str:
     return f" + {money_text(fee)}" if fee else ""
 
@@ -163,35 +232,37 @@ def check_amount(value: Decimal, places: int, most: Decimal, field: str) -> None
 
 
 def validate_price(price: Price, field: str = "price") -> Price:
+    """A price as an operator defines it, checked whole (`check_price`), its parts named
+    under `field` (`price.tiers[2].up_to`)."""
+    return check_price(price, f"{field}.unit_price", f"{field}.unit_size", f"{field}.tiers")
+
+
+def check_price(price: Price, unit_price: str, unit_size: str, tiers: str) -> Price:
     """A price as an operator defines it, checked whole; InvalidInput names the first part
-    that is wrong (`price.tiers[2].up_to`): a block of 1 to MAX_UNIT_SIZE units; for
-    per_unit and package a unit price and no tiers; for graduated and volume no unit price
-    of its own and 1 to MAX_TIERS tiers, each ending above the one before, the last
-    open-ended, each with a unit price (at most six decimals) and a flat fee (at most two)."""
+    that is wrong, by the names given for the unit price, the unit size and the tiers
+    (`tiers[2].up_to`): a block of 1 to MAX_UNIT_SIZE units; for per_unit and package a
+    unit price and no tiers; for graduated and volume no unit price of its own and 1 to
+    MAX_TIERS tiers, each ending above the one before, the last open-ended, each with a unit
+    price (at most six decimals) and a flat fee (at most two)."""
     if not 1 <= price.unit_size <= MAX_UNIT_SIZE:
-        raise InvalidInput(
-            f"{field}.unit_size must be from 1 to {MAX_UNIT_SIZE:,}", field=f"{field}.unit_size"
-        )
-    check_amount(price.unit_price, 6, MAX_UNIT_PRICE, f"{field}.unit_price")
+        raise InvalidInput(f"{unit_size} must be from 1 to {MAX_UNIT_SIZE:,}", field=unit_size)
+    check_amount(price.unit_price, 6, MAX_UNIT_PRICE, unit_price)
     if price.model not in TIERED:
         if price.tiers:
             raise InvalidInput(
-                f"{field}.tiers are for graduated and volume prices, not {price.model}",
-                field=f"{field}.tiers",
+                f"{tiers} are for graduated and volume prices, not {price.model}", field=tiers
             )
         return price
     if price.unit_price:
         raise InvalidInput(
-            f"a {price.model} price sets its unit price per tier, not in {field}.unit_price",
-            field=f"{field}.unit_price",
+            f"a {price.model} price sets its unit price per tier, not in {unit_price}",
+            field=unit_price,
         )
     if not 1 <= len(price.tiers) <= MAX_TIERS:
-        raise InvalidInput(
-            f"a {price.model} price has 1 to {MAX_TIERS} tiers", field=f"{field}.tiers"
-        )
+        raise InvalidInput(f"a {price.model} price has 1 to {MAX_TIERS} tiers", field=tiers)
     before = 0
     for index, tier in enumerate(price.tiers):
-        at = f"{field}.tiers[{index}]"
+        at = f"{tiers}[{index}]"
         last = index == len(price.tiers) - 1
         if last and tier.up_to is not None:
             raise InvalidInput(
