@@ -123,7 +123,7 @@ def test_plans_list_shows_the_seeded_plans(cli_database_url: str) -> None:
     for name in ("internal-dev", "starter", "growth", "enterprise"):
         assert name in listed.stdout
     assert "1,000,000 included, then 0.02 per 1,000" in listed.stdout
-    assert "       3 included, then 15.00; soft limit" in listed.stdout  # money: two decimals
+    assert "       3 included, then 15.00 each; soft limit" in listed.stdout  # two decimals
     assert "USD    49.00/month  v1" in listed.stdout
 
 

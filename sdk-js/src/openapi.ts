@@ -22,8 +22,9 @@ export interface paths {
         put?: never;
         /**
          * Offer a new plan
-         * @description A plan with its monthly price, and for each metric it names what it includes, its
-         *     overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
+         * @description A plan with its monthly price, and for each metric it names what it includes, the
+         *     price of the units beyond it (`price_model`: per unit, package, graduated or volume
+         *     tiers; docs/pricing.md) and its policy (left out: soft); a metric it
          *     does not name gives none (consumes and checks of it are refused; usage reported of it
          *     is counted, free); `included_quantity: null` makes a metric unlimited. Active at once;
          *     it alerts at 80 % and 100 % of each limit unless set otherwise. With `default`, new orgs
@@ -3267,18 +3268,29 @@ export interface components {
              */
             included_quantity: number | null;
             /**
+             * @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included.
+             * @default per_unit
+             */
+            price_model: components["schemas"]["PriceModel"];
+            /**
              * Overage Unit Price
-             * @description The price of each block of `overage_unit_size` beyond it.
+             * @description `per_unit` and `package`: the price of each block of `overage_unit_size` beyond it. `graduated` and `volume` price by `tiers`, and leave it 0.
              * @default 0
              * @example 0.02
              */
             overage_unit_price: string;
             /**
              * Overage Unit Size
+             * @description The units a unit price is for (the tiers' too): 1000 prices per thousand.
              * @default 1
              * @example 1000
              */
             overage_unit_size: number;
+            /**
+             * Tiers
+             * @description `graduated` and `volume` only: the tiers in order, each ending above the one before, the last with `up_to: null`. A wrong tier is refused naming it (`tiers[1].up_to`).
+             */
+            tiers?: components["schemas"]["TierIn"][] | null;
             /** @description Left out: soft. */
             policy?: components["schemas"]["PolicyIn"] | null;
         };
@@ -3291,16 +3303,23 @@ export interface components {
              * @description Included per month; null: unlimited.
              */
             included_quantity: number | null;
+            /** @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included. */
+            price_model: components["schemas"]["PriceModel"];
             /**
              * Overage Unit Price
-             * @description A decimal amount as a string, e.g. "49.00".
+             * @description `per_unit` and `package`: the price per `overage_unit_size` units (0 for the tiered models: their tiers say).
              */
             overage_unit_price: string;
             /**
              * Overage Unit Size
-             * @description Units the overage price is for, e.g. 1000.
+             * @description Units a unit price is for, e.g. 1000.
              */
             overage_unit_size: number;
+            /**
+             * Tiers
+             * @description `graduated` and `volume`: the tiers; else none.
+             */
+            tiers: components["schemas"]["TierOut"][];
             policy: components["schemas"]["PolicyOut"];
         };
         /** PlanThresholdsOut */
@@ -3351,6 +3370,11 @@ export interface components {
              */
             grace_period_hours: number | null;
         };
+        /**
+         * PriceModel
+         * @enum {string}
+         */
+        PriceModel: "per_unit" | "graduated" | "volume" | "package";
         /**
          * Problem
          * @description An RFC 9457 problem: what went wrong, for people (`title`, `detail`) and for code
@@ -3618,6 +3642,46 @@ export interface components {
              *     ]
              */
             thresholds: (components["schemas"]["PercentIn"] | components["schemas"]["QuantityIn"])[];
+        };
+        /** TierIn */
+        TierIn: {
+            /**
+             * Up To
+             * @description The last unit beyond those included that the tier prices; null for the last tier, which prices every unit after the tier before it.
+             * @example 100000
+             */
+            up_to: number | null;
+            /**
+             * Unit Price
+             * @description The price per `overage_unit_size` units in the tier, a partial block charged proportionally.
+             * @example 0.02
+             */
+            unit_price: string;
+            /**
+             * Flat Fee
+             * @description Charged once when usage reaches the tier (graduated: each tier reached; volume: the tier the whole quantity reaches).
+             * @default 0
+             * @example 49.00
+             */
+            flat_fee: string;
+        };
+        /** TierOut */
+        TierOut: {
+            /**
+             * Up To
+             * @description The last unit beyond those included the tier prices; null: the last tier.
+             */
+            up_to: number | null;
+            /**
+             * Unit Price
+             * @description Per `overage_unit_size` units.
+             */
+            unit_price: string;
+            /**
+             * Flat Fee
+             * @description Charged once when usage reaches the tier.
+             */
+            flat_fee: string;
         };
         /** UpgradeOut */
         UpgradeOut: {

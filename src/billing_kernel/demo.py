@@ -1,7 +1,8 @@
 """What `make run` shows, seeded idempotently (a second run on the same day adds nothing):
-the demo catalogue (three metrics and four plans, never part of the schema, so a deployment
-offers only the plans its operator creates), and the demo org: three members, a paying
-subscription, two months of usage and last month's invoice."""
+the demo catalogue (three metrics and four plans, Enterprise's tokens priced in graduated
+tiers; never part of the schema, so a deployment offers only the plans its operator
+creates), and the demo org: three members, a paying subscription, two months of usage and
+last month's invoice."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from billing_kernel.members.rules import MemberRole
 from billing_kernel.metrics.rules import Aggregation, Metric
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.summary.rules import OrgBillingSummary
 
 DEMO_ORG = "demo-org"
@@ -32,8 +34,18 @@ DEMO_METRICS = (  # billed: an event without its amount is refused, never droppe
     Metric("playbook_runs", "Playbook runs", "runs", required=True),
     Metric("seats", "Seats", "seats", Aggregation.SEATS),
 )
-# slug, name, monthly price, {metric: (included, overage unit price, overage unit size)}
-DEMO_PLANS = (
+ENTERPRISE_TOKENS = PlanMetric(
+    "tokens",
+    20_000_000,
+    overage_unit_size=1000,
+    price_model=PriceModel.GRADUATED,
+    tiers=(Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008"))),
+)
+"""The demo's tiered metric: beyond 20 M tokens, 0.01 per 1,000 for the next 80 M, then 0.008."""
+
+# slug, name, monthly price, {metric: (included, overage unit price, overage unit size), or
+# the metric's terms whole}
+DEMO_PLANS: tuple[tuple[str, str, str, dict[str, tuple[int, str, int] | PlanMetric]], ...] = (
     (
         "internal-dev",
         "Internal (dev)",
@@ -69,13 +81,20 @@ DEMO_PLANS = (
         "Enterprise",
         "599.00",
         {
-            "tokens": (20_000_000, "0.01", 1000),
+            "tokens": ENTERPRISE_TOKENS,
             "playbook_runs": (5_000, "0.15", 1),
             "seats": (50, "10.00", 1),
         },
     ),
 )
 DEMO_DEFAULT_PLAN = "internal-dev"
+
+
+def _terms(metric: str, given: tuple[int, str, int] | PlanMetric) -> PlanMetric:
+    if isinstance(given, PlanMetric):
+        return given
+    included, unit_price, unit_size = given
+    return PlanMetric(metric, included, Decimal(unit_price), unit_size)
 
 
 async def seed_catalogue(kernel: Kernel) -> str:
@@ -95,10 +114,7 @@ async def seed_catalogue(kernel: Kernel) -> str:
                 name=name,
                 currency="USD",
                 monthly_price=Decimal(price),
-                metrics={
-                    key: PlanMetric(key, included, Decimal(unit_price), unit_size)
-                    for key, (included, unit_price, unit_size) in terms.items()
-                },
+                metrics={key: _terms(key, given) for key, given in terms.items()},
             )
             await kernel.plans.create(replace(plan, is_public=slug != DEMO_DEFAULT_PLAN))
     for plan in await kernel.plans.list_active():

@@ -147,6 +147,16 @@ def test_current_usage_reports_the_kernels_figures(live: Live) -> None:
     assert [c.charge.lago_id for c in again.charges_usage] == [
         c.charge.lago_id for c in usage.charges_usage
     ]
+    assert by_code["tokens"].charge.charge_model == "standard"
+
+
+def test_a_tiered_price_is_shown_by_lagos_name_for_its_charge_model(live: Live) -> None:
+    # Enterprise's tokens: 20,000,000 included, then 0.01 per 1,000 for the next 80,000,000.
+    org = live.new_org(plan="enterprise", paying=True)
+    lago(live).events.create(event(org, 20_500_000))
+    usage = lago(live).customers.current_usage(org, external_subscription_id=org)
+    [tokens] = [c for c in usage.charges_usage if c.billable_metric.code == "tokens"]
+    assert (tokens.charge.charge_model, tokens.amount_cents) == ("graduated", 500)
 
 
 def test_a_wrong_key_and_an_unknown_customer_raise(live: Live) -> None:

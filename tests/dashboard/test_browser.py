@@ -202,6 +202,11 @@ def test_the_page_shows_plan_bars_status_trial_and_chart(
     starter = plans.get_by_role("row", name="Starter")
     assert "1M included\nthen $0.02 per 1,000" in starter.inner_text()
     assert "then $15.00 each" in starter.inner_text()
+    enterprise = plans.get_by_role("row", name="Enterprise")
+    assert (
+        "20M included\nthen graduated: $0.01 per 1,000 up to 80M; $0.008 per 1,000 beyond"
+        in enterprise.inner_text()
+    )
 
 
 def test_the_period_is_written_once_beside_the_overage_and_the_estimated_bill(

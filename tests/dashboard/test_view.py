@@ -21,6 +21,7 @@ from billing_kernel.dashboard.view import (
     count,
     day_month,
     event_text,
+    exact_compact,
     invoice_rows,
     level,
     limit_state,
@@ -39,6 +40,7 @@ from billing_kernel.invoices.rules import StoredLine
 from billing_kernel.metrics.rules import Metric
 from billing_kernel.payments.rules import PaymentStatus
 from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
+from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.quota.rules import Reason, Standing, decide
 from billing_kernel.summary.rules import MetricUsage
 
@@ -105,6 +107,17 @@ def test_money_and_dates() -> None:
     assert long_day(november.end.date()) == "1 December 2026"
 
 
+def test_where_a_price_changes_is_written_short_only_where_that_is_exact() -> None:
+    assert [exact_compact(n) for n in (950, 1_500, 80_000_000, 1_234_567, 10**12, 1_001)] == [
+        "950",
+        "1.5K",
+        "80M",
+        "1,234,567",
+        "1T",
+        "1,001",
+    ]
+
+
 def test_overage_terms_say_what_a_plan_charges_beyond_what_it_includes() -> None:
     assert overage_terms(PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000), "USD") == (
         "then $0.02 per 1,000"
@@ -113,6 +126,17 @@ def test_overage_terms_say_what_a_plan_charges_beyond_what_it_includes() -> None
     assert overage_terms(PlanMetric("runs", 0, Decimal("0.015"), 1), "USD") == "then $0.015 each"
     assert overage_terms(PlanMetric("runs", 10, Decimal("0"), 1), "USD") == "no charge beyond"
     assert overage_terms(PlanMetric("runs", None, Decimal("1"), 1), "USD") == ""
+    tiers = (Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008"), Decimal("5")))
+    graduated = PlanMetric(
+        "tokens", 10, overage_unit_size=1_000, price_model=PriceModel.GRADUATED, tiers=tiers
+    )
+    assert overage_terms(graduated, "EUR") == (
+        "then graduated: €0.01 per 1,000 up to 80M; €0.008 per 1,000 + €5.00 beyond"
+    )
+    package = PlanMetric("runs", 10, Decimal("2.5"), 100, price_model=PriceModel.PACKAGE)
+    assert overage_terms(package, "USD") == "then $2.50 per 100, a part charged whole"
+    free = replace(graduated, tiers=(Tier(1, Decimal(0)), Tier(None, Decimal(0))))
+    assert overage_terms(free, "USD") == "no charge beyond"
 
 
 def test_chart_bars_scale_to_the_busiest_day() -> None:

@@ -41,6 +41,7 @@ from billing_kernel.invoices.rules import (
 )
 from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import PriceModel, Tier
 from tests.seeded import GROWTH, STARTER
 
 FREE = replace(STARTER, slug="internal-dev", name="Internal", monthly_price=Decimal("0.00"))
@@ -606,3 +607,77 @@ def test_a_backtest_adds_up_what_was_invoiced_what_the_draft_makes_and_the_diffe
     )
     assert invoice.balance_applied == Decimal("10.50")
     assert replace(invoice, lines=tuple(stored[:1])).balance_applied == ZERO
+
+
+GRADUATED_TOKENS = PlanMetric(
+    "tokens",
+    1_000_000,
+    overage_unit_size=1_000,
+    price_model=PriceModel.GRADUATED,
+    tiers=(
+        Tier(500_000, Decimal("0.02")),
+        Tier(None, Decimal("0.01"), Decimal("5.00")),
+    ),
+)
+
+
+def tokens_on(terms: PlanMetric) -> Plan:
+    return replace(STARTER, metrics={**STARTER.metrics, "tokens": terms})
+
+
+def test_each_price_model_bills_one_line_whose_formula_is_its_arithmetic() -> None:
+    used = {"tokens": 2_250_000}
+    [graduated] = usage_lines(tokens_on(GRADUATED_TOKENS), [TOKENS], used, {})
+    # 500,000 at 0.02 / 1,000 = 10, 750,000 at 0.01 / 1,000 = 7.5, and the second tier's 5.00
+    assert (graduated.kind, str(graduated.amount), graduated.quantity) == (
+        LineKind.OVERAGE,
+        "22.50",
+        1_250_000,
+    )
+    assert graduated.formula == (
+        "(2,250,000 - 1,000,000) = 1,250,000: 500,000 x 0.02 / 1,000 + 750,000 x 0.01 / 1,000"
+        " + 5.00 = 22.5 → 22.50"
+    )
+    assert (str(graduated.unit_price), graduated.unit_size) == ("0.01", 1_000)
+    volume = replace(GRADUATED_TOKENS, price_model=PriceModel.VOLUME)
+    [line] = usage_lines(tokens_on(volume), [TOKENS], used, {})
+    # all 1,250,000 at the second tier's 0.01 / 1,000, and its fee
+    assert (str(line.amount), str(line.unit_price)) == ("17.50", "0.01")
+    assert (
+        line.formula
+        == "(2,250,000 - 1,000,000) = 1,250,000: 1,250,000 x 0.01 / 1,000 + 5.00 = 17.5 → 17.50"
+    )
+    [line] = usage_lines(tokens_on(volume), [TOKENS], {"tokens": 1_400_000}, {})
+    assert (str(line.amount), str(line.unit_price)) == ("8.00", "0.02")  # 400,000 at 0.02
+    package = PlanMetric(
+        "tokens", 1_000_000, Decimal("5.00"), 1_000_000, price_model=PriceModel.PACKAGE
+    )
+    [line] = usage_lines(tokens_on(package), [TOKENS], used, {})
+    assert (str(line.amount), str(line.unit_price), line.unit_size) == ("10.00", "5.00", 1_000_000)
+    assert (
+        line.formula
+        == "(2,250,000 - 1,000,000) = 1,250,000: ⌈1,250,000 / 1,000,000⌉ = 2 x 5.00 = 10 → 10.00"
+    )
+    # Tiers start beyond the org's own limit, as a per-unit price does.
+    [own] = usage_lines(tokens_on(GRADUATED_TOKENS), [TOKENS], used, {"tokens": 2_000_000})
+    assert (str(own.amount), own.quantity) == ("5.00", 250_000)
+    assert usage_lines(tokens_on(GRADUATED_TOKENS), [TOKENS], {"tokens": 1_000_000}, {}) == []
+    free = replace(volume, tiers=(Tier(10, Decimal(0)), Tier(None, Decimal(0))))
+    assert usage_lines(tokens_on(free), [TOKENS], used, {}) == []
+
+
+def test_late_usage_on_a_tiered_price_bills_what_the_tiers_make_of_the_whole() -> None:
+    plan = tokens_on(GRADUATED_TOKENS)
+    # 1,400,000 billed: 400,000 over, 8.00. 200,000 late: 600,000 over,
+    # 500,000 x 0.02 / 1,000 + 100,000 x 0.01 / 1,000 + 5.00 = 16.00: 8.00 more.
+    [line] = adjustment_lines([late(1_400_000, 200_000, plan=plan)])
+    assert (str(line.amount), line.quantity, str(line.unit_price)) == ("8.00", 200_000, "0.01")
+    assert line.formula == (
+        "(1,600,000 - 1,000,000) = 600,000: 500,000 x 0.02 / 1,000 + 100,000 x 0.01 / 1,000"
+        " + 5.00 = 16 → 16.00, less 8.00 billed → 8.00"
+    )
+    package = PlanMetric(
+        "tokens", 1_000_000, Decimal("5.00"), 1_000_000, price_model=PriceModel.PACKAGE
+    )
+    # Within the package already paid for: nothing more.
+    assert adjustment_lines([late(1_100_000, 500_000, plan=tokens_on(package))]) == []

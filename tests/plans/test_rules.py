@@ -19,7 +19,7 @@ from billing_kernel.plans.rules import (
     prices_differ,
     validate_plan,
 )
-from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE
+from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE, PriceModel, Tier
 
 CATALOGUE = {"tokens", "seats"} | {f"m{n}" for n in range(MAX_PLAN_METRICS + 1)}
 
@@ -33,6 +33,9 @@ def plan(**changes: object) -> Plan:
         metrics={"tokens": PlanMetric("tokens", 1000, Decimal("0.015"), 1000)},
     )
     return replace(made, **changes)  # type: ignore[arg-type]
+
+
+TIERS = (Tier(100_000, Decimal("0.02")), Tier(None, Decimal("0.01"), Decimal("5.00")))
 
 
 def terms(**changes: object) -> dict[str, PlanMetric]:
@@ -55,6 +58,9 @@ def terms(**changes: object) -> dict[str, PlanMetric]:
         plan(metrics=terms(overage_unit_size=MAX_UNIT_SIZE)),
         plan(metrics={f"m{n}": PlanMetric(f"m{n}", 1) for n in range(MAX_PLAN_METRICS)}),
         plan(metrics=terms(policy=Policy(Enforcement.HARD, 1000))),
+        plan(metrics=terms(price_model=PriceModel.GRADUATED, tiers=TIERS)),
+        plan(metrics=terms(price_model=PriceModel.VOLUME, tiers=TIERS, overage_unit_size=1000)),
+        plan(metrics=terms(price_model=PriceModel.PACKAGE, overage_unit_price=Decimal(5))),
     ],
 )
 def test_plans_within_every_bound_are_taken(valid: Plan) -> None:
@@ -91,6 +97,32 @@ def test_plans_within_every_bound_are_taken(valid: Plan) -> None:
             "included_quantity must not be negative",
         ),
         (plan(metrics=terms(overage_unit_price=Decimal("-1"))), "overage_unit_price", None),
+        (
+            plan(metrics=terms(price_model=PriceModel.GRADUATED)),
+            "tiers",
+            "a graduated price has 1 to 20 tiers",
+        ),
+        (
+            plan(metrics=terms(tiers=TIERS)),
+            "tiers",
+            "tiers are for graduated and volume prices, not per_unit",
+        ),
+        (
+            plan(metrics=terms(price_model=PriceModel.VOLUME, tiers=(TIERS[1], TIERS[0]))),
+            "tiers[0].up_to",
+            None,
+        ),
+        (
+            plan(
+                metrics=terms(
+                    price_model=PriceModel.VOLUME,
+                    tiers=TIERS,
+                    overage_unit_price=Decimal("0.01"),
+                )
+            ),
+            "overage_unit_price",
+            "a volume price sets its unit price per tier, not in overage_unit_price",
+        ),
         (
             plan(metrics=terms(overage_unit_price=Decimal("0.0000001"))),
             "overage_unit_price",
@@ -146,6 +178,7 @@ def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> 
         plan(metrics={"tokens": replace(tokens, included_quantity=None)}),
         plan(metrics={"tokens": replace(tokens, overage_unit_price=Decimal("0.016"))}),
         plan(metrics={"tokens": replace(tokens, overage_unit_size=100)}),
+        plan(metrics={"tokens": replace(tokens, price_model=PriceModel.PACKAGE)}),
     ):
         assert prices_differ(base, changed), changed
     for same in (
@@ -155,6 +188,23 @@ def test_a_new_price_or_new_terms_make_a_new_version_and_nothing_else_does() -> 
         plan(version=7, is_active=False),
     ):
         assert not prices_differ(base, same), same
+
+
+def test_a_change_of_tiers_makes_a_new_version_and_the_same_tiers_written_otherwise_do_not() -> (
+    None
+):
+    graduated = PlanMetric("tokens", 1000, price_model=PriceModel.GRADUATED, tiers=TIERS)
+    base = plan(metrics={"tokens": graduated})
+    assert prices_differ(plan(), base)
+    fee = (TIERS[0], replace(TIERS[1], flat_fee=Decimal("6.00")))
+    ends = (replace(TIERS[0], up_to=99_999), TIERS[1])
+    price = (TIERS[0], replace(TIERS[1], unit_price=Decimal("0.011")))
+    for tiers in (fee, ends, price, TIERS[1:]):
+        assert prices_differ(base, plan(metrics={"tokens": replace(graduated, tiers=tiers)}))
+    volume = replace(graduated, price_model=PriceModel.VOLUME)
+    assert prices_differ(base, plan(metrics={"tokens": volume}))
+    same = (TIERS[0], replace(TIERS[1], flat_fee=Decimal("5")))  # 5.00 written otherwise
+    assert not prices_differ(base, plan(metrics={"tokens": replace(graduated, tiers=same)}))
 
 
 def test_a_metric_the_plan_does_not_name_gives_none_enforced_hard_and_free() -> None:

@@ -22,6 +22,7 @@ from billing_kernel.errors import (
 from billing_kernel.kernel import Kernel
 from billing_kernel.metrics.rules import Metric
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
+from billing_kernel.pricing.rules import Price, PriceModel, Tier
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import (
     BACKENDS,
@@ -39,7 +40,7 @@ SEEDED = {
     "internal-dev": ("0.00", 10_000_000, 10_000, 100, "0", "0", "0"),
     "starter": ("49.00", 1_000_000, 200, 3, "0.02", "0.25", "15.00"),
     "growth": ("199.00", 5_000_000, 1_000, 10, "0.015", "0.20", "12.00"),
-    "enterprise": ("599.00", 20_000_000, 5_000, 50, "0.01", "0.15", "10.00"),
+    "enterprise": ("599.00", 20_000_000, 5_000, 50, "0", "0.15", "10.00"),
 }
 
 
@@ -64,6 +65,15 @@ async def test_the_migration_seeds_the_four_reference_plans_exactly(
         )
         assert terms["playbook_runs"].overage_unit_price == Decimal(per_run)
         assert terms["seats"].overage_unit_price == Decimal(per_seat)
+    # Enterprise's tokens are the demo's tiered price: 0.01 per 1,000 for the 80 M beyond
+    # the 20 M included, then 0.008.
+    tokens = plans["enterprise"].metrics["tokens"].price
+    assert tokens == Price(
+        PriceModel.GRADUATED,
+        unit_size=1000,
+        tiers=(Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008"))),
+    )
+    assert tokens.cost(90_000_000).amount == Decimal("880.00")
 
 
 async def test_plans_are_listed_cheapest_first_and_inactive_ones_are_hidden(

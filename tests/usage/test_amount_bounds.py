@@ -18,6 +18,8 @@ from billing_kernel.db.database import Database
 from billing_kernel.errors import AmountOutOfBounds
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
+from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import MAX_UNIT_PRICE, PriceModel, Tier
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock
 
@@ -238,3 +240,24 @@ async def test_a_plan_change_that_would_price_the_month_beyond_the_bound_is_refu
             await attempt("org-1", "dearer")
     state = await kernel.subscriptions.billing_state("org-1")
     assert state.plan_slug == "starter"
+
+
+async def test_a_tiered_price_is_judged_by_its_tiers_as_the_month_is_written(
+    kernel: Kernel,
+) -> None:
+    """On a graduated price whose first 10 tokens beyond are free and the next cost the
+    most a unit price may be, the 11th token would take the month beyond the bound: refused,
+    by its tiers, though the plan's own unit price is 0."""
+    tiers = (Tier(10, Decimal(0)), Tier(None, MAX_UNIT_PRICE))
+    terms = PlanMetric("tokens", 0, price_model=PriceModel.GRADUATED, tiers=tiers)
+    plan = await kernel.plans.create(
+        Plan("steep", "Steep", "USD", Decimal("0"), metrics={"tokens": terms})
+    )
+    await kernel.orgs.create("org-1", plan_slug=plan.slug)
+    await kernel.subscriptions.set_status("org-1", BillingStatus.ACTIVE)
+    await kernel.usage.record("org-1", "tokens", 10, idempotency_key="free")
+    with pytest.raises(AmountOutOfBounds, match=r"would come to 1,000,000,000,000\.00 "):
+        await kernel.usage.record("org-1", "tokens", 1, idempotency_key="steep")
+    result = await kernel.usage.record_batch([UsageReport("org-1", "tokens", 1, "steep")])
+    assert result.count(RecordStatus.REFUSED) == 1
+    assert (await kernel.invoices.upcoming("org-1")).total == Decimal("0.00")

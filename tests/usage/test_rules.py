@@ -21,11 +21,13 @@ from billing_kernel.common.validation import (
 )
 from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownEvent, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
+from billing_kernel.pricing.rules import Tier, tiers_text
 from billing_kernel.usage.bounds import (
     NEAR_BOUND,
     Charge,
     Moved,
     beyond_bounds,
+    charge_of,
     month_total,
     months_to_price,
 )
@@ -531,6 +533,29 @@ def test_a_charge_is_its_usage_beyond_what_is_included_priced_as_an_invoice_line
     assert Charge(210, 200, Decimal("0.25"), 1).amount == Decimal("2.50")
     assert Charge(200, 200, Decimal("0.25"), 1).amount == Decimal("0.00")
     assert Charge(150, 200, Decimal("0.25"), 1).amount == Decimal("0.00")  # within: nothing
+
+
+def test_a_charge_prices_by_the_model_and_tiers_its_plan_stored() -> None:
+    tiers = tiers_text((Tier(100, Decimal("1")), Tier(None, Decimal("0.5"), Decimal("10"))))
+    # 150 beyond: 100 x 1 + 50 x 0.5 + 10 graduated; all 150 x 0.5 + 10 by volume
+    assert Charge(250, 100, Decimal(0), 1, "graduated", tiers).amount == Decimal("135.00")
+    assert Charge(250, 100, Decimal(0), 1, "volume", tiers).amount == Decimal("85.00")
+    assert Charge(250, 100, Decimal(3), 100, "package").amount == Decimal("6.00")
+    assert Charge(250, 100, Decimal(3), 100, "per_unit").amount == Decimal("4.50")
+    assert Charge(250, 100, Decimal(3), 100).amount == Decimal("4.50")  # no model: per unit
+
+
+def test_a_charge_is_read_from_the_price_terms_its_plan_stored_in_one_text() -> None:
+    assert charge_of(1_500, 1_000, "0.020000 1000 per_unit ") == Charge(
+        1_500, 1_000, Decimal("0.02"), 1_000, "per_unit", None
+    )
+    tiers = tiers_text((Tier(100, Decimal("1")), Tier(None, Decimal("0.5"), Decimal("10"))))
+    assert charge_of(250, 100, f"0 1 graduated {tiers}") == Charge(
+        250, 100, Decimal(0), 1, "graduated", tiers
+    )
+    assert charge_of(250, 100, None) == Charge(250, 100, None, None)
+    spaced = '[{"up_to": null, "unit_price": "0.5", "flat_fee": "0"}]'  # JSON written otherwise
+    assert charge_of(250, 100, f"0 1 volume {spaced}").amount == Decimal("75.00")
 
 
 def test_an_unlimited_or_unpriced_counter_charges_nothing() -> None:

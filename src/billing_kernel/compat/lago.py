@@ -38,6 +38,7 @@ from billing_kernel.compat.service import CurrentUsage, ForeignBatchResult
 from billing_kernel.errors import BillingError, IdempotencyConflict, InvalidInput, OrgNotFound
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.pricing.rules import PriceModel
 from billing_kernel.usage.schemas import MAX_BATCH
 from billing_kernel.web.deps import kernel_of
 
@@ -50,6 +51,14 @@ LAGO_AGGREGATIONS = {
     Aggregation.SEATS: "max_agg",  # the month's peak of members
 }
 """A metric's aggregation as Lago names it (`billable_metric.aggregation_type`)."""
+
+LAGO_CHARGE_MODELS = {
+    PriceModel.PER_UNIT: "standard",
+    PriceModel.GRADUATED: "graduated",
+    PriceModel.VOLUME: "volume",
+    PriceModel.PACKAGE: "package",
+}
+"""A plan metric's price model as Lago names its charge model (`charge.charge_model`)."""
 
 router = APIRouter(prefix="/compat/lago/api/v1", include_in_schema=False)
 
@@ -224,7 +233,9 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
                 "amount_currency": currency,
                 "charge": {
                     "lago_id": _lago_id("charge", summary.plan.slug, metric.key),
-                    "charge_model": "standard",
+                    "charge_model": LAGO_CHARGE_MODELS[
+                        summary.plan.allowance(metric.key).price_model
+                    ],
                     "invoice_display_name": metric.name,
                 },
                 "billable_metric": {

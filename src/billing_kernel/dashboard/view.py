@@ -94,6 +94,16 @@ def compact(value: int) -> str:
     return str(value)
 
 
+def exact_compact(value: int) -> str:
+    """`compact` where it is exact (80,000,000 -> '80M', 1,500 -> '1.5K'), else the whole
+    number (1,234,567 -> '1,234,567'): for where a price changes."""
+    short = compact(value)
+    for size, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if short.endswith(suffix):
+            return short if value % (size // 10) == 0 else f"{value:,}"
+    return short
+
+
 def money(amount: Decimal, currency: str) -> str:
     """'$49.00', a credit '-$17.39'; a currency without a sign here is written as its code:
     'CHF 49.00'."""
@@ -125,15 +135,13 @@ def month_name(day: date) -> str:
 
 def overage_terms(terms: PlanMetric, currency: str) -> str:
     """What a plan charges beyond what it includes of a metric: 'then $0.02 per 1,000',
-    'then $15.00 each'; 'no charge beyond' when it charges nothing; '' when unlimited."""
+    'then $15.00 each', 'then graduated: $0.02 per 1,000 up to 100K; $0.01 per 1,000
+    beyond'; 'no charge beyond' when it charges nothing; '' when unlimited."""
     if terms.included_quantity is None:
         return ""
-    if terms.overage_unit_price == 0:
+    if terms.price.is_free:
         return "no charge beyond"
-    price = money(terms.overage_unit_price, currency)
-    if terms.overage_unit_size == 1:
-        return f"then {price} each"
-    return f"then {price} per {count(terms.overage_unit_size)}"
+    return f"then {terms.price.describe(lambda amount: money(amount, currency), exact_compact)}"
 
 
 def bar_width(percent: Decimal | None) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, outerjoin, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, outerjoin, select
 
 from billing_kernel.db.tables import (
     org_alert_thresholds,
@@ -86,15 +86,22 @@ def _plan_term(
     )
 
 
-def overage_price_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
-    """What the org's plan charges per block of units beyond its limit (NULL: its plan has
-    no terms for the metric, and charges nothing)."""
-    return _plan_term(plan_metrics.c.overage_unit_price, org_id, metric)
-
-
-def overage_size_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
-    """How many units the org's plan's overage price is for (NULL as `overage_price_of`)."""
-    return _plan_term(plan_metrics.c.overage_unit_size, org_id, metric)
+def price_terms_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
+    """The org's plan's price for the metric in one text, its columns separated by spaces:
+    unit price, unit size, model and, for tiered prices, the tiers ("0.020000 1000
+    per_unit "); NULL: its plan has no terms for the metric, and charges nothing. One
+    lookup for the four (`usage.bounds.charge_of` reads it)."""
+    term = plan_metrics.c
+    text = (
+        cast(term.overage_unit_price, String)
+        .concat(" ")
+        .concat(cast(term.overage_unit_size, String))
+        .concat(" ")
+        .concat(term.price_model)
+        .concat(" ")
+        .concat(func.coalesce(term.price_tiers, ""))
+    )
+    return _plan_term(text, org_id, metric)
 
 
 def monthly_fee_of(org_id: ColumnElement[Any]) -> Any:

@@ -109,6 +109,10 @@ plan_metrics = Table(
     Column("included_quantity", BigInteger, nullable=True),
     Column("overage_unit_price", Money(18, 6), nullable=False),
     Column("overage_unit_size", BigInteger, nullable=False, default=1),
+    # How the units beyond the included are priced (pricing.rules.PriceModel); graduated and
+    # volume by their tiers (JSON: pricing.rules.tiers_text), the others by the two above.
+    Column("price_model", String(16), nullable=False, server_default="per_unit"),
+    Column("price_tiers", Text, nullable=True),
     # How the limit is enforced: soft (report, bill overage) or hard (block, after any grace).
     Column("enforcement", String(8), nullable=False, server_default="soft"),
     Column("grace_percent", Integer, nullable=False, server_default="0"),
@@ -116,6 +120,12 @@ plan_metrics = Table(
     CheckConstraint("included_quantity IS NULL OR included_quantity >= 0", name="included"),
     CheckConstraint("overage_unit_size > 0", name="unit_size"),
     CheckConstraint("enforcement IN ('soft', 'hard')", name="enforcement"),
+    CheckConstraint(
+        "price_model IN ('per_unit', 'graduated', 'volume', 'package')", name="price_model"
+    ),
+    CheckConstraint(
+        "(price_tiers IS NOT NULL) = (price_model IN ('graduated', 'volume'))", name="price_tiers"
+    ),
     CheckConstraint("grace_percent >= 0", name="grace_percent"),
     CheckConstraint("grace_period_seconds > 0", name="grace_period"),
     ForeignKeyConstraint(

@@ -13,9 +13,9 @@ The base fee is billed in arrears, prorated to the second:
   time-weighted price of the plans in force, within a cent per line.
 
 Usage is priced by the plan in force at the period's end: one `overage` (or, for a seats
-metric, `seats`) line per metric used beyond what is included, at `overage_unit_price` per
-`overage_unit_size` units, a partial block charged proportionally (`common.money`). A period
-with no billable second bills no usage.
+metric, `seats`) line per metric used beyond what is included, priced by the metric's price
+model (`pricing.rules`: per unit, graduated or volume tiers, or packages), its formula the
+arithmetic of that model. A period with no billable second bills no usage.
 
 Every line's amount is rounded once, half up, to cents (`common.money.round_money`); the
 subtotal is the sum of the rounded lines.
@@ -36,6 +36,7 @@ from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import Cost, PriceModel
 
 SECOND = timedelta(seconds=1)
 
@@ -220,9 +221,16 @@ def overage_cost(
     return over, cost.exact, cost.amount
 
 
-def _per(terms: PlanMetric) -> str:
-    per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
-    return f"{money_text(terms.overage_unit_price)}{per}"
+def _priced(quantity: int, limit: int, terms: PlanMetric) -> tuple[Cost, str]:
+    """What `quantity` costs beyond `limit`, and the arithmetic up to its exact amount:
+    "(1,500 - 1,000) x 0.02 / 1,000" per unit; for the other models the units over, then
+    the model's own arithmetic ("(1,500 - 1,000) = 500: 100 x 0.02 + 400 x 0.01")."""
+    cost = terms.price.cost(quantity - limit)
+    head = f"({quantity:,} - {limit:,})"
+    if terms.price_model is PriceModel.PER_UNIT:
+        per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
+        return cost, f"{head} x {money_text(terms.overage_unit_price)}{per}"
+    return cost, f"{head} = {cost.units:,}: {cost.formula}"
 
 
 def usage_lines(
@@ -232,34 +240,31 @@ def usage_lines(
     included: Mapping[str, int | None],
 ) -> list[InvoiceLine]:
     """One line per metric of the catalogue used beyond what is `included` (the org's limit,
-    after its own terms; None: unlimited), priced by `plan`'s overage terms. A metric
-    without an overage price bills nothing."""
+    after its own terms; None: unlimited), priced by `plan`'s price for it. A metric whose
+    price charges nothing bills nothing."""
     lines = []
     for metric in catalogue:
         terms = plan.allowance(metric.key)
         limit = included.get(metric.key, terms.included_quantity)
         quantity = used.get(metric.key, 0)
-        over, exact, amount = overage_cost(quantity, limit, terms)
-        if not over or terms.overage_unit_price == 0:
+        if limit is None or quantity <= limit or terms.price.is_free:
             continue
+        cost, arithmetic = _priced(quantity, limit, terms)
         seats = metric.aggregation is Aggregation.SEATS
         lines.append(
             InvoiceLine(
                 kind=LineKind.SEATS if seats else LineKind.OVERAGE,
                 description=(
-                    f"{metric.name}: {over:,} {metric.unit} over the {limit:,} included"
+                    f"{metric.name}: {cost.units:,} {metric.unit} over the {limit:,} included"
                     + (" (the period's peak)" if seats else "")
                 ),
-                amount=amount,
-                formula=(
-                    f"({quantity:,} - {limit:,}) x {_per(terms)}"
-                    f" = {_exact(exact)} → {money_text(amount)}"
-                ),
+                amount=cost.amount,
+                formula=f"{arithmetic} = {_exact(cost.exact)} → {money_text(cost.amount)}",
                 plan_slug=plan.slug,
                 plan_version=plan.version,
                 metric=metric.key,
-                quantity=over,
-                unit_price=terms.overage_unit_price,
+                quantity=cost.units,
+                unit_price=terms.price.unit_price_at(cost.units),
                 unit_size=terms.overage_unit_size,
             )
         )
@@ -297,10 +302,11 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
         terms = item.plan.allowance(item.metric.key)
         total = item.billed + item.late
         _, _, before = overage_cost(item.billed, item.included, terms)
-        _, exact, after = overage_cost(total, item.included, terms)
+        _, _, after = overage_cost(total, item.included, terms)
         amount = after - before
-        if not amount:
+        if not amount or item.included is None:
             continue
+        cost, arithmetic = _priced(total, item.included, terms)
         lines.append(
             InvoiceLine(
                 kind=LineKind.ADJUSTMENT,
@@ -310,7 +316,7 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
                 ),
                 amount=amount,
                 formula=(
-                    f"({total:,} - {item.included:,}) x {_per(terms)} = {_exact(exact)}"
+                    f"{arithmetic} = {_exact(cost.exact)}"
                     f" → {money_text(after)}, less {money_text(before)} billed"
                     f" → {money_text(amount)}"
                 ),
@@ -318,7 +324,7 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
                 plan_version=item.plan.version,
                 metric=item.metric.key,
                 quantity=item.late,
-                unit_price=terms.overage_unit_price,
+                unit_price=terms.price.unit_price_at(cost.units),
                 unit_size=terms.overage_unit_size,
                 adjusts=item.period,
             )

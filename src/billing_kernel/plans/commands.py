@@ -40,10 +40,9 @@ def plans_list() -> None:
             included = (
                 "unlimited" if term.included_quantity is None else (f"{term.included_quantity:,}")
             )
-            per = "" if term.overage_unit_size == 1 else f" per {term.overage_unit_size:,}"
             typer.echo(
                 f"    {term.metric:<14} {included:>12} included, then "
-                f"{money_text(term.overage_unit_price)}{per}; {term.policy.describe()} limit"
+                f"{term.price.describe()}; {term.policy.describe()} limit"
             )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Row, select, tuple_, update
 from billing_kernel.db.tables import metrics, plan_metrics, plan_versions, plans
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
+from billing_kernel.pricing.rules import PriceModel, tiers_of, tiers_text
 
 _PLANS = select(
     plans.c.slug,
@@ -101,6 +102,8 @@ class PlanRepository:
                 included_quantity=t.included_quantity,
                 overage_unit_price=t.overage_unit_price,
                 overage_unit_size=t.overage_unit_size,
+                price_model=PriceModel(t.price_model),
+                tiers=tiers_of(t.price_tiers),
                 policy=Policy(
                     Enforcement(t.enforcement),
                     t.grace_percent,
@@ -176,6 +179,8 @@ class PlanRepository:
                         "included_quantity": term.included_quantity,
                         "overage_unit_price": term.overage_unit_price,
                         "overage_unit_size": term.overage_unit_size,
+                        "price_model": term.price_model.value,
+                        "price_tiers": tiers_text(term.tiers),
                         **_policy_columns(term.policy),
                     }
                     for term in plan.metrics.values()

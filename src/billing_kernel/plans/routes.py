@@ -39,8 +39,9 @@ async def list_plans(caller: PrincipalDep, kernel: KernelDep) -> PlansOut:
     },
 )
 async def create_plan(body: PlanIn, _key: DeploymentAdmin, kernel: KernelDep) -> PlanOut:
-    """A plan with its monthly price, and for each metric it names what it includes, its
-    overage price per `overage_unit_size` units and its policy (left out: soft); a metric it
+    """A plan with its monthly price, and for each metric it names what it includes, the
+    price of the units beyond it (`price_model`: per unit, package, graduated or volume
+    tiers; docs/pricing.md) and its policy (left out: soft); a metric it
     does not name gives none (consumes and checks of it are refused; usage reported of it
     is counted, free); `included_quantity: null` makes a metric unlimited. Active at once;
     it alerts at 80 % and 100 % of each limit unless set otherwise. With `default`, new orgs

@@ -11,13 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
-from billing_kernel.pricing.rules import (
-    MAX_UNIT_PRICE,
-    MAX_UNIT_SIZE,
-    Price,
-    PriceModel,
-    check_amount,
-)
+from billing_kernel.pricing.rules import Price, PriceModel, Tier, check_amount, check_price
 
 MAX_GRACE_PERCENT = 1000
 HOUR = timedelta(hours=1)
@@ -98,9 +92,11 @@ class PlanMetric:
     """What a plan includes of one metric, and what it charges beyond that.
 
     `included_quantity` None means unlimited (said explicitly: a metric the plan does not
-    name is `not_included`); 0 means nothing is included. Overage costs
-    `overage_unit_price` per block of `overage_unit_size` units; `policy` says whether usage
-    may go beyond the included quantity at all.
+    name is `not_included`); 0 means nothing is included. The units beyond it are priced
+    by `price_model` (`pricing.rules`): per_unit and package at `overage_unit_price` per
+    block of `overage_unit_size` units, graduated and volume by `tiers`, each at its unit
+    price per `overage_unit_size` units. `policy` says whether usage may go beyond the
+    included quantity at all.
     """
 
     metric: str
@@ -109,11 +105,14 @@ class PlanMetric:
     overage_unit_size: int = 1
     policy: Policy = SOFT
     """How the limit is enforced (soft unless the operator says otherwise)."""
+    price_model: PriceModel = PriceModel.PER_UNIT
+    tiers: tuple[Tier, ...] = ()
+    """graduated and volume: the tiers, the first from the first unit beyond the included."""
 
     @property
     def price(self) -> Price:
         """How the units beyond the included quantity are priced (pricing.rules)."""
-        return Price(PriceModel.PER_UNIT, self.overage_unit_price, self.overage_unit_size)
+        return Price(self.price_model, self.overage_unit_price, self.overage_unit_size, self.tiers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +145,13 @@ def not_included(metric: str) -> PlanMetric:
 
 def prices_differ(old: Plan, new: Plan) -> bool:
     """Whether `new` charges or includes anything differently from `old`: its price, the
-    metrics it names, or a metric's included quantity, overage price or unit size. Such a
-    change makes a new version of the plan; a change of name, description or enforcement
-    policy does not."""
+    metrics it names, or a metric's included quantity or price (its model, unit price, unit
+    size or tiers). Such a change makes a new version of the plan; a change of name,
+    description or enforcement policy does not."""
 
     def terms(plan: Plan) -> object:
         return plan.monthly_price, {
-            key: (t.included_quantity, t.overage_unit_price, t.overage_unit_size)
-            for key, t in plan.metrics.items()
+            key: (t.included_quantity, t.price) for key, t in plan.metrics.items()
         }
 
     return terms(old) != terms(new)
@@ -168,9 +166,9 @@ CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
     """A plan as an operator defines it, checked whole: a three-letter currency code, a
     price from 0 with at most two decimals, and for each metric of `metrics` it names (each
-    once), the included quantity (None: unlimited), an overage price with at most six
-    decimals per a block of 1 to MAX_UNIT_SIZE units, and a valid policy. InvalidInput names
-    the first field that is wrong."""
+    once), the included quantity (None: unlimited), a valid price (`pricing.rules.
+    check_price`: `overage_unit_price`, `overage_unit_size`, `tiers[1].up_to`) and a valid
+    policy. InvalidInput names the first field that is wrong."""
     if not CURRENCY_PATTERN.fullmatch(plan.currency):
         raise InvalidInput("currency must be a three-letter code such as USD", field="currency")
     check_amount(plan.monthly_price, 2, MAX_PRICE, "monthly_price")
@@ -183,10 +181,6 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
             raise UnknownMetric(f"unknown metric {key!r}", field="metrics")
         if terms.included_quantity is not None and terms.included_quantity < 0:
             raise InvalidInput("included_quantity must not be negative", field="included_quantity")
-        check_amount(terms.overage_unit_price, 6, MAX_UNIT_PRICE, "overage_unit_price")
-        if not 1 <= terms.overage_unit_size <= MAX_UNIT_SIZE:
-            raise InvalidInput(
-                f"overage_unit_size must be from 1 to {MAX_UNIT_SIZE:,}", field="overage_unit_size"
-            )
+        check_price(terms.price, "overage_unit_price", "overage_unit_size", "tiers")
         validate_grace(terms.policy.grace_percent, terms.policy.grace_period)
     return plan

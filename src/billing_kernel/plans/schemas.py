@@ -21,7 +21,7 @@ from billing_kernel.plans.rules import (
     PlanMetric,
     Policy,
 )
-from billing_kernel.pricing.rules import MAX_UNIT_SIZE
+from billing_kernel.pricing.rules import MAX_TIERS, MAX_UNIT_SIZE, MAX_UP_TO, PriceModel, Tier
 from billing_kernel.web.schemas import (
     WHOLE,
     MoneyText,
@@ -105,16 +105,57 @@ UnitPriceText = Annotated[
 ]
 
 
+PRICE_MODEL_TEXT = (
+    "How the units beyond those included are priced (docs/pricing.md): `per_unit`: "
+    "`overage_unit_price` per `overage_unit_size` units, a partial block charged "
+    "proportionally; `package`: the same, a partial block charged whole; `graduated`: each "
+    "unit at the price of the tier it falls in; `volume`: every unit at the price of the "
+    "tier the whole quantity reaches. Tiers count from the first unit beyond those included."
+)
+
+
+class TierIn(StrictBody):
+    up_to: Annotated[int, Field(ge=1, lt=MAX_UP_TO), WHOLE] | None = Field(
+        description="The last unit beyond those included that the tier prices; null for the "
+        "last tier, which prices every unit after the tier before it.",
+        examples=[100_000],
+    )
+    unit_price: UnitPriceText = Field(
+        description="The price per `overage_unit_size` units in the tier, a partial block "
+        "charged proportionally."
+    )
+    flat_fee: PriceText = Field(
+        default="0",
+        description="Charged once when usage reaches the tier (graduated: each tier reached; "
+        "volume: the tier the whole quantity reaches).",
+    )
+
+    def tier(self) -> Tier:
+        return Tier(self.up_to, Decimal(self.unit_price), Decimal(self.flat_fee))
+
+
 class PlanTermsIn(StrictBody):
     metric: str = Field(examples=["tokens"], pattern=METRIC_KEY_PATTERN_TEXT)
     included_quantity: Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE] | None = Field(
         description="Included per month; null: unlimited.", examples=[1_000_000]
     )
+    price_model: PriceModel = Field(default=PriceModel.PER_UNIT, description=PRICE_MODEL_TEXT)
     overage_unit_price: UnitPriceText = Field(
-        default="0", description="The price of each block of `overage_unit_size` beyond it."
+        default="0",
+        description="`per_unit` and `package`: the price of each block of `overage_unit_size` "
+        "beyond it. `graduated` and `volume` price by `tiers`, and leave it 0.",
     )
     overage_unit_size: Annotated[int, Field(ge=1, le=MAX_UNIT_SIZE), WHOLE] = Field(
-        default=1, examples=[1000]
+        default=1,
+        examples=[1000],
+        description="The units a unit price is for (the tiers' too): 1000 prices per thousand.",
+    )
+    tiers: list[TierIn] | None = Field(
+        default=None,
+        max_length=MAX_TIERS,
+        description="`graduated` and `volume` only: the tiers in order, each ending above the "
+        "one before, the last with `up_to: null`. A wrong tier is refused naming it "
+        "(`tiers[1].up_to`).",
     )
     policy: PolicyIn | None = Field(default=None, description="Left out: soft.")
 
@@ -125,6 +166,8 @@ class PlanTermsIn(StrictBody):
             overage_unit_price=Decimal(self.overage_unit_price),
             overage_unit_size=self.overage_unit_size,
             policy=SOFT if self.policy is None else self.policy.policy(),
+            price_model=self.price_model,
+            tiers=tuple(t.tier() for t in self.tiers or ()),
         )
 
 
@@ -176,11 +219,24 @@ class PlanIn(PlanBody):
         return self.plan_named(self.slug)
 
 
+class TierOut(BaseModel):
+    up_to: int | None = Field(
+        description="The last unit beyond those included the tier prices; null: the last tier."
+    )
+    unit_price: MoneyText = Field(description="Per `overage_unit_size` units.")
+    flat_fee: MoneyText = Field(description="Charged once when usage reaches the tier.")
+
+
 class PlanTermsOut(BaseModel):
     metric: str
     included_quantity: int | None = Field(description="Included per month; null: unlimited.")
-    overage_unit_price: MoneyText
-    overage_unit_size: int = Field(description="Units the overage price is for, e.g. 1000.")
+    price_model: PriceModel = Field(description=PRICE_MODEL_TEXT)
+    overage_unit_price: MoneyText = Field(
+        description="`per_unit` and `package`: the price per `overage_unit_size` units (0 for "
+        "the tiered models: their tiers say)."
+    )
+    overage_unit_size: int = Field(description="Units a unit price is for, e.g. 1000.")
+    tiers: list[TierOut] = Field(description="`graduated` and `volume`: the tiers; else none.")
     policy: PolicyOut
 
     @classmethod
@@ -188,8 +244,13 @@ class PlanTermsOut(BaseModel):
         return cls(
             metric=terms.metric,
             included_quantity=terms.included_quantity,
+            price_model=terms.price_model,
             overage_unit_price=terms.overage_unit_price,
             overage_unit_size=terms.overage_unit_size,
+            tiers=[
+                TierOut(up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
+                for t in terms.tiers
+            ],
             policy=PolicyOut.of(terms.policy),
         )
 

@@ -23,7 +23,7 @@ from billing_kernel.common.money import (
 )
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import AmountOutOfBounds
-from billing_kernel.pricing.rules import Price, PriceModel
+from billing_kernel.pricing.rules import PriceModel, stored_price
 
 NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
 """976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
@@ -46,13 +46,28 @@ class Charge:
     unit_price: Decimal | None
     """None: the org's plan has no terms for the metric, nothing is charged."""
     unit_size: int | None
+    model: str | None = None
+    """The plan's price model (None: per_unit)."""
+    tiers: str | None = None
+    """graduated and volume: the tiers as stored (`pricing.rules.tiers_text`)."""
 
     @property
     def amount(self) -> Decimal:
         if self.included is None or self.unit_price is None or self.unit_size is None:
             return ZERO
-        price = Price(PriceModel.PER_UNIT, self.unit_price, self.unit_size)
+        price = stored_price(
+            self.model or PriceModel.PER_UNIT, self.unit_price, self.unit_size, self.tiers
+        )
         return price.cost(self.used - self.included).amount
+
+
+def charge_of(used: int, included: int | None, terms: str | None) -> Charge:
+    """A counter's charge from its plan's price as `db.limits.price_terms_of` reads it in
+    one text: unit price, unit size, model and tiers, separated by spaces (None: no terms)."""
+    if terms is None:
+        return Charge(used, included, None, None)
+    unit_price, unit_size, model, tiers = terms.split(" ", 3)
+    return Charge(used, included, Decimal(unit_price), int(unit_size), model, tiers or None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,7 @@ from billing_kernel.db.database import in_code_point_order, upsert_for
 from billing_kernel.db.limits import (
     included_quantity_of,
     monthly_fee_of,
-    overage_price_of,
-    overage_size_of,
+    price_terms_of,
     thresholds_of,
 )
 from billing_kernel.db.tables import (
@@ -110,11 +109,12 @@ def counter_row(key: CounterKey, quantity: int, now: datetime) -> dict[str, obje
 
 def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
     """What a counter write also answers: for alerts, the stored row's limit and alert
-    thresholds; `priced`, also its plan's overage price and unit size, and whether its month
-    is priced in full on every write, for the bound on what a month may come to
-    (`usage.bounds.Charge`, `note_priced_month`). Read in the statement that writes the row,
-    and compiled to text first: SQLAlchemy writes a RETURNING clause's columns without their
-    tables, subqueries' too, which SQLite then cannot tell apart."""
+    thresholds; `priced`, also its plan's price (`price_terms_of`: unit price, unit size,
+    model and tiers in one lookup), and whether its month is priced in full on every write,
+    for the bound on what a month may come to (`usage.bounds.Charge`, `note_priced_month`).
+    Read in the statement that writes the row, and compiled to text first: SQLAlchemy
+    writes a RETURNING clause's columns without their tables, subqueries' too, which SQLite
+    then cannot tell apart."""
     org_id, metric = _stored(usage_counters.c.org_id), _stored(usage_counters.c.metric)
     dialect = (asyncpg if dialect_name == "postgresql" else aiosqlite).dialect()
 
@@ -129,8 +129,7 @@ def _answered(dialect_name: str, *, priced: bool = False) -> tuple[Any, ...]:
     if priced:
         noted = usage_priced_months.c
         answered += (
-            as_text(overage_price_of(org_id, metric), "unit_price"),
-            as_text(overage_size_of(org_id, metric), "unit_size"),
+            as_text(price_terms_of(org_id, metric), "price_terms"),
             as_text(
                 exists().where(
                     noted.org_id == org_id,
@@ -393,8 +392,7 @@ _COUNTED = (
     "reserved",
     "alert_limit",
     "alert_thresholds",
-    "unit_price",
-    "unit_size",
+    "price_terms",
     "in_full",
 )
 """What `pg_record_within` answers of the counter it wrote."""
@@ -409,8 +407,7 @@ def month_priced() -> Any:
     return select(
         counters.quantity,
         included_quantity_of(counters.org_id, counters.metric).label("included"),
-        overage_price_of(counters.org_id, counters.metric).label("unit_price"),
-        overage_size_of(counters.org_id, counters.metric).label("unit_size"),
+        price_terms_of(counters.org_id, counters.metric).label("price_terms"),
         monthly_fee_of(counters.org_id).label("fee"),
     ).where(
         counters.org_id == bindparam("org_id", type_=counters.org_id.type),

@@ -36,6 +36,7 @@ from billing_kernel.metrics.rules import Position
 from billing_kernel.usage.bounds import (
     Charge,
     Moved,
+    charge_of,
 )
 from billing_kernel.usage.repository import counter_sql, event_sql
 from billing_kernel.usage.rules import (
@@ -85,7 +86,7 @@ def _moved(row: Any) -> Moved:
     """A counter a batch's write returned, with its alert terms and its price terms."""
     return Moved(
         _reading(row),
-        Charge(row.quantity, row.alert_limit, row.unit_price, row.unit_size),
+        charge_of(row.quantity, row.alert_limit, row.price_terms),
         bool(row.in_full),
     )
 
@@ -403,7 +404,7 @@ class UsageRepository:
             counter_sql.note_priced_month(self._conn.dialect.name), month | {"now": now}
         )
         rows = (await self._conn.execute(counter_sql.month_priced(), month)).all()
-        charges = [Charge(r.quantity, r.included, r.unit_price, r.unit_size) for r in rows]
+        charges = [charge_of(r.quantity, r.included, r.price_terms) for r in rows]
         return (rows[0].fee if rows else None), charges
 
     async def add_within(
