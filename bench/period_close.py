@@ -2,7 +2,9 @@
 events marked, its lines computed, its invoice numbered and written, one transaction per
 org), next to the same month closed by hand with the fewest statements that still mark each
 event and number each invoice without gaps (one transaction per org: mark the events and
-sum them, take the next number, insert the invoice), in the same run, on PostgreSQL.
+sum them, take the next number, insert the invoice), in the same run, on PostgreSQL. Then
+as many orgs again on a plan whose tokens are priced in graduated tiers, closed next to the
+per-unit ones: what tiered prices cost a close.
 
 Usage: python bench/period_close.py [--server URL-of-PostgreSQL-server] [--orgs N]
 """
@@ -23,6 +25,8 @@ from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
+from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from common import fresh_database, migrated, report, row, server_argument
 
@@ -39,9 +43,33 @@ class Clock:
         return self.now
 
 
-async def seed(kernel: Kernel, clock: Clock, dsn: str, prefix: str, orgs: int) -> list[str]:
+TIERED = Plan(
+    "starter-tiered",
+    "Starter, tiered",
+    "USD",
+    Decimal("49.00"),
+    metrics={
+        "tokens": PlanMetric(
+            "tokens",
+            1_000_000,
+            overage_unit_size=1_000,
+            price_model=PriceModel.GRADUATED,
+            tiers=(Tier(100_000, Decimal("0.02")), Tier(None, Decimal("0.015"), Decimal("1.00"))),
+        ),
+        "playbook_runs": PlanMetric(
+            "playbook_runs", 200, Decimal("5.00"), 100, price_model=PriceModel.PACKAGE
+        ),
+        "seats": PlanMetric("seats", 3, Decimal("15.00"), 1),
+    },
+)
+"""Starter's terms with its tokens in graduated tiers and its runs in packages."""
+
+
+async def seed(
+    kernel: Kernel, clock: Clock, dsn: str, prefix: str, orgs: int, plan: str = "starter"
+) -> list[str]:
     """`orgs` orgs, created on the month's first second by their first usage events (two
-    each: tokens beyond Starter's, and runs), on Starter, and paying from the next second."""
+    each: tokens beyond Starter's, and runs), on `plan`, and paying from the next second."""
     org_ids = [f"{prefix}-{n:05d}" for n in range(orgs)]
     clock.now = MONTH.start
     for start in range(0, orgs, BATCH // 2):
@@ -55,16 +83,18 @@ async def seed(kernel: Kernel, clock: Clock, dsn: str, prefix: str, orgs: int) -
     conn = await asyncpg.connect(dsn)
     try:  # setup, not measured: paying on Starter from the month's second second
         await conn.execute(
-            "UPDATE org_billing_state SET plan_slug = 'starter', status = 'active' "
+            "UPDATE org_billing_state SET plan_slug = $2, plan_version = 1, status = 'active' "
             "WHERE org_id LIKE $1",
             f"{prefix}-%",
+            plan,
         )
         await conn.execute(
             "INSERT INTO subscription_history (org_id, valid_from, plan_slug, plan_version, "
-            "status) SELECT org_id, $2, 'starter', 1, 'active' FROM org_billing_state "
+            "status) SELECT org_id, $2, $3, 1, 'active' FROM org_billing_state "
             "WHERE org_id LIKE $1 ORDER BY org_id",
             f"{prefix}-%",
             MONTH.start + timedelta(seconds=1),
+            plan,
         )
     finally:
         await conn.close()
@@ -109,6 +139,18 @@ async def close_by_hand(dsn: str, org_ids: list[str]) -> float:
     return time.perf_counter() - started
 
 
+async def close_due(kernel: Kernel, clock: Clock, orgs: int, total: str) -> float:
+    """Seconds `close_due` takes once the month has closed, to close `orgs` orgs' month,
+    each invoiced `total`."""
+    clock.now = MONTH.end + timedelta(days=1, minutes=1)
+    started = time.perf_counter()
+    closed = await kernel.invoices.close_due()
+    elapsed = time.perf_counter() - started
+    assert len(closed.closed) == orgs, (len(closed.closed), orgs)
+    assert {str(invoice.total) for invoice in closed.closed} == {total}
+    return elapsed
+
+
 async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
     await asyncio.to_thread(migrated, dsn)
     database = Database(dsn)
@@ -118,13 +160,11 @@ async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
         by_hand = await seed(kernel, clock, dsn, "close-raw", orgs)
         kernels = await seed(kernel, clock, dsn, "close-kernel", orgs)
         baseline = await close_by_hand(dsn, by_hand)
-        clock.now = MONTH.end + timedelta(days=1, minutes=1)  # the month has closed
-        started = time.perf_counter()
-        closed = await kernel.invoices.close_due()
-        elapsed = time.perf_counter() - started
-        assert len(closed.closed) == len(kernels), (len(closed.closed), len(kernels))
-        sample = closed.closed[0]
-        assert str(sample.total) == "53.69", sample.total  # 49.00, 4.69 tokens, 0 runs
+        elapsed = await close_due(kernel, clock, len(kernels), "53.69")  # 4.69 tokens, 0 runs
+        await kernel.plans.create(TIERED)
+        await seed(kernel, clock, dsn, "close-tiered", orgs, TIERED.slug)
+        # 100,000 x 0.02 / 1,000 + 134,567 x 0.015 / 1,000 + 1.00 = 5.018505; runs within
+        tiered = await close_due(kernel, clock, orgs, "54.02")
     finally:
         await database.dispose()
     setup = {
@@ -145,6 +185,19 @@ async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
             elapsed / orgs * 1000,
             baseline / orgs * 1000,
             setup,
+        ),
+        row(
+            f"close a month on tiered prices, per org (PostgreSQL, {orgs:,} orgs)",
+            "ms",
+            tiered / orgs * 1000,
+            elapsed / orgs * 1000,
+            setup
+            | {
+                "kernel": "close_due as above, the orgs on Starter's terms with tokens in "
+                "graduated tiers and runs in packages",
+                "baseline": "close_due of the orgs on Starter (per unit), in the same run, "
+                "closed before them",
+            },
         ),
     ]
 
