@@ -754,6 +754,29 @@ def test_an_operator_sets_shows_and_clears_an_orgs_own_limits(tmp_path: Path) ->
     assert back.stdout.split()[2:] == ["1,000,000", "soft", "(its", "plan's)"]
 
 
+def test_an_operator_reads_an_orgs_features_and_gives_it_its_own(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'features.db'}"
+    migrated(url)
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    shown = run(url, "features", "show", org_id).stdout.splitlines()
+    assert [line.split() for line in shown] == [
+        ["max_projects", "3"],
+        ["sso", "no"],
+        ["support", "email"],
+    ]
+    for value, seen in (("true", "yes"), ("12", "12"), ("white glove", "white glove")):
+        own = run(url, "features", "set", org_id, "sso", value)
+        assert own.returncode == 0, own.stderr
+        assert f"sso                      {seen}  (its own)" in own.stdout.splitlines()
+    bad = run(url, "features", "set", org_id, "Bad-Key", "true")
+    assert (bad.returncode, bad.stderr.startswith("error: feature 'Bad-Key' must be")) == (1, True)
+    back = run(url, "features", "clear", org_id, "sso")
+    assert "sso                      no" in back.stdout.splitlines()
+    listed = run(url, "plans", "list").stdout
+    assert "    features: max_projects: 3, sso: no, support: email" in listed
+
+
 def test_an_operator_reads_an_orgs_alerts_and_sets_what_it_alerts_at(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     migrated(url)

@@ -612,6 +612,55 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/billing/org/entitlements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Everything the current org may use: its features and limits
+         * @description The org's features (its plan's, after its own values) and every metric's limit and
+         *     policy, in one read, to keep for `cache_seconds` (`Cache-Control: private, max-age`).
+         *     The org's billing state is created on first use (default plan, in trial). Members of
+         *     the org, or service keys with `quota:check` or `billing:admin`.
+         */
+        get: operations["getOrgEntitlements"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/features/{feature}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Give an org its own value of a feature
+         * @description Replace the plan's value of the feature for this org (or grant one its plan does not);
+         *     answers the org's entitlements after. Needs `billing:admin`.
+         */
+        put: operations["putOrgFeature"];
+        post?: never;
+        /**
+         * Return an org to its plan's value of a feature
+         * @description Drop the org's own value of the feature; answers its entitlements after. Idempotent.
+         *     Needs `billing:admin`.
+         */
+        delete: operations["deleteOrgFeature"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/usage/events": {
         parameters: {
             query?: never;
@@ -2123,6 +2172,39 @@ export interface components {
          * @enum {string}
          */
         Enforcement: "soft" | "hard";
+        /** EntitlementsOut */
+        EntitlementsOut: {
+            /** Org Id */
+            org_id: string;
+            /** Plan Slug */
+            plan_slug: string;
+            /** Plan Version */
+            plan_version: number;
+            /**
+             * Features
+             * @description Every feature the org has, by key: its plan's, after its own values. A feature not listed is not granted (a switch reads as false).
+             */
+            features: {
+                [key: string]: boolean | number | string;
+            };
+            /**
+             * Own Features
+             * @description The features whose value is the org's own, not its plan's.
+             */
+            own_features: string[];
+            /**
+             * Limits
+             * @description Every metric's limit and policy for the org, after its own terms (a metric its plan does not name: 0, hard). Whether a given use fits is a quota check's to say (`checkQuota`): it counts the usage too.
+             */
+            limits: {
+                [key: string]: components["schemas"]["LimitOut"];
+            };
+            /**
+             * Cache Seconds
+             * @description How long these may be kept before reading them again (also said by `Cache-Control`); a change made meanwhile is seen after at most that long.
+             */
+            cache_seconds: number;
+        };
         /** EventError */
         EventError: {
             /** Code */
@@ -2190,6 +2272,17 @@ export interface components {
          * @enum {string}
          */
         EventType: "usage.threshold_crossed" | "usage.threshold_resolved" | "quota.blocked" | "invoice.close_failed" | "payment.succeeded" | "payment.failed" | "payment.refund_due" | "payment.card_needed";
+        /** FeatureValueIn */
+        FeatureValueIn: {
+            /**
+             * Value
+             * @description The org's own value: a switch, a whole number within 10^15 either way, or a text of 1 to 200 printable characters.
+             * @example true
+             * @example 10
+             * @example priority
+             */
+            value: boolean | number | string;
+        };
         /** FieldProblem */
         FieldProblem: {
             /**
@@ -2439,6 +2532,15 @@ export interface components {
              * @description Null: no time limit. Left out: the plan's.
              */
             grace_period_hours?: number | null;
+        };
+        /** LimitOut */
+        LimitOut: {
+            /**
+             * Included Quantity
+             * @description The org's limit; null: unlimited.
+             */
+            included_quantity: number | null;
+            policy: components["schemas"]["PolicyOut"];
         };
         /** LimitsOut */
         LimitsOut: {
@@ -3047,6 +3149,17 @@ export interface components {
              * @description What the plan includes of each metric, once each; a metric left out gives none of it (consumes and checks of it refused); `included_quantity: null` makes one unlimited.
              */
             metrics?: components["schemas"]["PlanTermsIn"][];
+            /**
+             * Features
+             * @description What the plan grants besides quantities, by key (as a metric's): a switch, a whole number or a short text: `{"sso": true, "max_projects": 5, "support": "priority"}`. A feature left out is not granted. At most 50; a text at most 200 characters. Orgs read theirs with `getOrgEntitlements`.
+             * @example {
+             *       "max_projects": 5,
+             *       "sso": true
+             *     }
+             */
+            features?: {
+                [key: string]: boolean | number | string;
+            };
         };
         /** PlanChangeConfirmIn */
         PlanChangeConfirmIn: {
@@ -3208,6 +3321,17 @@ export interface components {
              */
             metrics?: components["schemas"]["PlanTermsIn"][];
             /**
+             * Features
+             * @description What the plan grants besides quantities, by key (as a metric's): a switch, a whole number or a short text: `{"sso": true, "max_projects": 5, "support": "priority"}`. A feature left out is not granted. At most 50; a text at most 200 characters. Orgs read theirs with `getOrgEntitlements`.
+             * @example {
+             *       "max_projects": 5,
+             *       "sso": true
+             *     }
+             */
+            features?: {
+                [key: string]: boolean | number | string;
+            };
+            /**
              * Slug
              * @example team
              */
@@ -3253,6 +3377,13 @@ export interface components {
             version: number;
             /** Metrics */
             metrics: components["schemas"]["PlanTermsOut"][];
+            /**
+             * Features
+             * @description What the plan grants besides quantities, by key (none: {}).
+             */
+            features: {
+                [key: string]: boolean | number | string;
+            };
         };
         /** PlanTermsIn */
         PlanTermsIn: {
@@ -6585,6 +6716,293 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TermsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getOrgEntitlements: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The org the request is about. For a user, optional when they belong to exactly one org; for a service key, optional when the key is restricted to one org. */
+                "X-Org-Id"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EntitlementsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putOrgFeature: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's org id. */
+                org_id: string;
+                /** @description A feature's key, e.g. `sso`: 1 to 64 lowercase letters, digits and _, starting with a letter. */
+                feature: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeatureValueIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EntitlementsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteOrgFeature: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's org id. */
+                org_id: string;
+                /** @description A feature's key, e.g. `sso`: 1 to 64 lowercase letters, digits and _, starting with a letter. */
+                feature: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EntitlementsOut"];
                 };
             };
             /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */

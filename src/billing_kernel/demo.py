@@ -1,8 +1,8 @@
 """What `make run` shows, seeded idempotently (a second run on the same day adds nothing):
 the demo catalogue (three metrics and four plans, Enterprise's tokens priced in graduated
-tiers; never part of the schema, so a deployment offers only the plans its operator
-creates), and the demo org: three members, a paying subscription, two months of usage and
-last month's invoice."""
+tiers, each plan with features; never part of the schema, so a deployment offers only the
+plans its operator creates), and the demo org: three members, a paying subscription, two
+months of usage and last month's invoice."""
 
 from __future__ import annotations
 
@@ -88,6 +88,13 @@ DEMO_PLANS: tuple[tuple[str, str, str, dict[str, tuple[int, str, int] | PlanMetr
     ),
 )
 DEMO_DEFAULT_PLAN = "internal-dev"
+DEMO_FEATURES: dict[str, dict[str, bool | int | str]] = {
+    "internal-dev": {"sso": True, "max_projects": 100, "support": "community"},
+    "starter": {"sso": False, "max_projects": 3, "support": "email"},
+    "growth": {"sso": False, "max_projects": 20, "support": "priority"},
+    "enterprise": {"sso": True, "max_projects": 1000, "support": "dedicated"},
+}
+"""What each demo plan grants besides quantities (features.rules)."""
 
 
 def _terms(metric: str, given: tuple[int, str, int] | PlanMetric) -> PlanMetric:
@@ -115,6 +122,7 @@ async def seed_catalogue(kernel: Kernel) -> str:
                 currency="USD",
                 monthly_price=Decimal(price),
                 metrics={key: _terms(key, given) for key, given in terms.items()},
+                features=DEMO_FEATURES[slug],
             )
             await kernel.plans.create(replace(plan, is_public=slug != DEMO_DEFAULT_PLAN))
     for plan in await kernel.plans.list_active():

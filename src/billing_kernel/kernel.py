@@ -25,6 +25,7 @@ from billing_kernel.credits.service import CreditService
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
 from billing_kernel.events.service import EventLog
+from billing_kernel.features.service import FeatureService
 from billing_kernel.invoices.service import InvoiceService
 from billing_kernel.members.service import MemberService
 from billing_kernel.metrics.service import CatalogueCache, MetricService
@@ -123,6 +124,15 @@ class Kernel:
             self.usage,
             self.reservations,
             self.alerts,
+        )
+        self.features = FeatureService(
+            tx,
+            clock,
+            metrics=self.metrics,
+            plans=self.plans,
+            orgs=self.orgs,
+            subscriptions=self.subscriptions,
+            quota=self.quota,
         )
         self.summary = SummaryService(
             tx,

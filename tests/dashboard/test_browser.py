@@ -202,9 +202,17 @@ def test_the_page_shows_plan_bars_status_trial_and_chart(
     starter = plans.get_by_role("row", name="Starter")
     assert "1M included\nthen $0.02 per 1,000" in starter.inner_text()
     assert "then $15.00 each" in starter.inner_text()
+    features = page.get_by_test_id("plan-features")
+    assert features.get_by_role("row", name="sso").inner_text().split() == [
+        "sso",
+        "no",
+        "no",
+        "yes",
+    ]
+    assert "support\temail\tpriority\tdedicated" in features.inner_text()
     enterprise = plans.get_by_role("row", name="Enterprise")
     assert (
-        "20M included\nthen graduated: $0.01 per 1,000 up to 80M; $0.008 per 1,000 beyond"
+        "20M included\nthen graduated:\n$0.01 per 1,000 up to 80M\n$0.008 per 1,000 beyond"
         in enterprise.inner_text()
     )
 

@@ -22,12 +22,14 @@ from billing_kernel.dashboard.view import (
     day_month,
     event_text,
     exact_compact,
+    feature_rows,
     invoice_rows,
     level,
     limit_state,
     long_day,
     money,
     notices,
+    overage_lines,
     overage_terms,
     payment_state,
     period_span,
@@ -43,6 +45,7 @@ from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.quota.rules import Reason, Standing, decide
 from billing_kernel.summary.rules import MetricUsage
+from tests.seeded import GROWTH, STARTER
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,35 @@ def test_money_and_dates() -> None:
     assert period_span(BillingPeriod.starting(date(2024, 2, 1))) == "1\N{EN DASH}29 February 2024"
     assert day_month(date(2026, 11, 3)) == "3 Nov"
     assert long_day(november.end.date()) == "1 December 2026"
+
+
+def test_a_tiered_price_is_shown_a_tier_a_line_and_any_other_in_one() -> None:
+    tiers = (Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008")))
+    graduated = PlanMetric(
+        "tokens", 10, overage_unit_size=1_000, price_model=PriceModel.GRADUATED, tiers=tiers
+    )
+    assert overage_lines(graduated, "USD") == [
+        "then graduated:",
+        "$0.01 per 1,000 up to 80M",
+        "$0.008 per 1,000 beyond",
+    ]
+    volume = replace(graduated, price_model=PriceModel.VOLUME)
+    assert overage_lines(volume, "USD")[:2] == ["then volume:", "all at $0.01 per 1,000 up to 80M"]
+    assert overage_lines(PlanMetric("seats", 3, Decimal("15"), 1), "USD") == ["then $15.00 each"]
+    free = replace(graduated, tiers=(Tier(1, Decimal(0)), Tier(None, Decimal(0))))
+    assert overage_lines(free, "USD") == ["no charge beyond"]
+    assert overage_lines(replace(graduated, included_quantity=None), "USD") == []
+
+
+def test_the_plans_features_are_set_side_by_side_a_row_each() -> None:
+    starter = replace(STARTER, features={"sso": False, "max_projects": 3})
+    growth = replace(GROWTH, features={"sso": True, "support": "priority"})
+    assert feature_rows([starter, growth]) == [
+        ("max projects", ["3", "—"]),
+        ("sso", ["no", "yes"]),
+        ("support", ["—", "priority"]),
+    ]
+    assert feature_rows([STARTER, GROWTH]) == []
 
 
 def test_where_a_price_changes_is_written_short_only_where_that_is_exact() -> None:

@@ -207,6 +207,20 @@ def test_a_change_of_tiers_makes_a_new_version_and_the_same_tiers_written_otherw
     assert not prices_differ(base, plan(metrics={"tokens": replace(graduated, tiers=same)}))
 
 
+def test_a_change_of_features_makes_a_new_version_and_their_order_does_not() -> None:
+    base = plan(features={"sso": True, "max_projects": 5})
+    assert not prices_differ(base, plan(features={"max_projects": 5, "sso": True}))
+    for changed in (
+        plan(features={"sso": True}),
+        plan(features={"sso": False, "max_projects": 5}),
+        plan(features={"sso": 1, "max_projects": 5}),  # 1 is not true, though Python says ==
+        plan(features={"sso": True, "max_projects": "5"}),
+        plan(features={"sso": True, "max_projects": 5, "beta": False}),
+    ):
+        assert prices_differ(base, changed), changed.features
+    assert prices_differ(plan(), base)
+
+
 def test_a_metric_the_plan_does_not_name_gives_none_enforced_hard_and_free() -> None:
     terms = PlanMetric("tokens", 100, Decimal("0.02"), 1000)
     unlimited = PlanMetric("runs", None)

@@ -18,6 +18,7 @@ CATALOGUE = {
     "plans",
     "plan_versions",
     "plan_metrics",
+    "plan_features",
     "plan_alert_thresholds",
     "users",
     "invoice_numbers",

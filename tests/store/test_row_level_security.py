@@ -71,6 +71,7 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
                 )
             )
         await kernel.quota.set_override(org_id, "tokens", 5)
+        await kernel.features.set_own_value(org_id, "sso", True)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
         await kernel.alerts.set_thresholds(org_id, "tokens", [Threshold(percent=50)])

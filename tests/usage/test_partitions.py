@@ -353,11 +353,15 @@ def test_between_the_two_steps_kernels_of_both_versions_keep_the_keys_whole() ->
     with scratch_postgres_database() as url:
         migrate.upgrade(url, "0045")
         dsn = url.replace("postgresql+asyncpg", "postgresql")
-        # This version writes and reads each plan metric's price model, which 0049 adds:
-        # lent to the schema until the migrations run on.
+        # This version writes and reads each plan metric's price model, which 0049 adds, and
+        # plans' features, which 0050 adds: lent to the schema until the migrations run on.
         price = "ADD COLUMN price_model varchar(16) NOT NULL DEFAULT 'per_unit', "
         price += "ADD COLUMN price_tiers text"
-        asyncio.run(fetch(dsn, f"ALTER TABLE plan_metrics {price}"))
+        features = (
+            "CREATE TABLE plan_features (plan_slug varchar(64), version int, "
+            "feature varchar(64), value varchar(400), PRIMARY KEY (plan_slug, version, feature))"
+        )
+        asyncio.run(fetch(dsn, f"ALTER TABLE plan_metrics {price}", features))
         migrate_with_demo_catalogue(url, "0045")
         asyncio.run(  # a month an earlier kernel forgot: 0046 looks for keys left of it
             fetch(dsn, "INSERT INTO usage_forgotten_months VALUES ('2026-01-01', now(), now())")
@@ -403,7 +407,11 @@ def test_between_the_two_steps_kernels_of_both_versions_keep_the_keys_whole() ->
         asyncio.run(at_the_first_step())
         asyncio.run(fetch(dsn, f"DROP INDEX {lent}"))
         asyncio.run(
-            fetch(dsn, "ALTER TABLE plan_metrics DROP COLUMN price_model, DROP COLUMN price_tiers")
+            fetch(
+                dsn,
+                "ALTER TABLE plan_metrics DROP COLUMN price_model, DROP COLUMN price_tiers",
+                "DROP TABLE plan_features",
+            )
         )
         migrate.upgrade(url)
 

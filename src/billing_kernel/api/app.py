@@ -24,6 +24,7 @@ from billing_kernel.db.database import Database
 from billing_kernel.db.migrate import head_revision
 from billing_kernel.errors import ConfigurationError
 from billing_kernel.events import routes as event_routes
+from billing_kernel.features import routes as feature_routes
 from billing_kernel.invoices import routes as invoice_routes
 from billing_kernel.kernel import Kernel
 from billing_kernel.members import routes as member_routes
@@ -171,6 +172,8 @@ def create_app(
         invoice_routes.router,
         quota_routes.router,
         quota_routes.limits_router,
+        feature_routes.router,
+        feature_routes.own_router,
         usage_routes.router,
         usage_routes.events_router,
         reservation_routes.router,

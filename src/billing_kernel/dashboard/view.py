@@ -14,9 +14,11 @@ from billing_kernel.alerts.rules import BLOCKED, AlertState, parse_threshold
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.events.rules import Event, EventType
+from billing_kernel.features.rules import describe
 from billing_kernel.invoices.rules import formula_for_people
 from billing_kernel.payments.rules import PaymentStatus
-from billing_kernel.plans.rules import Enforcement, PlanMetric, Policy
+from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
+from billing_kernel.pricing.rules import TIERED
 from billing_kernel.quota.rules import QuotaDecision, Reason
 from billing_kernel.summary.rules import MetricUsage
 
@@ -142,6 +144,30 @@ def overage_terms(terms: PlanMetric, currency: str) -> str:
     if terms.price.is_free:
         return "no charge beyond"
     return f"then {terms.price.describe(lambda amount: money(amount, currency), exact_compact)}"
+
+
+def overage_lines(terms: PlanMetric, currency: str) -> list[str]:
+    """`overage_terms` as the plans table shows it, a line each: a tiered price's name, then
+    each tier ('then graduated:', '$0.01 per 1,000 up to 80M', '$0.008 per 1,000 beyond')."""
+    text = overage_terms(terms, currency)
+    if text and terms.price_model in TIERED and not terms.price.is_free:
+        head, _, tiers = text.partition(": ")
+        return [f"{head}:", *tiers.split("; ")]
+    return [text] if text else []
+
+
+def feature_rows(plans: Sequence[Plan]) -> list[tuple[str, list[str]]]:
+    """What the offered plans grant besides quantities, side by side: a row per feature any
+    of them grants ('max projects', then each plan's value in a word, '—' for none), in key
+    order; none when no plan grants any."""
+    keys = sorted({key for plan in plans for key in plan.features})
+    return [
+        (
+            key.replace("_", " "),
+            [describe(plan.features[key]) if key in plan.features else "—" for plan in plans],
+        )
+        for key in keys
+    ]
 
 
 def bar_width(percent: Decimal | None) -> str:

@@ -256,6 +256,32 @@ org_limit_overrides = Table(
     CheckConstraint("grace_period_seconds > 0", name="grace_period"),
 )
 
+plan_features = Table(
+    "plan_features",
+    metadata,
+    # What a plan version grants besides quantities (features.rules): each value as JSON
+    # (true, 5, "priority").
+    Column("plan_slug", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("feature", String(64), primary_key=True),
+    Column("value", String(400), nullable=False),
+    ForeignKeyConstraint(
+        ["plan_slug", "version"],
+        ["plan_versions.plan_slug", "plan_versions.version"],
+        ondelete="CASCADE",
+    ),
+)
+
+org_feature_overrides = Table(
+    "org_feature_overrides",
+    metadata,
+    # An org's own value of a feature (JSON), replacing its plan's.
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("feature", String(64), primary_key=True),
+    Column("value", String(400), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 usage_counters = Table(
     "usage_counters",
     metadata,
@@ -919,6 +945,7 @@ ORG_SCOPED_TABLES = (
     subscription_history,
     scheduled_plan_changes,
     org_limit_overrides,
+    org_feature_overrides,
     usage_counters,
     usage_event_keys,
     usage_events,

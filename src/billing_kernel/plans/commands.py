@@ -12,6 +12,7 @@ from billing_kernel.commands import fail, with_kernel
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import BillingError
+from billing_kernel.features.rules import describe
 from billing_kernel.plans.rules import Enforcement, Plan, Policy
 from billing_kernel.plans.schemas import PlanIn
 
@@ -44,6 +45,9 @@ def plans_list() -> None:
                 f"    {term.metric:<14} {included:>12} included, then "
                 f"{term.price.describe()}; {term.policy.describe()} limit"
             )
+        if plan.features:
+            granted = ", ".join(f"{k}: {describe(v)}" for k, v in sorted(plan.features.items()))
+            typer.echo(f"    features: {granted}")
 
 
 @plans_app.command("set-policy")

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Row, select, tuple_, update
 
-from billing_kernel.db.tables import metrics, plan_metrics, plan_versions, plans
+from billing_kernel.db.tables import metrics, plan_features, plan_metrics, plan_versions, plans
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.features.rules import FeatureValue, value_of, value_text
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
 from billing_kernel.pricing.rules import PriceModel, tiers_of, tiers_text
 
@@ -88,12 +89,13 @@ class PlanRepository:
     async def _with_terms(self, rows: list[Row[tuple[object, ...]]]) -> list[Plan]:
         if not rows:
             return []
+        keys = [(r.slug, r.version) for r in rows]
         terms: dict[tuple[str, int], dict[str, PlanMetric]] = defaultdict(dict)
         term = plan_metrics.c
         result = await self._conn.execute(
             select(plan_metrics)
             .join(metrics, metrics.c.key == term.metric)
-            .where(tuple_(term.plan_slug, term.version).in_([(r.slug, r.version) for r in rows]))
+            .where(tuple_(term.plan_slug, term.version).in_(keys))
             .order_by(metrics.c.position, metrics.c.key)
         )
         for t in result:
@@ -112,6 +114,14 @@ class PlanRepository:
                     else timedelta(seconds=t.grace_period_seconds),
                 ),
             )
+        granted: dict[tuple[str, int], dict[str, FeatureValue]] = defaultdict(dict)
+        feature = plan_features.c
+        for f in await self._conn.execute(
+            select(plan_features)
+            .where(tuple_(feature.plan_slug, feature.version).in_(keys))
+            .order_by(feature.feature)
+        ):
+            granted[f.plan_slug, f.version][f.feature] = value_of(f.value)
         return [
             Plan(
                 slug=r.slug,
@@ -124,6 +134,7 @@ class PlanRepository:
                 is_default=r.is_default,
                 is_public=r.is_public,
                 metrics=terms[r.slug, r.version],
+                features=granted[r.slug, r.version],
             )
             for r in rows
         ]
@@ -184,6 +195,19 @@ class PlanRepository:
                         **_policy_columns(term.policy),
                     }
                     for term in plan.metrics.values()
+                ],
+            )
+        if plan.features:
+            await self._conn.execute(
+                plan_features.insert(),
+                [
+                    {
+                        "plan_slug": plan.slug,
+                        "version": plan.version,
+                        "feature": key,
+                        "value": value_text(value),
+                    }
+                    for key, value in plan.features.items()
                 ],
             )
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
+from billing_kernel.features.rules import FeatureValue, validate_features
 from billing_kernel.pricing.rules import Price, PriceModel, Tier, check_amount, check_price
 
 MAX_GRACE_PERCENT = 1000
@@ -131,6 +132,8 @@ class Plan:
     is_public: bool = True
     """Whether it is offered to orgs (the billing page, upgrade offers, a move an org makes
     itself); a private plan is one the operator assigns."""
+    features: Mapping[str, FeatureValue] = field(default_factory=dict)
+    """What it grants besides quantities (`features.rules`): `{"sso": True}`."""
 
     def allowance(self, metric: str) -> PlanMetric:
         """The plan's terms for `metric`; a metric the plan does not name is `not_included`."""
@@ -144,15 +147,18 @@ def not_included(metric: str) -> PlanMetric:
 
 
 def prices_differ(old: Plan, new: Plan) -> bool:
-    """Whether `new` charges or includes anything differently from `old`: its price, the
-    metrics it names, or a metric's included quantity or price (its model, unit price, unit
-    size or tiers). Such a change makes a new version of the plan; a change of name,
-    description or enforcement policy does not."""
+    """Whether `new` charges, includes or grants anything differently from `old`: its price,
+    the metrics it names, a metric's included quantity or price (its model, unit price, unit
+    size or tiers), or its features. Such a change makes a new version of the plan; a change
+    of name, description or enforcement policy does not."""
 
     def terms(plan: Plan) -> object:
-        return plan.monthly_price, {
-            key: (t.included_quantity, t.price) for key, t in plan.metrics.items()
-        }
+        features = {key: (type(value), value) for key, value in plan.features.items()}
+        return (
+            plan.monthly_price,
+            features,
+            {key: (t.included_quantity, t.price) for key, t in plan.metrics.items()},
+        )
 
     return terms(old) != terms(new)
 
@@ -168,7 +174,8 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
     price from 0 with at most two decimals, and for each metric of `metrics` it names (each
     once), the included quantity (None: unlimited), a valid price (`pricing.rules.
     check_price`: `overage_unit_price`, `overage_unit_size`, `tiers[1].up_to`) and a valid
-    policy. InvalidInput names the first field that is wrong."""
+    policy; and valid features (`features.rules.validate_features`). InvalidInput names the
+    first field that is wrong."""
     if not CURRENCY_PATTERN.fullmatch(plan.currency):
         raise InvalidInput("currency must be a three-letter code such as USD", field="currency")
     check_amount(plan.monthly_price, 2, MAX_PRICE, "monthly_price")
@@ -183,4 +190,5 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
             raise InvalidInput("included_quantity must not be negative", field="included_quantity")
         check_price(terms.price, "overage_unit_price", "overage_unit_size", "tiers")
         validate_grace(terms.policy.grace_percent, terms.policy.grace_period)
+    validate_features(plan.features)
     return plan

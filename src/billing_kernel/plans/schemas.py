@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from billing_kernel.common.validation import MAX_EVENT_QUANTITY
 from billing_kernel.errors import InvalidInput
@@ -192,6 +192,15 @@ class PlanBody(StrictBody):
         "one unlimited.",
     )
 
+    features: dict[str, StrictBool | StrictInt | StrictStr] = Field(
+        default_factory=dict,
+        description="What the plan grants besides quantities, by key (as a metric's): a "
+        'switch, a whole number or a short text: `{"sso": true, "max_projects": 5, '
+        '"support": "priority"}`. A feature left out is not granted. At most 50; a text at '
+        "most 200 characters. Orgs read theirs with `getOrgEntitlements`.",
+        examples=[{"sso": True, "max_projects": 5}],
+    )
+
     def plan_named(self, slug: str) -> Plan:
         terms = [t.terms() for t in self.metrics]
         named = {t.metric: t for t in terms}
@@ -205,6 +214,7 @@ class PlanBody(StrictBody):
             monthly_price=Decimal(self.monthly_price),
             metrics=named,
             is_public=self.public is not False,
+            features=dict(self.features),
         )
 
 
@@ -269,6 +279,9 @@ class PlanOut(BaseModel):
         "one, for new subscribers; an org keeps its version until it changes plan."
     )
     metrics: list[PlanTermsOut]
+    features: dict[str, bool | int | str] = Field(
+        description="What the plan grants besides quantities, by key (none: {})."
+    )
 
     @classmethod
     def of(cls, plan: Plan) -> PlanOut:
@@ -284,6 +297,7 @@ class PlanOut(BaseModel):
             is_public=plan.is_public,
             version=plan.version,
             metrics=terms,
+            features=dict(sorted(plan.features.items())),
         )
 
 
