@@ -1,10 +1,12 @@
 /**
  * billing-kernel's SDK for Node: report usage (`track()` never blocks or throws, a spool on disk
  * survives a killed process, the kernel counts each event exactly once) and ask for quota
- * decisions (`check`, `consume`, `guard`, `reserve`, `run`).
+ * decisions (`check`, `consume`, `guard`, `reserve`, `run`), and an org's features and limits
+ * (`entitlements`, `hasFeature`, `featureValue`), kept for the time the kernel says.
  */
 
 export { type DeadLetter, type EventBuffer, MemoryBuffer, Spool, SpoolBusyError } from "./buffer.js";
+export { Entitlements, type FeatureValue } from "./entitlements.js";
 export { type Event, type WireEvent, wire } from "./events.js";
 export {
   checkEventName,
@@ -37,6 +39,7 @@ export {
 export {
   type Call,
   CHECK_PATH,
+  ENTITLEMENTS_PATH,
   type EventResult,
   EVENTS_PATH,
   HttpTransport,

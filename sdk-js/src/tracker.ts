@@ -32,6 +32,7 @@ import {
   unreachable,
 } from "./quota.js";
 import { Sender } from "./sender.js";
+import { Entitlements, EntitlementsCache, entitlementsCall, type FeatureValue, readEntitlements } from "./entitlements.js";
 import { type Call, HttpTransport, type Transport, TransportError } from "./transport.js";
 
 export const TOKENS = "tokens";
@@ -105,6 +106,7 @@ export class UsageTracker {
   private readonly sender: Sender;
   private readonly transport: Transport;
   private readonly gate: Gate;
+  private readonly kept = new EntitlementsCache();
   private readonly maxBatch: number;
   private readonly maxDelayMs: number;
   private readonly drainOnExitMs: number;
@@ -421,6 +423,38 @@ export class UsageTracker {
     } finally {
       await reservation.release();
     }
+  }
+
+  /**
+   * The org's features and limits in one read, kept for the `cache_seconds` the kernel says (60)
+   * and read again after, or now with `refresh`. While the kernel is out of reach, the last ones
+   * read for the org are answered however old; with none, TransportError. A refusal is thrown.
+   */
+  async entitlements(orgId: string, options: { refresh?: boolean } = {}): Promise<Entitlements> {
+    const now = performance.now();
+    const held = options.refresh ? null : this.kept.fresh(orgId, now);
+    if (held !== null) return held;
+    const call = entitlementsCall(orgId);
+    let found: Entitlements;
+    try {
+      found = readEntitlements(await this.post(call));
+    } catch (error) {
+      const last = this.kept.last(orgId);
+      if (last === null || !(error instanceof TransportError) || !error.retryable) throw error;
+      return last;
+    }
+    this.kept.keep(found, now);
+    return found;
+  }
+
+  /** Whether the org has the feature (granted with any value but false); see `entitlements()`. */
+  async hasFeature(orgId: string, key: string): Promise<boolean> {
+    return (await this.entitlements(orgId)).hasFeature(key);
+  }
+
+  /** The org's value of the feature (`5`, `"priority"`, `true`), or `fallback`. */
+  async featureValue<T = FeatureValue | undefined>(orgId: string, key: string, fallback?: T): Promise<FeatureValue | T> {
+    return (await this.entitlements(orgId)).featureValue(key, fallback);
   }
 
   private async decide(call: Call, given: OnUnavailable | undefined, consumeKey: string | null): Promise<Decision> {

@@ -9,6 +9,7 @@ import type { WireEvent } from "./events.js";
 export const EVENTS_PATH = "/api/v1/usage/events";
 export const CHECK_PATH = "/api/v1/billing/org/check";
 export const RESERVATIONS_PATH = "/api/v1/usage/reservations";
+export const ENTITLEMENTS_PATH = "/api/v1/billing/org/entitlements";
 
 type EventResultOut = components["schemas"]["EventResultOut"];
 type Problem = components["schemas"]["Problem"];
@@ -20,11 +21,12 @@ export interface EventResult {
   errorCode: string | null;
 }
 
-/** One quota call: `POST path` with a JSON body, for the org in `orgId` when the path does not name it. */
+/** One quota call: `POST path` with a JSON body (or a `GET`, without one), for the org in `orgId` when the path does not name it. */
 export interface Call {
   path: string;
   body: Record<string, unknown>;
   orgId?: string;
+  method?: "GET" | "POST";
 }
 
 export interface Transport {
@@ -95,13 +97,19 @@ export class HttpTransport implements Transport {
     };
   }
 
-  private async post(path: string, body: unknown, timeoutMs: number, orgId?: string): Promise<Response> {
+  private async post(
+    path: string,
+    body: unknown,
+    timeoutMs: number,
+    orgId?: string,
+    method: "GET" | "POST" = "POST",
+  ): Promise<Response> {
     const headers = orgId === undefined ? this.headers : { ...this.headers, "X-Org-Id": orgId };
     try {
       return await fetch(`${this.baseUrl}${path}`, {
-        method: "POST",
+        method,
         headers,
-        body: JSON.stringify(body),
+        body: method === "GET" ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))),
       });
     } catch (error) {
@@ -141,7 +149,7 @@ export class HttpTransport implements Transport {
   }
 
   async request(call: Call, timeoutMs: number): Promise<Record<string, unknown>> {
-    const response = await this.post(call.path, call.body, timeoutMs, call.orgId);
+    const response = await this.post(call.path, call.body, timeoutMs, call.orgId, call.method);
     const status = response.status;
     if (status >= 200 && status < 300) {
       let answer: unknown;

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from billing_kernel_sdk import EventResult, TransportError
-from billing_kernel_sdk.transport import Request
+from billing_kernel_sdk.transport import ENTITLEMENTS_PATH, Request
 
 
 class FakeKernel:
@@ -30,6 +30,8 @@ class FakeKernel:
         self.holds: dict[str, dict[str, Any]] = {}
         self.calls: list[Request] = []
         self.lose_request_answers = 0  # answer a quota call, then fail as if the answer was lost
+        self.features: dict[str, dict[str, Any]] = {}  # each org's entitlements' features
+        self.cache_seconds = 60
 
     def totals(self, metric: str = "tokens") -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -84,6 +86,21 @@ class FakeKernel:
             self.calls.append(call)
             if self.failures:
                 raise self.failures.pop(0)
+            if call.path == ENTITLEMENTS_PATH:
+                assert call.method == "GET"
+                assert call.org_id is not None
+                return {
+                    "org_id": call.org_id,
+                    "plan_slug": "starter",
+                    "plan_version": 1,
+                    "features": dict(self.features.get(call.org_id, {})),
+                    "own_features": [],
+                    "limits": {
+                        metric: {"included_quantity": limit, "policy": {"mode": "hard"}}
+                        for metric, limit in self.limits.items()
+                    },
+                    "cache_seconds": self.cache_seconds,
+                }
             if call.path.endswith("/commit"):
                 hold = self.holds[call.path.split("/")[-2]]
                 self._record(hold["org_id"], hold["metric"], call.body["quantity"], hold["key"])

@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from billing_kernel.errors import BillingError, DatabaseUnavailable
+from billing_kernel.features.schemas import EntitlementsOut
 from billing_kernel.quota.schemas import CheckIn, CheckOut
 from billing_kernel.reservations.schemas import CommitIn, ReservationIn, ReservationOut
 from billing_kernel.usage.rules import UsageReport
 from billing_kernel.usage.service import UsageService
 from billing_kernel_sdk import AsyncUsageTracker, EventResult, TransportError
-from billing_kernel_sdk.transport import CHECK_PATH, RESERVATIONS_PATH, Request
+from billing_kernel_sdk.transport import CHECK_PATH, ENTITLEMENTS_PATH, RESERVATIONS_PATH, Request
 
 if TYPE_CHECKING:
     from billing_kernel.kernel import Kernel
@@ -102,6 +103,10 @@ class InProcessKernelTransport(InProcessTransport):
             )
             decision = consumed.decision
             return CheckOut.of(decision, consumed=decision.allowed).model_dump(mode="json")
+        if call.path == ENTITLEMENTS_PATH:
+            assert call.org_id is not None
+            found = await kernel.features.entitlements(call.org_id)
+            return EntitlementsOut.of(found).model_dump(mode="json")
         if call.path == RESERVATIONS_PATH:
             held = ReservationIn.model_validate(call.body)
             made = await kernel.quota.reserve(

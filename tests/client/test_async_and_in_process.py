@@ -95,3 +95,18 @@ async def test_in_process_quota_calls_reserve_commit_release_and_refuse_by_the_k
     assert refused.value.decision.remaining == 350
     assert (wrong.value.status, wrong.value.code) == (404, "unknown_metric")
     assert (after.used, after.held) == (650, 0)
+
+
+async def test_in_process_entitlements_answer_as_http_does(live_service: Kernel) -> None:
+    kernel = live_service
+    org_id = new_id()
+    await kernel.orgs.create(org_id, plan_slug="growth")
+    await kernel.features.set_own_value(org_id, "sso", True)
+    async with in_process_tracker(kernel, **FAST) as tracker:
+        found = await tracker.entitlements(org_id)
+        assert await tracker.has_feature(org_id, "sso")  # its own: growth grants it false
+    assert (found.plan_slug, found.features["support"], found.limits["seats"]) == (
+        "growth",
+        "priority",
+        10,
+    )

@@ -139,3 +139,37 @@ def test_a_consume_whose_every_answer_was_lost_is_counted_once(
     assert proxy.seen["dropped"] >= 1
     assert counted(postgres_url, [org]) == {org: 70}
     assert (stats.accepted, stats.duplicates, stats.conflicts) == (0, 1, 0)
+
+
+def test_an_orgs_entitlements_are_read_once_and_kept(
+    server: KernelServer, api_key: str, postgres_url: str
+) -> None:
+    """`has_feature()` and `feature_value()` over HTTP: Enterprise's features and the org's
+    own value, one read for all of them, and the limits with them."""
+
+    async def featured() -> str:
+        database = Database(postgres_url)
+        kernel = Kernel(database, Settings(database_url=postgres_url))
+        org_id = new_id()
+        try:
+            await kernel.orgs.create(org_id, plan_slug="enterprise")
+            await kernel.features.set_own_value(org_id, "max_projects", 5_000)
+        finally:
+            await database.dispose()
+        return org_id
+
+    server.start()
+    org = asyncio.run(featured())
+    with UsageTracker(server.url, api_key, **QUICK) as tracker:
+        assert tracker.has_feature(org, "sso")
+        assert tracker.feature_value(org, "support") == "dedicated"
+        assert tracker.feature_value(org, "max_projects") == 5_000  # its own
+        assert not tracker.has_feature(org, "audit_log")
+        found = tracker.entitlements(org)
+        assert (found.plan_slug, found.limits["tokens"], found.cache_seconds) == (
+            "enterprise",
+            20_000_000,
+            60,
+        )
+        server.stop()  # kept: answered without the kernel
+        assert tracker.has_feature(org, "sso")

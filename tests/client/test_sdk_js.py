@@ -52,7 +52,7 @@ def test_the_sdk_against_a_live_kernel(built: Path, kernel: tuple[str, str]) -> 
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
-    assert "# pass 5\n# fail 0\n" in done.stdout, done.stdout[-2000:]
+    assert "# pass 6\n# fail 0\n" in done.stdout, done.stdout[-2000:]
 
 
 def test_the_sdks_types_are_generated_from_the_openapi_document_served_now(

@@ -139,3 +139,15 @@ test("check, consume, run, reserve: the kernel's decisions, replayed by key, ref
   assert.equal(await used(org, "playbook_runs"), 2);
   assert.equal(await used(org), 750);
 });
+
+test("an org's entitlements: its plan's features after its own values, and its limits, in one kept read", async () => {
+  const org = await newOrg(); // on the default plan, internal-dev
+  await api("PUT", `/api/v1/orgs/${org}/features/max_projects`, { value: 7 });
+  const tracker = new UsageTracker(KERNEL_URL, KERNEL_KEY, PATIENT);
+  assert.equal(await tracker.hasFeature(org, "sso"), true);
+  assert.equal(await tracker.featureValue(org, "max_projects"), 7); // its own
+  assert.equal(await tracker.featureValue(org, "audit_log", "none"), "none");
+  const found = await tracker.entitlements(org);
+  assert.deepEqual([found.planSlug, found.limits.tokens, found.cacheSeconds], ["internal-dev", 10_000_000, 60]);
+  await tracker.close();
+});

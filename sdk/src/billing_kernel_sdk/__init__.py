@@ -12,6 +12,8 @@ with tracker.guard("acme", "exports"):              # consumes 1, or QuotaExceed
     ...
 with tracker.reserve("acme", "tokens", 4_000) as r:  # held against the limit
     r.commit(llm_tokens(call_model()))
+if tracker.has_feature("acme", "sso"):             # its entitlements, kept 60 s
+    ...
 ```
 
 See `UsageTracker` and `AsyncUsageTracker` for the guarantees; `TrackerStats` for what
@@ -20,6 +22,7 @@ kernel in-process (`billing_kernel.embedded`).
 """
 
 from billing_kernel_sdk._delivery import TrackerStats
+from billing_kernel_sdk._entitlements import Entitlements
 from billing_kernel_sdk._errors import SpoolBusyError, TrackerError, TransportError
 from billing_kernel_sdk._integrations import llm_tokens
 from billing_kernel_sdk._quota import (
@@ -47,6 +50,7 @@ __all__ = [
     "AsyncTransport",
     "AsyncUsageTracker",
     "Decision",
+    "Entitlements",
     "EventResult",
     "HttpTransport",
     "QuotaExceeded",

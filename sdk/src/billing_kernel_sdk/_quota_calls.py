@@ -11,6 +11,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from billing_kernel_sdk._entitlements import (
+    Entitlements,
+    EntitlementsCache,
+    entitlements_call,
+    read_entitlements,
+)
 from billing_kernel_sdk._errors import TransportError
 from billing_kernel_sdk._integrations import PLAYBOOK_RUNS
 from billing_kernel_sdk._quota import (
@@ -29,6 +35,15 @@ from billing_kernel_sdk._quota import (
 from billing_kernel_sdk.transport import AsyncTransport, Request, Transport
 
 
+def _last_or_raise(kept: EntitlementsCache, call: Request, error: TransportError) -> Entitlements:
+    """The org's last entitlements while the kernel is out of reach (`error` retryable);
+    else `error`."""
+    last = kept.last(str(call.org_id))
+    if last is None or not error.retryable:
+        raise error
+    return last
+
+
 def _no_requests(transport: object) -> TypeError:
     return TypeError(
         f"the tracker's transport ({type(transport).__name__}) makes no quota calls: give "
@@ -41,6 +56,7 @@ class QuotaCalls:
 
     _gate: Gate
     _transport: Transport
+    _entitlements: EntitlementsCache
 
     def check(
         self,
@@ -124,6 +140,32 @@ class QuotaCalls:
         ) as decision:
             yield decision
 
+    def entitlements(self, org_id: str, *, refresh: bool = False) -> Entitlements:
+        """The org's features and limits in one read, kept for the `cache_seconds` the
+        kernel says (60) and read again after, or now with `refresh`. While the kernel is
+        out of reach, the last ones read for the org are answered however old; with none,
+        TransportError. A refusal (an unknown org, a key without the scope) is raised."""
+        now = time.monotonic()
+        held = None if refresh else self._entitlements.fresh(org_id, now)
+        if held is not None:
+            return held
+        call = entitlements_call(org_id)
+        try:
+            found = read_entitlements(self._post(call))
+        except TransportError as exc:
+            return _last_or_raise(self._entitlements, call, exc)
+        self._entitlements.keep(found, now)
+        return found
+
+    def has_feature(self, org_id: str, key: str) -> bool:
+        """Whether the org has the feature (granted with any value but false): see
+        `entitlements()` for how long an answer is kept."""
+        return self.entitlements(org_id).has_feature(key)
+
+    def feature_value(self, org_id: str, key: str, default: Any = None) -> Any:
+        """The org's value of the feature (`5`, `"priority"`, `True`), or `default`."""
+        return self.entitlements(org_id).feature_value(key, default)
+
     def _admit_run(self, org_id: Any, run_id: Any) -> Decision:
         with self.run(org_id, run_id) as decision:
             return decision
@@ -161,6 +203,7 @@ class AsyncQuotaCalls:
 
     _gate: Gate
     _transport: AsyncTransport
+    _entitlements: EntitlementsCache
 
     _admits_sync = False
 
@@ -235,6 +278,28 @@ class AsyncQuotaCalls:
             org_id, PLAYBOOK_RUNS, idempotency_key=run_key(run_id), on_unavailable=on_unavailable
         ) as decision:
             yield decision
+
+    async def entitlements(self, org_id: str, *, refresh: bool = False) -> Entitlements:
+        """See `UsageTracker.entitlements`."""
+        now = time.monotonic()
+        held = None if refresh else self._entitlements.fresh(org_id, now)
+        if held is not None:
+            return held
+        call = entitlements_call(org_id)
+        try:
+            found = read_entitlements(await self._post(call))
+        except TransportError as exc:
+            return _last_or_raise(self._entitlements, call, exc)
+        self._entitlements.keep(found, now)
+        return found
+
+    async def has_feature(self, org_id: str, key: str) -> bool:
+        """See `UsageTracker.has_feature`."""
+        return (await self.entitlements(org_id)).has_feature(key)
+
+    async def feature_value(self, org_id: str, key: str, default: Any = None) -> Any:
+        """See `UsageTracker.feature_value`."""
+        return (await self.entitlements(org_id)).feature_value(key, default)
 
     async def _admit_run_async(self, org_id: Any, run_id: Any) -> Decision:
         async with self.run(org_id, run_id) as decision:

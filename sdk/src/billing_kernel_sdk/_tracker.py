@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from billing_kernel_sdk._delivery import Delivery, TrackerStats, wire
+from billing_kernel_sdk._entitlements import EntitlementsCache
 from billing_kernel_sdk._events import Event
 from billing_kernel_sdk._integrations import TrackingHelpers
 from billing_kernel_sdk._quota import Gate, OnUnavailable
@@ -76,6 +77,8 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
     reached, `on_unavailable` ("allow" or "deny", per tracker or per call) decides; left
     unset, a metric last seen soft (or not seen yet) is allowed and one last seen hard is
     denied. Usage allowed that way is queued and recorded once the kernel is back.
+    `entitlements()`, `has_feature()` and `feature_value()` read an org's features and
+    limits in one call and keep them for the time the kernel says (60 s).
 
     Events are batched (up to `max_batch`, or every `max_delay` seconds) and sent with
     retries (capped exponential backoff with jitter) until the kernel answers for them. With
@@ -100,6 +103,7 @@ class UsageTracker(QuotaCalls, TrackingHelpers):
         **tuning: Any,
     ) -> None:
         self._transport = transport or HttpTransport(*_endpoint(base_url, api_key), timeout=timeout)
+        self._entitlements = EntitlementsCache()
         self._max_delay, self._core, self._gate = _delivery(
             spool_dir, tuning, on_unavailable, decision_timeout
         )
@@ -262,6 +266,7 @@ class AsyncUsageTracker(AsyncQuotaCalls, TrackingHelpers):
         self._transport = transport or AsyncHttpTransport(
             *_endpoint(base_url, api_key), timeout=timeout
         )
+        self._entitlements = EntitlementsCache()
         self._max_delay, self._core, self._gate = _delivery(
             spool_dir, tuning, on_unavailable, decision_timeout
         )

@@ -36,6 +36,7 @@ on `Request`, `EventResult` and the protocols."""
 EVENTS_PATH = "/api/v1/usage/events"
 CHECK_PATH = "/api/v1/billing/org/check"
 RESERVATIONS_PATH = "/api/v1/usage/reservations"
+ENTITLEMENTS_PATH = "/api/v1/billing/org/entitlements"
 """Where the SDK's requests go: a transport of one's own answers these paths."""
 
 
@@ -60,12 +61,13 @@ class AsyncTransport(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One quota call: `POST path` with a JSON body, for the org in `org_id` when the path
-    does not name it."""
+    """One quota call: `POST path` with a JSON body (or a `GET`, without one), for the org
+    in `org_id` when the path does not name it."""
 
     path: str
     body: dict[str, Any]
     org_id: str | None = None
+    method: str = "POST"
 
     def headers(self) -> dict[str, str]:
         return {"X-Org-Id": self.org_id} if self.org_id is not None else {}
@@ -142,6 +144,10 @@ def _results(response: httpx.Response, sent: int) -> list[EventResult]:
 _NETWORK_ERRORS = (httpx.TransportError,)
 
 
+def _body(call: Request) -> dict[str, Any] | None:
+    return None if call.method == "GET" else call.body
+
+
 class HttpTransport:
     """Sends batches to a kernel's `POST /api/v1/usage/events` with a service API key."""
 
@@ -168,8 +174,8 @@ class HttpTransport:
 
     def request(self, call: Request, timeout: float) -> dict[str, Any]:
         try:
-            response = self._client.post(
-                call.path, json=call.body, headers=call.headers(), timeout=timeout
+            response = self._client.request(
+                call.method, call.path, json=_body(call), headers=call.headers(), timeout=timeout
             )
         except _NETWORK_ERRORS as exc:
             raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
@@ -205,8 +211,8 @@ class AsyncHttpTransport:
 
     async def request(self, call: Request, timeout: float) -> dict[str, Any]:
         try:
-            response = await self._client.post(
-                call.path, json=call.body, headers=call.headers(), timeout=timeout
+            response = await self._client.request(
+                call.method, call.path, json=_body(call), headers=call.headers(), timeout=timeout
             )
         except _NETWORK_ERRORS as exc:
             raise TransportError(f"could not reach the kernel: {exc!r}", retryable=True) from None
