@@ -769,6 +769,40 @@ class Bench:
         self.add("summary p50", "ms", k.p(0.5), r.p(0.5), setup)
         self.add("summary p99", "ms", k.p(0.99), r.p(0.99), setup)
 
+    async def entitlements(self, total: int = 1_000) -> None:
+        """An org's entitlements (its plan's features after its own, every metric's terms)
+        over HTTP, next to a quota check of the same org over HTTP, in the same run: what a
+        product pays to read everything an org may use, against one decision."""
+        org = await self.org()
+        await self.settle()
+        http = self.http(1)
+        read = http.encode("GET", "/api/v1/billing/org/entitlements", headers={"X-Org-Id": org})
+        check = http.encode(
+            "POST",
+            "/api/v1/billing/org/check",
+            {"metric": "tokens", "amount": 10},
+            headers={"X-Org-Id": org},
+        )
+
+        async def kernel(_: int) -> None:
+            answer = await http.send(read)
+            assert answer.status == 200, answer.body
+
+        async def baseline(_: int) -> None:
+            answer = await http.send(check)
+            assert answer.status == 200, answer.body
+
+        async with http:
+            k, r = await self.pair(http, kernel, baseline, total, 1, warmup=total // 10)
+        setup = {
+            "requests": total,
+            "concurrency": 1,
+            "generator_cpu_s": round(k.cpu, 2),
+            "baseline": "POST /api/v1/billing/org/check for the same org, same connection",
+        }
+        self.add("entitlements read p50, c=1 (vs quota check)", "ms", k.p(0.5), r.p(0.5), setup)
+        self.add("entitlements read p99, c=1 (vs quota check)", "ms", k.p(0.99), r.p(0.99), setup)
+
 
 async def grow(dsn: str, total: int, orgs: int) -> float:
     """Store `total` events over `orgs` orgs (and their counters) with set-based SQL."""
@@ -841,6 +875,7 @@ async def run(dsn: str, growth_events: int, workers: int) -> list[dict[str, Any]
             empty_checks = await bench.checks()
             await bench.consumes()
             await bench.summary()
+            await bench.entitlements()
             if growth_events:
                 seconds = await grow(dsn, growth_events, 10_000)
                 print(f"stored {growth_events:,} events over 10,000 orgs in {seconds:.0f} s")
