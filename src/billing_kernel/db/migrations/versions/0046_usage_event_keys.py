@@ -16,8 +16,6 @@ Revises: 0045
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -105,23 +103,17 @@ def upgrade() -> None:
         op.execute(
             "ALTER TABLE usage_event_keys VALIDATE CONSTRAINT fk_usage_event_keys_org_id_orgs"
         )
-        # Earlier kernels delete stored events only to forget a month, which they record
-        # in usage_forgotten_months first: a key the copy wrote for an event so deleted
-        # while it ran (after the trigger took back what it could see) is of such a month.
-        forgotten = op.get_bind().execute(
-            sa.text("SELECT max(period_start) FROM usage_forgotten_months")
+        # A key the copy wrote for an event deleted while it ran (a month forgotten, or a
+        # refused consume's event taken back, by an earlier kernel): the trigger found no
+        # key to take back then, as the copy had not committed it. Every other key is
+        # committed with its event (the trigger's, or this version's, in one transaction),
+        # so a key without its event now is one of those, and goes.
+        op.execute("SET enable_nestloop = off")
+        op.execute(
+            "DELETE FROM usage_event_keys k WHERE NOT EXISTS (SELECT FROM usage_events e "
+            "WHERE e.org_id = k.org_id AND e.idempotency_key = k.idempotency_key)"
         )
-        last: date | None = forgotten.scalar()
-        if last is not None:
-            through = datetime(last.year + last.month // 12, last.month % 12 + 1, 1, tzinfo=UTC)
-            op.get_bind().execute(
-                sa.text(
-                    "DELETE FROM usage_event_keys k WHERE k.occurred_at < :through "
-                    "AND NOT EXISTS (SELECT FROM usage_events e WHERE e.org_id = k.org_id "
-                    "AND e.idempotency_key = k.idempotency_key)"
-                ),
-                {"through": through},
-            )
+        op.execute("RESET enable_nestloop")
 
 
 def downgrade() -> None:
