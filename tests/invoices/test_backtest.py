@@ -17,6 +17,7 @@ from billing_kernel.errors import InvalidInput, PeriodNotClosed, PlanNotFound
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Plan, PlanMetric
+from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.quota.rules import LimitOverride
 from tests.conftest import Clock, make_kernel, new_id, row_counts, save_plan
 from tests.web import Api
@@ -109,6 +110,31 @@ async def test_the_current_terms_reproduce_every_invoice_and_a_draft_prices_the_
     }
     assert await row_counts(database) == before  # nothing written
     assert await kernel.invoices.verify() == []
+
+
+async def test_a_tiered_draft_is_priced_by_its_tiers_against_a_per_unit_month(
+    kernel: Kernel, database: Database, clock: Clock
+) -> None:
+    """The same terms, but the tokens beyond the first 100,000 over at half the price and a
+    1.00 fee: only the heavy org's month changes."""
+    plan, orgs = await april_invoiced(kernel, database, clock)
+    tiers = (Tier(100_000, Decimal("0.50")), Tier(None, Decimal("0.25"), Decimal("1.00")))
+    tokens = PlanMetric(
+        "tokens", 500, overage_unit_size=1_000, price_model=PriceModel.GRADUATED, tiers=tiers
+    )
+    priced = await kernel.invoices.backtest(replace(plan, metrics={"tokens": tokens}), APRIL)
+    by_org = {row.org_id: row for row in priced.rows}
+    assert {name: by_org[orgs[name]].difference for name in ("light", "heavy", "own")} == {
+        "light": Decimal("0.00"),  # 1,000 over: all in the first tier, as before
+        "heavy": Decimal("-49.00"),  # 159.99 → 9.99 + 50.00 + 50.00 + 1.00
+        "own": Decimal("0.00"),  # 500 over its own 100,000
+    }
+    [_, heavy] = by_org[orgs["heavy"]].draft.lines
+    assert heavy.formula == (
+        "(300,500 - 500) = 300,000: 100,000 x 0.50 / 1,000 + 200,000 x 0.25 / 1,000 + 1.00"
+        " = 101 → 101.00"
+    )
+    assert (priced.invoiced, priced.drafted) == (Decimal("180.72"), Decimal("131.72"))
 
 
 async def test_a_backtest_is_refused_before_the_month_closes_and_for_a_wrong_draft(
