@@ -428,7 +428,8 @@ export class UsageTracker {
   /**
    * The org's features and limits in one read, kept for the `cache_seconds` the kernel says (60)
    * and read again after, or now with `refresh`. While the kernel is out of reach, the last ones
-   * read for the org are answered however old; with none, TransportError. A refusal is thrown.
+   * read for the org are answered however old, and kept as if just read; with none,
+   * TransportError. A refusal is thrown.
    */
   async entitlements(orgId: string, options: { refresh?: boolean } = {}): Promise<Entitlements> {
     const now = performance.now();
@@ -441,6 +442,7 @@ export class UsageTracker {
     } catch (error) {
       const last = this.kept.last(orgId);
       if (last === null || !(error instanceof TransportError) || !error.retryable) throw error;
+      this.kept.keep(last, now); // the calls meanwhile do not each wait for the kernel again
       return last;
     }
     this.kept.keep(found, now);

@@ -4,6 +4,8 @@ raised."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from billing_kernel_sdk import AsyncUsageTracker, Entitlements, TransportError, UsageTracker
@@ -75,6 +77,24 @@ def test_while_the_kernel_is_out_of_reach_the_last_answer_holds(kernel: FakeKern
         kernel.failures = [TransportError("kernel answered 403", retryable=False, status=403)]
         with pytest.raises(TransportError, match="403"):  # a refusal is the caller's to fix
             t.entitlements("acme")
+
+
+def test_the_last_answer_used_while_the_kernel_is_down_is_kept_its_time_again(
+    kernel: FakeKernel,
+) -> None:
+    with tracker(kernel) as t:
+        read = t.entitlements("acme")
+        t._entitlements.keep(read, time.monotonic() - 120)  # as if read two minutes ago
+        kernel.failures = [DOWN] * 1_000
+        asked = len(kernel.calls)
+        assert t.has_feature("acme", "sso")  # asked, out of reach: the last answer
+        tried = len(kernel.calls)
+        assert tried > asked
+        assert t.has_feature("acme", "sso")  # kept again: the kernel is not asked again
+        assert len(kernel.calls) == tried
+        kernel.failures = []
+        kernel.features["acme"]["sso"] = False
+        assert not t.entitlements("acme", refresh=True).has_feature("sso")  # back: read
 
 
 def test_a_malformed_answer_is_not_taken(kernel: FakeKernel) -> None:

@@ -68,3 +68,21 @@ test("an answer kept no time is read again; while the kernel is out of reach the
   await assert.rejects(tracker.entitlements("other"), /unreadable entitlements/);
   await tracker.close();
 });
+
+test("the last answer used while the kernel is down is kept its time again", async () => {
+  const kernel = kernelWith({ acme: { sso: true } });
+  const tracker = new UsageTracker("", "", { ...FAST, transport: kernel });
+  const read = await tracker.entitlements("acme");
+  // As if read two minutes ago: expired.
+  (tracker as unknown as { kept: { keep(found: unknown, now: number): void } }).kept.keep(read, performance.now() - 120_000);
+  kernel.answer = () => {
+    throw new TransportError("could not reach the kernel", { retryable: true });
+  };
+  const asked = kernel.requests.length;
+  assert.equal(await tracker.hasFeature("acme", "sso"), true); // asked, out of reach: the last answer
+  const tried = kernel.requests.length;
+  assert.ok(tried > asked);
+  assert.equal(await tracker.hasFeature("acme", "sso"), true); // kept again: not asked again
+  assert.equal(kernel.requests.length, tried);
+  await tracker.close();
+});

@@ -35,12 +35,16 @@ from billing_kernel_sdk._quota import (
 from billing_kernel_sdk.transport import AsyncTransport, Request, Transport
 
 
-def _last_or_raise(kept: EntitlementsCache, call: Request, error: TransportError) -> Entitlements:
-    """The org's last entitlements while the kernel is out of reach (`error` retryable);
-    else `error`."""
+def _last_or_raise(
+    kept: EntitlementsCache, call: Request, error: TransportError, now: float
+) -> Entitlements:
+    """The org's last entitlements while the kernel is out of reach (`error` retryable),
+    kept again for their `cache_seconds` so that the calls meanwhile do not each wait for
+    the kernel; else `error`."""
     last = kept.last(str(call.org_id))
     if last is None or not error.retryable:
         raise error
+    kept.keep(last, now)
     return last
 
 
@@ -143,7 +147,8 @@ class QuotaCalls:
     def entitlements(self, org_id: str, *, refresh: bool = False) -> Entitlements:
         """The org's features and limits in one read, kept for the `cache_seconds` the
         kernel says (60) and read again after, or now with `refresh`. While the kernel is
-        out of reach, the last ones read for the org are answered however old; with none,
+        out of reach, the last ones read for the org are answered however old, and kept as
+        if just read (the next calls do not wait for the kernel again); with none,
         TransportError. A refusal (an unknown org, a key without the scope) is raised."""
         now = time.monotonic()
         held = None if refresh else self._entitlements.fresh(org_id, now)
@@ -153,7 +158,7 @@ class QuotaCalls:
         try:
             found = read_entitlements(self._post(call))
         except TransportError as exc:
-            return _last_or_raise(self._entitlements, call, exc)
+            return _last_or_raise(self._entitlements, call, exc, now)
         self._entitlements.keep(found, now)
         return found
 
@@ -289,7 +294,7 @@ class AsyncQuotaCalls:
         try:
             found = read_entitlements(await self._post(call))
         except TransportError as exc:
-            return _last_or_raise(self._entitlements, call, exc)
+            return _last_or_raise(self._entitlements, call, exc, now)
         self._entitlements.keep(found, now)
         return found
 
