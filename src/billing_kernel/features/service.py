@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.db.unit_of_work import ReadOnlyUnit, Transactions, UnitOfWork
 from billing_kernel.features.repository import FeatureRepository
 from billing_kernel.features.rules import FeatureValue, check_key, check_value, entitlements
 from billing_kernel.metrics.service import MetricService
@@ -54,24 +54,35 @@ class FeatureService:
         self._quota = quota
 
     async def entitlements(self, org_id: str, uow: UnitOfWork | None = None) -> Entitlements:
-        """The org's features and limits (its billing state made on first use, as the
-        summary's)."""
+        """The org's features and limits. Read without a transaction of its own (each
+        statement on its own, as `Transactions.read` reads) unless the org's billing state
+        is to be seeded (first use: default plan, in trial) or a scheduled change applied
+        first; then in one that does that."""
+        if uow is None:
+            try:
+                async with self._tx.read() as unit:
+                    return await self._entitlements(org_id, unit)
+            except ReadOnlyUnit:
+                pass
         async with self._tx.begin(uow) as unit:
-            state = await self._subscriptions.billing_state(org_id, unit)
-            plan = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
-            own = await FeatureRepository(unit).own_values(org_id)
-            overrides = await self._quota.overrides(org_id, unit)
-            return Entitlements(
-                org_id=org_id,
-                plan_slug=plan.slug,
-                plan_version=plan.version,
-                features=entitlements(plan.features, own),
-                own=frozenset(own),
-                limits={
-                    metric.key: effective_terms(plan, metric.key, overrides)
-                    for metric in await self._metrics.catalogue(unit)
-                },
-            )
+            return await self._entitlements(org_id, unit)
+
+    async def _entitlements(self, org_id: str, unit: UnitOfWork) -> Entitlements:
+        state = await self._subscriptions.billing_state(org_id, unit)
+        plan = await self._plans.get(state.plan_slug, unit, version=state.plan_version)
+        own = await FeatureRepository(unit).own_values(org_id)
+        overrides = await self._quota.overrides(org_id, unit)
+        return Entitlements(
+            org_id=org_id,
+            plan_slug=plan.slug,
+            plan_version=plan.version,
+            features=entitlements(plan.features, own),
+            own=frozenset(own),
+            limits={
+                metric.key: effective_terms(plan, metric.key, overrides)
+                for metric in await self._metrics.catalogue(unit)
+            },
+        )
 
     async def set_own_value(
         self, org_id: str, feature: str, value: object, uow: UnitOfWork | None = None
