@@ -30,7 +30,6 @@ from billing_kernel.dashboard.view import (
     money,
     notices,
     overage_lines,
-    overage_terms,
     payment_state,
     period_span,
     policy_text,
@@ -150,25 +149,27 @@ def test_where_a_price_changes_is_written_short_only_where_that_is_exact() -> No
     ]
 
 
-def test_overage_terms_say_what_a_plan_charges_beyond_what_it_includes() -> None:
-    assert overage_terms(PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000), "USD") == (
+def test_overage_lines_say_what_a_plan_charges_beyond_what_it_includes() -> None:
+    assert overage_lines(PlanMetric("tokens", 1_000_000, Decimal("0.02"), 1_000), "USD") == [
         "then $0.02 per 1,000"
-    )
-    assert overage_terms(PlanMetric("seats", 3, Decimal("15.00"), 1), "EUR") == ("then €15.00 each")
-    assert overage_terms(PlanMetric("runs", 0, Decimal("0.015"), 1), "USD") == "then $0.015 each"
-    assert overage_terms(PlanMetric("runs", 10, Decimal("0"), 1), "USD") == "no charge beyond"
-    assert overage_terms(PlanMetric("runs", None, Decimal("1"), 1), "USD") == ""
+    ]
+    assert overage_lines(PlanMetric("seats", 3, Decimal("15.00"), 1), "EUR") == ["then €15.00 each"]
+    assert overage_lines(PlanMetric("runs", 0, Decimal("0.015"), 1), "USD") == ["then $0.015 each"]
+    assert overage_lines(PlanMetric("runs", 10, Decimal("0"), 1), "USD") == ["no charge beyond"]
+    assert overage_lines(PlanMetric("runs", None, Decimal("1"), 1), "USD") == []
     tiers = (Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008"), Decimal("5")))
     graduated = PlanMetric(
         "tokens", 10, overage_unit_size=1_000, price_model=PriceModel.GRADUATED, tiers=tiers
     )
-    assert overage_terms(graduated, "EUR") == (
-        "then graduated: €0.01 per 1,000 up to 80M; €0.008 per 1,000 + €5.00 beyond"
-    )
+    assert overage_lines(graduated, "EUR") == [
+        "then graduated:",
+        "€0.01 per 1,000 up to 80M",
+        "€0.008 per 1,000 + €5.00 beyond",
+    ]
     package = PlanMetric("runs", 10, Decimal("2.5"), 100, price_model=PriceModel.PACKAGE)
-    assert overage_terms(package, "USD") == "then $2.50 per 100, a part charged whole"
+    assert overage_lines(package, "USD") == ["then $2.50 per 100, a part charged whole"]
     free = replace(graduated, tiers=(Tier(1, Decimal(0)), Tier(None, Decimal(0))))
-    assert overage_terms(free, "USD") == "no charge beyond"
+    assert overage_lines(free, "USD") == ["no charge beyond"]
 
 
 def test_chart_bars_scale_to_the_busiest_day() -> None:

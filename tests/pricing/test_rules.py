@@ -365,6 +365,25 @@ def test_each_model_is_described_in_a_few_words() -> None:
     assert volume.describe(lambda amount: f"${amount}") == (
         "volume: all at $2 per 1,000 up to 100; $1 per 1,000 beyond"
     )
+    assert volume.describe(units="<{}>".format) == (
+        "volume: all at 2.00 per 1,000 up to <100>; 1.00 per 1,000 beyond"
+    )
+
+
+def test_a_price_is_described_in_parts_a_tier_each() -> None:
+    assert Price(unit_price=D("0.02"), unit_size=1_000).described() == ["0.02 per 1,000"]
+    assert Price(GRADUATED, tiers=TIERS).described() == [
+        "graduated:",
+        "0.01 each up to 1,000",
+        "0.008 each + 5.00 up to 5,000",
+        "0.005 each + 20.00 beyond",
+    ]
+    volume = Price(VOLUME, unit_size=1_000, tiers=(Tier(100, D("2")), Tier(None, D("1"))))
+    assert volume.described(units=lambda n: f"{n // 100}H") == [
+        "volume:",
+        "all at 2.00 per 1,000 up to 1H",
+        "1.00 per 1,000 beyond",
+    ]
 
 
 def test_tiers_are_stored_as_text_and_read_back_exactly() -> None:

@@ -18,7 +18,6 @@ from billing_kernel.features.rules import describe
 from billing_kernel.invoices.rules import formula_for_people
 from billing_kernel.payments.rules import PaymentStatus
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
-from billing_kernel.pricing.rules import TIERED
 from billing_kernel.quota.rules import QuotaDecision, Reason
 from billing_kernel.summary.rules import MetricUsage
 
@@ -135,25 +134,17 @@ def month_name(day: date) -> str:
     return f"{day:%B %Y}"
 
 
-def overage_terms(terms: PlanMetric, currency: str) -> str:
-    """What a plan charges beyond what it includes of a metric: 'then $0.02 per 1,000',
-    'then $15.00 each', 'then graduated: $0.02 per 1,000 up to 100K; $0.01 per 1,000
-    beyond'; 'no charge beyond' when it charges nothing; '' when unlimited."""
-    if terms.included_quantity is None:
-        return ""
-    if terms.price.is_free:
-        return "no charge beyond"
-    return f"then {terms.price.describe(lambda amount: money(amount, currency), exact_compact)}"
-
-
 def overage_lines(terms: PlanMetric, currency: str) -> list[str]:
-    """`overage_terms` as the plans table shows it, a line each: a tiered price's name, then
-    each tier ('then graduated:', '$0.01 per 1,000 up to 80M', '$0.008 per 1,000 beyond')."""
-    text = overage_terms(terms, currency)
-    if text and terms.price_model in TIERED and not terms.price.is_free:
-        head, _, tiers = text.partition(": ")
-        return [f"{head}:", *tiers.split("; ")]
-    return [text] if text else []
+    """What a plan charges beyond what it includes of a metric, as the plans table shows it:
+    ['then $0.02 per 1,000'], ['then $15.00 each'], a tiered price's name then a tier a line
+    ['then graduated:', '$0.01 per 1,000 up to 80M', '$0.008 per 1,000 beyond'];
+    ['no charge beyond'] when it charges nothing; none when unlimited."""
+    if terms.included_quantity is None:
+        return []
+    if terms.price.is_free:
+        return ["no charge beyond"]
+    first, *tiers = terms.price.described(lambda amount: money(amount, currency), exact_compact)
+    return [f"then {first}", *tiers]
 
 
 def feature_rows(plans: Sequence[Plan]) -> list[tuple[str, list[str]]]:

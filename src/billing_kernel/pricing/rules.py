@@ -142,19 +142,31 @@ class Price:
         `units`: "0.02 per 1,000", "0.25 each", "5.00 per 1,000, a part charged whole",
         "graduated: 0.02 per 1,000 up to 100,000; 0.01 per 1,000 beyond", "volume: all at
         0.02 + 5.00 up to 100; ..."."""
+        head, *tiers = self.described(amount, units)
+        return f"{head} {'; '.join(tiers)}" if tiers else head
+
+    def described(
+        self,
+        amount: Callable[[Decimal], str] = money_text,
+        units: Callable[[int], str] = "{:,}".format,
+    ) -> list[str]:
+        """`describe` in parts: the price alone ("0.02 per 1,000"), or a tiered price's
+        model ("graduated:") followed by each tier ("0.02 per 1,000 up to 100,000", "0.01
+        per 1,000 beyond"; volume's first "all at ...")."""
         per = " each" if self.unit_size == 1 else f" per {self.unit_size:,}"
         if self.model is PriceModel.PER_UNIT:
-            return f"{amount(self.unit_price)}{per}"
+            return [f"{amount(self.unit_price)}{per}"]
         if self.model is PriceModel.PACKAGE:
-            return f"{amount(self.unit_price)}{per}, a part charged whole"
+            return [f"{amount(self.unit_price)}{per}, a part charged whole"]
         parts = [
             f"{amount(t.unit_price)}{per}"
             + (f" + {amount(t.flat_fee)}" if t.flat_fee else "")
             + (" beyond" if t.up_to is None else f" up to {units(t.up_to)}")
             for t in self.tiers
         ]
-        at = "all at " if self.model is PriceModel.VOLUME else ""
-        return f"{self.model}: {at}{'; '.join(parts)}"
+        if self.model is PriceModel.VOLUME:
+            parts[0] = f"all at {parts[0]}"
+        return [f"{self.model}:", *parts]
 
     def tier_reached(self, units: int) -> int:
         """The index of the tier `units` units fall in (the first for none)."""
