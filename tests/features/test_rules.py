@@ -28,9 +28,10 @@ def test_a_value_is_a_switch_a_whole_number_or_a_short_text() -> None:
     [
         (MAX_NUMBER + 1, "a whole number from -1,000,000,000,000,000 to 1,000,000,000,000,000"),
         (-MAX_NUMBER - 1, "a whole number from"),
-        ("", "a text of 1 to 200 printable characters"),
+        ("", "a text of 1 to 200 characters, without control characters"),
         ("x" * (MAX_TEXT + 1), "a text of 1 to 200"),
-        ("line\nbreak", "printable"),
+        ("line\nbreak", "without control characters"),
+        (" padded", "or spaces at either end"),
         (1.5, "must be true or false, a whole number, or a text"),
         (None, "must be true or false"),
         ([True], "must be true or false"),

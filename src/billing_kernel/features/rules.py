@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 
+from billing_kernel.common.validation import validate_id
 from billing_kernel.errors import InvalidInput
 
 FeatureValue = bool | int | str
@@ -29,8 +30,8 @@ MAX_NUMBER = 10**15
 
 def check_value(value: object, field: str) -> FeatureValue:
     """`value` as a feature's value; InvalidInput naming `field` unless it is a boolean, a
-    whole number within MAX_NUMBER either way, or a text of 1 to MAX_TEXT printable
-    characters."""
+    whole number within MAX_NUMBER either way, or a text of 1 to MAX_TEXT characters as an id
+    may be (no control characters, no spaces at either end: `common.validation`)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -40,11 +41,14 @@ def check_value(value: object, field: str) -> FeatureValue:
             f"{field} must be a whole number from -{MAX_NUMBER:,} to {MAX_NUMBER:,}", field=field
         )
     if isinstance(value, str):
-        if 1 <= len(value) <= MAX_TEXT and value.isprintable():
-            return value
-        raise InvalidInput(
-            f"{field} must be a text of 1 to {MAX_TEXT} printable characters", field=field
-        )
+        try:
+            return validate_id(value, field, MAX_TEXT)
+        except InvalidInput:
+            raise InvalidInput(
+                f"{field} must be a text of 1 to {MAX_TEXT} characters, without control "
+                "characters or spaces at either end",
+                field=field,
+            ) from None
     raise InvalidInput(f"{field} must be true or false, a whole number, or a text", field=field)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field
 
 from billing_kernel.features.service import Entitlements
-from billing_kernel.plans.schemas import PolicyOut
+from billing_kernel.plans.schemas import FeatureValueType, PolicyOut
 from billing_kernel.web.schemas import StrictBody
 
 CACHE_SECONDS = 60
@@ -55,8 +55,9 @@ class EntitlementsOut(BaseModel):
 
 
 class FeatureValueIn(StrictBody):
-    value: StrictBool | StrictInt | StrictStr = Field(
+    value: FeatureValueType = Field(
         description="The org's own value: a switch, a whole number within 10^15 either way, "
-        "or a text of 1 to 200 printable characters.",
+        "or a text of 1 to 200 characters, without control characters or spaces at either "
+        "end.",
         examples=[True, 10, "priority"],
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
-from billing_kernel.common.validation import MAX_EVENT_QUANTITY
+from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_EVENT_QUANTITY
 from billing_kernel.errors import InvalidInput
+from billing_kernel.features.rules import FEATURE_KEY_PATTERN, MAX_TEXT
 from billing_kernel.metrics.rules import METRIC_KEY_PATTERN_TEXT
 from billing_kernel.plans.rules import (
     HOUR,
@@ -85,6 +86,23 @@ class PolicyIn(StrictBody):
     def policy(self) -> Policy:
         hours = self.grace_period_hours
         return Policy(self.mode, self.grace_percent, None if hours is None else hours * HOUR)
+
+
+FeatureKeyText = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": f"^{FEATURE_KEY_PATTERN.pattern}$"})
+]
+FeatureValueType = (
+    StrictBool
+    | StrictInt
+    | Annotated[
+        StrictStr,
+        WithJsonSchema(
+            {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": ID_PATTERN_TEXT}
+        ),
+    ]
+)
+"""A feature's key and value as a body gives them: the schema states what
+`features.rules.check_key` and `check_value` take, and they judge it, naming the feature."""
 
 
 PriceText = Annotated[
@@ -192,7 +210,7 @@ class PlanBody(StrictBody):
         "one unlimited.",
     )
 
-    features: dict[str, StrictBool | StrictInt | StrictStr] = Field(
+    features: dict[FeatureKeyText, FeatureValueType] = Field(
         default_factory=dict,
         description="What the plan grants besides quantities, by key (as a metric's): a "
         'switch, a whole number or a short text: `{"sso": true, "max_projects": 5, '
