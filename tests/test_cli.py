@@ -777,6 +777,43 @@ def test_an_operator_reads_an_orgs_features_and_gives_it_its_own(tmp_path: Path)
     assert "    features: max_projects: 3, sso: no, support: email" in listed
 
 
+def test_an_operator_defines_a_coupon_and_applies_it_to_an_org(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'coupons.db'}"
+    migrated(url)
+    org_id = new_id()
+    assert run(url, "orgs", "create", org_id, "--plan", "starter").returncode == 0
+    assert run(url, "coupons", "list").stdout == "no coupons\n"
+    file = tmp_path / "coupon.json"
+    file.write_text(
+        '{"code": "LAUNCH20", "name": "Launch", "percent_off": "20", "duration": "repeating",'
+        ' "periods": 3, "max_redemptions": 10}'
+    )
+    made = run(url, "coupons", "create", str(file))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout == (
+        "LAUNCH20             Launch: 20% off for 3 months; applied to 0 of 10 orgs\n"
+    )
+    assert run(url, "coupons", "create", str(file)).stdout.endswith("(already defined)\n")
+    applied = run(url, "coupons", "apply", org_id, "LAUNCH20")
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith(
+        f"{org_id}: LAUNCH20             20% off for 3 months; applied"
+    )
+    assert run(url, "coupons", "of", org_id).stdout.startswith("LAUNCH20 ")
+    assert "applied to 1 of 10 orgs" in run(url, "coupons", "list").stdout
+    removed = run(url, "coupons", "remove", org_id, "LAUNCH20")
+    assert ", removed " in removed.stdout
+    again = run(url, "coupons", "apply", org_id, "LAUNCH20")
+    assert (again.returncode, "applies to an org once" in again.stderr) == (1, True)
+    assert run(url, "coupons", "archive", "LAUNCH20").stdout.endswith("(archived)\n")
+    file.write_text('{"code": "X", "name": "X", "percent_off": "0", "duration": "once"}')
+    bad = run(url, "coupons", "create", str(file))
+    assert (bad.returncode, bad.stderr.startswith("error: percent_off must be above 0")) == (
+        1,
+        True,
+    )
+
+
 def test_an_operator_reads_an_orgs_alerts_and_sets_what_it_alerts_at(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     migrated(url)

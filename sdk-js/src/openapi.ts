@@ -661,6 +661,124 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/billing/coupons": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the coupons
+         * @description Every coupon, archived ones too, by code, with how many orgs each was applied to.
+         */
+        get: operations["listCoupons"];
+        put?: never;
+        /**
+         * Define a coupon
+         * @description A percentage or an amount off the invoices of the orgs it is applied to, for one
+         *     month, some or every month (docs/pricing.md#discounts). 201 when defined; the same
+         *     code and terms again answer it with 200; 409 `coupon_exists` for the code with other
+         *     terms (a coupon's terms never change). A `billing:admin` key valid for every org.
+         */
+        post: operations["createCoupon"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/coupons/{code}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a coupon
+         * @description The coupon and how many orgs it was applied to.
+         */
+        get: operations["getCoupon"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/billing/coupons/{code}/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stop a coupon from being applied to more orgs
+         * @description No org can be given it from now; those it was applied to keep it. Idempotent.
+         */
+        post: operations["archiveCoupon"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/coupons": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The coupons applied to an org
+         * @description Removed ones too, in the order they were applied. Needs `billing:admin`.
+         */
+        get: operations["listOrgCoupons"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/coupons/{code}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Apply a coupon to an org
+         * @description From now: it takes from the invoices of the months it covers, starting with this
+         *     one, in the order coupons were applied to the org, before its credit balance is drawn.
+         *     201 when applied; 200 when it already was (a retry). 409 `coupon_not_applicable`, saying
+         *     why, for a coupon archived, past its `redeem_by`, at its `max_redemptions` (of two orgs
+         *     racing for the last one, one gets it), in a currency the org is not billed in, or
+         *     applied to the org and removed before. Needs `billing:admin`.
+         */
+        put: operations["applyCoupon"];
+        post?: never;
+        /**
+         * Remove a coupon from an org
+         * @description From now: invoices made after no longer take it off (those made before keep what
+         *     they took). Idempotent; 404 for a coupon never applied to the org. Needs
+         *     `billing:admin`.
+         */
+        delete: operations["removeCoupon"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/usage/events": {
         parameters: {
             query?: never;
@@ -1924,6 +2042,122 @@ export interface components {
              */
             quantity: number;
         };
+        /**
+         * CouponIn
+         * @description A coupon as the operator defines it: a percentage or an amount off, for how long, on
+         *     which lines, for how many orgs and until when.
+         */
+        CouponIn: {
+            /**
+             * Code
+             * @description How it is named when applied to an org: 1 to 64 letters, digits, _ and -. Never changes, nor do its terms.
+             * @example LAUNCH20
+             */
+            code: string;
+            /**
+             * Name
+             * @description What invoices call it.
+             * @example Launch offer
+             */
+            name: string;
+            /**
+             * Percent Off
+             * @description Above 0, at most 100: the share it takes off its lines. Give this or `amount_off`.
+             * @example 20
+             */
+            percent_off?: string | null;
+            /**
+             * Amount Off
+             * @description Above 0: the amount it takes off each invoice it covers, in `currency`, never more than its lines come to. Give this or `percent_off`.
+             */
+            amount_off?: string | null;
+            /**
+             * Currency
+             * @description The currency of `amount_off` (orgs billed in another cannot take it).
+             */
+            currency?: string | null;
+            /**
+             * Duration
+             * @description `once`: the invoice of the month it is applied in; `repeating`: that month's and the `periods - 1` after it; `forever`: every month's from it.
+             * @enum {string}
+             */
+            duration: "once" | "repeating" | "forever";
+            /**
+             * Periods
+             * @description How many months a `repeating` coupon covers (1 to 120).
+             */
+            periods?: number | null;
+            /**
+             * Plans
+             * @description Only lines of these plans (by slug); left out: any plan's.
+             */
+            plans?: string[] | null;
+            /**
+             * Applies To
+             * @description Only these lines: `fee` (the plan fee and its proration) and metric keys (their usage lines, late adjustments included); left out: every line.
+             * @example [
+             *       "fee"
+             *     ]
+             */
+            applies_to?: string[] | null;
+            /**
+             * Max Redemptions
+             * @description How many orgs it may be applied to in all.
+             */
+            max_redemptions?: number | null;
+            /**
+             * Redeem By
+             * @description The last moment it may be applied to an org (those it was applied to keep it).
+             */
+            redeem_by?: string | null;
+        };
+        /** CouponOut */
+        CouponOut: {
+            /** Code */
+            code: string;
+            /** Name */
+            name: string;
+            /**
+             * Description
+             * @description The coupon in words: `20% off for 3 months`.
+             */
+            description: string;
+            /** Percent Off */
+            percent_off: string | null;
+            /** Amount Off */
+            amount_off: string | null;
+            /** Currency */
+            currency: string | null;
+            /** Duration */
+            duration: string;
+            /** Periods */
+            periods: number | null;
+            /** Plans */
+            plans: string[] | null;
+            /** Applies To */
+            applies_to: string[] | null;
+            /** Max Redemptions */
+            max_redemptions: number | null;
+            /** Redeem By */
+            redeem_by: string | null;
+            /**
+             * Redemptions
+             * @description How many orgs it has been applied to.
+             */
+            redemptions: number;
+            /** Created At */
+            created_at: string | null;
+            /**
+             * Archived At
+             * @description When it stopped being applicable to more orgs; null: it is not.
+             */
+            archived_at: string | null;
+        };
+        /** CouponsOut */
+        CouponsOut: {
+            /** Coupons */
+            coupons: components["schemas"]["CouponOut"][];
+        };
         /** CreditLineIn */
         CreditLineIn: {
             /**
@@ -2276,7 +2510,7 @@ export interface components {
         FeatureValueIn: {
             /**
              * Value
-             * @description The org's own value: a switch, a whole number within 10^15 either way, or a text of 1 to 200 printable characters.
+             * @description The org's own value: a switch, a whole number within 10^15 either way, or a text of 1 to 200 characters, without control characters or spaces at either end.
              * @example true
              * @example 10
              * @example priority
@@ -2330,7 +2564,7 @@ export interface components {
             currency: string;
             /**
              * Subtotal
-             * @description The sum of its charges (every line but a `credit_applied` one).
+             * @description The sum of its lines, discounts included, but a `credit_applied` one.
              */
             subtotal: string;
             /**
@@ -2410,7 +2644,7 @@ export interface components {
              * @description The line's place on the invoice, from 1.
              */
             number: number;
-            /** @description `base_fee`: the plan in force at the period's start, for the whole period. `proration_credit` (negative) and `proration_charge`: a change of plan, version or billable status within the period, to the second. `overage` and `seats`: usage beyond what is included, priced by the plan in force at the period's end. `adjustment`: late usage of an earlier month. `credit_applied` (negative): the org's credit balance (credit notes on invoices paid outside Stripe) drawn when the invoice was made. */
+            /** @description `base_fee`: the plan in force at the period's start, for the whole period. `proration_credit` (negative) and `proration_charge`: a change of plan, version or billable status within the period, to the second. `overage` and `seats`: usage beyond what is included, priced by the plan in force at the period's end. `adjustment`: late usage of an earlier month. `discount` (negative): what a coupon applied to the org takes off the lines above it (see `coupon`). `credit_applied` (negative): the org's credit balance (credit notes on invoices paid outside Stripe) drawn when the invoice was made, after every discount. */
             kind: components["schemas"]["LineKind"];
             /** Description */
             description: string;
@@ -2455,6 +2689,11 @@ export interface components {
              * @description Fee lines: from when they bill.
              */
             starts_at: string | null;
+            /**
+             * Coupon
+             * @description Discount lines: the code of the coupon that takes it off.
+             */
+            coupon?: string | null;
             /**
              * Period
              * @description The month the line bills, `YYYY-MM`: an adjustment's is the earlier month whose late usage it bills.
@@ -2574,7 +2813,7 @@ export interface components {
          * LineKind
          * @enum {string}
          */
-        LineKind: "base_fee" | "proration_credit" | "proration_charge" | "overage" | "seats" | "adjustment" | "credit_applied";
+        LineKind: "base_fee" | "proration_credit" | "proration_charge" | "overage" | "seats" | "adjustment" | "discount" | "credit_applied";
         /** MemberIn */
         MemberIn: {
             /** @default member */
@@ -3567,6 +3806,33 @@ export interface components {
          * @enum {string}
          */
         RecordStatus: "accepted" | "duplicate" | "conflict" | "refused";
+        /** RedemptionOut */
+        RedemptionOut: {
+            /** Org Id */
+            org_id: string;
+            coupon: components["schemas"]["CouponOut"];
+            /**
+             * Applied At
+             * Format: date-time
+             * @description When it was applied: it covers the month of this time first.
+             */
+            applied_at: string;
+            /**
+             * Removed At
+             * @description When it was removed: invoices made after no longer take it off.
+             */
+            removed_at: string | null;
+        };
+        /** RedemptionsOut */
+        RedemptionsOut: {
+            /** Org Id */
+            org_id: string;
+            /**
+             * Coupons
+             * @description The coupons applied to the org, removed ones too, in the order they were applied (the order they take from its invoices).
+             */
+            coupons: components["schemas"]["RedemptionOut"][];
+        };
         /**
          * ReservationIn
          * @description Units to hold against the org's limit for work whose size is known only afterwards.
@@ -7003,6 +7269,659 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["EntitlementsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listCoupons: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createCoupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CouponIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (`plan_inactive`, `idempotency_conflict`, `reservation_settled`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getCoupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A coupon's code: 1 to 64 letters, digits, _ and -. */
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    archiveCoupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A coupon's code: 1 to 64 letters, digits, _ and -. */
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CouponOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listOrgCoupons: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's org id. */
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedemptionsOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    applyCoupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's org id. */
+                org_id: string;
+                /** @description A coupon's code: 1 to 64 letters, digits, _ and -. */
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedemptionOut"];
+                };
+            };
+            /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credentials, or credentials that do not verify (`unauthenticated`). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller may not do this (`forbidden`). */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found; also the answer for an org the caller is not a member of. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state (`plan_inactive`, `idempotency_conflict`, `reservation_settled`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request: each bad field is listed in `errors`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The kernel failed; quote `request_id`. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Momentarily unavailable (`database_unavailable`, `not_ready`, `stripe_unavailable`): retry after `Retry-After` seconds; nothing was written. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    removeCoupon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's org id. */
+                org_id: string;
+                /** @description A coupon's code: 1 to 64 letters, digits, _ and -. */
+                code: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RedemptionOut"];
                 };
             };
             /** @description Bad request: the org is not named (`org_required`), or the body is not parseable. */

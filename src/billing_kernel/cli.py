@@ -16,6 +16,7 @@ from billing_kernel.commands import settings as configured_settings
 from billing_kernel.credit_notes.commands import credit_notes_app
 from billing_kernel.db import migrate as migrations
 from billing_kernel.demo import DEMO_ORG, DEMO_OWNER, seed_catalogue, seed_demo
+from billing_kernel.discounts.commands import coupons_app
 from billing_kernel.features.commands import features_app
 from billing_kernel.invoices.commands import invoices_app
 from billing_kernel.invoices.rules import Estimate
@@ -49,6 +50,7 @@ app.add_typer(clock_app, name="clock")
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(limits_app, name="limits")
 app.add_typer(features_app, name="features")
+app.add_typer(coupons_app, name="coupons")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(payments_app, name="payments")
 app.add_typer(credit_notes_app, name="credit-notes")

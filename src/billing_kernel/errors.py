@@ -169,6 +169,28 @@ class CreditNoteNotFound(NotFound):
     title = "Credit note not found"
 
 
+class CouponNotFound(NotFound):
+    code = "coupon_not_found"
+    title = "Coupon not found"
+
+
+class CouponExists(BillingError):
+    """A coupon with this code exists with other terms; nothing was written."""
+
+    status = 409
+    code = "coupon_exists"
+    title = "Coupon exists"
+
+
+class CouponNotApplicable(BillingError):
+    """The coupon may not be applied to the org (archived, past its last day, at its limit
+    of orgs, in another currency, or applied to it before); nothing was written."""
+
+    status = 409
+    code = "coupon_not_applicable"
+    title = "Coupon not applicable"
+
+
 class InvoiceNotOpen(BillingError):
     """The invoice is void (or, for a change only an open one allows, no longer open), and
     cannot be changed this way; nothing was written."""

@@ -24,6 +24,7 @@ from billing_kernel.credit_notes.service import CreditNoteService
 from billing_kernel.credits.service import CreditService
 from billing_kernel.db.database import Database
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.discounts.service import DiscountService
 from billing_kernel.events.service import EventLog
 from billing_kernel.features.service import FeatureService
 from billing_kernel.invoices.service import InvoiceService
@@ -146,6 +147,9 @@ class Kernel:
             quota=self.quota,
         )
         self.credits = CreditService(tx, clock)
+        self.discounts = DiscountService(
+            tx, clock, plans=self.plans, orgs=self.orgs, subscriptions=self.subscriptions
+        )
         self.invoices = InvoiceService(
             tx,
             settings,
@@ -159,6 +163,7 @@ class Kernel:
             usage=self.usage_reader,
             events=self.events,
             credits=self.credits,
+            discounts=self.discounts,
         )
         self.plan_changes = PlanChangeService(
             tx,

@@ -42,6 +42,7 @@ async def test_the_upcoming_invoice_is_for_owners_admins_and_billing_admin_keys(
         "unit_size": 1,
         "seconds": None,
         "starts_at": None,
+        "coupon": None,
         "period": invoice["period"],
     }
     fee = invoice["lines"][0]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from billing_kernel.common.money import MAX_AMOUNT, ZERO, within_bounds
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.discounts.rules import FEE, Coupon, Duration, Kind
 from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.invoices.rules import (
     Backtest,
@@ -28,6 +29,7 @@ from billing_kernel.invoices.rules import (
     change_lines,
     closes_at,
     credit_applied_line,
+    discount_lines,
     draft_invoice,
     estimate_notes,
     fee_lines,
@@ -405,6 +407,56 @@ def test_a_draft_ends_with_the_adjustments_of_earlier_periods() -> None:
     assert (draft.total, draft.plan, draft.bills_usage) == (Decimal("51.00"), STARTER, True)
     trial = draft_invoice("acme", NOVEMBER, [on(STARTER, at(1), False)], DEFAULT_METRICS, {}, {})
     assert trial.bills_usage is False
+
+
+def test_coupons_are_lines_of_their_own_after_those_they_take_from() -> None:
+    half_fee = Coupon(
+        "HALF", "Half the fee", Kind.PERCENT, Decimal("50"), Duration.FOREVER, applies_to=(FEE,)
+    )
+    tokens_off = Coupon(
+        "TOK5",
+        "Tokens",
+        Kind.AMOUNT,
+        Decimal("5.00"),
+        Duration.ONCE,
+        currency="USD",
+        applies_to=("tokens",),
+    )
+    draft = draft_invoice(
+        "acme",
+        NOVEMBER,
+        [on(STARTER, at(1))],
+        DEFAULT_METRICS,
+        {"tokens": 1_500_000},
+        LIMITS,
+        [late(1_200_000, 100_000)],
+        [half_fee, tokens_off],
+    )
+    assert amounts(list(draft.lines)) == [
+        (LineKind.BASE_FEE, "49.00"),
+        (LineKind.OVERAGE, "10.00"),
+        (LineKind.ADJUSTMENT, "2.00"),
+        (LineKind.DISCOUNT, "-24.50"),
+        (LineKind.DISCOUNT, "-5.00"),  # from the 12.00 of tokens, adjustment included
+    ]
+    first = draft.lines[3]
+    assert first == InvoiceLine(
+        kind=LineKind.DISCOUNT,
+        description="Half the fee (HALF): 50% off",
+        amount=Decimal("-24.50"),
+        formula="50% of 49.00 = 24.5 → -24.50",
+        plan_slug="starter",
+        plan_version=STARTER.version,
+        coupon="HALF",
+    )
+    assert draft.lines[4].description == "Tokens (TOK5): 5.00 USD off"
+    assert draft.total == Decimal("31.50")
+    applied = credit_applied_line(Decimal("5.00"), Decimal("9.00"), STARTER)
+    assert discount_lines([applied], [half_fee, replace(half_fee, applies_to=None)], STARTER) == []
+    on_growth = replace(half_fee, plans=("growth",))
+    assert discount_lines(list(draft.lines[:3]), [on_growth], STARTER) == []
+    on_starter = replace(half_fee, plans=("starter",))
+    assert len(discount_lines(list(draft.lines[:3]), [on_starter], STARTER)) == 1
 
 
 def test_every_line_names_its_plan_and_prices_and_a_quiet_metric_stops_no_other() -> None:

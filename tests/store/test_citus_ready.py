@@ -19,6 +19,7 @@ CATALOGUE = {
     "plan_versions",
     "plan_metrics",
     "plan_features",
+    "coupons",
     "plan_alert_thresholds",
     "users",
     "invoice_numbers",

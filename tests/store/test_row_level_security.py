@@ -1,6 +1,7 @@
 """PostgreSQL row-level security: a user's transactions see only their own orgs' rows."""
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -26,6 +27,7 @@ from billing_kernel.db.tables import (
     users,
 )
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.discounts.rules import Coupon, Duration, Kind
 from billing_kernel.errors import OrgNotFound
 from billing_kernel.events.rules import FOR_OPERATORS
 from billing_kernel.invoices.rules import close_failed_event
@@ -40,6 +42,9 @@ pytestmark = pytest.mark.anyio
 async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str]:
     kernel = make_kernel(database, clock)
     org_a, org_b, user_a, user_b = new_id("a"), new_id("b"), new_id("user-a"), new_id("user-b")
+    coupon, _ = await kernel.discounts.create(
+        Coupon(new_id("C"), "Ten", Kind.PERCENT, Decimal(10), Duration.FOREVER)
+    )
     for org_id, user_id in ((org_a, user_a), (org_b, user_b)):
         await kernel.orgs.create(org_id, plan_slug="starter")
         await kernel.members.add(org_id, user_id, MemberRole.OWNER)
@@ -72,6 +77,7 @@ async def two_orgs(database: Database, clock: Clock) -> tuple[str, str, str, str
             )
         await kernel.quota.set_override(org_id, "tokens", 5)
         await kernel.features.set_own_value(org_id, "sso", True)
+        await kernel.discounts.apply(org_id, coupon.code)
         await kernel.quota.consume(org_id, "tokens", 1, idempotency_key="consume")
         await kernel.quota.reserve(org_id, "tokens", 1, idempotency_key="reserve")
         await kernel.alerts.set_thresholds(org_id, "tokens", [Threshold(percent=50)])

@@ -22,6 +22,7 @@ from billing_kernel.credit_notes import routes as credit_note_routes
 from billing_kernel.dashboard import routes as dashboard_routes
 from billing_kernel.db.database import Database
 from billing_kernel.db.migrate import head_revision
+from billing_kernel.discounts import routes as discount_routes
 from billing_kernel.errors import ConfigurationError
 from billing_kernel.events import routes as event_routes
 from billing_kernel.features import routes as feature_routes
@@ -174,6 +175,8 @@ def create_app(
         quota_routes.limits_router,
         feature_routes.router,
         feature_routes.own_router,
+        discount_routes.router,
+        discount_routes.own_router,
         usage_routes.router,
         usage_routes.events_router,
         reservation_routes.router,

@@ -26,6 +26,12 @@ def round_money(amount: Decimal) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def exact_text(amount: Decimal) -> str:
+    """An unrounded amount (or a share) in the fewest digits that hold it, however it was
+    scaled: '24.5', '4.69134', '20'. What a formula shows before the rounding."""
+    return f"{amount.normalize():f}"
+
+
 def money_text(amount: Decimal, *, thousands: bool = False) -> str:
     """How an amount is written: at least two decimals, more only when it has them (a unit
     price such as 0.015), never rounded away: '49.00', '0.015', with `thousands`

@@ -726,6 +726,7 @@ invoice_lines = Table(
     Column("unit_size", BigInteger, nullable=False),
     Column("starts_at", UTCDateTime, nullable=True),
     Column("org_id", String(ID), nullable=False),  # the invoice's
+    Column("coupon", String(64), nullable=True),  # a discount line's coupon
     PrimaryKeyConstraint("org_id", "invoice_id", "number"),
     ForeignKeyConstraint(
         ["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"], ondelete="CASCADE"
@@ -938,6 +939,45 @@ sandbox_clock = Table(
     CheckConstraint("offset_microseconds >= 0", name="forward"),
 )
 
+coupons = Table(
+    "coupons",
+    metadata,
+    # Discounts an operator defines (discounts.rules.Coupon); what makes one is never
+    # changed, only `redemptions` (moved by each application, within `max_redemptions`) and
+    # `archived_at`. `plans` and `applies_to`: JSON lists of keys, NULL for all.
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(8), nullable=False),  # 'percent' or 'amount'
+    Column("value", Money(14, 2), nullable=False),
+    Column("currency", String(3), nullable=True),
+    Column("duration", String(10), nullable=False),  # 'once', 'repeating', 'forever'
+    Column("periods", Integer, nullable=True),
+    Column("plans", Text, nullable=True),
+    Column("applies_to", Text, nullable=True),
+    Column("max_redemptions", Integer, nullable=True),
+    Column("redeem_by", UTCDateTime, nullable=True),
+    Column("redemptions", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("archived_at", UTCDateTime, nullable=True),
+    CheckConstraint("value > 0", name="value"),
+    CheckConstraint(
+        "redemptions >= 0 AND (max_redemptions IS NULL OR redemptions <= max_redemptions)",
+        name="redemptions",
+    ),
+)
+
+coupon_redemptions = Table(
+    "coupon_redemptions",
+    metadata,
+    # A coupon applied to an org, once per org: it discounts the invoices of the periods it
+    # covers (from the month of `redeemed_at`) made while it is applied (before
+    # `removed_at`).
+    Column("org_id", String(ID), ForeignKey("orgs.org_id", ondelete="CASCADE"), primary_key=True),
+    Column("coupon", String(64), ForeignKey("coupons.code"), primary_key=True),
+    Column("redeemed_at", UTCDateTime, nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+)
+
 ORG_SCOPED_TABLES = (
     orgs,
     org_members,
@@ -962,4 +1002,5 @@ ORG_SCOPED_TABLES = (
     invoices,
     payment_customers,
     payments,
+    coupon_redemptions,
 )

@@ -30,8 +30,16 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from billing_kernel.common.money import MAX_AMOUNT, ZERO, money_text, round_money, within_bounds
+from billing_kernel.common.money import (
+    MAX_AMOUNT,
+    ZERO,
+    exact_text,
+    money_text,
+    round_money,
+    within_bounds,
+)
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
+from billing_kernel.discounts.rules import FEE, Coupon, Discountable, discounts
 from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
@@ -48,7 +56,11 @@ class LineKind(StrEnum):
     OVERAGE = "overage"
     SEATS = "seats"
     ADJUSTMENT = "adjustment"
+    DISCOUNT = "discount"
     CREDIT_APPLIED = "credit_applied"
+
+
+FEE_KINDS = frozenset({LineKind.BASE_FEE, LineKind.PRORATION_CREDIT, LineKind.PRORATION_CHARGE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,8 @@ class InvoiceLine:
     """Fee lines: the time the line covers, to the period's end."""
     adjusts: BillingPeriod | None = None
     """Adjustment lines: the earlier period whose late usage they bill."""
+    coupon: str | None = None
+    """Discount lines: the coupon's code."""
 
 
 def whole_second(moment: datetime) -> datetime:
@@ -172,7 +186,8 @@ def _fee(
     formula = (
         f"{money_text(plan.monthly_price)}"
         if seconds == length
-        else f"{money_text(plan.monthly_price)} x {seconds:,} s / {length:,} s = {_exact(exact)}"
+        else f"{money_text(plan.monthly_price)} x {seconds:,} s / {length:,} s"
+        f" = {exact_text(exact)}"
     )
     return InvoiceLine(
         kind=kind,
@@ -203,12 +218,6 @@ def formula_for_people(formula: str) -> str:
         return f"≈ {exact.quantize(Decimal(1).scaleb(-FORMULA_PLACES), ROUND_HALF_UP):,}"
 
     return _LONG_DECIMAL.sub(rounded, formula)
-
-
-def _exact(amount: Decimal) -> str:
-    """An unrounded amount in the fewest digits that hold it, however the database scaled
-    the prices it came from: '24.5', '4.69134'."""
-    return f"{amount.normalize():f}"
 
 
 def overage_cost(
@@ -259,7 +268,7 @@ def usage_lines(
                     + (" (the period's peak)" if seats else "")
                 ),
                 amount=cost.amount,
-                formula=f"{arithmetic} = {_exact(cost.exact)} → {money_text(cost.amount)}",
+                formula=f"{arithmetic} = {exact_text(cost.exact)} → {money_text(cost.amount)}",
                 plan_slug=plan.slug,
                 plan_version=plan.version,
                 metric=metric.key,
@@ -316,7 +325,7 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
                 ),
                 amount=amount,
                 formula=(
-                    f"{arithmetic} = {_exact(cost.exact)}"
+                    f"{arithmetic} = {exact_text(cost.exact)}"
                     f" → {money_text(after)}, less {money_text(before)} billed"
                     f" → {money_text(amount)}"
                 ),
@@ -413,12 +422,14 @@ def draft_invoice(
     used: Mapping[str, int],
     included: Mapping[str, int | None],
     late_usage: Sequence[LateUsage] = (),
+    coupons: Sequence[Coupon] = (),
 ) -> InvoiceDraft:
     """The org's invoice for `period`: its fee lines, then, if it was billable for any of
     the period, its usage priced by the plan in force at the period's end, then the
-    adjustments for `late_usage` of earlier periods. Every plan it was on in the period is
-    in one currency (CurrencyChange otherwise: the kernel refuses a change of currency within
-    a billed period)."""
+    adjustments for `late_usage` of earlier periods, then what `coupons` (those covering the
+    period, in the order they were applied to the org) take off them. Every plan it was on
+    in the period is in one currency (CurrencyChange otherwise: the kernel refuses a change
+    of currency within a billed period)."""
     subs = in_force(period, history)
     if not subs:
         raise ValueError(f"org {org_id!r} had no plan in {period.label}")
@@ -435,7 +446,32 @@ def draft_invoice(
     if bills_usage:
         lines += usage_lines(at_end, catalogue, used, included)
     lines += adjustment_lines(late_usage)
+    lines += discount_lines(lines, coupons, at_end)
     return InvoiceDraft(org_id, period, at_end.currency, tuple(lines), at_end, bills_usage)
+
+
+def discount_lines(
+    lines: Sequence[InvoiceLine], coupons: Sequence[Coupon], plan: Plan
+) -> list[InvoiceLine]:
+    """One `discount` line per coupon that takes something off `lines` (`discounts.rules`),
+    in `plan`'s currency."""
+    return [
+        InvoiceLine(
+            kind=LineKind.DISCOUNT,
+            description=f"{found.coupon.name} ({found.coupon.code}): {found.coupon.off}",
+            amount=-found.amount,
+            formula=found.formula,
+            plan_slug=plan.slug,
+            plan_version=plan.version,
+            coupon=found.coupon.code,
+        )
+        for found in discounts([_discountable(line) for line in lines], coupons, plan.currency)
+    ]
+
+
+def _discountable(line: InvoiceLine) -> Discountable:
+    target = FEE if line.kind in FEE_KINDS else line.metric  # only usage lines name one
+    return Discountable(target, line.plan_slug, line.amount)
 
 
 def usage_of(
@@ -467,6 +503,7 @@ class StoredLine:
     unit_price: Decimal
     unit_size: int
     starts_at: datetime | None
+    coupon: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.invoices.rules import (
+    FEE_KINDS,
     Backtest,
     InvoiceDraft,
     InvoiceLine,
@@ -28,9 +29,10 @@ class InvoiceLineOut(BaseModel):
         "period. `proration_credit` (negative) and `proration_charge`: a change of plan, "
         "version or billable status within the period, to the second. `overage` and `seats`: "
         "usage beyond what is included, priced by the plan in force at the period's end. "
-        "`adjustment`: late usage of an earlier month. `credit_applied` (negative): the org's "
-        "credit balance (credit notes on invoices paid outside Stripe) drawn when the invoice "
-        "was made."
+        "`adjustment`: late usage of an earlier month. `discount` (negative): what a coupon "
+        "applied to the org takes off the lines above it (see `coupon`). `credit_applied` "
+        "(negative): the org's credit balance (credit notes on invoices paid outside Stripe) "
+        "drawn when the invoice was made, after every discount."
     )
     description: str
     amount: MoneyText = Field(description="Rounded once, half up, to cents.")
@@ -53,6 +55,9 @@ class InvoiceLineOut(BaseModel):
         "lines: null.",
     )
     starts_at: datetime | None = Field(description="Fee lines: from when they bill.")
+    coupon: str | None = Field(
+        default=None, description="Discount lines: the code of the coupon that takes it off."
+    )
     period: str = Field(
         description="The month the line bills, `YYYY-MM`: an adjustment's is the earlier "
         "month whose late usage it bills."
@@ -75,9 +80,6 @@ class InvoiceLineOut(BaseModel):
             period=f"{line.period_start:%Y-%m}",
             **_counted(kind, {name: getattr(line, name) for name in named}),
         )
-
-
-FEE_KINDS = frozenset({LineKind.BASE_FEE, LineKind.PRORATION_CREDIT, LineKind.PRORATION_CHARGE})
 
 
 def _counted(kind: LineKind, fields: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +154,7 @@ class FinalizedInvoiceOut(BaseModel):
     )
     currency: str
     subtotal: MoneyText = Field(
-        description="The sum of its charges (every line but a `credit_applied` one)."
+        description="The sum of its lines, discounts included, but a `credit_applied` one."
     )
     total: MoneyText = Field(
         description="What is to be paid: the subtotal less the credit balance applied (a "

@@ -229,8 +229,8 @@ def is_deployment_admin(caller: object) -> bool:
 async def _deployment_admin(key: OrgAdmin) -> ApiKeyCaller:
     if key.org_id is not None:
         raise Forbidden(
-            f"this API key is restricted to org {key.org_id!r}; changing a plan changes it for "
-            "every org on it, and needs a key for every org"
+            f"this API key is restricted to org {key.org_id!r}; this is the whole deployment's "
+            "(plans, metrics, coupons, every org's figures) and needs a key for every org"
         )
     return key
 

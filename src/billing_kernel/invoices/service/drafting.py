@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.db.unit_of_work import UnitOfWork
+from billing_kernel.discounts.service import DiscountService
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import (
     InvoiceDraft,
@@ -54,8 +55,10 @@ class InvoiceDrafts:
         quota: QuotaService,
         members: MemberService,
         usage: UsageReader,
+        discounts: DiscountService,
     ) -> None:
         self._metrics = metrics
+        self._discounts = discounts
         self._plans = plans
         self._quota = quota
         self._members = members
@@ -69,15 +72,17 @@ class InvoiceDrafts:
         used: Mapping[str, int],
         late: Mapping[tuple[date, str], Tally],
         unit: UnitOfWork,
+        at: datetime,
         *,
         events: Mapping[tuple[date, str], Tally] | None = None,
         as_of: StoredInvoice | None = None,
         recorded_late: Mapping[tuple[date, str], int] | None = None,
         replaced: Plan | None = None,
     ) -> Computed:
-        """The org's invoice for `period` from its `history`, the usage of the period
-        (`used`, by metric) and the `late` usage of earlier periods (priced as each was,
-        against what its invoices billed before this one: `as_of`, or now). Late usage whose
+        """The org's invoice for `period` made at `at`, from its `history`, the usage of the
+        period (`used`, by metric) and the `late` usage of earlier periods (priced as each
+        was, against what its invoices billed before this one: `as_of`, or now), less the
+        discounts of the coupons applied to the org at `at` that cover the period. Late usage whose
         lines are forgotten comes as `recorded_late`: what the invoice recorded it added.
         `replaced`: the plan `as_of` was made by, when the history holds a draft in its
         place; what the invoice recorded as included where it was that plan's becomes the
@@ -131,7 +136,10 @@ class InvoiceDrafts:
                     billable=earlier.bills_usage,
                 )
             )
-        draft = draft_invoice(org_id, period, history, catalogue, used, included, late_usage)
+        coupons = await self._discounts.in_effect(org_id, period, at, unit)
+        draft = draft_invoice(
+            org_id, period, history, catalogue, used, included, late_usage, coupons
+        )
         counted = events or {}
         usage = [
             StoredUsage(
@@ -206,6 +214,7 @@ class InvoiceDrafts:
             used,
             late,
             unit,
+            invoice.issued_at,
             events=events,
             as_of=invoice,
             recorded_late=recorded_late,
@@ -265,4 +274,5 @@ def stored_line(number: int, line: InvoiceLine, period: BillingPeriod) -> Stored
         unit_price=line.unit_price,
         unit_size=line.unit_size,
         starts_at=line.starts_at,
+        coupon=line.coupon,
     )

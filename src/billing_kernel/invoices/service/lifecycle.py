@@ -17,6 +17,7 @@ from billing_kernel.config import Settings
 from billing_kernel.credits.service import CreditService
 from billing_kernel.db.database import failure_reason
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.discounts.service import DiscountService
 from billing_kernel.errors import (
     AmountOutOfBounds,
     BillingError,
@@ -110,6 +111,7 @@ class InvoiceService:
         usage: UsageReader,
         events: EventLog,
         credits: CreditService,
+        discounts: DiscountService,
     ) -> None:
         self._tx = transactions
         self._settings = settings
@@ -122,10 +124,15 @@ class InvoiceService:
         self._credits = credits
         self._usage = usage
         self._drafts = InvoiceDrafts(
-            metrics=metrics, plans=plans, quota=quota, members=members, usage=usage
+            metrics=metrics,
+            plans=plans,
+            quota=quota,
+            members=members,
+            usage=usage,
+            discounts=discounts,
         )
         self._verification = InvoiceVerification(
-            transactions, metrics, self._drafts, credits, usage
+            transactions, metrics, self._drafts, credits, usage, discounts
         )
         self._backtests = PlanBacktests(
             transactions, clock, self.grace, plans=plans, drafts=self._drafts, usage=usage
@@ -165,7 +172,9 @@ class InvoiceService:
                 history = [Subscription(state.created_at, summary.plan, billable(state.status))]
             if change is not None:
                 history = [*history, change]
-            computed = await self._drafts.compute(org_id, period, history, used, late, unit)
+            computed = await self._drafts.compute(
+                org_id, period, history, used, late, unit, self._clock()
+            )
             return computed.draft
 
     async def estimate(
@@ -321,7 +330,7 @@ class InvoiceService:
             seats = await self._drafts.seat_peaks(org_id, period, unit)
             late = {key: b for key, b in billed.items() if key[0] < period.key}
             computed = await self._drafts.compute(
-                org_id, period, history, {**used, **seats}, late, unit, events=billed
+                org_id, period, history, {**used, **seats}, late, unit, now, events=billed
             )
             draft = computed.draft
             beyond = draft.out_of_bounds()

@@ -1,6 +1,8 @@
 """Verifying invoices: each one that counts, recomputed from the events it billed, the plan
 versions, the subscription history and the limits it recorded, is what it was; the numbers,
-void ones included, have no gaps; an invoice's status agrees with its payment and void times.
+void ones included, have no gaps; an invoice's status agrees with its payment and void times;
+its discounts are what the coupons applied to the org when it was made take off it, and each
+coupon counts the orgs it was applied to.
 For a month whose events are forgotten (BILLING_EVENT_RETENTION_MONTHS), an invoice is
 recomputed from the usage it recorded of that month instead: its pricing is still checked,
 but no longer that the usage it recorded is what the events came to."""
@@ -15,6 +17,7 @@ from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.credits.service import CreditService
 from billing_kernel.db.unit_of_work import Transactions, UnitOfWork
+from billing_kernel.discounts.service import DiscountService
 from billing_kernel.invoices.repository import InvoiceRepository
 from billing_kernel.invoices.rules import LineKind, StoredInvoice, StoredLine
 from billing_kernel.invoices.service.drafting import InvoiceDrafts, stored_line
@@ -31,12 +34,14 @@ class InvoiceVerification:
         drafts: InvoiceDrafts,
         credits: CreditService,
         usage: UsageReader,
+        discounts: DiscountService,
     ) -> None:
         self._tx = transactions
         self._metrics = metrics
         self._drafts = drafts
         self._credits = credits
         self._usage = usage
+        self._discounts = discounts
 
     async def verify(self, uow: UnitOfWork | None = None) -> list[str]:
         """Recompute every invoice that counts (open or paid) from the events it billed (for
@@ -68,6 +73,7 @@ class InvoiceVerification:
                     differences += await self._differences(invoice, forgotten, plans, unit)
                 differences += await self._credit_differences(invoice, unit)
             differences += await self._credits.verify(unit)
+            differences += await self._discounts.verify(unit)
         return differences
 
     async def _differences(
