@@ -20,6 +20,7 @@ from billing_kernel.dashboard.view import (
     compact,
     count,
     day_month,
+    discount_text,
     event_text,
     exact_compact,
     feature_rows,
@@ -36,6 +37,7 @@ from billing_kernel.dashboard.view import (
     shown_and_folded,
     without_version_tags,
 )
+from billing_kernel.discounts.rules import FEE, Coupon, Duration, Kind, Redemption
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.invoices.rules import StoredLine
 from billing_kernel.metrics.rules import Metric
@@ -425,3 +427,24 @@ def test_an_event_that_is_not_an_alert_reads_as_its_type_and_facts() -> None:
         {"invoice_number": "INV-000001", "amount": "49.75"},
     )
     assert event_text(paid, NAMES) == ("payment.succeeded: invoice_number INV-000001, amount 49.75")
+
+
+def test_a_coupon_reads_as_what_it_takes_and_until_when() -> None:
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    three = Coupon("L20", "Launch", Kind.PERCENT, Decimal(20), Duration.REPEATING, periods=3)
+    applied = datetime(2026, 11, 5, tzinfo=UTC)
+    assert discount_text(Redemption("o", three, applied), now) == (
+        "Launch (L20): 20% off, through January 2027"
+    )
+    once = replace(three, duration=Duration.ONCE, periods=None, applies_to=(FEE, "tokens"))
+    assert discount_text(Redemption("o", once, applied), now) == (
+        "Launch (L20): 20% off, on the plan fee, tokens, ended with November 2026"
+    )
+    this_month = Redemption("o", once, now)
+    assert discount_text(this_month, now).endswith(", through December 2026")
+    removed = Redemption("o", three, applied, removed_at=now)
+    assert discount_text(removed, now) == "Launch (L20): 20% off, removed 3 December 2026"
+    five = Coupon("F5", "Five", Kind.AMOUNT, Decimal(5), Duration.FOREVER, currency="EUR")
+    assert discount_text(Redemption("o", five, applied), now) == (
+        "Five (F5): 5.00 EUR off, every month"
+    )

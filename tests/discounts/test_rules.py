@@ -1,7 +1,7 @@
 """Coupons and what they take off an invoice (discounts.rules)."""
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -207,6 +207,16 @@ def test_an_invoice_takes_what_was_applied_and_not_removed_when_it_was_made() ->
     assert not applied.discounts(NOV.next(), datetime(2026, 12, 10, 12, 0, 0, 1, tzinfo=UTC))
     assert applied.discounts(NOV.next(), at(12, 10))  # removed at its instant: after it
     assert not Redemption("org", PCT, at(11, 3)).discounts(NOV.previous(), at(12, 1))
+
+
+def test_a_redemption_knows_the_last_month_it_covers() -> None:
+    assert Redemption("org", PCT, at(11, 30)).last_month == date(2027, 1, 1)
+    assert Redemption("org", replace(PCT, periods=14), at(11, 30)).last_month == date(2027, 12, 1)
+    once = replace(PCT, duration=Duration.ONCE, periods=None)
+    assert Redemption("org", once, at(12, 31)).last_month == date(2026, 12, 1)
+    forever = replace(PCT, duration=Duration.FOREVER, periods=None)
+    assert Redemption("org", forever, at(1)).last_month is None
+    assert (once.months, PCT.months, forever.months) == (1, 3, None)
 
 
 def test_coupons_apply_in_the_order_they_were_applied() -> None:

@@ -23,6 +23,7 @@ from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_ID_LENGTH
 from billing_kernel.config import Settings
 from billing_kernel.dashboard import view
 from billing_kernel.db.unit_of_work import ReadOnlyUnit, UnitOfWork
+from billing_kernel.discounts.rules import Redemption
 from billing_kernel.errors import BillingError, Forbidden, OrgNotFound, Unauthenticated
 from billing_kernel.events.rules import Event
 from billing_kernel.invoices.rules import InvoiceDraft, StoredInvoice
@@ -121,6 +122,7 @@ class _PageReads:
     attempts: dict[str, list[Payment]]
     states: list[AlertState]
     history: list[tuple[int, Event]]
+    coupons: list[Redemption]
 
 
 async def _read_page(as_user: Kernel, org_id: str, admin: bool, uow: UnitOfWork) -> _PageReads:
@@ -145,6 +147,7 @@ async def _read_page(as_user: Kernel, org_id: str, admin: bool, uow: UnitOfWork)
             limit=HISTORY_LENGTH,
             uow=uow,
         ),
+        coupons=await as_user.discounts.redemptions(org_id, uow) if admin else [],
     )
 
 
@@ -202,6 +205,7 @@ async def billing_page(
         "dashboard": dashboard,
         "summary": dashboard.summary,
         "invoice": page.upcoming if admin else None,  # its lines: for owners and admins
+        "discounts": [view.discount_text(r, dashboard.summary.generated_at) for r in page.coupons],
         "estimated_total": page.upcoming.total,  # one figure for every member
         "org_name": page.org_name,
         "past_invoices": past,

@@ -13,6 +13,7 @@ from typing import Protocol
 from billing_kernel.alerts.rules import BLOCKED, AlertState, parse_threshold
 from billing_kernel.common.money import money_text
 from billing_kernel.common.periods import BillingPeriod
+from billing_kernel.discounts.rules import Redemption
 from billing_kernel.events.rules import Event, EventType
 from billing_kernel.features.rules import describe
 from billing_kernel.invoices.rules import formula_for_people
@@ -411,3 +412,19 @@ def payment_state(
 def card_text(brand: str, last4: str, exp_month: int, exp_year: int) -> str:
     """ "Visa ending 4242, expires 12/2031"."""
     return f"{brand.title()} ending {last4}, expires {exp_month:02d}/{exp_year}"
+
+
+def discount_text(redemption: Redemption, now: datetime) -> str:
+    """A coupon applied to the org, as its admins read it: what it takes off and until
+    when ('Launch (LAUNCH20): 20% off, on the plan fee, through January 2027'), or that it
+    has ended or was removed."""
+    coupon = redemption.coupon
+    text = f"{coupon.name} ({coupon.code}): {coupon.off}{coupon.on}"
+    if redemption.removed_at is not None:
+        return f"{text}, removed {long_day(redemption.removed_at.date())}"
+    last = redemption.last_month
+    if last is None:
+        return f"{text}, every month"
+    if last < BillingPeriod.containing(now).key:
+        return f"{text}, ended with {month_name(last)}"
+    return f"{text}, through {month_name(last)}"

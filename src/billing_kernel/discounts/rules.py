@@ -92,11 +92,16 @@ class Coupon:
             return f"for {n} month{'s' if n != 1 else ''}"
         return "for one month" if self.duration is Duration.ONCE else "forever"
 
+    @property
+    def on(self) -> str:
+        """The lines it takes from, in words (`, on the plan fee, tokens`); none for all."""
+        if self.applies_to is None:
+            return ""
+        return ", on " + ", ".join("the plan fee" if t == FEE else t for t in self.applies_to)
+
     def describe(self) -> str:
         """The coupon in words: `20% off for 3 months, on tokens`."""
-        text = f"{self.off} {self.lasts}"
-        if self.applies_to is not None:
-            text += ", on " + ", ".join("the plan fee" if t == FEE else t for t in self.applies_to)
+        text = f"{self.off} {self.lasts}{self.on}"
         if self.plans is not None:
             text += f" ({', '.join(self.plans)} only)"
         return text
@@ -108,10 +113,14 @@ class Coupon:
         first = BillingPeriod.containing(redeemed_at).key
         if period.key < first:
             return False
+        return self.months is None or _months_between(first, period.key) < self.months
+
+    @property
+    def months(self) -> int | None:
+        """How many months it covers; None: every one from the first."""
         if self.duration is Duration.FOREVER:
-            return True
-        count = 1 if self.duration is Duration.ONCE else (self.periods or 0)
-        return _months_between(first, period.key) < count
+            return None
+        return 1 if self.duration is Duration.ONCE else (self.periods or 0)
 
     def why_not_redeemable(self, now: datetime) -> str | None:
         """Why it may not be applied to another org at `now`; None when it may."""
@@ -163,6 +172,17 @@ class Redemption:
             and (self.removed_at is None or at <= self.removed_at)
             and self.coupon.covers(self.redeemed_at, period)
         )
+
+    @property
+    def last_month(self) -> date | None:
+        """The first day of the last month it covers (for a count of none, the month before
+        the first); None for one that lasts forever."""
+        count = self.coupon.months
+        if count is None:
+            return None
+        first = BillingPeriod.containing(self.redeemed_at).key
+        months = first.year * 12 + first.month - 1 + count - 1
+        return date(months // 12, months % 12 + 1, 1)
 
 
 def in_effect(
