@@ -77,13 +77,13 @@ async def test_a_coupon_is_defined_once_applied_once_removed_and_archived(api: A
         ({"percent_off": None}, "body", "give percent_off or amount_off"),
         ({"duration": "repeating"}, "periods", "needs periods"),
         ({"periods": 2}, "periods", "not one that lasts forever"),
-        ({"duration": "weekly"}, "duration", ""),
+        ({"duration": "weekly"}, "duration", "'once', 'repeating' or 'forever'"),
         ({"applies_to": ["tokens", "tokens"]}, "applies_to", "names one twice"),
-        ({"plans": ["Pro"]}, "plans", ""),
-        ({"max_redemptions": 0}, "max_redemptions", ""),
-        ({"redeem_by": "2026-13-01T00:00:00Z"}, "redeem_by", ""),
-        ({"code": "no spaces"}, "code", ""),
-        ({"unknown": 1}, "unknown", ""),
+        ({"plans": ["Pro"]}, "plans.0", "should match pattern"),
+        ({"max_redemptions": 0}, "max_redemptions", "greater than or equal to 1"),
+        ({"redeem_by": "2026-13-01T00:00:00Z"}, "redeem_by", "month value is outside"),
+        ({"code": "no spaces"}, "code", "should match pattern"),
+        ({"unknown": 1}, "unknown", "Extra inputs are not permitted"),
     ],
 )
 async def test_a_wrong_coupon_is_refused_naming_the_part_and_writes_nothing(
@@ -97,8 +97,8 @@ async def test_a_wrong_coupon_is_refused_naming_the_part_and_writes_nothing(
     )
     assert refused.status_code == 422, refused.text
     problem = refused.json()
-    assert location in str(problem["errors"][0]["location"]) or location in problem["detail"]
-    assert words in problem["detail"] or words in str(problem["errors"])
+    assert problem["errors"][0]["location"].endswith(location)
+    assert words in problem["detail"]
     assert await row_counts(api.database) == before
 
 

@@ -27,6 +27,7 @@ from enum import StrEnum
 from billing_kernel.common.money import CENT, MAX_AMOUNT, ZERO, exact_text, money_text, round_money
 from billing_kernel.common.periods import BillingPeriod, ensure_utc
 from billing_kernel.errors import InvalidInput
+from billing_kernel.pricing.rules import check_amount
 
 CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """A coupon's code: 1 to 64 letters, digits, `_` and `-`, starting with a letter or digit."""
@@ -209,14 +210,14 @@ def check_coupon(coupon: Coupon) -> Coupon:
     if not coupon.name.strip() or len(coupon.name) > 200:
         raise InvalidInput("name must be 1 to 200 characters, not only spaces", field="name")
     if coupon.kind is Kind.PERCENT:
-        _check_places(coupon.value, 2, HUNDRED, "percent_off")
+        check_amount(coupon.value, 2, HUNDRED, "percent_off", above_zero=True)
         if coupon.currency is not None:
             raise InvalidInput(
                 "currency is for an amount off: a percentage applies in any currency",
                 field="currency",
             )
     else:
-        _check_places(coupon.value, 2, MAX_AMOUNT, "amount_off")
+        check_amount(coupon.value, 2, MAX_AMOUNT, "amount_off", above_zero=True)
         if coupon.currency is None or not re.fullmatch(r"[A-Z]{3}", coupon.currency):
             raise InvalidInput(
                 "an amount off needs its currency, a three-letter code such as USD",
@@ -240,20 +241,6 @@ def check_coupon(coupon: Coupon) -> Coupon:
             field="max_redemptions",
         )
     return coupon
-
-
-def _check_places(value: Decimal, places: int, most: Decimal, field: str) -> None:
-    exponent = value.as_tuple().exponent
-    if (
-        not value.is_finite()
-        or not ZERO < value <= most
-        or not isinstance(exponent, int)
-        or -exponent > places
-    ):
-        raise InvalidInput(
-            f"{field} must be above 0 and at most {most}, with at most {places} decimals",
-            field=field,
-        )
 
 
 def _check_list(values: tuple[str, ...] | None, field: str) -> None:

@@ -226,21 +226,22 @@ def _fee(fee: Decimal) -> str:
     return f" + {money_text(fee)}" if fee else ""
 
 
-def check_amount(value: Decimal, places: int, most: Decimal, field: str) -> None:
-    """InvalidInput naming `field` unless `value` is from 0 to `most` with at most `places`
-    decimals."""
+def check_amount(
+    value: Decimal, places: int, most: Decimal, field: str, *, above_zero: bool = False
+) -> None:
+    """InvalidInput naming `field` unless `value` is from 0 (`above_zero`: above it) to
+    `most` with at most `places` decimals."""
     exponent = value.as_tuple().exponent
     if (
         not value.is_finite()
         or value < 0
+        or (above_zero and value == 0)
         or value > most
         or not isinstance(exponent, int)
         or -exponent > places
     ):
-        raise InvalidInput(
-            f"{field} must be an amount from 0 to {most} with at most {places} decimals",
-            field=field,
-        )
+        bounds = f"above 0 and at most {most}," if above_zero else f"an amount from 0 to {most}"
+        raise InvalidInput(f"{field} must be {bounds} with at most {places} decimals", field=field)
 
 
 def validate_price(price: Price, field: str = "price") -> Price:
