@@ -2311,6 +2311,26 @@ export interface components {
          * @enum {string}
          */
         DeliveryStatus: "pending" | "delivered" | "failed" | "skipped";
+        /** DimensionIn */
+        DimensionIn: {
+            /**
+             * Property
+             * @example model
+             */
+            property: string;
+            /**
+             * Prices
+             * @description Each value with its price, once each, in the order the included quantity covers them.
+             */
+            prices: components["schemas"]["ValuePriceIn"][];
+        };
+        /** DimensionOut */
+        DimensionOut: {
+            /** Property */
+            property: string;
+            /** Prices */
+            prices: components["schemas"]["ValuePriceOut"][];
+        };
         /** EndpointIn */
         EndpointIn: {
             /**
@@ -2695,6 +2715,16 @@ export interface components {
              */
             coupon?: string | null;
             /**
+             * Dimension
+             * @description Usage lines of a metric priced per value (docs/pricing.md#prices-per-dimension): the event property, e.g. `model`.
+             */
+            dimension?: string | null;
+            /**
+             * Dimension Value
+             * @description ... and the value the line bills, e.g. `gpt-5`; null with a `dimension`: every value the plan does not price apart.
+             */
+            dimension_value?: string | null;
+            /**
              * Period
              * @description The month the line bills, `YYYY-MM`: an adjustment's is the earlier month whose late usage it bills.
              */
@@ -3066,6 +3096,16 @@ export interface components {
             peak?: number | null;
             /** @description How the limit is enforced, after the org's override. */
             policy: components["schemas"]["PolicyOut"];
+            /**
+             * Dimension
+             * @description A metric priced per value of an event property: the property (docs/pricing.md#prices-per-dimension); else null.
+             */
+            dimension?: string | null;
+            /**
+             * Split
+             * @description A metric priced per value: its usage per value priced apart, then the other values, as its invoice lines bill them; `overage_amount` is their sum. Else empty.
+             */
+            split?: components["schemas"]["ValueUsageOut"][];
         };
         /** MetricsOut */
         MetricsOut: {
@@ -3627,17 +3667,6 @@ export interface components {
         /** PlanTermsIn */
         PlanTermsIn: {
             /**
-             * Metric
-             * @example tokens
-             */
-            metric: string;
-            /**
-             * Included Quantity
-             * @description Included per month; null: unlimited.
-             * @example 1000000
-             */
-            included_quantity: number | null;
-            /**
              * @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included.
              * @default per_unit
              */
@@ -3661,18 +3690,24 @@ export interface components {
              * @description `graduated` and `volume` only: the tiers in order, each ending above the one before, the last with `up_to: null`. A wrong tier is refused naming it (`tiers[1].up_to`).
              */
             tiers?: components["schemas"]["TierIn"][] | null;
+            /**
+             * Metric
+             * @example tokens
+             */
+            metric: string;
+            /**
+             * Included Quantity
+             * @description Included per month; null: unlimited.
+             * @example 1000000
+             */
+            included_quantity: number | null;
+            /** @description Prices of their own for some values of one event property (`model`: gpt-5 at one price, a small model at another); every other value, and an event without the property, is priced by the metric's own price. Each value is its own invoice line. The included quantity is the metric's, shared: it covers the values in the order listed, then the others (docs/pricing.md#prices-per-dimension). Only for a metric that sums or counts. */
+            dimension?: components["schemas"]["DimensionIn"] | null;
             /** @description Left out: soft. */
             policy?: components["schemas"]["PolicyIn"] | null;
         };
         /** PlanTermsOut */
         PlanTermsOut: {
-            /** Metric */
-            metric: string;
-            /**
-             * Included Quantity
-             * @description Included per month; null: unlimited.
-             */
-            included_quantity: number | null;
             /** @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included. */
             price_model: components["schemas"]["PriceModel"];
             /**
@@ -3690,6 +3725,15 @@ export interface components {
              * @description `graduated` and `volume`: the tiers; else none.
              */
             tiers: components["schemas"]["TierOut"][];
+            /** Metric */
+            metric: string;
+            /**
+             * Included Quantity
+             * @description Included per month; null: unlimited.
+             */
+            included_quantity: number | null;
+            /** @description Prices of their own for some values of one event property (`model`: gpt-5 at one price, a small model at another); every other value, and an event without the property, is priced by the metric's own price. Each value is its own invoice line. The included quantity is the metric's, shared: it covers the values in the order listed, then the others (docs/pricing.md#prices-per-dimension). Only for a metric that sums or counts. */
+            dimension: components["schemas"]["DimensionOut"] | null;
             policy: components["schemas"]["PolicyOut"];
         };
         /** PlanThresholdsOut */
@@ -4137,6 +4181,13 @@ export interface components {
              * @description The org's limit it was billed against; null: unlimited (or late usage of an earlier month, billed against that month's).
              */
             included: number | null;
+            /**
+             * Split
+             * @description A metric priced per value: what of `quantity` was each value priced apart (the rest is the other values'); else null.
+             */
+            split?: {
+                [key: string]: number;
+            } | null;
         };
         /**
          * UsageEventIn
@@ -4308,6 +4359,83 @@ export interface components {
             groups?: {
                 [key: string]: components["schemas"]["GroupOut"][];
             } | null;
+        };
+        /** ValuePriceIn */
+        ValuePriceIn: {
+            /**
+             * @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included.
+             * @default per_unit
+             */
+            price_model: components["schemas"]["PriceModel"];
+            /**
+             * Overage Unit Price
+             * @description `per_unit` and `package`: the price of each block of `overage_unit_size` beyond it. `graduated` and `volume` price by `tiers`, and leave it 0.
+             * @default 0
+             * @example 0.02
+             */
+            overage_unit_price: string;
+            /**
+             * Overage Unit Size
+             * @description The units a unit price is for (the tiers' too): 1000 prices per thousand.
+             * @default 1
+             * @example 1000
+             */
+            overage_unit_size: number;
+            /**
+             * Tiers
+             * @description `graduated` and `volume` only: the tiers in order, each ending above the one before, the last with `up_to: null`. A wrong tier is refused naming it (`tiers[1].up_to`).
+             */
+            tiers?: components["schemas"]["TierIn"][] | null;
+            /**
+             * Value
+             * @description The property's value as text (a number as JSON writes it: `5`).
+             * @example gpt-5
+             */
+            value: string;
+        };
+        /** ValuePriceOut */
+        ValuePriceOut: {
+            /** @description How the units beyond those included are priced (docs/pricing.md): `per_unit`: `overage_unit_price` per `overage_unit_size` units, a partial block charged proportionally; `package`: the same, a partial block charged whole; `graduated`: each unit at the price of the tier it falls in; `volume`: every unit at the price of the tier the whole quantity reaches. Tiers count from the first unit beyond those included. */
+            price_model: components["schemas"]["PriceModel"];
+            /**
+             * Overage Unit Price
+             * @description `per_unit` and `package`: the price per `overage_unit_size` units (0 for the tiered models: their tiers say).
+             */
+            overage_unit_price: string;
+            /**
+             * Overage Unit Size
+             * @description Units a unit price is for, e.g. 1000.
+             */
+            overage_unit_size: number;
+            /**
+             * Tiers
+             * @description `graduated` and `volume`: the tiers; else none.
+             */
+            tiers: components["schemas"]["TierOut"][];
+            /** Value */
+            value: string;
+        };
+        /** ValueUsageOut */
+        ValueUsageOut: {
+            /**
+             * Value
+             * @description The value priced apart; null: every other value of the property.
+             */
+            value: string | null;
+            /** Used */
+            used: number;
+            /**
+             * Included
+             * @description Of the metric's included quantity, what covers this value's usage (the values listed first, in order); null: unlimited.
+             */
+            included: number | null;
+            /** Overage Quantity */
+            overage_quantity: number;
+            /**
+             * Overage Amount
+             * @description As its invoice line would bill it now.
+             */
+            overage_amount: string;
         };
         /** VoidIn */
         VoidIn: {

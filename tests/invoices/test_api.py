@@ -43,6 +43,8 @@ async def test_the_upcoming_invoice_is_for_owners_admins_and_billing_admin_keys(
         "seconds": None,
         "starts_at": None,
         "coupon": None,
+        "dimension": None,
+        "dimension_value": None,
         "period": invoice["period"],
     }
     fee = invoice["lines"][0]

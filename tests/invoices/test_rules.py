@@ -43,7 +43,7 @@ from billing_kernel.invoices.rules import (
 )
 from billing_kernel.metrics.rules import DEFAULT_METRICS, Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import PriceModel, Tier
+from billing_kernel.pricing.rules import Dimension, Price, PriceModel, Tier, ValuePrice
 from tests.seeded import GROWTH, STARTER
 
 FREE = replace(STARTER, slug="internal-dev", name="Internal", monthly_price=Decimal("0.00"))
@@ -733,3 +733,158 @@ def test_late_usage_on_a_tiered_price_bills_what_the_tiers_make_of_the_whole() -
     )
     # Within the package already paid for: nothing more.
     assert adjustment_lines([late(1_100_000, 500_000, plan=tokens_on(package))]) == []
+
+
+# Prices per dimension
+
+MINI_TIERS = (Tier(100_000, Decimal("0.02")), Tier(None, Decimal("0.01"), Decimal("1.00")))
+PER_MODEL_TOKENS = PlanMetric(
+    "tokens",
+    100_000,
+    Decimal("0.05"),
+    1_000,
+    dimension=Dimension(
+        "model",
+        (
+            ValuePrice("gpt-5", Price(unit_price=Decimal("0.10"), unit_size=1_000)),
+            ValuePrice(
+                "gpt-5-mini", Price(PriceModel.GRADUATED, unit_size=1_000, tiers=MINI_TIERS)
+            ),
+        ),
+    ),
+)
+
+
+def test_a_metric_priced_per_value_bills_a_line_per_value_beyond_the_shared_included() -> None:
+    plan = tokens_on(PER_MODEL_TOKENS)
+    split = {"tokens": {"gpt-5": 60_000, "gpt-5-mini": 250_000}}
+    lines = usage_lines(plan, [TOKENS], {"tokens": 360_000}, {}, split)
+    # The 100,000 included cover gpt-5's 60,000, then 40,000 of gpt-5-mini's 250,000.
+    assert [
+        (line.description, line.amount, line.formula, line.quantity, line.dimension_value)
+        for line in lines
+    ] == [
+        (
+            "LLM tokens (model gpt-5-mini): 250,000 tokens, 40,000 of the 100,000 included",
+            Decimal("4.10"),
+            "(250,000 - 40,000) = 210,000: 100,000 x 0.02 / 1,000 + 110,000 x 0.01 / 1,000"
+            " + 1.00 = 4.1 → 4.10",
+            210_000,
+            "gpt-5-mini",
+        ),
+        (
+            "LLM tokens (other model values): 50,000 tokens, none of the included",
+            Decimal("2.50"),
+            "(50,000 - 0) x 0.05 / 1,000 = 2.5 → 2.50",
+            50_000,
+            None,
+        ),
+    ]
+    assert {(line.dimension, line.unit_price, line.unit_size) for line in lines} == {
+        ("model", Decimal("0.01"), 1_000),
+        ("model", Decimal("0.05"), 1_000),
+    }
+    # An org's own limit is shared the same way; an unlimited one bills nothing.
+    [rest] = usage_lines(plan, [TOKENS], {"tokens": 360_000}, {"tokens": 320_000}, split)
+    assert (rest.description, rest.amount) == (
+        "LLM tokens (other model values): 50,000 tokens, 10,000 of the 320,000 included",
+        Decimal("2.00"),
+    )
+    assert usage_lines(plan, [TOKENS], {"tokens": 360_000}, {"tokens": None}, split) == []
+    # A free value bills no line; without a split all of it is the other values'.
+    free = replace(
+        PER_MODEL_TOKENS,
+        dimension=Dimension("model", (ValuePrice("gpt-5-mini", Price()),)),
+    )
+    [only] = usage_lines(tokens_on(free), [TOKENS], {"tokens": 360_000}, {}, split)
+    # gpt-5 is not listed here: its 60,000 are the other values'; the included went to mini.
+    assert (only.dimension_value, only.quantity) == (None, 110_000)
+    [whole] = usage_lines(plan, [TOKENS], {"tokens": 360_000}, {})
+    assert (whole.dimension_value, whole.quantity, whole.amount) == (
+        None,
+        260_000,
+        Decimal("13.00"),
+    )
+    everything_free = replace(free, overage_unit_price=Decimal(0))
+    assert usage_lines(tokens_on(everything_free), [TOKENS], {"tokens": 9**9}, {}, split) == []
+
+
+def test_late_usage_of_one_value_may_reprice_another_whose_included_units_it_takes() -> None:
+    plan = tokens_on(PER_MODEL_TOKENS)
+    item = late(
+        360_000,
+        20_000,
+        plan=plan,
+        included=100_000,
+        billed_split={"gpt-5": 60_000, "gpt-5-mini": 250_000},
+        late_split={"gpt-5": 20_000},
+    )
+    [line] = adjustment_lines([item])
+    # gpt-5 now takes 80,000 of the included, gpt-5-mini 20,000: 230,000 of it over,
+    # 2.00 + 1.30 + 1.00 = 4.30 against the 4.10 billed.
+    assert (line.dimension_value, line.amount, line.quantity) == (
+        "gpt-5-mini",
+        Decimal("0.20"),
+        20_000,
+    )
+    assert line.description == (
+        "LLM tokens (model gpt-5-mini) for 2026-10, with usage received after it was "
+        "invoiced: 230,000 tokens over the included, 210,000 before"
+    )
+    assert line.formula == (
+        "(250,000 - 20,000) = 230,000: 100,000 x 0.02 / 1,000 + 130,000 x 0.01 / 1,000"
+        " + 1.00 = 4.3 → 4.30, less 4.10 billed → 0.20"
+    )
+    assert (line.kind, line.adjusts, line.dimension) == (
+        LineKind.ADJUSTMENT,
+        BillingPeriod.parse("2026-10"),
+        "model",
+    )
+    # Late usage of the other values bills on their own line.
+    [rest] = adjustment_lines([replace(item, late_split={})])
+    assert (rest.dimension_value, rest.amount, rest.quantity) == (None, Decimal("1.00"), 20_000)
+
+
+SPLIT_VALUES = st.fixed_dictionaries(
+    {"gpt-5": st.integers(0, 10**7), "gpt-5-mini": st.integers(0, 10**7)}
+)
+
+
+@given(
+    SPLIT_VALUES, st.integers(0, 10**7), SPLIT_VALUES, st.integers(0, 10**7), st.integers(0, 10**7)
+)
+def test_a_month_per_value_billed_in_two_parts_adds_up_line_by_line_to_the_whole(
+    first: dict[str, int], first_rest: int, then: dict[str, int], then_rest: int, included: int
+) -> None:
+    """What late usage relies on, per value: the lines of a first part, then the
+    adjustments for the rest, add up to the lines of the whole, value by value."""
+    plan = tokens_on(replace(PER_MODEL_TOKENS, included_quantity=included))
+    billed = sum(first.values()) + first_rest
+    added = sum(then.values()) + then_rest
+    whole_split = {value: first[value] + then[value] for value in first}
+    before = usage_lines(plan, [TOKENS], {"tokens": billed}, {}, {"tokens": first})
+    adjustments = adjustment_lines(
+        [
+            late(
+                billed,
+                added,
+                plan=plan,
+                included=included,
+                billed_split=first,
+                late_split=then,
+            )
+        ]
+    )
+    whole = usage_lines(plan, [TOKENS], {"tokens": billed + added}, {}, {"tokens": whole_split})
+
+    def by_value(lines: list[InvoiceLine]) -> dict[str | None, Decimal]:
+        totals: dict[str | None, Decimal] = {}
+        for line in lines:
+            totals[line.dimension_value] = totals.get(line.dimension_value, ZERO) + line.amount
+        return totals
+
+    summed = by_value(before)
+    for value, amount in by_value(adjustments).items():
+        summed[value] = summed.get(value, ZERO) + amount
+    assert {k: v for k, v in summed.items() if v} == {k: v for k, v in by_value(whole).items() if v}
+    assert all(line.amount > 0 for line in adjustments)  # per unit and graduated: never less

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
+from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.plans.rules import (
     MAX_PLAN_METRICS,
     MAX_PRICE,
@@ -19,9 +20,21 @@ from billing_kernel.plans.rules import (
     prices_differ,
     validate_plan,
 )
-from billing_kernel.pricing.rules import MAX_UNIT_PRICE, MAX_UNIT_SIZE, PriceModel, Tier
+from billing_kernel.pricing.rules import (
+    MAX_UNIT_PRICE,
+    MAX_UNIT_SIZE,
+    Dimension,
+    Price,
+    PriceModel,
+    Tier,
+    ValuePrice,
+)
 
-CATALOGUE = {"tokens", "seats"} | {f"m{n}" for n in range(MAX_PLAN_METRICS + 1)}
+CATALOGUE = {
+    "tokens": Aggregation.SUM,
+    "seats": Aggregation.SEATS,
+    **{f"m{n}": Aggregation.SUM for n in range(MAX_PLAN_METRICS + 1)},
+}
 
 
 def plan(**changes: object) -> Plan:
@@ -232,3 +245,48 @@ def test_a_metric_the_plan_does_not_name_gives_none_enforced_hard_and_free() -> 
         "pages", 0, Decimal("0"), 1, Policy(Enforcement.HARD, 0, None)
     )
     assert not NOT_INCLUDED.has_grace
+
+
+MODEL = Dimension("model", (ValuePrice("gpt-5", Price(unit_price=Decimal("0.10"))),))
+
+
+def test_a_sum_or_a_count_may_be_priced_per_value_and_nothing_else_may() -> None:
+    priced = plan(metrics={"tokens": PlanMetric("tokens", 1000, dimension=MODEL)})
+    assert validate_plan(priced, {**CATALOGUE, "tokens": Aggregation.COUNT}) is priced
+    for aggregation in set(Aggregation) - {Aggregation.SUM, Aggregation.COUNT}:
+        with pytest.raises(InvalidInput) as refused:
+            validate_plan(priced, {**CATALOGUE, "tokens": aggregation})
+        assert refused.value.details["field"] == "dimension"
+        assert f"aggregated by {aggregation}: only a sum or a count" in str(refused.value)
+    wrong = replace(MODEL, property="a b")
+    with pytest.raises(InvalidInput) as refused:
+        validate_plan(plan(metrics={"tokens": PlanMetric("tokens", 1, dimension=wrong)}), CATALOGUE)
+    assert refused.value.details["field"] == "dimension.property"
+
+
+def test_a_change_of_dimension_makes_a_new_version() -> None:
+    base = plan(metrics={"tokens": PlanMetric("tokens", 1000, dimension=MODEL)})
+    assert not prices_differ(base, replace(base))
+    assert prices_differ(plan(metrics={"tokens": PlanMetric("tokens", 1000)}), base)
+    dearer = Dimension("model", (ValuePrice("gpt-5", Price(unit_price=Decimal("0.11"))),))
+    assert prices_differ(
+        base, plan(metrics={"tokens": PlanMetric("tokens", 1000, dimension=dearer)})
+    )
+    other = replace(MODEL, property="engine")
+    assert prices_differ(
+        base, plan(metrics={"tokens": PlanMetric("tokens", 1000, dimension=other)})
+    )
+
+
+def test_a_metric_is_free_only_when_every_value_is() -> None:
+    assert PlanMetric("tokens", 1).is_free
+    assert not PlanMetric("tokens", 1, dimension=MODEL).is_free
+    free_values = Dimension("model", (ValuePrice("gpt-5", Price()),))
+    assert PlanMetric("tokens", 1, dimension=free_values).is_free
+    assert not PlanMetric("tokens", 1, Decimal("0.01"), dimension=free_values).is_free
+
+
+def test_a_price_per_value_is_described_value_by_value() -> None:
+    assert PlanMetric("tokens", 1, Decimal("0.02"), 1000).describe_price() == "0.02 per 1,000"
+    priced = PlanMetric("tokens", 1, Decimal("0.05"), 1000, dimension=MODEL)
+    assert priced.describe_price() == "by model: gpt-5 0.10 each; other values 0.05 per 1,000"

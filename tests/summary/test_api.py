@@ -29,6 +29,7 @@ async def test_plans_list_the_active_plans_with_money_as_decimal_strings(api: Ap
         "overage_unit_price": "0.02",
         "overage_unit_size": 1000,
         "tiers": [],
+        "dimension": None,
         "policy": {"mode": "soft", "grace_percent": 0, "grace_period_hours": None},
     }
     growth_tokens = next(m for m in plans["growth"]["metrics"] if m["metric"] == "tokens")

@@ -353,10 +353,12 @@ def test_between_the_two_steps_kernels_of_both_versions_keep_the_keys_whole() ->
     with scratch_postgres_database() as url:
         migrate.upgrade(url, "0045")
         dsn = url.replace("postgresql+asyncpg", "postgresql")
-        # This version writes and reads each plan metric's price model, which 0049 adds, and
-        # plans' features, which 0050 adds: lent to the schema until the migrations run on.
+        # This version writes and reads each plan metric's price model, which 0049 adds,
+        # plans' features, which 0050 adds, and prices per dimension, which 0052 adds: lent
+        # to the schema until the migrations run on.
         price = "ADD COLUMN price_model varchar(16) NOT NULL DEFAULT 'per_unit', "
-        price += "ADD COLUMN price_tiers text"
+        price += "ADD COLUMN price_tiers text, "
+        price += "ADD COLUMN price_dimension varchar(64), ADD COLUMN dimension_prices text"
         features = (
             "CREATE TABLE plan_features (plan_slug varchar(64), version int, "
             "feature varchar(64), value varchar(400), PRIMARY KEY (plan_slug, version, feature))"
@@ -409,7 +411,8 @@ def test_between_the_two_steps_kernels_of_both_versions_keep_the_keys_whole() ->
         asyncio.run(
             fetch(
                 dsn,
-                "ALTER TABLE plan_metrics DROP COLUMN price_model, DROP COLUMN price_tiers",
+                "ALTER TABLE plan_metrics DROP COLUMN price_model, DROP COLUMN price_tiers, "
+                "DROP COLUMN price_dimension, DROP COLUMN dimension_prices",
                 "DROP TABLE plan_features",
             )
         )

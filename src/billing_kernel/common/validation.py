@@ -9,6 +9,7 @@ read the one definition.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from billing_kernel.errors import InvalidInput
@@ -29,12 +30,28 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_PROPERTIES",
     "MAX_PROPERTIES_LENGTH",
+    "PROPERTY_NAME_PATTERN",
     "canonical_properties",
     "validate_id",
     "validate_occurred_at",
+    "validate_property_name",
     "validate_quantity",
     "validate_text",
 ]
+
+
+PROPERTY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+"""An event property usage is split or priced by: 1-64 letters, digits, `_`, `.`, `:`, `-`."""
+
+
+def validate_property_name(prop: object, field: str) -> str:
+    """`prop` if it is a property name usage may be split by, else InvalidInput naming
+    `field`."""
+    if not isinstance(prop, str) or not PROPERTY_NAME_PATTERN.fullmatch(prop):
+        raise InvalidInput(
+            f"{field} must be a property name of 1-64 letters, digits, _ . : or -", field=field
+        )
+    return prop
 
 
 def validate_id(value: object, what: str, max_length: int = MAX_ID_LENGTH) -> str:

@@ -65,8 +65,8 @@ RUNS_ALSO_ON: frozenset[str] = frozenset()
 """Revisions before the head that this version also runs on: the first step of a migration
 taken in two so that kernels keep writing while it runs. None today: the version before this
 one ran on 0046 and 0047 (docs/operations.md, "Usage events by month"); this one writes the
-outbox as 0048 keys it, and reads the price models 0049 adds, the features 0050 adds and the
-coupons 0051 adds."""
+outbox as 0048 keys it, and reads the price models 0049 adds, the features 0050 adds, the
+coupons 0051 adds and the prices per dimension 0052 adds."""
 
 
 def runs_on(current: str | None, head: str | None) -> bool:

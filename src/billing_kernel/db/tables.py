@@ -113,6 +113,10 @@ plan_metrics = Table(
     # volume by their tiers (JSON: pricing.rules.tiers_text), the others by the two above.
     Column("price_model", String(16), nullable=False, server_default="per_unit"),
     Column("price_tiers", Text, nullable=True),
+    # Prices of their own for some values of an event property (JSON: pricing.rules.
+    # dimension_text); the price above is every other value's.
+    Column("price_dimension", String(64), nullable=True),
+    Column("dimension_prices", Text, nullable=True),
     # How the limit is enforced: soft (report, bill overage) or hard (block, after any grace).
     Column("enforcement", String(8), nullable=False, server_default="soft"),
     Column("grace_percent", Integer, nullable=False, server_default="0"),
@@ -128,6 +132,7 @@ plan_metrics = Table(
     ),
     CheckConstraint("grace_percent >= 0", name="grace_percent"),
     CheckConstraint("grace_period_seconds > 0", name="grace_period"),
+    CheckConstraint("(price_dimension IS NULL) = (dimension_prices IS NULL)", name="dimension"),
     ForeignKeyConstraint(
         ["plan_slug", "version"],
         ["plan_versions.plan_slug", "plan_versions.version"],
@@ -727,6 +732,10 @@ invoice_lines = Table(
     Column("starts_at", UTCDateTime, nullable=True),
     Column("org_id", String(ID), nullable=False),  # the invoice's
     Column("coupon", String(64), nullable=True),  # a discount line's coupon
+    # A usage line of a metric priced per value: the property, and the value (NULL: every
+    # value the plan does not price apart).
+    Column("dimension", String(64), nullable=True),
+    Column("dimension_value", String(200), nullable=True),
     PrimaryKeyConstraint("org_id", "invoice_id", "number"),
     ForeignKeyConstraint(
         ["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"], ondelete="CASCADE"
@@ -748,6 +757,8 @@ invoice_usage = Table(
     Column("last_at", UTCDateTime, nullable=True),
     Column("last_key", String(255), nullable=True),
     Column("org_id", String(ID), nullable=False),  # the invoice's
+    # A metric priced per value: what was billed of each value priced apart (JSON object).
+    Column("split", Text, nullable=True),
     PrimaryKeyConstraint("org_id", "invoice_id", "period_start", "metric"),
     ForeignKeyConstraint(
         ["org_id", "invoice_id"], ["invoices.org_id", "invoices.invoice_id"], ondelete="CASCADE"

@@ -4,8 +4,9 @@ deployment's invoice numbers."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,6 +34,17 @@ COUNTER = "invoices"
 
 _INVOICE_COLUMNS = [column.name for column in invoices.c]
 _LINE_COLUMNS = list(StoredLine.__dataclass_fields__)
+
+
+def _split_text(split: Mapping[str, int] | None) -> str | None:
+    """What an invoice billed of each value priced apart, as stored (JSON object)."""
+    if split is None:
+        return None
+    return json.dumps(dict(sorted(split.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def _split_of(text: str | None) -> dict[str, int] | None:
+    return None if text is None else {value: int(n) for value, n in json.loads(text).items()}
 
 
 def _invoice(row: Any) -> StoredInvoice:
@@ -227,6 +239,29 @@ class InvoiceRepository:
         )
         return {metric: int(total) for metric, total in await self._conn.execute(query)}
 
+    async def split_billed_before(
+        self, org_id: str, period_start: date, metric: str, as_of: StoredInvoice | None = None
+    ) -> dict[str, int]:
+        """What the org's invoices that count (now, or when `as_of` was made) billed so far
+        of each value of a metric priced per value, in a period."""
+        u, i = invoice_usage.c, invoices.c
+        query = (
+            select(u.split)
+            .join(invoices, and_(i.org_id == u.org_id, i.invoice_id == u.invoice_id))
+            .where(
+                i.org_id == org_id,
+                u.period_start == period_start,
+                u.metric == metric,
+                u.split.is_not(None),
+                _counted(as_of),
+            )
+        )
+        billed: dict[str, int] = defaultdict(int)
+        for (text,) in await self._conn.execute(query):
+            for value, quantity in (_split_of(text) or {}).items():
+                billed[value] += quantity
+        return dict(billed)
+
     async def last_billed(
         self, org_id: str, period_start: date, as_of: StoredInvoice | None = None
     ) -> dict[str, Position]:
@@ -306,6 +341,7 @@ class InvoiceRepository:
                     row.events,
                     row.included,
                     None if row.last_at is None else Position(row.last_at, row.last_key),
+                    _split_of(row.split),
                 )
                 for row in usage
             ),
@@ -375,6 +411,7 @@ class InvoiceRepository:
                 "included": u.included,
                 "last_at": None if u.last_at is None else u.last_at.occurred_at,
                 "last_key": None if u.last_at is None else u.last_at.idempotency_key,
+                "split": _split_text(u.split),
             }
             for u in usage
         ]

@@ -15,7 +15,10 @@ The base fee is billed in arrears, prorated to the second:
 Usage is priced by the plan in force at the period's end: one `overage` (or, for a seats
 metric, `seats`) line per metric used beyond what is included, priced by the metric's price
 model (`pricing.rules`: per unit, graduated or volume tiers, or packages), its formula the
-arithmetic of that model. A period with no billable second bills no usage.
+arithmetic of that model. A metric priced per value of an event property has a line per
+value priced apart and one for the other values, each billing what the shared included
+quantity leaves of it (`pricing.rules.shares`). A period with no billable second bills no
+usage.
 
 Every line's amount is rounded once, half up, to cents (`common.money.round_money`); the
 subtotal is the sum of the rounded lines.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -44,7 +47,7 @@ from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import Cost, PriceModel
+from billing_kernel.pricing.rules import Cost, Price, PriceModel, Share
 
 SECOND = timedelta(seconds=1)
 
@@ -94,6 +97,10 @@ class InvoiceLine:
     """Adjustment lines: the earlier period whose late usage they bill."""
     coupon: str | None = None
     """Discount lines: the coupon's code."""
+    dimension: str | None = None
+    """Usage lines of a metric priced per value: the event property."""
+    dimension_value: str | None = None
+    """... and the value the line bills (None: every value not priced apart)."""
 
 
 def whole_second(moment: datetime) -> datetime:
@@ -230,16 +237,50 @@ def overage_cost(
     return over, cost.exact, cost.amount
 
 
-def _priced(quantity: int, limit: int, terms: PlanMetric) -> tuple[Cost, str]:
+def _priced(quantity: int, limit: int, price: Price) -> tuple[Cost, str]:
     """What `quantity` costs beyond `limit`, and the arithmetic up to its exact amount:
     "(1,500 - 1,000) x 0.02 / 1,000" per unit; for the other models the units over, then
     the model's own arithmetic ("(1,500 - 1,000) = 500: 100 x 0.02 + 400 x 0.01")."""
-    cost = terms.price.cost(quantity - limit)
+    cost = price.cost(quantity - limit)
     head = f"({quantity:,} - {limit:,})"
-    if terms.price_model is PriceModel.PER_UNIT:
-        per = "" if terms.overage_unit_size == 1 else f" / {terms.overage_unit_size:,}"
-        return cost, f"{head} x {money_text(terms.overage_unit_price)}{per}"
+    if price.model is PriceModel.PER_UNIT:
+        per = "" if price.unit_size == 1 else f" / {price.unit_size:,}"
+        return cost, f"{head} x {money_text(price.unit_price)}{per}"
     return cost, f"{head} = {cost.units:,}: {cost.formula}"
+
+
+def _named(metric: Metric, terms: PlanMetric, share: Share) -> str:
+    """The metric's name, and for a metric priced per value the value a share is of:
+    "Tokens (model gpt-5)", "Tokens (other model values)"."""
+    if terms.dimension is None:
+        return metric.name
+    prop = terms.dimension.property
+    value = f"other {prop} values" if share.value is None else f"{prop} {share.value}"
+    return f"{metric.name} ({value})"
+
+
+def _share_line(
+    kind: LineKind, plan: Plan, metric: Metric, terms: PlanMetric, share: Share, cost: Cost
+) -> InvoiceLine:
+    """A usage line of `share` costing `cost`, its description and formula left to fill."""
+    return InvoiceLine(
+        kind=kind,
+        description="",
+        amount=cost.amount,
+        formula="",
+        plan_slug=plan.slug,
+        plan_version=plan.version,
+        metric=metric.key,
+        quantity=cost.units,
+        unit_price=share.price.unit_price_at(cost.units),
+        unit_size=share.price.unit_size,
+        dimension=None if terms.dimension is None else terms.dimension.property,
+        dimension_value=share.value,
+    )
+
+
+Split = Mapping[str, Mapping[str, int]]
+"""By metric, the usage of each value its price lists (see `pricing.rules.shares`)."""
 
 
 def usage_lines(
@@ -247,36 +288,48 @@ def usage_lines(
     catalogue: Iterable[Metric],
     used: Mapping[str, int],
     included: Mapping[str, int | None],
+    split: Split | None = None,
 ) -> list[InvoiceLine]:
     """One line per metric of the catalogue used beyond what is `included` (the org's limit,
-    after its own terms; None: unlimited), priced by `plan`'s price for it. A metric whose
-    price charges nothing bills nothing."""
+    after its own terms; None: unlimited), priced by `plan`'s price for it; a metric priced
+    per value, one per value priced apart (its usage in `split`) and one for the others,
+    each used beyond what the included quantity leaves it. A price that charges nothing
+    bills nothing."""
     lines = []
     for metric in catalogue:
         terms = plan.allowance(metric.key)
         limit = included.get(metric.key, terms.included_quantity)
         quantity = used.get(metric.key, 0)
-        if limit is None or quantity <= limit or terms.price.is_free:
+        if limit is None or quantity <= limit or terms.is_free:
             continue
-        cost, arithmetic = _priced(quantity, limit, terms)
         seats = metric.aggregation is Aggregation.SEATS
-        lines.append(
-            InvoiceLine(
-                kind=LineKind.SEATS if seats else LineKind.OVERAGE,
-                description=(
+        by_value = (split or {}).get(metric.key, {})
+        for share in terms.shares(quantity, by_value, limit):
+            if share.included is None or share.over <= 0 or share.price.is_free:
+                continue
+            cost, arithmetic = _priced(share.used, share.included, share.price)
+            kind = LineKind.SEATS if seats else LineKind.OVERAGE
+            line = _share_line(kind, plan, metric, terms, share, cost)
+            if terms.dimension is None:
+                description = (
                     f"{metric.name}: {cost.units:,} {metric.unit} over the {limit:,} included"
-                    + (" (the period's peak)" if seats else "")
-                ),
-                amount=cost.amount,
-                formula=f"{arithmetic} = {exact_text(cost.exact)} → {money_text(cost.amount)}",
-                plan_slug=plan.slug,
-                plan_version=plan.version,
-                metric=metric.key,
-                quantity=cost.units,
-                unit_price=terms.price.unit_price_at(cost.units),
-                unit_size=terms.overage_unit_size,
+                )
+            else:
+                covered = (
+                    f"{share.included:,} of the {limit:,} included"
+                    if share.included
+                    else "none of the included"
+                )
+                description = (
+                    f"{_named(metric, terms, share)}: {share.used:,} {metric.unit}, {covered}"
+                )
+            lines.append(
+                replace(
+                    line,
+                    description=description + (" (the period's peak)" if seats else ""),
+                    formula=f"{arithmetic} = {exact_text(cost.exact)} → {money_text(cost.amount)}",
+                )
             )
-        )
     return lines
 
 
@@ -297,47 +350,63 @@ class LateUsage:
     """The plan that priced the period (the one in force at its end)."""
     billable: bool = True
     """Whether the period's usage was billed at all (the org was billable in it)."""
+    billed_split: Mapping[str, int] = field(default_factory=dict)
+    """A metric priced per value: what the invoices billed of each value priced apart."""
+    late_split: Mapping[str, int] = field(default_factory=dict)
+    """... and what arrived since of each."""
 
 
 def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
-    """One `adjustment` line per period and metric with late usage that changes what the
-    period costs: the cost of all its usage now, less the cost already billed, each rounded
-    as the period's own line was, so the period is billed in all exactly what one invoice
-    made after the last event would have billed."""
+    """One `adjustment` line per period and metric (and value priced apart) with late usage
+    that changes what the period costs: the cost of all its usage now, less the cost
+    already billed, each rounded as the period's own line was, so the period is billed in
+    all exactly what one invoice made after the last event would have billed."""
     lines = []
     for item in late_usage:
-        if not item.billable:
+        if not item.billable or item.included is None:
             continue
         terms = item.plan.allowance(item.metric.key)
         total = item.billed + item.late
-        _, _, before = overage_cost(item.billed, item.included, terms)
-        _, _, after = overage_cost(total, item.included, terms)
-        amount = after - before
-        if not amount or item.included is None:
-            continue
-        cost, arithmetic = _priced(total, item.included, terms)
-        lines.append(
-            InvoiceLine(
-                kind=LineKind.ADJUSTMENT,
-                description=(
+        split = {
+            value: item.billed_split.get(value, 0) + item.late_split.get(value, 0)
+            for value in {*item.billed_split, *item.late_split}
+        }
+        before = terms.shares(item.billed, item.billed_split, item.included)
+        after = terms.shares(total, split, item.included)
+        for was, now in zip(before, after, strict=True):
+            billed, due = was.cost().amount, now.cost().amount
+            amount = due - billed
+            if not amount or now.included is None:
+                continue
+            cost, arithmetic = _priced(now.used, now.included, now.price)
+            line = _share_line(LineKind.ADJUSTMENT, item.plan, item.metric, terms, now, cost)
+            if terms.dimension is None:
+                received = item.late
+                description = (
                     f"{item.metric.name} for {item.period.label}, received after it was "
-                    f"invoiced: {item.late:,} {item.metric.unit}"
-                ),
-                amount=amount,
-                formula=(
-                    f"{arithmetic} = {exact_text(cost.exact)}"
-                    f" → {money_text(after)}, less {money_text(before)} billed"
-                    f" → {money_text(amount)}"
-                ),
-                plan_slug=item.plan.slug,
-                plan_version=item.plan.version,
-                metric=item.metric.key,
-                quantity=item.late,
-                unit_price=terms.price.unit_price_at(cost.units),
-                unit_size=terms.overage_unit_size,
-                adjusts=item.period,
+                    f"invoiced: {received:,} {item.metric.unit}"
+                )
+            else:  # usage of one value may move included units away from another
+                received = now.over - was.over
+                description = (
+                    f"{_named(item.metric, terms, now)} for {item.period.label}, with usage "
+                    f"received after it was invoiced: {now.over:,} {item.metric.unit} over "
+                    f"the included, {was.over:,} before"
+                )
+            lines.append(
+                replace(
+                    line,
+                    description=description,
+                    amount=amount,
+                    formula=(
+                        f"{arithmetic} = {exact_text(cost.exact)}"
+                        f" → {money_text(due)}, less {money_text(billed)} billed"
+                        f" → {money_text(amount)}"
+                    ),
+                    quantity=received,
+                    adjusts=item.period,
+                )
             )
-        )
     return lines
 
 
@@ -423,6 +492,7 @@ def draft_invoice(
     included: Mapping[str, int | None],
     late_usage: Sequence[LateUsage] = (),
     coupons: Sequence[Coupon] = (),
+    split: Split | None = None,
 ) -> InvoiceDraft:
     """The org's invoice for `period`: its fee lines, then, if it was billable for any of
     the period, its usage priced by the plan in force at the period's end, then the
@@ -444,7 +514,7 @@ def draft_invoice(
     lines = fee_lines(period, history)
     bills_usage = any(sub.billable for sub in subs)
     if bills_usage:
-        lines += usage_lines(at_end, catalogue, used, included)
+        lines += usage_lines(at_end, catalogue, used, included, split)
     lines += adjustment_lines(late_usage)
     lines += discount_lines(lines, coupons, at_end)
     return InvoiceDraft(org_id, period, at_end.currency, tuple(lines), at_end, bills_usage)
@@ -504,6 +574,8 @@ class StoredLine:
     unit_size: int
     starts_at: datetime | None
     coupon: str | None = None
+    dimension: str | None = None
+    dimension_value: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +588,8 @@ class StoredUsage:
     last_at: Position | None = None
     """For a latest: where the last line it billed stands (the next late one must stand
     after it to change the figure)."""
+    split: Mapping[str, int] | None = None
+    """A metric priced per value: what it billed of each value priced apart."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,16 @@ class InvoiceLineOut(BaseModel):
     coupon: str | None = Field(
         default=None, description="Discount lines: the code of the coupon that takes it off."
     )
+    dimension: str | None = Field(
+        default=None,
+        description="Usage lines of a metric priced per value (docs/pricing.md#prices-per-"
+        "dimension): the event property, e.g. `model`.",
+    )
+    dimension_value: str | None = Field(
+        default=None,
+        description="... and the value the line bills, e.g. `gpt-5`; null with a `dimension`: "
+        "every value the plan does not price apart.",
+    )
     period: str = Field(
         description="The month the line bills, `YYYY-MM`: an adjustment's is the earlier "
         "month whose late usage it bills."
@@ -139,6 +149,11 @@ class UsageBilledOut(BaseModel):
         description="The org's limit it was billed against; null: unlimited (or late usage "
         "of an earlier month, billed against that month's)."
     )
+    split: dict[str, int] | None = Field(
+        default=None,
+        description="A metric priced per value: what of `quantity` was each value priced "
+        "apart (the rest is the other values'); else null.",
+    )
 
 
 class FinalizedInvoiceOut(BaseModel):
@@ -198,6 +213,7 @@ class FinalizedInvoiceOut(BaseModel):
                     quantity=u.quantity,
                     events=u.events,
                     included=u.included,
+                    split=None if u.split is None else dict(u.split),
                 )
                 for u in invoice.usage
             ]

@@ -43,7 +43,7 @@ def plans_list() -> None:
             )
             typer.echo(
                 f"    {term.metric:<14} {included:>12} included, then "
-                f"{term.price.describe()}; {term.policy.describe()} limit"
+                f"{term.describe_price()}; {term.policy.describe()} limit"
             )
         if plan.features:
             granted = ", ".join(f"{k}: {describe(v)}" for k, v in sorted(plan.features.items()))

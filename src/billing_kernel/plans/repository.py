@@ -12,7 +12,13 @@ from billing_kernel.db.tables import metrics, plan_features, plan_metrics, plan_
 from billing_kernel.db.unit_of_work import UnitOfWork
 from billing_kernel.features.rules import FeatureValue, value_of, value_text
 from billing_kernel.plans.rules import Enforcement, Plan, PlanMetric, Policy
-from billing_kernel.pricing.rules import PriceModel, tiers_of, tiers_text
+from billing_kernel.pricing.rules import (
+    PriceModel,
+    dimension_of,
+    dimension_text,
+    tiers_of,
+    tiers_text,
+)
 
 _PLANS = select(
     plans.c.slug,
@@ -106,6 +112,7 @@ class PlanRepository:
                 overage_unit_size=t.overage_unit_size,
                 price_model=PriceModel(t.price_model),
                 tiers=tiers_of(t.price_tiers),
+                dimension=dimension_of(t.price_dimension, t.dimension_prices),
                 policy=Policy(
                     Enforcement(t.enforcement),
                     t.grace_percent,
@@ -192,6 +199,10 @@ class PlanRepository:
                         "overage_unit_size": term.overage_unit_size,
                         "price_model": term.price_model.value,
                         "price_tiers": tiers_text(term.tiers),
+                        "price_dimension": (
+                            None if term.dimension is None else term.dimension.property
+                        ),
+                        "dimension_prices": dimension_text(term.dimension),
                         **_policy_columns(term.policy),
                     }
                     for term in plan.metrics.values()

@@ -4,7 +4,7 @@ charges beyond it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +12,18 @@ from enum import StrEnum
 
 from billing_kernel.errors import InvalidInput, UnknownMetric
 from billing_kernel.features.rules import FeatureValue, validate_features
-from billing_kernel.pricing.rules import Price, PriceModel, Tier, check_amount, check_price
+from billing_kernel.metrics.rules import Aggregation
+from billing_kernel.pricing.rules import (
+    Dimension,
+    Price,
+    PriceModel,
+    Share,
+    Tier,
+    check_amount,
+    check_dimension,
+    check_price,
+    shares,
+)
 
 MAX_GRACE_PERCENT = 1000
 HOUR = timedelta(hours=1)
@@ -96,8 +107,9 @@ class PlanMetric:
     name is `not_included`); 0 means nothing is included. The units beyond it are priced
     by `price_model` (`pricing.rules`): per_unit and package at `overage_unit_price` per
     block of `overage_unit_size` units, graduated and volume by `tiers`, each at its unit
-    price per `overage_unit_size` units. `policy` says whether usage may go beyond the
-    included quantity at all.
+    price per `overage_unit_size` units; with a `dimension`, the units of each value it
+    lists by that value's price instead (`pricing.rules.shares`). `policy` says whether usage
+    may go beyond the included quantity at all.
     """
 
     metric: str
@@ -109,11 +121,37 @@ class PlanMetric:
     price_model: PriceModel = PriceModel.PER_UNIT
     tiers: tuple[Tier, ...] = ()
     """graduated and volume: the tiers, the first from the first unit beyond the included."""
+    dimension: Dimension | None = None
+    """Prices of their own for some values of an event property (the price above is every
+    other value's)."""
 
     @property
     def price(self) -> Price:
         """How the units beyond the included quantity are priced (pricing.rules)."""
         return Price(self.price_model, self.overage_unit_price, self.overage_unit_size, self.tiers)
+
+    def describe_price(self) -> str:
+        """The price in a few words ("0.02 per 1,000"); priced per value, each value's then
+        the others' ("by model: gpt-5 0.10 per 1,000; gpt-5-mini 0.02 per 1,000; other
+        values 0.05 per 1,000")."""
+        if self.dimension is None:
+            return self.price.describe()
+        values = [f"{p.value} {p.price.describe()}" for p in self.dimension.prices]
+        others = f"other values {self.price.describe()}"
+        return f"by {self.dimension.property}: {'; '.join([*values, others])}"
+
+    @property
+    def is_free(self) -> bool:
+        """Whether no usage of the metric costs anything, whatever its values."""
+        listed = self.dimension.prices if self.dimension is not None else ()
+        return self.price.is_free and all(value.price.is_free for value in listed)
+
+    def shares(
+        self, used: int, by_value: Mapping[str, int], included: int | None
+    ) -> tuple[Share, ...]:
+        """`used` units split as the price splits them, the `included` quantity (the org's
+        limit) covering each in turn (`pricing.rules.shares`)."""
+        return shares(self.price, self.dimension, used, by_value, included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +195,7 @@ def prices_differ(old: Plan, new: Plan) -> bool:
         return (
             plan.monthly_price,
             features,
-            {key: (t.included_quantity, t.price) for key, t in plan.metrics.items()},
+            {key: (t.included_quantity, t.price, t.dimension) for key, t in plan.metrics.items()},
         )
 
     return terms(old) != terms(new)
@@ -169,13 +207,18 @@ MAX_PRICE = Decimal("9999999999.99")
 CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
 
 
-def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
+SPLITTABLE = frozenset({Aggregation.SUM, Aggregation.COUNT})
+"""The metrics whose usage is the sum of its values' usage, and so may be priced per value."""
+
+
+def validate_plan(plan: Plan, metrics: Mapping[str, Aggregation]) -> Plan:
     """A plan as an operator defines it, checked whole: a three-letter currency code, a
-    price from 0 with at most two decimals, and for each metric of `metrics` it names (each
-    once), the included quantity (None: unlimited), a valid price (`pricing.rules.
-    check_price`: `overage_unit_price`, `overage_unit_size`, `tiers[1].up_to`) and a valid
-    policy; and valid features (`features.rules.validate_features`). InvalidInput names the
-    first field that is wrong."""
+    price from 0 with at most two decimals, and for each metric of `metrics` (by how each is
+    aggregated) it names (each once), the included quantity (None: unlimited), a valid
+    price (`pricing.rules.check_price`: `overage_unit_price`, `overage_unit_size`,
+    `tiers[1].up_to`), a valid dimension (`check_dimension`; only for a metric in
+    SPLITTABLE) and a valid policy; and valid features (`features.rules.
+    validate_features`). InvalidInput names the first field that is wrong."""
     if not CURRENCY_PATTERN.fullmatch(plan.currency):
         raise InvalidInput("currency must be a three-letter code such as USD", field="currency")
     check_amount(plan.monthly_price, 2, MAX_PRICE, "monthly_price")
@@ -189,6 +232,14 @@ def validate_plan(plan: Plan, metrics: Collection[str]) -> Plan:
         if terms.included_quantity is not None and terms.included_quantity < 0:
             raise InvalidInput("included_quantity must not be negative", field="included_quantity")
         check_price(terms.price, "overage_unit_price", "overage_unit_size", "tiers")
+        if terms.dimension is not None:
+            if metrics[key] not in SPLITTABLE:
+                raise InvalidInput(
+                    f"metric {key!r} is aggregated by {metrics[key]}: only a sum or a count "
+                    "is the sum of its values' usage, so only they may be priced per value",
+                    field="dimension",
+                )
+            check_dimension(terms.dimension)
         validate_grace(terms.policy.grace_percent, terms.policy.grace_period)
     validate_features(plan.features)
     return plan

@@ -7,7 +7,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
-from billing_kernel.common.validation import ID_PATTERN_TEXT, MAX_EVENT_QUANTITY
+from billing_kernel.common.validation import (
+    ID_PATTERN_TEXT,
+    MAX_EVENT_QUANTITY,
+    PROPERTY_NAME_PATTERN,
+)
 from billing_kernel.errors import InvalidInput
 from billing_kernel.features.rules import FEATURE_KEY_PATTERN, MAX_TEXT
 from billing_kernel.metrics.rules import METRIC_KEY_PATTERN_TEXT
@@ -22,7 +26,18 @@ from billing_kernel.plans.rules import (
     PlanMetric,
     Policy,
 )
-from billing_kernel.pricing.rules import MAX_TIERS, MAX_UNIT_SIZE, MAX_UP_TO, PriceModel, Tier
+from billing_kernel.pricing.rules import (
+    MAX_DIMENSION_PRICES,
+    MAX_TIERS,
+    MAX_UNIT_SIZE,
+    MAX_UP_TO,
+    MAX_VALUE_LENGTH,
+    Dimension,
+    Price,
+    PriceModel,
+    Tier,
+    ValuePrice,
+)
 from billing_kernel.web.schemas import (
     WHOLE,
     MoneyText,
@@ -152,11 +167,7 @@ class TierIn(StrictBody):
         return Tier(self.up_to, Decimal(self.unit_price), Decimal(self.flat_fee))
 
 
-class PlanTermsIn(StrictBody):
-    metric: str = Field(examples=["tokens"], pattern=METRIC_KEY_PATTERN_TEXT)
-    included_quantity: Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE] | None = Field(
-        description="Included per month; null: unlimited.", examples=[1_000_000]
-    )
+class PriceIn(StrictBody):
     price_model: PriceModel = Field(default=PriceModel.PER_UNIT, description=PRICE_MODEL_TEXT)
     overage_unit_price: UnitPriceText = Field(
         default="0",
@@ -175,17 +186,71 @@ class PlanTermsIn(StrictBody):
         "one before, the last with `up_to: null`. A wrong tier is refused naming it "
         "(`tiers[1].up_to`).",
     )
+
+    def price(self) -> Price:
+        return Price(
+            self.price_model,
+            Decimal(self.overage_unit_price),
+            self.overage_unit_size,
+            tuple(t.tier() for t in self.tiers or ()),
+        )
+
+
+class ValuePriceIn(PriceIn):
+    value: Annotated[
+        str, Field(min_length=1, max_length=MAX_VALUE_LENGTH, pattern=ID_PATTERN_TEXT)
+    ] = Field(
+        description="The property's value as text (a number as JSON writes it: `5`).",
+        examples=["gpt-5"],
+    )
+
+    def value_price(self) -> ValuePrice:
+        return ValuePrice(self.value, self.price())
+
+
+DIMENSION_TEXT = (
+    "Prices of their own for some values of one event property (`model`: gpt-5 at one "
+    "price, a small model at another); every other value, and an event without the property, "
+    "is priced by the metric's own price. Each value is its own invoice line. The included "
+    "quantity is the metric's, shared: it covers the values in the order listed, then the "
+    "others (docs/pricing.md#prices-per-dimension). Only for a metric that sums or counts."
+)
+
+
+class DimensionIn(StrictBody):
+    property: Annotated[str, Field(pattern=PROPERTY_NAME_PATTERN.pattern)] = Field(
+        examples=["model"]
+    )
+    prices: list[ValuePriceIn] = Field(
+        min_length=1,
+        max_length=MAX_DIMENSION_PRICES,
+        description="Each value with its price, once each, in the order the included "
+        "quantity covers them.",
+    )
+
+    def dimension(self) -> Dimension:
+        return Dimension(self.property, tuple(p.value_price() for p in self.prices))
+
+
+class PlanTermsIn(PriceIn):
+    metric: str = Field(examples=["tokens"], pattern=METRIC_KEY_PATTERN_TEXT)
+    included_quantity: Annotated[int, Field(ge=0, le=MAX_EVENT_QUANTITY), WHOLE] | None = Field(
+        description="Included per month; null: unlimited.", examples=[1_000_000]
+    )
+    dimension: DimensionIn | None = Field(default=None, description=DIMENSION_TEXT)
     policy: PolicyIn | None = Field(default=None, description="Left out: soft.")
 
     def terms(self) -> PlanMetric:
+        price = self.price()
         return PlanMetric(
             metric=self.metric,
             included_quantity=self.included_quantity,
-            overage_unit_price=Decimal(self.overage_unit_price),
-            overage_unit_size=self.overage_unit_size,
+            overage_unit_price=price.unit_price,
+            overage_unit_size=price.unit_size,
             policy=SOFT if self.policy is None else self.policy.policy(),
-            price_model=self.price_model,
-            tiers=tuple(t.tier() for t in self.tiers or ()),
+            price_model=price.model,
+            tiers=price.tiers,
+            dimension=None if self.dimension is None else self.dimension.dimension(),
         )
 
 
@@ -255,9 +320,7 @@ class TierOut(BaseModel):
     flat_fee: MoneyText = Field(description="Charged once when usage reaches the tier.")
 
 
-class PlanTermsOut(BaseModel):
-    metric: str
-    included_quantity: int | None = Field(description="Included per month; null: unlimited.")
+class PriceOut(BaseModel):
     price_model: PriceModel = Field(description=PRICE_MODEL_TEXT)
     overage_unit_price: MoneyText = Field(
         description="`per_unit` and `package`: the price per `overage_unit_size` units (0 for "
@@ -265,21 +328,54 @@ class PlanTermsOut(BaseModel):
     )
     overage_unit_size: int = Field(description="Units a unit price is for, e.g. 1000.")
     tiers: list[TierOut] = Field(description="`graduated` and `volume`: the tiers; else none.")
+
+    @staticmethod
+    def parts(price: Price) -> dict[str, object]:
+        return {
+            "price_model": price.model,
+            "overage_unit_price": price.unit_price,
+            "overage_unit_size": price.unit_size,
+            "tiers": [
+                TierOut(up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
+                for t in price.tiers
+            ],
+        }
+
+
+class ValuePriceOut(PriceOut):
+    value: str
+
+
+class DimensionOut(BaseModel):
+    property: str
+    prices: list[ValuePriceOut]
+
+
+class PlanTermsOut(PriceOut):
+    metric: str
+    included_quantity: int | None = Field(description="Included per month; null: unlimited.")
+    dimension: DimensionOut | None = Field(description=DIMENSION_TEXT)
     policy: PolicyOut
 
     @classmethod
     def of(cls, terms: PlanMetric) -> PlanTermsOut:
-        return cls(
-            metric=terms.metric,
-            included_quantity=terms.included_quantity,
-            price_model=terms.price_model,
-            overage_unit_price=terms.overage_unit_price,
-            overage_unit_size=terms.overage_unit_size,
-            tiers=[
-                TierOut(up_to=t.up_to, unit_price=t.unit_price, flat_fee=t.flat_fee)
-                for t in terms.tiers
-            ],
-            policy=PolicyOut.of(terms.policy),
+        dimension = terms.dimension
+        return cls.model_validate(
+            {
+                "metric": terms.metric,
+                "included_quantity": terms.included_quantity,
+                **cls.parts(terms.price),
+                "dimension": None
+                if dimension is None
+                else DimensionOut(
+                    property=dimension.property,
+                    prices=[
+                        ValuePriceOut.model_validate({"value": p.value, **cls.parts(p.price)})
+                        for p in dimension.prices
+                    ],
+                ),
+                "policy": PolicyOut.of(terms.policy),
+            }
         )
 
 

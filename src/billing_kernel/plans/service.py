@@ -178,7 +178,8 @@ class PlanService:
         validate_text(plan.description, "description", 2000)
         if not plan.name:
             raise InvalidInput("name must not be empty", field="name")
-        validate_plan(plan, await self._metrics.by_key(unit))
+        catalogue = await self._metrics.by_key(unit)
+        validate_plan(plan, {key: metric.aggregation for key, metric in catalogue.items()})
 
     async def deactivate(self, slug: str, uow: UnitOfWork | None = None) -> Plan:
         """Stop offering the plan: no org may move to it; the orgs on it stay, with its

@@ -19,18 +19,26 @@ beyond them. Every model charges nothing for no unit.
 A tier's `up_to` is the last unit it prices, counted from the first unit beyond the
 included ones; the last tier has none (it prices every unit after). Tiers are contiguous by
 construction: each starts after the one before it ends.
+
+A price may depend on the value of one event property (a `Dimension`: `model`): each value
+listed has a price of its own, every other value (and an event without the property) the
+metric's price. Each value's units are priced apart, by their own model and tiers (`shares`).
+The included quantity is the metric's, shared: it covers the listed values in the order the
+plan lists them, then the other values. An operator who lists the dearest value first gives
+the included units where they are worth most.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
 from billing_kernel.common.money import money_text, round_money
+from billing_kernel.common.validation import validate_id, validate_property_name
 from billing_kernel.errors import InvalidInput
 
 MAX_UNIT_PRICE = Decimal("999999999999.999999")
@@ -41,6 +49,8 @@ MAX_UNIT_SIZE = 10**12
 MAX_TIERS = 20
 MAX_UP_TO = 10**15
 """The most units a tier may end at (a metric's counter is a 64-bit integer)."""
+MAX_DIMENSION_PRICES = 20
+MAX_VALUE_LENGTH = 200
 
 
 class PriceModel(StrEnum):
@@ -190,6 +200,146 @@ class Price:
     def _each(self, units: int, price: Decimal) -> str:
         per = "" if self.unit_size == 1 else f" / {self.unit_size:,}"
         return f"{units:,} x {money_text(price)}{per}"
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePrice:
+    """The price of the units whose events carry one value of the dimension's property."""
+
+    value: str
+    """The property's value as text (a number as JSON writes it: `5`, a switch `true`)."""
+    price: Price
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """Prices by the value of one event property: each listed value at its own price, in
+    the order the included quantity covers them; every other value at the metric's price."""
+
+    property: str
+    prices: tuple[ValuePrice, ...]
+
+    def values(self) -> list[str]:
+        """The values listed, in order."""
+        return [listed.value for listed in self.prices]
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The units of one value of a metric (or all of them, without a dimension), how many of
+    the included quantity cover them, and their price."""
+
+    value: str | None
+    """The listed value; None for every value not listed (or the whole metric)."""
+    used: int
+    included: int | None
+    """Of the metric's included quantity, the units that cover these (None: unlimited)."""
+    price: Price
+
+    @property
+    def over(self) -> int:
+        """The units beyond those included: those billed."""
+        return 0 if self.included is None else self.used - self.included
+
+    def cost(self) -> Cost:
+        return self.price.cost(self.over)
+
+
+def shares(
+    price: Price,
+    dimension: Dimension | None,
+    used: int,
+    by_value: Mapping[str, int],
+    included: int | None,
+) -> tuple[Share, ...]:
+    """`used` units of a metric as its price splits them: without a dimension one share,
+    all at `price`; with one, each listed value's units (`by_value`, at most what is left
+    of `used`) at its own price, in the dimension's order, then the rest at `price`. The
+    `included` quantity (None: unlimited) covers the shares in that order."""
+    parts: list[tuple[str | None, int, Price]] = []
+    left = used
+    for listed in dimension.prices if dimension is not None else ():
+        units = min(max(by_value.get(listed.value, 0), 0), left)
+        parts.append((listed.value, units, listed.price))
+        left -= units
+    parts.append((None, left, price))
+    result, free = [], included
+    for value, units, priced in parts:
+        covered = None if free is None else min(units, free)
+        result.append(Share(value, units, covered, priced))
+        if free is not None and covered is not None:
+            free -= covered
+    return tuple(result)
+
+
+def check_dimension(dimension: Dimension, field: str = "dimension") -> Dimension:
+    """A dimension as an operator defines it: a property name (`common.validation`), 1 to
+    MAX_DIMENSION_PRICES values, each a text of 1 to MAX_VALUE_LENGTH characters, listed
+    once, each with a valid price (`check_price`, its parts named
+    `dimension.prices[1].overage_unit_price`); InvalidInput names the first part wrong."""
+    validate_property_name(dimension.property, f"{field}.property")
+    if not 1 <= len(dimension.prices) <= MAX_DIMENSION_PRICES:
+        raise InvalidInput(
+            f"{field}.prices lists 1 to {MAX_DIMENSION_PRICES} values, each with its price "
+            "(every other value has the metric's)",
+            field=f"{field}.prices",
+        )
+    seen: set[str] = set()
+    for index, listed in enumerate(dimension.prices):
+        at = f"{field}.prices[{index}]"
+        validate_id(listed.value, f"{at}.value", MAX_VALUE_LENGTH)
+        if listed.value in seen:
+            raise InvalidInput(f"{at}.value {listed.value!r} is listed twice", field=f"{at}.value")
+        seen.add(listed.value)
+        check_price(
+            listed.price,
+            f"{at}.overage_unit_price",
+            f"{at}.overage_unit_size",
+            f"{at}.tiers",
+        )
+    return dimension
+
+
+def dimension_text(dimension: Dimension | None) -> str | None:
+    """A dimension's prices as stored: a JSON list of each value with its price's model,
+    unit price, unit size and tiers (None: no dimension)."""
+    if dimension is None:
+        return None
+    return json.dumps(
+        [
+            {
+                "value": listed.value,
+                "model": listed.price.model.value,
+                "unit_price": f"{listed.price.unit_price:f}",
+                "unit_size": listed.price.unit_size,
+                "tiers": json.loads(tiers_text(listed.price.tiers) or "[]"),
+            }
+            for listed in dimension.prices
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def dimension_of(prop: str | None, text: str | None) -> Dimension | None:
+    """The dimension `dimension_text` stored for the property `prop` (none for None)."""
+    if prop is None or not text:
+        return None
+    return Dimension(
+        prop,
+        tuple(
+            ValuePrice(
+                listed["value"],
+                Price(
+                    PriceModel(listed["model"]),
+                    Decimal(listed["unit_price"]),
+                    listed["unit_size"],
+                    tiers_of(json.dumps(listed["tiers"])),
+                ),
+            )
+            for listed in json.loads(text)
+        ),
+    )
 
 
 def tiers_text(tiers: tuple[Tier, ...]) -> str | None:

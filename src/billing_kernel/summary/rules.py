@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -12,10 +11,11 @@ from enum import StrEnum
 
 from billing_kernel.common.money import ZERO
 from billing_kernel.common.periods import BillingPeriod
-from billing_kernel.errors import InvalidInput
+from billing_kernel.common.validation import PROPERTY_NAME_PATTERN, validate_property_name
 from billing_kernel.metrics.rules import Metric, used_and_peak
 from billing_kernel.orgs.rules import OrgBillingState
 from billing_kernel.plans.rules import SOFT, Enforcement, Plan, Policy
+from billing_kernel.pricing.rules import Share
 from billing_kernel.quota.rules import (
     LimitOverride,
     QuotaDecision,
@@ -42,6 +42,9 @@ class MetricUsage:
     """For seats: the highest member count in the period (overage is charged on it)."""
     policy: Policy = SOFT
     """How the limit is enforced, after the org's override."""
+    shares: tuple[Share, ...] = ()
+    """A metric priced per value: its usage split as its price splits it, each value with
+    what the included quantity covers of it (`pricing.rules.shares`); else none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +85,17 @@ def metric_usage(
     plan: Plan,
     overrides: Mapping[str, LimitOverride],
     peak: int | None = None,
+    by_value: Mapping[str, int] | None = None,
 ) -> MetricUsage:
     """One metric's line: `used` against the org's limit; overage is on the `peak` for seats
-    (see `used_and_peak`)."""
+    (see `used_and_peak`); a metric priced per value is priced per value as its invoice
+    lines are, from the usage of each value it lists (`by_value`)."""
     org_terms = effective_terms(plan, metric.key, overrides)
     limit = org_terms.limit
     billed = used if peak is None else peak
     overage = 0 if limit is None else max(billed - limit, 0)
     terms = plan.allowance(metric.key)
+    shares = terms.shares(billed, by_value or {}, limit)
     return MetricUsage(
         metric=metric,
         used=used,
@@ -98,9 +104,10 @@ def metric_usage(
         percent_used=percent_used(used, limit),
         soft_limit_exceeded=limit_exceeded(used, limit),
         overage_quantity=overage,
-        overage_amount=terms.price.cost(overage).amount,
+        overage_amount=sum((share.cost().amount for share in shares), ZERO),
         peak=peak,
         policy=org_terms.policy,
+        shares=shares if terms.dimension is not None else (),
     )
 
 
@@ -114,15 +121,18 @@ def build_summary(
     seat_count: int | None,
     overrides: Mapping[str, LimitOverride],
     now: datetime,
+    by_value: Mapping[str, Mapping[str, int]] | None = None,
 ) -> OrgBillingSummary:
     """Combine everything the kernel knows about an org's period into one summary.
 
     `counters` holds the period's stored counters by metric key; for seats metrics that is the
     period's recorded peak, while `seat_count` is the live member count (None for a closed
-    period, whose seats are its peak).
+    period, whose seats are its peak). `by_value`: for the metrics priced per value, the
+    usage of each value their price lists.
     """
+    values = by_value or {}
     lines = tuple(
-        metric_usage(metric, used, plan, overrides, peak)
+        metric_usage(metric, used, plan, overrides, peak, values.get(metric.key))
         for metric in catalogue
         for used, peak in [used_and_peak(metric, counters.get(metric.key, 0), seat_count)]
     )
@@ -178,17 +188,12 @@ class UsagePoint:
 
 GroupedTotals = Mapping[tuple[date, str], Mapping[str | None, int]]
 
-GROUP_BY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+GROUP_BY_PATTERN = PROPERTY_NAME_PATTERN
 
 
 def validate_group_by(prop: str) -> str:
     """A property usage may be grouped by: 1-64 letters, digits, `_`, `.`, `:` or `-`."""
-    if not GROUP_BY_PATTERN.fullmatch(prop):
-        raise InvalidInput(
-            "group_by must be a property name of 1-64 letters, digits, _ . : or -",
-            field="group_by",
-        )
-    return prop
+    return validate_property_name(prop, "group_by")
 
 
 """(a point's start, metric) to each property value's total."""

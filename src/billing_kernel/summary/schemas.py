@@ -11,7 +11,7 @@ from pydantic import (
 
 from billing_kernel.invoices.rules import Estimate
 from billing_kernel.orgs.rules import BillingStatus
-from billing_kernel.plans.rules import Enforcement
+from billing_kernel.plans.rules import Enforcement, PlanMetric
 from billing_kernel.plans.schemas import PlanOut, PolicyOut
 from billing_kernel.summary.rules import Granularity, MetricUsage, OrgBillingSummary
 from billing_kernel.web.schemas import (
@@ -29,6 +29,19 @@ class PeriodOut(BaseModel):
     days_left: int = Field(description="Whole or partial days until `end`; 0 once it passed.")
 
 
+class ValueUsageOut(BaseModel):
+    value: str | None = Field(
+        description="The value priced apart; null: every other value of the property."
+    )
+    used: int
+    included: int | None = Field(
+        description="Of the metric's included quantity, what covers this value's usage (the "
+        "values listed first, in order); null: unlimited."
+    )
+    overage_quantity: int
+    overage_amount: MoneyText = Field(description="As its invoice line would bill it now.")
+
+
 class MetricUsageOut(BaseModel):
     metric: str
     name: str
@@ -44,9 +57,20 @@ class MetricUsageOut(BaseModel):
     overage_amount: MoneyText
     peak: int | None = Field(default=None, description="Seats: the period's highest count.")
     policy: PolicyOut = Field(description="How the limit is enforced, after the org's override.")
+    dimension: str | None = Field(
+        default=None,
+        description="A metric priced per value of an event property: the property "
+        "(docs/pricing.md#prices-per-dimension); else null.",
+    )
+    split: list[ValueUsageOut] = Field(
+        default_factory=list,
+        description="A metric priced per value: its usage per value priced apart, then the "
+        "other values, as its invoice lines bill them; `overage_amount` is their sum. Else "
+        "empty.",
+    )
 
     @classmethod
-    def of(cls, line: MetricUsage) -> MetricUsageOut:
+    def of(cls, line: MetricUsage, dimension: str | None = None) -> MetricUsageOut:
         return cls(
             metric=line.metric.key,
             name=line.metric.name,
@@ -60,7 +84,22 @@ class MetricUsageOut(BaseModel):
             overage_amount=line.overage_amount,
             peak=line.peak,
             policy=PolicyOut.of(line.policy),
+            dimension=dimension if line.shares else None,
+            split=[
+                ValueUsageOut(
+                    value=share.value,
+                    used=share.used,
+                    included=share.included,
+                    overage_quantity=share.over,
+                    overage_amount=share.cost().amount,
+                )
+                for share in line.shares
+            ],
         )
+
+
+def _property(terms: PlanMetric) -> str | None:
+    return None if terms.dimension is None else terms.dimension.property
 
 
 class SummaryOut(BaseModel):
@@ -111,7 +150,10 @@ class SummaryOut(BaseModel):
                 last_day=summary.period.last_day,
                 days_left=summary.period.days_left(summary.generated_at),
             ),
-            usage=[MetricUsageOut.of(line) for line in summary.usage],
+            usage=[
+                MetricUsageOut.of(line, _property(summary.plan.allowance(line.metric.key)))
+                for line in summary.usage
+            ],
             any_soft_limit_exceeded=summary.any_soft_limit_exceeded,
             estimated_overage=summary.estimated_overage,
             estimated_total=estimate.total,

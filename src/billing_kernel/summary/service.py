@@ -101,9 +101,20 @@ class SummaryService:
                     org_id, by_month, [period.key], catalogue, members, unit
                 )
                 counters = {key: value for (_, key), value in peaks.items()}
+            plan = plan or await self._plans.get(state.plan_slug, unit, version=state.plan_version)
+            by_value = {}
+            for key, terms in plan.metrics.items():
+                if terms.dimension is not None and counters.get(key):
+                    by_value[key] = await self._usage.value_totals(
+                        org_id,
+                        period.key,
+                        key,
+                        terms.dimension.property,
+                        terms.dimension.values(),
+                        uow=unit,
+                    )
             return build_summary(
-                plan=plan
-                or await self._plans.get(state.plan_slug, unit, version=state.plan_version),
+                plan=plan,
                 state=state,
                 period=period,
                 catalogue=catalogue,
@@ -111,6 +122,7 @@ class SummaryService:
                 seat_count=members if period == current else None,
                 overrides=await self._quota.overrides(org_id, unit),
                 now=now,
+                by_value=by_value,
             )
 
     async def usage_history(

@@ -78,6 +78,8 @@ class InvoiceDrafts:
         as_of: StoredInvoice | None = None,
         recorded_late: Mapping[tuple[date, str], int] | None = None,
         replaced: Plan | None = None,
+        billed_by: str | None = None,
+        recorded_split: Mapping[tuple[date, str], Mapping[str, int]] | None = None,
     ) -> Computed:
         """The org's invoice for `period` made at `at`, from its `history`, the usage of the
         period (`used`, by metric) and the `late` usage of earlier periods (priced as each
@@ -86,7 +88,9 @@ class InvoiceDrafts:
         lines are forgotten comes as `recorded_late`: what the invoice recorded it added.
         `replaced`: the plan `as_of` was made by, when the history holds a draft in its
         place; what the invoice recorded as included where it was that plan's becomes the
-        draft's."""
+        draft's. A metric priced per value reads each value's usage from the lines the
+        invoice `billed_by` billed (None: those not billed yet), or for months whose lines
+        are forgotten from `recorded_split`."""
         catalogue = await self._metrics.catalogue(unit)
         by_key = {metric.key: metric for metric in catalogue}
         subs = in_force(period, history)
@@ -106,6 +110,33 @@ class InvoiceDrafts:
                 }
             included.update(against)
         repo = InvoiceRepository(unit)
+        recorded_values = recorded_split or {}
+
+        async def by_value(start: date, metric: str, plan: Plan) -> dict[str, int] | None:
+            """The usage of each value `plan` prices `metric` by (None: it prices none)."""
+            dimension = plan.allowance(metric).dimension
+            if dimension is None:
+                return None
+            if (start, metric) in recorded_values:
+                return dict(recorded_values[start, metric])
+            return await self._usage.value_totals(
+                org_id,
+                start,
+                metric,
+                dimension.property,
+                dimension.values(),
+                invoice_id=billed_by,
+                unbilled=billed_by is None,
+                uow=unit,
+            )
+
+        split: dict[str, dict[str, int]] = {}
+        for m in catalogue:
+            if used.get(m.key, 0):
+                values = await by_value(period.key, m.key, at_end)
+                if values is not None:
+                    split[m.key] = values
+        late_split: dict[tuple[date, str], dict[str, int]] = {}
         late_usage = []
         added: dict[tuple[date, str], int] = {}  # what late lines add to their period's usage
         recorded = recorded_late or {}
@@ -125,6 +156,11 @@ class InvoiceDrafts:
                 continue  # no plan then: nothing to price it by
             plan = await self._plans.get(earlier.plan_slug, unit, version=earlier.plan_version)
             snapshot = {u.metric: u.included for u in earlier.usage if u.period_start == start}
+            values = await by_value(start, metric, plan)
+            billed_split: dict[str, int] = {}
+            if values is not None:
+                late_split[start, metric] = values
+                billed_split = await repo.split_billed_before(org_id, start, metric, as_of)
             late_usage.append(
                 LateUsage(
                     period=BillingPeriod.starting(start),
@@ -134,11 +170,13 @@ class InvoiceDrafts:
                     included=snapshot.get(metric, plan.allowance(metric).included_quantity),
                     plan=plan,
                     billable=earlier.bills_usage,
+                    billed_split=billed_split,
+                    late_split=values or {},
                 )
             )
         coupons = await self._discounts.in_effect(org_id, period, at, unit)
         draft = draft_invoice(
-            org_id, period, history, catalogue, used, included, late_usage, coupons
+            org_id, period, history, catalogue, used, included, late_usage, coupons, split
         )
         counted = events or {}
         usage = [
@@ -149,6 +187,7 @@ class InvoiceDrafts:
                 counted.get((period.key, m.key), Tally()).events,
                 included[m.key],
                 _last_billed(m, counted.get((period.key, m.key), Tally())),
+                split.get(m.key),
             )
             for m in catalogue
         ] + [
@@ -159,6 +198,7 @@ class InvoiceDrafts:
                 b.events,
                 None,
                 _last_billed(by_key[metric], b) if metric in by_key else None,
+                late_split.get((start, metric)),
             )
             for (start, metric), b in sorted(late.items())
         ]
@@ -200,6 +240,11 @@ class InvoiceDrafts:
             for u in invoice.usage
             if u.period_start < period.key and u.period_start in forgotten
         }
+        recorded_split = {
+            (u.period_start, u.metric): u.split
+            for u in invoice.usage
+            if u.period_start in forgotten and u.split is not None
+        }
         history = await self.history(invoice.org_id, period, unit, plans)
         replaced = None
         if draft is not None:
@@ -219,6 +264,8 @@ class InvoiceDrafts:
             as_of=invoice,
             recorded_late=recorded_late,
             replaced=replaced,
+            billed_by=invoice.invoice_id,
+            recorded_split=recorded_split,
         )
 
     async def latest(self, unit: UnitOfWork) -> set[str]:
@@ -275,4 +322,6 @@ def stored_line(number: int, line: InvoiceLine, period: BillingPeriod) -> Stored
         unit_size=line.unit_size,
         starts_at=line.starts_at,
         coupon=line.coupon,
+        dimension=line.dimension,
+        dimension_value=line.dimension_value,
     )

@@ -330,7 +330,15 @@ class InvoiceService:
             seats = await self._drafts.seat_peaks(org_id, period, unit)
             late = {key: b for key, b in billed.items() if key[0] < period.key}
             computed = await self._drafts.compute(
-                org_id, period, history, {**used, **seats}, late, unit, now, events=billed
+                org_id,
+                period,
+                history,
+                {**used, **seats},
+                late,
+                unit,
+                now,
+                events=billed,
+                billed_by=invoice_id,
             )
             draft = computed.draft
             beyond = draft.out_of_bounds()

@@ -141,20 +141,12 @@ class UsageHistory:
         per UTC day) and metric, split by the text value of the property `prop` (None for
         events without it); for the metrics `aggregations` says are maxima or latest, each
         split's highest or last line."""
-        e, properties = usage_lines.c, usage_events.c.properties
-        value: ColumnElement[Any]
+        e = usage_lines.c
         if self._conn.dialect.name == "postgresql":
             bucket = func.date(func.timezone("UTC", e.occurred_at)) if by_day else e.period_start
-            value = func.jsonb_extract_path_text(cast(properties, JSONB), prop)
         else:
             bucket = func.date(e.occurred_at) if by_day else e.period_start
-            path = f'$."{prop}"'
-            kind = func.json_type(properties, path)
-            value = case(  # text as PostgreSQL's ->> gives it: true, false, null as null
-                (kind.in_(["true", "false"]), kind),
-                (kind == "null", null()),
-                else_=cast(func.json_extract(properties, path), String),
-            )
+        value = self._property_text(prop)
         where = [e.org_id == org_id, e.period_start >= first, e.period_start < end]
         keys = [bucket.label("bucket"), e.metric, value.label("value")]
         totals: dict[tuple[date, str], dict[str | None, int]] = {}
@@ -164,6 +156,55 @@ class UsageHistory:
             for start, metric, group, total in await self._conn.execute(query):
                 totals.setdefault((_day(start), metric), {})[group] = int(total)
         return totals
+
+    async def value_totals(
+        self,
+        org_id: str,
+        period_start: date,
+        metric: str,
+        prop: str,
+        values: Sequence[str],
+        *,
+        invoice_id: str | None = None,
+        unbilled: bool = False,
+    ) -> dict[str, int]:
+        """The sum of the org's lines of `metric` in a period whose events' property `prop`
+        has one of `values` (as text), per value: of every line, of those an invoice billed
+        (`invoice_id`), or of those none billed yet (`unbilled`). A metric priced per value
+        reads its values' usage so (for a sum or a count, lines add up)."""
+        e = usage_lines.c
+        value = self._property_text(prop)
+        where = [
+            e.org_id == org_id,
+            e.period_start == period_start,
+            e.metric == metric,
+            value.in_(list(values)),
+        ]
+        if invoice_id is not None:
+            where.append(e.invoice_id == invoice_id)
+        elif unbilled:
+            where.append(e.invoice_id.is_(None))
+        query = (
+            select(value.label("value"), func.sum(e.quantity))
+            .select_from(_lines_with_events())
+            .where(*where)
+            .group_by(value)
+        )
+        return {found: int(total) for found, total in await self._conn.execute(query)}
+
+    def _property_text(self, prop: str) -> ColumnElement[Any]:
+        """The text of an event's property `prop` (None without it), as PostgreSQL's `->>`
+        gives it on both databases: `true`, `false`, a number as JSON writes it."""
+        properties = usage_events.c.properties
+        if self._conn.dialect.name == "postgresql":
+            return func.jsonb_extract_path_text(cast(properties, JSONB), prop)
+        path = f'$."{prop}"'
+        kind = func.json_type(properties, path)
+        return case(
+            (kind.in_(["true", "false"]), kind),
+            (kind == "null", null()),
+            else_=cast(func.json_extract(properties, path), String),
+        )
 
     async def counters_between(
         self, org_id: str, first: date, end: date

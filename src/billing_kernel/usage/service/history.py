@@ -48,6 +48,32 @@ class UsageReader:
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).last_period_with(org_id, metric)
 
+    async def value_totals(
+        self,
+        org_id: str,
+        period_start: date,
+        metric: str,
+        prop: str,
+        values: Sequence[str],
+        *,
+        invoice_id: str | None = None,
+        unbilled: bool = False,
+        uow: UnitOfWork | None = None,
+    ) -> dict[str, int]:
+        """The org's usage of `metric` in a period whose events' property `prop` has one of
+        `values`, per value (of the lines `invoice_id` billed, or of those none billed yet:
+        `unbilled`)."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).value_totals(
+                org_id,
+                period_start,
+                metric,
+                prop,
+                values,
+                invoice_id=invoice_id,
+                unbilled=unbilled,
+            )
+
     async def seat_peaks(
         self, org_id: str, period: BillingPeriod, members_now: int, uow: UnitOfWork | None = None
     ) -> dict[str, int]:
