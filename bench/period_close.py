@@ -4,7 +4,9 @@ org), next to the same month closed by hand with the fewest statements that stil
 event and number each invoice without gaps (one transaction per org: mark the events and
 sum them, take the next number, insert the invoice), in the same run, on PostgreSQL. Then
 as many orgs again on a plan whose tokens are priced in graduated tiers, closed next to the
-per-unit ones: what tiered prices cost a close.
+per-unit ones: what tiered prices cost a close; and as many on a plan that also prices
+gpt-5 tokens apart (a price per model, the other models in the tiers), their tokens in two
+events of two models: what reading each model's usage and a line per model cost a close.
 
 Usage: python bench/period_close.py [--server URL-of-PostgreSQL-server] [--orgs N]
 """
@@ -26,7 +28,7 @@ from billing_kernel.config import Settings
 from billing_kernel.db.database import Database
 from billing_kernel.kernel import Kernel
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import PriceModel, Tier
+from billing_kernel.pricing.rules import Dimension, Price, PriceModel, Tier, ValuePrice
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from common import fresh_database, migrated, report, row, server_argument
 
@@ -63,20 +65,55 @@ TIERED = Plan(
     },
 )
 """Starter's terms with its tokens in graduated tiers and its runs in packages."""
+PER_MODEL = Plan(
+    "starter-per-model",
+    "Starter, per model",
+    "USD",
+    Decimal("49.00"),
+    metrics={
+        **TIERED.metrics,
+        "tokens": PlanMetric(
+            "tokens",
+            1_000_000,
+            overage_unit_size=1_000,
+            price_model=PriceModel.GRADUATED,
+            tiers=TIERED.metrics["tokens"].tiers,
+            dimension=Dimension(
+                "model", (ValuePrice("gpt-5", Price(unit_price=Decimal("0.03"), unit_size=1_000)),)
+            ),
+        ),
+    },
+)
+"""TIERED with gpt-5 tokens priced apart, the other models' in its tiers."""
+TOKENS_BY_MODEL = {"gpt-5": 1_100_000, "llama": 134_567}
+"""The per-model orgs' tokens: as many as the others', in two events."""
 
 
 async def seed(
-    kernel: Kernel, clock: Clock, dsn: str, prefix: str, orgs: int, plan: str = "starter"
+    kernel: Kernel,
+    clock: Clock,
+    dsn: str,
+    prefix: str,
+    orgs: int,
+    plan: str = "starter",
+    *,
+    by_model: bool = False,
 ) -> list[str]:
     """`orgs` orgs, created on the month's first second by their first usage events (two
-    each: tokens beyond Starter's, and runs), on `plan`, and paying from the next second."""
+    each: tokens beyond Starter's, and runs; `by_model`, the tokens in two events of two
+    models), on `plan`, and paying from the next second."""
     org_ids = [f"{prefix}-{n:05d}" for n in range(orgs)]
+    events: list[tuple[str, int, dict[str, str] | None]] = [("playbook_runs", 7, None)]
+    if by_model:
+        events += [("tokens", n, {"model": model}) for model, n in TOKENS_BY_MODEL.items()]
+    else:
+        events.append(("tokens", 1_234_567, None))
     clock.now = MONTH.start
     for start in range(0, orgs, BATCH // 2):
         reports = [
-            UsageReport(org_id, metric, quantity, f"{metric}-1", MONTH.start)
+            UsageReport(org_id, metric, quantity, f"{metric}-{n}", MONTH.start, properties)
             for org_id in org_ids[start : start + BATCH // 2]
-            for metric, quantity in (("tokens", 1_234_567), ("playbook_runs", 7))
+            for n, (metric, quantity, properties) in enumerate(events)
         ]
         result = await kernel.usage.record_batch(reports)
         assert result.count(RecordStatus.ACCEPTED) == len(reports)
@@ -165,6 +202,11 @@ async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
         await seed(kernel, clock, dsn, "close-tiered", orgs, TIERED.slug)
         # 100,000 x 0.02 / 1,000 + 134,567 x 0.015 / 1,000 + 1.00 = 5.018505; runs within
         tiered = await close_due(kernel, clock, orgs, "54.02")
+        await kernel.plans.create(PER_MODEL)
+        await seed(kernel, clock, dsn, "close-per-model", orgs, PER_MODEL.slug, by_model=True)
+        # gpt-5: 100,000 over the 1,000,000 included, 3.00; llama: 134,567 in the tiers,
+        # 100,000 x 0.02 / 1,000 + 34,567 x 0.015 / 1,000 + 1.00 = 3.518505
+        per_model = await close_due(kernel, clock, orgs, "55.52")
     finally:
         await database.dispose()
     setup = {
@@ -197,6 +239,20 @@ async def measure(dsn: str, orgs: int) -> list[dict[str, Any]]:
                 "graduated tiers and runs in packages",
                 "baseline": "close_due of the orgs on Starter (per unit), in the same run, "
                 "closed before them",
+            },
+        ),
+        row(
+            f"close a month on tiered and per-model prices, per org (PostgreSQL, {orgs:,} orgs)",
+            "ms",
+            per_model / orgs * 1000,
+            elapsed / orgs * 1000,
+            setup
+            | {
+                "events": 3 * orgs,
+                "kernel": "close_due as above, the orgs on the tiered terms with gpt-5 tokens "
+                "priced apart, each org's tokens in two events (gpt-5 and another model)",
+                "baseline": "close_due of the orgs on Starter (per unit, one tokens event), in "
+                "the same run, closed before them",
             },
         ),
     ]

@@ -1,7 +1,8 @@
-"""The plans the first migration seeds, as the pure rules see them (see docs/concepts.md)."""
+"""The demo catalogue's plans (`billing_kernel.demo`), as the pure rules see them."""
 
 from decimal import Decimal
 
+from billing_kernel.demo import GROWTH_TOKENS
 from billing_kernel.plans.rules import Plan, PlanMetric
 
 STARTER = Plan(
@@ -21,7 +22,7 @@ GROWTH = Plan(
     currency="USD",
     monthly_price=Decimal("199.00"),
     metrics={
-        "tokens": PlanMetric("tokens", 5_000_000, Decimal("0.015"), 1_000),
+        "tokens": GROWTH_TOKENS,
         "playbook_runs": PlanMetric("playbook_runs", 1_000, Decimal("0.20"), 1),
         "seats": PlanMetric("seats", 10, Decimal("12.00"), 1),
     },

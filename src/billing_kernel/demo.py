@@ -18,7 +18,7 @@ from billing_kernel.members.rules import MemberRole
 from billing_kernel.metrics.rules import Aggregation, Metric
 from billing_kernel.orgs.rules import BillingStatus, OrgOrigin
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import PriceModel, Tier
+from billing_kernel.pricing.rules import Dimension, Price, PriceModel, Tier, ValuePrice
 from billing_kernel.summary.rules import OrgBillingSummary
 
 DEMO_ORG = "demo-org"
@@ -42,6 +42,21 @@ ENTERPRISE_TOKENS = PlanMetric(
     tiers=(Tier(80_000_000, Decimal("0.01")), Tier(None, Decimal("0.008"))),
 )
 """The demo's tiered metric: beyond 20 M tokens, 0.01 per 1,000 for the next 80 M, then 0.008."""
+GROWTH_TOKENS = PlanMetric(
+    "tokens",
+    5_000_000,
+    Decimal("0.015"),
+    1000,
+    dimension=Dimension(
+        "model",
+        (
+            ValuePrice("gpt-5", Price(unit_price=Decimal("0.03"), unit_size=1000)),
+            ValuePrice("gpt-5-mini", Price(unit_price=Decimal("0.005"), unit_size=1000)),
+        ),
+    ),
+)
+"""The demo's price per model: beyond 5 M tokens (covering gpt-5's first, then gpt-5-mini's,
+then the rest), gpt-5 at 0.03 per 1,000, gpt-5-mini at 0.005, any other model at 0.015."""
 
 # slug, name, monthly price, {metric: (included, overage unit price, overage unit size), or
 # the metric's terms whole}
@@ -71,7 +86,7 @@ DEMO_PLANS: tuple[tuple[str, str, str, dict[str, tuple[int, str, int] | PlanMetr
         "Growth",
         "199.00",
         {
-            "tokens": (5_000_000, "0.015", 1000),
+            "tokens": GROWTH_TOKENS,
             "playbook_runs": (1_000, "0.20", 1),
             "seats": (10, "12.00", 1),
         },

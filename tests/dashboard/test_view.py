@@ -35,6 +35,7 @@ from billing_kernel.dashboard.view import (
     period_span,
     policy_text,
     shown_and_folded,
+    split_lines,
     without_version_tags,
 )
 from billing_kernel.discounts.rules import FEE, Coupon, Duration, Kind, Redemption
@@ -45,7 +46,7 @@ from billing_kernel.payments.rules import PaymentStatus
 from billing_kernel.plans.rules import SOFT, Enforcement, PlanMetric, Policy
 from billing_kernel.pricing.rules import PriceModel, Tier
 from billing_kernel.quota.rules import Reason, Standing, decide
-from billing_kernel.summary.rules import MetricUsage
+from billing_kernel.summary.rules import MetricUsage, metric_usage
 from tests.seeded import GROWTH, STARTER
 
 
@@ -448,3 +449,27 @@ def test_a_coupon_reads_as_what_it_takes_and_until_when() -> None:
     assert discount_text(Redemption("o", five, applied), now) == (
         "Five (F5): 5.00 EUR off, every month"
     )
+
+
+def test_a_price_per_value_is_shown_a_value_a_line_and_the_usage_split_likewise() -> None:
+    terms = GROWTH.metrics["tokens"]
+    assert overage_lines(terms, "USD") == [
+        "then by model:",
+        "gpt-5: $0.03 per 1,000",
+        "gpt-5-mini: $0.005 per 1,000",
+        "other model values: $0.015 per 1,000",
+    ]
+    tokens = Metric("tokens", "LLM tokens", "tokens")
+    line = metric_usage(
+        tokens, 5_300_000, GROWTH, {}, by_value={"gpt-5": 1_000_000, "gpt-5-mini": 4_100_000}
+    )
+    # The 5,000,000 included cover gpt-5's 1,000,000, then 4,000,000 of gpt-5-mini's.
+    assert split_lines(line, GROWTH) == [
+        "gpt-5: 1,000,000 tokens, all included",
+        "gpt-5-mini: 4,100,000 tokens, 100,000 over: about $0.50",
+        "other model values: 200,000 tokens, 200,000 over: about $3.00",
+    ]
+    assert line.overage_amount == Decimal("3.50")
+    assert split_lines(metric_usage(tokens, 10, STARTER, {}), STARTER) == []
+    unused = metric_usage(tokens, 10, GROWTH, {}, by_value={"gpt-5": 10})
+    assert split_lines(unused, GROWTH) == ["gpt-5: 10 tokens, all included"]

@@ -74,6 +74,7 @@ templates.env.globals.update(
     long_day=view.long_day,
     month_name=view.month_name,
     overage_lines=view.overage_lines,
+    split_lines=view.split_lines,
     feature_rows=view.feature_rows,
     bar_width=view.bar_width,
     chart_bars=view.chart_bars,

@@ -142,10 +142,40 @@ def overage_lines(terms: PlanMetric, currency: str) -> list[str]:
     ['no charge beyond'] when it charges nothing; none when unlimited."""
     if terms.included_quantity is None:
         return []
-    if terms.price.is_free:
+    if terms.is_free:
         return ["no charge beyond"]
-    first, *tiers = terms.price.described(lambda amount: money(amount, currency), exact_compact)
-    return [f"then {first}", *tiers]
+    described = terms.price.described(lambda amount: money(amount, currency), exact_compact)
+    if terms.dimension is None:
+        first, *tiers = described
+        return [f"then {first}", *tiers]
+    prop = terms.dimension.property
+    return [
+        f"then by {prop}:",
+        *(
+            f"{listed.value}: {listed.price.describe(lambda a: money(a, currency), exact_compact)}"
+            for listed in terms.dimension.prices
+        ),
+        f"other {prop} values: {' '.join(described)}",
+    ]
+
+
+def split_lines(line: MetricUsage, plan: Plan) -> list[str]:
+    """A metric priced per value, its usage as its invoice lines split it, a value a line:
+    'gpt-5: 60,000 tokens, all included', 'gpt-5-mini: 250,000 tokens, 210,000 over: about
+    $4.10', 'other models: 50,000 tokens, 50,000 over: about $2.50'; none otherwise."""
+    dimension = plan.allowance(line.metric.key).dimension
+    if dimension is None:
+        return []
+    texts = []
+    for share in line.shares:
+        name = f"other {dimension.property} values" if share.value is None else share.value
+        used = f"{name}: {count(share.used)} {line.metric.unit}"
+        if share.over:
+            cost = money(share.cost().amount, plan.currency)
+            texts.append(f"{used}, {count(share.over)} over: about {cost}")
+        elif share.used:
+            texts.append(f"{used}, all included")
+    return texts
 
 
 def feature_rows(plans: Sequence[Plan]) -> list[tuple[str, list[str]]]:
