@@ -257,7 +257,10 @@ def test_a_sum_or_a_count_may_be_priced_per_value_and_nothing_else_may() -> None
         with pytest.raises(InvalidInput) as refused:
             validate_plan(priced, {**CATALOGUE, "tokens": aggregation})
         assert refused.value.details["field"] == "dimension"
-        assert f"aggregated by {aggregation}: only a sum or a count" in str(refused.value)
+        assert str(refused.value) == (
+            f"metric 'tokens' is aggregated by {aggregation}: only a sum or a count is the sum "
+            "of its values' usage, so only they may be priced per value"
+        )
     wrong = replace(MODEL, property="a b")
     with pytest.raises(InvalidInput) as refused:
         validate_plan(plan(metrics={"tokens": PlanMetric("tokens", 1, dimension=wrong)}), CATALOGUE)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from billing_kernel.errors import InvalidInput
 from billing_kernel.pricing.rules import (
     MAX_DIMENSION_PRICES,
+    MAX_VALUE_LENGTH,
     Dimension,
     Price,
     PriceModel,
@@ -116,6 +117,9 @@ def test_a_valid_dimension_is_kept_and_read_back_as_stored() -> None:
     assert dimension_of("model", None) is None
     numbers = Dimension("tier", (ValuePrice("5", GPT5), ValuePrice("true", OTHERS)))
     assert dimension_of("tier", dimension_text(numbers)) == numbers
+    accented = Dimension("model", (ValuePrice("modèle-ü", GPT5),))
+    assert '"value":"modèle-ü"' in (dimension_text(accented) or "")  # as written, not escaped
+    assert dimension_of("model", dimension_text(accented)) == accented
     assert dimension_text(MODEL) == (
         '[{"value":"gpt-5","model":"per_unit","unit_price":"0.10","unit_size":1000,"tiers":[]},'
         '{"value":"gpt-5-mini","model":"graduated","unit_price":"0","unit_size":1000,"tiers":['
@@ -130,7 +134,12 @@ def test_a_valid_dimension_is_kept_and_read_back_as_stored() -> None:
         (Dimension("a b", MODEL.prices), "dimension.property", "a property name of 1-64"),
         (Dimension("", MODEL.prices), "dimension.property", "a property name of 1-64"),
         (Dimension("x" * 65, MODEL.prices), "dimension.property", "a property name of 1-64"),
-        (Dimension("model", ()), "dimension.prices", "lists 1 to 20 values"),
+        (
+            Dimension("model", ()),
+            "dimension.prices",
+            "dimension.prices lists 1 to 20 values, each with its price (every other value "
+            "has the metric's)",
+        ),
         (
             Dimension("model", (ValuePrice("a", GPT5),) * (MAX_DIMENSION_PRICES + 1)),
             "dimension.prices",
@@ -170,6 +179,7 @@ def test_a_dimension_is_refused_naming_the_part_that_is_wrong(
 
 
 def test_the_most_values_a_dimension_may_list_is_accepted() -> None:
-    most = tuple(ValuePrice(f"v{n}", GPT5) for n in range(MAX_DIMENSION_PRICES))
+    most = tuple(ValuePrice(f"v{n}", GPT5) for n in range(MAX_DIMENSION_PRICES - 1))
+    most += (ValuePrice("v" * MAX_VALUE_LENGTH, GPT5),)
     assert check_dimension(Dimension("m.a:b-c_d", most)).prices == most
     assert MODEL.values() == ["gpt-5", "gpt-5-mini"]

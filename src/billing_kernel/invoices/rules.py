@@ -47,7 +47,7 @@ from billing_kernel.errors import CurrencyChange, PeriodNotClosed
 from billing_kernel.events.rules import Event, EventType, event_id
 from billing_kernel.metrics.rules import Aggregation, Metric, Position, Tally
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import Cost, Price, PriceModel, Share
+from billing_kernel.pricing.rules import Cost, PriceModel, Share
 
 SECOND = timedelta(seconds=1)
 
@@ -227,22 +227,12 @@ def formula_for_people(formula: str) -> str:
     return _LONG_DECIMAL.sub(rounded, formula)
 
 
-def overage_cost(
-    quantity: int, limit: int | None, terms: PlanMetric
-) -> tuple[int, Decimal, Decimal]:
-    """What `quantity` of a metric costs beyond `limit` (None: unlimited) on `terms`: the
-    units over, the exact amount, and the amount rounded once to cents."""
-    over = 0 if limit is None else max(quantity - limit, 0)
-    cost = terms.price.cost(over)
-    return over, cost.exact, cost.amount
-
-
-def _priced(quantity: int, limit: int, price: Price) -> tuple[Cost, str]:
-    """What `quantity` costs beyond `limit`, and the arithmetic up to its exact amount:
-    "(1,500 - 1,000) x 0.02 / 1,000" per unit; for the other models the units over, then
-    the model's own arithmetic ("(1,500 - 1,000) = 500: 100 x 0.02 + 400 x 0.01")."""
-    cost = price.cost(quantity - limit)
-    head = f"({quantity:,} - {limit:,})"
+def _priced(share: Share) -> tuple[Cost, str]:
+    """What a share costs beyond what is included of it, and the arithmetic up to its exact
+    amount: "(1,500 - 1,000) x 0.02 / 1,000" per unit; for the other models the units over,
+    then the model's own arithmetic ("(1,500 - 1,000) = 500: 100 x 0.02 + 400 x 0.01")."""
+    cost, price = share.cost(), share.price
+    head = f"({share.used:,} - {share.included or 0:,})"
     if price.model is PriceModel.PER_UNIT:
         per = "" if price.unit_size == 1 else f" / {price.unit_size:,}"
         return cost, f"{head} x {money_text(price.unit_price)}{per}"
@@ -260,14 +250,21 @@ def _named(metric: Metric, terms: PlanMetric, share: Share) -> str:
 
 
 def _share_line(
-    kind: LineKind, plan: Plan, metric: Metric, terms: PlanMetric, share: Share, cost: Cost
+    kind: LineKind,
+    plan: Plan,
+    metric: Metric,
+    terms: PlanMetric,
+    share: Share,
+    text: tuple[str, Decimal, str],
 ) -> InvoiceLine:
-    """A usage line of `share` costing `cost`, its description and formula left to fill."""
+    """A usage line of `share`, its `text` the description, amount and formula."""
+    cost = share.cost()
+    description, amount, formula = text
     return InvoiceLine(
         kind=kind,
-        description="",
-        amount=cost.amount,
-        formula="",
+        description=description,
+        amount=amount,
+        formula=formula,
         plan_slug=plan.slug,
         plan_version=plan.version,
         metric=metric.key,
@@ -300,16 +297,12 @@ def usage_lines(
         terms = plan.allowance(metric.key)
         limit = included.get(metric.key, terms.included_quantity)
         quantity = used.get(metric.key, 0)
-        if limit is None or quantity <= limit or terms.is_free:
-            continue
         seats = metric.aggregation is Aggregation.SEATS
         by_value = (split or {}).get(metric.key, {})
         for share in terms.shares(quantity, by_value, limit):
-            if share.included is None or share.over <= 0 or share.price.is_free:
-                continue
-            cost, arithmetic = _priced(share.used, share.included, share.price)
-            kind = LineKind.SEATS if seats else LineKind.OVERAGE
-            line = _share_line(kind, plan, metric, terms, share, cost)
+            if share.over <= 0 or share.price.is_free:
+                continue  # within what is included (or unlimited), or free
+            cost, arithmetic = _priced(share)
             if terms.dimension is None:
                 description = (
                     f"{metric.name}: {cost.units:,} {metric.unit} over the {limit:,} included"
@@ -323,13 +316,11 @@ def usage_lines(
                 description = (
                     f"{_named(metric, terms, share)}: {share.used:,} {metric.unit}, {covered}"
                 )
-            lines.append(
-                replace(
-                    line,
-                    description=description + (" (the period's peak)" if seats else ""),
-                    formula=f"{arithmetic} = {exact_text(cost.exact)} → {money_text(cost.amount)}",
-                )
-            )
+            formula = f"{arithmetic} = {exact_text(cost.exact)} → {money_text(cost.amount)}"
+            seats_text = " (the period's peak)" if seats else ""
+            kind = LineKind.SEATS if seats else LineKind.OVERAGE
+            text = (description + seats_text, cost.amount, formula)
+            lines.append(_share_line(kind, plan, metric, terms, share, text))
     return lines
 
 
@@ -363,7 +354,7 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
     all exactly what one invoice made after the last event would have billed."""
     lines = []
     for item in late_usage:
-        if not item.billable or item.included is None:
+        if not item.billable:
             continue
         terms = item.plan.allowance(item.metric.key)
         total = item.billed + item.late
@@ -372,14 +363,13 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
             for value in {*item.billed_split, *item.late_split}
         }
         before = terms.shares(item.billed, item.billed_split, item.included)
-        after = terms.shares(total, split, item.included)
-        for was, now in zip(before, after, strict=True):
+        for index, now in enumerate(terms.shares(total, split, item.included)):
+            was = before[index]  # the same value's share: shares come in the price's order
             billed, due = was.cost().amount, now.cost().amount
             amount = due - billed
-            if not amount or now.included is None:
-                continue
-            cost, arithmetic = _priced(now.used, now.included, now.price)
-            line = _share_line(LineKind.ADJUSTMENT, item.plan, item.metric, terms, now, cost)
+            if not amount:
+                continue  # unlimited, within what is included, or rounding alike
+            cost, arithmetic = _priced(now)
             if terms.dimension is None:
                 received = item.late
                 description = (
@@ -393,20 +383,20 @@ def adjustment_lines(late_usage: Iterable[LateUsage]) -> list[InvoiceLine]:
                     f"received after it was invoiced: {now.over:,} {item.metric.unit} over "
                     f"the included, {was.over:,} before"
                 )
-            lines.append(
-                replace(
-                    line,
-                    description=description,
-                    amount=amount,
-                    formula=(
-                        f"{arithmetic} = {exact_text(cost.exact)}"
-                        f" → {money_text(due)}, less {money_text(billed)} billed"
-                        f" → {money_text(amount)}"
-                    ),
-                    quantity=received,
-                    adjusts=item.period,
-                )
+            formula = (
+                f"{arithmetic} = {exact_text(cost.exact)}"
+                f" → {money_text(due)}, less {money_text(billed)} billed"
+                f" → {money_text(amount)}"
             )
+            line = _share_line(
+                LineKind.ADJUSTMENT,
+                item.plan,
+                item.metric,
+                terms,
+                now,
+                (description, amount, formula),
+            )
+            lines.append(replace(line, quantity=received, adjusts=item.period))
     return lines
 
 

@@ -263,12 +263,13 @@ def shares(
         parts.append((listed.value, units, listed.price))
         left -= units
     parts.append((None, left, price))
+    if included is None:
+        return tuple(Share(value, units, None, priced) for value, units, priced in parts)
     result, free = [], included
     for value, units, priced in parts:
-        covered = None if free is None else min(units, free)
+        covered = min(units, free)
         result.append(Share(value, units, covered, priced))
-        if free is not None and covered is not None:
-            free -= covered
+        free -= covered
     return tuple(result)
 
 
