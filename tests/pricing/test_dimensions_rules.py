@@ -21,7 +21,9 @@ from billing_kernel.pricing.rules import (
     check_dimension,
     dimension_of,
     dimension_text,
+    most_cost,
     shares,
+    stored_dimension,
 )
 
 D = Decimal
@@ -183,3 +185,40 @@ def test_the_most_values_a_dimension_may_list_is_accepted() -> None:
     most += (ValuePrice("v" * MAX_VALUE_LENGTH, GPT5),)
     assert check_dimension(Dimension("m.a:b-c_d", most)).prices == most
     assert MODEL.values() == ["gpt-5", "gpt-5-mini"]
+
+
+PRICES = st.sampled_from(
+    [
+        OTHERS,
+        GPT5,
+        MINI,
+        Price(PriceModel.PACKAGE, D("4.00"), 50_000),
+        Price(PriceModel.VOLUME, unit_size=1_000, tiers=MINI.tiers),
+    ]
+)
+
+
+@given(
+    PRICES,
+    PRICES,
+    PRICES,
+    st.integers(0, 10**9),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 10**9)),
+    st.integers(0, 10**9),
+)
+def test_the_most_a_split_could_cost_is_never_less_than_its_lines(
+    own: Price, a: Price, b: Price, used: int, by_value: dict[str, int], included: int
+) -> None:
+    dimension = Dimension("model", (ValuePrice("a", a), ValuePrice("b", b)))
+    split = shares(own, dimension, used, by_value, included)
+    billed = sum((share.cost().amount for share in split), D(0))
+    assert billed <= most_cost((own, a, b), max(used - included, 0))
+
+
+def test_the_most_is_every_unit_at_the_dearest_rate_and_every_fee() -> None:
+    assert most_cost((OTHERS, GPT5), 0) == D("0.00")
+    # 10,000 x 0.10 / 1,000, and a cent for each price
+    assert most_cost((OTHERS, GPT5), 10_000) == D("1.02")
+    # mini's dearest tier 0.02 is below 0.05; its flat fee counts
+    assert most_cost((OTHERS, MINI), 10_000) == D("1.52")
+    assert stored_dimension(dimension_text(MODEL) or "") == (GPT5, MINI)

@@ -19,7 +19,14 @@ from billing_kernel.errors import AmountOutOfBounds
 from billing_kernel.kernel import Kernel
 from billing_kernel.orgs.rules import BillingStatus
 from billing_kernel.plans.rules import Plan, PlanMetric
-from billing_kernel.pricing.rules import MAX_UNIT_PRICE, PriceModel, Tier
+from billing_kernel.pricing.rules import (
+    MAX_UNIT_PRICE,
+    Dimension,
+    Price,
+    PriceModel,
+    Tier,
+    ValuePrice,
+)
 from billing_kernel.usage.rules import RecordStatus, UsageReport
 from tests.conftest import Clock
 
@@ -261,3 +268,23 @@ async def test_a_tiered_price_is_judged_by_its_tiers_as_the_month_is_written(
     result = await kernel.usage.record_batch([UsageReport("org-1", "tokens", 1, "steep")])
     assert result.count(RecordStatus.REFUSED) == 1
     assert (await kernel.invoices.upcoming("org-1")).total == Decimal("0.00")
+
+
+async def test_a_metric_priced_per_value_is_judged_by_its_dearest_value_as_it_is_written(
+    kernel: Kernel,
+) -> None:
+    """The metric's own price is 0 and gpt-5's 600,000,000,000 a token: the split is not
+    known as usage is written, so a token of any model is judged at gpt-5's price, and the
+    second would take the month beyond the bound (the bound never reads less than is billed)."""
+    dear = Price(unit_price=Decimal("600000000000"))
+    terms = PlanMetric("tokens", 0, dimension=Dimension("model", (ValuePrice("gpt-5", dear),)))
+    plan = await kernel.plans.create(
+        Plan("per-model", "Per model", "USD", Decimal("0"), metrics={"tokens": terms})
+    )
+    await kernel.orgs.create("org-1", plan_slug=plan.slug)
+    await kernel.subscriptions.set_status("org-1", BillingStatus.ACTIVE)
+    gpt5, other = {"model": "gpt-5"}, {"model": "other"}
+    await kernel.usage.record("org-1", "tokens", 1, idempotency_key="one", properties=gpt5)
+    with pytest.raises(AmountOutOfBounds, match=r"would come to 1,200,000,000,000\.02 "):
+        await kernel.usage.record("org-1", "tokens", 1, idempotency_key="two", properties=other)
+    assert (await kernel.invoices.upcoming("org-1")).total == Decimal("600000000000.00")

@@ -21,7 +21,15 @@ from billing_kernel.common.validation import (
 )
 from billing_kernel.errors import AmountOutOfBounds, InvalidInput, UnknownEvent, UnknownMetric
 from billing_kernel.metrics.rules import DEFAULT_METRICS
-from billing_kernel.pricing.rules import Tier, tiers_text
+from billing_kernel.pricing.rules import (
+    Dimension,
+    Price,
+    PriceModel,
+    Tier,
+    ValuePrice,
+    dimension_text,
+    tiers_text,
+)
 from billing_kernel.usage.bounds import (
     NEAR_BOUND,
     Charge,
@@ -556,6 +564,27 @@ def test_a_charge_is_read_from_the_price_terms_its_plan_stored_in_one_text() -> 
     assert charge_of(250, 100, None) == Charge(250, 100, None, None)
     spaced = '[{"up_to": null, "unit_price": "0.5", "flat_fee": "0"}]'  # JSON written otherwise
     assert charge_of(250, 100, f"0 1 volume {spaced}").amount == Decimal("75.00")
+    assert charge_of(250, 100, f"0 1 volume {spaced}\x1f") == charge_of(
+        250, 100, f"0 1 volume {spaced}"
+    )
+
+
+def test_a_metric_priced_per_value_is_charged_the_most_its_usage_could_cost() -> None:
+    """As usage is written its split among values is not known: the bound on a month
+    takes every unit beyond at the dearest rate of its prices."""
+    model = Dimension(
+        "model",
+        (
+            ValuePrice("gpt-5 pro", Price(unit_price=Decimal("0.10"), unit_size=1_000)),
+            ValuePrice("mini", Price(PriceModel.PACKAGE, Decimal("5"), 1_000)),
+        ),
+    )
+    terms = f"0.020000 1000 per_unit \x1f{dimension_text(model)}"
+    charge = charge_of(101_000, 1_000, terms)
+    assert (charge.unit_price, charge.dimension) == (Decimal("0.02"), dimension_text(model))
+    # 100,000 x 5 / 1,000 (the package's rate), a whole package, a cent for each price
+    assert charge.amount == Decimal("505.03")
+    assert charge_of(1_000, 1_000, terms).amount == Decimal("0.00")
 
 
 def test_an_unlimited_or_unpriced_counter_charges_nothing() -> None:

@@ -15,6 +15,11 @@ MAX_AMOUNT = Decimal("999999999999.99")
 """The largest amount an invoice line, subtotal or total may come to, either way: what its
 columns hold (NUMERIC(14, 2))."""
 
+PRICE_TERMS_APART = "\x1f"
+"""What sets a dimension's prices apart from the rest of a price's terms read as one text
+(`db.limits.price_terms_of`, `usage.bounds.charge_of`): a control character, which no JSON
+text holds unescaped."""
+
 
 def within_bounds(amount: Decimal) -> bool:
     """Whether an invoice amount is one the kernel can store: at most MAX_AMOUNT either way."""

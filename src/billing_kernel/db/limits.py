@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, outerjoin, select
 
+from billing_kernel.common.money import PRICE_TERMS_APART
 from billing_kernel.db.tables import (
     org_alert_thresholds,
     org_billing_state,
@@ -89,8 +90,9 @@ def _plan_term(
 def price_terms_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> Any:
     """The org's plan's price for the metric in one text, its columns separated by spaces:
     unit price, unit size, model and, for tiered prices, the tiers ("0.020000 1000
-    per_unit "); NULL: its plan has no terms for the metric, and charges nothing. One
-    lookup for the four (`usage.bounds.charge_of` reads it)."""
+    per_unit "), then after PRICE_TERMS_APART a dimension's prices, if any; NULL: its plan
+    has no terms for the metric, and charges nothing. One lookup for them all
+    (`usage.bounds.charge_of` reads it)."""
     term = plan_metrics.c
     text = (
         cast(term.overage_unit_price, String)
@@ -100,6 +102,8 @@ def price_terms_of(org_id: ColumnElement[Any], metric: ColumnElement[Any]) -> An
         .concat(term.price_model)
         .concat(" ")
         .concat(func.coalesce(term.price_tiers, ""))
+        .concat(PRICE_TERMS_APART)
+        .concat(func.coalesce(term.dimension_prices, ""))
     )
     return _plan_term(text, org_id, metric)
 

@@ -326,21 +326,47 @@ def dimension_of(prop: str | None, text: str | None) -> Dimension | None:
     """The dimension `dimension_text` stored for the property `prop` (none for None)."""
     if prop is None or not text:
         return None
-    return Dimension(
-        prop,
-        tuple(
-            ValuePrice(
-                listed["value"],
-                Price(
-                    PriceModel(listed["model"]),
-                    Decimal(listed["unit_price"]),
-                    listed["unit_size"],
-                    tiers_of(json.dumps(listed["tiers"])),
-                ),
-            )
-            for listed in json.loads(text)
-        ),
+    return Dimension(prop, _value_prices(text))
+
+
+def _value_prices(text: str) -> tuple[ValuePrice, ...]:
+    return tuple(
+        ValuePrice(
+            listed["value"],
+            Price(
+                PriceModel(listed["model"]),
+                Decimal(listed["unit_price"]),
+                listed["unit_size"],
+                tiers_of(json.dumps(listed["tiers"])),
+            ),
+        )
+        for listed in json.loads(text)
     )
+
+
+@functools.lru_cache(maxsize=256)
+def stored_dimension(text: str) -> tuple[Price, ...]:
+    """The prices of a dimension as `dimension_text` stored them, read once for every
+    counter priced by them."""
+    return tuple(listed.price for listed in _value_prices(text))
+
+
+def most_cost(prices: tuple[Price, ...], units: int) -> Decimal:
+    """At most what `units` units beyond those included cost, however they split among
+    `prices` (a metric's own and its dimension's, each value priced apart): every unit at
+    the dearest rate any of them charges (a tier's too), plus every flat fee, a whole block
+    of each package and a cent for each price's rounding. Never less than the lines that
+    bill them come to."""
+    if units <= 0:
+        return round_money(Decimal(0))
+    rates, extra = [], Decimal(0)
+    for price in prices:
+        charged = [tier.unit_price for tier in price.tiers] or [price.unit_price]
+        rates += [rate / Decimal(price.unit_size) for rate in charged]
+        extra += sum((tier.flat_fee for tier in price.tiers), Decimal(0)) + Decimal("0.01")
+        if price.model is PriceModel.PACKAGE:
+            extra += price.unit_price
+    return round_money(Decimal(units) * max(rates) + extra)
 
 
 def tiers_text(tiers: tuple[Tier, ...]) -> str | None:

@@ -16,6 +16,7 @@ from billing_kernel.alerts.rules import Reading
 from billing_kernel.common.keys import CounterKey, MonthKey
 from billing_kernel.common.money import (
     MAX_AMOUNT,
+    PRICE_TERMS_APART,
     ZERO,
     money_text,
     round_money,
@@ -23,7 +24,7 @@ from billing_kernel.common.money import (
 )
 from billing_kernel.common.periods import BillingPeriod
 from billing_kernel.errors import AmountOutOfBounds
-from billing_kernel.pricing.rules import PriceModel, stored_price
+from billing_kernel.pricing.rules import PriceModel, most_cost, stored_dimension, stored_price
 
 NEAR_BOUND = round_money(MAX_AMOUNT / 1024)
 """976,562,500.00, a 1,024th of the bound. When the counters a write touched of one org's
@@ -50,6 +51,10 @@ class Charge:
     """The plan's price model (None: per_unit)."""
     tiers: str | None = None
     """graduated and volume: the tiers as stored (`pricing.rules.tiers_text`)."""
+    dimension: str | None = None
+    """A dimension's prices as stored (`pricing.rules.dimension_text`): the split of the
+    usage among them is not known as it is written, so the charge is the most it could come
+    to, every unit at the dearest of the prices (`pricing.rules.most_cost`)."""
 
     @property
     def amount(self) -> Decimal:
@@ -58,16 +63,23 @@ class Charge:
         price = stored_price(
             self.model or PriceModel.PER_UNIT, self.unit_price, self.unit_size, self.tiers
         )
+        if self.dimension is not None:
+            prices = (price, *stored_dimension(self.dimension))
+            return most_cost(prices, self.used - self.included)
         return price.cost(self.used - self.included).amount
 
 
 def charge_of(used: int, included: int | None, terms: str | None) -> Charge:
     """A counter's charge from its plan's price as `db.limits.price_terms_of` reads it in
-    one text: unit price, unit size, model and tiers, separated by spaces (None: no terms)."""
+    one text: unit price, unit size, model and tiers, separated by spaces, then apart a
+    dimension's prices (None: no terms)."""
     if terms is None:
         return Charge(used, included, None, None)
-    unit_price, unit_size, model, tiers = terms.split(" ", 3)
-    return Charge(used, included, Decimal(unit_price), int(unit_size), model, tiers or None)
+    head, _, dimension = terms.partition(PRICE_TERMS_APART)
+    unit_price, unit_size, model, tiers = head.split(" ", 3)
+    return Charge(
+        used, included, Decimal(unit_price), int(unit_size), model, tiers or None, dimension or None
+    )
 
 
 @dataclass(frozen=True, slots=True)
