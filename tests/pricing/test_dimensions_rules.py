@@ -217,6 +217,7 @@ def test_the_most_a_split_could_cost_is_never_less_than_its_lines(
 
 def test_the_most_is_every_unit_at_the_dearest_rate_and_every_fee() -> None:
     assert most_cost((OTHERS, GPT5), 0) == D("0.00")
+    assert most_cost((GPT5,), 1) == D("0.01")  # 0.0001, and a cent of rounding
     # 10,000 x 0.10 / 1,000, and a cent for each price
     assert most_cost((OTHERS, GPT5), 10_000) == D("1.02")
     # mini's dearest tier 0.02 is below 0.05; its flat fee counts
