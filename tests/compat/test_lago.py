@@ -167,3 +167,36 @@ def test_a_wrong_key_and_an_unknown_customer_raise(live: Live) -> None:
         lago(live).customers.current_usage("no-such-org", external_subscription_id="x")
     assert missing.value.status_code == 404
     assert missing.value.response["code"] == "customer_not_found"
+
+
+def test_a_metric_priced_per_model_shows_its_models_as_the_charges_filters(live: Live) -> None:
+    # Growth prices gpt-5 and gpt-5-mini tokens apart; its 5,000,000 included cover gpt-5's,
+    # then gpt-5-mini's: 100,000 of those over at 0.005 per 1,000, and the other model's
+    # 200,000 at 0.015.
+    org = live.new_org(plan="growth", paying=True)
+    sent = [
+        (1_000_000, {"model": "gpt-5"}),
+        (4_000_000, {"model": "gpt-5-mini"}),
+        (100_000, {"model": "gpt-5-mini"}),
+        (200_000, {"model": "llama"}),
+    ]
+    events = [
+        Event(
+            transaction_id=str(uuid.uuid4()),
+            external_subscription_id=org,
+            code="tokens",
+            properties={"value": value, **model},
+        )
+        for value, model in sent
+    ]
+    lago(live).events.batch_create(BatchEvent(events=events))
+    usage = lago(live).customers.current_usage(org, external_subscription_id=org)
+    [tokens] = [c for c in usage.charges_usage if c.billable_metric.code == "tokens"]
+    assert (tokens.units, tokens.events_count, tokens.amount_cents) == ("5300000", 4, 350)
+    assert [(f.values, f.units, f.events_count, f.amount_cents) for f in tokens.filters] == [
+        ({"model": ["gpt-5"]}, "1000000", 1, 0),
+        ({"model": ["gpt-5-mini"]}, "4100000", 2, 50),
+        (None, "200000", 1, 300),
+    ]
+    [runs] = [c for c in usage.charges_usage if c.billable_metric.code == "playbook_runs"]
+    assert runs.filters == []

@@ -39,6 +39,7 @@ from billing_kernel.errors import BillingError, IdempotencyConflict, InvalidInpu
 from billing_kernel.invoices.rules import LineKind
 from billing_kernel.metrics.rules import Aggregation
 from billing_kernel.pricing.rules import PriceModel
+from billing_kernel.summary.rules import MetricUsage
 from billing_kernel.usage.schemas import MAX_BATCH
 from billing_kernel.web.deps import kernel_of
 
@@ -244,7 +245,7 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
                     "code": metric.key,
                     "aggregation_type": LAGO_AGGREGATIONS[metric.aggregation],
                 },
-                "filters": [],
+                "filters": _filters(current, usage),
                 "grouped_usage": [],
                 "pricing_unit_details": None,
                 "presentation_breakdowns": [],
@@ -262,6 +263,39 @@ def customer_usage(current: CurrentUsage) -> dict[str, Any]:
         "taxes_amount_cents": 0,
         "charges_usage": charges,
     }
+
+
+def _filters(current: CurrentUsage, usage: MetricUsage) -> list[dict[str, Any]]:
+    """A metric priced per value as Lago shows a charge's filters: one per value priced
+    apart (`values`: the property and the value), and one for every other value (`values`:
+    null, Lago's default filter), each with its units, its events and what it costs as its
+    invoice line would bill it; none for any other metric."""
+    dimension = current.summary.plan.allowance(usage.metric.key).dimension
+    if dimension is None:
+        return []
+    counted = current.value_events.get(usage.metric.key, {})
+    events = current.events.get(usage.metric.key, 0)
+    filters: list[dict[str, Any]] = []
+    for share in usage.shares:
+        if share.value is None:
+            count = max(events - sum(counted.values()), 0)
+            values = None
+        else:
+            count = counted.get(share.value, 0)
+            values = {dimension.property: [share.value]}
+        filters.append(
+            {
+                "invoice_display_name": None,
+                "values": values,
+                "units": str(share.used),
+                "total_aggregated_units": str(share.used),
+                "amount_cents": _cents(share.cost().amount),
+                "events_count": count,
+                "pricing_unit_details": None,
+                "presentation_breakdowns": [],
+            }
+        )
+    return filters
 
 
 def _lago_id(kind: str, *names: str) -> str:

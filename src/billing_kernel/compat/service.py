@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from billing_kernel.common.validation import validate_id
@@ -54,6 +54,8 @@ class CurrentUsage:
     summary: OrgBillingSummary
     invoice: InvoiceDraft
     events: Mapping[str, int]
+    value_events: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """A metric priced per value: how many events each value it prices apart counted."""
 
 
 class CompatService:
@@ -183,10 +185,22 @@ class CompatService:
         one transaction."""
         async with self._tx.begin() as unit:
             summary = await self._summary.summary(org_id, unit)
+            value_events = {}
+            for key, terms in summary.plan.metrics.items():
+                if terms.dimension is not None:
+                    value_events[key] = await self._usage_reader.value_events(
+                        org_id,
+                        summary.period,
+                        key,
+                        terms.dimension.property,
+                        terms.dimension.values(),
+                        unit,
+                    )
             return CurrentUsage(
                 summary,
                 await self._invoices.upcoming(org_id, unit, summary=summary),
                 await self._usage_reader.event_counts(org_id, summary.period, unit),
+                value_events,
             )
 
     async def entitlement(self, org_id: str, metric: str) -> QuotaDecision:

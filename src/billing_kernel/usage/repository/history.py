@@ -192,6 +192,26 @@ class UsageHistory:
         )
         return {found: int(total) for found, total in await self._conn.execute(query)}
 
+    async def value_events(
+        self, org_id: str, period_start: date, metric: str, prop: str, values: Sequence[str]
+    ) -> dict[str, int]:
+        """How many of the org's events of `metric` in a period have each of `values` as
+        their property `prop` (as text): one line each."""
+        e = usage_lines.c
+        value = self._property_text(prop)
+        query = (
+            select(value.label("value"), func.count())
+            .select_from(_lines_with_events())
+            .where(
+                e.org_id == org_id,
+                e.period_start == period_start,
+                e.metric == metric,
+                value.in_(list(values)),
+            )
+            .group_by(value)
+        )
+        return {found: int(count) for found, count in await self._conn.execute(query)}
+
     def _property_text(self, prop: str) -> ColumnElement[Any]:
         """The text of an event's property `prop` (None without it), as PostgreSQL's `->>`
         gives it on both databases: `true`, `false`, a number as JSON writes it."""

@@ -228,6 +228,20 @@ class UsageReader:
         async with self._tx.read(uow) as unit:
             return await UsageHistory(unit).event_counts(org_id, period.key)
 
+    async def value_events(
+        self,
+        org_id: str,
+        period: BillingPeriod,
+        metric: str,
+        prop: str,
+        values: Sequence[str],
+        uow: UnitOfWork | None = None,
+    ) -> dict[str, int]:
+        """How many events of `metric` the org sent in one period with each of `values` as
+        their property `prop`."""
+        async with self._tx.read(uow) as unit:
+            return await UsageHistory(unit).value_events(org_id, period.key, metric, prop, values)
+
     async def daily_totals(
         self, org_id: str, period: BillingPeriod, uow: UnitOfWork | None = None
     ) -> dict[tuple[date, str], int]:
