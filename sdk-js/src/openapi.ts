@@ -2315,6 +2315,7 @@ export interface components {
         DimensionIn: {
             /**
              * Property
+             * @description The event property whose values are priced apart.
              * @example model
              */
             property: string;
@@ -2326,9 +2327,15 @@ export interface components {
         };
         /** DimensionOut */
         DimensionOut: {
-            /** Property */
+            /**
+             * Property
+             * @description The event property whose values are priced apart.
+             */
             property: string;
-            /** Prices */
+            /**
+             * Prices
+             * @description Each value with its price, in the order the included quantity covers them; every other value is priced by the metric's own price.
+             */
             prices: components["schemas"]["ValuePriceOut"][];
         };
         /** EndpointIn */
@@ -4412,7 +4419,10 @@ export interface components {
              * @description `graduated` and `volume`: the tiers; else none.
              */
             tiers: components["schemas"]["TierOut"][];
-            /** Value */
+            /**
+             * Value
+             * @description The property's value as text, priced by this price.
+             */
             value: string;
         };
         /** ValueUsageOut */

@@ -367,3 +367,28 @@ def test_points_get_their_groups_largest_first() -> None:
     [ties] = grouped(points[:1], {(day, "tokens"): {"B": 1, "": 1, None: 1, "A": 1}})
     assert ties.groups is not None
     assert list(ties.groups["tokens"]) == ["", "A", "B", None]
+
+
+def test_a_metric_priced_per_value_is_summed_from_its_values_as_its_lines_bill_it() -> None:
+    state = new_trial_state("acme", "growth", NOW - timedelta(days=3), trial_days=0)
+    summary = build_summary(
+        plan=GROWTH,
+        state=state,
+        period=BillingPeriod.containing(NOW),
+        catalogue=DEFAULT_METRICS,
+        counters={"tokens": 5_300_000, "playbook_runs": 1_001},
+        seat_count=2,
+        overrides={},
+        now=NOW,
+        by_value={"tokens": {"gpt-5": 1_000_000, "gpt-5-mini": 4_100_000}},
+    )
+    tokens = summary.metric("tokens")
+    # gpt-5 all included, gpt-5-mini 100,000 over at 0.005, the other 200,000 at 0.015
+    assert [(s.value, s.over, s.cost().amount) for s in tokens.shares] == [
+        ("gpt-5", 0, Decimal("0.00")),
+        ("gpt-5-mini", 100_000, Decimal("0.50")),
+        (None, 200_000, Decimal("3.00")),
+    ]
+    assert (tokens.overage_quantity, tokens.overage_amount) == (300_000, Decimal("3.50"))
+    runs = summary.metric("playbook_runs")  # priced as one: no shares
+    assert (runs.shares, runs.overage_amount) == ((), Decimal("0.20"))

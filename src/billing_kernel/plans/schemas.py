@@ -219,7 +219,7 @@ DIMENSION_TEXT = (
 
 class DimensionIn(StrictBody):
     property: Annotated[str, Field(pattern=PROPERTY_NAME_PATTERN.pattern)] = Field(
-        examples=["model"]
+        description="The event property whose values are priced apart.", examples=["model"]
     )
     prices: list[ValuePriceIn] = Field(
         min_length=1,
@@ -343,12 +343,15 @@ class PriceOut(BaseModel):
 
 
 class ValuePriceOut(PriceOut):
-    value: str
+    value: str = Field(description="The property's value as text, priced by this price.")
 
 
 class DimensionOut(BaseModel):
-    property: str
-    prices: list[ValuePriceOut]
+    property: str = Field(description="The event property whose values are priced apart.")
+    prices: list[ValuePriceOut] = Field(
+        description="Each value with its price, in the order the included quantity covers "
+        "them; every other value is priced by the metric's own price."
+    )
 
 
 class PlanTermsOut(PriceOut):
